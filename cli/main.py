@@ -1,0 +1,170 @@
+"""The `odock-sync` command line."""
+
+from __future__ import annotations
+
+import uuid
+
+import click
+
+from cli.context import CLI_ACTOR, cli_settings, unit_of_work
+from cli.output import emit
+from models.actions import organisations, tokens
+from models.actions import users as user_actions
+from models.enums import Role, TokenScope
+from models.errors import NotFound
+from models.queries.users import user_profile
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group()
+def main() -> None:
+    """odock-sync: identity-provider sync and webhooks for Odock."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database to the newest schema."""
+    from models.db import make_engine
+    from models.migrate import upgrade
+
+    engine = make_engine(cli_settings())
+    upgrade(engine)
+    engine.dispose()
+    click.echo("database is at the newest schema")
+
+
+@main.group()
+def org() -> None:
+    """Organisations."""
+
+
+@org.command("create")
+@click.option("--name", required=True)
+@click.option("--slug", default=None)
+@JSON_OPTION
+def org_create(name: str, slug: str | None, as_json: bool) -> None:
+    with unit_of_work() as session:
+        organisation = organisations.create_organisation(
+            session, name=name, slug=slug, actor=CLI_ACTOR
+        )
+        data = {"id": str(organisation.id), "name": organisation.name, "slug": organisation.slug}
+    emit(data, as_json=as_json)
+
+
+@main.group()
+def user() -> None:
+    """Create and change users."""
+
+
+@user.command("create")
+@click.option("--org", "org_slug", required=True)
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in Role if r is not Role.SUPER_ADMIN]),
+    default="USER",
+)
+@JSON_OPTION
+def user_create(org_slug: str, email: str, name: str, role: str, as_json: bool) -> None:
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        created = user_actions.create_user(
+            session,
+            organisation=organisation,
+            email=email,
+            name=name,
+            role=Role(role),
+            actor=CLI_ACTOR,
+        )
+        data = user_profile(created)
+    emit(data, as_json=as_json)
+
+
+@main.group()
+def token() -> None:
+    """API tokens (the secret is printed once)."""
+
+
+@token.command("create")
+@click.option("--org", "org_slug", required=True)
+@click.option("--scope", type=click.Choice([s.value for s in TokenScope]), required=True)
+@click.option("--user", "user_email", default=None, help="The user an admin token acts as.")
+@click.option("--name", default="")
+@JSON_OPTION
+def token_create(
+    org_slug: str, scope: str, user_email: str | None, name: str, as_json: bool
+) -> None:
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        acting = None
+        if user_email:
+            acting = user_actions.find_user_by_email(session, organisation.id, user_email)
+            if acting is None:
+                raise NotFound(f"no user with email {user_email} in {org_slug}")
+        issued = tokens.create_token(
+            session,
+            organisation=organisation,
+            scope=TokenScope(scope),
+            user=acting,
+            name=name,
+            actor=CLI_ACTOR,
+        )
+        data = {"id": str(issued.token.id), "scope": scope, "token": issued.secret}
+    emit(data, as_json=as_json, text=issued.secret)
+
+
+@main.group()
+def users() -> None:
+    """Review users."""
+
+
+@users.command("list")
+@click.option("--org", "org_slug", required=True)
+@click.option("--status", default=None)
+@JSON_OPTION
+def users_list(org_slug: str, status: str | None, as_json: bool) -> None:
+    from sqlalchemy import select
+
+    from models.entities import User
+
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        query = select(User).where(User.organisation_id == organisation.id).order_by(User.email_key)
+        if status:
+            query = query.where(User.status == status.upper())
+        rows = [user_profile(u) for u in session.scalars(query)]
+    text = "\n".join(f"{r['id']}  {r['status']:8} {r['role']:10} {r['email']}" for r in rows)
+    emit(rows, as_json=as_json, text=text or "no users")
+
+
+@users.command("show")
+@click.option("--org", "org_slug", required=True)
+@click.argument("user_ref")
+@JSON_OPTION
+def users_show(org_slug: str, user_ref: str, as_json: bool) -> None:
+    """Show one user, by id or email, as the user detail page does."""
+    from models.access import Viewer
+    from models.queries.users import user_detail
+
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        found = _find_user(session, organisation.id, user_ref)
+        detail = user_detail(session, Viewer.operator(organisation.id), found.id)
+    emit(detail, as_json=as_json)
+
+
+def _find_user(session, organisation_id: uuid.UUID, ref: str):  # type: ignore[no-untyped-def]
+    try:
+        return user_actions.get_user(session, organisation_id, uuid.UUID(ref))
+    except ValueError:
+        found = user_actions.find_user_by_email(session, organisation_id, ref)
+        if found is None:
+            raise NotFound(f"no user {ref}") from None
+        return found

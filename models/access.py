@@ -1,0 +1,119 @@
+"""Who may see and change what, following the product's organisation roles.
+
+Organisation Admins: everything in their organisation. Managers: the people and resources of
+the teams in which they hold the team role MANAGER. Users: only themselves. Nothing crosses
+organisations.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, exists, select, true
+from sqlalchemy.orm import Session
+
+from models.entities import Organisation, Team, TeamMembership, User
+from models.enums import Role, TeamRole
+from models.errors import Forbidden, NotFound
+
+ADMIN_ROLES = frozenset({Role.ORG_ADMIN, Role.SUPER_ADMIN})
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """On whose behalf a request acts: a signed-in user, or the operator at the CLI."""
+
+    organisation_id: uuid.UUID
+    role: Role
+    user_id: uuid.UUID | None
+    name: str
+
+    @classmethod
+    def for_user(cls, user: User) -> Viewer:
+        return cls(user.organisation_id, user.role, user.id, user.email)
+
+    @classmethod
+    def operator(cls, organisation_id: uuid.UUID) -> Viewer:
+        """The CLI runs with full authority over one organisation."""
+        return cls(organisation_id, Role.ORG_ADMIN, None, "cli")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role in ADMIN_ROLES
+
+    @property
+    def is_manager(self) -> bool:
+        return self.role is Role.MANAGER
+
+    def organisation(self, session: Session) -> Organisation:
+        return session.get_one(Organisation, self.organisation_id)
+
+
+def managed_team_ids(session: Session, viewer: Viewer) -> set[uuid.UUID]:
+    """Teams this viewer manages (an admin manages all of the organisation's teams)."""
+    if viewer.is_admin:
+        query = select(Team.id).where(Team.organisation_id == viewer.organisation_id)
+    elif viewer.is_manager:
+        query = select(TeamMembership.team_id).where(
+            TeamMembership.user_id == viewer.user_id, TeamMembership.role == TeamRole.MANAGER
+        )
+    else:
+        return set()
+    return set(session.scalars(query))
+
+
+def visible_users(viewer: Viewer) -> ColumnElement[bool]:
+    """A WHERE clause on User that keeps only the users this viewer may see."""
+    in_org = User.organisation_id == viewer.organisation_id
+    if viewer.is_admin:
+        return in_org & true()
+    if not viewer.is_manager:
+        return in_org & (User.id == viewer.user_id)
+    mine = TeamMembership.__table__.alias("mine")
+    theirs = TeamMembership.__table__.alias("theirs")
+    shares_managed_team = exists(
+        select(1)
+        .select_from(theirs.join(mine, mine.c.team_id == theirs.c.team_id))
+        .where(
+            theirs.c.user_id == User.id,
+            mine.c.user_id == viewer.user_id,
+            mine.c.role == TeamRole.MANAGER.value,
+        )
+    )
+    return in_org & ((User.id == viewer.user_id) | shares_managed_team)
+
+
+def require_admin(viewer: Viewer) -> None:
+    if not viewer.is_admin:
+        raise Forbidden("this action needs the Organisation Admin role")
+
+
+def require_can_view_user(session: Session, viewer: Viewer, user_id: uuid.UUID) -> User:
+    """The user, if visible; otherwise not found (so ids of hidden people leak nothing)."""
+    user = session.scalar(select(User).where(User.id == user_id, visible_users(viewer)))
+    if user is None:
+        raise NotFound("user not found")
+    return user
+
+
+def require_can_view_team(session: Session, viewer: Viewer, team: Team) -> None:
+    if team.organisation_id != viewer.organisation_id:
+        raise NotFound("team not found")
+    if viewer.is_admin:
+        return
+    member_of = session.get(TeamMembership, (team.id, viewer.user_id))
+    if member_of is None:
+        raise NotFound("team not found")
+
+
+def require_can_manage_team(session: Session, viewer: Viewer, team: Team) -> None:
+    require_can_view_team(session, viewer, team)
+    if team.id not in managed_team_ids(session, viewer):
+        raise Forbidden("only an Organisation Admin or a manager of this team can change it")
+
+
+def require_can_handle_team_role(viewer: Viewer, role: TeamRole) -> None:
+    """Managers add and remove members; only admins add or remove team managers."""
+    if role is TeamRole.MANAGER and not viewer.is_admin:
+        raise Forbidden("only an Organisation Admin can add or remove a team manager")

@@ -1,0 +1,179 @@
+"""Teams and memberships. Membership and its team role are separate from the org role."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import audit
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import Organisation, Team, TeamMembership, User
+from models.enums import Source, TeamRole
+from models.errors import Conflict, InvalidInput, NotFound
+from models.snapshots import membership_snapshot, team_snapshot
+
+
+def get_team(session: Session, organisation_id: uuid.UUID, team_id: uuid.UUID) -> Team:
+    team = session.get(Team, team_id)
+    if team is None or team.organisation_id != organisation_id:
+        raise NotFound("team not found")
+    return team
+
+
+def find_team_by_name(session: Session, organisation_id: uuid.UUID, name: str) -> Team | None:
+    return session.scalar(
+        select(Team).where(
+            Team.organisation_id == organisation_id, Team.name_key == name.strip().lower()
+        )
+    )
+
+
+def create_team(
+    session: Session,
+    *,
+    organisation: Organisation,
+    name: str,
+    actor: Actor,
+    external_source: Source | None = None,
+    external_id: str | None = None,
+) -> Team:
+    name = _validate_team_name(name)
+    if find_team_by_name(session, organisation.id, name):
+        raise Conflict(f"a team named {name!r} already exists", field="name")
+    team = Team(
+        organisation_id=organisation.id, external_source=external_source, external_id=external_id
+    )
+    team.set_name(name)
+    session.add(team)
+    session.flush()
+    _audit_team(session, team, actor, "team.created", before=None)
+    return team
+
+
+def rename_team(session: Session, *, team: Team, name: str, actor: Actor) -> Team:
+    name = _validate_team_name(name)
+    if name == team.name:
+        return team
+    clash = find_team_by_name(session, team.organisation_id, name)
+    if clash is not None and clash.id != team.id:
+        raise Conflict(f"a team named {name!r} already exists", field="name")
+    before = team_snapshot(team)
+    team.set_name(name)
+    team.updated_at = utcnow()
+    _audit_team(session, team, actor, "team.renamed", before=before)
+    return team
+
+
+def delete_team(session: Session, *, team: Team, actor: Actor) -> None:
+    _audit_team(session, team, actor, "team.deleted", before=team_snapshot(team), deleted=True)
+    session.delete(team)
+
+
+def get_membership(session: Session, team: Team, user: User) -> TeamMembership | None:
+    return session.get(TeamMembership, (team.id, user.id))
+
+
+def add_to_team(
+    session: Session,
+    *,
+    team: Team,
+    user: User,
+    role: TeamRole,
+    actor: Actor,
+    source: Source | None = None,
+) -> TeamMembership:
+    """Add a member, or change the team role of an existing one."""
+    if team.organisation_id != user.organisation_id:
+        raise NotFound("user not found")
+    membership = get_membership(session, team, user)
+    before = membership_snapshot(membership) if membership else None
+    if membership is None:
+        membership = TeamMembership(
+            team_id=team.id, user_id=user.id, role=role, source=source or actor.source
+        )
+        session.add(membership)
+    elif membership.role is role:
+        return membership
+    else:
+        membership.role = role
+    session.flush()
+    _audit_membership(
+        session,
+        team,
+        membership,
+        actor,
+        "team.member_added" if before is None else "team.member_role_changed",
+        before,
+    )
+    return membership
+
+
+def remove_from_team(session: Session, *, team: Team, user: User, actor: Actor) -> bool:
+    """Remove a member; False when they were not one."""
+    membership = get_membership(session, team, user)
+    if membership is None:
+        return False
+    before = membership_snapshot(membership)
+    session.delete(membership)
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=team.organisation_id,
+        action="team.member_removed",
+        target_type="team",
+        target_id=team.id,
+        before=before,
+        after=None,
+    )
+    return True
+
+
+def _validate_team_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("team name must be 1 to 200 characters", field="name")
+    return name
+
+
+def _audit_team(
+    session: Session,
+    team: Team,
+    actor: Actor,
+    action: str,
+    *,
+    before: dict | None,
+    deleted: bool = False,
+) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=team.organisation_id,
+        action=action,
+        target_type="team",
+        target_id=team.id,
+        before=before,
+        after=None if deleted else team_snapshot(team),
+    )
+
+
+def _audit_membership(
+    session: Session,
+    team: Team,
+    membership: TeamMembership,
+    actor: Actor,
+    action: str,
+    before: dict | None,
+) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=team.organisation_id,
+        action=action,
+        target_type="team",
+        target_id=team.id,
+        before=before,
+        after=membership_snapshot(membership),
+    )

@@ -1,0 +1,92 @@
+"""API tokens: created with their secret shown once, stored only as a hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import audit
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import ApiToken, Organisation, User
+from models.enums import TokenScope, UserStatus
+from models.errors import Forbidden, InvalidInput
+from models.secrets import hash_secret, new_secret, same_secret
+
+TOKEN_PREFIX = {TokenScope.ADMIN: "odk_admin", TokenScope.SCIM: "odk_scim"}
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    secret: str
+
+
+def create_token(
+    session: Session,
+    *,
+    organisation: Organisation,
+    scope: TokenScope,
+    actor: Actor,
+    user: User | None = None,
+    name: str = "",
+) -> IssuedToken:
+    if scope is TokenScope.ADMIN and user is None:
+        raise InvalidInput("an admin token acts as a user; name the user", field="user")
+    if user is not None and user.organisation_id != organisation.id:
+        raise InvalidInput("the user belongs to another organisation", field="user")
+    secret = new_secret(TOKEN_PREFIX[scope])
+    token = ApiToken(
+        organisation_id=organisation.id,
+        scope=scope,
+        user_id=user.id if user else None,
+        name=name,
+        token_hash=hash_secret(secret),
+        prefix=secret[: len(TOKEN_PREFIX[scope]) + 5],
+    )
+    session.add(token)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=organisation.id,
+        action="token.created",
+        target_type="api_token",
+        target_id=token.id,
+        after={"scope": scope.value, "user_id": str(user.id) if user else None, "name": name},
+    )
+    return IssuedToken(token=token, secret=secret)
+
+
+def authenticate(session: Session, *, secret: str, scope: TokenScope) -> ApiToken | None:
+    """The live token for this secret and scope, or None; never says which part was wrong."""
+    if not secret or len(secret) > 200:
+        return None
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_secret(secret)))
+    if token is None or not same_secret(secret, token.token_hash):
+        return None
+    if token.scope is not scope or token.revoked_at is not None:
+        return None
+    return token
+
+
+def acting_user(session: Session, token: ApiToken) -> User:
+    """The user an admin token acts for; only ACTIVE users may act."""
+    user = session.get(User, token.user_id) if token.user_id else None
+    if user is None or user.status is not UserStatus.ACTIVE:
+        raise Forbidden("the user behind this token is not active")
+    return user
+
+
+def revoke_token(session: Session, *, token: ApiToken, actor: Actor) -> None:
+    token.revoked_at = utcnow()
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=token.organisation_id,
+        action="token.revoked",
+        target_type="api_token",
+        target_id=token.id,
+    )

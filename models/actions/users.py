@@ -1,0 +1,318 @@
+"""The user lifecycle: create, edit, approve, decline, revoke, reactivate.
+
+Every operation takes a session, writes an audit event, and never commits.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from models import audit, outbox
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import Organisation, Revocation, User, VirtualApiKey
+from models.entities.user import email_key
+from models.enums import KeyPolicy, KeyType, Role, UserStatus
+from models.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from models.snapshots import user_snapshot
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+TASK_INVALIDATE_KEYS = "gateway.invalidate_keys"
+TASK_OPEN_REVIEW = "reviews.open_for_revocation"
+
+
+def validate_email(email: str) -> str:
+    email = email.strip()
+    if len(email) > 320 or not EMAIL_PATTERN.match(email):
+        raise InvalidInput(f"{email!r} is not a valid email address", field="email")
+    return email
+
+
+def validate_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("name must be 1 to 200 characters", field="name")
+    return name
+
+
+def find_user_by_email(session: Session, organisation_id: uuid.UUID, email: str) -> User | None:
+    return session.scalar(
+        select(User).where(
+            User.organisation_id == organisation_id, User.email_key == email_key(email)
+        )
+    )
+
+
+def get_user(session: Session, organisation_id: uuid.UUID, user_id: uuid.UUID) -> User:
+    """A user of this organisation; another organisation's user is simply not found."""
+    user = session.get(User, user_id)
+    if user is None or user.organisation_id != organisation_id:
+        raise NotFound("user not found")
+    return user
+
+
+def create_user(
+    session: Session,
+    *,
+    organisation: Organisation,
+    email: str,
+    name: str,
+    role: Role,
+    actor: Actor,
+    status: UserStatus | None = None,
+) -> User:
+    """A new user; ACTIVE unless the organisation requires approval (then PENDING)."""
+    email = validate_email(email)
+    if role is Role.SUPER_ADMIN:
+        raise InvalidInput("SUPER_ADMIN is a platform role, not an organisation role", field="role")
+    if find_user_by_email(session, organisation.id, email):
+        raise Conflict(f"a user with email {email} already exists", field="email")
+    if status is None:
+        pending = organisation.settings.approval_required
+        status = UserStatus.PENDING if pending else UserStatus.ACTIVE
+    user = User(organisation_id=organisation.id, name=validate_name(name), role=role, status=status)
+    user.set_email(email)
+    session.add(user)
+    session.flush()
+    _audit(session, user, actor, "user.created", before=None)
+    return user
+
+
+def edit_user(
+    session: Session,
+    *,
+    user: User,
+    actor: Actor,
+    name: str | None = None,
+    email: str | None = None,
+    role: Role | None = None,
+    status: UserStatus | None = None,
+) -> User:
+    """Change profile fields; a status change goes through its own lifecycle operation."""
+    before = user_snapshot(user)
+    if name is not None:
+        user.name = validate_name(name)
+    if email is not None and email_key(email) != user.email_key:
+        email = validate_email(email)
+        if find_user_by_email(session, user.organisation_id, email):
+            raise Conflict(f"a user with email {email} already exists", field="email")
+        user.set_email(email)
+    if role is not None:
+        if role is Role.SUPER_ADMIN:
+            raise InvalidInput("SUPER_ADMIN cannot be granted here", field="role")
+        user.role = role
+    if user_snapshot(user) != before:
+        user.updated_at = utcnow()
+        _audit(session, user, actor, "user.updated", before=before)
+    if status is not None and status is not user.status:
+        change_status(session, user=user, status=status, actor=actor)
+    return user
+
+
+def change_status(session: Session, *, user: User, status: UserStatus, actor: Actor) -> None:
+    """Route a requested status to the operation that owns that transition."""
+    if status is UserStatus.ACTIVE:
+        if user.status is UserStatus.PENDING:
+            approve_user(session, user=user, actor=actor)
+        else:
+            reactivate_user(session, user=user, actor=actor)
+    elif status is UserStatus.REVOKED:
+        if user.status is UserStatus.PENDING:
+            decline_user(session, user=user, actor=actor)
+        else:
+            revoke_user(session, user=user, actor=actor)
+    else:
+        raise InvalidTransition(f"a {user.status} user cannot go back to PENDING")
+
+
+def approve_user(session: Session, *, user: User, actor: Actor) -> User:
+    _require_status(user, UserStatus.PENDING, "approve")
+    before = user_snapshot(user)
+    user.status = UserStatus.ACTIVE
+    user.updated_at = utcnow()
+    _audit(session, user, actor, "user.approved", before=before)
+    return user
+
+
+def decline_user(session: Session, *, user: User, actor: Actor, reason: str = "") -> Revocation:
+    _require_status(user, UserStatus.PENDING, "decline")
+    return _revoke(
+        session, user=user, actor=actor, reason=reason or "declined", action="user.declined"
+    )
+
+
+def revoke_user(session: Session, *, user: User, actor: Actor, reason: str = "") -> Revocation:
+    """Cut an ACTIVE user off: status REVOKED, owned keys per policy, review and cache flush."""
+    _require_status(user, UserStatus.ACTIVE, "revoke")
+    return _revoke(session, user=user, actor=actor, reason=reason, action="user.revoked")
+
+
+def reactivate_user(session: Session, *, user: User, actor: Actor) -> User:
+    """Undo the latest revocation: status back, and only the keys that revocation disabled."""
+    _require_status(user, UserStatus.REVOKED, "reactivate")
+    revocation = latest_revocation(session, user.id)
+    before = user_snapshot(user)
+    user.status = UserStatus.ACTIVE
+    user.updated_at = utcnow()
+    restored: list[str] = []
+    if revocation is not None:
+        revocation.undone_at = utcnow()
+        restored = _restore_keys(session, user, revocation, actor)
+    _audit(
+        session, user, actor, "user.reactivated", before=before, extra={"keys_restored": restored}
+    )
+    if restored:
+        outbox.enqueue(session, TASK_INVALIDATE_KEYS, key_ids=restored, reason="reactivated")
+    return user
+
+
+def set_active(
+    session: Session, *, user: User, active: bool, actor: Actor, reason: str = ""
+) -> bool:
+    """Bring a user to the state an identity source asserts; False when already there."""
+    if active and user.status is UserStatus.REVOKED:
+        reactivate_user(session, user=user, actor=actor)
+        return True
+    if not active and user.status is UserStatus.ACTIVE:
+        revoke_user(session, user=user, actor=actor, reason=reason)
+        return True
+    if not active and user.status is UserStatus.PENDING:
+        decline_user(session, user=user, actor=actor, reason=reason)
+        return True
+    return False
+
+
+def latest_revocation(session: Session, user_id: uuid.UUID) -> Revocation | None:
+    return session.scalar(
+        select(Revocation)
+        .where(Revocation.user_id == user_id, Revocation.undone_at.is_(None))
+        .order_by(Revocation.revoked_at.desc())
+        .limit(1)
+    )
+
+
+def _revoke(session: Session, *, user: User, actor: Actor, reason: str, action: str) -> Revocation:
+    before = user_snapshot(user)
+    revocation = Revocation(
+        organisation_id=user.organisation_id,
+        user_id=user.id,
+        source=actor.source,
+        actor=str(actor),
+        reason=reason,
+        previous_status=user.status,
+    )
+    session.add(revocation)
+    session.flush()
+    user.status = UserStatus.REVOKED
+    user.updated_at = utcnow()
+    revoked = _revoke_owned_keys(session, user, revocation, actor)
+    _audit(
+        session,
+        user,
+        actor,
+        action,
+        before=before,
+        extra={"keys_revoked": revoked, "reason": reason},
+    )
+    if revoked:
+        outbox.enqueue(session, TASK_INVALIDATE_KEYS, key_ids=revoked, reason="revoked")
+    outbox.enqueue(session, TASK_OPEN_REVIEW, revocation_id=str(revocation.id))
+    return revocation
+
+
+def _revoke_owned_keys(
+    session: Session, user: User, revocation: Revocation, actor: Actor
+) -> list[str]:
+    """Disable the user's own active keys when the organisation's policy says so."""
+    organisation = session.get_one(Organisation, user.organisation_id)
+    if organisation.settings.user_key_policy is not KeyPolicy.REVOKE:
+        return []
+    now = utcnow()
+    key_ids = session.scalars(
+        update(VirtualApiKey)
+        .where(
+            VirtualApiKey.owner_user_id == user.id,
+            VirtualApiKey.key_type == KeyType.USER,
+            VirtualApiKey.revoked.is_(False),
+        )
+        .values(
+            revoked=True, revoked_at=now, revoked_by_revocation_id=revocation.id, updated_at=now
+        )
+        .returning(VirtualApiKey.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    _audit_keys(session, user, actor, key_ids, "api_key.revoked", revoked=True)
+    return [str(key_id) for key_id in key_ids]
+
+
+def _restore_keys(session: Session, user: User, revocation: Revocation, actor: Actor) -> list[str]:
+    now = utcnow()
+    key_ids = session.scalars(
+        update(VirtualApiKey)
+        .where(
+            VirtualApiKey.revoked_by_revocation_id == revocation.id,
+            VirtualApiKey.revoked.is_(True),
+        )
+        .values(revoked=False, revoked_at=None, revoked_by_revocation_id=None, updated_at=now)
+        .returning(VirtualApiKey.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    _audit_keys(session, user, actor, key_ids, "api_key.restored", revoked=False)
+    return [str(key_id) for key_id in key_ids]
+
+
+def _audit_keys(
+    session: Session,
+    user: User,
+    actor: Actor,
+    key_ids: Sequence[uuid.UUID],
+    action: str,
+    *,
+    revoked: bool,
+) -> None:
+    for key_id in key_ids:
+        audit.record(
+            session,
+            actor=actor,
+            organisation_id=user.organisation_id,
+            action=action,
+            target_type="api_key",
+            target_id=key_id,
+            before={"revoked": not revoked},
+            after={"revoked": revoked, "user_id": str(user.id)},
+        )
+
+
+def _require_status(user: User, expected: UserStatus, verb: str) -> None:
+    if user.status is not expected:
+        raise InvalidTransition(
+            f"cannot {verb} a user whose status is {user.status}; it must be {expected}",
+            status=user.status.value,
+        )
+
+
+def _audit(
+    session: Session,
+    user: User,
+    actor: Actor,
+    action: str,
+    *,
+    before: dict[str, object] | None,
+    extra: dict[str, object] | None = None,
+) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=user.organisation_id,
+        action=action,
+        target_type="user",
+        target_id=user.id,
+        before=before,
+        after={**user_snapshot(user), **(extra or {})},
+    )

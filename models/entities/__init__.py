@@ -1,0 +1,33 @@
+"""Every table of odock-sync; importing this package registers them all on Base.metadata."""
+
+from models.entities.api_key import VirtualApiKey
+from models.entities.api_token import ApiToken
+from models.entities.audit import AuditEvent
+from models.entities.budget import Budget, Quota
+from models.entities.invitation import Invitation
+from models.entities.organisation import Organisation, OrganisationSettings
+from models.entities.outbox import OutboxMessage
+from models.entities.revocation import ReviewFinding, Revocation, RevocationReview
+from models.entities.team import Team, TeamMembership
+from models.entities.usage import UsageRecord
+from models.entities.user import IdentityLink, User
+
+__all__ = [
+    "ApiToken",
+    "AuditEvent",
+    "Budget",
+    "IdentityLink",
+    "Invitation",
+    "Organisation",
+    "OrganisationSettings",
+    "OutboxMessage",
+    "Quota",
+    "ReviewFinding",
+    "Revocation",
+    "RevocationReview",
+    "Team",
+    "TeamMembership",
+    "UsageRecord",
+    "User",
+    "VirtualApiKey",
+]

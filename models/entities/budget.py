@@ -1,0 +1,45 @@
+"""Budgets and quotas, owned by an organisation, a team, a user or an API key."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from sqlalchemy import ForeignKey, Index, Numeric, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, Timestamped, new_id
+from models.entities.types import enum_column
+from models.enums import OwnerType
+
+
+class Budget(Timestamped, Base):
+    __tablename__ = "budgets"
+    __table_args__ = (Index("ix_budgets_owner", "owner_type", "owner_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    owner_type: Mapped[OwnerType] = enum_column(OwnerType)
+    owner_id: Mapped[uuid.UUID]
+    name: Mapped[str] = mapped_column(String(200))
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 4))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    window: Mapped[str] = mapped_column(String(16), default="monthly")
+
+
+class Quota(Timestamped, Base):
+    __tablename__ = "quotas"
+    __table_args__ = (Index("ix_quotas_owner", "owner_type", "owner_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    owner_type: Mapped[OwnerType] = enum_column(OwnerType)
+    owner_id: Mapped[uuid.UUID]
+    name: Mapped[str] = mapped_column(String(200))
+    metric: Mapped[str] = mapped_column(String(16), default="requests")
+    limit: Mapped[int]
+    window: Mapped[str] = mapped_column(String(16), default="daily")

@@ -1,0 +1,44 @@
+"""Organisations and their per-organisation settings."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, Timestamped, new_id
+from models.entities.types import enum_column
+from models.enums import KeyPolicy
+
+
+class Organisation(Timestamped, Base):
+    __tablename__ = "organisations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+
+    settings: Mapped[OrganisationSettings] = relationship(
+        back_populates="organisation", uselist=False, lazy="joined"
+    )
+
+
+class OrganisationSettings(Timestamped, Base):
+    """Policy knobs an organisation admin tunes; defaults are the safe choice."""
+
+    __tablename__ = "organisation_settings"
+
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True
+    )
+    invitation_lifetime_hours: Mapped[int] = mapped_column(default=7 * 24)
+    approval_required: Mapped[bool] = mapped_column(default=False)
+    resend_cooldown_seconds: Mapped[int] = mapped_column(default=60)
+    resend_daily_cap: Mapped[int] = mapped_column(default=5)
+    user_key_policy: Mapped[KeyPolicy] = enum_column(KeyPolicy, default=KeyPolicy.REVOKE)
+    team_key_policy: Mapped[KeyPolicy] = enum_column(KeyPolicy, default=KeyPolicy.HOLD)
+    deprovision_threshold_count: Mapped[int] = mapped_column(default=50)
+    deprovision_threshold_percent: Mapped[int] = mapped_column(default=10)
+
+    organisation: Mapped[Organisation] = relationship(back_populates="settings")

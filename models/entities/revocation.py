@@ -1,0 +1,77 @@
+"""Revocations (what was changed, so it can be undone) and their reviews and findings."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, Timestamped, new_id, utcnow
+from models.entities.types import enum_column
+from models.enums import FindingState, ReviewStatus, Severity, Source, UserStatus
+
+
+class Revocation(Base):
+    """One revocation of one user: its cause and the state it replaced."""
+
+    __tablename__ = "revocations"
+    __table_args__ = (Index("ix_revocations_user", "user_id", "revoked_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    source: Mapped[Source] = enum_column(Source)
+    actor: Mapped[str] = mapped_column(String(255), default="")
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    previous_status: Mapped[UserStatus] = enum_column(UserStatus)
+    revoked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    undone_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RevocationReview(Timestamped, Base):
+    __tablename__ = "revocation_reviews"
+    __table_args__ = (Index("ix_revocation_reviews_org_status", "organisation_id", "status"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    revocation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("revocations.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[ReviewStatus] = enum_column(ReviewStatus, default=ReviewStatus.OPEN)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    findings: Mapped[list[ReviewFinding]] = relationship(
+        back_populates="review", cascade="all, delete-orphan"
+    )
+
+
+class ReviewFinding(Timestamped, Base):
+    """One thing the revoked person owned or held, and what was done about it."""
+
+    __tablename__ = "review_findings"
+    __table_args__ = (Index("ix_review_findings_review", "review_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    review_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("revocation_reviews.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(40))
+    subject_type: Mapped[str] = mapped_column(String(20))
+    subject_id: Mapped[uuid.UUID]
+    severity: Mapped[Severity] = enum_column(Severity)
+    action: Mapped[str] = mapped_column(String(40))
+    action_taken: Mapped[bool] = mapped_column(default=False)
+    state: Mapped[FindingState] = enum_column(FindingState, default=FindingState.OPEN)
+    resolved_by: Mapped[str | None] = mapped_column(String(255), default=None)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    review: Mapped[RevocationReview] = relationship(back_populates="findings")

@@ -1,0 +1,67 @@
+"""People who sign in to Odock, and where each one came from."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, Timestamped, new_id
+from models.entities.types import enum_column
+from models.enums import Role, Source, UserStatus
+
+
+class User(Timestamped, Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "email_key"),
+        Index("ix_users_org_status", "organisation_id", "status"),
+        Index("ix_users_org_role", "organisation_id", "role"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320))
+    role: Mapped[Role] = enum_column(Role)
+    status: Mapped[UserStatus] = enum_column(UserStatus)
+
+    identity_links: Mapped[list[IdentityLink]] = relationship(back_populates="user")
+
+    def set_email(self, email: str) -> None:
+        self.email = email.strip()
+        self.email_key = email_key(email)
+
+
+def email_key(email: str) -> str:
+    """Emails compare case-insensitively within an organisation."""
+    return email.strip().lower()
+
+
+class IdentityLink(Timestamped, Base):
+    """Which source a user came from, under which stable external id."""
+
+    __tablename__ = "identity_links"
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "source", "external_id"),
+        Index("ix_identity_links_user", "user_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    source: Mapped[Source] = enum_column(Source)
+    external_id: Mapped[str] = mapped_column(String(255))
+    connector_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    user: Mapped[User] = relationship(back_populates="identity_links")

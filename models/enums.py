@@ -1,0 +1,85 @@
+"""The closed vocabularies of the domain, named as Odock names them."""
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    SUPER_ADMIN = "SUPER_ADMIN"
+    ORG_ADMIN = "ORG_ADMIN"
+    MANAGER = "MANAGER"
+    USER = "USER"
+
+
+class UserStatus(StrEnum):
+    PENDING = "PENDING"
+    ACTIVE = "ACTIVE"
+    REVOKED = "REVOKED"
+
+
+class TeamRole(StrEnum):
+    MANAGER = "MANAGER"
+    MEMBER = "MEMBER"
+
+
+class KeyType(StrEnum):
+    ORGANISATION = "ORGANISATION"
+    TEAM = "TEAM"
+    USER = "USER"
+
+
+class OwnerType(StrEnum):
+    ORG = "ORG"
+    TEAM = "TEAM"
+    USER = "USER"
+    APIKEY = "APIKEY"
+
+
+class InvitationStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class Source(StrEnum):
+    """What caused a change: the audit trail's `source` and an identity link's origin."""
+
+    ADMIN = "admin"
+    SCIM = "scim"
+    LDAP = "ldap"
+    OKTA = "okta"
+    EVENTS = "events"
+    INVITATION = "invitation"
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    SYSTEM = "system"
+
+
+class TokenScope(StrEnum):
+    ADMIN = "admin"
+    SCIM = "scim"
+
+
+class ReviewStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class FindingState(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+    DISMISSED = "dismissed"
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class KeyPolicy(StrEnum):
+    """What a revocation does to keys the revoked person owns or created."""
+
+    REVOKE = "revoke"
+    HOLD = "hold"

@@ -1,0 +1,52 @@
+"""The domain's own errors; each protocol (problem JSON, SCIM, HTML) renders them its way."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error a domain operation raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+
+
+class Conflict(DomainError):
+    """The request clashes with the current state (a duplicate, a finished invitation)."""
+
+    code = "conflict"
+
+
+class InvalidTransition(Conflict):
+    """The object's state does not allow this change (approving an ACTIVE user)."""
+
+    code = "invalid_transition"
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+class PreconditionFailed(DomainError):
+    """The caller's version of the object is stale (an If-Match that no longer matches)."""
+
+    code = "precondition_failed"

@@ -1,0 +1,49 @@
+"""Structured JSON logs that never carry a secret."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from models.settings import Settings
+
+SECRET_KEYS = re.compile(r"(password|secret|token|authorization|signature|cookie)", re.IGNORECASE)
+SECRET_VALUES = re.compile(r"odk_(admin|scim)_[A-Za-z0-9_\-]+|Bearer\s+\S+")
+
+
+def redact_secrets(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key, value in list(event.items()):
+        if SECRET_KEYS.search(key):
+            event[key] = "[redacted]"
+        elif isinstance(value, str):
+            event[key] = SECRET_VALUES.sub("[redacted]", value)
+    return event
+
+
+def configure_logging(settings: Settings) -> None:
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if settings.log_json
+        else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelName(settings.log_level)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )

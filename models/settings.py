@@ -1,0 +1,83 @@
+"""The one settings object: read from the environment, validated at start-up."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_DATABASE_URL = "sqlite:///odock-sync.sqlite3"
+EMBEDDED_BROKER_URL = "sqla+sqlite:///odock-sync-broker.sqlite3"
+EMBEDDED_SECRET_FILE = "odock-sync-secret.key"  # noqa: S105 (a path)
+
+
+class SettingsError(Exception):
+    """A setting is missing or has a bad value; the message names it."""
+
+
+class Settings(BaseSettings):
+    """Every knob of odock-sync; each field is an environment variable of the same name."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    database_url: str = EMBEDDED_DATABASE_URL
+    celery_broker_url: str = EMBEDDED_BROKER_URL
+    celery_queue: str = "odock-sync"
+    broker_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    secret_key: str = ""
+    public_base_url: str = "http://127.0.0.1:8000"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_level: str = "INFO"
+    log_json: bool = True
+    outbox_relay_interval: float = Field(default=5.0, gt=0)
+    outbox_redispatch_after: float = Field(default=900.0, gt=0)
+    outbox_max_attempts: int = Field(default=8, ge=1)
+    redis_url: str = ""
+    gateway_url: str = ""
+    gateway_secret: str = ""
+    gateway_timeout: float = Field(default=5.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        if value.startswith("postgresql://"):
+            return "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def with_secret(self) -> Settings:
+        """Fill in the secret key from a local file for the embedded default."""
+        if self.secret_key:
+            return self
+        path = Path(EMBEDDED_SECRET_FILE)
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return self.model_copy(update={"secret_key": path.read_text().strip()})
+
+
+def load_settings() -> Settings:
+    """Read the environment; fail fast with a message that names each bad variable."""
+    try:
+        return Settings().with_secret()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None

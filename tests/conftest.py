@@ -1,0 +1,148 @@
+"""Test fixtures on real services.
+
+DATABASE_URL and CELERY_BROKER_URL name the servers to use (CI sets them to the machine's
+PostgreSQL and Redis); unset, the suite runs on the embedded defaults (SQLite files and the
+SQLAlchemy broker) in a temporary directory. A server that is named but unreachable fails the
+run. Each run gets a database and a queue of its own, so runs can share the servers.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from pytest_httpserver import HTTPServer
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from models.base import Base
+from models.db import SessionFactory, make_engine, make_session_factory
+from models.migrate import upgrade
+from models.settings import Settings
+from tests.support.worker import WorkerProcess, start_worker
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Iterator[str]:
+    configured = os.environ.get("DATABASE_URL")
+    if not configured:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'odock-test.sqlite3'}"
+        return
+    url = make_url(configured.replace("postgresql://", "postgresql+psycopg://", 1))
+    name = f"odock_test_{run_id}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def broker_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    configured = os.environ.get("CELERY_BROKER_URL")
+    if configured:
+        return configured
+    return f"sqla+sqlite:///{tmp_path_factory.mktemp('broker') / 'broker.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str, broker_url: str, run_id: str, make_httpserver: HTTPServer
+) -> Settings:
+    """The settings of this run; outbound HTTP goes to the loopback `httpserver`."""
+    return Settings(
+        database_url=database_url,
+        celery_broker_url=broker_url,
+        celery_queue=f"odock-test-{run_id}",
+        broker_poll_interval=0.05,
+        secret_key="test-secret-key-0123456789abcdef",
+        public_base_url="http://127.0.0.1:8000",
+        log_json=True,
+        log_level="WARNING",
+        gateway_url=make_httpserver.url_for("/gateway"),
+        gateway_secret="gateway-shared-secret",
+        gateway_timeout=2.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: Engine) -> SessionFactory:
+    from worker.outbox_relay import install_after_commit_relay
+
+    factory = make_session_factory(engine)
+    install_after_commit_relay(factory)
+    return factory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def celery_configured(settings: Settings) -> None:
+    from worker.celery_app import configure_celery
+    from worker.runtime import init_runtime
+
+    configure_celery(settings)
+    init_runtime(settings)
+
+
+@pytest.fixture
+def clean_db(engine: Engine) -> None:
+    """Every test starts from empty tables (committed data, so a worker process sees it)."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
+
+
+@pytest.fixture
+def session(sessions: SessionFactory, clean_db: None) -> Iterator[Session]:
+    """A session for arranging and checking. On SQLite each transaction takes the write lock
+    (BEGIN IMMEDIATE), so commit or roll back before another process or session must write."""
+    with sessions() as session:
+        yield session
+
+
+@pytest.fixture
+def app(settings: Settings, engine: Engine, clean_db: None) -> Flask:
+    from webhooks.app import create_app
+
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def worker(
+    settings: Settings, engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    """A real Celery worker process on the test broker and database."""
+    process = start_worker(settings, log_dir=Path(tmp_path_factory.mktemp("worker")))
+    yield process
+    process.stop()

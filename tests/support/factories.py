@@ -1,0 +1,134 @@
+"""Building test data through the domain operations (so it is shaped as in production)."""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from models.actions import organisations, teams, tokens
+from models.actions import users as user_actions
+from models.actor import Actor
+from models.entities import Budget, Organisation, Quota, Team, UsageRecord, User, VirtualApiKey
+from models.enums import KeyType, OwnerType, Role, Source, TeamRole, TokenScope, UserStatus
+
+SETUP = Actor(Source.ADMIN, "test-setup")
+_counter = itertools.count(1)
+
+
+def make_org(session: Session, name: str | None = None) -> Organisation:
+    n = next(_counter)
+    return organisations.create_organisation(
+        session, name=name or f"Org {n}", slug=f"org-{n}", actor=SETUP
+    )
+
+
+def make_user(
+    session: Session,
+    org: Organisation,
+    *,
+    role: Role = Role.USER,
+    email: str | None = None,
+    name: str | None = None,
+    status: UserStatus = UserStatus.ACTIVE,
+) -> User:
+    n = next(_counter)
+    return user_actions.create_user(
+        session,
+        organisation=org,
+        email=email or f"user{n}@example.com",
+        name=name or f"User {n}",
+        role=role,
+        actor=SETUP,
+        status=status,
+    )
+
+
+def make_team(session: Session, org: Organisation, name: str | None = None) -> Team:
+    return teams.create_team(
+        session, organisation=org, name=name or f"Team {next(_counter)}", actor=SETUP
+    )
+
+
+def add_member(session: Session, team: Team, user: User, role: TeamRole = TeamRole.MEMBER) -> None:
+    teams.add_to_team(session, team=team, user=user, role=role, actor=SETUP)
+
+
+def make_key(
+    session: Session,
+    org: Organisation,
+    *,
+    owner: User | None = None,
+    team: Team | None = None,
+    created_by: User | None = None,
+    key_type: KeyType | None = None,
+) -> VirtualApiKey:
+    n = next(_counter)
+    key = VirtualApiKey(
+        organisation_id=org.id,
+        key_type=key_type
+        or (KeyType.USER if owner else KeyType.TEAM if team else KeyType.ORGANISATION),
+        owner_user_id=owner.id if owner else None,
+        owner_team_id=team.id if team else None,
+        name=f"key {n}",
+        masked_value=f"sk-...{n:04d}",
+        created_by_user_id=(created_by or owner).id if (created_by or owner) else None,
+    )
+    session.add(key)
+    session.flush()
+    return key
+
+
+def make_budget(session: Session, org: Organisation, owner: User, amount: str = "100") -> Budget:
+    budget = Budget(
+        organisation_id=org.id,
+        owner_type=OwnerType.USER,
+        owner_id=owner.id,
+        name="monthly",
+        amount=Decimal(amount),
+    )
+    session.add(budget)
+    return budget
+
+
+def make_quota(session: Session, org: Organisation, owner: User, limit: int = 1000) -> Quota:
+    quota = Quota(
+        organisation_id=org.id,
+        owner_type=OwnerType.USER,
+        owner_id=owner.id,
+        name="daily",
+        limit=limit,
+    )
+    session.add(quota)
+    return quota
+
+
+def make_usage(
+    session: Session,
+    org: Organisation,
+    user: User,
+    key: VirtualApiKey | None = None,
+    cost: str = "0.5",
+) -> UsageRecord:
+    record = UsageRecord(
+        organisation_id=org.id,
+        user_id=user.id,
+        api_key_id=key.id if key else None,
+        model="gpt-test",
+        cost=Decimal(cost),
+        input_tokens=100,
+        output_tokens=50,
+    )
+    session.add(record)
+    return record
+
+
+def admin_token(session: Session, org: Organisation, user: User) -> str:
+    return tokens.create_token(
+        session, organisation=org, scope=TokenScope.ADMIN, user=user, actor=SETUP
+    ).secret
+
+
+def scim_token(session: Session, org: Organisation) -> str:
+    return tokens.create_token(session, organisation=org, scope=TokenScope.SCIM, actor=SETUP).secret

@@ -1,0 +1,96 @@
+"""A real Celery worker in a subprocess, on the test database and broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a child process load exactly these settings."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name, value in settings.model_dump().items():
+        env[name.upper()] = str(value)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def start_worker(
+    settings: Settings,
+    *,
+    log_dir: Path,
+    concurrency: int = 2,
+    extra_env: dict[str, str] | None = None,
+) -> WorkerProcess:
+    log_path = log_dir / f"worker-{time.monotonic_ns()}.log"
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.entry",
+        "worker",
+        "-Q",
+        settings.celery_queue,
+        f"--concurrency={concurrency}",
+        "--loglevel=INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-n",
+        f"test-{time.monotonic_ns()}@%h",
+    ]
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=settings_env(settings, **(extra_env or {})),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    worker = WorkerProcess(process, log_path)
+    _wait_ready(worker)
+    return worker
+
+
+def _wait_ready(worker: WorkerProcess, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "ready." in worker.log():
+            return
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"celery worker exited early:\n{worker.log()}")
+        time.sleep(0.1)
+    worker.kill()
+    raise RuntimeError(f"celery worker not ready after {timeout}s:\n{worker.log()}")

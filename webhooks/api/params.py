@@ -1,0 +1,50 @@
+"""Query-string parameters, parsed with clear 400s for bad values."""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import TypeVar
+
+from flask import request
+
+from models.errors import InvalidInput
+
+EnumT = TypeVar("EnumT", bound=StrEnum)
+
+
+def enum_param(name: str, enum: type[EnumT]) -> EnumT | None:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise InvalidInput(f"{name} must be one of {allowed}", field=name) from None
+
+
+def uuid_param(name: str) -> uuid.UUID | None:
+    value = request.args.get(name)
+    if not value:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a UUID", field=name) from None
+
+
+def int_param(name: str, default: int, *, low: int, high: int) -> int:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise InvalidInput(f"{name} must be a whole number from {low} to {high}", field=name)
+    return int(value)
+
+
+def text_param(name: str, *, max_length: int = 200) -> str | None:
+    value = request.args.get(name)
+    if value is not None and len(value) > max_length:
+        raise InvalidInput(f"{name} must be at most {max_length} characters", field=name)
+    return value or None

@@ -1,0 +1,33 @@
+"""Request bodies of the admin API; their JSON schemas also feed the OpenAPI document."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from models.enums import Role, TeamRole, UserStatus
+from webhooks.body import RequestBody
+
+
+class CreateUser(RequestBody):
+    email: str = Field(max_length=320)
+    name: str = Field(min_length=1, max_length=200)
+    role: Role = Field(default=Role.USER, strict=False)
+
+
+class EditUser(RequestBody):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    role: Role | None = Field(default=None, strict=False)
+    status: UserStatus | None = Field(default=None, strict=False)
+
+
+class RevokeUser(RequestBody):
+    reason: str = Field(default="", max_length=500)
+
+
+class CreateTeam(RequestBody):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class SetMembership(RequestBody):
+    role: TeamRole = Field(default=TeamRole.MEMBER, strict=False)

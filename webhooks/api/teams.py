@@ -1,0 +1,87 @@
+"""Admin API: teams and their memberships (team roles are separate from org roles)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint
+
+from models.access import (
+    require_admin,
+    require_can_handle_team_role,
+    require_can_manage_team,
+    require_can_view_team,
+)
+from models.actions import teams as team_actions
+from models.actions.users import get_user
+from models.errors import NotFound
+from models.queries.teams import list_teams, team_members, team_summary
+from webhooks.api.schemas import CreateTeam, SetMembership
+from webhooks.auth import admin_actor, current_viewer
+from webhooks.body import parse_body
+from webhooks.context import db_session
+
+bp = Blueprint("teams", __name__, url_prefix="/api/v1")
+
+
+@bp.get("/teams")
+def index() -> dict[str, Any]:
+    return {"items": list_teams(db_session(), current_viewer())}
+
+
+@bp.post("/teams")
+def create() -> tuple[dict[str, Any], int]:
+    viewer = current_viewer()
+    require_admin(viewer)
+    body = parse_body(CreateTeam)
+    session = db_session()
+    team = team_actions.create_team(
+        session,
+        organisation=viewer.organisation(session),
+        name=body.name,
+        actor=admin_actor(viewer),
+    )
+    session.commit()
+    return team_summary(team), 201
+
+
+@bp.get("/teams/<uuid:team_id>/members")
+def members(team_id: uuid.UUID) -> dict[str, Any]:
+    viewer = current_viewer()
+    session = db_session()
+    team = team_actions.get_team(session, viewer.organisation_id, team_id)
+    require_can_view_team(session, viewer, team)
+    return {"team": team_summary(team), "items": team_members(session, team)}
+
+
+@bp.put("/teams/<uuid:team_id>/members/<uuid:user_id>")
+def add_member(team_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, Any]:
+    viewer = current_viewer()
+    body = parse_body(SetMembership)
+    session = db_session()
+    team = team_actions.get_team(session, viewer.organisation_id, team_id)
+    require_can_manage_team(session, viewer, team)
+    require_can_handle_team_role(viewer, body.role)
+    user = get_user(session, viewer.organisation_id, user_id)
+    team_actions.add_to_team(
+        session, team=team, user=user, role=body.role, actor=admin_actor(viewer)
+    )
+    session.commit()
+    return {"team": team_summary(team), "items": team_members(session, team)}
+
+
+@bp.delete("/teams/<uuid:team_id>/members/<uuid:user_id>")
+def remove_member(team_id: uuid.UUID, user_id: uuid.UUID) -> tuple[str, int]:
+    viewer = current_viewer()
+    session = db_session()
+    team = team_actions.get_team(session, viewer.organisation_id, team_id)
+    require_can_manage_team(session, viewer, team)
+    user = get_user(session, viewer.organisation_id, user_id)
+    membership = team_actions.get_membership(session, team, user)
+    if membership is None:
+        raise NotFound("that user is not a member of this team")
+    require_can_handle_team_role(viewer, membership.role)
+    team_actions.remove_from_team(session, team=team, user=user, actor=admin_actor(viewer))
+    session.commit()
+    return "", 204

@@ -1,0 +1,129 @@
+"""Admin API: the Users table, the user detail page and the user lifecycle actions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, request
+
+from models.access import require_admin, require_can_view_user
+from models.actions import users as user_actions
+from models.enums import Role, UserStatus
+from models.queries.users import UserFilter, list_users, user_detail, user_profile
+from webhooks.api.params import enum_param, int_param, text_param, uuid_param
+from webhooks.api.schemas import CreateUser, EditUser, RevokeUser
+from webhooks.auth import admin_actor, current_viewer
+from webhooks.body import parse_body
+from webhooks.context import db_session
+
+bp = Blueprint("users", __name__, url_prefix="/api/v1")
+
+
+@bp.get("/users")
+def index() -> dict[str, Any]:
+    filters = UserFilter(
+        role=enum_param("role", Role),
+        status=enum_param("status", UserStatus),
+        team_id=uuid_param("team_id"),
+        search=text_param("q"),
+    )
+    limit = int_param("limit", 50, low=1, high=200)
+    page = list_users(
+        db_session(), current_viewer(), filters, limit=limit, after=uuid_param("cursor")
+    )
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@bp.get("/me")
+def me() -> dict[str, Any]:
+    viewer = current_viewer()
+    return user_detail(db_session(), viewer, viewer.user_id)  # type: ignore[arg-type]
+
+
+@bp.get("/users/<uuid:user_id>")
+def show(user_id: uuid.UUID) -> dict[str, Any]:
+    return user_detail(db_session(), current_viewer(), user_id)
+
+
+@bp.post("/users")
+def create() -> tuple[dict[str, Any], int]:
+    viewer = current_viewer()
+    require_admin(viewer)
+    body = parse_body(CreateUser)
+    session = db_session()
+    organisation = viewer.organisation(session)
+    user = user_actions.create_user(
+        session,
+        organisation=organisation,
+        email=body.email,
+        name=body.name,
+        role=body.role,
+        actor=admin_actor(viewer),
+    )
+    session.commit()
+    return user_profile(user), 201
+
+
+@bp.patch("/users/<uuid:user_id>")
+def edit(user_id: uuid.UUID) -> dict[str, Any]:
+    viewer = current_viewer()
+    require_admin(viewer)
+    body = parse_body(EditUser)
+    session = db_session()
+    user = require_can_view_user(session, viewer, user_id)
+    user_actions.edit_user(
+        session, user=user, actor=admin_actor(viewer), **body.model_dump(exclude_none=True)
+    )
+    session.commit()
+    return user_profile(user)
+
+
+@bp.post("/users/<uuid:user_id>/approve")
+def approve(user_id: uuid.UUID) -> dict[str, Any]:
+    return _lifecycle(
+        user_id,
+        lambda session, user, actor: user_actions.approve_user(session, user=user, actor=actor),
+    )
+
+
+@bp.post("/users/<uuid:user_id>/decline")
+def decline(user_id: uuid.UUID) -> dict[str, Any]:
+    return _lifecycle(
+        user_id,
+        lambda session, user, actor: user_actions.decline_user(session, user=user, actor=actor),
+    )
+
+
+@bp.post("/users/<uuid:user_id>/revoke")
+def revoke(user_id: uuid.UUID) -> dict[str, Any]:
+    reason = parse_body(RevokeUser).reason if _has_body() else ""
+    return _lifecycle(
+        user_id,
+        lambda session, user, actor: user_actions.revoke_user(
+            session, user=user, actor=actor, reason=reason
+        ),
+    )
+
+
+@bp.post("/users/<uuid:user_id>/reactivate")
+def reactivate(user_id: uuid.UUID) -> dict[str, Any]:
+    return _lifecycle(
+        user_id,
+        lambda session, user, actor: user_actions.reactivate_user(session, user=user, actor=actor),
+    )
+
+
+def _lifecycle(user_id: uuid.UUID, operation: Any) -> dict[str, Any]:
+    """Shared shape of the admin-only lifecycle actions: check, act, commit, answer."""
+    viewer = current_viewer()
+    require_admin(viewer)
+    session = db_session()
+    user = require_can_view_user(session, viewer, user_id)
+    operation(session, user, admin_actor(viewer))
+    session.commit()
+    return user_profile(user)
+
+
+def _has_body() -> bool:
+    return bool(request.get_data(cache=True))

@@ -1,0 +1,34 @@
+"""The Flask application factory; nothing runs at import time."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from models.db import make_engine, make_session_factory
+from models.observability import configure_logging
+from models.settings import Settings, load_settings
+from webhooks import context, errors, health
+from webhooks.api import openapi, teams, users
+from worker.celery_app import configure_celery
+from worker.outbox_relay import install_after_commit_relay
+
+BLUEPRINTS = [health.bp, users.bp, teams.bp, openapi.bp]
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings()
+    configure_logging(settings)
+    configure_celery(settings)
+    engine = make_engine(settings)
+    sessions = make_session_factory(engine)
+    install_after_commit_relay(sessions)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    context.install(app, context.AppState(settings=settings, engine=engine, sessions=sessions))
+    errors.register_problem_handlers(app)
+    health.install_request_metrics(app)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,50 @@
+"""Per-request access to the database session and the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from models.db import SessionFactory
+from models.settings import Settings
+
+EXTENSION = "odock_sync"
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    sessions: SessionFactory
+
+
+def app_state() -> AppState:
+    state: AppState = current_app.extensions[EXTENSION]
+    return state
+
+
+def settings() -> Settings:
+    return app_state().settings
+
+
+def db_session() -> Session:
+    """The request's session, opened on first use and closed at teardown."""
+    if "db_session" not in g:
+        g.db_session = app_state().sessions()
+    session: Session = g.db_session
+    return session
+
+
+def close_session(_error: Any = None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def install(app: Flask, state: AppState) -> None:
+    app.extensions[EXTENSION] = state
+    app.teardown_appcontext(close_session)

@@ -1,0 +1,68 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import text
+
+from webhooks.context import app_state
+
+bp = Blueprint("health", __name__)
+
+REQUESTS = Counter("odock_http_requests_total", "HTTP requests answered", ["endpoint", "status"])
+LATENCY = Histogram("odock_http_request_seconds", "Time to answer an HTTP request", ["endpoint"])
+
+
+@bp.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[dict[str, Any], int]:
+    checks = {"database": _check_database(), "broker": _check_broker()}
+    ready = all(result == "ok" for result in checks.values())
+    return {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _check_database() -> str:
+    try:
+        with app_state().engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+def _check_broker() -> str:
+    from worker.celery_app import celery_app
+
+    try:
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+def install_request_metrics(app: Flask) -> None:
+    @app.before_request
+    def _start_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        endpoint = request.endpoint or "unmatched"
+        REQUESTS.labels(endpoint, str(response.status_code)).inc()
+        if "request_started" in g:
+            LATENCY.labels(endpoint).observe(time.perf_counter() - g.request_started)
+        return response

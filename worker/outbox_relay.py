@@ -1,0 +1,124 @@
+"""Hands outbox messages to Celery: at once after commit, and again from a periodic relay.
+
+A message is published with the task id `outbox-<id>`; when that task succeeds the message
+is marked completed. The periodic relay publishes what was never sent (the broker was down at
+commit time) and re-publishes what was sent long ago but never completed (a serverless broker
+lost it with a dying worker). Tasks are idempotent, so a second delivery is harmless.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from celery.signals import task_success
+from sqlalchemy import event, or_, select, update
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.db import SessionFactory
+from models.entities import OutboxMessage
+from models.outbox import take_new_messages
+from worker.celery_app import celery_app
+
+log = structlog.get_logger(__name__)
+
+TASK_ID_PREFIX = "outbox-"
+RELAY_BATCH = 500
+
+
+def install_after_commit_relay(sessions: SessionFactory) -> None:
+    """Publish each transaction's new messages right after it commits."""
+
+    def after_commit(session: Session) -> None:
+        ids = [message.id for message in take_new_messages(session)]
+        if ids:
+            publish_messages(sessions, ids)
+
+    def after_rollback(session: Session) -> None:
+        take_new_messages(session)
+
+    if not event.contains(sessions, "after_commit", after_commit):
+        event.listen(sessions, "after_commit", after_commit)
+        event.listen(sessions, "after_soft_rollback", lambda s, _t: after_rollback(s))
+
+
+def publish_messages(sessions: SessionFactory, ids: list[int]) -> int:
+    """Publish these messages now; any that fail stay pending for the periodic relay."""
+    with sessions() as session:
+        query = select(OutboxMessage).where(
+            OutboxMessage.id.in_(ids), OutboxMessage.dispatched_at.is_(None)
+        )
+        published = _publish_all(session, list(session.scalars(_lock(session, query))))
+        session.commit()
+    return published
+
+
+@celery_app.task(name="outbox.relay", acks_late=True, ignore_result=True)
+def relay_outbox() -> int:
+    """Publish what is due: never sent, or sent long ago and never completed."""
+    from worker.runtime import runtime
+
+    current = runtime()
+    settings = current.settings
+    now = utcnow()
+    stale = now - timedelta(seconds=settings.outbox_redispatch_after)
+    query = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.completed_at.is_(None),
+            OutboxMessage.attempts < settings.outbox_max_attempts,
+            OutboxMessage.available_at <= now,
+            or_(OutboxMessage.dispatched_at.is_(None), OutboxMessage.dispatched_at < stale),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(RELAY_BATCH)
+    )
+    with current.sessions() as session:
+        published = _publish_all(session, list(session.scalars(_lock(session, query))))
+        session.commit()
+    return published
+
+
+def _lock(session: Session, query: Any) -> Any:
+    # Two relays never publish the same row at once; SQLite serialises writers anyway.
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
+
+
+def _publish_all(session: Session, messages: list[OutboxMessage]) -> int:
+    published = 0
+    for message in messages:
+        message.attempts += 1
+        try:
+            celery_app.send_task(
+                message.task,
+                kwargs=message.kwargs,
+                task_id=f"{TASK_ID_PREFIX}{message.id}",
+                retry=False,
+            )
+        except Exception as exc:  # the broker is down: leave it for the relay
+            message.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("outbox.publish_failed", message_id=message.id, task=message.task)
+            continue
+        message.dispatched_at = utcnow()
+        published += 1
+    return published
+
+
+@task_success.connect
+def _mark_completed(sender: Any = None, **_kwargs: Any) -> None:
+    task_id = getattr(getattr(sender, "request", None), "id", None) or ""
+    if not task_id.startswith(TASK_ID_PREFIX):
+        return
+    from worker.runtime import runtime
+
+    with runtime().sessions() as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == int(task_id.removeprefix(TASK_ID_PREFIX)))
+            .values(completed_at=utcnow())
+        )
+        session.commit()

@@ -1,0 +1,37 @@
+"""The worker process's settings and database sessions, set up once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from models.db import SessionFactory, make_engine, make_session_factory
+from models.settings import Settings, load_settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: SessionFactory
+
+
+_current: Runtime | None = None
+
+
+def init_runtime(settings: Settings) -> Runtime:
+    global _current
+    if _current is not None:
+        _current.engine.dispose()
+    engine = make_engine(settings)
+    _current = Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine))
+    from worker.outbox_relay import install_after_commit_relay
+
+    install_after_commit_relay(_current.sessions)
+    return _current
+
+
+def runtime() -> Runtime:
+    """The current runtime; a worker started by the celery CLI builds it from the environment."""
+    return _current or init_runtime(load_settings())

@@ -1,0 +1,62 @@
+"""The embedded broker: kombu's SQLAlchemy transport on a WAL-mode SQLite file.
+
+kombu hands every transport option to `create_engine`, so `polling_interval` (which the
+virtual transport itself reads) would crash it; and a busy SQLite file needs WAL and a busy
+timeout to carry tasks between processes without "database is locked".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport import sqlalchemy as kombu_sqla
+from sqlalchemy import Engine, create_engine, event
+
+ENGINE_OPTIONS_NOT_FOR_SQLALCHEMY = {
+    "queue_tablename",
+    "message_tablename",
+    "callback",
+    "errback",
+    "max_retries",
+    "interval_start",
+    "interval_step",
+    "interval_max",
+    "retry_errors",
+    "polling_interval",
+}
+
+
+def _wal(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Channel(kombu_sqla.Channel):
+    def _engine_from_config(self) -> Engine:
+        conninfo = self.connection.client
+        options = {
+            key: value
+            for key, value in conninfo.transport_options.items()
+            if key not in ENGINE_OPTIONS_NOT_FOR_SQLALCHEMY
+        }
+        url = conninfo.hostname
+        if url.startswith("sqlite"):
+            options.setdefault("connect_args", {"timeout": 30})
+        engine = create_engine(url, **options)
+        if url.startswith("sqlite"):
+            event.listen(engine, "connect", _wal)
+        return engine
+
+
+class Transport(kombu_sqla.Transport):
+    Channel = Channel
+
+
+def register() -> None:
+    """Make `sqla+...` broker URLs use this transport in this process."""
+    TRANSPORT_ALIASES["sqla"] = "worker.sqlite_broker:Transport"
+    TRANSPORT_ALIASES["sqlalchemy"] = "worker.sqlite_broker:Transport"

@@ -1,0 +1,29 @@
+"""Gateway cache invalidation, retried until the gateway acknowledges."""
+
+from __future__ import annotations
+
+import structlog
+
+from connectors import gateway
+from worker.runtime import runtime
+from worker.tasks.base import TransientError, task
+
+log = structlog.get_logger(__name__)
+
+
+@task("gateway.invalidate_keys")
+def invalidate_keys(key_ids: list[str], reason: str = "") -> None:
+    settings = runtime().settings
+    if not settings.gateway_url:
+        log.warning("gateway.not_configured", keys=len(key_ids), reason=reason)
+        return
+    try:
+        gateway.invalidate_keys(
+            base_url=settings.gateway_url,
+            secret=settings.gateway_secret,
+            key_ids=key_ids,
+            timeout=settings.gateway_timeout,
+        )
+    except gateway.GatewayUnavailable as exc:
+        raise TransientError(str(exc)) from exc
+    log.info("gateway.invalidated", keys=len(key_ids), reason=reason)
