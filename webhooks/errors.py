@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -77,8 +78,29 @@ def unexpected_problem(error: Exception) -> Response:
     return problem(500, "internal_error", "an unexpected error occurred; it has been logged")
 
 
+ErrorRenderer = Callable[[Exception], Response]
+
+# Protocols with their own error format (SCIM JSON, HTML pages) claim a URL prefix here;
+# everything else answers problem JSON.
+PROTOCOL_RENDERERS: list[tuple[str, ErrorRenderer]] = []
+
+
+def register_protocol_renderer(prefix: str, renderer: ErrorRenderer) -> None:
+    PROTOCOL_RENDERERS.append((prefix, renderer))
+
+
+def render_error(default: Callable[[Any], Response]) -> Callable[[Exception], Response]:
+    def handle(error: Exception) -> Response:
+        for prefix, renderer in PROTOCOL_RENDERERS:
+            if request.path.startswith(prefix):
+                return renderer(error)
+        return default(error)
+
+    return handle
+
+
 def register_problem_handlers(app: Flask) -> None:
-    app.register_error_handler(errors.DomainError, domain_problem)
-    app.register_error_handler(ValidationError, validation_problem)
-    app.register_error_handler(HTTPException, http_problem)
-    app.register_error_handler(Exception, unexpected_problem)
+    app.register_error_handler(errors.DomainError, render_error(domain_problem))
+    app.register_error_handler(ValidationError, render_error(validation_problem))
+    app.register_error_handler(HTTPException, render_error(http_problem))
+    app.register_error_handler(Exception, render_error(unexpected_problem))

@@ -1,0 +1,144 @@
+"""Identity links: which source a user came from, and provisioning people from a source.
+
+SCIM, LDAP and IdP events all find people here: first by the stable external id of their
+source, then by email (so a person who already exists is linked, not duplicated, and keeps
+their keys and history).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import audit
+from models.actions.users import create_user, find_user_by_email
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import IdentityLink, Organisation, User
+from models.enums import Role, Source, UserStatus
+from models.errors import Conflict
+
+
+def find_link(
+    session: Session, organisation_id: uuid.UUID, source: Source, external_id: str
+) -> IdentityLink | None:
+    return session.scalar(
+        select(IdentityLink).where(
+            IdentityLink.organisation_id == organisation_id,
+            IdentityLink.source == source,
+            IdentityLink.external_id == external_id,
+        )
+    )
+
+
+def find_linked_user(
+    session: Session, organisation_id: uuid.UUID, source: Source, external_id: str
+) -> User | None:
+    link = find_link(session, organisation_id, source, external_id)
+    return link.user if link is not None else None
+
+
+def link_identity(
+    session: Session,
+    *,
+    user: User,
+    source: Source,
+    external_id: str,
+    actor: Actor,
+    attributes: dict[str, Any] | None = None,
+    connector_id: uuid.UUID | None = None,
+) -> IdentityLink:
+    """Link a user to a source's stable id; linking the same pair again is a no-op."""
+    existing = find_link(session, user.organisation_id, source, external_id)
+    if existing is not None:
+        if existing.user_id != user.id:
+            raise Conflict(f"{source} id {external_id} is already linked to another user")
+        return existing
+    link = IdentityLink(
+        organisation_id=user.organisation_id,
+        user_id=user.id,
+        source=source,
+        external_id=external_id,
+        attributes=attributes or {},
+        connector_id=connector_id,
+    )
+    session.add(link)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=user.organisation_id,
+        action="identity.linked",
+        target_type="user",
+        target_id=user.id,
+        after={"source": source.value, "external_id": external_id},
+    )
+    return link
+
+
+def mark_link_deleted(session: Session, *, link: IdentityLink, actor: Actor) -> None:
+    if link.deleted_at is not None:
+        return
+    link.deleted_at = utcnow()
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=link.organisation_id,
+        action="identity.deleted",
+        target_type="user",
+        target_id=link.user_id,
+        before={"source": link.source.value, "external_id": link.external_id},
+    )
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    user: User
+    link: IdentityLink
+    created: bool
+
+
+def provision_user(
+    session: Session,
+    *,
+    organisation: Organisation,
+    source: Source,
+    external_id: str,
+    email: str,
+    name: str,
+    actor: Actor,
+    role: Role = Role.USER,
+    status: UserStatus | None = None,
+    attributes: dict[str, Any] | None = None,
+    connector_id: uuid.UUID | None = None,
+) -> Provisioned:
+    """The user behind this source id: already linked, linked by email, or newly created."""
+    link = find_link(session, organisation.id, source, external_id)
+    if link is not None:
+        return Provisioned(user=link.user, link=link, created=False)
+    user = find_user_by_email(session, organisation.id, email)
+    created = user is None
+    if user is None:
+        user = create_user(
+            session,
+            organisation=organisation,
+            email=email,
+            name=name,
+            role=role,
+            actor=actor,
+            status=status,
+        )
+    link = link_identity(
+        session,
+        user=user,
+        source=source,
+        external_id=external_id,
+        actor=actor,
+        attributes=attributes,
+        connector_id=connector_id,
+    )
+    return Provisioned(user=user, link=link, created=created)
