@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     gateway_url: str = ""
     gateway_secret: str = ""
     gateway_timeout: float = Field(default=5.0, gt=0)
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "odock-sync@localhost"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
 
     @field_validator("database_url")
     @classmethod

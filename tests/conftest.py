@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
 from pytest_httpserver import HTTPServer
@@ -25,6 +26,7 @@ from models.base import Base
 from models.db import SessionFactory, make_engine, make_session_factory
 from models.migrate import upgrade
 from models.settings import Settings
+from tests.support.smtp import Mailbox, start_smtp_server
 from tests.support.worker import WorkerProcess, start_worker
 
 
@@ -59,8 +61,26 @@ def broker_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
+def smtp_server() -> Iterator[tuple[Controller, Mailbox]]:
+    controller, mailbox = start_smtp_server()
+    yield controller, mailbox
+    controller.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server: tuple[Controller, Mailbox]) -> Mailbox:
+    """The loopback SMTP server's received mail, emptied for each test."""
+    smtp_server[1].clear()
+    return smtp_server[1]
+
+
+@pytest.fixture(scope="session")
 def settings(
-    database_url: str, broker_url: str, run_id: str, make_httpserver: HTTPServer
+    database_url: str,
+    broker_url: str,
+    run_id: str,
+    make_httpserver: HTTPServer,
+    smtp_server: tuple[Controller, Mailbox],
 ) -> Settings:
     """The settings of this run; outbound HTTP goes to the loopback `httpserver`."""
     return Settings(
@@ -75,6 +95,9 @@ def settings(
         gateway_url=make_httpserver.url_for("/gateway"),
         gateway_secret="gateway-shared-secret",
         gateway_timeout=2.0,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server[0].port,
+        smtp_from="odock-sync@example.test",
     )
 
 

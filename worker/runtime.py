@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from connectors.email import SmtpConfig
 from models.db import SessionFactory, make_engine, make_session_factory
 from models.settings import Settings, load_settings
 
@@ -18,6 +19,20 @@ class Runtime:
 
 
 _current: Runtime | None = None
+
+
+def smtp_config(settings: Settings) -> SmtpConfig | None:
+    """The SMTP server to send email through, or None where none is configured."""
+    if not settings.smtp_host:
+        return None
+    return SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_from,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        starttls=settings.smtp_starttls,
+    )
 
 
 def init_runtime(settings: Settings) -> Runtime:

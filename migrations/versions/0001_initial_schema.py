@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 19:25:36.628836
+Create Date: 2026-11-27 19:33:55.439940
 """
 
 from collections.abc import Sequence
@@ -111,6 +111,23 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('quotas', schema=None) as batch_op:
         batch_op.create_index('ix_quotas_owner', ['owner_type', 'owner_id'], unique=False)
+
+    op.create_table('received_deliveries',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('organisation_id', sa.Uuid(), nullable=False),
+    sa.Column('channel', sa.String(length=32), nullable=False),
+    sa.Column('delivery_id', sa.String(length=255), nullable=False),
+    sa.Column('received_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('outcome', sa.Text(), nullable=True),
+    sa.Column('processed_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['organisation_id'], ['organisations.id'], name=op.f('fk_received_deliveries_organisation_id_organisations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_received_deliveries')),
+    sa.UniqueConstraint('organisation_id', 'channel', 'delivery_id', name=op.f('uq_received_deliveries_organisation_id_channel_delivery_id'))
+    )
+    with op.batch_alter_table('received_deliveries', schema=None) as batch_op:
+        batch_op.create_index('ix_received_deliveries_status', ['status', 'received_at'], unique=False)
 
     op.create_table('teams',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -369,6 +386,10 @@ def downgrade() -> None:
 
     op.drop_table('usage_records')
     op.drop_table('teams')
+    with op.batch_alter_table('received_deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_received_deliveries_status')
+
+    op.drop_table('received_deliveries')
     with op.batch_alter_table('quotas', schema=None) as batch_op:
         batch_op.drop_index('ix_quotas_owner')
 

@@ -4,6 +4,7 @@ from models.entities.api_key import VirtualApiKey
 from models.entities.api_token import ApiToken
 from models.entities.audit import AuditEvent
 from models.entities.budget import Budget, Quota
+from models.entities.delivery import ReceivedDelivery
 from models.entities.invitation import Invitation
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
@@ -22,6 +23,7 @@ __all__ = [
     "OrganisationSettings",
     "OutboxMessage",
     "Quota",
+    "ReceivedDelivery",
     "ReviewFinding",
     "Revocation",
     "RevocationReview",
