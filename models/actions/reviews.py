@@ -84,6 +84,7 @@ class Desired:
     team_id: uuid.UUID | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     invalidation_status: str | None = None
+    invalidated_at: datetime | None = None
     observed_until: datetime | None = None
 
 
@@ -253,6 +254,9 @@ def _key_findings(
             VirtualApiKey.key_type == KeyType.TEAM
         )
         kind, held = KIND_TEAM_KEY, "hold_for_review"
+    # Lock the keys first, then read in a fresh statement: a concurrent gateway
+    # acknowledgement (record_invalidation) either sees these findings or is seen here.
+    _lock_keys(session, scope)
     keys = session.execute(
         select(VirtualApiKey, KeyInvalidation.acknowledged_at)
         .outerjoin(KeyInvalidation, KeyInvalidation.key_id == VirtualApiKey.id)
@@ -279,6 +283,7 @@ def _key_findings(
                 and acknowledged_at >= key.revoked_at
             )
             item.invalidation_status = INVALIDATION_ACKNOWLEDGED if acked else INVALIDATION_PENDING
+            item.invalidated_at = acknowledged_at if acked else None
         elif policy is KeyPolicy.REVOKE:
             item.action = "revoke_now"
         desired.append(item)
@@ -483,6 +488,7 @@ def _add_finding(
         team_id=item.team_id,
         detail=item.detail,
         invalidation_status=item.invalidation_status,
+        invalidated_at=item.invalidated_at,
         observed_until=item.observed_until,
         last_notified_at=now,
     )
@@ -557,6 +563,7 @@ def record_invalidation(
 ) -> int:
     """The gateway acknowledged forgetting these keys: remember it and mark their findings."""
     at = at or utcnow()
+    _lock_keys(session, VirtualApiKey.id.in_(key_ids))
     known = set(
         session.scalars(select(KeyInvalidation.key_id).where(KeyInvalidation.key_id.in_(key_ids)))
     )
@@ -979,6 +986,12 @@ def finding_summary(finding: ReviewFinding) -> dict[str, Any]:
         "state": finding.state.value,
         "invalidation_status": finding.invalidation_status,
     }
+
+
+def _lock_keys(session: Session, condition: Any) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        query = select(VirtualApiKey.id).where(condition).order_by(VirtualApiKey.id)
+        session.execute(query.with_for_update()).all()
 
 
 def _lock(session: Session, query: Any) -> Any:

@@ -215,6 +215,7 @@ def test_gateway_acknowledgement_is_recorded_on_the_findings_in_either_order(ses
     review = reviews.open_revocation_review(session, revocation_id=revocation.id, actor=REVIEWER)
     by_key = {fi.subject_id: fi for fi in findings_by_kind(review)["user_key"]}
     assert by_key[world.key_a.id].invalidation_status == "acknowledged"
+    assert by_key[world.key_a.id].invalidated_at is not None
     assert by_key[world.key_b.id].invalidation_status == "pending"
 
     reviews.record_invalidation(session, key_ids=[world.key_b.id], reason="revoked")
