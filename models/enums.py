@@ -83,3 +83,18 @@ class KeyPolicy(StrEnum):
 
     REVOKE = "revoke"
     HOLD = "hold"
+
+
+class HookKind(StrEnum):
+    """How a notification hook is delivered."""
+
+    WEBHOOK = "webhook"
+    SLACK = "slack"
+    EMAIL = "email"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    SKIPPED = "skipped"

@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
+    outbound_allow_private_addresses: bool = False
+    outbound_allow_loopback: bool = False
+    notification_timeout: float = Field(default=5.0, gt=0, le=60)
+    notification_retry_base: float = Field(default=30.0, gt=0)
+    notification_retry_max: float = Field(default=3600.0, gt=0)
+    notification_max_attempts: int = Field(default=12, ge=1)
+    hook_disable_after_failures: int = Field(default=15, ge=1)
+    review_sweep_interval: float = Field(default=3600.0, gt=0)
+    review_escalation_check_interval: float = Field(default=300.0, gt=0)
+    ack_link_lifetime_hours: int = Field(default=7 * 24, ge=1)
 
     @field_validator("database_url")
     @classmethod

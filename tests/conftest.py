@@ -98,6 +98,10 @@ def settings(
         smtp_host="127.0.0.1",
         smtp_port=smtp_server[0].port,
         smtp_from="odock-sync@example.test",
+        outbound_allow_loopback=True,
+        notification_retry_base=0.05,
+        notification_retry_max=1.0,
+        hook_disable_after_failures=6,
     )
 
 

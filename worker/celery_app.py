@@ -12,6 +12,8 @@ from worker import sqlite_broker
 TASK_MODULES = [
     "worker.outbox_relay",
     "worker.tasks.gateway",
+    "worker.tasks.reviews",
+    "worker.tasks.notifications",
 ]
 
 sqlite_broker.register()
@@ -44,5 +46,13 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
         "outbox-relay": {
             "task": "outbox.relay",
             "schedule": timedelta(seconds=settings.outbox_relay_interval),
+        },
+        "reviews-sweep": {
+            "task": "reviews.sweep",
+            "schedule": timedelta(seconds=settings.review_sweep_interval),
+        },
+        "reviews-escalate": {
+            "task": "reviews.escalate",
+            "schedule": timedelta(seconds=settings.review_escalation_check_interval),
         },
     }

@@ -6,9 +6,15 @@ from models.entities.audit import AuditEvent
 from models.entities.budget import Budget, Quota
 from models.entities.delivery import ReceivedDelivery
 from models.entities.invitation import Invitation
+from models.entities.notification import DeliveryAttempt, NotificationDelivery, NotificationHook
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
-from models.entities.revocation import ReviewFinding, Revocation, RevocationReview
+from models.entities.revocation import (
+    KeyInvalidation,
+    ReviewFinding,
+    Revocation,
+    RevocationReview,
+)
 from models.entities.team import Team, TeamMembership
 from models.entities.usage import UsageRecord
 from models.entities.user import IdentityLink, User
@@ -17,8 +23,12 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Budget",
+    "DeliveryAttempt",
     "IdentityLink",
     "Invitation",
+    "KeyInvalidation",
+    "NotificationDelivery",
+    "NotificationHook",
     "Organisation",
     "OrganisationSettings",
     "OutboxMessage",

@@ -40,5 +40,6 @@ class OrganisationSettings(Timestamped, Base):
     team_key_policy: Mapped[KeyPolicy] = enum_column(KeyPolicy, default=KeyPolicy.HOLD)
     deprovision_threshold_count: Mapped[int] = mapped_column(default=50)
     deprovision_threshold_percent: Mapped[int] = mapped_column(default=10)
+    review_escalation_minutes: Mapped[int] = mapped_column(default=24 * 60)
 
     organisation: Mapped[Organisation] = relationship(back_populates="settings")

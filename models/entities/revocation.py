@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, Timestamped, new_id, utcnow
@@ -47,6 +47,8 @@ class RevocationReview(Timestamped, Base):
     )
     status: Mapped[ReviewStatus] = enum_column(ReviewStatus, default=ReviewStatus.OPEN)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    resolved_by: Mapped[str | None] = mapped_column(String(255), default=None)
+    last_swept_at: Mapped[datetime | None] = mapped_column(default=None)
 
     findings: Mapped[list[ReviewFinding]] = relationship(
         back_populates="review", cascade="all, delete-orphan"
@@ -57,7 +59,17 @@ class ReviewFinding(Timestamped, Base):
     """One thing the revoked person owned or held, and what was done about it."""
 
     __tablename__ = "review_findings"
-    __table_args__ = (Index("ix_review_findings_review", "review_id"),)
+    __table_args__ = (
+        Index("ix_review_findings_review", "review_id"),
+        UniqueConstraint("review_id", "kind", "subject_id"),
+        Index(
+            "ix_review_findings_escalation_due",
+            "next_escalation_at",
+            postgresql_where=text("state = 'open' AND acknowledged_at IS NULL"),
+            sqlite_where=text("state = 'open' AND acknowledged_at IS NULL"),
+        ),
+        Index("ix_review_findings_subject", "subject_id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     review_id: Mapped[uuid.UUID] = mapped_column(
@@ -73,5 +85,25 @@ class ReviewFinding(Timestamped, Base):
     resolved_by: Mapped[str | None] = mapped_column(String(255), default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    team_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    resolution: Mapped[str | None] = mapped_column(Text, default=None)
+    invalidation_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    invalidated_at: Mapped[datetime | None] = mapped_column(default=None)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(255), default=None)
+    escalation_level: Mapped[int] = mapped_column(default=0)
+    last_notified_at: Mapped[datetime | None] = mapped_column(default=None)
+    next_escalation_at: Mapped[datetime | None] = mapped_column(default=None)
+    observed_until: Mapped[datetime | None] = mapped_column(default=None)
 
     review: Mapped[RevocationReview] = relationship(back_populates="findings")
+
+
+class KeyInvalidation(Base):
+    """When the gateway last acknowledged forgetting a key (so findings can show it)."""
+
+    __tablename__ = "key_invalidations"
+
+    key_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    acknowledged_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reason: Mapped[str] = mapped_column(String(40), default="")

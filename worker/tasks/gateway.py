@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 import structlog
 
 from connectors import gateway
+from models.actions.reviews import record_invalidation
 from worker.runtime import runtime
 from worker.tasks.base import TransientError, task
 
@@ -26,4 +29,7 @@ def invalidate_keys(key_ids: list[str], reason: str = "") -> None:
         )
     except gateway.GatewayUnavailable as exc:
         raise TransientError(str(exc)) from exc
+    with runtime().sessions() as session:
+        record_invalidation(session, key_ids=[uuid.UUID(k) for k in key_ids], reason=reason)
+        session.commit()
     log.info("gateway.invalidated", keys=len(key_ids), reason=reason)

@@ -1,0 +1,83 @@
+"""What a notification looks like on each channel: signed webhook JSON, Slack, email."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from connectors.email import Email
+
+TITLES = {
+    "review.opened": "Revocation review opened",
+    "review.resolved": "Revocation review resolved",
+    "review.escalated": "Revocation review needs attention",
+    "finding.urgent": "URGENT: a revoked user's key is still in use",
+    "hook.disabled": "A notification hook was disabled",
+}
+
+
+def title_of(event: str, payload: dict[str, Any]) -> str:
+    title = TITLES.get(event, event.replace(".", " ").replace("_", " ").capitalize())
+    user = payload.get("user") or {}
+    return f"{title}: {user['email']}" if isinstance(user, dict) and user.get("email") else title
+
+
+def webhook_body(*, event_id: str, event: str, timestamp: str, payload: dict[str, Any]) -> bytes:
+    """The Standard Webhooks shape: type, timestamp, data."""
+    body = {"id": event_id, "type": event, "timestamp": timestamp, "data": payload}
+    return json.dumps(body, separators=(",", ":"), sort_keys=True, default=str).encode()
+
+
+def slack_body(*, event: str, payload: dict[str, Any], ack_url: str | None) -> bytes:
+    """An incoming-webhook message: a text fallback and a few blocks."""
+    title = title_of(event, payload)
+    lines = summary_lines(payload)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+    ]
+    if lines:
+        text = "\n".join(f"• {line}" for line in lines)[:2900]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    if ack_url:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Acknowledge"},
+                        "url": ack_url,
+                    }
+                ],
+            }
+        )
+    return json.dumps({"text": title, "blocks": blocks}, separators=(",", ":")).encode()
+
+
+def email_message(
+    *, to: str, event: str, payload: dict[str, Any], ack_url: str | None, message_id: str
+) -> Email:
+    title = title_of(event, payload)
+    lines = summary_lines(payload)
+    text = title + "\n\n" + "\n".join(f"- {line}" for line in lines)
+    if payload.get("review_url"):
+        text += f"\n\nReview: {payload['review_url']}"
+    if ack_url:
+        text += f"\n\nAcknowledge (stops reminders): {ack_url}"
+    return Email(to=to, subject=f"[odock-sync] {title}", text=text + "\n", message_id=message_id)
+
+
+def summary_lines(payload: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    if payload.get("message"):
+        lines.append(str(payload["message"]))
+    for finding in payload.get("findings", [])[:50]:
+        lines.append(
+            f"[{finding.get('severity')}] {finding.get('kind')} {finding.get('subject_name', '')}"
+            f": {finding.get('action')}"
+            + (" (done)" if finding.get("action_taken") else " (proposed)")
+        )
+    more = len(payload.get("findings", [])) - 50
+    if more > 0:
+        lines.append(f"... and {more} more")
+    return lines

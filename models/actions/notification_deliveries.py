@@ -1,0 +1,278 @@
+"""Fanning a notification event out to deliveries, and keeping each delivery's log.
+
+One delivery per (event, destination), made unique by the database, each sent by its own
+task. A send is claimed with a short lease (never a lock held across the network call), and
+every attempt is logged. A hook that keeps failing is disabled and the admins are told.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from models import audit, outbox
+from models.actions.notification_hooks import subscribed
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import (
+    DeliveryAttempt,
+    NotificationDelivery,
+    NotificationHook,
+    User,
+)
+from models.enums import DeliveryStatus, Role, UserStatus
+from models.notifications import notify
+
+TASK_DELIVER = "notifications.deliver"
+EVENT_HOOK_DISABLED = "hook.disabled"
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    ok: bool
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: int = 0
+    permanent: bool = False
+
+
+def plan_deliveries(
+    session: Session,
+    *,
+    event_id: str,
+    organisation_id: uuid.UUID,
+    event: str,
+    payload: dict[str, Any],
+    recipient_user_ids: list[uuid.UUID],
+) -> list[NotificationDelivery]:
+    """One delivery per subscribed hook and per recipient; re-running plans nothing new."""
+    known = set(
+        session.scalars(
+            select(NotificationDelivery.target_key).where(NotificationDelivery.event_id == event_id)
+        )
+    )
+    review_id = _uuid_or_none(payload.get("review_id"))
+    planned = []
+    hooks = session.scalars(
+        select(NotificationHook).where(
+            NotificationHook.organisation_id == organisation_id,
+            NotificationHook.enabled.is_(True),
+        )
+    )
+    targets: list[tuple[str, dict[str, Any]]] = [
+        (f"hook:{hook.id}", {"hook_id": hook.id}) for hook in hooks if subscribed(hook, event)
+    ]
+    if recipient_user_ids:
+        people = session.execute(
+            select(User.id, User.email).where(
+                User.id.in_(recipient_user_ids), User.organisation_id == organisation_id
+            )
+        ).all()
+        targets += [
+            (f"user:{uid}", {"recipient_user_id": uid, "recipient_email": email})
+            for uid, email in people
+        ]
+    for target_key, fields in targets:
+        if target_key in known:
+            continue
+        delivery = NotificationDelivery(
+            organisation_id=organisation_id,
+            event_id=event_id,
+            event=event,
+            target_key=target_key,
+            review_id=review_id,
+            payload=payload,
+            **fields,
+        )
+        session.add(delivery)
+        planned.append(delivery)
+    session.flush()
+    for delivery in planned:
+        outbox.enqueue(session, TASK_DELIVER, delivery_id=str(delivery.id))
+    return planned
+
+
+def claim_delivery(
+    session: Session, *, delivery_id: uuid.UUID, lease: timedelta, now: datetime | None = None
+) -> NotificationDelivery | None:
+    """Take the right to send this delivery now; None if it is done or someone else holds it."""
+    now = now or utcnow()
+    claimed = session.execute(
+        update(NotificationDelivery)
+        .where(
+            NotificationDelivery.id == delivery_id,
+            NotificationDelivery.status == DeliveryStatus.PENDING,
+            (NotificationDelivery.claimed_until.is_(None))
+            | (NotificationDelivery.claimed_until < now),
+        )
+        .values(claimed_until=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(claimed, "rowcount", 0):
+        return None
+    return session.get(NotificationDelivery, delivery_id, populate_existing=True)
+
+
+def record_attempt(
+    session: Session,
+    *,
+    delivery: NotificationDelivery,
+    result: AttemptResult,
+    max_attempts: int,
+    disable_after_failures: int,
+    now: datetime | None = None,
+) -> Outcome:
+    """Log the attempt, settle the delivery, and count the hook's failures."""
+    now = now or utcnow()
+    session.add(
+        DeliveryAttempt(
+            delivery_id=delivery.id,
+            attempted_at=now,
+            ok=result.ok,
+            status_code=result.status_code,
+            error=result.error,
+            duration_ms=result.duration_ms,
+        )
+    )
+    delivery.attempts += 1
+    delivery.last_attempt_at = now
+    delivery.claimed_until = None
+    hook = session.get(NotificationHook, delivery.hook_id) if delivery.hook_id else None
+    if result.ok:
+        delivery.status, delivery.delivered_at, delivery.last_error = (
+            DeliveryStatus.DELIVERED,
+            now,
+            None,
+        )
+        if hook is not None:
+            hook.consecutive_failures, hook.first_failure_at, hook.last_success_at = 0, None, now
+        return Outcome.DELIVERED
+    delivery.last_error = result.error
+    if hook is not None:
+        _count_failure(session, hook, disable_after_failures, now)
+    if result.permanent or delivery.attempts >= max_attempts or (hook and not hook.enabled):
+        delivery.status = DeliveryStatus.FAILED
+        return Outcome.FAILED
+    return Outcome.RETRY
+
+
+def skip_delivery(session: Session, *, delivery: NotificationDelivery, reason: str) -> None:
+    delivery.status, delivery.last_error, delivery.claimed_until = (
+        DeliveryStatus.SKIPPED,
+        reason,
+        None,
+    )
+
+
+def _count_failure(
+    session: Session, hook: NotificationHook, disable_after: int, now: datetime
+) -> None:
+    hook.consecutive_failures += 1
+    hook.first_failure_at = hook.first_failure_at or now
+    if hook.enabled and hook.consecutive_failures >= disable_after:
+        hook.enabled, hook.disabled_at = False, now
+        hook.disabled_reason = f"{hook.consecutive_failures} failed deliveries in a row"
+        actor = Actor.system("notifications")
+        audit.record(
+            session,
+            actor=actor,
+            organisation_id=hook.organisation_id,
+            action="hook.disabled",
+            target_type="notification_hook",
+            target_id=hook.id,
+            before={"enabled": True},
+            after={"enabled": False, "reason": hook.disabled_reason},
+        )
+        admins = session.scalars(
+            select(User.id).where(
+                User.organisation_id == hook.organisation_id,
+                User.role == Role.ORG_ADMIN,
+                User.status == UserStatus.ACTIVE,
+            )
+        )
+        notify(
+            session,
+            organisation_id=hook.organisation_id,
+            event=EVENT_HOOK_DISABLED,
+            payload={
+                "hook": {"id": str(hook.id), "name": hook.name, "kind": hook.kind.value},
+                "message": f"Hook {hook.name!r} was disabled after "
+                f"{hook.consecutive_failures} failed deliveries in a row; re-enable it once "
+                "its endpoint works again.",
+            },
+            recipient_user_ids=list(admins),
+        )
+
+
+def deliveries_of(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    hook_id: uuid.UUID | None = None,
+    review_id: uuid.UUID | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The delivery log, newest first, with every attempt."""
+    query = select(NotificationDelivery).where(
+        NotificationDelivery.organisation_id == organisation_id
+    )
+    if hook_id is not None:
+        query = query.where(NotificationDelivery.hook_id == hook_id)
+    if review_id is not None:
+        query = query.where(NotificationDelivery.review_id == review_id)
+    rows = list(
+        session.scalars(query.order_by(NotificationDelivery.created_at.desc()).limit(limit))
+    )
+    attempts: dict[uuid.UUID, list[DeliveryAttempt]] = {row.id: [] for row in rows}
+    if rows:
+        for attempt in session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id.in_(list(attempts)))
+            .order_by(DeliveryAttempt.attempted_at)
+        ):
+            attempts[attempt.delivery_id].append(attempt)
+    return [_delivery_view(row, attempts[row.id]) for row in rows]
+
+
+def _delivery_view(
+    delivery: NotificationDelivery, attempts: list[DeliveryAttempt]
+) -> dict[str, Any]:
+    return {
+        "id": str(delivery.id),
+        "event_id": delivery.event_id,
+        "event": delivery.event,
+        "hook_id": str(delivery.hook_id) if delivery.hook_id else None,
+        "recipient_email": delivery.recipient_email,
+        "status": delivery.status.value,
+        "attempts": [
+            {
+                "at": a.attempted_at.isoformat(),
+                "ok": a.ok,
+                "status_code": a.status_code,
+                "error": a.error,
+                "duration_ms": a.duration_ms,
+            }
+            for a in attempts
+        ],
+        "delivered_at": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
+        "last_error": delivery.last_error,
+    }
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None

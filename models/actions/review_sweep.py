@@ -1,0 +1,217 @@
+"""The periodic sweep: find drift after revocations with a few set-based queries, fix it.
+
+Drift: a revocation whose review never opened (its task was lost), a REVOKED person with an
+active key nobody has looked at (created after the revocation, say), usage after the
+revocation not yet on a finding, a team whose managers are all revoked, and an open review
+whose person was reactivated. Each query returns only revocations that need work, so a sweep
+over a large, settled directory costs a handful of indexed queries and changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from models.actions import reviews
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import (
+    ReviewFinding,
+    Revocation,
+    RevocationReview,
+    TeamMembership,
+    UsageRecord,
+    User,
+    VirtualApiKey,
+)
+from models.enums import KeyType, ReviewStatus, TeamRole, UserStatus
+
+
+@dataclass
+class SweepResult:
+    opened: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> int:
+        return len(self.opened) + len(self.updated) + len(self.closed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"opened": self.opened, "updated": self.updated, "closed": self.closed}
+
+
+def sweep_reviews(
+    session: Session,
+    *,
+    actor: Actor,
+    organisation_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> SweepResult:
+    now = now or utcnow()
+    result = SweepResult()
+    for review in session.scalars(_undone_reviews(organisation_id)):
+        if reviews.close_undone_review(session, review=review, actor=actor, now=now):
+            result.closed.append(str(review.id))
+    for revocation_id in _without_review(session, organisation_id):
+        review = reviews.open_revocation_review(
+            session, revocation_id=revocation_id, actor=actor, now=now
+        )
+        if review is not None:
+            result.opened.append(str(review.id))
+    drifting = (
+        _unreviewed_active_keys(session, organisation_id)
+        | _unrecorded_usage(session, organisation_id)
+        | _teams_left_without_manager(session, organisation_id)
+    )
+    for revocation_id in sorted(drifting):
+        review = reviews.review_of(session, revocation_id)
+        if review is None:
+            continue
+        if reviews.refresh_review(session, review=review, actor=actor, now=now).changed:
+            result.updated.append(str(review.id))
+    return result
+
+
+def _current_revocations(organisation_id: uuid.UUID | None) -> Any:
+    """Revocations still in force: not undone, and the person still REVOKED."""
+    query = (
+        select(Revocation.id, Revocation.user_id, Revocation.revoked_at)
+        .join(User, User.id == Revocation.user_id)
+        .where(Revocation.undone_at.is_(None), User.status == UserStatus.REVOKED)
+    )
+    if organisation_id is not None:
+        query = query.where(Revocation.organisation_id == organisation_id)
+    return query.subquery("current")
+
+
+def _undone_reviews(organisation_id: uuid.UUID | None) -> Any:
+    query = (
+        select(RevocationReview)
+        .join(Revocation, Revocation.id == RevocationReview.revocation_id)
+        .where(RevocationReview.status == ReviewStatus.OPEN, Revocation.undone_at.is_not(None))
+    )
+    if organisation_id is not None:
+        query = query.where(RevocationReview.organisation_id == organisation_id)
+    return query
+
+
+def _without_review(session: Session, organisation_id: uuid.UUID | None) -> list[uuid.UUID]:
+    current = _current_revocations(organisation_id)
+    has_review = exists().where(RevocationReview.revocation_id == current.c.id)
+    return list(session.scalars(select(current.c.id).where(~has_review)))
+
+
+def _finding_exists(revocation_id: Any, kinds: tuple[str, ...], subject_id: Any) -> Any:
+    return (
+        select(ReviewFinding.id)
+        .join(RevocationReview, RevocationReview.id == ReviewFinding.review_id)
+        .where(
+            RevocationReview.revocation_id == revocation_id,
+            ReviewFinding.kind.in_(kinds),
+            ReviewFinding.subject_id == subject_id,
+        )
+        .exists()
+    )
+
+
+def _unreviewed_active_keys(session: Session, organisation_id: uuid.UUID | None) -> set[uuid.UUID]:
+    current = _current_revocations(organisation_id)
+    held = or_(
+        and_(
+            VirtualApiKey.owner_user_id == current.c.user_id,
+            VirtualApiKey.key_type == KeyType.USER,
+        ),
+        and_(
+            VirtualApiKey.created_by_user_id == current.c.user_id,
+            VirtualApiKey.key_type == KeyType.TEAM,
+        ),
+    )
+    query = (
+        select(current.c.id)
+        .join(VirtualApiKey, held)
+        .where(
+            VirtualApiKey.revoked.is_(False),
+            ~_finding_exists(current.c.id, reviews.KEY_KINDS, VirtualApiKey.id),
+        )
+        .distinct()
+    )
+    return set(session.scalars(query))
+
+
+def _unrecorded_usage(session: Session, organisation_id: uuid.UUID | None) -> set[uuid.UUID]:
+    current = _current_revocations(organisation_id)
+    finding = aliased(ReviewFinding)
+    review = aliased(RevocationReview)
+    recorded = (
+        select(finding.id)
+        .join(review, review.id == finding.review_id)
+        .where(
+            review.revocation_id == current.c.id,
+            finding.kind == reviews.KIND_USAGE,
+            finding.subject_id == UsageRecord.api_key_id,
+            finding.observed_until >= UsageRecord.occurred_at,
+        )
+        .exists()
+    )
+    recorded_without_key = (
+        select(finding.id)
+        .join(review, review.id == finding.review_id)
+        .where(
+            review.revocation_id == current.c.id,
+            finding.kind == reviews.KIND_USAGE,
+            finding.subject_id == current.c.user_id,
+            finding.observed_until >= UsageRecord.occurred_at,
+        )
+        .exists()
+    )
+    unrecorded = or_(
+        and_(UsageRecord.api_key_id.is_not(None), ~recorded),
+        and_(UsageRecord.api_key_id.is_(None), ~recorded_without_key),
+    )
+    by_person = (
+        select(current.c.id)
+        .join(UsageRecord, UsageRecord.user_id == current.c.user_id)
+        .where(UsageRecord.occurred_at > current.c.revoked_at, unrecorded)
+    )
+    by_key = (
+        select(current.c.id)
+        .join(VirtualApiKey, VirtualApiKey.owner_user_id == current.c.user_id)
+        .join(UsageRecord, UsageRecord.api_key_id == VirtualApiKey.id)
+        .where(UsageRecord.occurred_at > current.c.revoked_at, unrecorded)
+    )
+    return set(session.scalars(by_person.union(by_key)))
+
+
+def _teams_left_without_manager(
+    session: Session, organisation_id: uuid.UUID | None
+) -> set[uuid.UUID]:
+    current = _current_revocations(organisation_id)
+    active_manager = aliased(TeamMembership)
+    active_user = aliased(User)
+    has_active_manager = (
+        select(active_manager.user_id)
+        .join(active_user, active_user.id == active_manager.user_id)
+        .where(
+            active_manager.team_id == TeamMembership.team_id,
+            active_manager.role == TeamRole.MANAGER,
+            active_user.status == UserStatus.ACTIVE,
+        )
+        .exists()
+    )
+    query = (
+        select(current.c.id)
+        .join(TeamMembership, TeamMembership.user_id == current.c.user_id)
+        .where(
+            TeamMembership.role == TeamRole.MANAGER,
+            ~has_active_manager,
+            ~_finding_exists(current.c.id, (reviews.KIND_LAST_MANAGER,), TeamMembership.team_id),
+        )
+        .distinct()
+    )
+    return set(session.scalars(query))

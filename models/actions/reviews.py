@@ -1,0 +1,1000 @@
+"""Revocation reviews: find what a revoked person owned or held, act per policy, follow up.
+
+`open_revocation_review` runs once per revocation (the outbox task); `refresh_review` is the
+re-runnable core that the sweep also calls: it adds findings that are missing, updates usage
+seen after the revocation, and resolves findings whose cause has gone. Running it twice in a
+row changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from models import audit, outbox
+from models.actions.users import TASK_INVALIDATE_KEYS
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import (
+    Budget,
+    KeyInvalidation,
+    Organisation,
+    Quota,
+    ReviewFinding,
+    Revocation,
+    RevocationReview,
+    Team,
+    TeamMembership,
+    UsageRecord,
+    User,
+    VirtualApiKey,
+)
+from models.enums import (
+    FindingState,
+    KeyPolicy,
+    KeyType,
+    OwnerType,
+    ReviewStatus,
+    Role,
+    Severity,
+    TeamRole,
+    UserStatus,
+)
+from models.errors import InvalidInput, InvalidTransition, NotFound
+from models.notifications import notify
+
+KIND_USER_KEY = "user_key"
+KIND_TEAM_KEY = "team_key"
+KIND_LAST_MANAGER = "last_manager"
+KIND_BUDGET = "budget"
+KIND_QUOTA = "quota"
+KIND_USAGE = "usage_after_revocation"
+KEY_KINDS = (KIND_USER_KEY, KIND_TEAM_KEY)
+
+EVENT_OPENED = "review.opened"
+EVENT_RESOLVED = "review.resolved"
+EVENT_ESCALATED = "review.escalated"
+EVENT_URGENT = "finding.urgent"
+
+INVALIDATION_PENDING = "pending"
+INVALIDATION_ACKNOWLEDGED = "acknowledged"
+
+POLICY = "policy"
+MAX_FINDINGS_IN_PAYLOAD = 100
+LEVEL_OWNER, LEVEL_MANAGERS, LEVEL_ADMINS = 1, 2, 3
+
+
+@dataclass
+class Desired:
+    """A finding as the current state of the world says it should be."""
+
+    kind: str
+    subject_type: str
+    subject_id: uuid.UUID
+    severity: Severity
+    action: str
+    action_taken: bool = False
+    team_id: uuid.UUID | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    invalidation_status: str | None = None
+    invalidated_at: datetime | None = None
+    observed_until: datetime | None = None
+
+
+@dataclass
+class RefreshResult:
+    added: list[ReviewFinding] = field(default_factory=list)
+    updated: list[ReviewFinding] = field(default_factory=list)
+    cleared: list[ReviewFinding] = field(default_factory=list)
+    revoked_key_ids: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.cleared)
+
+
+# --- opening and refreshing -------------------------------------------------------------
+
+
+def open_revocation_review(
+    session: Session, *, revocation_id: uuid.UUID, actor: Actor, now: datetime | None = None
+) -> RevocationReview | None:
+    """The review of this revocation, opened once; None when the revocation was undone first."""
+    now = now or utcnow()
+    revocation = _lock(session, select(Revocation).where(Revocation.id == revocation_id))
+    if revocation is None:
+        raise NotFound("revocation not found")
+    existing = review_of(session, revocation.id)
+    if existing is not None:
+        return existing
+    if revocation.undone_at is not None:
+        return None
+    review = RevocationReview(
+        organisation_id=revocation.organisation_id,
+        user_id=revocation.user_id,
+        revocation_id=revocation.id,
+    )
+    session.add(review)
+    session.flush()
+    result = refresh_review(session, review=review, actor=actor, now=now, announce=False)
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=review.organisation_id,
+        action="review.opened",
+        target_type="revocation_review",
+        target_id=review.id,
+        after={
+            "revocation_id": str(revocation.id),
+            "user_id": str(review.user_id),
+            "findings": len(result.added),
+            "keys_revoked": result.revoked_key_ids,
+        },
+    )
+    findings = list(result.added)
+    _notify_review(
+        session, review, EVENT_OPENED, findings, audience=("owner", "managers", "admins")
+    )
+    urgent = [f for f in findings if f.severity is Severity.URGENT]
+    if urgent:
+        _notify_review(session, review, EVENT_URGENT, urgent, audience=("managers", "admins"))
+    if not any(f.state is FindingState.OPEN for f in findings):
+        _close(session, review, actor=Actor.system(POLICY), now=now, announce=False)
+    return review
+
+
+def refresh_review(
+    session: Session,
+    *,
+    review: RevocationReview,
+    actor: Actor,
+    now: datetime | None = None,
+    announce: bool = True,
+) -> RefreshResult:
+    """Bring the findings in line with the current state; no change when already in line."""
+    now = now or utcnow()
+    revocation = session.get_one(Revocation, review.revocation_id)
+    user = session.get_one(User, review.user_id)
+    organisation = session.get_one(Organisation, review.organisation_id)
+    existing = {(f.kind, f.subject_id): f for f in review.findings}
+    result = RefreshResult()
+    desired = _desired_findings(session, organisation, user, revocation, actor, now, result)
+    interval = escalation_interval(organisation)
+    for item in desired:
+        finding = existing.pop((item.kind, item.subject_id), None)
+        if finding is None:
+            result.added.append(_add_finding(session, review, item, now, interval))
+        elif _update_finding(finding, item, now, interval):
+            result.updated.append(finding)
+    for finding in existing.values():
+        if finding.state is FindingState.OPEN and finding.kind != KIND_USAGE:
+            _set_state(finding, FindingState.RESOLVED, "sweep", now, "the cause has gone")
+            result.cleared.append(finding)
+    if result.changed:
+        review.last_swept_at = now
+        if review.status is ReviewStatus.RESOLVED and any(
+            f.state is FindingState.OPEN for f in review.findings
+        ):
+            review.status, review.resolved_at, review.resolved_by = ReviewStatus.OPEN, None, None
+        session.flush()
+    if announce and result.changed:
+        _record_refresh(session, review, actor, result)
+        urgent = [
+            f
+            for f in result.added + result.updated
+            if f.severity is Severity.URGENT and f.state is FindingState.OPEN
+        ]
+        if urgent:
+            _notify_review(session, review, EVENT_URGENT, urgent, audience=("managers", "admins"))
+        if review.status is ReviewStatus.OPEN and not any(
+            f.state is FindingState.OPEN for f in review.findings
+        ):
+            _close(session, review, actor=actor, now=now, announce=True)
+    return result
+
+
+def review_of(session: Session, revocation_id: uuid.UUID) -> RevocationReview | None:
+    return session.scalar(
+        select(RevocationReview).where(RevocationReview.revocation_id == revocation_id)
+    )
+
+
+def escalation_interval(organisation: Organisation) -> timedelta:
+    return timedelta(minutes=max(1, organisation.settings.review_escalation_minutes))
+
+
+def _desired_findings(
+    session: Session,
+    organisation: Organisation,
+    user: User,
+    revocation: Revocation,
+    actor: Actor,
+    now: datetime,
+    result: RefreshResult,
+) -> list[Desired]:
+    policy = organisation.settings
+    desired = _key_findings(session, user, revocation, policy.user_key_policy, KeyType.USER)
+    desired += _key_findings(session, user, revocation, policy.team_key_policy, KeyType.TEAM)
+    to_revoke = [d for d in desired if d.action == "revoke_now"]
+    if to_revoke and user.status is UserStatus.REVOKED:
+        revoked = _revoke_keys(session, user, revocation, [d.subject_id for d in to_revoke], actor)
+        result.revoked_key_ids.extend(str(key_id) for key_id in revoked)
+        for item in to_revoke:
+            if item.subject_id in revoked:
+                item.action, item.action_taken = "revoked", True
+                item.invalidation_status = INVALIDATION_PENDING
+                item.severity = Severity.MEDIUM
+            else:
+                item.action = "revoke"
+    else:
+        for item in to_revoke:
+            item.action = "revoke"
+    desired += _last_manager_findings(session, user)
+    desired += _ownership_findings(session, user, Budget, KIND_BUDGET)
+    desired += _ownership_findings(session, user, Quota, KIND_QUOTA)
+    desired += _usage_findings(session, user, revocation)
+    return desired
+
+
+def _key_findings(
+    session: Session, user: User, revocation: Revocation, policy: KeyPolicy, key_type: KeyType
+) -> list[Desired]:
+    if key_type is KeyType.USER:
+        scope = (VirtualApiKey.owner_user_id == user.id) & (VirtualApiKey.key_type == KeyType.USER)
+        kind, held = KIND_USER_KEY, "revoke"
+    else:
+        scope = (VirtualApiKey.created_by_user_id == user.id) & (
+            VirtualApiKey.key_type == KeyType.TEAM
+        )
+        kind, held = KIND_TEAM_KEY, "hold_for_review"
+    # Lock the keys first, then read in a fresh statement: a concurrent gateway
+    # acknowledgement (record_invalidation) either sees these findings or is seen here.
+    _lock_keys(session, scope)
+    keys = session.execute(
+        select(VirtualApiKey, KeyInvalidation.acknowledged_at)
+        .outerjoin(KeyInvalidation, KeyInvalidation.key_id == VirtualApiKey.id)
+        .where(scope, or_(VirtualApiKey.revoked.is_(False), _stamped_by(revocation)))
+        .order_by(VirtualApiKey.created_at)
+        .execution_options(populate_existing=True)
+    ).all()
+    desired = []
+    for key, acknowledged_at in keys:
+        item = Desired(
+            kind=kind,
+            subject_type="api_key",
+            subject_id=key.id,
+            severity=Severity.HIGH if key_type is KeyType.USER else Severity.MEDIUM,
+            action=held,
+            team_id=key.owner_team_id,
+            detail={"name": key.name, "masked_value": key.masked_value, "key_type": key_type},
+        )
+        if key.revoked:
+            item.action, item.action_taken, item.severity = "revoked", True, Severity.MEDIUM
+            acked = bool(
+                acknowledged_at is not None
+                and key.revoked_at is not None
+                and acknowledged_at >= key.revoked_at
+            )
+            item.invalidation_status = INVALIDATION_ACKNOWLEDGED if acked else INVALIDATION_PENDING
+            item.invalidated_at = acknowledged_at if acked else None
+        elif policy is KeyPolicy.REVOKE:
+            item.action = "revoke_now"
+        desired.append(item)
+    return desired
+
+
+def _stamped_by(revocation: Revocation) -> Any:
+    return VirtualApiKey.revoked_by_revocation_id == revocation.id
+
+
+def _revoke_keys(
+    session: Session,
+    user: User,
+    revocation: Revocation,
+    key_ids: list[uuid.UUID],
+    actor: Actor,
+) -> set[uuid.UUID]:
+    """Revoke these keys for this revocation (so reactivation restores them) and flush caches."""
+    now = utcnow()
+    revoked = set(
+        session.scalars(
+            update(VirtualApiKey)
+            .where(VirtualApiKey.id.in_(key_ids), VirtualApiKey.revoked.is_(False))
+            .values(
+                revoked=True,
+                revoked_at=now,
+                revoked_by_revocation_id=revocation.id,
+                updated_at=now,
+            )
+            .returning(VirtualApiKey.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    )
+    for key_id in revoked:
+        audit.record(
+            session,
+            actor=actor,
+            organisation_id=user.organisation_id,
+            action="api_key.revoked",
+            target_type="api_key",
+            target_id=key_id,
+            before={"revoked": False},
+            after={"revoked": True, "user_id": str(user.id), "by": "revocation review"},
+        )
+    if revoked:
+        outbox.enqueue(
+            session,
+            TASK_INVALIDATE_KEYS,
+            key_ids=sorted(str(k) for k in revoked),
+            reason="review",
+        )
+        for obj in list(session.identity_map.values()):
+            if isinstance(obj, VirtualApiKey) and obj.id in revoked:
+                session.expire(obj)
+    return revoked
+
+
+def _last_manager_findings(session: Session, user: User) -> list[Desired]:
+    other = TeamMembership.__table__.alias("other")
+    other_user = User.__table__.alias("other_user")
+    other_active_managers = (
+        select(func.count())
+        .select_from(other.join(other_user, other_user.c.id == other.c.user_id))
+        .where(
+            other.c.team_id == Team.id,
+            other.c.role == TeamRole.MANAGER.value,
+            other.c.user_id != user.id,
+            other_user.c.status == UserStatus.ACTIVE.value,
+        )
+        .scalar_subquery()
+    )
+    teams = session.scalars(
+        select(Team)
+        .join(TeamMembership, TeamMembership.team_id == Team.id)
+        .where(
+            TeamMembership.user_id == user.id,
+            TeamMembership.role == TeamRole.MANAGER,
+            other_active_managers == 0,
+        )
+        .order_by(Team.name_key)
+    )
+    return [
+        Desired(
+            kind=KIND_LAST_MANAGER,
+            subject_type="team",
+            subject_id=team.id,
+            severity=Severity.HIGH,
+            action="appoint_manager",
+            team_id=team.id,
+            detail={"name": team.name},
+        )
+        for team in teams
+    ]
+
+
+def _ownership_findings(
+    session: Session, user: User, entity: type[Budget] | type[Quota], kind: str
+) -> list[Desired]:
+    rows: list[Budget | Quota] = list(
+        session.scalars(
+            select(entity).where(entity.owner_type == OwnerType.USER, entity.owner_id == user.id)
+        )
+    )
+    found = []
+    for row in rows:
+        detail: dict[str, Any] = {"name": row.name, "window": row.window}
+        if isinstance(row, Budget):
+            detail.update(amount=str(row.amount), currency=row.currency)
+        else:
+            detail.update(metric=row.metric, limit=row.limit)
+        found.append(
+            Desired(
+                kind=kind,
+                subject_type=kind,
+                subject_id=row.id,
+                severity=Severity.MEDIUM,
+                action="transfer",
+                detail=detail,
+            )
+        )
+    return found
+
+
+def _usage_findings(session: Session, user: User, revocation: Revocation) -> list[Desired]:
+    """Gateway activity after the revocation by the person or their keys: the urgent case."""
+    their_keys = select(VirtualApiKey.id).where(
+        or_(
+            VirtualApiKey.owner_user_id == user.id,
+            (VirtualApiKey.created_by_user_id == user.id)
+            & (VirtualApiKey.key_type == KeyType.TEAM),
+        )
+    )
+    rows = session.execute(
+        select(
+            UsageRecord.api_key_id,
+            func.count(UsageRecord.id),
+            func.coalesce(func.sum(UsageRecord.cost), 0),
+            func.min(UsageRecord.occurred_at),
+            func.max(UsageRecord.occurred_at),
+        )
+        .where(
+            UsageRecord.occurred_at > revocation.revoked_at,
+            or_(UsageRecord.user_id == user.id, UsageRecord.api_key_id.in_(their_keys)),
+        )
+        .group_by(UsageRecord.api_key_id)
+    ).all()
+    if not rows:
+        return []
+    keys = {
+        key.id: key
+        for key in session.scalars(
+            select(VirtualApiKey).where(
+                VirtualApiKey.id.in_([r[0] for r in rows if r[0] is not None])
+            )
+        )
+    }
+    found = []
+    for key_id, count, cost, first, last in rows:
+        key = keys.get(key_id) if key_id else None
+        last_seen = _aware(last)
+        found.append(
+            Desired(
+                kind=KIND_USAGE,
+                subject_type="api_key" if key_id else "user",
+                subject_id=key_id or user.id,
+                severity=Severity.URGENT,
+                action="revoke_key" if key is not None and not key.revoked else "investigate",
+                team_id=key.owner_team_id if key else None,
+                detail={
+                    "name": key.name if key else user.email,
+                    "requests": int(count),
+                    "cost": str(Decimal(cost)),
+                    "first_seen": _aware(first).isoformat(),
+                    "last_seen": last_seen.isoformat(),
+                    "key_still_active": bool(key is not None and not key.revoked),
+                },
+                observed_until=last_seen,
+            )
+        )
+    return found
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
+
+
+def _add_finding(
+    session: Session,
+    review: RevocationReview,
+    item: Desired,
+    now: datetime,
+    interval: timedelta,
+) -> ReviewFinding:
+    finding = ReviewFinding(
+        review_id=review.id,
+        kind=item.kind,
+        subject_type=item.subject_type,
+        subject_id=item.subject_id,
+        severity=item.severity,
+        action=item.action,
+        action_taken=item.action_taken,
+        team_id=item.team_id,
+        detail=item.detail,
+        invalidation_status=item.invalidation_status,
+        invalidated_at=item.invalidated_at,
+        observed_until=item.observed_until,
+        last_notified_at=now,
+    )
+    if item.action_taken:
+        _set_state(finding, FindingState.RESOLVED, POLICY, now, f"{item.action} by policy")
+    else:
+        finding.state = FindingState.OPEN
+        finding.next_escalation_at = now + interval
+    review.findings.append(finding)
+    session.add(finding)
+    return finding
+
+
+def _update_finding(
+    finding: ReviewFinding, item: Desired, now: datetime, interval: timedelta
+) -> bool:
+    """Carry new facts into an existing finding; True when something changed."""
+    changed = False
+    if item.action_taken and not finding.action_taken:
+        finding.action, finding.action_taken = item.action, True
+        finding.invalidation_status = item.invalidation_status
+        if finding.state is FindingState.OPEN:
+            _set_state(finding, FindingState.RESOLVED, POLICY, now, f"{item.action} by policy")
+        changed = True
+    if (
+        item.kind == KIND_USAGE
+        and item.observed_until
+        and (finding.observed_until is None or _aware(finding.observed_until) < item.observed_until)
+    ):
+        finding.detail = item.detail
+        finding.action = item.action
+        finding.observed_until = item.observed_until
+        if finding.state is not FindingState.OPEN:
+            # Used again after someone closed it: it is open and urgent once more.
+            finding.state = FindingState.OPEN
+            finding.resolved_at = finding.resolved_by = finding.resolution = None
+        finding.acknowledged_at = finding.acknowledged_by = None
+        finding.escalation_level = 0
+        finding.next_escalation_at = now + interval
+        changed = True
+    return changed
+
+
+def _record_refresh(
+    session: Session, review: RevocationReview, actor: Actor, result: RefreshResult
+) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=review.organisation_id,
+        action="review.updated",
+        target_type="revocation_review",
+        target_id=review.id,
+        after={
+            "added": [_finding_ref(f) for f in result.added],
+            "updated": [_finding_ref(f) for f in result.updated],
+            "cleared": [_finding_ref(f) for f in result.cleared],
+            "keys_revoked": result.revoked_key_ids,
+        },
+    )
+
+
+def _finding_ref(finding: ReviewFinding) -> dict[str, str]:
+    return {"id": str(finding.id), "kind": finding.kind, "subject_id": str(finding.subject_id)}
+
+
+# --- gateway acknowledgements -----------------------------------------------------------
+
+
+def record_invalidation(
+    session: Session, *, key_ids: list[uuid.UUID], reason: str, at: datetime | None = None
+) -> int:
+    """The gateway acknowledged forgetting these keys: remember it and mark their findings."""
+    at = at or utcnow()
+    _lock_keys(session, VirtualApiKey.id.in_(key_ids))
+    known = set(
+        session.scalars(select(KeyInvalidation.key_id).where(KeyInvalidation.key_id.in_(key_ids)))
+    )
+    if known:
+        session.execute(
+            update(KeyInvalidation)
+            .where(KeyInvalidation.key_id.in_(known))
+            .values(acknowledged_at=at, reason=reason[:40])
+        )
+    session.add_all(
+        KeyInvalidation(key_id=key_id, acknowledged_at=at, reason=reason[:40])
+        for key_id in key_ids
+        if key_id not in known
+    )
+    marked = session.execute(
+        update(ReviewFinding)
+        .where(
+            ReviewFinding.subject_id.in_(key_ids),
+            ReviewFinding.kind.in_(KEY_KINDS),
+            ReviewFinding.invalidation_status == INVALIDATION_PENDING,
+        )
+        .values(invalidation_status=INVALIDATION_ACKNOWLEDGED, invalidated_at=at, updated_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(marked, "rowcount", 0) or 0)
+
+
+# --- decisions on findings --------------------------------------------------------------
+
+
+def resolve_finding(
+    session: Session, *, finding: ReviewFinding, actor: Actor, note: str = ""
+) -> ReviewFinding:
+    _decide(session, finding, FindingState.RESOLVED, actor, note, "review.finding_resolved")
+    return finding
+
+
+def dismiss_finding(
+    session: Session, *, finding: ReviewFinding, actor: Actor, note: str = ""
+) -> ReviewFinding:
+    _decide(session, finding, FindingState.DISMISSED, actor, note, "review.finding_dismissed")
+    return finding
+
+
+def acknowledge_finding(
+    session: Session, *, finding: ReviewFinding, actor: Actor, now: datetime | None = None
+) -> bool:
+    """Stop the reminders for this finding; False when it was already acknowledged or closed."""
+    if finding.state is not FindingState.OPEN or finding.acknowledged_at is not None:
+        return False
+    finding.acknowledged_at = now or utcnow()
+    finding.acknowledged_by = str(actor)
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=finding.review.organisation_id,
+        action="review.finding_acknowledged",
+        target_type="review_finding",
+        target_id=finding.id,
+        after={"review_id": str(finding.review_id), "acknowledged_by": str(actor)},
+    )
+    return True
+
+
+def acknowledge_review(
+    session: Session,
+    *,
+    review: RevocationReview,
+    actor: Actor,
+    team_ids: set[uuid.UUID] | None = None,
+) -> int:
+    """Acknowledge every open finding (or only those of `team_ids`); the count acknowledged."""
+    now = utcnow()
+    return sum(
+        acknowledge_finding(session, finding=finding, actor=actor, now=now)
+        for finding in review.findings
+        if team_ids is None or finding.team_id in team_ids
+    )
+
+
+def reassign_finding(
+    session: Session,
+    *,
+    finding: ReviewFinding,
+    actor: Actor,
+    to_user: User | None = None,
+    to_team: Team | None = None,
+    note: str = "",
+) -> ReviewFinding:
+    """Give the key, budget, quota or team to someone else, and resolve the finding."""
+    if (to_user is None) == (to_team is None):
+        raise InvalidInput("name exactly one new owner: a user or a team")
+    organisation_id = finding.review.organisation_id
+    new_owner = to_user or to_team
+    assert new_owner is not None
+    if new_owner.organisation_id != organisation_id:
+        raise NotFound("new owner not found")
+    if to_user is not None and to_user.status is not UserStatus.ACTIVE:
+        raise InvalidInput("the new owner must be an ACTIVE user", field="user_id")
+    if finding.state is FindingState.DISMISSED:
+        raise InvalidTransition("a dismissed finding cannot be reassigned")
+    before, after = _transfer(session, finding, to_user, to_team, actor)
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=organisation_id,
+        action="review.reassigned",
+        target_type=finding.subject_type,
+        target_id=finding.subject_id,
+        before=before,
+        after={**after, "finding_id": str(finding.id), "review_id": str(finding.review_id)},
+    )
+    finding.detail = {**finding.detail, "reassigned_to": after}
+    if finding.state is FindingState.OPEN:
+        target = f"user {to_user.email}" if to_user else f"team {to_team.name}"  # type: ignore[union-attr]
+        resolve_finding(
+            session, finding=finding, actor=actor, note=note or f"reassigned to {target}"
+        )
+    return finding
+
+
+def _transfer(
+    session: Session,
+    finding: ReviewFinding,
+    to_user: User | None,
+    to_team: Team | None,
+    actor: Actor,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    subject = finding.subject_type
+    if subject == "api_key":
+        key = session.get(VirtualApiKey, finding.subject_id)
+        if key is None:
+            raise NotFound("the key no longer exists")
+        before = {
+            "key_type": key.key_type.value,
+            "owner_user_id": _str(key.owner_user_id),
+            "owner_team_id": _str(key.owner_team_id),
+        }
+        if to_user is not None:
+            key.key_type, key.owner_user_id = KeyType.USER, to_user.id
+        else:
+            assert to_team is not None
+            key.key_type, key.owner_user_id, key.owner_team_id = KeyType.TEAM, None, to_team.id
+        key.updated_at = utcnow()
+        return before, {
+            "key_type": key.key_type.value,
+            "owner_user_id": _str(key.owner_user_id),
+            "owner_team_id": _str(key.owner_team_id),
+        }
+    if subject in (KIND_BUDGET, KIND_QUOTA):
+        row: Budget | Quota | None = (
+            session.get(Budget, finding.subject_id)
+            if subject == KIND_BUDGET
+            else session.get(Quota, finding.subject_id)
+        )
+        if row is None:
+            raise NotFound(f"the {subject} no longer exists")
+        before = {"owner_type": row.owner_type.value, "owner_id": str(row.owner_id)}
+        owner_type, owner_id = (
+            (OwnerType.USER, to_user.id) if to_user else (OwnerType.TEAM, to_team.id)  # type: ignore[union-attr]
+        )
+        row.owner_type, row.owner_id, row.updated_at = owner_type, owner_id, utcnow()
+        return before, {"owner_type": owner_type.value, "owner_id": str(owner_id)}
+    if subject == "team":
+        if to_user is None:
+            raise InvalidInput("a team's new manager must be a user", field="user_id")
+        from models.actions.teams import add_to_team, get_team
+
+        team = get_team(session, finding.review.organisation_id, finding.subject_id)
+        add_to_team(session, team=team, user=to_user, role=TeamRole.MANAGER, actor=actor)
+        return {"manager": None}, {"manager_user_id": str(to_user.id)}
+    raise InvalidInput(f"a {finding.kind} finding has nothing to reassign")
+
+
+def _str(value: uuid.UUID | None) -> str | None:
+    return str(value) if value else None
+
+
+def _decide(
+    session: Session,
+    finding: ReviewFinding,
+    state: FindingState,
+    actor: Actor,
+    note: str,
+    action: str,
+) -> None:
+    if finding.state is not FindingState.OPEN:
+        raise InvalidTransition(
+            f"the finding is already {finding.state}", state=finding.state.value
+        )
+    now = utcnow()
+    _set_state(finding, state, str(actor), now, note.strip()[:2000] or None)
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=finding.review.organisation_id,
+        action=action,
+        target_type="review_finding",
+        target_id=finding.id,
+        before={"state": FindingState.OPEN.value},
+        after={
+            "state": state.value,
+            "note": finding.resolution,
+            "review_id": str(finding.review_id),
+        },
+    )
+    review = finding.review
+    if review.status is ReviewStatus.OPEN and not any(
+        f.state is FindingState.OPEN for f in review.findings
+    ):
+        _close(session, review, actor=actor, now=now, announce=True)
+
+
+def _set_state(
+    finding: ReviewFinding, state: FindingState, by: str, now: datetime, note: str | None
+) -> None:
+    finding.state = state
+    finding.resolved_by = by
+    finding.resolved_at = now
+    finding.resolution = note
+    finding.next_escalation_at = None
+
+
+def _close(
+    session: Session, review: RevocationReview, *, actor: Actor, now: datetime, announce: bool
+) -> None:
+    review.status = ReviewStatus.RESOLVED
+    review.resolved_at = now
+    review.resolved_by = str(actor)
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=review.organisation_id,
+        action="review.resolved",
+        target_type="revocation_review",
+        target_id=review.id,
+        before={"status": ReviewStatus.OPEN.value},
+        after={"status": ReviewStatus.RESOLVED.value},
+    )
+    if announce:
+        _notify_review(session, review, EVENT_RESOLVED, [], audience=("managers", "admins"))
+
+
+def close_undone_review(
+    session: Session, *, review: RevocationReview, actor: Actor, now: datetime | None = None
+) -> bool:
+    """The person was reactivated: nothing left to decide; dismiss what is still open."""
+    if review.status is ReviewStatus.RESOLVED:
+        return False
+    now = now or utcnow()
+    for finding in review.findings:
+        if finding.state is FindingState.OPEN:
+            _set_state(finding, FindingState.DISMISSED, str(actor), now, "user reactivated")
+    _close(session, review, actor=actor, now=now, announce=True)
+    return True
+
+
+# --- escalation -------------------------------------------------------------------------
+
+
+def escalate_due(session: Session, *, actor: Actor, now: datetime | None = None) -> int:
+    """Re-notify unacknowledged open findings whose time has come, one level up; the count."""
+    now = now or utcnow()
+    query = (
+        select(ReviewFinding)
+        .join(RevocationReview, RevocationReview.id == ReviewFinding.review_id)
+        .where(
+            ReviewFinding.state == FindingState.OPEN,
+            ReviewFinding.acknowledged_at.is_(None),
+            ReviewFinding.next_escalation_at <= now,
+            RevocationReview.status == ReviewStatus.OPEN,
+        )
+        .order_by(ReviewFinding.review_id)
+        .limit(5000)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=ReviewFinding, skip_locked=True)
+    by_review: dict[uuid.UUID, list[ReviewFinding]] = defaultdict(list)
+    for finding in session.scalars(query):
+        by_review[finding.review_id].append(finding)
+    for findings in by_review.values():
+        review = findings[0].review
+        organisation = session.get_one(Organisation, review.organisation_id)
+        interval = escalation_interval(organisation)
+        by_level: dict[int, list[ReviewFinding]] = defaultdict(list)
+        for finding in findings:
+            finding.escalation_level = min(finding.escalation_level + 1, LEVEL_ADMINS)
+            finding.last_notified_at = now
+            finding.next_escalation_at = now + interval
+            by_level[finding.escalation_level].append(finding)
+        for level, group in sorted(by_level.items()):
+            audience = {
+                LEVEL_OWNER: ("owner",),
+                LEVEL_MANAGERS: ("managers",),
+                LEVEL_ADMINS: ("admins",),
+            }[level]
+            _notify_review(session, review, EVENT_ESCALATED, group, audience=audience, level=level)
+        audit.record(
+            session,
+            actor=actor,
+            organisation_id=review.organisation_id,
+            action="review.escalated",
+            target_type="revocation_review",
+            target_id=review.id,
+            after={"findings": [_finding_ref(f) for f in findings]},
+        )
+    return sum(len(group) for group in by_review.values())
+
+
+# --- notifications ----------------------------------------------------------------------
+
+
+def _notify_review(
+    session: Session,
+    review: RevocationReview,
+    event: str,
+    findings: list[ReviewFinding],
+    *,
+    audience: tuple[str, ...],
+    level: int | None = None,
+) -> None:
+    user = session.get_one(User, review.user_id)
+    revocation = session.get_one(Revocation, review.revocation_id)
+    team_ids = affected_team_ids(session, review)
+    if findings and event in (EVENT_ESCALATED, EVENT_URGENT):
+        narrowed = {f.team_id for f in findings if f.team_id}
+        team_ids = narrowed or team_ids
+    recipients: list[uuid.UUID] = []
+    if "owner" in audience:
+        recipients.append(user.id)
+    if "managers" in audience:
+        recipients += team_manager_ids(session, team_ids, exclude=user.id)
+    if "admins" in audience:
+        recipients += admin_ids(session, review.organisation_id, exclude=user.id)
+    payload: dict[str, Any] = {
+        "review_id": str(review.id),
+        "status": review.status.value,
+        "user": {"id": str(user.id), "email": user.email, "name": user.name},
+        "revocation": {
+            "id": str(revocation.id),
+            "source": revocation.source.value,
+            "actor": revocation.actor,
+            "reason": revocation.reason,
+            "revoked_at": _aware(revocation.revoked_at).isoformat(),
+        },
+        "counts": _counts(review),
+        "findings": [finding_summary(f) for f in findings[:MAX_FINDINGS_IN_PAYLOAD]],
+        "findings_total": len(findings),
+    }
+    if level is not None:
+        payload["escalation_level"] = level
+        payload["escalated_to"] = audience[0]
+    notify(
+        session,
+        organisation_id=review.organisation_id,
+        event=event,
+        payload=payload,
+        recipient_user_ids=list(dict.fromkeys(recipients)),
+    )
+
+
+def _counts(review: RevocationReview) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for finding in review.findings:
+        counts[finding.state.value] += 1
+    return dict(counts)
+
+
+def affected_team_ids(session: Session, review: RevocationReview) -> set[uuid.UUID]:
+    """Teams of the findings, and the teams the revoked person belonged to."""
+    teams = {f.team_id for f in review.findings if f.team_id}
+    teams |= set(
+        session.scalars(
+            select(TeamMembership.team_id).where(TeamMembership.user_id == review.user_id)
+        )
+    )
+    return teams
+
+
+def team_manager_ids(
+    session: Session, team_ids: set[uuid.UUID], *, exclude: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    if not team_ids:
+        return []
+    query = (
+        select(User.id)
+        .join(TeamMembership, TeamMembership.user_id == User.id)
+        .where(
+            TeamMembership.team_id.in_(team_ids),
+            TeamMembership.role == TeamRole.MANAGER,
+            User.status == UserStatus.ACTIVE,
+        )
+        .distinct()
+    )
+    return [uid for uid in session.scalars(query) if uid != exclude]
+
+
+def admin_ids(
+    session: Session, organisation_id: uuid.UUID, *, exclude: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    query = select(User.id).where(
+        User.organisation_id == organisation_id,
+        User.role == Role.ORG_ADMIN,
+        User.status == UserStatus.ACTIVE,
+    )
+    return [uid for uid in session.scalars(query.order_by(User.id)) if uid != exclude]
+
+
+def finding_summary(finding: ReviewFinding) -> dict[str, Any]:
+    return {
+        "id": str(finding.id),
+        "kind": finding.kind,
+        "subject_type": finding.subject_type,
+        "subject_id": str(finding.subject_id),
+        "subject_name": finding.detail.get("name", ""),
+        "team_id": _str(finding.team_id),
+        "severity": finding.severity.value,
+        "action": finding.action,
+        "action_taken": finding.action_taken,
+        "state": finding.state.value,
+        "invalidation_status": finding.invalidation_status,
+    }
+
+
+def _lock_keys(session: Session, condition: Any) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        query = select(VirtualApiKey.id).where(condition).order_by(VirtualApiKey.id)
+        session.execute(query.with_for_update()).all()
+
+
+def _lock(session: Session, query: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.scalar(query)

@@ -1,0 +1,359 @@
+"""Read models for revocation reviews, their findings, and the blast-radius preview."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from models.access import Viewer, managed_team_ids, require_can_view_user
+from models.actions.notification_deliveries import deliveries_of
+from models.actions.reviews import affected_team_ids, finding_summary
+from models.base import utcnow
+from models.entities import (
+    Budget,
+    Organisation,
+    Quota,
+    ReviewFinding,
+    Revocation,
+    RevocationReview,
+    Team,
+    TeamMembership,
+    UsageRecord,
+    User,
+    VirtualApiKey,
+)
+from models.enums import (
+    FindingState,
+    KeyPolicy,
+    KeyType,
+    OwnerType,
+    ReviewStatus,
+    TeamRole,
+    UserStatus,
+)
+from models.errors import Forbidden, NotFound
+
+PREVIEW_USAGE_DAYS = 30
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class ReviewFilter:
+    status: ReviewStatus | None = None
+    user_id: uuid.UUID | None = None
+
+
+def list_reviews(
+    session: Session,
+    viewer: Viewer,
+    filters: ReviewFilter,
+    *,
+    limit: int = 50,
+    after: uuid.UUID | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Reviews the viewer may see (managers: those touching their teams), newest first."""
+    query = select(RevocationReview, User).join(User, User.id == RevocationReview.user_id)
+    query = query.where(RevocationReview.organisation_id == viewer.organisation_id)
+    if not viewer.is_admin:
+        teams = managed_team_ids(session, viewer)
+        query = query.where(_touches_teams(teams))
+    if filters.status:
+        query = query.where(RevocationReview.status == filters.status)
+    if filters.user_id:
+        query = query.where(RevocationReview.user_id == filters.user_id)
+    if after:
+        query = query.where(RevocationReview.id < after)
+    limit = max(1, min(limit, MAX_PAGE))
+    rows = session.execute(query.order_by(RevocationReview.id.desc()).limit(limit + 1)).all()
+    counts = _finding_counts(session, [review.id for review, _ in rows[:limit]])
+    items = [
+        review_summary(review, user, counts.get(review.id, {})) for review, user in rows[:limit]
+    ]
+    next_cursor = str(rows[limit - 1][0].id) if len(rows) > limit else None
+    return items, next_cursor
+
+
+def _touches_teams(teams: set[uuid.UUID]) -> Any:
+    in_team = exists().where(
+        ReviewFinding.review_id == RevocationReview.id, ReviewFinding.team_id.in_(teams)
+    )
+    member = exists().where(
+        TeamMembership.user_id == RevocationReview.user_id, TeamMembership.team_id.in_(teams)
+    )
+    return or_(in_team, member)
+
+
+def visible_review(session: Session, viewer: Viewer, review_id: uuid.UUID) -> RevocationReview:
+    """The review, if this viewer may see it; otherwise not found."""
+    review = session.get(RevocationReview, review_id)
+    if review is None or review.organisation_id != viewer.organisation_id:
+        raise NotFound("review not found")
+    if viewer.is_admin:
+        return review
+    if not viewer.is_manager or not (
+        managed_team_ids(session, viewer) & affected_team_ids(session, review)
+    ):
+        raise NotFound("review not found")
+    return review
+
+
+def visible_finding(
+    session: Session, viewer: Viewer, finding_id: uuid.UUID, *, to_change: bool = False
+) -> ReviewFinding:
+    """The finding; managers may see a review touching their teams but only change findings
+    of the teams they manage."""
+    finding = session.get(ReviewFinding, finding_id)
+    if finding is None:
+        raise NotFound("finding not found")
+    visible_review(session, viewer, finding.review_id)
+    if (
+        to_change
+        and not viewer.is_admin
+        and (finding.team_id is None or finding.team_id not in managed_team_ids(session, viewer))
+    ):
+        raise Forbidden("only an Organisation Admin or the team's manager can change this")
+    return finding
+
+
+def review_detail(session: Session, viewer: Viewer, review_id: uuid.UUID) -> dict[str, Any]:
+    review = visible_review(session, viewer, review_id)
+    user = session.get_one(User, review.user_id)
+    revocation = session.get_one(Revocation, review.revocation_id)
+    findings = sorted(review.findings, key=_finding_order)
+    counts = _finding_counts(session, [review.id]).get(review.id, {})
+    return {
+        **review_summary(review, user, counts),
+        "revocation": {
+            "id": str(revocation.id),
+            "source": revocation.source.value,
+            "actor": revocation.actor,
+            "reason": revocation.reason,
+            "revoked_at": revocation.revoked_at.isoformat(),
+            "undone_at": revocation.undone_at.isoformat() if revocation.undone_at else None,
+        },
+        "findings": [finding_view(finding) for finding in findings],
+        "alerted": [
+            {
+                "event": d["event"],
+                "to": d["recipient_email"] or d["hook_id"],
+                "status": d["status"],
+                "delivered_at": d["delivered_at"],
+            }
+            for d in deliveries_of(
+                session, organisation_id=review.organisation_id, review_id=review.id, limit=500
+            )
+        ],
+    }
+
+
+SEVERITY_ORDER = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
+
+
+def _finding_order(finding: ReviewFinding) -> tuple[int, int, str]:
+    return (
+        finding.state is not FindingState.OPEN,
+        SEVERITY_ORDER[finding.severity.value],
+        finding.kind,
+    )
+
+
+def review_summary(review: RevocationReview, user: User, counts: dict[str, int]) -> dict[str, Any]:
+    return {
+        "id": str(review.id),
+        "status": review.status.value,
+        "user": {"id": str(user.id), "email": user.email, "name": user.name},
+        "revocation_id": str(review.revocation_id),
+        "opened_at": review.created_at.isoformat(),
+        "resolved_at": review.resolved_at.isoformat() if review.resolved_at else None,
+        "resolved_by": review.resolved_by,
+        "findings": counts,
+    }
+
+
+def finding_view(finding: ReviewFinding) -> dict[str, Any]:
+    return {
+        **finding_summary(finding),
+        "review_id": str(finding.review_id),
+        "detail": finding.detail,
+        "resolved_by": finding.resolved_by,
+        "resolved_at": finding.resolved_at.isoformat() if finding.resolved_at else None,
+        "resolution": finding.resolution,
+        "invalidated_at": finding.invalidated_at.isoformat() if finding.invalidated_at else None,
+        "acknowledged_by": finding.acknowledged_by,
+        "acknowledged_at": finding.acknowledged_at.isoformat() if finding.acknowledged_at else None,
+        "escalation_level": finding.escalation_level,
+        "next_escalation_at": (
+            finding.next_escalation_at.isoformat() if finding.next_escalation_at else None
+        ),
+    }
+
+
+def _finding_counts(
+    session: Session, review_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    if not review_ids:
+        return {}
+    rows = session.execute(
+        select(ReviewFinding.review_id, ReviewFinding.state, func.count())
+        .where(ReviewFinding.review_id.in_(review_ids))
+        .group_by(ReviewFinding.review_id, ReviewFinding.state)
+    )
+    counts: dict[uuid.UUID, dict[str, int]] = {}
+    for review_id, state, count in rows:
+        counts.setdefault(review_id, {})[FindingState(state).value] = int(count)
+    return counts
+
+
+# --- blast-radius preview -----------------------------------------------------------------
+
+
+def revocation_preview(session: Session, viewer: Viewer, user_id: uuid.UUID) -> dict[str, Any]:
+    """What revoking this person would do, computed without changing anything."""
+    user = require_can_view_user(session, viewer, user_id)
+    policy = session.get_one(Organisation, user.organisation_id).settings
+    since = utcnow() - timedelta(days=PREVIEW_USAGE_DAYS)
+    user_keys = session.scalars(
+        select(VirtualApiKey).where(
+            VirtualApiKey.owner_user_id == user.id,
+            VirtualApiKey.key_type == KeyType.USER,
+            VirtualApiKey.revoked.is_(False),
+        )
+    ).all()
+    team_keys = session.scalars(
+        select(VirtualApiKey).where(
+            VirtualApiKey.created_by_user_id == user.id,
+            VirtualApiKey.key_type == KeyType.TEAM,
+            VirtualApiKey.revoked.is_(False),
+        )
+    ).all()
+    key_usage = _usage_by_key(session, [k.id for k in [*user_keys, *team_keys]], since)
+    user_action = "revoke" if policy.user_key_policy is KeyPolicy.REVOKE else "hold_for_review"
+    team_action = "revoke" if policy.team_key_policy is KeyPolicy.REVOKE else "hold_for_review"
+    return {
+        "user": {
+            "id": str(user.id),
+            "email": user.email,
+            "name": user.name,
+            "status": user.status.value,
+        },
+        "can_revoke": user.status is UserStatus.ACTIVE,
+        "policy": {
+            "user_keys": policy.user_key_policy.value,
+            "team_keys": policy.team_key_policy.value,
+            "budgets_and_quotas": "flag_for_transfer",
+        },
+        "keys": [_preview_key(k, user_action, key_usage) for k in user_keys],
+        "team_keys": [_preview_key(k, team_action, key_usage) for k in team_keys],
+        "teams": _preview_teams(session, user),
+        "budgets": [
+            {"id": str(b.id), "name": b.name, "amount": str(b.amount), "currency": b.currency}
+            for b in _owned(session, Budget, user)
+        ],
+        "quotas": [
+            {"id": str(q.id), "name": q.name, "metric": q.metric, "limit": q.limit}
+            for q in _owned(session, Quota, user)
+        ],
+        "usage": _usage_summary(session, user, since),
+    }
+
+
+def _preview_key(
+    key: VirtualApiKey, action: str, usage: dict[uuid.UUID, dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "id": str(key.id),
+        "name": key.name,
+        "masked_value": key.masked_value,
+        "type": key.key_type.value,
+        "team_id": str(key.owner_team_id) if key.owner_team_id else None,
+        "action": action,
+        "usage_last_30_days": usage.get(key.id, {"requests": 0, "cost": "0"}),
+    }
+
+
+def _preview_teams(session: Session, user: User) -> list[dict[str, Any]]:
+    other = TeamMembership.__table__.alias("other")
+    other_user = User.__table__.alias("other_user")
+    other_managers = (
+        select(func.count())
+        .select_from(other.join(other_user, other_user.c.id == other.c.user_id))
+        .where(
+            other.c.team_id == Team.id,
+            other.c.role == TeamRole.MANAGER.value,
+            other.c.user_id != user.id,
+            other_user.c.status == UserStatus.ACTIVE.value,
+        )
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Team.id, Team.name, TeamMembership.role, other_managers)
+        .join(TeamMembership, TeamMembership.team_id == Team.id)
+        .where(TeamMembership.user_id == user.id)
+        .order_by(Team.name_key)
+    )
+    return [
+        {
+            "id": str(team_id),
+            "name": name,
+            "team_role": TeamRole(role).value,
+            "left_without_manager": TeamRole(role) is TeamRole.MANAGER and count == 0,
+        }
+        for team_id, name, role, count in rows
+    ]
+
+
+def _owned(session: Session, entity: type[Budget] | type[Quota], user: User) -> list[Any]:
+    query = select(entity).where(entity.owner_type == OwnerType.USER, entity.owner_id == user.id)
+    return list(session.scalars(query))
+
+
+def _usage_by_key(
+    session: Session, key_ids: list[uuid.UUID], since: Any
+) -> dict[uuid.UUID, dict[str, Any]]:
+    if not key_ids:
+        return {}
+    rows = session.execute(
+        select(
+            UsageRecord.api_key_id,
+            func.count(UsageRecord.id),
+            func.coalesce(func.sum(UsageRecord.cost), 0),
+            func.max(UsageRecord.occurred_at),
+        )
+        .where(UsageRecord.api_key_id.in_(key_ids), UsageRecord.occurred_at >= since)
+        .group_by(UsageRecord.api_key_id)
+    )
+    return {
+        key_id: {
+            "requests": int(count),
+            "cost": str(Decimal(cost)),
+            "last_used_at": last.isoformat() if last else None,
+        }
+        for key_id, count, cost, last in rows
+        if key_id is not None
+    }
+
+
+def _usage_summary(session: Session, user: User, since: Any) -> dict[str, Any]:
+    count, cost, tokens_in, tokens_out, last = session.execute(
+        select(
+            func.count(UsageRecord.id),
+            func.coalesce(func.sum(UsageRecord.cost), 0),
+            func.coalesce(func.sum(UsageRecord.input_tokens), 0),
+            func.coalesce(func.sum(UsageRecord.output_tokens), 0),
+            func.max(UsageRecord.occurred_at),
+        ).where(UsageRecord.user_id == user.id, UsageRecord.occurred_at >= since)
+    ).one()
+    return {
+        "days": PREVIEW_USAGE_DAYS,
+        "requests": int(count),
+        "spend": str(Decimal(cost)),
+        "input_tokens": int(tokens_in),
+        "output_tokens": int(tokens_out),
+        "last_used_at": last.isoformat() if last else None,
+    }

@@ -1,0 +1,176 @@
+"""Notification deliveries through a real worker to real loopback receivers."""
+
+from sqlalchemy import select
+
+from connectors.outbound import UrlPolicy
+from connectors.signed_webhooks import verify
+from models.actions import notification_hooks
+from models.entities import DeliveryAttempt, NotificationDelivery, NotificationHook
+from models.enums import DeliveryStatus, HookKind, Role
+from models.notifications import notify
+from tests.support import factories as f
+from tests.support.wait import wait_until
+
+LOOPBACK = UrlPolicy(allow_loopback=True)
+
+
+def add_hook(session, settings, org, kind, target, name="hook", events=None):
+    return notification_hooks.create_hook(
+        session,
+        organisation_id=org.id,
+        name=name,
+        kind=kind,
+        target=target,
+        events=events,
+        url_policy=LOOPBACK,
+        secret_key=settings.secret_key,
+        actor=f.SETUP,
+    )
+
+
+def settled(sessions, event_id, count):
+    def check():
+        with sessions() as fresh:
+            rows = fresh.scalars(
+                select(NotificationDelivery).where(NotificationDelivery.event_id == event_id)
+            ).all()
+            done = [r for r in rows if r.status is not DeliveryStatus.PENDING]
+            return rows if len(rows) == count and len(done) == count else None
+
+    return wait_until(check, timeout=30, what=f"{count} deliveries of {event_id} settled")
+
+
+def test_a_hook_failing_three_times_gets_exactly_one_effective_signed_delivery(
+    session, sessions, settings, worker, hooks
+):
+    org = f.make_org(session)
+    hook, secret = add_hook(session, settings, org, HookKind.WEBHOOK, hooks.url("flaky"))
+    hooks.fail_first("flaky", 3)
+    event_id = notify(
+        session, organisation_id=org.id, event="review.opened", payload={"review_id": None, "x": 1}
+    )
+    session.commit()
+
+    (delivery,) = settled(sessions, event_id, 1)
+
+    assert delivery.status is DeliveryStatus.DELIVERED and delivery.attempts == 4
+    received = hooks.at("flaky")
+    assert [r.status for r in received] == [503, 503, 503, 200]
+    assert {r.headers["Webhook-Id"] for r in received} == {str(delivery.id)}
+    assert len({r.body for r in received}) == 1  # the same message each time
+    for r in received:
+        assert verify([secret], body=r.body, headers=r.headers) == str(delivery.id)
+    body = received[-1].json
+    assert body["type"] == "review.opened" and body["id"] == event_id and body["data"]["x"] == 1
+    with sessions() as fresh:
+        attempts = fresh.scalars(
+            select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery.id)
+        ).all()
+        assert sorted((a.ok, a.status_code) for a in attempts) == [(False, 503)] * 3 + [(True, 200)]
+        assert fresh.get(NotificationHook, hook.id).consecutive_failures == 0
+
+
+def test_rotated_secrets_both_sign_so_receivers_on_either_secret_verify(
+    session, sessions, settings, worker, hooks
+):
+    org = f.make_org(session)
+    hook, old = add_hook(session, settings, org, HookKind.WEBHOOK, hooks.url("rotating"))
+    new = notification_hooks.rotate_secret(
+        session, hook=hook, secret_key=settings.secret_key, actor=f.SETUP
+    )
+    event_id = notify(session, organisation_id=org.id, event="review.resolved", payload={})
+    session.commit()
+
+    settled(sessions, event_id, 1)
+
+    (received,) = hooks.at("rotating")
+    assert verify([old], body=received.body, headers=received.headers)
+    assert verify([new], body=received.body, headers=received.headers)
+    assert len(received.headers["Webhook-Signature"].split(" ")) == 2
+
+
+def test_slack_hooks_get_the_incoming_webhook_shape_and_unsubscribed_hooks_nothing(
+    session, sessions, settings, worker, hooks
+):
+    org = f.make_org(session)
+    add_hook(session, settings, org, HookKind.SLACK, hooks.url("slack"), name="chat")
+    add_hook(
+        session,
+        settings,
+        org,
+        HookKind.WEBHOOK,
+        hooks.url("invites"),
+        name="inv",
+        events=["invitation.*"],
+    )
+    person = {"id": "u1", "email": "leaver@example.com", "name": "Leaver"}
+    event_id = notify(
+        session,
+        organisation_id=org.id,
+        event="finding.urgent",
+        payload={
+            "user": person,
+            "findings": [
+                {
+                    "severity": "urgent",
+                    "kind": "usage_after_revocation",
+                    "subject_name": "key 1",
+                    "action": "revoke_key",
+                }
+            ],
+        },
+    )
+    session.commit()
+
+    settled(sessions, event_id, 1)
+
+    (message,) = hooks.at("slack")
+    body = message.json
+    assert "leaver@example.com" in body["text"] and body["blocks"][0]["type"] == "header"
+    assert "usage_after_revocation" in body["blocks"][1]["text"]["text"]
+    assert hooks.at("invites") == []
+
+
+def test_a_hook_that_keeps_failing_is_disabled_and_the_admins_are_told(
+    session, sessions, settings, worker, hooks, mailbox
+):
+    org = f.make_org(session)
+    admin = f.make_user(session, org, role=Role.ORG_ADMIN, email=f"admin-{org.slug}@example.com")
+    hook, _ = add_hook(session, settings, org, HookKind.WEBHOOK, hooks.url("dead"), name="dead")
+    hooks.always_fail.add("dead")
+    event_id = notify(session, organisation_id=org.id, event="review.opened", payload={})
+    session.commit()
+
+    (delivery,) = settled(sessions, event_id, 1)
+
+    assert delivery.status is DeliveryStatus.FAILED
+    assert len(hooks.at("dead")) == settings.hook_disable_after_failures
+    with sessions() as fresh:
+        stored = fresh.get(NotificationHook, hook.id)
+        assert stored.enabled is False and "in a row" in stored.disabled_reason
+    wait_until(lambda: mailbox.to(admin.email), what="the admin told of the disabled hook")
+    assert "disabled" in str(mailbox.to(admin.email)[0]["Subject"])
+
+
+def test_email_hooks_and_recipients_get_mail_once_each(
+    session, sessions, settings, worker, mailbox
+):
+    org = f.make_org(session)
+    owner = f.make_user(session, org, email=f"owner-{org.slug}@example.com")
+    add_hook(
+        session, settings, org, HookKind.EMAIL, f"secops-{org.slug}@example.com", name="secops"
+    )
+    event_id = notify(
+        session,
+        organisation_id=org.id,
+        event="review.resolved",
+        payload={"message": "all done"},
+        recipient_user_ids=[owner.id],
+    )
+    session.commit()
+
+    settled(sessions, event_id, 2)
+
+    for address in (owner.email, f"secops-{org.slug}@example.com"):
+        (mail,) = wait_until(lambda a=address: mailbox.to(a), what=address)
+        assert "all done" in mail.get_content()

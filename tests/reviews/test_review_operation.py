@@ -1,0 +1,257 @@
+"""Opening a revocation review: findings per policy, idempotent, notifications asked for."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from models.actions import reviews
+from models.actions import users as user_actions
+from models.base import utcnow
+from models.entities import AuditEvent, OutboxMessage, ReviewFinding, VirtualApiKey
+from models.enums import FindingState, KeyPolicy, ReviewStatus, Severity
+from models.errors import InvalidTransition, NotFound
+from tests.reviews.conftest import REVIEWER, build_leaver, findings_by_kind, revoke_and_review
+from tests.support import factories as f
+
+
+def test_review_lists_every_key_team_budget_and_quota_with_the_action_per_policy(session):
+    world = build_leaver(session)
+
+    review = revoke_and_review(session, world.person)
+
+    kinds = findings_by_kind(review)
+    user_keys = {fi.subject_id: fi for fi in kinds["user_key"]}
+    assert set(user_keys) == {world.key_a.id, world.key_b.id}
+    for finding in user_keys.values():
+        assert finding.action == "revoked" and finding.action_taken
+        assert finding.state is FindingState.RESOLVED and finding.resolved_by == "policy"
+        assert finding.invalidation_status == "pending"
+    assert user_keys[world.key_a.id].team_id == world.team_a.id
+    (team_key,) = kinds["team_key"]
+    assert team_key.subject_id == world.team_key.id
+    assert team_key.action == "hold_for_review" and not team_key.action_taken
+    assert team_key.state is FindingState.OPEN
+    assert session.get(VirtualApiKey, world.team_key.id).revoked is False
+    (last_manager,) = kinds["last_manager"]
+    assert last_manager.subject_id == world.team_b.id and last_manager.severity is Severity.HIGH
+    assert [fi.action for fi in kinds["budget"] + kinds["quota"]] == ["transfer", "transfer"]
+    assert "usage_after_revocation" not in kinds
+    assert review.status is ReviewStatus.OPEN
+    assert session.get(VirtualApiKey, world.other_key.id).revoked is False
+
+
+def test_opening_twice_returns_the_same_review_and_adds_nothing(session):
+    world = build_leaver(session)
+    review = revoke_and_review(session, world.person)
+    count = session.scalar(select(func.count(ReviewFinding.id)))
+    messages = session.scalar(select(func.count(OutboxMessage.id)))
+
+    again = reviews.open_revocation_review(
+        session, revocation_id=review.revocation_id, actor=REVIEWER
+    )
+
+    assert again.id == review.id
+    assert session.scalar(select(func.count(ReviewFinding.id))) == count
+    assert session.scalar(select(func.count(OutboxMessage.id))) == messages
+
+
+def test_team_key_policy_revoke_revokes_the_created_team_keys_and_invalidates_them(session):
+    world = build_leaver(session)
+    world.org.settings.team_key_policy = KeyPolicy.REVOKE
+    session.flush()
+
+    review = revoke_and_review(session, world.person)
+
+    (finding,) = findings_by_kind(review)["team_key"]
+    key = session.get(VirtualApiKey, world.team_key.id)
+    assert key.revoked and key.revoked_by_revocation_id == review.revocation_id
+    assert finding.action == "revoked" and finding.action_taken
+    assert finding.invalidation_status == "pending"
+    invalidations = session.scalars(
+        select(OutboxMessage.kwargs).where(OutboxMessage.task == "gateway.invalidate_keys")
+    ).all()
+    assert {"key_ids": [str(world.team_key.id)], "reason": "review"} in invalidations
+
+
+def test_hold_policy_proposes_revocation_and_keeps_user_keys_active(session):
+    world = build_leaver(session)
+    world.org.settings.user_key_policy = KeyPolicy.HOLD
+    session.flush()
+
+    review = revoke_and_review(session, world.person)
+
+    for finding in findings_by_kind(review)["user_key"]:
+        assert finding.action == "revoke" and not finding.action_taken
+        assert finding.state is FindingState.OPEN and finding.severity is Severity.HIGH
+    assert session.get(VirtualApiKey, world.key_a.id).revoked is False
+
+
+def test_usage_after_the_revocation_is_an_urgent_finding_and_alerts(session):
+    world = build_leaver(session)
+    revocation = user_actions.revoke_user(session, user=world.person, actor=f.SETUP)
+    f.make_usage(session, world.org, world.person, world.team_key, cost="2.5")
+    before = f.make_usage(session, world.org, world.person, world.key_a)
+    before.occurred_at = revocation.revoked_at - timedelta(minutes=5)
+    session.flush()
+
+    review = reviews.open_revocation_review(session, revocation_id=revocation.id, actor=REVIEWER)
+
+    (urgent,) = findings_by_kind(review)["usage_after_revocation"]
+    assert urgent.severity is Severity.URGENT and urgent.subject_id == world.team_key.id
+    assert urgent.detail["requests"] == 1 and urgent.detail["cost"].startswith("2.5")
+    assert urgent.action == "revoke_key" and urgent.detail["key_still_active"] is True
+    events = [
+        m.kwargs["event"]
+        for m in session.scalars(
+            select(OutboxMessage).where(OutboxMessage.task == "notifications.dispatch")
+        )
+    ]
+    assert events == ["review.opened", "finding.urgent"]
+
+
+def test_review_opened_goes_to_the_owner_the_affected_managers_and_the_admins(session):
+    world = build_leaver(session)
+    review = revoke_and_review(session, world.person)
+
+    opened = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.task == "notifications.dispatch")
+    ).one()
+
+    assert opened.kwargs["event"] == "review.opened"
+    assert set(opened.kwargs["recipient_user_ids"]) == {
+        str(world.person.id),
+        str(world.manager_a.id),
+        str(world.admin.id),
+    }
+    payload = opened.kwargs["payload"]
+    assert payload["review_id"] == str(review.id)
+    assert payload["user"]["email"] == world.person.email
+    assert len(payload["findings"]) == len(review.findings)
+
+
+def test_resolving_the_last_open_finding_resolves_the_review_and_says_so(session):
+    world = build_leaver(session)
+    review = revoke_and_review(session, world.person)
+    open_findings = [fi for fi in review.findings if fi.state is FindingState.OPEN]
+
+    for finding in open_findings[:-1]:
+        reviews.resolve_finding(session, finding=finding, actor=REVIEWER, note="handled")
+    assert review.status is ReviewStatus.OPEN
+    reviews.dismiss_finding(session, finding=open_findings[-1], actor=REVIEWER, note="fine")
+
+    assert review.status is ReviewStatus.RESOLVED and review.resolved_by == str(REVIEWER)
+    assert open_findings[-1].state is FindingState.DISMISSED
+    with pytest.raises(InvalidTransition):
+        reviews.resolve_finding(session, finding=open_findings[0], actor=REVIEWER)
+    events = session.scalars(
+        select(OutboxMessage.kwargs).where(OutboxMessage.task == "notifications.dispatch")
+    ).all()
+    assert [e["event"] for e in events] == ["review.opened", "review.resolved"]
+    audited = session.scalars(
+        select(AuditEvent.action).where(AuditEvent.target_type == "review_finding")
+    ).all()
+    assert audited.count("review.finding_resolved") == len(open_findings) - 1
+    assert audited.count("review.finding_dismissed") == 1
+
+
+def test_reassigning_moves_keys_budgets_quotas_and_teams_and_is_audited(session):
+    world = build_leaver(session)
+    heir = f.make_user(session, world.org, email="heir@example.com")
+    review = revoke_and_review(session, world.person)
+    kinds = findings_by_kind(review)
+
+    reviews.reassign_finding(
+        session, finding=kinds["team_key"][0], actor=REVIEWER, to_team=world.team_b
+    )
+    reviews.reassign_finding(session, finding=kinds["budget"][0], actor=REVIEWER, to_user=heir)
+    reviews.reassign_finding(
+        session, finding=kinds["quota"][0], actor=REVIEWER, to_team=world.team_a
+    )
+    reviews.reassign_finding(
+        session, finding=kinds["last_manager"][0], actor=REVIEWER, to_user=heir
+    )
+
+    key = session.get(VirtualApiKey, world.team_key.id)
+    assert key.owner_team_id == world.team_b.id
+    from models.entities import Budget, Quota, TeamMembership
+
+    assert session.scalars(select(Budget)).one().owner_id == heir.id
+    assert session.scalars(select(Quota)).one().owner_id == world.team_a.id
+    assert session.get(TeamMembership, (world.team_b.id, heir.id)).role.value == "MANAGER"
+    assert all(fi.state is FindingState.RESOLVED for fi in review.findings)
+    assert review.status is ReviewStatus.RESOLVED
+    audited = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "review.reassigned")
+    ).all()
+    assert len(audited) == 4
+    with pytest.raises(NotFound):
+        other_org = f.make_org(session)
+        stranger = f.make_user(session, other_org)
+        reviews.reassign_finding(
+            session, finding=kinds["budget"][0], actor=REVIEWER, to_user=stranger
+        )
+
+
+def test_a_revoked_user_cannot_inherit(session):
+    world = build_leaver(session)
+    review = revoke_and_review(session, world.person)
+    gone = f.make_user(session, world.org)
+    user_actions.revoke_user(session, user=gone, actor=f.SETUP)
+    from models.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        reviews.reassign_finding(
+            session, finding=findings_by_kind(review)["budget"][0], actor=REVIEWER, to_user=gone
+        )
+
+
+def test_gateway_acknowledgement_is_recorded_on_the_findings_in_either_order(session):
+    world = build_leaver(session)
+    revocation = user_actions.revoke_user(session, user=world.person, actor=f.SETUP)
+    session.flush()
+    # the gateway answered for key A before the review opened, for key B after
+    reviews.record_invalidation(session, key_ids=[world.key_a.id], reason="revoked")
+    review = reviews.open_revocation_review(session, revocation_id=revocation.id, actor=REVIEWER)
+    by_key = {fi.subject_id: fi for fi in findings_by_kind(review)["user_key"]}
+    assert by_key[world.key_a.id].invalidation_status == "acknowledged"
+    assert by_key[world.key_a.id].invalidated_at is not None
+    assert by_key[world.key_b.id].invalidation_status == "pending"
+
+    reviews.record_invalidation(session, key_ids=[world.key_b.id], reason="revoked")
+    session.expire_all()
+
+    assert by_key[world.key_b.id].invalidation_status == "acknowledged"
+    assert by_key[world.key_b.id].invalidated_at is not None
+
+
+def test_acknowledging_stops_escalation_and_escalation_climbs_owner_managers_admins(session):
+    world = build_leaver(session)
+    review = revoke_and_review(session, world.person)
+    interval = timedelta(minutes=world.org.settings.review_escalation_minutes)
+    start = utcnow()
+
+    def dispatched():
+        return [
+            m.kwargs
+            for m in session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.task == "notifications.dispatch")
+                .order_by(OutboxMessage.id)
+            )
+            if m.kwargs["event"] == "review.escalated"
+        ]
+
+    assert reviews.escalate_due(session, actor=REVIEWER, now=start) == 0
+    open_count = sum(fi.state is FindingState.OPEN for fi in review.findings)
+    assert reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 1.1) == open_count
+    assert dispatched()[-1]["recipient_user_ids"] == [str(world.person.id)]
+    reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 2.2)
+    managers = {r for m in dispatched()[1:] for r in m["recipient_user_ids"]}
+    assert str(world.manager_a.id) in managers and str(world.person.id) not in managers
+    reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 3.3)
+    assert dispatched()[-1]["recipient_user_ids"] == [str(world.admin.id)]
+
+    assert reviews.acknowledge_review(session, review=review, actor=REVIEWER) == open_count
+    assert reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 10) == 0
+    assert reviews.acknowledge_review(session, review=review, actor=REVIEWER) == 0

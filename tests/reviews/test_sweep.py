@@ -1,0 +1,119 @@
+"""The periodic sweep finds drift after revocations, fixes it, and is idempotent."""
+
+from sqlalchemy import func, select
+
+from models.actions import reviews, teams
+from models.actions import users as user_actions
+from models.actions.review_sweep import sweep_reviews
+from models.entities import AuditEvent, OutboxMessage, RevocationReview, VirtualApiKey
+from models.enums import FindingState, ReviewStatus, Role, Severity, TeamRole
+from tests.reviews.conftest import REVIEWER, build_leaver, findings_by_kind, revoke_and_review
+from tests.support import factories as f
+
+
+def _state(session):
+    return (
+        session.scalar(select(func.count(AuditEvent.id))),
+        session.scalar(select(func.count(OutboxMessage.id))),
+    )
+
+
+def test_a_key_created_after_the_revocation_is_revoked_and_reviewed_once(session):
+    world = build_leaver(session)
+    review = revoke_and_review(session, world.person)
+    late = f.make_key(session, world.org, owner=world.person)
+
+    first = sweep_reviews(session, actor=REVIEWER)
+
+    assert first.updated == [str(review.id)]
+    key = session.get(VirtualApiKey, late.id)
+    assert key.revoked and key.revoked_by_revocation_id == review.revocation_id
+    finding = next(fi for fi in review.findings if fi.subject_id == late.id)
+    assert finding.kind == "user_key" and finding.action == "revoked"
+    invalidations = session.scalars(
+        select(OutboxMessage.kwargs).where(OutboxMessage.task == "gateway.invalidate_keys")
+    ).all()
+    assert {"key_ids": [str(late.id)], "reason": "review"} in invalidations
+
+    before = _state(session)
+    second = sweep_reviews(session, actor=REVIEWER)
+    assert second.changes == 0
+    assert _state(session) == before
+
+
+def test_a_lost_review_task_is_made_good_by_the_sweep(session):
+    world = build_leaver(session)
+    revocation = user_actions.revoke_user(session, user=world.person, actor=f.SETUP)
+    session.flush()
+
+    result = sweep_reviews(session, actor=REVIEWER)
+
+    review = reviews.review_of(session, revocation.id)
+    assert review is not None and result.opened == [str(review.id)]
+    assert sweep_reviews(session, actor=REVIEWER).changes == 0
+
+
+def test_a_team_left_without_a_manager_is_added_to_the_review(session):
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    co_manager = f.make_user(session, org, role=Role.MANAGER)
+    team = f.make_team(session, org)
+    f.add_member(session, team, person, TeamRole.MANAGER)
+    f.add_member(session, team, co_manager, TeamRole.MANAGER)
+    review = revoke_and_review(session, person)
+    assert "last_manager" not in findings_by_kind(review)
+
+    teams.remove_from_team(session, team=team, user=co_manager, actor=f.SETUP)
+    result = sweep_reviews(session, actor=REVIEWER)
+
+    assert result.updated == [str(review.id)]
+    (finding,) = findings_by_kind(review)["last_manager"]
+    assert finding.subject_id == team.id and finding.state is FindingState.OPEN
+    assert sweep_reviews(session, actor=REVIEWER).changes == 0
+
+
+def test_usage_reported_later_raises_an_urgent_finding_and_new_usage_reopens_it(session):
+    world = build_leaver(session)
+    review = revoke_and_review(session, world.person)
+    f.make_usage(session, world.org, world.person, world.key_a)
+    session.flush()
+
+    assert sweep_reviews(session, actor=REVIEWER).updated == [str(review.id)]
+    (urgent,) = findings_by_kind(review)["usage_after_revocation"]
+    assert urgent.severity is Severity.URGENT and urgent.action == "investigate"
+    assert sweep_reviews(session, actor=REVIEWER).changes == 0
+
+    reviews.resolve_finding(session, finding=urgent, actor=REVIEWER, note="cache lag")
+    f.make_usage(session, world.org, world.person, world.key_a)
+    session.flush()
+    assert sweep_reviews(session, actor=REVIEWER).updated == [str(review.id)]
+    assert urgent.state is FindingState.OPEN and urgent.detail["requests"] == 2
+    urgent_events = session.scalars(
+        select(OutboxMessage.kwargs).where(OutboxMessage.task == "notifications.dispatch")
+    ).all()
+    assert [e["event"] for e in urgent_events].count("finding.urgent") == 2
+
+
+def test_a_reactivated_person_s_open_review_is_closed(session):
+    world = build_leaver(session)
+    review = revoke_and_review(session, world.person)
+    user_actions.reactivate_user(session, user=world.person, actor=f.SETUP)
+
+    result = sweep_reviews(session, actor=REVIEWER)
+
+    assert result.closed == [str(review.id)]
+    assert review.status is ReviewStatus.RESOLVED
+    assert all(fi.state is not FindingState.OPEN for fi in review.findings)
+    assert sweep_reviews(session, actor=REVIEWER).changes == 0
+
+
+def test_the_review_task_skips_a_revocation_undone_before_it_ran(session):
+    world = build_leaver(session)
+    revocation = user_actions.revoke_user(session, user=world.person, actor=f.SETUP)
+    user_actions.reactivate_user(session, user=world.person, actor=f.SETUP)
+    session.flush()
+
+    assert (
+        reviews.open_revocation_review(session, revocation_id=revocation.id, actor=REVIEWER) is None
+    )
+    assert session.scalar(select(func.count(RevocationReview.id))) == 0

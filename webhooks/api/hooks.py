@@ -1,0 +1,129 @@
+"""Admin API: the organisation's notification hooks and their delivery log (admins only)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, request
+
+from connectors.outbound import UrlPolicy
+from models.access import Viewer, require_admin
+from models.actions import notification_hooks as hooks
+from models.actions.notification_deliveries import deliveries_of
+from webhooks.api.params import int_param
+from webhooks.api.review_schemas import CreateHook, EditHook, RotateSecret
+from webhooks.auth import admin_actor, current_viewer
+from webhooks.body import parse_body
+from webhooks.context import db_session, settings
+
+bp = Blueprint("notification_hooks", __name__, url_prefix="/api/v1")
+
+
+def url_policy() -> UrlPolicy:
+    current = settings()
+    return UrlPolicy(current.outbound_allow_private_addresses, current.outbound_allow_loopback)
+
+
+def _admin() -> Viewer:
+    viewer = current_viewer()
+    require_admin(viewer)
+    return viewer
+
+
+@bp.get("/notification-hooks")
+def index() -> dict[str, Any]:
+    viewer = _admin()
+    return {
+        "items": [
+            hooks.hook_view(h) for h in hooks.list_hooks(db_session(), viewer.organisation_id)
+        ]
+    }
+
+
+@bp.post("/notification-hooks")
+def create() -> tuple[dict[str, Any], int]:
+    viewer = _admin()
+    body = parse_body(CreateHook)
+    session = db_session()
+    hook, secret = hooks.create_hook(
+        session,
+        organisation_id=viewer.organisation_id,
+        name=body.name,
+        kind=body.kind,
+        target=body.target,
+        events=body.events,
+        url_policy=url_policy(),
+        secret_key=settings().secret_key,
+        actor=admin_actor(viewer),
+    )
+    session.commit()
+    return {**hooks.hook_view(hook), "signing_secret": secret}, 201
+
+
+@bp.get("/notification-hooks/<uuid:hook_id>")
+def show(hook_id: uuid.UUID) -> dict[str, Any]:
+    viewer = _admin()
+    return hooks.hook_view(hooks.get_hook(db_session(), viewer.organisation_id, hook_id))
+
+
+@bp.patch("/notification-hooks/<uuid:hook_id>")
+def edit(hook_id: uuid.UUID) -> dict[str, Any]:
+    viewer = _admin()
+    body = parse_body(EditHook)
+    session = db_session()
+    hook = hooks.get_hook(session, viewer.organisation_id, hook_id)
+    hooks.update_hook(
+        session,
+        hook=hook,
+        actor=admin_actor(viewer),
+        url_policy=url_policy(),
+        **body.model_dump(exclude_none=True),
+    )
+    session.commit()
+    return hooks.hook_view(hook)
+
+
+@bp.delete("/notification-hooks/<uuid:hook_id>")
+def delete(hook_id: uuid.UUID) -> tuple[str, int]:
+    viewer = _admin()
+    session = db_session()
+    hooks.delete_hook(
+        session,
+        hook=hooks.get_hook(session, viewer.organisation_id, hook_id),
+        actor=admin_actor(viewer),
+    )
+    session.commit()
+    return "", 204
+
+
+@bp.post("/notification-hooks/<uuid:hook_id>/rotate-secret")
+def rotate(hook_id: uuid.UUID) -> dict[str, Any]:
+    viewer = _admin()
+    keep = (
+        parse_body(RotateSecret).keep_previous_hours if bool(request.get_data(cache=True)) else 24.0
+    )
+    session = db_session()
+    hook = hooks.get_hook(session, viewer.organisation_id, hook_id)
+    secret = hooks.rotate_secret(
+        session,
+        hook=hook,
+        secret_key=settings().secret_key,
+        actor=admin_actor(viewer),
+        keep_previous_hours=keep,
+    )
+    session.commit()
+    return {**hooks.hook_view(hook), "signing_secret": secret}
+
+
+@bp.get("/notification-hooks/<uuid:hook_id>/deliveries")
+def deliveries(hook_id: uuid.UUID) -> dict[str, Any]:
+    viewer = _admin()
+    session = db_session()
+    hook = hooks.get_hook(session, viewer.organisation_id, hook_id)
+    limit = int_param("limit", 50, low=1, high=500)
+    return {
+        "items": deliveries_of(
+            session, organisation_id=viewer.organisation_id, hook_id=hook.id, limit=limit
+        )
+    }

@@ -1,0 +1,129 @@
+"""Admin API: revocation reviews and findings, and the blast-radius preview of a revocation."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, request
+
+from models.access import managed_team_ids
+from models.actions import reviews as review_actions
+from models.actions.teams import get_team
+from models.actions.users import get_user
+from models.enums import ReviewStatus
+from models.errors import Forbidden
+from models.queries.reviews import (
+    ReviewFilter,
+    finding_view,
+    list_reviews,
+    review_detail,
+    revocation_preview,
+    visible_finding,
+    visible_review,
+)
+from webhooks.api.params import enum_param, int_param, uuid_param
+from webhooks.api.review_schemas import DecideFinding, ReassignFinding
+from webhooks.auth import admin_actor, current_viewer
+from webhooks.body import parse_body
+from webhooks.context import db_session
+
+bp = Blueprint("reviews", __name__, url_prefix="/api/v1")
+
+
+@bp.get("/users/<uuid:user_id>/revocation-preview")
+def preview(user_id: uuid.UUID) -> dict[str, Any]:
+    return revocation_preview(db_session(), current_viewer(), user_id)
+
+
+@bp.get("/reviews")
+def index() -> dict[str, Any]:
+    filters = ReviewFilter(status=enum_param("status", ReviewStatus), user_id=uuid_param("user_id"))
+    items, cursor = list_reviews(
+        db_session(),
+        current_viewer(),
+        filters,
+        limit=int_param("limit", 50, low=1, high=200),
+        after=uuid_param("cursor"),
+    )
+    return {"items": items, "next_cursor": cursor}
+
+
+@bp.get("/reviews/<uuid:review_id>")
+def show(review_id: uuid.UUID) -> dict[str, Any]:
+    return review_detail(db_session(), current_viewer(), review_id)
+
+
+@bp.post("/reviews/<uuid:review_id>/acknowledge")
+def acknowledge(review_id: uuid.UUID) -> dict[str, Any]:
+    viewer = current_viewer()
+    session = db_session()
+    review = visible_review(session, viewer, review_id)
+    teams = None if viewer.is_admin else managed_team_ids(session, viewer)
+    count = review_actions.acknowledge_review(
+        session, review=review, actor=admin_actor(viewer), team_ids=teams
+    )
+    session.commit()
+    return {"acknowledged": count, "review": review_detail(session, viewer, review_id)}
+
+
+@bp.get("/findings/<uuid:finding_id>")
+def show_finding(finding_id: uuid.UUID) -> dict[str, Any]:
+    return finding_view(visible_finding(db_session(), current_viewer(), finding_id))
+
+
+@bp.post("/findings/<uuid:finding_id>/resolve")
+def resolve(finding_id: uuid.UUID) -> dict[str, Any]:
+    return _decide(finding_id, review_actions.resolve_finding)
+
+
+@bp.post("/findings/<uuid:finding_id>/dismiss")
+def dismiss(finding_id: uuid.UUID) -> dict[str, Any]:
+    return _decide(finding_id, review_actions.dismiss_finding)
+
+
+@bp.post("/findings/<uuid:finding_id>/acknowledge")
+def acknowledge_finding(finding_id: uuid.UUID) -> dict[str, Any]:
+    viewer = current_viewer()
+    session = db_session()
+    finding = visible_finding(session, viewer, finding_id, to_change=True)
+    review_actions.acknowledge_finding(session, finding=finding, actor=admin_actor(viewer))
+    session.commit()
+    return finding_view(finding)
+
+
+@bp.post("/findings/<uuid:finding_id>/reassign")
+def reassign(finding_id: uuid.UUID) -> dict[str, Any]:
+    viewer = current_viewer()
+    body = parse_body(ReassignFinding)
+    session = db_session()
+    finding = visible_finding(session, viewer, finding_id, to_change=True)
+    organisation_id = viewer.organisation_id
+    to_user = get_user(session, organisation_id, body.user_id) if body.user_id else None
+    to_team = get_team(session, organisation_id, body.team_id) if body.team_id else None
+    if (
+        to_team is not None
+        and not viewer.is_admin
+        and to_team.id not in managed_team_ids(session, viewer)
+    ):
+        raise Forbidden("a manager can hand resources only to a team they manage")
+    review_actions.reassign_finding(
+        session,
+        finding=finding,
+        actor=admin_actor(viewer),
+        to_user=to_user,
+        to_team=to_team,
+        note=body.note,
+    )
+    session.commit()
+    return finding_view(finding)
+
+
+def _decide(finding_id: uuid.UUID, operation: Any) -> dict[str, Any]:
+    viewer = current_viewer()
+    note = parse_body(DecideFinding).note if bool(request.get_data(cache=True)) else ""
+    session = db_session()
+    finding = visible_finding(session, viewer, finding_id, to_change=True)
+    operation(session, finding=finding, actor=admin_actor(viewer), note=note)
+    session.commit()
+    return finding_view(finding)

@@ -1,0 +1,180 @@
+"""Notification tasks: fan an event out, then send each delivery with backoff until it lands."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from connectors import email as smtp
+from connectors import notify_formats
+from connectors.outbound import PostResult, UnsafeUrl, UrlPolicy, check_url, post_json
+from connectors.signed_webhooks import sign
+from models.actions import notification_deliveries as deliveries
+from models.actions.notification_hooks import signing_secrets
+from models.entities import NotificationDelivery, NotificationHook
+from models.enums import HookKind
+from models.settings import Settings
+from models.signed_links import make_token
+from worker.runtime import runtime, smtp_config
+from worker.tasks.base import task
+
+log = structlog.get_logger(__name__)
+
+ACK_PURPOSE = "review.ack"
+REVIEW_EVENTS = ("review.opened", "review.escalated", "finding.urgent")
+
+
+@task("notifications.dispatch")
+def dispatch(
+    event_id: str,
+    organisation_id: str,
+    event: str,
+    payload: dict[str, Any],
+    recipient_user_ids: list[str],
+) -> None:
+    with runtime().sessions() as session:
+        deliveries.plan_deliveries(
+            session,
+            event_id=event_id,
+            organisation_id=uuid.UUID(organisation_id),
+            event=event,
+            payload=payload,
+            recipient_user_ids=[uuid.UUID(u) for u in recipient_user_ids],
+        )
+        session.commit()
+
+
+@task("notifications.deliver", bind=True, autoretry_for=())
+def deliver(self: Any, delivery_id: str) -> str:
+    current = runtime()
+    settings = current.settings
+    lease = timedelta(seconds=settings.notification_timeout * 3 + 30)
+    with current.sessions() as session:
+        delivery = deliveries.claim_delivery(
+            session, delivery_id=uuid.UUID(delivery_id), lease=lease
+        )
+        session.commit()
+        if delivery is None:
+            return "not due"
+        hook = session.get(NotificationHook, delivery.hook_id) if delivery.hook_id else None
+        if delivery.hook_id and (hook is None or not hook.enabled):
+            deliveries.skip_delivery(session, delivery=delivery, reason="hook disabled or removed")
+            session.commit()
+            return "skipped"
+        result = send_delivery(settings, delivery, hook)
+        outcome = deliveries.record_attempt(
+            session,
+            delivery=delivery,
+            result=result,
+            max_attempts=settings.notification_max_attempts,
+            disable_after_failures=settings.hook_disable_after_failures,
+        )
+        attempts = delivery.attempts
+        session.commit()
+    if outcome is deliveries.Outcome.RETRY:
+        raise self.retry(countdown=backoff(settings, attempts), max_retries=None)
+    return outcome.value
+
+
+def backoff(settings: Settings, attempts: int) -> float:
+    return float(
+        min(settings.notification_retry_base * 2 ** (attempts - 1), settings.notification_retry_max)
+    )
+
+
+def send_delivery(
+    settings: Settings, delivery: NotificationDelivery, hook: NotificationHook | None
+) -> deliveries.AttemptResult:
+    """Render the delivery for its channel and send it once."""
+    recipient = delivery.recipient_email or (f"hook:{hook.name}" if hook else "unknown")
+    ack_url = _ack_url(settings, delivery, recipient)
+    if hook is None or hook.kind is HookKind.EMAIL:
+        address = hook.target if hook else delivery.recipient_email or ""
+        return _send_email(settings, delivery, address, ack_url)
+    policy = UrlPolicy(settings.outbound_allow_private_addresses, settings.outbound_allow_loopback)
+    try:
+        check_url(hook.target, policy)
+    except UnsafeUrl as exc:
+        return deliveries.AttemptResult(False, error=f"refused: {exc.reason}", permanent=True)
+    if hook.kind is HookKind.SLACK:
+        body = notify_formats.slack_body(
+            event=delivery.event, payload=delivery.payload, ack_url=ack_url
+        )
+        return _as_attempt(post_json(hook.target, body, {}, timeout=settings.notification_timeout))
+    data = dict(delivery.payload)
+    if ack_url:
+        data["links"] = {"acknowledge": ack_url}
+    body = notify_formats.webhook_body(
+        event_id=delivery.event_id,
+        event=delivery.event,
+        timestamp=delivery.created_at.isoformat(),
+        payload=data,
+    )
+    headers = _signature_headers(signing_secrets(hook, settings.secret_key), str(delivery.id), body)
+    return _as_attempt(post_json(hook.target, body, headers, timeout=settings.notification_timeout))
+
+
+def _signature_headers(secrets: list[str], msg_id: str, body: bytes) -> dict[str, str]:
+    """Sign with every active secret (space-separated), so a rotation never breaks receivers."""
+    headers: dict[str, str] = {}
+    signatures = []
+    for secret in secrets:
+        headers = sign(secret, msg_id=msg_id, body=body)
+        signatures.append(headers["webhook-signature"])
+    if headers:
+        headers["webhook-signature"] = " ".join(signatures)
+    return headers
+
+
+def _send_email(
+    settings: Settings, delivery: NotificationDelivery, address: str, ack_url: str | None
+) -> deliveries.AttemptResult:
+    config = smtp_config(settings)
+    if config is None:
+        return deliveries.AttemptResult(False, error="no SMTP server configured", permanent=True)
+    message = notify_formats.email_message(
+        to=address,
+        event=delivery.event,
+        payload={**delivery.payload, "review_url": _review_url(settings, delivery)},
+        ack_url=ack_url,
+        message_id=f"<{delivery.id}@odock-sync>",
+    )
+    try:
+        smtp.send(config, message)
+    except smtp.EmailRejected as exc:
+        return deliveries.AttemptResult(False, error=str(exc), permanent=True)
+    except smtp.EmailUnavailable as exc:
+        return deliveries.AttemptResult(False, error=str(exc))
+    return deliveries.AttemptResult(True)
+
+
+def _ack_url(settings: Settings, delivery: NotificationDelivery, recipient: str) -> str | None:
+    if delivery.review_id is None or delivery.event not in REVIEW_EVENTS:
+        return None
+    token = make_token(
+        settings.secret_key,
+        purpose=ACK_PURPOSE,
+        subject=str(delivery.review_id),
+        actor=recipient,
+        lifetime=timedelta(hours=settings.ack_link_lifetime_hours),
+        issued_at=delivery.created_at,
+    )
+    return f"{settings.public_base_url.rstrip('/')}/reviews/acknowledge/{token}"
+
+
+def _review_url(settings: Settings, delivery: NotificationDelivery) -> str | None:
+    if delivery.review_id is None:
+        return None
+    return f"{settings.public_base_url.rstrip('/')}/api/v1/reviews/{delivery.review_id}"
+
+
+def _as_attempt(result: PostResult) -> deliveries.AttemptResult:
+    return deliveries.AttemptResult(
+        result.ok,
+        status_code=result.status_code,
+        error=result.error,
+        duration_ms=result.duration_ms,
+    )
