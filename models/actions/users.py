@@ -96,9 +96,10 @@ def edit_user(
     before = user_snapshot(user)
     if name is not None:
         user.name = validate_name(name)
-    if email is not None and email_key(email) != user.email_key:
+    if email is not None and email.strip() != user.email:
         email = validate_email(email)
-        if find_user_by_email(session, user.organisation_id, email):
+        clash = find_user_by_email(session, user.organisation_id, email)
+        if clash is not None and clash.id != user.id:
             raise Conflict(f"a user with email {email} already exists", field="email")
         user.set_email(email)
     if role is not None:
@@ -292,7 +293,7 @@ def _require_status(user: User, expected: UserStatus, verb: str) -> None:
     if user.status is not expected:
         raise InvalidTransition(
             f"cannot {verb} a user whose status is {user.status}; it must be {expected}",
-            status=user.status.value,
+            current_status=user.status.value,
         )
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from webhooks.api import schemas
 
@@ -157,10 +158,13 @@ PATHS: dict[str, dict[str, Any]] = {
 
 
 def document() -> dict[str, Any]:
-    components = {
-        model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for model in BODIES
-    }
+    # One pass over all bodies, so shared enums (Role, TeamRole) become components that
+    # every $ref can reach, instead of per-schema $defs the refs would miss.
+    _, definitions = models_json_schema(
+        [(model, "validation") for model in BODIES],
+        ref_template="#/components/schemas/{model}",
+    )
+    components: dict[str, Any] = dict(definitions.get("$defs", {}))
     components["Problem"] = {
         "type": "object",
         "properties": {
