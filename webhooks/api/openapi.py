@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from webhooks.api import schemas
 
@@ -50,6 +51,8 @@ BODIES: list[type[BaseModel]] = [
     schemas.CreateUser,
     schemas.EditUser,
     schemas.RevokeUser,
+    schemas.DeclineUser,
+    schemas.NoFields,
     schemas.CreateTeam,
     schemas.SetMembership,
 ]
@@ -62,6 +65,7 @@ def operation(
     params: list[dict[str, Any]] | None = None,
     ok: int = 200,
     errors: tuple[int, ...] = (400, 401, 403, 404),
+    body_required: bool = True,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "summary": summary,
@@ -77,8 +81,22 @@ def operation(
     }
     if body is not None:
         ref = {"$ref": f"#/components/schemas/{body.__name__}"}
-        spec["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
+        spec["requestBody"] = {
+            "required": body_required,
+            "content": {"application/json": {"schema": ref}},
+        }
     return spec
+
+
+def lifecycle(summary: str, body: type[BaseModel]) -> dict[str, Any]:
+    """A lifecycle action (Organisation Admin): the body is optional."""
+    return operation(
+        summary,
+        body=body,
+        body_required=False,
+        params=[USER_ID],
+        errors=(400, 401, 403, 404, 409, 413),
+    )
 
 
 PATHS: dict[str, dict[str, Any]] = {
@@ -103,18 +121,17 @@ PATHS: dict[str, dict[str, Any]] = {
             errors=(400, 401, 403, 404, 409),
         ),
     },
-    "/users/{user_id}/approve": {
-        "post": operation("Approve a PENDING user", params=[USER_ID], errors=(401, 403, 404, 409))
-    },
-    "/users/{user_id}/decline": {
-        "post": operation("Decline a PENDING user", params=[USER_ID], errors=(401, 403, 404, 409))
-    },
+    "/users/{user_id}/approve": {"post": lifecycle("Approve a PENDING user", schemas.NoFields)},
+    "/users/{user_id}/decline": {"post": lifecycle("Decline a PENDING user", schemas.DeclineUser)},
     "/users/{user_id}/revoke": {
-        "post": operation("Revoke an ACTIVE user", params=[USER_ID], errors=(401, 403, 404, 409))
+        "post": lifecycle(
+            "Revoke an ACTIVE user: its own keys are disabled and a review opens",
+            schemas.RevokeUser,
+        )
     },
     "/users/{user_id}/reactivate": {
-        "post": operation(
-            "Reactivate a REVOKED user", params=[USER_ID], errors=(401, 403, 404, 409)
+        "post": lifecycle(
+            "Reactivate a REVOKED user: undo exactly what the revocation did", schemas.NoFields
         )
     },
     "/teams": {
@@ -141,10 +158,13 @@ PATHS: dict[str, dict[str, Any]] = {
 
 
 def document() -> dict[str, Any]:
-    components = {
-        model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for model in BODIES
-    }
+    # One pass over all bodies, so shared enums (Role, TeamRole) become components that
+    # every $ref can reach, instead of per-schema $defs the refs would miss.
+    _, definitions = models_json_schema(
+        [(model, "validation") for model in BODIES],
+        ref_template="#/components/schemas/{model}",
+    )
+    components: dict[str, Any] = dict(definitions.get("$defs", {}))
     components["Problem"] = {
         "type": "object",
         "properties": {
