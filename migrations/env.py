@@ -6,6 +6,7 @@ from sqlalchemy import Connection
 import models.entities  # noqa: F401  (registers every table)
 from models.base import Base
 from models.db import make_engine
+from models.migrate import include_object
 from models.settings import load_settings
 
 config = context.config
@@ -17,6 +18,7 @@ def run(connection: Connection) -> None:
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from flask import g, request
 
 from models.access import Viewer
@@ -11,6 +12,8 @@ from models.entities import ApiToken
 from models.enums import Source, TokenScope
 from webhooks.context import db_session
 from webhooks.errors import Unauthorized
+
+log = structlog.get_logger(__name__)
 
 
 def bearer_secret() -> str:
@@ -22,6 +25,9 @@ def bearer_secret() -> str:
 def require_token(scope: TokenScope) -> ApiToken:
     token = authenticate(db_session(), secret=bearer_secret(), scope=scope)
     if token is None:
+        # Say why without the secret itself: its presence and the scheme used are enough.
+        scheme = request.headers.get("Authorization", "").partition(" ")[0][:20]
+        log.warning("auth.rejected", scope=scope.value, scheme=scheme or None)
         raise Unauthorized("a valid bearer token is required")
     return token
 

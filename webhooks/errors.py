@@ -82,7 +82,8 @@ def http_problem(error: HTTPException) -> Response:
 
 
 def unexpected_problem(error: Exception) -> Response:
-    log.exception("request.failed", path=request.path, error_type=type(error).__name__)
+    route = request.url_rule.rule if request.url_rule else "unmatched"
+    log.exception("request.failed", route=route, error_type=type(error).__name__)
     return problem(500, "internal_error", "an unexpected error occurred; it has been logged")
 
 

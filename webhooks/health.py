@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import structlog
 from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
 
 from webhooks.context import app_state
+
+log = structlog.get_logger(__name__)
 
 bp = Blueprint("health", __name__)
 
@@ -62,7 +65,16 @@ def install_request_metrics(app: Flask) -> None:
     @app.after_request
     def _observe(response: Response) -> Response:
         endpoint = request.endpoint or "unmatched"
+        elapsed = time.perf_counter() - g.get("request_started", time.perf_counter())
         REQUESTS.labels(endpoint, str(response.status_code)).inc()
-        if "request_started" in g:
-            LATENCY.labels(endpoint).observe(time.perf_counter() - g.request_started)
+        LATENCY.labels(endpoint).observe(elapsed)
+        # The route template, never the raw path or query: those may carry a secret
+        # (an enrollment token in the path, a token someone put in the query string).
+        log.info(
+            "http.request",
+            method=request.method,
+            route=request.url_rule.rule if request.url_rule else "unmatched",
+            status=response.status_code,
+            duration_ms=round(elapsed * 1000, 2),
+        )
         return response

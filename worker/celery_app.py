@@ -23,6 +23,10 @@ celery_app = Celery("odock_sync", include=TASK_MODULES)
 def configure_celery(settings: Settings) -> Celery:
     celery_app.conf.update(
         broker_url=settings.celery_broker_url,
+        # Celery lets a CELERY_BROKER_URL environment variable win over broker_url; the read
+        # and write URLs win over that, so the Settings object given here is what counts.
+        broker_read_url=settings.celery_broker_url,
+        broker_write_url=settings.celery_broker_url,
         result_backend=None,
         task_ignore_result=True,
         task_default_queue=settings.celery_queue,

@@ -235,3 +235,25 @@ def test_duplicates_are_409(client, world: World, unchanged, endpoint, body) -> 
 def test_bad_query_parameters_are_400(client, world: World, params, field) -> None:
     response = client.get(f"/api/v1/users?{params}", headers=world.auth("admin"))
     assert assert_problem(response, 400)["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("text", "deep"),
+    [
+        ("[" * 33 + "]" * 33, True),
+        ("[" * 32 + "]" * 32, False),
+        ('{"a": "' + "[" * 500 + '"}', False),  # brackets inside a string do not nest
+        ('{"a": "\\"' + "{" * 500 + '"}', False),  # nor after an escaped quote
+        ('{"a": ' * 40 + "1" + "}" * 40, True),
+    ],
+)
+def test_nesting_depth_is_measured_outside_strings(text, deep) -> None:
+    from webhooks.body import too_deep
+
+    assert too_deep(text) is deep
+
+
+def test_brackets_in_a_name_are_just_characters(client, world: World) -> None:
+    name = "[" * 90 + "team" + "}" * 90
+    response = client.post("/api/v1/teams", json={"name": name}, headers=world.auth("admin"))
+    assert response.status_code == 201 and response.get_json()["name"] == name

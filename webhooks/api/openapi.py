@@ -9,7 +9,7 @@ from flask import Blueprint, Flask, current_app
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from webhooks.api import schemas
+from webhooks.api import responses, schemas
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
@@ -67,11 +67,15 @@ def operation(
     ok: int = 200,
     errors: tuple[int, ...] = (400, 401, 403, 404),
     body_required: bool = True,
+    returns: str | None = None,
 ) -> dict[str, Any]:
+    success: dict[str, Any] = {"description": "success"}
+    if returns is not None:
+        success["content"] = {"application/json": {"schema": responses.ref(returns)}}
     spec: dict[str, Any] = {
         "summary": summary,
         "parameters": params or [],
-        "responses": {str(ok): {"description": "success"}}
+        "responses": {str(ok): success}
         | {
             str(code): {
                 "description": "problem",
@@ -96,29 +100,36 @@ def lifecycle(summary: str, body: type[BaseModel]) -> dict[str, Any]:
         body=body,
         body_required=False,
         params=[USER_ID],
+        returns="UserProfile",
         errors=(400, 401, 403, 404, 409, 413),
     )
 
 
 PATHS: dict[str, dict[str, Any]] = {
     "/users": {
-        "get": operation("List users visible to the caller", params=LIST_PARAMS),
+        "get": operation(
+            "List users visible to the caller", params=LIST_PARAMS, returns="UserPage"
+        ),
         "post": operation(
             "Create a user (Organisation Admin)",
             body=schemas.CreateUser,
             ok=201,
+            returns="UserProfile",
             errors=(400, 401, 403, 409),
         ),
     },
-    "/me": {"get": operation("The caller's own user detail")},
+    "/me": {"get": operation("The caller's own user detail", returns="UserDetail")},
     "/users/{user_id}": {
         "get": operation(
-            "User detail: profile, teams, keys, usage, budgets, quotas", params=[USER_ID]
+            "User detail: profile, teams, keys, usage, budgets, quotas",
+            params=[USER_ID],
+            returns="UserDetail",
         ),
         "patch": operation(
             "Edit name, email, role or status",
             body=schemas.EditUser,
             params=[USER_ID],
+            returns="UserProfile",
             errors=(400, 401, 403, 404, 409),
         ),
     },
@@ -136,22 +147,26 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/teams": {
-        "get": operation("Teams visible to the caller"),
+        "get": operation("Teams visible to the caller", returns="TeamList"),
         "post": operation(
             "Create a team (Organisation Admin)",
             body=schemas.CreateTeam,
             ok=201,
+            returns="Team",
             errors=(400, 401, 403, 409),
         ),
     },
     "/teams/{team_id}/members": {
-        "get": operation("A team's members and their team roles", params=[TEAM_ID])
+        "get": operation(
+            "A team's members and their team roles", params=[TEAM_ID], returns="TeamMembers"
+        )
     },
     "/teams/{team_id}/members/{user_id}": {
         "put": operation(
             "Add a member or change their team role",
             body=schemas.SetMembership,
             params=[TEAM_ID, USER_ID],
+            returns="TeamMembers",
         ),
         "delete": operation("Remove a member", params=[TEAM_ID, USER_ID], ok=204),
     },
@@ -207,7 +222,7 @@ def document() -> dict[str, Any]:
         [(model, "validation") for model in dict.fromkeys(BODIES + extra_bodies)],
         ref_template="#/components/schemas/{model}",
     )
-    components: dict[str, Any] = dict(definitions.get("$defs", {}))
+    components: dict[str, Any] = dict(definitions.get("$defs", {})) | responses.SCHEMAS
     components["Problem"] = {
         "type": "object",
         "properties": {

@@ -1,0 +1,125 @@
+"""Health, readiness, metrics and logs as an operator relies on them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+
+from models.enums import Role
+from models.settings import Settings
+from tests.support import factories as f
+
+
+@pytest.fixture
+def app_with(settings: Settings, engine, clean_db) -> Iterator:
+    """Build an app on changed settings; put the shared Celery app back afterwards."""
+    from webhooks.app import create_app
+    from webhooks.context import EXTENSION
+    from worker.celery_app import configure_celery
+
+    apps: list[Flask] = []
+
+    def build(**changes: object) -> Flask:
+        app = create_app(settings.model_copy(update=changes))
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions[EXTENSION].engine.dispose()
+    configure_celery(settings)
+
+
+def test_healthz_and_readyz_answer_when_everything_is_up(client) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json() == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
+
+
+def test_readyz_is_503_when_the_broker_is_unreachable(app_with) -> None:
+    app = app_with(celery_broker_url="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"] == "ok" and body["checks"]["broker"].startswith("error")
+    assert app.test_client().get("/healthz").status_code == 200
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(app_with, tmp_path) -> None:
+    app = app_with(database_url=f"sqlite:///{tmp_path}/missing/dir/db.sqlite3")
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["database"].startswith("error")
+
+
+def test_metrics_count_requests_by_endpoint_and_status(client) -> None:
+    def count(endpoint: str, status: str) -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        line = f'odock_http_requests_total{{endpoint="{endpoint}",status="{status}"}} '
+        found = [row for row in text.splitlines() if row.startswith(line)]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    before_ok, before_401 = count("health.healthz", "200"), count("users.index", "401")
+    client.get("/healthz")
+    client.get("/healthz")
+    client.get("/api/v1/users")
+    assert count("health.healthz", "200") == before_ok + 2
+    assert count("users.index", "401") == before_401 + 1
+    metrics = client.get("/metrics")
+    assert metrics.mimetype == "text/plain"
+    assert "odock_http_request_seconds_bucket" in metrics.get_data(as_text=True)
+
+
+def test_logs_are_json_and_never_carry_a_secret(app_with, session, capfd) -> None:
+    org = f.make_org(session)
+    admin = f.make_user(session, org, role=Role.ORG_ADMIN)
+    secret = f.admin_token(session, org, admin)
+    session.commit()
+    app = app_with(log_level="INFO", log_json=True)
+    client = app.test_client()
+    capfd.readouterr()
+
+    assert (
+        client.get("/api/v1/users", headers={"Authorization": f"Bearer {secret}"}).status_code
+        == 200
+    )
+    wrong = secret[:-4] + "AAAA"
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {wrong}"}).status_code == 401
+    assert (
+        client.get(
+            f"/api/v1/users?q={secret}", headers={"Authorization": f"Bearer {secret}"}
+        ).status_code
+        == 200
+    )
+    client.post("/api/v1/users", data=b"{broken", headers={"Authorization": f"Bearer {secret}"})
+
+    captured = capfd.readouterr()
+    output = captured.err + captured.out
+    lines = [line for line in output.splitlines() if line.strip()]
+    events = [json.loads(line) for line in lines]  # every line is JSON
+    names = [event["event"] for event in events]
+    assert names.count("http.request") == 4 and "auth.rejected" in names
+    for secretish in (secret, wrong, secret[10:30], wrong[10:30]):
+        assert secretish not in output
+    request_logs = [e for e in events if e["event"] == "http.request"]
+    assert {e["route"] for e in request_logs} == {"/api/v1/users", "/api/v1/me"}
+    assert {e["status"] for e in request_logs} == {200, 401, 400}
+
+
+def test_the_log_redactor_hides_secrets_in_keys_and_values() -> None:
+    from models.observability import redact_secrets
+
+    event = {
+        "event": "x",
+        "password": "hunter2",
+        "gateway_secret": "s",
+        "note": "sent Bearer abc.def and odk_scim_0123456789abcdef",
+    }
+    cleaned = redact_secrets(None, "info", dict(event))
+    assert cleaned["password"] == cleaned["gateway_secret"] == "[redacted]"
+    assert "abc.def" not in cleaned["note"] and "odk_scim_0123" not in cleaned["note"]
