@@ -5,7 +5,7 @@ from models.entities.api_token import ApiToken
 from models.entities.audit import AuditEvent
 from models.entities.budget import Budget, Quota
 from models.entities.delivery import ReceivedDelivery
-from models.entities.invitation import Invitation
+from models.entities.invitation import Invitation, InvitationDelivery
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
 from models.entities.revocation import ReviewFinding, Revocation, RevocationReview
@@ -19,6 +19,7 @@ __all__ = [
     "Budget",
     "IdentityLink",
     "Invitation",
+    "InvitationDelivery",
     "Organisation",
     "OrganisationSettings",
     "OutboxMessage",

@@ -1,0 +1,65 @@
+"""Shared arrangements for the invitation tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from models.access import Viewer
+from models.actions import invitations as inv
+from models.actor import Actor
+from models.entities import Organisation, Team, User
+from models.enums import Role, Source, TeamRole
+from tests.support import factories as f
+
+
+@dataclass
+class Scene:
+    org: Organisation
+    admin: User
+    manager: User
+    member: User
+    team: Team
+    other_team: Team
+    admin_viewer: Viewer
+    manager_viewer: Viewer
+    secret_key: str
+
+    def actor(self, viewer: Viewer) -> Actor:
+        return Actor(Source.ADMIN, viewer.name, viewer.user_id)
+
+    def invite(self, session, email: str = "new.person@example.com", **kwargs) -> inv.Issued:
+        kwargs.setdefault("role", Role.USER)
+        viewer = kwargs.pop("viewer", self.admin_viewer)
+        return inv.invite(
+            session,
+            viewer=viewer,
+            email=email,
+            actor=self.actor(viewer),
+            secret_key=self.secret_key,
+            **kwargs,
+        )
+
+
+@pytest.fixture
+def scene(session, settings) -> Scene:
+    org = f.make_org(session, name="Acme Labs")
+    admin = f.make_user(session, org, role=Role.ORG_ADMIN, name="Ada Admin")
+    manager = f.make_user(session, org, role=Role.MANAGER, name="Max Manager")
+    member = f.make_user(session, org)
+    team = f.make_team(session, org, "Research")
+    other_team = f.make_team(session, org, "Finance")
+    f.add_member(session, team, manager, TeamRole.MANAGER)
+    session.commit()
+    return Scene(
+        org=org,
+        admin=admin,
+        manager=manager,
+        member=member,
+        team=team,
+        other_team=other_team,
+        admin_viewer=Viewer.for_user(admin),
+        manager_viewer=Viewer.for_user(manager),
+        secret_key=settings.secret_key,
+    )
