@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from pytest_httpserver import HTTPServer
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from models.base import Base
@@ -130,6 +131,18 @@ def celery_configured(settings: Settings) -> None:
 @pytest.fixture
 def clean_db(engine: Engine) -> None:
     """Every test starts from empty tables (committed data, so a worker process sees it)."""
+    for attempt in range(5):
+        try:
+            _empty_tables(engine)
+            return
+        except OperationalError as exc:
+            # The session's worker may still be finishing an earlier test's task; PostgreSQL
+            # then picks the TRUNCATE as a deadlock victim. Try again.
+            if "deadlock" not in str(exc) or attempt == 4:
+                raise
+
+
+def _empty_tables(engine: Engine) -> None:
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)

@@ -44,7 +44,8 @@ def status_of(error: errors.DomainError) -> int:
 
 def domain_problem(error: errors.DomainError) -> Response:
     status = status_of(error)
-    extra = {key: value for key, value in error.details.items() if value is not None}
+    reserved = {"type", "title", "status", "detail"}  # the problem's own members win
+    extra = {k: v for k, v in error.details.items() if v is not None and k not in reserved}
     response = problem(status, error.code, error.message, **extra)
     if isinstance(error, errors.RateLimited):
         response.headers["Retry-After"] = str(error.retry_after)

@@ -34,7 +34,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('invitation_deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_invitation_deliveries_invitation', ['invitation_id', 'send_number'], unique=False)
-        batch_op.create_index('uq_invitation_deliveries_sent', ['invitation_id', 'send_number'], unique=True, postgresql_where=sa.text("status = 'sent'"), sqlite_where=sa.text("status = 'sent'"))
+        batch_op.create_index('uq_invitation_deliveries_claim', ['invitation_id', 'send_number'], unique=True, postgresql_where=sa.text("status IN ('sending', 'sent')"), sqlite_where=sa.text("status IN ('sending', 'sent')"))
 
     with op.batch_alter_table('invitations', schema=None) as batch_op:
         batch_op.add_column(sa.Column('token_nonce', sa.String(length=32), nullable=False, server_default=''))
@@ -62,7 +62,7 @@ def downgrade() -> None:
         batch_op.drop_column('token_nonce')
 
     with op.batch_alter_table('invitation_deliveries', schema=None) as batch_op:
-        batch_op.drop_index('uq_invitation_deliveries_sent', postgresql_where=sa.text("status = 'sent'"), sqlite_where=sa.text("status = 'sent'"))
+        batch_op.drop_index('uq_invitation_deliveries_claim', postgresql_where=sa.text("status IN ('sending', 'sent')"), sqlite_where=sa.text("status IN ('sending', 'sent')"))
         batch_op.drop_index('ix_invitation_deliveries_invitation')
 
     op.drop_table('invitation_deliveries')

@@ -62,6 +62,7 @@ MIN_LIFETIME_HOURS = 1
 MAX_LIFETIME_HOURS = 30 * 24
 MAX_TEAMS = 50
 RESEND_WINDOW = timedelta(hours=24)
+SEND_LEASE = timedelta(minutes=5)  # well above the SMTP timeout
 
 PENDING = InvitationStatus.PENDING
 ACCEPTED = InvitationStatus.ACCEPTED
@@ -230,7 +231,7 @@ def invite(
         send_count=1,
         expires_at=now + lifetime,
         invited_by_user_id=viewer.user_id,
-        invited_by_name=viewer.name if viewer.user_id else str(actor),
+        invited_by_name=_inviter_name(session, viewer, actor),
         last_sent_at=now,
         resend_count=0,
         resends_in_window=0,
@@ -260,7 +261,8 @@ def resend(
     invitation = get_invitation(session, viewer, invitation_id, lock=True)
     if invitation.status in (ACCEPTED, REVOKED):
         raise InvalidTransition(
-            f"a {invitation.status} invitation cannot be resent", status=invitation.status.value
+            f"a {invitation.status} invitation cannot be resent",
+            current_status=invitation.status.value,
         )
     organisation = session.get_one(Organisation, invitation.organisation_id)
     if effective_status(invitation, now) is EXPIRED:
@@ -305,7 +307,8 @@ def revoke(
     invitation = get_invitation(session, viewer, invitation_id, lock=True)
     if invitation.status in (ACCEPTED, REVOKED):
         raise InvalidTransition(
-            f"a {invitation.status} invitation cannot be revoked", status=invitation.status.value
+            f"a {invitation.status} invitation cannot be revoked",
+            current_status=invitation.status.value,
         )
     before = snapshot(invitation, now)
     invitation.status = REVOKED
@@ -445,7 +448,7 @@ def accept_invitation(
         raise Conflict(
             f"{invitation.email} already has an account here ({existing.status}); "
             "ask an administrator",
-            status=existing.status.value,
+            current_status=existing.status.value,
         )
     _claim(session, invitation, token, now)
     actor = Actor(Source.INVITATION, f"invitee {invitation.email}")
@@ -598,42 +601,60 @@ def already_sent(session: Session, invitation_id: uuid.UUID, send_number: int) -
     )
 
 
-def record_send_attempt(
-    session: Session,
-    *,
-    invitation_id: uuid.UUID,
-    send_number: int,
-    attempt: int,
-    recipient: str,
-    status: str,
-    detail: str = "",
-) -> bool:
-    """Record one attempt (sent, failed, rejected); False if this send was already sent."""
+def claim_send(session: Session, *, plan: DeliveryPlan, now: datetime) -> uuid.UUID | None:
+    """Claim this send before talking to SMTP; None when it was sent or is being sent.
+
+    A claim older than the lease belongs to a worker that died mid-send; it is taken over.
+    """
+    current = session.scalar(
+        select(InvitationDelivery).where(
+            InvitationDelivery.invitation_id == plan.invitation_id,
+            InvitationDelivery.send_number == plan.send_number,
+            InvitationDelivery.status.in_(("sending", "sent")),
+        )
+    )
+    if current is not None:
+        if current.status == "sent" or current.occurred_at > now - SEND_LEASE:
+            return None
+        abandoned = session.execute(
+            update(InvitationDelivery)
+            .where(InvitationDelivery.id == current.id, InvitationDelivery.status == "sending")
+            .values(status="failed", detail="abandoned: the worker stopped during the send")
+        )
+        if abandoned.rowcount != 1:  # type: ignore[attr-defined]
+            return None
     delivery = InvitationDelivery(
-        invitation_id=invitation_id,
-        send_number=send_number,
-        attempt=attempt,
-        status=status,
-        detail=detail[:1000],
-        recipient=recipient,
+        id=new_id(),
+        invitation_id=plan.invitation_id,
+        send_number=plan.send_number,
+        attempt=plan.attempt,
+        status="sending",
+        recipient=plan.to,
+        occurred_at=now,
     )
     try:
         with session.begin_nested():
             session.add(delivery)
-    except IntegrityError:  # a concurrent run recorded this send first
-        return False
-    invitation = session.get(Invitation, invitation_id)
-    if invitation is not None:
-        audit.record(
-            session,
-            actor=Actor.system("invitations.deliver"),
-            organisation_id=invitation.organisation_id,
-            action=f"invitation.delivery_{status}",
-            target_type="invitation",
-            target_id=invitation_id,
-            after={"send_number": send_number, "attempt": attempt, "detail": detail[:200]},
-        )
-    return True
+    except IntegrityError:  # another worker claimed it a moment ago
+        return None
+    return delivery.id
+
+
+def finish_send(session: Session, *, delivery_id: uuid.UUID, status: str, detail: str = "") -> None:
+    """Record how the claimed attempt ended: sent, failed (retried) or rejected."""
+    delivery = session.get_one(InvitationDelivery, delivery_id)
+    delivery.status = status
+    delivery.detail = detail[:1000]
+    invitation = session.get_one(Invitation, delivery.invitation_id)
+    audit.record(
+        session,
+        actor=Actor.system("invitations.deliver"),
+        organisation_id=invitation.organisation_id,
+        action=f"invitation.delivery_{status}",
+        target_type="invitation",
+        target_id=invitation.id,
+        after={"send_number": delivery.send_number, "attempt": delivery.attempt, "detail": detail},
+    )
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -669,6 +690,11 @@ def snapshot(invitation: Invitation, now: datetime | None = None) -> dict[str, o
         "send_count": invitation.send_count,
         "resend_count": invitation.resend_count,
     }
+
+
+def _inviter_name(session: Session, viewer: Viewer, actor: Actor) -> str:
+    inviter = session.get(User, viewer.user_id) if viewer.user_id else None
+    return f"{inviter.name} ({inviter.email})" if inviter else str(actor)
 
 
 def _lifetime(organisation: Organisation, hours: int | None) -> timedelta:

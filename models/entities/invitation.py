@@ -14,6 +14,7 @@ from models.entities.types import enum_column
 from models.enums import InvitationStatus, Role
 
 PENDING_ONLY = text("status = 'pending'")
+CLAIMED = text("status IN ('sending', 'sent')")
 
 
 class Invitation(Timestamped, Base):
@@ -70,14 +71,15 @@ class InvitationDelivery(Base):
     __tablename__ = "invitation_deliveries"
     __table_args__ = (
         Index("ix_invitation_deliveries_invitation", "invitation_id", "send_number"),
-        # One successful email per send: the idempotency key, as a database fact.
+        # One email per send: at most one attempt is sending or sent (the idempotency key of
+        # the send, claimed before the SMTP conversation), as a database fact.
         Index(
-            "uq_invitation_deliveries_sent",
+            "uq_invitation_deliveries_claim",
             "invitation_id",
             "send_number",
             unique=True,
-            postgresql_where=text("status = 'sent'"),
-            sqlite_where=text("status = 'sent'"),
+            postgresql_where=CLAIMED,
+            sqlite_where=CLAIMED,
         ),
     )
 
@@ -87,7 +89,7 @@ class InvitationDelivery(Base):
     )
     send_number: Mapped[int]
     attempt: Mapped[int]
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # sending, sent, failed, rejected
     detail: Mapped[str] = mapped_column(Text, default="")
     recipient: Mapped[str] = mapped_column(String(320))
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
