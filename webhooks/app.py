@@ -7,12 +7,20 @@ from flask import Flask
 from models.db import make_engine, make_session_factory
 from models.observability import configure_logging
 from models.settings import Settings, load_settings
-from webhooks import context, errors, health
+from webhooks import context, enroll, enrollment_hook, errors, health
 from webhooks.api import invitations, openapi, teams, users
 from worker.celery_app import configure_celery
 from worker.outbox_relay import install_after_commit_relay
 
-BLUEPRINTS = [health.bp, users.bp, teams.bp, openapi.bp, invitations.bp]
+BLUEPRINTS = [
+    health.bp,
+    users.bp,
+    teams.bp,
+    openapi.bp,
+    invitations.bp,
+    enroll.bp,
+    enrollment_hook.bp,
+]
 
 
 def create_app(settings: Settings | None = None) -> Flask:

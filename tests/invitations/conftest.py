@@ -63,3 +63,27 @@ def scene(session, settings) -> Scene:
         manager_viewer=Viewer.for_user(manager),
         secret_key=settings.secret_key,
     )
+
+
+IDENTITY_HEADER = "X-Odock-Verified-Email"
+HOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" + "=="
+OLD_HOOK_SECRET = "whsec_" + "c2VjcmV0LXRoYXQtaXMtYmVpbmctcm90YXRlZC1vdXQ="
+
+
+@pytest.fixture
+def enroll_settings(settings):
+    return settings.model_copy(
+        update={
+            "enrollment_identity_header": IDENTITY_HEADER,
+            "enrollment_webhook_secrets": f"{HOOK_SECRET}, {OLD_HOOK_SECRET}",
+        }
+    )
+
+
+@pytest.fixture
+def enroll_client(enroll_settings, engine, clean_db):
+    from webhooks.app import create_app
+
+    app = create_app(enroll_settings)
+    app.config["TESTING"] = True
+    return app.test_client()
