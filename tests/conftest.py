@@ -27,7 +27,7 @@ from models.base import Base
 from models.db import SessionFactory, make_engine, make_session_factory
 from models.migrate import upgrade
 from models.settings import Settings
-from tests.support.smtp import Mailbox, start_smtp_server
+from tests.support.smtp import Mailbox, free_port, start_smtp_server
 from tests.support.worker import WorkerProcess, start_worker
 
 
@@ -76,12 +76,19 @@ def mailbox(smtp_server: tuple[Controller, Mailbox]) -> Mailbox:
 
 
 @pytest.fixture(scope="session")
+def public_port() -> int:
+    """The loopback port a test may serve the web app on; links in emails point at it."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
 def settings(
     database_url: str,
     broker_url: str,
     run_id: str,
     make_httpserver: HTTPServer,
     smtp_server: tuple[Controller, Mailbox],
+    public_port: int,
 ) -> Settings:
     """The settings of this run; outbound HTTP goes to the loopback `httpserver`."""
     return Settings(
@@ -90,7 +97,7 @@ def settings(
         celery_queue=f"odock-test-{run_id}",
         broker_poll_interval=0.05,
         secret_key="test-secret-key-0123456789abcdef",
-        public_base_url="http://127.0.0.1:8000",
+        public_base_url=f"http://127.0.0.1:{public_port}",
         log_json=True,
         log_level="WARNING",
         gateway_url=make_httpserver.url_for("/gateway"),

@@ -87,3 +87,42 @@ def enroll_client(enroll_settings, engine, clean_db):
     app = create_app(enroll_settings)
     app.config["TESTING"] = True
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def live_server(settings, engine, public_port):
+    """The web app on the loopback port that invitation links point at (a real HTTP server)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from webhooks.app import create_app
+
+    app = create_app(
+        settings.model_copy(
+            update={
+                "enrollment_identity_header": IDENTITY_HEADER,
+                "enrollment_webhook_secrets": HOOK_SECRET,
+            }
+        )
+    )
+    server = make_server("127.0.0.1", public_port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield settings.public_base_url
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium, headless, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu"],
+        )
+        yield browser
+        browser.close()
