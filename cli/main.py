@@ -189,3 +189,6 @@ from cli.serve import serve  # noqa: E402
 
 main.add_command(serve)
 main.add_command(demo)
+from cli.invitations import invitations  # noqa: E402
+
+main.add_command(invitations)

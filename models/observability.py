@@ -13,7 +13,7 @@ import structlog
 from models.settings import Settings
 
 SECRET_KEYS = re.compile(r"(password|secret|token|authorization|signature|cookie)", re.IGNORECASE)
-SECRET_VALUES = re.compile(r"odk_(admin|scim)_[A-Za-z0-9_\-]+|Bearer\s+\S+")
+SECRET_VALUES = re.compile(r"odk_(admin|scim)_[A-Za-z0-9_\-]+|inv_[A-Za-z0-9_\-]{20,}|Bearer\s+\S+")
 
 
 def redact_secrets(

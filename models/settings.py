@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     review_sweep_interval: float = Field(default=3600.0, gt=0)
     review_escalation_check_interval: float = Field(default=300.0, gt=0)
     ack_link_lifetime_hours: int = Field(default=7 * 24, ge=1)
+    enrollment_identity_header: str = ""
+    enrollment_webhook_secrets: str = ""
+    enrollment_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    enrollment_max_form_bytes: int = Field(default=8192, ge=256, le=1_048_576)
+    invitation_expiry_interval: float = Field(default=300.0, gt=0)
+    invitation_expiry_batch_size: int = Field(default=10_000, ge=1, le=100_000)
 
     @field_validator("database_url")
     @classmethod
@@ -71,6 +77,11 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return level
+
+    @property
+    def enrollment_webhook_secret_list(self) -> list[str]:
+        """Several secrets, comma-separated, so one can be rotated without downtime."""
+        return [part.strip() for part in self.enrollment_webhook_secrets.split(",") if part.strip()]
 
     @property
     def is_sqlite(self) -> bool:

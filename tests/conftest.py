@@ -20,13 +20,14 @@ from flask.testing import FlaskClient
 from pytest_httpserver import HTTPServer
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from models.base import Base
 from models.db import SessionFactory, make_engine, make_session_factory
 from models.migrate import upgrade
 from models.settings import Settings
-from tests.support.smtp import Mailbox, start_smtp_server
+from tests.support.smtp import Mailbox, free_port, start_smtp_server
 from tests.support.worker import WorkerProcess, start_worker
 
 
@@ -75,12 +76,19 @@ def mailbox(smtp_server: tuple[Controller, Mailbox]) -> Mailbox:
 
 
 @pytest.fixture(scope="session")
+def public_port() -> int:
+    """The loopback port a test may serve the web app on; links in emails point at it."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
 def settings(
     database_url: str,
     broker_url: str,
     run_id: str,
     make_httpserver: HTTPServer,
     smtp_server: tuple[Controller, Mailbox],
+    public_port: int,
 ) -> Settings:
     """The settings of this run; outbound HTTP goes to the loopback `httpserver`."""
     return Settings(
@@ -89,7 +97,7 @@ def settings(
         celery_queue=f"odock-test-{run_id}",
         broker_poll_interval=0.05,
         secret_key="test-secret-key-0123456789abcdef",
-        public_base_url="http://127.0.0.1:8000",
+        public_base_url=f"http://127.0.0.1:{public_port}",
         log_json=True,
         log_level="WARNING",
         gateway_url=make_httpserver.url_for("/gateway"),
@@ -134,6 +142,18 @@ def celery_configured(settings: Settings) -> None:
 @pytest.fixture
 def clean_db(engine: Engine) -> None:
     """Every test starts from empty tables (committed data, so a worker process sees it)."""
+    for attempt in range(5):
+        try:
+            _empty_tables(engine)
+            return
+        except OperationalError as exc:
+            # The session's worker may still be finishing an earlier test's task; PostgreSQL
+            # then picks the cleanup as a deadlock victim. Try again.
+            if "deadlock" not in str(exc) or attempt == 4:
+                raise
+
+
+def _empty_tables(engine: Engine) -> None:
     # DELETE, not TRUNCATE: on the few rows a test leaves it is ten times faster on PostgreSQL.
     with engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):

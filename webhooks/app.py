@@ -7,13 +7,23 @@ from flask import Flask
 from models.db import make_engine, make_session_factory
 from models.observability import configure_logging
 from models.settings import Settings, load_settings
-from webhooks import context, errors, health, review_links
-from webhooks.api import hooks, openapi, reviews, teams, users
+from webhooks import context, enroll, enrollment_hook, errors, health, review_links
+from webhooks.api import hooks, invitations, openapi, reviews, teams, users
 from worker.celery_app import configure_celery
 from worker.outbox_relay import install_after_commit_relay
 
-BLUEPRINTS = [health.bp, users.bp, teams.bp, openapi.bp]
-BLUEPRINTS += [reviews.bp, hooks.bp, review_links.bp]
+BLUEPRINTS = [
+    health.bp,
+    users.bp,
+    teams.bp,
+    openapi.bp,
+    reviews.bp,
+    hooks.bp,
+    review_links.bp,
+    invitations.bp,
+    enroll.bp,
+    enrollment_hook.bp,
+]
 
 
 def create_app(settings: Settings | None = None) -> Flask:

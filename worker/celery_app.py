@@ -14,6 +14,7 @@ TASK_MODULES = [
     "worker.tasks.gateway",
     "worker.tasks.reviews",
     "worker.tasks.notifications",
+    "worker.tasks.invitations",
 ]
 
 sqlite_broker.register()
@@ -58,5 +59,9 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
         "reviews-escalate": {
             "task": "reviews.escalate",
             "schedule": timedelta(seconds=settings.review_escalation_check_interval),
+        },
+        "invitations-expire": {
+            "task": "invitations.expire_overdue",
+            "schedule": timedelta(seconds=settings.invitation_expiry_interval),
         },
     }

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from models import audit, outbox
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import Organisation, Revocation, User, VirtualApiKey
+from models.entities import IdentityLink, Organisation, Revocation, User, VirtualApiKey
 from models.entities.user import email_key
-from models.enums import KeyPolicy, KeyType, Role, UserStatus
+from models.enums import KeyPolicy, KeyType, Role, Source, UserStatus
 from models.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from models.snapshots import user_snapshot
 from models.text import clean_text, has_control_characters
@@ -135,14 +135,19 @@ def approve_user(session: Session, *, user: User, actor: Actor) -> User:
     before = user_snapshot(user)
     user.status = UserStatus.ACTIVE
     user.updated_at = utcnow()
-    _audit(session, user, actor, "user.approved", before=before)
+    _audit(session, user, actor, "user.approved", before=before, extra=_enrolled_by(session, user))
     return user
 
 
 def decline_user(session: Session, *, user: User, actor: Actor, reason: str = "") -> Revocation:
     _require_status(user, UserStatus.PENDING, "decline")
     return _revoke(
-        session, user=user, actor=actor, reason=reason or "declined", action="user.declined"
+        session,
+        user=user,
+        actor=actor,
+        reason=reason or "declined",
+        action="user.declined",
+        extra=_enrolled_by(session, user),
     )
 
 
@@ -196,7 +201,25 @@ def latest_revocation(session: Session, user_id: uuid.UUID) -> Revocation | None
     )
 
 
-def _revoke(session: Session, *, user: User, actor: Actor, reason: str, action: str) -> Revocation:
+def _enrolled_by(session: Session, user: User) -> dict[str, object]:
+    """The invitation a pending user came through, so approvals link to it in the audit."""
+    invitation_id = session.scalar(
+        select(IdentityLink.external_id).where(
+            IdentityLink.user_id == user.id, IdentityLink.source == Source.INVITATION
+        )
+    )
+    return {"invitation_id": invitation_id} if invitation_id else {}
+
+
+def _revoke(
+    session: Session,
+    *,
+    user: User,
+    actor: Actor,
+    reason: str,
+    action: str,
+    extra: dict[str, object] | None = None,
+) -> Revocation:
     reason = clean_text(reason, field="reason", max_length=500, required=False)
     before = user_snapshot(user)
     revocation = Revocation(
@@ -218,7 +241,7 @@ def _revoke(session: Session, *, user: User, actor: Actor, reason: str, action: 
         actor,
         action,
         before=before,
-        extra={"keys_revoked": revoked, "reason": reason},
+        extra={"keys_revoked": revoked, "reason": reason, **(extra or {})},
     )
     if revoked:
         outbox.enqueue(session, TASK_INVALIDATE_KEYS, key_ids=revoked, reason="revoked")

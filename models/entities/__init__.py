@@ -5,7 +5,7 @@ from models.entities.api_token import ApiToken
 from models.entities.audit import AuditEvent
 from models.entities.budget import Budget, Quota
 from models.entities.delivery import ReceivedDelivery
-from models.entities.invitation import Invitation
+from models.entities.invitation import Invitation, InvitationDelivery
 from models.entities.notification import DeliveryAttempt, NotificationDelivery, NotificationHook
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
@@ -26,6 +26,7 @@ __all__ = [
     "DeliveryAttempt",
     "IdentityLink",
     "Invitation",
+    "InvitationDelivery",
     "KeyInvalidation",
     "NotificationDelivery",
     "NotificationHook",

@@ -6,12 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, Timestamped, new_id
+from models.base import Base, Timestamped, new_id, utcnow
 from models.entities.types import enum_column
 from models.enums import InvitationStatus, Role
+
+PENDING_ONLY = text("status = 'pending'")
+CLAIMED = text("status IN ('sending', 'sent')")
 
 
 class Invitation(Timestamped, Base):
@@ -19,6 +22,15 @@ class Invitation(Timestamped, Base):
     __table_args__ = (
         Index("ix_invitations_org_email", "organisation_id", "email_key"),
         Index("ix_invitations_status_expiry", "status", "expires_at"),
+        # At most one pending invitation per email and organisation, as a database fact.
+        Index(
+            "uq_invitations_pending_email",
+            "organisation_id",
+            "email_key",
+            unique=True,
+            postgresql_where=PENDING_ONLY,
+            sqlite_where=PENDING_ONLY,
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -33,14 +45,51 @@ class Invitation(Timestamped, Base):
         InvitationStatus, default=InvitationStatus.PENDING
     )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Random per send; with the service's secret key it re-derives the link token (see
+    # docs/invitations.md), so the token itself is never stored.
+    token_nonce: Mapped[str] = mapped_column(String(32), default="")
+    send_count: Mapped[int] = mapped_column(default=1)
     expires_at: Mapped[datetime]
     invited_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )
+    invited_by_name: Mapped[str] = mapped_column(String(255), default="")
     accepted_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )
     accepted_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     resend_count: Mapped[int] = mapped_column(default=0)
+    resend_window_started_at: Mapped[datetime | None] = mapped_column(default=None)
+    resends_in_window: Mapped[int] = mapped_column(default=0)
     last_sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class InvitationDelivery(Base):
+    """One attempt to email one send of an invitation (the delivery history)."""
+
+    __tablename__ = "invitation_deliveries"
+    __table_args__ = (
+        Index("ix_invitation_deliveries_invitation", "invitation_id", "send_number"),
+        # One email per send: at most one attempt is sending or sent (the idempotency key of
+        # the send, claimed before the SMTP conversation), as a database fact.
+        Index(
+            "uq_invitation_deliveries_claim",
+            "invitation_id",
+            "send_number",
+            unique=True,
+            postgresql_where=CLAIMED,
+            sqlite_where=CLAIMED,
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    invitation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("invitations.id", ondelete="CASCADE")
+    )
+    send_number: Mapped[int]
+    attempt: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))  # sending, sent, failed, rejected
+    detail: Mapped[str] = mapped_column(Text, default="")
+    recipient: Mapped[str] = mapped_column(String(320))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)

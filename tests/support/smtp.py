@@ -15,8 +15,16 @@ from aiosmtpd.controller import Controller
 @dataclass
 class Mailbox:
     messages: list[EmailMessage] = field(default_factory=list)
+    failures_left: int = 0
+
+    def fail_next(self, count: int) -> None:
+        """Answer the next `count` messages with a temporary failure (451)."""
+        self.failures_left = count
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            return "451 4.3.0 temporary failure, try again later"
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.messages.append(parsed)  # type: ignore[arg-type]
         return "250 OK"
@@ -26,6 +34,7 @@ class Mailbox:
 
     def clear(self) -> None:
         self.messages.clear()
+        self.failures_left = 0
 
 
 def free_port() -> int:

@@ -72,6 +72,8 @@ def operation(
     success: dict[str, Any] = {"description": "success"}
     if returns is not None:
         success["content"] = {"application/json": {"schema": responses.ref(returns)}}
+    elif ok != 204:
+        success["content"] = {"application/json": {"schema": {"type": "object"}}}
     spec: dict[str, Any] = {
         "summary": summary,
         "parameters": params or [],
@@ -200,10 +202,16 @@ def derived_paths(app: Flask) -> tuple[dict[str, dict[str, Any]], list[type[Base
                 params=[
                     _path_parameter(name, kind) for kind, name in RULE_PARAMETER.findall(rule.rule)
                 ],
-                ok=201 if method == "POST" and view.__name__ == "create" else 200,
+                ok=_success_status(method, view.__name__),
                 errors=(400, 401, 403, 404, 409),
             )
     return paths, bodies
+
+
+def _success_status(method: str, view_name: str) -> int:
+    if method == "DELETE":
+        return 204
+    return 201 if method == "POST" and view_name == "create" else 200
 
 
 def _path_parameter(name: str, kind: str) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Annotated
+
 from pydantic import Field
 
 from models.enums import Role, TeamRole, UserStatus
@@ -39,3 +42,19 @@ class CreateTeam(RequestBody):
 
 class SetMembership(RequestBody):
     role: TeamRole = Field(default=TeamRole.MEMBER, strict=False)
+
+
+class TeamInvite(RequestBody):
+    team_id: uuid.UUID = Field(strict=False)
+    role: TeamRole = Field(default=TeamRole.MEMBER, strict=False)
+
+
+class CreateInvitation(RequestBody):
+    email: str = Field(max_length=320)
+    role: Role = Field(default=Role.USER, strict=False)
+    teams: list[TeamInvite] = Field(default_factory=list, max_length=50)
+    expires_in_hours: int | None = Field(default=None, ge=1, le=720)
+
+
+class RefreshInvitations(RequestBody):
+    ids: list[Annotated[uuid.UUID, Field(strict=False)]] = Field(min_length=1, max_length=200)

@@ -1,0 +1,796 @@
+"""Invitations: invite, resend, revoke, refresh, expire, deliver and accept.
+
+Every operation takes a session, writes an audit event and never commits. The link token is
+never stored: only its SHA-256 hash and a per-send random nonce are, and the token is
+re-derived from (secret key, invitation id, send number, nonce) when the email is built.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import re
+import secrets
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import audit, outbox
+from models.access import Viewer, managed_team_ids, require_can_handle_team_role
+from models.actions.identities import link_identity
+from models.actions.users import (
+    approve_user,
+    create_user,
+    edit_user,
+    find_user_by_email,
+    validate_email,
+    validate_name,
+)
+from models.actor import Actor
+from models.base import new_id, utcnow
+from models.entities import (
+    Invitation,
+    InvitationDelivery,
+    Organisation,
+    Team,
+    User,
+)
+from models.entities.user import email_key
+from models.enums import InvitationStatus, Role, Source, TeamRole, UserStatus
+from models.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    RateLimited,
+)
+from models.secrets import hash_secret
+
+TASK_DELIVER = "invitations.deliver"
+TOKEN_PREFIX = "inv_"  # noqa: S105 (a format marker)
+TOKEN_PATTERN = re.compile(r"^inv_[A-Za-z0-9_-]{43}$")
+MIN_LIFETIME_HOURS = 1
+MAX_LIFETIME_HOURS = 30 * 24
+MAX_TEAMS = 50
+RESEND_WINDOW = timedelta(hours=24)
+SEND_LEASE = timedelta(minutes=5)  # well above the SMTP timeout
+
+PENDING = InvitationStatus.PENDING
+ACCEPTED = InvitationStatus.ACCEPTED
+EXPIRED = InvitationStatus.EXPIRED
+REVOKED = InvitationStatus.REVOKED
+
+
+class InvitationUnknown(NotFound):
+    """No invitation has this token (never issued, mistyped, replaced by a resend)."""
+
+    code = "invitation_unknown"
+
+
+class InvitationRevoked(Conflict):
+    code = "invitation_revoked"
+
+
+class InvitationUsed(Conflict):
+    code = "invitation_used"
+
+
+class InvitationExpired(Conflict):
+    code = "invitation_expired"
+
+
+class WrongAccount(Forbidden):
+    """The signed-in email is not the invited email."""
+
+    code = "wrong_account"
+
+
+@dataclass(frozen=True)
+class TeamInvite:
+    team_id: uuid.UUID
+    role: TeamRole = TeamRole.MEMBER
+
+
+@dataclass(frozen=True)
+class Issued:
+    """An invitation and the link token of its current send (shown nowhere but the email)."""
+
+    invitation: Invitation
+    token: str
+
+
+@dataclass(frozen=True)
+class Accepted:
+    invitation: Invitation
+    user: User
+    created: bool
+
+
+# --- tokens --------------------------------------------------------------------------------
+
+
+def link_token(secret_key: str, invitation: Invitation) -> str:
+    """The link token of the invitation's current send, re-derived from committed data."""
+    key = hashlib.sha256(b"odock-sync/invitation-link\0" + secret_key.encode()).digest()
+    message = f"{invitation.id}:{invitation.send_count}:{invitation.token_nonce}".encode()
+    digest = hmac.new(key, message, hashlib.sha256).digest()
+    return TOKEN_PREFIX + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def is_well_formed(token: str) -> bool:
+    return bool(TOKEN_PATTERN.match(token))
+
+
+def _issue_token(invitation: Invitation, secret_key: str) -> str:
+    if not secret_key:
+        raise InvalidInput("the service has no secret key; invitations cannot be signed")
+    invitation.token_nonce = secrets.token_hex(16)  # 128 fresh random bits per send
+    token = link_token(secret_key, invitation)
+    invitation.token_hash = hash_secret(token)
+    return token
+
+
+# --- who may do what ------------------------------------------------------------------------
+
+
+def visible_invitations(viewer: Viewer) -> ColumnElement[bool]:
+    """Admins see the organisation's invitations; managers the ones they sent; users none."""
+    in_org = Invitation.organisation_id == viewer.organisation_id
+    if viewer.is_admin:
+        return in_org
+    if viewer.is_manager and viewer.user_id is not None:
+        return and_(in_org, Invitation.invited_by_user_id == viewer.user_id)
+    return false()
+
+
+def require_can_invite(viewer: Viewer) -> None:
+    if not (viewer.is_admin or viewer.is_manager):
+        raise Forbidden("only Organisation Admins and Managers can invite people")
+
+
+def get_invitation(
+    session: Session, viewer: Viewer, invitation_id: uuid.UUID, *, lock: bool = False
+) -> Invitation:
+    require_can_invite(viewer)
+    query = select(Invitation).where(Invitation.id == invitation_id, visible_invitations(viewer))
+    if lock:
+        query = query.with_for_update()
+    invitation = session.scalar(query)
+    if invitation is None:
+        raise NotFound("invitation not found")
+    return invitation
+
+
+def _check_inviter(
+    session: Session, viewer: Viewer, role: Role, teams: Sequence[TeamInvite]
+) -> list[TeamInvite]:
+    """Admins invite any role; managers only Users, as members of teams they manage."""
+    require_can_invite(viewer)
+    if role is Role.SUPER_ADMIN:
+        raise InvalidInput("SUPER_ADMIN is a platform role, not an organisation role", field="role")
+    unique = list({team.team_id: team for team in teams}.values())
+    if len(unique) > MAX_TEAMS:
+        raise InvalidInput(f"at most {MAX_TEAMS} teams per invitation", field="teams")
+    for team in unique:
+        found = session.get(Team, team.team_id)
+        if found is None or found.organisation_id != viewer.organisation_id:
+            raise NotFound(f"team {team.team_id} not found", field="teams")
+    if viewer.is_admin:
+        return unique
+    if role is not Role.USER:
+        raise Forbidden("a Manager can invite only people with the User role", field="role")
+    if not unique:
+        raise Forbidden("a Manager invites people into teams they manage; name one", field="teams")
+    managed = managed_team_ids(session, viewer)
+    for team in unique:
+        if team.team_id not in managed:
+            raise Forbidden(f"you do not manage team {team.team_id}", field="teams")
+        require_can_handle_team_role(viewer, team.role)
+    return unique
+
+
+# --- invite, resend, revoke, refresh ----------------------------------------------------------
+
+
+def invite(
+    session: Session,
+    *,
+    viewer: Viewer,
+    email: str,
+    role: Role,
+    actor: Actor,
+    secret_key: str,
+    teams: Sequence[TeamInvite] = (),
+    expires_in_hours: int | None = None,
+    now: datetime | None = None,
+) -> Issued:
+    """Invite an email with a role (and teams); the email goes out after commit."""
+    now = now or utcnow()
+    email = validate_email(email)
+    chosen = _check_inviter(session, viewer, role, teams)
+    organisation = viewer.organisation(session)
+    lifetime = _lifetime(organisation, expires_in_hours)
+    _check_invitable(session, organisation.id, email, now=now, actor=actor)
+    invitation = Invitation(
+        id=new_id(),
+        organisation_id=organisation.id,
+        email=email,
+        email_key=email_key(email),
+        role=role,
+        teams=[{"team_id": str(t.team_id), "role": t.role.value} for t in chosen],
+        status=PENDING,
+        send_count=1,
+        expires_at=now + lifetime,
+        invited_by_user_id=viewer.user_id,
+        invited_by_name=_inviter_name(session, viewer, actor),
+        last_sent_at=now,
+        resend_count=0,
+        resends_in_window=0,
+    )
+    token = _issue_token(invitation, secret_key)
+    try:
+        with session.begin_nested():
+            session.add(invitation)
+    except IntegrityError:  # a concurrent invite of the same email won
+        raise Conflict(f"{email} already has a pending invitation", field="email") from None
+    _audit(session, invitation, actor, "invitation.created", before=None)
+    outbox.enqueue(session, TASK_DELIVER, invitation_id=str(invitation.id), send_number=1)
+    return Issued(invitation=invitation, token=token)
+
+
+def resend(
+    session: Session,
+    *,
+    viewer: Viewer,
+    invitation_id: uuid.UUID,
+    actor: Actor,
+    secret_key: str,
+    now: datetime | None = None,
+) -> Issued:
+    """A fresh token and expiry on the same row; the old link stops working at once."""
+    now = now or utcnow()
+    invitation = get_invitation(session, viewer, invitation_id, lock=True)
+    if invitation.status in (ACCEPTED, REVOKED):
+        raise InvalidTransition(
+            f"a {invitation.status} invitation cannot be resent",
+            current_status=invitation.status.value,
+        )
+    organisation = session.get_one(Organisation, invitation.organisation_id)
+    if effective_status(invitation, now) is EXPIRED:
+        _check_invitable(
+            session, organisation.id, invitation.email, now=now, actor=actor, ignore=invitation.id
+        )
+    _check_resend_rate(invitation, organisation, now)
+    before = snapshot(invitation, now)
+    invitation.status = PENDING
+    invitation.send_count += 1
+    invitation.resend_count += 1
+    invitation.resends_in_window += 1
+    invitation.last_sent_at = now
+    invitation.expires_at = now + timedelta(hours=organisation.settings.invitation_lifetime_hours)
+    invitation.updated_at = now
+    token = _issue_token(invitation, secret_key)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"{invitation.email} already has a pending invitation") from None
+    _audit(session, invitation, actor, "invitation.resent", before=before)
+    outbox.enqueue(
+        session,
+        TASK_DELIVER,
+        invitation_id=str(invitation.id),
+        send_number=invitation.send_count,
+    )
+    return Issued(invitation=invitation, token=token)
+
+
+def revoke(
+    session: Session,
+    *,
+    viewer: Viewer,
+    invitation_id: uuid.UUID,
+    actor: Actor,
+    now: datetime | None = None,
+) -> Invitation:
+    """Kill the link for good; an accepted invitation is history and cannot be revoked."""
+    now = now or utcnow()
+    invitation = get_invitation(session, viewer, invitation_id, lock=True)
+    if invitation.status in (ACCEPTED, REVOKED):
+        raise InvalidTransition(
+            f"a {invitation.status} invitation cannot be revoked",
+            current_status=invitation.status.value,
+        )
+    before = snapshot(invitation, now)
+    invitation.status = REVOKED
+    invitation.revoked_at = now
+    invitation.updated_at = now
+    _audit(session, invitation, actor, "invitation.revoked", before=before)
+    return invitation
+
+
+def refresh(
+    session: Session,
+    *,
+    viewer: Viewer,
+    invitation_ids: Sequence[uuid.UUID],
+    actor: Actor,
+    now: datetime | None = None,
+) -> list[Invitation]:
+    """The current status of each invitation; overdue pending ones become expired now."""
+    require_can_invite(viewer)
+    now = now or utcnow()
+    visible = list(
+        session.scalars(
+            select(Invitation.id).where(
+                Invitation.id.in_(invitation_ids), visible_invitations(viewer)
+            )
+        )
+    )
+    if visible:
+        expire_overdue(session, now=now, limit=len(visible), actor=actor, only_ids=visible)
+    found = session.scalars(
+        select(Invitation)
+        .where(Invitation.id.in_(visible))
+        .execution_options(populate_existing=True)
+    )
+    by_id = {invitation.id: invitation for invitation in found}
+    return [by_id[i] for i in invitation_ids if i in by_id]
+
+
+def expire_overdue(
+    session: Session,
+    *,
+    now: datetime,
+    limit: int,
+    actor: Actor,
+    only_ids: Sequence[uuid.UUID] | None = None,
+) -> list[uuid.UUID]:
+    """Expire one batch of overdue pending invitations in one statement; their ids.
+
+    The caller commits between batches so no lock is held for long. On PostgreSQL the batch is
+    picked with SKIP LOCKED, so two workers running this at once take disjoint rows.
+    """
+    overdue = (Invitation.status == PENDING) & (Invitation.expires_at <= now)
+    candidates = select(Invitation.id).where(overdue).limit(limit)
+    if only_ids is not None:
+        candidates = candidates.where(Invitation.id.in_(only_ids))
+    if session.get_bind().dialect.name == "postgresql":
+        # A materialized CTE runs once; a plain IN (subquery ... FOR UPDATE) may be re-run
+        # per row and take more than `limit` rows.
+        batch = candidates.with_for_update(skip_locked=True).cte("batch")
+        batch = batch.prefix_with("MATERIALIZED")
+    else:
+        batch = candidates.cte("batch")
+    rows = session.execute(
+        update(Invitation)
+        .where(Invitation.id.in_(select(batch.c.id)), overdue)
+        .values(status=EXPIRED, updated_at=now)
+        .returning(Invitation.id, Invitation.organisation_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    by_organisation: dict[uuid.UUID, list[str]] = defaultdict(list)
+    for invitation_id, organisation_id in rows:
+        by_organisation[organisation_id].append(str(invitation_id))
+    for organisation_id, ids in by_organisation.items():
+        audit.record(
+            session,
+            actor=actor,
+            organisation_id=organisation_id,
+            action="invitation.expired",
+            target_type="invitation_batch",
+            target_id=new_id(),
+            before={"status": PENDING.value},
+            after={"status": EXPIRED.value, "count": len(ids), "ids": ids},
+        )
+    return [invitation_id for invitation_id, _ in rows]
+
+
+# --- acceptance ------------------------------------------------------------------------------
+
+
+def find_by_token(
+    session: Session, token: str, organisation_id: uuid.UUID | None = None
+) -> Invitation:
+    """The invitation behind a link token; another organisation's is simply unknown."""
+    if not is_well_formed(token):
+        raise InvitationUnknown("this invitation link is not valid")
+    invitation = session.scalar(
+        select(Invitation).where(Invitation.token_hash == hash_secret(token))
+    )
+    if invitation is None or (
+        organisation_id is not None and invitation.organisation_id != organisation_id
+    ):
+        raise InvitationUnknown("this invitation link is not valid")
+    return invitation
+
+
+def check_acceptable(invitation: Invitation, *, email: str | None, now: datetime) -> None:
+    """The fixed order: (token known,) not revoked, not accepted, not expired, email matches."""
+    if invitation.status is REVOKED:
+        raise InvitationRevoked("this invitation was revoked")
+    if invitation.status is ACCEPTED:
+        raise InvitationUsed("this invitation has already been used")
+    if effective_status(invitation, now) is EXPIRED:
+        raise InvitationExpired(
+            "this invitation has expired", expired_at=_iso(invitation.expires_at)
+        )
+    if email is not None and email_key(email) != invitation.email_key:
+        raise WrongAccount("you are signed in with a different email than the one invited")
+
+
+def accept_invitation(
+    session: Session,
+    *,
+    token: str,
+    email: str,
+    name: str,
+    organisation_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> Accepted:
+    """Complete an invitation once: the user is created (or a PENDING one linked) with its role
+    and teams; PENDING again if the organisation requires approval."""
+    now = now or utcnow()
+    invitation = find_by_token(session, token, organisation_id)
+    check_acceptable(invitation, email=email, now=now)
+    name = validate_name(name)
+    existing = find_user_by_email(session, invitation.organisation_id, invitation.email)
+    if existing is not None and existing.status is not UserStatus.PENDING:
+        raise Conflict(
+            f"{invitation.email} already has an account here ({existing.status}); "
+            "ask an administrator",
+            current_status=existing.status.value,
+        )
+    _claim(session, invitation, token, now)
+    actor = Actor(Source.INVITATION, f"invitee {invitation.email}")
+    organisation = session.get_one(Organisation, invitation.organisation_id)
+    if existing is None:
+        user = create_user(
+            session,
+            organisation=organisation,
+            email=invitation.email,
+            name=name,
+            role=invitation.role,
+            actor=actor,
+        )
+    else:
+        user = edit_user(session, user=existing, actor=actor, name=name, role=invitation.role)
+        if not organisation.settings.approval_required:
+            approve_user(session, user=user, actor=actor)
+    actor = Actor(Source.INVITATION, actor.name, user.id)
+    link_identity(
+        session, user=user, source=Source.INVITATION, external_id=str(invitation.id), actor=actor
+    )
+    joined, missing = _join_teams(session, invitation, user, actor)
+    invitation.status = ACCEPTED
+    invitation.accepted_at = now
+    invitation.accepted_by_user_id = user.id
+    invitation.updated_at = now
+    _audit(
+        session,
+        invitation,
+        actor,
+        "invitation.accepted",
+        before={"status": PENDING.value},
+        extra={
+            "user_id": str(user.id),
+            "user_status": user.status.value,
+            "teams_joined": joined,
+            "teams_missing": missing,
+        },
+    )
+    return Accepted(invitation=invitation, user=user, created=existing is None)
+
+
+def _claim(session: Session, invitation: Invitation, token: str, now: datetime) -> None:
+    """Single use under concurrency: only one transaction moves pending -> accepted."""
+    claimed = session.execute(
+        update(Invitation)
+        .where(
+            Invitation.id == invitation.id,
+            Invitation.status == PENDING,
+            Invitation.token_hash == hash_secret(token),
+            Invitation.expires_at > now,
+        )
+        .values(status=ACCEPTED, accepted_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount == 1:  # type: ignore[attr-defined]
+        return
+    session.refresh(invitation)
+    if invitation.token_hash != hash_secret(token):
+        raise InvitationUnknown("this invitation link is not valid")
+    check_acceptable(invitation, email=None, now=now)
+    raise InvitationUsed("this invitation has already been used")
+
+
+def _join_teams(
+    session: Session, invitation: Invitation, user: User, actor: Actor
+) -> tuple[list[str], list[str]]:
+    from models.actions.teams import add_to_team
+
+    joined: list[str] = []
+    missing: list[str] = []
+    for entry in invitation.teams:
+        team = session.get(Team, uuid.UUID(entry["team_id"]))
+        if team is None or team.organisation_id != invitation.organisation_id:
+            missing.append(entry["team_id"])
+            continue
+        add_to_team(
+            session,
+            team=team,
+            user=user,
+            role=TeamRole(entry.get("role", TeamRole.MEMBER.value)),
+            actor=actor,
+            source=Source.INVITATION,
+        )
+        joined.append(entry["team_id"])
+    return joined, missing
+
+
+# --- delivery --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryPlan:
+    """Everything one email needs, as plain values (no session needed to send it)."""
+
+    invitation_id: uuid.UUID
+    send_number: int
+    attempt: int
+    to: str
+    token: str
+    organisation: str
+    role: str
+    inviter: str
+    expires_at: datetime
+
+
+def plan_delivery(
+    session: Session, *, invitation_id: uuid.UUID, send_number: int, secret_key: str
+) -> DeliveryPlan | None:
+    """What to send for this send of the invitation, or None when there is nothing to send:
+    the invitation is gone or finished, a newer send superseded this one, or it was sent."""
+    invitation = session.get(Invitation, invitation_id)
+    if invitation is None or invitation.status is not PENDING:
+        return None
+    if invitation.send_count != send_number or already_sent(session, invitation_id, send_number):
+        return None
+    token = link_token(secret_key, invitation)
+    if hash_secret(token) != invitation.token_hash:
+        raise InvalidInput("the secret key changed since this invitation was issued; resend it")
+    organisation = session.get_one(Organisation, invitation.organisation_id)
+    attempts = session.scalar(
+        select(func.count(InvitationDelivery.id)).where(
+            InvitationDelivery.invitation_id == invitation_id,
+            InvitationDelivery.send_number == send_number,
+        )
+    )
+    return DeliveryPlan(
+        invitation_id=invitation.id,
+        send_number=send_number,
+        attempt=(attempts or 0) + 1,
+        to=invitation.email,
+        token=token,
+        organisation=organisation.name,
+        role=invitation.role.value,
+        inviter=invitation.invited_by_name or "an administrator",
+        expires_at=invitation.expires_at,
+    )
+
+
+def already_sent(session: Session, invitation_id: uuid.UUID, send_number: int) -> bool:
+    return (
+        session.scalar(
+            select(InvitationDelivery.id).where(
+                InvitationDelivery.invitation_id == invitation_id,
+                InvitationDelivery.send_number == send_number,
+                InvitationDelivery.status == "sent",
+            )
+        )
+        is not None
+    )
+
+
+def claim_send(session: Session, *, plan: DeliveryPlan, now: datetime) -> uuid.UUID | None:
+    """Claim this send before talking to SMTP; None when it was sent or is being sent.
+
+    A claim older than the lease belongs to a worker that died mid-send; it is taken over.
+    """
+    current = session.scalar(
+        select(InvitationDelivery).where(
+            InvitationDelivery.invitation_id == plan.invitation_id,
+            InvitationDelivery.send_number == plan.send_number,
+            InvitationDelivery.status.in_(("sending", "sent")),
+        )
+    )
+    if current is not None:
+        if current.status == "sent" or current.occurred_at > now - SEND_LEASE:
+            return None
+        abandoned = session.execute(
+            update(InvitationDelivery)
+            .where(InvitationDelivery.id == current.id, InvitationDelivery.status == "sending")
+            .values(status="failed", detail="abandoned: the worker stopped during the send")
+        )
+        if abandoned.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+    delivery = InvitationDelivery(
+        id=new_id(),
+        invitation_id=plan.invitation_id,
+        send_number=plan.send_number,
+        attempt=plan.attempt,
+        status="sending",
+        recipient=plan.to,
+        occurred_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(delivery)
+    except IntegrityError:  # another worker claimed it a moment ago
+        return None
+    return delivery.id
+
+
+def finish_send(session: Session, *, delivery_id: uuid.UUID, status: str, detail: str = "") -> None:
+    """Record how the claimed attempt ended: sent, failed (retried) or rejected."""
+    delivery = session.get_one(InvitationDelivery, delivery_id)
+    delivery.status = status
+    delivery.detail = detail[:1000]
+    invitation = session.get_one(Invitation, delivery.invitation_id)
+    audit.record(
+        session,
+        actor=Actor.system("invitations.deliver"),
+        organisation_id=invitation.organisation_id,
+        action=f"invitation.delivery_{status}",
+        target_type="invitation",
+        target_id=invitation.id,
+        after={"send_number": delivery.send_number, "attempt": delivery.attempt, "detail": detail},
+    )
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def effective_status(invitation: Invitation, now: datetime) -> InvitationStatus:
+    """What the invitation is now: a pending one past its expiry is expired already."""
+    if invitation.status is PENDING and invitation.expires_at <= now:
+        return EXPIRED
+    return invitation.status
+
+
+def status_condition(status: InvitationStatus, now: datetime) -> ColumnElement[bool]:
+    """A WHERE clause matching the effective status."""
+    if status is PENDING:
+        return (Invitation.status == PENDING) & (Invitation.expires_at > now)
+    if status is EXPIRED:
+        return or_(
+            Invitation.status == EXPIRED,
+            (Invitation.status == PENDING) & (Invitation.expires_at <= now),
+        )
+    return Invitation.status == status
+
+
+def snapshot(invitation: Invitation, now: datetime | None = None) -> dict[str, object]:
+    return {
+        "id": str(invitation.id),
+        "email": invitation.email,
+        "role": invitation.role.value,
+        "teams": invitation.teams,
+        "status": effective_status(invitation, now or utcnow()).value,
+        "expires_at": _iso(invitation.expires_at),
+        "send_count": invitation.send_count,
+        "resend_count": invitation.resend_count,
+    }
+
+
+def _inviter_name(session: Session, viewer: Viewer, actor: Actor) -> str:
+    inviter = session.get(User, viewer.user_id) if viewer.user_id else None
+    return f"{inviter.name} ({inviter.email})" if inviter else str(actor)
+
+
+def _lifetime(organisation: Organisation, hours: int | None) -> timedelta:
+    if hours is None:
+        hours = organisation.settings.invitation_lifetime_hours
+    if not MIN_LIFETIME_HOURS <= hours <= MAX_LIFETIME_HOURS:
+        raise InvalidInput(
+            f"expiry must be {MIN_LIFETIME_HOURS} to {MAX_LIFETIME_HOURS} hours (up to 30 days)",
+            field="expires_in_hours",
+        )
+    return timedelta(hours=hours)
+
+
+def _check_invitable(
+    session: Session,
+    organisation_id: uuid.UUID,
+    email: str,
+    *,
+    now: datetime,
+    actor: Actor,
+    ignore: uuid.UUID | None = None,
+) -> None:
+    """409 for an email that is already someone here, or already has a pending invitation."""
+    user = find_user_by_email(session, organisation_id, email)
+    if user is not None and user.status is UserStatus.ACTIVE:
+        raise Conflict(f"{email} is already an ACTIVE user", field="email", user_id=str(user.id))
+    if user is not None and user.status is UserStatus.REVOKED:
+        raise Conflict(
+            f"{email} belongs to a REVOKED user; reactivate them instead",
+            field="email",
+            user_id=str(user.id),
+        )
+    pending = session.scalar(
+        select(Invitation).where(
+            Invitation.organisation_id == organisation_id,
+            Invitation.email_key == email_key(email),
+            Invitation.status == PENDING,
+            Invitation.id != ignore if ignore else Invitation.id.is_not(None),
+        )
+    )
+    if pending is None:
+        return
+    if pending.expires_at > now:
+        raise Conflict(
+            f"{email} already has a pending invitation",
+            field="email",
+            invitation_id=str(pending.id),
+        )
+    # Overdue but not yet swept by the expiry task: expire it now so the new one can exist.
+    expire_overdue(session, now=now, limit=1, actor=actor, only_ids=[pending.id])
+    session.refresh(pending)
+
+
+def _check_resend_rate(invitation: Invitation, organisation: Organisation, now: datetime) -> None:
+    policy = organisation.settings
+    if invitation.last_sent_at is not None:
+        wait = invitation.last_sent_at + timedelta(seconds=policy.resend_cooldown_seconds) - now
+        if wait.total_seconds() > 0:
+            raise RateLimited(
+                "this invitation was sent moments ago; wait before resending",
+                retry_after=math.ceil(wait.total_seconds()),
+            )
+    start = invitation.resend_window_started_at
+    if start is None or now - start >= RESEND_WINDOW:
+        invitation.resend_window_started_at = now
+        invitation.resends_in_window = 0
+        return
+    if invitation.resends_in_window >= policy.resend_daily_cap:
+        wait = start + RESEND_WINDOW - now
+        raise RateLimited(
+            f"this invitation was resent {invitation.resends_in_window} times in 24 hours, "
+            "the organisation's cap",
+            retry_after=max(1, math.ceil(wait.total_seconds())),
+        )
+
+
+def _audit(
+    session: Session,
+    invitation: Invitation,
+    actor: Actor,
+    action: str,
+    *,
+    before: dict[str, object] | None,
+    extra: dict[str, object] | None = None,
+) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=invitation.organisation_id,
+        action=action,
+        target_type="invitation",
+        target_id=invitation.id,
+        before=before,
+        after={**snapshot(invitation), **(extra or {})},
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

@@ -1,0 +1,158 @@
+"""Delivery by the real worker over real SMTP, retries, idempotency, and the expiry task."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from models.actions import invitations as inv
+from models.base import utcnow
+from models.entities import Invitation, InvitationDelivery
+from models.enums import InvitationStatus, Role
+from tests.support.wait import wait_until
+from worker.celery_app import beat_schedule, celery_app
+
+
+def _deliveries(sessions, invitation_id):
+    with sessions() as s:
+        rows = s.scalars(
+            select(InvitationDelivery)
+            .where(InvitationDelivery.invitation_id == invitation_id)
+            .order_by(InvitationDelivery.occurred_at)
+        ).all()
+        return [(d.send_number, d.attempt, d.status) for d in rows]
+
+
+def _body(message, subtype):
+    return message.get_body(preferencelist=(subtype,)).get_content()
+
+
+def test_invitation_email_has_link_org_role_inviter_expiry(
+    session, sessions, scene, worker, mailbox, settings
+):
+    issued = scene.invite(session, "pat@example.com", role=Role.MANAGER)
+    session.commit()
+    [message] = wait_until(lambda: mailbox.to("pat@example.com"), what="invitation email")
+    link = f"{settings.public_base_url}/enroll/{issued.token}"
+    text, html = _body(message, "plain"), _body(message, "html")
+    for part in (text, html):
+        assert link in part and "Acme Labs" in part and "Manager" in part and "Ada Admin" in part
+        assert issued.invitation.expires_at.strftime("%d %B %Y") in part
+    assert message["Message-ID"] == f"<invitation-{issued.invitation.id}-1@odock-sync>"
+    wait_until(
+        lambda: _deliveries(sessions, issued.invitation.id) == [(1, 1, "sent")], what="history"
+    )
+
+
+def test_failed_delivery_is_retried_and_recorded(session, sessions, scene, worker, mailbox):
+    mailbox.fail_next(1)
+    issued = scene.invite(session, "retry@example.com")
+    session.commit()
+    wait_until(lambda: mailbox.to("retry@example.com"), timeout=60, what="retried email")
+    wait_until(
+        lambda: _deliveries(sessions, issued.invitation.id) == [(1, 1, "failed"), (1, 2, "sent")],
+        what="both attempts recorded",
+    )
+    assert len(mailbox.to("retry@example.com")) == 1
+
+
+def test_one_email_per_send_even_if_the_task_runs_again(session, sessions, scene, worker, mailbox):
+    from worker.tasks.invitations import deliver
+
+    issued = scene.invite(session, "once@example.com")
+    session.commit()  # the worker delivers it too, concurrently with the runs below
+    invitation_id = str(issued.invitation.id)
+    deliver.run(invitation_id, 1)
+    deliver.run(invitation_id, 1)
+    celery_app.send_task("invitations.deliver", args=[invitation_id, 1])
+    wait_until(
+        lambda: [d[2] for d in _deliveries(sessions, issued.invitation.id)] == ["sent"],
+        what="one sent attempt",
+    )
+    wait_until(lambda: mailbox.to("once@example.com"), what="the email")
+    _drain(sessions)
+    assert len(mailbox.to("once@example.com")) == 1
+
+
+def test_a_claim_abandoned_by_a_dead_worker_is_taken_over(session, sessions, scene, mailbox):
+    from worker.tasks.invitations import deliver
+
+    issued = scene.invite(session, "lost@example.com")
+    session.flush()
+    plan = inv.plan_delivery(
+        session, invitation_id=issued.invitation.id, send_number=1, secret_key=scene.secret_key
+    )
+    # A worker claimed the send ten minutes ago, then died.
+    assert inv.claim_send(session, plan=plan, now=utcnow() - timedelta(minutes=10))
+    session.commit()
+    deliver.run(str(issued.invitation.id), 1)
+    wait_until(
+        lambda: [d[2] for d in _deliveries(sessions, issued.invitation.id)] == ["failed", "sent"],
+        what="the abandoned claim replaced by a sent attempt",
+    )
+    assert len(mailbox.to("lost@example.com")) == 1
+    with sessions() as s:
+        plan = inv.plan_delivery(
+            s, invitation_id=issued.invitation.id, send_number=1, secret_key=scene.secret_key
+        )
+    assert plan is None
+
+
+def test_resend_supersedes_the_older_send(session, sessions, scene, mailbox):
+    from worker.tasks.invitations import deliver
+
+    scene.org.settings.resend_cooldown_seconds = 0
+    issued = scene.invite(session, "again@example.com")
+    again = inv.resend(
+        session,
+        viewer=scene.admin_viewer,
+        invitation_id=issued.invitation.id,
+        actor=scene.actor(scene.admin_viewer),
+        secret_key=scene.secret_key,
+    )
+    session.commit()
+    deliver.run(str(issued.invitation.id), 1)  # stale: the old link is dead, send nothing
+    deliver.run(str(issued.invitation.id), 2)
+    [message] = wait_until(lambda: mailbox.to("again@example.com"), what="the email")
+    assert again.token in _body(message, "plain") and issued.token not in _body(message, "plain")
+    assert {d[0] for d in _deliveries(sessions, issued.invitation.id)} == {2}
+
+
+def _drain(sessions) -> None:
+    """Wait until the outbox holds no unfinished work (the worker is idle for this test)."""
+    from models.entities import OutboxMessage
+
+    def idle() -> bool:
+        with sessions() as s:
+            return not s.scalars(
+                select(OutboxMessage.id).where(OutboxMessage.completed_at.is_(None))
+            ).first()
+
+    wait_until(idle, what="outbox drained")
+
+
+def test_expiry_task_on_the_worker(session, sessions, scene, worker):
+    now = utcnow()
+    overdue = [scene.invite(session, f"late{i}@example.com").invitation for i in range(3)]
+    for invitation in overdue:
+        invitation.expires_at = now - timedelta(minutes=5)
+    fresh = scene.invite(session, "fresh@example.com").invitation
+    session.commit()
+    celery_app.send_task("invitations.expire_overdue")
+
+    def statuses():
+        with sessions() as s:
+            return {i.id: i.status for i in s.scalars(select(Invitation))}
+
+    wait_until(
+        lambda: all(statuses()[i.id] is InvitationStatus.EXPIRED for i in overdue),
+        what="overdue invitations expired",
+    )
+    assert statuses()[fresh.id] is InvitationStatus.PENDING
+
+
+def test_expiry_is_on_the_beat_schedule(settings):
+    entry = beat_schedule(settings)["invitations-expire"]
+    assert entry["task"] == "invitations.expire_overdue"
+    assert "invitations.expire_overdue" in celery_app.tasks

@@ -1,0 +1,85 @@
+"""The signed acceptance webhook from Odock's sign-in flow (Standard Webhooks).
+
+POST /hooks/enrollment/<organisation slug> with {"token", "email", "name"}: the sign-in flow
+has verified the email; the signature is checked on the raw body before anything is parsed,
+a replayed webhook-id is refused, and a stale timestamp is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, request
+from pydantic import Field
+
+from connectors import signed_webhooks
+from models.actions import invitations as invitation_actions
+from models.actions.deliveries import record_delivery
+from models.actions.organisations import get_organisation_by_slug
+from models.base import utcnow
+from models.errors import Conflict, NotFound
+from models.secrets import hash_secret
+from webhooks.body import RequestBody, parse_body
+from webhooks.context import db_session, settings
+from webhooks.errors import Unauthorized
+
+bp = Blueprint("enrollment_hook", __name__, url_prefix="/hooks")
+
+CHANNEL = "enrollment"
+
+
+class EnrollmentAccepted(RequestBody):
+    token: str = Field(min_length=1, max_length=200)
+    email: str = Field(min_length=3, max_length=320)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class Replayed(Conflict):
+    code = "replayed"
+
+
+@bp.post("/enrollment/<org_slug>")
+def accepted(org_slug: str) -> dict[str, Any]:
+    secrets = settings().enrollment_webhook_secret_list
+    if not secrets:
+        raise NotFound("the enrollment webhook is not configured")
+    try:
+        webhook_id = signed_webhooks.verify(
+            secrets,
+            body=request.get_data(cache=True),
+            headers=dict(request.headers),
+            tolerance_seconds=settings().enrollment_webhook_tolerance_seconds,
+        )
+    except signed_webhooks.SignatureRejected as exc:
+        raise Unauthorized(f"signature rejected: {exc.reason}") from None
+    session = db_session()
+    organisation = get_organisation_by_slug(session, org_slug)
+    body = parse_body(EnrollmentAccepted)
+    # The token is a secret: the stored delivery keeps only its hash.
+    payload = {"email": body.email, "token_sha256": hash_secret(body.token)}
+    recorded = record_delivery(
+        session,
+        organisation_id=organisation.id,
+        channel=CHANNEL,
+        delivery_id=webhook_id[:255],
+        payload=payload,
+    )
+    if not recorded.is_new:
+        raise Replayed(f"webhook {webhook_id} was already received", webhook_id=webhook_id)
+    result = invitation_actions.accept_invitation(
+        session,
+        token=body.token,
+        email=body.email,
+        name=body.name,
+        organisation_id=organisation.id,
+    )
+    recorded.delivery.status = "processed"
+    recorded.delivery.processed_at = utcnow()
+    recorded.delivery.outcome = f"accepted invitation {result.invitation.id}"
+    session.commit()
+    return {
+        "invitation_id": str(result.invitation.id),
+        "user_id": str(result.user.id),
+        "user_status": result.user.status.value,
+        "created": result.created,
+    }

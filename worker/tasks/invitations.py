@@ -1,0 +1,84 @@
+"""Invitation delivery (one email per send, retried with backoff) and the expiry sweep."""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+
+from connectors import email, invitation_email
+from models.actions import invitations
+from models.actor import Actor
+from models.base import utcnow
+from worker.runtime import runtime, smtp_config
+from worker.tasks.base import TransientError, task
+
+log = structlog.get_logger(__name__)
+
+
+@task("invitations.deliver")
+def deliver(invitation_id: str, send_number: int) -> None:
+    current = runtime()
+    with current.sessions() as session:
+        plan = invitations.plan_delivery(
+            session,
+            invitation_id=uuid.UUID(invitation_id),
+            send_number=send_number,
+            secret_key=current.settings.secret_key,
+        )
+        claim = invitations.claim_send(session, plan=plan, now=utcnow()) if plan else None
+        session.commit()  # the claim is visible before the send; no lock held during it
+    if plan is None or claim is None:
+        return
+    status, detail = _send(plan)
+    with current.sessions() as session:
+        invitations.finish_send(session, delivery_id=claim, status=status, detail=detail)
+        session.commit()
+    if status == "failed":
+        raise TransientError(detail)
+
+
+def _send(plan: invitations.DeliveryPlan) -> tuple[str, str]:
+    """Send the email for this send; ("sent" | "failed" | "rejected", detail)."""
+    settings = runtime().settings
+    config = smtp_config(settings)
+    if config is None:
+        return "failed", "SMTP is not configured (SMTP_HOST)"
+    message = invitation_email.build(
+        invitation_email.InvitationEmail(
+            to=plan.to,
+            link=f"{settings.public_base_url.rstrip('/')}/enroll/{plan.token}",
+            organisation=plan.organisation,
+            role=plan.role,
+            inviter=plan.inviter,
+            expires_at=plan.expires_at,
+            # The same Message-ID for every attempt of one send, so mail clients fold a
+            # duplicate if a crash ever falls between sending and recording.
+            message_id=f"<invitation-{plan.invitation_id}-{plan.send_number}@odock-sync>",
+        )
+    )
+    try:
+        email.send(config, message)
+    except email.EmailUnavailable as exc:
+        log.warning("invitation.delivery_failed", invitation_id=str(plan.invitation_id))
+        return "failed", str(exc)
+    except email.EmailRejected as exc:
+        return "rejected", str(exc)
+    log.info("invitation.delivered", invitation_id=str(plan.invitation_id), send=plan.send_number)
+    return "sent", ""
+
+
+@task("invitations.expire_overdue")
+def expire_overdue() -> int:
+    """Expire every overdue pending invitation, one committed batch at a time."""
+    current = runtime()
+    now, limit, total = utcnow(), current.settings.invitation_expiry_batch_size, 0
+    actor = Actor.schedule("invitations.expire_overdue")
+    while True:
+        with current.sessions() as session:
+            expired = invitations.expire_overdue(session, now=now, limit=limit, actor=actor)
+            session.commit()
+        total += len(expired)
+        if len(expired) < limit:
+            log.info("invitations.expired", count=total)
+            return total
