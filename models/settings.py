@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
+    event_max_body_bytes: int = Field(default=262_144, ge=1024)
+    event_timestamp_tolerance: int = Field(default=300, ge=1, le=3600)
 
     @field_validator("database_url")
     @classmethod

@@ -12,6 +12,7 @@ from worker import sqlite_broker
 TASK_MODULES = [
     "worker.outbox_relay",
     "worker.tasks.gateway",
+    "worker.tasks.idp_events",
 ]
 
 sqlite_broker.register()

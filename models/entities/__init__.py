@@ -5,6 +5,7 @@ from models.entities.api_token import ApiToken
 from models.entities.audit import AuditEvent
 from models.entities.budget import Budget, Quota
 from models.entities.delivery import ReceivedDelivery
+from models.entities.event_hook import EventCursor, EventHookConfig
 from models.entities.invitation import Invitation
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
@@ -17,6 +18,8 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Budget",
+    "EventCursor",
+    "EventHookConfig",
     "IdentityLink",
     "Invitation",
     "Organisation",
