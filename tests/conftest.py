@@ -9,6 +9,7 @@ run. Each run gets a database and a queue of its own, so runs can share the serv
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from flask.testing import FlaskClient
 from pytest_httpserver import HTTPServer
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from models.base import Base
@@ -130,6 +132,17 @@ def celery_configured(settings: Settings) -> None:
 @pytest.fixture
 def clean_db(engine: Engine) -> None:
     """Every test starts from empty tables (committed data, so a worker process sees it)."""
+    for attempt in range(5):
+        try:
+            _empty_tables(engine)
+            return
+        except OperationalError:  # a deadlock with the worker finishing an earlier test's task
+            if attempt == 4:
+                raise
+            time.sleep(0.2)
+
+
+def _empty_tables(engine: Engine) -> None:
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)

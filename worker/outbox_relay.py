@@ -32,6 +32,8 @@ def install_after_commit_relay(sessions: SessionFactory) -> None:
     """Publish each transaction's new messages right after it commits."""
 
     def after_commit(session: Session) -> None:
+        if session.in_nested_transaction():  # a SAVEPOINT was released; the commit comes later
+            return
         ids = [message.id for message in take_new_messages(session)]
         if ids:
             publish_messages(sessions, ids)
@@ -41,7 +43,11 @@ def install_after_commit_relay(sessions: SessionFactory) -> None:
 
     if not event.contains(sessions, "after_commit", after_commit):
         event.listen(sessions, "after_commit", after_commit)
-        event.listen(sessions, "after_soft_rollback", lambda s, _t: after_rollback(s))
+        event.listen(
+            sessions,
+            "after_soft_rollback",
+            lambda s, t: None if t.nested else after_rollback(s),
+        )
 
 
 def publish_messages(sessions: SessionFactory, ids: list[int]) -> int:
