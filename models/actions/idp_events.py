@@ -51,7 +51,7 @@ def accept_delivery(
         payload=payload,
     )
     if recorded.is_new:
-        outbox.enqueue(session, TASK_PROCESS, delivery_id=str(recorded.delivery.id))
+        outbox.enqueue(session, TASK_PROCESS, eager=True, delivery_id=str(recorded.delivery.id))
     return recorded
 
 

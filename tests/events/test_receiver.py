@@ -224,5 +224,55 @@ def test_metrics_count_received_duplicates_and_rejections(client, hooked):
     payload = deactivate_delivery()
     client.post(hooked.okta_url, json=payload, headers=okta_headers())
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'odock_idp_deliveries{channel="okta",status="received"} 1.0' in text
+    stored_lines = [
+        line for line in text.splitlines() if line.startswith('odock_idp_deliveries{channel="okta"')
+    ]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in stored_lines) == 1  # received/processed
     assert 'odock_idp_deliveries_received_total{channel="okta"}' in text
+
+
+def test_broker_down_at_commit_keeps_the_delivery_and_hands_its_task_to_the_relay(
+    client, session, hooked, monkeypatch
+):
+    from worker.celery_app import celery_app
+
+    def broker_down(*_args, **_kwargs):
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(celery_app, "send_task", broker_down)
+    body, headers = signed(hooked.signing_secret, {"type": "user.deactivated"})
+    response = client.post(hooked.events_url, data=body, headers=headers)
+
+    assert response.status_code == 202  # stored durably: the sender must not retry
+    message = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.task == "events.process_delivery")
+    ).one()
+    assert message.dispatched_at is None and "broker down" in message.last_error
+    session.rollback()
+
+    sent: list[str] = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(name))
+    from worker import outbox_relay
+
+    assert outbox_relay.relay_outbox() == 1 and sent == ["events.process_delivery"]
+
+
+def test_the_task_is_published_in_the_same_transaction_without_a_second_one(
+    client, session, hooked, monkeypatch
+):
+    from worker.celery_app import celery_app
+
+    sent: list[dict] = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(kw))
+    body, headers = signed(hooked.signing_secret, {"type": "user.deactivated"})
+    assert client.post(hooked.events_url, data=body, headers=headers).status_code == 202
+    message = session.scalars(select(OutboxMessage)).one()
+    delivery = session.scalars(select(ReceivedDelivery)).one()
+    assert message.dispatched_at is not None and message.attempts == 1
+    assert sent == [
+        {
+            "kwargs": {"delivery_id": str(delivery.id)},
+            "task_id": f"outbox-{message.id}",
+            "retry": False,
+        }
+    ]
