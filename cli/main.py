@@ -192,3 +192,6 @@ main.add_command(demo)
 from cli.invitations import invitations  # noqa: E402
 
 main.add_command(invitations)
+from cli.events import events  # noqa: E402
+
+main.add_command(events)

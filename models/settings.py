@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     enrollment_max_form_bytes: int = Field(default=8192, ge=256, le=1_048_576)
     invitation_expiry_interval: float = Field(default=300.0, gt=0)
     invitation_expiry_batch_size: int = Field(default=10_000, ge=1, le=100_000)
+    event_max_body_bytes: int = Field(default=262_144, ge=1024)
+    event_timestamp_tolerance: int = Field(default=300, ge=1, le=3600)
 
     @field_validator("database_url")
     @classmethod

@@ -15,6 +15,7 @@ TASK_MODULES = [
     "worker.tasks.reviews",
     "worker.tasks.notifications",
     "worker.tasks.invitations",
+    "worker.tasks.idp_events",
 ]
 
 sqlite_broker.register()

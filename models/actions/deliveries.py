@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, make_transient_to_detached
 
+from models.base import new_id, utcnow
 from models.entities.delivery import ReceivedDelivery
+
+UNIQUE_KEY = ["organisation_id", "channel", "delivery_id"]
 
 
 @dataclass(frozen=True)
@@ -22,20 +25,40 @@ class Recorded:
 def record_delivery(
     session: Session, *, organisation_id: uuid.UUID, channel: str, delivery_id: str, payload: Any
 ) -> Recorded:
-    """Store a delivery under its id; a replay returns the stored one with is_new False."""
-    existing = _find(session, organisation_id, channel, delivery_id)
-    if existing is not None:
-        return Recorded(existing, is_new=False)
+    """Store a delivery under its id; a replay returns the stored one with is_new False.
+
+    One INSERT .. ON CONFLICT DO NOTHING, so a replay racing in from a concurrent request is
+    settled by the unique constraint without a savepoint (this is a webhook hot path).
+    """
     delivery = ReceivedDelivery(
-        organisation_id=organisation_id, channel=channel, delivery_id=delivery_id, payload=payload
+        id=new_id(),
+        organisation_id=organisation_id,
+        channel=channel,
+        delivery_id=delivery_id,
+        payload=payload,
+        received_at=utcnow(),
+        status="received",
+        outcome=None,
+        processed_at=None,
+        attempts=0,
+        results=[],
+        applied_count=0,
+        lag_ms=None,
     )
-    try:
-        with session.begin_nested():
-            session.add(delivery)
-    except IntegrityError:  # the same id raced in from a concurrent request
-        raced = _find(session, organisation_id, channel, delivery_id)
-        assert raced is not None
-        return Recorded(raced, is_new=False)
+    values = {column.key: getattr(delivery, column.key) for column in ReceivedDelivery.__table__.c}
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    inserted = session.execute(
+        insert(ReceivedDelivery)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=UNIQUE_KEY)
+        .returning(ReceivedDelivery.id)
+    ).scalar()
+    if inserted is None:
+        existing = _find(session, organisation_id, channel, delivery_id)
+        assert existing is not None
+        return Recorded(existing, is_new=False)
+    make_transient_to_detached(delivery)  # the row exists: attach it without another query
+    session.add(delivery)
     return Recorded(delivery, is_new=True)
 
 

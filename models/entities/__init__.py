@@ -5,6 +5,7 @@ from models.entities.api_token import ApiToken
 from models.entities.audit import AuditEvent
 from models.entities.budget import Budget, Quota
 from models.entities.delivery import ReceivedDelivery
+from models.entities.event_hook import EventCursor, EventHookConfig
 from models.entities.invitation import Invitation, InvitationDelivery
 from models.entities.notification import DeliveryAttempt, NotificationDelivery, NotificationHook
 from models.entities.organisation import Organisation, OrganisationSettings
@@ -24,6 +25,8 @@ __all__ = [
     "AuditEvent",
     "Budget",
     "DeliveryAttempt",
+    "EventCursor",
+    "EventHookConfig",
     "IdentityLink",
     "Invitation",
     "InvitationDelivery",

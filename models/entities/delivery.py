@@ -17,6 +17,7 @@ class ReceivedDelivery(Base):
     __table_args__ = (
         UniqueConstraint("organisation_id", "channel", "delivery_id"),
         Index("ix_received_deliveries_status", "status", "received_at"),
+        Index("ix_received_deliveries_org_received", "organisation_id", "received_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -30,3 +31,8 @@ class ReceivedDelivery(Base):
     status: Mapped[str] = mapped_column(String(16), default="received")
     outcome: Mapped[str | None] = mapped_column(Text, default=None)
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # How processing went: tries, the per-event results, and received -> processed lag.
+    attempts: Mapped[int] = mapped_column(default=0)
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    applied_count: Mapped[int] = mapped_column(default=0)
+    lag_ms: Mapped[int | None] = mapped_column(default=None)

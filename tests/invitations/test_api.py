@@ -41,7 +41,8 @@ def test_create_list_get_revoke(session, scene, client):
     assert [i["id"] for i in listed["items"]] == [body["id"]]
     assert client.get("/api/v1/invitations?status=accepted", headers=h).json["items"] == []
     detail = client.get(f"/api/v1/invitations/{body['id']}", headers=h).json
-    assert detail["deliveries"] == [] and detail["invited_by"]["user_id"] == str(scene.admin.id)
+    assert all(d["send_number"] == 1 for d in detail["deliveries"])  # the worker may be sending
+    assert detail["invited_by"]["user_id"] == str(scene.admin.id)
     revoked = client.post(f"/api/v1/invitations/{body['id']}/revoke", headers=h)
     assert revoked.json["status"] == "revoked"
     again = client.post(f"/api/v1/invitations/{body['id']}/revoke", headers=h)

@@ -47,7 +47,8 @@ def test_invite_list_show_resend_revoke(session, scene, run):
     listed = run("invitations", "list", "--org", slug, "--status", "pending", "--json")
     assert [i["email"] for i in json.loads(listed.stdout)] == ["cli@example.com"]
     shown = json.loads(run("invitations", "show", "--org", slug, data["id"], "--json").stdout)
-    assert shown["deliveries"] == []
+    # The run's worker may already be sending it; the history holds at most that send.
+    assert all(d["send_number"] == 1 for d in shown["deliveries"])
     limited = run("invitations", "resend", "--org", slug, data["id"])
     assert limited.exit_code != 0 and "wait before resending" in limited.output
     revoked = run("invitations", "revoke", "--org", slug, data["id"], "--json")

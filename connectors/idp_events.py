@@ -1,0 +1,51 @@
+"""The provider-neutral shape of one IdP lifecycle event, as the Okta and generic parsers
+produce it and the domain applies it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    REVOKE = "revoke"
+    REACTIVATE = "reactivate"
+    DELETE = "delete"
+    UPDATE_PROFILE = "update_profile"
+    JOIN_TEAM = "join_team"
+    LEAVE_TEAM = "leave_team"
+    IGNORE = "ignore"  # a type we store but do not act on
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who an event is about: the provider's stable id and, as a fallback, the email."""
+
+    external_id: str | None = None
+    email: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class IdpEvent:
+    event_id: str
+    event_type: str
+    action: Action
+    published: datetime | None = None
+    subject: Subject | None = None
+    team_name: str | None = None
+    team_external_id: str | None = None
+    changes: dict[str, str] = field(default_factory=dict)
+    invalid: str | None = None  # why the event cannot be applied (schema errors)
+
+
+def parse_time(value: object) -> datetime | None:
+    """An RFC 3339 timestamp with a zone, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None

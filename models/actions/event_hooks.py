@@ -1,0 +1,212 @@
+"""Configuring an organisation's IdP event hooks: the Okta authorization header and the
+signing secrets of generic events. Secrets are shown once, then kept hashed or encrypted."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.signed_webhooks import SECRET_PREFIX, new_signing_secret
+from models import audit, encryption
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import EventHookConfig, Organisation
+from models.errors import InvalidInput, NotFound
+from models.secrets import new_secret
+
+HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,100}$")
+MAX_SIGNING_SECRETS = 5
+
+
+def get_config(session: Session, organisation_id: uuid.UUID) -> EventHookConfig:
+    """The organisation's hook configuration, created empty on first use."""
+    config = session.get(EventHookConfig, organisation_id)
+    if config is None:
+        config = EventHookConfig(organisation_id=organisation_id, signing_secrets=[])
+        session.add(config)
+        session.flush()
+    return config
+
+
+def set_okta_secret(
+    session: Session,
+    *,
+    organisation: Organisation,
+    secret_key: str,
+    actor: Actor,
+    secret: str | None = None,
+    header_name: str = "Authorization",
+    custom_header: tuple[str, str] | None = None,
+) -> str:
+    """Set (or replace) what Okta must send; returns the authorization value to paste in Okta."""
+    secret = secret or new_secret("okta")
+    if not 16 <= len(secret) <= 1000:
+        raise InvalidInput("the Okta secret must be 16 to 1000 characters", field="secret")
+    _check_header_name(header_name, "header_name")
+    config = get_config(session, organisation.id)
+    config.okta_header_name = header_name
+    config.okta_secret_hash = encryption.keyed_hash(secret_key, secret)
+    if custom_header is not None:
+        name, value = custom_header
+        _check_header_name(name, "custom_header")
+        if not value:
+            raise InvalidInput("the custom header needs a value", field="custom_header")
+        config.okta_custom_header_name = name
+        config.okta_custom_header_hash = encryption.keyed_hash(secret_key, value)
+    else:
+        config.okta_custom_header_name = config.okta_custom_header_hash = None
+    config.updated_at = utcnow()
+    _audit(session, organisation, actor, "event_hooks.okta_secret_set", {"header": header_name})
+    return secret
+
+
+def clear_okta_secret(session: Session, *, organisation: Organisation, actor: Actor) -> None:
+    config = get_config(session, organisation.id)
+    config.okta_secret_hash = config.okta_custom_header_name = None
+    config.okta_custom_header_hash = None
+    config.updated_at = utcnow()
+    _audit(session, organisation, actor, "event_hooks.okta_secret_cleared", {})
+
+
+@dataclass(frozen=True)
+class AddedSecret:
+    id: str
+    secret: str
+
+
+def add_signing_secret(
+    session: Session,
+    *,
+    organisation: Organisation,
+    secret_key: str,
+    actor: Actor,
+    secret: str | None = None,
+) -> AddedSecret:
+    """Add a signing secret (generated unless given); older ones stay valid until removed."""
+    secret = secret or new_signing_secret()
+    if not secret.startswith(SECRET_PREFIX) or len(secret) < len(SECRET_PREFIX) + 24:
+        raise InvalidInput("a signing secret looks like whsec_<base64, 24+ bytes>", field="secret")
+    config = get_config(session, organisation.id)
+    if len(config.signing_secrets) >= MAX_SIGNING_SECRETS:
+        raise InvalidInput(f"at most {MAX_SIGNING_SECRETS} signing secrets; remove an old one")
+    entry = {
+        "id": uuid.uuid4().hex[:12],
+        "secret": encryption.encrypt(secret_key, secret),
+        "created_at": utcnow().isoformat(),
+        "hint": secret[-4:],
+    }
+    config.signing_secrets = [*config.signing_secrets, entry]
+    config.updated_at = utcnow()
+    _audit(session, organisation, actor, "event_hooks.signing_secret_added", {"id": entry["id"]})
+    return AddedSecret(id=entry["id"], secret=secret)
+
+
+def remove_signing_secret(
+    session: Session, *, organisation: Organisation, secret_id: str, actor: Actor
+) -> None:
+    config = get_config(session, organisation.id)
+    kept = [entry for entry in config.signing_secrets if entry["id"] != secret_id]
+    if len(kept) == len(config.signing_secrets):
+        raise NotFound("no signing secret with that id")
+    config.signing_secrets = kept
+    config.updated_at = utcnow()
+    _audit(session, organisation, actor, "event_hooks.signing_secret_removed", {"id": secret_id})
+
+
+def describe(config: EventHookConfig | None, *, base_url: str, slug: str) -> dict[str, Any]:
+    """What an admin may see: never a secret, only which ones exist."""
+    okta = config is not None and config.okta_secret_hash is not None
+    return {
+        "okta": {
+            "url": f"{base_url}/hooks/okta/{slug}",
+            "configured": okta,
+            "header_name": config.okta_header_name if okta and config else None,
+            "custom_header_name": config.okta_custom_header_name if config else None,
+        },
+        "events": {
+            "url": f"{base_url}/hooks/events/{slug}",
+            "signing_secrets": [
+                {"id": e["id"], "created_at": e["created_at"], "ends_with": e.get("hint")}
+                for e in (config.signing_secrets if config else [])
+            ],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class HookCredentials:
+    """What the receiver needs to check a delivery, read in one query."""
+
+    organisation_id: uuid.UUID
+    okta_header_name: str
+    okta_secret_hash: str | None
+    okta_custom_header_name: str | None
+    okta_custom_header_hash: str | None
+    encrypted_signing_secrets: list[str]
+
+    def signing_secrets(self, secret_key: str) -> list[str]:
+        return [encryption.decrypt(secret_key, s) for s in self.encrypted_signing_secrets]
+
+    def okta_authorised(self, secret_key: str, headers: Any) -> bool:
+        """Both configured headers carry the right values (compared in constant time)."""
+        if self.okta_secret_hash is None:
+            return False
+        ok = encryption.matches_keyed_hash(
+            secret_key, headers.get(self.okta_header_name, ""), self.okta_secret_hash
+        )
+        if self.okta_custom_header_name and self.okta_custom_header_hash:
+            ok &= encryption.matches_keyed_hash(
+                secret_key,
+                headers.get(self.okta_custom_header_name, ""),
+                self.okta_custom_header_hash,
+            )
+        return ok
+
+
+def hook_credentials(session: Session, slug: str) -> HookCredentials | None:
+    row = session.execute(
+        select(
+            Organisation.id,
+            EventHookConfig.okta_header_name,
+            EventHookConfig.okta_secret_hash,
+            EventHookConfig.okta_custom_header_name,
+            EventHookConfig.okta_custom_header_hash,
+            EventHookConfig.signing_secrets,
+        )
+        .join(EventHookConfig, EventHookConfig.organisation_id == Organisation.id)
+        .where(Organisation.slug == slug)
+    ).one_or_none()
+    if row is None:
+        return None
+    return HookCredentials(
+        organisation_id=row[0],
+        okta_header_name=row[1],
+        okta_secret_hash=row[2],
+        okta_custom_header_name=row[3],
+        okta_custom_header_hash=row[4],
+        encrypted_signing_secrets=[entry["secret"] for entry in row[5] or []],
+    )
+
+
+def _check_header_name(name: str, field: str) -> None:
+    if not HEADER_NAME.match(name):
+        raise InvalidInput("a header name is letters, digits and dashes", field=field)
+
+
+def _audit(
+    session: Session, organisation: Organisation, actor: Actor, action: str, after: dict[str, Any]
+) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=organisation.id,
+        action=action,
+        target_type="organisation",
+        target_id=organisation.id,
+        after=after,
+    )

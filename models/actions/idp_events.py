@@ -1,0 +1,301 @@
+"""Applying IdP push events (Okta Event Hooks, signed generic events) to Odock users.
+
+The receiver stores each delivery once and a task calls `process_delivery`. Every event goes
+through the same shared operations as SCIM and the admin API (set_active, edit_user,
+add_to_team...). Events are applied in the provider's order: per user, source and aspect
+(status, profile, one team) the newest applied `published` time is kept, and an older event
+arriving late is recorded as stale instead of undoing a newer one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors import generic_events, okta_hooks
+from connectors.idp_events import Action, IdpEvent, Subject
+from models import audit, outbox
+from models.actions.deliveries import Recorded, record_delivery
+from models.actions.identities import find_link, link_identity, mark_link_deleted
+from models.actions.teams import add_to_team, find_team_by_name, get_membership, remove_from_team
+from models.actions.users import edit_user, find_user_by_email, set_active
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import EventCursor, Organisation, ReceivedDelivery, Team, User
+from models.enums import Source, TeamRole
+from models.errors import DomainError
+
+TASK_PROCESS = "events.process_delivery"
+CHANNEL_OKTA = "okta"
+CHANNEL_EVENTS = "events"
+SOURCES = {CHANNEL_OKTA: Source.OKTA, CHANNEL_EVENTS: Source.EVENTS}
+
+RECEIVED, PROCESSED, REJECTED = "received", "processed", "rejected"
+APPLIED, UNCHANGED, IGNORED, STALE, INVALID = "applied", "unchanged", "ignored", "stale", "rejected"
+
+
+def accept_delivery(
+    session: Session, *, organisation_id: Any, channel: str, delivery_id: str, payload: Any
+) -> Recorded:
+    """Store a verified delivery once and schedule its processing after commit."""
+    recorded = record_delivery(
+        session,
+        organisation_id=organisation_id,
+        channel=channel,
+        delivery_id=delivery_id,
+        payload=payload,
+    )
+    if recorded.is_new:
+        outbox.enqueue(session, TASK_PROCESS, eager=True, delivery_id=str(recorded.delivery.id))
+    return recorded
+
+
+def reprocess_delivery(session: Session, *, delivery: ReceivedDelivery, actor: Actor) -> None:
+    """Run a delivery's events again; events already applied are recognised, not re-applied."""
+    before = {"status": delivery.status, "outcome": delivery.outcome}
+    delivery.status = RECEIVED
+    outbox.enqueue(session, TASK_PROCESS, delivery_id=str(delivery.id))
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=delivery.organisation_id,
+        action="event_delivery.reprocess_requested",
+        target_type="event_delivery",
+        target_id=delivery.id,
+        before=before,
+        after={"status": RECEIVED},
+    )
+
+
+def process_delivery(session: Session, *, delivery: ReceivedDelivery) -> ReceivedDelivery:
+    """Apply every event of a stored delivery and record each one's outcome."""
+    source = SOURCES[delivery.channel]
+    delivery.attempts += 1
+    try:
+        events = _parse(delivery)
+    except ValueError as exc:
+        return _finish(delivery, REJECTED, str(exc), [])
+    organisation = session.get_one(Organisation, delivery.organisation_id)
+    actor = Actor(source, f"{source.value} event hook")
+    results = [
+        {**_describe(event), **apply_event(session, organisation, event, source, actor)}
+        for event in events
+    ]
+    counts = Counter(result["outcome"] for result in results)
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no events"
+    return _finish(delivery, PROCESSED, summary, results)
+
+
+def apply_event(
+    session: Session, organisation: Organisation, event: IdpEvent, source: Source, actor: Actor
+) -> dict[str, Any]:
+    """Apply one event; the outcome says what happened and why (nothing raises)."""
+    if event.invalid:
+        return _outcome(INVALID, event.invalid)
+    if event.action is Action.IGNORE:
+        return _outcome(IGNORED, "event type not handled")
+    assert event.subject is not None and event.published is not None
+    user = find_subject(session, organisation, source, event.subject)
+    if user is None:
+        return _outcome(IGNORED, "unknown user")
+    user = session.get_one(User, user.id, with_for_update=True, populate_existing=True)
+    aspect = _aspect(event)
+    cursor = _cursor(session, user, source, aspect)
+    if cursor is not None and event.published < cursor.published_at:
+        return _outcome(STALE, "a newer event was already applied", user)
+    if cursor is not None and cursor.event_id == event.event_id:
+        return _outcome(UNCHANGED, "already applied", user)
+    context = _Context(session, organisation, user, event, source, actor)
+    try:
+        with session.begin_nested():
+            done = HANDLERS[event.action](context)
+            if done is None:
+                return _outcome(IGNORED, "unknown team", user)
+            _advance(session, cursor, user, source, aspect, event)
+    except DomainError as exc:
+        return _outcome(INVALID, exc.message, user)
+    return _outcome(APPLIED if done else UNCHANGED, "", user)
+
+
+def find_subject(
+    session: Session, organisation: Organisation, source: Source, subject: Subject
+) -> User | None:
+    """By the source's identity link (Okta users also by their SCIM link), then by email."""
+    if subject.external_id:
+        for link_source in (source, Source.SCIM) if source is Source.OKTA else (source,):
+            link = find_link(session, organisation.id, link_source, subject.external_id)
+            if link is not None:
+                return link.user
+    if not subject.email:
+        return None
+    user = find_user_by_email(session, organisation.id, subject.email)
+    if user is None or not subject.external_id:
+        return user
+    if any(link.source is source for link in user.identity_links):
+        return None  # this email belongs to someone with another id at the same source
+    link_identity(
+        session,
+        user=user,
+        source=source,
+        external_id=subject.external_id,
+        actor=Actor(source, f"{source.value} event hook"),
+    )
+    return user
+
+
+@dataclass(frozen=True)
+class _Context:
+    session: Session
+    organisation: Organisation
+    user: User
+    event: IdpEvent
+    source: Source
+    actor: Actor
+
+    @property
+    def reason(self) -> str:
+        return f"{self.event.event_type} ({self.event.event_id})"
+
+
+def _revoke(c: _Context) -> bool:
+    return set_active(c.session, user=c.user, active=False, actor=c.actor, reason=c.reason)
+
+
+def _reactivate(c: _Context) -> bool:
+    return set_active(c.session, user=c.user, active=True, actor=c.actor, reason=c.reason)
+
+
+def _delete(c: _Context) -> bool:
+    changed = _revoke(c)
+    external_id = c.event.subject.external_id if c.event.subject else None
+    link = find_link(c.session, c.organisation.id, c.source, external_id) if external_id else None
+    if link is not None and link.deleted_at is None:
+        mark_link_deleted(c.session, link=link, actor=c.actor)
+        changed = True
+    return changed
+
+
+def _update_profile(c: _Context) -> bool:
+    before = (c.user.name, c.user.email)
+    edit_user(
+        c.session,
+        user=c.user,
+        actor=c.actor,
+        name=c.event.changes.get("name"),
+        email=c.event.changes.get("email"),
+    )
+    return (c.user.name, c.user.email) != before
+
+
+def _team(c: _Context) -> Team | None:
+    if c.event.team_external_id:
+        team = c.session.scalar(
+            select(Team).where(
+                Team.organisation_id == c.organisation.id,
+                Team.external_source == c.source,
+                Team.external_id == c.event.team_external_id,
+            )
+        )
+        if team is not None:
+            return team
+    return find_team_by_name(c.session, c.organisation.id, c.event.team_name or "")
+
+
+def _join(c: _Context) -> bool | None:
+    team = _team(c)
+    if team is None:
+        return None
+    if get_membership(c.session, team, c.user) is not None:
+        return False  # never demote a team manager to member
+    add_to_team(
+        c.session, team=team, user=c.user, role=TeamRole.MEMBER, actor=c.actor, source=c.source
+    )
+    return True
+
+
+def _leave(c: _Context) -> bool | None:
+    team = _team(c)
+    if team is None:
+        return None
+    return remove_from_team(c.session, team=team, user=c.user, actor=c.actor)
+
+
+HANDLERS: dict[Action, Callable[[_Context], bool | None]] = {
+    Action.REVOKE: _revoke,
+    Action.REACTIVATE: _reactivate,
+    Action.DELETE: _delete,
+    Action.UPDATE_PROFILE: _update_profile,
+    Action.JOIN_TEAM: _join,
+    Action.LEAVE_TEAM: _leave,
+}
+
+
+def _parse(delivery: ReceivedDelivery) -> list[IdpEvent]:
+    if delivery.channel == CHANNEL_OKTA:
+        return okta_hooks.parse_events(delivery.payload)
+    return generic_events.parse_events(delivery.payload, delivery_id=delivery.delivery_id)
+
+
+def _aspect(event: IdpEvent) -> str:
+    if event.action in (Action.JOIN_TEAM, Action.LEAVE_TEAM):
+        return f"team:{(event.team_external_id or event.team_name or '').lower()}"[:255]
+    return "profile" if event.action is Action.UPDATE_PROFILE else "status"
+
+
+def _cursor(session: Session, user: User, source: Source, aspect: str) -> EventCursor | None:
+    return session.scalar(
+        select(EventCursor).where(
+            EventCursor.user_id == user.id,
+            EventCursor.source == source,
+            EventCursor.aspect == aspect,
+        )
+    )
+
+
+def _advance(
+    session: Session,
+    cursor: EventCursor | None,
+    user: User,
+    source: Source,
+    aspect: str,
+    event: IdpEvent,
+) -> None:
+    assert event.published is not None
+    if cursor is None:
+        cursor = EventCursor(
+            organisation_id=user.organisation_id, user_id=user.id, source=source, aspect=aspect
+        )
+        session.add(cursor)
+    cursor.published_at = event.published
+    cursor.event_id = event.event_id[:255]
+    session.flush()
+
+
+def _describe(event: IdpEvent) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "type": event.event_type,
+        "published": event.published.isoformat() if event.published else None,
+    }
+
+
+def _outcome(outcome: str, detail: str, user: User | None = None) -> dict[str, Any]:
+    return {"outcome": outcome, "detail": detail, "user_id": str(user.id) if user else None}
+
+
+def _finish(
+    delivery: ReceivedDelivery, status: str, outcome: str, results: list[dict[str, Any]]
+) -> ReceivedDelivery:
+    now = utcnow()
+    delivery.status = status
+    delivery.outcome = outcome
+    delivery.results = results
+    delivery.applied_count = sum(1 for result in results if result["outcome"] == APPLIED)
+    delivery.processed_at = now
+    delivery.lag_ms = int((now - delivery.received_at).total_seconds() * 1000)
+    return delivery

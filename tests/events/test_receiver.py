@@ -1,0 +1,278 @@
+"""The receivers: authentication on the raw body, one stored delivery per id, clear refusals."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import time_machine
+from sqlalchemy import func, select
+
+from models.entities import OutboxMessage, ReceivedDelivery
+from tests.events import okta_payloads as okta
+from tests.events.conftest import OKTA_SECRET, configure, okta_headers, signed
+from tests.support import factories as f
+
+# The reference vector published with the Standard Webhooks specification.
+REF_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+REF_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+REF_TIMESTAMP = 1614265330
+REF_BODY = b'{"test": 2432232314}'
+REF_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+REF_HEADERS = {
+    "webhook-id": REF_ID,
+    "webhook-timestamp": str(REF_TIMESTAMP),
+    "webhook-signature": REF_SIGNATURE,
+    "Content-Type": "application/json",
+}
+
+
+def stored(session) -> int:
+    count = session.scalar(select(func.count()).select_from(ReceivedDelivery))
+    session.rollback()
+    return count
+
+
+def deactivate_delivery() -> dict:
+    target = okta.user_target("00u1qw1mqitPHM8AJ0g8", "jane.doe@example.com")
+    return okta.delivery(okta.event("user.lifecycle.deactivate", [target]))
+
+
+# Okta one-time verification
+
+
+def test_okta_verification_echoes_the_challenge_to_the_configured_secret(client, hooked):
+    response = client.get(
+        hooked.okta_url,
+        headers={**okta_headers(), "X-Okta-Verification-Challenge": "rBAPkE0l8mW1xC-qm0VhTW"},
+    )
+    assert response.status_code == 200
+    assert response.json == {"verification": "rBAPkE0l8mW1xC-qm0VhTW"}
+
+
+def test_okta_verification_with_a_wrong_or_missing_secret_is_refused(client, hooked):
+    challenge = {"X-Okta-Verification-Challenge": "rBAPkE0l8mW1xC-qm0VhTW"}
+    for headers in ({**okta_headers("wrong-secret-value-000"), **challenge}, challenge):
+        response = client.get(hooked.okta_url, headers=headers)
+        assert response.status_code == 401
+        assert response.mimetype == "application/problem+json"
+        assert "rBAPkE0l8mW1xC-qm0VhTW" not in response.get_data(as_text=True)
+
+
+def test_okta_custom_header_is_required_too(client, session, settings):
+    from models.actions import event_hooks
+
+    org = f.make_org(session)
+    event_hooks.set_okta_secret(
+        session,
+        organisation=org,
+        secret_key=settings.secret_key,
+        actor=f.SETUP,
+        secret=OKTA_SECRET,
+        custom_header=("X-Odock-Hook", "second-factor"),
+    )
+    session.commit()
+    url = f"/hooks/okta/{org.slug}"
+    challenge = {"X-Okta-Verification-Challenge": "abc"}
+    assert client.get(url, headers={**okta_headers(), **challenge}).status_code == 401
+    both = {**okta_headers(), **challenge, "X-Odock-Hook": "second-factor"}
+    assert client.get(url, headers=both).json == {"verification": "abc"}
+
+
+def test_unknown_organisation_or_unconfigured_hook_is_not_found(client, session, settings):
+    bare = f.make_org(session)
+    session.commit()
+    assert client.post("/hooks/okta/no-such-org", headers=okta_headers()).status_code == 404
+    assert client.post(f"/hooks/okta/{bare.slug}", headers=okta_headers()).status_code == 404
+    assert client.post(f"/hooks/events/{bare.slug}", data=b"{}").status_code == 404
+
+
+# Okta deliveries
+
+
+def test_okta_delivery_is_stored_once_and_a_replay_is_a_no_op(client, session, hooked):
+    payload = deactivate_delivery()
+    first = client.post(hooked.okta_url, json=payload, headers=okta_headers())
+    again = client.post(hooked.okta_url, json=payload, headers=okta_headers())
+
+    assert first.status_code == 200 and first.json["status"] == "accepted"
+    assert again.status_code == 200 and again.json["status"] == "duplicate"
+    delivery = session.scalars(select(ReceivedDelivery)).one()
+    assert delivery.delivery_id == payload["eventId"] and delivery.channel == "okta"
+    tasks = session.scalars(select(OutboxMessage.task)).all()
+    assert tasks.count("events.process_delivery") == 1
+
+
+def test_okta_delivery_with_a_wrong_secret_is_refused_and_not_stored(client, session, hooked):
+    response = client.post(
+        hooked.okta_url, json=deactivate_delivery(), headers=okta_headers("not-the-secret-0000")
+    )
+    assert response.status_code == 401
+    assert stored(session) == 0
+
+
+def test_okta_body_that_is_not_json_or_not_a_delivery_is_a_clear_400(client, session, hooked):
+    for body in (b"not json {", b"\xff\xfe", b"[1, 2]", b'{"data": {"events": "x"}}'):
+        response = client.post(hooked.okta_url, data=body, headers=okta_headers())
+        assert response.status_code == 400, body
+        assert response.json["title"] in {"invalid_json", "invalid_payload"}
+    assert stored(session) == 0
+
+
+# Signed generic events
+
+
+def test_signed_event_is_accepted_once(client, session, hooked):
+    body, headers = signed(hooked.signing_secret, {"id": "e1", "type": "user.deactivated"})
+    first = client.post(hooked.events_url, data=body, headers=headers)
+    replay = client.post(hooked.events_url, data=body, headers=headers)
+    assert first.status_code == 202 and first.json["status"] == "accepted"
+    assert replay.status_code == 200 and replay.json["status"] == "duplicate"
+    assert session.scalars(select(ReceivedDelivery.delivery_id)).all() == [headers["webhook-id"]]
+
+
+def test_any_current_secret_verifies_during_rotation(client, session, settings, hooked):
+    from models.actions import event_hooks
+
+    newer = event_hooks.add_signing_secret(
+        session, organisation=hooked.org, secret_key=settings.secret_key, actor=f.SETUP
+    ).secret
+    session.commit()
+    for secret in (hooked.signing_secret, newer):
+        body, headers = signed(secret, {"events": [{"type": "user.updated"}]})
+        assert client.post(hooked.events_url, data=body, headers=headers).status_code == 202
+    assert stored(session) == 2
+
+
+def test_missing_wrong_stale_and_tampered_signatures_are_refused(client, session, hooked):
+    body, good = signed(hooked.signing_secret, {"type": "user.deactivated"})
+    missing = {k: v for k, v in good.items() if k != "webhook-signature"}
+    _, other = signed("whsec_" + "A" * 44, {"type": "user.deactivated"}, good["webhook-id"])
+    stale = {**good, "webhook-timestamp": str(int(time.time()) - 3600)}
+    cases = [
+        (body, missing, "missing_signature"),
+        (body, {**good, "webhook-signature": other["webhook-signature"]}, "bad_signature"),
+        (body, stale, "stale_timestamp"),
+        (body.replace(b"deactivated", b"reactivated"), good, "bad_signature"),
+        (body, {**good, "webhook-signature": "v1,garbage"}, "bad_signature"),
+    ]
+    for data, headers, reason in cases:
+        response = client.post(hooked.events_url, data=data, headers=headers)
+        assert response.status_code == 401, reason
+        assert response.json["title"] == reason
+    assert stored(session) == 0
+
+
+def test_signed_body_that_is_not_json_is_refused_without_storing(client, session, hooked):
+    for payload in (b"definitely not json", b"[1, 2, 3]", b'{"events": []}'):
+        body, headers = signed(hooked.signing_secret, payload)
+        response = client.post(hooked.events_url, data=body, headers=headers)
+        assert response.status_code == 400, payload
+    assert stored(session) == 0
+
+
+def test_oversized_body_is_refused_before_it_is_read(client, session, settings, hooked):
+    big = json.dumps({"type": "user.updated", "pad": "x" * settings.event_max_body_bytes})
+    body, headers = signed(hooked.signing_secret, big.encode())
+    response = client.post(hooked.events_url, data=body, headers=headers)
+    assert response.status_code == 413 and response.json["title"] == "too_large"
+    okta_big = client.post(hooked.okta_url, data=body, headers=okta_headers())
+    assert okta_big.status_code == 413
+    assert stored(session) == 0
+
+
+def test_standard_webhooks_reference_vector(client, session, settings):
+    from models.actions import event_hooks
+
+    org = f.make_org(session)
+    event_hooks.add_signing_secret(
+        session, organisation=org, secret_key=settings.secret_key, actor=f.SETUP, secret=REF_SECRET
+    )
+    session.commit()
+    url = f"/hooks/events/{org.slug}"
+
+    today = client.post(url, data=REF_BODY, headers=REF_HEADERS)
+    assert today.status_code == 401 and today.json["title"] == "stale_timestamp"
+    with time_machine.travel(datetime.fromtimestamp(REF_TIMESTAMP + 10, UTC), tick=False):
+        then = client.post(url, data=REF_BODY, headers=REF_HEADERS)
+        forged = client.post(url, data=REF_BODY.replace(b"2", b"3"), headers=REF_HEADERS)
+    assert then.status_code == 202, then.json
+    assert forged.status_code == 401
+    assert session.scalars(select(ReceivedDelivery.delivery_id)).all() == [REF_ID]
+
+
+def test_another_organisations_secret_does_not_open_this_hook(client, session, settings, hooked):
+    other = configure(session, settings, f.make_org(session))
+    session.commit()
+    body, headers = signed(other.signing_secret, {"type": "user.deactivated"})
+    assert client.post(hooked.events_url, data=body, headers=headers).status_code == 401
+    assert client.post(other.events_url, data=body, headers=headers).status_code == 202
+
+
+def test_metrics_count_received_duplicates_and_rejections(client, hooked):
+    def sample(name: str) -> float:
+        for line in client.get("/metrics").get_data(as_text=True).splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    rejected = 'odock_idp_deliveries_rejected_total{channel="events",reason="missing_signature"}'
+    before = sample(rejected)
+    client.post(hooked.events_url, data=b"{}", headers={"Content-Type": "application/json"})
+    assert sample(rejected) == before + 1
+    payload = deactivate_delivery()
+    client.post(hooked.okta_url, json=payload, headers=okta_headers())
+    text = client.get("/metrics").get_data(as_text=True)
+    stored_lines = [
+        line for line in text.splitlines() if line.startswith('odock_idp_deliveries{channel="okta"')
+    ]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in stored_lines) == 1  # received/processed
+    assert 'odock_idp_deliveries_received_total{channel="okta"}' in text
+
+
+def test_broker_down_at_commit_keeps_the_delivery_and_hands_its_task_to_the_relay(
+    client, session, hooked, monkeypatch
+):
+    from worker.celery_app import celery_app
+
+    def broker_down(*_args, **_kwargs):
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(celery_app, "send_task", broker_down)
+    body, headers = signed(hooked.signing_secret, {"type": "user.deactivated"})
+    response = client.post(hooked.events_url, data=body, headers=headers)
+
+    assert response.status_code == 202  # stored durably: the sender must not retry
+    message = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.task == "events.process_delivery")
+    ).one()
+    assert message.dispatched_at is None and "broker down" in message.last_error
+    session.rollback()
+
+    sent: list[str] = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(name))
+    from worker import outbox_relay
+
+    assert outbox_relay.relay_outbox() == 1 and sent == ["events.process_delivery"]
+
+
+def test_the_task_is_published_in_the_same_transaction_without_a_second_one(
+    client, session, hooked, monkeypatch
+):
+    from worker.celery_app import celery_app
+
+    sent: list[dict] = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(kw))
+    body, headers = signed(hooked.signing_secret, {"type": "user.deactivated"})
+    assert client.post(hooked.events_url, data=body, headers=headers).status_code == 202
+    message = session.scalars(select(OutboxMessage)).one()
+    delivery = session.scalars(select(ReceivedDelivery)).one()
+    assert message.dispatched_at is not None and message.attempts == 1
+    assert sent == [
+        {
+            "kwargs": {"delivery_id": str(delivery.id)},
+            "task_id": f"outbox-{message.id}",
+            "retry": False,
+        }
+    ]

@@ -1,0 +1,162 @@
+"""IdP push events: Okta Event Hooks and Standard Webhooks-signed generic events.
+
+The hot path of the service: authenticate on the raw body before parsing, store the delivery
+once under its id, answer at once; a task applies the events after commit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+from flask import Blueprint, Response, request
+from prometheus_client import Counter
+
+from connectors import generic_events, okta_hooks, signed_webhooks
+from models.actions import idp_events
+from models.actions.event_hooks import HookCredentials, hook_credentials
+from webhooks import idp_metrics
+from webhooks.context import db_session, settings
+from webhooks.errors import problem
+
+log = structlog.get_logger(__name__)
+bp = Blueprint("idp_hooks", __name__, url_prefix="/hooks")
+bp.record(idp_metrics.install)
+
+RECEIVED = Counter(
+    "odock_idp_deliveries_received_total", "IdP event deliveries stored", ["channel"]
+)
+DUPLICATES = Counter(
+    "odock_idp_deliveries_duplicate_total", "IdP event deliveries seen before", ["channel"]
+)
+REJECTED = Counter(
+    "odock_idp_deliveries_rejected_total", "IdP event deliveries refused", ["channel", "reason"]
+)
+
+OKTA, EVENTS = idp_events.CHANNEL_OKTA, idp_events.CHANNEL_EVENTS
+
+
+class Refused(Exception):
+    """A delivery refused before anything is stored; rendered as problem JSON."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.reason, self.detail = status, reason, detail
+
+
+@bp.errorhandler(Refused)
+def _refused(error: Refused) -> Response:
+    channel = OKTA if "/okta/" in request.path else EVENTS
+    REJECTED.labels(channel, error.reason).inc()
+    log.info("idp_hook.refused", channel=channel, reason=error.reason, path=request.path)
+    return problem(error.status, error.reason, error.detail)
+
+
+@bp.get("/okta/<slug>")
+def okta_verify(slug: str) -> dict[str, str]:
+    """Okta's one-time verification: echo the challenge, only to the configured secret."""
+    _okta_credentials(slug)
+    challenge = request.headers.get(okta_hooks.VERIFICATION_HEADER, "")
+    if not challenge or len(challenge) > 1000:
+        raise Refused(400, "missing_challenge", "X-Okta-Verification-Challenge is required")
+    return {"verification": challenge}
+
+
+@bp.post("/okta/<slug>")
+def okta_deliver(slug: str) -> tuple[dict[str, Any], int]:
+    credentials = _okta_credentials(slug)
+    payload = _json(_raw_body())
+    try:
+        delivery_id = okta_hooks.delivery_id(payload)
+    except okta_hooks.NotAnOktaDelivery as exc:
+        raise Refused(400, "invalid_payload", str(exc)) from None
+    return _store(credentials, OKTA, delivery_id, payload, new_status=200)
+
+
+@bp.post("/events/<slug>")
+def generic_deliver(slug: str) -> tuple[dict[str, Any], int]:
+    credentials = _credentials(slug)
+    secrets = credentials.signing_secrets(settings().secret_key)
+    if not secrets:
+        raise Refused(404, "not_configured", "no signing secret is configured for this hook")
+    body = _raw_body()
+    try:
+        delivery_id = signed_webhooks.verify(
+            secrets,
+            body=body,
+            headers=request.headers,  # type: ignore[arg-type]
+            tolerance_seconds=settings().event_timestamp_tolerance,
+        )
+    except signed_webhooks.SignatureRejected as exc:
+        raise Refused(401, _signature_reason(exc.reason), exc.reason) from None
+    if len(delivery_id) > 255:
+        raise Refused(400, "invalid_payload", "webhook-id must be at most 255 characters")
+    payload = _json(body)
+    try:
+        generic_events.raw_events(payload)
+    except generic_events.NotAnEventsBody as exc:
+        raise Refused(400, "invalid_payload", str(exc)) from None
+    return _store(credentials, EVENTS, delivery_id, payload, new_status=202)
+
+
+def _store(
+    credentials: HookCredentials, channel: str, delivery_id: str, payload: Any, *, new_status: int
+) -> tuple[dict[str, Any], int]:
+    session = db_session()
+    recorded = idp_events.accept_delivery(
+        session,
+        organisation_id=credentials.organisation_id,
+        channel=channel,
+        delivery_id=delivery_id,
+        payload=payload,
+    )
+    session.commit()
+    if not recorded.is_new:
+        DUPLICATES.labels(channel).inc()
+        return {"status": "duplicate", "delivery_id": delivery_id}, 200
+    RECEIVED.labels(channel).inc()
+    return {"status": "accepted", "delivery_id": delivery_id}, new_status
+
+
+def _credentials(slug: str) -> HookCredentials:
+    credentials = hook_credentials(db_session(), slug) if len(slug) <= 64 else None
+    if credentials is None:
+        raise Refused(404, "unknown_hook", "no event hook is configured at this address")
+    return credentials
+
+
+def _okta_credentials(slug: str) -> HookCredentials:
+    credentials = _credentials(slug)
+    if credentials.okta_secret_hash is None:
+        raise Refused(404, "not_configured", "no Okta event hook is configured here")
+    if not credentials.okta_authorised(settings().secret_key, request.headers):
+        raise Refused(401, "unauthorized", "the authorization header is missing or wrong")
+    return credentials
+
+
+def _raw_body() -> bytes:
+    """The body, refused as too large before it is read whole."""
+    limit = settings().event_max_body_bytes
+    too_large = Refused(413, "too_large", f"the body must be at most {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        raise too_large
+    return body
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise Refused(400, "invalid_json", "the body is not valid JSON") from None
+
+
+def _signature_reason(reason: str) -> str:
+    if reason.startswith("missing"):
+        return "missing_signature"
+    if "tolerance" in reason or "timestamp" in reason:
+        return "stale_timestamp"
+    return "bad_signature"
