@@ -83,3 +83,10 @@ class KeyPolicy(StrEnum):
 
     REVOKE = "revoke"
     HOLD = "hold"
+
+
+class ScimDeletePolicy(StrEnum):
+    """What a SCIM DELETE does beyond revoking the user and marking the link deleted."""
+
+    REVOKE = "revoke"
+    HARD_DELETE_AFTER_REVIEW = "hard_delete_after_review"

@@ -9,6 +9,7 @@ from models.entities.invitation import Invitation
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
 from models.entities.revocation import ReviewFinding, Revocation, RevocationReview
+from models.entities.scim import ScimEmail, ScimGroupRole, ScimUser
 from models.entities.team import Team, TeamMembership
 from models.entities.usage import UsageRecord
 from models.entities.user import IdentityLink, User
@@ -27,6 +28,9 @@ __all__ = [
     "ReviewFinding",
     "Revocation",
     "RevocationReview",
+    "ScimEmail",
+    "ScimGroupRole",
+    "ScimUser",
     "Team",
     "TeamMembership",
     "UsageRecord",

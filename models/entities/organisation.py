@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, Timestamped, new_id
 from models.entities.types import enum_column
-from models.enums import KeyPolicy
+from models.enums import KeyPolicy, ScimDeletePolicy
 
 
 class Organisation(Timestamped, Base):
@@ -40,5 +40,8 @@ class OrganisationSettings(Timestamped, Base):
     team_key_policy: Mapped[KeyPolicy] = enum_column(KeyPolicy, default=KeyPolicy.HOLD)
     deprovision_threshold_count: Mapped[int] = mapped_column(default=50)
     deprovision_threshold_percent: Mapped[int] = mapped_column(default=10)
+    scim_delete_policy: Mapped[ScimDeletePolicy] = enum_column(
+        ScimDeletePolicy, default=ScimDeletePolicy.REVOKE
+    )
 
     organisation: Mapped[Organisation] = relationship(back_populates="settings")
