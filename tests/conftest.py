@@ -148,12 +148,15 @@ def session(sessions: SessionFactory, clean_db: None) -> Iterator[Session]:
 
 
 @pytest.fixture
-def app(settings: Settings, engine: Engine, clean_db: None) -> Flask:
+def app(settings: Settings, engine: Engine, clean_db: None) -> Iterator[Flask]:
     from webhooks.app import create_app
+    from webhooks.context import EXTENSION
 
     app = create_app(settings)
     app.config["TESTING"] = True
-    return app
+    yield app
+    # Each app has its own engine; close its pooled connections (PostgreSQL has a cap).
+    app.extensions[EXTENSION].engine.dispose()
 
 
 @pytest.fixture

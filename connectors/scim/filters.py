@@ -71,7 +71,64 @@ def parse(text: str) -> ast.Filter:
         raise InvalidFilter(f"the filter {text!r} is malformed: {exc}") from None
     if tree is None:
         raise InvalidFilter(f"the filter {text!r} is malformed")
-    return tree
+    return _regroup(tree)
+
+
+def _regroup(node: Any) -> Any:
+    """Give "and" precedence over "or" (RFC 7644 3.4.2.2).
+
+    The parser gives both the same precedence, left to right, so `a or b and c` comes out
+    as `(a or b) and c`. A chain written without parentheses is a LogExpr whose operand is
+    a Filter holding a LogExpr directly (parentheses add one more Filter); such chains are
+    flattened and rebuilt as ORs of ANDs.
+    """
+    if isinstance(node, ast.Filter):
+        if isinstance(node.expr, ast.LogExpr):
+            operands, operators = _chain(node.expr)
+            return ast.Filter(_rebuild(operands, operators), node.negated, node.namespace)
+        return ast.Filter(_regroup(node.expr), node.negated, node.namespace)
+    if isinstance(node, ast.AttrExpr) and isinstance(node.attr_path.attr_name, ast.Filter):
+        inner = node.attr_path.attr_name
+        node.attr_path.attr_name = ast.Filter(_regroup(inner.expr), inner.negated, inner.namespace)
+    return node
+
+
+def _chain(expr: ast.LogExpr) -> tuple[list[Any], list[str]]:
+    operands: list[Any] = []
+    operators: list[str] = []
+    for position, side in enumerate((expr.expr1, expr.expr2)):
+        if position:
+            operators.append(expr.op.lower())
+        unparenthesised = (
+            isinstance(side, ast.Filter)
+            and isinstance(side.expr, ast.LogExpr)
+            and not side.negated
+            and side.namespace is None
+        )
+        if unparenthesised:
+            inner_operands, inner_operators = _chain(side.expr)
+            operands.extend(inner_operands)
+            operators.extend(inner_operators)
+        else:
+            operands.append(_regroup(side))
+    return operands, operators
+
+
+def _rebuild(operands: list[Any], operators: list[str]) -> Any:
+    groups: list[Any] = [operands[0]]
+    for operator, operand in zip(operators, operands[1:], strict=True):
+        if operator == "and":
+            groups[-1] = ast.Filter(ast.LogExpr("and", groups[-1], operand), False, None)
+        else:
+            groups.append(operand)
+    result = groups[0]
+    for group in groups[1:]:
+        result = ast.Filter(ast.LogExpr("or", result, group), False, None)
+    return (
+        result.expr
+        if isinstance(result, ast.Filter) and isinstance(result.expr, ast.LogExpr)
+        else result
+    )
 
 
 def _typed_tokens(text: str) -> Iterator[Any]:
