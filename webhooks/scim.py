@@ -19,7 +19,6 @@ from connectors.scim.errors import InvalidSyntax, ScimError
 from connectors.scim.schemas import ERROR, GROUP_KIND, USER_KIND, ResourceKind
 from models import errors
 from models.actor import Actor
-from models.entities import Organisation
 from models.enums import Source, TokenScope
 from webhooks.auth import require_token
 from webhooks.context import db_session, settings
@@ -35,9 +34,9 @@ bp = Blueprint("scim", __name__, url_prefix=PREFIX)
 @bp.before_request
 def authenticate() -> None:
     token = require_token(TokenScope.SCIM)
-    organisation = db_session().get_one(Organisation, token.organisation_id)
     actor = Actor(Source.SCIM, f"scim token {token.name or token.prefix}")
-    g.scim = provider.Context(organisation, actor, request.url_root.rstrip("/") + PREFIX)
+    base_url = request.url_root.rstrip("/") + PREFIX
+    g.scim = provider.Context(token.organisation_id, actor, base_url)
 
 
 @bp.get("/ServiceProviderConfig")

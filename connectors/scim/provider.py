@@ -4,6 +4,7 @@ The web layer authenticates, calls one of these, commits and responds."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,7 +35,7 @@ ALWAYS_RETURNED = frozenset({"id", "schemas", "meta"})
 class Context:
     """Who is asking (the token's organisation, as an actor) and where the API lives."""
 
-    organisation: Organisation
+    organisation_id: uuid.UUID
     actor: Actor
     base_url: str
 
@@ -90,7 +91,7 @@ def schema(ctx: Context, schema_id: str) -> dict[str, Any]:
 
 
 def list_users(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
-    page = queries.search_users(session, ctx.organisation.id, listing.search)
+    page = queries.search_users(session, ctx.organisation_id, listing.search)
     documents = _render_users(session, ctx, page.items, listing.projection)
     return _list(documents, page, listing.projection, USER_KIND)
 
@@ -102,12 +103,12 @@ def get_user(session: Session, ctx: Context, scim_id: str) -> dict[str, Any]:
 def search_all(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
     """A search at the root (RFC 7644 section 3.4.3): users first, then groups."""
     search = listing.search
-    users = _or_empty(lambda: queries.search_users(session, ctx.organisation.id, search))
+    users = _or_empty(lambda: queries.search_users(session, ctx.organisation_id, search))
     rest = max(search.count - len(users.items), 0)
     start = max(search.start - users.total, 1)
     groups = _or_empty(
         lambda: queries.search_groups(
-            session, ctx.organisation.id, replace(search, start=start, count=rest)
+            session, ctx.organisation_id, replace(search, start=start, count=rest)
         )
     )
     if users.total < 0 and groups.total < 0:
@@ -137,7 +138,10 @@ def _or_empty(run: Any) -> queries.Page:
 def create_user(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
     fields = casting.scim_to_user_fields(body)
     scim_user = scim_actions.create_scim_user(
-        session, organisation=ctx.organisation, fields=fields, actor=ctx.actor
+        session,
+        organisation=session.get_one(Organisation, ctx.organisation_id),
+        fields=fields,
+        actor=ctx.actor,
     )
     return user_document(session, ctx, scim_user)
 
@@ -176,7 +180,7 @@ def user_document(session: Session, ctx: Context, scim_user: ScimUser) -> dict[s
 
 
 def _user(session: Session, ctx: Context, scim_id: str) -> ScimUser:
-    return scim_actions.get_scim_user(session, ctx.organisation.id, scim_id)
+    return scim_actions.get_scim_user(session, ctx.organisation_id, scim_id)
 
 
 def _render_users(
@@ -192,7 +196,7 @@ def _render_users(
 
 
 def list_groups(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
-    page = queries.search_groups(session, ctx.organisation.id, listing.search)
+    page = queries.search_groups(session, ctx.organisation_id, listing.search)
     documents = _render_groups(session, ctx, page.items, listing.projection)
     return _list(documents, page, listing.projection, GROUP_KIND)
 
@@ -204,7 +208,10 @@ def get_group(session: Session, ctx: Context, group_id: str) -> dict[str, Any]:
 def create_group(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
     fields = casting.scim_to_group_fields(body)
     team = scim_actions.create_scim_group(
-        session, organisation=ctx.organisation, fields=fields, actor=ctx.actor
+        session,
+        organisation=session.get_one(Organisation, ctx.organisation_id),
+        fields=fields,
+        actor=ctx.actor,
     )
     return group_document(session, ctx, team)
 
@@ -243,7 +250,7 @@ def group_document(session: Session, ctx: Context, team: Team) -> dict[str, Any]
 
 
 def _group(session: Session, ctx: Context, group_id: str) -> Team:
-    return scim_actions.get_scim_group(session, ctx.organisation.id, group_id)
+    return scim_actions.get_scim_group(session, ctx.organisation_id, group_id)
 
 
 def _render_groups(

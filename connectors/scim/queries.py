@@ -166,15 +166,18 @@ def _page(
     if search.filter is not None:
         condition: ColumnElement[bool] = filters.to_sql(filters.parse(search.filter), attributes)
         query = query.where(condition)
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    if search.count == 0:
-        return Page(total=total or 0, start=search.start, items=[])
     order = sortable.get((search.sort_by or "").lower().removeprefix(f"{USER.lower()}:"))
     ordering = [] if order is None else [order.desc() if search.descending else order.asc()]
-    rows = session.scalars(
-        query.order_by(*ordering, default_order).offset(search.start - 1).limit(search.count)
-    ).unique()
-    return Page(total=total or 0, start=search.start, items=list(rows))
+    rows: list[Any] = []
+    if search.count > 0:
+        page = query.order_by(*ordering, default_order).offset(search.start - 1)
+        rows = list(session.scalars(page.limit(search.count)).unique())
+    if search.start == 1 and search.count > 0 and len(rows) < search.count:
+        total = len(rows)  # the whole result fits in this page: no COUNT query needed
+    else:
+        counted = select(func.count()).select_from(query.order_by(None).subquery())
+        total = session.scalar(counted) or 0
+    return Page(total=total, start=search.start, items=rows)
 
 
 def groups_of(session: Session, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[GroupRef]]:
