@@ -12,6 +12,7 @@ from worker import sqlite_broker
 TASK_MODULES = [
     "worker.outbox_relay",
     "worker.tasks.gateway",
+    "worker.tasks.scim",
 ]
 
 sqlite_broker.register()
@@ -45,4 +46,5 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "task": "outbox.relay",
             "schedule": timedelta(seconds=settings.outbox_relay_interval),
         },
+        "scim-purge-deleted": {"task": "scim.purge_deleted", "schedule": timedelta(hours=1)},
     }

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from models import audit
@@ -20,7 +20,9 @@ from models.actions.identities import find_link, mark_link_deleted, provision_us
 from models.actor import Actor
 from models.base import new_id, utcnow
 from models.entities import (
+    IdentityLink,
     Organisation,
+    RevocationReview,
     ScimEmail,
     ScimGroupRole,
     ScimUser,
@@ -29,8 +31,9 @@ from models.entities import (
     User,
 )
 from models.entities.user import email_key
-from models.enums import Role, Source, TeamRole, UserStatus
+from models.enums import ReviewStatus, Role, ScimDeletePolicy, Source, TeamRole, UserStatus
 from models.errors import Conflict, InvalidInput, NotFound
+from models.snapshots import user_snapshot
 
 ROLE_RANK = {Role.USER: 0, Role.MANAGER: 1, Role.ORG_ADMIN: 2, Role.SUPER_ADMIN: 3}
 
@@ -446,3 +449,76 @@ def _uuid(value: str, what: str, invalid: type[Exception] = NotFound) -> uuid.UU
         if invalid is NotFound:
             raise NotFound(f"{what} {value} not found") from None
         raise InvalidInput(f"{what} {value} is not a valid id") from None
+
+
+# --- what DELETE leaves behind ---------------------------------------------------------
+
+
+def set_delete_policy(
+    session: Session, *, organisation: Organisation, policy: ScimDeletePolicy, actor: Actor
+) -> None:
+    settings = organisation.settings
+    before = {"scim_delete_policy": settings.scim_delete_policy.value}
+    settings.scim_delete_policy = policy
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=organisation.id,
+        action="organisation.scim_delete_policy_set",
+        target_type="organisation",
+        target_id=organisation.id,
+        before=before,
+        after={"scim_delete_policy": policy.value},
+    )
+
+
+def purge_deleted_users(
+    session: Session, *, organisation: Organisation, actor: Actor
+) -> list[uuid.UUID]:
+    """Under the hard-delete policy, delete the people the IdP deleted, once every
+    revocation review of them is resolved. Never someone another source still links, an
+    un-revoked user, or a user whose review has not been opened or finished yet."""
+    if organisation.settings.scim_delete_policy is not ScimDeletePolicy.HARD_DELETE_AFTER_REVIEW:
+        return []
+    deleted_by_scim = exists().where(
+        IdentityLink.user_id == User.id,
+        IdentityLink.source == Source.SCIM,
+        IdentityLink.deleted_at.is_not(None),
+    )
+    live_link = exists().where(IdentityLink.user_id == User.id, IdentityLink.deleted_at.is_(None))
+    reviewed = exists().where(RevocationReview.user_id == User.id)
+    open_review = exists().where(
+        RevocationReview.user_id == User.id, RevocationReview.status == ReviewStatus.OPEN
+    )
+    doomed = session.scalars(
+        select(User).where(
+            User.organisation_id == organisation.id,
+            User.status == UserStatus.REVOKED,
+            deleted_by_scim,
+            ~live_link,
+            reviewed,
+            ~open_review,
+            ~exists().where(ScimUser.user_id == User.id),
+        )
+    ).all()
+    for user in doomed:
+        audit.record(
+            session,
+            actor=actor,
+            organisation_id=organisation.id,
+            action="user.hard_deleted",
+            target_type="user",
+            target_id=user.id,
+            before=user_snapshot(user),
+            after={"policy": ScimDeletePolicy.HARD_DELETE_AFTER_REVIEW.value},
+        )
+    ids = [user.id for user in doomed]
+    if ids:
+        # Core delete: the database cascades links, memberships, revocations and reviews,
+        # and sets key ownership to NULL; the audit trail keeps the record.
+        session.execute(
+            delete(User).where(User.id.in_(ids)).execution_options(synchronize_session=False)
+        )
+        for user in doomed:
+            session.expunge(user)
+    return ids
