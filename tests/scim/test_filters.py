@@ -50,47 +50,52 @@ def names(scim, expression):
     return [r["name"]["givenName"] for r in response.json["Resources"]]
 
 
-@pytest.mark.parametrize(
-    ("expression", "expected"),
-    [
-        ('userName eq "ANN@example.com"', ["Ann"]),
-        ('UserName Eq "ann@example.com"', ["Ann"]),
-        ('urn:ietf:params:scim:schemas:core:2.0:User:userName eq "ann@example.com"', ["Ann"]),
-        ('userName ne "ann@example.com"', ["Bob", "Cid", "Dee"]),
-        ('userName co "example.c"', ["Ann", "Cid"]),
-        ('userName sw "b"', ["Bob"]),
-        ('userName ew ".org"', ["Bob"]),
-        ('userName co "%_"', ["Dee"]),  # LIKE wildcards are escaped
-        ('userName gt "bob@example.org"', ["Cid", "Dee"]),
-        ('userName ge "bob@example.org"', ["Bob", "Cid", "Dee"]),
-        ('userName lt "bob@example.org"', ["Ann"]),
-        ('userName le "bob@example.org"', ["Ann", "Bob"]),
-        ("externalId pr", ["Ann", "Bob", "Dee"]),
-        ('externalId eq "EXT-A"', []),  # externalId is case-exact
-        ('externalId eq "ext-a"', ["Ann"]),
-        ("externalId eq null", ["Cid"]),
-        ("not (externalId pr)", ["Cid"]),
-        ("active eq false", ["Bob"]),
-        ("active ne false", ["Ann", "Cid", "Dee"]),
-        ('name.givenName eq "ann"', ["Ann"]),
-        (f'{ENTERPRISE}:employeeNumber gt "2"', ["Bob", "Cid"]),
-        ('employeeNumber eq "100"', ["Ann"]),
-        ('emails co "example.net"', ["Dee"]),
-        ('emails.type eq "work"', ["Ann", "Cid"]),
-        ('emails[type eq "work" and value co "@example.com"]', ["Ann", "Cid"]),
-        ('emails[type eq "work" and value co "@example.org"]', []),
-        ('emails[type eq "work"].value eq "cid@example.com"', ["Cid"]),
-        ('emails[not (type eq "work")]', ["Bob", "Dee"]),
-        ("emails[primary eq true]", ["Ann", "Bob", "Cid", "Dee"]),
-        ('userName sw "a" or userName sw "b" and active eq true', ["Ann"]),
-        ('(userName sw "a" or userName sw "b") and active eq true', ["Ann"]),
-        ('userName sw "a" and active eq true or userName sw "b"', ["Ann", "Bob"]),
-        ('meta.created gt "2000-01-01T00:00:00Z"', ["Ann", "Bob", "Cid", "Dee"]),
-        ('meta.lastModified lt "2000-01-01T00:00:00Z"', []),
-    ],
-)
-def test_filter(scim, people, expression, expected):
-    assert names(scim, expression) == expected
+CASES = [
+    ('userName eq "ANN@example.com"', ["Ann"]),
+    ('UserName Eq "ann@example.com"', ["Ann"]),
+    ('urn:ietf:params:scim:schemas:core:2.0:User:userName eq "ann@example.com"', ["Ann"]),
+    ('userName ne "ann@example.com"', ["Bob", "Cid", "Dee"]),
+    ('userName co "example.c"', ["Ann", "Cid"]),
+    ('userName sw "b"', ["Bob"]),
+    ('userName ew ".org"', ["Bob"]),
+    ('userName co "%_"', ["Dee"]),  # LIKE wildcards are escaped
+    ('userName gt "bob@example.org"', ["Cid", "Dee"]),
+    ('userName ge "bob@example.org"', ["Bob", "Cid", "Dee"]),
+    ('userName lt "bob@example.org"', ["Ann"]),
+    ('userName le "bob@example.org"', ["Ann", "Bob"]),
+    ("externalId pr", ["Ann", "Bob", "Dee"]),
+    ('externalId eq "EXT-A"', []),  # externalId is case-exact
+    ('externalId eq "ext-a"', ["Ann"]),
+    ("externalId eq null", ["Cid"]),
+    ("not (externalId pr)", ["Cid"]),
+    ("active eq false", ["Bob"]),
+    ("active ne false", ["Ann", "Cid", "Dee"]),
+    ('name.givenName eq "ann"', ["Ann"]),
+    (f'{ENTERPRISE}:employeeNumber gt "2"', ["Bob", "Cid"]),
+    ('employeeNumber eq "100"', ["Ann"]),
+    ('emails co "example.net"', ["Dee"]),
+    ('emails.type eq "work"', ["Ann", "Cid"]),
+    ('emails[type eq "work" and value co "@example.com"]', ["Ann", "Cid"]),
+    ('emails[type eq "work" and value co "@example.org"]', []),
+    ('emails[type eq "work"].value eq "cid@example.com"', ["Cid"]),
+    ('emails[not (type eq "work")]', ["Bob", "Dee"]),
+    ("emails[primary eq true]", ["Ann", "Bob", "Cid", "Dee"]),
+    ('userName sw "a" or userName sw "b" and active eq true', ["Ann"]),
+    ('(userName sw "a" or userName sw "b") and active eq true', ["Ann"]),
+    ('userName sw "a" and active eq true or userName sw "b"', ["Ann", "Bob"]),
+    ('meta.created gt "2000-01-01T00:00:00Z"', ["Ann", "Bob", "Cid", "Dee"]),
+    ('meta.lastModified lt "2000-01-01T00:00:00Z"', []),
+]
+
+
+def test_every_operator_logic_and_value_path_in_the_database(scim, people):
+    # One data set for every case (a fresh database per case would dominate the run time).
+    wrong = {
+        expression: (found, expected)
+        for expression, expected in CASES
+        if (found := names(scim, expression)) != expected
+    }
+    assert wrong == {}
 
 
 def test_id_filter(scim, people):
