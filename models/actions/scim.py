@@ -172,6 +172,21 @@ def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> 
 
 
 def _set_active(session: Session, user: User, active: bool, actor: Actor) -> None:
+    """Apply the IdP's `active`. A revocation made by someone else (an admin, LDAP) is not
+    undone by SCIM: only the same source or an admin reactivates (the user state machine)."""
+    if active and user.status is UserStatus.REVOKED:
+        revocation = user_actions.latest_revocation(session, user.id)
+        if revocation is not None and revocation.source is not Source.SCIM:
+            audit.record(
+                session,
+                actor=actor,
+                organisation_id=user.organisation_id,
+                action="scim.reactivation_refused",
+                target_type="user",
+                target_id=user.id,
+                after={"revoked_by": revocation.source.value, "revocation_id": str(revocation.id)},
+            )
+            return
     reason = "SCIM active=true" if active else "SCIM active=false"
     user_actions.set_active(session, user=user, active=active, actor=actor, reason=reason)
 

@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy import select
 
+from models.actions import users as user_actions
 from models.entities import (
     AuditEvent,
     IdentityLink,
@@ -216,3 +217,31 @@ def test_etags_if_match_and_if_none_match(scim):
     assert stale.status_code == 412
     assert scim.delete(f"/Users/{body['id']}", **{"If-Match": version}).status_code == 412
     assert scim.get(f"/Users/{body['id']}", **{"If-None-Match": version}).status_code == 200
+
+
+def test_scim_does_not_undo_an_admins_revocation(scim, session, org):
+    body = create(scim)
+    user = session.scalar(select(User))
+    user_actions.revoke_user(session, user=user, actor=factories.SETUP, reason="left")
+    session.commit()
+    response = scim.patch(
+        f"/Users/{body['id']}", ops({"op": "replace", "path": "active", "value": True})
+    )
+    assert response.status_code == 200
+    assert response.json["active"] is False
+    session.expire_all()
+    assert session.get(User, user.id).status is UserStatus.REVOKED
+    assert session.scalar(
+        select(AuditEvent.action).where(AuditEvent.action == "scim.reactivation_refused")
+    )
+
+
+def test_root_search_spans_users_and_groups(scim):
+    create(scim, "a@example.com")
+    scim.post("/Groups", {"displayName": "Team A"})
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}
+    found = scim.post("/.search", body).json
+    assert found["totalResults"] == 2
+    assert [r["meta"]["resourceType"] for r in found["Resources"]] == ["User", "Group"]
+    by_name = scim.post("/.search", {**body, "filter": 'displayName eq "Team A"'}).json
+    assert [r["displayName"] for r in by_name["Resources"]] == ["Team A"]
