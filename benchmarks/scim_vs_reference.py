@@ -216,74 +216,99 @@ def user_body(n: int) -> dict[str, Any]:
     }
 
 
-def workload(server: Server, users: int, samples: int, threads: int) -> dict[str, Result]:
-    base = server.base
-    results: dict[str, Result] = {}
-    ids: dict[int, str] = {}
+class Workload:
+    """The same operations, in the same order, against one server."""
 
-    def create(n: int) -> Callable[[requests.Session], requests.Response]:
-        def call(s: requests.Session) -> requests.Response:
-            response = s.post(f"{base}/Users", data=json.dumps(user_body(n)))
-            ids[n] = response.json().get("id", "")
-            return response
+    def __init__(self, server: Server, users: int, threads: int) -> None:
+        self.server, self.users, self.threads = server, users, threads
+        self.ids: dict[int, str] = {}
 
-        return call
+    def run(self, calls: list[Callable[[requests.Session], requests.Response]]) -> Result:
+        return drive(self.server, calls, self.threads)
 
-    results["create user"] = drive(server, [create(n) for n in range(users)], threads)
-    picks = [random.randrange(users) for _ in range(samples)]
+    def create(self) -> Result:
+        base = self.server.base
 
-    def get(n: int) -> Callable[[requests.Session], requests.Response]:
-        return lambda s: s.get(f"{base}/Users/{ids[n]}")
-
-    def filtered(
-        expression: Callable[[int], str],
-    ) -> list[Callable[[requests.Session], requests.Response]]:
         def one(n: int) -> Callable[[requests.Session], requests.Response]:
             def call(s: requests.Session) -> requests.Response:
-                response = s.get(f"{base}/Users", params={"filter": expression(n)})
-                if response.json().get("totalResults") != 1:
-                    raise RuntimeError(
-                        f"{server.name}: {expression(n)} found {response.text[:200]}"
-                    )
+                response = s.post(f"{base}/Users", data=json.dumps(user_body(n)))
+                self.ids[n] = response.json().get("id", "")
                 return response
 
             return call
 
-        return [one(n) for n in picks]
+        return self.run([one(n) for n in range(self.users)])
 
-    results["get by id"] = drive(server, [get(n) for n in picks], threads)
-    results["userName eq"] = drive(
-        server, filtered(lambda n: f'userName eq "user{n:06d}@example.com"'), threads
-    )
-    results["externalId eq"] = drive(
-        server, filtered(lambda n: f'externalId eq "ext-{n:06d}"'), threads
-    )
-    results["emails[type eq work and value eq]"] = drive(
-        server,
-        filtered(lambda n: f'emails[type eq "work" and value eq "user{n:06d}@example.com"]'),
-        threads,
-    )
-    pages = [random.randrange(max(users - 100, 1)) + 1 for _ in range(max(samples // 5, 10))]
-    results["page of 100"] = drive(
-        server,
-        [
-            lambda s, start=start: s.get(
-                f"{base}/Users", params={"startIndex": start, "count": 100}
-            )
-            for start in pages
-        ],
-        threads,
-    )
+    def get(self, picks: list[int]) -> Result:
+        base = self.server.base
+        return self.run([lambda s, n=n: s.get(f"{base}/Users/{self.ids[n]}") for n in picks])
+
+    def filtered(self, picks: list[int], expression: Callable[[int], str]) -> Result:
+        base, name = self.server.base, self.server.name
+
+        def one(n: int) -> Callable[[requests.Session], requests.Response]:
+            def call(s: requests.Session) -> requests.Response:
+                response = s.get(f"{base}/Users", params={"filter": expression(n)})
+                if response.json().get("totalResults") != 1:
+                    raise RuntimeError(f"{name}: {expression(n)} found {response.text[:200]}")
+                return response
+
+            return call
+
+        return self.run([one(n) for n in picks])
+
+    def pages(self, starts: list[int]) -> Result:
+        base = self.server.base
+        return self.run(
+            [
+                lambda s, start=start: s.get(
+                    f"{base}/Users", params={"startIndex": start, "count": 100}
+                )
+                for start in starts
+            ]
+        )
+
+    def deactivate(self, targets: list[int]) -> Result:
+        base = self.server.base
+        body = json.dumps(
+            {
+                "schemas": [PATCH_OP],
+                "Operations": [{"op": "replace", "path": "active", "value": False}],
+            }
+        )
+        return self.run(
+            [lambda s, n=n: s.patch(f"{base}/Users/{self.ids[n]}", data=body) for n in targets]
+        )
+
+
+def compare(
+    ours: Server, theirs: Server, users: int, samples: int, threads: int
+) -> dict[str, tuple[Result, Result]]:
+    """Each operation on both servers back to back, so both see the same machine load."""
+    mine, ref = Workload(ours, users, threads), Workload(theirs, users, threads)
+    picks = [random.randrange(users) for _ in range(samples)]
+    starts = [random.randrange(max(users - 100, 1)) + 1 for _ in range(max(samples // 5, 10))]
     targets = random.sample(range(users), min(samples, users))
-
-    def deactivate(n: int) -> Callable[[requests.Session], requests.Response]:
-        body = {
-            "schemas": [PATCH_OP],
-            "Operations": [{"op": "replace", "path": "active", "value": False}],
-        }
-        return lambda s: s.patch(f"{base}/Users/{ids[n]}", data=json.dumps(body))
-
-    results["PATCH active"] = drive(server, [deactivate(n) for n in targets], threads)
+    steps: dict[str, Callable[[Workload], Result]] = {
+        "create user": lambda w: w.create(),
+        "get by id": lambda w: w.get(picks),
+        "userName eq": lambda w: w.filtered(
+            picks, lambda n: f'userName eq "user{n:06d}@example.com"'
+        ),
+        "externalId eq": lambda w: w.filtered(picks, lambda n: f'externalId eq "ext-{n:06d}"'),
+        "emails[type eq work and value eq]": lambda w: w.filtered(
+            picks, lambda n: f'emails[type eq "work" and value eq "user{n:06d}@example.com"]'
+        ),
+        "page of 100": lambda w: w.pages(starts),
+        "PATCH active": lambda w: w.deactivate(targets),
+    }
+    results = {}
+    for name, step in steps.items():
+        results[name] = (step(mine), step(ref))
+        print(
+            f"  {name}: {results[name][0].rate:,.0f} vs {results[name][1].rate:,.0f} req/s",
+            flush=True,
+        )
     return results
 
 
@@ -391,26 +416,26 @@ def main() -> None:
     random.seed(7)
     print(
         f"# {os.cpu_count()} CPUs; client: {args.threads} threads;"
-        f" gunicorn: {args.workers} workers x 4 threads"
+        f" gunicorn: {args.workers} workers x 4 threads;"
+        f" load average at start: {os.getloadavg()[0]:.1f}"
     )
     with database(db) as url, odock_sync(url, broker, args.workers) as (ours, engine, org):
         with reference() as ref:
-            theirs = workload(ref, args.users, args.samples, args.threads)
-        mine = workload(ours, args.users, args.samples, args.threads)
+            results = compare(ours, ref, args.users, args.samples, args.threads)
         print(f"\n## {args.users} users: requests per second (higher is better)\n")
         print(
             "| operation | odock-sync req/s | scim2-server req/s | ratio"
             " | odock-sync p50 / p99 ms | scim2-server p50 / p99 ms |"
         )
         print("|---|---:|---:|---:|---:|---:|")
-        for name, result in mine.items():
-            other = theirs[name]
+        for name, (result, other) in results.items():
             print(
                 f"| {name} | {result.rate:,.0f} | {other.rate:,.0f}"
                 f" | {result.rate / other.rate:.1f}x"
                 f" | {result.p(0.5):.1f} / {result.p(0.99):.1f}"
                 f" | {other.p(0.5):.1f} / {other.p(0.99):.1f} |"
             )
+        print(f"\nload average after the comparison: {os.getloadavg()[0]:.1f}")
         if args.skip_big:
             return
         print("\n## userName eq at scale (one client, sequential)\n")

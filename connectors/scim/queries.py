@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, exists, func, select
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from connectors.scim import filters
 from connectors.scim.casting import GroupRef, MemberRef
@@ -142,7 +142,7 @@ def search_users(session: Session, organisation_id: uuid.UUID, search: Search) -
     query = (
         select(ScimUser)
         .join(User, User.id == ScimUser.user_id)
-        .options(contains_eager(ScimUser.user))
+        .options(contains_eager(ScimUser.user), joinedload(ScimUser.emails))
         .where(ScimUser.organisation_id == organisation_id)
     )
     return _page(session, query, search, USER_ATTRIBUTES, USER_SORT, ScimUser.id)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from models import audit
 from models.actions import teams as team_actions
@@ -87,7 +87,8 @@ class ScimGroupFields:
 
 def get_scim_user(session: Session, organisation_id: uuid.UUID, scim_id: str) -> ScimUser:
     """This organisation's SCIM user; anything else (another tenant's, a bad id) is 404."""
-    found = session.get(ScimUser, _uuid(scim_id, "user"))
+    # One round trip: the user and the emails joined (a SCIM answer always shows both).
+    found = session.get(ScimUser, _uuid(scim_id, "user"), options=[joinedload(ScimUser.emails)])
     if found is None or found.organisation_id != organisation_id:
         raise NotFound(f"user {scim_id} not found")
     return found
