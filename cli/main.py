@@ -195,3 +195,6 @@ main.add_command(invitations)
 from cli.events import events  # noqa: E402
 
 main.add_command(events)
+from cli.scim import scim  # noqa: E402
+
+main.add_command(scim)

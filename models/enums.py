@@ -98,3 +98,10 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     SKIPPED = "skipped"
+
+
+class ScimDeletePolicy(StrEnum):
+    """What a SCIM DELETE does beyond revoking the user and marking the link deleted."""
+
+    REVOKE = "revoke"
+    HARD_DELETE_AFTER_REVIEW = "hard_delete_after_review"

@@ -176,7 +176,8 @@ def app(settings: Settings, engine: Engine, clean_db: None) -> Iterator[Flask]:
     app = create_app(settings)
     app.config["TESTING"] = True
     yield app
-    app.extensions[EXTENSION].engine.dispose()  # each app has its own pool; free it
+    # Each app has its own engine; close its pooled connections (PostgreSQL has a cap).
+    app.extensions[EXTENSION].engine.dispose()
 
 
 @pytest.fixture

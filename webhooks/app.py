@@ -7,7 +7,16 @@ from flask import Flask
 from models.db import make_engine, make_session_factory
 from models.observability import configure_logging
 from models.settings import Settings, load_settings
-from webhooks import context, enroll, enrollment_hook, errors, health, idp_hooks, review_links
+from webhooks import (
+    context,
+    enroll,
+    enrollment_hook,
+    errors,
+    health,
+    idp_hooks,
+    review_links,
+    scim,
+)
 from webhooks.api import event_hooks, hooks, invitations, openapi, reviews, teams, users
 from worker.celery_app import configure_celery
 from worker.outbox_relay import install_after_commit_relay
@@ -25,6 +34,7 @@ BLUEPRINTS = [
     enrollment_hook.bp,
     idp_hooks.bp,
     event_hooks.bp,
+    scim.bp,
 ]
 
 

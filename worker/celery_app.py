@@ -16,6 +16,7 @@ TASK_MODULES = [
     "worker.tasks.notifications",
     "worker.tasks.invitations",
     "worker.tasks.idp_events",
+    "worker.tasks.scim",
 ]
 
 sqlite_broker.register()
@@ -65,4 +66,5 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "task": "invitations.expire_overdue",
             "schedule": timedelta(seconds=settings.invitation_expiry_interval),
         },
+        "scim-purge-deleted": {"task": "scim.purge_deleted", "schedule": timedelta(hours=1)},
     }

@@ -16,6 +16,7 @@ from models.entities.revocation import (
     Revocation,
     RevocationReview,
 )
+from models.entities.scim import ScimEmail, ScimGroupRole, ScimUser
 from models.entities.team import Team, TeamMembership
 from models.entities.usage import UsageRecord
 from models.entities.user import IdentityLink, User
@@ -41,6 +42,9 @@ __all__ = [
     "ReviewFinding",
     "Revocation",
     "RevocationReview",
+    "ScimEmail",
+    "ScimGroupRole",
+    "ScimUser",
     "Team",
     "TeamMembership",
     "UsageRecord",

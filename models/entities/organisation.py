@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, Timestamped, new_id
 from models.entities.types import enum_column
-from models.enums import KeyPolicy
+from models.enums import KeyPolicy, ScimDeletePolicy
 
 
 class Organisation(Timestamped, Base):
@@ -41,5 +41,8 @@ class OrganisationSettings(Timestamped, Base):
     deprovision_threshold_count: Mapped[int] = mapped_column(default=50)
     deprovision_threshold_percent: Mapped[int] = mapped_column(default=10)
     review_escalation_minutes: Mapped[int] = mapped_column(default=24 * 60)
+    scim_delete_policy: Mapped[ScimDeletePolicy] = enum_column(
+        ScimDeletePolicy, default=ScimDeletePolicy.REVOKE
+    )
 
     organisation: Mapped[Organisation] = relationship(back_populates="settings")

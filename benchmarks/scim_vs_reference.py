@@ -1,0 +1,458 @@
+"""odock-sync's SCIM server against the reference server scim2-server, same client, loopback.
+
+Starts odock-sync (gunicorn, PostgreSQL) and scim2-server (in memory), drives both with the
+same concurrent client and prints requests per second side by side with their ratio. Then
+seeds odock-sync's database in bulk to 100,000 users and compares the `userName eq` filter's
+p99 latency with its p99 at 1,000 users.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
+    CELERY_BROKER_URL=redis://127.0.0.1:6379/0 python benchmarks/scim_vs_reference.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from models.base import new_id, utcnow  # noqa: E402
+from models.db import make_engine, make_session_factory  # noqa: E402
+from models.entities import IdentityLink, ScimEmail, ScimUser, User  # noqa: E402
+from models.enums import Role, Source, UserStatus  # noqa: E402
+from models.migrate import upgrade  # noqa: E402
+from models.settings import Settings  # noqa: E402
+from tests.support import factories  # noqa: E402
+
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_up(url: str, token: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, headers=auth(token), timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+
+
+@dataclass
+class Server:
+    name: str
+    base: str
+    token: str
+
+
+@contextmanager
+def database(url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for this run, dropped afterwards."""
+    server = make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    name = f"odock_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def odock_sync(db_url: str, broker: str, workers: int) -> Iterator[tuple[Server, Any, Any]]:
+    settings = Settings(
+        database_url=db_url,
+        celery_broker_url=broker,
+        celery_queue=f"odock-bench-{uuid.uuid4().hex[:6]}",
+        secret_key=secrets.token_urlsafe(32),
+        log_level="WARNING",
+    )
+    engine = make_engine(settings)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    with sessions() as session:
+        org = factories.make_org(session, "Bench")
+        token = factories.scim_token(session, org)
+        session.commit()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "CELERY_BROKER_URL": broker,
+        "CELERY_QUEUE": settings.celery_queue,
+        "SECRET_KEY": settings.secret_key,
+        "LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            "--workers",
+            str(workers),
+            "--threads",
+            "4",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "webhooks.app:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        server = Server("odock-sync", f"http://127.0.0.1:{port}/scim/v2", token)
+        wait_up(server.base + "/ServiceProviderConfig", token)
+        yield server, engine, org
+    finally:
+        process.terminate()
+        process.wait(10)
+        engine.dispose()
+
+
+@contextmanager
+def reference() -> Iterator[Server]:
+    port, token = free_port(), secrets.token_urlsafe(16)
+    process = subprocess.Popen(
+        [str(BIN / "scim2-server"), "--port", str(port), "--bearer-token", token],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        server = Server("scim2-server", f"http://127.0.0.1:{port}", token)
+        wait_up(server.base + "/ServiceProviderConfig", token)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+# --- the client --------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    count: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+    def p(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def drive(
+    server: Server, calls: list[Callable[[requests.Session], requests.Response]], threads: int
+) -> Result:
+    """Run calls on `threads` keep-alive connections; every answer must be a success."""
+    local: dict[int, requests.Session] = {}
+    latencies: list[float] = []
+
+    def run(call: Callable[[requests.Session], requests.Response]) -> None:
+        import threading
+
+        session = local.setdefault(threading.get_ident(), requests.Session())
+        session.headers.update(auth(server.token))
+        started = time.perf_counter()
+        response = call(session)
+        latencies.append(time.perf_counter() - started)
+        if response.status_code >= 300:
+            raise RuntimeError(f"{server.name}: {response.status_code} {response.text[:300]}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(run, calls))
+    return Result(len(calls), time.perf_counter() - started, latencies)
+
+
+def user_body(n: int) -> dict[str, Any]:
+    email = f"user{n:06d}@example.com"
+    return {
+        "schemas": [USER],
+        "userName": email,
+        "externalId": f"ext-{n:06d}",
+        "name": {"givenName": f"Given{n}", "familyName": f"Family{n}"},
+        "displayName": f"User {n}",
+        "emails": [{"value": email, "type": "work", "primary": True}],
+        "active": True,
+    }
+
+
+class Workload:
+    """The same operations, in the same order, against one server."""
+
+    def __init__(self, server: Server, users: int, threads: int) -> None:
+        self.server, self.users, self.threads = server, users, threads
+        self.ids: dict[int, str] = {}
+
+    def run(self, calls: list[Callable[[requests.Session], requests.Response]]) -> Result:
+        return drive(self.server, calls, self.threads)
+
+    def create(self) -> Result:
+        base = self.server.base
+
+        def one(n: int) -> Callable[[requests.Session], requests.Response]:
+            def call(s: requests.Session) -> requests.Response:
+                response = s.post(f"{base}/Users", data=json.dumps(user_body(n)))
+                self.ids[n] = response.json().get("id", "")
+                return response
+
+            return call
+
+        return self.run([one(n) for n in range(self.users)])
+
+    def get(self, picks: list[int]) -> Result:
+        base = self.server.base
+        return self.run([lambda s, n=n: s.get(f"{base}/Users/{self.ids[n]}") for n in picks])
+
+    def filtered(self, picks: list[int], expression: Callable[[int], str]) -> Result:
+        base, name = self.server.base, self.server.name
+
+        def one(n: int) -> Callable[[requests.Session], requests.Response]:
+            def call(s: requests.Session) -> requests.Response:
+                response = s.get(f"{base}/Users", params={"filter": expression(n)})
+                if response.json().get("totalResults") != 1:
+                    raise RuntimeError(f"{name}: {expression(n)} found {response.text[:200]}")
+                return response
+
+            return call
+
+        return self.run([one(n) for n in picks])
+
+    def pages(self, starts: list[int]) -> Result:
+        base = self.server.base
+        return self.run(
+            [
+                lambda s, start=start: s.get(
+                    f"{base}/Users", params={"startIndex": start, "count": 100}
+                )
+                for start in starts
+            ]
+        )
+
+    def deactivate(self, targets: list[int]) -> Result:
+        base = self.server.base
+        body = json.dumps(
+            {
+                "schemas": [PATCH_OP],
+                "Operations": [{"op": "replace", "path": "active", "value": False}],
+            }
+        )
+        return self.run(
+            [lambda s, n=n: s.patch(f"{base}/Users/{self.ids[n]}", data=body) for n in targets]
+        )
+
+
+def compare(
+    ours: Server, theirs: Server, users: int, samples: int, threads: int
+) -> dict[str, tuple[Result, Result]]:
+    """Each operation on both servers back to back, so both see the same machine load."""
+    mine, ref = Workload(ours, users, threads), Workload(theirs, users, threads)
+    picks = [random.randrange(users) for _ in range(samples)]
+    starts = [random.randrange(max(users - 100, 1)) + 1 for _ in range(max(samples // 5, 10))]
+    targets = random.sample(range(users), min(samples, users))
+    steps: dict[str, Callable[[Workload], Result]] = {
+        "create user": lambda w: w.create(),
+        "get by id": lambda w: w.get(picks),
+        "userName eq": lambda w: w.filtered(
+            picks, lambda n: f'userName eq "user{n:06d}@example.com"'
+        ),
+        "externalId eq": lambda w: w.filtered(picks, lambda n: f'externalId eq "ext-{n:06d}"'),
+        "emails[type eq work and value eq]": lambda w: w.filtered(
+            picks, lambda n: f'emails[type eq "work" and value eq "user{n:06d}@example.com"]'
+        ),
+        "page of 100": lambda w: w.pages(starts),
+        "PATCH active": lambda w: w.deactivate(targets),
+    }
+    results = {}
+    for name, step in steps.items():
+        results[name] = (step(mine), step(ref))
+        print(
+            f"  {name}: {results[name][0].rate:,.0f} vs {results[name][1].rate:,.0f} req/s",
+            flush=True,
+        )
+    return results
+
+
+# --- 100,000 users -------------------------------------------------------------------------
+
+
+def seed(engine: Any, org: Any, start: int, stop: int, chunk: int = 5000) -> None:
+    """Insert SCIM users straight into the tables, as provisioning would have left them."""
+    for low in range(start, stop, chunk):
+        now = utcnow()
+        users, links, scim_users, emails = [], [], [], []
+        for n in range(low, min(low + chunk, stop)):
+            user_id, scim_id = new_id(), new_id()
+            email = f"seed{n:06d}@example.com"
+            users.append(
+                {
+                    "id": user_id,
+                    "organisation_id": org.id,
+                    "name": f"Seed {n}",
+                    "email": email,
+                    "email_key": email,
+                    "role": Role.USER,
+                    "status": UserStatus.ACTIVE,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            links.append(
+                {
+                    "id": new_id(),
+                    "organisation_id": org.id,
+                    "user_id": user_id,
+                    "source": Source.SCIM,
+                    "external_id": str(scim_id),
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            scim_users.append(
+                {
+                    "id": scim_id,
+                    "organisation_id": org.id,
+                    "user_id": user_id,
+                    "user_name": email,
+                    "user_name_key": email,
+                    "external_id": f"seed-{n:06d}",
+                    "given_name": "Seed",
+                    "family_name": str(n),
+                    "extra": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            emails.append(
+                {
+                    "id": new_id(),
+                    "organisation_id": org.id,
+                    "scim_user_id": scim_id,
+                    "position": 0,
+                    "value": email,
+                    "value_key": email,
+                    "type": "work",
+                    "primary": True,
+                }
+            )
+        with engine.begin() as connection:
+            connection.execute(insert(User), users)
+            connection.execute(insert(IdentityLink), links)
+            connection.execute(insert(ScimUser), scim_users)
+            connection.execute(insert(ScimEmail), emails)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("ANALYZE"))
+
+
+def eq_latency(server: Server, total: int, samples: int) -> Result:
+    """Sequential `userName eq` lookups of random seeded users (latency, not throughput)."""
+    picks = [random.randrange(total) for _ in range(samples)]
+    calls = [
+        (
+            lambda s, n=n: s.get(
+                f"{server.base}/Users", params={"filter": f'userName eq "seed{n:06d}@example.com"'}
+            )
+        )
+        for n in picks
+    ]
+    drive(server, calls[: samples // 10], 1)  # warm up
+    return drive(server, calls, 1)
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) * 2)
+    parser.add_argument("--big", type=int, default=100_000)
+    parser.add_argument("--skip-big", action="store_true")
+    args = parser.parse_args()
+    db = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    broker = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+    random.seed(7)
+    print(
+        f"# {os.cpu_count()} CPUs; client: {args.threads} threads;"
+        f" gunicorn: {args.workers} workers x 4 threads;"
+        f" load average at start: {os.getloadavg()[0]:.1f}"
+    )
+    with database(db) as url, odock_sync(url, broker, args.workers) as (ours, engine, org):
+        with reference() as ref:
+            results = compare(ours, ref, args.users, args.samples, args.threads)
+        print(f"\n## {args.users} users: requests per second (higher is better)\n")
+        print(
+            "| operation | odock-sync req/s | scim2-server req/s | ratio"
+            " | odock-sync p50 / p99 ms | scim2-server p50 / p99 ms |"
+        )
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, (result, other) in results.items():
+            print(
+                f"| {name} | {result.rate:,.0f} | {other.rate:,.0f}"
+                f" | {result.rate / other.rate:.1f}x"
+                f" | {result.p(0.5):.1f} / {result.p(0.99):.1f}"
+                f" | {other.p(0.5):.1f} / {other.p(0.99):.1f} |"
+            )
+        print(f"\nload average after the comparison: {os.getloadavg()[0]:.1f}")
+        if args.skip_big:
+            return
+        print("\n## userName eq at scale (one client, sequential)\n")
+        seed(engine, org, 0, 1000)
+        small = eq_latency(ours, 1000, args.samples)
+        seed(engine, org, 1000, args.big)
+        big = eq_latency(ours, args.big, args.samples)
+        print("| seeded users | p50 ms | p99 ms |")
+        print("|---:|---:|---:|")
+        # The org also holds the workload's users; the seeded ones are what is looked up.
+        print(f"| 1,000 | {small.p(0.5):.1f} | {small.p(0.99):.1f} |")
+        print(f"| {args.big:,} | {big.p(0.5):.1f} | {big.p(0.99):.1f} |")
+        print(
+            f"\np99 at {args.big:,} / p99 at 1,000 = {big.p(0.99) / small.p(0.99):.2f}"
+            " (targets: ratio <= 1.5, p99 < 20 ms)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""`odock-sync scim`: the organisation's SCIM policies (group roles, what DELETE does)."""
+
+from __future__ import annotations
+
+import click
+
+from cli.context import CLI_ACTOR, unit_of_work
+from cli.output import emit
+from models.actions import organisations
+from models.actions import scim as scim_actions
+from models.enums import Role, ScimDeletePolicy
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
+
+
+@click.group()
+def scim() -> None:
+    """SCIM provisioning policies of an organisation."""
+
+
+@scim.group("group-role")
+def group_role() -> None:
+    """Map IdP groups to organisation roles (members hold the role; leaving demotes)."""
+
+
+@group_role.command("set")
+@ORG_OPTION
+@click.option("--group", "group_name", required=True, help="The IdP group's displayName.")
+@click.option("--role", type=click.Choice([Role.ORG_ADMIN, Role.MANAGER, Role.USER]))
+def group_role_set(org_slug: str, group_name: str, role: str) -> None:
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        scim_actions.set_group_role(
+            session,
+            organisation=organisation,
+            group_name=group_name,
+            role=Role(role),
+            actor=CLI_ACTOR,
+        )
+    click.echo(f"members of {group_name!r} hold {role}")
+
+
+@group_role.command("remove")
+@ORG_OPTION
+@click.option("--group", "group_name", required=True)
+def group_role_remove(org_slug: str, group_name: str) -> None:
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        scim_actions.set_group_role(
+            session, organisation=organisation, group_name=group_name, role=None, actor=CLI_ACTOR
+        )
+    click.echo(f"{group_name!r} no longer grants a role")
+
+
+@group_role.command("list")
+@ORG_OPTION
+@JSON_OPTION
+def group_role_list(org_slug: str, as_json: bool) -> None:
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        rows = [
+            {"group": mapping.group_name, "role": mapping.role.value}
+            for mapping in scim_actions.group_roles(session, organisation.id)
+        ]
+    text = "\n".join(f"{r['group']}: {r['role']}" for r in rows) or "no group roles"
+    emit(rows, as_json=as_json, text=text)
+
+
+@scim.command("delete-policy")
+@ORG_OPTION
+@click.argument("policy", type=click.Choice([p.value for p in ScimDeletePolicy]))
+def delete_policy(org_slug: str, policy: str) -> None:
+    """What a SCIM DELETE does: revoke (default), or also hard-delete once reviews resolve."""
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        scim_actions.set_delete_policy(
+            session, organisation=organisation, policy=ScimDeletePolicy(policy), actor=CLI_ACTOR
+        )
+    click.echo(f"SCIM DELETE policy: {policy}")
+
+
+@scim.command("purge")
+@ORG_OPTION
+@JSON_OPTION
+def purge(org_slug: str, as_json: bool) -> None:
+    """Apply the hard-delete policy now (the worker does it hourly)."""
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        ids = scim_actions.purge_deleted_users(session, organisation=organisation, actor=CLI_ACTOR)
+    emit([str(i) for i in ids], as_json=as_json, text=f"{len(ids)} users hard-deleted")

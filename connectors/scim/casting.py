@@ -1,0 +1,312 @@
+"""SCIM documents to domain fields and back: pure functions named by direction.
+
+Reading is lenient where the IdPs differ (attribute-name case, "True"/"False" strings,
+OneLogin's emails as one object, a manager as a bare id or {value}, empty meaning
+unassigned, unknown extensions) and strict where the domain needs a value (userName, an
+email, displayName).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from connectors.scim.errors import InvalidValue
+from connectors.scim.schemas import ENTERPRISE, GROUP, USER
+from models.actions.scim import ScimEmailValue, ScimGroupFields, ScimUserFields
+from models.entities import ScimUser, Team
+from models.enums import UserStatus
+
+# RFC 7643 core and enterprise attributes odock-sync does not use but keeps for the IdP.
+USER_PASSTHROUGH = frozenset(
+    {
+        "nickName",
+        "profileUrl",
+        "title",
+        "userType",
+        "preferredLanguage",
+        "locale",
+        "timezone",
+        "phoneNumbers",
+        "addresses",
+        "ims",
+        "photos",
+        "entitlements",
+        "roles",
+        "x509Certificates",
+        f"{ENTERPRISE}:costCenter",
+        f"{ENTERPRISE}:organization",
+        f"{ENTERPRISE}:division",
+    }
+)
+_CORE_PASSTHROUGH = {n.lower(): n for n in USER_PASSTHROUGH if ":" not in n}
+_ENTERPRISE_PASSTHROUGH = {
+    n.rsplit(":", 1)[1].lower(): n.rsplit(":", 1)[1] for n in USER_PASSTHROUGH if ":" in n
+}
+MAX_STRING = 255
+
+
+@dataclass(frozen=True)
+class GroupRef:
+    id: str
+    display: str
+
+
+@dataclass(frozen=True)
+class MemberRef:
+    id: str
+    display: str
+
+
+# --- domain -> SCIM --------------------------------------------------------------------
+
+
+def user_to_scim(scim_user: ScimUser, groups: Sequence[GroupRef], base_url: str) -> dict[str, Any]:
+    user = scim_user.user
+    doc: dict[str, Any] = {"schemas": [USER], "id": str(scim_user.id)}
+    _put(doc, "externalId", scim_user.external_id)
+    doc["userName"] = scim_user.user_name
+    name = _compact(
+        {
+            "formatted": scim_user.formatted_name,
+            "familyName": scim_user.family_name,
+            "givenName": scim_user.given_name,
+        }
+    )
+    _put(doc, "name", name)
+    _put(doc, "displayName", scim_user.display_name)
+    emails = [
+        _compact({"value": e.value, "type": e.type, "primary": e.primary}) for e in scim_user.emails
+    ]
+    _put(doc, "emails", emails)
+    doc["active"] = user.status is not UserStatus.REVOKED
+    _put(
+        doc,
+        "groups",
+        [
+            {"value": g.id, "$ref": f"{base_url}/Groups/{g.id}", "display": g.display}
+            for g in groups
+        ],
+    )
+    extra = dict(scim_user.extra or {})
+    enterprise = _compact(
+        {
+            "employeeNumber": scim_user.employee_number,
+            "department": scim_user.department,
+            "manager": (
+                {"value": scim_user.manager_id, "$ref": f"{base_url}/Users/{scim_user.manager_id}"}
+                if scim_user.manager_id
+                else None
+            ),
+            **extra.pop(ENTERPRISE, {}),
+        }
+    )
+    doc.update(extra)
+    if enterprise:
+        doc["schemas"].append(ENTERPRISE)
+        doc[ENTERPRISE] = enterprise
+    last_modified = max(scim_user.updated_at, user.updated_at)
+    return with_meta(doc, "User", scim_user.created_at, last_modified, f"{base_url}/Users")
+
+
+def team_to_group(team: Team, members: Sequence[MemberRef], base_url: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {"schemas": [GROUP], "id": str(team.id)}
+    _put(doc, "externalId", team.external_id)
+    doc["displayName"] = team.name
+    _put(
+        doc,
+        "members",
+        [{"value": m.id, "$ref": f"{base_url}/Users/{m.id}", "type": "User"} for m in members],
+    )
+    return with_meta(doc, "Group", team.created_at, team.updated_at, f"{base_url}/Groups")
+
+
+def with_meta(
+    doc: dict[str, Any], resource_type: str, created: datetime, modified: datetime, base: str
+) -> dict[str, Any]:
+    doc["meta"] = {
+        "resourceType": resource_type,
+        "created": _timestamp(created),
+        "lastModified": _timestamp(modified),
+        "location": f"{base}/{doc['id']}",
+        "version": version_of(doc),
+    }
+    return doc
+
+
+def version_of(doc: dict[str, Any]) -> str:
+    """A weak ETag over the resource's content (meta aside): it changes with any change."""
+    content = {k: v for k, v in doc.items() if k != "meta"}
+    digest = hashlib.blake2b(
+        json.dumps(content, sort_keys=True, default=str).encode(), digest_size=10
+    )
+    return f'W/"{digest.hexdigest()}"'
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _put(doc: dict[str, Any], key: str, value: Any) -> None:
+    if value not in (None, "", [], {}):
+        doc[key] = value
+
+
+def _compact(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v not in (None, "", [], {})}
+
+
+# --- SCIM -> domain --------------------------------------------------------------------
+
+
+def scim_to_user_fields(doc: Any) -> ScimUserFields:
+    if not isinstance(doc, dict):
+        raise InvalidValue("a User must be a JSON object")
+    core = _lower_keys(doc)
+    enterprise = _lower_keys(_find_ci(doc, ENTERPRISE) or {})
+    name = _lower_keys(_object(core.get("name"), "name"))
+    user_name = _string(core.get("username"), "userName")
+    if user_name is None:
+        raise InvalidValue("userName is required")
+    extra: dict[str, Any] = {
+        canonical: core[key] for key, canonical in _CORE_PASSTHROUGH.items() if key in core
+    }
+    enterprise_extra = {
+        canonical: enterprise[key]
+        for key, canonical in _ENTERPRISE_PASSTHROUGH.items()
+        if key in enterprise and enterprise[key] not in (None, "")
+    }
+    if enterprise_extra:
+        extra[ENTERPRISE] = enterprise_extra
+    return ScimUserFields(
+        user_name=user_name,
+        external_id=_string(core.get("externalid"), "externalId"),
+        given_name=_string(name.get("givenname"), "name.givenName", 200),
+        family_name=_string(name.get("familyname"), "name.familyName", 200),
+        formatted_name=_string(name.get("formatted"), "name.formatted", 400),
+        display_name=_string(core.get("displayname"), "displayName", 200),
+        emails=_emails(core.get("emails")),
+        active=_boolean(core.get("active"), "active"),
+        employee_number=_string(enterprise.get("employeenumber"), "employeeNumber", 100),
+        department=_string(enterprise.get("department"), "department", 200),
+        manager_id=_manager(enterprise.get("manager")),
+        extra={k: v for k, v in extra.items() if v not in (None, "", [], {})},
+    )
+
+
+def scim_to_group_fields(doc: Any) -> ScimGroupFields:
+    if not isinstance(doc, dict):
+        raise InvalidValue("a Group must be a JSON object")
+    core = _lower_keys(doc)
+    display_name = _string(core.get("displayname"), "displayName", 200)
+    if display_name is None:
+        raise InvalidValue("displayName is required")
+    members = core.get("members")
+    member_ids: tuple[str, ...] = ()
+    if members is not None:
+        if isinstance(members, dict):
+            members = [members]
+        if not isinstance(members, list):
+            raise InvalidValue("members must be a list")
+        member_ids = tuple(dict.fromkeys(_member_id(m) for m in members))
+    return ScimGroupFields(
+        display_name=display_name,
+        external_id=_string(core.get("externalid"), "externalId"),
+        member_ids=member_ids,
+    )
+
+
+def _member_id(member: Any) -> str:
+    if isinstance(member, str) and member:
+        return member
+    if not isinstance(member, dict):
+        raise InvalidValue("each member must be an object with a value")
+    fields = _lower_keys(member)
+    kind = fields.get("type")
+    if isinstance(kind, str) and kind.lower() == "group":
+        raise InvalidValue("nested groups are not supported; members must be users")
+    value = _string(fields.get("value"), "members.value")
+    if value is None:
+        raise InvalidValue("each member needs a value (the user id)")
+    return value
+
+
+def _emails(value: Any) -> tuple[ScimEmailValue, ...]:
+    if value in (None, "", []):
+        return ()
+    if isinstance(value, dict):  # OneLogin sends one email as an object
+        value = [value]
+    if isinstance(value, str):
+        value = [{"value": value}]
+    if not isinstance(value, list):
+        raise InvalidValue("emails must be a list")
+    emails: list[ScimEmailValue] = []
+    seen: set[tuple[str, str | None]] = set()
+    for item in value:
+        fields = _lower_keys(_object(item, "emails"))
+        address = _string(fields.get("value"), "emails.value", 320)
+        if address is None:
+            continue
+        kind = _string(fields.get("type"), "emails.type", 32)
+        kind = kind.lower() if kind else None
+        if (address.lower(), kind) in seen:
+            continue
+        seen.add((address.lower(), kind))
+        primary = _boolean(fields.get("primary"), "emails.primary")
+        emails.append(ScimEmailValue(address, kind, primary))
+    if sum(bool(e.primary) for e in emails) > 1:
+        raise InvalidValue("only one email can be primary")
+    return tuple(emails)
+
+
+def _manager(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = _lower_keys(value).get("value")
+    return _string(value, "manager")
+
+
+def _boolean(value: Any, name: str) -> bool | None:
+    """Booleans, and the strings "True"/"False" Entra sends for them."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if isinstance(value, str) and not value.strip():
+        return None
+    raise InvalidValue(f"{name} must be true or false, not {value!r}")
+
+
+def _string(value: Any, name: str, limit: int = MAX_STRING) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidValue(f"{name} must be a string")
+    text = str(value).strip()
+    if not text:
+        return None
+    if len(text) > limit:
+        raise InvalidValue(f"{name} is longer than {limit} characters")
+    if "\x00" in text:
+        raise InvalidValue(f"{name} contains a NUL character")
+    return text
+
+
+def _object(value: Any, name: str) -> dict[str, Any]:
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidValue(f"{name} must be an object")
+    return value
+
+
+def _lower_keys(value: dict[str, Any]) -> dict[str, Any]:
+    return {str(k).lower(): v for k, v in value.items()}
+
+
+def _find_ci(doc: dict[str, Any], key: str) -> Any:
+    wanted = key.lower()
+    return next((v for k, v in doc.items() if str(k).lower() == wanted), None)

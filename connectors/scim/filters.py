@@ -1,0 +1,420 @@
+"""SCIM filters (RFC 7644 section 3.4.2.2): parse with scim2-filter-parser, then translate
+the syntax tree into SQLAlchemy expressions through an explicit attribute map.
+
+Nothing is string-built and nothing is evaluated in Python over many rows. The one
+in-memory evaluator here, `matches`, tests the elements of ONE resource's multi-valued
+attribute, for PATCH value paths such as `members[value eq "..."]`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from scim2_filter_parser import ast
+from scim2_filter_parser.lexer import SCIMLexer
+from scim2_filter_parser.parser import SCIMParser
+from sqlalchemy import ColumnElement, and_, false, func, not_, or_, true
+
+from connectors.scim.errors import InvalidFilter
+
+MAX_FILTER_LENGTH = 2000
+_KEYWORDS = {"TRUE": True, "FALSE": False, "NULL": None}
+
+
+class Kind(StrEnum):
+    STRING = "string"  # case-exact string
+    TEXT = "text"  # case-insensitive string
+    KEY = "key"  # case-insensitive string stored lowercased (compare lowered value)
+    BOOLEAN = "boolean"
+    DATETIME = "dateTime"
+    UUID = "uuid"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A single-valued attribute held in one column (or a boolean expression)."""
+
+    expr: Any
+    kind: Kind = Kind.STRING
+
+
+@dataclass(frozen=True)
+class MultiValued:
+    """A multi-valued attribute stored as rows of another table.
+
+    `sub` maps lowercased sub-attribute names to their columns; `exists` wraps a condition
+    on one child row into a correlated EXISTS on the parent.
+    """
+
+    sub: dict[str, Column]
+    exists: Callable[[ColumnElement[bool]], ColumnElement[bool]]
+    default_sub: str = "value"
+
+
+AttributeMap = dict[str, Column | MultiValued]
+
+
+def parse(text: str) -> ast.Filter:
+    """The syntax tree of a filter; a malformed filter is invalidFilter."""
+    if not text or not text.strip():
+        raise InvalidFilter("the filter is empty")
+    if len(text) > MAX_FILTER_LENGTH:
+        raise InvalidFilter(f"the filter is longer than {MAX_FILTER_LENGTH} characters")
+    try:
+        tree = SCIMParser().parse(_typed_tokens(text))
+    except Exception as exc:  # the parser raises several unrelated types on bad input
+        raise InvalidFilter(f"the filter {text!r} is malformed: {exc}") from None
+    if tree is None:
+        raise InvalidFilter(f"the filter {text!r} is malformed")
+    return _regroup(tree)
+
+
+def _regroup(node: Any) -> Any:
+    """Give "and" precedence over "or" (RFC 7644 3.4.2.2).
+
+    The parser gives both the same precedence, left to right, so `a or b and c` comes out
+    as `(a or b) and c`. A chain written without parentheses is a LogExpr whose operand is
+    a Filter holding a LogExpr directly (parentheses add one more Filter); such chains are
+    flattened and rebuilt as ORs of ANDs.
+    """
+    if isinstance(node, ast.Filter):
+        if isinstance(node.expr, ast.LogExpr):
+            operands, operators = _chain(node.expr)
+            return ast.Filter(_rebuild(operands, operators), node.negated, node.namespace)
+        return ast.Filter(_regroup(node.expr), node.negated, node.namespace)
+    if isinstance(node, ast.AttrExpr) and isinstance(node.attr_path.attr_name, ast.Filter):
+        inner = node.attr_path.attr_name
+        node.attr_path.attr_name = ast.Filter(_regroup(inner.expr), inner.negated, inner.namespace)
+    return node
+
+
+def _chain(expr: ast.LogExpr) -> tuple[list[Any], list[str]]:
+    operands: list[Any] = []
+    operators: list[str] = []
+    for position, side in enumerate((expr.expr1, expr.expr2)):
+        if position:
+            operators.append(expr.op.lower())
+        unparenthesised = (
+            isinstance(side, ast.Filter)
+            and isinstance(side.expr, ast.LogExpr)
+            and not side.negated
+            and side.namespace is None
+        )
+        if unparenthesised:
+            inner_operands, inner_operators = _chain(side.expr)
+            operands.extend(inner_operands)
+            operators.extend(inner_operators)
+        else:
+            operands.append(_regroup(side))
+    return operands, operators
+
+
+def _rebuild(operands: list[Any], operators: list[str]) -> Any:
+    groups: list[Any] = [operands[0]]
+    for operator, operand in zip(operators, operands[1:], strict=True):
+        if operator == "and":
+            groups[-1] = ast.Filter(ast.LogExpr("and", groups[-1], operand), False, None)
+        else:
+            groups.append(operand)
+    result = groups[0]
+    for group in groups[1:]:
+        result = ast.Filter(ast.LogExpr("or", result, group), False, None)
+    return (
+        result.expr
+        if isinstance(result, ast.Filter) and isinstance(result.expr, ast.LogExpr)
+        else result
+    )
+
+
+def _typed_tokens(text: str) -> Iterator[Any]:
+    """The lexer's tokens with JSON-typed comparison values (it keeps only strings)."""
+    tokens = list(SCIMLexer().tokenize(text))
+    merged: list[Any] = []
+    for token in tokens:
+        # The stock lexer reads one digit per NUMBER token; glue adjacent digits back.
+        previous = merged[-1] if merged else None
+        if (
+            token.type == "NUMBER"
+            and previous is not None
+            and previous.type == "NUMBER"
+            and previous.index + len(str(previous.value)) == token.index
+        ):
+            previous.value = f"{previous.value}{token.value}"
+            continue
+        merged.append(token)
+    for token in merged:
+        if token.type in _KEYWORDS:
+            token.value = _Literal(_KEYWORDS[token.type])
+        elif token.type == "NUMBER":
+            token.value = _Literal(int(token.value))
+        yield token
+
+
+@dataclass(frozen=True)
+class _Literal:
+    """A JSON literal (true, false, null, a number), told apart from a quoted string."""
+
+    value: Any
+
+    def lower(self) -> str:  # the parser lower()s the first token of `not (`
+        return str(self.value).lower()
+
+
+def comp_value(node: ast.CompValue | None) -> Any:
+    if node is None:
+        return None
+    value = node.value
+    return value.value if isinstance(value, _Literal) else value
+
+
+# --- translation to SQL ---------------------------------------------------------------
+
+
+def to_sql(tree: ast.Filter, attributes: AttributeMap) -> ColumnElement[bool]:
+    return _Translator(attributes).filter(tree)
+
+
+class _Translator:
+    def __init__(self, attributes: AttributeMap) -> None:
+        self.attributes = attributes
+
+    def filter(self, node: Any, scope: MultiValued | None = None) -> ColumnElement[bool]:
+        if isinstance(node, ast.Filter):
+            if node.namespace is not None:
+                if scope is not None:
+                    raise InvalidFilter("value paths cannot be nested")
+                multi = self._multi(node.namespace)
+                expression = multi.exists(self.filter(node.expr, multi))
+            else:
+                expression = self.filter(node.expr, scope)
+            return not_(expression) if node.negated else expression
+        if isinstance(node, ast.LogExpr):
+            left, right = self.filter(node.expr1, scope), self.filter(node.expr2, scope)
+            return and_(left, right) if node.op.lower() == "and" else or_(left, right)
+        if isinstance(node, ast.AttrExpr):
+            return self.attr_expr(node, scope)
+        raise InvalidFilter("the filter is malformed")
+
+    def attr_expr(self, node: ast.AttrExpr, scope: MultiValued | None) -> ColumnElement[bool]:
+        op = node.value.lower()
+        value = comp_value(node.comp_value)
+        path = node.attr_path
+        if isinstance(path.attr_name, ast.Filter):  # emails[type eq "work"].value eq "x"
+            inner = path.attr_name
+            multi = self._multi(inner.namespace)
+            sub = self._sub(multi, inner.namespace.sub_attr.value)
+            return multi.exists(and_(self.filter(inner.expr, multi), compare(sub, op, value)))
+        if scope is not None:
+            return compare(self._sub(scope, _name(path, with_sub=True)), op, value)
+        target = self._lookup(path)
+        if isinstance(target, Column):
+            return compare(target, op, value)
+        if op == "pr" and path.sub_attr is None:
+            return target.exists(true())
+        sub_name = path.sub_attr.value if path.sub_attr is not None else target.default_sub
+        return target.exists(compare(self._sub(target, sub_name), op, value))
+
+    def _lookup(self, path: ast.AttrPath) -> Column | MultiValued:
+        full = _name(path, with_sub=True)
+        if full in self.attributes:
+            return self.attributes[full]
+        parent = _name(path, with_sub=False)
+        target = self.attributes.get(parent)
+        if isinstance(target, MultiValued):
+            return target
+        raise InvalidFilter(f"filtering on {_display(path)} is not supported")
+
+    def _multi(self, path: Any) -> MultiValued:
+        target = self.attributes.get(_name(path, with_sub=False))
+        if not isinstance(target, MultiValued):
+            raise InvalidFilter(f"{_display(path)} is not a multi-valued attribute")
+        return target
+
+    @staticmethod
+    def _sub(multi: MultiValued, name: str) -> Column:
+        column = multi.sub.get(name.lower())
+        if column is None:
+            raise InvalidFilter(f"filtering on sub-attribute {name} is not supported")
+        return column
+
+
+def _name(path: ast.AttrPath, *, with_sub: bool) -> str:
+    if not isinstance(path.attr_name, str):
+        raise InvalidFilter("the filter is malformed")
+    name = path.attr_name
+    if path.uri:
+        name = f"{path.uri}:{name}"
+    if with_sub and path.sub_attr is not None:
+        name = f"{name}.{path.sub_attr.value}"
+    return name.lower()
+
+
+def _display(path: Any) -> str:
+    try:
+        return _name(path, with_sub=True)
+    except InvalidFilter:
+        return "that attribute"
+
+
+def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
+    expr = column.expr
+    if op == "pr":
+        if column.kind in (Kind.STRING, Kind.TEXT, Kind.KEY):
+            return and_(expr.is_not(None), expr != "")
+        return expr.is_not(None) if column.kind is not Kind.BOOLEAN else true()
+    if value is None:
+        if op == "eq":
+            return expr.is_(None)
+        if op == "ne":
+            return expr.is_not(None)
+        raise InvalidFilter(f"{op} cannot compare with null")
+    if column.kind is Kind.BOOLEAN:
+        return _compare_boolean(expr, op, value)
+    if column.kind is Kind.UUID:
+        return _compare_uuid(expr, op, value)
+    if column.kind is Kind.DATETIME:
+        return _ordered(expr, op, _datetime(value))
+    if not isinstance(value, str):
+        raise InvalidFilter(f"a string attribute cannot be compared with {value!r}")
+    if column.kind is Kind.TEXT:
+        expr, value = func.lower(expr), value.lower()
+    elif column.kind is Kind.KEY:
+        value = value.lower()
+    if op == "co":
+        return expr.contains(value, autoescape=True)
+    if op == "sw":
+        return expr.startswith(value, autoescape=True)
+    if op == "ew":
+        return expr.endswith(value, autoescape=True)
+    if op == "ne":
+        return or_(expr.is_(None), expr != value)
+    return _ordered(expr, op, value)
+
+
+def _ordered(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
+    operations: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+        "eq": lambda a, b: a == b,
+        "ne": lambda a, b: or_(a.is_(None), a != b),
+        "gt": lambda a, b: a > b,
+        "ge": lambda a, b: a >= b,
+        "lt": lambda a, b: a < b,
+        "le": lambda a, b: a <= b,
+    }
+    if op not in operations:
+        raise InvalidFilter(f"the operator {op} does not apply to this attribute")
+    return operations[op](expr, value)
+
+
+def _compare_boolean(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if not isinstance(value, bool) or op not in ("eq", "ne"):
+        raise InvalidFilter("a boolean attribute takes eq or ne with true or false")
+    # IS TRUE / IS NOT TRUE: an unset boolean counts as false, never as unknown.
+    return expr.is_(True) if value is (op == "eq") else expr.is_not(True)
+
+
+def _compare_uuid(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op not in ("eq", "ne"):
+        raise InvalidFilter(f"the operator {op} does not apply to id")
+    try:
+        wanted = uuid.UUID(str(value))
+    except ValueError:
+        return false() if op == "eq" else true()
+    return expr == wanted if op == "eq" else expr != wanted
+
+
+def _datetime(value: Any) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidFilter(f"{value!r} is not a dateTime") from None
+    if parsed.tzinfo is None:
+        raise InvalidFilter(f"{value!r} has no time zone")
+    return parsed
+
+
+# --- one resource's multi-valued elements (PATCH value paths) ----------------------------
+
+
+def matches(node: Any, element: Any) -> bool:
+    """Whether one element of a multi-valued attribute satisfies a value filter."""
+    if isinstance(node, ast.Filter):
+        if node.namespace is not None:
+            raise InvalidFilter("value paths cannot be nested")
+        result = matches(node.expr, element)
+        return not result if node.negated else result
+    if isinstance(node, ast.LogExpr):
+        if node.op.lower() == "and":
+            return matches(node.expr1, element) and matches(node.expr2, element)
+        return matches(node.expr1, element) or matches(node.expr2, element)
+    if isinstance(node, ast.AttrExpr):
+        path = node.attr_path
+        if not isinstance(path.attr_name, str) or path.sub_attr is not None:
+            raise InvalidFilter("a value filter names sub-attributes of the parent")
+        if not isinstance(element, dict):
+            return False
+        actual = _get_ci(element, path.attr_name)
+        return _match_value(node.value.lower(), actual, comp_value(node.comp_value))
+    raise InvalidFilter("the filter is malformed")
+
+
+def equalities(node: Any) -> dict[str, Any] | None:
+    """The sub-attribute values a filter of `eq` joined by `and` pins down, else None."""
+    if isinstance(node, ast.Filter) and not node.negated and node.namespace is None:
+        return equalities(node.expr)
+    if isinstance(node, ast.LogExpr) and node.op.lower() == "and":
+        left, right = equalities(node.expr1), equalities(node.expr2)
+        return {**left, **right} if left is not None and right is not None else None
+    if (
+        isinstance(node, ast.AttrExpr)
+        and node.value.lower() == "eq"
+        and isinstance(node.attr_path.attr_name, str)
+        and node.attr_path.sub_attr is None
+    ):
+        return {node.attr_path.attr_name: comp_value(node.comp_value)}
+    return None
+
+
+def _get_ci(element: dict[str, Any], name: str) -> Any:
+    wanted = name.lower()
+    return next((v for k, v in element.items() if k.lower() == wanted), None)
+
+
+def _match_value(op: str, actual: Any, wanted: Any) -> bool:
+    if op == "pr":
+        return actual not in (None, "", [], {})
+    if isinstance(actual, str) and isinstance(wanted, str):
+        actual, wanted = actual.lower(), wanted.lower()
+    if op == "eq":
+        return bool(actual == wanted)
+    if op == "ne":
+        return bool(actual != wanted)
+    if not isinstance(actual, str) or not isinstance(wanted, str):
+        if op in ("gt", "ge", "lt", "le") and isinstance(actual, int | float):
+            return _ordered_python(op, actual, wanted)
+        return False
+    if op == "co":
+        return wanted in actual
+    if op == "sw":
+        return actual.startswith(wanted)
+    if op == "ew":
+        return actual.endswith(wanted)
+    return _ordered_python(op, actual, wanted)
+
+
+def _ordered_python(op: str, actual: Any, wanted: Any) -> bool:
+    try:
+        return bool(
+            {
+                "gt": actual > wanted,
+                "ge": actual >= wanted,
+                "lt": actual < wanted,
+                "le": actual <= wanted,
+            }[op]
+        )
+    except (TypeError, KeyError):
+        raise InvalidFilter(f"cannot compare {actual!r} with {wanted!r}") from None

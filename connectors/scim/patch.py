@@ -1,0 +1,314 @@
+"""PATCH (RFC 7644 section 3.5.2) applied to a resource's SCIM document, in memory.
+
+`apply_patch` is pure: it returns a new document or raises, so a request's operations
+apply all together or not at all. It tolerates what the IdPs really send: capitalised op
+names, a no-path value whose keys are paths, empty or null values meaning unassigned,
+read-only attributes echoed back, and removal of chosen values of a multi-valued attribute.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.scim import filters
+from connectors.scim.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
+from connectors.scim.schemas import COMMON, MAX_OPERATIONS, Attribute, ResourceKind
+
+OPS = ("add", "replace", "remove")
+_ATTR_PATH = re.compile(
+    r"^(?P<attr>[A-Za-z$][\w$-]*)(?:\[(?P<filter>.*)\])?(?:\.(?P<sub>[A-Za-z$][\w$-]*))?$",
+    re.DOTALL,
+)
+# Read-only attributes an IdP may echo back inside a value (Okta sends the group id).
+_ECHOED = frozenset({"id", "schemas", "meta"})
+
+
+@dataclass(frozen=True)
+class Path:
+    """A parsed PATCH path: in which schema, which attribute, which values, which part."""
+
+    urn: str | None  # an extension schema; None for the core schema
+    attr: str | None  # None: the whole extension object
+    attribute: Attribute | None  # None: a pass-through attribute
+    value_filter: Any = None
+    sub: str | None = None
+    ignored: bool = False  # an extension this server does not know: ignored safely
+
+
+def apply_patch(
+    document: dict[str, Any],
+    operations: Any,
+    kind: ResourceKind,
+    passthrough: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """The document after every operation, or an error and no change at all."""
+    if not isinstance(operations, list) or not operations:
+        raise InvalidSyntax("Operations must be a non-empty list")
+    if len(operations) > MAX_OPERATIONS:
+        raise InvalidSyntax(f"at most {MAX_OPERATIONS} operations per request")
+    patched = copy.deepcopy(document)
+    engine = _Engine(kind, passthrough)
+    for operation in operations:
+        engine.apply(patched, operation)
+    return patched
+
+
+class _Engine:
+    def __init__(self, kind: ResourceKind, passthrough: frozenset[str]) -> None:
+        self.kind = kind
+        self.passthrough = {name.lower(): name for name in passthrough}
+
+    def apply(self, doc: dict[str, Any], operation: Any) -> None:
+        if not isinstance(operation, dict):
+            raise InvalidSyntax("each operation must be an object")
+        fields = {str(key).lower(): value for key, value in operation.items()}
+        op = fields.get("op")
+        if not isinstance(op, str) or op.lower() not in OPS:
+            raise InvalidSyntax(f"op must be one of add, replace, remove; got {op!r}")
+        op = op.lower()
+        path, value = fields.get("path"), fields.get("value")
+        if path is None or (isinstance(path, str) and not path.strip()):
+            self._without_path(doc, op, value)
+            return
+        if not isinstance(path, str):
+            raise InvalidPath("path must be a string")
+        self.at(doc, op, self.parse_path(path), value, explicit=True)
+
+    def _without_path(self, doc: dict[str, Any], op: str, value: Any) -> None:
+        if op == "remove":
+            raise NoTarget("remove needs a path")
+        if not isinstance(value, dict):
+            raise InvalidValue(f"{op} without a path needs an object value")
+        for key, item in value.items():
+            if str(key).lower() in _ECHOED:
+                continue
+            # Entra sends keys that are paths ("name.givenName", "urn:...:User:department").
+            self.at(doc, op, self.parse_path(str(key)), item, explicit=False)
+
+    def parse_path(self, text: str) -> Path:
+        text = text.strip()
+        lowered = text.lower()
+        urn: str | None = None
+        schema = self.kind.schema
+        for extension in self.kind.extensions:
+            if lowered == extension.id.lower():
+                return Path(extension.id, None, None)
+            if lowered.startswith(extension.id.lower() + ":"):
+                urn, schema, text = extension.id, extension, text[len(extension.id) + 1 :]
+                break
+        else:
+            if lowered.startswith(self.kind.schema.id.lower() + ":"):
+                text = text[len(self.kind.schema.id) + 1 :]
+            elif lowered.startswith("urn:"):
+                return Path(None, None, None, ignored=True)
+        match = _ATTR_PATH.match(text)
+        if match is None:
+            raise InvalidPath(f"{text!r} is not a valid attribute path")
+        name = match["attr"]
+        attribute = schema.attribute(name) or (_common(name) if urn is None else None)
+        if attribute is None:
+            key = (f"{urn}:" if urn else "") + name
+            if key.lower() not in self.passthrough:
+                raise InvalidPath(f"{key} is not an attribute of {self.kind.name}")
+            name = self.passthrough[key.lower()].rsplit(":", 1)[-1]
+        else:
+            name = attribute.name
+        value_filter = filters.parse(match["filter"]) if match["filter"] is not None else None
+        sub = match["sub"]
+        if sub is not None and attribute is not None and attribute.sub_attributes:
+            sub_attribute = attribute.sub(sub)
+            if sub_attribute is None:
+                raise InvalidPath(f"{name} has no sub-attribute {sub}")
+            sub = sub_attribute.name
+        return Path(urn, name, attribute, value_filter, sub)
+
+    def at(self, doc: dict[str, Any], op: str, path: Path, value: Any, *, explicit: bool) -> None:
+        if path.ignored:
+            return
+        if path.attr is None:
+            self._extension(doc, op, path, value)
+            return
+        if path.attribute is not None and path.attribute.mutability == "readOnly":
+            if explicit:
+                raise Mutability(f"{path.attr} is read-only")
+            return
+        container = self._container(doc, path, create=op != "remove")
+        if container is None:
+            return
+        key = _key(container, path.attr)
+        if op != "remove" and _unassigned(value):
+            op, value = "remove", None  # Entra: an empty string or null means unassigned
+        multi = _is_multi(path, container.get(key), value)
+        if path.value_filter is not None:
+            self._filtered(container, key, op, path, value)
+        elif path.sub is not None:
+            self._sub_attribute(container, key, op, path.sub, value, multi)
+        elif op == "remove":
+            self._remove(container, key, value, multi)
+        elif multi:
+            self._multi(container, key, op, value)
+        elif isinstance(value, dict) and isinstance(container.get(key), dict):
+            container[key] = _merge(container[key], value)
+        else:
+            container[key] = value
+        if path.urn is not None and not doc.get(path.urn):
+            doc.pop(path.urn, None)
+
+    def _extension(self, doc: dict[str, Any], op: str, path: Path, value: Any) -> None:
+        assert path.urn is not None
+        if op == "remove":
+            doc.pop(path.urn, None)
+            return
+        if not isinstance(value, dict):
+            raise InvalidValue(f"the value for {path.urn} must be an object")
+        for key, item in value.items():
+            if str(key).lower() in _ECHOED:
+                continue
+            self.at(doc, op, self.parse_path(f"{path.urn}:{key}"), item, explicit=False)
+
+    @staticmethod
+    def _container(doc: dict[str, Any], path: Path, *, create: bool) -> dict[str, Any] | None:
+        if path.urn is None:
+            return doc
+        key = _key(doc, path.urn)
+        if not isinstance(doc.get(key), dict):
+            if not create:
+                return None
+            doc[key] = {}
+        container: dict[str, Any] = doc[key]
+        return container
+
+    @staticmethod
+    def _remove(container: dict[str, Any], key: str, value: Any, multi: bool) -> None:
+        if multi and value not in (None, [], {}) and isinstance(container.get(key), list):
+            # Entra's "Remove members" with a value list removes those members, not all.
+            doomed = value if isinstance(value, list) else [value]
+            container[key] = [e for e in container[key] if not any(_same(e, d) for d in doomed)]
+            if not container[key]:
+                container.pop(key)
+            return
+        container.pop(key, None)
+
+    @staticmethod
+    def _multi(container: dict[str, Any], key: str, op: str, value: Any) -> None:
+        values = value if isinstance(value, list) else [value]
+        if op == "replace":
+            container[key] = list(values)
+            return
+        current = list(container.get(key) or [])
+        for item in values:
+            if not any(_same(existing, item) for existing in current):
+                current.append(item)
+        container[key] = current
+
+    @staticmethod
+    def _sub_attribute(
+        container: dict[str, Any], key: str, op: str, sub: str, value: Any, multi: bool
+    ) -> None:
+        current = container.get(key)
+        if multi:
+            for element in current or []:
+                if isinstance(element, dict):
+                    _set_sub(element, sub, None if op == "remove" else value)
+            return
+        if not isinstance(current, dict):
+            if op == "remove":
+                return
+            current = {} if current is None else {"value": current}  # manager: "id" form
+            container[key] = current
+        _set_sub(current, sub, None if op == "remove" else value)
+        if not current:
+            container.pop(key)
+
+    @staticmethod
+    def _filtered(container: dict[str, Any], key: str, op: str, path: Path, value: Any) -> None:
+        current = container.get(key)
+        elements: list[Any] = current if isinstance(current, list) else [current] if current else []
+        chosen = [e for e in elements if filters.matches(path.value_filter, e)]
+        if op == "remove":
+            if path.sub is None:
+                elements = [e for e in elements if not any(e is c for c in chosen)]
+            else:
+                for element in chosen:
+                    _set_sub(element, path.sub, None)
+        elif chosen:
+            for element in chosen:
+                if path.sub is not None:
+                    _set_sub(element, path.sub, value)
+                elif isinstance(value, dict):
+                    element.update(_merge(element, value))
+                else:
+                    raise InvalidValue(f"the value for {key}[...] must be an object")
+        else:
+            # Entra and Okta set emails[type eq "work"].value before any work email exists.
+            pinned = filters.equalities(path.value_filter)
+            if pinned is None:
+                raise NoTarget(f"no value of {key} matches the filter")
+            element = dict(pinned)
+            if path.sub is not None:
+                element[path.sub] = value
+            elif isinstance(value, dict):
+                element.update(value)
+            else:
+                raise InvalidValue(f"the value for {key}[...] must be an object")
+            elements.append(element)
+        if elements:
+            container[key] = elements
+        else:
+            container.pop(key, None)
+
+
+def _common(name: str) -> Attribute | None:
+    wanted = name.lower()
+    return next((a for a in COMMON if a.name.lower() == wanted), None)
+
+
+def _key(container: dict[str, Any], name: str) -> str:
+    """The key already used for this attribute (names are case-insensitive), or the name."""
+    wanted = name.lower()
+    for key in list(container):
+        if key.lower() == wanted:
+            if key != name:
+                container[name] = container.pop(key)
+            return name
+    return name
+
+
+def _unassigned(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+def _is_multi(path: Path, current: Any, value: Any) -> bool:
+    if path.attribute is not None:
+        return path.attribute.multi_valued
+    return isinstance(current, list) or isinstance(value, list)
+
+
+def _set_sub(element: dict[str, Any], sub: str, value: Any) -> None:
+    key = _key(element, sub)
+    if _unassigned(value):
+        element.pop(key, None)
+    else:
+        element[key] = value
+
+
+def _merge(current: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(current)
+    for key, item in value.items():
+        merged[_key(merged, str(key))] = item
+    return {k: v for k, v in merged.items() if not _unassigned(v)}
+
+
+def _same(left: Any, right: Any) -> bool:
+    """Two values of a multi-valued attribute are the same when their `value`s are equal."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        lv = next((v for k, v in left.items() if k.lower() == "value"), None)
+        rv = next((v for k, v in right.items() if k.lower() == "value"), None)
+        if lv is not None or rv is not None:
+            return bool(lv == rv)
+    if isinstance(left, dict) and not isinstance(right, dict):
+        return bool(left.get("value") == right)
+    return bool(left == right)

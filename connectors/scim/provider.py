@@ -1,0 +1,412 @@
+"""The SCIM service provider over the domain: each function is one SCIM request's work
+(read, check the version, map, call the domain operation) and answers a SCIM document.
+The web layer authenticates, calls one of these, commits and responds."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from connectors.scim import casting, queries
+from connectors.scim.errors import InvalidFilter, InvalidSyntax, InvalidValue
+from connectors.scim.patch import apply_patch
+from connectors.scim.schemas import (
+    GROUP_KIND,
+    KINDS,
+    LIST_RESPONSE,
+    MAX_RESULTS,
+    SCHEMAS,
+    USER_KIND,
+    ResourceKind,
+    service_provider_config,
+)
+from models.actions import scim as scim_actions
+from models.actor import Actor
+from models.entities import Organisation, ScimUser, Team
+from models.errors import NotFound, PreconditionFailed
+
+ALWAYS_RETURNED = frozenset({"id", "schemas", "meta"})
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who is asking (the token's organisation, as an actor) and where the API lives."""
+
+    organisation_id: uuid.UUID
+    actor: Actor
+    base_url: str
+
+
+@dataclass(frozen=True)
+class Projection:
+    attributes: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+
+    def wants(self, name: str) -> bool:
+        name = name.lower()
+        if self.attributes:
+            return any(a.split(".")[0].rsplit(":", 1)[-1] == name for a in self.attributes)
+        return name not in {e.rsplit(":", 1)[-1] for e in self.excluded}
+
+
+@dataclass(frozen=True)
+class Listing:
+    search: queries.Search
+    projection: Projection
+
+
+# --- discovery -------------------------------------------------------------------------
+
+
+def service_provider(ctx: Context, docs_url: str) -> dict[str, Any]:
+    return service_provider_config(ctx.base_url, docs_url)
+
+
+def resource_types(ctx: Context) -> dict[str, Any]:
+    return _list([kind.document(ctx.base_url) for kind in KINDS])
+
+
+def resource_type(ctx: Context, name: str) -> dict[str, Any]:
+    kind = next((k for k in KINDS if k.name.lower() == name.lower()), None)
+    if kind is None:
+        raise NotFound(f"resource type {name} not found")
+    return kind.document(ctx.base_url)
+
+
+def schemas(ctx: Context) -> dict[str, Any]:
+    return _list([schema.document(ctx.base_url) for schema in SCHEMAS])
+
+
+def schema(ctx: Context, schema_id: str) -> dict[str, Any]:
+    found = next((s for s in SCHEMAS if s.id.lower() == schema_id.lower()), None)
+    if found is None:
+        raise NotFound(f"schema {schema_id} not found")
+    return found.document(ctx.base_url)
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+def list_users(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
+    page = queries.search_users(session, ctx.organisation_id, listing.search)
+    documents = _render_users(session, ctx, page.items, listing.projection)
+    return _list(documents, page, listing.projection, USER_KIND)
+
+
+def get_user(session: Session, ctx: Context, scim_id: str) -> dict[str, Any]:
+    return user_document(session, ctx, _user(session, ctx, scim_id))
+
+
+def search_all(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
+    """A search at the root (RFC 7644 section 3.4.3): users first, then groups."""
+    search = listing.search
+    users = _or_empty(lambda: queries.search_users(session, ctx.organisation_id, search))
+    rest = max(search.count - len(users.items), 0)
+    start = max(search.start - users.total, 1)
+    groups = _or_empty(
+        lambda: queries.search_groups(
+            session, ctx.organisation_id, replace(search, start=start, count=rest)
+        )
+    )
+    if users.total < 0 and groups.total < 0:
+        raise InvalidFilter(f"the filter {search.filter!r} applies to no resource type")
+    documents = [
+        *[
+            project(d, listing.projection, USER_KIND)
+            for d in _render_users(session, ctx, users.items, listing.projection)
+        ],
+        *[
+            project(d, listing.projection, GROUP_KIND)
+            for d in _render_groups(session, ctx, groups.items, listing.projection)
+        ],
+    ]
+    total = max(users.total, 0) + max(groups.total, 0)
+    return _list(documents, queries.Page(total, search.start, documents))
+
+
+def _or_empty(run: Any) -> queries.Page:
+    try:
+        page: queries.Page = run()
+    except InvalidFilter:
+        return queries.Page(-1, 1, [])
+    return page
+
+
+def create_user(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
+    fields = casting.scim_to_user_fields(body)
+    scim_user = scim_actions.create_scim_user(
+        session,
+        organisation=session.get_one(Organisation, ctx.organisation_id),
+        fields=fields,
+        actor=ctx.actor,
+    )
+    return user_document(session, ctx, scim_user)
+
+
+def replace_user(
+    session: Session, ctx: Context, scim_id: str, body: Any, if_match: str | None
+) -> dict[str, Any]:
+    scim_user = _user(session, ctx, scim_id)
+    check_version(user_document(session, ctx, scim_user), if_match)
+    fields = casting.scim_to_user_fields(body)
+    scim_actions.replace_scim_user(session, scim_user=scim_user, fields=fields, actor=ctx.actor)
+    return user_document(session, ctx, scim_user)
+
+
+def patch_user(
+    session: Session, ctx: Context, scim_id: str, body: Any, if_match: str | None
+) -> dict[str, Any]:
+    scim_user = _user(session, ctx, scim_id)
+    current = user_document(session, ctx, scim_user)
+    check_version(current, if_match)
+    patched = apply_patch(current, operations(body), USER_KIND, casting.USER_PASSTHROUGH)
+    fields = casting.scim_to_user_fields(patched)
+    scim_actions.replace_scim_user(session, scim_user=scim_user, fields=fields, actor=ctx.actor)
+    return user_document(session, ctx, scim_user)
+
+
+def delete_user(session: Session, ctx: Context, scim_id: str, if_match: str | None) -> None:
+    scim_user = _user(session, ctx, scim_id)
+    check_version(user_document(session, ctx, scim_user), if_match)
+    scim_actions.delete_scim_user(session, scim_user=scim_user, actor=ctx.actor)
+
+
+def user_document(session: Session, ctx: Context, scim_user: ScimUser) -> dict[str, Any]:
+    session.flush()
+    return _render_users(session, ctx, [scim_user], Projection())[0]
+
+
+def _user(session: Session, ctx: Context, scim_id: str) -> ScimUser:
+    return scim_actions.get_scim_user(session, ctx.organisation_id, scim_id)
+
+
+def _render_users(
+    session: Session, ctx: Context, users: Any, projection: Projection
+) -> list[dict[str, Any]]:
+    groups = (
+        queries.groups_of(session, [u.user_id for u in users]) if projection.wants("groups") else {}
+    )
+    return [casting.user_to_scim(u, groups.get(u.user_id, []), ctx.base_url) for u in users]
+
+
+# --- groups ----------------------------------------------------------------------------
+
+
+def list_groups(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
+    page = queries.search_groups(session, ctx.organisation_id, listing.search)
+    documents = _render_groups(session, ctx, page.items, listing.projection)
+    return _list(documents, page, listing.projection, GROUP_KIND)
+
+
+def get_group(session: Session, ctx: Context, group_id: str) -> dict[str, Any]:
+    return group_document(session, ctx, _group(session, ctx, group_id))
+
+
+def create_group(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
+    fields = casting.scim_to_group_fields(body)
+    team = scim_actions.create_scim_group(
+        session,
+        organisation=session.get_one(Organisation, ctx.organisation_id),
+        fields=fields,
+        actor=ctx.actor,
+    )
+    return group_document(session, ctx, team)
+
+
+def replace_group(
+    session: Session, ctx: Context, group_id: str, body: Any, if_match: str | None
+) -> dict[str, Any]:
+    team = _group(session, ctx, group_id)
+    check_version(group_document(session, ctx, team), if_match)
+    fields = casting.scim_to_group_fields(body)
+    scim_actions.replace_scim_group(session, team=team, fields=fields, actor=ctx.actor)
+    return group_document(session, ctx, team)
+
+
+def patch_group(
+    session: Session, ctx: Context, group_id: str, body: Any, if_match: str | None
+) -> dict[str, Any]:
+    team = _group(session, ctx, group_id)
+    current = group_document(session, ctx, team)
+    check_version(current, if_match)
+    patched = apply_patch(current, operations(body), GROUP_KIND)
+    fields = casting.scim_to_group_fields(patched)
+    scim_actions.replace_scim_group(session, team=team, fields=fields, actor=ctx.actor)
+    return group_document(session, ctx, team)
+
+
+def delete_group(session: Session, ctx: Context, group_id: str, if_match: str | None) -> None:
+    team = _group(session, ctx, group_id)
+    check_version(group_document(session, ctx, team), if_match)
+    scim_actions.delete_scim_group(session, team=team, actor=ctx.actor)
+
+
+def group_document(session: Session, ctx: Context, team: Team) -> dict[str, Any]:
+    session.flush()
+    return _render_groups(session, ctx, [team], Projection())[0]
+
+
+def _group(session: Session, ctx: Context, group_id: str) -> Team:
+    return scim_actions.get_scim_group(session, ctx.organisation_id, group_id)
+
+
+def _render_groups(
+    session: Session, ctx: Context, teams: Any, projection: Projection
+) -> list[dict[str, Any]]:
+    members = (
+        queries.members_of(session, [t.id for t in teams]) if projection.wants("members") else {}
+    )
+    return [casting.team_to_group(t, members.get(t.id, []), ctx.base_url) for t in teams]
+
+
+# --- shared ----------------------------------------------------------------------------
+
+
+def operations(body: Any) -> Any:
+    if not isinstance(body, dict):
+        raise InvalidSyntax("a PatchOp body must be a JSON object")
+    found = next((v for k, v in body.items() if str(k).lower() == "operations"), None)
+    if found is None:
+        raise InvalidSyntax("a PatchOp body needs Operations")
+    return found
+
+
+def check_version(document: dict[str, Any], if_match: str | None) -> None:
+    """If-Match: the caller's version must be the current one (412 otherwise)."""
+    if if_match is None or if_match.strip() == "*":
+        return
+    current = _bare(document["meta"]["version"])
+    if current not in {_bare(tag) for tag in if_match.split(",")}:
+        raise PreconditionFailed("the resource changed since that version (If-Match)")
+
+
+def matches_version(document: dict[str, Any], if_none_match: str | None) -> bool:
+    """If-None-Match: True when the caller already holds the current version."""
+    if not if_none_match:
+        return False
+    current = _bare(document["meta"]["version"])
+    return if_none_match.strip() == "*" or current in {
+        _bare(tag) for tag in if_none_match.split(",")
+    }
+
+
+def _bare(tag: str) -> str:
+    return tag.strip().removeprefix("W/").strip('"')
+
+
+def project(document: dict[str, Any], projection: Projection, kind: ResourceKind) -> dict[str, Any]:
+    """Apply `attributes` / `excludedAttributes` (RFC 7644 section 3.9)."""
+    if not projection.attributes and not projection.excluded:
+        return document
+    result: dict[str, Any] = {}
+    for key, value in document.items():
+        if key in ALWAYS_RETURNED:
+            result[key] = value
+        elif key.lower().startswith("urn:") and isinstance(value, dict):
+            inner = {k: v for k, v in value.items() if _kept(projection, k, key)}
+            if inner:
+                result[key] = inner
+        elif _kept(projection, key, kind.schema.id):
+            result[key] = _project_sub(value, projection, key, kind.schema.id)
+    if "userName" in document and "userName" not in result and _always(kind):
+        result["userName"] = document["userName"]
+    return result
+
+
+def _always(kind: ResourceKind) -> bool:
+    return kind is USER_KIND
+
+
+def _names(urn: str, key: str) -> set[str]:
+    return {key.lower(), f"{urn.lower()}:{key.lower()}"}
+
+
+def _kept(projection: Projection, key: str, urn: str) -> bool:
+    names = _names(urn, key)
+    if projection.attributes:
+        return any(a.split(".")[0] in names or a in names for a in projection.attributes)
+    return not any(e in names for e in projection.excluded)
+
+
+def _project_sub(value: Any, projection: Projection, key: str, urn: str) -> Any:
+    names = _names(urn, key)
+    wanted = {
+        a.split(".", 1)[1] for a in projection.attributes if "." in a and a.split(".")[0] in names
+    }
+    if projection.attributes and wanted and not any(a in names for a in projection.attributes):
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if k.lower() in wanted}
+        if isinstance(value, list):
+            return [
+                {k: v for k, v in item.items() if k.lower() in wanted}
+                if isinstance(item, dict)
+                else item
+                for item in value
+            ]
+    return value
+
+
+def _list(
+    documents: list[dict[str, Any]],
+    page: queries.Page | None = None,
+    projection: Projection | None = None,
+    kind: ResourceKind | None = None,
+) -> dict[str, Any]:
+    if projection is not None and kind is not None:
+        documents = [project(d, projection, kind) for d in documents]
+    return {
+        "schemas": [LIST_RESPONSE],
+        "totalResults": page.total if page else len(documents),
+        "startIndex": page.start if page else 1,
+        "itemsPerPage": len(documents),
+        "Resources": documents,
+    }
+
+
+def listing(
+    *,
+    filter_text: str | None,
+    start_index: Any,
+    count: Any,
+    sort_by: str | None,
+    sort_order: str | None,
+    attributes: Any,
+    excluded: Any,
+) -> Listing:
+    """The paging, sorting and projection parameters, from a query string or a SearchRequest."""
+    start = _integer(start_index, "startIndex", 1)
+    size = _integer(count, "count", 100)
+    order = (sort_order or "ascending").lower()
+    if order not in ("ascending", "descending"):
+        raise InvalidValue("sortOrder must be ascending or descending")
+    search = queries.Search(
+        filter=filter_text if filter_text not in (None, "") else None,
+        start=max(start, 1),
+        count=min(max(size, 0), MAX_RESULTS),
+        sort_by=sort_by or None,
+        descending=order == "descending",
+    )
+    return Listing(search, Projection(_attribute_list(attributes), _attribute_list(excluded)))
+
+
+def _integer(value: Any, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise InvalidValue(f"{name} must be an integer")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidValue(f"{name} must be an integer") from None
+
+
+def _attribute_list(value: Any) -> tuple[str, ...]:
+    if value in (None, "", []):
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise InvalidValue("attributes must be a comma-separated list of attribute names")
+    return tuple(i.strip().lower() for i in items if i.strip())

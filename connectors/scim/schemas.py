@@ -1,0 +1,249 @@
+"""The schemas, resource types and service provider configuration this server publishes.
+
+They advertise exactly what odock-sync stores and filters on; the attribute definitions also
+drive case-insensitive attribute names, mutability checks and the PATCH engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+SPC = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
+RESOURCE_TYPE = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
+SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Schema"
+
+MAX_RESULTS = 1000
+MAX_OPERATIONS = 1000
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    type: str = "string"
+    multi_valued: bool = False
+    required: bool = False
+    mutability: str = "readWrite"
+    returned: str = "default"
+    uniqueness: str = "none"
+    case_exact: bool = False
+    description: str = ""
+    sub_attributes: tuple[Attribute, ...] = ()
+    canonical_values: tuple[str, ...] = ()
+    reference_types: tuple[str, ...] = ()
+
+    def sub(self, name: str) -> Attribute | None:
+        return _by_name(self.sub_attributes, name)
+
+    def document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type,
+            "multiValued": self.multi_valued,
+            "description": self.description or self.name,
+            "required": self.required,
+            "caseExact": self.case_exact,
+            "mutability": self.mutability,
+            "returned": self.returned,
+            "uniqueness": self.uniqueness,
+        }
+        if self.sub_attributes:
+            doc["subAttributes"] = [sub.document() for sub in self.sub_attributes]
+        if self.canonical_values:
+            doc["canonicalValues"] = list(self.canonical_values)
+        if self.reference_types:
+            doc["referenceTypes"] = list(self.reference_types)
+        return doc
+
+
+@dataclass(frozen=True)
+class Schema:
+    id: str
+    name: str
+    description: str
+    attributes: tuple[Attribute, ...] = field(default_factory=tuple)
+
+    def attribute(self, name: str) -> Attribute | None:
+        return _by_name(self.attributes, name)
+
+    def document(self, base_url: str) -> dict[str, Any]:
+        return {
+            "schemas": [SCHEMA],
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "attributes": [attribute.document() for attribute in self.attributes],
+            "meta": {"resourceType": "Schema", "location": f"{base_url}/Schemas/{self.id}"},
+        }
+
+
+def _by_name(attributes: tuple[Attribute, ...], name: str) -> Attribute | None:
+    wanted = name.lower()
+    return next((a for a in attributes if a.name.lower() == wanted), None)
+
+
+def _ref(name: str, *types: str, mutability: str = "readWrite") -> Attribute:
+    return Attribute(name, type="reference", reference_types=types, mutability=mutability)
+
+
+USER_SCHEMA = Schema(
+    USER,
+    "User",
+    "User Account",
+    (
+        Attribute("userName", required=True, uniqueness="server"),
+        Attribute(
+            "name",
+            type="complex",
+            sub_attributes=(
+                Attribute("formatted"),
+                Attribute("familyName"),
+                Attribute("givenName"),
+            ),
+        ),
+        Attribute("displayName"),
+        Attribute(
+            "emails",
+            type="complex",
+            multi_valued=True,
+            required=True,  # odock-sync users need an email (or an email as userName)
+            description="Email addresses; the primary (else the first) is the user's email",
+            sub_attributes=(
+                Attribute("value", required=True),
+                Attribute("type", canonical_values=("work", "home", "other")),
+                Attribute("primary", type="boolean"),
+            ),
+        ),
+        Attribute(
+            "active",
+            type="boolean",
+            required=True,  # a user is always active or not; omitted on create means true
+            description="false revokes the user (as an admin revocation); true reactivates",
+        ),
+        Attribute(
+            "groups",
+            type="complex",
+            multi_valued=True,
+            mutability="readOnly",
+            sub_attributes=(
+                Attribute("value", mutability="readOnly"),
+                _ref("$ref", "Group", mutability="readOnly"),
+                Attribute("display", mutability="readOnly"),
+            ),
+        ),
+    ),
+)
+
+ENTERPRISE_SCHEMA = Schema(
+    ENTERPRISE,
+    "EnterpriseUser",
+    "Enterprise User",
+    (
+        Attribute("employeeNumber"),
+        Attribute("department"),
+        Attribute(
+            "manager",
+            type="complex",
+            sub_attributes=(
+                Attribute("value"),
+                _ref("$ref", "User"),
+                Attribute("displayName", mutability="readOnly"),
+            ),
+        ),
+    ),
+)
+
+GROUP_SCHEMA = Schema(
+    GROUP,
+    "Group",
+    "Group",
+    (
+        Attribute("displayName", required=True, uniqueness="server"),
+        Attribute(
+            "members",
+            type="complex",
+            multi_valued=True,
+            sub_attributes=(
+                Attribute("value", mutability="immutable"),
+                _ref("$ref", "User", mutability="immutable"),
+                Attribute("type", mutability="immutable", canonical_values=("User",)),
+            ),
+        ),
+    ),
+)
+
+# Attributes every resource has (RFC 7643 section 3.1); not listed in the schemas.
+COMMON = (
+    Attribute("id", mutability="readOnly", returned="always", case_exact=True),
+    Attribute("externalId", case_exact=True),
+    Attribute("meta", type="complex", mutability="readOnly"),
+    Attribute("schemas", multi_valued=True, mutability="readOnly"),
+)
+
+SCHEMAS = (USER_SCHEMA, ENTERPRISE_SCHEMA, GROUP_SCHEMA)
+
+
+@dataclass(frozen=True)
+class ResourceKind:
+    name: str
+    endpoint: str
+    schema: Schema
+    extensions: tuple[Schema, ...] = ()
+
+    def document(self, base_url: str) -> dict[str, Any]:
+        return {
+            "schemas": [RESOURCE_TYPE],
+            "id": self.name,
+            "name": self.name,
+            "endpoint": f"/{self.endpoint}",
+            "description": self.schema.description,
+            "schema": self.schema.id,
+            "schemaExtensions": [{"schema": e.id, "required": False} for e in self.extensions],
+            "meta": {
+                "resourceType": "ResourceType",
+                "location": f"{base_url}/ResourceTypes/{self.name}",
+            },
+        }
+
+    def schema_for(self, urn: str) -> Schema | None:
+        wanted = urn.lower()
+        return next((s for s in (self.schema, *self.extensions) if s.id.lower() == wanted), None)
+
+
+USER_KIND = ResourceKind("User", "Users", USER_SCHEMA, (ENTERPRISE_SCHEMA,))
+GROUP_KIND = ResourceKind("Group", "Groups", GROUP_SCHEMA)
+KINDS = (USER_KIND, GROUP_KIND)
+
+
+def service_provider_config(base_url: str, docs_url: str) -> dict[str, Any]:
+    return {
+        "schemas": [SPC],
+        "documentationUri": docs_url,
+        "patch": {"supported": True},
+        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": True, "maxResults": MAX_RESULTS},
+        "changePassword": {"supported": False},
+        "sort": {"supported": True},
+        "etag": {"supported": True},
+        "authenticationSchemes": [
+            {
+                "type": "oauthbearertoken",
+                "name": "OAuth Bearer Token",
+                "description": "A per-organisation SCIM token (token create --scope scim)",
+                "specUri": "https://www.rfc-editor.org/info/rfc6750",
+                "documentationUri": docs_url,
+                "primary": True,
+            }
+        ],
+        "meta": {
+            "resourceType": "ServiceProviderConfig",
+            "location": f"{base_url}/ServiceProviderConfig",
+        },
+    }

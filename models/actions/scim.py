@@ -1,0 +1,540 @@
+"""What a SCIM client (an IdP) may do: provision, replace, deactivate and delete users, and
+keep groups as teams. Every change goes through the shared user and team operations, so the
+revocation review, notifications and the audit trail follow as for an admin's change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.orm import Session, joinedload
+
+from models import audit
+from models.actions import teams as team_actions
+from models.actions import users as user_actions
+from models.actions.identities import find_link, mark_link_deleted, provision_user
+from models.actor import Actor
+from models.base import new_id, utcnow
+from models.entities import (
+    IdentityLink,
+    Organisation,
+    RevocationReview,
+    ScimEmail,
+    ScimGroupRole,
+    ScimUser,
+    Team,
+    TeamMembership,
+    User,
+)
+from models.entities.user import email_key
+from models.enums import ReviewStatus, Role, ScimDeletePolicy, Source, TeamRole, UserStatus
+from models.errors import Conflict, InvalidInput, NotFound
+from models.snapshots import user_snapshot
+
+ROLE_RANK = {Role.USER: 0, Role.MANAGER: 1, Role.ORG_ADMIN: 2, Role.SUPER_ADMIN: 3}
+
+
+@dataclass(frozen=True)
+class ScimEmailValue:
+    value: str
+    type: str | None = None
+    primary: bool | None = None
+
+
+@dataclass(frozen=True)
+class ScimUserFields:
+    """The parts of a SCIM User that odock-sync keeps, already validated and coerced."""
+
+    user_name: str
+    external_id: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    formatted_name: str | None = None
+    display_name: str | None = None
+    emails: tuple[ScimEmailValue, ...] = ()
+    active: bool | None = None
+    employee_number: str | None = None
+    department: str | None = None
+    manager_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def person_name(self) -> str:
+        joined = " ".join(p for p in (self.given_name, self.family_name) if p)
+        return (self.display_name or self.formatted_name or joined or self.user_name)[:200]
+
+    def primary_email(self) -> str:
+        chosen = next((e for e in self.emails if e.primary), None) or next(iter(self.emails), None)
+        if chosen is not None:
+            return chosen.value
+        if "@" in self.user_name:
+            return self.user_name
+        raise InvalidInput("an email is required: send emails or an email as userName")
+
+
+@dataclass(frozen=True)
+class ScimGroupFields:
+    display_name: str
+    external_id: str | None = None
+    member_ids: tuple[str, ...] | None = None  # None: leave the members as they are
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+def get_scim_user(session: Session, organisation_id: uuid.UUID, scim_id: str) -> ScimUser:
+    """This organisation's SCIM user; anything else (another tenant's, a bad id) is 404."""
+    # One round trip: the user and the emails joined (a SCIM answer always shows both).
+    found = session.get(ScimUser, _uuid(scim_id, "user"), options=[joinedload(ScimUser.emails)])
+    if found is None or found.organisation_id != organisation_id:
+        raise NotFound(f"user {scim_id} not found")
+    return found
+
+
+def find_scim_user_by_name(
+    session: Session, organisation_id: uuid.UUID, user_name: str
+) -> ScimUser | None:
+    return session.scalar(
+        select(ScimUser).where(
+            ScimUser.organisation_id == organisation_id,
+            ScimUser.user_name_key == user_name.lower(),
+        )
+    )
+
+
+def create_scim_user(
+    session: Session, *, organisation: Organisation, fields: ScimUserFields, actor: Actor
+) -> ScimUser:
+    """Provision a person: linked to an existing user with the same email, else created."""
+    if find_scim_user_by_name(session, organisation.id, fields.user_name):
+        raise Conflict(f"userName {fields.user_name} is already taken", field="userName")
+    scim_id = new_id()
+    provisioned = provision_user(
+        session,
+        organisation=organisation,
+        source=Source.SCIM,
+        external_id=str(scim_id),
+        email=fields.primary_email(),
+        name=fields.person_name(),
+        actor=actor,
+    )
+    user = provisioned.user
+    if session.scalar(select(ScimUser.id).where(ScimUser.user_id == user.id)):
+        raise Conflict(f"{user.email} is already provisioned by SCIM", field="emails")
+    if not provisioned.created:
+        user_actions.edit_user(session, user=user, name=fields.person_name(), actor=actor)
+    scim_user = ScimUser(id=scim_id, organisation_id=organisation.id, user_id=user.id)
+    scim_user.user = user
+    _store(scim_user, fields)
+    session.add(scim_user)
+    session.flush()
+    if fields.active is not None:
+        _set_active(session, user, fields.active, actor)
+    _audit(session, scim_user, actor, "scim.user.created", before=None)
+    return scim_user
+
+
+def replace_scim_user(
+    session: Session, *, scim_user: ScimUser, fields: ScimUserFields, actor: Actor
+) -> ScimUser:
+    """Bring the user to what the IdP asserts (PUT, and PATCH after it is applied)."""
+    before = scim_snapshot(scim_user)
+    if fields.user_name.lower() != scim_user.user_name_key:
+        clash = find_scim_user_by_name(session, scim_user.organisation_id, fields.user_name)
+        if clash is not None and clash.id != scim_user.id:
+            raise Conflict(f"userName {fields.user_name} is already taken", field="userName")
+    user = scim_user.user
+    user_actions.edit_user(
+        session, user=user, name=fields.person_name(), email=fields.primary_email(), actor=actor
+    )
+    _store(scim_user, fields)
+    if fields.active is not None:
+        _set_active(session, user, fields.active, actor)
+    if scim_snapshot(scim_user) != before:
+        scim_user.updated_at = utcnow()
+        _audit(session, scim_user, actor, "scim.user.updated", before=before)
+    return scim_user
+
+
+def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> None:
+    """DELETE: revoke through the shared operation, mark the link deleted, forget the SCIM
+    record (the user row stays, with its keys and history, for the revocation review)."""
+    user = scim_user.user
+    user_actions.set_active(session, user=user, active=False, actor=actor, reason="SCIM DELETE")
+    link = find_link(session, scim_user.organisation_id, Source.SCIM, str(scim_user.id))
+    if link is not None:
+        mark_link_deleted(session, link=link, actor=actor)
+    _audit(session, scim_user, actor, "scim.user.deleted", before=scim_snapshot(scim_user))
+    session.delete(scim_user)
+    session.flush()
+
+
+def _set_active(session: Session, user: User, active: bool, actor: Actor) -> None:
+    """Apply the IdP's `active`. A revocation made by someone else (an admin, LDAP) is not
+    undone by SCIM: only the same source or an admin reactivates (the user state machine)."""
+    if active and user.status is UserStatus.REVOKED:
+        revocation = user_actions.latest_revocation(session, user.id)
+        if revocation is not None and revocation.source is not Source.SCIM:
+            audit.record(
+                session,
+                actor=actor,
+                organisation_id=user.organisation_id,
+                action="scim.reactivation_refused",
+                target_type="user",
+                target_id=user.id,
+                after={"revoked_by": revocation.source.value, "revocation_id": str(revocation.id)},
+            )
+            return
+    reason = "SCIM active=true" if active else "SCIM active=false"
+    user_actions.set_active(session, user=user, active=active, actor=actor, reason=reason)
+
+
+def _store(scim_user: ScimUser, fields: ScimUserFields) -> None:
+    scim_user.set_user_name(fields.user_name)
+    scim_user.external_id = fields.external_id
+    scim_user.given_name = fields.given_name
+    scim_user.family_name = fields.family_name
+    scim_user.formatted_name = fields.formatted_name
+    scim_user.display_name = fields.display_name
+    scim_user.employee_number = fields.employee_number
+    scim_user.department = fields.department
+    scim_user.manager_id = fields.manager_id
+    scim_user.extra = dict(fields.extra)
+    wanted = [(e.value, e.type, e.primary) for e in fields.emails]
+    if [(e.value, e.type, e.primary) for e in scim_user.emails] != wanted:
+        scim_user.emails = [
+            ScimEmail(
+                organisation_id=scim_user.organisation_id,
+                position=position,
+                value=email.value,
+                value_key=email_key(email.value),
+                type=email.type,
+                primary=email.primary,
+            )
+            for position, email in enumerate(fields.emails)
+        ]
+
+
+def scim_snapshot(scim_user: ScimUser) -> dict[str, Any]:
+    return {
+        "scim_id": str(scim_user.id),
+        "user_id": str(scim_user.user_id),
+        "userName": scim_user.user_name,
+        "externalId": scim_user.external_id,
+        "givenName": scim_user.given_name,
+        "familyName": scim_user.family_name,
+        "formatted": scim_user.formatted_name,
+        "displayName": scim_user.display_name,
+        "emails": [[e.value, e.type, e.primary] for e in scim_user.emails],
+        "employeeNumber": scim_user.employee_number,
+        "department": scim_user.department,
+        "manager": scim_user.manager_id,
+        "extra": scim_user.extra,
+    }
+
+
+def _audit(
+    session: Session, scim_user: ScimUser, actor: Actor, action: str, *, before: Any
+) -> None:
+    after = None if action.endswith("deleted") else scim_snapshot(scim_user)
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=scim_user.organisation_id,
+        action=action,
+        target_type="user",
+        target_id=scim_user.user_id,
+        before=before,
+        after=after,
+    )
+
+
+# --- groups ----------------------------------------------------------------------------
+
+
+def get_scim_group(session: Session, organisation_id: uuid.UUID, group_id: str) -> Team:
+    team = session.get(Team, _uuid(group_id, "group"))
+    if team is None or team.organisation_id != organisation_id:
+        raise NotFound(f"group {group_id} not found")
+    if team.external_source is not Source.SCIM:
+        raise NotFound(f"group {group_id} not found")
+    return team
+
+
+def create_scim_group(
+    session: Session, *, organisation: Organisation, fields: ScimGroupFields, actor: Actor
+) -> Team:
+    team = team_actions.create_team(
+        session,
+        organisation=organisation,
+        name=fields.display_name,
+        actor=actor,
+        external_source=Source.SCIM,
+        external_id=fields.external_id,
+    )
+    if fields.member_ids:
+        _set_members(session, team, fields.member_ids, actor)
+    return team
+
+
+def replace_scim_group(
+    session: Session, *, team: Team, fields: ScimGroupFields, actor: Actor
+) -> Team:
+    renamed = fields.display_name.strip() != team.name
+    team_actions.rename_team(session, team=team, name=fields.display_name, actor=actor)
+    if fields.external_id != team.external_id:
+        before = {"external_id": team.external_id}
+        team.external_id = fields.external_id
+        team.updated_at = utcnow()
+        audit.record(
+            session,
+            actor=actor,
+            organisation_id=team.organisation_id,
+            action="team.external_id_changed",
+            target_type="team",
+            target_id=team.id,
+            before=before,
+            after={"external_id": fields.external_id},
+        )
+    if fields.member_ids is not None:
+        _set_members(session, team, fields.member_ids, actor)
+    if renamed:
+        for scim_user in _scim_members(session, team):
+            apply_group_roles(session, scim_user=scim_user, actor=actor)
+    return team
+
+
+def delete_scim_group(session: Session, *, team: Team, actor: Actor) -> None:
+    members = _scim_members(session, team)
+    team_actions.delete_team(session, team=team, actor=actor)
+    session.flush()
+    for scim_user in members:
+        apply_group_roles(session, scim_user=scim_user, actor=actor)
+
+
+def _set_members(session: Session, team: Team, member_ids: Iterable[str], actor: Actor) -> None:
+    """Make the team's SCIM-provisioned members exactly these (others are left alone)."""
+    wanted = {_uuid(member_id, "member", invalid=InvalidInput) for member_id in member_ids}
+    found = {
+        s.id: s
+        for s in session.scalars(
+            select(ScimUser).where(
+                ScimUser.organisation_id == team.organisation_id, ScimUser.id.in_(wanted)
+            )
+        )
+    }
+    missing = wanted - set(found)
+    if missing:
+        raise InvalidInput(
+            f"members {', '.join(sorted(map(str, missing)))} are not users of this organisation",
+            field="members",
+        )
+    current = {s.id: s for s in _scim_members(session, team)}
+    for scim_id in sorted(set(current) - wanted):
+        scim_user = current[scim_id]
+        team_actions.remove_from_team(session, team=team, user=scim_user.user, actor=actor)
+        session.flush()
+        apply_group_roles(session, scim_user=scim_user, actor=actor)
+    for scim_id in sorted(wanted - set(current)):
+        scim_user = found[scim_id]
+        if team_actions.get_membership(session, team, scim_user.user) is None:
+            team_actions.add_to_team(
+                session, team=team, user=scim_user.user, role=TeamRole.MEMBER, actor=actor
+            )
+        apply_group_roles(session, scim_user=scim_user, actor=actor)
+
+
+def _scim_members(session: Session, team: Team) -> list[ScimUser]:
+    return list(
+        session.scalars(
+            select(ScimUser)
+            .join(TeamMembership, TeamMembership.user_id == ScimUser.user_id)
+            .where(TeamMembership.team_id == team.id)
+        )
+    )
+
+
+# --- group -> role mapping -------------------------------------------------------------
+
+
+def set_group_role(
+    session: Session,
+    *,
+    organisation: Organisation,
+    group_name: str,
+    role: Role | None,
+    actor: Actor,
+) -> None:
+    """Members of the IdP group `group_name` hold `role` (None removes the mapping)."""
+    if role is Role.SUPER_ADMIN:
+        raise InvalidInput("SUPER_ADMIN is a platform role", field="role")
+    key = group_name.strip().lower()
+    if not key:
+        raise InvalidInput("a group name is required", field="group")
+    existing = session.get(ScimGroupRole, (organisation.id, key))
+    before = {"group": existing.group_name, "role": existing.role.value} if existing else None
+    if role is None:
+        session.execute(
+            delete(ScimGroupRole).where(
+                ScimGroupRole.organisation_id == organisation.id,
+                ScimGroupRole.group_name_key == key,
+            )
+        )
+    elif existing is None:
+        session.add(
+            ScimGroupRole(
+                organisation_id=organisation.id,
+                group_name_key=key,
+                group_name=group_name.strip(),
+                role=role,
+            )
+        )
+    else:
+        existing.role = role
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=organisation.id,
+        action="scim.group_role.set",
+        target_type="organisation",
+        target_id=organisation.id,
+        before=before,
+        after={"group": group_name.strip(), "role": role.value} if role else None,
+    )
+    team = team_actions.find_team_by_name(session, organisation.id, group_name)
+    if team is not None and team.external_source is Source.SCIM:
+        for scim_user in _scim_members(session, team):
+            apply_group_roles(session, scim_user=scim_user, actor=actor)
+
+
+def group_roles(session: Session, organisation_id: uuid.UUID) -> list[ScimGroupRole]:
+    return list(
+        session.scalars(
+            select(ScimGroupRole)
+            .where(ScimGroupRole.organisation_id == organisation_id)
+            .order_by(ScimGroupRole.group_name_key)
+        )
+    )
+
+
+def apply_group_roles(session: Session, *, scim_user: ScimUser, actor: Actor) -> None:
+    """Grant the highest role the user's mapped groups give; take it back when they leave.
+
+    Only a role that a group granted is taken back, and only while it is still the user's
+    role (an admin's later change wins).
+    """
+    user = scim_user.user
+    if user.status is UserStatus.REVOKED and scim_user.granted_role is None:
+        return
+    base = scim_user.role_before_grant if scim_user.granted_role else user.role
+    if scim_user.granted_role is not None and user.role is not scim_user.granted_role:
+        base = user.role  # changed by someone else since the grant: that is the base now
+    assert base is not None
+    mapped = _mapped_role(session, scim_user)
+    target = mapped if mapped is not None and ROLE_RANK[mapped] > ROLE_RANK[base] else base
+    if target is not user.role:
+        user_actions.edit_user(session, user=user, role=target, actor=actor)
+    granted = target is not base
+    scim_user.granted_role = target if granted else None
+    scim_user.role_before_grant = base if granted else None
+
+
+def _mapped_role(session: Session, scim_user: ScimUser) -> Role | None:
+    roles = session.scalars(
+        select(ScimGroupRole.role)
+        .join(Team, Team.name_key == ScimGroupRole.group_name_key)
+        .join(TeamMembership, TeamMembership.team_id == Team.id)
+        .where(
+            ScimGroupRole.organisation_id == scim_user.organisation_id,
+            Team.organisation_id == scim_user.organisation_id,
+            Team.external_source == Source.SCIM,
+            TeamMembership.user_id == scim_user.user_id,
+        )
+    ).all()
+    return max(roles, key=lambda role: ROLE_RANK[role], default=None)
+
+
+def _uuid(value: str, what: str, invalid: type[Exception] = NotFound) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        if invalid is NotFound:
+            raise NotFound(f"{what} {value} not found") from None
+        raise InvalidInput(f"{what} {value} is not a valid id") from None
+
+
+# --- what DELETE leaves behind ---------------------------------------------------------
+
+
+def set_delete_policy(
+    session: Session, *, organisation: Organisation, policy: ScimDeletePolicy, actor: Actor
+) -> None:
+    settings = organisation.settings
+    before = {"scim_delete_policy": settings.scim_delete_policy.value}
+    settings.scim_delete_policy = policy
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=organisation.id,
+        action="organisation.scim_delete_policy_set",
+        target_type="organisation",
+        target_id=organisation.id,
+        before=before,
+        after={"scim_delete_policy": policy.value},
+    )
+
+
+def purge_deleted_users(
+    session: Session, *, organisation: Organisation, actor: Actor
+) -> list[uuid.UUID]:
+    """Under the hard-delete policy, delete the people the IdP deleted, once every
+    revocation review of them is resolved. Never someone another source still links, an
+    un-revoked user, or a user whose review has not been opened or finished yet."""
+    if organisation.settings.scim_delete_policy is not ScimDeletePolicy.HARD_DELETE_AFTER_REVIEW:
+        return []
+    deleted_by_scim = exists().where(
+        IdentityLink.user_id == User.id,
+        IdentityLink.source == Source.SCIM,
+        IdentityLink.deleted_at.is_not(None),
+    )
+    live_link = exists().where(IdentityLink.user_id == User.id, IdentityLink.deleted_at.is_(None))
+    reviewed = exists().where(RevocationReview.user_id == User.id)
+    open_review = exists().where(
+        RevocationReview.user_id == User.id, RevocationReview.status == ReviewStatus.OPEN
+    )
+    doomed = session.scalars(
+        select(User).where(
+            User.organisation_id == organisation.id,
+            User.status == UserStatus.REVOKED,
+            deleted_by_scim,
+            ~live_link,
+            reviewed,
+            ~open_review,
+            ~exists().where(ScimUser.user_id == User.id),
+        )
+    ).all()
+    for user in doomed:
+        audit.record(
+            session,
+            actor=actor,
+            organisation_id=organisation.id,
+            action="user.hard_deleted",
+            target_type="user",
+            target_id=user.id,
+            before=user_snapshot(user),
+            after={"policy": ScimDeletePolicy.HARD_DELETE_AFTER_REVIEW.value},
+        )
+    ids = [user.id for user in doomed]
+    if ids:
+        # Core delete: the database cascades links, memberships, revocations and reviews,
+        # and sets key ownership to NULL; the audit trail keeps the record.
+        session.execute(
+            delete(User).where(User.id.in_(ids)).execution_options(synchronize_session=False)
+        )
+        for user in doomed:
+            session.expunge(user)
+    return ids

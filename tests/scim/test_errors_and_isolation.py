@@ -1,0 +1,265 @@
+"""Bad input of every kind gets SCIM error JSON with the right status and scimType, never a
+500; tokens decide the tenant and nothing crosses organisations."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.scim.conftest import ScimClient, ops
+from tests.scim.payloads import okta_create_group, okta_create_user
+from tests.support import factories
+
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+def assert_error(response, status, scim_type=None):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/scim+json"
+    body = response.json
+    assert body["schemas"] == [ERROR]
+    assert body["status"] == str(status)
+    assert body["detail"]
+    assert body.get("scimType") == scim_type
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+@pytest.fixture
+def ann(scim):
+    return scim.post("/Users", okta_create_user("ann@example.com")).json
+
+
+def test_401_without_a_token_or_with_a_wrong_one(client, scim_secret):
+    assert_error(client.get("/scim/v2/Users"), 401)
+    wrong = client.get("/scim/v2/Users", headers={"Authorization": "Bearer odk_scim_nope"})
+    assert_error(wrong, 401)
+    assert wrong.headers["WWW-Authenticate"].startswith("Bearer")
+    basic = client.get("/scim/v2/Users", headers={"Authorization": f"Basic {scim_secret}"})
+    assert_error(basic, 401)
+
+
+def test_an_admin_token_is_not_a_scim_token(client, session, org):
+    admin = factories.make_user(session, org, email="admin@example.com")
+    secret = factories.admin_token(session, org, admin)
+    session.commit()
+    assert_error(client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {secret}"}), 401)
+
+
+def test_another_organisations_resources_are_not_found(scim, client, session, ann):
+    group = scim.post("/Groups", okta_create_group("Eng")).json
+    other_org = factories.make_org(session, "Other")
+    other = ScimClient(client, factories.scim_token(session, other_org))
+    session.commit()
+    for path in (f"/Users/{ann['id']}", f"/Groups/{group['id']}"):
+        assert_error(other.get(path), 404)
+        assert_error(
+            other.patch(path, ops({"op": "replace", "path": "displayName", "value": "x"})), 404
+        )
+        assert_error(other.put(path, okta_create_user("x@example.com")), 404)
+        assert_error(other.delete(path), 404)
+    assert other.get("/Users").json["totalResults"] == 0
+    assert other.get('/Users?filter=userName eq "ann@example.com"').json["totalResults"] == 0
+    assert other.get("/Groups").json["totalResults"] == 0
+    member = other.post(
+        "/Groups", {**okta_create_group("Steal"), "members": [{"value": ann["id"]}]}
+    )
+    assert_error(member, 400, "invalidValue")
+    # The same userName is free in another organisation.
+    assert other.post("/Users", okta_create_user("ann2@example.com")).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "userName eq",
+        'userName xx "a"',
+        'userName eq "a" and',
+        "((userName pr)",
+        'emails[type eq "work"',
+        'emails[type eq "work"].value eq',
+        "userName eq 'single'",
+        "§",
+    ],
+)
+def test_malformed_filters_are_invalid_filter(scim, expression):
+    assert_error(scim.get("/Users?" + urlencode({"filter": expression})), 400, "invalidFilter")
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        'password eq "x"',
+        'name.middleName eq "x"',
+        'emails.display eq "x"',
+        "active gt true",
+        'active eq "yes"',
+        'meta.created gt "yesterday"',
+        "userName eq 5",
+        'emails[value eq "a"][type eq "b"] pr',
+        'id co "1"',
+    ],
+)
+def test_unsupported_attributes_and_comparisons_are_invalid_filter(scim, expression):
+    assert_error(scim.get("/Users?" + urlencode({"filter": expression})), 400, "invalidFilter")
+
+
+def test_group_filter_on_a_user_attribute_is_invalid_filter(scim):
+    assert_error(scim.get('/Groups?filter=userName eq "a"'), 400, "invalidFilter")
+
+
+BAD_PATCHES = [
+    ({"Operations": []}, "invalidSyntax"),
+    ({"Operations": "replace"}, "invalidSyntax"),
+    ({"schemas": []}, "invalidSyntax"),
+    ({"Operations": [{"op": "move", "path": "userName", "value": "x"}]}, "invalidSyntax"),
+    ({"Operations": [{"path": "userName"}]}, "invalidSyntax"),
+    ({"Operations": ["replace"]}, "invalidSyntax"),
+    ({"Operations": [{"op": "remove"}]}, "noTarget"),
+    ({"Operations": [{"op": "replace", "path": "bogus", "value": 1}]}, "invalidPath"),
+    ({"Operations": [{"op": "replace", "path": "name.bogus", "value": 1}]}, "invalidPath"),
+    ({"Operations": [{"op": "replace", "path": "emails[", "value": 1}]}, "invalidPath"),
+    (
+        {"Operations": [{"op": "replace", "path": 'emails[type xx "w"].value', "value": 1}]},
+        "invalidFilter",
+    ),
+    ({"Operations": [{"op": "replace", "path": "id", "value": "x"}]}, "mutability"),
+    ({"Operations": [{"op": "replace", "path": "groups", "value": []}]}, "mutability"),
+    ({"Operations": [{"op": "replace", "path": "active", "value": "maybe"}]}, "invalidValue"),
+    ({"Operations": [{"op": "replace", "path": "userName", "value": 7.5}]}, "invalidValue"),
+    ({"Operations": [{"op": "remove", "path": "userName"}]}, "invalidValue"),
+    ({"Operations": [{"op": "replace", "value": "not an object"}]}, "invalidValue"),
+    (
+        {"Operations": [{"op": "replace", "path": 'emails[type co "w"].value', "value": "a@b.c"}]},
+        None,
+    ),
+    (
+        {"Operations": [{"op": "replace", "path": 'emails[type co "x"].value', "value": "a@b.c"}]},
+        "noTarget",
+    ),
+    (
+        {"Operations": [{"op": "replace", "path": "emails", "value": [{"value": "bad"}]}]},
+        "invalidValue",
+    ),
+]
+
+
+def test_bad_patches_are_refused_and_change_nothing(scim, ann):
+    for body, scim_type in BAD_PATCHES:
+        response = scim.patch(f"/Users/{ann['id']}", body)
+        if scim_type is None:
+            assert response.status_code == 200
+            ann = response.json
+            continue
+        assert_error(response, 400, scim_type)
+        assert scim.get(f"/Users/{ann['id']}").json == ann, body
+
+
+def test_patch_is_atomic_all_operations_or_none(scim, ann):
+    response = scim.patch(
+        f"/Users/{ann['id']}",
+        ops(
+            {"op": "replace", "path": "displayName", "value": "Changed"},
+            {"op": "replace", "path": "active", "value": False},
+            {"op": "replace", "path": "bogus", "value": "x"},
+        ),
+    )
+    assert_error(response, 400, "invalidPath")
+    assert scim.get(f"/Users/{ann['id']}").json == ann
+
+
+@pytest.mark.parametrize(
+    ("raw", "scim_type"),
+    [
+        (b"{not json", "invalidSyntax"),
+        (b"\xff\xfe", "invalidSyntax"),
+        (b"", "invalidSyntax"),
+        (b"[]", "invalidValue"),
+        (b'"text"', "invalidValue"),
+        (b"[" * 100000 + b"]" * 100000, "invalidSyntax"),
+    ],
+)
+def test_unreadable_bodies(scim, raw, scim_type):
+    response = scim.client.post(
+        "/scim/v2/Users",
+        data=raw,
+        headers={"Authorization": f"Bearer {scim.token}", "Content-Type": "application/scim+json"},
+    )
+    assert_error(response, 400, scim_type)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"schemas": []},
+        {"userName": ""},
+        {"userName": "no-email-here"},
+        {"userName": "a@example.com", "emails": "oops"},
+        {"userName": "a@example.com", "emails": [{"value": "not-an-email"}]},
+        {
+            "userName": "a@example.com",
+            "emails": [{"value": "a@x.io", "primary": True}, {"value": "b@x.io", "primary": True}],
+        },
+        {"userName": "a@example.com", "name": "A"},
+        {"userName": "a@example.com", "active": "sometimes"},
+        {"userName": "x" * 300 + "@example.com"},
+        {"userName": "a\x00@example.com"},
+        {"userName": ["a@example.com"]},
+    ],
+)
+def test_invalid_users_are_invalid_value(scim, body):
+    assert_error(scim.post("/Users", body), 400, "invalidValue")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"schemas": []},
+        {"displayName": ""},
+        {"displayName": "G", "members": "x"},
+        {"displayName": "G", "members": [{"display": "no value"}]},
+        {"displayName": "G", "members": [{"value": "not-a-uuid"}]},
+        {"displayName": "G", "members": [{"value": "x", "type": "Group"}]},
+        {"displayName": "G" * 300},
+    ],
+)
+def test_invalid_groups_are_invalid_value(scim, body):
+    assert_error(scim.post("/Groups", body), 400, "invalidValue")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "startIndex=abc",
+        "count=ten",
+        "sortOrder=sideways",
+        "attributes=",
+        "count=-5",
+        "startIndex=-3",
+    ],
+)
+def test_paging_parameters(scim, ann, query):
+    response = scim.get(f"/Users?{query}")
+    if query.startswith(("startIndex=abc", "count=ten", "sortOrder")):
+        assert_error(response, 400, "invalidValue")
+    else:
+        assert response.status_code == 200  # negative values are clamped (RFC 7644 3.4.2.4)
+
+
+def test_unknown_route_method_not_allowed_and_ids_are_scim_errors(scim):
+    assert_error(scim.get("/Nope"), 404)
+    assert_error(scim.get("/Users/not-a-uuid"), 404)
+    assert_error(scim.request("POST", "/ServiceProviderConfig", {}), 405)
+    assert_error(scim.request("PATCH", "/Users", {}), 405)
+    assert_error(scim.get("/Schemas/urn:nope"), 404)
+    assert_error(scim.get("/ResourceTypes/Device"), 404)
+
+
+def test_oversized_bodies_are_413(scim, settings):
+    huge = {"userName": "a@example.com", "title": "x" * (settings.max_body_bytes + 10)}
+    assert_error(scim.post("/Users", huge), 413)
+
+
+def test_too_large_a_count_is_capped(scim, ann):
+    page = scim.get("/Users?count=100000").json
+    assert page["itemsPerPage"] == 1

@@ -1,0 +1,142 @@
+"""SCIM Groups as teams: create, rename, members, delete, and the group -> role mapping."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from models.actions.scim import set_group_role
+from models.entities import Team, TeamMembership, User
+from models.enums import Role, Source, TeamRole
+from tests.scim.conftest import ops
+from tests.scim.payloads import okta_create_group, okta_create_user
+from tests.support import factories
+
+
+def user(scim, email):
+    return scim.post("/Users", okta_create_user(email, external_id=email)).json["id"]
+
+
+def test_group_create_makes_a_team_whose_members_join_as_member(scim, session):
+    ann, bob = user(scim, "ann@example.com"), user(scim, "bob@example.com")
+    body = okta_create_group("Engineering")
+    body["members"] = [{"value": ann}, {"value": bob}]
+    response = scim.post("/Groups", body)
+    assert response.status_code == 201
+    group = response.json
+    assert group["displayName"] == "Engineering"
+    assert sorted(m["value"] for m in group["members"]) == sorted([ann, bob])
+    team = session.scalar(select(Team))
+    assert (team.name, team.external_source) == ("Engineering", Source.SCIM)
+    roles = session.scalars(select(TeamMembership.role)).all()
+    assert roles == [TeamRole.MEMBER, TeamRole.MEMBER]
+    session.rollback()  # SQLite: release the write lock before the next request
+    groups = scim.get(f"/Users/{ann}").json["groups"]
+    assert groups == [
+        {"value": group["id"], "$ref": group["meta"]["location"], "display": "Engineering"}
+    ]
+
+
+def test_group_display_name_is_unique(scim):
+    scim.post("/Groups", okta_create_group("Engineering"))
+    again = scim.post("/Groups", okta_create_group("engineering"))
+    assert again.status_code == 409
+    assert again.json["scimType"] == "uniqueness"
+
+
+def test_put_replaces_only_scim_members_and_keeps_a_managers_team_role(scim, session, org):
+    ann, bob = user(scim, "ann@example.com"), user(scim, "bob@example.com")
+    group = scim.post("/Groups", {**okta_create_group("Eng"), "members": [{"value": ann}]}).json
+    manual = factories.make_user(session, org, email="manual@example.com")
+    team = session.scalar(select(Team))
+    factories.add_member(session, team, manual, TeamRole.MANAGER)
+    session.commit()
+    response = scim.put(
+        f"/Groups/{group['id']}", {**okta_create_group("Eng"), "members": [{"value": bob}]}
+    )
+    assert [m["value"] for m in response.json["members"]] == [bob]
+    session.expire_all()
+    members = {m.user.email: m.role for m in session.scalars(select(TeamMembership)).all()}
+    assert members == {"bob@example.com": TeamRole.MEMBER, "manual@example.com": TeamRole.MANAGER}
+
+
+def test_group_delete_deletes_the_team(scim, session):
+    group = scim.post("/Groups", okta_create_group("Eng")).json
+    assert scim.delete(f"/Groups/{group['id']}").status_code == 204
+    assert scim.get(f"/Groups/{group['id']}").status_code == 404
+    assert session.scalar(select(Team)) is None
+
+
+def test_groups_filter_by_display_name_and_member(scim):
+    ann = user(scim, "ann@example.com")
+    eng = scim.post("/Groups", {**okta_create_group("Eng"), "members": [{"value": ann}]}).json
+    scim.post("/Groups", okta_create_group("Sales"))
+    by_name = scim.get('/Groups?filter=displayName eq "eng"&excludedAttributes=members').json
+    assert [g["id"] for g in by_name["Resources"]] == [eng["id"]]
+    assert "members" not in by_name["Resources"][0]
+    member_filter = f'id eq "{eng["id"]}" and members eq "{ann}"'
+    assert scim.get(f"/Groups?filter={member_filter}").json["totalResults"] == 1
+    assert scim.get(f'/Users?filter=groups eq "{eng["id"]}"').json["totalResults"] == 1
+
+
+def test_teams_made_by_an_admin_are_not_scim_groups(scim, session, org):
+    team = factories.make_team(session, org, "Handmade")
+    session.commit()
+    assert scim.get(f"/Groups/{team.id}").status_code == 404
+    assert scim.get("/Groups").json["totalResults"] == 0
+
+
+def test_a_mapped_group_makes_members_org_admins_and_demotes_them_when_they_leave(
+    scim, session, org
+):
+    set_group_role(
+        session,
+        organisation=org,
+        group_name="Odock Admins",
+        role=Role.ORG_ADMIN,
+        actor=factories.SETUP,
+    )
+    session.commit()
+    ann = user(scim, "ann@example.com")
+    group = scim.post("/Groups", okta_create_group("Odock Admins")).json
+    scim.patch(
+        f"/Groups/{group['id']}", ops({"op": "add", "path": "members", "value": [{"value": ann}]})
+    )
+    assert session.scalar(select(User.role)) is Role.ORG_ADMIN
+    session.commit()
+    scim.patch(
+        f"/Groups/{group['id']}", ops({"op": "remove", "path": f'members[value eq "{ann}"]'})
+    )
+    session.expire_all()
+    assert session.scalar(select(User.role)) is Role.USER
+
+
+def test_leaving_a_mapped_group_restores_the_role_held_before(scim, session, org):
+    set_group_role(
+        session, organisation=org, group_name="Admins", role=Role.ORG_ADMIN, actor=factories.SETUP
+    )
+    factories.make_user(session, org, email="ann@example.com", role=Role.MANAGER)
+    session.commit()
+    ann = user(scim, "ann@example.com")
+    group = scim.post("/Groups", {**okta_create_group("Admins"), "members": [{"value": ann}]}).json
+    assert session.scalar(select(User.role)) is Role.ORG_ADMIN
+    session.commit()
+    scim.delete(f"/Groups/{group['id']}")
+    session.expire_all()
+    assert session.scalar(select(User.role)) is Role.MANAGER
+
+
+def test_unknown_members_are_refused_and_nothing_changes(scim, session):
+    group = scim.post("/Groups", okta_create_group("Eng")).json
+    ann = user(scim, "ann@example.com")
+    response = scim.patch(
+        f"/Groups/{group['id']}",
+        ops(
+            {"op": "replace", "path": "displayName", "value": "Renamed"},
+            {"op": "add", "path": "members", "value": [{"value": ann}, {"value": "nobody"}]},
+        ),
+    )
+    assert response.status_code == 400
+    assert response.json["scimType"] == "invalidValue"
+    after = scim.get(f"/Groups/{group['id']}").json
+    assert after["displayName"] == "Eng"
+    assert "members" not in after

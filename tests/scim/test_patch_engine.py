@@ -1,0 +1,117 @@
+"""The PATCH engine on documents alone (RFC 7644 section 3.5.2 examples and edge cases)."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.scim.casting import USER_PASSTHROUGH
+from connectors.scim.errors import InvalidPath, Mutability, NoTarget
+from connectors.scim.patch import apply_patch
+from connectors.scim.schemas import GROUP_KIND, USER_KIND
+from tests.scim.payloads import ENTERPRISE
+
+USER_DOC = {
+    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+    "id": "u1",
+    "userName": "bjensen",
+    "name": {"givenName": "Barbara", "familyName": "Jensen"},
+    "emails": [
+        {"value": "bjensen@example.com", "type": "work", "primary": True},
+        {"value": "babs@jensen.org", "type": "home"},
+    ],
+    "active": True,
+}
+
+
+def patch(*operations, doc=None, kind=USER_KIND):
+    return apply_patch(doc or USER_DOC, list(operations), kind, USER_PASSTHROUGH)
+
+
+def test_rfc7644_3_5_2_1_add_to_a_multi_valued_attribute_appends():
+    result = patch(
+        {"op": "add", "path": "emails", "value": [{"value": "new@x.io", "type": "other"}]}
+    )
+    assert [e["value"] for e in result["emails"]][-1] == "new@x.io"
+    assert USER_DOC["emails"][-1]["value"] == "babs@jensen.org"  # the input is not mutated
+
+
+def test_rfc7644_3_5_2_1_add_without_path_merges_complex_values():
+    result = patch({"op": "add", "value": {"name": {"formatted": "Babs"}, "nickName": "Babs"}})
+    assert result["name"] == {"givenName": "Barbara", "familyName": "Jensen", "formatted": "Babs"}
+    assert result["nickName"] == "Babs"
+
+
+def test_rfc7644_3_5_2_2_remove_with_a_value_filter():
+    result = patch({"op": "remove", "path": 'emails[type eq "home"]'})
+    assert [e["type"] for e in result["emails"]] == ["work"]
+
+
+def test_rfc7644_3_5_2_2_remove_a_sub_attribute_of_matching_values():
+    result = patch({"op": "remove", "path": 'emails[type eq "work"].primary'})
+    assert "primary" not in result["emails"][0]
+
+
+def test_rfc7644_3_5_2_3_replace_a_multi_valued_attribute_whole():
+    result = patch({"op": "replace", "path": "emails", "value": [{"value": "only@x.io"}]})
+    assert result["emails"] == [{"value": "only@x.io"}]
+
+
+def test_rfc7644_3_5_2_3_replace_a_sub_attribute_through_a_value_path():
+    result = patch({"op": "replace", "path": 'emails[type eq "work"].value', "value": "w@x.io"})
+    assert result["emails"][0] == {"value": "w@x.io", "type": "work", "primary": True}
+
+
+def test_replace_a_value_path_that_matches_nothing_creates_it_when_pinned_by_eq():
+    doc = {**USER_DOC, "emails": []}
+    result = patch(
+        {"op": "replace", "path": 'emails[type eq "work"].value', "value": "w@x.io"}, doc=doc
+    )
+    assert result["emails"] == [{"type": "work", "value": "w@x.io"}]
+
+
+def test_replace_a_value_path_that_matches_nothing_is_no_target_otherwise():
+    with pytest.raises(NoTarget):
+        patch({"op": "replace", "path": 'emails[value co "zzz"].type', "value": "work"})
+
+
+def test_attribute_names_are_case_insensitive():
+    result = patch({"op": "replace", "path": "NAME.GIVENNAME", "value": "B"})
+    assert result["name"]["givenName"] == "B"
+
+
+def test_extension_attributes_by_urn_path_and_whole_object():
+    result = patch(
+        {"op": "add", "path": f"{ENTERPRISE}:department", "value": "Ops"},
+        {
+            "op": "add",
+            "path": ENTERPRISE,
+            "value": {"employeeNumber": "7", "schemas": [ENTERPRISE]},
+        },
+    )
+    assert result[ENTERPRISE] == {"department": "Ops", "employeeNumber": "7"}
+    assert ENTERPRISE not in patch({"op": "remove", "path": ENTERPRISE}, doc=result)
+
+
+def test_read_only_attributes_by_path_are_mutability_errors_but_echoes_are_ignored():
+    with pytest.raises(Mutability):
+        patch({"op": "replace", "path": "meta", "value": {}})
+    assert patch({"op": "replace", "value": {"id": "other", "userName": "x"}})["id"] == "u1"
+
+
+def test_unknown_core_attributes_are_invalid_paths():
+    with pytest.raises(InvalidPath):
+        patch({"op": "add", "path": "shoeSize", "value": 44})
+
+
+def test_group_members_add_dedupes_and_remove_filters():
+    doc = {"id": "g", "displayName": "G", "members": [{"value": "a"}, {"value": "b"}]}
+    added = patch(
+        {"op": "add", "path": "members", "value": [{"value": "a"}, {"value": "c"}]},
+        doc=doc,
+        kind=GROUP_KIND,
+    )
+    assert [m["value"] for m in added["members"]] == ["a", "b", "c"]
+    removed = patch({"op": "remove", "path": 'members[value eq "b"]'}, doc=added, kind=GROUP_KIND)
+    assert [m["value"] for m in removed["members"]] == ["a", "c"]
+    cleared = patch({"op": "remove", "path": "members"}, doc=removed, kind=GROUP_KIND)
+    assert "members" not in cleared

@@ -1,0 +1,247 @@
+"""SCIM Users over the domain: provisioning, lifecycle, listing, versions."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from models.actions import users as user_actions
+from models.entities import (
+    AuditEvent,
+    IdentityLink,
+    OutboxMessage,
+    Revocation,
+    ScimUser,
+    User,
+    VirtualApiKey,
+)
+from models.enums import Source, UserStatus
+from tests.scim.conftest import ops
+from tests.scim.payloads import ENTERPRISE, okta_create_user, rfc7643_8_2_full_user
+from tests.support import factories
+
+
+def create(scim, email="ann@example.com", **extra):
+    response = scim.post("/Users", {**okta_create_user(email), **extra})
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def test_rfc7643_8_2_full_user_round_trips_what_is_kept(scim):
+    response = scim.post("/Users", rfc7643_8_2_full_user())
+    assert response.status_code == 201
+    assert response.mimetype == "application/scim+json"
+    body = response.json
+    assert response.headers["Location"] == body["meta"]["location"]
+    assert response.headers["ETag"] == body["meta"]["version"]
+    assert body["userName"] == "bjensen@example.com"
+    assert body["name"]["givenName"] == "Barbara"
+    assert body["displayName"] == "Babs Jensen"
+    assert body["title"] == "Tour Guide"
+    assert body["phoneNumbers"] == [{"value": "555-555-5555", "type": "work"}]
+    assert [e["value"] for e in body["emails"]] == ["bjensen@example.com", "babs@jensen.org"]
+    assert body[ENTERPRISE]["employeeNumber"] == "701984"
+    assert body[ENTERPRISE]["department"] == "Tour Operations"
+    assert body[ENTERPRISE]["costCenter"] == "4130"
+    assert body[ENTERPRISE]["manager"]["value"] == "26118915-6090-4610-87e4-49d8ca9f808d"
+    assert body["meta"]["resourceType"] == "User"
+    assert body["meta"]["created"].endswith("Z")
+    assert scim.get(f"/Users/{body['id']}").json == body
+
+
+def test_created_user_is_active_and_audited_with_source_scim(scim, session):
+    body = create(scim)
+    user = session.scalar(select(User).where(User.email_key == "ann@example.com"))
+    assert user.status is UserStatus.ACTIVE
+    assert user.name == "Ann Okta"
+    sources = set(
+        session.scalars(select(AuditEvent.source).where(AuditEvent.target_id == str(user.id)))
+    )
+    assert sources == {Source.SCIM}
+    link = session.scalar(select(IdentityLink).where(IdentityLink.user_id == user.id))
+    assert (link.source, link.external_id) == (Source.SCIM, body["id"])
+
+
+def test_created_user_is_pending_where_the_organisation_requires_approval(scim, session, org):
+    org.settings.approval_required = True
+    session.commit()
+    body = create(scim)
+    user = session.scalar(select(User).where(User.email_key == "ann@example.com"))
+    assert user.status is UserStatus.PENDING
+    assert body["active"] is True  # not revoked: the IdP's assertion stands, approval pends
+
+
+def test_a_user_with_the_same_email_is_linked_not_duplicated(scim, session, org):
+    existing = factories.make_user(session, org, email="Ann@Example.com", name="Ann Before")
+    key = factories.make_key(session, org, owner=existing)
+    session.commit()
+    create(scim, "ann@example.com")
+    session.expire_all()
+    users = session.scalars(select(User).where(User.organisation_id == org.id)).all()
+    assert [u.id for u in users] == [existing.id]
+    assert session.get(VirtualApiKey, key.id).owner_user_id == existing.id
+    assert session.get(User, existing.id).name == "Ann Okta"
+
+
+def test_username_is_unique_case_insensitively(scim):
+    create(scim, "ann@example.com")
+    again = scim.post("/Users", okta_create_user("ANN@example.com", external_id="other"))
+    assert again.status_code == 409
+    assert again.json["scimType"] == "uniqueness"
+
+
+def test_deactivation_revokes_through_the_shared_operation(scim, session, org):
+    body = create(scim)
+    response = scim.patch(
+        f"/Users/{body['id']}", ops({"op": "replace", "path": "active", "value": False})
+    )
+    assert response.status_code == 200
+    assert response.json["active"] is False
+    scim_user = session.get(ScimUser, uuid.UUID(body["id"]))
+    revocation = session.scalar(select(Revocation).where(Revocation.user_id == scim_user.user_id))
+    assert revocation.source is Source.SCIM
+    assert revocation.reason == "SCIM active=false"
+    review = session.scalar(
+        select(OutboxMessage).where(OutboxMessage.task == "reviews.open_for_revocation")
+    )
+    assert review.kwargs == {"revocation_id": str(revocation.id)}
+    assert session.get(User, scim_user.user_id).status is UserStatus.REVOKED
+
+
+def test_reactivation_undoes_the_revocation(scim, session, org):
+    body = create(scim)
+    scim.patch(f"/Users/{body['id']}", ops({"op": "replace", "path": "active", "value": False}))
+    response = scim.patch(
+        f"/Users/{body['id']}", ops({"op": "replace", "path": "active", "value": True})
+    )
+    assert response.json["active"] is True
+    revocation = session.scalar(select(Revocation))
+    assert revocation.undone_at is not None
+
+
+def test_disabled_users_stay_visible_to_get_and_filters(scim):
+    body = create(scim)
+    scim.patch(f"/Users/{body['id']}", ops({"op": "replace", "path": "active", "value": False}))
+    assert scim.get(f"/Users/{body['id']}").json["active"] is False
+    found = scim.get('/Users?filter=userName eq "ann@example.com"').json
+    assert found["totalResults"] == 1
+    assert found["Resources"][0]["active"] is False
+    assert scim.get("/Users?filter=active eq false").json["totalResults"] == 1
+    assert scim.get("/Users?filter=active eq true").json["totalResults"] == 0
+
+
+def test_delete_revokes_marks_the_link_deleted_and_forgets_the_resource(scim, session):
+    body = create(scim)
+    assert scim.delete(f"/Users/{body['id']}").status_code == 204
+    assert scim.get(f"/Users/{body['id']}").status_code == 404
+    user = session.scalar(select(User).where(User.email_key == "ann@example.com"))
+    assert user.status is UserStatus.REVOKED
+    link = session.scalar(select(IdentityLink).where(IdentityLink.user_id == user.id))
+    assert link.deleted_at is not None
+    assert (
+        session.scalar(select(Revocation).where(Revocation.user_id == user.id)).reason
+        == "SCIM DELETE"
+    )
+
+
+def test_recreating_a_deleted_user_relinks_and_reactivates_the_same_person(scim, session):
+    body = create(scim)
+    scim.delete(f"/Users/{body['id']}")
+    again = create(scim)
+    assert again["id"] != body["id"]
+    assert again["active"] is True
+    assert (
+        session.scalar(select(User).where(User.email_key == "ann@example.com")).status
+        is UserStatus.ACTIVE
+    )
+    assert len(session.scalars(select(User)).all()) == 1
+
+
+def test_put_replaces_the_user(scim, session):
+    body = create(scim)
+    replacement = okta_create_user("ann.new@example.com")
+    replacement["name"] = {"givenName": "Anne", "familyName": "New"}
+    replacement["displayName"] = None
+    response = scim.put(f"/Users/{body['id']}", replacement)
+    assert response.status_code == 200
+    assert response.json["userName"] == "ann.new@example.com"
+    assert "displayName" not in response.json
+    user = session.scalar(select(User))
+    assert (user.email, user.name) == ("ann.new@example.com", "Anne New")
+
+
+def test_list_pages_sorts_and_projects(scim):
+    for n in range(5):
+        create(scim, f"user{n}@example.com", externalId=f"ext-{n}")
+    page = scim.get("/Users?startIndex=2&count=2&sortBy=userName&sortOrder=descending").json
+    assert page["totalResults"] == 5
+    assert page["startIndex"] == 2
+    assert page["itemsPerPage"] == 2
+    assert [r["userName"] for r in page["Resources"]] == ["user3@example.com", "user2@example.com"]
+    only = scim.get("/Users?attributes=userName,name.givenName&count=1").json["Resources"][0]
+    assert set(only) == {"schemas", "id", "meta", "userName", "name"}
+    assert set(only["name"]) == {"givenName"}
+    without = scim.get("/Users?excludedAttributes=emails,groups&count=1").json["Resources"][0]
+    assert "emails" not in without and "userName" in without
+    assert scim.get("/Users?count=0").json == {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": 5,
+        "startIndex": 1,
+        "itemsPerPage": 0,
+        "Resources": [],
+    }
+
+
+def test_search_endpoint_takes_a_search_request(scim):
+    create(scim, "a@example.com")
+    create(scim, "b@example.com")
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": 'userName sw "b"',
+        "attributes": ["userName"],
+    }
+    found = scim.post("/Users/.search", body).json
+    assert [r["userName"] for r in found["Resources"]] == ["b@example.com"]
+
+
+def test_etags_if_match_and_if_none_match(scim):
+    body = create(scim)
+    version = body["meta"]["version"]
+    assert scim.get(f"/Users/{body['id']}", **{"If-None-Match": version}).status_code == 304
+    patch = ops({"op": "replace", "path": "displayName", "value": "Ann"})
+    changed = scim.patch(f"/Users/{body['id']}", patch, **{"If-Match": version})
+    assert changed.status_code == 200
+    assert changed.json["meta"]["version"] != version
+    stale = scim.patch(f"/Users/{body['id']}", patch, **{"If-Match": version})
+    assert stale.status_code == 412
+    assert scim.delete(f"/Users/{body['id']}", **{"If-Match": version}).status_code == 412
+    assert scim.get(f"/Users/{body['id']}", **{"If-None-Match": version}).status_code == 200
+
+
+def test_scim_does_not_undo_an_admins_revocation(scim, session, org):
+    body = create(scim)
+    user = session.scalar(select(User))
+    user_actions.revoke_user(session, user=user, actor=factories.SETUP, reason="left")
+    session.commit()
+    response = scim.patch(
+        f"/Users/{body['id']}", ops({"op": "replace", "path": "active", "value": True})
+    )
+    assert response.status_code == 200
+    assert response.json["active"] is False
+    session.expire_all()
+    assert session.get(User, user.id).status is UserStatus.REVOKED
+    assert session.scalar(
+        select(AuditEvent.action).where(AuditEvent.action == "scim.reactivation_refused")
+    )
+
+
+def test_root_search_spans_users_and_groups(scim):
+    create(scim, "a@example.com")
+    scim.post("/Groups", {"displayName": "Team A"})
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}
+    found = scim.post("/.search", body).json
+    assert found["totalResults"] == 2
+    assert [r["meta"]["resourceType"] for r in found["Resources"]] == ["User", "Group"]
+    by_name = scim.post("/.search", {**body, "filter": 'displayName eq "Team A"'}).json
+    assert [r["displayName"] for r in by_name["Resources"]] == ["Team A"]

@@ -1,0 +1,193 @@
+"""What the real IdPs send that the RFC does not quite say: one test per quirk, named after it."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from models.entities import Revocation, TeamMembership, User
+from models.enums import UserStatus
+from tests.scim.payloads import (
+    ENTERPRISE,
+    entra_create_group,
+    entra_create_user,
+    entra_members,
+    okta_add_members,
+    okta_create_group,
+    okta_create_user,
+    okta_deactivate,
+    okta_remove_member,
+    okta_rename_group,
+    onelogin_create_user,
+    rfc7644_3_5_2_patch,
+)
+
+
+def entra_user(scim, email="entra@example.com"):
+    response = scim.post("/Users", entra_create_user(email, external_id=email.split("@")[0]))
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def status_of(session, email):
+    session.expire_all()
+    status = session.scalar(select(User.status).where(User.email_key == email))
+    session.rollback()
+    return status
+
+
+def test_entra_capitalised_op_names(scim):
+    body = entra_user(scim)
+    response = scim.patch(
+        f"/Users/{body['id']}",
+        rfc7644_3_5_2_patch(
+            {"op": "Replace", "path": "displayName", "value": "Renamed"},
+            {"op": "Add", "path": "nickName", "value": "Nick"},
+            {"op": "Remove", "path": "name.formatted"},
+        ),
+    )
+    assert response.status_code == 200
+    assert response.json["displayName"] == "Renamed"
+    assert response.json["nickName"] == "Nick"
+    assert "formatted" not in response.json["name"]
+
+
+def test_entra_active_as_the_string_false_and_true(scim, session):
+    body = entra_user(scim)
+    off = rfc7644_3_5_2_patch({"op": "Replace", "path": "active", "value": "False"})
+    assert scim.patch(f"/Users/{body['id']}", off).json["active"] is False
+    assert status_of(session, "entra@example.com") is UserStatus.REVOKED
+    on = rfc7644_3_5_2_patch({"op": "Replace", "path": "active", "value": "True"})
+    assert scim.patch(f"/Users/{body['id']}", on).json["active"] is True
+    assert status_of(session, "entra@example.com") is UserStatus.ACTIVE
+
+
+def test_entra_no_path_value_whose_keys_are_paths(scim):
+    body = entra_user(scim)
+    response = scim.patch(
+        f"/Users/{body['id']}",
+        rfc7644_3_5_2_patch(
+            {
+                "op": "Replace",
+                "value": {
+                    "name.givenName": "Given",
+                    "name.familyName": "Family",
+                    f"{ENTERPRISE}:department": "Research",
+                    'emails[type eq "work"].value': "moved@example.com",
+                },
+            }
+        ),
+    )
+    assert response.status_code == 200
+    assert response.json["name"]["givenName"] == "Given"
+    assert response.json["name"]["familyName"] == "Family"
+    assert response.json[ENTERPRISE]["department"] == "Research"
+    assert response.json["emails"][0]["value"] == "moved@example.com"
+
+
+def test_entra_manager_as_a_bare_string_or_a_value_object(scim):
+    body = entra_user(scim)
+    path = f"{ENTERPRISE}:manager"
+    bare = rfc7644_3_5_2_patch({"op": "Add", "path": path, "value": "boss-1"})
+    assert scim.patch(f"/Users/{body['id']}", bare).json[ENTERPRISE]["manager"]["value"] == "boss-1"
+    wrapped = rfc7644_3_5_2_patch({"op": "Replace", "path": path, "value": {"value": "boss-2"}})
+    assert (
+        scim.patch(f"/Users/{body['id']}", wrapped).json[ENTERPRISE]["manager"]["value"] == "boss-2"
+    )
+    found = scim.get(f'/Users?filter={ENTERPRISE}:manager.value eq "boss-2"')
+    assert found.json["totalResults"] == 1
+
+
+def test_entra_empty_string_or_null_means_unassigned(scim):
+    body = entra_user(scim)
+    path = f"{ENTERPRISE}:manager"
+    scim.patch(
+        f"/Users/{body['id']}", rfc7644_3_5_2_patch({"op": "Add", "path": path, "value": "boss"})
+    )
+    cleared = scim.patch(
+        f"/Users/{body['id']}",
+        rfc7644_3_5_2_patch(
+            {"op": "Replace", "path": path, "value": ""},
+            {"op": "Replace", "path": "displayName", "value": None},
+            {"op": "Replace", "path": f"{ENTERPRISE}:department", "value": ""},
+        ),
+    ).json
+    assert "manager" not in cleared.get(ENTERPRISE, {})
+    assert "department" not in cleared.get(ENTERPRISE, {})
+    assert "displayName" not in cleared
+
+
+def test_entra_extra_microsoft_urn_on_group_create(scim):
+    response = scim.post("/Groups", entra_create_group("Entra Group", "ext-group-1"))
+    assert response.status_code == 201
+    assert response.json["schemas"] == ["urn:ietf:params:scim:schemas:core:2.0:Group"]
+    assert response.json["externalId"] == "ext-group-1"
+
+
+def test_entra_remove_members_with_a_value_list_removes_only_those(scim, session):
+    ids = [entra_user(scim, f"u{n}@example.com")["id"] for n in range(3)]
+    group = scim.post("/Groups", entra_create_group("G", "g")).json
+    scim.patch(f"/Groups/{group['id']}", entra_members("Add", *ids))
+    response = scim.patch(f"/Groups/{group['id']}", entra_members("Remove", ids[0], ids[2]))
+    assert response.status_code == 200
+    assert [m["value"] for m in response.json["members"]] == [ids[1]]
+    assert len(session.scalars(select(TeamMembership)).all()) == 1
+
+
+def test_onelogin_emails_as_an_object(scim, session):
+    response = scim.post("/Users", onelogin_create_user("one@example.com"))
+    assert response.status_code == 201
+    assert response.json["emails"] == [
+        {"value": "one@example.com", "type": "work", "primary": True}
+    ]
+    assert session.scalar(select(User.email)) == "one@example.com"
+
+
+def test_okta_deactivate_via_patch_with_no_path(scim, session):
+    body = scim.post("/Users", okta_create_user("okta@example.com")).json
+    response = scim.patch(f"/Users/{body['id']}", okta_deactivate())
+    assert response.status_code == 200
+    assert response.json["active"] is False
+    assert status_of(session, "okta@example.com") is UserStatus.REVOKED
+
+
+def test_okta_deactivate_via_put(scim, session):
+    body = scim.post("/Users", okta_create_user("okta@example.com")).json
+    replacement = {**okta_create_user("okta@example.com"), "id": body["id"], "active": False}
+    response = scim.put(f"/Users/{body['id']}", replacement)
+    assert response.status_code == 200
+    assert response.json["active"] is False
+    assert status_of(session, "okta@example.com") is UserStatus.REVOKED
+    assert session.scalar(select(Revocation.reason)) == "SCIM active=false"
+
+
+def test_okta_group_rename_patch_carrying_the_read_only_id(scim):
+    group = scim.post("/Groups", okta_create_group("Old")).json
+    response = scim.patch(f"/Groups/{group['id']}", okta_rename_group(group["id"], "New"))
+    assert response.status_code == 200
+    assert response.json["displayName"] == "New"
+    assert response.json["id"] == group["id"]
+
+
+def test_okta_member_removal_by_value_path(scim):
+    ann = scim.post("/Users", okta_create_user("ann@example.com", "a")).json["id"]
+    bob = scim.post("/Users", okta_create_user("bob@example.com", "b")).json["id"]
+    group = scim.post("/Groups", okta_create_group("G")).json
+    scim.patch(f"/Groups/{group['id']}", okta_add_members((ann, "ann"), (bob, "bob")))
+    response = scim.patch(f"/Groups/{group['id']}", okta_remove_member(ann))
+    assert [m["value"] for m in response.json["members"]] == [bob]
+
+
+def test_unknown_extensions_are_ignored_safely(scim):
+    body = okta_create_user("ext@example.com")
+    body["schemas"].append("urn:example:custom:2.0:User")
+    body["urn:example:custom:2.0:User"] = {"favouriteColour": "green"}
+    created = scim.post("/Users", body)
+    assert created.status_code == 201
+    assert "urn:example:custom:2.0:User" not in created.json
+    patched = scim.patch(
+        f"/Users/{created.json['id']}",
+        rfc7644_3_5_2_patch(
+            {"op": "add", "path": "urn:example:custom:2.0:User:favouriteColour", "value": "red"}
+        ),
+    )
+    assert patched.status_code == 200

@@ -1,0 +1,275 @@
+"""SCIM 2.0 service provider under /scim/v2 (RFC 7644): thin routes over connectors.scim.
+
+The SCIM bearer token decides the organisation; every error under the prefix, including
+unknown routes, 405 and 413, is SCIM error JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+from flask import Blueprint, Response, g, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from connectors.scim import provider
+from connectors.scim.errors import InvalidSyntax, ScimError
+from connectors.scim.schemas import ERROR, GROUP_KIND, USER_KIND, ResourceKind
+from models import errors
+from models.actor import Actor
+from models.enums import Source, TokenScope
+from webhooks.auth import require_token
+from webhooks.context import db_session, settings
+from webhooks.errors import Unauthorized, register_protocol_renderer
+
+PREFIX = "/scim/v2"
+MEDIA_TYPE = "application/scim+json"
+log = structlog.get_logger(__name__)
+
+bp = Blueprint("scim", __name__, url_prefix=PREFIX)
+
+
+@bp.before_request
+def authenticate() -> None:
+    token = require_token(TokenScope.SCIM)
+    actor = Actor(Source.SCIM, f"scim token {token.name or token.prefix}")
+    base_url = request.url_root.rstrip("/") + PREFIX
+    g.scim = provider.Context(token.organisation_id, actor, base_url)
+
+
+@bp.get("/ServiceProviderConfig")
+def service_provider_config() -> Response:
+    return scim_json(provider.service_provider(g.scim, settings().public_base_url + "/docs/scim"))
+
+
+@bp.get("/ResourceTypes")
+def resource_types() -> Response:
+    return scim_json(provider.resource_types(g.scim))
+
+
+@bp.get("/ResourceTypes/<name>")
+def resource_type(name: str) -> Response:
+    return scim_json(provider.resource_type(g.scim, name))
+
+
+@bp.get("/Schemas")
+def schemas() -> Response:
+    return scim_json(provider.schemas(g.scim))
+
+
+@bp.get("/Schemas/<schema_id>")
+def schema(schema_id: str) -> Response:
+    return scim_json(provider.schema(g.scim, schema_id))
+
+
+@bp.get("/Users")
+def list_users() -> Response:
+    return scim_json(provider.list_users(db_session(), g.scim, query_listing()))
+
+
+@bp.post("/Users/.search")
+def search_users() -> Response:
+    return scim_json(provider.list_users(db_session(), g.scim, body_listing()))
+
+
+@bp.post("/Users")
+def create_user() -> Response:
+    document = provider.create_user(db_session(), g.scim, scim_body())
+    return committed(document, 201)
+
+
+@bp.get("/Users/<scim_id>")
+def get_user(scim_id: str) -> Response:
+    return resource(provider.get_user(db_session(), g.scim, scim_id), USER_KIND)
+
+
+@bp.put("/Users/<scim_id>")
+def replace_user(scim_id: str) -> Response:
+    session, body = db_session(), scim_body()
+    return committed(provider.replace_user(session, g.scim, scim_id, body, if_match()))
+
+
+@bp.patch("/Users/<scim_id>")
+def patch_user(scim_id: str) -> Response:
+    session, body = db_session(), scim_body()
+    return committed(provider.patch_user(session, g.scim, scim_id, body, if_match()))
+
+
+@bp.delete("/Users/<scim_id>")
+def delete_user(scim_id: str) -> Response:
+    provider.delete_user(db_session(), g.scim, scim_id, if_match())
+    return committed(None, 204)
+
+
+@bp.post("/.search")
+def search_all() -> Response:
+    return scim_json(provider.search_all(db_session(), g.scim, body_listing()))
+
+
+@bp.get("/Groups")
+def list_groups() -> Response:
+    return scim_json(provider.list_groups(db_session(), g.scim, query_listing()))
+
+
+@bp.post("/Groups/.search")
+def search_groups() -> Response:
+    return scim_json(provider.list_groups(db_session(), g.scim, body_listing()))
+
+
+@bp.post("/Groups")
+def create_group() -> Response:
+    document = provider.create_group(db_session(), g.scim, scim_body())
+    return committed(document, 201)
+
+
+@bp.get("/Groups/<group_id>")
+def get_group(group_id: str) -> Response:
+    return resource(provider.get_group(db_session(), g.scim, group_id), GROUP_KIND)
+
+
+@bp.put("/Groups/<group_id>")
+def replace_group(group_id: str) -> Response:
+    session, body = db_session(), scim_body()
+    return committed(provider.replace_group(session, g.scim, group_id, body, if_match()))
+
+
+@bp.patch("/Groups/<group_id>")
+def patch_group(group_id: str) -> Response:
+    session, body = db_session(), scim_body()
+    return committed(provider.patch_group(session, g.scim, group_id, body, if_match()))
+
+
+@bp.delete("/Groups/<group_id>")
+def delete_group(group_id: str) -> Response:
+    provider.delete_group(db_session(), g.scim, group_id, if_match())
+    return committed(None, 204)
+
+
+# --- request and response helpers ------------------------------------------------------
+
+
+def scim_body() -> Any:
+    """The JSON body; anything unreadable is invalidSyntax."""
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise InvalidSyntax("a JSON body is required")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidSyntax("the body is not valid UTF-8") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidSyntax(f"the body is not valid JSON: {exc}") from None
+
+
+def query_listing() -> provider.Listing:
+    args = request.args
+    return provider.listing(
+        filter_text=args.get("filter"),
+        start_index=args.get("startIndex"),
+        count=args.get("count"),
+        sort_by=args.get("sortBy"),
+        sort_order=args.get("sortOrder"),
+        attributes=args.get("attributes"),
+        excluded=args.get("excludedAttributes"),
+    )
+
+
+def body_listing() -> provider.Listing:
+    body = scim_body()
+    if not isinstance(body, dict):
+        raise InvalidSyntax("a SearchRequest must be a JSON object")
+    fields = {str(k).lower(): v for k, v in body.items()}
+    text = fields.get("filter")
+    if text is not None and not isinstance(text, str):
+        raise InvalidSyntax("filter must be a string")
+    return provider.listing(
+        filter_text=text,
+        start_index=fields.get("startindex"),
+        count=fields.get("count"),
+        sort_by=fields.get("sortby"),
+        sort_order=fields.get("sortorder"),
+        attributes=fields.get("attributes"),
+        excluded=fields.get("excludedattributes"),
+    )
+
+
+def if_match() -> str | None:
+    return request.headers.get("If-Match")
+
+
+def resource(document: dict[str, Any], kind: ResourceKind) -> Response:
+    """A single resource, or 304 when the caller's If-None-Match is current."""
+    if provider.matches_version(document, request.headers.get("If-None-Match")):
+        response = Response(status=304)
+        response.headers["ETag"] = document["meta"]["version"]
+        return response
+    return scim_json(provider.project(document, query_listing().projection, kind))
+
+
+def committed(document: dict[str, Any] | None, status: int = 200) -> Response:
+    db_session().commit()
+    if document is None:
+        return Response(status=status)
+    response = scim_json(document, status)
+    if status == 201:
+        response.headers["Location"] = document["meta"]["location"]
+    return response
+
+
+def scim_json(document: dict[str, Any], status: int = 200) -> Response:
+    response = Response(json.dumps(document), status=status, mimetype=MEDIA_TYPE)
+    version = document.get("meta", {}).get("version")
+    if version and "Resources" not in document:
+        response.headers["ETag"] = version
+    return response
+
+
+# --- errors ----------------------------------------------------------------------------
+
+STATUS_BY_ERROR: list[tuple[type[errors.DomainError], int, str | None]] = [
+    (Unauthorized, 401, None),
+    (errors.NotFound, 404, None),
+    (errors.Forbidden, 403, None),
+    (errors.PreconditionFailed, 412, None),
+    (errors.RateLimited, 429, None),
+    (errors.InvalidTransition, 409, None),
+    (errors.Conflict, 409, "uniqueness"),
+    (errors.InvalidInput, 400, "invalidValue"),
+]
+
+
+def scim_error(status: int, detail: str, scim_type: str | None = None) -> Response:
+    body: dict[str, Any] = {"schemas": [ERROR], "status": str(status), "detail": detail}
+    if scim_type:
+        body["scimType"] = scim_type
+    response = Response(json.dumps(body), status=status, mimetype=MEDIA_TYPE)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="odock-sync SCIM"'
+    return response
+
+
+def render_scim_error(error: Exception) -> Response:
+    """Every error under /scim/v2 as SCIM error JSON (RFC 7644 section 3.12)."""
+    if isinstance(error, ScimError):
+        return scim_error(error.status, error.message, error.scim_type)
+    if isinstance(error, errors.DomainError):
+        status, scim_type = next(
+            ((s, t) for kind, s, t in STATUS_BY_ERROR if isinstance(error, kind)), (400, None)
+        )
+        return scim_error(status, error.message, scim_type)
+    if isinstance(error, ValidationError):
+        return scim_error(400, "the request does not match the schema", "invalidValue")
+    if isinstance(error, HTTPException):
+        status = error.code or 500
+        response = scim_error(status, error.description or error.name)
+        allow = error.get_response().headers.get("Allow")
+        if allow:
+            response.headers["Allow"] = allow
+        return response
+    log.exception("scim.request_failed", path=request.path, error_type=type(error).__name__)
+    return scim_error(500, "an unexpected error occurred; it has been logged")
+
+
+register_protocol_renderer(PREFIX, render_scim_error)
