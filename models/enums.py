@@ -83,3 +83,21 @@ class KeyPolicy(StrEnum):
 
     REVOKE = "revoke"
     HOLD = "hold"
+
+
+class SyncKind(StrEnum):
+    FULL = "full"
+    INCREMENTAL = "incremental"
+
+
+class SyncRunStatus(StrEnum):
+    """A directory sync run: running, then one of the outcomes below."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PLANNED = "planned"  # a dry run: the plan is stored, nothing applied
+    QUARANTINED = "quarantined"  # over the deprovisioning threshold: waits for an admin
+    APPROVED = "approved"
+    DISCARDED = "discarded"
+    SKIPPED = "skipped"  # another sync of the same connector was running

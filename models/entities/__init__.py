@@ -5,6 +5,7 @@ from models.entities.api_token import ApiToken
 from models.entities.audit import AuditEvent
 from models.entities.budget import Budget, Quota
 from models.entities.delivery import ReceivedDelivery
+from models.entities.directory import DirectoryConnector, DirectorySyncRun, SyncLease
 from models.entities.invitation import Invitation
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
@@ -17,6 +18,8 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Budget",
+    "DirectoryConnector",
+    "DirectorySyncRun",
     "IdentityLink",
     "Invitation",
     "Organisation",
@@ -27,6 +30,7 @@ __all__ = [
     "ReviewFinding",
     "Revocation",
     "RevocationReview",
+    "SyncLease",
     "Team",
     "TeamMembership",
     "UsageRecord",

@@ -1,0 +1,627 @@
+"""Applying a directory sync plan through the shared user, identity and team operations.
+
+Only users linked to this connector are ever changed; a person found by email whose account
+another source manages is reported, not taken over. Creating people is batched (the same
+validation and audit events as create_user and link_identity) because a first import can
+bring in a hundred thousand of them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from connectors.ldap.reconcile import Plan
+from models import audit
+from models.actions import teams as team_actions
+from models.actions.identities import link_identity, mark_link_deleted
+from models.actions.users import (
+    edit_user,
+    latest_revocation,
+    set_active,
+    validate_email,
+    validate_name,
+)
+from models.actor import Actor
+from models.base import new_id, utcnow
+from models.entities import (
+    AuditEvent,
+    DirectoryConnector,
+    DirectorySyncRun,
+    IdentityLink,
+    Organisation,
+    User,
+)
+from models.entities.user import email_key
+from models.enums import Role, Source, SyncKind, SyncRunStatus, TeamRole, UserStatus
+from models.errors import DomainError, InvalidTransition
+from models.notifications import notify
+from models.queries.directory import MANAGING_SOURCES
+
+BATCH = 1000
+
+
+@dataclass
+class Applied:
+    created: int = 0
+    updated: int = 0
+    revoked: int = 0
+    reactivated: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def ldap_actor(connector: DirectoryConnector) -> Actor:
+    return Actor(Source.LDAP, f"ldap:{connector.name}")
+
+
+def apply_directory_plan(
+    session: Session, *, connector: DirectoryConnector, plan: Plan, actor: Actor
+) -> Applied:
+    """Carry out a plan; each item that no longer fits the data is reported and skipped."""
+    organisation = session.get_one(Organisation, connector.organisation_id)
+    applied = Applied()
+    for start in range(0, len(plan.creates), BATCH):
+        _create_batch(
+            session, organisation, connector, plan.creates[start : start + BATCH], actor, applied
+        )
+    for item in plan.links:
+        _guarded(applied, item, lambda item=item: _link(session, connector, item, actor, applied))
+    for item in plan.updates:
+        _guarded(applied, item, lambda item=item: _update(session, connector, item, actor, applied))
+    for item in plan.reactivates:
+        _guarded(
+            applied, item, lambda item=item: _reactivate(session, connector, item, actor, applied)
+        )
+    for item in plan.revokes:
+        _guarded(applied, item, lambda item=item: _revoke(session, connector, item, actor, applied))
+    for item in plan.roles:
+        _guarded(applied, item, lambda item=item: _set_role(session, connector, item, actor))
+    _apply_teams(session, organisation, connector, plan, actor, applied)
+    return applied
+
+
+def _guarded(applied: Applied, item: dict[str, Any], step: Any) -> None:
+    try:
+        step()
+    except DomainError as exc:
+        applied.errors.append({"external_id": item.get("external_id"), "message": exc.message})
+
+
+def _owned_link(
+    session: Session, connector: DirectoryConnector, external_id: str
+) -> IdentityLink | None:
+    """The link, only if this connector owns it (links of other sources are never touched)."""
+    return session.scalar(
+        select(IdentityLink).where(
+            IdentityLink.organisation_id == connector.organisation_id,
+            IdentityLink.source == Source.LDAP,
+            IdentityLink.external_id == external_id,
+            IdentityLink.connector_id == connector.id,
+        )
+    )
+
+
+def _create_batch(
+    session: Session,
+    organisation: Organisation,
+    connector: DirectoryConnector,
+    items: list[dict[str, Any]],
+    actor: Actor,
+    applied: Applied,
+) -> None:
+    keys = [email_key(item["email"]) for item in items]
+    taken = set(
+        session.scalars(
+            select(User.email_key).where(
+                User.organisation_id == organisation.id, User.email_key.in_(keys)
+            )
+        )
+    )
+    linked = set(
+        session.scalars(
+            select(IdentityLink.external_id).where(
+                IdentityLink.organisation_id == organisation.id,
+                IdentityLink.source == Source.LDAP,
+                IdentityLink.external_id.in_([item["external_id"] for item in items]),
+            )
+        )
+    )
+    status = UserStatus.PENDING if organisation.settings.approval_required else UserStatus.ACTIVE
+    now = utcnow()
+    users: list[dict[str, Any]] = []
+    links: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for item, key in zip(items, keys, strict=True):
+        if item["external_id"] in linked:
+            continue
+        if key in taken:
+            applied.errors.append(
+                {"external_id": item["external_id"], "message": f"{item['email']} exists already"}
+            )
+            continue
+        try:
+            email = validate_email(item["email"])
+            name = validate_name(item["name"])
+        except DomainError as exc:
+            applied.errors.append({"external_id": item["external_id"], "message": exc.message})
+            continue
+        taken.add(key)
+        role = Role(item.get("role") or "USER")
+        user_id = new_id()
+        users.append(
+            {
+                "id": user_id,
+                "organisation_id": organisation.id,
+                "name": name,
+                "email": email,
+                "email_key": key,
+                "role": role,
+                "status": status,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        links.append(
+            {
+                "id": new_id(),
+                "organisation_id": organisation.id,
+                "user_id": user_id,
+                "source": Source.LDAP,
+                "external_id": item["external_id"],
+                "connector_id": connector.id,
+                "attributes": {"dn": item["dn"]},
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        snapshot = {
+            "id": str(user_id),
+            "name": name,
+            "email": email,
+            "role": role.value,
+            "status": status.value,
+        }
+        events.append(_event(organisation.id, actor, "user.created", user_id, None, snapshot, now))
+        events.append(
+            _event(
+                organisation.id,
+                actor,
+                "identity.linked",
+                user_id,
+                None,
+                {"source": Source.LDAP.value, "external_id": item["external_id"]},
+                now,
+            )
+        )
+    if users:
+        session.execute(insert(User), users)
+        session.execute(insert(IdentityLink), links)
+        session.execute(insert(AuditEvent), events)
+        applied.created += len(users)
+
+
+def _event(
+    organisation_id: uuid.UUID,
+    actor: Actor,
+    action: str,
+    target_id: uuid.UUID,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    now: Any,
+) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "organisation_id": organisation_id,
+        "occurred_at": now,
+        "source": actor.source,
+        "actor": str(actor),
+        "action": action,
+        "target_type": "user",
+        "target_id": str(target_id),
+        "before": before,
+        "after": after,
+    }
+
+
+def _link(
+    session: Session,
+    connector: DirectoryConnector,
+    item: dict[str, Any],
+    actor: Actor,
+    applied: Applied,
+) -> None:
+    user = session.get(User, uuid.UUID(item["user_id"]))
+    if user is None or user.organisation_id != connector.organisation_id:
+        raise InvalidTransition("the user to link no longer exists")
+    others = [
+        link
+        for link in user.identity_links
+        if link.deleted_at is None and link.source in MANAGING_SOURCES
+    ]
+    if others:
+        raise InvalidTransition(f"{user.email} is now managed by {others[0].source.value}")
+    link_identity(
+        session,
+        user=user,
+        source=Source.LDAP,
+        external_id=item["external_id"],
+        actor=actor,
+        attributes={"dn": item["dn"]},
+        connector_id=connector.id,
+    )
+    role = Role(item["role"]) if item.get("role") else None
+    edit_user(session, user=user, actor=actor, name=item["name"], role=role)
+    applied.updated += 1
+
+
+def _update(
+    session: Session,
+    connector: DirectoryConnector,
+    item: dict[str, Any],
+    actor: Actor,
+    applied: Applied,
+) -> None:
+    link = _owned_link(session, connector, item["external_id"])
+    if link is None:
+        return
+    fields = item["fields"]
+    if "name" in fields or "email" in fields:
+        edit_user(
+            session,
+            user=link.user,
+            actor=actor,
+            name=fields["name"][1] if "name" in fields else None,
+            email=fields["email"][1] if "email" in fields else None,
+        )
+    if "dn" in fields and link.attributes.get("dn") != item["dn"]:
+        audit.record(
+            session,
+            actor=actor,
+            organisation_id=link.organisation_id,
+            action="identity.moved",
+            target_type="user",
+            target_id=link.user_id,
+            before={"dn": link.attributes.get("dn")},
+            after={"dn": item["dn"]},
+        )
+        link.attributes = {**link.attributes, "dn": item["dn"]}
+    applied.updated += 1
+
+
+def _reactivate(
+    session: Session,
+    connector: DirectoryConnector,
+    item: dict[str, Any],
+    actor: Actor,
+    applied: Applied,
+) -> None:
+    link = _owned_link(session, connector, item["external_id"])
+    if link is None or link.user.status is not UserStatus.REVOKED:
+        return
+    revocation = latest_revocation(session, link.user_id)
+    if revocation is None or revocation.source is not Source.LDAP:
+        return  # only what a sync revoked is undone by a sync
+    if set_active(session, user=link.user, active=True, actor=actor):
+        applied.reactivated += 1
+    if link.deleted_at is not None:
+        link.deleted_at = None
+
+
+def _revoke(
+    session: Session,
+    connector: DirectoryConnector,
+    item: dict[str, Any],
+    actor: Actor,
+    applied: Applied,
+) -> None:
+    link = _owned_link(session, connector, item["external_id"])
+    if link is None:
+        return
+    if set_active(session, user=link.user, active=False, actor=actor, reason=item["reason"]):
+        applied.revoked += 1
+    if item.get("removed"):
+        mark_link_deleted(session, link=link, actor=actor)
+
+
+def _set_role(
+    session: Session, connector: DirectoryConnector, item: dict[str, Any], actor: Actor
+) -> None:
+    link = _owned_link(session, connector, item["external_id"])
+    if link is not None and link.user.role is not Role.SUPER_ADMIN:
+        edit_user(session, user=link.user, actor=actor, role=Role(item["role"]))
+
+
+def _apply_teams(
+    session: Session,
+    organisation: Organisation,
+    connector: DirectoryConnector,
+    plan: Plan,
+    actor: Actor,
+    applied: Applied,
+) -> None:
+    teams: dict[str, Any] = {}
+
+    def team_named(name: str, create: bool) -> Any:
+        key = name.lower()
+        if key not in teams:
+            team = team_actions.find_team_by_name(session, organisation.id, name)
+            if team is None and create:
+                team = team_actions.create_team(
+                    session,
+                    organisation=organisation,
+                    name=name,
+                    actor=actor,
+                    external_source=Source.LDAP,
+                    external_id=None,
+                )
+            teams[key] = team
+        return teams[key]
+
+    for item in plan.team_adds:
+        link = _owned_link(session, connector, item["external_id"])
+        if link is None:
+            continue
+        team = team_named(item["team"], create=True)
+        if team_actions.get_membership(session, team, link.user) is None:
+            team_actions.add_to_team(
+                session,
+                team=team,
+                user=link.user,
+                role=TeamRole(item["role"]),
+                actor=actor,
+                source=Source.LDAP,
+            )
+    for item in plan.team_removes:
+        link = _owned_link(session, connector, item["external_id"])
+        team = team_named(item["team"], create=False)
+        if link is None or team is None:
+            continue
+        membership = team_actions.get_membership(session, team, link.user)
+        if membership is not None and membership.source is Source.LDAP:
+            team_actions.remove_from_team(session, team=team, user=link.user, actor=actor)
+    del applied
+
+
+# --- runs -------------------------------------------------------------------------------
+
+
+def start_run(
+    session: Session,
+    *,
+    connector: DirectoryConnector,
+    kind: SyncKind,
+    dry_run: bool,
+    trigger: str,
+) -> DirectorySyncRun:
+    run = DirectorySyncRun(
+        organisation_id=connector.organisation_id,
+        connector_id=connector.id,
+        kind=kind,
+        dry_run=dry_run,
+        trigger=trigger,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def _finish(run: DirectorySyncRun, status: SyncRunStatus) -> None:
+    run.status = status
+    run.finished_at = utcnow()
+    run.duration_ms = int((run.finished_at - run.started_at).total_seconds() * 1000)
+
+
+def fail_run(
+    session: Session,
+    *,
+    run: DirectorySyncRun,
+    code: str,
+    message: str,
+    read: int,
+    connector: DirectoryConnector,
+) -> None:
+    """An aborted run: nobody was revoked; the organisation's admins are told why."""
+    run.error_code = code
+    run.error = message
+    run.read_count = read
+    run.error_count = max(run.error_count, 1)
+    _finish(run, SyncRunStatus.FAILED)
+    audit.record(
+        session,
+        actor=ldap_actor(connector),
+        organisation_id=run.organisation_id,
+        action="directory_sync.failed",
+        target_type="directory",
+        target_id=connector.id,
+        after={"run_id": str(run.id), "error_code": code, "error": message},
+    )
+    notify(
+        session,
+        organisation_id=run.organisation_id,
+        event="directory_sync.failed",
+        payload={
+            "connector": connector.name,
+            "connector_id": str(connector.id),
+            "run_id": str(run.id),
+            "error_code": code,
+            "error": message,
+            "revoked": 0,
+        },
+    )
+
+
+def record_plan(run: DirectorySyncRun, plan: Plan) -> None:
+    run.plan = {**plan.to_dict(), "summary": plan.summary()}
+    run.read_count = plan.read
+    run.unchanged_count = plan.unchanged
+    run.error_count = len(plan.errors)
+
+
+def exceeds_threshold(
+    session: Session, *, organisation: Organisation, connector: DirectoryConnector, plan: Plan
+) -> str:
+    """Why this plan must wait for approval, or "" when it may run."""
+    revokes = len(plan.revokes)
+    if not revokes:
+        return ""
+    settings = organisation.settings
+    linked = session.scalar(
+        select(IdentityLink.id).where(IdentityLink.connector_id == connector.id).limit(1)
+    )
+    total = _linked_count(session, connector) if linked is not None else 0
+    if revokes > settings.deprovision_threshold_count:
+        return (
+            f"the plan revokes {revokes} users, more than the threshold of "
+            f"{settings.deprovision_threshold_count}"
+        )
+    if total and revokes * 100 > settings.deprovision_threshold_percent * total:
+        return (
+            f"the plan revokes {revokes} of {total} linked users, more than "
+            f"{settings.deprovision_threshold_percent}%"
+        )
+    return ""
+
+
+def _linked_count(session: Session, connector: DirectoryConnector) -> int:
+    from sqlalchemy import func
+
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(IdentityLink)
+            .where(IdentityLink.connector_id == connector.id, IdentityLink.deleted_at.is_(None))
+        )
+        or 0
+    )
+
+
+def quarantine_run(
+    session: Session,
+    *,
+    run: DirectorySyncRun,
+    connector: DirectoryConnector,
+    plan: Plan,
+    reason: str,
+) -> None:
+    record_plan(run, plan)
+    run.error = reason
+    _finish(run, SyncRunStatus.QUARANTINED)
+    audit.record(
+        session,
+        actor=ldap_actor(connector),
+        organisation_id=run.organisation_id,
+        action="directory_sync.quarantined",
+        target_type="directory",
+        target_id=connector.id,
+        after={"run_id": str(run.id), "reason": reason, "summary": plan.summary()},
+    )
+    notify(
+        session,
+        organisation_id=run.organisation_id,
+        event="directory_sync.quarantined",
+        payload={
+            "connector": connector.name,
+            "connector_id": str(connector.id),
+            "run_id": str(run.id),
+            "reason": reason,
+            "summary": plan.summary(),
+        },
+    )
+
+
+def complete_run(
+    session: Session,
+    *,
+    run: DirectorySyncRun,
+    connector: DirectoryConnector,
+    plan: Plan,
+    applied: Applied | None,
+    status: SyncRunStatus,
+) -> None:
+    """Store the plan and counts; a full or incremental sync that applied moves the marks."""
+    record_plan(run, plan)
+    if applied is not None:
+        run.created_count = applied.created
+        run.updated_count = applied.updated
+        run.revoked_count = applied.revoked
+        run.reactivated_count = applied.reactivated
+        run.error_count = len(plan.errors) + len(applied.errors)
+        if applied.errors and run.plan is not None:
+            run.plan = {**run.plan, "apply_errors": applied.errors}
+        if plan.watermark and run.kind in (SyncKind.FULL, SyncKind.INCREMENTAL):
+            connector.watermark = plan.watermark
+        now = utcnow()
+        if run.kind is SyncKind.FULL:
+            connector.last_full_sync_at = now
+        connector.last_incremental_sync_at = now
+    _finish(run, status)
+    if plan.deprovision_blocked:
+        run.error = f"deprovisioning withheld: {plan.deprovision_blocked}"
+        notify(
+            session,
+            organisation_id=run.organisation_id,
+            event="directory_sync.deprovision_withheld",
+            payload={
+                "connector": connector.name,
+                "connector_id": str(connector.id),
+                "run_id": str(run.id),
+                "reason": plan.deprovision_blocked,
+            },
+        )
+
+
+def get_run(session: Session, organisation_id: uuid.UUID, run_id: uuid.UUID) -> DirectorySyncRun:
+    from models.errors import NotFound
+
+    run = session.get(DirectorySyncRun, run_id)
+    if run is None or run.organisation_id != organisation_id:
+        raise NotFound("sync run not found")
+    return run
+
+
+def approve_run(session: Session, *, run: DirectorySyncRun, actor: Actor) -> Applied:
+    """Apply a quarantined plan as it was reviewed; a second approval is refused."""
+    if run.status is not SyncRunStatus.QUARANTINED or run.plan is None:
+        raise InvalidTransition(f"only a quarantined run can be approved; this one is {run.status}")
+    connector = session.get_one(DirectoryConnector, run.connector_id)
+    plan = Plan.from_dict(run.plan)
+    applied = apply_directory_plan(
+        session, connector=connector, plan=plan, actor=ldap_actor(connector)
+    )
+    complete_run(
+        session,
+        run=run,
+        connector=connector,
+        plan=plan,
+        applied=applied,
+        status=SyncRunStatus.APPROVED,
+    )
+    _decide(session, run, actor, "directory_sync.approved")
+    return applied
+
+
+def discard_run(session: Session, *, run: DirectorySyncRun, actor: Actor) -> None:
+    if run.status is not SyncRunStatus.QUARANTINED:
+        raise InvalidTransition(
+            f"only a quarantined run can be discarded; this one is {run.status}"
+        )
+    run.status = SyncRunStatus.DISCARDED
+    _decide(session, run, actor, "directory_sync.discarded")
+
+
+def _decide(session: Session, run: DirectorySyncRun, actor: Actor, action: str) -> None:
+    run.decided_by = str(actor)
+    run.decided_at = utcnow()
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=run.organisation_id,
+        action=action,
+        target_type="directory",
+        target_id=run.connector_id,
+        after={"run_id": str(run.id)},
+    )
