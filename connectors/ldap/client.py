@@ -185,6 +185,8 @@ class DirectoryClient:
         conn.set_option(ldap.OPT_REFERRALS, 0)
         conn.set_option(ldap.OPT_NETWORK_TIMEOUT, self.config.connect_timeout)
         conn.set_option(ldap.OPT_TIMEOUT, self.config.search_timeout)
+        # python-ldap's synchronous calls (the bind) wait on this attribute, not on the option.
+        conn.timeout = self.config.search_timeout
         require = ldap.OPT_X_TLS_DEMAND if self.config.verify_tls else ldap.OPT_X_TLS_NEVER
         conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, require)
         if self.config.ca_file:
