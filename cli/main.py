@@ -168,3 +168,8 @@ def _find_user(session, organisation_id: uuid.UUID, ref: str):  # type: ignore[n
         if found is None:
             raise NotFound(f"no user {ref}") from None
         return found
+
+
+from cli.ldap import ldap  # noqa: E402
+
+main.add_command(ldap)

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
+    directory_sync_tick_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

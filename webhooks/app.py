@@ -8,11 +8,11 @@ from models.db import make_engine, make_session_factory
 from models.observability import configure_logging
 from models.settings import Settings, load_settings
 from webhooks import context, errors, health
-from webhooks.api import openapi, teams, users
+from webhooks.api import directory, openapi, teams, users
 from worker.celery_app import configure_celery
 from worker.outbox_relay import install_after_commit_relay
 
-BLUEPRINTS = [health.bp, users.bp, teams.bp, openapi.bp]
+BLUEPRINTS = [health.bp, users.bp, teams.bp, openapi.bp, directory.bp]
 
 
 def create_app(settings: Settings | None = None) -> Flask:

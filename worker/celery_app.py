@@ -12,6 +12,7 @@ from worker import sqlite_broker
 TASK_MODULES = [
     "worker.outbox_relay",
     "worker.tasks.gateway",
+    "worker.tasks.directory",
 ]
 
 sqlite_broker.register()
@@ -44,5 +45,9 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
         "outbox-relay": {
             "task": "outbox.relay",
             "schedule": timedelta(seconds=settings.outbox_relay_interval),
+        },
+        "directory-sync-due": {
+            "task": "directory.schedule_due",
+            "schedule": timedelta(seconds=settings.directory_sync_tick_seconds),
         },
     }

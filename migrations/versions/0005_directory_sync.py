@@ -53,6 +53,8 @@ def upgrade() -> None:
     sa.Column('watermark', sa.String(length=64), nullable=False),
     sa.Column('last_full_sync_at', models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_incremental_sync_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('full_scheduled_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('incremental_scheduled_at', models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', models.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['organisation_id'], ['organisations.id'], name=op.f('fk_directory_connectors_organisation_id_organisations'), ondelete='CASCADE'),

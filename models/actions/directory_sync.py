@@ -625,3 +625,71 @@ def _decide(session: Session, run: DirectorySyncRun, actor: Actor, action: str) 
         target_id=run.connector_id,
         after={"run_id": str(run.id)},
     )
+
+
+# --- schedule ---------------------------------------------------------------------------
+
+TASK_SYNC = "directory.sync"
+
+
+def enqueue_due_syncs(session: Session, *, now: Any) -> list[tuple[str, str]]:
+    """Queue a full or incremental sync for each enabled connector whose interval has passed."""
+    from datetime import timedelta
+
+    from models import outbox
+
+    queued: list[tuple[str, str]] = []
+    for connector in session.scalars(
+        select(DirectoryConnector).where(DirectoryConnector.enabled.is_(True))
+    ):
+        kind = ""
+        full_every = timedelta(minutes=connector.full_sync_minutes)
+        incremental_every = timedelta(minutes=connector.incremental_minutes)
+        if connector.full_sync_minutes and (
+            connector.full_scheduled_at is None or now - connector.full_scheduled_at >= full_every
+        ):
+            kind = SyncKind.FULL.value
+            connector.full_scheduled_at = now
+            connector.incremental_scheduled_at = now
+        elif connector.incremental_minutes and (
+            connector.incremental_scheduled_at is None
+            or now - connector.incremental_scheduled_at >= incremental_every
+        ):
+            kind = SyncKind.INCREMENTAL.value
+            connector.incremental_scheduled_at = now
+        if kind:
+            outbox.enqueue(
+                session, TASK_SYNC, connector_id=str(connector.id), kind=kind, trigger="schedule"
+            )
+            queued.append((str(connector.id), kind))
+    return queued
+
+
+def request_sync(
+    session: Session,
+    *,
+    connector: DirectoryConnector,
+    kind: SyncKind,
+    dry_run: bool,
+    actor: Actor,
+) -> None:
+    """Queue a sync now (the worker runs it after this transaction commits)."""
+    from models import outbox
+
+    outbox.enqueue(
+        session,
+        TASK_SYNC,
+        connector_id=str(connector.id),
+        kind=kind.value,
+        trigger=str(actor),
+        dry_run=dry_run,
+    )
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=connector.organisation_id,
+        action="directory_sync.requested",
+        target_type="directory",
+        target_id=connector.id,
+        after={"kind": kind.value, "dry_run": dry_run},
+    )

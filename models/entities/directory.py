@@ -48,6 +48,8 @@ class DirectoryConnector(Timestamped, Base):
     watermark: Mapped[str] = mapped_column(String(64), default="")
     last_full_sync_at: Mapped[datetime | None] = mapped_column(default=None)
     last_incremental_sync_at: Mapped[datetime | None] = mapped_column(default=None)
+    full_scheduled_at: Mapped[datetime | None] = mapped_column(default=None)
+    incremental_scheduled_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class DirectorySyncRun(Base):
