@@ -176,7 +176,9 @@ def _plan_full(sessions: SessionFactory, target: _Target, progress: Progress) ->
         unlinked = queries.load_unlinked_by_email(session, connector)
         state = queries.load_membership_state(session, connector) if target.wants_groups else None
         session.rollback()
-    reconciler = Reconciler(known, unlinked, kind=SyncKind.FULL.value)
+    reconciler = Reconciler(
+        known, unlinked, kind=SyncKind.FULL.value, track_dns=target.wants_groups
+    )
     watermark = connector.watermark
     config = server_config(connector, secret_key=target.settings.secret_key)
     with DirectoryClient(config) as client:

@@ -203,28 +203,46 @@ class DirectoryClient:
         page_size: int,
         stats: SearchStats | None = None,
     ) -> Iterator[list[Entry]]:
-        """Yield the matching entries page by page (RFC 2696); raise unless all were read."""
+        """Yield the matching entries page by page (RFC 2696); raise unless all were read.
+
+        The request for the next page goes out before the current page is handed over, so
+        the server prepares it while the caller works; at most two pages are in memory.
+        """
         stats = stats if stats is not None else SearchStats()
         control = SimplePagedResultsControl(criticality=True, size=page_size, cookie=b"")
-        while True:
-            entries, cookie = self._page(base, filterstr, attrs, control)
-            stats.pages += 1
-            stats.entries += len(entries)
-            if not cookie:
-                stats.complete = True
+        msgid: int | None = self._send(base, filterstr, attrs, control)
+        try:
+            while msgid is not None:
+                entries, cookie = self._receive(msgid, base, filterstr)
+                stats.pages += 1
+                stats.entries += len(entries)
+                msgid = None
+                if cookie:
+                    control.cookie = cookie
+                    msgid = self._send(base, filterstr, attrs, control)
+                else:
+                    stats.complete = True
                 yield entries
-                return
-            yield entries
-            control.cookie = cookie
+        finally:
+            if msgid is not None:  # the caller stopped early: drop the request in flight
+                with contextlib.suppress(ldap.LDAPError):
+                    self.conn.abandon(msgid)
 
-    def _page(
+    def _send(
         self, base: str, filterstr: str, attrs: list[str], control: SimplePagedResultsControl
-    ) -> tuple[list[Entry], bytes]:
+    ) -> int:
+        try:
+            return int(
+                self.conn.search_ext(
+                    base, ldap.SCOPE_SUBTREE, filterstr, attrs, serverctrls=[control]
+                )
+            )
+        except ldap.LDAPError as exc:
+            raise map_error(exc, doing=f"searching {base!r} with {filterstr!r}") from None
+
+    def _receive(self, msgid: int, base: str, filterstr: str) -> tuple[list[Entry], bytes]:
         doing = f"searching {base!r} with {filterstr!r}"
         try:
-            msgid = self.conn.search_ext(
-                base, ldap.SCOPE_SUBTREE, filterstr, attrs, serverctrls=[control]
-            )
             _, data, _, controls = self.conn.result3(
                 msgid,
                 all=1,

@@ -69,6 +69,8 @@ class AttributeMapping(BaseModel):
 PRESETS: dict[str, AttributeMapping] = {
     "openldap": AttributeMapping(
         disabled=(DisabledMarker(attribute="pwdAccountLockedTime", kind="present"),),
+        # entryCSN orders changes to the microsecond; modifyTimestamp only to the second.
+        change_attribute="entryCSN",
     ),
     "freeipa": AttributeMapping(
         user_filter="(objectClass=person)",
@@ -143,8 +145,13 @@ def escape_dn_value(value: str) -> str:
     return ldap.dn.escape_dn_chars(value)
 
 
+_DN_SPECIAL = ("\\", '"', "+", ", ", " ,", "= ", " =", ";", "#")
+
+
 def normalize_dn(dn: str) -> str:
     """A comparable form of a DN: parsed, re-serialised and lower-cased."""
+    if not any(mark in dn for mark in _DN_SPECIAL):
+        return dn.lower()  # already in the form re-serialising would give
     try:
         return ldap.dn.dn2str(ldap.dn.str2dn(dn)).lower()
     except ldap.DECODING_ERROR:
@@ -160,12 +167,20 @@ def and_filter(*parts: str) -> str:
     return present[0] if len(present) == 1 else f"(&{''.join(present)})"
 
 
-def _lower_keys(attrs: Attributes) -> dict[str, list[bytes]]:
-    return {key.lower(): values for key, values in attrs.items()}
+def _values(attrs: Attributes, name: str) -> list[bytes] | None:
+    """An attribute's values; servers may spell the name in another case than we asked."""
+    values = attrs.get(name)
+    if values is not None:
+        return values
+    lowered = name.lower()
+    for key, found in attrs.items():
+        if key.lower() == lowered:
+            return found
+    return None
 
 
-def _text(dn: str, attrs: dict[str, list[bytes]], name: str, external_id: str | None) -> str:
-    values = attrs.get(name.lower())
+def _text(dn: str, attrs: Attributes, name: str, external_id: str | None) -> str:
+    values = _values(attrs, name)
     if not values:
         return ""
     try:
@@ -174,8 +189,8 @@ def _text(dn: str, attrs: dict[str, list[bytes]], name: str, external_id: str | 
         raise EntryProblem(dn, f"attribute {name} is not valid UTF-8", external_id) from None
 
 
-def stable_id_of(dn: str, attrs: dict[str, list[bytes]], mapping: AttributeMapping) -> str:
-    values = attrs.get(mapping.stable_id.lower())
+def stable_id_of(dn: str, attrs: Attributes, mapping: AttributeMapping) -> str:
+    values = _values(attrs, mapping.stable_id)
     if not values or not values[0]:
         raise EntryProblem(dn, f"the entry has no {mapping.stable_id} (the stable id)")
     raw = values[0]
@@ -189,9 +204,9 @@ def stable_id_of(dn: str, attrs: dict[str, list[bytes]], mapping: AttributeMappi
         raise EntryProblem(dn, f"{mapping.stable_id} is not valid UTF-8") from None
 
 
-def is_disabled(attrs: dict[str, list[bytes]], markers: tuple[DisabledMarker, ...]) -> bool:
+def is_disabled(attrs: Attributes, markers: tuple[DisabledMarker, ...]) -> bool:
     for marker in markers:
-        values = attrs.get(marker.attribute.lower()) or []
+        values = _values(attrs, marker.attribute) or []
         for raw in values:
             text = raw.decode("utf-8", errors="replace").strip()
             if marker.kind == "present" and text:
@@ -212,7 +227,7 @@ def _bit_set(text: str, mask: str) -> bool:
 
 def map_person(dn: str, raw: Attributes, mapping: AttributeMapping) -> Person:
     """The person an entry describes, or EntryProblem saying what is wrong with it."""
-    attrs = _lower_keys(raw)
+    attrs = raw
     external_id = stable_id_of(dn, attrs, mapping)
     email = _text(dn, attrs, mapping.email, external_id)
     if not email or "@" not in email or len(email) > EMAIL_MAX:
@@ -239,10 +254,10 @@ def map_person(dn: str, raw: Attributes, mapping: AttributeMapping) -> Person:
 
 
 def map_group(dn: str, raw: Attributes, mapping: AttributeMapping) -> Group:
-    attrs = _lower_keys(raw)
+    attrs = raw
     members: list[str] = []
     for attribute in mapping.group_members:
-        for value in attrs.get(attribute.lower()) or []:
+        for value in _values(attrs, attribute) or []:
             try:
                 members.append(normalize_dn(value.decode("utf-8")))
             except UnicodeDecodeError:

@@ -7,7 +7,7 @@ was unreadable.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.ldap.mapping import EntryProblem, Group, Person, expand_groups, normalize_dn
@@ -55,12 +55,20 @@ class Plan:
     deprovision_blocked: str = ""
     watermark: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, *, keep: int | None = None) -> dict[str, Any]:
+        """A JSON-ready copy; with `keep`, long lists are cut and their full length noted."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        if keep is not None:
+            cut = {k: len(v) for k, v in data.items() if isinstance(v, list) and len(v) > keep}
+            data.update({k: data[k][:keep] for k in cut})
+            data["truncated"] = cut
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
-        known = {name for name in cls.__dataclass_fields__}
+        if data.get("truncated"):
+            raise ValueError("a truncated plan cannot be applied")
+        known = set(cls.__dataclass_fields__)
         return cls(**{key: value for key, value in data.items() if key in known})
 
     def summary(self) -> dict[str, int]:
@@ -97,7 +105,9 @@ class Reconciler:
         unlinked_by_email: dict[str, Unlinked],
         *,
         kind: str = "full",
+        track_dns: bool = True,
     ) -> None:
+        self.track_dns = track_dns
         self.known = known
         self.unlinked = unlinked_by_email
         self.plan = Plan(kind=kind)
@@ -127,7 +137,8 @@ class Reconciler:
             )
             return
         self.seen.add(ext)
-        self.dn_to_id[normalize_dn(person.dn)] = ext
+        if self.track_dns:
+            self.dn_to_id[normalize_dn(person.dn)] = ext
         if not self._claim_email(person):
             return
         known = self.known.get(ext)

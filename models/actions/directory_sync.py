@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, insert, select
+from sqlalchemy.orm import Session, joinedload
 
 from connectors.ldap.reconcile import Plan
 from models import audit
@@ -42,7 +42,7 @@ from models.errors import DomainError, InvalidTransition
 from models.notifications import notify
 from models.queries.directory import MANAGING_SOURCES
 
-BATCH = 1000
+BATCH = 2000
 
 
 @dataclass
@@ -68,19 +68,18 @@ def apply_directory_plan(
         _create_batch(
             session, organisation, connector, plan.creates[start : start + BATCH], actor, applied
         )
+    owned = _OwnedLinks(session, connector, plan)
     for item in plan.links:
         _guarded(applied, item, lambda item=item: _link(session, connector, item, actor, applied))
     for item in plan.updates:
-        _guarded(applied, item, lambda item=item: _update(session, connector, item, actor, applied))
+        _guarded(applied, item, lambda item=item: _update(session, owned, item, actor, applied))
     for item in plan.reactivates:
-        _guarded(
-            applied, item, lambda item=item: _reactivate(session, connector, item, actor, applied)
-        )
+        _guarded(applied, item, lambda item=item: _reactivate(session, owned, item, actor, applied))
     for item in plan.revokes:
-        _guarded(applied, item, lambda item=item: _revoke(session, connector, item, actor, applied))
+        _guarded(applied, item, lambda item=item: _revoke(session, owned, item, actor, applied))
     for item in plan.roles:
-        _guarded(applied, item, lambda item=item: _set_role(session, connector, item, actor))
-    _apply_teams(session, organisation, connector, plan, actor, applied)
+        _guarded(applied, item, lambda item=item: _set_role(session, owned, item, actor))
+    _apply_teams(session, organisation, owned, plan, actor)
     return applied
 
 
@@ -91,18 +90,49 @@ def _guarded(applied: Applied, item: dict[str, Any], step: Any) -> None:
         applied.errors.append({"external_id": item.get("external_id"), "message": exc.message})
 
 
-def _owned_link(
-    session: Session, connector: DirectoryConnector, external_id: str
-) -> IdentityLink | None:
-    """The link, only if this connector owns it (links of other sources are never touched)."""
-    return session.scalar(
-        select(IdentityLink).where(
-            IdentityLink.organisation_id == connector.organisation_id,
+class _OwnedLinks:
+    """The links this connector owns that the plan names, loaded in a few queries."""
+
+    def __init__(self, session: Session, connector: DirectoryConnector, plan: Plan) -> None:
+        self.session = session
+        self.connector = connector
+        wanted = {
+            item["external_id"]
+            for items in (
+                plan.updates,
+                plan.reactivates,
+                plan.revokes,
+                plan.roles,
+                plan.team_adds,
+                plan.team_removes,
+            )
+            for item in items
+        }
+        self.links: dict[str, IdentityLink] = {}
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), BATCH):
+            for link in session.scalars(
+                self._query()
+                .where(IdentityLink.external_id.in_(ordered[start : start + BATCH]))
+                .options(joinedload(IdentityLink.user))
+            ):
+                self.links[link.external_id] = link
+
+    def _query(self) -> Any:
+        return select(IdentityLink).where(
+            IdentityLink.organisation_id == self.connector.organisation_id,
             IdentityLink.source == Source.LDAP,
-            IdentityLink.external_id == external_id,
-            IdentityLink.connector_id == connector.id,
+            IdentityLink.connector_id == self.connector.id,
         )
-    )
+
+    def get(self, external_id: str) -> IdentityLink | None:
+        """Only links of this connector (links of other sources are never touched)."""
+        link = self.links.get(external_id)
+        if link is None:
+            link = self.session.scalar(self._query().where(IdentityLink.external_id == external_id))
+            if link is not None:
+                self.links[external_id] = link
+        return link
 
 
 def _create_batch(
@@ -184,23 +214,15 @@ def _create_batch(
             "email": email,
             "role": role.value,
             "status": status.value,
+            # a bulk import records the identity link in the same event
+            "identity": {"source": Source.LDAP.value, "external_id": item["external_id"]},
         }
         events.append(_event(organisation.id, actor, "user.created", user_id, None, snapshot, now))
-        events.append(
-            _event(
-                organisation.id,
-                actor,
-                "identity.linked",
-                user_id,
-                None,
-                {"source": Source.LDAP.value, "external_id": item["external_id"]},
-                now,
-            )
-        )
     if users:
-        session.execute(insert(User), users)
-        session.execute(insert(IdentityLink), links)
-        session.execute(insert(AuditEvent), events)
+        # Core inserts: one executemany per table, without the ORM's per-row bookkeeping.
+        session.execute(insert(cast(Table, User.__table__)), users)
+        session.execute(insert(cast(Table, IdentityLink.__table__)), links)
+        session.execute(insert(cast(Table, AuditEvent.__table__)), events)
         applied.created += len(users)
 
 
@@ -259,13 +281,9 @@ def _link(
 
 
 def _update(
-    session: Session,
-    connector: DirectoryConnector,
-    item: dict[str, Any],
-    actor: Actor,
-    applied: Applied,
+    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
 ) -> None:
-    link = _owned_link(session, connector, item["external_id"])
+    link = owned.get(item["external_id"])
     if link is None:
         return
     fields = item["fields"]
@@ -293,13 +311,9 @@ def _update(
 
 
 def _reactivate(
-    session: Session,
-    connector: DirectoryConnector,
-    item: dict[str, Any],
-    actor: Actor,
-    applied: Applied,
+    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
 ) -> None:
-    link = _owned_link(session, connector, item["external_id"])
+    link = owned.get(item["external_id"])
     if link is None or link.user.status is not UserStatus.REVOKED:
         return
     revocation = latest_revocation(session, link.user_id)
@@ -312,13 +326,9 @@ def _reactivate(
 
 
 def _revoke(
-    session: Session,
-    connector: DirectoryConnector,
-    item: dict[str, Any],
-    actor: Actor,
-    applied: Applied,
+    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
 ) -> None:
-    link = _owned_link(session, connector, item["external_id"])
+    link = owned.get(item["external_id"])
     if link is None:
         return
     if set_active(session, user=link.user, active=False, actor=actor, reason=item["reason"]):
@@ -327,21 +337,14 @@ def _revoke(
         mark_link_deleted(session, link=link, actor=actor)
 
 
-def _set_role(
-    session: Session, connector: DirectoryConnector, item: dict[str, Any], actor: Actor
-) -> None:
-    link = _owned_link(session, connector, item["external_id"])
+def _set_role(session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor) -> None:
+    link = owned.get(item["external_id"])
     if link is not None and link.user.role is not Role.SUPER_ADMIN:
         edit_user(session, user=link.user, actor=actor, role=Role(item["role"]))
 
 
 def _apply_teams(
-    session: Session,
-    organisation: Organisation,
-    connector: DirectoryConnector,
-    plan: Plan,
-    actor: Actor,
-    applied: Applied,
+    session: Session, organisation: Organisation, owned: _OwnedLinks, plan: Plan, actor: Actor
 ) -> None:
     teams: dict[str, Any] = {}
 
@@ -362,7 +365,7 @@ def _apply_teams(
         return teams[key]
 
     for item in plan.team_adds:
-        link = _owned_link(session, connector, item["external_id"])
+        link = owned.get(item["external_id"])
         if link is None:
             continue
         team = team_named(item["team"], create=True)
@@ -376,14 +379,13 @@ def _apply_teams(
                 source=Source.LDAP,
             )
     for item in plan.team_removes:
-        link = _owned_link(session, connector, item["external_id"])
+        link = owned.get(item["external_id"])
         team = team_named(item["team"], create=False)
         if link is None or team is None:
             continue
         membership = team_actions.get_membership(session, team, link.user)
         if membership is not None and membership.source is Source.LDAP:
             team_actions.remove_from_team(session, team=team, user=link.user, actor=actor)
-    del applied
 
 
 # --- runs -------------------------------------------------------------------------------
@@ -454,8 +456,13 @@ def fail_run(
     )
 
 
-def record_plan(run: DirectorySyncRun, plan: Plan) -> None:
-    run.plan = {**plan.to_dict(), "summary": plan.summary()}
+PLAN_ITEMS_KEPT = 1000
+
+
+def record_plan(run: DirectorySyncRun, plan: Plan, *, applied: bool = False) -> None:
+    """Store the plan: whole when it waits (dry run, quarantine), cut down once applied."""
+    keep = PLAN_ITEMS_KEPT if applied else None
+    run.plan = {**plan.to_dict(keep=keep), "summary": plan.summary()}
     run.read_count = plan.read
     run.unchanged_count = plan.unchanged
     run.error_count = len(plan.errors)
@@ -543,7 +550,7 @@ def complete_run(
     status: SyncRunStatus,
 ) -> None:
     """Store the plan and counts; a full or incremental sync that applied moves the marks."""
-    record_plan(run, plan)
+    record_plan(run, plan, applied=applied is not None)
     if applied is not None:
         run.created_count = applied.created
         run.updated_count = applied.updated

@@ -33,7 +33,7 @@ def load_known(
         select(
             IdentityLink.external_id,
             IdentityLink.user_id,
-            IdentityLink.attributes,
+            IdentityLink.attributes["dn"].as_string().label("dn"),
             IdentityLink.deleted_at,
             User.email,
             User.name,
@@ -61,7 +61,7 @@ def load_known(
             name=row.name,
             status=row.status.value,
             role=row.role.value,
-            dn=(row.attributes or {}).get("dn", ""),
+            dn=row.dn or "",
             deleted=row.deleted_at is not None,
         )
         for row in rows

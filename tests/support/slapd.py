@@ -175,6 +175,7 @@ index objectClass eq
 index entryUUID eq
 index uid,mail eq
 index modifyTimestamp eq
+index entryCSN eq
 index member eq
 limits dn.exact="{LIMITED_DN}" {limit}
 access to * by * read
