@@ -74,7 +74,7 @@ def timed(label: str, func, *args, **kwargs):  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     result = func(*args, **kwargs)
     elapsed = time.perf_counter() - start
-    print(f"  {label:38} {elapsed:8.2f} s", flush=True)
+    print(f"  {label:38} {elapsed:8.2f} s   (max RSS so far {max_rss_mb():4.0f} MB)", flush=True)
     return result, elapsed
 
 
@@ -138,6 +138,7 @@ def run(slapd, people: str, args: argparse.Namespace) -> None:  # type: ignore[n
         assert outcome.status == "succeeded", outcome
         return outcome
 
+    print(f"max RSS before the directory is read: {max_rss_mb():.0f} MB")
     print(f"database {engine.dialect.name}; page size {PAGE_SIZE}; attributes {attrs}")
     count, raw1 = timed(
         "raw python-ldap paged read", raw_read, slapd.url, people, mapping.user_filter, attrs

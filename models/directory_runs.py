@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from connectors.ldap.mapping import (
     map_person,
     normalize_dn,
 )
-from connectors.ldap.reconcile import Plan, Reconciler
+from connectors.ldap.reconcile import Known, MembershipState, Plan, Reconciler, Unlinked
 from models.actions import directory_sync as sync_ops
 from models.actions.directory_connectors import connector_mapping, server_config
 from models.db import SessionFactory, transaction
@@ -169,45 +170,96 @@ def _decide(
         return SyncOutcome(str(run_id), run.status.value, plan.summary(), run.error)
 
 
-def _plan_full(sessions: SessionFactory, target: _Target, progress: Progress) -> Plan:
-    connector = target.connector
+def _load_state(
+    sessions: SessionFactory, connector: DirectoryConnector, wants_groups: bool
+) -> tuple[dict[str, Known], dict[str, Unlinked], MembershipState | None]:
     with sessions() as session:
         known = queries.load_known(session, connector)
         unlinked = queries.load_unlinked_by_email(session, connector)
-        state = queries.load_membership_state(session, connector) if target.wants_groups else None
+        state = queries.load_membership_state(session, connector) if wants_groups else None
         session.rollback()
+    return known, unlinked, state
+
+
+def _plan_full(sessions: SessionFactory, target: _Target, progress: Progress) -> Plan:
+    """Read every entry; the owned users load from the database meanwhile, in a thread."""
+    connector = target.connector
+    watermark = connector.watermark
+    config = server_config(connector, secret_key=target.settings.secret_key)
+    waiting: list[Person | EntryProblem] = []
+    reconciler: Reconciler | None = None
+    state: MembershipState | None = None
+    read = 0
+
+    def feed(item: Person | EntryProblem) -> None:
+        assert reconciler is not None
+        if isinstance(item, EntryProblem):
+            reconciler.add_problem(item)
+        else:
+            reconciler.add(item)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        loading = pool.submit(_load_state, sessions, connector, target.wants_groups)
+        with DirectoryClient(config) as client:
+            stats = SearchStats()
+            for page in client.paged_search(
+                connector.base_dn,
+                target.mapping.user_filter,
+                target.mapping.user_attributes(),
+                page_size=connector.page_size,
+                stats=stats,
+            ):
+                for dn, attrs in page:
+                    item = _map(dn, attrs, target.mapping)
+                    if isinstance(item, Person):
+                        watermark = later_change(watermark, item.change, target.mapping.change_kind)
+                    if reconciler is None:
+                        waiting.append(item)
+                    else:
+                        feed(item)
+                read += len(page)
+                if reconciler is None and loading.done():
+                    reconciler, state = _start(loading.result(), target)
+                    for item in waiting:
+                        feed(item)
+                    waiting.clear()
+                progress(read)
+            if reconciler is None:
+                reconciler, state = _start(loading.result(), target)
+                for item in waiting:
+                    feed(item)
+                waiting.clear()
+            reconciler.finish_people(complete=stats.complete, full=True)
+            if state is not None:
+                groups, watermark = _read_groups(client, target, watermark)
+                reconciler.plan_groups(
+                    groups,
+                    group_teams=connector.group_teams,
+                    group_roles=connector.group_roles,
+                    state=state,
+                    dn_to_id=reconciler.dn_to_id,
+                )
+    reconciler.plan.watermark = watermark
+    return reconciler.plan
+
+
+def _start(
+    loaded: tuple[dict[str, Known], dict[str, Unlinked], MembershipState | None], target: _Target
+) -> tuple[Reconciler, MembershipState | None]:
+    known, unlinked, state = loaded
     reconciler = Reconciler(
         known, unlinked, kind=SyncKind.FULL.value, track_dns=target.wants_groups
     )
-    watermark = connector.watermark
-    config = server_config(connector, secret_key=target.settings.secret_key)
-    with DirectoryClient(config) as client:
-        stats = SearchStats()
-        for page in client.paged_search(
-            connector.base_dn,
-            target.mapping.user_filter,
-            target.mapping.user_attributes(),
-            page_size=connector.page_size,
-            stats=stats,
-        ):
-            for dn, attrs in page:
-                person = _person(reconciler, dn, attrs, target.mapping)
-                if person is not None:
-                    reconciler.add(person)
-                    watermark = later_change(watermark, person.change, target.mapping.change_kind)
-            progress(reconciler.plan.read)
-        reconciler.finish_people(complete=stats.complete, full=True)
-        if state is not None:
-            groups, watermark = _read_groups(client, target, watermark)
-            reconciler.plan_groups(
-                groups,
-                group_teams=connector.group_teams,
-                group_roles=connector.group_roles,
-                state=state,
-                dn_to_id=reconciler.dn_to_id,
-            )
-    reconciler.plan.watermark = watermark
-    return reconciler.plan
+    return reconciler, state
+
+
+def _map(
+    dn: str, attrs: dict[str, list[bytes]], mapping: AttributeMapping
+) -> Person | EntryProblem:
+    try:
+        return map_person(dn, attrs, mapping)
+    except EntryProblem as problem:
+        return problem
 
 
 def _plan_incremental(sessions: SessionFactory, target: _Target, progress: Progress) -> Plan:
@@ -264,16 +316,6 @@ def _plan_incremental(sessions: SessionFactory, target: _Target, progress: Progr
         )
     reconciler.plan.watermark = watermark
     return reconciler.plan
-
-
-def _person(
-    reconciler: Reconciler, dn: str, attrs: dict[str, list[bytes]], mapping: AttributeMapping
-) -> Person | None:
-    try:
-        return map_person(dn, attrs, mapping)
-    except EntryProblem as problem:
-        reconciler.add_problem(problem)
-        return None
 
 
 def _read_groups(
