@@ -39,6 +39,7 @@ from models.settings import Settings
 from models.sync_lock import SyncLock, sync_lock
 
 LOCK_TTL_SECONDS = 3600
+MAX_WAITING = 5000  # mapped entries held while the owned users are still loading
 Progress = Callable[[int], None]
 
 
@@ -218,7 +219,8 @@ def _plan_full(sessions: SessionFactory, target: _Target, progress: Progress) ->
                     else:
                         feed(item)
                 read += len(page)
-                if reconciler is None and loading.done():
+                # Waiting entries are bounded: past a few pages, wait for the database.
+                if reconciler is None and (loading.done() or len(waiting) >= MAX_WAITING):
                     reconciler, state = _start(loading.result(), target)
                     for item in waiting:
                         feed(item)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from typing import Any
 
@@ -60,8 +61,8 @@ def load_known(
             user_id=row.user_id,
             email=row.email,
             name=row.name,
-            status=row.status,
-            role=row.role,
+            status=sys.intern(row.status),
+            role=sys.intern(row.role),
             dn=row.dn or "",
             deleted=bool(row.deleted),
         )
