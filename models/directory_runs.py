@@ -7,9 +7,11 @@ read and every entry had its stable id; a plan over the threshold waits for an a
 
 from __future__ import annotations
 
+import gc
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,10 +119,11 @@ def _run(
         progress(n)
 
     try:
-        if kind is SyncKind.FULL:
-            plan = _plan_full(sessions, target, counted)
-        else:
-            plan = _plan_incremental(sessions, target, counted)
+        with _gc_paused():
+            if kind is SyncKind.FULL:
+                plan = _plan_full(sessions, target, counted)
+            else:
+                plan = _plan_incremental(sessions, target, counted)
     except (DirectoryError, DomainError) as exc:
         code = exc.code
         message = exc.message
@@ -131,7 +134,21 @@ def _run(
                 session, run=run, code=code, message=message, read=read[0], connector=connector
             )
         return SyncOutcome(str(run_id), SyncRunStatus.FAILED.value, error=message)
-    return _decide(sessions, target, run_id, plan, dry_run)
+    with _gc_paused():
+        return _decide(sessions, target, run_id, plan, dry_run)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a hundred thousand acyclic objects are built:
+    its full passes would rescan them all again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _decide(

@@ -8,6 +8,8 @@ bring in a hundred thousand of them.
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -27,7 +29,7 @@ from models.actions.users import (
     validate_name,
 )
 from models.actor import Actor
-from models.base import new_id, utcnow
+from models.base import utcnow
 from models.entities import (
     AuditEvent,
     DirectoryConnector,
@@ -165,6 +167,7 @@ def _create_batch(
     users: list[dict[str, Any]] = []
     links: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
+    ids = iter(_fast_ids(3 * len(items)))
     for item, key in zip(items, keys, strict=True):
         if item["external_id"] in linked:
             continue
@@ -181,7 +184,7 @@ def _create_batch(
             continue
         taken.add(key)
         role = Role(item.get("role") or "USER")
-        user_id = new_id()
+        user_id = next(ids)
         users.append(
             {
                 "id": user_id,
@@ -197,7 +200,7 @@ def _create_batch(
         )
         links.append(
             {
-                "id": new_id(),
+                "id": next(ids),
                 "organisation_id": organisation.id,
                 "user_id": user_id,
                 "source": Source.LDAP,
@@ -217,7 +220,9 @@ def _create_batch(
             # a bulk import records the identity link in the same event
             "identity": {"source": Source.LDAP.value, "external_id": item["external_id"]},
         }
-        events.append(_event(organisation.id, actor, "user.created", user_id, None, snapshot, now))
+        events.append(
+            _event(next(ids), organisation.id, actor, "user.created", user_id, snapshot, now)
+        )
     if users:
         _insert_many(session, cast(Table, User.__table__), users)
         _insert_many(session, cast(Table, IdentityLink.__table__), links)
@@ -226,49 +231,52 @@ def _create_batch(
 
 
 def _insert_many(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """One driver-level executemany: the columns' own bind conversions, run once per value.
+    """One driver-level executemany with the columns' own bind conversions.
 
     SQLAlchemy's executemany builds its parameters row by row through the compiler, which
-    dominates a 100,000-person import; the statement and the conversions are the same here.
+    dominated a 100,000-person import. Here each column is converted in one pass, and a value
+    shared by every row (the organisation, the time, the source) is converted once.
     """
     connection = session.connection()
     dialect = connection.dialect
-    keys = list(rows[0])
-    compiled = insert(table).compile(dialect=dialect, column_keys=keys)
-    processors = []
-    for key in keys:
-        column_type = table.c[key].type
-        processors.append(column_type.dialect_impl(dialect).bind_processor(dialect))
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(rows[0]))
+    names = list(compiled.positiontup or []) if compiled.positional else list(rows[0])
+    columns: list[list[Any]] = []
+    for name in names:
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        first = rows[0][name]
+        if all(row[name] is first for row in rows):
+            columns.append([process(first) if process else first] * len(rows))
+        elif process is None:
+            columns.append([row[name] for row in rows])
+        else:
+            columns.append([process(row[name]) for row in rows])
     if compiled.positional:
-        order = [keys.index(name) for name in compiled.positiontup or []]
-        params: list[Any] = []
-        for row in rows:
-            values = [
-                p(v) if p is not None else v for p, v in zip(processors, row.values(), strict=True)
-            ]
-            params.append(tuple(values[i] for i in order))
+        params: list[Any] = list(zip(*columns, strict=True))
     else:
-        params = [
-            {
-                key: (p(v) if p is not None else v)
-                for key, p, v in zip(keys, processors, row.values(), strict=True)
-            }
-            for row in rows
-        ]
+        params = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
     connection.exec_driver_sql(compiled.string, params)
 
 
+def _fast_ids(count: int) -> list[uuid.UUID]:
+    """Time-ordered ids in the layout of models.base.new_id, made quickly in bulk."""
+    millis = time.time_ns() // 1_000_000
+    head = (millis << 80) | (0x7 << 76) | (0b10 << 62)
+    bits = random.getrandbits
+    return [uuid.UUID(int=head | (bits(12) << 64) | bits(62)) for _ in range(count)]
+
+
 def _event(
+    event_id: uuid.UUID,
     organisation_id: uuid.UUID,
     actor: Actor,
     action: str,
     target_id: uuid.UUID,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
+    after: dict[str, Any],
     now: Any,
 ) -> dict[str, Any]:
     return {
-        "id": new_id(),
+        "id": event_id,
         "organisation_id": organisation_id,
         "occurred_at": now,
         "source": actor.source,
@@ -276,7 +284,7 @@ def _event(
         "action": action,
         "target_type": "user",
         "target_id": str(target_id),
-        "before": before,
+        "before": None,
         "after": after,
     }
 

@@ -6,7 +6,7 @@ import sys
 import uuid
 from typing import Any
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import Select, String, cast, select
 from sqlalchemy.orm import Session
 
 from connectors.ldap.reconcile import Known, MembershipState, Unlinked
@@ -51,25 +51,43 @@ def load_known(
     )
     rows: list[Any] = []
     if external_ids is None:
-        rows = list(session.execute(query))
+        rows = fetch_plain(session, query)
     else:
         for start in range(0, len(external_ids), CHUNK):
             chunk = external_ids[start : start + CHUNK]
             rows.extend(session.execute(query.where(IdentityLink.external_id.in_(chunk))))
+    intern = sys.intern
     known = {
-        row.external_id: Known(
-            user_id=row.user_id,
-            email=row.email,
-            name=row.name,
-            status=sys.intern(row.status),
-            role=sys.intern(row.role),
-            dn=row.dn or "",
-            deleted=bool(row.deleted),
+        ext: Known(
+            user_id=user_id,
+            email=email,
+            name=name,
+            status=intern(status),
+            role=intern(role),
+            dn=dn or "",
+            deleted=bool(deleted),
         )
-        for row in rows
+        for ext, user_id, dn, deleted, email, name, status, role in rows
     }
     _mark_revoked_by_sync(session, known)
     return known
+
+
+def fetch_plain(session: Session, query: Select[Any]) -> list[tuple[Any, ...]]:
+    """Rows as the driver returns them: for a query whose columns are all plain text or
+    numbers, this skips SQLAlchemy's per-row result processing (100,000 owned users)."""
+    connection = session.connection()
+    dialect = connection.dialect
+    compiled = query.compile(dialect=dialect)
+    processed: dict[str, Any] = {}
+    for key, value in compiled.params.items():
+        process = compiled.binds[key].type.dialect_impl(dialect).bind_processor(dialect)
+        processed[key] = process(value) if process is not None else value
+    if compiled.positional:
+        params: Any = tuple(processed[key] for key in compiled.positiontup or [])
+    else:
+        params = processed
+    return list(connection.exec_driver_sql(compiled.string, params).fetchall())
 
 
 def _mark_revoked_by_sync(session: Session, known: dict[str, Known]) -> None:
