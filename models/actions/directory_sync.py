@@ -185,34 +185,18 @@ def _create_batch(
         taken.add(key)
         role = Role(item.get("role") or "USER")
         user_id = next(ids)
-        users.append(
-            {
-                "id": user_id,
-                "organisation_id": organisation.id,
-                "name": name,
-                "email": email,
-                "email_key": key,
-                "role": role,
-                "status": status,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
+        text_id = str(user_id)
+        users.append({"id": user_id, "name": name, "email": email, "email_key": key, "role": role})
         links.append(
             {
                 "id": next(ids),
-                "organisation_id": organisation.id,
                 "user_id": user_id,
-                "source": Source.LDAP,
                 "external_id": item["external_id"],
-                "connector_id": connector.id,
                 "attributes": {"dn": item["dn"]},
-                "created_at": now,
-                "updated_at": now,
             }
         )
         snapshot = {
-            "id": str(user_id),
+            "id": text_id,
             "name": name,
             "email": email,
             "role": role.value,
@@ -220,33 +204,54 @@ def _create_batch(
             # a bulk import records the identity link in the same event
             "identity": {"source": Source.LDAP.value, "external_id": item["external_id"]},
         }
-        events.append(
-            _event(next(ids), organisation.id, actor, "user.created", user_id, snapshot, now)
-        )
-    if users:
-        _insert_many(session, cast(Table, User.__table__), users)
-        _insert_many(session, cast(Table, IdentityLink.__table__), links)
-        _insert_many(session, cast(Table, AuditEvent.__table__), events)
-        applied.created += len(users)
+        events.append({"id": next(ids), "target_id": text_id, "after": snapshot})
+    if not users:
+        return
+    shared = {"organisation_id": organisation.id, "created_at": now, "updated_at": now}
+    _insert_many(session, cast(Table, User.__table__), users, {**shared, "status": status})
+    _insert_many(
+        session,
+        cast(Table, IdentityLink.__table__),
+        links,
+        {**shared, "source": Source.LDAP, "connector_id": connector.id},
+    )
+    _insert_many(
+        session,
+        cast(Table, AuditEvent.__table__),
+        events,
+        {
+            "organisation_id": organisation.id,
+            "occurred_at": now,
+            "source": actor.source,
+            "actor": str(actor),
+            "action": "user.created",
+            "target_type": "user",
+            "before": None,
+        },
+    )
+    applied.created += len(users)
 
 
-def _insert_many(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+def _insert_many(
+    session: Session, table: Table, rows: list[dict[str, Any]], shared: dict[str, Any]
+) -> None:
     """One driver-level executemany with the columns' own bind conversions.
 
     SQLAlchemy's executemany builds its parameters row by row through the compiler, which
-    dominated a 100,000-person import. Here each column is converted in one pass, and a value
-    shared by every row (the organisation, the time, the source) is converted once.
+    dominated a 100,000-person import. Here each column is converted in one pass, and the
+    values every row shares (the organisation, the time, the source) are converted once.
     """
     connection = session.connection()
     dialect = connection.dialect
-    compiled = insert(table).compile(dialect=dialect, column_keys=list(rows[0]))
-    names = list(compiled.positiontup or []) if compiled.positional else list(rows[0])
+    keys = [*rows[0], *shared]
+    compiled = insert(table).compile(dialect=dialect, column_keys=keys)
+    names = list(compiled.positiontup or []) if compiled.positional else keys
     columns: list[list[Any]] = []
     for name in names:
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        first = rows[0][name]
-        if all(row[name] is first for row in rows):
-            columns.append([process(first) if process else first] * len(rows))
+        if name in shared:
+            value = shared[name]
+            columns.append([process(value) if process else value] * len(rows))
         elif process is None:
             columns.append([row[name] for row in rows])
         else:
@@ -264,29 +269,6 @@ def _fast_ids(count: int) -> list[uuid.UUID]:
     head = (millis << 80) | (0x7 << 76) | (0b10 << 62)
     bits = random.getrandbits
     return [uuid.UUID(int=head | (bits(12) << 64) | bits(62)) for _ in range(count)]
-
-
-def _event(
-    event_id: uuid.UUID,
-    organisation_id: uuid.UUID,
-    actor: Actor,
-    action: str,
-    target_id: uuid.UUID,
-    after: dict[str, Any],
-    now: Any,
-) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "organisation_id": organisation_id,
-        "occurred_at": now,
-        "source": actor.source,
-        "actor": str(actor),
-        "action": action,
-        "target_type": "user",
-        "target_id": str(target_id),
-        "before": None,
-        "after": after,
-    }
 
 
 def _link(
