@@ -27,6 +27,7 @@ class Known:
     dn: str
     revoked_by_sync: bool = False
     deleted: bool = False
+    seen: bool = False  # read in this run (a flag here costs less than a set of 100,000 ids)
 
 
 @dataclass(slots=True)
@@ -117,10 +118,27 @@ class Reconciler:
         self._creates_by_email: dict[str, dict[str, Any]] = {}
         self._claimed_emails: dict[str, str] = {}
 
+    def _mark_seen(self, external_id: str) -> bool:
+        """Note an id as read; False when it was already read in this run."""
+        known = self.known.get(external_id)
+        if known is not None:
+            if known.seen:
+                return False
+            known.seen = True
+            return True
+        if external_id in self.seen:
+            return False
+        self.seen.add(external_id)
+        return True
+
+    def is_seen(self, external_id: str) -> bool:
+        known = self.known.get(external_id)
+        return known.seen if known is not None else external_id in self.seen
+
     def add_problem(self, problem: EntryProblem) -> None:
         self.plan.read += 1
         if problem.external_id is not None:
-            self.seen.add(problem.external_id)
+            self._mark_seen(problem.external_id)
             self.dn_to_id[normalize_dn(problem.dn)] = problem.external_id
         else:
             self.unidentified += 1
@@ -131,17 +149,19 @@ class Reconciler:
     def add(self, person: Person) -> None:
         self.plan.read += 1
         ext = person.external_id
-        if ext in self.seen:
+        if not self._mark_seen(ext):
             self.plan.errors.append(
                 {"dn": person.dn, "external_id": ext, "message": "stable id seen twice"}
             )
             return
-        self.seen.add(ext)
         if self.track_dns:
             self.dn_to_id[normalize_dn(person.dn)] = ext
-        if not self._claim_email(person):
-            return
         known = self.known.get(ext)
+        # Emails of users already held are unique in the database; only new or changed
+        # emails need checking against the rest of this read.
+        email_to_check = known is None or person.email.lower() != known.email.lower()
+        if email_to_check and not self._claim_email(person):
+            return
         if known is None:
             self._add_new(person)
         else:
@@ -218,7 +238,7 @@ class Reconciler:
             )
             return
         for ext, known in self.known.items():
-            if ext not in self.seen and known.status != "REVOKED" and not known.deleted:
+            if not known.seen and known.status != "REVOKED" and not known.deleted:
                 self.plan.revokes.append(
                     {
                         "user_id": known.user_id,
@@ -275,7 +295,7 @@ class Reconciler:
             item["role"] = desired_role.get(item["external_id"], "USER")
         candidates = every if every is not None else self.known
         for ext, known in candidates.items():
-            if every is None and ext not in self.seen:
+            if every is None and not known.seen:
                 continue
             if known.status == "REVOKED" or known.deleted:
                 continue
