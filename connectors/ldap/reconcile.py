@@ -326,7 +326,6 @@ def _person_item(person: Person) -> dict[str, Any]:
         "dn": person.dn,
         "email": person.email,
         "name": person.name,
-        "username": person.username,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import Select, String, cast, select
@@ -49,13 +50,18 @@ def load_known(
             IdentityLink.connector_id == connector.id,
         )
     )
-    rows: list[Any] = []
+    rows: Iterable[Any]
     if external_ids is None:
         rows = fetch_plain(session, query)
     else:
-        for start in range(0, len(external_ids), CHUNK):
-            chunk = external_ids[start : start + CHUNK]
-            rows.extend(session.execute(query.where(IdentityLink.external_id.in_(chunk))))
+        chunks = [
+            external_ids[start : start + CHUNK] for start in range(0, len(external_ids), CHUNK)
+        ]
+        rows = (
+            row
+            for chunk in chunks
+            for row in session.execute(query.where(IdentityLink.external_id.in_(chunk)))
+        )
     intern = sys.intern
     known = {
         ext: Known(
@@ -73,7 +79,7 @@ def load_known(
     return known
 
 
-def fetch_plain(session: Session, query: Select[Any]) -> list[tuple[Any, ...]]:
+def fetch_plain(session: Session, query: Select[Any]) -> Iterator[tuple[Any, ...]]:
     """Rows as the driver returns them: for a query whose columns are all plain text or
     numbers, this skips SQLAlchemy's per-row result processing (100,000 owned users)."""
     connection = session.connection()
@@ -87,7 +93,9 @@ def fetch_plain(session: Session, query: Select[Any]) -> list[tuple[Any, ...]]:
         params: Any = tuple(processed[key] for key in compiled.positiontup or [])
     else:
         params = processed
-    return list(connection.exec_driver_sql(compiled.string, params).fetchall())
+    result = connection.exec_driver_sql(compiled.string, params)
+    while batch := result.fetchmany(1000):  # streamed, so rows and users are not both held
+        yield from batch
 
 
 def _mark_revoked_by_sync(session: Session, known: dict[str, Known]) -> None:
