@@ -256,11 +256,25 @@ def _insert_many(
             columns.append([row[name] for row in rows])
         else:
             columns.append([process(row[name]) for row in rows])
-    if compiled.positional:
-        params: list[Any] = list(zip(*columns, strict=True))
+    if dialect.name == "postgresql":
+        _copy_rows(connection, table, names, columns)
+    elif compiled.positional:
+        connection.exec_driver_sql(compiled.string, list(zip(*columns, strict=True)))
     else:
-        params = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
-    connection.exec_driver_sql(compiled.string, params)
+        rows_params = [dict(zip(names, v, strict=True)) for v in zip(*columns, strict=True)]
+        connection.exec_driver_sql(compiled.string, rows_params)
+
+
+def _copy_rows(connection: Any, table: Table, names: list[str], columns: list[list[Any]]) -> None:
+    """PostgreSQL: COPY the rows in (per-row INSERT round trips would dominate)."""
+    driver = connection.connection.driver_connection
+    quoted = ", ".join(f'"{name}"' for name in names)
+    with (
+        driver.cursor() as cursor,
+        cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy,
+    ):
+        for values in zip(*columns, strict=True):
+            copy.write_row(values)
 
 
 def _fast_ids(count: int) -> list[uuid.UUID]:
