@@ -198,3 +198,6 @@ main.add_command(events)
 from cli.scim import scim  # noqa: E402
 
 main.add_command(scim)
+from cli.ldap import ldap  # noqa: E402
+
+main.add_command(ldap)

@@ -105,3 +105,21 @@ class ScimDeletePolicy(StrEnum):
 
     REVOKE = "revoke"
     HARD_DELETE_AFTER_REVIEW = "hard_delete_after_review"
+
+
+class SyncKind(StrEnum):
+    FULL = "full"
+    INCREMENTAL = "incremental"
+
+
+class SyncRunStatus(StrEnum):
+    """A directory sync run: running, then one of the outcomes below."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PLANNED = "planned"  # a dry run: the plan is stored, nothing applied
+    QUARANTINED = "quarantined"  # over the deprovisioning threshold: waits for an admin
+    APPROVED = "approved"
+    DISCARDED = "discarded"
+    SKIPPED = "skipped"  # another sync of the same connector was running

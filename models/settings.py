@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     invitation_expiry_batch_size: int = Field(default=10_000, ge=1, le=100_000)
     event_max_body_bytes: int = Field(default=262_144, ge=1024)
     event_timestamp_tolerance: int = Field(default=300, ge=1, le=3600)
+    directory_sync_tick_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -17,7 +17,7 @@ from webhooks import (
     review_links,
     scim,
 )
-from webhooks.api import event_hooks, hooks, invitations, openapi, reviews, teams, users
+from webhooks.api import directory, event_hooks, hooks, invitations, openapi, reviews, teams, users
 from worker.celery_app import configure_celery
 from worker.outbox_relay import install_after_commit_relay
 
@@ -35,6 +35,7 @@ BLUEPRINTS = [
     idp_hooks.bp,
     event_hooks.bp,
     scim.bp,
+    directory.bp,
 ]
 
 

@@ -17,6 +17,7 @@ TASK_MODULES = [
     "worker.tasks.invitations",
     "worker.tasks.idp_events",
     "worker.tasks.scim",
+    "worker.tasks.directory",
 ]
 
 sqlite_broker.register()
@@ -67,4 +68,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "schedule": timedelta(seconds=settings.invitation_expiry_interval),
         },
         "scim-purge-deleted": {"task": "scim.purge_deleted", "schedule": timedelta(hours=1)},
+        "directory-sync-due": {
+            "task": "directory.schedule_due",
+            "schedule": timedelta(seconds=settings.directory_sync_tick_seconds),
+        },
     }

@@ -20,10 +20,10 @@ from models import audit
 from models.actions.users import validate_email
 from models.actor import Actor
 from models.base import new_id, utcnow
+from models.encryption import decrypt, encrypt
 from models.entities import NotificationHook
 from models.enums import HookKind
 from models.errors import InvalidInput, NotFound
-from models.sealing import seal, unseal
 
 KNOWN_EVENTS = (
     "review.opened",
@@ -164,7 +164,10 @@ def active_secret_entries(
 
 def signing_secrets(hook: NotificationHook, secret_key: str) -> list[str]:
     """The plaintext secrets to sign with now (every active one)."""
-    return [unseal(secret_key, e["sealed"]) for e in active_secret_entries(hook)]
+    return [
+        decrypt(secret_key, e["sealed"], purpose=SIGNING_PURPOSE)
+        for e in active_secret_entries(hook)
+    ]
 
 
 def hook_snapshot(hook: NotificationHook) -> dict[str, Any]:
@@ -210,10 +213,13 @@ def subscribed(hook: NotificationHook, event: str) -> bool:
     )
 
 
+SIGNING_PURPOSE = "hook-signing"
+
+
 def _sealed_entry(secret_key: str, secret: str) -> dict[str, Any]:
     return {
         "id": str(new_id()),
-        "sealed": seal(secret_key, secret),
+        "sealed": encrypt(secret_key, secret, purpose=SIGNING_PURPOSE),
         "created_at": utcnow().isoformat(),
         "expires_at": None,
     }

@@ -5,6 +5,7 @@ from models.entities.api_token import ApiToken
 from models.entities.audit import AuditEvent
 from models.entities.budget import Budget, Quota
 from models.entities.delivery import ReceivedDelivery
+from models.entities.directory import DirectoryConnector, DirectorySyncRun, SyncLease
 from models.entities.event_hook import EventCursor, EventHookConfig
 from models.entities.invitation import Invitation, InvitationDelivery
 from models.entities.notification import DeliveryAttempt, NotificationDelivery, NotificationHook
@@ -26,6 +27,8 @@ __all__ = [
     "AuditEvent",
     "Budget",
     "DeliveryAttempt",
+    "DirectoryConnector",
+    "DirectorySyncRun",
     "EventCursor",
     "EventHookConfig",
     "IdentityLink",
@@ -45,6 +48,7 @@ __all__ = [
     "ScimEmail",
     "ScimGroupRole",
     "ScimUser",
+    "SyncLease",
     "Team",
     "TeamMembership",
     "UsageRecord",

@@ -1,0 +1,1 @@
+"""LDAP and Active Directory: the client, the attribute mapping and the reconciliation plan."""

@@ -1,0 +1,272 @@
+"""A small python-ldap client: bind with failover, TLS verified by default, paged search.
+
+Every python-ldap error leaves this module as one of the few classes in `errors`, and a paged
+search either yields every page and ends with the server's cookie exhausted, or raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlparse
+
+import ldap
+from ldap.controls import SimplePagedResultsControl
+from ldap.ldapobject import LDAPObject
+
+from connectors.ldap.errors import (
+    DirectoryAuthError,
+    DirectoryConfigError,
+    DirectoryError,
+    DirectoryIncomplete,
+    DirectoryTlsError,
+    DirectoryUnavailable,
+)
+
+Attributes = dict[str, list[bytes]]
+Entry = tuple[str, Attributes]
+
+PAGED_OID = SimplePagedResultsControl.controlType
+RESPONSE_CONTROLS = {PAGED_OID: SimplePagedResultsControl}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where and how to connect; the password never appears in a repr or a log line."""
+
+    urls: tuple[str, ...]
+    bind_dn: str = ""
+    bind_password: str = field(default="", repr=False)
+    start_tls: bool = False
+    ca_file: str = ""
+    verify_tls: bool = True
+    connect_timeout: float = 5.0
+    search_timeout: float = 60.0
+
+
+@dataclass
+class SearchStats:
+    """What one paged search read; `complete` is set only after the last page's cookie."""
+
+    pages: int = 0
+    entries: int = 0
+    complete: bool = False
+
+
+_AUTH = (ldap.INVALID_CREDENTIALS, ldap.INAPPROPRIATE_AUTH, ldap.INSUFFICIENT_ACCESS)
+_UNAVAILABLE = (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.UNAVAILABLE, ldap.BUSY, ldap.CONNECT_ERROR)
+_INCOMPLETE = (
+    ldap.SIZELIMIT_EXCEEDED,
+    ldap.TIMELIMIT_EXCEEDED,
+    ldap.ADMINLIMIT_EXCEEDED,
+    ldap.PARTIAL_RESULTS,
+    ldap.REFERRAL,
+)
+_CONFIG = (
+    ldap.NO_SUCH_OBJECT,
+    ldap.FILTER_ERROR,
+    ldap.INVALID_DN_SYNTAX,
+    ldap.UNAVAILABLE_CRITICAL_EXTENSION,
+    ldap.PROTOCOL_ERROR,
+    ldap.UNWILLING_TO_PERFORM,
+)
+
+
+def describe(exc: ldap.LDAPError) -> str:
+    """The server's description and diagnostic text, without anything we sent."""
+    info: dict[str, Any] = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    desc = str(info.get("desc") or type(exc).__name__)
+    extra = str(info.get("info") or "")
+    if extra and extra != "(unknown error code)":
+        return f"{desc}: {extra}"
+    return desc
+
+
+def map_error(exc: ldap.LDAPError, *, doing: str) -> DirectoryError:
+    message = f"{doing}: {describe(exc)}"
+    if isinstance(exc, _AUTH):
+        return DirectoryAuthError(message)
+    if isinstance(exc, ldap.TIMEOUT):
+        return DirectoryUnavailable(f"{doing}: the server did not answer in time")
+    if isinstance(exc, _UNAVAILABLE):
+        return DirectoryUnavailable(message)
+    if isinstance(exc, _INCOMPLETE):
+        return DirectoryIncomplete(message)
+    if isinstance(exc, _CONFIG):
+        return DirectoryConfigError(message)
+    return DirectoryError(message)
+
+
+def _reachable(url: str, timeout: float) -> bool:
+    parsed = urlparse(url)
+    port = parsed.port or (636 if parsed.scheme == "ldaps" else 389)
+    try:
+        with socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class DirectoryClient:
+    """One bound connection to the first server of the list that answers."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        if not config.urls:
+            raise DirectoryConfigError("no server URL is configured")
+        self.config = config
+        self.url = ""
+        self._conn: LDAPObject | None = None
+
+    def __enter__(self) -> DirectoryClient:
+        self.open()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def conn(self) -> LDAPObject:
+        if self._conn is None:
+            raise DirectoryError("the directory connection is not open")
+        return self._conn
+
+    def open(self) -> None:
+        """Bind to the first reachable server; a refused password stops at once."""
+        last: DirectoryError | None = None
+        for url in self.config.urls:
+            try:
+                self._conn = self._bind(url)
+                self.url = url
+                return
+            except (DirectoryUnavailable, DirectoryTlsError) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(ldap.LDAPError):
+                self._conn.unbind_s()
+            self._conn = None
+
+    def _bind(self, url: str) -> LDAPObject:
+        scheme = urlparse(url).scheme
+        if scheme not in {"ldap", "ldaps"}:
+            raise DirectoryConfigError(f"{url!r} is not an ldap:// or ldaps:// URL")
+        conn = ldap.initialize(url)
+        self._set_options(conn)
+        try:
+            if self.config.start_tls and scheme == "ldap":
+                try:
+                    conn.start_tls_s()
+                except ldap.LDAPError as exc:
+                    raise DirectoryTlsError(
+                        f"StartTLS with {url} failed: {describe(exc)}"
+                    ) from None
+            conn.simple_bind_s(self.config.bind_dn, self.config.bind_password)
+        except ldap.SERVER_DOWN as exc:
+            if scheme == "ldaps" and _reachable(url, self.config.connect_timeout):
+                raise DirectoryTlsError(
+                    f"TLS with {url} failed (is the server certificate trusted by the CA file?)"
+                ) from None
+            raise map_error(exc, doing=f"connecting to {url}") from None
+        except ldap.LDAPError as exc:
+            raise map_error(exc, doing=f"binding to {url} as {self.config.bind_dn!r}") from None
+        return conn
+
+    def _set_options(self, conn: LDAPObject) -> None:
+        conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
+        conn.set_option(ldap.OPT_REFERRALS, 0)
+        conn.set_option(ldap.OPT_NETWORK_TIMEOUT, self.config.connect_timeout)
+        conn.set_option(ldap.OPT_TIMEOUT, self.config.search_timeout)
+        # python-ldap's synchronous calls (the bind) wait on this attribute, not on the option.
+        conn.timeout = self.config.search_timeout
+        require = ldap.OPT_X_TLS_DEMAND if self.config.verify_tls else ldap.OPT_X_TLS_NEVER
+        conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, require)
+        if self.config.ca_file:
+            conn.set_option(ldap.OPT_X_TLS_CACERTFILE, self.config.ca_file)
+        # A fresh TLS context makes the options above apply to this connection only.
+        conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+
+    def paged_search(
+        self,
+        base: str,
+        filterstr: str,
+        attrs: list[str],
+        *,
+        page_size: int,
+        stats: SearchStats | None = None,
+    ) -> Iterator[list[Entry]]:
+        """Yield the matching entries page by page (RFC 2696); raise unless all were read.
+
+        The request for the next page goes out before the current page is handed over, so
+        the server prepares it while the caller works; at most two pages are in memory.
+        """
+        stats = stats if stats is not None else SearchStats()
+        control = SimplePagedResultsControl(criticality=True, size=page_size, cookie=b"")
+        msgid: int | None = self._send(base, filterstr, attrs, control)
+        try:
+            while msgid is not None:
+                entries, cookie = self._receive(msgid, base, filterstr)
+                stats.pages += 1
+                stats.entries += len(entries)
+                msgid = None
+                if cookie:
+                    control.cookie = cookie
+                    msgid = self._send(base, filterstr, attrs, control)
+                else:
+                    stats.complete = True
+                yield entries
+        finally:
+            if msgid is not None:  # the caller stopped early: drop the request in flight
+                with contextlib.suppress(ldap.LDAPError):
+                    self.conn.abandon(msgid)
+
+    def _send(
+        self, base: str, filterstr: str, attrs: list[str], control: SimplePagedResultsControl
+    ) -> int:
+        try:
+            return int(
+                self.conn.search_ext(
+                    base, ldap.SCOPE_SUBTREE, filterstr, attrs, serverctrls=[control]
+                )
+            )
+        except ldap.LDAPError as exc:
+            raise map_error(exc, doing=f"searching {base!r} with {filterstr!r}") from None
+
+    def _receive(self, msgid: int, base: str, filterstr: str) -> tuple[list[Entry], bytes]:
+        doing = f"searching {base!r} with {filterstr!r}"
+        try:
+            _, data, _, controls = self.conn.result3(
+                msgid,
+                all=1,
+                timeout=self.config.search_timeout,
+                resp_ctrl_classes=RESPONSE_CONTROLS,
+            )
+        except ldap.LDAPError as exc:
+            raise map_error(exc, doing=doing) from None
+        entries: list[Entry] = []
+        for dn, attributes in data or []:
+            if dn is None:
+                raise DirectoryIncomplete(
+                    f"{doing}: the server returned a referral to {attributes}; "
+                    "point the base DN at the server that holds the entries"
+                )
+            entries.append((dn, attributes))
+        paged = [c for c in controls or [] if c.controlType == PAGED_OID]
+        if not paged:
+            raise DirectoryIncomplete(f"{doing}: the server did not return a paged-results cookie")
+        return entries, bytes(paged[0].cookie or b"")
+
+    def count(self, base: str, filterstr: str, *, page_size: int) -> int:
+        """How many entries match, reading no attributes."""
+        total = 0
+        for page in self.paged_search(base, filterstr, ["1.1"], page_size=page_size):
+            total += len(page)
+        return total

@@ -1,0 +1,315 @@
+"""From directory entries to people and groups: presets, disabled markers, escaping.
+
+Pure functions; nothing here talks to a server. Values arrive as bytes from python-ldap and
+are decoded strictly, so a non-UTF-8 value is reported, never guessed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+import ldap.dn
+import ldap.filter
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.ldap.client import Attributes
+
+EMAIL_MAX = 320
+
+
+class DisabledMarker(BaseModel):
+    """An attribute that marks an account disabled: a bit set, any value, or one value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attribute: str = Field(min_length=1, max_length=100)
+    kind: Literal["bitmask", "present", "equals"]
+    value: str = ""
+
+
+class AttributeMapping(BaseModel):
+    """Which attributes hold what; a preset fills it, the admin may override any field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_filter: str = "(objectClass=inetOrgPerson)"
+    stable_id: str = "entryUUID"
+    stable_id_format: Literal["text", "guid"] = "text"
+    username: str = "uid"
+    email: str = "mail"
+    name: tuple[str, ...] = ("displayName", "cn")
+    given_name: str = "givenName"
+    surname: str = "sn"
+    disabled: tuple[DisabledMarker, ...] = ()
+    change_attribute: str = "modifyTimestamp"
+    change_kind: Literal["timestamp", "counter"] = "timestamp"
+    group_filter: str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
+    group_name: str = "cn"
+    group_members: tuple[str, ...] = ("member", "uniqueMember")
+
+    def user_attributes(self) -> list[str]:
+        names = [
+            self.stable_id,
+            self.username,
+            self.email,
+            *self.name,
+            self.given_name,
+            self.surname,
+            self.change_attribute,
+            *(marker.attribute for marker in self.disabled),
+        ]
+        return list(dict.fromkeys(names))
+
+    def group_attributes(self) -> list[str]:
+        return list(dict.fromkeys([self.group_name, self.change_attribute, *self.group_members]))
+
+
+PRESETS: dict[str, AttributeMapping] = {
+    "openldap": AttributeMapping(
+        disabled=(DisabledMarker(attribute="pwdAccountLockedTime", kind="present"),),
+        # entryCSN orders changes to the microsecond; modifyTimestamp only to the second.
+        change_attribute="entryCSN",
+    ),
+    "freeipa": AttributeMapping(
+        user_filter="(objectClass=person)",
+        stable_id="ipaUniqueID",
+        disabled=(DisabledMarker(attribute="nsAccountLock", kind="equals", value="TRUE"),),
+        group_filter="(objectClass=groupOfNames)",
+        group_members=("member",),
+    ),
+    "389ds": AttributeMapping(
+        stable_id="nsUniqueId",
+        disabled=(DisabledMarker(attribute="nsAccountLock", kind="equals", value="TRUE"),),
+    ),
+    "active_directory": AttributeMapping(
+        user_filter="(&(objectCategory=person)(objectClass=user))",
+        stable_id="objectGUID",
+        stable_id_format="guid",
+        username="sAMAccountName",
+        disabled=(DisabledMarker(attribute="userAccountControl", kind="bitmask", value="2"),),
+        change_attribute="uSNChanged",
+        change_kind="counter",
+        group_filter="(objectClass=group)",
+        group_members=("member",),
+    ),
+}
+
+
+def mapping_for(preset: str, overrides: dict[str, object] | None = None) -> AttributeMapping:
+    """A preset with the admin's overrides; raises ValueError naming a bad field."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; one of {', '.join(sorted(PRESETS))}")
+    merged = {**PRESETS[preset].model_dump(), **(overrides or {})}
+    return AttributeMapping.model_validate(merged)
+
+
+@dataclass(slots=True)
+class Person:
+    external_id: str
+    dn: str
+    username: str
+    email: str
+    name: str
+    disabled: bool
+    change: str
+
+
+@dataclass(slots=True)
+class Group:
+    dn: str
+    key: str
+    name: str
+    members: list[str]
+    change: str
+
+
+class EntryProblem(Exception):
+    """One entry could not be mapped; `external_id` is set when we still know who it is."""
+
+    def __init__(self, dn: str, message: str, external_id: str | None = None) -> None:
+        super().__init__(f"{dn}: {message}")
+        self.dn = dn
+        self.message = message
+        self.external_id = external_id
+
+
+def escape_filter_value(value: str) -> str:
+    """RFC 4515: a value safe inside a filter (`*`, `(`, `)`, `\\`, NUL escaped)."""
+    return ldap.filter.escape_filter_chars(value, escape_mode=0)
+
+
+def escape_dn_value(value: str) -> str:
+    """RFC 4514: a value safe as one RDN value."""
+    return ldap.dn.escape_dn_chars(value)
+
+
+_DN_SPECIAL = ("\\", '"', "+", ", ", " ,", "= ", " =", ";", "#")
+
+
+def normalize_dn(dn: str) -> str:
+    """A comparable form of a DN: parsed, re-serialised and lower-cased."""
+    if not any(mark in dn for mark in _DN_SPECIAL):
+        return dn.lower()  # already in the form re-serialising would give
+    try:
+        return ldap.dn.dn2str(ldap.dn.str2dn(dn)).lower()
+    except ldap.DECODING_ERROR:
+        return dn.strip().lower()
+
+
+def is_valid_dn(dn: str) -> bool:
+    return ldap.dn.is_dn(dn)
+
+
+def and_filter(*parts: str) -> str:
+    present = [p if p.startswith("(") else f"({p})" for p in parts if p]
+    return present[0] if len(present) == 1 else f"(&{''.join(present)})"
+
+
+def _values(attrs: Attributes, name: str) -> list[bytes] | None:
+    """An attribute's values; servers may spell the name in another case than we asked."""
+    values = attrs.get(name)
+    if values is not None:
+        return values
+    lowered = name.lower()
+    for key, found in attrs.items():
+        if key.lower() == lowered:
+            return found
+    return None
+
+
+def _text(dn: str, attrs: Attributes, name: str, external_id: str | None) -> str:
+    values = _values(attrs, name)
+    if not values:
+        return ""
+    try:
+        return values[0].decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise EntryProblem(dn, f"attribute {name} is not valid UTF-8", external_id) from None
+
+
+def stable_id_of(dn: str, attrs: Attributes, mapping: AttributeMapping) -> str:
+    values = _values(attrs, mapping.stable_id)
+    if not values or not values[0]:
+        raise EntryProblem(dn, f"the entry has no {mapping.stable_id} (the stable id)")
+    raw = values[0]
+    if mapping.stable_id_format == "guid":
+        if len(raw) != 16:
+            raise EntryProblem(dn, f"{mapping.stable_id} is not a 16-byte GUID")
+        return str(uuid.UUID(bytes_le=raw))
+    try:
+        return raw.decode("utf-8").strip().lower()
+    except UnicodeDecodeError:
+        raise EntryProblem(dn, f"{mapping.stable_id} is not valid UTF-8") from None
+
+
+def is_disabled(attrs: Attributes, markers: tuple[DisabledMarker, ...]) -> bool:
+    for marker in markers:
+        values = _values(attrs, marker.attribute) or []
+        for raw in values:
+            text = raw.decode("utf-8", errors="replace").strip()
+            if marker.kind == "present" and text:
+                return True
+            if marker.kind == "equals" and text.lower() == marker.value.lower():
+                return True
+            if marker.kind == "bitmask" and _bit_set(text, marker.value):
+                return True
+    return False
+
+
+def _bit_set(text: str, mask: str) -> bool:
+    try:
+        return bool(int(text) & int(mask, 0))
+    except ValueError:
+        return False
+
+
+def map_person(dn: str, raw: Attributes, mapping: AttributeMapping) -> Person:
+    """The person an entry describes, or EntryProblem saying what is wrong with it."""
+    attrs = raw
+    external_id = stable_id_of(dn, attrs, mapping)
+    email = _text(dn, attrs, mapping.email, external_id)
+    if not email or "@" not in email or len(email) > EMAIL_MAX:
+        raise EntryProblem(dn, f"no usable email in {mapping.email}", external_id)
+    username = _text(dn, attrs, mapping.username, external_id)
+    name = ""
+    for attribute in mapping.name:
+        name = _text(dn, attrs, attribute, external_id)
+        if name:
+            break
+    if not name:
+        given = _text(dn, attrs, mapping.given_name, external_id)
+        surname = _text(dn, attrs, mapping.surname, external_id)
+        name = f"{given} {surname}".strip() or username or email
+    return Person(
+        external_id=external_id,
+        dn=dn,
+        username=username,
+        email=email,
+        name=name[:200],
+        disabled=is_disabled(attrs, mapping.disabled),
+        change=_text(dn, attrs, mapping.change_attribute, external_id),
+    )
+
+
+def map_group(dn: str, raw: Attributes, mapping: AttributeMapping) -> Group:
+    attrs = raw
+    members: list[str] = []
+    for attribute in mapping.group_members:
+        for value in _values(attrs, attribute) or []:
+            try:
+                members.append(normalize_dn(value.decode("utf-8")))
+            except UnicodeDecodeError:
+                raise EntryProblem(dn, f"a {attribute} value is not valid UTF-8") from None
+    return Group(
+        dn=dn,
+        key=normalize_dn(dn),
+        name=_text(dn, attrs, mapping.group_name, None) or dn,
+        members=members,
+        change=_text(dn, attrs, mapping.change_attribute, None),
+    )
+
+
+def expand_groups(groups: dict[str, Group]) -> dict[str, set[str]]:
+    """Each group's members with nested groups expanded (cycles tolerated); DNs normalised."""
+    expanded: dict[str, set[str]] = {}
+
+    def visit(key: str, path: frozenset[str]) -> set[str]:
+        if key in expanded:
+            return expanded[key]
+        result: set[str] = set()
+        for member in groups[key].members:
+            if member in groups:
+                if member not in path:
+                    result |= visit(member, path | {member})
+            else:
+                result.add(member)
+        if not path - {key}:
+            expanded[key] = result
+        return result
+
+    for key in groups:
+        expanded[key] = visit(key, frozenset({key}))
+    return expanded
+
+
+def later_change(current: str, candidate: str, kind: str) -> str:
+    """The later of two change markers (generalized times compare as text, USNs as numbers)."""
+    if not candidate:
+        return current
+    if not current:
+        return candidate
+    if kind == "counter":
+        try:
+            return candidate if int(candidate) > int(current) else current
+        except ValueError:
+            return current
+    return max(current, candidate)
+
+
+def changed_since_filter(mapping: AttributeMapping, watermark: str) -> str:
+    """The filter term that selects entries changed at or after the watermark."""
+    if mapping.change_kind == "counter":
+        return f"({mapping.change_attribute}>={escape_filter_value(str(int(watermark) + 1))})"
+    return f"({mapping.change_attribute}>={escape_filter_value(watermark)})"

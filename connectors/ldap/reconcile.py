@@ -1,0 +1,340 @@
+"""Diffing a directory against the organisation's linked users: the plan of a sync.
+
+Pure: the caller streams mapped people in, then groups, then asks for the plan. Nobody is
+planned for deprovisioning unless the caller says the enumeration was complete and no entry
+was unreadable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.ldap.mapping import EntryProblem, Group, Person, expand_groups, normalize_dn
+
+ROLE_RANK = {"USER": 0, "MANAGER": 1, "ORG_ADMIN": 2}
+
+
+@dataclass(slots=True)
+class Known:
+    """A user this connector already owns, as far as the diff needs to know them."""
+
+    user_id: str
+    email: str
+    name: str
+    status: str
+    role: str
+    dn: str
+    revoked_by_sync: bool = False
+    deleted: bool = False
+    seen: bool = False  # read in this run (a flag here costs less than a set of 100,000 ids)
+
+
+@dataclass(slots=True)
+class Unlinked:
+    """A user of the organisation not owned by this connector, found by email."""
+
+    user_id: str
+    owner: str  # "" when no other source manages them, else that source's name
+
+
+@dataclass
+class Plan:
+    kind: str = "full"
+    creates: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    revokes: list[dict[str, Any]] = field(default_factory=list)
+    reactivates: list[dict[str, Any]] = field(default_factory=list)
+    roles: list[dict[str, Any]] = field(default_factory=list)
+    team_adds: list[dict[str, Any]] = field(default_factory=list)
+    team_removes: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    read: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    deprovision_blocked: str = ""
+    watermark: str = ""
+
+    def to_dict(self, *, keep: int | None = None) -> dict[str, Any]:
+        """A JSON-ready copy; with `keep`, long lists are cut and their full length noted."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        if keep is not None:
+            cut = {k: len(v) for k, v in data.items() if isinstance(v, list) and len(v) > keep}
+            data.update({k: data[k][:keep] for k in cut})
+            data["truncated"] = cut
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        if data.get("truncated"):
+            raise ValueError("a truncated plan cannot be applied")
+        known = set(cls.__dataclass_fields__)
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "read": self.read,
+            "create": len(self.creates),
+            "link": len(self.links),
+            "update": len(self.updates),
+            "revoke": len(self.revokes),
+            "reactivate": len(self.reactivates),
+            "role": len(self.roles),
+            "team_add": len(self.team_adds),
+            "team_remove": len(self.team_removes),
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+            "errors": len(self.errors),
+        }
+
+
+@dataclass
+class MembershipState:
+    """What the database holds for the mapped teams: (team key, external id) -> source."""
+
+    memberships: dict[tuple[str, str], str] = field(default_factory=dict)
+    team_names: dict[str, str] = field(default_factory=dict)
+
+
+class Reconciler:
+    """Streams people in and produces the plan; memory is the plan plus one entry per user."""
+
+    def __init__(
+        self,
+        known: dict[str, Known],
+        unlinked_by_email: dict[str, Unlinked],
+        *,
+        kind: str = "full",
+        track_dns: bool = True,
+    ) -> None:
+        self.track_dns = track_dns
+        self.known = known
+        self.unlinked = unlinked_by_email
+        self.plan = Plan(kind=kind)
+        self.seen: set[str] = set()
+        self.unidentified = 0
+        self.dn_to_id: dict[str, str] = {}
+        self._creates_by_email: dict[str, dict[str, Any]] = {}
+        self._claimed_emails: dict[str, str] = {}
+
+    def _mark_seen(self, external_id: str) -> bool:
+        """Note an id as read; False when it was already read in this run."""
+        known = self.known.get(external_id)
+        if known is not None:
+            if known.seen:
+                return False
+            known.seen = True
+            return True
+        if external_id in self.seen:
+            return False
+        self.seen.add(external_id)
+        return True
+
+    def is_seen(self, external_id: str) -> bool:
+        known = self.known.get(external_id)
+        return known.seen if known is not None else external_id in self.seen
+
+    def add_problem(self, problem: EntryProblem) -> None:
+        self.plan.read += 1
+        if problem.external_id is not None:
+            self._mark_seen(problem.external_id)
+            self.dn_to_id[normalize_dn(problem.dn)] = problem.external_id
+        else:
+            self.unidentified += 1
+        self.plan.errors.append(
+            {"dn": problem.dn, "external_id": problem.external_id, "message": problem.message}
+        )
+
+    def add(self, person: Person) -> None:
+        self.plan.read += 1
+        ext = person.external_id
+        if not self._mark_seen(ext):
+            self.plan.errors.append(
+                {"dn": person.dn, "external_id": ext, "message": "stable id seen twice"}
+            )
+            return
+        if self.track_dns:
+            self.dn_to_id[normalize_dn(person.dn)] = ext
+        known = self.known.get(ext)
+        # Emails of users already held are unique in the database; only new or changed
+        # emails need checking against the rest of this read.
+        email_to_check = known is None or person.email.lower() != known.email.lower()
+        if email_to_check and not self._claim_email(person):
+            return
+        if known is None:
+            self._add_new(person)
+        else:
+            self._add_known(person, known)
+
+    def _claim_email(self, person: Person) -> bool:
+        """Two entries with one email: neither is created or changed, both are reported."""
+        key = person.email.lower()
+        other = self._claimed_emails.get(key)
+        if other is None:
+            self._claimed_emails[key] = person.external_id
+            return True
+        message = f"email {person.email} is used by more than one directory entry"
+        self.plan.errors.append(
+            {"dn": person.dn, "external_id": person.external_id, "message": message}
+        )
+        dropped = self._creates_by_email.pop(key, None)
+        if dropped is not None:
+            self.plan.creates.remove(dropped)
+            self.plan.errors.append({"dn": dropped["dn"], "external_id": other, "message": message})
+        return False
+
+    def _add_new(self, person: Person) -> None:
+        if person.disabled:
+            self.plan.skipped += 1
+            return
+        item = _person_item(person)
+        match = self.unlinked.get(person.email.lower())
+        if match is None:
+            self.plan.creates.append(item)
+            self._creates_by_email[person.email.lower()] = item
+        elif match.owner:
+            self.plan.errors.append(
+                {
+                    "dn": person.dn,
+                    "external_id": person.external_id,
+                    "message": f"{person.email} belongs to a user managed by {match.owner}; "
+                    "not linked",
+                }
+            )
+        else:
+            self.plan.links.append({**item, "user_id": match.user_id})
+
+    def _add_known(self, person: Person, known: Known) -> None:
+        ref = {"user_id": known.user_id, "external_id": person.external_id, "email": known.email}
+        if person.disabled:
+            if known.status != "REVOKED":
+                self.plan.revokes.append({**ref, "reason": "disabled in the directory"})
+            else:
+                self.plan.unchanged += 1
+            return
+        fields = _changed_fields(person, known)
+        if known.status == "REVOKED":
+            if known.revoked_by_sync:
+                self.plan.reactivates.append(ref)
+            else:
+                self.plan.skipped += 1  # an admin revoked them; the directory does not undo that
+                return
+        if fields:
+            self.plan.updates.append({**ref, "dn": person.dn, "fields": fields})
+        elif known.status != "REVOKED":
+            self.plan.unchanged += 1
+
+    def finish_people(self, *, complete: bool, full: bool) -> None:
+        """Plan deprovisioning of whoever was not seen, only after a complete clean read."""
+        if not full:
+            return
+        if not complete:
+            self.plan.deprovision_blocked = "the directory was not read completely"
+            return
+        if self.unidentified:
+            self.plan.deprovision_blocked = (
+                f"{self.unidentified} entries had no stable id, so absence proves nothing"
+            )
+            return
+        for ext, known in self.known.items():
+            if not known.seen and known.status != "REVOKED" and not known.deleted:
+                self.plan.revokes.append(
+                    {
+                        "user_id": known.user_id,
+                        "external_id": ext,
+                        "email": known.email,
+                        "reason": "no longer in the directory",
+                        "removed": True,
+                    }
+                )
+
+    def plan_groups(
+        self,
+        groups: dict[str, Group],
+        *,
+        group_teams: dict[str, str],
+        group_roles: dict[str, str],
+        state: MembershipState,
+        dn_to_id: dict[str, str],
+        known_for_roles: dict[str, Known] | None = None,
+    ) -> None:
+        """Team memberships and roles from groups (nested groups expanded here)."""
+        expanded = expand_groups(groups)
+        desired_teams: dict[str, set[str]] = {}
+        desired_role: dict[str, str] = {}
+        team_names: dict[str, str] = {}
+        for key, group in groups.items():
+            members = {dn_to_id[m] for m in expanded[key] if m in dn_to_id}
+            team = _lookup(group_teams, group)
+            if team:
+                team_key = team.strip().lower()
+                team_names[team_key] = team.strip()
+                desired_teams.setdefault(team_key, set()).update(members)
+            role = _lookup(group_roles, group)
+            if role:
+                for ext in members:
+                    if ROLE_RANK[role] > ROLE_RANK.get(desired_role.get(ext, "USER"), 0):
+                        desired_role[ext] = role
+        for team_key, wanted in desired_teams.items():
+            for ext in sorted(wanted):
+                if (team_key, ext) not in state.memberships:
+                    self.plan.team_adds.append(
+                        {"team": team_names[team_key], "external_id": ext, "role": "MEMBER"}
+                    )
+        for (team_key, ext), source in sorted(state.memberships.items()):
+            if source == "ldap" and ext not in desired_teams.get(team_key, set()):
+                name = team_names.get(team_key) or state.team_names.get(team_key, team_key)
+                self.plan.team_removes.append({"team": name, "external_id": ext})
+        if group_roles:
+            self._plan_roles(desired_role, known_for_roles)
+
+    def _plan_roles(self, desired_role: dict[str, str], every: dict[str, Known] | None) -> None:
+        """Roles of people seen now, or of everyone owned when groups changed (incremental)."""
+        for item in self.plan.creates + self.plan.links:
+            item["role"] = desired_role.get(item["external_id"], "USER")
+        candidates = every if every is not None else self.known
+        for ext, known in candidates.items():
+            if every is None and not known.seen:
+                continue
+            if known.status == "REVOKED" or known.deleted:
+                continue
+            role = desired_role.get(ext, "USER")
+            if known.role != role and known.role != "SUPER_ADMIN":
+                self.plan.roles.append(
+                    {
+                        "user_id": known.user_id,
+                        "external_id": ext,
+                        "role": role,
+                        "previous": known.role,
+                    }
+                )
+
+
+def _lookup(mapping: dict[str, str], group: Group) -> str:
+    """A group is named in a mapping by its DN or by its name, case-insensitively."""
+    for key, value in mapping.items():
+        lowered = key.strip().lower()
+        if lowered == group.name.lower() or normalize_dn(key) == group.key:
+            return value
+    return ""
+
+
+def _person_item(person: Person) -> dict[str, Any]:
+    return {
+        "external_id": person.external_id,
+        "dn": person.dn,
+        "email": person.email,
+        "name": person.name,
+    }
+
+
+def _changed_fields(person: Person, known: Known) -> dict[str, list[str]]:
+    fields: dict[str, list[str]] = {}
+    if person.name != known.name:
+        fields["name"] = [known.name, person.name]
+    if person.email.lower() != known.email.lower():
+        fields["email"] = [known.email, person.email]
+    if person.dn != known.dn and normalize_dn(person.dn) != normalize_dn(known.dn):
+        fields["dn"] = [known.dn, person.dn]
+    return fields

@@ -1,0 +1,289 @@
+"""Configuring directory connectors: validated fields, the bind password sealed at rest."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlparse
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.ldap.client import ServerConfig
+from connectors.ldap.mapping import AttributeMapping, is_valid_dn, mapping_for
+from models import audit
+from models.actor import Actor
+from models.base import utcnow
+from models.encryption import decrypt, encrypt
+from models.entities import DirectoryConnector, Organisation
+from models.enums import Role
+from models.errors import Conflict, InvalidInput, NotFound
+
+PASSWORD_PURPOSE = "directory-bind-password"  # noqa: S105 (a label, not a secret)
+
+FIELDS = {
+    "name",
+    "enabled",
+    "server_urls",
+    "start_tls",
+    "ca_file",
+    "verify_tls",
+    "bind_dn",
+    "base_dn",
+    "user_filter",
+    "group_base_dn",
+    "group_filter",
+    "page_size",
+    "connect_timeout",
+    "search_timeout",
+    "full_sync_minutes",
+    "incremental_minutes",
+    "preset",
+    "attribute_mapping",
+    "group_teams",
+    "group_roles",
+}
+
+
+DEFAULTS: dict[str, Any] = {
+    "name": "",
+    "enabled": True,
+    "server_urls": [],
+    "start_tls": False,
+    "ca_file": "",
+    "verify_tls": True,
+    "bind_dn": "",
+    "bind_password_encrypted": "",
+    "base_dn": "",
+    "user_filter": "",
+    "group_base_dn": "",
+    "group_filter": "",
+    "page_size": 500,
+    "connect_timeout": 5.0,
+    "search_timeout": 60.0,
+    "full_sync_minutes": 60,
+    "incremental_minutes": 5,
+    "preset": "openldap",
+    "attribute_mapping": {},
+    "group_teams": {},
+    "group_roles": {},
+    "watermark": "",
+}
+
+
+def get_connector(
+    session: Session, organisation_id: uuid.UUID, connector_id: uuid.UUID
+) -> DirectoryConnector:
+    connector = session.get(DirectoryConnector, connector_id)
+    if connector is None or connector.organisation_id != organisation_id:
+        raise NotFound("directory connector not found")
+    return connector
+
+
+def find_connector(session: Session, organisation_id: uuid.UUID, ref: str) -> DirectoryConnector:
+    """A connector by id or by name; the only one when `ref` is empty."""
+    query = select(DirectoryConnector).where(DirectoryConnector.organisation_id == organisation_id)
+    if ref:
+        try:
+            return get_connector(session, organisation_id, uuid.UUID(ref))
+        except ValueError:
+            query = query.where(DirectoryConnector.name == ref)
+    found = list(session.scalars(query))
+    if len(found) != 1:
+        raise NotFound(
+            "no such directory connector" if not found else "several connectors: name one"
+        )
+    return found[0]
+
+
+def create_connector(
+    session: Session,
+    *,
+    organisation: Organisation,
+    fields: dict[str, Any],
+    bind_password: str | None,
+    secret_key: str,
+    actor: Actor,
+) -> DirectoryConnector:
+    if "base_dn" not in fields or "server_urls" not in fields or "name" not in fields:
+        raise InvalidInput("name, server_urls and base_dn are required")
+    connector = DirectoryConnector(organisation_id=organisation.id, **DEFAULTS)
+    _apply_fields(session, connector, organisation.id, fields)
+    if bind_password is not None:
+        connector.bind_password_encrypted = _seal(secret_key, bind_password)
+    session.add(connector)
+    session.flush()
+    _audit(session, connector, actor, "directory_connector.created", before=None)
+    return connector
+
+
+def update_connector(
+    session: Session,
+    *,
+    connector: DirectoryConnector,
+    fields: dict[str, Any],
+    bind_password: str | None,
+    secret_key: str,
+    actor: Actor,
+) -> DirectoryConnector:
+    before = _snapshot(connector)
+    _apply_fields(session, connector, connector.organisation_id, fields)
+    if bind_password is not None:
+        connector.bind_password_encrypted = _seal(secret_key, bind_password)
+    connector.updated_at = utcnow()
+    after = _snapshot(connector)
+    if after != before or bind_password is not None:
+        _audit(session, connector, actor, "directory_connector.updated", before=before)
+    return connector
+
+
+def delete_connector(session: Session, *, connector: DirectoryConnector, actor: Actor) -> None:
+    _audit(
+        session,
+        connector,
+        actor,
+        "directory_connector.deleted",
+        before=_snapshot(connector),
+        deleted=True,
+    )
+    session.delete(connector)
+
+
+def server_config(connector: DirectoryConnector, *, secret_key: str) -> ServerConfig:
+    return ServerConfig(
+        urls=tuple(connector.server_urls),
+        bind_dn=connector.bind_dn,
+        bind_password=decrypt(
+            secret_key, connector.bind_password_encrypted, purpose=PASSWORD_PURPOSE
+        ),
+        start_tls=connector.start_tls,
+        ca_file=connector.ca_file,
+        verify_tls=connector.verify_tls,
+        connect_timeout=connector.connect_timeout,
+        search_timeout=connector.search_timeout,
+    )
+
+
+def connector_mapping(connector: DirectoryConnector) -> AttributeMapping:
+    overrides = dict(connector.attribute_mapping)
+    if connector.user_filter:
+        overrides["user_filter"] = connector.user_filter
+    if connector.group_filter:
+        overrides["group_filter"] = connector.group_filter
+    return mapping_for(connector.preset, overrides)
+
+
+def _seal(secret_key: str, password: str) -> str:
+    if len(password) > 1000:
+        raise InvalidInput("the bind password is too long", field="bind_password")
+    return encrypt(secret_key, password, purpose=PASSWORD_PURPOSE) if password else ""
+
+
+def _apply_fields(
+    session: Session,
+    connector: DirectoryConnector,
+    organisation_id: uuid.UUID,
+    fields: dict[str, Any],
+) -> None:
+    unknown = set(fields) - FIELDS
+    if unknown:
+        raise InvalidInput(f"unknown connector fields: {', '.join(sorted(unknown))}")
+    for name, value in fields.items():
+        setattr(connector, name, value)
+    _validate(session, connector, organisation_id)
+
+
+def _validate(session: Session, connector: DirectoryConnector, organisation_id: uuid.UUID) -> None:
+    name = (connector.name or "").strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("name must be 1 to 100 characters", field="name")
+    clash = session.scalar(
+        select(DirectoryConnector).where(
+            DirectoryConnector.organisation_id == organisation_id, DirectoryConnector.name == name
+        )
+    )
+    if clash is not None and clash is not connector:
+        raise Conflict(f"a connector named {name!r} already exists", field="name")
+    connector.name = name
+    if not connector.server_urls:
+        raise InvalidInput("at least one server URL is required", field="server_urls")
+    for url in connector.server_urls:
+        parsed = urlparse(url)
+        if parsed.scheme not in {"ldap", "ldaps"} or not parsed.hostname:
+            raise InvalidInput(f"{url!r} is not an ldap:// or ldaps:// URL", field="server_urls")
+    for field_name in ("base_dn", "group_base_dn", "bind_dn"):
+        value = getattr(connector, field_name) or ""
+        if value and not is_valid_dn(value):
+            raise InvalidInput(f"{field_name} {value!r} is not a valid DN", field=field_name)
+    if not connector.base_dn:
+        raise InvalidInput("base_dn is required", field="base_dn")
+    for field_name in ("user_filter", "group_filter"):
+        value = getattr(connector, field_name) or ""
+        if value and not _balanced_filter(value):
+            raise InvalidInput(f"{field_name} is not a parenthesised LDAP filter", field=field_name)
+    _check_range(connector.page_size, 1, 10_000, "page_size")
+    _check_range(connector.connect_timeout, 0.1, 300, "connect_timeout")
+    _check_range(connector.search_timeout, 0.1, 3600, "search_timeout")
+    _check_range(connector.full_sync_minutes, 0, 7 * 24 * 60, "full_sync_minutes")
+    _check_range(connector.incremental_minutes, 0, 7 * 24 * 60, "incremental_minutes")
+    try:
+        connector_mapping(connector)
+    except ValueError as exc:
+        raise InvalidInput(f"attribute mapping: {exc}", field="attribute_mapping") from None
+    for group, role in connector.group_roles.items():
+        if role not in {Role.ORG_ADMIN.value, Role.MANAGER.value, Role.USER.value}:
+            raise InvalidInput(f"group {group!r}: role must be ORG_ADMIN, MANAGER or USER")
+
+
+def _check_range(value: float, low: float, high: float, name: str) -> None:
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be from {low} to {high}", field=name)
+
+
+def _balanced_filter(value: str) -> bool:
+    if not (value.startswith("(") and value.endswith(")")):
+        return False
+    depth = 0
+    escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def _snapshot(connector: DirectoryConnector) -> dict[str, Any]:
+    from models.queries.directory import connector_view
+
+    view = connector_view(connector)
+    for volatile in ("watermark", "last_full_sync_at", "last_incremental_sync_at"):
+        view.pop(volatile)
+    return view
+
+
+def _audit(
+    session: Session,
+    connector: DirectoryConnector,
+    actor: Actor,
+    action: str,
+    *,
+    before: dict[str, Any] | None,
+    deleted: bool = False,
+) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=connector.organisation_id,
+        action=action,
+        target_type="directory",
+        target_id=connector.id,
+        before=before,
+        after=None if deleted else _snapshot(connector),
+    )

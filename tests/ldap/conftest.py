@@ -1,0 +1,200 @@
+"""A real slapd for the whole run; each test gets a fresh subtree and organisation."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ldap
+import ldap.modlist
+import pytest
+from ldif import LDIFRecordList
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.actions.directory_connectors import create_connector
+from models.db import SessionFactory
+from models.directory_runs import SyncOutcome, run_sync
+from models.entities import DirectoryConnector, DirectorySyncRun, IdentityLink, User
+from models.enums import SyncKind
+from models.settings import Settings
+from tests.support import factories
+from tests.support.slapd import ROOT_DN, ROOT_PASSWORD, SUFFIX, Slapd, start_slapd
+
+SEED = Path(__file__).with_name("seed.ldif")
+_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    server = start_slapd(tmp_path_factory.mktemp("slapd"))
+    yield server
+    server.stop()
+
+
+@dataclass
+class Directory:
+    """One test's subtree of the shared slapd, with helpers to change it."""
+
+    slapd: Slapd
+    base: str
+    domain: str
+    conn: Any
+
+    @property
+    def people(self) -> str:
+        return f"ou=people,{self.base}"
+
+    @property
+    def groups(self) -> str:
+        return f"ou=groups,{self.base}"
+
+    def person_dn(self, uid: str) -> str:
+        return f"uid={uid},{self.people}"
+
+    def add(self, dn: str, attrs: dict[str, list[bytes]]) -> None:
+        self.conn.add_s(dn, ldap.modlist.addModlist(attrs))
+
+    def add_person(
+        self,
+        uid: str,
+        *,
+        name: str | None = None,
+        mail: str | None = None,
+        extra: dict[str, list[bytes]] | None = None,
+        dn: str | None = None,
+    ) -> str:
+        dn = dn or self.person_dn(uid)
+        attrs = {
+            "objectClass": [b"inetOrgPerson"],
+            "uid": [uid.encode()],
+            "cn": [(name or uid.title()).encode()],
+            "sn": [b"Test"],
+            "mail": [(mail or f"{uid}@{self.domain}").encode()],
+            **(extra or {}),
+        }
+        self.add(dn, attrs)
+        return dn
+
+    def replace(self, dn: str, attribute: str, *values: bytes) -> None:
+        self.conn.modify_s(dn, [(ldap.MOD_REPLACE, attribute, list(values) or None)])
+
+    def add_values(self, dn: str, attribute: str, *values: bytes) -> None:
+        self.conn.modify_s(dn, [(ldap.MOD_ADD, attribute, list(values))])
+
+    def delete_values(self, dn: str, attribute: str, *values: bytes) -> None:
+        self.conn.modify_s(dn, [(ldap.MOD_DELETE, attribute, list(values))])
+
+    def delete(self, dn: str) -> None:
+        self.conn.delete_s(dn)
+
+    def move(self, dn: str, new_rdn: str, new_superior: str | None = None) -> None:
+        self.conn.rename_s(dn, new_rdn, newsuperior=new_superior)
+
+    def entry_uuid(self, dn: str) -> str:
+        result = self.conn.search_s(dn, ldap.SCOPE_BASE, attrlist=["entryUUID"])
+        return str(result[0][1]["entryUUID"][0].decode())
+
+
+@pytest.fixture
+def directory(slapd: Slapd) -> Iterator[Directory]:
+    n = next(_numbers)
+    ou = f"t{n}-{uuid.uuid4().hex[:6]}"
+    base = f"ou={ou},{SUFFIX}"
+    domain = f"{ou}.example.org"
+    conn = slapd.connect()
+    text = SEED.read_text().format(base=base, ou=ou, domain=domain)
+    records = LDIFRecordList(__import__("io").StringIO(text))
+    records.parse()
+    for dn, entry in records.all_records:
+        conn.add_s(dn, ldap.modlist.addModlist(entry))
+    yield Directory(slapd=slapd, base=base, domain=domain, conn=conn)
+    conn.unbind_s()
+
+
+def connector_fields(directory: Directory, **overrides: Any) -> dict[str, Any]:
+    return {
+        "name": "corp",
+        "server_urls": [directory.slapd.url],
+        "bind_dn": ROOT_DN,
+        "base_dn": directory.people,
+        "group_base_dn": directory.groups,
+        "page_size": 2,
+        "connect_timeout": 2.0,
+        "search_timeout": 5.0,
+        **overrides,
+    }
+
+
+@pytest.fixture
+def make_connector(session: Session, settings: Settings, directory: Directory) -> Any:
+    """A connector on this test's subtree, for a fresh organisation (threshold relaxed)."""
+
+    def make(
+        *,
+        threshold_percent: int = 100,
+        threshold_count: int = 50,
+        password: str = ROOT_PASSWORD,
+        **overrides: Any,
+    ) -> DirectoryConnector:
+        org = factories.make_org(session)
+        org.settings.deprovision_threshold_percent = threshold_percent
+        org.settings.deprovision_threshold_count = threshold_count
+        connector = create_connector(
+            session,
+            organisation=org,
+            fields=connector_fields(directory, **overrides),
+            bind_password=password,
+            secret_key=settings.secret_key,
+            actor=factories.SETUP,
+        )
+        session.commit()
+        return connector
+
+    return make
+
+
+@pytest.fixture
+def sync(sessions: SessionFactory, settings: Settings) -> Any:
+    def run(
+        connector: DirectoryConnector, *, kind: SyncKind = SyncKind.FULL, dry_run: bool = False
+    ) -> SyncOutcome:
+        return run_sync(
+            sessions,
+            settings,
+            connector_id=connector.id,
+            kind=kind,
+            dry_run=dry_run,
+            trigger="test",
+        )
+
+    return run
+
+
+def linked_users(sessions: SessionFactory, connector: DirectoryConnector) -> dict[str, User]:
+    """Users this connector owns, by email (a fresh session, so it sees committed data)."""
+    with sessions() as s:
+        rows = (
+            s.execute(
+                select(User)
+                .join(IdentityLink, IdentityLink.user_id == User.id)
+                .where(IdentityLink.connector_id == connector.id)
+            )
+            .scalars()
+            .all()
+        )
+        s.expunge_all()
+        s.rollback()
+        return {user.email.split("@")[0]: user for user in rows}
+
+
+def get_run(sessions: SessionFactory, run_id: str) -> DirectorySyncRun:
+    with sessions() as s:
+        run = s.get_one(DirectorySyncRun, uuid.UUID(run_id))
+        s.expunge_all()
+        s.rollback()
+        return run

@@ -1,0 +1,179 @@
+"""The admin API and the `odock-sync ldap` commands for connectors, runs and approvals."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from cli.main import main
+from models.entities import AuditEvent, DirectoryConnector, OutboxMessage
+from models.enums import Role
+from tests.ldap.conftest import connector_fields, linked_users
+from tests.support import factories
+from tests.support.slapd import ROOT_PASSWORD
+from tests.support.worker import settings_env
+
+
+def _admin(session):
+    org = factories.make_org(session)
+    org.settings.deprovision_threshold_percent = 10
+    admin = factories.make_user(session, org, role=Role.ORG_ADMIN, email="admin@corp.test")
+    token = factories.admin_token(session, org, admin)
+    session.commit()
+    return org, {"Authorization": f"Bearer {token}"}
+
+
+def test_connector_crud_never_shows_or_logs_the_password(client, session, directory):
+    _, auth = _admin(session)
+    body = {**connector_fields(directory), "bind_password": ROOT_PASSWORD}
+    created = client.post("/api/v1/directory/connectors", json=body, headers=auth)
+    assert created.status_code == 201, created.json
+    assert created.json["has_bind_password"] is True
+    assert ROOT_PASSWORD not in created.get_data(as_text=True)
+    cid = created.json["id"]
+    with session.begin():
+        stored = session.get_one(DirectoryConnector, uuid.UUID(cid))
+        assert (
+            stored.bind_password_encrypted and ROOT_PASSWORD not in stored.bind_password_encrypted
+        )
+        events = session.scalars(select(AuditEvent).where(AuditEvent.target_type == "directory"))
+        assert all(ROOT_PASSWORD not in json.dumps(e.after) for e in events)
+    session.rollback()
+    listed = client.get("/api/v1/directory/connectors", headers=auth)
+    assert [c["id"] for c in listed.json["items"]] == [cid]
+    patched = client.patch(
+        f"/api/v1/directory/connectors/{cid}", json={"page_size": 50}, headers=auth
+    )
+    assert patched.status_code == 200 and patched.json["page_size"] == 50
+    tested = client.post(f"/api/v1/directory/connectors/{cid}/test", headers=auth)
+    assert tested.json["ok"] and tested.json["users"] == 4
+    assert client.delete(f"/api/v1/directory/connectors/{cid}", headers=auth).status_code == 204
+
+
+def test_bad_connector_input_is_a_clear_400(client, session, directory):
+    _, auth = _admin(session)
+    base = connector_fields(directory)
+    cases = [
+        {**base, "server_urls": ["http://example.org"]},
+        {**base, "base_dn": "not a dn"},
+        {**base, "user_filter": "objectClass=person"},
+        {**base, "page_size": 0},
+        {**base, "preset": "novell"},
+        {**base, "attribute_mapping": {"stable_id": 5}},
+        {**base, "group_roles": {"admins": "SUPER_ADMIN"}},
+        {**base, "unknown": 1},
+        [1, 2],
+    ]
+    for body in cases:
+        response = client.post("/api/v1/directory/connectors", json=body, headers=auth)
+        assert response.status_code == 400, (body, response.json)
+        assert response.mimetype == "application/problem+json"
+    garbage = client.post("/api/v1/directory/connectors", data=b"\xff{", headers=auth)
+    assert garbage.status_code == 400
+
+
+def test_other_organisations_cannot_see_a_connector(client, session, make_connector):
+    connector = make_connector()
+    _, auth = _admin(session)
+    response = client.get(f"/api/v1/directory/connectors/{connector.id}", headers=auth)
+    assert response.status_code == 404
+
+
+def test_quarantine_runs_plans_and_approval_over_the_api(
+    client, session, sessions, directory, sync
+):
+    _, auth = _admin(session)
+    body = {**connector_fields(directory), "bind_password": ROOT_PASSWORD}
+    cid = client.post("/api/v1/directory/connectors", json=body, headers=auth).json["id"]
+    with sessions() as s:
+        connector = s.get_one(DirectoryConnector, uuid.UUID(cid))
+        s.expunge(connector)
+        s.rollback()
+    sync(connector)
+    directory.delete(directory.person_dn("dave"))
+    outcome = sync(connector)
+    assert outcome.status == "quarantined"
+    runs = client.get(f"/api/v1/directory/connectors/{cid}/runs", headers=auth).json["items"]
+    assert [r["status"] for r in runs] == ["quarantined", "succeeded"]
+    detail = client.get(f"/api/v1/directory/runs/{outcome.run_id}", headers=auth).json
+    assert detail["plan"]["revokes"][0]["email"].startswith("dave@")
+    approved = client.post(f"/api/v1/directory/runs/{outcome.run_id}/approve", headers=auth)
+    assert approved.status_code == 200 and approved.json["status"] == "approved"
+    again = client.post(f"/api/v1/directory/runs/{outcome.run_id}/discard", headers=auth)
+    assert again.status_code == 409
+    assert linked_users(sessions, connector)["dave"].status.value == "REVOKED"
+
+
+def test_sync_request_is_queued_for_the_worker(client, session, sessions, directory):
+    _, auth = _admin(session)
+    body = {**connector_fields(directory), "bind_password": ROOT_PASSWORD}
+    cid = client.post("/api/v1/directory/connectors", json=body, headers=auth).json["id"]
+    response = client.post(
+        f"/api/v1/directory/connectors/{cid}/sync", json={"dry_run": True}, headers=auth
+    )
+    assert response.status_code == 202
+    with sessions() as s:
+        queued = [m.kwargs for m in s.scalars(select(OutboxMessage)) if m.task == "directory.sync"]
+        s.rollback()
+    assert queued == [
+        {"connector_id": cid, "kind": "full", "trigger": "admin@corp.test", "dry_run": True}
+    ]
+    bad = client.post(
+        f"/api/v1/directory/connectors/{cid}/sync", json={"kind": "sometimes"}, headers=auth
+    )
+    assert bad.status_code == 400
+
+
+def test_cli_add_test_dry_run_sync_and_approve(session, sessions, settings, directory):
+    org = factories.make_org(session)
+    org.settings.deprovision_threshold_percent = 10
+    session.commit()
+    env = settings_env(settings, LDAP_PW=ROOT_PASSWORD)
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(main, ["ldap", *args], env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    fields = connector_fields(directory)
+    run(
+        "add",
+        "--org",
+        org.slug,
+        "--name",
+        "corp",
+        "--url",
+        fields["server_urls"][0],
+        "--base-dn",
+        fields["base_dn"],
+        "--bind-dn",
+        fields["bind_dn"],
+        "--bind-password-env",
+        "LDAP_PW",
+        "--group-base-dn",
+        fields["group_base_dn"],
+        "--group-team",
+        "engineering=Engineering",
+        "--page-size",
+        "2",
+    )
+    assert '"users": 4' in run("test", "--org", org.slug, "--json")
+    dry = json.loads(run("sync", "--org", org.slug, "--dry-run", "--json"))
+    assert dry["status"] == "planned" and dry["plan_summary"]["create"] == 4
+    text = run("sync", "--org", org.slug)
+    assert "succeeded" in text and "created 4" in text
+    directory.delete(directory.person_dn("dave"))
+    quarantined = json.loads(run("sync", "--org", org.slug, "--json"))
+    assert quarantined["status"] == "quarantined"
+    plan = run("plan", "--org", org.slug, quarantined["id"])
+    assert "revoke" in plan and "dave@" in plan
+    assert "approved" in run("approve", "--org", org.slug, quarantined["id"])
+    assert "approved" in run("runs", "--org", org.slug)
+    failing = runner.invoke(
+        main, ["ldap", "approve", "--org", org.slug, quarantined["id"]], env=env
+    )
+    assert failing.exit_code != 0 and "only a quarantined run" in failing.output

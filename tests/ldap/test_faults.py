@@ -1,0 +1,238 @@
+"""Every fault aborts the run with a clear error and revokes nobody who is still there."""
+
+from __future__ import annotations
+
+import socket
+
+import ldap
+from sqlalchemy import select
+
+from connectors.ldap.client import DirectoryClient, ServerConfig
+from connectors.ldap.errors import DirectoryIncomplete
+from models.entities import DirectoryConnector, OutboxMessage
+from models.enums import UserStatus
+from tests.ldap.conftest import get_run, linked_users
+from tests.support.slapd import LIMITED_DN, ROOT_DN, ROOT_PASSWORD, free_port
+
+
+def _reconfigure(sessions, connector, **fields):
+    with sessions() as s:
+        row = s.get_one(DirectoryConnector, connector.id)
+        for name, value in fields.items():
+            setattr(row, name, value)
+        s.commit()
+
+
+def _all_active(sessions, connector) -> bool:
+    users = linked_users(sessions, connector)
+    return len(users) == 4 and all(u.status is UserStatus.ACTIVE for u in users.values())
+
+
+def _alerts(sessions, event: str) -> list[dict]:
+    with sessions() as s:
+        found = [
+            m.kwargs
+            for m in s.scalars(select(OutboxMessage))
+            if m.task == "notifications.dispatch" and m.kwargs["event"] == event
+        ]
+        s.rollback()
+        return found
+
+
+def _fails_safely(sync, sessions, connector, code: str) -> str:
+    outcome = sync(connector)
+    assert outcome.status == "failed"
+    run = get_run(sessions, outcome.run_id)
+    assert run.error_code == code, run.error
+    assert run.revoked_count == 0
+    assert _all_active(sessions, connector)
+    assert any(
+        a["payload"]["run_id"] == outcome.run_id for a in _alerts(sessions, "directory_sync.failed")
+    )
+    return run.error
+
+
+def test_server_down(make_connector, sync, sessions):
+    connector = make_connector()
+    sync(connector)
+    _reconfigure(sessions, connector, server_urls=[f"ldap://127.0.0.1:{free_port()}"])
+    error = _fails_safely(sync, sessions, connector, "directory_unavailable")
+    assert "Can't contact LDAP server" in error
+
+
+def test_second_url_is_used_when_the_first_is_down(make_connector, sync, sessions, slapd):
+    connector = make_connector(server_urls=[f"ldap://127.0.0.1:{free_port()}", slapd.url])
+    assert sync(connector).status == "succeeded"
+
+
+def test_server_that_never_answers_times_out(make_connector, sync, sessions):
+    connector = make_connector()
+    sync(connector)
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(5)  # accepts connections at the TCP level, never answers LDAP
+        port = hung.getsockname()[1]
+        _reconfigure(
+            sessions,
+            connector,
+            server_urls=[f"ldap://127.0.0.1:{port}"],
+            search_timeout=0.5,
+            connect_timeout=0.5,
+        )
+        error = _fails_safely(sync, sessions, connector, "directory_unavailable")
+    assert "did not answer in time" in error
+
+
+def test_wrong_password(make_connector, sync, sessions, settings):
+    from models.actions.directory_connectors import update_connector
+    from tests.support import factories
+
+    connector = make_connector()
+    sync(connector)
+    with sessions() as s:
+        row = s.get_one(DirectoryConnector, connector.id)
+        update_connector(
+            s,
+            connector=row,
+            fields={},
+            bind_password="wrong",
+            secret_key=settings.secret_key,
+            actor=factories.SETUP,
+        )
+        s.commit()
+    error = _fails_safely(sync, sessions, connector, "directory_auth_failed")
+    assert "Invalid credentials" in error and "wrong" not in error
+
+
+def test_tls_with_the_right_ca_works_ldaps_and_starttls(make_connector, sync, slapd):
+    ldaps = make_connector(server_urls=[slapd.ldaps_url], ca_file=str(slapd.tls.ca_file))
+    assert sync(ldaps).status == "succeeded"
+    starttls = make_connector(start_tls=True, ca_file=str(slapd.tls.ca_file))
+    assert sync(starttls).status == "succeeded"
+
+
+def test_tls_failure_with_an_untrusted_certificate(make_connector, sync, sessions, slapd):
+    connector = make_connector()
+    sync(connector)
+    _reconfigure(
+        sessions, connector, server_urls=[slapd.ldaps_url], ca_file=str(slapd.tls.other_ca_file)
+    )
+    _fails_safely(sync, sessions, connector, "directory_tls_failed")
+    _reconfigure(sessions, connector, server_urls=[slapd.url], start_tls=True)
+    _fails_safely(sync, sessions, connector, "directory_tls_failed")
+
+
+def test_size_limit_aborts(make_connector, sync, sessions, settings):
+    from models.actions.directory_connectors import update_connector
+    from tests.support import factories
+
+    connector = make_connector()
+    sync(connector)
+    with sessions() as s:
+        row = s.get_one(DirectoryConnector, connector.id)
+        update_connector(
+            s,
+            connector=row,
+            fields={"bind_dn": LIMITED_DN},
+            bind_password="limited-secret",
+            secret_key=settings.secret_key,
+            actor=factories.SETUP,
+        )
+        s.commit()
+    error = _fails_safely(sync, sessions, connector, "directory_incomplete")
+    assert "Size limit exceeded" in error
+
+
+def test_client_reports_time_limit_as_incomplete(slapd, directory):
+    """A server-side time limit is an incomplete read (timelimit sent with the search)."""
+    config = ServerConfig(urls=(slapd.url,), bind_dn=ROOT_DN, bind_password=ROOT_PASSWORD)
+    with DirectoryClient(config) as client:
+        from connectors.ldap.client import map_error
+
+        error = map_error(ldap.TIMELIMIT_EXCEEDED({"desc": "Time limit exceeded"}), doing="x")
+        assert isinstance(error, DirectoryIncomplete)
+        assert client.count(directory.people, "(objectClass=inetOrgPerson)", page_size=1) == 4
+
+
+def test_referral_in_the_base_aborts(make_connector, sync, sessions, directory):
+    connector = make_connector()
+    sync(connector)
+    directory.add(
+        f"ou=elsewhere,{directory.people}",
+        {
+            "objectClass": [b"referral", b"extensibleObject"],
+            "ou": [b"elsewhere"],
+            "ref": [b"ldap://127.0.0.1:1/ou=elsewhere,dc=example,dc=org"],
+        },
+    )
+    error = _fails_safely(sync, sessions, connector, "directory_incomplete")
+    assert "referral" in error
+
+
+def test_bad_base_dn_is_a_configuration_error(make_connector, sync, sessions, directory):
+    connector = make_connector()
+    sync(connector)
+    _reconfigure(sessions, connector, base_dn=f"ou=nowhere,{directory.base}")
+    _fails_safely(sync, sessions, connector, "directory_config_error")
+
+
+def test_entry_without_stable_id_withholds_all_deprovisioning(
+    make_connector, sync, sessions, directory
+):
+    for uid, number in (("alice", b"1"), ("bob", b"2"), ("carol", b"3"), ("dave", b"4")):
+        directory.replace(directory.person_dn(uid), "employeeNumber", number)
+    connector = make_connector(attribute_mapping={"stable_id": "employeeNumber"})
+    sync(connector)
+    # the attribute disappears from one entry (an ACL change, a schema slip) and one leaves
+    directory.replace(directory.person_dn("carol"), "employeeNumber")
+    directory.delete(directory.person_dn("dave"))
+    outcome = sync(connector)
+    run = get_run(sessions, outcome.run_id)
+    assert outcome.status == "succeeded"
+    assert run.revoked_count == 0 and "withheld" in run.error
+    assert any("no employeeNumber" in e["message"] for e in run.plan["errors"])
+    assert all(u.status is UserStatus.ACTIVE for u in linked_users(sessions, connector).values())
+    assert _alerts(sessions, "directory_sync.deprovision_withheld")
+
+
+def test_duplicate_emails_create_neither(make_connector, sync, sessions, directory):
+    directory.add_person("alice2", mail=f"alice@{directory.domain}")
+    connector = make_connector()
+    outcome = sync(connector)
+    run = get_run(sessions, outcome.run_id)
+    assert sorted(linked_users(sessions, connector)) == ["bob", "carol", "dave"]
+    duplicates = [e for e in run.plan["errors"] if "more than one" in e["message"]]
+    assert len(duplicates) == 2 and run.error_count == 2
+
+
+def test_non_utf8_value_is_reported_and_the_person_kept(make_connector, sync, sessions, directory):
+    connector = make_connector(attribute_mapping={"name": ["legacyName", "cn"]})
+    sync(connector)
+    dn = directory.person_dn("bob")
+    directory.add_values(dn, "objectClass", b"odockTestAccount")
+    directory.replace(dn, "legacyName", b"B\xf6b")  # Latin-1, not UTF-8
+    outcome = sync(connector)
+    run = get_run(sessions, outcome.run_id)
+    assert run.error_count == 1 and run.revoked_count == 0
+    assert "legacyName is not valid UTF-8" in run.plan["errors"][0]["message"]
+    assert linked_users(sessions, connector)["bob"].status is UserStatus.ACTIVE
+
+
+def test_filter_and_dn_metacharacters(make_connector, sync, sessions, directory, settings):
+    from connectors.ldap.mapping import escape_dn_value
+    from models.directory_runs import test_connection
+
+    odd_uid = "o'neil, jr (it) *\\"
+    dn = f"uid={escape_dn_value(odd_uid)},{directory.people}"
+    directory.add_person(odd_uid, name="Smith (IT) *", mail=f"oneil@{directory.domain}", dn=dn)
+    directory.add_values(f"cn=engineering,{directory.groups}", "member", dn.encode())
+    connector = make_connector(group_teams={"engineering": "Engineering"})
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    users = linked_users(sessions, connector)
+    assert users["oneil"].name == "Smith (IT) *"
+    run = get_run(sessions, outcome.run_id)
+    assert len([a for a in run.plan["team_adds"]]) == 4
+    result = test_connection(connector, settings, username=odd_uid)
+    assert result["ok"] and result["sample"]["email"] == f"oneil@{directory.domain}"
+    assert test_connection(connector, settings, username="*")["sample"] is None

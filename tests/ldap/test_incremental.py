@@ -1,0 +1,59 @@
+"""Incremental sync: changed entries and changed groups only; deletions wait for a full sync."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from models.entities import Team
+from models.enums import SyncKind, UserStatus
+from tests.ldap.conftest import get_run, linked_users
+
+
+def test_incremental_reads_only_changes(make_connector, sync, sessions, directory):
+    connector = make_connector()
+    sync(connector)
+    directory.replace(directory.person_dn("bob"), "cn", b"Bobby")
+    directory.add_person("erin")
+    outcome = sync(connector, kind=SyncKind.INCREMENTAL)
+    run = get_run(sessions, outcome.run_id)
+    assert run.kind is SyncKind.INCREMENTAL
+    # entries modified in the watermark's own second are read again; never the whole base
+    assert 2 <= run.read_count < 6
+    assert run.created_count == 1 and run.updated_count == 1
+    users = linked_users(sessions, connector)
+    assert users["bob"].name == "Bobby" and "erin" in users
+
+
+def test_incremental_never_deprovisions_missing_entries(make_connector, sync, sessions, directory):
+    connector = make_connector()
+    sync(connector)
+    directory.delete(directory.person_dn("dave"))
+    outcome = sync(connector, kind=SyncKind.INCREMENTAL)
+    assert get_run(sessions, outcome.run_id).revoked_count == 0
+    assert linked_users(sessions, connector)["dave"].status is UserStatus.ACTIVE
+    sync(connector)  # the full sync finds the deletion
+    assert linked_users(sessions, connector)["dave"].status is UserStatus.REVOKED
+
+
+def test_incremental_disables_and_picks_up_group_changes(make_connector, sync, sessions, directory):
+    connector = make_connector(group_teams={"engineering": "Engineering"})
+    sync(connector)
+    directory.replace(directory.person_dn("alice"), "pwdAccountLockedTime", b"000001010000Z")
+    # a group change does not touch dave's own modifyTimestamp
+    directory.add_values(
+        f"cn=platform,{directory.groups}", "member", directory.person_dn("dave").encode()
+    )
+    outcome = sync(connector, kind=SyncKind.INCREMENTAL)
+    run = get_run(sessions, outcome.run_id)
+    assert run.revoked_count == 1
+    assert [a["team"] for a in run.plan["team_adds"]] == ["Engineering"]
+    with sessions() as s:
+        team = s.scalar(select(Team).where(Team.name == "Engineering"))
+        assert "dave" in {m.user.email.split("@")[0] for m in team.memberships}
+        s.rollback()
+
+
+def test_first_incremental_runs_as_full(make_connector, sync, sessions):
+    connector = make_connector()
+    outcome = sync(connector, kind=SyncKind.INCREMENTAL)
+    assert get_run(sessions, outcome.run_id).kind is SyncKind.FULL

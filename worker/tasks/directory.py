@@ -1,0 +1,52 @@
+"""Directory syncs: one task per connector run, and the beat job that fans out due ones."""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+from sqlalchemy.exc import OperationalError
+
+from models.actions.directory_sync import enqueue_due_syncs
+from models.base import utcnow
+from models.db import transaction
+from models.directory_runs import run_sync
+from models.entities import DirectoryConnector
+from models.enums import SyncKind
+from worker.runtime import runtime
+from worker.tasks.base import TransientError, task
+
+log = structlog.get_logger(__name__)
+
+
+@task("directory.sync")
+def sync_connector(
+    connector_id: str, kind: str = "full", trigger: str = "schedule", dry_run: bool = False
+) -> None:
+    rt = runtime()
+    with rt.sessions() as session:
+        connector = session.get(DirectoryConnector, uuid.UUID(connector_id))
+        enabled = connector is not None and connector.enabled
+        session.rollback()
+    if not enabled:
+        return  # deleted or switched off since it was queued
+    outcome = run_sync(
+        rt.sessions,
+        rt.settings,
+        connector_id=uuid.UUID(connector_id),
+        kind=SyncKind(kind),
+        dry_run=dry_run,
+        trigger=trigger,
+    )
+    log.info(
+        "directory.synced", connector_id=connector_id, status=outcome.status, **outcome.summary
+    )
+
+
+@task("directory.schedule_due")
+def schedule_due() -> None:
+    try:
+        with transaction(runtime().sessions) as session:
+            enqueue_due_syncs(session, now=utcnow())
+    except OperationalError as exc:
+        raise TransientError(str(exc)) from exc
