@@ -15,7 +15,7 @@ from prometheus_client import Counter
 
 from connectors import generic_events, okta_hooks, signed_webhooks
 from models.actions import idp_events
-from models.actions.event_hooks import HookCredentials, hook_credentials
+from models.actions.event_hooks import HookCredentials, cached_hook_credentials
 from webhooks import idp_metrics
 from webhooks.context import db_session, settings
 from webhooks.errors import problem
@@ -120,7 +120,10 @@ def _store(
 
 
 def _credentials(slug: str) -> HookCredentials:
-    credentials = hook_credentials(db_session(), slug) if len(slug) <= 64 else None
+    credentials = None
+    if len(slug) <= 64:
+        ttl = settings().event_hook_cache_seconds
+        credentials = cached_hook_credentials(db_session(), slug, ttl_seconds=ttl)
     if credentials is None:
         raise Refused(404, "unknown_hook", "no event hook is configured at this address")
     return credentials

@@ -4,6 +4,7 @@ signing secrets of generic events. Secrets are shown once, then kept hashed or e
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -168,6 +169,32 @@ class HookCredentials:
         return ok
 
 
+# slug -> (read at, credentials): the receiver's hot path reads them once per TTL per process.
+_CACHE: dict[str, tuple[float, HookCredentials | None]] = {}
+
+
+def cached_hook_credentials(
+    session: Session, slug: str, *, ttl_seconds: float
+) -> HookCredentials | None:
+    """hook_credentials, remembered for `ttl_seconds` (a change elsewhere shows within it)."""
+    if ttl_seconds <= 0:
+        return hook_credentials(session, slug)
+    now = time.monotonic()
+    hit = _CACHE.get(slug)
+    if hit is not None and now - hit[0] < ttl_seconds:
+        return hit[1]
+    credentials = hook_credentials(session, slug)
+    if len(_CACHE) > 10_000:
+        _CACHE.clear()
+    _CACHE[slug] = (now, credentials)
+    return credentials
+
+
+def forget_credentials(organisation: Organisation) -> None:
+    """Drop this process's cached copy after a change (other processes see it within the TTL)."""
+    _CACHE.pop(organisation.slug, None)
+
+
 def hook_credentials(session: Session, slug: str) -> HookCredentials | None:
     row = session.execute(
         select(
@@ -201,6 +228,7 @@ def _check_header_name(name: str, field: str) -> None:
 def _audit(
     session: Session, organisation: Organisation, actor: Actor, action: str, after: dict[str, Any]
 ) -> None:
+    forget_credentials(organisation)
     audit.record(
         session,
         actor=actor,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy.exc import IntegrityError, OperationalError
+
 from models.actions import idp_events
 from models.entities import ReceivedDelivery
 from worker.runtime import runtime
-from worker.tasks.base import task
+from worker.tasks.base import TransientError, task
 
 
 @task("events.process_delivery")
@@ -16,5 +18,8 @@ def process_delivery(delivery_id: str) -> None:
         delivery = session.get(ReceivedDelivery, uuid.UUID(delivery_id), with_for_update=True)
         if delivery is None or delivery.status != idp_events.RECEIVED:
             return  # gone, or already processed by an earlier run of this task
-        idp_events.process_delivery(session, delivery=delivery)
-        session.commit()
+        try:
+            idp_events.process_delivery(session, delivery=delivery)
+            session.commit()
+        except (IntegrityError, OperationalError) as exc:  # a race or a database hiccup
+            raise TransientError(f"{type(exc).__name__} on delivery {delivery_id}") from exc
