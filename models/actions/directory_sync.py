@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session, joinedload
 
 from connectors.ldap.reconcile import Plan
@@ -525,10 +525,7 @@ def exceeds_threshold(
     if not revokes:
         return ""
     settings = organisation.settings
-    linked = session.scalar(
-        select(IdentityLink.id).where(IdentityLink.connector_id == connector.id).limit(1)
-    )
-    total = _linked_count(session, connector) if linked is not None else 0
+    total = _linked_count(session, connector)
     if revokes > settings.deprovision_threshold_count:
         return (
             f"the plan revokes {revokes} users, more than the threshold of "
@@ -543,8 +540,6 @@ def exceeds_threshold(
 
 
 def _linked_count(session: Session, connector: DirectoryConnector) -> int:
-    from sqlalchemy import func
-
     return int(
         session.scalar(
             select(func.count())
