@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session, joinedload
 
 from connectors.ldap.reconcile import Plan
@@ -66,10 +66,11 @@ def apply_directory_plan(
     """Carry out a plan; each item that no longer fits the data is reported and skipped."""
     organisation = session.get_one(Organisation, connector.organisation_id)
     applied = Applied()
+    existing = _Existing.load(session, organisation) if plan.creates else None
     for start in range(0, len(plan.creates), BATCH):
-        _create_batch(
-            session, organisation, connector, plan.creates[start : start + BATCH], actor, applied
-        )
+        assert existing is not None
+        batch = plan.creates[start : start + BATCH]
+        _create_batch(session, organisation, connector, batch, actor, applied, existing)
     owned = _OwnedLinks(session, connector, plan)
     for item in plan.links:
         _guarded(applied, item, lambda item=item: _link(session, connector, item, actor, applied))
@@ -137,6 +138,31 @@ class _OwnedLinks:
         return link
 
 
+@dataclass
+class _Existing:
+    """Emails and LDAP ids the organisation holds now (the plan may be older than the data).
+
+    Read once for the whole import: per-batch lookups made PostgreSQL, whose statistics still
+    describe the empty tables mid-transaction, scan the growing tables again and again.
+    """
+
+    emails: set[str]
+    linked: set[str]
+
+    @classmethod
+    def load(cls, session: Session, organisation: Organisation) -> _Existing:
+        emails = session.scalars(
+            select(User.email_key).where(User.organisation_id == organisation.id)
+        )
+        linked = session.scalars(
+            select(IdentityLink.external_id).where(
+                IdentityLink.organisation_id == organisation.id,
+                IdentityLink.source == Source.LDAP,
+            )
+        )
+        return cls(set(emails), set(linked))
+
+
 def _create_batch(
     session: Session,
     organisation: Organisation,
@@ -144,24 +170,11 @@ def _create_batch(
     items: list[dict[str, Any]],
     actor: Actor,
     applied: Applied,
+    existing: _Existing,
 ) -> None:
     keys = [email_key(item["email"]) for item in items]
-    taken = set(
-        session.scalars(
-            select(User.email_key).where(
-                User.organisation_id == organisation.id, User.email_key.in_(keys)
-            )
-        )
-    )
-    linked = set(
-        session.scalars(
-            select(IdentityLink.external_id).where(
-                IdentityLink.organisation_id == organisation.id,
-                IdentityLink.source == Source.LDAP,
-                IdentityLink.external_id.in_([item["external_id"] for item in items]),
-            )
-        )
-    )
+    taken = existing.emails
+    linked = existing.linked
     status = UserStatus.PENDING if organisation.settings.approval_required else UserStatus.ACTIVE
     now = utcnow()
     users: list[dict[str, Any]] = []
@@ -512,10 +525,7 @@ def exceeds_threshold(
     if not revokes:
         return ""
     settings = organisation.settings
-    linked = session.scalar(
-        select(IdentityLink.id).where(IdentityLink.connector_id == connector.id).limit(1)
-    )
-    total = _linked_count(session, connector) if linked is not None else 0
+    total = _linked_count(session, connector)
     if revokes > settings.deprovision_threshold_count:
         return (
             f"the plan revokes {revokes} users, more than the threshold of "
@@ -530,8 +540,6 @@ def exceeds_threshold(
 
 
 def _linked_count(session: Session, connector: DirectoryConnector) -> int:
-    from sqlalchemy import func
-
     return int(
         session.scalar(
             select(func.count())
