@@ -9,12 +9,12 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from cli.main import main
+from models.actions.reviews import open_revocation_review
 from models.actions.scim import purge_deleted_users
 from models.entities import (
     AuditEvent,
     IdentityLink,
     Revocation,
-    RevocationReview,
     ScimGroupRole,
     User,
     VirtualApiKey,
@@ -26,11 +26,14 @@ from tests.support import factories
 
 def deleted_user(scim, session, org, email="gone@example.com"):
     body = scim.post("/Users", okta_create_user(email)).json
-    scim.delete(f"/Users/{body['id']}")
     user = session.scalar(select(User).where(User.email_key == email))
+    factories.make_budget(session, org, user)  # a finding that stays open until decided
+    session.commit()
+    scim.delete(f"/Users/{body['id']}")
+    session.expire_all()
     revocation = session.scalar(select(Revocation).where(Revocation.user_id == user.id))
-    review = RevocationReview(organisation_id=org.id, user_id=user.id, revocation_id=revocation.id)
-    session.add(review)
+    # The run's worker may be opening the same review; the operation opens it only once.
+    review = open_revocation_review(session, revocation_id=revocation.id, actor=factories.SETUP)
     session.commit()
     return user, review
 
