@@ -168,3 +168,10 @@ def _find_user(session, organisation_id: uuid.UUID, ref: str):  # type: ignore[n
         if found is None:
             raise NotFound(f"no user {ref}") from None
         return found
+
+
+from cli.reviews import hooks, reviews, users_revoke  # noqa: E402
+
+main.add_command(reviews)
+main.add_command(hooks)
+users.add_command(users_revoke)
