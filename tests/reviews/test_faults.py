@@ -121,7 +121,7 @@ def test_gateway_down_is_retried_until_it_acknowledges(session, sessions, client
     token = f.admin_token(session, world.org, world.admin)
     session.commit()
     keys = {str(world.key_a.id), str(world.key_b.id)}
-    gateway.down_for = 2
+    gateway.down_for, gateway.down_for_keys = 2, keys
 
     client.post(
         f"/api/v1/users/{world.person.id}/revoke", headers={"Authorization": f"Bearer {token}"}
