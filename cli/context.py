@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from models.actor import Actor
@@ -25,6 +26,16 @@ def cli_settings() -> Settings:
 
 
 @contextmanager
+def database_errors() -> Iterator[None]:
+    """A database that cannot be reached is a one-line error, not a traceback."""
+    try:
+        yield
+    except OperationalError as exc:
+        first_line = str(exc.orig or exc).strip().splitlines()[0][:300]
+        raise click.ClickException(f"cannot use the database: {first_line}") from None
+
+
+@contextmanager
 def unit_of_work() -> Iterator[Session]:
     """A committed transaction, with domain errors shown as a clean CLI error."""
     from worker.celery_app import configure_celery
@@ -33,7 +44,7 @@ def unit_of_work() -> Iterator[Session]:
     configure_celery(settings)
     runtime = init_runtime(settings)
     try:
-        with runtime.sessions() as session:
+        with database_errors(), runtime.sessions() as session:
             yield session
             session.commit()
     except DomainError as exc:

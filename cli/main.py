@@ -6,11 +6,11 @@ import uuid
 
 import click
 
-from cli.context import CLI_ACTOR, cli_settings, unit_of_work
+from cli.context import CLI_ACTOR, cli_settings, database_errors, unit_of_work
 from cli.output import emit
 from models.actions import organisations, tokens
 from models.actions import users as user_actions
-from models.enums import Role, TokenScope
+from models.enums import Role, TokenScope, UserStatus
 from models.errors import NotFound
 from models.queries.users import user_profile
 
@@ -28,15 +28,21 @@ def db() -> None:
 
 
 @db.command("upgrade")
-def db_upgrade() -> None:
+@JSON_OPTION
+def db_upgrade(as_json: bool) -> None:
     """Bring the database to the newest schema."""
     from models.db import make_engine
-    from models.migrate import upgrade
+    from models.migrate import current_revision, upgrade
 
     engine = make_engine(cli_settings())
-    upgrade(engine)
-    engine.dispose()
-    click.echo("database is at the newest schema")
+    try:
+        with database_errors():
+            upgrade(engine)
+            revision = current_revision(engine)
+    finally:
+        engine.dispose()
+    data = {"status": "upgraded", "revision": revision}
+    emit(data, as_json=as_json, text=f"database is at the newest schema ({revision})")
 
 
 @main.group()
@@ -127,9 +133,14 @@ def users() -> None:
 
 @users.command("list")
 @click.option("--org", "org_slug", required=True)
-@click.option("--status", default=None)
+@click.option(
+    "--status", default=None, type=click.Choice([s.value for s in UserStatus], case_sensitive=False)
+)
+@click.option(
+    "--role", default=None, type=click.Choice([r.value for r in Role], case_sensitive=False)
+)
 @JSON_OPTION
-def users_list(org_slug: str, status: str | None, as_json: bool) -> None:
+def users_list(org_slug: str, status: str | None, role: str | None, as_json: bool) -> None:
     from sqlalchemy import select
 
     from models.entities import User
@@ -138,7 +149,9 @@ def users_list(org_slug: str, status: str | None, as_json: bool) -> None:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         query = select(User).where(User.organisation_id == organisation.id).order_by(User.email_key)
         if status:
-            query = query.where(User.status == status.upper())
+            query = query.where(User.status == UserStatus(status.upper()))
+        if role:
+            query = query.where(User.role == Role(role.upper()))
         rows = [user_profile(u) for u in session.scalars(query)]
     text = "\n".join(f"{r['id']}  {r['status']:8} {r['role']:10} {r['email']}" for r in rows)
     emit(rows, as_json=as_json, text=text or "no users")
@@ -170,8 +183,13 @@ def _find_user(session, organisation_id: uuid.UUID, ref: str):  # type: ignore[n
         return found
 
 
+# Each topic's commands live in cli/<topic>.py and register here, one line each.
+from cli.demo import demo  # noqa: E402
 from cli.reviews import hooks, reviews, users_revoke  # noqa: E402
+from cli.serve import serve  # noqa: E402
 
+main.add_command(serve)
+main.add_command(demo)
 main.add_command(reviews)
 main.add_command(hooks)
 users.add_command(users_revoke)

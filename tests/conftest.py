@@ -134,13 +134,10 @@ def celery_configured(settings: Settings) -> None:
 @pytest.fixture
 def clean_db(engine: Engine) -> None:
     """Every test starts from empty tables (committed data, so a worker process sees it)."""
+    # DELETE, not TRUNCATE: on the few rows a test leaves it is ten times faster on PostgreSQL.
     with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in reversed(Base.metadata.sorted_tables):
-                connection.execute(table.delete())
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
 
 
 @pytest.fixture
@@ -152,12 +149,14 @@ def session(sessions: SessionFactory, clean_db: None) -> Iterator[Session]:
 
 
 @pytest.fixture
-def app(settings: Settings, engine: Engine, clean_db: None) -> Flask:
+def app(settings: Settings, engine: Engine, clean_db: None) -> Iterator[Flask]:
     from webhooks.app import create_app
+    from webhooks.context import EXTENSION
 
     app = create_app(settings)
     app.config["TESTING"] = True
-    return app
+    yield app
+    app.extensions[EXTENSION].engine.dispose()  # each app has its own pool; free it
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ def json_body() -> Any:
         raise InvalidInput("the body is not valid UTF-8") from None
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise InvalidInput("the body is nested too deeply") from None
 
 
 def parse_body(schema: type[ModelT]) -> ModelT:
@@ -37,3 +39,10 @@ def parse_body(schema: type[ModelT]) -> ModelT:
     if not isinstance(data, dict):
         raise InvalidInput("the body must be a JSON object")
     return schema.model_validate(data)
+
+
+def parse_optional_body(schema: type[ModelT]) -> ModelT:
+    """For actions whose fields are all optional: no body means the defaults."""
+    if not request.get_data(cache=True):
+        return schema()
+    return parse_body(schema)

@@ -24,6 +24,10 @@ STATUS_BY_ERROR: list[tuple[type[errors.DomainError], int]] = [
 ]
 
 
+# The members RFC 9457 defines; an error's details never overwrite them.
+PROBLEM_MEMBERS = frozenset({"type", "title", "status", "detail", "instance"})
+
+
 class Unauthorized(errors.DomainError):
     code = "unauthorized"
 
@@ -44,7 +48,11 @@ def status_of(error: errors.DomainError) -> int:
 
 def domain_problem(error: errors.DomainError) -> Response:
     status = status_of(error)
-    extra = {key: value for key, value in error.details.items() if value is not None}
+    extra = {
+        key: value
+        for key, value in error.details.items()
+        if value is not None and key not in PROBLEM_MEMBERS
+    }
     response = problem(status, error.code, error.message, **extra)
     if isinstance(error, errors.RateLimited):
         response.headers["Retry-After"] = str(error.retry_after)

@@ -12,6 +12,7 @@ from models import audit
 from models.actor import Actor
 from models.entities import Organisation, OrganisationSettings
 from models.errors import Conflict, InvalidInput, NotFound
+from models.text import clean_text
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -23,9 +24,7 @@ def slugify(name: str) -> str:
 def create_organisation(
     session: Session, *, name: str, slug: str | None = None, actor: Actor
 ) -> Organisation:
-    name = name.strip()
-    if not name:
-        raise InvalidInput("organisation name must not be empty")
+    name = clean_text(name, field="name", max_length=200)
     slug = slug or slugify(name)
     if not SLUG_PATTERN.match(slug):
         raise InvalidInput("slug must be lowercase letters, digits and dashes", field="slug")

@@ -12,8 +12,9 @@ from models.actor import Actor
 from models.base import utcnow
 from models.entities import Organisation, Team, TeamMembership, User
 from models.enums import Source, TeamRole
-from models.errors import Conflict, InvalidInput, NotFound
+from models.errors import Conflict, NotFound
 from models.snapshots import membership_snapshot, team_snapshot
+from models.text import clean_text
 
 
 def get_team(session: Session, organisation_id: uuid.UUID, team_id: uuid.UUID) -> Team:
@@ -132,10 +133,7 @@ def remove_from_team(session: Session, *, team: Team, user: User, actor: Actor) 
 
 
 def _validate_team_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise InvalidInput("team name must be 1 to 200 characters", field="name")
-    return name
+    return clean_text(name, field="name", max_length=200)
 
 
 def _audit_team(

@@ -20,6 +20,7 @@ from models.entities.user import email_key
 from models.enums import KeyPolicy, KeyType, Role, UserStatus
 from models.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from models.snapshots import user_snapshot
+from models.text import clean_text, has_control_characters
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -29,16 +30,13 @@ TASK_OPEN_REVIEW = "reviews.open_for_revocation"
 
 def validate_email(email: str) -> str:
     email = email.strip()
-    if len(email) > 320 or not EMAIL_PATTERN.match(email):
+    if len(email) > 320 or not EMAIL_PATTERN.match(email) or has_control_characters(email):
         raise InvalidInput(f"{email!r} is not a valid email address", field="email")
     return email
 
 
 def validate_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise InvalidInput("name must be 1 to 200 characters", field="name")
-    return name
+    return clean_text(name, field="name", max_length=200)
 
 
 def find_user_by_email(session: Session, organisation_id: uuid.UUID, email: str) -> User | None:
@@ -98,9 +96,10 @@ def edit_user(
     before = user_snapshot(user)
     if name is not None:
         user.name = validate_name(name)
-    if email is not None and email_key(email) != user.email_key:
+    if email is not None and email.strip() != user.email:
         email = validate_email(email)
-        if find_user_by_email(session, user.organisation_id, email):
+        clash = find_user_by_email(session, user.organisation_id, email)
+        if clash is not None and clash.id != user.id:
             raise Conflict(f"a user with email {email} already exists", field="email")
         user.set_email(email)
     if role is not None:
@@ -198,6 +197,7 @@ def latest_revocation(session: Session, user_id: uuid.UUID) -> Revocation | None
 
 
 def _revoke(session: Session, *, user: User, actor: Actor, reason: str, action: str) -> Revocation:
+    reason = clean_text(reason, field="reason", max_length=500, required=False)
     before = user_snapshot(user)
     revocation = Revocation(
         organisation_id=user.organisation_id,
@@ -293,7 +293,7 @@ def _require_status(user: User, expected: UserStatus, verb: str) -> None:
     if user.status is not expected:
         raise InvalidTransition(
             f"cannot {verb} a user whose status is {user.status}; it must be {expected}",
-            status=user.status.value,
+            current_status=user.status.value,
         )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, Flask, current_app
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from webhooks.api import schemas
 
@@ -50,6 +52,8 @@ BODIES: list[type[BaseModel]] = [
     schemas.CreateUser,
     schemas.EditUser,
     schemas.RevokeUser,
+    schemas.DeclineUser,
+    schemas.NoFields,
     schemas.CreateTeam,
     schemas.SetMembership,
 ]
@@ -62,6 +66,7 @@ def operation(
     params: list[dict[str, Any]] | None = None,
     ok: int = 200,
     errors: tuple[int, ...] = (400, 401, 403, 404),
+    body_required: bool = True,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "summary": summary,
@@ -77,8 +82,22 @@ def operation(
     }
     if body is not None:
         ref = {"$ref": f"#/components/schemas/{body.__name__}"}
-        spec["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
+        spec["requestBody"] = {
+            "required": body_required,
+            "content": {"application/json": {"schema": ref}},
+        }
     return spec
+
+
+def lifecycle(summary: str, body: type[BaseModel]) -> dict[str, Any]:
+    """A lifecycle action (Organisation Admin): the body is optional."""
+    return operation(
+        summary,
+        body=body,
+        body_required=False,
+        params=[USER_ID],
+        errors=(400, 401, 403, 404, 409, 413),
+    )
 
 
 PATHS: dict[str, dict[str, Any]] = {
@@ -103,18 +122,17 @@ PATHS: dict[str, dict[str, Any]] = {
             errors=(400, 401, 403, 404, 409),
         ),
     },
-    "/users/{user_id}/approve": {
-        "post": operation("Approve a PENDING user", params=[USER_ID], errors=(401, 403, 404, 409))
-    },
-    "/users/{user_id}/decline": {
-        "post": operation("Decline a PENDING user", params=[USER_ID], errors=(401, 403, 404, 409))
-    },
+    "/users/{user_id}/approve": {"post": lifecycle("Approve a PENDING user", schemas.NoFields)},
+    "/users/{user_id}/decline": {"post": lifecycle("Decline a PENDING user", schemas.DeclineUser)},
     "/users/{user_id}/revoke": {
-        "post": operation("Revoke an ACTIVE user", params=[USER_ID], errors=(401, 403, 404, 409))
+        "post": lifecycle(
+            "Revoke an ACTIVE user: its own keys are disabled and a review opens",
+            schemas.RevokeUser,
+        )
     },
     "/users/{user_id}/reactivate": {
-        "post": operation(
-            "Reactivate a REVOKED user", params=[USER_ID], errors=(401, 403, 404, 409)
+        "post": lifecycle(
+            "Reactivate a REVOKED user: undo exactly what the revocation did", schemas.NoFields
         )
     },
     "/teams": {
@@ -140,11 +158,56 @@ PATHS: dict[str, dict[str, Any]] = {
 }
 
 
+API_PREFIX = "/api/v1"
+RULE_PARAMETER = re.compile(r"<(?:([a-z]+):)?([a-z_]+)>")
+
+
+def derived_paths(app: Flask) -> tuple[dict[str, dict[str, Any]], list[type[BaseModel]]]:
+    """Operations for the routes not described in PATHS, from the views themselves:
+    the summary is the view's docstring, the body the schema `takes_body` marked it with."""
+    paths: dict[str, dict[str, Any]] = {}
+    bodies: list[type[BaseModel]] = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith(API_PREFIX) or rule.endpoint == "openapi.openapi_json":
+            continue
+        path = RULE_PARAMETER.sub(r"{\2}", rule.rule.removeprefix(API_PREFIX))
+        view = app.view_functions[rule.endpoint]
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            if method.lower() in PATHS.get(path, {}):
+                continue
+            body = getattr(view, "openapi_body", None)
+            if body is not None:
+                bodies.append(body)
+            paths.setdefault(path, {})[method.lower()] = operation(
+                (view.__doc__ or rule.endpoint).strip().splitlines()[0],
+                body=body,
+                body_required=getattr(view, "openapi_body_required", True),
+                params=[
+                    _path_parameter(name, kind) for kind, name in RULE_PARAMETER.findall(rule.rule)
+                ],
+                ok=201 if method == "POST" and view.__name__ == "create" else 200,
+                errors=(400, 401, 403, 404, 409),
+            )
+    return paths, bodies
+
+
+def _path_parameter(name: str, kind: str) -> dict[str, Any]:
+    schema = {"type": "string", "format": "uuid"} if kind == "uuid" else {"type": "string"}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
 def document() -> dict[str, Any]:
-    components = {
-        model.__name__: model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for model in BODIES
+    extra_paths, extra_bodies = derived_paths(current_app)
+    paths = {
+        path: {**PATHS.get(path, {}), **extra_paths.get(path, {})} for path in PATHS | extra_paths
     }
+    # One pass over all bodies, so shared enums (Role, TeamRole) become components that
+    # every $ref can reach, instead of per-schema $defs the refs would miss.
+    _, definitions = models_json_schema(
+        [(model, "validation") for model in dict.fromkeys(BODIES + extra_bodies)],
+        ref_template="#/components/schemas/{model}",
+    )
+    components: dict[str, Any] = dict(definitions.get("$defs", {}))
     components["Problem"] = {
         "type": "object",
         "properties": {
@@ -164,7 +227,7 @@ def document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],
-        "paths": PATHS,
+        "paths": paths,
     }
 
 

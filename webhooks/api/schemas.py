@@ -25,6 +25,14 @@ class RevokeUser(RequestBody):
     reason: str = Field(default="", max_length=500)
 
 
+class DeclineUser(RequestBody):
+    reason: str = Field(default="", max_length=500)
+
+
+class NoFields(RequestBody):
+    """Approve and reactivate take no fields; a body, if sent, must be `{}`."""
+
+
 class CreateTeam(RequestBody):
     name: str = Field(min_length=1, max_length=200)
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint
 
 from models.access import require_admin, require_can_view_user
 from models.actions import users as user_actions
 from models.enums import Role, UserStatus
 from models.queries.users import UserFilter, list_users, user_detail, user_profile
 from webhooks.api.params import enum_param, int_param, text_param, uuid_param
-from webhooks.api.schemas import CreateUser, EditUser, RevokeUser
+from webhooks.api.schemas import CreateUser, DeclineUser, EditUser, NoFields, RevokeUser
 from webhooks.auth import admin_actor, current_viewer
-from webhooks.body import parse_body
+from webhooks.body import RequestBody, parse_body, parse_optional_body
 from webhooks.context import db_session
 
 bp = Blueprint("users", __name__, url_prefix="/api/v1")
@@ -83,7 +83,10 @@ def edit(user_id: uuid.UUID) -> dict[str, Any]:
 def approve(user_id: uuid.UUID) -> dict[str, Any]:
     return _lifecycle(
         user_id,
-        lambda session, user, actor: user_actions.approve_user(session, user=user, actor=actor),
+        NoFields,
+        lambda session, user, actor, _body: user_actions.approve_user(
+            session, user=user, actor=actor
+        ),
     )
 
 
@@ -91,17 +94,20 @@ def approve(user_id: uuid.UUID) -> dict[str, Any]:
 def decline(user_id: uuid.UUID) -> dict[str, Any]:
     return _lifecycle(
         user_id,
-        lambda session, user, actor: user_actions.decline_user(session, user=user, actor=actor),
+        DeclineUser,
+        lambda session, user, actor, body: user_actions.decline_user(
+            session, user=user, actor=actor, reason=body.reason
+        ),
     )
 
 
 @bp.post("/users/<uuid:user_id>/revoke")
 def revoke(user_id: uuid.UUID) -> dict[str, Any]:
-    reason = parse_body(RevokeUser).reason if _has_body() else ""
     return _lifecycle(
         user_id,
-        lambda session, user, actor: user_actions.revoke_user(
-            session, user=user, actor=actor, reason=reason
+        RevokeUser,
+        lambda session, user, actor, body: user_actions.revoke_user(
+            session, user=user, actor=actor, reason=body.reason
         ),
     )
 
@@ -110,20 +116,20 @@ def revoke(user_id: uuid.UUID) -> dict[str, Any]:
 def reactivate(user_id: uuid.UUID) -> dict[str, Any]:
     return _lifecycle(
         user_id,
-        lambda session, user, actor: user_actions.reactivate_user(session, user=user, actor=actor),
+        NoFields,
+        lambda session, user, actor, _body: user_actions.reactivate_user(
+            session, user=user, actor=actor
+        ),
     )
 
 
-def _lifecycle(user_id: uuid.UUID, operation: Any) -> dict[str, Any]:
-    """Shared shape of the admin-only lifecycle actions: check, act, commit, answer."""
+def _lifecycle(user_id: uuid.UUID, schema: type[RequestBody], operation: Any) -> dict[str, Any]:
+    """Shared shape of the admin-only lifecycle actions: check, read, act, commit, answer."""
     viewer = current_viewer()
     require_admin(viewer)
+    body = parse_optional_body(schema)
     session = db_session()
     user = require_can_view_user(session, viewer, user_id)
-    operation(session, user, admin_actor(viewer))
+    operation(session, user, admin_actor(viewer), body)
     session.commit()
     return user_profile(user)
-
-
-def _has_body() -> bool:
-    return bool(request.get_data(cache=True))

@@ -1,0 +1,221 @@
+"""`odock-sync serve`: the embedded all-in-one (web, Celery worker, Celery beat) in one command.
+
+The three Procfile processes run as children of this one. A clean stop (Ctrl-C, SIGTERM)
+stops them all; and on Linux each child asks the kernel to send it SIGTERM should this
+parent die without a chance to clean up (SIGKILL, OOM), so no child is ever left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import click
+import requests
+
+from cli.context import cli_settings
+from models.settings import Settings
+
+PR_SET_PDEATHSIG = 1
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+STOP_TIMEOUT = 20.0
+READY_TIMEOUT = 60.0
+
+
+@dataclass
+class Child:
+    name: str
+    command: list[str]
+    process: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class Supervisor:
+    """Starts children, watches them, and stops them all together."""
+
+    children: list[Child]
+    env: dict[str, str]
+    stopping: bool = False
+    exit_code: int = 0
+
+    def run(self, on_started: Callable[[], None] | None = None) -> int:
+        self._trap_signals()
+        try:
+            for child in self.children:
+                child.process = subprocess.Popen(  # noqa: S603 (our own fixed commands)
+                    child.command,
+                    env=self.env,
+                    process_group=0,  # Ctrl-C reaches only us; we stop children in order
+                    preexec_fn=_die_with_parent(os.getpid()),
+                )
+            if on_started is not None:
+                on_started()
+            while not self.stopping:
+                self.check_children()
+                time.sleep(0.2)
+        finally:
+            self.stop_all()
+        return self.exit_code
+
+    def check_children(self) -> None:
+        for child in self.children:
+            assert child.process is not None
+            code = child.process.poll()
+            if code is not None and not self.stopping:
+                click.echo(f"odock-sync: {child.name} exited with {code}; stopping", err=True)
+                self.exit_code = code or 1
+                self.stopping = True
+
+    def _trap_signals(self) -> None:
+        def request_stop(signum: int, _frame: FrameType | None) -> None:
+            self.stopping = True
+
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, request_stop)
+
+    def stop_all(self) -> None:
+        """SIGTERM every child, wait for a graceful exit, then kill what is left."""
+        running = [c.process for c in self.children if c.process and c.process.poll() is None]
+        for process in running:
+            _signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for process in running:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+        for child in self.children:
+            # Grandchildren (gunicorn workers, Celery pool processes) of a child that died
+            # first are still in its process group.
+            if child.process is not None:
+                _signal_group(child.process, signal.SIGKILL)
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """In the child, before exec: SIGTERM me when my parent dies (Linux prctl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def arrange() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment of each child: ours, with the package importable and the same secret."""
+    env = dict(os.environ)
+    paths = [str(PACKAGE_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["SECRET_KEY"] = settings.secret_key
+    return env
+
+
+def commands(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    web_workers: int,
+    concurrency: int,
+    beat_schedule: str,
+) -> list[Child]:
+    python = sys.executable
+    celery = [python, "-m", "celery", "-A", "worker.entry"]
+    return [
+        Child(
+            "web",
+            [
+                python,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"{host}:{port}",
+                "--workers",
+                str(web_workers),
+                "--graceful-timeout",
+                "10",
+                "webhooks.app:create_app()",
+            ],
+        ),
+        Child(
+            "worker",
+            [
+                *celery,
+                "worker",
+                "-Q",
+                settings.celery_queue,
+                f"--concurrency={concurrency}",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+        ),
+        Child("beat", [*celery, "beat", "--loglevel=INFO", "--schedule", beat_schedule]),
+    ]
+
+
+def wait_ready(url: str, supervisor: Supervisor) -> None:
+    """Say so once /readyz answers 200 (or give up quietly after a while)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and not supervisor.stopping:
+        supervisor.check_children()
+        try:
+            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                click.echo(f"odock-sync is ready at {url} (Ctrl-C to stop)", err=True)
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--web-workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--concurrency", default=2, show_default=True, type=click.IntRange(1, 64), help="Task slots."
+)
+@click.option("--beat-schedule", default="odock-sync-beat-schedule", show_default=True)
+def serve(host: str, port: int, web_workers: int, concurrency: int, beat_schedule: str) -> None:
+    """Run migrations, then the web app, a Celery worker and Celery beat, until stopped."""
+    from models.db import make_engine
+    from models.migrate import upgrade
+
+    settings = cli_settings()
+    engine = make_engine(settings)
+    upgrade(engine)
+    engine.dispose()
+    children = commands(
+        settings,
+        host=host,
+        port=port,
+        web_workers=web_workers,
+        concurrency=concurrency,
+        beat_schedule=beat_schedule,
+    )
+    supervisor = Supervisor(children, child_env(settings))
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
+    click.echo(f"odock-sync: starting web on {host}:{port}, a worker and beat", err=True)
+    code = supervisor.run(on_started=lambda: wait_ready(url, supervisor))
+    click.echo("odock-sync: stopped", err=True)
+    sys.exit(code)

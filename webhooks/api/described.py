@@ -1,0 +1,19 @@
+"""Marks a view with the request body it reads, for the OpenAPI document."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+ViewT = TypeVar("ViewT", bound=Callable[..., Any])
+
+
+def takes_body(schema: type[BaseModel], *, required: bool = True) -> Callable[[ViewT], ViewT]:
+    def mark(view: ViewT) -> ViewT:
+        view.openapi_body = schema  # type: ignore[attr-defined]
+        view.openapi_body_required = required  # type: ignore[attr-defined]
+        return view
+
+    return mark
