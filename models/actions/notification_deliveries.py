@@ -125,6 +125,20 @@ def claim_delivery(
     return session.get(NotificationDelivery, delivery_id, populate_existing=True)
 
 
+def lease_remaining(session: Session, *, delivery_id: uuid.UUID) -> float | None:
+    """Seconds until another sender's lease on a pending delivery expires; None if not pending."""
+    row = session.execute(
+        select(NotificationDelivery.status, NotificationDelivery.claimed_until).where(
+            NotificationDelivery.id == delivery_id
+        )
+    ).one_or_none()
+    if row is None or row.status is not DeliveryStatus.PENDING:
+        return None
+    if row.claimed_until is None:
+        return 0.0
+    return max(0.0, (row.claimed_until - utcnow()).total_seconds())
+
+
 def record_attempt(
     session: Session,
     *,

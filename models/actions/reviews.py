@@ -139,14 +139,15 @@ def open_revocation_review(
         },
     )
     findings = list(result.added)
+    if not any(f.state is FindingState.OPEN for f in findings):
+        # Policy already did everything: the review is born resolved, and says so.
+        _close(session, review, actor=Actor.system(POLICY), now=now, announce=False)
     _notify_review(
         session, review, EVENT_OPENED, findings, audience=("owner", "managers", "admins")
     )
     urgent = [f for f in findings if f.severity is Severity.URGENT]
     if urgent:
         _notify_review(session, review, EVENT_URGENT, urgent, audience=("managers", "admins"))
-    if not any(f.state is FindingState.OPEN for f in findings):
-        _close(session, review, actor=Actor.system(POLICY), now=now, announce=False)
     return review
 
 

@@ -177,11 +177,13 @@ class GatewayRecorder:
         self.lock = threading.Lock()
         self.calls: list[dict] = []
         self.down_for = 0
+        self.down_for_keys: set[str] = set()
 
     def handle(self, request: Request) -> Response:
         with self.lock:
             body = json.loads(request.data)
-            failing = self.down_for > 0
+            # only calls for the keys under test fail (stale calls from other tests may arrive)
+            failing = self.down_for > 0 and bool(set(body["key_ids"]) & self.down_for_keys)
             self.down_for -= 1 if failing else 0
             self.calls.append(
                 {"auth": request.headers.get("Authorization"), "body": body, "ok": not failing}

@@ -284,3 +284,17 @@ def test_the_signed_link_shows_a_page_and_acknowledges_on_post(session, client, 
     assert forged.status_code == 403 and forged.mimetype == "text/html"
     garbage = client.get("/reviews/acknowledge/garbage")
     assert garbage.status_code == 400 and "Traceback" not in garbage.text
+
+
+def test_the_openapi_document_describes_the_review_and_hook_endpoints(client):
+    document = client.get("/api/v1/openapi.json").json
+    for path in (
+        "/users/{user_id}/revocation-preview",
+        "/reviews",
+        "/reviews/{review_id}/acknowledge",
+        "/findings/{finding_id}/reassign",
+        "/notification-hooks/{hook_id}/rotate-secret",
+    ):
+        assert path in document["paths"], path
+    assert "ReassignFinding" in document["components"]["schemas"]
+    assert "CreateHook" in document["components"]["schemas"]

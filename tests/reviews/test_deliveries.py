@@ -174,3 +174,44 @@ def test_email_hooks_and_recipients_get_mail_once_each(
     for address in (owner.email, f"secops-{org.slug}@example.com"):
         (mail,) = wait_until(lambda a=address: mailbox.to(a), what=address)
         assert "all done" in mail.get_content()
+
+
+def test_a_delivery_is_sent_by_one_holder_of_its_lease_at_a_time(session, settings):
+    from datetime import timedelta
+
+    from models.actions import notification_deliveries as deliveries
+
+    org = f.make_org(session)
+    add_hook(session, settings, org, HookKind.WEBHOOK, "http://127.0.0.1:9/x")
+    (delivery,) = deliveries.plan_deliveries(
+        session,
+        event_id="e-1",
+        organisation_id=org.id,
+        event="review.opened",
+        payload={},
+        recipient_user_ids=[],
+    )
+    again = deliveries.plan_deliveries(
+        session,
+        event_id="e-1",
+        organisation_id=org.id,
+        event="review.opened",
+        payload={},
+        recipient_user_ids=[],
+    )
+    assert again == []  # the same event plans nothing twice
+
+    lease = timedelta(seconds=60)
+    assert deliveries.claim_delivery(session, delivery_id=delivery.id, lease=lease) is not None
+    assert deliveries.claim_delivery(session, delivery_id=delivery.id, lease=lease) is None
+    assert 0 < deliveries.lease_remaining(session, delivery_id=delivery.id) <= 60
+    outcome = deliveries.record_attempt(
+        session,
+        delivery=delivery,
+        result=deliveries.AttemptResult(True, status_code=200),
+        max_attempts=3,
+        disable_after_failures=3,
+    )
+    assert outcome is deliveries.Outcome.DELIVERED
+    assert deliveries.lease_remaining(session, delivery_id=delivery.id) is None
+    assert deliveries.claim_delivery(session, delivery_id=delivery.id, lease=lease) is None

@@ -255,3 +255,17 @@ def test_acknowledging_stops_escalation_and_escalation_climbs_owner_managers_adm
     assert reviews.acknowledge_review(session, review=review, actor=REVIEWER) == open_count
     assert reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 10) == 0
     assert reviews.acknowledge_review(session, review=review, actor=REVIEWER) == 0
+
+
+def test_a_review_with_nothing_left_to_decide_is_born_resolved_and_says_so(session):
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    f.make_key(session, org, owner=person)
+
+    review = revoke_and_review(session, person)
+
+    assert review.status is ReviewStatus.RESOLVED and review.resolved_by == "policy"
+    (opened,) = session.scalars(
+        select(OutboxMessage.kwargs).where(OutboxMessage.task == "notifications.dispatch")
+    ).all()
+    assert opened["event"] == "review.opened" and opened["payload"]["status"] == "resolved"

@@ -257,3 +257,8 @@ def document() -> dict[str, Any]:
 @bp.get("/openapi.json")
 def openapi_json() -> dict[str, Any]:
     return document()
+
+
+from webhooks.api.review_openapi import register as _register_reviews  # noqa: E402
+
+_register_reviews(PATHS, BODIES, operation)

@@ -58,7 +58,11 @@ def deliver(self: Any, delivery_id: str) -> str:
         )
         session.commit()
         if delivery is None:
-            return "not due"
+            held = deliveries.lease_remaining(session, delivery_id=uuid.UUID(delivery_id))
+            if held is None:
+                return "done or gone"
+            # Another worker holds the lease; come back when it expires, in case that one died.
+            raise self.retry(countdown=held + 1, max_retries=None)
         hook = session.get(NotificationHook, delivery.hook_id) if delivery.hook_id else None
         if delivery.hook_id and (hook is None or not hook.enabled):
             deliveries.skip_delivery(session, delivery=delivery, reason="hook disabled or removed")
