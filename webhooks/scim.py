@@ -32,6 +32,14 @@ bp = Blueprint("scim", __name__, url_prefix=PREFIX)
 
 
 @bp.before_request
+def read_without_a_transaction() -> None:
+    """On PostgreSQL, reads skip the BEGIN and ROLLBACK round trips (they write nothing).
+    SQLite keeps its own transaction control (BEGIN IMMEDIATE, see models.db)."""
+    if request.method == "GET" and not settings().is_sqlite:
+        db_session().connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+@bp.before_request
 def authenticate() -> None:
     token = require_token(TokenScope.SCIM)
     actor = Actor(Source.SCIM, f"scim token {token.name or token.prefix}")

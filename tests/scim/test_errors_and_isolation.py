@@ -263,3 +263,23 @@ def test_oversized_bodies_are_413(scim, settings):
 def test_too_large_a_count_is_capped(scim, ann):
     page = scim.get("/Users?count=100000").json
     assert page["itemsPerPage"] == 1
+
+
+def test_unexpected_errors_are_scim_json_without_a_traceback(scim, monkeypatch):
+    from connectors.scim import provider
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(provider, "service_provider", broken)
+    response = scim.get("/ServiceProviderConfig")
+    assert_error(response, 500)
+    assert "secret internals" not in response.get_data(as_text=True)
+
+
+def test_plain_application_json_is_accepted(scim):
+    response = scim.post(
+        "/Users", okta_create_user("json@example.com"), **{"Content-Type": "application/json"}
+    )
+    assert response.status_code == 201
+    assert response.mimetype == "application/scim+json"
