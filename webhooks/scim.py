@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from flask import Blueprint, Response, g, request
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from connectors.scim import provider
@@ -269,6 +270,9 @@ def render_scim_error(error: Exception) -> Response:
         return scim_error(status, error.message, scim_type)
     if isinstance(error, ValidationError):
         return scim_error(400, "the request does not match the schema", "invalidValue")
+    if isinstance(error, IntegrityError):
+        # Two requests raced for the same userName, email or group name; the loser is told so.
+        return scim_error(409, "the resource conflicts with an existing one", "uniqueness")
     if isinstance(error, HTTPException):
         status = error.code or 500
         response = scim_error(status, error.description or error.name)

@@ -283,3 +283,17 @@ def test_plain_application_json_is_accepted(scim):
     )
     assert response.status_code == 201
     assert response.mimetype == "application/scim+json"
+
+
+def test_a_lost_race_on_a_unique_key_is_409_uniqueness(scim, monkeypatch):
+    from sqlalchemy.exc import IntegrityError
+
+    from connectors.scim import provider
+
+    def raced(*_args, **_kwargs):
+        raise IntegrityError("INSERT INTO scim_users ...", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr(provider, "create_user", raced)
+    response = scim.post("/Users", okta_create_user("race@example.com"))
+    assert_error(response, 409, "uniqueness")
+    assert "INSERT" not in response.get_data(as_text=True)
