@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from flask import Blueprint, Response, g, request
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from connectors.scim import provider
@@ -29,6 +30,14 @@ MEDIA_TYPE = "application/scim+json"
 log = structlog.get_logger(__name__)
 
 bp = Blueprint("scim", __name__, url_prefix=PREFIX)
+
+
+@bp.before_request
+def read_without_a_transaction() -> None:
+    """On PostgreSQL, reads skip the BEGIN and ROLLBACK round trips (they write nothing).
+    SQLite keeps its own transaction control (BEGIN IMMEDIATE, see models.db)."""
+    if request.method == "GET" and not settings().is_sqlite:
+        db_session().connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 @bp.before_request
@@ -261,6 +270,9 @@ def render_scim_error(error: Exception) -> Response:
         return scim_error(status, error.message, scim_type)
     if isinstance(error, ValidationError):
         return scim_error(400, "the request does not match the schema", "invalidValue")
+    if isinstance(error, IntegrityError):
+        # Two requests raced for the same userName, email or group name; the loser is told so.
+        return scim_error(409, "the resource conflicts with an existing one", "uniqueness")
     if isinstance(error, HTTPException):
         status = error.code or 500
         response = scim_error(status, error.description or error.name)

@@ -105,7 +105,7 @@ def search_all(session: Session, ctx: Context, listing: Listing) -> dict[str, An
     search = listing.search
     users = _or_empty(lambda: queries.search_users(session, ctx.organisation_id, search))
     rest = max(search.count - len(users.items), 0)
-    start = max(search.start - users.total, 1)
+    start = max(search.start - max(users.total, 0), 1)
     groups = _or_empty(
         lambda: queries.search_groups(
             session, ctx.organisation_id, replace(search, start=start, count=rest)

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from models.entities import Organisation
-from models.settings import Settings
 from tests.support import factories
 
 SCIM = "application/scim+json"
@@ -87,11 +86,6 @@ def live_server(app: Flask) -> Iterator[str]:
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         pass
-
-
-@pytest.fixture
-def scim_settings(settings: Settings) -> Settings:
-    return settings
 
 
 def ops(*operations: dict[str, Any]) -> dict[str, Any]:

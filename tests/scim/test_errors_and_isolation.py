@@ -263,3 +263,37 @@ def test_oversized_bodies_are_413(scim, settings):
 def test_too_large_a_count_is_capped(scim, ann):
     page = scim.get("/Users?count=100000").json
     assert page["itemsPerPage"] == 1
+
+
+def test_unexpected_errors_are_scim_json_without_a_traceback(scim, monkeypatch):
+    from connectors.scim import provider
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(provider, "service_provider", broken)
+    response = scim.get("/ServiceProviderConfig")
+    assert_error(response, 500)
+    assert "secret internals" not in response.get_data(as_text=True)
+
+
+def test_plain_application_json_is_accepted(scim):
+    response = scim.post(
+        "/Users", okta_create_user("json@example.com"), **{"Content-Type": "application/json"}
+    )
+    assert response.status_code == 201
+    assert response.mimetype == "application/scim+json"
+
+
+def test_a_lost_race_on_a_unique_key_is_409_uniqueness(scim, monkeypatch):
+    from sqlalchemy.exc import IntegrityError
+
+    from connectors.scim import provider
+
+    def raced(*_args, **_kwargs):
+        raise IntegrityError("INSERT INTO scim_users ...", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr(provider, "create_user", raced)
+    response = scim.post("/Users", okta_create_user("race@example.com"))
+    assert_error(response, 409, "uniqueness")
+    assert "INSERT" not in response.get_data(as_text=True)

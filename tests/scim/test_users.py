@@ -245,3 +245,21 @@ def test_root_search_spans_users_and_groups(scim):
     assert [r["meta"]["resourceType"] for r in found["Resources"]] == ["User", "Group"]
     by_name = scim.post("/.search", {**body, "filter": 'displayName eq "Team A"'}).json
     assert [r["displayName"] for r in by_name["Resources"]] == ["Team A"]
+
+
+def test_root_search_with_a_group_only_filter_pages_groups_from_the_start(scim):
+    create(scim, "a@example.com")
+    for name in ("G1", "G2"):
+        scim.post("/Groups", {"displayName": name})
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": "members pr or displayName pr",
+        "startIndex": 1,
+        "count": 1,
+    }
+    found = scim.post("/.search", body).json
+    assert found["totalResults"] == 2
+    assert [r["displayName"] for r in found["Resources"]] == ["G1"]
+    bad = scim.post("/.search", {**body, "filter": "shoeSize pr"})
+    assert bad.status_code == 400
+    assert bad.json["scimType"] == "invalidFilter"
