@@ -96,8 +96,11 @@ def seed(settings: Settings, size: int) -> Seeded:
         org_id = org.id
     engine.dispose()
     user_ids = bulk_insert(settings, org_id, size)
-    with psycopg.connect(settings.database_url.replace("+psycopg", "")) as connection:
-        connection.execute("ANALYZE")
+    with psycopg.connect(
+        settings.database_url.replace("+psycopg", ""), autocommit=True
+    ) as connection:
+        # Steady state, as autovacuum keeps it: statistics fresh, GIN pending lists merged.
+        connection.execute("VACUUM ANALYZE")
         team_id = connection.execute(
             "SELECT id FROM teams ORDER BY name_key LIMIT 1 OFFSET 7"
         ).fetchone()[0]  # type: ignore[index]
