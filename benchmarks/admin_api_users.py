@@ -3,7 +3,9 @@
 On PostgreSQL (a scratch database of its own), one organisation is seeded with COPY: users
 with teams, a key each, budgets, quotas and usage rows. gunicorn serves the real app on
 loopback; one client sends a bounded number of sequential requests per scenario and the
-script prints p50/p99 per scenario and size, and the 100k/1k ratio.
+script prints p50/p99 per scenario and size, and the 100k/1k ratio. The sizes are served
+side by side and measured request by request in turn, so that the load of a shared machine
+falls on both alike and the ratio stays meaningful.
 
     python benchmarks/admin_api_users.py [--sizes 1000 100000] [--requests 300]
     BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres (the server to use)
@@ -24,6 +26,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import requests
@@ -96,8 +99,11 @@ def seed(settings: Settings, size: int) -> Seeded:
         org_id = org.id
     engine.dispose()
     user_ids = bulk_insert(settings, org_id, size)
-    with psycopg.connect(settings.database_url.replace("+psycopg", "")) as connection:
-        connection.execute("ANALYZE")
+    with psycopg.connect(
+        settings.database_url.replace("+psycopg", ""), autocommit=True
+    ) as connection:
+        # Steady state, as autovacuum keeps it: statistics fresh, GIN pending lists merged.
+        connection.execute("VACUUM ANALYZE")
         team_id = connection.execute(
             "SELECT id FROM teams ORDER BY name_key LIMIT 1 OFFSET 7"
         ).fetchone()[0]  # type: ignore[index]
@@ -219,24 +225,39 @@ def start_web(settings: Settings, port: int, log: Path) -> subprocess.Popen[byte
     raise RuntimeError(log.read_text())
 
 
-def measure(base: str, token: str, paths: list[str], count: int) -> dict[str, float]:
-    http = requests.Session()
-    http.headers["Authorization"] = f"Bearer {token}"
-    for path in paths[:20]:  # warm up connections, caches and plans
-        http.get(base + path, timeout=10).raise_for_status()
-    timings = []
-    for n in range(count):
-        path = paths[n % len(paths)]
-        started = time.perf_counter()
-        response = http.get(base + path, timeout=10)
-        timings.append((time.perf_counter() - started) * 1000)
-        response.raise_for_status()
-    timings.sort()
+def summarise(timings: list[float]) -> dict[str, float]:
+    timings = sorted(timings)
     return {
         "p50": statistics.median(timings),
         "p99": timings[min(len(timings) - 1, int(len(timings) * 0.99))],
-        "requests": count,
+        "requests": len(timings),
     }
+
+
+def measure_interleaved(targets: dict[int, tuple[str, Seeded]], count: int) -> dict[int, Any]:
+    """Alternate the sizes request by request, so a load change on the machine hits both."""
+    sessions = {}
+    for size, (_base, seeded) in targets.items():
+        http = requests.Session()
+        http.headers["Authorization"] = f"Bearer {seeded.token}"
+        sessions[size] = http
+    results: dict[int, dict[str, dict[str, float]]] = {size: {} for size in targets}
+    labels = list(scenarios(next(iter(targets.values()))[1]))
+    for label in labels:
+        paths = {size: scenarios(seeded)[label] for size, (_b, seeded) in targets.items()}
+        timings: dict[int, list[float]] = {size: [] for size in targets}
+        for n in range(20 + count):  # the first 20 warm up connections, caches and plans
+            for size, (base, _seeded) in targets.items():
+                path = paths[size][n % len(paths[size])]
+                started = time.perf_counter()
+                response = sessions[size].get(base + path, timeout=10)
+                elapsed = (time.perf_counter() - started) * 1000
+                response.raise_for_status()
+                if n >= 20:
+                    timings[size].append(elapsed)
+        for size in targets:
+            results[size][label] = summarise(timings[size])
+    return results
 
 
 def scenarios(seeded: Seeded) -> dict[str, list[str]]:
@@ -251,26 +272,26 @@ def scenarios(seeded: Seeded) -> dict[str, list[str]]:
     }
 
 
-def run_size(size: int, count: int, port: int) -> dict[str, dict[str, float]]:
-    name = f"odock_bench_{size}"
-    url = scratch_database(name)
-    settings = Settings(database_url=url, secret_key="bench", log_level="WARNING")
+def run(sizes: list[int], count: int, port: int) -> dict[int, Any]:
+    """Seed every size in its own database, serve each, then measure them side by side."""
+    webs, targets = [], {}
     try:
-        started = time.perf_counter()
-        seeded = seed(settings, size)
-        print(f"seeded {size:,} users in {time.perf_counter() - started:.1f}s", flush=True)
-        web = start_web(settings, port, Path(f"/tmp/odock-bench-web-{size}.log"))
-        try:
-            base = f"http://127.0.0.1:{port}"
-            return {
-                label: measure(base, seeded.token, paths, count)
-                for label, paths in scenarios(seeded).items()
-            }
-        finally:
+        for offset, size in enumerate(sizes):
+            url = scratch_database(f"odock_bench_{size}")
+            settings = Settings(database_url=url, secret_key="bench", log_level="WARNING")
+            started = time.perf_counter()
+            seeded = seed(settings, size)
+            print(f"seeded {size:,} users in {time.perf_counter() - started:.1f}s", flush=True)
+            log = Path(f"/tmp/odock-bench-web-{size}.log")
+            webs.append(start_web(settings, port + offset, log))
+            targets[size] = (f"http://127.0.0.1:{port + offset}", seeded)
+        return measure_interleaved(targets, count)
+    finally:
+        for web in webs:
             os.killpg(web.pid, signal.SIGTERM)
             web.wait(timeout=30)
-    finally:
-        drop_database(name)
+        for size in sizes:
+            drop_database(f"odock_bench_{size}")
 
 
 def main() -> None:
@@ -280,9 +301,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18931)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/admin_api.json")
     args = parser.parse_args()
-    results: dict[int, dict[str, dict[str, float]]] = {}
-    for size in args.sizes:
-        results[size] = run_size(size, args.requests, args.port)
+    results = run(args.sizes, args.requests, args.port)
     print_table(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=2))

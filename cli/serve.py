@@ -86,7 +86,7 @@ class Supervisor:
         """SIGTERM every child, wait for a graceful exit, then kill what is left."""
         running = [c.process for c in self.children if c.process and c.process.poll() is None]
         for process in running:
-            _signal_group(process, signal.SIGTERM)
+            process.terminate()  # each child stops its own workers gracefully
         deadline = time.monotonic() + STOP_TIMEOUT
         for process in running:
             try:

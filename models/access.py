@@ -117,3 +117,9 @@ def require_can_handle_team_role(viewer: Viewer, role: TeamRole) -> None:
     """Managers add and remove members; only admins add or remove team managers."""
     if role is TeamRole.MANAGER and not viewer.is_admin:
         raise Forbidden("only an Organisation Admin can add or remove a team manager")
+
+
+def require_not_self(viewer: Viewer, user: User, *, changes_access: bool) -> None:
+    """An admin cannot revoke, demote or otherwise change their own access (no lock-out)."""
+    if changes_access and user.id == viewer.user_id:
+        raise Forbidden("you cannot change your own role or status; ask another admin")

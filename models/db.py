@@ -26,6 +26,10 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
+    # No server-side prepared statements: a generic plan for `LIKE $1` cannot use the
+    # trigram indexes (user search went from 3 ms to 50 ms at 100,000 users once psycopg
+    # prepared it), and a connection pooler in transaction mode cannot keep them anyway.
+    kwargs.setdefault("connect_args", {"prepare_threshold": None})
     return create_engine(settings.database_url, pool_pre_ping=True, **kwargs)
 
 

@@ -27,12 +27,36 @@ def redact_secrets(
     return event
 
 
-def configure_logging(settings: Settings) -> None:
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if settings.log_json
-        else structlog.dev.ConsoleRenderer()
+def _renderer(settings: Settings) -> Any:
+    if settings.log_json:
+        return structlog.processors.JSONRenderer()
+    return structlog.dev.ConsoleRenderer()
+
+
+def configure_stdlib_logging(settings: Settings, level: int | str | None = None) -> None:
+    """Render the standard `logging` records (Celery's own) as our JSON lines, redacted."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            _renderer(settings),
+        ],
     )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level or settings.log_level)  # a --loglevel on the command line wins
+
+
+def configure_logging(settings: Settings) -> None:
+    renderer = _renderer(settings)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -273,3 +273,33 @@ def test_team_membership_changes_are_audited_and_visible(client, sessions, world
         query = select(AuditEvent.action).where(AuditEvent.target_id == str(world.beta))
         actions = list(fresh.scalars(query.order_by(AuditEvent.occurred_at)))
     assert actions[-3:] == ["team.member_added", "team.member_role_changed", "team.member_removed"]
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("POST", "/revoke", None),
+        ("PATCH", "", {"role": "USER"}),
+        ("PATCH", "", {"status": "REVOKED"}),
+    ],
+)
+def test_an_admin_cannot_lock_themself_out(
+    client, world: World, unchanged, method, suffix, body
+) -> None:
+    me = world.users["admin"]
+    unchanged()
+    response = client.open(
+        f"/api/v1/users/{me}{suffix}", method=method, json=body, headers=world.auth("admin")
+    )
+    assert_problem(response, 403, detail="your own")
+    unchanged()
+
+
+def test_an_admin_may_still_edit_their_own_name(client, world: World) -> None:
+    me = world.users["admin"]
+    response = client.patch(
+        f"/api/v1/users/{me}",
+        json={"name": "Renamed Admin", "role": "ORG_ADMIN", "status": "ACTIVE"},
+        headers=world.auth("admin"),
+    )
+    assert response.status_code == 200 and response.get_json()["name"] == "Renamed Admin"

@@ -123,3 +123,11 @@ def test_the_log_redactor_hides_secrets_in_keys_and_values() -> None:
     cleaned = redact_secrets(None, "info", dict(event))
     assert cleaned["password"] == cleaned["gateway_secret"] == "[redacted]"
     assert "abc.def" not in cleaned["note"] and "odk_scim_0123" not in cleaned["note"]
+
+
+def test_the_worker_logs_json_lines(worker) -> None:
+    """Celery's own records (after its start-up banner) are our JSON lines too."""
+    records = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    ready = [r for r in records if r["event"].endswith(" ready.")]
+    assert ready and ready[0]["logger"] == "celery.apps.worker" and ready[0]["level"] == "info"
+    assert all({"event", "level", "timestamp"} <= set(r) for r in records)

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint
 
-from models.access import require_admin, require_can_view_user
+from models.access import require_admin, require_can_view_user, require_not_self
 from models.actions import users as user_actions
 from models.enums import Role, UserStatus
 from models.queries.users import UserFilter, list_users, user_detail, user_profile
@@ -72,6 +72,8 @@ def edit(user_id: uuid.UUID) -> dict[str, Any]:
     body = parse_body(EditUser)
     session = db_session()
     user = require_can_view_user(session, viewer, user_id)
+    changes_access = body.role not in (None, user.role) or body.status not in (None, user.status)
+    require_not_self(viewer, user, changes_access=changes_access)
     user_actions.edit_user(
         session, user=user, actor=admin_actor(viewer), **body.model_dump(exclude_none=True)
     )
@@ -130,6 +132,7 @@ def _lifecycle(user_id: uuid.UUID, schema: type[RequestBody], operation: Any) ->
     body = parse_optional_body(schema)
     session = db_session()
     user = require_can_view_user(session, viewer, user_id)
+    require_not_self(viewer, user, changes_access=True)
     operation(session, user, admin_actor(viewer), body)
     session.commit()
     return user_profile(user)
