@@ -357,20 +357,17 @@ def expire_overdue(
 ) -> list[uuid.UUID]:
     """Expire one batch of overdue pending invitations in one statement; their ids.
 
-    The caller commits between batches so no lock is held for long. On PostgreSQL the batch is
-    picked with SKIP LOCKED, so two workers running this at once take disjoint rows.
+    The caller commits between batches so no lock is held for long. The UPDATE re-checks the
+    status, so a row that a concurrent run (or an accept) changed first is left alone and is
+    not reported: each invitation is expired, and audited, exactly once.
     """
     overdue = (Invitation.status == PENDING) & (Invitation.expires_at <= now)
     candidates = select(Invitation.id).where(overdue).limit(limit)
     if only_ids is not None:
         candidates = candidates.where(Invitation.id.in_(only_ids))
+    batch = candidates.cte("batch")
     if session.get_bind().dialect.name == "postgresql":
-        # A materialized CTE runs once; a plain IN (subquery ... FOR UPDATE) may be re-run
-        # per row and take more than `limit` rows.
-        batch = candidates.with_for_update(skip_locked=True).cte("batch")
-        batch = batch.prefix_with("MATERIALIZED")
-    else:
-        batch = candidates.cte("batch")
+        batch = batch.prefix_with("MATERIALIZED")  # pick the batch once, then join by id
     rows = session.execute(
         update(Invitation)
         .where(Invitation.id.in_(select(batch.c.id)), overdue)
