@@ -10,6 +10,7 @@ from models.actions import invitations as inv
 from models.base import utcnow
 from models.entities import Invitation, InvitationDelivery
 from models.enums import InvitationStatus, Role
+from models.outbox import take_new_messages
 from tests.support.wait import wait_until
 from worker.celery_app import beat_schedule, celery_app
 
@@ -156,3 +157,21 @@ def test_expiry_is_on_the_beat_schedule(settings):
     entry = beat_schedule(settings)["invitations-expire"]
     assert entry["task"] == "invitations.expire_overdue"
     assert "invitations.expire_overdue" in celery_app.tasks
+
+
+def test_changed_secret_key_rejects_the_send_clearly(
+    session, sessions, scene, mailbox, monkeypatch
+):
+    from worker.runtime import runtime
+    from worker.tasks.invitations import deliver
+
+    issued = scene.invite(session, "rotated@example.com")
+    take_new_messages(session)  # keep the running worker out of it: only the run below sends
+    session.commit()
+    current = runtime()
+    monkeypatch.setattr(
+        current, "settings", current.settings.model_copy(update={"secret_key": "another-key-0123"})
+    )
+    deliver.run(str(issued.invitation.id), 1)
+    assert _deliveries(sessions, issued.invitation.id) == [(1, 1, "rejected")]
+    assert mailbox.to("rotated@example.com") == []

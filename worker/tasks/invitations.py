@@ -47,6 +47,8 @@ def _send(plan: invitations.DeliveryPlan) -> tuple[str, str]:
     """Send the email for this send; ("sent" | "failed" | "rejected", detail)."""
     settings = runtime().settings
     config = smtp_config(settings)
+    if plan.token is None:
+        return "rejected", "SECRET_KEY changed since this link was issued; resend the invitation"
     if config is None:
         return "failed", "SMTP is not configured (SMTP_HOST)"
     message = invitation_email.build(
