@@ -238,13 +238,13 @@ def run(settings, sessions, engine, args, port, slugs, admin_token, accept_token
         ),
     )
     load.start()
-    time.sleep(5)  # warm-up traffic before the sweep
+    time.sleep(10)  # traffic before the sweep, for comparison
     phase.value = 1
     started = time.perf_counter()
     expired = expire_overdue.run()
     elapsed = time.perf_counter() - started
     phase.value = 2
-    time.sleep(3)
+    time.sleep(10)  # and after it
     phase.value = 3
     samples = results.get(timeout=60)
     load.join(timeout=30)

@@ -104,9 +104,9 @@ def test_accept_racing_the_expiry_sweep_never_both(session, sessions, scene):
 
     def sweep() -> str:
         with sessions() as own:
-            ids = inv.expire_overdue(own, now=deadline, limit=10, actor=Actor.schedule("t"))
+            count = inv.expire_overdue(own, now=deadline, limit=10, actor=Actor.schedule("t"))
             own.commit()
-            return "expired" if ids else "nothing"
+            return "expired" if count else "nothing"
 
     outcomes = set(_run_together([accept, sweep]))
     session.expire_all()

@@ -336,14 +336,15 @@ def test_expire_overdue_in_batches_with_audit_ids(session, scene):
     second = inv.expire_overdue(session, now=now, limit=3, actor=actor)
     third = inv.expire_overdue(session, now=now, limit=3, actor=actor)
     session.commit()
-    assert (len(first), len(second), third) == (3, 2, [])
-    assert set(first + second) == {i.id for i in overdue}
+    assert (first, second, third) == (3, 2, 0)
     session.expire_all()
     assert session.get(Invitation, keep.id).status is InvitationStatus.PENDING
     events = session.scalars(
         select(AuditEvent).where(AuditEvent.action == "invitation.expired")
     ).all()
     assert sorted(len(e.after["ids"]) for e in events) == [2, 3]
+    assert {i for e in events for i in e.after["ids"]} == {str(i.id) for i in overdue}
+    assert {e.after["count"] for e in events} == {2, 3} and events[0].source.value == "schedule"
 
 
 def test_refresh_reports_current_status(session, scene):

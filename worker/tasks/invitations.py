@@ -93,8 +93,8 @@ def expire_overdue() -> int:
                     session.execute(text("SET LOCAL synchronous_commit = off"))
                 expired = invitations.expire_overdue(session, now=now, limit=limit, actor=actor)
                 session.commit()
-            total += len(expired)
-            if len(expired) < limit:
+            total += expired
+            if expired < limit:
                 log.info("invitations.expired", count=total)
                 return total
 
