@@ -512,12 +512,12 @@ def accept_invitation(
         )
     else:
         user = edit_user(session, user=existing, actor=actor, name=name, role=invitation.role)
-        if not organisation.settings.approval_required:
-            approve_user(session, user=user, actor=actor)
     actor = Actor(Source.INVITATION, actor.name, user.id)
     link_identity(
         session, user=user, source=Source.INVITATION, external_id=str(invitation.id), actor=actor
     )
+    if existing is not None and not organisation.settings.approval_required:
+        approve_user(session, user=user, actor=actor)  # its audit names the invitation
     joined, missing = _join_teams(session, invitation, user, actor)
     invitation.status = ACCEPTED
     invitation.accepted_at = now

@@ -154,6 +154,9 @@ def test_accept_links_an_existing_pending_user(session, scene):
     )
     assert accepted.user.id == pending.id and not accepted.created
     assert (accepted.user.status, accepted.user.role) == (UserStatus.ACTIVE, Role.MANAGER)
+    session.flush()
+    approved = session.scalar(select(AuditEvent).where(AuditEvent.action == "user.approved"))
+    assert approved.after["invitation_id"] == str(issued.invitation.id)
 
 
 def _assert_unchanged(session, invitation_id, status=InvitationStatus.PENDING):
