@@ -34,7 +34,9 @@ def test_invitation_email_has_link_org_role_inviter_expiry(
 ):
     issued = scene.invite(session, "pat@example.com", role=Role.MANAGER)
     session.commit()
-    [message] = wait_until(lambda: mailbox.to("pat@example.com"), what="invitation email")
+    [message] = wait_until(
+        lambda: mailbox.to("pat@example.com"), timeout=90, what="invitation email"
+    )
     link = f"{settings.public_base_url}/enroll/{issued.token}"
     text, html = _body(message, "plain"), _body(message, "html")
     for part in (text, html):
@@ -42,7 +44,9 @@ def test_invitation_email_has_link_org_role_inviter_expiry(
         assert issued.invitation.expires_at.strftime("%d %B %Y") in part
     assert message["Message-ID"] == f"<invitation-{issued.invitation.id}-1@odock-sync>"
     wait_until(
-        lambda: _deliveries(sessions, issued.invitation.id) == [(1, 1, "sent")], what="history"
+        lambda: _deliveries(sessions, issued.invitation.id) == [(1, 1, "sent")],
+        timeout=90,
+        what="history",
     )
 
 
@@ -50,9 +54,10 @@ def test_failed_delivery_is_retried_and_recorded(session, sessions, scene, worke
     mailbox.fail_next(1)
     issued = scene.invite(session, "retry@example.com")
     session.commit()
-    wait_until(lambda: mailbox.to("retry@example.com"), timeout=60, what="retried email")
+    wait_until(lambda: mailbox.to("retry@example.com"), timeout=90, what="retried email")
     wait_until(
         lambda: _deliveries(sessions, issued.invitation.id) == [(1, 1, "failed"), (1, 2, "sent")],
+        timeout=90,
         what="both attempts recorded",
     )
     assert len(mailbox.to("retry@example.com")) == 1
@@ -69,9 +74,10 @@ def test_one_email_per_send_even_if_the_task_runs_again(session, sessions, scene
     celery_app.send_task("invitations.deliver", args=[invitation_id, 1])
     wait_until(
         lambda: [d[2] for d in _deliveries(sessions, issued.invitation.id)] == ["sent"],
+        timeout=90,
         what="one sent attempt",
     )
-    wait_until(lambda: mailbox.to("once@example.com"), what="the email")
+    wait_until(lambda: mailbox.to("once@example.com"), timeout=90, what="the email")
     _drain(sessions)
     assert len(mailbox.to("once@example.com")) == 1
 
@@ -90,6 +96,7 @@ def test_a_claim_abandoned_by_a_dead_worker_is_taken_over(session, sessions, sce
     deliver.run(str(issued.invitation.id), 1)
     wait_until(
         lambda: [d[2] for d in _deliveries(sessions, issued.invitation.id)] == ["failed", "sent"],
+        timeout=90,
         what="the abandoned claim replaced by a sent attempt",
     )
     assert len(mailbox.to("lost@example.com")) == 1
@@ -115,7 +122,7 @@ def test_resend_supersedes_the_older_send(session, sessions, scene, mailbox):
     session.commit()
     deliver.run(str(issued.invitation.id), 1)  # stale: the old link is dead, send nothing
     deliver.run(str(issued.invitation.id), 2)
-    [message] = wait_until(lambda: mailbox.to("again@example.com"), what="the email")
+    [message] = wait_until(lambda: mailbox.to("again@example.com"), timeout=90, what="the email")
     assert again.token in _body(message, "plain") and issued.token not in _body(message, "plain")
     assert {d[0] for d in _deliveries(sessions, issued.invitation.id)} == {2}
 
@@ -130,7 +137,7 @@ def _drain(sessions) -> None:
                 select(OutboxMessage.id).where(OutboxMessage.completed_at.is_(None))
             ).first()
 
-    wait_until(idle, what="outbox drained")
+    wait_until(idle, timeout=90, what="outbox drained")
 
 
 def test_expiry_task_on_the_worker(session, sessions, scene, worker):
@@ -148,6 +155,7 @@ def test_expiry_task_on_the_worker(session, sessions, scene, worker):
 
     wait_until(
         lambda: all(statuses()[i.id] is InvitationStatus.EXPIRED for i in overdue),
+        timeout=90,
         what="overdue invitations expired",
     )
     assert statuses()[fresh.id] is InvitationStatus.PENDING
