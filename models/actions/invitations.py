@@ -493,6 +493,9 @@ def accept_invitation(
     name = validate_name(name)
     existing = find_user_by_email(session, invitation.organisation_id, invitation.email)
     if existing is not None and existing.status is not UserStatus.PENDING:
+        # A concurrent accept of this very invitation may have just created that user.
+        session.refresh(invitation)
+        check_acceptable(invitation, email=None, now=now)
         raise Conflict(
             f"{invitation.email} already has an account here ({existing.status}); "
             "ask an administrator",

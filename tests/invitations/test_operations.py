@@ -362,3 +362,15 @@ def test_refresh_reports_current_status(session, scene):
         actor=scene.actor(scene.admin_viewer),
     )
     assert [i.status for i in found] == [InvitationStatus.EXPIRED, InvitationStatus.PENDING]
+
+
+def test_accept_refuses_when_the_email_became_an_active_user_meanwhile(session, scene):
+    issued = scene.invite(session, "late.joiner@example.com")
+    f.make_user(session, scene.org, email="late.joiner@example.com")  # e.g. provisioned by SCIM
+    session.commit()
+    with pytest.raises(Conflict, match="already has an account"):
+        inv.accept_invitation(
+            session, token=issued.token, email="late.joiner@example.com", name="L"
+        )
+    session.rollback()
+    assert session.get(Invitation, issued.invitation.id).status is InvitationStatus.PENDING
