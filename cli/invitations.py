@@ -74,6 +74,7 @@ def create(
 @click.option("--limit", type=click.IntRange(1, 200), default=50)
 @JSON_OPTION
 def list_(org_slug: str, status: str | None, search: str | None, limit: int, as_json: bool) -> None:
+    """Invitations, newest first, with their current status."""
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         page = list_invitations(
@@ -125,6 +126,7 @@ def resend(org_slug: str, invitation_id: uuid.UUID, as_json: bool) -> None:
 @click.argument("invitation_id", type=click.UUID)
 @JSON_OPTION
 def revoke(org_slug: str, invitation_id: uuid.UUID, as_json: bool) -> None:
+    """Withdraw an invitation; its link stops working."""
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         invitation = invitation_actions.revoke(

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -354,26 +354,23 @@ def expire_overdue(
     limit: int,
     actor: Actor,
     only_ids: Sequence[uuid.UUID] | None = None,
-) -> list[uuid.UUID]:
-    """Expire one batch of overdue pending invitations in one statement; their ids.
+) -> int:
+    """Expire one batch of overdue pending invitations, set-based; how many it expired.
 
-    The caller commits between batches so no lock is held for long. On PostgreSQL the batch is
-    picked with SKIP LOCKED, so two workers running this at once take disjoint rows.
+    One audit event per organisation in the batch lists the ids. The caller commits between
+    batches so no lock is held for long. The UPDATE re-checks the status, so a row that a
+    concurrent run (or an accept) changed first is left alone and not reported: each
+    invitation is expired, and audited, exactly once.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        return _expire_batch_postgresql(session, now=now, limit=limit, actor=actor, ids=only_ids)
     overdue = (Invitation.status == PENDING) & (Invitation.expires_at <= now)
     candidates = select(Invitation.id).where(overdue).limit(limit)
     if only_ids is not None:
         candidates = candidates.where(Invitation.id.in_(only_ids))
-    if session.get_bind().dialect.name == "postgresql":
-        # A materialized CTE runs once; a plain IN (subquery ... FOR UPDATE) may be re-run
-        # per row and take more than `limit` rows.
-        batch = candidates.with_for_update(skip_locked=True).cte("batch")
-        batch = batch.prefix_with("MATERIALIZED")
-    else:
-        batch = candidates.cte("batch")
     rows = session.execute(
         update(Invitation)
-        .where(Invitation.id.in_(select(batch.c.id)), overdue)
+        .where(Invitation.id.in_(candidates.scalar_subquery()), overdue)
         .values(status=EXPIRED, updated_at=now)
         .returning(Invitation.id, Invitation.organisation_id)
         .execution_options(synchronize_session=False)
@@ -392,7 +389,58 @@ def expire_overdue(
             before={"status": PENDING.value},
             after={"status": EXPIRED.value, "count": len(ids), "ids": ids},
         )
-    return [invitation_id for invitation_id, _ in rows]
+    return len(rows)
+
+
+# One statement per batch on PostgreSQL: pick the batch once (by physical row address, so the
+# update needs no index probe), update it, and write the per-organisation audit events from
+# the updated rows, without a round trip of ids through Python.
+_EXPIRE_BATCH_SQL = text(
+    """
+    WITH batch AS MATERIALIZED (
+        SELECT ctid FROM invitations
+        WHERE status = 'pending' AND expires_at <= :now
+          AND (CAST(:ids AS uuid[]) IS NULL OR id = ANY(CAST(:ids AS uuid[])))
+        LIMIT :limit
+    ), done AS (
+        UPDATE invitations SET status = 'expired', updated_at = :now
+        WHERE ctid = ANY(ARRAY(SELECT ctid FROM batch))
+          AND status = 'pending' AND expires_at <= :now
+        RETURNING id, organisation_id
+    ), audited AS (
+        INSERT INTO audit_events (id, organisation_id, occurred_at, source, actor, action,
+                                  target_type, target_id, before, after)
+        SELECT gen_random_uuid(), organisation_id, :now, :source, :actor, 'invitation.expired',
+               'invitation_batch', gen_random_uuid()::text, CAST('{"status": "pending"}' AS json),
+               json_build_object('status', 'expired', 'count', count(*),
+                                 'ids', json_agg(CAST(id AS text)))
+        FROM done GROUP BY organisation_id
+        RETURNING CAST(after ->> 'count' AS integer) AS expired
+    )
+    SELECT COALESCE(SUM(expired), 0) FROM audited
+    """
+)
+
+
+def _expire_batch_postgresql(
+    session: Session,
+    *,
+    now: datetime,
+    limit: int,
+    actor: Actor,
+    ids: Sequence[uuid.UUID] | None,
+) -> int:
+    expired = session.scalar(
+        _EXPIRE_BATCH_SQL,
+        {
+            "now": now,
+            "limit": limit,
+            "ids": list(ids) if ids is not None else None,
+            "source": actor.source.value,
+            "actor": str(actor),
+        },
+    )
+    return int(expired or 0)
 
 
 # --- acceptance ------------------------------------------------------------------------------
@@ -445,6 +493,9 @@ def accept_invitation(
     name = validate_name(name)
     existing = find_user_by_email(session, invitation.organisation_id, invitation.email)
     if existing is not None and existing.status is not UserStatus.PENDING:
+        # A concurrent accept of this very invitation may have just created that user.
+        session.refresh(invitation)
+        check_acceptable(invitation, email=None, now=now)
         raise Conflict(
             f"{invitation.email} already has an account here ({existing.status}); "
             "ask an administrator",
@@ -464,12 +515,12 @@ def accept_invitation(
         )
     else:
         user = edit_user(session, user=existing, actor=actor, name=name, role=invitation.role)
-        if not organisation.settings.approval_required:
-            approve_user(session, user=user, actor=actor)
     actor = Actor(Source.INVITATION, actor.name, user.id)
     link_identity(
         session, user=user, source=Source.INVITATION, external_id=str(invitation.id), actor=actor
     )
+    if existing is not None and not organisation.settings.approval_required:
+        approve_user(session, user=user, actor=actor)  # its audit names the invitation
     joined, missing = _join_teams(session, invitation, user, actor)
     invitation.status = ACCEPTED
     invitation.accepted_at = now
@@ -548,7 +599,7 @@ class DeliveryPlan:
     send_number: int
     attempt: int
     to: str
-    token: str
+    token: str | None  # None when SECRET_KEY changed since the send was issued
     organisation: str
     role: str
     inviter: str
@@ -565,9 +616,9 @@ def plan_delivery(
         return None
     if invitation.send_count != send_number or already_sent(session, invitation_id, send_number):
         return None
-    token = link_token(secret_key, invitation)
-    if hash_secret(token) != invitation.token_hash:
-        raise InvalidInput("the secret key changed since this invitation was issued; resend it")
+    token: str | None = link_token(secret_key, invitation)
+    if hash_secret(token or "") != invitation.token_hash:
+        token = None  # the secret key changed since this send: the link cannot be rebuilt
     organisation = session.get_one(Organisation, invitation.organisation_id)
     attempts = session.scalar(
         select(func.count(InvitationDelivery.id)).where(

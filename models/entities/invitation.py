@@ -21,7 +21,14 @@ class Invitation(Timestamped, Base):
     __tablename__ = "invitations"
     __table_args__ = (
         Index("ix_invitations_org_email", "organisation_id", "email_key"),
-        Index("ix_invitations_status_expiry", "status", "expires_at"),
+        # Only pending rows are ever looked up by expiry; a partial index stays small, and an
+        # expired row leaves it instead of adding an entry (cheaper set-based expiry).
+        Index(
+            "ix_invitations_pending_expiry",
+            "expires_at",
+            postgresql_where=PENDING_ONLY,
+            sqlite_where=PENDING_ONLY,
+        ),
         # At most one pending invitation per email and organisation, as a database fact.
         Index(
             "uq_invitations_pending_email",

@@ -83,10 +83,12 @@ def enroll_settings(settings):
 @pytest.fixture
 def enroll_client(enroll_settings, engine, clean_db):
     from webhooks.app import create_app
+    from webhooks.context import EXTENSION
 
     app = create_app(enroll_settings)
     app.config["TESTING"] = True
-    return app.test_client()
+    yield app.test_client()
+    app.extensions[EXTENSION].engine.dispose()  # each app has its own pool; free it
 
 
 @pytest.fixture(scope="session")

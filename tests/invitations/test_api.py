@@ -170,3 +170,11 @@ def test_refresh_endpoint(session, scene, client):
     )
     assert response.status_code == 200
     assert [(i["id"], i["status"]) for i in response.json["items"]] == [(created["id"], "pending")]
+
+
+def test_openapi_documents_invitations(client):
+    document = client.get("/api/v1/openapi.json").json
+    assert {"/invitations", "/invitations/{invitation_id}/resend", "/invitations/refresh"} <= set(
+        document["paths"]
+    )
+    assert "CreateInvitation" in document["components"]["schemas"]

@@ -10,6 +10,7 @@ from models.actions import invitations as inv
 from models.base import utcnow
 from models.entities import Invitation, InvitationDelivery
 from models.enums import InvitationStatus, Role
+from models.outbox import take_new_messages
 from tests.support.wait import wait_until
 from worker.celery_app import beat_schedule, celery_app
 
@@ -33,7 +34,9 @@ def test_invitation_email_has_link_org_role_inviter_expiry(
 ):
     issued = scene.invite(session, "pat@example.com", role=Role.MANAGER)
     session.commit()
-    [message] = wait_until(lambda: mailbox.to("pat@example.com"), what="invitation email")
+    [message] = wait_until(
+        lambda: mailbox.to("pat@example.com"), timeout=90, what="invitation email"
+    )
     link = f"{settings.public_base_url}/enroll/{issued.token}"
     text, html = _body(message, "plain"), _body(message, "html")
     for part in (text, html):
@@ -41,7 +44,9 @@ def test_invitation_email_has_link_org_role_inviter_expiry(
         assert issued.invitation.expires_at.strftime("%d %B %Y") in part
     assert message["Message-ID"] == f"<invitation-{issued.invitation.id}-1@odock-sync>"
     wait_until(
-        lambda: _deliveries(sessions, issued.invitation.id) == [(1, 1, "sent")], what="history"
+        lambda: _deliveries(sessions, issued.invitation.id) == [(1, 1, "sent")],
+        timeout=90,
+        what="history",
     )
 
 
@@ -49,9 +54,10 @@ def test_failed_delivery_is_retried_and_recorded(session, sessions, scene, worke
     mailbox.fail_next(1)
     issued = scene.invite(session, "retry@example.com")
     session.commit()
-    wait_until(lambda: mailbox.to("retry@example.com"), timeout=60, what="retried email")
+    wait_until(lambda: mailbox.to("retry@example.com"), timeout=90, what="retried email")
     wait_until(
         lambda: _deliveries(sessions, issued.invitation.id) == [(1, 1, "failed"), (1, 2, "sent")],
+        timeout=90,
         what="both attempts recorded",
     )
     assert len(mailbox.to("retry@example.com")) == 1
@@ -68,9 +74,10 @@ def test_one_email_per_send_even_if_the_task_runs_again(session, sessions, scene
     celery_app.send_task("invitations.deliver", args=[invitation_id, 1])
     wait_until(
         lambda: [d[2] for d in _deliveries(sessions, issued.invitation.id)] == ["sent"],
+        timeout=90,
         what="one sent attempt",
     )
-    wait_until(lambda: mailbox.to("once@example.com"), what="the email")
+    wait_until(lambda: mailbox.to("once@example.com"), timeout=90, what="the email")
     _drain(sessions)
     assert len(mailbox.to("once@example.com")) == 1
 
@@ -89,6 +96,7 @@ def test_a_claim_abandoned_by_a_dead_worker_is_taken_over(session, sessions, sce
     deliver.run(str(issued.invitation.id), 1)
     wait_until(
         lambda: [d[2] for d in _deliveries(sessions, issued.invitation.id)] == ["failed", "sent"],
+        timeout=90,
         what="the abandoned claim replaced by a sent attempt",
     )
     assert len(mailbox.to("lost@example.com")) == 1
@@ -114,7 +122,7 @@ def test_resend_supersedes_the_older_send(session, sessions, scene, mailbox):
     session.commit()
     deliver.run(str(issued.invitation.id), 1)  # stale: the old link is dead, send nothing
     deliver.run(str(issued.invitation.id), 2)
-    [message] = wait_until(lambda: mailbox.to("again@example.com"), what="the email")
+    [message] = wait_until(lambda: mailbox.to("again@example.com"), timeout=90, what="the email")
     assert again.token in _body(message, "plain") and issued.token not in _body(message, "plain")
     assert {d[0] for d in _deliveries(sessions, issued.invitation.id)} == {2}
 
@@ -129,7 +137,7 @@ def _drain(sessions) -> None:
                 select(OutboxMessage.id).where(OutboxMessage.completed_at.is_(None))
             ).first()
 
-    wait_until(idle, what="outbox drained")
+    wait_until(idle, timeout=90, what="outbox drained")
 
 
 def test_expiry_task_on_the_worker(session, sessions, scene, worker):
@@ -147,6 +155,7 @@ def test_expiry_task_on_the_worker(session, sessions, scene, worker):
 
     wait_until(
         lambda: all(statuses()[i.id] is InvitationStatus.EXPIRED for i in overdue),
+        timeout=90,
         what="overdue invitations expired",
     )
     assert statuses()[fresh.id] is InvitationStatus.PENDING
@@ -156,3 +165,21 @@ def test_expiry_is_on_the_beat_schedule(settings):
     entry = beat_schedule(settings)["invitations-expire"]
     assert entry["task"] == "invitations.expire_overdue"
     assert "invitations.expire_overdue" in celery_app.tasks
+
+
+def test_changed_secret_key_rejects_the_send_clearly(
+    session, sessions, scene, mailbox, monkeypatch
+):
+    from worker.runtime import runtime
+    from worker.tasks.invitations import deliver
+
+    issued = scene.invite(session, "rotated@example.com")
+    take_new_messages(session)  # keep the running worker out of it: only the run below sends
+    session.commit()
+    current = runtime()
+    monkeypatch.setattr(
+        current, "settings", current.settings.model_copy(update={"secret_key": "another-key-0123"})
+    )
+    deliver.run(str(issued.invitation.id), 1)
+    assert _deliveries(sessions, issued.invitation.id) == [(1, 1, "rejected")]
+    assert mailbox.to("rotated@example.com") == []

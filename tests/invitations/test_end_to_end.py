@@ -28,7 +28,9 @@ LINK = re.compile(r"(http://127\.0\.0\.1:\d+/enroll/inv_[A-Za-z0-9_-]{43})")
 
 def _link_in(mailbox, email: str, count: int) -> str:
     messages = wait_until(
-        lambda: len(mailbox.to(email)) >= count and mailbox.to(email), what=f"email #{count}"
+        lambda: len(mailbox.to(email)) >= count and mailbox.to(email),
+        timeout=90,
+        what=f"email #{count}",
     )
     text = messages[count - 1].get_body(preferencelist=("plain",)).get_content()
     return LINK.search(text).group(1)
@@ -123,7 +125,7 @@ def test_invite_email_browser_accept_resend_revoke_expire(
         with sessions() as s:
             return s.get(Invitation, uuid.UUID(third["id"])).status is InvitationStatus.EXPIRED
 
-    wait_until(expired, what="the expiry task")
+    wait_until(expired, timeout=90, what="the expiry task")
     listed = api.get(f"{live_server}/api/v1/invitations?status=expired", timeout=10).json()
     assert [i["id"] for i in listed["items"]] == [third["id"]]
     context, page = _browser_page(chromium, "olu@example.com")

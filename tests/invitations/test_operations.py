@@ -154,6 +154,9 @@ def test_accept_links_an_existing_pending_user(session, scene):
     )
     assert accepted.user.id == pending.id and not accepted.created
     assert (accepted.user.status, accepted.user.role) == (UserStatus.ACTIVE, Role.MANAGER)
+    session.flush()
+    approved = session.scalar(select(AuditEvent).where(AuditEvent.action == "user.approved"))
+    assert approved.after["invitation_id"] == str(issued.invitation.id)
 
 
 def _assert_unchanged(session, invitation_id, status=InvitationStatus.PENDING):
@@ -336,14 +339,15 @@ def test_expire_overdue_in_batches_with_audit_ids(session, scene):
     second = inv.expire_overdue(session, now=now, limit=3, actor=actor)
     third = inv.expire_overdue(session, now=now, limit=3, actor=actor)
     session.commit()
-    assert (len(first), len(second), third) == (3, 2, [])
-    assert set(first + second) == {i.id for i in overdue}
+    assert (first, second, third) == (3, 2, 0)
     session.expire_all()
     assert session.get(Invitation, keep.id).status is InvitationStatus.PENDING
     events = session.scalars(
         select(AuditEvent).where(AuditEvent.action == "invitation.expired")
     ).all()
     assert sorted(len(e.after["ids"]) for e in events) == [2, 3]
+    assert {i for e in events for i in e.after["ids"]} == {str(i.id) for i in overdue}
+    assert {e.after["count"] for e in events} == {2, 3} and events[0].source.value == "schedule"
 
 
 def test_refresh_reports_current_status(session, scene):
@@ -358,3 +362,15 @@ def test_refresh_reports_current_status(session, scene):
         actor=scene.actor(scene.admin_viewer),
     )
     assert [i.status for i in found] == [InvitationStatus.EXPIRED, InvitationStatus.PENDING]
+
+
+def test_accept_refuses_when_the_email_became_an_active_user_meanwhile(session, scene):
+    issued = scene.invite(session, "late.joiner@example.com")
+    f.make_user(session, scene.org, email="late.joiner@example.com")  # e.g. provisioned by SCIM
+    session.commit()
+    with pytest.raises(Conflict, match="already has an account"):
+        inv.accept_invitation(
+            session, token=issued.token, email="late.joiner@example.com", name="L"
+        )
+    session.rollback()
+    assert session.get(Invitation, issued.invitation.id).status is InvitationStatus.PENDING

@@ -56,6 +56,8 @@ BODIES: list[type[BaseModel]] = [
     schemas.NoFields,
     schemas.CreateTeam,
     schemas.SetMembership,
+    schemas.CreateInvitation,
+    schemas.RefreshInvitations,
 ]
 
 
@@ -106,6 +108,23 @@ def lifecycle(summary: str, body: type[BaseModel]) -> dict[str, Any]:
         errors=(400, 401, 403, 404, 409, 413),
     )
 
+
+INVITATION_ID = {
+    "name": "invitation_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+INVITATION_LIST_PARAMS = [
+    {
+        "name": "status",
+        "in": "query",
+        "schema": {"type": "string", "enum": ["pending", "accepted", "expired", "revoked"]},
+    },
+    {"name": "q", "in": "query", "description": "part of the email", "schema": {"type": "string"}},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string", "format": "uuid"}},
+]
 
 PATHS: dict[str, dict[str, Any]] = {
     "/users": {
@@ -171,6 +190,38 @@ PATHS: dict[str, dict[str, Any]] = {
             returns="TeamMembers",
         ),
         "delete": operation("Remove a member", params=[TEAM_ID, USER_ID], ok=204),
+    },
+    "/invitations": {
+        "get": operation(
+            "Invitations the caller may see (admins: all; managers: their own)",
+            params=INVITATION_LIST_PARAMS,
+        ),
+        "post": operation(
+            "Invite an email with a role and teams; the email is sent by the worker",
+            body=schemas.CreateInvitation,
+            ok=201,
+            errors=(400, 401, 403, 404, 409),
+        ),
+    },
+    "/invitations/{invitation_id}": {
+        "get": operation("One invitation with its delivery history", params=[INVITATION_ID])
+    },
+    "/invitations/{invitation_id}/resend": {
+        "post": operation(
+            "New link and expiry on the same invitation; the old link stops working",
+            params=[INVITATION_ID],
+            errors=(401, 403, 404, 409, 429),
+        )
+    },
+    "/invitations/{invitation_id}/revoke": {
+        "post": operation(
+            "Revoke a pending or expired invitation",
+            params=[INVITATION_ID],
+            errors=(401, 403, 404, 409),
+        )
+    },
+    "/invitations/refresh": {
+        "post": operation("The current status of each invitation", body=schemas.RefreshInvitations)
     },
 }
 

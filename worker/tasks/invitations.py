@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import structlog
+from sqlalchemy import Engine, text
 
 from connectors import email, invitation_email
 from models.actions import invitations
@@ -14,6 +17,8 @@ from worker.runtime import runtime, smtp_config
 from worker.tasks.base import TransientError, task
 
 log = structlog.get_logger(__name__)
+
+SWEEP_KEY = {"key": 0x0D0C_1E_E7}  # the advisory-lock id of the expiry sweep
 
 
 @task("invitations.deliver")
@@ -42,6 +47,8 @@ def _send(plan: invitations.DeliveryPlan) -> tuple[str, str]:
     """Send the email for this send; ("sent" | "failed" | "rejected", detail)."""
     settings = runtime().settings
     config = smtp_config(settings)
+    if plan.token is None:
+        return "rejected", "SECRET_KEY changed since this link was issued; resend the invitation"
     if config is None:
         return "failed", "SMTP is not configured (SMTP_HOST)"
     message = invitation_email.build(
@@ -72,13 +79,38 @@ def _send(plan: invitations.DeliveryPlan) -> tuple[str, str]:
 def expire_overdue() -> int:
     """Expire every overdue pending invitation, one committed batch at a time."""
     current = runtime()
-    now, limit, total = utcnow(), current.settings.invitation_expiry_batch_size, 0
-    actor = Actor.schedule("invitations.expire_overdue")
-    while True:
-        with current.sessions() as session:
-            expired = invitations.expire_overdue(session, now=now, limit=limit, actor=actor)
-            session.commit()
-        total += len(expired)
-        if len(expired) < limit:
-            log.info("invitations.expired", count=total)
-            return total
+    with sweep_lock(current.engine) as mine:
+        if not mine:
+            log.info("invitations.expiry_already_running")
+            return 0
+        now, limit, total = utcnow(), current.settings.invitation_expiry_batch_size, 0
+        actor = Actor.schedule("invitations.expire_overdue")
+        while True:
+            with current.sessions() as session:
+                if session.get_bind().dialect.name == "postgresql":
+                    # Expiry is idempotent: a batch lost to a crash is redone by the next
+                    # run, so it need not wait for its WAL flush.
+                    session.execute(text("SET LOCAL synchronous_commit = off"))
+                expired = invitations.expire_overdue(session, now=now, limit=limit, actor=actor)
+                session.commit()
+            total += expired
+            if expired < limit:
+                log.info("invitations.expired", count=total)
+                return total
+
+
+@contextmanager
+def sweep_lock(engine: Engine) -> Iterator[bool]:
+    """One sweep at a time across workers (PostgreSQL advisory lock; SQLite serialises)."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    with engine.connect() as connection:
+        mine = bool(connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), SWEEP_KEY))
+        connection.commit()
+        try:
+            yield mine
+        finally:
+            if mine:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), SWEEP_KEY)
+                connection.commit()
