@@ -127,7 +127,18 @@ def test_the_log_redactor_hides_secrets_in_keys_and_values() -> None:
 
 def test_the_worker_logs_json_lines(worker) -> None:
     """Celery's own records (after its start-up banner) are our JSON lines too."""
-    records = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    records = [record for line in worker.log().splitlines() for record in _json_records(line)]
     ready = [r for r in records if r["event"].endswith(" ready.")]
     assert ready and ready[0]["logger"] == "celery.apps.worker" and ready[0]["level"] == "info"
     assert all({"event", "level", "timestamp"} <= set(r) for r in records)
+
+
+def _json_records(line: str) -> list[dict]:
+    """The JSON records on one log line. The worker's processes share one file, and a
+    child's record can land right after another's before its newline; each must still be a
+    whole JSON object."""
+    decoder, records, index = json.JSONDecoder(), [], 0
+    while line.startswith("{", index):
+        record, index = decoder.raw_decode(line, index)
+        records.append(record)
+    return records
