@@ -14,6 +14,7 @@ from models.actions import directory_sync as sync_ops
 from models.directory_runs import test_connection
 from models.enums import SyncKind
 from models.queries.directory import connector_view, list_connectors, list_runs, run_view
+from webhooks.api.described import takes_body
 from webhooks.api.params import int_param
 from webhooks.auth import admin_actor, current_viewer
 from webhooks.body import RequestBody, json_body, parse_body
@@ -74,6 +75,7 @@ def index() -> dict[str, Any]:
 
 
 @bp.post("/connectors")
+@takes_body(ConnectorBody)
 def create() -> tuple[dict[str, Any], int]:
     viewer = current_viewer()
     require_admin(viewer)
@@ -97,6 +99,7 @@ def show(connector_id: uuid.UUID) -> dict[str, Any]:
 
 
 @bp.patch("/connectors/<uuid:connector_id>")
+@takes_body(ConnectorBody)
 def edit(connector_id: uuid.UUID) -> dict[str, Any]:
     connector = _connector(connector_id)
     body = parse_body(ConnectorBody)

@@ -17,6 +17,7 @@ from models.queries.deliveries import (
     get_delivery,
     list_deliveries,
 )
+from webhooks.api.described import takes_body
 from webhooks.api.params import int_param, text_param, uuid_param
 from webhooks.auth import admin_actor, current_viewer
 from webhooks.body import RequestBody, parse_body
@@ -47,6 +48,7 @@ def show() -> dict[str, Any]:
 
 
 @bp.put("/event-hooks/okta")
+@takes_body(SetOktaHook)
 def set_okta() -> dict[str, Any]:
     viewer = _admin()
     body = parse_body(SetOktaHook)
@@ -76,6 +78,7 @@ def clear_okta() -> dict[str, Any]:
 
 
 @bp.post("/event-hooks/signing-secrets")
+@takes_body(AddSigningSecret)
 def add_secret() -> tuple[dict[str, Any], int]:
     viewer = _admin()
     body = parse_body(AddSigningSecret) if _has_body() else AddSigningSecret()
