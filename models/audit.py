@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -34,3 +34,36 @@ def record(
     )
     session.add(event)
     return event
+
+
+class Audited(Protocol):
+    """Anything an organisation owns and audits by its own id."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def organisation_id(self) -> uuid.UUID: ...
+
+
+def record_change(
+    session: Session,
+    *,
+    actor: Actor,
+    subject: Audited,
+    action: str,
+    target_type: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """An audit event about one object, in that object's organisation."""
+    return record(
+        session,
+        actor=actor,
+        organisation_id=subject.organisation_id,
+        action=action,
+        target_type=target_type,
+        target_id=subject.id,
+        before=before,
+        after=after,
+    )

@@ -277,13 +277,12 @@ def _audit(
     before: dict[str, Any] | None,
     deleted: bool = False,
 ) -> None:
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=connector.organisation_id,
+        subject=connector,
         action=action,
         target_type="directory",
-        target_id=connector.id,
         before=before,
         after=None if deleted else _snapshot(connector),
     )

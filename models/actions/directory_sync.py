@@ -735,12 +735,11 @@ def request_sync(
         trigger=str(actor),
         dry_run=dry_run,
     )
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=connector.organisation_id,
+        subject=connector,
         action="directory_sync.requested",
         target_type="directory",
-        target_id=connector.id,
         after={"kind": kind.value, "dry_run": dry_run},
     )

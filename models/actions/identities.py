@@ -68,13 +68,12 @@ def link_identity(
     )
     session.add(link)
     session.flush()
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=user.organisation_id,
+        subject=user,
         action="identity.linked",
         target_type="user",
-        target_id=user.id,
         after={"source": source.value, "external_id": external_id},
     )
     return link

@@ -60,13 +60,12 @@ def reprocess_delivery(session: Session, *, delivery: ReceivedDelivery, actor: A
     before = {"status": delivery.status, "outcome": delivery.outcome}
     delivery.status = RECEIVED
     outbox.enqueue(session, TASK_PROCESS, delivery_id=str(delivery.id))
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=delivery.organisation_id,
+        subject=delivery,
         action="event_delivery.reprocess_requested",
         target_type="event_delivery",
-        target_id=delivery.id,
         before=before,
         after={"status": RECEIVED},
     )

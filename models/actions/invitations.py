@@ -831,13 +831,12 @@ def _audit(
     before: dict[str, object] | None,
     extra: dict[str, object] | None = None,
 ) -> None:
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=invitation.organisation_id,
+        subject=invitation,
         action=action,
         target_type="invitation",
-        target_id=invitation.id,
         before=before,
         after={**snapshot(invitation), **(extra or {})},
     )

@@ -199,13 +199,12 @@ def _count_failure(
         hook.enabled, hook.disabled_at = False, now
         hook.disabled_reason = f"{hook.consecutive_failures} failed deliveries in a row"
         actor = Actor.system("notifications")
-        audit.record(
+        audit.record_change(
             session,
             actor=actor,
-            organisation_id=hook.organisation_id,
+            subject=hook,
             action="hook.disabled",
             target_type="notification_hook",
-            target_id=hook.id,
             before={"enabled": True},
             after={"enabled": False, "reason": hook.disabled_reason},
         )

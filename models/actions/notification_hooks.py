@@ -138,13 +138,12 @@ def rotate_secret(
     entries.append(_sealed_entry(secret_key, secret))
     hook.signing_secrets = entries[-MAX_ACTIVE_SECRETS:]
     hook.updated_at = now
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=hook.organisation_id,
+        subject=hook,
         action="hook.secret_rotated",
         target_type="notification_hook",
-        target_id=hook.id,
         after={
             "secret_ids": [e["id"] for e in hook.signing_secrets],
             "previous_expire_at": until,
@@ -260,13 +259,12 @@ def _audit(
     before: dict[str, Any] | None,
     deleted: bool = False,
 ) -> None:
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=hook.organisation_id,
+        subject=hook,
         action=action,
         target_type="notification_hook",
-        target_id=hook.id,
         before=before,
         after=None if deleted else hook_snapshot(hook),
     )

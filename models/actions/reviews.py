@@ -124,13 +124,12 @@ def open_revocation_review(
     session.add(review)
     session.flush()
     result = refresh_review(session, review=review, actor=actor, now=now, announce=False)
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=review.organisation_id,
+        subject=review,
         action="review.opened",
         target_type="revocation_review",
-        target_id=review.id,
         after={
             "revocation_id": str(revocation.id),
             "user_id": str(review.user_id),
@@ -536,13 +535,12 @@ def _update_finding(
 def _record_refresh(
     session: Session, review: RevocationReview, actor: Actor, result: RefreshResult
 ) -> None:
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=review.organisation_id,
+        subject=review,
         action="review.updated",
         target_type="revocation_review",
-        target_id=review.id,
         after={
             "added": [_finding_ref(f) for f in result.added],
             "updated": [_finding_ref(f) for f in result.updated],
@@ -794,13 +792,12 @@ def _close(
     review.status = ReviewStatus.RESOLVED
     review.resolved_at = now
     review.resolved_by = str(actor)
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=review.organisation_id,
+        subject=review,
         action="review.resolved",
         target_type="revocation_review",
-        target_id=review.id,
         before={"status": ReviewStatus.OPEN.value},
         after={"status": ReviewStatus.RESOLVED.value},
     )
@@ -862,13 +859,12 @@ def escalate_due(session: Session, *, actor: Actor, now: datetime | None = None)
                 LEVEL_ADMINS: ("admins",),
             }[level]
             _notify_review(session, review, EVENT_ESCALATED, group, audience=audience, level=level)
-        audit.record(
+        audit.record_change(
             session,
             actor=actor,
-            organisation_id=review.organisation_id,
+            subject=review,
             action="review.escalated",
             target_type="revocation_review",
-            target_id=review.id,
             after={"findings": [_finding_ref(f) for f in findings]},
         )
     return sum(len(group) for group in by_review.values())

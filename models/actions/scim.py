@@ -178,13 +178,12 @@ def _set_active(session: Session, user: User, active: bool, actor: Actor) -> Non
     if active and user.status is UserStatus.REVOKED:
         revocation = user_actions.latest_revocation(session, user.id)
         if revocation is not None and revocation.source is not Source.SCIM:
-            audit.record(
+            audit.record_change(
                 session,
                 actor=actor,
-                organisation_id=user.organisation_id,
+                subject=user,
                 action="scim.reactivation_refused",
                 target_type="user",
-                target_id=user.id,
                 after={"revoked_by": revocation.source.value, "revocation_id": str(revocation.id)},
             )
             return
@@ -289,13 +288,12 @@ def replace_scim_group(
         before = {"external_id": team.external_id}
         team.external_id = fields.external_id
         team.updated_at = utcnow()
-        audit.record(
+        audit.record_change(
             session,
             actor=actor,
-            organisation_id=team.organisation_id,
+            subject=team,
             action="team.external_id_changed",
             target_type="team",
-            target_id=team.id,
             before=before,
             after={"external_id": fields.external_id},
         )

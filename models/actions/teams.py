@@ -119,13 +119,12 @@ def remove_from_team(session: Session, *, team: Team, user: User, actor: Actor) 
         return False
     before = membership_snapshot(membership)
     session.delete(membership)
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=team.organisation_id,
+        subject=team,
         action="team.member_removed",
         target_type="team",
-        target_id=team.id,
         before=before,
         after=None,
     )
@@ -145,13 +144,12 @@ def _audit_team(
     before: dict | None,
     deleted: bool = False,
 ) -> None:
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=team.organisation_id,
+        subject=team,
         action=action,
         target_type="team",
-        target_id=team.id,
         before=before,
         after=None if deleted else team_snapshot(team),
     )
@@ -165,13 +163,12 @@ def _audit_membership(
     action: str,
     before: dict | None,
 ) -> None:
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=team.organisation_id,
+        subject=team,
         action=action,
         target_type="team",
-        target_id=team.id,
         before=before,
         after=membership_snapshot(membership),
     )

@@ -82,11 +82,10 @@ def acting_user(session: Session, token: ApiToken) -> User:
 
 def revoke_token(session: Session, *, token: ApiToken, actor: Actor) -> None:
     token.revoked_at = utcnow()
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=token.organisation_id,
+        subject=token,
         action="token.revoked",
         target_type="api_token",
-        target_id=token.id,
     )

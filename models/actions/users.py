@@ -329,13 +329,12 @@ def _audit(
     before: dict[str, object] | None,
     extra: dict[str, object] | None = None,
 ) -> None:
-    audit.record(
+    audit.record_change(
         session,
         actor=actor,
-        organisation_id=user.organisation_id,
+        subject=user,
         action=action,
         target_type="user",
-        target_id=user.id,
         before=before,
         after={**user_snapshot(user), **(extra or {})},
     )
