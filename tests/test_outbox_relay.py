@@ -86,3 +86,20 @@ def test_work_is_kept_when_the_broker_is_down_at_commit_and_relayed_later(
     assert outbox_relay.relay_outbox() == 2
     assert sorted(sent) == ["gateway.invalidate_keys", "reviews.open_for_revocation"]
     assert outbox_relay.relay_outbox() == 0
+
+
+def test_installing_the_relay_twice_publishes_each_message_once(session, sessions, monkeypatch):
+    from worker import outbox_relay
+    from worker.celery_app import celery_app
+
+    outbox_relay.install_after_commit_relay(sessions)  # already installed by the fixture
+    assert sessions in outbox_relay._RELAYED_FACTORIES
+    sent: list[str] = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(name))
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    session.commit()
+    with sessions() as tx:
+        user_actions.revoke_user(tx, user=tx.merge(person), actor=f.SETUP)
+        tx.commit()
+    assert sent == ["reviews.open_for_revocation"]

@@ -8,6 +8,7 @@ lost it with a dying worker). Tasks are idempotent, so a second delivery is harm
 
 from __future__ import annotations
 
+import weakref
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +29,9 @@ TASK_ID_PREFIX = "outbox-"
 RELAY_BATCH = 500
 
 
+_RELAYED_FACTORIES: weakref.WeakSet[SessionFactory] = weakref.WeakSet()
+
+
 def install_after_commit_relay(sessions: SessionFactory) -> None:
     """Publish each transaction's new messages right after it commits."""
 
@@ -45,13 +49,15 @@ def install_after_commit_relay(sessions: SessionFactory) -> None:
         take_new_messages(session)
         take_eager_messages(session)
 
-    if not event.contains(sessions, "after_commit", after_commit):
-        event.listen(sessions, "after_commit", after_commit)
-        event.listen(
-            sessions,
-            "after_soft_rollback",
-            lambda s, previous: None if previous.nested else after_rollback(s),
-        )
+    if sessions in _RELAYED_FACTORIES:  # the hooks are closures: contains() never matches
+        return
+    _RELAYED_FACTORIES.add(sessions)
+    event.listen(sessions, "after_commit", after_commit)
+    event.listen(
+        sessions,
+        "after_soft_rollback",
+        lambda s, previous: None if previous.nested else after_rollback(s),
+    )
 
 
 def publish_messages(sessions: SessionFactory, ids: list[int]) -> int:
