@@ -93,7 +93,10 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
     )
 
 
-def gunicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def gunicorn(
+    app: str, port: int, env: dict[str, str], log: Path, threads: int
+) -> subprocess.Popen[bytes]:
+    """The same settings for both endpoints: 2 workers, sync or with `threads` threads each."""
     command = [
         sys.executable,
         "-m",
@@ -101,7 +104,9 @@ def gunicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.
         "--workers",
         "2",
         "--worker-class",
-        "sync",
+        "gthread" if threads > 1 else "sync",
+        "--threads",
+        str(threads),
         "--bind",
         f"127.0.0.1:{port}",
         "--log-level",
@@ -382,6 +387,7 @@ def main() -> None:
     parser.add_argument("--max-count", type=int, default=5_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8, help="per gunicorn worker; 1 = sync")
     parser.add_argument("--drain-timeout", type=float, default=420)
     args = parser.parse_args()
 
@@ -411,9 +417,17 @@ def main() -> None:
 
         bare_port, real_port = free_port(), free_port()
         processes.append(
-            gunicorn("benchmarks.bare_app:create_bare_app()", bare_port, env, logs / "bare.log")
+            gunicorn(
+                "benchmarks.bare_app:create_bare_app()",
+                bare_port,
+                env,
+                logs / "bare.log",
+                args.threads,
+            )
         )
-        processes.append(gunicorn("webhooks.app:create_app()", real_port, env, logs / "web.log"))
+        processes.append(
+            gunicorn("webhooks.app:create_app()", real_port, env, logs / "web.log", args.threads)
+        )
         processes.append(
             start(
                 [
@@ -441,6 +455,7 @@ def main() -> None:
             "count": args.count,
             "rate": args.rate,
             "cpus": os.cpu_count(),
+            "gunicorn": f"2 workers x {args.threads} threads" if args.threads > 1 else "2 sync",
             "load_average_at_start": os.getloadavg(),
         }
         results["bare_steady"] = summary(asyncio.run(open_loop(bare_port, path, steady, args.rate)))

@@ -116,7 +116,7 @@ def secret_remove(org_slug: str, secret_id: str) -> None:
 @click.option("--channel", type=click.Choice(sorted(idp_events.SOURCES)), default=None)
 @click.option(
     "--status",
-    type=click.Choice([idp_events.RECEIVED, idp_events.PROCESSED, idp_events.REJECTED]),
+    type=click.Choice(list(idp_events.STATUSES)),
     default=None,
 )
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)

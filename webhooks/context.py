@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,10 @@ class AppState:
     engine: Engine
     sessions: SessionFactory
 
+    @functools.cached_property
+    def autocommit_engine(self) -> Engine:
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
 
 def app_state() -> AppState:
     state: AppState = current_app.extensions[EXTENSION]
@@ -39,10 +44,22 @@ def db_session() -> Session:
     return session
 
 
+def autocommit_session() -> Session:
+    """A session whose every statement commits on its own: no BEGIN and COMMIT round trips.
+
+    For hot paths whose whole write is one statement (storing a webhook delivery). Its
+    `commit()` still runs the after-commit hooks (wake-ups, outbox)."""
+    if "autocommit_session" not in g:
+        g.autocommit_session = app_state().sessions(bind=app_state().autocommit_engine)
+    session: Session = g.autocommit_session
+    return session
+
+
 def close_session(_error: Any = None) -> None:
-    session = g.pop("db_session", None)
-    if session is not None:
-        session.close()
+    for name in ("db_session", "autocommit_session"):
+        session = g.pop(name, None)
+        if session is not None:
+            session.close()
 
 
 def install(app: Flask, state: AppState) -> None:

@@ -17,7 +17,7 @@ from connectors import generic_events, okta_hooks, signed_webhooks
 from models.actions import idp_events
 from models.actions.event_hooks import HookCredentials, cached_hook_credentials
 from webhooks import idp_metrics
-from webhooks.context import db_session, settings
+from webhooks.context import autocommit_session, settings
 from webhooks.errors import problem
 
 log = structlog.get_logger(__name__)
@@ -103,7 +103,7 @@ def generic_deliver(slug: str) -> tuple[dict[str, Any], int]:
 def _store(
     credentials: HookCredentials, channel: str, delivery_id: str, payload: Any, *, new_status: int
 ) -> tuple[dict[str, Any], int]:
-    session = db_session()
+    session = autocommit_session()  # the INSERT is the whole write: it commits on its own
     recorded = idp_events.accept_delivery(
         session,
         organisation_id=credentials.organisation_id,
@@ -123,7 +123,7 @@ def _credentials(slug: str) -> HookCredentials:
     credentials = None
     if len(slug) <= 64:
         ttl = settings().event_hook_cache_seconds
-        credentials = cached_hook_credentials(db_session(), slug, ttl_seconds=ttl)
+        credentials = cached_hook_credentials(autocommit_session(), slug, ttl_seconds=ttl)
     if credentials is None:
         raise Refused(404, "unknown_hook", "no event hook is configured at this address")
     return credentials

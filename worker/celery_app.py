@@ -67,6 +67,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "task": "invitations.expire_overdue",
             "schedule": timedelta(seconds=settings.invitation_expiry_interval),
         },
+        "events-wake-waiting": {
+            "task": "events.wake_waiting",
+            "schedule": timedelta(seconds=settings.event_drain_sweep_interval),
+        },
         "scim-purge-deleted": {"task": "scim.purge_deleted", "schedule": timedelta(hours=1)},
         "directory-sync-due": {
             "task": "directory.schedule_due",

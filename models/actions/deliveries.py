@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -46,13 +47,8 @@ def record_delivery(
         lag_ms=None,
     )
     values = {column.key: getattr(delivery, column.key) for column in ReceivedDelivery.__table__.c}
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    inserted = session.execute(
-        insert(ReceivedDelivery)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=UNIQUE_KEY)
-        .returning(ReceivedDelivery.id)
-    ).scalar()
+    connection = session.connection()
+    inserted = connection.execute(_insert_once(connection.dialect.name), values).scalar()
     if inserted is None:
         existing = _find(session, organisation_id, channel, delivery_id)
         assert existing is not None
@@ -60,6 +56,17 @@ def record_delivery(
     make_transient_to_detached(delivery)  # the row exists: attach it without another query
     session.add(delivery)
     return Recorded(delivery, is_new=True)
+
+
+@functools.cache
+def _insert_once(dialect: str) -> Any:
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING id, built once: this is a hot path."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(ReceivedDelivery)
+        .on_conflict_do_nothing(index_elements=UNIQUE_KEY)
+        .returning(ReceivedDelivery.id)
+    )
 
 
 def _find(

@@ -3,6 +3,7 @@ signing secrets of generic events. Secrets are shown once, then kept hashed or e
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -151,7 +152,7 @@ class HookCredentials:
     encrypted_signing_secrets: list[str]
 
     def signing_secrets(self, secret_key: str) -> list[str]:
-        return [encryption.decrypt(secret_key, s) for s in self.encrypted_signing_secrets]
+        return [_decrypted(secret_key, s) for s in self.encrypted_signing_secrets]
 
     def okta_authorised(self, secret_key: str, headers: Any) -> bool:
         """Both configured headers carry the right values (compared in constant time)."""
@@ -167,6 +168,12 @@ class HookCredentials:
                 self.okta_custom_header_hash,
             )
         return ok
+
+
+@functools.lru_cache(maxsize=1024)
+def _decrypted(secret_key: str, encrypted: str) -> str:
+    # Keyed by the ciphertext, so a rotated secret is a new entry: nothing goes stale.
+    return encryption.decrypt(secret_key, encrypted)
 
 
 # slug -> (read at, credentials): the receiver's hot path reads them once per TTL per process.

@@ -1,20 +1,25 @@
 """Applying IdP push events (Okta Event Hooks, signed generic events) to Odock users.
 
-The receiver stores each delivery once and a task calls `process_delivery`. Every event goes
-through the same shared operations as SCIM and the admin API (set_active, edit_user,
-add_to_team...). Events are applied in the provider's order: per user, source and aspect
-(status, profile, one team) the newest applied `published` time is kept, and an older event
-arriving late is recorded as stale instead of undoing a newer one.
+The receiver stores each delivery once and wakes a drain task, which applies the
+organisation's received deliveries in the order they arrived, a batch per transaction. Every
+event goes through the same shared operations as SCIM and the admin API (set_active,
+edit_user, add_to_team...). Events are applied in the provider's order: per user, source and
+aspect (status, profile, one team) the newest applied `published` time is kept, and an older
+event arriving late is recorded as stale instead of undoing a newer one.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from connectors import generic_events, okta_hooks
@@ -30,19 +35,23 @@ from models.entities import EventCursor, Organisation, ReceivedDelivery, Team, U
 from models.enums import Source, TeamRole
 from models.errors import DomainError
 
-TASK_PROCESS = "events.process_delivery"
+log = structlog.get_logger(__name__)
+
+TASK_DRAIN = "events.drain"
+DRAIN_BATCH = 200
 CHANNEL_OKTA = "okta"
 CHANNEL_EVENTS = "events"
 SOURCES = {CHANNEL_OKTA: Source.OKTA, CHANNEL_EVENTS: Source.EVENTS}
 
-RECEIVED, PROCESSED, REJECTED = "received", "processed", "rejected"
+RECEIVED, PROCESSED, REJECTED, FAILED = "received", "processed", "rejected", "failed"
+STATUSES = (RECEIVED, PROCESSED, REJECTED, FAILED)
 APPLIED, UNCHANGED, IGNORED, STALE, INVALID = "applied", "unchanged", "ignored", "stale", "rejected"
 
 
 def accept_delivery(
     session: Session, *, organisation_id: Any, channel: str, delivery_id: str, payload: Any
 ) -> Recorded:
-    """Store a verified delivery once and schedule its processing after commit."""
+    """Store a verified delivery once and wake the organisation's drain after commit."""
     recorded = record_delivery(
         session,
         organisation_id=organisation_id,
@@ -51,7 +60,7 @@ def accept_delivery(
         payload=payload,
     )
     if recorded.is_new:
-        outbox.enqueue(session, TASK_PROCESS, eager=True, delivery_id=str(recorded.delivery.id))
+        outbox.wake_after_commit(session, TASK_DRAIN, organisation_id=str(organisation_id))
     return recorded
 
 
@@ -59,7 +68,7 @@ def reprocess_delivery(session: Session, *, delivery: ReceivedDelivery, actor: A
     """Run a delivery's events again; events already applied are recognised, not re-applied."""
     before = {"status": delivery.status, "outcome": delivery.outcome}
     delivery.status = RECEIVED
-    outbox.enqueue(session, TASK_PROCESS, delivery_id=str(delivery.id))
+    outbox.enqueue(session, TASK_DRAIN, organisation_id=str(delivery.organisation_id))
     audit.record_change(
         session,
         actor=actor,
@@ -68,6 +77,67 @@ def reprocess_delivery(session: Session, *, delivery: ReceivedDelivery, actor: A
         target_type="event_delivery",
         before=before,
         after={"status": RECEIVED},
+    )
+
+
+def claim_received(
+    session: Session, organisation_id: uuid.UUID, *, limit: int | None = None
+) -> list[ReceivedDelivery]:
+    """The oldest deliveries still to apply, locked until commit; another drain skips them."""
+    query = (
+        select(ReceivedDelivery)
+        .where(
+            ReceivedDelivery.organisation_id == organisation_id,
+            ReceivedDelivery.status == RECEIVED,
+        )
+        .order_by(ReceivedDelivery.received_at, ReceivedDelivery.id)
+        .limit(limit or DRAIN_BATCH)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(session.scalars(query))
+
+
+def process_received(session: Session, deliveries: list[ReceivedDelivery]) -> None:
+    """Apply a batch of deliveries; one that breaks is failed, not retried forever.
+
+    The batch runs in one savepoint. Should a delivery raise, the batch is rolled back and run
+    again one savepoint per delivery, so that only the broken one fails. A database error (a
+    race, the server gone) is not the delivery's fault: it propagates and the batch is retried.
+    """
+    try:
+        with session.begin_nested():
+            for delivery in deliveries:
+                process_delivery(session, delivery=delivery)
+    except (IntegrityError, OperationalError):
+        raise
+    except Exception:
+        for delivery in deliveries:
+            _process_isolated(session, delivery)
+
+
+def _process_isolated(session: Session, delivery: ReceivedDelivery) -> None:
+    try:
+        with session.begin_nested():
+            process_delivery(session, delivery=delivery)
+    except (IntegrityError, OperationalError):
+        raise
+    except Exception as exc:
+        log.exception("idp_event.delivery_failed", delivery_id=str(delivery.id))
+        _finish(delivery, FAILED, f"internal error ({type(exc).__name__})", [])
+
+
+def waiting_organisations(session: Session, *, received_before: datetime) -> list[uuid.UUID]:
+    """Organisations with deliveries received before this moment and still not applied."""
+    return list(
+        session.scalars(
+            select(ReceivedDelivery.organisation_id)
+            .where(
+                ReceivedDelivery.status == RECEIVED,
+                ReceivedDelivery.received_at < received_before,
+            )
+            .distinct()
+        )
     )
 
 

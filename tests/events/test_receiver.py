@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import time_machine
 from sqlalchemy import func, select
@@ -91,7 +91,8 @@ def test_unknown_organisation_or_unconfigured_hook_is_not_found(client, session,
 # Okta deliveries
 
 
-def test_okta_delivery_is_stored_once_and_a_replay_is_a_no_op(client, session, hooked):
+def test_okta_delivery_is_stored_once_and_a_replay_is_a_no_op(client, session, hooked, monkeypatch):
+    sent = record_sent_tasks(monkeypatch)
     payload = deactivate_delivery()
     first = client.post(hooked.okta_url, json=payload, headers=okta_headers())
     again = client.post(hooked.okta_url, json=payload, headers=okta_headers())
@@ -100,8 +101,7 @@ def test_okta_delivery_is_stored_once_and_a_replay_is_a_no_op(client, session, h
     assert again.status_code == 200 and again.json["status"] == "duplicate"
     delivery = session.scalars(select(ReceivedDelivery)).one()
     assert delivery.delivery_id == payload["eventId"] and delivery.channel == "okta"
-    tasks = session.scalars(select(OutboxMessage.task)).all()
-    assert tasks.count("events.process_delivery") == 1
+    assert sent == [("events.drain", {"organisation_id": str(hooked.org.id)})]
 
 
 def test_okta_delivery_with_a_wrong_secret_is_refused_and_not_stored(client, session, hooked):
@@ -231,10 +231,11 @@ def test_metrics_count_received_duplicates_and_rejections(client, hooked):
     assert 'odock_idp_deliveries_received_total{channel="okta"}' in text
 
 
-def test_broker_down_at_commit_keeps_the_delivery_and_hands_its_task_to_the_relay(
+def test_broker_down_at_commit_keeps_the_delivery_and_the_sweep_wakes_its_drain_later(
     client, session, hooked, monkeypatch
 ):
     from worker.celery_app import celery_app
+    from worker.tasks import idp_events as tasks
 
     def broker_down(*_args, **_kwargs):
         raise ConnectionRefusedError("broker down")
@@ -244,35 +245,44 @@ def test_broker_down_at_commit_keeps_the_delivery_and_hands_its_task_to_the_rela
     response = client.post(hooked.events_url, data=body, headers=headers)
 
     assert response.status_code == 202  # stored durably: the sender must not retry
-    message = session.scalars(
-        select(OutboxMessage).where(OutboxMessage.task == "events.process_delivery")
-    ).one()
-    assert message.dispatched_at is None and "broker down" in message.last_error
+    assert session.scalars(select(ReceivedDelivery.status)).one() == "received"
     session.rollback()
 
-    sent: list[str] = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(name))
-    from worker import outbox_relay
+    sent = record_sent_tasks(monkeypatch)
+    assert tasks.wake_waiting_drains() == 0  # too recent: its wake-up may still be on its way
+    later = datetime.now(UTC) + tasks.WAITING_TOO_LONG + timedelta(seconds=1)
+    with time_machine.travel(later, tick=False):
+        assert tasks.wake_waiting_drains() == 1
+    assert sent == [("events.drain", {"organisation_id": str(hooked.org.id)})]
 
-    assert outbox_relay.relay_outbox() == 1 and sent == ["events.process_delivery"]
 
-
-def test_the_task_is_published_in_the_same_transaction_without_a_second_one(
-    client, session, hooked, monkeypatch
+def test_deliveries_wake_one_drain_while_a_wake_up_waits_to_be_taken(
+    client, session, hooked, monkeypatch, settings
 ):
+    from worker import wakeups
+
+    sent = record_sent_tasks(monkeypatch)
+    for n in range(3):
+        body, headers = signed(hooked.signing_secret, {"id": f"e{n}", "type": "user.deactivated"})
+        assert client.post(hooked.events_url, data=body, headers=headers).status_code == 202
+    drain = ("events.drain", {"organisation_id": str(hooked.org.id)})
+    if settings.celery_broker_url.startswith("redis://"):
+        assert sent == [drain]  # the flag coalesced the other two
+        wakeups.taken(*drain)  # the drain starts: what arrives next wakes it again
+        body, headers = signed(hooked.signing_secret, {"id": "e4", "type": "user.deactivated"})
+        client.post(hooked.events_url, data=body, headers=headers)
+        assert sent == [drain, drain]
+        wakeups.taken(*drain)
+    else:
+        assert sent == [drain] * 3  # no flags on this broker: every delivery wakes it
+    assert session.scalar(select(func.count(OutboxMessage.id))) == 0  # no second write
+
+
+def record_sent_tasks(monkeypatch) -> list[tuple[str, dict]]:
     from worker.celery_app import celery_app
 
-    sent: list[dict] = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(kw))
-    body, headers = signed(hooked.signing_secret, {"type": "user.deactivated"})
-    assert client.post(hooked.events_url, data=body, headers=headers).status_code == 202
-    message = session.scalars(select(OutboxMessage)).one()
-    delivery = session.scalars(select(ReceivedDelivery)).one()
-    assert message.dispatched_at is not None and message.attempts == 1
-    assert sent == [
-        {
-            "kwargs": {"delivery_id": str(delivery.id)},
-            "task_id": f"outbox-{message.id}",
-            "retry": False,
-        }
-    ]
+    sent: list[tuple[str, dict]] = []
+    monkeypatch.setattr(
+        celery_app, "send_task", lambda name, **kw: sent.append((name, kw["kwargs"]))
+    )
+    return sent

@@ -115,7 +115,7 @@ def deliveries() -> dict[str, Any]:
         db_session(),
         viewer.organisation_id,
         channel=_choice("channel", idp_events.SOURCES),
-        status=_choice("status", (idp_events.RECEIVED, idp_events.PROCESSED, idp_events.REJECTED)),
+        status=_choice("status", idp_events.STATUSES),
         limit=int_param("limit", 50, low=1, high=200),
         after=uuid_param("cursor"),
     )

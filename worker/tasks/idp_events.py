@@ -1,25 +1,54 @@
-"""Applying a stored IdP event delivery, once, after the receiver committed it."""
+"""Applying stored IdP event deliveries, after the receiver committed them.
+
+The receiver wakes `events.drain` for the delivery's organisation (coalesced, see
+worker.wakeups); the drain applies that organisation's received deliveries a batch per
+transaction until none is left. A periodic sweep wakes drains for deliveries left waiting.
+"""
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from models.actions import idp_events
-from models.entities import ReceivedDelivery
+from models.base import utcnow
+from worker import wakeups
 from worker.runtime import runtime
 from worker.tasks.base import TransientError, task
 
+# A delivery this old and still received has lost its wake-up (broker down, worker killed).
+WAITING_TOO_LONG = timedelta(seconds=10)
 
-@task("events.process_delivery")
-def process_delivery(delivery_id: str) -> None:
+
+@task(idp_events.TASK_DRAIN)
+def drain_deliveries(organisation_id: str) -> int:
+    wakeups.taken(idp_events.TASK_DRAIN, {"organisation_id": organisation_id})
+    organisation = uuid.UUID(organisation_id)
+    drained = 0
+    while batch := _apply_batch(organisation):
+        drained += batch
+    return drained
+
+
+def _apply_batch(organisation_id: uuid.UUID) -> int:
     with runtime().sessions() as session:
-        delivery = session.get(ReceivedDelivery, uuid.UUID(delivery_id), with_for_update=True)
-        if delivery is None or delivery.status != idp_events.RECEIVED:
-            return  # gone, or already processed by an earlier run of this task
+        deliveries = idp_events.claim_received(session, organisation_id)
         try:
-            idp_events.process_delivery(session, delivery=delivery)
+            idp_events.process_received(session, deliveries)
             session.commit()
         except (IntegrityError, OperationalError) as exc:  # a race or a database hiccup
-            raise TransientError(f"{type(exc).__name__} on delivery {delivery_id}") from exc
+            raise TransientError(f"{type(exc).__name__} draining {organisation_id}") from exc
+    return len(deliveries)
+
+
+@task("events.wake_waiting")
+def wake_waiting_drains() -> int:
+    with runtime().sessions() as session:
+        waiting = idp_events.waiting_organisations(
+            session, received_before=utcnow() - WAITING_TOO_LONG
+        )
+    for organisation_id in waiting:
+        wakeups.wake(idp_events.TASK_DRAIN, {"organisation_id": str(organisation_id)})
+    return len(waiting)

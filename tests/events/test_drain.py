@@ -1,0 +1,81 @@
+"""The drain task: an organisation's received deliveries applied in arrival order, in batches."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from models.actions import idp_events
+from models.entities import ReceivedDelivery
+from models.enums import UserStatus
+from tests.events import okta_payloads as okta
+from tests.events.test_apply import T0, okta_event, okta_user
+from tests.support import factories as f
+
+
+def receive(session, org, delivery_id, event_type, minutes=0) -> None:
+    payload = okta.delivery(okta_event(event_type, published=T0 + timedelta(minutes=minutes)))
+    idp_events.accept_delivery(
+        session, organisation_id=org.id, channel="okta", delivery_id=delivery_id, payload=payload
+    )
+
+
+def statuses(session, org) -> dict[str, tuple[str, str | None]]:
+    rows = session.execute(
+        select(
+            ReceivedDelivery.delivery_id, ReceivedDelivery.status, ReceivedDelivery.outcome
+        ).where(ReceivedDelivery.organisation_id == org.id)
+    )
+    return {delivery_id: (status, outcome) for delivery_id, status, outcome in rows}
+
+
+def test_drain_applies_one_organisation_in_arrival_order_across_batches(session, monkeypatch):
+    from worker.tasks.idp_events import drain_deliveries
+
+    monkeypatch.setattr(idp_events, "DRAIN_BATCH", 2)
+    org, other = f.make_org(session), f.make_org(session)
+    user = okta_user(session, org)
+    steps = ["deactivate", "reactivate", "deactivate", "reactivate", "deactivate"]
+    for minute, step in enumerate(steps):
+        receive(session, org, f"d{minute}", f"user.lifecycle.{step}", minutes=minute)
+    receive(session, other, "theirs", "user.lifecycle.deactivate")
+    session.commit()
+    org_id = str(org.id)
+
+    assert drain_deliveries(org_id) == 5
+    session.expire_all()
+    # Each applied in turn (a delivery taken out of order would be stale, not applied).
+    assert statuses(session, org) == {f"d{n}": ("processed", "1 applied") for n in range(5)}
+    assert user.status is UserStatus.REVOKED
+    assert statuses(session, other) == {"theirs": ("received", None)}
+    session.rollback()  # end the read before the task writes (SQLite)
+    assert drain_deliveries(org_id) == 0  # nothing left: idempotent
+
+
+def test_a_delivery_that_breaks_is_failed_and_the_others_still_apply(session, monkeypatch):
+    from worker.tasks.idp_events import drain_deliveries
+
+    org = f.make_org(session)
+    user = okta_user(session, org)
+    receive(session, org, "before", "user.lifecycle.deactivate", minutes=0)
+    receive(session, org, "poison", "user.lifecycle.reactivate", minutes=1)
+    receive(session, org, "after", "user.lifecycle.reactivate", minutes=2)
+    session.commit()
+    parse = idp_events._parse
+
+    def breaks_on_poison(delivery):
+        if delivery.delivery_id == "poison":
+            raise RuntimeError("a bug")
+        return parse(delivery)
+
+    monkeypatch.setattr(idp_events, "_parse", breaks_on_poison)
+
+    assert drain_deliveries(str(org.id)) == 3
+    session.expire_all()
+    assert statuses(session, org) == {
+        "before": ("processed", "1 applied"),
+        "poison": ("failed", "internal error (RuntimeError)"),
+        "after": ("processed", "1 applied"),
+    }
+    assert user.status is UserStatus.ACTIVE

@@ -1,0 +1,38 @@
+"""The connection pool: an idle connection is checked before use, a busy one is not."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from models import db
+
+
+def test_a_dropped_idle_connection_is_replaced_before_use(settings, monkeypatch):
+    engine = db.make_engine(settings, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as connection:
+            dropped = connection.connection.driver_connection
+        dropped.close()  # as a server restart or a firewall would, behind the pool's back
+        monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT 1")) == 1
+            assert connection.connection.driver_connection is not dropped
+    finally:
+        engine.dispose()
+
+
+def test_a_connection_in_constant_use_is_not_pinged(settings, monkeypatch):
+    engine = db.make_engine(settings, pool_size=1, max_overflow=0)
+    pings: list[object] = []
+    monkeypatch.setattr(engine.dialect, "do_ping", pings.append)
+    try:
+        for _ in range(3):
+            with engine.connect() as connection:
+                assert connection.scalar(text("SELECT 1")) == 1
+        assert pings == []
+        monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+        with engine.connect() as connection:
+            assert len(pings) == 1  # the control: idle long enough, it is pinged
+    finally:
+        engine.dispose()

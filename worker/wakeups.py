@@ -1,0 +1,73 @@
+"""Coalesced wake-ups: ask a worker to drain stored work without one task per request.
+
+A wake-up carries no state: the work it points at is already committed in its own rows, and a
+periodic sweep wakes the task again for rows left waiting. On a Redis broker a short-lived flag
+per wake-up marks it as sent and not yet taken; while the flag is up, further identical
+wake-ups are dropped. The task lowers the flag (`taken`) before it reads its work, so whatever
+commits after that raises the flag again and wakes it once more: nothing is left behind.
+On other brokers every wake-up is sent.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import redis
+import structlog
+
+from worker.celery_app import celery_app
+
+log = structlog.get_logger(__name__)
+
+# A flag outlives a lost wake-up task by at most this long; then the next request goes through.
+FLAG_TTL_SECONDS = 30
+
+
+def wake(task: str, kwargs: dict[str, str]) -> None:
+    """Send `task(**kwargs)` unless an identical wake-up is already waiting to be taken."""
+    key = _flag_key(task, kwargs)
+    if not _raise_flag(key):
+        return
+    try:
+        celery_app.send_task(task, kwargs=kwargs, retry=False)
+    except Exception:  # the broker is down: the periodic sweep wakes the task later
+        log.warning("wakeup.publish_failed", task=task)
+        _lower_flag(key)
+
+
+def taken(task: str, kwargs: dict[str, str]) -> None:
+    """Called by the woken task before it reads its work."""
+    _lower_flag(_flag_key(task, kwargs))
+
+
+def _raise_flag(key: str) -> bool:
+    """True when this wake-up must be sent (no flag was up, or there are no flags)."""
+    flags = _flags(str(celery_app.conf.broker_url or ""))
+    if flags is None:
+        return True
+    try:
+        return bool(flags.set(key, 1, nx=True, ex=FLAG_TTL_SECONDS))
+    except redis.RedisError:
+        return True
+
+
+def _lower_flag(key: str) -> None:
+    flags = _flags(str(celery_app.conf.broker_url or ""))
+    if flags is None:
+        return
+    try:
+        flags.delete(key)
+    except redis.RedisError:
+        log.warning("wakeup.flag_not_lowered", key=key)  # it expires on its own
+
+
+def _flag_key(task: str, kwargs: dict[str, str]) -> str:
+    arguments = ",".join(f"{name}={value}" for name, value in sorted(kwargs.items()))
+    return f"odock:wakeup:{celery_app.conf.task_default_queue}:{task}:{arguments}"
+
+
+@functools.cache
+def _flags(broker_url: str) -> redis.Redis | None:
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return None
+    return redis.Redis.from_url(broker_url, socket_timeout=1, socket_connect_timeout=1)
