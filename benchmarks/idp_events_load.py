@@ -3,16 +3,17 @@
 Runs, in one go, against the machine's PostgreSQL and Redis (DATABASE_URL / CELERY_BROKER_URL,
 defaulting to the local servers) with a database and a queue of its own:
 
-  1. a bare Flask endpoint under the same gunicorn settings (2 sync workers), answering
+  1. a bare Flask endpoint under the same gunicorn settings (2 workers x 8 threads), answering
      without storing: the ceiling;
-  2. the real receiver (gunicorn, 2 sync workers) and a Celery worker applying the events.
+  2. the real receiver (gunicorn, same settings) and a Celery worker applying the events, at
+     the lower CPU priority `odock-sync serve` gives it.
 
 Steady phase: COUNT deliveries (10% duplicates, 5% bad signatures) at RATE per second, open
 loop; the answer time is measured from each request's scheduled start. Then the end-to-end
 lag (received -> applied) and the exactly-once checks. Max phase: MAX_COUNT deliveries sent
 by CONCURRENCY closed-loop clients to each server: sustained requests per second.
 
-    /work/venv/bin/python benchmarks/idp_events_load.py [--count 10000] [--rate 500]
+    .venv/bin/python benchmarks/idp_events_load.py [--count 10000] [--rate 500] [--threads 8]
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cli.serve import WORKER_NICENESS  # noqa: E402
 from connectors import signed_webhooks  # noqa: E402
 from models.actions import event_hooks, organisations  # noqa: E402
 from models.actor import Actor  # noqa: E402
@@ -431,6 +433,10 @@ def main() -> None:
         processes.append(
             start(
                 [
+                    # at a lower CPU priority, as `odock-sync serve` runs it
+                    "nice",
+                    "-n",
+                    str(WORKER_NICENESS),
                     sys.executable,
                     "-m",
                     "celery",

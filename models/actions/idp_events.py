@@ -149,7 +149,7 @@ def process_delivery(session: Session, *, delivery: ReceivedDelivery) -> Receive
         events = _parse(delivery)
     except ValueError as exc:
         return _finish(delivery, REJECTED, str(exc), [])
-    organisation = session.get_one(Organisation, delivery.organisation_id)
+    organisation = _organisation(session, delivery.organisation_id)
     actor = Actor(source, f"{source.value} event hook")
     results = [
         {**_describe(event), **apply_event(session, organisation, event, source, actor)}
@@ -158,6 +158,15 @@ def process_delivery(session: Session, *, delivery: ReceivedDelivery) -> Receive
     counts = Counter(result["outcome"] for result in results)
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no events"
     return _finish(delivery, PROCESSED, summary, results)
+
+
+def _organisation(session: Session, organisation_id: uuid.UUID) -> Organisation:
+    # The identity map holds objects weakly: keep the organisation for the whole transaction
+    # so a batch of its deliveries loads it once.
+    kept: dict[uuid.UUID, Organisation] = session.info.setdefault("odock.organisations", {})
+    if organisation_id not in kept:
+        kept[organisation_id] = session.get_one(Organisation, organisation_id)
+    return kept[organisation_id]
 
 
 def apply_event(

@@ -72,6 +72,7 @@ def test_serve_is_ready_and_leaves_no_child_behind(tmp_path: Path, stop: signal.
         assert (tmp_path / "odock-sync.sqlite3").exists()
         if stop is signal.SIGTERM:
             demo_then_the_printed_curl(tmp_path, port)
+            assert_the_worker_yields_the_cpu_to_the_web(family)
         serve.send_signal(stop)
         wait_until(lambda: not alive(family), timeout=60, what="every child to exit")
         serve.wait(timeout=30)
@@ -81,6 +82,21 @@ def test_serve_is_ready_and_leaves_no_child_behind(tmp_path: Path, stop: signal.
     finally:
         for pid in alive(family | {serve.pid}):
             os.kill(pid, signal.SIGKILL)
+
+
+def assert_the_worker_yields_the_cpu_to_the_web(family: set[int]) -> None:
+    by_role: dict[str, set[int]] = {"celery worker": set(), "gunicorn": set()}
+    for pid in alive(family):
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        for role, nice_values in by_role.items():
+            if all(word in args for word in role.split()):
+                nice_values.add(niceness(pid))
+    assert by_role == {"celery worker": {10}, "gunicorn": {0}}
+
+
+def niceness(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[16])
 
 
 def demo_then_the_printed_curl(workdir: Path, port: int) -> None:
