@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.settings import Settings
@@ -55,8 +55,9 @@ def _ping_idle_connections(engine: Engine) -> None:
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
-        except Exception as exc:  # the pool retries the checkout with a fresh connection
-            raise DisconnectionError(str(exc)) from exc
+        except engine.dialect.loaded_dbapi.Error as error:
+            # Every older connection is as likely gone: the pool drops them all and reconnects.
+            raise InvalidatePoolError(f"an idle connection is gone: {error}") from error
 
     event.listen(engine, "checkin", note_checkin)
     event.listen(engine, "checkout", ping_if_idle)

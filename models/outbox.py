@@ -1,7 +1,8 @@
 """Recording side effects in the caller's transaction; a relay hands them to Celery.
 
 Two kinds, both sent only once the transaction commits:
-- a message (`enqueue`): a durable row, re-sent by the periodic relay until its task succeeds;
+- a message (`enqueue`): a durable row, re-sent by the periodic relay until its task succeeds
+  (`eager` ones are published right after commit without a second transaction);
 - a wake-up (`wake_after_commit`): no row of its own, for a task that drains work already
   stored durably in its own rows (received deliveries). Identical wake-ups are coalesced, and
   a periodic sweep wakes the task again for rows left waiting, so none is lost for good.
@@ -18,24 +19,42 @@ from models.base import utcnow
 from models.entities import OutboxMessage
 
 NEW_MESSAGES_KEY = "odock.outbox.new"
+EAGER_MESSAGES_KEY = "odock.outbox.eager"
 WAKEUPS_KEY = "odock.outbox.wakeups"
 
 WakeUp = tuple[str, tuple[tuple[str, str], ...]]
 
 
 def enqueue(
-    session: Session, task: str, *, available_at: datetime | None = None, **kwargs: Any
+    session: Session,
+    task: str,
+    *,
+    available_at: datetime | None = None,
+    eager: bool = False,
+    **kwargs: Any,
 ) -> OutboxMessage:
-    """Schedule `task(**kwargs)` to run once this transaction commits (and never if it fails)."""
-    message = OutboxMessage(task=task, kwargs=kwargs, available_at=available_at or utcnow())
+    """Schedule `task(**kwargs)` to run once this transaction commits (and never if it fails).
+
+    `eager` is for hot paths: the row is written already marked as dispatched and is published
+    right after commit without a second transaction; a failed publish hands it back to the
+    relay at once, and one lost in between is re-sent by the relay's stale-dispatch sweep.
+    """
+    now = utcnow()
+    message = OutboxMessage(task=task, kwargs=kwargs, available_at=available_at or now)
+    if eager:
+        message.dispatched_at, message.attempts = now, 1
     session.add(message)
-    session.info.setdefault(NEW_MESSAGES_KEY, []).append(message)
+    session.info.setdefault(EAGER_MESSAGES_KEY if eager else NEW_MESSAGES_KEY, []).append(message)
     return message
 
 
 def take_new_messages(session: Session) -> list[OutboxMessage]:
     """The messages this session enqueued since the last call (used after commit)."""
     return session.info.pop(NEW_MESSAGES_KEY, [])
+
+
+def take_eager_messages(session: Session) -> list[OutboxMessage]:
+    return session.info.pop(EAGER_MESSAGES_KEY, [])
 
 
 def wake_after_commit(session: Session, task: str, **kwargs: str) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.db import SessionFactory
 from models.entities import OutboxMessage
-from models.outbox import take_new_messages, take_wakeups
+from models.outbox import take_eager_messages, take_new_messages, take_wakeups
 from worker import wakeups
 from worker.celery_app import celery_app
 
@@ -41,12 +41,16 @@ def install_after_commit_relay(sessions: SessionFactory) -> None:
             return
         for task, kwargs in take_wakeups(session):
             wakeups.wake(task, kwargs)
+        eager = take_eager_messages(session)
+        if eager:
+            publish_eager(sessions, eager)
         ids = [message.id for message in take_new_messages(session)]
         if ids:
             publish_messages(sessions, ids)
 
     def after_rollback(session: Session) -> None:
         take_new_messages(session)
+        take_eager_messages(session)
         take_wakeups(session)
 
     if sessions in _RELAYED_FACTORIES:  # the hooks are closures: contains() never matches
@@ -69,6 +73,31 @@ def publish_messages(sessions: SessionFactory, ids: list[int]) -> int:
         published = _publish_all(session, list(session.scalars(_lock(session, query))))
         session.commit()
     return published
+
+
+def publish_eager(sessions: SessionFactory, messages: list[OutboxMessage]) -> None:
+    """Publish messages committed as already dispatched; hand failures back to the relay."""
+    failed: dict[int, str] = {}
+    for message in messages:
+        try:
+            celery_app.send_task(
+                message.task,
+                kwargs=message.kwargs,
+                task_id=f"{TASK_ID_PREFIX}{message.id}",
+                retry=False,
+            )
+        except Exception as exc:  # the broker is down: the periodic relay will send it
+            failed[message.id] = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("outbox.publish_failed", message_id=message.id, task=message.task)
+    if failed:
+        with sessions() as session:
+            for message_id, error in failed.items():
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == message_id)
+                    .values(dispatched_at=None, last_error=error)
+                )
+            session.commit()
 
 
 @celery_app.task(name="outbox.relay", acks_late=True, ignore_result=True)
