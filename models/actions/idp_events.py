@@ -144,7 +144,6 @@ def waiting_organisations(session: Session, *, received_before: datetime) -> lis
 def process_delivery(session: Session, *, delivery: ReceivedDelivery) -> ReceivedDelivery:
     """Apply every event of a stored delivery and record each one's outcome."""
     source = SOURCES[delivery.channel]
-    delivery.attempts += 1
     try:
         events = _parse(delivery)
     except ValueError as exc:
@@ -178,10 +177,10 @@ def apply_event(
     if event.action is Action.IGNORE:
         return _outcome(IGNORED, "event type not handled")
     assert event.subject is not None and event.published is not None
-    user = find_subject(session, organisation, source, event.subject)
-    if user is None:
+    user_id = find_subject(session, organisation, source, event.subject)
+    if user_id is None:
         return _outcome(IGNORED, "unknown user")
-    user = session.get_one(User, user.id, with_for_update=True, populate_existing=True)
+    user = session.get_one(User, user_id, with_for_update=True, populate_existing=True)
     aspect = _aspect(event)
     cursor = _cursor(session, user, source, aspect)
     if cursor is not None and event.published < cursor.published_at:
@@ -202,18 +201,19 @@ def apply_event(
 
 def find_subject(
     session: Session, organisation: Organisation, source: Source, subject: Subject
-) -> User | None:
-    """By the source's identity link (Okta users also by their SCIM link), then by email."""
+) -> uuid.UUID | None:
+    """The user's id: by the source's identity link (Okta users also by their SCIM link), then
+    by email. Only the id, so that the caller's locking read is the user's one load."""
     if subject.external_id:
         for link_source in (source, Source.SCIM) if source is Source.OKTA else (source,):
             link = find_link(session, organisation.id, link_source, subject.external_id)
             if link is not None:
-                return link.user
+                return link.user_id
     if not subject.email:
         return None
     user = find_user_by_email(session, organisation.id, subject.email)
     if user is None or not subject.external_id:
-        return user
+        return user.id if user else None
     if any(link.source is source for link in user.identity_links):
         return None  # this email belongs to someone with another id at the same source
     link_identity(
@@ -223,7 +223,7 @@ def find_subject(
         external_id=subject.external_id,
         actor=Actor(source, f"{source.value} event hook"),
     )
-    return user
+    return user.id
 
 
 @dataclass(frozen=True)
@@ -370,6 +370,7 @@ def _finish(
     delivery: ReceivedDelivery, status: str, outcome: str, results: list[dict[str, Any]]
 ) -> ReceivedDelivery:
     now = utcnow()
+    delivery.attempts += 1  # here, with the outcome, so the row is written once
     delivery.status = status
     delivery.outcome = outcome
     delivery.results = results
