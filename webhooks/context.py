@@ -24,6 +24,11 @@ class AppState:
 
     @functools.cached_property
     def autocommit_engine(self) -> Engine:
+        """Every statement commits on its own: no BEGIN and COMMIT round trips, for hot paths
+        whose whole write is one statement. SQLite keeps its BEGIN IMMEDIATE transactions
+        (see models.db), which queue its writers."""
+        if self.settings.is_sqlite:
+            return self.engine
         return self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
@@ -44,22 +49,10 @@ def db_session() -> Session:
     return session
 
 
-def autocommit_session() -> Session:
-    """A session whose every statement commits on its own: no BEGIN and COMMIT round trips.
-
-    For hot paths whose whole write is one statement (storing a webhook delivery). Its
-    `commit()` still runs the after-commit hooks (wake-ups, outbox)."""
-    if "autocommit_session" not in g:
-        g.autocommit_session = app_state().sessions(bind=app_state().autocommit_engine)
-    session: Session = g.autocommit_session
-    return session
-
-
 def close_session(_error: Any = None) -> None:
-    for name in ("db_session", "autocommit_session"):
-        session = g.pop(name, None)
-        if session is not None:
-            session.close()
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
 
 
 def install(app: Flask, state: AppState) -> None:

@@ -1,7 +1,8 @@
 """IdP push events: Okta Event Hooks and Standard Webhooks-signed generic events.
 
 The hot path of the service: authenticate on the raw body before parsing, store the delivery
-once under its id, answer at once; a task applies the events after commit.
+once under its id (batched with the process's concurrent requests), answer at once; a drain
+task applies the events after commit.
 """
 
 from __future__ import annotations
@@ -10,19 +11,41 @@ import json
 from typing import Any
 
 import structlog
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
 from prometheus_client import Counter
 
 from connectors import generic_events, okta_hooks, signed_webhooks
 from models.actions import idp_events
+from models.actions.deliveries import Incoming
 from models.actions.event_hooks import HookCredentials, cached_hook_credentials
 from webhooks import idp_metrics
-from webhooks.context import autocommit_session, settings
+from webhooks.context import EXTENSION, app_state, settings
 from webhooks.errors import problem
+from webhooks.group_commit import GroupCommit
 
 log = structlog.get_logger(__name__)
 bp = Blueprint("idp_hooks", __name__, url_prefix="/hooks")
 bp.record(idp_metrics.install)
+STORE = "odock_sync.idp_deliveries"
+
+
+def _install_group_commit(setup: BlueprintSetupState) -> None:
+    """Concurrent requests of a process store their deliveries in one statement (see
+    webhooks.group_commit): under load, one round trip and one commit serve many."""
+    state = setup.app.extensions[EXTENSION]
+
+    def store(incoming: list[Incoming]) -> list[bool]:
+        with state.sessions(bind=state.autocommit_engine) as session:
+            new = idp_events.accept_deliveries(session, incoming)
+            session.commit()  # the statement committed on its own; this runs the wake-ups
+        return new
+
+    setup.app.extensions[STORE] = GroupCommit(store)
+
+
+bp.record(_install_group_commit)
+
 
 RECEIVED = Counter(
     "odock_idp_deliveries_received_total", "IdP event deliveries stored", ["channel"]
@@ -103,16 +126,11 @@ def generic_deliver(slug: str) -> tuple[dict[str, Any], int]:
 def _store(
     credentials: HookCredentials, channel: str, delivery_id: str, payload: Any, *, new_status: int
 ) -> tuple[dict[str, Any], int]:
-    session = autocommit_session()  # the INSERT is the whole write: it commits on its own
-    recorded = idp_events.accept_delivery(
-        session,
-        organisation_id=credentials.organisation_id,
-        channel=channel,
-        delivery_id=delivery_id,
-        payload=payload,
+    group_commit: GroupCommit[Incoming, bool] = current_app.extensions[STORE]
+    is_new = group_commit.submit(
+        Incoming(credentials.organisation_id, channel, delivery_id, payload)
     )
-    session.commit()
-    if not recorded.is_new:
+    if not is_new:
         DUPLICATES.labels(channel).inc()
         return {"status": "duplicate", "delivery_id": delivery_id}, 200
     RECEIVED.labels(channel).inc()
@@ -123,7 +141,9 @@ def _credentials(slug: str) -> HookCredentials:
     credentials = None
     if len(slug) <= 64:
         ttl = settings().event_hook_cache_seconds
-        credentials = cached_hook_credentials(autocommit_session(), slug, ttl_seconds=ttl)
+        state = app_state()
+        with state.sessions(bind=state.autocommit_engine) as session:  # ended before the store
+            credentials = cached_hook_credentials(session, slug, ttl_seconds=ttl)
     if credentials is None:
         raise Refused(404, "unknown_hook", "no event hook is configured at this address")
     return credentials

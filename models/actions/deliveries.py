@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -56,6 +57,47 @@ def record_delivery(
     make_transient_to_detached(delivery)  # the row exists: attach it without another query
     session.add(delivery)
     return Recorded(delivery, is_new=True)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A verified delivery to store."""
+
+    organisation_id: uuid.UUID
+    channel: str
+    delivery_id: str
+    payload: Any
+
+
+def store_deliveries(session: Session, incoming: list[Incoming]) -> list[bool]:
+    """Store several deliveries in one statement; for each, whether it is new.
+
+    A delivery id seen before (or twice in this batch) is not stored again. No ORM objects:
+    this is the receiver's hot path, batched across concurrent requests.
+    """
+    now = utcnow()
+    rows = [_row(new_id(), item, now) for item in incoming]
+    connection = session.connection()
+    inserted = set(connection.execute(_insert_once(connection.dialect.name), rows).scalars())
+    return [row["id"] in inserted for row in rows]
+
+
+def _row(id: uuid.UUID, item: Incoming, now: datetime) -> dict[str, Any]:
+    return {
+        "id": id,
+        "organisation_id": item.organisation_id,
+        "channel": item.channel,
+        "delivery_id": item.delivery_id,
+        "payload": item.payload,
+        "received_at": now,
+        "status": "received",
+        "outcome": None,
+        "processed_at": None,
+        "attempts": 0,
+        "results": [],
+        "applied_count": 0,
+        "lag_ms": None,
+    }
 
 
 @functools.cache

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from connectors import generic_events, okta_hooks
 from connectors.idp_events import Action, IdpEvent, Subject
 from models import audit, outbox
-from models.actions.deliveries import Recorded, record_delivery
+from models.actions.deliveries import Incoming, Recorded, record_delivery, store_deliveries
 from models.actions.identities import find_link, link_identity, mark_link_deleted
 from models.actions.teams import add_to_team, find_team_by_name, get_membership, remove_from_team
 from models.actions.users import edit_user, find_user_by_email, set_active
@@ -62,6 +62,17 @@ def accept_delivery(
     if recorded.is_new:
         outbox.wake_after_commit(session, TASK_DRAIN, organisation_id=str(organisation_id))
     return recorded
+
+
+def accept_deliveries(session: Session, incoming: list[Incoming]) -> list[bool]:
+    """Store verified deliveries in one statement and wake their organisations' drains after
+    commit; for each, whether it is new (False: a replay, answered without storing again)."""
+    new = store_deliveries(session, incoming)
+    for item in {
+        item.organisation_id for item, is_new in zip(incoming, new, strict=True) if is_new
+    }:
+        outbox.wake_after_commit(session, TASK_DRAIN, organisation_id=str(item))
+    return new
 
 
 def reprocess_delivery(session: Session, *, delivery: ReceivedDelivery, actor: Actor) -> None:

@@ -1,0 +1,61 @@
+"""Group commit: concurrent submits share stores, each gets its own outcome, errors reach all."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from webhooks.group_commit import GroupCommit
+
+
+def test_concurrent_submits_share_stores_and_each_gets_its_own_outcome():
+    first_store_started, release_first_store = threading.Event(), threading.Event()
+    batches: list[list[int]] = []
+
+    def store(items: list[int]) -> list[int]:
+        batches.append(items)
+        if len(batches) == 1:  # hold the first store so the others queue behind it
+            first_store_started.set()
+            release_first_store.wait(5)
+        return [item * 10 for item in items]
+
+    group = GroupCommit(store, max_batch=3)
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(group.submit, 0)
+        first_store_started.wait(5)
+        rest = [pool.submit(group.submit, n) for n in range(1, 8)]
+        wait_until_queued(group, 7)
+        release_first_store.set()
+        outcomes = [first.result(5)] + [future.result(5) for future in rest]
+
+    assert outcomes == [n * 10 for n in range(8)]
+    assert batches[0] == [0]
+    assert sorted(len(batch) for batch in batches[1:]) == [1, 3, 3]  # 7 queued, 3 per store
+    assert sorted(item for batch in batches for item in batch) == list(range(8))
+
+
+def test_a_failed_store_fails_every_request_of_its_batch_and_the_next_store_runs():
+    calls: list[list[str]] = []
+
+    def store(items: list[str]) -> list[str]:
+        calls.append(items)
+        if "bad" in items:
+            raise RuntimeError("database down")
+        return [item.upper() for item in items]
+
+    group = GroupCommit(store)
+    with pytest.raises(RuntimeError, match="database down"):
+        group.submit("bad")
+    assert group.submit("ok") == "OK"
+    assert calls == [["bad"], ["ok"]]
+
+
+def wait_until_queued(group: GroupCommit, count: int) -> None:
+    for _ in range(500):
+        with group._condition:
+            if len(group._waiting) == count:
+                return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"{count} submits never queued")
