@@ -77,6 +77,35 @@ class Server:
     token: str
 
 
+@dataclass(frozen=True)
+class Serving:
+    """gunicorn settings, the same for odock-sync and the bare ceiling."""
+
+    workers: int
+    threads: int
+    worker_class: str
+
+    def describe(self) -> str:
+        return f"{self.workers} {self.worker_class} workers x {self.threads} threads"
+
+
+def gunicorn(serving: Serving, app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            *("--worker-class", serving.worker_class),
+            *("--workers", str(serving.workers)),
+            *("--threads", str(serving.threads)),
+            *("--bind", f"127.0.0.1:{port}"),
+            app,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @contextmanager
 def database(url: str) -> Iterator[str]:
     """A fresh PostgreSQL database for this run, dropped afterwards."""
@@ -94,7 +123,7 @@ def database(url: str) -> Iterator[str]:
 
 
 @contextmanager
-def odock_sync(db_url: str, broker: str, workers: int) -> Iterator[tuple[Server, Any, Any]]:
+def odock_sync(db_url: str, broker: str, serving: Serving) -> Iterator[tuple[Server, Any, Any]]:
     settings = Settings(
         database_url=db_url,
         celery_broker_url=broker,
@@ -118,22 +147,7 @@ def odock_sync(db_url: str, broker: str, workers: int) -> Iterator[tuple[Server,
         "SECRET_KEY": settings.secret_key,
         "LOG_LEVEL": "WARNING",
     }
-    process = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "--workers",
-            str(workers),
-            "--threads",
-            "4",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "webhooks.app:create_app()",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = gunicorn(serving, "webhooks.app:create_app()", port, env)
     try:
         server = Server("odock-sync", f"http://127.0.0.1:{port}/scim/v2", token)
         wait_up(server.base + "/ServiceProviderConfig", token)
@@ -142,6 +156,21 @@ def odock_sync(db_url: str, broker: str, workers: int) -> Iterator[tuple[Server,
         process.terminate()
         process.wait(10)
         engine.dispose()
+
+
+@contextmanager
+def ceiling(serving: Serving) -> Iterator[Server]:
+    """The bare Flask app (benchmarks/bare_scim_app.py) under the same gunicorn settings."""
+    port = free_port()
+    app = "benchmarks.bare_scim_app:create_bare_scim_app()"
+    process = gunicorn(serving, app, port, dict(os.environ))
+    try:
+        server = Server("bare Flask", f"http://127.0.0.1:{port}/scim/v2", "bare")
+        wait_up(server.base + "/ServiceProviderConfig", server.token)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 @contextmanager
@@ -281,11 +310,17 @@ class Workload:
         )
 
 
+CEILING = "ceiling: bare Flask get, no database"
+
+
 def compare(
-    ours: Server, theirs: Server, users: int, samples: int, threads: int
+    ours: Server, theirs: Server, bare: Server, users: int, samples: int, threads: int
 ) -> dict[str, tuple[Result, Result]]:
-    """Each operation on both servers back to back, so both see the same machine load."""
+    """Each operation on both servers back to back, so both see the same machine load; after
+    `get by id`, the bare Flask ceiling beside the reference's get."""
     mine, ref = Workload(ours, users, threads), Workload(theirs, users, threads)
+    ceiling_load = Workload(bare, users, threads)
+    ceiling_load.ids = mine.ids
     picks = [random.randrange(users) for _ in range(samples)]
     starts = [random.randrange(max(users - 100, 1)) + 1 for _ in range(max(samples // 5, 10))]
     targets = random.sample(range(users), min(samples, users))
@@ -305,11 +340,27 @@ def compare(
     results = {}
     for name, step in steps.items():
         results[name] = (step(mine), step(ref))
-        print(
-            f"  {name}: {results[name][0].rate:,.0f} vs {results[name][1].rate:,.0f} req/s",
-            flush=True,
-        )
+        progress(name, results[name])
+        if name == "get by id":
+            results[CEILING] = (ceiling_load.get(picks), ref.get(picks))
+            progress(CEILING, results[CEILING])
     return results
+
+
+def progress(name: str, pair: tuple[Result, Result]) -> None:
+    print(f"  {name}: {pair[0].rate:,.0f} vs {pair[1].rate:,.0f} req/s", flush=True)
+
+
+def verdict(results: dict[str, tuple[Result, Result]]) -> str:
+    """Whether 3x the reference is within reach of any Flask service under these settings."""
+    bare, ref = results[CEILING]
+    ratio = bare.rate / ref.rate
+    reach = "within reach" if ratio >= 3 else "out of reach for any Flask service here"
+    return (
+        f"ceiling: a bare Flask get answers {bare.rate:,.0f} req/s, {ratio:.1f}x the"
+        f" reference's {ref.rate:,.0f}; 3x the reference on single-row operations is {reach}"
+        " under these gunicorn settings and this client"
+    )
 
 
 # --- 100,000 users -------------------------------------------------------------------------
@@ -408,20 +459,24 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) * 2)
+    parser.add_argument("--server-threads", type=int, default=4, help="gunicorn --threads")
+    parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"])
     parser.add_argument("--big", type=int, default=100_000)
     parser.add_argument("--skip-big", action="store_true")
     args = parser.parse_args()
     db = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     broker = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
     random.seed(7)
+    threads = 1 if args.worker_class == "sync" else args.server_threads
+    serving = Serving(args.workers, threads, args.worker_class)
     print(
         f"# {os.cpu_count()} CPUs; client: {args.threads} threads;"
-        f" gunicorn: {args.workers} workers x 4 threads;"
+        f" gunicorn: {serving.describe()};"
         f" load average at start: {os.getloadavg()[0]:.1f}"
     )
-    with database(db) as url, odock_sync(url, broker, args.workers) as (ours, engine, org):
-        with reference() as ref:
-            results = compare(ours, ref, args.users, args.samples, args.threads)
+    with database(db) as url, odock_sync(url, broker, serving) as (ours, engine, org):
+        with reference() as ref, ceiling(serving) as bare:
+            results = compare(ours, ref, bare, args.users, args.samples, args.threads)
         print(f"\n## {args.users} users: requests per second (higher is better)\n")
         print(
             "| operation | odock-sync req/s | scim2-server req/s | ratio"
@@ -435,6 +490,7 @@ def main() -> None:
                 f" | {result.p(0.5):.1f} / {result.p(0.99):.1f}"
                 f" | {other.p(0.5):.1f} / {other.p(0.99):.1f} |"
             )
+        print(f"\n{verdict(results)}")
         print(f"\nload average after the comparison: {os.getloadavg()[0]:.1f}")
         if args.skip_big:
             return
