@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.settings import Settings
 
 SessionFactory = sessionmaker[Session]
+
+# A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 10.0
 
 
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:
@@ -30,7 +34,35 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     # trigram indexes (user search went from 3 ms to 50 ms at 100,000 users once psycopg
     # prepared it), and a connection pooler in transaction mode cannot keep them anyway.
     kwargs.setdefault("connect_args", {"prepare_threshold": None})
-    return create_engine(settings.database_url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(settings.database_url, **kwargs)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """pool_pre_ping, but only for connections that sat idle in the pool.
+
+    A busy pool hands out connections used milliseconds ago: pinging those cost a round
+    trip on every request. A connection that waited longer (where a database restart or an
+    idle timeout may have closed it) is still pinged, and a dead one makes the pool drop
+    every connection older than now and connect afresh. A restart during steady traffic can
+    still fail the requests already holding a connection, as without any ping.
+    """
+
+    def remember_idle_since(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise exc.InvalidatePoolError(f"idle connection is gone: {error}") from error
+
+    event.listen(engine, "checkin", remember_idle_since)
+    event.listen(engine, "checkout", ping_if_idle)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
