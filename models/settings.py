@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     event_timestamp_tolerance: int = Field(default=300, ge=1, le=3600)
     directory_sync_tick_seconds: float = Field(default=60.0, gt=0)
     event_hook_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+    scim_token_cache_seconds: float = Field(default=2.0, ge=0, le=60)
 
     @field_validator("database_url")
     @classmethod
