@@ -1,9 +1,11 @@
 """odock-sync's SCIM server against the reference server scim2-server, same client, loopback.
 
 Starts odock-sync (gunicorn, PostgreSQL) and scim2-server (in memory), drives both with the
-same concurrent client and prints requests per second side by side with their ratio. Then
-seeds odock-sync's database in bulk to 100,000 users and compares the `userName eq` filter's
-p99 latency with its p99 at 1,000 users.
+same concurrent client, in alternating slices of each operation, and prints requests per
+second side by side with their ratio. Beside the reference's get it measures the ceiling: a
+bare Flask app (benchmarks/bare_scim_app.py, no database) under the same gunicorn settings.
+Then seeds odock-sync's database in bulk to 100,000 users and compares the `userName eq`
+filter's p99 latency with its p99 at 1,000 users.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
     CELERY_BROKER_URL=redis://127.0.0.1:6379/0 python benchmarks/scim_vs_reference.py
@@ -175,9 +177,19 @@ def ceiling(serving: Serving) -> Iterator[Server]:
 
 @contextmanager
 def reference() -> Iterator[Server]:
+    """scim2-server's own command, with a listen backlog of 128 instead of socketserver's 5.
+
+    It speaks HTTP/1.0 (a connection per request); with a backlog of 5, eight client threads
+    overflowed its accept queue and a few connects waited a second for a SYN retransmit,
+    which cost the reference up to half its rate. gunicorn's backlog is 2048.
+    """
     port, token = free_port(), secrets.token_urlsafe(16)
+    launch = (
+        "import socketserver, sys; socketserver.TCPServer.request_queue_size = 128;"
+        " from scim2_server.testserver.cli import main; sys.exit(main())"
+    )
     process = subprocess.Popen(
-        [str(BIN / "scim2-server"), "--port", str(port), "--bearer-token", token],
+        [sys.executable, "-c", launch, "--port", str(port), "--bearer-token", token],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -245,17 +257,17 @@ def user_body(n: int) -> dict[str, Any]:
     }
 
 
-class Workload:
-    """The same operations, in the same order, against one server."""
+Calls = list[Callable[[requests.Session], requests.Response]]
 
-    def __init__(self, server: Server, users: int, threads: int) -> None:
-        self.server, self.users, self.threads = server, users, threads
+
+class Workload:
+    """The same operations, in the same order, against one server (each a list of calls)."""
+
+    def __init__(self, server: Server, users: int) -> None:
+        self.server, self.users = server, users
         self.ids: dict[int, str] = {}
 
-    def run(self, calls: list[Callable[[requests.Session], requests.Response]]) -> Result:
-        return drive(self.server, calls, self.threads)
-
-    def create(self) -> Result:
+    def create(self) -> Calls:
         base = self.server.base
 
         def one(n: int) -> Callable[[requests.Session], requests.Response]:
@@ -266,13 +278,13 @@ class Workload:
 
             return call
 
-        return self.run([one(n) for n in range(self.users)])
+        return [one(n) for n in range(self.users)]
 
-    def get(self, picks: list[int]) -> Result:
+    def get(self, picks: list[int]) -> Calls:
         base = self.server.base
-        return self.run([lambda s, n=n: s.get(f"{base}/Users/{self.ids[n]}") for n in picks])
+        return [lambda s, n=n: s.get(f"{base}/Users/{self.ids[n]}") for n in picks]
 
-    def filtered(self, picks: list[int], expression: Callable[[int], str]) -> Result:
+    def filtered(self, picks: list[int], expression: Callable[[int], str]) -> Calls:
         base, name = self.server.base, self.server.name
 
         def one(n: int) -> Callable[[requests.Session], requests.Response]:
@@ -284,20 +296,18 @@ class Workload:
 
             return call
 
-        return self.run([one(n) for n in picks])
+        return [one(n) for n in picks]
 
-    def pages(self, starts: list[int]) -> Result:
+    def pages(self, starts: list[int]) -> Calls:
         base = self.server.base
-        return self.run(
-            [
-                lambda s, start=start: s.get(
-                    f"{base}/Users", params={"startIndex": start, "count": 100}
-                )
-                for start in starts
-            ]
-        )
+        return [
+            lambda s, start=start: s.get(
+                f"{base}/Users", params={"startIndex": start, "count": 100}
+            )
+            for start in starts
+        ]
 
-    def deactivate(self, targets: list[int]) -> Result:
+    def deactivate(self, targets: list[int]) -> Calls:
         base = self.server.base
         body = json.dumps(
             {
@@ -305,26 +315,47 @@ class Workload:
                 "Operations": [{"op": "replace", "path": "active", "value": False}],
             }
         )
-        return self.run(
-            [lambda s, n=n: s.patch(f"{base}/Users/{self.ids[n]}", data=body) for n in targets]
-        )
+        return [lambda s, n=n: s.patch(f"{base}/Users/{self.ids[n]}", data=body) for n in targets]
 
 
 CEILING = "ceiling: bare Flask get, no database"
+ROUNDS = 5
+
+
+def side_by_side(
+    one: Workload, other: Workload, step: Callable[[Workload], Calls], threads: int
+) -> tuple[Result, Result]:
+    """The step on both servers in alternating slices (one, other, one, other...), so a
+    change in the shared machine's load during the step falls on both alike."""
+    mine, theirs = step(one), step(other)
+    slices: tuple[list[Result], list[Result]] = ([], [])
+    for index in range(ROUNDS):
+        for side, (workload, calls) in enumerate(((one, mine), (other, theirs))):
+            part = calls[len(calls) * index // ROUNDS : len(calls) * (index + 1) // ROUNDS]
+            slices[side].append(drive(workload.server, part, threads))
+    return merged(slices[0]), merged(slices[1])
+
+
+def merged(parts: list[Result]) -> Result:
+    return Result(
+        sum(r.count for r in parts),
+        sum(r.seconds for r in parts),
+        [latency for r in parts for latency in r.latencies],
+    )
 
 
 def compare(
     ours: Server, theirs: Server, bare: Server, users: int, samples: int, threads: int
 ) -> dict[str, tuple[Result, Result]]:
-    """Each operation on both servers back to back, so both see the same machine load; after
-    `get by id`, the bare Flask ceiling beside the reference's get."""
-    mine, ref = Workload(ours, users, threads), Workload(theirs, users, threads)
-    ceiling_load = Workload(bare, users, threads)
-    ceiling_load.ids = mine.ids
+    """Each operation on both servers side by side; after `get by id`, the bare Flask
+    ceiling beside the reference's get, the same way."""
+    mine, ref = Workload(ours, users), Workload(theirs, users)
+    ceiling = Workload(bare, users)
+    ceiling.ids = mine.ids
     picks = [random.randrange(users) for _ in range(samples)]
     starts = [random.randrange(max(users - 100, 1)) + 1 for _ in range(max(samples // 5, 10))]
     targets = random.sample(range(users), min(samples, users))
-    steps: dict[str, Callable[[Workload], Result]] = {
+    steps: dict[str, Callable[[Workload], Calls]] = {
         "create user": lambda w: w.create(),
         "get by id": lambda w: w.get(picks),
         "userName eq": lambda w: w.filtered(
@@ -339,10 +370,10 @@ def compare(
     }
     results = {}
     for name, step in steps.items():
-        results[name] = (step(mine), step(ref))
+        results[name] = side_by_side(mine, ref, step, threads)
         progress(name, results[name])
         if name == "get by id":
-            results[CEILING] = (ceiling_load.get(picks), ref.get(picks))
+            results[CEILING] = side_by_side(ceiling, ref, steps["get by id"], threads)
             progress(CEILING, results[CEILING])
     return results
 
