@@ -210,10 +210,15 @@ class Result:
     count: int
     seconds: float
     latencies: list[float]
+    client_cpu: float = 0.0  # CPU seconds the client process itself spent
 
     @property
     def rate(self) -> float:
         return self.count / self.seconds
+
+    @property
+    def client_ms(self) -> float:
+        return self.client_cpu / self.count * 1000
 
     def p(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -238,10 +243,11 @@ def drive(
         if response.status_code >= 300:
             raise RuntimeError(f"{server.name}: {response.status_code} {response.text[:300]}")
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(run, calls))
-    return Result(len(calls), time.perf_counter() - started, latencies)
+    elapsed = time.perf_counter() - started
+    return Result(len(calls), elapsed, latencies, time.process_time() - cpu)
 
 
 def user_body(n: int) -> dict[str, Any]:
@@ -341,6 +347,7 @@ def merged(parts: list[Result]) -> Result:
         sum(r.count for r in parts),
         sum(r.seconds for r in parts),
         [latency for r in parts for latency in r.latencies],
+        sum(r.client_cpu for r in parts),
     )
 
 
@@ -387,10 +394,14 @@ def verdict(results: dict[str, tuple[Result, Result]]) -> str:
     bare, ref = results[CEILING]
     ratio = bare.rate / ref.rate
     reach = "within reach" if ratio >= 3 else "out of reach for any Flask service here"
+    client_cores = 3 * ref.rate * bare.client_ms / 1000
     return (
         f"ceiling: a bare Flask get answers {bare.rate:,.0f} req/s, {ratio:.1f}x the"
         f" reference's {ref.rate:,.0f}; 3x the reference on single-row operations is {reach}"
-        " under these gunicorn settings and this client"
+        " under these gunicorn settings and this client.\n"
+        f"The client itself spends {bare.client_ms:.2f} ms of CPU per request: at 3x the"
+        f" reference's rate it alone would keep {client_cores:.1f} of the"
+        f" {os.cpu_count()} CPUs busy."
     )
 
 
