@@ -1,9 +1,11 @@
 """odock-sync's SCIM server against the reference server scim2-server, same client, loopback.
 
 Starts odock-sync (gunicorn, PostgreSQL) and scim2-server (in memory), drives both with the
-same concurrent client and prints requests per second side by side with their ratio. Then
-seeds odock-sync's database in bulk to 100,000 users and compares the `userName eq` filter's
-p99 latency with its p99 at 1,000 users.
+same concurrent client, in alternating slices of each operation, and prints requests per
+second side by side with their ratio. Beside the reference's get it measures the ceiling: a
+bare Flask app (benchmarks/bare_scim_app.py, no database) under the same gunicorn settings.
+Then seeds odock-sync's database in bulk to 100,000 users and compares the `userName eq`
+filter's p99 latency with its p99 at 1,000 users.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
     CELERY_BROKER_URL=redis://127.0.0.1:6379/0 python benchmarks/scim_vs_reference.py
@@ -77,6 +79,35 @@ class Server:
     token: str
 
 
+@dataclass(frozen=True)
+class Serving:
+    """gunicorn settings, the same for odock-sync and the bare ceiling."""
+
+    workers: int
+    threads: int
+    worker_class: str
+
+    def describe(self) -> str:
+        return f"{self.workers} {self.worker_class} workers x {self.threads} threads"
+
+
+def gunicorn(serving: Serving, app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            *("--worker-class", serving.worker_class),
+            *("--workers", str(serving.workers)),
+            *("--threads", str(serving.threads)),
+            *("--bind", f"127.0.0.1:{port}"),
+            app,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @contextmanager
 def database(url: str) -> Iterator[str]:
     """A fresh PostgreSQL database for this run, dropped afterwards."""
@@ -94,7 +125,7 @@ def database(url: str) -> Iterator[str]:
 
 
 @contextmanager
-def odock_sync(db_url: str, broker: str, workers: int) -> Iterator[tuple[Server, Any, Any]]:
+def odock_sync(db_url: str, broker: str, serving: Serving) -> Iterator[tuple[Server, Any, Any]]:
     settings = Settings(
         database_url=db_url,
         celery_broker_url=broker,
@@ -118,22 +149,7 @@ def odock_sync(db_url: str, broker: str, workers: int) -> Iterator[tuple[Server,
         "SECRET_KEY": settings.secret_key,
         "LOG_LEVEL": "WARNING",
     }
-    process = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "--workers",
-            str(workers),
-            "--threads",
-            "4",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "webhooks.app:create_app()",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = gunicorn(serving, "webhooks.app:create_app()", port, env)
     try:
         server = Server("odock-sync", f"http://127.0.0.1:{port}/scim/v2", token)
         wait_up(server.base + "/ServiceProviderConfig", token)
@@ -145,10 +161,35 @@ def odock_sync(db_url: str, broker: str, workers: int) -> Iterator[tuple[Server,
 
 
 @contextmanager
+def ceiling(serving: Serving) -> Iterator[Server]:
+    """The bare Flask app (benchmarks/bare_scim_app.py) under the same gunicorn settings."""
+    port = free_port()
+    app = "benchmarks.bare_scim_app:create_bare_scim_app()"
+    process = gunicorn(serving, app, port, dict(os.environ))
+    try:
+        server = Server("bare Flask", f"http://127.0.0.1:{port}/scim/v2", "bare")
+        wait_up(server.base + "/ServiceProviderConfig", server.token)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextmanager
 def reference() -> Iterator[Server]:
+    """scim2-server's own command, with a listen backlog of 128 instead of socketserver's 5.
+
+    It speaks HTTP/1.0 (a connection per request); with a backlog of 5, eight client threads
+    overflowed its accept queue and a few connects waited a second for a SYN retransmit,
+    which cost the reference up to half its rate. gunicorn's backlog is 2048.
+    """
     port, token = free_port(), secrets.token_urlsafe(16)
+    launch = (
+        "import socketserver, sys; socketserver.TCPServer.request_queue_size = 128;"
+        " from scim2_server.testserver.cli import main; sys.exit(main())"
+    )
     process = subprocess.Popen(
-        [str(BIN / "scim2-server"), "--port", str(port), "--bearer-token", token],
+        [sys.executable, "-c", launch, "--port", str(port), "--bearer-token", token],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -169,10 +210,15 @@ class Result:
     count: int
     seconds: float
     latencies: list[float]
+    client_cpu: float = 0.0  # CPU seconds the client process itself spent
 
     @property
     def rate(self) -> float:
         return self.count / self.seconds
+
+    @property
+    def client_ms(self) -> float:
+        return self.client_cpu / self.count * 1000
 
     def p(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -197,10 +243,11 @@ def drive(
         if response.status_code >= 300:
             raise RuntimeError(f"{server.name}: {response.status_code} {response.text[:300]}")
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(run, calls))
-    return Result(len(calls), time.perf_counter() - started, latencies)
+    elapsed = time.perf_counter() - started
+    return Result(len(calls), elapsed, latencies, time.process_time() - cpu)
 
 
 def user_body(n: int) -> dict[str, Any]:
@@ -216,17 +263,17 @@ def user_body(n: int) -> dict[str, Any]:
     }
 
 
-class Workload:
-    """The same operations, in the same order, against one server."""
+Calls = list[Callable[[requests.Session], requests.Response]]
 
-    def __init__(self, server: Server, users: int, threads: int) -> None:
-        self.server, self.users, self.threads = server, users, threads
+
+class Workload:
+    """The same operations, in the same order, against one server (each a list of calls)."""
+
+    def __init__(self, server: Server, users: int) -> None:
+        self.server, self.users = server, users
         self.ids: dict[int, str] = {}
 
-    def run(self, calls: list[Callable[[requests.Session], requests.Response]]) -> Result:
-        return drive(self.server, calls, self.threads)
-
-    def create(self) -> Result:
+    def create(self) -> Calls:
         base = self.server.base
 
         def one(n: int) -> Callable[[requests.Session], requests.Response]:
@@ -237,13 +284,13 @@ class Workload:
 
             return call
 
-        return self.run([one(n) for n in range(self.users)])
+        return [one(n) for n in range(self.users)]
 
-    def get(self, picks: list[int]) -> Result:
+    def get(self, picks: list[int]) -> Calls:
         base = self.server.base
-        return self.run([lambda s, n=n: s.get(f"{base}/Users/{self.ids[n]}") for n in picks])
+        return [lambda s, n=n: s.get(f"{base}/Users/{self.ids[n]}") for n in picks]
 
-    def filtered(self, picks: list[int], expression: Callable[[int], str]) -> Result:
+    def filtered(self, picks: list[int], expression: Callable[[int], str]) -> Calls:
         base, name = self.server.base, self.server.name
 
         def one(n: int) -> Callable[[requests.Session], requests.Response]:
@@ -255,20 +302,18 @@ class Workload:
 
             return call
 
-        return self.run([one(n) for n in picks])
+        return [one(n) for n in picks]
 
-    def pages(self, starts: list[int]) -> Result:
+    def pages(self, starts: list[int]) -> Calls:
         base = self.server.base
-        return self.run(
-            [
-                lambda s, start=start: s.get(
-                    f"{base}/Users", params={"startIndex": start, "count": 100}
-                )
-                for start in starts
-            ]
-        )
+        return [
+            lambda s, start=start: s.get(
+                f"{base}/Users", params={"startIndex": start, "count": 100}
+            )
+            for start in starts
+        ]
 
-    def deactivate(self, targets: list[int]) -> Result:
+    def deactivate(self, targets: list[int]) -> Calls:
         base = self.server.base
         body = json.dumps(
             {
@@ -276,20 +321,48 @@ class Workload:
                 "Operations": [{"op": "replace", "path": "active", "value": False}],
             }
         )
-        return self.run(
-            [lambda s, n=n: s.patch(f"{base}/Users/{self.ids[n]}", data=body) for n in targets]
-        )
+        return [lambda s, n=n: s.patch(f"{base}/Users/{self.ids[n]}", data=body) for n in targets]
+
+
+CEILING = "ceiling: bare Flask get, no database"
+ROUNDS = 5
+
+
+def side_by_side(
+    one: Workload, other: Workload, step: Callable[[Workload], Calls], threads: int
+) -> tuple[Result, Result]:
+    """The step on both servers in alternating slices (one, other, one, other...), so a
+    change in the shared machine's load during the step falls on both alike."""
+    mine, theirs = step(one), step(other)
+    slices: tuple[list[Result], list[Result]] = ([], [])
+    for index in range(ROUNDS):
+        for side, (workload, calls) in enumerate(((one, mine), (other, theirs))):
+            part = calls[len(calls) * index // ROUNDS : len(calls) * (index + 1) // ROUNDS]
+            slices[side].append(drive(workload.server, part, threads))
+    return merged(slices[0]), merged(slices[1])
+
+
+def merged(parts: list[Result]) -> Result:
+    return Result(
+        sum(r.count for r in parts),
+        sum(r.seconds for r in parts),
+        [latency for r in parts for latency in r.latencies],
+        sum(r.client_cpu for r in parts),
+    )
 
 
 def compare(
-    ours: Server, theirs: Server, users: int, samples: int, threads: int
+    ours: Server, theirs: Server, bare: Server, users: int, samples: int, threads: int
 ) -> dict[str, tuple[Result, Result]]:
-    """Each operation on both servers back to back, so both see the same machine load."""
-    mine, ref = Workload(ours, users, threads), Workload(theirs, users, threads)
+    """Each operation on both servers side by side; after `get by id`, the bare Flask
+    ceiling beside the reference's get, the same way."""
+    mine, ref = Workload(ours, users), Workload(theirs, users)
+    ceiling = Workload(bare, users)
+    ceiling.ids = mine.ids
     picks = [random.randrange(users) for _ in range(samples)]
     starts = [random.randrange(max(users - 100, 1)) + 1 for _ in range(max(samples // 5, 10))]
     targets = random.sample(range(users), min(samples, users))
-    steps: dict[str, Callable[[Workload], Result]] = {
+    steps: dict[str, Callable[[Workload], Calls]] = {
         "create user": lambda w: w.create(),
         "get by id": lambda w: w.get(picks),
         "userName eq": lambda w: w.filtered(
@@ -304,12 +377,32 @@ def compare(
     }
     results = {}
     for name, step in steps.items():
-        results[name] = (step(mine), step(ref))
-        print(
-            f"  {name}: {results[name][0].rate:,.0f} vs {results[name][1].rate:,.0f} req/s",
-            flush=True,
-        )
+        results[name] = side_by_side(mine, ref, step, threads)
+        progress(name, results[name])
+        if name == "get by id":
+            results[CEILING] = side_by_side(ceiling, ref, steps["get by id"], threads)
+            progress(CEILING, results[CEILING])
     return results
+
+
+def progress(name: str, pair: tuple[Result, Result]) -> None:
+    print(f"  {name}: {pair[0].rate:,.0f} vs {pair[1].rate:,.0f} req/s", flush=True)
+
+
+def verdict(results: dict[str, tuple[Result, Result]]) -> str:
+    """Whether 3x the reference is within reach of any Flask service under these settings."""
+    bare, ref = results[CEILING]
+    ratio = bare.rate / ref.rate
+    reach = "within reach" if ratio >= 3 else "out of reach for any Flask service here"
+    client_cores = 3 * ref.rate * bare.client_ms / 1000
+    return (
+        f"ceiling: a bare Flask get answers {bare.rate:,.0f} req/s, {ratio:.1f}x the"
+        f" reference's {ref.rate:,.0f}; 3x the reference on single-row operations is {reach}"
+        " under these gunicorn settings and this client.\n"
+        f"The client itself spends {bare.client_ms:.2f} ms of CPU per request: at 3x the"
+        f" reference's rate it alone would keep {client_cores:.1f} of the"
+        f" {os.cpu_count()} CPUs busy."
+    )
 
 
 # --- 100,000 users -------------------------------------------------------------------------
@@ -408,20 +501,24 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) * 2)
+    parser.add_argument("--server-threads", type=int, default=4, help="gunicorn --threads")
+    parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"])
     parser.add_argument("--big", type=int, default=100_000)
     parser.add_argument("--skip-big", action="store_true")
     args = parser.parse_args()
     db = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     broker = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
     random.seed(7)
+    threads = 1 if args.worker_class == "sync" else args.server_threads
+    serving = Serving(args.workers, threads, args.worker_class)
     print(
         f"# {os.cpu_count()} CPUs; client: {args.threads} threads;"
-        f" gunicorn: {args.workers} workers x 4 threads;"
+        f" gunicorn: {serving.describe()};"
         f" load average at start: {os.getloadavg()[0]:.1f}"
     )
-    with database(db) as url, odock_sync(url, broker, args.workers) as (ours, engine, org):
-        with reference() as ref:
-            results = compare(ours, ref, args.users, args.samples, args.threads)
+    with database(db) as url, odock_sync(url, broker, serving) as (ours, engine, org):
+        with reference() as ref, ceiling(serving) as bare:
+            results = compare(ours, ref, bare, args.users, args.samples, args.threads)
         print(f"\n## {args.users} users: requests per second (higher is better)\n")
         print(
             "| operation | odock-sync req/s | scim2-server req/s | ratio"
@@ -435,6 +532,7 @@ def main() -> None:
                 f" | {result.p(0.5):.1f} / {result.p(0.99):.1f}"
                 f" | {other.p(0.5):.1f} / {other.p(0.99):.1f} |"
             )
+        print(f"\n{verdict(results)}")
         print(f"\nload average after the comparison: {os.getloadavg()[0]:.1f}")
         if args.skip_big:
             return

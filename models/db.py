@@ -7,13 +7,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.settings import Settings
 
 SessionFactory = sessionmaker[Session]
+
+# A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 10.0
 
 
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:
@@ -25,7 +27,7 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
-        _ping_idle_connections(engine)
+        _ping_when_idle(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
@@ -34,32 +36,33 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     # prepared it), and a connection pooler in transaction mode cannot keep them anyway.
     kwargs.setdefault("connect_args", {"prepare_threshold": None})
     engine = create_engine(settings.database_url, **kwargs)
-    _ping_idle_connections(engine)
+    _ping_when_idle(engine)
     return engine
 
 
-# A connection that sat idle may have been dropped (server restart, a firewall's idle timeout):
-# it is pinged before use. One in constant use is not, which saves a round trip per request;
-# if the server goes away under load, the first statement fails and SQLAlchemy replaces the
-# whole pool at once.
-PING_AFTER_IDLE_SECONDS = 5.0
+def _ping_when_idle(engine: Engine) -> None:
+    """pool_pre_ping, but only for connections that sat idle in the pool.
 
+    A busy pool hands out connections used milliseconds ago: pinging those cost a round
+    trip on every request. A connection that waited longer (where a database restart or an
+    idle timeout may have closed it) is still pinged, and a dead one makes the pool drop
+    every connection older than now and connect afresh. A restart during steady traffic can
+    still fail the requests already holding a connection, as without any ping.
+    """
 
-def _ping_idle_connections(engine: Engine) -> None:
-    def note_checkin(_dbapi_connection: Any, record: Any) -> None:
-        record.info["checked_in_at"] = time.monotonic()
+    def remember_idle_since(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
 
     def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        checked_in_at = record.info.get("checked_in_at")
-        if checked_in_at is None or time.monotonic() - checked_in_at < PING_AFTER_IDLE_SECONDS:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as error:
-            # Every older connection is as likely gone: the pool drops them all and reconnects.
-            raise InvalidatePoolError(f"an idle connection is gone: {error}") from error
+            raise exc.InvalidatePoolError(f"idle connection is gone: {error}") from error
 
-    event.listen(engine, "checkin", note_checkin)
+    event.listen(engine, "checkin", remember_idle_since)
     event.listen(engine, "checkout", ping_if_idle)
 
 

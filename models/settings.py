@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     directory_sync_tick_seconds: float = Field(default=60.0, gt=0)
     event_hook_cache_seconds: float = Field(default=2.0, ge=0, le=60)
     event_drain_sweep_interval: float = Field(default=30.0, gt=0)
+    scim_token_cache_seconds: float = Field(default=2.0, ge=0, le=60)
 
     @field_validator("database_url")
     @classmethod

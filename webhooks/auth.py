@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import structlog
 from flask import g, request
 
@@ -25,11 +27,15 @@ def bearer_secret() -> str:
 def require_token(scope: TokenScope) -> ApiToken:
     token = authenticate(db_session(), secret=bearer_secret(), scope=scope)
     if token is None:
-        # Say why without the secret itself: its presence and the scheme used are enough.
-        scheme = request.headers.get("Authorization", "").partition(" ")[0][:20]
-        log.warning("auth.rejected", scope=scope.value, scheme=scheme or None)
-        raise Unauthorized("a valid bearer token is required")
+        refuse(scope)
     return token
+
+
+def refuse(scope: TokenScope) -> NoReturn:
+    # Say why without the secret itself: its presence and the scheme used are enough.
+    scheme = request.headers.get("Authorization", "").partition(" ")[0][:20]
+    log.warning("auth.rejected", scope=scope.value, scheme=scheme or None)
+    raise Unauthorized("a valid bearer token is required")
 
 
 def current_viewer() -> Viewer:

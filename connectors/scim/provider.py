@@ -186,10 +186,14 @@ def _user(session: Session, ctx: Context, scim_id: str) -> ScimUser:
 def _render_users(
     session: Session, ctx: Context, users: Any, projection: Projection
 ) -> list[dict[str, Any]]:
-    groups = (
-        queries.groups_of(session, [u.user_id for u in users]) if projection.wants("groups") else {}
-    )
-    return [casting.user_to_scim(u, groups.get(u.user_id, []), ctx.base_url) for u in users]
+    wants_groups = projection.wants("groups")
+    return [
+        casting.user_to_scim(u, _group_refs(u) if wants_groups else [], ctx.base_url) for u in users
+    ]
+
+
+def _group_refs(scim_user: ScimUser) -> list[casting.GroupRef]:
+    return [casting.GroupRef(str(team.id), team.name) for team in scim_user.groups]
 
 
 # --- groups ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Select, exists, func, select
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from connectors.scim import filters
-from connectors.scim.casting import GroupRef, MemberRef
+from connectors.scim.casting import MemberRef
 from connectors.scim.filters import AttributeMap, Column, Kind, MultiValued
 from connectors.scim.schemas import ENTERPRISE, GROUP, USER
 from models.entities import ScimEmail, ScimUser, Team, TeamMembership, User
@@ -142,7 +142,11 @@ def search_users(session: Session, organisation_id: uuid.UUID, search: Search) -
     query = (
         select(ScimUser)
         .join(User, User.id == ScimUser.user_id)
-        .options(contains_eager(ScimUser.user), joinedload(ScimUser.emails))
+        .options(
+            contains_eager(ScimUser.user),
+            joinedload(ScimUser.emails),
+            joinedload(ScimUser.groups),
+        )
         .where(ScimUser.organisation_id == organisation_id)
     )
     return _page(session, query, search, USER_ATTRIBUTES, USER_SORT, ScimUser.id)
@@ -178,22 +182,6 @@ def _page(
         counted = select(func.count()).select_from(query.order_by(None).subquery())
         total = session.scalar(counted) or 0
     return Page(total=total, start=search.start, items=rows)
-
-
-def groups_of(session: Session, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[GroupRef]]:
-    """The SCIM groups of each of these users, in one query."""
-    found: dict[uuid.UUID, list[GroupRef]] = defaultdict(list)
-    if not user_ids:
-        return found
-    rows = session.execute(
-        select(TeamMembership.user_id, Team.id, Team.name)
-        .join(Team, Team.id == TeamMembership.team_id)
-        .where(TeamMembership.user_id.in_(user_ids), Team.external_source == Source.SCIM)
-        .order_by(Team.name_key)
-    )
-    for user_id, team_id, name in rows:
-        found[user_id].append(GroupRef(str(team_id), name))
-    return found
 
 
 def members_of(session: Session, team_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[MemberRef]]:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import audit
-from models.actions.users import create_user, find_user_by_email
+from models.actions.users import add_user, find_user_by_email
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import IdentityLink, Organisation, User
@@ -58,6 +58,20 @@ def link_identity(
         if existing.user_id != user.id:
             raise Conflict(f"{source} id {external_id} is already linked to another user")
         return existing
+    link = _add_link(session, user, source, external_id, actor, attributes, connector_id)
+    session.flush()
+    return link
+
+
+def _add_link(
+    session: Session,
+    user: User,
+    source: Source,
+    external_id: str,
+    actor: Actor,
+    attributes: dict[str, Any] | None,
+    connector_id: uuid.UUID | None,
+) -> IdentityLink:
     link = IdentityLink(
         organisation_id=user.organisation_id,
         user_id=user.id,
@@ -67,7 +81,6 @@ def link_identity(
         connector_id=connector_id,
     )
     session.add(link)
-    session.flush()
     audit.record_change(
         session,
         actor=actor,
@@ -114,15 +127,21 @@ def provision_user(
     status: UserStatus | None = None,
     attributes: dict[str, Any] | None = None,
     connector_id: uuid.UUID | None = None,
+    fresh_external_id: bool = False,
 ) -> Provisioned:
-    """The user behind this source id: already linked, linked by email, or newly created."""
-    link = find_link(session, organisation.id, source, external_id)
-    if link is not None:
-        return Provisioned(user=link.user, link=link, created=False)
+    """The user behind this source id: already linked, linked by email, or newly created.
+
+    `fresh_external_id`: the caller has just minted the id (SCIM's own), so no link can
+    hold it yet. Nothing is flushed here; the unique keys still refuse a concurrent twin.
+    """
+    if not fresh_external_id:
+        link = find_link(session, organisation.id, source, external_id)
+        if link is not None:
+            return Provisioned(user=link.user, link=link, created=False)
     user = find_user_by_email(session, organisation.id, email)
     created = user is None
     if user is None:
-        user = create_user(
+        user = add_user(
             session,
             organisation=organisation,
             email=email,
@@ -131,13 +150,5 @@ def provision_user(
             actor=actor,
             status=status,
         )
-    link = link_identity(
-        session,
-        user=user,
-        source=source,
-        external_id=external_id,
-        actor=actor,
-        attributes=attributes,
-        connector_id=connector_id,
-    )
+    link = _add_link(session, user, source, external_id, actor, attributes, connector_id)
     return Provisioned(user=user, link=link, created=created)

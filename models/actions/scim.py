@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import audit
 from models.actions import teams as team_actions
@@ -87,8 +88,12 @@ class ScimGroupFields:
 
 def get_scim_user(session: Session, organisation_id: uuid.UUID, scim_id: str) -> ScimUser:
     """This organisation's SCIM user; anything else (another tenant's, a bad id) is 404."""
-    # One round trip: the user and the emails joined (a SCIM answer always shows both).
-    found = session.get(ScimUser, _uuid(scim_id, "user"), options=[joinedload(ScimUser.emails)])
+    # One round trip: the user, emails and groups joined (a SCIM answer shows all three).
+    found = session.get(
+        ScimUser,
+        _uuid(scim_id, "user"),
+        options=[joinedload(ScimUser.emails), joinedload(ScimUser.groups)],
+    )
     if found is None or found.organisation_id != organisation_id:
         raise NotFound(f"user {scim_id} not found")
     return found
@@ -120,17 +125,19 @@ def create_scim_user(
         email=fields.primary_email(),
         name=fields.person_name(),
         actor=actor,
+        fresh_external_id=True,
     )
     user = provisioned.user
-    if session.scalar(select(ScimUser.id).where(ScimUser.user_id == user.id)):
-        raise Conflict(f"{user.email} is already provisioned by SCIM", field="emails")
     if not provisioned.created:
+        if session.scalar(select(ScimUser.id).where(ScimUser.user_id == user.id)):
+            raise Conflict(f"{user.email} is already provisioned by SCIM", field="emails")
         user_actions.edit_user(session, user=user, name=fields.person_name(), actor=actor)
     scim_user = ScimUser(id=scim_id, organisation_id=organisation.id, user_id=user.id)
     scim_user.user = user
+    if provisioned.created:
+        set_committed_value(scim_user, "groups", [])  # a new person is in no team: no query
     _store(scim_user, fields)
     session.add(scim_user)
-    session.flush()
     if fields.active is not None:
         _set_active(session, user, fields.active, actor)
     _audit(session, scim_user, actor, "scim.user.created", before=None)

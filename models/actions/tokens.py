@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -72,6 +74,48 @@ def authenticate(session: Session, *, secret: str, scope: TokenScope) -> ApiToke
     return token
 
 
+@dataclass(frozen=True)
+class TokenGrant:
+    """What a request needs from a verified token: whose it is and how to name the caller."""
+
+    token_id: uuid.UUID
+    organisation_id: uuid.UUID
+    label: str
+
+
+# (hash of the secret, scope) -> (verified at, grant): live tokens only, never the secret.
+_GRANTS: dict[tuple[str, TokenScope], tuple[float, TokenGrant]] = {}
+_clock = time.monotonic
+
+
+def cached_grant(
+    session: Session, *, secret: str, scope: TokenScope, ttl_seconds: float
+) -> TokenGrant | None:
+    """authenticate, remembered per process for `ttl_seconds`: a token revoked elsewhere is
+    refused within that time (at once by the process that revoked it)."""
+    key = (hash_secret(secret), scope)
+    now = _clock()
+    hit = _GRANTS.get(key)
+    if hit is not None and now - hit[0] < ttl_seconds:
+        return hit[1]
+    token = authenticate(session, secret=secret, scope=scope)
+    if token is None:
+        _GRANTS.pop(key, None)
+        return None
+    grant = TokenGrant(token.id, token.organisation_id, token.name or token.prefix)
+    if ttl_seconds > 0:
+        if len(_GRANTS) > 10_000:
+            _GRANTS.clear()
+        _GRANTS[key] = (now, grant)
+    return grant
+
+
+def forget_grants(token: ApiToken) -> None:
+    """Drop this process's cached grants of a token (other processes drop them within the TTL)."""
+    for key in [k for k, (_, grant) in list(_GRANTS.items()) if grant.token_id == token.id]:
+        _GRANTS.pop(key, None)
+
+
 def acting_user(session: Session, token: ApiToken) -> User:
     """The user an admin token acts for; only ACTIVE users may act."""
     user = session.get(User, token.user_id) if token.user_id else None
@@ -82,6 +126,7 @@ def acting_user(session: Session, token: ApiToken) -> User:
 
 def revoke_token(session: Session, *, token: ApiToken, actor: Actor) -> None:
     token.revoked_at = utcnow()
+    forget_grants(token)
     audit.record_change(
         session,
         actor=actor,

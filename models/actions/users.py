@@ -9,13 +9,20 @@ import re
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from models import audit, outbox
 from models.actor import Actor
-from models.base import utcnow
-from models.entities import IdentityLink, Organisation, Revocation, User, VirtualApiKey
+from models.base import new_id, utcnow
+from models.entities import (
+    IdentityLink,
+    Organisation,
+    OrganisationSettings,
+    Revocation,
+    User,
+    VirtualApiKey,
+)
 from models.entities.user import email_key
 from models.enums import KeyPolicy, KeyType, Role, Source, UserStatus
 from models.errors import Conflict, InvalidInput, InvalidTransition, NotFound
@@ -67,19 +74,55 @@ def create_user(
 ) -> User:
     """A new user; ACTIVE unless the organisation requires approval (then PENDING)."""
     email = validate_email(email)
-    if role is Role.SUPER_ADMIN:
-        raise InvalidInput("SUPER_ADMIN is a platform role, not an organisation role", field="role")
+    _check_organisation_role(role)
     if find_user_by_email(session, organisation.id, email):
         raise Conflict(f"a user with email {email} already exists", field="email")
+    user = add_user(
+        session,
+        organisation=organisation,
+        email=email,
+        name=name,
+        role=role,
+        actor=actor,
+        status=status,
+    )
+    session.flush()
+    return user
+
+
+def add_user(
+    session: Session,
+    *,
+    organisation: Organisation,
+    email: str,
+    name: str,
+    role: Role,
+    actor: Actor,
+    status: UserStatus | None = None,
+) -> User:
+    """create_user for a caller that has just looked the email up and found no one: no
+    second lookup and no flush of its own (the unique email key still refuses a race)."""
+    email = validate_email(email)
+    _check_organisation_role(role)
     if status is None:
         pending = organisation.settings.approval_required
         status = UserStatus.PENDING if pending else UserStatus.ACTIVE
-    user = User(organisation_id=organisation.id, name=validate_name(name), role=role, status=status)
+    user = User(
+        id=new_id(),
+        organisation_id=organisation.id,
+        name=validate_name(name),
+        role=role,
+        status=status,
+    )
     user.set_email(email)
     session.add(user)
-    session.flush()
     _audit(session, user, actor, "user.created", before=None)
     return user
+
+
+def _check_organisation_role(role: Role) -> None:
+    if role is Role.SUPER_ADMIN:
+        raise InvalidInput("SUPER_ADMIN is a platform role, not an organisation role", field="role")
 
 
 def edit_user(
@@ -222,6 +265,9 @@ def _revoke(
 ) -> Revocation:
     reason = clean_text(reason, field="reason", max_length=500, required=False)
     before = user_snapshot(user)
+    # A user added in this same unit of work is written first: no relationship tells the
+    # flush that a revocation refers to it (nothing pending: no round trip).
+    session.flush()
     revocation = Revocation(
         organisation_id=user.organisation_id,
         user_id=user.id,
@@ -245,7 +291,10 @@ def _revoke(
     )
     if revoked:
         outbox.enqueue(session, TASK_INVALIDATE_KEYS, key_ids=revoked, reason="revoked")
-    outbox.enqueue(session, TASK_OPEN_REVIEW, revocation_id=str(revocation.id))
+    # Eager: published right after commit with no second transaction. Should the process die
+    # in between, the relay re-sends it after OUTBOX_REDISPATCH_AFTER; the key invalidation
+    # above is not eager, as a revoked key must leave the gateway's cache within seconds.
+    outbox.enqueue(session, TASK_OPEN_REVIEW, eager=True, revocation_id=str(revocation.id))
     return revocation
 
 
@@ -253,9 +302,11 @@ def _revoke_owned_keys(
     session: Session, user: User, revocation: Revocation, actor: Actor
 ) -> list[str]:
     """Disable the user's own active keys when the organisation's policy says so."""
-    organisation = session.get_one(Organisation, user.organisation_id)
-    if organisation.settings.user_key_policy is not KeyPolicy.REVOKE:
-        return []
+    # The policy is checked inside the UPDATE: one round trip whatever the policy.
+    policy_revokes = exists().where(
+        OrganisationSettings.organisation_id == user.organisation_id,
+        OrganisationSettings.user_key_policy == KeyPolicy.REVOKE,
+    )
     now = utcnow()
     key_ids = session.scalars(
         update(VirtualApiKey)
@@ -263,6 +314,7 @@ def _revoke_owned_keys(
             VirtualApiKey.owner_user_id == user.id,
             VirtualApiKey.key_type == KeyType.USER,
             VirtualApiKey.revoked.is_(False),
+            policy_revokes,
         )
         .values(
             revoked=True, revoked_at=now, revoked_by_revocation_id=revocation.id, updated_at=now

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, and_
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, Timestamped, new_id
+from models.entities.team import Team, TeamMembership
 from models.entities.types import enum_column
 from models.entities.user import User
-from models.enums import Role
+from models.enums import Role, Source
 
 
 class ScimUser(Timestamped, Base):
@@ -51,6 +52,17 @@ class ScimUser(Timestamped, Base):
         cascade="all, delete-orphan",
         order_by="ScimEmail.position",
         lazy="selectin",
+    )
+    # The SCIM groups (teams an IdP pushed) the person is in: read-only, loaded with the user
+    # when asked for (joinedload), so a SCIM answer needs no query of its own for them.
+    groups: Mapped[list[Team]] = relationship(
+        secondary=TeamMembership.__table__,
+        primaryjoin=lambda: ScimUser.user_id == TeamMembership.user_id,
+        secondaryjoin=lambda: and_(
+            TeamMembership.team_id == Team.id, Team.external_source == Source.SCIM
+        ),
+        order_by=Team.name_key,
+        viewonly=True,
     )
 
     def set_user_name(self, user_name: str) -> None:

@@ -145,7 +145,9 @@ def test_resolving_the_last_open_finding_resolves_the_review_and_says_so(session
     with pytest.raises(InvalidTransition):
         reviews.resolve_finding(session, finding=open_findings[0], actor=REVIEWER)
     events = session.scalars(
-        select(OutboxMessage.kwargs).where(OutboxMessage.task == "notifications.dispatch")
+        select(OutboxMessage.kwargs)
+        .where(OutboxMessage.task == "notifications.dispatch")
+        .order_by(OutboxMessage.id)
     ).all()
     assert [e["event"] for e in events] == ["review.opened", "review.resolved"]
     audited = session.scalars(
