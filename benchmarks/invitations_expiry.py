@@ -194,7 +194,9 @@ def row_by_row(sessions, sample: int) -> float:  # type: ignore[no-untyped-def]
             invitation.status = InvitationStatus.EXPIRED
             invitation.updated_at = now
             session.execute(
-                delete(PendingInvitation).where(PendingInvitation.invitation_id == invitation.id)
+                delete(PendingInvitation)
+                .where(PendingInvitation.invitation_id == invitation.id)
+                .execution_options(synchronize_session=False)
             )
             audit.record(
                 session,
