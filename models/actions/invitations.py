@@ -372,7 +372,7 @@ def expire_overdue(
     candidates = (
         select(PendingInvitation.invitation_id)
         .join(Invitation, Invitation.id == PendingInvitation.invitation_id)
-        .where(Invitation.expires_at <= now)
+        .where(_overdue(now))
         .limit(limit)
     )
     if only_ids is not None:
@@ -421,8 +421,9 @@ def pending_pages(session: Session) -> int:
 
 # One statement per batch on PostgreSQL: the pending rows stored on a range of pages (read in
 # physical order, which is the order the invitations were written in, so each invitations page
-# is rewritten once), their overdue invitations updated by row address, the pending rows of
-# those released, and one audit event per organisation written from the updated rows.
+# is rewritten once), their overdue invitations updated through the primary key (a join here
+# lets the planner scan all of invitations per batch), the pending rows of those released, and
+# one audit event per organisation written from the updated rows.
 _EXPIRE_PAGES_SQL = text(
     """
     WITH listed AS MATERIALIZED (
