@@ -22,7 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, delete, select, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ from models.actions import users as user_actions  # noqa: E402
 from models.actor import Actor  # noqa: E402
 from models.base import utcnow  # noqa: E402
 from models.db import make_engine, make_session_factory  # noqa: E402
-from models.entities import Invitation  # noqa: E402
+from models.entities import Invitation, PendingInvitation  # noqa: E402
 from models.enums import InvitationStatus, Role, Source, TokenScope  # noqa: E402
 from models.migrate import upgrade  # noqa: E402
 from models.settings import Settings  # noqa: E402
@@ -138,9 +138,12 @@ def seed(sessions, engine, args):  # type: ignore[no-untyped-def]
     total = args.rows + args.sample + args.calibration
     with engine.begin() as connection:
         # Set-based seeding; the sample rows expired earliest so the ORM loop takes them first.
+        # Each invitation is listed in pending_invitations, in the order written, as invite()
+        # does it.
         connection.execute(
             text(
                 """
+                WITH seeded AS (
                 INSERT INTO invitations (id, organisation_id, email, email_key, role, teams, status,
                     token_hash, token_nonce, send_count, expires_at, invited_by_user_id,
                     invited_by_name, resend_count, resends_in_window, last_sent_at,
@@ -154,6 +157,10 @@ def seed(sessions, engine, args):  # type: ignore[no-untyped-def]
                     CAST(:admin AS uuid), 'Admin', 0, 0, now() - interval '9 days',
                     now() - interval '9 days', now() - interval '9 days'
                 FROM generate_series(1, :total) AS i
+                RETURNING id, organisation_id, email_key
+                )
+                INSERT INTO pending_invitations (invitation_id, organisation_id, email_key)
+                SELECT id, organisation_id, email_key FROM seeded
                 """
             ),
             {
@@ -166,6 +173,7 @@ def seed(sessions, engine, args):  # type: ignore[no-untyped-def]
             },
         )
         connection.execute(text("ANALYZE invitations"))
+        connection.execute(text("ANALYZE pending_invitations"))
     print(f"seeded in {time.perf_counter() - started:.1f} s")
     return slugs, token, accept_tokens
 
@@ -185,6 +193,11 @@ def row_by_row(sessions, sample: int) -> float:  # type: ignore[no-untyped-def]
         for invitation in session.scalars(query).all():
             invitation.status = InvitationStatus.EXPIRED
             invitation.updated_at = now
+            session.execute(
+                delete(PendingInvitation)
+                .where(PendingInvitation.invitation_id == invitation.id)
+                .execution_options(synchronize_session=False)
+            )
             audit.record(
                 session,
                 actor=actor,
@@ -209,7 +222,15 @@ def single_update(engine, rows: int) -> float:  # type: ignore[no-untyped-def]
             )
         ).rowcount
     assert done == rows, done
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    with engine.begin() as connection:  # not timed: keep pending_invitations true
+        connection.execute(
+            text(
+                "DELETE FROM pending_invitations p USING invitations i "
+                "WHERE i.id = p.invitation_id AND i.status <> 'pending'"
+            )
+        )
+    return elapsed
 
 
 def run(settings, sessions, engine, args, port, slugs, admin_token, accept_tokens):  # type: ignore[no-untyped-def]

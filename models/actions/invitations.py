@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, delete, false, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,7 @@ from models.entities import (
     Invitation,
     InvitationDelivery,
     Organisation,
+    PendingInvitation,
     Team,
     User,
 )
@@ -162,8 +163,8 @@ def get_invitation(
 ) -> Invitation:
     require_can_invite(viewer)
     query = select(Invitation).where(Invitation.id == invitation_id, visible_invitations(viewer))
-    if lock:
-        query = query.with_for_update()
+    if lock:  # and re-read: a set-based expiry may have changed the row under this session
+        query = query.with_for_update().execution_options(populate_existing=True)
     invitation = session.scalar(query)
     if invitation is None:
         raise NotFound("invitation not found")
@@ -240,6 +241,8 @@ def invite(
     try:
         with session.begin_nested():
             session.add(invitation)
+            session.flush()
+            _hold_email(session, invitation)
     except IntegrityError:  # a concurrent invite of the same email won
         raise Conflict(f"{email} already has a pending invitation", field="email") from None
     _audit(session, invitation, actor, "invitation.created", before=None)
@@ -271,6 +274,7 @@ def resend(
         )
     _check_resend_rate(invitation, organisation, now)
     before = snapshot(invitation, now)
+    reopened = invitation.status is EXPIRED
     invitation.status = PENDING
     invitation.send_count += 1
     invitation.resend_count += 1
@@ -282,6 +286,8 @@ def resend(
     try:
         with session.begin_nested():
             session.flush()
+            if reopened:
+                _hold_email(session, invitation)
     except IntegrityError:
         raise Conflict(f"{invitation.email} already has a pending invitation") from None
     _audit(session, invitation, actor, "invitation.resent", before=before)
@@ -314,6 +320,7 @@ def revoke(
     invitation.status = REVOKED
     invitation.revoked_at = now
     invitation.updated_at = now
+    _release_emails(session, [invitation.id])
     _audit(session, invitation, actor, "invitation.revoked", before=before)
     return invitation
 
@@ -362,19 +369,22 @@ def expire_overdue(
     concurrent run (or an accept) changed first is left alone and not reported: each
     invitation is expired, and audited, exactly once.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        return _expire_batch_postgresql(session, now=now, limit=limit, actor=actor, ids=only_ids)
-    overdue = (Invitation.status == PENDING) & (Invitation.expires_at <= now)
-    candidates = select(Invitation.id).where(overdue).limit(limit)
+    candidates = (
+        select(PendingInvitation.invitation_id)
+        .join(Invitation, Invitation.id == PendingInvitation.invitation_id)
+        .where(_overdue(now))
+        .limit(limit)
+    )
     if only_ids is not None:
-        candidates = candidates.where(Invitation.id.in_(only_ids))
+        candidates = candidates.where(PendingInvitation.invitation_id.in_(only_ids))
     rows = session.execute(
         update(Invitation)
-        .where(Invitation.id.in_(candidates.scalar_subquery()), overdue)
+        .where(Invitation.id.in_(candidates.scalar_subquery()), _overdue(now))
         .values(status=EXPIRED, updated_at=now)
         .returning(Invitation.id, Invitation.organisation_id)
         .execution_options(synchronize_session=False)
     ).all()
+    _release_emails(session, [invitation_id for invitation_id, _ in rows])
     by_organisation: dict[uuid.UUID, list[str]] = defaultdict(list)
     for invitation_id, organisation_id in rows:
         by_organisation[organisation_id].append(str(invitation_id))
@@ -392,21 +402,41 @@ def expire_overdue(
     return len(rows)
 
 
-# One statement per batch on PostgreSQL: pick the batch once (by physical row address, so the
-# update needs no index probe), update it, and write the per-organisation audit events from
-# the updated rows, without a round trip of ids through Python.
-_EXPIRE_BATCH_SQL = text(
+# A pending_invitations row takes about 80 bytes: a page of 8 kB lists about a hundred.
+PENDING_PER_PAGE = 100
+
+
+def pending_pages(session: Session) -> int:
+    """PostgreSQL: how many pages pending_invitations has (the expiry sweep walks them)."""
+    return int(
+        session.scalar(
+            text(
+                "SELECT pg_relation_size('pending_invitations') "
+                "/ current_setting('block_size')::integer"
+            )
+        )
+        or 0
+    )
+
+
+# One statement per batch on PostgreSQL: the pending rows stored on a range of pages (read in
+# physical order, which is the order the invitations were written in, so each invitations page
+# is rewritten once), their overdue invitations updated through the primary key (a join here
+# lets the planner scan all of invitations per batch), the pending rows of those released, and
+# one audit event per organisation written from the updated rows.
+_EXPIRE_PAGES_SQL = text(
     """
-    WITH batch AS MATERIALIZED (
-        SELECT ctid FROM invitations
-        WHERE status = 'pending' AND expires_at <= :now
-          AND (CAST(:ids AS uuid[]) IS NULL OR id = ANY(CAST(:ids AS uuid[])))
-        LIMIT :limit
-    ), done AS (
+    WITH listed AS MATERIALIZED (
+        SELECT ctid AS pending_row, invitation_id AS id FROM pending_invitations
+        WHERE ctid >= CAST(:first AS tid) AND ctid < CAST(:end AS tid)
+    ), expired AS (
         UPDATE invitations SET status = 'expired', updated_at = :now
-        WHERE ctid = ANY(ARRAY(SELECT ctid FROM batch))
+        WHERE id = ANY(ARRAY(SELECT id FROM listed))
           AND status = 'pending' AND expires_at <= :now
         RETURNING id, organisation_id
+    ), released AS (
+        DELETE FROM pending_invitations
+        WHERE ctid = ANY(ARRAY(SELECT pending_row FROM listed JOIN expired USING (id)))
     ), audited AS (
         INSERT INTO audit_events (id, organisation_id, occurred_at, source, actor, action,
                                   target_type, target_id, before, after)
@@ -414,7 +444,7 @@ _EXPIRE_BATCH_SQL = text(
                'invitation_batch', gen_random_uuid()::text, CAST('{"status": "pending"}' AS json),
                json_build_object('status', 'expired', 'count', count(*),
                                  'ids', json_agg(CAST(id AS text)))
-        FROM done GROUP BY organisation_id
+        FROM expired GROUP BY organisation_id
         RETURNING CAST(after ->> 'count' AS integer) AS expired
     )
     SELECT COALESCE(SUM(expired), 0) FROM audited
@@ -422,25 +452,45 @@ _EXPIRE_BATCH_SQL = text(
 )
 
 
-def _expire_batch_postgresql(
-    session: Session,
-    *,
-    now: datetime,
-    limit: int,
-    actor: Actor,
-    ids: Sequence[uuid.UUID] | None,
+def expire_overdue_on_pages(
+    session: Session, *, now: datetime, actor: Actor, first_page: int, pages: int
 ) -> int:
+    """PostgreSQL: expire the overdue invitations listed on pages [first_page, first_page +
+    pages) of pending_invitations, as expire_overdue does, in one statement; how many."""
     expired = session.scalar(
-        _EXPIRE_BATCH_SQL,
+        _EXPIRE_PAGES_SQL,
         {
             "now": now,
-            "limit": limit,
-            "ids": list(ids) if ids is not None else None,
+            "first": f"({first_page},0)",
+            "end": f"({first_page + pages},0)",
             "source": actor.source.value,
             "actor": str(actor),
         },
     )
     return int(expired or 0)
+
+
+def _overdue(now: datetime) -> ColumnElement[bool]:
+    return (Invitation.status == PENDING) & (Invitation.expires_at <= now)
+
+
+def _hold_email(session: Session, invitation: Invitation) -> None:
+    """Mark the invitation pending; an IntegrityError if its email already has one here."""
+    session.execute(
+        insert(PendingInvitation).values(
+            invitation_id=invitation.id,
+            organisation_id=invitation.organisation_id,
+            email_key=invitation.email_key,
+        )
+    )
+
+
+def _release_emails(session: Session, invitation_ids: Sequence[uuid.UUID]) -> None:
+    """These invitations are no longer pending (in the transaction that changes their status)."""
+    if invitation_ids:
+        session.execute(
+            delete(PendingInvitation).where(PendingInvitation.invitation_id.in_(invitation_ids))
+        )
 
 
 # --- acceptance ------------------------------------------------------------------------------
@@ -556,6 +606,7 @@ def _claim(session: Session, invitation: Invitation, token: str, now: datetime) 
         .execution_options(synchronize_session=False)
     )
     if claimed.rowcount == 1:  # type: ignore[attr-defined]
+        _release_emails(session, [invitation.id])
         return
     session.refresh(invitation)
     if invitation.token_hash != hash_secret(token):
@@ -720,8 +771,12 @@ def effective_status(invitation: Invitation, now: datetime) -> InvitationStatus:
 
 def status_condition(status: InvitationStatus, now: datetime) -> ColumnElement[bool]:
     """A WHERE clause matching the effective status."""
-    if status is PENDING:
-        return (Invitation.status == PENDING) & (Invitation.expires_at > now)
+    if status is PENDING:  # found through pending_invitations (by organisation, indexed)
+        listed = select(PendingInvitation.invitation_id).where(
+            PendingInvitation.invitation_id == Invitation.id,
+            PendingInvitation.organisation_id == Invitation.organisation_id,
+        )
+        return listed.exists() & (Invitation.expires_at > now)
     if status is EXPIRED:
         return or_(
             Invitation.status == EXPIRED,

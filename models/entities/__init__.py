@@ -7,7 +7,7 @@ from models.entities.budget import Budget, Quota
 from models.entities.delivery import ReceivedDelivery
 from models.entities.directory import DirectoryConnector, DirectorySyncRun, SyncLease
 from models.entities.event_hook import EventCursor, EventHookConfig
-from models.entities.invitation import Invitation, InvitationDelivery
+from models.entities.invitation import Invitation, InvitationDelivery, PendingInvitation
 from models.entities.notification import DeliveryAttempt, NotificationDelivery, NotificationHook
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
@@ -40,6 +40,7 @@ __all__ = [
     "Organisation",
     "OrganisationSettings",
     "OutboxMessage",
+    "PendingInvitation",
     "Quota",
     "ReceivedDelivery",
     "ReviewFinding",

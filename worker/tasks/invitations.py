@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 import structlog
 from sqlalchemy import Engine, text
@@ -13,7 +14,7 @@ from connectors import email, invitation_email
 from models.actions import invitations
 from models.actor import Actor
 from models.base import utcnow
-from worker.runtime import runtime, smtp_config
+from worker.runtime import Runtime, runtime, smtp_config
 from worker.tasks.base import TransientError, task
 
 log = structlog.get_logger(__name__)
@@ -83,20 +84,45 @@ def expire_overdue() -> int:
         if not mine:
             log.info("invitations.expiry_already_running")
             return 0
-        now, limit, total = utcnow(), current.settings.invitation_expiry_batch_size, 0
-        actor = Actor.schedule("invitations.expire_overdue")
-        while True:
-            with current.sessions() as session:
-                if session.get_bind().dialect.name == "postgresql":
-                    # Expiry is idempotent: a batch lost to a crash is redone by the next
-                    # run, so it need not wait for its WAL flush.
-                    session.execute(text("SET LOCAL synchronous_commit = off"))
-                expired = invitations.expire_overdue(session, now=now, limit=limit, actor=actor)
-                session.commit()
-            total += expired
-            if expired < limit:
-                log.info("invitations.expired", count=total)
-                return total
+        now, actor = utcnow(), Actor.schedule("invitations.expire_overdue")
+        if current.engine.dialect.name == "postgresql":
+            total = _sweep_page_ranges(current, now, actor)
+        else:
+            total = _sweep_batches(current, now, actor)
+        log.info("invitations.expired", count=total)
+        return total
+
+
+def _sweep_page_ranges(current: Runtime, now: datetime, actor: Actor) -> int:
+    """PostgreSQL: walk pending_invitations once, a range of pages per batch, in the order
+    its rows were written (the invitations' order too, so each of their pages is rewritten
+    once, not once per batch). Rows added during the run are not overdue yet."""
+    limit = current.settings.invitation_expiry_batch_size
+    pages = max(1, limit // invitations.PENDING_PER_PAGE)
+    with current.sessions() as session:
+        end = invitations.pending_pages(session)
+    total = 0
+    for first_page in range(0, end, pages):
+        with current.sessions() as session:
+            # Expiry is idempotent: a batch lost to a crash is redone by the next run, so it
+            # need not wait for its WAL flush.
+            session.execute(text("SET LOCAL synchronous_commit = off"))
+            total += invitations.expire_overdue_on_pages(
+                session, now=now, actor=actor, first_page=first_page, pages=pages
+            )
+            session.commit()
+    return total
+
+
+def _sweep_batches(current: Runtime, now: datetime, actor: Actor) -> int:
+    limit, total = current.settings.invitation_expiry_batch_size, 0
+    while True:
+        with current.sessions() as session:
+            expired = invitations.expire_overdue(session, now=now, limit=limit, actor=actor)
+            session.commit()
+        total += expired
+        if expired < limit:
+            return total
 
 
 @contextmanager
