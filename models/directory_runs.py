@@ -1,8 +1,10 @@
 """Running one directory sync: lock, read the directory, plan, check safety, apply, record.
 
-This procedure owns its transactions because it reads a directory between them: no database
-transaction stays open while the directory is read. Nobody is revoked unless every page was
-read and every entry had its stable id; a plan over the threshold waits for an admin.
+This procedure owns its transactions because it reads a directory between them. Only a bulk
+import on PostgreSQL keeps one open while it reads, to write its creates meanwhile
+(directory_stream); it commits nothing before the plan is complete and checked. Nobody is
+revoked unless every page was read and every entry had its stable id; a plan over the
+threshold waits for an admin.
 """
 
 from __future__ import annotations

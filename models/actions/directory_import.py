@@ -327,8 +327,7 @@ class Rows:
         if dialect.name == "postgresql":
             quoted = ", ".join(f'"{name}"' for name in names)
             tail = "".join(f"\t{_copy_value(value)}" for value in shared.values()) + "\n"
-            text = _copy_text
-            data = "".join(["\t".join([text(value) for value in row]) + tail for row in rows])
+            data = "".join([_copy_line(row) + tail for row in rows])
             return cls(f'COPY "{table.name}" ({quoted}) FROM STDIN', data)
         common: list[Any] = []
         for name, value in shared.items():
@@ -360,6 +359,14 @@ def _copy_text(value: str) -> str:
     if "\\" in value or not value.isprintable():
         return value.translate(_COPY_ESCAPES)
     return value
+
+
+def _copy_line(row: tuple[str, ...]) -> str:
+    """A row's values joined by tabs; most rows need no escaping, which one scan tells."""
+    joined = "".join(row)
+    if "\\" in joined or not joined.isprintable():
+        return "\t".join([_copy_text(value) for value in row])
+    return "\t".join(row)
 
 
 def _copy_value(value: Any) -> str:
