@@ -1,8 +1,10 @@
 """Running one directory sync: lock, read the directory, plan, check safety, apply, record.
 
-This procedure owns its transactions because it reads a directory between them: no database
-transaction stays open while the directory is read. Nobody is revoked unless every page was
-read and every entry had its stable id; a plan over the threshold waits for an admin.
+This procedure owns its transactions because it reads a directory between them. Only a bulk
+import on PostgreSQL keeps one open while it reads, to write its creates meanwhile
+(directory_stream); it commits nothing before the plan is complete and checked. Nobody is
+revoked unless every page was read and every entry had its stable id; a plan over the
+threshold waits for an admin.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from connectors.ldap.client import DirectoryClient, SearchStats
 from connectors.ldap.errors import DirectoryError, DirectoryIncomplete
@@ -32,7 +36,9 @@ from connectors.ldap.mapping import (
 from connectors.ldap.reconcile import Known, MembershipState, Plan, Reconciler, Unlinked
 from models.actions import directory_sync as sync_ops
 from models.actions.directory_connectors import connector_mapping, server_config
+from models.actions.directory_import import PeopleImport
 from models.db import SessionFactory, transaction
+from models.directory_stream import CreateStream
 from models.entities import DirectoryConnector, DirectorySyncRun, Organisation
 from models.enums import SyncKind, SyncRunStatus
 from models.errors import DomainError
@@ -118,13 +124,18 @@ def _run(
         read[0] = n
         progress(n)
 
+    stream = _stream_for(sessions, target, kind, dry_run)
     try:
         with _gc_paused():
             if kind is SyncKind.FULL:
-                plan = _plan_full(sessions, target, counted)
+                plan = _plan_full(sessions, target, counted, stream)
             else:
                 plan = _plan_incremental(sessions, target, counted)
-    except (DirectoryError, DomainError) as exc:
+    except BaseException as exc:
+        if stream is not None:
+            stream.discard()
+        if not isinstance(exc, DirectoryError | DomainError):
+            raise
         code = exc.code
         message = exc.message
         with transaction(sessions) as session:
@@ -134,8 +145,21 @@ def _run(
                 session, run=run, code=code, message=message, read=read[0], connector=connector
             )
         return SyncOutcome(str(run_id), SyncRunStatus.FAILED.value, error=message)
-    with _gc_paused():
-        return _decide(sessions, target, run_id, plan, dry_run)
+    try:
+        with _gc_paused():
+            return _decide(sessions, target, run_id, plan, dry_run, stream)
+    finally:
+        if stream is not None:
+            stream.discard()  # nothing left to do once its transaction was handed over
+
+
+def _stream_for(
+    sessions: SessionFactory, target: _Target, kind: SyncKind, dry_run: bool
+) -> CreateStream | None:
+    """A full sync that will apply may write its creates while it reads (PostgreSQL only)."""
+    if kind is not SyncKind.FULL or dry_run or target.settings.is_sqlite:
+        return None
+    return CreateStream(sessions, target.connector.id)
 
 
 @contextmanager
@@ -152,8 +176,14 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _decide(
-    sessions: SessionFactory, target: _Target, run_id: uuid.UUID, plan: Plan, dry_run: bool
+    sessions: SessionFactory,
+    target: _Target,
+    run_id: uuid.UUID,
+    plan: Plan,
+    dry_run: bool,
+    stream: CreateStream | None = None,
 ) -> SyncOutcome:
+    streamed = stream is not None and stream.started
     with transaction(sessions) as session:
         run = session.get_one(DirectorySyncRun, run_id)
         connector = session.get_one(DirectoryConnector, target.connector.id)
@@ -168,24 +198,50 @@ def _decide(
             )
             return SyncOutcome(str(run_id), run.status.value, plan.summary(), run.error)
         organisation = session.get_one(Organisation, connector.organisation_id)
+        # Counted here, where the streamed creates (not committed) are not visible.
         reason = sync_ops.exceeds_threshold(
             session, organisation=organisation, connector=connector, plan=plan
         )
         if reason:
+            if stream is not None:
+                stream.discard()
             sync_ops.quarantine_run(session, run=run, connector=connector, plan=plan, reason=reason)
             return SyncOutcome(str(run_id), run.status.value, plan.summary(), reason)
-        applied = sync_ops.apply_directory_plan(
-            session, connector=connector, plan=plan, actor=sync_ops.ldap_actor(connector)
-        )
-        sync_ops.complete_run(
-            session,
-            run=run,
-            connector=connector,
-            plan=plan,
-            applied=applied,
-            status=SyncRunStatus.SUCCEEDED,
-        )
-        return SyncOutcome(str(run_id), run.status.value, plan.summary(), run.error)
+        if not streamed:
+            return _apply(session, run, connector, plan)
+    assert stream is not None
+    applying, people = stream.finish()
+    with applying:
+        try:
+            run = applying.get_one(DirectorySyncRun, run_id)
+            connector = applying.get_one(DirectoryConnector, target.connector.id)
+            outcome = _apply(applying, run, connector, plan, people)
+            applying.commit()
+        except BaseException:
+            applying.rollback()
+            raise
+    return outcome
+
+
+def _apply(
+    session: Session,
+    run: DirectorySyncRun,
+    connector: DirectoryConnector,
+    plan: Plan,
+    people: PeopleImport | None = None,
+) -> SyncOutcome:
+    applied = sync_ops.apply_directory_plan(
+        session, connector=connector, plan=plan, actor=sync_ops.ldap_actor(connector), people=people
+    )
+    sync_ops.complete_run(
+        session,
+        run=run,
+        connector=connector,
+        plan=plan,
+        applied=applied,
+        status=SyncRunStatus.SUCCEEDED,
+    )
+    return SyncOutcome(str(run.id), run.status.value, plan.summary(), run.error)
 
 
 def _load_state(
@@ -199,7 +255,9 @@ def _load_state(
     return known, unlinked, state
 
 
-def _plan_full(sessions: SessionFactory, target: _Target, progress: Progress) -> Plan:
+def _plan_full(
+    sessions: SessionFactory, target: _Target, progress: Progress, stream: CreateStream | None
+) -> Plan:
     """Read every entry; the owned users load from the database meanwhile, in a thread."""
     connector = target.connector
     watermark = connector.watermark
@@ -238,13 +296,13 @@ def _plan_full(sessions: SessionFactory, target: _Target, progress: Progress) ->
                 read += len(page)
                 # Waiting entries are bounded: past a few pages, wait for the database.
                 if reconciler is None and (loading.done() or len(waiting) >= MAX_WAITING):
-                    reconciler, state = _start(loading.result(), target)
+                    reconciler, state = _start(loading.result(), target, stream)
                     for item in waiting:
                         feed(item)
                     waiting.clear()
                 progress(read)
             if reconciler is None:
-                reconciler, state = _start(loading.result(), target)
+                reconciler, state = _start(loading.result(), target, stream)
                 for item in waiting:
                     feed(item)
                 waiting.clear()
@@ -263,11 +321,17 @@ def _plan_full(sessions: SessionFactory, target: _Target, progress: Progress) ->
 
 
 def _start(
-    loaded: tuple[dict[str, Known], dict[str, Unlinked], MembershipState | None], target: _Target
+    loaded: tuple[dict[str, Known], dict[str, Unlinked], MembershipState | None],
+    target: _Target,
+    stream: CreateStream | None,
 ) -> tuple[Reconciler, MembershipState | None]:
     known, unlinked, state = loaded
     reconciler = Reconciler(
-        known, unlinked, kind=SyncKind.FULL.value, track_dns=target.wants_groups
+        known,
+        unlinked,
+        kind=SyncKind.FULL.value,
+        track_dns=target.wants_groups,
+        listener=stream,
     )
     return reconciler, state
 

@@ -1,50 +1,32 @@
 """Applying a directory sync plan through the shared user, identity and team operations.
 
 Only users linked to this connector are ever changed; a person found by email whose account
-another source manages is reported, not taken over. Creating people is batched (the same
-validation and audit events as create_user and link_identity) because a first import can
-bring in a hundred thousand of them.
+another source manages is reported, not taken over. Creating people is set-based
+(directory_import) because a first import can bring in a hundred thousand of them.
 """
 
 from __future__ import annotations
 
-import random
-import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from connectors.ldap.reconcile import Plan
 from models import audit
 from models.actions import teams as team_actions
+from models.actions.directory_import import BATCH, PeopleImport
 from models.actions.identities import link_identity, mark_link_deleted
-from models.actions.users import (
-    edit_user,
-    latest_revocation,
-    set_active,
-    validate_email,
-    validate_name,
-)
+from models.actions.users import edit_user, latest_revocation, set_active
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import (
-    AuditEvent,
-    DirectoryConnector,
-    DirectorySyncRun,
-    IdentityLink,
-    Organisation,
-    User,
-)
-from models.entities.user import email_key
+from models.entities import DirectoryConnector, DirectorySyncRun, IdentityLink, Organisation, User
 from models.enums import Role, Source, SyncKind, SyncRunStatus, TeamRole, UserStatus
 from models.errors import DomainError, InvalidTransition
 from models.notifications import notify
 from models.queries.directory import MANAGING_SOURCES
-
-BATCH = 2000
 
 
 @dataclass
@@ -61,16 +43,27 @@ def ldap_actor(connector: DirectoryConnector) -> Actor:
 
 
 def apply_directory_plan(
-    session: Session, *, connector: DirectoryConnector, plan: Plan, actor: Actor
+    session: Session,
+    *,
+    connector: DirectoryConnector,
+    plan: Plan,
+    actor: Actor,
+    people: PeopleImport | None = None,
 ) -> Applied:
-    """Carry out a plan; each item that no longer fits the data is reported and skipped."""
+    """Carry out a plan; each item that no longer fits the data is reported and skipped.
+
+    `people` is given when the plan's creates were already added while the directory was
+    read (in this session's transaction); otherwise they are created here.
+    """
     organisation = session.get_one(Organisation, connector.organisation_id)
     applied = Applied()
-    existing = _Existing.load(session, organisation) if plan.creates else None
-    for start in range(0, len(plan.creates), BATCH):
-        assert existing is not None
-        batch = plan.creates[start : start + BATCH]
-        _create_batch(session, organisation, connector, batch, actor, applied, existing)
+    if people is None and plan.creates:
+        people = PeopleImport(session, organisation=organisation, connector=connector, actor=actor)
+        for start in range(0, len(plan.creates), BATCH):
+            people.add(plan.creates[start : start + BATCH])
+    if people is not None:
+        applied.created = people.finish(plan.creates)
+        applied.errors.extend(people.errors)
     owned = _OwnedLinks(session, connector, plan)
     for item in plan.links:
         _guarded(applied, item, lambda item=item: _link(session, connector, item, actor, applied))
@@ -136,166 +129,6 @@ class _OwnedLinks:
             if link is not None:
                 self.links[external_id] = link
         return link
-
-
-@dataclass
-class _Existing:
-    """Emails and LDAP ids the organisation holds now (the plan may be older than the data).
-
-    Read once for the whole import: per-batch lookups made PostgreSQL, whose statistics still
-    describe the empty tables mid-transaction, scan the growing tables again and again.
-    """
-
-    emails: set[str]
-    linked: set[str]
-
-    @classmethod
-    def load(cls, session: Session, organisation: Organisation) -> _Existing:
-        emails = session.scalars(
-            select(User.email_key).where(User.organisation_id == organisation.id)
-        )
-        linked = session.scalars(
-            select(IdentityLink.external_id).where(
-                IdentityLink.organisation_id == organisation.id,
-                IdentityLink.source == Source.LDAP,
-            )
-        )
-        return cls(set(emails), set(linked))
-
-
-def _create_batch(
-    session: Session,
-    organisation: Organisation,
-    connector: DirectoryConnector,
-    items: list[dict[str, Any]],
-    actor: Actor,
-    applied: Applied,
-    existing: _Existing,
-) -> None:
-    keys = [email_key(item["email"]) for item in items]
-    taken = existing.emails
-    linked = existing.linked
-    status = UserStatus.PENDING if organisation.settings.approval_required else UserStatus.ACTIVE
-    now = utcnow()
-    users: list[dict[str, Any]] = []
-    links: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    ids = iter(_fast_ids(3 * len(items)))
-    for item, key in zip(items, keys, strict=True):
-        if item["external_id"] in linked:
-            continue
-        if key in taken:
-            applied.errors.append(
-                {"external_id": item["external_id"], "message": f"{item['email']} exists already"}
-            )
-            continue
-        try:
-            email = validate_email(item["email"])
-            name = validate_name(item["name"])
-        except DomainError as exc:
-            applied.errors.append({"external_id": item["external_id"], "message": exc.message})
-            continue
-        taken.add(key)
-        role = Role(item.get("role") or "USER")
-        user_id = next(ids)
-        text_id = str(user_id)
-        users.append({"id": user_id, "name": name, "email": email, "email_key": key, "role": role})
-        links.append(
-            {
-                "id": next(ids),
-                "user_id": user_id,
-                "external_id": item["external_id"],
-                "attributes": {"dn": item["dn"]},
-            }
-        )
-        snapshot = {
-            "id": text_id,
-            "name": name,
-            "email": email,
-            "role": role.value,
-            "status": status.value,
-            # a bulk import records the identity link in the same event
-            "identity": {"source": Source.LDAP.value, "external_id": item["external_id"]},
-        }
-        events.append({"id": next(ids), "target_id": text_id, "after": snapshot})
-    if not users:
-        return
-    shared = {"organisation_id": organisation.id, "created_at": now, "updated_at": now}
-    _insert_many(session, cast(Table, User.__table__), users, {**shared, "status": status})
-    _insert_many(
-        session,
-        cast(Table, IdentityLink.__table__),
-        links,
-        {**shared, "source": Source.LDAP, "connector_id": connector.id},
-    )
-    _insert_many(
-        session,
-        cast(Table, AuditEvent.__table__),
-        events,
-        {
-            "organisation_id": organisation.id,
-            "occurred_at": now,
-            "source": actor.source,
-            "actor": str(actor),
-            "action": "user.created",
-            "target_type": "user",
-            "before": None,
-        },
-    )
-    applied.created += len(users)
-
-
-def _insert_many(
-    session: Session, table: Table, rows: list[dict[str, Any]], shared: dict[str, Any]
-) -> None:
-    """One driver-level executemany with the columns' own bind conversions.
-
-    SQLAlchemy's executemany builds its parameters row by row through the compiler, which
-    dominated a 100,000-person import. Here each column is converted in one pass, and the
-    values every row shares (the organisation, the time, the source) are converted once.
-    """
-    connection = session.connection()
-    dialect = connection.dialect
-    keys = [*rows[0], *shared]
-    compiled = insert(table).compile(dialect=dialect, column_keys=keys)
-    names = list(compiled.positiontup or []) if compiled.positional else keys
-    columns: list[list[Any]] = []
-    for name in names:
-        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        if name in shared:
-            value = shared[name]
-            columns.append([process(value) if process else value] * len(rows))
-        elif process is None:
-            columns.append([row[name] for row in rows])
-        else:
-            columns.append([process(row[name]) for row in rows])
-    if dialect.name == "postgresql":
-        _copy_rows(connection, table, names, columns)
-    elif compiled.positional:
-        connection.exec_driver_sql(compiled.string, list(zip(*columns, strict=True)))
-    else:
-        rows_params = [dict(zip(names, v, strict=True)) for v in zip(*columns, strict=True)]
-        connection.exec_driver_sql(compiled.string, rows_params)
-
-
-def _copy_rows(connection: Any, table: Table, names: list[str], columns: list[list[Any]]) -> None:
-    """PostgreSQL: COPY the rows in (per-row INSERT round trips would dominate)."""
-    driver = connection.connection.driver_connection
-    quoted = ", ".join(f'"{name}"' for name in names)
-    with (
-        driver.cursor() as cursor,
-        cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy,
-    ):
-        for values in zip(*columns, strict=True):
-            copy.write_row(values)
-
-
-def _fast_ids(count: int) -> list[uuid.UUID]:
-    """Time-ordered ids in the layout of models.base.new_id, made quickly in bulk."""
-    millis = time.time_ns() // 1_000_000
-    head = (millis << 80) | (0x7 << 76) | (0b10 << 62)
-    bits = random.getrandbits
-    return [uuid.UUID(int=head | (bits(12) << 64) | bits(62)) for _ in range(count)]
 
 
 def _link(

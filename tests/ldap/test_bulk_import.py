@@ -1,0 +1,212 @@
+"""Bulk creation: written while the directory is read (PostgreSQL), one audit event per batch.
+
+The writer starts once a full batch of creates is planned; here a batch is one person, so the
+four people of the test directory take that path. On SQLite nothing is written before the
+read ends, and every test must come out the same.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from connectors.ldap.client import DirectoryClient
+from connectors.ldap.errors import DirectoryUnavailable
+from models.actions.directory_import import PeopleImport
+from models.actions.directory_sync import approve_run, ldap_actor
+from models.directory_stream import CreateStream
+from models.entities import (
+    AuditEvent,
+    DirectoryConnector,
+    DirectorySyncRun,
+    IdentityLink,
+    Organisation,
+    User,
+)
+from models.enums import Role, Source, SyncRunStatus, UserStatus
+from models.settings import Settings
+from tests.ldap.conftest import get_run, linked_users
+from tests.support import factories
+
+
+@pytest.fixture
+def streamed(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> list[int]:
+    """Batches of one person; the list collects a mark each time a writer thread starts."""
+    monkeypatch.setattr("models.directory_stream.BATCH", 1)
+    starts: list[int] = []
+    original = CreateStream._start
+
+    def start(self: CreateStream) -> None:
+        starts.append(1)
+        original(self)
+
+    monkeypatch.setattr(CreateStream, "_start", start)
+    return starts
+
+
+def _expect_stream(starts: list[int], settings: Settings) -> None:
+    assert len(starts) == (0 if settings.is_sqlite else 1)
+
+
+def _batch_events(sessions: Any, connector: DirectoryConnector) -> list[dict[str, Any]]:
+    """The `user.created` batch events of this connector's organisation, their `after`."""
+    with sessions() as s:
+        events = s.scalars(
+            select(AuditEvent.after).where(
+                AuditEvent.organisation_id == connector.organisation_id,
+                AuditEvent.action == "user.created",
+                AuditEvent.target_type == "user_batch",
+            )
+        ).all()
+        s.rollback()
+        return [event for event in events if event is not None]
+
+
+def _audited_users(sessions: Any, connector: DirectoryConnector) -> dict[str, dict[str, str]]:
+    listed = [user for event in _batch_events(sessions, connector) for user in event["users"]]
+    by_name = {user["email"].split("@")[0]: user for user in listed}
+    assert len(by_name) == len(listed), "each user is in exactly one event"
+    return by_name
+
+
+def test_first_import_is_written_while_reading(
+    make_connector, sync, sessions, settings, streamed, directory
+):
+    connector = make_connector()
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    _expect_stream(streamed, settings)
+    users = linked_users(sessions, connector)
+    assert sorted(users) == ["alice", "bob", "carol", "dave"]
+    assert get_run(sessions, outcome.run_id).created_count == 4
+    audited = _audited_users(sessions, connector)
+    assert sorted(audited) == sorted(users)
+    alice = audited["alice"]
+    assert alice["id"] == str(users["alice"].id)
+    assert alice["external_id"] == directory.entry_uuid(directory.person_dn("alice"))
+    assert (alice["name"], alice["role"]) == ("Alice Liddell", "USER")
+    for event in _batch_events(sessions, connector):
+        assert event["count"] == len(event["users"])
+        assert event["identity"] == {"source": "ldap", "connector_id": str(connector.id)}
+
+
+def test_a_later_duplicate_email_takes_back_a_written_create(
+    make_connector, sync, sessions, settings, streamed, directory
+):
+    directory.add_person("alice2", mail=f"alice@{directory.domain}")  # read after alice
+    connector = make_connector()
+    outcome = sync(connector)
+    _expect_stream(streamed, settings)
+    run = get_run(sessions, outcome.run_id)
+    assert sorted(linked_users(sessions, connector)) == ["bob", "carol", "dave"]
+    assert run.created_count == 3
+    duplicates = [e for e in run.plan["errors"] if "more than one" in e["message"]]
+    assert len(duplicates) == 2 and run.error_count == 2
+    assert sorted(_audited_users(sessions, connector)) == ["bob", "carol", "dave"]
+    with sessions() as s:
+        assert s.scalar(select(User).where(User.email_key == f"alice@{directory.domain}")) is None
+        s.rollback()
+
+
+def test_a_quarantined_plan_leaves_no_written_creates(
+    make_connector, sync, sessions, settings, streamed, directory
+):
+    connector = make_connector(threshold_count=1)
+    sync(connector)
+    streamed.clear()
+    directory.add_person("erin")
+    directory.add_person("frank")
+    directory.delete(directory.person_dn("bob"))
+    directory.delete(directory.person_dn("carol"))
+    outcome = sync(connector)
+    assert outcome.status == "quarantined"
+    _expect_stream(streamed, settings)
+    users = linked_users(sessions, connector)
+    assert sorted(users) == ["alice", "bob", "carol", "dave"]
+    assert "erin" not in _audited_users(sessions, connector)
+    with sessions() as s:
+        run = s.get_one(DirectorySyncRun, uuid.UUID(outcome.run_id))
+        applied = approve_run(s, run=run, actor=factories.SETUP)
+        s.commit()
+    assert (applied.created, applied.revoked) == (2, 2)
+    users = linked_users(sessions, connector)
+    assert {"erin", "frank"} <= set(users) and users["bob"].status is UserStatus.REVOKED
+    assert {"erin", "frank"} <= set(_audited_users(sessions, connector))
+
+
+def test_a_failed_read_leaves_no_written_creates(
+    make_connector, sync, sessions, settings, streamed, monkeypatch
+):
+    """The connection drops on the second page, after the first page's people were written."""
+    receive = DirectoryClient._receive
+    pages: list[int] = []
+
+    def flaky(self: DirectoryClient, *args: Any) -> Any:
+        pages.append(1)
+        if len(pages) == 2:
+            raise DirectoryUnavailable("searching: the connection was lost")
+        return receive(self, *args)
+
+    monkeypatch.setattr(DirectoryClient, "_receive", flaky)
+    monkeypatch.setattr("models.directory_runs.MAX_WAITING", 1)  # plan from the first page on
+    connector = make_connector()
+    outcome = sync(connector)
+    assert outcome.status == "failed" and "connection was lost" in outcome.error
+    _expect_stream(streamed, settings)
+    assert linked_users(sessions, connector) == {}
+    assert _batch_events(sessions, connector) == []
+    assert get_run(sessions, outcome.run_id).status is SyncRunStatus.FAILED
+
+
+def test_roles_from_groups_reach_users_written_before_the_groups_were_read(
+    make_connector, sync, sessions, settings, streamed, directory
+):
+    connector = make_connector(group_roles={f"cn=admins,{directory.groups}": "ORG_ADMIN"})
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    _expect_stream(streamed, settings)
+    users = linked_users(sessions, connector)
+    assert users["alice"].role is Role.ORG_ADMIN and users["bob"].role is Role.USER
+    audited = _audited_users(sessions, connector)
+    assert (audited["alice"]["role"], audited["bob"]["role"]) == ("ORG_ADMIN", "USER")
+
+
+def test_dry_run_writes_nothing_while_reading(make_connector, sync, sessions, streamed):
+    connector = make_connector()
+    outcome = sync(connector, dry_run=True)
+    assert outcome.status == "planned" and streamed == []
+    assert linked_users(sessions, connector) == {}
+
+
+def test_values_that_copy_must_escape_arrive_intact(session, sessions, make_connector):
+    """Backslashes, tabs and newlines in a stable id or a DN; a backslash in a name."""
+    connector = make_connector()
+    organisation = session.get_one(Organisation, connector.organisation_id)
+    people = PeopleImport(
+        session, organisation=organisation, connector=connector, actor=ldap_actor(connector)
+    )
+    odd = {
+        "external_id": "id\\with\ttab\nand newline",
+        "dn": "uid=o\\2c neil\t,ou=x",
+        "email": "odd@example.org",
+        "name": "Back\\slash Name",
+    }
+    plain = {"external_id": "plain", "dn": "uid=p", "email": "p@example.org", "name": "P"}
+    people.add([odd, plain])
+    assert people.finish([odd, plain]) == 2
+    session.commit()
+    with sessions() as s:
+        link = s.scalar(
+            select(IdentityLink).where(
+                IdentityLink.connector_id == connector.id,
+                IdentityLink.external_id == odd["external_id"],
+            )
+        )
+        assert link is not None and link.source is Source.LDAP
+        assert link.attributes == {"dn": odd["dn"]}
+        assert link.user.name == odd["name"] and link.user.email == odd["email"]
+        assert link.user.status is UserStatus.ACTIVE and link.user.role is Role.USER
+        s.rollback()
