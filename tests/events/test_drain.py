@@ -79,3 +79,35 @@ def test_a_delivery_that_breaks_is_failed_and_the_others_still_apply(session, mo
         "after": ("processed", "1 applied"),
     }
     assert user.status is UserStatus.ACTIVE
+
+
+def test_deliveries_stored_while_a_drain_runs_ride_on_it(session, settings, monkeypatch):
+    from worker import wakeups
+    from worker.celery_app import celery_app
+    from worker.tasks.idp_events import drain_deliveries
+
+    sent: list[str] = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(name))
+    org = f.make_org(session)
+    okta_user(session, org)
+    receive(session, org, "first", "user.lifecycle.deactivate")
+    session.commit()  # wakes the drain: the flag goes up
+    wake_up = ("events.drain", {"organisation_id": str(org.id)})
+    process_received = idp_events.process_received
+
+    def a_delivery_arrives_meanwhile(session_, deliveries):
+        if deliveries:  # the run's first batch
+            wakeups.wake(*wake_up)  # as the receiver does after storing one
+        process_received(session_, deliveries)
+
+    monkeypatch.setattr(idp_events, "process_received", a_delivery_arrives_meanwhile)
+    org_id = str(org.id)
+
+    assert drain_deliveries(org_id) == 1
+    wakeups.wake(*wake_up)  # after the run: a new one is woken
+    drains = sent.count("events.drain")
+    if settings.celery_broker_url.startswith("redis://"):
+        assert drains == 2  # none sent while the drain ran
+        wakeups.taken(*wake_up)
+    else:
+        assert drains == 3  # no flags on this broker: every wake-up is sent

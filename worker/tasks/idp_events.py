@@ -24,9 +24,17 @@ WAITING_TOO_LONG = timedelta(seconds=10)
 
 @task(idp_events.TASK_DRAIN)
 def drain_deliveries(organisation_id: str) -> int:
-    wakeups.taken(idp_events.TASK_DRAIN, {"organisation_id": organisation_id})
+    """Apply the organisation's received deliveries until none is left.
+
+    The wake-up flag stays up while this runs, so deliveries stored meanwhile ride on it
+    instead of waking another run. It is lowered once the queue is empty, and the queue is
+    read once more after that: what commits later raises the flag and wakes a new run.
+    """
     organisation = uuid.UUID(organisation_id)
     drained = 0
+    while batch := _apply_batch(organisation):
+        drained += batch
+    wakeups.taken(idp_events.TASK_DRAIN, {"organisation_id": organisation_id})
     while batch := _apply_batch(organisation):
         drained += batch
     return drained
