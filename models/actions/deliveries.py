@@ -32,22 +32,8 @@ def record_delivery(
     One INSERT .. ON CONFLICT DO NOTHING, so a replay racing in from a concurrent request is
     settled by the unique constraint without a savepoint (this is a webhook hot path).
     """
-    delivery = ReceivedDelivery(
-        id=new_id(),
-        organisation_id=organisation_id,
-        channel=channel,
-        delivery_id=delivery_id,
-        payload=payload,
-        received_at=utcnow(),
-        status="received",
-        outcome=None,
-        processed_at=None,
-        attempts=0,
-        results=[],
-        applied_count=0,
-        lag_ms=None,
-    )
-    values = {column.key: getattr(delivery, column.key) for column in ReceivedDelivery.__table__.c}
+    values = _row(new_id(), Incoming(organisation_id, channel, delivery_id, payload), utcnow())
+    delivery = ReceivedDelivery(**values)
     connection = session.connection()
     inserted = connection.execute(_insert_once(connection.dialect.name), values).scalar()
     if inserted is None:

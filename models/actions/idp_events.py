@@ -51,7 +51,8 @@ APPLIED, UNCHANGED, IGNORED, STALE, INVALID = "applied", "unchanged", "ignored",
 def accept_delivery(
     session: Session, *, organisation_id: Any, channel: str, delivery_id: str, payload: Any
 ) -> Recorded:
-    """Store a verified delivery once and wake the organisation's drain after commit."""
+    """Store a verified delivery once and wake the organisation's drain after commit; the
+    stored delivery comes back as an object (the receiver itself uses accept_deliveries)."""
     recorded = record_delivery(
         session,
         organisation_id=organisation_id,
@@ -60,7 +61,7 @@ def accept_delivery(
         payload=payload,
     )
     if recorded.is_new:
-        outbox.wake_after_commit(session, TASK_DRAIN, organisation_id=str(organisation_id))
+        _wake_drain(session, organisation_id)
     return recorded
 
 
@@ -68,11 +69,14 @@ def accept_deliveries(session: Session, incoming: list[Incoming]) -> list[bool]:
     """Store verified deliveries in one statement and wake their organisations' drains after
     commit; for each, whether it is new (False: a replay, answered without storing again)."""
     new = store_deliveries(session, incoming)
-    for item in {
-        item.organisation_id for item, is_new in zip(incoming, new, strict=True) if is_new
-    }:
-        outbox.wake_after_commit(session, TASK_DRAIN, organisation_id=str(item))
+    stored = [item for item, is_new in zip(incoming, new, strict=True) if is_new]
+    for organisation_id in {item.organisation_id for item in stored}:
+        _wake_drain(session, organisation_id)
     return new
+
+
+def _wake_drain(session: Session, organisation_id: uuid.UUID) -> None:
+    outbox.wake_after_commit(session, TASK_DRAIN, organisation_id=str(organisation_id))
 
 
 def reprocess_delivery(session: Session, *, delivery: ReceivedDelivery, actor: Actor) -> None:

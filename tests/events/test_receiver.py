@@ -286,3 +286,26 @@ def record_sent_tasks(monkeypatch) -> list[tuple[str, dict]]:
         celery_app, "send_task", lambda name, **kw: sent.append((name, kw["kwargs"]))
     )
     return sent
+
+
+def test_a_database_failure_while_storing_is_a_problem_answer_and_the_sender_retries(
+    client, session, hooked, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+
+    from models.actions import idp_events
+
+    def database_gone(*_args, **_kwargs):
+        raise OperationalError("INSERT", {}, ConnectionError("server closed the connection"))
+
+    monkeypatch.setattr(idp_events, "accept_deliveries", database_gone)
+    url = hooked.events_url
+    body, headers = signed(hooked.signing_secret, {"id": "e1", "type": "user.deactivated"})
+    response = client.post(url, data=body, headers=headers)
+
+    assert response.status_code == 500  # not 2xx: the sender keeps the delivery and retries
+    assert response.content_type == "application/problem+json"
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert stored(session) == 0
+    monkeypatch.undo()
+    assert client.post(url, data=body, headers=headers).status_code == 202
