@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -50,11 +51,16 @@ def enqueue(
 
 def take_new_messages(session: Session) -> list[OutboxMessage]:
     """The messages this session enqueued since the last call (used after commit)."""
-    return session.info.pop(NEW_MESSAGES_KEY, [])
+    return _still_stored(session.info.pop(NEW_MESSAGES_KEY, []))
 
 
 def take_eager_messages(session: Session) -> list[OutboxMessage]:
-    return session.info.pop(EAGER_MESSAGES_KEY, [])
+    return _still_stored(session.info.pop(EAGER_MESSAGES_KEY, []))
+
+
+def _still_stored(messages: list[OutboxMessage]) -> list[OutboxMessage]:
+    # A message enqueued inside a savepoint that was rolled back was never committed.
+    return [message for message in messages if inspect(message).persistent]
 
 
 def wake_after_commit(session: Session, task: str, **kwargs: str) -> None:

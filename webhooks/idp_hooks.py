@@ -7,6 +7,7 @@ task applies the events after commit.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -23,6 +24,7 @@ from webhooks import idp_metrics
 from webhooks.context import EXTENSION, app_state, settings
 from webhooks.errors import problem
 from webhooks.group_commit import GroupCommit
+from worker import wakeups
 
 log = structlog.get_logger(__name__)
 bp = Blueprint("idp_hooks", __name__, url_prefix="/hooks")
@@ -36,10 +38,11 @@ def _install_group_commit(setup: BlueprintSetupState) -> None:
     state = setup.app.extensions[EXTENSION]
 
     def store(incoming: list[Incoming]) -> list[bool]:
-        with state.sessions(bind=state.autocommit_engine) as session:
-            new = idp_events.accept_deliveries(session, incoming)
-            session.commit()  # the statement committed on its own; this runs the wake-ups
-        return new
+        with state.autocommit_engine.begin() as connection:
+            accepted = idp_events.accept_deliveries(connection, incoming)
+        for organisation_id in accepted.drains_to_wake:  # committed: the drain will see them
+            wakeups.wake(idp_events.TASK_DRAIN, {"organisation_id": str(organisation_id)})
+        return accepted.new
 
     setup.app.extensions[STORE] = GroupCommit(store)
 
@@ -142,8 +145,8 @@ def _credentials(slug: str) -> HookCredentials:
     if len(slug) <= 64:
         ttl = settings().event_hook_cache_seconds
         state = app_state()
-        with state.sessions(bind=state.autocommit_engine) as session:  # ended before the store
-            credentials = cached_hook_credentials(session, slug, ttl_seconds=ttl)
+        sessions = functools.partial(state.sessions, bind=state.autocommit_engine)
+        credentials = cached_hook_credentials(sessions, slug, ttl_seconds=ttl)
     if credentials is None:
         raise Refused(404, "unknown_hook", "no event hook is configured at this address")
     return credentials

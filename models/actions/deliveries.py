@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -55,15 +55,14 @@ class Incoming:
     payload: Any
 
 
-def store_deliveries(session: Session, incoming: list[Incoming]) -> list[bool]:
+def store_deliveries(connection: Connection, incoming: list[Incoming]) -> list[bool]:
     """Store several deliveries in one statement; for each, whether it is new.
 
-    A delivery id seen before (or twice in this batch) is not stored again. No ORM objects:
-    this is the receiver's hot path, batched across concurrent requests.
+    A delivery id seen before (or twice in this batch) is not stored again. No session and no
+    ORM objects: this is the receiver's hot path, batched across concurrent requests.
     """
     now = utcnow()
     rows = [_row(new_id(), item, now) for item in incoming]
-    connection = session.connection()
     inserted = set(connection.execute(_insert_once(connection.dialect.name), rows).scalars())
     return [row["id"] in inserted for row in rows]
 

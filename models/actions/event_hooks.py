@@ -7,6 +7,7 @@ import functools
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,16 +182,18 @@ _CACHE: dict[str, tuple[float, HookCredentials | None]] = {}
 
 
 def cached_hook_credentials(
-    session: Session, slug: str, *, ttl_seconds: float
+    sessions: Callable[[], Session], slug: str, *, ttl_seconds: float
 ) -> HookCredentials | None:
-    """hook_credentials, remembered for `ttl_seconds` (a change elsewhere shows within it)."""
-    if ttl_seconds <= 0:
-        return hook_credentials(session, slug)
+    """hook_credentials, remembered for `ttl_seconds` (a change elsewhere shows within it);
+    a session is opened only when they must be read."""
     now = time.monotonic()
     hit = _CACHE.get(slug)
     if hit is not None and now - hit[0] < ttl_seconds:
         return hit[1]
-    credentials = hook_credentials(session, slug)
+    with sessions() as session:
+        credentials = hook_credentials(session, slug)
+    if ttl_seconds <= 0:
+        return credentials
     if len(_CACHE) > 10_000:
         _CACHE.clear()
     _CACHE[slug] = (now, credentials)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -26,6 +27,7 @@ from connectors import generic_events, okta_hooks
 from connectors.idp_events import Action, IdpEvent, Subject
 from models import audit, outbox
 from models.actions.deliveries import Incoming, Recorded, record_delivery, store_deliveries
+from models.actions.event_lookups import EventLookups, link_sources
 from models.actions.identities import find_link, link_identity, mark_link_deleted
 from models.actions.teams import add_to_team, find_team_by_name, get_membership, remove_from_team
 from models.actions.users import edit_user, find_user_by_email, set_active
@@ -65,14 +67,18 @@ def accept_delivery(
     return recorded
 
 
-def accept_deliveries(session: Session, incoming: list[Incoming]) -> list[bool]:
-    """Store verified deliveries in one statement and wake their organisations' drains after
-    commit; for each, whether it is new (False: a replay, answered without storing again)."""
-    new = store_deliveries(session, incoming)
-    stored = [item for item, is_new in zip(incoming, new, strict=True) if is_new]
-    for organisation_id in {item.organisation_id for item in stored}:
-        _wake_drain(session, organisation_id)
-    return new
+@dataclass(frozen=True)
+class Accepted:
+    new: list[bool]  # for each delivery: False for a replay, answered without storing again
+    drains_to_wake: list[uuid.UUID]  # organisations with new deliveries, once committed
+
+
+def accept_deliveries(connection: Connection, incoming: list[Incoming]) -> Accepted:
+    """Store verified deliveries in one statement. The caller commits, then wakes the drains
+    (no session here: this is the receiver's hot path, see webhooks.idp_hooks)."""
+    new = store_deliveries(connection, incoming)
+    stored = {item.organisation_id for item, is_new in zip(incoming, new, strict=True) if is_new}
+    return Accepted(new, sorted(stored))
 
 
 def _wake_drain(session: Session, organisation_id: uuid.UUID) -> None:
@@ -116,19 +122,30 @@ def claim_received(
 def process_received(session: Session, deliveries: list[ReceivedDelivery]) -> None:
     """Apply a batch of deliveries; one that breaks is failed, not retried forever.
 
-    The batch runs in one savepoint. Should a delivery raise, the batch is rolled back and run
-    again one savepoint per delivery, so that only the broken one fails. A database error (a
-    race, the server gone) is not the delivery's fault: it propagates and the batch is retried.
+    First quickly: the whole batch in one savepoint, its writes flushed together. A refused
+    event (a DomainError) may have half-applied its change by then, so the batch is rolled
+    back and run again carefully, one savepoint per event, so that only the refused event is
+    undone. Should a delivery raise, the batch is run one savepoint per delivery, so that only
+    the broken one fails. A database error (a race, the server gone) is not the delivery's
+    fault: it propagates and the batch is retried.
     """
-    try:
-        with session.begin_nested():
-            for delivery in deliveries:
-                process_delivery(session, delivery=delivery)
-    except (IntegrityError, OperationalError):
-        raise
-    except Exception:
-        for delivery in deliveries:
-            _process_isolated(session, delivery)
+    for careful in (False, True):
+        try:
+            with session.begin_nested():
+                _process_all(session, deliveries, careful=careful)
+            return
+        except (IntegrityError, OperationalError):
+            raise
+        except _Refused:
+            continue
+        except Exception:
+            break
+    for delivery in deliveries:
+        _process_isolated(session, delivery)
+
+
+class _Refused(Exception):
+    """An event was refused while applying a batch without a savepoint per event."""
 
 
 def _process_isolated(session: Session, delivery: ReceivedDelivery) -> None:
@@ -140,6 +157,55 @@ def _process_isolated(session: Session, delivery: ReceivedDelivery) -> None:
     except Exception as exc:
         log.exception("idp_event.delivery_failed", delivery_id=str(delivery.id))
         _finish(delivery, FAILED, f"internal error ({type(exc).__name__})", [])
+
+
+def process_delivery(session: Session, *, delivery: ReceivedDelivery) -> ReceivedDelivery:
+    """Apply every event of a stored delivery and record each one's outcome."""
+    _process_all(session, [delivery], careful=True)
+    return delivery
+
+
+def _process_all(session: Session, deliveries: list[ReceivedDelivery], *, careful: bool) -> None:
+    parsed = [(delivery, _parse_or_reject(delivery)) for delivery in deliveries]
+    subjects = [
+        (SOURCES[delivery.channel], event.subject)
+        for delivery, events in parsed
+        for event in events or []
+        if event.subject is not None and _applicable(event)
+    ]
+    if not deliveries:
+        return
+    organisation = _organisation(session, deliveries[0].organisation_id)
+    lookups = EventLookups.read(session, organisation.id, subjects)
+    for delivery, events in parsed:
+        if events is not None:
+            _apply_delivery(session, organisation, lookups, delivery, events, careful=careful)
+
+
+def _parse_or_reject(delivery: ReceivedDelivery) -> list[IdpEvent] | None:
+    try:
+        return _parse(delivery)
+    except ValueError as exc:
+        _finish(delivery, REJECTED, str(exc), [])
+        return None
+
+
+def _apply_delivery(
+    session: Session,
+    organisation: Organisation,
+    lookups: EventLookups,
+    delivery: ReceivedDelivery,
+    events: list[IdpEvent],
+    *,
+    careful: bool,
+) -> None:
+    source = SOURCES[delivery.channel]
+    actor = Actor(source, f"{source.value} event hook")
+    applying = _Applying(session, organisation, lookups, source, actor, careful)
+    results = [{**_describe(event), **applying.apply(event)} for event in events]
+    counts = Counter(result["outcome"] for result in results)
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no events"
+    _finish(delivery, PROCESSED, summary, results)
 
 
 def waiting_organisations(session: Session, *, received_before: datetime) -> list[uuid.UUID]:
@@ -156,24 +222,6 @@ def waiting_organisations(session: Session, *, received_before: datetime) -> lis
     )
 
 
-def process_delivery(session: Session, *, delivery: ReceivedDelivery) -> ReceivedDelivery:
-    """Apply every event of a stored delivery and record each one's outcome."""
-    source = SOURCES[delivery.channel]
-    try:
-        events = _parse(delivery)
-    except ValueError as exc:
-        return _finish(delivery, REJECTED, str(exc), [])
-    organisation = _organisation(session, delivery.organisation_id)
-    actor = Actor(source, f"{source.value} event hook")
-    results = [
-        {**_describe(event), **apply_event(session, organisation, event, source, actor)}
-        for event in events
-    ]
-    counts = Counter(result["outcome"] for result in results)
-    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no events"
-    return _finish(delivery, PROCESSED, summary, results)
-
-
 def _organisation(session: Session, organisation_id: uuid.UUID) -> Organisation:
     # The identity map holds objects weakly: keep the organisation for the whole transaction
     # so a batch of its deliveries loads it once.
@@ -183,62 +231,93 @@ def _organisation(session: Session, organisation_id: uuid.UUID) -> Organisation:
     return kept[organisation_id]
 
 
-def apply_event(
-    session: Session, organisation: Organisation, event: IdpEvent, source: Source, actor: Actor
-) -> dict[str, Any]:
-    """Apply one event; the outcome says what happened and why (nothing raises)."""
-    if event.invalid:
-        return _outcome(INVALID, event.invalid)
-    if event.action is Action.IGNORE:
-        return _outcome(IGNORED, "event type not handled")
-    assert event.subject is not None and event.published is not None
-    user_id = find_subject(session, organisation, source, event.subject)
-    if user_id is None:
-        return _outcome(IGNORED, "unknown user")
-    user = session.get_one(User, user_id, with_for_update=True, populate_existing=True)
-    aspect = _aspect(event)
-    cursor = _cursor(session, user, source, aspect)
-    if cursor is not None and event.published < cursor.published_at:
-        return _outcome(STALE, "a newer event was already applied", user)
-    if cursor is not None and cursor.event_id == event.event_id:
-        return _outcome(UNCHANGED, "already applied", user)
-    context = _Context(session, organisation, user, event, source, actor)
-    try:
-        with session.begin_nested():
-            done = HANDLERS[event.action](context)
-            if done is None:
-                return _outcome(IGNORED, "unknown team", user)
-            _advance(session, cursor, user, source, aspect, event)
-    except DomainError as exc:
-        return _outcome(INVALID, exc.message, user)
-    return _outcome(APPLIED if done else UNCHANGED, "", user)
+class _Applying:
+    """Applies the events of one batch, with what the batch read up front."""
 
+    def __init__(
+        self,
+        session: Session,
+        organisation: Organisation,
+        lookups: EventLookups,
+        source: Source,
+        actor: Actor,
+        careful: bool,
+    ) -> None:
+        self.session, self.organisation, self.lookups = session, organisation, lookups
+        self.source, self.actor, self.careful = source, actor, careful
 
-def find_subject(
-    session: Session, organisation: Organisation, source: Source, subject: Subject
-) -> uuid.UUID | None:
-    """The user's id: by the source's identity link (Okta users also by their SCIM link), then
-    by email. Only the id, so that the caller's locking read is the user's one load."""
-    if subject.external_id:
-        for link_source in (source, Source.SCIM) if source is Source.OKTA else (source,):
-            link = find_link(session, organisation.id, link_source, subject.external_id)
-            if link is not None:
-                return link.user_id
-    if not subject.email:
-        return None
-    user = find_user_by_email(session, organisation.id, subject.email)
-    if user is None or not subject.external_id:
-        return user.id if user else None
-    if any(link.source is source for link in user.identity_links):
-        return None  # this email belongs to someone with another id at the same source
-    link_identity(
-        session,
-        user=user,
-        source=source,
-        external_id=subject.external_id,
-        actor=Actor(source, f"{source.value} event hook"),
-    )
-    return user.id
+    def apply(self, event: IdpEvent) -> dict[str, Any]:
+        """Apply one event; the outcome says what happened and why.
+
+        When not careful, a refused event raises _Refused: there is no savepoint of its own to
+        undo a half-made change with, so the caller runs the batch again carefully.
+        """
+        if not _applicable(event):
+            return _not_applicable(event)
+        assert event.subject is not None and event.published is not None
+        user_id = self.find_subject(event.subject)
+        if user_id is None:
+            return _outcome(IGNORED, "unknown user")
+        user = self.lookups.user(user_id)
+        aspect = _aspect(event)
+        cursor = self.lookups.cursor(user, self.source, aspect)
+        if cursor is not None and event.published < cursor.published_at:
+            return _outcome(STALE, "a newer event was already applied", user)
+        if cursor is not None and cursor.event_id == event.event_id:
+            return _outcome(UNCHANGED, "already applied", user)
+        context = _Context(self.session, self.organisation, user, event, self.source, self.actor)
+        try:
+            with self.session.begin_nested() if self.careful else nullcontext():
+                done = HANDLERS[event.action](context)
+                if done is None:
+                    return _outcome(IGNORED, "unknown team", user)
+                self._advance(cursor, user, aspect, event)
+        except DomainError as exc:
+            if not self.careful:
+                raise _Refused from exc
+            return _outcome(INVALID, exc.message, user)
+        return _outcome(APPLIED if done else UNCHANGED, "", user)
+
+    def find_subject(self, subject: Subject) -> uuid.UUID | None:
+        """The user's id: by the source's identity link (Okta users also by their SCIM link),
+        then by email, linking the user to the event's external id on the way."""
+        if subject.external_id:
+            for link_source in link_sources(self.source):
+                user_id = self.lookups.linked_user_id(link_source, subject.external_id)
+                if user_id is not None:
+                    return user_id
+        if not subject.email:
+            return None
+        user = find_user_by_email(self.session, self.organisation.id, subject.email)
+        if user is None or not subject.external_id:
+            return user.id if user else None
+        if any(link.source is self.source for link in user.identity_links):
+            return None  # this email belongs to someone with another id at the same source
+        link_identity(
+            self.session,
+            user=user,
+            source=self.source,
+            external_id=subject.external_id,
+            actor=self.actor,
+        )
+        self.lookups.remember_link(self.source, subject.external_id, user.id)
+        return user.id
+
+    def _advance(
+        self, cursor: EventCursor | None, user: User, aspect: str, event: IdpEvent
+    ) -> None:
+        assert event.published is not None
+        if cursor is None:
+            cursor = EventCursor(
+                organisation_id=user.organisation_id,
+                user_id=user.id,
+                source=self.source,
+                aspect=aspect,
+            )
+            self.session.add(cursor)
+            self.lookups.remember_cursor(cursor)
+        cursor.published_at = event.published
+        cursor.event_id = event.event_id[:255]
 
 
 @dataclass(frozen=True)
@@ -328,6 +407,16 @@ HANDLERS: dict[Action, Callable[[_Context], bool | None]] = {
 }
 
 
+def _applicable(event: IdpEvent) -> bool:
+    return not event.invalid and event.action is not Action.IGNORE
+
+
+def _not_applicable(event: IdpEvent) -> dict[str, Any]:
+    if event.invalid:
+        return _outcome(INVALID, event.invalid)
+    return _outcome(IGNORED, "event type not handled")
+
+
 def _parse(delivery: ReceivedDelivery) -> list[IdpEvent]:
     if delivery.channel == CHANNEL_OKTA:
         return okta_hooks.parse_events(delivery.payload)
@@ -338,35 +427,6 @@ def _aspect(event: IdpEvent) -> str:
     if event.action in (Action.JOIN_TEAM, Action.LEAVE_TEAM):
         return f"team:{(event.team_external_id or event.team_name or '').lower()}"[:255]
     return "profile" if event.action is Action.UPDATE_PROFILE else "status"
-
-
-def _cursor(session: Session, user: User, source: Source, aspect: str) -> EventCursor | None:
-    return session.scalar(
-        select(EventCursor).where(
-            EventCursor.user_id == user.id,
-            EventCursor.source == source,
-            EventCursor.aspect == aspect,
-        )
-    )
-
-
-def _advance(
-    session: Session,
-    cursor: EventCursor | None,
-    user: User,
-    source: Source,
-    aspect: str,
-    event: IdpEvent,
-) -> None:
-    assert event.published is not None
-    if cursor is None:
-        cursor = EventCursor(
-            organisation_id=user.organisation_id, user_id=user.id, source=source, aspect=aspect
-        )
-        session.add(cursor)
-    cursor.published_at = event.published
-    cursor.event_id = event.event_id[:255]
-    session.flush()
 
 
 def _describe(event: IdpEvent) -> dict[str, Any]:

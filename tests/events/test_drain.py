@@ -111,3 +111,55 @@ def test_deliveries_stored_while_a_drain_runs_ride_on_it(session, settings, monk
         wakeups.taken(*wake_up)
     else:
         assert drains == 3  # no flags on this broker: every wake-up is sent
+
+
+def test_a_refused_event_in_a_batch_is_undone_alone_and_the_rest_applies_once(session):
+    """The batch first runs without a savepoint per event; a refusal sends it round again
+    carefully, and nothing of the first pass (a half-made change, a message) survives."""
+    from models import outbox
+    from models.actions.users import TASK_OPEN_REVIEW
+    from models.entities import OutboxMessage, Revocation
+    from tests.events.conftest import generic
+
+    org = f.make_org(session)
+    ada = f.make_user(session, org, email="ada@example.com", name="Ada")
+    bob = f.make_user(session, org, email="bob@example.com")
+    f.make_user(session, org, email="taken@example.com")
+    sends = {
+        "bob-leaves": generic("user.deactivated", user={"email": "bob@example.com"}),
+        "ada-clashes": generic(
+            "user.updated",
+            user={"email": "ada@example.com"},
+            changes={"name": "Ada Lovelace", "email": "taken@example.com"},
+        ),
+        "bob-renamed": generic(
+            "user.updated", user={"email": "bob@example.com"}, changes={"name": "Robert"}
+        ),
+    }
+    for delivery_id, event in sends.items():
+        idp_events.accept_delivery(
+            session,
+            organisation_id=org.id,
+            channel="events",
+            delivery_id=delivery_id,
+            payload=event,
+        )
+    session.commit()
+
+    deliveries = idp_events.claim_received(session, org.id)
+    idp_events.process_received(session, deliveries)
+    session.flush()
+
+    results = {d.delivery_id: (d.status, d.outcome, d.attempts) for d in deliveries}
+    assert results == {
+        "bob-leaves": ("processed", "1 applied", 1),
+        "ada-clashes": ("processed", "1 rejected", 1),
+        "bob-renamed": ("processed", "1 applied", 1),
+    }
+    assert (ada.name, ada.email) == ("Ada", "ada@example.com")  # no half of the clash
+    assert (bob.name, bob.status) == ("Robert", UserStatus.REVOKED)
+    revocation = session.scalars(select(Revocation)).one()
+    reviews = session.scalars(select(OutboxMessage).where(OutboxMessage.task == TASK_OPEN_REVIEW))
+    assert [message.kwargs for message in reviews] == [{"revocation_id": str(revocation.id)}]
+    eager = outbox.take_eager_messages(session)  # what would be published after commit
+    assert [message.kwargs for message in eager] == [{"revocation_id": str(revocation.id)}]

@@ -16,19 +16,22 @@ def test_a_batch_stores_each_new_delivery_once_and_names_the_replays(session):
     def incoming(org_, delivery_id):
         return Incoming(org_.id, "events", delivery_id, {"id": delivery_id})
 
-    first = idp_events.accept_deliveries(session, [incoming(org, "a"), incoming(org, "b")])
+    connection = session.connection()
+    first = idp_events.accept_deliveries(connection, [incoming(org, "a"), incoming(org, "b")])
     second = idp_events.accept_deliveries(
-        session,
+        connection,
         [incoming(org, "b"), incoming(org, "c"), incoming(org, "c"), incoming(other, "a")],
     )
 
-    assert first == [True, True]
-    assert second == [False, True, False, True]  # b seen before, c twice in one batch
+    assert first.new == [True, True]
+    assert second.new == [False, True, False, True]  # b seen before, c twice in one batch
     stored = session.execute(
         select(ReceivedDelivery.organisation_id, func.count()).group_by(
             ReceivedDelivery.organisation_id
         )
     ).all()
     assert dict(stored) == {org.id: 3, other.id: 1}
-    wakeups = session.info["odock.outbox.wakeups"]
-    assert wakeups == {("events.drain", (("organisation_id", str(o.id)),)) for o in (org, other)}
+    assert first.drains_to_wake == [org.id]
+    assert set(second.drains_to_wake) == {org.id, other.id}
+    replays = idp_events.accept_deliveries(connection, [incoming(org, "a")])
+    assert replays.new == [False] and replays.drains_to_wake == []  # nothing new: no wake-up
