@@ -14,6 +14,9 @@ lag (received -> applied) and the exactly-once checks. Max phase: MAX_COUNT deli
 by CONCURRENCY closed-loop clients to each server: sustained requests per second.
 
     .venv/bin/python benchmarks/idp_events_load.py [--count 10000] [--rate 500] [--threads 8]
+
+With --receiver-alone the worker starts only once the steady phase is sent, so that phase
+shows the receiver's own answer times with nothing applied beside it.
 """
 
 from __future__ import annotations
@@ -133,6 +136,34 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def start_worker(
+    settings: Settings, env: dict[str, str], logs: Path, concurrency: int
+) -> subprocess.Popen[bytes]:
+    """One Celery worker at the lower CPU priority that `odock-sync serve` gives it."""
+    return start(
+        [
+            "nice",
+            "-n",
+            str(WORKER_NICENESS),
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.entry",
+            "worker",
+            "-Q",
+            settings.celery_queue,
+            f"--concurrency={concurrency}",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env,
+        logs / "worker.log",
+    )
 
 
 # ---------------------------------------------------------------- data
@@ -391,6 +422,11 @@ def main() -> None:
     parser.add_argument("--worker-concurrency", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8, help="per gunicorn worker; 1 = sync")
     parser.add_argument("--drain-timeout", type=float, default=420)
+    parser.add_argument(
+        "--receiver-alone",
+        action="store_true",
+        help="start the worker only once the steady phase is sent: the receiver's own answer times",
+    )
     args = parser.parse_args()
 
     base_db = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -430,31 +466,8 @@ def main() -> None:
         processes.append(
             gunicorn("webhooks.app:create_app()", real_port, env, logs / "web.log", args.threads)
         )
-        processes.append(
-            start(
-                [
-                    # at a lower CPU priority, as `odock-sync serve` runs it
-                    "nice",
-                    "-n",
-                    str(WORKER_NICENESS),
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker.entry",
-                    "worker",
-                    "-Q",
-                    settings.celery_queue,
-                    f"--concurrency={args.worker_concurrency}",
-                    "--loglevel=WARNING",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
-                env,
-                logs / "worker.log",
-            )
-        )
+        if not args.receiver_alone:
+            processes.append(start_worker(settings, env, logs, args.worker_concurrency))
         time.sleep(3)  # let the worker connect
 
         results: dict[str, Any] = {
@@ -462,6 +475,7 @@ def main() -> None:
             "rate": args.rate,
             "cpus": os.cpu_count(),
             "gunicorn": f"2 workers x {args.threads} threads" if args.threads > 1 else "2 sync",
+            "worker_during_steady_phase": not args.receiver_alone,
             "load_average_at_start": os.getloadavg(),
         }
         results["bare_steady"] = summary(asyncio.run(open_loop(bare_port, path, steady, args.rate)))
@@ -469,6 +483,8 @@ def main() -> None:
         answers = asyncio.run(open_loop(real_port, path, steady, args.rate))
         results["real_steady"] = summary(answers)
         sent_for = time.monotonic() - started
+        if args.receiver_alone:  # the events wait for the worker until every one is answered
+            processes.append(start_worker(settings, env, logs, args.worker_concurrency))
         accepted = {d.msg_id for d, a in zip(steady, answers, strict=True) if a.status == 202}
         results["real_steady"]["drain_after_last_send"] = wait_processed(
             settings, len(accepted), timeout=args.drain_timeout
