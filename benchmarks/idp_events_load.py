@@ -43,7 +43,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cli.serve import WORKER_NICENESS  # noqa: E402
+from cli.serve import GUNICORN_CONFIG, WORKER_NICENESS  # noqa: E402
 from connectors import signed_webhooks  # noqa: E402
 from models.actions import event_hooks, organisations  # noqa: E402
 from models.actor import Actor  # noqa: E402
@@ -116,6 +116,8 @@ def gunicorn(
         f"127.0.0.1:{port}",
         "--log-level",
         "warning",
+        "--config",
+        GUNICORN_CONFIG,
         app,
     ]
     process = start(command, env, log)

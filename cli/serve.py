@@ -30,6 +30,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT = 20.0
 READY_TIMEOUT = 60.0
 WORKER_NICENESS = 10
+GUNICORN_CONFIG = "python:webhooks.gunicorn_conf"
 
 
 @dataclass
@@ -160,6 +161,8 @@ def commands(
                 str(web_threads),
                 "--graceful-timeout",
                 "10",
+                "--config",
+                GUNICORN_CONFIG,
                 "webhooks.app:create_app()",
             ],
         ),

@@ -116,3 +116,18 @@ def demo_then_the_printed_curl(workdir: Path, port: int) -> None:
     for part in ("teams", "api_keys", "budgets", "quotas"):
         assert detail[part], part
     assert detail["usage"]["recent"]
+
+
+def test_a_web_worker_keeps_what_the_app_loaded_out_of_the_garbage_collector() -> None:
+    import gc
+
+    from cli.serve import GUNICORN_CONFIG
+    from webhooks import gunicorn_conf
+
+    assert f"python:{gunicorn_conf.__name__}" == GUNICORN_CONFIG
+    assert gc.get_freeze_count() == 0
+    try:
+        gunicorn_conf.post_worker_init(None)  # as gunicorn calls it once the app is loaded
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
