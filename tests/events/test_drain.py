@@ -163,3 +163,69 @@ def test_a_refused_event_in_a_batch_is_undone_alone_and_the_rest_applies_once(se
     assert [message.kwargs for message in reviews] == [{"revocation_id": str(revocation.id)}]
     eager = outbox.take_eager_messages(session)  # what would be published after commit
     assert [message.kwargs for message in eager] == [{"revocation_id": str(revocation.id)}]
+
+
+def drain_once(session, org) -> dict[str, list[str]]:
+    """Apply what is received in one batch, as the drain does; each delivery's outcomes."""
+    deliveries = idp_events.claim_received(session, org.id)
+    idp_events.process_received(session, deliveries)
+    session.flush()
+    return {d.delivery_id: [result["outcome"] for result in d.results] for d in deliveries}
+
+
+def test_in_one_batch_a_link_made_by_email_serves_the_next_event_about_that_id(session):
+    from models.actions.identities import find_link
+    from models.enums import Source
+    from tests.events.test_apply import OKTA_ID
+
+    org = f.make_org(session)
+    user = f.make_user(session, org, email="jane.doe@example.com")
+    receive(session, org, "suspended", "user.lifecycle.suspend", minutes=0)
+    renamed = okta_event(
+        "user.account.update_profile",
+        published=T0 + timedelta(minutes=1),
+        email="jane.smith@example.com",  # no longer the email she was matched by
+        name="Jane Smith",
+    )
+    idp_events.accept_delivery(
+        session,
+        organisation_id=org.id,
+        channel="okta",
+        delivery_id="renamed",
+        payload=okta.delivery(renamed),
+    )
+    session.commit()
+
+    assert drain_once(session, org) == {"suspended": ["applied"], "renamed": ["applied"]}
+    assert (user.status, user.email) == (UserStatus.REVOKED, "jane.smith@example.com")
+    assert find_link(session, org.id, Source.OKTA, OKTA_ID).user_id == user.id
+
+
+def test_in_one_batch_the_newest_event_per_aspect_wins_whatever_the_arrival_order(session):
+    from tests.events.conftest import generic
+
+    org = f.make_org(session)
+    user = f.make_user(session, org, email="ada@example.com", name="Ada")
+    sends = {
+        "newer": ("Ada Lovelace", "2026-11-01T09:05:00+00:00"),
+        "older": ("Ada King", "2026-11-01T09:00:00+00:00"),  # arrives late: stale
+    }
+    for delivery_id, (name, occurred_at) in sends.items():
+        event = generic(
+            "user.updated",
+            id=f"evt-{delivery_id}",
+            user={"email": "ada@example.com"},
+            changes={"name": name},
+            occurred_at=occurred_at,
+        )
+        idp_events.accept_delivery(
+            session,
+            organisation_id=org.id,
+            channel="events",
+            delivery_id=delivery_id,
+            payload=event,
+        )
+    session.commit()
+
+    assert drain_once(session, org) == {"newer": ["applied"], "older": ["stale"]}
+    assert user.name == "Ada Lovelace"
