@@ -30,6 +30,7 @@ from sqlalchemy import select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import cpu  # noqa: E402
 from benchmarks.idp_events_load import drop_database, prepare_database, seed  # noqa: E402
 from models.actions import idp_events  # noqa: E402
 from models.actions.deliveries import Incoming, store_deliveries  # noqa: E402
@@ -95,20 +96,6 @@ def batched(sessions: SessionFactory, organisation_id: uuid.UUID) -> int:
             return done
 
 
-def server_cpu_seconds(database: str) -> float | None:
-    """CPU used so far by the PostgreSQL processes serving `database`, if they are local."""
-    total, found = 0, False
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if database.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                continue
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total, found = total + int(fields[11]) + int(fields[12]), True
-    return total / os.sysconf("SC_CLK_TCK") if found else None
-
-
 def measure(
     base_url: str, kind: str, count: int, apply: Callable[[SessionFactory, uuid.UUID], int]
 ) -> dict[str, Any]:
@@ -123,24 +110,20 @@ def measure(
         engine = make_engine(settings)
         sessions = make_session_factory(engine)
         organisation_id = store(sessions, slug, kind, count)
-        server_before = server_cpu_seconds(name)
-        cpu, wall = time.process_time(), time.perf_counter()
+        server_before = cpu.cpu_by_pid(cpu.database_pids(name))
+        worker, wall = time.process_time(), time.perf_counter()
         applied = apply(sessions, organisation_id)
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        server_after = server_cpu_seconds(name)
+        worker, wall = time.process_time() - worker, time.perf_counter() - wall
+        server_after = cpu.cpu_by_pid(cpu.database_pids(name))
         engine.dispose()
     finally:
         drop_database(base_url, name)
     assert applied == count, (applied, count)
-    server = (
-        None
-        if server_before is None or server_after is None
-        else round((server_after - server_before) * 1000 / count, 3)
-    )
+    server = cpu.used_between(server_before, server_after) if server_after else None
     return {
         "wall_ms": round(wall * 1000 / count, 3),
-        "worker_cpu_ms": round(cpu * 1000 / count, 3),
-        "database_cpu_ms": server,
+        "worker_cpu_ms": round(worker * 1000 / count, 3),
+        "database_cpu_ms": None if server is None else round(server * 1000 / count, 3),
     }
 
 

@@ -43,6 +43,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import cpu  # noqa: E402
 from cli.serve import GUNICORN_CONFIG, WORKER_NICENESS  # noqa: E402
 from connectors import signed_webhooks  # noqa: E402
 from models.actions import event_hooks, organisations  # noqa: E402
@@ -341,6 +342,37 @@ def summary(answers: list[Answer]) -> dict[str, Any]:
     }
 
 
+def read_cpu(
+    parts: dict[str, subprocess.Popen[bytes]], database: str | None = None
+) -> dict[str, dict[int, float]]:
+    """CPU so far of each part (a process and its session), the database's server processes
+    and this process, the load generator."""
+    pids = {name: cpu.session_pids(process.pid) for name, process in parts.items()}
+    pids["load_generator"] = [os.getpid()]
+    if database is not None:
+        pids["database"] = cpu.database_pids(database)
+    return {name: cpu.cpu_by_pid(part) for name, part in pids.items()}
+
+
+def cpu_per_delivery(
+    before: dict[str, dict[int, float]],
+    parts: dict[str, subprocess.Popen[bytes]],
+    started: float,
+    count: int,
+    database: str | None = None,
+) -> dict[str, Any]:
+    """Milliseconds of CPU per delivery sent, by part, since `before`, and the cores in use:
+    what the machine spends while the steady phase is sent."""
+    after = read_cpu(parts, database)
+    used = {name: cpu.used_between(before.get(name, {}), after[name]) for name in after}
+    return {
+        "ms_per_delivery": {
+            name: round(seconds * 1000 / count, 3) for name, seconds in used.items()
+        },
+        "cores_busy": round(sum(used.values()) / (time.monotonic() - started), 2),
+    }
+
+
 # ---------------------------------------------------------------- checks
 
 
@@ -480,11 +512,22 @@ def main() -> None:
             "worker_during_steady_phase": not args.receiver_alone,
             "load_average_at_start": os.getloadavg(),
         }
+        bare, real = processes[0], processes[1]
+        worker_parts = {} if args.receiver_alone else {"worker": processes[2]}
+        before = read_cpu({"web": bare})
+        started = time.monotonic()
         results["bare_steady"] = summary(asyncio.run(open_loop(bare_port, path, steady, args.rate)))
+        results["bare_steady"]["cpu"] = cpu_per_delivery(
+            before, {"web": bare}, started, len(steady)
+        )
+        before = read_cpu({"web": real, **worker_parts}, db_name)
         started = time.monotonic()
         answers = asyncio.run(open_loop(real_port, path, steady, args.rate))
         results["real_steady"] = summary(answers)
         sent_for = time.monotonic() - started
+        results["real_steady"]["cpu"] = cpu_per_delivery(
+            before, {"web": real, **worker_parts}, started, len(steady), db_name
+        )
         if args.receiver_alone:  # the events wait for the worker until every one is answered
             processes.append(start_worker(settings, env, logs, args.worker_concurrency))
         accepted = {d.msg_id for d, a in zip(steady, answers, strict=True) if a.status == 202}
