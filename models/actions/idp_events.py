@@ -166,6 +166,9 @@ def process_delivery(session: Session, *, delivery: ReceivedDelivery) -> Receive
 
 
 def _process_all(session: Session, deliveries: list[ReceivedDelivery], *, careful: bool) -> None:
+    """Apply deliveries of one organisation, with what their events refer to read up front."""
+    if not deliveries:
+        return
     parsed = [(delivery, _parse_or_reject(delivery)) for delivery in deliveries]
     subjects = [
         (SOURCES[delivery.channel], event.subject)
@@ -173,8 +176,6 @@ def _process_all(session: Session, deliveries: list[ReceivedDelivery], *, carefu
         for event in events or []
         if event.subject is not None and _applicable(event)
     ]
-    if not deliveries:
-        return
     organisation = _organisation(session, deliveries[0].organisation_id)
     lookups = EventLookups.read(session, organisation.id, subjects)
     for delivery, events in parsed:
