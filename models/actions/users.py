@@ -9,7 +9,7 @@ import re
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, inspect, select, update
 from sqlalchemy.orm import Session
 
 from models import audit, outbox
@@ -265,9 +265,9 @@ def _revoke(
 ) -> Revocation:
     reason = clean_text(reason, field="reason", max_length=500, required=False)
     before = user_snapshot(user)
-    # A user added in this same unit of work is written first: no relationship tells the
-    # flush that a revocation refers to it (nothing pending: no round trip).
-    session.flush()
+    if inspect(user).pending:
+        # Written first: no relationship tells the flush that a revocation refers to it.
+        session.flush()
     revocation = Revocation(
         organisation_id=user.organisation_id,
         user_id=user.id,
