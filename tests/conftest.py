@@ -27,7 +27,8 @@ from models.base import Base
 from models.db import SessionFactory, make_engine, make_session_factory
 from models.migrate import upgrade
 from models.settings import Settings
-from tests.support.smtp import Mailbox, free_port, start_smtp_server
+from tests.support.net import free_port
+from tests.support.smtp import Mailbox, start_smtp_server
 from tests.support.worker import WorkerProcess, start_worker
 
 

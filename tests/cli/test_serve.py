@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.net import free_port
 from tests.support.processes import alive, descendants
-from tests.support.smtp import free_port
 from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

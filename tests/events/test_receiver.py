@@ -278,6 +278,26 @@ def test_deliveries_wake_one_drain_while_a_wake_up_waits_to_be_taken(
     assert session.scalar(select(func.count(OutboxMessage.id))) == 0  # no second write
 
 
+def test_with_the_flags_unreachable_every_delivery_still_wakes_the_drain(
+    client, hooked, monkeypatch
+):
+    import redis
+
+    from tests.support.net import free_port
+    from worker import wakeups
+
+    nowhere = redis.Redis(port=free_port(), socket_timeout=0.2, socket_connect_timeout=0.2)
+    monkeypatch.setattr(wakeups, "_flags", lambda _broker_url: nowhere)
+    sent = record_sent_tasks(monkeypatch)
+    for n in range(2):
+        body, headers = signed(hooked.signing_secret, {"id": f"e{n}", "type": "user.deactivated"})
+        assert client.post(hooked.events_url, data=body, headers=headers).status_code == 202
+
+    drain = ("events.drain", {"organisation_id": str(hooked.org.id)})
+    assert sent == [drain, drain]  # not coalesced, never dropped
+    wakeups.taken(*drain)  # the drain starts: lowering an unreachable flag does not fail it
+
+
 def record_sent_tasks(monkeypatch) -> list[tuple[str, dict]]:
     from worker.celery_app import celery_app
 

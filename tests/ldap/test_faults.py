@@ -12,7 +12,8 @@ from connectors.ldap.errors import DirectoryIncomplete
 from models.entities import DirectoryConnector, OutboxMessage
 from models.enums import UserStatus
 from tests.ldap.conftest import get_run, linked_users
-from tests.support.slapd import LIMITED_DN, ROOT_DN, ROOT_PASSWORD, free_port
+from tests.support.net import free_port
+from tests.support.slapd import LIMITED_DN, ROOT_DN, ROOT_PASSWORD
 
 
 def _reconfigure(sessions, connector, **fields):

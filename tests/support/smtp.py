@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from tests.support.net import free_port
 
 
 @dataclass
@@ -35,12 +36,6 @@ class Mailbox:
     def clear(self) -> None:
         self.messages.clear()
         self.failures_left = 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_smtp_server() -> tuple[Controller, Mailbox]:
