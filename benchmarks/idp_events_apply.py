@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,8 +36,10 @@ from benchmarks.idp_events_load import drop_database, prepare_database, seed  # 
 from models.actions import idp_events  # noqa: E402
 from models.actions.deliveries import Incoming, store_deliveries  # noqa: E402
 from models.db import SessionFactory, make_engine, make_session_factory  # noqa: E402
-from models.entities import Organisation  # noqa: E402
+from models.entities import Organisation, ReceivedDelivery  # noqa: E402
 from models.settings import Settings  # noqa: E402
+
+Applier = Callable[[Session, list[ReceivedDelivery]], None]
 
 EVENTS: dict[str, Callable[[int], dict[str, Any]]] = {
     "user.updated (profile)": lambda i: {"changes": {"name": f"Renamed {i}"}},
@@ -71,34 +74,25 @@ def store(sessions: SessionFactory, slug: str, kind: str, count: int) -> uuid.UU
     return organisation_id
 
 
-def one_by_one(sessions: SessionFactory, organisation_id: uuid.UUID) -> int:
+def one_by_one(session: Session, deliveries: list[ReceivedDelivery]) -> None:
+    for delivery in deliveries:
+        idp_events.process_delivery(session, delivery=delivery)
+
+
+def drain(sessions: SessionFactory, organisation_id: uuid.UUID, apply: Applier) -> int:
+    """Claim and apply the organisation's deliveries a batch per transaction, as the drain."""
     done = 0
     while True:
         with sessions() as session:
             deliveries = idp_events.claim_received(session, organisation_id)
-            for delivery in deliveries:
-                idp_events.process_delivery(session, delivery=delivery)
+            apply(session, deliveries)
             session.commit()
         done += len(deliveries)
         if not deliveries:
             return done
 
 
-def batched(sessions: SessionFactory, organisation_id: uuid.UUID) -> int:
-    done = 0
-    while True:
-        with sessions() as session:
-            deliveries = idp_events.claim_received(session, organisation_id)
-            idp_events.process_received(session, deliveries)
-            session.commit()
-        done += len(deliveries)
-        if not deliveries:
-            return done
-
-
-def measure(
-    base_url: str, kind: str, count: int, apply: Callable[[SessionFactory, uuid.UUID], int]
-) -> dict[str, Any]:
+def measure(base_url: str, kind: str, count: int, apply: Applier) -> dict[str, Any]:
     name = f"odock_apply_{uuid.uuid4().hex[:8]}"
     settings = Settings(
         database_url=prepare_database(base_url, name),
@@ -112,7 +106,7 @@ def measure(
         organisation_id = store(sessions, slug, kind, count)
         server_before = cpu.cpu_by_pid(cpu.database_pids(name))
         worker, wall = time.process_time(), time.perf_counter()
-        applied = apply(sessions, organisation_id)
+        applied = drain(sessions, organisation_id, apply)
         worker, wall = time.process_time() - worker, time.perf_counter() - wall
         server_after = cpu.cpu_by_pid(cpu.database_pids(name))
         engine.dispose()
@@ -135,7 +129,7 @@ def main() -> None:
     results: dict[str, Any] = {"count": args.count, "load_average_at_start": os.getloadavg()}
     for kind in EVENTS:
         before = measure(base_url, kind, args.count, one_by_one)
-        after = measure(base_url, kind, args.count, batched)
+        after = measure(base_url, kind, args.count, idp_events.process_received)
         results[kind] = {
             "one_by_one_per_event": before,
             "batched_per_event": after,

@@ -21,6 +21,12 @@ def receive(session, org, delivery_id, event_type, minutes=0) -> None:
     )
 
 
+def receive_generic(session, org, delivery_id, event) -> None:
+    idp_events.accept_delivery(
+        session, organisation_id=org.id, channel="events", delivery_id=delivery_id, payload=event
+    )
+
+
 def statuses(session, org) -> dict[str, tuple[str, str | None]]:
     rows = session.execute(
         select(
@@ -137,13 +143,7 @@ def test_a_refused_event_in_a_batch_is_undone_alone_and_the_rest_applies_once(se
         ),
     }
     for delivery_id, event in sends.items():
-        idp_events.accept_delivery(
-            session,
-            organisation_id=org.id,
-            channel="events",
-            delivery_id=delivery_id,
-            payload=event,
-        )
+        receive_generic(session, org, delivery_id, event)
     session.commit()
 
     deliveries = idp_events.claim_received(session, org.id)
@@ -218,13 +218,7 @@ def test_in_one_batch_the_newest_event_per_aspect_wins_whatever_the_arrival_orde
             changes={"name": name},
             occurred_at=occurred_at,
         )
-        idp_events.accept_delivery(
-            session,
-            organisation_id=org.id,
-            channel="events",
-            delivery_id=delivery_id,
-            payload=event,
-        )
+        receive_generic(session, org, delivery_id, event)
     session.commit()
 
     assert drain_once(session, org) == {"newer": ["applied"], "older": ["stale"]}
