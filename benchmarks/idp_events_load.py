@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import cpu  # noqa: E402
-from cli.serve import GUNICORN_CONFIG, WORKER_NICENESS  # noqa: E402
+from cli.serve import GUNICORN_CONFIG, WORKER_NICENESS, celery_worker_command  # noqa: E402
 from connectors import signed_webhooks  # noqa: E402
 from models.actions import event_hooks, organisations  # noqa: E402
 from models.actor import Actor  # noqa: E402
@@ -145,28 +145,8 @@ def start_worker(
     settings: Settings, env: dict[str, str], logs: Path, concurrency: int
 ) -> subprocess.Popen[bytes]:
     """One Celery worker at the lower CPU priority that `odock-sync serve` gives it."""
-    return start(
-        [
-            "nice",
-            "-n",
-            str(WORKER_NICENESS),
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.entry",
-            "worker",
-            "-Q",
-            settings.celery_queue,
-            f"--concurrency={concurrency}",
-            "--loglevel=WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        env,
-        logs / "worker.log",
-    )
+    command = celery_worker_command(settings.celery_queue, concurrency, loglevel="WARNING")
+    return start(["nice", "-n", str(WORKER_NICENESS), *command], env, logs / "worker.log")
 
 
 # ---------------------------------------------------------------- data

@@ -31,6 +31,7 @@ STOP_TIMEOUT = 20.0
 READY_TIMEOUT = 60.0
 WORKER_NICENESS = 10
 GUNICORN_CONFIG = "python:webhooks.gunicorn_conf"
+CELERY_APP = "worker.entry"
 
 
 @dataclass
@@ -145,7 +146,7 @@ def commands(
     beat_schedule: str,
 ) -> list[Child]:
     python = sys.executable
-    celery = [python, "-m", "celery", "-A", "worker.entry"]
+    celery = [python, "-m", "celery", "-A", CELERY_APP]
     return [
         Child(
             "web",
@@ -168,17 +169,7 @@ def commands(
         ),
         Child(
             "worker",
-            [
-                *celery,
-                "worker",
-                "-Q",
-                settings.celery_queue,
-                f"--concurrency={concurrency}",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
+            celery_worker_command(settings.celery_queue, concurrency, loglevel="INFO"),
             # Sharing one host, the web answers first (IdPs time out in seconds; Okta's event
             # hooks in 3) and the worker, whose work is already stored, catches up.
             niceness=WORKER_NICENESS,
@@ -242,3 +233,23 @@ def serve(
     code = supervisor.run(on_started=lambda: wait_ready(url, supervisor))
     click.echo("odock-sync: stopped", err=True)
     sys.exit(code)
+
+
+def celery_worker_command(queue: str, concurrency: int, *, loglevel: str) -> list[str]:
+    """A Celery worker on `queue`, as `serve` runs it (the tests and benchmarks too)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        CELERY_APP,
+        "worker",
+        "-Q",
+        queue,
+        f"--concurrency={concurrency}",
+        f"--loglevel={loglevel}",
+        # Workers need no gossip, mingle or heartbeat events from one another.
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]

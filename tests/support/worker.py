@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli.serve import celery_worker_command
 from models.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,19 +54,7 @@ def start_worker(
 ) -> WorkerProcess:
     log_path = log_dir / f"worker-{time.monotonic_ns()}.log"
     command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.entry",
-        "worker",
-        "-Q",
-        settings.celery_queue,
-        f"--concurrency={concurrency}",
-        "--loglevel=INFO",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
+        *celery_worker_command(settings.celery_queue, concurrency, loglevel="INFO"),
         "-n",
         f"test-{time.monotonic_ns()}@%h",
     ]
