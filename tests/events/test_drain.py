@@ -223,3 +223,29 @@ def test_in_one_batch_the_newest_event_per_aspect_wins_whatever_the_arrival_orde
 
     assert drain_once(session, org) == {"newer": ["applied"], "older": ["stale"]}
     assert user.name == "Ada Lovelace"
+
+
+def test_in_one_batch_bad_deliveries_are_rejected_and_the_good_ones_still_apply(session):
+    from tests.events.conftest import generic
+
+    org = f.make_org(session)
+    ada = f.make_user(session, org, email="ada@example.com", name="Ada")
+    receive_generic(session, org, "unreadable", {"events": "not a list"})
+    receive_generic(session, org, "no-time", {"id": "e1", "type": "user.deactivated"})
+    receive_generic(session, org, "stranger", generic("user.deactivated", user={"email": "x@y.z"}))
+    receive_generic(
+        session,
+        org,
+        "renamed",
+        generic("user.updated", user={"email": "ada@example.com"}, changes={"name": "Ada L."}),
+    )
+    session.commit()
+
+    assert drain_once(session, org) == {
+        "unreadable": [],
+        "no-time": ["rejected"],
+        "stranger": ["ignored"],
+        "renamed": ["applied"],
+    }
+    assert statuses(session, org)["unreadable"][0] == "rejected"
+    assert (ada.name, ada.status) == ("Ada L.", UserStatus.ACTIVE)
