@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,12 @@ class Settings(BaseSettings):
     gateway_url: str = ""
     gateway_secret: str = ""
     gateway_timeout: float = Field(default=5.0, gt=0)
+    odock_mode: Literal["embedded", "bridged"] = "embedded"
+    odock_management_url: str = ""
+    odock_management_token: str = ""
+    odock_command_secret: str = ""
+    odock_timeout: float = Field(default=5.0, gt=0, le=60)
+    odock_reconcile_interval: float = Field(default=3600.0, gt=0)
     smtp_host: str = ""
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_from: str = "odock-sync@localhost"
