@@ -49,6 +49,7 @@ class Source(StrEnum):
     LDAP = "ldap"
     OKTA = "okta"
     EVENTS = "events"
+    ODOCK = "odock"
     INVITATION = "invitation"
     MANUAL = "manual"
     SCHEDULE = "schedule"
@@ -58,6 +59,7 @@ class Source(StrEnum):
 class TokenScope(StrEnum):
     ADMIN = "admin"
     SCIM = "scim"
+    ODOCK = "odock"
 
 
 class ReviewStatus(StrEnum):

@@ -14,6 +14,7 @@ from webhooks import (
     errors,
     health,
     idp_hooks,
+    odock,
     review_links,
     scim,
 )
@@ -36,6 +37,7 @@ BLUEPRINTS = [
     event_hooks.bp,
     scim.bp,
     directory.bp,
+    odock.bp,
 ]
 
 

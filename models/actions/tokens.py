@@ -17,7 +17,11 @@ from models.enums import TokenScope, UserStatus
 from models.errors import Forbidden, InvalidInput
 from models.secrets import hash_secret, new_secret, same_secret
 
-TOKEN_PREFIX = {TokenScope.ADMIN: "odk_admin", TokenScope.SCIM: "odk_scim"}
+TOKEN_PREFIX = {
+    TokenScope.ADMIN: "odk_admin",
+    TokenScope.SCIM: "odk_scim",
+    TokenScope.ODOCK: "odk_odock",
+}
 
 
 @dataclass(frozen=True)
