@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from models import audit, outbox
 from models.actor import Actor
+from models.arrival import arrival
 from models.base import utcnow
 from models.entities import IdentityLink, OrganisationSettings, Revocation, User, VirtualApiKey
 from models.enums import KeyPolicy, KeyType, Source, UserStatus
@@ -218,7 +219,14 @@ def _revoke(
         extra={"keys_revoked": revoked, "reason": reason, **(extra or {})},
     )
     if revoked:
-        outbox.enqueue(session, TASK_INVALIDATE_KEYS, key_ids=revoked, reason="revoked")
+        outbox.enqueue(
+            session,
+            TASK_INVALIDATE_KEYS,
+            key_ids=revoked,
+            reason="revoked",
+            source=actor.source.value,
+            arrived_at=arrival(),  # the time-to-kill clock travels with the job
+        )
     # Eager: published right after commit with no second transaction. Should the process die
     # in between, the relay re-sends it after OUTBOX_REDISPATCH_AFTER; the key invalidation
     # above is not eager, as a revoked key must leave the gateway's cache within seconds.
