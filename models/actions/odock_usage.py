@@ -167,10 +167,12 @@ def flag_usage_after_revocation(
         )
     ).all()
     for revocation_id in revocations:
-        review = reviews.review_of(session, revocation_id)
-        if review is None:
-            reviews.open_revocation_review(session, revocation_id=revocation_id, actor=actor)
-        else:
+        # Opening returns the review as it is when the worker opened it meanwhile, so refresh
+        # in any case (a refresh in line with the world changes nothing).
+        review = reviews.review_of(session, revocation_id) or reviews.open_revocation_review(
+            session, revocation_id=revocation_id, actor=actor
+        )
+        if review is not None:
             reviews.refresh_review(session, review=review, actor=actor)
     return len(revocations)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from models.actions import users as user_actions
+from models.actions import lifecycle
 from models.entities import (
     AuditEvent,
     Organisation,
@@ -65,7 +65,7 @@ def test_usage_on_a_revoked_persons_key_opens_an_urgent_finding_at_once(bridged,
     key_id = uuid.uuid4()
     bridged.put("keys", key_id, key_body(bridged.owner))
     f.make_user(session, session.get_one(Organisation, bridged.org.id), role=Role.ORG_ADMIN)
-    revocation = user_actions.revoke_user(
+    revocation = lifecycle.revoke(
         session, user=session.get_one(User, bridged.owner.id), actor=f.SETUP
     )
     session.commit()
@@ -88,7 +88,7 @@ def test_usage_on_a_revoked_persons_key_opens_an_urgent_finding_at_once(bridged,
 
 def test_usage_before_the_revocation_opens_nothing_urgent(bridged, session):
     before = (datetime.now(UTC) - timedelta(days=1)).isoformat()
-    user_actions.revoke_user(session, user=session.get_one(User, bridged.owner.id), actor=f.SETUP)
+    lifecycle.revoke(session, user=session.get_one(User, bridged.owner.id), actor=f.SETUP)
     session.commit()
     response = bridged.usage(
         {"records": [record(user_id=str(bridged.owner.id), occurred_at=before)]}
