@@ -32,6 +32,7 @@ def revoke_keys(
     reason: str,
     revocation_id: uuid.UUID | None = None,
     audit_detail: dict[str, Any] | None = None,
+    invalidation_detail: dict[str, Any] | None = None,
 ) -> list[uuid.UUID]:
     """Revoke the active keys in `scope`; the ids revoked, in a stable order."""
     now = utcnow()
@@ -61,16 +62,17 @@ def revoke_keys(
             after={"revoked": True, **(audit_detail or {})},
         )
     if key_ids:
-        invalidate(session, key_ids, reason=reason)
+        invalidate(session, key_ids, reason=reason, **(invalidation_detail or {}))
         _expire_loaded(session, key_ids)
     return key_ids
 
 
-def invalidate(session: Session, key_ids: Iterable[uuid.UUID | str], *, reason: str) -> None:
+def invalidate(
+    session: Session, key_ids: Iterable[uuid.UUID | str], *, reason: str, **detail: Any
+) -> None:
     """Have the gateway drop these keys from its cache once this transaction commits."""
-    outbox.enqueue(
-        session, TASK_INVALIDATE_KEYS, key_ids=[str(key_id) for key_id in key_ids], reason=reason
-    )
+    key_ids = [str(key_id) for key_id in key_ids]
+    outbox.enqueue(session, TASK_INVALIDATE_KEYS, key_ids=key_ids, reason=reason, **detail)
 
 
 def _expire_loaded(session: Session, key_ids: list[uuid.UUID]) -> None:
