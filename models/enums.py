@@ -4,10 +4,18 @@ from enum import StrEnum
 
 
 class Role(StrEnum):
+    """Organisation roles, declared from the most authority to the least."""
+
     SUPER_ADMIN = "SUPER_ADMIN"
     ORG_ADMIN = "ORG_ADMIN"
     MANAGER = "MANAGER"
     USER = "USER"
+
+    @property
+    def rank(self) -> int:
+        """Higher means more authority: USER 0, MANAGER 1, ORG_ADMIN 2, SUPER_ADMIN 3."""
+        members = list(Role)
+        return len(members) - 1 - members.index(self)
 
 
 class UserStatus(StrEnum):
@@ -49,6 +57,7 @@ class Source(StrEnum):
     LDAP = "ldap"
     OKTA = "okta"
     EVENTS = "events"
+    ODOCK = "odock"
     INVITATION = "invitation"
     MANUAL = "manual"
     SCHEDULE = "schedule"
@@ -58,6 +67,7 @@ class Source(StrEnum):
 class TokenScope(StrEnum):
     ADMIN = "admin"
     SCIM = "scim"
+    ODOCK = "odock"
 
 
 class ReviewStatus(StrEnum):
@@ -83,6 +93,23 @@ class KeyPolicy(StrEnum):
 
     REVOKE = "revoke"
     HOLD = "hold"
+
+
+class DeletedTeamKeyPolicy(StrEnum):
+    """What deleting a team does to its keys: revoke them, or hand each to its creator."""
+
+    REVOKE = "revoke"
+    REASSIGN = "reassign"
+
+
+class ReviewCause(StrEnum):
+    """Why an access-change review opened."""
+
+    REVOCATION = "revocation"
+    TEAM_DELETED = "team_deleted"
+    MANAGER_ROLE_LOST = "manager_role_lost"
+    LEFT_TEAM = "left_team"
+    ORG_ROLE_DROPPED = "org_role_dropped"
 
 
 class HookKind(StrEnum):

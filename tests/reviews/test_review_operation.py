@@ -5,8 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from models.actions import reviews
-from models.actions import users as user_actions
+from models.actions import lifecycle, reviews
 from models.base import utcnow
 from models.entities import AuditEvent, OutboxMessage, ReviewFinding, VirtualApiKey
 from models.enums import FindingState, KeyPolicy, ReviewStatus, Severity
@@ -56,7 +55,9 @@ def test_opening_twice_returns_the_same_review_and_adds_nothing(session):
     assert session.scalar(select(func.count(OutboxMessage.id))) == messages
 
 
-def test_team_key_policy_revoke_revokes_the_created_team_keys_and_invalidates_them(session):
+def test_team_key_policy_revoke_revokes_the_created_team_keys_with_the_revocation(session):
+    """The key-scope policy decides once: the revocation itself disables the team keys the
+    person created (in the same invalidation as their own keys), the review records it."""
     world = build_leaver(session)
     world.org.settings.team_key_policy = KeyPolicy.REVOKE
     session.flush()
@@ -71,7 +72,8 @@ def test_team_key_policy_revoke_revokes_the_created_team_keys_and_invalidates_th
     invalidations = session.scalars(
         select(OutboxMessage.kwargs).where(OutboxMessage.task == "gateway.invalidate_keys")
     ).all()
-    assert {"key_ids": [str(world.team_key.id)], "reason": "review"} in invalidations
+    mine = {str(world.key_a.id), str(world.key_b.id), str(world.team_key.id)}
+    assert [(i["key_ids"], i["reason"]) for i in invalidations] == [(sorted(mine), "revoked")]
 
 
 def test_hold_policy_proposes_revocation_and_keeps_user_keys_active(session):
@@ -89,7 +91,7 @@ def test_hold_policy_proposes_revocation_and_keeps_user_keys_active(session):
 
 def test_usage_after_the_revocation_is_an_urgent_finding_and_alerts(session):
     world = build_leaver(session)
-    revocation = user_actions.revoke_user(session, user=world.person, actor=f.SETUP)
+    revocation = lifecycle.revoke(session, user=world.person, actor=f.SETUP)
     f.make_usage(session, world.org, world.person, world.team_key, cost="2.5")
     before = f.make_usage(session, world.org, world.person, world.key_a)
     before.occurred_at = revocation.revoked_at - timedelta(minutes=5)
@@ -199,7 +201,7 @@ def test_a_revoked_user_cannot_inherit(session):
     world = build_leaver(session)
     review = revoke_and_review(session, world.person)
     gone = f.make_user(session, world.org)
-    user_actions.revoke_user(session, user=gone, actor=f.SETUP)
+    lifecycle.revoke(session, user=gone, actor=f.SETUP)
     from models.errors import InvalidInput
 
     with pytest.raises(InvalidInput):
@@ -210,7 +212,7 @@ def test_a_revoked_user_cannot_inherit(session):
 
 def test_gateway_acknowledgement_is_recorded_on_the_findings_in_either_order(session):
     world = build_leaver(session)
-    revocation = user_actions.revoke_user(session, user=world.person, actor=f.SETUP)
+    revocation = lifecycle.revoke(session, user=world.person, actor=f.SETUP)
     session.flush()
     # the gateway answered for key A before the review opened, for key B after
     reviews.record_invalidation(session, key_ids=[world.key_a.id], reason="revoked")
