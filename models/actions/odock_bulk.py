@@ -129,6 +129,8 @@ SEEN = {
     )
     for kind in STAGES
 }
+KEY_TYPE = list(STAGES[KIND_KEY].columns.keys()).index("key_type")
+KEY_TEAM = list(STAGES[KIND_KEY].columns.keys()).index("owner_team_id")
 # The staged columns that name a person (by id, or by email until resolved) or a team.
 PEOPLE = {
     KIND_KEY: ("owner_user_id", "created_by_user_id", "revealed_by_user_id"),
@@ -340,20 +342,9 @@ class Loader:
 
     def _checked(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         assert self.directory is not None
-        values = list(row)
         if self.kind == KIND_KEY:
-            for position in self.people:
-                values[position] = self.directory.person(values[position])
-            self.directory.team(values[self.columns.index("owner_team_id")])
-            key_type = values[self.columns.index("key_type")]
-            if key_type == KeyType.USER.value and values[self.people[0]] is None:
-                raise Unusable("a USER key names its owner")
-            if (
-                key_type == KeyType.TEAM.value
-                and values[self.columns.index("owner_team_id")] is None
-            ):
-                raise Unusable("a TEAM key names its team")
-            return tuple(values)
+            return self._checked_key(row, self.directory)
+        values = list(row)
         owner_type, owner = values[1], values[2]
         if owner_type == OwnerType.USER.value:
             values[2] = self.directory.person(owner)
@@ -363,6 +354,17 @@ class Loader:
             raise Unusable("an ORG owner is this organisation")
         if values[2] is None:
             raise Unusable("owner_id is required")
+        return tuple(values)
+
+    def _checked_key(self, row: tuple[Any, ...], directory: Directory) -> tuple[Any, ...]:
+        values = list(row)
+        for position in self.people:
+            values[position] = directory.person(values[position])
+        team = directory.team(values[KEY_TEAM])
+        if values[KEY_TYPE] == KeyType.USER.value and values[self.people[0]] is None:
+            raise Unusable("a USER key names its owner")
+        if values[KEY_TYPE] == KeyType.TEAM.value and team is None:
+            raise Unusable("a TEAM key names its team")
         return tuple(values)
 
     def reject(self, object_id: Any, reason: str) -> None:
