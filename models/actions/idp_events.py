@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from connectors import generic_events, okta_hooks
 from connectors.idp_events import Action, IdpEvent, Subject
 from models import audit, outbox
+from models.actions import mass_change
 from models.actions.deliveries import Incoming, Recorded, record_delivery, store_deliveries
 from models.actions.event_lookups import EventLookups, link_sources
 from models.actions.identities import find_link, link_identity, mark_link_deleted
@@ -34,7 +35,7 @@ from models.actions.users import edit_user, find_user_by_email, set_active
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import EventCursor, Organisation, ReceivedDelivery, Team, User
-from models.enums import Source, TeamRole
+from models.enums import ChangeKind, Source, TeamRole
 from models.errors import DomainError
 
 log = structlog.get_logger(__name__)
@@ -48,6 +49,7 @@ SOURCES = {CHANNEL_OKTA: Source.OKTA, CHANNEL_EVENTS: Source.EVENTS}
 RECEIVED, PROCESSED, REJECTED, FAILED = "received", "processed", "rejected", "failed"
 STATUSES = (RECEIVED, PROCESSED, REJECTED, FAILED)
 APPLIED, UNCHANGED, IGNORED, STALE, INVALID = "applied", "unchanged", "ignored", "stale", "rejected"
+HELD = "held"  # a destructive change the mass-change gate holds for an admin
 
 
 def accept_delivery(
@@ -277,6 +279,8 @@ class _Applying:
             if not self.careful:
                 raise _Refused from exc
             return _outcome(INVALID, exc.message, user)
+        if done == HELD:
+            return _outcome(HELD, "held by the mass-change gate until an admin decides", user)
         return _outcome(APPLIED if done else UNCHANGED, "", user)
 
     def find_subject(self, subject: Subject) -> uuid.UUID | None:
@@ -321,6 +325,9 @@ class _Applying:
         cursor.event_id = event.event_id[:255]
 
 
+Done = bool | None | str  # changed or not; None: unknown team; HELD: held by the gate
+
+
 @dataclass(frozen=True)
 class _Context:
     session: Session
@@ -335,17 +342,26 @@ class _Context:
         return f"{self.event.event_type} ({self.event.event_id})"
 
 
-def _revoke(c: _Context) -> bool:
+def _revoke(c: _Context) -> Done:
+    request = mass_change.GateRequest(ChangeKind.DEACTIVATE, reason=c.reason)
+    if mass_change.holds_revocation(c.session, user=c.user, request=request, actor=c.actor):
+        return HELD
     return set_active(c.session, user=c.user, active=False, actor=c.actor, reason=c.reason)
 
 
-def _reactivate(c: _Context) -> bool:
+def _reactivate(c: _Context) -> Done:
+    mass_change.withdraw(c.session, user=c.user, kinds=mass_change.STATUS_KINDS, actor=c.actor)
     return set_active(c.session, user=c.user, active=True, actor=c.actor, reason=c.reason)
 
 
-def _delete(c: _Context) -> bool:
-    changed = _revoke(c)
+def _delete(c: _Context) -> Done:
     external_id = c.event.subject.external_id if c.event.subject else None
+    request = mass_change.GateRequest(
+        ChangeKind.DELETE, payload={"link_external_id": external_id}, reason=c.reason
+    )
+    if mass_change.holds_revocation(c.session, user=c.user, request=request, actor=c.actor):
+        return HELD
+    changed = set_active(c.session, user=c.user, active=False, actor=c.actor, reason=c.reason)
     link = find_link(c.session, c.organisation.id, c.source, external_id) if external_id else None
     if link is not None and link.deleted_at is None:
         mark_link_deleted(c.session, link=link, actor=c.actor)
@@ -398,7 +414,7 @@ def _leave(c: _Context) -> bool | None:
     return remove_from_team(c.session, team=team, user=c.user, actor=c.actor)
 
 
-HANDLERS: dict[Action, Callable[[_Context], bool | None]] = {
+HANDLERS: dict[Action, Callable[[_Context], Done]] = {
     Action.REVOKE: _revoke,
     Action.REACTIVATE: _reactivate,
     Action.DELETE: _delete,

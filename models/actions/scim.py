@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import audit
+from models.actions import mass_change
 from models.actions import teams as team_actions
 from models.actions import users as user_actions
 from models.actions.identities import find_link, mark_link_deleted, provision_user
@@ -32,7 +33,15 @@ from models.entities import (
     User,
 )
 from models.entities.user import email_key
-from models.enums import ReviewStatus, Role, ScimDeletePolicy, Source, TeamRole, UserStatus
+from models.enums import (
+    ChangeKind,
+    ReviewStatus,
+    Role,
+    ScimDeletePolicy,
+    Source,
+    TeamRole,
+    UserStatus,
+)
 from models.errors import Conflict, InvalidInput, NotFound
 from models.snapshots import user_snapshot
 
@@ -139,7 +148,8 @@ def create_scim_user(
     _store(scim_user, fields)
     session.add(scim_user)
     if fields.active is not None:
-        _set_active(session, user, fields.active, actor)
+        # Nobody loses access when a person is created inactive: nothing to gate.
+        _set_active(session, scim_user, fields.active, actor, gated=not provisioned.created)
     _audit(session, scim_user, actor, "scim.user.created", before=None)
     return scim_user
 
@@ -159,7 +169,7 @@ def replace_scim_user(
     )
     _store(scim_user, fields)
     if fields.active is not None:
-        _set_active(session, user, fields.active, actor)
+        _set_active(session, scim_user, fields.active, actor)
     if scim_snapshot(scim_user) != before:
         scim_user.updated_at = utcnow()
         _audit(session, scim_user, actor, "scim.user.updated", before=before)
@@ -170,7 +180,9 @@ def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> 
     """DELETE: revoke through the shared operation, mark the link deleted, forget the SCIM
     record (the user row stays, with its keys and history, for the revocation review)."""
     user = scim_user.user
-    user_actions.set_active(session, user=user, active=False, actor=actor, reason="SCIM DELETE")
+    held = mass_change.GateRequest(ChangeKind.DELETE, reason="SCIM DELETE")
+    if not mass_change.holds_revocation(session, user=user, request=held, actor=actor):
+        user_actions.set_active(session, user=user, active=False, actor=actor, reason=held.reason)
     link = find_link(session, scim_user.organisation_id, Source.SCIM, str(scim_user.id))
     if link is not None:
         mark_link_deleted(session, link=link, actor=actor)
@@ -179,9 +191,21 @@ def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> 
     session.flush()
 
 
-def _set_active(session: Session, user: User, active: bool, actor: Actor) -> None:
+def _set_active(
+    session: Session, scim_user: ScimUser, active: bool, actor: Actor, *, gated: bool = True
+) -> None:
     """Apply the IdP's `active`. A revocation made by someone else (an admin, LDAP) is not
-    undone by SCIM: only the same source or an admin reactivates (the user state machine)."""
+    undone by SCIM: only the same source or an admin reactivates (the user state machine).
+    A revocation the mass-change gate holds shows as active=false until an admin decides."""
+    user = scim_user.user
+    if active:
+        mass_change.withdraw(session, user=user, kinds=mass_change.STATUS_KINDS, actor=actor)
+        scim_user.held_inactive = False
+    else:
+        held = mass_change.GateRequest(ChangeKind.DEACTIVATE, reason="SCIM active=false")
+        if gated and mass_change.holds_revocation(session, user=user, request=held, actor=actor):
+            scim_user.held_inactive = True
+            return
     if active and user.status is UserStatus.REVOKED:
         revocation = user_actions.latest_revocation(session, user.id)
         if revocation is not None and revocation.source is not Source.SCIM:
@@ -426,11 +450,14 @@ def group_roles(session: Session, organisation_id: uuid.UUID) -> list[ScimGroupR
     )
 
 
-def apply_group_roles(session: Session, *, scim_user: ScimUser, actor: Actor) -> None:
+def apply_group_roles(
+    session: Session, *, scim_user: ScimUser, actor: Actor, gated: bool = True
+) -> None:
     """Grant the highest role the user's mapped groups give; take it back when they leave.
 
     Only a role that a group granted is taken back, and only while it is still the user's
-    role (an admin's later change wins).
+    role (an admin's later change wins). Taking it back passes the mass-change gate unless
+    `gated` is False (an admin approving the held drop).
     """
     user = scim_user.user
     if user.status is UserStatus.REVOKED and scim_user.granted_role is None:
@@ -441,11 +468,27 @@ def apply_group_roles(session: Session, *, scim_user: ScimUser, actor: Actor) ->
     assert base is not None
     mapped = _mapped_role(session, scim_user)
     target = mapped if mapped is not None and ROLE_RANK[mapped] > ROLE_RANK[base] else base
+    if ROLE_RANK[target] < ROLE_RANK[user.role]:
+        destructive = gated and user.status is not UserStatus.REVOKED
+        if destructive and _role_drop_held(session, scim_user, target, actor):
+            return
+    else:
+        mass_change.withdraw(session, user=user, kinds={ChangeKind.ROLE_DROP}, actor=actor)
     if target is not user.role:
         user_actions.edit_user(session, user=user, role=target, actor=actor)
     granted = target is not base
     scim_user.granted_role = target if granted else None
     scim_user.role_before_grant = base if granted else None
+
+
+def _role_drop_held(session: Session, scim_user: ScimUser, target: Role, actor: Actor) -> bool:
+    user = scim_user.user
+    request = mass_change.GateRequest(
+        ChangeKind.ROLE_DROP,
+        payload={"scim_user_id": str(scim_user.id), "from": user.role.value, "to": target.value},
+        reason=f"SCIM group roles: {user.role.value} -> {target.value}",
+    )
+    return not mass_change.admit(session, user=user, request=request, actor=actor)
 
 
 def _mapped_role(session: Session, scim_user: ScimUser) -> Role | None:
