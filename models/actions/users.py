@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from models import audit, outbox
 from models.actor import Actor
+from models.arrival import arrival
 from models.base import new_id, utcnow
 from models.entities import (
     IdentityLink,
@@ -290,7 +291,14 @@ def _revoke(
         extra={"keys_revoked": revoked, "reason": reason, **(extra or {})},
     )
     if revoked:
-        outbox.enqueue(session, TASK_INVALIDATE_KEYS, key_ids=revoked, reason="revoked")
+        outbox.enqueue(
+            session,
+            TASK_INVALIDATE_KEYS,
+            key_ids=revoked,
+            reason="revoked",
+            source=actor.source.value,
+            arrived_at=arrival(),  # the time-to-kill clock travels with the job
+        )
     # Eager: published right after commit with no second transaction. Should the process die
     # in between, the relay re-sends it after OUTBOX_REDISPATCH_AFTER; the key invalidation
     # above is not eager, as a revoked key must leave the gateway's cache within seconds.
