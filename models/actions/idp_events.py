@@ -26,12 +26,13 @@ from sqlalchemy.orm import Session
 from connectors import generic_events, okta_hooks
 from connectors.idp_events import Action, IdpEvent, Subject
 from models import audit, outbox
-from models.actions import mass_change
 from models.actions.deliveries import Incoming, Recorded, record_delivery, store_deliveries
 from models.actions.event_lookups import EventLookups, link_sources
 from models.actions.identities import find_link, link_identity, mark_link_deleted
+from models.actions.lifecycle import Outcome, set_active
+from models.actions.mass_change import GateRequest
 from models.actions.teams import add_to_team, find_team_by_name, get_membership, remove_from_team
-from models.actions.users import edit_user, find_user_by_email, set_active
+from models.actions.users import edit_user, find_user_by_email
 from models.actor import Actor
 from models.arrival import arrived
 from models.base import utcnow
@@ -50,7 +51,9 @@ SOURCES = {CHANNEL_OKTA: Source.OKTA, CHANNEL_EVENTS: Source.EVENTS}
 RECEIVED, PROCESSED, REJECTED, FAILED = "received", "processed", "rejected", "failed"
 STATUSES = (RECEIVED, PROCESSED, REJECTED, FAILED)
 APPLIED, UNCHANGED, IGNORED, STALE, INVALID = "applied", "unchanged", "ignored", "stale", "rejected"
-HELD = "held"  # a destructive change the mass-change gate holds for an admin
+REFUSED_DETAIL = "revoked by another source: only that source or an admin reactivates"
+HELD_DETAIL = "held by the mass-change gate until an admin approves or discards it"
+DETAILS = {Outcome.REFUSED: REFUSED_DETAIL, Outcome.HELD: HELD_DETAIL}
 
 
 def accept_delivery(
@@ -281,9 +284,7 @@ class _Applying:
             if not self.careful:
                 raise _Refused from exc
             return _outcome(INVALID, exc.message, user)
-        if done == HELD:
-            return _outcome(HELD, "held by the mass-change gate until an admin decides", user)
-        return _outcome(APPLIED if done else UNCHANGED, "", user)
+        return _outcome(done.value, DETAILS.get(done, ""), user)
 
     def find_subject(self, subject: Subject) -> uuid.UUID | None:
         """The user's id: by the source's identity link (Okta users also by their SCIM link),
@@ -327,9 +328,6 @@ class _Applying:
         cursor.event_id = event.event_id[:255]
 
 
-Done = bool | None | str  # changed or not; None: unknown team; HELD: held by the gate
-
-
 @dataclass(frozen=True)
 class _Context:
     session: Session
@@ -344,34 +342,40 @@ class _Context:
         return f"{self.event.event_type} ({self.event.event_id})"
 
 
-def _revoke(c: _Context) -> Done:
-    request = mass_change.GateRequest(ChangeKind.DEACTIVATE, reason=c.reason)
-    if mass_change.holds_revocation(c.session, user=c.user, request=request, actor=c.actor):
-        return HELD
-    return set_active(c.session, user=c.user, active=False, actor=c.actor, reason=c.reason)
-
-
-def _reactivate(c: _Context) -> Done:
-    mass_change.withdraw(c.session, user=c.user, kinds=mass_change.STATUS_KINDS, actor=c.actor)
-    return set_active(c.session, user=c.user, active=True, actor=c.actor, reason=c.reason)
-
-
-def _delete(c: _Context) -> Done:
-    external_id = c.event.subject.external_id if c.event.subject else None
-    request = mass_change.GateRequest(
-        ChangeKind.DELETE, payload={"link_external_id": external_id}, reason=c.reason
+def _revoke(c: _Context) -> Outcome:
+    gate = GateRequest(ChangeKind.DEACTIVATE, reason=c.reason)
+    return set_active(
+        c.session, user=c.user, active=False, actor=c.actor, reason=c.reason, gate=gate
     )
-    if mass_change.holds_revocation(c.session, user=c.user, request=request, actor=c.actor):
-        return HELD
-    changed = set_active(c.session, user=c.user, active=False, actor=c.actor, reason=c.reason)
+
+
+def _reactivate(c: _Context) -> Outcome:
+    gate = GateRequest(ChangeKind.DEACTIVATE, reason=c.reason)  # takes a held one back
+    return set_active(
+        c.session, user=c.user, active=True, actor=c.actor, reason=c.reason, gate=gate
+    )
+
+
+def _delete(c: _Context) -> Outcome:
+    external_id = c.event.subject.external_id if c.event.subject else None
+    gate = GateRequest(ChangeKind.DELETE, {"link_external_id": external_id}, reason=c.reason)
+    outcome = set_active(
+        c.session, user=c.user, active=False, actor=c.actor, reason=c.reason, gate=gate
+    )
+    if outcome is Outcome.HELD:
+        return outcome  # the link goes too once an admin approves
     link = find_link(c.session, c.organisation.id, c.source, external_id) if external_id else None
     if link is not None and link.deleted_at is None:
         mark_link_deleted(c.session, link=link, actor=c.actor)
-        changed = True
-    return changed
+        return Outcome.APPLIED
+    return outcome
 
 
-def _update_profile(c: _Context) -> bool:
+def _changed(changed: bool) -> Outcome:
+    return Outcome.APPLIED if changed else Outcome.UNCHANGED
+
+
+def _update_profile(c: _Context) -> Outcome:
     before = (c.user.name, c.user.email)
     edit_user(
         c.session,
@@ -380,7 +384,7 @@ def _update_profile(c: _Context) -> bool:
         name=c.event.changes.get("name"),
         email=c.event.changes.get("email"),
     )
-    return (c.user.name, c.user.email) != before
+    return _changed((c.user.name, c.user.email) != before)
 
 
 def _team(c: _Context) -> Team | None:
@@ -397,26 +401,26 @@ def _team(c: _Context) -> Team | None:
     return find_team_by_name(c.session, c.organisation.id, c.event.team_name or "")
 
 
-def _join(c: _Context) -> bool | None:
+def _join(c: _Context) -> Outcome | None:
     team = _team(c)
     if team is None:
         return None
     if get_membership(c.session, team, c.user) is not None:
-        return False  # never demote a team manager to member
+        return Outcome.UNCHANGED  # never demote a team manager to member
     add_to_team(
         c.session, team=team, user=c.user, role=TeamRole.MEMBER, actor=c.actor, source=c.source
     )
-    return True
+    return Outcome.APPLIED
 
 
-def _leave(c: _Context) -> bool | None:
+def _leave(c: _Context) -> Outcome | None:
     team = _team(c)
     if team is None:
         return None
-    return remove_from_team(c.session, team=team, user=c.user, actor=c.actor)
+    return _changed(remove_from_team(c.session, team=team, user=c.user, actor=c.actor))
 
 
-HANDLERS: dict[Action, Callable[[_Context], Done]] = {
+HANDLERS: dict[Action, Callable[[_Context], Outcome | None]] = {
     Action.REVOKE: _revoke,
     Action.REACTIVATE: _reactivate,
     Action.DELETE: _delete,

@@ -4,8 +4,9 @@ SCIM and IdP events may deactivate, delete or demote people one request at a tim
 of those arrive from one source within the window than the organisation allows (a count, a
 percentage of its active people, or both), the gate trips: that change and every further
 destructive change from the source is held, the person keeps access, and the organisation's
-admins are alerted; an admin approves or discards the held batch (mass_change_holds). Only
-the lifecycle operations call `admit`, so the decision lives here and nowhere else.
+admins are alerted; an admin approves or discards the held batch (mass_change_holds). The
+lifecycle (`set_active(..., gate=...)`) and the SCIM group-role mapping call `admit`; the
+decision lives here and nowhere else.
 """
 
 from __future__ import annotations
@@ -175,13 +176,6 @@ def admit(session: Session, *, user: User, request: GateRequest, actor: Actor) -
         _trip(session, gate, reason, actor)
     _hold(session, gate, user, request, actor)
     return False
-
-
-def holds_revocation(session: Session, *, user: User, request: GateRequest, actor: Actor) -> bool:
-    """Whether the gate holds this revocation (True: the person is not revoked for now)."""
-    return user.status is not UserStatus.REVOKED and not admit(
-        session, user=user, request=request, actor=actor
-    )
 
 
 def pending_hold(

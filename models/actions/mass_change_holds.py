@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from models.actions import mass_change as gate
 from models.actions.identities import find_link, mark_link_deleted
-from models.actions.users import set_active
+from models.actions.lifecycle import Outcome, set_active
 from models.actor import Actor
 from models.entities import MassChange, ScimUser, User
 from models.enums import ChangeKind, ChangeStatus, Source
@@ -87,7 +87,8 @@ def _apply(session: Session, held: MassChange, actor: Actor) -> str:
     _forget_held_state(session, held)
     if held.kind is ChangeKind.ROLE_DROP:
         return _drop_role(session, held, on_behalf)
-    changed = set_active(session, user=user, active=False, actor=on_behalf, reason=held.reason)
+    outcome = set_active(session, user=user, active=False, actor=on_behalf, reason=held.reason)
+    changed = outcome is Outcome.APPLIED
     external_id = held.payload.get("link_external_id")
     if held.kind is ChangeKind.DELETE and external_id:
         link = find_link(session, held.organisation_id, held.source, str(external_id))

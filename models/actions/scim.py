@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import audit
-from models.actions import mass_change
+from models.actions import lifecycle, mass_change
 from models.actions import teams as team_actions
 from models.actions import users as user_actions
 from models.actions.identities import find_link, mark_link_deleted, provision_user
@@ -44,8 +44,6 @@ from models.enums import (
 )
 from models.errors import Conflict, InvalidInput, NotFound
 from models.snapshots import user_snapshot
-
-ROLE_RANK = {Role.USER: 0, Role.MANAGER: 1, Role.ORG_ADMIN: 2, Role.SUPER_ADMIN: 3}
 
 
 @dataclass(frozen=True)
@@ -180,9 +178,10 @@ def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> 
     """DELETE: revoke through the shared operation, mark the link deleted, forget the SCIM
     record (the user row stays, with its keys and history, for the revocation review)."""
     user = scim_user.user
-    held = mass_change.GateRequest(ChangeKind.DELETE, reason="SCIM DELETE")
-    if not mass_change.holds_revocation(session, user=user, request=held, actor=actor):
-        user_actions.set_active(session, user=user, active=False, actor=actor, reason=held.reason)
+    gate = mass_change.GateRequest(ChangeKind.DELETE, reason="SCIM DELETE")
+    lifecycle.set_active(
+        session, user=user, active=False, actor=actor, reason=gate.reason, gate=gate
+    )
     link = find_link(session, scim_user.organisation_id, Source.SCIM, str(scim_user.id))
     if link is not None:
         mark_link_deleted(session, link=link, actor=actor)
@@ -194,32 +193,14 @@ def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> 
 def _set_active(
     session: Session, scim_user: ScimUser, active: bool, actor: Actor, *, gated: bool = True
 ) -> None:
-    """Apply the IdP's `active`. A revocation made by someone else (an admin, LDAP) is not
-    undone by SCIM: only the same source or an admin reactivates (the user state machine).
-    A revocation the mass-change gate holds shows as active=false until an admin decides."""
-    user = scim_user.user
-    if active:
-        mass_change.withdraw(session, user=user, kinds=mass_change.STATUS_KINDS, actor=actor)
-        scim_user.held_inactive = False
-    else:
-        held = mass_change.GateRequest(ChangeKind.DEACTIVATE, reason="SCIM active=false")
-        if gated and mass_change.holds_revocation(session, user=user, request=held, actor=actor):
-            scim_user.held_inactive = True
-            return
-    if active and user.status is UserStatus.REVOKED:
-        revocation = user_actions.latest_revocation(session, user.id)
-        if revocation is not None and revocation.source is not Source.SCIM:
-            audit.record_change(
-                session,
-                actor=actor,
-                subject=user,
-                action="scim.reactivation_refused",
-                target_type="user",
-                after={"revoked_by": revocation.source.value, "revocation_id": str(revocation.id)},
-            )
-            return
-    reason = "SCIM active=true" if active else "SCIM active=false"
-    user_actions.set_active(session, user=user, active=active, actor=actor, reason=reason)
+    """Apply the IdP's `active` through the lifecycle. A revocation the mass-change gate holds
+    shows as active=false (what the IdP set) until an admin decides."""
+    reason = f"SCIM active={'true' if active else 'false'}"
+    gate = mass_change.GateRequest(ChangeKind.DEACTIVATE, reason=reason) if gated else None
+    outcome = lifecycle.set_active(
+        session, user=scim_user.user, active=active, actor=actor, reason=reason, gate=gate
+    )
+    scim_user.held_inactive = outcome is lifecycle.Outcome.HELD
 
 
 def _store(scim_user: ScimUser, fields: ScimUserFields) -> None:
@@ -467,8 +448,8 @@ def apply_group_roles(
         base = user.role  # changed by someone else since the grant: that is the base now
     assert base is not None
     mapped = _mapped_role(session, scim_user)
-    target = mapped if mapped is not None and ROLE_RANK[mapped] > ROLE_RANK[base] else base
-    if ROLE_RANK[target] < ROLE_RANK[user.role]:
+    target = mapped if mapped is not None and mapped.rank > base.rank else base
+    if target.rank < user.role.rank:
         destructive = gated and user.status is not UserStatus.REVOKED
         if destructive and _role_drop_held(session, scim_user, target, actor):
             return
@@ -503,7 +484,7 @@ def _mapped_role(session: Session, scim_user: ScimUser) -> Role | None:
             TeamMembership.user_id == scim_user.user_id,
         )
     ).all()
-    return max(roles, key=lambda role: ROLE_RANK[role], default=None)
+    return max(roles, key=lambda role: role.rank, default=None)
 
 
 def _uuid(value: str, what: str, invalid: type[Exception] = NotFound) -> uuid.UUID:
