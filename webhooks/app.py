@@ -26,6 +26,7 @@ from webhooks.api import (
     openapi,
     reviews,
     teams,
+    tokens,
     users,
 )
 from worker.celery_app import configure_celery
@@ -47,6 +48,7 @@ BLUEPRINTS = [
     scim.bp,
     directory.bp,
     mass_change.bp,
+    tokens.bp,
 ]
 
 
