@@ -14,6 +14,7 @@ from webhooks import (
     errors,
     health,
     idp_hooks,
+    odock,
     review_links,
     scim,
 )
@@ -49,6 +50,7 @@ BLUEPRINTS = [
     directory.bp,
     mass_change.bp,
     tokens.bp,
+    odock.bp,
 ]
 
 

@@ -10,6 +10,7 @@ from models.entities.event_hook import EventCursor, EventHookConfig
 from models.entities.invitation import Invitation, InvitationDelivery, PendingInvitation
 from models.entities.mass_change import MassChange, MassChangeGate, MassChangeSettings
 from models.entities.notification import DeliveryAttempt, NotificationDelivery, NotificationHook
+from models.entities.odock import OdockBridge, OdockReconcileRun, OdockTombstone
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
 from models.entities.revocation import (
@@ -41,6 +42,9 @@ __all__ = [
     "MassChangeSettings",
     "NotificationDelivery",
     "NotificationHook",
+    "OdockBridge",
+    "OdockReconcileRun",
+    "OdockTombstone",
     "Organisation",
     "OrganisationSettings",
     "OutboxMessage",
