@@ -123,3 +123,12 @@ class SyncRunStatus(StrEnum):
     APPROVED = "approved"
     DISCARDED = "discarded"
     SKIPPED = "skipped"  # another sync of the same connector was running
+
+
+class KeyCommandType(StrEnum):
+    """What odock-sync asks the key store to do with one key (the contract's command types)."""
+
+    REVOKE = "key.revoke"
+    RESTORE = "key.restore"
+    REASSIGN = "key.reassign"
+    ROTATE_REQUEST = "key.rotate_request"

@@ -18,6 +18,7 @@ TASK_MODULES = [
     "worker.tasks.idp_events",
     "worker.tasks.scim",
     "worker.tasks.directory",
+    "worker.tasks.odock",
 ]
 
 sqlite_broker.register()

@@ -18,8 +18,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from models import audit, outbox
-from models.actions.users import TASK_INVALIDATE_KEYS
+from models import audit
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import (
@@ -38,6 +37,7 @@ from models.entities import (
 )
 from models.enums import (
     FindingState,
+    KeyCommandType,
     KeyPolicy,
     KeyType,
     OwnerType,
@@ -48,6 +48,12 @@ from models.enums import (
     UserStatus,
 )
 from models.errors import InvalidInput, InvalidTransition, NotFound
+from models.key_changes import (
+    KeyChange,
+    carry_out_key_change,
+    is_bridged,
+    store_acknowledged_at,
+)
 from models.notifications import notify
 
 KIND_USER_KEY = "user_key"
@@ -56,6 +62,9 @@ KIND_LAST_MANAGER = "last_manager"
 KIND_BUDGET = "budget"
 KIND_QUOTA = "quota"
 KIND_USAGE = "usage_after_revocation"
+KIND_STILL_ACCEPTED = "key_still_accepted"
+# Observed facts the sweep cannot recompute from the current state: it never clears them.
+EVIDENCE_KINDS = (KIND_USAGE, KIND_STILL_ACCEPTED)
 KEY_KINDS = (KIND_USER_KEY, KIND_TEAM_KEY)
 
 EVENT_OPENED = "review.opened"
@@ -85,6 +94,7 @@ class Desired:
     detail: dict[str, Any] = field(default_factory=dict)
     invalidation_status: str | None = None
     invalidated_at: datetime | None = None
+    store_acknowledged_at: datetime | None = None
     observed_until: datetime | None = None
 
 
@@ -174,7 +184,7 @@ def refresh_review(
         elif _update_finding(finding, item, now, interval):
             result.updated.append(finding)
     for finding in existing.values():
-        if finding.state is FindingState.OPEN and finding.kind != KIND_USAGE:
+        if finding.state is FindingState.OPEN and finding.kind not in EVIDENCE_KINDS:
             _set_state(finding, FindingState.RESOLVED, "sweep", now, "the cause has gone")
             result.cleared.append(finding)
     if result.changed:
@@ -230,6 +240,7 @@ def _desired_findings(
             if item.subject_id in revoked:
                 item.action, item.action_taken = "revoked", True
                 item.invalidation_status = INVALIDATION_PENDING
+                item.store_acknowledged_at = None if is_bridged(session) else now
                 item.severity = Severity.MEDIUM
             else:
                 item.action = "revoke"
@@ -284,6 +295,7 @@ def _key_findings(
             )
             item.invalidation_status = INVALIDATION_ACKNOWLEDGED if acked else INVALIDATION_PENDING
             item.invalidated_at = acknowledged_at if acked else None
+            item.store_acknowledged_at = store_acknowledged_at(session, key)
         elif policy is KeyPolicy.REVOKE:
             item.action = "revoke_now"
         desired.append(item)
@@ -302,43 +314,16 @@ def _revoke_keys(
     actor: Actor,
 ) -> set[uuid.UUID]:
     """Revoke these keys for this revocation (so reactivation restores them) and flush caches."""
-    now = utcnow()
-    revoked = set(
-        session.scalars(
-            update(VirtualApiKey)
-            .where(VirtualApiKey.id.in_(key_ids), VirtualApiKey.revoked.is_(False))
-            .values(
-                revoked=True,
-                revoked_at=now,
-                revoked_by_revocation_id=revocation.id,
-                updated_at=now,
-            )
-            .returning(VirtualApiKey.id)
-            .execution_options(synchronize_session=False)
-        ).all()
+    change = KeyChange(
+        command=KeyCommandType.REVOKE,
+        organisation_id=user.organisation_id,
+        scope=VirtualApiKey.id.in_(key_ids),
+        actor=actor,
+        reason="review",
+        revocation_id=revocation.id,
+        audit_detail={"user_id": str(user.id), "by": "revocation review"},
     )
-    for key_id in revoked:
-        audit.record(
-            session,
-            actor=actor,
-            organisation_id=user.organisation_id,
-            action="api_key.revoked",
-            target_type="api_key",
-            target_id=key_id,
-            before={"revoked": False},
-            after={"revoked": True, "user_id": str(user.id), "by": "revocation review"},
-        )
-    if revoked:
-        outbox.enqueue(
-            session,
-            TASK_INVALIDATE_KEYS,
-            key_ids=sorted(str(k) for k in revoked),
-            reason="review",
-        )
-        for obj in list(session.identity_map.values()):
-            if isinstance(obj, VirtualApiKey) and obj.id in revoked:
-                session.expire(obj)
-    return revoked
+    return set(carry_out_key_change(session, change))
 
 
 def _last_manager_findings(session: Session, user: User) -> list[Desired]:
@@ -489,6 +474,7 @@ def _add_finding(
         detail=item.detail,
         invalidation_status=item.invalidation_status,
         invalidated_at=item.invalidated_at,
+        store_acknowledged_at=item.store_acknowledged_at,
         observed_until=item.observed_until,
         last_notified_at=now,
     )
@@ -510,6 +496,7 @@ def _update_finding(
     if item.action_taken and not finding.action_taken:
         finding.action, finding.action_taken = item.action, True
         finding.invalidation_status = item.invalidation_status
+        finding.store_acknowledged_at = item.store_acknowledged_at
         if finding.state is FindingState.OPEN:
             _set_state(finding, FindingState.RESOLVED, POLICY, now, f"{item.action} by policy")
         changed = True
@@ -588,6 +575,49 @@ def record_invalidation(
         .execution_options(synchronize_session=False)
     )
     return int(getattr(marked, "rowcount", 0) or 0)
+
+
+def raise_urgent_finding(
+    session: Session,
+    *,
+    review: RevocationReview,
+    kind: str,
+    subject_type: str,
+    subject_id: uuid.UUID,
+    detail: dict[str, Any],
+    actor: Actor,
+) -> ReviewFinding:
+    """Open (or reopen) a finding that cannot wait, and alert managers and admins now."""
+    now = utcnow()
+    organisation = session.get_one(Organisation, review.organisation_id)
+    finding = session.scalar(
+        select(ReviewFinding).where(
+            ReviewFinding.review_id == review.id,
+            ReviewFinding.kind == kind,
+            ReviewFinding.subject_id == subject_id,
+        )
+    )
+    if finding is None:
+        item = Desired(kind, subject_type, subject_id, Severity.URGENT, "investigate")
+        finding = _add_finding(session, review, item, now, escalation_interval(organisation))
+    finding.detail = detail
+    if finding.state is not FindingState.OPEN:
+        finding.state = FindingState.OPEN
+        finding.resolved_at = finding.resolved_by = finding.resolution = None
+        finding.next_escalation_at = now + escalation_interval(organisation)
+    if review.status is ReviewStatus.RESOLVED:
+        review.status, review.resolved_at, review.resolved_by = ReviewStatus.OPEN, None, None
+    session.flush()
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=review,
+        action="review.urgent_finding",
+        target_type="revocation_review",
+        after={"finding": _finding_ref(finding), "detail": detail},
+    )
+    _notify_review(session, review, EVENT_URGENT, [finding], audience=("managers", "admins"))
+    return finding
 
 
 # --- decisions on findings --------------------------------------------------------------

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
 
-from sqlalchemy import exists, inspect, select, update
+from sqlalchemy import ColumnElement, exists, inspect, select
 from sqlalchemy.orm import Session
 
 from models import audit, outbox
@@ -24,14 +23,14 @@ from models.entities import (
     VirtualApiKey,
 )
 from models.entities.user import email_key
-from models.enums import KeyPolicy, KeyType, Role, Source, UserStatus
+from models.enums import KeyCommandType, KeyPolicy, KeyType, Role, Source, UserStatus
 from models.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from models.key_changes import KeyChange, carry_out_key_change
 from models.snapshots import user_snapshot
 from models.text import clean_text, has_control_characters
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
-TASK_INVALIDATE_KEYS = "gateway.invalidate_keys"
 TASK_OPEN_REVIEW = "reviews.open_for_revocation"
 
 
@@ -214,8 +213,6 @@ def reactivate_user(session: Session, *, user: User, actor: Actor) -> User:
     _audit(
         session, user, actor, "user.reactivated", before=before, extra={"keys_restored": restored}
     )
-    if restored:
-        outbox.enqueue(session, TASK_INVALIDATE_KEYS, key_ids=restored, reason="reactivated")
     return user
 
 
@@ -289,11 +286,9 @@ def _revoke(
         before=before,
         extra={"keys_revoked": revoked, "reason": reason, **(extra or {})},
     )
-    if revoked:
-        outbox.enqueue(session, TASK_INVALIDATE_KEYS, key_ids=revoked, reason="revoked")
     # Eager: published right after commit with no second transaction. Should the process die
     # in between, the relay re-sends it after OUTBOX_REDISPATCH_AFTER; the key invalidation
-    # above is not eager, as a revoked key must leave the gateway's cache within seconds.
+    # (key_changes) is not eager, as a revoked key must leave the gateway's cache within seconds.
     outbox.enqueue(session, TASK_OPEN_REVIEW, eager=True, revocation_id=str(revocation.id))
     return revocation
 
@@ -307,61 +302,40 @@ def _revoke_owned_keys(
         OrganisationSettings.organisation_id == user.organisation_id,
         OrganisationSettings.user_key_policy == KeyPolicy.REVOKE,
     )
-    now = utcnow()
-    key_ids = session.scalars(
-        update(VirtualApiKey)
-        .where(
-            VirtualApiKey.owner_user_id == user.id,
-            VirtualApiKey.key_type == KeyType.USER,
-            VirtualApiKey.revoked.is_(False),
-            policy_revokes,
-        )
-        .values(
-            revoked=True, revoked_at=now, revoked_by_revocation_id=revocation.id, updated_at=now
-        )
-        .returning(VirtualApiKey.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    _audit_keys(session, user, actor, key_ids, "api_key.revoked", revoked=True)
-    return [str(key_id) for key_id in key_ids]
+    scope = (
+        (VirtualApiKey.owner_user_id == user.id)
+        & (VirtualApiKey.key_type == KeyType.USER)
+        & policy_revokes
+    )
+    return _change_keys(session, user, actor, KeyCommandType.REVOKE, scope, revocation, "revoked")
 
 
 def _restore_keys(session: Session, user: User, revocation: Revocation, actor: Actor) -> list[str]:
-    now = utcnow()
-    key_ids = session.scalars(
-        update(VirtualApiKey)
-        .where(
-            VirtualApiKey.revoked_by_revocation_id == revocation.id,
-            VirtualApiKey.revoked.is_(True),
-        )
-        .values(revoked=False, revoked_at=None, revoked_by_revocation_id=None, updated_at=now)
-        .returning(VirtualApiKey.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    _audit_keys(session, user, actor, key_ids, "api_key.restored", revoked=False)
-    return [str(key_id) for key_id in key_ids]
+    scope = VirtualApiKey.revoked_by_revocation_id == revocation.id
+    return _change_keys(
+        session, user, actor, KeyCommandType.RESTORE, scope, revocation, "reactivated"
+    )
 
 
-def _audit_keys(
+def _change_keys(
     session: Session,
     user: User,
     actor: Actor,
-    key_ids: Sequence[uuid.UUID],
-    action: str,
-    *,
-    revoked: bool,
-) -> None:
-    for key_id in key_ids:
-        audit.record(
-            session,
-            actor=actor,
-            organisation_id=user.organisation_id,
-            action=action,
-            target_type="api_key",
-            target_id=key_id,
-            before={"revoked": not revoked},
-            after={"revoked": revoked, "user_id": str(user.id)},
-        )
+    command: KeyCommandType,
+    scope: ColumnElement[bool],
+    revocation: Revocation,
+    reason: str,
+) -> list[str]:
+    change = KeyChange(
+        command=command,
+        organisation_id=user.organisation_id,
+        scope=scope,
+        actor=actor,
+        reason=reason,
+        revocation_id=revocation.id,
+        audit_detail={"user_id": str(user.id)},
+    )
+    return [str(key_id) for key_id in carry_out_key_change(session, change)]
 
 
 def _require_status(user: User, expected: UserStatus, verb: str) -> None:

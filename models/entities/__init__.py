@@ -8,6 +8,7 @@ from models.entities.delivery import ReceivedDelivery
 from models.entities.directory import DirectoryConnector, DirectorySyncRun, SyncLease
 from models.entities.event_hook import EventCursor, EventHookConfig
 from models.entities.invitation import Invitation, InvitationDelivery, PendingInvitation
+from models.entities.key_command import KeyCommand
 from models.entities.notification import DeliveryAttempt, NotificationDelivery, NotificationHook
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
@@ -34,6 +35,7 @@ __all__ = [
     "IdentityLink",
     "Invitation",
     "InvitationDelivery",
+    "KeyCommand",
     "KeyInvalidation",
     "NotificationDelivery",
     "NotificationHook",
