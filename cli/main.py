@@ -187,6 +187,7 @@ def _find_user(session, organisation_id: uuid.UUID, ref: str):  # type: ignore[n
 from cli.demo import demo  # noqa: E402
 from cli.events import events  # noqa: E402
 from cli.invitations import invitations  # noqa: E402
+from cli.keys import keys  # noqa: E402
 from cli.ldap import ldap  # noqa: E402
 from cli.reviews import hooks, reviews, users_revoke  # noqa: E402
 from cli.scim import scim  # noqa: E402
@@ -200,4 +201,5 @@ main.add_command(ldap)
 main.add_command(reviews)
 main.add_command(hooks)
 main.add_command(events)
+main.add_command(keys)
 users.add_command(users_revoke)

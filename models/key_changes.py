@@ -62,7 +62,8 @@ def carry_out_key_change(session: Session, change: KeyChange) -> list[uuid.UUID]
     key_ids = _change_view(session, change)
     if not key_ids:
         return []
-    _forget_loaded(session, set(key_ids))
+    if change.command is not KeyCommandType.ROTATE_REQUEST:
+        _forget_loaded(session, set(key_ids))
     _audit(session, change, key_ids)
     if is_bridged(session):
         _issue_commands(session, change, key_ids)

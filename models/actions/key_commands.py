@@ -20,10 +20,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, aliased
 
 from models import audit, outbox
-from models.actions.reviews import KEY_KINDS, record_invalidation
+from models.actions.reviews import record_invalidation, record_on_key_findings
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import KeyCommand, ReviewFinding
+from models.entities import KeyCommand
 from models.enums import KeyCommandType
 
 TASK_INVALIDATE_ACKNOWLEDGED = "odock.invalidate_acknowledged"
@@ -111,7 +111,8 @@ def record_acknowledgements(
         if command.attempts > 1:
             late.append(command)
         _audit_acknowledgement(session, command)
-    _mark_findings(session, [c.key_id for c in commands if _revokes(c)], now)
+    revoked = sorted({c.key_id for c in commands if _revokes(c)})
+    record_on_key_findings(session, key_ids=revoked, store_acknowledged_at=now)
     _invalidate_after_acknowledgement(session, commands, late, now, reinvalidate_after)
     return [command.id for command in commands]
 
@@ -135,21 +136,6 @@ def _audit_acknowledgement(session: Session, command: KeyCommand) -> None:
             "applied_at": command.applied_at.isoformat() if command.applied_at else None,
         },
     )
-
-
-def _mark_findings(session: Session, key_ids: list[uuid.UUID], at: datetime) -> None:
-    if key_ids:
-        session.execute(
-            update(ReviewFinding)
-            .where(
-                ReviewFinding.subject_id.in_(key_ids),
-                ReviewFinding.kind.in_(KEY_KINDS),
-                ReviewFinding.action_taken.is_(True),
-                ReviewFinding.store_acknowledged_at.is_(None),
-            )
-            .values(store_acknowledged_at=at, updated_at=at)
-            .execution_options(synchronize_session=False)
-        )
 
 
 def _invalidate_after_acknowledgement(

@@ -15,18 +15,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import audit
 from models.actions.reviews import (
-    KEY_KINDS,
     KIND_STILL_ACCEPTED,
     raise_urgent_finding,
+    record_on_key_findings,
     review_of,
 )
 from models.actor import Actor
-from models.entities import KeyCommand, ReviewFinding, VirtualApiKey
+from models.entities import KeyCommand, VirtualApiKey
 
 GATEWAY_ACTOR = Actor.system("odock-gateway-proof")
 
@@ -68,7 +68,7 @@ def record_key_status(
         accepted, checked_at = answers[command.key_id]
         command.gateway_accepted, command.gateway_checked_at = accepted, checked_at
         entry = proof_entry(secret, key_id=command.key_id, accepted=accepted, checked_at=checked_at)
-        _keep_on_findings(session, command.key_id, entry)
+        record_on_key_findings(session, key_ids=[command.key_id], gateway_proof=entry)
         audit.record(
             session,
             actor=GATEWAY_ACTOR,
@@ -82,15 +82,6 @@ def record_key_status(
             _raise_still_accepted(session, command.key_id, entry)
             still_accepted.append(command.key_id)
     return still_accepted
-
-
-def _keep_on_findings(session: Session, key_id: uuid.UUID, entry: dict[str, Any]) -> None:
-    session.execute(
-        update(ReviewFinding)
-        .where(ReviewFinding.subject_id == key_id, ReviewFinding.kind.in_(KEY_KINDS))
-        .values(gateway_proof=entry)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def _raise_still_accepted(session: Session, key_id: uuid.UUID, entry: dict[str, Any]) -> None:

@@ -577,6 +577,21 @@ def record_invalidation(
     return int(getattr(marked, "rowcount", 0) or 0)
 
 
+def record_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **values: Any) -> None:
+    """Set these columns on the findings about these keys (the store's acknowledgement, the
+    gateway's proof); the keys are locked first, like record_invalidation, so a review being
+    opened at the same time either sees the values or its findings are seen here."""
+    if not key_ids:
+        return
+    _lock_keys(session, VirtualApiKey.id.in_(key_ids))
+    session.execute(
+        update(ReviewFinding)
+        .where(ReviewFinding.subject_id.in_(key_ids), ReviewFinding.kind.in_(KEY_KINDS))
+        .values(**values, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
 def raise_urgent_finding(
     session: Session,
     *,

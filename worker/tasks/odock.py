@@ -21,6 +21,10 @@ log = structlog.get_logger(__name__)
 @task("odock.send_key_commands", bind=True, autoretry_for=())
 def send_key_commands(self: Any, command_ids: list[str]) -> None:
     current, ids = runtime(), [uuid.UUID(c) for c in command_ids]
+    if not current.settings.odock_management_url:
+        # The commands stay stored and unacknowledged (keys_with_pending_commands shows them).
+        log.warning("odock.not_configured", commands=len(ids))
+        return
     with current.sessions() as session:
         pending = key_commands.pending_commands(session, command_ids=ids)
     acknowledged = _send(current.settings, pending.ready)
