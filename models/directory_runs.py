@@ -10,6 +10,7 @@ threshold waits for an admin.
 from __future__ import annotations
 
 import gc
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ from connectors.ldap.reconcile import Known, MembershipState, Plan, Reconciler, 
 from models.actions import directory_sync as sync_ops
 from models.actions.directory_connectors import connector_mapping, server_config
 from models.actions.directory_import import PeopleImport
+from models.arrival import arrived
 from models.db import SessionFactory, transaction
 from models.directory_stream import CreateStream
 from models.entities import DirectoryConnector, DirectorySyncRun, Organisation
@@ -87,6 +89,7 @@ def run_sync(
     progress: Progress | None = None,
     lock: SyncLock | None = None,
 ) -> SyncOutcome:
+    started = time.time()
     lock = lock or sync_lock(settings, sessions)
     lock_name = f"directory-sync:{connector_id}"
     token = lock.acquire(lock_name, ttl=LOCK_TTL_SECONDS)
@@ -104,7 +107,9 @@ def run_sync(
                 return SyncOutcome(str(run.id), run.status.value, error=run.error)
             target = _Target(connector, connector_mapping(connector), settings)
             run_id = run.id
-        return _run(sessions, target, run_id, kind, dry_run, progress or (lambda _n: None))
+        # A directory change reaches odock-sync when a run reads it: its clock starts here.
+        with arrived(started):
+            return _run(sessions, target, run_id, kind, dry_run, progress or (lambda _n: None))
     finally:
         if token is not None:
             lock.release(lock_name, token)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from models import audit, outbox
 from models.actor import Actor
+from models.arrival import arrival
 from models.base import utcnow
 from models.db import ODOCK_MODE_KEY
 from models.entities import KeyCommand, VirtualApiKey
@@ -74,8 +75,16 @@ def carry_out_key_change(session: Session, change: KeyChange) -> list[uuid.UUID]
             TASK_INVALIDATE_KEYS,
             key_ids=[str(key_id) for key_id in key_ids],
             reason=change.reason,
+            **_time_to_kill(change),
         )
     return key_ids
+
+
+def _time_to_kill(change: KeyChange) -> dict[str, Any]:
+    """A revocation's arrival travels with its invalidation (the time-to-kill histogram)."""
+    if change.command is not KeyCommandType.REVOKE:
+        return {}
+    return {"source": change.actor.source.value, "arrived_at": arrival()}
 
 
 def keys_with_pending_commands(session: Session, key_ids: list[uuid.UUID]) -> set[uuid.UUID]:

@@ -55,6 +55,12 @@ def configure_stdlib_logging(settings: Settings, level: int | str | None = None)
     root.setLevel(level or settings.log_level)  # a --loglevel on the command line wins
 
 
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    # sys.stderr is looked up per logger, not once: a stream replaced since (pytest's capture,
+    # a daemonised worker) must not leave every later log line writing to a closed file.
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(settings: Settings) -> None:
     renderer = _renderer(settings)
     structlog.configure(
@@ -69,6 +75,6 @@ def configure_logging(settings: Settings) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelName(settings.log_level)
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

@@ -32,6 +32,7 @@ from models.actions.identities import find_link, link_identity, mark_link_delete
 from models.actions.teams import add_to_team, find_team_by_name, get_membership, remove_from_team
 from models.actions.users import edit_user, find_user_by_email, set_active
 from models.actor import Actor
+from models.arrival import arrived
 from models.base import utcnow
 from models.entities import EventCursor, Organisation, ReceivedDelivery, Team, User
 from models.enums import Source, TeamRole
@@ -203,7 +204,8 @@ def _apply_delivery(
     source = SOURCES[delivery.channel]
     actor = Actor(source, f"{source.value} event hook")
     applying = _Applying(session, organisation, lookups, source, actor, careful)
-    results = [{**_describe(event), **applying.apply(event)} for event in events]
+    with arrived(delivery.received_at):
+        results = [{**_describe(event), **applying.apply(event)} for event in events]
     counts = Counter(result["outcome"] for result in results)
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no events"
     _finish(delivery, PROCESSED, summary, results)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from models.actions import idp_events
@@ -12,6 +13,17 @@ from models.enums import UserStatus
 from tests.events import okta_payloads as okta
 from tests.events.test_apply import T0, okta_event, okta_user
 from tests.support import factories as f
+
+
+@pytest.fixture(autouse=True)
+def sent_tasks(monkeypatch) -> list[str]:
+    """These tests run the drain themselves: the tasks it would wake are recorded, not sent,
+    so a worker started earlier in the run cannot drain the deliveries first."""
+    from worker.celery_app import celery_app
+
+    sent: list[str] = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(name))
+    return sent
 
 
 def receive(session, org, delivery_id, event_type, minutes=0) -> None:
@@ -87,13 +99,13 @@ def test_a_delivery_that_breaks_is_failed_and_the_others_still_apply(session, mo
     assert user.status is UserStatus.ACTIVE
 
 
-def test_deliveries_stored_while_a_drain_runs_ride_on_it(session, settings, monkeypatch):
+def test_deliveries_stored_while_a_drain_runs_ride_on_it(
+    session, settings, monkeypatch, sent_tasks
+):
     from worker import wakeups
-    from worker.celery_app import celery_app
     from worker.tasks.idp_events import drain_deliveries
 
-    sent: list[str] = []
-    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(name))
+    sent = sent_tasks
     org = f.make_org(session)
     okta_user(session, org)
     receive(session, org, "first", "user.lifecycle.deactivate")
