@@ -42,7 +42,7 @@ from models.arrival import arrived
 from models.db import SessionFactory, transaction
 from models.directory_stream import CreateStream
 from models.entities import DirectoryConnector, DirectorySyncRun, Organisation
-from models.enums import SyncKind, SyncRunStatus
+from models.enums import Role, SyncKind, SyncRunStatus
 from models.errors import DomainError
 from models.queries import directory as queries
 from models.settings import Settings
@@ -320,6 +320,7 @@ def _plan_full(
                     group_roles=connector.group_roles,
                     state=state,
                     dn_to_id=reconciler.dn_to_id,
+                    role_rank=_role_rank,
                 )
     reconciler.plan.watermark = watermark
     return reconciler.plan
@@ -400,6 +401,7 @@ def _plan_incremental(sessions: SessionFactory, target: _Target, progress: Progr
             group_roles=connector.group_roles,
             state=state,
             dn_to_id=dn_to_id,
+            role_rank=_role_rank,
             known_for_roles=every,
         )
     reconciler.plan.watermark = watermark
@@ -496,3 +498,7 @@ def _sample(
             }
         break
     return None
+
+
+def _role_rank(role: str) -> int:
+    return Role(role).rank
