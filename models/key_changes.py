@@ -81,10 +81,12 @@ def carry_out_key_change(session: Session, change: KeyChange) -> list[uuid.UUID]
 
 
 def _time_to_kill(change: KeyChange) -> dict[str, Any]:
-    """A revocation's arrival travels with its invalidation (the time-to-kill histogram)."""
-    if change.command is not KeyCommandType.REVOKE:
+    """A revocation's arrival, where an entry point set one, travels with its invalidation
+    (the time-to-kill histogram)."""
+    arrived_at = arrival()
+    if change.command is not KeyCommandType.REVOKE or arrived_at is None:
         return {}
-    return {"source": change.actor.source.value, "arrived_at": arrival()}
+    return {"source": change.actor.source.value, "arrived_at": arrived_at}
 
 
 def keys_with_pending_commands(session: Session, key_ids: list[uuid.UUID]) -> set[uuid.UUID]:

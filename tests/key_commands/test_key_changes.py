@@ -9,8 +9,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from cli.main import main
-from models.actions import key_commands
-from models.actions import users as user_actions
+from models.actions import key_commands, lifecycle
 from models.entities import AuditEvent, KeyCommand, OutboxMessage, VirtualApiKey
 from models.enums import KeyCommandType
 from models.key_changes import keys_with_pending_commands
@@ -25,7 +24,7 @@ def outbox_tasks(session):
 def test_embedded_revocation_marks_keys_and_invalidates_without_commands(session):
     world = build_leaver(session)
 
-    user_actions.revoke_user(session, user=world.person, actor=f.SETUP)
+    lifecycle.revoke(session, user=world.person, actor=f.SETUP)
     session.flush()
 
     assert session.get(VirtualApiKey, world.key_a.id).revoked
@@ -36,7 +35,7 @@ def test_embedded_revocation_marks_keys_and_invalidates_without_commands(session
 def test_bridged_revocation_writes_a_command_per_key_and_no_invalidation(bridged_session):
     world = build_leaver(bridged_session)
 
-    user_actions.revoke_user(bridged_session, user=world.person, actor=f.SETUP)
+    lifecycle.revoke(bridged_session, user=world.person, actor=f.SETUP)
     bridged_session.flush()
 
     commands = bridged_session.scalars(select(KeyCommand)).all()
@@ -59,7 +58,7 @@ def test_a_rolled_back_revocation_leaves_no_command(bridged_session):
     world = build_leaver(bridged_session)
     bridged_session.commit()
 
-    user_actions.revoke_user(bridged_session, user=world.person, actor=f.SETUP)
+    lifecycle.revoke(bridged_session, user=world.person, actor=f.SETUP)
     bridged_session.rollback()
 
     assert bridged_session.scalars(select(KeyCommand)).all() == []
@@ -71,7 +70,7 @@ def test_bridged_reactivation_restores_through_commands_sent_after_the_revocatio
     world = build_leaver(bridged_session)
     review = revoke_and_review(bridged_session, world.person)
     assert review is not None
-    user_actions.reactivate_user(bridged_session, user=world.person, actor=f.SETUP)
+    lifecycle.reactivate(bridged_session, user=world.person, actor=f.SETUP)
     bridged_session.flush()
 
     restores = bridged_session.scalars(
