@@ -93,6 +93,23 @@ class KeyPolicy(StrEnum):
     HOLD = "hold"
 
 
+class DeletedTeamKeyPolicy(StrEnum):
+    """What deleting a team does to its keys: revoke them, or hand each to its creator."""
+
+    REVOKE = "revoke"
+    REASSIGN = "reassign"
+
+
+class ReviewCause(StrEnum):
+    """Why an access-change review opened."""
+
+    REVOCATION = "revocation"
+    TEAM_DELETED = "team_deleted"
+    MANAGER_ROLE_LOST = "manager_role_lost"
+    LEFT_TEAM = "left_team"
+    ORG_ROLE_DROPPED = "org_role_dropped"
+
+
 class HookKind(StrEnum):
     """How a notification hook is delivered."""
 

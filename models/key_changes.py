@@ -18,10 +18,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from models import audit, outbox
 from models.actor import Actor
-from models.arrival import arrival
 from models.base import utcnow
 from models.db import ODOCK_MODE_KEY
 from models.entities import KeyCommand, VirtualApiKey
@@ -52,6 +52,8 @@ class KeyChange:
     owner_user_id: uuid.UUID | None = None
     owner_team_id: uuid.UUID | None = None
     audit_detail: dict[str, Any] = field(default_factory=dict)
+    # Carried by the embedded invalidation (the time-to-kill clock of a revocation).
+    invalidation_detail: dict[str, Any] = field(default_factory=dict)
 
 
 def is_bridged(session: Session) -> bool:
@@ -64,7 +66,7 @@ def carry_out_key_change(session: Session, change: KeyChange) -> list[uuid.UUID]
     if not key_ids:
         return []
     if change.command is not KeyCommandType.ROTATE_REQUEST:
-        _forget_loaded(session, set(key_ids))
+        _forget_loaded(session, key_ids)
     _audit(session, change, key_ids)
     if is_bridged(session):
         _issue_commands(session, change, key_ids)
@@ -75,18 +77,9 @@ def carry_out_key_change(session: Session, change: KeyChange) -> list[uuid.UUID]
             TASK_INVALIDATE_KEYS,
             key_ids=[str(key_id) for key_id in key_ids],
             reason=change.reason,
-            **_time_to_kill(change),
+            **change.invalidation_detail,
         )
     return key_ids
-
-
-def _time_to_kill(change: KeyChange) -> dict[str, Any]:
-    """A revocation's arrival, where an entry point set one, travels with its invalidation
-    (the time-to-kill histogram)."""
-    arrived_at = arrival()
-    if change.command is not KeyCommandType.REVOKE or arrived_at is None:
-        return {}
-    return {"source": change.actor.source.value, "arrived_at": arrived_at}
 
 
 def keys_with_pending_commands(session: Session, key_ids: list[uuid.UUID]) -> set[uuid.UUID]:
@@ -148,11 +141,12 @@ def _change_view(session: Session, change: KeyChange) -> list[uuid.UUID]:
     )
 
 
-def _forget_loaded(session: Session, key_ids: set[uuid.UUID]) -> None:
-    """The UPDATE bypassed the identity map: reload loaded keys on their next use."""
-    for obj in list(session.identity_map.values()):
-        if isinstance(obj, VirtualApiKey) and obj.id in key_ids:
-            session.expire(obj)
+def _forget_loaded(session: Session, key_ids: list[uuid.UUID]) -> None:
+    """The UPDATE bypassed the identity map: reload any of these keys already loaded."""
+    for key_id in key_ids:
+        loaded = session.identity_map.get(identity_key(VirtualApiKey, key_id))
+        if loaded is not None:
+            session.expire(loaded)
 
 
 def _audit(session: Session, change: KeyChange, key_ids: list[uuid.UUID]) -> None:

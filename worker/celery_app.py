@@ -20,6 +20,7 @@ TASK_MODULES = [
     "worker.tasks.scim",
     "worker.tasks.directory",
     "worker.tasks.odock",
+    "worker.tasks.tokens",
 ]
 
 # Tasks that cut access off, or apply IdP events that may: a queue of their own, so they never
@@ -99,6 +100,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "schedule": timedelta(seconds=settings.event_drain_sweep_interval),
         },
         "scim-purge-deleted": {"task": "scim.purge_deleted", "schedule": timedelta(hours=1)},
+        "tokens-note-expired": {"task": "tokens.note_expired", "schedule": timedelta(minutes=1)},
         "directory-sync-due": {
             "task": "directory.schedule_due",
             "schedule": timedelta(seconds=settings.directory_sync_tick_seconds),

@@ -13,16 +13,17 @@ import uuid
 from collections.abc import Iterable
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, exists, inspect, select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
-from models import audit, outbox
+from models import audit, key_scope, outbox
+from models.actions import key_revocation
 from models.actor import Actor
+from models.arrival import arrival
 from models.base import utcnow
-from models.entities import IdentityLink, OrganisationSettings, Revocation, User, VirtualApiKey
-from models.enums import KeyCommandType, KeyPolicy, KeyType, Source, UserStatus
+from models.entities import IdentityLink, Revocation, User
+from models.enums import Source, UserStatus
 from models.errors import InvalidTransition
-from models.key_changes import KeyChange, carry_out_key_change
 from models.snapshots import user_snapshot
 from models.text import clean_text
 
@@ -217,7 +218,7 @@ def _revoke(
     )
     # Eager: published right after commit with no second transaction. Should the process die
     # in between, the relay re-sends it after OUTBOX_REDISPATCH_AFTER; the key invalidation
-    # (key_changes) is not eager, as a revoked key must leave the gateway's cache within seconds.
+    # above is not eager, as a revoked key must leave the gateway's cache within seconds.
     outbox.enqueue(session, TASK_OPEN_REVIEW, eager=True, revocation_id=str(revocation.id))
     return revocation
 
@@ -225,47 +226,31 @@ def _revoke(
 def _revoke_owned_keys(
     session: Session, user: User, revocation: Revocation, actor: Actor
 ) -> list[str]:
-    """Disable the user's own active keys when the organisation's policy says so."""
-    # The policy is checked inside the UPDATE: one round trip whatever the policy.
-    policy_revokes = exists().where(
-        OrganisationSettings.organisation_id == user.organisation_id,
-        OrganisationSettings.user_key_policy == KeyPolicy.REVOKE,
+    """Disable at once the keys the key-scope policy says a revocation revokes."""
+    revoked = key_revocation.revoke_keys(
+        session,
+        organisation_id=user.organisation_id,
+        scope=key_scope.revoked_at_revocation(user.organisation_id, user.id),
+        actor=actor,
+        reason="revoked",
+        revocation_id=revocation.id,
+        audit_detail={"user_id": str(user.id)},
+        # the time-to-kill clock travels with the job
+        invalidation_detail={"source": actor.source.value, "arrived_at": arrival()},
     )
-    scope = (
-        (VirtualApiKey.owner_user_id == user.id)
-        & (VirtualApiKey.key_type == KeyType.USER)
-        & policy_revokes
-    )
-    return _change_keys(session, user, actor, KeyCommandType.REVOKE, scope, revocation, "revoked")
+    return [str(key_id) for key_id in revoked]
 
 
 def _restore_keys(session: Session, user: User, revocation: Revocation, actor: Actor) -> list[str]:
-    scope = VirtualApiKey.revoked_by_revocation_id == revocation.id
-    return _change_keys(
-        session, user, actor, KeyCommandType.RESTORE, scope, revocation, "reactivated"
-    )
-
-
-def _change_keys(
-    session: Session,
-    user: User,
-    actor: Actor,
-    command: KeyCommandType,
-    scope: ColumnElement[bool],
-    revocation: Revocation,
-    reason: str,
-) -> list[str]:
-    """Through key_changes, which sends the change to the store and the gateway."""
-    change = KeyChange(
-        command=command,
+    restored = key_revocation.restore_keys(
+        session,
         organisation_id=user.organisation_id,
-        scope=scope,
-        actor=actor,
-        reason=reason,
         revocation_id=revocation.id,
+        actor=actor,
+        reason="reactivated",
         audit_detail={"user_id": str(user.id)},
     )
-    return [str(key_id) for key_id in carry_out_key_change(session, change)]
+    return [str(key_id) for key_id in restored]
 
 
 def _require_status(user: User, expected: UserStatus, verb: str) -> None:

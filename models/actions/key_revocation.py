@@ -1,0 +1,65 @@
+"""Disabling and restoring the keys that the key-scope policy chose.
+
+The one write behind a revocation, a revocation review and a team deletion: keys stamped with
+the revocation that disabled them (so reactivation restores exactly those), an audit event per
+key, and the change carried to the store and the gateway by models/key_changes.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ColumnElement
+from sqlalchemy.orm import Session
+
+from models.actor import Actor
+from models.entities import VirtualApiKey
+from models.enums import KeyCommandType
+from models.key_changes import KeyChange, carry_out_key_change
+
+
+def revoke_keys(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    scope: ColumnElement[bool],
+    actor: Actor,
+    reason: str,
+    revocation_id: uuid.UUID | None = None,
+    audit_detail: dict[str, Any] | None = None,
+    invalidation_detail: dict[str, Any] | None = None,
+) -> list[uuid.UUID]:
+    """Revoke the active keys in `scope`; the ids revoked, in a stable order."""
+    change = KeyChange(
+        command=KeyCommandType.REVOKE,
+        organisation_id=organisation_id,
+        scope=scope,
+        actor=actor,
+        reason=reason,
+        revocation_id=revocation_id,
+        audit_detail=audit_detail or {},
+        invalidation_detail=invalidation_detail or {},
+    )
+    return sorted(carry_out_key_change(session, change))
+
+
+def restore_keys(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    revocation_id: uuid.UUID,
+    actor: Actor,
+    reason: str,
+    audit_detail: dict[str, Any] | None = None,
+) -> list[uuid.UUID]:
+    """Re-enable exactly the keys this revocation disabled; the ids restored."""
+    change = KeyChange(
+        command=KeyCommandType.RESTORE,
+        organisation_id=organisation_id,
+        scope=VirtualApiKey.revoked_by_revocation_id == revocation_id,
+        actor=actor,
+        reason=reason,
+        audit_detail=audit_detail or {},
+    )
+    return sorted(carry_out_key_change(session, change))
