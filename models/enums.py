@@ -57,6 +57,7 @@ class Source(StrEnum):
     LDAP = "ldap"
     OKTA = "okta"
     EVENTS = "events"
+    ODOCK = "odock"
     INVITATION = "invitation"
     MANUAL = "manual"
     SCHEDULE = "schedule"
@@ -66,6 +67,7 @@ class Source(StrEnum):
 class TokenScope(StrEnum):
     ADMIN = "admin"
     SCIM = "scim"
+    ODOCK = "odock"
 
 
 class ReviewStatus(StrEnum):

@@ -14,6 +14,7 @@ from webhooks import (
     errors,
     health,
     idp_hooks,
+    odock,
     review_links,
     scim,
 )
@@ -47,6 +48,7 @@ BLUEPRINTS = [
     scim.bp,
     directory.bp,
     tokens.bp,
+    odock.bp,
 ]
 
 
