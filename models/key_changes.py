@@ -96,6 +96,29 @@ def keys_with_pending_commands(session: Session, key_ids: list[uuid.UUID]) -> se
     )
 
 
+# What each command decides about a key: a push or listing must leave these columns alone
+# while such a command is unacknowledged (it shows the store from before the decision).
+DECIDED_COLUMNS = {
+    KeyCommandType.REVOKE: ("revoked", "revoked_at"),
+    KeyCommandType.RESTORE: ("revoked", "revoked_at"),
+    KeyCommandType.REASSIGN: ("owner_user_id", "owner_team_id"),
+    KeyCommandType.ROTATE_REQUEST: (),
+}
+
+
+def keep_pending_decisions(
+    session: Session, key_id: uuid.UUID, values: dict[str, Any]
+) -> dict[str, Any]:
+    """`values` from the store without what a command still on its way has decided."""
+    pending = session.scalars(
+        select(KeyCommand.command_type).where(
+            KeyCommand.key_id == key_id, KeyCommand.acknowledged_at.is_(None)
+        )
+    ).all()
+    decided = {column for command in pending for column in DECIDED_COLUMNS[command]}
+    return {name: value for name, value in values.items() if name not in decided}
+
+
 def store_acknowledged_at(session: Session, key: VirtualApiKey) -> datetime | None:
     """When the store acknowledged the key's revocation (embedded: our own write is the store)."""
     if key.revoked_at is None:

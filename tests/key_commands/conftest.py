@@ -12,14 +12,16 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from models.actions import tokens
 from models.actions.users import find_user_by_email
 from models.db import SessionFactory, make_session_factory
-from models.entities import Organisation, User, VirtualApiKey
-from models.enums import KeyType, Role
+from models.entities import Organisation, User
+from models.enums import Role, TokenScope
 from models.settings import Settings
 from tests.scim.payloads import okta_create_user
 from tests.support import factories as f
 from tests.support.odock import OdockStandIn, start_stand_in
+from tests.support.odock.adapter import push_keys
 from tests.support.worker import WorkerProcess, start_worker
 
 SCIM = "application/scim+json"
@@ -119,6 +121,7 @@ class KeyHolder:
     user_id: uuid.UUID
     scim_id: str
     scim_token: str
+    odock_token: str
     key_id: uuid.UUID
     key_value: str
 
@@ -126,9 +129,14 @@ class KeyHolder:
 def provision_key_holder(
     session: Session, client: FlaskClient, odock: OdockStandIn, email: str = "leaver@example.com"
 ) -> KeyHolder:
+    """The person arrives by SCIM; their key is made in the stand-in and pushed to odock-sync
+    through /odock/v1, as the adapter beside Odock does."""
     org = f.make_org(session)
     admin = f.make_user(session, org, role=Role.ORG_ADMIN, email=f"admin-{org.slug}@example.com")
     token = f.scim_token(session, org)
+    odock_token = tokens.create_token(
+        session, organisation=org, scope=TokenScope.ODOCK, actor=f.SETUP
+    ).secret
     session.commit()
     created = client.post(
         "/scim/v2/Users",
@@ -138,29 +146,10 @@ def provision_key_holder(
     assert created.status_code == 201, created.json
     user = find_user_by_email(session, org.id, email)
     assert user is not None
-    key_id, value = odock.store.create_key(org.id, owner_user_id=user.id)
-    mirror_key(session, odock, key_id)
     session.commit()
-    return KeyHolder(org, admin, user.id, created.json["id"], token, key_id, value)
-
-
-def mirror_key(session: Session, odock: OdockStandIn, key_id: uuid.UUID) -> VirtualApiKey:
-    """odock-sync's view of a key the stand-in holds, as the inbound bridge keeps it."""
-    stored = odock.store.key(key_id)
-    assert stored is not None
-    key = VirtualApiKey(
-        id=key_id,
-        organisation_id=stored["organisation_id"],
-        key_type=KeyType(stored["type"]),
-        owner_user_id=stored["owner_user_id"],
-        owner_team_id=stored["owner_team_id"],
-        name=stored["name"],
-        masked_value=stored["masked_value"],
-        created_by_user_id=stored["created_by_user_id"],
-    )
-    session.add(key)
-    session.flush()
-    return key
+    key_id, value = odock.store.create_key(org.id, owner_user_id=user.id)
+    push_keys(client, odock_token, odock, org.id)
+    return KeyHolder(org, admin, user.id, created.json["id"], token, odock_token, key_id, value)
 
 
 def deactivate(client: FlaskClient, holder: KeyHolder) -> None:

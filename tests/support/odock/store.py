@@ -298,3 +298,11 @@ def _listed(kind: str, row: dict[str, Any]) -> dict[str, Any]:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def rename_key(store: KeyStore, key_id: uuid.UUID, name: str) -> None:
+    """A change made in Odock's own UI: a new name and a newer version."""
+    with store.engine.begin() as connection:
+        connection.execute(
+            update(keys).where(keys.c.id == key_id).values(name=name, version=version_now())
+        )
