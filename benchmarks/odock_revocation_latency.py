@@ -41,7 +41,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from models.actions import lifecycle  # noqa: E402
 from models.actor import Actor  # noqa: E402
-from models.db import make_engine, make_session_factory  # noqa: E402
+from models.db import SessionFactory, make_engine, make_session_factory  # noqa: E402
 from models.entities import User, VirtualApiKey  # noqa: E402
 from models.enums import KeyType  # noqa: E402
 from models.migrate import upgrade  # noqa: E402
@@ -100,7 +100,7 @@ def bridged_settings(database_url: str, broker_url: str, odock: OdockStandIn) ->
     )
 
 
-def make_holders(sessions, odock: OdockStandIn, count: int) -> list[Holder]:  # type: ignore[no-untyped-def]
+def make_holders(sessions: SessionFactory, odock: OdockStandIn, count: int) -> list[Holder]:
     """People with one key each, in the stand-in's store and odock-sync's view alike."""
     holders = []
     with sessions() as session:
@@ -125,7 +125,7 @@ def make_holders(sessions, odock: OdockStandIn, count: int) -> list[Holder]:  # 
     return holders
 
 
-def revoke_and_wait(sessions, odock: OdockStandIn, holder: Holder) -> Round:  # type: ignore[no-untyped-def]
+def revoke_and_wait(sessions: SessionFactory, odock: OdockStandIn, holder: Holder) -> Round:
     started = time.time()
     with sessions() as session:
         lifecycle.revoke(session, user=session.get_one(User, holder.user_id), actor=ACTOR)
