@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, case, exists, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -25,7 +25,7 @@ from models.actor import Actor
 from models.base import utcnow
 from models.db import ODOCK_MODE_KEY
 from models.entities import KeyCommand, VirtualApiKey
-from models.enums import KeyCommandType
+from models.enums import KeyCommandType, KeyType
 
 TASK_INVALIDATE_KEYS = "gateway.invalidate_keys"
 TASK_SEND_KEY_COMMANDS = "odock.send_key_commands"
@@ -51,6 +51,7 @@ class KeyChange:
     revocation_id: uuid.UUID | None = None
     owner_user_id: uuid.UUID | None = None
     owner_team_id: uuid.UUID | None = None
+    key_type: KeyType | None = None  # reassign: USER when it names a person, else TEAM
     audit_detail: dict[str, Any] = field(default_factory=dict)
     # Carried by the embedded invalidation (the time-to-kill clock of a revocation).
     invalidation_detail: dict[str, Any] = field(default_factory=dict)
@@ -119,6 +120,22 @@ def keep_pending_decisions(
     return {name: value for name, value in values.items() if name not in decided}
 
 
+def keep_pending_decision_sql(
+    column: str, *, key_id: Any, incoming: Any, held: Any
+) -> ColumnElement[Any]:
+    """keep_pending_decisions for a set-based upsert: the held value of `column` while a
+    command deciding it is unacknowledged, else the incoming one."""
+    deciding = [command for command, columns in DECIDED_COLUMNS.items() if column in columns]
+    if not deciding:
+        return incoming
+    pending = exists().where(
+        KeyCommand.key_id == key_id,
+        KeyCommand.acknowledged_at.is_(None),
+        KeyCommand.command_type.in_(deciding),
+    )
+    return case((pending, held), else_=incoming)
+
+
 def store_acknowledged_at(session: Session, key: VirtualApiKey) -> datetime | None:
     """When the store acknowledged the key's revocation (embedded: our own write is the store)."""
     if key.revoked_at is None:
@@ -140,7 +157,7 @@ def store_acknowledged_at(session: Session, key: VirtualApiKey) -> datetime | No
 
 def _change_view(session: Session, change: KeyChange) -> list[uuid.UUID]:
     if change.command is KeyCommandType.ROTATE_REQUEST:
-        return list(session.scalars(select(VirtualApiKey.id).where(change.scope)))
+        return sorted(session.scalars(select(VirtualApiKey.id).where(change.scope)))
     now = utcnow()
     statement = update(VirtualApiKey).where(change.scope)
     if change.command is KeyCommandType.REVOKE:
@@ -155,7 +172,9 @@ def _change_view(session: Session, change: KeyChange) -> list[uuid.UUID]:
         statement = statement.values(
             owner_user_id=change.owner_user_id, owner_team_id=change.owner_team_id
         )
-    return list(
+        if change.key_type is not None:
+            statement = statement.values(key_type=change.key_type)
+    return sorted(
         session.scalars(
             statement.values(updated_at=now)
             .returning(VirtualApiKey.id)

@@ -38,6 +38,7 @@ from models.entities import (
 )
 from models.enums import (
     FindingState,
+    KeyCommandType,
     KeyType,
     OwnerType,
     ReviewStatus,
@@ -47,7 +48,12 @@ from models.enums import (
     UserStatus,
 )
 from models.errors import InvalidInput, InvalidTransition, NotFound
-from models.key_changes import is_bridged, store_acknowledged_at
+from models.key_changes import (
+    KeyChange,
+    carry_out_key_change,
+    is_bridged,
+    store_acknowledged_at,
+)
 from models.notifications import notify
 
 KIND_USER_KEY = key_scope.KIND_USER_KEY
@@ -725,12 +731,24 @@ def _transfer(
             "owner_user_id": _str(key.owner_user_id),
             "owner_team_id": _str(key.owner_team_id),
         }
+        owners: tuple[uuid.UUID | None, uuid.UUID | None, KeyType]
         if to_user is not None:
-            key.key_type, key.owner_user_id = KeyType.USER, to_user.id
+            owners = (to_user.id, key.owner_team_id, KeyType.USER)
         else:
             assert to_team is not None
-            key.key_type, key.owner_user_id, key.owner_team_id = KeyType.TEAM, None, to_team.id
-        key.updated_at = utcnow()
+            owners = (None, to_team.id, KeyType.TEAM)
+        change = KeyChange(
+            command=KeyCommandType.REASSIGN,
+            organisation_id=key.organisation_id,
+            scope=VirtualApiKey.id == key.id,
+            actor=actor,
+            reason="reassigned in review",
+            owner_user_id=owners[0],
+            owner_team_id=owners[1],
+            key_type=owners[2],
+            audit_detail={"finding_id": str(finding.id)},
+        )
+        carry_out_key_change(session, change)
         return before, {
             "key_type": key.key_type.value,
             "owner_user_id": _str(key.owner_user_id),

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from cli.main import main
 from models.actions import key_commands, lifecycle
 from models.entities import AuditEvent, KeyCommand, OutboxMessage, VirtualApiKey
-from models.enums import KeyCommandType
+from models.enums import KeyCommandType, KeyPolicy, KeyType
 from models.key_changes import keys_with_pending_commands
 from tests.reviews.conftest import build_leaver, revoke_and_review
 from tests.support import factories as f
@@ -157,3 +157,32 @@ def test_rotate_request_embedded_is_audited_and_an_unknown_key_is_a_clean_error(
         select(AuditEvent).where(AuditEvent.action == "api_key.rotation_requested")
     ).all()
     assert [r.target_id for r in rotations] == [str(key.id)]
+
+
+def test_a_key_reassigned_in_review_is_a_reassign_command_when_bridged(bridged_session):
+    from models.actions import reviews
+    from tests.reviews.conftest import REVIEWER
+
+    world = build_leaver(bridged_session)
+    world.org.settings.user_key_policy = KeyPolicy.HOLD
+    bridged_session.flush()
+    review = revoke_and_review(bridged_session, world.person)
+    finding = next(f for f in review.findings if f.subject_id == world.key_a.id)
+
+    reviews.reassign_finding(bridged_session, finding=finding, actor=REVIEWER, to_team=world.team_a)
+    bridged_session.flush()
+
+    [command] = bridged_session.scalars(
+        select(KeyCommand).where(KeyCommand.command_type == KeyCommandType.REASSIGN)
+    ).all()
+    assert (command.key_id, command.owner_user_id, command.owner_team_id) == (
+        world.key_a.id,
+        None,
+        world.team_a.id,
+    )
+    key = bridged_session.get(VirtualApiKey, world.key_a.id)
+    assert (key.key_type, key.owner_user_id, key.owner_team_id) == (
+        KeyType.TEAM,
+        None,
+        world.team_a.id,
+    )

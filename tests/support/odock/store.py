@@ -268,9 +268,11 @@ def _command_changes(body: dict[str, Any]) -> dict[str, Any]:
     if kind == "key.restore":
         return {"revoked": False, "revoked_at": None}
     if kind == "key.reassign":
+        owner = _uuid_or_none(body.get("owner_user_id"))
         return {
-            "owner_user_id": _uuid_or_none(body.get("owner_user_id")),
+            "owner_user_id": owner,
             "owner_team_id": _uuid_or_none(body.get("owner_team_id")),
+            "type": "USER" if owner else "TEAM",
         }
     if kind == "key.rotate_request":
         return {"rotation_requested_at": now()}
