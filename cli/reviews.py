@@ -20,7 +20,7 @@ from models.actions.notification_deliveries import deliveries_of
 from models.actions.review_sweep import sweep_reviews
 from models.actions.teams import find_team_by_name, get_team
 from models.entities import Team, User
-from models.enums import HookKind, ReviewCause, ReviewStatus
+from models.enums import DeletedTeamKeyPolicy, HookKind, ReviewCause, ReviewStatus
 from models.errors import InvalidInput, NotFound
 from models.queries.reviews import (
     ReviewFilter,
@@ -236,6 +236,21 @@ def reviews_reassign(
         )
         data = finding_view(finding)
     emit(data, as_json=as_json, text=f"finding {data['id']} reassigned; it is {data['state']}")
+
+
+@reviews.command("team-key-policy")
+@ORG_OPTION
+@click.argument("policy", type=click.Choice([p.value for p in DeletedTeamKeyPolicy]))
+def reviews_team_key_policy(org_slug: str, policy: str) -> None:
+    """What deleting a team does to its keys: revoke them (default) or hand each to its creator."""
+    with unit_of_work() as session:
+        organisations.update_settings(
+            session,
+            organisation=organisations.get_organisation_by_slug(session, org_slug),
+            changes={"deleted_team_key_policy": DeletedTeamKeyPolicy(policy)},
+            actor=CLI_ACTOR,
+        )
+    click.echo(f"deleted team key policy: {policy}")
 
 
 @reviews.command("sweep")

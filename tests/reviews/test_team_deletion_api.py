@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from cli.main import main
 from models.actions import users as user_actions
-from models.entities import AuditEvent, RevocationReview, Team, VirtualApiKey
+from models.entities import AuditEvent, Organisation, RevocationReview, Team, VirtualApiKey
 from models.enums import KeyType, Role, TeamRole
 from tests.reviews.test_access_changes import team_world
 from tests.support import factories as f
@@ -134,3 +134,21 @@ def test_cli_lists_reviews_by_cause_and_refuses_an_unknown_cause(session, run):
     assert json.loads(none.output) == []
     assert "org_role_dropped" in text.output and "dropped@example.com" in text.output
     assert bad.exit_code == 2 and "Invalid value for '--cause'" in bad.output
+
+
+def test_cli_sets_the_deleted_team_key_policy_with_an_audit_event(session, run):
+    org = f.make_org(session)
+    session.commit()
+
+    changed = run("reviews", "team-key-policy", "--org", org.slug, "reassign")
+    bad = run("reviews", "team-key-policy", "--org", org.slug, "keep")
+
+    assert changed.exit_code == 0, changed.output
+    assert bad.exit_code == 2
+    session.expire_all()
+    assert session.get(Organisation, org.id).settings.deleted_team_key_policy.value == "reassign"
+    event = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "organisation.settings_changed")
+    ).one()
+    assert event.before == {"deleted_team_key_policy": "revoke"}
+    assert event.after == {"deleted_team_key_policy": "reassign"}
