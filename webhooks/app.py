@@ -14,6 +14,7 @@ from webhooks import (
     errors,
     health,
     idp_hooks,
+    odock,
     review_links,
     scim,
 )
@@ -22,6 +23,7 @@ from webhooks.api import (
     event_hooks,
     hooks,
     invitations,
+    mass_change,
     openapi,
     reviews,
     teams,
@@ -46,7 +48,9 @@ BLUEPRINTS = [
     event_hooks.bp,
     scim.bp,
     directory.bp,
+    mass_change.bp,
     tokens.bp,
+    odock.bp,
 ]
 
 

@@ -8,7 +8,9 @@ from models.entities.delivery import ReceivedDelivery
 from models.entities.directory import DirectoryConnector, DirectorySyncRun, SyncLease
 from models.entities.event_hook import EventCursor, EventHookConfig
 from models.entities.invitation import Invitation, InvitationDelivery, PendingInvitation
+from models.entities.mass_change import MassChange, MassChangeGate, MassChangeSettings
 from models.entities.notification import DeliveryAttempt, NotificationDelivery, NotificationHook
+from models.entities.odock import OdockBridge, OdockReconcileRun, OdockTombstone
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
 from models.entities.revocation import (
@@ -35,8 +37,14 @@ __all__ = [
     "Invitation",
     "InvitationDelivery",
     "KeyInvalidation",
+    "MassChange",
+    "MassChangeGate",
+    "MassChangeSettings",
     "NotificationDelivery",
     "NotificationHook",
+    "OdockBridge",
+    "OdockReconcileRun",
+    "OdockTombstone",
     "Organisation",
     "OrganisationSettings",
     "OutboxMessage",
