@@ -7,11 +7,18 @@ import uuid
 
 from sqlalchemy import func, select
 
-from models.entities import AuditEvent, RevocationReview, Team, VirtualApiKey
-from models.enums import ReviewCause, TeamRole
+from models.actions.scim import set_group_role
+from models.entities import AuditEvent, RevocationReview, Team, User, VirtualApiKey
+from models.enums import KeyType, ReviewCause, Role, TeamRole
 from tests.reviews.conftest import gateway  # noqa: F401  (the loopback gateway fixture)
-from tests.scim.payloads import okta_create_group, okta_create_user
+from tests.scim.payloads import (
+    okta_add_members,
+    okta_create_group,
+    okta_create_user,
+    okta_remove_member,
+)
 from tests.support import factories
+from tests.support.factories import SETUP
 from tests.support.wait import wait_until
 
 
@@ -69,3 +76,32 @@ def test_deleting_an_unknown_group_is_a_scim_404_and_changes_nothing(scim, sessi
     assert session.get(VirtualApiKey, key_id).revoked is False
     assert session.scalar(select(func.count(AuditEvent.id))) == audits
     assert session.scalars(select(RevocationReview)).all() == []
+
+
+def test_leaving_the_idp_group_that_made_someone_org_admin_opens_a_role_drop_review(
+    scim, session, org
+):
+    set_group_role(
+        session, organisation=org, group_name="Odock Admins", role=Role.ORG_ADMIN, actor=SETUP
+    )
+    session.commit()
+    ann = scim.post("/Users", okta_create_user("ann@example.com", external_id="ann")).json["id"]
+    group = scim.post("/Groups", okta_create_group("Odock Admins")).json
+    scim.patch(f"/Groups/{group['id']}", okta_add_members((ann, "Ann")))
+    person = session.scalar(select(User).where(User.email == "ann@example.com"))
+    assert person.role is Role.ORG_ADMIN
+    key = factories.make_key(session, org, key_type=KeyType.ORGANISATION, created_by=person)
+    session.commit()
+    key_id, person_id = key.id, person.id
+
+    removed = scim.patch(f"/Groups/{group['id']}", okta_remove_member(ann))
+
+    assert removed.status_code in (200, 204)
+    session.expire_all()
+    assert session.get(User, person_id).role is Role.USER
+    review = session.scalars(select(RevocationReview)).one()
+    assert (review.cause, review.user_id) == (ReviewCause.ORG_ROLE_DROPPED, person_id)
+    assert review.context == {"role_before": "ORG_ADMIN", "role_after": "USER"}
+    assert [(fi.kind, fi.subject_id) for fi in review.findings] == [("org_key", key_id)]
+    # held for review, not revoked: the person is still ACTIVE
+    assert session.get(VirtualApiKey, key_id).revoked is False
