@@ -53,6 +53,7 @@ class KeyChange:
     owner_team_id: uuid.UUID | None = None
     key_type: KeyType | None = None  # reassign: USER when it names a person, else TEAM
     audit_detail: dict[str, Any] = field(default_factory=dict)
+    audit_before: dict[str, Any] | None = None  # the caller's view of the keys before
     # Carried by the embedded invalidation (the time-to-kill clock of a revocation).
     invalidation_detail: dict[str, Any] = field(default_factory=dict)
 
@@ -193,6 +194,7 @@ def _forget_loaded(session: Session, key_ids: list[uuid.UUID]) -> None:
 
 def _audit(session: Session, change: KeyChange, key_ids: list[uuid.UUID]) -> None:
     before, after = _audit_states(change)
+    before = change.audit_before or before
     for key_id in key_ids:
         audit.record(
             session,
@@ -213,6 +215,7 @@ def _audit_states(change: KeyChange) -> tuple[dict[str, Any] | None, dict[str, A
         return {"revoked": True}, {"revoked": False}
     if change.command is KeyCommandType.REASSIGN:
         owners = {
+            **({"key_type": change.key_type.value} if change.key_type else {}),
             "owner_user_id": str(change.owner_user_id) if change.owner_user_id else None,
             "owner_team_id": str(change.owner_team_id) if change.owner_team_id else None,
         }

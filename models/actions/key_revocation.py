@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from models.actor import Actor
 from models.entities import VirtualApiKey
-from models.enums import KeyCommandType
+from models.enums import KeyCommandType, KeyType
 from models.key_changes import KeyChange, carry_out_key_change
 
 
@@ -63,3 +63,34 @@ def restore_keys(
         audit_detail=audit_detail or {},
     )
     return sorted(carry_out_key_change(session, change))
+
+
+def reassign_key(
+    session: Session,
+    *,
+    key: VirtualApiKey,
+    owner_user_id: uuid.UUID | None,
+    owner_team_id: uuid.UUID | None,
+    actor: Actor,
+    reason: str,
+    audit_detail: dict[str, Any] | None = None,
+) -> None:
+    """Give the key a new owner: a USER key when it names a person, else a TEAM key."""
+    before = {
+        "key_type": key.key_type.value,
+        "owner_user_id": str(key.owner_user_id) if key.owner_user_id else None,
+        "owner_team_id": str(key.owner_team_id) if key.owner_team_id else None,
+    }
+    change = KeyChange(
+        command=KeyCommandType.REASSIGN,
+        organisation_id=key.organisation_id,
+        scope=VirtualApiKey.id == key.id,
+        actor=actor,
+        reason=reason,
+        owner_user_id=owner_user_id,
+        owner_team_id=owner_team_id,
+        key_type=KeyType.USER if owner_user_id else KeyType.TEAM,
+        audit_detail=audit_detail or {},
+        audit_before=before,
+    )
+    carry_out_key_change(session, change)

@@ -38,8 +38,6 @@ from models.entities import (
 )
 from models.enums import (
     FindingState,
-    KeyCommandType,
-    KeyType,
     OwnerType,
     ReviewCause,
     ReviewStatus,
@@ -50,8 +48,6 @@ from models.enums import (
 )
 from models.errors import InvalidInput, InvalidTransition, NotFound
 from models.key_changes import (
-    KeyChange,
-    carry_out_key_change,
     is_bridged,
     store_acknowledged_at,
 )
@@ -803,24 +799,15 @@ def _transfer(
             "owner_user_id": _str(key.owner_user_id),
             "owner_team_id": _str(key.owner_team_id),
         }
-        owners: tuple[uuid.UUID | None, uuid.UUID | None, KeyType]
-        if to_user is not None:
-            owners = (to_user.id, key.owner_team_id, KeyType.USER)
-        else:
-            assert to_team is not None
-            owners = (None, to_team.id, KeyType.TEAM)
-        change = KeyChange(
-            command=KeyCommandType.REASSIGN,
-            organisation_id=key.organisation_id,
-            scope=VirtualApiKey.id == key.id,
+        key_revocation.reassign_key(
+            session,
+            key=key,
+            owner_user_id=to_user.id if to_user else None,
+            owner_team_id=key.owner_team_id if to_user else to_team.id,  # type: ignore[union-attr]
             actor=actor,
             reason="reassigned in review",
-            owner_user_id=owners[0],
-            owner_team_id=owners[1],
-            key_type=owners[2],
             audit_detail={"finding_id": str(finding.id)},
         )
-        carry_out_key_change(session, change)
         return before, {
             "key_type": key.key_type.value,
             "owner_user_id": _str(key.owner_user_id),
