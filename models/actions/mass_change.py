@@ -161,12 +161,14 @@ def admit(session: Session, *, user: User, request: GateRequest, actor: Actor) -
     """
     if actor.source not in GATED_SOURCES:
         return True
+    limits = thresholds(session, user.organisation_id)
+    if not limits.enabled:
+        return True  # turned off: nothing counted, nothing locked
     if pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind}):
         return False  # already held: the source repeated itself (no lock needed)
     gate = _locked_gate(session, user.organisation_id, actor.source)
     if pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind}):
         return False  # a parallel request held it while this one waited for the lock
-    limits = thresholds(session, user.organisation_id)
     if gate.batch_id is None:
         counted = _counted(session, gate, limits)
         # The base is the people active when the window began: those it revoked count too.
