@@ -172,7 +172,8 @@ def admit(session: Session, *, user: User, request: GateRequest, actor: Actor) -
     if gate.batch_id is None:
         counted = _counted(session, gate, limits)
         # The base is the people active when the window began: those it revoked count too.
-        reason = limits.exceeded(counted + 1, _active_people(session, user) + counted)
+        people = _active_people(session, user) + counted if limits.threshold_percent else 0
+        reason = limits.exceeded(counted + 1, people)
         if not reason:
             _count(session, user, request, actor)
             return True
