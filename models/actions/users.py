@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import audit
-from models.actions import lifecycle
+from models.actions import access_reviews, lifecycle
 from models.actor import Actor
 from models.base import new_id, utcnow
 from models.entities import (
@@ -145,6 +145,10 @@ def edit_user(
     if user_snapshot(user) != before:
         user.updated_at = utcnow()
         _audit(session, user, actor, "user.updated", before=before)
+    if user.role.rank < Role(before["role"]).rank:
+        access_reviews.review_role_drop(
+            session, user=user, before=Role(before["role"]), actor=actor
+        )
     if status is not None and status is not user.status:
         lifecycle.change_status(session, user=user, status=status, actor=actor)
     return user
