@@ -93,6 +93,13 @@ class KeyPolicy(StrEnum):
     HOLD = "hold"
 
 
+class LeaverInvitationPolicy(StrEnum):
+    """What revoking a person does to the invitations they sent that are still pending."""
+
+    REVOKE = "revoke"
+    KEEP = "keep"
+
+
 class HookKind(StrEnum):
     """How a notification hook is delivered."""
 

@@ -17,11 +17,12 @@ from sqlalchemy import exists, inspect, select, update
 from sqlalchemy.orm import Session
 
 from models import audit, outbox
+from models.actions import invitations
 from models.actor import Actor
 from models.arrival import arrival
 from models.base import utcnow
 from models.entities import IdentityLink, OrganisationSettings, Revocation, User, VirtualApiKey
-from models.enums import KeyPolicy, KeyType, Source, UserStatus
+from models.enums import KeyPolicy, KeyType, LeaverInvitationPolicy, Source, UserStatus
 from models.errors import InvalidTransition
 from models.snapshots import user_snapshot
 from models.text import clean_text
@@ -210,13 +211,19 @@ def _revoke(
     user.status = UserStatus.REVOKED
     user.updated_at = utcnow()
     revoked = _revoke_owned_keys(session, user, revocation, actor)
+    invitations_revoked = _revoke_sent_invitations(session, user, actor)
     _audit(
         session,
         user,
         actor,
         action,
         before=before,
-        extra={"keys_revoked": revoked, "reason": reason, **(extra or {})},
+        extra={
+            "keys_revoked": revoked,
+            "invitations_revoked": invitations_revoked,
+            "reason": reason,
+            **(extra or {}),
+        },
     )
     if revoked:
         outbox.enqueue(
@@ -260,6 +267,15 @@ def _revoke_owned_keys(
     ).all()
     _audit_keys(session, user, actor, key_ids, "api_key.revoked", revoked=True)
     return [str(key_id) for key_id in key_ids]
+
+
+def _revoke_sent_invitations(session: Session, user: User, actor: Actor) -> list[str]:
+    """A leaver's pending invitations die with their access, unless the organisation keeps
+    them (a reactivation does not bring them back: they can be sent again)."""
+    settings = session.get_one(OrganisationSettings, user.organisation_id)
+    if settings.leaver_invitation_policy is LeaverInvitationPolicy.KEEP:
+        return []
+    return [str(i.id) for i in invitations.revoke_sent_by(session, inviter=user, actor=actor)]
 
 
 def _restore_keys(session: Session, user: User, revocation: Revocation, actor: Actor) -> list[str]:
