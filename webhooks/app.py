@@ -14,10 +14,21 @@ from webhooks import (
     errors,
     health,
     idp_hooks,
+    odock,
     review_links,
     scim,
 )
-from webhooks.api import directory, event_hooks, hooks, invitations, openapi, reviews, teams, users
+from webhooks.api import (
+    directory,
+    event_hooks,
+    hooks,
+    invitations,
+    openapi,
+    reviews,
+    teams,
+    tokens,
+    users,
+)
 from worker.celery_app import configure_celery
 from worker.outbox_relay import install_after_commit_relay
 
@@ -36,6 +47,8 @@ BLUEPRINTS = [
     event_hooks.bp,
     scim.bp,
     directory.bp,
+    tokens.bp,
+    odock.bp,
 ]
 
 

@@ -38,9 +38,15 @@ def json_body() -> Any:
         # Refused before parsing: the parser would recurse once per level.
         raise InvalidInput(f"the body is nested too deeply (more than {MAX_DEPTH} levels)")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except ValueError as exc:  # a number too long to convert, NaN or Infinity
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
