@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, insert, inspect, select, text
+from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -115,9 +115,11 @@ def test_migration_0008_lists_the_pending_invitations_and_goes_back(fresh_databa
     own = make_engine(settings.model_copy(update={"database_url": fresh_database_url}))
     upgrade(own, "0007")
     with Session(own) as session:
-        # Only the organisation row: its settings have columns that later migrations add.
+        # A bare organisation row: the ORM's organisation settings carry later columns.
         org_id = new_id()
-        session.execute(insert(Organisation).values(id=org_id, name="Old", slug="old"))
+        session.execute(
+            Organisation.__table__.insert().values(id=org_id, name="Old", slug=f"old-{org_id}")
+        )
         ids = {status: new_id() for status in InvitationStatus}
         for status, invitation_id in ids.items():
             session.add(_invitation(invitation_id, org_id, status))
