@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import audit
+from models.actions import access_reviews
 from models.actor import Actor
 from models.base import new_id, utcnow
 from models.entities import (
@@ -143,6 +144,10 @@ def edit_user(
     if user_snapshot(user) != before:
         user.updated_at = utcnow()
         _audit(session, user, actor, "user.updated", before=before)
+    if user.role.rank < Role(before["role"]).rank:
+        access_reviews.review_role_drop(
+            session, user=user, before=Role(before["role"]), actor=actor
+        )
     return user
 
 

@@ -46,6 +46,18 @@ def create() -> tuple[dict[str, Any], int]:
     return team_summary(team), 201
 
 
+@bp.delete("/teams/<uuid:team_id>")
+def delete(team_id: uuid.UUID) -> dict[str, Any]:
+    viewer = current_viewer()
+    require_admin(viewer)
+    session = db_session()
+    team = team_actions.get_team(session, viewer.organisation_id, team_id)
+    summary = team_summary(team)
+    review = team_actions.delete_team(session, team=team, actor=admin_actor(viewer))
+    session.commit()
+    return {**summary, "deleted": True, "review_id": str(review.id) if review else None}
+
+
 @bp.get("/teams/<uuid:team_id>/members")
 def members(team_id: uuid.UUID) -> dict[str, Any]:
     viewer = current_viewer()
