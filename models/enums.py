@@ -95,6 +95,13 @@ class KeyPolicy(StrEnum):
     HOLD = "hold"
 
 
+class LeaverInvitationPolicy(StrEnum):
+    """What revoking a person does to the invitations they sent that are still pending."""
+
+    REVOKE = "revoke"
+    KEEP = "keep"
+
+
 class DeletedTeamKeyPolicy(StrEnum):
     """What deleting a team does to its keys: revoke them, or hand each to its creator."""
 

@@ -11,6 +11,7 @@ from html import escape
 
 from flask import Blueprint, Response
 
+from models.access import require_not_leaver
 from models.actions import reviews
 from models.actor import Actor
 from models.entities import RevocationReview, User
@@ -66,6 +67,7 @@ def _load(token: str) -> tuple[LinkClaim, RevocationReview]:
         review = None
     if review is None:
         raise NotFound("this review no longer exists")
+    require_not_leaver(db_session(), review.organisation_id, claim.actor)
     return claim, review
 
 

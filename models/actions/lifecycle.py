@@ -17,13 +17,13 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from models import audit, key_scope, outbox
-from models.actions import key_revocation, mass_change
+from models.actions import invitations, key_revocation, mass_change
 from models.actions.mass_change import GateRequest
 from models.actor import Actor
 from models.arrival import arrival
 from models.base import utcnow
-from models.entities import IdentityLink, Revocation, User
-from models.enums import Source, UserStatus
+from models.entities import IdentityLink, OrganisationSettings, Revocation, User
+from models.enums import LeaverInvitationPolicy, Source, UserStatus
 from models.errors import InvalidTransition
 from models.snapshots import user_snapshot
 from models.text import clean_text
@@ -226,13 +226,19 @@ def _revoke(
     user.status = UserStatus.REVOKED
     user.updated_at = utcnow()
     revoked = _revoke_owned_keys(session, user, revocation, actor)
+    invitations_revoked = _revoke_sent_invitations(session, user, actor)
     _audit(
         session,
         user,
         actor,
         action,
         before=before,
-        extra={"keys_revoked": revoked, "reason": reason, **(extra or {})},
+        extra={
+            "keys_revoked": revoked,
+            "invitations_revoked": invitations_revoked,
+            "reason": reason,
+            **(extra or {}),
+        },
     )
     # Eager: published right after commit with no second transaction. Should the process die
     # in between, the relay re-sends it after OUTBOX_REDISPATCH_AFTER; the key invalidation
@@ -257,6 +263,15 @@ def _revoke_owned_keys(
         invalidation_detail={"source": actor.source.value, "arrived_at": arrival()},
     )
     return [str(key_id) for key_id in revoked]
+
+
+def _revoke_sent_invitations(session: Session, user: User, actor: Actor) -> list[str]:
+    """A leaver's pending invitations die with their access, unless the organisation keeps
+    them (a reactivation does not bring them back: they can be sent again)."""
+    settings = session.get_one(OrganisationSettings, user.organisation_id)
+    if settings.leaver_invitation_policy is LeaverInvitationPolicy.KEEP:
+        return []
+    return [str(i.id) for i in invitations.revoke_sent_by(session, inviter=user, actor=actor)]
 
 
 def _restore_keys(session: Session, user: User, revocation: Revocation, actor: Actor) -> list[str]:
