@@ -23,6 +23,7 @@ from webhooks.api import (
     event_hooks,
     hooks,
     invitations,
+    mass_change,
     openapi,
     reviews,
     teams,
@@ -47,6 +48,7 @@ BLUEPRINTS = [
     event_hooks.bp,
     scim.bp,
     directory.bp,
+    mass_change.bp,
     tokens.bp,
     odock.bp,
 ]
