@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -29,6 +30,7 @@ from models.migrate import upgrade
 from models.settings import Settings
 from tests.support.net import free_port
 from tests.support.smtp import Mailbox, start_smtp_server
+from tests.support.state import database_state
 from tests.support.worker import WorkerProcess, start_worker
 
 
@@ -167,6 +169,19 @@ def session(sessions: SessionFactory, clean_db: None) -> Iterator[Session]:
     (BEGIN IMMEDIATE), so commit or roll back before another process or session must write."""
     with sessions() as session:
         yield session
+
+
+@pytest.fixture
+def unchanged(sessions: SessionFactory):  # type: ignore[no-untyped-def]
+    """Call it once before a request and once after: the second call asserts no change."""
+    snapshots: list[dict[str, list[tuple[Any, ...]]]] = []
+
+    def check() -> None:
+        snapshots.append(database_state(sessions))
+        if len(snapshots) > 1:
+            assert snapshots[-1] == snapshots[0], "the request changed the database"
+
+    return check
 
 
 @pytest.fixture

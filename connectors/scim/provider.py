@@ -29,6 +29,8 @@ from models.entities import Organisation, ScimUser, Team
 from models.errors import NotFound, PreconditionFailed
 
 ALWAYS_RETURNED = frozenset({"id", "schemas", "meta"})
+# Past any real page, and within a 64-bit OFFSET: a larger startIndex gives the same empty page.
+MAX_START_INDEX = 2**31
 
 
 @dataclass(frozen=True)
@@ -388,7 +390,7 @@ def listing(
         raise InvalidValue("sortOrder must be ascending or descending")
     search = queries.Search(
         filter=filter_text if filter_text not in (None, "") else None,
-        start=max(start, 1),
+        start=min(max(start, 1), MAX_START_INDEX),
         count=min(max(size, 0), MAX_RESULTS),
         sort_by=sort_by or None,
         descending=order == "descending",

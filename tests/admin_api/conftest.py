@@ -13,11 +13,8 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.base import Base
-from models.db import SessionFactory
 from models.enums import Role, TeamRole
 from tests.support import factories as f
 
@@ -70,32 +67,6 @@ def world(session: Session) -> World:
         users={name: person.id for name, person in people.items()},
         tokens=tokens,
     )
-
-
-def database_state(sessions: SessionFactory) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, so a test can prove a request changed nothing."""
-    with sessions() as fresh:
-        state = {
-            table.name: sorted(
-                (tuple(str(value) for value in row) for row in fresh.execute(select(table))),
-            )
-            for table in Base.metadata.sorted_tables
-        }
-        fresh.rollback()
-    return state
-
-
-@pytest.fixture
-def unchanged(sessions: SessionFactory):  # type: ignore[no-untyped-def]
-    """Call it once before a request and once after: the second call asserts no change."""
-    snapshots: list[dict[str, list[tuple[Any, ...]]]] = []
-
-    def check() -> None:
-        snapshots.append(database_state(sessions))
-        if len(snapshots) > 1:
-            assert snapshots[-1] == snapshots[0], "the request changed the database"
-
-    return check
 
 
 def assert_problem(response: Any, status: int, *, detail: str | None = None) -> dict[str, Any]:
