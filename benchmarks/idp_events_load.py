@@ -54,6 +54,7 @@ from models.entities import AuditEvent, IdentityLink, ReceivedDelivery, User  # 
 from models.enums import Role, Source, UserStatus  # noqa: E402
 from models.migrate import upgrade  # noqa: E402
 from models.settings import Settings  # noqa: E402
+from worker.celery_app import worker_queues  # noqa: E402
 
 SETUP = Actor(Source.ADMIN, "benchmark")
 
@@ -145,7 +146,9 @@ def start_worker(
     settings: Settings, env: dict[str, str], logs: Path, concurrency: int
 ) -> subprocess.Popen[bytes]:
     """One Celery worker at the lower CPU priority that `odock-sync serve` gives it."""
-    command = celery_worker_command(settings.celery_queue, concurrency, loglevel="WARNING")
+    command = celery_worker_command(
+        worker_queues(settings.celery_queue), concurrency, loglevel="WARNING"
+    )
     return start(["nice", "-n", str(WORKER_NICENESS), *command], env, logs / "worker.log")
 
 

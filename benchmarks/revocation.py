@@ -30,8 +30,7 @@ from sqlalchemy.engine import make_url
 
 from connectors import gateway
 from connectors.outbound import UrlPolicy
-from models.actions import reviews
-from models.actions import users as user_actions
+from models.actions import lifecycle, reviews
 from models.actions.notification_deliveries import plan_deliveries
 from models.actions.notification_hooks import create_hook
 from models.actions.organisations import create_organisation
@@ -133,7 +132,7 @@ def revoke_once(sessions: Any, org_id: uuid.UUID, n_keys: int, tag: str, gateway
     with sessions() as session:
         person = session.get_one(User, person_id)
         steps["revoke_user"], revocation = timed(
-            lambda: user_actions.revoke_user(session, user=person, actor=ACTOR)
+            lambda: lifecycle.revoke(session, user=person, actor=ACTOR)
         )
         started = time.perf_counter()
         session.commit()

@@ -10,7 +10,7 @@ from cli.context import CLI_ACTOR, cli_settings, unit_of_work
 from cli.output import emit
 from models.access import Viewer
 from models.actions import invitations as invitation_actions
-from models.actions import organisations
+from models.actions import lifecycle, organisations
 from models.actions import users as user_actions
 from models.enums import InvitationStatus, Role, TeamRole
 from models.errors import NotFound
@@ -183,7 +183,7 @@ def approve_user(org_slug: str, email: str, as_json: bool) -> None:
     """Approve a PENDING user (for example one who accepted an invitation)."""
     with unit_of_work() as session:
         user = _pending_user(session, org_slug, email)
-        user_actions.approve_user(session, user=user, actor=CLI_ACTOR)
+        lifecycle.approve(session, user=user, actor=CLI_ACTOR)
         data = user_profile(user)
     emit(data, as_json=as_json)
 
@@ -197,7 +197,7 @@ def decline_user(org_slug: str, email: str, reason: str, as_json: bool) -> None:
     """Decline a PENDING user; they become REVOKED."""
     with unit_of_work() as session:
         user = _pending_user(session, org_slug, email)
-        user_actions.decline_user(session, user=user, actor=CLI_ACTOR, reason=reason)
+        lifecycle.decline(session, user=user, actor=CLI_ACTOR, reason=reason)
         data = user_profile(user)
     emit(data, as_json=as_json)
 

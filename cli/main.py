@@ -8,9 +8,9 @@ import click
 
 from cli.context import CLI_ACTOR, cli_settings, database_errors, unit_of_work
 from cli.output import emit
-from models.actions import organisations, tokens
+from models.actions import organisations
 from models.actions import users as user_actions
-from models.enums import Role, TokenScope, UserStatus
+from models.enums import Role, UserStatus
 from models.errors import NotFound
 from models.queries.users import user_profile
 
@@ -94,39 +94,6 @@ def user_create(org_slug: str, email: str, name: str, role: str, as_json: bool) 
 
 
 @main.group()
-def token() -> None:
-    """API tokens (the secret is printed once)."""
-
-
-@token.command("create")
-@click.option("--org", "org_slug", required=True)
-@click.option("--scope", type=click.Choice([s.value for s in TokenScope]), required=True)
-@click.option("--user", "user_email", default=None, help="The user an admin token acts as.")
-@click.option("--name", default="")
-@JSON_OPTION
-def token_create(
-    org_slug: str, scope: str, user_email: str | None, name: str, as_json: bool
-) -> None:
-    with unit_of_work() as session:
-        organisation = organisations.get_organisation_by_slug(session, org_slug)
-        acting = None
-        if user_email:
-            acting = user_actions.find_user_by_email(session, organisation.id, user_email)
-            if acting is None:
-                raise NotFound(f"no user with email {user_email} in {org_slug}")
-        issued = tokens.create_token(
-            session,
-            organisation=organisation,
-            scope=TokenScope(scope),
-            user=acting,
-            name=name,
-            actor=CLI_ACTOR,
-        )
-        data = {"id": str(issued.token.id), "scope": scope, "token": issued.secret}
-    emit(data, as_json=as_json, text=issued.secret)
-
-
-@main.group()
 def users() -> None:
     """Review users."""
 
@@ -191,8 +158,10 @@ from cli.ldap import ldap  # noqa: E402
 from cli.reviews import hooks, reviews, users_revoke  # noqa: E402
 from cli.scim import scim  # noqa: E402
 from cli.serve import serve  # noqa: E402
+from cli.tokens import token  # noqa: E402
 
 main.add_command(serve)
+main.add_command(token)
 main.add_command(demo)
 main.add_command(invitations)
 main.add_command(scim)

@@ -12,8 +12,8 @@ from cli.context import CLI_ACTOR, cli_settings, unit_of_work
 from cli.output import emit
 from connectors.outbound import UrlPolicy
 from models.access import Viewer
+from models.actions import lifecycle, organisations
 from models.actions import notification_hooks as hooks_actions
-from models.actions import organisations
 from models.actions import reviews as review_actions
 from models.actions import users as user_actions
 from models.actions.notification_deliveries import deliveries_of
@@ -86,9 +86,7 @@ def users_revoke(org_slug: str, user_ref: str, reason: str, dry_run: bool, as_js
         if dry_run:
             data = revocation_preview(session, viewer, person.id)
         else:
-            revocation = user_actions.revoke_user(
-                session, user=person, actor=CLI_ACTOR, reason=reason
-            )
+            revocation = lifecycle.revoke(session, user=person, actor=CLI_ACTOR, reason=reason)
             data = {**user_profile(person), "revocation_id": str(revocation.id)}
     emit(data, as_json=as_json, text=_preview_text(data) if dry_run else None)
 

@@ -24,14 +24,19 @@ import requests
 
 from cli.context import cli_settings
 from models.settings import Settings
+from worker.celery_app import urgent_queue
 
 PR_SET_PDEATHSIG = 1
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT = 20.0
 READY_TIMEOUT = 60.0
 WORKER_NICENESS = 10
+URGENT_NICENESS = 5
+URGENT_CONCURRENCY = 2
 GUNICORN_CONFIG = "python:webhooks.gunicorn_conf"
 CELERY_APP = "worker.entry"
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name
+EMBEDDED_METRICS_DIR = "odock-sync-metrics"
 
 
 @dataclass
@@ -132,7 +137,17 @@ def child_env(settings: Settings) -> dict[str, str]:
     paths = [str(PACKAGE_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["SECRET_KEY"] = settings.secret_key
+    env.setdefault(METRICS_DIR_VARIABLE, str(Path(EMBEDDED_METRICS_DIR).resolve()))
     return env
+
+
+def fresh_metrics_dir(env: dict[str, str]) -> None:
+    """An empty directory where every child writes its Prometheus figures (multiprocess mode):
+    the web serves them all, the time to kill access that the workers observe included."""
+    directory = Path(env[METRICS_DIR_VARIABLE])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # a previous run's figures
+        stale.unlink()
 
 
 def commands(
@@ -169,10 +184,26 @@ def commands(
         ),
         Child(
             "worker",
-            celery_worker_command(settings.celery_queue, concurrency, loglevel="INFO"),
+            [
+                *celery_worker_command([settings.celery_queue], concurrency, loglevel="INFO"),
+                "-n",
+                "worker@%h",
+            ],
             # Sharing one host, the web answers first (IdPs time out in seconds; Okta's event
             # hooks in 3) and the worker, whose work is already stored, catches up.
             niceness=WORKER_NICENESS,
+        ),
+        Child(
+            "urgent-worker",
+            [
+                *celery_worker_command(
+                    [urgent_queue(settings.celery_queue)], URGENT_CONCURRENCY, loglevel="INFO"
+                ),
+                "-n",
+                "urgent@%h",
+            ],
+            # Gateway invalidations and IdP event drains: they never wait behind bulk work.
+            niceness=URGENT_NICENESS,
         ),
         Child("beat", [*celery, "beat", "--loglevel=INFO", "--schedule", beat_schedule]),
     ]
@@ -227,7 +258,9 @@ def serve(
         concurrency=concurrency,
         beat_schedule=beat_schedule,
     )
-    supervisor = Supervisor(children, child_env(settings))
+    env = child_env(settings)
+    fresh_metrics_dir(env)
+    supervisor = Supervisor(children, env)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
     click.echo(f"odock-sync: starting web on {host}:{port}, a worker and beat", err=True)
     code = supervisor.run(on_started=lambda: wait_ready(url, supervisor))
@@ -235,8 +268,8 @@ def serve(
     sys.exit(code)
 
 
-def celery_worker_command(queue: str, concurrency: int, *, loglevel: str) -> list[str]:
-    """A Celery worker on `queue`, as `serve` runs it (the tests and benchmarks too)."""
+def celery_worker_command(queues: list[str], concurrency: int, *, loglevel: str) -> list[str]:
+    """A Celery worker on `queues`, as `serve` runs it (the tests and benchmarks too)."""
     return [
         sys.executable,
         "-m",
@@ -245,7 +278,7 @@ def celery_worker_command(queue: str, concurrency: int, *, loglevel: str) -> lis
         CELERY_APP,
         "worker",
         "-Q",
-        queue,
+        ",".join(queues),
         f"--concurrency={concurrency}",
         f"--loglevel={loglevel}",
         # Workers need no gossip, mingle or heartbeat events from one another.

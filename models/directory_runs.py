@@ -10,6 +10,7 @@ threshold waits for an admin.
 from __future__ import annotations
 
 import gc
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,10 +38,11 @@ from connectors.ldap.reconcile import Known, MembershipState, Plan, Reconciler, 
 from models.actions import directory_sync as sync_ops
 from models.actions.directory_connectors import connector_mapping, server_config
 from models.actions.directory_import import PeopleImport
+from models.arrival import arrived
 from models.db import SessionFactory, transaction
 from models.directory_stream import CreateStream
 from models.entities import DirectoryConnector, DirectorySyncRun, Organisation
-from models.enums import SyncKind, SyncRunStatus
+from models.enums import Role, SyncKind, SyncRunStatus
 from models.errors import DomainError
 from models.queries import directory as queries
 from models.settings import Settings
@@ -87,6 +89,7 @@ def run_sync(
     progress: Progress | None = None,
     lock: SyncLock | None = None,
 ) -> SyncOutcome:
+    started = time.time()
     lock = lock or sync_lock(settings, sessions)
     lock_name = f"directory-sync:{connector_id}"
     token = lock.acquire(lock_name, ttl=LOCK_TTL_SECONDS)
@@ -104,7 +107,9 @@ def run_sync(
                 return SyncOutcome(str(run.id), run.status.value, error=run.error)
             target = _Target(connector, connector_mapping(connector), settings)
             run_id = run.id
-        return _run(sessions, target, run_id, kind, dry_run, progress or (lambda _n: None))
+        # A directory change reaches odock-sync when a run reads it: its clock starts here.
+        with arrived(started):
+            return _run(sessions, target, run_id, kind, dry_run, progress or (lambda _n: None))
     finally:
         if token is not None:
             lock.release(lock_name, token)
@@ -315,6 +320,7 @@ def _plan_full(
                     group_roles=connector.group_roles,
                     state=state,
                     dn_to_id=reconciler.dn_to_id,
+                    role_rank=_role_rank,
                 )
     reconciler.plan.watermark = watermark
     return reconciler.plan
@@ -395,6 +401,7 @@ def _plan_incremental(sessions: SessionFactory, target: _Target, progress: Progr
             group_roles=connector.group_roles,
             state=state,
             dn_to_id=dn_to_id,
+            role_rank=_role_rank,
             known_for_roles=every,
         )
     reconciler.plan.watermark = watermark
@@ -491,3 +498,7 @@ def _sample(
             }
         break
     return None
+
+
+def _role_rank(role: str) -> int:
+    return Role(role).rank

@@ -4,10 +4,18 @@ from enum import StrEnum
 
 
 class Role(StrEnum):
+    """Organisation roles, declared from the most authority to the least."""
+
     SUPER_ADMIN = "SUPER_ADMIN"
     ORG_ADMIN = "ORG_ADMIN"
     MANAGER = "MANAGER"
     USER = "USER"
+
+    @property
+    def rank(self) -> int:
+        """Higher means more authority: USER 0, MANAGER 1, ORG_ADMIN 2, SUPER_ADMIN 3."""
+        members = list(Role)
+        return len(members) - 1 - members.index(self)
 
 
 class UserStatus(StrEnum):

@@ -202,10 +202,20 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture(scope="session")
+def metrics_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the worker writes its Prometheus figures (multiprocess mode), as under `serve`."""
+    return tmp_path_factory.mktemp("metrics")
+
+
+@pytest.fixture(scope="session")
 def worker(
-    settings: Settings, engine: Engine, tmp_path_factory: pytest.TempPathFactory
+    settings: Settings, engine: Engine, tmp_path_factory: pytest.TempPathFactory, metrics_dir: Path
 ) -> Iterator[WorkerProcess]:
     """A real Celery worker process on the test broker and database."""
-    process = start_worker(settings, log_dir=Path(tmp_path_factory.mktemp("worker")))
+    process = start_worker(
+        settings,
+        log_dir=Path(tmp_path_factory.mktemp("worker")),
+        extra_env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+    )
     yield process
     process.stop()

@@ -5,7 +5,7 @@ import json
 from sqlalchemy import select
 from werkzeug import Request, Response
 
-from models.actions import users as user_actions
+from models.actions import lifecycle
 from models.entities import OutboxMessage
 from models.enums import Role
 from tests.support import factories as f
@@ -72,7 +72,7 @@ def test_work_is_kept_when_the_broker_is_down_at_commit_and_relayed_later(
 
     monkeypatch.setattr(celery_app, "send_task", broker_down)
     with sessions() as tx:
-        user_actions.revoke_user(tx, user=tx.merge(person), actor=f.SETUP)
+        lifecycle.revoke(tx, user=tx.merge(person), actor=f.SETUP)
         tx.commit()
     pending = session.scalars(
         select(OutboxMessage).where(OutboxMessage.dispatched_at.is_(None))
@@ -100,6 +100,6 @@ def test_installing_the_relay_twice_publishes_each_message_once(session, session
     person = f.make_user(session, org)
     session.commit()
     with sessions() as tx:
-        user_actions.revoke_user(tx, user=tx.merge(person), actor=f.SETUP)
+        lifecycle.revoke(tx, user=tx.merge(person), actor=f.SETUP)
         tx.commit()
     assert sent == ["reviews.open_for_revocation"]

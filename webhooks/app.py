@@ -18,7 +18,17 @@ from webhooks import (
     review_links,
     scim,
 )
-from webhooks.api import directory, event_hooks, hooks, invitations, openapi, reviews, teams, users
+from webhooks.api import (
+    directory,
+    event_hooks,
+    hooks,
+    invitations,
+    openapi,
+    reviews,
+    teams,
+    tokens,
+    users,
+)
 from worker.celery_app import configure_celery
 from worker.outbox_relay import install_after_commit_relay
 
@@ -37,6 +47,7 @@ BLUEPRINTS = [
     event_hooks.bp,
     scim.bp,
     directory.bp,
+    tokens.bp,
 ]
 
 

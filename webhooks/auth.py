@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import NoReturn
 
 import structlog
 from flask import g, request
 
 from models.access import Viewer
-from models.actions.tokens import acting_user, authenticate
+from models.actions.tokens import TokenGrant, acting_user, cached_grant, record_use
 from models.actor import Actor
-from models.entities import ApiToken
+from models.base import utcnow
 from models.enums import Source, TokenScope
-from webhooks.context import db_session
+from webhooks.context import db_session, settings
 from webhooks.errors import Unauthorized
 
 log = structlog.get_logger(__name__)
@@ -24,11 +25,30 @@ def bearer_secret() -> str:
     return secret.strip() if scheme.lower() == "bearer" else ""
 
 
-def require_token(scope: TokenScope) -> ApiToken:
-    token = authenticate(db_session(), secret=bearer_secret(), scope=scope)
-    if token is None:
+def require_token(scope: TokenScope) -> TokenGrant:
+    """The request's live token of this scope (every scope comes through here), or a 401.
+    A token revoked in another process is refused within SCIM_TOKEN_CACHE_SECONDS."""
+    session = db_session()
+    grant = cached_grant(
+        session,
+        secret=bearer_secret(),
+        scope=scope,
+        ttl_seconds=settings().scim_token_cache_seconds,
+    )
+    if grant is None:
         refuse(scope)
-    return token
+    if record_use(session, grant=grant, now=utcnow()):
+        # Its own small transaction, before the request does anything: a request that only
+        # reads, or fails, still leaves the token's last use behind.
+        session.commit()
+    g.token_grant = grant
+    return grant
+
+
+def current_token_id() -> uuid.UUID | None:
+    """The id of the token this request was authenticated with, if any."""
+    grant: TokenGrant | None = g.get("token_grant")
+    return grant.token_id if grant else None
 
 
 def refuse(scope: TokenScope) -> NoReturn:
@@ -41,8 +61,8 @@ def refuse(scope: TokenScope) -> NoReturn:
 def current_viewer() -> Viewer:
     """The signed-in admin-API caller, resolved once per request."""
     if "viewer" not in g:
-        token = require_token(TokenScope.ADMIN)
-        g.viewer = Viewer.for_user(acting_user(db_session(), token))
+        grant = require_token(TokenScope.ADMIN)
+        g.viewer = Viewer.for_user(acting_user(db_session(), grant.user_id))
     viewer: Viewer = g.viewer
     return viewer
 

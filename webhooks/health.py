@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import structlog
 from flask import Blueprint, Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from sqlalchemy import text
 
+from models import arrival
+from webhooks import idp_metrics
 from webhooks.context import app_state
 
 log = structlog.get_logger(__name__)
@@ -34,7 +46,23 @@ def readyz() -> tuple[dict[str, Any], int]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(_registry()), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _registry() -> Collector:
+    """Every process's figures when they share a multiprocess directory, else this one's.
+
+    The worker observes some figures (the time to kill access) that only the web serves, and
+    gunicorn runs several web processes; prometheus_client's multiprocess mode, named by its
+    own PROMETHEUS_MULTIPROC_DIR variable (`serve` sets one), adds them all up at scrape time.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    registry.register(idp_metrics.COLLECTOR)
+    return registry
 
 
 def _check_database() -> str:
@@ -61,6 +89,12 @@ def install_request_metrics(app: Flask) -> None:
     @app.before_request
     def _start_timer() -> None:
         g.request_started = time.perf_counter()
+        g.arrival = arrival.begin()  # a revocation this request makes started its clock now
+
+    @app.teardown_request
+    def _end_arrival(_error: BaseException | None) -> None:
+        if "arrival" in g:
+            arrival.end(g.pop("arrival"))
 
     @app.after_request
     def _observe(response: Response) -> Response:

@@ -19,10 +19,9 @@ from connectors.scim import provider
 from connectors.scim.errors import InvalidSyntax, ScimError
 from connectors.scim.schemas import ERROR, GROUP_KIND, USER_KIND, ResourceKind
 from models import errors
-from models.actions.tokens import cached_grant
 from models.actor import Actor
 from models.enums import Source, TokenScope
-from webhooks.auth import bearer_secret, refuse
+from webhooks.auth import require_token
 from webhooks.body import UnreadableBody, decode_json, integer_text
 from webhooks.context import db_session, settings
 from webhooks.errors import Unauthorized, register_protocol_renderer
@@ -44,14 +43,7 @@ def read_without_a_transaction() -> None:
 
 @bp.before_request
 def authenticate() -> None:
-    grant = cached_grant(
-        db_session(),
-        secret=bearer_secret(),
-        scope=TokenScope.SCIM,
-        ttl_seconds=settings().scim_token_cache_seconds,
-    )
-    if grant is None:
-        refuse(TokenScope.SCIM)
+    grant = require_token(TokenScope.SCIM)
     actor = Actor(Source.SCIM, f"scim token {grant.label}")
     base_url = request.url_root.rstrip("/") + PREFIX
     g.scim = provider.Context(grant.organisation_id, actor, base_url)

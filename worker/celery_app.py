@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import Celery
+from kombu import Exchange, Queue
 
 from models.settings import Settings
 from worker import sqlite_broker
@@ -18,7 +19,12 @@ TASK_MODULES = [
     "worker.tasks.idp_events",
     "worker.tasks.scim",
     "worker.tasks.directory",
+    "worker.tasks.tokens",
 ]
+
+# Tasks that cut access off, or apply IdP events that may: a queue of their own, so they never
+# wait behind bulk work (review notifications, directory syncs, invitation mail).
+URGENT_TASKS = ("gateway.invalidate_keys", "events.drain")
 
 sqlite_broker.register()
 celery_app = Celery("odock_sync", include=TASK_MODULES)
@@ -34,6 +40,9 @@ def configure_celery(settings: Settings) -> Celery:
         result_backend=None,
         task_ignore_result=True,
         task_default_queue=settings.celery_queue,
+        # A worker started without -Q consumes both; `serve` gives each its own worker.
+        task_queues=[_queue(name) for name in worker_queues(settings.celery_queue)],
+        task_routes={name: {"queue": urgent_queue(settings.celery_queue)} for name in URGENT_TASKS},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -47,6 +56,19 @@ def configure_celery(settings: Settings) -> Celery:
         beat_schedule=beat_schedule(settings),
     )
     return celery_app
+
+
+def urgent_queue(queue: str) -> str:
+    return f"{queue}.urgent"
+
+
+def worker_queues(queue: str) -> list[str]:
+    """The queues a worker that does everything consumes, the urgent one first."""
+    return [urgent_queue(queue), queue]
+
+
+def _queue(name: str) -> Queue:
+    return Queue(name, Exchange(name), routing_key=name)
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
@@ -72,6 +94,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "schedule": timedelta(seconds=settings.event_drain_sweep_interval),
         },
         "scim-purge-deleted": {"task": "scim.purge_deleted", "schedule": timedelta(hours=1)},
+        "tokens-note-expired": {"task": "tokens.note_expired", "schedule": timedelta(minutes=1)},
         "directory-sync-due": {
             "task": "directory.schedule_due",
             "schedule": timedelta(seconds=settings.directory_sync_tick_seconds),

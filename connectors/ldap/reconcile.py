@@ -7,12 +7,11 @@ was unreadable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from connectors.ldap.mapping import EntryProblem, Group, Person, expand_groups, normalize_dn
-
-ROLE_RANK = {"USER": 0, "MANAGER": 1, "ORG_ADMIN": 2}
 
 
 @dataclass(slots=True)
@@ -25,7 +24,7 @@ class Known:
     status: str
     role: str
     dn: str
-    revoked_by_sync: bool = False
+    reactivatable: bool = False  # REVOKED, and this sync may bring them back (the policy says)
     deleted: bool = False
     seen: bool = False  # read in this run (a flag here costs less than a set of 100,000 ids)
 
@@ -232,11 +231,10 @@ class Reconciler:
             return
         fields = _changed_fields(person, known)
         if known.status == "REVOKED":
-            if known.revoked_by_sync:
-                self.plan.reactivates.append(ref)
-            else:
-                self.plan.skipped += 1  # an admin revoked them; the directory does not undo that
+            if not known.reactivatable:
+                self.plan.skipped += 1
                 return
+            self.plan.reactivates.append(ref)
         if fields:
             self.plan.updates.append({**ref, "dn": person.dn, "fields": fields})
         elif known.status != "REVOKED":
@@ -274,9 +272,11 @@ class Reconciler:
         group_roles: dict[str, str],
         state: MembershipState,
         dn_to_id: dict[str, str],
+        role_rank: Callable[[str], int],
         known_for_roles: dict[str, Known] | None = None,
     ) -> None:
-        """Team memberships and roles from groups (nested groups expanded here)."""
+        """Team memberships and roles from groups (nested groups expanded here); a person in
+        several role groups gets the highest role by `role_rank`."""
         expanded = expand_groups(groups)
         desired_teams: dict[str, set[str]] = {}
         desired_role: dict[str, str] = {}
@@ -291,7 +291,7 @@ class Reconciler:
             role = _lookup(group_roles, group)
             if role:
                 for ext in members:
-                    if ROLE_RANK[role] > ROLE_RANK.get(desired_role.get(ext, "USER"), 0):
+                    if role_rank(role) > role_rank(desired_role.get(ext, "USER")):
                         desired_role[ext] = role
         for team_key, wanted in desired_teams.items():
             for ext in sorted(wanted):

@@ -19,11 +19,12 @@ from models import audit
 from models.actions import teams as team_actions
 from models.actions.directory_import import BATCH, PeopleImport
 from models.actions.identities import link_identity, mark_link_deleted
-from models.actions.users import edit_user, latest_revocation, set_active
+from models.actions.lifecycle import Outcome, set_active
+from models.actions.users import edit_user
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import DirectoryConnector, DirectorySyncRun, IdentityLink, Organisation, User
-from models.enums import Role, Source, SyncKind, SyncRunStatus, TeamRole, UserStatus
+from models.enums import Role, Source, SyncKind, SyncRunStatus, TeamRole
 from models.errors import DomainError, InvalidTransition
 from models.notifications import notify
 from models.queries.directory import MANAGING_SOURCES
@@ -196,14 +197,12 @@ def _reactivate(
     session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
 ) -> None:
     link = owned.get(item["external_id"])
-    if link is None or link.user.status is not UserStatus.REVOKED:
+    if link is None:
         return
-    revocation = latest_revocation(session, link.user_id)
-    if revocation is None or revocation.source is not Source.LDAP:
-        return  # only what a sync revoked is undone by a sync
-    if set_active(session, user=link.user, active=True, actor=actor):
+    outcome = set_active(session, user=link.user, active=True, actor=actor)
+    if outcome is Outcome.APPLIED:
         applied.reactivated += 1
-    if link.deleted_at is not None:
+    if outcome is not Outcome.REFUSED and link.deleted_at is not None:
         link.deleted_at = None
 
 
@@ -213,7 +212,8 @@ def _revoke(
     link = owned.get(item["external_id"])
     if link is None:
         return
-    if set_active(session, user=link.user, active=False, actor=actor, reason=item["reason"]):
+    outcome = set_active(session, user=link.user, active=False, actor=actor, reason=item["reason"])
+    if outcome is Outcome.APPLIED:
         applied.revoked += 1
     if item.get("removed"):
         mark_link_deleted(session, link=link, actor=actor)

@@ -29,9 +29,11 @@ from models import audit, outbox
 from models.actions.deliveries import Incoming, Recorded, record_delivery, store_deliveries
 from models.actions.event_lookups import EventLookups, link_sources
 from models.actions.identities import find_link, link_identity, mark_link_deleted
+from models.actions.lifecycle import Outcome, set_active
 from models.actions.teams import add_to_team, find_team_by_name, get_membership, remove_from_team
-from models.actions.users import edit_user, find_user_by_email, set_active
+from models.actions.users import edit_user, find_user_by_email
 from models.actor import Actor
+from models.arrival import arrived
 from models.base import utcnow
 from models.entities import EventCursor, Organisation, ReceivedDelivery, Team, User
 from models.enums import Source, TeamRole
@@ -48,6 +50,7 @@ SOURCES = {CHANNEL_OKTA: Source.OKTA, CHANNEL_EVENTS: Source.EVENTS}
 RECEIVED, PROCESSED, REJECTED, FAILED = "received", "processed", "rejected", "failed"
 STATUSES = (RECEIVED, PROCESSED, REJECTED, FAILED)
 APPLIED, UNCHANGED, IGNORED, STALE, INVALID = "applied", "unchanged", "ignored", "stale", "rejected"
+REFUSED_DETAIL = "revoked by another source: only that source or an admin reactivates"
 
 
 def accept_delivery(
@@ -203,7 +206,8 @@ def _apply_delivery(
     source = SOURCES[delivery.channel]
     actor = Actor(source, f"{source.value} event hook")
     applying = _Applying(session, organisation, lookups, source, actor, careful)
-    results = [{**_describe(event), **applying.apply(event)} for event in events]
+    with arrived(delivery.received_at):
+        results = [{**_describe(event), **applying.apply(event)} for event in events]
     counts = Counter(result["outcome"] for result in results)
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no events"
     _finish(delivery, PROCESSED, summary, results)
@@ -277,7 +281,8 @@ class _Applying:
             if not self.careful:
                 raise _Refused from exc
             return _outcome(INVALID, exc.message, user)
-        return _outcome(APPLIED if done else UNCHANGED, "", user)
+        detail = REFUSED_DETAIL if done is Outcome.REFUSED else ""
+        return _outcome(done.value, detail, user)
 
     def find_subject(self, subject: Subject) -> uuid.UUID | None:
         """The user's id: by the source's identity link (Okta users also by their SCIM link),
@@ -335,25 +340,29 @@ class _Context:
         return f"{self.event.event_type} ({self.event.event_id})"
 
 
-def _revoke(c: _Context) -> bool:
+def _revoke(c: _Context) -> Outcome:
     return set_active(c.session, user=c.user, active=False, actor=c.actor, reason=c.reason)
 
 
-def _reactivate(c: _Context) -> bool:
+def _reactivate(c: _Context) -> Outcome:
     return set_active(c.session, user=c.user, active=True, actor=c.actor, reason=c.reason)
 
 
-def _delete(c: _Context) -> bool:
-    changed = _revoke(c)
+def _delete(c: _Context) -> Outcome:
+    outcome = _revoke(c)
     external_id = c.event.subject.external_id if c.event.subject else None
     link = find_link(c.session, c.organisation.id, c.source, external_id) if external_id else None
     if link is not None and link.deleted_at is None:
         mark_link_deleted(c.session, link=link, actor=c.actor)
-        changed = True
-    return changed
+        return Outcome.APPLIED
+    return outcome
 
 
-def _update_profile(c: _Context) -> bool:
+def _changed(changed: bool) -> Outcome:
+    return Outcome.APPLIED if changed else Outcome.UNCHANGED
+
+
+def _update_profile(c: _Context) -> Outcome:
     before = (c.user.name, c.user.email)
     edit_user(
         c.session,
@@ -362,7 +371,7 @@ def _update_profile(c: _Context) -> bool:
         name=c.event.changes.get("name"),
         email=c.event.changes.get("email"),
     )
-    return (c.user.name, c.user.email) != before
+    return _changed((c.user.name, c.user.email) != before)
 
 
 def _team(c: _Context) -> Team | None:
@@ -379,26 +388,26 @@ def _team(c: _Context) -> Team | None:
     return find_team_by_name(c.session, c.organisation.id, c.event.team_name or "")
 
 
-def _join(c: _Context) -> bool | None:
+def _join(c: _Context) -> Outcome | None:
     team = _team(c)
     if team is None:
         return None
     if get_membership(c.session, team, c.user) is not None:
-        return False  # never demote a team manager to member
+        return Outcome.UNCHANGED  # never demote a team manager to member
     add_to_team(
         c.session, team=team, user=c.user, role=TeamRole.MEMBER, actor=c.actor, source=c.source
     )
-    return True
+    return Outcome.APPLIED
 
 
-def _leave(c: _Context) -> bool | None:
+def _leave(c: _Context) -> Outcome | None:
     team = _team(c)
     if team is None:
         return None
-    return remove_from_team(c.session, team=team, user=c.user, actor=c.actor)
+    return _changed(remove_from_team(c.session, team=team, user=c.user, actor=c.actor))
 
 
-HANDLERS: dict[Action, Callable[[_Context], bool | None]] = {
+HANDLERS: dict[Action, Callable[[_Context], Outcome | None]] = {
     Action.REVOKE: _revoke,
     Action.REACTIVATE: _reactivate,
     Action.DELETE: _delete,

@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 
 from models import audit, outbox
 from models.access import Viewer, managed_team_ids, require_can_handle_team_role
+from models.actions import lifecycle
 from models.actions.identities import link_identity
 from models.actions.users import (
-    approve_user,
     create_user,
     edit_user,
     find_user_by_email,
@@ -570,7 +570,7 @@ def accept_invitation(
         session, user=user, source=Source.INVITATION, external_id=str(invitation.id), actor=actor
     )
     if existing is not None and not organisation.settings.approval_required:
-        approve_user(session, user=user, actor=actor)  # its audit names the invitation
+        lifecycle.approve(session, user=user, actor=actor)  # its audit names the invitation
     joined, missing = _join_teams(session, invitation, user, actor)
     invitation.status = ACCEPTED
     invitation.accepted_at = now

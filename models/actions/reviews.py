@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import audit, outbox
-from models.actions.users import TASK_INVALIDATE_KEYS
+from models.actions.lifecycle import TASK_INVALIDATE_KEYS
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import (

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import audit
+from models.actions import lifecycle
 from models.actions import teams as team_actions
 from models.actions import users as user_actions
 from models.actions.identities import find_link, mark_link_deleted, provision_user
@@ -35,8 +36,6 @@ from models.entities.user import email_key
 from models.enums import ReviewStatus, Role, ScimDeletePolicy, Source, TeamRole, UserStatus
 from models.errors import Conflict, InvalidInput, NotFound
 from models.snapshots import user_snapshot
-
-ROLE_RANK = {Role.USER: 0, Role.MANAGER: 1, Role.ORG_ADMIN: 2, Role.SUPER_ADMIN: 3}
 
 
 @dataclass(frozen=True)
@@ -146,7 +145,9 @@ def create_scim_user(
     _store(scim_user, fields)
     session.add(scim_user)
     if fields.active is not None:
-        _set_active(session, user, fields.active, actor)
+        lifecycle.set_active(
+            session, user=user, active=fields.active, actor=actor, reason=_active_reason(fields)
+        )
     _audit(session, scim_user, actor, "scim.user.created", before=None)
     return scim_user
 
@@ -166,7 +167,9 @@ def replace_scim_user(
     )
     _store(scim_user, fields)
     if fields.active is not None:
-        _set_active(session, user, fields.active, actor)
+        lifecycle.set_active(
+            session, user=user, active=fields.active, actor=actor, reason=_active_reason(fields)
+        )
     if scim_snapshot(scim_user) != before:
         scim_user.updated_at = utcnow()
         _audit(session, scim_user, actor, "scim.user.updated", before=before)
@@ -177,7 +180,7 @@ def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> 
     """DELETE: revoke through the shared operation, mark the link deleted, forget the SCIM
     record (the user row stays, with its keys and history, for the revocation review)."""
     user = scim_user.user
-    user_actions.set_active(session, user=user, active=False, actor=actor, reason="SCIM DELETE")
+    lifecycle.set_active(session, user=user, active=False, actor=actor, reason="SCIM DELETE")
     link = find_link(session, scim_user.organisation_id, Source.SCIM, str(scim_user.id))
     if link is not None:
         mark_link_deleted(session, link=link, actor=actor)
@@ -186,23 +189,8 @@ def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> 
     session.flush()
 
 
-def _set_active(session: Session, user: User, active: bool, actor: Actor) -> None:
-    """Apply the IdP's `active`. A revocation made by someone else (an admin, LDAP) is not
-    undone by SCIM: only the same source or an admin reactivates (the user state machine)."""
-    if active and user.status is UserStatus.REVOKED:
-        revocation = user_actions.latest_revocation(session, user.id)
-        if revocation is not None and revocation.source is not Source.SCIM:
-            audit.record_change(
-                session,
-                actor=actor,
-                subject=user,
-                action="scim.reactivation_refused",
-                target_type="user",
-                after={"revoked_by": revocation.source.value, "revocation_id": str(revocation.id)},
-            )
-            return
-    reason = "SCIM active=true" if active else "SCIM active=false"
-    user_actions.set_active(session, user=user, active=active, actor=actor, reason=reason)
+def _active_reason(fields: ScimUserFields) -> str:
+    return f"SCIM active={'true' if fields.active else 'false'}"
 
 
 def _store(scim_user: ScimUser, fields: ScimUserFields) -> None:
@@ -452,7 +440,7 @@ def apply_group_roles(session: Session, *, scim_user: ScimUser, actor: Actor) ->
         base = user.role  # changed by someone else since the grant: that is the base now
     assert base is not None
     mapped = _mapped_role(session, scim_user)
-    target = mapped if mapped is not None and ROLE_RANK[mapped] > ROLE_RANK[base] else base
+    target = mapped if mapped is not None and mapped.rank > base.rank else base
     if target is not user.role:
         user_actions.edit_user(session, user=user, role=target, actor=actor)
     granted = target is not base
@@ -472,7 +460,7 @@ def _mapped_role(session: Session, scim_user: ScimUser) -> Role | None:
             TeamMembership.user_id == scim_user.user_id,
         )
     ).all()
-    return max(roles, key=lambda role: ROLE_RANK[role], default=None)
+    return max(roles, key=lambda role: role.rank, default=None)
 
 
 def _lock(

@@ -1,4 +1,4 @@
-"""The user lifecycle: create, edit, approve, decline, revoke, reactivate.
+"""Users: create, find and edit; status changes go through models.actions.lifecycle.
 
 Every operation takes a session, writes an audit event, and never commits.
 """
@@ -7,32 +7,25 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
 
-from sqlalchemy import exists, inspect, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import audit, outbox
+from models import audit
+from models.actions import lifecycle
 from models.actor import Actor
 from models.base import new_id, utcnow
 from models.entities import (
-    IdentityLink,
     Organisation,
-    OrganisationSettings,
-    Revocation,
     User,
-    VirtualApiKey,
 )
 from models.entities.user import email_key
-from models.enums import KeyPolicy, KeyType, Role, Source, UserStatus
-from models.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from models.enums import Role, UserStatus
+from models.errors import Conflict, InvalidInput, NotFound
 from models.snapshots import user_snapshot
 from models.text import clean_text, has_control_characters
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-TASK_INVALIDATE_KEYS = "gateway.invalidate_keys"
-TASK_OPEN_REVIEW = "reviews.open_for_revocation"
 
 
 def validate_email(email: str) -> str:
@@ -153,223 +146,8 @@ def edit_user(
         user.updated_at = utcnow()
         _audit(session, user, actor, "user.updated", before=before)
     if status is not None and status is not user.status:
-        change_status(session, user=user, status=status, actor=actor)
+        lifecycle.change_status(session, user=user, status=status, actor=actor)
     return user
-
-
-def change_status(session: Session, *, user: User, status: UserStatus, actor: Actor) -> None:
-    """Route a requested status to the operation that owns that transition."""
-    if status is UserStatus.ACTIVE:
-        if user.status is UserStatus.PENDING:
-            approve_user(session, user=user, actor=actor)
-        else:
-            reactivate_user(session, user=user, actor=actor)
-    elif status is UserStatus.REVOKED:
-        if user.status is UserStatus.PENDING:
-            decline_user(session, user=user, actor=actor)
-        else:
-            revoke_user(session, user=user, actor=actor)
-    else:
-        raise InvalidTransition(f"a {user.status} user cannot go back to PENDING")
-
-
-def approve_user(session: Session, *, user: User, actor: Actor) -> User:
-    _require_status(user, UserStatus.PENDING, "approve")
-    before = user_snapshot(user)
-    user.status = UserStatus.ACTIVE
-    user.updated_at = utcnow()
-    _audit(session, user, actor, "user.approved", before=before, extra=_enrolled_by(session, user))
-    return user
-
-
-def decline_user(session: Session, *, user: User, actor: Actor, reason: str = "") -> Revocation:
-    _require_status(user, UserStatus.PENDING, "decline")
-    return _revoke(
-        session,
-        user=user,
-        actor=actor,
-        reason=reason or "declined",
-        action="user.declined",
-        extra=_enrolled_by(session, user),
-    )
-
-
-def revoke_user(session: Session, *, user: User, actor: Actor, reason: str = "") -> Revocation:
-    """Cut an ACTIVE user off: status REVOKED, owned keys per policy, review and cache flush."""
-    _require_status(user, UserStatus.ACTIVE, "revoke")
-    return _revoke(session, user=user, actor=actor, reason=reason, action="user.revoked")
-
-
-def reactivate_user(session: Session, *, user: User, actor: Actor) -> User:
-    """Undo the latest revocation: status back, and only the keys that revocation disabled."""
-    _require_status(user, UserStatus.REVOKED, "reactivate")
-    revocation = latest_revocation(session, user.id)
-    before = user_snapshot(user)
-    user.status = UserStatus.ACTIVE
-    user.updated_at = utcnow()
-    restored: list[str] = []
-    if revocation is not None:
-        revocation.undone_at = utcnow()
-        restored = _restore_keys(session, user, revocation, actor)
-    _audit(
-        session, user, actor, "user.reactivated", before=before, extra={"keys_restored": restored}
-    )
-    if restored:
-        outbox.enqueue(session, TASK_INVALIDATE_KEYS, key_ids=restored, reason="reactivated")
-    return user
-
-
-def set_active(
-    session: Session, *, user: User, active: bool, actor: Actor, reason: str = ""
-) -> bool:
-    """Bring a user to the state an identity source asserts; False when already there."""
-    if active and user.status is UserStatus.REVOKED:
-        reactivate_user(session, user=user, actor=actor)
-        return True
-    if not active and user.status is UserStatus.ACTIVE:
-        revoke_user(session, user=user, actor=actor, reason=reason)
-        return True
-    if not active and user.status is UserStatus.PENDING:
-        decline_user(session, user=user, actor=actor, reason=reason)
-        return True
-    return False
-
-
-def latest_revocation(session: Session, user_id: uuid.UUID) -> Revocation | None:
-    return session.scalar(
-        select(Revocation)
-        .where(Revocation.user_id == user_id, Revocation.undone_at.is_(None))
-        .order_by(Revocation.revoked_at.desc())
-        .limit(1)
-    )
-
-
-def _enrolled_by(session: Session, user: User) -> dict[str, object]:
-    """The invitation a pending user came through, so approvals link to it in the audit."""
-    invitation_id = session.scalar(
-        select(IdentityLink.external_id).where(
-            IdentityLink.user_id == user.id, IdentityLink.source == Source.INVITATION
-        )
-    )
-    return {"invitation_id": invitation_id} if invitation_id else {}
-
-
-def _revoke(
-    session: Session,
-    *,
-    user: User,
-    actor: Actor,
-    reason: str,
-    action: str,
-    extra: dict[str, object] | None = None,
-) -> Revocation:
-    reason = clean_text(reason, field="reason", max_length=500, required=False)
-    before = user_snapshot(user)
-    if inspect(user).pending:
-        # Written first: no relationship tells the flush that a revocation refers to it.
-        session.flush()
-    revocation = Revocation(
-        organisation_id=user.organisation_id,
-        user_id=user.id,
-        source=actor.source,
-        actor=str(actor),
-        reason=reason,
-        previous_status=user.status,
-    )
-    session.add(revocation)
-    session.flush()
-    user.status = UserStatus.REVOKED
-    user.updated_at = utcnow()
-    revoked = _revoke_owned_keys(session, user, revocation, actor)
-    _audit(
-        session,
-        user,
-        actor,
-        action,
-        before=before,
-        extra={"keys_revoked": revoked, "reason": reason, **(extra or {})},
-    )
-    if revoked:
-        outbox.enqueue(session, TASK_INVALIDATE_KEYS, key_ids=revoked, reason="revoked")
-    # Eager: published right after commit with no second transaction. Should the process die
-    # in between, the relay re-sends it after OUTBOX_REDISPATCH_AFTER; the key invalidation
-    # above is not eager, as a revoked key must leave the gateway's cache within seconds.
-    outbox.enqueue(session, TASK_OPEN_REVIEW, eager=True, revocation_id=str(revocation.id))
-    return revocation
-
-
-def _revoke_owned_keys(
-    session: Session, user: User, revocation: Revocation, actor: Actor
-) -> list[str]:
-    """Disable the user's own active keys when the organisation's policy says so."""
-    # The policy is checked inside the UPDATE: one round trip whatever the policy.
-    policy_revokes = exists().where(
-        OrganisationSettings.organisation_id == user.organisation_id,
-        OrganisationSettings.user_key_policy == KeyPolicy.REVOKE,
-    )
-    now = utcnow()
-    key_ids = session.scalars(
-        update(VirtualApiKey)
-        .where(
-            VirtualApiKey.owner_user_id == user.id,
-            VirtualApiKey.key_type == KeyType.USER,
-            VirtualApiKey.revoked.is_(False),
-            policy_revokes,
-        )
-        .values(
-            revoked=True, revoked_at=now, revoked_by_revocation_id=revocation.id, updated_at=now
-        )
-        .returning(VirtualApiKey.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    _audit_keys(session, user, actor, key_ids, "api_key.revoked", revoked=True)
-    return [str(key_id) for key_id in key_ids]
-
-
-def _restore_keys(session: Session, user: User, revocation: Revocation, actor: Actor) -> list[str]:
-    now = utcnow()
-    key_ids = session.scalars(
-        update(VirtualApiKey)
-        .where(
-            VirtualApiKey.revoked_by_revocation_id == revocation.id,
-            VirtualApiKey.revoked.is_(True),
-        )
-        .values(revoked=False, revoked_at=None, revoked_by_revocation_id=None, updated_at=now)
-        .returning(VirtualApiKey.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    _audit_keys(session, user, actor, key_ids, "api_key.restored", revoked=False)
-    return [str(key_id) for key_id in key_ids]
-
-
-def _audit_keys(
-    session: Session,
-    user: User,
-    actor: Actor,
-    key_ids: Sequence[uuid.UUID],
-    action: str,
-    *,
-    revoked: bool,
-) -> None:
-    for key_id in key_ids:
-        audit.record(
-            session,
-            actor=actor,
-            organisation_id=user.organisation_id,
-            action=action,
-            target_type="api_key",
-            target_id=key_id,
-            before={"revoked": not revoked},
-            after={"revoked": revoked, "user_id": str(user.id)},
-        )
-
-
-def _require_status(user: User, expected: UserStatus, verb: str) -> None:
-    if user.status is not expected:
-        raise InvalidTransition(
-            f"cannot {verb} a user whose status is {user.status}; it must be {expected}",
-            current_status=user.status.value,
-        )
 
 
 def _audit(

@@ -30,3 +30,6 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the expiry was written to the audit trail (once, by the sweep).
+    expiry_noted_at: Mapped[datetime | None] = mapped_column(default=None)

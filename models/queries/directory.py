@@ -11,11 +11,11 @@ from sqlalchemy import Select, String, cast, select
 from sqlalchemy.orm import Session
 
 from connectors.ldap.reconcile import Known, MembershipState, Unlinked
+from models.actions import lifecycle
 from models.entities import (
     DirectoryConnector,
     DirectorySyncRun,
     IdentityLink,
-    Revocation,
     Team,
     TeamMembership,
     User,
@@ -75,7 +75,7 @@ def load_known(
         )
         for ext, user_id, dn, deleted, email, name, status, role in rows
     }
-    _mark_revoked_by_sync(session, known)
+    _mark_reactivatable(session, known)
     return known
 
 
@@ -95,28 +95,22 @@ def fetch_plain(session: Session, query: Select[Any]) -> Iterator[tuple[Any, ...
         params = processed
     # A server-side cursor on PostgreSQL: a client-side result would hold every row in the
     # driver's buffer (tens of megabytes at 100,000 users) beside the objects built from it.
-    streamed = connection.execution_options(stream_results=True)
-    result = streamed.exec_driver_sql(compiled.string, params)
+    # Per statement: Connection.execution_options() would switch the whole transaction's
+    # later queries to server-side cursors too.
+    result = connection.exec_driver_sql(
+        compiled.string, params, execution_options={"stream_results": True}
+    )
     while batch := result.fetchmany(1000):  # streamed, so rows and users are not both held
         yield from batch
 
 
-def _mark_revoked_by_sync(session: Session, known: dict[str, Known]) -> None:
+def _mark_reactivatable(session: Session, known: dict[str, Known]) -> None:
+    """Which revoked people a sync may bring back is the lifecycle policy's decision."""
     revoked = {
         uuid.UUID(k.user_id): k for k in known.values() if k.status == UserStatus.REVOKED.value
     }
-    ids = list(revoked)
-    for start in range(0, len(ids), CHUNK):
-        rows = session.execute(
-            select(Revocation.user_id, Revocation.source)
-            .where(
-                Revocation.user_id.in_(ids[start : start + CHUNK]), Revocation.undone_at.is_(None)
-            )
-            .order_by(Revocation.revoked_at)
-        )
-        latest = {row.user_id: row.source for row in rows}  # later rows overwrite earlier
-        for user_id, source in latest.items():
-            revoked[user_id].revoked_by_sync = source is Source.LDAP
+    for user_id in lifecycle.reactivatable(session, revoked, Source.LDAP):
+        revoked[user_id].reactivatable = True
 
 
 def load_unlinked_by_email(session: Session, connector: DirectoryConnector) -> dict[str, Unlinked]:

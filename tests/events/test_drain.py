@@ -135,7 +135,7 @@ def test_a_refused_event_in_a_batch_is_undone_alone_and_the_rest_applies_once(se
     """The batch first runs without a savepoint per event; a refusal sends it round again
     carefully, and nothing of the first pass (a half-made change, a message) survives."""
     from models import outbox
-    from models.actions.users import TASK_OPEN_REVIEW
+    from models.actions.lifecycle import TASK_OPEN_REVIEW
     from models.entities import OutboxMessage, Revocation
     from tests.events.conftest import generic
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from models.access import Viewer
 from models.actions import invitations as inv
-from models.actions.users import approve_user
+from models.actions.lifecycle import approve
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import (
@@ -139,7 +139,7 @@ def test_accept_with_approval_required_leaves_user_pending(session, scene):
         session, token=issued.token, email="new.person@example.com", name="Pat"
     )
     assert accepted.user.status is UserStatus.PENDING
-    approve_user(session, user=accepted.user, actor=Actor(Source.ADMIN, "ada"))
+    approve(session, user=accepted.user, actor=Actor(Source.ADMIN, "ada"))
     session.commit()
     approved = session.scalar(select(AuditEvent).where(AuditEvent.action == "user.approved"))
     assert approved.after["invitation_id"] == str(issued.invitation.id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from models.actions.users import revoke_user
+from models.actions.lifecycle import revoke
 from models.entities import AuditEvent, IdentityLink, OutboxMessage, Team, TeamMembership, User
 from models.enums import Role, Source, UserStatus
 from tests.ldap.conftest import get_run, linked_users
@@ -125,7 +125,7 @@ def test_admin_revocation_is_not_undone_by_sync(make_connector, sync, sessions, 
     sync(connector)
     with sessions() as s:
         user = s.scalar(select(User).where(User.name == "Alice Liddell"))
-        revoke_user(s, user=user, actor=factories.SETUP, reason="left the project")
+        revoke(s, user=user, actor=factories.SETUP, reason="left the project")
         s.commit()
     outcome = sync(connector)
     assert get_run(sessions, outcome.run_id).reactivated_count == 0

@@ -8,8 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.actions import reviews
-from models.actions import users as user_actions
+from models.actions import lifecycle, reviews
 from models.actor import Actor
 from models.entities import Organisation, RevocationReview, Team, User, VirtualApiKey
 from models.enums import Role, Source, TeamRole
@@ -57,7 +56,7 @@ def build_leaver(session: Session) -> Leaver:
 
 
 def revoke_and_review(session: Session, person: User) -> RevocationReview:
-    revocation = user_actions.revoke_user(session, user=person, actor=f.SETUP)
+    revocation = lifecycle.revoke(session, user=person, actor=f.SETUP)
     session.flush()
     review = reviews.open_revocation_review(session, revocation_id=revocation.id, actor=REVIEWER)
     assert review is not None

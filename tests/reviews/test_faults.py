@@ -8,7 +8,7 @@ import signal
 
 from sqlalchemy import func, select, text, update
 
-from models.actions import users as user_actions
+from models.actions import lifecycle
 from models.entities import (
     AuditEvent,
     OutboxMessage,
@@ -164,7 +164,7 @@ def test_a_worker_killed_mid_review_loses_nothing_and_repeats_nothing(
     person_id = world.person.id
     monkeypatch.setattr(celery_app, "send_task", broker_down)
     with sessions() as tx:
-        revocation = user_actions.revoke_user(tx, user=tx.get_one(User, person_id), actor=f.SETUP)
+        revocation = lifecycle.revoke(tx, user=tx.get_one(User, person_id), actor=f.SETUP)
         tx.commit()
     monkeypatch.undo()
     with sessions() as tx:

@@ -5,8 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from models.actions import reviews
-from models.actions import users as user_actions
+from models.actions import lifecycle, reviews
 from models.base import utcnow
 from models.entities import AuditEvent, OutboxMessage, ReviewFinding, VirtualApiKey
 from models.enums import FindingState, KeyPolicy, ReviewStatus, Severity
@@ -89,7 +88,7 @@ def test_hold_policy_proposes_revocation_and_keeps_user_keys_active(session):
 
 def test_usage_after_the_revocation_is_an_urgent_finding_and_alerts(session):
     world = build_leaver(session)
-    revocation = user_actions.revoke_user(session, user=world.person, actor=f.SETUP)
+    revocation = lifecycle.revoke(session, user=world.person, actor=f.SETUP)
     f.make_usage(session, world.org, world.person, world.team_key, cost="2.5")
     before = f.make_usage(session, world.org, world.person, world.key_a)
     before.occurred_at = revocation.revoked_at - timedelta(minutes=5)
@@ -199,7 +198,7 @@ def test_a_revoked_user_cannot_inherit(session):
     world = build_leaver(session)
     review = revoke_and_review(session, world.person)
     gone = f.make_user(session, world.org)
-    user_actions.revoke_user(session, user=gone, actor=f.SETUP)
+    lifecycle.revoke(session, user=gone, actor=f.SETUP)
     from models.errors import InvalidInput
 
     with pytest.raises(InvalidInput):
@@ -210,7 +209,7 @@ def test_a_revoked_user_cannot_inherit(session):
 
 def test_gateway_acknowledgement_is_recorded_on_the_findings_in_either_order(session):
     world = build_leaver(session)
-    revocation = user_actions.revoke_user(session, user=world.person, actor=f.SETUP)
+    revocation = lifecycle.revoke(session, user=world.person, actor=f.SETUP)
     session.flush()
     # the gateway answered for key A before the review opened, for key B after
     reviews.record_invalidation(session, key_ids=[world.key_a.id], reason="revoked")

@@ -2,8 +2,7 @@
 
 from sqlalchemy import func, select
 
-from models.actions import reviews, teams
-from models.actions import users as user_actions
+from models.actions import lifecycle, reviews, teams
 from models.actions.review_sweep import sweep_reviews
 from models.entities import AuditEvent, OutboxMessage, RevocationReview, VirtualApiKey
 from models.enums import FindingState, ReviewStatus, Role, Severity, TeamRole
@@ -43,7 +42,7 @@ def test_a_key_created_after_the_revocation_is_revoked_and_reviewed_once(session
 
 def test_a_lost_review_task_is_made_good_by_the_sweep(session):
     world = build_leaver(session)
-    revocation = user_actions.revoke_user(session, user=world.person, actor=f.SETUP)
+    revocation = lifecycle.revoke(session, user=world.person, actor=f.SETUP)
     session.flush()
 
     result = sweep_reviews(session, actor=REVIEWER)
@@ -97,7 +96,7 @@ def test_usage_reported_later_raises_an_urgent_finding_and_new_usage_reopens_it(
 def test_a_reactivated_person_s_open_review_is_closed(session):
     world = build_leaver(session)
     review = revoke_and_review(session, world.person)
-    user_actions.reactivate_user(session, user=world.person, actor=f.SETUP)
+    lifecycle.reactivate(session, user=world.person, actor=f.SETUP)
 
     result = sweep_reviews(session, actor=REVIEWER)
 
@@ -109,8 +108,8 @@ def test_a_reactivated_person_s_open_review_is_closed(session):
 
 def test_the_review_task_skips_a_revocation_undone_before_it_ran(session):
     world = build_leaver(session)
-    revocation = user_actions.revoke_user(session, user=world.person, actor=f.SETUP)
-    user_actions.reactivate_user(session, user=world.person, actor=f.SETUP)
+    revocation = lifecycle.revoke(session, user=world.person, actor=f.SETUP)
+    lifecycle.reactivate(session, user=world.person, actor=f.SETUP)
     session.flush()
 
     assert (

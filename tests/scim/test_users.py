@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy import select
 
-from models.actions import users as user_actions
+from models.actions import lifecycle
 from models.entities import (
     AuditEvent,
     IdentityLink,
@@ -222,7 +222,7 @@ def test_etags_if_match_and_if_none_match(scim):
 def test_scim_does_not_undo_an_admins_revocation(scim, session, org):
     body = create(scim)
     user = session.scalar(select(User))
-    user_actions.revoke_user(session, user=user, actor=factories.SETUP, reason="left")
+    lifecycle.revoke(session, user=user, actor=factories.SETUP, reason="left")
     session.commit()
     response = scim.patch(
         f"/Users/{body['id']}", ops({"op": "replace", "path": "active", "value": True})
@@ -232,7 +232,7 @@ def test_scim_does_not_undo_an_admins_revocation(scim, session, org):
     session.expire_all()
     assert session.get(User, user.id).status is UserStatus.REVOKED
     assert session.scalar(
-        select(AuditEvent.action).where(AuditEvent.action == "scim.reactivation_refused")
+        select(AuditEvent.action).where(AuditEvent.action == "user.reactivation_refused")
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cli.serve import celery_worker_command
 from models.settings import Settings
+from worker.celery_app import worker_queues
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +55,7 @@ def start_worker(
 ) -> WorkerProcess:
     log_path = log_dir / f"worker-{time.monotonic_ns()}.log"
     command = [
-        *celery_worker_command(settings.celery_queue, concurrency, loglevel="INFO"),
+        *celery_worker_command(worker_queues(settings.celery_queue), concurrency, loglevel="INFO"),
         "-n",
         f"test-{time.monotonic_ns()}@%h",
     ]

@@ -54,3 +54,21 @@ def text_param(name: str, *, max_length: int = 200) -> str | None:
     if value is not None and len(value) > max_length:
         raise InvalidInput(f"{name} must be at most {max_length} characters", field=name)
     return value or None
+
+
+def bool_param(name: str) -> bool:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return False
+    if value.lower() not in ("true", "false"):
+        raise InvalidInput(f"{name} must be true or false", field=name)
+    return value.lower() == "true"
+
+
+def choice_param(name: str, allowed: tuple[str, ...]) -> str | None:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return None
+    if value not in allowed:
+        raise InvalidInput(f"{name} must be one of {', '.join(allowed)}", field=name)
+    return value

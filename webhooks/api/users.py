@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint
 
 from models.access import require_admin, require_can_view_user, require_not_self
+from models.actions import lifecycle
 from models.actions import users as user_actions
 from models.enums import Role, UserStatus
 from models.queries.users import UserFilter, list_users, user_detail, user_profile
@@ -86,9 +87,7 @@ def approve(user_id: uuid.UUID) -> dict[str, Any]:
     return _lifecycle(
         user_id,
         NoFields,
-        lambda session, user, actor, _body: user_actions.approve_user(
-            session, user=user, actor=actor
-        ),
+        lambda session, user, actor, _body: lifecycle.approve(session, user=user, actor=actor),
     )
 
 
@@ -97,7 +96,7 @@ def decline(user_id: uuid.UUID) -> dict[str, Any]:
     return _lifecycle(
         user_id,
         DeclineUser,
-        lambda session, user, actor, body: user_actions.decline_user(
+        lambda session, user, actor, body: lifecycle.decline(
             session, user=user, actor=actor, reason=body.reason
         ),
     )
@@ -108,7 +107,7 @@ def revoke(user_id: uuid.UUID) -> dict[str, Any]:
     return _lifecycle(
         user_id,
         RevokeUser,
-        lambda session, user, actor, body: user_actions.revoke_user(
+        lambda session, user, actor, body: lifecycle.revoke(
             session, user=user, actor=actor, reason=body.reason
         ),
     )
@@ -119,9 +118,7 @@ def reactivate(user_id: uuid.UUID) -> dict[str, Any]:
     return _lifecycle(
         user_id,
         NoFields,
-        lambda session, user, actor, _body: user_actions.reactivate_user(
-            session, user=user, actor=actor
-        ),
+        lambda session, user, actor, _body: lifecycle.reactivate(session, user=user, actor=actor),
     )
 
 

@@ -1,0 +1,328 @@
+"""The user status lifecycle, one policy for every source (admin API, CLI, SCIM, LDAP, IdP
+events, invitations): approve, decline, revoke, reactivate.
+
+Revoking is always allowed. Bringing a person back is allowed only to the source that revoked
+them, or to an admin (a directory hiccup never undoes an admin's revocation); a refusal
+changes nothing and is audited. Every operation takes a session, writes an audit event, and
+never commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+
+from sqlalchemy import exists, inspect, select, update
+from sqlalchemy.orm import Session
+
+from models import audit, outbox
+from models.actor import Actor
+from models.arrival import arrival
+from models.base import utcnow
+from models.entities import IdentityLink, OrganisationSettings, Revocation, User, VirtualApiKey
+from models.enums import KeyPolicy, KeyType, Source, UserStatus
+from models.errors import InvalidTransition
+from models.snapshots import user_snapshot
+from models.text import clean_text
+
+TASK_INVALIDATE_KEYS = "gateway.invalidate_keys"
+TASK_OPEN_REVIEW = "reviews.open_for_revocation"
+REACTIVATION_REFUSED = "user.reactivation_refused"
+
+
+class Outcome(StrEnum):
+    """What a requested status change did."""
+
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"  # the person is already in the asserted state
+    REFUSED = "refused"  # the policy forbids it (audited)
+    HELD = "held"  # quarantined by the mass-change gate, waiting for an admin
+
+
+def may_reactivate(revoked_by: Source | None, source: Source) -> bool:
+    """The rule: only the source that revoked a person, or an admin, brings them back (a
+    person revoked with no revocation on record, only an admin)."""
+    return source is Source.ADMIN or (revoked_by is not None and revoked_by is source)
+
+
+def set_active(
+    session: Session, *, user: User, active: bool, actor: Actor, reason: str = ""
+) -> Outcome:
+    """Bring a user to the state an identity source asserts (SCIM `active`, an IdP event, a
+    directory entry); never raises for a state the user is already in."""
+    if active:
+        if user.status is not UserStatus.REVOKED:
+            return Outcome.UNCHANGED
+        return reactivate(session, user=user, actor=actor)
+    if user.status is UserStatus.ACTIVE:
+        revoke(session, user=user, actor=actor, reason=reason)
+        return Outcome.APPLIED
+    if user.status is UserStatus.PENDING:
+        decline(session, user=user, actor=actor, reason=reason)
+        return Outcome.APPLIED
+    return Outcome.UNCHANGED
+
+
+def change_status(
+    session: Session, *, user: User, status: UserStatus, actor: Actor, reason: str = ""
+) -> Outcome:
+    """Route a requested status to the operation that owns that transition."""
+    if status is user.status:
+        return Outcome.UNCHANGED
+    if status is UserStatus.ACTIVE:
+        if user.status is UserStatus.PENDING:
+            approve(session, user=user, actor=actor)
+            return Outcome.APPLIED
+        return reactivate(session, user=user, actor=actor)
+    if status is UserStatus.REVOKED:
+        return set_active(session, user=user, active=False, actor=actor, reason=reason)
+    raise InvalidTransition(f"a {user.status} user cannot go back to PENDING")
+
+
+def approve(session: Session, *, user: User, actor: Actor) -> User:
+    _require_status(user, UserStatus.PENDING, "approve")
+    before = user_snapshot(user)
+    user.status = UserStatus.ACTIVE
+    user.updated_at = utcnow()
+    _audit(session, user, actor, "user.approved", before=before, extra=_enrolled_by(session, user))
+    return user
+
+
+def decline(session: Session, *, user: User, actor: Actor, reason: str = "") -> Revocation:
+    _require_status(user, UserStatus.PENDING, "decline")
+    return _revoke(
+        session,
+        user=user,
+        actor=actor,
+        reason=reason or "declined",
+        action="user.declined",
+        extra=_enrolled_by(session, user),
+    )
+
+
+def revoke(session: Session, *, user: User, actor: Actor, reason: str = "") -> Revocation:
+    """Cut an ACTIVE user off: status REVOKED, owned keys per policy, review and cache flush."""
+    _require_status(user, UserStatus.ACTIVE, "revoke")
+    return _revoke(session, user=user, actor=actor, reason=reason, action="user.revoked")
+
+
+def reactivate(session: Session, *, user: User, actor: Actor) -> Outcome:
+    """Undo the latest revocation (status back, and only the keys it disabled) when the
+    policy lets this actor; otherwise REFUSED, audited, nothing changed."""
+    _require_status(user, UserStatus.REVOKED, "reactivate")
+    revocation = latest_revocation(session, user.id)
+    if not may_reactivate(revocation.source if revocation else None, actor.source):
+        _refuse(session, user, actor, revocation)
+        return Outcome.REFUSED
+    before = user_snapshot(user)
+    user.status = UserStatus.ACTIVE
+    user.updated_at = utcnow()
+    restored: list[str] = []
+    if revocation is not None:
+        revocation.undone_at = utcnow()
+        restored = _restore_keys(session, user, revocation, actor)
+    _audit(
+        session, user, actor, "user.reactivated", before=before, extra={"keys_restored": restored}
+    )
+    if restored:
+        outbox.enqueue(session, TASK_INVALIDATE_KEYS, key_ids=restored, reason="reactivated")
+    return Outcome.APPLIED
+
+
+def latest_revocation(session: Session, user_id: uuid.UUID) -> Revocation | None:
+    """The revocation in force: the newest one not undone."""
+    return session.scalar(
+        select(Revocation)
+        .where(Revocation.user_id == user_id, Revocation.undone_at.is_(None))
+        .order_by(Revocation.revoked_at.desc())
+        .limit(1)
+    )
+
+
+def reactivatable(
+    session: Session, user_ids: Iterable[uuid.UUID], source: Source
+) -> set[uuid.UUID]:
+    """Of these revoked users, those `source` may bring back (one query per 500 users), for a
+    planner that decides many people at once (an LDAP sync)."""
+    ids = list(user_ids)
+    allowed: set[uuid.UUID] = set()
+    for start in range(0, len(ids), 500):
+        rows = session.execute(
+            select(Revocation.user_id, Revocation.source)
+            .where(Revocation.user_id.in_(ids[start : start + 500]), Revocation.undone_at.is_(None))
+            .order_by(Revocation.revoked_at)
+        )
+        latest = {row.user_id: row.source for row in rows}  # later rows overwrite earlier
+        allowed.update(u for u in ids[start : start + 500] if may_reactivate(latest.get(u), source))
+    return allowed
+
+
+def _refuse(session: Session, user: User, actor: Actor, revocation: Revocation | None) -> None:
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=user,
+        action=REACTIVATION_REFUSED,
+        target_type="user",
+        after={
+            "revoked_by": revocation.source.value if revocation else None,
+            "revocation_id": str(revocation.id) if revocation else None,
+            "requested_by": actor.source.value,
+        },
+    )
+
+
+def _enrolled_by(session: Session, user: User) -> dict[str, object]:
+    """The invitation a pending user came through, so approvals link to it in the audit."""
+    invitation_id = session.scalar(
+        select(IdentityLink.external_id).where(
+            IdentityLink.user_id == user.id, IdentityLink.source == Source.INVITATION
+        )
+    )
+    return {"invitation_id": invitation_id} if invitation_id else {}
+
+
+def _revoke(
+    session: Session,
+    *,
+    user: User,
+    actor: Actor,
+    reason: str,
+    action: str,
+    extra: dict[str, object] | None = None,
+) -> Revocation:
+    reason = clean_text(reason, field="reason", max_length=500, required=False)
+    before = user_snapshot(user)
+    if inspect(user).pending:
+        # Written first: no relationship tells the flush that a revocation refers to it.
+        session.flush()
+    revocation = Revocation(
+        organisation_id=user.organisation_id,
+        user_id=user.id,
+        source=actor.source,
+        actor=str(actor),
+        reason=reason,
+        previous_status=user.status,
+    )
+    session.add(revocation)
+    session.flush()
+    user.status = UserStatus.REVOKED
+    user.updated_at = utcnow()
+    revoked = _revoke_owned_keys(session, user, revocation, actor)
+    _audit(
+        session,
+        user,
+        actor,
+        action,
+        before=before,
+        extra={"keys_revoked": revoked, "reason": reason, **(extra or {})},
+    )
+    if revoked:
+        outbox.enqueue(
+            session,
+            TASK_INVALIDATE_KEYS,
+            key_ids=revoked,
+            reason="revoked",
+            source=actor.source.value,
+            arrived_at=arrival(),  # the time-to-kill clock travels with the job
+        )
+    # Eager: published right after commit with no second transaction. Should the process die
+    # in between, the relay re-sends it after OUTBOX_REDISPATCH_AFTER; the key invalidation
+    # above is not eager, as a revoked key must leave the gateway's cache within seconds.
+    outbox.enqueue(session, TASK_OPEN_REVIEW, eager=True, revocation_id=str(revocation.id))
+    return revocation
+
+
+def _revoke_owned_keys(
+    session: Session, user: User, revocation: Revocation, actor: Actor
+) -> list[str]:
+    """Disable the user's own active keys when the organisation's policy says so."""
+    # The policy is checked inside the UPDATE: one round trip whatever the policy.
+    policy_revokes = exists().where(
+        OrganisationSettings.organisation_id == user.organisation_id,
+        OrganisationSettings.user_key_policy == KeyPolicy.REVOKE,
+    )
+    now = utcnow()
+    key_ids = session.scalars(
+        update(VirtualApiKey)
+        .where(
+            VirtualApiKey.owner_user_id == user.id,
+            VirtualApiKey.key_type == KeyType.USER,
+            VirtualApiKey.revoked.is_(False),
+            policy_revokes,
+        )
+        .values(
+            revoked=True, revoked_at=now, revoked_by_revocation_id=revocation.id, updated_at=now
+        )
+        .returning(VirtualApiKey.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    _audit_keys(session, user, actor, key_ids, "api_key.revoked", revoked=True)
+    return [str(key_id) for key_id in key_ids]
+
+
+def _restore_keys(session: Session, user: User, revocation: Revocation, actor: Actor) -> list[str]:
+    now = utcnow()
+    key_ids = session.scalars(
+        update(VirtualApiKey)
+        .where(
+            VirtualApiKey.revoked_by_revocation_id == revocation.id,
+            VirtualApiKey.revoked.is_(True),
+        )
+        .values(revoked=False, revoked_at=None, revoked_by_revocation_id=None, updated_at=now)
+        .returning(VirtualApiKey.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    _audit_keys(session, user, actor, key_ids, "api_key.restored", revoked=False)
+    return [str(key_id) for key_id in key_ids]
+
+
+def _audit_keys(
+    session: Session,
+    user: User,
+    actor: Actor,
+    key_ids: Sequence[uuid.UUID],
+    action: str,
+    *,
+    revoked: bool,
+) -> None:
+    for key_id in key_ids:
+        audit.record(
+            session,
+            actor=actor,
+            organisation_id=user.organisation_id,
+            action=action,
+            target_type="api_key",
+            target_id=key_id,
+            before={"revoked": not revoked},
+            after={"revoked": revoked, "user_id": str(user.id)},
+        )
+
+
+def _require_status(user: User, expected: UserStatus, verb: str) -> None:
+    if user.status is not expected:
+        raise InvalidTransition(
+            f"cannot {verb} a user whose status is {user.status}; it must be {expected}",
+            current_status=user.status.value,
+        )
+
+
+def _audit(
+    session: Session,
+    user: User,
+    actor: Actor,
+    action: str,
+    *,
+    before: dict[str, object] | None,
+    extra: dict[str, object] | None = None,
+) -> None:
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=user,
+        action=action,
+        target_type="user",
+        before=before,
+        after={**user_snapshot(user), **(extra or {})},
+    )

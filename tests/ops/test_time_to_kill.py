@@ -1,0 +1,96 @@
+"""The time to kill access: a revocation's arrival travels with its gateway invalidation, and
+the real worker observes it in `odock_time_to_kill_seconds` once the gateway acknowledges."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from models.entities import OutboxMessage, ScimUser
+from models.enums import Role
+from tests.scim.payloads import okta_deactivate
+from tests.support import factories as f
+from tests.support.wait import wait_until
+
+SCIM = "application/scim+json"
+GATEWAY_PATH = "/gateway/v1/internal/cache/invalidate"
+
+
+def samples(client, source: str) -> float:
+    """The histogram's sample count for `source`, as the web's /metrics serves it."""
+    line = f'odock_time_to_kill_seconds_count{{source="{source}"}} '
+    text = client.get("/metrics").get_data(as_text=True)
+    found = [row for row in text.splitlines() if row.startswith(line)]
+    return float(found[0].split()[-1]) if found else 0.0
+
+
+@pytest.fixture
+def multiprocess_metrics(monkeypatch, metrics_dir: Path) -> None:
+    """The web reads every process's figures from the directory the worker writes to."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+
+
+def test_an_admin_revocation_is_counted_once_the_gateway_acknowledges(
+    client, session, sessions, worker, httpserver, multiprocess_metrics
+) -> None:
+    httpserver.expect_request(GATEWAY_PATH).respond_with_json({})
+    org = f.make_org(session)
+    admin = f.make_user(session, org, role=Role.ORG_ADMIN)
+    person = f.make_user(session, org)
+    key = f.make_key(session, org, owner=person)
+    token = f.admin_token(session, org, admin)
+    session.commit()
+    before = samples(client, "admin")
+
+    sent_at = time.time()
+    response = client.post(
+        f"/api/v1/users/{person.id}/revoke", headers={"Authorization": f"Bearer {token}"}
+    )
+    answered_at = time.time()
+
+    assert response.status_code == 200
+    job = invalidation(sessions)
+    assert job["key_ids"] == [str(key.id)] and job["source"] == "admin"
+    assert sent_at <= job["arrived_at"] <= answered_at
+    wait_until(lambda: samples(client, "admin") > before, what="a time-to-kill sample")
+    assert any(request.path == GATEWAY_PATH for request, _ in httpserver.log)
+
+
+def test_a_scim_deactivation_is_counted_under_its_own_source(
+    client, session, sessions, worker, httpserver, multiprocess_metrics
+) -> None:
+    httpserver.expect_request(GATEWAY_PATH).respond_with_json({})
+    org = f.make_org(session)
+    scim = {"Authorization": f"Bearer {f.scim_token(session, org)}", "Content-Type": SCIM}
+    session.commit()
+    created = client.post(
+        "/scim/v2/Users",
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "scim.leaver@example.com",
+            "active": True,
+        },
+        headers=scim,
+    )
+    assert created.status_code == 201, created.json
+    scim_id = created.json["id"]
+    f.make_key(session, org, owner=session.get_one(ScimUser, uuid.UUID(scim_id)).user)
+    session.commit()
+    before = samples(client, "scim")
+
+    response = client.patch(f"/scim/v2/Users/{scim_id}", json=okta_deactivate(), headers=scim)
+
+    assert response.status_code == 200, response.json
+    assert invalidation(sessions)["source"] == "scim"
+    wait_until(lambda: samples(client, "scim") > before, what="a time-to-kill sample")
+
+
+def invalidation(sessions) -> dict:
+    with sessions() as fresh:
+        return fresh.scalars(
+            select(OutboxMessage.kwargs).where(OutboxMessage.task == "gateway.invalidate_keys")
+        ).one()
