@@ -155,6 +155,7 @@ from cli.demo import demo  # noqa: E402
 from cli.events import events  # noqa: E402
 from cli.invitations import invitations  # noqa: E402
 from cli.ldap import ldap  # noqa: E402
+from cli.odock import odock  # noqa: E402
 from cli.reviews import hooks, reviews, users_revoke  # noqa: E402
 from cli.scim import scim  # noqa: E402
 from cli.serve import serve  # noqa: E402
@@ -169,4 +170,5 @@ main.add_command(ldap)
 main.add_command(reviews)
 main.add_command(hooks)
 main.add_command(events)
+main.add_command(odock)
 users.add_command(users_revoke)

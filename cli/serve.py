@@ -33,6 +33,7 @@ READY_TIMEOUT = 60.0
 WORKER_NICENESS = 10
 URGENT_NICENESS = 5
 URGENT_CONCURRENCY = 2
+URGENT_PREFETCH = 8
 GUNICORN_CONFIG = "python:webhooks.gunicorn_conf"
 CELERY_APP = "worker.entry"
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name
@@ -195,14 +196,9 @@ def commands(
         ),
         Child(
             "urgent-worker",
-            [
-                *celery_worker_command(
-                    [urgent_queue(settings.celery_queue)], URGENT_CONCURRENCY, loglevel="INFO"
-                ),
-                "-n",
-                "urgent@%h",
-            ],
-            # Gateway invalidations and IdP event drains: they never wait behind bulk work.
+            [*urgent_worker_command(settings.celery_queue, loglevel="INFO"), "-n", "urgent@%h"],
+            # Gateway invalidations, IdP event drains, incremental directory syncs: they never
+            # wait behind bulk work.
             niceness=URGENT_NICENESS,
         ),
         Child("beat", [*celery, "beat", "--loglevel=INFO", "--schedule", beat_schedule]),
@@ -266,6 +262,13 @@ def serve(
     code = supervisor.run(on_started=lambda: wait_ready(url, supervisor))
     click.echo("odock-sync: stopped", err=True)
     sys.exit(code)
+
+
+def urgent_worker_command(queue: str, *, loglevel: str) -> list[str]:
+    """The worker of the urgent queue. It reserves tasks ahead: a polling broker (the embedded
+    one) is otherwise not read again until a polling interval after both slots were busy."""
+    command = celery_worker_command([urgent_queue(queue)], URGENT_CONCURRENCY, loglevel=loglevel)
+    return [*command, f"--prefetch-multiplier={URGENT_PREFETCH}"]
 
 
 def celery_worker_command(queues: list[str], concurrency: int, *, loglevel: str) -> list[str]:

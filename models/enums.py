@@ -57,6 +57,7 @@ class Source(StrEnum):
     LDAP = "ldap"
     OKTA = "okta"
     EVENTS = "events"
+    ODOCK = "odock"
     INVITATION = "invitation"
     MANUAL = "manual"
     SCHEDULE = "schedule"
@@ -66,6 +67,7 @@ class Source(StrEnum):
 class TokenScope(StrEnum):
     ADMIN = "admin"
     SCIM = "scim"
+    ODOCK = "odock"
 
 
 class ReviewStatus(StrEnum):
@@ -91,6 +93,23 @@ class KeyPolicy(StrEnum):
 
     REVOKE = "revoke"
     HOLD = "hold"
+
+
+class DeletedTeamKeyPolicy(StrEnum):
+    """What deleting a team does to its keys: revoke them, or hand each to its creator."""
+
+    REVOKE = "revoke"
+    REASSIGN = "reassign"
+
+
+class ReviewCause(StrEnum):
+    """Why an access-change review opened."""
+
+    REVOCATION = "revocation"
+    TEAM_DELETED = "team_deleted"
+    MANAGER_ROLE_LOST = "manager_role_lost"
+    LEFT_TEAM = "left_team"
+    ORG_ROLE_DROPPED = "org_role_dropped"
 
 
 class HookKind(StrEnum):

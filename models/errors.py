@@ -26,6 +26,12 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+class UnknownReference(InvalidInput):
+    """The request names an object (a user by id or email, a team) that does not exist here."""
+
+    code = "unknown_reference"
+
+
 class Conflict(DomainError):
     """The request clashes with the current state (a duplicate, a finished invitation)."""
 

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     database_url: str = EMBEDDED_DATABASE_URL
     celery_broker_url: str = EMBEDDED_BROKER_URL
     celery_queue: str = "odock-sync"
-    broker_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    broker_poll_interval: float = Field(default=0.1, gt=0, le=60)
     secret_key: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

@@ -15,6 +15,7 @@ from webhooks import (
     errors,
     health,
     idp_hooks,
+    odock,
     review_links,
     scim,
 )
@@ -48,6 +49,7 @@ BLUEPRINTS = [
     scim.bp,
     directory.bp,
     tokens.bp,
+    odock.bp,
 ]
 
 

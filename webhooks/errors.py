@@ -17,6 +17,7 @@ log = structlog.get_logger(__name__)
 STATUS_BY_ERROR: list[tuple[type[errors.DomainError], int]] = [
     (errors.NotFound, 404),
     (errors.Forbidden, 403),
+    (errors.UnknownReference, 422),
     (errors.InvalidInput, 400),
     (errors.RateLimited, 429),
     (errors.PreconditionFailed, 412),

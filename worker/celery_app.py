@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from celery import Celery
 from kombu import Exchange, Queue
@@ -22,8 +23,9 @@ TASK_MODULES = [
     "worker.tasks.tokens",
 ]
 
-# Tasks that cut access off, or apply IdP events that may: a queue of their own, so they never
-# wait behind bulk work (review notifications, directory syncs, invitation mail).
+# Tasks that cut access off, or apply IdP events or directory changes that may: a queue of
+# their own, so they never wait behind bulk work (reviews, notifications, full directory syncs,
+# invitation mail). An incremental sync reads only what changed, so it is short.
 URGENT_TASKS = ("gateway.invalidate_keys", "events.drain")
 
 sqlite_broker.register()
@@ -42,7 +44,7 @@ def configure_celery(settings: Settings) -> Celery:
         task_default_queue=settings.celery_queue,
         # A worker started without -Q consumes both; `serve` gives each its own worker.
         task_queues=[_queue(name) for name in worker_queues(settings.celery_queue)],
-        task_routes={name: {"queue": urgent_queue(settings.celery_queue)} for name in URGENT_TASKS},
+        task_routes=(route_urgent,),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -56,6 +58,16 @@ def configure_celery(settings: Settings) -> Celery:
         beat_schedule=beat_schedule(settings),
     )
     return celery_app
+
+
+def route_urgent(
+    name: str, _args: Any, kwargs: dict[str, Any] | None, _options: Any, **_rest: Any
+) -> dict[str, str] | None:
+    """Celery's router: urgent tasks to the urgent queue, the rest to the default one."""
+    incremental = name == "directory.sync" and (kwargs or {}).get("kind") == "incremental"
+    if name in URGENT_TASKS or incremental:
+        return {"queue": urgent_queue(str(celery_app.conf.task_default_queue))}
+    return None
 
 
 def urgent_queue(queue: str) -> str:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from connectors import generic_events, okta_hooks
 from connectors.idp_events import Action, IdpEvent, Subject
 from models import audit, outbox
+from models.actions import odock_events
 from models.actions.deliveries import Incoming, Recorded, record_delivery, store_deliveries
 from models.actions.event_lookups import EventLookups, link_sources
 from models.actions.identities import find_link, link_identity, mark_link_deleted
@@ -170,6 +171,10 @@ def process_delivery(session: Session, *, delivery: ReceivedDelivery) -> Receive
 
 def _process_all(session: Session, deliveries: list[ReceivedDelivery], *, careful: bool) -> None:
     """Apply deliveries of one organisation, with what their events refer to read up front."""
+    for delivery in deliveries:
+        if delivery.channel == odock_events.CHANNEL_ODOCK:
+            _apply_odock_event(session, delivery)
+    deliveries = [d for d in deliveries if d.channel != odock_events.CHANNEL_ODOCK]
     if not deliveries:
         return
     parsed = [(delivery, _parse_or_reject(delivery)) for delivery in deliveries]
@@ -184,6 +189,18 @@ def _process_all(session: Session, deliveries: list[ReceivedDelivery], *, carefu
     for delivery, events in parsed:
         if events is not None:
             _apply_delivery(session, organisation, lookups, delivery, events, careful=careful)
+
+
+def _apply_odock_event(session: Session, delivery: ReceivedDelivery) -> None:
+    """A change event from Odock (see models.actions.odock_events), in a savepoint of its own
+    so that a refused one is undone alone."""
+    try:
+        with session.begin_nested():
+            result = odock_events.apply_event(session, delivery.organisation_id, delivery.payload)
+    except (ValueError, DomainError) as exc:
+        _finish(delivery, REJECTED, getattr(exc, "message", None) or str(exc)[:500], [])
+        return
+    _finish(delivery, PROCESSED, f"1 {result['outcome']}", [result])
 
 
 def _parse_or_reject(delivery: ReceivedDelivery) -> list[IdpEvent] | None:

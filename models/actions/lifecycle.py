@@ -13,20 +13,20 @@ import uuid
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
-from sqlalchemy import exists, inspect, select, update
+from sqlalchemy import inspect, select, update
 from sqlalchemy.orm import Session
 
-from models import audit, outbox
+from models import audit, key_scope, outbox
+from models.actions import key_revocation
 from models.actor import Actor
 from models.arrival import arrival
 from models.base import utcnow
-from models.entities import IdentityLink, OrganisationSettings, Revocation, User, VirtualApiKey
-from models.enums import KeyPolicy, KeyType, Source, UserStatus
+from models.entities import IdentityLink, Revocation, User, VirtualApiKey
+from models.enums import Source, UserStatus
 from models.errors import InvalidTransition
 from models.snapshots import user_snapshot
 from models.text import clean_text
 
-TASK_INVALIDATE_KEYS = "gateway.invalidate_keys"
 TASK_OPEN_REVIEW = "reviews.open_for_revocation"
 REACTIVATION_REFUSED = "user.reactivation_refused"
 
@@ -126,7 +126,7 @@ def reactivate(session: Session, *, user: User, actor: Actor) -> Outcome:
         session, user, actor, "user.reactivated", before=before, extra={"keys_restored": restored}
     )
     if restored:
-        outbox.enqueue(session, TASK_INVALIDATE_KEYS, key_ids=restored, reason="reactivated")
+        key_revocation.invalidate(session, restored, reason="reactivated")
     return Outcome.APPLIED
 
 
@@ -218,15 +218,6 @@ def _revoke(
         before=before,
         extra={"keys_revoked": revoked, "reason": reason, **(extra or {})},
     )
-    if revoked:
-        outbox.enqueue(
-            session,
-            TASK_INVALIDATE_KEYS,
-            key_ids=revoked,
-            reason="revoked",
-            source=actor.source.value,
-            arrived_at=arrival(),  # the time-to-kill clock travels with the job
-        )
     # Eager: published right after commit with no second transaction. Should the process die
     # in between, the relay re-sends it after OUTBOX_REDISPATCH_AFTER; the key invalidation
     # above is not eager, as a revoked key must leave the gateway's cache within seconds.
@@ -237,29 +228,19 @@ def _revoke(
 def _revoke_owned_keys(
     session: Session, user: User, revocation: Revocation, actor: Actor
 ) -> list[str]:
-    """Disable the user's own active keys when the organisation's policy says so."""
-    # The policy is checked inside the UPDATE: one round trip whatever the policy.
-    policy_revokes = exists().where(
-        OrganisationSettings.organisation_id == user.organisation_id,
-        OrganisationSettings.user_key_policy == KeyPolicy.REVOKE,
+    """Disable at once the keys the key-scope policy says a revocation revokes."""
+    revoked = key_revocation.revoke_keys(
+        session,
+        organisation_id=user.organisation_id,
+        scope=key_scope.revoked_at_revocation(user.organisation_id, user.id),
+        actor=actor,
+        reason="revoked",
+        revocation_id=revocation.id,
+        audit_detail={"user_id": str(user.id)},
+        # the time-to-kill clock travels with the job
+        invalidation_detail={"source": actor.source.value, "arrived_at": arrival()},
     )
-    now = utcnow()
-    key_ids = session.scalars(
-        update(VirtualApiKey)
-        .where(
-            VirtualApiKey.owner_user_id == user.id,
-            VirtualApiKey.key_type == KeyType.USER,
-            VirtualApiKey.revoked.is_(False),
-            policy_revokes,
-        )
-        .values(
-            revoked=True, revoked_at=now, revoked_by_revocation_id=revocation.id, updated_at=now
-        )
-        .returning(VirtualApiKey.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    _audit_keys(session, user, actor, key_ids, "api_key.revoked", revoked=True)
-    return [str(key_id) for key_id in key_ids]
+    return [str(key_id) for key_id in revoked]
 
 
 def _restore_keys(session: Session, user: User, revocation: Revocation, actor: Actor) -> list[str]:

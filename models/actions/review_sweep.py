@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from models import key_scope
 from models.actions import reviews
 from models.actor import Actor
 from models.base import utcnow
@@ -29,7 +30,7 @@ from models.entities import (
     User,
     VirtualApiKey,
 )
-from models.enums import KeyType, ReviewStatus, TeamRole, UserStatus
+from models.enums import ReviewStatus, TeamRole, UserStatus
 
 
 @dataclass
@@ -122,19 +123,9 @@ def _finding_exists(revocation_id: Any, kinds: tuple[str, ...], subject_id: Any)
 
 def _unreviewed_active_keys(session: Session, organisation_id: uuid.UUID | None) -> set[uuid.UUID]:
     current = _current_revocations(organisation_id)
-    held = or_(
-        and_(
-            VirtualApiKey.owner_user_id == current.c.user_id,
-            VirtualApiKey.key_type == KeyType.USER,
-        ),
-        and_(
-            VirtualApiKey.created_by_user_id == current.c.user_id,
-            VirtualApiKey.key_type == KeyType.TEAM,
-        ),
-    )
     query = (
         select(current.c.id)
-        .join(VirtualApiKey, held)
+        .join(VirtualApiKey, key_scope.held_by(current.c.user_id))
         .where(
             VirtualApiKey.revoked.is_(False),
             ~_finding_exists(current.c.id, reviews.KEY_KINDS, VirtualApiKey.id),

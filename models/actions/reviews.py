@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from models import audit, outbox
-from models.actions.lifecycle import TASK_INVALIDATE_KEYS
+from models import audit, key_scope
+from models.actions import key_revocation
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import (
@@ -38,7 +38,6 @@ from models.entities import (
 )
 from models.enums import (
     FindingState,
-    KeyPolicy,
     KeyType,
     OwnerType,
     ReviewStatus,
@@ -50,13 +49,13 @@ from models.enums import (
 from models.errors import InvalidInput, InvalidTransition, NotFound
 from models.notifications import notify
 
-KIND_USER_KEY = "user_key"
-KIND_TEAM_KEY = "team_key"
+KIND_USER_KEY = key_scope.KIND_USER_KEY
+KIND_TEAM_KEY = key_scope.KIND_TEAM_KEY
 KIND_LAST_MANAGER = "last_manager"
 KIND_BUDGET = "budget"
 KIND_QUOTA = "quota"
 KIND_USAGE = "usage_after_revocation"
-KEY_KINDS = (KIND_USER_KEY, KIND_TEAM_KEY)
+KEY_KINDS = key_scope.KEY_KINDS
 
 EVENT_OPENED = "review.opened"
 EVENT_RESOLVED = "review.resolved"
@@ -219,12 +218,19 @@ def _desired_findings(
     now: datetime,
     result: RefreshResult,
 ) -> list[Desired]:
-    policy = organisation.settings
-    desired = _key_findings(session, user, revocation, policy.user_key_policy, KeyType.USER)
-    desired += _key_findings(session, user, revocation, policy.team_key_policy, KeyType.TEAM)
+    scope = key_scope.revocation(organisation.settings, user.id)
+    desired = [item for group in scope.keys for item in _key_findings(session, group, revocation)]
     to_revoke = [d for d in desired if d.action == "revoke_now"]
     if to_revoke and user.status is UserStatus.REVOKED:
-        revoked = _revoke_keys(session, user, revocation, [d.subject_id for d in to_revoke], actor)
+        revoked = key_revocation.revoke_keys(
+            session,
+            organisation_id=user.organisation_id,
+            scope=VirtualApiKey.id.in_([d.subject_id for d in to_revoke]),
+            actor=actor,
+            reason="review",
+            revocation_id=revocation.id,
+            audit_detail={"user_id": str(user.id), "by": "revocation review"},
+        )
         result.revoked_key_ids.extend(str(key_id) for key_id in revoked)
         for item in to_revoke:
             if item.subject_id in revoked:
@@ -237,108 +243,67 @@ def _desired_findings(
         for item in to_revoke:
             item.action = "revoke"
     desired += _last_manager_findings(session, user)
-    desired += _ownership_findings(session, user, Budget, KIND_BUDGET)
-    desired += _ownership_findings(session, user, Quota, KIND_QUOTA)
+    desired += _ownership_findings(session, scope)
     desired += _usage_findings(session, user, revocation)
     return desired
 
 
+# What a finding proposes for a key that policy holds instead of revoking.
+HELD_PROPOSAL = {key_scope.KIND_USER_KEY: "revoke"}
+KEY_SEVERITY = {key_scope.KIND_USER_KEY: Severity.HIGH}
+
+
 def _key_findings(
-    session: Session, user: User, revocation: Revocation, policy: KeyPolicy, key_type: KeyType
+    session: Session, group: key_scope.KeyGroup, revocation: Revocation
 ) -> list[Desired]:
-    if key_type is KeyType.USER:
-        scope = (VirtualApiKey.owner_user_id == user.id) & (VirtualApiKey.key_type == KeyType.USER)
-        kind, held = KIND_USER_KEY, "revoke"
-    else:
-        scope = (VirtualApiKey.created_by_user_id == user.id) & (
-            VirtualApiKey.key_type == KeyType.TEAM
-        )
-        kind, held = KIND_TEAM_KEY, "hold_for_review"
     # Lock the keys first, then read in a fresh statement: a concurrent gateway
     # acknowledgement (record_invalidation) either sees these findings or is seen here.
-    _lock_keys(session, scope)
+    _lock_keys(session, group.condition)
     keys = session.execute(
         select(VirtualApiKey, KeyInvalidation.acknowledged_at)
         .outerjoin(KeyInvalidation, KeyInvalidation.key_id == VirtualApiKey.id)
-        .where(scope, or_(VirtualApiKey.revoked.is_(False), _stamped_by(revocation)))
+        .where(group.condition, or_(VirtualApiKey.revoked.is_(False), _stamped_by(revocation)))
         .order_by(VirtualApiKey.created_at)
         .execution_options(populate_existing=True)
     ).all()
     desired = []
     for key, acknowledged_at in keys:
-        item = Desired(
-            kind=kind,
-            subject_type="api_key",
-            subject_id=key.id,
-            severity=Severity.HIGH if key_type is KeyType.USER else Severity.MEDIUM,
-            action=held,
-            team_id=key.owner_team_id,
-            detail={"name": key.name, "masked_value": key.masked_value, "key_type": key_type},
-        )
+        item = key_finding(group.kind, key)
+        item.action = HELD_PROPOSAL.get(group.kind, key_scope.HOLD)
         if key.revoked:
-            item.action, item.action_taken, item.severity = "revoked", True, Severity.MEDIUM
-            acked = bool(
-                acknowledged_at is not None
-                and key.revoked_at is not None
-                and acknowledged_at >= key.revoked_at
-            )
-            item.invalidation_status = INVALIDATION_ACKNOWLEDGED if acked else INVALIDATION_PENDING
-            item.invalidated_at = acknowledged_at if acked else None
-        elif policy is KeyPolicy.REVOKE:
+            _mark_revoked(item, key, acknowledged_at)
+        elif group.action == key_scope.REVOKE:
             item.action = "revoke_now"
         desired.append(item)
     return desired
 
 
+def key_finding(kind: str, key: VirtualApiKey) -> Desired:
+    """A finding about one key, before anyone acted on it."""
+    return Desired(
+        kind=kind,
+        subject_type="api_key",
+        subject_id=key.id,
+        severity=KEY_SEVERITY.get(kind, Severity.MEDIUM),
+        action=key_scope.HOLD,
+        team_id=key.owner_team_id,
+        detail={"name": key.name, "masked_value": key.masked_value, "key_type": key.key_type},
+    )
+
+
+def _mark_revoked(item: Desired, key: VirtualApiKey, acknowledged_at: datetime | None) -> None:
+    item.action, item.action_taken, item.severity = "revoked", True, Severity.MEDIUM
+    acked = bool(
+        acknowledged_at is not None
+        and key.revoked_at is not None
+        and acknowledged_at >= key.revoked_at
+    )
+    item.invalidation_status = INVALIDATION_ACKNOWLEDGED if acked else INVALIDATION_PENDING
+    item.invalidated_at = acknowledged_at if acked else None
+
+
 def _stamped_by(revocation: Revocation) -> Any:
     return VirtualApiKey.revoked_by_revocation_id == revocation.id
-
-
-def _revoke_keys(
-    session: Session,
-    user: User,
-    revocation: Revocation,
-    key_ids: list[uuid.UUID],
-    actor: Actor,
-) -> set[uuid.UUID]:
-    """Revoke these keys for this revocation (so reactivation restores them) and flush caches."""
-    now = utcnow()
-    revoked = set(
-        session.scalars(
-            update(VirtualApiKey)
-            .where(VirtualApiKey.id.in_(key_ids), VirtualApiKey.revoked.is_(False))
-            .values(
-                revoked=True,
-                revoked_at=now,
-                revoked_by_revocation_id=revocation.id,
-                updated_at=now,
-            )
-            .returning(VirtualApiKey.id)
-            .execution_options(synchronize_session=False)
-        ).all()
-    )
-    for key_id in revoked:
-        audit.record(
-            session,
-            actor=actor,
-            organisation_id=user.organisation_id,
-            action="api_key.revoked",
-            target_type="api_key",
-            target_id=key_id,
-            before={"revoked": False},
-            after={"revoked": True, "user_id": str(user.id), "by": "revocation review"},
-        )
-    if revoked:
-        outbox.enqueue(
-            session,
-            TASK_INVALIDATE_KEYS,
-            key_ids=sorted(str(k) for k in revoked),
-            reason="review",
-        )
-        for obj in list(session.identity_map.values()):
-            if isinstance(obj, VirtualApiKey) and obj.id in revoked:
-                session.expire(obj)
-    return revoked
 
 
 def _last_manager_findings(session: Session, user: User) -> list[Desired]:
@@ -379,43 +344,35 @@ def _last_manager_findings(session: Session, user: User) -> list[Desired]:
     ]
 
 
-def _ownership_findings(
-    session: Session, user: User, entity: type[Budget] | type[Quota], kind: str
-) -> list[Desired]:
-    rows: list[Budget | Quota] = list(
-        session.scalars(
-            select(entity).where(entity.owner_type == OwnerType.USER, entity.owner_id == user.id)
-        )
+def _ownership_findings(session: Session, scope: key_scope.Scope) -> list[Desired]:
+    """Budgets and quotas in scope: flagged for transfer to a new owner."""
+    rows: list[Budget | Quota] = [*key_scope.budgets(session, scope)]
+    rows += key_scope.quotas(session, scope)
+    return [ownership_finding(row) for row in rows]
+
+
+def ownership_finding(row: Budget | Quota) -> Desired:
+    detail: dict[str, Any] = {"name": row.name, "window": row.window}
+    if isinstance(row, Budget):
+        kind = KIND_BUDGET
+        detail.update(amount=str(row.amount), currency=row.currency)
+    else:
+        kind = KIND_QUOTA
+        detail.update(metric=row.metric, limit=row.limit)
+    return Desired(
+        kind=kind,
+        subject_type=kind,
+        subject_id=row.id,
+        severity=Severity.MEDIUM,
+        action="transfer",
+        team_id=row.owner_id if row.owner_type is OwnerType.TEAM else None,
+        detail=detail,
     )
-    found = []
-    for row in rows:
-        detail: dict[str, Any] = {"name": row.name, "window": row.window}
-        if isinstance(row, Budget):
-            detail.update(amount=str(row.amount), currency=row.currency)
-        else:
-            detail.update(metric=row.metric, limit=row.limit)
-        found.append(
-            Desired(
-                kind=kind,
-                subject_type=kind,
-                subject_id=row.id,
-                severity=Severity.MEDIUM,
-                action="transfer",
-                detail=detail,
-            )
-        )
-    return found
 
 
 def _usage_findings(session: Session, user: User, revocation: Revocation) -> list[Desired]:
     """Gateway activity after the revocation by the person or their keys: the urgent case."""
-    their_keys = select(VirtualApiKey.id).where(
-        or_(
-            VirtualApiKey.owner_user_id == user.id,
-            (VirtualApiKey.created_by_user_id == user.id)
-            & (VirtualApiKey.key_type == KeyType.TEAM),
-        )
-    )
+    their_keys = select(VirtualApiKey.id).where(key_scope.held_by(user.id))
     rows = session.execute(
         select(
             UsageRecord.api_key_id,

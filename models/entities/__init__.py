@@ -9,6 +9,7 @@ from models.entities.directory import DirectoryConnector, DirectorySyncRun, Sync
 from models.entities.event_hook import EventCursor, EventHookConfig
 from models.entities.invitation import Invitation, InvitationDelivery, PendingInvitation
 from models.entities.notification import DeliveryAttempt, NotificationDelivery, NotificationHook
+from models.entities.odock import OdockBridge, OdockReconcileRun, OdockTombstone
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
 from models.entities.revocation import (
@@ -37,6 +38,9 @@ __all__ = [
     "KeyInvalidation",
     "NotificationDelivery",
     "NotificationHook",
+    "OdockBridge",
+    "OdockReconcileRun",
+    "OdockTombstone",
     "Organisation",
     "OrganisationSettings",
     "OutboxMessage",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Timestamped, new_id
@@ -42,3 +42,9 @@ class VirtualApiKey(Timestamped, Base):
     created_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )
+    revealed_by_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    revealed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Odock's version of the key (grows with every change in its store); 0 for keys made here.
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, Numeric, String
+from sqlalchemy import BigInteger, ForeignKey, Index, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Timestamped, new_id
@@ -27,6 +27,7 @@ class Budget(Timestamped, Base):
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 4))
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     window: Mapped[str] = mapped_column(String(16), default="monthly")
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Quota(Timestamped, Base):
@@ -41,5 +42,6 @@ class Quota(Timestamped, Base):
     owner_id: Mapped[uuid.UUID]
     name: Mapped[str] = mapped_column(String(200))
     metric: Mapped[str] = mapped_column(String(16), default="requests")
-    limit: Mapped[int]
+    limit: Mapped[int] = mapped_column(BigInteger)
     window: Mapped[str] = mapped_column(String(16), default="daily")
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, Timestamped, new_id
 from models.entities.types import enum_column
-from models.enums import KeyPolicy, ScimDeletePolicy
+from models.enums import DeletedTeamKeyPolicy, KeyPolicy, ScimDeletePolicy
 
 
 class Organisation(Timestamped, Base):
@@ -38,6 +38,9 @@ class OrganisationSettings(Timestamped, Base):
     resend_daily_cap: Mapped[int] = mapped_column(default=5)
     user_key_policy: Mapped[KeyPolicy] = enum_column(KeyPolicy, default=KeyPolicy.REVOKE)
     team_key_policy: Mapped[KeyPolicy] = enum_column(KeyPolicy, default=KeyPolicy.HOLD)
+    deleted_team_key_policy: Mapped[DeletedTeamKeyPolicy] = enum_column(
+        DeletedTeamKeyPolicy, default=DeletedTeamKeyPolicy.REVOKE
+    )
     deprovision_threshold_count: Mapped[int] = mapped_column(default=50)
     deprovision_threshold_percent: Mapped[int] = mapped_column(default=10)
     review_escalation_minutes: Mapped[int] = mapped_column(default=24 * 60)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, Timestamped, new_id, utcnow
 from models.entities.types import enum_column
-from models.enums import FindingState, ReviewStatus, Severity, Source, UserStatus
+from models.enums import FindingState, ReviewCause, ReviewStatus, Severity, Source, UserStatus
 
 
 class Revocation(Base):
@@ -34,17 +34,28 @@ class Revocation(Base):
 
 
 class RevocationReview(Timestamped, Base):
+    """An access-change review: of a revocation, or of a team deletion or a lost role."""
+
     __tablename__ = "revocation_reviews"
-    __table_args__ = (Index("ix_revocation_reviews_org_status", "organisation_id", "status"),)
+    __table_args__ = (
+        Index("ix_revocation_reviews_org_status", "organisation_id", "status"),
+        Index("ix_revocation_reviews_org_cause", "organisation_id", "cause"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE")
     )
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    revocation_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("revocations.id", ondelete="CASCADE"), unique=True
+    cause: Mapped[ReviewCause] = enum_column(ReviewCause, default=ReviewCause.REVOCATION)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None
     )
+    revocation_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("revocations.id", ondelete="CASCADE"), unique=True, default=None
+    )
+    # No foreign key: a team_deleted review outlives its team.
+    team_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[ReviewStatus] = enum_column(ReviewStatus, default=ReviewStatus.OPEN)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_by: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Numeric, String
+from sqlalchemy import BigInteger, ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, new_id, utcnow
@@ -17,6 +17,7 @@ class UsageRecord(Base):
     __table_args__ = (
         Index("ix_usage_records_user_time", "user_id", "occurred_at"),
         Index("ix_usage_records_key_time", "api_key_id", "occurred_at"),
+        UniqueConstraint("organisation_id", "external_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -31,3 +32,6 @@ class UsageRecord(Base):
     cost: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0))
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Odock's id of the record (the idempotency key of a push); None for records made here.
+    external_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    requests: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")

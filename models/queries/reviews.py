@@ -11,14 +11,13 @@ from typing import Any
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from models import key_scope
 from models.access import Viewer, managed_team_ids, require_can_view_user
 from models.actions.notification_deliveries import deliveries_of
 from models.actions.reviews import affected_team_ids, finding_summary
 from models.base import utcnow
 from models.entities import (
-    Budget,
     Organisation,
-    Quota,
     ReviewFinding,
     Revocation,
     RevocationReview,
@@ -30,9 +29,6 @@ from models.entities import (
 )
 from models.enums import (
     FindingState,
-    KeyPolicy,
-    KeyType,
-    OwnerType,
     ReviewStatus,
     TeamRole,
     UserStatus,
@@ -218,23 +214,16 @@ def revocation_preview(session: Session, viewer: Viewer, user_id: uuid.UUID) -> 
     user = require_can_view_user(session, viewer, user_id)
     policy = session.get_one(Organisation, user.organisation_id).settings
     since = utcnow() - timedelta(days=PREVIEW_USAGE_DAYS)
-    user_keys = session.scalars(
-        select(VirtualApiKey).where(
-            VirtualApiKey.owner_user_id == user.id,
-            VirtualApiKey.key_type == KeyType.USER,
-            VirtualApiKey.revoked.is_(False),
-        )
-    ).all()
-    team_keys = session.scalars(
-        select(VirtualApiKey).where(
-            VirtualApiKey.created_by_user_id == user.id,
-            VirtualApiKey.key_type == KeyType.TEAM,
-            VirtualApiKey.revoked.is_(False),
-        )
-    ).all()
-    key_usage = _usage_by_key(session, [k.id for k in [*user_keys, *team_keys]], since)
-    user_action = "revoke" if policy.user_key_policy is KeyPolicy.REVOKE else "hold_for_review"
-    team_action = "revoke" if policy.team_key_policy is KeyPolicy.REVOKE else "hold_for_review"
+    scope = key_scope.revocation(policy, user.id)
+    keys = {group.kind: (group, key_scope.active_keys(session, group)) for group in scope.keys}
+    key_usage = _usage_by_key(
+        session, [key.id for _, found in keys.values() for key in found], since
+    )
+
+    def preview(kind: str) -> list[dict[str, Any]]:
+        group, found = keys[kind]
+        return [_preview_key(key, group.action, key_usage) for key in found]
+
     return {
         "user": {
             "id": str(user.id),
@@ -248,16 +237,16 @@ def revocation_preview(session: Session, viewer: Viewer, user_id: uuid.UUID) -> 
             "team_keys": policy.team_key_policy.value,
             "budgets_and_quotas": "flag_for_transfer",
         },
-        "keys": [_preview_key(k, user_action, key_usage) for k in user_keys],
-        "team_keys": [_preview_key(k, team_action, key_usage) for k in team_keys],
+        "keys": preview(key_scope.KIND_USER_KEY),
+        "team_keys": preview(key_scope.KIND_TEAM_KEY),
         "teams": _preview_teams(session, user),
         "budgets": [
             {"id": str(b.id), "name": b.name, "amount": str(b.amount), "currency": b.currency}
-            for b in _owned(session, Budget, user)
+            for b in key_scope.budgets(session, scope)
         ],
         "quotas": [
             {"id": str(q.id), "name": q.name, "metric": q.metric, "limit": q.limit}
-            for q in _owned(session, Quota, user)
+            for q in key_scope.quotas(session, scope)
         ],
         "usage": _usage_summary(session, user, since),
     }
@@ -306,11 +295,6 @@ def _preview_teams(session: Session, user: User) -> list[dict[str, Any]]:
         }
         for team_id, name, role, count in rows
     ]
-
-
-def _owned(session: Session, entity: type[Budget] | type[Quota], user: User) -> list[Any]:
-    query = select(entity).where(entity.owner_type == OwnerType.USER, entity.owner_id == user.id)
-    return list(session.scalars(query))
 
 
 def _usage_by_key(

@@ -94,3 +94,20 @@ def invalidation(sessions) -> dict:
         return fresh.scalars(
             select(OutboxMessage.kwargs).where(OutboxMessage.task == "gateway.invalidate_keys")
         ).one()
+
+
+@pytest.mark.parametrize(
+    ("task", "kwargs", "urgent"),
+    [
+        ("gateway.invalidate_keys", {"key_ids": []}, True),
+        ("events.drain", {"organisation_id": "x"}, True),
+        ("directory.sync", {"connector_id": "x", "kind": "incremental"}, True),
+        ("directory.sync", {"connector_id": "x", "kind": "full"}, False),
+        ("reviews.open_for_revocation", {"revocation_id": "x"}, False),
+    ],
+)
+def test_what_cuts_access_off_is_routed_to_the_urgent_queue(settings, task, kwargs, urgent):
+    from worker.celery_app import celery_app, urgent_queue
+
+    queue = celery_app.amqp.router.route({}, task, (), kwargs)["queue"].name
+    assert queue == (urgent_queue(settings.celery_queue) if urgent else settings.celery_queue)

@@ -55,7 +55,9 @@ def test_opening_twice_returns_the_same_review_and_adds_nothing(session):
     assert session.scalar(select(func.count(OutboxMessage.id))) == messages
 
 
-def test_team_key_policy_revoke_revokes_the_created_team_keys_and_invalidates_them(session):
+def test_team_key_policy_revoke_revokes_the_created_team_keys_with_the_revocation(session):
+    """The key-scope policy decides once: the revocation itself disables the team keys the
+    person created (in the same invalidation as their own keys), the review records it."""
     world = build_leaver(session)
     world.org.settings.team_key_policy = KeyPolicy.REVOKE
     session.flush()
@@ -70,7 +72,8 @@ def test_team_key_policy_revoke_revokes_the_created_team_keys_and_invalidates_th
     invalidations = session.scalars(
         select(OutboxMessage.kwargs).where(OutboxMessage.task == "gateway.invalidate_keys")
     ).all()
-    assert {"key_ids": [str(world.team_key.id)], "reason": "review"} in invalidations
+    mine = {str(world.key_a.id), str(world.key_b.id), str(world.team_key.id)}
+    assert [(i["key_ids"], i["reason"]) for i in invalidations] == [(sorted(mine), "revoked")]
 
 
 def test_hold_policy_proposes_revocation_and_keeps_user_keys_active(session):

@@ -1,0 +1,885 @@
+"""Time to kill access: from a revocation arriving at odock-sync to the gateway receiving the
+invalidation of the revoked key, per source, while a background SCIM update load runs.
+
+Everything runs as `odock-sync serve` runs it (gunicorn 2 workers x 8 threads, a bulk worker
+and an urgent worker, beat), with the gateway stood in for by a loopback HTTP server in a
+process of its own (benchmarks/gateway_stub.py) that notes when each key's invalidation came.
+
+Sources, each revoking users that own one key:
+  admin   POST /api/v1/users/{id}/revoke
+  scim    PATCH /scim/v2/Users/{id} {"active": false} (Okta's shape)
+  okta    an Okta event hook delivery, user.lifecycle.deactivate
+  events  a signed (Standard Webhooks) generic event, user.deactivated
+  ldap    users locked in a real slapd (pwdAccountLockedTime), then an incremental sync
+          requested through the admin API; fewer revocations (a sync run each round)
+
+Backends: PostgreSQL + Redis (DATABASE_URL / CELERY_BROKER_URL, defaulting to the local
+servers; a database and a queue of its own) and the embedded default (SQLite files and the
+SQLAlchemy broker in a temporary directory).
+
+Where the time goes, per revocation, from timestamps the system writes anyway:
+  arrival -> queued     the request (or the drain, or the sync run) until the invalidation is
+                        enqueued in its transaction (outbox row `available_at`)
+  queued -> published   commit, then the after-commit publish (`dispatched_at`)
+  published -> pickup   the broker until the urgent worker receives it (its log)
+  pickup -> gateway     the pool hand-off, the task and the HTTP request
+
+    .venv/bin/python benchmarks/time_to_kill.py [--backend pg|embedded|both] [--count 1000]
+        [--rate 20] [--background-rate 20] [--ldap-rounds 20] [--ldap-per-round 5]
+        [--single-worker] [--poll-interval S]
+
+--single-worker runs one worker on both queues (as before the urgent queue had a worker of
+its own); --poll-interval sets BROKER_POLL_INTERVAL for the embedded broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ldap
+import ldap.modlist
+import requests
+from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cli.serve import (  # noqa: E402
+    GUNICORN_CONFIG,
+    URGENT_NICENESS,
+    URGENT_PREFETCH,
+    WORKER_NICENESS,
+    celery_worker_command,
+    urgent_worker_command,
+)
+from connectors import signed_webhooks  # noqa: E402
+from models.actions import event_hooks, organisations, tokens  # noqa: E402
+from models.actions.directory_connectors import create_connector  # noqa: E402
+from models.actor import Actor  # noqa: E402
+from models.base import new_id, utcnow  # noqa: E402
+from models.db import make_engine, make_session_factory  # noqa: E402
+from models.entities import (  # noqa: E402
+    DirectorySyncRun,
+    IdentityLink,
+    Organisation,
+    OutboxMessage,
+    ScimUser,
+    User,
+    VirtualApiKey,
+)
+from models.enums import KeyType, Role, Source, SyncKind, TokenScope, UserStatus  # noqa: E402
+from models.migrate import upgrade  # noqa: E402
+from models.settings import Settings  # noqa: E402
+from tests.events import okta_payloads as okta  # noqa: E402
+from tests.support.slapd import ROOT_DN, ROOT_PASSWORD, SUFFIX, Slapd, start_slapd  # noqa: E402
+from worker.celery_app import worker_queues  # noqa: E402
+
+SETUP = Actor(Source.ADMIN, "benchmark")
+OKTA_SECRET = "okta-bench-secret-0123456789"
+SCIM_TYPE = "application/scim+json"
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+PUSH_SOURCES = ("admin", "scim", "okta", "events")
+RECEIVED = re.compile(r"Task gateway\.invalidate_keys\[outbox-(\d+)\] received")
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start on {port}")
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    workdir: Path
+    web_port: int
+    receipts: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=(self.workdir / f"{name}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()  # each stops its own children (pool, web workers)
+        for process in reversed(self.processes):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def environment(settings: Settings, metrics_dir: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    for name, value in settings.model_dump().items():
+        env[name.upper()] = str(value)
+    return env
+
+
+def start_stack(
+    settings: Settings, workdir: Path, *, single_worker: bool, prefetch: int | None
+) -> Stack:
+    gateway_port, web_port = free_port(), free_port()
+    stack = Stack(
+        settings=settings.model_copy(
+            update={"gateway_url": f"http://127.0.0.1:{gateway_port}", "gateway_secret": "bench"}
+        ),
+        workdir=workdir,
+        web_port=web_port,
+        receipts=workdir / "receipts.txt",
+    )
+    metrics_dir = workdir / "metrics"
+    metrics_dir.mkdir()
+    env = environment(stack.settings, metrics_dir)
+    python = sys.executable
+    stub = str(ROOT / "benchmarks" / "gateway_stub.py")
+    stack.start("gateway", [python, stub, str(gateway_port), str(stack.receipts)], env)
+    web = [python, "-m", "gunicorn", "--workers", "2", "--threads", "8"]
+    web += ["--bind", f"127.0.0.1:{web_port}", "--config", GUNICORN_CONFIG]
+    stack.start("web", [*web, "--log-level", "warning", "webhooks.app:create_app()"], env)
+    queue = settings.celery_queue
+    if single_worker:
+        command = celery_worker_command(worker_queues(queue), 2, loglevel="INFO")
+        stack.start("urgent", niced(WORKER_NICENESS, command, "worker"), env)
+    else:
+        command = celery_worker_command([queue], 2, loglevel="WARNING")
+        stack.start("worker", niced(WORKER_NICENESS, command, "worker"), env)
+        urgent = urgent_worker_command(queue, loglevel="INFO")
+        if prefetch is not None:
+            urgent.append(f"--prefetch-multiplier={prefetch}")  # the last one counts
+        stack.start("urgent", niced(URGENT_NICENESS, urgent, "urgent"), env)
+    beat = [python, "-m", "celery", "-A", "worker.entry", "beat", "--loglevel=WARNING"]
+    stack.start("beat", [*beat, "--schedule", str(workdir / "beat-schedule")], env)
+    wait_port(gateway_port, "the gateway stub")
+    wait_port(web_port, "gunicorn")
+    deadline = time.monotonic() + 60
+    while "ready." not in (workdir / "urgent.log").read_text(errors="replace"):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the urgent worker did not start")
+        time.sleep(0.2)
+    return stack
+
+
+def niced(niceness: int, command: list[str], name: str) -> list[str]:
+    return ["nice", "-n", str(niceness), *command, "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h"]
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class World:
+    organisation_id: uuid.UUID
+    admin_token: str
+    scim_token: str
+    signing_secret: str
+    connector_id: str = ""
+    # per source: (what the request names, the key it must kill)
+    targets: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    background: list[str] = field(default_factory=list)  # SCIM ids updated meanwhile
+
+
+def seed(settings: Settings, count: int) -> World:
+    engine = make_engine(settings)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    with sessions() as session:
+        org = organisations.create_organisation(session, name="Bench", slug="bench", actor=SETUP)
+        org.settings.deprovision_threshold_count = 1_000_000
+        org.settings.deprovision_threshold_percent = 100
+        admin = User(
+            organisation_id=org.id,
+            name="Bench Admin",
+            email="admin@bench.test",
+            email_key="admin@bench.test",
+            role=Role.ORG_ADMIN,
+            status=UserStatus.ACTIVE,
+        )
+        session.add(admin)
+        session.flush()
+        world = World(
+            organisation_id=org.id,
+            admin_token=tokens.create_token(
+                session, organisation=org, scope=TokenScope.ADMIN, user=admin, actor=SETUP
+            ).secret,
+            scim_token=tokens.create_token(
+                session, organisation=org, scope=TokenScope.SCIM, actor=SETUP
+            ).secret,
+            signing_secret=event_hooks.add_signing_secret(
+                session, organisation=org, secret_key=settings.secret_key, actor=SETUP
+            ).secret,
+        )
+        event_hooks.set_okta_secret(
+            session,
+            organisation=org,
+            secret_key=settings.secret_key,
+            actor=SETUP,
+            secret=OKTA_SECRET,
+        )
+        links = {"admin": None, "okta": Source.OKTA, "events": Source.EVENTS}
+        for source, link in links.items():
+            world.targets[source] = bulk_users(session, org.id, source, count, link)
+        session.commit()
+    engine.dispose()
+    return world
+
+
+def bulk_users(
+    session: Any, org_id: uuid.UUID, source: str, count: int, link: Source | None
+) -> list[tuple[str, str]]:
+    """`count` active users with one key each; linked to `link` under `<source>-<i>` ids."""
+    now = utcnow()
+    users, keys, links, targets = [], [], [], []
+    for i in range(count):
+        user_id, key_id, email = new_id(), new_id(), f"{source}{i}@bench.test"
+        users.append(
+            {
+                "id": user_id,
+                "organisation_id": org_id,
+                "name": f"{source} {i}",
+                "email": email,
+                "email_key": email,
+                "role": Role.USER,
+                "status": UserStatus.ACTIVE,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        keys.append(key_row(key_id, org_id, user_id, now))
+        if link is not None:
+            links.append(
+                {
+                    "id": new_id(),
+                    "organisation_id": org_id,
+                    "user_id": user_id,
+                    "source": link,
+                    "external_id": f"{source}-{i}",
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        targets.append((f"{source}-{i}" if link else str(user_id), str(key_id)))
+    session.execute(insert(User), users)
+    session.execute(insert(VirtualApiKey), keys)
+    if links:
+        session.execute(insert(IdentityLink), links)
+    return targets
+
+
+def key_row(key_id: uuid.UUID, org_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> dict:
+    return {
+        "id": key_id,
+        "organisation_id": org_id,
+        "key_type": KeyType.USER,
+        "owner_user_id": user_id,
+        "name": "bench key",
+        "masked_value": "sk-...bench",
+        "created_by_user_id": user_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def add_keys(settings: Settings, user_ids: list[uuid.UUID]) -> list[str]:
+    engine = make_engine(settings)
+    now = utcnow()
+    with make_session_factory(engine)() as session:
+        org_id = session.get_one(User, user_ids[0]).organisation_id
+        rows = [key_row(new_id(), org_id, user_id, now) for user_id in user_ids]
+        session.execute(insert(VirtualApiKey), rows)
+        session.commit()
+    engine.dispose()
+    return [str(row["id"]) for row in rows]
+
+
+def scim_users(stack: Stack, world: World, count: int, background: int) -> None:
+    """Created through SCIM, as an IdP would: `count` to deactivate, `background` to update."""
+    headers = {"Authorization": f"Bearer {world.scim_token}", "Content-Type": SCIM_TYPE}
+
+    def create(name: str) -> str:
+        body = {"schemas": [USER_SCHEMA], "userName": f"{name}@bench.test", "active": True}
+        response = requests.post(f"{stack.url}/scim/v2/Users", json=body, headers=headers)
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    with ThreadPoolExecutor(8) as pool:
+        revoked = list(pool.map(create, [f"scim{i}" for i in range(count)]))
+        world.background = list(pool.map(create, [f"busy{i}" for i in range(background)]))
+    engine = make_engine(stack.settings)
+    with make_session_factory(engine)() as session:
+        owners = dict(session.execute(select(ScimUser.id, ScimUser.user_id)).all())
+    engine.dispose()
+    keys = add_keys(stack.settings, [owners[uuid.UUID(scim_id)] for scim_id in revoked])
+    world.targets["scim"] = list(zip(revoked, keys, strict=True))
+
+
+# ---------------------------------------------------------------- sending
+
+
+def revoke_request(source: str, world: World, target: str) -> Callable[[requests.Session], int]:
+    """One revocation from `source` for `target`, as that source sends it."""
+    if source == "admin":
+        url, headers = (
+            f"/api/v1/users/{target}/revoke",
+            {"Authorization": f"Bearer {world.admin_token}"},
+        )
+        return lambda http: http.post(url, headers=headers).status_code
+    if source == "scim":
+        body = {
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [{"op": "replace", "value": {"active": False}}],
+        }
+        headers = {"Authorization": f"Bearer {world.scim_token}", "Content-Type": SCIM_TYPE}
+        return lambda http: (
+            http.patch(f"/scim/v2/Users/{target}", json=body, headers=headers).status_code
+        )
+    if source == "okta":
+        payload = okta.delivery(
+            okta.event("user.lifecycle.deactivate", [okta.user_target(target, f"{target}@x")])
+        )
+        headers = {"Authorization": OKTA_SECRET}
+        return lambda http: (
+            http.post("/hooks/okta/bench", json=payload, headers=headers).status_code
+        )
+    event = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "user.deactivated",
+        "occurred_at": utcnow().isoformat(),
+        "user": {"external_id": target},
+    }
+    body = json.dumps(event).encode()
+    signed = signed_webhooks.sign(world.signing_secret, msg_id=f"msg_{uuid.uuid4().hex}", body=body)
+    signed = {**signed, "Content-Type": "application/json"}
+    return lambda http: http.post("/hooks/events/bench", data=body, headers=signed).status_code
+
+
+class BaseUrlSession(requests.Session):
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self.base = base
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        return super().request(method, self.base + url, *args, **kwargs)
+
+
+def open_loop(
+    stack: Stack, calls: list[Callable[[requests.Session], int]], rate: float, threads: int = 16
+) -> tuple[list[float], list[float], list[int]]:
+    """Send `calls` at `rate` per second from their schedule: when each was sent and answered,
+    and its status."""
+    local = threading.local()
+    sent = [0.0] * len(calls)
+    answered = [0.0] * len(calls)
+    statuses = [0] * len(calls)
+    start = time.monotonic() + 0.2
+
+    def one(i: int) -> None:
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        if not hasattr(local, "http"):
+            local.http = BaseUrlSession(stack.url)
+        sent[i] = time.time()
+        try:
+            statuses[i] = calls[i](local.http)
+        except requests.RequestException:
+            statuses[i] = -1
+        answered[i] = time.time()
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(len(calls))))
+    return sent, answered, statuses
+
+
+class Background:
+    """SCIM profile updates at a steady rate until stopped; their answer times are kept."""
+
+    def __init__(self, stack: Stack, world: World, rate: float) -> None:
+        self.stack, self.world, self.rate = stack, world, rate
+        self.stopping = threading.Event()
+        self.seconds: list[float] = []
+        self.errors = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.world.scim_token}", "Content-Type": SCIM_TYPE}
+        with ThreadPoolExecutor(4) as pool:
+            n = 0
+            start = time.monotonic()
+            while not self.stopping.is_set():
+                scim_id = self.world.background[n % len(self.world.background)]
+                pool.submit(self.update, scim_id, n, headers)
+                n += 1
+                time.sleep(max(0.0, start + n / self.rate - time.monotonic()))
+
+    def update(self, scim_id: str, n: int, headers: dict[str, str]) -> None:
+        body = {
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [{"op": "replace", "value": {"displayName": f"Busy {n}"}}],
+        }
+        began = time.monotonic()
+        try:
+            response = requests.patch(
+                f"{self.stack.url}/scim/v2/Users/{scim_id}", json=body, headers=headers, timeout=30
+            )
+            ok = response.status_code == 200
+        except requests.RequestException:
+            ok = False
+        if ok:
+            self.seconds.append(time.monotonic() - began)
+        else:
+            self.errors += 1
+
+    def __enter__(self) -> Background:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stopping.set()
+        self.thread.join()
+
+
+def receipts(stack: Stack) -> dict[str, float]:
+    found: dict[str, float] = {}
+    if stack.receipts.exists():
+        for line in stack.receipts.read_text().splitlines():
+            key, at = line.split()
+            found.setdefault(key, float(at))
+    return found
+
+
+def wait_received(stack: Stack, keys: list[str], timeout: float) -> dict[str, float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = receipts(stack)
+        if all(key in seen for key in keys) or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.2)
+
+
+# ---------------------------------------------------------------- LDAP
+
+
+def ldap_setup(stack: Stack, world: World, slapd: Slapd, users: int) -> list[str]:
+    """`users` people in a subtree, a connector for it, imported by a full sync; their keys."""
+    conn = slapd.connect()
+    base = f"ou=bench-{uuid.uuid4().hex[:6]},{SUFFIX}"
+    for dn, attrs in [
+        (base, {"objectClass": [b"organizationalUnit"], "ou": [base.split(",")[0][3:].encode()]}),
+        (f"ou=people,{base}", {"objectClass": [b"organizationalUnit"], "ou": [b"people"]}),
+        (f"ou=groups,{base}", {"objectClass": [b"organizationalUnit"], "ou": [b"groups"]}),
+    ]:
+        conn.add_s(dn, ldap.modlist.addModlist(attrs))
+    dns = []
+    for i in range(users):
+        dn = f"uid=ldap{i},ou=people,{base}"
+        attrs = {
+            "objectClass": [b"inetOrgPerson"],
+            "uid": [f"ldap{i}".encode()],
+            "cn": [f"Ldap {i}".encode()],
+            "sn": [b"Bench"],
+            "mail": [f"ldap{i}@ldap.bench.test".encode()],
+        }
+        conn.add_s(dn, ldap.modlist.addModlist(attrs))
+        dns.append(dn)
+    conn.unbind_s()
+    engine = make_engine(stack.settings)
+    with make_session_factory(engine)() as session:
+        org = session.get_one(Organisation, world.organisation_id)
+        connector = create_connector(
+            session,
+            organisation=org,
+            fields={
+                "name": "bench",
+                "server_urls": [slapd.url],
+                "bind_dn": ROOT_DN,
+                "base_dn": f"ou=people,{base}",
+                "group_base_dn": f"ou=groups,{base}",
+            },
+            bind_password=ROOT_PASSWORD,
+            secret_key=stack.settings.secret_key,
+            actor=SETUP,
+        )
+        session.commit()
+        world.connector_id = str(connector.id)
+    request_sync(stack, world, "full")
+    wait_runs(stack, 1)
+    with make_session_factory(engine)() as session:
+        linked = dict(
+            session.execute(
+                select(User.email, User.id)
+                .join(IdentityLink, IdentityLink.user_id == User.id)
+                .where(IdentityLink.connector_id == connector.id)
+            ).all()
+        )
+    engine.dispose()
+    owners = [linked[f"ldap{i}@ldap.bench.test"] for i in range(users)]
+    world.targets["ldap"] = list(zip(dns, add_keys(stack.settings, owners), strict=True))
+    return dns
+
+
+def request_sync(stack: Stack, world: World, kind: str) -> None:
+    response = requests.post(
+        f"{stack.url}/api/v1/directory/connectors/{world.connector_id}/sync",
+        json={"kind": kind},
+        headers={"Authorization": f"Bearer {world.admin_token}"},
+    )
+    response.raise_for_status()
+
+
+def wait_runs(stack: Stack, finished: int, timeout: float = 120) -> None:
+    engine = make_engine(stack.settings)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as connection:
+                done = connection.scalar(
+                    select(func.count()).where(DirectorySyncRun.finished_at.is_not(None))
+                )
+            if (done or 0) >= finished:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the directory sync did not finish")
+    finally:
+        engine.dispose()
+
+
+def run_waits(stack: Stack, requested: list[float]) -> list[float]:
+    """For each incremental sync requested, how long until its run started (a worker took it)."""
+    engine = make_engine(stack.settings)
+    with engine.connect() as connection:
+        started = connection.scalars(
+            select(DirectorySyncRun.started_at)
+            .where(DirectorySyncRun.kind == SyncKind.INCREMENTAL)
+            .order_by(DirectorySyncRun.started_at)
+        ).all()
+    engine.dispose()
+    return [(epoch(at) or 0.0) - asked for asked, at in zip(requested, started, strict=False)]
+
+
+def ldap_rounds(
+    stack: Stack, world: World, slapd: Slapd, rounds: int, per_round: int
+) -> dict[str, dict[str, float]]:
+    """Lock `per_round` people, request an incremental sync, wait for their keys; repeat."""
+    conn = slapd.connect()
+    moments: dict[str, dict[str, float]] = {}
+    targets = iter(world.targets["ldap"])
+    for _ in range(rounds):
+        batch = [next(targets) for _ in range(per_round)]
+        time.sleep(1.1)  # modifyTimestamp has whole seconds: a new second for each round
+        locked_at = time.time()
+        for dn, _key in batch:
+            conn.modify_s(dn, [(ldap.MOD_REPLACE, "pwdAccountLockedTime", [b"000001010000Z"])])
+        requested_at = time.time()
+        request_sync(stack, world, "incremental")
+        for _dn, key in batch:
+            moments[key] = {"locked": locked_at, "requested": requested_at}
+        wait_received(stack, [key for _dn, key in batch], timeout=60)
+    conn.unbind_s()
+    return moments
+
+
+# ---------------------------------------------------------------- analysis
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+
+
+def ms(values: list[float]) -> dict[str, Any]:
+    def r(v: float | None) -> float | None:
+        return None if v is None else round(v * 1000, 1)
+
+    return {
+        "n": len(values),
+        "p50": r(percentile(values, 50)),
+        "p99": r(percentile(values, 99)),
+        "max": r(max(values, default=None)),
+    }  # type: ignore[type-var]
+
+
+def epoch(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def pickups(stack: Stack) -> dict[int, float]:
+    """When the worker received each invalidation task, by outbox id (its JSON log)."""
+    found: dict[int, float] = {}
+    for line in (stack.workdir / "urgent.log").read_text(errors="replace").splitlines():
+        match = RECEIVED.search(line)
+        if not match:
+            continue
+        try:
+            stamp = json.loads(line)["timestamp"]
+        except (ValueError, KeyError):
+            continue
+        found[int(match.group(1))] = datetime.fromisoformat(
+            stamp.replace("Z", "+00:00")
+        ).timestamp()
+    return found
+
+
+def breakdown(
+    stack: Stack,
+    sent: dict[str, float],
+    seen: dict[str, float],
+    keys_by_source: dict[str, list[str]],
+) -> dict[str, Any]:
+    engine = make_engine(stack.settings)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                OutboxMessage.id,
+                OutboxMessage.kwargs,
+                OutboxMessage.available_at,
+                OutboxMessage.dispatched_at,
+            ).where(OutboxMessage.task == "gateway.invalidate_keys")
+        ).all()
+    engine.dispose()
+    by_key = {key: row for row in rows for key in row.kwargs["key_ids"]}
+    picked = pickups(stack)
+    report: dict[str, Any] = {}
+    for source, keys in keys_by_source.items():
+        parts: dict[str, list[float]] = {
+            name: []
+            for name in (
+                "sent_to_gateway",
+                "arrival_to_gateway",
+                "arrival_to_queued",
+                "queued_to_published",
+                "published_to_pickup",
+                "pickup_to_gateway",
+            )
+        }
+        missing = 0
+        for key in keys:
+            row, received = by_key.get(key), seen.get(key)
+            if row is None or received is None:
+                missing += 1
+                continue
+            arrived = row.kwargs.get("arrived_at")
+            queued, published = epoch(row.available_at), epoch(row.dispatched_at)
+            pickup = picked.get(row.id)
+            if key in sent:
+                parts["sent_to_gateway"].append(received - sent[key])
+            if arrived is not None:
+                parts["arrival_to_gateway"].append(received - arrived)
+                if queued is not None:
+                    parts["arrival_to_queued"].append(queued - arrived)
+            if queued is not None and published is not None:
+                parts["queued_to_published"].append(published - queued)
+            if published is not None and pickup is not None:
+                parts["published_to_pickup"].append(pickup - published)
+            if pickup is not None:
+                parts["pickup_to_gateway"].append(received - pickup)
+        report[source] = {"missing": missing, **{name: ms(v) for name, v in parts.items()}}
+    return report
+
+
+def scraped_histogram(stack: Stack) -> dict[str, Any]:
+    """What /metrics serves of odock_time_to_kill_seconds: count and share <= 1 s by source."""
+    text = requests.get(f"{stack.url}/metrics", timeout=10).text
+    counts: dict[str, float] = {}
+    within: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("odock_time_to_kill_seconds_count{"):
+            source = line.split('source="')[1].split('"')[0]
+            counts[source] = float(line.split()[-1])
+        elif line.startswith("odock_time_to_kill_seconds_bucket{") and 'le="1.0"' in line:
+            source = line.split('source="')[1].split('"')[0]
+            within[source] = float(line.split()[-1])
+    return {
+        source: {"count": int(n), "share_within_1s": round(within.get(source, 0) / n, 4)}
+        for source, n in sorted(counts.items())
+        if n
+    }
+
+
+# ---------------------------------------------------------------- one backend
+
+
+def backend_settings(
+    backend: str, run: str, workdir: Path, poll: float | None
+) -> tuple[Settings, str]:
+    common: dict[str, Any] = {
+        "secret_key": f"bench-secret-{run}-0123456789abcdef",
+        "log_level": "WARNING",
+        "celery_queue": f"odock-bench-{run}",
+    }
+    if poll is not None:
+        common["broker_poll_interval"] = poll
+    if backend == "pg":
+        base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+        url = make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
+        admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "odock_bench_{run}"'))
+        admin.dispose()
+        database = url.set(database=f"odock_bench_{run}").render_as_string(hide_password=False)
+        broker = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+        return Settings(database_url=database, celery_broker_url=broker, **common), base
+    return (
+        Settings(
+            database_url=f"sqlite:///{workdir / 'odock.sqlite3'}",
+            celery_broker_url=f"sqla+sqlite:///{workdir / 'broker.sqlite3'}",
+            **common,
+        ),
+        "",
+    )
+
+
+def drop_database(base: str, run: str) -> None:
+    url = make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "odock_bench_{run}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:8]
+    workdir = Path(tempfile.mkdtemp(prefix=f"odock-ttk-{backend}-"))
+    settings, pg_base = backend_settings(backend, run, workdir, args.poll_interval)
+    stack: Stack | None = None
+    slapd: Slapd | None = None
+    try:
+        world = seed(settings, args.count)
+        stack = start_stack(
+            settings, workdir, single_worker=args.single_worker, prefetch=args.urgent_prefetch
+        )
+        scim_users(stack, world, args.count, args.background_users)
+        slapd = start_slapd(workdir / "slapd")
+        ldap_setup(stack, world, slapd, args.ldap_rounds * args.ldap_per_round)
+        result: dict[str, Any] = {
+            "backend": "PostgreSQL + Redis"
+            if backend == "pg"
+            else "embedded (SQLite + SQLAlchemy broker)",
+            "broker_poll_interval": stack.settings.broker_poll_interval,
+            "urgent_prefetch": args.urgent_prefetch or URGENT_PREFETCH,
+            "workers": "one worker, both queues"
+            if args.single_worker
+            else "bulk worker + urgent worker",
+            "count_per_push_source": args.count,
+            "rate_per_second": args.rate,
+            "background_scim_updates_per_second": args.background_rate,
+            "load_average_at_start": os.getloadavg(),
+        }
+        sent: dict[str, float] = {}
+        statuses: dict[str, dict[int, int]] = {}
+        answer_ms: dict[str, Any] = {}
+        with Background(stack, world, args.background_rate) as background:
+            for source in PUSH_SOURCES:
+                calls = [
+                    revoke_request(source, world, target) for target, _key in world.targets[source]
+                ]
+                times, answered, answers = open_loop(stack, calls, args.rate)
+                keys = [key for _target, key in world.targets[source]]
+                sent.update(zip(keys, times, strict=True))
+                statuses[source] = {code: answers.count(code) for code in set(answers)}
+                answer_ms[source] = ms([b - a for a, b in zip(times, answered, strict=True)])
+                wait_received(stack, keys, timeout=120)
+            moments = ldap_rounds(stack, world, slapd, args.ldap_rounds, args.ldap_per_round)
+        seen = receipts(stack)
+        keys_by_source = {s: [k for _t, k in world.targets[s]] for s in (*PUSH_SOURCES, "ldap")}
+        result["answers"] = statuses
+        result["answer_ms"] = answer_ms
+        result["time_to_kill_ms"] = breakdown(stack, sent, seen, keys_by_source)
+        ldap_keys = [key for key in moments if key in seen]
+        result["time_to_kill_ms"]["ldap"]["locked_in_directory_to_gateway"] = ms(
+            [seen[k] - moments[k]["locked"] for k in ldap_keys]
+        )
+        result["time_to_kill_ms"]["ldap"]["sync_requested_to_gateway"] = ms(
+            [seen[k] - moments[k]["requested"] for k in ldap_keys]
+        )
+        result["time_to_kill_ms"]["ldap"]["sync_requested_to_run_started"] = ms(
+            run_waits(stack, sorted({m["requested"] for m in moments.values()}))
+        )
+        result["background_scim_update_ms"] = {
+            **ms(background.seconds),
+            "errors": background.errors,
+        }
+        result["histogram_scraped"] = scraped_histogram(stack)
+        result["load_average_at_end"] = os.getloadavg()
+        return result
+    finally:
+        if stack is not None:
+            stack.stop()
+        if slapd is not None:
+            slapd.stop()
+        if pg_base:
+            drop_database(pg_base, run)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backend", choices=["pg", "embedded", "both"], default="both")
+    parser.add_argument("--count", type=int, default=1000, help="revocations per push source")
+    parser.add_argument("--rate", type=float, default=20, help="revocations per second")
+    parser.add_argument("--background-rate", type=float, default=20)
+    parser.add_argument("--background-users", type=int, default=200)
+    parser.add_argument("--ldap-rounds", type=int, default=20)
+    parser.add_argument("--ldap-per-round", type=int, default=5)
+    parser.add_argument("--single-worker", action="store_true")
+    parser.add_argument("--poll-interval", type=float, default=None)
+    parser.add_argument("--urgent-prefetch", type=int, default=None)
+    args = parser.parse_args()
+    backends = ["pg", "embedded"] if args.backend == "both" else [args.backend]
+    results = [run_backend(backend, args) for backend in backends]
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,443 @@
+"""Keys, budgets and quotas pushed by Odock's management plane, one object at a time.
+
+Objects keep Odock's ids and versions: an upsert or delete whose version is not newer than
+the one held is acknowledged and ignored, and a delete leaves a tombstone so that an older
+upsert arriving late does not bring the object back. People are named by id or by email;
+one that names nobody in the organisation is refused and nothing changes. The same shapes
+serve the push API, the change events, the import and the reconcile (see docs/odock.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import StrictInt as _StrictInt
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import audit
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import Budget, OdockTombstone, Quota, Team, User, VirtualApiKey
+from models.entities.user import email_key
+from models.enums import KeyType, OwnerType, Source
+from models.errors import Conflict, InvalidInput, UnknownReference
+
+KIND_KEY, KIND_BUDGET, KIND_QUOTA = "key", "budget", "quota"
+KINDS = (KIND_KEY, KIND_BUDGET, KIND_QUOTA)
+MAX_BIGINT = 2**63 - 1
+ODOCK_ACTOR = Actor(Source.ODOCK, "odock management plane")
+
+StrictInt = Annotated[_StrictInt, Field(ge=0, le=MAX_BIGINT)]
+Email = Annotated[StrictStr, Field(min_length=3, max_length=320)]
+Window = Annotated[StrictStr, Field(min_length=1, max_length=16)]
+Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+
+
+class OdockObject(BaseModel):
+    """Base of the contract's objects: unknown fields and wrong types are errors."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    version: StrictInt
+
+
+class KeyIn(OdockObject):
+    type: KeyType
+    name: Name
+    masked_value: Annotated[StrictStr, Field(max_length=64)] = ""
+    owner_user_id: uuid.UUID | None = None
+    owner_email: Email | None = None
+    owner_team_id: uuid.UUID | None = None
+    created_by_user_id: uuid.UUID | None = None
+    created_by_email: Email | None = None
+    created_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+    revoked: StrictBool = False
+    revoked_at: AwareDatetime | None = None
+    revealed_by_user_id: uuid.UUID | None = None
+    revealed_by_email: Email | None = None
+    revealed_at: AwareDatetime | None = None
+
+
+class OwnedIn(OdockObject):
+    owner_type: OwnerType
+    owner_id: uuid.UUID | None = None
+    owner_email: Email | None = None
+    name: Name
+    window: Window
+
+
+class BudgetIn(OwnedIn):
+    amount: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4, allow_inf_nan=False)]
+    currency: Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    window: Window = "monthly"
+
+
+class QuotaIn(OwnedIn):
+    metric: Literal["requests", "tokens"] = "requests"
+    limit: StrictInt
+    window: Window = "daily"
+
+
+SCHEMAS: dict[str, type[OdockObject]] = {
+    KIND_KEY: KeyIn,
+    KIND_BUDGET: BudgetIn,
+    KIND_QUOTA: QuotaIn,
+}
+ENTITIES: dict[str, type[VirtualApiKey] | type[Budget] | type[Quota]] = {
+    KIND_KEY: VirtualApiKey,
+    KIND_BUDGET: Budget,
+    KIND_QUOTA: Quota,
+}
+TARGET_TYPES = {KIND_KEY: "api_key", KIND_BUDGET: "budget", KIND_QUOTA: "quota"}
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What an upsert or delete did: `applied` is False when it was older than what is held."""
+
+    kind: str
+    id: uuid.UUID
+    applied: bool
+    created: bool = False
+    deleted: bool = False
+
+
+# --- the objects' columns, with the people and teams they name resolved ----------------------
+
+
+def key_values(session: Session, organisation_id: uuid.UUID, key: KeyIn) -> dict[str, Any]:
+    """The key's columns; refuses a person or team that is not in the organisation."""
+    refs = References(session, organisation_id)
+    values: dict[str, Any] = {
+        "key_type": key.type,
+        "name": key.name,
+        "masked_value": key.masked_value,
+        "owner_user_id": refs.user(key.owner_user_id, key.owner_email, "owner"),
+        "owner_team_id": refs.team(key.owner_team_id, "owner_team_id"),
+        "created_by_user_id": refs.user(key.created_by_user_id, key.created_by_email, "created_by"),
+        "expires_at": key.expires_at,
+        "revoked": key.revoked,
+        "revoked_at": key.revoked_at if key.revoked else None,
+        "revealed_by_user_id": refs.user(
+            key.revealed_by_user_id, key.revealed_by_email, "revealed_by"
+        ),
+        "revealed_at": key.revealed_at,
+        "version": key.version,
+    }
+    if key.type is KeyType.USER and values["owner_user_id"] is None:
+        raise InvalidInput("a USER key names its owner", field="owner_user_id")
+    if key.type is KeyType.TEAM and values["owner_team_id"] is None:
+        raise InvalidInput("a TEAM key names its team", field="owner_team_id")
+    if key.created_at is not None:
+        values["created_at"] = key.created_at
+    return values
+
+
+def owned_values(
+    session: Session, organisation_id: uuid.UUID, owned: BudgetIn | QuotaIn
+) -> dict[str, Any]:
+    """A budget's or quota's columns; its owner must exist here (an API key owner is Odock's
+    key id and is not checked: the key may arrive after its budget)."""
+    values = owned.model_dump(exclude={"owner_email"})
+    values["owner_id"] = _owner_id(References(session, organisation_id), organisation_id, owned)
+    return values
+
+
+def _owner_id(refs: References, organisation_id: uuid.UUID, owned: BudgetIn | QuotaIn) -> uuid.UUID:
+    if owned.owner_type is OwnerType.USER:
+        owner = refs.user(owned.owner_id, owned.owner_email, "owner")
+    elif owned.owner_email is not None:
+        raise InvalidInput("owner_email names a USER owner only", field="owner_email")
+    elif owned.owner_type is OwnerType.TEAM:
+        owner = refs.team(owned.owner_id, "owner_id")
+    elif owned.owner_type is OwnerType.ORG:
+        owner = owned.owner_id or organisation_id
+        if owner != organisation_id:
+            raise UnknownReference("an ORG owner is this organisation", field="owner_id")
+    else:
+        owner = owned.owner_id
+    if owner is None:
+        raise InvalidInput("owner_id is required", field="owner_id")
+    return owner
+
+
+class References:
+    """Checks that the people and teams an object names belong to the organisation."""
+
+    def __init__(self, session: Session, organisation_id: uuid.UUID) -> None:
+        self.session, self.organisation_id = session, organisation_id
+
+    def user(self, user_id: uuid.UUID | None, email: str | None, field: str) -> uuid.UUID | None:
+        if user_id is not None and email is not None:
+            raise InvalidInput(f"give {field}'s id or email, not both", field=field)
+        if user_id is not None:
+            found = self.session.scalar(
+                select(User.id).where(
+                    User.id == user_id, User.organisation_id == self.organisation_id
+                )
+            )
+            if found is None:
+                raise UnknownReference(f"no user {user_id} in this organisation", field=field)
+            return found
+        if email is not None:
+            found = self.session.scalar(
+                select(User.id).where(
+                    User.organisation_id == self.organisation_id, User.email_key == email_key(email)
+                )
+            )
+            if found is None:
+                raise UnknownReference(
+                    f"no user with email {email} in this organisation", field=field
+                )
+            return found
+        return None
+
+    def team(self, team_id: uuid.UUID | None, field: str) -> uuid.UUID | None:
+        if team_id is None:
+            return None
+        found = self.session.scalar(
+            select(Team.id).where(Team.id == team_id, Team.organisation_id == self.organisation_id)
+        )
+        if found is None:
+            raise UnknownReference(f"no team {team_id} in this organisation", field=field)
+        return found
+
+
+# --- upserts and deletes --------------------------------------------------------------------
+
+
+def upsert_key(
+    session: Session, *, organisation_id: uuid.UUID, key_id: uuid.UUID, key: KeyIn, actor: Actor
+) -> Applied:
+    values = key_values(session, organisation_id, key)
+    return upsert(session, KIND_KEY, organisation_id, key_id, values, actor)
+
+
+def upsert_budget(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    budget_id: uuid.UUID,
+    budget: BudgetIn,
+    actor: Actor,
+) -> Applied:
+    values = owned_values(session, organisation_id, budget)
+    return upsert(session, KIND_BUDGET, organisation_id, budget_id, values, actor)
+
+
+def upsert_quota(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    quota_id: uuid.UUID,
+    quota: QuotaIn,
+    actor: Actor,
+) -> Applied:
+    values = owned_values(session, organisation_id, quota)
+    return upsert(session, KIND_QUOTA, organisation_id, quota_id, values, actor)
+
+
+def upsert_object(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    kind: str,
+    object_id: uuid.UUID,
+    data: OdockObject,
+    actor: Actor,
+) -> Applied:
+    """Any of the three, by kind (for events and the demo)."""
+    if isinstance(data, KeyIn):
+        return upsert_key(
+            session, organisation_id=organisation_id, key_id=object_id, key=data, actor=actor
+        )
+    assert isinstance(data, BudgetIn | QuotaIn) and kind in (KIND_BUDGET, KIND_QUOTA)
+    values = owned_values(session, organisation_id, data)
+    return upsert(session, kind, organisation_id, object_id, values, actor)
+
+
+def upsert(
+    session: Session,
+    kind: str,
+    organisation_id: uuid.UUID,
+    object_id: uuid.UUID,
+    values: dict[str, Any],
+    actor: Actor,
+) -> Applied:
+    """Create or update the object unless what is held (or its tombstone) is as new."""
+    version = values["version"]
+    if buried_at(session, organisation_id, kind, object_id) >= version:
+        return Applied(kind, object_id, applied=False)
+    entity = ENTITIES[kind]
+    held = _held(session, entity, organisation_id, object_id)
+    if held is not None:
+        if held.version >= version:
+            return Applied(kind, object_id, applied=False)
+        _update(session, kind, held, values, actor)
+        return Applied(kind, object_id, applied=True)
+    try:
+        with session.begin_nested():
+            created = entity(id=object_id, organisation_id=organisation_id, **values)
+            session.add(created)
+            session.flush()
+    except IntegrityError:
+        # Created meanwhile by a concurrent push of the same object: compare with that one.
+        return upsert(session, kind, organisation_id, object_id, values, actor)
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=created,
+        action=f"odock.{kind}.created",
+        target_type=TARGET_TYPES[kind],
+        after=_jsonable(values),
+    )
+    return Applied(kind, object_id, applied=True, created=True)
+
+
+def _update(session: Session, kind: str, held: Any, values: dict[str, Any], actor: Actor) -> None:
+    changed = {name: value for name, value in values.items() if getattr(held, name) != value}
+    before = {name: getattr(held, name) for name in changed}
+    for name, value in changed.items():
+        setattr(held, name, value)
+    held.updated_at = utcnow()  # the reconcile spares objects touched while it runs
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=held,
+        action=f"odock.{kind}.updated",
+        target_type=TARGET_TYPES[kind],
+        before=_jsonable(before),
+        after=_jsonable(changed),
+    )
+
+
+def delete_object(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    kind: str,
+    object_id: uuid.UUID,
+    version: int,
+    actor: Actor,
+) -> Applied:
+    """Delete the object and leave a tombstone; unknown objects get a tombstone too."""
+    if buried_at(session, organisation_id, kind, object_id) >= version:
+        return Applied(kind, object_id, applied=False)
+    held = _held(session, ENTITIES[kind], organisation_id, object_id)
+    if held is not None and held.version >= version:
+        return Applied(kind, object_id, applied=False)
+    bury(session, organisation_id, kind, object_id, version)
+    if held is not None:
+        audit.record_change(
+            session,
+            actor=actor,
+            subject=held,
+            action=f"odock.{kind}.deleted",
+            target_type=TARGET_TYPES[kind],
+            before=_jsonable(describe(held)),
+            after={"version": version},
+        )
+        session.delete(held)
+        session.flush()
+    return Applied(kind, object_id, applied=True, deleted=held is not None)
+
+
+def held_object(session: Session, kind: str, object_id: uuid.UUID) -> Any:
+    return session.get(ENTITIES[kind], object_id)
+
+
+def parse_version(raw: str | None) -> int:
+    """A delete's `version` query parameter: a whole number, required."""
+    if raw is None or not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        raise InvalidInput("version must be a whole number", field="version")
+    version = int(raw)
+    if version > MAX_BIGINT:
+        raise InvalidInput("version is too large", field="version")
+    return version
+
+
+def _held(session: Session, entity: Any, organisation_id: uuid.UUID, object_id: uuid.UUID) -> Any:
+    held = session.get(entity, object_id, with_for_update=True, populate_existing=True)
+    if held is not None and held.organisation_id != organisation_id:
+        raise Conflict(f"{object_id} belongs to another organisation")
+    return held
+
+
+def buried_at(session: Session, organisation_id: uuid.UUID, kind: str, object_id: uuid.UUID) -> int:
+    """The version the object was deleted at, or -1 when it never was."""
+    version = session.scalar(
+        select(OdockTombstone.version).where(
+            OdockTombstone.organisation_id == organisation_id,
+            OdockTombstone.kind == kind,
+            OdockTombstone.object_id == object_id,
+        )
+    )
+    return -1 if version is None else version
+
+
+def bury(
+    session: Session, organisation_id: uuid.UUID, kind: str, object_id: uuid.UUID, version: int
+) -> None:
+    tombstone = session.get(OdockTombstone, (organisation_id, kind, object_id))
+    if tombstone is None:
+        session.add(
+            OdockTombstone(
+                organisation_id=organisation_id, kind=kind, object_id=object_id, version=version
+            )
+        )
+    else:
+        tombstone.version = max(tombstone.version, version)
+        tombstone.deleted_at = utcnow()
+
+
+# --- how objects are shown ---------------------------------------------------------------------
+
+
+def describe(held: Any) -> dict[str, Any]:
+    """An object as the push API answers it."""
+    if isinstance(held, VirtualApiKey):
+        return describe_key(held)
+    fields = ["owner_type", "owner_id", "name", "window", "version"]
+    fields += ["amount", "currency"] if isinstance(held, Budget) else ["metric", "limit"]
+    return _jsonable({"id": held.id, **{name: getattr(held, name) for name in fields}})
+
+
+def describe_key(key: VirtualApiKey) -> dict[str, Any]:
+    return _jsonable(
+        {
+            "id": key.id,
+            "type": key.key_type,
+            "name": key.name,
+            "masked_value": key.masked_value,
+            "owner_user_id": key.owner_user_id,
+            "owner_team_id": key.owner_team_id,
+            "created_by_user_id": key.created_by_user_id,
+            "created_at": key.created_at,
+            "expires_at": key.expires_at,
+            "revoked": key.revoked,
+            "revoked_at": key.revoked_at,
+            "revealed_by_user_id": key.revealed_by_user_id,
+            "revealed_at": key.revealed_at,
+            "version": key.version,
+        }
+    )
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: _plain(value) for name, value in values.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value

@@ -1,0 +1,176 @@
+"""Which keys, budgets and quotas a change of access touches, and what policy does to each.
+
+The revocation, the review findings, the review sweep and the blast-radius preview all ask
+here, so what a revocation disables, what its review lists and what the preview promises
+cannot drift apart. A team deletion, a lost team role and a dropped organisation role are
+scoped here too. Nothing here writes: the callers act on the answers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select
+from sqlalchemy.orm import Session
+
+from models.entities import (
+    Budget,
+    OrganisationSettings,
+    Quota,
+    TeamMembership,
+    VirtualApiKey,
+)
+from models.enums import DeletedTeamKeyPolicy, KeyPolicy, KeyType, OwnerType, Role, TeamRole
+
+KIND_USER_KEY = "user_key"
+KIND_TEAM_KEY = "team_key"
+KIND_ORG_KEY = "org_key"
+KEY_KINDS = (KIND_USER_KEY, KIND_TEAM_KEY, KIND_ORG_KEY)
+
+# What policy does to an active key in scope.
+REVOKE = "revoke"
+HOLD = "hold_for_review"
+REASSIGN = "reassign"
+
+# The organisation role a person needs to hold a key of this type they created.
+ROLE_NEEDED = {KeyType.ORGANISATION: Role.ORG_ADMIN, KeyType.TEAM: Role.MANAGER}
+ROLE_ORDER = (Role.USER, Role.MANAGER, Role.ORG_ADMIN, Role.SUPER_ADMIN)
+
+
+@dataclass(frozen=True)
+class KeyGroup:
+    """Keys of one finding kind: which ones, and what policy does to those still active."""
+
+    kind: str
+    condition: ColumnElement[bool]
+    action: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    keys: tuple[KeyGroup, ...]
+    budgets: ColumnElement[bool]
+    quotas: ColumnElement[bool]
+
+    @property
+    def any_key(self) -> ColumnElement[bool]:
+        return or_(false(), *(group.condition for group in self.keys))
+
+    def to_revoke(self) -> ColumnElement[bool]:
+        return or_(false(), *(g.condition for g in self.keys if g.action == REVOKE))
+
+
+def own_user_keys(user_id: Any) -> ColumnElement[bool]:
+    """The person's own keys (`user_id` may be a column, for set-based queries)."""
+    return and_(VirtualApiKey.owner_user_id == user_id, VirtualApiKey.key_type == KeyType.USER)
+
+
+def created_team_keys(user_id: Any) -> ColumnElement[bool]:
+    return and_(VirtualApiKey.created_by_user_id == user_id, VirtualApiKey.key_type == KeyType.TEAM)
+
+
+def held_by(user_id: Any) -> ColumnElement[bool]:
+    """Every key a revocation of this person touches, whatever the policy."""
+    return or_(own_user_keys(user_id), created_team_keys(user_id))
+
+
+def revocation(settings: OrganisationSettings, user_id: uuid.UUID) -> Scope:
+    return Scope(
+        keys=(
+            KeyGroup(KIND_USER_KEY, own_user_keys(user_id), _action(settings.user_key_policy)),
+            KeyGroup(KIND_TEAM_KEY, created_team_keys(user_id), _action(settings.team_key_policy)),
+        ),
+        budgets=_owned_by(Budget, OwnerType.USER, user_id),
+        quotas=_owned_by(Quota, OwnerType.USER, user_id),
+    )
+
+
+def revoked_at_revocation(organisation_id: uuid.UUID, user_id: uuid.UUID) -> ColumnElement[bool]:
+    """The keys a revocation disables at once, with the policy read inside the statement (one
+    round trip on the hot path); the same groups and policies as `revocation`."""
+    return or_(
+        and_(own_user_keys(user_id), _policy_is(organisation_id, "user_key_policy")),
+        and_(created_team_keys(user_id), _policy_is(organisation_id, "team_key_policy")),
+    )
+
+
+def _policy_is(organisation_id: uuid.UUID, setting: str) -> ColumnElement[bool]:
+    return exists().where(
+        OrganisationSettings.organisation_id == organisation_id,
+        getattr(OrganisationSettings, setting) == KeyPolicy.REVOKE,
+    )
+
+
+def _action(policy: KeyPolicy) -> str:
+    return REVOKE if policy is KeyPolicy.REVOKE else HOLD
+
+
+def team_deletion(settings: OrganisationSettings, team_id: uuid.UUID) -> Scope:
+    """The team's keys (revoked or handed to their creator, per policy), budgets and quotas."""
+    policy = settings.deleted_team_key_policy
+    action = REVOKE if policy is DeletedTeamKeyPolicy.REVOKE else REASSIGN
+    return Scope(
+        keys=(KeyGroup(KIND_TEAM_KEY, _team_keys(team_id), action),),
+        budgets=_owned_by(Budget, OwnerType.TEAM, team_id),
+        quotas=_owned_by(Quota, OwnerType.TEAM, team_id),
+    )
+
+
+def _team_keys(team_id: uuid.UUID) -> ColumnElement[bool]:
+    return and_(VirtualApiKey.owner_team_id == team_id, VirtualApiKey.key_type == KeyType.TEAM)
+
+
+def team_role_lost(team_id: uuid.UUID, user_id: uuid.UUID) -> Scope:
+    """The team's keys this person created, now that they manage it no more (or left it)."""
+    keys = and_(_team_keys(team_id), VirtualApiKey.created_by_user_id == user_id)
+    return Scope(keys=(KeyGroup(KIND_TEAM_KEY, keys, HOLD),), budgets=false(), quotas=false())
+
+
+def org_role_dropped(user_id: uuid.UUID, *, before: Role, after: Role) -> Scope:
+    """Keys the person created that their new role would not let them hold."""
+    groups = []
+    if _outranks(before, after, ROLE_NEEDED[KeyType.ORGANISATION]):
+        created = VirtualApiKey.created_by_user_id == user_id
+        org_keys = and_(created, VirtualApiKey.key_type == KeyType.ORGANISATION)
+        groups.append(KeyGroup(KIND_ORG_KEY, org_keys, HOLD))
+    if _outranks(before, after, ROLE_NEEDED[KeyType.TEAM]):
+        # Still a MANAGER of the key's team: the team role keeps the key theirs to hold.
+        managed = select(TeamMembership.team_id).where(
+            TeamMembership.user_id == user_id, TeamMembership.role == TeamRole.MANAGER
+        )
+        keys = and_(
+            created_team_keys(user_id),
+            or_(VirtualApiKey.owner_team_id.is_(None), VirtualApiKey.owner_team_id.not_in(managed)),
+        )
+        groups.append(KeyGroup(KIND_TEAM_KEY, keys, HOLD))
+    return Scope(keys=tuple(groups), budgets=false(), quotas=false())
+
+
+def role_dropped(before: Role, after: Role) -> bool:
+    return ROLE_ORDER.index(after) < ROLE_ORDER.index(before)
+
+
+def _outranks(before: Role, after: Role, needed: Role) -> bool:
+    """`before` was enough for `needed` and `after` is not."""
+    return ROLE_ORDER.index(before) >= ROLE_ORDER.index(needed) > ROLE_ORDER.index(after)
+
+
+def active_keys(session: Session, group: KeyGroup) -> list[VirtualApiKey]:
+    query = select(VirtualApiKey).where(group.condition, VirtualApiKey.revoked.is_(False))
+    return list(session.scalars(query.order_by(VirtualApiKey.created_at)))
+
+
+def budgets(session: Session, scope: Scope) -> list[Budget]:
+    return list(session.scalars(select(Budget).where(scope.budgets).order_by(Budget.name)))
+
+
+def quotas(session: Session, scope: Scope) -> list[Quota]:
+    return list(session.scalars(select(Quota).where(scope.quotas).order_by(Quota.name)))
+
+
+def _owned_by(
+    entity: type[Budget] | type[Quota], owner_type: OwnerType, owner_id: uuid.UUID
+) -> ColumnElement[bool]:
+    return and_(entity.owner_type == owner_type, entity.owner_id == owner_id)

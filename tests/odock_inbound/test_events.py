@@ -1,0 +1,79 @@
+"""Signed change events: stored once per webhook-id, applied in order per object by the drain."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from models.entities import ReceivedDelivery, VirtualApiKey
+from tests.odock_inbound.conftest import counts, key_body
+from tests.support.wait import wait_until
+
+
+def upserted(key_id, body):
+    return {"type": "key.upserted", "id": str(key_id), "data": body, "version": body["version"]}
+
+
+def processed(sessions, delivery_id):
+    with sessions() as fresh:
+        delivery = fresh.scalar(
+            select(ReceivedDelivery).where(ReceivedDelivery.delivery_id == delivery_id)
+        )
+        return delivery if delivery is not None and delivery.status != "received" else None
+
+
+def test_an_event_is_stored_once_and_applied_by_the_worker(bridged, sessions, worker):
+    key_id = uuid.uuid4()
+    event = upserted(key_id, key_body(bridged.owner, version=3))
+
+    first = bridged.event(event, msg_id="msg_one")
+    again = bridged.event(event, msg_id="msg_one")
+
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.get_json()["status"] == "duplicate"
+    delivery = wait_until(lambda: processed(sessions, "msg_one"), what="the drain")
+    assert delivery.status == "processed" and delivery.applied_count == 1
+    with sessions() as fresh:
+        assert fresh.get_one(VirtualApiKey, key_id).version == 3
+        assert len(fresh.scalars(select(ReceivedDelivery)).all()) == 1
+
+
+def test_events_out_of_order_settle_on_the_newest_version(bridged, sessions, worker):
+    key_id = uuid.uuid4()
+    bridged.event(upserted(key_id, key_body(bridged.owner, version=2, name="two")), "m1")
+    bridged.event({"type": "key.deleted", "id": str(key_id), "version": 5}, "m2")
+    bridged.event(upserted(key_id, key_body(bridged.owner, version=4, name="four")), "m3")
+
+    late = wait_until(lambda: processed(sessions, "m3"), what="the drain")
+
+    assert late.status == "processed" and late.results[0]["outcome"] == "stale"
+    with sessions() as fresh:
+        assert fresh.get(VirtualApiKey, key_id) is None
+
+
+def test_an_event_naming_an_unknown_owner_is_rejected_and_changes_nothing(
+    bridged, session, sessions, worker
+):
+    body = key_body(version=1, type="USER", owner_email="nobody@example.com")
+    body.pop("owner_user_id")
+    before = counts(session)
+    assert bridged.event(upserted(uuid.uuid4(), body), "m-unknown").status_code == 202
+
+    delivery = wait_until(lambda: processed(sessions, "m-unknown"), what="the drain")
+
+    assert delivery.status == "rejected" and "nobody@example.com" in delivery.outcome
+    after = counts(session)
+    assert after["virtual_api_keys"] == before["virtual_api_keys"]
+
+
+def test_a_forged_or_unsigned_event_is_refused_and_not_stored(bridged, session):
+    event = upserted(uuid.uuid4(), key_body(bridged.owner))
+    forged = bridged.event(event, secret="whsec_" + "A" * 44)
+    unsigned = bridged.client.post("/odock/v1/events", json=event, headers=bridged.auth)
+    malformed = bridged.event({"type": "key.exploded", "id": "x", "version": 1})
+
+    assert (forged.status_code, unsigned.status_code, malformed.status_code) == (401, 401, 400)
+    for response in (forged, unsigned, malformed):
+        assert response.mimetype == "application/problem+json"
+    assert session.scalars(select(ReceivedDelivery)).all() == []

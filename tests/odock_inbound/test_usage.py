@@ -1,0 +1,102 @@
+"""Pushed usage: stored once per record id; usage after a revocation is flagged at once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from models.actions import lifecycle
+from models.entities import (
+    AuditEvent,
+    Organisation,
+    OutboxMessage,
+    ReviewFinding,
+    UsageRecord,
+    User,
+)
+from models.enums import Role, Severity
+from tests.odock_inbound.conftest import key_body
+from tests.support import factories as f
+
+
+def record(**fields):
+    return {
+        "id": fields.pop("id", f"rec-{uuid.uuid4().hex}"),
+        "occurred_at": fields.pop("occurred_at", datetime.now(UTC).isoformat()),
+        "model": "gpt-4o",
+        "input_tokens": 10,
+        "output_tokens": 20,
+        "cost": "0.0012",
+        "requests": 1,
+        **fields,
+    }
+
+
+def test_records_are_idempotent_by_id_and_one_audit_event_per_batch(bridged, session):
+    batch = {"records": [record(user_id=str(bridged.owner.id)) for _ in range(3)]}
+
+    first = bridged.usage(batch)
+    again = bridged.usage({"records": [*batch["records"], record()]})
+
+    assert first.get_json() == {"accepted": 3, "duplicates": 0}
+    assert again.get_json() == {"accepted": 1, "duplicates": 3}
+    assert len(session.scalars(select(UsageRecord)).all()) == 4
+    audits = session.scalars(
+        select(AuditEvent.after).where(AuditEvent.action == "odock.usage.ingested")
+    ).all()
+    assert [a["accepted"] for a in audits] == [3, 1]
+
+
+def test_a_per_minute_aggregate_keeps_its_request_count(bridged, session):
+    minute = datetime(2026, 12, 4, 10, 0, tzinfo=UTC).isoformat()
+    key_id = uuid.uuid4()
+    bridged.put("keys", key_id, key_body(bridged.owner))
+    response = bridged.usage(
+        {"records": [record(id="agg-1", occurred_at=minute, api_key_id=str(key_id), requests=42)]}
+    )
+    assert response.status_code == 200
+    stored = session.scalars(select(UsageRecord)).one()
+    assert (stored.requests, stored.api_key_id, stored.external_id) == (42, key_id, "agg-1")
+
+
+def test_usage_on_a_revoked_persons_key_opens_an_urgent_finding_at_once(bridged, session):
+    key_id = uuid.uuid4()
+    bridged.put("keys", key_id, key_body(bridged.owner))
+    f.make_user(session, session.get_one(Organisation, bridged.org.id), role=Role.ORG_ADMIN)
+    revocation = lifecycle.revoke(
+        session, user=session.get_one(User, bridged.owner.id), actor=f.SETUP
+    )
+    session.commit()
+    after = (revocation.revoked_at + timedelta(seconds=5)).isoformat()
+    session.rollback()
+
+    response = bridged.usage({"records": [record(api_key_id=str(key_id), occurred_at=after)]})
+
+    assert response.status_code == 200
+    session.expire_all()
+    finding = session.scalars(
+        select(ReviewFinding).where(ReviewFinding.kind == "usage_after_revocation")
+    ).one()
+    assert finding.severity is Severity.URGENT and finding.subject_id == key_id
+    alerts = session.scalars(
+        select(OutboxMessage.kwargs).where(OutboxMessage.task == "notifications.dispatch")
+    ).all()
+    assert "finding.urgent" in [alert["event"] for alert in alerts]
+
+
+def test_usage_before_the_revocation_opens_nothing_urgent(bridged, session):
+    before = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    lifecycle.revoke(session, user=session.get_one(User, bridged.owner.id), actor=f.SETUP)
+    session.commit()
+    response = bridged.usage(
+        {"records": [record(user_id=str(bridged.owner.id), occurred_at=before)]}
+    )
+    assert response.status_code == 200
+    assert (
+        session.scalars(
+            select(ReviewFinding).where(ReviewFinding.kind == "usage_after_revocation")
+        ).all()
+        == []
+    )

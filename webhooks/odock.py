@@ -1,0 +1,153 @@
+"""The Odock bridge, inbound push (docs/odock.md): the management plane upserts and deletes
+keys, budgets and quotas, pushes usage and sends signed change events. A token of scope
+`odock` names the organisation; every error is problem JSON."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, g, request
+
+from connectors import signed_webhooks
+from models.actions import idp_events, odock_bridge, odock_events, odock_objects, odock_usage
+from models.actions.odock_objects import SCHEMAS
+from models.actions.tokens import TokenGrant, cached_grant
+from models.actor import Actor
+from models.enums import Source, TokenScope
+from models.errors import InvalidInput, NotFound
+from webhooks.auth import bearer_secret, refuse
+from webhooks.body import json_body
+from webhooks.context import db_session, settings
+from webhooks.errors import Unauthorized
+from webhooks.odock_openapi import document
+
+bp = Blueprint("odock", __name__, url_prefix="/odock/v1")
+
+OBJECT_MAX_BYTES = 64 * 1024
+USAGE_MAX_BYTES = 4 * 1024 * 1024  # 5,000 records of a few hundred bytes each
+KINDS = {"keys": odock_objects.KIND_KEY, "budgets": odock_objects.KIND_BUDGET}
+KINDS["quotas"] = odock_objects.KIND_QUOTA
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> dict[str, Any]:
+    return document()
+
+
+@bp.before_request
+def limit_and_authenticate() -> None:
+    if request.endpoint == "odock.openapi_document":
+        return
+    request.max_content_length = _body_limit()
+    grant = cached_grant(
+        db_session(),
+        secret=bearer_secret(),
+        scope=TokenScope.ODOCK,
+        ttl_seconds=settings().scim_token_cache_seconds,
+    )
+    if grant is None:
+        refuse(TokenScope.ODOCK)
+    g.odock = grant
+
+
+def _body_limit() -> int:
+    if request.path.endswith("/usage"):
+        return USAGE_MAX_BYTES
+    if request.path.endswith("/events"):
+        return settings().event_max_body_bytes
+    return OBJECT_MAX_BYTES
+
+
+def _grant() -> TokenGrant:
+    grant: TokenGrant = g.odock
+    return grant
+
+
+def _actor() -> Actor:
+    return Actor(Source.ODOCK, f"odock token {_grant().label}")
+
+
+@bp.put("/<any(keys, budgets, quotas):collection>/<uuid:object_id>")
+def put_object(collection: str, object_id: uuid.UUID) -> dict[str, Any]:
+    kind = KINDS[collection]
+    data = SCHEMAS[kind].model_validate(_object_body())
+    session = db_session()
+    done = odock_objects.upsert_object(
+        session,
+        organisation_id=_grant().organisation_id,
+        kind=kind,
+        object_id=object_id,
+        data=data,
+        actor=_actor(),
+    )
+    session.commit()
+    held = odock_objects.held_object(session, kind, object_id)
+    shown = odock_objects.describe(held) if held is not None else {"id": str(object_id)}
+    return {**shown, "applied": done.applied}
+
+
+@bp.delete("/<any(keys, budgets, quotas):collection>/<uuid:object_id>")
+def delete_object(collection: str, object_id: uuid.UUID) -> tuple[str, int]:
+    session = db_session()
+    odock_objects.delete_object(
+        session,
+        organisation_id=_grant().organisation_id,
+        kind=KINDS[collection],
+        object_id=object_id,
+        version=odock_objects.parse_version(request.args.get("version")),
+        actor=_actor(),
+    )
+    session.commit()
+    return "", 204
+
+
+@bp.post("/usage")
+def post_usage() -> dict[str, Any]:
+    batch = odock_usage.parse_batch(json_body())
+    session = db_session()
+    ingested = odock_usage.ingest_usage(
+        session, organisation_id=_grant().organisation_id, records=batch.records, actor=_actor()
+    )
+    session.commit()
+    return {"accepted": ingested.accepted, "duplicates": ingested.duplicates}
+
+
+@bp.post("/events")
+def post_event() -> tuple[dict[str, Any], int]:
+    session = db_session()
+    organisation_id = _grant().organisation_id
+    secrets = odock_bridge.signing_secrets(session, organisation_id, settings().secret_key)
+    if not secrets:
+        raise NotFound("no signing secret is set; run `odock-sync odock secret add`")
+    body = request.get_data(cache=True)
+    try:
+        delivery_id = signed_webhooks.verify(
+            secrets,
+            body=body,
+            headers=request.headers,  # type: ignore[arg-type]
+            tolerance_seconds=settings().event_timestamp_tolerance,
+        )
+    except signed_webhooks.SignatureRejected as exc:
+        raise Unauthorized(exc.reason) from None
+    if len(delivery_id) > 255:
+        raise InvalidInput("webhook-id must be at most 255 characters", field="webhook-id")
+    payload = json_body()
+    odock_events.parse_event(payload)
+    recorded = idp_events.accept_delivery(
+        session,
+        organisation_id=organisation_id,
+        channel=odock_events.CHANNEL_ODOCK,
+        delivery_id=delivery_id,
+        payload=payload,
+    )
+    session.commit()
+    status = "accepted" if recorded.is_new else "duplicate"
+    return {"status": status, "delivery_id": delivery_id}, 202 if recorded.is_new else 200
+
+
+def _object_body() -> dict[str, Any]:
+    data = json_body()
+    if not isinstance(data, dict):
+        raise InvalidInput("the body must be a JSON object")
+    return data

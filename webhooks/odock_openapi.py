@@ -1,0 +1,208 @@
+"""The OpenAPI 3.1 document of the Odock bridge (docs/odock.md), served at
+/odock/v1/openapi.json: the push API odock-sync serves, and the list endpoints it reads."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from models.actions.odock_events import ChangeEvent
+from models.actions.odock_objects import BudgetIn, KeyIn, QuotaIn
+from models.actions.odock_usage import UsageBatch
+
+BODIES: list[type[BaseModel]] = [KeyIn, BudgetIn, QuotaIn, UsageBatch, ChangeEvent]
+PROBLEM = {"$ref": "#/components/schemas/Problem"}
+OBJECT_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+VERSION = {
+    "name": "version",
+    "in": "query",
+    "required": True,
+    "description": "the object's version when it was deleted; an older delete is ignored",
+    "schema": {"type": "integer", "minimum": 0},
+}
+SIGNATURE_HEADERS = [
+    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+    for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _operation(
+    summary: str,
+    *,
+    body: str | None = None,
+    params: list[dict[str, Any]] | None = None,
+    ok: int = 200,
+    returns: dict[str, Any] | None = None,
+    errors: tuple[int, ...] = (400, 401, 413),
+) -> dict[str, Any]:
+    success: dict[str, Any] = {"description": "success"}
+    if returns is not None:
+        success["content"] = {"application/json": {"schema": returns}}
+    spec: dict[str, Any] = {
+        "summary": summary,
+        "parameters": params or [],
+        "responses": {str(ok): success}
+        | {
+            str(code): {
+                "description": "problem",
+                "content": {"application/problem+json": {"schema": PROBLEM}},
+            }
+            for code in errors
+        },
+    }
+    if body is not None:
+        spec["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    return spec
+
+
+def _object_paths(collection: str, schema: str) -> dict[str, Any]:
+    stored = {
+        "allOf": [
+            _ref(schema),
+            {
+                "type": "object",
+                "properties": {"id": {"type": "string"}, "applied": {"type": "boolean"}},
+            },
+        ]
+    }
+    return {
+        f"/{collection}/{{id}}": {
+            "put": _operation(
+                f"Create or update a {schema.removesuffix('In').lower()} by Odock's id; an older "
+                "or equal version is acknowledged and ignored (applied: false)",
+                body=schema,
+                params=[OBJECT_ID],
+                returns=stored,
+                errors=(400, 401, 409, 413, 422),
+            ),
+            "delete": _operation(
+                "Delete it (idempotent; a tombstone keeps an older upsert from bringing it back)",
+                params=[OBJECT_ID, VERSION],
+                ok=204,
+                errors=(400, 401, 409),
+            ),
+        }
+    }
+
+
+def _listing(schema: str) -> dict[str, Any]:
+    item = {
+        "allOf": [
+            {
+                "type": "object",
+                "properties": {"id": {"type": "string", "format": "uuid"}},
+                "required": ["id"],
+            },
+            _ref(schema),
+        ]
+    }
+    return _operation(
+        "Served by the management plane and read by the reconcile, page by page",
+        params=[
+            {
+                "name": "organisation_id",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string"},
+            },
+            {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}},
+        ],
+        returns={
+            "type": "object",
+            "properties": {
+                "items": {"type": "array", "items": item},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+            "required": ["items", "next_cursor"],
+        },
+        errors=(401,),
+    )
+
+
+PATHS: dict[str, Any] = {
+    **_object_paths("keys", "KeyIn"),
+    **_object_paths("budgets", "BudgetIn"),
+    **_object_paths("quotas", "QuotaIn"),
+    "/usage": {
+        "post": _operation(
+            "Push usage records (at most 5,000; idempotent by record id); usage after a "
+            "revocation opens an urgent finding at once",
+            body="UsageBatch",
+            returns={
+                "type": "object",
+                "properties": {
+                    "accepted": {"type": "integer"},
+                    "duplicates": {"type": "integer"},
+                },
+            },
+            errors=(400, 401, 413, 422),
+        )
+    },
+    "/events": {
+        "post": _operation(
+            "A Standard-Webhooks-signed change event, stored once per webhook-id and applied "
+            "in order per object",
+            body="ChangeEvent",
+            params=SIGNATURE_HEADERS,
+            ok=202,
+            returns={"type": "object", "properties": {"status": {"type": "string"}}},
+            errors=(400, 401, 404, 413),
+        )
+    },
+}
+# The management plane's side, which odock-sync calls (outside this server's /odock/v1).
+MANAGEMENT_PLANE = {
+    f"/v1/sync/{collection}": {"get": _listing(schema)}
+    for collection, schema in (("keys", "KeyIn"), ("budgets", "BudgetIn"), ("quotas", "QuotaIn"))
+}
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    _, definitions = models_json_schema(
+        [(model, "validation") for model in BODIES], ref_template="#/components/schemas/{model}"
+    )
+    components: dict[str, Any] = dict(definitions.get("$defs", {}))
+    components["Problem"] = {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+        },
+        "required": ["title", "status", "detail"],
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "odock-sync: the Odock bridge",
+            "version": "1",
+            "description": "See docs/odock.md. The `x-management-plane` paths are served by "
+            "Odock (or an adapter) and read by odock-sync's reconcile.",
+        },
+        "servers": [{"url": "/odock/v1"}],
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": PATHS,
+        "x-management-plane": MANAGEMENT_PLANE,
+    }
