@@ -153,6 +153,7 @@ def _find_user(session, organisation_id: uuid.UUID, ref: str):  # type: ignore[n
 # Each topic's commands live in cli/<topic>.py and register here, one line each.
 from cli.demo import demo  # noqa: E402
 from cli.events import events  # noqa: E402
+from cli.holds import holds  # noqa: E402
 from cli.invitations import invitations  # noqa: E402
 from cli.ldap import ldap  # noqa: E402
 from cli.odock import odock  # noqa: E402
@@ -170,5 +171,6 @@ main.add_command(ldap)
 main.add_command(reviews)
 main.add_command(hooks)
 main.add_command(events)
+main.add_command(holds)
 main.add_command(odock)
 users.add_command(users_revoke)

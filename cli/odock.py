@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import click
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-from cli.context import CLI_ACTOR, cli_settings, unit_of_work
+import click
+from sqlalchemy import Engine
+
+from cli.context import CLI_ACTOR, cli_settings, database_errors, unit_of_work
 from cli.output import emit
-from models.actions import odock_bridge, organisations
+from models.actions import odock_bridge, odock_reconcile, organisations
+from models.db import make_engine
+from models.entities import OdockReconcileRun
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
@@ -63,3 +70,65 @@ def secret_remove(org_slug: str, secret_id: str) -> None:
             session, organisation=organisation, secret_id=secret_id, actor=CLI_ACTOR
         )
     click.echo(f"removed {secret_id}")
+
+
+@odock.command("import")
+@ORG_OPTION
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@JSON_OPTION
+def import_file(org_slug: str, path: Path, as_json: bool) -> None:
+    """Load keys, budgets, quotas and usage from a JSONL file (one object a line, each with a
+    `kind`); a first load, which never deletes. Unusable lines are reported, not loaded."""
+    with unit_of_work() as session:
+        organisation_id = organisations.get_organisation_by_slug(session, org_slug).id
+    with _engine() as engine, path.open("rb") as lines:
+        run = odock_reconcile.import_lines(engine, organisation_id=organisation_id, lines=lines)
+    _report(run, as_json)
+
+
+@odock.command("reconcile")
+@ORG_OPTION
+@JSON_OPTION
+def reconcile(org_slug: str, as_json: bool) -> None:
+    """Read the management plane's listings now and repair drift (ODOCK_MANAGEMENT_URL)."""
+    settings = cli_settings()
+    if not settings.odock_management_url:
+        raise click.ClickException("set ODOCK_MANAGEMENT_URL to the management plane's address")
+    with unit_of_work() as session:
+        organisation_id = organisations.get_organisation_by_slug(session, org_slug).id
+    with _engine() as engine:
+        run = odock_reconcile.reconcile_from_management_plane(engine, settings, organisation_id)
+    _report(run, as_json)
+    if run.status != "succeeded":
+        raise SystemExit(1)
+
+
+@contextmanager
+def _engine() -> Iterator[Engine]:
+    engine = make_engine(cli_settings())
+    try:
+        with database_errors():
+            yield engine
+    finally:
+        engine.dispose()
+
+
+def _report(run: OdockReconcileRun, as_json: bool) -> None:
+    data = {"run_id": str(run.id), "status": run.status, **run.summary}
+    lines = [f"{run.kind} {run.status} ({run.id})"]
+    for kind in ("key", "budget", "quota"):
+        counts = run.summary[kind]
+        lines.append(
+            f"{kind}s: {counts['seen']} seen, {counts['created']} created, "
+            f"{counts['updated']} updated, {counts['unchanged']} unchanged, "
+            f"{counts['deleted']} deleted, {counts['rejected']} rejected"
+            + (f" -- incomplete: {counts['failure']}" if counts.get("failure") else "")
+        )
+    if "usage" in run.summary:
+        usage = run.summary["usage"]
+        lines.append(f"usage: {usage['accepted']} accepted, {usage['duplicates']} duplicates")
+    problems = run.summary.get("problems", {"count": 0, "first": []})
+    lines += (
+        [f"{problems['count']} unusable lines", *problems["first"]] if problems["count"] else []
+    )
+    emit(data, as_json=as_json, text="\n".join(lines))

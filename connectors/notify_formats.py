@@ -13,6 +13,7 @@ TITLES = {
     "review.escalated": "Revocation review needs attention",
     "finding.urgent": "URGENT: a revoked user's key is still in use",
     "hook.disabled": "A notification hook was disabled",
+    "mass_change.held": "Mass change held: destructive changes wait for an admin",
 }
 
 

@@ -150,3 +150,21 @@ class SyncRunStatus(StrEnum):
     APPROVED = "approved"
     DISCARDED = "discarded"
     SKIPPED = "skipped"  # another sync of the same connector was running
+
+
+class ChangeKind(StrEnum):
+    """A destructive change a push source asks for, as the mass-change gate counts it."""
+
+    DEACTIVATE = "deactivate"
+    DELETE = "delete"
+    ROLE_DROP = "role_drop"
+
+
+class ChangeStatus(StrEnum):
+    """A counted destructive change: applied at once, or held until an admin decides."""
+
+    APPLIED = "applied"
+    HELD = "held"
+    APPROVED = "approved"
+    DISCARDED = "discarded"
+    SUPERSEDED = "superseded"  # the same source took it back before anyone decided

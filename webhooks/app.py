@@ -24,6 +24,7 @@ from webhooks.api import (
     event_hooks,
     hooks,
     invitations,
+    mass_change,
     openapi,
     reviews,
     teams,
@@ -48,6 +49,7 @@ BLUEPRINTS = [
     event_hooks.bp,
     scim.bp,
     directory.bp,
+    mass_change.bp,
     tokens.bp,
     odock.bp,
 ]

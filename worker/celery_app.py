@@ -21,6 +21,7 @@ TASK_MODULES = [
     "worker.tasks.scim",
     "worker.tasks.directory",
     "worker.tasks.tokens",
+    "worker.tasks.odock_reconcile",
 ]
 
 # Tasks that cut access off, or apply IdP events or directory changes that may: a queue of
@@ -84,6 +85,22 @@ def _queue(name: str) -> Queue:
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
+    return _always(settings) | _odock_reconcile(settings)
+
+
+def _odock_reconcile(settings: Settings) -> dict[str, dict[str, object]]:
+    """The reconcile with Odock's management plane, in bridged mode once it has an address."""
+    if settings.odock_mode != "bridged" or not settings.odock_management_url:
+        return {}
+    return {
+        "odock-reconcile": {
+            "task": "odock.reconcile_due",
+            "schedule": timedelta(seconds=settings.odock_reconcile_interval),
+        }
+    }
+
+
+def _always(settings: Settings) -> dict[str, dict[str, object]]:
     return {
         "outbox-relay": {
             "task": "outbox.relay",

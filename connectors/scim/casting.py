@@ -83,7 +83,7 @@ def user_to_scim(scim_user: ScimUser, groups: Sequence[GroupRef], base_url: str)
         _compact({"value": e.value, "type": e.type, "primary": e.primary}) for e in scim_user.emails
     ]
     _put(doc, "emails", emails)
-    doc["active"] = user.status is not UserStatus.REVOKED
+    doc["active"] = user.status is not UserStatus.REVOKED and not scim_user.held_inactive
     _put(
         doc,
         "groups",

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, select
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from connectors.scim import filters
@@ -45,7 +45,10 @@ USER_ATTRIBUTES: AttributeMap = {
             "name.givenname": Column(ScimUser.given_name, Kind.TEXT),
             "name.familyname": Column(ScimUser.family_name, Kind.TEXT),
             "name.formatted": Column(ScimUser.formatted_name, Kind.TEXT),
-            "active": Column(User.status != UserStatus.REVOKED, Kind.BOOLEAN),
+            "active": Column(
+                and_(User.status != UserStatus.REVOKED, ScimUser.held_inactive.is_(False)),
+                Kind.BOOLEAN,
+            ),
             "emails": MultiValued(
                 sub={
                     "value": Column(ScimEmail.value_key, Kind.KEY),

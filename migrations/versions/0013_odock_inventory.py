@@ -20,11 +20,28 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Most keys have no team and were revoked by no revocation: a bulk load of keys writes two
+# index entries fewer per key when only the keys that have one are indexed.
+PARTIAL_INDEXES = [
+    ("ix_virtual_api_keys_owner_team", "owner_team_id"),
+    ("ix_virtual_api_keys_revocation", "revoked_by_revocation_id"),
+]
+
+
 def _version() -> sa.Column:  # type: ignore[type-arg]
     return sa.Column("version", sa.BigInteger(), server_default="0", nullable=False)
 
 
 def upgrade() -> None:
+    for name, column in PARTIAL_INDEXES:
+        op.drop_index(name, table_name="virtual_api_keys")
+        op.create_index(
+            name,
+            "virtual_api_keys",
+            [column],
+            postgresql_where=sa.text(f"{column} IS NOT NULL"),
+            sqlite_where=sa.text(f"{column} IS NOT NULL"),
+        )
     with op.batch_alter_table("virtual_api_keys", schema=None) as batch_op:
         batch_op.add_column(sa.Column("revealed_by_user_id", sa.Uuid(), nullable=True))
         batch_op.add_column(sa.Column("revealed_at", sa.DateTime(timezone=True), nullable=True))
@@ -128,3 +145,6 @@ def downgrade() -> None:
         batch_op.drop_column("version")
         batch_op.drop_column("revealed_at")
         batch_op.drop_column("revealed_by_user_id")
+    for name, column in PARTIAL_INDEXES:
+        op.drop_index(name, table_name="virtual_api_keys")
+        op.create_index(name, "virtual_api_keys", [column])

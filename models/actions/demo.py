@@ -8,20 +8,14 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from models.actions import organisations, teams, tokens
+from models.actions import odock_objects, odock_usage, organisations, teams, tokens
 from models.actions import users as user_actions
+from models.actions.odock_objects import BudgetIn, KeyIn, QuotaIn
+from models.actions.odock_usage import UsageIn
 from models.actor import Actor
-from models.base import utcnow
-from models.entities import (
-    Budget,
-    Organisation,
-    Quota,
-    Team,
-    UsageRecord,
-    User,
-    VirtualApiKey,
-)
-from models.enums import KeyType, OwnerType, Role, TeamRole, TokenScope, UserStatus
+from models.base import new_id, utcnow
+from models.entities import Organisation, Team, User
+from models.enums import KeyType, OwnerType, Role, Source, TeamRole, TokenScope, UserStatus
 
 DEMO_TEAMS = ("Platform", "Research", "Support")
 # (local part, name, role, status, {team: team role})
@@ -90,67 +84,94 @@ def seed_demo(session: Session, *, name: str, slug: str, domain: str, actor: Act
     return DemoData(organisation, admin, featured, people, issued.secret)
 
 
+DEMO_ODOCK = Actor(Source.ODOCK, "odock demo")
+
+
 def _governance(
     session: Session, organisation: Organisation, person: User, team: Team, *, created_by: User
 ) -> None:
-    """Keys, budgets, quotas and a month of usage, as Odock's gateway would have written."""
+    """Keys, budgets, quotas and a month of usage, sent the way Odock's management plane sends
+    them (the domain operations behind /odock/v1), so the demo shows the bridge at work."""
     now = utcnow()
+    org_id = organisation.id
     keys = [
-        _key(organisation, KeyType.USER, "laptop", "sk-...a1b2", owner_user_id=person.id),
-        _key(
-            organisation,
-            KeyType.USER,
-            "notebook experiments",
-            "sk-...c3d4",
+        KeyIn(
+            type=KeyType.USER,
+            name="laptop",
+            masked_value="sk-...a1b2",
+            owner_user_id=person.id,
+            version=1,
+        ),
+        KeyIn(
+            type=KeyType.USER,
+            name="notebook experiments",
+            masked_value="sk-...c3d4",
             owner_user_id=person.id,
             expires_at=now + timedelta(days=30),
+            version=1,
         ),
-        _key(organisation, KeyType.TEAM, "platform ci", "sk-...e5f6", owner_team_id=team.id),
-        _key(organisation, KeyType.ORGANISATION, "org fallback", "sk-...g7h8"),
+        KeyIn(
+            type=KeyType.TEAM,
+            name="platform ci",
+            masked_value="sk-...e5f6",
+            owner_team_id=team.id,
+            version=1,
+        ),
+        KeyIn(type=KeyType.ORGANISATION, name="org fallback", masked_value="sk-...g7h8", version=1),
     ]
-    for key in keys:
-        key.created_by_user_id = created_by.id
-    session.add_all(keys)
-    session.flush()
-    session.add_all(
-        [
-            Budget(
-                organisation_id=organisation.id,
-                owner_type=OwnerType.USER,
-                owner_id=person.id,
-                name="personal monthly",
-                amount=Decimal("50"),
-            ),
-            Budget(
-                organisation_id=organisation.id,
-                owner_type=OwnerType.TEAM,
-                owner_id=team.id,
-                name="platform monthly",
-                amount=Decimal("500"),
-            ),
-            Quota(
-                organisation_id=organisation.id,
-                owner_type=OwnerType.USER,
-                owner_id=person.id,
-                name="daily requests",
-                metric="requests",
-                limit=2000,
-            ),
-            Quota(
-                organisation_id=organisation.id,
-                owner_type=OwnerType.APIKEY,
-                owner_id=keys[0].id,
-                name="laptop tokens",
-                metric="tokens",
-                limit=1_000_000,
-                window="daily",
-            ),
-        ]
-    )
-    session.add_all(
-        UsageRecord(
-            organisation_id=organisation.id,
-            api_key_id=keys[day % 2].id,
+    key_ids = [new_id() for _ in keys]
+    for key_id, key in zip(key_ids, keys, strict=True):
+        key = key.model_copy(update={"created_by_user_id": created_by.id})
+        odock_objects.upsert_key(
+            session, organisation_id=org_id, key_id=key_id, key=key, actor=DEMO_ODOCK
+        )
+    budgets = [
+        BudgetIn(
+            owner_type=OwnerType.USER,
+            owner_id=person.id,
+            name="personal monthly",
+            amount=Decimal("50"),
+            version=1,
+        ),
+        BudgetIn(
+            owner_type=OwnerType.TEAM,
+            owner_id=team.id,
+            name="platform monthly",
+            amount=Decimal("500"),
+            version=1,
+        ),
+    ]
+    for budget in budgets:
+        odock_objects.upsert_budget(
+            session, organisation_id=org_id, budget_id=new_id(), budget=budget, actor=DEMO_ODOCK
+        )
+    quotas = [
+        QuotaIn(
+            owner_type=OwnerType.USER,
+            owner_id=person.id,
+            name="daily requests",
+            metric="requests",
+            limit=2000,
+            version=1,
+        ),
+        QuotaIn(
+            owner_type=OwnerType.APIKEY,
+            owner_id=key_ids[0],
+            name="laptop tokens",
+            metric="tokens",
+            limit=1_000_000,
+            window="daily",
+            version=1,
+        ),
+    ]
+    for quota in quotas:
+        odock_objects.upsert_quota(
+            session, organisation_id=org_id, quota_id=new_id(), quota=quota, actor=DEMO_ODOCK
+        )
+    usage = [
+        UsageIn(
+            id=f"demo-{day}",
+            api_key_id=key_ids[day % 2],
             user_id=person.id,
             team_id=team.id,
             occurred_at=now - timedelta(days=day, hours=day % 5),
@@ -160,13 +181,6 @@ def _governance(
             output_tokens=300 + 11 * day,
         )
         for day in range(12)
-    )
+    ]
+    odock_usage.ingest_usage(session, organisation_id=org_id, records=usage, actor=DEMO_ODOCK)
     session.flush()
-
-
-def _key(
-    organisation: Organisation, key_type: KeyType, name: str, masked: str, **owner: object
-) -> VirtualApiKey:
-    return VirtualApiKey(
-        organisation_id=organisation.id, key_type=key_type, name=name, masked_value=masked, **owner
-    )

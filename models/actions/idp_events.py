@@ -31,13 +31,14 @@ from models.actions.deliveries import Incoming, Recorded, record_delivery, store
 from models.actions.event_lookups import EventLookups, link_sources
 from models.actions.identities import find_link, link_identity, mark_link_deleted
 from models.actions.lifecycle import Outcome, set_active
+from models.actions.mass_change import GateRequest
 from models.actions.teams import add_to_team, find_team_by_name, get_membership, remove_from_team
 from models.actions.users import edit_user, find_user_by_email
 from models.actor import Actor
 from models.arrival import arrived
 from models.base import utcnow
 from models.entities import EventCursor, Organisation, ReceivedDelivery, Team, User
-from models.enums import Source, TeamRole
+from models.enums import ChangeKind, Source, TeamRole
 from models.errors import DomainError
 
 log = structlog.get_logger(__name__)
@@ -52,6 +53,8 @@ RECEIVED, PROCESSED, REJECTED, FAILED = "received", "processed", "rejected", "fa
 STATUSES = (RECEIVED, PROCESSED, REJECTED, FAILED)
 APPLIED, UNCHANGED, IGNORED, STALE, INVALID = "applied", "unchanged", "ignored", "stale", "rejected"
 REFUSED_DETAIL = "revoked by another source: only that source or an admin reactivates"
+HELD_DETAIL = "held by the mass-change gate until an admin approves or discards it"
+DETAILS = {Outcome.REFUSED: REFUSED_DETAIL, Outcome.HELD: HELD_DETAIL}
 
 
 def accept_delivery(
@@ -298,8 +301,7 @@ class _Applying:
             if not self.careful:
                 raise _Refused from exc
             return _outcome(INVALID, exc.message, user)
-        detail = REFUSED_DETAIL if done is Outcome.REFUSED else ""
-        return _outcome(done.value, detail, user)
+        return _outcome(done.value, DETAILS.get(done, ""), user)
 
     def find_subject(self, subject: Subject) -> uuid.UUID | None:
         """The user's id: by the source's identity link (Okta users also by their SCIM link),
@@ -358,16 +360,27 @@ class _Context:
 
 
 def _revoke(c: _Context) -> Outcome:
-    return set_active(c.session, user=c.user, active=False, actor=c.actor, reason=c.reason)
+    gate = GateRequest(ChangeKind.DEACTIVATE, reason=c.reason)
+    return set_active(
+        c.session, user=c.user, active=False, actor=c.actor, reason=c.reason, gate=gate
+    )
 
 
 def _reactivate(c: _Context) -> Outcome:
-    return set_active(c.session, user=c.user, active=True, actor=c.actor, reason=c.reason)
+    gate = GateRequest(ChangeKind.DEACTIVATE, reason=c.reason)  # takes a held one back
+    return set_active(
+        c.session, user=c.user, active=True, actor=c.actor, reason=c.reason, gate=gate
+    )
 
 
 def _delete(c: _Context) -> Outcome:
-    outcome = _revoke(c)
     external_id = c.event.subject.external_id if c.event.subject else None
+    gate = GateRequest(ChangeKind.DELETE, {"link_external_id": external_id}, reason=c.reason)
+    outcome = set_active(
+        c.session, user=c.user, active=False, actor=c.actor, reason=c.reason, gate=gate
+    )
+    if outcome is Outcome.HELD:
+        return outcome  # the link goes too once an admin approves
     link = find_link(c.session, c.organisation.id, c.source, external_id) if external_id else None
     if link is not None and link.deleted_at is None:
         mark_link_deleted(c.session, link=link, actor=c.actor)

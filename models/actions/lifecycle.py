@@ -17,7 +17,8 @@ from sqlalchemy import inspect, select, update
 from sqlalchemy.orm import Session
 
 from models import audit, key_scope, outbox
-from models.actions import key_revocation
+from models.actions import key_revocation, mass_change
+from models.actions.mass_change import GateRequest
 from models.actor import Actor
 from models.arrival import arrival
 from models.base import utcnow
@@ -47,14 +48,31 @@ def may_reactivate(revoked_by: Source | None, source: Source) -> bool:
 
 
 def set_active(
-    session: Session, *, user: User, active: bool, actor: Actor, reason: str = ""
+    session: Session,
+    *,
+    user: User,
+    active: bool,
+    actor: Actor,
+    reason: str = "",
+    gate: GateRequest | None = None,
 ) -> Outcome:
     """Bring a user to the state an identity source asserts (SCIM `active`, an IdP event, a
-    directory entry); never raises for a state the user is already in."""
+    directory entry); never raises for a state the user is already in.
+
+    `gate`: a push source's change passes the mass-change gate, which may hold a revocation
+    (HELD: the person keeps access until an admin decides); the same source asserting active
+    again takes its held revocation back. None applies at once (LDAP, an admin's approval).
+    """
     if active:
+        if gate is not None:
+            mass_change.withdraw(session, user=user, kinds=mass_change.STATUS_KINDS, actor=actor)
         if user.status is not UserStatus.REVOKED:
             return Outcome.UNCHANGED
         return reactivate(session, user=user, actor=actor)
+    if user.status is UserStatus.REVOKED:
+        return Outcome.UNCHANGED
+    if gate is not None and not mass_change.admit(session, user=user, request=gate, actor=actor):
+        return Outcome.HELD
     if user.status is UserStatus.ACTIVE:
         revoke(session, user=user, actor=actor, reason=reason)
         return Outcome.APPLIED

@@ -31,6 +31,7 @@ KNOWN_EVENTS = (
     "review.escalated",
     "finding.urgent",
     "hook.disabled",
+    "mass_change.held",
 )
 MAX_ACTIVE_SECRETS = 5
 EVENT_PATTERN = re.compile(r"^[a-z0-9_]{1,30}(\.[a-z0-9_]{1,30}){0,3}(\.\*)?$")

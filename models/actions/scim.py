@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import audit
-from models.actions import lifecycle
+from models.actions import lifecycle, mass_change
 from models.actions import teams as team_actions
 from models.actions import users as user_actions
 from models.actions.identities import find_link, mark_link_deleted, provision_user
@@ -33,7 +33,15 @@ from models.entities import (
     User,
 )
 from models.entities.user import email_key
-from models.enums import ReviewStatus, Role, ScimDeletePolicy, Source, TeamRole, UserStatus
+from models.enums import (
+    ChangeKind,
+    ReviewStatus,
+    Role,
+    ScimDeletePolicy,
+    Source,
+    TeamRole,
+    UserStatus,
+)
 from models.errors import Conflict, InvalidInput, NotFound
 from models.snapshots import user_snapshot
 
@@ -145,9 +153,8 @@ def create_scim_user(
     _store(scim_user, fields)
     session.add(scim_user)
     if fields.active is not None:
-        lifecycle.set_active(
-            session, user=user, active=fields.active, actor=actor, reason=_active_reason(fields)
-        )
+        # Nobody loses access when a person is created inactive: nothing to gate.
+        _set_active(session, scim_user, fields.active, actor, gated=not provisioned.created)
     _audit(session, scim_user, actor, "scim.user.created", before=None)
     return scim_user
 
@@ -167,9 +174,7 @@ def replace_scim_user(
     )
     _store(scim_user, fields)
     if fields.active is not None:
-        lifecycle.set_active(
-            session, user=user, active=fields.active, actor=actor, reason=_active_reason(fields)
-        )
+        _set_active(session, scim_user, fields.active, actor)
     if scim_snapshot(scim_user) != before:
         scim_user.updated_at = utcnow()
         _audit(session, scim_user, actor, "scim.user.updated", before=before)
@@ -180,7 +185,10 @@ def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> 
     """DELETE: revoke through the shared operation, mark the link deleted, forget the SCIM
     record (the user row stays, with its keys and history, for the revocation review)."""
     user = scim_user.user
-    lifecycle.set_active(session, user=user, active=False, actor=actor, reason="SCIM DELETE")
+    gate = mass_change.GateRequest(ChangeKind.DELETE, reason="SCIM DELETE")
+    lifecycle.set_active(
+        session, user=user, active=False, actor=actor, reason=gate.reason, gate=gate
+    )
     link = find_link(session, scim_user.organisation_id, Source.SCIM, str(scim_user.id))
     if link is not None:
         mark_link_deleted(session, link=link, actor=actor)
@@ -189,8 +197,17 @@ def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> 
     session.flush()
 
 
-def _active_reason(fields: ScimUserFields) -> str:
-    return f"SCIM active={'true' if fields.active else 'false'}"
+def _set_active(
+    session: Session, scim_user: ScimUser, active: bool, actor: Actor, *, gated: bool = True
+) -> None:
+    """Apply the IdP's `active` through the lifecycle. A revocation the mass-change gate holds
+    shows as active=false (what the IdP set) until an admin decides."""
+    reason = f"SCIM active={'true' if active else 'false'}"
+    gate = mass_change.GateRequest(ChangeKind.DEACTIVATE, reason=reason) if gated else None
+    outcome = lifecycle.set_active(
+        session, user=scim_user.user, active=active, actor=actor, reason=reason, gate=gate
+    )
+    scim_user.held_inactive = outcome is lifecycle.Outcome.HELD
 
 
 def _store(scim_user: ScimUser, fields: ScimUserFields) -> None:
@@ -426,11 +443,14 @@ def group_roles(session: Session, organisation_id: uuid.UUID) -> list[ScimGroupR
     )
 
 
-def apply_group_roles(session: Session, *, scim_user: ScimUser, actor: Actor) -> None:
+def apply_group_roles(
+    session: Session, *, scim_user: ScimUser, actor: Actor, gated: bool = True
+) -> None:
     """Grant the highest role the user's mapped groups give; take it back when they leave.
 
     Only a role that a group granted is taken back, and only while it is still the user's
-    role (an admin's later change wins).
+    role (an admin's later change wins). Taking it back passes the mass-change gate unless
+    `gated` is False (an admin approving the held drop).
     """
     user = scim_user.user
     if user.status is UserStatus.REVOKED and scim_user.granted_role is None:
@@ -441,11 +461,27 @@ def apply_group_roles(session: Session, *, scim_user: ScimUser, actor: Actor) ->
     assert base is not None
     mapped = _mapped_role(session, scim_user)
     target = mapped if mapped is not None and mapped.rank > base.rank else base
+    if target.rank < user.role.rank:
+        destructive = gated and user.status is not UserStatus.REVOKED
+        if destructive and _role_drop_held(session, scim_user, target, actor):
+            return
+    else:
+        mass_change.withdraw(session, user=user, kinds={ChangeKind.ROLE_DROP}, actor=actor)
     if target is not user.role:
         user_actions.edit_user(session, user=user, role=target, actor=actor)
     granted = target is not base
     scim_user.granted_role = target if granted else None
     scim_user.role_before_grant = base if granted else None
+
+
+def _role_drop_held(session: Session, scim_user: ScimUser, target: Role, actor: Actor) -> bool:
+    user = scim_user.user
+    request = mass_change.GateRequest(
+        ChangeKind.ROLE_DROP,
+        payload={"scim_user_id": str(scim_user.id), "from": user.role.value, "to": target.value},
+        reason=f"SCIM group roles: {user.role.value} -> {target.value}",
+    )
+    return not mass_change.admit(session, user=user, request=request, actor=actor)
 
 
 def _mapped_role(session: Session, scim_user: ScimUser) -> Role | None:

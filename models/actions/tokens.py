@@ -197,7 +197,9 @@ def record_use(session: Session, *, grant: TokenGrant, now: datetime) -> bool:
     """Set the token's last use, unless it was set within LAST_USE_RESOLUTION; True when an
     UPDATE was sent (the caller commits it). Busy SCIM traffic thus writes once a minute."""
     known = _USE_WRITTEN.get(grant.token_id)
-    if known is not None and timedelta(0) <= now - known < LAST_USE_RESOLUTION:
+    # A use written "in the future" (another host's clock runs ahead) counts as recent:
+    # this host's UPDATE would match nothing, and sending it on every request would cost.
+    if known is not None and now - known < LAST_USE_RESOLUTION:
         return False
     _USE_WRITTEN.pop(grant.token_id, None)
     _remember_use(grant.token_id, now)

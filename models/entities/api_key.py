@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Timestamped, new_id
@@ -17,9 +17,20 @@ class VirtualApiKey(Timestamped, Base):
     __tablename__ = "virtual_api_keys"
     __table_args__ = (
         Index("ix_virtual_api_keys_owner_user", "owner_user_id"),
-        Index("ix_virtual_api_keys_owner_team", "owner_team_id"),
+        # Most keys have no team and were revoked by no revocation: index only those that do.
+        Index(
+            "ix_virtual_api_keys_owner_team",
+            "owner_team_id",
+            postgresql_where=text("owner_team_id IS NOT NULL"),
+            sqlite_where=text("owner_team_id IS NOT NULL"),
+        ),
         Index("ix_virtual_api_keys_created_by", "created_by_user_id"),
-        Index("ix_virtual_api_keys_revocation", "revoked_by_revocation_id"),
+        Index(
+            "ix_virtual_api_keys_revocation",
+            "revoked_by_revocation_id",
+            postgresql_where=text("revoked_by_revocation_id IS NOT NULL"),
+            sqlite_where=text("revoked_by_revocation_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

@@ -45,6 +45,9 @@ class ScimUser(Timestamped, Base):
     # The organisation role a mapped group granted, and the role it replaced (to demote).
     granted_role: Mapped[Role | None] = enum_column(Role, default=None, nullable=True)
     role_before_grant: Mapped[Role | None] = enum_column(Role, default=None, nullable=True)
+    # The IdP set active=false but the mass-change gate holds the revocation: SCIM shows
+    # what the IdP set while the person keeps access until an admin decides.
+    held_inactive: Mapped[bool] = mapped_column(default=False)
 
     user: Mapped[User] = relationship(lazy="joined")
     emails: Mapped[list[ScimEmail]] = relationship(

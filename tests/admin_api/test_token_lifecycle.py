@@ -300,3 +300,40 @@ def test_the_worker_audits_expiries_on_the_beat_schedule(
             return bool(_audit(fresh, "token.expired", token.id))
 
     wait_until(audited, timeout=90, what="token.expired audited by the worker")
+
+
+@pytest.mark.parametrize("written_ahead", [False, True], ids=["fresh", "clock-ahead"])
+def test_authenticating_writes_the_token_row_once_not_per_request(
+    app, client, session, world, monkeypatch, written_ahead
+) -> None:
+    """With no cache every request reads the token; it still writes it once a minute at most,
+    even when another host whose clock runs ahead wrote its last use "in the future"."""
+    from sqlalchemy import event
+
+    from webhooks.context import app_state
+
+    with app.app_context():
+        monkeypatch.setattr(app_state().settings, "scim_token_cache_seconds", 0.0)
+        engine = app_state().engine
+    if written_ahead:
+        session.execute(
+            update(ApiToken)
+            .where(ApiToken.user_id == world.users["admin"])
+            .values(last_used_at=utcnow() + timedelta(minutes=5))
+        )
+        session.commit()
+    statements: list[str] = []
+
+    def remember(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        for _ in range(5):
+            assert client.get("/api/v1/teams", headers=world.auth("admin")).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    token_reads = [s for s in statements if s.lstrip().startswith("SELECT") and "api_tokens" in s]
+    token_writes = [s for s in statements if s.lstrip().startswith("UPDATE api_tokens")]
+    assert len(token_reads) == 5
+    assert len(token_writes) == (0 if written_ahead else 1)

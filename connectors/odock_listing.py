@@ -1,0 +1,108 @@
+"""Reading the management plane's paged list endpoints (GET /v1/sync/{keys|budgets|quotas}).
+
+A page that does not answer 200 with {"items": [...], "next_cursor": ...} ends the listing as
+incomplete: the caller then deletes nothing. The next page is fetched while the caller works
+on the current one.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+
+PAGE_LIMIT = 1000
+COLLECTIONS = {"key": "keys", "budget": "budgets", "quota": "quotas"}
+
+
+class ListingFailed(Exception):
+    """The listing could not be read to its end; `reason` is safe to show."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def list_pages(
+    *,
+    base_url: str,
+    token: str,
+    kind: str,
+    organisation_id: str,
+    timeout: float,
+    limit: int = PAGE_LIMIT,
+) -> Iterator[list[Any]]:
+    """The items of each page in turn; raises ListingFailed on the first page that fails."""
+    url = f"{base_url.rstrip('/')}/v1/sync/{COLLECTIONS[kind]}"
+    seen_cursors: set[str] = set()
+    cursor: str | None = None
+    with requests.Session() as http:
+        http.headers["Authorization"] = f"Bearer {token}"
+        for number in range(1, 10**9):
+            params = {"organisation_id": organisation_id, "limit": str(limit)}
+            if cursor is not None:
+                params["cursor"] = cursor
+            items, cursor = _page(http, url, params, timeout, number)
+            yield items
+            if cursor is None:
+                return
+            if cursor in seen_cursors:
+                raise ListingFailed(f"page {number} repeats an earlier cursor")
+            seen_cursors.add(cursor)
+
+
+def _page(
+    http: requests.Session, url: str, params: dict[str, str], timeout: float, number: int
+) -> tuple[list[Any], str | None]:
+    try:
+        response = http.get(url, params=params, timeout=timeout)
+    except requests.RequestException as exc:
+        raise ListingFailed(f"page {number}: {type(exc).__name__}") from exc
+    if response.status_code != 200:
+        raise ListingFailed(f"page {number} answered {response.status_code}")
+    try:
+        body = response.json()
+    except ValueError:
+        raise ListingFailed(f"page {number} is not JSON") from None
+    items = body.get("items") if isinstance(body, dict) else None
+    cursor = body.get("next_cursor") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not (cursor is None or isinstance(cursor, str)):
+        raise ListingFailed(f'page {number} is not {{"items": [...], "next_cursor": ...}}')
+    return items, cursor or None
+
+
+def prefetched(pages: Iterator[list[Any]], depth: int = 4) -> Iterator[list[Any]]:
+    """The same pages, read ahead by a thread (at most `depth` waiting)."""
+    waiting: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        waiting.put(("page", page), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            waiting.put(("end", None))
+        except Exception as exc:  # handed to the reader, who raises it
+            waiting.put(("error", exc))
+
+    reader = threading.Thread(target=read, name="odock-listing", daemon=True)
+    reader.start()
+    try:
+        while True:
+            what, value = waiting.get()
+            if what == "end":
+                return
+            if what == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()

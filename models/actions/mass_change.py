@@ -1,0 +1,412 @@
+"""The mass-change gate of push sources, like Entra ID's accidental-deletions prevention.
+
+SCIM and IdP events may deactivate, delete or demote people one request at a time. Once more
+of those arrive from one source within the window than the organisation allows (a count, a
+percentage of its active people, or both), the gate trips: that change and every further
+destructive change from the source is held, the person keeps access, and the organisation's
+admins are alerted; an admin approves or discards the held batch (mass_change_holds). The
+lifecycle (`set_active(..., gate=...)`) and the SCIM group-role mapping call `admit`; the
+decision lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from models import audit
+from models.actor import Actor
+from models.base import new_id, utcnow
+from models.entities import MassChange, MassChangeGate, MassChangeSettings, Organisation, User
+from models.entities.mass_change import (
+    DEFAULT_THRESHOLD_COUNT,
+    DEFAULT_THRESHOLD_PERCENT,
+    DEFAULT_WINDOW_MINUTES,
+)
+from models.enums import ChangeKind, ChangeStatus, Role, Source, UserStatus
+from models.errors import InvalidInput
+from models.notifications import notify
+
+GATED_SOURCES = frozenset({Source.SCIM, Source.OKTA, Source.EVENTS})
+STATUS_KINDS = frozenset({ChangeKind.DEACTIVATE, ChangeKind.DELETE})
+EVENT_HELD = "mass_change.held"
+MAX_WINDOW_MINUTES = 7 * 24 * 60
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    """A destructive change a push source asks for, and what applying it later needs."""
+
+    kind: ChangeKind
+    payload: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    enabled: bool = True
+    threshold_count: int = DEFAULT_THRESHOLD_COUNT
+    threshold_percent: int = DEFAULT_THRESHOLD_PERCENT
+    window_minutes: int = DEFAULT_WINDOW_MINUTES
+
+    def exceeded(self, changes: int, active_people: int) -> str:
+        """Why `changes` destructive changes in the window are too many, or ""."""
+        if not self.enabled:
+            return ""
+        if self.threshold_count and changes > self.threshold_count:
+            return (
+                f"{changes} destructive changes within {self.window_minutes} minutes, "
+                f"more than the threshold of {self.threshold_count}"
+            )
+        if self.threshold_percent and changes * 100 > self.threshold_percent * active_people:
+            return (
+                f"{changes} destructive changes within {self.window_minutes} minutes, more "
+                f"than {self.threshold_percent}% of the {active_people} active people"
+            )
+        return ""
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "threshold_count": self.threshold_count,
+            "threshold_percent": self.threshold_percent,
+            "window_minutes": self.window_minutes,
+        }
+
+
+def thresholds(session: Session, organisation_id: uuid.UUID) -> Thresholds:
+    stored = session.get(MassChangeSettings, organisation_id)
+    if stored is None:
+        return Thresholds()
+    return Thresholds(
+        stored.enabled, stored.threshold_count, stored.threshold_percent, stored.window_minutes
+    )
+
+
+def set_thresholds(
+    session: Session,
+    *,
+    organisation: Organisation,
+    actor: Actor,
+    enabled: bool | None = None,
+    threshold_count: int | None = None,
+    threshold_percent: int | None = None,
+    window_minutes: int | None = None,
+) -> Thresholds:
+    """Change some of the organisation's thresholds; all are checked before any is stored."""
+    before = thresholds(session, organisation.id)
+    after = Thresholds(
+        before.enabled if enabled is None else enabled,
+        before.threshold_count if threshold_count is None else threshold_count,
+        before.threshold_percent if threshold_percent is None else threshold_percent,
+        before.window_minutes if window_minutes is None else window_minutes,
+    )
+    _validate(after)
+    if after == before:
+        return after
+    stored = session.get(MassChangeSettings, organisation.id)
+    if stored is None:
+        stored = MassChangeSettings(organisation_id=organisation.id)
+        session.add(stored)
+    stored.enabled, stored.threshold_count = after.enabled, after.threshold_count
+    stored.threshold_percent, stored.window_minutes = after.threshold_percent, after.window_minutes
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=organisation.id,
+        action="mass_change.settings_changed",
+        target_type="organisation",
+        target_id=organisation.id,
+        before=before.view(),
+        after=after.view(),
+    )
+    return after
+
+
+def _validate(wanted: Thresholds) -> None:
+    if wanted.threshold_count < 0:
+        raise InvalidInput(
+            "threshold_count must be 0 (no count limit) or more", field="threshold_count"
+        )
+    if not 0 <= wanted.threshold_percent <= 100:
+        raise InvalidInput(
+            "threshold_percent must be between 0 (no percentage limit) and 100",
+            field="threshold_percent",
+        )
+    if not 1 <= wanted.window_minutes <= MAX_WINDOW_MINUTES:
+        raise InvalidInput(
+            f"window_minutes must be between 1 and {MAX_WINDOW_MINUTES}", field="window_minutes"
+        )
+    if wanted.enabled and not wanted.threshold_count and not wanted.threshold_percent:
+        raise InvalidInput(
+            "an enabled gate needs threshold_count or threshold_percent; "
+            "set enabled to false to turn it off",
+            field="threshold_count",
+        )
+
+
+def admit(session: Session, *, user: User, request: GateRequest, actor: Actor) -> bool:
+    """Whether this destructive change may apply now (True) or is held (False).
+
+    Called only for a change that would change something. The organisation's gate row for
+    the source is locked until commit, so parallel requests count as if one after another.
+    """
+    if actor.source not in GATED_SOURCES:
+        return True
+    pending = pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind})
+    if pending is not None:
+        return False  # already held: the source repeated itself
+    gate = _locked_gate(session, user.organisation_id, actor.source)
+    limits = thresholds(session, user.organisation_id)
+    if gate.batch_id is None:
+        counted = _counted(session, gate, limits)
+        # The base is the people active when the window began: those it revoked count too.
+        reason = limits.exceeded(counted + 1, _active_people(session, user) + counted)
+        if not reason:
+            _count(session, user, request, actor)
+            return True
+        _trip(session, gate, reason, actor)
+    _hold(session, gate, user, request, actor)
+    return False
+
+
+def pending_hold(
+    session: Session, *, user_id: uuid.UUID, source: Source, kinds: Collection[ChangeKind]
+) -> MassChange | None:
+    return session.scalar(
+        select(MassChange)
+        .where(
+            MassChange.user_id == user_id,
+            MassChange.status == ChangeStatus.HELD,
+            MassChange.source == source,
+            MassChange.kind.in_(kinds),
+        )
+        .limit(1)
+    )
+
+
+def withdraw(session: Session, *, user: User, kinds: Collection[ChangeKind], actor: Actor) -> int:
+    """The source took these changes back (active=true again, the role regranted): its held
+    changes of the person are superseded and will not apply. Returns how many."""
+    if actor.source not in GATED_SOURCES:
+        return 0
+    held = list(
+        session.scalars(
+            select(MassChange).where(
+                MassChange.user_id == user.id,
+                MassChange.status == ChangeStatus.HELD,
+                MassChange.source == actor.source,
+                MassChange.kind.in_(kinds),
+            )
+        )
+    )
+    for change in held:
+        close(session, held=change, status=ChangeStatus.SUPERSEDED, actor=actor)
+    if held:
+        settle(session, organisation_id=user.organisation_id, source=actor.source, actor=actor)
+    return len(held)
+
+
+def close(
+    session: Session, *, held: MassChange, status: ChangeStatus, actor: Actor, outcome: str = ""
+) -> None:
+    """Close one held change (approved, discarded or superseded), audited."""
+    held.status = status
+    held.decided_at = utcnow()
+    held.decided_by = str(actor)[:255]
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=held.organisation_id,
+        action=f"mass_change.{status.value}",
+        target_type="user",
+        target_id=held.user_id,
+        before={"status": ChangeStatus.HELD.value, "hold_id": str(held.id)},
+        after={
+            "status": status.value,
+            "hold_id": str(held.id),
+            "batch_id": str(held.batch_id),
+            "kind": held.kind.value,
+            "source": held.source.value,
+            **({"outcome": outcome} if outcome else {}),
+        },
+    )
+
+
+def settle(session: Session, *, organisation_id: uuid.UUID, source: Source, actor: Actor) -> None:
+    """Once its batch has nothing held any more, the gate opens again and counts anew.
+
+    Called after closing changes: the gate is locked last, as `admit` locks it after the
+    person's row, so the two never wait on each other in opposite orders.
+    """
+    session.flush()
+    gate = _locked_gate(session, organisation_id, source)
+    if gate.batch_id is not None and not _batch_has_held(session, gate.batch_id):
+        _reopen(session, gate, actor)
+
+
+def _locked_gate(session: Session, organisation_id: uuid.UUID, source: Source) -> MassChangeGate:
+    """The gate row, created on first use, locked until commit (PostgreSQL; SQLite's one
+    writer at a time is the lock there)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert(MassChangeGate)
+        .values(organisation_id=organisation_id, source=source)
+        .on_conflict_do_nothing()
+    )
+    return session.scalars(
+        select(MassChangeGate)
+        .where(MassChangeGate.organisation_id == organisation_id, MassChangeGate.source == source)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def _counted(session: Session, gate: MassChangeGate, limits: Thresholds) -> int:
+    """Destructive changes from this source within the window (older counted ones go)."""
+    since = utcnow() - timedelta(minutes=limits.window_minutes)
+    if gate.counted_since is not None and gate.counted_since > since:
+        since = gate.counted_since
+    of_gate = (
+        MassChange.organisation_id == gate.organisation_id,
+        MassChange.source == gate.source,
+    )
+    session.execute(
+        delete(MassChange)
+        .where(*of_gate, MassChange.status == ChangeStatus.APPLIED, MassChange.created_at < since)
+        .execution_options(synchronize_session=False)
+    )
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(MassChange)
+            .where(*of_gate, MassChange.created_at >= since)
+        )
+        or 0
+    )
+
+
+def _active_people(session: Session, user: User) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.organisation_id == user.organisation_id, User.status == UserStatus.ACTIVE)
+        )
+        or 0
+    )
+
+
+def _count(session: Session, user: User, request: GateRequest, actor: Actor) -> MassChange:
+    change = MassChange(
+        organisation_id=user.organisation_id,
+        source=actor.source,
+        user_id=user.id,
+        kind=request.kind,
+        status=ChangeStatus.APPLIED,
+        payload=dict(request.payload),
+        actor=str(actor)[:255],
+        reason=request.reason,
+    )
+    session.add(change)
+    return change
+
+
+def _trip(session: Session, gate: MassChangeGate, reason: str, actor: Actor) -> None:
+    gate.batch_id = new_id()
+    gate.tripped_at = utcnow()
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=gate.organisation_id,
+        action="mass_change.gate_tripped",
+        target_type="organisation",
+        target_id=gate.organisation_id,
+        after={"source": gate.source.value, "batch_id": str(gate.batch_id), "reason": reason},
+    )
+    notify(
+        session,
+        organisation_id=gate.organisation_id,
+        event=EVENT_HELD,
+        payload={
+            "source": gate.source.value,
+            "batch_id": str(gate.batch_id),
+            "reason": reason,
+            "message": f"Destructive changes from {gate.source.value} are held until an "
+            "admin approves or discards them (odock-sync holds list).",
+        },
+        recipient_user_ids=_admins(session, gate.organisation_id),
+    )
+
+
+def _admins(session: Session, organisation_id: uuid.UUID) -> list[uuid.UUID]:
+    return list(
+        session.scalars(
+            select(User.id).where(
+                User.organisation_id == organisation_id,
+                User.role == Role.ORG_ADMIN,
+                User.status == UserStatus.ACTIVE,
+            )
+        )
+    )
+
+
+def _hold(
+    session: Session, gate: MassChangeGate, user: User, request: GateRequest, actor: Actor
+) -> MassChange:
+    held = _count(session, user, request, actor)
+    held.status = ChangeStatus.HELD
+    held.batch_id = gate.batch_id
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=user.organisation_id,
+        action="mass_change.held",
+        target_type="user",
+        target_id=user.id,
+        after={
+            "hold_id": str(held.id),
+            "batch_id": str(gate.batch_id),
+            "kind": request.kind.value,
+            "source": actor.source.value,
+            "reason": request.reason,
+        },
+    )
+    return held
+
+
+def _batch_has_held(session: Session, batch_id: uuid.UUID | None) -> bool:
+    return (
+        session.scalar(
+            select(MassChange.id)
+            .where(MassChange.batch_id == batch_id, MassChange.status == ChangeStatus.HELD)
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def _reopen(session: Session, gate: MassChangeGate, actor: Actor) -> None:
+    batch_id = gate.batch_id
+    gate.batch_id = None
+    gate.tripped_at = None
+    gate.counted_since = utcnow()
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=gate.organisation_id,
+        action="mass_change.gate_reopened",
+        target_type="organisation",
+        target_id=gate.organisation_id,
+        after={"source": gate.source.value, "batch_id": str(batch_id)},
+    )

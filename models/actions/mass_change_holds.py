@@ -1,0 +1,120 @@
+"""An admin's decision on changes the mass-change gate held: approve (they apply through
+the same lifecycle operations as when they arrived, without the gate) or discard (dropped;
+the person keeps access). Either way every change is audited and the gate opens again once
+its batch has nothing held."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.actions import mass_change as gate
+from models.actions.identities import find_link, mark_link_deleted
+from models.actions.lifecycle import Outcome, set_active
+from models.actor import Actor
+from models.entities import MassChange, ScimUser, User
+from models.enums import ChangeKind, ChangeStatus, Source
+from models.errors import InvalidTransition, NotFound
+
+
+def get_hold(session: Session, organisation_id: uuid.UUID, hold_id: uuid.UUID) -> MassChange:
+    held = session.get(MassChange, hold_id)
+    if held is None or held.organisation_id != organisation_id or held.batch_id is None:
+        raise NotFound(f"hold {hold_id} not found")
+    return held
+
+
+def batch_holds(
+    session: Session, organisation_id: uuid.UUID, batch_id: uuid.UUID
+) -> list[MassChange]:
+    """The changes of a batch still held, oldest first; an unknown batch is not found."""
+    every = list(
+        session.scalars(
+            select(MassChange)
+            .where(MassChange.organisation_id == organisation_id, MassChange.batch_id == batch_id)
+            .order_by(MassChange.created_at, MassChange.id)
+        )
+    )
+    if not every:
+        raise NotFound(f"batch {batch_id} not found")
+    return [held for held in every if held.status is ChangeStatus.HELD]
+
+
+def approve(session: Session, *, holds: list[MassChange], actor: Actor) -> list[str]:
+    """Apply held changes now, as their source asked; returns what each one did."""
+    _require_held(holds, "approved")
+    outcomes = []
+    for held in holds:
+        outcome = _apply(session, held, actor)
+        gate.close(session, held=held, status=ChangeStatus.APPROVED, actor=actor, outcome=outcome)
+        outcomes.append(outcome)
+    _settle(session, holds, actor)
+    return outcomes
+
+
+def discard(session: Session, *, holds: list[MassChange], actor: Actor) -> None:
+    """Drop held changes: nobody is revoked or demoted by them."""
+    _require_held(holds, "discarded")
+    for held in holds:
+        _forget_held_state(session, held)
+        gate.close(session, held=held, status=ChangeStatus.DISCARDED, actor=actor)
+    _settle(session, holds, actor)
+
+
+def _require_held(holds: list[MassChange], verb: str) -> None:
+    if not holds:
+        raise InvalidTransition(f"nothing is held here any more to be {verb}")
+    for held in holds:
+        if held.status is not ChangeStatus.HELD:
+            raise InvalidTransition(
+                f"hold {held.id} is {held.status.value}; only a held change can be {verb}",
+                current_status=held.status.value,
+            )
+
+
+def _settle(session: Session, holds: list[MassChange], actor: Actor) -> None:
+    for organisation_id, source in sorted({(h.organisation_id, h.source) for h in holds}):
+        gate.settle(session, organisation_id=organisation_id, source=source, actor=actor)
+
+
+def _apply(session: Session, held: MassChange, actor: Actor) -> str:
+    """Carry the change out as its source would have; the revocation stays the source's own
+    (so the source may undo it), the approval is the admin's."""
+    user = session.get_one(User, held.user_id)
+    on_behalf = Actor(held.source, f"{held.actor} (approved by {actor})"[:255])
+    _forget_held_state(session, held)
+    if held.kind is ChangeKind.ROLE_DROP:
+        return _drop_role(session, held, on_behalf)
+    outcome = set_active(session, user=user, active=False, actor=on_behalf, reason=held.reason)
+    changed = outcome is Outcome.APPLIED
+    external_id = held.payload.get("link_external_id")
+    if held.kind is ChangeKind.DELETE and external_id:
+        link = find_link(session, held.organisation_id, held.source, str(external_id))
+        if link is not None and link.deleted_at is None:
+            mark_link_deleted(session, link=link, actor=on_behalf)
+            changed = True
+    return "applied" if changed else "unchanged"
+
+
+def _drop_role(session: Session, held: MassChange, actor: Actor) -> str:
+    """Group roles are worked out again from the groups as they are now: a role the IdP has
+    granted again since is kept."""
+    from models.actions.scim import apply_group_roles
+
+    scim_user = session.get(ScimUser, uuid.UUID(str(held.payload.get("scim_user_id"))))
+    if scim_user is None:
+        return "unchanged"
+    before = scim_user.user.role
+    apply_group_roles(session, scim_user=scim_user, actor=actor, gated=False)
+    return "applied" if scim_user.user.role is not before else "unchanged"
+
+
+def _forget_held_state(session: Session, held: MassChange) -> None:
+    """SCIM showed active=false while the revocation was held; from now on it shows the
+    person's real status again."""
+    if held.source is Source.SCIM and held.kind is ChangeKind.DEACTIVATE:
+        scim_user = session.scalar(select(ScimUser).where(ScimUser.user_id == held.user_id))
+        if scim_user is not None:
+            scim_user.held_inactive = False

@@ -1,0 +1,113 @@
+"""`odock-sync odock import`: a JSONL first load, which reports unusable lines and goes on."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from sqlalchemy import select
+
+from models.actions import odock_reconcile
+from models.entities import AuditEvent, Budget, Quota, UsageRecord, VirtualApiKey
+from tests.odock_inbound.conftest import counts, key_body
+
+
+def lines_of(*objects) -> list[bytes]:
+    return [o if isinstance(o, bytes) else json.dumps(o).encode() for o in objects]
+
+
+def test_an_import_loads_every_kind_and_reports_the_lines_it_could_not_use(
+    bridged, session, engine
+):
+    by_email, newer, older = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    owner_by_email = key_body(version=1, type="USER", owner_email=bridged.owner.email)
+    owner_by_email.pop("owner_user_id")
+    budget_id, quota_id = uuid.uuid4(), uuid.uuid4()
+    lines = lines_of(
+        {"kind": "key", "id": str(by_email), **owner_by_email},
+        {"kind": "key", "id": str(newer), **key_body(bridged.owner, version=2)},
+        {"kind": "key", "id": str(newer), **key_body(bridged.other, version=1)},
+        {
+            "kind": "budget",
+            "id": str(budget_id),
+            "owner_type": "TEAM",
+            "owner_id": str(bridged.team.id),
+            "name": "b",
+            "amount": "5",
+            "version": 1,
+        },
+        {
+            "kind": "quota",
+            "id": str(quota_id),
+            "owner_type": "ORG",
+            "name": "q",
+            "limit": 100,
+            "version": 1,
+        },
+        {
+            "kind": "usage",
+            "id": "u1",
+            "occurred_at": "2026-12-01T10:00:00Z",
+            "api_key_id": str(by_email),
+            "requests": 3,
+        },
+        b"{not json",
+        b"",
+        {"kind": "secret", "id": str(older)},
+        {"kind": "key", "id": str(older), **key_body(bridged.owner, version="1")},
+        {"kind": "key", "id": str(older), **{**owner_by_email, "owner_email": "ghost@x.test"}},
+    )
+
+    run = odock_reconcile.import_lines(engine, organisation_id=bridged.org.id, lines=lines)
+
+    assert run.status == "succeeded"
+    assert run.summary["key"]["created"] == 2 and run.summary["key"]["rejected"] == 1
+    assert run.summary["budget"]["created"] == 1 and run.summary["quota"]["created"] == 1
+    assert run.summary["usage"] == {"accepted": 1, "duplicates": 0}
+    problems = run.summary["problems"]
+    assert problems["count"] == 3
+    assert [p.split(":")[0] for p in problems["first"]] == ["line 7", "line 9", "line 10"]
+    assert "ghost@x.test" in run.summary["key"]["ids"]["rejected"][0]
+    assert session.get_one(VirtualApiKey, by_email).owner_user_id == bridged.owner.id
+    assert session.get_one(VirtualApiKey, newer).version == 2  # the newer line won
+    assert session.get(VirtualApiKey, older) is None
+    assert session.get_one(Budget, budget_id).owner_id == bridged.team.id
+    assert session.get_one(Quota, quota_id).owner_id == bridged.org.id
+    assert session.scalars(select(UsageRecord.requests)).all() == [3]
+    assert session.scalar(select(AuditEvent).where(AuditEvent.action == "odock.import.finished"))
+    session.rollback()
+
+    before = counts(session)
+    again = odock_reconcile.import_lines(engine, organisation_id=bridged.org.id, lines=lines)
+    assert again.summary["key"]["created"] == 0 and again.summary["key"]["unchanged"] == 2
+    assert again.summary["usage"] == {"accepted": 0, "duplicates": 1}
+    after = counts(session)
+    assert {t: n for t, n in after.items() if t != "audit_events"} == {
+        t: n for t, n in before.items() if t != "audit_events"
+    }
+
+
+def test_an_import_never_passes_a_tombstone_and_never_deletes(bridged, session, engine):
+    buried, kept = uuid.uuid4(), uuid.uuid4()
+    bridged.put("keys", kept, key_body(bridged.owner, version=1))
+    bridged.delete("keys", buried, 5)
+    lines = lines_of({"kind": "key", "id": str(buried), **key_body(bridged.owner, version=4)})
+
+    run = odock_reconcile.import_lines(engine, organisation_id=bridged.org.id, lines=lines)
+
+    assert run.summary["key"]["unchanged"] == 1 and run.summary["key"]["deleted"] == 0
+    assert set(session.scalars(select(VirtualApiKey.id))) == {kept}
+
+
+def test_the_cli_imports_a_file(run, bridged, tmp_path, session):
+    key_id = uuid.uuid4()
+    path = tmp_path / "odock.jsonl"
+    path.write_bytes(
+        b"\n".join(lines_of({"kind": "key", "id": str(key_id), **key_body(bridged.owner)}, b"[1]"))
+    )
+
+    result = run("odock", "import", "--org", bridged.org.slug, str(path))
+
+    assert "keys: 1 seen, 1 created" in result.output
+    assert "1 unusable lines" in result.output and "line 2" in result.output
+    assert session.get(VirtualApiKey, key_id) is not None

@@ -1,0 +1,208 @@
+"""The reconcile against a loopback management plane serving the contract's paged listings."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from werkzeug import Request, Response
+
+from models.actions import odock_reconcile
+from models.entities import AuditEvent, Budget, OdockReconcileRun, OdockTombstone, VirtualApiKey
+from tests.odock_inbound.conftest import key_body
+
+PAGE = 2
+
+
+def listing(httpserver, org_id, items_by_kind: dict[str, list[dict[str, Any]]], fail_page=None):
+    """Serve GET /mgmt/v1/sync/{keys|budgets|quotas}, PAGE items a page; `fail_page` (1-based)
+    of the keys answers 500."""
+
+    def handler(request: Request) -> Response:
+        kind = request.path.rsplit("/", 1)[-1]
+        assert request.headers["Authorization"] == "Bearer mgmt-token"
+        assert request.args["organisation_id"] == str(org_id)
+        items = items_by_kind.get(kind, [])
+        start = int(request.args.get("cursor", "0"))
+        if kind == "keys" and fail_page == start // PAGE + 1:
+            return Response("boom", status=500)
+        end = start + PAGE
+        body = {"items": items[start:end], "next_cursor": str(end) if end < len(items) else None}
+        return Response(json.dumps(body), content_type="application/json")
+
+    for kind in ("keys", "budgets", "quotas"):
+        httpserver.expect_request(f"/mgmt/v1/sync/{kind}").respond_with_handler(handler)
+
+
+@pytest.fixture
+def bridged_settings(settings, httpserver):
+    return settings.model_copy(
+        update={
+            "odock_mode": "bridged",
+            "odock_management_url": httpserver.url_for("/mgmt"),
+            "odock_management_token": "mgmt-token",
+        }
+    )
+
+
+def listed(key_id, body):
+    return {"id": str(key_id), **body}
+
+
+def held_keys(session) -> dict[uuid.UUID, int]:
+    found = {key.id: key.version for key in session.scalars(select(VirtualApiKey))}
+    session.rollback()
+    return found
+
+
+def test_the_reconcile_repairs_drift_and_reports_it(
+    bridged, session, engine, httpserver, bridged_settings
+):
+    same, changed, gone, new = (uuid.uuid4() for _ in range(4))
+    for key_id in (same, changed, gone):
+        bridged.put("keys", key_id, key_body(bridged.owner, version=1))
+    budget_id = uuid.uuid4()
+    budget = {
+        "id": str(budget_id),
+        "owner_type": "USER",
+        "owner_email": bridged.owner.email,
+        "name": "monthly",
+        "amount": "10",
+        "window": "monthly",
+        "version": 1,
+    }
+    listing(
+        httpserver,
+        bridged.org.id,
+        {
+            "keys": [
+                listed(same, key_body(bridged.owner, version=1)),
+                listed(changed, key_body(bridged.other, version=2)),
+                listed(new, key_body(bridged.owner, version=1)),
+            ],
+            "budgets": [budget],
+        },
+    )
+
+    run = odock_reconcile.reconcile_from_management_plane(engine, bridged_settings, bridged.org.id)
+
+    assert run.status == "succeeded"
+    assert (run.summary["key"]["created"], run.summary["key"]["updated"]) == (1, 1)
+    assert (run.summary["key"]["deleted"], run.summary["key"]["unchanged"]) == (1, 1)
+    assert run.summary["key"]["ids"]["deleted"] == [str(gone)]
+    assert run.summary["budget"]["created"] == 1 and run.summary["drift"] == 4
+    assert held_keys(session) == {same: 1, changed: 2, new: 1}
+    assert session.get_one(VirtualApiKey, changed).owner_user_id == bridged.other.id
+    assert session.get_one(Budget, budget_id).owner_id == bridged.owner.id
+    tombstone = session.scalars(select(OdockTombstone)).one()
+    assert (tombstone.object_id, tombstone.version) == (gone, 1)
+    actions = set(session.scalars(select(AuditEvent.action)))
+    assert {"odock.keys.loaded", "odock.keys.deleted", "odock.reconcile.finished"} <= actions
+    session.rollback()
+
+    again = odock_reconcile.reconcile_from_management_plane(
+        engine, bridged_settings, bridged.org.id
+    )
+    assert again.status == "succeeded" and again.summary["drift"] == 0
+
+
+def test_a_page_answering_500_makes_the_listing_incomplete_and_nothing_is_deleted(
+    bridged, session, engine, httpserver, bridged_settings
+):
+    kept, changed, beyond = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for key_id in (kept, changed):
+        bridged.put("keys", key_id, key_body(bridged.owner, version=1))
+    listing(
+        httpserver,
+        bridged.org.id,
+        {
+            "keys": [
+                listed(changed, key_body(bridged.owner, version=3)),
+                listed(uuid.uuid4(), key_body(bridged.owner, version=1)),
+                listed(beyond, key_body(bridged.owner, version=1)),
+            ]
+        },
+        fail_page=2,
+    )
+
+    run = odock_reconcile.reconcile_from_management_plane(engine, bridged_settings, bridged.org.id)
+
+    assert run.status == "incomplete"
+    assert run.summary["key"]["complete"] is False
+    assert "page 2 answered 500" in run.summary["key"]["failure"]
+    assert run.summary["key"]["deleted"] == 0
+    held = held_keys(session)
+    assert kept in held and held[changed] == 3 and beyond not in held
+    stored = session.scalars(select(OdockReconcileRun)).one()
+    assert stored.status == "incomplete"
+
+
+def test_an_unusable_item_is_reported_and_its_held_copy_kept(
+    bridged, session, engine, httpserver, bridged_settings
+):
+    strange = uuid.uuid4()
+    bridged.put("keys", strange, key_body(bridged.owner, version=1))
+    unknown_owner = key_body(version=2, type="USER", owner_email="ghost@example.com")
+    unknown_owner.pop("owner_user_id")
+    listing(httpserver, bridged.org.id, {"keys": [listed(strange, unknown_owner)]})
+
+    run = odock_reconcile.reconcile_from_management_plane(engine, bridged_settings, bridged.org.id)
+
+    assert run.status == "succeeded"
+    assert run.summary["key"]["rejected"] == 1 and run.summary["key"]["deleted"] == 0
+    assert "ghost@example.com" in run.summary["key"]["ids"]["rejected"][0]
+    assert held_keys(session) == {strange: 1}
+
+
+def test_an_item_without_a_readable_id_deletes_nothing(
+    bridged, session, engine, httpserver, bridged_settings
+):
+    held = uuid.uuid4()
+    bridged.put("keys", held, key_body(bridged.owner, version=1))
+    listing(httpserver, bridged.org.id, {"keys": [{"id": "nope", "version": 1}]})
+
+    run = odock_reconcile.reconcile_from_management_plane(engine, bridged_settings, bridged.org.id)
+
+    assert run.status == "incomplete" and run.summary["key"]["deleted"] == 0
+    assert held_keys(session) == {held: 1}
+
+
+def test_an_empty_listing_does_not_delete_everything(
+    bridged, session, engine, httpserver, bridged_settings
+):
+    held = uuid.uuid4()
+    bridged.put("keys", held, key_body(bridged.owner, version=1))
+    listing(httpserver, bridged.org.id, {})
+
+    run = odock_reconcile.reconcile_from_management_plane(engine, bridged_settings, bridged.org.id)
+
+    assert run.status == "incomplete" and "empty" in run.summary["key"]["failure"]
+    assert held_keys(session) == {held: 1}
+
+
+def test_the_cli_reconciles_and_says_why_it_cannot(run, bridged, httpserver, monkeypatch, session):
+    new = uuid.uuid4()
+    listing(httpserver, bridged.org.id, {"keys": [listed(new, key_body(bridged.owner))]})
+    refused = run("odock", "reconcile", "--org", bridged.org.slug, ok=False)
+    assert "ODOCK_MANAGEMENT_URL" in refused.output
+
+    monkeypatch.setenv("ODOCK_MANAGEMENT_URL", httpserver.url_for("/mgmt"))
+    monkeypatch.setenv("ODOCK_MANAGEMENT_TOKEN", "mgmt-token")
+    result = run("odock", "reconcile", "--org", bridged.org.slug)
+    assert "keys: 1 seen, 1 created" in result.output
+    assert new in held_keys(session)
+
+
+def test_beat_reconciles_only_in_bridged_mode_with_an_address(settings, bridged_settings):
+    from worker.celery_app import beat_schedule
+
+    assert "odock-reconcile" not in beat_schedule(settings)
+    assert "odock-reconcile" not in beat_schedule(
+        bridged_settings.model_copy(update={"odock_management_url": ""})
+    )
+    entry = beat_schedule(bridged_settings)["odock-reconcile"]
+    assert entry["task"] == "odock.reconcile_due"
+    assert entry["schedule"].total_seconds() == bridged_settings.odock_reconcile_interval
