@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -30,7 +29,7 @@ from models.migrate import upgrade
 from models.settings import Settings
 from tests.support.net import free_port
 from tests.support.smtp import Mailbox, start_smtp_server
-from tests.support.state import database_state
+from tests.support.state import change_checker
 from tests.support.worker import WorkerProcess, start_worker
 
 
@@ -172,16 +171,9 @@ def session(sessions: SessionFactory, clean_db: None) -> Iterator[Session]:
 
 
 @pytest.fixture
-def unchanged(sessions: SessionFactory):  # type: ignore[no-untyped-def]
+def unchanged(sessions: SessionFactory) -> Callable[[], None]:
     """Call it once before a request and once after: the second call asserts no change."""
-    snapshots: list[dict[str, list[tuple[Any, ...]]]] = []
-
-    def check() -> None:
-        snapshots.append(database_state(sessions))
-        if len(snapshots) > 1:
-            assert snapshots[-1] == snapshots[0], "the request changed the database"
-
-    return check
+    return change_checker(sessions)
 
 
 @pytest.fixture

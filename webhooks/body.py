@@ -25,6 +25,9 @@ MAX_INTEGER_DIGITS = 20
 # PostgreSQL refuses NUL in text; a lone surrogate cannot be encoded as UTF-8 at all.
 HOSTILE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 ASCII_INTEGER = re.compile(r"[+-]?[0-9]+")
+# The escape of NUL or of a surrogate: a cheap gate before walking the strings (an escaped
+# backslash before "u0000" passes it too, and the walk then finds nothing).
+SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
 class UnreadableBody(InvalidInput):
@@ -56,11 +59,13 @@ def decode_json(raw: bytes) -> Any:
         raise UnreadableBody(
             f"the body is not valid JSON: {exc.msg} at position {exc.pos}"
         ) from None
-    # NUL and surrogates can only arrive as \u escapes (raw control characters are invalid
-    # JSON, raw surrogates invalid UTF-8), and few brackets cannot nest deeply: most bodies
-    # skip the walk.
-    if "\\u" in text or text.count("[") + text.count("{") > MAX_DEPTH:
-        _inspect(document)
+    # Few brackets cannot nest deeply, and NUL and surrogates can only arrive as \u escapes
+    # (raw control characters are invalid JSON, raw surrogates invalid UTF-8): most bodies
+    # skip both walks.
+    if isinstance(document, dict | list) and text.count("[") + text.count("{") > MAX_DEPTH:
+        _check_depth(document)
+    if SUSPECT_ESCAPE.search(text):
+        _check_strings(document)
     return document
 
 
@@ -132,25 +137,31 @@ _DECODER = json.JSONDecoder(
 )
 
 
-def _inspect(document: Any) -> None:
-    """Depth and strings, walked without recursion (the document may be deep)."""
+def _check_depth(document: Any) -> None:
+    """Refuse nesting beyond MAX_DEPTH, walked without recursion (the document may be deep)."""
+    pending: list[tuple[dict[str, Any] | list[Any], int]] = [(document, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if depth >= MAX_DEPTH:
+            raise _too_deep()
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def _check_strings(document: Any) -> None:
+    """Refuse NUL and lone surrogates in every string and name, saying where."""
     pending: list[tuple[Any, tuple[str | int, ...]]] = [(document, ())]
     while pending:
         value, path = pending.pop()
         if isinstance(value, str):
             check_text(value, _dotted(path) or "the body")
-            continue
-        if not isinstance(value, dict | list):
-            continue
-        if len(path) >= MAX_DEPTH:
-            raise _too_deep()
-        if isinstance(value, list):
+        elif isinstance(value, list):
             pending.extend((item, (*path, index)) for index, item in enumerate(value))
-            continue
-        for key, item in value.items():
-            where = _dotted(path) or "the body"
-            check_text(key, f"a name in {where}", field=where)
-            pending.append((item, (*path, key)))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                where = _dotted(path) or "the body"
+                check_text(key, f"a name in {where}", field=where)
+                pending.append((item, (*path, key)))
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:

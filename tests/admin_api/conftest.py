@@ -18,6 +18,9 @@ from sqlalchemy.orm import Session
 from models.enums import Role, TeamRole
 from tests.support import factories as f
 
+# tests/mass_change imports database_state from here.
+from tests.support.state import database_state as database_state
+
 
 @dataclass
 class World:

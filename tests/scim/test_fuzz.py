@@ -2,36 +2,26 @@
 raw JSON edge cases never get a 5xx, every refusal is SCIM error JSON, and a refused write
 changes nothing. Runs on whichever database the suite uses (DATABASE_URL).
 
-Derandomized so that a run of the suite is repeatable; to explore, set FUZZ_RANDOM=1 (and
-FUZZ_EXAMPLES=2000, say).
+Repeatable by default; see tests.support.fuzz to explore.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.scim.conftest import SCIM, ScimClient, ops
+from tests.scim.conftest import SCIM, SCIM_TABLES, ScimClient, ops
 from tests.scim.payloads import ENTERPRISE, okta_create_group, okta_create_user
-from tests.support.hostile import HOSTILE_VALUES
+from tests.support import fuzz
+from tests.support.fuzz import ANY_TEXT
 from tests.support.state import database_state
 
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
-FUZZ = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "120")),
-    deadline=None,
-    derandomize=not os.environ.get("FUZZ_RANDOM"),
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-
-# --- strategies ------------------------------------------------------------------------
 
 ATTRIBUTES = [
     "userName",
@@ -55,9 +45,6 @@ ATTRIBUTES = [
     "groups.display",
 ]
 OPERATORS = ["eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "EQ", "Sw"]
-# Characters that are not surrogates (a URL cannot carry one) but include NUL and controls.
-ANY_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
-TEXT_WITH_SURROGATES = st.text(st.characters(), max_size=12)
 
 attribute = st.one_of(
     st.sampled_from(ATTRIBUTES), st.from_regex(r"[A-Za-z$][\w.:-]{0,12}", fullmatch=True)
@@ -90,22 +77,7 @@ filters = st.one_of(
     st.integers(1, 400).map(lambda n: "(" * n + 'userName eq "a"' + ")" * n),
 )
 
-json_values = st.recursive(
-    st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(min_value=-(10**25), max_value=10**25),
-        st.floats(allow_nan=False, allow_infinity=False),
-        TEXT_WITH_SURROGATES,
-    ),
-    lambda children: st.one_of(
-        st.lists(children, max_size=4),
-        st.dictionaries(
-            st.one_of(st.sampled_from(ATTRIBUTES), TEXT_WITH_SURROGATES), children, max_size=4
-        ),
-    ),
-    max_leaves=12,
-)
+json_values = fuzz.json_values(ATTRIBUTES)
 paths = st.one_of(
     st.none(),
     st.sampled_from(ATTRIBUTES),
@@ -124,27 +96,7 @@ patch_bodies = st.one_of(
 )
 
 
-def _with_fragment(document: Any, fragment: str, at: int) -> bytes:
-    """`document` as JSON with a hostile fragment spliced in (often where a value starts)."""
-    text = json.dumps(document)
-    colon = text.find(":", at % (len(text) + 1))
-    cut = colon + 1 if colon >= 0 else at % (len(text) + 1)
-    return (text[:cut] + fragment + text[cut:]).encode()
-
-
-raw_bodies = st.one_of(
-    json_values.map(lambda doc: json.dumps(doc).encode()),
-    st.builds(
-        _with_fragment,
-        json_values,
-        st.sampled_from([fragment for fragment, _ in HOSTILE_VALUES.values()]),
-        st.integers(0, 200),
-    ),
-    st.builds(lambda doc, n: json.dumps(doc).encode()[:n], json_values, st.integers(0, 40)),
-    st.binary(max_size=40),
-)
-
-# --- the properties -------------------------------------------------------------------
+raw_bodies = fuzz.raw_bodies(json_values)
 
 
 @pytest.fixture
@@ -170,14 +122,14 @@ def send(scim: ScimClient, method: str, path: str, body: str | bytes) -> Any:
 
 
 def write_changes_nothing_when_refused(scim, sessions, method: str, path: str, body: Any) -> None:
-    before = database_state(sessions)
+    before = database_state(sessions, SCIM_TABLES)
     response = send(scim, method, path, body)
     assert_no_server_error(response)
     if response.status_code >= 400:
-        assert database_state(sessions) == before, response.get_data(as_text=True)
+        assert database_state(sessions, SCIM_TABLES) == before, response.get_data(as_text=True)
 
 
-@FUZZ
+@fuzz.FUZZ
 @given(filter_text=filters)
 def test_no_filter_gets_a_server_error(scim, world, filter_text) -> None:
     if "\x00" not in filter_text:  # the test client cannot put NUL in a URL path; a query can
@@ -186,17 +138,18 @@ def test_no_filter_gets_a_server_error(scim, world, filter_text) -> None:
         assert_no_server_error(send(scim, "POST", endpoint, json.dumps({"filter": filter_text})))
 
 
-@FUZZ
+@fuzz.FUZZ
 @given(body=patch_bodies, target=st.sampled_from(["Users/ann", "Users/bob", "Groups/group"]))
 def test_no_patch_body_gets_a_server_error_and_a_refusal_changes_nothing(
-    scim, sessions, world, body, target
+    scim, sessions, monkeypatch, world, body, target
 ) -> None:
+    fuzz.hold_tasks(monkeypatch)
     kind, name = target.split("/")
     path = f"/{kind}/{world[name]}"
     write_changes_nothing_when_refused(scim, sessions, "PATCH", path, json.dumps(body))
 
 
-@FUZZ
+@fuzz.FUZZ
 @given(
     body=raw_bodies,
     request=st.sampled_from(
@@ -212,8 +165,9 @@ def test_no_patch_body_gets_a_server_error_and_a_refusal_changes_nothing(
     ),
 )
 def test_no_raw_json_edge_case_gets_a_server_error_and_a_refusal_changes_nothing(
-    scim, sessions, world, body, request
+    scim, sessions, monkeypatch, world, body, request
 ) -> None:
+    fuzz.hold_tasks(monkeypatch)
     method, template = request
     name = template.rsplit("/", 1)[-1]
     path = template.replace(name, world[name]) if name in world else template
