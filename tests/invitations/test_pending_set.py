@@ -17,10 +17,9 @@ from models.actions import invitations as inv
 from models.actor import Actor
 from models.base import new_id, utcnow
 from models.db import make_engine
-from models.entities import AuditEvent, Invitation, PendingInvitation
+from models.entities import AuditEvent, Invitation, Organisation, PendingInvitation
 from models.enums import InvitationStatus, Role
 from models.migrate import alembic_config, upgrade
-from tests.support import factories as f
 
 
 def _pending_ids(session) -> set[uuid.UUID]:
@@ -116,10 +115,14 @@ def test_migration_0008_lists_the_pending_invitations_and_goes_back(fresh_databa
     own = make_engine(settings.model_copy(update={"database_url": fresh_database_url}))
     upgrade(own, "0007")
     with Session(own) as session:
-        org = f.make_org(session)
+        # A bare organisation row: the ORM's organisation settings carry later columns.
+        org_id = new_id()
+        session.execute(
+            Organisation.__table__.insert().values(id=org_id, name="Old", slug=f"old-{org_id}")
+        )
         ids = {status: new_id() for status in InvitationStatus}
         for status, invitation_id in ids.items():
-            session.add(_invitation(invitation_id, org.id, status))
+            session.add(_invitation(invitation_id, org_id, status))
         session.commit()
 
     upgrade(own)
