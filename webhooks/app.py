@@ -8,6 +8,7 @@ from models.db import make_engine, make_session_factory
 from models.observability import configure_logging
 from models.settings import Settings, load_settings
 from webhooks import (
+    body,
     context,
     enroll,
     enrollment_hook,
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     context.install(app, context.AppState(settings=settings, engine=engine, sessions=sessions))
     errors.register_problem_handlers(app)
+    app.before_request(body.check_query)  # every protocol refuses the same hostile queries
     health.install_request_metrics(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
