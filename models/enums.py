@@ -159,6 +159,15 @@ class SyncRunStatus(StrEnum):
     SKIPPED = "skipped"  # another sync of the same connector was running
 
 
+class KeyCommandType(StrEnum):
+    """What odock-sync asks the key store to do with one key (the contract's command types)."""
+
+    REVOKE = "key.revoke"
+    RESTORE = "key.restore"
+    REASSIGN = "key.reassign"
+    ROTATE_REQUEST = "key.rotate_request"
+
+
 class ChangeKind(StrEnum):
     """A destructive change a push source asks for, as the mass-change gate counts it."""
 

@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings)
     configure_celery(settings)
     engine = make_engine(settings)
-    sessions = make_session_factory(engine)
+    sessions = make_session_factory(engine, odock_mode=settings.odock_mode)
     install_after_commit_relay(sessions)
 
     app = Flask(__name__)

@@ -15,12 +15,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import audit, key_scope
+from models import key_scope
 from models.actions import key_revocation
 from models.actions import reviews as review_actions
 from models.actions.reviews import Desired
 from models.actor import Actor
-from models.base import utcnow
 from models.entities import (
     Organisation,
     RevocationReview,
@@ -29,7 +28,7 @@ from models.entities import (
     User,
     VirtualApiKey,
 )
-from models.enums import KeyType, ReviewCause, Role, Severity, TeamRole, UserStatus
+from models.enums import ReviewCause, Role, Severity, TeamRole, UserStatus
 
 
 def review_team_deletion(session: Session, *, team: Team, actor: Actor) -> RevocationReview | None:
@@ -125,8 +124,6 @@ def _settle_team_keys(
         reason="team_deleted",
         audit_detail={"team_id": str(team.id), "by": "team deletion"},
     )
-    if reassigned:
-        key_revocation.invalidate(session, [item.subject_id for item in reassigned], reason="owner")
     return reassigned + [_revoked_finding(key) for key in keys if key.id in revoked]
 
 
@@ -144,18 +141,14 @@ def _reassign_to_creator(
     assert key.created_by_user_id is not None
     creator = creators[key.created_by_user_id]
     item = review_actions.key_finding(key_scope.KIND_TEAM_KEY, key)
-    before = _ownership(key)
-    key.key_type, key.owner_user_id, key.owner_team_id = KeyType.USER, creator.id, None
-    key.updated_at = utcnow()
-    audit.record(
+    key_revocation.reassign_key(
         session,
+        key=key,
+        owner_user_id=creator.id,
+        owner_team_id=None,
         actor=actor,
-        organisation_id=key.organisation_id,
-        action="api_key.reassigned",
-        target_type="api_key",
-        target_id=key.id,
-        before=before,
-        after={**_ownership(key), "by": "team deletion"},
+        reason="owner",
+        audit_detail={"by": "team deletion"},
     )
     item.action, item.action_taken = "reassigned", True
     new_owner = {"user_id": str(creator.id), "email": creator.email}

@@ -10,10 +10,10 @@ never commits.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from enum import StrEnum
 
-from sqlalchemy import inspect, select, update
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from models import audit, key_scope, outbox
@@ -22,7 +22,7 @@ from models.actions.mass_change import GateRequest
 from models.actor import Actor
 from models.arrival import arrival
 from models.base import utcnow
-from models.entities import IdentityLink, OrganisationSettings, Revocation, User, VirtualApiKey
+from models.entities import IdentityLink, OrganisationSettings, Revocation, User
 from models.enums import LeaverInvitationPolicy, Source, UserStatus
 from models.errors import InvalidTransition
 from models.snapshots import user_snapshot
@@ -143,8 +143,6 @@ def reactivate(session: Session, *, user: User, actor: Actor) -> Outcome:
     _audit(
         session, user, actor, "user.reactivated", before=before, extra={"keys_restored": restored}
     )
-    if restored:
-        key_revocation.invalidate(session, restored, reason="reactivated")
     return Outcome.APPLIED
 
 
@@ -277,41 +275,15 @@ def _revoke_sent_invitations(session: Session, user: User, actor: Actor) -> list
 
 
 def _restore_keys(session: Session, user: User, revocation: Revocation, actor: Actor) -> list[str]:
-    now = utcnow()
-    key_ids = session.scalars(
-        update(VirtualApiKey)
-        .where(
-            VirtualApiKey.revoked_by_revocation_id == revocation.id,
-            VirtualApiKey.revoked.is_(True),
-        )
-        .values(revoked=False, revoked_at=None, revoked_by_revocation_id=None, updated_at=now)
-        .returning(VirtualApiKey.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    _audit_keys(session, user, actor, key_ids, "api_key.restored", revoked=False)
-    return [str(key_id) for key_id in key_ids]
-
-
-def _audit_keys(
-    session: Session,
-    user: User,
-    actor: Actor,
-    key_ids: Sequence[uuid.UUID],
-    action: str,
-    *,
-    revoked: bool,
-) -> None:
-    for key_id in key_ids:
-        audit.record(
-            session,
-            actor=actor,
-            organisation_id=user.organisation_id,
-            action=action,
-            target_type="api_key",
-            target_id=key_id,
-            before={"revoked": not revoked},
-            after={"revoked": revoked, "user_id": str(user.id)},
-        )
+    restored = key_revocation.restore_keys(
+        session,
+        organisation_id=user.organisation_id,
+        revocation_id=revocation.id,
+        actor=actor,
+        reason="reactivated",
+        audit_detail={"user_id": str(user.id)},
+    )
+    return [str(key_id) for key_id in restored]
 
 
 def _require_status(user: User, expected: UserStatus, verb: str) -> None:

@@ -55,6 +55,7 @@ from models.base import UTCDateTime, new_id, utcnow
 from models.entities import AuditEvent, OdockTombstone, Team, User
 from models.entities.user import email_key
 from models.enums import KeyType, OwnerType
+from models.key_changes import keep_pending_decision_sql
 
 CHUNK_ROWS = 25_000
 SAMPLE = 10
@@ -505,9 +506,20 @@ class Loader:
             list(values), select(*values.values()).where(stage.c.version >= 0)
         )
         kept = {"id", "organisation_id"} | ({"created_at"} if self.kind != KIND_KEY else set())
+        set_: dict[str, Any] = {
+            name: statement.excluded[name] for name in values if name not in kept
+        }
+        if self.kind == KIND_KEY:
+            # A key keeps what a command the store has not acknowledged yet decided about it.
+            set_ = {
+                name: keep_pending_decision_sql(
+                    name, key_id=target.c.id, incoming=value, held=target.c[name]
+                )
+                for name, value in set_.items()
+            }
         statement = statement.on_conflict_do_update(
             index_elements=["id"],
-            set_={name: statement.excluded[name] for name in values if name not in kept},
+            set_=set_,
             where=and_(
                 statement.excluded.version > target.c.version,
                 target.c.organisation_id == statement.excluded.organisation_id,

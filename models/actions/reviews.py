@@ -38,7 +38,6 @@ from models.entities import (
 )
 from models.enums import (
     FindingState,
-    KeyType,
     OwnerType,
     ReviewCause,
     ReviewStatus,
@@ -48,6 +47,10 @@ from models.enums import (
     UserStatus,
 )
 from models.errors import InvalidInput, InvalidTransition, NotFound
+from models.key_changes import (
+    is_bridged,
+    store_acknowledged_at,
+)
 from models.notifications import notify
 
 KIND_USER_KEY = key_scope.KIND_USER_KEY
@@ -56,6 +59,9 @@ KIND_LAST_MANAGER = "last_manager"
 KIND_BUDGET = "budget"
 KIND_QUOTA = "quota"
 KIND_USAGE = "usage_after_revocation"
+KIND_STILL_ACCEPTED = "key_still_accepted"
+# Observed facts the sweep cannot recompute from the current state: it never clears them.
+EVIDENCE_KINDS = (KIND_USAGE, KIND_STILL_ACCEPTED)
 KEY_KINDS = key_scope.KEY_KINDS
 
 EVENT_OPENED = "review.opened"
@@ -85,6 +91,7 @@ class Desired:
     detail: dict[str, Any] = field(default_factory=dict)
     invalidation_status: str | None = None
     invalidated_at: datetime | None = None
+    store_acknowledged_at: datetime | None = None
     observed_until: datetime | None = None
 
 
@@ -245,7 +252,7 @@ def refresh_review(
         elif _update_finding(finding, item, now, interval):
             result.updated.append(finding)
     for finding in existing.values():
-        if finding.state is FindingState.OPEN and finding.kind != KIND_USAGE:
+        if finding.state is FindingState.OPEN and finding.kind not in EVIDENCE_KINDS:
             _set_state(finding, FindingState.RESOLVED, "sweep", now, "the cause has gone")
             result.cleared.append(finding)
     if result.changed:
@@ -308,6 +315,7 @@ def _desired_findings(
             if item.subject_id in revoked:
                 item.action, item.action_taken = "revoked", True
                 item.invalidation_status = INVALIDATION_PENDING
+                item.store_acknowledged_at = None if is_bridged(session) else now
                 item.severity = Severity.MEDIUM
             else:
                 item.action = "revoke"
@@ -344,6 +352,7 @@ def _key_findings(
         item.action = HELD_PROPOSAL.get(group.kind, key_scope.HOLD)
         if key.revoked:
             _mark_revoked(item, key, acknowledged_at)
+            item.store_acknowledged_at = store_acknowledged_at(session, key)
         elif group.action == key_scope.REVOKE:
             item.action = "revoke_now"
         desired.append(item)
@@ -518,6 +527,7 @@ def _add_finding(
         detail=item.detail,
         invalidation_status=item.invalidation_status,
         invalidated_at=item.invalidated_at,
+        store_acknowledged_at=item.store_acknowledged_at,
         observed_until=item.observed_until,
         last_notified_at=now,
     )
@@ -539,6 +549,7 @@ def _update_finding(
     if item.action_taken and not finding.action_taken:
         finding.action, finding.action_taken = item.action, True
         finding.invalidation_status = item.invalidation_status
+        finding.store_acknowledged_at = item.store_acknowledged_at
         if finding.state is FindingState.OPEN:
             _set_state(finding, FindingState.RESOLVED, POLICY, now, f"{item.action} by policy")
         changed = True
@@ -617,6 +628,64 @@ def record_invalidation(
         .execution_options(synchronize_session=False)
     )
     return int(getattr(marked, "rowcount", 0) or 0)
+
+
+def record_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **values: Any) -> None:
+    """Set these columns on the findings about these keys (the store's acknowledgement, the
+    gateway's proof); the keys are locked first, like record_invalidation, so a review being
+    opened at the same time either sees the values or its findings are seen here."""
+    if not key_ids:
+        return
+    _lock_keys(session, VirtualApiKey.id.in_(key_ids))
+    session.execute(
+        update(ReviewFinding)
+        .where(ReviewFinding.subject_id.in_(key_ids), ReviewFinding.kind.in_(KEY_KINDS))
+        .values(**values, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def raise_urgent_finding(
+    session: Session,
+    *,
+    review: RevocationReview,
+    kind: str,
+    subject_type: str,
+    subject_id: uuid.UUID,
+    detail: dict[str, Any],
+    actor: Actor,
+) -> ReviewFinding:
+    """Open (or reopen) a finding that cannot wait, and alert managers and admins now."""
+    now = utcnow()
+    organisation = session.get_one(Organisation, review.organisation_id)
+    finding = session.scalar(
+        select(ReviewFinding).where(
+            ReviewFinding.review_id == review.id,
+            ReviewFinding.kind == kind,
+            ReviewFinding.subject_id == subject_id,
+        )
+    )
+    if finding is None:
+        item = Desired(kind, subject_type, subject_id, Severity.URGENT, "investigate")
+        finding = _add_finding(session, review, item, now, escalation_interval(organisation))
+    finding.detail = detail
+    if finding.state is not FindingState.OPEN:
+        finding.state = FindingState.OPEN
+        finding.resolved_at = finding.resolved_by = finding.resolution = None
+        finding.next_escalation_at = now + escalation_interval(organisation)
+    if review.status is ReviewStatus.RESOLVED:
+        review.status, review.resolved_at, review.resolved_by = ReviewStatus.OPEN, None, None
+    session.flush()
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=review,
+        action="review.urgent_finding",
+        target_type="revocation_review",
+        after={"finding": _finding_ref(finding), "detail": detail},
+    )
+    _notify_review(session, review, EVENT_URGENT, [finding], audience=("managers", "admins"))
+    return finding
 
 
 # --- decisions on findings --------------------------------------------------------------
@@ -730,12 +799,15 @@ def _transfer(
             "owner_user_id": _str(key.owner_user_id),
             "owner_team_id": _str(key.owner_team_id),
         }
-        if to_user is not None:
-            key.key_type, key.owner_user_id = KeyType.USER, to_user.id
-        else:
-            assert to_team is not None
-            key.key_type, key.owner_user_id, key.owner_team_id = KeyType.TEAM, None, to_team.id
-        key.updated_at = utcnow()
+        key_revocation.reassign_key(
+            session,
+            key=key,
+            owner_user_id=to_user.id if to_user else None,
+            owner_team_id=key.owner_team_id if to_user else to_team.id,  # type: ignore[union-attr]
+            actor=actor,
+            reason="reassigned in review",
+            audit_detail={"finding_id": str(finding.id)},
+        )
         return before, {
             "key_type": key.key_type.value,
             "owner_user_id": _str(key.owner_user_id),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -199,7 +199,10 @@ def finding_view(finding: ReviewFinding) -> dict[str, Any]:
         "resolved_by": finding.resolved_by,
         "resolved_at": finding.resolved_at.isoformat() if finding.resolved_at else None,
         "resolution": finding.resolution,
-        "invalidated_at": finding.invalidated_at.isoformat() if finding.invalidated_at else None,
+        "invalidated_at": _moment(finding.invalidated_at),
+        "store_acknowledged_at": _moment(finding.store_acknowledged_at),
+        "gateway_invalidated_at": _moment(finding.invalidated_at),
+        "gateway_proof": finding.gateway_proof,
         "acknowledged_by": finding.acknowledged_by,
         "acknowledged_at": finding.acknowledged_at.isoformat() if finding.acknowledged_at else None,
         "escalation_level": finding.escalation_level,
@@ -207,6 +210,10 @@ def finding_view(finding: ReviewFinding) -> dict[str, Any]:
             finding.next_escalation_at.isoformat() if finding.next_escalation_at else None
         ),
     }
+
+
+def _moment(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 def _finding_counts(
