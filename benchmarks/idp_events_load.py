@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import cpu  # noqa: E402
 from cli.serve import GUNICORN_CONFIG, WORKER_NICENESS, celery_worker_command  # noqa: E402
 from connectors import signed_webhooks  # noqa: E402
-from models.actions import event_hooks, organisations  # noqa: E402
+from models.actions import event_hooks, mass_change, organisations  # noqa: E402
 from models.actor import Actor  # noqa: E402
 from models.base import new_id, utcnow  # noqa: E402
 from models.db import make_engine, make_session_factory  # noqa: E402
@@ -179,6 +179,8 @@ def seed(settings: Settings, users: int) -> tuple[str, str]:
     sessions = make_session_factory(engine)
     with sessions() as session:
         org = organisations.create_organisation(session, name="Bench", slug="bench", actor=SETUP)
+        # Thousands of revocations on purpose: the mass-change gate would hold them.
+        mass_change.set_thresholds(session, organisation=org, actor=SETUP, enabled=False)
         secret = event_hooks.add_signing_secret(
             session, organisation=org, secret_key=settings.secret_key, actor=SETUP
         ).secret

@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from models.actions import mass_change  # noqa: E402
 from models.base import new_id, utcnow  # noqa: E402
 from models.db import make_engine, make_session_factory  # noqa: E402
 from models.entities import IdentityLink, ScimEmail, ScimUser, User  # noqa: E402
@@ -138,6 +139,8 @@ def odock_sync(db_url: str, broker: str, serving: Serving) -> Iterator[tuple[Ser
     sessions = make_session_factory(engine)
     with sessions() as session:
         org = factories.make_org(session, "Bench")
+        # Deactivations by the hundred on purpose: the mass-change gate would hold them.
+        mass_change.set_thresholds(session, organisation=org, actor=factories.SETUP, enabled=False)
         token = factories.scim_token(session, org)
         session.commit()
     port = free_port()

@@ -72,7 +72,7 @@ from cli.serve import (  # noqa: E402
     urgent_worker_command,
 )
 from connectors import signed_webhooks  # noqa: E402
-from models.actions import event_hooks, organisations, tokens  # noqa: E402
+from models.actions import event_hooks, mass_change, organisations, tokens  # noqa: E402
 from models.actions.directory_connectors import create_connector  # noqa: E402
 from models.actor import Actor  # noqa: E402
 from models.base import new_id, utcnow  # noqa: E402
@@ -242,6 +242,8 @@ def seed(settings: Settings, count: int) -> World:
         org = organisations.create_organisation(session, name="Bench", slug="bench", actor=SETUP)
         org.settings.deprovision_threshold_count = 1_000_000
         org.settings.deprovision_threshold_percent = 100
+        # Thousands of revocations on purpose: the mass-change gate would hold them.
+        mass_change.set_thresholds(session, organisation=org, actor=SETUP, enabled=False)
         admin = User(
             organisation_id=org.id,
             name="Bench Admin",

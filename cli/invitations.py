@@ -13,6 +13,7 @@ from models.actions import invitations as invitation_actions
 from models.actions import lifecycle, organisations
 from models.actions import users as user_actions
 from models.enums import InvitationStatus, Role, TeamRole
+from models.enums import LeaverInvitationPolicy as LeaverPolicy
 from models.errors import NotFound
 from models.queries.invitations import (
     InvitationFilter,
@@ -137,6 +138,23 @@ def revoke(org_slug: str, invitation_id: uuid.UUID, as_json: bool) -> None:
         )
         data = invitation_view(invitation)
     emit(data, as_json=as_json)
+
+
+@invitations.command("leaver-policy")
+@ORG_OPTION
+@click.argument("policy", required=False, type=click.Choice([p.value for p in LeaverPolicy]))
+@JSON_OPTION
+def leaver_policy(org_slug: str, policy: str | None, as_json: bool) -> None:
+    """Show, or set, what revoking a person does to the invitations they sent: revoke
+    (the default) or keep."""
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        if policy is not None:
+            invitation_actions.set_leaver_policy(
+                session, organisation=organisation, policy=LeaverPolicy(policy), actor=CLI_ACTOR
+            )
+        data = {"policy": organisation.settings.leaver_invitation_policy.value}
+    emit(data, as_json=as_json, text=f"leaver invitation policy: {data['policy']}")
 
 
 @invitations.command("refresh")

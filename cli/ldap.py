@@ -233,6 +233,7 @@ def _plan_text(view: dict[str, Any]) -> str:
         "roles",
         "team_adds",
         "team_removes",
+        "team_retires",
         "errors",
     ):
         for item in stored.get(key, []):

@@ -155,6 +155,7 @@ from cli.demo import demo  # noqa: E402
 from cli.events import events  # noqa: E402
 from cli.holds import holds  # noqa: E402
 from cli.invitations import invitations  # noqa: E402
+from cli.keys import keys  # noqa: E402
 from cli.ldap import ldap  # noqa: E402
 from cli.odock import odock  # noqa: E402
 from cli.reviews import hooks, reviews, users_revoke  # noqa: E402
@@ -171,6 +172,7 @@ main.add_command(ldap)
 main.add_command(reviews)
 main.add_command(hooks)
 main.add_command(events)
+main.add_command(keys)
 main.add_command(holds)
 main.add_command(odock)
 users.add_command(users_revoke)

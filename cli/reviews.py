@@ -20,7 +20,7 @@ from models.actions.notification_deliveries import deliveries_of
 from models.actions.review_sweep import sweep_reviews
 from models.actions.teams import find_team_by_name, get_team
 from models.entities import Team, User
-from models.enums import HookKind, ReviewStatus
+from models.enums import DeletedTeamKeyPolicy, HookKind, ReviewCause, ReviewStatus
 from models.errors import InvalidInput, NotFound
 from models.queries.reviews import (
     ReviewFilter,
@@ -117,19 +117,24 @@ def _preview_text(data: dict[str, Any]) -> str:
 
 @click.group("reviews")
 def reviews() -> None:
-    """Revocation reviews and their findings."""
+    """Access-change reviews (revocations, team deletions, lost roles) and their findings."""
 
 
 @reviews.command("list")
 @ORG_OPTION
 @click.option("--status", type=click.Choice([s.value for s in ReviewStatus]), default=None)
+@click.option("--cause", type=click.Choice([c.value for c in ReviewCause]), default=None)
 @JSON_OPTION
-def reviews_list(org_slug: str, status: str | None, as_json: bool) -> None:
+def reviews_list(org_slug: str, status: str | None, cause: str | None, as_json: bool) -> None:
     with unit_of_work() as session:
-        filters = ReviewFilter(status=ReviewStatus(status) if status else None)
+        filters = ReviewFilter(
+            status=ReviewStatus(status) if status else None,
+            cause=ReviewCause(cause) if cause else None,
+        )
         items, _ = list_reviews(session, _viewer(session, org_slug), filters, limit=200)
     text = "\n".join(
-        f"{r['id']}  {r['status']:8} {r['user']['email']}  open={r['findings'].get('open', 0)}"
+        f"{r['id']}  {r['status']:8} {r['cause']:17} {_subject(r)}  "
+        f"open={r['findings'].get('open', 0)}"
         for r in items
     )
     emit(items, as_json=as_json, text=text or "no reviews")
@@ -143,7 +148,7 @@ def reviews_show(org_slug: str, review_id: str, as_json: bool) -> None:
     with unit_of_work() as session:
         data = review_detail(session, _viewer(session, org_slug), _uuid(review_id, "review id"))
     text = "\n".join(
-        [f"review {data['id']} ({data['status']}) for {data['user']['email']}"]
+        [f"review {data['id']} ({data['status']}, {data['cause']}) for {_subject(data)}"]
         + [
             f"  {f['id']}  {f['state']:9} {f['severity']:7} {f['kind']:24} "
             f"{f['subject_name']}: {f['action']}{' (done)' if f['action_taken'] else ''}"
@@ -151,6 +156,13 @@ def reviews_show(org_slug: str, review_id: str, as_json: bool) -> None:
         ]
     )
     emit(data, as_json=as_json, text=text)
+
+
+def _subject(review: dict[str, Any]) -> str:
+    """Who or what a review is about: the person, else the team."""
+    if review["user"]:
+        return str(review["user"]["email"])
+    return f"team {review['team']['name']}" if review["team"] else "-"
 
 
 def _decide(org_slug: str, finding_id: str, note: str, as_json: bool, operation: Any) -> None:
@@ -224,6 +236,21 @@ def reviews_reassign(
         )
         data = finding_view(finding)
     emit(data, as_json=as_json, text=f"finding {data['id']} reassigned; it is {data['state']}")
+
+
+@reviews.command("team-key-policy")
+@ORG_OPTION
+@click.argument("policy", type=click.Choice([p.value for p in DeletedTeamKeyPolicy]))
+def reviews_team_key_policy(org_slug: str, policy: str) -> None:
+    """What deleting a team does to its keys: revoke them (default) or hand each to its creator."""
+    with unit_of_work() as session:
+        organisations.update_settings(
+            session,
+            organisation=organisations.get_organisation_by_slug(session, org_slug),
+            changes={"deleted_team_key_policy": DeletedTeamKeyPolicy(policy)},
+            actor=CLI_ACTOR,
+        )
+    click.echo(f"deleted team key policy: {policy}")
 
 
 @reviews.command("sweep")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 import requests
 
 
@@ -22,3 +25,41 @@ def invalidate_keys(*, base_url: str, secret: str, key_ids: list[str], timeout: 
         raise GatewayUnavailable(f"gateway unreachable: {type(exc).__name__}") from exc
     if response.status_code >= 300:
         raise GatewayUnavailable(f"gateway answered {response.status_code}")
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    """Whether the gateway would accept a key now, as it said at `checked_at`."""
+
+    key_id: str
+    accepted: bool
+    checked_at: datetime
+
+
+def key_status(
+    *, base_url: str, secret: str, key_ids: list[str], timeout: float
+) -> list[KeyStatus]:
+    url = base_url.rstrip("/") + "/v1/internal/keys/status"
+    try:
+        response = requests.post(
+            url,
+            json={"key_ids": key_ids},
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=timeout,
+        )
+    except requests.RequestException as exc:
+        raise GatewayUnavailable(f"gateway unreachable: {type(exc).__name__}") from exc
+    if response.status_code >= 300:
+        raise GatewayUnavailable(f"gateway answered {response.status_code}")
+    try:
+        return [
+            KeyStatus(str(item["id"]), bool(item["accepted"]), _moment(item["checked_at"]))
+            for item in response.json()["keys"]
+        ]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise GatewayUnavailable("gateway answered an unreadable key status") from exc
+
+
+def _moment(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -14,7 +14,8 @@ from sqlalchemy import ColumnElement, exists, select, true
 from sqlalchemy.orm import Session
 
 from models.entities import Organisation, Team, TeamMembership, User
-from models.enums import Role, TeamRole
+from models.entities.user import email_key
+from models.enums import Role, TeamRole, UserStatus
 from models.errors import Forbidden, NotFound
 
 ADMIN_ROLES = frozenset({Role.ORG_ADMIN, Role.SUPER_ADMIN})
@@ -117,6 +118,39 @@ def require_can_handle_team_role(viewer: Viewer, role: TeamRole) -> None:
     """Managers add and remove members; only admins add or remove team managers."""
     if role is TeamRole.MANAGER and not viewer.is_admin:
         raise Forbidden("only an Organisation Admin can add or remove a team manager")
+
+
+def require_can_change_membership(
+    session: Session, viewer: Viewer, team: Team, user: User, new_role: TeamRole | None
+) -> None:
+    """Managers add, remove and re-role plain members; who manages a team (making someone a
+    manager, demoting or removing one) is for Organisation Admins only. `new_role` None is a
+    removal. SCIM and LDAP group mappings are admin-configured and do not come through here."""
+    require_can_manage_team(session, viewer, team)
+    current = session.get(TeamMembership, (team.id, user.id))
+    if current is not None and current.role is TeamRole.MANAGER and not viewer.is_admin:
+        raise Forbidden("only an Organisation Admin can demote or remove a team manager")
+    if new_role is not None:
+        require_can_handle_team_role(viewer, new_role)
+
+
+def is_leaver(session: Session, organisation_id: uuid.UUID, email: str) -> bool:
+    """Whether this address is a person of the organisation who is no longer ACTIVE (a leaver
+    gets no one-click links, and the links they were sent stop working for them)."""
+    status = session.scalar(
+        select(User.status).where(
+            User.organisation_id == organisation_id, User.email_key == email_key(email)
+        )
+    )
+    return status is not None and status is not UserStatus.ACTIVE
+
+
+def require_not_leaver(session: Session, organisation_id: uuid.UUID, email: str) -> None:
+    if is_leaver(session, organisation_id, email):
+        raise Forbidden(
+            "your access has been revoked, so this link no longer works for you; nothing was "
+            "changed"
+        )
 
 
 def require_not_self(viewer: Viewer, user: User, *, changes_access: bool) -> None:

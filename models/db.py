@@ -14,6 +14,8 @@ from models.settings import Settings
 
 SessionFactory = sessionmaker[Session]
 
+ODOCK_MODE_KEY = "odock.mode"
+
 # A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 10.0
 
@@ -83,8 +85,11 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_session_factory(engine: Engine) -> SessionFactory:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(engine: Engine, *, odock_mode: str = "embedded") -> SessionFactory:
+    """Sessions on `engine`; each carries the key store mode, so every domain operation that
+    changes a key carries it out the same way (models/key_changes.py) without a settings
+    argument on every caller."""
+    return sessionmaker(engine, expire_on_commit=False, info={ODOCK_MODE_KEY: odock_mode})
 
 
 @contextmanager

@@ -192,6 +192,7 @@ def _decide(
     with transaction(sessions) as session:
         run = session.get_one(DirectorySyncRun, run_id)
         connector = session.get_one(DirectoryConnector, target.connector.id)
+        sync_ops.plan_team_retirements(session, connector=connector, plan=plan)
         if dry_run:
             sync_ops.complete_run(
                 session,

@@ -95,6 +95,13 @@ class KeyPolicy(StrEnum):
     HOLD = "hold"
 
 
+class LeaverInvitationPolicy(StrEnum):
+    """What revoking a person does to the invitations they sent that are still pending."""
+
+    REVOKE = "revoke"
+    KEEP = "keep"
+
+
 class DeletedTeamKeyPolicy(StrEnum):
     """What deleting a team does to its keys: revoke them, or hand each to its creator."""
 
@@ -150,6 +157,15 @@ class SyncRunStatus(StrEnum):
     APPROVED = "approved"
     DISCARDED = "discarded"
     SKIPPED = "skipped"  # another sync of the same connector was running
+
+
+class KeyCommandType(StrEnum):
+    """What odock-sync asks the key store to do with one key (the contract's command types)."""
+
+    REVOKE = "key.revoke"
+    RESTORE = "key.restore"
+    REASSIGN = "key.reassign"
+    ROTATE_REQUEST = "key.rotate_request"
 
 
 class ChangeKind(StrEnum):

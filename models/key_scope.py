@@ -36,7 +36,6 @@ REASSIGN = "reassign"
 
 # The organisation role a person needs to hold a key of this type they created.
 ROLE_NEEDED = {KeyType.ORGANISATION: Role.ORG_ADMIN, KeyType.TEAM: Role.MANAGER}
-ROLE_ORDER = (Role.USER, Role.MANAGER, Role.ORG_ADMIN, Role.SUPER_ADMIN)
 
 
 @dataclass(frozen=True)
@@ -148,13 +147,9 @@ def org_role_dropped(user_id: uuid.UUID, *, before: Role, after: Role) -> Scope:
     return Scope(keys=tuple(groups), budgets=false(), quotas=false())
 
 
-def role_dropped(before: Role, after: Role) -> bool:
-    return ROLE_ORDER.index(after) < ROLE_ORDER.index(before)
-
-
 def _outranks(before: Role, after: Role, needed: Role) -> bool:
     """`before` was enough for `needed` and `after` is not."""
-    return ROLE_ORDER.index(before) >= ROLE_ORDER.index(needed) > ROLE_ORDER.index(after)
+    return before.rank >= needed.rank > after.rank
 
 
 def active_keys(session: Session, group: KeyGroup) -> list[VirtualApiKey]:

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     odock_command_secret: str = ""
     odock_timeout: float = Field(default=5.0, gt=0, le=60)
     odock_reconcile_interval: float = Field(default=3600.0, gt=0)
+    odock_command_retry_base: float = Field(default=1.0, gt=0)
+    odock_command_retry_max: float = Field(default=300.0, gt=0)
+    odock_reinvalidate_after: float = Field(default=5.0, ge=0, le=3600)
     smtp_host: str = ""
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_from: str = "odock-sync@localhost"

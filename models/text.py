@@ -23,6 +23,10 @@ def clean_text(value: str, *, field: str, max_length: int, required: bool = True
         raise InvalidInput(f"{field} must not be empty", field=field)
     if len(value) > max_length:
         raise InvalidInput(f"{field} must be at most {max_length} characters", field=field)
+    if len(value.lower()) > max_length:  # "İ" is two characters in lower case; keys are lowered
+        raise InvalidInput(
+            f"{field} must be at most {max_length} characters in lower case", field=field
+        )
     if has_control_characters(value):
         raise InvalidInput(f"{field} must not contain control characters", field=field)
     return value

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ from models.migrate import upgrade
 from models.settings import Settings
 from tests.support.net import free_port
 from tests.support.smtp import Mailbox, start_smtp_server
+from tests.support.state import change_checker
 from tests.support.worker import WorkerProcess, start_worker
 
 
@@ -167,6 +168,12 @@ def session(sessions: SessionFactory, clean_db: None) -> Iterator[Session]:
     (BEGIN IMMEDIATE), so commit or roll back before another process or session must write."""
     with sessions() as session:
         yield session
+
+
+@pytest.fixture
+def unchanged(sessions: SessionFactory) -> Callable[[], None]:
+    """Call it once before a request and once after: the second call asserts no change."""
+    return change_checker(sessions)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from models.db import make_engine, make_session_factory
 from models.observability import configure_logging
 from models.settings import Settings, load_settings
 from webhooks import (
+    body,
     context,
     enroll,
     enrollment_hook,
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings)
     configure_celery(settings)
     engine = make_engine(settings)
-    sessions = make_session_factory(engine)
+    sessions = make_session_factory(engine, odock_mode=settings.odock_mode)
     install_after_commit_relay(sessions)
 
     app = Flask(__name__)
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     context.install(app, context.AppState(settings=settings, engine=engine, sessions=sessions))
     errors.register_problem_handlers(app)
+    app.before_request(body.check_query)  # every protocol refuses the same hostile queries
     health.install_request_metrics(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

@@ -1,8 +1,14 @@
-"""Reading JSON bodies strictly: one schema per request, unknown fields refused."""
+"""The one guard on request input, shared by SCIM, the admin API and the IdP receivers.
+
+JSON is decoded by one guarded decoder (nesting depth, integer size, no NaN or Infinity, no
+NUL or lone surrogate in any string) and query parameters pass one check, so every protocol
+refuses the same hostile input before anything reads it; each renders the refusal its way.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, TypeVar
 
@@ -13,6 +19,25 @@ from models.errors import InvalidInput
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+MAX_DEPTH = 32
+# Enough for any 64-bit count or id; far below Python's own int parsing limit (4,300).
+MAX_INTEGER_DIGITS = 20
+# PostgreSQL refuses NUL in text; a lone surrogate cannot be encoded as UTF-8 at all.
+HOSTILE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+ASCII_INTEGER = re.compile(r"[+-]?[0-9]+")
+# The escape of NUL or of a surrogate: a cheap gate before walking the strings (an escaped
+# backslash before "u0000" passes it too, and the walk then finds nothing).
+SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
+class UnreadableBody(InvalidInput):
+    """The body is not JSON we parse: malformed, not UTF-8, NaN or Infinity, too deep."""
+
+
+class UnacceptableValue(InvalidInput):
+    """Well-formed input carrying a value nothing may store (NUL, a lone surrogate, a
+    number too large)."""
+
 
 class RequestBody(BaseModel):
     """Base of every request schema: unknown fields and wrong types are errors."""
@@ -20,45 +45,60 @@ class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
 
 
-MAX_DEPTH = 32
-JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-NOT_A_BRACKET = re.compile(r"[^\[\]{}]")
-
-
-def json_body() -> Any:
-    """The parsed JSON body, or a clear 400 when it is missing, not UTF-8, or not JSON."""
-    raw = request.get_data(cache=True)
-    if not raw:
-        raise InvalidInput("a JSON body is required")
+def decode_json(raw: bytes) -> Any:
+    """The JSON document in `raw`, or UnreadableBody / UnacceptableValue saying why not."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidInput("the body is not valid UTF-8") from None
-    if too_deep(text):
-        # Refused before parsing: the parser would recurse once per level.
-        raise InvalidInput(f"the body is nested too deeply (more than {MAX_DEPTH} levels)")
+        raise UnreadableBody("the body is not valid UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        document = _DECODER.decode(text)
+    except RecursionError:
+        raise _too_deep() from None
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc.msg} at position {exc.pos}") from None
-    except ValueError as exc:  # a number too long to convert, NaN or Infinity
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+        raise UnreadableBody(
+            f"the body is not valid JSON: {exc.msg} at position {exc.pos}"
+        ) from None
+    # Few brackets cannot nest deeply, and NUL and surrogates can only arrive as \u escapes
+    # (raw control characters are invalid JSON, raw surrogates invalid UTF-8): most bodies
+    # skip both walks.
+    if isinstance(document, dict | list) and text.count("[") + text.count("{") > MAX_DEPTH:
+        _check_depth(document)
+    if SUSPECT_ESCAPE.search(text):
+        _check_strings(document)
+    return document
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+def check_text(value: str, name: str, field: str | None = None) -> None:
+    if HOSTILE_CHARACTER.search(value):
+        raise UnacceptableValue(
+            f"{name} contains a NUL character or a lone surrogate", field=field or name
+        )
 
 
-def too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
-    """Whether arrays and objects nest deeper than `limit` (brackets inside strings ignored)."""
-    if text.count("[") + text.count("{") <= limit:
-        return False
-    depth = 0
-    for char in NOT_A_BRACKET.sub("", JSON_STRING.sub("", text)):
-        depth += 1 if char in "[{" else -1
-        if depth > limit:
-            return True
-    return False
+def check_query() -> None:
+    """Every query parameter (names and values) of the current request passes check_text."""
+    for key, value in request.args.items(multi=True):
+        check_text(key, "a query parameter name")
+        check_text(value, key)
+
+
+def integer_text(value: str, name: str) -> int:
+    """An integer written in ASCII digits (not "١٢", "²" or "1_000"), at most 20 of them."""
+    text = value.strip()
+    if not ASCII_INTEGER.fullmatch(text):
+        raise UnacceptableValue(f"{name} must be an integer in ASCII digits", field=name)
+    if len(text.lstrip("+-")) > MAX_INTEGER_DIGITS:
+        raise UnacceptableValue(f"{name} must have at most {MAX_INTEGER_DIGITS} digits", field=name)
+    return int(text)
+
+
+def json_body() -> Any:
+    """The parsed JSON body of the request, or a clear 400 (see decode_json)."""
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise UnreadableBody("a JSON body is required")
+    return decode_json(raw)
 
 
 def parse_body(schema: type[ModelT]) -> ModelT:
@@ -73,3 +113,62 @@ def parse_optional_body(schema: type[ModelT]) -> ModelT:
     if not request.get_data(cache=True):
         return schema()
     return parse_body(schema)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise UnreadableBody(f"the body is not valid JSON: {name} is not a JSON number")
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise UnacceptableValue(f"a number in the body has more than {MAX_INTEGER_DIGITS} digits")
+    return int(literal)
+
+
+def _finite_float(literal: str) -> float:
+    number = float(literal)
+    if not math.isfinite(number):
+        raise UnacceptableValue(f"the number {literal[:40]} is too large")
+    return number
+
+
+_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant, parse_int=_bounded_int, parse_float=_finite_float
+)
+
+
+def _check_depth(document: Any) -> None:
+    """Refuse nesting beyond MAX_DEPTH, walked without recursion (the document may be deep)."""
+    pending: list[tuple[dict[str, Any] | list[Any], int]] = [(document, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if depth >= MAX_DEPTH:
+            raise _too_deep()
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def _check_strings(document: Any) -> None:
+    """Refuse NUL and lone surrogates in every string and name, saying where."""
+    pending: list[tuple[Any, tuple[str | int, ...]]] = [(document, ())]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, str):
+            check_text(value, _dotted(path) or "the body")
+        elif isinstance(value, list):
+            pending.extend((item, (*path, index)) for index, item in enumerate(value))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                where = _dotted(path) or "the body"
+                check_text(key, f"a name in {where}", field=where)
+                pending.append((item, (*path, key)))
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(
+        "."
+    )
+
+
+def _too_deep() -> UnreadableBody:
+    return UnreadableBody(f"the body is nested too deeply (more than {MAX_DEPTH} levels)")

@@ -8,7 +8,6 @@ task applies the events after commit.
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 import structlog
@@ -21,6 +20,7 @@ from models.actions import idp_events
 from models.actions.deliveries import Incoming
 from models.actions.event_hooks import HookCredentials, cached_hook_credentials
 from webhooks import idp_metrics
+from webhooks.body import UnacceptableValue, UnreadableBody, decode_json
 from webhooks.context import EXTENSION, app_state, settings
 from webhooks.errors import problem
 from webhooks.group_commit import GroupCommit
@@ -175,9 +175,11 @@ def _raw_body() -> bytes:
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise Refused(400, "invalid_json", "the body is not valid JSON") from None
+        return decode_json(body)
+    except UnreadableBody as exc:
+        raise Refused(400, "invalid_json", exc.message) from None
+    except UnacceptableValue as exc:
+        raise Refused(400, "invalid_payload", exc.message) from None
 
 
 def _signature_reason(reason: str) -> str:

@@ -12,11 +12,11 @@ from flask import Blueprint, g, request
 from connectors import signed_webhooks
 from models.actions import idp_events, odock_bridge, odock_events, odock_objects, odock_usage
 from models.actions.odock_objects import SCHEMAS
-from models.actions.tokens import TokenGrant, cached_grant
+from models.actions.tokens import TokenGrant
 from models.actor import Actor
 from models.enums import Source, TokenScope
 from models.errors import InvalidInput, NotFound
-from webhooks.auth import bearer_secret, refuse
+from webhooks.auth import require_token
 from webhooks.body import json_body
 from webhooks.context import db_session, settings
 from webhooks.errors import Unauthorized
@@ -40,15 +40,7 @@ def limit_and_authenticate() -> None:
     if request.endpoint == "odock.openapi_document":
         return
     request.max_content_length = _body_limit()
-    grant = cached_grant(
-        db_session(),
-        secret=bearer_secret(),
-        scope=TokenScope.ODOCK,
-        ttl_seconds=settings().scim_token_cache_seconds,
-    )
-    if grant is None:
-        refuse(TokenScope.ODOCK)
-    g.odock = grant
+    g.odock = require_token(TokenScope.ODOCK)
 
 
 def _body_limit() -> int:

@@ -11,6 +11,7 @@ from html import escape
 
 from flask import Blueprint, Response
 
+from models.access import require_not_leaver
 from models.actions import reviews
 from models.actor import Actor
 from models.entities import RevocationReview, User
@@ -29,10 +30,9 @@ bp = Blueprint("review_links", __name__, url_prefix=PREFIX)
 @bp.get("/<token>")
 def confirm(token: str) -> Response:
     claim, review = _load(token)
-    user = db_session().get_one(User, review.user_id)
     open_count = sum(f.state is FindingState.OPEN for f in review.findings)
     body = (
-        f"<h1>Revocation review for {escape(user.email)}</h1>"
+        f"<h1>{escape(_heading(review))}</h1>"
         f"<p>{open_count} open finding(s). Acknowledging stops the reminders for you and "
         f"everyone else; it does not resolve anything.</p>"
         f'<form method="post"><button type="submit">Acknowledge as '
@@ -52,6 +52,13 @@ def acknowledge(token: str) -> Response:
     return _page("Acknowledged", f"<h1>Acknowledged</h1><p>{count} finding(s) acknowledged.</p>")
 
 
+def _heading(review: RevocationReview) -> str:
+    user = db_session().get(User, review.user_id) if review.user_id else None
+    if review.revocation_id is not None and user is not None:
+        return f"Revocation review for {user.email}"
+    return f"Access review: {reviews.cause_message(review, user)}"
+
+
 def _load(token: str) -> tuple[LinkClaim, RevocationReview]:
     claim = read_token(settings().secret_key, token, purpose=ACK_PURPOSE)
     try:
@@ -60,6 +67,7 @@ def _load(token: str) -> tuple[LinkClaim, RevocationReview]:
         review = None
     if review is None:
         raise NotFound("this review no longer exists")
+    require_not_leaver(db_session(), review.organisation_id, claim.actor)
     return claim, review
 
 

@@ -22,6 +22,7 @@ from models import errors
 from models.actor import Actor
 from models.enums import Source, TokenScope
 from webhooks.auth import require_token
+from webhooks.body import UnreadableBody, decode_json, integer_text
 from webhooks.context import db_session, settings
 from webhooks.errors import Unauthorized, register_protocol_renderer
 
@@ -160,29 +161,29 @@ def delete_group(group_id: str) -> Response:
 
 
 def scim_body() -> Any:
-    """The JSON body; anything unreadable is invalidSyntax."""
+    """The JSON body through the shared guard (webhooks.body); unreadable is invalidSyntax."""
     raw = request.get_data(cache=True)
     if not raw:
         raise InvalidSyntax("a JSON body is required")
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InvalidSyntax("the body is not valid UTF-8") from None
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidSyntax(f"the body is not valid JSON: {exc}") from None
+    return decode_json(raw)
 
 
 def query_listing() -> provider.Listing:
     args = request.args
     return provider.listing(
         filter_text=args.get("filter"),
-        start_index=args.get("startIndex"),
-        count=args.get("count"),
+        start_index=query_integer("startIndex"),
+        count=query_integer("count"),
         sort_by=args.get("sortBy"),
         sort_order=args.get("sortOrder"),
         attributes=args.get("attributes"),
         excluded=args.get("excludedAttributes"),
     )
+
+
+def query_integer(name: str) -> int | None:
+    value = request.args.get(name)
+    return None if value in (None, "") else integer_text(value, name)
 
 
 def body_listing() -> provider.Listing:
@@ -245,6 +246,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.DomainError], int, str | None]] = [
     (errors.RateLimited, 429, None),
     (errors.InvalidTransition, 409, None),
     (errors.Conflict, 409, "uniqueness"),
+    (UnreadableBody, 400, "invalidSyntax"),
     (errors.InvalidInput, 400, "invalidValue"),
 ]
 

@@ -20,6 +20,7 @@ TASK_MODULES = [
     "worker.tasks.idp_events",
     "worker.tasks.scim",
     "worker.tasks.directory",
+    "worker.tasks.odock",
     "worker.tasks.tokens",
     "worker.tasks.odock_reconcile",
 ]
@@ -27,7 +28,12 @@ TASK_MODULES = [
 # Tasks that cut access off, or apply IdP events or directory changes that may: a queue of
 # their own, so they never wait behind bulk work (reviews, notifications, full directory syncs,
 # invitation mail). An incremental sync reads only what changed, so it is short.
-URGENT_TASKS = ("gateway.invalidate_keys", "events.drain")
+URGENT_TASKS = (
+    "gateway.invalidate_keys",
+    "events.drain",
+    "odock.send_key_commands",
+    "odock.invalidate_acknowledged",
+)
 
 sqlite_broker.register()
 celery_app = Celery("odock_sync", include=TASK_MODULES)

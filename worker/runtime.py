@@ -40,7 +40,11 @@ def init_runtime(settings: Settings) -> Runtime:
     if _current is not None:
         _current.engine.dispose()
     engine = make_engine(settings)
-    _current = Runtime(settings=settings, engine=engine, sessions=make_session_factory(engine))
+    _current = Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine, odock_mode=settings.odock_mode),
+    )
     from worker.outbox_relay import install_after_commit_relay
 
     install_after_commit_relay(_current.sessions)

@@ -48,6 +48,7 @@ class Plan:
     roles: list[dict[str, Any]] = field(default_factory=list)
     team_adds: list[dict[str, Any]] = field(default_factory=list)
     team_removes: list[dict[str, Any]] = field(default_factory=list)
+    team_retires: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     read: int = 0
     unchanged: int = 0
@@ -82,6 +83,7 @@ class Plan:
             "role": len(self.roles),
             "team_add": len(self.team_adds),
             "team_remove": len(self.team_removes),
+            "team_retire": len(self.team_retires),
             "unchanged": self.unchanged,
             "skipped": self.skipped,
             "errors": len(self.errors),
@@ -326,6 +328,18 @@ class Reconciler:
                         "previous": known.role,
                     }
                 )
+
+
+def retired_teams(directory_teams: dict[str, str], mapped: list[str]) -> list[dict[str, Any]]:
+    """Teams a directory made (name key -> name) that no connector maps a group to any more.
+
+    Decided from the connectors' mappings, never from what the directory returned: a group
+    missing from a read (a hiccup, a partial result) retires nothing.
+    """
+    still_mapped = {name.strip().lower() for name in mapped}
+    return [
+        {"team": name} for key, name in sorted(directory_teams.items()) if key not in still_mapped
+    ]
 
 
 def _lookup(mapping: dict[str, str], group: Group) -> str:

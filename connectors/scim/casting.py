@@ -288,8 +288,8 @@ def _string(value: Any, name: str, limit: int = MAX_STRING) -> str | None:
     text = str(value).strip()
     if not text:
         return None
-    if len(text) > limit:
-        raise InvalidValue(f"{name} is longer than {limit} characters")
+    if len(text.lower()) > limit or len(text) > limit:  # keys are stored lowercased
+        raise InvalidValue(f"{name} is longer than {limit} characters (in lower case)")
     if "\x00" in text:
         raise InvalidValue(f"{name} contains a NUL character")
     return text

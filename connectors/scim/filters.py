@@ -23,6 +23,9 @@ from sqlalchemy import ColumnElement, and_, false, func, not_, or_, true
 from connectors.scim.errors import InvalidFilter
 
 MAX_FILTER_LENGTH = 2000
+# Parentheses and brackets nest at most this deep: the tree is translated (and compiled to
+# SQL) recursively, so a deeper filter would exhaust the stack.
+MAX_FILTER_NESTING = 32
 _KEYWORDS = {"TRUE": True, "FALSE": False, "NULL": None}
 
 
@@ -67,6 +70,8 @@ def parse(text: str) -> ast.Filter:
         raise InvalidFilter(f"the filter is longer than {MAX_FILTER_LENGTH} characters")
     try:
         tree = SCIMParser().parse(_typed_tokens(text))
+    except InvalidFilter:
+        raise
     except Exception as exc:  # the parser raises several unrelated types on bad input
         raise InvalidFilter(f"the filter {text!r} is malformed: {exc}") from None
     if tree is None:
@@ -134,6 +139,7 @@ def _rebuild(operands: list[Any], operators: list[str]) -> Any:
 def _typed_tokens(text: str) -> Iterator[Any]:
     """The lexer's tokens with JSON-typed comparison values (it keeps only strings)."""
     tokens = list(SCIMLexer().tokenize(text))
+    _check_nesting(tokens)
     merged: list[Any] = []
     for token in tokens:
         # The stock lexer reads one digit per NUMBER token; glue adjacent digits back.
@@ -153,6 +159,14 @@ def _typed_tokens(text: str) -> Iterator[Any]:
         elif token.type == "NUMBER":
             token.value = _Literal(int(token.value))
         yield token
+
+
+def _check_nesting(tokens: list[Any]) -> None:
+    depth = 0
+    for token in tokens:
+        depth += {"LPAREN": 1, "LBRACKET": 1, "RPAREN": -1, "RBRACKET": -1}.get(token.type, 0)
+        if depth > MAX_FILTER_NESTING:
+            raise InvalidFilter(f"the filter nests deeper than {MAX_FILTER_NESTING} levels")
 
 
 @dataclass(frozen=True)
@@ -207,6 +221,8 @@ class _Translator:
         if isinstance(path.attr_name, ast.Filter):  # emails[type eq "work"].value eq "x"
             inner = path.attr_name
             multi = self._multi(inner.namespace)
+            if inner.namespace.sub_attr is None:  # emails[type eq "work"] eq "x"
+                raise InvalidFilter("a value path compared with a value must name a sub-attribute")
             sub = self._sub(multi, inner.namespace.sub_attr.value)
             return multi.exists(and_(self.filter(inner.expr, multi), compare(sub, op, value)))
         if scope is not None:

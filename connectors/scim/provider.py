@@ -29,6 +29,8 @@ from models.entities import Organisation, ScimUser, Team
 from models.errors import NotFound, PreconditionFailed
 
 ALWAYS_RETURNED = frozenset({"id", "schemas", "meta"})
+# Past any real page, and within a 64-bit OFFSET: a larger startIndex gives the same empty page.
+MAX_START_INDEX = 2**31
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def create_user(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
 def replace_user(
     session: Session, ctx: Context, scim_id: str, body: Any, if_match: str | None
 ) -> dict[str, Any]:
-    scim_user = _user(session, ctx, scim_id)
+    scim_user = _user(session, ctx, scim_id, for_update=True)
     check_version(user_document(session, ctx, scim_user), if_match)
     fields = casting.scim_to_user_fields(body)
     scim_actions.replace_scim_user(session, scim_user=scim_user, fields=fields, actor=ctx.actor)
@@ -159,7 +161,7 @@ def replace_user(
 def patch_user(
     session: Session, ctx: Context, scim_id: str, body: Any, if_match: str | None
 ) -> dict[str, Any]:
-    scim_user = _user(session, ctx, scim_id)
+    scim_user = _user(session, ctx, scim_id, for_update=True)
     current = user_document(session, ctx, scim_user)
     check_version(current, if_match)
     patched = apply_patch(current, operations(body), USER_KIND, casting.USER_PASSTHROUGH)
@@ -169,7 +171,7 @@ def patch_user(
 
 
 def delete_user(session: Session, ctx: Context, scim_id: str, if_match: str | None) -> None:
-    scim_user = _user(session, ctx, scim_id)
+    scim_user = _user(session, ctx, scim_id, for_update=True)
     check_version(user_document(session, ctx, scim_user), if_match)
     scim_actions.delete_scim_user(session, scim_user=scim_user, actor=ctx.actor)
 
@@ -179,8 +181,8 @@ def user_document(session: Session, ctx: Context, scim_user: ScimUser) -> dict[s
     return _render_users(session, ctx, [scim_user], Projection())[0]
 
 
-def _user(session: Session, ctx: Context, scim_id: str) -> ScimUser:
-    return scim_actions.get_scim_user(session, ctx.organisation_id, scim_id)
+def _user(session: Session, ctx: Context, scim_id: str, *, for_update: bool = False) -> ScimUser:
+    return scim_actions.get_scim_user(session, ctx.organisation_id, scim_id, for_update=for_update)
 
 
 def _render_users(
@@ -223,7 +225,7 @@ def create_group(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
 def replace_group(
     session: Session, ctx: Context, group_id: str, body: Any, if_match: str | None
 ) -> dict[str, Any]:
-    team = _group(session, ctx, group_id)
+    team = _group(session, ctx, group_id, for_update=True)
     check_version(group_document(session, ctx, team), if_match)
     fields = casting.scim_to_group_fields(body)
     scim_actions.replace_scim_group(session, team=team, fields=fields, actor=ctx.actor)
@@ -233,7 +235,7 @@ def replace_group(
 def patch_group(
     session: Session, ctx: Context, group_id: str, body: Any, if_match: str | None
 ) -> dict[str, Any]:
-    team = _group(session, ctx, group_id)
+    team = _group(session, ctx, group_id, for_update=True)
     current = group_document(session, ctx, team)
     check_version(current, if_match)
     patched = apply_patch(current, operations(body), GROUP_KIND)
@@ -243,7 +245,7 @@ def patch_group(
 
 
 def delete_group(session: Session, ctx: Context, group_id: str, if_match: str | None) -> None:
-    team = _group(session, ctx, group_id)
+    team = _group(session, ctx, group_id, for_update=True)
     check_version(group_document(session, ctx, team), if_match)
     scim_actions.delete_scim_group(session, team=team, actor=ctx.actor)
 
@@ -253,8 +255,10 @@ def group_document(session: Session, ctx: Context, team: Team) -> dict[str, Any]
     return _render_groups(session, ctx, [team], Projection())[0]
 
 
-def _group(session: Session, ctx: Context, group_id: str) -> Team:
-    return scim_actions.get_scim_group(session, ctx.organisation_id, group_id)
+def _group(session: Session, ctx: Context, group_id: str, *, for_update: bool = False) -> Team:
+    return scim_actions.get_scim_group(
+        session, ctx.organisation_id, group_id, for_update=for_update
+    )
 
 
 def _render_groups(
@@ -388,7 +392,7 @@ def listing(
         raise InvalidValue("sortOrder must be ascending or descending")
     search = queries.Search(
         filter=filter_text if filter_text not in (None, "") else None,
-        start=max(start, 1),
+        start=min(max(start, 1), MAX_START_INDEX),
         count=min(max(size, 0), MAX_RESULTS),
         sort_by=sort_by or None,
         descending=order == "descending",

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from connectors.ldap.reconcile import Plan
+from connectors.ldap.reconcile import Plan, retired_teams
 from models import audit
 from models.actions import teams as team_actions
 from models.actions.directory_import import BATCH, PeopleImport
@@ -27,6 +27,7 @@ from models.entities import DirectoryConnector, DirectorySyncRun, IdentityLink, 
 from models.enums import Role, Source, SyncKind, SyncRunStatus, TeamRole
 from models.errors import DomainError, InvalidTransition
 from models.notifications import notify
+from models.queries import directory as queries
 from models.queries.directory import MANAGING_SOURCES
 
 
@@ -76,8 +77,29 @@ def apply_directory_plan(
         _guarded(applied, item, lambda item=item: _revoke(session, owned, item, actor, applied))
     for item in plan.roles:
         _guarded(applied, item, lambda item=item: _set_role(session, owned, item, actor))
+    # Retired first: a retired team's memberships go with it, not one by one.
+    for item in plan.team_retires:
+        _guarded(applied, item, lambda item=item: _retire(session, organisation, item, actor))
     _apply_teams(session, organisation, owned, plan, actor)
     return applied
+
+
+def plan_team_retirements(session: Session, *, connector: DirectoryConnector, plan: Plan) -> None:
+    """Add to the plan the teams a sync made that no connector of the organisation maps."""
+    organisation_id = connector.organisation_id
+    plan.team_retires = retired_teams(
+        queries.directory_teams(session, organisation_id),
+        queries.mapped_team_names(session, organisation_id),
+    )
+
+
+def _retire(
+    session: Session, organisation: Organisation, item: dict[str, Any], actor: Actor
+) -> None:
+    team = team_actions.find_team_by_name(session, organisation.id, item["team"])
+    if team is None or team.external_source is not Source.LDAP:
+        return  # deleted or taken over since the plan was made
+    team_actions.delete_team(session, team=team, actor=actor)
 
 
 def _guarded(applied: Applied, item: dict[str, Any], step: Any) -> None:

@@ -27,6 +27,7 @@ from models import audit, outbox
 from models.access import Viewer, managed_team_ids, require_can_handle_team_role
 from models.actions import lifecycle
 from models.actions.identities import link_identity
+from models.actions.organisations import update_settings
 from models.actions.users import (
     create_user,
     edit_user,
@@ -45,7 +46,14 @@ from models.entities import (
     User,
 )
 from models.entities.user import email_key
-from models.enums import InvitationStatus, Role, Source, TeamRole, UserStatus
+from models.enums import (
+    InvitationStatus,
+    LeaverInvitationPolicy,
+    Role,
+    Source,
+    TeamRole,
+    UserStatus,
+)
 from models.errors import (
     Conflict,
     Forbidden,
@@ -323,6 +331,47 @@ def revoke(
     _release_emails(session, [invitation.id])
     _audit(session, invitation, actor, "invitation.revoked", before=before)
     return invitation
+
+
+def set_leaver_policy(
+    session: Session, *, organisation: Organisation, policy: LeaverInvitationPolicy, actor: Actor
+) -> None:
+    """Whether revoking a person also revokes the invitations they sent (the default)."""
+    update_settings(
+        session,
+        organisation=organisation,
+        changes={"leaver_invitation_policy": policy},
+        actor=actor,
+    )
+
+
+def revoke_sent_by(
+    session: Session, *, inviter: User, actor: Actor, now: datetime | None = None
+) -> list[Invitation]:
+    """Kill the links of every invitation this person sent that is still pending (a leaver
+    cannot keep bringing people in); each one audited as a revocation."""
+    now = now or utcnow()
+    pending = session.scalars(
+        select(Invitation)
+        .where(Invitation.invited_by_user_id == inviter.id, Invitation.status == PENDING)
+        .order_by(Invitation.created_at)
+        .with_for_update()
+    ).all()
+    for invitation in pending:
+        before = snapshot(invitation, now)
+        invitation.status = REVOKED
+        invitation.revoked_at = now
+        invitation.updated_at = now
+        _audit(
+            session,
+            invitation,
+            actor,
+            "invitation.revoked",
+            before=before,
+            extra={"reason": "the inviter's access was revoked"},
+        )
+    _release_emails(session, [invitation.id for invitation in pending])
+    return list(pending)
 
 
 def refresh(
@@ -618,7 +667,7 @@ def _claim(session: Session, invitation: Invitation, token: str, now: datetime) 
 def _join_teams(
     session: Session, invitation: Invitation, user: User, actor: Actor
 ) -> tuple[list[str], list[str]]:
-    from models.actions.teams import add_to_team
+    from models.actions.teams import add_to_team, get_membership
 
     joined: list[str] = []
     missing: list[str] = []
@@ -627,14 +676,12 @@ def _join_teams(
         if team is None or team.organisation_id != invitation.organisation_id:
             missing.append(entry["team_id"])
             continue
-        add_to_team(
-            session,
-            team=team,
-            user=user,
-            role=TeamRole(entry.get("role", TeamRole.MEMBER.value)),
-            actor=actor,
-            source=Source.INVITATION,
-        )
+        role = TeamRole(entry.get("role", TeamRole.MEMBER.value))
+        current = get_membership(session, team, user)
+        if current is None or role is TeamRole.MANAGER:  # an invitation never demotes a manager
+            add_to_team(
+                session, team=team, user=user, role=role, actor=actor, source=Source.INVITATION
+            )
         joined.append(entry["team_id"])
     return joined, missing
 

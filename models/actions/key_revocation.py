@@ -1,26 +1,22 @@
-"""Disabling keys that the key-scope policy chose, and telling the gateway to forget them.
+"""Disabling and restoring the keys that the key-scope policy chose.
 
 The one write behind a revocation, a revocation review and a team deletion: keys stamped with
 the revocation that disabled them (so reactivation restores exactly those), an audit event per
-key, and one gateway cache invalidation sent after commit.
+key, and the change carried to the store and the gateway by models/key_changes.py.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
-from models import audit, outbox
 from models.actor import Actor
-from models.base import utcnow
 from models.entities import VirtualApiKey
-
-TASK_INVALIDATE_KEYS = "gateway.invalidate_keys"
+from models.enums import KeyCommandType, KeyType
+from models.key_changes import KeyChange, carry_out_key_change
 
 
 def revoke_keys(
@@ -35,49 +31,66 @@ def revoke_keys(
     invalidation_detail: dict[str, Any] | None = None,
 ) -> list[uuid.UUID]:
     """Revoke the active keys in `scope`; the ids revoked, in a stable order."""
-    now = utcnow()
-    key_ids = sorted(
-        session.scalars(
-            update(VirtualApiKey)
-            .where(scope, VirtualApiKey.revoked.is_(False))
-            .values(
-                revoked=True,
-                revoked_at=now,
-                revoked_by_revocation_id=revocation_id,
-                updated_at=now,
-            )
-            .returning(VirtualApiKey.id)
-            .execution_options(synchronize_session=False)
-        ).all()
+    change = KeyChange(
+        command=KeyCommandType.REVOKE,
+        organisation_id=organisation_id,
+        scope=scope,
+        actor=actor,
+        reason=reason,
+        revocation_id=revocation_id,
+        audit_detail=audit_detail or {},
+        invalidation_detail=invalidation_detail or {},
     )
-    for key_id in key_ids:
-        audit.record(
-            session,
-            actor=actor,
-            organisation_id=organisation_id,
-            action="api_key.revoked",
-            target_type="api_key",
-            target_id=key_id,
-            before={"revoked": False},
-            after={"revoked": True, **(audit_detail or {})},
-        )
-    if key_ids:
-        invalidate(session, key_ids, reason=reason, **(invalidation_detail or {}))
-        _expire_loaded(session, key_ids)
-    return key_ids
+    return sorted(carry_out_key_change(session, change))
 
 
-def invalidate(
-    session: Session, key_ids: Iterable[uuid.UUID | str], *, reason: str, **detail: Any
+def restore_keys(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    revocation_id: uuid.UUID,
+    actor: Actor,
+    reason: str,
+    audit_detail: dict[str, Any] | None = None,
+) -> list[uuid.UUID]:
+    """Re-enable exactly the keys this revocation disabled; the ids restored."""
+    change = KeyChange(
+        command=KeyCommandType.RESTORE,
+        organisation_id=organisation_id,
+        scope=VirtualApiKey.revoked_by_revocation_id == revocation_id,
+        actor=actor,
+        reason=reason,
+        audit_detail=audit_detail or {},
+    )
+    return sorted(carry_out_key_change(session, change))
+
+
+def reassign_key(
+    session: Session,
+    *,
+    key: VirtualApiKey,
+    owner_user_id: uuid.UUID | None,
+    owner_team_id: uuid.UUID | None,
+    actor: Actor,
+    reason: str,
+    audit_detail: dict[str, Any] | None = None,
 ) -> None:
-    """Have the gateway drop these keys from its cache once this transaction commits."""
-    key_ids = [str(key_id) for key_id in key_ids]
-    outbox.enqueue(session, TASK_INVALIDATE_KEYS, key_ids=key_ids, reason=reason, **detail)
-
-
-def _expire_loaded(session: Session, key_ids: list[uuid.UUID]) -> None:
-    """The UPDATE bypassed the identity map: reload any of these keys already loaded."""
-    for key_id in key_ids:
-        loaded = session.identity_map.get(identity_key(VirtualApiKey, key_id))
-        if loaded is not None:
-            session.expire(loaded)
+    """Give the key a new owner: a USER key when it names a person, else a TEAM key."""
+    before = {
+        "key_type": key.key_type.value,
+        "owner_user_id": str(key.owner_user_id) if key.owner_user_id else None,
+        "owner_team_id": str(key.owner_team_id) if key.owner_team_id else None,
+    }
+    change = KeyChange(
+        command=KeyCommandType.REASSIGN,
+        organisation_id=key.organisation_id,
+        scope=VirtualApiKey.id == key.id,
+        actor=actor,
+        reason=reason,
+        owner_user_id=owner_user_id,
+        owner_team_id=owner_team_id,
+        key_type=KeyType.USER if owner_user_id else KeyType.TEAM,
+        audit_detail=audit_detail or {},
+        audit_before=before,
+    )
+    carry_out_key_change(session, change)

@@ -10,20 +10,20 @@ never commits.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from enum import StrEnum
 
-from sqlalchemy import inspect, select, update
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from models import audit, key_scope, outbox
-from models.actions import key_revocation, mass_change
+from models.actions import invitations, key_revocation, mass_change
 from models.actions.mass_change import GateRequest
 from models.actor import Actor
 from models.arrival import arrival
 from models.base import utcnow
-from models.entities import IdentityLink, Revocation, User, VirtualApiKey
-from models.enums import Source, UserStatus
+from models.entities import IdentityLink, OrganisationSettings, Revocation, User
+from models.enums import LeaverInvitationPolicy, Source, UserStatus
 from models.errors import InvalidTransition
 from models.snapshots import user_snapshot
 from models.text import clean_text
@@ -143,8 +143,6 @@ def reactivate(session: Session, *, user: User, actor: Actor) -> Outcome:
     _audit(
         session, user, actor, "user.reactivated", before=before, extra={"keys_restored": restored}
     )
-    if restored:
-        key_revocation.invalidate(session, restored, reason="reactivated")
     return Outcome.APPLIED
 
 
@@ -228,13 +226,19 @@ def _revoke(
     user.status = UserStatus.REVOKED
     user.updated_at = utcnow()
     revoked = _revoke_owned_keys(session, user, revocation, actor)
+    invitations_revoked = _revoke_sent_invitations(session, user, actor)
     _audit(
         session,
         user,
         actor,
         action,
         before=before,
-        extra={"keys_revoked": revoked, "reason": reason, **(extra or {})},
+        extra={
+            "keys_revoked": revoked,
+            "invitations_revoked": invitations_revoked,
+            "reason": reason,
+            **(extra or {}),
+        },
     )
     # Eager: published right after commit with no second transaction. Should the process die
     # in between, the relay re-sends it after OUTBOX_REDISPATCH_AFTER; the key invalidation
@@ -261,42 +265,25 @@ def _revoke_owned_keys(
     return [str(key_id) for key_id in revoked]
 
 
+def _revoke_sent_invitations(session: Session, user: User, actor: Actor) -> list[str]:
+    """A leaver's pending invitations die with their access, unless the organisation keeps
+    them (a reactivation does not bring them back: they can be sent again)."""
+    settings = session.get_one(OrganisationSettings, user.organisation_id)
+    if settings.leaver_invitation_policy is LeaverInvitationPolicy.KEEP:
+        return []
+    return [str(i.id) for i in invitations.revoke_sent_by(session, inviter=user, actor=actor)]
+
+
 def _restore_keys(session: Session, user: User, revocation: Revocation, actor: Actor) -> list[str]:
-    now = utcnow()
-    key_ids = session.scalars(
-        update(VirtualApiKey)
-        .where(
-            VirtualApiKey.revoked_by_revocation_id == revocation.id,
-            VirtualApiKey.revoked.is_(True),
-        )
-        .values(revoked=False, revoked_at=None, revoked_by_revocation_id=None, updated_at=now)
-        .returning(VirtualApiKey.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    _audit_keys(session, user, actor, key_ids, "api_key.restored", revoked=False)
-    return [str(key_id) for key_id in key_ids]
-
-
-def _audit_keys(
-    session: Session,
-    user: User,
-    actor: Actor,
-    key_ids: Sequence[uuid.UUID],
-    action: str,
-    *,
-    revoked: bool,
-) -> None:
-    for key_id in key_ids:
-        audit.record(
-            session,
-            actor=actor,
-            organisation_id=user.organisation_id,
-            action=action,
-            target_type="api_key",
-            target_id=key_id,
-            before={"revoked": not revoked},
-            after={"revoked": revoked, "user_id": str(user.id)},
-        )
+    restored = key_revocation.restore_keys(
+        session,
+        organisation_id=user.organisation_id,
+        revocation_id=revocation.id,
+        actor=actor,
+        reason="reactivated",
+        audit_detail={"user_id": str(user.id)},
+    )
+    return [str(key_id) for key_id in restored]
 
 
 def _require_status(user: User, expected: UserStatus, verb: str) -> None:

@@ -161,15 +161,19 @@ def admit(session: Session, *, user: User, request: GateRequest, actor: Actor) -
     """
     if actor.source not in GATED_SOURCES:
         return True
-    pending = pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind})
-    if pending is not None:
-        return False  # already held: the source repeated itself
-    gate = _locked_gate(session, user.organisation_id, actor.source)
     limits = thresholds(session, user.organisation_id)
+    if not limits.enabled:
+        return True  # turned off: nothing counted, nothing locked
+    if pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind}):
+        return False  # already held: the source repeated itself (no lock needed)
+    gate = _locked_gate(session, user.organisation_id, actor.source)
+    if pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind}):
+        return False  # a parallel request held it while this one waited for the lock
     if gate.batch_id is None:
         counted = _counted(session, gate, limits)
         # The base is the people active when the window began: those it revoked count too.
-        reason = limits.exceeded(counted + 1, _active_people(session, user) + counted)
+        people = _active_people(session, user) + counted if limits.threshold_percent else 0
+        reason = limits.exceeded(counted + 1, people)
         if not reason:
             _count(session, user, request, actor)
             return True

@@ -55,6 +55,7 @@ from models.base import UTCDateTime, new_id, utcnow
 from models.entities import AuditEvent, OdockTombstone, Team, User
 from models.entities.user import email_key
 from models.enums import KeyType, OwnerType
+from models.key_changes import keep_pending_decision_sql
 
 CHUNK_ROWS = 25_000
 SAMPLE = 10
@@ -66,7 +67,7 @@ def _stage(kind: str, *columns: Column[Any]) -> Table:
     return Table(
         f"odock_stage_{kind}",
         _METADATA,
-        Column("id", Uuid(), primary_key=True),
+        Column("id", Uuid(), nullable=False),  # no index to keep up: joined by the target's
         *columns,
         Column("version", BigInteger(), nullable=False),
         prefixes=["TEMPORARY"],
@@ -124,7 +125,7 @@ SEEN = {
     kind: Table(
         f"odock_seen_{kind}",
         _METADATA,
-        Column("id", Uuid(), primary_key=True),
+        Column("id", Uuid(), nullable=False),
         prefixes=["TEMPORARY"],
     )
     for kind in STAGES
@@ -392,12 +393,15 @@ class Loader:
     # -- one chunk, on the database thread
 
     def _apply(self, rows: list[tuple[Any, ...]], seen_only: list[uuid.UUID]) -> None:
-        self.connection.execute(self.stage.delete())
+        if self.postgres:
+            self.connection.exec_driver_sql(f"TRUNCATE {self.stage.name}")
+        else:
+            self.connection.execute(self.stage.delete())
         self._copy(rows)
         if self.keep_seen:
             self._remember_seen(seen_only)
         self.counts.seen += len(rows)
-        self._reject_foreign_ids()
+        self._drop_held()
         self._drop_buried()
         created, updated = self._upsert()
         if created or updated:
@@ -423,32 +427,54 @@ class Loader:
                 copy.set_types(COPY_TYPES[self.kind])  # binary: ~4x faster than text here
                 for row in rows:
                     copy.write_row(row)
-            self.connection.exec_driver_sql(f"ANALYZE {self.stage.name}")
             return
         self.connection.execute(
             self.stage.insert(), [dict(zip(self.columns, row, strict=True)) for row in rows]
         )
 
     def _remember_seen(self, seen_only: list[uuid.UUID]) -> None:
-        upsert = postgresql.insert if self.postgres else sqlite.insert
-        listed = select(self.stage.c.id).where(self.stage.c.version >= 0)
-        self.connection.execute(
-            upsert(self.seen).from_select(["id"], listed).on_conflict_do_nothing()
-        )
+        listed = select(self.stage.c.id)
+        self.connection.execute(insert(self.seen).from_select(["id"], listed))
         if seen_only:
-            self.connection.execute(
-                upsert(self.seen).on_conflict_do_nothing(), [{"id": i} for i in seen_only]
-            )
+            self.connection.execute(insert(self.seen), [{"id": i} for i in seen_only])
 
-    def _reject_foreign_ids(self) -> None:
-        """Rows whose id another organisation holds."""
-        stage, target = self.stage, self.target
-        foreign = exists().where(
-            target.c.id == stage.c.id, target.c.organisation_id != self.organisation_id
-        )
+    def _drop_held(self) -> None:
+        """Rows held here at the same version or newer (unchanged) or by another organisation
+        (rejected) leave the stage, so that the upsert touches only what it changes."""
+        stage, target, org = self.stage, self.target, self.organisation_id
+        if not self.postgres:
+            self._drop_held_one_test_at_a_time()
+            return
+        # A probe of the target's primary key per staged row: the planner would rather hash
+        # the whole target, which for a million keys costs a full scan per chunk.
+        for join in ("enable_hashjoin", "enable_mergejoin"):
+            self.connection.exec_driver_sql(f"SET LOCAL {join} = off")
+        left = self.connection.execute(
+            stage.delete()
+            .where(
+                target.c.id == stage.c.id,
+                or_(target.c.organisation_id != org, target.c.version >= stage.c.version),
+            )
+            .returning(stage.c.id, target.c.organisation_id != org)
+        ).all()
+        for join in ("enable_hashjoin", "enable_mergejoin"):
+            self.connection.exec_driver_sql(f"SET LOCAL {join} = on")
+        foreign = [row[0] for row in left if row[1]]
+        self.counts.unchanged += len(left) - len(foreign)
+        self._count_foreign(foreign)
+
+    def _drop_held_one_test_at_a_time(self) -> None:
+        """SQLite has no DELETE .. USING."""
+        stage, target, org = self.stage, self.target, self.organisation_id
+        foreign = exists().where(target.c.id == stage.c.id, target.c.organisation_id != org)
         gone = self.connection.scalars(stage.delete().where(foreign).returning(stage.c.id)).all()
-        self.counts.rejected += len(gone)
-        self.counts.sample("rejected", [f"{i}: held by another organisation" for i in gone])
+        self._count_foreign(list(gone))
+        as_new = exists().where(target.c.id == stage.c.id, target.c.version >= stage.c.version)
+        self.counts.unchanged += self.connection.execute(stage.delete().where(as_new)).rowcount
+
+    def _count_foreign(self, foreign: list[Any]) -> None:
+        self.counts.rejected += len(foreign)
+        self.counts.sample("rejected", [f"{i}: held by another organisation" for i in foreign])
 
     def _drop_buried(self) -> None:
         """Rows not newer than the tombstone of their id: a newer delete already won."""
@@ -480,9 +506,20 @@ class Loader:
             list(values), select(*values.values()).where(stage.c.version >= 0)
         )
         kept = {"id", "organisation_id"} | ({"created_at"} if self.kind != KIND_KEY else set())
+        set_: dict[str, Any] = {
+            name: statement.excluded[name] for name in values if name not in kept
+        }
+        if self.kind == KIND_KEY:
+            # A key keeps what a command the store has not acknowledged yet decided about it.
+            set_ = {
+                name: keep_pending_decision_sql(
+                    name, key_id=target.c.id, incoming=value, held=target.c[name]
+                )
+                for name, value in set_.items()
+            }
         statement = statement.on_conflict_do_update(
             index_elements=["id"],
-            set_={name: statement.excluded[name] for name in values if name not in kept},
+            set_=set_,
             where=and_(
                 statement.excluded.version > target.c.version,
                 target.c.organisation_id == statement.excluded.organisation_id,
@@ -544,7 +581,11 @@ class Loader:
             ~exists().where(self.seen.c.id == target.c.id),
         )
         if self.postgres:
-            self.connection.exec_driver_sql(f"ANALYZE {self.seen.name}")
+            self.connection.exec_driver_sql(f"ANALYZE {self.seen.name}")  # a hash anti-join
+        else:
+            self.connection.exec_driver_sql(
+                f"CREATE INDEX {self.seen.name}_id ON {self.seen.name} (id)"
+            )
         gone = self.connection.execute(
             target.delete().where(unseen).returning(target.c.id, target.c.version)
         ).all()

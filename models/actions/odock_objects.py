@@ -28,6 +28,7 @@ from models.entities import Budget, OdockTombstone, Quota, Team, User, VirtualAp
 from models.entities.user import email_key
 from models.enums import KeyType, OwnerType, Source
 from models.errors import Conflict, InvalidInput, UnknownReference
+from models.key_changes import keep_pending_decisions
 
 KIND_KEY, KIND_BUDGET, KIND_QUOTA = "key", "budget", "quota"
 KINDS = (KIND_KEY, KIND_BUDGET, KIND_QUOTA)
@@ -217,7 +218,7 @@ class References:
 def upsert_key(
     session: Session, *, organisation_id: uuid.UUID, key_id: uuid.UUID, key: KeyIn, actor: Actor
 ) -> Applied:
-    values = key_values(session, organisation_id, key)
+    values = keep_pending_decisions(session, key_id, key_values(session, organisation_id, key))
     return upsert(session, KIND_KEY, organisation_id, key_id, values, actor)
 
 

@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, or_, select
 from sqlalchemy.orm import Session
 
 from connectors.odock_listing import ListingFailed, list_pages, prefetched
@@ -340,7 +340,11 @@ def bridged_organisations(session: Session) -> list[uuid.UUID]:
     return list(
         session.scalars(
             select(ApiToken.organisation_id)
-            .where(ApiToken.scope == TokenScope.ODOCK, ApiToken.revoked_at.is_(None))
+            .where(
+                ApiToken.scope == TokenScope.ODOCK,
+                ApiToken.revoked_at.is_(None),
+                or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > utcnow()),
+            )
             .distinct()
         )
     )

@@ -38,8 +38,8 @@ from models.entities import (
 )
 from models.enums import (
     FindingState,
-    KeyType,
     OwnerType,
+    ReviewCause,
     ReviewStatus,
     Role,
     Severity,
@@ -47,6 +47,10 @@ from models.enums import (
     UserStatus,
 )
 from models.errors import InvalidInput, InvalidTransition, NotFound
+from models.key_changes import (
+    is_bridged,
+    store_acknowledged_at,
+)
 from models.notifications import notify
 
 KIND_USER_KEY = key_scope.KIND_USER_KEY
@@ -55,6 +59,9 @@ KIND_LAST_MANAGER = "last_manager"
 KIND_BUDGET = "budget"
 KIND_QUOTA = "quota"
 KIND_USAGE = "usage_after_revocation"
+KIND_STILL_ACCEPTED = "key_still_accepted"
+# Observed facts the sweep cannot recompute from the current state: it never clears them.
+EVIDENCE_KINDS = (KIND_USAGE, KIND_STILL_ACCEPTED)
 KEY_KINDS = key_scope.KEY_KINDS
 
 EVENT_OPENED = "review.opened"
@@ -84,6 +91,7 @@ class Desired:
     detail: dict[str, Any] = field(default_factory=dict)
     invalidation_status: str | None = None
     invalidated_at: datetime | None = None
+    store_acknowledged_at: datetime | None = None
     observed_until: datetime | None = None
 
 
@@ -136,7 +144,57 @@ def open_revocation_review(
             "keys_revoked": result.revoked_key_ids,
         },
     )
-    findings = list(result.added)
+    _announce_opened(session, review, list(result.added), now)
+    return review
+
+
+def open_access_review(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    cause: ReviewCause,
+    desired: list[Desired],
+    actor: Actor,
+    user_id: uuid.UUID | None = None,
+    team_id: uuid.UUID | None = None,
+    context: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> RevocationReview:
+    """A review of an access change other than a revocation, opened in the change's own
+    transaction with the findings its caller took from the key-scope policy."""
+    now = now or utcnow()
+    review = RevocationReview(
+        organisation_id=organisation_id,
+        cause=cause,
+        user_id=user_id,
+        team_id=team_id,
+        context=context or {},
+    )
+    session.add(review)
+    session.flush()
+    interval = escalation_interval(session.get_one(Organisation, organisation_id))
+    findings = [_add_finding(session, review, item, now, interval) for item in desired]
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=review,
+        action="review.opened",
+        target_type="revocation_review",
+        after={
+            "cause": cause.value,
+            "user_id": _str(user_id),
+            "team_id": _str(team_id),
+            "findings": [_finding_ref(f) for f in findings],
+            **(context or {}),
+        },
+    )
+    _announce_opened(session, review, findings, now)
+    return review
+
+
+def _announce_opened(
+    session: Session, review: RevocationReview, findings: list[ReviewFinding], now: datetime
+) -> None:
     if not any(f.state is FindingState.OPEN for f in findings):
         # Policy already did everything: the review is born resolved, and says so.
         _close(session, review, actor=Actor.system(POLICY), now=now, announce=False)
@@ -146,7 +204,23 @@ def open_revocation_review(
     urgent = [f for f in findings if f.severity is Severity.URGENT]
     if urgent:
         _notify_review(session, review, EVENT_URGENT, urgent, audience=("managers", "admins"))
-    return review
+
+
+def under_review(session: Session, subject_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these keys, budgets or quotas already have an open finding in an open review."""
+    if not subject_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(ReviewFinding.subject_id)
+            .join(RevocationReview, RevocationReview.id == ReviewFinding.review_id)
+            .where(
+                ReviewFinding.subject_id.in_(subject_ids),
+                ReviewFinding.state == FindingState.OPEN,
+                RevocationReview.status == ReviewStatus.OPEN,
+            )
+        )
+    )
 
 
 def refresh_review(
@@ -157,7 +231,12 @@ def refresh_review(
     now: datetime | None = None,
     announce: bool = True,
 ) -> RefreshResult:
-    """Bring the findings in line with the current state; no change when already in line."""
+    """Bring the findings in line with the current state; no change when already in line.
+
+    Only a revocation's review follows the state of the world; the other causes record what
+    the change did at the time it was made."""
+    if review.revocation_id is None or review.user_id is None:
+        return RefreshResult()
     now = now or utcnow()
     revocation = session.get_one(Revocation, review.revocation_id)
     user = session.get_one(User, review.user_id)
@@ -173,7 +252,7 @@ def refresh_review(
         elif _update_finding(finding, item, now, interval):
             result.updated.append(finding)
     for finding in existing.values():
-        if finding.state is FindingState.OPEN and finding.kind != KIND_USAGE:
+        if finding.state is FindingState.OPEN and finding.kind not in EVIDENCE_KINDS:
             _set_state(finding, FindingState.RESOLVED, "sweep", now, "the cause has gone")
             result.cleared.append(finding)
     if result.changed:
@@ -236,6 +315,7 @@ def _desired_findings(
             if item.subject_id in revoked:
                 item.action, item.action_taken = "revoked", True
                 item.invalidation_status = INVALIDATION_PENDING
+                item.store_acknowledged_at = None if is_bridged(session) else now
                 item.severity = Severity.MEDIUM
             else:
                 item.action = "revoke"
@@ -272,6 +352,7 @@ def _key_findings(
         item.action = HELD_PROPOSAL.get(group.kind, key_scope.HOLD)
         if key.revoked:
             _mark_revoked(item, key, acknowledged_at)
+            item.store_acknowledged_at = store_acknowledged_at(session, key)
         elif group.action == key_scope.REVOKE:
             item.action = "revoke_now"
         desired.append(item)
@@ -446,6 +527,7 @@ def _add_finding(
         detail=item.detail,
         invalidation_status=item.invalidation_status,
         invalidated_at=item.invalidated_at,
+        store_acknowledged_at=item.store_acknowledged_at,
         observed_until=item.observed_until,
         last_notified_at=now,
     )
@@ -467,6 +549,7 @@ def _update_finding(
     if item.action_taken and not finding.action_taken:
         finding.action, finding.action_taken = item.action, True
         finding.invalidation_status = item.invalidation_status
+        finding.store_acknowledged_at = item.store_acknowledged_at
         if finding.state is FindingState.OPEN:
             _set_state(finding, FindingState.RESOLVED, POLICY, now, f"{item.action} by policy")
         changed = True
@@ -545,6 +628,64 @@ def record_invalidation(
         .execution_options(synchronize_session=False)
     )
     return int(getattr(marked, "rowcount", 0) or 0)
+
+
+def record_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **values: Any) -> None:
+    """Set these columns on the findings about these keys (the store's acknowledgement, the
+    gateway's proof); the keys are locked first, like record_invalidation, so a review being
+    opened at the same time either sees the values or its findings are seen here."""
+    if not key_ids:
+        return
+    _lock_keys(session, VirtualApiKey.id.in_(key_ids))
+    session.execute(
+        update(ReviewFinding)
+        .where(ReviewFinding.subject_id.in_(key_ids), ReviewFinding.kind.in_(KEY_KINDS))
+        .values(**values, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def raise_urgent_finding(
+    session: Session,
+    *,
+    review: RevocationReview,
+    kind: str,
+    subject_type: str,
+    subject_id: uuid.UUID,
+    detail: dict[str, Any],
+    actor: Actor,
+) -> ReviewFinding:
+    """Open (or reopen) a finding that cannot wait, and alert managers and admins now."""
+    now = utcnow()
+    organisation = session.get_one(Organisation, review.organisation_id)
+    finding = session.scalar(
+        select(ReviewFinding).where(
+            ReviewFinding.review_id == review.id,
+            ReviewFinding.kind == kind,
+            ReviewFinding.subject_id == subject_id,
+        )
+    )
+    if finding is None:
+        item = Desired(kind, subject_type, subject_id, Severity.URGENT, "investigate")
+        finding = _add_finding(session, review, item, now, escalation_interval(organisation))
+    finding.detail = detail
+    if finding.state is not FindingState.OPEN:
+        finding.state = FindingState.OPEN
+        finding.resolved_at = finding.resolved_by = finding.resolution = None
+        finding.next_escalation_at = now + escalation_interval(organisation)
+    if review.status is ReviewStatus.RESOLVED:
+        review.status, review.resolved_at, review.resolved_by = ReviewStatus.OPEN, None, None
+    session.flush()
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=review,
+        action="review.urgent_finding",
+        target_type="revocation_review",
+        after={"finding": _finding_ref(finding), "detail": detail},
+    )
+    _notify_review(session, review, EVENT_URGENT, [finding], audience=("managers", "admins"))
+    return finding
 
 
 # --- decisions on findings --------------------------------------------------------------
@@ -658,12 +799,15 @@ def _transfer(
             "owner_user_id": _str(key.owner_user_id),
             "owner_team_id": _str(key.owner_team_id),
         }
-        if to_user is not None:
-            key.key_type, key.owner_user_id = KeyType.USER, to_user.id
-        else:
-            assert to_team is not None
-            key.key_type, key.owner_user_id, key.owner_team_id = KeyType.TEAM, None, to_team.id
-        key.updated_at = utcnow()
+        key_revocation.reassign_key(
+            session,
+            key=key,
+            owner_user_id=to_user.id if to_user else None,
+            owner_team_id=key.owner_team_id if to_user else to_team.id,  # type: ignore[union-attr]
+            actor=actor,
+            reason="reassigned in review",
+            audit_detail={"finding_id": str(finding.id)},
+        )
         return before, {
             "key_type": key.key_type.value,
             "owner_user_id": _str(key.owner_user_id),
@@ -839,30 +983,29 @@ def _notify_review(
     audience: tuple[str, ...],
     level: int | None = None,
 ) -> None:
-    user = session.get_one(User, review.user_id)
-    revocation = session.get_one(Revocation, review.revocation_id)
+    user = session.get(User, review.user_id) if review.user_id else None
     team_ids = affected_team_ids(session, review)
     if findings and event in (EVENT_ESCALATED, EVENT_URGENT):
         narrowed = {f.team_id for f in findings if f.team_id}
         team_ids = narrowed or team_ids
+    person = user.id if user else None
     recipients: list[uuid.UUID] = []
-    if "owner" in audience:
+    if "owner" in audience and user is not None:
         recipients.append(user.id)
-    if "managers" in audience:
-        recipients += team_manager_ids(session, team_ids, exclude=user.id)
+    # A review about no person (a deleted team) is owned by the team's managers.
+    if "managers" in audience or ("owner" in audience and user is None):
+        recipients += team_manager_ids(session, team_ids, exclude=person)
+        recipients += _former_managers(session, review, exclude=person)
     if "admins" in audience:
-        recipients += admin_ids(session, review.organisation_id, exclude=user.id)
+        recipients += admin_ids(session, review.organisation_id, exclude=person)
     payload: dict[str, Any] = {
         "review_id": str(review.id),
         "status": review.status.value,
-        "user": {"id": str(user.id), "email": user.email, "name": user.name},
-        "revocation": {
-            "id": str(revocation.id),
-            "source": revocation.source.value,
-            "actor": revocation.actor,
-            "reason": revocation.reason,
-            "revoked_at": _aware(revocation.revoked_at).isoformat(),
-        },
+        "cause": review.cause.value,
+        "user": {"id": str(user.id), "email": user.email, "name": user.name} if user else None,
+        "revocation": _revocation_payload(session, review),
+        "team": _team_payload(review),
+        "message": cause_message(review, user),
         "counts": _counts(review),
         "findings": [finding_summary(f) for f in findings[:MAX_FINDINGS_IN_PAYLOAD]],
         "findings_total": len(findings),
@@ -879,6 +1022,60 @@ def _notify_review(
     )
 
 
+def _revocation_payload(session: Session, review: RevocationReview) -> dict[str, Any] | None:
+    if review.revocation_id is None:
+        return None
+    revocation = session.get_one(Revocation, review.revocation_id)
+    return {
+        "id": str(revocation.id),
+        "source": revocation.source.value,
+        "actor": revocation.actor,
+        "reason": revocation.reason,
+        "revoked_at": _aware(revocation.revoked_at).isoformat(),
+    }
+
+
+def _team_payload(review: RevocationReview) -> dict[str, Any] | None:
+    if review.team_id is None:
+        return None
+    return {"id": str(review.team_id), "name": review.context.get("team_name", "")}
+
+
+CAUSE_MESSAGES = {
+    ReviewCause.TEAM_DELETED: "Team {team} was deleted",
+    ReviewCause.MANAGER_ROLE_LOST: "{person} no longer manages team {team}",
+    ReviewCause.LEFT_TEAM: "{person} left team {team}",
+    ReviewCause.ORG_ROLE_DROPPED: "{person}'s organisation role dropped from {before} to {after}",
+}
+
+
+def cause_message(review: RevocationReview, user: User | None) -> str:
+    """One line saying what changed, for notifications; empty for a revocation."""
+    template = CAUSE_MESSAGES.get(review.cause)
+    if template is None:
+        return ""
+    context = review.context
+    return template.format(
+        person=user.email if user else "someone",
+        team=context.get("team_name", ""),
+        before=context.get("role_before", ""),
+        after=context.get("role_after", ""),
+    )
+
+
+def _former_managers(
+    session: Session, review: RevocationReview, *, exclude: uuid.UUID | None
+) -> list[uuid.UUID]:
+    """The managers a deleted team had (its memberships are gone), still ACTIVE."""
+    former = [uuid.UUID(m) for m in review.context.get("manager_ids", [])]
+    if not former:
+        return []
+    active = session.scalars(
+        select(User.id).where(User.id.in_(former), User.status == UserStatus.ACTIVE)
+    )
+    return [uid for uid in active if uid != exclude]
+
+
 def _counts(review: RevocationReview) -> dict[str, int]:
     counts: dict[str, int] = defaultdict(int)
     for finding in review.findings:
@@ -889,11 +1086,14 @@ def _counts(review: RevocationReview) -> dict[str, int]:
 def affected_team_ids(session: Session, review: RevocationReview) -> set[uuid.UUID]:
     """Teams of the findings, and the teams the revoked person belonged to."""
     teams = {f.team_id for f in review.findings if f.team_id}
-    teams |= set(
-        session.scalars(
-            select(TeamMembership.team_id).where(TeamMembership.user_id == review.user_id)
+    if review.team_id is not None:
+        teams.add(review.team_id)
+    if review.user_id is not None:
+        teams |= set(
+            session.scalars(
+                select(TeamMembership.team_id).where(TeamMembership.user_id == review.user_id)
+            )
         )
-    )
     return teams
 
 

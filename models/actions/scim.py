@@ -93,13 +93,20 @@ class ScimGroupFields:
 # --- users -----------------------------------------------------------------------------
 
 
-def get_scim_user(session: Session, organisation_id: uuid.UUID, scim_id: str) -> ScimUser:
-    """This organisation's SCIM user; anything else (another tenant's, a bad id) is 404."""
+def get_scim_user(
+    session: Session, organisation_id: uuid.UUID, scim_id: str, *, for_update: bool = False
+) -> ScimUser:
+    """This organisation's SCIM user; anything else (another tenant's, a bad id) is 404.
+    `for_update` first takes the row lock that makes concurrent writes of it serial."""
+    key = _uuid(scim_id, "user")
+    if for_update:
+        _lock(session, ScimUser, key, organisation_id)
     # One round trip: the user, emails and groups joined (a SCIM answer shows all three).
     found = session.get(
         ScimUser,
-        _uuid(scim_id, "user"),
+        key,
         options=[joinedload(ScimUser.emails), joinedload(ScimUser.groups)],
+        populate_existing=for_update,
     )
     if found is None or found.organisation_id != organisation_id:
         raise NotFound(f"user {scim_id} not found")
@@ -266,8 +273,13 @@ def _audit(
 # --- groups ----------------------------------------------------------------------------
 
 
-def get_scim_group(session: Session, organisation_id: uuid.UUID, group_id: str) -> Team:
-    team = session.get(Team, _uuid(group_id, "group"))
+def get_scim_group(
+    session: Session, organisation_id: uuid.UUID, group_id: str, *, for_update: bool = False
+) -> Team:
+    key = _uuid(group_id, "group")
+    if for_update:
+        _lock(session, Team, key, organisation_id)
+    team = session.get(Team, key, populate_existing=for_update)
     if team is None or team.organisation_id != organisation_id:
         raise NotFound(f"group {group_id} not found")
     if team.external_source is not Source.SCIM:
@@ -485,6 +497,23 @@ def _mapped_role(session: Session, scim_user: ScimUser) -> Role | None:
         )
     ).all()
     return max(roles, key=lambda role: role.rank, default=None)
+
+
+def _lock(
+    session: Session,
+    entity: type[ScimUser] | type[Team],
+    key: uuid.UUID,
+    organisation_id: uuid.UUID,
+) -> None:
+    """Lock the row (PostgreSQL: SELECT ... FOR UPDATE) before it is read, so a concurrent
+    write of it waits and then reads what this one wrote; loading separately, after the lock,
+    reads its related rows fresh too. SQLite needs no lock: every transaction there already
+    holds the database's write lock from its start (BEGIN IMMEDIATE, see models.db)."""
+    session.execute(
+        select(entity.id)
+        .where(entity.id == key, entity.organisation_id == organisation_id)
+        .with_for_update()
+    )
 
 
 def _uuid(value: str, what: str, invalid: type[Exception] = NotFound) -> uuid.UUID:

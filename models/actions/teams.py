@@ -8,10 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import audit
+from models.actions import access_reviews
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import Organisation, Team, TeamMembership, User
-from models.enums import Source, TeamRole
+from models.entities import Organisation, RevocationReview, Team, TeamMembership, User
+from models.enums import ReviewCause, Source, TeamRole
 from models.errors import Conflict, NotFound
 from models.snapshots import membership_snapshot, team_snapshot
 from models.text import clean_text
@@ -68,9 +69,15 @@ def rename_team(session: Session, *, team: Team, name: str, actor: Actor) -> Tea
     return team
 
 
-def delete_team(session: Session, *, team: Team, actor: Actor) -> None:
-    _audit_team(session, team, actor, "team.deleted", before=team_snapshot(team), deleted=True)
+def delete_team(session: Session, *, team: Team, actor: Actor) -> RevocationReview | None:
+    """Delete a team, from any source (admin API, CLI, SCIM, LDAP). Its keys are revoked or
+    handed to their creators per policy and its budgets and quotas flagged, in the review
+    this returns (None when the team held none)."""
+    review = access_reviews.review_team_deletion(session, team=team, actor=actor)
+    before = {**team_snapshot(team), "review_id": str(review.id) if review else None}
+    _audit_team(session, team, actor, "team.deleted", before=before, deleted=True)
     session.delete(team)
+    return review
 
 
 def get_membership(session: Session, team: Team, user: User) -> TeamMembership | None:
@@ -109,6 +116,10 @@ def add_to_team(
         "team.member_added" if before is None else "team.member_role_changed",
         before,
     )
+    if before is not None and before["role"] == TeamRole.MANAGER.value:
+        access_reviews.review_team_role_lost(
+            session, team=team, user=user, cause=ReviewCause.MANAGER_ROLE_LOST, actor=actor
+        )
     return membership
 
 
@@ -127,6 +138,9 @@ def remove_from_team(session: Session, *, team: Team, user: User, actor: Actor) 
         target_type="team",
         before=before,
         after=None,
+    )
+    access_reviews.review_team_role_lost(
+        session, team=team, user=user, cause=ReviewCause.LEFT_TEAM, actor=actor
     )
     return True
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import audit
-from models.actions import lifecycle
+from models.actions import access_reviews
 from models.actor import Actor
 from models.base import new_id, utcnow
 from models.entities import (
@@ -126,9 +126,8 @@ def edit_user(
     name: str | None = None,
     email: str | None = None,
     role: Role | None = None,
-    status: UserStatus | None = None,
 ) -> User:
-    """Change profile fields; a status change goes through its own lifecycle operation."""
+    """Change profile fields (a status change is models.actions.lifecycle's)."""
     before = user_snapshot(user)
     if name is not None:
         user.name = validate_name(name)
@@ -145,8 +144,10 @@ def edit_user(
     if user_snapshot(user) != before:
         user.updated_at = utcnow()
         _audit(session, user, actor, "user.updated", before=before)
-    if status is not None and status is not user.status:
-        lifecycle.change_status(session, user=user, status=status, actor=actor)
+    if user.role.rank < Role(before["role"]).rank:
+        access_reviews.review_role_drop(
+            session, user=user, before=Role(before["role"]), actor=actor
+        )
     return user
 
 

@@ -8,6 +8,7 @@ from models.entities.delivery import ReceivedDelivery
 from models.entities.directory import DirectoryConnector, DirectorySyncRun, SyncLease
 from models.entities.event_hook import EventCursor, EventHookConfig
 from models.entities.invitation import Invitation, InvitationDelivery, PendingInvitation
+from models.entities.key_command import KeyCommand
 from models.entities.mass_change import MassChange, MassChangeGate, MassChangeSettings
 from models.entities.notification import DeliveryAttempt, NotificationDelivery, NotificationHook
 from models.entities.odock import OdockBridge, OdockReconcileRun, OdockTombstone
@@ -36,6 +37,7 @@ __all__ = [
     "IdentityLink",
     "Invitation",
     "InvitationDelivery",
+    "KeyCommand",
     "KeyInvalidation",
     "MassChange",
     "MassChangeGate",

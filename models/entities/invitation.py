@@ -20,6 +20,8 @@ class Invitation(Timestamped, Base):
     __tablename__ = "invitations"
     __table_args__ = (
         Index("ix_invitations_org_email", "organisation_id", "email_key"),
+        # Revoking a person finds the invitations they sent (never changes on a status update).
+        Index("ix_invitations_invited_by", "invited_by_user_id"),
         # No index here involves status (pending ones live in pending_invitations) and half of
         # each page is left free, so that expiring, accepting or revoking an invitation rewrites
         # the row in place on its page without touching any index (a PostgreSQL HOT update).

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, Timestamped, new_id
 from models.entities.types import enum_column
-from models.enums import DeletedTeamKeyPolicy, KeyPolicy, ScimDeletePolicy
+from models.enums import DeletedTeamKeyPolicy, KeyPolicy, LeaverInvitationPolicy, ScimDeletePolicy
 
 
 class Organisation(Timestamped, Base):
@@ -46,6 +46,9 @@ class OrganisationSettings(Timestamped, Base):
     review_escalation_minutes: Mapped[int] = mapped_column(default=24 * 60)
     scim_delete_policy: Mapped[ScimDeletePolicy] = enum_column(
         ScimDeletePolicy, default=ScimDeletePolicy.REVOKE
+    )
+    leaver_invitation_policy: Mapped[LeaverInvitationPolicy] = enum_column(
+        LeaverInvitationPolicy, default=LeaverInvitationPolicy.REVOKE
     )
 
     organisation: Mapped[Organisation] = relationship(back_populates="settings")

@@ -154,6 +154,26 @@ def load_membership_state(session: Session, connector: DirectoryConnector) -> Me
     return state
 
 
+def directory_teams(session: Session, organisation_id: uuid.UUID) -> dict[str, str]:
+    """Teams a directory sync made in this organisation: name key -> name."""
+    rows = session.execute(
+        select(Team.name_key, Team.name).where(
+            Team.organisation_id == organisation_id, Team.external_source == Source.LDAP
+        )
+    )
+    return {row.name_key: row.name for row in rows}
+
+
+def mapped_team_names(session: Session, organisation_id: uuid.UUID) -> list[str]:
+    """Every team name a connector of this organisation maps a group to (enabled or not)."""
+    mappings = session.scalars(
+        select(DirectoryConnector.group_teams).where(
+            DirectoryConnector.organisation_id == organisation_id
+        )
+    )
+    return [name for mapping in mappings for name in mapping.values()]
+
+
 def connector_view(connector: DirectoryConnector) -> dict[str, Any]:
     """A connector as the API shows it: never the password, only whether one is set."""
     return {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +29,7 @@ from models.entities import (
 )
 from models.enums import (
     FindingState,
+    ReviewCause,
     ReviewStatus,
     TeamRole,
     UserStatus,
@@ -43,6 +44,7 @@ MAX_PAGE = 200
 class ReviewFilter:
     status: ReviewStatus | None = None
     user_id: uuid.UUID | None = None
+    cause: ReviewCause | None = None
 
 
 def list_reviews(
@@ -54,7 +56,7 @@ def list_reviews(
     after: uuid.UUID | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Reviews the viewer may see (managers: those touching their teams), newest first."""
-    query = select(RevocationReview, User).join(User, User.id == RevocationReview.user_id)
+    query = select(RevocationReview, User).outerjoin(User, User.id == RevocationReview.user_id)
     query = query.where(RevocationReview.organisation_id == viewer.organisation_id)
     if not viewer.is_admin:
         teams = managed_team_ids(session, viewer)
@@ -63,6 +65,8 @@ def list_reviews(
         query = query.where(RevocationReview.status == filters.status)
     if filters.user_id:
         query = query.where(RevocationReview.user_id == filters.user_id)
+    if filters.cause:
+        query = query.where(RevocationReview.cause == filters.cause)
     if after:
         query = query.where(RevocationReview.id < after)
     limit = max(1, min(limit, MAX_PAGE))
@@ -82,7 +86,7 @@ def _touches_teams(teams: set[uuid.UUID]) -> Any:
     member = exists().where(
         TeamMembership.user_id == RevocationReview.user_id, TeamMembership.team_id.in_(teams)
     )
-    return or_(in_team, member)
+    return or_(in_team, member, RevocationReview.team_id.in_(teams))
 
 
 def visible_review(session: Session, viewer: Viewer, review_id: uuid.UUID) -> RevocationReview:
@@ -119,20 +123,13 @@ def visible_finding(
 
 def review_detail(session: Session, viewer: Viewer, review_id: uuid.UUID) -> dict[str, Any]:
     review = visible_review(session, viewer, review_id)
-    user = session.get_one(User, review.user_id)
-    revocation = session.get_one(Revocation, review.revocation_id)
+    user = session.get(User, review.user_id) if review.user_id else None
     findings = sorted(review.findings, key=_finding_order)
     counts = _finding_counts(session, [review.id]).get(review.id, {})
     return {
         **review_summary(review, user, counts),
-        "revocation": {
-            "id": str(revocation.id),
-            "source": revocation.source.value,
-            "actor": revocation.actor,
-            "reason": revocation.reason,
-            "revoked_at": revocation.revoked_at.isoformat(),
-            "undone_at": revocation.undone_at.isoformat() if revocation.undone_at else None,
-        },
+        "context": review.context,
+        "revocation": _revocation_view(session, review.revocation_id),
         "findings": [finding_view(finding) for finding in findings],
         "alerted": [
             {
@@ -148,6 +145,20 @@ def review_detail(session: Session, viewer: Viewer, review_id: uuid.UUID) -> dic
     }
 
 
+def _revocation_view(session: Session, revocation_id: uuid.UUID | None) -> dict[str, Any] | None:
+    if revocation_id is None:
+        return None
+    revocation = session.get_one(Revocation, revocation_id)
+    return {
+        "id": str(revocation.id),
+        "source": revocation.source.value,
+        "actor": revocation.actor,
+        "reason": revocation.reason,
+        "revoked_at": revocation.revoked_at.isoformat(),
+        "undone_at": revocation.undone_at.isoformat() if revocation.undone_at else None,
+    }
+
+
 SEVERITY_ORDER = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
 
 
@@ -159,12 +170,20 @@ def _finding_order(finding: ReviewFinding) -> tuple[int, int, str]:
     )
 
 
-def review_summary(review: RevocationReview, user: User, counts: dict[str, int]) -> dict[str, Any]:
+def review_summary(
+    review: RevocationReview, user: User | None, counts: dict[str, int]
+) -> dict[str, Any]:
     return {
         "id": str(review.id),
         "status": review.status.value,
-        "user": {"id": str(user.id), "email": user.email, "name": user.name},
-        "revocation_id": str(review.revocation_id),
+        "cause": review.cause.value,
+        "user": {"id": str(user.id), "email": user.email, "name": user.name} if user else None,
+        "team": (
+            {"id": str(review.team_id), "name": review.context.get("team_name", "")}
+            if review.team_id
+            else None
+        ),
+        "revocation_id": str(review.revocation_id) if review.revocation_id else None,
         "opened_at": review.created_at.isoformat(),
         "resolved_at": review.resolved_at.isoformat() if review.resolved_at else None,
         "resolved_by": review.resolved_by,
@@ -180,7 +199,10 @@ def finding_view(finding: ReviewFinding) -> dict[str, Any]:
         "resolved_by": finding.resolved_by,
         "resolved_at": finding.resolved_at.isoformat() if finding.resolved_at else None,
         "resolution": finding.resolution,
-        "invalidated_at": finding.invalidated_at.isoformat() if finding.invalidated_at else None,
+        "invalidated_at": _moment(finding.invalidated_at),
+        "store_acknowledged_at": _moment(finding.store_acknowledged_at),
+        "gateway_invalidated_at": _moment(finding.invalidated_at),
+        "gateway_proof": finding.gateway_proof,
         "acknowledged_by": finding.acknowledged_by,
         "acknowledged_at": finding.acknowledged_at.isoformat() if finding.acknowledged_at else None,
         "escalation_level": finding.escalation_level,
@@ -188,6 +210,10 @@ def finding_view(finding: ReviewFinding) -> dict[str, Any]:
             finding.next_escalation_at.isoformat() if finding.next_escalation_at else None
         ),
     }
+
+
+def _moment(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 def _finding_counts(

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.base import Base
-from models.db import SessionFactory
 from models.enums import Role, TeamRole
 from tests.support import factories as f
+
+# tests/mass_change imports database_state from here.
+from tests.support.state import database_state as database_state
 
 
 @dataclass
@@ -70,40 +70,6 @@ def world(session: Session) -> World:
         users={name: person.id for name, person in people.items()},
         tokens=tokens,
     )
-
-
-# Columns a refused request may still write: a token's last use is recorded once it
-# authenticates, whatever the request then does.
-NOT_STATE = {("api_tokens", "last_used_at")}
-
-
-def database_state(sessions: SessionFactory) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, so a test can prove a request changed nothing."""
-    with sessions() as fresh:
-        state = {
-            table.name: sorted(
-                tuple(str(value) for value in row)
-                for row in fresh.execute(
-                    select(*(c for c in table.columns if (table.name, c.name) not in NOT_STATE))
-                )
-            )
-            for table in Base.metadata.sorted_tables
-        }
-        fresh.rollback()
-    return state
-
-
-@pytest.fixture
-def unchanged(sessions: SessionFactory):  # type: ignore[no-untyped-def]
-    """Call it once before a request and once after: the second call asserts no change."""
-    snapshots: list[dict[str, list[tuple[Any, ...]]]] = []
-
-    def check() -> None:
-        snapshots.append(database_state(sessions))
-        if len(snapshots) > 1:
-            assert snapshots[-1] == snapshots[0], "the request changed the database"
-
-    return check
 
 
 def assert_problem(response: Any, status: int, *, detail: str | None = None) -> dict[str, Any]:

@@ -337,3 +337,21 @@ def test_authenticating_writes_the_token_row_once_not_per_request(
     token_writes = [s for s in statements if s.lstrip().startswith("UPDATE api_tokens")]
     assert len(token_reads) == 5
     assert len(token_writes) == (0 if written_ahead else 1)
+
+
+def test_an_odock_token_has_the_same_lifecycle(client, session, world) -> None:
+    """Every scope goes through one path: expiry, revocation and last use hold for `odock`."""
+    made = _create(client, world, scope="odock", name="bridge", expires_in_days=1)
+    assert made["token"].startswith("odk_odock_")
+    headers = {"Authorization": f"Bearer {made['token']}", "Content-Type": "application/json"}
+
+    def push_usage() -> int:
+        return client.post("/odock/v1/usage", data="{}", headers=headers).status_code
+
+    assert push_usage() == 400  # past authentication: the empty batch itself is refused
+    listed = client.get(API, headers=world.auth("admin")).get_json()["items"]
+    assert next(i for i in listed if i["id"] == made["id"])["last_used_at"] is not None
+    with time_machine.travel(utcnow() + timedelta(days=1, seconds=1), tick=False):
+        assert push_usage() == 401
+    assert client.delete(f"{API}/{made['id']}", headers=world.auth("admin")).status_code == 204
+    assert push_usage() == 401

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +12,10 @@ import pytest
 
 from connectors import signed_webhooks
 from models.actions import event_hooks
+from models.db import SessionFactory
 from models.entities import Organisation
 from tests.support import factories as f
+from tests.support.state import change_checker
 
 OKTA_SECRET = "okta-shared-secret-0123456789"
 
@@ -43,6 +46,17 @@ def configure(session: Any, settings: Any, org: Organisation) -> Hooked:
         session, organisation=org, secret_key=settings.secret_key, actor=f.SETUP
     )
     return Hooked(org=org, signing_secret=added.secret)
+
+
+# What a receiver writes; a Celery worker left running by an earlier test may still be
+# writing tables of its own, so the proof that a refusal stored nothing looks at this.
+RECEIVER_TABLES = ("received_deliveries",)
+
+
+@pytest.fixture
+def unchanged(sessions: SessionFactory) -> Callable[[], None]:
+    """Call it once before a delivery and once after: no delivery may have been stored."""
+    return change_checker(sessions, RECEIVER_TABLES)
 
 
 @pytest.fixture

@@ -174,3 +174,15 @@ def test_cli_decisions_refuse_unknown_or_missing_holds(run, gated, sessions):
     assert "no-such-org" in no_org.output or "not found" in no_org.output
 
     assert database_state(sessions) == before
+
+
+def test_a_disabled_gate_counts_and_holds_nothing(client, gated, scim, sessions):
+    client.put(SETTINGS, json={"enabled": False}, headers=gated.admin_headers)
+    emails = [f"p{n}@gated.test" for n in range(6)]
+    ids = gated.scim_users(scim, *emails)
+
+    for scim_id in ids:
+        assert scim.patch(f"/Users/{scim_id}", okta_deactivate()).status_code == 200
+
+    assert statuses(sessions, emails) == [UserStatus.REVOKED] * 6
+    assert changes(sessions, ChangeStatus.APPLIED) == changes(sessions, ChangeStatus.HELD) == []

@@ -206,3 +206,22 @@ def test_beat_reconciles_only_in_bridged_mode_with_an_address(settings, bridged_
     entry = beat_schedule(bridged_settings)["odock-reconcile"]
     assert entry["task"] == "odock.reconcile_due"
     assert entry["schedule"].total_seconds() == bridged_settings.odock_reconcile_interval
+
+
+def test_organisations_with_a_live_odock_token_are_the_ones_reconciled(bridged, session):
+    from models.actions import tokens
+    from models.entities import Organisation
+    from models.enums import TokenScope
+    from tests.support import factories as f
+
+    other = f.make_org(session)
+    revoked = tokens.create_token(
+        session, organisation=other, scope=TokenScope.ODOCK, actor=f.SETUP
+    )
+    tokens.revoke_token(session, token=revoked.token, actor=f.SETUP)
+    session.commit()
+
+    found = odock_reconcile.bridged_organisations(session)
+
+    assert found == [bridged.org.id]
+    assert session.get_one(Organisation, other.id) is not None

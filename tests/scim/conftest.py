@@ -4,7 +4,7 @@ and the app served live on a loopback port."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +14,10 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from models.db import SessionFactory
 from models.entities import Organisation
 from tests.support import factories
+from tests.support.state import change_checker
 
 SCIM = "application/scim+json"
 
@@ -51,6 +53,27 @@ class ScimClient:
 
     def delete(self, path: str, **headers: str) -> Any:
         return self.request("DELETE", path, **headers)
+
+
+# What a SCIM request writes. A Celery worker left running by an earlier test may still be
+# finishing that test's tasks in tables of its own (key invalidations, reviews, audit), so
+# the proof that a refused request stored nothing looks at these.
+SCIM_TABLES = (
+    "scim_users",
+    "scim_emails",
+    "users",
+    "identity_links",
+    "teams",
+    "team_memberships",
+    "scim_group_roles",
+    "revocations",
+)
+
+
+@pytest.fixture
+def unchanged(sessions: SessionFactory) -> Callable[[], None]:
+    """Call it once before a request and once after: its SCIM tables must be as they were."""
+    return change_checker(sessions, SCIM_TABLES)
 
 
 @pytest.fixture

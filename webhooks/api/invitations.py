@@ -7,7 +7,9 @@ from typing import Any
 
 from flask import Blueprint
 
+from models.access import require_admin
 from models.actions import invitations as invitation_actions
+from models.entities import Organisation
 from models.enums import InvitationStatus
 from models.queries.invitations import (
     InvitationFilter,
@@ -15,8 +17,9 @@ from models.queries.invitations import (
     invitation_view,
     list_invitations,
 )
+from webhooks.api.described import takes_body
 from webhooks.api.params import enum_param, int_param, text_param, uuid_param
-from webhooks.api.schemas import CreateInvitation, RefreshInvitations
+from webhooks.api.schemas import CreateInvitation, LeaverPolicy, RefreshInvitations
 from webhooks.auth import admin_actor, current_viewer
 from webhooks.body import parse_body
 from webhooks.context import db_session, settings
@@ -84,6 +87,34 @@ def revoke(invitation_id: uuid.UUID) -> dict[str, Any]:
     )
     session.commit()
     return invitation_view(invitation)
+
+
+@bp.get("/invitations/leaver-policy")
+def leaver_policy() -> dict[str, Any]:
+    """What revoking a person does to the invitations they sent (revoke or keep)"""
+    viewer = current_viewer()
+    require_admin(viewer)
+    return _policy_view(viewer.organisation(db_session()))
+
+
+@bp.put("/invitations/leaver-policy")
+@takes_body(LeaverPolicy)
+def set_leaver_policy() -> dict[str, Any]:
+    """Set what revoking a person does to the invitations they sent (admins only)"""
+    viewer = current_viewer()
+    require_admin(viewer)
+    body = parse_body(LeaverPolicy)
+    session = db_session()
+    organisation = viewer.organisation(session)
+    invitation_actions.set_leaver_policy(
+        session, organisation=organisation, policy=body.policy, actor=admin_actor(viewer)
+    )
+    session.commit()
+    return _policy_view(organisation)
+
+
+def _policy_view(organisation: Organisation) -> dict[str, Any]:
+    return {"policy": organisation.settings.leaver_invitation_policy.value}
 
 
 @bp.post("/invitations/refresh")

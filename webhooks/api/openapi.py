@@ -177,6 +177,14 @@ PATHS: dict[str, dict[str, Any]] = {
             errors=(400, 401, 403, 409),
         ),
     },
+    "/teams/{team_id}": {
+        "delete": operation(
+            "Delete a team (Organisation Admin): its keys are revoked or handed to their "
+            "creators per deleted_team_key_policy, its budgets and quotas flagged in a review",
+            params=[TEAM_ID],
+            errors=(401, 403, 404),
+        )
+    },
     "/teams/{team_id}/members": {
         "get": operation(
             "A team's members and their team roles", params=[TEAM_ID], returns="TeamMembers"

@@ -9,6 +9,7 @@ from typing import TypeVar
 from flask import request
 
 from models.errors import InvalidInput
+from webhooks.body import integer_text
 
 EnumT = TypeVar("EnumT", bound=StrEnum)
 
@@ -38,9 +39,14 @@ def int_param(name: str, default: int, *, low: int, high: int) -> int:
     value = request.args.get(name)
     if value is None or value == "":
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise InvalidInput(f"{name} must be a whole number from {low} to {high}", field=name)
-    return int(value)
+    refusal = InvalidInput(f"{name} must be a whole number from {low} to {high}", field=name)
+    try:
+        number = integer_text(value, name)
+    except InvalidInput:
+        raise refusal from None
+    if not low <= number <= high:
+        raise refusal
+    return number
 
 
 def text_param(name: str, *, max_length: int = 200) -> str | None:

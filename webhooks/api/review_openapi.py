@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from models.enums import ReviewCause
 from webhooks.api import review_schemas as schemas
 
 
@@ -38,6 +39,11 @@ def register(
         },
         {"name": "user_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
         {
+            "name": "cause",
+            "in": "query",
+            "schema": {"type": "string", "enum": [cause.value for cause in ReviewCause]},
+        },
+        {
             "name": "limit",
             "in": "query",
             "schema": {"type": "integer", "minimum": 1, "maximum": 200},
@@ -53,7 +59,7 @@ def register(
                 )
             },
             "/reviews": {
-                "get": operation("Revocation reviews visible to the caller", params=review_list)
+                "get": operation("Access-change reviews visible to the caller", params=review_list)
             },
             "/reviews/{review_id}": {
                 "get": operation("A review: findings, revocation, who was alerted", params=[review])

@@ -1,4 +1,5 @@
-"""Admin API: revocation reviews and findings, and the blast-radius preview of a revocation."""
+"""Admin API: access-change reviews (revocations, team deletions, lost roles), findings,
+and the blast-radius preview of a revocation."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from models.access import managed_team_ids
 from models.actions import reviews as review_actions
 from models.actions.teams import get_team
 from models.actions.users import get_user
-from models.enums import ReviewStatus
+from models.enums import ReviewCause, ReviewStatus
 from models.errors import Forbidden
 from models.queries.reviews import (
     ReviewFilter,
@@ -38,7 +39,11 @@ def preview(user_id: uuid.UUID) -> dict[str, Any]:
 
 @bp.get("/reviews")
 def index() -> dict[str, Any]:
-    filters = ReviewFilter(status=enum_param("status", ReviewStatus), user_id=uuid_param("user_id"))
+    filters = ReviewFilter(
+        status=enum_param("status", ReviewStatus),
+        user_id=uuid_param("user_id"),
+        cause=enum_param("cause", ReviewCause),
+    )
     items, cursor = list_reviews(
         db_session(),
         current_viewer(),

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from models.enums import Role, TeamRole, UserStatus
+from models.enums import LeaverInvitationPolicy, Role, TeamRole, UserStatus
 from webhooks.body import RequestBody
 
 
@@ -54,6 +54,10 @@ class CreateInvitation(RequestBody):
     role: Role = Field(default=Role.USER, strict=False)
     teams: list[TeamInvite] = Field(default_factory=list, max_length=50)
     expires_in_hours: int | None = Field(default=None, ge=1, le=720)
+
+
+class LeaverPolicy(RequestBody):
+    policy: LeaverInvitationPolicy = Field(strict=False)
 
 
 class RefreshInvitations(RequestBody):

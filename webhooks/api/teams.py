@@ -9,7 +9,7 @@ from flask import Blueprint
 
 from models.access import (
     require_admin,
-    require_can_handle_team_role,
+    require_can_change_membership,
     require_can_manage_team,
     require_can_view_team,
 )
@@ -46,6 +46,18 @@ def create() -> tuple[dict[str, Any], int]:
     return team_summary(team), 201
 
 
+@bp.delete("/teams/<uuid:team_id>")
+def delete(team_id: uuid.UUID) -> dict[str, Any]:
+    viewer = current_viewer()
+    require_admin(viewer)
+    session = db_session()
+    team = team_actions.get_team(session, viewer.organisation_id, team_id)
+    summary = team_summary(team)
+    review = team_actions.delete_team(session, team=team, actor=admin_actor(viewer))
+    session.commit()
+    return {**summary, "deleted": True, "review_id": str(review.id) if review else None}
+
+
 @bp.get("/teams/<uuid:team_id>/members")
 def members(team_id: uuid.UUID) -> dict[str, Any]:
     viewer = current_viewer()
@@ -62,8 +74,8 @@ def add_member(team_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, Any]:
     session = db_session()
     team = team_actions.get_team(session, viewer.organisation_id, team_id)
     require_can_manage_team(session, viewer, team)
-    require_can_handle_team_role(viewer, body.role)
     user = get_user(session, viewer.organisation_id, user_id)
+    require_can_change_membership(session, viewer, team, user, body.role)
     team_actions.add_to_team(
         session, team=team, user=user, role=body.role, actor=admin_actor(viewer)
     )
@@ -78,10 +90,9 @@ def remove_member(team_id: uuid.UUID, user_id: uuid.UUID) -> tuple[str, int]:
     team = team_actions.get_team(session, viewer.organisation_id, team_id)
     require_can_manage_team(session, viewer, team)
     user = get_user(session, viewer.organisation_id, user_id)
-    membership = team_actions.get_membership(session, team, user)
-    if membership is None:
+    if team_actions.get_membership(session, team, user) is None:
         raise NotFound("that user is not a member of this team")
-    require_can_handle_team_role(viewer, membership.role)
+    require_can_change_membership(session, viewer, team, user, None)
     team_actions.remove_from_team(session, team=team, user=user, actor=admin_actor(viewer))
     session.commit()
     return "", 204

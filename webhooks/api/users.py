@@ -75,9 +75,12 @@ def edit(user_id: uuid.UUID) -> dict[str, Any]:
     user = require_can_view_user(session, viewer, user_id)
     changes_access = body.role not in (None, user.role) or body.status not in (None, user.status)
     require_not_self(viewer, user, changes_access=changes_access)
+    actor = admin_actor(viewer)
     user_actions.edit_user(
-        session, user=user, actor=admin_actor(viewer), **body.model_dump(exclude_none=True)
+        session, user=user, actor=actor, **body.model_dump(exclude_none=True, exclude={"status"})
     )
+    if body.status is not None:
+        lifecycle.change_status(session, user=user, status=body.status, actor=actor)
     session.commit()
     return user_profile(user)
 

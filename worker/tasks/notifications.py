@@ -12,6 +12,7 @@ from connectors import email as smtp
 from connectors import notify_formats
 from connectors.outbound import PostResult, UnsafeUrl, UrlPolicy, check_url, post_json
 from connectors.signed_webhooks import sign
+from models.access import is_leaver
 from models.actions import notification_deliveries as deliveries
 from models.actions.notification_hooks import signing_secrets
 from models.entities import NotificationDelivery, NotificationHook
@@ -68,7 +69,10 @@ def deliver(self: Any, delivery_id: str) -> str:
             deliveries.skip_delivery(session, delivery=delivery, reason="hook disabled or removed")
             session.commit()
             return "skipped"
-        result = send_delivery(settings, delivery, hook)
+        leaver = bool(delivery.recipient_email) and is_leaver(
+            session, delivery.organisation_id, delivery.recipient_email or ""
+        )
+        result = send_delivery(settings, delivery, hook, acknowledgeable=not leaver)
         outcome = deliveries.record_attempt(
             session,
             delivery=delivery,
@@ -90,11 +94,16 @@ def backoff(settings: Settings, attempts: int) -> float:
 
 
 def send_delivery(
-    settings: Settings, delivery: NotificationDelivery, hook: NotificationHook | None
+    settings: Settings,
+    delivery: NotificationDelivery,
+    hook: NotificationHook | None,
+    *,
+    acknowledgeable: bool = True,
 ) -> deliveries.AttemptResult:
-    """Render the delivery for its channel and send it once."""
+    """Render the delivery for its channel and send it once (with no acknowledgement link
+    when the recipient may not acknowledge: a leaver)."""
     recipient = delivery.recipient_email or (f"hook:{hook.name}" if hook else "unknown")
-    ack_url = _ack_url(settings, delivery, recipient)
+    ack_url = _ack_url(settings, delivery, recipient) if acknowledgeable else None
     if hook is None or hook.kind is HookKind.EMAIL:
         address = hook.target if hook else delivery.recipient_email or ""
         return _send_email(settings, delivery, address, ack_url)

@@ -1,0 +1,47 @@
+"""Odock's management plane, outbound: signed key commands to the key store."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from connectors.signed_webhooks import sign
+
+COMMANDS_PATH = "/v1/sync/commands"
+
+
+class StoreUnavailable(Exception):
+    """The store did not acknowledge the command; sending it again is safe."""
+
+
+def send_key_command(
+    *, base_url: str, token: str, secret: str, body: dict[str, Any], timeout: float
+) -> datetime:
+    """POST one command; the store's `applied_at` when it acknowledged, else StoreUnavailable."""
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json", **sign(secret, msg_id=body["id"], body=raw)}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        response = requests.post(
+            base_url.rstrip("/") + COMMANDS_PATH,
+            data=raw,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        raise StoreUnavailable(f"store unreachable: {type(exc).__name__}") from exc
+    if not 200 <= response.status_code < 300:
+        raise StoreUnavailable(f"store answered {response.status_code}")
+    return _applied_at(response)
+
+
+def _applied_at(response: requests.Response) -> datetime:
+    try:
+        return datetime.fromisoformat(response.json()["applied_at"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreUnavailable("store answered without a readable applied_at") from exc

@@ -1,0 +1,101 @@
+"""Proof that a revoked key is dead: the gateway's own answer, signed and kept on the finding.
+
+After the invalidation the gateway is asked whether it would still accept each revoked key.
+Each answer becomes an entry ("denied at T", or "accepted at T") signed with HMAC-SHA256
+under the secret key, so an auditor can tell a recorded answer from an edited one. A key the
+gateway still accepts opens an urgent finding on the revocation's review and alerts managers
+and admins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import audit
+from models.actions.reviews import (
+    KIND_STILL_ACCEPTED,
+    raise_urgent_finding,
+    record_on_key_findings,
+    review_of,
+)
+from models.actor import Actor
+from models.entities import KeyCommand, VirtualApiKey
+
+GATEWAY_ACTOR = Actor.system("odock-gateway-proof")
+
+
+def proof_entry(secret: str, *, key_id: uuid.UUID, accepted: bool, checked_at: datetime) -> dict:
+    statement = f"{'accepted' if accepted else 'denied'} at {checked_at.isoformat()}"
+    return {
+        "key_id": str(key_id),
+        "accepted": accepted,
+        "checked_at": checked_at.isoformat(),
+        "statement": statement,
+        "signature": _sign(secret, key_id, statement),
+    }
+
+
+def proof_is_authentic(secret: str, entry: dict[str, Any]) -> bool:
+    expected = _sign(secret, uuid.UUID(entry["key_id"]), entry["statement"])
+    return hmac.compare_digest(expected, entry["signature"])
+
+
+def _sign(secret: str, key_id: uuid.UUID, statement: str) -> str:
+    message = f"odock-sync key proof|{key_id}|{statement}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def record_key_status(
+    session: Session,
+    *,
+    command_ids: list[uuid.UUID],
+    answers: dict[uuid.UUID, tuple[bool, datetime]],
+    secret: str,
+) -> list[uuid.UUID]:
+    """Keep the gateway's answers (key id -> accepted, checked at); the keys still accepted."""
+    commands = session.scalars(select(KeyCommand).where(KeyCommand.id.in_(command_ids))).all()
+    still_accepted = []
+    for command in commands:
+        if command.key_id not in answers:
+            continue
+        accepted, checked_at = answers[command.key_id]
+        command.gateway_accepted, command.gateway_checked_at = accepted, checked_at
+        entry = proof_entry(secret, key_id=command.key_id, accepted=accepted, checked_at=checked_at)
+        record_on_key_findings(session, key_ids=[command.key_id], gateway_proof=entry)
+        audit.record(
+            session,
+            actor=GATEWAY_ACTOR,
+            organisation_id=command.organisation_id,
+            action="api_key.still_accepted" if accepted else "api_key.denied_at_gateway",
+            target_type="api_key",
+            target_id=command.key_id,
+            after=entry,
+        )
+        if accepted:
+            _raise_still_accepted(session, command.key_id, entry)
+            still_accepted.append(command.key_id)
+    return still_accepted
+
+
+def _raise_still_accepted(session: Session, key_id: uuid.UUID, entry: dict[str, Any]) -> None:
+    key = session.get(VirtualApiKey, key_id)
+    revocation_id = key.revoked_by_revocation_id if key else None
+    review = review_of(session, revocation_id) if revocation_id else None
+    if key is None or review is None:
+        return  # audited above; with no review there is no one to alert about it
+    raise_urgent_finding(
+        session,
+        review=review,
+        kind=KIND_STILL_ACCEPTED,
+        subject_type="api_key",
+        subject_id=key_id,
+        detail={"name": key.name, "masked_value": key.masked_value, "proof": entry},
+        actor=GATEWAY_ACTOR,
+    )

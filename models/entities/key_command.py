@@ -1,0 +1,47 @@
+"""Key commands: a key change odock-sync decided, on its way to Odock's key store (bridged)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, new_id, utcnow
+from models.entities.types import enum_column
+from models.enums import KeyCommandType
+
+
+class KeyCommand(Base):
+    """One command for one key; its id is the webhook-id, so the store applies it once."""
+
+    __tablename__ = "key_commands"
+    __table_args__ = (
+        Index("ix_key_commands_key", "key_id", "issued_at"),
+        Index(
+            "ix_key_commands_unacknowledged",
+            "key_id",
+            postgresql_where=text("acknowledged_at IS NULL"),
+            sqlite_where=text("acknowledged_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    key_id: Mapped[uuid.UUID]
+    command_type: Mapped[KeyCommandType] = enum_column(KeyCommandType)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    owner_user_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    owner_team_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(String(500), default=None)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
+    applied_at: Mapped[datetime | None] = mapped_column(default=None)
+    gateway_invalidated_at: Mapped[datetime | None] = mapped_column(default=None)
+    gateway_checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    gateway_accepted: Mapped[bool | None] = mapped_column(default=None)

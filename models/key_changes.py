@@ -1,0 +1,244 @@
+"""Carrying out a key change odock-sync decided: the one way every caller changes a key.
+
+Which keys a change touches is the caller's decision (its `scope`); how the change reaches
+the key store and the gateway is decided here, by the session's mode:
+- embedded (default): odock-sync's tables are the store. The keys are marked here and the
+  gateway invalidation is written to the outbox in the same transaction.
+- bridged: Odock's management plane is the store. The keys are marked in odock-sync's view
+  and a key command per key is written in the same transaction; the worker sends it until the
+  store acknowledges, and only then invalidates the gateway's cache (models/key_commands.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, exists, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+
+from models import audit, outbox
+from models.actor import Actor
+from models.base import utcnow
+from models.db import ODOCK_MODE_KEY
+from models.entities import KeyCommand, VirtualApiKey
+from models.enums import KeyCommandType, KeyType
+
+TASK_INVALIDATE_KEYS = "gateway.invalidate_keys"
+TASK_SEND_KEY_COMMANDS = "odock.send_key_commands"
+BRIDGED = "bridged"
+
+AUDIT_ACTIONS = {
+    KeyCommandType.REVOKE: "api_key.revoked",
+    KeyCommandType.RESTORE: "api_key.restored",
+    KeyCommandType.REASSIGN: "api_key.reassigned",
+    KeyCommandType.ROTATE_REQUEST: "api_key.rotation_requested",
+}
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """One decision about the keys that `scope` selects, in one organisation."""
+
+    command: KeyCommandType
+    organisation_id: uuid.UUID
+    scope: ColumnElement[bool]
+    actor: Actor
+    reason: str
+    revocation_id: uuid.UUID | None = None
+    owner_user_id: uuid.UUID | None = None
+    owner_team_id: uuid.UUID | None = None
+    key_type: KeyType | None = None  # reassign: USER when it names a person, else TEAM
+    audit_detail: dict[str, Any] = field(default_factory=dict)
+    audit_before: dict[str, Any] | None = None  # the caller's view of the keys before
+    # Carried by the embedded invalidation (the time-to-kill clock of a revocation).
+    invalidation_detail: dict[str, Any] = field(default_factory=dict)
+
+
+def is_bridged(session: Session) -> bool:
+    return session.info.get(ODOCK_MODE_KEY) == BRIDGED
+
+
+def carry_out_key_change(session: Session, change: KeyChange) -> list[uuid.UUID]:
+    """Change the keys in scope and send the change on its way; the ids of the keys changed."""
+    key_ids = _change_view(session, change)
+    if not key_ids:
+        return []
+    if change.command is not KeyCommandType.ROTATE_REQUEST:
+        _forget_loaded(session, key_ids)
+    _audit(session, change, key_ids)
+    if is_bridged(session):
+        _issue_commands(session, change, key_ids)
+    elif change.command is not KeyCommandType.ROTATE_REQUEST:
+        # A rotation needs the key's value, which only Odock holds: embedded, it is audited.
+        outbox.enqueue(
+            session,
+            TASK_INVALIDATE_KEYS,
+            key_ids=[str(key_id) for key_id in key_ids],
+            reason=change.reason,
+            **change.invalidation_detail,
+        )
+    return key_ids
+
+
+def keys_with_pending_commands(session: Session, key_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Keys with a command the store has not acknowledged: a listing or push that still shows
+    their old state is older than odock-sync's decision and must not overwrite it."""
+    if not key_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(KeyCommand.key_id).where(
+                KeyCommand.key_id.in_(key_ids), KeyCommand.acknowledged_at.is_(None)
+            )
+        )
+    )
+
+
+# What each command decides about a key: a push or listing must leave these columns alone
+# while such a command is unacknowledged (it shows the store from before the decision).
+DECIDED_COLUMNS = {
+    KeyCommandType.REVOKE: ("revoked", "revoked_at"),
+    KeyCommandType.RESTORE: ("revoked", "revoked_at"),
+    KeyCommandType.REASSIGN: ("owner_user_id", "owner_team_id"),
+    KeyCommandType.ROTATE_REQUEST: (),
+}
+
+
+def keep_pending_decisions(
+    session: Session, key_id: uuid.UUID, values: dict[str, Any]
+) -> dict[str, Any]:
+    """`values` from the store without what a command still on its way has decided."""
+    pending = session.scalars(
+        select(KeyCommand.command_type).where(
+            KeyCommand.key_id == key_id, KeyCommand.acknowledged_at.is_(None)
+        )
+    ).all()
+    decided = {column for command in pending for column in DECIDED_COLUMNS[command]}
+    return {name: value for name, value in values.items() if name not in decided}
+
+
+def keep_pending_decision_sql(
+    column: str, *, key_id: Any, incoming: Any, held: Any
+) -> ColumnElement[Any]:
+    """keep_pending_decisions for a set-based upsert: the held value of `column` while a
+    command deciding it is unacknowledged, else the incoming one."""
+    deciding = [command for command, columns in DECIDED_COLUMNS.items() if column in columns]
+    if not deciding:
+        return incoming
+    pending = exists().where(
+        KeyCommand.key_id == key_id,
+        KeyCommand.acknowledged_at.is_(None),
+        KeyCommand.command_type.in_(deciding),
+    )
+    return case((pending, held), else_=incoming)
+
+
+def store_acknowledged_at(session: Session, key: VirtualApiKey) -> datetime | None:
+    """When the store acknowledged the key's revocation (embedded: our own write is the store)."""
+    if key.revoked_at is None:
+        return None
+    if not is_bridged(session):
+        return key.revoked_at
+    return session.scalar(
+        select(KeyCommand.acknowledged_at)
+        .where(
+            KeyCommand.key_id == key.id,
+            KeyCommand.command_type == KeyCommandType.REVOKE,
+            KeyCommand.issued_at >= key.revoked_at,
+            KeyCommand.acknowledged_at.is_not(None),
+        )
+        .order_by(KeyCommand.acknowledged_at)
+        .limit(1)
+    )
+
+
+def _change_view(session: Session, change: KeyChange) -> list[uuid.UUID]:
+    if change.command is KeyCommandType.ROTATE_REQUEST:
+        return sorted(session.scalars(select(VirtualApiKey.id).where(change.scope)))
+    now = utcnow()
+    statement = update(VirtualApiKey).where(change.scope)
+    if change.command is KeyCommandType.REVOKE:
+        statement = statement.where(VirtualApiKey.revoked.is_(False)).values(
+            revoked=True, revoked_at=now, revoked_by_revocation_id=change.revocation_id
+        )
+    elif change.command is KeyCommandType.RESTORE:
+        statement = statement.where(VirtualApiKey.revoked.is_(True)).values(
+            revoked=False, revoked_at=None, revoked_by_revocation_id=None
+        )
+    else:
+        statement = statement.values(
+            owner_user_id=change.owner_user_id, owner_team_id=change.owner_team_id
+        )
+        if change.key_type is not None:
+            statement = statement.values(key_type=change.key_type)
+    return sorted(
+        session.scalars(
+            statement.values(updated_at=now)
+            .returning(VirtualApiKey.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    )
+
+
+def _forget_loaded(session: Session, key_ids: list[uuid.UUID]) -> None:
+    """The UPDATE bypassed the identity map: reload any of these keys already loaded."""
+    for key_id in key_ids:
+        loaded = session.identity_map.get(identity_key(VirtualApiKey, key_id))
+        if loaded is not None:
+            session.expire(loaded)
+
+
+def _audit(session: Session, change: KeyChange, key_ids: list[uuid.UUID]) -> None:
+    before, after = _audit_states(change)
+    before = change.audit_before or before
+    for key_id in key_ids:
+        audit.record(
+            session,
+            actor=change.actor,
+            organisation_id=change.organisation_id,
+            action=AUDIT_ACTIONS[change.command],
+            target_type="api_key",
+            target_id=key_id,
+            before=before,
+            after={**after, **change.audit_detail},
+        )
+
+
+def _audit_states(change: KeyChange) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    if change.command is KeyCommandType.REVOKE:
+        return {"revoked": False}, {"revoked": True}
+    if change.command is KeyCommandType.RESTORE:
+        return {"revoked": True}, {"revoked": False}
+    if change.command is KeyCommandType.REASSIGN:
+        owners = {
+            **({"key_type": change.key_type.value} if change.key_type else {}),
+            "owner_user_id": str(change.owner_user_id) if change.owner_user_id else None,
+            "owner_team_id": str(change.owner_team_id) if change.owner_team_id else None,
+        }
+        return None, owners
+    return None, {"reason": change.reason}
+
+
+def _issue_commands(session: Session, change: KeyChange, key_ids: list[uuid.UUID]) -> None:
+    now = utcnow()
+    commands = [
+        KeyCommand(
+            organisation_id=change.organisation_id,
+            key_id=key_id,
+            command_type=change.command,
+            reason=change.reason[:500],
+            owner_user_id=change.owner_user_id,
+            owner_team_id=change.owner_team_id,
+            issued_at=now,
+        )
+        for key_id in key_ids
+    ]
+    session.add_all(commands)
+    session.flush()
+    outbox.enqueue(
+        session, TASK_SEND_KEY_COMMANDS, command_ids=[str(command.id) for command in commands]
+    )

@@ -1,0 +1,66 @@
+"""The shared input guard on the admin API: each hostile value of issue 14 in a body or a
+query string is a problem JSON 400 (RFC 9457) and changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.admin_api.conftest import World, assert_problem
+from tests.support.hostile import HOSTILE_VALUES, PLACEHOLDER, with_hostile
+
+# name: (method, path template, a body with one placeholder value)
+WRITES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "create_user": ("POST", "/api/v1/users", {"email": "new@acme.test", "name": PLACEHOLDER}),
+    "edit_user": ("PATCH", "/api/v1/users/{user}", {"name": PLACEHOLDER}),
+    "revoke": ("POST", "/api/v1/users/{user}/revoke", {"reason": PLACEHOLDER}),
+    "create_team": ("POST", "/api/v1/teams", {"name": PLACEHOLDER}),
+    "set_member": ("PUT", "/api/v1/teams/{team}/members/{user}", {"role": PLACEHOLDER}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_VALUES))
+@pytest.mark.parametrize("endpoint", sorted(WRITES))
+def test_hostile_bodies_are_400_and_change_nothing(client, world: World, unchanged, endpoint, case):
+    method, template, body = WRITES[endpoint]
+    path = template.format(user=world.users["colleague"], team=world.alpha)
+    unchanged()
+    response = client.open(
+        path,
+        method=method,
+        data=with_hostile(body, case),
+        content_type="application/json",
+        headers=world.auth("admin"),
+    )
+    assert_problem(response, 400)
+    unchanged()
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/api/v1/users", "limit=%D9%A1%D9%A2"),  # "١٢": Arabic-Indic digits
+        ("/api/v1/users", "limit=%C2%B2"),  # "²" (isdigit() says yes, int() says no)
+        ("/api/v1/users", "limit=" + "9" * 5000),
+        ("/api/v1/users", "limit=1_0"),
+        ("/api/v1/users", "q=" + quote("ann\x00")),
+        ("/api/v1/users", "q%00=x"),
+        ("/api/v1/invitations", "q=" + quote("a\x00@acme.test")),
+        ("/api/v1/invitations", "limit=%D9%A1%D9%A2"),
+        ("/api/v1/reviews", "limit=" + "1" * 30),
+    ],
+)
+def test_hostile_query_parameters_are_400(client, world: World, path, query) -> None:
+    response = client.get(f"{path}?{query}", headers=world.auth("admin"))
+    assert_problem(response, 400)
+
+
+def test_a_team_name_longer_than_its_column_in_lower_case_is_400(client, world: World, unchanged):
+    unchanged()
+    response = client.post(
+        "/api/v1/teams", json={"name": "İ" + "x" * 199}, headers=world.auth("admin")
+    )
+    assert_problem(response, 400, detail="lower case")
+    unchanged()

@@ -1,0 +1,40 @@
+"""The shared input guard on the IdP receivers: each hostile value of issue 14 in a delivery
+is a problem JSON 400 (RFC 9457), and no delivery is stored."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.events import okta_payloads as okta
+from tests.events.conftest import generic, okta_headers, signed
+from tests.support.hostile import HOSTILE_VALUES, PLACEHOLDER, with_hostile
+
+REASON = {"syntax": "invalid_json", "value": "invalid_payload"}
+
+
+def assert_refused(response, case: str) -> None:
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert response.json["title"] == REASON[HOSTILE_VALUES[case][1]]
+    assert response.json["status"] == 400 and response.json["detail"]
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_VALUES))
+def test_hostile_okta_deliveries_are_refused(client, hooked, unchanged, case):
+    target = okta.user_target("00u1qw1mqitPHM8AJ0g8", PLACEHOLDER)
+    delivery = okta.delivery(okta.event("user.lifecycle.deactivate", [target]))
+    unchanged()
+    response = client.post(
+        hooked.okta_url, data=with_hostile(delivery, case), headers=okta_headers()
+    )
+    assert_refused(response, case)
+    unchanged()
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_VALUES))
+def test_hostile_signed_events_are_refused(client, hooked, unchanged, case):
+    event = generic("user.deactivated", user={"id": "u-1", "email": PLACEHOLDER})
+    body, headers = signed(hooked.signing_secret, with_hostile(event, case))
+    unchanged()
+    assert_refused(client.post(hooked.events_url, data=body, headers=headers), case)
+    unchanged()

@@ -1,0 +1,188 @@
+"""carry_out_key_change: one path for every key change, embedded and bridged."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from cli.main import main
+from models.actions import key_commands, lifecycle
+from models.entities import AuditEvent, KeyCommand, OutboxMessage, VirtualApiKey
+from models.enums import KeyCommandType, KeyPolicy, KeyType
+from models.key_changes import keys_with_pending_commands
+from tests.reviews.conftest import build_leaver, revoke_and_review
+from tests.support import factories as f
+
+
+def outbox_tasks(session):
+    return [m.task for m in session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
+
+
+def test_embedded_revocation_marks_keys_and_invalidates_without_commands(session):
+    world = build_leaver(session)
+
+    lifecycle.revoke(session, user=world.person, actor=f.SETUP)
+    session.flush()
+
+    assert session.get(VirtualApiKey, world.key_a.id).revoked
+    assert "gateway.invalidate_keys" in outbox_tasks(session)
+    assert session.scalars(select(KeyCommand)).all() == []
+
+
+def test_bridged_revocation_writes_a_command_per_key_and_no_invalidation(bridged_session):
+    world = build_leaver(bridged_session)
+
+    lifecycle.revoke(bridged_session, user=world.person, actor=f.SETUP)
+    bridged_session.flush()
+
+    commands = bridged_session.scalars(select(KeyCommand)).all()
+    assert {c.key_id for c in commands} == {world.key_a.id, world.key_b.id}
+    assert {c.command_type for c in commands} == {KeyCommandType.REVOKE}
+    tasks = outbox_tasks(bridged_session)
+    assert "odock.send_key_commands" in tasks and "gateway.invalidate_keys" not in tasks
+    # odock-sync's view shows the decision at once; the store follows when it acknowledges
+    assert bridged_session.get(VirtualApiKey, world.key_a.id).revoked
+    assert keys_with_pending_commands(bridged_session, [world.key_a.id, world.other_key.id]) == {
+        world.key_a.id
+    }
+    audited = bridged_session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "api_key.revoked")
+    ).all()
+    assert {a.target_id for a in audited} == {str(world.key_a.id), str(world.key_b.id)}
+
+
+def test_a_rolled_back_revocation_leaves_no_command(bridged_session):
+    world = build_leaver(bridged_session)
+    bridged_session.commit()
+
+    lifecycle.revoke(bridged_session, user=world.person, actor=f.SETUP)
+    bridged_session.rollback()
+
+    assert bridged_session.scalars(select(KeyCommand)).all() == []
+
+
+def test_bridged_reactivation_restores_through_commands_sent_after_the_revocation(
+    bridged_session,
+):
+    world = build_leaver(bridged_session)
+    review = revoke_and_review(bridged_session, world.person)
+    assert review is not None
+    lifecycle.reactivate(bridged_session, user=world.person, actor=f.SETUP)
+    bridged_session.flush()
+
+    restores = bridged_session.scalars(
+        select(KeyCommand).where(KeyCommand.command_type == KeyCommandType.RESTORE)
+    ).all()
+    assert {c.key_id for c in restores} == {world.key_a.id, world.key_b.id}
+    pending = key_commands.pending_commands(bridged_session, command_ids=[c.id for c in restores])
+    # each restore waits behind its key's unacknowledged revoke: a key's commands keep order
+    assert pending.ready == [] and pending.waiting == 2
+
+
+def test_a_revoke_held_for_review_then_revoked_by_the_review_goes_through_commands(
+    bridged_session,
+):
+    world = build_leaver(bridged_session)
+    world.org.settings.team_key_policy = world.org.settings.user_key_policy
+    bridged_session.flush()
+
+    revoke_and_review(bridged_session, world.person)
+
+    team_commands = bridged_session.scalars(
+        select(KeyCommand).where(KeyCommand.key_id == world.team_key.id)
+    ).all()
+    assert [c.command_type for c in team_commands] == [KeyCommandType.REVOKE]
+
+
+@pytest.fixture
+def cli_env(monkeypatch, settings, clean_db):
+    def use(**changes):
+        for name, value in settings.model_copy(update=changes).model_dump().items():
+            monkeypatch.setenv(name.upper(), str(value))
+
+    yield use
+    from worker.celery_app import configure_celery
+    from worker.runtime import init_runtime
+
+    configure_celery(settings)  # the CLI configured this process with its own settings
+    init_runtime(settings)
+
+
+def test_rotate_request_from_the_cli_is_a_command_when_bridged(cli_env, bridged_session):
+    org = f.make_org(bridged_session)
+    key = f.make_key(bridged_session, org, owner=f.make_user(bridged_session, org))
+    bridged_session.commit()
+    cli_env(odock_mode="bridged", odock_management_url="")
+
+    result = CliRunner().invoke(
+        main, ["keys", "rotate-request", "--org", org.slug, str(key.id), "--reason", "leaked"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "sent to Odock's store" in result.output
+    bridged_session.expire_all()
+    [command] = bridged_session.scalars(select(KeyCommand)).all()
+    assert (command.key_id, command.command_type, command.reason) == (
+        key.id,
+        KeyCommandType.ROTATE_REQUEST,
+        "leaked",
+    )
+    assert not bridged_session.get(VirtualApiKey, key.id).revoked
+
+
+def test_rotate_request_embedded_is_audited_and_an_unknown_key_is_a_clean_error(cli_env, session):
+    org, other = f.make_org(session), f.make_org(session)
+    key = f.make_key(session, org, owner=f.make_user(session, org))
+    session.commit()
+    cli_env()
+    runner = CliRunner()
+
+    done = runner.invoke(main, ["keys", "rotate-request", "--org", org.slug, str(key.id)])
+    elsewhere = runner.invoke(main, ["keys", "rotate-request", "--org", other.slug, str(key.id)])
+    unknown = runner.invoke(main, ["keys", "rotate-request", "--org", org.slug, str(uuid.uuid4())])
+    malformed = runner.invoke(main, ["keys", "rotate-request", "--org", org.slug, "not-a-uuid"])
+
+    assert done.exit_code == 0, done.output
+    assert "recorded" in done.output
+    for refused in (elsewhere, unknown, malformed):
+        assert refused.exit_code != 0 and "Traceback" not in refused.output
+        assert isinstance(refused.exception, SystemExit)
+    assert "no API key" in unknown.output
+    session.expire_all()
+    assert session.scalars(select(KeyCommand)).all() == []
+    rotations = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "api_key.rotation_requested")
+    ).all()
+    assert [r.target_id for r in rotations] == [str(key.id)]
+
+
+def test_a_key_reassigned_in_review_is_a_reassign_command_when_bridged(bridged_session):
+    from models.actions import reviews
+    from tests.reviews.conftest import REVIEWER
+
+    world = build_leaver(bridged_session)
+    world.org.settings.user_key_policy = KeyPolicy.HOLD
+    bridged_session.flush()
+    review = revoke_and_review(bridged_session, world.person)
+    finding = next(f for f in review.findings if f.subject_id == world.key_a.id)
+
+    reviews.reassign_finding(bridged_session, finding=finding, actor=REVIEWER, to_team=world.team_a)
+    bridged_session.flush()
+
+    [command] = bridged_session.scalars(
+        select(KeyCommand).where(KeyCommand.command_type == KeyCommandType.REASSIGN)
+    ).all()
+    assert (command.key_id, command.owner_user_id, command.owner_team_id) == (
+        world.key_a.id,
+        None,
+        world.team_a.id,
+    )
+    key = bridged_session.get(VirtualApiKey, world.key_a.id)
+    assert (key.key_type, key.owner_user_id, key.owner_team_id) == (
+        KeyType.TEAM,
+        None,
+        world.team_a.id,
+    )

@@ -1,0 +1,120 @@
+"""The stand-in Odock keeps the contract: signed commands applied once, paged listings, and a
+gateway that authenticates from Redis and fails closed without it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import requests
+
+from connectors.odock import StoreUnavailable, send_key_command
+from connectors.signed_webhooks import new_signing_secret, sign
+
+ACCEPTED, REJECTED = 200, 401
+
+
+def revoke_body(key_id: uuid.UUID) -> dict:
+    return {
+        "id": str(uuid.uuid4()),
+        "type": "key.revoke",
+        "organisation_id": str(uuid.uuid4()),
+        "key_id": str(key_id),
+        "reason": "test",
+        "issued_at": "2026-12-04T10:00:00+00:00",
+        "owner_user_id": None,
+        "owner_team_id": None,
+    }
+
+
+def send(odock, body, secret=None):
+    return send_key_command(
+        base_url=odock.management_url,
+        token=odock.management_token,
+        secret=secret or odock.command_secret,
+        body=body,
+        timeout=5,
+    )
+
+
+def test_a_repeated_command_is_applied_once_and_answered_with_its_first_time(odock):
+    key_id, value = odock.store.create_key(uuid.uuid4(), owner_user_id=uuid.uuid4())
+    body = revoke_body(key_id)
+
+    first, again = send(odock, body), send(odock, body)
+
+    assert first == again
+    assert odock.store.key(key_id)["revoked"] is True
+    assert odock.call(value) == REJECTED
+
+
+def test_an_unsigned_or_wrongly_signed_command_is_refused_and_changes_nothing(odock):
+    key_id, value = odock.store.create_key(uuid.uuid4(), owner_user_id=uuid.uuid4())
+    body = revoke_body(key_id)
+    raw = json.dumps(body).encode()
+    url = odock.management_url + "/v1/sync/commands"
+
+    unsigned = requests.post(url, data=raw, timeout=5)
+    other_id = requests.post(
+        url, data=raw, headers=sign(odock.command_secret, msg_id="other", body=raw), timeout=5
+    )
+
+    assert unsigned.status_code == 401
+    assert unsigned.headers["Content-Type"] == "application/problem+json"
+    assert other_id.status_code == 422
+    try:
+        send(odock, body, secret=new_signing_secret())
+    except StoreUnavailable as exc:
+        assert "401" in str(exc)
+    else:
+        raise AssertionError("a command signed with another secret was accepted")
+    assert odock.store.key(key_id)["revoked"] is False
+    assert odock.call(value) == ACCEPTED
+
+
+def test_listings_are_paged_and_need_the_management_token(odock):
+    organisation = uuid.uuid4()
+    made = {str(odock.store.create_key(organisation)[0]) for _ in range(5)}
+    odock.store.create_key(uuid.uuid4())  # another organisation's
+    url = odock.management_url + "/v1/sync/keys"
+    auth = {"Authorization": f"Bearer {odock.management_token}"}
+
+    listed, cursor, pages = [], None, 0
+    while True:
+        params = {"organisation_id": str(organisation), "limit": "2"}
+        page = requests.get(url, params={**params, "cursor": cursor or ""}, headers=auth, timeout=5)
+        assert page.status_code == 200
+        listed += page.json()["items"]
+        cursor, pages = page.json()["next_cursor"], pages + 1
+        if cursor is None:
+            break
+
+    assert pages == 3 and {item["id"] for item in listed} == made
+    assert {"type", "masked_value", "revoked", "version"} <= set(listed[0])
+    assert (
+        requests.get(url, params={"organisation_id": str(organisation)}, timeout=5).status_code
+        == 401
+    )
+    bad = requests.get(url, params={"organisation_id": "nope"}, headers=auth, timeout=5)
+    assert bad.status_code == 400
+
+
+def test_the_gateway_fails_closed_while_its_redis_is_down_and_recovers(odock):
+    key_id, value = odock.store.create_key(uuid.uuid4(), owner_user_id=uuid.uuid4())
+    assert odock.call(value) == ACCEPTED
+    assert odock.call("sk-never-issued") == REJECTED
+
+    odock.redis.kill()
+    try:
+        assert odock.call(value) == 503
+    finally:
+        odock.redis.start()
+
+    assert odock.call(value) == ACCEPTED
+    status = requests.post(
+        odock.gateway_url + "/v1/internal/keys/status",
+        json={"key_ids": [str(key_id)]},
+        headers={"Authorization": f"Bearer {odock.gateway_secret}"},
+        timeout=5,
+    ).json()
+    assert status["keys"][0]["id"] == str(key_id) and status["keys"][0]["accepted"] is True

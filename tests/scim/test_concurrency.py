@@ -1,0 +1,147 @@
+"""Parallel SCIM writes against the live server (real HTTP, one thread per request) compose
+as if they had been sent one after another: IdPs such as Okta and Entra ID push membership
+changes in parallel, and none may be lost."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+
+from tests.scim.conftest import SCIM, ops
+from tests.scim.payloads import ENTERPRISE, okta_create_group, okta_create_user
+
+
+class LiveScim:
+    """A SCIM client over real HTTP; one requests.Session per thread."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base = f"{base_url}/scim/v2"
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": SCIM}
+        self.local = threading.local()
+
+    def __call__(self, method: str, path: str, body: Any = None) -> requests.Response:
+        if not hasattr(self.local, "http"):
+            self.local.http = requests.Session()
+        return self.local.http.request(  # type: ignore[no-any-return]
+            method, self.base + path, json=body, headers=self.headers, timeout=60
+        )
+
+
+def in_parallel(calls: list[Callable[[], requests.Response]]) -> list[requests.Response]:
+    """Run every call at once: each thread waits at a barrier, then sends its request."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], requests.Response]) -> requests.Response:
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def statuses(responses: list[requests.Response]) -> Counter[int]:
+    return Counter(response.status_code for response in responses)
+
+
+@pytest.fixture
+def live(live_server: str, scim_secret: str) -> LiveScim:
+    return LiveScim(live_server, scim_secret)
+
+
+@pytest.fixture
+def people(live: LiveScim) -> list[str]:
+    created = [live("POST", "/Users", okta_create_user(f"p{n}@example.com")) for n in range(20)]
+    assert {response.status_code for response in created} == {201}
+    return [response.json()["id"] for response in created]
+
+
+def member_ids(live: LiveScim, group_id: str) -> set[str]:
+    group = live("GET", f"/Groups/{group_id}").json()
+    return {member["value"] for member in group.get("members", [])}
+
+
+def test_twenty_parallel_adds_then_ten_parallel_removes_lose_no_member(live, people):
+    group_id = live("POST", "/Groups", okta_create_group("Engineering")).json()["id"]
+
+    def add(user_id: str) -> Callable[[], requests.Response]:
+        body = ops({"op": "add", "path": "members", "value": [{"value": user_id}]})
+        return lambda: live("PATCH", f"/Groups/{group_id}", body)
+
+    added = in_parallel([add(user_id) for user_id in people])
+    assert statuses(added) == Counter({200: 20}), [r.text for r in added if r.status_code != 200]
+    assert member_ids(live, group_id) == set(people)
+
+    def remove(user_id: str) -> Callable[[], requests.Response]:
+        body = ops({"op": "remove", "path": f'members[value eq "{user_id}"]'})
+        return lambda: live("PATCH", f"/Groups/{group_id}", body)
+
+    removed = in_parallel([remove(user_id) for user_id in people[:10]])
+    assert statuses(removed) == Counter({200: 10}), [
+        r.text for r in removed if r.status_code != 200
+    ]
+    assert member_ids(live, group_id) == set(people[10:])
+
+
+# Ten different attributes of one user, each replaced by its own PATCH.
+ATTRIBUTE_PATCHES: dict[str, Any] = {
+    "displayName": "Ann Parallel",
+    "name.givenName": "Ann",
+    "name.familyName": "Parallel",
+    "title": "Engineer",
+    "nickName": "Annie",
+    "externalId": "ext-42",
+    "locale": "fr-FR",
+    "timezone": "Europe/Paris",
+    f"{ENTERPRISE}:employeeNumber": "42",
+    f"{ENTERPRISE}:department": "R&D",
+}
+
+
+def test_ten_parallel_patches_of_different_attributes_all_land(live, people):
+    user_path = f"/Users/{people[0]}"
+    twin_path = f"/Users/{people[1]}"
+
+    def replace(path: str, attribute: str, value: Any) -> Callable[[], requests.Response]:
+        body = ops({"op": "replace", "path": attribute, "value": value})
+        return lambda: live("PATCH", path, body)
+
+    patched = in_parallel([replace(user_path, a, v) for a, v in ATTRIBUTE_PATCHES.items()])
+    assert statuses(patched) == Counter({200: 10}), [
+        r.text for r in patched if r.status_code != 200
+    ]
+    for attribute, value in ATTRIBUTE_PATCHES.items():  # the serial run, on a twin
+        assert replace(twin_path, attribute, value)().status_code == 200
+
+    parallel, serial = live("GET", user_path).json(), live("GET", twin_path).json()
+    assert comparable(parallel) == comparable(serial)
+    assert parallel["title"] == "Engineer" and parallel["name"]["familyName"] == "Parallel"
+    assert parallel[ENTERPRISE]["department"] == "R&D" and parallel["locale"] == "fr-FR"
+
+
+def comparable(user: dict[str, Any]) -> dict[str, Any]:
+    """A user without what differs between twins (id, userName, emails, meta)."""
+    return {k: v for k, v in user.items() if k not in ("id", "userName", "emails", "meta")}
+
+
+def test_parallel_creates_of_one_user_name_give_one_201_and_409_uniqueness(live):
+    body = okta_create_user("same@example.com")
+    created = in_parallel([lambda: live("POST", "/Users", body) for _ in range(10)])
+    assert statuses(created) == Counter({201: 1, 409: 9}), [r.text for r in created]
+    refusals = [r.json() for r in created if r.status_code == 409]
+    assert {refusal["scimType"] for refusal in refusals} == {"uniqueness"}
+    listed = live("GET", '/Users?filter=userName eq "same@example.com"').json()
+    assert listed["totalResults"] == 1
+
+
+def test_parallel_deletes_of_one_resource_give_one_204_and_404s(live, people):
+    group_id = live("POST", "/Groups", okta_create_group("Doomed")).json()["id"]
+    for path in (f"/Groups/{group_id}", f"/Users/{people[0]}"):
+        deleted = in_parallel([lambda path=path: live("DELETE", path) for _ in range(5)])
+        assert statuses(deleted) == Counter({204: 1, 404: 4}), [r.text for r in deleted]
+        assert live("GET", path).status_code == 404

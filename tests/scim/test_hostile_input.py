@@ -1,0 +1,153 @@
+"""Each hostile input of issue 14 against /scim/v2: SCIM error JSON with the RFC 7644
+section 3.12 scimType, never a 500, and nothing stored."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.scim.conftest import SCIM, ScimClient, ops
+from tests.scim.payloads import okta_create_group, okta_create_user
+from tests.scim.test_errors_and_isolation import assert_error
+from tests.support.hostile import HOSTILE_VALUES, PLACEHOLDER, with_hostile
+
+
+def send_raw(scim: ScimClient, method: str, path: str, body: str | bytes) -> Any:
+    headers = {"Authorization": f"Bearer {scim.token}", "Content-Type": SCIM}
+    data = body.encode() if isinstance(body, str) else body
+    return scim.client.open(f"/scim/v2{path}", method=method, data=data, headers=headers)
+
+
+@pytest.fixture
+def ann(scim: ScimClient) -> dict[str, Any]:
+    return scim.post("/Users", okta_create_user("ann@example.com")).json
+
+
+SCIM_TYPE = {"syntax": "invalidSyntax", "value": "invalidValue"}
+
+
+@pytest.mark.parametrize("where", ["title", "userName"])
+@pytest.mark.parametrize("case", sorted(HOSTILE_VALUES))
+def test_hostile_bodies_are_refused_and_store_nothing(scim, unchanged, case, where):
+    body = {**okta_create_user("eve@example.com"), where: PLACEHOLDER}
+    unchanged()
+    response = send_raw(scim, "POST", "/Users", with_hostile(body, case))
+    assert_error(response, 400, SCIM_TYPE[HOSTILE_VALUES[case][1]])
+    unchanged()
+
+
+def test_nul_in_an_unknown_attribute_name_is_refused(scim, unchanged):
+    body = json.dumps({**okta_create_user("eve@example.com"), PLACEHOLDER: "x"})
+    body = body.replace(f'"{PLACEHOLDER}"', '"ni\\u0000ck"')
+    unchanged()
+    assert_error(send_raw(scim, "POST", "/Users", body.encode()), 400, "invalidValue")
+    unchanged()
+
+
+def test_a_user_name_longer_than_its_column_in_lower_case_is_invalid_value(scim, unchanged):
+    unchanged()
+    response = scim.post("/Users", okta_create_user("İ" + "x" * 254))
+    assert_error(response, 400, "invalidValue")
+    assert "lower case" in response.json["detail"]
+    unchanged()
+
+
+def test_a_group_name_longer_than_its_column_in_lower_case_is_invalid_value(scim, unchanged):
+    unchanged()
+    assert_error(scim.post("/Groups", okta_create_group("İ" + "x" * 199)), 400, "invalidValue")
+    unchanged()
+
+
+def test_an_attribute_nested_900_deep_cannot_be_stored_so_later_patches_work(scim, ann):
+    deep = {"op": "add", "path": "title", "value": "x"}
+    raw = json.dumps(ops(deep)).replace('"x"', "[" * 900 + "]" * 900)
+    assert_error(send_raw(scim, "PATCH", f"/Users/{ann['id']}", raw), 400, "invalidSyntax")
+    later = scim.patch(f"/Users/{ann['id']}", ops({"op": "replace", "path": "title", "value": "t"}))
+    assert later.status_code == 200 and later.json["title"] == "t"
+
+
+@pytest.mark.parametrize("path", ["title", "displayName", "name.givenName"])
+@pytest.mark.parametrize("case", sorted(HOSTILE_VALUES))
+def test_hostile_patches_change_nothing(scim, ann, unchanged, case, path):
+    body = ops({"op": "replace", "path": path, "value": PLACEHOLDER})
+    unchanged()
+    response = send_raw(scim, "PATCH", f"/Users/{ann['id']}", with_hostile(body, case))
+    assert_error(response, 400, SCIM_TYPE[HOSTILE_VALUES[case][1]])
+    unchanged()
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_VALUES))
+def test_hostile_group_bodies_change_nothing(scim, unchanged, case):
+    group = scim.post("/Groups", okta_create_group("Eng")).json
+    body = ops({"op": "replace", "path": "displayName", "value": PLACEHOLDER})
+    unchanged()
+    response = send_raw(scim, "PATCH", f"/Groups/{group['id']}", with_hostile(body, case))
+    assert_error(response, 400, SCIM_TYPE[HOSTILE_VALUES[case][1]])
+    put = {**okta_create_group("Eng"), "displayName": PLACEHOLDER}
+    response = send_raw(scim, "PUT", f"/Groups/{group['id']}", with_hostile(put, case))
+    assert_error(response, 400, SCIM_TYPE[HOSTILE_VALUES[case][1]])
+    unchanged()
+
+
+@pytest.mark.parametrize(
+    "filter_text",
+    [
+        'emails[type eq "work"] eq "x"',
+        "(" * 990 + 'userName eq "a"' + ")" * 990,
+        "not (" * 300 + 'userName eq "a"' + ")" * 300,
+        'emails[type eq "work" and ' + "(" * 40 + 'value eq "a"' + ")" * 40 + "]",
+    ],
+)
+@pytest.mark.parametrize("endpoint", ["/Users/.search", "/.search", "/Groups/.search"])
+def test_filters_that_would_exhaust_the_parser_are_invalid_filter(scim, ann, endpoint, filter_text):
+    response = scim.post(endpoint, {"filter": filter_text})
+    assert_error(response, 400, "invalidFilter")
+
+
+def test_a_value_path_compared_as_a_whole_is_invalid_filter_in_the_query(scim, ann):
+    response = scim.get("/Users?filter=" + quote('emails[type eq "work"] eq "x"'))
+    assert_error(response, 400, "invalidFilter")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "filter=" + quote('userName eq "a\x00b"'),
+        "filter=userName%20pr&attributes=user%00Name",
+        "q%00=1",
+    ],
+)
+def test_nul_in_a_query_parameter_is_invalid_value(scim, ann, query):
+    assert_error(scim.get(f"/Users?{query}"), 400, "invalidValue")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "startIndex=99999999999999999999999",
+        "count=" + "9" * 5000,
+        "count=%D9%A1%D9%A2",  # "١٢": Arabic-Indic digits
+        "startIndex=%C2%B2",  # "²"
+        "count=1_0",
+    ],
+)
+def test_paging_numbers_outside_ascii_or_twenty_digits_are_invalid_value(scim, ann, query):
+    assert_error(scim.get(f"/Users?{query}"), 400, "invalidValue")
+
+
+def test_a_start_index_past_every_page_answers_an_empty_page(scim, ann):
+    response = scim.get("/Users?startIndex=99999999999999999999&count=99999999999999999999")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.json["Resources"] == [] and response.json["totalResults"] == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"count": 1e400}', '{"startIndex": 1' + "0" * 30 + "}", '{"count": Infinity}'],
+)
+def test_hostile_numbers_in_a_search_request_are_refused(scim, ann, body):
+    response = send_raw(scim, "POST", "/Users/.search", body)
+    assert_error(response, 400, "invalidSyntax" if "Infinity" in body else "invalidValue")

@@ -1,0 +1,118 @@
+"""The stand-in's management plane: key commands in, paged listings out (docs/odock.md)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from tests.support.odock.store import KeyStore, UnknownKey
+
+MAX_PAGE = 1000
+
+
+@dataclass
+class StoreFaults:
+    """How the store misbehaves: `fail` answers 500; `hang` holds each command until
+    `release` is set (or `hang_limit` passes) and then applies it; `hang_after_apply` applies
+    first and then holds the answer (the caller times out, the store has changed anyway)."""
+
+    fail: bool = False
+    hang: bool = False
+    hang_after_apply: bool = False
+    hang_limit: float = 30.0
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def heal(self) -> None:
+        self.fail = self.hang = self.hang_after_apply = False
+        self.release.set()
+
+
+@dataclass(frozen=True)
+class CommandSeen:
+    id: str
+    key_id: str
+    type: str
+    at: float  # time.time() when it arrived
+    status: int
+
+
+@dataclass
+class ManagementLog:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    commands: list[CommandSeen] = field(default_factory=list)
+
+    def add(self, seen: CommandSeen) -> None:
+        with self.lock:
+            self.commands.append(seen)
+
+    def for_key(self, key_id: uuid.UUID | str) -> list[CommandSeen]:
+        with self.lock:
+            return [c for c in self.commands if c.key_id == str(key_id)]
+
+
+def create_management_app(
+    store: KeyStore, *, secret: str, token: str, faults: StoreFaults, log: ManagementLog
+) -> Flask:
+    app = Flask("odock-stand-in-management")
+
+    @app.post("/v1/sync/commands")
+    def command() -> Response | tuple[Response, int]:
+        raw = request.get_data()
+        try:
+            body = Webhook(secret).verify(raw.decode(), dict(request.headers))
+        except (WebhookVerificationError, ValueError, UnicodeDecodeError):
+            return _problem(401, "the command is not signed with the command secret")
+        if not isinstance(body, dict) or body.get("id") != request.headers.get("webhook-id"):
+            return _problem(422, "the body's id must be the webhook-id")
+        status, answer = _answer_command(store, faults, body)
+        log.add(
+            CommandSeen(
+                body["id"], str(body.get("key_id")), str(body.get("type")), time.time(), status
+            )
+        )
+        return answer, status
+
+    @app.get("/v1/sync/<any(keys, budgets, quotas):kind>")
+    def listing(kind: str) -> Response | tuple[Response, int]:
+        if request.headers.get("Authorization") != f"Bearer {token}":
+            return _problem(401, "a bearer token is required")
+        try:
+            organisation_id = uuid.UUID(request.args["organisation_id"])
+            limit = min(int(request.args.get("limit", MAX_PAGE)), MAX_PAGE)
+            cursor = request.args.get("cursor") or None
+            items, next_cursor = store.page(kind, organisation_id, cursor, max(limit, 1))
+        except (KeyError, ValueError):
+            return _problem(400, "organisation_id, cursor and limit must be well formed")
+        return jsonify({"items": items, "next_cursor": next_cursor})
+
+    return app
+
+
+def _answer_command(
+    store: KeyStore, faults: StoreFaults, body: dict[str, Any]
+) -> tuple[int, Response]:
+    if faults.fail:
+        return 500, _problem(500, "the store is down")[0]
+    if faults.hang:
+        faults.release.wait(faults.hang_limit)
+    try:
+        applied_at = store.apply_command(body)
+    except UnknownKey:
+        return 404, _problem(404, "no such key")[0]
+    except (KeyError, ValueError):
+        return 422, _problem(422, "not a key command")[0]
+    if faults.hang_after_apply:
+        faults.release.wait(faults.hang_limit)
+    return 200, jsonify({"id": body["id"], "applied_at": applied_at.isoformat()})
+
+
+def _problem(status: int, detail: str) -> tuple[Response, int]:
+    response = jsonify({"type": "about:blank", "status": status, "detail": detail})
+    response.content_type = "application/problem+json"
+    return response, status

@@ -1,0 +1,48 @@
+"""The database as plain values, so a test can prove a request changed nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+from sqlalchemy import select
+
+from models.base import Base
+from models.db import SessionFactory
+
+State = dict[str, list[tuple[Any, ...]]]
+
+# Columns a refused request may still write: a token's last use is recorded once it
+# authenticates, whatever the request then does.
+NOT_STATE = {("api_tokens", "last_used_at")}
+
+
+def database_state(sessions: SessionFactory, tables: Collection[str] | None = None) -> State:
+    """Every row of every table (or of the named `tables`)."""
+    with sessions() as fresh:
+        state = {
+            table.name: sorted(
+                tuple(str(value) for value in row)
+                for row in fresh.execute(
+                    select(*(c for c in table.columns if (table.name, c.name) not in NOT_STATE))
+                )
+            )
+            for table in Base.metadata.sorted_tables
+            if tables is None or table.name in tables
+        }
+        fresh.rollback()
+    return state
+
+
+def change_checker(
+    sessions: SessionFactory, tables: Collection[str] | None = None
+) -> Callable[[], None]:
+    """Call it once before a request and once after: the second call asserts no change."""
+    snapshots: list[State] = []
+
+    def check() -> None:
+        snapshots.append(database_state(sessions, tables))
+        if len(snapshots) > 1:
+            assert snapshots[-1] == snapshots[0], "the request changed the database"
+
+    return check
