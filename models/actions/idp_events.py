@@ -126,6 +126,14 @@ def claim_received(
     return list(session.scalars(query))
 
 
+def has_received(session: Session, organisation_id: uuid.UUID) -> bool:
+    """Whether the organisation has deliveries still to apply."""
+    waiting = select(ReceivedDelivery.id).where(
+        ReceivedDelivery.organisation_id == organisation_id, ReceivedDelivery.status == RECEIVED
+    )
+    return session.scalar(waiting.limit(1)) is not None
+
+
 def process_received(session: Session, deliveries: list[ReceivedDelivery]) -> None:
     """Apply a batch of deliveries; one that breaks is failed, not retried forever.
 

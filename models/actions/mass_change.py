@@ -12,10 +12,10 @@ decision lives here and nowhere else.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -39,6 +39,8 @@ GATED_SOURCES = frozenset({Source.SCIM, Source.OKTA, Source.EVENTS})
 STATUS_KINDS = frozenset({ChangeKind.DEACTIVATE, ChangeKind.DELETE})
 EVENT_HELD = "mass_change.held"
 MAX_WINDOW_MINUTES = 7 * 24 * 60
+
+Applied = TypeVar("Applied")
 
 
 @dataclass(frozen=True)
@@ -156,30 +158,85 @@ def _validate(wanted: Thresholds) -> None:
 def admit(session: Session, *, user: User, request: GateRequest, actor: Actor) -> bool:
     """Whether this destructive change may apply now (True) or is held (False).
 
-    Called only for a change that would change something. The organisation's gate row for
-    the source is locked until commit, so parallel requests count as if one after another.
+    Called only for a change that would change something, before it is applied. The
+    organisation's gate row for the source is locked until commit, so parallel requests count
+    as if one after another.
     """
-    if actor.source not in GATED_SOURCES:
+    limits = _limits_if_gated(session, user, actor)
+    if limits is None:
         return True
-    limits = thresholds(session, user.organisation_id)
-    if not limits.enabled:
-        return True  # turned off: nothing counted, nothing locked
     if pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind}):
         return False  # already held: the source repeated itself (no lock needed)
     gate = _locked_gate(session, user.organisation_id, actor.source)
     if pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind}):
         return False  # a parallel request held it while this one waited for the lock
     if gate.batch_id is None:
-        counted = _counted(session, gate, limits)
-        # The base is the people active when the window began: those it revoked count too.
-        people = _active_people(session, user) + counted if limits.threshold_percent else 0
-        reason = limits.exceeded(counted + 1, people)
+        reason = _too_many(session, gate, limits, _active_base(session, user, limits))
         if not reason:
             _count(session, user, request, actor)
             return True
         _trip(session, gate, reason, actor)
     _hold(session, gate, user, request, actor)
     return False
+
+
+def apply_or_hold(
+    session: Session,
+    *,
+    user: User,
+    request: GateRequest,
+    actor: Actor,
+    apply: Callable[[], Applied],
+) -> Applied | None:
+    """Apply a destructive change unless the gate holds it (None).
+
+    Applied first, in a savepoint, and passed through the gate last: the gate row is then
+    locked from the decision to the commit, not through the change's own work (a revocation's
+    keys, review and outbox), so parallel changes of one source queue only for the decision.
+    Should the gate not let it through, the change is undone and the gate asked again the
+    ordinary way (`admit`), which holds it.
+    """
+    limits = _limits_if_gated(session, user, actor)
+    if limits is None:
+        return apply()
+    if pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind}):
+        return None
+    active = _active_base(session, user, limits)  # read while the person still counts
+    savepoint = session.begin_nested()
+    try:
+        applied = apply()
+    except BaseException:
+        savepoint.rollback()
+        raise
+    gate = _locked_gate(session, user.organisation_id, actor.source)
+    held = pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind})
+    if gate.batch_id is None and not held and not _too_many(session, gate, limits, active):
+        _count(session, user, request, actor)
+        savepoint.commit()
+        return applied
+    savepoint.rollback()  # on PostgreSQL this also lets go of the gate row
+    session.refresh(user)
+    return apply() if admit(session, user=user, request=request, actor=actor) else None
+
+
+def _limits_if_gated(session: Session, user: User, actor: Actor) -> Thresholds | None:
+    """The organisation's thresholds when the gate counts this change; None when it does not
+    (a source it does not watch, or turned off: nothing counted, nothing locked)."""
+    if actor.source not in GATED_SOURCES:
+        return None
+    limits = thresholds(session, user.organisation_id)
+    return limits if limits.enabled else None
+
+
+def _active_base(session: Session, user: User, limits: Thresholds) -> int:
+    return _active_people(session, user) if limits.threshold_percent else 0
+
+
+def _too_many(session: Session, gate: MassChangeGate, limits: Thresholds, active: int) -> str:
+    """Why one more change would be too many, or "". The percentage's base is the people
+    active when the window began: those it revoked count too."""
+    counted = _counted(session, gate, limits)
+    return limits.exceeded(counted + 1, active + counted if limits.threshold_percent else 0)
 
 
 def pending_hold(

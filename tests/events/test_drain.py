@@ -261,3 +261,56 @@ def test_in_one_batch_bad_deliveries_are_rejected_and_the_good_ones_still_apply(
     }
     assert statuses(session, org)["unreadable"][0] == "rejected"
     assert (ada.name, ada.status) == ("Ada L.", UserStatus.ACTIVE)
+
+
+def test_a_second_drain_of_the_organisation_leaves_at_once_while_one_is_at_work(session, engine):
+    from worker import turns
+    from worker.tasks.idp_events import drain_deliveries
+
+    org = f.make_org(session)
+    okta_user(session, org)
+    receive(session, org, "waiting", "user.lifecycle.deactivate")
+    session.commit()
+
+    with turns.turn(engine, turns.key_of(org.id)) as mine:  # another drain is at work
+        assert mine
+        if engine.dialect.name == "postgresql":
+            assert drain_deliveries(str(org.id)) == 0
+            session.expire_all()
+            assert statuses(session, org) == {"waiting": ("received", None)}
+            session.rollback()
+        else:  # SQLite: every drain gets a turn, and its one writer at a time serialises them
+            assert drain_deliveries(str(org.id)) == 1
+    assert drain_deliveries(str(org.id)) == int(engine.dialect.name == "postgresql")
+
+
+def test_the_drain_looks_again_after_letting_go_of_its_turn(session, monkeypatch):
+    """A delivery stored just after the drain's last read, whose own drain left because this
+    one still held the turn, is applied before this one returns."""
+    from worker.tasks import idp_events as drain_task
+
+    org = f.make_org(session)
+    okta_user(session, org)
+    receive(session, org, "first", "user.lifecycle.deactivate", minutes=0)
+    session.commit()
+    org_id = org.id
+    drain = drain_task._drain
+    passes: list[int] = []
+
+    def drain_then_a_late_arrival(organisation_id):
+        drained = drain(organisation_id)
+        passes.append(drained)
+        if len(passes) == 2:  # after the final read of the first turn
+            with drain_task.runtime().sessions() as late:
+                receive(late, late.get(type(org), org_id), "late", "user.lifecycle.reactivate", 1)
+                late.commit()
+        return drained
+
+    monkeypatch.setattr(drain_task, "_drain", drain_then_a_late_arrival)
+
+    assert drain_task.drain_deliveries(str(org_id)) == 2
+    session.expire_all()
+    assert statuses(session, org) == {
+        "first": ("processed", "1 applied"),
+        "late": ("processed", "1 applied"),
+    }

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from models.actions import idp_events
 from models.base import utcnow
-from worker import wakeups
+from worker import turns, wakeups
 from worker.runtime import runtime
 from worker.tasks.base import TransientError, task
 
@@ -31,14 +31,25 @@ LINGER_SECONDS = 0.05
 def drain_deliveries(organisation_id: str) -> int:
     """Apply the organisation's received deliveries until none is left.
 
-    The wake-up flag stays up while this runs, so deliveries stored meanwhile ride on it
-    instead of waking another run. It is lowered once the queue is empty, and the queue is
-    read once more after that: what commits later raises the flag and wakes a new run.
+    One drain per organisation at a time: a second one woken meanwhile leaves at once instead
+    of waiting in a worker slot (on the first one's row locks and mass-change gate). The
+    holder looks once more after it lets go, so what the leaver was woken for is not left
+    behind. The wake-up flag stays up while a drain runs, so deliveries stored meanwhile ride
+    on it instead of waking another run; it is lowered once the queue is empty, and the queue
+    is read once more after that: what commits later raises the flag and wakes a new run.
     """
     organisation = uuid.UUID(organisation_id)
-    drained = _drain(organisation)
-    wakeups.taken(idp_events.TASK_DRAIN, {"organisation_id": organisation_id})
-    return drained + _drain(organisation)
+    drained = 0
+    while True:
+        with turns.turn(runtime().engine, turns.key_of(organisation)) as mine:
+            if not mine:
+                return drained  # the holder looks again once it lets go
+            drained += _drain(organisation)
+            wakeups.taken(idp_events.TASK_DRAIN, {"organisation_id": organisation_id})
+            drained += _drain(organisation)
+        with runtime().sessions() as session:
+            if not idp_events.has_received(session, organisation):
+                return drained
 
 
 def _drain(organisation_id: uuid.UUID) -> int:

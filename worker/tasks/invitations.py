@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 import structlog
@@ -14,12 +13,13 @@ from connectors import email, invitation_email
 from models.actions import invitations
 from models.actor import Actor
 from models.base import utcnow
+from worker import turns
 from worker.runtime import Runtime, runtime, smtp_config
 from worker.tasks.base import TransientError, task
 
 log = structlog.get_logger(__name__)
 
-SWEEP_KEY = {"key": 0x0D0C_1E_E7}  # the advisory-lock id of the expiry sweep
+SWEEP_KEY = 0x0D0C_1E_E7  # the advisory-lock id of the expiry sweep
 
 
 @task("invitations.deliver")
@@ -125,18 +125,6 @@ def _sweep_batches(current: Runtime, now: datetime, actor: Actor) -> int:
             return total
 
 
-@contextmanager
-def sweep_lock(engine: Engine) -> Iterator[bool]:
-    """One sweep at a time across workers (PostgreSQL advisory lock; SQLite serialises)."""
-    if engine.dialect.name != "postgresql":
-        yield True
-        return
-    with engine.connect() as connection:
-        mine = bool(connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), SWEEP_KEY))
-        connection.commit()
-        try:
-            yield mine
-        finally:
-            if mine:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), SWEEP_KEY)
-                connection.commit()
+def sweep_lock(engine: Engine) -> AbstractContextManager[bool]:
+    """One sweep at a time across workers."""
+    return turns.turn(engine, SWEEP_KEY)
