@@ -100,11 +100,13 @@ class EventLookups:
         if not user_ids:
             return
         # In id order, so that two transactions locking overlapping users cannot deadlock.
+        # FOR NO KEY UPDATE: their ids stay, so rows that refer to them (the mass-change
+        # gate's counts, written in a transaction of their own) need not wait for this one.
         users = self.session.scalars(
             select(User)
             .where(User.id.in_(sorted(user_ids)))
             .order_by(User.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
             .execution_options(populate_existing=True)
         )
         self._users.update({user.id: user for user in users})

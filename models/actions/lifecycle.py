@@ -71,19 +71,8 @@ def set_active(
         return reactivate(session, user=user, actor=actor)
     if user.status is UserStatus.REVOKED:
         return Outcome.UNCHANGED
-    if gate is None:
-        return _deactivate(session, user=user, actor=actor, reason=reason)
-    applied = mass_change.apply_or_hold(
-        session,
-        user=user,
-        request=gate,
-        actor=actor,
-        apply=lambda: _deactivate(session, user=user, actor=actor, reason=reason),
-    )
-    return Outcome.HELD if applied is None else applied
-
-
-def _deactivate(session: Session, *, user: User, actor: Actor, reason: str) -> Outcome:
+    if gate is not None and not mass_change.admit(session, user=user, request=gate, actor=actor):
+        return Outcome.HELD
     if user.status is UserStatus.ACTIVE:
         revoke(session, user=user, actor=actor, reason=reason)
         return Outcome.APPLIED

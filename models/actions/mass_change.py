@@ -12,14 +12,16 @@ decision lives here and nowhere else.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import delete, func, select
+import structlog
+from sqlalchemy import Engine, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from models import audit
@@ -35,12 +37,13 @@ from models.enums import ChangeKind, ChangeStatus, Role, Source, UserStatus
 from models.errors import InvalidInput
 from models.notifications import notify
 
+log = structlog.get_logger(__name__)
+
 GATED_SOURCES = frozenset({Source.SCIM, Source.OKTA, Source.EVENTS})
 STATUS_KINDS = frozenset({ChangeKind.DEACTIVATE, ChangeKind.DELETE})
 EVENT_HELD = "mass_change.held"
+_GATES_LOCKED = "mass_change.gates_locked"  # session.info: gate rows this transaction locked
 MAX_WINDOW_MINUTES = 7 * 24 * 60
-
-Applied = TypeVar("Applied")
 
 
 @dataclass(frozen=True)
@@ -158,20 +161,23 @@ def _validate(wanted: Thresholds) -> None:
 def admit(session: Session, *, user: User, request: GateRequest, actor: Actor) -> bool:
     """Whether this destructive change may apply now (True) or is held (False).
 
-    Called only for a change that would change something, before it is applied. The
-    organisation's gate row for the source is locked until commit, so parallel requests count
-    as if one after another.
+    Called only for a change that would change something. The organisation's gate row for
+    the source is locked until commit, so parallel requests count as if one after another.
     """
-    limits = _limits_if_gated(session, user, actor)
-    if limits is None:
+    if actor.source not in GATED_SOURCES:
         return True
+    limits = thresholds(session, user.organisation_id)
+    if not limits.enabled:
+        return True  # turned off: nothing counted, nothing locked
     if pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind}):
         return False  # already held: the source repeated itself (no lock needed)
+    if _admitted_at_once(session, user, request, actor, limits):
+        return True
     gate = _locked_gate(session, user.organisation_id, actor.source)
     if pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind}):
         return False  # a parallel request held it while this one waited for the lock
     if gate.batch_id is None:
-        reason = _too_many(session, gate, limits, _active_base(session, user, limits))
+        reason = _too_many(session, gate, limits, user.organisation_id)
         if not reason:
             _count(session, user, request, actor)
             return True
@@ -180,63 +186,40 @@ def admit(session: Session, *, user: User, request: GateRequest, actor: Actor) -
     return False
 
 
-def apply_or_hold(
-    session: Session,
-    *,
-    user: User,
-    request: GateRequest,
-    actor: Actor,
-    apply: Callable[[], Applied],
-) -> Applied | None:
-    """Apply a destructive change unless the gate holds it (None).
+def _admitted_at_once(
+    session: Session, user: User, request: GateRequest, actor: Actor, limits: Thresholds
+) -> bool:
+    """Let the change through in a short transaction of its own, when the gate is open and
+    one more change stays within the thresholds (PostgreSQL).
 
-    Applied first, in a savepoint, and passed through the gate last: the gate row is then
-    locked from the decision to the commit, not through the change's own work (a revocation's
-    keys, review and outbox), so parallel changes of one source queue only for the decision.
-    Should the gate not let it through, the change is undone and the gate asked again the
-    ordinary way (`admit`), which holds it.
+    The gate row is then locked for milliseconds instead of until the change's own commit,
+    so a source's parallel changes do not queue behind one another's whole work. Counted
+    changes are committed at once: one whose own transaction later fails still counts for
+    the window, which errs towards holding. Anything else (the gate tripped, the thresholds
+    reached, this transaction holding the gate already, the person not committed yet, a
+    wait of more than a moment) is left to the locked path of `admit`, which decides it.
     """
-    limits = _limits_if_gated(session, user, actor)
-    if limits is None:
-        return apply()
-    if pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind}):
-        return None
-    active = _active_base(session, user, limits)  # read while the person still counts
-    savepoint = session.begin_nested()
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql" or _holds_gate(session, user.organisation_id, actor):
+        return False
+    engine = bind if isinstance(bind, Engine) else bind.engine
     try:
-        applied = apply()
-    except BaseException:
-        savepoint.rollback()
-        raise
-    gate = _locked_gate(session, user.organisation_id, actor.source)
-    held = pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind})
-    if gate.batch_id is None and not held and not _too_many(session, gate, limits, active):
-        _count(session, user, request, actor)
-        savepoint.commit()
-        return applied
-    savepoint.rollback()  # on PostgreSQL this also lets go of the gate row
-    session.refresh(user)
-    return apply() if admit(session, user=user, request=request, actor=actor) else None
+        with Session(engine) as own:
+            own.execute(text("SET LOCAL lock_timeout = '1s'"))
+            gate = _locked_gate(own, user.organisation_id, actor.source)
+            if gate.batch_id is not None or _too_many(own, gate, limits, user.organisation_id):
+                return False
+            _count(own, user, request, actor)
+            own.commit()
+            return True
+    except SQLAlchemyError as exc:
+        log.info("mass_change.admitted_in_transaction", reason=type(exc).__name__)
+        return False
 
 
-def _limits_if_gated(session: Session, user: User, actor: Actor) -> Thresholds | None:
-    """The organisation's thresholds when the gate counts this change; None when it does not
-    (a source it does not watch, or turned off: nothing counted, nothing locked)."""
-    if actor.source not in GATED_SOURCES:
-        return None
-    limits = thresholds(session, user.organisation_id)
-    return limits if limits.enabled else None
-
-
-def _active_base(session: Session, user: User, limits: Thresholds) -> int:
-    return _active_people(session, user) if limits.threshold_percent else 0
-
-
-def _too_many(session: Session, gate: MassChangeGate, limits: Thresholds, active: int) -> str:
-    """Why one more change would be too many, or "". The percentage's base is the people
-    active when the window began: those it revoked count too."""
-    counted = _counted(session, gate, limits)
-    return limits.exceeded(counted + 1, active + counted if limits.threshold_percent else 0)
+def _holds_gate(session: Session, organisation_id: uuid.UUID, actor: Actor) -> bool:
+    locked = session.info.get(_GATES_LOCKED, {})
+    return locked.get((organisation_id, actor.source)) is session.get_transaction()
 
 
 def pending_hold(
@@ -324,12 +307,14 @@ def _locked_gate(session: Session, organisation_id: uuid.UUID, source: Source) -
         .values(organisation_id=organisation_id, source=source)
         .on_conflict_do_nothing()
     )
-    return session.scalars(
+    gate = session.scalars(
         select(MassChangeGate)
         .where(MassChangeGate.organisation_id == organisation_id, MassChangeGate.source == source)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).one()
+    session.info.setdefault(_GATES_LOCKED, {})[organisation_id, source] = session.get_transaction()
+    return gate
 
 
 def _counted(session: Session, gate: MassChangeGate, limits: Thresholds) -> int:
@@ -356,12 +341,22 @@ def _counted(session: Session, gate: MassChangeGate, limits: Thresholds) -> int:
     )
 
 
-def _active_people(session: Session, user: User) -> int:
+def _too_many(
+    session: Session, gate: MassChangeGate, limits: Thresholds, organisation_id: uuid.UUID
+) -> str:
+    """Why one more change would be too many, or "". The percentage's base is the people
+    active when the window began: those it revoked count too."""
+    counted = _counted(session, gate, limits)
+    people = _active_people(session, organisation_id) + counted if limits.threshold_percent else 0
+    return limits.exceeded(counted + 1, people)
+
+
+def _active_people(session: Session, organisation_id: uuid.UUID) -> int:
     return int(
         session.scalar(
             select(func.count())
             .select_from(User)
-            .where(User.organisation_id == user.organisation_id, User.status == UserStatus.ACTIVE)
+            .where(User.organisation_id == organisation_id, User.status == UserStatus.ACTIVE)
         )
         or 0
     )
