@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     database_url: str = EMBEDDED_DATABASE_URL
+    # Connections each process keeps open to PostgreSQL (as many again may be opened for a
+    # burst and closed after); every web worker, task worker and beat has its own pool.
+    database_pool_size: int = 10
     celery_broker_url: str = EMBEDDED_BROKER_URL
     celery_queue: str = "odock-sync"
     broker_poll_interval: float = Field(default=0.1, gt=0, le=60)

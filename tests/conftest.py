@@ -95,6 +95,7 @@ def settings(
     """The settings of this run; outbound HTTP goes to the loopback `httpserver`."""
     return Settings(
         database_url=database_url,
+        database_pool_size=2,  # suites of several checkouts share one PostgreSQL's 100 clients
         celery_broker_url=broker_url,
         celery_queue=f"odock-test-{run_id}",
         broker_poll_interval=0.05,
