@@ -13,8 +13,12 @@ from models.db import SessionFactory
 State = dict[str, list[tuple[Any, ...]]]
 
 # Columns a refused request may still write: a token's last use is recorded once it
-# authenticates, whatever the request then does.
-NOT_STATE = {("api_tokens", "last_used_at")}
+# authenticates, whatever the request then does. And the bookkeeping of work committed before
+# the request, which the relay and the workers carry on with meanwhile (a new row still shows).
+NOT_STATE = {
+    ("api_tokens", "last_used_at"),
+    *(("outbox", c) for c in ("dispatched_at", "completed_at", "attempts", "last_error")),
+}
 
 
 def database_state(sessions: SessionFactory, tables: Collection[str] | None = None) -> State:
