@@ -9,7 +9,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from models.settings import Settings
-from worker import sqlite_broker
+from worker import redis_broker, sqlite_broker
 
 TASK_MODULES = [
     "worker.outbox_relay",
@@ -36,6 +36,7 @@ URGENT_TASKS = (
 )
 
 sqlite_broker.register()
+redis_broker.register()
 celery_app = Celery("odock_sync", include=TASK_MODULES)
 
 
