@@ -56,7 +56,9 @@ def blip_worker(blip_settings: Settings, tmp_path: Path) -> Iterator[WorkerProce
 
 def dispatch(settings: Settings, org_id: uuid.UUID, event: str) -> None:
     """Ask the worker for a notification, as the outbox would (a client of the private broker)."""
-    client = Celery("blip-client", broker=settings.celery_broker_url)
+    client = Celery("blip-client")
+    # broker_url would lose to a CELERY_BROKER_URL in the environment (the suite's own broker)
+    client.conf.broker_write_url = settings.celery_broker_url
     client.send_task(
         "notifications.dispatch",
         kwargs={
@@ -97,7 +99,9 @@ def test_worker_survives_a_redis_blip_while_a_retry_is_pending(
 
     dispatch(blip_settings, org.id, "blip.before")
     wait_until(
-        lambda: "Retry in 30" in blip_worker.log(), what="the delivery waiting out its retry"
+        lambda: "Retry in 30" in blip_worker.log(),
+        timeout=120,
+        what=f"the delivery waiting out its retry; worker log:\n{blip_worker.log_path}",
     )
     assert [d.attempts for d in deliveries(sessions, "blip.before")] == [1]
 
