@@ -257,7 +257,10 @@ def test_acknowledging_stops_escalation_and_escalation_climbs_owner_managers_adm
         ]
 
     assert reviews.escalate_due(session, actor=REVIEWER, now=start) == 0
-    open_count = sum(fi.state is FindingState.OPEN for fi in review.findings)
+    # revoked keys waiting on the gateway are open but have no one to remind
+    open_count = sum(
+        fi.state is FindingState.OPEN and not fi.action_taken for fi in review.findings
+    )
     assert reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 1.1) == open_count
     assert dispatched()[-1]["recipient_user_ids"] == [str(world.person.id)]
     reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 2.2)
@@ -266,7 +269,9 @@ def test_acknowledging_stops_escalation_and_escalation_climbs_owner_managers_adm
     reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 3.3)
     assert dispatched()[-1]["recipient_user_ids"] == [str(world.admin.id)]
 
-    assert reviews.acknowledge_review(session, review=review, actor=REVIEWER) == open_count
+    assert reviews.acknowledge_review(session, review=review, actor=REVIEWER) == sum(
+        fi.state is FindingState.OPEN for fi in review.findings
+    )
     assert reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 10) == 0
     assert reviews.acknowledge_review(session, review=review, actor=REVIEWER) == 0
 
