@@ -164,7 +164,7 @@ def patch_user(
     scim_user = _user(session, ctx, scim_id, for_update=True)
     current = user_document(session, ctx, scim_user)
     check_version(current, if_match)
-    patched = apply_patch(current, operations(body), USER_KIND, casting.USER_PASSTHROUGH)
+    patched = apply_patch(current, operations(body), USER_KIND)
     fields = casting.scim_to_user_fields(patched)
     scim_actions.replace_scim_user(session, scim_user=scim_user, fields=fields, actor=ctx.actor)
     return user_document(session, ctx, scim_user)
