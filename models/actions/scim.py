@@ -373,6 +373,8 @@ def _set_members(session: Session, team: Team, member_ids: Iterable[str], actor:
             field="members",
         )
     current = {s.id: s for s in _scim_members(session, team)}
+    if set(current) != wanted:
+        team.updated_at = utcnow()  # the group's meta.lastModified moves with its members
     for scim_id in sorted(set(current) - wanted):
         scim_user = current[scim_id]
         team_actions.remove_from_team(session, team=team, user=scim_user.user, actor=actor)
