@@ -378,12 +378,14 @@ def test_filters_sorts_and_projections_agree_with_the_reference_server(loaded):
 
     for expression in [*FIXED_FILTERS, *generated_filters(users, 260)]:
         check(
-            "/Users?" + urlencode({"filter": expression, "count": 1000}),
+            # Only userName is compared: asking for it alone halves both servers' work.
+            "/Users?" + urlencode({"filter": expression, "count": 1000, "attributes": "userName"}),
             lambda a: sorted(user_names(a)),
         )
     for attribute in SORTABLE:
         for order in ("ascending", "descending"):
-            query = {"sortBy": attribute, "sortOrder": order, "count": 1000}
+            shown = f"userName,{attribute.split('.')[0] if ':' not in attribute else attribute}"
+            query = {"sortBy": attribute, "sortOrder": order, "count": 1000, "attributes": shown}
             check(
                 "/Users?" + urlencode(query),
                 lambda a, at=attribute: (
