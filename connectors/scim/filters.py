@@ -22,7 +22,7 @@ from scim2_filter_parser.lexer import SCIMLexer
 from scim2_filter_parser.parser import SCIMParser
 from sqlalchemy import ColumnElement, and_, false, func, not_, or_, true
 
-from connectors.scim.errors import InvalidFilter
+from connectors.scim.errors import InvalidFilter, InvalidValue, ScimError
 
 MAX_FILTER_LENGTH = 2000
 # Parentheses and brackets nest at most this deep: the tree is translated (and compiled to
@@ -72,7 +72,7 @@ def parse(text: str) -> ast.Filter:
         raise InvalidFilter(f"the filter is longer than {MAX_FILTER_LENGTH} characters")
     try:
         tree = SCIMParser().parse(_typed_tokens(text))
-    except InvalidFilter:
+    except ScimError:
         raise
     except Exception as exc:  # the parser raises several unrelated types on bad input
         raise InvalidFilter(f"the filter {text!r} is malformed: {exc}") from None
@@ -142,6 +142,9 @@ def _rebuild(operands: list[Any], operators: list[str]) -> Any:
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _without_strings(text: str) -> tuple[str, list[str]]:
     """The filter with each string replaced by its index, and the decoded strings: the
     stock lexer knows no escapes, so `"a\\"b"` would end at the escaped quote."""
@@ -149,9 +152,12 @@ def _without_strings(text: str) -> tuple[str, list[str]]:
 
     def index(match: re.Match[str]) -> str:
         try:
-            strings.append(json.loads(match.group(0), strict=False))
+            value = json.loads(match.group(0), strict=False)
         except ValueError:
             raise InvalidFilter(f"{match.group(0)} is not a valid JSON string") from None
+        if _UNSTORABLE.search(value):  # an escaped NUL or lone surrogate
+            raise InvalidValue("a filter value contains a NUL or a lone surrogate")
+        strings.append(value)
         return f'"{len(strings) - 1}"'
 
     return _JSON_STRING.sub(index, text), strings

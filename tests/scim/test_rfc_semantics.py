@@ -111,6 +111,13 @@ def test_sort_by_every_sortable_attribute_in_rfc_order(
     assert found(scim, sortBy=sort_by, sortOrder="descending") == descending
 
 
+@pytest.mark.parametrize("escape", ["\\u0000", "\\ud800", "\\udfff"])
+def test_escaped_nul_or_lone_surrogate_in_a_filter_is_invalid_value(scim, people, escape):
+    response = scim.get("/Users?" + urlencode({"filter": f'title eq "a{escape}b"'}))
+    assert response.status_code == 400
+    assert response.json["scimType"] == "invalidValue"
+
+
 def test_unknown_sort_by_is_invalid_value(scim, people):
     for sort_by in ("nope", "groups", "name", "password"):
         response = scim.get("/Users?" + urlencode({"sortBy": sort_by}))
