@@ -155,6 +155,9 @@ def _containers(
 
 def _finish(result: dict[str, Any], kind: ResourceKind) -> dict[str, Any]:
     """Drop emptied values and extensions, and list only the schemas still present."""
+    for key, value in list(result.items()):
+        if isinstance(value, list) and key not in ALWAYS_RETURNED:
+            result[key] = [e for e in value if e != {}]
     for key in list(result):
         if key not in ALWAYS_RETURNED and result[key] in ({}, []):
             result.pop(key)
