@@ -19,10 +19,11 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import audit, key_scope
-from models.actions import key_revocation
+from models.actions import key_revocation, tokens
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import (
+    ApiToken,
     Budget,
     KeyInvalidation,
     Organisation,
@@ -61,6 +62,7 @@ KIND_BUDGET = "budget"
 KIND_QUOTA = "quota"
 KIND_USAGE = "usage_after_revocation"
 KIND_STILL_ACCEPTED = "key_still_accepted"
+KIND_ADMIN_TOKEN = "admin_token"  # noqa: S105 (a finding kind, not a secret)
 # Observed facts the sweep cannot recompute from the current state: it never clears them.
 EVIDENCE_KINDS = (KIND_USAGE, KIND_STILL_ACCEPTED)
 KEY_KINDS = key_scope.KEY_KINDS
@@ -279,6 +281,24 @@ def refresh_review(
     return result
 
 
+def used_after_revocation(session: Session, revocation_id: uuid.UUID) -> list[uuid.UUID]:
+    """The keys this revocation disabled that carry an open "used after revocation" finding:
+    a reactivation re-enables them only when an admin says so."""
+    return sorted(
+        session.scalars(
+            select(VirtualApiKey.id)
+            .join(ReviewFinding, ReviewFinding.subject_id == VirtualApiKey.id)
+            .join(RevocationReview, RevocationReview.id == ReviewFinding.review_id)
+            .where(
+                VirtualApiKey.revoked_by_revocation_id == revocation_id,
+                RevocationReview.revocation_id == revocation_id,
+                ReviewFinding.kind == KIND_USAGE,
+                ReviewFinding.state == FindingState.OPEN,
+            )
+        ).all()
+    )
+
+
 def review_of(session: Session, revocation_id: uuid.UUID) -> RevocationReview | None:
     return session.scalar(
         select(RevocationReview).where(RevocationReview.revocation_id == revocation_id)
@@ -323,6 +343,7 @@ def _desired_findings(
     else:
         for item in to_revoke:
             item.action = "revoke"
+    desired += _token_findings(session, user, revocation, actor)
     desired += _last_manager_findings(session, user)
     desired += _ownership_findings(session, scope)
     desired += _usage_findings(session, user, revocation)
@@ -391,6 +412,47 @@ def _mark_revoked(item: Desired, key: VirtualApiKey, acknowledged_at: datetime |
 
 def _stamped_by(revocation: Revocation) -> Any:
     return VirtualApiKey.revoked_by_revocation_id == revocation.id
+
+
+def _token_findings(
+    session: Session, user: User, revocation: Revocation, actor: Actor
+) -> list[Desired]:
+    """The person's admin-API tokens: those the revocation revoked, and any still live (a
+    revoked person's are revoked here). Reactivation brings none back."""
+    if user.status is UserStatus.REVOKED:
+        tokens.revoke_person_tokens(
+            session, user_id=user.id, revocation_id=revocation.id, actor=actor
+        )
+    held = session.scalars(
+        select(ApiToken)
+        .where(
+            key_scope.admin_tokens_of(user.id),
+            or_(
+                ApiToken.revoked_by_revocation_id == revocation.id,
+                ApiToken.revoked_at.is_(None),
+            ),
+        )
+        .order_by(ApiToken.created_at)
+    ).all()
+    return [_token_finding(token) for token in held]
+
+
+def _token_finding(token: ApiToken) -> Desired:
+    revoked = token.revoked_at is not None
+    return Desired(
+        kind=KIND_ADMIN_TOKEN,
+        subject_type="api_token",
+        subject_id=token.id,
+        severity=Severity.MEDIUM if revoked else Severity.HIGH,
+        action="revoked" if revoked else "revoke",
+        action_taken=revoked,
+        detail={
+            "name": token.name,
+            "prefix": token.prefix,
+            "scope": token.scope.value,
+            "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
+        },
+    )
 
 
 def _last_manager_findings(session: Session, user: User) -> list[Desired]:
