@@ -92,7 +92,9 @@ def keys_with_pending_commands(session: Session, key_ids: list[uuid.UUID]) -> se
     return set(
         session.scalars(
             select(KeyCommand.key_id).where(
-                KeyCommand.key_id.in_(key_ids), KeyCommand.acknowledged_at.is_(None)
+                KeyCommand.key_id.in_(key_ids),
+                KeyCommand.acknowledged_at.is_(None),
+                KeyCommand.abandoned_at.is_(None),
             )
         )
     )
@@ -114,7 +116,9 @@ def keep_pending_decisions(
     """`values` from the store without what a command still on its way has decided."""
     pending = session.scalars(
         select(KeyCommand.command_type).where(
-            KeyCommand.key_id == key_id, KeyCommand.acknowledged_at.is_(None)
+            KeyCommand.key_id == key_id,
+            KeyCommand.acknowledged_at.is_(None),
+            KeyCommand.abandoned_at.is_(None),
         )
     ).all()
     decided = {column for command in pending for column in DECIDED_COLUMNS[command]}
@@ -132,9 +136,36 @@ def keep_pending_decision_sql(
     pending = exists().where(
         KeyCommand.key_id == key_id,
         KeyCommand.acknowledged_at.is_(None),
+        KeyCommand.abandoned_at.is_(None),
         KeyCommand.command_type.in_(deciding),
     )
     return case((pending, held), else_=incoming)
+
+
+STORE_KEY_UNKNOWN = "the store holds no such key (deleted there)"
+
+
+def latest_revoke_command(session: Session, key: VirtualApiKey) -> KeyCommand | None:
+    """The newest command carrying the key's current revocation to the store (bridged)."""
+    if key.revoked_at is None:
+        return None
+    return session.scalar(
+        select(KeyCommand)
+        .where(
+            KeyCommand.key_id == key.id,
+            KeyCommand.command_type == KeyCommandType.REVOKE,
+            KeyCommand.issued_at >= key.revoked_at,
+        )
+        .order_by(KeyCommand.issued_at.desc())
+        .limit(1)
+    )
+
+
+def store_facts(command: KeyCommand) -> dict[str, Any]:
+    """What a finding about the command's key says of the store's answer, beyond the columns."""
+    if command.abandoned_at is None:
+        return {}
+    return {"store": STORE_KEY_UNKNOWN, "store_answered_at": command.abandoned_at.isoformat()}
 
 
 def store_acknowledged_at(session: Session, key: VirtualApiKey) -> datetime | None:

@@ -16,15 +16,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from models import audit, outbox
-from models.actions.reviews import record_invalidation, record_on_key_findings
+from models.actions.reviews import (
+    note_on_key_findings,
+    record_invalidation,
+    record_on_key_findings,
+)
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import KeyCommand
 from models.enums import KeyCommandType
+from models.key_changes import STORE_KEY_UNKNOWN, TASK_INVALIDATE_KEYS, store_facts
 
 TASK_INVALIDATE_ACKNOWLEDGED = "odock.invalidate_acknowledged"
 TASK_PROVE_KEYS_DEAD = "odock.prove_keys_dead"
@@ -53,17 +58,23 @@ def pending_commands(session: Session, *, command_ids: list[uuid.UUID]) -> Pendi
         .where(
             earlier.key_id == KeyCommand.key_id,
             earlier.acknowledged_at.is_(None),
+            earlier.abandoned_at.is_(None),
             earlier.issued_at < KeyCommand.issued_at,
         )
         .exists()
     )
     rows = session.execute(
         select(KeyCommand, blocked)
-        .where(KeyCommand.id.in_(command_ids), KeyCommand.acknowledged_at.is_(None))
+        .where(KeyCommand.id.in_(command_ids), unsettled())
         .order_by(KeyCommand.issued_at)
     ).all()
     ready = [Outgoing(command.id, command_body(command)) for command, held in rows if not held]
     return Pending(ready=ready, waiting=len(rows) - len(ready))
+
+
+def unsettled() -> ColumnElement[bool]:
+    """A command still on its way: neither acknowledged nor ended by the store's 404."""
+    return and_(KeyCommand.acknowledged_at.is_(None), KeyCommand.abandoned_at.is_(None))
 
 
 def command_body(command: KeyCommand) -> dict[str, Any]:
@@ -85,6 +96,47 @@ def record_failed_attempt(session: Session, *, command_id: uuid.UUID, error: str
         .where(KeyCommand.id == command_id)
         .values(attempts=KeyCommand.attempts + 1, last_attempt_at=utcnow(), last_error=error[:500])
     )
+
+
+def record_unknown_keys(session: Session, *, command_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """The store answered that these commands' keys do not exist: each command ends here
+    (never sent again), audited, and its key's findings say so. A revocation's key is still
+    invalidated at the gateway, which may hold it cached from before the deletion."""
+    now = utcnow()
+    commands = list(
+        session.scalars(
+            select(KeyCommand).where(KeyCommand.id.in_(command_ids), unsettled()).with_for_update()
+        )
+    )
+    for command in commands:
+        command.attempts += 1
+        command.last_attempt_at = command.abandoned_at = now
+        command.last_error = STORE_KEY_UNKNOWN
+        audit.record(
+            session,
+            actor=STORE_ACTOR,
+            organisation_id=command.organisation_id,
+            action="api_key.command_abandoned",
+            target_type="api_key",
+            target_id=command.key_id,
+            after={
+                "command_id": str(command.id),
+                "type": command.command_type.value,
+                "attempts": command.attempts,
+                "reason": STORE_KEY_UNKNOWN,
+            },
+        )
+    for command in commands:
+        note_on_key_findings(session, key_ids=[command.key_id], **store_facts(command))
+    revoked = sorted({c.key_id for c in commands if _revokes(c)})
+    if revoked:
+        outbox.enqueue(
+            session,
+            TASK_INVALIDATE_KEYS,
+            key_ids=[str(key_id) for key_id in revoked],
+            reason="deleted in store",
+        )
+    return [command.id for command in commands]
 
 
 def record_acknowledgements(

@@ -21,12 +21,17 @@ from sqlalchemy.orm import Session
 from models import audit
 from models.actions.reviews import (
     KIND_STILL_ACCEPTED,
+    Desired,
+    latest_review_about,
+    open_access_review,
+    open_revocation_review,
     raise_urgent_finding,
     record_on_key_findings,
     review_of,
 )
 from models.actor import Actor
-from models.entities import KeyCommand, VirtualApiKey
+from models.entities import KeyCommand, RevocationReview, VirtualApiKey
+from models.enums import ReviewCause, Severity
 
 GATEWAY_ACTOR = Actor.system("odock-gateway-proof")
 
@@ -68,6 +73,8 @@ def record_key_status(
         accepted, checked_at = answers[command.key_id]
         command.gateway_accepted, command.gateway_checked_at = accepted, checked_at
         entry = proof_entry(secret, key_id=command.key_id, accepted=accepted, checked_at=checked_at)
+        # Kept on the command too: a review opened after this answer copies it to its finding.
+        command.gateway_proof = entry
         record_on_key_findings(session, key_ids=[command.key_id], gateway_proof=entry)
         audit.record(
             session,
@@ -86,16 +93,43 @@ def record_key_status(
 
 def _raise_still_accepted(session: Session, key_id: uuid.UUID, entry: dict[str, Any]) -> None:
     key = session.get(VirtualApiKey, key_id)
-    revocation_id = key.revoked_by_revocation_id if key else None
-    review = review_of(session, revocation_id) if revocation_id else None
-    if key is None or review is None:
-        return  # audited above; with no review there is no one to alert about it
+    if key is None:
+        return  # gone from odock-sync's view meanwhile; the answer is audited above
+    detail = {"name": key.name, "masked_value": key.masked_value, "proof": entry}
+    review = _review_for(session, key)
+    if review is None:
+        # Revoked by no revocation with a review (a single key's revocation): a review of
+        # its own, so the urgent finding and its alert have a home.
+        desired = Desired(
+            KIND_STILL_ACCEPTED, "api_key", key_id, Severity.URGENT, "investigate", detail=detail
+        )
+        open_access_review(
+            session,
+            organisation_id=key.organisation_id,
+            cause=ReviewCause.KEY_STILL_ACCEPTED,
+            desired=[desired],
+            actor=GATEWAY_ACTOR,
+            context={"key_id": str(key_id)},
+        )
+        return
     raise_urgent_finding(
         session,
         review=review,
         kind=KIND_STILL_ACCEPTED,
         subject_type="api_key",
         subject_id=key_id,
-        detail={"name": key.name, "masked_value": key.masked_value, "proof": entry},
+        detail=detail,
         actor=GATEWAY_ACTOR,
     )
+
+
+def _review_for(session: Session, key: VirtualApiKey) -> RevocationReview | None:
+    """The review of the revocation that disabled the key (opened now if the worker has not
+    yet), else the newest review about the key."""
+    if key.revoked_by_revocation_id is not None:
+        review = review_of(session, key.revoked_by_revocation_id) or open_revocation_review(
+            session, revocation_id=key.revoked_by_revocation_id, actor=GATEWAY_ACTOR
+        )
+        if review is not None:
+            return review
+    return latest_review_about(session, key.id)

@@ -50,7 +50,9 @@ from models.enums import (
 from models.errors import InvalidInput, InvalidTransition, NotFound
 from models.key_changes import (
     is_bridged,
+    latest_revoke_command,
     store_acknowledged_at,
+    store_facts,
 )
 from models.notifications import notify
 
@@ -95,6 +97,7 @@ class Desired:
     invalidation_status: str | None = None
     invalidated_at: datetime | None = None
     store_acknowledged_at: datetime | None = None
+    gateway_proof: dict[str, Any] | None = None
     observed_until: datetime | None = None
 
 
@@ -299,6 +302,17 @@ def used_after_revocation(session: Session, revocation_id: uuid.UUID) -> list[uu
     )
 
 
+def latest_review_about(session: Session, subject_id: uuid.UUID) -> RevocationReview | None:
+    """The newest review with a finding about this key, budget, quota or team."""
+    return session.scalar(
+        select(RevocationReview)
+        .join(ReviewFinding, ReviewFinding.review_id == RevocationReview.id)
+        .where(ReviewFinding.subject_id == subject_id)
+        .order_by(RevocationReview.created_at.desc())
+        .limit(1)
+    )
+
+
 def review_of(session: Session, revocation_id: uuid.UUID) -> RevocationReview | None:
     return session.scalar(
         select(RevocationReview).where(RevocationReview.revocation_id == revocation_id)
@@ -378,12 +392,22 @@ def _key_findings(
         if key.revoked:
             _mark_revoked(item, key, acknowledged_at)
             item.store_acknowledged_at = store_acknowledged_at(session, key)
+            _carry_store_answers(session, item, key)
         elif group.action == key_scope.REVOKE:
             item.action = "revoke_now"
         else:
             item.severity = HELD_AT_REVOCATION_SEVERITY.get(group.kind, item.severity)
         desired.append(item)
     return desired
+
+
+def _carry_store_answers(session: Session, item: Desired, key: VirtualApiKey) -> None:
+    """What the store and the gateway answered about the key's revocation before this finding
+    existed: kept on the command, copied here (the gateway's proof, a store's 404)."""
+    command = latest_revoke_command(session, key) if is_bridged(session) else None
+    if command is not None:
+        item.gateway_proof = command.gateway_proof
+        item.detail.update(store_facts(command))
 
 
 def key_finding(kind: str, key: VirtualApiKey) -> Desired:
@@ -596,6 +620,7 @@ def _add_finding(
         invalidation_status=item.invalidation_status,
         invalidated_at=item.invalidated_at,
         store_acknowledged_at=item.store_acknowledged_at,
+        gateway_proof=item.gateway_proof,
         observed_until=item.observed_until,
         last_notified_at=now,
     )
@@ -711,6 +736,23 @@ def record_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **valu
         .values(**values, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+
+
+def note_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **facts: Any) -> None:
+    """Add these facts to the detail of the findings about these keys (what the store said)."""
+    if not key_ids:
+        return
+    _lock_keys(session, VirtualApiKey.id.in_(key_ids))
+    now = utcnow()
+    findings = session.scalars(
+        select(ReviewFinding).where(
+            ReviewFinding.subject_id.in_(key_ids), ReviewFinding.kind.in_(KEY_KINDS)
+        )
+    )
+    plain = {name: v.isoformat() if isinstance(v, datetime) else v for name, v in facts.items()}
+    for finding in findings:
+        finding.detail = {**finding.detail, **plain}
+        finding.updated_at = now
 
 
 def raise_urgent_finding(
@@ -1114,6 +1156,7 @@ CAUSE_MESSAGES = {
     ReviewCause.MANAGER_ROLE_LOST: "{person} no longer manages team {team}",
     ReviewCause.LEFT_TEAM: "{person} left team {team}",
     ReviewCause.ORG_ROLE_DROPPED: "{person}'s organisation role dropped from {before} to {after}",
+    ReviewCause.KEY_STILL_ACCEPTED: "The gateway still accepts a revoked key",
 }
 
 

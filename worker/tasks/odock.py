@@ -27,21 +27,25 @@ def send_key_commands(self: Any, command_ids: list[str]) -> None:
         return
     with current.sessions() as session:
         pending = key_commands.pending_commands(session, command_ids=ids)
-    acknowledged = _send(current.settings, pending.ready)
+    acknowledged, unknown = _send(current.settings, pending.ready)
     with current.sessions() as session:
         key_commands.record_acknowledgements(
             session,
             acknowledged=acknowledged,
             reinvalidate_after=current.settings.odock_reinvalidate_after,
         )
+        key_commands.record_unknown_keys(session, command_ids=unknown)
         session.commit()
-    if pending.waiting or len(acknowledged) < len(pending.ready):
+    if pending.waiting or len(acknowledged) + len(unknown) < len(pending.ready):
         countdown = _backoff(current.settings, self.request.retries)
         raise self.retry(countdown=countdown, max_retries=None)
 
 
-def _send(settings: Settings, ready: list[key_commands.Outgoing]) -> dict[uuid.UUID, datetime]:
-    acknowledged = {}
+def _send(
+    settings: Settings, ready: list[key_commands.Outgoing]
+) -> tuple[dict[uuid.UUID, datetime], list[uuid.UUID]]:
+    """The commands acknowledged (id -> applied at), and those whose key the store lacks."""
+    acknowledged, unknown = {}, []
     for command in ready:
         try:
             acknowledged[command.id] = odock.send_key_command(
@@ -51,6 +55,9 @@ def _send(settings: Settings, ready: list[key_commands.Outgoing]) -> dict[uuid.U
                 body=command.body,
                 timeout=settings.odock_timeout,
             )
+        except odock.KeyUnknown as exc:
+            log.warning("odock.command_key_unknown", command_id=str(command.id), error=str(exc))
+            unknown.append(command.id)
         except odock.StoreUnavailable as exc:
             log.warning(
                 "odock.command_not_acknowledged", command_id=str(command.id), error=str(exc)
@@ -58,7 +65,7 @@ def _send(settings: Settings, ready: list[key_commands.Outgoing]) -> dict[uuid.U
             with runtime().sessions() as session:
                 key_commands.record_failed_attempt(session, command_id=command.id, error=str(exc))
                 session.commit()
-    return acknowledged
+    return acknowledged, unknown
 
 
 def _backoff(settings: Settings, retries: int) -> float:
