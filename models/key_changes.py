@@ -54,7 +54,7 @@ class KeyChange:
     key_type: KeyType | None = None  # reassign: USER when it names a person, else TEAM
     audit_detail: dict[str, Any] = field(default_factory=dict)
     audit_before: dict[str, Any] | None = None  # the caller's view of the keys before
-    # Carried by the embedded invalidation (the time-to-kill clock of a revocation).
+    # Carried by the invalidation, embedded or bridged (the time-to-kill clock of a revocation).
     invalidation_detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -271,5 +271,8 @@ def _issue_commands(session: Session, change: KeyChange, key_ids: list[uuid.UUID
     session.add_all(commands)
     session.flush()
     outbox.enqueue(
-        session, TASK_SEND_KEY_COMMANDS, command_ids=[str(command.id) for command in commands]
+        session,
+        TASK_SEND_KEY_COMMANDS,
+        command_ids=[str(command.id) for command in commands],
+        **change.invalidation_detail,  # the time-to-kill clock, on to the gateway invalidation
     )

@@ -144,8 +144,11 @@ def record_acknowledgements(
     *,
     acknowledged: dict[uuid.UUID, datetime],
     reinvalidate_after: float,
+    clock: dict[str, Any] | None = None,
 ) -> list[uuid.UUID]:
-    """The store applied these commands (id -> its applied_at); the ones newly acknowledged."""
+    """The store applied these commands (id -> its applied_at); the ones newly acknowledged.
+    `clock` (source, arrived_at) is the revocation's time-to-kill clock, carried on to the
+    gateway invalidation that completes it."""
     now = utcnow()
     commands = list(
         session.scalars(
@@ -165,7 +168,7 @@ def record_acknowledgements(
         _audit_acknowledgement(session, command)
     revoked = sorted({c.key_id for c in commands if _revokes(c)})
     record_on_key_findings(session, key_ids=revoked, store_acknowledged_at=now)
-    _invalidate_after_acknowledgement(session, commands, late, now, reinvalidate_after)
+    _invalidate_after_acknowledgement(session, commands, late, now, reinvalidate_after, clock)
     return [command.id for command in commands]
 
 
@@ -196,6 +199,7 @@ def _invalidate_after_acknowledgement(
     late: list[KeyCommand],
     now: datetime,
     reinvalidate_after: float,
+    clock: dict[str, Any] | None,
 ) -> None:
     to_invalidate = [c for c in commands if c.command_type is not KeyCommandType.ROTATE_REQUEST]
     if to_invalidate:
@@ -203,6 +207,7 @@ def _invalidate_after_acknowledgement(
             session,
             TASK_INVALIDATE_ACKNOWLEDGED,
             command_ids=[str(c.id) for c in to_invalidate],
+            **(clock or {}),
         )
     late = [c for c in late if c in to_invalidate]
     if late:

@@ -1,12 +1,14 @@
-"""Key commands that end without an acknowledgement: the store has no such key (issue 12)."""
+"""Key commands: one the store answers 404 ends; a bridged revocation's time to kill is
+measured once the gateway forgets the key (issue 12)."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
-from models.entities import AuditEvent, KeyCommand
+from models.entities import AuditEvent, KeyCommand, OutboxMessage
 from tests.key_commands.conftest import deactivate, provision_key_holder
 from tests.key_commands.test_end_to_end import ACCEPTED, REJECTED, finding_of
+from tests.ops.test_time_to_kill import samples
 from tests.support.odock.store import delete_key
 from tests.support.wait import wait_until
 
@@ -44,3 +46,27 @@ def test_a_command_the_store_answers_404_ends_audited_and_the_gateway_still_forg
 
     finding = wait_until(noted, timeout=15, what="the finding updated")
     assert "no such key" in finding.detail["store"] and finding.detail["store_answered_at"]
+
+
+def test_a_bridged_revocation_is_counted_in_the_time_to_kill_once_the_gateway_forgets(
+    bridged_session,
+    bridged_sessions,
+    bridged_client,
+    bridged_worker,
+    odock,
+    monkeypatch,
+    metrics_dir,
+):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    holder = provision_key_holder(bridged_session, bridged_client, odock)
+    before = samples(bridged_client, "scim")
+
+    deactivate(bridged_client, holder)
+
+    with bridged_sessions() as fresh:
+        [sent] = fresh.scalars(
+            select(OutboxMessage.kwargs).where(OutboxMessage.task == "odock.send_key_commands")
+        ).all()
+    assert sent["source"] == "scim" and sent["arrived_at"] is not None
+    wait_until(lambda: samples(bridged_client, "scim") > before, what="a time-to-kill sample")
+    assert odock.invalidations.times_for(str(holder.key_id))
