@@ -112,6 +112,10 @@ def _always(settings: Settings) -> dict[str, dict[str, object]]:
             "task": "outbox.relay",
             "schedule": timedelta(seconds=settings.outbox_relay_interval),
         },
+        "odock-tombstones-purge": {
+            "task": "odock.purge_tombstones",
+            "schedule": timedelta(hours=1),
+        },
         "reviews-sweep": {
             "task": "reviews.sweep",
             "schedule": timedelta(seconds=settings.review_sweep_interval),
