@@ -123,6 +123,8 @@ def _preview_text(data: dict[str, Any]) -> str:
         lines.append(f"  {key['action']:16} team key {key['name']} ({key['masked_value']})")
     for key in data["org_keys"]:
         lines.append(f"  {key['action']:16} org key {key['name']} ({key['masked_value']})")
+    for token in data["admin_tokens"]:
+        lines.append(f"  {'revoke':16} admin-API token {token['name']} ({token['prefix']})")
     for team in data["teams"]:
         note = "  <- left without a manager" if team["left_without_manager"] else ""
         lines.append(f"  {'keep membership':16} {team['team_role']:8} of {team['name']}{note}")

@@ -139,10 +139,12 @@ def test_budgets_and_quotas_owned_by_the_leavers_keys_are_flagged(session):
     assert {fi.action for fi in kinds["budget"] + kinds["quota"]} == {"transfer"}
 
 
-def test_the_preview_promises_what_the_revocation_does_to_org_keys(session):
+def test_the_preview_promises_what_the_revocation_does_to_org_keys_and_tokens(session):
     world = build_leaver(session)
     org_key = _org_key(session, world)
     _owned_by_key(session, world, org_key)
+
+    f.admin_token(session, world.org, world.person)
 
     preview = revocation_preview(session, Viewer.operator(world.org.id), world.person.id)
 
@@ -150,6 +152,7 @@ def test_the_preview_promises_what_the_revocation_does_to_org_keys(session):
     assert preview["org_keys"][0]["action"] == "hold_for_review"
     assert preview["policy"]["org_keys"] == "hold"
     assert "key budget" in [b["name"] for b in preview["budgets"]]
+    assert [t["action"] for t in preview["admin_tokens"]] == ["revoke"]
 
 
 def test_usage_on_an_org_key_after_the_revocation_is_urgent(session):
