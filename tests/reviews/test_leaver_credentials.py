@@ -15,6 +15,7 @@ from cli.main import main
 from models import outbox
 from models.access import Viewer
 from models.actions import lifecycle, reviews, tokens
+from models.actions.review_sweep import sweep_reviews
 from models.actor import Actor
 from models.entities import (
     ApiToken,
@@ -316,3 +317,23 @@ def test_the_cli_refuses_and_accepts_the_option(session, settings):
     assert json.loads(done.output)["status"] == "ACTIVE"
     session.expire_all()
     assert session.get(VirtualApiKey, world.key_a.id).revoked is False
+
+
+def test_the_sweep_finds_usage_on_an_org_key_the_review_has_not_seen(session):
+    world = build_leaver(session)
+    org_key = _org_key(session, world)
+    review = revoke_and_review(session, world.person)
+    assert "usage_after_revocation" not in findings_by_kind(review)
+    record = f.make_usage(session, world.org, world.admin, org_key)  # someone else's request
+    record.user_id = None
+    record.occurred_at = session.get(Revocation, review.revocation_id).revoked_at + timedelta(
+        seconds=5
+    )
+    session.flush()
+
+    result = sweep_reviews(session, actor=REVIEWER, organisation_id=world.org.id)
+
+    assert str(review.id) in result.updated
+    session.refresh(review)
+    (usage,) = findings_by_kind(review)["usage_after_revocation"]
+    assert usage.subject_id == org_key.id and usage.severity is Severity.URGENT
