@@ -337,3 +337,26 @@ def test_the_sweep_finds_usage_on_an_org_key_the_review_has_not_seen(session):
     session.refresh(review)
     (usage,) = findings_by_kind(review)["usage_after_revocation"]
     assert usage.subject_id == org_key.id and usage.severity is Severity.URGENT
+
+
+def test_a_status_edit_that_would_reactivate_a_used_key_is_refused_and_changes_nothing(
+    session, client
+):
+    world = build_leaver(session)
+    _used_after_revocation(session, world)
+    admin = f.admin_token(session, world.org, world.admin)
+    outbox.take_new_messages(session)
+    session.commit()
+
+    response = client.patch(
+        f"/api/v1/users/{world.person.id}",
+        headers={"Authorization": f"Bearer {admin}"},
+        json={"status": "ACTIVE", "name": "Renamed"},
+    )
+
+    assert response.status_code == 409, response.get_json()
+    assert "restore_used_keys" in response.get_json()["detail"]
+    session.expire_all()
+    person = session.get(User, world.person.id)
+    assert person.status is UserStatus.REVOKED and person.name != "Renamed"
+    assert session.get(VirtualApiKey, world.key_a.id).revoked is True

@@ -88,7 +88,10 @@ def edit(user_id: uuid.UUID) -> dict[str, Any]:
         session, user=user, actor=actor, **body.model_dump(exclude_none=True, exclude={"status"})
     )
     if body.status is not None:
-        lifecycle.change_status(session, user=user, status=body.status, actor=actor)
+        outcome = lifecycle.change_status(session, user=user, status=body.status, actor=actor)
+        if outcome is lifecycle.Outcome.REFUSED:
+            # Nothing of the edit is kept; POST …/reactivate carries the explicit override.
+            raise Conflict(lifecycle.USED_KEYS_REFUSAL)
     session.commit()
     return user_profile(user)
 
