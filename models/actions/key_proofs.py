@@ -66,29 +66,34 @@ def record_key_status(
 ) -> list[uuid.UUID]:
     """Keep the gateway's answers (key id -> accepted, checked at); the keys still accepted."""
     commands = session.scalars(select(KeyCommand).where(KeyCommand.id.in_(command_ids))).all()
-    still_accepted = []
-    for command in commands:
-        if command.key_id not in answers:
-            continue
+    answered = [command for command in commands if command.key_id in answers]
+    for command in answered:
         accepted, checked_at = answers[command.key_id]
         command.gateway_accepted, command.gateway_checked_at = accepted, checked_at
-        entry = proof_entry(secret, key_id=command.key_id, accepted=accepted, checked_at=checked_at)
         # Kept on the command too: a review opened after this answer copies it to its finding.
-        command.gateway_proof = entry
-        record_on_key_findings(session, key_ids=[command.key_id], gateway_proof=entry)
+        command.gateway_proof = proof_entry(
+            secret, key_id=command.key_id, accepted=accepted, checked_at=checked_at
+        )
+    still_accepted = [command for command in answered if command.gateway_accepted]
+    # First, as the review task does: a review opened here locks its revocation, then keys.
+    for command in still_accepted:
+        _raise_still_accepted(session, command.key_id, command.gateway_proof or {})
+    for command in answered:
+        record_on_key_findings(
+            session, key_ids=[command.key_id], gateway_proof=command.gateway_proof
+        )
         audit.record(
             session,
             actor=GATEWAY_ACTOR,
             organisation_id=command.organisation_id,
-            action="api_key.still_accepted" if accepted else "api_key.denied_at_gateway",
+            action="api_key.still_accepted"
+            if command.gateway_accepted
+            else "api_key.denied_at_gateway",
             target_type="api_key",
             target_id=command.key_id,
-            after=entry,
+            after=command.gateway_proof,
         )
-        if accepted:
-            _raise_still_accepted(session, command.key_id, entry)
-            still_accepted.append(command.key_id)
-    return still_accepted
+    return [command.key_id for command in still_accepted]
 
 
 def _raise_still_accepted(session: Session, key_id: uuid.UUID, entry: dict[str, Any]) -> None:
