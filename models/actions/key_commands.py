@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from models import audit, outbox
@@ -29,7 +29,7 @@ from models.actor import Actor
 from models.base import utcnow
 from models.entities import KeyCommand
 from models.enums import KeyCommandType
-from models.key_changes import STORE_KEY_UNKNOWN, TASK_INVALIDATE_KEYS, store_facts
+from models.key_changes import STORE_KEY_UNKNOWN, store_facts
 
 TASK_INVALIDATE_ACKNOWLEDGED = "odock.invalidate_acknowledged"
 TASK_PROVE_KEYS_DEAD = "odock.prove_keys_dead"
@@ -128,14 +128,10 @@ def record_unknown_keys(session: Session, *, command_ids: list[uuid.UUID]) -> li
         )
     for command in commands:
         note_on_key_findings(session, key_ids=[command.key_id], **store_facts(command))
-    revoked = sorted({c.key_id for c in commands if _revokes(c)})
-    if revoked:
-        outbox.enqueue(
-            session,
-            TASK_INVALIDATE_KEYS,
-            key_ids=[str(key_id) for key_id in revoked],
-            reason="deleted in store",
-        )
+    revokes = [str(c.id) for c in commands if _revokes(c)]
+    if revokes:
+        # The bridged path, as after an acknowledgement: gateway, then proof.
+        outbox.enqueue(session, TASK_INVALIDATE_ACKNOWLEDGED, command_ids=revokes)
     return [command.id for command in commands]
 
 
@@ -220,14 +216,17 @@ def _invalidate_after_acknowledgement(
         )
 
 
+def settled() -> ColumnElement[bool]:
+    """The store has answered the command for good: acknowledged, or no such key (404)."""
+    return or_(KeyCommand.acknowledged_at.is_not(None), KeyCommand.abandoned_at.is_not(None))
+
+
 def acknowledged_keys(session: Session, *, command_ids: list[uuid.UUID]) -> list[uuid.UUID]:
-    """The keys of those of these commands that the store acknowledged."""
+    """The keys of those of these commands that the store settled: ready to invalidate."""
     return sorted(
         set(
             session.scalars(
-                select(KeyCommand.key_id).where(
-                    KeyCommand.id.in_(command_ids), KeyCommand.acknowledged_at.is_not(None)
-                )
+                select(KeyCommand.key_id).where(KeyCommand.id.in_(command_ids), settled())
             )
         )
     )
@@ -237,11 +236,7 @@ def record_gateway_invalidation(session: Session, *, command_ids: list[uuid.UUID
     """The gateway forgot these commands' keys: mark commands and findings, ask for proof."""
     now = utcnow()
     commands = list(
-        session.scalars(
-            select(KeyCommand).where(
-                KeyCommand.id.in_(command_ids), KeyCommand.acknowledged_at.is_not(None)
-            )
-        )
+        session.scalars(select(KeyCommand).where(KeyCommand.id.in_(command_ids), settled()))
     )
     for command in commands:
         command.gateway_invalidated_at = now

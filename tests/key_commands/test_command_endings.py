@@ -42,10 +42,11 @@ def test_a_command_the_store_answers_404_ends_audited_and_the_gateway_still_forg
 
     def noted():
         found = finding_of(bridged_sessions, holder.key_id)
-        return found if found is not None and "store" in found.detail else None
+        return found if found is not None and found.gateway_proof else None
 
-    finding = wait_until(noted, timeout=15, what="the finding updated")
+    finding = wait_until(noted, timeout=15, what="the finding updated, and proven dead")
     assert "no such key" in finding.detail["store"] and finding.detail["store_answered_at"]
+    assert finding.gateway_proof["accepted"] is False
 
 
 def test_a_bridged_revocation_is_counted_in_the_time_to_kill_once_the_gateway_forgets(
