@@ -8,6 +8,7 @@ from typing import Any
 
 import requests
 
+from connectors.outbound import UrlPolicy, pinned_session
 from connectors.signed_webhooks import sign
 
 COMMANDS_PATH = "/v1/sync/commands"
@@ -26,7 +27,13 @@ GONE = (404, 410)
 
 
 def send_key_command(
-    *, base_url: str, token: str, secret: str, body: dict[str, Any], timeout: float
+    *,
+    base_url: str,
+    token: str,
+    secret: str,
+    body: dict[str, Any],
+    timeout: float,
+    policy: UrlPolicy,
 ) -> datetime:
     """POST one command; the store's `applied_at` when it acknowledged, KeyUnknown when it
     has no such key, else StoreUnavailable."""
@@ -35,13 +42,14 @@ def send_key_command(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     try:
-        response = requests.post(
-            base_url.rstrip("/") + COMMANDS_PATH,
-            data=raw,
-            headers=headers,
-            timeout=timeout,
-            allow_redirects=False,
-        )
+        with pinned_session(policy) as http:
+            response = http.post(
+                base_url.rstrip("/") + COMMANDS_PATH,
+                data=raw,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+            )
     except requests.RequestException as exc:
         raise StoreUnavailable(f"store unreachable: {type(exc).__name__}") from exc
     if response.status_code in GONE:

@@ -61,6 +61,7 @@ def _send(
                 secret=settings.odock_command_secret,
                 body=command.body,
                 timeout=settings.odock_timeout,
+                policy=settings.operator_outbound_policy(),
             )
         except odock.KeyUnknown as exc:
             log.warning("odock.command_key_unknown", command_id=str(command.id), error=str(exc))
@@ -102,6 +103,7 @@ def invalidate_acknowledged(
             secret=current.settings.gateway_secret,
             key_ids=[str(k) for k in key_ids],
             timeout=current.settings.gateway_timeout,
+            policy=current.settings.operator_outbound_policy(),
         )
     except gateway.GatewayUnavailable as exc:
         raise TransientError(str(exc)) from exc
@@ -123,6 +125,7 @@ def prove_keys_dead(command_ids: list[str]) -> None:
             secret=current.settings.gateway_secret,
             key_ids=[str(k) for k in key_ids],
             timeout=current.settings.gateway_timeout,
+            policy=current.settings.operator_outbound_policy(),
         )
     except gateway.GatewayUnavailable as exc:
         raise TransientError(str(exc)) from exc
