@@ -216,8 +216,15 @@ class BufferingWorker(ThreadWorker):
         self.enqueue_req(conn)
 
     def _refuse(self, conn: Any, status: int) -> None:
+        """Answer and close. What the client sent meanwhile is read first: closing a socket
+        with unread bytes sends a reset, which can make the client drop the answer."""
+        with contextlib.suppress(OSError):
+            for _ in range(16):
+                if not conn.sock.recv(RECV_SIZE):
+                    break
         with contextlib.suppress(OSError):
             conn.sock.send(problem_response(status))
+            conn.sock.shutdown(socket.SHUT_WR)
         self._drop(conn)
 
     def _forget(self, conn: Any) -> None:

@@ -100,6 +100,7 @@ class Attacker:
 
     def tick(self) -> None:
         """Send one more byte on every connection the server has not closed."""
+        self.read_answers(0)  # first take in what the server answered before it closed
         for sock, rest in list(self.pending.items()):
             if not rest:
                 continue
