@@ -19,10 +19,11 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import audit, key_scope
-from models.actions import key_revocation
+from models.actions import cutoffs, key_revocation, tokens
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import (
+    ApiToken,
     Budget,
     KeyInvalidation,
     Organisation,
@@ -49,7 +50,9 @@ from models.enums import (
 from models.errors import InvalidInput, InvalidTransition, NotFound
 from models.key_changes import (
     is_bridged,
+    latest_revoke_command,
     store_acknowledged_at,
+    store_facts,
 )
 from models.notifications import notify
 
@@ -61,6 +64,7 @@ KIND_BUDGET = "budget"
 KIND_QUOTA = "quota"
 KIND_USAGE = "usage_after_revocation"
 KIND_STILL_ACCEPTED = "key_still_accepted"
+KIND_ADMIN_TOKEN = "admin_token"  # noqa: S105 (a finding kind, not a secret)
 # Observed facts the sweep cannot recompute from the current state: it never clears them.
 EVIDENCE_KINDS = (KIND_USAGE, KIND_STILL_ACCEPTED)
 KEY_KINDS = key_scope.KEY_KINDS
@@ -92,7 +96,9 @@ class Desired:
     detail: dict[str, Any] = field(default_factory=dict)
     invalidation_status: str | None = None
     invalidated_at: datetime | None = None
+    invalidation_requested_at: datetime | None = None
     store_acknowledged_at: datetime | None = None
+    gateway_proof: dict[str, Any] | None = None
     observed_until: datetime | None = None
 
 
@@ -279,6 +285,35 @@ def refresh_review(
     return result
 
 
+def used_after_revocation(session: Session, revocation_id: uuid.UUID) -> list[uuid.UUID]:
+    """The keys this revocation disabled that carry an open "used after revocation" finding:
+    a reactivation re-enables them only when an admin says so."""
+    return sorted(
+        session.scalars(
+            select(VirtualApiKey.id)
+            .join(ReviewFinding, ReviewFinding.subject_id == VirtualApiKey.id)
+            .join(RevocationReview, RevocationReview.id == ReviewFinding.review_id)
+            .where(
+                VirtualApiKey.revoked_by_revocation_id == revocation_id,
+                RevocationReview.revocation_id == revocation_id,
+                ReviewFinding.kind == KIND_USAGE,
+                ReviewFinding.state == FindingState.OPEN,
+            )
+        ).all()
+    )
+
+
+def latest_review_about(session: Session, subject_id: uuid.UUID) -> RevocationReview | None:
+    """The newest review with a finding about this key, budget, quota or team."""
+    return session.scalar(
+        select(RevocationReview)
+        .join(ReviewFinding, ReviewFinding.review_id == RevocationReview.id)
+        .where(ReviewFinding.subject_id == subject_id)
+        .order_by(RevocationReview.created_at.desc())
+        .limit(1)
+    )
+
+
 def review_of(session: Session, revocation_id: uuid.UUID) -> RevocationReview | None:
     return session.scalar(
         select(RevocationReview).where(RevocationReview.revocation_id == revocation_id)
@@ -316,6 +351,7 @@ def _desired_findings(
             if item.subject_id in revoked:
                 item.action, item.action_taken = "revoked", True
                 item.invalidation_status = INVALIDATION_PENDING
+                item.invalidation_requested_at = now
                 item.store_acknowledged_at = None if is_bridged(session) else now
                 item.severity = Severity.MEDIUM
             else:
@@ -323,6 +359,7 @@ def _desired_findings(
     else:
         for item in to_revoke:
             item.action = "revoke"
+    desired += _token_findings(session, user, revocation, actor)
     desired += _last_manager_findings(session, user)
     desired += _ownership_findings(session, scope)
     desired += _usage_findings(session, user, revocation)
@@ -357,12 +394,22 @@ def _key_findings(
         if key.revoked:
             _mark_revoked(item, key, acknowledged_at)
             item.store_acknowledged_at = store_acknowledged_at(session, key)
+            _carry_store_answers(session, item, key)
         elif group.action == key_scope.REVOKE:
             item.action = "revoke_now"
         else:
             item.severity = HELD_AT_REVOCATION_SEVERITY.get(group.kind, item.severity)
         desired.append(item)
     return desired
+
+
+def _carry_store_answers(session: Session, item: Desired, key: VirtualApiKey) -> None:
+    """What the store and the gateway answered about the key's revocation before this finding
+    existed: kept on the command, copied here (the gateway's proof, a store's 404)."""
+    command = latest_revoke_command(session, key) if is_bridged(session) else None
+    if command is not None:
+        item.gateway_proof = command.gateway_proof
+        item.detail.update(store_facts(command))
 
 
 def key_finding(kind: str, key: VirtualApiKey) -> Desired:
@@ -387,10 +434,52 @@ def _mark_revoked(item: Desired, key: VirtualApiKey, acknowledged_at: datetime |
     )
     item.invalidation_status = INVALIDATION_ACKNOWLEDGED if acked else INVALIDATION_PENDING
     item.invalidated_at = acknowledged_at if acked else None
+    item.invalidation_requested_at = None if acked else key.revoked_at
 
 
 def _stamped_by(revocation: Revocation) -> Any:
     return VirtualApiKey.revoked_by_revocation_id == revocation.id
+
+
+def _token_findings(
+    session: Session, user: User, revocation: Revocation, actor: Actor
+) -> list[Desired]:
+    """The person's admin-API tokens: those the revocation revoked, and any still live (a
+    revoked person's are revoked here). Reactivation brings none back."""
+    if user.status is UserStatus.REVOKED:
+        tokens.revoke_person_tokens(
+            session, user_id=user.id, revocation_id=revocation.id, actor=actor
+        )
+    held = session.scalars(
+        select(ApiToken)
+        .where(
+            key_scope.admin_tokens_of(user.id),
+            or_(
+                ApiToken.revoked_by_revocation_id == revocation.id,
+                ApiToken.revoked_at.is_(None),
+            ),
+        )
+        .order_by(ApiToken.created_at)
+    ).all()
+    return [_token_finding(token) for token in held]
+
+
+def _token_finding(token: ApiToken) -> Desired:
+    revoked = token.revoked_at is not None
+    return Desired(
+        kind=KIND_ADMIN_TOKEN,
+        subject_type="api_token",
+        subject_id=token.id,
+        severity=Severity.MEDIUM if revoked else Severity.HIGH,
+        action="revoked" if revoked else "revoke",
+        action_taken=revoked,
+        detail={
+            "name": token.name,
+            "prefix": token.prefix,
+            "scope": token.scope.value,
+            "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
+        },
+    )
 
 
 def _last_manager_findings(session: Session, user: User) -> list[Desired]:
@@ -533,12 +622,18 @@ def _add_finding(
         detail=item.detail,
         invalidation_status=item.invalidation_status,
         invalidated_at=item.invalidated_at,
+        invalidation_requested_at=item.invalidation_requested_at,
         store_acknowledged_at=item.store_acknowledged_at,
+        gateway_proof=item.gateway_proof,
         observed_until=item.observed_until,
         last_notified_at=now,
     )
-    if item.action_taken:
+    if item.action_taken and item.invalidation_status != INVALIDATION_PENDING:
         _set_state(finding, FindingState.RESOLVED, POLICY, now, f"{item.action} by policy")
+    elif item.action_taken:
+        # Revoked, but not done until the gateway forgets the key: open (pending) until then.
+        # Nobody has a decision to make: the cut-off's deadline alarm escalates, not reminders.
+        finding.state = FindingState.OPEN
     else:
         finding.state = FindingState.OPEN
         finding.next_escalation_at = now + interval
@@ -555,9 +650,20 @@ def _update_finding(
     if item.action_taken and not finding.action_taken:
         finding.action, finding.action_taken = item.action, True
         finding.invalidation_status = item.invalidation_status
+        finding.invalidation_requested_at = item.invalidation_requested_at
         finding.store_acknowledged_at = item.store_acknowledged_at
-        if finding.state is FindingState.OPEN:
+        if finding.state is FindingState.OPEN and item.invalidation_status != INVALIDATION_PENDING:
             _set_state(finding, FindingState.RESOLVED, POLICY, now, f"{item.action} by policy")
+        elif finding.state is FindingState.OPEN:
+            finding.next_escalation_at = None  # the cut-off's deadline alarm takes over
+        changed = True
+    elif (
+        finding.action_taken
+        and finding.invalidation_status == INVALIDATION_PENDING
+        and item.invalidation_status == INVALIDATION_ACKNOWLEDGED
+    ):
+        # The gateway's acknowledgement was recorded before this finding existed to be marked.
+        _acknowledged(finding, item.invalidated_at or now)
         changed = True
     if (
         item.kind == KIND_USAGE
@@ -604,9 +710,15 @@ def _finding_ref(finding: ReviewFinding) -> dict[str, str]:
 
 
 def record_invalidation(
-    session: Session, *, key_ids: list[uuid.UUID], reason: str, at: datetime | None = None
+    session: Session,
+    *,
+    key_ids: list[uuid.UUID],
+    reason: str,
+    at: datetime | None = None,
+    called_at: datetime | None = None,
 ) -> int:
-    """The gateway acknowledged forgetting these keys: remember it and mark their findings."""
+    """The gateway acknowledged forgetting these keys (in a call made at `called_at`): remember
+    it, close their cut-offs, and resolve the findings that waited for it."""
     at = at or utcnow()
     _lock_keys(session, VirtualApiKey.id.in_(key_ids))
     known = set(
@@ -623,17 +735,33 @@ def record_invalidation(
         for key_id in key_ids
         if key_id not in known
     )
-    marked = session.execute(
-        update(ReviewFinding)
-        .where(
-            ReviewFinding.subject_id.in_(key_ids),
-            ReviewFinding.kind.in_(KEY_KINDS),
-            ReviewFinding.invalidation_status == INVALIDATION_PENDING,
+    cutoffs.acknowledge(session, key_ids=key_ids, called_at=called_at or at, at=at)
+    findings = list(
+        session.scalars(
+            select(ReviewFinding).where(
+                ReviewFinding.subject_id.in_(key_ids),
+                ReviewFinding.kind.in_(KEY_KINDS),
+                ReviewFinding.invalidation_status == INVALIDATION_PENDING,
+            )
         )
-        .values(invalidation_status=INVALIDATION_ACKNOWLEDGED, invalidated_at=at, updated_at=at)
-        .execution_options(synchronize_session=False)
     )
-    return int(getattr(marked, "rowcount", 0) or 0)
+    for finding in findings:
+        _acknowledged(finding, at)
+    session.flush()
+    for review in {finding.review for finding in findings}:
+        if review.status is ReviewStatus.OPEN and not any(
+            f.state is FindingState.OPEN for f in review.findings
+        ):
+            _close(session, review, actor=cutoffs.GATEWAY_ACTOR, now=at, announce=True)
+    return len(findings)
+
+
+def _acknowledged(finding: ReviewFinding, at: datetime) -> None:
+    """The gateway forgot the finding's key: a revocation the policy made is now done."""
+    finding.invalidation_status, finding.invalidated_at = INVALIDATION_ACKNOWLEDGED, at
+    if finding.action_taken and finding.state is FindingState.OPEN:
+        note = f"{finding.action} by policy; the gateway acknowledged"
+        _set_state(finding, FindingState.RESOLVED, POLICY, at, note)
 
 
 def record_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **values: Any) -> None:
@@ -649,6 +777,23 @@ def record_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **valu
         .values(**values, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+
+
+def note_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **facts: Any) -> None:
+    """Add these facts to the detail of the findings about these keys (what the store said)."""
+    if not key_ids:
+        return
+    _lock_keys(session, VirtualApiKey.id.in_(key_ids))
+    now = utcnow()
+    findings = session.scalars(
+        select(ReviewFinding).where(
+            ReviewFinding.subject_id.in_(key_ids), ReviewFinding.kind.in_(KEY_KINDS)
+        )
+    )
+    plain = {name: v.isoformat() if isinstance(v, datetime) else v for name, v in facts.items()}
+    for finding in findings:
+        finding.detail = {**finding.detail, **plain}
+        finding.updated_at = now
 
 
 def raise_urgent_finding(
@@ -1052,6 +1197,7 @@ CAUSE_MESSAGES = {
     ReviewCause.MANAGER_ROLE_LOST: "{person} no longer manages team {team}",
     ReviewCause.LEFT_TEAM: "{person} left team {team}",
     ReviewCause.ORG_ROLE_DROPPED: "{person}'s organisation role dropped from {before} to {after}",
+    ReviewCause.KEY_STILL_ACCEPTED: "The gateway still accepts a revoked key",
 }
 
 
@@ -1145,6 +1291,19 @@ def finding_summary(finding: ReviewFinding) -> dict[str, Any]:
         "action_taken": finding.action_taken,
         "state": finding.state.value,
         "invalidation_status": finding.invalidation_status,
+        **_pending_age(finding),
+    }
+
+
+def _pending_age(finding: ReviewFinding) -> dict[str, Any]:
+    """How long a revoked key has waited for the gateway to forget it (pending findings only)."""
+    requested = finding.invalidation_requested_at
+    if finding.invalidation_status != INVALIDATION_PENDING or requested is None:
+        return {}
+    age = max(0.0, (utcnow() - _aware(requested)).total_seconds())
+    return {
+        "invalidation_requested_at": _aware(requested).isoformat(),
+        "invalidation_pending_seconds": round(age, 1),
     }
 
 
