@@ -44,6 +44,7 @@ STATUS_KINDS = frozenset({ChangeKind.DEACTIVATE, ChangeKind.DELETE})
 EVENT_HELD = "mass_change.held"
 _GATES_LOCKED = "mass_change.gates_locked"  # session.info: gate rows this transaction locked
 MAX_WINDOW_MINUTES = 7 * 24 * 60
+MAX_THRESHOLD_COUNT = 1_000_000_000  # fits the column on every database
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,10 @@ def set_thresholds(
 
 
 def _validate(wanted: Thresholds) -> None:
-    if wanted.threshold_count < 0:
+    if not 0 <= wanted.threshold_count <= MAX_THRESHOLD_COUNT:
         raise InvalidInput(
-            "threshold_count must be 0 (no count limit) or more", field="threshold_count"
+            f"threshold_count must be 0 (no count limit) or more, at most {MAX_THRESHOLD_COUNT}",
+            field="threshold_count",
         )
     if not 0 <= wanted.threshold_percent <= 100:
         raise InvalidInput(
