@@ -151,6 +151,7 @@ def _find_user(session, organisation_id: uuid.UUID, ref: str):  # type: ignore[n
 
 
 # Each topic's commands live in cli/<topic>.py and register here, one line each.
+from cli.audit import audit  # noqa: E402
 from cli.demo import demo  # noqa: E402
 from cli.events import events  # noqa: E402
 from cli.holds import holds  # noqa: E402
@@ -175,4 +176,5 @@ main.add_command(events)
 main.add_command(keys)
 main.add_command(holds)
 main.add_command(odock)
+main.add_command(audit)
 users.add_command(users_revoke)

@@ -16,10 +16,12 @@ from webhooks import (
     health,
     idp_hooks,
     odock,
+    request_id,
     review_links,
     scim,
 )
 from webhooks.api import (
+    audit,
     directory,
     event_hooks,
     hooks,
@@ -38,6 +40,7 @@ BLUEPRINTS = [
     health.bp,
     users.bp,
     teams.bp,
+    audit.bp,
     openapi.bp,
     reviews.bp,
     hooks.bp,
@@ -68,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     context.install(app, context.AppState(settings=settings, engine=engine, sessions=sessions))
     errors.register_problem_handlers(app)
+    request_id.install(app)
     app.before_request(body.check_query)  # every protocol refuses the same hostile queries
     health.install_request_metrics(app)
     for blueprint in BLUEPRINTS:

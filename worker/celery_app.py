@@ -13,6 +13,7 @@ from worker import sqlite_broker
 
 TASK_MODULES = [
     "worker.outbox_relay",
+    "worker.request_context",
     "worker.tasks.gateway",
     "worker.tasks.reviews",
     "worker.tasks.notifications",
