@@ -96,3 +96,8 @@ def _reading() -> Iterator[Session]:
         raise click.ClickException(exc.message) from None
     finally:
         runtime.engine.dispose()
+
+
+from cli.audit_streams import streams  # noqa: E402
+
+audit.add_command(streams)

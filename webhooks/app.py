@@ -22,6 +22,7 @@ from webhooks import (
 )
 from webhooks.api import (
     audit,
+    audit_streams,
     directory,
     event_hooks,
     hooks,
@@ -41,6 +42,7 @@ BLUEPRINTS = [
     users.bp,
     teams.bp,
     audit.bp,
+    audit_streams.bp,
     openapi.bp,
     reviews.bp,
     hooks.bp,

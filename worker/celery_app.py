@@ -24,6 +24,7 @@ TASK_MODULES = [
     "worker.tasks.odock",
     "worker.tasks.tokens",
     "worker.tasks.odock_reconcile",
+    "worker.tasks.audit_streams",
 ]
 
 # Tasks that cut access off, or apply IdP events or directory changes that may: a queue of
@@ -131,6 +132,10 @@ def _always(settings: Settings) -> dict[str, dict[str, object]]:
         },
         "scim-purge-deleted": {"task": "scim.purge_deleted", "schedule": timedelta(hours=1)},
         "tokens-note-expired": {"task": "tokens.note_expired", "schedule": timedelta(minutes=1)},
+        "audit-streams-tick": {
+            "task": "audit.stream_tick",
+            "schedule": timedelta(seconds=settings.audit_stream_tick_seconds),
+        },
         "directory-sync-due": {
             "task": "directory.schedule_due",
             "schedule": timedelta(seconds=settings.directory_sync_tick_seconds),
