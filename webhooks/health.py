@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text
 
 from models import arrival
-from webhooks import idp_metrics
+from webhooks import idp_metrics, ops_metrics
 from webhooks.context import app_state
 
 log = structlog.get_logger(__name__)
@@ -62,6 +62,7 @@ def _registry() -> Collector:
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)
     registry.register(idp_metrics.COLLECTOR)
+    registry.register(ops_metrics.COLLECTOR)
     return registry
 
 

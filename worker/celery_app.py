@@ -25,6 +25,7 @@ TASK_MODULES = [
     "worker.tasks.tokens",
     "worker.tasks.odock_reconcile",
     "worker.tasks.audit_streams",
+    "worker.tasks.health",
 ]
 
 # Tasks that cut access off, or apply IdP events or directory changes that may: a queue of
@@ -135,6 +136,10 @@ def _always(settings: Settings) -> dict[str, dict[str, object]]:
         "audit-streams-tick": {
             "task": "audit.stream_tick",
             "schedule": timedelta(seconds=settings.audit_stream_tick_seconds),
+        },
+        "health-check-sources": {
+            "task": "health.check_sources",
+            "schedule": timedelta(seconds=settings.source_health_check_seconds),
         },
         "directory-sync-due": {
             "task": "directory.schedule_due",
