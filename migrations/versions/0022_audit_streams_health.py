@@ -29,6 +29,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("actor_user_id", sa.Uuid(), nullable=True))
         batch_op.add_column(sa.Column("request_id", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("seq", SEQ, nullable=True))
+        batch_op.create_index("ix_audit_events_time", ["occurred_at", "id"], unique=False)
         batch_op.create_index("ix_audit_events_seq", ["seq"], unique=True)
         batch_op.create_index("ix_audit_events_org_seq", ["organisation_id", "seq"], unique=False)
         batch_op.create_index(
@@ -130,6 +131,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_audit_events_unsequenced")
         batch_op.drop_index("ix_audit_events_org_seq")
         batch_op.drop_index("ix_audit_events_seq")
+        batch_op.drop_index("ix_audit_events_time")
         batch_op.drop_column("seq")
         batch_op.drop_column("request_id")
         batch_op.drop_column("actor_user_id")

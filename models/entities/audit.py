@@ -19,6 +19,7 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_events_org_time", "organisation_id", "occurred_at"),
         Index("ix_audit_events_target", "target_type", "target_id"),
+        Index("ix_audit_events_time", "occurred_at", "id"),
         Index("ix_audit_events_seq", "seq", unique=True),
         Index("ix_audit_events_org_seq", "organisation_id", "seq"),
         Index(

@@ -79,10 +79,11 @@ def list_events(
     if cursor:
         after = decode_cursor(cursor)
         query = query.where(
+            AuditEvent.occurred_at <= after.occurred_at,  # a range the index can seek to
             or_(
                 AuditEvent.occurred_at < after.occurred_at,
                 and_(AuditEvent.occurred_at == after.occurred_at, AuditEvent.id < after.id),
-            )
+            ),
         )
     query = query.order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc()).limit(limit + 1)
     rows = list(session.execute(query))
@@ -101,10 +102,11 @@ def iter_events(
         query = _filtered(filters)
         if after is not None:
             query = query.where(
+                AuditEvent.occurred_at >= after.occurred_at,  # a range the index can seek to
                 or_(
                     AuditEvent.occurred_at > after.occurred_at,
                     and_(AuditEvent.occurred_at == after.occurred_at, AuditEvent.id > after.id),
-                )
+                ),
             )
         query = query.order_by(AuditEvent.occurred_at, AuditEvent.id).limit(batch_size)
         rows = session.execute(query).all()

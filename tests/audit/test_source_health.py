@@ -149,3 +149,11 @@ def test_metrics_show_silence_incidents_and_stream_lag(client, session, settings
         "odock_audit_stream_lag_events",
     ):
         assert f"# TYPE {family} gauge" in text
+
+
+def test_the_checks_and_the_stream_tick_are_on_the_beat_schedule(settings) -> None:
+    from worker.celery_app import beat_schedule
+
+    schedule = beat_schedule(settings)
+    assert schedule["health-check-sources"]["task"] == "health.check_sources"
+    assert schedule["audit-streams-tick"]["task"] == "audit.stream_tick"
