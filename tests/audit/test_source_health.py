@@ -157,3 +157,53 @@ def test_the_checks_and_the_stream_tick_are_on_the_beat_schedule(settings) -> No
     schedule = beat_schedule(settings)
     assert schedule["health-check-sources"]["task"] == "health.check_sources"
     assert schedule["audit-streams-tick"]["task"] == "audit.stream_tick"
+
+
+def test_ldap_and_stream_incidents_open_and_clear_on_their_own_signs_of_life(session) -> None:
+    from models.entities import AuditStream, DirectoryConnector, DirectorySyncRun, OutboxMessage
+    from models.enums import SyncKind, SyncRunStatus
+    from models.source_health import check_sources
+
+    org = f.make_org(session)
+    now = utcnow()
+    connector = DirectoryConnector(
+        organisation_id=org.id, name="corp", base_dn="dc=corp", created_at=now - timedelta(hours=4)
+    )
+    stream = AuditStream(
+        organisation_id=org.id,
+        name="siem",
+        preset=StreamPreset.GENERIC,
+        target="http://127.0.0.1:9/x",
+        signing_secrets=[],
+        first_failure_at=now - timedelta(minutes=20),
+        consecutive_failures=9,
+    )
+    session.add_all([connector, stream])
+    session.flush()
+    opened = check_sources(session, organisation_id=org.id, now=now)
+    assert sorted(opened) == sorted([f"opened:ldap:{connector.id}", f"opened:stream:{stream.id}"])
+    assert check_sources(session, organisation_id=org.id, now=now) == []  # once per incident
+
+    session.add(
+        DirectorySyncRun(
+            organisation_id=org.id,
+            connector_id=connector.id,
+            kind=SyncKind.FULL,
+            status=SyncRunStatus.SUCCEEDED,
+            started_at=now,
+            finished_at=now,
+        )
+    )
+    stream.first_failure_at, stream.consecutive_failures = None, 0
+    session.flush()
+    cleared = check_sources(session, organisation_id=org.id, now=now + timedelta(seconds=1))
+    assert sorted(cleared) == sorted(
+        [f"cleared:ldap:{connector.id}", f"cleared:stream:{stream.id}"]
+    )
+    events = [
+        m.kwargs["event"]
+        for m in session.scalars(select(OutboxMessage)).all()
+        if m.task == "notifications.dispatch"
+    ]
+    assert sorted(events) == ["source.recovered"] * 2 + ["source.silent"] * 2
+    session.rollback()
