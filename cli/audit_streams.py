@@ -19,8 +19,7 @@ ID_OPTION = click.option("--id", "stream_id", required=True, type=click.UUID)
 
 
 def _policy() -> UrlPolicy:
-    settings = cli_settings()
-    return UrlPolicy(settings.outbound_allow_private_addresses, settings.outbound_allow_loopback)
+    return cli_settings().outbound_policy()
 
 
 @click.group("streams")

@@ -10,7 +10,7 @@ import structlog
 from sqlalchemy.exc import OperationalError
 
 from connectors import siem
-from connectors.outbound import UnsafeUrl, UrlPolicy, check_url, post_json
+from connectors.outbound import UnsafeUrl, check_url, post_json
 from connectors.signed_webhooks import sign
 from models.actions.audit_streams import signing_secrets, splunk_token
 from models.audit_sequence import sequence_events
@@ -120,10 +120,10 @@ def _request(
 
 def _send(settings: Settings, url: str, body: bytes, headers: dict[str, str]) -> str | None:
     """None when the receiver accepted the batch, else why not."""
-    policy = UrlPolicy(settings.outbound_allow_private_addresses, settings.outbound_allow_loopback)
+    policy = settings.outbound_policy()
     try:
         check_url(url, policy)
     except UnsafeUrl as exc:
         return f"refused: {exc.reason}"
-    result = post_json(url, body, headers, timeout=settings.notification_timeout)
+    result = post_json(url, body, headers, timeout=settings.notification_timeout, policy=policy)
     return None if result.ok else result.error or "failed"
