@@ -1,106 +1,59 @@
-"""Prometheus figures of operations, read from the database at scrape time (see
-models.queries.ops_stats): they are right whichever process did the work."""
+"""Prometheus gauges read from the database at scrape time: the outbox backlog, invalidations
+waiting on the gateway and those past their deadline, notification deliveries failing."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
-from flask.blueprints import BlueprintSetupState
-from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from models.base import utcnow
 from models.db import SessionFactory
-from models.queries.ops_stats import ops_stats
-from webhooks.context import EXTENSION
+from models.queries.operations import operational_stats
 
 
-def _gauge(name: str, doc: str, labels: list[str], values: dict[Any, float]) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, doc, labels=labels)
-    for key, value in sorted(values.items()):
-        family.add_metric(list(key) if isinstance(key, tuple) else [key], value)
-    return family
-
-
-class OpsCollector(Collector):
-    def __init__(self) -> None:
-        self.sessions: SessionFactory | None = None
+class OperationsCollector(Collector):
+    def __init__(self, sessions: SessionFactory, deadline: float) -> None:
+        self.sessions, self.deadline = sessions, timedelta(seconds=deadline)
 
     def collect(self) -> Iterator[Any]:
-        if self.sessions is None:
-            return
         try:
             with self.sessions() as session:
-                stats = ops_stats(session, now=utcnow())
-                session.rollback()
+                stats = operational_stats(session, deadline=self.deadline)
         except Exception:  # a scrape must not fail because the database is away
             return
-        yield _gauge(
-            "odock_directory_runs",
-            "Directory sync runs by status",
-            ["status"],
-            dict(stats.runs_by_status),
+        figures = [
+            ("odock_outbox_backlog", "Outbox messages not yet completed", stats.outbox_backlog),
+            (
+                "odock_outbox_oldest_age_seconds",
+                "Age of the oldest outbox message not yet completed",
+                stats.outbox_oldest_age,
+            ),
+            (
+                "odock_invalidations_pending",
+                "Key invalidations the gateway has not acknowledged",
+                stats.pending_invalidations,
+            ),
+            (
+                "odock_invalidation_oldest_pending_seconds",
+                "Age of the oldest key invalidation the gateway has not acknowledged",
+                stats.pending_oldest_age,
+            ),
+            (
+                "odock_cutoffs_past_deadline",
+                "Key invalidations pending for longer than CUTOFF_DEADLINE",
+                stats.past_deadline,
+            ),
+        ]
+        for name, documentation, value in figures:
+            yield GaugeMetricFamily(name, documentation, value=value)
+        failing = GaugeMetricFamily(
+            "odock_notification_deliveries_failing",
+            "Notification deliveries whose last attempt failed: retrying, or given up",
+            labels=["state"],
         )
-        yield _gauge(
-            "odock_directory_changes",
-            "People changed by directory runs: applied, or withheld (quarantined, discarded)",
-            ["kind", "outcome"],
-            dict(stats.changes),
-        )
-        yield _gauge(
-            "odock_mass_changes",
-            "Counted destructive changes by status",
-            ["status"],
-            dict(stats.mass_changes_by_status),
-        )
-        yield _gauge(
-            "odock_quarantines_pending",
-            "Quarantined runs and held changes waiting for an admin",
-            [],
-            {(): stats.quarantines_pending},
-        )
-        yield _gauge(
-            "odock_review_findings_open",
-            "Review findings not resolved",
-            [],
-            {(): stats.findings_open},
-        )
-        yield _gauge(
-            "odock_source_silence_seconds",
-            "Seconds since each configured source's last sign of life (streams: failing for)",
-            ["organisation", "source"],
-            dict(stats.source_quiet),
-        )
-        yield _gauge(
-            "odock_source_incidents_open",
-            "Sources silent or failing beyond their allowance",
-            ["organisation", "source"],
-            dict(stats.incidents_open),
-        )
-        yield _gauge(
-            "odock_audit_stream_lag_events",
-            "Audit events a stream has not delivered yet",
-            ["organisation", "stream"],
-            {(lag.organisation, lag.stream): lag.events for lag in stats.stream_lag},
-        )
-        yield _gauge(
-            "odock_audit_stream_lag_seconds",
-            "Age of the oldest audit event a stream has not delivered yet",
-            ["organisation", "stream"],
-            {(lag.organisation, lag.stream): lag.seconds for lag in stats.stream_lag},
-        )
-
-
-COLLECTOR = OpsCollector()
-_registered = False
-
-
-def install(state: BlueprintSetupState) -> None:
-    """Point the collector at the app's database (the newest app wins) and register it once."""
-    global _registered
-    COLLECTOR.sessions = state.app.extensions[EXTENSION].sessions
-    if not _registered:
-        REGISTRY.register(COLLECTOR)
-        _registered = True
+        failing.add_metric(["retrying"], stats.deliveries_retrying)
+        failing.add_metric(["failed"], stats.deliveries_failed)
+        yield failing

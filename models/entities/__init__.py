@@ -5,6 +5,7 @@ from models.entities.api_token import ApiToken
 from models.entities.audit import AuditEvent
 from models.entities.audit_stream import AuditStream
 from models.entities.budget import Budget, Quota
+from models.entities.cutoff import CutoffIncident, KeyCutoff
 from models.entities.delivery import ReceivedDelivery
 from models.entities.directory import DirectoryConnector, DirectorySyncRun, SyncLease
 from models.entities.event_hook import EventCursor, EventHookConfig
@@ -32,6 +33,7 @@ __all__ = [
     "AuditEvent",
     "AuditStream",
     "Budget",
+    "CutoffIncident",
     "DeliveryAttempt",
     "DirectoryConnector",
     "DirectorySyncRun",
@@ -41,6 +43,7 @@ __all__ = [
     "Invitation",
     "InvitationDelivery",
     "KeyCommand",
+    "KeyCutoff",
     "KeyInvalidation",
     "MassChange",
     "MassChangeGate",

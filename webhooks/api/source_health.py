@@ -12,14 +12,12 @@ from models.actions import organisations
 from models.base import utcnow
 from models.entities import Organisation
 from models.source_health import failing_hooks, open_incidents, source_statuses
-from webhooks import ops_metrics
 from webhooks.api.described import takes_body
 from webhooks.auth import admin_actor, current_viewer
 from webhooks.body import RequestBody, parse_body
 from webhooks.context import db_session
 
 bp = Blueprint("source_health", __name__, url_prefix="/api/v1")
-bp.record(ops_metrics.install)
 
 SETTING_NAMES = (
     "scim_silence_seconds",
