@@ -151,8 +151,10 @@ def _find_user(session, organisation_id: uuid.UUID, ref: str):  # type: ignore[n
 
 
 # Each topic's commands live in cli/<topic>.py and register here, one line each.
+from cli.audit import audit  # noqa: E402
 from cli.demo import demo  # noqa: E402
 from cli.events import events  # noqa: E402
+from cli.health import health  # noqa: E402
 from cli.holds import holds  # noqa: E402
 from cli.invitations import invitations  # noqa: E402
 from cli.keys import keys  # noqa: E402
@@ -175,5 +177,7 @@ main.add_command(events)
 main.add_command(keys)
 main.add_command(holds)
 main.add_command(odock)
+main.add_command(audit)
+main.add_command(health)
 users.add_command(users_revoke)
 users.add_command(users_reactivate)

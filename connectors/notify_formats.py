@@ -14,6 +14,8 @@ TITLES = {
     "finding.urgent": "URGENT: a revoked user's key is still in use",
     "hook.disabled": "A notification hook was disabled",
     "mass_change.held": "Mass change held: destructive changes wait for an admin",
+    "source.silent": "A directory source has gone quiet",
+    "source.recovered": "A directory source is alive again",
 }
 
 

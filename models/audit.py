@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from models import request_ids
 from models.actor import Actor
 from models.entities import AuditEvent
 
@@ -31,6 +32,8 @@ def record(
         target_id=str(target_id),
         before=before,
         after=after,
+        actor_user_id=actor.user_id,
+        request_id=request_ids.current(),
     )
     session.add(event)
     return event

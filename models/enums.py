@@ -185,3 +185,10 @@ class ChangeStatus(StrEnum):
     APPROVED = "approved"
     DISCARDED = "discarded"
     SUPERSEDED = "superseded"  # the same source took it back before anyone decided
+
+
+class StreamPreset(StrEnum):
+    """The wire format of an audit log stream."""
+
+    GENERIC = "generic"  # NDJSON, signed with Standard Webhooks
+    SPLUNK = "splunk"  # Splunk HTTP Event Collector: its token header and event envelope

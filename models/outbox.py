@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
+from models import request_ids
 from models.base import utcnow
 from models.entities import OutboxMessage
 
@@ -41,7 +42,12 @@ def enqueue(
     relay at once, and one lost in between is re-sent by the relay's stale-dispatch sweep.
     """
     now = utcnow()
-    message = OutboxMessage(task=task, kwargs=kwargs, available_at=available_at or now)
+    message = OutboxMessage(
+        task=task,
+        kwargs=kwargs,
+        available_at=available_at or now,
+        request_id=request_ids.current(),
+    )
     if eager:
         message.dispatched_at, message.attempts = now, 1
     session.add(message)

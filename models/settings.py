@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     event_hook_cache_seconds: float = Field(default=2.0, ge=0, le=60)
     event_drain_sweep_interval: float = Field(default=30.0, gt=0)
     scim_token_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+    audit_stream_tick_seconds: float = Field(default=5.0, gt=0)
+    audit_stream_retry_base: float = Field(default=5.0, gt=0)
+    audit_stream_retry_max: float = Field(default=300.0, gt=0)
+    audit_stream_batches_per_run: int = Field(default=20, ge=1, le=1000)
+    source_health_check_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

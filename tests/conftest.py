@@ -116,6 +116,8 @@ def settings(
         notification_retry_base=0.05,
         notification_retry_max=1.0,
         hook_disable_after_failures=6,
+        audit_stream_retry_base=0.05,
+        audit_stream_retry_max=0.5,
     )
 
 

@@ -16,10 +16,13 @@ from webhooks import (
     health,
     idp_hooks,
     odock,
+    request_id,
     review_links,
     scim,
 )
 from webhooks.api import (
+    audit,
+    audit_streams,
     directory,
     event_hooks,
     hooks,
@@ -27,6 +30,7 @@ from webhooks.api import (
     mass_change,
     openapi,
     reviews,
+    source_health,
     teams,
     tokens,
     users,
@@ -38,6 +42,9 @@ BLUEPRINTS = [
     health.bp,
     users.bp,
     teams.bp,
+    audit.bp,
+    audit_streams.bp,
+    source_health.bp,
     openapi.bp,
     reviews.bp,
     hooks.bp,
@@ -73,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.redirect_defaults = False
     context.install(app, context.AppState(settings=settings, engine=engine, sessions=sessions))
     errors.register_problem_handlers(app)
+    request_id.install(app)
     app.before_request(body.check_query)  # every protocol refuses the same hostile queries
     health.install_request_metrics(app)
     for blueprint in BLUEPRINTS:

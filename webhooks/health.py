@@ -26,6 +26,7 @@ from models import arrival
 from webhooks import idp_metrics
 from webhooks.context import app_state
 from webhooks.ops_metrics import OperationsCollector
+from webhooks.source_metrics import SourceCollector
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +79,7 @@ def metrics() -> Response:
     state = app_state()
     operations = CollectorRegistry()
     operations.register(OperationsCollector(state.sessions, state.settings.cutoff_deadline))
+    operations.register(SourceCollector(state.sessions))
     body = generate_latest(_registry()) + generate_latest(operations)
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 

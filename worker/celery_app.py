@@ -13,6 +13,7 @@ from worker import redis_broker, sqlite_broker
 
 TASK_MODULES = [
     "worker.outbox_relay",
+    "worker.request_context",
     "worker.tasks.gateway",
     "worker.tasks.reviews",
     "worker.tasks.notifications",
@@ -23,6 +24,8 @@ TASK_MODULES = [
     "worker.tasks.odock",
     "worker.tasks.tokens",
     "worker.tasks.odock_reconcile",
+    "worker.tasks.audit_streams",
+    "worker.tasks.health",
 ]
 
 # Tasks that cut access off, or apply IdP events or directory changes that may: a queue of
@@ -148,6 +151,14 @@ def _always(settings: Settings) -> dict[str, dict[str, object]]:
         },
         "scim-purge-deleted": {"task": "scim.purge_deleted", "schedule": timedelta(hours=1)},
         "tokens-note-expired": {"task": "tokens.note_expired", "schedule": timedelta(minutes=1)},
+        "audit-streams-tick": {
+            "task": "audit.stream_tick",
+            "schedule": timedelta(seconds=settings.audit_stream_tick_seconds),
+        },
+        "health-check-sources": {
+            "task": "health.check_sources",
+            "schedule": timedelta(seconds=settings.source_health_check_seconds),
+        },
         "directory-sync-due": {
             "task": "directory.schedule_due",
             "schedule": timedelta(seconds=settings.directory_sync_tick_seconds),

@@ -27,6 +27,7 @@ from worker.celery_app import celery_app
 log = structlog.get_logger(__name__)
 
 TASK_ID_PREFIX = "outbox-"
+REQUEST_ID_HEADER = "odock_request_id"
 RELAY_BATCH = 500
 
 
@@ -85,6 +86,7 @@ def publish_eager(sessions: SessionFactory, messages: list[OutboxMessage]) -> No
                 kwargs=message.kwargs,
                 task_id=f"{TASK_ID_PREFIX}{message.id}",
                 retry=False,
+                headers=request_header(message.request_id),
             )
         except Exception as exc:  # the broker is down: the periodic relay will send it
             failed[message.id] = f"{type(exc).__name__}: {exc}"[:500]
@@ -98,6 +100,11 @@ def publish_eager(sessions: SessionFactory, messages: list[OutboxMessage]) -> No
                     .values(dispatched_at=None, last_error=error)
                 )
             session.commit()
+
+
+def request_header(request_id: str | None) -> dict[str, str]:
+    """The causing request's id, bound again while the task runs (worker.request_context)."""
+    return {REQUEST_ID_HEADER: request_id} if request_id else {}
 
 
 @celery_app.task(name="outbox.relay", acks_late=True, ignore_result=True)
@@ -143,6 +150,7 @@ def _publish_all(session: Session, messages: list[OutboxMessage]) -> int:
                 kwargs=message.kwargs,
                 task_id=f"{TASK_ID_PREFIX}{message.id}",
                 retry=False,
+                headers=request_header(message.request_id),
             )
         except Exception as exc:  # the broker is down: leave it for the relay
             message.last_error = f"{type(exc).__name__}: {exc}"[:500]

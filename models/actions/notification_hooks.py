@@ -32,6 +32,8 @@ KNOWN_EVENTS = (
     "finding.urgent",
     "hook.disabled",
     "mass_change.held",
+    "source.silent",
+    "source.recovered",
 )
 MAX_ACTIVE_SECRETS = 5
 EVENT_PATTERN = re.compile(r"^[a-z0-9_]{1,30}(\.[a-z0-9_]{1,30}){0,3}(\.\*)?$")

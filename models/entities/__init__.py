@@ -3,6 +3,7 @@
 from models.entities.api_key import VirtualApiKey
 from models.entities.api_token import ApiToken
 from models.entities.audit import AuditEvent
+from models.entities.audit_stream import AuditStream
 from models.entities.budget import Budget, Quota
 from models.entities.cutoff import CutoffIncident, KeyCutoff
 from models.entities.delivery import ReceivedDelivery
@@ -22,6 +23,7 @@ from models.entities.revocation import (
     RevocationReview,
 )
 from models.entities.scim import ScimEmail, ScimGroupRole, ScimUser
+from models.entities.source_incident import SourceIncident
 from models.entities.team import Team, TeamMembership
 from models.entities.usage import UsageRecord
 from models.entities.user import IdentityLink, User
@@ -29,6 +31,7 @@ from models.entities.user import IdentityLink, User
 __all__ = [
     "ApiToken",
     "AuditEvent",
+    "AuditStream",
     "Budget",
     "CutoffIncident",
     "DeliveryAttempt",
@@ -62,6 +65,7 @@ __all__ = [
     "ScimEmail",
     "ScimGroupRole",
     "ScimUser",
+    "SourceIncident",
     "SyncLease",
     "Team",
     "TeamMembership",

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, new_id, utcnow
@@ -19,6 +19,15 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_events_org_time", "organisation_id", "occurred_at"),
         Index("ix_audit_events_target", "target_type", "target_id"),
+        Index("ix_audit_events_time", "occurred_at", "id"),
+        Index("ix_audit_events_seq", "seq", unique=True),
+        Index("ix_audit_events_org_seq", "organisation_id", "seq"),
+        Index(
+            "ix_audit_events_unsequenced",
+            "occurred_at",
+            postgresql_where=text("seq IS NULL"),
+            sqlite_where=text("seq IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -33,3 +42,11 @@ class AuditEvent(Base):
     target_id: Mapped[str] = mapped_column(String(64))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    actor_user_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    # The request (or the task it queued) that caused the change: one id across web and worker.
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The order streams deliver in, given after commit by the sequencer (models.audit_sequence):
+    # a later number is always committed later, so a stream's cursor never skips an event.
+    seq: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), default=None
+    )

@@ -52,5 +52,11 @@ class OrganisationSettings(Timestamped, Base):
     leaver_invitation_policy: Mapped[LeaverInvitationPolicy] = enum_column(
         LeaverInvitationPolicy, default=LeaverInvitationPolicy.REVOKE
     )
+    # Source health: how long each configured source may stay silent (or a stream keep
+    # failing) before the admins are alerted.
+    scim_silence_seconds: Mapped[int] = mapped_column(default=24 * 3600)
+    ldap_silence_seconds: Mapped[int] = mapped_column(default=3 * 3600)
+    idp_events_silence_seconds: Mapped[int] = mapped_column(default=24 * 3600)
+    stream_failure_seconds: Mapped[int] = mapped_column(default=15 * 60)
 
     organisation: Mapped[Organisation] = relationship(back_populates="settings")

@@ -39,3 +39,4 @@ class OutboxMessage(Base):
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -324,3 +324,7 @@ def openapi_json() -> dict[str, Any]:
 from webhooks.api.review_openapi import register as _register_reviews  # noqa: E402
 
 _register_reviews(PATHS, BODIES, operation)
+
+from webhooks.api.audit_openapi import register as _register_audit  # noqa: E402
+
+_register_audit(PATHS, responses.SCHEMAS, operation)
