@@ -86,6 +86,7 @@ def drive(*, key_ids: list[uuid.UUID] | None, reason: str) -> int:
             secret=settings.gateway_secret,
             key_ids=[str(k) for k in claimed],
             timeout=settings.gateway_timeout,
+            policy=settings.operator_outbound_policy(),
         )
     except gateway.GatewayUnavailable as exc:
         GATEWAY_CALLS.labels("failed").inc()
