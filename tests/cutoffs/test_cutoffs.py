@@ -133,3 +133,38 @@ def test_a_key_overdue_while_an_incident_is_open_joins_it_without_a_second_alarm
     assert incident.keys_overdue == 2
     assert len(notifications(session, cutoffs.EVENT_DEADLINE_MISSED)) == 1
     assert session.scalars(select(CutoffIncident)).one() is incident
+
+
+def test_bridged_a_cutoff_waits_for_the_store_then_the_gateway_and_the_reaper_leaves_it(
+    session, engine
+):
+    """Bridged, the store's command chain drives the cut-off (same deadline and alarm): the
+    reaper never calls the gateway before the store has disabled the key."""
+    from models.actions import key_commands
+    from models.db import make_session_factory
+    from models.entities import KeyCommand
+
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    key = f.make_key(session, org, owner=person)
+    session.commit()
+    with make_session_factory(engine, odock_mode="bridged")() as bridged:
+        lifecycle.revoke(bridged, user=bridged.merge(person), actor=f.SETUP)
+        bridged.flush()
+        (cutoff,) = bridged.scalars(select(KeyCutoff)).all()
+        assert cutoff.via_store and cutoff.key_id == key.id
+        assert cutoffs.claim_due(bridged, lease=LEASE) == []
+        later = utcnow() + DEADLINE + timedelta(seconds=1)
+        assert len(cutoffs.raise_alarms(bridged, deadline=DEADLINE, actor=REAPER, now=later)) == 1
+
+        (command,) = bridged.scalars(select(KeyCommand)).all()
+        key_commands.record_acknowledgements(
+            bridged, acknowledged={command.id: utcnow()}, reinvalidate_after=5
+        )
+        assert cutoff.acknowledged_at is None  # the store has it; the gateway not yet
+        key_commands.record_gateway_invalidation(bridged, command_ids=[command.id])
+        bridged.flush()
+        bridged.refresh(cutoff)
+        assert cutoff.acknowledged_at is not None
+        assert bridged.scalars(select(CutoffIncident)).one().cleared_at is not None
+        bridged.rollback()
