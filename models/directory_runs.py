@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from connectors.ldap.client import DirectoryClient, SearchStats
 from connectors.ldap.errors import DirectoryError, DirectoryIncomplete
 from connectors.ldap.mapping import (
+    ISO_FORMAT,
     AttributeMapping,
     EntryProblem,
     Group,
@@ -39,6 +40,7 @@ from models.actions import directory_sync as sync_ops
 from models.actions.directory_connectors import connector_mapping, server_config
 from models.actions.directory_import import PeopleImport
 from models.arrival import arrived
+from models.base import utcnow
 from models.db import SessionFactory, transaction
 from models.directory_stream import CreateStream
 from models.entities import DirectoryConnector, DirectorySyncRun, Organisation
@@ -68,6 +70,7 @@ class _Target:
     connector: DirectoryConnector
     mapping: AttributeMapping
     settings: Settings
+    now: str = field(default_factory=lambda: utcnow().strftime(ISO_FORMAT))
 
     @property
     def group_base(self) -> str:
@@ -339,6 +342,7 @@ def _start(
         kind=SyncKind.FULL.value,
         track_dns=target.wants_groups,
         listener=stream,
+        now=target.now,
     )
     return reconciler, state
 
@@ -387,12 +391,14 @@ def _plan_incremental(sessions: SessionFactory, target: _Target, progress: Progr
         unlinked = queries.load_unlinked_by_email(session, connector) if unknown else {}
         every = queries.load_known(session, connector) if groups_changed else None
         state = queries.load_membership_state(session, connector) if groups_changed else None
+        ended = queries.load_known(session, connector, ended_by=target.now)
         session.rollback()
-    reconciler = Reconciler(known, unlinked, kind=SyncKind.INCREMENTAL.value)
+    reconciler = Reconciler(known, unlinked, kind=SyncKind.INCREMENTAL.value, now=target.now)
     for unreadable in problems:
         reconciler.add_problem(unreadable)
     for person in people:
         reconciler.add(person)
+    reconciler.revoke_ended(ended)
     if every is not None and state is not None:
         dn_to_id = {normalize_dn(k.dn): ext for ext, k in every.items() if k.dn}
         dn_to_id.update(reconciler.dn_to_id)

@@ -24,6 +24,7 @@ class Known:
     status: str
     role: str
     dn: str
+    access_ends_at: str = ""  # stored from the directory's expiry, ISO 8601 UTC
     reactivatable: bool = False  # REVOKED, and this sync may bring them back (the policy says)
     deleted: bool = False
     seen: bool = False  # read in this run (a flag here costs less than a set of 100,000 ids)
@@ -117,7 +118,9 @@ class Reconciler:
         kind: str = "full",
         track_dns: bool = True,
         listener: CreateListener | None = None,
+        now: str = "",
     ) -> None:
+        self.now = now  # ISO 8601 UTC; an entry whose access ended by then is not let in
         self.track_dns = track_dns
         self.known = known
         self.unlinked = unlinked_by_email
@@ -200,8 +203,17 @@ class Reconciler:
                 self.listener.withdrawn(dropped)
         return False
 
-    def _add_new(self, person: Person, key: str) -> None:
+    def _ended(self, person: Person) -> str:
+        """Why this person's access has ended, or "" (an expiry still to come is not one)."""
         if person.disabled:
+            return "disabled in the directory"
+        ends = person.access_ends_at
+        if ends and self.now and ends <= self.now:
+            return f"account expired on {ends}"
+        return ""
+
+    def _add_new(self, person: Person, key: str) -> None:
+        if self._ended(person):
             self.plan.skipped += 1
             return
         item = _person_item(person)
@@ -225,9 +237,10 @@ class Reconciler:
 
     def _add_known(self, person: Person, known: Known) -> None:
         ref = {"user_id": known.user_id, "external_id": person.external_id, "email": known.email}
-        if person.disabled:
+        ended = self._ended(person)
+        if ended:
             if known.status != "REVOKED":
-                self.plan.revokes.append({**ref, "reason": "disabled in the directory"})
+                self.plan.revokes.append({**ref, "reason": ended})
             else:
                 self.plan.unchanged += 1
             return
@@ -241,6 +254,21 @@ class Reconciler:
             self.plan.updates.append({**ref, "dn": person.dn, "fields": fields})
         elif known.status != "REVOKED":
             self.plan.unchanged += 1
+
+    def revoke_ended(self, ended: dict[str, Known]) -> None:
+        """Revoke people whose stored end of access has passed though their entry did not
+        change (an incremental sync does not read them)."""
+        for ext, known in ended.items():
+            if self.is_seen(ext) or known.status == "REVOKED" or known.deleted:
+                continue
+            self.plan.revokes.append(
+                {
+                    "user_id": known.user_id,
+                    "external_id": ext,
+                    "email": known.email,
+                    "reason": f"account expired on {known.access_ends_at}",
+                }
+            )
 
     def finish_people(self, *, complete: bool, full: bool) -> None:
         """Plan deprovisioning of whoever was not seen, only after a complete clean read."""
@@ -358,12 +386,15 @@ def _lowered(text: str) -> str:
 
 
 def _person_item(person: Person) -> dict[str, Any]:
-    return {
+    item = {
         "external_id": person.external_id,
         "dn": person.dn,
         "email": person.email,
         "name": person.name,
     }
+    if person.access_ends_at:
+        item["access_ends_at"] = person.access_ends_at
+    return item
 
 
 def _changed_fields(person: Person, known: Known) -> dict[str, list[str]]:
@@ -374,4 +405,6 @@ def _changed_fields(person: Person, known: Known) -> dict[str, list[str]]:
         fields["email"] = [known.email, person.email]
     if person.dn != known.dn and normalize_dn(person.dn) != normalize_dn(known.dn):
         fields["dn"] = [known.dn, person.dn]
+    if person.access_ends_at != known.access_ends_at:
+        fields["access_ends_at"] = [known.access_ends_at, person.access_ends_at]
     return fields

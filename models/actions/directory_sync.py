@@ -212,7 +212,30 @@ def _update(
             after={"dn": item["dn"]},
         )
         link.attributes = {**link.attributes, "dn": item["dn"]}
+    if "access_ends_at" in fields:
+        _store_access_end(session, link, fields["access_ends_at"][1], actor)
     applied.updated += 1
+
+
+def _store_access_end(session: Session, link: IdentityLink, ends: str, actor: Actor) -> None:
+    """The date the directory says access ends (a later sync revokes once it has passed)."""
+    before = link.attributes.get("access_ends_at") or ""
+    if before == ends:
+        return
+    attributes = {**link.attributes, "access_ends_at": ends}
+    if not ends:
+        attributes.pop("access_ends_at")
+    link.attributes = attributes
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=link.organisation_id,
+        action="identity.access_end_changed",
+        target_type="user",
+        target_id=link.user_id,
+        before={"access_ends_at": before or None},
+        after={"access_ends_at": ends or None},
+    )
 
 
 def _reactivate(

@@ -28,15 +28,21 @@ MANAGING_SOURCES = (Source.SCIM, Source.LDAP, Source.OKTA, Source.EVENTS)
 
 
 def load_known(
-    session: Session, connector: DirectoryConnector, external_ids: list[str] | None = None
+    session: Session,
+    connector: DirectoryConnector,
+    external_ids: list[str] | None = None,
+    *,
+    ended_by: str = "",
 ) -> dict[str, Known]:
-    """The users this connector owns, by stable id (all of them, or just the ids given)."""
+    """The users this connector owns, by stable id (all of them, or just the ids given, or
+    with `ended_by` those whose stored end of access is at or before it)."""
     # Plain text columns: no per-row UUID, enum or JSON decoding for 100,000 rows.
     query = (
         select(
             IdentityLink.external_id,
             cast(IdentityLink.user_id, String).label("user_id"),
             IdentityLink.attributes["dn"].as_string().label("dn"),
+            IdentityLink.attributes["access_ends_at"].as_string().label("access_ends_at"),
             IdentityLink.deleted_at.is_not(None).label("deleted"),
             User.email,
             User.name,
@@ -51,7 +57,14 @@ def load_known(
         )
     )
     rows: Iterable[Any]
-    if external_ids is None:
+    if ended_by:
+        ends = IdentityLink.attributes["access_ends_at"].as_string()
+        rows = session.execute(
+            query.where(
+                ends.is_not(None), ends != "", ends <= ended_by, User.status != UserStatus.REVOKED
+            )
+        )
+    elif external_ids is None:
         rows = fetch_plain(session, query)
     else:
         chunks = [
@@ -71,9 +84,10 @@ def load_known(
             status=intern(status),
             role=intern(role),
             dn=dn or "",
+            access_ends_at=access_ends_at or "",
             deleted=bool(deleted),
         )
-        for ext, user_id, dn, deleted, email, name, status, role in rows
+        for ext, user_id, dn, access_ends_at, deleted, email, name, status, role in rows
     }
     _mark_reactivatable(session, known)
     return known
