@@ -42,8 +42,9 @@ from models.actions.directory_import import PeopleImport
 from models.arrival import arrived
 from models.base import utcnow
 from models.db import SessionFactory, transaction
+from models.directory_safety import held_reason
 from models.directory_stream import CreateStream
-from models.entities import DirectoryConnector, DirectorySyncRun, Organisation
+from models.entities import DirectoryConnector, DirectorySyncRun
 from models.enums import Role, SyncKind, SyncRunStatus
 from models.errors import DomainError
 from models.queries import directory as queries
@@ -206,11 +207,8 @@ def _decide(
                 status=SyncRunStatus.PLANNED,
             )
             return SyncOutcome(str(run_id), run.status.value, plan.summary(), run.error)
-        organisation = session.get_one(Organisation, connector.organisation_id)
         # Counted here, where the streamed creates (not committed) are not visible.
-        reason = sync_ops.exceeds_threshold(
-            session, organisation=organisation, connector=connector, plan=plan
-        )
+        reason = held_reason(session, connector=connector, plan=plan)
         if reason:
             if stream is not None:
                 stream.discard()

@@ -55,6 +55,10 @@ class Plan:
     unchanged: int = 0
     skipped: int = 0
     deprovision_blocked: str = ""
+    # destructive changes left out because the read cannot prove them (kind -> count)
+    withheld: dict[str, int] = field(default_factory=dict)
+    # mapped groups that came back empty while people are in their team or hold their role
+    emptied: list[str] = field(default_factory=list)
     watermark: str = ""
 
     def to_dict(self, *, keep: int | None = None) -> dict[str, Any]:
@@ -85,6 +89,8 @@ class Plan:
             "team_add": len(self.team_adds),
             "team_remove": len(self.team_removes),
             "team_retire": len(self.team_retires),
+            "demote": sum(1 for item in self.roles if item.get("demotion")),
+            "withheld": sum(self.withheld.values()),
             "unchanged": self.unchanged,
             "skipped": self.skipped,
             "errors": len(self.errors),
@@ -333,10 +339,67 @@ class Reconciler:
             if source == "ldap" and ext not in desired_teams.get(team_key, set()):
                 name = team_names.get(team_key) or state.team_names.get(team_key, team_key)
                 self.plan.team_removes.append({"team": name, "external_id": ext})
+        self._note_emptied_teams(group_teams, desired_teams, state)
         if group_roles:
-            self._plan_roles(desired_role, known_for_roles)
+            self._plan_roles(desired_role, known_for_roles, role_rank)
+            self._note_emptied_roles(group_roles, desired_role, known_for_roles)
+        if self.plan.deprovision_blocked:
+            self._withhold_removals()
 
-    def _plan_roles(self, desired_role: dict[str, str], every: dict[str, Known] | None) -> None:
+    def _note_emptied_teams(
+        self, group_teams: dict[str, str], desired: dict[str, set[str]], state: MembershipState
+    ) -> None:
+        """A mapped team whose groups gave nobody, though the directory put people in it."""
+        current: dict[str, int] = {}
+        for (team_key, _ext), source in state.memberships.items():
+            if source == "ldap":
+                current[team_key] = current.get(team_key, 0) + 1
+        for name in sorted({name.strip() for name in group_teams.values()}):
+            key = name.lower()
+            if current.get(key) and not desired.get(key):
+                self.plan.emptied.append(
+                    f"the groups mapped to team {name} returned no members, "
+                    f"though {current[key]} people are in it"
+                )
+
+    def _note_emptied_roles(
+        self,
+        group_roles: dict[str, str],
+        desired: dict[str, str],
+        every: dict[str, Known] | None,
+    ) -> None:
+        """A mapped role whose groups gave nobody, though people hold it."""
+        candidates = every if every is not None else self.known
+        wanted = set(desired.values())
+        for role in sorted(set(group_roles.values()) - wanted - {"USER"}):
+            holders = sum(
+                1
+                for known in candidates.values()
+                if known.role == role and known.status != "REVOKED" and not known.deleted
+            )
+            if holders:
+                self.plan.emptied.append(
+                    f"the groups mapped to role {role} returned no members, "
+                    f"though {holders} users hold it"
+                )
+
+    def _withhold_removals(self) -> None:
+        """What an incomplete or unidentified read cannot prove for revocations, it cannot
+        prove for memberships and roles either."""
+        demotions = [item for item in self.plan.roles if item.get("demotion")]
+        if self.plan.team_removes:
+            self.plan.withheld["team_remove"] = len(self.plan.team_removes)
+        if demotions:
+            self.plan.withheld["demote"] = len(demotions)
+        self.plan.team_removes = []
+        self.plan.roles = [item for item in self.plan.roles if not item.get("demotion")]
+
+    def _plan_roles(
+        self,
+        desired_role: dict[str, str],
+        every: dict[str, Known] | None,
+        role_rank: Callable[[str], int],
+    ) -> None:
         """Roles of people seen now, or of everyone owned when groups changed (incremental)."""
         for item in self.plan.creates + self.plan.links:
             item["role"] = desired_role.get(item["external_id"], "USER")
@@ -354,6 +417,7 @@ class Reconciler:
                         "external_id": ext,
                         "role": role,
                         "previous": known.role,
+                        "demotion": role_rank(role) < role_rank(known.role),
                     }
                 )
 

@@ -14,6 +14,7 @@ from connectors.ldap.mapping import AttributeMapping, is_valid_dn, mapping_for
 from models import audit
 from models.actor import Actor
 from models.base import utcnow
+from models.directory_safety import merged_policy
 from models.encryption import decrypt, encrypt
 from models.entities import DirectoryConnector, Organisation
 from models.enums import Role
@@ -42,6 +43,7 @@ FIELDS = {
     "attribute_mapping",
     "group_teams",
     "group_roles",
+    "safety",
 }
 
 
@@ -67,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "attribute_mapping": {},
     "group_teams": {},
     "group_roles": {},
+    "safety": {},
     "watermark": "",
 }
 
@@ -189,6 +192,8 @@ def _apply_fields(
     if unknown:
         raise InvalidInput(f"unknown connector fields: {', '.join(sorted(unknown))}")
     for name, value in fields.items():
+        if name == "safety":
+            value = merged_policy(connector.safety, value)
         setattr(connector, name, value)
     _validate(session, connector, organisation_id)
 

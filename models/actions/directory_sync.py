@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from connectors.ldap.reconcile import Plan, retired_teams
@@ -395,39 +395,6 @@ def record_plan(run: DirectorySyncRun, plan: Plan, *, applied: bool = False) -> 
     run.error_count = len(plan.errors)
 
 
-def exceeds_threshold(
-    session: Session, *, organisation: Organisation, connector: DirectoryConnector, plan: Plan
-) -> str:
-    """Why this plan must wait for approval, or "" when it may run."""
-    revokes = len(plan.revokes)
-    if not revokes:
-        return ""
-    settings = organisation.settings
-    total = _linked_count(session, connector)
-    if revokes > settings.deprovision_threshold_count:
-        return (
-            f"the plan revokes {revokes} users, more than the threshold of "
-            f"{settings.deprovision_threshold_count}"
-        )
-    if total and revokes * 100 > settings.deprovision_threshold_percent * total:
-        return (
-            f"the plan revokes {revokes} of {total} linked users, more than "
-            f"{settings.deprovision_threshold_percent}%"
-        )
-    return ""
-
-
-def _linked_count(session: Session, connector: DirectoryConnector) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(IdentityLink)
-            .where(IdentityLink.connector_id == connector.id, IdentityLink.deleted_at.is_(None))
-        )
-        or 0
-    )
-
-
 def quarantine_run(
     session: Session,
     *,
@@ -490,6 +457,9 @@ def complete_run(
     _finish(run, status)
     if plan.deprovision_blocked:
         run.error = f"deprovisioning withheld: {plan.deprovision_blocked}"
+        if plan.withheld:
+            also = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.withheld.items()))
+            run.error += f" (also withheld: {also})"
         notify(
             session,
             organisation_id=run.organisation_id,
@@ -499,6 +469,7 @@ def complete_run(
                 "connector_id": str(connector.id),
                 "run_id": str(run.id),
                 "reason": plan.deprovision_blocked,
+                "withheld": dict(plan.withheld),
             },
         )
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from connectors.ldap.reconcile import Known, MembershipState, Unlinked
 from models.actions import lifecycle
+from models.directory_safety import policy_of
 from models.entities import (
     DirectoryConnector,
     DirectorySyncRun,
@@ -213,6 +214,7 @@ def connector_view(connector: DirectoryConnector) -> dict[str, Any]:
         "attribute_mapping": dict(connector.attribute_mapping),
         "group_teams": dict(connector.group_teams),
         "group_roles": dict(connector.group_roles),
+        "safety": policy_of(connector).model_dump(),
         "watermark": connector.watermark,
         "last_full_sync_at": _iso(connector.last_full_sync_at),
         "last_incremental_sync_at": _iso(connector.last_incremental_sync_at),
