@@ -116,6 +116,56 @@ def _load(org_slug: str, ref: str) -> tuple[Any, int]:
     return connector, expected
 
 
+def _settings_change(thresholds: tuple[str, ...]) -> dict[str, Any]:
+    """KIND.FIELD=N pairs (revoke.count=100) as a partial safety policy."""
+    change: dict[str, Any] = {}
+    for value in thresholds:
+        key, sep, number = value.partition("=")
+        kind, dot, name = key.partition(".")
+        if not sep or not dot or not kind or not name:
+            raise click.BadParameter(f"{value!r}: expected KIND.count=N or KIND.percent=N")
+        try:
+            amount = int(number)
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: {number!r} is not a whole number") from None
+        change.setdefault("thresholds", {}).setdefault(kind, {})[name] = amount
+    return change
+
+
+@ldap.command("safety")
+@ORG_OPTION
+@CONNECTOR_OPTION
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    help="KIND.count=N or KIND.percent=N; KIND is revoke, team_remove or demote (repeat).",
+)
+@JSON_OPTION
+def safety(org_slug: str, connector_ref: str, thresholds: tuple[str, ...], as_json: bool) -> None:
+    """Show a connector's safety thresholds and policies, or change them."""
+    change = _settings_change(thresholds)
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        connector = connectors.find_connector(session, organisation.id, connector_ref)
+        if change:
+            connectors.update_connector(
+                session,
+                connector=connector,
+                fields={"safety": change},
+                bind_password=None,
+                secret_key=cli_settings().secret_key,
+                actor=CLI_ACTOR,
+            )
+        data = connector_view(connector)["safety"]
+    lines = [
+        f"{kind:12} count {limit['count']:>8}  percent {limit['percent']:>3}"
+        for kind, limit in data["thresholds"].items()
+    ]
+    lines += [f"{name}: {value}" for name, value in data.items() if name != "thresholds"]
+    emit(data, as_json=as_json, text="\n".join(lines))
+
+
 @ldap.command("test")
 @ORG_OPTION
 @CONNECTOR_OPTION

@@ -45,6 +45,7 @@ class ConnectorBody(RequestBody):
     attribute_mapping: dict[str, Any] | None = None
     group_teams: dict[str, str] | None = None
     group_roles: dict[str, str] | None = None
+    safety: dict[str, Any] | None = None
 
     def fields(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True, exclude={"bind_password"})
