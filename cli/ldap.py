@@ -237,6 +237,12 @@ def _run_text(view: dict[str, Any]) -> str:
     lines.append("done: " + ", ".join(f"{k} {v}" for k, v in view["counts"].items()))
     if view["error"]:
         lines.append(f"note: {view['error']}")
+    dropped = (view.get("plan") or {}).get("dropped_counts")
+    if dropped:
+        lines.append(
+            "dropped (no longer true in the directory): "
+            + ", ".join(f"{k} {v}" for k, v in dropped.items())
+        )
     return "\n".join(lines)
 
 
@@ -300,12 +306,31 @@ def _plan_text(view: dict[str, Any]) -> str:
 @click.argument("run_id", type=click.UUID)
 @JSON_OPTION
 def approve(org_slug: str, run_id: uuid.UUID, as_json: bool) -> None:
-    """Apply a quarantined plan."""
+    """Re-check a quarantined plan against the directory and apply what still holds."""
+    from models.directory_runs import approve_quarantined
+    from models.errors import DomainError
+    from worker.celery_app import configure_celery
+    from worker.runtime import init_runtime
+
     with unit_of_work() as session:
-        organisation = organisations.get_organisation_by_slug(session, org_slug)
-        found = sync_ops.get_run(session, organisation.id, run_id)
-        sync_ops.approve_run(session, run=found, actor=CLI_ACTOR)
-        view = run_view(found)
+        organisation_id = organisations.get_organisation_by_slug(session, org_slug).id
+    settings = cli_settings()
+    configure_celery(settings)
+    runtime = init_runtime(settings)
+    try:
+        approve_quarantined(
+            runtime.sessions,
+            settings,
+            organisation_id=organisation_id,
+            run_id=run_id,
+            actor=CLI_ACTOR,
+        )
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        runtime.engine.dispose()
+    with unit_of_work() as session:
+        view = run_view(sync_ops.get_run(session, organisation_id, run_id), with_plan=True)
     emit(view, as_json=as_json, text=_run_text(view))
 
 

@@ -422,6 +422,51 @@ class Reconciler:
                 )
 
 
+_RECHECKED: dict[str, Callable[[dict[str, Any]], tuple[str, ...]]] = {
+    "creates": lambda item: (item["external_id"],),
+    "links": lambda item: (item["external_id"], item["user_id"]),
+    "updates": lambda item: (item["external_id"],),
+    "revokes": lambda item: (item["external_id"],),
+    "reactivates": lambda item: (item["external_id"],),
+    "roles": lambda item: (item["external_id"], item["role"]),
+    "team_adds": lambda item: (item["team"].lower(), item["external_id"]),
+    "team_removes": lambda item: (item["team"].lower(), item["external_id"]),
+    "team_retires": lambda item: (item["team"].lower(),),
+}
+
+
+def recheck(held: Plan, current: Plan) -> tuple[Plan, dict[str, list[dict[str, Any]]]]:
+    """The held (reviewed) plan cut down to what the current directory still calls for.
+
+    An item is kept when the current plan has the same change for the same person (with the
+    current values: a name that changed again is written as it is now); the rest is returned
+    as dropped. Nothing the current plan adds beyond the held one is taken: the next sync
+    decides those, under the usual checks.
+    """
+    kept = Plan(
+        kind=held.kind,
+        read=current.read,
+        unchanged=held.unchanged,
+        skipped=held.skipped,
+        errors=list(held.errors),
+        watermark=held.watermark,
+        deprovision_blocked=current.deprovision_blocked,
+        withheld=dict(current.withheld),
+    )
+    dropped: dict[str, list[dict[str, Any]]] = {}
+    for name, key in _RECHECKED.items():
+        now = {key(item): item for item in getattr(current, name)}
+        still: list[dict[str, Any]] = []
+        for item in getattr(held, name):
+            match = now.get(key(item))
+            if match is None:
+                dropped.setdefault(name, []).append(item)
+            else:
+                still.append(match)
+        setattr(kept, name, still)
+    return kept, dropped
+
+
 def retired_teams(directory_teams: dict[str, str], mapped: list[str]) -> list[dict[str, Any]]:
     """Teams a directory made (name key -> name) that no connector maps a group to any more.
 

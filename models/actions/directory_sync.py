@@ -483,12 +483,46 @@ def get_run(session: Session, organisation_id: uuid.UUID, run_id: uuid.UUID) -> 
     return run
 
 
-def approve_run(session: Session, *, run: DirectorySyncRun, actor: Actor) -> Applied:
-    """Apply a quarantined plan as it was reviewed; a second approval is refused."""
+def check_approvable(session: Session, *, run: DirectorySyncRun) -> None:
+    """Only a quarantined run, and only while no later sync of its connector has completed
+    (the later sync saw a newer directory: the held plan is outdated)."""
     if run.status is not SyncRunStatus.QUARANTINED or run.plan is None:
         raise InvalidTransition(f"only a quarantined run can be approved; this one is {run.status}")
+    newer = session.scalar(
+        select(DirectorySyncRun)
+        .where(
+            DirectorySyncRun.connector_id == run.connector_id,
+            DirectorySyncRun.id != run.id,
+            DirectorySyncRun.started_at > run.started_at,
+            DirectorySyncRun.dry_run.is_(False),
+            DirectorySyncRun.status.in_([SyncRunStatus.SUCCEEDED, SyncRunStatus.APPROVED]),
+        )
+        .order_by(DirectorySyncRun.started_at.desc())
+        .limit(1)
+    )
+    if newer is not None:
+        raise InvalidTransition(
+            f"a later sync of this connector ({newer.id}, {newer.status.value}) has completed "
+            "since this plan was held; it is outdated: discard it",
+            newer_run_id=str(newer.id),
+        )
+
+
+def approve_run(
+    session: Session,
+    *,
+    run: DirectorySyncRun,
+    actor: Actor,
+    plan: Plan | None = None,
+    dropped: dict[str, list[dict[str, Any]]] | None = None,
+) -> Applied:
+    """Apply a quarantined plan: `plan` is the held one re-checked against the directory
+    (`dropped`: what no longer held, reported on the run and in the audit); a second approval
+    is refused."""
+    check_approvable(session, run=run)
     connector = session.get_one(DirectoryConnector, run.connector_id)
-    plan = Plan.from_dict(run.plan)
+    assert run.plan is not None
+    plan = plan if plan is not None else Plan.from_dict(run.plan)
     applied = apply_directory_plan(
         session, connector=connector, plan=plan, actor=ldap_actor(connector)
     )
@@ -500,7 +534,14 @@ def approve_run(session: Session, *, run: DirectorySyncRun, actor: Actor) -> App
         applied=applied,
         status=SyncRunStatus.APPROVED,
     )
-    _decide(session, run, actor, "directory_sync.approved")
+    dropped_counts = {name: len(items) for name, items in (dropped or {}).items()}
+    if dropped and run.plan is not None:
+        run.plan = {
+            **run.plan,
+            "dropped": {name: items[:PLAN_ITEMS_KEPT] for name, items in dropped.items()},
+            "dropped_counts": dropped_counts,
+        }
+    _decide(session, run, actor, "directory_sync.approved", dropped=dropped_counts)
     return applied
 
 
@@ -513,7 +554,14 @@ def discard_run(session: Session, *, run: DirectorySyncRun, actor: Actor) -> Non
     _decide(session, run, actor, "directory_sync.discarded")
 
 
-def _decide(session: Session, run: DirectorySyncRun, actor: Actor, action: str) -> None:
+def _decide(
+    session: Session,
+    run: DirectorySyncRun,
+    actor: Actor,
+    action: str,
+    *,
+    dropped: dict[str, int] | None = None,
+) -> None:
     run.decided_by = str(actor)
     run.decided_at = utcnow()
     audit.record(
@@ -523,7 +571,7 @@ def _decide(session: Session, run: DirectorySyncRun, actor: Actor, action: str) 
         action=action,
         target_type="directory",
         target_id=run.connector_id,
-        after={"run_id": str(run.id)},
+        after={"run_id": str(run.id), **({"dropped": dropped} if dropped is not None else {})},
     )
 
 
