@@ -141,10 +141,19 @@ def _settings_change(thresholds: tuple[str, ...]) -> dict[str, Any]:
     multiple=True,
     help="KIND.count=N or KIND.percent=N; KIND is revoke, team_remove or demote (repeat).",
 )
+@click.option("--rehire", default=None, help="relink (default) or report.")
 @JSON_OPTION
-def safety(org_slug: str, connector_ref: str, thresholds: tuple[str, ...], as_json: bool) -> None:
+def safety(
+    org_slug: str,
+    connector_ref: str,
+    thresholds: tuple[str, ...],
+    rehire: str | None,
+    as_json: bool,
+) -> None:
     """Show a connector's safety thresholds and policies, or change them."""
     change = _settings_change(thresholds)
+    if rehire is not None:
+        change["rehire"] = rehire
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         connector = connectors.find_connector(session, organisation.id, connector_ref)

@@ -50,7 +50,7 @@ from models.actor import Actor
 from models.arrival import arrived
 from models.base import utcnow
 from models.db import SessionFactory, transaction
-from models.directory_safety import held_reason
+from models.directory_safety import held_reason, policy_of
 from models.directory_stream import CreateStream
 from models.entities import DirectoryConnector, DirectorySyncRun
 from models.enums import Role, SyncKind, SyncRunStatus
@@ -396,6 +396,7 @@ def _start(
         track_dns=target.wants_groups,
         listener=stream,
         now=target.now,
+        rehire=policy_of(target.connector).rehire,
     )
     return reconciler, state
 
@@ -445,12 +446,22 @@ def _plan_incremental(sessions: SessionFactory, target: _Target, progress: Progr
         every = queries.load_known(session, connector) if groups_changed else None
         state = queries.load_membership_state(session, connector) if groups_changed else None
         ended = queries.load_known(session, connector, ended_by=target.now)
+        new_emails = [p.email for p in people if p.external_id not in known]
+        owned = queries.load_owned_by_email(session, connector, new_emails)
         session.rollback()
-    reconciler = Reconciler(known, unlinked, kind=SyncKind.INCREMENTAL.value, now=target.now)
+    reconciler = Reconciler(
+        known,
+        unlinked,
+        kind=SyncKind.INCREMENTAL.value,
+        now=target.now,
+        rehire=policy_of(connector).rehire,
+        owned_by_email=owned,
+    )
     for unreadable in problems:
         reconciler.add_problem(unreadable)
     for person in people:
         reconciler.add(person)
+    reconciler.finish_people(complete=True, full=False)  # deletions wait for a full sync
     reconciler.revoke_ended(ended)
     if every is not None and state is not None:
         dn_to_id = {normalize_dn(k.dn): ext for ext, k in every.items() if k.dn}

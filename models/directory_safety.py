@@ -8,7 +8,7 @@ group came back empty while people are in its team or hold its role.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
@@ -45,6 +45,9 @@ class SafetyPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     thresholds: Thresholds = Thresholds()
+    # a linked entry gone and a new one with the same email: relink the person to the new
+    # entry ("relink"), or report the new entry and leave the person to an admin ("report")
+    rehire: Literal["relink", "report"] = "relink"
 
 
 def policy_of(connector: DirectoryConnector) -> SafetyPolicy:

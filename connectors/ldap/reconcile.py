@@ -43,6 +43,8 @@ class Plan:
     kind: str = "full"
     creates: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
+    # re-hires: a user whose entry is gone, moved to the new entry with their email
+    relinks: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     revokes: list[dict[str, Any]] = field(default_factory=list)
     reactivates: list[dict[str, Any]] = field(default_factory=list)
@@ -82,6 +84,7 @@ class Plan:
             "read": self.read,
             "create": len(self.creates),
             "link": len(self.links),
+            "relink": len(self.relinks),
             "update": len(self.updates),
             "revoke": len(self.revokes),
             "reactivate": len(self.reactivates),
@@ -125,8 +128,14 @@ class Reconciler:
         track_dns: bool = True,
         listener: CreateListener | None = None,
         now: str = "",
+        rehire: str = "relink",
+        owned_by_email: dict[str, tuple[str, Known]] | None = None,
     ) -> None:
         self.now = now  # ISO 8601 UTC; an entry whose access ended by then is not let in
+        self.rehire = rehire
+        # this connector's users by email: all of `known` (full) or those the caller looked up
+        self._owned_by_email = owned_by_email
+        self._rehires: list[tuple[Person, str, Known]] = []
         self.track_dns = track_dns
         self.known = known
         self.unlinked = unlinked_by_email
@@ -224,7 +233,11 @@ class Reconciler:
             return
         item = _person_item(person)
         match = self.unlinked.get(key)
-        if match is None:
+        previous = self._owned_with_email(key) if match is None else None
+        if previous is not None:
+            # Ours under another stable id: a re-hire, once the old entry proves to be gone.
+            self._rehires.append((person, *previous))
+        elif match is None:
             self.plan.creates.append(item)
             self._claimed_emails[key] = item
             if self.listener is not None:
@@ -276,8 +289,48 @@ class Reconciler:
                 }
             )
 
+    def _owned_with_email(self, key: str) -> tuple[str, Known] | None:
+        if self._owned_by_email is None:
+            self._owned_by_email = {
+                _lowered(known.email): (ext, known) for ext, known in self.known.items()
+            }
+        return self._owned_by_email.get(key)
+
+    def _plan_rehires(self, *, proven_gone: bool) -> None:
+        """A new entry with the email of a user whose entry is gone: the same person, back
+        under a new stable id (deleted and re-created). Relinked, not locked out."""
+        for person, old_ext, old in self._rehires:
+            message = ""
+            if self.is_seen(old_ext):
+                message = f"email {person.email} is used by more than one directory entry"
+            elif self.rehire != "relink":
+                message = (
+                    f"{person.email} belongs to a user linked to an entry no longer read; "
+                    "relinking re-hires is off for this connector"
+                )
+            elif not proven_gone:
+                message = (
+                    f"{person.email} belongs to a user linked to another entry; relinked once "
+                    "a complete full sync shows that entry is gone"
+                )
+            if message:
+                self.plan.errors.append(
+                    {"dn": person.dn, "external_id": person.external_id, "message": message}
+                )
+                continue
+            old.seen = True  # not revoked: the person is still here, under the new id
+            self.plan.relinks.append(
+                {
+                    **_person_item(person),
+                    "user_id": old.user_id,
+                    "previous_external_id": old_ext,
+                    "previous_dn": old.dn,
+                }
+            )
+
     def finish_people(self, *, complete: bool, full: bool) -> None:
         """Plan deprovisioning of whoever was not seen, only after a complete clean read."""
+        self._plan_rehires(proven_gone=full and complete and not self.unidentified)
         if not full:
             return
         if not complete:
@@ -329,6 +382,12 @@ class Reconciler:
                 for ext in members:
                     if role_rank(role) > role_rank(desired_role.get(ext, "USER")):
                         desired_role[ext] = role
+        relinked = {item["previous_external_id"]: item["external_id"] for item in self.plan.relinks}
+        if relinked:  # memberships follow the person to the new stable id
+            state.memberships = {
+                (team_key, relinked.get(ext, ext)): source
+                for (team_key, ext), source in state.memberships.items()
+            }
         for team_key, wanted in desired_teams.items():
             for ext in sorted(wanted):
                 if (team_key, ext) not in state.memberships:
@@ -401,11 +460,12 @@ class Reconciler:
         role_rank: Callable[[str], int],
     ) -> None:
         """Roles of people seen now, or of everyone owned when groups changed (incremental)."""
-        for item in self.plan.creates + self.plan.links:
+        for item in self.plan.creates + self.plan.links + self.plan.relinks:
             item["role"] = desired_role.get(item["external_id"], "USER")
         candidates = every if every is not None else self.known
+        moved = {item["previous_external_id"] for item in self.plan.relinks}
         for ext, known in candidates.items():
-            if every is None and not known.seen:
+            if (every is None and not known.seen) or ext in moved:
                 continue
             if known.status == "REVOKED" or known.deleted:
                 continue
@@ -425,6 +485,7 @@ class Reconciler:
 _RECHECKED: dict[str, Callable[[dict[str, Any]], tuple[str, ...]]] = {
     "creates": lambda item: (item["external_id"],),
     "links": lambda item: (item["external_id"], item["user_id"]),
+    "relinks": lambda item: (item["external_id"], item["previous_external_id"]),
     "updates": lambda item: (item["external_id"],),
     "revokes": lambda item: (item["external_id"],),
     "reactivates": lambda item: (item["external_id"],),

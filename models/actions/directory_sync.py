@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from connectors.ldap.reconcile import Plan, retired_teams
 from models import audit
+from models.actions import access_reviews
 from models.actions import teams as team_actions
 from models.actions.directory_import import BATCH, PeopleImport
 from models.actions.identities import link_identity, mark_link_deleted
@@ -24,7 +25,7 @@ from models.actions.users import edit_user
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import DirectoryConnector, DirectorySyncRun, IdentityLink, Organisation, User
-from models.enums import Role, Source, SyncKind, SyncRunStatus, TeamRole
+from models.enums import Role, Source, SyncKind, SyncRunStatus, TeamRole, UserStatus
 from models.errors import DomainError, InvalidTransition
 from models.notifications import notify
 from models.queries import directory as queries
@@ -69,6 +70,8 @@ def apply_directory_plan(
     owned = _OwnedLinks(session, connector, plan)
     for item in plan.links:
         _guarded(applied, item, lambda item=item: _link(session, connector, item, actor, applied))
+    for item in plan.relinks:
+        _guarded(applied, item, lambda item=item: _relink(session, owned, item, actor, applied))
     for item in plan.updates:
         _guarded(applied, item, lambda item=item: _update(session, owned, item, actor, applied))
     for item in plan.reactivates:
@@ -115,7 +118,7 @@ class _OwnedLinks:
     def __init__(self, session: Session, connector: DirectoryConnector, plan: Plan) -> None:
         self.session = session
         self.connector = connector
-        wanted = {
+        wanted = {item["previous_external_id"] for item in plan.relinks} | {
             item["external_id"]
             for items in (
                 plan.updates,
@@ -182,6 +185,50 @@ def _link(
     )
     role = Role(item["role"]) if item.get("role") else None
     edit_user(session, user=user, actor=actor, name=item["name"], role=role)
+    applied.updated += 1
+
+
+def _relink(
+    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
+) -> None:
+    """A re-hire: the person's link moves to the new entry (audited, and reviewed as a change
+    of identity); a sync's revocation of them is undone through the lifecycle policy."""
+    link = owned.get(item["previous_external_id"])
+    if link is None or owned.get(item["external_id"]) is not None:
+        raise InvalidTransition(f"{item['email']}: the link to relink changed since the plan")
+    previous = link.external_id
+    before = {"external_id": previous, "dn": link.attributes.get("dn")}
+    link.external_id = item["external_id"]
+    attributes = {**link.attributes, "dn": item["dn"]}
+    attributes.pop("access_ends_at", None)
+    if item.get("access_ends_at"):
+        attributes["access_ends_at"] = item["access_ends_at"]
+    link.attributes = attributes
+    link.deleted_at = None
+    owned.links[item["external_id"]] = link
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=link.organisation_id,
+        action="identity.relinked",
+        target_type="user",
+        target_id=link.user_id,
+        before=before,
+        after={"external_id": item["external_id"], "dn": item["dn"], "reason": "re-hire"},
+    )
+    user = link.user
+    role = Role(item["role"]) if item.get("role") and user.role is not Role.SUPER_ADMIN else None
+    edit_user(session, user=user, actor=actor, name=item["name"], email=item["email"], role=role)
+    revoked = user.status is UserStatus.REVOKED
+    if revoked and set_active(session, user=user, active=True, actor=actor) is Outcome.APPLIED:
+        applied.reactivated += 1
+    access_reviews.review_identity_change(
+        session,
+        user=user,
+        previous_external_id=previous,
+        external_id=item["external_id"],
+        actor=actor,
+    )
     applied.updated += 1
 
 

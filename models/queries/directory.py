@@ -94,6 +94,26 @@ def load_known(
     return known
 
 
+def load_owned_by_email(
+    session: Session, connector: DirectoryConnector, emails: list[str]
+) -> dict[str, tuple[str, Known]]:
+    """This connector's users with these emails (lower-cased key), with their stable ids."""
+    keys = sorted({email.lower() for email in emails})
+    owned: dict[str, tuple[str, Known]] = {}
+    for start in range(0, len(keys), CHUNK):
+        ids = session.scalars(
+            select(IdentityLink.external_id)
+            .join(User, User.id == IdentityLink.user_id)
+            .where(
+                IdentityLink.connector_id == connector.id,
+                User.email_key.in_(keys[start : start + CHUNK]),
+            )
+        ).all()
+        for ext, known in load_known(session, connector, list(ids)).items():
+            owned[known.email.lower()] = (ext, known)
+    return owned
+
+
 def fetch_plain(session: Session, query: Select[Any]) -> Iterator[tuple[Any, ...]]:
     """Rows as the driver returns them: for a query whose columns are all plain text or
     numbers, this skips SQLAlchemy's per-row result processing (100,000 owned users)."""

@@ -43,7 +43,8 @@ def test_thresholds_are_shown_and_changed_one_field_at_a_time(
     connector = make_connector(safety={})
     auth = _auth(session, connector)
     url = f"/api/v1/directory/connectors/{connector.id}"
-    assert client.get(url, headers=auth).json["safety"]["thresholds"] == DEFAULTS
+    shown = client.get(url, headers=auth).json["safety"]
+    assert shown == {"thresholds": DEFAULTS, "rehire": "relink"}
     patched = client.patch(
         url, json={"safety": {"thresholds": {"team_remove": {"count": 5}}}}, headers=auth
     )
@@ -79,6 +80,8 @@ def test_bad_thresholds_are_a_400_and_change_nothing(client, session, sessions, 
         {"thresholds": {"revoke": {"limit": 1}}},
         {"thresholds": []},
         {"something": 1},
+        {"rehire": "never"},
+        {"rehire": None},
         [1],
         "strict",
     ]
@@ -113,6 +116,10 @@ def test_cli_shows_and_changes_thresholds(session, sessions, settings, make_conn
     stored = _stored(sessions, connector)["thresholds"]
     assert stored["demote"] == {"count": 3, "percent": 10}
     assert stored["revoke"] == {"count": 50, "percent": 25}
+    assert run("--rehire", "report").exit_code == 0
+    assert _stored(sessions, connector)["rehire"] == "report"
+    assert run("--rehire", "sometimes").exit_code != 0
+    assert _stored(sessions, connector)["rehire"] == "report"
     for bad in ("demote.count=x", "demote=3", "revoke.percent=150", "nuke.count=1"):
         result = run("--threshold", bad)
         assert result.exit_code != 0 and "Traceback" not in result.output, (bad, result.output)
