@@ -292,6 +292,7 @@ def _plan_text(view: dict[str, Any]) -> str:
     for key in (
         "creates",
         "links",
+        "relinks",
         "updates",
         "revokes",
         "reactivates",

@@ -37,6 +37,9 @@ class Applied:
     created: int = 0
     updated: int = 0
     revoked: int = 0
+    team_added: int = 0
+    team_removed: int = 0
+    demoted: int = 0
     reactivated: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -79,11 +82,11 @@ def apply_directory_plan(
     for item in plan.revokes:
         _guarded(applied, item, lambda item=item: _revoke(session, owned, item, actor, applied))
     for item in plan.roles:
-        _guarded(applied, item, lambda item=item: _set_role(session, owned, item, actor))
+        _guarded(applied, item, lambda item=item: _set_role(session, owned, item, actor, applied))
     # Retired first: a retired team's memberships go with it, not one by one.
     for item in plan.team_retires:
         _guarded(applied, item, lambda item=item: _retire(session, organisation, item, actor))
-    _apply_teams(session, organisation, owned, plan, actor)
+    _apply_teams(session, organisation, owned, plan, actor, applied)
     return applied
 
 
@@ -311,14 +314,24 @@ def _revoke(
         mark_link_deleted(session, link=link, actor=actor)
 
 
-def _set_role(session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor) -> None:
+def _set_role(
+    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
+) -> None:
     link = owned.get(item["external_id"])
     if link is not None and link.user.role is not Role.SUPER_ADMIN:
-        edit_user(session, user=link.user, actor=actor, role=Role(item["role"]))
+        role = Role(item["role"])
+        if role.rank < link.user.role.rank:
+            applied.demoted += 1
+        edit_user(session, user=link.user, actor=actor, role=role)
 
 
 def _apply_teams(
-    session: Session, organisation: Organisation, owned: _OwnedLinks, plan: Plan, actor: Actor
+    session: Session,
+    organisation: Organisation,
+    owned: _OwnedLinks,
+    plan: Plan,
+    actor: Actor,
+    applied: Applied,
 ) -> None:
     teams: dict[str, Any] = {}
 
@@ -352,6 +365,7 @@ def _apply_teams(
                 actor=actor,
                 source=Source.LDAP,
             )
+            applied.team_added += 1
     for item in plan.team_removes:
         link = owned.get(item["external_id"])
         team = team_named(item["team"], create=False)
@@ -360,6 +374,7 @@ def _apply_teams(
         membership = team_actions.get_membership(session, team, link.user)
         if membership is not None and membership.source is Source.LDAP:
             team_actions.remove_from_team(session, team=team, user=link.user, actor=actor)
+            applied.team_removed += 1
 
 
 # --- runs -------------------------------------------------------------------------------
@@ -493,8 +508,15 @@ def complete_run(
         run.revoked_count = applied.revoked
         run.reactivated_count = applied.reactivated
         run.error_count = len(plan.errors) + len(applied.errors)
-        if applied.errors and run.plan is not None:
-            run.plan = {**run.plan, "apply_errors": applied.errors}
+        if run.plan is not None:
+            done = {
+                "team_added": applied.team_added,
+                "team_removed": applied.team_removed,
+                "demoted": applied.demoted,
+            }
+            run.plan = {**run.plan, "applied": done}
+            if applied.errors:
+                run.plan["apply_errors"] = applied.errors
         if plan.watermark and run.kind in (SyncKind.FULL, SyncKind.INCREMENTAL):
             connector.watermark = plan.watermark
         now = utcnow()

@@ -260,6 +260,8 @@ def run_view(run: DirectorySyncRun, *, with_plan: bool = False) -> dict[str, Any
             "reactivated": run.reactivated_count,
             "unchanged": run.unchanged_count,
             "errors": run.error_count,
+            # memberships and roles, kept with the applied plan (no columns of their own)
+            **((run.plan or {}).get("applied") or {}),
         },
         "error": run.error,
         "error_code": run.error_code,

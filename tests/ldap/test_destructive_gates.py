@@ -12,6 +12,7 @@ from models.actions.directory_connectors import update_connector
 from models.actions.directory_sync import approve_run
 from models.entities import DirectoryConnector, DirectorySyncRun, Team, TeamMembership
 from models.enums import Role, SyncRunStatus
+from models.queries.directory import run_view
 from tests.ldap.conftest import get_run, linked_users
 from tests.support import factories
 
@@ -73,6 +74,8 @@ def test_a_group_base_on_an_empty_ou_waits_for_an_admin(
         s.commit()
     assert _engineers(sessions) == set()
     assert linked_users(sessions, connector)["alice"].role is Role.USER
+    counts = run_view(get_run(sessions, outcome.run_id))["counts"]
+    assert (counts["team_removed"], counts["demoted"], counts["revoked"]) == (3, 1, 0)
 
 
 def test_entries_without_a_stable_id_withhold_team_removals_and_demotions(
