@@ -85,10 +85,13 @@ def held_reason(session: Session, *, connector: DirectoryConnector, plan: Plan) 
         return "; ".join(plan.emptied) + " (treated like an empty directory)"
     thresholds = policy_of(connector).thresholds
     demotions = sum(1 for item in plan.roles if item.get("demotion"))
+    # A retired team's memberships go with the team, on an admin's change of the mapping.
+    retired = {item["team"].lower() for item in plan.team_retires}
+    removals = sum(1 for item in plan.team_removes if item["team"].lower() not in retired)
     changes = {
         "revoke": (len(plan.revokes), "revokes", "users", "linked users"),
         "team_remove": (
-            len(plan.team_removes),
+            removals,
             "removes",
             "team memberships",
             "directory team memberships",

@@ -154,3 +154,19 @@ def test_team_removal_percentage_threshold(make_connector, sync, sessions, direc
     assert outcome.status == "quarantined"
     assert outcome.error == ("the plan removes 1 of 3 directory team memberships, more than 10%")
     assert get_run(sessions, outcome.run_id).status is SyncRunStatus.QUARANTINED
+
+
+def test_a_retired_teams_memberships_are_not_counted_as_removals(
+    make_connector, sync, sessions, session, settings, directory
+):
+    connector = _grouped(
+        make_connector,
+        directory,
+        safety={"thresholds": {"team_remove": {"count": 1, "percent": 100}}},
+    )
+    sync(connector)
+    _change(session, settings, connector, group_teams={})  # the admin unmaps the group
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert outcome.summary["team_retire"] == 1
+    assert _engineers(sessions) == set()
