@@ -13,7 +13,7 @@ import ldap
 import pytest
 from sqlalchemy import select
 
-from connectors.ldap.mapping import mapping_for
+from connectors.ldap.mapping import mapping_for, parse_generalized_time
 from models.entities import AuditEvent, IdentityLink
 from models.enums import SyncKind, UserStatus
 from tests.ldap.conftest import Directory, get_run, linked_users
@@ -207,3 +207,41 @@ def test_active_directory_lockout_and_expiry(make_connector, sync, sessions, dir
 def test_a_lockout_cannot_be_configured_as_disabled(marker):
     with pytest.raises(ValueError, match="lockout"):
         mapping_for("openldap", {"disabled": [marker]})
+
+
+def test_freeipa_principal_expiration(make_connector, sync, sessions, directory):
+    for uid in ("alice", "bob", "carol", "dave"):
+        dn = directory.person_dn(uid)
+        directory.add_values(dn, "objectClass", b"odockTestAccount")
+        directory.replace(dn, "ipaUniqueID", f"ipa-{uid}".encode())
+    now = datetime.now(UTC)
+    directory.replace(
+        directory.person_dn("bob"), "krbPrincipalExpiration", _generalized(now - timedelta(1))
+    )
+    directory.replace(
+        directory.person_dn("carol"), "krbPrincipalExpiration", _generalized(now + timedelta(9))
+    )
+    connector = make_connector(preset="freeipa")
+    sync(connector)
+    assert sorted(linked_users(sessions, connector)) == ["alice", "carol", "dave"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("20270131000000Z", datetime(2027, 1, 31, tzinfo=UTC)),
+        ("20270131083000.5Z", datetime(2027, 1, 31, 8, 30, tzinfo=UTC)),
+        ("2027013110+0200", datetime(2027, 1, 31, 8, tzinfo=UTC)),
+        ("202701310000-0130", datetime(2027, 1, 31, 1, 30, tzinfo=UTC)),
+    ],
+)
+def test_generalized_time_forms(text, expected):
+    assert parse_generalized_time(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["2027", "20270131", "20270131000000", "tomorrow", "2027013100000Z"]
+)
+def test_a_bad_generalized_time_is_refused(text):
+    with pytest.raises(ValueError):
+        parse_generalized_time(text)
