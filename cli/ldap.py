@@ -163,7 +163,7 @@ def safety(
                 connector=connector,
                 fields={"safety": change},
                 bind_password=None,
-                secret_key=cli_settings().secret_key,
+                settings=cli_settings(),
                 actor=CLI_ACTOR,
             )
         data = connector_view(connector)["safety"]

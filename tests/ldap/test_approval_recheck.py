@@ -26,7 +26,7 @@ def _change(session, settings, connector, **fields):
         connector=session.get_one(DirectoryConnector, connector.id),
         fields=fields,
         bind_password=None,
-        secret_key=settings.secret_key,
+        settings=settings,
         actor=factories.SETUP,
     )
     session.commit()

@@ -42,7 +42,7 @@ def _change(session, settings, connector, **fields):
         connector=found,
         fields=fields,
         bind_password=None,
-        secret_key=settings.secret_key,
+        settings=settings,
         actor=factories.SETUP,
     )
     session.commit()
