@@ -240,8 +240,6 @@ def seed(settings: Settings, count: int) -> World:
     sessions = make_session_factory(engine)
     with sessions() as session:
         org = organisations.create_organisation(session, name="Bench", slug="bench", actor=SETUP)
-        org.settings.deprovision_threshold_count = 1_000_000
-        org.settings.deprovision_threshold_percent = 100
         admin = User(
             organisation_id=org.id,
             name="Bench Admin",
@@ -561,6 +559,8 @@ def ldap_setup(stack: Stack, world: World, slapd: Slapd, users: int) -> list[str
                 "bind_dn": ROOT_DN,
                 "base_dn": f"ou=people,{base}",
                 "group_base_dn": f"ou=groups,{base}",
+                # thousands of revocations on purpose
+                "safety": {"thresholds": {"revoke": {"count": 1_000_000, "percent": 100}}},
             },
             bind_password=ROOT_PASSWORD,
             settings=stack.settings,

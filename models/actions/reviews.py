@@ -1197,6 +1197,10 @@ CAUSE_MESSAGES = {
     ReviewCause.MANAGER_ROLE_LOST: "{person} no longer manages team {team}",
     ReviewCause.LEFT_TEAM: "{person} left team {team}",
     ReviewCause.ORG_ROLE_DROPPED: "{person}'s organisation role dropped from {before} to {after}",
+    ReviewCause.IDENTITY_CHANGED: (
+        "{person} was relinked to a new directory entry ({previous} -> {current}): "
+        "check it is the same person"
+    ),
     ReviewCause.KEY_STILL_ACCEPTED: "The gateway still accepts a revoked key",
 }
 
@@ -1212,6 +1216,8 @@ def cause_message(review: RevocationReview, user: User | None) -> str:
         team=context.get("team_name", ""),
         before=context.get("role_before", ""),
         after=context.get("role_after", ""),
+        previous=context.get("previous_external_id", ""),
+        current=context.get("external_id", ""),
     )
 
 
