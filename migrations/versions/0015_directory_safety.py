@@ -4,7 +4,7 @@ The organisation's deprovision thresholds move to each of its connectors (`safet
 the new ones for team removals and role demotions.
 
 Revision ID: 0015
-Revises: 0017
+Revises: 0022
 Create Date: 2026-12-04 13:40:00.000000
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0017"
+down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
