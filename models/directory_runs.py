@@ -10,6 +10,7 @@ threshold waits for an admin.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from sqlalchemy.orm import Session
 
 from connectors.ldap.client import DirectoryClient, SearchStats
@@ -39,6 +41,7 @@ from models.actions import directory_sync as sync_ops
 from models.actions.directory_connectors import connector_mapping, server_config
 from models.actions.directory_import import PeopleImport
 from models.arrival import arrived
+from models.base import utcnow
 from models.db import SessionFactory, transaction
 from models.directory_stream import CreateStream
 from models.entities import DirectoryConnector, DirectorySyncRun, Organisation
@@ -46,9 +49,11 @@ from models.enums import Role, SyncKind, SyncRunStatus
 from models.errors import DomainError
 from models.queries import directory as queries
 from models.settings import Settings
-from models.sync_lock import SyncLock, sync_lock
+from models.sync_lock import SyncLock
 
-LOCK_TTL_SECONDS = 3600
+log = structlog.get_logger(__name__)
+
+CRASHED = "internal_error"
 MAX_WAITING = 5000  # mapped entries held while the owned users are still loading
 Progress = Callable[[int], None]
 
@@ -68,6 +73,11 @@ class _Target:
     connector: DirectoryConnector
     mapping: AttributeMapping
     settings: Settings
+    heartbeat: Heartbeat | None = None
+
+    def check_lease(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.check()
 
     @property
     def group_base(self) -> str:
@@ -89,13 +99,18 @@ def run_sync(
     progress: Progress | None = None,
     lock: SyncLock | None = None,
 ) -> SyncOutcome:
+    """One sync, start to end: whatever goes wrong, the run ends `failed`, with an alert."""
     started = time.time()
-    lock = lock or sync_lock(settings, sessions)
-    lock_name = f"directory-sync:{connector_id}"
-    token = lock.acquire(lock_name, ttl=LOCK_TTL_SECONDS)
+    lock = lock or SyncLock(sessions)
+    ttl = settings.directory_sync_lease_seconds
+    name = sync_ops.lease_name(connector_id)
+    token = lock.acquire(name, ttl=ttl)
     try:
         with transaction(sessions) as session:
             connector = session.get_one(DirectoryConnector, connector_id)
+            if token is not None:
+                # We hold the lease: a run still `running` here was left by a dead process.
+                sync_ops.reap_stale_runs(session, now=utcnow(), held=connector.id)
             if kind is SyncKind.INCREMENTAL and not connector.watermark:
                 kind = SyncKind.FULL  # nothing to count changes from yet
             run = sync_ops.start_run(
@@ -108,11 +123,95 @@ def run_sync(
             target = _Target(connector, connector_mapping(connector), settings)
             run_id = run.id
         # A directory change reaches odock-sync when a run reads it: its clock starts here.
-        with arrived(started):
-            return _run(sessions, target, run_id, kind, dry_run, progress or (lambda _n: None))
+        with Heartbeat(lock, name, token, ttl=ttl) as heartbeat, arrived(started):
+            target.heartbeat = heartbeat
+            try:
+                return _run(sessions, target, run_id, kind, dry_run, progress or (lambda _n: None))
+            except BaseException as exc:
+                outcome = _crashed(sessions, target, run_id, exc)
+                if not isinstance(exc, Exception):
+                    raise  # KeyboardInterrupt, SystemExit: recorded, and on their way
+                return outcome
     finally:
         if token is not None:
-            lock.release(lock_name, token)
+            lock.release(name, token)
+
+
+def _crashed(
+    sessions: SessionFactory, target: _Target, run_id: uuid.UUID, exc: BaseException
+) -> SyncOutcome:
+    """An unexpected error: the run is failed with a one-line reason and the admins alerted.
+
+    When even that cannot be written (the database is down), the error goes up as it is and
+    the run is reaped later, once its lease has expired.
+    """
+    code, message = CRASHED, one_line(exc)
+    if isinstance(exc, DirectoryError | DomainError):
+        code, message = exc.code, exc.message
+    log.error("directory_sync.crashed", run_id=str(run_id), error=message, exc_info=exc)
+    try:
+        with transaction(sessions) as session:
+            run = session.get_one(DirectorySyncRun, run_id, with_for_update=True)
+            if run.status is SyncRunStatus.RUNNING:
+                connector = session.get_one(DirectoryConnector, target.connector.id)
+                sync_ops.fail_run(
+                    session,
+                    run=run,
+                    code=code,
+                    message=message,
+                    read=run.read_count,
+                    connector=connector,
+                )
+    except Exception:
+        log.error("directory_sync.not_recorded", run_id=str(run_id), exc_info=True)
+        raise exc from None
+    return SyncOutcome(str(run_id), SyncRunStatus.FAILED.value, error=message)
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's type and the first line of its message, short enough for a run's list."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+class Heartbeat:
+    """Renews a lease while its holder works, from a thread; notes when the lease was lost."""
+
+    def __init__(self, lock: SyncLock, name: str, token: str, *, ttl: float) -> None:
+        self.lock = lock
+        self.name = name
+        self.token = token
+        self.ttl = ttl
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="sync-lease", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                if not self.lock.renew(self.name, self.token, ttl=self.ttl):
+                    self.lost = True
+                    return
+            except Exception:  # a database hiccup: try again at the next beat
+                log.warning("directory_sync.lease_not_renewed", lease=self.name, exc_info=True)
+
+    def check(self) -> None:
+        """Refuse to write once the lease is lost: another sync may be running now."""
+        if self.lost:
+            raise SyncInterrupted("the sync lost its lease (not renewed in time); nothing applied")
+
+
+class SyncInterrupted(DomainError):
+    code = sync_ops.INTERRUPTED
 
 
 def _run(
@@ -144,7 +243,8 @@ def _run(
         code = exc.code
         message = exc.message
         with transaction(sessions) as session:
-            run = session.get_one(DirectorySyncRun, run_id)
+            run = session.get_one(DirectorySyncRun, run_id, with_for_update=True)
+            _ensure_running(run)
             connector = session.get_one(DirectoryConnector, target.connector.id)
             sync_ops.fail_run(
                 session, run=run, code=code, message=message, read=read[0], connector=connector
@@ -156,6 +256,12 @@ def _run(
     finally:
         if stream is not None:
             stream.discard()  # nothing left to do once its transaction was handed over
+
+
+def _ensure_running(run: DirectorySyncRun) -> None:
+    """A run a reaper ended (its lease had expired) takes no more writes from this sync."""
+    if run.status is not SyncRunStatus.RUNNING:
+        raise SyncInterrupted(f"the run was ended meanwhile ({run.status}: {run.error})")
 
 
 def _stream_for(
@@ -190,7 +296,9 @@ def _decide(
 ) -> SyncOutcome:
     streamed = stream is not None and stream.started
     with transaction(sessions) as session:
-        run = session.get_one(DirectorySyncRun, run_id)
+        run = session.get_one(DirectorySyncRun, run_id, with_for_update=True)
+        _ensure_running(run)
+        target.check_lease()
         connector = session.get_one(DirectoryConnector, target.connector.id)
         sync_ops.plan_team_retirements(session, connector=connector, plan=plan)
         if dry_run:
@@ -219,7 +327,9 @@ def _decide(
     applying, people = stream.finish()
     with applying:
         try:
-            run = applying.get_one(DirectorySyncRun, run_id)
+            run = applying.get_one(DirectorySyncRun, run_id, with_for_update=True)
+            _ensure_running(run)
+            target.check_lease()
             connector = applying.get_one(DirectoryConnector, target.connector.id)
             outcome = _apply(applying, run, connector, plan, people)
             applying.commit()

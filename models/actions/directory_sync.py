@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -29,6 +30,7 @@ from models.errors import DomainError, InvalidTransition
 from models.notifications import notify
 from models.queries import directory as queries
 from models.queries.directory import MANAGING_SOURCES
+from models.sync_lock import live_leases
 
 
 @dataclass
@@ -313,6 +315,58 @@ def start_run(
     session.add(run)
     session.flush()
     return run
+
+
+def lease_name(connector_id: uuid.UUID) -> str:
+    """The lease a sync of this connector holds while it runs (models.sync_lock)."""
+    return f"directory-sync:{connector_id}"
+
+
+INTERRUPTED = "sync_interrupted"
+
+
+def reap_stale_runs(
+    session: Session, *, now: datetime, held: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    """Fail the `running` runs whose sync is gone: its lease expired or was released.
+
+    A run is `running` only while its sync holds the connector's lease, so a running run
+    without a live lease was left by a process that died (kill -9, a lost host). `held` is a
+    connector whose lease the caller holds: its running runs are stale too.
+    """
+    stale = list(
+        session.execute(
+            select(DirectorySyncRun.id, DirectorySyncRun.connector_id).where(
+                DirectorySyncRun.status == SyncRunStatus.RUNNING
+            )
+        )
+    )
+    names = [lease_name(row.connector_id) for row in stale if row.connector_id != held]
+    live = live_leases(session, names, now=now)
+    reaped: list[uuid.UUID] = []
+    for row in stale:
+        if row.connector_id != held and lease_name(row.connector_id) in live:
+            continue
+        # Locked and read again: the sync may have finished since the first read.
+        run = session.scalar(
+            select(DirectorySyncRun)
+            .where(DirectorySyncRun.id == row.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if run is None or run.status is not SyncRunStatus.RUNNING:
+            continue
+        connector = session.get_one(DirectoryConnector, run.connector_id)
+        fail_run(
+            session,
+            run=run,
+            code=INTERRUPTED,
+            message="the sync stopped without finishing (its process died or lost its lease)",
+            read=run.read_count,
+            connector=connector,
+        )
+        reaped.append(run.id)
+    return reaped
 
 
 def _finish(run: DirectorySyncRun, status: SyncRunStatus) -> None:
