@@ -294,21 +294,21 @@ def reap_stale_runs(
     """Fail the `running` runs whose sync is gone: its lease expired or was released.
 
     A run is `running` only while its sync holds the connector's lease, so a running run
-    without a live lease was left by a process that died (kill -9, a lost host). `held` is a
-    connector whose lease the caller holds: its running runs are stale too.
+    without a live lease was left by a process that died (kill -9, a lost host). With `held`,
+    only that connector's runs are looked at, and the caller holds its lease: all are stale.
     """
-    stale = list(
-        session.execute(
-            select(DirectorySyncRun.id, DirectorySyncRun.connector_id).where(
-                DirectorySyncRun.status == SyncRunStatus.RUNNING
-            )
-        )
+    query = select(DirectorySyncRun.id, DirectorySyncRun.connector_id).where(
+        DirectorySyncRun.status == SyncRunStatus.RUNNING
     )
-    names = [lease_name(row.connector_id) for row in stale if row.connector_id != held]
-    live = live_leases(session, names, now=now)
+    if held is not None:
+        query = query.where(DirectorySyncRun.connector_id == held)
+    running = list(session.execute(query))
+    live: set[str] = set()
+    if held is None:
+        live = live_leases(session, [lease_name(row.connector_id) for row in running], now=now)
     reaped: list[uuid.UUID] = []
-    for row in stale:
-        if row.connector_id != held and lease_name(row.connector_id) in live:
+    for row in running:
+        if lease_name(row.connector_id) in live:
             continue
         # Locked and read again: the sync may have finished since the first read.
         run = session.scalar(
