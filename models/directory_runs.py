@@ -577,12 +577,45 @@ def test_connection(
             if username:
                 term = f"({mapping.username}={escape_filter_value(username)})"
                 filterstr = and_filter(mapping.user_filter, term)
-            result["sample"] = _sample(client, connector, mapping, filterstr)
-            result["ok"] = True
+            result["sample"] = sample = _sample(client, connector, mapping, filterstr)
     except DirectoryError as exc:
         result["error_code"] = exc.code
         result["error"] = exc.message
+        return result
+    result.update(_verdict(connector, mapping, result["users"], sample, username))
     return result
+
+
+def _verdict(
+    connector: DirectoryConnector,
+    mapping: AttributeMapping,
+    users: int,
+    sample: dict[str, Any] | None,
+    username: str,
+) -> dict[str, Any]:
+    """ok only when the read found people and the sample maps; otherwise what was found."""
+    where = f"under {connector.base_dn} with the user filter {mapping.user_filter}"
+    if not users:
+        return {
+            "ok": False,
+            "error_code": "no_people",
+            "error": f"no entry {where} (preset {connector.preset}): "
+            "check the base DN, the filter and the preset",
+        }
+    if sample is None:
+        return {
+            "ok": False,
+            "error_code": "no_sample",
+            "error": f"{users} entries {where}, none with {mapping.username}={username}",
+        }
+    if "error" in sample:
+        return {
+            "ok": False,
+            "error_code": "unmappable",
+            "error": f"{users} entries {where}, but {sample['dn']} does not map with the "
+            f"preset {connector.preset}: {sample['error']}",
+        }
+    return {"ok": True}
 
 
 def _sample(
