@@ -107,6 +107,4 @@ def test_an_import_adds_memberships_in_bulk_and_audits_each(
     big = _members(sessions, org_id, "Big")
     assert "member0000" not in big and "member0001" not in big and "admin-added" in big
     removed = _team_events(sessions, org_id, "team.member_removed")
-    assert sorted(r["user_id"] for r in removed) == sorted(
-        str(users[uid].id) for uid in uids[:2]
-    )
+    assert sorted(r["user_id"] for r in removed) == sorted(str(users[uid].id) for uid in uids[:2])
