@@ -2,10 +2,11 @@
 
 A first import puts a hundred thousand people in their teams: one membership at a time cost
 a lookup, an insert and an audit row each, through the ORM. Here each team's members are
-resolved from the connector's identity links, checked against the memberships that exist and
-written in batches of 2,000 (COPY on PostgreSQL, one executemany on SQLite). Every change still
-gets its own audit event, as `add_to_team` and `remove_from_team` write them (`team.member_added`
-/ `team.member_removed`, target the team, the membership before and after), inserted in bulk.
+resolved from the connector's identity links and inserted by one `INSERT ... SELECT ... ON
+CONFLICT DO NOTHING` per batch of 2,000 (an existing membership is left as it is). Every
+change still gets its own audit event, as `add_to_team` and `remove_from_team` write them
+(`team.member_added` / `team.member_removed`, target the team, the membership before and
+after), inserted in bulk.
 A membership someone else added is left alone, and only memberships the directory added are
 removed; a removal opens the same access review (`left_team`) as `remove_from_team`.
 """
@@ -18,7 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models.actions import access_reviews
@@ -111,31 +113,40 @@ class _Writer:
         return {row.user_id: row.external_id for row in rows}
 
     def add(self, team: Team, items: list[dict[str, Any]]) -> None:
-        roles = {item["external_id"]: TeamRole(item["role"]) for item in items}
-        users = self._users(list(roles))
-        if not users:
-            return
-        present = set(
-            self.session.scalars(
-                select(TeamMembership.user_id).where(
-                    TeamMembership.team_id == team.id, TeamMembership.user_id.in_(list(users))
-                )
-            )
+        by_role: dict[TeamRole, list[str]] = {}
+        for item in items:
+            by_role.setdefault(TeamRole(item["role"]), []).append(item["external_id"])
+        for role, external_ids in by_role.items():
+            added = self._insert(team, role, external_ids)
+            if added:
+                states = [_snapshot(team.id, user_id, role) for user_id in added]
+                self._audit(team, "team.member_added", "after", states)
+                self.changes.added += len(added)
+
+    def _insert(self, team: Team, role: TeamRole, external_ids: list[str]) -> list[uuid.UUID]:
+        """One statement: the linked users of these ids join the team; a membership that
+        exists (an admin's, or one already there) is left as it is."""
+        columns = TeamMembership.__table__.c
+        users = select(
+            literal(team.id, columns.team_id.type),
+            IdentityLink.user_id,
+            literal(role, columns.role.type),
+            literal(Source.LDAP, columns.source.type),
+            literal(utcnow(), columns.created_at.type),
+        ).where(
+            IdentityLink.organisation_id == self.organisation.id,
+            IdentityLink.source == Source.LDAP,
+            IdentityLink.connector_id == self.connector.id,
+            IdentityLink.external_id.in_(external_ids),
         )
-        # A membership that exists (an admin's, or one already there) is not touched.
-        new = [(user_id, roles[ext]) for user_id, ext in users.items() if user_id not in present]
-        if not new:
-            return
-        now = utcnow()
-        Rows.of(
-            self.dialect,
-            table_of(TeamMembership),
-            ("user_id", "role"),
-            [(user_id.hex, role.value) for user_id, role in new],
-            {"team_id": team.id, "source": Source.LDAP, "created_at": now},
-        ).write(self.session)
-        self._audit(team, "team.member_added", "after", [_snapshot(team.id, u, r) for u, r in new])
-        self.changes.added += len(new)
+        upsert = postgresql.insert if self.dialect.name == "postgresql" else sqlite.insert
+        inserted = self.session.execute(
+            upsert(TeamMembership)
+            .from_select(["team_id", "user_id", "role", "source", "created_at"], users)
+            .on_conflict_do_nothing(index_elements=["team_id", "user_id"])
+            .returning(TeamMembership.user_id)
+        )
+        return list(inserted.scalars())
 
     def remove(self, team: Team, items: list[dict[str, Any]]) -> None:
         users = self._users([item["external_id"] for item in items])
