@@ -487,7 +487,10 @@ def _plan_incremental(sessions: SessionFactory, target: _Target, progress: Progr
                 people.append(person)
                 watermark = later_change(watermark, person.change, mapping.change_kind)
             progress(len(people) + len(problems))
-        groups_changed = target.wants_groups and _any_group_changed(client, target, since)
+        # Strictly after: the group that set the watermark would otherwise look changed at
+        # every run, and every incremental sync would recompute all memberships and roles.
+        group_since = changed_since_filter(mapping, connector.watermark, after=True)
+        groups_changed = target.wants_groups and _any_group_changed(client, target, group_since)
         groups: dict[str, Group] = {}
         if groups_changed:
             groups, watermark = _read_groups(client, target, watermark)

@@ -308,8 +308,16 @@ def later_change(current: str, candidate: str, kind: str) -> str:
     return max(current, candidate)
 
 
-def changed_since_filter(mapping: AttributeMapping, watermark: str) -> str:
-    """The filter term that selects entries changed at or after the watermark."""
+def changed_since_filter(mapping: AttributeMapping, watermark: str, *, after: bool = False) -> str:
+    """The filter term that selects entries changed at or after the watermark.
+
+    With `after`, entries changed exactly at the watermark are left out where that is safe:
+    an OpenLDAP entryCSN names one change, so the entry that set the watermark was read
+    already (a one-second modifyTimestamp may be shared with a later change, so it keeps >=).
+    """
     if mapping.change_kind == "counter":
         return f"({mapping.change_attribute}>={escape_filter_value(str(int(watermark) + 1))})"
-    return f"({mapping.change_attribute}>={escape_filter_value(watermark)})"
+    attribute, value = mapping.change_attribute, escape_filter_value(watermark)
+    if after and attribute.lower() == "entrycsn":
+        return f"(&({attribute}>={value})(!({attribute}={value})))"
+    return f"({attribute}>={value})"
