@@ -54,6 +54,7 @@ from models.sync_lock import SyncLock
 log = structlog.get_logger(__name__)
 
 CRASHED = "internal_error"
+GROUP_PAGE_SIZE = 5
 MAX_WAITING = 5000  # mapped entries held while the owned users are still loading
 Progress = Callable[[int], None]
 
@@ -530,7 +531,9 @@ def _read_groups(
         target.group_base,
         target.mapping.group_filter,
         target.mapping.group_attributes(),
-        page_size=target.connector.page_size,
+        # A group can list a hundred thousand members: a few groups per page keep the raw
+        # entries (two pages in flight) small.
+        page_size=min(GROUP_PAGE_SIZE, target.connector.page_size),
     ):
         for dn, attrs in page:
             try:

@@ -7,6 +7,7 @@ are decoded strictly, so a non-UTF-8 value is reported, never guessed.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -271,18 +272,25 @@ def map_group(dn: str, raw: Attributes, mapping: AttributeMapping) -> Group:
     )
 
 
-def expand_groups(groups: dict[str, Group]) -> dict[str, set[str]]:
-    """Each group's members with nested groups expanded (cycles tolerated); DNs normalised."""
-    expanded: dict[str, set[str]] = {}
+def expand_groups(groups: dict[str, Group]) -> dict[str, Collection[str]]:
+    """Each group's members with nested groups expanded (cycles tolerated); DNs normalised.
 
-    def visit(key: str, path: frozenset[str]) -> set[str]:
+    A group with no group among its members is given as its own member list, not copied
+    into a set: a directory's big groups are flat, and a copy of 150,000 members is 8 MB.
+    """
+    expanded: dict[str, Collection[str]] = {}
+
+    def visit(key: str, path: frozenset[str]) -> Collection[str]:
         if key in expanded:
             return expanded[key]
+        members = groups[key].members
+        if not any(member in groups for member in members):
+            return members
         result: set[str] = set()
-        for member in groups[key].members:
+        for member in members:
             if member in groups:
                 if member not in path:
-                    result |= visit(member, path | {member})
+                    result.update(visit(member, path | {member}))
             else:
                 result.add(member)
         if not path - {key}:
