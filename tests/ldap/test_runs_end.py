@@ -97,30 +97,45 @@ def test_a_crash_after_a_preset_switch_fails_the_run_with_an_alert(make_connecto
 
 
 def test_an_email_taken_while_a_bulk_import_reads_ends_the_run(
-    make_connector, sessions, settings, directory
+    make_connector, sessions, settings, directory, monkeypatch
 ):
-    """On PostgreSQL a first import of 2,000 or more writes while it reads; an admin who
-    creates one of its emails meanwhile makes its insert fail (a UniqueViolation)."""
-    people = 2100
-    for n in range(people):
-        directory.add_person(f"bulk{n:05d}")
-    connector = make_connector(page_size=500)
-    late_email = f"bulk{people - 1:05d}@{directory.domain}"
-    raced = []
+    """On PostgreSQL a first import writes while it reads; an admin who creates one of its
+    emails after it loaded the taken ones makes its insert fail (a UniqueViolation)."""
+    from models.directory_stream import CreateStream
 
-    def progress(read: int) -> None:
-        if read >= 2000 and not raced:
+    connector = make_connector()
+    late_email = f"dave@{directory.domain}"  # the last person read
+    raced: list[str] = []
+
+    def admin_creates_the_email() -> None:
+        if not raced:
             with sessions() as s:
                 org = s.get_one(Organisation, connector.organisation_id)
                 factories.make_user(s, org, email=late_email)
                 s.commit()
-            raced.append(read)
+            raced.append(late_email)
 
-    outcome = run_sync(sessions, settings, connector_id=connector.id, progress=progress)
+    # Batches of one person, so the writer starts with the first create; the admin's user
+    # is committed right after the import has read the emails already taken.
+    monkeypatch.setattr("models.directory_stream.BATCH", 1)
+    start = CreateStream._start
+
+    def started(self: CreateStream) -> None:
+        start(self)
+        admin_creates_the_email()
+
+    monkeypatch.setattr(CreateStream, "_start", started)
+    # SQLite writes nothing before the read ends: the admin's user comes during the read.
+    outcome = run_sync(
+        sessions,
+        settings,
+        connector_id=connector.id,
+        progress=lambda _read: admin_creates_the_email() if settings.is_sqlite else None,
+    )
     assert raced
     run = get_run(sessions, outcome.run_id)
     assert run.status is not SyncRunStatus.RUNNING and run.finished_at is not None
-    if settings.is_sqlite:  # no early writes: the apply finds the admin's user and reports it
+    if settings.is_sqlite:  # the apply finds the admin's user and reports it
         assert outcome.status == "succeeded"
         assert any("exists already" in e["message"] for e in run.plan["apply_errors"])
     else:
