@@ -158,7 +158,10 @@ def main() -> None:
 def run(slapd, people: str, groups: str, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
     database_url = args.database_url or f"sqlite:///{slapd.directory.parent / 'bench.sqlite3'}"
     settings = Settings(
-        database_url=database_url, secret_key="bench-secret-key-0123456789", log_level="ERROR"
+        database_url=database_url,
+        secret_key="bench-secret-key-0123456789",
+        log_level="ERROR",
+        outbound_allow_loopback=True,
     )
     engine = make_engine(settings)
     if engine.dialect.name == "postgresql":
@@ -187,7 +190,7 @@ def run(slapd, people: str, groups: str, args: argparse.Namespace) -> None:  # t
                     "search_timeout": 600.0,
                 },
                 bind_password=ROOT_PASSWORD,
-                secret_key=settings.secret_key,
+                settings=settings,
                 actor=actor,
             )
             s.commit()

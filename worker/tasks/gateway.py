@@ -38,6 +38,7 @@ def invalidate_keys(
             secret=settings.gateway_secret,
             key_ids=key_ids,
             timeout=settings.gateway_timeout,
+            policy=settings.operator_outbound_policy(),
         )
     except gateway.GatewayUnavailable as exc:
         raise TransientError(str(exc)) from exc
