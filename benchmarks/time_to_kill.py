@@ -240,8 +240,6 @@ def seed(settings: Settings, count: int) -> World:
     sessions = make_session_factory(engine)
     with sessions() as session:
         org = organisations.create_organisation(session, name="Bench", slug="bench", actor=SETUP)
-        org.settings.deprovision_threshold_count = 1_000_000
-        org.settings.deprovision_threshold_percent = 100
         # Thousands of revocations on purpose: the mass-change gate would hold them.
         mass_change.set_thresholds(session, organisation=org, actor=SETUP, enabled=False)
         admin = User(
@@ -567,6 +565,8 @@ def ldap_setup(stack: Stack, world: World, slapd: Slapd, users: int) -> list[str
                 "bind_dn": ROOT_DN,
                 "base_dn": f"ou=people,{base}",
                 "group_base_dn": f"ou=groups,{base}",
+                # thousands of revocations on purpose
+                "safety": {"thresholds": {"revoke": {"count": 1_000_000, "percent": 100}}},
             },
             bind_password=ROOT_PASSWORD,
             settings=stack.settings,

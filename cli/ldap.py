@@ -122,6 +122,65 @@ def _load(org_slug: str, ref: str) -> tuple[Any, int]:
     return connector, expected
 
 
+def _settings_change(thresholds: tuple[str, ...]) -> dict[str, Any]:
+    """KIND.FIELD=N pairs (revoke.count=100) as a partial safety policy."""
+    change: dict[str, Any] = {}
+    for value in thresholds:
+        key, sep, number = value.partition("=")
+        kind, dot, name = key.partition(".")
+        if not sep or not dot or not kind or not name:
+            raise click.BadParameter(f"{value!r}: expected KIND.count=N or KIND.percent=N")
+        try:
+            amount = int(number)
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: {number!r} is not a whole number") from None
+        change.setdefault("thresholds", {}).setdefault(kind, {})[name] = amount
+    return change
+
+
+@ldap.command("safety")
+@ORG_OPTION
+@CONNECTOR_OPTION
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    help="KIND.count=N or KIND.percent=N; KIND is revoke, team_remove or demote (repeat).",
+)
+@click.option("--rehire", default=None, help="relink (default) or report.")
+@JSON_OPTION
+def safety(
+    org_slug: str,
+    connector_ref: str,
+    thresholds: tuple[str, ...],
+    rehire: str | None,
+    as_json: bool,
+) -> None:
+    """Show a connector's safety thresholds and policies, or change them."""
+    change = _settings_change(thresholds)
+    if rehire is not None:
+        change["rehire"] = rehire
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        connector = connectors.find_connector(session, organisation.id, connector_ref)
+        if change:
+            connectors.update_connector(
+                session,
+                connector=connector,
+                fields={"safety": change},
+                bind_password=None,
+                settings=cli_settings(),
+                actor=CLI_ACTOR,
+            )
+        data = connector_view(connector)["safety"]
+    lines = [
+        f"{kind:12} count {limit['count']:>8}  percent {limit['percent']:>3}"
+        for kind, limit in data["thresholds"].items()
+    ]
+    lines += [f"{name}: {value}" for name, value in data.items() if name != "thresholds"]
+    emit(data, as_json=as_json, text="\n".join(lines))
+
+
 @ldap.command("test")
 @ORG_OPTION
 @CONNECTOR_OPTION
@@ -193,6 +252,12 @@ def _run_text(view: dict[str, Any]) -> str:
     lines.append("done: " + ", ".join(f"{k} {v}" for k, v in view["counts"].items()))
     if view["error"]:
         lines.append(f"note: {view['error']}")
+    dropped = (view.get("plan") or {}).get("dropped_counts")
+    if dropped:
+        lines.append(
+            "dropped (no longer true in the directory): "
+            + ", ".join(f"{k} {v}" for k, v in dropped.items())
+        )
     return "\n".join(lines)
 
 
@@ -233,6 +298,7 @@ def _plan_text(view: dict[str, Any]) -> str:
     for key in (
         "creates",
         "links",
+        "relinks",
         "updates",
         "revokes",
         "reactivates",
@@ -256,12 +322,31 @@ def _plan_text(view: dict[str, Any]) -> str:
 @click.argument("run_id", type=click.UUID)
 @JSON_OPTION
 def approve(org_slug: str, run_id: uuid.UUID, as_json: bool) -> None:
-    """Apply a quarantined plan."""
+    """Re-check a quarantined plan against the directory and apply what still holds."""
+    from models.directory_runs import approve_quarantined
+    from models.errors import DomainError
+    from worker.celery_app import configure_celery
+    from worker.runtime import init_runtime
+
     with unit_of_work() as session:
-        organisation = organisations.get_organisation_by_slug(session, org_slug)
-        found = sync_ops.get_run(session, organisation.id, run_id)
-        sync_ops.approve_run(session, run=found, actor=CLI_ACTOR)
-        view = run_view(found)
+        organisation_id = organisations.get_organisation_by_slug(session, org_slug).id
+    settings = cli_settings()
+    configure_celery(settings)
+    runtime = init_runtime(settings)
+    try:
+        approve_quarantined(
+            runtime.sessions,
+            settings,
+            organisation_id=organisation_id,
+            run_id=run_id,
+            actor=CLI_ACTOR,
+        )
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        runtime.engine.dispose()
+    with unit_of_work() as session:
+        view = run_view(sync_ops.get_run(session, organisation_id, run_id), with_plan=True)
     emit(view, as_json=as_json, text=_run_text(view))
 
 

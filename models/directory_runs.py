@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from connectors.ldap.client import DirectoryClient, SearchStats
 from connectors.ldap.errors import DirectoryError, DirectoryIncomplete
 from connectors.ldap.mapping import (
+    ISO_FORMAT,
     AttributeMapping,
     EntryProblem,
     Group,
@@ -36,17 +37,26 @@ from connectors.ldap.mapping import (
     map_person,
     normalize_dn,
 )
-from connectors.ldap.reconcile import Known, MembershipState, Plan, Reconciler, Unlinked
+from connectors.ldap.reconcile import (
+    Known,
+    MembershipState,
+    Plan,
+    Reconciler,
+    Unlinked,
+    recheck,
+)
 from models.actions import directory_sync as sync_ops
 from models.actions.directory_connectors import connector_mapping, server_config
 from models.actions.directory_import import PeopleImport
+from models.actor import Actor
 from models.arrival import arrived
 from models.base import utcnow
 from models.db import SessionFactory, transaction
+from models.directory_safety import held_reason, policy_of
 from models.directory_stream import CreateStream
-from models.entities import DirectoryConnector, DirectorySyncRun, Organisation
+from models.entities import DirectoryConnector, DirectorySyncRun
 from models.enums import Role, SyncKind, SyncRunStatus
-from models.errors import DomainError
+from models.errors import Conflict, DomainError, Unavailable
 from models.queries import directory as queries
 from models.settings import Settings
 from models.sync_lock import SyncLock
@@ -74,6 +84,7 @@ class _Target:
     connector: DirectoryConnector
     mapping: AttributeMapping
     settings: Settings
+    now: str = field(default_factory=lambda: utcnow().strftime(ISO_FORMAT))
     heartbeat: Heartbeat | None = None
 
     def check_lease(self) -> None:
@@ -215,6 +226,53 @@ class SyncInterrupted(DomainError):
     code = sync_ops.INTERRUPTED
 
 
+def approve_quarantined(
+    sessions: SessionFactory,
+    settings: Settings,
+    *,
+    organisation_id: uuid.UUID,
+    run_id: uuid.UUID,
+    actor: Actor,
+    lock: SyncLock | None = None,
+) -> sync_ops.Applied:
+    """Approve a held plan after re-checking it against the directory as it is now.
+
+    Refused when a later sync of the connector has completed. Otherwise the directory is read
+    again (no transaction open meanwhile, under the connector's sync lock) and only the held
+    changes the current read still calls for are applied; the rest is dropped and reported.
+    A directory that cannot be read refuses the approval and changes nothing.
+    """
+    with transaction(sessions) as session:
+        run = sync_ops.get_run(session, organisation_id, run_id)
+        sync_ops.check_approvable(session, run=run)
+        connector = session.get_one(DirectoryConnector, run.connector_id)
+        target = _Target(connector, connector_mapping(connector), settings)
+        session.expunge(connector)
+    lock = lock or SyncLock(sessions)
+    lock_name = sync_ops.lease_name(target.connector.id)
+    token = lock.acquire(lock_name, ttl=settings.directory_sync_lease_seconds)
+    if token is None:
+        raise Conflict("a sync of this connector is running; approve once it has finished")
+    try:
+        try:
+            with _gc_paused():
+                current = _plan_full(sessions, target, lambda _n: None, None)
+        except DirectoryError as exc:
+            raise Unavailable(
+                f"the directory could not be read to re-check the plan: {exc.message}",
+                error_code=exc.code,
+            ) from None
+        with transaction(sessions) as session:
+            run = sync_ops.get_run(session, organisation_id, run_id)
+            connector = session.get_one(DirectoryConnector, run.connector_id)
+            sync_ops.plan_team_retirements(session, connector=connector, plan=current)
+            assert run.plan is not None
+            kept, dropped = recheck(Plan.from_dict(run.plan), current)
+            return sync_ops.approve_run(session, run=run, actor=actor, plan=kept, dropped=dropped)
+    finally:
+        lock.release(lock_name, token)
+
+
 def _run(
     sessions: SessionFactory,
     target: _Target,
@@ -312,11 +370,8 @@ def _decide(
                 status=SyncRunStatus.PLANNED,
             )
             return SyncOutcome(str(run_id), run.status.value, plan.summary(), run.error)
-        organisation = session.get_one(Organisation, connector.organisation_id)
         # Counted here, where the streamed creates (not committed) are not visible.
-        reason = sync_ops.exceeds_threshold(
-            session, organisation=organisation, connector=connector, plan=plan
-        )
+        reason = held_reason(session, connector=connector, plan=plan)
         if reason:
             if stream is not None:
                 stream.discard()
@@ -450,6 +505,8 @@ def _start(
         kind=SyncKind.FULL.value,
         track_dns=target.wants_groups,
         listener=stream,
+        now=target.now,
+        rehire=policy_of(target.connector).rehire,
     )
     return reconciler, state
 
@@ -501,12 +558,24 @@ def _plan_incremental(sessions: SessionFactory, target: _Target, progress: Progr
         unlinked = queries.load_unlinked_by_email(session, connector) if unknown else {}
         every = queries.load_known(session, connector) if groups_changed else None
         state = queries.load_membership_state(session, connector) if groups_changed else None
+        ended = queries.load_known(session, connector, ended_by=target.now)
+        new_emails = [p.email for p in people if p.external_id not in known]
+        owned = queries.load_owned_by_email(session, connector, new_emails)
         session.rollback()
-    reconciler = Reconciler(known, unlinked, kind=SyncKind.INCREMENTAL.value)
+    reconciler = Reconciler(
+        known,
+        unlinked,
+        kind=SyncKind.INCREMENTAL.value,
+        now=target.now,
+        rehire=policy_of(connector).rehire,
+        owned_by_email=owned,
+    )
     for unreadable in problems:
         reconciler.add_problem(unreadable)
     for person in people:
         reconciler.add(person)
+    reconciler.finish_people(complete=True, full=False)  # deletions wait for a full sync
+    reconciler.revoke_ended(ended)
     if every is not None and state is not None:
         dn_to_id = {normalize_dn(k.dn): ext for ext, k in every.items() if k.dn}
         dn_to_id.update(reconciler.dn_to_id)

@@ -117,6 +117,7 @@ class ReviewCause(StrEnum):
     MANAGER_ROLE_LOST = "manager_role_lost"
     LEFT_TEAM = "left_team"
     ORG_ROLE_DROPPED = "org_role_dropped"
+    IDENTITY_CHANGED = "identity_changed"  # a directory relinked the person to a new entry
 
 
 class HookKind(StrEnum):

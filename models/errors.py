@@ -56,3 +56,9 @@ class PreconditionFailed(DomainError):
     """The caller's version of the object is stale (an If-Match that no longer matches)."""
 
     code = "precondition_failed"
+
+
+class Unavailable(DomainError):
+    """A system the operation depends on (a directory server) cannot be reached now."""
+
+    code = "unavailable"

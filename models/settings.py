@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     gateway_url: str = ""
     gateway_secret: str = ""
     gateway_timeout: float = Field(default=5.0, gt=0)
+    # Every key invalidation must be acknowledged within this many seconds, or admins are alarmed.
+    cutoff_deadline: float = Field(default=60.0, gt=0)
+    cutoff_reap_interval: float = Field(default=2.0, gt=0, le=60)
+    cutoff_retry_base: float = Field(default=1.0, gt=0)
+    cutoff_retry_max: float = Field(default=15.0, gt=0)
     odock_mode: Literal["embedded", "bridged"] = "embedded"
     odock_management_url: str = ""
     odock_management_token: str = ""

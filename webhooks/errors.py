@@ -22,6 +22,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.DomainError], int]] = [
     (errors.RateLimited, 429),
     (errors.PreconditionFailed, 412),
     (errors.Conflict, 409),
+    (errors.Unavailable, 503),
 ]
 
 

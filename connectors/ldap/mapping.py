@@ -9,11 +9,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import ldap.dn
 import ldap.filter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connectors.ldap.client import Attributes
 
@@ -30,6 +31,30 @@ class DisabledMarker(BaseModel):
     value: str = ""
 
 
+# ppolicy writes this value for an administrative lock; any other value is the time a timed
+# lockout (too many wrong passwords) began, which ends by itself.
+PPOLICY_ADMIN_LOCK = "000001010000Z"
+UF_LOCKOUT = 0x10  # Active Directory's "locked out" bit: a timed lockout too
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        return 0
+
+
+class ExpiryAttribute(BaseModel):
+    """An attribute holding the date an account's access ends, in one of three forms."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attribute: str = Field(min_length=1, max_length=100)
+    # generalized: 20270101000000Z; days: days since 1970-01-01 (shadowExpire);
+    # filetime: 100 ns ticks since 1601-01-01 (accountExpires; 0 and 2^63-1 mean never)
+    format: Literal["generalized", "days", "filetime"]
+
+
 class AttributeMapping(BaseModel):
     """Which attributes hold what; a preset fills it, the admin may override any field."""
 
@@ -44,6 +69,7 @@ class AttributeMapping(BaseModel):
     given_name: str = "givenName"
     surname: str = "sn"
     disabled: tuple[DisabledMarker, ...] = ()
+    expiry: tuple[ExpiryAttribute, ...] = ()
     change_attribute: str = "modifyTimestamp"
     change_kind: Literal["timestamp", "counter"] = "timestamp"
     group_filter: str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
@@ -60,8 +86,26 @@ class AttributeMapping(BaseModel):
             self.surname,
             self.change_attribute,
             *(marker.attribute for marker in self.disabled),
+            *(expiry.attribute for expiry in self.expiry),
         ]
         return list(dict.fromkeys(names))
+
+    @model_validator(mode="after")
+    def _no_lockout_as_disabled(self) -> AttributeMapping:
+        """A timed lockout is not a leaver: it must never revoke anyone."""
+        for marker in self.disabled:
+            name = marker.attribute.lower()
+            admin_lock = marker.kind == "equals" and marker.value == PPOLICY_ADMIN_LOCK
+            if name == "pwdaccountlockedtime" and not admin_lock:
+                raise ValueError(
+                    "pwdAccountLockedTime marks a timed lockout; only the value "
+                    f"{PPOLICY_ADMIN_LOCK} (kind equals) is an administrative lock"
+                )
+            if name == "lockouttime":
+                raise ValueError("lockoutTime marks a timed lockout, not a disabled account")
+            if marker.kind == "bitmask" and _int(marker.value) & UF_LOCKOUT:
+                raise ValueError("bit 0x10 (LOCKOUT) marks a timed lockout, not a disabled account")
+        return self
 
     def group_attributes(self) -> list[str]:
         return list(dict.fromkeys([self.group_name, self.change_attribute, *self.group_members]))
@@ -69,7 +113,15 @@ class AttributeMapping(BaseModel):
 
 PRESETS: dict[str, AttributeMapping] = {
     "openldap": AttributeMapping(
-        disabled=(DisabledMarker(attribute="pwdAccountLockedTime", kind="present"),),
+        disabled=(
+            DisabledMarker(
+                attribute="pwdAccountLockedTime", kind="equals", value=PPOLICY_ADMIN_LOCK
+            ),
+        ),
+        expiry=(
+            ExpiryAttribute(attribute="shadowExpire", format="days"),
+            ExpiryAttribute(attribute="pwdEndTime", format="generalized"),
+        ),
         # entryCSN orders changes to the microsecond; modifyTimestamp only to the second.
         change_attribute="entryCSN",
     ),
@@ -77,6 +129,7 @@ PRESETS: dict[str, AttributeMapping] = {
         user_filter="(objectClass=person)",
         stable_id="ipaUniqueID",
         disabled=(DisabledMarker(attribute="nsAccountLock", kind="equals", value="TRUE"),),
+        expiry=(ExpiryAttribute(attribute="krbPrincipalExpiration", format="generalized"),),
         group_filter="(objectClass=groupOfNames)",
         group_members=("member",),
     ),
@@ -90,6 +143,7 @@ PRESETS: dict[str, AttributeMapping] = {
         stable_id_format="guid",
         username="sAMAccountName",
         disabled=(DisabledMarker(attribute="userAccountControl", kind="bitmask", value="2"),),
+        expiry=(ExpiryAttribute(attribute="accountExpires", format="filetime"),),
         change_attribute="uSNChanged",
         change_kind="counter",
         group_filter="(objectClass=group)",
@@ -115,6 +169,7 @@ class Person:
     name: str
     disabled: bool
     change: str
+    access_ends_at: str = ""  # ISO 8601 UTC ("2027-01-31T00:00:00Z"), "" when it never ends
 
 
 @dataclass(slots=True)
@@ -226,6 +281,62 @@ def _bit_set(text: str, mask: str) -> bool:
         return False
 
 
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
+_FILETIME_NEVER = 0x7FFFFFFFFFFFFFFF
+
+
+def access_ends_at(dn: str, attrs: Attributes, mapping: AttributeMapping, external_id: str) -> str:
+    """The earliest date an expiry attribute gives, as ISO 8601 UTC; "" when none is set."""
+    ends: list[datetime] = []
+    for expiry in mapping.expiry:
+        text = _text(dn, attrs, expiry.attribute, external_id)
+        if not text:
+            continue
+        try:
+            moment = _parse_expiry(text, expiry.format)
+        except (ValueError, OverflowError):
+            raise EntryProblem(
+                dn, f"{expiry.attribute} {text!r} is not a {expiry.format} date", external_id
+            ) from None
+        if moment is not None:
+            ends.append(moment)
+    return min(ends).strftime(ISO_FORMAT) if ends else ""
+
+
+def _parse_expiry(text: str, form: str) -> datetime | None:
+    if form == "days":
+        days = int(text)  # shadow(5): 0 and -1 mean no expiry
+        return _EPOCH + timedelta(days=days) if days > 0 else None
+    if form == "filetime":
+        ticks = int(text)
+        if ticks <= 0 or ticks >= _FILETIME_NEVER:
+            return None
+        return _FILETIME_EPOCH + timedelta(microseconds=ticks // 10)
+    return parse_generalized_time(text)
+
+
+def parse_generalized_time(text: str) -> datetime:
+    """RFC 4517 GeneralizedTime (YYYYmmddHH[MM[SS]][.frac](Z|+hhmm|-hhmm)) in UTC."""
+    body, zone = text, "Z"
+    if text.endswith(("Z", "z")):
+        body = text[:-1]
+    elif len(text) > 5 and text[-5] in "+-":
+        body, zone = text[:-5], text[-5:]
+    else:
+        raise ValueError(text)
+    body = body.split(".")[0].split(",")[0]
+    if len(body) not in (10, 12, 14) or not body.isdigit():
+        raise ValueError(text)
+    body = body.ljust(14, "0")
+    moment = datetime.strptime(body, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    if zone != "Z":
+        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+        moment = moment - offset if zone[0] == "+" else moment + offset
+    return moment
+
+
 def map_person(dn: str, raw: Attributes, mapping: AttributeMapping) -> Person:
     """The person an entry describes, or EntryProblem saying what is wrong with it."""
     attrs = raw
@@ -251,6 +362,7 @@ def map_person(dn: str, raw: Attributes, mapping: AttributeMapping) -> Person:
         name=name[:200],
         disabled=is_disabled(attrs, mapping.disabled),
         change=_text(dn, attrs, mapping.change_attribute, external_id),
+        access_ends_at=access_ends_at(dn, attrs, mapping, external_id) if mapping.expiry else "",
     )
 
 

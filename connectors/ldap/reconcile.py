@@ -24,6 +24,7 @@ class Known:
     status: str
     role: str
     dn: str
+    access_ends_at: str = ""  # stored from the directory's expiry, ISO 8601 UTC
     reactivatable: bool = False  # REVOKED, and this sync may bring them back (the policy says)
     deleted: bool = False
     seen: bool = False  # read in this run (a flag here costs less than a set of 100,000 ids)
@@ -42,6 +43,8 @@ class Plan:
     kind: str = "full"
     creates: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
+    # re-hires: a user whose entry is gone, moved to the new entry with their email
+    relinks: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     revokes: list[dict[str, Any]] = field(default_factory=list)
     reactivates: list[dict[str, Any]] = field(default_factory=list)
@@ -54,6 +57,10 @@ class Plan:
     unchanged: int = 0
     skipped: int = 0
     deprovision_blocked: str = ""
+    # destructive changes left out because the read cannot prove them (kind -> count)
+    withheld: dict[str, int] = field(default_factory=dict)
+    # mapped groups that came back empty while people are in their team or hold their role
+    emptied: list[str] = field(default_factory=list)
     watermark: str = ""
 
     def to_dict(self, *, keep: int | None = None) -> dict[str, Any]:
@@ -77,6 +84,7 @@ class Plan:
             "read": self.read,
             "create": len(self.creates),
             "link": len(self.links),
+            "relink": len(self.relinks),
             "update": len(self.updates),
             "revoke": len(self.revokes),
             "reactivate": len(self.reactivates),
@@ -84,6 +92,8 @@ class Plan:
             "team_add": len(self.team_adds),
             "team_remove": len(self.team_removes),
             "team_retire": len(self.team_retires),
+            "demote": sum(1 for item in self.roles if item.get("demotion")),
+            "withheld": sum(self.withheld.values()),
             "unchanged": self.unchanged,
             "skipped": self.skipped,
             "errors": len(self.errors),
@@ -117,7 +127,15 @@ class Reconciler:
         kind: str = "full",
         track_dns: bool = True,
         listener: CreateListener | None = None,
+        now: str = "",
+        rehire: str = "relink",
+        owned_by_email: dict[str, tuple[str, Known]] | None = None,
     ) -> None:
+        self.now = now  # ISO 8601 UTC; an entry whose access ended by then is not let in
+        self.rehire = rehire
+        # this connector's users by email: all of `known` (full) or those the caller looked up
+        self._owned_by_email = owned_by_email
+        self._rehires: list[tuple[Person, str, Known]] = []
         self.track_dns = track_dns
         self.known = known
         self.unlinked = unlinked_by_email
@@ -208,14 +226,27 @@ class Reconciler:
                 self.listener.withdrawn(dropped)
         return False
 
-    def _add_new(self, person: Person, key: str) -> None:
+    def _ended(self, person: Person) -> str:
+        """Why this person's access has ended, or "" (an expiry still to come is not one)."""
         if person.disabled:
+            return "disabled in the directory"
+        ends = person.access_ends_at
+        if ends and self.now and ends <= self.now:
+            return f"account expired on {ends}"
+        return ""
+
+    def _add_new(self, person: Person, key: str) -> None:
+        if self._ended(person):
             self.plan.skipped += 1
             self.not_imported.add(person.external_id)
             return
         item = _person_item(person)
         match = self.unlinked.get(key)
-        if match is None:
+        previous = self._owned_with_email(key) if match is None else None
+        if previous is not None:
+            # Ours under another stable id: a re-hire, once the old entry proves to be gone.
+            self._rehires.append((person, *previous))
+        elif match is None:
             self.plan.creates.append(item)
             self._claimed_emails[key] = item
             if self.listener is not None:
@@ -235,9 +266,10 @@ class Reconciler:
 
     def _add_known(self, person: Person, known: Known) -> None:
         ref = {"user_id": known.user_id, "external_id": person.external_id, "email": known.email}
-        if person.disabled:
+        ended = self._ended(person)
+        if ended:
             if known.status != "REVOKED":
-                self.plan.revokes.append({**ref, "reason": "disabled in the directory"})
+                self.plan.revokes.append({**ref, "reason": ended})
             else:
                 self.plan.unchanged += 1
             return
@@ -252,8 +284,63 @@ class Reconciler:
         elif known.status != "REVOKED":
             self.plan.unchanged += 1
 
+    def revoke_ended(self, ended: dict[str, Known]) -> None:
+        """Revoke people whose stored end of access has passed though their entry did not
+        change (an incremental sync does not read them)."""
+        for ext, known in ended.items():
+            if self.is_seen(ext) or known.status == "REVOKED" or known.deleted:
+                continue
+            self.plan.revokes.append(
+                {
+                    "user_id": known.user_id,
+                    "external_id": ext,
+                    "email": known.email,
+                    "reason": f"account expired on {known.access_ends_at}",
+                }
+            )
+
+    def _owned_with_email(self, key: str) -> tuple[str, Known] | None:
+        if self._owned_by_email is None:
+            self._owned_by_email = {
+                _lowered(known.email): (ext, known) for ext, known in self.known.items()
+            }
+        return self._owned_by_email.get(key)
+
+    def _plan_rehires(self, *, proven_gone: bool) -> None:
+        """A new entry with the email of a user whose entry is gone: the same person, back
+        under a new stable id (deleted and re-created). Relinked, not locked out."""
+        for person, old_ext, old in self._rehires:
+            message = ""
+            if self.is_seen(old_ext):
+                message = f"email {person.email} is used by more than one directory entry"
+            elif self.rehire != "relink":
+                message = (
+                    f"{person.email} belongs to a user linked to an entry no longer read; "
+                    "relinking re-hires is off for this connector"
+                )
+            elif not proven_gone:
+                message = (
+                    f"{person.email} belongs to a user linked to another entry; relinked once "
+                    "a complete full sync shows that entry is gone"
+                )
+            if message:
+                self.plan.errors.append(
+                    {"dn": person.dn, "external_id": person.external_id, "message": message}
+                )
+                continue
+            old.seen = True  # not revoked: the person is still here, under the new id
+            self.plan.relinks.append(
+                {
+                    **_person_item(person),
+                    "user_id": old.user_id,
+                    "previous_external_id": old_ext,
+                    "previous_dn": old.dn,
+                }
+            )
+
     def finish_people(self, *, complete: bool, full: bool) -> None:
         """Plan deprovisioning of whoever was not seen, only after a complete clean read."""
+        self._plan_rehires(proven_gone=full and complete and not self.unidentified)
         if not full:
             return
         if not complete:
@@ -306,6 +393,12 @@ class Reconciler:
                 for ext in members:
                     if role_rank(role) > role_rank(desired_role.get(ext, "USER")):
                         desired_role[ext] = role
+        relinked = {item["previous_external_id"]: item["external_id"] for item in self.plan.relinks}
+        if relinked:  # memberships follow the person to the new stable id
+            state.memberships = {
+                (team_key, relinked.get(ext, ext)): source
+                for (team_key, ext), source in state.memberships.items()
+            }
         for team_key, wanted in desired_teams.items():
             for ext in sorted(wanted):
                 if (team_key, ext) not in state.memberships:
@@ -316,16 +409,74 @@ class Reconciler:
             if source == "ldap" and ext not in desired_teams.get(team_key, set()):
                 name = team_names.get(team_key) or state.team_names.get(team_key, team_key)
                 self.plan.team_removes.append({"team": name, "external_id": ext})
+        self._note_emptied_teams(group_teams, desired_teams, state)
         if group_roles:
-            self._plan_roles(desired_role, known_for_roles)
+            self._plan_roles(desired_role, known_for_roles, role_rank)
+            self._note_emptied_roles(group_roles, desired_role, known_for_roles)
+        if self.plan.deprovision_blocked:
+            self._withhold_removals()
 
-    def _plan_roles(self, desired_role: dict[str, str], every: dict[str, Known] | None) -> None:
+    def _note_emptied_teams(
+        self, group_teams: dict[str, str], desired: dict[str, set[str]], state: MembershipState
+    ) -> None:
+        """A mapped team whose groups gave nobody, though the directory put people in it."""
+        current: dict[str, int] = {}
+        for (team_key, _ext), source in state.memberships.items():
+            if source == "ldap":
+                current[team_key] = current.get(team_key, 0) + 1
+        for name in sorted({name.strip() for name in group_teams.values()}):
+            key = name.lower()
+            if current.get(key) and not desired.get(key):
+                self.plan.emptied.append(
+                    f"the groups mapped to team {name} returned no members, "
+                    f"though {current[key]} people are in it"
+                )
+
+    def _note_emptied_roles(
+        self,
+        group_roles: dict[str, str],
+        desired: dict[str, str],
+        every: dict[str, Known] | None,
+    ) -> None:
+        """A mapped role whose groups gave nobody, though people hold it."""
+        candidates = every if every is not None else self.known
+        wanted = set(desired.values())
+        for role in sorted(set(group_roles.values()) - wanted - {"USER"}):
+            holders = sum(
+                1
+                for known in candidates.values()
+                if known.role == role and known.status != "REVOKED" and not known.deleted
+            )
+            if holders:
+                self.plan.emptied.append(
+                    f"the groups mapped to role {role} returned no members, "
+                    f"though {holders} users hold it"
+                )
+
+    def _withhold_removals(self) -> None:
+        """What an incomplete or unidentified read cannot prove for revocations, it cannot
+        prove for memberships and roles either."""
+        demotions = [item for item in self.plan.roles if item.get("demotion")]
+        if self.plan.team_removes:
+            self.plan.withheld["team_remove"] = len(self.plan.team_removes)
+        if demotions:
+            self.plan.withheld["demote"] = len(demotions)
+        self.plan.team_removes = []
+        self.plan.roles = [item for item in self.plan.roles if not item.get("demotion")]
+
+    def _plan_roles(
+        self,
+        desired_role: dict[str, str],
+        every: dict[str, Known] | None,
+        role_rank: Callable[[str], int],
+    ) -> None:
         """Roles of people seen now, or of everyone owned when groups changed (incremental)."""
-        for item in self.plan.creates + self.plan.links:
+        for item in self.plan.creates + self.plan.links + self.plan.relinks:
             item["role"] = desired_role.get(item["external_id"], "USER")
         candidates = every if every is not None else self.known
+        moved = {item["previous_external_id"] for item in self.plan.relinks}
         for ext, known in candidates.items():
-            if every is None and not known.seen:
+            if (every is None and not known.seen) or ext in moved:
                 continue
             if known.status == "REVOKED" or known.deleted:
                 continue
@@ -337,8 +488,55 @@ class Reconciler:
                         "external_id": ext,
                         "role": role,
                         "previous": known.role,
+                        "demotion": role_rank(role) < role_rank(known.role),
                     }
                 )
+
+
+_RECHECKED: dict[str, Callable[[dict[str, Any]], tuple[str, ...]]] = {
+    "creates": lambda item: (item["external_id"],),
+    "links": lambda item: (item["external_id"], item["user_id"]),
+    "relinks": lambda item: (item["external_id"], item["previous_external_id"]),
+    "updates": lambda item: (item["external_id"],),
+    "revokes": lambda item: (item["external_id"],),
+    "reactivates": lambda item: (item["external_id"],),
+    "roles": lambda item: (item["external_id"], item["role"]),
+    "team_adds": lambda item: (item["team"].lower(), item["external_id"]),
+    "team_removes": lambda item: (item["team"].lower(), item["external_id"]),
+    "team_retires": lambda item: (item["team"].lower(),),
+}
+
+
+def recheck(held: Plan, current: Plan) -> tuple[Plan, dict[str, list[dict[str, Any]]]]:
+    """The held (reviewed) plan cut down to what the current directory still calls for.
+
+    An item is kept when the current plan has the same change for the same person (with the
+    current values: a name that changed again is written as it is now); the rest is returned
+    as dropped. Nothing the current plan adds beyond the held one is taken: the next sync
+    decides those, under the usual checks.
+    """
+    kept = Plan(
+        kind=held.kind,
+        read=current.read,
+        unchanged=held.unchanged,
+        skipped=held.skipped,
+        errors=list(held.errors),
+        watermark=held.watermark,
+        deprovision_blocked=current.deprovision_blocked,
+        withheld=dict(current.withheld),
+    )
+    dropped: dict[str, list[dict[str, Any]]] = {}
+    for name, key in _RECHECKED.items():
+        now = {key(item): item for item in getattr(current, name)}
+        still: list[dict[str, Any]] = []
+        for item in getattr(held, name):
+            match = now.get(key(item))
+            if match is None:
+                dropped.setdefault(name, []).append(item)
+            else:
+                still.append(match)
+        setattr(kept, name, still)
+    return kept, dropped
 
 
 def retired_teams(directory_teams: dict[str, str], mapped: list[str]) -> list[dict[str, Any]]:
@@ -369,12 +567,15 @@ def _lowered(text: str) -> str:
 
 
 def _person_item(person: Person) -> dict[str, Any]:
-    return {
+    item = {
         "external_id": person.external_id,
         "dn": person.dn,
         "email": person.email,
         "name": person.name,
     }
+    if person.access_ends_at:
+        item["access_ends_at"] = person.access_ends_at
+    return item
 
 
 def _changed_fields(person: Person, known: Known) -> dict[str, list[str]]:
@@ -385,4 +586,6 @@ def _changed_fields(person: Person, known: Known) -> dict[str, list[str]]:
         fields["email"] = [known.email, person.email]
     if person.dn != known.dn and normalize_dn(person.dn) != normalize_dn(known.dn):
         fields["dn"] = [known.dn, person.dn]
+    if person.access_ends_at != known.access_ends_at:
+        fields["access_ends_at"] = [known.access_ends_at, person.access_ends_at]
     return fields

@@ -99,6 +99,26 @@ def review_role_drop(
     )
 
 
+def review_identity_change(
+    session: Session, *, user: User, previous_external_id: str, external_id: str, actor: Actor
+) -> RevocationReview | None:
+    """A directory relinked the person to a new entry (a re-hire with the same email): the keys
+    they hold are listed, for an admin to confirm the new entry is the same person."""
+    settings = session.get_one(Organisation, user.organisation_id).settings
+    desired = _held_key_findings(session, key_scope.revocation(settings, user.id))
+    if not desired:
+        return None
+    return review_actions.open_access_review(
+        session,
+        organisation_id=user.organisation_id,
+        cause=ReviewCause.IDENTITY_CHANGED,
+        desired=desired,
+        actor=actor,
+        user_id=user.id,
+        context={"previous_external_id": previous_external_id, "external_id": external_id},
+    )
+
+
 def _held_key_findings(session: Session, scope: key_scope.Scope) -> list[Desired]:
     """Active keys in scope, each an open finding, unless an open review already has it."""
     found = [

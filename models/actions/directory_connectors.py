@@ -22,6 +22,7 @@ from connectors.outbound import UnsafeUrl, resolve_checked
 from models import audit
 from models.actor import Actor
 from models.base import utcnow
+from models.directory_safety import merged_policy
 from models.encryption import decrypt, encrypt
 from models.entities import DirectoryConnector, Organisation
 from models.enums import Role
@@ -51,6 +52,7 @@ FIELDS = {
     "attribute_mapping",
     "group_teams",
     "group_roles",
+    "safety",
 }
 
 
@@ -76,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "attribute_mapping": {},
     "group_teams": {},
     "group_roles": {},
+    "safety": {},
     "watermark": "",
 }
 
@@ -233,6 +236,8 @@ def _apply_fields(
     if unknown:
         raise InvalidInput(f"unknown connector fields: {', '.join(sorted(unknown))}")
     for name, value in fields.items():
+        if name == "safety":
+            value = merged_policy(connector.safety, value)
         setattr(connector, name, value)
     _validate(session, connector, organisation_id)
     if "server_urls" in fields:

@@ -114,16 +114,21 @@ class PeopleImport:
             users.append((user_id, name, email, key, role))
             # what json.dumps({"dn": dn}) gives, without its per-call setup
             attributes = f'{{"dn": {encode_basestring_ascii(item["dn"])}}}'
+            if item.get("access_ends_at"):
+                attributes = json.dumps(
+                    {"dn": item["dn"], "access_ends_at": item["access_ends_at"]}
+                )
             links.append((next(ids), user_id, item["external_id"], attributes))
-            snapshots.append(
-                {
-                    "id": dashed(user_id),
-                    "external_id": item["external_id"],
-                    "name": name,
-                    "email": email,
-                    "role": role,
-                }
-            )
+            snapshot = {
+                "id": dashed(user_id),
+                "external_id": item["external_id"],
+                "name": name,
+                "email": email,
+                "role": role,
+            }
+            if item.get("access_ends_at"):
+                snapshot["access_ends_at"] = item["access_ends_at"]
+            snapshots.append(snapshot)
         if not users:
             return []
         self.created += len(users)

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from connectors.ldap.reconcile import Plan, retired_teams
 from models import audit
+from models.actions import access_reviews
 from models.actions import teams as team_actions
 from models.actions.directory_import import BATCH, PeopleImport
 from models.actions.directory_memberships import apply_membership_changes
@@ -26,7 +27,7 @@ from models.actions.users import edit_user
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import DirectoryConnector, DirectorySyncRun, IdentityLink, Organisation, User
-from models.enums import Role, Source, SyncKind, SyncRunStatus
+from models.enums import Role, Source, SyncKind, SyncRunStatus, UserStatus
 from models.errors import DomainError, InvalidTransition
 from models.notifications import notify
 from models.queries import directory as queries
@@ -39,6 +40,9 @@ class Applied:
     created: int = 0
     updated: int = 0
     revoked: int = 0
+    team_added: int = 0
+    team_removed: int = 0
+    demoted: int = 0
     reactivated: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -72,6 +76,8 @@ def apply_directory_plan(
     owned = _OwnedLinks(session, connector, plan)
     for item in plan.links:
         _guarded(applied, item, lambda item=item: _link(session, connector, item, actor, applied))
+    for item in plan.relinks:
+        _guarded(applied, item, lambda item=item: _relink(session, owned, item, actor, applied))
     for item in plan.updates:
         _guarded(applied, item, lambda item=item: _update(session, owned, item, actor, applied))
     for item in plan.reactivates:
@@ -79,12 +85,12 @@ def apply_directory_plan(
     for item in plan.revokes:
         _guarded(applied, item, lambda item=item: _revoke(session, owned, item, actor, applied))
     for item in plan.roles:
-        _guarded(applied, item, lambda item=item: _set_role(session, owned, item, actor))
+        _guarded(applied, item, lambda item=item: _set_role(session, owned, item, actor, applied))
     # Retired first: a retired team's memberships go with it, not one by one.
     for item in plan.team_retires:
         _guarded(applied, item, lambda item=item: _retire(session, organisation, item, actor))
     # Set-based: a first import adds as many memberships as it creates people.
-    apply_membership_changes(
+    memberships = apply_membership_changes(
         session,
         organisation=organisation,
         connector=connector,
@@ -93,6 +99,8 @@ def apply_directory_plan(
         actor=actor,
         errors=applied.errors,
     )
+    applied.team_added += memberships.added
+    applied.team_removed += memberships.removed
     return applied
 
 
@@ -127,7 +135,7 @@ class _OwnedLinks:
     def __init__(self, session: Session, connector: DirectoryConnector, plan: Plan) -> None:
         self.session = session
         self.connector = connector
-        wanted = {
+        wanted = {item["previous_external_id"] for item in plan.relinks} | {
             item["external_id"]
             for items in (
                 plan.updates,
@@ -195,6 +203,50 @@ def _link(
     applied.updated += 1
 
 
+def _relink(
+    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
+) -> None:
+    """A re-hire: the person's link moves to the new entry (audited, and reviewed as a change
+    of identity); a sync's revocation of them is undone through the lifecycle policy."""
+    link = owned.get(item["previous_external_id"])
+    if link is None or owned.get(item["external_id"]) is not None:
+        raise InvalidTransition(f"{item['email']}: the link to relink changed since the plan")
+    previous = link.external_id
+    before = {"external_id": previous, "dn": link.attributes.get("dn")}
+    link.external_id = item["external_id"]
+    attributes = {**link.attributes, "dn": item["dn"]}
+    attributes.pop("access_ends_at", None)
+    if item.get("access_ends_at"):
+        attributes["access_ends_at"] = item["access_ends_at"]
+    link.attributes = attributes
+    link.deleted_at = None
+    owned.links[item["external_id"]] = link
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=link.organisation_id,
+        action="identity.relinked",
+        target_type="user",
+        target_id=link.user_id,
+        before=before,
+        after={"external_id": item["external_id"], "dn": item["dn"], "reason": "re-hire"},
+    )
+    user = link.user
+    role = Role(item["role"]) if item.get("role") and user.role is not Role.SUPER_ADMIN else None
+    edit_user(session, user=user, actor=actor, name=item["name"], email=item["email"], role=role)
+    revoked = user.status is UserStatus.REVOKED
+    if revoked and set_active(session, user=user, active=True, actor=actor) is Outcome.APPLIED:
+        applied.reactivated += 1
+    access_reviews.review_identity_change(
+        session,
+        user=user,
+        previous_external_id=previous,
+        external_id=item["external_id"],
+        actor=actor,
+    )
+    applied.updated += 1
+
+
 def _update(
     session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
 ) -> None:
@@ -222,7 +274,30 @@ def _update(
             after={"dn": item["dn"]},
         )
         link.attributes = {**link.attributes, "dn": item["dn"]}
+    if "access_ends_at" in fields:
+        _store_access_end(session, link, fields["access_ends_at"][1], actor)
     applied.updated += 1
+
+
+def _store_access_end(session: Session, link: IdentityLink, ends: str, actor: Actor) -> None:
+    """The date the directory says access ends (a later sync revokes once it has passed)."""
+    before = link.attributes.get("access_ends_at") or ""
+    if before == ends:
+        return
+    attributes = {**link.attributes, "access_ends_at": ends}
+    if not ends:
+        attributes.pop("access_ends_at")
+    link.attributes = attributes
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=link.organisation_id,
+        action="identity.access_end_changed",
+        target_type="user",
+        target_id=link.user_id,
+        before={"access_ends_at": before or None},
+        after={"access_ends_at": ends or None},
+    )
 
 
 def _reactivate(
@@ -251,10 +326,15 @@ def _revoke(
         mark_link_deleted(session, link=link, actor=actor)
 
 
-def _set_role(session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor) -> None:
+def _set_role(
+    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
+) -> None:
     link = owned.get(item["external_id"])
     if link is not None and link.user.role is not Role.SUPER_ADMIN:
-        edit_user(session, user=link.user, actor=actor, role=Role(item["role"]))
+        role = Role(item["role"])
+        if role.rank < link.user.role.rank:
+            applied.demoted += 1
+        edit_user(session, user=link.user, actor=actor, role=role)
 
 
 # --- runs -------------------------------------------------------------------------------
@@ -389,39 +469,6 @@ def record_plan(run: DirectorySyncRun, plan: Plan, *, applied: bool = False) -> 
     run.error_count = len(plan.errors)
 
 
-def exceeds_threshold(
-    session: Session, *, organisation: Organisation, connector: DirectoryConnector, plan: Plan
-) -> str:
-    """Why this plan must wait for approval, or "" when it may run."""
-    revokes = len(plan.revokes)
-    if not revokes:
-        return ""
-    settings = organisation.settings
-    total = _linked_count(session, connector)
-    if revokes > settings.deprovision_threshold_count:
-        return (
-            f"the plan revokes {revokes} users, more than the threshold of "
-            f"{settings.deprovision_threshold_count}"
-        )
-    if total and revokes * 100 > settings.deprovision_threshold_percent * total:
-        return (
-            f"the plan revokes {revokes} of {total} linked users, more than "
-            f"{settings.deprovision_threshold_percent}%"
-        )
-    return ""
-
-
-def _linked_count(session: Session, connector: DirectoryConnector) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(IdentityLink)
-            .where(IdentityLink.connector_id == connector.id, IdentityLink.deleted_at.is_(None))
-        )
-        or 0
-    )
-
-
 def quarantine_run(
     session: Session,
     *,
@@ -473,8 +520,15 @@ def complete_run(
         run.revoked_count = applied.revoked
         run.reactivated_count = applied.reactivated
         run.error_count = len(plan.errors) + len(applied.errors)
-        if applied.errors and run.plan is not None:
-            run.plan = {**run.plan, "apply_errors": applied.errors}
+        if run.plan is not None:
+            done = {
+                "team_added": applied.team_added,
+                "team_removed": applied.team_removed,
+                "demoted": applied.demoted,
+            }
+            run.plan = {**run.plan, "applied": done}
+            if applied.errors:
+                run.plan["apply_errors"] = applied.errors
         if plan.watermark and run.kind in (SyncKind.FULL, SyncKind.INCREMENTAL):
             connector.watermark = plan.watermark
         now = utcnow()
@@ -484,6 +538,9 @@ def complete_run(
     _finish(run, status)
     if plan.deprovision_blocked:
         run.error = f"deprovisioning withheld: {plan.deprovision_blocked}"
+        if plan.withheld:
+            also = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.withheld.items()))
+            run.error += f" (also withheld: {also})"
         notify(
             session,
             organisation_id=run.organisation_id,
@@ -493,6 +550,7 @@ def complete_run(
                 "connector_id": str(connector.id),
                 "run_id": str(run.id),
                 "reason": plan.deprovision_blocked,
+                "withheld": dict(plan.withheld),
             },
         )
 
@@ -506,12 +564,46 @@ def get_run(session: Session, organisation_id: uuid.UUID, run_id: uuid.UUID) -> 
     return run
 
 
-def approve_run(session: Session, *, run: DirectorySyncRun, actor: Actor) -> Applied:
-    """Apply a quarantined plan as it was reviewed; a second approval is refused."""
+def check_approvable(session: Session, *, run: DirectorySyncRun) -> None:
+    """Only a quarantined run, and only while no later sync of its connector has completed
+    (the later sync saw a newer directory: the held plan is outdated)."""
     if run.status is not SyncRunStatus.QUARANTINED or run.plan is None:
         raise InvalidTransition(f"only a quarantined run can be approved; this one is {run.status}")
+    newer = session.scalar(
+        select(DirectorySyncRun)
+        .where(
+            DirectorySyncRun.connector_id == run.connector_id,
+            DirectorySyncRun.id != run.id,
+            DirectorySyncRun.started_at > run.started_at,
+            DirectorySyncRun.dry_run.is_(False),
+            DirectorySyncRun.status.in_([SyncRunStatus.SUCCEEDED, SyncRunStatus.APPROVED]),
+        )
+        .order_by(DirectorySyncRun.started_at.desc())
+        .limit(1)
+    )
+    if newer is not None:
+        raise InvalidTransition(
+            f"a later sync of this connector ({newer.id}, {newer.status.value}) has completed "
+            "since this plan was held; it is outdated: discard it",
+            newer_run_id=str(newer.id),
+        )
+
+
+def approve_run(
+    session: Session,
+    *,
+    run: DirectorySyncRun,
+    actor: Actor,
+    plan: Plan | None = None,
+    dropped: dict[str, list[dict[str, Any]]] | None = None,
+) -> Applied:
+    """Apply a quarantined plan: `plan` is the held one re-checked against the directory
+    (`dropped`: what no longer held, reported on the run and in the audit); a second approval
+    is refused."""
+    check_approvable(session, run=run)
     connector = session.get_one(DirectoryConnector, run.connector_id)
-    plan = Plan.from_dict(run.plan)
+    assert run.plan is not None
+    plan = plan if plan is not None else Plan.from_dict(run.plan)
     applied = apply_directory_plan(
         session, connector=connector, plan=plan, actor=ldap_actor(connector)
     )
@@ -523,7 +615,14 @@ def approve_run(session: Session, *, run: DirectorySyncRun, actor: Actor) -> App
         applied=applied,
         status=SyncRunStatus.APPROVED,
     )
-    _decide(session, run, actor, "directory_sync.approved")
+    dropped_counts = {name: len(items) for name, items in (dropped or {}).items()}
+    if dropped and run.plan is not None:
+        run.plan = {
+            **run.plan,
+            "dropped": {name: items[:PLAN_ITEMS_KEPT] for name, items in dropped.items()},
+            "dropped_counts": dropped_counts,
+        }
+    _decide(session, run, actor, "directory_sync.approved", dropped=dropped_counts)
     return applied
 
 
@@ -536,7 +635,14 @@ def discard_run(session: Session, *, run: DirectorySyncRun, actor: Actor) -> Non
     _decide(session, run, actor, "directory_sync.discarded")
 
 
-def _decide(session: Session, run: DirectorySyncRun, actor: Actor, action: str) -> None:
+def _decide(
+    session: Session,
+    run: DirectorySyncRun,
+    actor: Actor,
+    action: str,
+    *,
+    dropped: dict[str, int] | None = None,
+) -> None:
     run.decided_by = str(actor)
     run.decided_at = utcnow()
     audit.record(
@@ -546,7 +652,7 @@ def _decide(session: Session, run: DirectorySyncRun, actor: Actor, action: str) 
         action=action,
         target_type="directory",
         target_id=run.connector_id,
-        after={"run_id": str(run.id)},
+        after={"run_id": str(run.id), **({"dropped": dropped} if dropped is not None else {})},
     )
 
 

@@ -43,8 +43,6 @@ class OrganisationSettings(Timestamped, Base):
     deleted_team_key_policy: Mapped[DeletedTeamKeyPolicy] = enum_column(
         DeletedTeamKeyPolicy, default=DeletedTeamKeyPolicy.REVOKE
     )
-    deprovision_threshold_count: Mapped[int] = mapped_column(default=50)
-    deprovision_threshold_percent: Mapped[int] = mapped_column(default=10)
     review_escalation_minutes: Mapped[int] = mapped_column(default=24 * 60)
     scim_delete_policy: Mapped[ScimDeletePolicy] = enum_column(
         ScimDeletePolicy, default=ScimDeletePolicy.REVOKE

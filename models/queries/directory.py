@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from connectors.ldap.reconcile import Known, MembershipState, Unlinked
 from models.actions import lifecycle
+from models.directory_safety import policy_of
 from models.entities import (
     DirectoryConnector,
     DirectorySyncRun,
@@ -28,15 +29,21 @@ MANAGING_SOURCES = (Source.SCIM, Source.LDAP, Source.OKTA, Source.EVENTS)
 
 
 def load_known(
-    session: Session, connector: DirectoryConnector, external_ids: list[str] | None = None
+    session: Session,
+    connector: DirectoryConnector,
+    external_ids: list[str] | None = None,
+    *,
+    ended_by: str = "",
 ) -> dict[str, Known]:
-    """The users this connector owns, by stable id (all of them, or just the ids given)."""
+    """The users this connector owns, by stable id (all of them, or just the ids given, or
+    with `ended_by` those whose stored end of access is at or before it)."""
     # Plain text columns: no per-row UUID, enum or JSON decoding for 100,000 rows.
     query = (
         select(
             IdentityLink.external_id,
             cast(IdentityLink.user_id, String).label("user_id"),
             IdentityLink.attributes["dn"].as_string().label("dn"),
+            IdentityLink.attributes["access_ends_at"].as_string().label("access_ends_at"),
             IdentityLink.deleted_at.is_not(None).label("deleted"),
             User.email,
             User.name,
@@ -51,7 +58,14 @@ def load_known(
         )
     )
     rows: Iterable[Any]
-    if external_ids is None:
+    if ended_by:
+        ends = IdentityLink.attributes["access_ends_at"].as_string()
+        rows = session.execute(
+            query.where(
+                ends.is_not(None), ends != "", ends <= ended_by, User.status != UserStatus.REVOKED
+            )
+        )
+    elif external_ids is None:
         rows = fetch_plain(session, query)
     else:
         chunks = [
@@ -71,12 +85,33 @@ def load_known(
             status=intern(status),
             role=intern(role),
             dn=dn or "",
+            access_ends_at=access_ends_at or "",
             deleted=bool(deleted),
         )
-        for ext, user_id, dn, deleted, email, name, status, role in rows
+        for ext, user_id, dn, access_ends_at, deleted, email, name, status, role in rows
     }
     _mark_reactivatable(session, known)
     return known
+
+
+def load_owned_by_email(
+    session: Session, connector: DirectoryConnector, emails: list[str]
+) -> dict[str, tuple[str, Known]]:
+    """This connector's users with these emails (lower-cased key), with their stable ids."""
+    keys = sorted({email.lower() for email in emails})
+    owned: dict[str, tuple[str, Known]] = {}
+    for start in range(0, len(keys), CHUNK):
+        ids = session.scalars(
+            select(IdentityLink.external_id)
+            .join(User, User.id == IdentityLink.user_id)
+            .where(
+                IdentityLink.connector_id == connector.id,
+                User.email_key.in_(keys[start : start + CHUNK]),
+            )
+        ).all()
+        for ext, known in load_known(session, connector, list(ids)).items():
+            owned[known.email.lower()] = (ext, known)
+    return owned
 
 
 def fetch_plain(session: Session, query: Select[*tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
@@ -209,6 +244,7 @@ def connector_view(connector: DirectoryConnector) -> dict[str, Any]:
         "attribute_mapping": dict(connector.attribute_mapping),
         "group_teams": dict(connector.group_teams),
         "group_roles": dict(connector.group_roles),
+        "safety": policy_of(connector).model_dump(),
         "watermark": connector.watermark,
         "last_full_sync_at": _iso(connector.last_full_sync_at),
         "last_incremental_sync_at": _iso(connector.last_incremental_sync_at),
@@ -234,6 +270,8 @@ def run_view(run: DirectorySyncRun, *, with_plan: bool = False) -> dict[str, Any
             "reactivated": run.reactivated_count,
             "unchanged": run.unchanged_count,
             "errors": run.error_count,
+            # memberships and roles, kept with the applied plan (no columns of their own)
+            **((run.plan or {}).get("applied") or {}),
         },
         "error": run.error,
         "error_code": run.error_code,

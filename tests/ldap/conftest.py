@@ -132,7 +132,8 @@ def connector_fields(directory: Directory, **overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def make_connector(session: Session, settings: Settings, directory: Directory) -> Any:
-    """A connector on this test's subtree, for a fresh organisation (threshold relaxed)."""
+    """A connector on this test's subtree, for a fresh organisation (percentages relaxed: a
+    test directory of four people would trip them at every change)."""
 
     def make(
         *,
@@ -142,8 +143,16 @@ def make_connector(session: Session, settings: Settings, directory: Directory) -
         **overrides: Any,
     ) -> DirectoryConnector:
         org = factories.make_org(session)
-        org.settings.deprovision_threshold_percent = threshold_percent
-        org.settings.deprovision_threshold_count = threshold_count
+        overrides.setdefault(
+            "safety",
+            {
+                "thresholds": {
+                    "revoke": {"count": threshold_count, "percent": threshold_percent},
+                    "team_remove": {"percent": 100},
+                    "demote": {"percent": 100},
+                }
+            },
+        )
         connector = create_connector(
             session,
             organisation=org,

@@ -19,7 +19,6 @@ from tests.support.worker import settings_env
 
 def _admin(session):
     org = factories.make_org(session)
-    org.settings.deprovision_threshold_percent = 10
     admin = factories.make_user(session, org, role=Role.ORG_ADMIN, email="admin@corp.test")
     token = factories.admin_token(session, org, admin)
     session.commit()
@@ -129,7 +128,6 @@ def test_sync_request_is_queued_for_the_worker(client, session, sessions, direct
 
 def test_cli_add_test_dry_run_sync_and_approve(session, sessions, settings, directory):
     org = factories.make_org(session)
-    org.settings.deprovision_threshold_percent = 10
     session.commit()
     env = settings_env(settings, LDAP_PW=ROOT_PASSWORD)
     runner = CliRunner()

@@ -43,9 +43,15 @@ attributetype ( 1.3.6.1.4.1.55555.1.5 NAME 'sAMAccountName'
   EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
 attributetype ( 1.3.6.1.4.1.55555.1.6 NAME 'legacyName'
   EQUALITY octetStringMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.40 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.55555.1.7 NAME 'accountExpires'
+  EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.55555.1.8 NAME 'lockoutTime'
+  EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.55555.1.9 NAME 'krbPrincipalExpiration'
+  EQUALITY generalizedTimeMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.24 SINGLE-VALUE )
 objectclass ( 1.3.6.1.4.1.55555.2.1 NAME 'odockTestAccount' SUP top AUXILIARY
   MAY ( nsAccountLock $ ipaUniqueID $ objectGUID $ userAccountControl $ sAMAccountName $
-        legacyName ) )
+        legacyName $ accountExpires $ lockoutTime $ krbPrincipalExpiration ) )
 """
 
 BASE_LDIF = f"""dn: {SUFFIX}

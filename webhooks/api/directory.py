@@ -11,14 +11,14 @@ from pydantic import Field
 from models.access import require_admin
 from models.actions import directory_connectors as connectors
 from models.actions import directory_sync as sync_ops
-from models.directory_runs import test_connection
+from models.directory_runs import approve_quarantined, test_connection
 from models.enums import SyncKind
 from models.queries.directory import connector_view, list_connectors, list_runs, run_view
 from webhooks.api.described import takes_body
 from webhooks.api.params import int_param
 from webhooks.auth import admin_actor, current_viewer
 from webhooks.body import RequestBody, json_body, parse_body
-from webhooks.context import db_session, settings
+from webhooks.context import app_state, db_session, settings
 
 bp = Blueprint("directory", __name__, url_prefix="/api/v1/directory")
 
@@ -45,6 +45,7 @@ class ConnectorBody(RequestBody):
     attribute_mapping: dict[str, Any] | None = None
     group_teams: dict[str, str] | None = None
     group_roles: dict[str, str] | None = None
+    safety: dict[str, Any] | None = None
 
     def fields(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True, exclude={"bind_password"})
@@ -168,10 +169,15 @@ def approve(run_id: uuid.UUID) -> dict[str, Any]:
     viewer = current_viewer()
     require_admin(viewer)
     session = db_session()
-    found = sync_ops.get_run(session, viewer.organisation_id, run_id)
-    sync_ops.approve_run(session, run=found, actor=admin_actor(viewer))
-    session.commit()
-    return run_view(found)
+    session.rollback()  # no transaction stays open while the directory is read again
+    approve_quarantined(
+        app_state().sessions,
+        settings(),
+        organisation_id=viewer.organisation_id,
+        run_id=run_id,
+        actor=admin_actor(viewer),
+    )
+    return run_view(sync_ops.get_run(session, viewer.organisation_id, run_id), with_plan=True)
 
 
 @bp.post("/runs/<uuid:run_id>/discard")

@@ -1,0 +1,129 @@
+"""What holds a directory sync's destructive changes: per-connector thresholds and policies.
+
+Three kinds of change take access away: revoking a user, removing a team membership, and
+demoting a user's organisation role. Each kind has its own count and percentage threshold;
+a plan over any of them waits for an admin (quarantine), as does a plan in which a mapped
+group came back empty while people are in its team or hold its role.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from connectors.ldap.reconcile import Plan
+from models.entities import DirectoryConnector, IdentityLink, TeamMembership, User
+from models.enums import Role, Source
+from models.errors import InvalidInput
+
+KINDS = ("revoke", "team_remove", "demote")
+
+
+class Threshold(BaseModel):
+    """More than `count` changes, or more than `percent` of those that could change, wait."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(ge=0, le=10_000_000, strict=True)
+    percent: int = Field(ge=0, le=100, strict=True)
+
+
+class Thresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    revoke: Threshold = Threshold(count=50, percent=10)
+    team_remove: Threshold = Threshold(count=100, percent=10)
+    demote: Threshold = Threshold(count=10, percent=10)
+
+
+class SafetyPolicy(BaseModel):
+    """A connector's safety settings; every field has a documented, safe default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    thresholds: Thresholds = Thresholds()
+    # a linked entry gone and a new one with the same email: relink the person to the new
+    # entry ("relink"), or report the new entry and leave the person to an admin ("report")
+    rehire: Literal["relink", "report"] = "relink"
+
+
+def policy_of(connector: DirectoryConnector) -> SafetyPolicy:
+    """The connector's policy (stored values over the defaults)."""
+    return SafetyPolicy.model_validate(connector.safety or {})
+
+
+def merged_policy(current: dict[str, Any], change: Any) -> dict[str, Any]:
+    """The policy after a partial change (nested objects merge); InvalidInput names the
+    first bad field, and nothing is stored."""
+    if not isinstance(change, dict):
+        raise InvalidInput("safety must be an object", field="safety")
+    base = SafetyPolicy.model_validate(current or {}).model_dump()
+    try:
+        return SafetyPolicy.model_validate(_deep_merge(base, change)).model_dump()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise InvalidInput(f"safety.{where}: {error['msg']}", field=f"safety.{where}") from None
+
+
+def _deep_merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def held_reason(session: Session, *, connector: DirectoryConnector, plan: Plan) -> str:
+    """Why this plan must wait for an admin's approval, or "" when it may run."""
+    if plan.emptied:
+        return "; ".join(plan.emptied) + " (treated like an empty directory)"
+    thresholds = policy_of(connector).thresholds
+    demotions = sum(1 for item in plan.roles if item.get("demotion"))
+    # A retired team's memberships go with the team, on an admin's change of the mapping.
+    retired = {item["team"].lower() for item in plan.team_retires}
+    removals = sum(1 for item in plan.team_removes if item["team"].lower() not in retired)
+    changes = {
+        "revoke": (len(plan.revokes), "revokes", "users", "linked users"),
+        "team_remove": (
+            removals,
+            "removes",
+            "team memberships",
+            "directory team memberships",
+        ),
+        "demote": (demotions, "demotes", "users", "users with a role above USER"),
+    }
+    for kind, (n, verb, noun, of_what) in changes.items():
+        if not n:
+            continue
+        limit: Threshold = getattr(thresholds, kind)
+        if n > limit.count:
+            return f"the plan {verb} {n} {noun}, more than the threshold of {limit.count}"
+        total = _base_count(session, connector, kind)
+        if total and n * 100 > limit.percent * total:
+            return f"the plan {verb} {n} of {total} {of_what}, more than {limit.percent}%"
+    return ""
+
+
+def _base_count(session: Session, connector: DirectoryConnector, kind: str) -> int:
+    """What a percentage is of: linked users, their directory memberships, or the linked users
+    holding a role above USER."""
+    linked = select(IdentityLink.user_id).where(
+        IdentityLink.connector_id == connector.id, IdentityLink.deleted_at.is_(None)
+    )
+    if kind == "revoke":
+        query = select(func.count()).select_from(linked.subquery())
+    elif kind == "team_remove":
+        query = select(func.count()).where(
+            TeamMembership.user_id.in_(linked), TeamMembership.source == Source.LDAP
+        )
+    else:
+        query = select(func.count()).where(
+            User.id.in_(linked), User.role.in_([Role.MANAGER, Role.ORG_ADMIN])
+        )
+    return int(session.scalar(query) or 0)
