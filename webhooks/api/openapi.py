@@ -261,7 +261,7 @@ def derived_paths(app: Flask) -> tuple[dict[str, dict[str, Any]], list[type[Base
                 params=[
                     _path_parameter(name, kind) for kind, name in RULE_PARAMETER.findall(rule.rule)
                 ],
-                ok=_success_status(method, view.__name__),
+                ok=getattr(view, "openapi_ok", None) or _success_status(method, view.__name__),
                 errors=(400, 401, 403, 404, 409),
             )
     return paths, bodies
