@@ -158,7 +158,7 @@ from cli.invitations import invitations  # noqa: E402
 from cli.keys import keys  # noqa: E402
 from cli.ldap import ldap  # noqa: E402
 from cli.odock import odock  # noqa: E402
-from cli.reviews import hooks, reviews, users_revoke  # noqa: E402
+from cli.reviews import hooks, reviews, users_reactivate, users_revoke  # noqa: E402
 from cli.scim import scim  # noqa: E402
 from cli.serve import serve  # noqa: E402
 from cli.tokens import token  # noqa: E402
@@ -176,3 +176,4 @@ main.add_command(keys)
 main.add_command(holds)
 main.add_command(odock)
 users.add_command(users_revoke)
+users.add_command(users_reactivate)

@@ -118,6 +118,7 @@ class ReviewCause(StrEnum):
     LEFT_TEAM = "left_team"
     ORG_ROLE_DROPPED = "org_role_dropped"
     IDENTITY_CHANGED = "identity_changed"  # a directory relinked the person to a new entry
+    KEY_STILL_ACCEPTED = "key_still_accepted"  # a revoked key with no review of its own
 
 
 class HookKind(StrEnum):

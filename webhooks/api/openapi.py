@@ -53,6 +53,7 @@ BODIES: list[type[BaseModel]] = [
     schemas.EditUser,
     schemas.RevokeUser,
     schemas.DeclineUser,
+    schemas.ReactivateUser,
     schemas.NoFields,
     schemas.CreateTeam,
     schemas.SetMembership,
@@ -164,7 +165,9 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/users/{user_id}/reactivate": {
         "post": lifecycle(
-            "Reactivate a REVOKED user: undo exactly what the revocation did", schemas.NoFields
+            "Reactivate a REVOKED user: undo exactly what the revocation did (409 when a key it "
+            "disabled was used after it, unless restore_used_keys is true)",
+            schemas.ReactivateUser,
         )
     },
     "/teams": {
