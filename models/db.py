@@ -96,7 +96,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # LIKE compares as PostgreSQL's does (case-exact): case-insensitive matches lower() both
+    # sides, and lower() folds every script as PostgreSQL's does, not only ASCII.
+    cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()
+    dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
+
+
+def _unicode_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:
