@@ -17,6 +17,12 @@ from models.actions import organisations
 from models.enums import SyncKind
 from models.queries.directory import connector_view, list_connectors, list_runs, run_view
 
+# How `ldap sync` and `ldap test` end, for scripts and schedulers (table in docs/ldap.md).
+# 1 and 2 are click's own: an error before any run (bad input, unknown organisation) and a
+# usage error.
+EXIT_CODES = {"failed": 3, "quarantined": 4, "skipped": 5}
+EXIT_TEST_FAILED = 6
+
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
 CONNECTOR_OPTION = click.option(
@@ -188,7 +194,7 @@ def test(org_slug: str, connector_ref: str, username: str, as_json: bool) -> Non
     result = test_connection(connector, cli_settings(), username=username)
     emit(result, as_json=as_json)
     if not result["ok"]:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_TEST_FAILED)
 
 
 @ldap.command("sync")
@@ -235,8 +241,8 @@ def sync(
         )
     view["plan_summary"] = outcome.summary
     emit(view, as_json=as_json, text=_run_text(view))
-    if outcome.status == "failed":
-        raise SystemExit(1)
+    if outcome.status in EXIT_CODES:
+        raise SystemExit(EXIT_CODES[outcome.status])
 
 
 def _run_text(view: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ threshold waits for an admin.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import structlog
 from sqlalchemy.orm import Session
 
 from connectors.ldap.client import DirectoryClient, SearchStats
@@ -57,9 +59,12 @@ from models.enums import Role, SyncKind, SyncRunStatus
 from models.errors import Conflict, DomainError, Unavailable
 from models.queries import directory as queries
 from models.settings import Settings
-from models.sync_lock import SyncLock, sync_lock
+from models.sync_lock import SyncLock
 
-LOCK_TTL_SECONDS = 3600
+log = structlog.get_logger(__name__)
+
+CRASHED = "internal_error"
+GROUP_PAGE_SIZE = 5
 MAX_WAITING = 5000  # mapped entries held while the owned users are still loading
 Progress = Callable[[int], None]
 
@@ -80,6 +85,11 @@ class _Target:
     mapping: AttributeMapping
     settings: Settings
     now: str = field(default_factory=lambda: utcnow().strftime(ISO_FORMAT))
+    heartbeat: Heartbeat | None = None
+
+    def check_lease(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.check()
 
     @property
     def group_base(self) -> str:
@@ -101,13 +111,18 @@ def run_sync(
     progress: Progress | None = None,
     lock: SyncLock | None = None,
 ) -> SyncOutcome:
+    """One sync, start to end: whatever goes wrong, the run ends `failed`, with an alert."""
     started = time.time()
-    lock = lock or sync_lock(settings, sessions)
-    lock_name = f"directory-sync:{connector_id}"
-    token = lock.acquire(lock_name, ttl=LOCK_TTL_SECONDS)
+    lock = lock or SyncLock(sessions)
+    ttl = settings.directory_sync_lease_seconds
+    name = sync_ops.lease_name(connector_id)
+    token = lock.acquire(name, ttl=ttl)
     try:
         with transaction(sessions) as session:
             connector = session.get_one(DirectoryConnector, connector_id)
+            if token is not None:
+                # We hold the lease: a run still `running` here was left by a dead process.
+                sync_ops.reap_stale_runs(session, now=utcnow(), held=connector.id)
             if kind is SyncKind.INCREMENTAL and not connector.watermark:
                 kind = SyncKind.FULL  # nothing to count changes from yet
             run = sync_ops.start_run(
@@ -120,11 +135,95 @@ def run_sync(
             target = _Target(connector, connector_mapping(connector), settings)
             run_id = run.id
         # A directory change reaches odock-sync when a run reads it: its clock starts here.
-        with arrived(started):
-            return _run(sessions, target, run_id, kind, dry_run, progress or (lambda _n: None))
+        with Heartbeat(lock, name, token, ttl=ttl) as heartbeat, arrived(started):
+            target.heartbeat = heartbeat
+            try:
+                return _run(sessions, target, run_id, kind, dry_run, progress or (lambda _n: None))
+            except BaseException as exc:
+                outcome = _crashed(sessions, target, run_id, exc)
+                if not isinstance(exc, Exception):
+                    raise  # KeyboardInterrupt, SystemExit: recorded, and on their way
+                return outcome
     finally:
         if token is not None:
-            lock.release(lock_name, token)
+            lock.release(name, token)
+
+
+def _crashed(
+    sessions: SessionFactory, target: _Target, run_id: uuid.UUID, exc: BaseException
+) -> SyncOutcome:
+    """An unexpected error: the run is failed with a one-line reason and the admins alerted.
+
+    When even that cannot be written (the database is down), the error goes up as it is and
+    the run is reaped later, once its lease has expired.
+    """
+    code, message = CRASHED, one_line(exc)
+    if isinstance(exc, DirectoryError | DomainError):
+        code, message = exc.code, exc.message
+    log.error("directory_sync.crashed", run_id=str(run_id), error=message, exc_info=exc)
+    try:
+        with transaction(sessions) as session:
+            run = session.get_one(DirectorySyncRun, run_id, with_for_update=True)
+            if run.status is SyncRunStatus.RUNNING:
+                connector = session.get_one(DirectoryConnector, target.connector.id)
+                sync_ops.fail_run(
+                    session,
+                    run=run,
+                    code=code,
+                    message=message,
+                    read=run.read_count,
+                    connector=connector,
+                )
+    except Exception:
+        log.error("directory_sync.not_recorded", run_id=str(run_id), exc_info=True)
+        raise exc from None
+    return SyncOutcome(str(run_id), SyncRunStatus.FAILED.value, error=message)
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's type and the first line of its message, short enough for a run's list."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+class Heartbeat:
+    """Renews a lease while its holder works, from a thread; notes when the lease was lost."""
+
+    def __init__(self, lock: SyncLock, name: str, token: str, *, ttl: float) -> None:
+        self.lock = lock
+        self.name = name
+        self.token = token
+        self.ttl = ttl
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="sync-lease", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                if not self.lock.renew(self.name, self.token, ttl=self.ttl):
+                    self.lost = True
+                    return
+            except Exception:  # a database hiccup: try again at the next beat
+                log.warning("directory_sync.lease_not_renewed", lease=self.name, exc_info=True)
+
+    def check(self) -> None:
+        """Refuse to write once the lease is lost: another sync may be running now."""
+        if self.lost:
+            raise SyncInterrupted("the sync lost its lease (not renewed in time); nothing applied")
+
+
+class SyncInterrupted(DomainError):
+    code = sync_ops.INTERRUPTED
 
 
 def approve_quarantined(
@@ -149,9 +248,9 @@ def approve_quarantined(
         connector = session.get_one(DirectoryConnector, run.connector_id)
         target = _Target(connector, connector_mapping(connector), settings)
         session.expunge(connector)
-    lock = lock or sync_lock(settings, sessions)
-    lock_name = f"directory-sync:{target.connector.id}"
-    token = lock.acquire(lock_name, ttl=LOCK_TTL_SECONDS)
+    lock = lock or SyncLock(sessions)
+    lock_name = sync_ops.lease_name(target.connector.id)
+    token = lock.acquire(lock_name, ttl=settings.directory_sync_lease_seconds)
     if token is None:
         raise Conflict("a sync of this connector is running; approve once it has finished")
     try:
@@ -203,7 +302,8 @@ def _run(
         code = exc.code
         message = exc.message
         with transaction(sessions) as session:
-            run = session.get_one(DirectorySyncRun, run_id)
+            run = session.get_one(DirectorySyncRun, run_id, with_for_update=True)
+            _ensure_running(run)
             connector = session.get_one(DirectoryConnector, target.connector.id)
             sync_ops.fail_run(
                 session, run=run, code=code, message=message, read=read[0], connector=connector
@@ -215,6 +315,12 @@ def _run(
     finally:
         if stream is not None:
             stream.discard()  # nothing left to do once its transaction was handed over
+
+
+def _ensure_running(run: DirectorySyncRun) -> None:
+    """A run a reaper ended (its lease had expired) takes no more writes from this sync."""
+    if run.status is not SyncRunStatus.RUNNING:
+        raise SyncInterrupted(f"the run was ended meanwhile ({run.status}: {run.error})")
 
 
 def _stream_for(
@@ -249,7 +355,9 @@ def _decide(
 ) -> SyncOutcome:
     streamed = stream is not None and stream.started
     with transaction(sessions) as session:
-        run = session.get_one(DirectorySyncRun, run_id)
+        run = session.get_one(DirectorySyncRun, run_id, with_for_update=True)
+        _ensure_running(run)
+        target.check_lease()
         connector = session.get_one(DirectoryConnector, target.connector.id)
         sync_ops.plan_team_retirements(session, connector=connector, plan=plan)
         if dry_run:
@@ -275,7 +383,9 @@ def _decide(
     applying, people = stream.finish()
     with applying:
         try:
-            run = applying.get_one(DirectorySyncRun, run_id)
+            run = applying.get_one(DirectorySyncRun, run_id, with_for_update=True)
+            _ensure_running(run)
+            target.check_lease()
             connector = applying.get_one(DirectoryConnector, target.connector.id)
             outcome = _apply(applying, run, connector, plan, people)
             applying.commit()
@@ -435,7 +545,10 @@ def _plan_incremental(sessions: SessionFactory, target: _Target, progress: Progr
                 people.append(person)
                 watermark = later_change(watermark, person.change, mapping.change_kind)
             progress(len(people) + len(problems))
-        groups_changed = target.wants_groups and _any_group_changed(client, target, since)
+        # Strictly after: the group that set the watermark would otherwise look changed at
+        # every run, and every incremental sync would recompute all memberships and roles.
+        group_since = changed_since_filter(mapping, connector.watermark, after=True)
+        groups_changed = target.wants_groups and _any_group_changed(client, target, group_since)
         groups: dict[str, Group] = {}
         if groups_changed:
             groups, watermark = _read_groups(client, target, watermark)
@@ -487,7 +600,9 @@ def _read_groups(
         target.group_base,
         target.mapping.group_filter,
         target.mapping.group_attributes(),
-        page_size=target.connector.page_size,
+        # A group can list a hundred thousand members: a few groups per page keep the raw
+        # entries (two pages in flight) small.
+        page_size=min(GROUP_PAGE_SIZE, target.connector.page_size),
     ):
         for dn, attrs in page:
             try:
@@ -547,12 +662,45 @@ def test_connection(
             if username:
                 term = f"({mapping.username}={escape_filter_value(username)})"
                 filterstr = and_filter(mapping.user_filter, term)
-            result["sample"] = _sample(client, connector, mapping, filterstr)
-            result["ok"] = True
+            result["sample"] = sample = _sample(client, connector, mapping, filterstr)
     except DirectoryError as exc:
         result["error_code"] = exc.code
         result["error"] = exc.message
+        return result
+    result.update(_verdict(connector, mapping, result["users"], sample, username))
     return result
+
+
+def _verdict(
+    connector: DirectoryConnector,
+    mapping: AttributeMapping,
+    users: int,
+    sample: dict[str, Any] | None,
+    username: str,
+) -> dict[str, Any]:
+    """ok only when the read found people and the sample maps; otherwise what was found."""
+    where = f"under {connector.base_dn} with the user filter {mapping.user_filter}"
+    if not users:
+        return {
+            "ok": False,
+            "error_code": "no_people",
+            "error": f"no entry {where} (preset {connector.preset}): "
+            "check the base DN, the filter and the preset",
+        }
+    if sample is None:
+        return {
+            "ok": False,
+            "error_code": "no_sample",
+            "error": f"{users} entries {where}, none with {mapping.username}={username}",
+        }
+    if "error" in sample:
+        return {
+            "ok": False,
+            "error_code": "unmappable",
+            "error": f"{users} entries {where}, but {sample['dn']} does not map with the "
+            f"preset {connector.preset}: {sample['error']}",
+        }
+    return {"ok": True}
 
 
 def _sample(

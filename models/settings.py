@@ -40,7 +40,6 @@ class Settings(BaseSettings):
     outbox_relay_interval: float = Field(default=5.0, gt=0)
     outbox_redispatch_after: float = Field(default=900.0, gt=0)
     outbox_max_attempts: int = Field(default=8, ge=1)
-    redis_url: str = ""
     gateway_url: str = ""
     gateway_secret: str = ""
     gateway_timeout: float = Field(default=5.0, gt=0)
@@ -91,6 +90,8 @@ class Settings(BaseSettings):
     event_max_body_bytes: int = Field(default=262_144, ge=1024)
     event_timestamp_tolerance: int = Field(default=300, ge=1, le=3600)
     directory_sync_tick_seconds: float = Field(default=60.0, gt=0)
+    # A sync renews its lease every third of this; a dead holder's lease frees after it.
+    directory_sync_lease_seconds: float = Field(default=90.0, ge=1, le=3600)
     event_hook_cache_seconds: float = Field(default=2.0, ge=0, le=60)
     event_drain_sweep_interval: float = Field(default=30.0, gt=0)
     scim_token_cache_seconds: float = Field(default=2.0, ge=0, le=60)

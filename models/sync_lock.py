@@ -1,56 +1,33 @@
-"""A lock that keeps two syncs of one connector from overlapping.
+"""Leases that keep two syncs of one connector from overlapping, in every process alike.
 
-Redis (SET NX PX, released only by its holder) where Redis is configured; otherwise a lease
-row in the database, taken with a conditional write. Both expire, so a crashed holder does not
-block the next run forever.
+A lease is a row in the database (`sync_leases`), which every process of a deployment shares
+whatever its environment: a CLI run, a worker and a web process all take the same lock. The
+holder renews it while it works (a heartbeat); a holder that dies (kill -9, a lost host)
+stops renewing, and its lease is free again once it expires, after `ttl` seconds.
 """
 
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
-from typing import Protocol
+from datetime import datetime, timedelta
 
-import redis
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.db import SessionFactory
 from models.entities import SyncLease
-from models.settings import Settings
-
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
 
 
-class SyncLock(Protocol):
-    def acquire(self, name: str, *, ttl: float) -> str | None:
-        """A holder token, or None when someone else holds the lock."""
+class SyncLock:
+    """Named leases in the database; each call is its own short transaction."""
 
-    def release(self, name: str, token: str) -> None: ...
-
-
-class RedisSyncLock:
-    def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url)
-
-    def acquire(self, name: str, *, ttl: float) -> str | None:
-        token = secrets.token_hex(16)
-        taken = self.client.set(f"odock:lock:{name}", token, nx=True, px=int(ttl * 1000))
-        return token if taken else None
-
-    def release(self, name: str, token: str) -> None:
-        self.client.eval(_RELEASE, 1, f"odock:lock:{name}", token)
-
-
-class DatabaseSyncLock:
     def __init__(self, sessions: SessionFactory) -> None:
         self.sessions = sessions
 
     def acquire(self, name: str, *, ttl: float) -> str | None:
+        """A holder token, or None when someone else holds a lease that has not expired."""
         token = secrets.token_hex(16)
         now = utcnow()
         expires = now + timedelta(seconds=ttl)
@@ -71,6 +48,17 @@ class DatabaseSyncLock:
             session.commit()
             return token if taken.rowcount == 1 else None  # type: ignore[attr-defined]
 
+    def renew(self, name: str, token: str, *, ttl: float) -> bool:
+        """Extend a held lease; False when it is no longer ours (expired and taken)."""
+        with self.sessions() as session:
+            renewed = session.execute(
+                update(SyncLease)
+                .where(SyncLease.name == name, SyncLease.holder == token)
+                .values(expires_at=utcnow() + timedelta(seconds=ttl))
+            )
+            session.commit()
+            return renewed.rowcount == 1  # type: ignore[attr-defined]
+
     def release(self, name: str, token: str) -> None:
         with self.sessions() as session:
             session.execute(
@@ -79,13 +67,12 @@ class DatabaseSyncLock:
             session.commit()
 
 
-def redis_url_of(settings: Settings) -> str:
-    if settings.redis_url:
-        return settings.redis_url
-    broker = settings.celery_broker_url
-    return broker if broker.startswith(("redis://", "rediss://")) else ""
-
-
-def sync_lock(settings: Settings, sessions: SessionFactory) -> SyncLock:
-    url = redis_url_of(settings)
-    return RedisSyncLock(url) if url else DatabaseSyncLock(sessions)
+def live_leases(session: Session, names: list[str], *, now: datetime) -> set[str]:
+    """Which of these leases are held and not expired."""
+    if not names:
+        return set()
+    return set(
+        session.scalars(
+            select(SyncLease.name).where(SyncLease.name.in_(names), SyncLease.expires_at >= now)
+        )
+    )

@@ -7,6 +7,7 @@ are decoded strictly, so a non-UTF-8 value is reported, never guessed.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -383,18 +384,25 @@ def map_group(dn: str, raw: Attributes, mapping: AttributeMapping) -> Group:
     )
 
 
-def expand_groups(groups: dict[str, Group]) -> dict[str, set[str]]:
-    """Each group's members with nested groups expanded (cycles tolerated); DNs normalised."""
-    expanded: dict[str, set[str]] = {}
+def expand_groups(groups: dict[str, Group]) -> dict[str, Collection[str]]:
+    """Each group's members with nested groups expanded (cycles tolerated); DNs normalised.
 
-    def visit(key: str, path: frozenset[str]) -> set[str]:
+    A group with no group among its members is given as its own member list, not copied
+    into a set: a directory's big groups are flat, and a copy of 150,000 members is 8 MB.
+    """
+    expanded: dict[str, Collection[str]] = {}
+
+    def visit(key: str, path: frozenset[str]) -> Collection[str]:
         if key in expanded:
             return expanded[key]
+        members = groups[key].members
+        if not any(member in groups for member in members):
+            return members
         result: set[str] = set()
-        for member in groups[key].members:
+        for member in members:
             if member in groups:
                 if member not in path:
-                    result |= visit(member, path | {member})
+                    result.update(visit(member, path | {member}))
             else:
                 result.add(member)
         if not path - {key}:
@@ -420,8 +428,16 @@ def later_change(current: str, candidate: str, kind: str) -> str:
     return max(current, candidate)
 
 
-def changed_since_filter(mapping: AttributeMapping, watermark: str) -> str:
-    """The filter term that selects entries changed at or after the watermark."""
+def changed_since_filter(mapping: AttributeMapping, watermark: str, *, after: bool = False) -> str:
+    """The filter term that selects entries changed at or after the watermark.
+
+    With `after`, entries changed exactly at the watermark are left out where that is safe:
+    an OpenLDAP entryCSN names one change, so the entry that set the watermark was read
+    already (a one-second modifyTimestamp may be shared with a later change, so it keeps >=).
+    """
     if mapping.change_kind == "counter":
         return f"({mapping.change_attribute}>={escape_filter_value(str(int(watermark) + 1))})"
-    return f"({mapping.change_attribute}>={escape_filter_value(watermark)})"
+    attribute, value = mapping.change_attribute, escape_filter_value(watermark)
+    if after and attribute.lower() == "entrycsn":
+        return f"(&({attribute}>={value})(!({attribute}={value})))"
+    return f"({attribute}>={value})"

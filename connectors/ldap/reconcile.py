@@ -144,6 +144,9 @@ class Reconciler:
         self.seen: set[str] = set()
         self.unidentified = 0
         self.dn_to_id: dict[str, str] = {}
+        # Entries read that have no user and get none from this plan (disabled and never
+        # imported, refused): groups may name them, but there is nobody to add to a team.
+        self.not_imported: set[str] = set()
         # Emails claimed in this read (lower-cased): the planned create, or None when the
         # claim was a change of a user already held (or a duplicate already reported).
         self._claimed_emails: dict[str, dict[str, Any] | None] = {}
@@ -170,6 +173,8 @@ class Reconciler:
         if problem.external_id is not None:
             self._mark_seen(problem.external_id)
             self.dn_to_id[normalize_dn(problem.dn)] = problem.external_id
+            if problem.external_id not in self.known:
+                self.not_imported.add(problem.external_id)
         else:
             self.unidentified += 1
         self.plan.errors.append(
@@ -192,6 +197,8 @@ class Reconciler:
         # emails need checking against the rest of this read.
         email_to_check = known is None or key != known.email.lower()
         if email_to_check and not self._claim_email(person, key):
+            if known is None:
+                self.not_imported.add(ext)
             return
         if known is None:
             self._add_new(person, key)
@@ -211,6 +218,7 @@ class Reconciler:
         if dropped is not None:
             self._claimed_emails[key] = None
             self.plan.creates.remove(dropped)
+            self.not_imported.add(dropped["external_id"])
             self.plan.errors.append(
                 {"dn": dropped["dn"], "external_id": dropped["external_id"], "message": message}
             )
@@ -230,6 +238,7 @@ class Reconciler:
     def _add_new(self, person: Person, key: str) -> None:
         if self._ended(person):
             self.plan.skipped += 1
+            self.not_imported.add(person.external_id)
             return
         item = _person_item(person)
         match = self.unlinked.get(key)
@@ -243,6 +252,7 @@ class Reconciler:
             if self.listener is not None:
                 self.listener.created(item)
         elif match.owner:
+            self.not_imported.add(person.external_id)
             self.plan.errors.append(
                 {
                     "dn": person.dn,
@@ -372,6 +382,7 @@ class Reconciler:
         team_names: dict[str, str] = {}
         for key, group in groups.items():
             members = {dn_to_id[m] for m in expanded[key] if m in dn_to_id}
+            members.difference_update(self.not_imported)
             team = _lookup(group_teams, group)
             if team:
                 team_key = team.strip().lower()

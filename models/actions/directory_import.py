@@ -139,21 +139,21 @@ class PeopleImport:
         return [
             Rows.of(
                 self.dialect,
-                _table(User),
+                table_of(User),
                 ("id", "name", "email", "email_key", "role"),
                 users,
                 {**shared, "status": self.status},
             ),
             Rows.of(
                 self.dialect,
-                _table(IdentityLink),
+                table_of(IdentityLink),
                 ("id", "user_id", "external_id", "attributes"),
                 links,
                 {**shared, "source": Source.LDAP, "connector_id": self.connector.id},
             ),
             Rows.of(
                 self.dialect,
-                _table(AuditEvent),
+                table_of(AuditEvent),
                 ("id", "target_id", "after"),
                 [(event_id, dashed(batch_id), json.dumps(self._event_after(snapshots)))],
                 {
@@ -287,7 +287,7 @@ class PeopleImport:
                 self.session.expunge(event)  # a few hundred kilobytes each
 
 
-def _table(entity: type[Any]) -> Table:
+def table_of(entity: type[Any]) -> Table:
     return cast(Table, entity.__table__)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -19,17 +20,19 @@ from models import audit
 from models.actions import access_reviews
 from models.actions import teams as team_actions
 from models.actions.directory_import import BATCH, PeopleImport
+from models.actions.directory_memberships import apply_membership_changes
 from models.actions.identities import link_identity, mark_link_deleted
 from models.actions.lifecycle import Outcome, set_active
 from models.actions.users import edit_user
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import DirectoryConnector, DirectorySyncRun, IdentityLink, Organisation, User
-from models.enums import Role, Source, SyncKind, SyncRunStatus, TeamRole, UserStatus
+from models.enums import Role, Source, SyncKind, SyncRunStatus, UserStatus
 from models.errors import DomainError, InvalidTransition
 from models.notifications import notify
 from models.queries import directory as queries
 from models.queries.directory import MANAGING_SOURCES
+from models.sync_lock import live_leases
 
 
 @dataclass
@@ -86,7 +89,18 @@ def apply_directory_plan(
     # Retired first: a retired team's memberships go with it, not one by one.
     for item in plan.team_retires:
         _guarded(applied, item, lambda item=item: _retire(session, organisation, item, actor))
-    _apply_teams(session, organisation, owned, plan, actor, applied)
+    # Set-based: a first import adds as many memberships as it creates people.
+    memberships = apply_membership_changes(
+        session,
+        organisation=organisation,
+        connector=connector,
+        adds=plan.team_adds,
+        removes=plan.team_removes,
+        actor=actor,
+        errors=applied.errors,
+    )
+    applied.team_added += memberships.added
+    applied.team_removed += memberships.removed
     return applied
 
 
@@ -128,8 +142,6 @@ class _OwnedLinks:
                 plan.reactivates,
                 plan.revokes,
                 plan.roles,
-                plan.team_adds,
-                plan.team_removes,
             )
             for item in items
         }
@@ -325,58 +337,6 @@ def _set_role(
         edit_user(session, user=link.user, actor=actor, role=role)
 
 
-def _apply_teams(
-    session: Session,
-    organisation: Organisation,
-    owned: _OwnedLinks,
-    plan: Plan,
-    actor: Actor,
-    applied: Applied,
-) -> None:
-    teams: dict[str, Any] = {}
-
-    def team_named(name: str, create: bool) -> Any:
-        key = name.lower()
-        if key not in teams:
-            team = team_actions.find_team_by_name(session, organisation.id, name)
-            if team is None and create:
-                team = team_actions.create_team(
-                    session,
-                    organisation=organisation,
-                    name=name,
-                    actor=actor,
-                    external_source=Source.LDAP,
-                    external_id=None,
-                )
-            teams[key] = team
-        return teams[key]
-
-    for item in plan.team_adds:
-        link = owned.get(item["external_id"])
-        if link is None:
-            continue
-        team = team_named(item["team"], create=True)
-        if team_actions.get_membership(session, team, link.user) is None:
-            team_actions.add_to_team(
-                session,
-                team=team,
-                user=link.user,
-                role=TeamRole(item["role"]),
-                actor=actor,
-                source=Source.LDAP,
-            )
-            applied.team_added += 1
-    for item in plan.team_removes:
-        link = owned.get(item["external_id"])
-        team = team_named(item["team"], create=False)
-        if link is None or team is None:
-            continue
-        membership = team_actions.get_membership(session, team, link.user)
-        if membership is not None and membership.source is Source.LDAP:
-            team_actions.remove_from_team(session, team=team, user=link.user, actor=actor)
-            applied.team_removed += 1
-
-
 # --- runs -------------------------------------------------------------------------------
 
 
@@ -398,6 +358,58 @@ def start_run(
     session.add(run)
     session.flush()
     return run
+
+
+def lease_name(connector_id: uuid.UUID) -> str:
+    """The lease a sync of this connector holds while it runs (models.sync_lock)."""
+    return f"directory-sync:{connector_id}"
+
+
+INTERRUPTED = "sync_interrupted"
+
+
+def reap_stale_runs(
+    session: Session, *, now: datetime, held: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    """Fail the `running` runs whose sync is gone: its lease expired or was released.
+
+    A run is `running` only while its sync holds the connector's lease, so a running run
+    without a live lease was left by a process that died (kill -9, a lost host). With `held`,
+    only that connector's runs are looked at, and the caller holds its lease: all are stale.
+    """
+    query = select(DirectorySyncRun.id, DirectorySyncRun.connector_id).where(
+        DirectorySyncRun.status == SyncRunStatus.RUNNING
+    )
+    if held is not None:
+        query = query.where(DirectorySyncRun.connector_id == held)
+    running = list(session.execute(query))
+    live: set[str] = set()
+    if held is None:
+        live = live_leases(session, [lease_name(row.connector_id) for row in running], now=now)
+    reaped: list[uuid.UUID] = []
+    for row in running:
+        if lease_name(row.connector_id) in live:
+            continue
+        # Locked and read again: the sync may have finished since the first read.
+        run = session.scalar(
+            select(DirectorySyncRun)
+            .where(DirectorySyncRun.id == row.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if run is None or run.status is not SyncRunStatus.RUNNING:
+            continue
+        connector = session.get_one(DirectoryConnector, run.connector_id)
+        fail_run(
+            session,
+            run=run,
+            code=INTERRUPTED,
+            message="the sync stopped without finishing (its process died or lost its lease)",
+            read=run.read_count,
+            connector=connector,
+        )
+        reaped.append(run.id)
+    return reaped
 
 
 def _finish(run: DirectorySyncRun, status: SyncRunStatus) -> None:

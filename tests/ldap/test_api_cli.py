@@ -132,9 +132,9 @@ def test_cli_add_test_dry_run_sync_and_approve(session, sessions, settings, dire
     env = settings_env(settings, LDAP_PW=ROOT_PASSWORD)
     runner = CliRunner()
 
-    def run(*args: str) -> str:
+    def run(*args: str, code: int = 0) -> str:
         result = runner.invoke(main, ["ldap", *args], env=env, catch_exceptions=False)
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == code, result.output
         return result.stdout
 
     fields = connector_fields(directory)
@@ -165,7 +165,7 @@ def test_cli_add_test_dry_run_sync_and_approve(session, sessions, settings, dire
     text = run("sync", "--org", org.slug)
     assert "succeeded" in text and "created 4" in text
     directory.delete(directory.person_dn("dave"))
-    quarantined = json.loads(run("sync", "--org", org.slug, "--json"))
+    quarantined = json.loads(run("sync", "--org", org.slug, "--json", code=4))
     assert quarantined["status"] == "quarantined"
     plan = run("plan", "--org", org.slug, quarantined["id"])
     assert "revoke" in plan and "dave@" in plan

@@ -57,3 +57,31 @@ def test_first_incremental_runs_as_full(make_connector, sync, sessions):
     connector = make_connector()
     outcome = sync(connector, kind=SyncKind.INCREMENTAL)
     assert get_run(sessions, outcome.run_id).kind is SyncKind.FULL
+
+
+def test_an_unchanged_incremental_does_not_reread_the_groups(
+    make_connector, sync, directory, monkeypatch
+):
+    """The group written last set the watermark; it must not look changed at every run."""
+    from connectors.ldap.client import DirectoryClient
+
+    connector = make_connector(group_teams={"engineering": "Engineering"})
+    assert sync(connector).summary["team_add"] == 3
+    searched: list[tuple[str, list[str]]] = []
+    original = DirectoryClient.paged_search
+
+    def recorded(self, base, filterstr, attrs, **options):
+        searched.append((base, list(attrs)))
+        return original(self, base, filterstr, attrs, **options)
+
+    monkeypatch.setattr(DirectoryClient, "paged_search", recorded)
+    quiet = sync(connector, kind=SyncKind.INCREMENTAL)
+    assert quiet.status == "succeeded", quiet.error
+    assert [attrs for base, attrs in searched if base == directory.groups] == [["1.1"]]
+    directory.add_values(
+        f"cn=engineering,{directory.groups}", "member", directory.person_dn("dave").encode()
+    )
+    searched.clear()
+    changed = sync(connector, kind=SyncKind.INCREMENTAL)
+    assert changed.summary["team_add"] == 1
+    assert len([base for base, _ in searched if base == directory.groups]) == 2

@@ -6,14 +6,13 @@ import contextlib
 import uuid
 
 import pytest
-import redis
 from sqlalchemy import select
 
 from models.actions.directory_sync import approve_run, discard_run
 from models.entities import DirectorySyncRun, OutboxMessage
 from models.enums import SyncRunStatus, UserStatus
 from models.errors import InvalidTransition
-from models.sync_lock import DatabaseSyncLock, RedisSyncLock, redis_url_of, sync_lock
+from models.sync_lock import SyncLock
 from tests.ldap.conftest import get_run, linked_users
 from tests.support import factories
 
@@ -92,47 +91,31 @@ def test_dry_run_stores_the_plan_and_changes_nothing(make_connector, sync, sessi
     assert linked_users(sessions, connector) == {}
 
 
-def _exercise(lock):
+def test_database_lease(sessions, session):
+    lock = SyncLock(sessions)
     name = f"test-{uuid.uuid4().hex}"
     token = lock.acquire(name, ttl=30)
     assert token is not None
     assert lock.acquire(name, ttl=30) is None
     lock.release(name, "not-the-holder")
+    assert not lock.renew(name, "not-the-holder", ttl=30)
     assert lock.acquire(name, ttl=30) is None
+    assert lock.renew(name, token, ttl=30)
     lock.release(name, token)
+    assert not lock.renew(name, token, ttl=30)  # released: a late heartbeat takes nothing
     assert lock.acquire(name, ttl=30) is not None
-    return name
-
-
-def test_database_lease(sessions, session):
-    lock = DatabaseSyncLock(sessions)
-    _exercise(lock)
-    name = f"crashed-{uuid.uuid4().hex}"
-    assert lock.acquire(name, ttl=-1) is not None  # a holder that crashed: lease long expired
-    assert lock.acquire(name, ttl=30) is not None
-
-
-def test_redis_lock(settings):
-    url = redis_url_of(settings) or "redis://127.0.0.1:6379/0"
-    lock = RedisSyncLock(url)
-    name = _exercise(lock)
-    lock.client.delete(f"odock:lock:{name}")
-    assert isinstance(redis.Redis.from_url(url).ping(), bool)
-
-
-def test_the_configured_lock_is_redis_only_when_redis_is_configured(settings, sessions):
-    chosen = sync_lock(settings, sessions)
-    expected = RedisSyncLock if redis_url_of(settings) else DatabaseSyncLock
-    assert isinstance(chosen, expected)
-    with_redis = settings.model_copy(update={"redis_url": "redis://127.0.0.1:6379/0"})
-    assert isinstance(sync_lock(with_redis, sessions), RedisSyncLock)
+    crashed = f"crashed-{uuid.uuid4().hex}"
+    stale = lock.acquire(crashed, ttl=-1)  # a holder that crashed: lease long expired
+    assert stale is not None
+    assert lock.acquire(crashed, ttl=30) is not None
+    assert not lock.renew(crashed, stale, ttl=30)  # the old holder lost it
 
 
 def test_a_sync_while_another_holds_the_lock_is_skipped(make_connector, sessions, settings):
     from models.directory_runs import run_sync
 
     connector = make_connector()
-    lock = DatabaseSyncLock(sessions)
+    lock = SyncLock(sessions)
     token = lock.acquire(f"directory-sync:{connector.id}", ttl=60)
     outcome = run_sync(sessions, settings, connector_id=connector.id, lock=lock)
     assert outcome.status == "skipped"

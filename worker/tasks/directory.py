@@ -7,7 +7,7 @@ import uuid
 import structlog
 from sqlalchemy.exc import OperationalError
 
-from models.actions.directory_sync import enqueue_due_syncs
+from models.actions.directory_sync import enqueue_due_syncs, reap_stale_runs
 from models.base import utcnow
 from models.db import transaction
 from models.directory_runs import run_sync
@@ -47,6 +47,7 @@ def sync_connector(
 def schedule_due() -> None:
     try:
         with transaction(runtime().sessions) as session:
+            reap_stale_runs(session, now=utcnow())
             enqueue_due_syncs(session, now=utcnow())
     except OperationalError as exc:
         raise TransientError(str(exc)) from exc

@@ -1,0 +1,225 @@
+"""Team memberships a directory plan adds and removes, applied set-based per team.
+
+A first import puts a hundred thousand people in their teams: one membership at a time cost
+a lookup, an insert and an audit row each, through the ORM. Here each team's members are
+resolved from the connector's identity links and inserted by one `INSERT ... SELECT ... ON
+CONFLICT DO NOTHING` per batch of 2,000 (an existing membership is left as it is). Every
+change still gets its own audit event, as `add_to_team` and `remove_from_team` write them
+(`team.member_added` / `team.member_removed`, target the team, the membership before and
+after), inserted in bulk.
+A membership someone else added is left alone, and only memberships the directory added are
+removed; a removal opens the same access review (`left_team`) as `remove_from_team`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from models.actions import access_reviews
+from models.actions import teams as team_actions
+from models.actions.directory_import import BATCH, Rows, fast_ids, table_of
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import (
+    AuditEvent,
+    DirectoryConnector,
+    IdentityLink,
+    Organisation,
+    Team,
+    TeamMembership,
+    User,
+)
+from models.enums import ReviewCause, Source, TeamRole, UserStatus
+from models.errors import DomainError
+
+
+@dataclass
+class MembershipChanges:
+    added: int = 0
+    removed: int = 0
+
+
+def apply_membership_changes(
+    session: Session,
+    *,
+    organisation: Organisation,
+    connector: DirectoryConnector,
+    adds: list[dict[str, Any]],
+    removes: list[dict[str, Any]],
+    actor: Actor,
+    errors: list[dict[str, Any]],
+) -> MembershipChanges:
+    """Add and remove the plan's memberships team by team; a team that cannot be made is
+    reported in `errors` with its people left out."""
+    writer = _Writer(session, organisation, connector, actor)
+    for name, items in _by_team(adds).items():
+        team = team_actions.find_team_by_name(session, organisation.id, name)
+        if team is None:
+            try:
+                team = team_actions.create_team(
+                    session,
+                    organisation=organisation,
+                    name=name,
+                    actor=actor,
+                    external_source=Source.LDAP,
+                    external_id=None,
+                )
+            except DomainError as exc:
+                errors.append({"external_id": None, "message": f"team {name}: {exc.message}"})
+                continue
+        for chunk in _chunks(items):
+            writer.add(team, chunk)
+    for name, items in _by_team(removes).items():
+        team = team_actions.find_team_by_name(session, organisation.id, name)
+        if team is not None:
+            for chunk in _chunks(items):
+                writer.remove(team, chunk)
+    return writer.changes
+
+
+class _Writer:
+    def __init__(
+        self,
+        session: Session,
+        organisation: Organisation,
+        connector: DirectoryConnector,
+        actor: Actor,
+    ) -> None:
+        self.session = session
+        self.dialect = session.get_bind().dialect
+        self.organisation = organisation
+        self.connector = connector
+        self.actor = actor
+        self.changes = MembershipChanges()
+
+    def _users(self, external_ids: list[str]) -> dict[uuid.UUID, str]:
+        """The users this connector links to these stable ids: user id -> stable id."""
+        rows = self.session.execute(
+            select(IdentityLink.user_id, IdentityLink.external_id).where(
+                IdentityLink.organisation_id == self.organisation.id,
+                IdentityLink.source == Source.LDAP,
+                IdentityLink.connector_id == self.connector.id,
+                IdentityLink.external_id.in_(external_ids),
+            )
+        )
+        return {row.user_id: row.external_id for row in rows}
+
+    def add(self, team: Team, items: list[dict[str, Any]]) -> None:
+        by_role: dict[TeamRole, list[str]] = {}
+        for item in items:
+            by_role.setdefault(TeamRole(item["role"]), []).append(item["external_id"])
+        for role, external_ids in by_role.items():
+            added = self._insert(team, role, external_ids)
+            if added:
+                states = [_snapshot(team.id, user_id, role) for user_id in added]
+                self._audit(team, "team.member_added", "after", states)
+                self.changes.added += len(added)
+
+    def _insert(self, team: Team, role: TeamRole, external_ids: list[str]) -> list[uuid.UUID]:
+        """One statement: the linked users of these ids join the team; a membership that
+        exists (an admin's, or one already there) is left as it is."""
+        columns = TeamMembership.__table__.c
+        users = select(
+            literal(team.id, columns.team_id.type),
+            IdentityLink.user_id,
+            literal(role, columns.role.type),
+            literal(Source.LDAP, columns.source.type),
+            literal(utcnow(), columns.created_at.type),
+        ).where(
+            IdentityLink.organisation_id == self.organisation.id,
+            IdentityLink.source == Source.LDAP,
+            IdentityLink.connector_id == self.connector.id,
+            IdentityLink.external_id.in_(external_ids),
+        )
+        upsert = postgresql.insert if self.dialect.name == "postgresql" else sqlite.insert
+        inserted = self.session.execute(
+            upsert(TeamMembership)
+            .from_select(["team_id", "user_id", "role", "source", "created_at"], users)
+            .on_conflict_do_nothing(index_elements=["team_id", "user_id"])
+            .returning(TeamMembership.user_id)
+        )
+        return list(inserted.scalars())
+
+    def remove(self, team: Team, items: list[dict[str, Any]]) -> None:
+        users = self._users([item["external_id"] for item in items])
+        if not users:
+            return
+        removed = list(
+            self.session.execute(
+                delete(TeamMembership)
+                .where(
+                    TeamMembership.team_id == team.id,
+                    TeamMembership.user_id.in_(list(users)),
+                    TeamMembership.source == Source.LDAP,  # only what the directory added
+                )
+                .returning(TeamMembership.user_id, TeamMembership.role)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        if not removed:
+            return
+        self._audit(
+            team,
+            "team.member_removed",
+            "before",
+            [_snapshot(team.id, row.user_id, row.role) for row in removed],
+        )
+        self.changes.removed += len(removed)
+        for user in self.session.scalars(
+            select(User).where(
+                User.id.in_([row.user_id for row in removed]), User.status != UserStatus.REVOKED
+            )
+        ):
+            access_reviews.review_team_role_lost(
+                self.session, team=team, user=user, cause=ReviewCause.LEFT_TEAM, actor=self.actor
+            )
+
+    def _audit(self, team: Team, action: str, side: str, states: list[dict[str, str]]) -> None:
+        """One audit event per change, as the one-at-a-time operations write them: the
+        membership after an add (`side` "after"), before a removal ("before")."""
+        ids = fast_ids(len(states))
+        other = "before" if side == "after" else "after"
+        Rows.of(
+            self.dialect,
+            table_of(AuditEvent),
+            ("id", side),
+            [(event_id, json.dumps(state)) for event_id, state in zip(ids, states, strict=True)],
+            {
+                "organisation_id": self.organisation.id,
+                "occurred_at": utcnow(),
+                "source": self.actor.source,
+                "actor": str(self.actor),
+                "action": action,
+                "target_type": "team",
+                "target_id": str(team.id),
+                other: None,
+            },
+        ).write(self.session)
+
+
+def _snapshot(team_id: uuid.UUID, user_id: uuid.UUID, role: TeamRole) -> dict[str, str]:
+    """models.snapshots.membership_snapshot, from the values rather than the row."""
+    return {"team_id": str(team_id), "user_id": str(user_id), "role": TeamRole(role).value}
+
+
+def _by_team(items: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Items grouped by team, case-insensitively, under the first spelling met."""
+    names: dict[str, str] = {}
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        name = names.setdefault(item["team"].strip().lower(), item["team"])
+        grouped.setdefault(name, []).append(item)
+    return grouped
+
+
+def _chunks(items: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(items), BATCH):
+        yield items[start : start + BATCH]

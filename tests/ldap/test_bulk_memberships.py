@@ -1,0 +1,110 @@
+"""Team memberships of an import and a re-sync: set-based writes, one audit event per change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event, select
+
+from models.entities import AuditEvent, Organisation, Team, TeamMembership, User
+from models.enums import Source
+from tests.ldap.conftest import linked_users
+from tests.support import factories
+
+PEOPLE = 600
+
+
+@contextmanager
+def _statements_on(engine, table: str) -> Iterator[list[str]]:
+    """The SQL statements sent through SQLAlchemy that name this table (an executemany is
+    one; COPY goes by the driver and is not seen, so PostgreSQL counts fewer)."""
+    seen: list[str] = []
+
+    def listen(_conn, _cursor, statement, _params, _context, _many) -> None:
+        if table in statement and not statement.lstrip().upper().startswith("SELECT"):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+
+
+def _team_events(sessions, organisation_id, action: str) -> list[dict]:
+    with sessions() as s:
+        rows = s.execute(
+            select(AuditEvent.target_type, AuditEvent.before, AuditEvent.after).where(
+                AuditEvent.organisation_id == organisation_id, AuditEvent.action == action
+            )
+        ).all()
+        s.rollback()
+    assert {row.target_type for row in rows} <= {"team"}
+    return [row.after if action == "team.member_added" else row.before for row in rows]
+
+
+def _members(sessions, organisation_id, team: str) -> dict[str, Source]:
+    with sessions() as s:
+        rows = s.execute(
+            select(User.email, TeamMembership.source)
+            .join(TeamMembership, TeamMembership.user_id == User.id)
+            .join(Team, Team.id == TeamMembership.team_id)
+            .where(Team.organisation_id == organisation_id, Team.name == team)
+        ).all()
+        s.rollback()
+    return {row.email.split("@")[0]: row.source for row in rows}
+
+
+def test_an_import_adds_memberships_in_bulk_and_audits_each(
+    make_connector, sync, sessions, engine, directory, session
+):
+    uids = [f"member{n:04d}" for n in range(PEOPLE)]
+    dns = [directory.add_person(uid) for uid in uids]
+    directory.add(
+        f"cn=big,{directory.groups}",
+        {"objectClass": [b"groupOfNames"], "cn": [b"big"], "member": [d.encode() for d in dns]},
+    )
+    # Half of them also in a second mapped group.
+    directory.add(
+        f"cn=half,{directory.groups}",
+        {
+            "objectClass": [b"groupOfNames"],
+            "cn": [b"half"],
+            "member": [d.encode() for d in dns[::2]],
+        },
+    )
+    connector = make_connector(page_size=500, group_teams={"big": "Big", "half": "Half"})
+    org_id = connector.organisation_id
+    with _statements_on(engine, "team_memberships") as writes:
+        outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert len(writes) <= 2, f"{len(writes)} statements: {writes[:3]}"  # one per team and batch
+    big, half = _members(sessions, org_id, "Big"), _members(sessions, org_id, "Half")
+    assert set(big) == set(uids) and set(half) == set(uids[::2])
+    assert set(big.values()) == {Source.LDAP}
+    users = linked_users(sessions, connector)
+    added = _team_events(sessions, org_id, "team.member_added")
+    assert len(added) == PEOPLE + PEOPLE // 2
+    assert {(a["user_id"], a["role"]) for a in added if a["team_id"]} >= {
+        (str(users[uid].id), "MEMBER") for uid in uids
+    }
+
+    # A re-sync with two people gone from "big" and an admin's membership there: the
+    # directory's two go, one statement, each audited; the admin's stays.
+    admin_member = factories.make_user(
+        session, session.get_one(Organisation, org_id), email="admin-added@corp.test"
+    )
+    team = session.scalar(select(Team).where(Team.organisation_id == org_id, Team.name == "Big"))
+    session.add(TeamMembership(team_id=team.id, user_id=admin_member.id, role="MEMBER"))
+    session.commit()
+    for dn in dns[:2]:
+        directory.delete_values(f"cn=big,{directory.groups}", "member", dn.encode())
+    with _statements_on(engine, "team_memberships") as writes:
+        again = sync(connector)
+    assert again.summary["team_remove"] == 2 and again.summary["team_add"] == 0
+    assert len(writes) == 1, writes
+    big = _members(sessions, org_id, "Big")
+    assert "member0000" not in big and "member0001" not in big and "admin-added" in big
+    removed = _team_events(sessions, org_id, "team.member_removed")
+    assert sorted(r["user_id"] for r in removed) == sorted(str(users[uid].id) for uid in uids[:2])
