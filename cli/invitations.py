@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import click
 
@@ -65,7 +66,8 @@ def create(
             secret_key=cli_settings().secret_key,
         )
         data = invitation_view(issued.invitation)
-    emit(data, as_json=as_json)
+    emit(data, as_json=as_json, text=_issued_text(data))
+    _say_where_the_mail_goes(data["email"])
 
 
 @invitations.command("list")
@@ -119,7 +121,8 @@ def resend(org_slug: str, invitation_id: uuid.UUID, as_json: bool) -> None:
             secret_key=cli_settings().secret_key,
         )
         data = invitation_view(issued.invitation)
-    emit(data, as_json=as_json)
+    emit(data, as_json=as_json, text=_issued_text(data))
+    _say_where_the_mail_goes(data["email"])
 
 
 @invitations.command("revoke")
@@ -218,6 +221,26 @@ def decline_user(org_slug: str, email: str, reason: str, as_json: bool) -> None:
         lifecycle.decline(session, user=user, actor=CLI_ACTOR, reason=reason)
         data = user_profile(user)
     emit(data, as_json=as_json)
+
+
+def _issued_text(data: dict[str, Any]) -> str:
+    return (
+        f"Invitation {data['id']} for {data['email']} ({data['role']}), "
+        f"{data['status']} until {data['expires_at']}."
+    )
+
+
+def _say_where_the_mail_goes(email: str) -> None:
+    """On stderr, so that --json output stays one document."""
+    settings = cli_settings()
+    if settings.smtp_host:
+        where = f"through SMTP at {settings.smtp_host}:{settings.smtp_port}"
+    else:
+        where = (
+            "to the local outbox, as SMTP_HOST is unset; read it with "
+            "`odock-sync mail show` (or `mail list`)"
+        )
+    click.echo(f"The worker sends the email to {email} {where}.", err=True)
 
 
 def _pending_user(session, org_slug: str, email: str):  # type: ignore[no-untyped-def]

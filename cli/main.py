@@ -157,6 +157,7 @@ from cli.holds import holds  # noqa: E402
 from cli.invitations import invitations  # noqa: E402
 from cli.keys import keys  # noqa: E402
 from cli.ldap import ldap  # noqa: E402
+from cli.mail import mail  # noqa: E402
 from cli.odock import odock  # noqa: E402
 from cli.reviews import hooks, reviews, users_revoke  # noqa: E402
 from cli.scim import scim  # noqa: E402
@@ -175,4 +176,5 @@ main.add_command(events)
 main.add_command(keys)
 main.add_command(holds)
 main.add_command(odock)
+main.add_command(mail)
 users.add_command(users_revoke)

@@ -21,3 +21,24 @@ def _plain(data: Any) -> str:
     if isinstance(data, list):
         return "\n".join(_plain(item) for item in data)
     return str(data)
+
+
+def table(rows: list[dict[str, Any]], columns: list[str], *, empty: str) -> str:
+    """Rows as aligned columns under a header (the text form of a listing)."""
+    if not rows:
+        return empty
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    header = [column.upper().replace("_", " ") for column in columns]
+    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *cells]
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(item) for item in value) or "-"
+    return str(value)
