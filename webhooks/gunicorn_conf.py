@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import gc
 import os
+import tempfile
 from typing import Any
 
 from prometheus_client import multiprocess
+
+# Gunicorn's control socket (for `gunicornc`) is one path per user by default
+# (~/.gunicorn/gunicorn.ctl): a second instance on the machine took it over from the first.
+# One per instance instead, named by the master's pid (this file is read by the master).
+control_socket = os.path.join(
+    os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir(),
+    f"odock-sync-gunicorn-{os.getpid()}.ctl",
+)
 
 
 def post_worker_init(_worker: Any) -> None:
