@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from cli.context import CLI_ACTOR, cli_settings, unit_of_work
-from cli.output import emit
+from cli.options import ROLE
+from cli.output import emit, table
 from models.access import Viewer
 from models.actions import invitations as invitation_actions
 from models.actions import lifecycle, organisations
@@ -36,11 +37,7 @@ def invitations() -> None:
 @invitations.command("create")
 @ORG_OPTION
 @click.option("--email", required=True)
-@click.option(
-    "--role",
-    type=click.Choice([r.value for r in Role if r is not Role.SUPER_ADMIN]),
-    default="USER",
-)
+@click.option("--role", type=ROLE, default="USER", show_default=True)
 @click.option("--team", "teams", multiple=True, help="Team name or id; TEAM:MANAGER for a manager.")
 @click.option("--expires-in-hours", type=int, default=None)
 @JSON_OPTION
@@ -86,11 +83,10 @@ def list_(org_slug: str, status: str | None, search: str | None, limit: int, as_
             InvitationFilter(status=InvitationStatus(status) if status else None, search=search),
             limit=limit,
         )
-    text = "\n".join(
-        f"{i['id']}  {i['status']:8} {i['role']:10} {i['email']}  expires {i['expires_at']}"
-        for i in page.items
+    text = table(
+        page.items, ["email", "role", "status", "expires_at", "id"], empty="no invitations"
     )
-    emit(page.items, as_json=as_json, text=text or "no invitations")
+    emit(page.items, as_json=as_json, text=text)
 
 
 @invitations.command("show")
