@@ -20,7 +20,7 @@ from models.actions.notification_deliveries import deliveries_of
 from models.actions.review_sweep import sweep_reviews
 from models.actions.teams import find_team_by_name, get_team
 from models.entities import Team, User
-from models.enums import DeletedTeamKeyPolicy, HookKind, ReviewCause, ReviewStatus
+from models.enums import DeletedTeamKeyPolicy, HookKind, KeyPolicy, ReviewCause, ReviewStatus
 from models.errors import InvalidInput, NotFound
 from models.queries.reviews import (
     ReviewFilter,
@@ -97,6 +97,8 @@ def _preview_text(data: dict[str, Any]) -> str:
         lines.append(f"  {key['action']:16} user key {key['name']} ({key['masked_value']})")
     for key in data["team_keys"]:
         lines.append(f"  {key['action']:16} team key {key['name']} ({key['masked_value']})")
+    for key in data["org_keys"]:
+        lines.append(f"  {key['action']:16} org key {key['name']} ({key['masked_value']})")
     for team in data["teams"]:
         note = "  <- left without a manager" if team["left_without_manager"] else ""
         lines.append(f"  {'keep membership':16} {team['team_role']:8} of {team['name']}{note}")
@@ -254,6 +256,22 @@ def reviews_team_key_policy(org_slug: str, policy: str, as_json: bool) -> None:
             actor=CLI_ACTOR,
         )
     done(f"deleted team key policy: {policy}", {"policy": policy}, as_json=as_json)
+
+
+@reviews.command("org-key-policy")
+@ORG_OPTION
+@click.argument("policy", type=click.Choice([p.value for p in KeyPolicy]))
+def reviews_org_key_policy(org_slug: str, policy: str) -> None:
+    """What revoking a person does to the organisation keys they created: hold them for the
+    review with an urgent finding (default) or revoke them at once."""
+    with unit_of_work() as session:
+        organisations.update_settings(
+            session,
+            organisation=organisations.get_organisation_by_slug(session, org_slug),
+            changes={"org_key_policy": KeyPolicy(policy)},
+            actor=CLI_ACTOR,
+        )
+    click.echo(f"organisation key policy: {policy}")
 
 
 @reviews.command("sweep")

@@ -12,17 +12,26 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, exists, false, or_, select
 from sqlalchemy.orm import Session
 
 from models.entities import (
+    ApiToken,
     Budget,
     OrganisationSettings,
     Quota,
     TeamMembership,
     VirtualApiKey,
 )
-from models.enums import DeletedTeamKeyPolicy, KeyPolicy, KeyType, OwnerType, Role, TeamRole
+from models.enums import (
+    DeletedTeamKeyPolicy,
+    KeyPolicy,
+    KeyType,
+    OwnerType,
+    Role,
+    TeamRole,
+    TokenScope,
+)
 
 KIND_USER_KEY = "user_key"
 KIND_TEAM_KEY = "team_key"
@@ -70,19 +79,43 @@ def created_team_keys(user_id: Any) -> ColumnElement[bool]:
     return and_(VirtualApiKey.created_by_user_id == user_id, VirtualApiKey.key_type == KeyType.TEAM)
 
 
+def created_org_keys(user_id: Any) -> ColumnElement[bool]:
+    return and_(
+        VirtualApiKey.created_by_user_id == user_id,
+        VirtualApiKey.key_type == KeyType.ORGANISATION,
+    )
+
+
 def held_by(user_id: Any) -> ColumnElement[bool]:
     """Every key a revocation of this person touches, whatever the policy."""
-    return or_(own_user_keys(user_id), created_team_keys(user_id))
+    return or_(own_user_keys(user_id), created_team_keys(user_id), created_org_keys(user_id))
+
+
+def holder() -> ColumnElement[Any]:
+    """The person `held_by` counts a key against: a USER key's owner, else its creator."""
+    return case(
+        (VirtualApiKey.key_type == KeyType.USER, VirtualApiKey.owner_user_id),
+        else_=VirtualApiKey.created_by_user_id,
+    )
 
 
 def revocation(settings: OrganisationSettings, user_id: uuid.UUID) -> Scope:
+    """A leaver's keys per policy, and the budgets and quotas owned by them or by those keys."""
+    their_keys = select(VirtualApiKey.id).where(held_by(user_id))
     return Scope(
         keys=(
             KeyGroup(KIND_USER_KEY, own_user_keys(user_id), _action(settings.user_key_policy)),
             KeyGroup(KIND_TEAM_KEY, created_team_keys(user_id), _action(settings.team_key_policy)),
+            KeyGroup(KIND_ORG_KEY, created_org_keys(user_id), _action(settings.org_key_policy)),
         ),
-        budgets=_owned_by(Budget, OwnerType.USER, user_id),
-        quotas=_owned_by(Quota, OwnerType.USER, user_id),
+        budgets=or_(
+            _owned_by(Budget, OwnerType.USER, user_id),
+            _owned_by_keys(Budget, their_keys),
+        ),
+        quotas=or_(
+            _owned_by(Quota, OwnerType.USER, user_id),
+            _owned_by_keys(Quota, their_keys),
+        ),
     )
 
 
@@ -92,7 +125,13 @@ def revoked_at_revocation(organisation_id: uuid.UUID, user_id: uuid.UUID) -> Col
     return or_(
         and_(own_user_keys(user_id), _policy_is(organisation_id, "user_key_policy")),
         and_(created_team_keys(user_id), _policy_is(organisation_id, "team_key_policy")),
+        and_(created_org_keys(user_id), _policy_is(organisation_id, "org_key_policy")),
     )
+
+
+def admin_tokens_of(user_id: uuid.UUID) -> ColumnElement[bool]:
+    """The admin-API tokens that act as this person: revoked with them, never brought back."""
+    return and_(ApiToken.user_id == user_id, ApiToken.scope == TokenScope.ADMIN)
 
 
 def _policy_is(organisation_id: uuid.UUID, setting: str) -> ColumnElement[bool]:
@@ -169,3 +208,7 @@ def _owned_by(
     entity: type[Budget] | type[Quota], owner_type: OwnerType, owner_id: uuid.UUID
 ) -> ColumnElement[bool]:
     return and_(entity.owner_type == owner_type, entity.owner_id == owner_id)
+
+
+def _owned_by_keys(entity: type[Budget] | type[Quota], keys: Select[Any]) -> ColumnElement[bool]:
+    return and_(entity.owner_type == OwnerType.APIKEY, entity.owner_id.in_(keys))

@@ -12,7 +12,7 @@ from alembic import op
 import models.base
 
 
-revision: str = '0005'
+revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

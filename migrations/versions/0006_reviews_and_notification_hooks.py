@@ -12,7 +12,7 @@ from alembic import op
 import models.base
 
 
-revision: str = '0006'
+revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -13,17 +13,17 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from models import audit
+from models import audit, key_scope
 from models.actions import reviews
 from models.actions.odock_objects import StrictInt
 from models.actor import Actor
 from models.base import new_id
 from models.entities import Revocation, Team, UsageRecord, User, VirtualApiKey
-from models.enums import KeyType, UserStatus
+from models.enums import UserStatus
 from models.errors import InvalidInput, UnknownReference
 
 MAX_RECORDS = 5_000
@@ -178,23 +178,13 @@ def flag_usage_after_revocation(
 
 
 def _people_behind(session: Session, records: list[UsageIn]) -> set[uuid.UUID]:
-    """The people the records name, and those who hold the keys they name (as the review's
-    usage finding counts them: a user key's owner, a team key's creator)."""
+    """The people the records name, and those the key-scope policy counts the records' keys
+    against (a user key's owner, a team or organisation key's creator)."""
     people = {r.user_id for r in records if r.user_id is not None}
     keys = {r.api_key_id for r in records if r.api_key_id is not None}
     if keys:
-        for owner, creator, key_type in session.execute(
-            select(
-                VirtualApiKey.owner_user_id,
-                VirtualApiKey.created_by_user_id,
-                VirtualApiKey.key_type,
-            ).where(
-                VirtualApiKey.id.in_(keys),
-                or_(
-                    VirtualApiKey.owner_user_id.is_not(None), VirtualApiKey.key_type == KeyType.TEAM
-                ),
-            )
-        ):
-            people |= {owner} if owner else set()
-            people |= {creator} if creator and key_type is KeyType.TEAM else set()
+        holders = session.scalars(
+            select(key_scope.holder()).where(VirtualApiKey.id.in_(keys)).distinct()
+        )
+        people |= {holder for holder in holders if holder is not None}
     return people

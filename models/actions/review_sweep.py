@@ -172,7 +172,7 @@ def _unrecorded_usage(session: Session, organisation_id: uuid.UUID | None) -> se
     )
     by_key = (
         select(current.c.id)
-        .join(VirtualApiKey, VirtualApiKey.owner_user_id == current.c.user_id)
+        .join(VirtualApiKey, key_scope.held_by(current.c.user_id))
         .join(UsageRecord, UsageRecord.api_key_id == VirtualApiKey.id)
         .where(UsageRecord.occurred_at > current.c.revoked_at, unrecorded)
     )

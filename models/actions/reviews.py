@@ -55,6 +55,7 @@ from models.notifications import notify
 
 KIND_USER_KEY = key_scope.KIND_USER_KEY
 KIND_TEAM_KEY = key_scope.KIND_TEAM_KEY
+KIND_ORG_KEY = key_scope.KIND_ORG_KEY
 KIND_LAST_MANAGER = "last_manager"
 KIND_BUDGET = "budget"
 KIND_QUOTA = "quota"
@@ -331,6 +332,9 @@ def _desired_findings(
 # What a finding proposes for a key that policy holds instead of revoking.
 HELD_PROPOSAL = {key_scope.KIND_USER_KEY: "revoke"}
 KEY_SEVERITY = {key_scope.KIND_USER_KEY: Severity.HIGH}
+# A leaver's key that policy held and that cannot wait for the next reminder: an organisation
+# key serves the whole organisation and its creator has gone.
+HELD_AT_REVOCATION_SEVERITY = {key_scope.KIND_ORG_KEY: Severity.URGENT}
 
 
 def _key_findings(
@@ -355,6 +359,8 @@ def _key_findings(
             item.store_acknowledged_at = store_acknowledged_at(session, key)
         elif group.action == key_scope.REVOKE:
             item.action = "revoke_now"
+        else:
+            item.severity = HELD_AT_REVOCATION_SEVERITY.get(group.kind, item.severity)
         desired.append(item)
     return desired
 

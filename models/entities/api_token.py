@@ -30,6 +30,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The person's revocation that revoked it (reactivation does not bring it back).
+    revoked_by_revocation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     # When the expiry was written to the audit trail (once, by the sweep).
     expiry_noted_at: Mapped[datetime | None] = mapped_column(default=None)

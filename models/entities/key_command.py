@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy import JSON, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, new_id, utcnow
@@ -45,3 +46,7 @@ class KeyCommand(Base):
     gateway_invalidated_at: Mapped[datetime | None] = mapped_column(default=None)
     gateway_checked_at: Mapped[datetime | None] = mapped_column(default=None)
     gateway_accepted: Mapped[bool | None] = mapped_column(default=None)
+    # The signed proof entry, kept here so a finding created later still gets it.
+    gateway_proof: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The store answered that the key does not exist: the command ends, never acknowledged.
+    abandoned_at: Mapped[datetime | None] = mapped_column(default=None)

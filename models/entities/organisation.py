@@ -38,6 +38,8 @@ class OrganisationSettings(Timestamped, Base):
     resend_daily_cap: Mapped[int] = mapped_column(default=5)
     user_key_policy: Mapped[KeyPolicy] = enum_column(KeyPolicy, default=KeyPolicy.REVOKE)
     team_key_policy: Mapped[KeyPolicy] = enum_column(KeyPolicy, default=KeyPolicy.HOLD)
+    # Organisation keys a leaver created: held (an urgent finding) unless set to revoke.
+    org_key_policy: Mapped[KeyPolicy] = enum_column(KeyPolicy, default=KeyPolicy.HOLD)
     deleted_team_key_policy: Mapped[DeletedTeamKeyPolicy] = enum_column(
         DeletedTeamKeyPolicy, default=DeletedTeamKeyPolicy.REVOKE
     )

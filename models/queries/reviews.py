@@ -261,10 +261,12 @@ def revocation_preview(session: Session, viewer: Viewer, user_id: uuid.UUID) -> 
         "policy": {
             "user_keys": policy.user_key_policy.value,
             "team_keys": policy.team_key_policy.value,
+            "org_keys": policy.org_key_policy.value,
             "budgets_and_quotas": "flag_for_transfer",
         },
         "keys": preview(key_scope.KIND_USER_KEY),
         "team_keys": preview(key_scope.KIND_TEAM_KEY),
+        "org_keys": preview(key_scope.KIND_ORG_KEY),
         "teams": _preview_teams(session, user),
         "budgets": [
             {"id": str(b.id), "name": b.name, "amount": str(b.amount), "currency": b.currency}

@@ -100,3 +100,25 @@ def test_usage_before_the_revocation_opens_nothing_urgent(bridged, session):
         ).all()
         == []
     )
+
+
+def test_usage_on_an_org_key_the_revoked_person_created_is_flagged_at_once(bridged, session):
+    key_id = uuid.uuid4()
+    bridged.put("keys", key_id, key_body(created_by_user_id=str(bridged.owner.id)))
+    f.make_user(session, session.get_one(Organisation, bridged.org.id), role=Role.ORG_ADMIN)
+    revocation = lifecycle.revoke(
+        session, user=session.get_one(User, bridged.owner.id), actor=f.SETUP
+    )
+    session.commit()
+    after = (revocation.revoked_at + timedelta(seconds=5)).isoformat()
+    session.rollback()
+
+    response = bridged.usage({"records": [record(api_key_id=str(key_id), occurred_at=after)]})
+
+    assert response.status_code == 200 and response.get_json()["accepted"] == 1
+    session.expire_all()
+    finding = session.scalars(
+        select(ReviewFinding).where(ReviewFinding.kind == "usage_after_revocation")
+    ).one()
+    assert finding.severity is Severity.URGENT and finding.subject_id == key_id
+    assert finding.detail["key_still_active"] is True
