@@ -261,7 +261,8 @@ def reviews_team_key_policy(org_slug: str, policy: str, as_json: bool) -> None:
 @reviews.command("org-key-policy")
 @ORG_OPTION
 @click.argument("policy", type=click.Choice([p.value for p in KeyPolicy]))
-def reviews_org_key_policy(org_slug: str, policy: str) -> None:
+@JSON_OPTION
+def reviews_org_key_policy(org_slug: str, policy: str, as_json: bool) -> None:
     """What revoking a person does to the organisation keys they created: hold them for the
     review with an urgent finding (default) or revoke them at once."""
     with unit_of_work() as session:
@@ -271,7 +272,7 @@ def reviews_org_key_policy(org_slug: str, policy: str) -> None:
             changes={"org_key_policy": KeyPolicy(policy)},
             actor=CLI_ACTOR,
         )
-    click.echo(f"organisation key policy: {policy}")
+    done(f"organisation key policy: {policy}", {"policy": policy}, as_json=as_json)
 
 
 @reviews.command("sweep")
