@@ -103,7 +103,10 @@ def main() -> None:
 def run(slapd, people: str, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
     database_url = args.database_url or f"sqlite:///{slapd.directory.parent / 'bench.sqlite3'}"
     settings = Settings(
-        database_url=database_url, secret_key="bench-secret-key-0123456789", log_level="ERROR"
+        database_url=database_url,
+        secret_key="bench-secret-key-0123456789",
+        log_level="ERROR",
+        outbound_allow_loopback=True,
     )
     engine = make_engine(settings)
     upgrade(engine)
@@ -128,7 +131,7 @@ def run(slapd, people: str, args: argparse.Namespace) -> None:  # type: ignore[n
                     "search_timeout": 600.0,
                 },
                 bind_password=ROOT_PASSWORD,
-                secret_key=settings.secret_key,
+                settings=settings,
                 actor=actor,
             )
             s.commit()

@@ -569,7 +569,7 @@ def ldap_setup(stack: Stack, world: World, slapd: Slapd, users: int) -> list[str
                 "group_base_dn": f"ou=groups,{base}",
             },
             bind_password=ROOT_PASSWORD,
-            secret_key=stack.settings.secret_key,
+            settings=stack.settings,
             actor=SETUP,
         )
         session.commit()
@@ -785,6 +785,7 @@ def backend_settings(
         "secret_key": f"bench-secret-{run}-0123456789abcdef",
         "log_level": "WARNING",
         "celery_queue": f"odock-bench-{run}",
+        "outbound_allow_loopback": True,  # the stand-in gateway and slapd are on loopback
     }
     if poll is not None:
         common["broker_poll_interval"] = poll

@@ -84,7 +84,7 @@ def add(
             organisation=organisation,
             fields=fields,
             bind_password=password,
-            secret_key=cli_settings().secret_key,
+            settings=cli_settings(),
             actor=CLI_ACTOR,
         )
         data = connector_view(connector)

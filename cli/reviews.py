@@ -299,7 +299,7 @@ def hooks() -> None:
 
 def _policy() -> UrlPolicy:
     settings = cli_settings()
-    return UrlPolicy(settings.outbound_allow_private_addresses, settings.outbound_allow_loopback)
+    return settings.outbound_policy()
 
 
 @hooks.command("list")

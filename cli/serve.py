@@ -1,14 +1,17 @@
-"""`odock-sync serve`: the embedded all-in-one (web, Celery worker, Celery beat) in one command.
+"""`odock-sync serve`: the embedded all-in-one (web, Celery workers, Celery beat) in one command.
 
-The three Procfile processes run as children of this one. A clean stop (Ctrl-C, SIGTERM)
-stops them all; and on Linux each child asks the kernel to send it SIGTERM should this
-parent die without a chance to clean up (SIGKILL, OOM), so no child is ever left behind.
+The Procfile processes run as children of this one. A child that exits (a worker crashed by
+its broker, beat, even the web) is restarted with backoff while the others go on, and its
+state is written where /readyz reads it. A clean stop (Ctrl-C, SIGTERM) stops them all; and
+on Linux each child asks the kernel to send it SIGTERM should this parent die without a
+chance to clean up (SIGKILL, OOM), so no child is ever left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -25,11 +28,14 @@ import requests
 
 from cli.context import SERVE_URL_FILE, cli_settings, named_in_environment
 from models.settings import Settings
+from webhooks.health import SUPERVISOR_STATE_VARIABLE
 from worker.celery_app import urgent_queue
 
 PR_SET_PDEATHSIG = 1
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT = 20.0
+STABLE_AFTER = 30.0  # a child that ran this long before exiting is restarted after 1 s again
+RESTART_DELAY_MAX = 30.0
 READY_TIMEOUT = 60.0
 WORKER_NICENESS = 10
 URGENT_NICENESS = 5
@@ -47,14 +53,24 @@ class Child:
     command: list[str]
     niceness: int = 0
     process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    failures_in_a_row: int = 0
+    started_at: float = 0.0
+    restart_at: float | None = None
+    last_exit: int | None = None
 
 
 @dataclass
 class Supervisor:
-    """Starts children, watches them, and stops them all together."""
+    """Starts children, restarts any that exits (with backoff), and stops them all together.
+
+    The web keeps answering while a worker or beat is down and being restarted; the state of
+    every child is written to `state_path` (JSON), which /readyz reports.
+    """
 
     children: list[Child]
     env: dict[str, str]
+    state_path: Path | None = None
     stopping: bool = False
     exit_code: int = 0
 
@@ -62,12 +78,8 @@ class Supervisor:
         self._trap_signals()
         try:
             for child in self.children:
-                child.process = subprocess.Popen(  # noqa: S603 (our own fixed commands)
-                    child.command,
-                    env=self.env,
-                    process_group=0,  # Ctrl-C reaches only us; we stop children in order
-                    preexec_fn=_prepare_child(os.getpid(), child.niceness),
-                )
+                self._start(child)
+            self.write_state()
             if on_started is not None:
                 on_started()
             while not self.stopping:
@@ -77,14 +89,64 @@ class Supervisor:
             self.stop_all()
         return self.exit_code
 
+    def _start(self, child: Child) -> None:
+        child.process = subprocess.Popen(  # noqa: S603 (our own fixed commands)
+            child.command,
+            env=self.env,
+            process_group=0,  # Ctrl-C reaches only us; we stop children in order
+            preexec_fn=_prepare_child(os.getpid(), child.niceness),
+        )
+        child.started_at, child.restart_at = time.monotonic(), None
+
     def check_children(self) -> None:
+        """Restart the children due for it; schedule a restart for those that exited."""
+        changed = False
+        now = time.monotonic()
         for child in self.children:
-            assert child.process is not None
+            if self.stopping:
+                return
+            if child.process is None:
+                if child.restart_at is not None and now >= child.restart_at:
+                    click.echo(f"odock-sync: restarting {child.name}", err=True)
+                    self._start(child)
+                    changed = True
+                continue
             code = child.process.poll()
-            if code is not None and not self.stopping:
-                click.echo(f"odock-sync: {child.name} exited with {code}; stopping", err=True)
-                self.exit_code = code or 1
-                self.stopping = True
+            if code is None:
+                continue
+            # Grandchildren (Celery pool processes, gunicorn workers) of a child that died.
+            _signal_group(child.process, signal.SIGKILL)
+            stable = now - child.started_at >= STABLE_AFTER
+            child.failures_in_a_row = 1 if stable else child.failures_in_a_row + 1
+            delay = restart_delay(child.failures_in_a_row)
+            click.echo(
+                f"odock-sync: {child.name} exited with {code}; restarting in {delay:g}s", err=True
+            )
+            child.process, child.last_exit = None, code
+            child.restarts += 1
+            child.restart_at = now + delay
+            changed = True
+        if changed:
+            self.write_state()
+
+    def write_state(self) -> None:
+        """Each child's state for /readyz: running, or restarting (with its restarts so far)."""
+        if self.state_path is None:
+            return
+        state = {
+            "pid": os.getpid(),
+            "children": {
+                child.name: {
+                    "state": "running" if child.process is not None else "restarting",
+                    "restarts": child.restarts,
+                    "last_exit": child.last_exit,
+                }
+                for child in self.children
+            },
+        }
+        partial = self.state_path.with_suffix(".tmp")
+        partial.write_text(json.dumps(state))
+        partial.replace(self.state_path)  # readers never see half a file
 
     def _trap_signals(self) -> None:
         def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -110,6 +172,13 @@ class Supervisor:
             # first are still in its process group.
             if child.process is not None:
                 _signal_group(child.process, signal.SIGKILL)
+        if self.state_path is not None:
+            self.state_path.unlink(missing_ok=True)
+
+
+def restart_delay(failures_in_a_row: int) -> float:
+    """1 s after a child that had run a while exits, doubling while it keeps failing (to 30 s)."""
+    return float(min(RESTART_DELAY_MAX, 2 ** max(0, failures_in_a_row - 1)))
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
@@ -141,6 +210,7 @@ def child_env(settings: Settings) -> dict[str, str]:
     env["SECRET_KEY"] = settings.secret_key
     env["PUBLIC_BASE_URL"] = settings.public_base_url
     env.setdefault(METRICS_DIR_VARIABLE, str(Path(EMBEDDED_METRICS_DIR).resolve()))
+    env[SUPERVISOR_STATE_VARIABLE] = str(Path(env[METRICS_DIR_VARIABLE]) / "supervisor.json")
     return env
 
 
@@ -268,7 +338,7 @@ def serve(
     )
     env = child_env(settings)
     fresh_metrics_dir(env)
-    supervisor = Supervisor(children, env)
+    supervisor = Supervisor(children, env, state_path=Path(env[SUPERVISOR_STATE_VARIABLE]))
     click.echo(f"odock-sync: starting web on {host}:{port}, a worker and beat", err=True)
     url_file = Path(SERVE_URL_FILE)
     url_file.write_text(f"{os.getpid()} {settings.public_base_url}\n")

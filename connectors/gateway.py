@@ -7,20 +7,26 @@ from datetime import UTC, datetime
 
 import requests
 
+from connectors.outbound import UrlPolicy, pinned_session
+
 
 class GatewayUnavailable(Exception):
     """The gateway did not acknowledge; the call is safe to repeat."""
 
 
-def invalidate_keys(*, base_url: str, secret: str, key_ids: list[str], timeout: float) -> None:
+def invalidate_keys(
+    *, base_url: str, secret: str, key_ids: list[str], timeout: float, policy: UrlPolicy
+) -> None:
     url = base_url.rstrip("/") + "/v1/internal/cache/invalidate"
     try:
-        response = requests.post(
-            url,
-            json={"key_ids": key_ids},
-            headers={"Authorization": f"Bearer {secret}"},
-            timeout=timeout,
-        )
+        with pinned_session(policy) as http:
+            response = http.post(
+                url,
+                json={"key_ids": key_ids},
+                headers={"Authorization": f"Bearer {secret}"},
+                timeout=timeout,
+                allow_redirects=False,
+            )
     except requests.RequestException as exc:
         raise GatewayUnavailable(f"gateway unreachable: {type(exc).__name__}") from exc
     if response.status_code >= 300:
@@ -37,16 +43,18 @@ class KeyStatus:
 
 
 def key_status(
-    *, base_url: str, secret: str, key_ids: list[str], timeout: float
+    *, base_url: str, secret: str, key_ids: list[str], timeout: float, policy: UrlPolicy
 ) -> list[KeyStatus]:
     url = base_url.rstrip("/") + "/v1/internal/keys/status"
     try:
-        response = requests.post(
-            url,
-            json={"key_ids": key_ids},
-            headers={"Authorization": f"Bearer {secret}"},
-            timeout=timeout,
-        )
+        with pinned_session(policy) as http:
+            response = http.post(
+                url,
+                json={"key_ids": key_ids},
+                headers={"Authorization": f"Bearer {secret}"},
+                timeout=timeout,
+                allow_redirects=False,
+            )
     except requests.RequestException as exc:
         raise GatewayUnavailable(f"gateway unreachable: {type(exc).__name__}") from exc
     if response.status_code >= 300:

@@ -8,6 +8,7 @@ from typing import Any
 
 import requests
 
+from connectors.outbound import UrlPolicy, pinned_session
 from connectors.signed_webhooks import sign
 
 COMMANDS_PATH = "/v1/sync/commands"
@@ -18,7 +19,13 @@ class StoreUnavailable(Exception):
 
 
 def send_key_command(
-    *, base_url: str, token: str, secret: str, body: dict[str, Any], timeout: float
+    *,
+    base_url: str,
+    token: str,
+    secret: str,
+    body: dict[str, Any],
+    timeout: float,
+    policy: UrlPolicy,
 ) -> datetime:
     """POST one command; the store's `applied_at` when it acknowledged, else StoreUnavailable."""
     raw = json.dumps(body, separators=(",", ":")).encode()
@@ -26,13 +33,14 @@ def send_key_command(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     try:
-        response = requests.post(
-            base_url.rstrip("/") + COMMANDS_PATH,
-            data=raw,
-            headers=headers,
-            timeout=timeout,
-            allow_redirects=False,
-        )
+        with pinned_session(policy) as http:
+            response = http.post(
+                base_url.rstrip("/") + COMMANDS_PATH,
+                data=raw,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+            )
     except requests.RequestException as exc:
         raise StoreUnavailable(f"store unreachable: {type(exc).__name__}") from exc
     if not 200 <= response.status_code < 300:

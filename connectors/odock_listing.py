@@ -14,6 +14,8 @@ from typing import Any
 
 import requests
 
+from connectors.outbound import UrlPolicy, pinned_session
+
 PAGE_LIMIT = 1000
 COLLECTIONS = {"key": "keys", "budget": "budgets", "quota": "quotas"}
 
@@ -33,13 +35,14 @@ def list_pages(
     kind: str,
     organisation_id: str,
     timeout: float,
+    policy: UrlPolicy,
     limit: int = PAGE_LIMIT,
 ) -> Iterator[list[Any]]:
     """The items of each page in turn; raises ListingFailed on the first page that fails."""
     url = f"{base_url.rstrip('/')}/v1/sync/{COLLECTIONS[kind]}"
     seen_cursors: set[str] = set()
     cursor: str | None = None
-    with requests.Session() as http:
+    with pinned_session(policy) as http:
         http.headers["Authorization"] = f"Bearer {token}"
         for number in range(1, 10**9):
             params = {"organisation_id": organisation_id, "limit": str(limit)}
@@ -58,7 +61,7 @@ def _page(
     http: requests.Session, url: str, params: dict[str, str], timeout: float, number: int
 ) -> tuple[list[Any], str | None]:
     try:
-        response = http.get(url, params=params, timeout=timeout)
+        response = http.get(url, params=params, timeout=timeout, allow_redirects=False)
     except requests.RequestException as exc:
         raise ListingFailed(f"page {number}: {type(exc).__name__}") from exc
     if response.status_code != 200:

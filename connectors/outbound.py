@@ -1,8 +1,17 @@
-"""Outbound HTTP to addresses an organisation chose: validated, then posted with a timeout.
+"""The outbound address policy: every address odock-sync connects to because someone chose it.
 
-A hook URL must be http(s), carry no credentials, and resolve only to public addresses unless
-the settings allow private ones (or loopback, for tests and single-machine installs). The
-check runs when the hook is saved and again before every send (DNS can change in between).
+Notification hooks and LDAP servers (an organisation admin's choice) and the gateway and key
+store (the operator's) are all reached through this module. A destination must resolve only
+to addresses the policy allows, and the connection then goes to the address that was checked:
+the name is resolved once, the socket is opened to that IP, and the original name is still
+sent as the HTTP Host header and used for TLS SNI and certificate verification, so a DNS
+answer that changes between the check and the connection (rebinding) cannot redirect it.
+
+Refused unless allow-listed: loopback, private (RFC 1918, fc00::/7), carrier-grade NAT
+(100.64.0.0/10), link-local (169.254.0.0/16, fe80::/10, where cloud metadata lives), and every
+other address that is not globally routable. IPv4 inside IPv6 (mapped ::ffff:0:0/96,
+compatible ::/96, NAT64 64:ff9b::/96) is judged by its IPv4 address; 6to4 (2002::/16) and
+Teredo (2001::/32) are refused whatever they embed unless their own range is allow-listed.
 """
 
 from __future__ import annotations
@@ -10,14 +19,45 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+LOOPBACK_NETWORKS: tuple[Network, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
+PRIVATE_NETWORKS: tuple[Network, ...] = (
+    ipaddress.ip_network("10.0.0.0/8"),
+    ipaddress.ip_network("172.16.0.0/12"),
+    ipaddress.ip_network("192.168.0.0/16"),
+    ipaddress.ip_network("fc00::/7"),
+)
+SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+TEREDO = ipaddress.ip_network("2001::/32")
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+NAMED_RANGES: tuple[tuple[Network, str], ...] = (
+    (ipaddress.ip_network("127.0.0.0/8"), "loopback"),
+    (ipaddress.ip_network("::1/128"), "loopback"),
+    (ipaddress.ip_network("100.64.0.0/10"), "carrier-grade NAT"),
+    (ipaddress.ip_network("169.254.0.0/16"), "link-local"),
+    (ipaddress.ip_network("fe80::/10"), "link-local"),
+    *((network, "private") for network in PRIVATE_NETWORKS),
+    (SIX_TO_FOUR, "6to4"),
+    (TEREDO, "Teredo"),
+)
 
 
 class UnsafeUrl(Exception):
-    """The URL may not be called; `reason` is safe to show."""
+    """The destination may not be called; `reason` is safe to show."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -26,8 +66,28 @@ class UnsafeUrl(Exception):
 
 @dataclass(frozen=True)
 class UrlPolicy:
+    """Which non-public addresses are allowed; everything not globally routable is refused."""
+
     allow_private: bool = False
     allow_loopback: bool = False
+    allowed_networks: tuple[Network, ...] = field(default=())
+
+    def allows(self, address: Address) -> bool:
+        return any(address in network for network in self._allowed())
+
+    def _allowed(self) -> Iterable[Network]:
+        yield from self.allowed_networks
+        if self.allow_loopback:
+            yield from LOOPBACK_NETWORKS
+        if self.allow_private:
+            yield from PRIVATE_NETWORKS
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """Comma-separated CIDR networks (a bare address is a /32 or /128); ValueError if bad."""
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
+    )
 
 
 @dataclass(frozen=True)
@@ -40,6 +100,13 @@ class PostResult:
 
 def check_url(url: str, policy: UrlPolicy, *, resolve: bool = True) -> str:
     """The URL if it may be called; UnsafeUrl otherwise."""
+    host, port = _http_target(url)
+    if resolve:
+        resolve_checked(host, port, policy)
+    return url
+
+
+def _http_target(url: str) -> tuple[str, int]:
     if len(url) > 2000:
         raise UnsafeUrl("the URL is longer than 2000 characters")
     try:
@@ -51,53 +118,158 @@ def check_url(url: str, policy: UrlPolicy, *, resolve: bool = True) -> str:
         raise UnsafeUrl("the URL scheme must be http or https")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise UnsafeUrl("the URL must not contain credentials")
-    host = parts.hostname
-    if not host:
+    if not parts.hostname:
         raise UnsafeUrl("the URL has no host")
-    if resolve:
-        for address in _addresses(host, port or (443 if parts.scheme == "https" else 80)):
-            _check_address(address, policy)
-    return url
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
-def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def resolve_checked(host: str, port: int, policy: UrlPolicy) -> list[Address]:
+    """Every address `host` resolves to, if the policy allows them all; UnsafeUrl otherwise.
+
+    All must pass: a name that answers one public and one private address is refused, since
+    the connection could go to either.
+    """
+    addresses = _addresses(host, port)
+    if not addresses:
+        raise UnsafeUrl(f"the host {host!r} does not resolve")
+    for address in addresses:
+        reason = refusal(address, policy)
+        if reason:
+            raise UnsafeUrl(reason)
+    return addresses
+
+
+def refusal(address: Address, policy: UrlPolicy) -> str | None:
+    """Why `address` may not be connected to, or None if it may."""
+    if policy.allows(address):
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return refusal(embedded, policy)
+    for network, name in NAMED_RANGES:
+        if address in network:
+            return f"{name} address {address} is not allowed"
+    if not address.is_global or address.is_multicast:
+        return f"the address {address} is not allowed (not a public address)"
+    return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in NAT64 or (address in IPV4_COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _addresses(host: str, port: int) -> list[Address]:
     try:
-        return [ipaddress.ip_address(host)]
+        return [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
         pass
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
         raise UnsafeUrl(f"the host {host!r} does not resolve") from None
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    found = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    return list(dict.fromkeys(found))
 
 
-def _check_address(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: UrlPolicy
-) -> None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if address.is_loopback:
-        if not policy.allow_loopback:
-            raise UnsafeUrl("loopback addresses are not allowed")
-        return
-    if address.is_unspecified or address.is_multicast or address.is_reserved:
-        raise UnsafeUrl(f"the address {address} is not allowed")
-    if (address.is_private or address.is_link_local) and not policy.allow_private:
-        raise UnsafeUrl(f"private address {address} is not allowed")
+def connect_tcp(host: str, port: int, policy: UrlPolicy, *, timeout: float) -> socket.socket:
+    """A TCP connection to the first checked address of `host` that accepts (for LDAP)."""
+    last: OSError | None = None
+    for address in resolve_checked(host, port, policy):
+        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect((str(address), port))
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        sock.settimeout(None)
+        return sock
+    assert last is not None
+    raise last
 
 
-def post_json(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> PostResult:
+class PinnedAdapter(HTTPAdapter):
+    """Sends each request to the address the policy checked, keeping the name for TLS."""
+
+    def __init__(self, policy: UrlPolicy) -> None:
+        self.policy = policy
+        super().__init__(max_retries=0)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        url = str(request.url)
+        try:
+            host, port = _http_target(url)
+            address = resolve_checked(host, port, self.policy)[0]
+        except UnsafeUrl as exc:
+            raise RefusedDestination(exc.reason, request=request) from None
+        parts = urlsplit(url)
+        literal = f"[{address}]" if address.version == 6 else str(address)
+        request.headers["Host"] = parts.netloc
+        request.url = urlunsplit(parts._replace(netloc=f"{literal}:{port}"))
+        request.pinned_host = host  # type: ignore[attr-defined]
+        return super().send(request, **kwargs)
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
+    ) -> tuple[Any, Any]:
+        host_params, kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        pool_kwargs: dict[str, Any] = dict(kwargs)
+        host = getattr(request, "pinned_host", None)
+        if host_params["scheme"] == "https" and host and not _is_literal(host):
+            pool_kwargs.update(server_hostname=host, assert_hostname=host)
+        return host_params, pool_kwargs
+
+
+class RefusedDestination(requests.ConnectionError):
+    """The policy refused the destination (raised from inside a pinned session)."""
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def pinned_session(policy: UrlPolicy) -> requests.Session:
+    """A requests session whose every connection passes the policy and goes to the checked IP.
+
+    It reads no proxy, netrc or CA settings from the environment (a proxy would connect
+    elsewhere, a netrc would add credentials) and follows no redirects.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.max_redirects = 0
+    adapter = PinnedAdapter(policy)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def post_json(
+    url: str, body: bytes, headers: dict[str, str], *, timeout: float, policy: UrlPolicy
+) -> PostResult:
     """POST without following redirects (a redirect could lead to a private address)."""
     started = time.monotonic()
     try:
-        response = requests.post(
-            url,
-            data=body,
-            headers={"Content-Type": "application/json", **headers},
-            timeout=timeout,
-            allow_redirects=False,
-        )
+        with pinned_session(policy) as http:
+            response = http.post(
+                url,
+                data=body,
+                headers={"Content-Type": "application/json", **headers},
+                timeout=timeout,
+                allow_redirects=False,
+            )
+    except RefusedDestination as exc:
+        return PostResult(False, None, f"refused: {exc}", _ms(started))
     except requests.RequestException as exc:
         return PostResult(False, None, f"{type(exc).__name__}", _ms(started))
     ok = 200 <= response.status_code < 300

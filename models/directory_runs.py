@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -267,7 +267,7 @@ def _plan_full(
     """Read every entry; the owned users load from the database meanwhile, in a thread."""
     connector = target.connector
     watermark = connector.watermark
-    config = server_config(connector, secret_key=target.settings.secret_key)
+    config = server_config(connector, target.settings)
     waiting: list[Person | EntryProblem] = []
     reconciler: Reconciler | None = None
     state: MembershipState | None = None
@@ -360,7 +360,7 @@ def _plan_incremental(sessions: SessionFactory, target: _Target, progress: Progr
     watermark = connector.watermark
     people: list[Person] = []
     problems: list[EntryProblem] = []
-    config = server_config(connector, secret_key=target.settings.secret_key)
+    config = server_config(connector, target.settings)
     with DirectoryClient(config) as client:
         for page in client.paged_search(
             connector.base_dn,
@@ -443,6 +443,10 @@ def _any_group_changed(client: DirectoryClient, target: _Target, since: str) -> 
 # --- the test action ----------------------------------------------------------------------
 
 
+TEST_CONNECT_TIMEOUT = 3.0
+TEST_SEARCH_TIMEOUT = 5.0
+
+
 def test_connection(
     connector: DirectoryConnector, settings: Settings, *, username: str = ""
 ) -> dict[str, Any]:
@@ -450,9 +454,15 @@ def test_connection(
     from connectors.ldap.mapping import escape_filter_value
 
     mapping = connector_mapping(connector)
-    config = server_config(connector, secret_key=settings.secret_key)
     result: dict[str, Any] = {"ok": False}
     try:
+        config = server_config(connector, settings)
+        # The test runs inside a web request: short timeouts whatever a sync may take.
+        config = replace(
+            config,
+            connect_timeout=min(config.connect_timeout, TEST_CONNECT_TIMEOUT),
+            search_timeout=min(config.search_timeout, TEST_SEARCH_TIMEOUT),
+        )
         with DirectoryClient(config) as client:
             result["server"] = client.url
             result["users"] = client.count(

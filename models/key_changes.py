@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from models import audit, outbox
+from models.actions import cutoffs
 from models.actor import Actor
 from models.base import utcnow
 from models.db import ODOCK_MODE_KEY
@@ -70,6 +71,15 @@ def carry_out_key_change(session: Session, change: KeyChange) -> list[uuid.UUID]
     if change.command is not KeyCommandType.ROTATE_REQUEST:
         _forget_loaded(session, key_ids)
     _audit(session, change, key_ids)
+    if change.command is not KeyCommandType.ROTATE_REQUEST:
+        cutoffs.open_cutoffs(
+            session,
+            organisation_id=change.organisation_id,
+            key_ids=key_ids,
+            command=change.command.value,
+            reason=change.reason,
+            via_store=is_bridged(session),
+        )
     if is_bridged(session):
         _issue_commands(session, change, key_ids)
     elif change.command is not KeyCommandType.ROTATE_REQUEST:

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.outbound import UrlPolicy, parse_networks
+
 EMBEDDED_DATABASE_URL = "sqlite:///odock-sync.sqlite3"
 EMBEDDED_BROKER_URL = "sqla+sqlite:///odock-sync-broker.sqlite3"
 EMBEDDED_SECRET_FILE = "odock-sync-secret.key"  # noqa: S105 (a path)
@@ -39,6 +41,11 @@ class Settings(BaseSettings):
     gateway_url: str = ""
     gateway_secret: str = ""
     gateway_timeout: float = Field(default=5.0, gt=0)
+    # Every key invalidation must be acknowledged within this many seconds, or admins are alarmed.
+    cutoff_deadline: float = Field(default=60.0, gt=0)
+    cutoff_reap_interval: float = Field(default=2.0, gt=0, le=60)
+    cutoff_retry_base: float = Field(default=1.0, gt=0)
+    cutoff_retry_max: float = Field(default=15.0, gt=0)
     odock_mode: Literal["embedded", "bridged"] = "embedded"
     odock_management_url: str = ""
     odock_management_token: str = ""
@@ -56,6 +63,8 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     outbound_allow_private_addresses: bool = False
     outbound_allow_loopback: bool = False
+    outbound_allowed_networks: str = ""
+    ldap_ca_directory: str = ""
     notification_timeout: float = Field(default=5.0, gt=0, le=60)
     notification_retry_base: float = Field(default=30.0, gt=0)
     notification_retry_max: float = Field(default=3600.0, gt=0)
@@ -86,6 +95,12 @@ class Settings(BaseSettings):
             return "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
 
+    @field_validator("outbound_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # a ValueError names the bad network
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -98,6 +113,24 @@ class Settings(BaseSettings):
     def enrollment_webhook_secret_list(self) -> list[str]:
         """Several secrets, comma-separated, so one can be rotated without downtime."""
         return [part.strip() for part in self.enrollment_webhook_secrets.split(",") if part.strip()]
+
+    def outbound_policy(self) -> UrlPolicy:
+        """Where an organisation admin may point odock-sync (hooks, LDAP servers)."""
+        return UrlPolicy(
+            allow_private=self.outbound_allow_private_addresses,
+            allow_loopback=self.outbound_allow_loopback,
+            allowed_networks=parse_networks(self.outbound_allowed_networks),
+        )
+
+    def operator_outbound_policy(self) -> UrlPolicy:
+        """Where the operator points odock-sync (GATEWAY_URL, ODOCK_MANAGEMENT_URL): their own
+        network, so private and loopback addresses too, but never link-local (cloud metadata)
+        or carrier-grade NAT unless allow-listed."""
+        return UrlPolicy(
+            allow_private=True,
+            allow_loopback=True,
+            allowed_networks=parse_networks(self.outbound_allowed_networks),
+        )
 
     @property
     def is_sqlite(self) -> bool:

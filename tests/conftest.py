@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -91,6 +92,7 @@ def settings(
     make_httpserver: HTTPServer,
     smtp_server: tuple[Controller, Mailbox],
     public_port: int,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Settings:
     """The settings of this run; outbound HTTP goes to the loopback `httpserver`."""
     return Settings(
@@ -108,7 +110,8 @@ def settings(
         smtp_host="127.0.0.1",
         smtp_port=smtp_server[0].port,
         smtp_from="odock-sync@example.test",
-        outbound_allow_loopback=True,
+        outbound_allow_loopback=True,  # every test server listens on 127.0.0.1
+        ldap_ca_directory=str(tmp_path_factory.getbasetemp()),  # slapd writes its CAs there
         notification_retry_base=0.05,
         notification_retry_max=1.0,
         hook_disable_after_failures=6,
@@ -184,6 +187,25 @@ def app(settings: Settings, engine: Engine, clean_db: None) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def client_with(settings: Settings, clean_db: None) -> Iterator[Callable[..., FlaskClient]]:
+    """A test client of an app whose settings differ from the suite's by `changes`."""
+    from webhooks.app import create_app
+    from webhooks.context import EXTENSION
+
+    apps: list[Flask] = []
+
+    def make(**changes: Any) -> FlaskClient:
+        app = create_app(settings.model_copy(update=changes))
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app.test_client()
+
+    yield make
+    for made in apps:
+        made.extensions[EXTENSION].engine.dispose()
 
 
 @pytest.fixture(scope="session")

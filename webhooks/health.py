@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -23,8 +25,11 @@ from sqlalchemy import text
 from models import arrival
 from webhooks import idp_metrics
 from webhooks.context import app_state
+from webhooks.ops_metrics import OperationsCollector
 
 log = structlog.get_logger(__name__)
+
+SUPERVISOR_STATE_VARIABLE = "ODOCK_SUPERVISOR_STATE"  # written by `odock-sync serve`
 
 bp = Blueprint("health", __name__)
 
@@ -39,15 +44,43 @@ def healthz() -> dict[str, str]:
 
 @bp.get("/readyz")
 def readyz() -> tuple[dict[str, Any], int]:
+    """503 only without the database. Without the broker or with a child of `serve` being
+    restarted the web still answers (the outbox keeps the work): 200, "degraded", and what."""
     checks = {"database": _check_database(), "broker": _check_broker()}
-    ready = all(result == "ok" for result in checks.values())
-    return {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+    children = _supervised_children()
+    checks.update({f"process:{name}": state for name, state in children.items()})
+    degraded = sorted(name for name, result in checks.items() if result != "ok")
+    if checks["database"] != "ok":
+        return {"status": "unavailable", "checks": checks, "degraded": degraded}, 503
+    status = "degraded" if degraded else "ready"
+    return {"status": status, "checks": checks, "degraded": degraded}, 200
+
+
+def _supervised_children() -> dict[str, str]:
+    """The state of each process `serve` supervises ("ok", or why not), when run under it."""
+    path = os.environ.get(SUPERVISOR_STATE_VARIABLE)
+    if not path:
+        return {}
+    try:
+        state = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {
+        name: "ok"
+        if child.get("state") == "running"
+        else f"restarting (exited {child.get('last_exit')}, {child.get('restarts')} restarts)"
+        for name, child in state.get("children", {}).items()
+    }
 
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    state = app_state()
+    operations = CollectorRegistry()
+    operations.register(OperationsCollector(state.sessions, state.settings.cutoff_deadline))
+    body = generate_latest(_registry()) + generate_latest(operations)
     # content_type, not mimetype: Flask would add a second charset to a text/ mimetype.
-    return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 
 def _registry() -> Collector:

@@ -9,7 +9,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from models.settings import Settings
-from worker import sqlite_broker
+from worker import redis_broker, sqlite_broker
 
 TASK_MODULES = [
     "worker.outbox_relay",
@@ -33,9 +33,11 @@ URGENT_TASKS = (
     "events.drain",
     "odock.send_key_commands",
     "odock.invalidate_acknowledged",
+    "cutoffs.reap",
 )
 
 sqlite_broker.register()
+redis_broker.register()
 celery_app = Celery("odock_sync", include=TASK_MODULES)
 
 
@@ -58,7 +60,13 @@ def configure_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3,
-        broker_transport_options={"polling_interval": settings.broker_poll_interval},
+        broker_transport_options={
+            "polling_interval": settings.broker_poll_interval,
+            # A publish with the broker down fails at once instead of retrying for seconds
+            # (6 s per message on Redis): a request never waits on the broker, and what could
+            # not be published stays in the outbox for the relay.
+            "max_retries": 0,
+        },
         task_serializer="json",
         accept_content=["json"],
         timezone="UTC",
@@ -111,6 +119,12 @@ def _always(settings: Settings) -> dict[str, dict[str, object]]:
         "outbox-relay": {
             "task": "outbox.relay",
             "schedule": timedelta(seconds=settings.outbox_relay_interval),
+        },
+        "cutoffs-reap": {
+            "task": "cutoffs.reap",
+            "schedule": timedelta(seconds=settings.cutoff_reap_interval),
+            # Reaps queued while no worker ran are stale: the next one does their work.
+            "options": {"expires": max(settings.cutoff_reap_interval * 2, 5.0)},
         },
         "reviews-sweep": {
             "task": "reviews.sweep",

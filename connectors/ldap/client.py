@@ -7,6 +7,8 @@ search either yields every page and ends with the server's cookie exhausted, or 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from connectors.ldap.errors import (
     DirectoryTlsError,
     DirectoryUnavailable,
 )
+from connectors.outbound import UnsafeUrl, UrlPolicy, connect_tcp, refusal, resolve_checked
 
 Attributes = dict[str, list[bytes]]
 Entry = tuple[str, Attributes]
@@ -46,6 +49,7 @@ class ServerConfig:
     verify_tls: bool = True
     connect_timeout: float = 5.0
     search_timeout: float = 60.0
+    policy: UrlPolicy = field(default_factory=UrlPolicy)
 
 
 @dataclass
@@ -101,14 +105,13 @@ def map_error(exc: ldap.LDAPError, *, doing: str) -> DirectoryError:
     return DirectoryError(message)
 
 
-def _reachable(url: str, timeout: float) -> bool:
-    parsed = urlparse(url)
-    port = parsed.port or (636 if parsed.scheme == "ldaps" else 389)
-    try:
-        with socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+def unreachable(url: str) -> DirectoryUnavailable:
+    """One message for a closed port, a silent one, a non-LDAP service and a failed TLS
+    handshake: the answer must not tell an admin which ports of a host are open."""
+    return DirectoryUnavailable(
+        f"could not connect to {url}: no LDAP server answered "
+        "(refused, timed out, not LDAP, or the TLS certificate was not trusted)"
+    )
 
 
 class DirectoryClient:
@@ -156,29 +159,73 @@ class DirectoryClient:
             self._conn = None
 
     def _bind(self, url: str) -> LDAPObject:
-        scheme = urlparse(url).scheme
-        if scheme not in {"ldap", "ldaps"}:
+        """Connect to an address the outbound policy allows, then (only then) send the bind.
+
+        Plain ldap:// is pinned: the name is resolved and checked once and libldap is handed
+        the connected socket. With TLS (ldaps://, StartTLS) libldap must open the connection
+        itself to verify the certificate against the name, so the address it reached is
+        checked before the password leaves: a DNS answer that changed in between gets at
+        most a TLS handshake and an anonymous root DSE read, never the credentials.
+        """
+        parsed = urlparse(url)
+        scheme = parsed.scheme
+        if scheme not in {"ldap", "ldaps"} or not parsed.hostname:
             raise DirectoryConfigError(f"{url!r} is not an ldap:// or ldaps:// URL")
-        conn = ldap.initialize(url)
+        pinned = scheme == "ldap" and not self.config.start_tls
+        try:
+            port = parsed.port or (636 if scheme == "ldaps" else 389)
+            if pinned:
+                sock = connect_tcp(
+                    parsed.hostname, port, self.config.policy, timeout=self.config.connect_timeout
+                )
+                conn = ldap.initialize(url, fileno=sock.detach())
+            else:
+                resolve_checked(parsed.hostname, port, self.config.policy)
+                conn = ldap.initialize(url)
+        except UnsafeUrl as exc:
+            raise DirectoryConfigError(f"{url}: {exc.reason}") from None
+        except (OSError, ValueError, ldap.LDAPError):
+            raise unreachable(url) from None
         self._set_options(conn)
         try:
-            if self.config.start_tls and scheme == "ldap":
-                try:
-                    conn.start_tls_s()
-                except ldap.LDAPError as exc:
-                    raise DirectoryTlsError(
-                        f"StartTLS with {url} failed: {describe(exc)}"
-                    ) from None
+            if not pinned:
+                self._open_tls(conn, url, scheme)
+                self._check_peer(conn, url)
             conn.simple_bind_s(self.config.bind_dn, self.config.bind_password)
-        except ldap.SERVER_DOWN as exc:
-            if scheme == "ldaps" and _reachable(url, self.config.connect_timeout):
-                raise DirectoryTlsError(
-                    f"TLS with {url} failed (is the server certificate trusted by the CA file?)"
-                ) from None
-            raise map_error(exc, doing=f"connecting to {url}") from None
-        except ldap.LDAPError as exc:
+        except (*_AUTH, *_CONFIG) as exc:
+            with contextlib.suppress(ldap.LDAPError):
+                conn.unbind_s()
             raise map_error(exc, doing=f"binding to {url} as {self.config.bind_dn!r}") from None
+        except (ldap.LDAPError, OSError):
+            with contextlib.suppress(ldap.LDAPError):
+                conn.unbind_s()
+            raise unreachable(url) from None
+        except DirectoryError:
+            with contextlib.suppress(ldap.LDAPError):
+                conn.unbind_s()
+            raise
         return conn
+
+    def _open_tls(self, conn: LDAPObject, url: str, scheme: str) -> None:
+        if scheme == "ldap":
+            try:
+                conn.start_tls_s()
+            except ldap.LDAPError as exc:
+                raise DirectoryTlsError(f"StartTLS with {url} failed: {describe(exc)}") from None
+            return
+        try:  # opens the connection and the TLS session; the answer itself does not matter
+            conn.search_ext_s("", ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"])
+        except (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.CONNECT_ERROR):
+            raise
+        except ldap.LDAPError:
+            pass
+
+    def _check_peer(self, conn: LDAPObject, url: str) -> None:
+        with socket.socket(fileno=os.dup(conn.get_option(ldap.OPT_DESC))) as peer:
+            host = str(peer.getpeername()[0]).split("%")[0]
+        reason = refusal(ipaddress.ip_address(host), self.config.policy)
+        if reason:
+            raise DirectoryConfigError(f"{url}: {reason}")
 
     def _set_options(self, conn: LDAPObject) -> None:
         conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)

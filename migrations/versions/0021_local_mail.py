@@ -1,7 +1,7 @@
 """The local mail outbox: mail kept on this machine while SMTP_HOST is unset (issue 18)
 
 Revision ID: 0021
-Revises: 0018
+Revises: 0017
 Create Date: 2026-12-04 13:30:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import models.base
 
 revision: str = "0021"
-down_revision: str | None = "0018"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,8 +1,14 @@
-"""Configuring directory connectors: validated fields, the bind password sealed at rest."""
+"""Configuring directory connectors: validated fields, the bind password sealed at rest.
+
+Server URLs pass the outbound address policy when saved and again at every connection; a CA
+file must lie in the operator's LDAP_CA_DIRECTORY, so an admin cannot make the service open,
+or tell apart, arbitrary files of the server.
+"""
 
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -10,7 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.ldap.client import ServerConfig
+from connectors.ldap.errors import DirectoryConfigError
 from connectors.ldap.mapping import AttributeMapping, is_valid_dn, mapping_for
+from connectors.outbound import UnsafeUrl, resolve_checked
 from models import audit
 from models.actor import Actor
 from models.base import utcnow
@@ -18,6 +26,7 @@ from models.encryption import decrypt, encrypt
 from models.entities import DirectoryConnector, Organisation
 from models.enums import Role
 from models.errors import Conflict, InvalidInput, NotFound
+from models.settings import Settings
 
 PASSWORD_PURPOSE = "directory-bind-password"  # noqa: S105 (a label, not a secret)
 
@@ -102,15 +111,15 @@ def create_connector(
     organisation: Organisation,
     fields: dict[str, Any],
     bind_password: str | None,
-    secret_key: str,
+    settings: Settings,
     actor: Actor,
 ) -> DirectoryConnector:
     if "base_dn" not in fields or "server_urls" not in fields or "name" not in fields:
         raise InvalidInput("name, server_urls and base_dn are required")
     connector = DirectoryConnector(organisation_id=organisation.id, **DEFAULTS)
-    _apply_fields(session, connector, organisation.id, fields)
+    _apply_fields(session, connector, organisation.id, fields, settings)
     if bind_password is not None:
-        connector.bind_password_encrypted = _seal(secret_key, bind_password)
+        connector.bind_password_encrypted = _seal(settings.secret_key, bind_password)
     session.add(connector)
     session.flush()
     _audit(session, connector, actor, "directory_connector.created", before=None)
@@ -123,13 +132,13 @@ def update_connector(
     connector: DirectoryConnector,
     fields: dict[str, Any],
     bind_password: str | None,
-    secret_key: str,
+    settings: Settings,
     actor: Actor,
 ) -> DirectoryConnector:
     before = _snapshot(connector)
-    _apply_fields(session, connector, connector.organisation_id, fields)
+    _apply_fields(session, connector, connector.organisation_id, fields, settings)
     if bind_password is not None:
-        connector.bind_password_encrypted = _seal(secret_key, bind_password)
+        connector.bind_password_encrypted = _seal(settings.secret_key, bind_password)
     connector.updated_at = utcnow()
     after = _snapshot(connector)
     if after != before or bind_password is not None:
@@ -149,19 +158,53 @@ def delete_connector(session: Session, *, connector: DirectoryConnector, actor: 
     session.delete(connector)
 
 
-def server_config(connector: DirectoryConnector, *, secret_key: str) -> ServerConfig:
+def server_config(connector: DirectoryConnector, settings: Settings) -> ServerConfig:
+    """How to reach the directory; a CA file no longer in the CA directory is not used."""
     return ServerConfig(
         urls=tuple(connector.server_urls),
         bind_dn=connector.bind_dn,
         bind_password=decrypt(
-            secret_key, connector.bind_password_encrypted, purpose=PASSWORD_PURPOSE
+            settings.secret_key, connector.bind_password_encrypted, purpose=PASSWORD_PURPOSE
         ),
         start_tls=connector.start_tls,
-        ca_file=connector.ca_file,
+        ca_file=_usable_ca_file(connector.ca_file, settings),
         verify_tls=connector.verify_tls,
         connect_timeout=connector.connect_timeout,
         search_timeout=connector.search_timeout,
+        policy=settings.outbound_policy(),
     )
+
+
+def _usable_ca_file(ca_file: str, settings: Settings) -> str:
+    if not ca_file:
+        return ""
+    try:
+        return str(ca_path(ca_file, settings))
+    except InvalidInput as exc:
+        raise DirectoryConfigError(exc.message) from None
+
+
+def ca_path(ca_file: str, settings: Settings) -> Path:
+    """The CA file inside LDAP_CA_DIRECTORY that `ca_file` names (a name relative to it, or a
+    path within it); InvalidInput otherwise, saying the same whether or not the file exists
+    outside the directory."""
+    directory = settings.ldap_ca_directory
+    if not directory:
+        raise InvalidInput(
+            "ca_file cannot be set: the operator has not configured LDAP_CA_DIRECTORY "
+            "(leave it empty to use the system's trusted CAs)",
+            field="ca_file",
+        )
+    root = Path(directory).resolve()
+    try:
+        path = (root / ca_file).resolve()
+    except (OSError, ValueError):
+        path = root
+    if root not in path.parents or not path.is_file():
+        raise InvalidInput(
+            f"ca_file must name a file in LDAP_CA_DIRECTORY ({root})", field="ca_file"
+        )
+    return path
 
 
 def connector_mapping(connector: DirectoryConnector) -> AttributeMapping:
@@ -184,6 +227,7 @@ def _apply_fields(
     connector: DirectoryConnector,
     organisation_id: uuid.UUID,
     fields: dict[str, Any],
+    settings: Settings,
 ) -> None:
     unknown = set(fields) - FIELDS
     if unknown:
@@ -191,6 +235,22 @@ def _apply_fields(
     for name, value in fields.items():
         setattr(connector, name, value)
     _validate(session, connector, organisation_id)
+    if "server_urls" in fields:
+        for url in connector.server_urls:
+            _check_destination(url, settings)
+    if fields.get("ca_file"):
+        ca_path(connector.ca_file, settings)
+
+
+def _check_destination(url: str, settings: Settings) -> None:
+    parsed = urlparse(url)
+    try:
+        port = parsed.port or (636 if parsed.scheme == "ldaps" else 389)
+        resolve_checked(parsed.hostname or "", port, settings.outbound_policy())
+    except ValueError:
+        raise InvalidInput(f"{url!r} has a bad port", field="server_urls") from None
+    except UnsafeUrl as exc:
+        raise InvalidInput(f"{url!r}: {exc.reason}", field="server_urls") from None
 
 
 def _validate(session: Session, connector: DirectoryConnector, organisation_id: uuid.UUID) -> None:

@@ -367,6 +367,7 @@ def reconcile_from_management_plane(
                 kind=kind,
                 organisation_id=str(organisation_id),
                 timeout=settings.odock_timeout,
+                policy=settings.operator_outbound_policy(),
             )
         )
 

@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import audit, key_scope
-from models.actions import key_revocation
+from models.actions import cutoffs, key_revocation
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import (
@@ -92,6 +92,7 @@ class Desired:
     detail: dict[str, Any] = field(default_factory=dict)
     invalidation_status: str | None = None
     invalidated_at: datetime | None = None
+    invalidation_requested_at: datetime | None = None
     store_acknowledged_at: datetime | None = None
     observed_until: datetime | None = None
 
@@ -316,6 +317,7 @@ def _desired_findings(
             if item.subject_id in revoked:
                 item.action, item.action_taken = "revoked", True
                 item.invalidation_status = INVALIDATION_PENDING
+                item.invalidation_requested_at = now
                 item.store_acknowledged_at = None if is_bridged(session) else now
                 item.severity = Severity.MEDIUM
             else:
@@ -387,6 +389,7 @@ def _mark_revoked(item: Desired, key: VirtualApiKey, acknowledged_at: datetime |
     )
     item.invalidation_status = INVALIDATION_ACKNOWLEDGED if acked else INVALIDATION_PENDING
     item.invalidated_at = acknowledged_at if acked else None
+    item.invalidation_requested_at = None if acked else key.revoked_at
 
 
 def _stamped_by(revocation: Revocation) -> Any:
@@ -533,12 +536,17 @@ def _add_finding(
         detail=item.detail,
         invalidation_status=item.invalidation_status,
         invalidated_at=item.invalidated_at,
+        invalidation_requested_at=item.invalidation_requested_at,
         store_acknowledged_at=item.store_acknowledged_at,
         observed_until=item.observed_until,
         last_notified_at=now,
     )
-    if item.action_taken:
+    if item.action_taken and item.invalidation_status != INVALIDATION_PENDING:
         _set_state(finding, FindingState.RESOLVED, POLICY, now, f"{item.action} by policy")
+    elif item.action_taken:
+        # Revoked, but not done until the gateway forgets the key: open (pending) until then.
+        # Nobody has a decision to make: the cut-off's deadline alarm escalates, not reminders.
+        finding.state = FindingState.OPEN
     else:
         finding.state = FindingState.OPEN
         finding.next_escalation_at = now + interval
@@ -555,9 +563,20 @@ def _update_finding(
     if item.action_taken and not finding.action_taken:
         finding.action, finding.action_taken = item.action, True
         finding.invalidation_status = item.invalidation_status
+        finding.invalidation_requested_at = item.invalidation_requested_at
         finding.store_acknowledged_at = item.store_acknowledged_at
-        if finding.state is FindingState.OPEN:
+        if finding.state is FindingState.OPEN and item.invalidation_status != INVALIDATION_PENDING:
             _set_state(finding, FindingState.RESOLVED, POLICY, now, f"{item.action} by policy")
+        elif finding.state is FindingState.OPEN:
+            finding.next_escalation_at = None  # the cut-off's deadline alarm takes over
+        changed = True
+    elif (
+        finding.action_taken
+        and finding.invalidation_status == INVALIDATION_PENDING
+        and item.invalidation_status == INVALIDATION_ACKNOWLEDGED
+    ):
+        # The gateway's acknowledgement was recorded before this finding existed to be marked.
+        _acknowledged(finding, item.invalidated_at or now)
         changed = True
     if (
         item.kind == KIND_USAGE
@@ -604,9 +623,15 @@ def _finding_ref(finding: ReviewFinding) -> dict[str, str]:
 
 
 def record_invalidation(
-    session: Session, *, key_ids: list[uuid.UUID], reason: str, at: datetime | None = None
+    session: Session,
+    *,
+    key_ids: list[uuid.UUID],
+    reason: str,
+    at: datetime | None = None,
+    called_at: datetime | None = None,
 ) -> int:
-    """The gateway acknowledged forgetting these keys: remember it and mark their findings."""
+    """The gateway acknowledged forgetting these keys (in a call made at `called_at`): remember
+    it, close their cut-offs, and resolve the findings that waited for it."""
     at = at or utcnow()
     _lock_keys(session, VirtualApiKey.id.in_(key_ids))
     known = set(
@@ -623,17 +648,33 @@ def record_invalidation(
         for key_id in key_ids
         if key_id not in known
     )
-    marked = session.execute(
-        update(ReviewFinding)
-        .where(
-            ReviewFinding.subject_id.in_(key_ids),
-            ReviewFinding.kind.in_(KEY_KINDS),
-            ReviewFinding.invalidation_status == INVALIDATION_PENDING,
+    cutoffs.acknowledge(session, key_ids=key_ids, called_at=called_at or at, at=at)
+    findings = list(
+        session.scalars(
+            select(ReviewFinding).where(
+                ReviewFinding.subject_id.in_(key_ids),
+                ReviewFinding.kind.in_(KEY_KINDS),
+                ReviewFinding.invalidation_status == INVALIDATION_PENDING,
+            )
         )
-        .values(invalidation_status=INVALIDATION_ACKNOWLEDGED, invalidated_at=at, updated_at=at)
-        .execution_options(synchronize_session=False)
     )
-    return int(getattr(marked, "rowcount", 0) or 0)
+    for finding in findings:
+        _acknowledged(finding, at)
+    session.flush()
+    for review in {finding.review for finding in findings}:
+        if review.status is ReviewStatus.OPEN and not any(
+            f.state is FindingState.OPEN for f in review.findings
+        ):
+            _close(session, review, actor=cutoffs.GATEWAY_ACTOR, now=at, announce=True)
+    return len(findings)
+
+
+def _acknowledged(finding: ReviewFinding, at: datetime) -> None:
+    """The gateway forgot the finding's key: a revocation the policy made is now done."""
+    finding.invalidation_status, finding.invalidated_at = INVALIDATION_ACKNOWLEDGED, at
+    if finding.action_taken and finding.state is FindingState.OPEN:
+        note = f"{finding.action} by policy; the gateway acknowledged"
+        _set_state(finding, FindingState.RESOLVED, POLICY, at, note)
 
 
 def record_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **values: Any) -> None:
@@ -1145,6 +1186,19 @@ def finding_summary(finding: ReviewFinding) -> dict[str, Any]:
         "action_taken": finding.action_taken,
         "state": finding.state.value,
         "invalidation_status": finding.invalidation_status,
+        **_pending_age(finding),
+    }
+
+
+def _pending_age(finding: ReviewFinding) -> dict[str, Any]:
+    """How long a revoked key has waited for the gateway to forget it (pending findings only)."""
+    requested = finding.invalidation_requested_at
+    if finding.invalidation_status != INVALIDATION_PENDING or requested is None:
+        return {}
+    age = max(0.0, (utcnow() - _aware(requested)).total_seconds())
+    return {
+        "invalidation_requested_at": _aware(requested).isoformat(),
+        "invalidation_pending_seconds": round(age, 1),
     }
 
 

@@ -4,6 +4,7 @@ from models.entities.api_key import VirtualApiKey
 from models.entities.api_token import ApiToken
 from models.entities.audit import AuditEvent
 from models.entities.budget import Budget, Quota
+from models.entities.cutoff import CutoffIncident, KeyCutoff
 from models.entities.delivery import ReceivedDelivery
 from models.entities.directory import DirectoryConnector, DirectorySyncRun, SyncLease
 from models.entities.event_hook import EventCursor, EventHookConfig
@@ -30,6 +31,7 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Budget",
+    "CutoffIncident",
     "DeliveryAttempt",
     "DirectoryConnector",
     "DirectorySyncRun",
@@ -39,6 +41,7 @@ __all__ = [
     "Invitation",
     "InvitationDelivery",
     "KeyCommand",
+    "KeyCutoff",
     "KeyInvalidation",
     "LocalMail",
     "MassChange",

@@ -100,6 +100,7 @@ class ReviewFinding(Timestamped, Base):
     resolution: Mapped[str | None] = mapped_column(Text, default=None)
     invalidation_status: Mapped[str | None] = mapped_column(String(16), default=None)
     invalidated_at: Mapped[datetime | None] = mapped_column(default=None)
+    invalidation_requested_at: Mapped[datetime | None] = mapped_column(default=None)
     store_acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
     # The gateway's signed answer after the invalidation: {"accepted", "checked_at", "signature"}.
     gateway_proof: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

@@ -62,10 +62,20 @@ def ready(port: int) -> bool:
         response = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
     except requests.RequestException:
         return False
-    return response.status_code == 200 and response.json()["checks"] == {
-        "database": "ok",
-        "broker": "ok",
-    }
+    body = response.json()
+    return (
+        response.status_code == 200
+        and body["status"] == "ready"
+        and body["checks"]
+        == {
+            "database": "ok",
+            "broker": "ok",
+            "process:web": "ok",
+            "process:worker": "ok",
+            "process:urgent-worker": "ok",
+            "process:beat": "ok",
+        }
+    )
 
 
 @pytest.mark.slow

@@ -149,7 +149,7 @@ def make_connector(session: Session, settings: Settings, directory: Directory) -
             organisation=org,
             fields=connector_fields(directory, **overrides),
             bind_password=password,
-            secret_key=settings.secret_key,
+            settings=settings,
             actor=factories.SETUP,
         )
         session.commit()

@@ -52,7 +52,7 @@ def unmap(session, settings, connector: DirectoryConnector) -> None:
         connector=session.merge(connector),
         fields={"group_teams": {}},
         bind_password=None,
-        secret_key=settings.secret_key,
+        settings=settings,
         actor=factories.SETUP,
     )
     session.commit()

@@ -43,6 +43,7 @@ from models.actor import Actor
 from models.entities import AuditEvent, User, VirtualApiKey
 from models.enums import Role, Source, UserStatus
 from models.errors import InvalidTransition
+from models.settings import Settings
 from tests.events import okta_payloads as okta
 from tests.support import factories as f
 from tests.support.fuzz import FUZZ
@@ -84,7 +85,7 @@ class Expected:
 
 class LifecycleMachine(RuleBasedStateMachine):
     sessions = None  # set by the test: the real database's session factory
-    secret_key = ""
+    settings: Settings
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,7 +116,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 "base_dn": "dc=example,dc=org",
             },
             bind_password=None,
-            secret_key=type(self).secret_key,
+            settings=type(self).settings,
             actor=f.SETUP,
         )
         # The mass-change gate (holding push sources' revocations) has its own tests; here every
@@ -359,7 +360,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
 def test_every_source_follows_one_lifecycle_policy(sessions, settings, clean_db):
     LifecycleMachine.sessions = sessions
-    LifecycleMachine.secret_key = settings.secret_key
+    LifecycleMachine.settings = settings
     run_state_machine_as_test(
         LifecycleMachine,
         # Derandomized with no example database, as every fuzz test of the suite (FUZZ): a

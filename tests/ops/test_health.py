@@ -38,15 +38,20 @@ def test_healthz_and_readyz_answer_when_everything_is_up(client) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json() == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
+    assert ready.get_json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "broker": "ok"},
+        "degraded": [],
+    }
 
 
-def test_readyz_is_503_when_the_broker_is_unreachable(app_with) -> None:
+def test_readyz_says_degraded_when_the_broker_is_unreachable(app_with) -> None:
+    """The web still answers without the broker (the outbox keeps the work): ready, degraded."""
     app = app_with(celery_broker_url="redis://127.0.0.1:1/0")  # nothing listens on port 1
     response = app.test_client().get("/readyz")
-    assert response.status_code == 503
+    assert response.status_code == 200
     body = response.get_json()
-    assert body["status"] == "unavailable"
+    assert body["status"] == "degraded" and body["degraded"] == ["broker"]
     assert body["checks"]["database"] == "ok" and body["checks"]["broker"].startswith("error")
     assert app.test_client().get("/healthz").status_code == 200
 
@@ -145,3 +150,48 @@ def _json_records(line: str) -> list[dict]:
         record, index = decoder.raw_decode(line, index)
         records.append(record)
     return records
+
+
+def test_metrics_show_the_outbox_and_the_cutoffs_waiting_on_the_gateway(
+    client, session, monkeypatch
+) -> None:
+    """Nothing is published (the broker is down): the backlog, the pending invalidations and,
+    once their deadline has passed, the cut-offs past it are on /metrics."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from models.actions import lifecycle
+    from models.base import utcnow
+    from models.entities import KeyCutoff, OutboxMessage
+    from worker.celery_app import celery_app
+
+    def gauge(name: str) -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        (line,) = [row for row in text.splitlines() if row.startswith(f"{name} ")]
+        return float(line.split()[-1])
+
+    monkeypatch.setattr(celery_app, "send_task", _broker_down)
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    f.make_key(session, org, owner=person)
+    f.make_key(session, org, owner=person)
+    lifecycle.revoke(session, user=person, actor=f.SETUP)
+    session.commit()
+    assert gauge("odock_invalidations_pending") == 2
+    assert gauge("odock_outbox_backlog") == 2  # the invalidation and the review
+    assert gauge("odock_cutoffs_past_deadline") == 0
+
+    an_hour_ago = utcnow() - timedelta(hours=1)
+    session.execute(update(KeyCutoff).values(requested_at=an_hour_ago))
+    session.execute(update(OutboxMessage).values(available_at=an_hour_ago))
+    session.commit()
+    assert gauge("odock_cutoffs_past_deadline") == 2
+    assert gauge("odock_invalidation_oldest_pending_seconds") >= 3600
+    assert gauge("odock_outbox_oldest_age_seconds") >= 3600
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'odock_notification_deliveries_failing{state="retrying"} 0.0' in text
+
+
+def _broker_down(*_args: object, **_kwargs: object) -> None:
+    raise ConnectionRefusedError("broker down")

@@ -100,8 +100,9 @@ def test_deleting_a_team_revokes_its_keys_and_flags_its_budgets_and_quotas(sessi
     by_kind = findings_by_kind(review)
     (key_finding,) = by_kind["team_key"]
     assert key_finding.subject_id == team_key.id and key_finding.action == "revoked"
-    assert key_finding.state is FindingState.RESOLVED
-    assert key_finding.invalidation_status == "pending"
+    # revoked by policy; open until the gateway forgets the key, with no reminders meanwhile
+    assert key_finding.state is FindingState.OPEN and key_finding.action_taken
+    assert key_finding.invalidation_status == "pending" and key_finding.next_escalation_at is None
     assert [fi.subject_id for fi in by_kind["budget"]] == [budget.id]
     assert [fi.subject_id for fi in by_kind["quota"]] == [quota.id]
     assert all(fi.state is FindingState.OPEN for fi in by_kind["budget"] + by_kind["quota"])
@@ -252,7 +253,7 @@ def test_access_reviews_escalate_like_revocation_reviews(session):
     escalated = reviews.escalate_due(session, actor=f.SETUP, now=utcnow() + timedelta(days=2))
     session.commit()
 
-    assert escalated == 2  # the budget and the quota; the revoked key was settled by policy
+    assert escalated == 2  # the budget and the quota; the revoked key waits on the gateway
     ((event, _recipients),) = notified(session)
     assert event == "review.escalated"
     assert "review.escalated" in audit_actions(session, review.id)

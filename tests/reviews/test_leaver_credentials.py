@@ -79,7 +79,11 @@ def test_org_key_policy_revoke_revokes_them_with_the_person(session):
     key = session.get(VirtualApiKey, org_key.id)
     assert key.revoked and key.revoked_by_revocation_id == review.revocation_id
     (finding,) = findings_by_kind(review)["org_key"]
-    assert finding.action == "revoked" and finding.state is FindingState.RESOLVED
+    # revoked, and done once the gateway has forgotten it (a cut-off with a deadline)
+    assert finding.action == "revoked" and finding.state is FindingState.OPEN
+    assert finding.invalidation_status == "pending"
+    reviews.record_invalidation(session, key_ids=[org_key.id], reason="revoked")
+    assert finding.state is FindingState.RESOLVED
     invalidated = session.scalars(
         select(OutboxMessage.kwargs).where(OutboxMessage.task == "gateway.invalidate_keys")
     ).all()

@@ -21,7 +21,7 @@ STRICT = UrlPolicy()
         ("https://token@93.184.216.34/x", "credentials"),
         ("http://10.1.2.3/hook", "private"),
         ("http://192.168.0.10/hook", "private"),
-        ("http://169.254.169.254/latest/meta-data", "private"),
+        ("http://169.254.169.254/latest/meta-data", "link-local"),
         ("http://[fd00::1]/hook", "private"),
         ("http://127.0.0.1:9/hook", "loopback"),
         ("http://[::1]/hook", "loopback"),

@@ -24,8 +24,10 @@ def test_review_lists_every_key_team_budget_and_quota_with_the_action_per_policy
     assert set(user_keys) == {world.key_a.id, world.key_b.id}
     for finding in user_keys.values():
         assert finding.action == "revoked" and finding.action_taken
-        assert finding.state is FindingState.RESOLVED and finding.resolved_by == "policy"
+        # Revoked, but not done until the gateway has forgotten the key.
+        assert finding.state is FindingState.OPEN and finding.resolved_by is None
         assert finding.invalidation_status == "pending"
+        assert reviews.finding_summary(finding)["invalidation_pending_seconds"] >= 0
     assert user_keys[world.key_a.id].team_id == world.team_a.id
     (team_key,) = kinds["team_key"]
     assert team_key.subject_id == world.team_key.id
@@ -38,6 +40,13 @@ def test_review_lists_every_key_team_budget_and_quota_with_the_action_per_policy
     assert "usage_after_revocation" not in kinds
     assert review.status is ReviewStatus.OPEN
     assert session.get(VirtualApiKey, world.other_key.id).revoked is False
+
+    reviews.record_invalidation(session, key_ids=list(user_keys), reason="revoked")
+
+    for finding in user_keys.values():
+        assert finding.state is FindingState.RESOLVED and finding.resolved_by == "policy"
+        assert finding.invalidation_status == "acknowledged"
+        assert "invalidation_pending_seconds" not in reviews.finding_summary(finding)
 
 
 def test_opening_twice_returns_the_same_review_and_adds_nothing(session):
@@ -164,6 +173,7 @@ def test_reassigning_moves_keys_budgets_quotas_and_teams_and_is_audited(session)
     heir = f.make_user(session, world.org, email="heir@example.com")
     review = revoke_and_review(session, world.person)
     kinds = findings_by_kind(review)
+    reviews.record_invalidation(session, key_ids=[world.key_a.id, world.key_b.id], reason="revoked")
 
     reviews.reassign_finding(
         session, finding=kinds["team_key"][0], actor=REVIEWER, to_team=world.team_b
@@ -247,7 +257,10 @@ def test_acknowledging_stops_escalation_and_escalation_climbs_owner_managers_adm
         ]
 
     assert reviews.escalate_due(session, actor=REVIEWER, now=start) == 0
-    open_count = sum(fi.state is FindingState.OPEN for fi in review.findings)
+    # revoked keys waiting on the gateway are open but have no one to remind
+    open_count = sum(
+        fi.state is FindingState.OPEN and not fi.action_taken for fi in review.findings
+    )
     assert reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 1.1) == open_count
     assert dispatched()[-1]["recipient_user_ids"] == [str(world.person.id)]
     reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 2.2)
@@ -256,20 +269,37 @@ def test_acknowledging_stops_escalation_and_escalation_climbs_owner_managers_adm
     reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 3.3)
     assert dispatched()[-1]["recipient_user_ids"] == [str(world.admin.id)]
 
-    assert reviews.acknowledge_review(session, review=review, actor=REVIEWER) == open_count
+    assert reviews.acknowledge_review(session, review=review, actor=REVIEWER) == sum(
+        fi.state is FindingState.OPEN for fi in review.findings
+    )
     assert reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 10) == 0
     assert reviews.acknowledge_review(session, review=review, actor=REVIEWER) == 0
 
 
-def test_a_review_with_nothing_left_to_decide_is_born_resolved_and_says_so(session):
+def test_a_review_whose_keys_wait_on_the_gateway_opens_pending_and_resolves_on_its_word(session):
+    """Policy revoked everything, but the key works until the gateway forgets it: the review
+    opens (and says so) with the finding pending, and resolves once the gateway acknowledges."""
     org = f.make_org(session)
     person = f.make_user(session, org)
-    f.make_key(session, org, owner=person)
+    key = f.make_key(session, org, owner=person)
 
     review = revoke_and_review(session, person)
 
-    assert review.status is ReviewStatus.RESOLVED and review.resolved_by == "policy"
+    assert review.status is ReviewStatus.OPEN
     (opened,) = session.scalars(
         select(OutboxMessage.kwargs).where(OutboxMessage.task == "notifications.dispatch")
     ).all()
-    assert opened["event"] == "review.opened" and opened["payload"]["status"] == "resolved"
+    assert opened["event"] == "review.opened" and opened["payload"]["status"] == "open"
+    (summary,) = opened["payload"]["findings"]
+    assert summary["state"] == "open" and summary["invalidation_status"] == "pending"
+    assert summary["action"] == "revoked" and summary["invalidation_pending_seconds"] >= 0
+
+    reviews.record_invalidation(session, key_ids=[key.id], reason="revoked")
+
+    assert review.status is ReviewStatus.RESOLVED and review.resolved_by == "gateway"
+    events = session.scalars(
+        select(OutboxMessage.kwargs)
+        .where(OutboxMessage.task == "notifications.dispatch")
+        .order_by(OutboxMessage.id)
+    ).all()
+    assert [e["event"] for e in events] == ["review.opened", "review.resolved"]

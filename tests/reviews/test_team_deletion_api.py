@@ -38,7 +38,13 @@ def test_admin_deletes_a_team_its_keys_leave_the_gateway_and_a_review_opens(
     assert deleted.json["deleted"] is True and deleted.json["name"] == "Data"
     wait_until(lambda: gateway.keys_for({key_id}), what="the gateway invalidation")
     assert gateway.keys_for({key_id, str(member_key.id)}) == [{key_id}]
-    listed = client.get("/api/v1/reviews?cause=team_deleted", headers=bearer(token)).json
+
+    def listed_once_acknowledged() -> dict:
+        # the gateway has answered; the worker records it a moment later
+        listed = client.get("/api/v1/reviews?cause=team_deleted", headers=bearer(token)).json
+        return listed if listed["items"][0]["findings"].get("resolved") else {}
+
+    listed = wait_until(listed_once_acknowledged, what="the key finding resolved")
     (item,) = listed["items"]
     assert item["id"] == deleted.json["review_id"]
     assert item["cause"] == "team_deleted" and item["user"] is None

@@ -86,7 +86,7 @@ def create() -> tuple[dict[str, Any], int]:
         organisation=viewer.organisation(session),
         fields=body.fields(),
         bind_password=body.bind_password,
-        secret_key=settings().secret_key,
+        settings=settings(),
         actor=admin_actor(viewer),
     )
     session.commit()
@@ -108,7 +108,7 @@ def edit(connector_id: uuid.UUID) -> dict[str, Any]:
         connector=connector,
         fields=body.fields(),
         bind_password=body.bind_password,
-        secret_key=settings().secret_key,
+        settings=settings(),
         actor=admin_actor(current_viewer()),
     )
     db_session().commit()

@@ -22,7 +22,7 @@ bp = Blueprint("notification_hooks", __name__, url_prefix="/api/v1")
 
 def url_policy() -> UrlPolicy:
     current = settings()
-    return UrlPolicy(current.outbound_allow_private_addresses, current.outbound_allow_loopback)
+    return current.outbound_policy()
 
 
 def _admin() -> Viewer:

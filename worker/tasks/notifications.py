@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from connectors import email as smtp
 from connectors import notify_formats
-from connectors.outbound import PostResult, UnsafeUrl, UrlPolicy, check_url, post_json
+from connectors.outbound import PostResult, UnsafeUrl, check_url, post_json
 from connectors.signed_webhooks import sign
 from models.access import is_leaver
 from models.actions import local_mail
@@ -112,7 +112,7 @@ def send_delivery(
     if hook is None or hook.kind is HookKind.EMAIL:
         address = hook.target if hook else delivery.recipient_email or ""
         return _send_email(session, settings, delivery, address, ack_url)
-    policy = UrlPolicy(settings.outbound_allow_private_addresses, settings.outbound_allow_loopback)
+    policy = settings.outbound_policy()
     try:
         check_url(hook.target, policy)
     except UnsafeUrl as exc:
@@ -121,7 +121,9 @@ def send_delivery(
         body = notify_formats.slack_body(
             event=delivery.event, payload=delivery.payload, ack_url=ack_url
         )
-        return _as_attempt(post_json(hook.target, body, {}, timeout=settings.notification_timeout))
+        return _as_attempt(
+            post_json(hook.target, body, {}, timeout=settings.notification_timeout, policy=policy)
+        )
     data = dict(delivery.payload)
     if ack_url:
         data["links"] = {"acknowledge": ack_url}
@@ -132,7 +134,9 @@ def send_delivery(
         payload=data,
     )
     headers = _signature_headers(signing_secrets(hook, settings.secret_key), str(delivery.id), body)
-    return _as_attempt(post_json(hook.target, body, headers, timeout=settings.notification_timeout))
+    return _as_attempt(
+        post_json(hook.target, body, headers, timeout=settings.notification_timeout, policy=policy)
+    )
 
 
 def _signature_headers(secrets: list[str], msg_id: str, body: bytes) -> dict[str, str]:

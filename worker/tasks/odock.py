@@ -50,6 +50,7 @@ def _send(settings: Settings, ready: list[key_commands.Outgoing]) -> dict[uuid.U
                 secret=settings.odock_command_secret,
                 body=command.body,
                 timeout=settings.odock_timeout,
+                policy=settings.operator_outbound_policy(),
             )
         except odock.StoreUnavailable as exc:
             log.warning(
@@ -82,6 +83,7 @@ def invalidate_acknowledged(self: Any, command_ids: list[str], not_before: str =
             secret=current.settings.gateway_secret,
             key_ids=[str(k) for k in key_ids],
             timeout=current.settings.gateway_timeout,
+            policy=current.settings.operator_outbound_policy(),
         )
     except gateway.GatewayUnavailable as exc:
         raise TransientError(str(exc)) from exc
@@ -101,6 +103,7 @@ def prove_keys_dead(command_ids: list[str]) -> None:
             secret=current.settings.gateway_secret,
             key_ids=[str(k) for k in key_ids],
             timeout=current.settings.gateway_timeout,
+            policy=current.settings.operator_outbound_policy(),
         )
     except gateway.GatewayUnavailable as exc:
         raise TransientError(str(exc)) from exc

@@ -77,6 +77,8 @@ class OdockStandIn:
         self.store_faults.heal()
         self.store_faults.release.clear()
         self.gateway_faults.ignore_invalidations = False
+        self.gateway_faults.heal()
+        self.gateway_faults.release.clear()
         self.store.clear()
         if self.redis.process is None:
             self.redis.start()
@@ -85,9 +87,11 @@ class OdockStandIn:
             self.commands_seen.commands.clear()
         with self.invalidations.lock:
             self.invalidations.invalidations.clear()
+            self.invalidations.answers.clear()
 
     def stop(self) -> None:
         self.store_faults.heal()
+        self.gateway_faults.heal()
         for server in self.servers:
             server.shutdown()
         self.redis.kill()

@@ -20,23 +20,43 @@ HASH_PREFIX = "gw:hash:"
 
 @dataclass
 class GatewayLog:
-    """Invalidations received (time.time(), key ids), for tests to check their order."""
+    """Invalidations received (time.time(), key ids), for tests to check their order, and how
+    each was answered (time.time(), key ids, status): 200 is an effective invalidation."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     invalidations: list[tuple[float, list[str]]] = field(default_factory=list)
+    answers: list[tuple[float, list[str], int]] = field(default_factory=list)
 
     def add(self, key_ids: list[str]) -> None:
         with self.lock:
             self.invalidations.append((time.time(), key_ids))
 
+    def answered(self, key_ids: list[str], status: int) -> None:
+        with self.lock:
+            self.answers.append((time.time(), key_ids, status))
+
     def times_for(self, key_id: str) -> list[float]:
         with self.lock:
             return [at for at, ids in self.invalidations if key_id in ids]
+
+    def effective_for(self, key_id: str) -> list[float]:
+        """When invalidations of this key were answered 200 (the gateway forgot it)."""
+        with self.lock:
+            return [at for at, ids, status in self.answers if key_id in ids and status == 200]
 
 
 @dataclass
 class GatewayFaults:
     ignore_invalidations: bool = False  # a broken node that keeps serving its cache
+    unavailable: bool = False  # invalidations answered 503 (the gateway is down)
+    # While set, invalidations hang until `release` is set, then answer 503 (the call died).
+    hang: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def heal(self) -> None:
+        self.unavailable = False
+        self.hang.clear()
+        self.release.set()
 
 
 class Gateway:
@@ -90,11 +110,20 @@ def create_gateway_app(
             return jsonify({"error": "unauthorised"}), 401
         key_ids = [str(k) for k in (request.get_json(silent=True) or {}).get("key_ids", [])]
         log.add(key_ids)
+        if faults.hang.is_set():
+            faults.release.wait(timeout=120)
+            log.answered(key_ids, 503)
+            return jsonify({"error": "the node died mid-call"}), 503
+        if faults.unavailable:
+            log.answered(key_ids, 503)
+            return jsonify({"error": "gateway unavailable"}), 503
         try:
             if not faults.ignore_invalidations:
                 gateway.forget(key_ids)
         except redis.RedisError:
+            log.answered(key_ids, 503)
             return jsonify({"error": "key cache unavailable"}), 503
+        log.answered(key_ids, 200)
         return jsonify({"invalidated": len(key_ids)})
 
     @app.post("/v1/internal/keys/status")

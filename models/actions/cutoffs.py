@@ -1,0 +1,279 @@
+"""Cut-offs with a deadline: every key invalidation is tracked until the gateway acknowledges it.
+
+A cut-off is opened in the transaction that changes the key (models/key_changes.py). It is
+done when the gateway acknowledged forgetting the key (bridged: after the store acknowledged
+the command). Until then:
+- the gateway is called by one caller at a time per key (a lease, `claim_due`), with backoff
+  between attempts; the fast path after commit and the reaper both go through `claim_due`, so
+  overlapping re-sends never start a second retry chain;
+- once it is older than the deadline, an urgent alarm goes to the organisation's admins and
+  hooks, once per incident (`raise_alarms`); the incident clears, audited and announced, when
+  its last overdue cut-off is acknowledged (`acknowledge`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from models import audit
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import CutoffIncident, KeyCutoff, User
+from models.enums import Role, UserStatus
+from models.notifications import notify
+
+EVENT_DEADLINE_MISSED = "cutoff.deadline_missed"
+EVENT_RECOVERED = "cutoff.recovered"
+GATEWAY_ACTOR = Actor.system("gateway")
+MAX_KEYS_IN_PAYLOAD = 100
+CLAIM_BATCH = 500
+
+
+def open_cutoffs(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    key_ids: list[uuid.UUID],
+    command: str,
+    reason: str,
+    via_store: bool,
+) -> None:
+    """Start the clock on these keys' invalidation (in the transaction that changed them)."""
+    now = utcnow()
+    session.add_all(
+        KeyCutoff(
+            organisation_id=organisation_id,
+            key_id=key_id,
+            command=command,
+            reason=reason[:100],
+            via_store=via_store,
+            requested_at=now,
+            next_attempt_at=now,
+        )
+        for key_id in key_ids
+    )
+
+
+def claim_due(
+    session: Session,
+    *,
+    lease: timedelta,
+    key_ids: list[uuid.UUID] | None = None,
+    now: datetime | None = None,
+) -> list[uuid.UUID]:
+    """Keys whose gateway call is due and not in flight, now leased to the caller (who calls)."""
+    now = now or utcnow()
+    due = (
+        KeyCutoff.acknowledged_at.is_(None),
+        KeyCutoff.via_store.is_(False),
+        KeyCutoff.next_attempt_at <= now,
+        (KeyCutoff.leased_until.is_(None)) | (KeyCutoff.leased_until < now),
+    )
+    candidates = select(KeyCutoff.key_id).where(*due)
+    if key_ids is not None:
+        candidates = candidates.where(KeyCutoff.key_id.in_(key_ids))
+    keys = sorted(set(session.scalars(candidates.limit(CLAIM_BATCH))))
+    if not keys:
+        return []
+    # Every pending cut-off of a claimed key is leased; the WHERE is checked again under the
+    # row lock (PostgreSQL), so of two concurrent claims only one gets a given key.
+    claimed = session.scalars(
+        update(KeyCutoff)
+        .where(
+            KeyCutoff.key_id.in_(keys),
+            KeyCutoff.acknowledged_at.is_(None),
+            KeyCutoff.via_store.is_(False),
+            (KeyCutoff.leased_until.is_(None)) | (KeyCutoff.leased_until < now),
+        )
+        .values(leased_until=now + lease, attempts=KeyCutoff.attempts + 1)
+        .returning(KeyCutoff.key_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(set(claimed))
+
+
+def record_failure(
+    session: Session,
+    *,
+    key_ids: list[uuid.UUID],
+    error: str,
+    retry_base: float,
+    retry_max: float,
+    now: datetime | None = None,
+) -> None:
+    """The gateway did not acknowledge: release the lease and wait before the next attempt."""
+    now = now or utcnow()
+    rows = session.scalars(
+        select(KeyCutoff)
+        .where(KeyCutoff.key_id.in_(key_ids), KeyCutoff.acknowledged_at.is_(None))
+        .execution_options(populate_existing=True)  # claim_due changed them behind the ORM
+    )
+    for cutoff in rows:
+        wait = min(retry_base * 2 ** max(0, cutoff.attempts - 1), retry_max)
+        cutoff.leased_until = None
+        cutoff.next_attempt_at = now + timedelta(seconds=wait)
+        cutoff.last_error = error[:500]
+
+
+def acknowledge(
+    session: Session, *, key_ids: list[uuid.UUID], called_at: datetime, at: datetime
+) -> int:
+    """The gateway forgot these keys in a call made at `called_at`: the cut-offs requested
+    before it are done; an incident whose overdue cut-offs are all done now clears."""
+    if not key_ids:
+        return 0
+    rows = list(
+        session.scalars(
+            select(KeyCutoff)
+            .where(
+                KeyCutoff.key_id.in_(key_ids),
+                KeyCutoff.acknowledged_at.is_(None),
+                KeyCutoff.requested_at <= called_at,
+            )
+            .execution_options(populate_existing=True)
+        )
+    )
+    for cutoff in rows:
+        cutoff.acknowledged_at, cutoff.leased_until = at, None
+    session.flush()
+    for organisation_id in sorted({c.organisation_id for c in rows if c.alarmed_at}):
+        _clear_incident_if_over(session, organisation_id, at)
+    return len(rows)
+
+
+def raise_alarms(
+    session: Session, *, deadline: timedelta, actor: Actor, now: datetime | None = None
+) -> list[CutoffIncident]:
+    """Cut-offs past their deadline: one urgent alarm per organisation and incident; the new
+    incidents (an incident already open absorbs further overdue keys without a new alarm)."""
+    now = now or utcnow()
+    query = select(KeyCutoff).where(
+        KeyCutoff.acknowledged_at.is_(None),
+        KeyCutoff.alarmed_at.is_(None),
+        KeyCutoff.requested_at <= now - deadline,
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    by_org: dict[uuid.UUID, list[KeyCutoff]] = defaultdict(list)
+    for cutoff in session.scalars(query.order_by(KeyCutoff.requested_at)):
+        by_org[cutoff.organisation_id].append(cutoff)
+    opened = []
+    for organisation_id, overdue in sorted(by_org.items()):
+        for cutoff in overdue:
+            cutoff.alarmed_at = now
+        incident = open_incident(session, organisation_id)
+        if incident is None:
+            incident = CutoffIncident(organisation_id=organisation_id, opened_at=now)
+            session.add(incident)
+            session.flush()
+            _announce_missed(session, incident, overdue, deadline, actor, now)
+            opened.append(incident)
+        incident.keys_overdue += len(overdue)
+    return opened
+
+
+def open_incident(session: Session, organisation_id: uuid.UUID) -> CutoffIncident | None:
+    query = select(CutoffIncident).where(
+        CutoffIncident.organisation_id == organisation_id, CutoffIncident.cleared_at.is_(None)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.scalar(query.order_by(CutoffIncident.opened_at).limit(1))
+
+
+def _announce_missed(
+    session: Session,
+    incident: CutoffIncident,
+    overdue: list[KeyCutoff],
+    deadline: timedelta,
+    actor: Actor,
+    now: datetime,
+) -> None:
+    oldest = min(c.requested_at for c in overdue)
+    detail = {
+        "incident_id": str(incident.id),
+        "severity": "urgent",
+        "deadline_seconds": deadline.total_seconds(),
+        "keys_overdue": len(overdue),
+        "key_ids": [str(c.key_id) for c in overdue[:MAX_KEYS_IN_PAYLOAD]],
+        "oldest_requested_at": oldest.isoformat(),
+        "oldest_age_seconds": round((now - oldest).total_seconds(), 1),
+        "last_error": next((c.last_error for c in overdue if c.last_error), None),
+    }
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=incident.organisation_id,
+        action=EVENT_DEADLINE_MISSED,
+        target_type="cutoff_incident",
+        target_id=incident.id,
+        after=detail,
+    )
+    notify(
+        session,
+        organisation_id=incident.organisation_id,
+        event=EVENT_DEADLINE_MISSED,
+        payload=detail,
+        recipient_user_ids=_admins(session, incident.organisation_id),
+    )
+
+
+def _clear_incident_if_over(session: Session, organisation_id: uuid.UUID, at: datetime) -> None:
+    incident = open_incident(session, organisation_id)
+    if incident is None:
+        return
+    still_overdue = session.scalar(
+        select(KeyCutoff.id)
+        .where(
+            KeyCutoff.organisation_id == organisation_id,
+            KeyCutoff.acknowledged_at.is_(None),
+            KeyCutoff.alarmed_at.is_not(None),
+        )
+        .limit(1)
+    )
+    if still_overdue is not None:
+        return
+    incident.cleared_at = at
+    detail = {
+        "incident_id": str(incident.id),
+        "opened_at": incident.opened_at.isoformat(),
+        "cleared_at": at.isoformat(),
+        "keys_overdue": incident.keys_overdue,
+        "lasted_seconds": round((at - incident.opened_at).total_seconds(), 1),
+    }
+    audit.record(
+        session,
+        actor=GATEWAY_ACTOR,
+        organisation_id=organisation_id,
+        action="cutoff.deadline_recovered",
+        target_type="cutoff_incident",
+        target_id=incident.id,
+        before={"cleared_at": None},
+        after=detail,
+    )
+    notify(
+        session,
+        organisation_id=organisation_id,
+        event=EVENT_RECOVERED,
+        payload=detail,
+        recipient_user_ids=_admins(session, organisation_id),
+    )
+
+
+def _admins(session: Session, organisation_id: uuid.UUID) -> list[uuid.UUID]:
+    return list(
+        session.scalars(
+            select(User.id)
+            .where(
+                User.organisation_id == organisation_id,
+                User.role == Role.ORG_ADMIN,
+                User.status == UserStatus.ACTIVE,
+            )
+            .order_by(User.id)
+        )
+    )

@@ -1,0 +1,135 @@
+"""Cut-offs: one caller per key at a time, backoff between attempts, one alarm per incident."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from models.actions import cutoffs, lifecycle, reviews
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import AuditEvent, CutoffIncident, KeyCutoff, OutboxMessage
+from models.enums import Role
+from tests.support import factories as f
+
+LEASE = timedelta(seconds=10)
+DEADLINE = timedelta(seconds=60)
+REAPER = Actor.schedule("cutoffs.reap")
+
+
+def revoked_keys(session, count: int = 2):
+    org = f.make_org(session)
+    admin = f.make_user(session, org, role=Role.ORG_ADMIN)
+    person = f.make_user(session, org)
+    keys = [f.make_key(session, org, owner=person) for _ in range(count)]
+    lifecycle.revoke(session, user=person, actor=f.SETUP)
+    session.flush()
+    return org, admin, [k.id for k in keys]
+
+
+def notifications(session, event: str) -> list[dict]:
+    rows = session.scalars(
+        select(OutboxMessage.kwargs).where(OutboxMessage.task == "notifications.dispatch")
+    )
+    return [kwargs for kwargs in rows if kwargs["event"] == event]
+
+
+def test_a_revocation_starts_one_cutoff_per_key_with_the_change(session):
+    org, _admin, key_ids = revoked_keys(session)
+    rows = session.scalars(select(KeyCutoff)).all()
+    assert sorted(r.key_id for r in rows) == sorted(key_ids)
+    assert {(r.command, r.via_store, r.acknowledged_at) for r in rows} == {
+        ("key.revoke", False, None)
+    }
+    assert {r.organisation_id for r in rows} == {org.id}
+
+
+def test_only_one_caller_holds_a_key_until_its_lease_runs_out(session):
+    _org, _admin, key_ids = revoked_keys(session)
+    now = utcnow()
+
+    first = cutoffs.claim_due(session, lease=LEASE, key_ids=key_ids, now=now)
+    again = cutoffs.claim_due(session, lease=LEASE, key_ids=key_ids, now=now + timedelta(seconds=1))
+    reaper = cutoffs.claim_due(session, lease=LEASE, now=now + timedelta(seconds=2))
+    after_lease = cutoffs.claim_due(session, lease=LEASE, now=now + LEASE + timedelta(seconds=1))
+
+    assert first == sorted(key_ids)
+    assert again == [] and reaper == []
+    assert after_lease == sorted(key_ids)  # the caller died mid-call: someone else goes on
+
+
+def test_a_failed_call_waits_longer_each_time_before_the_next(session):
+    _org, _admin, key_ids = revoked_keys(session, count=1)
+    now = utcnow()
+    waits = []
+    for attempt in range(4):
+        assert cutoffs.claim_due(session, lease=LEASE, now=now) == key_ids, attempt
+        cutoffs.record_failure(
+            session,
+            key_ids=key_ids,
+            error="gateway answered 503",
+            retry_base=1,
+            retry_max=5,
+            now=now,
+        )
+        session.flush()
+        cutoff = session.scalars(select(KeyCutoff)).one()
+        waits.append((cutoff.next_attempt_at - now).total_seconds())
+        assert cutoffs.claim_due(session, lease=LEASE, now=now) == []  # not due yet
+        now = cutoff.next_attempt_at
+    assert waits == [1, 2, 4, 5]
+    assert cutoff.attempts == 4 and cutoff.last_error == "gateway answered 503"
+
+
+def test_an_acknowledgement_closes_only_cutoffs_requested_before_the_call(session):
+    _org, _admin, key_ids = revoked_keys(session, count=1)
+    before = utcnow() - timedelta(seconds=5)
+
+    assert cutoffs.acknowledge(session, key_ids=key_ids, called_at=before, at=utcnow()) == 0
+    assert session.scalars(select(KeyCutoff)).one().acknowledged_at is None
+    reviews.record_invalidation(session, key_ids=key_ids, reason="revoked")
+    assert session.scalars(select(KeyCutoff)).one().acknowledged_at is not None
+
+
+def test_a_missed_deadline_alarms_once_per_incident_and_clears_on_success(session):
+    org, admin, key_ids = revoked_keys(session)
+    later = utcnow() + DEADLINE + timedelta(seconds=1)
+
+    (incident,) = cutoffs.raise_alarms(session, deadline=DEADLINE, actor=REAPER, now=later)
+    assert cutoffs.raise_alarms(session, deadline=DEADLINE, actor=REAPER, now=later) == []
+
+    (alarm,) = notifications(session, cutoffs.EVENT_DEADLINE_MISSED)
+    assert alarm["organisation_id"] == str(org.id)
+    assert alarm["recipient_user_ids"] == [str(admin.id)]
+    assert alarm["payload"]["severity"] == "urgent" and alarm["payload"]["keys_overdue"] == 2
+    assert sorted(alarm["payload"]["key_ids"]) == sorted(str(k) for k in key_ids)
+    assert incident.keys_overdue == 2 and incident.cleared_at is None
+
+    reviews.record_invalidation(session, key_ids=key_ids[:1], reason="revoked")
+    assert incident.cleared_at is None  # one key is still overdue
+    reviews.record_invalidation(session, key_ids=key_ids[1:], reason="revoked")
+    assert incident.cleared_at is not None
+    (recovered,) = notifications(session, cutoffs.EVENT_RECOVERED)
+    assert recovered["payload"]["incident_id"] == str(incident.id)
+    audited = session.scalars(
+        select(AuditEvent.action).where(AuditEvent.target_type == "cutoff_incident")
+    ).all()
+    assert sorted(audited) == ["cutoff.deadline_missed", "cutoff.deadline_recovered"]
+
+
+def test_a_key_overdue_while_an_incident_is_open_joins_it_without_a_second_alarm(session):
+    org, _admin, _keys = revoked_keys(session, count=1)
+    later = utcnow() + DEADLINE + timedelta(seconds=1)
+    (incident,) = cutoffs.raise_alarms(session, deadline=DEADLINE, actor=REAPER, now=later)
+    person = f.make_user(session, org)
+    f.make_key(session, org, owner=person)
+    lifecycle.revoke(session, user=person, actor=f.SETUP)
+    session.flush()
+
+    much_later = later + DEADLINE * 2
+    assert cutoffs.raise_alarms(session, deadline=DEADLINE, actor=REAPER, now=much_later) == []
+
+    assert incident.keys_overdue == 2
+    assert len(notifications(session, cutoffs.EVENT_DEADLINE_MISSED)) == 1
+    assert session.scalars(select(CutoffIncident)).one() is incident

@@ -1,0 +1,123 @@
+"""A Redis blip while a task waits out a retry countdown: the worker survives and goes on.
+
+kombu 5.7.0 with redis-py 8.x crashed the worker here (`AttributeError: 'NoneType' object has
+no attribute 'hostname'` in the restore of unacknowledged messages); worker/redis_broker.py
+carries the fix. This test runs a real worker on a redis-server of its own and kills that
+server while the worker holds a delivery whose retry is 30 s away.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from sqlalchemy import select
+
+from connectors.outbound import UrlPolicy
+from models.actions.notification_hooks import create_hook
+from models.entities import NotificationDelivery
+from models.enums import HookKind
+from models.settings import Settings
+from tests.support import factories as f
+from tests.support.redis_server import RedisServer
+from tests.support.wait import wait_until
+from tests.support.worker import WorkerProcess, start_worker
+from worker.celery_app import urgent_queue
+
+
+@pytest.fixture
+def blip_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def blip_settings(settings: Settings, blip_redis: RedisServer) -> Settings:
+    return settings.model_copy(
+        update={
+            "celery_broker_url": blip_redis.url,
+            "celery_queue": f"blip-{uuid.uuid4().hex[:8]}",
+            "notification_retry_base": 30.0,
+            "notification_retry_max": 30.0,
+        }
+    )
+
+
+@pytest.fixture
+def blip_worker(blip_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = start_worker(blip_settings, log_dir=tmp_path)
+    yield process
+    process.stop()
+
+
+def dispatch(settings: Settings, org_id: uuid.UUID, event: str) -> None:
+    """Ask the worker for a notification, as the outbox would (a client of the private broker)."""
+    client = Celery("blip-client")
+    # broker_url would lose to a CELERY_BROKER_URL in the environment (the suite's own broker)
+    client.conf.broker_write_url = settings.celery_broker_url
+    client.send_task(
+        "notifications.dispatch",
+        kwargs={
+            "event_id": str(uuid.uuid4()),
+            "organisation_id": str(org_id),
+            "event": event,
+            "payload": {"note": event},
+            "recipient_user_ids": [],
+        },
+        queue=settings.celery_queue,
+    )
+    client.close()
+
+
+def deliveries(sessions, event: str) -> list[NotificationDelivery]:
+    with sessions() as fresh:
+        return [d for d in fresh.scalars(select(NotificationDelivery)) if d.event == event]
+
+
+def test_worker_survives_a_redis_blip_while_a_retry_is_pending(
+    session, sessions, settings, httpserver, blip_settings, blip_redis, blip_worker
+):
+    httpserver.expect_oneshot_request("/hooks/blip").respond_with_data("down", status=503)
+    httpserver.expect_request("/hooks/blip").respond_with_data("ok")
+    org = f.make_org(session)
+    create_hook(
+        session,
+        organisation_id=org.id,
+        name="siem",
+        kind=HookKind.WEBHOOK,
+        target=httpserver.url_for("/hooks/blip"),
+        events=[],
+        url_policy=UrlPolicy(allow_loopback=True),
+        secret_key=settings.secret_key,
+        actor=f.SETUP,
+    )
+    session.commit()
+
+    dispatch(blip_settings, org.id, "blip.before")
+    wait_until(
+        lambda: "Retry in 30" in blip_worker.log(),
+        timeout=120,
+        what=f"the delivery waiting out its retry; worker log:\n{blip_worker.log_path}",
+    )
+    assert [d.attempts for d in deliveries(sessions, "blip.before")] == [1]
+
+    blip_redis.kill()
+    wait_until(lambda: "Connection to broker lost" in blip_worker.log(), what="the lost broker")
+    blip_redis.start()
+    wait_until(
+        lambda: blip_worker.log().count("Connected to redis") >= 2, what="the worker reconnected"
+    )
+
+    assert blip_worker.process.poll() is None, blip_worker.log()
+    assert "Unrecoverable error" not in blip_worker.log()
+    dispatch(blip_settings, org.id, "blip.after")
+    wait_until(
+        lambda: any(d.delivered_at for d in deliveries(sessions, "blip.after")),
+        timeout=60,
+        what="a delivery after the blip",
+    )
+    assert urgent_queue(blip_settings.celery_queue) in blip_worker.log()

@@ -1,0 +1,102 @@
+"""`odock-sync serve` in a subprocess on a database and a redis-server given by the caller, with
+the knobs the fault tests and benchmarks turn (short deadlines, fast reaper)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from tests.support.net import free_port
+from tests.support.processes import alive, descendants
+from tests.support.wait import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-c", "from cli.main import main; main()"]
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str, **kwargs: object) -> requests.Response:
+        return requests.get(self.url + path, timeout=10, **kwargs)  # type: ignore[arg-type]
+
+    def post(self, path: str, **kwargs: object) -> requests.Response:
+        return requests.post(self.url + path, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def ready(self) -> bool:
+        try:
+            return self.get("/readyz").json().get("status") == "ready"
+        except (requests.RequestException, ValueError):
+            return False
+
+    def child_pid(self, marker: str) -> int:
+        """The pid of the direct child whose command line holds `marker` (e.g. "urgent@")."""
+        for pid in descendants(self.process.pid):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+            except OSError:
+                continue
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+            if parent == self.process.pid and marker in args:
+                return pid
+        raise LookupError(marker)
+
+    def stop(self) -> None:
+        family = descendants(self.process.pid)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for pid in alive(family):
+            os.kill(pid, signal.SIGKILL)
+
+
+def start_served(
+    *, workdir: Path, database_url: str, broker_url: str, env: dict[str, str]
+) -> Served:
+    """Serve with one web worker and one slot per worker (the machine is shared)."""
+    port = free_port()
+    log_path = workdir / f"serve-{time.monotonic_ns()}.log"
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_"))},
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker_url,
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"metrics-{port}"),
+        "LOG_LEVEL": "INFO",
+        **env,
+    }
+    command = [*CLI, "serve", "--port", str(port), "--web-workers", "1", "--concurrency", "1"]
+    command += ["--beat-schedule", str(workdir / f"beat-{port}")]
+    process = subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=full_env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    served = Served(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_until(served.ready, timeout=120, interval=0.3, what="serve to be ready")
+    except AssertionError:
+        served.stop()
+        raise AssertionError(f"serve not ready:\n{served.log()[-5000:]}") from None
+    return served
