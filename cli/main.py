@@ -160,7 +160,7 @@ from cli.keys import keys  # noqa: E402
 from cli.ldap import ldap  # noqa: E402
 from cli.mail import mail  # noqa: E402
 from cli.odock import odock  # noqa: E402
-from cli.reviews import hooks, reviews, users_revoke  # noqa: E402
+from cli.reviews import hooks, reviews, users_reactivate, users_revoke  # noqa: E402
 from cli.scim import scim  # noqa: E402
 from cli.serve import serve  # noqa: E402
 from cli.tokens import token  # noqa: E402
@@ -179,3 +179,4 @@ main.add_command(holds)
 main.add_command(odock)
 main.add_command(mail)
 users.add_command(users_revoke)
+users.add_command(users_reactivate)

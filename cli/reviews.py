@@ -1,4 +1,5 @@
-"""`odock-sync reviews`, `odock-sync hooks` and `odock-sync users revoke [--dry-run]`."""
+"""`odock-sync reviews`, `odock-sync hooks`, `odock-sync users revoke [--dry-run]` and
+`odock-sync users reactivate [--restore-used-keys]`."""
 
 from __future__ import annotations
 
@@ -91,6 +92,29 @@ def users_revoke(org_slug: str, user_ref: str, reason: str, dry_run: bool, as_js
     emit(data, as_json=as_json, text=_preview_text(data) if dry_run else None)
 
 
+@click.command("reactivate")
+@ORG_OPTION
+@click.argument("user_ref")
+@click.option(
+    "--restore-used-keys",
+    is_flag=True,
+    help="Re-enable even the keys used after the revocation (audited as such).",
+)
+@JSON_OPTION
+def users_reactivate(org_slug: str, user_ref: str, restore_used_keys: bool, as_json: bool) -> None:
+    """Reactivate a revoked user (by id or email): only what their revocation disabled."""
+    with unit_of_work() as session:
+        viewer = _viewer(session, org_slug)
+        person = find_user(session, viewer.organisation_id, user_ref)
+        outcome = lifecycle.reactivate(
+            session, user=person, actor=CLI_ACTOR, restore_used_keys=restore_used_keys
+        )
+        data = {**user_profile(person), "outcome": outcome.value}
+    if outcome is lifecycle.Outcome.REFUSED:  # committed: the refusal is audited
+        raise click.ClickException(lifecycle.USED_KEYS_REFUSAL)
+    emit(data, as_json=as_json)
+
+
 def _preview_text(data: dict[str, Any]) -> str:
     lines = [f"Revoking {data['user']['email']} would:"]
     for key in data["keys"]:
@@ -99,6 +123,8 @@ def _preview_text(data: dict[str, Any]) -> str:
         lines.append(f"  {key['action']:16} team key {key['name']} ({key['masked_value']})")
     for key in data["org_keys"]:
         lines.append(f"  {key['action']:16} org key {key['name']} ({key['masked_value']})")
+    for token in data["admin_tokens"]:
+        lines.append(f"  {'revoke':16} admin-API token {token['name']} ({token['prefix']})")
     for team in data["teams"]:
         note = "  <- left without a manager" if team["left_without_manager"] else ""
         lines.append(f"  {'keep membership':16} {team['team_role']:8} of {team['name']}{note}")

@@ -29,10 +29,17 @@ def webhook_body(*, event_id: str, event: str, timestamp: str, payload: dict[str
     return json.dumps(body, separators=(",", ":"), sort_keys=True, default=str).encode()
 
 
+def mrkdwn_escape(text: str) -> str:
+    """Slack's three control characters escaped: a name someone chose can then neither
+    mention (`<!channel>`) nor link (`<https://…|innocent text>`)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_body(*, event: str, payload: dict[str, Any], ack_url: str | None) -> bytes:
-    """An incoming-webhook message: a text fallback and a few blocks."""
+    """An incoming-webhook message: a text fallback and a few blocks. Everything that is
+    read as mrkdwn (the fallback text, the section) is escaped."""
     title = title_of(event, payload)
-    lines = summary_lines(payload)
+    lines = [mrkdwn_escape(line) for line in summary_lines(payload)]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
     ]
@@ -52,7 +59,8 @@ def slack_body(*, event: str, payload: dict[str, Any], ack_url: str | None) -> b
                 ],
             }
         )
-    return json.dumps({"text": title, "blocks": blocks}, separators=(",", ":")).encode()
+    message = {"text": mrkdwn_escape(title), "blocks": blocks}
+    return json.dumps(message, separators=(",", ":")).encode()
 
 
 def email_message(

@@ -18,6 +18,14 @@ class StoreUnavailable(Exception):
     """The store did not acknowledge the command; sending it again is safe."""
 
 
+class KeyUnknown(Exception):
+    """The store answered 404 or 410: it holds no such key (deleted there); sending the
+    command again would get the same answer."""
+
+
+GONE = (404, 410)
+
+
 def send_key_command(
     *,
     base_url: str,
@@ -27,7 +35,8 @@ def send_key_command(
     timeout: float,
     policy: UrlPolicy,
 ) -> datetime:
-    """POST one command; the store's `applied_at` when it acknowledged, else StoreUnavailable."""
+    """POST one command; the store's `applied_at` when it acknowledged, KeyUnknown when it
+    has no such key, else StoreUnavailable."""
     raw = json.dumps(body, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", **sign(secret, msg_id=body["id"], body=raw)}
     if token:
@@ -43,6 +52,8 @@ def send_key_command(
             )
     except requests.RequestException as exc:
         raise StoreUnavailable(f"store unreachable: {type(exc).__name__}") from exc
+    if response.status_code in GONE:
+        raise KeyUnknown(f"store answered {response.status_code}: no such key")
     if not 200 <= response.status_code < 300:
         raise StoreUnavailable(f"store answered {response.status_code}")
     return _applied_at(response)

@@ -132,6 +132,23 @@ def require_can_change_membership(
         raise Forbidden("only an Organisation Admin can demote or remove a team manager")
     if new_role is not None:
         require_can_handle_team_role(viewer, new_role)
+    if current is None and new_role is not None:
+        require_manager_may_add(session, viewer, user)
+
+
+def require_manager_may_add(session: Session, viewer: Viewer, user: User) -> None:
+    """A manager adds to a team only a person they can already see (a member of a team they
+    manage), who is ACTIVE and not an Organisation Admin: adding someone shows the manager
+    that person's keys, usage and budgets, so it must show nothing new. Everyone else joins
+    through an admin (the API, an invitation, SCIM or LDAP group mappings)."""
+    if viewer.is_admin:
+        return
+    if user.id != viewer.user_id:
+        require_can_view_user(session, viewer, user.id)  # someone unseen is not found
+    if user.role in ADMIN_ROLES:
+        raise Forbidden("only an Organisation Admin can add an Organisation Admin to a team")
+    if user.status is not UserStatus.ACTIVE:
+        raise Forbidden("a manager can add only ACTIVE people to a team")
 
 
 def is_leaver(session: Session, organisation_id: uuid.UUID, email: str) -> bool:

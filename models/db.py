@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event, exc, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.settings import Settings
@@ -21,7 +22,11 @@ PING_AFTER_IDLE_SECONDS = 10.0
 
 
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:
+    # An error's text (and so a logged traceback) never carries the statement's parameters:
+    # search terms, emails, payload fragments.
+    kwargs.setdefault("hide_parameters", True)
     if settings.is_sqlite:
+        private_sqlite_file(settings.database_url)
         engine = create_engine(
             settings.database_url,
             connect_args={"timeout": 30, "check_same_thread": False},
@@ -40,6 +45,21 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     engine = create_engine(settings.database_url, **kwargs)
     _ping_when_idle(engine)
     return engine
+
+
+def private_sqlite_file(url: str) -> None:
+    """Create the SQLite file of `url` readable by its owner only, and narrow an existing
+    one; SQLite gives its -wal and -shm files the database file's mode."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    except OSError:
+        return  # no such directory, no permission: SQLite reports it when it connects
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        if os.path.exists(name):
+            os.chmod(name, 0o600)
 
 
 def _ping_when_idle(engine: Engine) -> None:
@@ -76,7 +96,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # LIKE compares as PostgreSQL's does (case-exact): case-insensitive matches lower() both
+    # sides, and lower() folds every script as PostgreSQL's does, not only ASCII.
+    cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()
+    dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
+
+
+def _unicode_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:

@@ -117,6 +117,7 @@ class ReviewCause(StrEnum):
     MANAGER_ROLE_LOST = "manager_role_lost"
     LEFT_TEAM = "left_team"
     ORG_ROLE_DROPPED = "org_role_dropped"
+    KEY_STILL_ACCEPTED = "key_still_accepted"  # a revoked key with no review of its own
 
 
 class HookKind(StrEnum):

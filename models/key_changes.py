@@ -55,7 +55,7 @@ class KeyChange:
     key_type: KeyType | None = None  # reassign: USER when it names a person, else TEAM
     audit_detail: dict[str, Any] = field(default_factory=dict)
     audit_before: dict[str, Any] | None = None  # the caller's view of the keys before
-    # Carried by the embedded invalidation (the time-to-kill clock of a revocation).
+    # Carried by the invalidation, embedded or bridged (the time-to-kill clock of a revocation).
     invalidation_detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,7 +102,9 @@ def keys_with_pending_commands(session: Session, key_ids: list[uuid.UUID]) -> se
     return set(
         session.scalars(
             select(KeyCommand.key_id).where(
-                KeyCommand.key_id.in_(key_ids), KeyCommand.acknowledged_at.is_(None)
+                KeyCommand.key_id.in_(key_ids),
+                KeyCommand.acknowledged_at.is_(None),
+                KeyCommand.abandoned_at.is_(None),
             )
         )
     )
@@ -124,7 +126,9 @@ def keep_pending_decisions(
     """`values` from the store without what a command still on its way has decided."""
     pending = session.scalars(
         select(KeyCommand.command_type).where(
-            KeyCommand.key_id == key_id, KeyCommand.acknowledged_at.is_(None)
+            KeyCommand.key_id == key_id,
+            KeyCommand.acknowledged_at.is_(None),
+            KeyCommand.abandoned_at.is_(None),
         )
     ).all()
     decided = {column for command in pending for column in DECIDED_COLUMNS[command]}
@@ -142,9 +146,36 @@ def keep_pending_decision_sql(
     pending = exists().where(
         KeyCommand.key_id == key_id,
         KeyCommand.acknowledged_at.is_(None),
+        KeyCommand.abandoned_at.is_(None),
         KeyCommand.command_type.in_(deciding),
     )
     return case((pending, held), else_=incoming)
+
+
+STORE_KEY_UNKNOWN = "the store holds no such key (deleted there)"
+
+
+def latest_revoke_command(session: Session, key: VirtualApiKey) -> KeyCommand | None:
+    """The newest command carrying the key's current revocation to the store (bridged)."""
+    if key.revoked_at is None:
+        return None
+    return session.scalar(
+        select(KeyCommand)
+        .where(
+            KeyCommand.key_id == key.id,
+            KeyCommand.command_type == KeyCommandType.REVOKE,
+            KeyCommand.issued_at >= key.revoked_at,
+        )
+        .order_by(KeyCommand.issued_at.desc())
+        .limit(1)
+    )
+
+
+def store_facts(command: KeyCommand) -> dict[str, Any]:
+    """What a finding about the command's key says of the store's answer, beyond the columns."""
+    if command.abandoned_at is None:
+        return {}
+    return {"store": STORE_KEY_UNKNOWN, "store_answered_at": command.abandoned_at.isoformat()}
 
 
 def store_acknowledged_at(session: Session, key: VirtualApiKey) -> datetime | None:
@@ -250,5 +281,8 @@ def _issue_commands(session: Session, change: KeyChange, key_ids: list[uuid.UUID
     session.add_all(commands)
     session.flush()
     outbox.enqueue(
-        session, TASK_SEND_KEY_COMMANDS, command_ids=[str(command.id) for command in commands]
+        session,
+        TASK_SEND_KEY_COMMANDS,
+        command_ids=[str(command.id) for command in commands],
+        **change.invalidation_detail,  # the time-to-kill clock, on to the gateway invalidation
     )

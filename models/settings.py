@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     odock_command_retry_base: float = Field(default=1.0, gt=0)
     odock_command_retry_max: float = Field(default=300.0, gt=0)
     odock_reinvalidate_after: float = Field(default=5.0, ge=0, le=3600)
+    # A failed reconcile is tried again after base, 2x base, ... (at most this many times)
+    # before the next interval.
+    odock_reconcile_retry_base: float = Field(default=30.0, gt=0)
+    odock_reconcile_retries: int = Field(default=4, ge=0, le=20)
+    # How long a deleted object's tombstone outlives the deletion (docs/odock.md).
+    odock_tombstone_retention_days: float = Field(default=30.0, gt=0)
     smtp_host: str = ""
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_from: str = "odock-sync@localhost"

@@ -66,6 +66,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # Werkzeug would answer `//x` or a missing trailing slash with a 308 whose Location it
+    # builds from the Host header; such paths are simply not found.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.url_map.redirect_defaults = False
     context.install(app, context.AppState(settings=settings, engine=engine, sessions=sessions))
     errors.register_problem_handlers(app)
     app.before_request(body.check_query)  # every protocol refuses the same hostile queries

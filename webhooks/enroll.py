@@ -25,30 +25,18 @@ from models.enums import UserStatus
 from models.errors import Conflict, DomainError, InvalidInput
 from webhooks.context import db_session, settings
 from webhooks.errors import register_protocol_renderer
+from webhooks.html_pages import harden
 
 log = structlog.get_logger(__name__)
 
 bp = Blueprint("enroll", __name__, template_folder="templates")
-
-SECURITY_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
-    ),
-}
 
 
 class FormRejected(InvalidInput):
     code = "form_rejected"
 
 
-@bp.after_request
-def _harden(response: Response) -> Response:
-    response.headers.update(SECURITY_HEADERS)
-    return response
+bp.after_request(harden)
 
 
 @bp.get("/enroll/<token>")
@@ -283,9 +271,7 @@ def render_error(error: Exception) -> Response:
         next_step=page.next_step,
         **context,
     )
-    response = Response(html, status=page.status, mimetype="text/html")
-    response.headers.update(SECURITY_HEADERS)
-    return response
+    return harden(Response(html, status=page.status, mimetype="text/html"))
 
 
 def _page(kind: type[Exception]) -> ErrorPage:

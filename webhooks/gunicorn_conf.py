@@ -1,5 +1,9 @@
 """Gunicorn settings of the web process: `odock-sync serve`, the Procfile and the benchmarks
-load them with `-c python:webhooks.gunicorn_conf`."""
+load them with `-c python:webhooks.gunicorn_conf`.
+
+The worker reads every request whole in its event loop before a thread takes it
+(webhooks/buffering_worker.py): slow or silent clients cost a socket each, not a thread, and
+cannot starve /healthz. `--threads` still sets the threads of each worker."""
 
 from __future__ import annotations
 
@@ -9,6 +13,11 @@ import tempfile
 from typing import Any
 
 from prometheus_client import multiprocess
+
+worker_class = "webhooks.buffering_worker.BufferingWorker"
+worker_connections = 1000  # per worker: open connections, most of them waiting cost nothing
+keepalive = 5  # seconds an idle kept-alive connection stays open
+timeout = 30  # a worker whose event loop is silent this long is restarted
 
 # Gunicorn's control socket (for `gunicornc`) is one path per user by default
 # (~/.gunicorn/gunicorn.ctl): a second instance on the machine took it over from the first.

@@ -63,19 +63,25 @@ REJECTED = Counter(
 OKTA, EVENTS = idp_events.CHANNEL_OKTA, idp_events.CHANNEL_EVENTS
 
 
+# An unknown organisation and one without this hook configured answer alike, so the receiver
+# does not tell which organisation slugs exist; the logs and metrics keep the difference.
+UNKNOWN_HOOK = ("unknown_hook", "no event hook is configured at this address")
+
+
 class Refused(Exception):
     """A delivery refused before anything is stored; rendered as problem JSON."""
 
-    def __init__(self, status: int, reason: str, detail: str) -> None:
+    def __init__(self, status: int, reason: str, detail: str, *, log_reason: str = "") -> None:
         super().__init__(detail)
         self.status, self.reason, self.detail = status, reason, detail
+        self.log_reason = log_reason or reason
 
 
 @bp.errorhandler(Refused)
 def _refused(error: Refused) -> Response:
     channel = OKTA if "/okta/" in request.path else EVENTS
-    REJECTED.labels(channel, error.reason).inc()
-    log.info("idp_hook.refused", channel=channel, reason=error.reason, path=request.path)
+    REJECTED.labels(channel, error.log_reason).inc()
+    log.info("idp_hook.refused", channel=channel, reason=error.log_reason, path=request.path)
     return problem(error.status, error.reason, error.detail)
 
 
@@ -105,7 +111,7 @@ def generic_deliver(slug: str) -> tuple[dict[str, Any], int]:
     credentials = _credentials(slug)
     secrets = credentials.signing_secrets(settings().secret_key)
     if not secrets:
-        raise Refused(404, "not_configured", "no signing secret is configured for this hook")
+        raise Refused(404, *UNKNOWN_HOOK, log_reason="not_configured")
     body = _raw_body()
     try:
         delivery_id = signed_webhooks.verify(
@@ -148,14 +154,14 @@ def _credentials(slug: str) -> HookCredentials:
         sessions = functools.partial(state.sessions, bind=state.autocommit_engine)
         credentials = cached_hook_credentials(sessions, slug, ttl_seconds=ttl)
     if credentials is None:
-        raise Refused(404, "unknown_hook", "no event hook is configured at this address")
+        raise Refused(404, *UNKNOWN_HOOK)
     return credentials
 
 
 def _okta_credentials(slug: str) -> HookCredentials:
     credentials = _credentials(slug)
     if credentials.okta_secret_hash is None:
-        raise Refused(404, "not_configured", "no Okta event hook is configured here")
+        raise Refused(404, *UNKNOWN_HOOK, log_reason="not_configured")
     if not credentials.okta_authorised(settings().secret_key, request.headers):
         raise Refused(401, "unauthorized", "the authorization header is missing or wrong")
     return credentials

@@ -7,9 +7,8 @@ page acknowledges. Errors are small HTML pages, never problem JSON.
 from __future__ import annotations
 
 import uuid
-from html import escape
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, render_template
 
 from models.access import require_not_leaver
 from models.actions import reviews
@@ -20,25 +19,26 @@ from models.errors import DomainError, NotFound
 from models.signed_links import LinkClaim, read_token
 from webhooks.context import db_session, settings
 from webhooks.errors import register_protocol_renderer, status_of
+from webhooks.html_pages import harden
 
 ACK_PURPOSE = "review.ack"
 PREFIX = "/reviews/acknowledge"
+HOOK_RECIPIENT = "hook:"  # how a link sent to a notification hook names its recipient
 
-bp = Blueprint("review_links", __name__, url_prefix=PREFIX)
+bp = Blueprint("review_links", __name__, url_prefix=PREFIX, template_folder="templates")
 
 
 @bp.get("/<token>")
 def confirm(token: str) -> Response:
     claim, review = _load(token)
-    open_count = sum(f.state is FindingState.OPEN for f in review.findings)
-    body = (
-        f"<h1>{escape(_heading(review))}</h1>"
-        f"<p>{open_count} open finding(s). Acknowledging stops the reminders for you and "
-        f"everyone else; it does not resolve anything.</p>"
-        f'<form method="post"><button type="submit">Acknowledge as '
-        f"{escape(claim.actor)}</button></form>"
+    html = render_template(
+        "reviews/acknowledge.html",
+        heading=_heading(review),
+        open_count=sum(f.state is FindingState.OPEN for f in review.findings),
+        # A person sees their address; a hook's link names no internal hook id.
+        recipient="" if claim.actor.startswith(HOOK_RECIPIENT) else claim.actor,
     )
-    return _page("Acknowledge review", body)
+    return harden(Response(html, mimetype="text/html"))
 
 
 @bp.post("/<token>")
@@ -49,7 +49,8 @@ def acknowledge(token: str) -> Response:
         session, review=review, actor=Actor(Source.SYSTEM, f"link:{claim.actor}")
     )
     session.commit()
-    return _page("Acknowledged", f"<h1>Acknowledged</h1><p>{count} finding(s) acknowledged.</p>")
+    plural = "" if count == 1 else "s"
+    return _page("Acknowledged", f"{count} finding{plural} acknowledged.", tone="ok")
 
 
 def _heading(review: RevocationReview) -> str:
@@ -71,20 +72,17 @@ def _load(token: str) -> tuple[LinkClaim, RevocationReview]:
     return claim, review
 
 
-def _page(title: str, body: str, status: int = 200) -> Response:
-    html = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
-        f"</head><body>{body}</body></html>"
-    )
-    return Response(html, status=status, mimetype="text/html")
+def _page(title: str, message: str, *, tone: str = "", status: int = 200) -> Response:
+    html = render_template("reviews/message.html", title=title, message=message, tone=tone)
+    return harden(Response(html, status=status, mimetype="text/html"))
 
 
 def render_error(error: Exception) -> Response:
     if isinstance(error, DomainError):
-        return _page("Cannot acknowledge", f"<h1>{escape(error.message)}</h1>", status_of(error))
+        return _page("Cannot acknowledge", error.message, tone="bad", status=status_of(error))
     status = getattr(error, "code", None) or 500
-    message = "Something went wrong" if status >= 500 else "This link cannot be used"
-    return _page("Error", f"<h1>{message}</h1>", int(status))
+    message = "Something went wrong." if status >= 500 else "This link cannot be used."
+    return _page("Cannot acknowledge", message, tone="bad", status=int(status))
 
 
 register_protocol_renderer(PREFIX, render_error)

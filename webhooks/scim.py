@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from connectors.scim import provider
 from connectors.scim.errors import InvalidSyntax, ScimError
+from connectors.scim.projection import project
 from connectors.scim.schemas import ERROR, GROUP_KIND, USER_KIND, ResourceKind
 from models import errors
 from models.actor import Actor
@@ -45,7 +46,8 @@ def read_without_a_transaction() -> None:
 def authenticate() -> None:
     grant = require_token(TokenScope.SCIM)
     actor = Actor(Source.SCIM, f"scim token {grant.label}")
-    base_url = request.url_root.rstrip("/") + PREFIX
+    # Locations come from the configured public address, never from the request's Host.
+    base_url = settings().public_base_url.rstrip("/") + PREFIX
     g.scim = provider.Context(grant.organisation_id, actor, base_url)
 
 
@@ -98,18 +100,18 @@ def get_user(scim_id: str) -> Response:
 @bp.put("/Users/<scim_id>")
 def replace_user(scim_id: str) -> Response:
     session, body = db_session(), scim_body()
-    return committed(provider.replace_user(session, g.scim, scim_id, body, if_match()))
+    return committed(provider.replace_user(session, g.scim, scim_id, body, preconditions()))
 
 
 @bp.patch("/Users/<scim_id>")
 def patch_user(scim_id: str) -> Response:
     session, body = db_session(), scim_body()
-    return committed(provider.patch_user(session, g.scim, scim_id, body, if_match()))
+    return committed(provider.patch_user(session, g.scim, scim_id, body, preconditions()))
 
 
 @bp.delete("/Users/<scim_id>")
 def delete_user(scim_id: str) -> Response:
-    provider.delete_user(db_session(), g.scim, scim_id, if_match())
+    provider.delete_user(db_session(), g.scim, scim_id, preconditions())
     return committed(None, 204)
 
 
@@ -142,18 +144,18 @@ def get_group(group_id: str) -> Response:
 @bp.put("/Groups/<group_id>")
 def replace_group(group_id: str) -> Response:
     session, body = db_session(), scim_body()
-    return committed(provider.replace_group(session, g.scim, group_id, body, if_match()))
+    return committed(provider.replace_group(session, g.scim, group_id, body, preconditions()))
 
 
 @bp.patch("/Groups/<group_id>")
 def patch_group(group_id: str) -> Response:
     session, body = db_session(), scim_body()
-    return committed(provider.patch_group(session, g.scim, group_id, body, if_match()))
+    return committed(provider.patch_group(session, g.scim, group_id, body, preconditions()))
 
 
 @bp.delete("/Groups/<group_id>")
 def delete_group(group_id: str) -> Response:
-    provider.delete_group(db_session(), g.scim, group_id, if_match())
+    provider.delete_group(db_session(), g.scim, group_id, preconditions())
     return committed(None, 204)
 
 
@@ -205,8 +207,9 @@ def body_listing() -> provider.Listing:
     )
 
 
-def if_match() -> str | None:
-    return request.headers.get("If-Match")
+def preconditions() -> provider.Preconditions:
+    headers = request.headers
+    return provider.Preconditions(headers.get("If-Match"), headers.get("If-None-Match"))
 
 
 def resource(document: dict[str, Any], kind: ResourceKind) -> Response:
@@ -215,7 +218,7 @@ def resource(document: dict[str, Any], kind: ResourceKind) -> Response:
         response = Response(status=304)
         response.headers["ETag"] = document["meta"]["version"]
         return response
-    return scim_json(provider.project(document, query_listing().projection, kind))
+    return scim_json(project(document, query_listing().projection, kind))
 
 
 def committed(document: dict[str, Any] | None, status: int = 200) -> Response:

@@ -126,6 +126,10 @@ def _always(settings: Settings) -> dict[str, dict[str, object]]:
             # Reaps queued while no worker ran are stale: the next one does their work.
             "options": {"expires": max(settings.cutoff_reap_interval * 2, 5.0)},
         },
+        "odock-tombstones-purge": {
+            "task": "odock.purge_tombstones",
+            "schedule": timedelta(hours=1),
+        },
         "reviews-sweep": {
             "task": "reviews.sweep",
             "schedule": timedelta(seconds=settings.review_sweep_interval),

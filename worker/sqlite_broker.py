@@ -13,6 +13,8 @@ from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqla
 from sqlalchemy import Engine, create_engine, event
 
+from models.db import private_sqlite_file
+
 ENGINE_OPTIONS_NOT_FOR_SQLALCHEMY = {
     "queue_tablename",
     "message_tablename",
@@ -44,7 +46,9 @@ class Channel(kombu_sqla.Channel):
             if key not in ENGINE_OPTIONS_NOT_FOR_SQLALCHEMY
         }
         url = conninfo.hostname
+        options.setdefault("hide_parameters", True)  # task arguments stay out of error text
         if url.startswith("sqlite"):
+            private_sqlite_file(url)
             options.setdefault("connect_args", {"timeout": 30})
         engine = create_engine(url, **options)
         if url.startswith("sqlite"):

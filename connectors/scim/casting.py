@@ -16,38 +16,28 @@ from datetime import datetime
 from typing import Any
 
 from connectors.scim.errors import InvalidValue
-from connectors.scim.schemas import ENTERPRISE, GROUP, USER
+from connectors.scim.schemas import (
+    ENTERPRISE,
+    ENTERPRISE_SCHEMA,
+    GROUP,
+    USER,
+    USER_SCHEMA,
+    Attribute,
+)
 from models.actions.scim import ScimEmailValue, ScimGroupFields, ScimUserFields
 from models.entities import ScimUser, Team
 from models.enums import UserStatus
 
-# RFC 7643 core and enterprise attributes odock-sync does not use but keeps for the IdP.
-USER_PASSTHROUGH = frozenset(
-    {
-        "nickName",
-        "profileUrl",
-        "title",
-        "userType",
-        "preferredLanguage",
-        "locale",
-        "timezone",
-        "phoneNumbers",
-        "addresses",
-        "ims",
-        "photos",
-        "entitlements",
-        "roles",
-        "x509Certificates",
-        f"{ENTERPRISE}:costCenter",
-        f"{ENTERPRISE}:organization",
-        f"{ENTERPRISE}:division",
-    }
+# Attributes kept in their own columns (or discarded, or derived); every other attribute of
+# the User and enterprise schemas is kept, validated against its definition, in `extra`.
+_CORE_COLUMNS = frozenset(
+    {"username", "name", "displayname", "emails", "active", "groups", "password"}
 )
-_CORE_PASSTHROUGH = {n.lower(): n for n in USER_PASSTHROUGH if ":" not in n}
-_ENTERPRISE_PASSTHROUGH = {
-    n.rsplit(":", 1)[1].lower(): n.rsplit(":", 1)[1] for n in USER_PASSTHROUGH if ":" in n
-}
+_NAME_COLUMNS = frozenset({"formatted", "familyname", "givenname"})
+_ENTERPRISE_COLUMNS = frozenset({"employeenumber", "department", "manager"})
 MAX_STRING = 255
+MAX_EXTRA_STRING = 2048  # addresses, URLs
+MAX_BINARY = 16384  # a base64 X.509 certificate
 
 
 @dataclass(frozen=True)
@@ -70,11 +60,13 @@ def user_to_scim(scim_user: ScimUser, groups: Sequence[GroupRef], base_url: str)
     doc: dict[str, Any] = {"schemas": [USER], "id": str(scim_user.id)}
     _put(doc, "externalId", scim_user.external_id)
     doc["userName"] = scim_user.user_name
+    extra = dict(scim_user.extra or {})
     name = _compact(
         {
             "formatted": scim_user.formatted_name,
             "familyName": scim_user.family_name,
             "givenName": scim_user.given_name,
+            **extra.pop("name", {}),
         }
     )
     _put(doc, "name", name)
@@ -92,7 +84,6 @@ def user_to_scim(scim_user: ScimUser, groups: Sequence[GroupRef], base_url: str)
             for g in groups
         ],
     )
-    extra = dict(scim_user.extra or {})
     enterprise = _compact(
         {
             "employeeNumber": scim_user.employee_number,
@@ -162,6 +153,8 @@ def _compact(values: dict[str, Any]) -> dict[str, Any]:
 
 # --- SCIM -> domain --------------------------------------------------------------------
 
+_NAME_ATTRIBUTES = next(a for a in USER_SCHEMA.attributes if a.name == "name").sub_attributes
+
 
 def scim_to_user_fields(doc: Any) -> ScimUserFields:
     if not isinstance(doc, dict):
@@ -172,14 +165,11 @@ def scim_to_user_fields(doc: Any) -> ScimUserFields:
     user_name = _string(core.get("username"), "userName")
     if user_name is None:
         raise InvalidValue("userName is required")
-    extra: dict[str, Any] = {
-        canonical: core[key] for key, canonical in _CORE_PASSTHROUGH.items() if key in core
-    }
-    enterprise_extra = {
-        canonical: enterprise[key]
-        for key, canonical in _ENTERPRISE_PASSTHROUGH.items()
-        if key in enterprise and enterprise[key] not in (None, "")
-    }
+    extra = _kept_in_extra(core, USER_SCHEMA.attributes, _CORE_COLUMNS)
+    name_extra = _kept_in_extra(name, _NAME_ATTRIBUTES, _NAME_COLUMNS, "name.")
+    if name_extra:
+        extra["name"] = name_extra
+    enterprise_extra = _kept_in_extra(enterprise, ENTERPRISE_SCHEMA.attributes, _ENTERPRISE_COLUMNS)
     if enterprise_extra:
         extra[ENTERPRISE] = enterprise_extra
     return ScimUserFields(
@@ -194,8 +184,55 @@ def scim_to_user_fields(doc: Any) -> ScimUserFields:
         employee_number=_string(enterprise.get("employeenumber"), "employeeNumber", 100),
         department=_string(enterprise.get("department"), "department", 200),
         manager_id=_manager(enterprise.get("manager")),
-        extra={k: v for k, v in extra.items() if v not in (None, "", [], {})},
+        extra=extra,
     )
+
+
+def _kept_in_extra(
+    fields: dict[str, Any],
+    attributes: tuple[Attribute, ...],
+    columns: frozenset[str],
+    prefix: str = "",
+) -> dict[str, Any]:
+    """The schema's attributes that have no column, each checked against its definition."""
+    kept: dict[str, Any] = {}
+    for attribute in attributes:
+        key = attribute.name.lower()
+        if key in columns or key not in fields:
+            continue
+        value = _attribute_value(attribute, fields[key], prefix + attribute.name)
+        if value not in (None, [], {}):
+            kept[attribute.name] = value
+    return kept
+
+
+def _attribute_value(attribute: Attribute, value: Any, label: str) -> Any:
+    if not attribute.multi_valued:
+        return _single_value(attribute, value, label)
+    if value in (None, "", []):
+        return None
+    items = value if isinstance(value, list) else [value]
+    elements = [_single_value(attribute, item, label) for item in items]
+    elements = [e for e in elements if e not in (None, {})]
+    if sum(isinstance(e, dict) and e.get("primary") is True for e in elements) > 1:
+        raise InvalidValue(f"only one of {label} can be primary")
+    return elements
+
+
+def _single_value(attribute: Attribute, value: Any, label: str) -> Any:
+    if attribute.type == "complex":
+        fields = _lower_keys(_object(value, label))
+        element: dict[str, Any] = {}
+        for sub in attribute.sub_attributes:
+            if sub.name.lower() in fields:
+                kept = _single_value(sub, fields[sub.name.lower()], f"{label}.{sub.name}")
+                if kept is not None:
+                    element[sub.name] = kept
+        return element
+    if attribute.type == "boolean":
+        return _boolean(value, label)
+    limit = MAX_BINARY if attribute.type == "binary" else MAX_EXTRA_STRING
+    return _string(value, label, limit)
 
 
 def scim_to_group_fields(doc: Any) -> ScimGroupFields:

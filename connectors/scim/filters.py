@@ -8,6 +8,8 @@ attribute, for PATCH value paths such as `members[value eq "..."]`.
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from scim2_filter_parser.lexer import SCIMLexer
 from scim2_filter_parser.parser import SCIMParser
 from sqlalchemy import ColumnElement, and_, false, func, not_, or_, true
 
-from connectors.scim.errors import InvalidFilter
+from connectors.scim.errors import InvalidFilter, InvalidValue, ScimError
 
 MAX_FILTER_LENGTH = 2000
 # Parentheses and brackets nest at most this deep: the tree is translated (and compiled to
@@ -70,7 +72,7 @@ def parse(text: str) -> ast.Filter:
         raise InvalidFilter(f"the filter is longer than {MAX_FILTER_LENGTH} characters")
     try:
         tree = SCIMParser().parse(_typed_tokens(text))
-    except InvalidFilter:
+    except ScimError:
         raise
     except Exception as exc:  # the parser raises several unrelated types on bad input
         raise InvalidFilter(f"the filter {text!r} is malformed: {exc}") from None
@@ -136,8 +138,34 @@ def _rebuild(operands: list[Any], operators: list[str]) -> Any:
     )
 
 
+# A JSON string (RFC 7644 3.4.2.2: comparison values are JSON), escaped quotes included.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _without_strings(text: str) -> tuple[str, list[str]]:
+    """The filter with each string replaced by its index, and the decoded strings: the
+    stock lexer knows no escapes, so `"a\\"b"` would end at the escaped quote."""
+    strings: list[str] = []
+
+    def index(match: re.Match[str]) -> str:
+        try:
+            value = json.loads(match.group(0), strict=False)
+        except ValueError:
+            raise InvalidFilter(f"{match.group(0)} is not a valid JSON string") from None
+        if _UNSTORABLE.search(value):  # an escaped NUL or lone surrogate
+            raise InvalidValue("a filter value contains a NUL or a lone surrogate")
+        strings.append(value)
+        return f'"{len(strings) - 1}"'
+
+    return _JSON_STRING.sub(index, text), strings
+
+
 def _typed_tokens(text: str) -> Iterator[Any]:
     """The lexer's tokens with JSON-typed comparison values (it keeps only strings)."""
+    text, strings = _without_strings(text)
     tokens = list(SCIMLexer().tokenize(text))
     _check_nesting(tokens)
     merged: list[Any] = []
@@ -154,7 +182,9 @@ def _typed_tokens(text: str) -> Iterator[Any]:
             continue
         merged.append(token)
     for token in merged:
-        if token.type in _KEYWORDS:
+        if token.type == "COMP_VALUE":
+            token.value = strings[int(token.value)]
+        elif token.type in _KEYWORDS:
             token.value = _Literal(_KEYWORDS[token.type])
         elif token.type == "NUMBER":
             token.value = _Literal(int(token.value))
@@ -206,7 +236,9 @@ class _Translator:
                 expression = multi.exists(self.filter(node.expr, multi))
             else:
                 expression = self.filter(node.expr, scope)
-            return not_(expression) if node.negated else expression
+            # A comparison with an absent value is false, so its negation is true (SQL's
+            # NULL would make both unknown).
+            return not_(func.coalesce(expression, false())) if node.negated else expression
         if isinstance(node, ast.LogExpr):
             left, right = self.filter(node.expr1, scope), self.filter(node.expr2, scope)
             return and_(left, right) if node.op.lower() == "and" else or_(left, right)
@@ -227,13 +259,31 @@ class _Translator:
             return multi.exists(and_(self.filter(inner.expr, multi), compare(sub, op, value)))
         if scope is not None:
             return compare(self._sub(scope, _name(path, with_sub=True)), op, value)
+        if (
+            op == "pr"
+            and path.sub_attr is None
+            and _name(path, with_sub=False) not in self.attributes
+        ):
+            return self._complex_present(path)
         target = self._lookup(path)
         if isinstance(target, Column):
             return compare(target, op, value)
         if op == "pr" and path.sub_attr is None:
             return target.exists(true())
         sub_name = path.sub_attr.value if path.sub_attr is not None else target.default_sub
-        return target.exists(compare(self._sub(target, sub_name), op, value))
+        sub = self._sub(target, sub_name)
+        if op == "ne":  # no value equals it (absent included), as for a single value
+            return not_(target.exists(compare(sub, "eq", value)))
+        return target.exists(compare(sub, op, value))
+
+    def _complex_present(self, path: ast.AttrPath) -> ColumnElement[bool]:
+        """`name pr`: a complex attribute is present when any of its sub-attributes is."""
+        prefix = _name(path, with_sub=False) + "."
+        parts = [t for k, t in self.attributes.items() if k.startswith(prefix)]
+        columns = [t for t in parts if isinstance(t, Column)]
+        if not columns:
+            raise InvalidFilter(f"filtering on {_display(path)} is not supported")
+        return or_(*(compare(column, "pr", None) for column in columns))
 
     def _lookup(self, path: ast.AttrPath) -> Column | MultiValued:
         full = _name(path, with_sub=True)
@@ -282,7 +332,7 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
     if op == "pr":
         if column.kind in (Kind.STRING, Kind.TEXT, Kind.KEY):
             return and_(expr.is_not(None), expr != "")
-        return expr.is_not(None) if column.kind is not Kind.BOOLEAN else true()
+        return expr.is_not(None)  # a boolean that was never sent is absent, not false
     if value is None:
         if op == "eq":
             return expr.is_(None)

@@ -42,7 +42,6 @@ def apply_patch(
     document: dict[str, Any],
     operations: Any,
     kind: ResourceKind,
-    passthrough: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The document after every operation, or an error and no change at all."""
     if not isinstance(operations, list) or not operations:
@@ -50,16 +49,15 @@ def apply_patch(
     if len(operations) > MAX_OPERATIONS:
         raise InvalidSyntax(f"at most {MAX_OPERATIONS} operations per request")
     patched = copy.deepcopy(document)
-    engine = _Engine(kind, passthrough)
+    engine = _Engine(kind)
     for operation in operations:
         engine.apply(patched, operation)
     return patched
 
 
 class _Engine:
-    def __init__(self, kind: ResourceKind, passthrough: frozenset[str]) -> None:
+    def __init__(self, kind: ResourceKind) -> None:
         self.kind = kind
-        self.passthrough = {name.lower(): name for name in passthrough}
 
     def apply(self, doc: dict[str, Any], operation: Any) -> None:
         if not isinstance(operation, dict):
@@ -111,11 +109,8 @@ class _Engine:
         attribute = schema.attribute(name) or (_common(name) if urn is None else None)
         if attribute is None:
             key = (f"{urn}:" if urn else "") + name
-            if key.lower() not in self.passthrough:
-                raise InvalidPath(f"{key} is not an attribute of {self.kind.name}")
-            name = self.passthrough[key.lower()].rsplit(":", 1)[-1]
-        else:
-            name = attribute.name
+            raise InvalidPath(f"{key} is not an attribute of {self.kind.name}")
+        name = attribute.name
         value_filter = filters.parse(match["filter"]) if match["filter"] is not None else None
         sub = match["sub"]
         if sub is not None and attribute is not None and attribute.sub_attributes:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from connectors.scim import casting, queries
 from connectors.scim.errors import InvalidFilter, InvalidSyntax, InvalidValue
 from connectors.scim.patch import apply_patch
+from connectors.scim.projection import Projection, project
 from connectors.scim.schemas import (
     GROUP_KIND,
     KINDS,
@@ -28,7 +29,6 @@ from models.actor import Actor
 from models.entities import Organisation, ScimUser, Team
 from models.errors import NotFound, PreconditionFailed
 
-ALWAYS_RETURNED = frozenset({"id", "schemas", "meta"})
 # Past any real page, and within a 64-bit OFFSET: a larger startIndex gives the same empty page.
 MAX_START_INDEX = 2**31
 
@@ -43,15 +43,11 @@ class Context:
 
 
 @dataclass(frozen=True)
-class Projection:
-    attributes: tuple[str, ...] = ()
-    excluded: tuple[str, ...] = ()
+class Preconditions:
+    """The conditional headers of a write."""
 
-    def wants(self, name: str) -> bool:
-        name = name.lower()
-        if self.attributes:
-            return any(a.split(".")[0].rsplit(":", 1)[-1] == name for a in self.attributes)
-        return name not in {e.rsplit(":", 1)[-1] for e in self.excluded}
+    if_match: str | None = None
+    if_none_match: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +90,7 @@ def schema(ctx: Context, schema_id: str) -> dict[str, Any]:
 
 def list_users(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
     page = queries.search_users(session, ctx.organisation_id, listing.search)
-    documents = _render_users(session, ctx, page.items, listing.projection)
+    documents = _render_users(session, ctx, page.items)
     return _list(documents, page, listing.projection, USER_KIND)
 
 
@@ -118,11 +114,11 @@ def search_all(session: Session, ctx: Context, listing: Listing) -> dict[str, An
     documents = [
         *[
             project(d, listing.projection, USER_KIND)
-            for d in _render_users(session, ctx, users.items, listing.projection)
+            for d in _render_users(session, ctx, users.items)
         ],
         *[
             project(d, listing.projection, GROUP_KIND)
-            for d in _render_groups(session, ctx, groups.items, listing.projection)
+            for d in _render_groups(session, ctx, groups.items)
         ],
     ]
     total = max(users.total, 0) + max(groups.total, 0)
@@ -149,49 +145,45 @@ def create_user(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
 
 
 def replace_user(
-    session: Session, ctx: Context, scim_id: str, body: Any, if_match: str | None
+    session: Session, ctx: Context, scim_id: str, body: Any, conditions: Preconditions
 ) -> dict[str, Any]:
     scim_user = _user(session, ctx, scim_id, for_update=True)
-    check_version(user_document(session, ctx, scim_user), if_match)
+    check_version(user_document(session, ctx, scim_user), conditions)
     fields = casting.scim_to_user_fields(body)
     scim_actions.replace_scim_user(session, scim_user=scim_user, fields=fields, actor=ctx.actor)
     return user_document(session, ctx, scim_user)
 
 
 def patch_user(
-    session: Session, ctx: Context, scim_id: str, body: Any, if_match: str | None
+    session: Session, ctx: Context, scim_id: str, body: Any, conditions: Preconditions
 ) -> dict[str, Any]:
     scim_user = _user(session, ctx, scim_id, for_update=True)
     current = user_document(session, ctx, scim_user)
-    check_version(current, if_match)
-    patched = apply_patch(current, operations(body), USER_KIND, casting.USER_PASSTHROUGH)
+    check_version(current, conditions)
+    patched = apply_patch(current, operations(body), USER_KIND)
     fields = casting.scim_to_user_fields(patched)
     scim_actions.replace_scim_user(session, scim_user=scim_user, fields=fields, actor=ctx.actor)
     return user_document(session, ctx, scim_user)
 
 
-def delete_user(session: Session, ctx: Context, scim_id: str, if_match: str | None) -> None:
+def delete_user(session: Session, ctx: Context, scim_id: str, conditions: Preconditions) -> None:
     scim_user = _user(session, ctx, scim_id, for_update=True)
-    check_version(user_document(session, ctx, scim_user), if_match)
+    check_version(user_document(session, ctx, scim_user), conditions)
     scim_actions.delete_scim_user(session, scim_user=scim_user, actor=ctx.actor)
 
 
 def user_document(session: Session, ctx: Context, scim_user: ScimUser) -> dict[str, Any]:
     session.flush()
-    return _render_users(session, ctx, [scim_user], Projection())[0]
+    return _render_users(session, ctx, [scim_user])[0]
 
 
 def _user(session: Session, ctx: Context, scim_id: str, *, for_update: bool = False) -> ScimUser:
     return scim_actions.get_scim_user(session, ctx.organisation_id, scim_id, for_update=for_update)
 
 
-def _render_users(
-    session: Session, ctx: Context, users: Any, projection: Projection
-) -> list[dict[str, Any]]:
-    wants_groups = projection.wants("groups")
-    return [
-        casting.user_to_scim(u, _group_refs(u) if wants_groups else [], ctx.base_url) for u in users
-    ]
+def _render_users(session: Session, ctx: Context, users: Any) -> list[dict[str, Any]]:
+    """Whole resources (their version covers every attribute); projections come after."""
+    return [casting.user_to_scim(u, _group_refs(u), ctx.base_url) for u in users]
 
 
 def _group_refs(scim_user: ScimUser) -> list[casting.GroupRef]:
@@ -203,7 +195,7 @@ def _group_refs(scim_user: ScimUser) -> list[casting.GroupRef]:
 
 def list_groups(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
     page = queries.search_groups(session, ctx.organisation_id, listing.search)
-    documents = _render_groups(session, ctx, page.items, listing.projection)
+    documents = _render_groups(session, ctx, page.items)
     return _list(documents, page, listing.projection, GROUP_KIND)
 
 
@@ -223,36 +215,36 @@ def create_group(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
 
 
 def replace_group(
-    session: Session, ctx: Context, group_id: str, body: Any, if_match: str | None
+    session: Session, ctx: Context, group_id: str, body: Any, conditions: Preconditions
 ) -> dict[str, Any]:
     team = _group(session, ctx, group_id, for_update=True)
-    check_version(group_document(session, ctx, team), if_match)
+    check_version(group_document(session, ctx, team), conditions)
     fields = casting.scim_to_group_fields(body)
     scim_actions.replace_scim_group(session, team=team, fields=fields, actor=ctx.actor)
     return group_document(session, ctx, team)
 
 
 def patch_group(
-    session: Session, ctx: Context, group_id: str, body: Any, if_match: str | None
+    session: Session, ctx: Context, group_id: str, body: Any, conditions: Preconditions
 ) -> dict[str, Any]:
     team = _group(session, ctx, group_id, for_update=True)
     current = group_document(session, ctx, team)
-    check_version(current, if_match)
+    check_version(current, conditions)
     patched = apply_patch(current, operations(body), GROUP_KIND)
     fields = casting.scim_to_group_fields(patched)
     scim_actions.replace_scim_group(session, team=team, fields=fields, actor=ctx.actor)
     return group_document(session, ctx, team)
 
 
-def delete_group(session: Session, ctx: Context, group_id: str, if_match: str | None) -> None:
+def delete_group(session: Session, ctx: Context, group_id: str, conditions: Preconditions) -> None:
     team = _group(session, ctx, group_id, for_update=True)
-    check_version(group_document(session, ctx, team), if_match)
+    check_version(group_document(session, ctx, team), conditions)
     scim_actions.delete_scim_group(session, team=team, actor=ctx.actor)
 
 
 def group_document(session: Session, ctx: Context, team: Team) -> dict[str, Any]:
     session.flush()
-    return _render_groups(session, ctx, [team], Projection())[0]
+    return _render_groups(session, ctx, [team])[0]
 
 
 def _group(session: Session, ctx: Context, group_id: str, *, for_update: bool = False) -> Team:
@@ -261,12 +253,10 @@ def _group(session: Session, ctx: Context, group_id: str, *, for_update: bool = 
     )
 
 
-def _render_groups(
-    session: Session, ctx: Context, teams: Any, projection: Projection
-) -> list[dict[str, Any]]:
-    members = (
-        queries.members_of(session, [t.id for t in teams]) if projection.wants("members") else {}
-    )
+def _render_groups(session: Session, ctx: Context, teams: Any) -> list[dict[str, Any]]:
+    """Whole resources, members included even when the projection drops them: the version
+    (ETag) is the resource's, so a version read with excludedAttributes=members matches."""
+    members = queries.members_of(session, [t.id for t in teams])
     return [casting.team_to_group(t, members.get(t.id, []), ctx.base_url) for t in teams]
 
 
@@ -282,13 +272,16 @@ def operations(body: Any) -> Any:
     return found
 
 
-def check_version(document: dict[str, Any], if_match: str | None) -> None:
-    """If-Match: the caller's version must be the current one (412 otherwise)."""
-    if if_match is None or if_match.strip() == "*":
-        return
-    current = _bare(document["meta"]["version"])
-    if current not in {_bare(tag) for tag in if_match.split(",")}:
-        raise PreconditionFailed("the resource changed since that version (If-Match)")
+def check_version(document: dict[str, Any], conditions: Preconditions) -> None:
+    """Before a write (RFC 7232 section 3): If-Match must name the current version and
+    If-None-Match must not (`*` matches any existing resource); 412 otherwise."""
+    if_match = conditions.if_match
+    if if_match is not None and if_match.strip() != "*":
+        current = _bare(document["meta"]["version"])
+        if current not in {_bare(tag) for tag in if_match.split(",")}:
+            raise PreconditionFailed("the resource changed since that version (If-Match)")
+    if matches_version(document, conditions.if_none_match):
+        raise PreconditionFailed("the resource exists in that version (If-None-Match)")
 
 
 def matches_version(document: dict[str, Any], if_none_match: str | None) -> bool:
@@ -303,58 +296,6 @@ def matches_version(document: dict[str, Any], if_none_match: str | None) -> bool
 
 def _bare(tag: str) -> str:
     return tag.strip().removeprefix("W/").strip('"')
-
-
-def project(document: dict[str, Any], projection: Projection, kind: ResourceKind) -> dict[str, Any]:
-    """Apply `attributes` / `excludedAttributes` (RFC 7644 section 3.9)."""
-    if not projection.attributes and not projection.excluded:
-        return document
-    result: dict[str, Any] = {}
-    for key, value in document.items():
-        if key in ALWAYS_RETURNED:
-            result[key] = value
-        elif key.lower().startswith("urn:") and isinstance(value, dict):
-            inner = {k: v for k, v in value.items() if _kept(projection, k, key)}
-            if inner:
-                result[key] = inner
-        elif _kept(projection, key, kind.schema.id):
-            result[key] = _project_sub(value, projection, key, kind.schema.id)
-    if "userName" in document and "userName" not in result and _always(kind):
-        result["userName"] = document["userName"]
-    return result
-
-
-def _always(kind: ResourceKind) -> bool:
-    return kind is USER_KIND
-
-
-def _names(urn: str, key: str) -> set[str]:
-    return {key.lower(), f"{urn.lower()}:{key.lower()}"}
-
-
-def _kept(projection: Projection, key: str, urn: str) -> bool:
-    names = _names(urn, key)
-    if projection.attributes:
-        return any(a.split(".")[0] in names or a in names for a in projection.attributes)
-    return not any(e in names for e in projection.excluded)
-
-
-def _project_sub(value: Any, projection: Projection, key: str, urn: str) -> Any:
-    names = _names(urn, key)
-    wanted = {
-        a.split(".", 1)[1] for a in projection.attributes if "." in a and a.split(".")[0] in names
-    }
-    if projection.attributes and wanted and not any(a in names for a in projection.attributes):
-        if isinstance(value, dict):
-            return {k: v for k, v in value.items() if k.lower() in wanted}
-        if isinstance(value, list):
-            return [
-                {k: v for k, v in item.items() if k.lower() in wanted}
-                if isinstance(item, dict)
-                else item
-                for item in value
-            ]
-    return value
 
 
 def _list(

@@ -1,5 +1,10 @@
-"""SCIM reads: the explicit attribute maps from SCIM names to columns, and the paged
-searches that run a translated filter in the database."""
+"""SCIM reads: the explicit attribute maps from SCIM names to columns (for filters and
+sorting), and the paged searches that run a translated filter in the database.
+
+The attributes kept in their own columns map to those columns; the others are read from the
+JSON column `scim_users.extra` (see casting), with the same expressions on PostgreSQL and
+SQLite. Case rules follow each attribute's `caseExact` in the schemas.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,63 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, select
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    column,
+    exists,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, contains_eager, joinedload
+from sqlalchemy.sql.functions import FunctionElement
 
 from connectors.scim import filters
 from connectors.scim.casting import MemberRef
+from connectors.scim.errors import InvalidValue
 from connectors.scim.filters import AttributeMap, Column, Kind, MultiValued
-from connectors.scim.schemas import ENTERPRISE, GROUP, USER
+from connectors.scim.schemas import (
+    ENTERPRISE,
+    ENTERPRISE_SCHEMA,
+    GROUP,
+    USER,
+    USER_SCHEMA,
+    Attribute,
+)
 from models.entities import ScimEmail, ScimUser, Team, TeamMembership, User
 from models.enums import Source, UserStatus
+
+
+class json_elements(FunctionElement[Any]):
+    """The elements of the JSON array under `key` of a JSON column, as rows of `value`."""
+
+    inherit_cache = True
+    name = "json_elements"
+
+
+@compiles(json_elements)
+def _json_elements_postgresql(element: json_elements, compiler: Any, **kw: Any) -> str:
+    document, key = element.clauses
+    return (
+        f"json_array_elements({compiler.process(document, **kw)} -> {compiler.process(key, **kw)})"
+    )
+
+
+@compiles(json_elements, "sqlite")
+def _json_elements_sqlite(element: json_elements, compiler: Any, **kw: Any) -> str:
+    document, key = element.clauses
+    path = f"'$.' || json_quote({compiler.process(key, **kw)})"
+    return f"json_each({compiler.process(document, **kw)}, {path})"
+
+
+def _elements(attribute: Attribute, alias: str) -> Any:
+    rows = json_elements(ScimUser.extra, literal(attribute.name))
+    return rows.table_valued(column("value", JSON)).alias(alias)
 
 
 def _with_urn(urn: str, attributes: AttributeMap) -> AttributeMap:
@@ -35,8 +88,82 @@ def _common(id_column: Any, external_id: Any, created: Any, modified: Any) -> At
     }
 
 
+def _kind(attribute: Attribute) -> Kind:
+    if attribute.type == "boolean":
+        return Kind.BOOLEAN
+    return Kind.STRING if attribute.case_exact else Kind.TEXT
+
+
+def _extra(attributes: tuple[Attribute, ...], *path: str) -> AttributeMap:
+    """The attributes kept in `scim_users.extra` under `path`, read from the JSON."""
+    found: AttributeMap = {}
+    for attribute in attributes:
+        key = attribute.name.lower()
+        if attribute.multi_valued:
+            found[key] = _extra_multi_valued(attribute)
+        elif attribute.type != "complex":
+            text = ScimUser.extra[(*path, attribute.name)].as_string()
+            found[key] = Column(text, _kind(attribute))
+    return found
+
+
+def _extra_multi_valued(attribute: Attribute) -> MultiValued:
+    element = _elements(attribute, f"extra_{attribute.name.lower()}")
+    sub: dict[str, Column] = {}
+    for sub_attribute in attribute.sub_attributes:
+        value = element.c.value[sub_attribute.name]
+        typed = value.as_boolean() if sub_attribute.type == "boolean" else value.as_string()
+        sub[sub_attribute.name.lower()] = Column(typed, _kind(sub_attribute))
+    return MultiValued(
+        sub=sub,
+        exists=lambda condition: select(literal(1)).select_from(element).where(condition).exists(),
+        default_sub="value",
+    )
+
+
+def _schema_attribute(name: str) -> Attribute:
+    found = USER_SCHEMA.attribute(name) or ENTERPRISE_SCHEMA.attribute(name)
+    assert found is not None, name
+    return found
+
+
+_NAME = _schema_attribute("name")
+_COLUMN_NAME_PARTS = {"formatted", "familyName", "givenName"}
+_EXTRA_CORE = tuple(
+    a
+    for a in USER_SCHEMA.attributes
+    if a.name
+    in {
+        "nickName",
+        "profileUrl",
+        "title",
+        "userType",
+        "preferredLanguage",
+        "locale",
+        "timezone",
+        "phoneNumbers",
+        "ims",
+        "photos",
+        "addresses",
+        "entitlements",
+        "roles",
+        "x509Certificates",
+    }
+)
+_EXTRA_NAME = tuple(a for a in _NAME.sub_attributes if a.name not in _COLUMN_NAME_PARTS)
+_EXTRA_ENTERPRISE = tuple(
+    a for a in ENTERPRISE_SCHEMA.attributes if a.name in {"costCenter", "organization", "division"}
+)
+
+# What the IdP sees as meta.lastModified: the later of the SCIM record's and the person's
+# change (a revocation by an admin moves it too).
+USER_LAST_MODIFIED = case(
+    (User.updated_at > ScimUser.updated_at, User.updated_at), else_=ScimUser.updated_at
+)
+USER_ACTIVE = and_(User.status != UserStatus.REVOKED, ScimUser.held_inactive.is_(False))
+
 USER_ATTRIBUTES: AttributeMap = {
-    **_common(ScimUser.id, ScimUser.external_id, ScimUser.created_at, ScimUser.updated_at),
+    **_common(ScimUser.id, ScimUser.external_id, ScimUser.created_at, USER_LAST_MODIFIED),
     **_with_urn(
         USER,
         {
@@ -45,10 +172,8 @@ USER_ATTRIBUTES: AttributeMap = {
             "name.givenname": Column(ScimUser.given_name, Kind.TEXT),
             "name.familyname": Column(ScimUser.family_name, Kind.TEXT),
             "name.formatted": Column(ScimUser.formatted_name, Kind.TEXT),
-            "active": Column(
-                and_(User.status != UserStatus.REVOKED, ScimUser.held_inactive.is_(False)),
-                Kind.BOOLEAN,
-            ),
+            **{f"name.{k}": v for k, v in _extra(_EXTRA_NAME, "name").items()},
+            "active": Column(USER_ACTIVE, Kind.BOOLEAN),
             "emails": MultiValued(
                 sub={
                     "value": Column(ScimEmail.value_key, Kind.KEY),
@@ -73,15 +198,17 @@ USER_ATTRIBUTES: AttributeMap = {
                     condition,
                 ),
             ),
+            **_extra(_EXTRA_CORE),
         },
     ),
     **_with_urn(
         ENTERPRISE,
         {
-            "employeenumber": Column(ScimUser.employee_number, Kind.STRING),
+            "employeenumber": Column(ScimUser.employee_number, Kind.TEXT),
             "department": Column(ScimUser.department, Kind.TEXT),
             "manager.value": Column(ScimUser.manager_id, Kind.STRING),
             "manager": Column(ScimUser.manager_id, Kind.STRING),
+            **_extra(_EXTRA_ENTERPRISE, ENTERPRISE),
         },
     ),
 }
@@ -104,23 +231,51 @@ GROUP_ATTRIBUTES: AttributeMap = {
     ),
 }
 
-USER_SORT = {
-    "id": ScimUser.id,
-    "username": ScimUser.user_name_key,
-    "externalid": ScimUser.external_id,
-    "displayname": ScimUser.display_name,
-    "name.givenname": ScimUser.given_name,
-    "name.familyname": ScimUser.family_name,
-    "meta.created": ScimUser.created_at,
-    "meta.lastmodified": ScimUser.updated_at,
+
+def _sort_key(target: Column) -> Any:
+    """What a single-valued attribute sorts by: case-insensitive ones by their lower case."""
+    return func.lower(target.expr) if target.kind is Kind.TEXT else target.expr
+
+
+def _first_email() -> Any:
+    return (
+        select(ScimEmail.value_key)
+        .where(ScimEmail.scim_user_id == ScimUser.id)
+        .order_by(ScimEmail.primary.is_(True).desc(), ScimEmail.position)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _first_extra(attribute: Attribute) -> Any:
+    """A multi-valued JSON attribute sorts by its primary value, else its first."""
+    element = _elements(attribute, f"sort_{attribute.name.lower()}")
+    of_primary = (
+        select(element.c.value["value"].as_string())
+        .select_from(element)
+        .where(element.c.value["primary"].as_boolean().is_(True))
+        .limit(1)
+        .scalar_subquery()
+    )
+    first = ScimUser.extra[(attribute.name, 0, "value")].as_string()
+    chosen = func.coalesce(of_primary, first)
+    value = next(s for s in attribute.sub_attributes if s.name == "value")
+    return chosen if value.case_exact else func.lower(chosen)
+
+
+def _sortable(attributes: AttributeMap, multi: dict[str, Any]) -> dict[str, Any]:
+    """Every single-valued attribute of the map, and the multi-valued ones given."""
+    keys = {name: _sort_key(t) for name, t in attributes.items() if isinstance(t, Column)}
+    keys.update(multi)
+    return keys
+
+
+_MULTI_SORT = {"emails": _first_email()} | {
+    a.name.lower(): _first_extra(a) for a in _EXTRA_CORE if a.multi_valued and a.name != "addresses"
 }
-GROUP_SORT = {
-    "id": Team.id,
-    "displayname": Team.name_key,
-    "externalid": Team.external_id,
-    "meta.created": Team.created_at,
-    "meta.lastmodified": Team.updated_at,
-}
+_MULTI_SORT |= {f"{name}.value": key for name, key in _MULTI_SORT.items()}
+USER_SORT = _sortable(USER_ATTRIBUTES, _with_urn(USER, _MULTI_SORT))
+GROUP_SORT = _sortable(GROUP_ATTRIBUTES, {})
 
 
 @dataclass(frozen=True)
@@ -152,14 +307,28 @@ def search_users(session: Session, organisation_id: uuid.UUID, search: Search) -
         )
         .where(ScimUser.organisation_id == organisation_id)
     )
-    return _page(session, query, search, USER_ATTRIBUTES, USER_SORT, ScimUser.id)
+    tie = (ScimUser.created_at, ScimUser.id)
+    return _page(session, query, search, USER_ATTRIBUTES, USER_SORT, tie)
 
 
 def search_groups(session: Session, organisation_id: uuid.UUID, search: Search) -> Page:
     query = select(Team).where(
         Team.organisation_id == organisation_id, Team.external_source == Source.SCIM
     )
-    return _page(session, query, search, GROUP_ATTRIBUTES, GROUP_SORT, Team.id)
+    return _page(session, query, search, GROUP_ATTRIBUTES, GROUP_SORT, (Team.created_at, Team.id))
+
+
+def sort_order(sortable: dict[str, Any], sort_by: str | None, descending: bool) -> list[Any]:
+    """ORDER BY for sortBy (RFC 7644 section 3.4.2.3): resources without a value come last
+    when ascending and first when descending; an attribute that cannot sort is invalidValue."""
+    if sort_by is None:
+        return []
+    key = sortable.get(sort_by.lower())
+    if key is None:
+        raise InvalidValue(f"sortBy {sort_by!r} is not an attribute this server sorts by")
+    if descending:
+        return [key.is_(None).desc(), key.desc()]
+    return [key.is_(None), key.asc()]
 
 
 def _page(
@@ -168,16 +337,17 @@ def _page(
     search: Search,
     attributes: AttributeMap,
     sortable: dict[str, Any],
-    default_order: Any,
+    tie: tuple[Any, Any],
 ) -> Page:
+    """A page in sortBy order, ties (and no sortBy) in order of creation, then id."""
+    ordering = sort_order(sortable, search.sort_by, search.descending)
+    ordering = [*ordering, *tie] if ordering else [tie[1]]
     if search.filter is not None:
         condition: ColumnElement[bool] = filters.to_sql(filters.parse(search.filter), attributes)
         query = query.where(condition)
-    order = sortable.get((search.sort_by or "").lower().removeprefix(f"{USER.lower()}:"))
-    ordering = [] if order is None else [order.desc() if search.descending else order.asc()]
     rows: list[Any] = []
     if search.count > 0:
-        page = query.order_by(*ordering, default_order).offset(search.start - 1)
+        page = query.order_by(*ordering).offset(search.start - 1)
         rows = list(session.scalars(page.limit(search.count)).unique())
     if search.start == 1 and search.count > 0 and len(rows) < search.count:
         total = len(rows)  # the whole result fits in this page: no COUNT query needed

@@ -93,6 +93,22 @@ def _ref(name: str, *types: str, mutability: str = "readWrite") -> Attribute:
     return Attribute(name, type="reference", reference_types=types, mutability=mutability)
 
 
+def _multi(name: str, kinds: tuple[str, ...] = (), value: Attribute | None = None) -> Attribute:
+    """A multi-valued complex attribute of RFC 7643 section 2.4: value, display, type, primary."""
+    return Attribute(
+        name,
+        type="complex",
+        multi_valued=True,
+        sub_attributes=(
+            value or Attribute("value"),
+            Attribute("display"),
+            Attribute("type", canonical_values=kinds),
+            Attribute("primary", type="boolean"),
+        ),
+    )
+
+
+# RFC 7643 section 4.1, less what odock-sync cannot keep: emails.display and groups.type.
 USER_SCHEMA = Schema(
     USER,
     "User",
@@ -106,9 +122,32 @@ USER_SCHEMA = Schema(
                 Attribute("formatted"),
                 Attribute("familyName"),
                 Attribute("givenName"),
+                Attribute("middleName"),
+                Attribute("honorificPrefix"),
+                Attribute("honorificSuffix"),
             ),
         ),
         Attribute("displayName"),
+        Attribute("nickName"),
+        Attribute("profileUrl", type="reference", reference_types=("external",), case_exact=True),
+        Attribute("title"),
+        Attribute("userType"),
+        Attribute("preferredLanguage"),
+        Attribute("locale"),
+        Attribute("timezone"),
+        Attribute(
+            "active",
+            type="boolean",
+            required=True,  # a user is always active or not; omitted on create means true
+            description="false revokes the user (as an admin revocation); true reactivates",
+        ),
+        Attribute(
+            "password",
+            mutability="writeOnly",
+            returned="never",
+            case_exact=True,
+            description="Accepted and discarded: odock-sync never holds passwords",
+        ),
         Attribute(
             "emails",
             type="complex",
@@ -121,11 +160,27 @@ USER_SCHEMA = Schema(
                 Attribute("primary", type="boolean"),
             ),
         ),
+        _multi("phoneNumbers", ("work", "home", "mobile", "fax", "pager", "other")),
+        _multi("ims", ("aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo")),
+        _multi(
+            "photos",
+            ("photo", "thumbnail"),
+            Attribute("value", type="reference", reference_types=("external",), case_exact=True),
+        ),
         Attribute(
-            "active",
-            type="boolean",
-            required=True,  # a user is always active or not; omitted on create means true
-            description="false revokes the user (as an admin revocation); true reactivates",
+            "addresses",
+            type="complex",
+            multi_valued=True,
+            sub_attributes=(
+                Attribute("formatted"),
+                Attribute("streetAddress"),
+                Attribute("locality"),
+                Attribute("region"),
+                Attribute("postalCode"),
+                Attribute("country"),
+                Attribute("type", canonical_values=("work", "home", "other")),
+                Attribute("primary", type="boolean"),
+            ),
         ),
         Attribute(
             "groups",
@@ -133,11 +188,14 @@ USER_SCHEMA = Schema(
             multi_valued=True,
             mutability="readOnly",
             sub_attributes=(
-                Attribute("value", mutability="readOnly"),
+                Attribute("value", mutability="readOnly", case_exact=True),
                 _ref("$ref", "Group", mutability="readOnly"),
                 Attribute("display", mutability="readOnly"),
             ),
         ),
+        _multi("entitlements"),
+        _multi("roles"),
+        _multi("x509Certificates", value=Attribute("value", type="binary", case_exact=True)),
     ),
 )
 
@@ -147,14 +205,17 @@ ENTERPRISE_SCHEMA = Schema(
     "Enterprise User",
     (
         Attribute("employeeNumber"),
+        Attribute("costCenter"),
+        Attribute("organization"),
+        Attribute("division"),
         Attribute("department"),
         Attribute(
             "manager",
             type="complex",
+            description="Another user of this organisation, by its SCIM id",
             sub_attributes=(
-                Attribute("value"),
+                Attribute("value", case_exact=True),
                 _ref("$ref", "User"),
-                Attribute("displayName", mutability="readOnly"),
             ),
         ),
     ),

@@ -52,7 +52,10 @@ SOURCES = {CHANNEL_OKTA: Source.OKTA, CHANNEL_EVENTS: Source.EVENTS}
 RECEIVED, PROCESSED, REJECTED, FAILED = "received", "processed", "rejected", "failed"
 STATUSES = (RECEIVED, PROCESSED, REJECTED, FAILED)
 APPLIED, UNCHANGED, IGNORED, STALE, INVALID = "applied", "unchanged", "ignored", "stale", "rejected"
-REFUSED_DETAIL = "revoked by another source: only that source or an admin reactivates"
+REFUSED_DETAIL = (
+    "reactivation refused (audited): revoked by another source, which only that source or an "
+    "admin undoes, or a key the revocation disabled was used after it"
+)
 HELD_DETAIL = "held by the mass-change gate until an admin approves or discards it"
 DETAILS = {Outcome.REFUSED: REFUSED_DETAIL, Outcome.HELD: HELD_DETAIL}
 

@@ -16,15 +16,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from models import audit, outbox
-from models.actions.reviews import record_invalidation, record_on_key_findings
+from models.actions.reviews import (
+    note_on_key_findings,
+    record_invalidation,
+    record_on_key_findings,
+)
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import KeyCommand
 from models.enums import KeyCommandType
+from models.key_changes import STORE_KEY_UNKNOWN, store_facts
 
 TASK_INVALIDATE_ACKNOWLEDGED = "odock.invalidate_acknowledged"
 TASK_PROVE_KEYS_DEAD = "odock.prove_keys_dead"
@@ -53,17 +58,23 @@ def pending_commands(session: Session, *, command_ids: list[uuid.UUID]) -> Pendi
         .where(
             earlier.key_id == KeyCommand.key_id,
             earlier.acknowledged_at.is_(None),
+            earlier.abandoned_at.is_(None),
             earlier.issued_at < KeyCommand.issued_at,
         )
         .exists()
     )
     rows = session.execute(
         select(KeyCommand, blocked)
-        .where(KeyCommand.id.in_(command_ids), KeyCommand.acknowledged_at.is_(None))
+        .where(KeyCommand.id.in_(command_ids), unsettled())
         .order_by(KeyCommand.issued_at)
     ).all()
     ready = [Outgoing(command.id, command_body(command)) for command, held in rows if not held]
     return Pending(ready=ready, waiting=len(rows) - len(ready))
+
+
+def unsettled() -> ColumnElement[bool]:
+    """A command still on its way: neither acknowledged nor ended by the store's 404."""
+    return and_(KeyCommand.acknowledged_at.is_(None), KeyCommand.abandoned_at.is_(None))
 
 
 def command_body(command: KeyCommand) -> dict[str, Any]:
@@ -87,13 +98,53 @@ def record_failed_attempt(session: Session, *, command_id: uuid.UUID, error: str
     )
 
 
+def record_unknown_keys(session: Session, *, command_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """The store answered that these commands' keys do not exist: each command ends here
+    (never sent again), audited, and its key's findings say so. A revocation's key is still
+    invalidated at the gateway, which may hold it cached from before the deletion."""
+    now = utcnow()
+    commands = list(
+        session.scalars(
+            select(KeyCommand).where(KeyCommand.id.in_(command_ids), unsettled()).with_for_update()
+        )
+    )
+    for command in commands:
+        command.attempts += 1
+        command.last_attempt_at = command.abandoned_at = now
+        command.last_error = STORE_KEY_UNKNOWN
+        audit.record(
+            session,
+            actor=STORE_ACTOR,
+            organisation_id=command.organisation_id,
+            action="api_key.command_abandoned",
+            target_type="api_key",
+            target_id=command.key_id,
+            after={
+                "command_id": str(command.id),
+                "type": command.command_type.value,
+                "attempts": command.attempts,
+                "reason": STORE_KEY_UNKNOWN,
+            },
+        )
+    for command in commands:
+        note_on_key_findings(session, key_ids=[command.key_id], **store_facts(command))
+    revokes = [str(c.id) for c in commands if _revokes(c)]
+    if revokes:
+        # The bridged path, as after an acknowledgement: gateway, then proof.
+        outbox.enqueue(session, TASK_INVALIDATE_ACKNOWLEDGED, command_ids=revokes)
+    return [command.id for command in commands]
+
+
 def record_acknowledgements(
     session: Session,
     *,
     acknowledged: dict[uuid.UUID, datetime],
     reinvalidate_after: float,
+    clock: dict[str, Any] | None = None,
 ) -> list[uuid.UUID]:
-    """The store applied these commands (id -> its applied_at); the ones newly acknowledged."""
+    """The store applied these commands (id -> its applied_at); the ones newly acknowledged.
+    `clock` (source, arrived_at) is the revocation's time-to-kill clock, carried on to the
+    gateway invalidation that completes it."""
     now = utcnow()
     commands = list(
         session.scalars(
@@ -113,7 +164,7 @@ def record_acknowledgements(
         _audit_acknowledgement(session, command)
     revoked = sorted({c.key_id for c in commands if _revokes(c)})
     record_on_key_findings(session, key_ids=revoked, store_acknowledged_at=now)
-    _invalidate_after_acknowledgement(session, commands, late, now, reinvalidate_after)
+    _invalidate_after_acknowledgement(session, commands, late, now, reinvalidate_after, clock)
     return [command.id for command in commands]
 
 
@@ -144,6 +195,7 @@ def _invalidate_after_acknowledgement(
     late: list[KeyCommand],
     now: datetime,
     reinvalidate_after: float,
+    clock: dict[str, Any] | None,
 ) -> None:
     to_invalidate = [c for c in commands if c.command_type is not KeyCommandType.ROTATE_REQUEST]
     if to_invalidate:
@@ -151,6 +203,7 @@ def _invalidate_after_acknowledgement(
             session,
             TASK_INVALIDATE_ACKNOWLEDGED,
             command_ids=[str(c.id) for c in to_invalidate],
+            **(clock or {}),
         )
     late = [c for c in late if c in to_invalidate]
     if late:
@@ -163,14 +216,17 @@ def _invalidate_after_acknowledgement(
         )
 
 
+def settled() -> ColumnElement[bool]:
+    """The store has answered the command for good: acknowledged, or no such key (404)."""
+    return or_(KeyCommand.acknowledged_at.is_not(None), KeyCommand.abandoned_at.is_not(None))
+
+
 def acknowledged_keys(session: Session, *, command_ids: list[uuid.UUID]) -> list[uuid.UUID]:
-    """The keys of those of these commands that the store acknowledged."""
+    """The keys of those of these commands that the store settled: ready to invalidate."""
     return sorted(
         set(
             session.scalars(
-                select(KeyCommand.key_id).where(
-                    KeyCommand.id.in_(command_ids), KeyCommand.acknowledged_at.is_not(None)
-                )
+                select(KeyCommand.key_id).where(KeyCommand.id.in_(command_ids), settled())
             )
         )
     )
@@ -180,11 +236,7 @@ def record_gateway_invalidation(session: Session, *, command_ids: list[uuid.UUID
     """The gateway forgot these commands' keys: mark commands and findings, ask for proof."""
     now = utcnow()
     commands = list(
-        session.scalars(
-            select(KeyCommand).where(
-                KeyCommand.id.in_(command_ids), KeyCommand.acknowledged_at.is_not(None)
-            )
-        )
+        session.scalars(select(KeyCommand).where(KeyCommand.id.in_(command_ids), settled()))
     )
     for command in commands:
         command.gateway_invalidated_at = now

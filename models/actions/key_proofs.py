@@ -21,12 +21,17 @@ from sqlalchemy.orm import Session
 from models import audit
 from models.actions.reviews import (
     KIND_STILL_ACCEPTED,
+    Desired,
+    latest_review_about,
+    open_access_review,
+    open_revocation_review,
     raise_urgent_finding,
     record_on_key_findings,
     review_of,
 )
 from models.actor import Actor
-from models.entities import KeyCommand, VirtualApiKey
+from models.entities import KeyCommand, RevocationReview, VirtualApiKey
+from models.enums import ReviewCause, Severity
 
 GATEWAY_ACTOR = Actor.system("odock-gateway-proof")
 
@@ -61,41 +66,75 @@ def record_key_status(
 ) -> list[uuid.UUID]:
     """Keep the gateway's answers (key id -> accepted, checked at); the keys still accepted."""
     commands = session.scalars(select(KeyCommand).where(KeyCommand.id.in_(command_ids))).all()
-    still_accepted = []
-    for command in commands:
-        if command.key_id not in answers:
-            continue
+    answered = [command for command in commands if command.key_id in answers]
+    for command in answered:
         accepted, checked_at = answers[command.key_id]
         command.gateway_accepted, command.gateway_checked_at = accepted, checked_at
-        entry = proof_entry(secret, key_id=command.key_id, accepted=accepted, checked_at=checked_at)
-        record_on_key_findings(session, key_ids=[command.key_id], gateway_proof=entry)
+        # Kept on the command too: a review opened after this answer copies it to its finding.
+        command.gateway_proof = proof_entry(
+            secret, key_id=command.key_id, accepted=accepted, checked_at=checked_at
+        )
+    still_accepted = [command for command in answered if command.gateway_accepted]
+    # First, as the review task does: a review opened here locks its revocation, then keys.
+    for command in still_accepted:
+        _raise_still_accepted(session, command.key_id, command.gateway_proof or {})
+    for command in answered:
+        record_on_key_findings(
+            session, key_ids=[command.key_id], gateway_proof=command.gateway_proof
+        )
         audit.record(
             session,
             actor=GATEWAY_ACTOR,
             organisation_id=command.organisation_id,
-            action="api_key.still_accepted" if accepted else "api_key.denied_at_gateway",
+            action="api_key.still_accepted"
+            if command.gateway_accepted
+            else "api_key.denied_at_gateway",
             target_type="api_key",
             target_id=command.key_id,
-            after=entry,
+            after=command.gateway_proof,
         )
-        if accepted:
-            _raise_still_accepted(session, command.key_id, entry)
-            still_accepted.append(command.key_id)
-    return still_accepted
+    return [command.key_id for command in still_accepted]
 
 
 def _raise_still_accepted(session: Session, key_id: uuid.UUID, entry: dict[str, Any]) -> None:
     key = session.get(VirtualApiKey, key_id)
-    revocation_id = key.revoked_by_revocation_id if key else None
-    review = review_of(session, revocation_id) if revocation_id else None
-    if key is None or review is None:
-        return  # audited above; with no review there is no one to alert about it
+    if key is None:
+        return  # gone from odock-sync's view meanwhile; the answer is audited above
+    detail = {"name": key.name, "masked_value": key.masked_value, "proof": entry}
+    review = _review_for(session, key)
+    if review is None:
+        # Revoked by no revocation with a review (a single key's revocation): a review of
+        # its own, so the urgent finding and its alert have a home.
+        desired = Desired(
+            KIND_STILL_ACCEPTED, "api_key", key_id, Severity.URGENT, "investigate", detail=detail
+        )
+        open_access_review(
+            session,
+            organisation_id=key.organisation_id,
+            cause=ReviewCause.KEY_STILL_ACCEPTED,
+            desired=[desired],
+            actor=GATEWAY_ACTOR,
+            context={"key_id": str(key_id)},
+        )
+        return
     raise_urgent_finding(
         session,
         review=review,
         kind=KIND_STILL_ACCEPTED,
         subject_type="api_key",
         subject_id=key_id,
-        detail={"name": key.name, "masked_value": key.masked_value, "proof": entry},
+        detail=detail,
         actor=GATEWAY_ACTOR,
     )
+
+
+def _review_for(session: Session, key: VirtualApiKey) -> RevocationReview | None:
+    """The review of the revocation that disabled the key (opened now if the worker has not
+    yet), else the newest review about the key."""
+    if key.revoked_by_revocation_id is not None:
+        review = review_of(session, key.revoked_by_revocation_id) or open_revocation_review(
+            session, revocation_id=key.revoked_by_revocation_id, actor=GATEWAY_ACTOR
+        )
+        if review is not None:
+            return review
+    return latest_review_about(session, key.id)

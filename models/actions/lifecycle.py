@@ -17,7 +17,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from models import audit, key_scope, outbox
-from models.actions import invitations, key_revocation, mass_change
+from models.actions import invitations, key_revocation, mass_change, reviews, tokens
 from models.actions.mass_change import GateRequest
 from models.actor import Actor
 from models.arrival import arrival
@@ -30,6 +30,10 @@ from models.text import clean_text
 
 TASK_OPEN_REVIEW = "reviews.open_for_revocation"
 REACTIVATION_REFUSED = "user.reactivation_refused"
+USED_KEYS_REFUSAL = (
+    "a key this revocation disabled was used after it (an open usage_after_revocation finding): "
+    "resolve or dismiss that finding, or reactivate with restore_used_keys to re-enable it anyway"
+)
 
 
 class Outcome(StrEnum):
@@ -120,18 +124,28 @@ def decline(session: Session, *, user: User, actor: Actor, reason: str = "") -> 
 
 
 def revoke(session: Session, *, user: User, actor: Actor, reason: str = "") -> Revocation:
-    """Cut an ACTIVE user off: status REVOKED, owned keys per policy, review and cache flush."""
+    """Cut an ACTIVE user off: status REVOKED, owned keys per policy, their admin-API tokens,
+    review and cache flush."""
     _require_status(user, UserStatus.ACTIVE, "revoke")
     return _revoke(session, user=user, actor=actor, reason=reason, action="user.revoked")
 
 
-def reactivate(session: Session, *, user: User, actor: Actor) -> Outcome:
+def reactivate(
+    session: Session, *, user: User, actor: Actor, restore_used_keys: bool = False
+) -> Outcome:
     """Undo the latest revocation (status back, and only the keys it disabled) when the
-    policy lets this actor; otherwise REFUSED, audited, nothing changed."""
+    policy lets this actor; otherwise REFUSED, audited, nothing changed. A key used after the
+    revocation (an open finding says so) is re-enabled only with `restore_used_keys` from an
+    admin; without it the whole reactivation is refused."""
     _require_status(user, UserStatus.REVOKED, "reactivate")
     revocation = latest_revocation(session, user.id)
     if not may_reactivate(revocation.source if revocation else None, actor.source):
         _refuse(session, user, actor, revocation)
+        return Outcome.REFUSED
+    used = reviews.used_after_revocation(session, revocation.id) if revocation else []
+    despite_usage = restore_used_keys and actor.source is Source.ADMIN
+    if used and not despite_usage:
+        _refuse(session, user, actor, revocation, keys_used_after_revocation=used)
         return Outcome.REFUSED
     before = user_snapshot(user)
     user.status = UserStatus.ACTIVE
@@ -140,9 +154,10 @@ def reactivate(session: Session, *, user: User, actor: Actor) -> Outcome:
     if revocation is not None:
         revocation.undone_at = utcnow()
         restored = _restore_keys(session, user, revocation, actor)
-    _audit(
-        session, user, actor, "user.reactivated", before=before, extra={"keys_restored": restored}
-    )
+    extra: dict[str, object] = {"keys_restored": restored}
+    if used:
+        extra["restored_despite_usage"] = [str(key_id) for key_id in used]
+    _audit(session, user, actor, "user.reactivated", before=before, extra=extra)
     return Outcome.APPLIED
 
 
@@ -174,7 +189,14 @@ def reactivatable(
     return allowed
 
 
-def _refuse(session: Session, user: User, actor: Actor, revocation: Revocation | None) -> None:
+def _refuse(
+    session: Session,
+    user: User,
+    actor: Actor,
+    revocation: Revocation | None,
+    keys_used_after_revocation: list[uuid.UUID] | None = None,
+) -> None:
+    used = [str(key_id) for key_id in keys_used_after_revocation or []]
     audit.record_change(
         session,
         actor=actor,
@@ -185,6 +207,7 @@ def _refuse(session: Session, user: User, actor: Actor, revocation: Revocation |
             "revoked_by": revocation.source.value if revocation else None,
             "revocation_id": str(revocation.id) if revocation else None,
             "requested_by": actor.source.value,
+            **({"keys_used_after_revocation": used} if used else {}),
         },
     )
 
@@ -226,6 +249,9 @@ def _revoke(
     user.status = UserStatus.REVOKED
     user.updated_at = utcnow()
     revoked = _revoke_owned_keys(session, user, revocation, actor)
+    tokens_revoked = tokens.revoke_person_tokens(
+        session, user_id=user.id, revocation_id=revocation.id, actor=actor
+    )
     invitations_revoked = _revoke_sent_invitations(session, user, actor)
     _audit(
         session,
@@ -235,6 +261,7 @@ def _revoke(
         before=before,
         extra={
             "keys_revoked": revoked,
+            "tokens_revoked": [str(token_id) for token_id in tokens_revoked],
             "invitations_revoked": invitations_revoked,
             "reason": reason,
             **(extra or {}),

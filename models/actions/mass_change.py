@@ -39,6 +39,7 @@ GATED_SOURCES = frozenset({Source.SCIM, Source.OKTA, Source.EVENTS})
 STATUS_KINDS = frozenset({ChangeKind.DEACTIVATE, ChangeKind.DELETE})
 EVENT_HELD = "mass_change.held"
 MAX_WINDOW_MINUTES = 7 * 24 * 60
+MAX_THRESHOLD_COUNT = 1_000_000_000  # fits the column on every database
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,10 @@ def set_thresholds(
 
 
 def _validate(wanted: Thresholds) -> None:
-    if wanted.threshold_count < 0:
+    if not 0 <= wanted.threshold_count <= MAX_THRESHOLD_COUNT:
         raise InvalidInput(
-            "threshold_count must be 0 (no count limit) or more", field="threshold_count"
+            f"threshold_count must be 0 (no count limit) or more, at most {MAX_THRESHOLD_COUNT}",
+            field="threshold_count",
         )
     if not 0 <= wanted.threshold_percent <= 100:
         raise InvalidInput(

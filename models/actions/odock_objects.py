@@ -10,6 +10,7 @@ serve the push API, the change events, the import and the reconcile (see docs/od
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from pydantic import StrictInt as _StrictInt
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -397,6 +398,32 @@ def bury(
     else:
         tombstone.version = max(tombstone.version, version)
         tombstone.deleted_at = utcnow()
+
+
+TOMBSTONE_PURGE_ACTOR = Actor.schedule("odock tombstone purge")
+
+
+def purge_tombstones(session: Session, *, older_than: datetime) -> int:
+    """Forget the deletions made before `older_than` (one audit event per organisation); how
+    many tombstones went. Past the retention no late push or event is expected to arrive."""
+    gone = session.execute(
+        delete(OdockTombstone)
+        .where(OdockTombstone.deleted_at < older_than)
+        .returning(OdockTombstone.organisation_id)
+        .execution_options(synchronize_session=False)
+    ).scalars()
+    per_organisation = Counter(gone)
+    for organisation_id, count in sorted(per_organisation.items()):
+        audit.record(
+            session,
+            actor=TOMBSTONE_PURGE_ACTOR,
+            organisation_id=organisation_id,
+            action="odock.tombstones_purged",
+            target_type="organisation",
+            target_id=organisation_id,
+            after={"purged": count, "deleted_before": older_than.isoformat()},
+        )
+    return sum(per_organisation.values())
 
 
 # --- how objects are shown ---------------------------------------------------------------------

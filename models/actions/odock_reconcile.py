@@ -350,6 +350,16 @@ def bridged_organisations(session: Session) -> list[uuid.UUID]:
     )
 
 
+def retry_in(settings: Settings, retries: int) -> float | None:
+    """Seconds until a failed reconcile is tried again (retries so far: 0, 1, ...), doubling
+    from ODOCK_RECONCILE_RETRY_BASE; None once ODOCK_RECONCILE_RETRIES are spent or the wait
+    would reach the next interval's run."""
+    if retries >= settings.odock_reconcile_retries:
+        return None
+    wait = settings.odock_reconcile_retry_base * 2**retries
+    return wait if wait < settings.odock_reconcile_interval else None
+
+
 def reconcile_configured(settings: Settings) -> bool:
     return settings.odock_mode == "bridged" and bool(settings.odock_management_url)
 

@@ -19,10 +19,11 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import audit, key_scope
-from models.actions import cutoffs, key_revocation
+from models.actions import cutoffs, key_revocation, tokens
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import (
+    ApiToken,
     Budget,
     KeyInvalidation,
     Organisation,
@@ -49,7 +50,9 @@ from models.enums import (
 from models.errors import InvalidInput, InvalidTransition, NotFound
 from models.key_changes import (
     is_bridged,
+    latest_revoke_command,
     store_acknowledged_at,
+    store_facts,
 )
 from models.notifications import notify
 
@@ -61,6 +64,7 @@ KIND_BUDGET = "budget"
 KIND_QUOTA = "quota"
 KIND_USAGE = "usage_after_revocation"
 KIND_STILL_ACCEPTED = "key_still_accepted"
+KIND_ADMIN_TOKEN = "admin_token"  # noqa: S105 (a finding kind, not a secret)
 # Observed facts the sweep cannot recompute from the current state: it never clears them.
 EVIDENCE_KINDS = (KIND_USAGE, KIND_STILL_ACCEPTED)
 KEY_KINDS = key_scope.KEY_KINDS
@@ -94,6 +98,7 @@ class Desired:
     invalidated_at: datetime | None = None
     invalidation_requested_at: datetime | None = None
     store_acknowledged_at: datetime | None = None
+    gateway_proof: dict[str, Any] | None = None
     observed_until: datetime | None = None
 
 
@@ -280,6 +285,35 @@ def refresh_review(
     return result
 
 
+def used_after_revocation(session: Session, revocation_id: uuid.UUID) -> list[uuid.UUID]:
+    """The keys this revocation disabled that carry an open "used after revocation" finding:
+    a reactivation re-enables them only when an admin says so."""
+    return sorted(
+        session.scalars(
+            select(VirtualApiKey.id)
+            .join(ReviewFinding, ReviewFinding.subject_id == VirtualApiKey.id)
+            .join(RevocationReview, RevocationReview.id == ReviewFinding.review_id)
+            .where(
+                VirtualApiKey.revoked_by_revocation_id == revocation_id,
+                RevocationReview.revocation_id == revocation_id,
+                ReviewFinding.kind == KIND_USAGE,
+                ReviewFinding.state == FindingState.OPEN,
+            )
+        ).all()
+    )
+
+
+def latest_review_about(session: Session, subject_id: uuid.UUID) -> RevocationReview | None:
+    """The newest review with a finding about this key, budget, quota or team."""
+    return session.scalar(
+        select(RevocationReview)
+        .join(ReviewFinding, ReviewFinding.review_id == RevocationReview.id)
+        .where(ReviewFinding.subject_id == subject_id)
+        .order_by(RevocationReview.created_at.desc())
+        .limit(1)
+    )
+
+
 def review_of(session: Session, revocation_id: uuid.UUID) -> RevocationReview | None:
     return session.scalar(
         select(RevocationReview).where(RevocationReview.revocation_id == revocation_id)
@@ -325,6 +359,7 @@ def _desired_findings(
     else:
         for item in to_revoke:
             item.action = "revoke"
+    desired += _token_findings(session, user, revocation, actor)
     desired += _last_manager_findings(session, user)
     desired += _ownership_findings(session, scope)
     desired += _usage_findings(session, user, revocation)
@@ -359,12 +394,22 @@ def _key_findings(
         if key.revoked:
             _mark_revoked(item, key, acknowledged_at)
             item.store_acknowledged_at = store_acknowledged_at(session, key)
+            _carry_store_answers(session, item, key)
         elif group.action == key_scope.REVOKE:
             item.action = "revoke_now"
         else:
             item.severity = HELD_AT_REVOCATION_SEVERITY.get(group.kind, item.severity)
         desired.append(item)
     return desired
+
+
+def _carry_store_answers(session: Session, item: Desired, key: VirtualApiKey) -> None:
+    """What the store and the gateway answered about the key's revocation before this finding
+    existed: kept on the command, copied here (the gateway's proof, a store's 404)."""
+    command = latest_revoke_command(session, key) if is_bridged(session) else None
+    if command is not None:
+        item.gateway_proof = command.gateway_proof
+        item.detail.update(store_facts(command))
 
 
 def key_finding(kind: str, key: VirtualApiKey) -> Desired:
@@ -394,6 +439,47 @@ def _mark_revoked(item: Desired, key: VirtualApiKey, acknowledged_at: datetime |
 
 def _stamped_by(revocation: Revocation) -> Any:
     return VirtualApiKey.revoked_by_revocation_id == revocation.id
+
+
+def _token_findings(
+    session: Session, user: User, revocation: Revocation, actor: Actor
+) -> list[Desired]:
+    """The person's admin-API tokens: those the revocation revoked, and any still live (a
+    revoked person's are revoked here). Reactivation brings none back."""
+    if user.status is UserStatus.REVOKED:
+        tokens.revoke_person_tokens(
+            session, user_id=user.id, revocation_id=revocation.id, actor=actor
+        )
+    held = session.scalars(
+        select(ApiToken)
+        .where(
+            key_scope.admin_tokens_of(user.id),
+            or_(
+                ApiToken.revoked_by_revocation_id == revocation.id,
+                ApiToken.revoked_at.is_(None),
+            ),
+        )
+        .order_by(ApiToken.created_at)
+    ).all()
+    return [_token_finding(token) for token in held]
+
+
+def _token_finding(token: ApiToken) -> Desired:
+    revoked = token.revoked_at is not None
+    return Desired(
+        kind=KIND_ADMIN_TOKEN,
+        subject_type="api_token",
+        subject_id=token.id,
+        severity=Severity.MEDIUM if revoked else Severity.HIGH,
+        action="revoked" if revoked else "revoke",
+        action_taken=revoked,
+        detail={
+            "name": token.name,
+            "prefix": token.prefix,
+            "scope": token.scope.value,
+            "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
+        },
+    )
 
 
 def _last_manager_findings(session: Session, user: User) -> list[Desired]:
@@ -538,6 +624,7 @@ def _add_finding(
         invalidated_at=item.invalidated_at,
         invalidation_requested_at=item.invalidation_requested_at,
         store_acknowledged_at=item.store_acknowledged_at,
+        gateway_proof=item.gateway_proof,
         observed_until=item.observed_until,
         last_notified_at=now,
     )
@@ -690,6 +777,23 @@ def record_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **valu
         .values(**values, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+
+
+def note_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **facts: Any) -> None:
+    """Add these facts to the detail of the findings about these keys (what the store said)."""
+    if not key_ids:
+        return
+    _lock_keys(session, VirtualApiKey.id.in_(key_ids))
+    now = utcnow()
+    findings = session.scalars(
+        select(ReviewFinding).where(
+            ReviewFinding.subject_id.in_(key_ids), ReviewFinding.kind.in_(KEY_KINDS)
+        )
+    )
+    plain = {name: v.isoformat() if isinstance(v, datetime) else v for name, v in facts.items()}
+    for finding in findings:
+        finding.detail = {**finding.detail, **plain}
+        finding.updated_at = now
 
 
 def raise_urgent_finding(
@@ -1093,6 +1197,7 @@ CAUSE_MESSAGES = {
     ReviewCause.MANAGER_ROLE_LOST: "{person} no longer manages team {team}",
     ReviewCause.LEFT_TEAM: "{person} left team {team}",
     ReviewCause.ORG_ROLE_DROPPED: "{person}'s organisation role dropped from {before} to {after}",
+    ReviewCause.KEY_STILL_ACCEPTED: "The gateway still accepts a revoked key",
 }
 
 

@@ -130,6 +130,7 @@ def create_scim_user(
     """Provision a person: linked to an existing user with the same email, else created."""
     if find_scim_user_by_name(session, organisation.id, fields.user_name):
         raise Conflict(f"userName {fields.user_name} is already taken", field="userName")
+    _check_manager(session, organisation.id, fields.manager_id)
     scim_id = new_id()
     provisioned = provision_user(
         session,
@@ -168,6 +169,8 @@ def replace_scim_user(
         clash = find_scim_user_by_name(session, scim_user.organisation_id, fields.user_name)
         if clash is not None and clash.id != scim_user.id:
             raise Conflict(f"userName {fields.user_name} is already taken", field="userName")
+    if fields.manager_id != scim_user.manager_id:
+        _check_manager(session, scim_user.organisation_id, fields.manager_id)
     user = scim_user.user
     user_actions.edit_user(
         session, user=user, name=fields.person_name(), email=fields.primary_email(), actor=actor
@@ -195,6 +198,20 @@ def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> 
     _audit(session, scim_user, actor, "scim.user.deleted", before=scim_snapshot(scim_user))
     session.delete(scim_user)
     session.flush()
+
+
+def _check_manager(session: Session, organisation_id: uuid.UUID, manager_id: str | None) -> None:
+    """A manager is another SCIM user of the same organisation, named by its SCIM id."""
+    if manager_id is None:
+        return
+    key = _uuid(manager_id, "manager", invalid=InvalidInput)
+    found = session.scalar(
+        select(ScimUser.id).where(ScimUser.id == key, ScimUser.organisation_id == organisation_id)
+    )
+    if found is None:
+        raise InvalidInput(
+            f"manager {manager_id} is not a user of this organisation", field="manager"
+        )
 
 
 def _set_active(
@@ -251,6 +268,7 @@ def scim_snapshot(scim_user: ScimUser) -> dict[str, Any]:
         "department": scim_user.department,
         "manager": scim_user.manager_id,
         "extra": scim_user.extra,
+        "active": scim_user.user.status is not UserStatus.REVOKED and not scim_user.held_inactive,
     }
 
 
@@ -355,6 +373,8 @@ def _set_members(session: Session, team: Team, member_ids: Iterable[str], actor:
             field="members",
         )
     current = {s.id: s for s in _scim_members(session, team)}
+    if set(current) != wanted:
+        team.updated_at = utcnow()  # the group's meta.lastModified moves with its members
     for scim_id in sorted(set(current) - wanted):
         scim_user = current[scim_id]
         team_actions.remove_from_team(session, team=team, user=scim_user.user, actor=actor)

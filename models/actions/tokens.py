@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from models import audit
+from models import audit, key_scope
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import ApiToken, Organisation, User
@@ -250,6 +250,24 @@ def revoke_token(session: Session, *, token: ApiToken, actor: Actor) -> bool:
         after={"revoked_at": token.revoked_at.isoformat(), "scope": token.scope.value},
     )
     return True
+
+
+def revoke_person_tokens(
+    session: Session, *, user_id: uuid.UUID, revocation_id: uuid.UUID, actor: Actor
+) -> list[uuid.UUID]:
+    """Revoke the live admin-API tokens that act as this person, stamped with their
+    revocation (a reactivation does not bring them back); the ids revoked, in order."""
+    held = session.scalars(
+        select(ApiToken)
+        .where(key_scope.admin_tokens_of(user_id), ApiToken.revoked_at.is_(None))
+        .order_by(ApiToken.created_at)
+    ).all()
+    revoked = []
+    for token in held:
+        if revoke_token(session, token=token, actor=actor):
+            token.revoked_by_revocation_id = revocation_id
+            revoked.append(token.id)
+    return revoked
 
 
 def revoke_token_by_id(

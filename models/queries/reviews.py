@@ -17,6 +17,7 @@ from models.actions.notification_deliveries import deliveries_of
 from models.actions.reviews import affected_team_ids, finding_summary
 from models.base import utcnow
 from models.entities import (
+    ApiToken,
     Organisation,
     ReviewFinding,
     Revocation,
@@ -275,6 +276,14 @@ def revocation_preview(session: Session, viewer: Viewer, user_id: uuid.UUID) -> 
         "quotas": [
             {"id": str(q.id), "name": q.name, "metric": q.metric, "limit": q.limit}
             for q in key_scope.quotas(session, scope)
+        ],
+        "admin_tokens": [
+            {"id": str(t.id), "name": t.name, "prefix": t.prefix, "action": "revoke"}
+            for t in session.scalars(
+                select(ApiToken)
+                .where(key_scope.admin_tokens_of(user.id), ApiToken.revoked_at.is_(None))
+                .order_by(ApiToken.created_at)
+            )
         ],
         "usage": _usage_summary(session, user, since),
     }

@@ -48,7 +48,9 @@ EXPECTED: dict[str, dict[str, tuple[int, int, int]]] = {
     "revoke": ADMIN_ONLY,
     "reactivate": ADMIN_ONLY,
     "members": {"admin": (200, 200, 404), "manager": (200, 404, 404), "user": (200, 404, 404)},
-    "add_member": {"admin": (200, 200, 404), "manager": (200, 404, 404), "user": (403, 404, 404)},
+    # The newcomer is in none of the manager's teams: only an admin adds them (a manager
+    # adds only people already in a team they manage; tests/security/test_manager_rule.py).
+    "add_member": {"admin": (200, 200, 404), "manager": (404, 404, 404), "user": (403, 404, 404)},
     "add_manager": {"admin": (200, 200, 404), "manager": (403, 404, 404), "user": (403, 404, 404)},
     "remove_member": {
         "admin": (204, 204, 404),

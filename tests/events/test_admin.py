@@ -57,7 +57,9 @@ def test_admin_configures_secrets_that_are_shown_once_and_stored_protected(clien
 
     secret_id = added.json["id"]
     removed = client.delete(f"/api/v1/event-hooks/signing-secrets/{secret_id}", headers=headers)
-    assert removed.json["events"]["signing_secrets"] == []
+    assert removed.status_code == 204
+    shown = client.get("/api/v1/event-hooks", headers=headers)
+    assert shown.json["events"]["signing_secrets"] == []
     body, signed_headers = signed(added.json["secret"], {"type": "user.updated"})
     assert (
         client.post(f"/hooks/events/{slug}", data=body, headers=signed_headers).status_code == 404

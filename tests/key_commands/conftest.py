@@ -73,12 +73,17 @@ def bridged_worker(
     bridged_settings: Settings,
     engine: Engine,
     tmp_path_factory: pytest.TempPathFactory,
+    metrics_dir: Path,
 ) -> Iterator[WorkerProcess]:
     """A real worker in bridged mode; this process publishes to its queue meanwhile."""
     from worker.celery_app import configure_celery
 
     configure_celery(bridged_settings)
-    process = start_worker(bridged_settings, log_dir=Path(tmp_path_factory.mktemp("worker")))
+    process = start_worker(
+        bridged_settings,
+        log_dir=Path(tmp_path_factory.mktemp("worker")),
+        extra_env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+    )
     yield process
     process.stop()
     configure_celery(settings)

@@ -139,8 +139,12 @@ def test_revoke_review_notify_urgent_acknowledge_and_reactivate(
             r.acknowledged_by == f"link:{world.admin.email}" for r in open_ones
         )
 
+    # key_a was used after the revocation: reactivation refuses until the admin says so
+    path = f"/api/v1/users/{world.person.id}/reactivate"
+    refused = client.post(path, headers=headers)
+    assert refused.status_code == 409 and "restore_used_keys" in refused.json["detail"]
     # reactivation restores only what the revocation disabled, and invalidates again
-    back = client.post(f"/api/v1/users/{world.person.id}/reactivate", headers=headers)
+    back = client.post(path, headers=headers, json={"restore_used_keys": True})
     assert back.status_code == 200
     wait_until(lambda: len(gateway.keys_for(everything)) == 2, what="second invalidation")
     assert gateway.keys_for(everything)[1] == {ids["key_a"], ids["key_b"]}

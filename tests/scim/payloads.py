@@ -16,8 +16,19 @@ PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 MICROSOFT_GROUP = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
 
 
-def rfc7643_8_2_full_user(user_name: str = "bjensen@example.com") -> dict[str, Any]:
-    """RFC 7643 section 8.2 (full user representation), trimmed to what we keep and more."""
+def rfc7643_8_2_full_user(
+    user_name: str = "bjensen@example.com", manager: str | None = None
+) -> dict[str, Any]:
+    """RFC 7643 section 8.2 (full user representation); `manager` is another user's id."""
+    enterprise: dict[str, Any] = {
+        "employeeNumber": "701984",
+        "costCenter": "4130",
+        "organization": "Universal Studios",
+        "division": "Theme Park",
+        "department": "Tour Operations",
+    }
+    if manager is not None:
+        enterprise["manager"] = {"value": manager}
     return {
         "schemas": [USER, ENTERPRISE],
         "externalId": "701984",
@@ -26,24 +37,43 @@ def rfc7643_8_2_full_user(user_name: str = "bjensen@example.com") -> dict[str, A
             "formatted": "Ms. Barbara J Jensen, III",
             "familyName": "Jensen",
             "givenName": "Barbara",
+            "middleName": "Jane",
+            "honorificPrefix": "Ms.",
+            "honorificSuffix": "III",
         },
         "displayName": "Babs Jensen",
         "nickName": "Babs",
+        "profileUrl": "https://login.example.com/bjensen",
         "title": "Tour Guide",
+        "userType": "Employee",
+        "preferredLanguage": "en-US",
+        "locale": "en-US",
+        "timezone": "America/Los_Angeles",
+        "password": "t1meMa$heen",
         "emails": [
             {"value": user_name, "type": "work", "primary": True},
             {"value": "babs@jensen.org", "type": "home"},
         ],
+        "addresses": [
+            {
+                "type": "work",
+                "streetAddress": "100 Universal City Plaza",
+                "locality": "Hollywood",
+                "region": "CA",
+                "postalCode": "91608",
+                "country": "USA",
+                "formatted": "100 Universal City Plaza\nHollywood, CA 91608 USA",
+                "primary": True,
+            }
+        ],
         "phoneNumbers": [{"value": "555-555-5555", "type": "work"}],
+        "ims": [{"value": "someaimhandle", "type": "aim"}],
+        "photos": [
+            {"value": "https://photos.example.com/profilephoto/72930000000Ccne/F", "type": "photo"}
+        ],
+        "x509Certificates": [{"value": "MIIDQzCCAqygAwIBAgICEAAwDQYJKoZIhvcNAQEFBQAw"}],
         "active": True,
-        ENTERPRISE: {
-            "employeeNumber": "701984",
-            "costCenter": "4130",
-            "organization": "Universal Studios",
-            "division": "Theme Park",
-            "department": "Tour Operations",
-            "manager": {"value": "26118915-6090-4610-87e4-49d8ca9f808d"},
-        },
+        ENTERPRISE: enterprise,
     }
 
 

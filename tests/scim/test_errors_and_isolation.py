@@ -90,7 +90,8 @@ def test_malformed_filters_are_invalid_filter(scim, expression):
     "expression",
     [
         'password eq "x"',
-        'name.middleName eq "x"',
+        'name.nickName eq "x"',
+        'addresses pr "x"',
         'emails.display eq "x"',
         "active gt true",
         'active eq "yes"',

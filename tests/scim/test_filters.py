@@ -113,7 +113,7 @@ def test_filters_become_bound_sql_never_string_built():
 
 def test_unknown_attribute_is_invalid_filter():
     with pytest.raises(InvalidFilter):
-        filters.to_sql(filters.parse('nickName eq "x"'), USER_ATTRIBUTES)
+        filters.to_sql(filters.parse('nickname.value eq "x"'), USER_ATTRIBUTES)
 
 
 def test_numbers_keep_all_their_digits():

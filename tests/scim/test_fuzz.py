@@ -43,6 +43,15 @@ ATTRIBUTES = [
     f"{ENTERPRISE}:employeeNumber",
     f"{ENTERPRISE}:manager.value",
     "groups.display",
+    "name.middleName",
+    "nickName",
+    "phoneNumbers",
+    "phoneNumbers.value",
+    "phoneNumbers.primary",
+    "addresses.locality",
+    "x509Certificates.value",
+    f"{ENTERPRISE}:costCenter",
+    "name",
 ]
 OPERATORS = ["eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "EQ", "Sw"]
 
@@ -172,3 +181,16 @@ def test_no_raw_json_edge_case_gets_a_server_error_and_a_refusal_changes_nothing
     name = template.rsplit("/", 1)[-1]
     path = template.replace(name, world[name]) if name in world else template
     write_changes_nothing_when_refused(scim, sessions, method, path, body)
+
+
+@fuzz.FUZZ
+@given(
+    sort_by=st.one_of(attribute, ANY_TEXT),
+    order=st.sampled_from(["ascending", "descending", "DESCENDING", ""]),
+    projection=st.lists(st.one_of(attribute, ANY_TEXT), max_size=3).map(",".join),
+)
+def test_no_sort_or_projection_gets_a_server_error(scim, world, sort_by, order, projection) -> None:
+    for kind in ("Users", "Groups"):
+        for parameter in ("attributes", "excludedAttributes"):
+            search = {"sortBy": sort_by, "sortOrder": order, parameter: projection}
+            assert_no_server_error(send(scim, "POST", f"/{kind}/.search", json.dumps(search)))

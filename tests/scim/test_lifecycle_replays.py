@@ -107,13 +107,14 @@ def test_entra_id_lifecycle(scim, session):
         == user_id
     )
     # Attribute updates as Entra sends them.
+    boss = scim.post("/Users", entra_create_user("zero.cool@example.com", "zcool")).json["id"]
     update = rfc7644_3_5_2_patch(
         {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "acid.burn@example.com"},
         {"op": "Replace", "path": "name.familyName", "value": "Burn"},
         {
             "op": "Add",
             "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
-            "value": "zero-cool",
+            "value": boss,
         },
     )
     updated = scim.patch(f"/Users/{user_id}", update)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.scim.casting import USER_PASSTHROUGH
 from connectors.scim.errors import InvalidPath, Mutability, NoTarget
 from connectors.scim.patch import apply_patch
 from connectors.scim.schemas import GROUP_KIND, USER_KIND
@@ -24,7 +23,7 @@ USER_DOC = {
 
 
 def patch(*operations, doc=None, kind=USER_KIND):
-    return apply_patch(doc or USER_DOC, list(operations), kind, USER_PASSTHROUGH)
+    return apply_patch(doc or USER_DOC, list(operations), kind)
 
 
 def test_rfc7644_3_5_2_1_add_to_a_multi_valued_attribute_appends():

@@ -28,9 +28,11 @@ def create(scim, email="ann@example.com", **extra):
     return response.json
 
 
-def test_rfc7643_8_2_full_user_round_trips_what_is_kept(scim):
-    response = scim.post("/Users", rfc7643_8_2_full_user())
-    assert response.status_code == 201
+def test_rfc7643_8_2_full_user_round_trips_every_attribute_but_the_password(scim):
+    boss = create(scim, "boss@example.com")
+    sent = rfc7643_8_2_full_user(manager=boss["id"])
+    response = scim.post("/Users", sent)
+    assert response.status_code == 201, response.json
     assert response.mimetype == "application/scim+json"
     body = response.json
     assert response.headers["Location"] == body["meta"]["location"]
@@ -44,7 +46,19 @@ def test_rfc7643_8_2_full_user_round_trips_what_is_kept(scim):
     assert body[ENTERPRISE]["employeeNumber"] == "701984"
     assert body[ENTERPRISE]["department"] == "Tour Operations"
     assert body[ENTERPRISE]["costCenter"] == "4130"
-    assert body[ENTERPRISE]["manager"]["value"] == "26118915-6090-4610-87e4-49d8ca9f808d"
+    assert body[ENTERPRISE]["manager"]["value"] == boss["id"]
+    for key in ("name", "addresses", "phoneNumbers", "ims", "photos", "x509Certificates"):
+        assert body[key] == sent[key], key
+    for key in ("nickName", "profileUrl", "userType", "preferredLanguage", "locale", "timezone"):
+        assert body[key] == sent[key], key
+    assert body[ENTERPRISE] == {
+        **sent[ENTERPRISE],
+        "manager": {
+            "value": boss["id"],
+            "$ref": body["meta"]["location"].replace(body["id"], boss["id"]),
+        },
+    }
+    assert "password" not in body
     assert body["meta"]["resourceType"] == "User"
     assert body["meta"]["created"].endswith("Z")
     assert scim.get(f"/Users/{body['id']}").json == body
@@ -263,3 +277,76 @@ def test_root_search_with_a_group_only_filter_pages_groups_from_the_start(scim):
     bad = scim.post("/.search", {**body, "filter": "shoeSize pr"})
     assert bad.status_code == 400
     assert bad.json["scimType"] == "invalidFilter"
+
+
+def test_password_is_accepted_and_discarded_on_post_put_and_patch(scim, session):
+    body = create(scim)  # okta_create_user sends a password
+    assert "password" not in body
+    put = scim.put(f"/Users/{body['id']}", {**okta_create_user("ann@example.com"), "password": "x"})
+    assert put.status_code == 200, put.json
+    assert "password" not in put.json
+    patched = scim.patch(
+        f"/Users/{body['id']}",
+        ops(
+            {"op": "replace", "path": "password", "value": "n3w"},
+            {"op": "add", "value": {"password": "y"}},
+        ),
+    )
+    assert patched.status_code == 200, patched.json
+    assert "password" not in patched.json
+    assert patched.json["meta"]["version"] == put.json["meta"]["version"]
+    stored = session.scalar(select(ScimUser.extra).where(ScimUser.id == uuid.UUID(body["id"])))
+    assert "password" not in str(stored)
+
+
+def test_patch_of_name_middle_name_and_pass_through_attributes(scim):
+    body = create(scim)
+    patched = scim.patch(
+        f"/Users/{body['id']}",
+        ops(
+            {"op": "add", "path": "name.middleName", "value": "Q"},
+            {"op": "replace", "path": 'phoneNumbers[type eq "mobile"].value', "value": "+1 555"},
+            {"op": "add", "path": f"{ENTERPRISE}:costCenter", "value": "42"},
+        ),
+    )
+    assert patched.status_code == 200, patched.json
+    assert patched.json["name"]["middleName"] == "Q"
+    assert patched.json["phoneNumbers"] == [{"type": "mobile", "value": "+1 555"}]
+    assert patched.json[ENTERPRISE]["costCenter"] == "42"
+
+
+def test_pass_through_values_are_checked_against_the_schema(scim, unchanged):
+    unchanged()
+    for wrong in (
+        {"title": {"a": 1}},
+        {"phoneNumbers": ["555"]},
+        {"addresses": [{"primary": "maybe"}]},
+        {"phoneNumbers": [{"value": "1", "primary": True}, {"value": "2", "primary": True}]},
+    ):
+        response = scim.post("/Users", {**okta_create_user("bad@example.com"), **wrong})
+        assert response.status_code == 400, wrong
+        assert response.json["scimType"] == "invalidValue"
+    unchanged()
+
+
+def test_manager_must_be_a_user_of_the_same_organisation(scim, session, unchanged):
+    other_org = factories.make_org(session, "Other")
+    session.commit()
+    from tests.scim.conftest import ScimClient
+
+    other = ScimClient(scim.client, factories.scim_token(session, other_org))
+    session.commit()
+    stranger = other.post("/Users", okta_create_user("stranger@example.com")).json["id"]
+    body = create(scim)
+    unchanged()
+    for manager in (stranger, "not-an-id", "26118915-6090-4610-87e4-49d8ca9f808d"):
+        patch = ops({"op": "add", "path": f"{ENTERPRISE}:manager", "value": {"value": manager}})
+        response = scim.patch(f"/Users/{body['id']}", patch)
+        assert response.status_code == 400, manager
+        assert response.json["scimType"] == "invalidValue"
+        created = scim.post(
+            "/Users",
+            {**okta_create_user("new@example.com"), ENTERPRISE: {"manager": {"value": manager}}},
+        )
+        assert created.status_code == 400
+    unchanged()

@@ -86,22 +86,25 @@ def test_entra_no_path_value_whose_keys_are_paths(scim):
 
 def test_entra_manager_as_a_bare_string_or_a_value_object(scim):
     body = entra_user(scim)
+    boss_1 = entra_user(scim, "boss1@example.com")["id"]
+    boss_2 = entra_user(scim, "boss2@example.com")["id"]
     path = f"{ENTERPRISE}:manager"
-    bare = rfc7644_3_5_2_patch({"op": "Add", "path": path, "value": "boss-1"})
-    assert scim.patch(f"/Users/{body['id']}", bare).json[ENTERPRISE]["manager"]["value"] == "boss-1"
-    wrapped = rfc7644_3_5_2_patch({"op": "Replace", "path": path, "value": {"value": "boss-2"}})
+    bare = rfc7644_3_5_2_patch({"op": "Add", "path": path, "value": boss_1})
+    assert scim.patch(f"/Users/{body['id']}", bare).json[ENTERPRISE]["manager"]["value"] == boss_1
+    wrapped = rfc7644_3_5_2_patch({"op": "Replace", "path": path, "value": {"value": boss_2}})
     assert (
-        scim.patch(f"/Users/{body['id']}", wrapped).json[ENTERPRISE]["manager"]["value"] == "boss-2"
+        scim.patch(f"/Users/{body['id']}", wrapped).json[ENTERPRISE]["manager"]["value"] == boss_2
     )
-    found = scim.get(f'/Users?filter={ENTERPRISE}:manager.value eq "boss-2"')
+    found = scim.get(f'/Users?filter={ENTERPRISE}:manager.value eq "{boss_2}"')
     assert found.json["totalResults"] == 1
 
 
 def test_entra_empty_string_or_null_means_unassigned(scim):
     body = entra_user(scim)
+    boss = entra_user(scim, "boss@example.com")["id"]
     path = f"{ENTERPRISE}:manager"
     scim.patch(
-        f"/Users/{body['id']}", rfc7644_3_5_2_patch({"op": "Add", "path": path, "value": "boss"})
+        f"/Users/{body['id']}", rfc7644_3_5_2_patch({"op": "Add", "path": path, "value": boss})
     )
     cleared = scim.patch(
         f"/Users/{body['id']}",

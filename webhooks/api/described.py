@@ -17,3 +17,14 @@ def takes_body(schema: type[BaseModel], *, required: bool = True) -> Callable[[V
         return view
 
     return mark
+
+
+def answers(status: int) -> Callable[[ViewT], ViewT]:
+    """The view's success status, where the derived one (DELETE 204, POST `create` 201,
+    otherwise 200) is not it."""
+
+    def mark(view: ViewT) -> ViewT:
+        view.openapi_ok = status  # type: ignore[attr-defined]
+        return view
+
+    return mark

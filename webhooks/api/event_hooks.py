@@ -17,7 +17,7 @@ from models.queries.deliveries import (
     get_delivery,
     list_deliveries,
 )
-from webhooks.api.described import takes_body
+from webhooks.api.described import answers, takes_body
 from webhooks.api.params import int_param, text_param, uuid_param
 from webhooks.auth import admin_actor, current_viewer
 from webhooks.body import RequestBody, parse_body
@@ -68,17 +68,18 @@ def set_okta() -> dict[str, Any]:
 
 
 @bp.delete("/event-hooks/okta")
-def clear_okta() -> dict[str, Any]:
+def clear_okta() -> tuple[str, int]:
     viewer = _admin()
     session = db_session()
     organisation = viewer.organisation(session)
     event_hooks.clear_okta_secret(session, organisation=organisation, actor=admin_actor(viewer))
     session.commit()
-    return _describe(viewer)
+    return "", 204
 
 
 @bp.post("/event-hooks/signing-secrets")
 @takes_body(AddSigningSecret)
+@answers(201)
 def add_secret() -> tuple[dict[str, Any], int]:
     viewer = _admin()
     body = parse_body(AddSigningSecret) if _has_body() else AddSigningSecret()
@@ -95,7 +96,7 @@ def add_secret() -> tuple[dict[str, Any], int]:
 
 
 @bp.delete("/event-hooks/signing-secrets/<secret_id>")
-def remove_secret(secret_id: str) -> dict[str, Any]:
+def remove_secret(secret_id: str) -> tuple[str, int]:
     viewer = _admin()
     session = db_session()
     event_hooks.remove_signing_secret(
@@ -105,7 +106,7 @@ def remove_secret(secret_id: str) -> dict[str, Any]:
         actor=admin_actor(viewer),
     )
     session.commit()
-    return _describe(viewer)
+    return "", 204
 
 
 @bp.get("/event-deliveries")

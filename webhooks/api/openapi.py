@@ -53,6 +53,7 @@ BODIES: list[type[BaseModel]] = [
     schemas.EditUser,
     schemas.RevokeUser,
     schemas.DeclineUser,
+    schemas.ReactivateUser,
     schemas.NoFields,
     schemas.CreateTeam,
     schemas.SetMembership,
@@ -164,7 +165,9 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/users/{user_id}/reactivate": {
         "post": lifecycle(
-            "Reactivate a REVOKED user: undo exactly what the revocation did", schemas.NoFields
+            "Reactivate a REVOKED user: undo exactly what the revocation did (409 when a key it "
+            "disabled was used after it, unless restore_used_keys is true)",
+            schemas.ReactivateUser,
         )
     },
     "/teams": {
@@ -261,7 +264,7 @@ def derived_paths(app: Flask) -> tuple[dict[str, dict[str, Any]], list[type[Base
                 params=[
                     _path_parameter(name, kind) for kind, name in RULE_PARAMETER.findall(rule.rule)
                 ],
-                ok=_success_status(method, view.__name__),
+                ok=getattr(view, "openapi_ok", None) or _success_status(method, view.__name__),
                 errors=(400, 401, 403, 404, 409),
             )
     return paths, bodies

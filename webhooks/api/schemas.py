@@ -28,12 +28,17 @@ class RevokeUser(RequestBody):
     reason: str = Field(default="", max_length=500)
 
 
+class ReactivateUser(RequestBody):
+    # Re-enable even the keys used after the revocation (audited as such).
+    restore_used_keys: bool = False
+
+
 class DeclineUser(RequestBody):
     reason: str = Field(default="", max_length=500)
 
 
 class NoFields(RequestBody):
-    """Approve and reactivate take no fields; a body, if sent, must be `{}`."""
+    """Approve takes no fields; a body, if sent, must be `{}`."""
 
 
 class CreateTeam(RequestBody):

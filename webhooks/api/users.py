@@ -11,9 +11,17 @@ from models.access import require_admin, require_can_view_user, require_not_self
 from models.actions import lifecycle
 from models.actions import users as user_actions
 from models.enums import Role, UserStatus
+from models.errors import Conflict
 from models.queries.users import UserFilter, list_users, user_detail, user_profile
 from webhooks.api.params import enum_param, int_param, text_param, uuid_param
-from webhooks.api.schemas import CreateUser, DeclineUser, EditUser, NoFields, RevokeUser
+from webhooks.api.schemas import (
+    CreateUser,
+    DeclineUser,
+    EditUser,
+    NoFields,
+    ReactivateUser,
+    RevokeUser,
+)
 from webhooks.auth import admin_actor, current_viewer
 from webhooks.body import RequestBody, parse_body, parse_optional_body
 from webhooks.context import db_session
@@ -80,7 +88,10 @@ def edit(user_id: uuid.UUID) -> dict[str, Any]:
         session, user=user, actor=actor, **body.model_dump(exclude_none=True, exclude={"status"})
     )
     if body.status is not None:
-        lifecycle.change_status(session, user=user, status=body.status, actor=actor)
+        outcome = lifecycle.change_status(session, user=user, status=body.status, actor=actor)
+        if outcome is lifecycle.Outcome.REFUSED:
+            # Nothing of the edit is kept; POST …/reactivate carries the explicit override.
+            raise Conflict(lifecycle.USED_KEYS_REFUSAL)
     session.commit()
     return user_profile(user)
 
@@ -118,11 +129,19 @@ def revoke(user_id: uuid.UUID) -> dict[str, Any]:
 
 @bp.post("/users/<uuid:user_id>/reactivate")
 def reactivate(user_id: uuid.UUID) -> dict[str, Any]:
-    return _lifecycle(
-        user_id,
-        NoFields,
-        lambda session, user, actor, _body: lifecycle.reactivate(session, user=user, actor=actor),
+    viewer = current_viewer()
+    require_admin(viewer)
+    body = parse_optional_body(ReactivateUser)
+    session = db_session()
+    user = require_can_view_user(session, viewer, user_id)
+    require_not_self(viewer, user, changes_access=True)
+    outcome = lifecycle.reactivate(
+        session, user=user, actor=admin_actor(viewer), restore_used_keys=body.restore_used_keys
     )
+    session.commit()  # a refusal too: it is in the audit trail
+    if outcome is lifecycle.Outcome.REFUSED:
+        raise Conflict(lifecycle.USED_KEYS_REFUSAL)
+    return user_profile(user)
 
 
 def _lifecycle(user_id: uuid.UUID, schema: type[RequestBody], operation: Any) -> dict[str, Any]:

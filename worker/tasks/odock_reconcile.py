@@ -1,21 +1,26 @@
-"""The periodic reconcile with Odock's management plane (bridged mode; docs/odock.md).
+"""The periodic reconcile with Odock's management plane (bridged mode; docs/odock.md), and
+the purge of old tombstones.
 
 Beat runs `odock.reconcile_due` every ODOCK_RECONCILE_INTERVAL seconds; it starts one
 `odock.reconcile` per bridged organisation. A listing that fails is recorded as an incomplete
-run (nothing deleted) and tried again at the next interval, not retried at once.
+run (nothing deleted) and tried again with backoff (ODOCK_RECONCILE_RETRY_BASE, doubling, at
+most ODOCK_RECONCILE_RETRIES times and never past the next interval).
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
-from models.actions import odock_reconcile
+from models.actions import odock_objects, odock_reconcile
+from models.base import utcnow
 from worker.runtime import runtime
 from worker.tasks.base import task
 
 TASK_RECONCILE_DUE = "odock.reconcile_due"
 TASK_RECONCILE = "odock.reconcile"
+TASK_PURGE_TOMBSTONES = "odock.purge_tombstones"
 
 
 @task(TASK_RECONCILE_DUE)
@@ -30,10 +35,24 @@ def reconcile_due() -> int:
     return len(organisations)
 
 
-@task(TASK_RECONCILE)
-def reconcile_organisation(organisation_id: str) -> dict[str, Any]:
+@task(TASK_RECONCILE, bind=True, autoretry_for=())
+def reconcile_organisation(self: Any, organisation_id: str) -> dict[str, Any]:
     current = runtime()
     run = odock_reconcile.reconcile_from_management_plane(
         current.engine, current.settings, uuid.UUID(organisation_id)
     )
+    if run.status != "succeeded":
+        wait = odock_reconcile.retry_in(current.settings, self.request.retries)
+        if wait is not None:
+            raise self.retry(countdown=wait, max_retries=None)
     return {"run_id": str(run.id), "status": run.status, "drift": run.summary.get("drift")}
+
+
+@task(TASK_PURGE_TOMBSTONES)
+def purge_tombstones() -> int:
+    current = runtime()
+    retention = timedelta(days=current.settings.odock_tombstone_retention_days)
+    with current.sessions() as session:
+        purged = odock_objects.purge_tombstones(session, older_than=utcnow() - retention)
+        session.commit()
+    return purged

@@ -308,3 +308,9 @@ def rename_key(store: KeyStore, key_id: uuid.UUID, name: str) -> None:
         connection.execute(
             update(keys).where(keys.c.id == key_id).values(name=name, version=version_now())
         )
+
+
+def delete_key(store: KeyStore, key_id: uuid.UUID) -> None:
+    """A key deleted in Odock's own UI: gone from the store (the gateway may still cache it)."""
+    with store.engine.begin() as connection:
+        connection.execute(keys.delete().where(keys.c.id == key_id))

@@ -1,0 +1,217 @@
+"""RFC 7644 semantics one rule at a time: caseExact per attribute, presence, escapes,
+sorting, projections by URN, versions of the resource (not of the projection),
+lastModified, If-None-Match on writes, locations from PUBLIC_BASE_URL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+import pytest
+
+from models.base import utcnow
+from tests.scim.conftest import ops
+from tests.scim.payloads import ENTERPRISE, USER
+
+PEOPLE = [
+    # userName, givenName, externalId, employeeNumber, title, displayName, primary email?
+    ("emile@example.com", "ÉMILE", "Ext-1", "AB-1", "Boss", "zed", True),
+    ("ann@example.com", "ann", "ext-2", "ab-2", None, "Ann", None),
+    ("bob@example.com", "Bob", None, None, 'Say "hi"', None, False),
+    ("cid@example.com", "cid", "EXT-3", "Ab-3", "boss", "bob", True),
+]
+
+
+@pytest.fixture
+def people(scim):
+    ids = {}
+    for user_name, given, external, number, title, display, primary in PEOPLE:
+        email = {"value": user_name, "type": "work"}
+        if primary is not None:
+            email["primary"] = primary
+        body = {
+            "schemas": [USER, ENTERPRISE],
+            "userName": user_name,
+            "name": {"givenName": given},
+            "emails": [email],
+            "externalId": external,
+            "title": title,
+            "displayName": display,
+            ENTERPRISE: {"employeeNumber": number},
+        }
+        response = scim.post("/Users", {k: v for k, v in body.items() if v is not None})
+        assert response.status_code == 201, response.json
+        ids[user_name] = response.json["id"]
+    return ids
+
+
+def found(scim, **query):
+    response = scim.get("/Users?" + urlencode(query))
+    assert response.status_code == 200, response.json
+    return [r["userName"].split("@")[0] for r in response.json["Resources"]]
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ('externalId sw "ext"', ["ann"]),  # caseExact: true
+        ('externalId eq "EXT-3"', ["cid"]),
+        ('externalId co "XT"', ["cid"]),
+        ('id sw "0"', None),  # id: eq and ne only (400)
+        ('userName sw "EM"', ["emile"]),  # caseExact: false
+        (f'{ENTERPRISE}:employeeNumber eq "ab-1"', ["emile"]),  # RFC 7643 4.3: caseExact false
+        ('name.givenName sw "é"', ["emile"]),  # non-ASCII folding on SQLite too
+        ('name.givenName eq "émile"', ["emile"]),
+        ('title eq "BOSS"', ["emile", "cid"]),
+        ("emails.primary pr", ["emile", "bob", "cid"]),  # absent is not present
+        ("emails[primary eq false]", ["ann", "bob"]),
+        ('title eq "Say \\"hi\\""', ["bob"]),  # escaped quotes
+        ('title co "\\""', ["bob"]),
+        ('not (title eq "boss")', ["ann", "bob"]),  # absent title: not(false)
+        ("name pr", ["emile", "ann", "bob", "cid"]),
+    ],
+)
+def test_filters_follow_each_attributes_rules(scim, people, expression, expected):
+    response = scim.get("/Users?" + urlencode({"filter": expression}))
+    if expected is None:
+        assert response.status_code == 400
+        assert response.json["scimType"] == "invalidFilter"
+        return
+    assert response.status_code == 200, response.json
+    assert sorted(r["userName"].split("@")[0] for r in response.json["Resources"]) == sorted(
+        expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("sort_by", "ascending", "descending"),
+    [
+        # case-insensitive; missing values last ascending, first descending
+        ("displayName", ["ann", "cid", "emile", "bob"], ["bob", "emile", "cid", "ann"]),
+        # ties ("Boss", "boss") in order of creation both ways
+        ("title", ["emile", "cid", "bob", "ann"], ["ann", "bob", "emile", "cid"]),
+        # case-exact: "EXT-3" < "Ext-1" < "ext-2"
+        ("externalId", ["cid", "emile", "ann", "bob"], ["bob", "ann", "emile", "cid"]),
+        (
+            f"{ENTERPRISE}:employeeNumber",
+            ["emile", "ann", "cid", "bob"],
+            ["bob", "cid", "ann", "emile"],
+        ),
+        # "émile" folds to lower case and sorts after the ASCII letters
+        ("name.givenName", ["ann", "bob", "cid", "emile"], ["emile", "cid", "bob", "ann"]),
+        ("emails", ["ann", "bob", "cid", "emile"], ["emile", "cid", "bob", "ann"]),
+        ("emails.value", ["ann", "bob", "cid", "emile"], ["emile", "cid", "bob", "ann"]),
+        ("active", ["emile", "ann", "bob", "cid"], ["emile", "ann", "bob", "cid"]),
+    ],
+)
+def test_sort_by_every_sortable_attribute_in_rfc_order(
+    scim, people, sort_by, ascending, descending
+):
+    assert found(scim, sortBy=sort_by) == ascending
+    assert found(scim, sortBy=sort_by, sortOrder="descending") == descending
+
+
+@pytest.mark.parametrize("escape", ["\\u0000", "\\ud800", "\\udfff"])
+def test_escaped_nul_or_lone_surrogate_in_a_filter_is_invalid_value(scim, people, escape):
+    response = scim.get("/Users?" + urlencode({"filter": f'title eq "a{escape}b"'}))
+    assert response.status_code == 400
+    assert response.json["scimType"] == "invalidValue"
+
+
+def test_unknown_sort_by_is_invalid_value(scim, people):
+    for sort_by in ("nope", "groups", "name", "password"):
+        response = scim.get("/Users?" + urlencode({"sortBy": sort_by}))
+        assert response.status_code == 400, sort_by
+        assert response.json["scimType"] == "invalidValue"
+
+
+def test_projections_by_full_urn_and_extension_urn(scim, people):
+    emile = people["emile@example.com"]
+    full = scim.get(f"/Users/{emile}?attributes={USER}:name.givenName").json
+    assert full["name"] == {"givenName": "ÉMILE"}
+    assert "userName" not in full and full["id"] == emile
+    extension = scim.get(f"/Users/{emile}?attributes={ENTERPRISE}").json
+    assert extension[ENTERPRISE] == {"employeeNumber": "AB-1"}
+    assert extension["schemas"] == [USER, ENTERPRISE]
+    number = scim.get(f"/Users/{emile}?attributes={ENTERPRISE}:employeeNumber,title").json
+    assert number[ENTERPRISE] == {"employeeNumber": "AB-1"} and number["title"] == "Boss"
+    without = scim.get(f"/Users/{emile}?excludedAttributes={ENTERPRISE}").json
+    assert ENTERPRISE not in without and without["schemas"] == [USER]
+    assert without["title"] == "Boss"
+    listed = scim.get(f"/Users?excludedAttributes={USER}:emails,{ENTERPRISE}:employeeNumber")
+    assert all("emails" not in r and ENTERPRISE not in r for r in listed.json["Resources"])
+
+
+def test_version_is_the_resources_not_the_projections(scim, people):
+    member = people["ann@example.com"]
+    group = scim.post("/Groups", {"displayName": "Readers", "members": [{"value": member}]}).json
+    listed = scim.get(
+        "/Groups?"
+        + urlencode({"excludedAttributes": "members", "filter": 'displayName eq "Readers"'})
+    ).json["Resources"][0]
+    assert "members" not in listed
+    assert listed["meta"]["version"] == group["meta"]["version"]
+    single = scim.get(f"/Groups/{group['id']}?excludedAttributes=members")
+    assert single.headers["ETag"] == group["meta"]["version"]
+    renamed = scim.patch(
+        f"/Groups/{group['id']}",
+        ops({"op": "replace", "path": "displayName", "value": "Writers"}),
+        **{"If-Match": listed["meta"]["version"]},
+    )
+    assert renamed.status_code == 200, renamed.json
+    user = scim.get('/Users?attributes=userName&filter=userName eq "ann@example.com"').json
+    assert (
+        user["Resources"][0]["meta"]["version"]
+        == scim.get(f"/Users/{member}").json["meta"]["version"]
+    )
+
+
+def test_last_modified_moves_with_a_deactivation(scim, people):
+    cid = people["cid@example.com"]
+    before = scim.get(f"/Users/{cid}").json["meta"]["lastModified"]
+    since = utcnow().isoformat().replace("+00:00", "Z")
+    assert found(scim, filter=f'meta.lastModified gt "{since}"') == []
+    deactivated = scim.patch(f"/Users/{cid}", ops({"op": "replace", "value": {"active": False}}))
+    assert deactivated.json["active"] is False
+    after = deactivated.json["meta"]["lastModified"]
+    assert datetime.fromisoformat(after) > datetime.fromisoformat(before)
+    assert found(scim, filter=f'meta.lastModified gt "{since}"') == ["cid"]
+    assert datetime.fromisoformat(after) <= datetime.now(UTC)
+
+
+def test_group_last_modified_moves_with_its_members(scim, people):
+    group = scim.post("/Groups", {"displayName": "Movers"}).json
+    added = scim.patch(
+        f"/Groups/{group['id']}",
+        ops({"op": "add", "path": "members", "value": [{"value": people["bob@example.com"]}]}),
+    ).json
+    assert added["meta"]["lastModified"] > group["meta"]["lastModified"]
+    assert added["meta"]["version"] != group["meta"]["version"]
+
+
+def test_if_none_match_star_on_put_of_an_existing_resource_is_412(scim, people, unchanged):
+    ann = people["ann@example.com"]
+    current = scim.get(f"/Users/{ann}").json
+    body = {"userName": "ann@example.com", "emails": current["emails"], "title": "New"}
+    unchanged()
+    for tag in ("*", current["meta"]["version"]):
+        response = scim.put(f"/Users/{ann}", body, **{"If-None-Match": tag})
+        assert response.status_code == 412, tag
+    unchanged()
+    other = scim.put(f"/Users/{ann}", body, **{"If-None-Match": 'W/"other"'})
+    assert other.status_code == 200
+
+
+def test_locations_come_from_public_base_url_never_the_host_header(scim, people, settings):
+    ann = people["ann@example.com"]
+    response = scim.get(f"/Users/{ann}", Host="evil.example")
+    expected = f"{settings.public_base_url}/scim/v2/Users/{ann}"
+    assert response.json["meta"]["location"] == expected
+    created = scim.post(
+        "/Users",
+        {"userName": "dee@example.com", "emails": [{"value": "dee@example.com"}]},
+        Host="evil.example",
+    )
+    assert created.headers["Location"].startswith(settings.public_base_url + "/scim/v2/Users/")
+    schemas = scim.get("/Schemas", Host="evil.example").json["Resources"]
+    assert all(s["meta"]["location"].startswith(settings.public_base_url) for s in schemas)

@@ -1,0 +1,257 @@
+"""A gunicorn worker that reads each request whole before a thread takes it.
+
+gunicorn's threaded worker hands a connection to a thread as soon as it is accepted; the
+thread then reads the request line, headers and body with blocking calls. A client that sends
+a byte at a time (or nothing) holds that thread, and a few dozen such clients hold them all:
+health probes stop answering. This worker keeps gunicorn's event loop, thread pool and
+keep-alive handling, but reads every request in the event loop (non-blocking, into memory)
+and gives a thread only a complete one. A slow client then costs a socket and a buffer, not a
+thread, and is dropped when its request takes longer than REQUEST_READ_TIMEOUT.
+
+It also answers the requests it refuses itself, as problem JSON: a request line over
+`limit_request_line` (414), a head over the header limits (431), a declared body over
+MAX_BODY_BYTES (413), a request not read in time (408).
+
+TLS is not terminated here (a deployment's front does that); with `certfile` set the worker
+falls back to gunicorn's own reading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import selectors
+import socket
+import time
+from functools import partial
+from typing import Any
+
+from gunicorn.workers.gthread import ThreadWorker
+
+IDLE_TIMEOUT = 10.0  # a new connection that sends nothing
+REQUEST_READ_TIMEOUT = 20.0  # from the first byte to the last of one request
+MAX_HEAD_BYTES = 64 * 1024
+RECV_SIZE = 64 * 1024
+
+REASONS = {
+    408: ("Request Timeout", "request_timeout", "the request was not received in time"),
+    413: (
+        "Content Too Large",
+        "request_entity_too_large",
+        "the request body is larger than this service accepts",
+    ),
+    414: ("URI Too Long", "uri_too_long", "the request line is too long"),
+    431: (
+        "Request Header Fields Too Large",
+        "request_header_fields_too_large",
+        "the request headers are too large",
+    ),
+}
+
+
+class Incomplete:
+    """Not a whole request yet."""
+
+
+INCOMPLETE = Incomplete()
+
+
+def request_end(buffer: bytes | bytearray, *, line_limit: int, max_body: int) -> int | Incomplete:
+    """Where the first request in `buffer` ends; INCOMPLETE; or an HTTP status to refuse with
+    (a negative number, -status, so it cannot be mistaken for an offset)."""
+    line_end = buffer.find(b"\n")
+    if (line_end < 0 and len(buffer) > line_limit) or line_end > line_limit + 1:
+        return -414
+    head_end = buffer.find(b"\r\n\r\n")
+    if head_end < 0:
+        return -431 if len(buffer) > MAX_HEAD_BYTES else INCOMPLETE
+    if head_end > MAX_HEAD_BYTES:
+        return -431
+    body_start = head_end + 4
+    headers = _headers(bytes(buffer[:head_end]))
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        end = _chunked_end(buffer, body_start, max_body)
+        return end
+    length_text = headers.get("content-length", "0").strip() or "0"
+    if not length_text.isdigit():
+        return body_start  # gunicorn's parser refuses it
+    length = int(length_text)
+    if length > max_body:
+        return -413
+    return body_start + length if len(buffer) >= body_start + length else INCOMPLETE
+
+
+def _headers(head: bytes) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        found[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+    return found
+
+
+def _chunked_end(buffer: bytes | bytearray, start: int, max_body: int) -> int | Incomplete:
+    position, total = start, 0
+    while True:
+        line_end = buffer.find(b"\r\n", position)
+        if line_end < 0:
+            return -431 if len(buffer) - position > 1024 else INCOMPLETE
+        size_text = bytes(buffer[position:line_end]).split(b";")[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            return line_end + 2  # malformed: gunicorn's parser refuses it
+        total += size
+        if total > max_body:
+            return -413
+        if size == 0:
+            trailer_end = buffer.find(b"\r\n\r\n", line_end)
+            if buffer[line_end : line_end + 4] == b"\r\n\r\n":
+                return line_end + 4
+            return trailer_end + 4 if trailer_end >= 0 else INCOMPLETE
+        position = line_end + 2 + size + 2
+        if len(buffer) < position:
+            return INCOMPLETE
+
+
+def problem_response(status: int) -> bytes:
+    reason, title, detail = REASONS[status]
+    body = json.dumps(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail},
+        separators=(",", ":"),
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/problem+json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+class BufferingWorker(ThreadWorker):
+    """gunicorn's threaded worker, with every request read whole before a thread takes it."""
+
+    def init_process(self) -> None:
+        self.reading: dict[Any, float] = {}
+        self.max_body = _max_body()
+        super().init_process()
+
+    def enqueue_req(self, conn: Any) -> None:
+        if getattr(conn, "complete", False) or self.cfg.is_ssl:
+            conn.complete = False
+            super().enqueue_req(conn)
+            return
+        self._read_ahead(conn, idle=True)
+
+    def accept(self, listener: socket.socket) -> None:
+        try:
+            super().accept(listener)
+        except OSError as exc:  # the peer left between poll and accept
+            if exc.errno not in (errno.ECONNABORTED, errno.EAGAIN):
+                raise
+
+    def _read_ahead(self, conn: Any, *, idle: bool) -> None:
+        conn.sock.setblocking(False)
+        leftover = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
+        conn.pending = bytearray(leftover)
+        conn.read_started = None
+        self.reading[conn] = time.monotonic() + (IDLE_TIMEOUT if idle else REQUEST_READ_TIMEOUT)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
+        if leftover:
+            self._progress(conn)
+
+    def _readable(self, conn: Any, _sock: socket.socket) -> None:
+        try:
+            while True:
+                chunk = conn.sock.recv(RECV_SIZE)
+                if not chunk:
+                    self._drop(conn)
+                    return
+                conn.pending += chunk
+                if len(chunk) < RECV_SIZE:
+                    break
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self._drop(conn)
+            return
+        self._progress(conn)
+
+    def _progress(self, conn: Any) -> None:
+        if conn.read_started is None and conn.pending:
+            conn.read_started = time.monotonic()
+            self.reading[conn] = conn.read_started + REQUEST_READ_TIMEOUT
+        end = request_end(
+            conn.pending, line_limit=self.cfg.limit_request_line or 8190, max_body=self.max_body
+        )
+        if isinstance(end, Incomplete):
+            self._maybe_continue(conn)
+            return
+        if end < 0:
+            self._refuse(conn, -end)
+            return
+        self._hand_over(conn)
+
+    def _maybe_continue(self, conn: Any) -> None:
+        """Send 100 Continue once the head asks for it, so the client sends its body now."""
+        head_end = conn.pending.find(b"\r\n\r\n")
+        if head_end < 0 or getattr(conn, "continued", False):
+            return
+        head = bytes(conn.pending[:head_end]).lower()
+        if b"\r\nexpect: 100-continue" in head or b"\r\nexpect:100-continue" in head:
+            conn.continued = True
+            try:
+                conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            except OSError:
+                self._drop(conn)
+
+    def _hand_over(self, conn: Any) -> None:
+        self._forget(conn)
+        conn.sock.setblocking(True)
+        conn.init()  # plain HTTP: only makes the parser
+        conn.parser.unreader.unread(bytes(conn.pending))
+        conn.pending = bytearray()
+        conn.continued = False
+        conn.data_ready = True
+        conn.complete = True
+        self.enqueue_req(conn)
+
+    def _refuse(self, conn: Any, status: int) -> None:
+        """Answer and close. What the client sent meanwhile is read first: closing a socket
+        with unread bytes sends a reset, which can make the client drop the answer."""
+        with contextlib.suppress(OSError):
+            for _ in range(16):
+                if not conn.sock.recv(RECV_SIZE):
+                    break
+        with contextlib.suppress(OSError):
+            conn.sock.send(problem_response(status))
+            conn.sock.shutdown(socket.SHUT_WR)
+        self._drop(conn)
+
+    def _forget(self, conn: Any) -> None:
+        self.reading.pop(conn, None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.poller.unregister(conn.sock)
+
+    def _drop(self, conn: Any) -> None:
+        self._forget(conn)
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self) -> None:
+        super().murder_pending()
+        now = time.monotonic()
+        for conn, deadline in list(self.reading.items()):
+            if deadline <= now:
+                if conn.pending:
+                    self._refuse(conn, 408)
+                else:
+                    self._drop(conn)
+
+
+def _max_body() -> int:
+    """The largest body any route accepts (the app still applies each route's own limit)."""
+    from models.settings import Settings
+    from webhooks.odock import USAGE_MAX_BYTES
+
+    settings = Settings()
+    return max(settings.max_body_bytes, settings.event_max_body_bytes, USAGE_MAX_BYTES)
