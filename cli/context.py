@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 from sqlalchemy.exc import OperationalError
@@ -18,11 +20,32 @@ from worker.runtime import init_runtime
 CLI_ACTOR = Actor(Source.ADMIN, "cli")
 
 
+# Where `serve` notes the URL it serves at (in the working directory, beside the embedded
+# database), so that `demo` and every link a command prints follow `serve --port`.
+SERVE_URL_FILE = "odock-sync-serve.url"
+
+
 def cli_settings() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    url = None if named_in_environment("PUBLIC_BASE_URL") else running_serve_url()
+    return settings.model_copy(update={"public_base_url": url}) if url else settings
+
+
+def running_serve_url(directory: Path = Path()) -> str | None:
+    """The URL of the `serve` running from this directory, if one is."""
+    try:
+        pid, url = (directory / SERVE_URL_FILE).read_text().split(maxsplit=1)
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return None
+    return url.strip()
+
+
+def named_in_environment(name: str) -> bool:
+    return any(key.upper() == name for key in os.environ)
 
 
 @contextmanager

@@ -5,10 +5,12 @@ from __future__ import annotations
 import shlex
 
 import click
+from sqlalchemy import select
 
 from cli.context import CLI_ACTOR, cli_settings, unit_of_work
 from cli.output import emit
 from models.actions.demo import seed_demo
+from models.entities import Organisation
 
 
 @click.command("demo")
@@ -21,6 +23,8 @@ def demo(name: str, slug: str, domain: str, url: str | None, as_json: bool) -> N
     """Create a demo organisation with teams, users, keys, budgets, quotas and usage."""
     base = (url or cli_settings().public_base_url).rstrip("/")
     with unit_of_work() as session:
+        if session.scalar(select(Organisation.id).where(Organisation.slug == slug)):
+            raise click.ClickException(_exists(slug, domain))
         data = seed_demo(session, name=name, slug=slug, domain=domain, actor=CLI_ACTOR)
         detail_url = f"{base}/api/v1/users/{data.featured.id}"
         command = curl(detail_url, data.admin_token)
@@ -45,6 +49,14 @@ def demo(name: str, slug: str, domain: str, url: str | None, as_json: bool) -> N
         ]
     )
     emit(result, as_json=as_json, text=text)
+
+
+def _exists(slug: str, domain: str) -> str:
+    return (
+        f"the organisation {slug!r} already exists (demo ran here before). For a new admin "
+        f"token: odock-sync token create --org {slug} --scope admin --user ada@{domain}; "
+        f"or make another demo: odock-sync demo --slug {slug}-2"
+    )
 
 
 def curl(url: str, token: str) -> str:

@@ -7,7 +7,7 @@ import uuid
 import click
 
 from cli.context import CLI_ACTOR, cli_settings, unit_of_work
-from cli.output import emit
+from cli.output import done, emit
 from models.actions import event_hooks, idp_events, organisations
 from models.entities import EventHookConfig
 from models.errors import InvalidInput
@@ -73,12 +73,13 @@ def okta_secret(
 
 @events.command("okta-clear")
 @ORG_OPTION
-def okta_clear(org_slug: str) -> None:
+@JSON_OPTION
+def okta_clear(org_slug: str, as_json: bool) -> None:
     """Remove the Okta hook's secret: every Okta delivery is refused until a new one is set."""
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         event_hooks.clear_okta_secret(session, organisation=organisation, actor=CLI_ACTOR)
-    click.echo("Okta event hook disabled")
+    done("Okta event hook disabled", {"okta_hook": "disabled"}, as_json=as_json)
 
 
 @events.command("secret-add")
@@ -102,13 +103,15 @@ def secret_add(org_slug: str, secret: str | None, as_json: bool) -> None:
 @events.command("secret-remove")
 @ORG_OPTION
 @click.argument("secret_id")
-def secret_remove(org_slug: str, secret_id: str) -> None:
+@JSON_OPTION
+def secret_remove(org_slug: str, secret_id: str, as_json: bool) -> None:
+    """Remove a signing secret of generic events: events signed with it are refused."""
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         event_hooks.remove_signing_secret(
             session, organisation=organisation, secret_id=secret_id, actor=CLI_ACTOR
         )
-    click.echo(f"signing secret {secret_id} removed")
+    done(f"signing secret {secret_id} removed", {"id": secret_id, "removed": True}, as_json=as_json)
 
 
 @events.command("deliveries")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import click
 
 from cli.context import CLI_ACTOR, cli_settings, unit_of_work
-from cli.output import emit
+from cli.options import ROLE
+from cli.output import emit, table
 from models.access import Viewer
 from models.actions import invitations as invitation_actions
 from models.actions import lifecycle, organisations
@@ -35,11 +37,7 @@ def invitations() -> None:
 @invitations.command("create")
 @ORG_OPTION
 @click.option("--email", required=True)
-@click.option(
-    "--role",
-    type=click.Choice([r.value for r in Role if r is not Role.SUPER_ADMIN]),
-    default="USER",
-)
+@click.option("--role", type=ROLE, default="USER", show_default=True)
 @click.option("--team", "teams", multiple=True, help="Team name or id; TEAM:MANAGER for a manager.")
 @click.option("--expires-in-hours", type=int, default=None)
 @JSON_OPTION
@@ -65,7 +63,8 @@ def create(
             secret_key=cli_settings().secret_key,
         )
         data = invitation_view(issued.invitation)
-    emit(data, as_json=as_json)
+    emit(data, as_json=as_json, text=_issued_text(data))
+    _say_where_the_mail_goes(data["email"])
 
 
 @invitations.command("list")
@@ -84,11 +83,10 @@ def list_(org_slug: str, status: str | None, search: str | None, limit: int, as_
             InvitationFilter(status=InvitationStatus(status) if status else None, search=search),
             limit=limit,
         )
-    text = "\n".join(
-        f"{i['id']}  {i['status']:8} {i['role']:10} {i['email']}  expires {i['expires_at']}"
-        for i in page.items
+    text = table(
+        page.items, ["email", "role", "status", "expires_at", "id"], empty="no invitations"
     )
-    emit(page.items, as_json=as_json, text=text or "no invitations")
+    emit(page.items, as_json=as_json, text=text)
 
 
 @invitations.command("show")
@@ -119,7 +117,8 @@ def resend(org_slug: str, invitation_id: uuid.UUID, as_json: bool) -> None:
             secret_key=cli_settings().secret_key,
         )
         data = invitation_view(issued.invitation)
-    emit(data, as_json=as_json)
+    emit(data, as_json=as_json, text=_issued_text(data))
+    _say_where_the_mail_goes(data["email"])
 
 
 @invitations.command("revoke")
@@ -218,6 +217,26 @@ def decline_user(org_slug: str, email: str, reason: str, as_json: bool) -> None:
         lifecycle.decline(session, user=user, actor=CLI_ACTOR, reason=reason)
         data = user_profile(user)
     emit(data, as_json=as_json)
+
+
+def _issued_text(data: dict[str, Any]) -> str:
+    return (
+        f"Invitation {data['id']} for {data['email']} ({data['role']}), "
+        f"{data['status']} until {data['expires_at']}."
+    )
+
+
+def _say_where_the_mail_goes(email: str) -> None:
+    """On stderr, so that --json output stays one document."""
+    settings = cli_settings()
+    if settings.smtp_host:
+        where = f"through SMTP at {settings.smtp_host}:{settings.smtp_port}"
+    else:
+        where = (
+            "to the local outbox, as SMTP_HOST is unset; read it with "
+            "`odock-sync mail show` (or `mail list`)"
+        )
+    click.echo(f"The worker sends the email to {email} {where}.", err=True)
 
 
 def _pending_user(session, org_slug: str, email: str):  # type: ignore[no-untyped-def]

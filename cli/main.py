@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import click
 
 from cli.context import CLI_ACTOR, cli_settings, database_errors, unit_of_work
-from cli.output import emit
+from cli.options import ANY_ROLE, ROLE, UpperChoice
+from cli.output import JSON_OPTION, emit, table
 from models.actions import organisations
 from models.actions import users as user_actions
 from models.enums import Role, UserStatus
 from models.errors import NotFound
 from models.queries.users import user_profile
 
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
 
 @click.group()
+@click.version_option(package_name="odock-sync", prog_name="odock-sync")
 def main() -> None:
     """odock-sync: identity-provider sync and webhooks for Odock."""
 
@@ -51,34 +52,32 @@ def org() -> None:
 
 
 @org.command("create")
-@click.option("--name", required=True)
-@click.option("--slug", default=None)
+@click.option("--name", required=True, help="Display name.")
+@click.option("--slug", default=None, help="Short name used by --org (derived from the name).")
 @JSON_OPTION
 def org_create(name: str, slug: str | None, as_json: bool) -> None:
+    """Create an organisation."""
     with unit_of_work() as session:
         organisation = organisations.create_organisation(
             session, name=name, slug=slug, actor=CLI_ACTOR
         )
         data = {"id": str(organisation.id), "name": organisation.name, "slug": organisation.slug}
-    emit(data, as_json=as_json)
+    emit(data, as_json=as_json, text=f"Created organisation {data['slug']!r} ({data['id']}).")
 
 
 @main.group()
-def user() -> None:
-    """Create and change users."""
+def users() -> None:
+    """Create, list, show and revoke users."""
 
 
-@user.command("create")
-@click.option("--org", "org_slug", required=True)
+@users.command("create")
+@click.option("--org", "org_slug", required=True, help="Organisation slug.")
 @click.option("--email", required=True)
 @click.option("--name", required=True)
-@click.option(
-    "--role",
-    type=click.Choice([r.value for r in Role if r is not Role.SUPER_ADMIN]),
-    default="USER",
-)
+@click.option("--role", type=ROLE, default="USER", show_default=True)
 @JSON_OPTION
-def user_create(org_slug: str, email: str, name: str, role: str, as_json: bool) -> None:
+def users_create(org_slug: str, email: str, name: str, role: str, as_json: bool) -> None:
+    """Create a user (ACTIVE, or PENDING when the organisation requires approval)."""
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         created = user_actions.create_user(
@@ -90,24 +89,26 @@ def user_create(org_slug: str, email: str, name: str, role: str, as_json: bool) 
             actor=CLI_ACTOR,
         )
         data = user_profile(created)
-    emit(data, as_json=as_json)
+    emit(data, as_json=as_json, text=_user_line(data))
 
 
-@main.group()
-def users() -> None:
-    """Review users."""
+# The spelling of earlier versions (`odock-sync user create`), kept hidden.
+user = click.Group("user", hidden=True, help="Old spelling of `users create`.")
+user.add_command(users_create, "create")
+main.add_command(user)
+
+
+def _user_line(data: dict[str, Any]) -> str:
+    return f"{data['email']} ({data['role']}, {data['status']}): {data['id']}"
 
 
 @users.command("list")
-@click.option("--org", "org_slug", required=True)
-@click.option(
-    "--status", default=None, type=click.Choice([s.value for s in UserStatus], case_sensitive=False)
-)
-@click.option(
-    "--role", default=None, type=click.Choice([r.value for r in Role], case_sensitive=False)
-)
+@click.option("--org", "org_slug", required=True, help="Organisation slug.")
+@click.option("--status", default=None, type=UpperChoice([s.value for s in UserStatus]))
+@click.option("--role", default=None, type=ANY_ROLE)
 @JSON_OPTION
 def users_list(org_slug: str, status: str | None, role: str | None, as_json: bool) -> None:
+    """The users of an organisation, by email."""
     from sqlalchemy import select
 
     from models.entities import User
@@ -120,12 +121,12 @@ def users_list(org_slug: str, status: str | None, role: str | None, as_json: boo
         if role:
             query = query.where(User.role == Role(role.upper()))
         rows = [user_profile(u) for u in session.scalars(query)]
-    text = "\n".join(f"{r['id']}  {r['status']:8} {r['role']:10} {r['email']}" for r in rows)
-    emit(rows, as_json=as_json, text=text or "no users")
+    text = table(rows, ["email", "name", "role", "status", "id"], empty="no users")
+    emit(rows, as_json=as_json, text=text)
 
 
 @users.command("show")
-@click.option("--org", "org_slug", required=True)
+@click.option("--org", "org_slug", required=True, help="Organisation slug.")
 @click.argument("user_ref")
 @JSON_OPTION
 def users_show(org_slug: str, user_ref: str, as_json: bool) -> None:
@@ -159,6 +160,7 @@ from cli.holds import holds  # noqa: E402
 from cli.invitations import invitations  # noqa: E402
 from cli.keys import keys  # noqa: E402
 from cli.ldap import ldap  # noqa: E402
+from cli.mail import mail  # noqa: E402
 from cli.odock import odock  # noqa: E402
 from cli.reviews import hooks, reviews, users_reactivate, users_revoke  # noqa: E402
 from cli.scim import scim  # noqa: E402
@@ -179,5 +181,6 @@ main.add_command(holds)
 main.add_command(odock)
 main.add_command(audit)
 main.add_command(health)
+main.add_command(mail)
 users.add_command(users_revoke)
 users.add_command(users_reactivate)

@@ -10,7 +10,7 @@ import click
 from sqlalchemy import Engine
 
 from cli.context import CLI_ACTOR, cli_settings, database_errors, unit_of_work
-from cli.output import emit
+from cli.output import done, emit
 from models.actions import odock_bridge, odock_reconcile, organisations
 from models.db import make_engine
 from models.entities import OdockReconcileRun
@@ -62,14 +62,15 @@ def secret_list(org_slug: str, as_json: bool) -> None:
 @secret.command("remove")
 @ORG_OPTION
 @click.argument("secret_id")
-def secret_remove(org_slug: str, secret_id: str) -> None:
+@JSON_OPTION
+def secret_remove(org_slug: str, secret_id: str, as_json: bool) -> None:
     """Remove a signing secret: events signed with it are refused from now on."""
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         odock_bridge.remove_signing_secret(
             session, organisation=organisation, secret_id=secret_id, actor=CLI_ACTOR
         )
-    click.echo(f"removed {secret_id}")
+    done(f"removed {secret_id}", {"id": secret_id, "removed": True}, as_json=as_json)
 
 
 @odock.command("import")

@@ -10,7 +10,7 @@ import click
 from sqlalchemy.orm import Session
 
 from cli.context import CLI_ACTOR, cli_settings, unit_of_work
-from cli.output import emit
+from cli.output import done, emit
 from connectors.outbound import UrlPolicy
 from models.access import Viewer
 from models.actions import lifecycle, organisations
@@ -154,6 +154,7 @@ def reviews() -> None:
 @click.option("--cause", type=click.Choice([c.value for c in ReviewCause]), default=None)
 @JSON_OPTION
 def reviews_list(org_slug: str, status: str | None, cause: str | None, as_json: bool) -> None:
+    """Revocation and access reviews, with their open findings."""
     with unit_of_work() as session:
         filters = ReviewFilter(
             status=ReviewStatus(status) if status else None,
@@ -173,6 +174,7 @@ def reviews_list(org_slug: str, status: str | None, cause: str | None, as_json: 
 @click.argument("review_id")
 @JSON_OPTION
 def reviews_show(org_slug: str, review_id: str, as_json: bool) -> None:
+    """One review and each of its findings."""
     with unit_of_work() as session:
         data = review_detail(session, _viewer(session, org_slug), _uuid(review_id, "review id"))
     text = "\n".join(
@@ -269,7 +271,8 @@ def reviews_reassign(
 @reviews.command("team-key-policy")
 @ORG_OPTION
 @click.argument("policy", type=click.Choice([p.value for p in DeletedTeamKeyPolicy]))
-def reviews_team_key_policy(org_slug: str, policy: str) -> None:
+@JSON_OPTION
+def reviews_team_key_policy(org_slug: str, policy: str, as_json: bool) -> None:
     """What deleting a team does to its keys: revoke them (default) or hand each to its creator."""
     with unit_of_work() as session:
         organisations.update_settings(
@@ -278,13 +281,14 @@ def reviews_team_key_policy(org_slug: str, policy: str) -> None:
             changes={"deleted_team_key_policy": DeletedTeamKeyPolicy(policy)},
             actor=CLI_ACTOR,
         )
-    click.echo(f"deleted team key policy: {policy}")
+    done(f"deleted team key policy: {policy}", {"policy": policy}, as_json=as_json)
 
 
 @reviews.command("org-key-policy")
 @ORG_OPTION
 @click.argument("policy", type=click.Choice([p.value for p in KeyPolicy]))
-def reviews_org_key_policy(org_slug: str, policy: str) -> None:
+@JSON_OPTION
+def reviews_org_key_policy(org_slug: str, policy: str, as_json: bool) -> None:
     """What revoking a person does to the organisation keys they created: hold them for the
     review with an urgent finding (default) or revoke them at once."""
     with unit_of_work() as session:
@@ -294,7 +298,7 @@ def reviews_org_key_policy(org_slug: str, policy: str) -> None:
             changes={"org_key_policy": KeyPolicy(policy)},
             actor=CLI_ACTOR,
         )
-    click.echo(f"organisation key policy: {policy}")
+    done(f"organisation key policy: {policy}", {"policy": policy}, as_json=as_json)
 
 
 @reviews.command("sweep")
@@ -328,6 +332,7 @@ def _policy() -> UrlPolicy:
 @ORG_OPTION
 @JSON_OPTION
 def hooks_list(org_slug: str, as_json: bool) -> None:
+    """The notification hooks of an organisation (never their secrets)."""
     with unit_of_work() as session:
         org_id = _viewer(session, org_slug).organisation_id
         items = [hooks_actions.hook_view(h) for h in hooks_actions.list_hooks(session, org_id)]
@@ -388,36 +393,43 @@ def hooks_rotate(org_slug: str, hook_id: str, keep_previous_hours: float, as_jso
 @hooks.command("enable")
 @ORG_OPTION
 @click.argument("hook_id")
-def hooks_enable(org_slug: str, hook_id: str) -> None:
-    _set_enabled(org_slug, hook_id, True)
+@JSON_OPTION
+def hooks_enable(org_slug: str, hook_id: str, as_json: bool) -> None:
+    """Send to this hook again (its failure count starts over)."""
+    _set_enabled(org_slug, hook_id, True, as_json)
 
 
 @hooks.command("disable")
 @ORG_OPTION
 @click.argument("hook_id")
-def hooks_disable(org_slug: str, hook_id: str) -> None:
-    _set_enabled(org_slug, hook_id, False)
+@JSON_OPTION
+def hooks_disable(org_slug: str, hook_id: str, as_json: bool) -> None:
+    """Stop sending to this hook (its deliveries are skipped)."""
+    _set_enabled(org_slug, hook_id, False, as_json)
 
 
-def _set_enabled(org_slug: str, hook_id: str, enabled: bool) -> None:
+def _set_enabled(org_slug: str, hook_id: str, enabled: bool, as_json: bool) -> None:
     with unit_of_work() as session:
         org_id = _viewer(session, org_slug).organisation_id
         hook = hooks_actions.get_hook(session, org_id, _uuid(hook_id, "hook id"))
         hooks_actions.update_hook(
             session, hook=hook, actor=CLI_ACTOR, url_policy=_policy(), enabled=enabled
         )
-    click.echo(f"hook {hook_id} {'enabled' if enabled else 'disabled'}")
+    state = "enabled" if enabled else "disabled"
+    done(f"hook {hook_id} {state}", {"id": hook_id, "enabled": enabled}, as_json=as_json)
 
 
 @hooks.command("remove")
 @ORG_OPTION
 @click.argument("hook_id")
-def hooks_remove(org_slug: str, hook_id: str) -> None:
+@JSON_OPTION
+def hooks_remove(org_slug: str, hook_id: str, as_json: bool) -> None:
+    """Delete a hook; its delivery log goes with it."""
     with unit_of_work() as session:
         org_id = _viewer(session, org_slug).organisation_id
         hook = hooks_actions.get_hook(session, org_id, _uuid(hook_id, "hook id"))
         hooks_actions.delete_hook(session, hook=hook, actor=CLI_ACTOR)
-    click.echo(f"hook {hook_id} removed")
+    done(f"hook {hook_id} removed", {"id": hook_id, "removed": True}, as_json=as_json)
 
 
 @hooks.command("deliveries")

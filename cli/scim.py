@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from cli.context import CLI_ACTOR, unit_of_work
-from cli.output import emit
+from cli.options import ROLE
+from cli.output import done, emit
 from models.actions import organisations
 from models.actions import scim as scim_actions
 from models.enums import Role, ScimDeletePolicy
@@ -27,8 +28,10 @@ def group_role() -> None:
 @group_role.command("set")
 @ORG_OPTION
 @click.option("--group", "group_name", required=True, help="The IdP group's displayName.")
-@click.option("--role", type=click.Choice([Role.ORG_ADMIN, Role.MANAGER, Role.USER]))
-def group_role_set(org_slug: str, group_name: str, role: str) -> None:
+@click.option("--role", type=ROLE, required=True)
+@JSON_OPTION
+def group_role_set(org_slug: str, group_name: str, role: str, as_json: bool) -> None:
+    """Members of the group hold this organisation role."""
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         scim_actions.set_group_role(
@@ -38,25 +41,36 @@ def group_role_set(org_slug: str, group_name: str, role: str) -> None:
             role=Role(role),
             actor=CLI_ACTOR,
         )
-    click.echo(f"members of {group_name!r} hold {role}")
+    done(
+        f"members of {group_name!r} hold {role}",
+        {"group": group_name, "role": role},
+        as_json=as_json,
+    )
 
 
 @group_role.command("remove")
 @ORG_OPTION
-@click.option("--group", "group_name", required=True)
-def group_role_remove(org_slug: str, group_name: str) -> None:
+@click.option("--group", "group_name", required=True, help="The IdP group's displayName.")
+@JSON_OPTION
+def group_role_remove(org_slug: str, group_name: str, as_json: bool) -> None:
+    """The group no longer grants a role (its members keep theirs until the next change)."""
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         scim_actions.set_group_role(
             session, organisation=organisation, group_name=group_name, role=None, actor=CLI_ACTOR
         )
-    click.echo(f"{group_name!r} no longer grants a role")
+    done(
+        f"{group_name!r} no longer grants a role",
+        {"group": group_name, "role": None},
+        as_json=as_json,
+    )
 
 
 @group_role.command("list")
 @ORG_OPTION
 @JSON_OPTION
 def group_role_list(org_slug: str, as_json: bool) -> None:
+    """The IdP groups that grant a role."""
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         rows = [
@@ -70,14 +84,15 @@ def group_role_list(org_slug: str, as_json: bool) -> None:
 @scim.command("delete-policy")
 @ORG_OPTION
 @click.argument("policy", type=click.Choice([p.value for p in ScimDeletePolicy]))
-def delete_policy(org_slug: str, policy: str) -> None:
+@JSON_OPTION
+def delete_policy(org_slug: str, policy: str, as_json: bool) -> None:
     """What a SCIM DELETE does: revoke (default), or also hard-delete once reviews resolve."""
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         scim_actions.set_delete_policy(
             session, organisation=organisation, policy=ScimDeletePolicy(policy), actor=CLI_ACTOR
         )
-    click.echo(f"SCIM DELETE policy: {policy}")
+    done(f"SCIM DELETE policy: {policy}", {"policy": policy}, as_json=as_json)
 
 
 @scim.command("purge")

@@ -14,6 +14,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from types import FrameType
 import click
 import requests
 
-from cli.context import cli_settings
+from cli.context import SERVE_URL_FILE, cli_settings, named_in_environment
 from models.settings import Settings
 from webhooks.health import SUPERVISOR_STATE_VARIABLE
 from worker.celery_app import urgent_queue
@@ -207,6 +208,7 @@ def child_env(settings: Settings) -> dict[str, str]:
     paths = [str(PACKAGE_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["SECRET_KEY"] = settings.secret_key
+    env["PUBLIC_BASE_URL"] = settings.public_base_url
     env.setdefault(METRICS_DIR_VARIABLE, str(Path(EMBEDDED_METRICS_DIR).resolve()))
     env[SUPERVISOR_STATE_VARIABLE] = str(Path(env[METRICS_DIR_VARIABLE]) / "supervisor.json")
     return env
@@ -291,7 +293,13 @@ def wait_ready(url: str, supervisor: Supervisor) -> None:
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on; PUBLIC_BASE_URL follows it unless set.",
+)
 @click.option("--web-workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option(
     "--web-threads",
@@ -311,7 +319,11 @@ def serve(
     from models.db import make_engine
     from models.migrate import upgrade
 
+    require_free_port(host, port)
     settings = cli_settings()
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
+    if not named_in_environment("PUBLIC_BASE_URL"):  # links in emails follow --port
+        settings = settings.model_copy(update={"public_base_url": url})
     engine = make_engine(settings)
     upgrade(engine)
     engine.dispose()
@@ -327,11 +339,30 @@ def serve(
     env = child_env(settings)
     fresh_metrics_dir(env)
     supervisor = Supervisor(children, env, state_path=Path(env[SUPERVISOR_STATE_VARIABLE]))
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
     click.echo(f"odock-sync: starting web on {host}:{port}, a worker and beat", err=True)
-    code = supervisor.run(on_started=lambda: wait_ready(url, supervisor))
+    url_file = Path(SERVE_URL_FILE)
+    url_file.write_text(f"{os.getpid()} {settings.public_base_url}\n")
+    try:
+        code = supervisor.run(on_started=lambda: wait_ready(url, supervisor))
+    finally:
+        url_file.unlink(missing_ok=True)
     click.echo("odock-sync: stopped", err=True)
     sys.exit(code)
+
+
+def require_free_port(host: str, port: int) -> None:
+    """Stop with a message naming the port when something listens on it already."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}. Another odock-sync "
+                f"serve or another program uses port {port}; stop it, or choose another port: "
+                f"odock-sync serve --port {port + 1} (make serve PORT={port + 1})"
+            ) from None
 
 
 def urgent_worker_command(queue: str, *, loglevel: str) -> list[str]:

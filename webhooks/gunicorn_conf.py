@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import tempfile
 from typing import Any
 
 from prometheus_client import multiprocess
@@ -17,6 +18,14 @@ worker_class = "webhooks.buffering_worker.BufferingWorker"
 worker_connections = 1000  # per worker: open connections, most of them waiting cost nothing
 keepalive = 5  # seconds an idle kept-alive connection stays open
 timeout = 30  # a worker whose event loop is silent this long is restarted
+
+# Gunicorn's control socket (for `gunicornc`) is one path per user by default
+# (~/.gunicorn/gunicorn.ctl): a second instance on the machine took it over from the first.
+# One per instance instead, named by the master's pid (this file is read by the master).
+control_socket = os.path.join(
+    os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir(),
+    f"odock-sync-gunicorn-{os.getpid()}.ctl",
+)
 
 
 def post_worker_init(_worker: Any) -> None:

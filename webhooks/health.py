@@ -81,7 +81,8 @@ def metrics() -> Response:
     operations.register(OperationsCollector(state.sessions, state.settings.cutoff_deadline))
     operations.register(SourceCollector(state.sessions))
     body = generate_latest(_registry()) + generate_latest(operations)
-    return Response(body, mimetype=CONTENT_TYPE_LATEST)
+    # content_type, not mimetype: Flask would add a second charset to a text/ mimetype.
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 
 def _registry() -> Collector:

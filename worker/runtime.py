@@ -20,9 +20,13 @@ class Runtime:
 
 _current: Runtime | None = None
 
+# What a send records when there is no SMTP server and the mail stays in the local outbox.
+KEPT_LOCALLY = "kept in the local outbox (SMTP_HOST is unset): see `odock-sync mail list`"
+
 
 def smtp_config(settings: Settings) -> SmtpConfig | None:
-    """The SMTP server to send email through, or None where none is configured."""
+    """The SMTP server to send email through, or None where none is configured (then mail
+    is kept in the local outbox)."""
     if not settings.smtp_host:
         return None
     return SmtpConfig(

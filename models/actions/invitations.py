@@ -694,6 +694,7 @@ class DeliveryPlan:
     """Everything one email needs, as plain values (no session needed to send it)."""
 
     invitation_id: uuid.UUID
+    organisation_id: uuid.UUID
     send_number: int
     attempt: int
     to: str
@@ -726,6 +727,7 @@ def plan_delivery(
     )
     return DeliveryPlan(
         invitation_id=invitation.id,
+        organisation_id=invitation.organisation_id,
         send_number=send_number,
         attempt=(attempts or 0) + 1,
         to=invitation.email,

@@ -11,6 +11,7 @@ from models.entities.directory import DirectoryConnector, DirectorySyncRun, Sync
 from models.entities.event_hook import EventCursor, EventHookConfig
 from models.entities.invitation import Invitation, InvitationDelivery, PendingInvitation
 from models.entities.key_command import KeyCommand
+from models.entities.local_mail import LocalMail
 from models.entities.mass_change import MassChange, MassChangeGate, MassChangeSettings
 from models.entities.notification import DeliveryAttempt, NotificationDelivery, NotificationHook
 from models.entities.odock import OdockBridge, OdockReconcileRun, OdockTombstone
@@ -45,6 +46,7 @@ __all__ = [
     "KeyCommand",
     "KeyCutoff",
     "KeyInvalidation",
+    "LocalMail",
     "MassChange",
     "MassChangeGate",
     "MassChangeSettings",

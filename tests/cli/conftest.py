@@ -40,6 +40,6 @@ def run(cli_env: None) -> Callable[..., Result]:
 @pytest.fixture
 def run_json(run: Callable[..., Result]) -> Callable[..., Any]:
     def invoke(*args: str) -> Any:
-        return json.loads(run(*args, "--json").output)
+        return json.loads(run(*args, "--json").stdout)  # notes go to stderr
 
     return invoke

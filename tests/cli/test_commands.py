@@ -17,7 +17,7 @@ def test_org_user_and_token_commands_print_json(run_json, sessions) -> None:
     org = run_json("org", "create", "--name", "Acme Corp")
     assert org["slug"] == "acme-corp" and uuid.UUID(org["id"])
     person = run_json(
-        "user",
+        "users",
         "create",
         "--org",
         "acme-corp",
@@ -70,7 +70,7 @@ def test_a_token_from_the_cli_opens_the_admin_api(run, run_json, client) -> None
 def test_users_list_and_show(run, run_json) -> None:
     run("org", "create", "--name", "Acme", "--slug", "acme")
     for email, role in [("a@acme.test", "ORG_ADMIN"), ("b@acme.test", "USER")]:
-        run("user", "create", "--org", "acme", "--email", email, "--name", email, "--role", role)
+        run("users", "create", "--org", "acme", "--email", email, "--name", email, "--role", role)
     listed = run_json("users", "list", "--org", "acme")
     assert [u["email"] for u in listed] == ["a@acme.test", "b@acme.test"]
     assert [u["email"] for u in run_json("users", "list", "--org", "acme", "--role", "user")] == [
@@ -153,6 +153,8 @@ def _head() -> str:
         (["users", "show", "--org", "acme", str(uuid.uuid4())], "not found"),
         (["users", "list", "--org", "acme", "--status", "gone"], "Invalid value for '--status'"),
         (["demo", "--slug", "acme"], "already exists"),
+        (["demo", "--slug", "acme"], "odock-sync demo --slug acme-2"),
+        (["demo", "--slug", "acme"], "odock-sync token create --org acme --scope admin"),
     ],
     ids=[
         "bad-org",
@@ -169,6 +171,8 @@ def _head() -> str:
         "show-unknown-id",
         "bad-status",
         "demo-clash",
+        "demo-clash-another-slug",
+        "demo-clash-new-token",
     ],
 )
 def test_mistakes_are_clean_errors_that_change_nothing(run, sessions, args, message) -> None:

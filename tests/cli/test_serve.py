@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,13 +22,24 @@ from tests.support.processes import alive, descendants
 from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-EMBEDDED_ONLY = ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "SMTP_HOST", "GATEWAY_URL")
+EMBEDDED_ONLY = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "SECRET_KEY",
+    "SMTP_HOST",
+    "GATEWAY_URL",
+    "PUBLIC_BASE_URL",
+)
+
+
+IDENTITY_HEADER = "X-Forwarded-Email"  # what a sign-in proxy would set (README walk-through)
 
 
 def embedded_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in EMBEDDED_ONLY}
     env["PYTHONPATH"] = str(ROOT)
     env["BROKER_POLL_INTERVAL"] = "0.1"
+    env["ENROLLMENT_IDENTITY_HEADER"] = IDENTITY_HEADER
     return env
 
 
@@ -83,13 +97,17 @@ def test_serve_is_ready_and_leaves_no_child_behind(tmp_path: Path, stop: signal.
         assert (tmp_path / "odock-sync.sqlite3").exists()
         if stop is signal.SIGTERM:
             demo_then_the_printed_curl(tmp_path, port)
+            invitation_accepted_through_the_local_outbox_link(tmp_path, port)
             assert_the_worker_yields_the_cpu_to_the_web(family)
+            assert_one_control_socket_per_instance(family)
         serve.send_signal(stop)
         wait_until(lambda: not alive(family), timeout=60, what="every child to exit")
         serve.wait(timeout=30)
         if stop is not signal.SIGKILL:
             assert serve.returncode == 0, (tmp_path / "serve.log").read_text()
         assert not ready(port)
+        if stop is not signal.SIGKILL:
+            assert not (tmp_path / "odock-sync-serve.url").exists()
     finally:
         for pid in alive(family | {serve.pid}):
             os.kill(pid, signal.SIGKILL)
@@ -111,10 +129,67 @@ def niceness(pid: int) -> int:
     return int(fields[16])
 
 
+def cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=workdir,
+        env=embedded_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+
+def invitation_accepted_through_the_local_outbox_link(workdir: Path, port: int) -> None:
+    """The README's walk-through: invite, read the link in the local outbox (no SMTP server),
+    open it signed in as the invitee, give a name: an ACTIVE user."""
+    created = cli(workdir, "invitations", "create", "--org", "demo", "--email", "pat@demo.example")
+    assert "local outbox" in created.stderr and "odock-sync mail show" in created.stderr
+
+    def kept_link() -> str | None:
+        kept = json.loads(cli(workdir, "mail", "list", "--to", "pat@", "--json").stdout)
+        if not kept:
+            return None
+        shown = json.loads(cli(workdir, "mail", "show", kept[0]["id"], "--json").stdout)
+        return next(link for link in shown["links"] if "/enroll/" in link)
+
+    link = wait_until(kept_link, timeout=60, what="the invitation in the local outbox")
+    assert link.startswith(f"http://127.0.0.1:{port}/enroll/inv_")  # serve's own port
+    signed_in = {IDENTITY_HEADER: "pat@demo.example"}
+    page = requests.get(link, headers=signed_in, timeout=10)
+    [key] = re.findall(r'name="form_key" value="([0-9a-f]+)"', page.text)
+    done = requests.post(
+        link, headers=signed_in, data={"name": "Pat Example", "form_key": key}, timeout=10
+    )
+    assert done.status_code == 200, done.text
+    shown = json.loads(
+        cli(workdir, "users", "show", "--org", "demo", "pat@demo.example", "--json").stdout
+    )
+    assert (shown["name"], shown["status"]) == ("Pat Example", "ACTIVE")
+
+
+def assert_one_control_socket_per_instance(family: set[int]) -> None:
+    """Gunicorn's control socket is named by its master, not one path shared by all."""
+    web = {pid for pid in alive(family) if "gunicorn" in command_line(pid)}
+    [master] = [pid for pid in web if parent(pid) not in web]
+    directory = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    assert Path(directory, f"odock-sync-gunicorn-{master}.ctl").is_socket()
+
+
+def command_line(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def demo_then_the_printed_curl(workdir: Path, port: int) -> None:
-    """The README's promise: `odock-sync demo`, then run the command it prints."""
+    """The README's promise: `odock-sync demo` (which follows the port of the running serve),
+    then run the command it prints."""
     demo = subprocess.run(
-        [*CLI, "demo", "--url", f"http://127.0.0.1:{port}", "--json"],
+        [*CLI, "demo", "--json"],
         cwd=workdir,
         env=embedded_env(),
         capture_output=True,
@@ -122,6 +197,7 @@ def demo_then_the_printed_curl(workdir: Path, port: int) -> None:
         timeout=60,
     )
     command = json.loads(demo.stdout)["curl"]
+    assert f"http://127.0.0.1:{port}/api/v1/users/" in command
     answer = subprocess.run(shlex.split(command), capture_output=True, check=True, timeout=30)
     detail = json.loads(answer.stdout)
     assert detail["email"] == "uma@demo.example"
@@ -143,3 +219,37 @@ def test_a_web_worker_keeps_what_the_app_loaded_out_of_the_garbage_collector() -
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_serve_names_the_port_when_it_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*CLI, "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=embedded_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert f"make serve PORT={port + 1}" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "odock-sync.sqlite3").exists()  # it stopped before doing anything
+
+
+def test_commands_follow_the_url_of_the_serve_running_here(tmp_path, monkeypatch) -> None:
+    from cli.context import SERVE_URL_FILE, cli_settings, running_serve_url
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    assert running_serve_url() is None
+    (tmp_path / SERVE_URL_FILE).write_text(f"{os.getpid()} http://127.0.0.1:8123\n")
+    assert cli_settings().public_base_url == "http://127.0.0.1:8123"
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://sync.example.com")  # named: it wins
+    assert cli_settings().public_base_url == "https://sync.example.com"
+    monkeypatch.delenv("PUBLIC_BASE_URL")
+    (tmp_path / SERVE_URL_FILE).write_text("999999999 http://127.0.0.1:8123\n")  # not running
+    assert running_serve_url() is None

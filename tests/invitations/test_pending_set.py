@@ -68,7 +68,7 @@ def test_an_expired_invitation_no_longer_blocks_its_email(session, scene):
 @pytest.mark.usefixtures("clean_db")
 def test_the_sweep_expires_the_overdue_ones_in_one_audited_batch(session, scene, engine):
     if engine.dialect.name == "postgresql":
-        # clean_db deletes rows but keeps the pages earlier tests filled: start from none.
+        # clean_db deletes rows, which keeps the pages earlier tests filled: start from none.
         session.execute(text("TRUNCATE pending_invitations"))
         session.commit()
     now = utcnow()

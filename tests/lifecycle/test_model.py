@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -47,6 +46,7 @@ from models.errors import InvalidTransition
 from models.settings import Settings
 from tests.events import okta_payloads as okta
 from tests.support import factories as f
+from tests.support.fuzz import FUZZ
 
 ADMIN = Actor(Source.ADMIN, "model admin")
 SCIM = Actor(Source.SCIM, "model scim")
@@ -363,10 +363,7 @@ def test_every_source_follows_one_lifecycle_policy(sessions, settings, clean_db)
     LifecycleMachine.settings = settings
     run_state_machine_as_test(
         LifecycleMachine,
-        settings=hypothesis_settings(
-            max_examples=25,
-            stateful_step_count=30,
-            deadline=None,
-            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-        ),
+        # Derandomized with no example database, as every fuzz test of the suite (FUZZ): a
+        # run is repeatable; FUZZ_RANDOM=1 explores.
+        settings=hypothesis_settings(FUZZ, max_examples=25, stateful_step_count=30),
     )

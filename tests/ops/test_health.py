@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from models.enums import Role
 from models.settings import Settings
@@ -77,6 +78,8 @@ def test_metrics_count_requests_by_endpoint_and_status(client) -> None:
     assert count("users.index", "401") == before_401 + 1
     metrics = client.get("/metrics")
     assert metrics.mimetype == "text/plain"
+    assert metrics.headers["Content-Type"] == CONTENT_TYPE_LATEST  # one charset, not two
+    assert metrics.headers["Content-Type"].count("charset") == 1
     assert "odock_http_request_seconds_bucket" in metrics.get_data(as_text=True)
 
 

@@ -215,3 +215,40 @@ def test_a_delivery_is_sent_by_one_holder_of_its_lease_at_a_time(session, settin
     assert outcome is deliveries.Outcome.DELIVERED
     assert deliveries.lease_remaining(session, delivery_id=delivery.id) is None
     assert deliveries.claim_delivery(session, delivery_id=delivery.id, lease=lease) is None
+
+
+def test_without_smtp_a_recipients_notification_is_kept_in_the_local_outbox(
+    session, sessions, settings, mailbox, monkeypatch
+):
+    from models.actions import notification_deliveries
+    from models.entities import LocalMail
+    from models.queries.local_mail import mail_detail
+    from tests.support.fuzz import hold_tasks
+    from worker.runtime import init_runtime
+    from worker.tasks.notifications import deliver
+
+    hold_tasks(monkeypatch)  # only this test delivers it, not a worker left from another
+    org = f.make_org(session)
+    owner = f.make_user(session, org, email=f"owner-{org.slug}@example.com")
+    notification_deliveries.plan_deliveries(
+        session,
+        event_id="evt-local-1",
+        organisation_id=org.id,
+        event="review.resolved",
+        payload={"message": "all done"},
+        recipient_user_ids=[owner.id],
+    )
+    (delivery_id,) = session.scalars(select(NotificationDelivery.id)).all()
+    session.commit()
+    init_runtime(settings.model_copy(update={"smtp_host": ""}))
+    try:
+        assert deliver.run(str(delivery_id)) == "delivered"
+    finally:
+        init_runtime(settings)
+
+    with sessions() as fresh:
+        assert fresh.get(NotificationDelivery, delivery_id).status is DeliveryStatus.DELIVERED
+        (kept,) = fresh.scalars(select(LocalMail)).all()
+        detail = mail_detail(kept, secret_key=settings.secret_key)
+    assert detail["to"] == owner.email and "all done" in detail["text"]
+    assert mailbox.messages == []

@@ -10,11 +10,11 @@ import structlog
 from sqlalchemy import Engine, text
 
 from connectors import email, invitation_email
-from models.actions import invitations
+from models.actions import invitations, local_mail
 from models.actor import Actor
 from models.base import utcnow
 from worker import turns
-from worker.runtime import Runtime, runtime, smtp_config
+from worker.runtime import KEPT_LOCALLY, Runtime, runtime, smtp_config
 from worker.tasks.base import TransientError, task
 
 log = structlog.get_logger(__name__)
@@ -36,22 +36,33 @@ def deliver(invitation_id: str, send_number: int) -> None:
         session.commit()  # the claim is visible before the send; no lock held during it
     if plan is None or claim is None:
         return
-    status, detail = _send(plan)
+    status, detail, kept = _send(plan)
     with current.sessions() as session:
+        if kept is not None:  # no SMTP server: the mail is kept with the record of its send
+            local_mail.keep_mail(
+                session,
+                email=kept,
+                organisation_id=plan.organisation_id,
+                secret_key=current.settings.secret_key,
+                actor=Actor.system("invitations.deliver"),
+            )
         invitations.finish_send(session, delivery_id=claim, status=status, detail=detail)
         session.commit()
     if status == "failed":
         raise TransientError(detail)
 
 
-def _send(plan: invitations.DeliveryPlan) -> tuple[str, str]:
-    """Send the email for this send; ("sent" | "failed" | "rejected", detail)."""
+def _send(plan: invitations.DeliveryPlan) -> tuple[str, str, email.Email | None]:
+    """Send the email for this send: ("sent" | "failed" | "rejected", detail, the mail to
+    keep in the local outbox when no SMTP server is configured)."""
     settings = runtime().settings
     config = smtp_config(settings)
     if plan.token is None:
-        return "rejected", "SECRET_KEY changed since this link was issued; resend the invitation"
-    if config is None:
-        return "failed", "SMTP is not configured (SMTP_HOST)"
+        return (
+            "rejected",
+            "SECRET_KEY changed since this link was issued; resend the invitation",
+            None,
+        )
     message = invitation_email.build(
         invitation_email.InvitationEmail(
             to=plan.to,
@@ -65,15 +76,17 @@ def _send(plan: invitations.DeliveryPlan) -> tuple[str, str]:
             message_id=f"<invitation-{plan.invitation_id}-{plan.send_number}@odock-sync>",
         )
     )
+    if config is None:
+        return "sent", KEPT_LOCALLY, message
     try:
         email.send(config, message)
     except email.EmailUnavailable as exc:
         log.warning("invitation.delivery_failed", invitation_id=str(plan.invitation_id))
-        return "failed", str(exc)
+        return "failed", str(exc), None
     except email.EmailRejected as exc:
-        return "rejected", str(exc)
+        return "rejected", str(exc), None
     log.info("invitation.delivered", invitation_id=str(plan.invitation_id), send=plan.send_number)
-    return "sent", ""
+    return "sent", "", None
 
 
 @task("invitations.expire_overdue")

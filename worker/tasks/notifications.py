@@ -7,14 +7,17 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.orm import Session
 
 from connectors import email as smtp
 from connectors import notify_formats
 from connectors.outbound import PostResult, UnsafeUrl, check_url, post_json
 from connectors.signed_webhooks import sign
 from models.access import is_leaver
+from models.actions import local_mail
 from models.actions import notification_deliveries as deliveries
 from models.actions.notification_hooks import signing_secrets
+from models.actor import Actor
 from models.entities import NotificationDelivery, NotificationHook
 from models.enums import HookKind
 from models.settings import Settings
@@ -72,7 +75,7 @@ def deliver(self: Any, delivery_id: str) -> str:
         leaver = bool(delivery.recipient_email) and is_leaver(
             session, delivery.organisation_id, delivery.recipient_email or ""
         )
-        result = send_delivery(settings, delivery, hook, acknowledgeable=not leaver)
+        result = send_delivery(session, settings, delivery, hook, acknowledgeable=not leaver)
         outcome = deliveries.record_attempt(
             session,
             delivery=delivery,
@@ -94,6 +97,7 @@ def backoff(settings: Settings, attempts: int) -> float:
 
 
 def send_delivery(
+    session: Session,
     settings: Settings,
     delivery: NotificationDelivery,
     hook: NotificationHook | None,
@@ -101,12 +105,13 @@ def send_delivery(
     acknowledgeable: bool = True,
 ) -> deliveries.AttemptResult:
     """Render the delivery for its channel and send it once (with no acknowledgement link
-    when the recipient may not acknowledge: a leaver)."""
+    when the recipient may not acknowledge: a leaver). Email with no SMTP server configured is
+    kept in the local outbox, in `session`'s transaction."""
     recipient = delivery.recipient_email or (f"hook:{hook.name}" if hook else "unknown")
     ack_url = _ack_url(settings, delivery, recipient) if acknowledgeable else None
     if hook is None or hook.kind is HookKind.EMAIL:
         address = hook.target if hook else delivery.recipient_email or ""
-        return _send_email(settings, delivery, address, ack_url)
+        return _send_email(session, settings, delivery, address, ack_url)
     policy = settings.outbound_policy()
     try:
         check_url(hook.target, policy)
@@ -147,11 +152,12 @@ def _signature_headers(secrets: list[str], msg_id: str, body: bytes) -> dict[str
 
 
 def _send_email(
-    settings: Settings, delivery: NotificationDelivery, address: str, ack_url: str | None
+    session: Session,
+    settings: Settings,
+    delivery: NotificationDelivery,
+    address: str,
+    ack_url: str | None,
 ) -> deliveries.AttemptResult:
-    config = smtp_config(settings)
-    if config is None:
-        return deliveries.AttemptResult(False, error="no SMTP server configured", permanent=True)
     message = notify_formats.email_message(
         to=address,
         event=delivery.event,
@@ -159,6 +165,16 @@ def _send_email(
         ack_url=ack_url,
         message_id=f"<{delivery.id}@odock-sync>",
     )
+    config = smtp_config(settings)
+    if config is None:
+        local_mail.keep_mail(
+            session,
+            email=message,
+            organisation_id=delivery.organisation_id,
+            secret_key=settings.secret_key,
+            actor=Actor.system("notifications.deliver"),
+        )
+        return deliveries.AttemptResult(True)
     try:
         smtp.send(config, message)
     except smtp.EmailRejected as exc:
