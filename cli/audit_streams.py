@@ -98,12 +98,14 @@ def resume(org_slug: str, stream_id: uuid.UUID, as_json: bool) -> None:
 @streams.command("remove")
 @ORG_OPTION
 @ID_OPTION
-def remove(org_slug: str, stream_id: uuid.UUID) -> None:
+@JSON_OPTION
+def remove(org_slug: str, stream_id: uuid.UUID, as_json: bool) -> None:
+    """Remove a stream; events it has not sent yet are not sent."""
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         stream = actions.get_stream(session, organisation.id, stream_id)
         actions.delete_stream(session, stream=stream, actor=CLI_ACTOR)
-    click.echo("removed")
+    emit({"id": str(stream_id), "removed": True}, as_json=as_json, text="removed")
 
 
 def _set_enabled(org_slug: str, stream_id: uuid.UUID, enabled: bool, as_json: bool) -> None:

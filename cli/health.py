@@ -24,6 +24,7 @@ def health() -> None:
 @ORG_OPTION
 @JSON_OPTION
 def show(org_slug: str, as_json: bool) -> None:
+    """Each source's last sign of life, open incidents and failing hooks."""
     now = utcnow()
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
