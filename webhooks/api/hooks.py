@@ -8,12 +8,11 @@ from typing import Any
 from flask import Blueprint, request
 
 from connectors.outbound import UrlPolicy
-from models.access import Viewer, require_admin
 from models.actions import notification_hooks as hooks
 from models.actions.notification_deliveries import deliveries_of
 from webhooks.api.params import int_param
 from webhooks.api.review_schemas import CreateHook, EditHook, RotateSecret
-from webhooks.auth import admin_actor, current_viewer
+from webhooks.auth import admin_actor, current_admin
 from webhooks.body import parse_body
 from webhooks.context import db_session, settings
 
@@ -25,15 +24,9 @@ def url_policy() -> UrlPolicy:
     return current.outbound_policy()
 
 
-def _admin() -> Viewer:
-    viewer = current_viewer()
-    require_admin(viewer)
-    return viewer
-
-
 @bp.get("/notification-hooks")
 def index() -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     return {
         "items": [
             hooks.hook_view(h) for h in hooks.list_hooks(db_session(), viewer.organisation_id)
@@ -43,7 +36,7 @@ def index() -> dict[str, Any]:
 
 @bp.post("/notification-hooks")
 def create() -> tuple[dict[str, Any], int]:
-    viewer = _admin()
+    viewer = current_admin()
     body = parse_body(CreateHook)
     session = db_session()
     hook, secret = hooks.create_hook(
@@ -63,13 +56,13 @@ def create() -> tuple[dict[str, Any], int]:
 
 @bp.get("/notification-hooks/<uuid:hook_id>")
 def show(hook_id: uuid.UUID) -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     return hooks.hook_view(hooks.get_hook(db_session(), viewer.organisation_id, hook_id))
 
 
 @bp.patch("/notification-hooks/<uuid:hook_id>")
 def edit(hook_id: uuid.UUID) -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     body = parse_body(EditHook)
     session = db_session()
     hook = hooks.get_hook(session, viewer.organisation_id, hook_id)
@@ -86,7 +79,7 @@ def edit(hook_id: uuid.UUID) -> dict[str, Any]:
 
 @bp.delete("/notification-hooks/<uuid:hook_id>")
 def delete(hook_id: uuid.UUID) -> tuple[str, int]:
-    viewer = _admin()
+    viewer = current_admin()
     session = db_session()
     hooks.delete_hook(
         session,
@@ -99,7 +92,7 @@ def delete(hook_id: uuid.UUID) -> tuple[str, int]:
 
 @bp.post("/notification-hooks/<uuid:hook_id>/rotate-secret")
 def rotate(hook_id: uuid.UUID) -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     keep = (
         parse_body(RotateSecret).keep_previous_hours if bool(request.get_data(cache=True)) else 24.0
     )
@@ -118,7 +111,7 @@ def rotate(hook_id: uuid.UUID) -> dict[str, Any]:
 
 @bp.get("/notification-hooks/<uuid:hook_id>/deliveries")
 def deliveries(hook_id: uuid.UUID) -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     session = db_session()
     hook = hooks.get_hook(session, viewer.organisation_id, hook_id)
     limit = int_param("limit", 50, low=1, high=500)
