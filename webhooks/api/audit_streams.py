@@ -11,7 +11,6 @@ from pydantic import Field
 from models.actions import audit_streams as streams
 from models.enums import StreamPreset
 from webhooks.api.described import takes_body
-from webhooks.api.hooks import url_policy
 from webhooks.auth import admin_actor, current_admin
 from webhooks.body import RequestBody, parse_body
 from webhooks.context import db_session, settings
@@ -59,7 +58,7 @@ def create() -> tuple[dict[str, Any], int]:
         splunk_token=body.splunk_token,
         batch_size=body.batch_size,
         from_beginning=body.from_beginning,
-        url_policy=url_policy(),
+        url_policy=settings().outbound_policy(),
         secret_key=settings().secret_key,
         actor=admin_actor(viewer),
     )
@@ -86,7 +85,7 @@ def edit(stream_id: uuid.UUID) -> dict[str, Any]:
         session,
         stream=stream,
         actor=admin_actor(viewer),
-        url_policy=url_policy(),
+        url_policy=settings().outbound_policy(),
         **body.model_dump(exclude_none=True),
     )
     session.commit()

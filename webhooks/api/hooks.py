@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from connectors.outbound import UrlPolicy
 from models.actions import notification_hooks as hooks
 from models.actions.notification_deliveries import deliveries_of
 from webhooks.api.params import int_param
@@ -17,11 +16,6 @@ from webhooks.body import parse_body
 from webhooks.context import db_session, settings
 
 bp = Blueprint("notification_hooks", __name__, url_prefix="/api/v1")
-
-
-def url_policy() -> UrlPolicy:
-    current = settings()
-    return current.outbound_policy()
 
 
 @bp.get("/notification-hooks")
@@ -46,7 +40,7 @@ def create() -> tuple[dict[str, Any], int]:
         kind=body.kind,
         target=body.target,
         events=body.events,
-        url_policy=url_policy(),
+        url_policy=settings().outbound_policy(),
         secret_key=settings().secret_key,
         actor=admin_actor(viewer),
     )
@@ -70,7 +64,7 @@ def edit(hook_id: uuid.UUID) -> dict[str, Any]:
         session,
         hook=hook,
         actor=admin_actor(viewer),
-        url_policy=url_policy(),
+        url_policy=settings().outbound_policy(),
         **body.model_dump(exclude_none=True),
     )
     session.commit()
