@@ -5,7 +5,7 @@ resolve a review finding, filter the audit log; axe-core on every page.
 Screenshots of every page are saved to build/console-screenshots/ in the checkout (or to
 $CONSOLE_SCREENSHOT_DIR): sign-in.png, overview.png, runs.png, run-quarantined.png,
 run-approved.png, person-revoked.png, person-preview.png, reviews.png, review.png,
-audit.png, audit-bad-filter.png.
+audit.png, audit-bad-filter.png, deliveries.png.
 """
 
 from __future__ import annotations
@@ -132,6 +132,8 @@ def test_sign_in_approve_resolve_filter(
         page.click("#filter")
         assert "since must be an ISO 8601 time" in page.locator("#filter-error").inner_text()
         _look(page, "audit-bad-filter")
+        page.click("text=Deliveries")
+        _look(page, "deliveries")
         context.close()
 
     with sessions() as s:
