@@ -62,6 +62,5 @@ def sign_in(client: FlaskClient, token: str) -> FlaskClient:
     return client
 
 
-# The browser tests drive a real slapd directory, and Debian's chromium.
-from tests.invitations.conftest import chromium  # noqa: E402, F401
+# The browser test drives a real slapd directory (and the run's chromium, tests/conftest.py).
 from tests.ldap.conftest import directory, make_connector, slapd, sync  # noqa: E402, F401

@@ -80,13 +80,15 @@ def test_sign_in_approve_resolve_filter(
         assert page.url.endswith("/console/sign-in")
         _look(page, "sign-in")
         page.fill("#token", token)
-        page.click("#sign-in")
+        with page.expect_navigation():
+            page.click("#sign-in")
         assert page.locator("#signed-in-as").inner_text() == "ada@acme.example"
         assert page.locator("#quarantined li").count() == 1
         _look(page, "overview")
         assert page.locator(".chart svg rect").count() == 60  # two charts of 30 days
 
-        page.click("text=Directory runs")
+        with page.expect_navigation():
+            page.click("text=Directory runs")
         _look(page, "runs")
 
         # The held run: why, and who its plan would revoke.
@@ -94,12 +96,14 @@ def test_sign_in_approve_resolve_filter(
         assert "more than 10%" in page.locator("#held-reason").inner_text()
         assert bob.email in page.locator("#diff-revoked").inner_text()
         _look(page, "run-quarantined")
-        page.click("#approve")
+        with page.expect_navigation():
+            page.click("#approve")  # a form submission: the next page replaces this one
         assert page.locator("#run-status").inner_text() == "approved"
         assert "approved" in page.locator("#notice").inner_text()
         assert bob.email in page.locator("#diff-revoked").inner_text()
         _look(page, "run-approved")
-        page.click(f"#diff-revoked >> text={bob.email}")
+        with page.expect_navigation():
+            page.click(f"#diff-revoked >> text={bob.email}")
         assert page.locator("#person-status").inner_text() == "REVOKED"
         _look(page, "person-revoked")
 
@@ -110,29 +114,35 @@ def test_sign_in_approve_resolve_filter(
         _look(page, "person-preview")
 
         # Reviews: resolve one finding of the leaver's review, with a note.
-        page.click("text=Reviews")
+        with page.expect_navigation():
+            page.click("text=Reviews")
         _look(page, "reviews")
         page.goto(f"{base}/console/reviews/{review_id}")
         first = page.locator("article.finding.state-open").first
         finding_id = uuid.UUID(first.get_attribute("id").removeprefix("finding-"))
         first.locator("input[name=note]").fill("handled in the console")
-        first.locator("button.resolve").click()
+        with page.expect_navigation():
+            first.locator("button.resolve").click()
         assert "resolved" in page.locator("#notice").inner_text()
         assert page.locator(f"#finding-{finding_id} .finding-state").inner_text() == "resolved"
         _look(page, "review")
 
         # The audit log, filtered by action; then a filter it cannot read.
-        page.click("text=Audit log")
+        with page.expect_navigation():
+            page.click("text=Audit log")
         page.fill("#f-action", "directory_sync.*")
-        page.click("#filter")
+        with page.expect_navigation():
+            page.click("#filter")
         actions = page.locator("#events td.action").all_inner_texts()
         assert set(actions) == {"directory_sync.quarantined", "directory_sync.approved"}
         _look(page, "audit")
         page.fill("#f-since", "last tuesday")
-        page.click("#filter")
+        with page.expect_navigation():
+            page.click("#filter")
         assert "since must be an ISO 8601 time" in page.locator("#filter-error").inner_text()
         _look(page, "audit-bad-filter")
-        page.click("text=Deliveries")
+        with page.expect_navigation():
+            page.click("text=Deliveries")
         _look(page, "deliveries")
         context.close()
 

@@ -70,15 +70,30 @@ def test_revoke_from_the_blast_radius_page_as_the_admin(client, org, session, se
     assert "Revoked: their keys are being disabled" in shown and 'id="revoke"' not in shown
 
 
-def test_bad_input_is_a_page_that_says_so_and_changes_nothing(
-    client, org, reviewed, unchanged, sessions
-):
+def _decided(sessions) -> tuple[list[tuple[str, ...]], ...]:
+    """What a console action decides: statuses, findings' states, events by a person. (Not
+    every column: the run's worker still records the gateway's answers on the findings.)"""
+    with sessions() as s:
+        users = sorted((str(u.id), u.status.value, u.role.value) for u in s.scalars(select(User)))
+        findings = sorted(
+            (str(x.id), x.state.value, str(x.resolution), str(x.acknowledged_at))
+            for x in s.scalars(select(ReviewFinding))
+        )
+        events = sorted(
+            (e.action, str(e.target_id))
+            for e in s.scalars(select(AuditEvent).where(AuditEvent.actor_user_id.is_not(None)))
+        )
+        s.rollback()
+    return users, findings, events
+
+
+def test_bad_input_is_a_page_that_says_so_and_changes_nothing(client, org, reviewed, sessions):
     sign_in(client, org.admin_token)
     review = reviewed[org.member.email]
     page = client.get(f"/console/reviews/{review.id}").get_data(as_text=True)
     csrf = csrf_of(page)
     finding = review.findings[0]
-    unchanged()
+    before = _decided(sessions)
     cases = [
         (f"/console/people/{org.admin.id}/revoke", {}, 403, "cannot change your own role"),
         (f"/console/findings/{finding.id}/reassign", {"user_id": "nobody"}, 400, "user_id"),
@@ -95,7 +110,7 @@ def test_bad_input_is_a_page_that_says_so_and_changes_nothing(
     bad_filter = client.get("/console/audit?since=yesterday&key_id=12")
     assert bad_filter.status_code == 400
     assert "must be" in bad_filter.get_data(as_text=True)
-    unchanged()
+    assert _decided(sessions) == before
 
 
 def test_a_closed_finding_cannot_be_resolved_again(client, org, reviewed, sessions):
