@@ -99,7 +99,10 @@ def finish(client: Client, *, code: str, code_verifier: str, nonce: str) -> IdTo
             raise OidcError(f"the provider refused the sign-in code ({_brief(exc)})") from None
     if "id_token" not in token:
         raise OidcError("the provider sent no ID token")
-    return verify_id_token(client, metadata, token, nonce=nonce)
+    claims = verify_id_token(client, metadata, token, nonce=nonce)
+    if claims.email is None and metadata.get("userinfo_endpoint"):
+        return _with_userinfo(client, metadata, token, claims)
+    return claims
 
 
 def verify_id_token(
@@ -132,6 +135,32 @@ def verify_id_token(
         subject=str(claims["sub"]),
         email=email if isinstance(email, str) else None,
         email_verified=claims.get("email_verified") is True,
+    )
+
+
+def _with_userinfo(
+    client: Client, metadata: dict[str, Any], token: dict[str, Any], claims: IdTokenClaims
+) -> IdTokenClaims:
+    """The email from the userinfo endpoint, for providers that keep it out of the ID token
+    when they also issue an access token; only if it speaks of the same subject."""
+    with pin(requests.Session(), client.policy) as session:
+        try:
+            response = session.get(
+                metadata["userinfo_endpoint"],
+                headers={"Authorization": f"Bearer {token.get('access_token', '')}"},
+                timeout=client.timeout,
+            )
+            response.raise_for_status()
+            info = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise OidcError(f"the provider's userinfo could not be read ({_brief(exc)})") from None
+    if not isinstance(info, dict) or info.get("sub") != claims.subject:
+        raise OidcError("the provider's userinfo is about another subject")
+    email = info.get("email")
+    return IdTokenClaims(
+        subject=claims.subject,
+        email=email if isinstance(email, str) else None,
+        email_verified=info.get("email_verified") is True,
     )
 
 

@@ -112,3 +112,13 @@ def test_a_provider_on_a_refused_address_is_not_called(client):
     public_only = oidc.Client(**{**client.__dict__, "policy": UrlPolicy()})
     with pytest.raises(oidc.OidcError, match="could not be read"):
         oidc.discover(public_only)
+
+
+def test_userinfo_about_another_subject_is_refused(client, httpserver):
+    httpserver.expect_request("/issuer/userinfo").respond_with_json(
+        {"sub": "someone-else", "email": "eve@example.com", "email_verified": True}
+    )
+    metadata = {**oidc.discover(client), "userinfo_endpoint": client.issuer + "/userinfo"}
+    from_id_token = oidc.IdTokenClaims(subject="248289761001", email=None, email_verified=False)
+    with pytest.raises(oidc.OidcError, match="another subject"):
+        oidc._with_userinfo(client, metadata, {"access_token": "at"}, from_id_token)

@@ -199,3 +199,30 @@ def assert_nothing_accepted(sessions, invitation_id) -> None:
         actions = s.scalars(select(AuditEvent.action)).all()
         assert not [a for a in actions if a.startswith("invitation.accept")]
         assert s.scalar(select(func.count()).select_from(OidcSignIn)) >= 1
+
+
+@pytest.fixture(scope="module")
+def userinfo_only_provider(live_server, tmp_path_factory) -> LoopbackProvider:
+    log = tmp_path_factory.mktemp("oidc-userinfo") / "provider.log"
+    callback = oidc_providers.callback_url(live_server)
+    started = start_provider(redirect_uris=[callback], log_path=log, userinfo_only=True)
+    yield started
+    started.stop()
+
+
+def test_a_provider_that_keeps_the_email_out_of_the_id_token(
+    session, sessions, scene, live_server, chromium, userinfo_only_provider, admin_api
+):
+    """The email is then read from the userinfo endpoint (same subject as the ID token)."""
+    configure(admin_api, live_server, userinfo_only_provider)
+    issued = scene.invite(session, email="ines@example.com")
+    session.commit()
+    context = chromium.new_context()
+    page = context.new_page()
+    page.goto(f"{live_server}/enroll/{issued.token}")
+    page.click("#sign-in")
+    sign_in_at_provider(page, "ines@example.com")
+    page.fill("#name", "Ines Example")
+    page.click("#accept")
+    assert page.locator("#user-status").inner_text() == "ACTIVE"
+    context.close()

@@ -62,8 +62,11 @@ class LoopbackProvider:
         return self.log_path.read_text(errors="replace")
 
 
-def start_provider(*, redirect_uris: list[str], log_path: Path) -> LoopbackProvider:
-    """The provider on a free loopback port, with one confidential client."""
+def start_provider(
+    *, redirect_uris: list[str], log_path: Path, userinfo_only: bool = False
+) -> LoopbackProvider:
+    """The provider on a free loopback port, with one confidential client; `userinfo_only`
+    keeps the email out of the ID token (it is then only in the userinfo answer)."""
     install_provider()
     port = free_port()
     client = {
@@ -73,7 +76,8 @@ def start_provider(*, redirect_uris: list[str], log_path: Path) -> LoopbackProvi
     }
     env = {**os.environ, "NODE_ENV": "development"}
     process = subprocess.Popen(
-        ["node", "provider.mjs", str(port), json.dumps(client)],
+        ["node", "provider.mjs", str(port), json.dumps(client)]
+        + (["userinfo-only"] if userinfo_only else []),
         cwd=PROVIDER_DIR,
         env=env,
         stdout=log_path.open("wb"),

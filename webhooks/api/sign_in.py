@@ -7,10 +7,10 @@ from typing import Any
 from flask import Blueprint
 from pydantic import Field
 
-from models.access import Viewer, require_admin
+from models.access import Viewer
 from models.actions import oidc_providers
 from webhooks.api.described import takes_body
-from webhooks.auth import admin_actor, current_viewer
+from webhooks.auth import admin_actor, current_admin
 from webhooks.body import RequestBody, parse_body
 from webhooks.context import db_session, settings
 
@@ -26,13 +26,15 @@ class SetOidcProvider(RequestBody):
 
 @bp.get("/sign-in/oidc")
 def show() -> dict[str, Any]:
-    return _describe(_admin())
+    """The OpenID Connect provider and the redirect URI to register there; never the secret"""
+    return _describe(current_admin())
 
 
 @bp.put("/sign-in/oidc")
 @takes_body(SetOidcProvider)
 def configure() -> dict[str, Any]:
-    viewer = _admin()
+    """Set or replace the provider invitees sign in with; the secret is stored encrypted"""
+    viewer = current_admin()
     body = parse_body(SetOidcProvider)
     session = db_session()
     config = settings()
@@ -53,19 +55,14 @@ def configure() -> dict[str, Any]:
 
 @bp.delete("/sign-in/oidc")
 def clear() -> tuple[str, int]:
-    viewer = _admin()
+    """Remove the provider"""
+    viewer = current_admin()
     session = db_session()
     oidc_providers.clear(
         session, organisation=viewer.organisation(session), actor=admin_actor(viewer)
     )
     session.commit()
     return "", 204
-
-
-def _admin() -> Viewer:
-    viewer = current_viewer()
-    require_admin(viewer)
-    return viewer
 
 
 def _describe(viewer: Viewer) -> dict[str, Any]:

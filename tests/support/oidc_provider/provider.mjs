@@ -2,10 +2,12 @@
 // Its development login form accepts any login with any password: the login typed is the
 // account, and its email. A login starting with "unverified" gets email_verified: false.
 //
-// node provider.mjs <port> <client JSON>; prints "ready <issuer>" once it listens.
+// node provider.mjs <port> <client JSON> [userinfo-only]; prints "ready <issuer>" once it
+// listens. With "userinfo-only" the email claims are in the userinfo answer, not the ID token
+// (what the specification asks when an access token is issued too).
 import Provider from 'oidc-provider';
 
-const [port, clientJson] = process.argv.slice(2);
+const [port, clientJson, mode] = process.argv.slice(2);
 const issuer = `http://127.0.0.1:${port}`;
 const client = JSON.parse(clientJson);
 
@@ -18,7 +20,8 @@ const provider = new Provider(issuer, {
     response_types: ['code'],
   }],
   claims: { openid: ['sub'], email: ['email', 'email_verified'] },
-  conformIdTokenClaims: false, // email and email_verified in the ID token, as Google and Okta do
+  // By default email and email_verified are in the ID token, as Google and Keycloak send them.
+  conformIdTokenClaims: mode === 'userinfo-only',
   cookies: { keys: ['tests-only-not-a-secret'] },
   features: { devInteractions: { enabled: true } },
   pkce: { required: () => true },
