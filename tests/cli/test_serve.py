@@ -18,7 +18,7 @@ import requests
 
 from cli.serve import URGENT_NICENESS, WORKER_NICENESS
 from tests.support.net import free_port
-from tests.support.oidc import sign_in_at_provider, start_provider
+from tests.support.oidc import sign_in_through_the_invitation, start_provider
 from tests.support.processes import alive, descendants
 from tests.support.wait import wait_until
 
@@ -164,11 +164,7 @@ def invitation_accepted_through_the_local_outbox_link(
         link = invitation_link_from_the_local_outbox(workdir, port)
         context = chromium.new_context()
         page = context.new_page()
-        page.goto(link)
-        page.click("text=Sign in with Demo IdP")
-        sign_in_at_provider(page, "pat@demo.example")
-        page.fill("#name", "Pat Example")
-        page.click("#accept")
+        sign_in_through_the_invitation(page, link, "pat@demo.example", name="Pat Example")
         assert page.locator("#user-status").inner_text() == "ACTIVE"
         context.close()
     finally:

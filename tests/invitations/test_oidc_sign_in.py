@@ -21,7 +21,12 @@ from models.actions import oidc_providers
 from models.entities import AuditEvent, Invitation, OidcSignIn, User
 from models.enums import InvitationStatus, UserStatus
 from tests.support import factories as f
-from tests.support.oidc import LoopbackProvider, sign_in_at_provider, start_provider
+from tests.support.oidc import (
+    LoopbackProvider,
+    sign_in_at_provider,
+    sign_in_through_the_invitation,
+    start_provider,
+)
 
 pytestmark = pytest.mark.slow
 SIGN_IN = re.compile(r"/enroll/inv_[^/]+/sign-in$")
@@ -151,9 +156,9 @@ def test_an_unverified_email_is_refused(
     session.commit()
     context = chromium.new_context()
     page = context.new_page()
-    page.goto(f"{live_server}/enroll/{issued.token}")
-    page.click("#sign-in")
-    sign_in_at_provider(page, "unverified.uma@example.com")
+    sign_in_through_the_invitation(
+        page, f"{live_server}/enroll/{issued.token}", "unverified.uma@example.com"
+    )
     page.wait_for_selector("#problem")
     assert page.locator("#problem").get_attribute("data-kind") == "sign_in_refused"
     assert "has not verified the email" in page.content()
@@ -219,10 +224,7 @@ def test_a_provider_that_keeps_the_email_out_of_the_id_token(
     session.commit()
     context = chromium.new_context()
     page = context.new_page()
-    page.goto(f"{live_server}/enroll/{issued.token}")
-    page.click("#sign-in")
-    sign_in_at_provider(page, "ines@example.com")
-    page.fill("#name", "Ines Example")
-    page.click("#accept")
+    link = f"{live_server}/enroll/{issued.token}"
+    sign_in_through_the_invitation(page, link, "ines@example.com", name="Ines Example")
     assert page.locator("#user-status").inner_text() == "ACTIVE"
     context.close()

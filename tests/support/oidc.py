@@ -116,3 +116,14 @@ def sign_in_at_provider(page: Any, email: str) -> None:
     page.fill("input[name=login]", email)
     page.fill("input[name=password]", "any password")
     page.click("button.login-submit")
+
+
+def sign_in_through_the_invitation(page: Any, link: str, email: str, *, name: str = "") -> None:
+    """Open the invitation link, follow "Sign in with …", sign in at the provider as `email`;
+    given a `name`, accept the invitation with it."""
+    page.goto(link)
+    page.click("#sign-in")
+    sign_in_at_provider(page, email)
+    if name:
+        page.fill("#name", name)
+        page.click("#accept")
