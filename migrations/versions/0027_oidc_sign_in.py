@@ -1,7 +1,7 @@
 """OpenID Connect sign-in on the enrollment pages: providers and sign-ins under way (issue 18)
 
 Revision ID: 0027
-Revises: 0021
+Revises: 0023
 Create Date: 2026-12-04 16:40:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import models.base
 
 revision: str = "0027"
-down_revision: str | None = "0021"
+down_revision: str | None = "0023"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
