@@ -5,10 +5,9 @@ from __future__ import annotations
 import click
 
 from cli.context import CLI_ACTOR, cli_settings, unit_of_work
-from cli.output import JSON_OPTION, done, emit
+from cli.options import JSON_OPTION, ORG_OPTION
+from cli.output import done, emit
 from models.actions import oidc_providers, organisations
-
-ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
 
 
 @click.group("sign-in")
