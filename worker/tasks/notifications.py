@@ -21,13 +21,12 @@ from models.actor import Actor
 from models.entities import NotificationDelivery, NotificationHook
 from models.enums import HookKind
 from models.settings import Settings
-from models.signed_links import make_token
+from models.signed_links import REVIEW_ACK_PURPOSE, make_token
 from worker.runtime import runtime, smtp_config
 from worker.tasks.base import task
 
 log = structlog.get_logger(__name__)
 
-ACK_PURPOSE = "review.ack"
 REVIEW_EVENTS = ("review.opened", "review.escalated", "finding.urgent")
 
 
@@ -189,7 +188,7 @@ def _ack_url(settings: Settings, delivery: NotificationDelivery, recipient: str)
         return None
     token = make_token(
         settings.secret_key,
-        purpose=ACK_PURPOSE,
+        purpose=REVIEW_ACK_PURPOSE,
         subject=str(delivery.review_id),
         actor=recipient,
         lifetime=timedelta(hours=settings.ack_link_lifetime_hours),
