@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from connectors import email as smtp
 from connectors import notify_formats
 from connectors.outbound import PostResult, UnsafeUrl, check_url, post_json
-from connectors.signed_webhooks import sign
+from connectors.signed_webhooks import sign_all
 from models.access import is_leaver
 from models.actions import local_mail
 from models.actions import notification_deliveries as deliveries
@@ -132,22 +132,11 @@ def send_delivery(
         timestamp=delivery.created_at.isoformat(),
         payload=data,
     )
-    headers = _signature_headers(signing_secrets(hook, settings.secret_key), str(delivery.id), body)
+    secrets = signing_secrets(hook, settings.secret_key)
+    headers = sign_all(secrets, msg_id=str(delivery.id), body=body)
     return _as_attempt(
         post_json(hook.target, body, headers, timeout=settings.notification_timeout, policy=policy)
     )
-
-
-def _signature_headers(secrets: list[str], msg_id: str, body: bytes) -> dict[str, str]:
-    """Sign with every active secret (space-separated), so a rotation never breaks receivers."""
-    headers: dict[str, str] = {}
-    signatures = []
-    for secret in secrets:
-        headers = sign(secret, msg_id=msg_id, body=body)
-        signatures.append(headers["webhook-signature"])
-    if headers:
-        headers["webhook-signature"] = " ".join(signatures)
-    return headers
 
 
 def _send_email(
