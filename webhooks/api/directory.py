@@ -8,7 +8,6 @@ from typing import Any
 from flask import Blueprint
 from pydantic import Field
 
-from models.access import require_admin
 from models.actions import directory_connectors as connectors
 from models.actions import directory_sync as sync_ops
 from models.directory_runs import approve_quarantined, test_connection
@@ -16,7 +15,7 @@ from models.enums import SyncKind
 from models.queries.directory import connector_view, list_connectors, list_runs, run_view
 from webhooks.api.described import takes_body
 from webhooks.api.params import int_param
-from webhooks.auth import admin_actor, current_viewer
+from webhooks.auth import admin_actor, current_admin, current_viewer
 from webhooks.body import RequestBody, json_body, parse_body
 from webhooks.context import app_state, db_session, settings
 
@@ -61,15 +60,13 @@ class TestBody(RequestBody):
 
 
 def _connector(connector_id: uuid.UUID) -> Any:
-    viewer = current_viewer()
-    require_admin(viewer)
+    viewer = current_admin()
     return connectors.get_connector(db_session(), viewer.organisation_id, connector_id)
 
 
 @bp.get("/connectors")
 def index() -> dict[str, Any]:
-    viewer = current_viewer()
-    require_admin(viewer)
+    viewer = current_admin()
     return {
         "items": [connector_view(c) for c in list_connectors(db_session(), viewer.organisation_id)]
     }
@@ -78,8 +75,7 @@ def index() -> dict[str, Any]:
 @bp.post("/connectors")
 @takes_body(ConnectorBody)
 def create() -> tuple[dict[str, Any], int]:
-    viewer = current_viewer()
-    require_admin(viewer)
+    viewer = current_admin()
     body = parse_body(ConnectorBody)
     session = db_session()
     connector = connectors.create_connector(
@@ -159,15 +155,13 @@ def runs(connector_id: uuid.UUID) -> dict[str, Any]:
 
 @bp.get("/runs/<uuid:run_id>")
 def run(run_id: uuid.UUID) -> dict[str, Any]:
-    viewer = current_viewer()
-    require_admin(viewer)
+    viewer = current_admin()
     return run_view(sync_ops.get_run(db_session(), viewer.organisation_id, run_id), with_plan=True)
 
 
 @bp.post("/runs/<uuid:run_id>/approve")
 def approve(run_id: uuid.UUID) -> dict[str, Any]:
-    viewer = current_viewer()
-    require_admin(viewer)
+    viewer = current_admin()
     session = db_session()
     session.rollback()  # no transaction stays open while the directory is read again
     approve_quarantined(
@@ -182,8 +176,7 @@ def approve(run_id: uuid.UUID) -> dict[str, Any]:
 
 @bp.post("/runs/<uuid:run_id>/discard")
 def discard(run_id: uuid.UUID) -> dict[str, Any]:
-    viewer = current_viewer()
-    require_admin(viewer)
+    viewer = current_admin()
     session = db_session()
     found = sync_ops.get_run(session, viewer.organisation_id, run_id)
     sync_ops.discard_run(session, run=found, actor=admin_actor(viewer))

@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Blueprint
 
-from models.access import require_admin
 from models.actions import invitations as invitation_actions
 from models.entities import Organisation
 from models.enums import InvitationStatus
@@ -20,7 +19,7 @@ from models.queries.invitations import (
 from webhooks.api.described import takes_body
 from webhooks.api.params import enum_param, int_param, text_param, uuid_param
 from webhooks.api.schemas import CreateInvitation, LeaverPolicy, RefreshInvitations
-from webhooks.auth import admin_actor, current_viewer
+from webhooks.auth import admin_actor, current_admin, current_viewer
 from webhooks.body import parse_body
 from webhooks.context import db_session, settings
 
@@ -92,8 +91,7 @@ def revoke(invitation_id: uuid.UUID) -> dict[str, Any]:
 @bp.get("/invitations/leaver-policy")
 def leaver_policy() -> dict[str, Any]:
     """What revoking a person does to the invitations they sent (revoke or keep)"""
-    viewer = current_viewer()
-    require_admin(viewer)
+    viewer = current_admin()
     return _policy_view(viewer.organisation(db_session()))
 
 
@@ -101,8 +99,7 @@ def leaver_policy() -> dict[str, Any]:
 @takes_body(LeaverPolicy)
 def set_leaver_policy() -> dict[str, Any]:
     """Set what revoking a person does to the invitations they sent (admins only)"""
-    viewer = current_viewer()
-    require_admin(viewer)
+    viewer = current_admin()
     body = parse_body(LeaverPolicy)
     session = db_session()
     organisation = viewer.organisation(session)

@@ -8,7 +8,6 @@ from typing import Any
 from flask import Blueprint
 
 from models.access import (
-    require_admin,
     require_can_change_membership,
     require_can_manage_team,
     require_can_view_team,
@@ -18,7 +17,7 @@ from models.actions.users import get_user
 from models.errors import NotFound
 from models.queries.teams import list_teams, team_members, team_summary
 from webhooks.api.schemas import CreateTeam, SetMembership
-from webhooks.auth import admin_actor, current_viewer
+from webhooks.auth import admin_actor, current_admin, current_viewer
 from webhooks.body import parse_body
 from webhooks.context import db_session
 
@@ -32,8 +31,7 @@ def index() -> dict[str, Any]:
 
 @bp.post("/teams")
 def create() -> tuple[dict[str, Any], int]:
-    viewer = current_viewer()
-    require_admin(viewer)
+    viewer = current_admin()
     body = parse_body(CreateTeam)
     session = db_session()
     team = team_actions.create_team(
@@ -48,8 +46,7 @@ def create() -> tuple[dict[str, Any], int]:
 
 @bp.delete("/teams/<uuid:team_id>")
 def delete(team_id: uuid.UUID) -> dict[str, Any]:
-    viewer = current_viewer()
-    require_admin(viewer)
+    viewer = current_admin()
     session = db_session()
     team = team_actions.get_team(session, viewer.organisation_id, team_id)
     summary = team_summary(team)
