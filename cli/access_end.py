@@ -1,4 +1,5 @@
-"""`odock-sync users end-access`: when a person's access ends on its own."""
+"""`odock-sync users end-access` (when a person's access ends on its own) and
+`odock-sync org departure-notice` (how many days ahead their managers are told)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import click
 from cli.context import CLI_ACTOR, unit_of_work
 from cli.output import emit
 from cli.reviews import JSON_OPTION, ORG_OPTION, _viewer, find_user
-from models.actions import access_end
+from models.actions import access_end, departure_notices, organisations
 from models.queries.users import user_profile
 
 
@@ -40,3 +41,18 @@ def _moment(text: str) -> datetime:
         return datetime.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(f"{text!r} is not an ISO 8601 moment", param_hint="--at") from None
+
+
+@click.command("departure-notice")
+@ORG_OPTION
+@click.option("--days", type=int, required=True, help="Days before an end date (0 to 90).")
+@JSON_OPTION
+def org_departure_notice(org_slug: str, days: int, as_json: bool) -> None:
+    """Set how many days before an end date the departure notice goes out."""
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        departure_notices.set_notice_days(
+            session, settings=organisation.settings, days=days, actor=CLI_ACTOR
+        )
+        data = {"organisation": organisation.slug, "departure_notice_days": days}
+    emit(data, as_json=as_json, text=f"Departure notices go out {days} days ahead.")

@@ -34,6 +34,7 @@ KNOWN_EVENTS = (
     "mass_change.held",
     "source.silent",
     "source.recovered",
+    "access.departure_notice",
 )
 MAX_ACTIVE_SECRETS = 5
 EVENT_PATTERN = re.compile(r"^[a-z0-9_]{1,30}(\.[a-z0-9_]{1,30}){0,3}(\.\*)?$")

@@ -15,6 +15,7 @@ from models.base import utcnow
 from models.db import SessionFactory
 from models.entities import AuditEvent, Revocation, ScimUser
 from models.settings import Settings
+from tests.reviews.conftest import hook_server, hooks  # noqa: F401 (fixtures)
 from tests.support.worker import WorkerProcess, start_shifted
 
 # Every beat asks for the end-date scan each second; a person is due within a second or two.

@@ -14,7 +14,7 @@ from connectors.scim.schemas import ENTERPRISE, USER
 from models.actions import access_end, lifecycle
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import AuditEvent, User
+from models.entities import AuditEvent, Organisation, User
 from models.enums import Role, Source, UserStatus
 from tests.access_end.conftest import scim_user_id
 from tests.admin_api.conftest import assert_problem
@@ -213,3 +213,17 @@ def test_the_scan_in_process_ends_once_and_a_reactivation_clears_the_passed_date
         assert end_due() == 0
     session.expire_all()
     assert session.get_one(User, user_id).status is UserStatus.ACTIVE
+
+
+def test_the_cli_sets_the_notice_days_and_refuses_a_bad_number(run, session) -> None:  # noqa: F811
+    org = f.make_org(session)
+    slug = org.slug
+    session.commit()
+    shown = json.loads(
+        run("org", "departure-notice", "--org", slug, "--days", "14", "--json").output
+    )
+    assert shown["departure_notice_days"] == 14
+    bad = run("org", "departure-notice", "--org", slug, "--days", "400", ok=False)
+    assert "0 to 90" in bad.output
+    session.expire_all()
+    assert session.get_one(Organisation, org.id).settings.departure_notice_days == 14

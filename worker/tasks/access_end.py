@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import structlog
 
-from models.actions import access_end
+from models.actions import access_end, departure_notices
 from models.actor import Actor
 from models.base import utcnow
 from worker import turns
-from worker.runtime import runtime
+from worker.runtime import Runtime, runtime
 from worker.tasks.base import task
 
 log = structlog.get_logger(__name__)
@@ -25,6 +25,7 @@ def end_due() -> int:
         if not mine:
             return 0  # another worker is on it
         actor, total = Actor.schedule(access_end.JOB), 0
+        _send_notices(current, actor)
         while True:
             with current.sessions() as session:
                 due = access_end.due_user_ids(session, now=utcnow(), limit=BATCH)
@@ -41,3 +42,13 @@ def end_due() -> int:
     if total:
         log.info("access.ended", count=total)
     return total
+
+
+def _send_notices(current: Runtime, actor: Actor) -> None:
+    """Departure notices due now, one committed transaction each."""
+    with current.sessions() as session:
+        due = departure_notices.due_notice_ids(session, now=utcnow())
+    for user_id in due:
+        with current.sessions() as session:
+            departure_notices.send_notice(session, user_id=user_id, now=utcnow(), actor=actor)
+            session.commit()
