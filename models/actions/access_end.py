@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from models import audit
@@ -59,17 +59,19 @@ def checked_end(ends_at: datetime | None) -> datetime | None:
 def due_user_ids(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
     """People whose end date has come and who still have access, earliest first (a range of
     the ix_users_access_end_due index)."""
-    return list(
-        session.scalars(
-            select(User.id)
-            .where(
-                User.status.in_(ENDING),
-                User.access_ends_at.is_not(None),
-                User.access_ends_at <= now,
-            )
-            .order_by(User.access_ends_at)
-            .limit(limit)
+    return list(session.scalars(due_query(now=now, limit=limit)))
+
+
+def due_query(*, now: datetime, limit: int) -> Select[uuid.UUID]:
+    return (
+        select(User.id)
+        .where(
+            User.status.in_(ENDING),
+            User.access_ends_at.is_not(None),
+            User.access_ends_at <= now,
         )
+        .order_by(User.access_ends_at)
+        .limit(limit)
     )
 
 

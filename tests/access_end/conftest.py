@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -13,9 +14,11 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.db import SessionFactory
-from models.entities import AuditEvent, Revocation, ScimUser
+from models.entities import AuditEvent, Revocation, ScimUser, User
+from models.enums import Source, UserStatus
 from models.settings import Settings
 from tests.reviews.conftest import hook_server, hooks  # noqa: F401 (fixtures)
+from tests.support.wait import wait_until
 from tests.support.worker import WorkerProcess, start_shifted
 
 # Every beat asks for the end-date scan each second; a person is due within a second or two.
@@ -79,3 +82,20 @@ def on_time(revoked_at: datetime, ends_at: datetime) -> bool:
 
 def scim_user_id(session: Session, scim_id: str) -> uuid.UUID:
     return session.get_one(ScimUser, uuid.UUID(scim_id)).user_id
+
+
+def assert_revoked_once_on_time(
+    session: Session, sessions: SessionFactory, due: list[uuid.UUID], ends: datetime
+) -> None:
+    """Each of `due` revoked by the schedule within a minute of `ends`, and still only once
+    after several more beats from every beat process."""
+    for user_id in due:
+        wait_until(lambda u=user_id: revocations_of(sessions, u), timeout=90, what="revoked")
+    time.sleep(5 * TICK)
+    session.expire_all()
+    for user_id in due:
+        (revocation,) = revocations(session, user_id)
+        assert revocation.source is Source.SCHEDULE
+        assert on_time(revocation.revoked_at, ends), (revocation.revoked_at, ends)
+        assert audited(session, "user.revoked", user_id) == 1
+        assert session.get_one(User, user_id).status is UserStatus.REVOKED

@@ -15,8 +15,8 @@ from models.entities import Organisation, User
 from models.enums import Role, Source, UserStatus
 from tests.access_end.conftest import (
     TICK,
+    assert_revoked_once_on_time,
     audited,
-    on_time,
     revocations,
     revocations_of,
     scim_user_id,
@@ -83,16 +83,7 @@ def test_dates_set_by_an_admin_and_by_scim_revoke_on_time_once_and_extending_can
 
     run_ahead(ends - timedelta(seconds=15))  # two workers and two beats, 15 s before the date
 
-    for user_id in due:
-        wait_until(lambda u=user_id: revocations_of(sessions, u), timeout=90, what="revoked")
-    time.sleep(5 * TICK)  # several more beats from each beat process, on two workers
-    session.expire_all()
-    for user_id in due:
-        (revocation,) = revocations(session, user_id)
-        assert revocation.source is Source.SCHEDULE
-        assert on_time(revocation.revoked_at, ends), (revocation.revoked_at, ends)
-        assert audited(session, "user.revoked", user_id) == 1
-        assert session.get_one(User, user_id).status is UserStatus.REVOKED
+    assert_revoked_once_on_time(session, sessions, due, ends)
     for user_id in kept:
         assert session.get_one(User, user_id).status is UserStatus.ACTIVE
         assert revocations(session, user_id) == []
