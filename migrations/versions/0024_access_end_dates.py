@@ -1,6 +1,6 @@
 """Access end dates and departure notices (issue 19, items 1 and 2)
 
-Revision ID: 0023
+Revision ID: 0024
 Revises: 0021
 Create Date: 2026-12-04 16:45:00.000000
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 import models.base
 
-revision: str = "0023"
+revision: str = "0024"
 down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
