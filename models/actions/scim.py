@@ -5,6 +5,7 @@ revocation review, notifications and the audit trail follow as for an admin's ch
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -567,6 +568,35 @@ def set_delete_policy(
         target_id=organisation.id,
         before=before,
         after={"scim_delete_policy": policy.value},
+    )
+
+
+ATTRIBUTE_PATH = re.compile(r"^(urn:[A-Za-z0-9.:_-]+:)?[A-Za-z][A-Za-z0-9_-]{0,99}$")
+
+
+def set_access_end_attribute(
+    session: Session, *, organisation: Organisation, attribute: str, actor: Actor
+) -> None:
+    """Which attribute of the IdP's User carries the date access ends (core or `urn:…:name`)."""
+    attribute = attribute.strip()
+    if len(attribute) > 255 or not ATTRIBUTE_PATH.match(attribute):
+        raise InvalidInput(
+            "the attribute must be a name (employeeLeaveDateTime) or a schema URN and a name "
+            "(urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeLeaveDateTime)",
+            field="attribute",
+        )
+    settings = organisation.settings
+    before = {"scim_access_end_attribute": settings.scim_access_end_attribute}
+    settings.scim_access_end_attribute = attribute
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=organisation.id,
+        action="organisation.scim_access_end_attribute_set",
+        target_type="organisation",
+        target_id=organisation.id,
+        before=before,
+        after={"scim_access_end_attribute": attribute},
     )
 
 

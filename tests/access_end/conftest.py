@@ -17,6 +17,7 @@ from models.db import SessionFactory
 from models.entities import AuditEvent, Revocation, ScimUser, User
 from models.enums import Source, UserStatus
 from models.settings import Settings
+from tests.cli.conftest import cli_env, run  # noqa: F401 (fixtures)
 from tests.reviews.conftest import hook_server, hooks  # noqa: F401 (fixtures)
 from tests.support.wait import wait_until
 from tests.support.worker import WorkerProcess, start_shifted

@@ -18,7 +18,6 @@ from models.entities import AuditEvent, Organisation, User
 from models.enums import Role, Source, UserStatus
 from tests.access_end.conftest import scim_user_id
 from tests.admin_api.conftest import assert_problem
-from tests.cli.conftest import cli_env, run  # noqa: F401
 from tests.scim.conftest import SCIM_TABLES, ScimClient, ops
 from tests.support import factories as f
 from tests.support.state import change_checker
@@ -86,7 +85,7 @@ def test_the_api_sets_moves_and_clears_each_audited(client, session, world) -> N
     assert all(e.source is Source.ADMIN for e in events)
 
 
-def test_the_cli_sets_and_clears(run, session, world) -> None:  # noqa: F811
+def test_the_cli_sets_and_clears(run, session, world) -> None:
     org, _, _, _ = world
     slug = org.slug
     session.commit()
@@ -215,7 +214,7 @@ def test_the_scan_in_process_ends_once_and_a_reactivation_clears_the_passed_date
     assert session.get_one(User, user_id).status is UserStatus.ACTIVE
 
 
-def test_the_cli_sets_the_notice_days_and_refuses_a_bad_number(run, session) -> None:  # noqa: F811
+def test_the_cli_sets_the_notice_days_and_refuses_a_bad_number(run, session) -> None:
     org = f.make_org(session)
     slug = org.slug
     session.commit()
@@ -227,3 +226,33 @@ def test_the_cli_sets_the_notice_days_and_refuses_a_bad_number(run, session) -> 
     assert "0 to 90" in bad.output
     session.expire_all()
     assert session.get_one(Organisation, org.id).settings.departure_notice_days == 14
+
+
+def test_an_organisation_reads_the_date_from_the_attribute_it_names(
+    run,
+    client,
+    session,
+    world,
+) -> None:
+    org, _, _, secret = world
+    hr = "urn:example:params:scim:schemas:extension:hr:2.0:User"
+    slug = org.slug
+    session.commit()
+    run("scim", "access-end-attribute", "--org", slug, f"{hr}:lastDay")
+    assert (
+        "schema URN" in run("scim", "access-end-attribute", "--org", slug, "a b", ok=False).output
+    )
+    scim = ScimClient(client, secret)
+    created = scim.post(
+        "/Users",
+        {
+            "schemas": [USER, hr],
+            "userName": "kim@example.com",
+            "emails": [{"value": "kim@example.com"}],
+            hr: {"lastDay": "2027-06-30T18:00:00Z"},
+        },
+    )
+    assert created.status_code == 201, created.json
+    assert created.json[hr]["lastDay"] == "2027-06-30T18:00:00.000Z"
+    person = session.get_one(User, scim_user_id(session, created.json["id"]))
+    assert person.access_ends_at == datetime(2027, 6, 30, 18, tzinfo=UTC)
