@@ -9,8 +9,10 @@ from models.observability import configure_logging
 from models.settings import Settings, load_settings
 from webhooks import (
     body,
+    console,
     context,
     enroll,
+    enroll_sign_in,
     enrollment_hook,
     errors,
     health,
@@ -30,6 +32,7 @@ from webhooks.api import (
     mass_change,
     openapi,
     reviews,
+    sign_in,
     source_health,
     teams,
     tokens,
@@ -51,14 +54,17 @@ BLUEPRINTS = [
     review_links.bp,
     invitations.bp,
     enroll.bp,
+    enroll_sign_in.bp,
     enrollment_hook.bp,
     idp_hooks.bp,
     event_hooks.bp,
+    sign_in.bp,
     scim.bp,
     directory.bp,
     mass_change.bp,
     tokens.bp,
     odock.bp,
+    console.bp,
 ]
 
 

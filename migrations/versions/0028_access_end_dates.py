@@ -1,7 +1,7 @@
 """Access end dates and departure notices (issue 19, items 1 and 2)
 
-Revision ID: 0024
-Revises: 0023
+Revision ID: 0028
+Revises: 0027
 Create Date: 2026-12-04 16:45:00.000000
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import models.base
 
-revision: str = "0024"
-down_revision: str | None = "0023"
+revision: str = "0028"
+down_revision: str | None = "0027"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
