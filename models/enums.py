@@ -120,6 +120,7 @@ class ReviewCause(StrEnum):
     ORG_ROLE_DROPPED = "org_role_dropped"
     IDENTITY_CHANGED = "identity_changed"  # a directory relinked the person to a new entry
     KEY_STILL_ACCEPTED = "key_still_accepted"  # a revoked key with no review of its own
+    DEPARTURE = "departure"  # an end date is near: opened before the day
 
 
 class HookKind(StrEnum):

@@ -154,11 +154,22 @@ def reactivate(
     if revocation is not None:
         revocation.undone_at = utcnow()
         restored = _restore_keys(session, user, revocation, actor)
-    extra: dict[str, object] = {"keys_restored": restored}
+    extra: dict[str, object] = {"keys_restored": restored, **_clear_passed_end(user)}
     if used:
         extra["restored_despite_usage"] = [str(key_id) for key_id in used]
     _audit(session, user, actor, "user.reactivated", before=before, extra=extra)
     return Outcome.APPLIED
+
+
+def _clear_passed_end(user: User) -> dict[str, object]:
+    """An end date that has passed would revoke the person again at the next beat: a
+    reactivation takes it away (and says so in its audit event)."""
+    ends_at = user.access_ends_at
+    if ends_at is None or ends_at > utcnow():
+        return {}
+    user.access_ends_at = None
+    user.access_ends_source = None
+    return {"access_end_cleared": ends_at.isoformat()}
 
 
 def latest_revocation(session: Session, user_id: uuid.UUID) -> Revocation | None:

@@ -1202,6 +1202,9 @@ CAUSE_MESSAGES = {
         "check it is the same person"
     ),
     ReviewCause.KEY_STILL_ACCEPTED: "The gateway still accepts a revoked key",
+    ReviewCause.DEPARTURE: (
+        "{person}'s access ends at {ends}: hand over what they leave behind before then"
+    ),
 }
 
 
@@ -1218,6 +1221,7 @@ def cause_message(review: RevocationReview, user: User | None) -> str:
         after=context.get("role_after", ""),
         previous=context.get("previous_external_id", ""),
         current=context.get("external_id", ""),
+        ends=context.get("access_ends_at", ""),
     )
 
 
