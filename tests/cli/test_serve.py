@@ -121,8 +121,11 @@ def assert_the_worker_yields_the_cpu_to_the_web(family: set[int]) -> None:
         for role, nice_values in by_role.items():
             if all(word in args for word in role.split()):
                 nice_values.add(niceness(pid))
-    # the bulk worker and, a little less nice, the one for urgent tasks
-    assert by_role == {"celery worker": {WORKER_NICENESS, URGENT_NICENESS}, "gunicorn": {0}}
+    # the bulk worker and, a little less nice, the one for urgent tasks; relative to the
+    # niceness the tests themselves run at (`nice make test`), which serve's children inherit
+    base = os.nice(0)
+    workers = {min(base + WORKER_NICENESS, 19), min(base + URGENT_NICENESS, 19)}
+    assert by_role == {"celery worker": workers, "gunicorn": {base}}
 
 
 def niceness(pid: int) -> int:
