@@ -29,6 +29,7 @@ from models.actor import Actor
 from models.entities import Organisation, ScimUser, Team
 from models.errors import NotFound, PreconditionFailed
 from models.queries import scim as queries
+from webhooks import scim_documents
 
 # Past any real page, and within a 64-bit OFFSET: a larger startIndex gives the same empty page.
 MAX_START_INDEX = 2**31
@@ -185,7 +186,7 @@ def _user(session: Session, ctx: Context, scim_id: str, *, for_update: bool = Fa
 def _render_users(session: Session, ctx: Context, users: Any) -> list[dict[str, Any]]:
     """Whole resources (their version covers every attribute); projections come after."""
     attribute = _end_attribute(session, ctx)
-    return [casting.user_to_scim(u, _group_refs(u), ctx.base_url, attribute) for u in users]
+    return [scim_documents.user_to_scim(u, _group_refs(u), ctx.base_url, attribute) for u in users]
 
 
 def _end_attribute(session: Session, ctx: Context) -> str:
@@ -264,7 +265,7 @@ def _render_groups(session: Session, ctx: Context, teams: Any) -> list[dict[str,
     """Whole resources, members included even when the projection drops them: the version
     (ETag) is the resource's, so a version read with excludedAttributes=members matches."""
     members = queries.members_of(session, [t.id for t in teams])
-    return [casting.team_to_group(t, members.get(t.id, []), ctx.base_url) for t in teams]
+    return [scim_documents.team_to_group(t, members.get(t.id, []), ctx.base_url) for t in teams]
 
 
 # --- shared ----------------------------------------------------------------------------

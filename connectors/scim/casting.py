@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from connectors.scim.errors import InvalidValue
+from connectors.scim.fields import ScimEmailValue, ScimGroupFields, ScimUserFields
 from connectors.scim.schemas import (
     ENTERPRISE,
     ENTERPRISE_SCHEMA,
-    GROUP,
     USER,
     USER_SCHEMA,
     Attribute,
 )
-from models.actions.scim import ScimEmailValue, ScimGroupFields, ScimUserFields
-from models.entities import ScimUser, Team
-from models.enums import UserStatus
 
 # Attributes kept in their own columns (or discarded, or derived); every other attribute of
 # the User and enterprise schemas is kept, validated against its definition, in `extra`.
@@ -56,75 +52,7 @@ class MemberRef:
     display: str
 
 
-# --- domain -> SCIM --------------------------------------------------------------------
-
-
-def user_to_scim(
-    scim_user: ScimUser,
-    groups: Sequence[GroupRef],
-    base_url: str,
-    access_end_attribute: str = ACCESS_END_ATTRIBUTE,
-) -> dict[str, Any]:
-    user = scim_user.user
-    doc: dict[str, Any] = {"schemas": [USER], "id": str(scim_user.id)}
-    _put(doc, "externalId", scim_user.external_id)
-    doc["userName"] = scim_user.user_name
-    extra = dict(scim_user.extra or {})
-    name = _compact(
-        {
-            "formatted": scim_user.formatted_name,
-            "familyName": scim_user.family_name,
-            "givenName": scim_user.given_name,
-            **extra.pop("name", {}),
-        }
-    )
-    _put(doc, "name", name)
-    _put(doc, "displayName", scim_user.display_name)
-    emails = [
-        _compact({"value": e.value, "type": e.type, "primary": e.primary}) for e in scim_user.emails
-    ]
-    _put(doc, "emails", emails)
-    doc["active"] = user.status is not UserStatus.REVOKED and not scim_user.held_inactive
-    _put(
-        doc,
-        "groups",
-        [
-            {"value": g.id, "$ref": f"{base_url}/Groups/{g.id}", "display": g.display}
-            for g in groups
-        ],
-    )
-    enterprise = _compact(
-        {
-            "employeeNumber": scim_user.employee_number,
-            "department": scim_user.department,
-            "manager": (
-                {"value": scim_user.manager_id, "$ref": f"{base_url}/Users/{scim_user.manager_id}"}
-                if scim_user.manager_id
-                else None
-            ),
-            **extra.pop(ENTERPRISE, {}),
-        }
-    )
-    doc.update(extra)
-    if enterprise:
-        doc["schemas"].append(ENTERPRISE)
-        doc[ENTERPRISE] = enterprise
-    if user.access_ends_at is not None:
-        _put_at(doc, access_end_attribute, _timestamp(user.access_ends_at))
-    last_modified = max(scim_user.updated_at, user.updated_at)
-    return with_meta(doc, "User", scim_user.created_at, last_modified, f"{base_url}/Users")
-
-
-def team_to_group(team: Team, members: Sequence[MemberRef], base_url: str) -> dict[str, Any]:
-    doc: dict[str, Any] = {"schemas": [GROUP], "id": str(team.id)}
-    _put(doc, "externalId", team.external_id)
-    doc["displayName"] = team.name
-    _put(
-        doc,
-        "members",
-        [{"value": m.id, "$ref": f"{base_url}/Users/{m.id}", "type": "User"} for m in members],
-    )
-    return with_meta(doc, "Group", team.created_at, team.updated_at, f"{base_url}/Groups")
+# --- the pieces of a SCIM document -------------------------------------------------------
 
 
 def with_meta(
@@ -132,8 +60,8 @@ def with_meta(
 ) -> dict[str, Any]:
     doc["meta"] = {
         "resourceType": resource_type,
-        "created": _timestamp(created),
-        "lastModified": _timestamp(modified),
+        "created": timestamp(created),
+        "lastModified": timestamp(modified),
         "location": f"{base}/{doc['id']}",
         "version": version_of(doc),
     }
@@ -149,11 +77,11 @@ def version_of(doc: dict[str, Any]) -> str:
     return f'W/"{digest.hexdigest()}"'
 
 
-def _timestamp(moment: datetime) -> str:
+def timestamp(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _put_at(doc: dict[str, Any], path: str, value: Any) -> None:
+def put_at(doc: dict[str, Any], path: str, value: Any) -> None:
     """Set a core attribute or one of an extension (`urn:…:User:name`)."""
     urn, name = split_attribute_path(path)
     if urn is None:
@@ -172,12 +100,12 @@ def split_attribute_path(path: str) -> tuple[str | None, str]:
     return (None if urn.lower() == USER.lower() else urn), name
 
 
-def _put(doc: dict[str, Any], key: str, value: Any) -> None:
+def put(doc: dict[str, Any], key: str, value: Any) -> None:
     if value not in (None, "", [], {}):
         doc[key] = value
 
 
-def _compact(values: dict[str, Any]) -> dict[str, Any]:
+def compact(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v not in (None, "", [], {})}
 
 

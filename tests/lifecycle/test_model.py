@@ -32,6 +32,7 @@ from hypothesis.stateful import (
 from sqlalchemy import select
 
 from connectors.ldap.reconcile import Plan
+from connectors.scim.fields import ScimEmailValue, ScimUserFields
 from models import key_scope
 from models.actions import idp_events, lifecycle, mass_change
 from models.actions import scim as scim_actions
@@ -129,9 +130,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.seen_audit = set(self._audit_ids())
 
     def _provision(self, email: str) -> Person:
-        fields = scim_actions.ScimUserFields(
-            user_name=email, emails=(scim_actions.ScimEmailValue(email, primary=True),)
-        )
+        fields = ScimUserFields(user_name=email, emails=(ScimEmailValue(email, primary=True),))
         scim_user = scim_actions.create_scim_user(
             self.session, organisation=self.org, fields=fields, actor=SCIM
         )
@@ -181,9 +180,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         if person.scim_id is None:
             return
         scim_user = scim_actions.get_scim_user(self.session, self.org.id, str(person.scim_id))
-        fields = scim_actions.ScimUserFields(
+        fields = ScimUserFields(
             user_name=person.email,
-            emails=(scim_actions.ScimEmailValue(person.email, primary=True),),
+            emails=(ScimEmailValue(person.email, primary=True),),
             active=active,
         )
         scim_actions.replace_scim_user(self.session, scim_user=scim_user, fields=fields, actor=SCIM)
