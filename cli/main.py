@@ -165,6 +165,7 @@ from cli.odock import odock  # noqa: E402
 from cli.reviews import hooks, reviews, users_reactivate, users_revoke  # noqa: E402
 from cli.scim import scim  # noqa: E402
 from cli.serve import serve  # noqa: E402
+from cli.sign_in import sign_in  # noqa: E402
 from cli.tokens import token  # noqa: E402
 
 main.add_command(serve)
@@ -182,5 +183,6 @@ main.add_command(odock)
 main.add_command(audit)
 main.add_command(health)
 main.add_command(mail)
+main.add_command(sign_in)
 users.add_command(users_revoke)
 users.add_command(users_reactivate)
