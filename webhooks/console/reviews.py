@@ -7,11 +7,15 @@ same reads and checks as the API (models/queries/reviews).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from flask import Response
+from sqlalchemy.orm import Session
 
 from models.access import managed_team_ids
 from models.actions import reviews as review_actions
+from models.actor import Actor
+from models.entities import ReviewFinding
 from models.enums import ReviewStatus
 from models.queries.reviews import (
     ReviewFilter,
@@ -71,41 +75,50 @@ def acknowledge_review(review_id: uuid.UUID) -> Response:
 
 @bp.post("/findings/<uuid:finding_id>/resolve")
 def resolve(finding_id: uuid.UUID) -> Response:
-    current = signed_in()
-    session = db_session()
-    found = visible_finding(session, current.viewer, finding_id, to_change=True)
     note = form_body(DecideFinding).note
-    review_actions.resolve_finding(session, finding=found, actor=current.actor, note=note)
-    session.commit()
-    return done("console.review", "resolved", review_id=found.review_id)
+    return _on_finding(
+        finding_id,
+        "resolved",
+        lambda session, found, actor: review_actions.resolve_finding(
+            session, finding=found, actor=actor, note=note
+        ),
+    )
 
 
 @bp.post("/findings/<uuid:finding_id>/acknowledge")
 def acknowledge(finding_id: uuid.UUID) -> Response:
-    current = signed_in()
-    session = db_session()
-    found = visible_finding(session, current.viewer, finding_id, to_change=True)
-    review_actions.acknowledge_finding(session, finding=found, actor=current.actor)
-    session.commit()
-    return done("console.review", "acknowledged", review_id=found.review_id)
+    return _on_finding(
+        finding_id,
+        "acknowledged",
+        lambda session, found, actor: review_actions.acknowledge_finding(
+            session, finding=found, actor=actor
+        ),
+    )
 
 
 @bp.post("/findings/<uuid:finding_id>/reassign")
 def reassign(finding_id: uuid.UUID) -> Response:
+    body = form_body(ReassignFinding)
+    viewer = signed_in().viewer
+
+    def hand_over(session: Session, found: ReviewFinding, actor: Actor) -> object:
+        to_user, to_team = reassignment_owner(
+            session, viewer, user_id=body.user_id, team_id=body.team_id
+        )
+        return review_actions.reassign_finding(
+            session, finding=found, actor=actor, to_user=to_user, to_team=to_team, note=body.note
+        )
+
+    return _on_finding(finding_id, "reassigned", hand_over)
+
+
+def _on_finding(
+    finding_id: uuid.UUID, notice: str, act: Callable[[Session, ReviewFinding, Actor], object]
+) -> Response:
+    """A finding the signed-in person may change, changed by `act` as them, committed."""
     current = signed_in()
     session = db_session()
     found = visible_finding(session, current.viewer, finding_id, to_change=True)
-    body = form_body(ReassignFinding)
-    to_user, to_team = reassignment_owner(
-        session, current.viewer, user_id=body.user_id, team_id=body.team_id
-    )
-    review_actions.reassign_finding(
-        session,
-        finding=found,
-        actor=current.actor,
-        to_user=to_user,
-        to_team=to_team,
-        note=body.note,
-    )
+    act(session, found, current.actor)
     session.commit()
-    return done("console.review", "reassigned", review_id=found.review_id)
+    return done("console.review", notice, review_id=found.review_id)
