@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import audit, key_scope
-from models.actions import cutoffs, key_revocation, tokens
+from models.actions import cutoffs, exit_spend, key_revocation, tokens
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import (
@@ -134,6 +134,7 @@ def open_revocation_review(
         organisation_id=revocation.organisation_id,
         user_id=revocation.user_id,
         revocation_id=revocation.id,
+        context={"exit_spend": exit_spend.account(session, revocation=revocation)},
     )
     session.add(review)
     session.flush()
