@@ -17,6 +17,7 @@ from models.entities.notification import DeliveryAttempt, NotificationDelivery, 
 from models.entities.odock import OdockBridge, OdockReconcileRun, OdockTombstone
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
+from models.entities.recertification import RecertificationCampaign, RecertificationPolicy
 from models.entities.revocation import (
     KeyInvalidation,
     ReviewFinding,
@@ -61,6 +62,8 @@ __all__ = [
     "PendingInvitation",
     "Quota",
     "ReceivedDelivery",
+    "RecertificationCampaign",
+    "RecertificationPolicy",
     "ReviewFinding",
     "Revocation",
     "RevocationReview",
