@@ -1,6 +1,6 @@
 """Spend accounting at exit: a leaver's budgets are frozen by their revocation (issue 19)
 
-Revision ID: 0023
+Revision ID: 0025
 Revises: 0021
 Create Date: 2026-12-04 16:40:00.000000
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 import models.base
 
-revision: str = "0023"
+revision: str = "0025"
 down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
