@@ -17,20 +17,7 @@ class GatewayUnavailable(Exception):
 def invalidate_keys(
     *, base_url: str, secret: str, key_ids: list[str], timeout: float, policy: UrlPolicy
 ) -> None:
-    url = base_url.rstrip("/") + "/v1/internal/cache/invalidate"
-    try:
-        with pinned_session(policy) as http:
-            response = http.post(
-                url,
-                json={"key_ids": key_ids},
-                headers={"Authorization": f"Bearer {secret}"},
-                timeout=timeout,
-                allow_redirects=False,
-            )
-    except requests.RequestException as exc:
-        raise GatewayUnavailable(f"gateway unreachable: {type(exc).__name__}") from exc
-    if response.status_code >= 300:
-        raise GatewayUnavailable(f"gateway answered {response.status_code}")
+    _post(base_url, "/v1/internal/cache/invalidate", secret, key_ids, timeout, policy)
 
 
 @dataclass(frozen=True)
@@ -45,11 +32,24 @@ class KeyStatus:
 def key_status(
     *, base_url: str, secret: str, key_ids: list[str], timeout: float, policy: UrlPolicy
 ) -> list[KeyStatus]:
-    url = base_url.rstrip("/") + "/v1/internal/keys/status"
+    response = _post(base_url, "/v1/internal/keys/status", secret, key_ids, timeout, policy)
+    try:
+        return [
+            KeyStatus(str(item["id"]), bool(item["accepted"]), _moment(item["checked_at"]))
+            for item in response.json()["keys"]
+        ]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise GatewayUnavailable("gateway answered an unreadable key status") from exc
+
+
+def _post(
+    base_url: str, path: str, secret: str, key_ids: list[str], timeout: float, policy: UrlPolicy
+) -> requests.Response:
+    """POST the key ids to one of the gateway's internal endpoints; its answer if it is 2xx."""
     try:
         with pinned_session(policy) as http:
             response = http.post(
-                url,
+                base_url.rstrip("/") + path,
                 json={"key_ids": key_ids},
                 headers={"Authorization": f"Bearer {secret}"},
                 timeout=timeout,
@@ -59,13 +59,7 @@ def key_status(
         raise GatewayUnavailable(f"gateway unreachable: {type(exc).__name__}") from exc
     if response.status_code >= 300:
         raise GatewayUnavailable(f"gateway answered {response.status_code}")
-    try:
-        return [
-            KeyStatus(str(item["id"]), bool(item["accepted"]), _moment(item["checked_at"]))
-            for item in response.json()["keys"]
-        ]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise GatewayUnavailable("gateway answered an unreadable key status") from exc
+    return response
 
 
 def _moment(value: str) -> datetime:

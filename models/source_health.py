@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import audit
 from models.actions.idp_events import CHANNEL_EVENTS, CHANNEL_OKTA
@@ -133,8 +134,9 @@ def check_sources(session: Session, *, organisation_id: uuid.UUID, now: datetime
             changes.append(f"opened:{source}")
     for source, incident in incidents.items():
         current = statuses.get(source)
-        if current is None or not current.overdue(now):
-            _clear(session, incident, current, now)
+        if (current is None or not current.overdue(now)) and clear_incident(
+            session, incident, current, now
+        ):
             changes.append(f"cleared:{source}")
     return changes
 
@@ -175,10 +177,20 @@ def _open(
     )
 
 
-def _clear(
+def clear_incident(
     session: Session, incident: SourceIncident, status: SourceStatus | None, now: datetime
-) -> None:
-    incident.cleared_at = now
+) -> bool:
+    """Clear the incident, audited and announced once: False when a parallel check that read
+    it open too has cleared it first (a compare-and-set, as the index guards the opening)."""
+    cleared = session.execute(
+        update(SourceIncident)
+        .where(SourceIncident.id == incident.id, SourceIncident.cleared_at.is_(None))
+        .values(cleared_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if cleared.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    set_committed_value(incident, "cleared_at", now)  # the row says so already
     message = (
         f"{status.name} is alive again" if status else f"{incident.source} is no longer configured"
     )
@@ -200,6 +212,7 @@ def _clear(
         after=after,
     )
     notify(session, organisation_id=incident.organisation_id, event=EVENT_RECOVERED, payload=after)
+    return True
 
 
 def _scim(

@@ -8,7 +8,7 @@ from typing import NoReturn
 import structlog
 from flask import g, request
 
-from models.access import Viewer
+from models.access import Viewer, require_admin
 from models.actions.tokens import TokenGrant, acting_user, cached_grant, record_use
 from models.actor import Actor
 from models.base import utcnow
@@ -64,6 +64,13 @@ def current_viewer() -> Viewer:
         grant = require_token(TokenScope.ADMIN)
         g.viewer = Viewer.for_user(acting_user(db_session(), grant.user_id))
     viewer: Viewer = g.viewer
+    return viewer
+
+
+def current_admin() -> Viewer:
+    """The caller, who must be an Organisation Admin (else a 403)."""
+    viewer = current_viewer()
+    require_admin(viewer)
     return viewer
 
 

@@ -13,16 +13,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.outbound import UnsafeUrl, UrlPolicy, check_url
+from connectors.outbound import UrlPolicy
 from connectors.signed_webhooks import new_signing_secret
 from models import audit
 from models.actor import Actor
 from models.audit_sequence import highest_seq
-from models.base import new_id, utcnow
+from models.base import utcnow
 from models.encryption import decrypt, encrypt
 from models.entities import AuditStream
 from models.enums import StreamPreset
 from models.errors import InvalidInput, NotFound
+from models.outbound_targets import sealed_secret, validate_name, validate_url
 
 SIGNING_PURPOSE = "stream-signing"
 TOKEN_PURPOSE = "stream-splunk-token"  # noqa: S105 (a purpose label)
@@ -61,10 +62,10 @@ def create_stream(
     secret = new_signing_secret()
     stream = AuditStream(
         organisation_id=organisation_id,
-        name=_validate_name(name),
+        name=validate_name(name),
         preset=preset,
-        target=_validate_target(target, url_policy),
-        signing_secrets=[_sealed(secret_key, secret)],
+        target=validate_url(target, url_policy),
+        signing_secrets=[sealed_secret(secret_key, secret, purpose=SIGNING_PURPOSE)],
         splunk_token_sealed=(
             encrypt(secret_key, splunk_token.strip(), purpose=TOKEN_PURPOSE)
             if preset is StreamPreset.SPLUNK and splunk_token
@@ -95,9 +96,9 @@ def update_stream(
 ) -> AuditStream:
     before = stream_snapshot(stream)
     if name is not None:
-        stream.name = _validate_name(name)
+        stream.name = validate_name(name)
     if target is not None:
-        stream.target = _validate_target(target, url_policy)
+        stream.target = validate_url(target, url_policy)
     if batch_size is not None:
         stream.batch_size = _validate_batch(batch_size)
     if enabled is not None:
@@ -152,29 +153,6 @@ def stream_view(stream: AuditStream) -> dict[str, Any]:
         "signing_secret_ids": [e["id"] for e in stream.signing_secrets],
         "created_at": moment(stream.created_at),
     }
-
-
-def _sealed(secret_key: str, secret: str) -> dict[str, Any]:
-    return {
-        "id": str(new_id()),
-        "sealed": encrypt(secret_key, secret, purpose=SIGNING_PURPOSE),
-        "created_at": utcnow().isoformat(),
-        "expires_at": None,
-    }
-
-
-def _validate_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise InvalidInput("name must be 1 to 200 characters", field="name")
-    return name
-
-
-def _validate_target(target: str, policy: UrlPolicy) -> str:
-    try:
-        return check_url(target.strip(), policy)
-    except UnsafeUrl as exc:
-        raise InvalidInput(exc.reason, field="target") from None
 
 
 def _validate_batch(size: int) -> int:

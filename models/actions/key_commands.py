@@ -112,20 +112,7 @@ def record_unknown_keys(session: Session, *, command_ids: list[uuid.UUID]) -> li
         command.attempts += 1
         command.last_attempt_at = command.abandoned_at = now
         command.last_error = STORE_KEY_UNKNOWN
-        audit.record(
-            session,
-            actor=STORE_ACTOR,
-            organisation_id=command.organisation_id,
-            action="api_key.command_abandoned",
-            target_type="api_key",
-            target_id=command.key_id,
-            after={
-                "command_id": str(command.id),
-                "type": command.command_type.value,
-                "attempts": command.attempts,
-                "reason": STORE_KEY_UNKNOWN,
-            },
-        )
+        _audit_command(session, command, "api_key.command_abandoned", reason=STORE_KEY_UNKNOWN)
     for command in commands:
         note_on_key_findings(session, key_ids=[command.key_id], **store_facts(command))
     revokes = [str(c.id) for c in commands if _revokes(c)]
@@ -161,7 +148,8 @@ def record_acknowledgements(
         command.last_error = None
         if command.attempts > 1:
             late.append(command)
-        _audit_acknowledgement(session, command)
+        applied_at = command.applied_at.isoformat() if command.applied_at else None
+        _audit_command(session, command, "api_key.command_acknowledged", applied_at=applied_at)
     revoked = sorted({c.key_id for c in commands if _revokes(c)})
     record_on_key_findings(session, key_ids=revoked, store_acknowledged_at=now)
     _invalidate_after_acknowledgement(session, commands, late, now, reinvalidate_after, clock)
@@ -172,19 +160,20 @@ def _revokes(command: KeyCommand) -> bool:
     return command.command_type is KeyCommandType.REVOKE
 
 
-def _audit_acknowledgement(session: Session, command: KeyCommand) -> None:
+def _audit_command(session: Session, command: KeyCommand, action: str, **detail: Any) -> None:
+    """The store's answer to a command, on the command's key."""
     audit.record(
         session,
         actor=STORE_ACTOR,
         organisation_id=command.organisation_id,
-        action="api_key.command_acknowledged",
+        action=action,
         target_type="api_key",
         target_id=command.key_id,
         after={
             "command_id": str(command.id),
             "type": command.command_type.value,
             "attempts": command.attempts,
-            "applied_at": command.applied_at.isoformat() if command.applied_at else None,
+            **detail,
         },
     )
 

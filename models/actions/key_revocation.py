@@ -10,13 +10,21 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from models.actor import Actor
 from models.entities import VirtualApiKey
 from models.enums import KeyCommandType, KeyType
 from models.key_changes import KeyChange, carry_out_key_change
+
+
+def lock_keys(session: Session, scope: ColumnElement[bool]) -> None:
+    """Lock the keys in `scope` in id order (PostgreSQL), before a change that touches them:
+    every caller taking them in the same order, two never wait on each other's keys."""
+    if session.get_bind().dialect.name == "postgresql":
+        query = select(VirtualApiKey.id).where(scope).order_by(VirtualApiKey.id)
+        session.execute(query.with_for_update()).all()
 
 
 def revoke_keys(

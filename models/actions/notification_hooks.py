@@ -14,16 +14,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.outbound import UnsafeUrl, UrlPolicy, check_url
+from connectors.outbound import UrlPolicy
 from connectors.signed_webhooks import new_signing_secret
 from models import audit
 from models.actions.users import validate_email
 from models.actor import Actor
-from models.base import new_id, utcnow
-from models.encryption import decrypt, encrypt
+from models.base import utcnow
+from models.encryption import decrypt
 from models.entities import NotificationHook
 from models.enums import HookKind
 from models.errors import InvalidInput, NotFound
+from models.outbound_targets import sealed_secret, validate_name, validate_url
 
 KNOWN_EVENTS = (
     "review.opened",
@@ -36,6 +37,7 @@ KNOWN_EVENTS = (
     "source.recovered",
 )
 MAX_ACTIVE_SECRETS = 5
+SIGNING_PURPOSE = "hook-signing"
 EVENT_PATTERN = re.compile(r"^[a-z0-9_]{1,30}(\.[a-z0-9_]{1,30}){0,3}(\.\*)?$")
 
 
@@ -66,7 +68,7 @@ def create_hook(
     """A new hook, and for a webhook its first signing secret (shown once)."""
     hook = NotificationHook(
         organisation_id=organisation_id,
-        name=_validate_name(name),
+        name=validate_name(name),
         kind=kind,
         target=_validate_target(kind, target, url_policy),
         events=_validate_events(events or []),
@@ -75,7 +77,7 @@ def create_hook(
     secret = None
     if kind is HookKind.WEBHOOK:
         secret = new_signing_secret()
-        hook.signing_secrets = [_sealed_entry(secret_key, secret)]
+        hook.signing_secrets = [sealed_secret(secret_key, secret, purpose=SIGNING_PURPOSE)]
     session.add(hook)
     session.flush()
     _audit(session, hook, actor, "hook.created", before=None)
@@ -95,7 +97,7 @@ def update_hook(
 ) -> NotificationHook:
     before = hook_snapshot(hook)
     if name is not None:
-        hook.name = _validate_name(name)
+        hook.name = validate_name(name)
     if target is not None:
         hook.target = _validate_target(hook.kind, target, url_policy)
     if events is not None:
@@ -138,7 +140,7 @@ def rotate_secret(
             entry = {**entry, "expires_at": until}
         entries.append(entry)
     secret = new_signing_secret()
-    entries.append(_sealed_entry(secret_key, secret))
+    entries.append(sealed_secret(secret_key, secret, purpose=SIGNING_PURPOSE))
     hook.signing_secrets = entries[-MAX_ACTIVE_SECRETS:]
     hook.updated_at = now
     audit.record_change(
@@ -215,33 +217,10 @@ def subscribed(hook: NotificationHook, event: str) -> bool:
     )
 
 
-SIGNING_PURPOSE = "hook-signing"
-
-
-def _sealed_entry(secret_key: str, secret: str) -> dict[str, Any]:
-    return {
-        "id": str(new_id()),
-        "sealed": encrypt(secret_key, secret, purpose=SIGNING_PURPOSE),
-        "created_at": utcnow().isoformat(),
-        "expires_at": None,
-    }
-
-
-def _validate_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise InvalidInput("name must be 1 to 200 characters", field="name")
-    return name
-
-
 def _validate_target(kind: HookKind, target: str, policy: UrlPolicy) -> str:
-    target = target.strip()
     if kind is HookKind.EMAIL:
-        return validate_email(target)
-    try:
-        return check_url(target, policy)
-    except UnsafeUrl as exc:
-        raise InvalidInput(exc.reason, field="target") from None
+        return validate_email(target.strip())
+    return validate_url(target, policy)
 
 
 def _validate_events(events: list[str]) -> list[str]:

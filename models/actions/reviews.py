@@ -399,7 +399,7 @@ def _key_findings(
 ) -> list[Desired]:
     # Lock the keys first, then read in a fresh statement: a concurrent gateway
     # acknowledgement (record_invalidation) either sees these findings or is seen here.
-    _lock_keys(session, group.condition)
+    key_revocation.lock_keys(session, group.condition)
     keys = session.execute(
         select(VirtualApiKey, KeyInvalidation.acknowledged_at)
         .outerjoin(KeyInvalidation, KeyInvalidation.key_id == VirtualApiKey.id)
@@ -740,7 +740,7 @@ def record_invalidation(
     """The gateway acknowledged forgetting these keys (in a call made at `called_at`): remember
     it, close their cut-offs, and resolve the findings that waited for it."""
     at = at or utcnow()
-    _lock_keys(session, VirtualApiKey.id.in_(key_ids))
+    key_revocation.lock_keys(session, VirtualApiKey.id.in_(key_ids))
     known = set(
         session.scalars(select(KeyInvalidation.key_id).where(KeyInvalidation.key_id.in_(key_ids)))
     )
@@ -788,7 +788,7 @@ def record_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **valu
     opened at the same time either sees the values or its findings are seen here."""
     if not key_ids:
         return
-    _lock_keys(session, VirtualApiKey.id.in_(key_ids))
+    key_revocation.lock_keys(session, VirtualApiKey.id.in_(key_ids))
     session.execute(
         update(ReviewFinding)
         .where(ReviewFinding.subject_id.in_(key_ids), ReviewFinding.kind.in_(INVALIDATED_KINDS))
@@ -801,7 +801,7 @@ def note_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **facts:
     """Add these facts to the detail of the findings about these keys (what the store said)."""
     if not key_ids:
         return
-    _lock_keys(session, VirtualApiKey.id.in_(key_ids))
+    key_revocation.lock_keys(session, VirtualApiKey.id.in_(key_ids))
     now = utcnow()
     findings = session.scalars(
         select(ReviewFinding).where(
@@ -1385,12 +1385,6 @@ def _pending_age(finding: ReviewFinding) -> dict[str, Any]:
         "invalidation_requested_at": _aware(requested).isoformat(),
         "invalidation_pending_seconds": round(age, 1),
     }
-
-
-def _lock_keys(session: Session, condition: Any) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        query = select(VirtualApiKey.id).where(condition).order_by(VirtualApiKey.id)
-        session.execute(query.with_for_update()).all()
 
 
 def _lock(session: Session, query: Any) -> Any:

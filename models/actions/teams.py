@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import audit
-from models.actions import access_reviews
+from models.actions import access_reviews, key_revocation
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import (
@@ -80,20 +80,14 @@ def delete_team(session: Session, *, team: Team, actor: Actor) -> RevocationRevi
     """Delete a team, from any source (admin API, CLI, SCIM, LDAP). Its keys are revoked or
     handed to their creators per policy and its budgets and quotas flagged, in the review
     this returns (None when the team held none)."""
-    _lock_team_keys(session, team)
+    # The team's keys first, as the review task locks them: the delete's `SET NULL` on them
+    # then cannot deadlock with a task revoking one of them.
+    key_revocation.lock_keys(session, VirtualApiKey.owner_team_id == team.id)
     review = access_reviews.review_team_deletion(session, team=team, actor=actor)
     before = {**team_snapshot(team), "review_id": str(review.id) if review else None}
     _audit_team(session, team, actor, "team.deleted", before=before, deleted=True)
     session.delete(team)
     return review
-
-
-def _lock_team_keys(session: Session, team: Team) -> None:
-    """The team's keys first, in id order as the review task locks keys: the delete's
-    `SET NULL` on them then cannot deadlock with a task revoking one of them (PostgreSQL)."""
-    if session.get_bind().dialect.name == "postgresql":
-        keys = select(VirtualApiKey.id).where(VirtualApiKey.owner_team_id == team.id)
-        session.execute(keys.order_by(VirtualApiKey.id).with_for_update()).all()
 
 
 def get_membership(session: Session, team: Team, user: User) -> TeamMembership | None:

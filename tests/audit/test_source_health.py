@@ -14,8 +14,9 @@ from connectors.outbound import UrlPolicy
 from models.actions import audit_streams, notification_hooks
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import ApiToken, AuditEvent, Organisation, SourceIncident
+from models.entities import ApiToken, AuditEvent, Organisation, OutboxMessage, SourceIncident
 from models.enums import HookKind, Role, StreamPreset
+from models.source_health import check_sources, clear_incident, open_incidents
 from tests.support import factories as f
 from tests.support.siem import Receiver, siem_receiver
 from tests.support.wait import wait_until
@@ -162,7 +163,6 @@ def test_the_checks_and_the_stream_tick_are_on_the_beat_schedule(settings) -> No
 def test_ldap_and_stream_incidents_open_and_clear_on_their_own_signs_of_life(session) -> None:
     from models.entities import AuditStream, DirectoryConnector, DirectorySyncRun, OutboxMessage
     from models.enums import SyncKind, SyncRunStatus
-    from models.source_health import check_sources
 
     org = f.make_org(session)
     now = utcnow()
@@ -207,3 +207,34 @@ def test_ldap_and_stream_incidents_open_and_clear_on_their_own_signs_of_life(ses
     ]
     assert sorted(events) == ["source.recovered"] * 2 + ["source.silent"] * 2
     session.rollback()
+
+
+def test_an_incident_two_checks_read_open_is_cleared_and_announced_once(
+    session, sessions, settings, receiver
+) -> None:
+    """Two checks run at once (two beats, a retry): both read the incident open, one clears
+    it; the other's clear finds it cleared and says nothing."""
+    org, _ = _quiet_scim_org(session, settings, receiver)
+    check_sources(session, organisation_id=org.id, now=utcnow())
+    session.commit()
+    with sessions() as late:
+        (stale,) = open_incidents(late, organisation_id=org.id)  # read before the other commits
+        late.expunge(stale)
+        late.rollback()
+        token = session.scalars(select(ApiToken).where(ApiToken.organisation_id == org.id)).one()
+        token.last_used_at = utcnow()  # the IdP pushed again
+        assert check_sources(session, organisation_id=org.id, now=utcnow()) == ["cleared:scim"]
+        session.commit()
+        late.add(stale)
+        assert clear_incident(late, stale, None, utcnow()) is False
+        late.commit()
+    recovered = session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.organisation_id == org.id, AuditEvent.action == "source.recovered"
+        )
+    ).all()
+    assert len(recovered) == 1
+    notices = session.scalars(
+        select(OutboxMessage.kwargs).where(OutboxMessage.task == "notifications.dispatch")
+    ).all()
+    assert [n["event"] for n in notices].count("source.recovered") == 1

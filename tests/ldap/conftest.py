@@ -19,8 +19,15 @@ from sqlalchemy.orm import Session
 from models.actions.directory_connectors import create_connector
 from models.db import SessionFactory
 from models.directory_runs import SyncOutcome, run_sync
-from models.entities import DirectoryConnector, DirectorySyncRun, IdentityLink, User
-from models.enums import SyncKind
+from models.entities import (
+    DirectoryConnector,
+    DirectorySyncRun,
+    IdentityLink,
+    Team,
+    TeamMembership,
+    User,
+)
+from models.enums import Role, SyncKind
 from models.settings import Settings
 from tests.support import factories
 from tests.support.slapd import ROOT_DN, ROOT_PASSWORD, SUFFIX, Slapd, start_slapd
@@ -207,3 +214,21 @@ def get_run(sessions: SessionFactory, run_id: str) -> DirectorySyncRun:
         s.expunge_all()
         s.rollback()
         return run
+
+
+def team_members(sessions: SessionFactory, team: str = "Engineering") -> set[str]:
+    """The local parts of the emails of the team's members (a fresh session)."""
+    with sessions() as s:
+        query = select(TeamMembership).join(Team).where(Team.name == team)
+        names = {m.user.email.split("@")[0] for m in s.scalars(query)}
+        s.rollback()
+    return names
+
+
+def admin_auth(session: Session) -> tuple[Any, dict[str, str]]:
+    """A new organisation and the Authorization header of its admin's API token."""
+    org = factories.make_org(session)
+    admin = factories.make_user(session, org, role=Role.ORG_ADMIN, email="admin@corp.test")
+    token = factories.admin_token(session, org, admin)
+    session.commit()
+    return org, {"Authorization": f"Bearer {token}"}

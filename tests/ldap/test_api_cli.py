@@ -10,23 +10,14 @@ from sqlalchemy import select
 
 from cli.main import main
 from models.entities import AuditEvent, DirectoryConnector, OutboxMessage
-from models.enums import Role
-from tests.ldap.conftest import connector_fields, linked_users
+from tests.ldap.conftest import admin_auth, connector_fields, linked_users
 from tests.support import factories
 from tests.support.slapd import ROOT_PASSWORD
 from tests.support.worker import settings_env
 
 
-def _admin(session):
-    org = factories.make_org(session)
-    admin = factories.make_user(session, org, role=Role.ORG_ADMIN, email="admin@corp.test")
-    token = factories.admin_token(session, org, admin)
-    session.commit()
-    return org, {"Authorization": f"Bearer {token}"}
-
-
 def test_connector_crud_never_shows_or_logs_the_password(client, session, directory):
-    _, auth = _admin(session)
+    _, auth = admin_auth(session)
     body = {**connector_fields(directory), "bind_password": ROOT_PASSWORD}
     created = client.post("/api/v1/directory/connectors", json=body, headers=auth)
     assert created.status_code == 201, created.json
@@ -53,7 +44,7 @@ def test_connector_crud_never_shows_or_logs_the_password(client, session, direct
 
 
 def test_bad_connector_input_is_a_clear_400(client, session, directory):
-    _, auth = _admin(session)
+    _, auth = admin_auth(session)
     base = connector_fields(directory)
     cases = [
         {**base, "server_urls": ["http://example.org"]},
@@ -76,7 +67,7 @@ def test_bad_connector_input_is_a_clear_400(client, session, directory):
 
 def test_other_organisations_cannot_see_a_connector(client, session, make_connector):
     connector = make_connector()
-    _, auth = _admin(session)
+    _, auth = admin_auth(session)
     response = client.get(f"/api/v1/directory/connectors/{connector.id}", headers=auth)
     assert response.status_code == 404
 
@@ -84,7 +75,7 @@ def test_other_organisations_cannot_see_a_connector(client, session, make_connec
 def test_quarantine_runs_plans_and_approval_over_the_api(
     client, session, sessions, directory, sync
 ):
-    _, auth = _admin(session)
+    _, auth = admin_auth(session)
     body = {**connector_fields(directory), "bind_password": ROOT_PASSWORD}
     cid = client.post("/api/v1/directory/connectors", json=body, headers=auth).json["id"]
     with sessions() as s:
@@ -107,7 +98,7 @@ def test_quarantine_runs_plans_and_approval_over_the_api(
 
 
 def test_sync_request_is_queued_for_the_worker(client, session, sessions, directory):
-    _, auth = _admin(session)
+    _, auth = admin_auth(session)
     body = {**connector_fields(directory), "bind_password": ROOT_PASSWORD}
     cid = client.post("/api/v1/directory/connectors", json=body, headers=auth).json["id"]
     response = client.post(

@@ -6,25 +6,13 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
-
 from models.actions.directory_connectors import update_connector
 from models.actions.directory_sync import approve_run
-from models.entities import DirectoryConnector, DirectorySyncRun, Team, TeamMembership
+from models.entities import DirectoryConnector, DirectorySyncRun
 from models.enums import Role, SyncRunStatus
 from models.queries.directory import run_view
-from tests.ldap.conftest import get_run, linked_users
+from tests.ldap.conftest import get_run, linked_users, team_members
 from tests.support import factories
-
-
-def _engineers(sessions) -> set[str]:
-    with sessions() as s:
-        names = {
-            m.user.email.split("@")[0]
-            for m in s.scalars(select(TeamMembership).join(Team).where(Team.name == "Engineering"))
-        }
-        s.rollback()
-    return names
 
 
 def _grouped(make_connector, directory, **overrides):
@@ -53,7 +41,7 @@ def test_a_group_base_on_an_empty_ou_waits_for_an_admin(
 ):
     connector = _grouped(make_connector, directory)
     assert sync(connector).status == "succeeded"
-    assert _engineers(sessions) == {"alice", "bob", "carol"}
+    assert team_members(sessions) == {"alice", "bob", "carol"}
     assert linked_users(sessions, connector)["alice"].role is Role.MANAGER
     empty = f"ou=empty,{directory.base}"
     directory.add(empty, {"objectClass": [b"organizationalUnit"], "ou": [b"empty"]})
@@ -64,7 +52,7 @@ def test_a_group_base_on_an_empty_ou_waits_for_an_admin(
     assert "team Engineering returned no members, though 3 people are in it" in outcome.error
     assert "role MANAGER returned no members, though 1 users hold it" in outcome.error
     assert outcome.summary["team_remove"] == 3 and outcome.summary["demote"] == 1
-    assert _engineers(sessions) == {"alice", "bob", "carol"}
+    assert team_members(sessions) == {"alice", "bob", "carol"}
     assert linked_users(sessions, connector)["alice"].role is Role.MANAGER
 
     with sessions() as s:  # an admin who meant it approves
@@ -72,7 +60,7 @@ def test_a_group_base_on_an_empty_ou_waits_for_an_admin(
             s, run=s.get_one(DirectorySyncRun, uuid.UUID(outcome.run_id)), actor=factories.SETUP
         )
         s.commit()
-    assert _engineers(sessions) == set()
+    assert team_members(sessions) == set()
     assert linked_users(sessions, connector)["alice"].role is Role.USER
     counts = run_view(get_run(sessions, outcome.run_id))["counts"]
     assert (counts["team_removed"], counts["demoted"], counts["revoked"]) == (3, 1, 0)
@@ -101,7 +89,7 @@ def test_entries_without_a_stable_id_withhold_team_removals_and_demotions(
     assert run.plan["withheld"] == {"team_remove": 1}  # bob's role is not planned: unread
     assert run.error.startswith("deprovisioning withheld: 1 entries had no stable id")
     assert "also withheld: 1 team_remove" in run.error
-    assert _engineers(sessions) == {"alice", "bob", "carol"}
+    assert team_members(sessions) == {"alice", "bob", "carol"}
     assert linked_users(sessions, connector)["bob"].role is Role.MANAGER
 
 
@@ -123,14 +111,14 @@ def test_each_kind_has_its_own_count_threshold(make_connector, sync, sessions, d
     outcome = sync(connector)
     assert outcome.status == "quarantined"
     assert outcome.error == "the plan removes 2 team memberships, more than the threshold of 1"
-    assert _engineers(sessions) == {"alice", "bob", "carol"}
+    assert team_members(sessions) == {"alice", "bob", "carol"}
 
     directory.add_values(engineering, "member", directory.person_dn("bob").encode())
     directory.add_values(
         f"cn=admins,{directory.groups}", "member", directory.person_dn("carol").encode()
     )
     sync(connector)  # one removal (alice) passes; carol becomes MANAGER
-    assert _engineers(sessions) == {"bob", "carol"}
+    assert team_members(sessions) == {"bob", "carol"}
     directory.delete_values(
         f"cn=admins,{directory.groups}", "member", directory.person_dn("carol").encode()
     )
@@ -169,4 +157,4 @@ def test_a_retired_teams_memberships_are_not_counted_as_removals(
     outcome = sync(connector)
     assert outcome.status == "succeeded", outcome.error
     assert outcome.summary["team_retire"] == 1
-    assert _engineers(sessions) == set()
+    assert team_members(sessions) == set()

@@ -12,21 +12,11 @@ import pytest
 from sqlalchemy import func, select
 
 from models.entities import DirectoryConnector
-from models.enums import Role
-from tests.ldap.conftest import connector_fields
-from tests.support import factories
+from tests.ldap.conftest import admin_auth, connector_fields
 from tests.support.net import free_port
 from tests.support.slapd import ROOT_PASSWORD
 
 STRICT = {"outbound_allow_loopback": False}
-
-
-def _admin(session):
-    org = factories.make_org(session)
-    admin = factories.make_user(session, org, role=Role.ORG_ADMIN, email="admin@corp.test")
-    token = factories.admin_token(session, org, admin)
-    session.commit()
-    return org, {"Authorization": f"Bearer {token}"}
 
 
 class Listener:
@@ -86,7 +76,7 @@ def listener() -> Iterator[Listener]:
     ],
 )
 def test_a_connector_cannot_point_at_internal_addresses(client_with, session, directory, url):
-    _, auth = _admin(session)
+    _, auth = admin_auth(session)
     strict = client_with(**STRICT)
     body = {**connector_fields(directory, server_urls=[url]), "bind_password": ROOT_PASSWORD}
     refused = strict.post("/api/v1/directory/connectors", json=body, headers=auth)
@@ -100,7 +90,7 @@ def test_a_stored_connector_never_sends_its_password_to_a_refused_address(
     client, client_with, session, directory, listener
 ):
     """Saved while loopback was allowed; once the policy refuses it, nothing is sent."""
-    _, auth = _admin(session)
+    _, auth = admin_auth(session)
     url = f"ldap://127.0.0.1:{listener.port}"
     body = {**connector_fields(directory, server_urls=[url]), "bind_password": ROOT_PASSWORD}
     created = client.post("/api/v1/directory/connectors", json=body, headers=auth)
@@ -114,7 +104,7 @@ def test_a_stored_connector_never_sends_its_password_to_a_refused_address(
 
 
 def test_an_allow_listed_network_is_reachable(client_with, session, directory):
-    _, auth = _admin(session)
+    _, auth = admin_auth(session)
     allowed = client_with(outbound_allow_loopback=False, outbound_allowed_networks="127.0.0.1/32")
     body = {**connector_fields(directory), "bind_password": ROOT_PASSWORD}
     created = allowed.post("/api/v1/directory/connectors", json=body, headers=auth)
@@ -124,7 +114,7 @@ def test_an_allow_listed_network_is_reachable(client_with, session, directory):
 
 
 def test_ca_file_must_lie_in_the_ca_directory(client, session, directory, tmp_path):
-    _, auth = _admin(session)
+    _, auth = admin_auth(session)
     base = {**connector_fields(directory), "bind_password": ROOT_PASSWORD}
     answers = {}
     for probe in ("/etc/passwd", "/etc/no-such-file", "../../../../etc/hostname", "missing.pem"):
@@ -146,7 +136,7 @@ def test_ca_file_must_lie_in_the_ca_directory(client, session, directory, tmp_pa
 
 
 def test_a_ca_file_that_disappeared_is_reported_not_a_500(client, session, directory, tmp_path):
-    _, auth = _admin(session)
+    _, auth = admin_auth(session)
     ca = directory.slapd.directory / f"gone-{uuid.uuid4().hex}.pem"
     ca.write_bytes(directory.slapd.tls.ca_file.read_bytes())
     body = {**connector_fields(directory), "bind_password": ROOT_PASSWORD, "ca_file": str(ca)}
@@ -159,7 +149,7 @@ def test_a_ca_file_that_disappeared_is_reported_not_a_500(client, session, direc
 
 
 def test_ca_file_is_refused_without_a_ca_directory(client_with, session, directory):
-    _, auth = _admin(session)
+    _, auth = admin_auth(session)
     body = {**connector_fields(directory), "ca_file": str(directory.slapd.tls.ca_file)}
     refused = client_with(ldap_ca_directory="").post(
         "/api/v1/directory/connectors", json=body, headers=auth
@@ -169,7 +159,7 @@ def test_ca_file_is_refused_without_a_ca_directory(client_with, session, directo
 
 def test_unreachable_ports_are_indistinguishable(client, session, directory, listener):
     """Closed, silent, not-LDAP and TLS-to-plaintext ports give the same answer."""
-    _, auth = _admin(session)
+    _, auth = admin_auth(session)
     with socket.socket() as http_like:
         http_like.bind(("127.0.0.1", 0))
         http_like.listen(4)
@@ -215,7 +205,7 @@ def test_unreachable_ports_are_indistinguishable(client, session, directory, lis
 
 def test_the_connection_test_uses_short_timeouts(client, session, directory, listener):
     """A connector allowed an hour for a sync search still gets a short test in the request."""
-    _, auth = _admin(session)
+    _, auth = admin_auth(session)
     fields = connector_fields(
         directory,
         server_urls=[f"ldap://127.0.0.1:{listener.port}"],

@@ -10,13 +10,11 @@ from models.entities import (
     IdentityLink,
     Organisation,
     RevocationReview,
-    Team,
-    TeamMembership,
     User,
     VirtualApiKey,
 )
 from models.enums import ReviewCause, Role, SyncKind, UserStatus
-from tests.ldap.conftest import get_run, linked_users
+from tests.ldap.conftest import get_run, linked_users, team_members
 from tests.support import factories
 
 
@@ -38,16 +36,6 @@ def _link_of(sessions, user_id) -> IdentityLink:
         s.rollback()
     assert link is not None
     return link
-
-
-def _engineers(sessions) -> set[str]:
-    with sessions() as s:
-        names = {
-            m.user.email.split("@")[0]
-            for m in s.scalars(select(TeamMembership).join(Team).where(Team.name == "Engineering"))
-        }
-        s.rollback()
-    return names
 
 
 def test_a_recreated_entry_is_relinked_with_teams_role_and_keys_kept(
@@ -75,7 +63,7 @@ def test_a_recreated_entry_is_relinked_with_teams_role_and_keys_kept(
     assert after.id == alice.id and after.status is UserStatus.ACTIVE and after.role is Role.MANAGER
     link = _link_of(sessions, alice.id)
     assert link.external_id == new_id and link.deleted_at is None
-    assert _engineers(sessions) == {"alice", "bob", "carol"}
+    assert team_members(sessions) == {"alice", "bob", "carol"}
     with sessions() as s:
         event = s.scalar(select(AuditEvent).where(AuditEvent.action == "identity.relinked"))
         assert event is not None and event.after["external_id"] == new_id

@@ -8,12 +8,10 @@ from typing import Any
 from flask import Blueprint
 from pydantic import Field
 
-from models.access import Viewer, require_admin
 from models.actions import audit_streams as streams
 from models.enums import StreamPreset
 from webhooks.api.described import takes_body
-from webhooks.api.hooks import url_policy
-from webhooks.auth import admin_actor, current_viewer
+from webhooks.auth import admin_actor, current_admin
 from webhooks.body import RequestBody, parse_body
 from webhooks.context import db_session, settings
 
@@ -36,16 +34,10 @@ class EditStream(RequestBody):
     enabled: bool | None = None
 
 
-def _admin() -> Viewer:
-    viewer = current_viewer()
-    require_admin(viewer)
-    return viewer
-
-
 @bp.get("/audit-streams")
 def index() -> dict[str, Any]:
     """The organisation's audit log streams, with cursor and failures (Organisation Admin)"""
-    viewer = _admin()
+    viewer = current_admin()
     items = streams.list_streams(db_session(), viewer.organisation_id)
     return {"items": [streams.stream_view(s) for s in items]}
 
@@ -54,7 +46,7 @@ def index() -> dict[str, Any]:
 @takes_body(CreateStream)
 def create() -> tuple[dict[str, Any], int]:
     """Add a stream (generic NDJSON or Splunk HEC); its signing secret is shown once"""
-    viewer = _admin()
+    viewer = current_admin()
     body = parse_body(CreateStream)
     session = db_session()
     stream, secret = streams.create_stream(
@@ -66,7 +58,7 @@ def create() -> tuple[dict[str, Any], int]:
         splunk_token=body.splunk_token,
         batch_size=body.batch_size,
         from_beginning=body.from_beginning,
-        url_policy=url_policy(),
+        url_policy=settings().outbound_policy(),
         secret_key=settings().secret_key,
         actor=admin_actor(viewer),
     )
@@ -77,7 +69,7 @@ def create() -> tuple[dict[str, Any], int]:
 @bp.get("/audit-streams/<uuid:stream_id>")
 def show(stream_id: uuid.UUID) -> dict[str, Any]:
     """One audit log stream"""
-    viewer = _admin()
+    viewer = current_admin()
     return streams.stream_view(streams.get_stream(db_session(), viewer.organisation_id, stream_id))
 
 
@@ -85,7 +77,7 @@ def show(stream_id: uuid.UUID) -> dict[str, Any]:
 @takes_body(EditStream)
 def edit(stream_id: uuid.UUID) -> dict[str, Any]:
     """Rename, re-target, resize batches, pause or resume a stream"""
-    viewer = _admin()
+    viewer = current_admin()
     body = parse_body(EditStream)
     session = db_session()
     stream = streams.get_stream(session, viewer.organisation_id, stream_id)
@@ -93,7 +85,7 @@ def edit(stream_id: uuid.UUID) -> dict[str, Any]:
         session,
         stream=stream,
         actor=admin_actor(viewer),
-        url_policy=url_policy(),
+        url_policy=settings().outbound_policy(),
         **body.model_dump(exclude_none=True),
     )
     session.commit()
@@ -103,7 +95,7 @@ def edit(stream_id: uuid.UUID) -> dict[str, Any]:
 @bp.delete("/audit-streams/<uuid:stream_id>")
 def delete(stream_id: uuid.UUID) -> tuple[str, int]:
     """Remove a stream"""
-    viewer = _admin()
+    viewer = current_admin()
     session = db_session()
     streams.delete_stream(
         session,

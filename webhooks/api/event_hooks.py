@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, request
 from pydantic import Field
 
-from models.access import Viewer, require_admin
+from models.access import Viewer
 from models.actions import event_hooks, idp_events
 from models.entities import EventHookConfig
 from models.errors import InvalidInput
@@ -19,7 +19,7 @@ from models.queries.deliveries import (
 )
 from webhooks.api.described import answers, takes_body
 from webhooks.api.params import int_param, text_param, uuid_param
-from webhooks.auth import admin_actor, current_viewer
+from webhooks.auth import admin_actor, current_admin
 from webhooks.body import RequestBody, parse_body
 from webhooks.context import db_session, settings
 
@@ -43,14 +43,14 @@ class AddSigningSecret(RequestBody):
 
 @bp.get("/event-hooks")
 def show() -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     return _describe(viewer)
 
 
 @bp.put("/event-hooks/okta")
 @takes_body(SetOktaHook)
 def set_okta() -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     body = parse_body(SetOktaHook)
     session = db_session()
     custom = (body.custom_header.name, body.custom_header.value) if body.custom_header else None
@@ -69,7 +69,7 @@ def set_okta() -> dict[str, Any]:
 
 @bp.delete("/event-hooks/okta")
 def clear_okta() -> tuple[str, int]:
-    viewer = _admin()
+    viewer = current_admin()
     session = db_session()
     organisation = viewer.organisation(session)
     event_hooks.clear_okta_secret(session, organisation=organisation, actor=admin_actor(viewer))
@@ -81,7 +81,7 @@ def clear_okta() -> tuple[str, int]:
 @takes_body(AddSigningSecret)
 @answers(201)
 def add_secret() -> tuple[dict[str, Any], int]:
-    viewer = _admin()
+    viewer = current_admin()
     body = parse_body(AddSigningSecret) if _has_body() else AddSigningSecret()
     session = db_session()
     added = event_hooks.add_signing_secret(
@@ -97,7 +97,7 @@ def add_secret() -> tuple[dict[str, Any], int]:
 
 @bp.delete("/event-hooks/signing-secrets/<secret_id>")
 def remove_secret(secret_id: str) -> tuple[str, int]:
-    viewer = _admin()
+    viewer = current_admin()
     session = db_session()
     event_hooks.remove_signing_secret(
         session,
@@ -111,7 +111,7 @@ def remove_secret(secret_id: str) -> tuple[str, int]:
 
 @bp.get("/event-deliveries")
 def deliveries() -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     page = list_deliveries(
         db_session(),
         viewer.organisation_id,
@@ -125,24 +125,18 @@ def deliveries() -> dict[str, Any]:
 
 @bp.get("/event-deliveries/<uuid:delivery_id>")
 def delivery(delivery_id: Any) -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     return delivery_detail(get_delivery(db_session(), viewer.organisation_id, delivery_id))
 
 
 @bp.post("/event-deliveries/<uuid:delivery_id>/reprocess")
 def reprocess(delivery_id: Any) -> tuple[dict[str, Any], int]:
-    viewer = _admin()
+    viewer = current_admin()
     session = db_session()
     found = get_delivery(session, viewer.organisation_id, delivery_id)
     idp_events.reprocess_delivery(session, delivery=found, actor=admin_actor(viewer))
     session.commit()
     return delivery_summary(found), 202
-
-
-def _admin() -> Viewer:
-    viewer = current_viewer()
-    require_admin(viewer)
-    return viewer
 
 
 def _describe(viewer: Viewer) -> dict[str, Any]:

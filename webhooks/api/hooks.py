@@ -7,33 +7,20 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from connectors.outbound import UrlPolicy
-from models.access import Viewer, require_admin
 from models.actions import notification_hooks as hooks
 from models.actions.notification_deliveries import deliveries_of
 from webhooks.api.params import int_param
 from webhooks.api.review_schemas import CreateHook, EditHook, RotateSecret
-from webhooks.auth import admin_actor, current_viewer
+from webhooks.auth import admin_actor, current_admin
 from webhooks.body import parse_body
 from webhooks.context import db_session, settings
 
 bp = Blueprint("notification_hooks", __name__, url_prefix="/api/v1")
 
 
-def url_policy() -> UrlPolicy:
-    current = settings()
-    return current.outbound_policy()
-
-
-def _admin() -> Viewer:
-    viewer = current_viewer()
-    require_admin(viewer)
-    return viewer
-
-
 @bp.get("/notification-hooks")
 def index() -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     return {
         "items": [
             hooks.hook_view(h) for h in hooks.list_hooks(db_session(), viewer.organisation_id)
@@ -43,7 +30,7 @@ def index() -> dict[str, Any]:
 
 @bp.post("/notification-hooks")
 def create() -> tuple[dict[str, Any], int]:
-    viewer = _admin()
+    viewer = current_admin()
     body = parse_body(CreateHook)
     session = db_session()
     hook, secret = hooks.create_hook(
@@ -53,7 +40,7 @@ def create() -> tuple[dict[str, Any], int]:
         kind=body.kind,
         target=body.target,
         events=body.events,
-        url_policy=url_policy(),
+        url_policy=settings().outbound_policy(),
         secret_key=settings().secret_key,
         actor=admin_actor(viewer),
     )
@@ -63,13 +50,13 @@ def create() -> tuple[dict[str, Any], int]:
 
 @bp.get("/notification-hooks/<uuid:hook_id>")
 def show(hook_id: uuid.UUID) -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     return hooks.hook_view(hooks.get_hook(db_session(), viewer.organisation_id, hook_id))
 
 
 @bp.patch("/notification-hooks/<uuid:hook_id>")
 def edit(hook_id: uuid.UUID) -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     body = parse_body(EditHook)
     session = db_session()
     hook = hooks.get_hook(session, viewer.organisation_id, hook_id)
@@ -77,7 +64,7 @@ def edit(hook_id: uuid.UUID) -> dict[str, Any]:
         session,
         hook=hook,
         actor=admin_actor(viewer),
-        url_policy=url_policy(),
+        url_policy=settings().outbound_policy(),
         **body.model_dump(exclude_none=True),
     )
     session.commit()
@@ -86,7 +73,7 @@ def edit(hook_id: uuid.UUID) -> dict[str, Any]:
 
 @bp.delete("/notification-hooks/<uuid:hook_id>")
 def delete(hook_id: uuid.UUID) -> tuple[str, int]:
-    viewer = _admin()
+    viewer = current_admin()
     session = db_session()
     hooks.delete_hook(
         session,
@@ -99,7 +86,7 @@ def delete(hook_id: uuid.UUID) -> tuple[str, int]:
 
 @bp.post("/notification-hooks/<uuid:hook_id>/rotate-secret")
 def rotate(hook_id: uuid.UUID) -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     keep = (
         parse_body(RotateSecret).keep_previous_hours if bool(request.get_data(cache=True)) else 24.0
     )
@@ -118,7 +105,7 @@ def rotate(hook_id: uuid.UUID) -> dict[str, Any]:
 
 @bp.get("/notification-hooks/<uuid:hook_id>/deliveries")
 def deliveries(hook_id: uuid.UUID) -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     session = db_session()
     hook = hooks.get_hook(session, viewer.organisation_id, hook_id)
     limit = int_param("limit", 50, low=1, high=500)

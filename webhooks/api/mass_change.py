@@ -8,14 +8,14 @@ from typing import Any
 from flask import Blueprint
 from pydantic import Field
 
-from models.access import Viewer, require_admin
+from models.access import Viewer
 from models.actions import mass_change, mass_change_holds
 from models.entities import MassChange
 from models.enums import ChangeStatus
 from models.queries.mass_change import hold_views, list_holds, tripped_gates
 from webhooks.api.described import takes_body
 from webhooks.api.params import enum_param, int_param, uuid_param
-from webhooks.auth import admin_actor, current_viewer
+from webhooks.auth import admin_actor, current_admin
 from webhooks.body import RequestBody, parse_body
 from webhooks.context import db_session
 
@@ -33,12 +33,6 @@ class GateSettings(RequestBody):
     window_minutes: int | None = None
 
 
-def _admin() -> Viewer:
-    viewer = current_viewer()
-    require_admin(viewer)
-    return viewer
-
-
 def _settings_view(viewer: Viewer) -> dict[str, Any]:
     session = db_session()
     limits = mass_change.thresholds(session, viewer.organisation_id)
@@ -48,14 +42,14 @@ def _settings_view(viewer: Viewer) -> dict[str, Any]:
 @bp.get("/settings")
 def show_settings() -> dict[str, Any]:
     """The gate's thresholds and which sources it is holding now"""
-    return _settings_view(_admin())
+    return _settings_view(current_admin())
 
 
 @bp.put("/settings")
 @takes_body(GateSettings)
 def change_settings() -> dict[str, Any]:
     """Change the gate's thresholds"""
-    viewer = _admin()
+    viewer = current_admin()
     body = parse_body(GateSettings)
     session = db_session()
     mass_change.set_thresholds(
@@ -71,7 +65,7 @@ def change_settings() -> dict[str, Any]:
 @bp.get("/holds")
 def holds() -> dict[str, Any]:
     """Held changes (status=held by default), oldest first"""
-    viewer = _admin()
+    viewer = current_admin()
     status = enum_param("status", ChangeStatus) or ChangeStatus.HELD
     items = list_holds(
         db_session(),
@@ -110,7 +104,7 @@ def discard_batch(batch_id: uuid.UUID) -> dict[str, Any]:
 
 
 def _decide(find: Any, approve: bool) -> dict[str, Any]:
-    viewer = _admin()
+    viewer = current_admin()
     session = db_session()
     found: list[MassChange] = find(session, viewer.organisation_id)
     if approve:

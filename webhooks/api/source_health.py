@@ -7,13 +7,12 @@ from typing import Any
 from flask import Blueprint
 from pydantic import Field
 
-from models.access import Viewer, require_admin
 from models.actions import organisations
 from models.base import utcnow
 from models.entities import Organisation
 from models.source_health import failing_hooks, open_incidents, source_statuses
 from webhooks.api.described import takes_body
-from webhooks.auth import admin_actor, current_viewer
+from webhooks.auth import admin_actor, current_admin
 from webhooks.body import RequestBody, parse_body
 from webhooks.context import db_session
 
@@ -34,16 +33,10 @@ class HealthSettings(RequestBody):
     stream_failure_seconds: int | None = Field(default=None, ge=60, le=90 * 86400)
 
 
-def _admin() -> Viewer:
-    viewer = current_viewer()
-    require_admin(viewer)
-    return viewer
-
-
 @bp.get("/source-health")
 def show() -> dict[str, Any]:
     """Each configured source: last sign of life, allowance, open incidents, failing hooks"""
-    viewer, session, now = _admin(), db_session(), utcnow()
+    viewer, session, now = current_admin(), db_session(), utcnow()
     org_id = viewer.organisation_id
     return {
         "sources": [s.view(now) for s in source_statuses(session, organisation_id=org_id, now=now)],
@@ -65,7 +58,7 @@ def show() -> dict[str, Any]:
 @takes_body(HealthSettings)
 def edit_settings() -> dict[str, Any]:
     """How long each kind of source may stay quiet (or a stream fail) before admins are alerted"""
-    viewer = _admin()
+    viewer = current_admin()
     changes = parse_body(HealthSettings).model_dump(exclude_none=True)
     session = db_session()
     organisation = session.get_one(Organisation, viewer.organisation_id)

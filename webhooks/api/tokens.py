@@ -9,14 +9,13 @@ from typing import Any
 from flask import Blueprint
 from pydantic import AwareDatetime, Field
 
-from models.access import Viewer, require_admin
 from models.actions import tokens as token_actions
 from models.base import utcnow
 from models.enums import TokenScope
 from models.queries.tokens import TOKEN_STATUSES, list_tokens, token_view
 from webhooks.api.described import takes_body
 from webhooks.api.params import bool_param, choice_param
-from webhooks.auth import admin_actor, current_token_id, current_viewer
+from webhooks.auth import admin_actor, current_admin, current_token_id
 from webhooks.body import RequestBody, parse_body
 from webhooks.context import db_session
 
@@ -35,7 +34,7 @@ class CreateToken(RequestBody):
 @bp.get("/tokens")
 def index() -> dict[str, Any]:
     """The organisation's tokens, newest first; never their secrets"""
-    viewer = _admin()
+    viewer = current_admin()
     status = choice_param("status", TOKEN_STATUSES)
     return {"items": list_tokens(db_session(), viewer.organisation_id, now=utcnow(), status=status)}
 
@@ -44,7 +43,7 @@ def index() -> dict[str, Any]:
 @takes_body(CreateToken)
 def create() -> tuple[dict[str, Any], int]:
     """Create a token; the answer shows its secret, once"""
-    viewer = _admin()
+    viewer = current_admin()
     body = parse_body(CreateToken)
     session = db_session()
     now = utcnow()
@@ -71,7 +70,7 @@ def create() -> tuple[dict[str, Any], int]:
 @bp.delete("/tokens/<uuid:token_id>")
 def revoke(token_id: uuid.UUID) -> tuple[str, int]:
     """Revoke a token; the caller's own needs revoke_own=true"""
-    viewer = _admin()
+    viewer = current_admin()
     session = db_session()
     token_actions.revoke_token_by_id(
         session,
@@ -83,9 +82,3 @@ def revoke(token_id: uuid.UUID) -> tuple[str, int]:
     )
     session.commit()
     return "", 204
-
-
-def _admin() -> Viewer:
-    viewer = current_viewer()
-    require_admin(viewer)
-    return viewer
