@@ -16,15 +16,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.scratch import postgres_scratch  # noqa: E402
 from models.actions import organisations  # noqa: E402
 from models.actor import Actor  # noqa: E402
 from models.db import make_engine, make_session_factory  # noqa: E402
@@ -53,17 +52,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100_000)
     args = parser.parse_args()
 
-    admin_url = make_url(
-        os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test").replace(
-            "postgresql://", "postgresql+psycopg://", 1
-        )
-    )
-    name = f"odock_bench_audit_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    database_url = admin_url.set(database=name).render_as_string(hide_password=False)
-    try:
+    with postgres_scratch(prefix="odock_bench_audit") as database_url:
         settings = Settings(database_url=database_url, secret_key="bench-" + "k" * 32)
         engine = make_engine(settings)
         upgrade(engine)
@@ -89,10 +78,6 @@ def main() -> None:
             (f"{args.rows:,} events, csv", [], "csv"),
         ):
             _export(database_url, label, extra, fmt)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _moment(seconds: float) -> str:

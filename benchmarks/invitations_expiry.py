@@ -22,12 +22,12 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, delete, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import delete, select, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.scratch import postgres_scratch  # noqa: E402
 from connectors.signed_webhooks import new_signing_secret, sign  # noqa: E402
 from models import audit  # noqa: E402
 from models.access import Viewer  # noqa: E402
@@ -55,46 +55,38 @@ def main() -> None:
     parser.add_argument("--accept-pool", type=int, default=3000)
     args = parser.parse_args()
 
-    admin_url = make_url(
-        os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test").replace(
-            "postgresql://", "postgresql+psycopg://", 1
+    with postgres_scratch(prefix="odock_bench_inv") as database_url:
+        hook_secret = new_signing_secret()
+        settings = Settings(
+            database_url=database_url,
+            celery_broker_url=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+            celery_queue=f"odock-bench-{uuid.uuid4().hex[:8]}",
+            secret_key=SECRET_KEY,
+            enrollment_webhook_secrets=hook_secret,
+            invitation_expiry_batch_size=args.batch,
+            log_level="WARNING",
         )
-    )
-    name = f"odock_bench_inv_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    database_url = admin_url.set(database=name).render_as_string(hide_password=False)
-    hook_secret = new_signing_secret()
-    settings = Settings(
-        database_url=database_url,
-        celery_broker_url=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
-        celery_queue=f"odock-bench-{uuid.uuid4().hex[:8]}",
-        secret_key=SECRET_KEY,
-        enrollment_webhook_secrets=hook_secret,
-        invitation_expiry_batch_size=args.batch,
-        log_level="WARNING",
-    )
-    gunicorn = None
-    start_load = os.getloadavg()
-    try:
-        engine = make_engine(settings)
-        upgrade(engine)
-        sessions = make_session_factory(engine)
-        print(f"database {name}: seeding {args.rows:,} + {args.sample:,} overdue invitations")
-        slugs, admin_token, accept_tokens = seed(sessions, engine, args)
-        port = _free_port()
-        gunicorn = start_gunicorn(settings, port)
-        report = run(settings, sessions, engine, args, port, slugs, admin_token, accept_tokens)
-        report["load_average_at_start"] = start_load
-        print(json.dumps(report, indent=2))
-    finally:
-        if gunicorn is not None:
-            gunicorn.terminate()
-            gunicorn.wait(timeout=20)
-        _drop_queue(settings)
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        gunicorn = None
+        start_load = os.getloadavg()
+        try:
+            engine = make_engine(settings)
+            upgrade(engine)
+            sessions = make_session_factory(engine)
+            database = database_url.rsplit("/", 1)[-1]
+            print(
+                f"database {database}: seeding {args.rows:,} + {args.sample:,} overdue invitations"
+            )
+            slugs, admin_token, accept_tokens = seed(sessions, engine, args)
+            port = _free_port()
+            gunicorn = start_gunicorn(settings, port)
+            report = run(settings, sessions, engine, args, port, slugs, admin_token, accept_tokens)
+            report["load_average_at_start"] = start_load
+            print(json.dumps(report, indent=2))
+        finally:
+            if gunicorn is not None:
+                gunicorn.terminate()
+                gunicorn.wait(timeout=20)
+            _drop_queue(settings)
 
 
 def seed(sessions, engine, args):  # type: ignore[no-untyped-def]

@@ -17,23 +17,20 @@ p50/p99:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import time
-from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
-from sqlalchemy import delete, event, insert, select
+from sqlalchemy import delete, insert, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.token_auth import postgres_scratch  # noqa: E402
+from benchmarks.scratch import StatementCounter, on_both_backends  # noqa: E402
 from models.actions import mass_change, organisations, tokens  # noqa: E402
 from models.actor import Actor  # noqa: E402
 from models.base import new_id, utcnow  # noqa: E402
@@ -64,15 +61,6 @@ def statement_kind(statement: str) -> str:
     verb = (statement.lstrip().split(None, 1) or [""])[0].upper()
     table = "mass_change" if "mass_change" in statement else "other"
     return f"{table} {verb}"
-
-
-class StatementCounter:
-    def __init__(self, engine: Any) -> None:
-        self.counts: Counter[str] = Counter()
-        event.listen(engine, "before_cursor_execute", self.on_statement)
-
-    def on_statement(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self.counts[statement_kind(statement)] += 1
 
 
 def seed(settings: Settings) -> tuple[Any, str]:
@@ -172,7 +160,7 @@ def run_backend(label: str, database_url: str, broker_url: str, n: int) -> None:
     client = app.test_client()
     engine = app.extensions[EXTENSION].engine
     sessions = make_session_factory(engine)
-    counter = StatementCounter(engine)
+    counter = StatementCounter(engine, statement_kind)
     for index, (name, thresholds) in enumerate(SCENARIOS.items()):
         ids = provision(client, secret, f"s{index}-", n)
         prepare(sessions, org_id, name, thresholds)
@@ -184,13 +172,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        broker = f"sqla+sqlite:///{scratch}/broker.sqlite3"
-        run_backend("sqlite", f"sqlite:///{scratch}/bench.sqlite3", broker, args.requests)
-        server = os.environ.get("DATABASE_URL", "")
-        if server.startswith("postgresql"):
-            with postgres_scratch(server) as url:
-                run_backend("postgresql", url, broker, args.requests)
+    on_both_backends(run_backend, args.requests)
 
 
 if __name__ == "__main__":

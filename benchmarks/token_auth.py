@@ -19,27 +19,21 @@ last-use writes, other reads, commits) and times the requests (p50/p99):
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import time_machine
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.scratch import StatementCounter, on_both_backends  # noqa: E402
 from models.actions import organisations, tokens  # noqa: E402
 from models.actions import users as user_actions  # noqa: E402
 from models.actor import Actor  # noqa: E402
@@ -62,19 +56,6 @@ def statement_kind(statement: str) -> str:
     if verb == "BEGIN":
         return "BEGIN"
     return "other SELECT" if verb == "SELECT" else f"other {verb}"
-
-
-class StatementCounter:
-    def __init__(self, engine: Any) -> None:
-        self.counts: Counter[str] = Counter()
-        event.listen(engine, "before_cursor_execute", self.on_statement)
-        event.listen(engine, "commit", self.on_commit)
-
-    def on_statement(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self.counts[statement_kind(statement)] += 1
-
-    def on_commit(self, _conn: Any) -> None:
-        self.counts["COMMIT"] += 1
 
 
 def seed(settings: Settings) -> tuple[str, str]:
@@ -152,7 +133,7 @@ def run_backend(label: str, database_url: str, broker_url: str, n: int) -> None:
     for ttl in (2.0, 0.0):
         app = create_app(Settings(**base, scim_token_cache_seconds=ttl))
         client = app.test_client()
-        counter = StatementCounter(app.extensions[EXTENSION].engine)
+        counter = StatementCounter(app.extensions[EXTENSION].engine, statement_kind, commits=True)
         for path, secret in [
             ("/scim/v2/ServiceProviderConfig", scim_secret),
             ("/api/v1/teams", admin_secret),
@@ -166,32 +147,11 @@ def run_backend(label: str, database_url: str, broker_url: str, n: int) -> None:
         app.extensions[EXTENSION].engine.dispose()
 
 
-@contextmanager
-def postgres_scratch(server: str) -> Iterator[str]:
-    url = make_url(server.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"odock_bench_tokens_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        broker = f"sqla+sqlite:///{scratch}/broker.sqlite3"
-        run_backend("sqlite", f"sqlite:///{scratch}/bench.sqlite3", broker, args.requests)
-        server = os.environ.get("DATABASE_URL", "")
-        if server.startswith("postgresql"):
-            with postgres_scratch(server) as url:
-                run_backend("postgresql", url, broker, args.requests)
+    on_both_backends(run_backend, args.requests)
 
 
 if __name__ == "__main__":

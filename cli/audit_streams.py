@@ -7,14 +7,13 @@ import uuid
 import click
 
 from cli.context import CLI_ACTOR, cli_settings, unit_of_work
+from cli.options import JSON_OPTION, ORG_OPTION
 from cli.output import emit
 from connectors.outbound import UrlPolicy
 from models.actions import audit_streams as actions
 from models.actions import organisations
 from models.enums import StreamPreset
 
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
 ID_OPTION = click.option("--id", "stream_id", required=True, type=click.UUID)
 
 

@@ -7,6 +7,7 @@ import uuid
 import click
 
 from cli.context import CLI_ACTOR, cli_settings, unit_of_work
+from cli.options import JSON_OPTION, ORG_OPTION
 from cli.output import done, emit
 from models.actions import event_hooks, idp_events, organisations
 from models.entities import EventHookConfig
@@ -17,9 +18,6 @@ from models.queries.deliveries import (
     get_delivery,
     list_deliveries,
 )
-
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
 
 
 @click.group()

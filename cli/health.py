@@ -5,13 +5,12 @@ from __future__ import annotations
 import click
 
 from cli.context import CLI_ACTOR, unit_of_work
+from cli.options import JSON_OPTION, ORG_OPTION
 from cli.output import emit
 from models.actions import organisations
 from models.base import utcnow
 from models.source_health import failing_hooks, open_incidents, source_statuses
 
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
 SECONDS = click.IntRange(60, 90 * 86400)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from cli.context import CLI_ACTOR, unit_of_work
+from cli.options import JSON_OPTION, ORG_OPTION
 from cli.output import emit
 from models.actions import mass_change, mass_change_holds, organisations
 from models.entities import MassChange
@@ -15,8 +16,6 @@ from models.enums import ChangeStatus
 from models.errors import InvalidInput
 from models.queries.mass_change import hold_views, list_holds, tripped_gates
 
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
 BATCH_OPTION = click.option(
     "--batch", "batch_ref", default=None, help="Every held change of a batch."
 )

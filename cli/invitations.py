@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from cli.context import CLI_ACTOR, cli_settings, unit_of_work
-from cli.options import ROLE
+from cli.options import JSON_OPTION, ORG_OPTION, ROLE
 from cli.output import emit, table
 from models.access import Viewer
 from models.actions import invitations as invitation_actions
@@ -24,9 +24,6 @@ from models.queries.invitations import (
     list_invitations,
 )
 from models.queries.users import user_profile
-
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
 
 
 @click.group()

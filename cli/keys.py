@@ -7,12 +7,11 @@ import uuid
 import click
 
 from cli.context import CLI_ACTOR, unit_of_work
+from cli.options import JSON_OPTION
 from cli.output import emit
 from models.actions import organisations
 from models.actions.key_rotations import request_key_rotation
 from models.key_changes import is_bridged
-
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 @click.group()

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from cli.context import CLI_ACTOR, cli_settings, unit_of_work
+from cli.options import JSON_OPTION, ORG_OPTION
 from cli.output import emit
 from models.actions import directory_connectors as connectors
 from models.actions import directory_sync as sync_ops
@@ -23,8 +24,6 @@ from models.queries.directory import connector_view, list_connectors, list_runs,
 EXIT_CODES = {"failed": 3, "quarantined": 4, "skipped": 5}
 EXIT_TEST_FAILED = 6
 
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
 CONNECTOR_OPTION = click.option(
     "--connector", "connector_ref", default="", help="Connector name or id (if several)."
 )

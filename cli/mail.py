@@ -7,11 +7,10 @@ import uuid
 import click
 
 from cli.context import cli_settings, unit_of_work
+from cli.options import JSON_OPTION
 from cli.output import emit, table
 from models.actions import organisations
 from models.queries import local_mail
-
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 @click.group()

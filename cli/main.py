@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from cli.context import CLI_ACTOR, cli_settings, database_errors, unit_of_work
-from cli.options import ANY_ROLE, ROLE, UpperChoice
-from cli.output import JSON_OPTION, emit, table
+from cli.options import ANY_ROLE, JSON_OPTION, ROLE, UpperChoice
+from cli.output import emit, table
 from models.actions import organisations
 from models.actions import users as user_actions
 from models.enums import Role, UserStatus

@@ -10,13 +10,11 @@ import click
 from sqlalchemy import Engine
 
 from cli.context import CLI_ACTOR, cli_settings, database_errors, unit_of_work
+from cli.options import JSON_OPTION, ORG_OPTION
 from cli.output import done, emit
 from models.actions import odock_bridge, odock_reconcile, organisations
 from models.db import make_engine
 from models.entities import OdockReconcileRun
-
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
 
 
 @click.group()

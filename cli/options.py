@@ -9,6 +9,7 @@ import click
 from models.enums import Role
 
 ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 class UpperChoice(click.Choice):

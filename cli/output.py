@@ -7,8 +7,6 @@ from typing import Any
 
 import click
 
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
 
 def emit(data: Any, *, as_json: bool, text: str | None = None) -> None:
     if as_json:

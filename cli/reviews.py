@@ -10,6 +10,7 @@ import click
 from sqlalchemy.orm import Session
 
 from cli.context import CLI_ACTOR, cli_settings, unit_of_work
+from cli.options import JSON_OPTION, ORG_OPTION
 from cli.output import done, emit
 from connectors.outbound import UrlPolicy
 from models.access import Viewer
@@ -33,9 +34,6 @@ from models.queries.reviews import (
     visible_review,
 )
 from models.queries.users import user_profile
-
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
 
 
 def _viewer(session: Session, org_slug: str) -> Viewer:

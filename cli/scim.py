@@ -5,14 +5,11 @@ from __future__ import annotations
 import click
 
 from cli.context import CLI_ACTOR, unit_of_work
-from cli.options import ROLE
+from cli.options import JSON_OPTION, ORG_OPTION, ROLE
 from cli.output import done, emit
 from models.actions import organisations
 from models.actions import scim as scim_actions
 from models.enums import Role, ScimDeletePolicy
-
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
 
 
 @click.group()

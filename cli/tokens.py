@@ -8,6 +8,7 @@ from datetime import timedelta
 import click
 
 from cli.context import CLI_ACTOR, unit_of_work
+from cli.options import JSON_OPTION, ORG_OPTION
 from cli.output import emit
 from models.actions import organisations, tokens
 from models.actions import users as user_actions
@@ -15,9 +16,6 @@ from models.base import utcnow
 from models.enums import TokenScope
 from models.errors import InvalidInput, NotFound
 from models.queries.tokens import TOKEN_STATUSES, list_tokens, token_view
-
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-ORG_OPTION = click.option("--org", "org_slug", required=True, help="Organisation slug.")
 
 
 def _lifetime(_ctx: click.Context, _param: click.Parameter, value: str | None) -> timedelta | None:

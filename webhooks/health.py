@@ -26,7 +26,6 @@ from models import arrival
 from webhooks import idp_metrics
 from webhooks.context import app_state
 from webhooks.ops_metrics import OperationsCollector
-from webhooks.source_metrics import SourceCollector
 
 log = structlog.get_logger(__name__)
 
@@ -79,7 +78,6 @@ def metrics() -> Response:
     state = app_state()
     operations = CollectorRegistry()
     operations.register(OperationsCollector(state.sessions, state.settings.cutoff_deadline))
-    operations.register(SourceCollector(state.sessions))
     body = generate_latest(_registry()) + generate_latest(operations)
     # content_type, not mimetype: Flask would add a second charset to a text/ mimetype.
     return Response(body, content_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,4 @@
-"""SCIM 2.0 service provider under /scim/v2 (RFC 7644): thin routes over connectors.scim.
+"""SCIM 2.0 service provider under /scim/v2 (RFC 7644): thin routes over scim_provider.
 
 The SCIM bearer token decides the organisation; every error under the prefix, including
 unknown routes, 405 and 413, is SCIM error JSON.
@@ -15,13 +15,13 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from connectors.scim import provider
 from connectors.scim.errors import InvalidSyntax, ScimError
 from connectors.scim.projection import project
 from connectors.scim.schemas import ERROR, GROUP_KIND, USER_KIND, ResourceKind
 from models import errors
 from models.actor import Actor
 from models.enums import Source, TokenScope
+from webhooks import scim_provider as provider
 from webhooks.auth import require_token
 from webhooks.body import UnreadableBody, decode_json, integer_text
 from webhooks.context import db_session, settings

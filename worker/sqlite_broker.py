@@ -7,11 +7,14 @@ timeout to carry tasks between processes without "database is locked".
 
 from __future__ import annotations
 
+from json import loads
+from queue import Empty
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqla
-from sqlalchemy import Engine, create_engine, event
+from kombu.utils.encoding import bytes_to_str
+from sqlalchemy import Engine, create_engine, event, text
 
 from models.db import private_sqlite_file
 
@@ -54,6 +57,32 @@ class Channel(kombu_sqla.Channel):
         if url.startswith("sqlite"):
             event.listen(engine, "connect", _wal)
         return engine
+
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
+        """kombu's `_get`, except that the message taken is deleted: kombu keeps it, marked
+        invisible, for good, and every later poll of every queue scans past all of them (its
+        query orders by time, and no index serves `visible`), under the write lock. A message
+        taken and not acknowledged is put back by kombu from the worker's memory (`_restore`),
+        never from that row."""
+        found = self._get_or_create(queue)
+        if self.session.bind.name == "sqlite":
+            self.session.execute(text("BEGIN IMMEDIATE TRANSACTION"))
+        try:
+            message = (
+                self.session.query(self.message_cls)
+                .with_for_update()
+                .filter(self.message_cls.queue_id == found.id)
+                .filter(self.message_cls.visible != False)  # noqa: E712 (kombu's own filter)
+                .order_by(self.message_cls.sent_at, self.message_cls.id)
+                .limit(1)
+                .first()
+            )
+            if message is None:
+                raise Empty()
+            self.session.delete(message)
+            return loads(bytes_to_str(message.payload))
+        finally:
+            self.session.commit()
 
 
 class Transport(kombu_sqla.Transport):

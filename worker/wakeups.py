@@ -3,8 +3,8 @@
 A wake-up carries no state: the work it points at is already committed in its own rows, and a
 periodic sweep wakes the task again for rows left waiting. On a Redis broker a short-lived flag
 per wake-up marks it as sent and not yet taken; while the flag is up, further identical
-wake-ups are dropped. The task lowers the flag (`taken`) before it reads its work, so whatever
-commits after that raises the flag again and wakes it once more: nothing is left behind.
+wake-ups are dropped. The task lowers the flag (`taken`) before its last read of its work, so
+whatever commits after that raises the flag again and wakes it once more: nothing is left behind.
 On other brokers every wake-up is sent.
 """
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from models.errors import DomainError
 
-
-class ScimError(DomainError):
-    """An error the SCIM protocol names; rendered as SCIM error JSON."""
+class ScimError(Exception):
+    """An error the SCIM protocol names; the web layer renders it as SCIM error JSON."""
 
     status = 400
     scim_type: str | None = None
-    code = "scim_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class InvalidFilter(ScimError):

@@ -18,6 +18,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import audit
@@ -168,13 +169,30 @@ def raise_alarms(
             cutoff.alarmed_at = now
         incident = open_incident(session, organisation_id)
         if incident is None:
+            incident = _new_incident(session, organisation_id, now)
+            if incident is not None:
+                _announce_missed(session, incident, overdue, deadline, actor, now)
+                opened.append(incident)
+            else:  # a reaper running at once opened it first: these keys join its incident
+                incident = open_incident(session, organisation_id)
+        if incident is not None:
+            incident.keys_overdue += len(overdue)
+    return opened
+
+
+def _new_incident(
+    session: Session, organisation_id: uuid.UUID, now: datetime
+) -> CutoffIncident | None:
+    """A new open incident, or None when another has been opened meanwhile (the unique
+    open-incident index refuses a second; the savepoint keeps this transaction's work)."""
+    try:
+        with session.begin_nested():
             incident = CutoffIncident(organisation_id=organisation_id, opened_at=now)
             session.add(incident)
             session.flush()
-            _announce_missed(session, incident, overdue, deadline, actor, now)
-            opened.append(incident)
-        incident.keys_overdue += len(overdue)
-    return opened
+    except IntegrityError:
+        return None
+    return incident
 
 
 def open_incident(session: Session, organisation_id: uuid.UUID) -> CutoffIncident | None:

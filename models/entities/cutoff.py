@@ -51,7 +51,16 @@ class CutoffIncident(Base):
     """A stretch of time in which an organisation had cut-offs past their deadline: one alarm."""
 
     __tablename__ = "cutoff_incidents"
-    __table_args__ = (Index("ix_cutoff_incidents_org", "organisation_id", "cleared_at"),)
+    __table_args__ = (
+        Index("ix_cutoff_incidents_org", "organisation_id", "cleared_at"),
+        Index(
+            "ix_cutoff_incidents_open",
+            "organisation_id",
+            unique=True,
+            postgresql_where=text("cleared_at IS NULL"),
+            sqlite_where=text("cleared_at IS NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     organisation_id: Mapped[uuid.UUID] = mapped_column(

@@ -5,41 +5,26 @@ from __future__ import annotations
 from tests.support import factories as f
 
 
-def test_streams_are_added_listed_paused_and_removed(run, run_json, session) -> None:
+def _add(org, name: str, *extra: str) -> tuple[str, ...]:
+    """The words of `audit streams add` for a stream on a port nothing listens on."""
+    target = ("--target", "http://127.0.0.1:9/collector")
+    return ("audit", "streams", "add", "--org", org.slug, "--name", name, *target, *extra)
+
+
+def test_streams_are_added_listed_paused_resumed_and_removed(run, run_json, session) -> None:
     org = f.make_org(session)
     session.commit()
-    added = run_json(
-        "audit",
-        "streams",
-        "add",
-        "--org",
-        org.slug,
-        "--name",
-        "siem",
-        "--target",
-        "http://127.0.0.1:9/collector",
-    )
+    added = run_json(*_add(org, "siem"))
     assert added["signing_secret"].startswith("whsec_") and added["preset"] == "generic"
     (listed,) = run_json("audit", "streams", "list", "--org", org.slug)
     assert listed["id"] == added["id"] and "signing_secret" not in listed
     paused = run_json("audit", "streams", "pause", "--org", org.slug, "--id", added["id"])
     assert paused["enabled"] is False
+    resumed = run_json("audit", "streams", "resume", "--org", org.slug, "--id", added["id"])
+    assert resumed["enabled"] is True and resumed["next_attempt_at"] is None
     run("audit", "streams", "remove", "--org", org.slug, "--id", added["id"])
     assert run_json("audit", "streams", "list", "--org", org.slug) == []
-    refused = run(
-        "audit",
-        "streams",
-        "add",
-        "--org",
-        org.slug,
-        "--name",
-        "x",
-        "--preset",
-        "splunk",
-        "--target",
-        "http://127.0.0.1:9/c",
-        ok=False,
-    )
+    refused = run(*_add(org, "x", "--preset", "splunk"), ok=False)
     assert "HEC token" in refused.output
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -168,3 +169,39 @@ def test_bridged_a_cutoff_waits_for_the_store_then_the_gateway_and_the_reaper_le
         assert cutoff.acknowledged_at is not None
         assert bridged.scalars(select(CutoffIncident)).one().cleared_at is not None
         bridged.rollback()
+
+
+def test_two_reapers_at_once_open_one_incident_and_alarm_once(session, sessions):
+    """The first reaper has opened the incident and not committed yet when a second finds
+    other keys of the organisation overdue: they join that incident, no second alarm."""
+    org, _admin, first_keys = revoked_keys(session)
+    person = f.make_user(session, org)
+    f.make_key(session, org, owner=person)
+    lifecycle.revoke(session, user=person, actor=f.SETUP)
+    session.flush()
+    now = utcnow()
+    for cutoff in session.scalars(select(KeyCutoff)):  # the first reaper sees only the first two
+        early = cutoff.key_id in first_keys
+        cutoff.requested_at = now - (DEADLINE * 2 if early else DEADLINE / 2)
+    session.commit()
+    second: dict[str, list] = {}
+
+    def reap_again() -> None:
+        with sessions() as other:
+            second["opened"] = cutoffs.raise_alarms(
+                other, deadline=DEADLINE, actor=REAPER, now=now + DEADLINE
+            )
+            other.commit()
+
+    with sessions() as first:
+        assert len(cutoffs.raise_alarms(first, deadline=DEADLINE, actor=REAPER, now=now)) == 1
+        reaper = threading.Thread(target=reap_again)
+        reaper.start()
+        reaper.join(timeout=1)  # it waits on this open incident (PostgreSQL) or write lock
+        first.commit()
+    reaper.join(timeout=30)
+
+    assert second["opened"] == []
+    (incident,) = session.scalars(select(CutoffIncident)).all()
+    assert incident.keys_overdue == 3 and incident.cleared_at is None
+    assert len(notifications(session, cutoffs.EVENT_DEADLINE_MISSED)) == 1

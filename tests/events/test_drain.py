@@ -300,7 +300,7 @@ def test_the_drain_looks_again_after_letting_go_of_its_turn(session, monkeypatch
     def drain_then_a_late_arrival(organisation_id):
         drained = drain(organisation_id)
         passes.append(drained)
-        if len(passes) == 2:  # after the final read of the first turn
+        if len(passes) == 1:  # after the final read of the first turn
             with drain_task.runtime().sessions() as late:
                 receive(late, late.get(type(org), org_id), "late", "user.lifecycle.reactivate", 1)
                 late.commit()
@@ -314,3 +314,46 @@ def test_the_drain_looks_again_after_letting_go_of_its_turn(session, monkeypatch
         "first": ("processed", "1 applied"),
         "late": ("processed", "1 applied"),
     }
+
+
+def test_a_delivery_after_a_run_that_a_second_drain_left_wakes_a_drain_at_once(session, sent_tasks):
+    """A delivery stored right after the running drain lowered the flag wakes a second drain,
+    which leaves if the first still holds the turn; the flag it was woken by stays up. The
+    first must not return with that flag up: the next delivery has to wake a drain at once.
+    (Left up, it kept every later delivery waiting for the flag to expire or for the sweep:
+    tens of seconds, a 50 s stall of signed events in benchmarks/time_to_kill.py.)"""
+    from worker import wakeups
+    from worker.tasks import idp_events as drain_task
+
+    org = f.make_org(session)
+    okta_user(session, org)
+    receive(session, org, "first", "user.lifecycle.deactivate", minutes=0)
+    session.commit()  # wakes the drain: the flag goes up
+    org_id = org.id
+    lower = wakeups.taken
+    arrivals: list[str] = []
+
+    def lowered_then_a_delivery_and_its_drain(task, kwargs):
+        lower(task, kwargs)
+        if not arrivals:
+            arrivals.append("second")
+            with drain_task.runtime().sessions() as late:
+                receive(late, late.get(type(org), org_id), "second", "user.lifecycle.reactivate", 1)
+                late.commit()  # raises the flag and wakes a drain
+            drain_task.drain_deliveries(str(org_id))  # that drain, at once
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(wakeups, "taken", lowered_then_a_delivery_and_its_drain)
+        drain_task.drain_deliveries(str(org_id))
+    session.expire_all()
+    assert statuses(session, org) == {
+        "first": ("processed", "1 applied"),
+        "second": ("processed", "1 applied"),
+    }
+    session.rollback()
+    woken = sent_tasks.count("events.drain")
+
+    receive(session, org, "third", "user.lifecycle.deactivate", minutes=2)
+    session.commit()
+
+    assert sent_tasks.count("events.drain") == woken + 1

@@ -34,6 +34,24 @@ def record(**fields):
     }
 
 
+def _revoke_the_owner(bridged, session) -> str:
+    """Revoke the key owner (with an admin to alert); a moment 5 s after the revocation."""
+    f.make_user(session, session.get_one(Organisation, bridged.org.id), role=Role.ORG_ADMIN)
+    revocation = lifecycle.revoke(
+        session, user=session.get_one(User, bridged.owner.id), actor=f.SETUP
+    )
+    session.commit()
+    after = (revocation.revoked_at + timedelta(seconds=5)).isoformat()
+    session.rollback()
+    return after
+
+
+def _usage_findings(session) -> list[ReviewFinding]:
+    return list(
+        session.scalars(select(ReviewFinding).where(ReviewFinding.kind == "usage_after_revocation"))
+    )
+
+
 def test_records_are_idempotent_by_id_and_one_audit_event_per_batch(bridged, session):
     batch = {"records": [record(user_id=str(bridged.owner.id)) for _ in range(3)]}
 
@@ -64,21 +82,13 @@ def test_a_per_minute_aggregate_keeps_its_request_count(bridged, session):
 def test_usage_on_a_revoked_persons_key_opens_an_urgent_finding_at_once(bridged, session):
     key_id = uuid.uuid4()
     bridged.put("keys", key_id, key_body(bridged.owner))
-    f.make_user(session, session.get_one(Organisation, bridged.org.id), role=Role.ORG_ADMIN)
-    revocation = lifecycle.revoke(
-        session, user=session.get_one(User, bridged.owner.id), actor=f.SETUP
-    )
-    session.commit()
-    after = (revocation.revoked_at + timedelta(seconds=5)).isoformat()
-    session.rollback()
+    after = _revoke_the_owner(bridged, session)
 
     response = bridged.usage({"records": [record(api_key_id=str(key_id), occurred_at=after)]})
 
     assert response.status_code == 200
     session.expire_all()
-    finding = session.scalars(
-        select(ReviewFinding).where(ReviewFinding.kind == "usage_after_revocation")
-    ).one()
+    (finding,) = _usage_findings(session)
     assert finding.severity is Severity.URGENT and finding.subject_id == key_id
     alerts = session.scalars(
         select(OutboxMessage.kwargs).where(OutboxMessage.task == "notifications.dispatch")
@@ -94,31 +104,18 @@ def test_usage_before_the_revocation_opens_nothing_urgent(bridged, session):
         {"records": [record(user_id=str(bridged.owner.id), occurred_at=before)]}
     )
     assert response.status_code == 200
-    assert (
-        session.scalars(
-            select(ReviewFinding).where(ReviewFinding.kind == "usage_after_revocation")
-        ).all()
-        == []
-    )
+    assert _usage_findings(session) == []
 
 
 def test_usage_on_an_org_key_the_revoked_person_created_is_flagged_at_once(bridged, session):
     key_id = uuid.uuid4()
     bridged.put("keys", key_id, key_body(created_by_user_id=str(bridged.owner.id)))
-    f.make_user(session, session.get_one(Organisation, bridged.org.id), role=Role.ORG_ADMIN)
-    revocation = lifecycle.revoke(
-        session, user=session.get_one(User, bridged.owner.id), actor=f.SETUP
-    )
-    session.commit()
-    after = (revocation.revoked_at + timedelta(seconds=5)).isoformat()
-    session.rollback()
+    after = _revoke_the_owner(bridged, session)
 
     response = bridged.usage({"records": [record(api_key_id=str(key_id), occurred_at=after)]})
 
     assert response.status_code == 200 and response.get_json()["accepted"] == 1
     session.expire_all()
-    finding = session.scalars(
-        select(ReviewFinding).where(ReviewFinding.kind == "usage_after_revocation")
-    ).one()
+    (finding,) = _usage_findings(session)
     assert finding.severity is Severity.URGENT and finding.subject_id == key_id
     assert finding.detail["key_still_active"] is True

@@ -86,6 +86,11 @@ def outbox_tasks(session: Session) -> list[tuple[str, dict]]:
     ]
 
 
+def dispatched(session: Session) -> list[dict]:
+    """The notifications queued so far (the kwargs of each dispatch task), in order."""
+    return [kwargs for task, kwargs in outbox_tasks(session) if task == "notifications.dispatch"]
+
+
 # --- loopback HTTP receivers for notification hooks ---------------------------------------
 
 import json  # noqa: E402

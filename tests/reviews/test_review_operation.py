@@ -10,7 +10,13 @@ from models.base import utcnow
 from models.entities import AuditEvent, OutboxMessage, ReviewFinding, VirtualApiKey
 from models.enums import FindingState, KeyPolicy, ReviewStatus, Severity
 from models.errors import InvalidTransition, NotFound
-from tests.reviews.conftest import REVIEWER, build_leaver, findings_by_kind, revoke_and_review
+from tests.reviews.conftest import (
+    REVIEWER,
+    build_leaver,
+    dispatched,
+    findings_by_kind,
+    revoke_and_review,
+)
 from tests.support import factories as f
 
 
@@ -112,30 +118,23 @@ def test_usage_after_the_revocation_is_an_urgent_finding_and_alerts(session):
     assert urgent.severity is Severity.URGENT and urgent.subject_id == world.team_key.id
     assert urgent.detail["requests"] == 1 and urgent.detail["cost"].startswith("2.5")
     assert urgent.action == "revoke_key" and urgent.detail["key_still_active"] is True
-    events = [
-        m.kwargs["event"]
-        for m in session.scalars(
-            select(OutboxMessage).where(OutboxMessage.task == "notifications.dispatch")
-        )
-    ]
-    assert sorted(events) == ["finding.urgent", "review.opened"]  # rows come in no order
+    events = [kwargs["event"] for kwargs in dispatched(session)]
+    assert sorted(events) == ["finding.urgent", "review.opened"]
 
 
 def test_review_opened_goes_to_the_owner_the_affected_managers_and_the_admins(session):
     world = build_leaver(session)
     review = revoke_and_review(session, world.person)
 
-    opened = session.scalars(
-        select(OutboxMessage).where(OutboxMessage.task == "notifications.dispatch")
-    ).one()
+    (opened,) = dispatched(session)
 
-    assert opened.kwargs["event"] == "review.opened"
-    assert set(opened.kwargs["recipient_user_ids"]) == {
+    assert opened["event"] == "review.opened"
+    assert set(opened["recipient_user_ids"]) == {
         str(world.person.id),
         str(world.manager_a.id),
         str(world.admin.id),
     }
-    payload = opened.kwargs["payload"]
+    payload = opened["payload"]
     assert payload["review_id"] == str(review.id)
     assert payload["user"]["email"] == world.person.email
     assert len(payload["findings"]) == len(review.findings)
@@ -155,12 +154,7 @@ def test_resolving_the_last_open_finding_resolves_the_review_and_says_so(session
     assert open_findings[-1].state is FindingState.DISMISSED
     with pytest.raises(InvalidTransition):
         reviews.resolve_finding(session, finding=open_findings[0], actor=REVIEWER)
-    events = session.scalars(
-        select(OutboxMessage.kwargs)
-        .where(OutboxMessage.task == "notifications.dispatch")
-        .order_by(OutboxMessage.id)
-    ).all()
-    assert [e["event"] for e in events] == ["review.opened", "review.resolved"]
+    assert [e["event"] for e in dispatched(session)] == ["review.opened", "review.resolved"]
     audited = session.scalars(
         select(AuditEvent.action).where(AuditEvent.target_type == "review_finding")
     ).all()
@@ -245,16 +239,8 @@ def test_acknowledging_stops_escalation_and_escalation_climbs_owner_managers_adm
     interval = timedelta(minutes=world.org.settings.review_escalation_minutes)
     start = utcnow()
 
-    def dispatched():
-        return [
-            m.kwargs
-            for m in session.scalars(
-                select(OutboxMessage)
-                .where(OutboxMessage.task == "notifications.dispatch")
-                .order_by(OutboxMessage.id)
-            )
-            if m.kwargs["event"] == "review.escalated"
-        ]
+    def escalations():
+        return [kwargs for kwargs in dispatched(session) if kwargs["event"] == "review.escalated"]
 
     assert reviews.escalate_due(session, actor=REVIEWER, now=start) == 0
     # revoked keys waiting on the gateway are open but have no one to remind
@@ -262,12 +248,12 @@ def test_acknowledging_stops_escalation_and_escalation_climbs_owner_managers_adm
         fi.state is FindingState.OPEN and not fi.action_taken for fi in review.findings
     )
     assert reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 1.1) == open_count
-    assert dispatched()[-1]["recipient_user_ids"] == [str(world.person.id)]
+    assert escalations()[-1]["recipient_user_ids"] == [str(world.person.id)]
     reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 2.2)
-    managers = {r for m in dispatched()[1:] for r in m["recipient_user_ids"]}
+    managers = {r for m in escalations()[1:] for r in m["recipient_user_ids"]}
     assert str(world.manager_a.id) in managers and str(world.person.id) not in managers
     reviews.escalate_due(session, actor=REVIEWER, now=start + interval * 3.3)
-    assert dispatched()[-1]["recipient_user_ids"] == [str(world.admin.id)]
+    assert escalations()[-1]["recipient_user_ids"] == [str(world.admin.id)]
 
     assert reviews.acknowledge_review(session, review=review, actor=REVIEWER) == sum(
         fi.state is FindingState.OPEN for fi in review.findings
@@ -286,9 +272,7 @@ def test_a_review_whose_keys_wait_on_the_gateway_opens_pending_and_resolves_on_i
     review = revoke_and_review(session, person)
 
     assert review.status is ReviewStatus.OPEN
-    (opened,) = session.scalars(
-        select(OutboxMessage.kwargs).where(OutboxMessage.task == "notifications.dispatch")
-    ).all()
+    (opened,) = dispatched(session)
     assert opened["event"] == "review.opened" and opened["payload"]["status"] == "open"
     (summary,) = opened["payload"]["findings"]
     assert summary["state"] == "open" and summary["invalidation_status"] == "pending"
@@ -297,9 +281,4 @@ def test_a_review_whose_keys_wait_on_the_gateway_opens_pending_and_resolves_on_i
     reviews.record_invalidation(session, key_ids=[key.id], reason="revoked")
 
     assert review.status is ReviewStatus.RESOLVED and review.resolved_by == "gateway"
-    events = session.scalars(
-        select(OutboxMessage.kwargs)
-        .where(OutboxMessage.task == "notifications.dispatch")
-        .order_by(OutboxMessage.id)
-    ).all()
-    assert [e["event"] for e in events] == ["review.opened", "review.resolved"]
+    assert [e["event"] for e in dispatched(session)] == ["review.opened", "review.resolved"]

@@ -267,7 +267,7 @@ def test_too_large_a_count_is_capped(scim, ann):
 
 
 def test_unexpected_errors_are_scim_json_without_a_traceback(scim, monkeypatch):
-    from connectors.scim import provider
+    from webhooks import scim_provider as provider
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("secret internals")
@@ -289,7 +289,7 @@ def test_plain_application_json_is_accepted(scim):
 def test_a_lost_race_on_a_unique_key_is_409_uniqueness(scim, monkeypatch):
     from sqlalchemy.exc import IntegrityError
 
-    from connectors.scim import provider
+    from webhooks import scim_provider as provider
 
     def raced(*_args, **_kwargs):
         raise IntegrityError("INSERT INTO scim_users ...", {}, Exception("duplicate key"))

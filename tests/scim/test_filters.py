@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql
 
 from connectors.scim import filters
 from connectors.scim.errors import InvalidFilter
-from connectors.scim.queries import USER_ATTRIBUTES
+from models.queries.scim import USER_ATTRIBUTES
 from tests.scim.payloads import ENTERPRISE
 
 PEOPLE = [

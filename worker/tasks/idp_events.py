@@ -33,20 +33,21 @@ def drain_deliveries(organisation_id: str) -> int:
 
     One drain per organisation at a time: a second one woken meanwhile leaves at once instead
     of waiting in a worker slot (on the first one's row locks and mass-change gate). The
-    holder looks once more after it lets go, so what the leaver was woken for is not left
-    behind. The wake-up flag stays up while a drain runs, so deliveries stored meanwhile ride
-    on it instead of waking another run; it is lowered once the queue is empty, and the queue
-    is read once more after that: what commits later raises the flag and wakes a new run.
+    wake-up flag stays up while the holder runs, so deliveries stored meanwhile ride on it
+    instead of waking another run. Once the holder lets go of its turn it lowers the flag and
+    only then reads the queue once more: a leaver left the flag it was woken by up, and a flag
+    left up after the holder returns would keep every later delivery from waking a drain until
+    it expired or the sweep came (tens of seconds). What commits after that read raises the
+    flag again and wakes a new run, which finds the turn free.
     """
     organisation = uuid.UUID(organisation_id)
     drained = 0
     while True:
         with turns.turn(runtime().engine, turns.key_of(organisation)) as mine:
             if not mine:
-                return drained  # the holder looks again once it lets go
+                return drained  # the holder lowers the flag and looks again once it lets go
             drained += _drain(organisation)
-            wakeups.taken(idp_events.TASK_DRAIN, {"organisation_id": organisation_id})
-            drained += _drain(organisation)
+        wakeups.taken(idp_events.TASK_DRAIN, {"organisation_id": organisation_id})
         with runtime().sessions() as session:
             if not idp_events.has_received(session, organisation):
                 return drained

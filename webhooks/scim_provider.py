@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from connectors.scim import casting, queries
+from connectors.scim import casting
 from connectors.scim.errors import InvalidFilter, InvalidSyntax, InvalidValue
 from connectors.scim.patch import apply_patch
 from connectors.scim.projection import Projection, project
@@ -28,6 +28,7 @@ from models.actions import scim as scim_actions
 from models.actor import Actor
 from models.entities import Organisation, ScimUser, Team
 from models.errors import NotFound, PreconditionFailed
+from models.queries import scim as queries
 
 # Past any real page, and within a 64-bit OFFSET: a larger startIndex gives the same empty page.
 MAX_START_INDEX = 2**31

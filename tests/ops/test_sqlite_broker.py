@@ -1,0 +1,42 @@
+"""The embedded broker (worker.sqlite_broker) on a SQLite file: a message taken leaves the
+table, and one taken but not acknowledged comes back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kombu import Connection
+from sqlalchemy import create_engine, text
+
+from worker import sqlite_broker
+
+
+def stored(broker: Path) -> int:
+    engine = create_engine(f"sqlite:///{broker}")
+    with engine.connect() as connection:
+        count = int(connection.scalar(text("SELECT count(*) FROM kombu_message")) or 0)
+    engine.dispose()
+    return count
+
+
+def test_a_taken_message_leaves_the_table_and_an_unacknowledged_one_comes_back(tmp_path: Path):
+    """kombu kept every taken message, marked invisible, and each poll of any queue scanned
+    past all of them under the write lock: the embedded broker slowed as it worked."""
+    sqlite_broker.register()
+    broker = tmp_path / "broker.sqlite3"
+    with Connection(f"sqla+sqlite:///{broker}") as kombu:
+        queue = kombu.SimpleQueue("q")
+        for n in range(3):
+            queue.put({"n": n})
+        first = queue.get(timeout=5)
+        first.ack()
+        second = queue.get(timeout=5)
+        assert (first.payload, second.payload) == ({"n": 0}, {"n": 1})
+        assert stored(broker) == 1  # only the one not taken yet
+        second.requeue()  # taken, not acknowledged: put back
+        again = [queue.get(timeout=5) for _ in range(2)]
+        assert sorted(message.payload["n"] for message in again) == [1, 2]
+        assert stored(broker) == 0
+        for message in again:
+            message.ack()
+        queue.close()
