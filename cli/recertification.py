@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from cli.context import CLI_ACTOR, unit_of_work
-from cli.options import ORG_OPTION
-from cli.output import JSON_OPTION, done, emit, table
+from cli.options import JSON_OPTION, ORG_OPTION
+from cli.output import done, emit, table
 from cli.reviews import _uuid, _viewer
 from models.actions import recertification
 from models.enums import FindingState, RecertDeadlinePolicy, RecertDecision
