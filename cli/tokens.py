@@ -41,7 +41,11 @@ def token() -> None:
 
 @token.command("create")
 @ORG_OPTION
-@click.option("--scope", type=click.Choice([s.value for s in TokenScope]), required=True)
+@click.option(
+    "--scope",
+    type=click.Choice([s.value for s in TokenScope if s is not TokenScope.CONSOLE]),
+    required=True,
+)
 @click.option("--user", "user_email", default=None, help="The user an admin token acts as.")
 @click.option("--name", default="")
 @click.option(

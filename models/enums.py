@@ -68,6 +68,7 @@ class TokenScope(StrEnum):
     ADMIN = "admin"
     SCIM = "scim"
     ODOCK = "odock"
+    CONSOLE = "console"  # a web console session, started by signing in at /console
 
 
 class ReviewStatus(StrEnum):

@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     audit_stream_retry_max: float = Field(default=300.0, gt=0)
     audit_stream_batches_per_run: int = Field(default=20, ge=1, le=1000)
     source_health_check_seconds: float = Field(default=60.0, gt=0)
+    console_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
 
     @field_validator("database_url")
     @classmethod

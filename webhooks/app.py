@@ -9,6 +9,7 @@ from models.observability import configure_logging
 from models.settings import Settings, load_settings
 from webhooks import (
     body,
+    console,
     context,
     enroll,
     enrollment_hook,
@@ -61,6 +62,7 @@ BLUEPRINTS = [
     mass_change.bp,
     tokens.bp,
     odock.bp,
+    console.bp,
 ]
 
 

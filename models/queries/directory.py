@@ -21,7 +21,7 @@ from models.entities import (
     TeamMembership,
     User,
 )
-from models.enums import Source, UserStatus
+from models.enums import Source, SyncRunStatus, UserStatus
 
 CHUNK = 500
 # Sources that manage a person's lifecycle; an invitation or a manual link does not.
@@ -296,6 +296,26 @@ def list_runs(
             .limit(limit)
         )
     )
+
+
+def list_organisation_runs(
+    session: Session,
+    organisation_id: uuid.UUID,
+    *,
+    status: SyncRunStatus | None = None,
+    limit: int = 50,
+) -> list[tuple[DirectorySyncRun, str]]:
+    """The organisation's runs of every connector, newest first, with the connector's name."""
+    query = (
+        select(DirectorySyncRun, DirectoryConnector.name)
+        .join(DirectoryConnector, DirectoryConnector.id == DirectorySyncRun.connector_id)
+        .where(DirectorySyncRun.organisation_id == organisation_id)
+        .order_by(DirectorySyncRun.started_at.desc(), DirectorySyncRun.id.desc())
+        .limit(limit)
+    )
+    if status is not None:
+        query = query.where(DirectorySyncRun.status == status)
+    return [(run, name) for run, name in session.execute(query)]
 
 
 def list_connectors(session: Session, organisation_id: uuid.UUID) -> list[DirectoryConnector]:

@@ -9,12 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from models import key_scope
-from models.access import Viewer, managed_team_ids, require_can_view_user
+from models.access import Viewer, managed_team_ids, require_can_view_user, visible_users
 from models.actions.notification_deliveries import deliveries_of
 from models.actions.reviews import affected_team_ids, finding_summary
+from models.actions.teams import get_team
+from models.actions.users import get_user
 from models.base import utcnow
 from models.entities import (
     ApiToken,
@@ -32,6 +34,7 @@ from models.enums import (
     FindingState,
     ReviewCause,
     ReviewStatus,
+    Severity,
     TeamRole,
     UserStatus,
 )
@@ -39,6 +42,7 @@ from models.errors import Forbidden, NotFound
 
 PREVIEW_USAGE_DAYS = 30
 MAX_PAGE = 200
+LISTED_CANDIDATES = 200
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,31 @@ def list_reviews(
     ]
     next_cursor = str(rows[limit - 1][0].id) if len(rows) > limit else None
     return items, next_cursor
+
+
+def open_reviews_by_urgency(session: Session, viewer: Viewer) -> dict[str, int]:
+    """Open reviews the viewer may see, counted by their most severe open finding."""
+    finding = aliased(ReviewFinding)  # not the findings the team filter correlates
+    query = (
+        select(RevocationReview.id, finding.severity)
+        .join(finding, finding.review_id == RevocationReview.id)
+        .where(
+            RevocationReview.organisation_id == viewer.organisation_id,
+            RevocationReview.status == ReviewStatus.OPEN,
+            finding.state == FindingState.OPEN,
+        )
+    )
+    if not viewer.is_admin:
+        query = query.where(_touches_teams(managed_team_ids(session, viewer)))
+    worst: dict[uuid.UUID, str] = {}
+    for review_id, severity in session.execute(query):
+        level = Severity(severity).value
+        if review_id not in worst or SEVERITY_ORDER[level] < SEVERITY_ORDER[worst[review_id]]:
+            worst[review_id] = level
+    counts = dict.fromkeys(SEVERITY_ORDER, 0)
+    for level in worst.values():
+        counts[level] += 1
+    return counts
 
 
 def _touches_teams(teams: set[uuid.UUID]) -> Any:
@@ -120,6 +149,40 @@ def visible_finding(
     ):
         raise Forbidden("only an Organisation Admin or the team's manager can change this")
     return finding
+
+
+def reassignment_owner(
+    session: Session, viewer: Viewer, *, user_id: uuid.UUID | None, team_id: uuid.UUID | None
+) -> tuple[User | None, Team | None]:
+    """The new owner a reassignment names; a manager hands resources only to a team they
+    manage."""
+    to_user = get_user(session, viewer.organisation_id, user_id) if user_id else None
+    to_team = get_team(session, viewer.organisation_id, team_id) if team_id else None
+    if (
+        to_team is not None
+        and not viewer.is_admin
+        and to_team.id not in managed_team_ids(session, viewer)
+    ):
+        raise Forbidden("a manager can hand resources only to a team they manage")
+    return to_user, to_team
+
+
+def reassignment_candidates(session: Session, viewer: Viewer) -> tuple[list[User], list[Team]]:
+    """Whom this viewer may hand a finding's resource to: ACTIVE people they can see, and the
+    teams they manage (the first LISTED_CANDIDATES of each, by name)."""
+    users = session.scalars(
+        select(User)
+        .where(visible_users(viewer), User.status == UserStatus.ACTIVE)
+        .order_by(User.email_key)
+        .limit(LISTED_CANDIDATES)
+    ).all()
+    teams = session.scalars(
+        select(Team)
+        .where(Team.id.in_(managed_team_ids(session, viewer)))
+        .order_by(Team.name_key)
+        .limit(LISTED_CANDIDATES)
+    ).all()
+    return list(users), list(teams)
 
 
 def review_detail(session: Session, viewer: Viewer, review_id: uuid.UUID) -> dict[str, Any]:

@@ -29,14 +29,15 @@ def index() -> dict[str, Any]:
     require_admin(viewer)
     page = list_events(
         db_session(),
-        _filters(viewer.organisation_id),
+        audit_filters(viewer.organisation_id),
         limit=int_param("limit", 100, low=1, high=MAX_PAGE),
         cursor=text_param("cursor", max_length=200),
     )
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
-def _filters(organisation_id: Any) -> AuditFilter:
+def audit_filters(organisation_id: Any) -> AuditFilter:
+    """The filters of the query string (the API's and the console's), clear 400s if bad."""
     target_type, target_id = _target()
     actor_user = uuid_param("actor_user_id")
     return AuditFilter(

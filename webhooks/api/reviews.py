@@ -10,14 +10,12 @@ from flask import Blueprint, request
 
 from models.access import managed_team_ids
 from models.actions import reviews as review_actions
-from models.actions.teams import get_team
-from models.actions.users import get_user
 from models.enums import ReviewCause, ReviewStatus
-from models.errors import Forbidden
 from models.queries.reviews import (
     ReviewFilter,
     finding_view,
     list_reviews,
+    reassignment_owner,
     review_detail,
     revocation_preview,
     visible_finding,
@@ -103,15 +101,9 @@ def reassign(finding_id: uuid.UUID) -> dict[str, Any]:
     body = parse_body(ReassignFinding)
     session = db_session()
     finding = visible_finding(session, viewer, finding_id, to_change=True)
-    organisation_id = viewer.organisation_id
-    to_user = get_user(session, organisation_id, body.user_id) if body.user_id else None
-    to_team = get_team(session, organisation_id, body.team_id) if body.team_id else None
-    if (
-        to_team is not None
-        and not viewer.is_admin
-        and to_team.id not in managed_team_ids(session, viewer)
-    ):
-        raise Forbidden("a manager can hand resources only to a team they manage")
+    to_user, to_team = reassignment_owner(
+        session, viewer, user_id=body.user_id, team_id=body.team_id
+    )
     review_actions.reassign_finding(
         session,
         finding=finding,

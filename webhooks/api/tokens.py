@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, Field
 from models.actions import tokens as token_actions
 from models.base import utcnow
 from models.enums import TokenScope
+from models.errors import InvalidInput
 from models.queries.tokens import TOKEN_STATUSES, list_tokens, token_view
 from webhooks.api.described import takes_body
 from webhooks.api.params import bool_param, choice_param
@@ -45,6 +46,8 @@ def create() -> tuple[dict[str, Any], int]:
     """Create a token; the answer shows its secret, once"""
     viewer = current_admin()
     body = parse_body(CreateToken)
+    if body.scope is TokenScope.CONSOLE:
+        raise InvalidInput("a console session starts by signing in at /console", field="scope")
     session = db_session()
     now = utcnow()
     lifetime = timedelta(days=body.expires_in_days) if body.expires_in_days else None

@@ -1,0 +1,106 @@
+"""Signing in to the console: a token exchanged once for a session; CSRF; who may enter."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from models.entities import ApiToken, AuditEvent
+from models.enums import TokenScope, UserStatus
+from tests.console.conftest import csrf_of, sign_in
+
+
+def test_a_page_without_a_session_sends_to_sign_in(client):
+    answer = client.get("/console")
+    assert answer.status_code == 303
+    assert answer.headers["Location"].endswith("/console/sign-in")
+
+
+def test_admin_token_is_exchanged_for_a_console_session(client, org, sessions):
+    form = client.get("/console/sign-in")
+    assert form.status_code == 200
+    assert "frame-ancestors 'none'" in form.headers["Content-Security-Policy"]
+    assert form.headers["X-Frame-Options"] == "DENY"
+    answer = client.post(
+        "/console/sign-in",
+        data={"token": org.admin_token, "csrf": csrf_of(form.get_data(as_text=True))},
+    )
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/console")
+    cookie = answer.headers["Set-Cookie"]
+    assert "odock_console=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Path=/console" in cookie and "Max-Age=28800" in cookie
+    assert org.admin_token not in cookie  # the token is exchanged, not kept
+    page = client.get("/console")
+    assert page.status_code == 200
+    assert "ada@acme.example" in page.get_data(as_text=True)
+    with sessions() as s:
+        started = s.scalar(select(ApiToken).where(ApiToken.scope == TokenScope.CONSOLE))
+        assert started.user_id == org.admin.id and started.expires_at is not None
+        event = s.scalar(
+            select(AuditEvent).where(
+                AuditEvent.action == "token.created", AuditEvent.target_id == str(started.id)
+            )
+        )
+        assert event.actor == "ada@acme.example" and event.actor_user_id == org.admin.id
+
+
+def test_session_cookie_is_secure_when_served_over_https(client_with, org):
+    client = client_with(public_base_url="https://sync.example.com")
+    form = client.get("/console/sign-in")
+    answer = client.post(
+        "/console/sign-in",
+        data={"token": org.admin_token, "csrf": csrf_of(form.get_data(as_text=True))},
+    )
+    assert "Secure" in answer.headers["Set-Cookie"]
+
+
+def test_sign_out_ends_the_session_for_good(client, org, sessions):
+    sign_in(client, org.admin_token)
+    stolen = client.get_cookie("odock_console", path="/console").value
+    page = client.get("/console").get_data(as_text=True)
+    out = client.post("/console/sign-out", data={"csrf": csrf_of(page)})
+    assert out.status_code == 303 and "signed_out" in out.headers["Location"]
+    client.set_cookie("odock_console", stolen, path="/console")  # replayed after sign-out
+    assert client.get("/console").status_code == 303
+    with sessions() as s:
+        assert s.scalar(select(AuditEvent).where(AuditEvent.action == "token.revoked"))
+
+
+def test_wrong_token_user_role_or_stale_form_is_refused_on_the_page(client, org, unchanged):
+    form = client.get("/console/sign-in").get_data(as_text=True)
+    unchanged()
+    for token, says in [
+        ("odk_admin_not-a-token", "not a live admin token"),
+        (org.member_token, "for Organisation Admins and managers"),
+    ]:
+        answer = client.post("/console/sign-in", data={"token": token, "csrf": csrf_of(form)})
+        assert answer.status_code == 401
+        assert says in answer.get_data(as_text=True)
+    stale = client.post("/console/sign-in", data={"token": org.admin_token, "csrf": "forged"})
+    assert stale.status_code == 200 and "expired" in stale.get_data(as_text=True)
+    unchanged()
+
+
+def test_a_session_ends_when_its_person_is_revoked(client, org, session):
+    sign_in(client, org.manager_token)
+    assert client.get("/console").status_code == 200
+    session.get(type(org.manager), org.manager.id).status = UserStatus.REVOKED
+    session.commit()
+    assert client.get("/console").status_code == 303
+
+
+def test_a_post_without_the_csrf_token_changes_nothing(client, org, unchanged):
+    sign_in(client, org.admin_token)
+    unchanged()
+    answer = client.post(f"/console/people/{org.member.id}/revoke", data={"reason": "x"})
+    assert answer.status_code == 403
+    assert "reload the page" in answer.get_data(as_text=True)
+    unchanged()
+
+
+def test_console_scope_tokens_are_not_made_through_the_api(client, org):
+    answer = client.post(
+        "/api/v1/tokens",
+        json={"scope": "console"},
+        headers={"Authorization": f"Bearer {org.admin_token}"},
+    )
+    assert answer.status_code == 400 and "signing in at /console" in answer.json["detail"]

@@ -1,0 +1,70 @@
+"""Directory runs: the list, a run's plan as a diff, and Approve or Discard of a held one.
+
+Admins only, as in the API; the actions are the API's (models/directory_runs and
+models/actions/directory_sync), acting as the signed-in person.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Response
+
+from models.access import require_admin
+from models.actions import directory_sync as sync_ops
+from models.directory_runs import approve_quarantined
+from models.enums import SyncRunStatus
+from models.queries.directory import list_organisation_runs
+from models.queries.plan_diff import plan_diff
+from webhooks.console.web import bp, done, page, signed_in
+from webhooks.context import app_state, db_session, settings
+
+LISTED = 100
+
+
+@bp.get("/runs")
+def runs() -> Response:
+    viewer = signed_in().viewer
+    require_admin(viewer)
+    found = list_organisation_runs(db_session(), viewer.organisation_id, limit=LISTED)
+    return page("runs.html", runs=found)
+
+
+@bp.get("/runs/<uuid:run_id>")
+def run(run_id: uuid.UUID) -> Response:
+    viewer = signed_in().viewer
+    require_admin(viewer)
+    session = db_session()
+    found = sync_ops.get_run(session, viewer.organisation_id, run_id)
+    return page(
+        "run.html",
+        run=found,
+        diff=plan_diff(session, found),
+        waiting=found.status is SyncRunStatus.QUARANTINED,
+    )
+
+
+@bp.post("/runs/<uuid:run_id>/approve")
+def approve(run_id: uuid.UUID) -> Response:
+    current = signed_in()
+    require_admin(current.viewer)
+    db_session().rollback()  # no transaction stays open while the directory is read again
+    approve_quarantined(
+        app_state().sessions,
+        settings(),
+        organisation_id=current.viewer.organisation_id,
+        run_id=run_id,
+        actor=current.actor,
+    )
+    return done("console.run", "approved", run_id=run_id)
+
+
+@bp.post("/runs/<uuid:run_id>/discard")
+def discard(run_id: uuid.UUID) -> Response:
+    current = signed_in()
+    require_admin(current.viewer)
+    session = db_session()
+    found = sync_ops.get_run(session, current.viewer.organisation_id, run_id)
+    sync_ops.discard_run(session, run=found, actor=current.actor)
+    session.commit()
+    return done("console.run", "discarded", run_id=run_id)
