@@ -30,15 +30,14 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.scratch import postgres_scratch  # noqa: E402
 from models.db import make_engine, make_session_factory  # noqa: E402
 from models.migrate import upgrade  # noqa: E402
 from models.settings import Settings  # noqa: E402
@@ -48,24 +47,6 @@ from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.served import start_served  # noqa: E402
 
 SCENARIOS = ("none", "redis-blip", "worker-kill", "broker-down", "gateway-down")
-
-
-def create_database(run: str) -> tuple[str, str]:
-    base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    url = make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "odock_cutoff_{run}"'))
-    admin.dispose()
-    return url.set(database=f"odock_cutoff_{run}").render_as_string(hide_password=False), base
-
-
-def drop_database(base: str, run: str) -> None:
-    url = make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "odock_cutoff_{run}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def run_scenario(name: str, context: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -141,7 +122,8 @@ def main() -> None:
     names = [n for n in args.scenarios.split(",") if n]
     run = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="odock-cutoff-"))
-    database_url, base = create_database(run)
+    scratch = ExitStack()
+    database_url = scratch.enter_context(postgres_scratch(prefix="odock_cutoff"))
     secret_key = f"bench-secret-{run}-0123456789abcdef"
     engine = make_engine(Settings(database_url=database_url, secret_key=secret_key))
     upgrade(engine)
@@ -184,7 +166,7 @@ def main() -> None:
         broker.kill()
         stand_in.stop()
         engine.dispose()
-        drop_database(base, run)
+        scratch.close()
     summarise(rows)
 
 

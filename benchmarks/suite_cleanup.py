@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable
 
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 
+from benchmarks.scratch import postgres_scratch
 from models.base import Base
 from models.db import make_engine, make_session_factory
 from models.migrate import upgrade
@@ -47,14 +46,9 @@ def measure(engine: Engine, clean: Callable[[Engine], None], fill: Callable[[], 
 
 
 def main() -> None:
-    url = make_url(os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"odock_bench_cleanup_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
+    with postgres_scratch(prefix="odock_bench_cleanup") as database_url:
         settings = Settings(
-            database_url=url.set(database=name).render_as_string(hide_password=False),
+            database_url=database_url,
             secret_key="benchmark-secret-key-0123456789",
         )
         engine = make_engine(settings)
@@ -80,10 +74,6 @@ def main() -> None:
                 wall, cpu = measure(engine, clean, filler)
                 print(f"{label:32} {state:20} {wall:7.1f} ms wall {cpu:6.1f} ms CPU")
         engine.dispose()
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

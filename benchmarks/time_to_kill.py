@@ -25,7 +25,7 @@ Where the time goes, per revocation, from timestamps the system writes anyway:
   pickup -> gateway     the pool hand-off, the task and the HTTP request
 
     .venv/bin/python benchmarks/time_to_kill.py [--backend pg|embedded|both] [--count 1000]
-        [--rate 20] [--background-rate 20] [--ldap-rounds 20] [--ldap-per-round 5]
+        [--rate 10] [--background-rate 20] [--ldap-rounds 20] [--ldap-per-round 5]
         [--single-worker] [--poll-interval S]
 
 --single-worker runs one worker on both queues (as before the urgent queue had a worker of
@@ -100,6 +100,9 @@ USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 PUSH_SOURCES = ("admin", "scim", "okta", "events")
 RECEIVED = re.compile(r"Task gateway\.invalidate_keys\[outbox-(\d+)\] received")
+SUCCEEDED = re.compile(
+    r"Task (events\.drain|gateway\.invalidate_keys)\[.*succeeded in ([\d.]+)s: (\w+)"
+)
 
 
 # ---------------------------------------------------------------- processes
@@ -693,6 +696,33 @@ def pickups(stack: Stack) -> dict[int, float]:
     return found
 
 
+def urgent_work(stack: Stack) -> dict[str, Any]:
+    """What the urgent worker's slots did (its log): the drains' runs and pace, and how long an
+    invalidation task took. A drain slower than the stream is the events' backlog."""
+    drains: list[tuple[float, int]] = []
+    invalidations: list[float] = []
+    for line in (stack.workdir / "urgent.log").read_text(errors="replace").splitlines():
+        match = SUCCEEDED.search(line)
+        if match is None:
+            continue
+        seconds = float(match.group(2))
+        if match.group(1) == "events.drain":
+            drains.append((seconds, int(match.group(3)) if match.group(3).isdigit() else 0))
+        else:
+            invalidations.append(seconds)
+    busy = sum(seconds for seconds, applied in drains if applied)
+    applied = sum(applied for _seconds, applied in drains)
+    return {
+        "drain_runs": len(drains),
+        "drain_runs_with_nothing_to_do": sum(1 for _seconds, n in drains if not n),
+        "events_drained": applied,
+        "drain_busy_seconds": round(busy, 1),
+        "events_per_second_while_draining": round(applied / busy, 1) if busy else None,
+        "longest_drain_run_seconds": round(max((s for s, _n in drains), default=0.0), 1),
+        "invalidation_task_ms": ms(invalidations),
+    }
+
+
 def breakdown(
     stack: Stack,
     sent: dict[str, float],
@@ -879,6 +909,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             **ms(background.seconds),
             "errors": background.errors,
         }
+        result["urgent_worker"] = urgent_work(stack)
         result["histogram_scraped"] = scraped_histogram(stack)
         result["load_average_at_end"] = os.getloadavg()
         return result
@@ -895,7 +926,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", choices=["pg", "embedded", "both"], default="both")
     parser.add_argument("--count", type=int, default=1000, help="revocations per push source")
-    parser.add_argument("--rate", type=float, default=20, help="revocations per second")
+    parser.add_argument("--rate", type=float, default=10, help="revocations per second")
     parser.add_argument("--background-rate", type=float, default=20)
     parser.add_argument("--background-users", type=int, default=200)
     parser.add_argument("--ldap-rounds", type=int, default=20)

@@ -166,6 +166,7 @@ from cli.recertification import recert  # noqa: E402
 from cli.reviews import hooks, reviews, users_reactivate, users_revoke  # noqa: E402
 from cli.scim import scim  # noqa: E402
 from cli.serve import serve  # noqa: E402
+from cli.sign_in import sign_in  # noqa: E402
 from cli.tokens import token  # noqa: E402
 
 main.add_command(serve)
@@ -184,5 +185,6 @@ main.add_command(odock)
 main.add_command(audit)
 main.add_command(health)
 main.add_command(mail)
+main.add_command(sign_in)
 users.add_command(users_revoke)
 users.add_command(users_reactivate)

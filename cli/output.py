@@ -7,6 +7,9 @@ from typing import Any
 
 import click
 
+# Defined in cli/options.py; still importable from here for the modules that ask here.
+from cli.options import JSON_OPTION as JSON_OPTION
+
 
 def emit(data: Any, *, as_json: bool, text: str | None = None) -> None:
     if as_json:

@@ -21,7 +21,7 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -239,13 +239,21 @@ def _is_literal(host: str) -> bool:
     return True
 
 
+SessionT = TypeVar("SessionT", bound=requests.Session)
+
+
 def pinned_session(policy: UrlPolicy) -> requests.Session:
-    """A requests session whose every connection passes the policy and goes to the checked IP.
+    """A requests session whose every connection passes the policy and goes to the checked IP."""
+    return pin(requests.Session(), policy)
+
+
+def pin(session: SessionT, policy: UrlPolicy) -> SessionT:
+    """Make every connection of `session` (an OAuth client's too) pass the policy and go to
+    the checked IP.
 
     It reads no proxy, netrc or CA settings from the environment (a proxy would connect
     elsewhere, a netrc would add credentials) and follows no redirects.
     """
-    session = requests.Session()
     session.trust_env = False
     session.max_redirects = 0
     adapter = PinnedAdapter(policy)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook
@@ -40,6 +40,18 @@ def sign(
         "webhook-timestamp": str(int(moment.timestamp())),
         "webhook-signature": signature,
     }
+
+
+def sign_all(
+    secrets_: Sequence[str], *, msg_id: str, body: bytes, timestamp: datetime | None = None
+) -> dict[str, str]:
+    """The headers signed with every secret (signatures space-separated, one timestamp for
+    all), so a rotation never breaks receivers; no headers without a secret."""
+    if not secrets_:
+        return {}
+    moment = timestamp or datetime.now(UTC)
+    signed = [sign(secret, msg_id=msg_id, body=body, timestamp=moment) for secret in secrets_]
+    return {**signed[0], "webhook-signature": " ".join(h["webhook-signature"] for h in signed)}
 
 
 def verify(

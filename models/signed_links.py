@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from models.base import utcnow
 from models.errors import Forbidden, InvalidInput
 
+REVIEW_ACK_PURPOSE = "review.ack"  # the acknowledgement link in review notifications
+
 
 @dataclass(frozen=True)
 class LinkClaim:

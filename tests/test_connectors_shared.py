@@ -54,6 +54,30 @@ def test_verify_accepts_any_current_secret_and_refuses_the_rest():
         signed_webhooks.verify([new], body=b"{}", headers=headers)
 
 
+class _SlowClock(datetime):
+    """A clock a second further on at every reading (as if each signature took a second)."""
+
+    readings = 0
+
+    @classmethod
+    def now(cls, tz=None):  # type: ignore[no-untyped-def]
+        cls.readings += 1
+        return datetime.now(tz) + timedelta(seconds=cls.readings)
+
+
+def test_every_secret_of_a_rotation_signs_the_one_timestamp_sent(monkeypatch):
+    """Signed with the old and the new secret (a rotation), each alone verifies: the signatures
+    share the timestamp in the header, even when the clock moves on between them."""
+    old, new = signed_webhooks.new_signing_secret(), signed_webhooks.new_signing_secret()
+    with monkeypatch.context() as clock:
+        clock.setattr(signed_webhooks, "datetime", _SlowClock)
+        headers = signed_webhooks.sign_all([old, new], msg_id="msg_2", body=b"{}")
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):
+        assert signed_webhooks.verify([secret], body=b"{}", headers=headers) == "msg_2"
+    assert signed_webhooks.sign_all([], msg_id="msg_3", body=b"{}") == {}
+
+
 @pytest.mark.parametrize(
     "mutate, reason",
     [

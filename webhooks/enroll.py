@@ -1,7 +1,9 @@
 """The invitee's pages at /enroll/<token>: see the invitation, then accept it (no JavaScript).
 
-The signed-in identity comes from a trusted header set by the sign-in proxy in front of this
-service (ENROLLMENT_IDENTITY_HEADER); the profile name comes from the form.
+The signed-in identity comes from the organisation's OpenID Connect provider
+(webhooks/enroll_sign_in.py) or from a trusted header set by a sign-in proxy in front of this
+service (ENROLLMENT_IDENTITY_HEADER): see webhooks/enroll_identity.py. The profile name comes
+from the form.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from werkzeug.exceptions import HTTPException
 
 from connectors.invitation_email import ROLE_NAMES
 from models.actions import invitations as invitation_actions
+from models.actions import oidc_providers
+from models.actions.oidc_sign_ins import SignInRefused
 from models.base import utcnow
 from models.entities import Invitation, Organisation
 from models.entities.user import email_key
 from models.enums import UserStatus
-from models.errors import Conflict, DomainError, InvalidInput
+from models.errors import Conflict, DomainError, InvalidInput, Unavailable
 from webhooks.context import db_session, settings
+from webhooks.enroll_identity import signed_in_email
 from webhooks.errors import register_protocol_renderer
 from webhooks.html_pages import harden
 
@@ -41,14 +46,14 @@ bp.after_request(harden)
 
 @bp.get("/enroll/<token>")
 def show(token: str) -> str:
-    invitation = _acceptable(token)
-    return _invitation_page(invitation, identity=signed_in_email())
+    invitation = acceptable(token)
+    return _invitation_page(invitation, identity=signed_in_email(invitation))
 
 
 @bp.post("/enroll/<token>")
 def accept(token: str) -> tuple[str, int] | str:
-    invitation = _acceptable(token)
-    identity = signed_in_email()
+    invitation = acceptable(token)
+    identity = signed_in_email(invitation)
     if identity is None:
         return _invitation_page(invitation, identity=None), 401
     invitation_actions.check_acceptable(invitation, email=identity, now=utcnow())
@@ -74,13 +79,6 @@ def accept(token: str) -> tuple[str, int] | str:
         user=accepted.user,
         pending=accepted.user.status is UserStatus.PENDING,
     )
-
-
-def signed_in_email() -> str | None:
-    """The email the sign-in proxy vouches for, or None when nobody is signed in."""
-    header = settings().enrollment_identity_header
-    value = request.headers.get(header, "").strip() if header else ""
-    return value or None
 
 
 def form_key(invitation: Invitation, identity: str) -> str:
@@ -115,7 +113,7 @@ class FormTooLarge(FormRejected):
         super().__init__(f"the form is larger than {limit} bytes")
 
 
-def _acceptable(token: str) -> Invitation:
+def acceptable(token: str) -> Invitation:
     """The invitation behind the link, refused in the fixed order before anything else."""
     invitation = invitation_actions.find_by_token(db_session(), token)
     g.enroll_invitation = invitation
@@ -128,7 +126,7 @@ def _invitation_page(
 ) -> str:
     if identity is None:
         state = "sign_in"
-    elif email_key(identity) != invitation.email_key:
+    elif not invitation_actions.is_invited_email(invitation, identity):
         state = "wrong_account"
     else:
         state = "ready"
@@ -139,8 +137,15 @@ def _invitation_page(
         form_key=form_key(invitation, identity) if identity and state == "ready" else "",
         name=name[:200],
         name_error=name_error,
+        sign_in_with=_provider_name(invitation),
         **_details(invitation),
     )
+
+
+def _provider_name(invitation: Invitation) -> str | None:
+    """The name on the "Sign in with" link, when the organisation has a provider."""
+    provider = oidc_providers.provider_for(db_session(), invitation.organisation_id)
+    return provider.display_name if provider else None
 
 
 def _details(invitation: Invitation) -> dict[str, Any]:
@@ -217,6 +222,25 @@ PAGES: list[tuple[type[Exception], ErrorPage]] = [
             "wrong_account",
             "You are signed in with a different account",
             "Sign out, then sign in with the invited email and open the link again.",
+        ),
+    ),
+    (
+        SignInRefused,
+        ErrorPage(
+            403,
+            "sign_in_refused",
+            "This sign-in could not be completed",
+            "Nothing has changed. Open the invitation link again and choose Sign in; finish "
+            "signing in within ten minutes, in the same browser.",
+        ),
+    ),
+    (
+        Unavailable,
+        ErrorPage(
+            503,
+            "unavailable",
+            "Sign-in is not available right now",
+            "Try again in a few minutes; if it keeps failing, tell the person who invited you.",
         ),
     ),
     (

@@ -16,12 +16,11 @@ from models.actor import Actor
 from models.entities import RevocationReview, User
 from models.enums import FindingState, Source
 from models.errors import DomainError, NotFound
-from models.signed_links import LinkClaim, read_token
+from models.signed_links import REVIEW_ACK_PURPOSE, LinkClaim, read_token
 from webhooks.context import db_session, settings
 from webhooks.errors import register_protocol_renderer, status_of
 from webhooks.html_pages import harden
 
-ACK_PURPOSE = "review.ack"
 PREFIX = "/reviews/acknowledge"
 HOOK_RECIPIENT = "hook:"  # how a link sent to a notification hook names its recipient
 
@@ -61,7 +60,7 @@ def _heading(review: RevocationReview) -> str:
 
 
 def _load(token: str) -> tuple[LinkClaim, RevocationReview]:
-    claim = read_token(settings().secret_key, token, purpose=ACK_PURPOSE)
+    claim = read_token(settings().secret_key, token, purpose=REVIEW_ACK_PURPOSE)
     try:
         review = db_session().get(RevocationReview, uuid.UUID(claim.subject))
     except ValueError:

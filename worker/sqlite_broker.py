@@ -7,6 +7,7 @@ timeout to carry tasks between processes without "database is locked".
 
 from __future__ import annotations
 
+import weakref
 from json import loads
 from queue import Empty
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqla
 from kombu.utils.encoding import bytes_to_str
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, delete, event, text
 
 from models.db import private_sqlite_file
 
@@ -30,6 +31,9 @@ ENGINE_OPTIONS_NOT_FOR_SQLALCHEMY = {
     "retry_errors",
     "polling_interval",
 }
+
+
+_SWEPT: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def _wal(dbapi_connection: Any, _record: Any) -> None:
@@ -57,6 +61,18 @@ class Channel(kombu_sqla.Channel):
         if url.startswith("sqlite"):
             event.listen(engine, "connect", _wal)
         return engine
+
+    def _open(self) -> Any:
+        """kombu's, and once per broker in this process: the messages kombu kept, invisible,
+        before `_get` deleted them (a file that served an older version) are deleted."""
+        opened = super()._open()
+        engine = opened[0]
+        if engine not in _SWEPT:
+            _SWEPT.add(engine)
+            with engine.begin() as connection:
+                hidden = self.message_cls.visible == False  # noqa: E712 (a column, not a bool)
+                connection.execute(delete(self.message_cls).where(hidden))
+        return opened
 
     def _get(self, queue: str, timeout: float | None = None) -> Any:
         """kombu's `_get`, except that the message taken is deleted: kombu keeps it, marked

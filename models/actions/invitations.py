@@ -571,8 +571,14 @@ def check_acceptable(invitation: Invitation, *, email: str | None, now: datetime
         raise InvitationExpired(
             "this invitation has expired", expired_at=_iso(invitation.expires_at)
         )
-    if email is not None and email_key(email) != invitation.email_key:
+    if email is not None and not is_invited_email(invitation, email):
         raise WrongAccount("you are signed in with a different email than the one invited")
+
+
+def is_invited_email(invitation: Invitation, email: str) -> bool:
+    """Whether someone signed in as `email` (by any sign-in: proxy header, OpenID Connect)
+    is the person invited."""
+    return email_key(email) == invitation.email_key
 
 
 def accept_invitation(

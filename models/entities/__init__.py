@@ -15,6 +15,7 @@ from models.entities.local_mail import LocalMail
 from models.entities.mass_change import MassChange, MassChangeGate, MassChangeSettings
 from models.entities.notification import DeliveryAttempt, NotificationDelivery, NotificationHook
 from models.entities.odock import OdockBridge, OdockReconcileRun, OdockTombstone
+from models.entities.oidc import OidcProvider, OidcSignIn
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
 from models.entities.recertification import RecertificationCampaign, RecertificationPolicy
@@ -56,6 +57,8 @@ __all__ = [
     "OdockBridge",
     "OdockReconcileRun",
     "OdockTombstone",
+    "OidcProvider",
+    "OidcSignIn",
     "Organisation",
     "OrganisationSettings",
     "OutboxMessage",

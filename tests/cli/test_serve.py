@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import signal
 import socket
@@ -12,12 +11,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from cli.serve import URGENT_NICENESS, WORKER_NICENESS
 from tests.support.net import free_port
+from tests.support.oidc import sign_in_through_the_invitation, start_provider
 from tests.support.processes import alive, descendants
 from tests.support.wait import wait_until
 
@@ -32,14 +33,11 @@ EMBEDDED_ONLY = (
 )
 
 
-IDENTITY_HEADER = "X-Forwarded-Email"  # what a sign-in proxy would set (README walk-through)
-
-
 def embedded_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in EMBEDDED_ONLY}
     env["PYTHONPATH"] = str(ROOT)
     env["BROKER_POLL_INTERVAL"] = "0.1"
-    env["ENROLLMENT_IDENTITY_HEADER"] = IDENTITY_HEADER
+    env["OUTBOUND_ALLOW_LOOPBACK"] = "true"  # the walk-through's provider is on loopback
     return env
 
 
@@ -82,7 +80,9 @@ def ready(port: int) -> bool:
 @pytest.mark.parametrize(
     "stop", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name
 )
-def test_serve_is_ready_and_leaves_no_child_behind(tmp_path: Path, stop: signal.Signals) -> None:
+def test_serve_is_ready_and_leaves_no_child_behind(
+    tmp_path: Path, stop: signal.Signals, request: pytest.FixtureRequest
+) -> None:
     port = free_port()
     serve = start_serve(tmp_path, port)
     family: set[int] = set()
@@ -96,8 +96,9 @@ def test_serve_is_ready_and_leaves_no_child_behind(tmp_path: Path, stop: signal.
         )
         assert (tmp_path / "odock-sync.sqlite3").exists()
         if stop is signal.SIGTERM:
+            chromium = request.getfixturevalue("chromium")  # only this case drives a browser
             demo_then_the_printed_curl(tmp_path, port)
-            invitation_accepted_through_the_local_outbox_link(tmp_path, port)
+            invitation_accepted_through_the_local_outbox_link(tmp_path, port, chromium)
             assert_the_worker_yields_the_cpu_to_the_web(family)
             assert_one_control_socket_per_instance(family)
         serve.send_signal(stop)
@@ -129,11 +130,13 @@ def niceness(pid: int) -> int:
     return int(fields[16])
 
 
-def cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    workdir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *args],
         cwd=workdir,
-        env=embedded_env(),
+        env={**embedded_env(), **(env or {})},
         capture_output=True,
         text=True,
         check=True,
@@ -141,9 +144,38 @@ def cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def invitation_accepted_through_the_local_outbox_link(workdir: Path, port: int) -> None:
-    """The README's walk-through: invite, read the link in the local outbox (no SMTP server),
-    open it signed in as the invitee, give a name: an ACTIVE user."""
+def invitation_accepted_through_the_local_outbox_link(
+    workdir: Path, port: int, chromium: Any
+) -> None:
+    """The README's walk-through: an OpenID Connect provider for the demo organisation (a
+    real one on loopback), an invitation whose link is read from the local outbox (no SMTP
+    server), opened in Chromium, signed in at the provider as the invitee, a name: ACTIVE."""
+    provider = start_provider(
+        redirect_uris=[f"http://127.0.0.1:{port}/enroll/oidc/callback"],
+        log_path=workdir / "provider.log",
+    )
+    try:
+        configured = cli(
+            workdir, "sign-in", "oidc-set", "--org", "demo", "--issuer", provider.issuer,
+            "--client-id", provider.client_id, "--name", "Demo IdP",
+            env={"ODOCK_OIDC_CLIENT_SECRET": provider.client_secret},
+        )  # fmt: skip
+        assert f"http://127.0.0.1:{port}/enroll/oidc/callback" in configured.stdout
+        link = invitation_link_from_the_local_outbox(workdir, port)
+        context = chromium.new_context()
+        page = context.new_page()
+        sign_in_through_the_invitation(page, link, "pat@demo.example", name="Pat Example")
+        assert page.locator("#user-status").inner_text() == "ACTIVE"
+        context.close()
+    finally:
+        provider.stop()
+    shown = json.loads(
+        cli(workdir, "users", "show", "--org", "demo", "pat@demo.example", "--json").stdout
+    )
+    assert (shown["name"], shown["status"]) == ("Pat Example", "ACTIVE")
+
+
+def invitation_link_from_the_local_outbox(workdir: Path, port: int) -> str:
     created = cli(workdir, "invitations", "create", "--org", "demo", "--email", "pat@demo.example")
     assert "local outbox" in created.stderr and "odock-sync mail show" in created.stderr
 
@@ -156,17 +188,7 @@ def invitation_accepted_through_the_local_outbox_link(workdir: Path, port: int) 
 
     link = wait_until(kept_link, timeout=60, what="the invitation in the local outbox")
     assert link.startswith(f"http://127.0.0.1:{port}/enroll/inv_")  # serve's own port
-    signed_in = {IDENTITY_HEADER: "pat@demo.example"}
-    page = requests.get(link, headers=signed_in, timeout=10)
-    [key] = re.findall(r'name="form_key" value="([0-9a-f]+)"', page.text)
-    done = requests.post(
-        link, headers=signed_in, data={"name": "Pat Example", "form_key": key}, timeout=10
-    )
-    assert done.status_code == 200, done.text
-    shown = json.loads(
-        cli(workdir, "users", "show", "--org", "demo", "pat@demo.example", "--json").stdout
-    )
-    assert (shown["name"], shown["status"]) == ("Pat Example", "ACTIVE")
+    return str(link)
 
 
 def assert_one_control_socket_per_instance(family: set[int]) -> None:

@@ -3,8 +3,6 @@ who manages a team."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from sqlalchemy import select
 
@@ -14,7 +12,6 @@ from models.actions import invitations, lifecycle
 from models.actor import Actor
 from models.entities import AuditEvent, ReviewFinding, Team, TeamMembership
 from models.enums import InvitationStatus, LeaverInvitationPolicy, Role, Source, TeamRole
-from models.signed_links import make_token
 from tests.reviews.conftest import build_leaver, revoke_and_review
 from tests.support import factories as f
 from tests.support.wait import wait_until
@@ -26,25 +23,15 @@ def quiet_commit(session):
     session.commit()
 
 
-def ack_token(settings, review, email):
-    return make_token(
-        settings.secret_key,
-        purpose="review.ack",
-        subject=str(review.id),
-        actor=email,
-        lifetime=timedelta(hours=1),
-    )
-
-
 # --- acknowledgement links ----------------------------------------------------------------
 
 
 def test_a_link_sent_before_revocation_stops_working_for_the_leaver(session, client, settings):
     world = build_leaver(session)
     review = revoke_and_review(session, world.person)
-    token = ack_token(settings, review, world.manager_a.email)
+    token = f.review_ack_token(settings.secret_key, review, world.manager_a.email)
     lifecycle.revoke(session, user=world.manager_a, actor=f.SETUP, reason="left too")
-    own = ack_token(settings, review, world.person.email)
+    own = f.review_ack_token(settings.secret_key, review, world.person.email)
     quiet_commit(session)
 
     for link in (token, own):

@@ -40,3 +40,24 @@ def test_a_taken_message_leaves_the_table_and_an_unacknowledged_one_comes_back(t
         for message in again:
             message.ack()
         queue.close()
+
+
+def test_messages_an_older_version_kept_are_deleted_when_the_broker_is_opened(tmp_path: Path):
+    sqlite_broker.register()
+    broker = tmp_path / "broker.sqlite3"
+    with Connection(f"sqla+sqlite:///{broker}") as kombu:
+        kombu.SimpleQueue("q").put({"n": 0})
+    engine = create_engine(f"sqlite:///{broker}")
+    with engine.begin() as connection:  # as kombu left them: taken, kept, invisible
+        connection.execute(text("UPDATE kombu_message SET visible = 0"))
+    engine.dispose()
+    sqlite_broker.Channel._engines.clear()  # as a process starting anew
+
+    with Connection(f"sqla+sqlite:///{broker}") as kombu:
+        queue = kombu.SimpleQueue("q")
+        queue.put({"n": 1})
+        message = queue.get(timeout=5)
+        message.ack()
+        assert message.payload == {"n": 1}
+        queue.close()
+    assert stored(broker) == 0

@@ -1,13 +1,10 @@
 """Admin API for reviews, findings, the revocation preview, hooks and the acknowledgement link."""
 
-from datetime import timedelta
-
 from sqlalchemy import func, select
 
 from models import outbox
 from models.entities import AuditEvent, ReviewFinding, User, VirtualApiKey
 from models.enums import FindingState, Role, UserStatus
-from models.signed_links import make_token
 from tests.reviews.conftest import build_leaver, findings_by_kind, revoke_and_review
 from tests.support import factories as f
 
@@ -256,13 +253,7 @@ def test_hooks_api_validates_urls_and_rotates_secrets(session, client):
 
 def test_the_signed_link_shows_a_page_and_acknowledges_on_post(session, client, settings):
     world, review, _tokens = arrange(session)
-    token = make_token(
-        settings.secret_key,
-        purpose="review.ack",
-        subject=str(review.id),
-        actor=world.manager_a.email,
-        lifetime=timedelta(hours=1),
-    )
+    token = f.review_ack_token(settings.secret_key, review, world.manager_a.email)
 
     page = client.get(f"/reviews/acknowledge/{token}")
     assert page.status_code == 200 and "<form" in page.text and world.person.email in page.text

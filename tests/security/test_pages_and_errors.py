@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import stat
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from connectors.notify_formats import slack_body
 from models.db import make_engine
 from models.enums import Role
 from models.settings import Settings
-from models.signed_links import make_token
 from tests.reviews.test_api import arrange
 from tests.support import factories
 
@@ -77,20 +75,10 @@ def test_a_500_logs_no_sql_parameters(app, capfd):
     assert "searched.term@corp.test" not in logged
 
 
-def _ack_token(settings, review, actor: str) -> str:
-    return make_token(
-        settings.secret_key,
-        purpose="review.ack",
-        subject=str(review.id),
-        actor=actor,
-        lifetime=timedelta(hours=1),
-    )
-
-
 def test_acknowledge_pages_are_hardened_styled_and_name_no_hook(session, client, settings):
     _world, review, _tokens = arrange(session)
     session.commit()
-    token = _ack_token(settings, review, "hook:admins-channel")
+    token = factories.review_ack_token(settings.secret_key, review, "hook:admins-channel")
     for answer in (
         client.get(f"/reviews/acknowledge/{token}"),
         client.get("/reviews/acknowledge/garbage"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy.orm import Session
@@ -10,8 +11,18 @@ from sqlalchemy.orm import Session
 from models.actions import organisations, teams, tokens
 from models.actions import users as user_actions
 from models.actor import Actor
-from models.entities import Budget, Organisation, Quota, Team, UsageRecord, User, VirtualApiKey
+from models.entities import (
+    Budget,
+    Organisation,
+    Quota,
+    RevocationReview,
+    Team,
+    UsageRecord,
+    User,
+    VirtualApiKey,
+)
 from models.enums import KeyType, OwnerType, Role, Source, TeamRole, TokenScope, UserStatus
+from models.signed_links import REVIEW_ACK_PURPOSE, make_token
 
 SETUP = Actor(Source.ADMIN, "test-setup")
 _counter = itertools.count(1)
@@ -132,3 +143,14 @@ def admin_token(session: Session, org: Organisation, user: User) -> str:
 
 def scim_token(session: Session, org: Organisation) -> str:
     return tokens.create_token(session, organisation=org, scope=TokenScope.SCIM, actor=SETUP).secret
+
+
+def review_ack_token(secret_key: str, review: RevocationReview, actor: str) -> str:
+    """The acknowledgement link's token for this review, as its notification carries it."""
+    return make_token(
+        secret_key,
+        purpose=REVIEW_ACK_PURPOSE,
+        subject=str(review.id),
+        actor=actor,
+        lifetime=timedelta(hours=1),
+    )

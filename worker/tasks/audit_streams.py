@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from connectors import siem
 from connectors.outbound import UnsafeUrl, check_url, post_json
-from connectors.signed_webhooks import sign
+from connectors.signed_webhooks import sign_all
 from models.actions.audit_streams import signing_secrets, splunk_token
 from models.audit_sequence import sequence_events
 from models.audit_stream_delivery import (
@@ -108,13 +108,8 @@ def _request(
     else:
         body = siem.ndjson_body(batch.events)
         headers = {"Content-Type": "application/x-ndjson"}
-    signatures = [
-        sign(secret, msg_id=batch.message_id, body=body)
-        for secret in signing_secrets(stream, settings.secret_key)
-    ]
-    if signatures:
-        headers |= signatures[0]
-        headers["webhook-signature"] = " ".join(s["webhook-signature"] for s in signatures)
+    secrets = signing_secrets(stream, settings.secret_key)
+    headers |= sign_all(secrets, msg_id=batch.message_id, body=body)
     return stream.target, body, headers
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from connectors import email as smtp
 from connectors import notify_formats
 from connectors.outbound import PostResult, UnsafeUrl, check_url, post_json
-from connectors.signed_webhooks import sign
+from connectors.signed_webhooks import sign_all
 from models.access import is_leaver
 from models.actions import local_mail
 from models.actions import notification_deliveries as deliveries
@@ -21,13 +21,12 @@ from models.actor import Actor
 from models.entities import NotificationDelivery, NotificationHook
 from models.enums import HookKind
 from models.settings import Settings
-from models.signed_links import make_token
+from models.signed_links import REVIEW_ACK_PURPOSE, make_token
 from worker.runtime import runtime, smtp_config
 from worker.tasks.base import task
 
 log = structlog.get_logger(__name__)
 
-ACK_PURPOSE = "review.ack"
 REVIEW_EVENTS = ("review.opened", "review.escalated", "finding.urgent")
 
 
@@ -133,22 +132,11 @@ def send_delivery(
         timestamp=delivery.created_at.isoformat(),
         payload=data,
     )
-    headers = _signature_headers(signing_secrets(hook, settings.secret_key), str(delivery.id), body)
+    secrets = signing_secrets(hook, settings.secret_key)
+    headers = sign_all(secrets, msg_id=str(delivery.id), body=body)
     return _as_attempt(
         post_json(hook.target, body, headers, timeout=settings.notification_timeout, policy=policy)
     )
-
-
-def _signature_headers(secrets: list[str], msg_id: str, body: bytes) -> dict[str, str]:
-    """Sign with every active secret (space-separated), so a rotation never breaks receivers."""
-    headers: dict[str, str] = {}
-    signatures = []
-    for secret in secrets:
-        headers = sign(secret, msg_id=msg_id, body=body)
-        signatures.append(headers["webhook-signature"])
-    if headers:
-        headers["webhook-signature"] = " ".join(signatures)
-    return headers
 
 
 def _send_email(
@@ -189,7 +177,7 @@ def _ack_url(settings: Settings, delivery: NotificationDelivery, recipient: str)
         return None
     token = make_token(
         settings.secret_key,
-        purpose=ACK_PURPOSE,
+        purpose=REVIEW_ACK_PURPOSE,
         subject=str(delivery.review_id),
         actor=recipient,
         lifetime=timedelta(hours=settings.ack_link_lifetime_hours),

@@ -1,0 +1,83 @@
+"""`odock-sync sign-in`: the OpenID Connect provider invitees sign in with on /enroll."""
+
+from __future__ import annotations
+
+import click
+
+from cli.context import CLI_ACTOR, cli_settings, unit_of_work
+from cli.options import JSON_OPTION, ORG_OPTION
+from cli.output import done, emit
+from models.actions import oidc_providers, organisations
+
+
+@click.group("sign-in")
+def sign_in() -> None:
+    """How invitees sign in on the enrollment pages: an OpenID Connect provider."""
+
+
+@sign_in.command("show")
+@ORG_OPTION
+@JSON_OPTION
+def show(org_slug: str, as_json: bool) -> None:
+    """The provider (never its secret) and the redirect URI to register there."""
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        provider = oidc_providers.provider_for(session, organisation.id)
+        data = oidc_providers.describe(provider, base_url=cli_settings().public_base_url)
+    emit(data, as_json=as_json)
+
+
+@sign_in.command("oidc-set")
+@ORG_OPTION
+@click.option("--issuer", required=True, help="The provider's issuer URL (https).")
+@click.option("--client-id", required=True, help="This service's client id at the provider.")
+@click.option(
+    "--client-secret",
+    prompt=True,
+    hide_input=True,
+    envvar="ODOCK_OIDC_CLIENT_SECRET",
+    help="The client secret; asked for (or read from ODOCK_OIDC_CLIENT_SECRET) if omitted.",
+)
+@click.option("--name", "display_name", default=None, help='Shown as "Sign in with <name>".')
+@JSON_OPTION
+def oidc_set(
+    org_slug: str,
+    issuer: str,
+    client_id: str,
+    client_secret: str,
+    display_name: str | None,
+    as_json: bool,
+) -> None:
+    """Set (or replace) the organisation's OpenID Connect provider."""
+    settings = cli_settings()
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        provider = oidc_providers.configure(
+            session,
+            organisation=organisation,
+            secret_key=settings.secret_key,
+            actor=CLI_ACTOR,
+            policy=settings.outbound_policy(),
+            issuer=issuer,
+            client_id=client_id,
+            client_secret=client_secret,
+            display_name=display_name,
+        )
+        data = oidc_providers.describe(provider, base_url=settings.public_base_url)
+    done(
+        f"invitees of {org_slug} now sign in with {data['display_name']}; register "
+        f"{data['redirect_uri']} as a redirect URI at the provider",
+        data,
+        as_json=as_json,
+    )
+
+
+@sign_in.command("oidc-clear")
+@ORG_OPTION
+@JSON_OPTION
+def oidc_clear(org_slug: str, as_json: bool) -> None:
+    """Remove the provider: invitees can then sign in only through a sign-in proxy."""
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        oidc_providers.clear(session, organisation=organisation, actor=CLI_ACTOR)
+    done(f"{org_slug} has no OpenID Connect provider now", {"cleared": True}, as_json=as_json)

@@ -1,0 +1,208 @@
+"""An OpenID Connect relying party on Authlib: the issuer's discovery document, the
+authorization request (Authorization Code with PKCE S256, state and nonce), the code
+exchange, and the ID token checked against the issuer's JWKS (signature, iss, aud, exp, nonce).
+
+Every call goes through the outbound address policy (connectors/outbound.py): the issuer is
+an organisation admin's choice, like a notification hook.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from authlib.common.errors import AuthlibBaseError
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.oidc.core import CodeIDToken
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from connectors.outbound import UrlPolicy, pin, pinned_session
+
+SCOPE = "openid email"
+# Asymmetric signatures only: "none" proves nothing, and an HMAC under the client secret
+# would let anyone holding that secret mint tokens.
+SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
+CLOCK_LEEWAY_SECONDS = 60
+
+
+class OidcError(Exception):
+    """The provider could not be used or its answer is not acceptable; `reason` is safe to show."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Client:
+    """This service as a client of one provider."""
+
+    issuer: str
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+    policy: UrlPolicy
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """Where to send the browser, and what the callback needs back to finish."""
+
+    url: str
+    state: str
+    nonce: str
+    code_verifier: str
+
+
+@dataclass(frozen=True)
+class IdTokenClaims:
+    subject: str
+    email: str | None
+    email_verified: bool
+
+
+def authorization_request(client: Client, *, ask_again: bool = False) -> AuthorizationRequest:
+    """A fresh state, nonce and PKCE verifier, and the provider's authorization URL;
+    `ask_again` makes the provider ask who signs in even if someone already is."""
+    metadata = discover(client)
+    state, nonce, verifier = (secrets.token_urlsafe(32) for _ in range(3))
+    extra = {"prompt": "login"} if ask_again else {}
+    with _session(client, metadata) as session:
+        url, _ = session.create_authorization_url(
+            metadata["authorization_endpoint"],
+            state=state,
+            nonce=nonce,
+            code_verifier=verifier,
+            **extra,
+        )
+    return AuthorizationRequest(url=url, state=state, nonce=nonce, code_verifier=verifier)
+
+
+def finish(client: Client, *, code: str, code_verifier: str, nonce: str) -> IdTokenClaims:
+    """Exchange the code, then verify the ID token; OidcError if anything does not hold."""
+    metadata = discover(client)
+    with _session(client, metadata) as session:
+        try:
+            token = session.fetch_token(
+                metadata["token_endpoint"],
+                grant_type="authorization_code",
+                code=code,
+                code_verifier=code_verifier,
+                timeout=client.timeout,
+            )
+        except (AuthlibBaseError, requests.RequestException, ValueError) as exc:
+            raise OidcError(f"the provider refused the sign-in code ({_brief(exc)})") from None
+    if "id_token" not in token:
+        raise OidcError("the provider sent no ID token")
+    claims = verify_id_token(client, metadata, token, nonce=nonce)
+    if claims.email is None and metadata.get("userinfo_endpoint"):
+        return _with_userinfo(client, metadata, token, claims)
+    return claims
+
+
+def verify_id_token(
+    client: Client, metadata: dict[str, Any], token: dict[str, Any], *, nonce: str
+) -> IdTokenClaims:
+    jwks: Any = _get_json(client, metadata["jwks_uri"], "JWKS")
+    offered = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
+    algorithms = [name for name in offered if name in SIGNING_ALGORITHMS]
+    try:
+        keys = KeySet.import_key_set(jwks)
+        decoded = jwt.decode(token["id_token"], keys, algorithms=algorithms)
+        claims = CodeIDToken(
+            decoded.claims,
+            decoded.header,
+            {
+                "iss": {"essential": True, "value": client.issuer},
+                "aud": {"essential": True, "value": client.client_id},
+            },
+            {
+                "nonce": nonce,
+                "client_id": client.client_id,
+                "access_token": token.get("access_token"),
+            },
+        )
+        claims.validate(leeway=CLOCK_LEEWAY_SECONDS)
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise OidcError(f"the ID token is not valid ({_brief(exc)})") from None
+    email = claims.get("email")
+    return IdTokenClaims(
+        subject=str(claims["sub"]),
+        email=email if isinstance(email, str) else None,
+        email_verified=claims.get("email_verified") is True,
+    )
+
+
+def _with_userinfo(
+    client: Client, metadata: dict[str, Any], token: dict[str, Any], claims: IdTokenClaims
+) -> IdTokenClaims:
+    """The email from the userinfo endpoint, for providers that keep it out of the ID token
+    when they also issue an access token; only if it speaks of the same subject."""
+    with pin(requests.Session(), client.policy) as session:
+        try:
+            response = session.get(
+                metadata["userinfo_endpoint"],
+                headers={"Authorization": f"Bearer {token.get('access_token', '')}"},
+                timeout=client.timeout,
+            )
+            response.raise_for_status()
+            info = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise OidcError(f"the provider's userinfo could not be read ({_brief(exc)})") from None
+    if not isinstance(info, dict) or info.get("sub") != claims.subject:
+        raise OidcError("the provider's userinfo is about another subject")
+    email = info.get("email")
+    return IdTokenClaims(
+        subject=claims.subject,
+        email=email if isinstance(email, str) else None,
+        email_verified=info.get("email_verified") is True,
+    )
+
+
+def discover(client: Client) -> dict[str, Any]:
+    """The issuer's discovery document, checked to name this very issuer."""
+    url = client.issuer.rstrip("/") + "/.well-known/openid-configuration"
+    metadata = _get_json(client, url, "discovery document")
+    if metadata.get("issuer") != client.issuer:
+        raise OidcError("the discovery document names another issuer")
+    for field in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+        if not isinstance(metadata.get(field), str):
+            raise OidcError(f"the discovery document has no {field}")
+    return metadata
+
+
+def _get_json(client: Client, url: str, what: str) -> dict[str, Any]:
+    with pinned_session(client.policy) as session:
+        try:
+            response = session.get(url, timeout=client.timeout)
+            response.raise_for_status()
+            body = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise OidcError(f"the provider's {what} could not be read ({_brief(exc)})") from None
+    if not isinstance(body, dict):
+        raise OidcError(f"the provider's {what} is not a JSON object")
+    return body
+
+
+def _session(client: Client, metadata: dict[str, Any]) -> OAuth2Session:
+    supported = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+    method = "client_secret_basic" if "client_secret_basic" in supported else "client_secret_post"
+    session = OAuth2Session(
+        client.client_id,
+        client.client_secret,
+        scope=SCOPE,
+        redirect_uri=client.redirect_uri,
+        code_challenge_method="S256",
+        token_endpoint_auth_method=method,
+    )
+    return pin(session, client.policy)
+
+
+def _brief(error: Exception) -> str:
+    text = str(getattr(error, "description", "") or error) or type(error).__name__
+    return text[:200]

@@ -1,0 +1,170 @@
+"""An organisation's OpenID Connect provider for the enrollment pages: set, clear, describe.
+
+The client secret is kept encrypted (models/encryption.py) and never shown again.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.orm import Session
+
+from connectors.oidc import Client
+from connectors.outbound import UrlPolicy
+from models import audit, encryption
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import OidcProvider, Organisation
+from models.errors import InvalidInput, NotFound
+
+PURPOSE = "oidc-client-secret"
+CALLBACK_PATH = "/enroll/oidc/callback"
+PRINTABLE = frozenset(chr(code) for code in range(0x21, 0x7F))
+
+
+def configure(
+    session: Session,
+    *,
+    organisation: Organisation,
+    secret_key: str,
+    actor: Actor,
+    policy: UrlPolicy,
+    issuer: str,
+    client_id: str,
+    client_secret: str,
+    display_name: str | None = None,
+) -> OidcProvider:
+    """Set (or replace) the provider; every value is checked before anything is written."""
+    issuer = _checked_issuer(issuer.strip(), policy)
+    client_id = _checked_text(client_id.strip(), "client_id", 500)
+    client_secret = _checked_text(client_secret, "client_secret", 1000)
+    name = (display_name or "").strip() or urlsplit(issuer).hostname or issuer
+    if len(name) > 100 or not name.isprintable():
+        raise InvalidInput("display_name must be at most 100 printable characters", field="name")
+    provider = session.get(OidcProvider, organisation.id)
+    before = _public(provider)
+    if provider is None:
+        provider = OidcProvider(organisation_id=organisation.id)
+        session.add(provider)
+    provider.issuer, provider.client_id, provider.display_name = issuer, client_id, name
+    provider.sealed_client_secret = encryption.encrypt(secret_key, client_secret, purpose=PURPOSE)
+    provider.updated_at = utcnow()
+    session.flush()
+    _audit(session, organisation, actor, "sign_in.oidc_configured", before, _public(provider))
+    return provider
+
+
+def clear(session: Session, *, organisation: Organisation, actor: Actor) -> None:
+    provider = session.get(OidcProvider, organisation.id)
+    if provider is None:
+        raise NotFound("this organisation has no OpenID Connect provider")
+    before = _public(provider)
+    session.delete(provider)
+    session.flush()
+    _audit(session, organisation, actor, "sign_in.oidc_cleared", before, None)
+
+
+def provider_for(session: Session, organisation_id: uuid.UUID) -> OidcProvider | None:
+    return session.get(OidcProvider, organisation_id)
+
+
+def client(provider: OidcProvider, *, secret_key: str, base_url: str, policy: UrlPolicy) -> Client:
+    """This service as the provider's client, with the secret decrypted."""
+    return Client(
+        issuer=provider.issuer,
+        client_id=provider.client_id,
+        client_secret=encryption.decrypt(
+            secret_key, provider.sealed_client_secret, purpose=PURPOSE
+        ),
+        redirect_uri=callback_url(base_url),
+        policy=policy,
+    )
+
+
+def callback_url(base_url: str) -> str:
+    """The redirect URI to register at the provider (one for every organisation)."""
+    return base_url.rstrip("/") + CALLBACK_PATH
+
+
+def describe(provider: OidcProvider | None, *, base_url: str) -> dict[str, Any]:
+    """What an admin may see: never the secret."""
+    return {
+        "configured": provider is not None,
+        **(_public(provider) or {}),
+        "redirect_uri": callback_url(base_url),
+    }
+
+
+def _public(provider: OidcProvider | None) -> dict[str, Any] | None:
+    if provider is None:
+        return None
+    return {
+        "issuer": provider.issuer,
+        "client_id": provider.client_id,
+        "display_name": provider.display_name,
+    }
+
+
+def _checked_issuer(issuer: str, policy: UrlPolicy) -> str:
+    """An https URL without query or fragment; plain http only on loopback, for trials."""
+    try:
+        parts = urlsplit(issuer)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise InvalidInput("issuer is not a valid URL", field="issuer") from None
+    if len(issuer) > 2000 or not parts.hostname or parts.query or parts.fragment:
+        raise InvalidInput(
+            "issuer must be the provider's URL, without query or fragment", field="issuer"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput("issuer must not contain credentials", field="issuer")
+    if parts.scheme == "https":
+        return issuer
+    if parts.scheme == "http" and policy.allow_loopback and _is_loopback(parts.hostname):
+        return issuer
+    raise InvalidInput(
+        "issuer must be an https URL (plain http only on loopback, with "
+        "OUTBOUND_ALLOW_LOOPBACK=true)",
+        field="issuer",
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _checked_text(value: str, field: str, longest: int) -> str:
+    if not value or len(value) > longest or not set(value) <= PRINTABLE:
+        raise InvalidInput(
+            f"{field} must be 1 to {longest} printable ASCII characters without spaces",
+            field=field,
+        )
+    return value
+
+
+def _audit(
+    session: Session,
+    organisation: Organisation,
+    actor: Actor,
+    action: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=organisation.id,
+        action=action,
+        target_type="organisation",
+        target_id=organisation.id,
+        before=before,
+        after=after,
+    )

@@ -1,0 +1,46 @@
+"""OpenID Connect sign-in for the enrollment pages: each organisation's provider, and the
+sign-ins under way (the state, nonce and PKCE verifier kept between redirect and callback)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, Timestamped, new_id
+
+
+class OidcProvider(Timestamped, Base):
+    """The organisation's OpenID Connect provider; the client secret is kept encrypted."""
+
+    __tablename__ = "oidc_providers"
+
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True
+    )
+    issuer: Mapped[str] = mapped_column(String(2000))
+    client_id: Mapped[str] = mapped_column(String(500))
+    sealed_client_secret: Mapped[str] = mapped_column(Text)
+    display_name: Mapped[str] = mapped_column(String(100))
+
+
+class OidcSignIn(Base):
+    """One sign-in sent to the provider; its callback may use it once, within its lifetime.
+
+    Only the state's hash is kept (it is the lookup key); the nonce, the PKCE verifier and the
+    invitation link are sealed, since together they would let someone finish the sign-in.
+    """
+
+    __tablename__ = "oidc_sign_ins"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    invitation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("invitations.id", ondelete="CASCADE"), index=True
+    )
+    sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)

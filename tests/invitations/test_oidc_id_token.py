@@ -1,0 +1,124 @@
+"""The ID token check of connectors/oidc.py, each claim broken in turn, against a JWKS and a
+discovery document served on loopback."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet, OctKey, RSAKey
+
+from connectors import oidc
+from connectors.outbound import UrlPolicy
+
+NONCE = "n-0S6_WzA2Mj"
+SIGNING_KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+IMPOSTOR_KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+
+
+@pytest.fixture
+def client(httpserver) -> oidc.Client:
+    issuer = httpserver.url_for("/issuer")
+    httpserver.expect_request("/issuer/.well-known/openid-configuration").respond_with_json(
+        {
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/auth",
+            "token_endpoint": f"{issuer}/token",
+            "jwks_uri": f"{issuer}/jwks",
+            "id_token_signing_alg_values_supported": ["RS256", "HS256", "none"],
+        }
+    )
+    httpserver.expect_request("/issuer/jwks").respond_with_json(
+        KeySet([SIGNING_KEY]).as_dict(private=False)
+    )
+    return oidc.Client(
+        issuer=issuer,
+        client_id="odock",
+        client_secret="client-secret-0123456789abcdef",
+        redirect_uri="http://127.0.0.1/enroll/oidc/callback",
+        policy=UrlPolicy(allow_loopback=True),
+    )
+
+
+def claims_for(client: oidc.Client, **changes: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": client.issuer,
+        "sub": "248289761001",
+        "aud": client.client_id,
+        "exp": now + 300,
+        "iat": now,
+        "nonce": NONCE,
+        "email": "eve@example.com",
+        "email_verified": True,
+    }
+    claims.update(changes)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def verify(client: oidc.Client, token: str) -> oidc.IdTokenClaims:
+    return oidc.verify_id_token(client, oidc.discover(client), {"id_token": token}, nonce=NONCE)
+
+
+def signed(claims: dict[str, object], key: RSAKey = SIGNING_KEY) -> str:
+    return jwt.encode({"alg": "RS256", "kid": "k1"}, claims, key)
+
+
+def test_a_good_token_gives_the_verified_email(client):
+    assert verify(client, signed(claims_for(client))) == oidc.IdTokenClaims(
+        subject="248289761001", email="eve@example.com", email_verified=True
+    )
+    unverified = verify(client, signed(claims_for(client, email_verified="true")))
+    assert unverified.email_verified is False  # only the JSON boolean true counts
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"iss": "https://evil.example.com"},
+        {"aud": "another-client"},
+        {"exp": int(time.time()) - 600},
+        {"nonce": "replayed-nonce"},
+        {"nonce": None},
+        {"sub": None},
+    ],
+    ids=["iss", "aud", "exp", "nonce", "no-nonce", "no-sub"],
+)
+def test_a_wrong_claim_is_refused(client, changes):
+    with pytest.raises(oidc.OidcError, match="the ID token is not valid"):
+        verify(client, signed(claims_for(client, **changes)))
+
+
+def test_a_forged_signature_or_a_symmetric_one_is_refused(client):
+    with pytest.raises(oidc.OidcError):
+        verify(client, signed(claims_for(client), IMPOSTOR_KEY))
+    secret = OctKey.import_key(client.client_secret)
+    hmac_signed = jwt.encode({"alg": "HS256"}, claims_for(client), secret)
+    with pytest.raises(oidc.OidcError):
+        verify(client, hmac_signed)
+
+
+def test_a_discovery_document_for_another_issuer_is_refused(client, httpserver):
+    other = oidc.Client(**{**client.__dict__, "issuer": client.issuer + "-other"})
+    httpserver.expect_request("/issuer-other/.well-known/openid-configuration").respond_with_json(
+        {"issuer": client.issuer}
+    )
+    with pytest.raises(oidc.OidcError, match="names another issuer"):
+        oidc.discover(other)
+
+
+def test_a_provider_on_a_refused_address_is_not_called(client):
+    public_only = oidc.Client(**{**client.__dict__, "policy": UrlPolicy()})
+    with pytest.raises(oidc.OidcError, match="could not be read"):
+        oidc.discover(public_only)
+
+
+def test_userinfo_about_another_subject_is_refused(client, httpserver):
+    httpserver.expect_request("/issuer/userinfo").respond_with_json(
+        {"sub": "someone-else", "email": "eve@example.com", "email_verified": True}
+    )
+    metadata = {**oidc.discover(client), "userinfo_endpoint": client.issuer + "/userinfo"}
+    from_id_token = oidc.IdTokenClaims(subject="248289761001", email=None, email_verified=False)
+    with pytest.raises(oidc.OidcError, match="another subject"):
+        oidc._with_userinfo(client, metadata, {"access_token": "at"}, from_id_token)

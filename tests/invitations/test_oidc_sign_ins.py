@@ -1,0 +1,80 @@
+"""The sign-ins kept between the redirect to the provider and its callback: used once, in the
+browser that started them, within their lifetime."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from connectors.oidc import AuthorizationRequest, IdTokenClaims
+from models.actions import oidc_sign_ins
+from models.actions.oidc_sign_ins import SignInRefused
+from models.base import utcnow
+
+REQUEST = AuthorizationRequest(
+    url="https://idp.example.com/auth?…", state="s" * 43, nonce="n" * 43, code_verifier="v" * 43
+)
+
+
+@pytest.fixture
+def started(session, scene, settings):
+    issued = scene.invite(session, email="eve@example.com")
+    oidc_sign_ins.start(
+        session,
+        invitation=issued.invitation,
+        link_token=issued.token,
+        request=REQUEST,
+        browser="browser-1",
+        secret_key=settings.secret_key,
+        now=utcnow(),
+    )
+    session.commit()
+    return issued
+
+
+def claim(session, settings, *, state=REQUEST.state, browser="browser-1", later=timedelta()):
+    return oidc_sign_ins.claim(
+        session, state=state, browser=browser, secret_key=settings.secret_key, now=utcnow() + later
+    )
+
+
+def test_a_sign_in_is_claimed_once_with_what_the_callback_needs(session, settings, started):
+    claimed = claim(session, settings)
+    assert claimed == oidc_sign_ins.Claimed(
+        invitation_id=started.invitation.id,
+        link_token=started.token,
+        nonce=REQUEST.nonce,
+        code_verifier=REQUEST.code_verifier,
+    )
+    session.commit()
+    with pytest.raises(SignInRefused, match="already used"):
+        claim(session, settings)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"state": ""}, "state is unknown"),
+        ({"state": "t" * 43}, "state is unknown"),
+        ({"browser": "browser-2"}, "another browser"),
+        ({"browser": ""}, "another browser"),
+        ({"later": oidc_sign_ins.LIFETIME + timedelta(seconds=1)}, "too long"),
+    ],
+)
+def test_a_refused_claim_leaves_the_sign_in_usable(session, settings, started, changes, reason):
+    with pytest.raises(SignInRefused, match=reason):
+        claim(session, settings, **changes)
+    session.rollback()
+    assert claim(session, settings).link_token == started.token
+
+
+def test_only_a_verified_email_counts():
+    verified = IdTokenClaims(subject="1", email="eve@example.com", email_verified=True)
+    assert oidc_sign_ins.verified_email(verified) == "eve@example.com"
+    for claims in (
+        IdTokenClaims(subject="1", email="eve@example.com", email_verified=False),
+        IdTokenClaims(subject="1", email=None, email_verified=True),
+    ):
+        with pytest.raises(SignInRefused):
+            oidc_sign_ins.verified_email(claims)

@@ -1,0 +1,129 @@
+"""A real OpenID Connect provider on loopback: the certified `oidc-provider` package from the
+npm registry (version pinned in tests/support/oidc_provider/package-lock.json), installed with
+`npm ci` into that folder's node_modules (gitignored) the first time a test needs it, and run
+by tests/support/oidc_provider/provider.mjs.
+
+Its development login form takes any login and password; the login is the account's email
+(one starting with "unverified" has email_verified false).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.support.net import free_port
+from tests.support.wait import wait_until
+
+PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
+
+
+def install_provider() -> None:
+    """`npm ci` once; concurrent test runs of one checkout wait for the first."""
+    with (PROVIDER_DIR / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (PROVIDER_DIR / "node_modules" / "oidc-provider" / "package.json").exists():
+            return
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=PROVIDER_DIR,
+            check=True,
+            timeout=600,
+        )
+
+
+@dataclass
+class LoopbackProvider:
+    process: subprocess.Popen[bytes]
+    issuer: str
+    client_id: str
+    client_secret: str
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_provider(
+    *, redirect_uris: list[str], log_path: Path, userinfo_only: bool = False
+) -> LoopbackProvider:
+    """The provider on a free loopback port, with one confidential client; `userinfo_only`
+    keeps the email out of the ID token (it is then only in the userinfo answer)."""
+    install_provider()
+    port = free_port()
+    client = {
+        "client_id": "odock-sync-test",
+        "client_secret": secrets.token_urlsafe(24),
+        "redirect_uris": redirect_uris,
+    }
+    env = {**os.environ, "NODE_ENV": "development"}
+    process = subprocess.Popen(
+        ["node", "provider.mjs", str(port), json.dumps(client)]
+        + (["userinfo-only"] if userinfo_only else []),
+        cwd=PROVIDER_DIR,
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    provider = LoopbackProvider(
+        process=process,
+        issuer=f"http://127.0.0.1:{port}",
+        client_id=client["client_id"],
+        client_secret=client["client_secret"],
+        log_path=log_path,
+    )
+    try:
+        wait_until(lambda: _answers(provider), timeout=60, what="the OpenID Connect provider")
+    except AssertionError:
+        provider.stop()
+        raise AssertionError(f"the provider did not start:\n{provider.log()}") from None
+    return provider
+
+
+def _answers(provider: LoopbackProvider) -> bool:
+    if provider.process.poll() is not None:
+        raise AssertionError(f"the provider exited:\n{provider.log()}")
+    try:
+        url = provider.issuer + "/.well-known/openid-configuration"
+        document: Any = requests.get(url, timeout=2).json()
+    except (requests.RequestException, ValueError):
+        return False
+    return bool(document.get("issuer") == provider.issuer)
+
+
+def sign_in_at_provider(page: Any, email: str) -> None:
+    """Fill the provider's login form in a Playwright page (any password is accepted)."""
+    page.wait_for_selector("input[name=login]")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", "any password")
+    page.click("button.login-submit")
+
+
+def sign_in_through_the_invitation(page: Any, link: str, email: str, *, name: str = "") -> None:
+    """Open the invitation link, follow "Sign in with …", sign in at the provider as `email`;
+    given a `name`, accept the invitation with it."""
+    page.goto(link)
+    page.click("#sign-in")
+    sign_in_at_provider(page, email)
+    if name:
+        page.fill("#name", name)
+        page.click("#accept")

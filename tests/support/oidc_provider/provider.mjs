@@ -1,0 +1,54 @@
+// A certified OpenID Connect provider (panva/oidc-provider) on loopback, for the tests only.
+// Its development login form accepts any login with any password: the login typed is the
+// account, and its email. A login starting with "unverified" gets email_verified: false.
+//
+// node provider.mjs <port> <client JSON> [userinfo-only]; prints "ready <issuer>" once it
+// listens. With "userinfo-only" the email claims are in the userinfo answer, not the ID token
+// (what the specification asks when an access token is issued too).
+import Provider from 'oidc-provider';
+
+const [port, clientJson, mode] = process.argv.slice(2);
+const issuer = `http://127.0.0.1:${port}`;
+const client = JSON.parse(clientJson);
+
+const provider = new Provider(issuer, {
+  clients: [{
+    client_id: client.client_id,
+    client_secret: client.client_secret,
+    redirect_uris: client.redirect_uris,
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+  }],
+  claims: { openid: ['sub'], email: ['email', 'email_verified'] },
+  // By default email and email_verified are in the ID token, as Google and Keycloak send them.
+  conformIdTokenClaims: mode === 'userinfo-only',
+  cookies: { keys: ['tests-only-not-a-secret'] },
+  features: { devInteractions: { enabled: true } },
+  pkce: { required: () => true },
+  async findAccount(ctx, id) {
+    return {
+      accountId: id,
+      async claims() {
+        return { sub: id, email: id, email_verified: !id.startsWith('unverified') };
+      },
+    };
+  },
+  // First-party client: no consent screen, the grant is given at sign-in.
+  async loadExistingGrant(ctx) {
+    const grantId = ctx.oidc.result?.consent?.grantId
+      || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+    if (grantId) return ctx.oidc.provider.Grant.find(grantId);
+    const grant = new ctx.oidc.provider.Grant({
+      clientId: ctx.oidc.client.clientId,
+      accountId: ctx.oidc.session.accountId,
+    });
+    grant.addOIDCScope('openid email');
+    await grant.save();
+    return grant;
+  },
+});
+
+const server = provider.listen(Number(port), '127.0.0.1', () => {
+  console.log(`ready ${issuer}`);
+});
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
