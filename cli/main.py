@@ -152,6 +152,7 @@ def _find_user(session, organisation_id: uuid.UUID, ref: str):  # type: ignore[n
 
 
 # Each topic's commands live in cli/<topic>.py and register here, one line each.
+from cli.access_end import org_departure_notice, users_end_access  # noqa: E402
 from cli.audit import audit  # noqa: E402
 from cli.demo import demo  # noqa: E402
 from cli.events import events  # noqa: E402
@@ -188,3 +189,5 @@ main.add_command(mail)
 main.add_command(sign_in)
 users.add_command(users_revoke)
 users.add_command(users_reactivate)
+users.add_command(users_end_access)
+org.add_command(org_departure_notice)

@@ -92,6 +92,20 @@ def delete_policy(org_slug: str, policy: str, as_json: bool) -> None:
     done(f"SCIM DELETE policy: {policy}", {"policy": policy}, as_json=as_json)
 
 
+@scim.command("access-end-attribute")
+@ORG_OPTION
+@click.argument("attribute")
+@JSON_OPTION
+def access_end_attribute(org_slug: str, attribute: str, as_json: bool) -> None:
+    """The User attribute that carries the date a person's access ends (revoked then)."""
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        scim_actions.set_access_end_attribute(
+            session, organisation=organisation, attribute=attribute, actor=CLI_ACTOR
+        )
+    done(f"access end date read from {attribute}", {"attribute": attribute}, as_json=as_json)
+
+
 @scim.command("purge")
 @ORG_OPTION
 @JSON_OPTION

@@ -21,6 +21,7 @@ ACTIONS = {
     "user.updated": Action.UPDATE_PROFILE,
     "membership.added": Action.JOIN_TEAM,
     "membership.removed": Action.LEAVE_TEAM,
+    "user.access_end": Action.SET_ACCESS_END,
 }
 
 
@@ -59,11 +60,18 @@ class GenericEvent(_Strict):
     user: UserRef
     changes: Changes | None = None
     team: TeamRef | None = None
+    # user.access_end: when the person's access ends (null clears the date).
+    access_ends_at: datetime | None = None
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> GenericEvent:
         if self.occurred_at.tzinfo is None:
             raise ValueError("occurred_at needs a time zone (e.g. Z)")
+        if self.type == "user.access_end":
+            if "access_ends_at" not in self.model_fields_set:
+                raise ValueError("user.access_end needs access_ends_at (null clears it)")
+            if self.access_ends_at is not None and self.access_ends_at.tzinfo is None:
+                raise ValueError("access_ends_at needs a time zone (e.g. Z)")
         action = ACTIONS.get(self.type)
         if action is Action.UPDATE_PROFILE and not (
             self.changes and self.changes.model_dump(exclude_none=True)
@@ -117,6 +125,7 @@ def parse_event(raw: Any, *, fallback_id: str) -> IdpEvent:
         subject=Subject(external_id=event.user.external_id, email=event.user.email),
         team_name=event.team.name if event.team else None,
         changes=changes,
+        access_ends_at=event.access_ends_at,
     )
 
 

@@ -15,6 +15,7 @@ class Action(StrEnum):
     UPDATE_PROFILE = "update_profile"
     JOIN_TEAM = "join_team"
     LEAVE_TEAM = "leave_team"
+    SET_ACCESS_END = "set_access_end"  # when access ends on its own; None clears it
     IGNORE = "ignore"  # a type we store but do not act on
 
 
@@ -37,6 +38,7 @@ class IdpEvent:
     team_name: str | None = None
     team_external_id: str | None = None
     changes: dict[str, str] = field(default_factory=dict)
+    access_ends_at: datetime | None = None
     invalid: str | None = None  # why the event cannot be applied (schema errors)
 
 

@@ -16,6 +16,7 @@ TITLES = {
     "mass_change.held": "Mass change held: destructive changes wait for an admin",
     "source.silent": "A directory source has gone quiet",
     "source.recovered": "A directory source is alive again",
+    "access.departure_notice": "Access ends soon",
 }
 
 
@@ -91,4 +92,16 @@ def summary_lines(payload: dict[str, Any]) -> list[str]:
     more = len(payload.get("findings", [])) - 50
     if more > 0:
         lines.append(f"... and {more} more")
+    return lines + preview_lines(payload.get("preview") or {})
+
+
+def preview_lines(preview: dict[str, Any]) -> list[str]:
+    """A blast-radius preview (what a revocation would do) as one line per thing touched."""
+    lines = [
+        f"{key.get('action')}: {label} {key.get('name')} ({key.get('masked_value')})"
+        for group, label in (("keys", "key"), ("team_keys", "team key"), ("org_keys", "org key"))
+        for key in preview.get(group, [])[:50]
+    ]
+    lines += [f"needs a new owner: budget {b.get('name')}" for b in preview.get("budgets", [])]
+    lines += [f"needs a new owner: quota {q.get('name')}" for q in preview.get("quotas", [])]
     return lines

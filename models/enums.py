@@ -121,6 +121,7 @@ class ReviewCause(StrEnum):
     IDENTITY_CHANGED = "identity_changed"  # a directory relinked the person to a new entry
     KEY_STILL_ACCEPTED = "key_still_accepted"  # a revoked key with no review of its own
     RECERTIFICATION = "recertification"  # a key recertification campaign
+    DEPARTURE = "departure"  # an end date is near: opened before the day
 
 
 class HookKind(StrEnum):

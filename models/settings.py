@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Every key invalidation must be acknowledged within this many seconds, or admins are alarmed.
     cutoff_deadline: float = Field(default=60.0, gt=0)
     cutoff_reap_interval: float = Field(default=2.0, gt=0, le=60)
+    # How often the beat looks for access end dates that have come (and departure notices
+    # due): a person is revoked within this long after their date.
+    access_end_tick_seconds: float = Field(default=20.0, gt=0, le=60)
     cutoff_retry_base: float = Field(default=1.0, gt=0)
     cutoff_retry_max: float = Field(default=15.0, gt=0)
     odock_mode: Literal["embedded", "bridged"] = "embedded"

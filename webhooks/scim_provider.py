@@ -135,7 +135,7 @@ def _or_empty(run: Any) -> queries.Page:
 
 
 def create_user(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
-    fields = casting.scim_to_user_fields(body)
+    fields = casting.scim_to_user_fields(body, _end_attribute(session, ctx))
     scim_user = scim_actions.create_scim_user(
         session,
         organisation=session.get_one(Organisation, ctx.organisation_id),
@@ -150,7 +150,7 @@ def replace_user(
 ) -> dict[str, Any]:
     scim_user = _user(session, ctx, scim_id, for_update=True)
     check_version(user_document(session, ctx, scim_user), conditions)
-    fields = casting.scim_to_user_fields(body)
+    fields = casting.scim_to_user_fields(body, _end_attribute(session, ctx))
     scim_actions.replace_scim_user(session, scim_user=scim_user, fields=fields, actor=ctx.actor)
     return user_document(session, ctx, scim_user)
 
@@ -162,7 +162,7 @@ def patch_user(
     current = user_document(session, ctx, scim_user)
     check_version(current, conditions)
     patched = apply_patch(current, operations(body), USER_KIND)
-    fields = casting.scim_to_user_fields(patched)
+    fields = casting.scim_to_user_fields(patched, _end_attribute(session, ctx))
     scim_actions.replace_scim_user(session, scim_user=scim_user, fields=fields, actor=ctx.actor)
     return user_document(session, ctx, scim_user)
 
@@ -184,7 +184,13 @@ def _user(session: Session, ctx: Context, scim_id: str, *, for_update: bool = Fa
 
 def _render_users(session: Session, ctx: Context, users: Any) -> list[dict[str, Any]]:
     """Whole resources (their version covers every attribute); projections come after."""
-    return [casting.user_to_scim(u, _group_refs(u), ctx.base_url) for u in users]
+    attribute = _end_attribute(session, ctx)
+    return [casting.user_to_scim(u, _group_refs(u), ctx.base_url, attribute) for u in users]
+
+
+def _end_attribute(session: Session, ctx: Context) -> str:
+    """The attribute this organisation's IdP sends a person's access end date in."""
+    return session.get_one(Organisation, ctx.organisation_id).settings.scim_access_end_attribute
 
 
 def _group_refs(scim_user: ScimUser) -> list[casting.GroupRef]:

@@ -27,6 +27,7 @@ TASK_MODULES = [
     "worker.tasks.audit_streams",
     "worker.tasks.health",
     "worker.tasks.recertification",
+    "worker.tasks.access_end",
 ]
 
 # Tasks that cut access off, or apply IdP events or directory changes that may: a queue of
@@ -129,6 +130,12 @@ def _always(settings: Settings) -> dict[str, dict[str, object]]:
             "schedule": timedelta(seconds=settings.cutoff_reap_interval),
             # Reaps queued while no worker ran are stale: the next one does their work.
             "options": {"expires": max(settings.cutoff_reap_interval * 2, 5.0)},
+        },
+        "access-end-due": {
+            "task": "access.end_due",
+            "schedule": timedelta(seconds=settings.access_end_tick_seconds),
+            # Ticks queued while no worker ran are stale: the next one catches up on them all.
+            "options": {"expires": max(settings.access_end_tick_seconds * 2, 5.0)},
         },
         "odock-tombstones-purge": {
             "task": "odock.purge_tombstones",

@@ -34,7 +34,11 @@ _CORE_COLUMNS = frozenset(
     {"username", "name", "displayname", "emails", "active", "groups", "password"}
 )
 _NAME_COLUMNS = frozenset({"formatted", "familyname", "givenname"})
-_ENTERPRISE_COLUMNS = frozenset({"employeenumber", "department", "manager"})
+_ENTERPRISE_COLUMNS = frozenset(
+    {"employeenumber", "department", "manager", "employeeleavedatetime"}
+)
+# Where the date a person's access ends is read from unless the organisation names another.
+ACCESS_END_ATTRIBUTE = f"{ENTERPRISE}:employeeLeaveDateTime"
 MAX_STRING = 255
 MAX_EXTRA_STRING = 2048  # addresses, URLs
 MAX_BINARY = 16384  # a base64 X.509 certificate
@@ -55,7 +59,12 @@ class MemberRef:
 # --- domain -> SCIM --------------------------------------------------------------------
 
 
-def user_to_scim(scim_user: ScimUser, groups: Sequence[GroupRef], base_url: str) -> dict[str, Any]:
+def user_to_scim(
+    scim_user: ScimUser,
+    groups: Sequence[GroupRef],
+    base_url: str,
+    access_end_attribute: str = ACCESS_END_ATTRIBUTE,
+) -> dict[str, Any]:
     user = scim_user.user
     doc: dict[str, Any] = {"schemas": [USER], "id": str(scim_user.id)}
     _put(doc, "externalId", scim_user.external_id)
@@ -100,6 +109,8 @@ def user_to_scim(scim_user: ScimUser, groups: Sequence[GroupRef], base_url: str)
     if enterprise:
         doc["schemas"].append(ENTERPRISE)
         doc[ENTERPRISE] = enterprise
+    if user.access_ends_at is not None:
+        _put_at(doc, access_end_attribute, _timestamp(user.access_ends_at))
     last_modified = max(scim_user.updated_at, user.updated_at)
     return with_meta(doc, "User", scim_user.created_at, last_modified, f"{base_url}/Users")
 
@@ -142,6 +153,25 @@ def _timestamp(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _put_at(doc: dict[str, Any], path: str, value: Any) -> None:
+    """Set a core attribute or one of an extension (`urn:…:User:name`)."""
+    urn, name = split_attribute_path(path)
+    if urn is None:
+        doc[name] = value
+        return
+    if urn not in doc["schemas"]:
+        doc["schemas"].append(urn)
+    doc.setdefault(urn, {})[name] = value
+
+
+def split_attribute_path(path: str) -> tuple[str | None, str]:
+    """(the extension's URN or None for the core schema, the attribute's name)."""
+    if not path.lower().startswith("urn:"):
+        return None, path
+    urn, _, name = path.rpartition(":")
+    return (None if urn.lower() == USER.lower() else urn), name
+
+
 def _put(doc: dict[str, Any], key: str, value: Any) -> None:
     if value not in (None, "", [], {}):
         doc[key] = value
@@ -156,7 +186,9 @@ def _compact(values: dict[str, Any]) -> dict[str, Any]:
 _NAME_ATTRIBUTES = next(a for a in USER_SCHEMA.attributes if a.name == "name").sub_attributes
 
 
-def scim_to_user_fields(doc: Any) -> ScimUserFields:
+def scim_to_user_fields(
+    doc: Any, access_end_attribute: str = ACCESS_END_ATTRIBUTE
+) -> ScimUserFields:
     if not isinstance(doc, dict):
         raise InvalidValue("a User must be a JSON object")
     core = _lower_keys(doc)
@@ -184,8 +216,29 @@ def scim_to_user_fields(doc: Any) -> ScimUserFields:
         employee_number=_string(enterprise.get("employeenumber"), "employeeNumber", 100),
         department=_string(enterprise.get("department"), "department", 200),
         manager_id=_manager(enterprise.get("manager")),
+        access_ends_at=_access_end(doc, access_end_attribute),
         extra=extra,
     )
+
+
+def _access_end(doc: dict[str, Any], path: str) -> datetime | None:
+    urn, name = split_attribute_path(path)
+    container = doc if urn is None else _object(_find_ci(doc, urn), urn)
+    return _date_time(_find_ci(container, name), path)
+
+
+def _date_time(value: Any, name: str) -> datetime | None:
+    """An xsd:dateTime with its zone ("2027-01-31T17:00:00Z"); empty means none."""
+    text = _string(value, name, 64)
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidValue(f"{name} must be a date and time like 2027-01-31T17:00:00Z") from None
+    if moment.tzinfo is None:
+        raise InvalidValue(f"{name} must carry a time zone (e.g. a trailing Z)")
+    return moment
 
 
 def _kept_in_extra(

@@ -38,6 +38,9 @@ class Attribute:
     sub_attributes: tuple[Attribute, ...] = ()
     canonical_values: tuple[str, ...] = ()
     reference_types: tuple[str, ...] = ()
+    # Read and written, but left out of /Schemas: not in the RFC, and clients that build
+    # models from the schema (scim2-models) do not take every extension attribute.
+    published: bool = True
 
     def sub(self, name: str) -> Attribute | None:
         return _by_name(self.sub_attributes, name)
@@ -79,7 +82,7 @@ class Schema:
             "id": self.id,
             "name": self.name,
             "description": self.description,
-            "attributes": [attribute.document() for attribute in self.attributes],
+            "attributes": [a.document() for a in self.attributes if a.published],
             "meta": {"resourceType": "Schema", "location": f"{base_url}/Schemas/{self.id}"},
         }
 
@@ -217,6 +220,13 @@ ENTERPRISE_SCHEMA = Schema(
                 Attribute("value", case_exact=True),
                 _ref("$ref", "User"),
             ),
+        ),
+        # Not in RFC 7643; Entra ID's leave date, mapped here, ends the person's access then.
+        Attribute(
+            "employeeLeaveDateTime",
+            type="dateTime",
+            description="When the person's access ends (revoked then); empty: never",
+            published=False,
         ),
     ),
 )

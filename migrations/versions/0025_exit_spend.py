@@ -1,7 +1,7 @@
 """Spend accounting at exit: a leaver's budgets are frozen by their revocation (issue 19)
 
 Revision ID: 0025
-Revises: 0027
+Revises: 0028
 Create Date: 2026-12-04 16:40:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import models.base
 
 revision: str = "0025"
-down_revision: str | None = "0027"
+down_revision: str | None = "0028"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -21,7 +21,9 @@ from models.actions import reviews as review_actions
 from models.actions.reviews import Desired
 from models.actor import Actor
 from models.entities import (
+    Budget,
     Organisation,
+    Quota,
     RevocationReview,
     Team,
     TeamMembership,
@@ -116,6 +118,38 @@ def review_identity_change(
         actor=actor,
         user_id=user.id,
         context={"previous_external_id": previous_external_id, "external_id": external_id},
+    )
+
+
+def review_departure(session: Session, *, user: User, actor: Actor) -> RevocationReview | None:
+    """The person's access ends on a known date: the team and organisation keys they created
+    (which need a new owner) and the budgets and quotas their revocation leaves behind, opened
+    before the day so they can be handed over first. Their own keys simply end with them."""
+    settings = session.get_one(Organisation, user.organisation_id).settings
+    scope = key_scope.revocation(settings, user.id)
+    handed_over = key_scope.Scope(
+        keys=tuple(g for g in scope.keys if g.kind != key_scope.KIND_USER_KEY),
+        budgets=scope.budgets,
+        quotas=scope.quotas,
+    )
+    desired = _held_key_findings(session, handed_over)
+    rows: list[Budget | Quota] = [
+        *key_scope.budgets(session, scope),
+        *key_scope.quotas(session, scope),
+    ]
+    covered = review_actions.under_review(session, [row.id for row in rows])
+    desired += [review_actions.ownership_finding(r) for r in rows if r.id not in covered]
+    if not desired:
+        return None
+    ends_at = user.access_ends_at.isoformat() if user.access_ends_at else ""
+    return review_actions.open_access_review(
+        session,
+        organisation_id=user.organisation_id,
+        cause=ReviewCause.DEPARTURE,
+        desired=desired,
+        actor=actor,
+        user_id=user.id,
+        context={"access_ends_at": ends_at},
     )
 
 

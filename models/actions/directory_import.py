@@ -102,6 +102,7 @@ class PeopleImport:
     def prepare(self, items: list[dict[str, Any]]) -> list[Rows]:
         """The checks and the rows of one batch, ready to write (no database work)."""
         users: list[tuple[str, ...]] = []
+        dated: list[tuple[str, ...]] = []  # people whose directory entry says access ends
         links: list[tuple[str, ...]] = []
         snapshots: list[dict[str, str]] = []
         ids = iter(fast_ids(2 * len(items)))
@@ -111,7 +112,10 @@ class PeopleImport:
                 continue
             email, name, key, role = row
             user_id = next(ids)
-            users.append((user_id, name, email, key, role))
+            if item.get("access_ends_at"):
+                dated.append((user_id, name, email, key, role, self._moment(item)))
+            else:
+                users.append((user_id, name, email, key, role))
             # what json.dumps({"dn": dn}) gives, without its per-call setup
             attributes = f'{{"dn": {encode_basestring_ascii(item["dn"])}}}'
             if item.get("access_ends_at"):
@@ -129,7 +133,7 @@ class PeopleImport:
             if item.get("access_ends_at"):
                 snapshot["access_ends_at"] = item["access_ends_at"]
             snapshots.append(snapshot)
-        if not users:
+        if not users and not dated:
             return []
         self.created += len(users)
         event_id, batch_id = fast_ids(2)
@@ -143,6 +147,13 @@ class PeopleImport:
                 ("id", "name", "email", "email_key", "role"),
                 users,
                 {**shared, "status": self.status},
+            ),
+            Rows.of(
+                self.dialect,
+                table_of(User),
+                ("id", "name", "email", "email_key", "role", "access_ends_at"),
+                dated,
+                {**shared, "status": self.status, "access_ends_source": Source.LDAP},
             ),
             Rows.of(
                 self.dialect,
@@ -168,9 +179,17 @@ class PeopleImport:
             ),
         ]
 
+    def _moment(self, item: dict[str, Any]) -> str:
+        """The directory's end date as this database stores it (the text of a row)."""
+        moment = datetime.fromisoformat(item["access_ends_at"])
+        column = table_of(User).c.access_ends_at.type.dialect_impl(self.dialect)
+        process = column.bind_processor(self.dialect)
+        return str(process(moment)) if process is not None else moment.isoformat()
+
     def write(self, prepared: list[Rows]) -> None:
         for rows in prepared:
-            rows.write(self.session)
+            if rows.payload:  # a batch may have no dated people, or only dated ones
+                rows.write(self.session)
 
     def _event_after(self, snapshots: list[dict[str, str]]) -> dict[str, Any]:
         return {

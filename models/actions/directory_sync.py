@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from connectors.ldap.reconcile import Plan, retired_teams
 from models import audit
-from models.actions import access_reviews
+from models.actions import access_end, access_reviews
 from models.actions import teams as team_actions
 from models.actions.directory_import import BATCH, PeopleImport
 from models.actions.directory_memberships import apply_membership_changes
@@ -200,6 +200,7 @@ def _link(
     )
     role = Role(item["role"]) if item.get("role") else None
     edit_user(session, user=user, actor=actor, name=item["name"], role=role)
+    _set_end_date(session, user, item.get("access_ends_at"), actor)
     applied.updated += 1
 
 
@@ -221,6 +222,7 @@ def _relink(
     link.attributes = attributes
     link.deleted_at = None
     owned.links[item["external_id"]] = link
+    _set_end_date(session, link.user, item.get("access_ends_at"), actor)
     audit.record(
         session,
         actor=actor,
@@ -280,7 +282,9 @@ def _update(
 
 
 def _store_access_end(session: Session, link: IdentityLink, ends: str, actor: Actor) -> None:
-    """The date the directory says access ends (a later sync revokes once it has passed)."""
+    """The date the directory says access ends: the person's end date (the schedule revokes
+    them then), kept on the link as the directory gave it."""
+    _set_end_date(session, link.user, ends, actor)
     before = link.attributes.get("access_ends_at") or ""
     if before == ends:
         return
@@ -298,6 +302,11 @@ def _store_access_end(session: Session, link: IdentityLink, ends: str, actor: Ac
         before={"access_ends_at": before or None},
         after={"access_ends_at": ends or None},
     )
+
+
+def _set_end_date(session: Session, user: User, ends: str | None, actor: Actor) -> None:
+    moment = datetime.fromisoformat(ends) if ends else None
+    access_end.set_access_end(session, user=user, ends_at=moment, actor=actor)
 
 
 def _reactivate(

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from connectors import generic_events, okta_hooks
 from connectors.idp_events import Action, IdpEvent, Subject
 from models import audit, outbox
-from models.actions import odock_events
+from models.actions import access_end, odock_events
 from models.actions.deliveries import Incoming, Recorded, record_delivery, store_deliveries
 from models.actions.event_lookups import EventLookups, link_sources
 from models.actions.identities import find_link, link_identity, mark_link_deleted
@@ -448,6 +448,14 @@ def _leave(c: _Context) -> Outcome | None:
     return _changed(remove_from_team(c.session, team=team, user=c.user, actor=c.actor))
 
 
+def _set_access_end(c: _Context) -> Outcome:
+    return _changed(
+        access_end.set_access_end(
+            c.session, user=c.user, ends_at=c.event.access_ends_at, actor=c.actor
+        )
+    )
+
+
 HANDLERS: dict[Action, Callable[[_Context], Outcome | None]] = {
     Action.REVOKE: _revoke,
     Action.REACTIVATE: _reactivate,
@@ -455,6 +463,7 @@ HANDLERS: dict[Action, Callable[[_Context], Outcome | None]] = {
     Action.UPDATE_PROFILE: _update_profile,
     Action.JOIN_TEAM: _join,
     Action.LEAVE_TEAM: _leave,
+    Action.SET_ACCESS_END: _set_access_end,
 }
 
 
@@ -477,6 +486,8 @@ def _parse(delivery: ReceivedDelivery) -> list[IdpEvent]:
 def _aspect(event: IdpEvent) -> str:
     if event.action in (Action.JOIN_TEAM, Action.LEAVE_TEAM):
         return f"team:{(event.team_external_id or event.team_name or '').lower()}"[:255]
+    if event.action is Action.SET_ACCESS_END:
+        return "access_end"
     return "profile" if event.action is Action.UPDATE_PROFILE else "status"
 
 

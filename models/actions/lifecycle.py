@@ -163,10 +163,22 @@ def reactivate(
         extra["keys_restored"] = _restore_keys(session, user, revocation, actor)
         thawed = exit_spend.thaw_budgets(session, revocation=revocation, actor=actor)
         extra["budgets_thawed"] = [str(budget_id) for budget_id in thawed]
+    extra.update(_clear_passed_end(user))
     if used:
         extra["restored_despite_usage"] = [str(key_id) for key_id in used]
     _audit(session, user, actor, "user.reactivated", before=before, extra=extra)
     return Outcome.APPLIED
+
+
+def _clear_passed_end(user: User) -> dict[str, object]:
+    """An end date that has passed would revoke the person again at the next beat: a
+    reactivation takes it away (and says so in its audit event)."""
+    ends_at = user.access_ends_at
+    if ends_at is None or ends_at > utcnow():
+        return {}
+    user.access_ends_at = None
+    user.access_ends_source = None
+    return {"access_end_cleared": ends_at.isoformat()}
 
 
 def latest_revocation(session: Session, user_id: uuid.UUID) -> Revocation | None:

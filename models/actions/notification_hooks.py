@@ -35,6 +35,7 @@ KNOWN_EVENTS = (
     "mass_change.held",
     "source.silent",
     "source.recovered",
+    "access.departure_notice",
 )
 MAX_ACTIVE_SECRETS = 5
 SIGNING_PURPOSE = "hook-signing"

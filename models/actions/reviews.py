@@ -1265,6 +1265,9 @@ CAUSE_MESSAGES = {
         "Key recertification: confirm (keep, with a reason), rotate or revoke each key "
         "by {deadline}"
     ),
+    ReviewCause.DEPARTURE: (
+        "{person}'s access ends at {ends}: hand over what they leave behind before then"
+    ),
 }
 
 
@@ -1282,6 +1285,7 @@ def cause_message(review: RevocationReview, user: User | None) -> str:
         previous=context.get("previous_external_id", ""),
         current=context.get("external_id", ""),
         deadline=context.get("deadline_at", ""),
+        ends=context.get("access_ends_at", ""),
     )
 
 

@@ -5,9 +5,11 @@ revocation review, notifications and the audit trail follow as for an admin's ch
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, exists, select
@@ -15,7 +17,7 @@ from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import audit
-from models.actions import lifecycle, mass_change
+from models.actions import access_end, lifecycle, mass_change
 from models.actions import teams as team_actions
 from models.actions import users as user_actions
 from models.actions.identities import find_link, mark_link_deleted, provision_user
@@ -68,6 +70,7 @@ class ScimUserFields:
     employee_number: str | None = None
     department: str | None = None
     manager_id: str | None = None
+    access_ends_at: datetime | None = None  # from the organisation's configured attribute
     extra: dict[str, Any] = field(default_factory=dict)
 
     def person_name(self) -> str:
@@ -156,6 +159,7 @@ def create_scim_user(
     if fields.active is not None:
         # Nobody loses access when a person is created inactive: nothing to gate.
         _set_active(session, scim_user, fields.active, actor, gated=not provisioned.created)
+    access_end.set_access_end(session, user=user, ends_at=fields.access_ends_at, actor=actor)
     _audit(session, scim_user, actor, "scim.user.created", before=None)
     return scim_user
 
@@ -178,6 +182,7 @@ def replace_scim_user(
     _store(scim_user, fields)
     if fields.active is not None:
         _set_active(session, scim_user, fields.active, actor)
+    access_end.set_access_end(session, user=user, ends_at=fields.access_ends_at, actor=actor)
     if scim_snapshot(scim_user) != before:
         scim_user.updated_at = utcnow()
         _audit(session, scim_user, actor, "scim.user.updated", before=before)
@@ -563,6 +568,35 @@ def set_delete_policy(
         target_id=organisation.id,
         before=before,
         after={"scim_delete_policy": policy.value},
+    )
+
+
+ATTRIBUTE_PATH = re.compile(r"^(urn:[A-Za-z0-9.:_-]+:)?[A-Za-z][A-Za-z0-9_-]{0,99}$")
+
+
+def set_access_end_attribute(
+    session: Session, *, organisation: Organisation, attribute: str, actor: Actor
+) -> None:
+    """Which attribute of the IdP's User carries the date access ends (core or `urn:…:name`)."""
+    attribute = attribute.strip()
+    if len(attribute) > 255 or not ATTRIBUTE_PATH.match(attribute):
+        raise InvalidInput(
+            "the attribute must be a name (employeeLeaveDateTime) or a schema URN and a name "
+            "(urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeLeaveDateTime)",
+            field="attribute",
+        )
+    settings = organisation.settings
+    before = {"scim_access_end_attribute": settings.scim_access_end_attribute}
+    settings.scim_access_end_attribute = attribute
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=organisation.id,
+        action="organisation.scim_access_end_attribute_set",
+        target_type="organisation",
+        target_id=organisation.id,
+        before=before,
+        after={"scim_access_end_attribute": attribute},
     )
 
 

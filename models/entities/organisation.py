@@ -11,6 +11,10 @@ from models.base import Base, Timestamped, new_id
 from models.entities.types import enum_column
 from models.enums import DeletedTeamKeyPolicy, KeyPolicy, LeaverInvitationPolicy, ScimDeletePolicy
 
+SCIM_ACCESS_END_ATTRIBUTE = (
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeLeaveDateTime"
+)
+
 
 class Organisation(Timestamped, Base):
     __tablename__ = "organisations"
@@ -56,5 +60,12 @@ class OrganisationSettings(Timestamped, Base):
     ldap_silence_seconds: Mapped[int] = mapped_column(default=3 * 3600)
     idp_events_silence_seconds: Mapped[int] = mapped_column(default=24 * 3600)
     stream_failure_seconds: Mapped[int] = mapped_column(default=15 * 60)
+    # Access end dates: how many days ahead the departure notice goes out, and the SCIM
+    # attribute that carries the date (Entra's employeeLeaveDateTime mapped to the enterprise
+    # extension by default).
+    departure_notice_days: Mapped[int] = mapped_column(default=7)
+    scim_access_end_attribute: Mapped[str] = mapped_column(
+        String(255), default=SCIM_ACCESS_END_ATTRIBUTE
+    )
 
     organisation: Mapped[Organisation] = relationship(back_populates="settings")

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, Timestamped, new_id
@@ -20,6 +20,14 @@ class User(Timestamped, Base):
         UniqueConstraint("organisation_id", "email_key"),
         Index("ix_users_org_status", "organisation_id", "status"),
         Index("ix_users_org_role", "organisation_id", "role"),
+        # The due scan of access end dates: an index range, people with no date left out.
+        Index(
+            "ix_users_access_end_due",
+            "status",
+            "access_ends_at",
+            postgresql_where=text("access_ends_at IS NOT NULL"),
+            sqlite_where=text("access_ends_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -31,6 +39,11 @@ class User(Timestamped, Base):
     email_key: Mapped[str] = mapped_column(String(320))
     role: Mapped[Role] = enum_column(Role)
     status: Mapped[UserStatus] = enum_column(UserStatus)
+    # When access ends on its own (revoked by the schedule), who set that date, and the date
+    # the departure notice was last sent for (a new date re-arms it).
+    access_ends_at: Mapped[datetime | None] = mapped_column(default=None)
+    access_ends_source: Mapped[Source | None] = enum_column(Source, default=None, nullable=True)
+    departure_notice_for: Mapped[datetime | None] = mapped_column(default=None)
 
     identity_links: Mapped[list[IdentityLink]] = relationship(back_populates="user")
 

@@ -89,6 +89,7 @@ def user_profile(user: User) -> dict[str, Any]:
         "email": user.email,
         "role": user.role.value,
         "status": user.status.value,
+        "access_ends_at": user.access_ends_at.isoformat() if user.access_ends_at else None,
         "organisation_id": str(user.organisation_id),
         "created_at": user.created_at.isoformat(),
         "updated_at": user.updated_at.isoformat(),

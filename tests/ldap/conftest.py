@@ -232,3 +232,22 @@ def admin_auth(session: Session) -> tuple[Any, dict[str, str]]:
     token = factories.admin_token(session, org, admin)
     session.commit()
     return org, {"Authorization": f"Bearer {token}"}
+
+
+AD_NEVER = str(0x7FFFFFFFFFFFFFFF).encode()  # accountExpires: never
+AD_CONNECTOR = {
+    "preset": "active_directory",
+    "attribute_mapping": {"change_attribute": "modifyTimestamp", "change_kind": "timestamp"},
+    "user_filter": "(&(objectClass=inetOrgPerson)(objectGUID=*))",
+}
+
+
+def as_ad_accounts(directory: Directory, uids: tuple[str, ...]) -> None:
+    """Give these test people what Active Directory accounts carry (GUID, control, expiry)."""
+    for uid in uids:
+        dn = directory.person_dn(uid)
+        directory.add_values(dn, "objectClass", b"odockTestAccount")
+        directory.replace(dn, "objectGUID", uuid.uuid4().bytes_le)
+        directory.replace(dn, "userAccountControl", b"512")
+        directory.replace(dn, "sAMAccountName", uid.upper().encode())
+        directory.replace(dn, "accountExpires", AD_NEVER)

@@ -6,7 +6,6 @@ binds and writes `pwdAccountLockedTime` itself.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import ldap
@@ -16,7 +15,7 @@ from sqlalchemy import select
 from connectors.ldap.mapping import mapping_for, parse_generalized_time
 from models.entities import AuditEvent, IdentityLink
 from models.enums import SyncKind, UserStatus
-from tests.ldap.conftest import Directory, get_run, linked_users
+from tests.ldap.conftest import AD_CONNECTOR, Directory, as_ad_accounts, get_run, linked_users
 
 PASSWORD = b"right-password"
 
@@ -170,18 +169,8 @@ def _filetime(moment: datetime) -> bytes:
 
 
 def test_active_directory_lockout_and_expiry(make_connector, sync, sessions, directory):
-    for uid in ("alice", "bob", "carol", "dave"):
-        dn = directory.person_dn(uid)
-        directory.add_values(dn, "objectClass", b"odockTestAccount")
-        directory.replace(dn, "objectGUID", uuid.uuid4().bytes_le)
-        directory.replace(dn, "userAccountControl", b"512")
-        directory.replace(dn, "sAMAccountName", uid.upper().encode())
-        directory.replace(dn, "accountExpires", str(0x7FFFFFFFFFFFFFFF).encode())  # never
-    connector = make_connector(
-        preset="active_directory",
-        attribute_mapping={"change_attribute": "modifyTimestamp", "change_kind": "timestamp"},
-        user_filter="(&(objectClass=inetOrgPerson)(objectGUID=*))",
-    )
+    as_ad_accounts(directory, ("alice", "bob", "carol", "dave"))
+    connector = make_connector(**AD_CONNECTOR)
     sync(connector)
     assert len(linked_users(sessions, connector)) == 4
     now = datetime.now(UTC)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.serve import celery_worker_command
+from cli.serve import CELERY_APP, celery_worker_command
 from models.settings import Settings
 from worker.celery_app import worker_queues
 
@@ -73,13 +74,44 @@ def start_worker(
     return worker
 
 
-def _wait_ready(worker: WorkerProcess, timeout: float = 60) -> None:
+def _wait_ready(worker: WorkerProcess, timeout: float = 60, marker: str = "ready.") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if "ready." in worker.log():
+        if marker in worker.log():
             return
         if worker.process.poll() is not None:
             raise RuntimeError(f"celery worker exited early:\n{worker.log()}")
         time.sleep(0.1)
     worker.kill()
     raise RuntimeError(f"celery worker not ready after {timeout}s:\n{worker.log()}")
+
+
+def start_shifted(
+    settings: Settings,
+    *,
+    log_dir: Path,
+    offset: float,
+    role: str = "worker",
+    extra_env: dict[str, str] | None = None,
+) -> WorkerProcess:
+    """A worker (or `role="beat"`) whose clock runs `offset` seconds from real time."""
+    log_path = log_dir / f"{role}-{time.monotonic_ns()}.log"
+    if role == "beat":
+        celery_args = ["-A", CELERY_APP, "beat", "--loglevel=INFO"]
+        celery_args += ["--schedule", str(log_dir / f"beat-{time.monotonic_ns()}")]
+        ready = "beat: Starting"
+    else:
+        command = celery_worker_command(worker_queues(settings.celery_queue), 2, loglevel="INFO")
+        celery_args = [*command[command.index("celery") + 1 :], "-n", f"t{time.monotonic_ns()}@%h"]
+        ready = "ready."
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.shifted_clock", str(offset), "celery", *celery_args],
+        cwd=ROOT,
+        env=settings_env(settings, **(extra_env or {})),
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    started = WorkerProcess(process, log_path)
+    _wait_ready(started, marker=ready)
+    return started

@@ -163,6 +163,16 @@ PATHS: dict[str, dict[str, Any]] = {
             schemas.RevokeUser,
         )
     },
+    "/users/{user_id}/access-end": {
+        "put": operation(
+            "Set, move or clear when a user's access ends (Organisation Admin): at that moment "
+            "the schedule revokes them; moving it later or clearing it cancels that",
+            body=schemas.SetAccessEnd,
+            params=[USER_ID],
+            returns="UserProfile",
+            errors=(400, 401, 403, 404, 413),
+        )
+    },
     "/users/{user_id}/reactivate": {
         "post": lifecycle(
             "Reactivate a REVOKED user: undo exactly what the revocation did (409 when a key it "

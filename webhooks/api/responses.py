@@ -25,6 +25,11 @@ USER_PROFILE = obj(
     email=STRING,
     role={"type": "string", "enum": ["SUPER_ADMIN", "ORG_ADMIN", "MANAGER", "USER"]},
     status={"type": "string", "enum": ["PENDING", "ACTIVE", "REVOKED"]},
+    access_ends_at={
+        "type": ["string", "null"],
+        "format": "date-time",
+        "description": "when access ends on its own (revoked by the schedule); null: never",
+    },
     organisation_id=UUID,
     created_at=TIME,
     updated_at=TIME,

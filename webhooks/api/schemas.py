@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import Field
@@ -26,6 +27,11 @@ class EditUser(RequestBody):
 
 class RevokeUser(RequestBody):
     reason: str = Field(default="", max_length=500)
+
+
+class SetAccessEnd(RequestBody):
+    # An ISO 8601 moment with its time zone; null clears the date.
+    access_ends_at: datetime | None = Field(strict=False)
 
 
 class ReactivateUser(RequestBody):

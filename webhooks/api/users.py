@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint
 
 from models.access import require_admin, require_can_view_user, require_not_self
-from models.actions import lifecycle
+from models.actions import access_end, lifecycle
 from models.actions import users as user_actions
 from models.enums import Role, UserStatus
 from models.errors import Conflict
@@ -21,6 +21,7 @@ from webhooks.api.schemas import (
     NoFields,
     ReactivateUser,
     RevokeUser,
+    SetAccessEnd,
 )
 from webhooks.auth import admin_actor, current_viewer
 from webhooks.body import RequestBody, parse_body, parse_optional_body
@@ -127,6 +128,18 @@ def revoke(user_id: uuid.UUID) -> dict[str, Any]:
     )
 
 
+@bp.put("/users/<uuid:user_id>/access-end")
+def set_access_end(user_id: uuid.UUID) -> dict[str, Any]:
+    return _lifecycle(
+        user_id,
+        SetAccessEnd,
+        lambda session, user, actor, body: access_end.set_access_end(
+            session, user=user, ends_at=body.access_ends_at, actor=actor
+        ),
+        body_required=True,
+    )
+
+
 @bp.post("/users/<uuid:user_id>/reactivate")
 def reactivate(user_id: uuid.UUID) -> dict[str, Any]:
     viewer = current_viewer()
@@ -144,11 +157,13 @@ def reactivate(user_id: uuid.UUID) -> dict[str, Any]:
     return user_profile(user)
 
 
-def _lifecycle(user_id: uuid.UUID, schema: type[RequestBody], operation: Any) -> dict[str, Any]:
+def _lifecycle(
+    user_id: uuid.UUID, schema: type[RequestBody], operation: Any, *, body_required: bool = False
+) -> dict[str, Any]:
     """Shared shape of the admin-only lifecycle actions: check, read, act, commit, answer."""
     viewer = current_viewer()
     require_admin(viewer)
-    body = parse_optional_body(schema)
+    body = parse_body(schema) if body_required else parse_optional_body(schema)
     session = db_session()
     user = require_can_view_user(session, viewer, user_id)
     require_not_self(viewer, user, changes_access=True)

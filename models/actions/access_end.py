@@ -1,0 +1,127 @@
+"""Access end dates: a person's access ends on its own at a known moment (a contract's end,
+a leave date from HR, a directory account's expiry).
+
+Any source may set the date; an admin may also move or clear one set by another source, and a
+source that stops asserting a date clears only a date it set itself. At the date, the beat
+revokes the person through the lifecycle policy with the source `schedule`; a date moved
+later or cleared before then simply is not due any more (audited as cancelling it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from models import audit
+from models.actions import lifecycle
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import User
+from models.enums import Source, UserStatus
+from models.errors import InvalidInput
+
+JOB = "access.end_due"
+# A pending person's date declines them; a revoked person has nothing left to end.
+ENDING = (UserStatus.ACTIVE, UserStatus.PENDING)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def set_access_end(session: Session, *, user: User, ends_at: datetime | None, actor: Actor) -> bool:
+    """Set, move or clear when this person's access ends; audited; False when unchanged."""
+    ends_at = checked_end(ends_at)
+    current = user.access_ends_at
+    if ends_at == current:
+        return False
+    if ends_at is None and not _may_clear(user.access_ends_source, actor.source):
+        return False  # a source that no longer sends a date leaves someone else's date alone
+    user.access_ends_at = ends_at
+    user.access_ends_source = actor.source if ends_at is not None else None
+    user.updated_at = utcnow()
+    _audit(session, user, actor, before=current)
+    return True
+
+
+def checked_end(ends_at: datetime | None) -> datetime | None:
+    """The date in UTC, or a clear error for one no clock can mean."""
+    if ends_at is None:
+        return None
+    if ends_at.tzinfo is None or ends_at.utcoffset() is None:
+        raise InvalidInput("access_ends_at must carry a time zone (e.g. a trailing Z)")
+    ends_at = ends_at.astimezone(UTC).replace(microsecond=0)
+    if ends_at < EARLIEST:
+        raise InvalidInput(f"access_ends_at must be after {EARLIEST.date().isoformat()}")
+    return ends_at
+
+
+def due_user_ids(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
+    """People whose end date has come and who still have access, earliest first (a range of
+    the ix_users_access_end_due index)."""
+    return list(session.scalars(due_query(now=now, limit=limit)))
+
+
+def due_query(*, now: datetime, limit: int) -> Select[uuid.UUID]:
+    return (
+        select(User.id)
+        .where(
+            User.status.in_(ENDING),
+            User.access_ends_at.is_not(None),
+            User.access_ends_at <= now,
+        )
+        .order_by(User.access_ends_at)
+        .limit(limit)
+    )
+
+
+def end_access(session: Session, *, user_id: uuid.UUID, now: datetime, actor: Actor) -> bool:
+    """Revoke this person if their end date has come; False when another run holds them, did
+    it already, or the date moved. The row lock makes several runs revoke once."""
+    user = session.scalar(select(User).where(User.id == user_id).with_for_update(skip_locked=True))
+    if user is None or user.status not in ENDING or not _due(user.access_ends_at, now):
+        return False
+    reason = f"access ended at {_iso(user.access_ends_at)}"
+    outcome = lifecycle.set_active(session, user=user, active=False, actor=actor, reason=reason)
+    return outcome is lifecycle.Outcome.APPLIED
+
+
+def _due(ends_at: datetime | None, now: datetime) -> bool:
+    return ends_at is not None and ends_at <= now
+
+
+def _may_clear(set_by: Source | None, source: Source) -> bool:
+    return source is Source.ADMIN or set_by is None or set_by is source
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _audit(session: Session, user: User, actor: Actor, *, before: datetime | None) -> None:
+    after = user.access_ends_at
+    if before is None:
+        action = "user.access_end_set"
+    elif after is None:
+        action = "user.access_end_cleared"
+    else:
+        action = "user.access_end_changed"
+    # A date still to come that moves later or goes away: the revocation it promised is off.
+    cancels = (
+        before is not None
+        and user.status in ENDING
+        and (after is None or after > max(before, utcnow()))
+    )
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=user,
+        action=action,
+        target_type="user",
+        before={"access_ends_at": _iso(before)},
+        after={
+            "access_ends_at": _iso(after),
+            "set_by": actor.source.value if after else None,
+            **({"cancelled_revocation_at": _iso(before)} if cancels else {}),
+        },
+    )

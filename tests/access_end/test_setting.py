@@ -1,0 +1,258 @@
+"""Setting, moving and clearing an end date: the admin API, the CLI and SCIM; bad values are
+refused in each protocol's format and change nothing; who may clear whose date."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from connectors.scim.schemas import ENTERPRISE, USER
+from models.actions import access_end, lifecycle
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import AuditEvent, Organisation, User
+from models.enums import Role, Source, UserStatus
+from tests.access_end.conftest import scim_user_id
+from tests.admin_api.conftest import assert_problem
+from tests.scim.conftest import SCIM_TABLES, ScimClient, ops
+from tests.support import factories as f
+from tests.support.state import change_checker
+from worker.tasks.access_end import end_due
+
+SCIM = Actor(Source.SCIM, "scim token")
+LDAP = Actor(Source.LDAP, "ldap")
+
+
+@pytest.fixture
+def world(session):  # type: ignore[no-untyped-def]
+    org = f.make_org(session)
+    admin = f.make_user(session, org, role=Role.ORG_ADMIN)
+    person = f.make_user(session, org, email="pat@example.com")
+    headers = {"Authorization": f"Bearer {f.admin_token(session, org, admin)}"}
+    scim = f.scim_token(session, org)
+    session.commit()
+    return org, person.id, headers, scim
+
+
+def _put(client, headers, user_id, body):  # type: ignore[no-untyped-def]
+    return client.put(f"/api/v1/users/{user_id}/access-end", json=body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({"access_ends_at": "2027-01-31T17:00:00"}, "time zone"),
+        ({"access_ends_at": "next friday"}, None),
+        ({"access_ends_at": "1999-12-31T00:00:00Z"}, "after 2000"),
+        ({}, None),
+        ({"access_ends_at": None, "extra": 1}, None),
+    ],
+)
+def test_the_api_refuses_a_bad_date_and_changes_nothing(
+    client, sessions, world, body, detail
+) -> None:
+    _, user_id, headers, _ = world
+    unchanged = change_checker(sessions, ("users", "audit_events"))
+    unchanged()
+    assert_problem(_put(client, headers, user_id, body), 400, detail=detail)
+    unchanged()
+
+
+def test_the_api_sets_moves_and_clears_each_audited(client, session, world) -> None:
+    _, user_id, headers, _ = world
+    ends = (utcnow() + timedelta(days=3)).replace(microsecond=0)
+    assert _put(client, headers, user_id, {"access_ends_at": ends.isoformat()}).status_code == 200
+    later = ends + timedelta(days=2)
+    assert _put(client, headers, user_id, {"access_ends_at": later.isoformat()}).status_code == 200
+    answer = _put(client, headers, user_id, {"access_ends_at": None})
+    assert answer.status_code == 200 and answer.get_json()["access_ends_at"] is None
+    events = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.target_id == str(user_id), AuditEvent.action.like("user.access_end%"))
+        .order_by(AuditEvent.occurred_at)
+    ).all()
+    assert [e.action for e in events] == [
+        "user.access_end_set",
+        "user.access_end_changed",
+        "user.access_end_cleared",
+    ]
+    assert events[1].after["cancelled_revocation_at"] == ends.isoformat().replace("+00:00", "Z")
+    assert events[2].after["cancelled_revocation_at"] == later.isoformat().replace("+00:00", "Z")
+    assert all(e.source is Source.ADMIN for e in events)
+
+
+def test_the_cli_sets_and_clears(run, session, world) -> None:
+    org, _, _, _ = world
+    slug = org.slug
+    session.commit()
+    shown = json.loads(
+        run(
+            "users",
+            "end-access",
+            "--org",
+            slug,
+            "pat@example.com",
+            "--at",
+            "2027-01-31T17:00:00Z",
+            "--json",
+        ).output
+    )
+    assert shown["access_ends_at"] == "2027-01-31T17:00:00+00:00" and shown["changed"]
+    cleared = json.loads(
+        run("users", "end-access", "--org", slug, "pat@example.com", "--clear", "--json").output
+    )
+    assert cleared["access_ends_at"] is None
+    bad = run("users", "end-access", "--org", slug, "pat@example.com", "--at", "soon", ok=False)
+    assert "ISO 8601" in bad.output
+    both = run("users", "end-access", "--org", slug, "pat@example.com", ok=False)
+    assert "exactly one of --at or --clear" in both.output
+
+
+def _scim_create(scim: ScimClient, leave: object) -> object:
+    return scim.post(
+        "/Users",
+        {
+            "schemas": [USER, ENTERPRISE],
+            "userName": "sam@example.com",
+            "emails": [{"value": "sam@example.com", "primary": True}],
+            ENTERPRISE: {"employeeLeaveDateTime": leave},
+        },
+    )
+
+
+@pytest.mark.parametrize("leave", ["31/01/2027", "2027-01-31T17:00:00", 20270131, {"a": 1}])
+def test_scim_refuses_a_bad_leave_date_with_invalid_value(client, sessions, world, leave) -> None:
+    scim = ScimClient(client, world[3])
+    unchanged = change_checker(sessions, SCIM_TABLES)
+    unchanged()
+    answer = _scim_create(scim, leave)
+    assert answer.status_code == 400, answer.json
+    assert answer.json["scimType"] == "invalidValue"
+    assert "employeeLeaveDateTime" in answer.json["detail"]
+    unchanged()
+
+
+def test_scim_sets_patches_and_clears_its_own_date_but_not_an_admins(
+    client, session, world
+) -> None:
+    scim = ScimClient(client, world[3])
+    created = _scim_create(scim, "2027-01-31T17:00:00Z")
+    assert created.status_code == 201
+    scim_id = created.json["id"]
+    user_id = scim_user_id(session, scim_id)
+    assert session.get_one(User, user_id).access_ends_at == datetime(2027, 1, 31, 17, tzinfo=UTC)
+    session.commit()
+    path = f"{ENTERPRISE}:employeeLeaveDateTime"
+    moved = scim.patch(
+        f"/Users/{scim_id}",
+        ops({"op": "replace", "path": path, "value": "2027-02-28T09:00:00+01:00"}),
+    )
+    assert moved.status_code == 200, moved.json
+    assert moved.json[ENTERPRISE]["employeeLeaveDateTime"] == "2027-02-28T08:00:00.000Z"
+    cleared = scim.patch(f"/Users/{scim_id}", ops({"op": "replace", "path": path, "value": ""}))
+    assert cleared.status_code == 200 and "employeeLeaveDateTime" not in cleared.json.get(
+        ENTERPRISE, {}
+    )
+    session.expire_all()
+    person = session.get_one(User, user_id)
+    assert person.access_ends_at is None
+    ends = datetime(2027, 3, 1, tzinfo=UTC)
+    access_end.set_access_end(session, user=person, ends_at=ends, actor=f.SETUP)
+    session.commit()
+    # A PUT that sends no date leaves the admin's date alone.
+    put = scim.put(
+        f"/Users/{scim_id}",
+        {
+            "schemas": [USER],
+            "userName": "sam@example.com",
+            "emails": [{"value": "sam@example.com"}],
+        },
+    )
+    assert put.status_code == 200
+    session.expire_all()
+    assert session.get_one(User, user_id).access_ends_at == ends
+
+
+def test_a_source_clears_only_its_own_date(session) -> None:
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    ends = utcnow() + timedelta(days=1)
+    access_end.set_access_end(session, user=person, ends_at=ends, actor=LDAP)
+    assert not access_end.set_access_end(session, user=person, ends_at=None, actor=SCIM)
+    assert person.access_ends_at is not None
+    assert access_end.set_access_end(session, user=person, ends_at=None, actor=LDAP)
+    assert person.access_ends_at is None and person.access_ends_source is None
+
+
+def test_the_scan_in_process_ends_once_and_a_reactivation_clears_the_passed_date(
+    session, sessions
+) -> None:
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    ends = (utcnow() + timedelta(hours=5)).replace(microsecond=0)
+    access_end.set_access_end(session, user=person, ends_at=ends, actor=f.SETUP)
+    user_id = person.id
+    session.commit()
+    with time_machine.travel(ends - timedelta(seconds=1), tick=False):
+        assert end_due() == 0
+    with time_machine.travel(ends, tick=False):
+        assert end_due() == 1
+        assert end_due() == 0
+    session.expire_all()
+    person = session.get_one(User, user_id)
+    assert person.status is UserStatus.REVOKED
+    with time_machine.travel(ends + timedelta(hours=1), tick=False):
+        outcome = lifecycle.reactivate(session, user=person, actor=f.SETUP)
+        assert outcome is lifecycle.Outcome.APPLIED and person.access_ends_at is None
+        session.commit()
+        assert end_due() == 0
+    session.expire_all()
+    assert session.get_one(User, user_id).status is UserStatus.ACTIVE
+
+
+def test_the_cli_sets_the_notice_days_and_refuses_a_bad_number(run, session) -> None:
+    org = f.make_org(session)
+    slug = org.slug
+    session.commit()
+    shown = json.loads(
+        run("org", "departure-notice", "--org", slug, "--days", "14", "--json").output
+    )
+    assert shown["departure_notice_days"] == 14
+    bad = run("org", "departure-notice", "--org", slug, "--days", "400", ok=False)
+    assert "0 to 90" in bad.output
+    session.expire_all()
+    assert session.get_one(Organisation, org.id).settings.departure_notice_days == 14
+
+
+def test_an_organisation_reads_the_date_from_the_attribute_it_names(
+    run,
+    client,
+    session,
+    world,
+) -> None:
+    org, _, _, secret = world
+    hr = "urn:example:params:scim:schemas:extension:hr:2.0:User"
+    slug = org.slug
+    session.commit()
+    run("scim", "access-end-attribute", "--org", slug, f"{hr}:lastDay")
+    assert (
+        "schema URN" in run("scim", "access-end-attribute", "--org", slug, "a b", ok=False).output
+    )
+    scim = ScimClient(client, secret)
+    created = scim.post(
+        "/Users",
+        {
+            "schemas": [USER, hr],
+            "userName": "kim@example.com",
+            "emails": [{"value": "kim@example.com"}],
+            hr: {"lastDay": "2027-06-30T18:00:00Z"},
+        },
+    )
+    assert created.status_code == 201, created.json
+    assert created.json[hr]["lastDay"] == "2027-06-30T18:00:00.000Z"
+    person = session.get_one(User, scim_user_id(session, created.json["id"]))
+    assert person.access_ends_at == datetime(2027, 6, 30, 18, tzinfo=UTC)

@@ -1,0 +1,58 @@
+"""An Active Directory account expiry (`accountExpires`) read from a real slapd becomes the
+person's end date, and the schedule revokes them at that moment, once, through real workers
+and beats whose clocks run ahead; an expiry moved later cancels."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from models.entities import User
+from models.enums import Source, UserStatus
+from tests.access_end.conftest import (  # noqa: F401 (fixtures)
+    assert_revoked_once_on_time,
+    audited,
+    clocked_settings,
+    run_ahead,
+)
+from tests.ldap.conftest import AD_CONNECTOR, as_ad_accounts, linked_users
+
+
+def _filetime(moment: datetime) -> bytes:
+    delta = moment - datetime(1601, 1, 1, tzinfo=UTC)
+    return str((delta.days * 86400 + delta.seconds) * 10_000_000).encode()
+
+
+def test_account_expiry_revokes_on_time_once_and_a_later_expiry_cancels(
+    make_connector,
+    sync,
+    session,
+    sessions,
+    directory,
+    run_ahead,  # noqa: F811
+) -> None:
+    ends = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    as_ad_accounts(directory, ("alice", "bob", "carol", "dave"))
+    # alice's expiry comes in with the first import; bob's and carol's with a later sync.
+    directory.replace(directory.person_dn("alice"), "accountExpires", _filetime(ends))
+    connector = make_connector(**AD_CONNECTOR)
+    assert sync(connector).status == "succeeded"
+    directory.replace(directory.person_dn("bob"), "accountExpires", _filetime(ends))
+    directory.replace(directory.person_dn("carol"), "accountExpires", _filetime(ends))
+    assert sync(connector).status == "succeeded"
+    directory.replace(
+        directory.person_dn("carol"), "accountExpires", _filetime(ends + timedelta(days=1))
+    )
+    assert sync(connector).status == "succeeded"
+    users = linked_users(sessions, connector)
+    assert users["alice"].access_ends_at == users["bob"].access_ends_at == ends
+    assert users["alice"].access_ends_source is Source.LDAP
+    assert users["carol"].access_ends_at == ends + timedelta(days=1)
+    due = [users["alice"].id, users["bob"].id]
+    kept = [users["carol"].id, users["dave"].id]
+
+    run_ahead(ends - timedelta(seconds=15))
+
+    assert_revoked_once_on_time(session, sessions, due, ends)
+    for user_id in kept:
+        assert session.get_one(User, user_id).status is UserStatus.ACTIVE
+    assert audited(session, "user.access_end_changed", kept[0]) == 1
