@@ -163,6 +163,7 @@ from cli.keys import keys  # noqa: E402
 from cli.ldap import ldap  # noqa: E402
 from cli.mail import mail  # noqa: E402
 from cli.odock import odock  # noqa: E402
+from cli.recertification import recert  # noqa: E402
 from cli.reviews import hooks, reviews, users_reactivate, users_revoke  # noqa: E402
 from cli.scim import scim  # noqa: E402
 from cli.serve import serve  # noqa: E402
@@ -176,6 +177,7 @@ main.add_command(invitations)
 main.add_command(scim)
 main.add_command(ldap)
 main.add_command(reviews)
+main.add_command(recert)
 main.add_command(hooks)
 main.add_command(events)
 main.add_command(keys)

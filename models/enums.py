@@ -120,6 +120,7 @@ class ReviewCause(StrEnum):
     ORG_ROLE_DROPPED = "org_role_dropped"
     IDENTITY_CHANGED = "identity_changed"  # a directory relinked the person to a new entry
     KEY_STILL_ACCEPTED = "key_still_accepted"  # a revoked key with no review of its own
+    RECERTIFICATION = "recertification"  # a key recertification campaign
     DEPARTURE = "departure"  # an end date is near: opened before the day
 
 
@@ -195,3 +196,18 @@ class StreamPreset(StrEnum):
 
     GENERIC = "generic"  # NDJSON, signed with Standard Webhooks
     SPLUNK = "splunk"  # Splunk HTTP Event Collector: its token header and event envelope
+
+
+class RecertDecision(StrEnum):
+    """What a key's owner decides in a recertification campaign."""
+
+    KEEP = "keep"
+    ROTATE = "rotate"
+    REVOKE = "revoke"
+
+
+class RecertDeadlinePolicy(StrEnum):
+    """What a campaign's deadline does to the keys nobody confirmed."""
+
+    REVOKE = "revoke"  # revoked at the gateway; an admin can restore one
+    ESCALATE = "escalate"  # left open: the reminders go on up to the admins

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     event_max_body_bytes: int = Field(default=262_144, ge=1024)
     event_timestamp_tolerance: int = Field(default=300, ge=1, le=3600)
     directory_sync_tick_seconds: float = Field(default=60.0, gt=0)
+    # How often the beat opens due recertification campaigns and applies their deadlines.
+    recertification_tick_seconds: float = Field(default=60.0, gt=0)
     # A sync renews its lease every third of this; a dead holder's lease frees after it.
     directory_sync_lease_seconds: float = Field(default=90.0, ge=1, le=3600)
     event_hook_cache_seconds: float = Field(default=2.0, ge=0, le=60)

@@ -26,6 +26,7 @@ TASK_MODULES = [
     "worker.tasks.odock_reconcile",
     "worker.tasks.audit_streams",
     "worker.tasks.health",
+    "worker.tasks.recertification",
     "worker.tasks.access_end",
 ]
 
@@ -165,6 +166,14 @@ def _always(settings: Settings) -> dict[str, dict[str, object]]:
         "health-check-sources": {
             "task": "health.check_sources",
             "schedule": timedelta(seconds=settings.source_health_check_seconds),
+        },
+        "recertification-open-due": {
+            "task": "recertification.open_due",
+            "schedule": timedelta(seconds=settings.recertification_tick_seconds),
+        },
+        "recertification-enforce-due": {
+            "task": "recertification.enforce_due",
+            "schedule": timedelta(seconds=settings.recertification_tick_seconds),
         },
         "directory-sync-due": {
             "task": "directory.schedule_due",

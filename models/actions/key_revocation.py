@@ -73,6 +73,28 @@ def restore_keys(
     return sorted(carry_out_key_change(session, change))
 
 
+def restore_key(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    key_id: uuid.UUID,
+    actor: Actor,
+    reason: str,
+    audit_detail: dict[str, Any] | None = None,
+) -> list[uuid.UUID]:
+    """Re-enable one revoked key of this organisation (an admin's decision); [] when it was
+    not revoked."""
+    change = KeyChange(
+        command=KeyCommandType.RESTORE,
+        organisation_id=organisation_id,
+        scope=(VirtualApiKey.id == key_id) & (VirtualApiKey.organisation_id == organisation_id),
+        actor=actor,
+        reason=reason,
+        audit_detail=audit_detail or {},
+    )
+    return sorted(carry_out_key_change(session, change))
+
+
 def reassign_key(
     session: Session,
     *,

@@ -17,7 +17,14 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from models import audit, key_scope, outbox
-from models.actions import invitations, key_revocation, mass_change, reviews, tokens
+from models.actions import (
+    exit_spend,
+    invitations,
+    key_revocation,
+    mass_change,
+    reviews,
+    tokens,
+)
 from models.actions.mass_change import GateRequest
 from models.actor import Actor
 from models.arrival import arrival
@@ -150,11 +157,13 @@ def reactivate(
     before = user_snapshot(user)
     user.status = UserStatus.ACTIVE
     user.updated_at = utcnow()
-    restored: list[str] = []
+    extra: dict[str, object] = {"keys_restored": []}
     if revocation is not None:
         revocation.undone_at = utcnow()
-        restored = _restore_keys(session, user, revocation, actor)
-    extra: dict[str, object] = {"keys_restored": restored, **_clear_passed_end(user)}
+        extra["keys_restored"] = _restore_keys(session, user, revocation, actor)
+        thawed = exit_spend.thaw_budgets(session, revocation=revocation, actor=actor)
+        extra["budgets_thawed"] = [str(budget_id) for budget_id in thawed]
+    extra.update(_clear_passed_end(user))
     if used:
         extra["restored_despite_usage"] = [str(key_id) for key_id in used]
     _audit(session, user, actor, "user.reactivated", before=before, extra=extra)
@@ -264,6 +273,7 @@ def _revoke(
         session, user_id=user.id, revocation_id=revocation.id, actor=actor
     )
     invitations_revoked = _revoke_sent_invitations(session, user, actor)
+    budgets_frozen = exit_spend.freeze_budgets(session, revocation=revocation, actor=actor)
     _audit(
         session,
         user,
@@ -274,6 +284,7 @@ def _revoke(
             "keys_revoked": revoked,
             "tokens_revoked": [str(token_id) for token_id in tokens_revoked],
             "invitations_revoked": invitations_revoked,
+            "budgets_frozen": [str(budget_id) for budget_id in budgets_frozen],
             "reason": reason,
             **(extra or {}),
         },

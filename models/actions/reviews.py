@@ -16,10 +16,10 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from models import audit, key_scope
-from models.actions import cutoffs, key_revocation, tokens
+from models.actions import cutoffs, exit_spend, key_revocation, tokens
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import (
@@ -68,6 +68,9 @@ KIND_ADMIN_TOKEN = "admin_token"  # noqa: S105 (a finding kind, not a secret)
 # Observed facts the sweep cannot recompute from the current state: it never clears them.
 EVIDENCE_KINDS = (KIND_USAGE, KIND_STILL_ACCEPTED)
 KEY_KINDS = key_scope.KEY_KINDS
+KIND_RECERTIFY_KEY = "recertify_key"  # a key a recertification campaign asks its owner about
+# Findings whose key's revocation the store and the gateway acknowledge.
+INVALIDATED_KINDS = (*KEY_KINDS, KIND_RECERTIFY_KEY)
 
 EVENT_OPENED = "review.opened"
 EVENT_RESOLVED = "review.resolved"
@@ -134,6 +137,7 @@ def open_revocation_review(
         organisation_id=revocation.organisation_id,
         user_id=revocation.user_id,
         revocation_id=revocation.id,
+        context={"exit_spend": exit_spend.account(session, revocation=revocation)},
     )
     session.add(review)
     session.flush()
@@ -227,6 +231,22 @@ def under_review(session: Session, subject_ids: list[uuid.UUID]) -> set[uuid.UUI
                 RevocationReview.status == ReviewStatus.OPEN,
             )
         )
+    )
+
+
+def open_finding_about(subject_id: Any) -> Any:
+    """SQL: an open finding of an open review is about this key, budget or quota (the
+    condition under_review asks of a list of ids, for a set-based query)."""
+    finding = aliased(ReviewFinding)
+    return (
+        select(finding.id)
+        .join(RevocationReview, RevocationReview.id == finding.review_id)
+        .where(
+            finding.subject_id == subject_id,
+            finding.state == FindingState.OPEN,
+            RevocationReview.status == ReviewStatus.OPEN,
+        )
+        .exists()
     )
 
 
@@ -740,7 +760,7 @@ def record_invalidation(
         session.scalars(
             select(ReviewFinding).where(
                 ReviewFinding.subject_id.in_(key_ids),
-                ReviewFinding.kind.in_(KEY_KINDS),
+                ReviewFinding.kind.in_(INVALIDATED_KINDS),
                 ReviewFinding.invalidation_status == INVALIDATION_PENDING,
             )
         )
@@ -749,9 +769,7 @@ def record_invalidation(
         _acknowledged(finding, at)
     session.flush()
     for review in {finding.review for finding in findings}:
-        if review.status is ReviewStatus.OPEN and not any(
-            f.state is FindingState.OPEN for f in review.findings
-        ):
+        if review.status is ReviewStatus.OPEN and not has_open_findings(session, review):
             _close(session, review, actor=cutoffs.GATEWAY_ACTOR, now=at, announce=True)
     return len(findings)
 
@@ -773,7 +791,7 @@ def record_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **valu
     key_revocation.lock_keys(session, VirtualApiKey.id.in_(key_ids))
     session.execute(
         update(ReviewFinding)
-        .where(ReviewFinding.subject_id.in_(key_ids), ReviewFinding.kind.in_(KEY_KINDS))
+        .where(ReviewFinding.subject_id.in_(key_ids), ReviewFinding.kind.in_(INVALIDATED_KINDS))
         .values(**values, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -787,7 +805,7 @@ def note_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **facts:
     now = utcnow()
     findings = session.scalars(
         select(ReviewFinding).where(
-            ReviewFinding.subject_id.in_(key_ids), ReviewFinding.kind.in_(KEY_KINDS)
+            ReviewFinding.subject_id.in_(key_ids), ReviewFinding.kind.in_(INVALIDATED_KINDS)
         )
     )
     plain = {name: v.isoformat() if isinstance(v, datetime) else v for name, v in facts.items()}
@@ -1022,10 +1040,48 @@ def _decide(
         },
     )
     review = finding.review
-    if review.status is ReviewStatus.OPEN and not any(
-        f.state is FindingState.OPEN for f in review.findings
-    ):
+    if review.status is ReviewStatus.OPEN and not has_open_findings(session, review):
         _close(session, review, actor=actor, now=now, announce=True)
+
+
+def resolve_findings(
+    session: Session, *, findings: list[ReviewFinding], actor: Actor, note: str
+) -> None:
+    """Resolve these open findings of one review at once: one audit event, then the review
+    closes when nothing is left open."""
+    if not findings:
+        return
+    now = utcnow()
+    review = findings[0].review
+    for finding in findings:
+        _set_state(finding, FindingState.RESOLVED, str(actor), now, note)
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=review,
+        action="review.findings_resolved",
+        target_type="revocation_review",
+        after={"findings": [_finding_ref(f) for f in findings], "note": note},
+    )
+    if review.status is ReviewStatus.OPEN and not has_open_findings(session, review):
+        _close(session, review, actor=actor, now=now, announce=True)
+
+
+def close_empty_review(session: Session, *, review: RevocationReview, now: datetime) -> None:
+    """A review born with nothing to decide is resolved at once, and says so."""
+    _close(session, review, actor=Actor.system(POLICY), now=now, announce=False)
+
+
+def has_open_findings(session: Session, review: RevocationReview) -> bool:
+    """Asked of the database: a campaign's review holds too many findings to load."""
+    session.flush()
+    return bool(
+        session.scalar(
+            select(ReviewFinding.id)
+            .where(ReviewFinding.review_id == review.id, ReviewFinding.state == FindingState.OPEN)
+            .limit(1)
+        )
+    )
 
 
 def _set_state(
@@ -1135,16 +1191,19 @@ def _notify_review(
     level: int | None = None,
 ) -> None:
     user = session.get(User, review.user_id) if review.user_id else None
-    team_ids = affected_team_ids(session, review)
+    narrowed = set()
     if findings and event in (EVENT_ESCALATED, EVENT_URGENT):
         narrowed = {f.team_id for f in findings if f.team_id}
-        team_ids = narrowed or team_ids
+    team_ids = narrowed or affected_team_ids(session, review)
     person = user.id if user else None
     recipients: list[uuid.UUID] = []
     if "owner" in audience and user is not None:
         recipients.append(user.id)
+    # A campaign's findings each have their own owner.
+    owners = [f.owner_user_id for f in findings if f.owner_user_id] if "owner" in audience else []
+    recipients += owners
     # A review about no person (a deleted team) is owned by the team's managers.
-    if "managers" in audience or ("owner" in audience and user is None):
+    if "managers" in audience or ("owner" in audience and user is None and not owners):
         recipients += team_manager_ids(session, team_ids, exclude=person)
         recipients += _former_managers(session, review, exclude=person)
     if "admins" in audience:
@@ -1157,7 +1216,7 @@ def _notify_review(
         "revocation": _revocation_payload(session, review),
         "team": _team_payload(review),
         "message": cause_message(review, user),
-        "counts": _counts(review),
+        "counts": _counts(session, review),
         "findings": [finding_summary(f) for f in findings[:MAX_FINDINGS_IN_PAYLOAD]],
         "findings_total": len(findings),
     }
@@ -1202,6 +1261,10 @@ CAUSE_MESSAGES = {
         "check it is the same person"
     ),
     ReviewCause.KEY_STILL_ACCEPTED: "The gateway still accepts a revoked key",
+    ReviewCause.RECERTIFICATION: (
+        "Key recertification: confirm (keep, with a reason), rotate or revoke each key "
+        "by {deadline}"
+    ),
     ReviewCause.DEPARTURE: (
         "{person}'s access ends at {ends}: hand over what they leave behind before then"
     ),
@@ -1221,6 +1284,7 @@ def cause_message(review: RevocationReview, user: User | None) -> str:
         after=context.get("role_after", ""),
         previous=context.get("previous_external_id", ""),
         current=context.get("external_id", ""),
+        deadline=context.get("deadline_at", ""),
         ends=context.get("access_ends_at", ""),
     )
 
@@ -1238,16 +1302,26 @@ def _former_managers(
     return [uid for uid in active if uid != exclude]
 
 
-def _counts(review: RevocationReview) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for finding in review.findings:
-        counts[finding.state.value] += 1
-    return dict(counts)
+def _counts(session: Session, review: RevocationReview) -> dict[str, int]:
+    session.flush()
+    rows = session.execute(
+        select(ReviewFinding.state, func.count())
+        .where(ReviewFinding.review_id == review.id)
+        .group_by(ReviewFinding.state)
+    )
+    return {state.value: int(count) for state, count in rows}
 
 
 def affected_team_ids(session: Session, review: RevocationReview) -> set[uuid.UUID]:
     """Teams of the findings, and the teams the revoked person belonged to."""
-    teams = {f.team_id for f in review.findings if f.team_id}
+    session.flush()
+    teams: set[uuid.UUID] = set(
+        session.scalars(
+            select(ReviewFinding.team_id)
+            .where(ReviewFinding.review_id == review.id, ReviewFinding.team_id.is_not(None))
+            .distinct()
+        )
+    )
     if review.team_id is not None:
         teams.add(review.team_id)
     if review.user_id is not None:

@@ -18,6 +18,7 @@ from models.entities.odock import OdockBridge, OdockReconcileRun, OdockTombstone
 from models.entities.oidc import OidcProvider, OidcSignIn
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
+from models.entities.recertification import RecertificationCampaign, RecertificationPolicy
 from models.entities.revocation import (
     KeyInvalidation,
     ReviewFinding,
@@ -64,6 +65,8 @@ __all__ = [
     "PendingInvitation",
     "Quota",
     "ReceivedDelivery",
+    "RecertificationCampaign",
+    "RecertificationPolicy",
     "ReviewFinding",
     "Revocation",
     "RevocationReview",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Numeric, String
@@ -28,6 +29,9 @@ class Budget(Timestamped, Base):
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     window: Mapped[str] = mapped_column(String(16), default="monthly")
     version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # A leaver's budget: frozen by their revocation (no further spend), thawed by its undoing.
+    frozen_at: Mapped[datetime | None] = mapped_column(default=None)
+    frozen_by_revocation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
 
 
 class Quota(Timestamped, Base):

@@ -80,6 +80,12 @@ class ReviewFinding(Timestamped, Base):
             sqlite_where=text("state = 'open' AND acknowledged_at IS NULL"),
         ),
         Index("ix_review_findings_subject", "subject_id"),
+        Index(
+            "ix_review_findings_owner",
+            "owner_user_id",
+            postgresql_where=text("owner_user_id IS NOT NULL"),
+            sqlite_where=text("owner_user_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -110,6 +116,8 @@ class ReviewFinding(Timestamped, Base):
     last_notified_at: Mapped[datetime | None] = mapped_column(default=None)
     next_escalation_at: Mapped[datetime | None] = mapped_column(default=None)
     observed_until: Mapped[datetime | None] = mapped_column(default=None)
+    # Whose decision it is when the review is about no one person (a recertification campaign).
+    owner_user_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
 
     review: Mapped[RevocationReview] = relationship(back_populates="findings")
 

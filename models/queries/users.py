@@ -166,6 +166,7 @@ def _budget(budget: Budget) -> dict[str, Any]:
         "amount": str(budget.amount),
         "currency": budget.currency,
         "window": budget.window,
+        "frozen_at": budget.frozen_at.isoformat() if budget.frozen_at else None,
     }
 
 

@@ -338,3 +338,7 @@ _register_reviews(PATHS, BODIES, operation)
 from webhooks.api.audit_openapi import register as _register_audit  # noqa: E402
 
 _register_audit(PATHS, responses.SCHEMAS, operation)
+
+from webhooks.api.recertification_openapi import register as _register_recertification  # noqa: E402
+
+_register_recertification(PATHS, BODIES, operation)

@@ -88,7 +88,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 budgets={
                     "type": "array",
                     "items": obj(
-                        id=UUID, name=STRING, amount=DECIMAL, currency=STRING, window=STRING
+                        id=UUID,
+                        name=STRING,
+                        amount=DECIMAL,
+                        currency=STRING,
+                        window=STRING,
+                        frozen_at={"type": ["string", "null"], "format": "date-time"},
                     ),
                 },
                 quotas={
