@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, inspect, select
 from sqlalchemy.orm import Session
 
 from models import audit
@@ -32,6 +32,7 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 def set_access_end(session: Session, *, user: User, ends_at: datetime | None, actor: Actor) -> bool:
     """Set, move or clear when this person's access ends; audited; False when unchanged."""
     ends_at = checked_end(ends_at)
+    _read_locked(session, user)
     current = user.access_ends_at
     if ends_at == current:
         return False
@@ -42,6 +43,15 @@ def set_access_end(session: Session, *, user: User, ends_at: datetime | None, ac
     user.updated_at = utcnow()
     _audit(session, user, actor, before=current)
     return True
+
+
+def _read_locked(session: Session, user: User) -> None:
+    """The person's row as it is now, locked on PostgreSQL (their own pending changes flushed
+    first): a request that read them earlier judges the change, and whether it cancels a
+    revocation, on their present state, not on what the schedule has since changed."""
+    if inspect(user).persistent:
+        session.flush()
+        session.refresh(user, with_for_update=True)
 
 
 def checked_end(ends_at: datetime | None) -> datetime | None:

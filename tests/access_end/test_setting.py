@@ -188,6 +188,35 @@ def test_a_source_clears_only_its_own_date(session) -> None:
     assert person.access_ends_at is None and person.access_ends_source is None
 
 
+def test_a_date_moved_after_the_schedule_revoked_does_not_claim_to_cancel_it(
+    session, sessions, engine
+) -> None:
+    """An admin's request read the person before the schedule revoked them; its change is
+    judged on the row as it is now, so the audit claims no cancelled revocation. (SQLite
+    serialises writers: there the request's read waits for the revocation's commit.)"""
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    passed = (utcnow() - timedelta(minutes=1)).replace(microsecond=0)
+    access_end.set_access_end(session, user=person, ends_at=passed, actor=f.SETUP)
+    session.commit()
+    user_id = person.id
+    interleaved = engine.dialect.name == "postgresql"
+    with sessions() as request, sessions() as beat:
+        stale = request.get_one(User, user_id) if interleaved else None
+        assert access_end.end_access(beat, user_id=user_id, now=utcnow(), actor=f.SETUP)
+        beat.commit()
+        stale = stale or request.get_one(User, user_id)
+        later = passed + timedelta(days=30)
+        admin = Actor(Source.ADMIN, "admin")
+        assert access_end.set_access_end(request, user=stale, ends_at=later, actor=admin)
+        request.commit()
+    changed = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "user.access_end_changed")
+    ).one()
+    assert changed.after["access_ends_at"] == later.isoformat().replace("+00:00", "Z")
+    assert "cancelled_revocation_at" not in changed.after
+
+
 def test_the_scan_in_process_ends_once_and_a_reactivation_clears_the_passed_date(
     session, sessions
 ) -> None:
