@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -23,6 +24,8 @@ from models.queries.directory import connector_view, list_connectors, list_runs,
 # usage error.
 EXIT_CODES = {"failed": 3, "quarantined": 4, "skipped": 5}
 EXIT_TEST_FAILED = 6
+# `ldap approve`: refused (outdated, directory unreadable), or left to the worker
+APPROVE_EXIT_CODES = {"quarantined": 4, "approving": 5}
 
 CONNECTOR_OPTION = click.option(
     "--connector", "connector_ref", default="", help="Connector name or id (if several)."
@@ -319,34 +322,50 @@ def _plan_text(view: dict[str, Any]) -> str:
 @ldap.command("approve")
 @ORG_OPTION
 @click.argument("run_id", type=click.UUID)
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.IntRange(0, 86400),
+    default=600,
+    show_default=True,
+    help="How long to wait while a sync (or a worker applying this approval) holds the lease.",
+)
 @JSON_OPTION
-def approve(org_slug: str, run_id: uuid.UUID, as_json: bool) -> None:
-    """Re-check a quarantined plan against the directory and apply what still holds."""
-    from models.directory_runs import approve_quarantined
-    from models.errors import DomainError
+def approve(org_slug: str, run_id: uuid.UUID, wait_seconds: int, as_json: bool) -> None:
+    """Approve a quarantined plan; re-check it against the directory and apply what holds.
+
+    The approval is recorded first (as the API does); this process then applies it as a
+    worker would. While another process holds the connector's lease it waits, then exits 5
+    if the approval is still waiting (a worker applies it later).
+    """
+    from models.directory_runs import SyncRunning, apply_approval
     from worker.celery_app import configure_celery
     from worker.runtime import init_runtime
 
     with unit_of_work() as session:
         organisation_id = organisations.get_organisation_by_slug(session, org_slug).id
+        found = sync_ops.get_run(session, organisation_id, run_id, for_update=True)
+        sync_ops.request_approval(session, run=found, actor=CLI_ACTOR)
     settings = cli_settings()
     configure_celery(settings)
     runtime = init_runtime(settings)
+    deadline = time.monotonic() + wait_seconds
     try:
-        approve_quarantined(
-            runtime.sessions,
-            settings,
-            organisation_id=organisation_id,
-            run_id=run_id,
-            actor=CLI_ACTOR,
-        )
-    except DomainError as exc:
-        raise click.ClickException(exc.message) from None
+        while True:
+            try:
+                apply_approval(runtime.sessions, settings, run_id=run_id, actor=CLI_ACTOR)
+                break
+            except SyncRunning:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(1)
     finally:
         runtime.engine.dispose()
     with unit_of_work() as session:
         view = run_view(sync_ops.get_run(session, organisation_id, run_id), with_plan=True)
     emit(view, as_json=as_json, text=_run_text(view))
+    if view["status"] in APPROVE_EXIT_CODES:
+        raise SystemExit(APPROVE_EXIT_CODES[view["status"]])
 
 
 @ldap.command("discard")

@@ -226,51 +226,93 @@ class SyncInterrupted(DomainError):
     code = sync_ops.INTERRUPTED
 
 
-def approve_quarantined(
+class SyncRunning(Conflict):
+    """The connector's lease is held by another sync: try again once it has finished."""
+
+
+def apply_approval(
     sessions: SessionFactory,
     settings: Settings,
     *,
-    organisation_id: uuid.UUID,
     run_id: uuid.UUID,
     actor: Actor,
     lock: SyncLock | None = None,
-) -> sync_ops.Applied:
-    """Approve a held plan after re-checking it against the directory as it is now.
+) -> SyncOutcome:
+    """Carry out a recorded approval: re-read the directory and apply what still holds.
 
-    Refused when a later sync of the connector has completed. Otherwise the directory is read
-    again (no transaction open meanwhile, under the connector's sync lock) and only the held
-    changes the current read still calls for are applied; the rest is dropped and reported.
-    A directory that cannot be read refuses the approval and changes nothing.
+    It holds the connector's lease, renewed by a heartbeat, as a sync does; writes nothing once
+    that lease is lost. Refused (the run waits again, with the reason) when a later sync of
+    the connector has completed or the directory cannot be read; the held changes the current
+    read no longer calls for are dropped and reported. Raises SyncRunning while a sync holds
+    the lease.
     """
     with transaction(sessions) as session:
-        run = sync_ops.get_run(session, organisation_id, run_id)
-        sync_ops.check_approvable(session, run=run)
+        run = session.get_one(DirectorySyncRun, run_id)
+        if run.status is not SyncRunStatus.APPROVING:
+            return SyncOutcome(str(run_id), run.status.value, error=run.error)  # done already
         connector = session.get_one(DirectoryConnector, run.connector_id)
         target = _Target(connector, connector_mapping(connector), settings)
         session.expunge(connector)
     lock = lock or SyncLock(sessions)
-    lock_name = sync_ops.lease_name(target.connector.id)
-    token = lock.acquire(lock_name, ttl=settings.directory_sync_lease_seconds)
+    ttl = settings.directory_sync_lease_seconds
+    name = sync_ops.lease_name(target.connector.id)
+    token = lock.acquire(name, ttl=ttl)
     if token is None:
-        raise Conflict("a sync of this connector is running; approve once it has finished")
+        raise SyncRunning("a sync of this connector is running; the approval waits for it")
     try:
-        try:
-            with _gc_paused():
-                current = _plan_full(sessions, target, lambda _n: None, None)
-        except DirectoryError as exc:
-            raise Unavailable(
-                f"the directory could not be read to re-check the plan: {exc.message}",
-                error_code=exc.code,
-            ) from None
-        with transaction(sessions) as session:
-            run = sync_ops.get_run(session, organisation_id, run_id)
-            connector = session.get_one(DirectoryConnector, run.connector_id)
-            sync_ops.plan_team_retirements(session, connector=connector, plan=current)
-            assert run.plan is not None
-            kept, dropped = recheck(Plan.from_dict(run.plan), current)
-            return sync_ops.approve_run(session, run=run, actor=actor, plan=kept, dropped=dropped)
+        with Heartbeat(lock, name, token, ttl=ttl) as heartbeat:
+            target.heartbeat = heartbeat
+            try:
+                return _apply_approval(sessions, target, run_id, actor)
+            except BaseException as exc:
+                outcome = _approval_refused(sessions, run_id, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return outcome
     finally:
-        lock.release(lock_name, token)
+        lock.release(name, token)
+
+
+def _apply_approval(
+    sessions: SessionFactory, target: _Target, run_id: uuid.UUID, actor: Actor
+) -> SyncOutcome:
+    with transaction(sessions) as session:  # outdated already: no need to read
+        sync_ops.check_approvable(session, run=session.get_one(DirectorySyncRun, run_id))
+    try:
+        with _gc_paused():
+            current = _plan_full(sessions, target, lambda _n: None, None)
+    except DirectoryError as exc:
+        raise Unavailable(
+            f"the directory could not be read to re-check the plan: {exc.message}",
+            error_code=exc.code,
+        ) from None
+    with transaction(sessions) as session:
+        run = session.get_one(DirectorySyncRun, run_id, with_for_update=True)
+        target.check_lease()
+        connector = session.get_one(DirectoryConnector, run.connector_id)
+        sync_ops.plan_team_retirements(session, connector=connector, plan=current)
+        sync_ops.check_approvable(session, run=run, statuses=(SyncRunStatus.APPROVING,))
+        assert run.plan is not None
+        kept, dropped = recheck(Plan.from_dict(run.plan), current)
+        sync_ops.approve_run(session, run=run, actor=actor, plan=kept, dropped=dropped)
+        return SyncOutcome(str(run_id), run.status.value, kept.summary(), run.error)
+
+
+def _approval_refused(
+    sessions: SessionFactory, run_id: uuid.UUID, exc: BaseException
+) -> SyncOutcome:
+    """Nothing of the approval was applied: the run waits again, saying why."""
+    code, message = CRASHED, one_line(exc)
+    if isinstance(exc, DirectoryError):
+        code, message = exc.code, exc.message
+    elif isinstance(exc, DomainError):
+        code, message = str(exc.details.get("error_code", exc.code)), exc.message
+    log.warning("directory_sync.approval_refused", run_id=str(run_id), error=message)
+    with transaction(sessions) as session:
+        run = session.get_one(DirectorySyncRun, run_id, with_for_update=True)
+        if run.status is SyncRunStatus.APPROVING:
+            sync_ops.refuse_approval(session, run=run, code=code, message=message)
+        return SyncOutcome(str(run_id), run.status.value, error=message)
 
 
 def _run(

@@ -159,6 +159,7 @@ class SyncRunStatus(StrEnum):
     FAILED = "failed"
     PLANNED = "planned"  # a dry run: the plan is stored, nothing applied
     QUARANTINED = "quarantined"  # over the deprovisioning threshold: waits for an admin
+    APPROVING = "approving"  # an admin approved it: a worker re-checks and applies the plan
     APPROVED = "approved"
     DISCARDED = "discarded"
     SKIPPED = "skipped"  # another sync of the same connector was running

@@ -564,19 +564,27 @@ def complete_run(
         )
 
 
-def get_run(session: Session, organisation_id: uuid.UUID, run_id: uuid.UUID) -> DirectorySyncRun:
+def get_run(
+    session: Session, organisation_id: uuid.UUID, run_id: uuid.UUID, *, for_update: bool = False
+) -> DirectorySyncRun:
     from models.errors import NotFound
 
-    run = session.get(DirectorySyncRun, run_id)
+    run = session.get(DirectorySyncRun, run_id, with_for_update=for_update)
     if run is None or run.organisation_id != organisation_id:
         raise NotFound("sync run not found")
     return run
 
 
-def check_approvable(session: Session, *, run: DirectorySyncRun) -> None:
-    """Only a quarantined run, and only while no later sync of its connector has completed
-    (the later sync saw a newer directory: the held plan is outdated)."""
-    if run.status is not SyncRunStatus.QUARANTINED or run.plan is None:
+APPROVABLE = (SyncRunStatus.QUARANTINED, SyncRunStatus.APPROVING)
+
+
+def check_approvable(
+    session: Session, *, run: DirectorySyncRun, statuses: tuple[SyncRunStatus, ...] = APPROVABLE
+) -> None:
+    """Only a quarantined run (or one whose approval is being applied), and only while no
+    later sync of its connector has completed (the later sync saw a newer directory: the held
+    plan is outdated)."""
+    if run.status not in statuses or run.plan is None:
         raise InvalidTransition(f"only a quarantined run can be approved; this one is {run.status}")
     newer = session.scalar(
         select(DirectorySyncRun)
@@ -596,6 +604,46 @@ def check_approvable(session: Session, *, run: DirectorySyncRun) -> None:
             "since this plan was held; it is outdated: discard it",
             newer_run_id=str(newer.id),
         )
+
+
+TASK_APPLY_APPROVAL = "directory.apply_approval"
+
+
+def request_approval(session: Session, *, run: DirectorySyncRun, actor: Actor) -> None:
+    """An admin approves a held plan: recorded now; a worker re-reads the directory and
+    applies what still holds after this transaction commits."""
+    check_approvable(session, run=run, statuses=(SyncRunStatus.QUARANTINED,))
+    run.status = SyncRunStatus.APPROVING
+    run.plan = {key: value for key, value in (run.plan or {}).items() if key != "refused"}
+    _decide(session, run, actor, "directory_sync.approval_requested")
+    from models import outbox
+
+    outbox.enqueue(session, TASK_APPLY_APPROVAL, run_id=str(run.id), actor=actor.to_json())
+
+
+def refuse_approval(session: Session, *, run: DirectorySyncRun, code: str, message: str) -> None:
+    """The approval could not be applied (an outdated plan, an unreadable directory, a lost
+    lease): nothing of it was applied; the run waits again, with the reason on it."""
+    run.status = SyncRunStatus.QUARANTINED
+    run.plan = {**(run.plan or {}), "refused": {"error_code": code, "error": message}}
+    connector = session.get_one(DirectoryConnector, run.connector_id)
+    payload = {"run_id": str(run.id), "error_code": code, "error": message}
+    audit.record(
+        session,
+        actor=ldap_actor(connector),
+        organisation_id=run.organisation_id,
+        action="directory_sync.approval_refused",
+        target_type="directory",
+        target_id=connector.id,
+        before={"status": SyncRunStatus.APPROVING.value, "decided_by": run.decided_by},
+        after={**payload, "status": run.status.value},
+    )
+    notify(
+        session,
+        organisation_id=run.organisation_id,
+        event="directory_sync.approval_refused",
+        payload={"connector": connector.name, "connector_id": str(connector.id), **payload},
+    )
 
 
 def approve_run(

@@ -22,6 +22,7 @@ from models.enums import FindingState, Role, SyncRunStatus, UserStatus
 from tests.ldap.conftest import linked_users
 from tests.support import factories as f
 from tests.support.browser import accessibility_violations, screenshot_dir, serving
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +65,7 @@ def _look(page, name: str) -> None:
 
 
 def test_sign_in_approve_resolve_filter(
-    app, session, sessions, make_connector, sync, directory, chromium
+    app, session, sessions, make_connector, sync, directory, chromium, worker
 ):
     connector, token, review_id, run_id = _arrange(
         session, sessions, make_connector, sync, directory
@@ -98,8 +99,14 @@ def test_sign_in_approve_resolve_filter(
         _look(page, "run-quarantined")
         with page.expect_navigation():
             page.click("#approve")  # a form submission: the next page replaces this one
-        assert page.locator("#run-status").inner_text() == "approved"
-        assert "approved" in page.locator("#notice").inner_text()
+        assert page.locator("#run-status").inner_text() in ("approving", "approved")
+        assert "a worker re-checks the plan" in page.locator("#notice").inner_text()
+
+        def applied() -> bool:  # the worker re-reads the directory and applies the plan
+            page.reload()
+            return page.locator("#run-status").inner_text() == "approved"
+
+        wait_until(applied, timeout=90, interval=0.5, what="the worker to apply the approval")
         assert bob.email in page.locator("#diff-revoked").inner_text()
         _look(page, "run-approved")
         with page.expect_navigation():
@@ -134,7 +141,11 @@ def test_sign_in_approve_resolve_filter(
         with page.expect_navigation():
             page.click("#filter")
         actions = page.locator("#events td.action").all_inner_texts()
-        assert set(actions) == {"directory_sync.quarantined", "directory_sync.approved"}
+        assert set(actions) == {
+            "directory_sync.quarantined",
+            "directory_sync.approval_requested",
+            "directory_sync.approved",
+        }
         _look(page, "audit")
         page.fill("#f-since", "last tuesday")
         with page.expect_navigation():

@@ -13,6 +13,7 @@ from models.entities import AuditEvent, DirectoryConnector, OutboxMessage
 from tests.ldap.conftest import admin_auth, connector_fields, linked_users
 from tests.support import factories
 from tests.support.slapd import ROOT_PASSWORD
+from tests.support.wait import wait_until
 from tests.support.worker import settings_env
 
 
@@ -73,7 +74,7 @@ def test_other_organisations_cannot_see_a_connector(client, session, make_connec
 
 
 def test_quarantine_runs_plans_and_approval_over_the_api(
-    client, session, sessions, directory, sync
+    client, session, sessions, directory, sync, worker
 ):
     _, auth = admin_auth(session)
     body = {**connector_fields(directory), "bind_password": ROOT_PASSWORD}
@@ -90,10 +91,15 @@ def test_quarantine_runs_plans_and_approval_over_the_api(
     assert [r["status"] for r in runs] == ["quarantined", "succeeded"]
     detail = client.get(f"/api/v1/directory/runs/{outcome.run_id}", headers=auth).json
     assert detail["plan"]["revokes"][0]["email"].startswith("dave@")
-    approved = client.post(f"/api/v1/directory/runs/{outcome.run_id}/approve", headers=auth)
-    assert approved.status_code == 200 and approved.json["status"] == "approved"
+    queued = client.post(f"/api/v1/directory/runs/{outcome.run_id}/approve", headers=auth)
+    assert queued.status_code == 202 and queued.json["status"] == "approving"
     again = client.post(f"/api/v1/directory/runs/{outcome.run_id}/discard", headers=auth)
     assert again.status_code == 409
+    wait_until(
+        lambda: client.get(queued.headers["Location"], headers=auth).json["status"] == "approved",
+        timeout=90,
+        what="the worker to apply the approval",
+    )
     assert linked_users(sessions, connector)["dave"].status.value == "REVOKED"
 
 

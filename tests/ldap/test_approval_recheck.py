@@ -1,21 +1,34 @@
-"""Approving a held plan: refused once a later sync completed, otherwise re-checked against the
+"""Approving a held plan: recorded at once and applied by a worker under the connector's lease
+(with its heartbeat); refused once a later sync completed, otherwise re-checked against the
 directory as it is now (what no longer holds is dropped and reported)."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import pytest
 from sqlalchemy import select
 
 from models.actions.directory_connectors import update_connector
-from models.actions.directory_sync import approve_run
-from models.directory_runs import approve_quarantined
-from models.entities import AuditEvent, DirectoryConnector, DirectorySyncRun, Organisation
+from models.actions.directory_sync import approve_run, lease_name, request_approval
+from models.base import utcnow
+from models.directory_runs import SyncOutcome, SyncRunning, apply_approval, run_sync
+from models.entities import (
+    AuditEvent,
+    DirectoryConnector,
+    DirectorySyncRun,
+    Organisation,
+    OutboxMessage,
+)
 from models.enums import Role, SyncRunStatus, UserStatus
 from models.errors import InvalidTransition
+from models.sync_lock import live_leases
 from tests.ldap.conftest import get_run, linked_users
 from tests.support import factories
+from tests.support.slow_proxy import slow_proxy
+from tests.support.wait import wait_until
 
 NARROW = "(&(objectClass=inetOrgPerson)(uid=alice))"
 
@@ -32,14 +45,34 @@ def _change(session, settings, connector, **fields):
     session.commit()
 
 
-def _approve(sessions, settings, connector, run_id):
-    return approve_quarantined(
-        sessions,
-        settings,
-        organisation_id=connector.organisation_id,
-        run_id=uuid.UUID(run_id),
-        actor=factories.SETUP,
-    )
+def _approve(sessions, settings, connector, run_id) -> SyncOutcome:
+    """What the API and the worker do: record the approval, then apply it (or wait for the
+    test run's worker to, when it took the message first)."""
+    with sessions() as s:
+        request_approval(
+            s, run=s.get_one(DirectorySyncRun, uuid.UUID(run_id)), actor=factories.SETUP
+        )
+        s.commit()
+    return wait_until(lambda: _apply(sessions, settings, run_id), timeout=60, what="the apply")
+
+
+def _apply(sessions, settings, run_id) -> SyncOutcome | None:
+    try:
+        return apply_approval(sessions, settings, run_id=uuid.UUID(run_id), actor=factories.SETUP)
+    except SyncRunning:
+        return None  # a worker holds the lease: ask again, as its task's retry does
+
+
+def _audited(sessions, action: str, run_id: str) -> list[AuditEvent]:
+    with sessions() as s:
+        events = [
+            e
+            for e in s.scalars(select(AuditEvent).where(AuditEvent.action == action))
+            if (e.after or {}).get("run_id") == run_id
+        ]
+        s.expunge_all()
+        s.rollback()
+    return events
 
 
 def _all_active(sessions, connector) -> bool:
@@ -58,7 +91,7 @@ def test_a_plan_outdated_by_a_later_sync_cannot_be_approved(
     assert sync(connector).status == "succeeded"
 
     with pytest.raises(InvalidTransition, match="later sync of this connector"):
-        _approve(sessions, settings, connector, held.run_id)
+        _approve(sessions, settings, connector, held.run_id)  # refused before it is recorded
     with sessions() as s, pytest.raises(InvalidTransition, match="outdated"):
         approve_run(
             s, run=s.get_one(DirectorySyncRun, uuid.UUID(held.run_id)), actor=factories.SETUP
@@ -79,7 +112,7 @@ def test_approval_rereads_the_directory_and_drops_what_no_longer_holds(
     directory.replace(directory.person_dn("carol"), "pwdAccountLockedTime")  # unlocked since
 
     applied = _approve(sessions, settings, connector, held.run_id)
-    assert applied.revoked == 1
+    assert applied.status == "approved" and applied.summary["revoke"] == 1
     users = linked_users(sessions, connector)
     assert users["bob"].status is UserStatus.REVOKED
     assert users["carol"].status is UserStatus.ACTIVE
@@ -103,37 +136,126 @@ def test_a_narrowed_filter_fixed_before_approval_revokes_nobody(
     assert held.status == "quarantined"
     _change(session, settings, connector, user_filter="")
     applied = _approve(sessions, settings, connector, held.run_id)
-    assert applied.revoked == 0
+    assert applied.status == "approved" and applied.summary["revoke"] == 0
     assert get_run(sessions, held.run_id).plan["dropped_counts"] == {"revokes": 3}
     assert _all_active(sessions, connector)
 
 
-def test_api_approval_rechecks_and_an_unreachable_directory_refuses_it(
-    client, make_connector, sync, sessions, session, settings, directory
+def _admin_auth(session, connector) -> dict[str, str]:
+    org = session.get_one(Organisation, connector.organisation_id)
+    admin = factories.make_user(session, org, role=Role.ORG_ADMIN, email="admin@corp.test")
+    auth = {"Authorization": f"Bearer {factories.admin_token(session, org, admin)}"}
+    session.commit()
+    return auth
+
+
+def test_api_approval_is_queued_at_once_and_the_worker_applies_it(
+    client, make_connector, sync, sessions, session, settings, directory, worker
 ):
     connector = make_connector(threshold_percent=10)
     sync(connector)
     directory.replace(directory.person_dn("bob"), "pwdAccountLockedTime", b"000001010000Z")
     held = sync(connector)
     assert held.status == "quarantined"
-    org = session.get_one(Organisation, connector.organisation_id)
-    admin = factories.make_user(session, org, role=Role.ORG_ADMIN, email="admin@corp.test")
-    auth = {"Authorization": f"Bearer {factories.admin_token(session, org, admin)}"}
-    session.commit()
+    auth = _admin_auth(session, connector)
     url = f"/api/v1/directory/runs/{held.run_id}/approve"
+    good_urls = list(connector.server_urls)
 
+    # A directory that answers slowly: the request does not wait for it.
+    with slow_proxy(good_urls[0], delay=0.5) as slow:
+        _change(session, settings, connector, server_urls=[slow])
+        started = time.monotonic()
+        queued = client.post(url, headers=auth)
+        took = time.monotonic() - started
+        assert queued.status_code == 202, queued.json
+        assert took < 1.0, took
+        assert queued.json["status"] == "approving" and queued.json["decided_by"]
+        assert queued.headers["Location"].endswith(f"/api/v1/directory/runs/{held.run_id}")
+        assert client.post(url, headers=auth).status_code == 409  # approved once only
+        wait_until(
+            lambda: (
+                client.get(queued.headers["Location"], headers=auth).json["status"] == "approved"
+            ),
+            timeout=90,
+            what="the worker to apply the approval",
+        )
+    assert linked_users(sessions, connector)["bob"].status is UserStatus.REVOKED
+    assert len(_audited(sessions, "directory_sync.approval_requested", held.run_id)) == 1
+    assert len(_audited(sessions, "directory_sync.approved", held.run_id)) == 1
+
+
+def test_an_unreadable_directory_refuses_the_approval_and_the_run_waits_again(
+    make_connector, sync, sessions, session, settings, directory
+):
+    connector = make_connector(threshold_percent=10)
+    sync(connector)
+    directory.replace(directory.person_dn("bob"), "pwdAccountLockedTime", b"000001010000Z")
+    held = sync(connector)
     good_urls = list(connector.server_urls)
     _change(session, settings, connector, server_urls=["ldap://127.0.0.1:1"], connect_timeout=0.5)
-    refused = client.post(url, headers=auth)
-    assert refused.status_code == 503, refused.json
-    assert refused.mimetype == "application/problem+json"
-    assert "could not be read to re-check the plan" in refused.json["detail"]
-    assert get_run(sessions, held.run_id).status is SyncRunStatus.QUARANTINED
+
+    refused = _approve(sessions, settings, connector, held.run_id)
+    assert refused.status == "quarantined"
+    run = get_run(sessions, held.run_id)
+    assert run.status is SyncRunStatus.QUARANTINED
+    assert "could not be read to re-check the plan" in run.plan["refused"]["error"]
+    assert run.plan["refused"]["error_code"] == "directory_unavailable"
+    [event] = _audited(sessions, "directory_sync.approval_refused", held.run_id)
+    assert event.before == {"status": "approving", "decided_by": str(factories.SETUP)}
     assert linked_users(sessions, connector)["bob"].status is UserStatus.ACTIVE
 
-    _change(session, settings, connector, server_urls=good_urls)
-    approved = client.post(url, headers=auth)
-    assert approved.status_code == 200, approved.json
-    assert approved.json["status"] == "approved"
+    _change(session, settings, connector, server_urls=good_urls)  # approved again, applied
+    assert _approve(sessions, settings, connector, held.run_id).status == "approved"
+    assert "refused" not in get_run(sessions, held.run_id).plan
     assert linked_users(sessions, connector)["bob"].status is UserStatus.REVOKED
-    assert client.post(url, headers=auth).status_code == 409
+
+
+LEASE_SECONDS = 3.0
+
+
+def _lease_live(sessions, connector) -> bool:
+    with sessions() as s:
+        live = live_leases(s, [lease_name(connector.id)], now=utcnow())
+        s.rollback()
+    return bool(live)
+
+
+def test_an_approval_reading_longer_than_its_lease_keeps_it(
+    make_connector, sync, sessions, session, settings, directory
+):
+    """The approval's re-read renews the connector's lease as a sync does: a sync started
+    meanwhile is skipped, however long the read takes."""
+    connector = make_connector(threshold_percent=10)
+    sync(connector)
+    directory.replace(directory.person_dn("bob"), "pwdAccountLockedTime", b"000001010000Z")
+    held = sync(connector)
+    short = settings.model_copy(update={"directory_sync_lease_seconds": LEASE_SECONDS})
+    with sessions() as s:
+        request_approval(
+            s, run=s.get_one(DirectorySyncRun, uuid.UUID(held.run_id)), actor=factories.SETUP
+        )
+        for queued in [m for m in s.new if isinstance(m, OutboxMessage)]:
+            s.expunge(queued)  # this test is the worker: the test run's own never sees it
+        s.commit()
+    outcomes: list[SyncOutcome] = []
+
+    def approve() -> None:
+        run_id = uuid.UUID(held.run_id)
+        outcomes.append(apply_approval(sessions, short, run_id=run_id, actor=factories.SETUP))
+
+    with slow_proxy(connector.server_urls[0], delay=3.0) as slow:  # a read of ~15 s
+        _change(session, settings, connector, server_urls=[slow])
+        approving = threading.Thread(target=approve)
+        approving.start()
+        try:
+            wait_until(lambda: _lease_live(sessions, connector), what="the approval's lease")
+            time.sleep(1.5 * LEASE_SECONDS)  # an unrenewed lease would have expired by now
+            assert approving.is_alive(), outcomes  # still reading
+            second = run_sync(sessions, short, connector_id=connector.id, trigger="test")
+            assert second.status == "skipped", second
+            assert approving.is_alive(), outcomes
+        finally:
+            approving.join(timeout=120)
+    [outcome] = outcomes
+    assert outcome.status == "approved", outcome
+    assert linked_users(sessions, connector)["bob"].status is UserStatus.REVOKED

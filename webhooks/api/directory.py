@@ -5,19 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, url_for
 from pydantic import Field
 
 from models.actions import directory_connectors as connectors
 from models.actions import directory_sync as sync_ops
-from models.directory_runs import approve_quarantined, test_connection
+from models.directory_runs import test_connection
 from models.enums import SyncKind
 from models.queries.directory import connector_view, list_connectors, list_runs, run_view
 from webhooks.api.described import takes_body
 from webhooks.api.params import int_param
 from webhooks.auth import admin_actor, current_admin, current_viewer
 from webhooks.body import RequestBody, json_body, parse_body
-from webhooks.context import app_state, db_session, settings
+from webhooks.context import db_session, settings
 
 bp = Blueprint("directory", __name__, url_prefix="/api/v1/directory")
 
@@ -160,18 +160,14 @@ def run(run_id: uuid.UUID) -> dict[str, Any]:
 
 
 @bp.post("/runs/<uuid:run_id>/approve")
-def approve(run_id: uuid.UUID) -> dict[str, Any]:
+def approve(run_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Recorded now; a worker re-checks the plan against the directory and applies it."""
     viewer = current_admin()
     session = db_session()
-    session.rollback()  # no transaction stays open while the directory is read again
-    approve_quarantined(
-        app_state().sessions,
-        settings(),
-        organisation_id=viewer.organisation_id,
-        run_id=run_id,
-        actor=admin_actor(viewer),
-    )
-    return run_view(sync_ops.get_run(session, viewer.organisation_id, run_id), with_plan=True)
+    found = sync_ops.get_run(session, viewer.organisation_id, run_id, for_update=True)
+    sync_ops.request_approval(session, run=found, actor=admin_actor(viewer))
+    session.commit()
+    return run_view(found), 202, {"Location": url_for("directory.run", run_id=run_id)}
 
 
 @bp.post("/runs/<uuid:run_id>/discard")

@@ -1,7 +1,7 @@
 """Directory runs: the list, a run's plan as a diff, and Approve or Discard of a held one.
 
-Admins only, as in the API; the actions are the API's (models/directory_runs and
-models/actions/directory_sync), acting as the signed-in person.
+Admins only, as in the API; the actions are the API's (models/actions/directory_sync),
+acting as the signed-in person.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from flask import Response
 
 from models.access import require_admin
 from models.actions import directory_sync as sync_ops
-from models.directory_runs import approve_quarantined
 from models.enums import SyncRunStatus
 from models.queries.directory import list_organisation_runs
 from models.queries.plan_diff import plan_diff
 from webhooks.console.web import bp, done, page, signed_in
-from webhooks.context import app_state, db_session, settings
+from webhooks.context import db_session
 
 LISTED = 100
 
@@ -48,15 +47,11 @@ def run(run_id: uuid.UUID) -> Response:
 def approve(run_id: uuid.UUID) -> Response:
     current = signed_in()
     require_admin(current.viewer)
-    db_session().rollback()  # no transaction stays open while the directory is read again
-    approve_quarantined(
-        app_state().sessions,
-        settings(),
-        organisation_id=current.viewer.organisation_id,
-        run_id=run_id,
-        actor=current.actor,
-    )
-    return done("console.run", "approved", run_id=run_id)
+    session = db_session()
+    found = sync_ops.get_run(session, current.viewer.organisation_id, run_id, for_update=True)
+    sync_ops.request_approval(session, run=found, actor=current.actor)
+    session.commit()
+    return done("console.run", "approving", run_id=run_id)
 
 
 @bp.post("/runs/<uuid:run_id>/discard")

@@ -8,9 +8,10 @@ import structlog
 from sqlalchemy.exc import OperationalError
 
 from models.actions.directory_sync import enqueue_due_syncs, reap_stale_runs
+from models.actor import Actor
 from models.base import utcnow
 from models.db import transaction
-from models.directory_runs import run_sync
+from models.directory_runs import SyncRunning, apply_approval, run_sync
 from models.entities import DirectoryConnector
 from models.enums import SyncKind
 from worker.runtime import runtime
@@ -41,6 +42,18 @@ def sync_connector(
     log.info(
         "directory.synced", connector_id=connector_id, status=outcome.status, **outcome.summary
     )
+
+
+@task("directory.apply_approval")
+def apply_approved_plan(run_id: str, actor: dict[str, str | None]) -> None:
+    rt = runtime()
+    try:
+        outcome = apply_approval(
+            rt.sessions, rt.settings, run_id=uuid.UUID(run_id), actor=Actor.from_json(actor)
+        )
+    except SyncRunning as exc:
+        raise TransientError(exc.message) from exc  # retried once the running sync has ended
+    log.info("directory.approval_applied", run_id=run_id, status=outcome.status, **outcome.summary)
 
 
 @task("directory.schedule_due")
