@@ -139,6 +139,7 @@ def update_connector(
     actor: Actor,
 ) -> DirectoryConnector:
     before = _snapshot(connector)
+    basis = watermark_basis(connector)
     _apply_fields(session, connector, connector.organisation_id, fields, settings)
     if bind_password is not None:
         connector.bind_password_encrypted = _seal(settings.secret_key, bind_password)
@@ -146,7 +147,44 @@ def update_connector(
     after = _snapshot(connector)
     if after != before or bind_password is not None:
         _audit(session, connector, actor, "directory_connector.updated", before=before)
+    changed = sorted(
+        name for name, value in watermark_basis(connector).items() if basis[name] != value
+    )
+    if changed and connector.watermark:
+        _reset_watermark(session, connector, actor, changed)
     return connector
+
+
+def watermark_basis(connector: DirectoryConnector) -> dict[str, Any]:
+    """What the watermark's meaning rests on: which entries are read, and the attribute (and
+    its kind) that dates their changes. A counter (AD uSNChanged) is each server's own."""
+    mapping = connector_mapping(connector)
+    return {
+        "base_dn": connector.base_dn,
+        "group_base_dn": connector.group_base_dn,
+        "user_filter": mapping.user_filter,
+        "group_filter": mapping.group_filter,
+        "stable_id": (mapping.stable_id, mapping.stable_id_format),
+        "change_attribute": (mapping.change_attribute, mapping.change_kind),
+        "server_urls": connector.server_urls if mapping.change_kind == "counter" else None,
+    }
+
+
+def _reset_watermark(
+    session: Session, connector: DirectoryConnector, actor: Actor, changed: list[str]
+) -> None:
+    """The next sync reads everything: an incremental one would count changes from a mark
+    that means something else now (another attribute, or entries it never read)."""
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=connector,
+        action="directory_connector.watermark_reset",
+        target_type="directory",
+        before={"watermark": connector.watermark},
+        after={"watermark": "", "changed": changed},
+    )
+    connector.watermark = ""
 
 
 def delete_connector(session: Session, *, connector: DirectoryConnector, actor: Actor) -> None:
