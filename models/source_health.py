@@ -35,10 +35,10 @@ from models.entities import (
 )
 from models.enums import SyncRunStatus, TokenScope
 from models.notifications import notify
+from models.queries import directory as directory_queries
 
 EVENT_SILENT = "source.silent"
 EVENT_RECOVERED = "source.recovered"
-SUCCESSFUL_RUNS = (SyncRunStatus.SUCCEEDED, SyncRunStatus.APPROVED)
 HEALTH_ACTOR = Actor.schedule("health.check_sources")
 
 
@@ -282,13 +282,7 @@ def _ldap(
     )
     statuses = []
     for connector in connectors:
-        succeeded = session.scalar(
-            select(func.max(DirectorySyncRun.finished_at)).where(
-                DirectorySyncRun.connector_id == connector.id,
-                DirectorySyncRun.status.in_(SUCCESSFUL_RUNS),
-                DirectorySyncRun.dry_run.is_(False),
-            )
-        )
+        succeeded = session.scalar(directory_queries.last_success(connector.id))
         latest = session.scalar(
             select(DirectorySyncRun)
             .where(DirectorySyncRun.connector_id == connector.id)

@@ -386,12 +386,7 @@ def reap_stale_runs(
     without a live lease was left by a process that died (kill -9, a lost host). With `held`,
     only that connector's runs are looked at, and the caller holds its lease: all are stale.
     """
-    query = select(DirectorySyncRun.id, DirectorySyncRun.connector_id).where(
-        DirectorySyncRun.status == SyncRunStatus.RUNNING
-    )
-    if held is not None:
-        query = query.where(DirectorySyncRun.connector_id == held)
-    running = list(session.execute(query))
+    running = list(session.execute(queries.running_runs(held)))
     live: set[str] = set()
     if held is None:
         live = live_leases(session, [lease_name(row.connector_id) for row in running], now=now)

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Select, String, cast, select
+from sqlalchemy import Select, String, cast, func, select
 from sqlalchemy.orm import Session
 
 from connectors.ldap.reconcile import Known, MembershipState, Unlinked
@@ -316,6 +316,28 @@ def list_organisation_runs(
     if status is not None:
         query = query.where(DirectorySyncRun.status == status)
     return [(run, name) for run, name in session.execute(query)]
+
+
+SUCCESSFUL_RUNS = (SyncRunStatus.SUCCEEDED, SyncRunStatus.APPROVED)
+
+
+def running_runs(connector_id: uuid.UUID | None = None) -> Select[uuid.UUID, uuid.UUID]:
+    """The runs still `running` (of one connector): the reaper's question."""
+    query = select(DirectorySyncRun.id, DirectorySyncRun.connector_id).where(
+        DirectorySyncRun.status == SyncRunStatus.RUNNING
+    )
+    if connector_id is not None:
+        query = query.where(DirectorySyncRun.connector_id == connector_id)
+    return query
+
+
+def last_success(connector_id: uuid.UUID) -> Select[Any]:
+    """When the connector's latest applied (not dry) run finished."""
+    return select(func.max(DirectorySyncRun.finished_at)).where(
+        DirectorySyncRun.connector_id == connector_id,
+        DirectorySyncRun.status.in_(SUCCESSFUL_RUNS),
+        DirectorySyncRun.dry_run.is_(False),
+    )
 
 
 def list_connectors(session: Session, organisation_id: uuid.UUID) -> list[DirectoryConnector]:
