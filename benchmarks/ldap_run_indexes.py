@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine, make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.migrate import upgrade  # noqa: E402
+from models.migrate import upgrade
 
 BEFORE = "0026"
 CONNECTOR = "(SELECT id FROM directory_connectors ORDER BY name LIMIT 1)"
