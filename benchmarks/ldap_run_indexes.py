@@ -60,9 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--connectors", type=int, default=20)
     parser.add_argument("--runs", type=int, default=25_000, help="runs per connector")
-    parser.add_argument(
-        "--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres"
-    )
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     admin = create_engine(args.database_url, isolation_level="AUTOCOMMIT")
     name = f"bench_runs_{uuid.uuid4().hex[:8]}"
