@@ -106,8 +106,12 @@ def _cpu() -> tuple[float, dict[int, float], dict[int, float]]:
     return usage.ru_utime + usage.ru_stime, database, cpu_by_pid([int(CPU_OF["slapd"])])
 
 
+STEP_PEAKS: dict[str, list[float]] = {}
+
+
 def timed(label: str, func, *args, **kwargs):  # type: ignore[no-untyped-def]
     ours, database, slapd = _cpu()
+    reset_peak_rss()
     start = time.perf_counter()
     result = func(*args, **kwargs)
     elapsed = time.perf_counter() - start
@@ -118,8 +122,10 @@ def timed(label: str, func, *args, **kwargs):  # type: ignore[no-untyped-def]
         used_between(slapd, slapd_after),
     )
     CPU_SPENT.setdefault(label, []).append(sum(spent))
+    STEP_PEAKS.setdefault(label, []).append(peak_rss_mb())
     print(
-        f"  {label:38} {elapsed:8.2f} s   (max RSS so far {max_rss_mb():4.0f} MB; CPU ours "
+        f"  {label:38} {elapsed:8.2f} s   (peak RSS of this step {peak_rss_mb():4.0f} MB, "
+        f"max RSS so far {max_rss_mb():4.0f} MB; CPU ours "
         f"{spent[0]:.1f} + PostgreSQL {spent[1]:.1f} + slapd {spent[2]:.1f} = {sum(spent):.1f} s)",
         flush=True,
     )
@@ -132,6 +138,23 @@ def load() -> str:
 
 
 def max_rss_mb() -> float:
+    return max(PROCESS_PEAK[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+PROCESS_PEAK = [0.0]  # the reset below resets ru_maxrss too: the whole run's peak is kept here
+
+
+def reset_peak_rss() -> None:
+    """Linux: the peak RSS (VmHWM) starts again from the current RSS, so each step's own
+    peak is measured, not the largest of the steps before it."""
+    PROCESS_PEAK[0] = max(PROCESS_PEAK[0], peak_rss_mb())
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -269,7 +292,14 @@ def run(slapd, people: str, groups: str, args: argparse.Namespace) -> None:  # t
     for label in ("first full import", "unchanged full re-sync"):
         ratios = ", ".join(f"{c / raw_cpu:.2f}" for c in CPU_SPENT[label])
         print(f"  CPU of {label} / least CPU of a raw read: {ratios}")
-    print(f"  peak memory (max RSS)         {rss:6.0f} MB  (target < 250 MB)")
+    for label in (
+        "first full import",
+        "unchanged full re-sync",
+        "incremental, 100 changed entries",
+    ):
+        peaks = ", ".join(f"{mb:.0f}" for mb in STEP_PEAKS[label])
+        print(f"  peak RSS of each {label}: {peaks} MB  (target < 250 MB)")
+    print(f"  peak memory (max RSS of the process, all steps)  {rss:6.0f} MB")
     print(f"  {load()}")
     with sessions() as s:
         stored = s.get_one(DirectoryConnector, connector.id)

@@ -78,7 +78,7 @@ def load_known(
         )
     intern = sys.intern
     known = {
-        ext: Known(
+        intern(ext): Known(
             user_id=user_id,
             email=email,
             name=name,
@@ -174,7 +174,8 @@ def load_unlinked_by_email(session: Session, connector: DirectoryConnector) -> d
 
 def load_membership_state(session: Session, connector: DirectoryConnector) -> MembershipState:
     # Plain text streamed from the server (a buffered result of 150,000 rows was 40 MB),
-    # each stable id kept once though a person is in several teams.
+    # each stable id kept once though a person is in several teams: interned, as load_known
+    # and the reconciler do, so the state, the owned users and the read share one string.
     query = (
         select(
             Team.name_key,
@@ -191,10 +192,9 @@ def load_membership_state(session: Session, connector: DirectoryConnector) -> Me
     )
     state = MembershipState()
     intern = sys.intern
-    ids: dict[str, str] = {}
     for name_key, name, external_id, source in fetch_plain(session, query):
         key = intern(name_key)
-        state.memberships[(key, ids.setdefault(external_id, external_id))] = intern(source)
+        state.memberships.setdefault(key, {})[intern(external_id)] = intern(source)
         state.team_names[key] = name
     return state
 
