@@ -1,7 +1,7 @@
-"""Query plans of the directory-run lookups by status, before and after migration 0029.
+"""Query plans of the directory-run lookups by status, before and after migration 0030.
 
-A throwaway PostgreSQL database is migrated to 0026, filled with a year of runs (an
-incremental sync every 5 minutes per connector is ~105,000 runs a year), analysed and
+A throwaway PostgreSQL database is migrated to the revision before 0030, filled with runs
+(an incremental sync every 5 minutes per connector is ~105,000 runs a year), analysed and
 explained; then migrated to head and explained again. The database is dropped at the end.
 
 Run: .venv/bin/python benchmarks/ldap_run_indexes.py [--connectors 20] [--runs 25000]
@@ -20,9 +20,12 @@ from sqlalchemy.engine import Engine, make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.migrate import upgrade
+from alembic.script import ScriptDirectory
 
-BEFORE = "0026"
+from models.migrate import alembic_config, upgrade
+
+INDEXES = "0030_ldap_run_status"
+BEFORE = str(ScriptDirectory.from_config(alembic_config()).get_revision(INDEXES).down_revision)
 CONNECTOR = "(SELECT id FROM directory_connectors ORDER BY name LIMIT 1)"
 QUERIES = {
     "reaper, every connector (status = running)": (
