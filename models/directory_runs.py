@@ -247,9 +247,12 @@ def apply_approval(
     the lease.
     """
     with transaction(sessions) as session:
-        run = session.get_one(DirectorySyncRun, run_id)
-        if run.status is not SyncRunStatus.APPROVING:
-            return SyncOutcome(str(run_id), run.status.value, error=run.error)  # done already
+        run = session.get(DirectorySyncRun, run_id)
+        if run is None:  # its connector was deleted since
+            return SyncOutcome(str(run_id), "not_found", error="the run no longer exists")
+        if run.status is not SyncRunStatus.APPROVING:  # applied or refused already
+            summary = (run.plan or {}).get("summary", {})
+            return SyncOutcome(str(run_id), run.status.value, summary, run.error)
         connector = session.get_one(DirectoryConnector, run.connector_id)
         target = _Target(connector, connector_mapping(connector), settings)
         session.expunge(connector)
