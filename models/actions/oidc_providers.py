@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.oidc import Client
@@ -74,6 +75,14 @@ def clear(session: Session, *, organisation: Organisation, actor: Actor) -> None
 
 def provider_for(session: Session, organisation_id: uuid.UUID) -> OidcProvider | None:
     return session.get(OidcProvider, organisation_id)
+
+
+def provider_by_slug(session: Session, slug: str) -> tuple[Organisation, OidcProvider] | None:
+    """The organisation a person names by its slug (the console's sign-in) and its provider,
+    or None when there is no such organisation or it has no provider (said the same way)."""
+    organisation = session.scalar(select(Organisation).where(Organisation.slug == slug))
+    provider = provider_for(session, organisation.id) if organisation else None
+    return (organisation, provider) if organisation and provider else None
 
 
 def client(

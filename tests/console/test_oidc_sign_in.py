@@ -12,18 +12,21 @@ sign-in-state-refused.png.
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import select
+from werkzeug.serving import make_server
 
 from models.actions import oidc_providers
 from models.entities import ApiToken, AuditEvent
 from models.enums import Role, SignInPlace, TokenScope
 from tests.console.conftest import Org
-from tests.invitations.conftest import live_server  # noqa: F401 - the app on the public port
 from tests.support import factories as f
 from tests.support.browser import accessibility_violations, screenshot_dir
+from tests.support.net import free_port
 from tests.support.oidc import LoopbackProvider, sign_in_at_provider, start_provider
 
 pytestmark = pytest.mark.slow
@@ -31,7 +34,26 @@ OIDC_SIGN_IN = re.compile(r"/console/oidc/sign-in\?")
 
 
 @pytest.fixture(scope="module")
-def provider(live_server, tmp_path_factory) -> LoopbackProvider:  # noqa: F811
+def live_server(settings, engine) -> Iterator[str]:
+    """The web app on a loopback port of its own, its PUBLIC_BASE_URL pointing there (the
+    redirect URI the provider is told about)."""
+    from webhooks.app import create_app
+    from webhooks.context import EXTENSION
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = create_app(settings.model_copy(update={"public_base_url": base}))
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield base
+    server.shutdown()
+    thread.join(timeout=10)
+    app.extensions[EXTENSION].engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def provider(live_server, tmp_path_factory) -> Iterator[LoopbackProvider]:
     log = tmp_path_factory.mktemp("oidc-console") / "provider.log"
     started = start_provider(
         redirect_uris=[oidc_providers.callback_url(live_server, SignInPlace.CONSOLE)],
@@ -78,7 +100,7 @@ def test_an_admin_signs_in_with_oidc_and_sees_the_overview(
     live_server,
     chromium,
     sessions,
-    provider,  # noqa: F811
+    provider,
 ):
     context = chromium.new_context()
     page = context.new_page()
@@ -128,7 +150,7 @@ def test_a_member_an_unknown_and_an_unverified_email_are_refused(
     live_server,
     chromium,
     sessions,
-    provider,  # noqa: F811
+    provider,
 ):
     for email, says in [
         ("mia@acme.example", "for Organisation Admins and managers"),
@@ -164,7 +186,7 @@ def test_an_entra_style_token_without_email_verified_but_xms_edov_signs_in(
     acme,
     session,
     live_server,
-    chromium,  # noqa: F811
+    chromium,
 ):
     f.make_user(session, acme.org, role=Role.MANAGER, email="entra.eli@acme.example")
     session.commit()
@@ -180,7 +202,7 @@ def test_a_tampered_state_or_an_unknown_organisation_is_refused(
     acme,
     live_server,
     chromium,
-    sessions,  # noqa: F811
+    sessions,
 ):
     context = chromium.new_context()
     page = context.new_page()

@@ -9,13 +9,12 @@ import secrets
 import uuid
 
 from flask import Response, redirect, request, url_for
-from sqlalchemy import select
 
 from connectors import oidc
 from models.actions import oidc_providers, oidc_sign_ins
 from models.actions.oidc_sign_ins import Claimed, SignInRefused
 from models.base import utcnow
-from models.entities import OidcProvider, Organisation
+from models.entities import OidcProvider
 from models.enums import SignInPlace
 from models.errors import Unavailable
 from webhooks import oidc_callback
@@ -30,7 +29,7 @@ BROWSER_COOKIE = "odock_console_oidc"
 @bp.get("/oidc/sign-in")
 def oidc_sign_in() -> Response:
     slug = request.args.get("organisation", "").strip().lower()
-    found = _provider_of(slug)
+    found = oidc_providers.provider_by_slug(db_session(), slug)
     if found is None:  # the sign-in page says so
         return redirect(url_for("console.sign_in_form", organisation=slug[:64]), 303)  # type: ignore[return-value]
     organisation, provider = found
@@ -81,14 +80,6 @@ def oidc_callback_page() -> Response:
         response = start_for_verified_email(claimed.organisation_id, email)
     response.delete_cookie(BROWSER_COOKIE, path=PREFIX)
     return response
-
-
-def _provider_of(slug: str) -> tuple[Organisation, OidcProvider] | None:
-    organisation = db_session().scalar(select(Organisation).where(Organisation.slug == slug))
-    if organisation is None:
-        return None
-    provider = oidc_providers.provider_for(db_session(), organisation.id)
-    return (organisation, provider) if provider else None
 
 
 def _client_of(organisation_id: uuid.UUID) -> oidc.Client:

@@ -9,7 +9,6 @@ import uuid
 from datetime import timedelta
 
 from flask import Response, redirect, request, url_for
-from sqlalchemy import select
 
 from models.actions import console_sessions, oidc_providers, sign_in_audit
 from models.actions.console_sessions import ConsoleSession
@@ -35,15 +34,15 @@ def sign_in_form() -> Response:
     slug = request.args.get("organisation", "").strip().lower()[:64]
     if not slug:
         return _form()
-    provider = _provider_name(slug)
-    if provider is None:
+    found = oidc_providers.provider_by_slug(db_session(), slug)
+    if found is None:
         return _form(
             error=f"The organisation {slug!r} has no OpenID Connect sign-in; check its short "
             "name, or sign in with an admin token.",
             status=404,
             organisation=slug,
         )
-    return _form(organisation=slug, provider=provider)
+    return _form(organisation=slug, provider=found[1].display_name)
 
 
 @bp.post("/sign-in")
@@ -120,13 +119,6 @@ def sign_out() -> Response:
 
 def session_lifetime() -> timedelta:
     return timedelta(hours=settings().console_session_hours)
-
-
-def _provider_name(slug: str) -> str | None:
-    session = db_session()
-    organisation = session.scalar(select(Organisation).where(Organisation.slug == slug))
-    provider = oidc_providers.provider_for(session, organisation.id) if organisation else None
-    return provider.display_name if provider else None
 
 
 def _form(
