@@ -2,7 +2,7 @@
 (enrollment or console) and organisation; only an enrollment sign-in has an invitation.
 
 Revision ID: 0029_consoleoidc
-Revises: 0026
+Revises: 0029_bridge
 Create Date: 2026-12-04 20:00:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0029_consoleoidc"
-down_revision: str | None = "0026"
+down_revision: str | None = "0029_bridge"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
