@@ -79,6 +79,7 @@ def carry_out_key_change(session: Session, change: KeyChange) -> list[uuid.UUID]
             command=change.command.value,
             reason=change.reason,
             via_store=is_bridged(session),
+            clock=cutoffs.Clock.of(change.invalidation_detail),
         )
     if is_bridged(session):
         _issue_commands(session, change, key_ids)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +37,25 @@ MAX_KEYS_IN_PAYLOAD = 100
 CLAIM_BATCH = 500
 
 
+@dataclass(frozen=True)
+class Clock:
+    """A revocation's time-to-kill clock: where it came from and when it arrived."""
+
+    source: str
+    arrived_at: datetime
+
+    @classmethod
+    def of(cls, detail: dict[str, Any]) -> Clock | None:
+        """From a key change's invalidation detail (`source`, `arrived_at` in epoch seconds)."""
+        if detail.get("arrived_at") is None:
+            return None
+        arrived_at = datetime.fromtimestamp(detail["arrived_at"], UTC)
+        return cls(detail.get("source") or "unknown", arrived_at)
+
+    def seconds_until(self, moment: datetime) -> float:
+        return max(0.0, (moment - self.arrived_at).total_seconds())
+
+
 def open_cutoffs(
     session: Session,
     *,
@@ -43,6 +64,7 @@ def open_cutoffs(
     command: str,
     reason: str,
     via_store: bool,
+    clock: Clock | None = None,
 ) -> None:
     """Start the clock on these keys' invalidation (in the transaction that changed them)."""
     now = utcnow()
@@ -55,6 +77,8 @@ def open_cutoffs(
             via_store=via_store,
             requested_at=now,
             next_attempt_at=now,
+            clock_source=clock.source if clock else None,
+            arrived_at=clock.arrived_at if clock else None,
         )
         for key_id in key_ids
     )
@@ -123,11 +147,13 @@ def record_failure(
 
 def acknowledge(
     session: Session, *, key_ids: list[uuid.UUID], called_at: datetime, at: datetime
-) -> int:
+) -> list[Clock]:
     """The gateway forgot these keys in a call made at `called_at`: the cut-offs requested
-    before it are done; an incident whose overdue cut-offs are all done now clears."""
+    before it are done; an incident whose overdue cut-offs are all done now clears. Returns
+    the clocks of the cut-offs this call closed (the caller holds the keys' locks, so each
+    cut-off is closed, and its clock returned, once)."""
     if not key_ids:
-        return 0
+        return []
     rows = list(
         session.scalars(
             select(KeyCutoff)
@@ -144,7 +170,7 @@ def acknowledge(
     session.flush()
     for organisation_id in sorted({c.organisation_id for c in rows if c.alarmed_at}):
         _clear_incident_if_over(session, organisation_id, at)
-    return len(rows)
+    return [Clock(c.clock_source, c.arrived_at) for c in rows if c.clock_source and c.arrived_at]
 
 
 def raise_alarms(

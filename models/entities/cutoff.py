@@ -45,6 +45,10 @@ class KeyCutoff(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
     alarmed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The time-to-kill clock of the revocation behind it: whoever the gateway acknowledges it
+    # to (its own task or the reaper) observes the figure, once.
+    clock_source: Mapped[str | None] = mapped_column(String(32), default=None)
+    arrived_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class CutoffIncident(Base):

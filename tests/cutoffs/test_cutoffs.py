@@ -87,7 +87,7 @@ def test_an_acknowledgement_closes_only_cutoffs_requested_before_the_call(sessio
     _org, _admin, key_ids = revoked_keys(session, count=1)
     before = utcnow() - timedelta(seconds=5)
 
-    assert cutoffs.acknowledge(session, key_ids=key_ids, called_at=before, at=utcnow()) == 0
+    assert cutoffs.acknowledge(session, key_ids=key_ids, called_at=before, at=utcnow()) == []
     assert session.scalars(select(KeyCutoff)).one().acknowledged_at is None
     reviews.record_invalidation(session, key_ids=key_ids, reason="revoked")
     assert session.scalars(select(KeyCutoff)).one().acknowledged_at is not None

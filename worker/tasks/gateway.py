@@ -3,7 +3,6 @@ reaper until the gateway acknowledges, alarmed once past the deadline (models/ac
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import timedelta
 
@@ -39,9 +38,9 @@ DEADLINE_ALARMS = Counter(
 def invalidate_keys(
     key_ids: list[str], reason: str = "", source: str = "", arrived_at: float | None = None
 ) -> None:
-    """`arrived_at` (epoch seconds) is when the revocation that queued this arrived."""
-    if drive(key_ids=[uuid.UUID(k) for k in key_ids], reason=reason) and arrived_at is not None:
-        TIME_TO_KILL.labels(source or "unknown").observe(max(0.0, time.time() - arrived_at))
+    """`source`, `arrived_at`: the revocation's time-to-kill clock, for the log; its cut-offs
+    carry it too, and whoever the gateway acknowledges them to observes it (drive)."""
+    drive(key_ids=[uuid.UUID(k) for k in key_ids], reason=reason)
 
 
 @task("cutoffs.reap", autoretry_for=())
@@ -103,7 +102,10 @@ def drive(*, key_ids: list[uuid.UUID] | None, reason: str) -> int:
         return 0
     GATEWAY_CALLS.labels("acknowledged").inc()
     with current.sessions() as session:
-        record_invalidation(session, key_ids=claimed, reason=reason, called_at=called_at)
+        clocks = record_invalidation(session, key_ids=claimed, reason=reason, called_at=called_at)
         session.commit()
+    acknowledged_at = utcnow()
+    for clock in clocks:
+        TIME_TO_KILL.labels(clock.source).observe(clock.seconds_until(acknowledged_at))
     log.info("gateway.invalidated", keys=len(claimed), reason=reason)
     return len(claimed)
