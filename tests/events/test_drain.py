@@ -263,7 +263,9 @@ def test_in_one_batch_bad_deliveries_are_rejected_and_the_good_ones_still_apply(
     assert (ada.name, ada.status) == ("Ada L.", UserStatus.ACTIVE)
 
 
-def test_a_second_drain_of_the_organisation_leaves_at_once_while_one_is_at_work(session, engine):
+def test_a_second_drain_of_the_organisation_leaves_at_once_while_one_is_at_work(
+    session, sessions, engine
+):
     """On both databases (SQLite used to give every drain a turn: drains ran side by side in
     both urgent slots while invalidations waited for one)."""
     from worker import turns
@@ -277,9 +279,8 @@ def test_a_second_drain_of_the_organisation_leaves_at_once_while_one_is_at_work(
     with turns.turn(engine, turns.key_of(org.id)) as mine:  # another drain is at work
         assert mine
         assert drain_deliveries(str(org.id)) == 0
-        session.expire_all()
-        assert statuses(session, org) == {"waiting": ("received", None)}
-        session.rollback()
+        with sessions() as fresh:
+            assert statuses(fresh, org) == {"waiting": ("received", None)}
     assert drain_deliveries(str(org.id)) == 1
 
 
