@@ -738,8 +738,8 @@ def record_invalidation(
     called_at: datetime | None = None,
 ) -> list[cutoffs.Clock]:
     """The gateway acknowledged forgetting these keys (in a call made at `called_at`): remember
-    it, close their cut-offs, and resolve the findings that waited for it. Returns the
-    time-to-kill clocks of the cut-offs it closed."""
+    it, close their cut-offs, and resolve the findings that waited for it. The time-to-kill
+    clocks of the revocations this completed."""
     at = at or utcnow()
     key_revocation.lock_keys(session, VirtualApiKey.id.in_(key_ids))
     known = set(

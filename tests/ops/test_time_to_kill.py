@@ -115,7 +115,7 @@ def test_what_cuts_access_off_is_routed_to_the_urgent_queue(settings, task, kwar
 
 def observed(source: str) -> float:
     """This process's `odock_time_to_kill_seconds` sample count for `source`."""
-    from worker.tasks.gateway import TIME_TO_KILL
+    from worker.time_to_kill import TIME_TO_KILL
 
     return sum(
         sample.value
@@ -137,7 +137,7 @@ def test_a_revocation_the_reaper_invalidates_first_is_counted_once(
     from models.arrival import arrived
     from models.enums import Source
     from worker.celery_app import celery_app
-    from worker.tasks import gateway
+    from worker.tasks import cutoffs, gateway
 
     monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: None)  # the task waits
     httpserver.expect_request(GATEWAY_PATH).respond_with_json({})
@@ -151,9 +151,9 @@ def test_a_revocation_the_reaper_invalidates_first_is_counted_once(
     job = invalidation(sessions)
     before = observed("events")
 
-    assert gateway.reap() == 1  # the reaper gets there first
+    assert cutoffs.reap() == 1  # the reaper gets there first
     gateway.invalidate_keys(**job)  # then the task: nothing left to claim
-    gateway.reap()
+    cutoffs.reap()
 
     assert observed("events") == before + 1
     assert any(request.path == GATEWAY_PATH for request, _ in httpserver.log)
