@@ -513,10 +513,18 @@ def decide(
     reason: str,
     actor: Actor,
 ) -> ReviewFinding:
-    """The owner's (or a manager's, or an admin's) answer: keep with a reason, rotate, revoke."""
+    """The owner's (or a manager's, or an admin's) answer: keep with a reason, rotate, revoke.
+    One answer per finding: the first one given, or the deadline's."""
+    _take_campaign_turn(session, finding)
     if finding.state is not FindingState.OPEN:
         raise InvalidTransition(
             f"the finding is already {finding.state}", state=finding.state.value
+        )
+    if finding.action_taken:
+        raise InvalidTransition(
+            f"the finding is already decided ({finding.action}); the key's revocation is "
+            "waiting for the gateway's acknowledgement",
+            state=reviews.INVALIDATION_PENDING,
         )
     required = decision is RecertDecision.KEEP
     reason = clean_text(reason, field="reason", max_length=2000, required=required)
@@ -551,6 +559,18 @@ def decide(
         return finding  # done when the gateway acknowledges, as any revoked key's finding
     note = f"{decision.value}: {reason}" if reason else decision.value
     return reviews.resolve_finding(session, finding=finding, actor=actor, note=note)
+
+
+def _take_campaign_turn(session: Session, finding: ReviewFinding) -> None:
+    """Wait for the campaign's other deciders (people, the deadline) to finish, then re-read the
+    finding as it is now: two answers to one finding must not both apply. (SQLite's writers
+    already take turns: each transaction begins IMMEDIATE.)"""
+    turn = select(RecertificationCampaign.id).where(
+        RecertificationCampaign.review_id == finding.review_id
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(turn.with_for_update())
+    session.refresh(finding)
 
 
 def _revoke(
@@ -604,13 +624,17 @@ DEADLINE_ACTOR = Actor.schedule("recertification.deadline")
 
 
 def enforce(session: Session, *, campaign: RecertificationCampaign, now: datetime) -> None:
-    """The deadline: the findings still open are handled by the campaign's policy."""
+    """The deadline: the findings nobody answered are handled by the campaign's policy (the
+    caller holds the campaign's row, so no decision is being made meanwhile)."""
     open_findings = list(
         session.scalars(
-            select(ReviewFinding).where(
+            select(ReviewFinding)
+            .where(
                 ReviewFinding.review_id == campaign.review_id,
                 ReviewFinding.state == FindingState.OPEN,
+                ReviewFinding.action_taken.is_(False),  # revoked: waits for the gateway
             )
+            .execution_options(populate_existing=True)
         )
     )
     policy = RecertDeadlinePolicy(campaign.scope.get("on_deadline", "revoke"))
