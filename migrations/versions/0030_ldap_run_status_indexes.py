@@ -1,7 +1,7 @@
 """Directory sync runs: partial indexes for the reaper's running runs and the latest successful
 
 Revision ID: 0030_ldap_run_status
-Revises: 0029_bridge
+Revises: 0029_consoleoidc
 Create Date: 2026-12-04 20:10:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0030_ldap_run_status"
-down_revision: str | None = "0029_bridge"
+down_revision: str | None = "0029_consoleoidc"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
