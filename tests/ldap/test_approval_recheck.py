@@ -227,7 +227,8 @@ def test_an_approval_reading_longer_than_its_lease_keeps_it(
 ):
     """The approval's re-read renews the connector's lease as a sync does: a sync started
     meanwhile is skipped, however long the read takes."""
-    connector = make_connector(threshold_percent=10)
+    # Each answer comes 3 s late through the proxy: the searches must wait for it.
+    connector = make_connector(threshold_percent=10, search_timeout=120.0, connect_timeout=60.0)
     sync(connector)
     directory.replace(directory.person_dn("bob"), "pwdAccountLockedTime", b"000001010000Z")
     held = sync(connector)
