@@ -66,8 +66,8 @@ def test_a_revocation_freezes_the_budget_in_the_store_and_reactivation_thaws_it_
 
     deactivate(bridged_client, holder)
 
-    wait_until(lambda: odock.store.budget(budget_id)["frozen"], timeout=15, what="frozen")
-    wait_until(lambda: cutoffs_done(bridged_sessions, budget_id), timeout=10, what="cut-off done")
+    wait_until(lambda: odock.store.budget(budget_id)["frozen"], timeout=30, what="frozen")
+    wait_until(lambda: cutoffs_done(bridged_sessions, budget_id), timeout=20, what="cut-off done")
     [freeze] = commands_for(bridged_sessions, budget_id)
     assert freeze.command_type == "budget.freeze" and freeze.acknowledged_at is not None
     assert odock.store.applied_at(str(freeze.id)) is not None
@@ -90,13 +90,13 @@ def test_a_revocation_freezes_the_budget_in_the_store_and_reactivation_thaws_it_
         seen = odock.commands_seen.for_key(budget_id)
         return len([c for c in seen if c.type == "budget.thaw" and c.status == 500]) >= 2
 
-    wait_reaping(thaws_refused, timeout=15, what="the thaw re-sent to a failing store")
+    wait_reaping(thaws_refused, timeout=30, what="the thaw re-sent to a failing store")
     assert odock.store.budget(budget_id)["frozen"] is True
 
     odock.store_faults.heal()
 
-    wait_reaping(lambda: not odock.store.budget(budget_id)["frozen"], timeout=15, what="thawed")
-    wait_until(lambda: cutoffs_done(bridged_sessions, budget_id), timeout=10, what="cut-off done")
+    wait_reaping(lambda: not odock.store.budget(budget_id)["frozen"], timeout=30, what="thawed")
+    wait_until(lambda: cutoffs_done(bridged_sessions, budget_id), timeout=20, what="cut-off done")
     freeze, thaw = commands_for(bridged_sessions, budget_id)
     assert thaw.command_type == "budget.thaw" and thaw.acknowledged_at is not None
     assert thaw.attempts >= 3
