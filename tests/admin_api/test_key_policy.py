@@ -24,15 +24,15 @@ def test_an_admin_reads_the_policy_and_sets_it_audited(client, session, world):
 
     assert changed.status_code == 200 and changed.get_json()["org_key_policy"] == "revoke"
     assert client.get(PATH, headers=world.auth("admin")).get_json()["org_key_policy"] == "revoke"
+    # another organisation's policy is untouched
+    other = client.get(PATH, headers=world.auth("b_admin")).get_json()
+    assert other["org_key_policy"] == "hold"
     [event] = session.scalars(
         select(AuditEvent).where(AuditEvent.action == "organisation.settings_changed")
     ).all()
     assert event.before == {"org_key_policy": "hold"}
     assert event.after == {"org_key_policy": "revoke"}
     assert event.source == "admin" and event.actor_user_id == world.users["admin"]
-    # another organisation's policy is untouched
-    other = client.get(PATH, headers=world.auth("b_admin")).get_json()
-    assert other["org_key_policy"] == "hold"
 
 
 def test_the_policy_set_through_the_api_decides_the_leavers_organisation_keys(
