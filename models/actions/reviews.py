@@ -1068,6 +1068,14 @@ def resolve_findings(
         _close(session, review, actor=actor, now=now, announce=True)
 
 
+def close_if_settled(
+    session: Session, *, review: RevocationReview, actor: Actor, now: datetime
+) -> None:
+    """Close an open review whose findings were all settled by a bulk change."""
+    if review.status is ReviewStatus.OPEN and not has_open_findings(session, review):
+        _close(session, review, actor=actor, now=now, announce=True)
+
+
 def close_empty_review(session: Session, *, review: RevocationReview, now: datetime) -> None:
     """A review born with nothing to decide is resolved at once, and says so."""
     _close(session, review, actor=Actor.system(POLICY), now=now, announce=False)
