@@ -1,6 +1,6 @@
 """Query plans of the directory-run lookups by status, before and after migration 0030.
 
-A throwaway PostgreSQL database is migrated to the revision before 0030, filled with runs
+A throwaway PostgreSQL database is migrated to the revision before 0031, filled with runs
 (an incremental sync every 5 minutes per connector is ~105,000 runs a year), analysed and
 explained; then migrated to head and explained again. The database is dropped at the end.
 
@@ -24,7 +24,7 @@ from alembic.script import ScriptDirectory
 
 from models.migrate import alembic_config, upgrade
 
-INDEXES = "0030_ldap_run_status"
+INDEXES = "0031_ldap_run_status"
 BEFORE = str(ScriptDirectory.from_config(alembic_config()).get_revision(INDEXES).down_revision)
 CONNECTOR = "(SELECT id FROM directory_connectors ORDER BY name LIMIT 1)"
 QUERIES = {

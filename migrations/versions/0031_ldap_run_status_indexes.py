@@ -1,7 +1,7 @@
 """Directory sync runs: partial indexes for the reaper's running runs and the latest successful
 
-Revision ID: 0030_ldap_run_status
-Revises: 0029_consoleoidc
+Revision ID: 0031_ldap_run_status
+Revises: 0030_otel
 Create Date: 2026-12-04 20:10:00.000000
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0030_ldap_run_status"
-down_revision: str | None = "0029_consoleoidc"
+revision: str = "0031_ldap_run_status"
+down_revision: str | None = "0030_otel"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
