@@ -62,7 +62,12 @@ def register(
                 "get": operation("Access-change reviews visible to the caller", params=review_list)
             },
             "/reviews/{review_id}": {
-                "get": operation("A review: findings, revocation, who was alerted", params=[review])
+                "get": operation(
+                    "A review: a page of its findings (open, most severe first; `limit` up to "
+                    "200, `cursor` = `findings_next_cursor`), revocation, who was alerted",
+                    params=[review, *review_list[-2:]],
+                    errors=(400, 401, 403, 404),
+                )
             },
             "/reviews/{review_id}/acknowledge": {
                 "post": operation(
