@@ -41,7 +41,7 @@ from models.migrate import upgrade  # noqa: E402
 from models.queries.reviews import SEVERITY_ORDER, finding_view, review_detail  # noqa: E402
 from models.settings import Settings  # noqa: E402
 
-RUNS = 3
+RUNS = 2
 
 
 def main() -> None:
