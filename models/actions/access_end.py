@@ -12,17 +12,17 @@ not due any more (audited as cancelling it, and taking back a revocation the gat
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, inspect, select
 from sqlalchemy.orm import Session
 
 from models import audit
-from models.actions import lifecycle, mass_change
+from models.actions import lifecycle, mass_change, reviews
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import MassChange, User
+from models.entities import MassChange, OrganisationSettings, User
 from models.enums import ChangeKind, ChangeStatus, Source, UserStatus
 from models.errors import InvalidInput
 
@@ -49,7 +49,19 @@ def set_access_end(session: Session, *, user: User, ends_at: datetime | None, ac
     _audit(session, user, actor, before=current)
     if not _due(ends_at, utcnow()):
         mass_change.withdraw(session, user=user, kinds=STATUS_KINDS, actor=actor, source=SCHEDULE)
+    if not _departure_near(session, user):
+        why = f"the end date moved to {_iso(ends_at)}" if ends_at else "the end date was cleared"
+        reviews.supersede_departure_review(session, user=user, actor=actor, note=why, announce=True)
     return True
+
+
+def _departure_near(session: Session, user: User) -> bool:
+    """The person's date is within the organisation's notice (or passed): a departure review
+    opened for an earlier date still serves; a date further away opens its own in time."""
+    if user.access_ends_at is None:
+        return False
+    days = session.get_one(OrganisationSettings, user.organisation_id).departure_notice_days
+    return user.access_ends_at - timedelta(days=days) <= utcnow()
 
 
 def _read_locked(session: Session, user: User) -> None:
