@@ -31,7 +31,6 @@ JOB = "access.end_due"
 ENDING = (UserStatus.ACTIVE, UserStatus.PENDING)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 SCHEDULE = Source.SCHEDULE
-STATUS_KINDS = mass_change.STATUS_KINDS
 
 
 def set_access_end(session: Session, *, user: User, ends_at: datetime | None, actor: Actor) -> bool:
@@ -47,12 +46,20 @@ def set_access_end(session: Session, *, user: User, ends_at: datetime | None, ac
     user.access_ends_source = actor.source if ends_at is not None else None
     user.updated_at = utcnow()
     _audit(session, user, actor, before=current)
+    _release_the_old_date(session, user, actor)
+    return True
+
+
+def _release_the_old_date(session: Session, user: User, actor: Actor) -> None:
+    """What waited on the date before: a revocation the gate holds is taken back once the
+    date is not due, the departure review closes once the date is further than the notice."""
+    ends_at = user.access_ends_at
     if not _due(ends_at, utcnow()):
-        mass_change.withdraw(session, user=user, kinds=STATUS_KINDS, actor=actor, source=SCHEDULE)
+        kinds = mass_change.STATUS_KINDS
+        mass_change.withdraw(session, user=user, kinds=kinds, actor=actor, source=SCHEDULE)
     if not _departure_near(session, user):
         why = f"the end date moved to {_iso(ends_at)}" if ends_at else "the end date was cleared"
         reviews.supersede_departure_review(session, user=user, actor=actor, note=why, announce=True)
-    return True
 
 
 def _departure_near(session: Session, user: User) -> bool:
