@@ -162,8 +162,9 @@ def patch_user(
     scim_user = _user(session, ctx, scim_id, for_update=True)
     current = user_document(session, ctx, scim_user)
     check_version(current, conditions)
-    patched = apply_patch(current, operations(body), USER_KIND)
-    fields = casting.scim_to_user_fields(patched, _end_attribute(session, ctx))
+    attribute = _end_attribute(session, ctx)
+    patched = apply_patch(current, operations(body), USER_KIND, passthrough=(attribute,))
+    fields = casting.scim_to_user_fields(patched, attribute)
     scim_actions.replace_scim_user(session, scim_user=scim_user, fields=fields, actor=ctx.actor)
     return user_document(session, ctx, scim_user)
 

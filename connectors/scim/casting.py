@@ -19,9 +19,9 @@ from connectors.scim.fields import ScimEmailValue, ScimGroupFields, ScimUserFiel
 from connectors.scim.schemas import (
     ENTERPRISE,
     ENTERPRISE_SCHEMA,
-    USER,
     USER_SCHEMA,
     Attribute,
+    split_attribute_path,
 )
 
 # Attributes kept in their own columns (or discarded, or derived); every other attribute of
@@ -90,14 +90,6 @@ def put_at(doc: dict[str, Any], path: str, value: Any) -> None:
     if urn not in doc["schemas"]:
         doc["schemas"].append(urn)
     doc.setdefault(urn, {})[name] = value
-
-
-def split_attribute_path(path: str) -> tuple[str | None, str]:
-    """(the extension's URN or None for the core schema, the attribute's name)."""
-    if not path.lower().startswith("urn:"):
-        return None, path
-    urn, _, name = path.rpartition(":")
-    return (None if urn.lower() == USER.lower() else urn), name
 
 
 def put(doc: dict[str, Any], key: str, value: Any) -> None:
