@@ -1,12 +1,14 @@
 """The mass-change gate of push sources, like Entra ID's accidental-deletions prevention.
 
-SCIM and IdP events may deactivate, delete or demote people one request at a time. Once more
-of those arrive from one source within the window than the organisation allows (a count, a
-percentage of its active people, or both), the gate trips: that change and every further
-destructive change from the source is held, the person keeps access, and the organisation's
-admins are alerted; an admin approves or discards the held batch (mass_change_holds). The
-lifecycle (`set_active(..., gate=...)`) and the SCIM group-role mapping call `admit`; the
-decision lives here and nowhere else.
+SCIM and IdP events may deactivate, delete or demote people one request at a time, and the
+end-date schedule revokes everyone whose date has come. Once more of those arrive from one
+source within the window than the organisation allows (a count, a percentage of its active
+people, or both), the gate trips: that change and every further destructive change from the
+source is held, the person keeps access, and the organisation's admins are alerted; an admin
+approves or discards the held batch (mass_change_holds). The lifecycle
+(`set_active(..., gate=...)`) and the SCIM group-role mapping call `admit`; a source that
+knows its batch in advance (the schedule) announces it with `expect`; the decision lives here
+and nowhere else.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from models.notifications import notify
 
 log = structlog.get_logger(__name__)
 
-GATED_SOURCES = frozenset({Source.SCIM, Source.OKTA, Source.EVENTS})
+GATED_SOURCES = frozenset({Source.SCIM, Source.OKTA, Source.EVENTS, Source.SCHEDULE})
 STATUS_KINDS = frozenset({ChangeKind.DEACTIVATE, ChangeKind.DELETE})
 EVENT_HELD = "mass_change.held"
 _GATES_LOCKED = "mass_change.gates_locked"  # session.info: gate rows this transaction locked
@@ -188,6 +190,24 @@ def admit(session: Session, *, user: User, request: GateRequest, actor: Actor) -
     return False
 
 
+def expect(session: Session, *, organisation_id: uuid.UUID, changes: int, actor: Actor) -> bool:
+    """A source about to make `changes` destructive changes it knows of in advance (end dates
+    due together) trips the gate first when they would exceed the thresholds together, so the
+    whole batch is held rather than cut off after the first few; True when the gate holds."""
+    if actor.source not in GATED_SOURCES or changes < 1:
+        return False
+    limits = thresholds(session, organisation_id)
+    if not limits.enabled:
+        return False
+    gate = _locked_gate(session, organisation_id, actor.source)
+    if gate.batch_id is None:
+        reason = _too_many(session, gate, limits, organisation_id, adding=changes)
+        if not reason:
+            return False
+        _trip(session, gate, reason, actor)
+    return True
+
+
 def _admitted_at_once(
     session: Session, user: User, request: GateRequest, actor: Actor, limits: Thresholds
 ) -> bool:
@@ -239,17 +259,26 @@ def pending_hold(
     )
 
 
-def withdraw(session: Session, *, user: User, kinds: Collection[ChangeKind], actor: Actor) -> int:
-    """The source took these changes back (active=true again, the role regranted): its held
-    changes of the person are superseded and will not apply. Returns how many."""
-    if actor.source not in GATED_SOURCES:
+def withdraw(
+    session: Session,
+    *,
+    user: User,
+    kinds: Collection[ChangeKind],
+    actor: Actor,
+    source: Source | None = None,
+) -> int:
+    """The source took these changes back (active=true again, the role regranted, the end
+    date moved away): its held changes of the person are superseded and will not apply.
+    `source`: whose held changes, when not the actor's own. Returns how many."""
+    source = source or actor.source
+    if source not in GATED_SOURCES:
         return 0
     held = list(
         session.scalars(
             select(MassChange).where(
                 MassChange.user_id == user.id,
                 MassChange.status == ChangeStatus.HELD,
-                MassChange.source == actor.source,
+                MassChange.source == source,
                 MassChange.kind.in_(kinds),
             )
         )
@@ -257,7 +286,7 @@ def withdraw(session: Session, *, user: User, kinds: Collection[ChangeKind], act
     for change in held:
         close(session, held=change, status=ChangeStatus.SUPERSEDED, actor=actor)
     if held:
-        settle(session, organisation_id=user.organisation_id, source=actor.source, actor=actor)
+        settle(session, organisation_id=user.organisation_id, source=source, actor=actor)
     return len(held)
 
 
@@ -344,13 +373,17 @@ def _counted(session: Session, gate: MassChangeGate, limits: Thresholds) -> int:
 
 
 def _too_many(
-    session: Session, gate: MassChangeGate, limits: Thresholds, organisation_id: uuid.UUID
+    session: Session,
+    gate: MassChangeGate,
+    limits: Thresholds,
+    organisation_id: uuid.UUID,
+    adding: int = 1,
 ) -> str:
-    """Why one more change would be too many, or "". The percentage's base is the people
+    """Why `adding` more changes would be too many, or "". The percentage's base is the people
     active when the window began: those it revoked count too."""
     counted = _counted(session, gate, limits)
     people = _active_people(session, organisation_id) + counted if limits.threshold_percent else 0
-    return limits.exceeded(counted + 1, people)
+    return limits.exceeded(counted + adding, people)
 
 
 def _active_people(session: Session, organisation_id: uuid.UUID) -> int:

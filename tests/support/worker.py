@@ -53,10 +53,13 @@ def start_worker(
     log_dir: Path,
     concurrency: int = 2,
     extra_env: dict[str, str] | None = None,
+    queues: list[str] | None = None,
 ) -> WorkerProcess:
+    """A worker on `queues` (default: the urgent and the default queue, as without -Q)."""
     log_path = log_dir / f"worker-{time.monotonic_ns()}.log"
+    queues = queues or worker_queues(settings.celery_queue)
     command = [
-        *celery_worker_command(worker_queues(settings.celery_queue), concurrency, loglevel="INFO"),
+        *celery_worker_command(queues, concurrency, loglevel="INFO"),
         "-n",
         f"test-{time.monotonic_ns()}@%h",
     ]
