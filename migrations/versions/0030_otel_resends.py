@@ -1,8 +1,8 @@
 """Notification deliveries can be re-sent (issue 17, item 4): how often, and how many attempts
 came before the last re-send (a re-send gets a fresh budget of attempts).
 
-Revision ID: 0029_otel
-Revises: 0026
+Revision ID: 0030_otel
+Revises: 0029_bridge
 Create Date: 2026-12-04 20:10:00.000000
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0029_otel"
-down_revision: str | None = "0026"
+revision: str = "0030_otel"
+down_revision: str | None = "0029_bridge"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
