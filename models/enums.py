@@ -165,12 +165,18 @@ class SyncRunStatus(StrEnum):
 
 
 class KeyCommandType(StrEnum):
-    """What odock-sync asks the key store to do with one key (the contract's command types)."""
+    """What odock-sync asks Odock's store to do with one key, or one budget (the contract's
+    command types)."""
 
     REVOKE = "key.revoke"
     RESTORE = "key.restore"
     REASSIGN = "key.reassign"
     ROTATE_REQUEST = "key.rotate_request"
+    BUDGET_FREEZE = "budget.freeze"
+    BUDGET_THAW = "budget.thaw"
+
+
+BUDGET_COMMANDS = frozenset({KeyCommandType.BUDGET_FREEZE, KeyCommandType.BUDGET_THAW})
 
 
 class ChangeKind(StrEnum):
@@ -211,3 +217,10 @@ class RecertDeadlinePolicy(StrEnum):
 
     REVOKE = "revoke"  # revoked at the gateway; an admin can restore one
     ESCALATE = "escalate"  # left open: the reminders go on up to the admins
+
+
+class SignInPlace(StrEnum):
+    """Where an OpenID Connect sign-in was started, and so where its callback must return."""
+
+    ENROLLMENT = "enrollment"  # an invitation's page (/enroll)
+    CONSOLE = "console"  # the web console (/console)

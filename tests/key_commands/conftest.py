@@ -20,6 +20,7 @@ from models.enums import Role, TokenScope
 from models.settings import Settings
 from tests.scim.payloads import okta_create_user
 from tests.support import factories as f
+from tests.support.apps import Apps
 from tests.support.odock import OdockStandIn, start_stand_in
 from tests.support.odock.adapter import push_keys
 from tests.support.worker import WorkerProcess, start_worker
@@ -105,16 +106,8 @@ def bridged_session(bridged_sessions: SessionFactory, clean_db: None) -> Iterato
 
 
 @pytest.fixture
-def bridged_client(
-    bridged_settings: Settings, engine: Engine, clean_db: None
-) -> Iterator[FlaskClient]:
-    from webhooks.app import create_app
-    from webhooks.context import EXTENSION
-
-    app = create_app(bridged_settings)
-    app.config["TESTING"] = True
-    yield app.test_client()
-    app.extensions[EXTENSION].engine.dispose()
+def bridged_client(apps: Apps, bridged_settings: Settings, clean_db: None) -> FlaskClient:
+    return apps.for_settings(bridged_settings).test_client()
 
 
 @dataclass

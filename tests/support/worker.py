@@ -37,14 +37,26 @@ class WorkerProcess:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
             self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            self.wait_stopped()
+
+    def wait_stopped(self) -> None:
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def stop_all(processes: list[WorkerProcess]) -> None:
+    """Stop them together: each waits for its running tasks, so one after another adds up."""
+    for started in processes:
+        if started.process.poll() is None:
+            started.process.send_signal(signal.SIGTERM)
+    for started in processes:
+        started.wait_stopped()
 
 
 def start_worker(
