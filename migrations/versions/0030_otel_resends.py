@@ -2,7 +2,7 @@
 came before the last re-send (a re-send gets a fresh budget of attempts).
 
 Revision ID: 0030_otel
-Revises: 0029_bridge
+Revises: 0029_consoleoidc
 Create Date: 2026-12-04 20:10:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0030_otel"
-down_revision: str | None = "0029_bridge"
+down_revision: str | None = "0029_consoleoidc"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
