@@ -138,7 +138,9 @@ def problem_of(answer) -> dict:
     return answer.get_json()
 
 
-@pytest.mark.parametrize("path_id", ["not-a-uuid", "5ff94a04-fd86-4901-bd39-75db3a93c94c", "other-org"])
+@pytest.mark.parametrize(
+    "path_id", ["not-a-uuid", "5ff94a04-fd86-4901-bd39-75db3a93c94c", "other-org"]
+)
 @pytest.mark.parametrize("action", ["", "/resend"])
 def test_bad_delivery_ids_are_a_clear_404(
     client, session, settings, admin, path_id, action
