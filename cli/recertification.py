@@ -92,7 +92,8 @@ def recert_open(org_slug: str, as_json: bool) -> None:
         )
         data = queries.campaign_summary(session, opened.campaign)
     findings = sum(data["findings"].values())
-    done(f"campaign {data['id']} opened: {findings} findings", data, as_json=as_json)
+    how = "opened" if opened.created else "already open (opened by hand, before its deadline)"
+    done(f"campaign {data['id']} {how}: {findings} findings", data, as_json=as_json)
 
 
 @recert.command("list")

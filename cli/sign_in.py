@@ -12,7 +12,7 @@ from models.actions import oidc_providers, organisations
 
 @click.group("sign-in")
 def sign_in() -> None:
-    """How invitees sign in on the enrollment pages: an OpenID Connect provider."""
+    """How invitees (enrollment pages) and admins (console) sign in: an OpenID Connect provider."""
 
 
 @sign_in.command("show")
@@ -65,8 +65,9 @@ def oidc_set(
         )
         data = oidc_providers.describe(provider, base_url=settings.public_base_url)
     done(
-        f"invitees of {org_slug} now sign in with {data['display_name']}; register "
-        f"{data['redirect_uri']} as a redirect URI at the provider",
+        f"invitees and console users of {org_slug} now sign in with {data['display_name']}; "
+        f"register {data['redirect_uri']} and {data['console_redirect_uri']} as redirect "
+        "URIs at the provider",
         data,
         as_json=as_json,
     )

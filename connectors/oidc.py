@@ -9,6 +9,7 @@ an organisation admin's choice, like a notification hook.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ SCOPE = "openid email"
 # would let anyone holding that secret mint tokens.
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
 CLOCK_LEEWAY_SECONDS = 60
+# Microsoft Entra ID's optional claim "email domain owner verified" (it sends no email_verified).
+ENTRA_DOMAIN_OWNER_VERIFIED = "xms_edov"
 
 
 class OidcError(Exception):
@@ -134,7 +137,7 @@ def verify_id_token(
     return IdTokenClaims(
         subject=str(claims["sub"]),
         email=email if isinstance(email, str) else None,
-        email_verified=claims.get("email_verified") is True,
+        email_verified=email_verified(claims),
     )
 
 
@@ -160,8 +163,18 @@ def _with_userinfo(
     return IdTokenClaims(
         subject=claims.subject,
         email=email if isinstance(email, str) else None,
-        email_verified=info.get("email_verified") is True,
+        email_verified=email_verified(info),
     )
+
+
+def email_verified(claims: Mapping[str, Any]) -> bool:
+    """Whether the provider vouches for the email: `email_verified` is the JSON boolean true,
+    or, only when `email_verified` is absent, Entra ID's optional `xms_edov` claim (the email's
+    domain is verified by the tenant the account lives in) is true. Entra ID never sends
+    `email_verified`; a provider that sends it false is believed, whatever else it sends."""
+    if "email_verified" in claims:
+        return claims["email_verified"] is True
+    return claims.get(ENTRA_DOMAIN_OWNER_VERIFIED) is True
 
 
 def discover(client: Client) -> dict[str, Any]:

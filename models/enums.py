@@ -211,3 +211,10 @@ class RecertDeadlinePolicy(StrEnum):
 
     REVOKE = "revoke"  # revoked at the gateway; an admin can restore one
     ESCALATE = "escalate"  # left open: the reminders go on up to the admins
+
+
+class SignInPlace(StrEnum):
+    """Where an OpenID Connect sign-in was started, and so where its callback must return."""
+
+    ENROLLMENT = "enrollment"  # an invitation's page (/enroll)
+    CONSOLE = "console"  # the web console (/console)

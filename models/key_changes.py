@@ -5,8 +5,9 @@ the key store and the gateway is decided here, by the session's mode:
 - embedded (default): odock-sync's tables are the store. The keys are marked here and the
   gateway invalidation is written to the outbox in the same transaction.
 - bridged: Odock's management plane is the store. The keys are marked in odock-sync's view
-  and a key command per key is written in the same transaction; the worker sends it until the
-  store acknowledges, and only then invalidates the gateway's cache (models/key_commands.py).
+  and a key command per key is written in the same transaction, with a cut-off carrying it;
+  the worker sends it (and the cut-off reaper again) until the store acknowledges, and only
+  then invalidates the gateway's cache (models/key_commands.py, models/actions/cutoffs.py).
 """
 
 from __future__ import annotations
@@ -71,19 +72,12 @@ def carry_out_key_change(session: Session, change: KeyChange) -> list[uuid.UUID]
     if change.command is not KeyCommandType.ROTATE_REQUEST:
         _forget_loaded(session, key_ids)
     _audit(session, change, key_ids)
-    if change.command is not KeyCommandType.ROTATE_REQUEST:
-        cutoffs.open_cutoffs(
-            session,
-            organisation_id=change.organisation_id,
-            key_ids=key_ids,
-            command=change.command.value,
-            reason=change.reason,
-            via_store=is_bridged(session),
-        )
     if is_bridged(session):
-        _issue_commands(session, change, key_ids)
+        commands = _issue_commands(session, change, key_ids)
+        _open_cutoffs(session, change, key_ids, commands)
     elif change.command is not KeyCommandType.ROTATE_REQUEST:
         # A rotation needs the key's value, which only Odock holds: embedded, it is audited.
+        _open_cutoffs(session, change, key_ids, commands=None)
         outbox.enqueue(
             session,
             TASK_INVALIDATE_KEYS,
@@ -264,7 +258,29 @@ def _audit_states(change: KeyChange) -> tuple[dict[str, Any] | None, dict[str, A
     return None, {"reason": change.reason}
 
 
-def _issue_commands(session: Session, change: KeyChange, key_ids: list[uuid.UUID]) -> None:
+def _open_cutoffs(
+    session: Session,
+    change: KeyChange,
+    key_ids: list[uuid.UUID],
+    commands: dict[uuid.UUID, uuid.UUID] | None,
+) -> None:
+    cutoffs.open_cutoffs(
+        session,
+        organisation_id=change.organisation_id,
+        key_ids=key_ids,
+        command=change.command.value,
+        reason=change.reason,
+        via_store=commands is not None,
+        command_ids=commands,
+        clock=change.invalidation_detail,
+    )
+
+
+def _issue_commands(
+    session: Session, change: KeyChange, key_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """A command per key, sent after commit; the cut-off reaper sends it again until the store
+    answers. Key id -> command id."""
     now = utcnow()
     commands = [
         KeyCommand(
@@ -284,5 +300,6 @@ def _issue_commands(session: Session, change: KeyChange, key_ids: list[uuid.UUID
         session,
         TASK_SEND_KEY_COMMANDS,
         command_ids=[str(command.id) for command in commands],
-        **change.invalidation_detail,  # the time-to-kill clock, on to the gateway invalidation
+        **change.invalidation_detail,  # the time-to-kill clock (kept on the cut-offs too)
     )
+    return {command.key_id: command.id for command in commands}

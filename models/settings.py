@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     # How often the beat looks for access end dates that have come (and departure notices
     # due): a person is revoked within this long after their date.
     access_end_tick_seconds: float = Field(default=20.0, gt=0, le=60)
+    # Backoff between attempts of one cut-off (gateway call, or store command when bridged).
     cutoff_retry_base: float = Field(default=1.0, gt=0)
     cutoff_retry_max: float = Field(default=15.0, gt=0)
     odock_mode: Literal["embedded", "bridged"] = "embedded"
@@ -57,8 +58,6 @@ class Settings(BaseSettings):
     odock_command_secret: str = ""
     odock_timeout: float = Field(default=5.0, gt=0, le=60)
     odock_reconcile_interval: float = Field(default=3600.0, gt=0)
-    odock_command_retry_base: float = Field(default=1.0, gt=0)
-    odock_command_retry_max: float = Field(default=300.0, gt=0)
     odock_reinvalidate_after: float = Field(default=5.0, ge=0, le=3600)
     # A failed reconcile is tried again after base, 2x base, ... (at most this many times)
     # before the next interval.

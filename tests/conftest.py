@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -27,11 +28,14 @@ from sqlalchemy.orm import Session
 from models.db import SessionFactory, make_engine, make_session_factory
 from models.migrate import upgrade
 from models.settings import Settings
+from tests.support.apps import Apps
 from tests.support.cleanup import empty_tables
 from tests.support.net import free_port
 from tests.support.smtp import Mailbox, start_smtp_server
 from tests.support.state import change_checker
 from tests.support.worker import WorkerProcess, start_worker
+
+REDIS_DATABASES = 16  # redis-server's default
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +64,20 @@ def database_url(tmp_path_factory: pytest.TempPathFactory, run_id: str) -> Itera
 def broker_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     configured = os.environ.get("CELERY_BROKER_URL")
     if configured:
-        return configured
+        return redis_database_of_worker(configured, os.environ.get("PYTEST_XDIST_WORKER", ""))
     return f"sqla+sqlite:///{tmp_path_factory.mktemp('broker') / 'broker.sqlite3'}"
+
+
+def redis_database_of_worker(url: str, worker: str) -> str:
+    """Each pytest-xdist worker (gw0, gw1, ...) on a Redis database of its own, after the
+    configured one. Its queues and wake-up flags are named by its run already; this keeps
+    kombu's shared bookkeeping (unacked messages, bindings) apart too."""
+    parts = urlsplit(url)
+    if not worker.startswith("gw") or parts.scheme not in ("redis", "rediss"):
+        return url
+    configured = int(parts.path.strip("/") or 0)
+    database = (configured + 1 + int(worker.removeprefix("gw"))) % REDIS_DATABASES
+    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 @pytest.fixture(scope="session")
@@ -175,16 +191,16 @@ def unchanged(sessions: SessionFactory) -> Callable[[], None]:
     return change_checker(sessions)
 
 
-@pytest.fixture
-def app(settings: Settings, engine: Engine, clean_db: None) -> Iterator[Flask]:
-    from webhooks.app import create_app
-    from webhooks.context import EXTENSION
+@pytest.fixture(scope="session")
+def apps(engine: Engine) -> Iterator[Apps]:
+    built = Apps()
+    yield built
+    built.close()
 
-    app = create_app(settings)
-    app.config["TESTING"] = True
-    yield app
-    # Each app has its own engine; close its pooled connections (PostgreSQL has a cap).
-    app.extensions[EXTENSION].engine.dispose()
+
+@pytest.fixture
+def app(apps: Apps, settings: Settings, clean_db: None) -> Flask:
+    return apps.for_settings(settings)
 
 
 @pytest.fixture
@@ -193,22 +209,13 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def client_with(settings: Settings, clean_db: None) -> Iterator[Callable[..., FlaskClient]]:
+def client_with(apps: Apps, settings: Settings, clean_db: None) -> Callable[..., FlaskClient]:
     """A test client of an app whose settings differ from the suite's by `changes`."""
-    from webhooks.app import create_app
-    from webhooks.context import EXTENSION
-
-    apps: list[Flask] = []
 
     def make(**changes: Any) -> FlaskClient:
-        app = create_app(settings.model_copy(update=changes))
-        app.config["TESTING"] = True
-        apps.append(app)
-        return app.test_client()
+        return apps.for_settings(settings.model_copy(update=changes)).test_client()
 
-    yield make
-    for made in apps:
-        made.extensions[EXTENSION].engine.dispose()
+    return make
 
 
 @pytest.fixture(scope="session")

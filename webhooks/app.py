@@ -21,6 +21,7 @@ from webhooks import (
     request_id,
     review_links,
     scim,
+    tracing,
 )
 from webhooks.api import (
     audit,
@@ -93,4 +94,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     health.install_request_metrics(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    tracing.trace_requests(app, engine)
     return app

@@ -1,6 +1,7 @@
 """Sign in with the organisation's OpenID Connect provider from an invitation's page:
 /enroll/<token>/sign-in sends the browser to the provider, /enroll/oidc/callback comes back,
-verifies who signed in and returns to the invitation, where the usual checks apply."""
+verifies who signed in and returns to the invitation, where the usual checks apply. Every
+outcome of the callback is audited (models/actions/sign_in_audit.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ from flask import Blueprint, redirect, request
 from werkzeug.wrappers import Response
 
 from connectors import oidc
-from models.actions import oidc_providers, oidc_sign_ins
+from models.actions import invitations as invitation_actions
+from models.actions import oidc_providers, oidc_sign_ins, sign_in_audit
+from models.actions.oidc_sign_ins import Claimed, SignInRefused
+from models.actions.sign_in_audit import SignInMethod
 from models.base import utcnow
 from models.entities import Invitation
+from models.enums import SignInPlace
 from models.errors import Unavailable
+from webhooks import oidc_callback
 from webhooks.context import db_session, settings
 from webhooks.enroll import acceptable
 from webhooks.enroll_identity import remember, set_cookie
@@ -23,6 +29,7 @@ bp = Blueprint("enroll_sign_in", __name__)
 bp.after_request(harden)
 
 BROWSER_COOKIE = "odock_oidc_browser"
+PLACE = SignInPlace.ENROLLMENT
 
 
 @bp.get("/enroll/<token>/sign-in")
@@ -37,6 +44,8 @@ def begin(token: str) -> Response:
     session = db_session()
     oidc_sign_ins.start(
         session,
+        place=PLACE,
+        organisation_id=invitation.organisation_id,
         invitation=invitation,
         link_token=token,
         request=sign_in,
@@ -53,32 +62,61 @@ def begin(token: str) -> Response:
 @bp.get("/enroll/oidc/callback")
 def callback() -> Response:
     session = db_session()
-    claimed = oidc_sign_ins.claim(
-        session,
-        state=request.args.get("state", ""),
-        browser=request.cookies.get(BROWSER_COOKIE, ""),
-        secret_key=settings().secret_key,
-        now=utcnow(),
-    )
-    session.commit()  # spent now, whatever follows: a replay of this callback is refused
-    if "error" in request.args:
-        reason = request.args.get("error_description") or request.args["error"]
-        raise oidc_sign_ins.SignInRefused(f"the provider did not sign you in: {reason[:200]}")
-    invitation = acceptable(claimed.link_token)
+    claimed: Claimed | None = None
     try:
-        claims = oidc.finish(
-            _client(invitation),
-            code=request.args.get("code", ""),
-            code_verifier=claimed.code_verifier,
-            nonce=claimed.nonce,
+        claimed = oidc_callback.claim(PLACE, BROWSER_COOKIE)
+        session.commit()  # spent now, whatever follows: a replay of this callback is refused
+        return _signed_in(claimed)
+    except SignInRefused as refused:
+        session.rollback()
+        sign_in_audit.refused(
+            session,
+            refused,
+            place=PLACE,
+            method=SignInMethod.OIDC,
+            organisation_id=claimed.organisation_id if claimed else None,
+            invitation_id=claimed.invitation_id if claimed else None,
         )
-    except oidc.OidcError as exc:
-        raise oidc_sign_ins.SignInRefused(exc.reason) from None
-    email = oidc_sign_ins.verified_email(claims)
+        session.commit()
+        raise
+
+
+def _signed_in(claimed: Claimed) -> Response:
+    """Who the provider says signed in, remembered for the invitation's page, which then
+    shows the name form or the wrong-account state."""
+    invitation = acceptable(claimed.link_token)
+    email = oidc_callback.verified_email(_client(invitation), claimed)
+    _audit_signed_in(invitation, email)
+    db_session().commit()
     response = redirect(f"/enroll/{claimed.link_token}", 303)
     remember(response, invitation, email)
     response.delete_cookie(BROWSER_COOKIE, path="/enroll/")
     return response
+
+
+def _audit_signed_in(invitation: Invitation, email: str) -> None:
+    session = db_session()
+    if invitation_actions.is_invited_email(invitation, email):
+        sign_in_audit.signed_in(
+            session,
+            place=PLACE,
+            method=SignInMethod.OIDC,
+            organisation_id=invitation.organisation_id,
+            email=email,
+            invitation_id=invitation.id,
+        )
+        return
+    wrong = SignInRefused(
+        f"signed in as {email}, not the invited email", outcome="wrong_account", email=email
+    )
+    sign_in_audit.refused(
+        session,
+        wrong,
+        place=PLACE,
+        method=SignInMethod.OIDC,
+        organisation_id=invitation.organisation_id,
+        invitation_id=invitation.id,
+    )
 
 
 def _client(invitation: Invitation) -> oidc.Client:

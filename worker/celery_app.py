@@ -15,6 +15,7 @@ TASK_MODULES = [
     "worker.outbox_relay",
     "worker.request_context",
     "worker.tasks.gateway",
+    "worker.tasks.cutoffs",
     "worker.tasks.reviews",
     "worker.tasks.notifications",
     "worker.tasks.invitations",
@@ -37,7 +38,6 @@ URGENT_TASKS = (
     "gateway.invalidate_keys",
     "events.drain",
     "odock.send_key_commands",
-    "odock.invalidate_acknowledged",
     "cutoffs.reap",
 )
 
@@ -119,18 +119,35 @@ def _odock_reconcile(settings: Settings) -> dict[str, dict[str, object]]:
     }
 
 
+def _reapers(settings: Settings) -> dict[str, dict[str, object]]:
+    """The cut-off reaper on the urgent queue, and once more on the default one: whichever
+    worker is up reaps (`serve` runs one per queue), so a cut-off never waits for one queue's
+    worker. Two reapers at once are safe: each key is leased to one caller, and an incident
+    opens once (models/actions/cutoffs.py)."""
+    # Reaps queued while no worker ran are stale: the next one does their work.
+    expires = max(settings.cutoff_reap_interval * 2, 5.0)
+    every = timedelta(seconds=settings.cutoff_reap_interval)
+    return {
+        "cutoffs-reap": {
+            "task": "cutoffs.reap",
+            "schedule": every,
+            "options": {"expires": expires},
+        },
+        "cutoffs-reap-default-queue": {
+            "task": "cutoffs.reap",
+            "schedule": every,
+            "options": {"expires": expires, "queue": settings.celery_queue},
+        },
+    }
+
+
 def _always(settings: Settings) -> dict[str, dict[str, object]]:
     return {
         "outbox-relay": {
             "task": "outbox.relay",
             "schedule": timedelta(seconds=settings.outbox_relay_interval),
         },
-        "cutoffs-reap": {
-            "task": "cutoffs.reap",
-            "schedule": timedelta(seconds=settings.cutoff_reap_interval),
-            # Reaps queued while no worker ran are stale: the next one does their work.
-            "options": {"expires": max(settings.cutoff_reap_interval * 2, 5.0)},
-        },
+        **_reapers(settings),
         "access-end-due": {
             "task": "access.end_due",
             "schedule": timedelta(seconds=settings.access_end_tick_seconds),

@@ -1,19 +1,22 @@
 """What `celery -A worker.entry` loads: the app, configured from the environment."""
 
+import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_process_init
 
 from models.observability import configure_logging, configure_stdlib_logging
 from models.settings import load_settings
 from worker.celery_app import configure_celery
 from worker.runtime import init_runtime
+from worker.tracing import start_tracing, tracing_config
 
 
 def boot() -> Celery:
     settings = load_settings()
     configure_logging(settings)
+    tracing_config(os.environ, process="worker")  # a bad OTEL_* stops the worker here, once
     init_runtime(settings)
     return configure_celery(settings)
 
@@ -24,6 +27,14 @@ def _json_logs(loglevel: Any = None, **_kwargs: Any) -> None:
     from worker.runtime import runtime
 
     configure_stdlib_logging(runtime().settings, level=loglevel)
+
+
+@worker_process_init.connect
+def _trace_tasks(**_kwargs: Any) -> None:
+    """Each pool process traces its own tasks (when OTEL_* asks): set up after the fork."""
+    from worker.runtime import runtime
+
+    start_tracing(process="worker", engine=runtime().engine)
 
 
 app = boot()

@@ -1,12 +1,14 @@
 """One holder at a time across processes, for work that must not run twice at once.
 
-A PostgreSQL session-level advisory lock, taken without waiting: whoever does not get it
-leaves the work to the holder instead of holding a worker slot while it waits. SQLite lets
-one writer at a time anyway, so there every caller gets its turn.
+Taken without waiting: whoever does not get it leaves the work to the holder instead of
+holding a worker slot while it waits. PostgreSQL: a session-level advisory lock. SQLite: a
+lock on a file beside the database (its one writer at a time serialises transactions, not a
+drain's run of many). Both go when their holder's process dies.
 """
 
 from __future__ import annotations
 
+import fcntl
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +24,16 @@ def key_of(name: uuid.UUID) -> int:
 @contextmanager
 def turn(engine: Engine, key: int) -> Iterator[bool]:
     """Yields whether this process holds the turn for `key` (released on exit)."""
-    if engine.dialect.name != "postgresql":
-        yield True
-        return
+    if engine.dialect.name == "postgresql":
+        with _advisory_lock(engine, key) as mine:
+            yield mine
+    else:
+        with _file_lock(engine.url.database, key) as mine:
+            yield mine
+
+
+@contextmanager
+def _advisory_lock(engine: Engine, key: int) -> Iterator[bool]:
     with engine.connect() as connection:
         mine = bool(connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}))
         connection.commit()
@@ -34,3 +43,20 @@ def turn(engine: Engine, key: int) -> Iterator[bool]:
             if mine:
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
                 connection.commit()
+
+
+@contextmanager
+def _file_lock(database: str | None, key: int) -> Iterator[bool]:
+    if not database or database == ":memory:":
+        yield True  # a database of one process: nobody to take turns with
+        return
+    with open(f"{database}.turn-{key & 0xFFFFFFFFFFFFFFFF:016x}.lock", "a") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)

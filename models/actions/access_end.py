@@ -3,30 +3,35 @@ a leave date from HR, a directory account's expiry).
 
 Any source may set the date; an admin may also move or clear one set by another source, and a
 source that stops asserting a date clears only a date it set itself. At the date, the beat
-revokes the person through the lifecycle policy with the source `schedule`; a date moved
-later or cleared before then simply is not due any more (audited as cancelling it).
+revokes the person through the lifecycle policy with the source `schedule`, past the
+mass-change gate like any source that takes access from many people at once (500 people with
+the same leave date wait for an admin); a date moved later or cleared before then simply is
+not due any more (audited as cancelling it, and taking back a revocation the gate holds).
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Select, inspect, select
+from sqlalchemy import Select, func, inspect, select
 from sqlalchemy.orm import Session
 
 from models import audit
-from models.actions import lifecycle
+from models.actions import lifecycle, mass_change
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import User
-from models.enums import Source, UserStatus
+from models.entities import MassChange, User
+from models.enums import ChangeKind, ChangeStatus, Source, UserStatus
 from models.errors import InvalidInput
 
 JOB = "access.end_due"
 # A pending person's date declines them; a revoked person has nothing left to end.
 ENDING = (UserStatus.ACTIVE, UserStatus.PENDING)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+SCHEDULE = Source.SCHEDULE
+STATUS_KINDS = mass_change.STATUS_KINDS
 
 
 def set_access_end(session: Session, *, user: User, ends_at: datetime | None, actor: Actor) -> bool:
@@ -42,6 +47,8 @@ def set_access_end(session: Session, *, user: User, ends_at: datetime | None, ac
     user.access_ends_source = actor.source if ends_at is not None else None
     user.updated_at = utcnow()
     _audit(session, user, actor, before=current)
+    if not _due(ends_at, utcnow()):
+        mass_change.withdraw(session, user=user, kinds=STATUS_KINDS, actor=actor, source=SCHEDULE)
     return True
 
 
@@ -73,27 +80,55 @@ def due_user_ids(session: Session, *, now: datetime, limit: int) -> list[uuid.UU
 
 
 def due_query(*, now: datetime, limit: int) -> Select[uuid.UUID]:
-    return (
-        select(User.id)
+    return select(User.id).where(*_due_now(now)).order_by(User.access_ends_at).limit(limit)
+
+
+def _due_now(now: datetime) -> tuple[Any, ...]:
+    """People whose date has come, with access still, whose revocation the gate does not
+    hold already (they wait for an admin, not for the next beat)."""
+    held = (
+        select(MassChange.id)
         .where(
-            User.status.in_(ENDING),
-            User.access_ends_at.is_not(None),
-            User.access_ends_at <= now,
+            MassChange.user_id == User.id,
+            MassChange.status == ChangeStatus.HELD,
+            MassChange.source == SCHEDULE,
         )
-        .order_by(User.access_ends_at)
-        .limit(limit)
+        .exists()
+    )
+    return (
+        User.status.in_(ENDING),
+        User.access_ends_at.is_not(None),
+        User.access_ends_at <= now,
+        ~held,
     )
 
 
-def end_access(session: Session, *, user_id: uuid.UUID, now: datetime, actor: Actor) -> bool:
-    """Revoke this person if their end date has come; False when another run holds them, did
-    it already, or the date moved. The row lock makes several runs revoke once."""
+def announce_due(session: Session, *, now: datetime, actor: Actor) -> None:
+    """Tell the mass-change gate how many people each organisation's dates revoke now, so a
+    batch over its thresholds is held whole before the first of them is revoked."""
+    counts = session.execute(
+        select(User.organisation_id, func.count())
+        .where(*_due_now(now))
+        .group_by(User.organisation_id)
+    )
+    for organisation_id, due in counts.all():
+        mass_change.expect(session, organisation_id=organisation_id, changes=due, actor=actor)
+
+
+def end_access(
+    session: Session, *, user_id: uuid.UUID, now: datetime, actor: Actor
+) -> lifecycle.Outcome:
+    """Revoke this person if their end date has come (APPLIED), or have the mass-change gate
+    hold it (HELD); UNCHANGED when another run holds them, did it already, or the date
+    moved. The row lock makes several runs revoke once."""
     user = session.scalar(select(User).where(User.id == user_id).with_for_update(skip_locked=True))
     if user is None or user.status not in ENDING or not _due(user.access_ends_at, now):
-        return False
+        return lifecycle.Outcome.UNCHANGED
     reason = f"access ended at {_iso(user.access_ends_at)}"
-    outcome = lifecycle.set_active(session, user=user, active=False, actor=actor, reason=reason)
-    return outcome is lifecycle.Outcome.APPLIED
+    gate = mass_change.GateRequest(ChangeKind.DEACTIVATE, reason=reason)
+    return lifecycle.set_active(
+        session, user=user, active=False, actor=actor, reason=reason, gate=gate
+    )
 
 
 def _due(ends_at: datetime | None, now: datetime) -> bool:

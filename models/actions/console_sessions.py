@@ -1,9 +1,12 @@
-"""Web console sessions: an admin or manager signs in once (an admin-API token, or an email a
-sign-in provider has verified) and gets a session that expires, ends at sign-out, and is
-refused as soon as the person is no longer ACTIVE or no longer an admin or manager.
+"""Web console sessions: an admin or manager signs in once (with the organisation's OpenID
+Connect provider, or, where it has none, an admin-API token) and gets a session that expires,
+ends at sign-out, and is refused as soon as the person is no longer ACTIVE or no longer an
+admin or manager.
 
 A session is an API token of scope `console` (stored hashed, listed and revocable like any
-token), so sign-in and sign-out are in the audit trail as `token.created` / `token.revoked`.
+token), so sign-in and sign-out are in the audit trail as `token.created` / `token.revoked`,
+and each sign-in as `console.signed_in` (refusals: `console.sign_in_refused`, recorded by the
+caller once the attempt is rolled back; models/actions/sign_in_audit.py).
 """
 
 from __future__ import annotations
@@ -11,26 +14,24 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.access import Viewer
-from models.actions import tokens
+from models.actions import oidc_providers, sign_in_audit, tokens
+from models.actions.sign_in_audit import SignInMethod, SignInRefused
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import ApiToken, Organisation, User
 from models.entities.user import email_key
-from models.enums import Role, Source, TokenScope
+from models.enums import Role, SignInPlace, Source, TokenScope
 from models.errors import DomainError, Forbidden
 
 CONSOLE_ROLES = frozenset({Role.ORG_ADMIN, Role.SUPER_ADMIN, Role.MANAGER})
 
-
-class SignInRefused(DomainError):
-    """Said the same way whatever was wrong, so a guess learns nothing."""
-
-    code = "sign_in_refused"
+__all__ = ["ConsoleSession", "SignInRefused", "console_actor", "session_viewer", "sign_out"]
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,30 @@ def console_actor(viewer: Viewer) -> Actor:
 
 
 def sign_in_with_token(session: Session, *, secret: str, lifetime: timedelta) -> ConsoleSession:
-    """Exchange a live admin-API token for a console session of the person it acts as."""
+    """Exchange a live admin-API token for a console session of the person it acts as, in an
+    organisation that has no OpenID Connect provider (where it has one, people sign in there,
+    so that the provider's own checks and offboarding apply to the console too)."""
     token = tokens.authenticate(session, secret=secret.strip(), scope=TokenScope.ADMIN)
     if token is None:
-        raise SignInRefused("that is not a live admin token; check it and try again")
+        raise SignInRefused(
+            "that is not a live admin token; check it and try again", outcome="bad_token"
+        )
     user = _console_user(session, token.user_id)
-    return _start(session, user=user, lifetime=lifetime, how=f"admin token {token.prefix}")
+    provider = oidc_providers.provider_for(session, token.organisation_id)
+    if provider is not None:
+        raise SignInRefused(
+            f"this organisation signs in to the console with {provider.display_name}: "
+            "use Sign in with OIDC",
+            outcome="oidc_required",
+            **_who(user),
+        )
+    return _start(
+        session,
+        user=user,
+        lifetime=lifetime,
+        method=SignInMethod.ADMIN_TOKEN,
+        how=f"admin token {token.prefix}",
+    )
 
 
 def sign_in_verified_email(
@@ -60,7 +79,7 @@ def sign_in_verified_email(
     organisation_id: uuid.UUID,
     email: str,
     lifetime: timedelta,
-    method: str = "oidc",
+    method: SignInMethod = SignInMethod.OIDC,
 ) -> ConsoleSession:
     """The seam for sign-in providers (OpenID Connect): given an email the provider has
     verified for this organisation, start a console session for that person."""
@@ -70,9 +89,14 @@ def sign_in_verified_email(
         )
     )
     if user_id is None:
-        raise SignInRefused(f"{email} is not a person of this organisation")
+        raise SignInRefused(
+            f"{email} is not a person of this organisation",
+            outcome="not_a_person",
+            organisation_id=organisation_id,
+            email=email,
+        )
     user = _console_user(session, user_id)
-    return _start(session, user=user, lifetime=lifetime, how=method)
+    return _start(session, user=user, lifetime=lifetime, method=method, how=str(method))
 
 
 def session_viewer(session: Session, *, secret: str) -> tuple[Viewer, uuid.UUID] | None:
@@ -98,13 +122,29 @@ def _console_user(session: Session, user_id: uuid.UUID | None) -> User:
     try:
         user = tokens.acting_user(session, user_id)
     except Forbidden:
-        raise SignInRefused("this person is not active, so they cannot sign in") from None
+        person = session.get(User, user_id) if user_id else None
+        raise SignInRefused(
+            "this person is not active, so they cannot sign in",
+            outcome="not_active",
+            **(_who(person) if person else {}),
+        ) from None
     if user.role not in CONSOLE_ROLES:
-        raise SignInRefused("the console is for Organisation Admins and managers")
+        raise SignInRefused(
+            "the console is for Organisation Admins and managers",
+            outcome="not_console_role",
+            **_who(user),
+        )
     return user
 
 
-def _start(session: Session, *, user: User, lifetime: timedelta, how: str) -> ConsoleSession:
+def _who(user: User) -> dict[str, Any]:
+    """What a refusal records of a known person."""
+    return {"organisation_id": user.organisation_id, "email": user.email, "user_id": user.id}
+
+
+def _start(
+    session: Session, *, user: User, lifetime: timedelta, method: SignInMethod, how: str
+) -> ConsoleSession:
     viewer = Viewer.for_user(user)
     issued = tokens.create_token(
         session,
@@ -114,5 +154,13 @@ def _start(session: Session, *, user: User, lifetime: timedelta, how: str) -> Co
         name=f"console session ({how})"[:200],
         expires_at=utcnow() + lifetime,
         actor=console_actor(viewer),
+    )
+    sign_in_audit.signed_in(
+        session,
+        place=SignInPlace.CONSOLE,
+        method=method,
+        organisation_id=user.organisation_id,
+        email=user.email,
+        user_id=user.id,
     )
     return ConsoleSession(secret=issued.secret, token_id=issued.token.id, viewer=viewer)

@@ -1,11 +1,12 @@
 """Cut-offs with a deadline: every key invalidation is tracked until the gateway acknowledges it.
 
 A cut-off is opened in the transaction that changes the key (models/key_changes.py). It is
-done when the gateway acknowledged forgetting the key (bridged: after the store acknowledged
-the command). Until then:
-- the gateway is called by one caller at a time per key (a lease, `claim_due`), with backoff
-  between attempts; the fast path after commit and the reaper both go through `claim_due`, so
-  overlapping re-sends never start a second retry chain;
+done when the gateway acknowledged forgetting the key; bridged, it carries a store command
+first (`command_id`) and is done only once the store settled that command and the gateway was
+called after (a budget's command needs no gateway). Until then:
+- the store and the gateway are called by one caller at a time per key (a lease,
+  `claim_due`), with backoff between attempts; the fast path after commit and the reaper both
+  go through `claim_due`, so overlapping re-sends never start a second retry chain;
 - once it is older than the deadline, an urgent alarm goes to the organisation's admins and
   hooks, once per incident (`raise_alarms`); the incident clears, audited and announced, when
   its last overdue cut-off is acknowledged (`acknowledge`).
@@ -15,16 +16,18 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import audit
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import CutoffIncident, KeyCutoff, User
+from models.entities import CutoffIncident, KeyCommand, KeyCutoff, User
 from models.enums import Role, UserStatus
 from models.notifications import notify
 
@@ -35,6 +38,14 @@ MAX_KEYS_IN_PAYLOAD = 100
 CLAIM_BATCH = 500
 
 
+@dataclass(frozen=True)
+class Clock:
+    """When the revocation behind a cut-off arrived (epoch seconds), and from which source."""
+
+    source: str
+    arrived_at: float
+
+
 def open_cutoffs(
     session: Session,
     *,
@@ -43,9 +54,12 @@ def open_cutoffs(
     command: str,
     reason: str,
     via_store: bool,
+    command_ids: dict[uuid.UUID, uuid.UUID] | None = None,
+    clock: dict[str, Any] | None = None,
 ) -> None:
-    """Start the clock on these keys' invalidation (in the transaction that changed them)."""
-    now = utcnow()
+    """Start the clock on these keys' invalidation (in the transaction that changed them);
+    bridged, `command_ids` names each key's store command."""
+    now, clock = utcnow(), clock or {}
     session.add_all(
         KeyCutoff(
             organisation_id=organisation_id,
@@ -53,10 +67,31 @@ def open_cutoffs(
             command=command,
             reason=reason[:100],
             via_store=via_store,
+            command_id=(command_ids or {}).get(key_id),
+            source=clock.get("source"),
+            arrived_at=clock.get("arrived_at"),
             requested_at=now,
             next_attempt_at=now,
         )
         for key_id in key_ids
+    )
+
+
+def open_reinvalidation(
+    session: Session, *, organisation_id: uuid.UUID, key_id: uuid.UUID, at: datetime
+) -> None:
+    """A second gateway invalidation of a key, due at `at` (after a late store acknowledgement:
+    a gateway may have re-read the key while the store was still applying the command)."""
+    session.add(
+        KeyCutoff(
+            organisation_id=organisation_id,
+            key_id=key_id,
+            command="key.reinvalidate",
+            reason="late store acknowledgement",
+            via_store=False,
+            requested_at=at,
+            next_attempt_at=at,
+        )
     )
 
 
@@ -66,31 +101,25 @@ def claim_due(
     lease: timedelta,
     key_ids: list[uuid.UUID] | None = None,
     now: datetime | None = None,
+    via_store: bool = False,
+    batch: int = CLAIM_BATCH,
 ) -> list[uuid.UUID]:
-    """Keys whose gateway call is due and not in flight, now leased to the caller (who calls)."""
+    """Keys whose call (gateway; `via_store`: store, then gateway) is due and not in flight,
+    now leased to the caller (who calls)."""
     now = now or utcnow()
-    due = (
-        KeyCutoff.acknowledged_at.is_(None),
-        KeyCutoff.via_store.is_(False),
-        KeyCutoff.next_attempt_at <= now,
-        (KeyCutoff.leased_until.is_(None)) | (KeyCutoff.leased_until < now),
-    )
-    candidates = select(KeyCutoff.key_id).where(*due)
+    free = (KeyCutoff.leased_until.is_(None)) | (KeyCutoff.leased_until < now)
+    pending = (KeyCutoff.acknowledged_at.is_(None), KeyCutoff.via_store.is_(via_store), free)
+    candidates = select(KeyCutoff.key_id).where(*pending, KeyCutoff.next_attempt_at <= now)
     if key_ids is not None:
         candidates = candidates.where(KeyCutoff.key_id.in_(key_ids))
-    keys = sorted(set(session.scalars(candidates.limit(CLAIM_BATCH))))
+    keys = sorted(set(session.scalars(candidates.limit(batch))))
     if not keys:
         return []
     # Every pending cut-off of a claimed key is leased; the WHERE is checked again under the
     # row lock (PostgreSQL), so of two concurrent claims only one gets a given key.
     claimed = session.scalars(
         update(KeyCutoff)
-        .where(
-            KeyCutoff.key_id.in_(keys),
-            KeyCutoff.acknowledged_at.is_(None),
-            KeyCutoff.via_store.is_(False),
-            (KeyCutoff.leased_until.is_(None)) | (KeyCutoff.leased_until < now),
-        )
+        .where(KeyCutoff.key_id.in_(keys), *pending)
         .values(leased_until=now + lease, attempts=KeyCutoff.attempts + 1)
         .returning(KeyCutoff.key_id)
         .execution_options(synchronize_session=False)
@@ -117,17 +146,35 @@ def record_failure(
     for cutoff in rows:
         wait = min(retry_base * 2 ** max(0, cutoff.attempts - 1), retry_max)
         cutoff.leased_until = None
-        cutoff.next_attempt_at = now + timedelta(seconds=wait)
+        # A cut-off planned for later (a re-invalidation) keeps its time.
+        cutoff.next_attempt_at = max(cutoff.next_attempt_at, now + timedelta(seconds=wait))
         cutoff.last_error = error[:500]
 
 
+def release(session: Session, *, key_ids: list[uuid.UUID]) -> None:
+    """Give these keys back untried (the caller ran out of time): due again at once."""
+    if key_ids:
+        session.execute(
+            update(KeyCutoff)
+            .where(KeyCutoff.key_id.in_(key_ids), KeyCutoff.acknowledged_at.is_(None))
+            .values(leased_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
 def acknowledge(
-    session: Session, *, key_ids: list[uuid.UUID], called_at: datetime, at: datetime
-) -> int:
-    """The gateway forgot these keys in a call made at `called_at`: the cut-offs requested
-    before it are done; an incident whose overdue cut-offs are all done now clears."""
+    session: Session,
+    *,
+    key_ids: list[uuid.UUID],
+    called_at: datetime,
+    at: datetime,
+) -> list[Clock]:
+    """These keys are done as of a call made at `called_at` (the gateway forgot them; for a
+    budget, the store settled its command and no gateway is involved): the cut-offs
+    requested before it, whose store command (if any) is settled, are done; an incident whose
+    overdue cut-offs are all done now clears. The clocks of the revocations now complete."""
     if not key_ids:
-        return 0
+        return []
     rows = list(
         session.scalars(
             select(KeyCutoff)
@@ -135,6 +182,7 @@ def acknowledge(
                 KeyCutoff.key_id.in_(key_ids),
                 KeyCutoff.acknowledged_at.is_(None),
                 KeyCutoff.requested_at <= called_at,
+                _store_settled(),
             )
             .execution_options(populate_existing=True)
         )
@@ -144,7 +192,19 @@ def acknowledge(
     session.flush()
     for organisation_id in sorted({c.organisation_id for c in rows if c.alarmed_at}):
         _clear_incident_if_over(session, organisation_id, at)
-    return len(rows)
+    return sorted(
+        {Clock(c.source or "unknown", c.arrived_at) for c in rows if c.arrived_at is not None},
+        key=lambda clock: clock.arrived_at,
+    )
+
+
+def _store_settled() -> ColumnElement[bool]:
+    """No store command, or one the store has answered for good (acknowledged, or 404)."""
+    settled = exists().where(
+        KeyCommand.id == KeyCutoff.command_id,
+        or_(KeyCommand.acknowledged_at.is_not(None), KeyCommand.abandoned_at.is_not(None)),
+    )
+    return or_(KeyCutoff.command_id.is_(None), settled)
 
 
 def raise_alarms(

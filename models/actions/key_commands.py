@@ -1,12 +1,13 @@
 """Key commands on their way to Odock's store, and what their acknowledgements set off.
 
-A command is sent until the store acknowledges it; a key's commands are sent in the order
-they were issued. The acknowledgement, and nothing earlier, sends the gateway invalidation:
-invalidating sooner would make the gateway re-read the key from a store that still holds it
-active. An acknowledgement that came late (the command needed more than one attempt, so the
-store was down, slow or hanging) sends the invalidation twice: at once, and again after
-ODOCK_REINVALIDATE_AFTER, for a gateway that read the key while the store was still applying
-the command and cached it after the first invalidation.
+Each command rides a cut-off (models/actions/cutoffs.py): whoever holds the key's lease (the
+fast path after commit, or the reaper) sends the key's unsettled commands in the order they were
+issued, until the store acknowledges. The acknowledgement, and nothing earlier, lets the gateway
+invalidation go: invalidating sooner would make the gateway re-read the key from a store that
+still holds it active. An acknowledgement that came late (the command needed more than one
+attempt, so the store was down, slow or hanging) plans a second invalidation (a cut-off due
+ODOCK_REINVALIDATE_AFTER later), for a gateway that read the key while the store was still
+applying the command and cached it after the first invalidation.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from models import audit, outbox
+from models.actions import cutoffs
 from models.actions.reviews import (
     note_on_key_findings,
     record_invalidation,
@@ -27,13 +29,15 @@ from models.actions.reviews import (
 )
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import KeyCommand
+from models.entities import KeyCommand, KeyCutoff
 from models.enums import KeyCommandType
 from models.key_changes import STORE_KEY_UNKNOWN, store_facts
 
-TASK_INVALIDATE_ACKNOWLEDGED = "odock.invalidate_acknowledged"
 TASK_PROVE_KEYS_DEAD = "odock.prove_keys_dead"
 STORE_ACTOR = Actor.system("odock-store")
+# The commands after which the gateway must forget the key (a rotation request changes nothing
+# the gateway caches until Odock rotates the key itself).
+GATEWAY_COMMANDS = (KeyCommandType.REVOKE, KeyCommandType.RESTORE, KeyCommandType.REASSIGN)
 
 
 @dataclass(frozen=True)
@@ -44,32 +48,25 @@ class Outgoing:
     body: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Pending:
-    ready: list[Outgoing]
-    waiting: int  # unacknowledged commands held back behind an earlier command on their key
-
-
-def pending_commands(session: Session, *, command_ids: list[uuid.UUID]) -> Pending:
-    """The unacknowledged ones among these, minus those behind an earlier unacknowledged one."""
-    earlier = aliased(KeyCommand)
-    blocked = (
-        select(earlier.id)
-        .where(
-            earlier.key_id == KeyCommand.key_id,
-            earlier.acknowledged_at.is_(None),
-            earlier.abandoned_at.is_(None),
-            earlier.issued_at < KeyCommand.issued_at,
-        )
-        .exists()
+def unsettled_by_key(
+    session: Session, *, key_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[Outgoing]]:
+    """These keys' commands still on their way, per key in the order they were issued."""
+    commands = session.scalars(
+        select(KeyCommand)
+        .where(KeyCommand.key_id.in_(key_ids), unsettled())
+        .order_by(KeyCommand.issued_at, KeyCommand.id)
     )
-    rows = session.execute(
-        select(KeyCommand, blocked)
-        .where(KeyCommand.id.in_(command_ids), unsettled())
-        .order_by(KeyCommand.issued_at)
-    ).all()
-    ready = [Outgoing(command.id, command_body(command)) for command, held in rows if not held]
-    return Pending(ready=ready, waiting=len(rows) - len(ready))
+    by_key: dict[uuid.UUID, list[Outgoing]] = {}
+    for command in commands:
+        by_key.setdefault(command.key_id, []).append(Outgoing(command.id, command_body(command)))
+    return by_key
+
+
+def keys_of(session: Session, *, command_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    return sorted(
+        set(session.scalars(select(KeyCommand.key_id).where(KeyCommand.id.in_(command_ids))))
+    )
 
 
 def unsettled() -> ColumnElement[bool]:
@@ -101,7 +98,8 @@ def record_failed_attempt(session: Session, *, command_id: uuid.UUID, error: str
 def record_unknown_keys(session: Session, *, command_ids: list[uuid.UUID]) -> list[uuid.UUID]:
     """The store answered that these commands' keys do not exist: each command ends here
     (never sent again), audited, and its key's findings say so. A revocation's key is still
-    invalidated at the gateway, which may hold it cached from before the deletion."""
+    invalidated at the gateway, which may hold it cached from before the deletion (the
+    cut-off's caller calls it next)."""
     now = utcnow()
     commands = list(
         session.scalars(
@@ -115,10 +113,6 @@ def record_unknown_keys(session: Session, *, command_ids: list[uuid.UUID]) -> li
         _audit_command(session, command, "api_key.command_abandoned", reason=STORE_KEY_UNKNOWN)
     for command in commands:
         note_on_key_findings(session, key_ids=[command.key_id], **store_facts(command))
-    revokes = [str(c.id) for c in commands if _revokes(c)]
-    if revokes:
-        # The bridged path, as after an acknowledgement: gateway, then proof.
-        outbox.enqueue(session, TASK_INVALIDATE_ACKNOWLEDGED, command_ids=revokes)
     return [command.id for command in commands]
 
 
@@ -127,11 +121,9 @@ def record_acknowledgements(
     *,
     acknowledged: dict[uuid.UUID, datetime],
     reinvalidate_after: float,
-    clock: dict[str, Any] | None = None,
 ) -> list[uuid.UUID]:
     """The store applied these commands (id -> its applied_at); the ones newly acknowledged.
-    `clock` (source, arrived_at) is the revocation's time-to-kill clock, carried on to the
-    gateway invalidation that completes it."""
+    The gateway is called next by the cut-off's caller; a late one plans a second call."""
     now = utcnow()
     commands = list(
         session.scalars(
@@ -152,7 +144,13 @@ def record_acknowledgements(
         _audit_command(session, command, "api_key.command_acknowledged", applied_at=applied_at)
     revoked = sorted({c.key_id for c in commands if _revokes(c)})
     record_on_key_findings(session, key_ids=revoked, store_acknowledged_at=now)
-    _invalidate_after_acknowledgement(session, commands, late, now, reinvalidate_after, clock)
+    again = now + timedelta(seconds=reinvalidate_after)
+    for key_id, organisation_id in sorted(
+        {(c.key_id, c.organisation_id) for c in late if _invalidates(c)}
+    ):
+        cutoffs.open_reinvalidation(
+            session, organisation_id=organisation_id, key_id=key_id, at=again
+        )
     return [command.id for command in commands]
 
 
@@ -178,31 +176,9 @@ def _audit_command(session: Session, command: KeyCommand, action: str, **detail:
     )
 
 
-def _invalidate_after_acknowledgement(
-    session: Session,
-    commands: list[KeyCommand],
-    late: list[KeyCommand],
-    now: datetime,
-    reinvalidate_after: float,
-    clock: dict[str, Any] | None,
-) -> None:
-    to_invalidate = [c for c in commands if c.command_type is not KeyCommandType.ROTATE_REQUEST]
-    if to_invalidate:
-        outbox.enqueue(
-            session,
-            TASK_INVALIDATE_ACKNOWLEDGED,
-            command_ids=[str(c.id) for c in to_invalidate],
-            **(clock or {}),
-        )
-    late = [c for c in late if c in to_invalidate]
-    if late:
-        again = now + timedelta(seconds=reinvalidate_after)
-        outbox.enqueue(
-            session,
-            TASK_INVALIDATE_ACKNOWLEDGED,
-            command_ids=[str(c.id) for c in late],
-            not_before=again.isoformat(),
-        )
+def _invalidates(command: KeyCommand) -> bool:
+    """The gateway must forget the key after the store applied this command."""
+    return command.command_type in GATEWAY_COMMANDS
 
 
 def settled() -> ColumnElement[bool]:
@@ -221,17 +197,59 @@ def acknowledged_keys(session: Session, *, command_ids: list[uuid.UUID]) -> list
     )
 
 
-def record_gateway_invalidation(session: Session, *, command_ids: list[uuid.UUID]) -> None:
-    """The gateway forgot these commands' keys: mark commands and findings, ask for proof."""
+def keys_for_the_gateway(session: Session, *, key_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Those of these keys with a pending cut-off the gateway must hear about: its command
+    settled and one the gateway caches (or, from before 0029, no command named). The others'
+    cut-offs (a rotation request) are done with the store's answer."""
+    needs_gateway = or_(
+        KeyCutoff.command_id.is_(None),
+        and_(KeyCommand.command_type.in_(GATEWAY_COMMANDS), settled()),
+    )
+    return sorted(
+        set(
+            session.scalars(
+                select(KeyCutoff.key_id)
+                .outerjoin(KeyCommand, KeyCommand.id == KeyCutoff.command_id)
+                .where(
+                    KeyCutoff.key_id.in_(key_ids),
+                    KeyCutoff.acknowledged_at.is_(None),
+                    needs_gateway,
+                )
+            )
+        )
+    )
+
+
+def record_gateway_invalidation(
+    session: Session, *, key_ids: list[uuid.UUID], called_at: datetime
+) -> list[cutoffs.Clock]:
+    """The gateway forgot these keys in a call made at `called_at`: mark their commands the
+    store settled before it, close the cut-offs, ask for proof of the revocations. The
+    time-to-kill clocks of the revocations now complete."""
     now = utcnow()
     commands = list(
-        session.scalars(select(KeyCommand).where(KeyCommand.id.in_(command_ids), settled()))
+        session.scalars(
+            select(KeyCommand).where(
+                KeyCommand.key_id.in_(key_ids),
+                KeyCommand.command_type.in_(GATEWAY_COMMANDS),
+                KeyCommand.gateway_invalidated_at.is_(None),
+                settled(),
+            )
+        )
     )
     for command in commands:
         command.gateway_invalidated_at = now
-    record_invalidation(
-        session, key_ids=sorted({c.key_id for c in commands}), reason="store acknowledged", at=now
+    clocks = record_invalidation(
+        session, key_ids=key_ids, reason="store acknowledged", at=now, called_at=called_at
     )
     revokes = [str(c.id) for c in commands if _revokes(c)]
     if revokes:
         outbox.enqueue(session, TASK_PROVE_KEYS_DEAD, command_ids=revokes)
+    return clocks
+
+
+def close_without_gateway(
+    session: Session, *, key_ids: list[uuid.UUID], called_at: datetime
+) -> None:
+    """These keys' settled commands needed no gateway call: their cut-offs are done."""
+    cutoffs.acknowledge(session, key_ids=key_ids, called_at=called_at, at=utcnow())

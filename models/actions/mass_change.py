@@ -1,18 +1,21 @@
 """The mass-change gate of push sources, like Entra ID's accidental-deletions prevention.
 
-SCIM and IdP events may deactivate, delete or demote people one request at a time. Once more
-of those arrive from one source within the window than the organisation allows (a count, a
-percentage of its active people, or both), the gate trips: that change and every further
-destructive change from the source is held, the person keeps access, and the organisation's
-admins are alerted; an admin approves or discards the held batch (mass_change_holds). The
-lifecycle (`set_active(..., gate=...)`) and the SCIM group-role mapping call `admit`; the
-decision lives here and nowhere else.
+SCIM and IdP events may deactivate, delete or demote people one request at a time, and the
+end-date schedule revokes everyone whose date has come. Once more of those arrive from one
+source within the window than the organisation allows (a count, a percentage of its active
+people, or both), the gate trips: that change and every further destructive change from the
+source is held, the person keeps access, and the organisation's admins are alerted; an admin
+approves or discards the held batch (mass_change_holds). The lifecycle
+(`set_active(..., gate=...)`) and the SCIM group-role mapping call `admit`; a source that
+knows its batch in advance (the schedule) announces it with `expect`; the decision lives here
+and nowhere else.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -39,10 +42,11 @@ from models.notifications import notify
 
 log = structlog.get_logger(__name__)
 
-GATED_SOURCES = frozenset({Source.SCIM, Source.OKTA, Source.EVENTS})
+GATED_SOURCES = frozenset({Source.SCIM, Source.OKTA, Source.EVENTS, Source.SCHEDULE})
 STATUS_KINDS = frozenset({ChangeKind.DEACTIVATE, ChangeKind.DELETE})
 EVENT_HELD = "mass_change.held"
 _GATES_LOCKED = "mass_change.gates_locked"  # session.info: gate rows this transaction locked
+_RESERVED = "mass_change.reserved"  # session.info: the changes counted ahead for a batch
 MAX_WINDOW_MINUTES = 7 * 24 * 60
 MAX_THRESHOLD_COUNT = 1_000_000_000  # fits the column on every database
 
@@ -168,6 +172,8 @@ def admit(session: Session, *, user: User, request: GateRequest, actor: Actor) -
     """
     if actor.source not in GATED_SOURCES:
         return True
+    if _take_reserved(session, user, request, actor):
+        return True  # counted ahead with the rest of its batch (reserve)
     limits = thresholds(session, user.organisation_id)
     if not limits.enabled:
         return True  # turned off: nothing counted, nothing locked
@@ -186,6 +192,24 @@ def admit(session: Session, *, user: User, request: GateRequest, actor: Actor) -
         _trip(session, gate, reason, actor)
     _hold(session, gate, user, request, actor)
     return False
+
+
+def expect(session: Session, *, organisation_id: uuid.UUID, changes: int, actor: Actor) -> bool:
+    """A source about to make `changes` destructive changes it knows of in advance (end dates
+    due together) trips the gate first when they would exceed the thresholds together, so the
+    whole batch is held rather than cut off after the first few; True when the gate holds."""
+    if actor.source not in GATED_SOURCES or changes < 1:
+        return False
+    limits = thresholds(session, organisation_id)
+    if not limits.enabled:
+        return False
+    gate = _locked_gate(session, organisation_id, actor.source)
+    if gate.batch_id is None:
+        reason = _too_many(session, gate, limits, organisation_id, adding=changes)
+        if not reason:
+            return False
+        _trip(session, gate, reason, actor)
+    return True
 
 
 def _admitted_at_once(
@@ -219,6 +243,161 @@ def _admitted_at_once(
         return False
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """A destructive change a batch is about to ask for (see reserve)."""
+
+    user_id: uuid.UUID
+    request: GateRequest
+
+
+@dataclass
+class _Reservation:
+    """The changes counted ahead for one batch: their rows, and those not yet taken."""
+
+    rows: dict[tuple[uuid.UUID, ChangeKind], list[uuid.UUID]] = field(default_factory=dict)
+    left: dict[tuple[uuid.UUID, ChangeKind], list[uuid.UUID]] = field(default_factory=dict)
+
+    def restart(self) -> None:
+        self.left = {change: list(ids) for change, ids in self.rows.items()}
+
+    def unused(self) -> list[uuid.UUID]:
+        return [row_id for ids in self.left.values() for row_id in ids]
+
+    def every_row(self) -> list[uuid.UUID]:
+        return [row_id for ids in self.rows.values() for row_id in ids]
+
+
+@contextmanager
+def reserved(
+    session: Session, *, organisation_id: uuid.UUID, actor: Actor, wanted: list[Wanted]
+) -> Iterator[Callable[[], None]]:
+    """Count a batch's destructive changes through the gate at once, in one short transaction
+    of its own, instead of one transaction per change (PostgreSQL).
+
+    As many of `wanted`, in order, as the thresholds let through now are counted and committed;
+    `admit` then lets those through without a query. The rest (the gate tripped or the
+    thresholds reached, or not on PostgreSQL) go the usual way, one by one, and are held as
+    before. Yields `restart`, for a caller that applies the batch again after a rollback.
+    Counted changes the batch did not make (an event found stale, a person already revoked)
+    are taken back in the batch's transaction; should the batch fail, in one of their own.
+    """
+    reservation = _reserve(session, organisation_id, actor, wanted)
+    if reservation is None:
+        yield lambda: None
+        return
+    key = (organisation_id, actor.source)
+    session.info.setdefault(_RESERVED, {})[key] = reservation
+    try:
+        yield reservation.restart
+    except BaseException:
+        session.info[_RESERVED].pop(key, None)
+        _take_back_apart(session, reservation.every_row())
+        raise
+    session.info[_RESERVED].pop(key, None)
+    _take_back(session, reservation.unused())
+
+
+def _reserve(
+    session: Session, organisation_id: uuid.UUID, actor: Actor, wanted: list[Wanted]
+) -> _Reservation | None:
+    bind, source = session.get_bind(), actor.source
+    if not wanted or source not in GATED_SOURCES or bind.dialect.name != "postgresql":
+        return None
+    limits = thresholds(session, organisation_id)
+    if not limits.enabled:
+        return None
+    wanted = _not_held(session, source, wanted)
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    try:
+        with Session(engine) as own:
+            own.execute(text("SET LOCAL lock_timeout = '1s'"))
+            gate = _locked_gate(own, organisation_id, source)
+            if gate.batch_id is not None:
+                return None
+            counted = _counted(own, gate, limits)
+            people = _active_people(own, organisation_id) + counted
+            admitted = _within(limits, counted, people, len(wanted))
+            rows = [_counted_row(organisation_id, item, actor) for item in wanted[:admitted]]
+            own.add_all(rows)
+            row_ids = [row.id for row in rows]
+            own.commit()
+    except SQLAlchemyError as exc:
+        log.info("mass_change.reservation_failed", reason=type(exc).__name__)
+        return None
+    reservation = _Reservation()
+    for item, row_id in zip(wanted, row_ids, strict=False):
+        reservation.rows.setdefault((item.user_id, item.request.kind), []).append(row_id)
+    reservation.restart()
+    return reservation
+
+
+def _within(limits: Thresholds, counted: int, people: int, wanted: int) -> int:
+    """How many more changes the thresholds let through, at most `wanted`."""
+    admitted = 0
+    while admitted < wanted and not limits.exceeded(counted + admitted + 1, people):
+        admitted += 1
+    return admitted
+
+
+def _not_held(session: Session, source: Source, wanted: list[Wanted]) -> list[Wanted]:
+    """The wanted changes of people with nothing held from the source (held: `admit` holds)."""
+    held = set(
+        session.execute(
+            select(MassChange.user_id, MassChange.kind).where(
+                MassChange.user_id.in_({item.user_id for item in wanted}),
+                MassChange.status == ChangeStatus.HELD,
+                MassChange.source == source,
+            )
+        )
+    )
+    return [item for item in wanted if (item.user_id, item.request.kind) not in held]
+
+
+def _counted_row(organisation_id: uuid.UUID, item: Wanted, actor: Actor) -> MassChange:
+    return MassChange(
+        id=new_id(),
+        organisation_id=organisation_id,
+        source=actor.source,
+        user_id=item.user_id,
+        kind=item.request.kind,
+        status=ChangeStatus.APPLIED,
+        payload=dict(item.request.payload),
+        actor=str(actor)[:255],
+        reason=item.request.reason,
+    )
+
+
+def _take_reserved(session: Session, user: User, request: GateRequest, actor: Actor) -> bool:
+    reservations = session.info.get(_RESERVED, {})
+    reservation: _Reservation | None = reservations.get((user.organisation_id, actor.source))
+    ids = reservation.left.get((user.id, request.kind)) if reservation else None
+    if not ids:
+        return False
+    ids.pop()
+    return True
+
+
+def _take_back(session: Session, row_ids: list[uuid.UUID]) -> None:
+    if row_ids:
+        session.execute(
+            delete(MassChange)
+            .where(MassChange.id.in_(row_ids), MassChange.status == ChangeStatus.APPLIED)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _take_back_apart(session: Session, row_ids: list[uuid.UUID]) -> None:
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    try:
+        with Session(engine) as own:
+            _take_back(own, row_ids)
+            own.commit()
+    except SQLAlchemyError as exc:  # they count for the window: errs towards holding
+        log.info("mass_change.reservation_kept", reason=type(exc).__name__)
+
+
 def _holds_gate(session: Session, organisation_id: uuid.UUID, actor: Actor) -> bool:
     locked = session.info.get(_GATES_LOCKED, {})
     return locked.get((organisation_id, actor.source)) is session.get_transaction()
@@ -239,17 +418,26 @@ def pending_hold(
     )
 
 
-def withdraw(session: Session, *, user: User, kinds: Collection[ChangeKind], actor: Actor) -> int:
-    """The source took these changes back (active=true again, the role regranted): its held
-    changes of the person are superseded and will not apply. Returns how many."""
-    if actor.source not in GATED_SOURCES:
+def withdraw(
+    session: Session,
+    *,
+    user: User,
+    kinds: Collection[ChangeKind],
+    actor: Actor,
+    source: Source | None = None,
+) -> int:
+    """The source took these changes back (active=true again, the role regranted, the end
+    date moved away): its held changes of the person are superseded and will not apply.
+    `source`: whose held changes, when not the actor's own. Returns how many."""
+    source = source or actor.source
+    if source not in GATED_SOURCES:
         return 0
     held = list(
         session.scalars(
             select(MassChange).where(
                 MassChange.user_id == user.id,
                 MassChange.status == ChangeStatus.HELD,
-                MassChange.source == actor.source,
+                MassChange.source == source,
                 MassChange.kind.in_(kinds),
             )
         )
@@ -257,7 +445,7 @@ def withdraw(session: Session, *, user: User, kinds: Collection[ChangeKind], act
     for change in held:
         close(session, held=change, status=ChangeStatus.SUPERSEDED, actor=actor)
     if held:
-        settle(session, organisation_id=user.organisation_id, source=actor.source, actor=actor)
+        settle(session, organisation_id=user.organisation_id, source=source, actor=actor)
     return len(held)
 
 
@@ -344,13 +532,17 @@ def _counted(session: Session, gate: MassChangeGate, limits: Thresholds) -> int:
 
 
 def _too_many(
-    session: Session, gate: MassChangeGate, limits: Thresholds, organisation_id: uuid.UUID
+    session: Session,
+    gate: MassChangeGate,
+    limits: Thresholds,
+    organisation_id: uuid.UUID,
+    adding: int = 1,
 ) -> str:
-    """Why one more change would be too many, or "". The percentage's base is the people
+    """Why `adding` more changes would be too many, or "". The percentage's base is the people
     active when the window began: those it revoked count too."""
     counted = _counted(session, gate, limits)
     people = _active_people(session, organisation_id) + counted if limits.threshold_percent else 0
-    return limits.exceeded(counted + 1, people)
+    return limits.exceeded(counted + adding, people)
 
 
 def _active_people(session: Session, organisation_id: uuid.UUID) -> int:

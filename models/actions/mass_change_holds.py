@@ -1,7 +1,8 @@
 """An admin's decision on changes the mass-change gate held: approve (they apply through
 the same lifecycle operations as when they arrived, without the gate) or discard (dropped;
-the person keeps access). Either way every change is audited and the gate opens again once
-its batch has nothing held."""
+the person keeps access, and a passed end date that caused it is cleared, or the next beat
+would revoke them after all). Either way every change is audited and the gate opens again
+once its batch has nothing held."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from models.actions import access_end
 from models.actions import mass_change as gate
 from models.actions.identities import find_link, mark_link_deleted
 from models.actions.lifecycle import Outcome, set_active
@@ -60,6 +62,9 @@ def discard(session: Session, *, holds: list[MassChange], actor: Actor) -> None:
     for held in holds:
         _forget_held_state(session, held)
         gate.close(session, held=held, status=ChangeStatus.DISCARDED, actor=actor)
+        if held.source is Source.SCHEDULE:
+            user = session.get_one(User, held.user_id)
+            access_end.set_access_end(session, user=user, ends_at=None, actor=actor)
     _settle(session, holds, actor)
 
 

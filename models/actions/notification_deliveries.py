@@ -31,6 +31,7 @@ from models.notifications import notify
 
 TASK_DELIVER = "notifications.deliver"
 EVENT_HOOK_DISABLED = "hook.disabled"
+RECIPIENT_BATCH = 10_000
 
 
 class Outcome(StrEnum):
@@ -74,16 +75,10 @@ def plan_deliveries(
     targets: list[tuple[str, dict[str, Any]]] = [
         (f"hook:{hook.id}", {"hook_id": hook.id}) for hook in hooks if subscribed(hook, event)
     ]
-    if recipient_user_ids:
-        people = session.execute(
-            select(User.id, User.email).where(
-                User.id.in_(recipient_user_ids), User.organisation_id == organisation_id
-            )
-        ).all()
-        targets += [
-            (f"user:{uid}", {"recipient_user_id": uid, "recipient_email": email})
-            for uid, email in people
-        ]
+    targets += [
+        (f"user:{uid}", {"recipient_user_id": uid, "recipient_email": email})
+        for uid, email in _recipients(session, organisation_id, recipient_user_ids)
+    ]
     for target_key, fields in targets:
         if target_key in known:
             continue
@@ -102,6 +97,23 @@ def plan_deliveries(
     for delivery in planned:
         outbox.enqueue(session, TASK_DELIVER, delivery_id=str(delivery.id))
     return planned
+
+
+def _recipients(
+    session: Session, organisation_id: uuid.UUID, user_ids: list[uuid.UUID]
+) -> list[tuple[uuid.UUID, str]]:
+    """The recipients' addresses, read a batch of ids at a time: a campaign can tell more
+    people than one statement may name on SQLite (32,766 bound parameters)."""
+    unique = list(dict.fromkeys(user_ids))
+    people: list[tuple[uuid.UUID, str]] = []
+    for start in range(0, len(unique), RECIPIENT_BATCH):
+        batch = unique[start : start + RECIPIENT_BATCH]
+        people += session.execute(
+            select(User.id, User.email).where(
+                User.id.in_(batch), User.organisation_id == organisation_id
+            )
+        ).tuples()
+    return people
 
 
 def claim_delivery(

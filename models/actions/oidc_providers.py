@@ -1,4 +1,5 @@
-"""An organisation's OpenID Connect provider for the enrollment pages: set, clear, describe.
+"""An organisation's OpenID Connect provider for the enrollment pages and the console: set,
+clear, describe.
 
 The client secret is kept encrypted (models/encryption.py) and never shown again.
 """
@@ -10,6 +11,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.oidc import Client
@@ -18,10 +20,14 @@ from models import audit, encryption
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import OidcProvider, Organisation
+from models.enums import SignInPlace
 from models.errors import InvalidInput, NotFound
 
 PURPOSE = "oidc-client-secret"
-CALLBACK_PATH = "/enroll/oidc/callback"
+CALLBACK_PATHS = {
+    SignInPlace.ENROLLMENT: "/enroll/oidc/callback",
+    SignInPlace.CONSOLE: "/console/oidc/callback",
+}
 PRINTABLE = frozenset(chr(code) for code in range(0x21, 0x7F))
 
 
@@ -71,22 +77,37 @@ def provider_for(session: Session, organisation_id: uuid.UUID) -> OidcProvider |
     return session.get(OidcProvider, organisation_id)
 
 
-def client(provider: OidcProvider, *, secret_key: str, base_url: str, policy: UrlPolicy) -> Client:
-    """This service as the provider's client, with the secret decrypted."""
+def provider_by_slug(session: Session, slug: str) -> tuple[Organisation, OidcProvider] | None:
+    """The organisation a person names by its slug (the console's sign-in) and its provider,
+    or None when there is no such organisation or it has no provider (said the same way)."""
+    organisation = session.scalar(select(Organisation).where(Organisation.slug == slug))
+    provider = provider_for(session, organisation.id) if organisation else None
+    return (organisation, provider) if organisation and provider else None
+
+
+def client(
+    provider: OidcProvider,
+    *,
+    secret_key: str,
+    base_url: str,
+    policy: UrlPolicy,
+    place: SignInPlace = SignInPlace.ENROLLMENT,
+) -> Client:
+    """This service as the provider's client for a sign-in at `place`, the secret decrypted."""
     return Client(
         issuer=provider.issuer,
         client_id=provider.client_id,
         client_secret=encryption.decrypt(
             secret_key, provider.sealed_client_secret, purpose=PURPOSE
         ),
-        redirect_uri=callback_url(base_url),
+        redirect_uri=callback_url(base_url, place),
         policy=policy,
     )
 
 
-def callback_url(base_url: str) -> str:
-    """The redirect URI to register at the provider (one for every organisation)."""
-    return base_url.rstrip("/") + CALLBACK_PATH
+def callback_url(base_url: str, place: SignInPlace = SignInPlace.ENROLLMENT) -> str:
+    """A redirect URI to register at the provider (the same for every organisation)."""
+    return base_url.rstrip("/") + CALLBACK_PATHS[place]
 
 
 def describe(provider: OidcProvider | None, *, base_url: str) -> dict[str, Any]:
@@ -95,6 +116,7 @@ def describe(provider: OidcProvider | None, *, base_url: str) -> dict[str, Any]:
         "configured": provider is not None,
         **(_public(provider) or {}),
         "redirect_uri": callback_url(base_url),
+        "console_redirect_uri": callback_url(base_url, SignInPlace.CONSOLE),
     }
 
 

@@ -17,7 +17,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Select, and_, case, cast, exists, func, insert, literal, select, union
+from sqlalchemy import (
+    JSON,
+    Select,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    union,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from models import audit
@@ -40,6 +53,7 @@ from models.enums import (
     RecertDeadlinePolicy,
     RecertDecision,
     ReviewCause,
+    ReviewStatus,
     Severity,
     TeamRole,
     UserStatus,
@@ -59,6 +73,7 @@ DAY_LIMITS = {
     "inactive_days": (1, 3650),
 }
 FLAGS = ("enabled", "moved_people")
+MANUAL = "manual:"
 SCOPE = ("spend_days", "unused_days", "moved_people")
 
 
@@ -199,18 +214,18 @@ def open_campaign(
     slot: str | None = None,
     now: datetime | None = None,
 ) -> Opened:
-    """Open the campaign of this slot (by hand: a slot of its own), once."""
+    """Open the campaign of this slot once. By hand (no slot): a slot of its own, unless a
+    campaign opened by hand is still running, which is the one returned."""
     now = now or utcnow()
-    slot = slot or f"manual:{now.strftime('%Y%m%dT%H%M%S.%f')}"
     policy = _locked_policy(session, organisation_id)
-    existing = session.scalar(
-        select(RecertificationCampaign).where(
-            RecertificationCampaign.organisation_id == organisation_id,
-            RecertificationCampaign.slot == slot,
-        )
+    existing = (
+        _campaign_in_slot(session, organisation_id, slot)
+        if slot
+        else _running_manual_campaign(session, organisation_id)
     )
     if existing is not None:
         return Opened(existing, created=False)
+    slot = slot or f"{MANUAL}{now.strftime('%Y%m%dT%H%M%S.%f')}"
     since = _since(session, policy, now)
     campaign = RecertificationCampaign(
         organisation_id=organisation_id,
@@ -229,11 +244,107 @@ def open_campaign(
     session.flush()
     campaign.review_id = review.id
     review.context = {**review.context, "campaign_id": str(campaign.id)}
-    counts = _write_findings(session, review, policy, since, now)
+    carried = _supersede_running_campaigns(session, campaign, actor)
+    counts = _write_findings(session, review, scope_query(policy, since, now, carried), now)
     campaign.report = {"in_scope": counts, **_report(session, organisation_id, policy, now)}
     session.flush()
     _announce(session, campaign, review, counts)
     return Opened(campaign, created=True)
+
+
+def _campaign_in_slot(
+    session: Session, organisation_id: uuid.UUID, slot: str
+) -> RecertificationCampaign | None:
+    return session.scalar(
+        select(RecertificationCampaign).where(
+            RecertificationCampaign.organisation_id == organisation_id,
+            RecertificationCampaign.slot == slot,
+        )
+    )
+
+
+def _running(organisation_id: uuid.UUID) -> Select[RecertificationCampaign]:
+    """This organisation's campaigns whose review is still open."""
+    return (
+        select(RecertificationCampaign)
+        .join(RevocationReview, RevocationReview.id == RecertificationCampaign.review_id)
+        .where(
+            RecertificationCampaign.organisation_id == organisation_id,
+            RevocationReview.status == ReviewStatus.OPEN,
+        )
+    )
+
+
+def _running_manual_campaign(
+    session: Session, organisation_id: uuid.UUID
+) -> RecertificationCampaign | None:
+    """A campaign opened by hand that has not reached its deadline and is not done yet."""
+    return session.scalar(
+        _running(organisation_id)
+        .where(
+            RecertificationCampaign.slot.startswith(MANUAL),
+            RecertificationCampaign.enforced_at.is_(None),
+        )
+        .order_by(RecertificationCampaign.opened_at.desc())
+        .limit(1)
+    )
+
+
+def _supersede_running_campaigns(
+    session: Session, campaign: RecertificationCampaign, actor: Actor
+) -> Any:
+    """The new campaign takes over the questions earlier campaigns still wait for: their
+    unanswered findings are resolved as superseded and their keys carried into the new one,
+    so no key has two open questions and an earlier campaign (opened by hand, or still
+    escalating) never empties the new one. SQL: the keys carried."""
+    note = f"superseded by campaign {campaign.id}"
+    earlier = _running(campaign.organisation_id).where(RecertificationCampaign.id != campaign.id)
+    if session.get_bind().dialect.name == "postgresql":
+        earlier = earlier.with_for_update(of=RecertificationCampaign)  # their deciders' turn
+    for previous in session.scalars(earlier).all():
+        superseded = session.execute(
+            update(ReviewFinding)
+            .where(
+                ReviewFinding.review_id == previous.review_id,
+                ReviewFinding.state == FindingState.OPEN,
+                ReviewFinding.action_taken.is_(False),
+            )
+            .values(
+                state=FindingState.RESOLVED,
+                action="superseded",
+                resolved_by=str(actor),
+                resolved_at=campaign.opened_at,
+                resolution=note,
+                next_escalation_at=None,
+                updated_at=campaign.opened_at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        count = int(getattr(superseded, "rowcount", 0) or 0)
+        if count:
+            _record_superseded(session, previous, campaign, actor, count)
+    return select(ReviewFinding.subject_id).where(
+        ReviewFinding.action == "superseded", ReviewFinding.resolution == note
+    )
+
+
+def _record_superseded(
+    session: Session,
+    previous: RecertificationCampaign,
+    campaign: RecertificationCampaign,
+    actor: Actor,
+    count: int,
+) -> None:
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=previous,
+        action="recertification.superseded",
+        target_type="recertification_campaign",
+        after={"by_campaign_id": str(campaign.id), "by_slot": campaign.slot, "findings": count},
+    )
+    review = session.get_one(RevocationReview, previous.review_id)
+    reviews.close_if_settled(session, review=review, actor=actor, now=campaign.opened_at)
 
 
 def _since(session: Session, policy: RecertificationPolicy, now: datetime) -> datetime:
@@ -265,14 +376,15 @@ def _used_since(moment: datetime) -> Any:
     )
 
 
-REASONS = ("spend", "unused", "moved")
+REASONS = ("spend", "unused", "moved", "carried")
 
 
 def scope_query(
-    organisation_id: uuid.UUID, policy: RecertificationPolicy, since: datetime, now: datetime
+    policy: RecertificationPolicy, since: datetime, now: datetime, carried: Any = None
 ) -> Select[Any]:
     """Active keys in scope that no open finding covers yet, each with a 1/0 column per reason
-    it is in scope for."""
+    it is in scope for (`carried`: the keys an earlier campaign's open question moves over)."""
+    organisation_id = policy.organisation_id
     owner = func.coalesce(VirtualApiKey.owner_user_id, VirtualApiKey.created_by_user_id)
     reasons: dict[str, Any] = {}
     if policy.spend_days is not None:
@@ -282,6 +394,8 @@ def scope_query(
         reasons["unused"] = ~_used_since(cutoff) & (VirtualApiKey.created_at <= cutoff)
     if policy.moved_people:
         reasons["moved"] = owner.in_(select(_moved_people(since).subquery().c.user_id))
+    if carried is not None:
+        reasons["carried"] = VirtualApiKey.id.in_(carried)
     if not reasons:
         raise InvalidInput("a scope is needed: spend_days, unused_days or moved_people")
     last_used = (
@@ -318,16 +432,12 @@ def _any(conditions: list[Any]) -> Any:
 
 
 def _write_findings(
-    session: Session,
-    review: RevocationReview,
-    policy: RecertificationPolicy,
-    since: datetime,
-    now: datetime,
+    session: Session, review: RevocationReview, scope: Select[Any], now: datetime
 ) -> dict[str, int]:
     """The findings, written by one INSERT ... SELECT from the scope query; the counts."""
     organisation = session.get_one(Organisation, review.organisation_id)
     next_at = now + reviews.escalation_interval(organisation)
-    scoped = scope_query(review.organisation_id, policy, since, now).subquery("scoped")
+    scoped = scope.subquery("scoped")
     postgres = session.get_bind().dialect.name == "postgresql"
     column = ReviewFinding.__table__.c
     values: dict[str, Any] = {
@@ -513,10 +623,18 @@ def decide(
     reason: str,
     actor: Actor,
 ) -> ReviewFinding:
-    """The owner's (or a manager's, or an admin's) answer: keep with a reason, rotate, revoke."""
+    """The owner's (or a manager's, or an admin's) answer: keep with a reason, rotate, revoke.
+    One answer per finding: the first one given, or the deadline's."""
+    _take_campaign_turn(session, finding)
     if finding.state is not FindingState.OPEN:
         raise InvalidTransition(
             f"the finding is already {finding.state}", state=finding.state.value
+        )
+    if finding.action_taken:
+        raise InvalidTransition(
+            f"the finding is already decided ({finding.action}); the key's revocation is "
+            "waiting for the gateway's acknowledgement",
+            state=reviews.INVALIDATION_PENDING,
         )
     required = decision is RecertDecision.KEEP
     reason = clean_text(reason, field="reason", max_length=2000, required=required)
@@ -551,6 +669,18 @@ def decide(
         return finding  # done when the gateway acknowledges, as any revoked key's finding
     note = f"{decision.value}: {reason}" if reason else decision.value
     return reviews.resolve_finding(session, finding=finding, actor=actor, note=note)
+
+
+def _take_campaign_turn(session: Session, finding: ReviewFinding) -> None:
+    """Wait for the campaign's other deciders (people, the deadline) to finish, then re-read the
+    finding as it is now: two answers to one finding must not both apply. (SQLite's writers
+    already take turns: each transaction begins IMMEDIATE.)"""
+    turn = select(RecertificationCampaign.id).where(
+        RecertificationCampaign.review_id == finding.review_id
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(turn.with_for_update())
+    session.refresh(finding)
 
 
 def _revoke(
@@ -604,13 +734,17 @@ DEADLINE_ACTOR = Actor.schedule("recertification.deadline")
 
 
 def enforce(session: Session, *, campaign: RecertificationCampaign, now: datetime) -> None:
-    """The deadline: the findings still open are handled by the campaign's policy."""
+    """The deadline: the findings nobody answered are handled by the campaign's policy (the
+    caller holds the campaign's row, so no decision is being made meanwhile)."""
     open_findings = list(
         session.scalars(
-            select(ReviewFinding).where(
+            select(ReviewFinding)
+            .where(
                 ReviewFinding.review_id == campaign.review_id,
                 ReviewFinding.state == FindingState.OPEN,
+                ReviewFinding.action_taken.is_(False),  # revoked: waits for the gateway
             )
+            .execution_options(populate_existing=True)
         )
     )
     policy = RecertDeadlinePolicy(campaign.scope.get("on_deadline", "revoke"))

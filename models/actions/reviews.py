@@ -736,9 +736,10 @@ def record_invalidation(
     reason: str,
     at: datetime | None = None,
     called_at: datetime | None = None,
-) -> int:
+) -> list[cutoffs.Clock]:
     """The gateway acknowledged forgetting these keys (in a call made at `called_at`): remember
-    it, close their cut-offs, and resolve the findings that waited for it."""
+    it, close their cut-offs, and resolve the findings that waited for it. The time-to-kill
+    clocks of the revocations this completed."""
     at = at or utcnow()
     key_revocation.lock_keys(session, VirtualApiKey.id.in_(key_ids))
     known = set(
@@ -755,7 +756,7 @@ def record_invalidation(
         for key_id in key_ids
         if key_id not in known
     )
-    cutoffs.acknowledge(session, key_ids=key_ids, called_at=called_at or at, at=at)
+    clocks = cutoffs.acknowledge(session, key_ids=key_ids, called_at=called_at or at, at=at)
     findings = list(
         session.scalars(
             select(ReviewFinding).where(
@@ -771,7 +772,7 @@ def record_invalidation(
     for review in {finding.review for finding in findings}:
         if review.status is ReviewStatus.OPEN and not has_open_findings(session, review):
             _close(session, review, actor=cutoffs.GATEWAY_ACTOR, now=at, announce=True)
-    return len(findings)
+    return clocks
 
 
 def _acknowledged(finding: ReviewFinding, at: datetime) -> None:
@@ -1063,6 +1064,14 @@ def resolve_findings(
         target_type="revocation_review",
         after={"findings": [_finding_ref(f) for f in findings], "note": note},
     )
+    if review.status is ReviewStatus.OPEN and not has_open_findings(session, review):
+        _close(session, review, actor=actor, now=now, announce=True)
+
+
+def close_if_settled(
+    session: Session, *, review: RevocationReview, actor: Actor, now: datetime
+) -> None:
+    """Close an open review whose findings were all settled by a bulk change."""
     if review.status is ReviewStatus.OPEN and not has_open_findings(session, review):
         _close(session, review, actor=actor, now=now, announce=True)
 

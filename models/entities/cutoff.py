@@ -12,7 +12,8 @@ from models.base import Base, new_id, utcnow
 
 
 class KeyCutoff(Base):
-    """One key's invalidation at the gateway (after the store, when bridged), until acknowledged.
+    """One key's invalidation at the gateway (after the store, when bridged), until acknowledged;
+    bridged, also a budget's freeze or thaw in the store (`key_id` is then the budget's id).
 
     Its deadline is `requested_at` plus the CUTOFF_DEADLINE setting. `leased_until` marks a
     gateway call in flight: while it holds, nobody else calls for this key (one retry chain).
@@ -36,8 +37,13 @@ class KeyCutoff(Base):
     key_id: Mapped[uuid.UUID]
     command: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(100), default="")
-    # Bridged: the store's command chain drives it; embedded: the gateway calls of the reaper.
+    # Bridged: the command goes to the store first, then (for a key) the gateway is called.
     via_store: Mapped[bool] = mapped_column(default=False)
+    # Bridged: the store command this cut-off carries; done only once the store settled it.
+    command_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    # The time-to-kill clock of the revocation that asked for it (epoch seconds, its source).
+    source: Mapped[str | None] = mapped_column(String(32), default=None)
+    arrived_at: Mapped[float | None] = mapped_column(default=None)
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     leased_until: Mapped[datetime | None] = mapped_column(default=None)

@@ -1,5 +1,6 @@
-"""OpenID Connect sign-in for the enrollment pages: each organisation's provider, and the
-sign-ins under way (the state, nonce and PKCE verifier kept between redirect and callback)."""
+"""OpenID Connect sign-in for the enrollment pages and the console: each organisation's
+provider, and the sign-ins under way (the state, nonce and PKCE verifier kept between
+redirect and callback)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Timestamped, new_id
+from models.entities.types import enum_column
+from models.enums import SignInPlace
 
 
 class OidcProvider(Timestamped, Base):
@@ -31,6 +34,7 @@ class OidcSignIn(Base):
 
     Only the state's hash is kept (it is the lookup key); the nonce, the PKCE verifier and the
     invitation link are sealed, since together they would let someone finish the sign-in.
+    A console sign-in has no invitation; its callback signs in to `organisation_id`.
     """
 
     __tablename__ = "oidc_sign_ins"
@@ -38,8 +42,12 @@ class OidcSignIn(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
     browser_hash: Mapped[str] = mapped_column(String(64))
-    invitation_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("invitations.id", ondelete="CASCADE"), index=True
+    place: Mapped[SignInPlace] = enum_column(SignInPlace)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    invitation_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("invitations.id", ondelete="CASCADE"), index=True, default=None
     )
     sealed: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(index=True)

@@ -52,7 +52,8 @@ def operational_stats(
             OutboxMessage.completed_at.is_(None), OutboxMessage.available_at <= now
         )
     ).one()
-    pending = KeyCutoff.acknowledged_at.is_(None)
+    # A re-invalidation planned for later is not pending yet.
+    pending = KeyCutoff.acknowledged_at.is_(None) & (KeyCutoff.requested_at <= now)
     pending_count, oldest_cutoff = session.execute(
         select(func.count(KeyCutoff.id), func.min(KeyCutoff.requested_at)).where(pending)
     ).one()

@@ -20,7 +20,7 @@ from models.settings import Settings
 from tests.cli.conftest import cli_env, run  # noqa: F401 (fixtures)
 from tests.reviews.conftest import hook_server, hooks  # noqa: F401 (fixtures)
 from tests.support.wait import wait_until
-from tests.support.worker import WorkerProcess, start_shifted
+from tests.support.worker import WorkerProcess, start_shifted, stop_all
 
 # Every beat asks for the end-date scan each second; a person is due within a second or two.
 TICK = 1.0
@@ -53,8 +53,7 @@ def run_ahead(
         return started
 
     yield start
-    for process in reversed(started):
-        process.stop()
+    stop_all(started)
 
 
 def revocations_of(sessions: SessionFactory, user_id: uuid.UUID) -> list[Revocation]:

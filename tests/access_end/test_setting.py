@@ -203,7 +203,8 @@ def test_a_date_moved_after_the_schedule_revoked_does_not_claim_to_cancel_it(
     interleaved = engine.dialect.name == "postgresql"
     with sessions() as request, sessions() as beat:
         stale = request.get_one(User, user_id) if interleaved else None
-        assert access_end.end_access(beat, user_id=user_id, now=utcnow(), actor=f.SETUP)
+        ended = access_end.end_access(beat, user_id=user_id, now=utcnow(), actor=f.SETUP)
+        assert ended is lifecycle.Outcome.APPLIED
         beat.commit()
         stale = stale or request.get_one(User, user_id)
         later = passed + timedelta(days=30)

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from connectors.outbound import UrlPolicy
+from models.actions import oidc_providers
+from models.base import Base
 from models.entities import ApiToken, AuditEvent
 from models.enums import TokenScope, UserStatus
 from tests.console.conftest import csrf_of, sign_in
+from tests.support import factories as f
+from tests.support.state import change_checker
+
+BUT_THE_AUDIT_TRAIL = [name for name in Base.metadata.tables if name != "audit_events"]
+
+
+def sign_in_events(s, action):
+    """(actor, outcome or method) of each console sign-in event with this action."""
+    events = s.scalars(
+        select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.occurred_at)
+    )
+    return [(e.actor, e.after.get("outcome") or e.after["method"]) for e in events]
 
 
 def test_a_page_without_a_session_sends_to_sign_in(client):
@@ -41,6 +56,13 @@ def test_admin_token_is_exchanged_for_a_console_session(client, org, sessions):
             )
         )
         assert event.actor == "ada@acme.example" and event.actor_user_id == org.admin.id
+        signed_in = s.scalar(select(AuditEvent).where(AuditEvent.action == "console.signed_in"))
+        assert (signed_in.organisation_id, signed_in.actor_user_id) == (org.org.id, org.admin.id)
+        assert signed_in.after == {
+            "place": "console",
+            "method": "admin_token",
+            "email": "ada@acme.example",
+        }
 
 
 def test_session_cookie_is_secure_when_served_over_https(client_with, org):
@@ -65,8 +87,9 @@ def test_sign_out_ends_the_session_for_good(client, org, sessions):
         assert s.scalar(select(AuditEvent).where(AuditEvent.action == "token.revoked"))
 
 
-def test_wrong_token_user_role_or_stale_form_is_refused_on_the_page(client, org, unchanged):
+def test_wrong_token_user_role_or_stale_form_is_refused_on_the_page(client, org, sessions):
     form = client.get("/console/sign-in").get_data(as_text=True)
+    unchanged = change_checker(sessions, BUT_THE_AUDIT_TRAIL)
     unchanged()
     for token, says in [
         ("odk_admin_not-a-token", "not a live admin token"),
@@ -77,7 +100,44 @@ def test_wrong_token_user_role_or_stale_form_is_refused_on_the_page(client, org,
         assert says in answer.get_data(as_text=True)
     stale = client.post("/console/sign-in", data={"token": org.admin_token, "csrf": "forged"})
     assert stale.status_code == 200 and "expired" in stale.get_data(as_text=True)
-    unchanged()
+    unchanged()  # only the refusals were recorded, with who and why, never the token sent
+    with sessions() as s:
+        assert sign_in_events(s, "console.sign_in_refused") == [
+            ("anonymous", "bad_token"),
+            ("mia@acme.example", "not_console_role"),
+        ]
+        refused = s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "console.sign_in_refused")
+        ).all()
+        assert [e.organisation_id for e in refused] == [None, org.org.id]
+        assert all(org.member_token not in str(e.after) for e in refused)
+
+
+def test_the_token_exchange_is_refused_where_the_organisation_has_oidc(
+    client, org, session, sessions, settings
+):
+    oidc_providers.configure(
+        session,
+        organisation=org.org,
+        secret_key=settings.secret_key,
+        actor=f.SETUP,
+        policy=UrlPolicy(),
+        issuer="https://idp.acme.example",
+        client_id="odock",
+        client_secret="s3cret-s3cret",
+        display_name="Acme SSO",
+    )
+    session.commit()
+    form = client.get("/console/sign-in").get_data(as_text=True)
+    answer = client.post("/console/sign-in", data={"token": org.admin_token, "csrf": csrf_of(form)})
+    assert answer.status_code == 401
+    assert "signs in to the console with Acme SSO" in answer.get_data(as_text=True)
+    assert client.get("/console").status_code == 303
+    with sessions() as s:
+        assert s.scalar(select(ApiToken).where(ApiToken.scope == TokenScope.CONSOLE)) is None
+        assert sign_in_events(s, "console.sign_in_refused") == [
+            ("ada@acme.example", "oidc_required")
+        ]
 
 
 def test_a_session_ends_when_its_person_is_revoked(client, org, session):

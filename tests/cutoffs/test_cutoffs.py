@@ -87,7 +87,7 @@ def test_an_acknowledgement_closes_only_cutoffs_requested_before_the_call(sessio
     _org, _admin, key_ids = revoked_keys(session, count=1)
     before = utcnow() - timedelta(seconds=5)
 
-    assert cutoffs.acknowledge(session, key_ids=key_ids, called_at=before, at=utcnow()) == 0
+    assert cutoffs.acknowledge(session, key_ids=key_ids, called_at=before, at=utcnow()) == []
     assert session.scalars(select(KeyCutoff)).one().acknowledged_at is None
     reviews.record_invalidation(session, key_ids=key_ids, reason="revoked")
     assert session.scalars(select(KeyCutoff)).one().acknowledged_at is not None
@@ -136,11 +136,9 @@ def test_a_key_overdue_while_an_incident_is_open_joins_it_without_a_second_alarm
     assert session.scalars(select(CutoffIncident)).one() is incident
 
 
-def test_bridged_a_cutoff_waits_for_the_store_then_the_gateway_and_the_reaper_leaves_it(
-    session, engine
-):
-    """Bridged, the store's command chain drives the cut-off (same deadline and alarm): the
-    reaper never calls the gateway before the store has disabled the key."""
+def test_bridged_a_cutoff_is_done_only_once_the_store_then_the_gateway_answered(session, engine):
+    """Bridged, the cut-off carries the store command first (same deadline and alarm): the
+    gateway's call never counts for it before the store has disabled the key."""
     from models.actions import key_commands
     from models.db import make_session_factory
     from models.entities import KeyCommand
@@ -153,17 +151,23 @@ def test_bridged_a_cutoff_waits_for_the_store_then_the_gateway_and_the_reaper_le
         lifecycle.revoke(bridged, user=bridged.merge(person), actor=f.SETUP)
         bridged.flush()
         (cutoff,) = bridged.scalars(select(KeyCutoff)).all()
-        assert cutoff.via_store and cutoff.key_id == key.id
-        assert cutoffs.claim_due(bridged, lease=LEASE) == []
+        (command,) = bridged.scalars(select(KeyCommand)).all()
+        assert cutoff.via_store and cutoff.key_id == key.id and cutoff.command_id == command.id
+        assert cutoffs.claim_due(bridged, lease=LEASE) == []  # not the gateway's alone
+        assert cutoffs.claim_due(bridged, lease=LEASE, via_store=True) == [key.id]
+        # a gateway call before the store's answer does not complete it
+        reviews.record_invalidation(bridged, key_ids=[key.id], reason="early")
+        bridged.refresh(cutoff)
+        assert cutoff.acknowledged_at is None
         later = utcnow() + DEADLINE + timedelta(seconds=1)
         assert len(cutoffs.raise_alarms(bridged, deadline=DEADLINE, actor=REAPER, now=later)) == 1
 
-        (command,) = bridged.scalars(select(KeyCommand)).all()
         key_commands.record_acknowledgements(
             bridged, acknowledged={command.id: utcnow()}, reinvalidate_after=5
         )
         assert cutoff.acknowledged_at is None  # the store has it; the gateway not yet
-        key_commands.record_gateway_invalidation(bridged, command_ids=[command.id])
+        assert key_commands.keys_for_the_gateway(bridged, key_ids=[key.id]) == [key.id]
+        key_commands.record_gateway_invalidation(bridged, key_ids=[key.id], called_at=utcnow())
         bridged.flush()
         bridged.refresh(cutoff)
         assert cutoff.acknowledged_at is not None

@@ -81,14 +81,8 @@ def enroll_settings(settings):
 
 
 @pytest.fixture
-def enroll_client(enroll_settings, engine, clean_db):
-    from webhooks.app import create_app
-    from webhooks.context import EXTENSION
-
-    app = create_app(enroll_settings)
-    app.config["TESTING"] = True
-    yield app.test_client()
-    app.extensions[EXTENSION].engine.dispose()  # each app has its own pool; free it
+def enroll_client(apps, enroll_settings, clean_db):
+    return apps.for_settings(enroll_settings).test_client()
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,7 @@ def test_admin_sets_shows_and_clears_the_provider(client, admin_headers, session
         "client_id": GOOD["client_id"],
         "display_name": "idp.example.com",
         "redirect_uri": f"{settings.public_base_url}/enroll/oidc/callback",
+        "console_redirect_uri": f"{settings.public_base_url}/console/oidc/callback",
     }
     assert GOOD["client_secret"] not in put.get_data(as_text=True)
     with sessions() as s:

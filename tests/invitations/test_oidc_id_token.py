@@ -74,6 +74,26 @@ def test_a_good_token_gives_the_verified_email(client):
 
 
 @pytest.mark.parametrize(
+    ("changes", "verified"),
+    [
+        # Entra ID sends no email_verified; its optional xms_edov says the tenant verified
+        # the email's domain.
+        ({"email_verified": None, "xms_edov": True}, True),
+        ({"email_verified": None, "xms_edov": False}, False),
+        ({"email_verified": None, "xms_edov": "true"}, False),  # only the JSON boolean
+        ({"email_verified": None, "xms_edov": 1}, False),
+        ({"email_verified": None}, False),
+        # A provider that says false is believed, whatever else the token carries.
+        ({"email_verified": False, "xms_edov": True}, False),
+        ({"email_verified": True, "xms_edov": False}, True),
+    ],
+)
+def test_entra_ids_xms_edov_vouches_only_without_email_verified(client, changes, verified):
+    claims = verify(client, signed(claims_for(client, **changes)))
+    assert claims.email_verified is verified
+
+
+@pytest.mark.parametrize(
     "changes",
     [
         {"iss": "https://evil.example.com"},

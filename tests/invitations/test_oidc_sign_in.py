@@ -139,6 +139,28 @@ def test_invitee_signs_in_with_oidc(
         user = s.scalar(select(User).where(User.email_key == "eve@example.com"))
         assert (user.status, user.name) == (UserStatus.ACTIVE, "Eve Example")
         assert s.get(Invitation, issued.invitation.id).status is InvitationStatus.ACCEPTED
+        # Each sign-in's outcome, with who and where, and nothing a replay could use.
+        events = sign_in_events(s)
+        assert [(e.action, e.actor, e.after.get("outcome")) for e in events] == [
+            ("enrollment.sign_in_refused", "mallory@example.com", "wrong_account"),
+            ("enrollment.sign_in_refused", "anonymous", "state_unknown"),  # tampered
+            ("enrollment.sign_in_refused", "anonymous", "state_unknown"),  # none at all
+            ("enrollment.signed_in", "eve@example.com", None),
+            ("enrollment.sign_in_refused", "anonymous", "state_used"),  # the replay
+        ]
+        org_id, invitation_id = issued.invitation.organisation_id, str(issued.invitation.id)
+        assert [(e.organisation_id, e.target_id) for e in events] == [
+            (org_id, invitation_id),
+            (None, "anonymous"),
+            (None, "anonymous"),
+            (org_id, invitation_id),
+            (org_id, str(org_id)),
+        ]
+        replayed = dict(parse_qsl(urlsplit(callbacks[0]).query))
+        for event in events:
+            text = f"{event.actor} {event.after} {event.target_id}"
+            assert replayed["code"] not in text and replayed["state"] not in text
+            assert provider.client_secret not in text and issued.token not in text
     assert sorted(p.name for p in screenshots.iterdir()) == [
         "1-sign-in-offered.png",
         "2-wrong-account.png",
@@ -164,6 +186,10 @@ def test_an_unverified_email_is_refused(
     assert "has not verified the email" in page.content()
     context.close()
     assert_nothing_accepted(sessions, issued.invitation.id)
+    with sessions() as s:
+        assert [(e.actor, e.after["outcome"], e.target_id) for e in sign_in_events(s)] == [
+            ("unverified.uma@example.com", "unverified_email", str(issued.invitation.id))
+        ]
 
 
 def test_the_sign_in_link_is_offered_only_with_a_provider(session, scene, live_server, chromium):
@@ -188,6 +214,16 @@ def send_to_the_provider_with_a_tampered_state(route) -> None:
     query["state"] = query["state"][:-1] + ("A" if query["state"][-1] != "A" else "B")
     location = urlunsplit(parts._replace(query=urlencode(query)))
     route.fulfill(response=response, headers={**response.headers, "location": location})
+
+
+def sign_in_events(s) -> list[AuditEvent]:
+    return list(
+        s.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action.like("enrollment.%"))
+            .order_by(AuditEvent.occurred_at)
+        )
+    )
 
 
 def assert_nothing_accepted(sessions, invitation_id) -> None:

@@ -11,6 +11,7 @@ from connectors.oidc import AuthorizationRequest, IdTokenClaims
 from models.actions import oidc_sign_ins
 from models.actions.oidc_sign_ins import SignInRefused
 from models.base import utcnow
+from models.enums import SignInPlace
 
 REQUEST = AuthorizationRequest(
     url="https://idp.example.com/auth?…", state="s" * 43, nonce="n" * 43, code_verifier="v" * 43
@@ -22,6 +23,8 @@ def started(session, scene, settings):
     issued = scene.invite(session, email="eve@example.com")
     oidc_sign_ins.start(
         session,
+        place=SignInPlace.ENROLLMENT,
+        organisation_id=issued.invitation.organisation_id,
         invitation=issued.invitation,
         link_token=issued.token,
         request=REQUEST,
@@ -33,15 +36,29 @@ def started(session, scene, settings):
     return issued
 
 
-def claim(session, settings, *, state=REQUEST.state, browser="browser-1", later=timedelta()):
+def claim(
+    session,
+    settings,
+    *,
+    state=REQUEST.state,
+    browser="browser-1",
+    later=timedelta(),
+    place=SignInPlace.ENROLLMENT,
+):
     return oidc_sign_ins.claim(
-        session, state=state, browser=browser, secret_key=settings.secret_key, now=utcnow() + later
+        session,
+        place=place,
+        state=state,
+        browser=browser,
+        secret_key=settings.secret_key,
+        now=utcnow() + later,
     )
 
 
 def test_a_sign_in_is_claimed_once_with_what_the_callback_needs(session, settings, started):
     claimed = claim(session, settings)
     assert claimed == oidc_sign_ins.Claimed(
+        organisation_id=started.invitation.organisation_id,
         invitation_id=started.invitation.id,
         link_token=started.token,
         nonce=REQUEST.nonce,
@@ -60,6 +77,7 @@ def test_a_sign_in_is_claimed_once_with_what_the_callback_needs(session, setting
         ({"browser": "browser-2"}, "another browser"),
         ({"browser": ""}, "another browser"),
         ({"later": oidc_sign_ins.LIFETIME + timedelta(seconds=1)}, "too long"),
+        ({"place": SignInPlace.CONSOLE}, "state is unknown"),  # started on an invitation
     ],
 )
 def test_a_refused_claim_leaves_the_sign_in_usable(session, settings, started, changes, reason):
@@ -67,6 +85,18 @@ def test_a_refused_claim_leaves_the_sign_in_usable(session, settings, started, c
         claim(session, settings, **changes)
     session.rollback()
     assert claim(session, settings).link_token == started.token
+
+
+def test_a_refusal_says_why_and_where_for_the_audit_trail(session, settings, started):
+    claim(session, settings)
+    session.commit()
+    with pytest.raises(SignInRefused) as replayed:
+        claim(session, settings)
+    assert replayed.value.outcome == "state_used"
+    assert replayed.value.organisation_id == started.invitation.organisation_id
+    with pytest.raises(SignInRefused) as unknown:
+        claim(session, settings, state="t" * 43)
+    assert (unknown.value.outcome, unknown.value.organisation_id) == ("state_unknown", None)
 
 
 def test_only_a_verified_email_counts():

@@ -20,6 +20,7 @@ from models.enums import Role, TokenScope
 from models.settings import Settings
 from tests.scim.payloads import okta_create_user
 from tests.support import factories as f
+from tests.support.apps import Apps
 from tests.support.odock import OdockStandIn, start_stand_in
 from tests.support.odock.adapter import push_keys
 from tests.support.worker import WorkerProcess, start_worker
@@ -53,8 +54,8 @@ def bridged(settings: Settings, odock: OdockStandIn, **changes: object) -> Setti
             "gateway_url": odock.gateway_url,
             "gateway_secret": odock.gateway_secret,
             "odock_timeout": 1.0,
-            "odock_command_retry_base": 0.1,
-            "odock_command_retry_max": 0.5,
+            "cutoff_retry_base": 0.1,
+            "cutoff_retry_max": 0.5,
             "odock_reinvalidate_after": 0.5,
             "celery_queue": f"{settings.celery_queue}-bridged",
             **changes,
@@ -105,16 +106,8 @@ def bridged_session(bridged_sessions: SessionFactory, clean_db: None) -> Iterato
 
 
 @pytest.fixture
-def bridged_client(
-    bridged_settings: Settings, engine: Engine, clean_db: None
-) -> Iterator[FlaskClient]:
-    from webhooks.app import create_app
-    from webhooks.context import EXTENSION
-
-    app = create_app(bridged_settings)
-    app.config["TESTING"] = True
-    yield app.test_client()
-    app.extensions[EXTENSION].engine.dispose()
+def bridged_client(apps: Apps, bridged_settings: Settings, clean_db: None) -> FlaskClient:
+    return apps.for_settings(bridged_settings).test_client()
 
 
 @dataclass

@@ -5,9 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from models.actions.key_proofs import proof_is_authentic
-from models.entities import KeyCommand, NotificationDelivery, ReviewFinding
+from models.entities import KeyCommand, KeyCutoff, NotificationDelivery, ReviewFinding
 from models.enums import FindingState, Severity
 from tests.key_commands.conftest import deactivate, provision_key_holder
+from tests.support.reaper import wait_reaping
 from tests.support.wait import wait_until
 
 ACCEPTED, REJECTED = 200, 401
@@ -25,6 +26,13 @@ def finding_of(sessions, key_id, kind="user_key"):
 def command_of(sessions, key_id):
     with sessions() as fresh:
         return fresh.scalars(select(KeyCommand).where(KeyCommand.key_id == key_id)).one()
+
+
+def cutoff_of(sessions, key_id):
+    with sessions() as fresh:
+        return fresh.scalars(
+            select(KeyCutoff).where(KeyCutoff.key_id == key_id, KeyCutoff.via_store.is_(True))
+        ).one()
 
 
 def test_revoking_a_person_via_scim_makes_the_gateway_reject_their_key(
@@ -61,30 +69,41 @@ def test_revoking_a_person_via_scim_makes_the_gateway_reject_their_key(
 def test_a_store_that_answers_500_delays_the_invalidation_until_it_acknowledges(
     bridged_session, bridged_sessions, bridged_client, bridged_worker, odock
 ):
+    """The cut-off reaper re-sends the command, with backoff, until the store recovers; no
+    Celery retry chain carries it."""
     holder = provision_key_holder(bridged_session, bridged_client, odock)
     assert odock.call(holder.key_value) == ACCEPTED
     odock.store_faults.fail = True
 
     deactivate(bridged_client, holder)
 
-    wait_until(
+    wait_reaping(
         lambda: len(odock.commands_seen.for_key(holder.key_id)) >= 3,
         timeout=15,
-        what="the command retried against a failing store",
+        what="the command re-sent by the reaper to a failing store",
     )
     assert odock.invalidations.times_for(str(holder.key_id)) == []
     assert odock.store.key(holder.key_id)["revoked"] is False
     assert command_of(bridged_sessions, holder.key_id).acknowledged_at is None
+    waiting = cutoff_of(bridged_sessions, holder.key_id)
+    assert waiting.acknowledged_at is None and "500" in waiting.last_error
+    assert waiting.attempts >= 3 and waiting.next_attempt_at > waiting.requested_at
 
     odock.store_faults.heal()
 
-    wait_until(lambda: odock.call(holder.key_value) == REJECTED, timeout=15, what="rejection")
+    wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, timeout=15, what="rejection")
     seen = odock.commands_seen.for_key(holder.key_id)
     acknowledged_at = min(c.at for c in seen if c.status == 200)
     assert all(c.status == 500 for c in seen if c.at < acknowledged_at)
     assert min(odock.invalidations.times_for(str(holder.key_id))) >= acknowledged_at
+    wait_until(
+        lambda: cutoff_of(bridged_sessions, holder.key_id).acknowledged_at,
+        timeout=5,
+        what="the cut-off done, with the gateway's acknowledgement recorded",
+    )
     command = command_of(bridged_sessions, holder.key_id)
     assert command.attempts >= 4 and command.last_error is None
+    assert "Retry in" not in bridged_worker.log()  # no Celery retry chain
 
 
 def test_a_hanging_store_delays_the_invalidation_and_its_late_acknowledgement_sends_it_twice(
@@ -97,7 +116,7 @@ def test_a_hanging_store_delays_the_invalidation_and_its_late_acknowledgement_se
     deactivate(bridged_client, holder)
 
     wait_until(lambda: odock.store.key(holder.key_id)["revoked"], timeout=15, what="applied")
-    wait_until(
+    wait_reaping(
         lambda: command_of(bridged_sessions, holder.key_id).attempts >= 2,
         timeout=15,
         what="two attempts timed out",
@@ -109,7 +128,7 @@ def test_a_hanging_store_delays_the_invalidation_and_its_late_acknowledgement_se
 
     odock.store_faults.heal()
 
-    wait_until(
+    wait_reaping(
         lambda: len(odock.invalidations.times_for(str(holder.key_id))) >= 2,
         timeout=15,
         what="the invalidation, and the second one after the late acknowledgement",

@@ -9,7 +9,7 @@ from models.entities import KeyCommand, VirtualApiKey
 from tests.key_commands.conftest import deactivate, provision_key_holder
 from tests.support.odock.adapter import push_keys
 from tests.support.odock.store import rename_key
-from tests.support.wait import wait_until
+from tests.support.reaper import wait_reaping
 
 ACCEPTED, REJECTED = 200, 401
 
@@ -41,7 +41,7 @@ def test_a_push_while_the_revoke_is_unacknowledged_does_not_make_the_key_active_
     holder = provision_key_holder(bridged_session, bridged_client, odock)
     odock.store_faults.fail = True
     deactivate(bridged_client, holder)
-    wait_until(
+    wait_reaping(
         lambda: len(odock.commands_seen.for_key(holder.key_id)) >= 2,
         timeout=15,
         what="the revoke refused by the failing store",
@@ -57,7 +57,7 @@ def test_a_push_while_the_revoke_is_unacknowledged_does_not_make_the_key_active_
     assert key.revoked is True  # odock-sync's decision stands while its command is on its way
 
     odock.store_faults.heal()
-    wait_until(lambda: odock.call(holder.key_value) == REJECTED, timeout=15, what="rejection")
+    wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, timeout=15, what="rejection")
     with bridged_sessions() as fresh:
         command = fresh.scalars(select(KeyCommand).where(KeyCommand.key_id == holder.key_id)).one()
         assert command.acknowledged_at is not None
@@ -101,7 +101,7 @@ def test_the_reconcile_while_the_revoke_is_unacknowledged_keeps_the_key_revoked(
     holder = provision_key_holder(bridged_session, bridged_client, odock)
     odock.store_faults.fail = True
     deactivate(bridged_client, holder)
-    wait_until(
+    wait_reaping(
         lambda: len(odock.commands_seen.for_key(holder.key_id)) >= 2,
         timeout=15,
         what="the revoke refused by the failing store",
@@ -115,8 +115,8 @@ def test_the_reconcile_while_the_revoke_is_unacknowledged_keeps_the_key_revoked(
     assert key.name == "renamed in Odock" and key.revoked is True
 
     odock.store_faults.heal()
-    wait_until(lambda: odock.call(holder.key_value) == REJECTED, timeout=15, what="rejection")
-    wait_until(
+    wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, timeout=15, what="rejection")
+    wait_reaping(
         lambda: (
             held_key(bridged_sessions, holder.key_id) is not None
             and _acknowledged(bridged_sessions, holder.key_id)

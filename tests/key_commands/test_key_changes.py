@@ -77,9 +77,12 @@ def test_bridged_reactivation_restores_through_commands_sent_after_the_revocatio
         select(KeyCommand).where(KeyCommand.command_type == KeyCommandType.RESTORE)
     ).all()
     assert {c.key_id for c in restores} == {world.key_a.id, world.key_b.id}
-    pending = key_commands.pending_commands(bridged_session, command_ids=[c.id for c in restores])
-    # each restore waits behind its key's unacknowledged revoke: a key's commands keep order
-    assert pending.ready == [] and pending.waiting == 2
+    outgoing = key_commands.unsettled_by_key(
+        bridged_session, key_ids=[world.key_a.id, world.key_b.id]
+    )
+    # each key's restore goes after its unacknowledged revoke: a key's commands keep order
+    for key_id in (world.key_a.id, world.key_b.id):
+        assert [c.body["type"] for c in outgoing[key_id]] == ["key.revoke", "key.restore"]
 
 
 def test_a_revoke_held_for_review_then_revoked_by_the_review_goes_through_commands(

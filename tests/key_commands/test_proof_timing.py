@@ -87,7 +87,7 @@ def test_a_store_404_that_arrives_before_the_review_is_on_the_finding(bridged_se
 
     finding = next(fi for fi in review.findings if fi.subject_id == world.key_a.id)
     assert finding.detail["store"] == STORE_KEY_UNKNOWN
-    assert key_commands.pending_commands(bridged_session, command_ids=[command.id]).ready == []
+    assert key_commands.unsettled_by_key(bridged_session, key_ids=[world.key_a.id]) == {}
 
 
 def test_a_key_still_accepted_before_its_review_exists_opens_the_review_with_it(

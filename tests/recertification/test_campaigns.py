@@ -48,7 +48,7 @@ def test_keys_in_scope_become_findings_for_their_owners(session, keys):
     assert found[keys.moved.id].team_id == keys.team.id
     assert all(f.state is FindingState.OPEN and f.next_escalation_at for f in found.values())
     report = campaign.report
-    assert report["in_scope"] == {"keys": 4, "spend": 2, "unused": 1, "moved": 1}
+    assert report["in_scope"] == {"keys": 4, "spend": 2, "unused": 1, "moved": 1, "carried": 0}
     assert [k["id"] for k in report["unused_keys"]["items"]] == [str(keys.unused.id)]
     assert [p["email"] for p in report["inactive_people"]["items"]] == [keys.idle.email]
     opened = session.scalars(
@@ -57,13 +57,17 @@ def test_keys_in_scope_become_findings_for_their_owners(session, keys):
     assert opened.after["in_scope"]["keys"] == 4
 
 
-def test_opening_a_slot_twice_opens_one_campaign_and_covered_keys_are_skipped(session, keys):
+def test_opening_a_slot_twice_opens_one_campaign_and_the_next_takes_over_open_questions(
+    session, keys
+):
     first = _open(session, keys, slot="schedule:3")
     again = _open(session, keys, slot="schedule:3")
     assert first.created and not again.created and again.campaign.id == first.campaign.id
 
-    later = _open(session, keys, slot="schedule:4").campaign  # findings still open: no repeat
-    assert _findings(session, later) == {}
+    later = _open(session, keys, slot="schedule:4").campaign  # one open question per key
+    assert set(_findings(session, later)) == keys.in_scope()
+    session.expire_all()
+    assert {f.action for f in _findings(session, first.campaign).values()} == {"superseded"}
     count = session.scalar(select(func.count()).select_from(RecertificationCampaign))
     assert count == 2
 

@@ -4,7 +4,8 @@ npm registry (version pinned in tests/support/oidc_provider/package-lock.json), 
 by tests/support/oidc_provider/provider.mjs.
 
 Its development login form takes any login and password; the login is the account's email
-(one starting with "unverified" has email_verified false).
+(one starting with "unverified" has email_verified false; one starting with "entra." has no
+email_verified but Entra ID's xms_edov true).
 """
 
 from __future__ import annotations

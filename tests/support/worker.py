@@ -37,14 +37,26 @@ class WorkerProcess:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
             self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            self.wait_stopped()
+
+    def wait_stopped(self) -> None:
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def stop_all(processes: list[WorkerProcess]) -> None:
+    """Stop them together: each waits for its running tasks, so one after another adds up."""
+    for started in processes:
+        if started.process.poll() is None:
+            started.process.send_signal(signal.SIGTERM)
+    for started in processes:
+        started.wait_stopped()
 
 
 def start_worker(
@@ -53,10 +65,13 @@ def start_worker(
     log_dir: Path,
     concurrency: int = 2,
     extra_env: dict[str, str] | None = None,
+    queues: list[str] | None = None,
 ) -> WorkerProcess:
+    """A worker on `queues` (default: the urgent and the default queue, as without -Q)."""
     log_path = log_dir / f"worker-{time.monotonic_ns()}.log"
+    queues = queues or worker_queues(settings.celery_queue)
     command = [
-        *celery_worker_command(worker_queues(settings.celery_queue), concurrency, loglevel="INFO"),
+        *celery_worker_command(queues, concurrency, loglevel="INFO"),
         "-n",
         f"test-{time.monotonic_ns()}@%h",
     ]

@@ -58,7 +58,7 @@ def open_now() -> tuple[dict[str, Any], int]:
         session, organisation_id=viewer.organisation_id, actor=admin_actor(viewer)
     )
     session.commit()
-    return queries.campaign_summary(session, opened.campaign), 201
+    return queries.campaign_summary(session, opened.campaign), 201 if opened.created else 200
 
 
 @bp.get("/campaigns")

@@ -45,7 +45,8 @@ def register(
             "/recertification/campaigns": {
                 "get": operation("Campaigns, newest first", params=page),
                 "post": operation(
-                    "Open a campaign now (its keys in scope become findings)",
+                    "Open a campaign now (its keys in scope become findings); 200 with the "
+                    "campaign opened by hand that is still running, if there is one",
                     ok=201,
                     errors=(401, 403),
                 ),

@@ -3,7 +3,28 @@
 Each module adds its pages to the one blueprint; importing them here registers the routes.
 """
 
-from webhooks.console import audit, deliveries, holds, overview, people, reviews, runs, sign_in
+from webhooks.console import (
+    audit,
+    deliveries,
+    holds,
+    oidc,
+    overview,
+    people,
+    reviews,
+    runs,
+    sign_in,
+)
 from webhooks.console.web import bp
 
-__all__ = ["audit", "bp", "deliveries", "holds", "overview", "people", "reviews", "runs", "sign_in"]
+__all__ = [
+    "audit",
+    "bp",
+    "deliveries",
+    "holds",
+    "oidc",
+    "overview",
+    "people",
+    "reviews",
+    "runs",
+    "sign_in",
+]

@@ -1,4 +1,6 @@
-"""Signing in to the console (an admin token exchanged once for a session) and out."""
+"""Signing in to the console and out: with the organisation's OpenID Connect provider
+(webhooks/console/oidc.py), or, where it has none, an admin token exchanged once for a session.
+Every sign-in and every refusal is audited."""
 
 from __future__ import annotations
 
@@ -8,8 +10,11 @@ from datetime import timedelta
 
 from flask import Response, redirect, request, url_for
 
-from models.actions import console_sessions
-from models.actions.console_sessions import ConsoleSession, SignInRefused
+from models.actions import console_sessions, oidc_providers, sign_in_audit
+from models.actions.console_sessions import ConsoleSession
+from models.actions.sign_in_audit import SignInMethod, SignInRefused
+from models.entities import Organisation
+from models.enums import SignInPlace
 from webhooks.console.web import (
     bp,
     clear_session_cookie,
@@ -24,7 +29,20 @@ from webhooks.context import db_session, settings
 
 @bp.get("/sign-in")
 def sign_in_form() -> Response:
-    return _form()
+    """The sign-in page; given an organisation, its "Sign in with <provider>" link (a link:
+    the page's form-action 'self' would stop a form's redirect to the provider)."""
+    slug = request.args.get("organisation", "").strip().lower()[:64]
+    if not slug:
+        return _form()
+    found = oidc_providers.provider_by_slug(db_session(), slug)
+    if found is None:
+        return _form(
+            error=f"The organisation {slug!r} has no OpenID Connect sign-in; check its short "
+            "name, or sign in with an admin token.",
+            status=404,
+            organisation=slug,
+        )
+    return _form(organisation=slug, provider=found[1].display_name)
 
 
 @bp.post("/sign-in")
@@ -38,36 +56,55 @@ def sign_in() -> Response:
             session, secret=request.form.get("token", ""), lifetime=session_lifetime()
         )
     except SignInRefused as refused:
-        session.rollback()
+        audit_refusal(refused, method=SignInMethod.ADMIN_TOKEN)
         return _form(error=refused.message, status=401)
     session.commit()
     return start(started)
 
 
 def start(started: ConsoleSession) -> Response:
-    """Hand a started session to the browser and open the overview (the seam a sign-in
-    provider calls once it has verified who the person is; see start_for_verified_email)."""
+    """Hand a started session to the browser and open the overview."""
     response: Response = redirect(url_for("console.overview"), code=303)  # type: ignore[assignment]
     return set_session_cookie(response, started)
 
 
-def start_for_verified_email(organisation_id: uuid.UUID, email: str, method: str) -> Response:
+def start_for_verified_email(organisation_id: uuid.UUID, email: str) -> Response:
     """Sign in the person an identity provider has verified (OpenID Connect): a session of
-    the organisation's admin or manager with this email, or the sign-in page saying why not."""
+    the organisation's admin or manager with this email, or a page saying why not."""
     session = db_session()
     try:
         started = console_sessions.sign_in_verified_email(
-            session,
-            organisation_id=organisation_id,
-            email=email,
-            lifetime=session_lifetime(),
-            method=method,
+            session, organisation_id=organisation_id, email=email, lifetime=session_lifetime()
         )
     except SignInRefused as refused:
-        session.rollback()
-        return _form(error=refused.message, status=403)
+        return refusal_page(refused, organisation_id=organisation_id)
     session.commit()
     return start(started)
+
+
+def refusal_page(refused: SignInRefused, *, organisation_id: uuid.UUID | None) -> Response:
+    """A refused OpenID Connect sign-in: audited, nothing else kept, and a page saying why."""
+    audit_refusal(refused, method=SignInMethod.OIDC, organisation_id=organisation_id)
+    known = refused.organisation_id or organisation_id
+    organisation = db_session().get(Organisation, known) if known else None
+    return page(
+        "sign_in_refused.html",
+        code=403,
+        reason=refused.message,
+        slug=organisation.slug if organisation else "",
+    )
+
+
+def audit_refusal(
+    refused: SignInRefused, *, method: SignInMethod, organisation_id: uuid.UUID | None = None
+) -> None:
+    """Roll back whatever the attempt started, then record the refusal on its own."""
+    session = db_session()
+    session.rollback()
+    sign_in_audit.refused(
+        session, refused, place=SignInPlace.CONSOLE, method=method, organisation_id=organisation_id
+    )
+    session.commit()
 
 
 @bp.post("/sign-out")
@@ -84,7 +121,9 @@ def session_lifetime() -> timedelta:
     return timedelta(hours=settings().console_session_hours)
 
 
-def _form(*, error: str = "", status: int = 200) -> Response:
+def _form(
+    *, error: str = "", status: int = 200, organisation: str = "", provider: str = ""
+) -> Response:
     value, fresh = sign_in_csrf()
     response = page(
         "sign_in.html",
@@ -92,6 +131,7 @@ def _form(*, error: str = "", status: int = 200) -> Response:
         error=error,
         sign_in_csrf=value,
         hours=f"{settings().console_session_hours:g}",
-        oidc_url="",
+        organisation=organisation,
+        provider=provider,
     )
     return set_sign_in_cookie(response, value) if fresh else response

@@ -38,7 +38,15 @@ PREFIX = "/console"
 SESSION_COOKIE = "odock_console"
 SIGN_IN_COOKIE = "odock_console_sign_in"
 CSRF_FIELD = "csrf"
-PUBLIC_ENDPOINTS = frozenset({"console.sign_in_form", "console.sign_in", "console.static"})
+PUBLIC_ENDPOINTS = frozenset(
+    {
+        "console.sign_in_form",
+        "console.sign_in",
+        "console.oidc_sign_in",
+        "console.oidc_callback_page",
+        "console.static",
+    }
+)
 # The enrollment pages' headers, with the console's own script and style sheet allowed.
 CONSOLE_HEADERS = {
     **SECURITY_HEADERS,
@@ -111,7 +119,7 @@ def set_session_cookie(response: Response, started: ConsoleSession) -> Response:
         _serializer().dumps(started.secret),
         max_age=int(_lifetime_seconds()),
         path=PREFIX,
-        secure=_secure(),
+        secure=secure_cookies(),
         httponly=True,
         samesite="Lax",
     )
@@ -120,7 +128,7 @@ def set_session_cookie(response: Response, started: ConsoleSession) -> Response:
 
 
 def clear_session_cookie(response: Response) -> Response:
-    response.delete_cookie(SESSION_COOKIE, path=PREFIX, secure=_secure(), httponly=True)
+    response.delete_cookie(SESSION_COOKIE, path=PREFIX, secure=secure_cookies(), httponly=True)
     return response
 
 
@@ -146,7 +154,12 @@ def sign_in_csrf() -> tuple[str, bool]:
 
 def set_sign_in_cookie(response: Response, value: str) -> Response:
     response.set_cookie(
-        SIGN_IN_COOKIE, value, path=PREFIX, secure=_secure(), httponly=True, samesite="Strict"
+        SIGN_IN_COOKIE,
+        value,
+        path=PREFIX,
+        secure=secure_cookies(),
+        httponly=True,
+        samesite="Strict",
     )
     return response
 
@@ -196,7 +209,7 @@ def _lifetime_seconds() -> float:
     return settings().console_session_hours * 3600
 
 
-def _secure() -> bool:
+def secure_cookies() -> bool:
     return request.is_secure or settings().public_base_url.startswith("https://")
 
 

@@ -1,10 +1,14 @@
-"""Access end dates: the beat's tick revokes everyone whose date has come."""
+"""Access end dates: the beat's tick revokes everyone whose date has come (past the
+mass-change gate, told first how many are due in each organisation)."""
 
 from __future__ import annotations
+
+import uuid
 
 import structlog
 
 from models.actions import access_end, departure_notices
+from models.actions.lifecycle import Outcome
 from models.actor import Actor
 from models.base import utcnow
 from worker import turns
@@ -34,18 +38,25 @@ def end_due() -> int:
 
 
 def _end_due_access(current: Runtime, actor: Actor) -> int:
+    with current.sessions() as session:
+        access_end.announce_due(session, now=utcnow(), actor=actor)
+        session.commit()
     total = 0
     while True:
         with current.sessions() as session:
             due = access_end.due_user_ids(session, now=utcnow(), limit=BATCH)
-        ended = 0
-        for user_id in due:
-            with current.sessions() as session:
-                ended += access_end.end_access(session, user_id=user_id, now=utcnow(), actor=actor)
-                session.commit()
-        total += ended
-        if len(due) < BATCH or ended == 0:
+        outcomes = [_end_one(current, user_id, actor) for user_id in due]
+        total += outcomes.count(Outcome.APPLIED)
+        # Revoked and held people leave the scan; a batch of neither would come back as is.
+        if len(due) < BATCH or all(o is Outcome.UNCHANGED for o in outcomes):
             return total
+
+
+def _end_one(current: Runtime, user_id: uuid.UUID, actor: Actor) -> Outcome:
+    with current.sessions() as session:
+        outcome = access_end.end_access(session, user_id=user_id, now=utcnow(), actor=actor)
+        session.commit()
+    return outcome
 
 
 def _send_notices(current: Runtime, actor: Actor) -> None:

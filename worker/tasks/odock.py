@@ -1,117 +1,195 @@
-"""The bridge to Odock, outbound: key commands until acknowledged, then the gateway, then proof."""
+"""The bridge to Odock, outbound: store commands until acknowledged, then the gateway, then proof.
+
+The commands ride their cut-offs (models/actions/cutoffs.py): a lease per key, backoff, the
+reaper's re-drive and the deadline alarm are the same as for an embedded invalidation."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import structlog
 
 from connectors import gateway, odock
-from models.actions import key_commands, key_proofs
+from models.actions import cutoffs, key_commands, key_proofs
 from models.base import utcnow
 from models.settings import Settings
 from worker.runtime import runtime
 from worker.tasks.base import TransientError, task
-from worker.tasks.gateway import TIME_TO_KILL
+from worker.time_to_kill import observe
 
 log = structlog.get_logger(__name__)
 
 
-@task("odock.send_key_commands", bind=True, autoretry_for=())
+# How long one caller goes on starting store calls for the keys it leased; the lease covers
+# this, one more store call and the gateway call, so it never runs out under a live caller.
+SEND_BUDGET = 5.0
+STORE_CLAIM_BATCH = 100
+
+
+# No Celery retries: what is not acknowledged stays due on its cut-off, and the reaper sends it.
+@task("odock.send_key_commands", autoretry_for=())
 def send_key_commands(
-    self: Any, command_ids: list[str], source: str = "", arrived_at: float | None = None
+    command_ids: list[str], source: str = "", arrived_at: float | None = None
 ) -> None:
-    """`source` and `arrived_at`: the revocation's time-to-kill clock (see gateway.py)."""
-    current, ids = runtime(), [uuid.UUID(c) for c in command_ids]
-    clock = {"source": source, "arrived_at": arrived_at} if arrived_at is not None else None
-    if not current.settings.odock_management_url:
+    """The fast path after commit. `source` and `arrived_at`: the revocation's clock, kept on
+    its cut-offs as well (which the time-to-kill observation reads, whoever completes them)."""
+    with runtime().sessions() as session:
+        key_ids = key_commands.keys_of(session, command_ids=[uuid.UUID(c) for c in command_ids])
+    observe(drive_store(key_ids=key_ids))
+
+
+@dataclass
+class Sent:
+    """What the store answered to one caller's commands."""
+
+    acknowledged: dict[uuid.UUID, datetime] = field(default_factory=dict)
+    unknown: list[uuid.UUID] = field(default_factory=list)
+    failed: dict[uuid.UUID, tuple[uuid.UUID, str]] = field(
+        default_factory=dict
+    )  # key: (command, error)
+    untried: list[uuid.UUID] = field(default_factory=list)  # keys not reached in the time
+
+    def settled_keys(self, claimed: list[uuid.UUID]) -> list[uuid.UUID]:
+        return [k for k in claimed if k not in self.failed and k not in self.untried]
+
+
+def drive_store(*, key_ids: list[uuid.UUID] | None) -> list[cutoffs.Clock]:
+    """For the due store cut-offs among these keys (all when None) that no one else holds:
+    send their commands until acknowledged, then call the gateway; the clocks completed."""
+    settings = runtime().settings
+    if not settings.odock_management_url:
         # The commands stay stored and unacknowledged (keys_with_pending_commands shows them).
-        log.warning("odock.not_configured", commands=len(ids))
-        return
-    with current.sessions() as session:
-        pending = key_commands.pending_commands(session, command_ids=ids)
-    acknowledged, unknown = _send(current.settings, pending.ready)
-    with current.sessions() as session:
-        key_commands.record_acknowledgements(
+        log.warning("odock.not_configured", keys=len(key_ids or []))
+        return []
+    claimed = _claim(settings, key_ids)
+    if not claimed:
+        return []
+    with runtime().sessions() as session:
+        outgoing = key_commands.unsettled_by_key(session, key_ids=claimed)
+    sent = _send(settings, outgoing)
+    _record_answers(settings, sent)
+    return _after_the_store(settings, sent.settled_keys(claimed))
+
+
+def _claim(settings: Settings, key_ids: list[uuid.UUID] | None) -> list[uuid.UUID]:
+    lease = SEND_BUDGET + settings.odock_timeout + settings.gateway_timeout + 2
+    with runtime().sessions() as session:
+        claimed = cutoffs.claim_due(
             session,
-            acknowledged=acknowledged,
-            reinvalidate_after=current.settings.odock_reinvalidate_after,
-            clock=clock,
+            lease=timedelta(seconds=lease),
+            key_ids=key_ids,
+            via_store=True,
+            batch=STORE_CLAIM_BATCH,
         )
-        key_commands.record_unknown_keys(session, command_ids=unknown)
         session.commit()
-    if pending.waiting or len(acknowledged) + len(unknown) < len(pending.ready):
-        countdown = _backoff(current.settings, self.request.retries)
-        raise self.retry(countdown=countdown, max_retries=None)
+    return claimed
 
 
-def _send(
-    settings: Settings, ready: list[key_commands.Outgoing]
-) -> tuple[dict[uuid.UUID, datetime], list[uuid.UUID]]:
-    """The commands acknowledged (id -> applied at), and those whose key the store lacks."""
-    acknowledged, unknown = {}, []
-    for command in ready:
-        try:
-            acknowledged[command.id] = odock.send_key_command(
-                base_url=settings.odock_management_url,
-                token=settings.odock_management_token,
-                secret=settings.odock_command_secret,
-                body=command.body,
-                timeout=settings.odock_timeout,
-                policy=settings.operator_outbound_policy(),
-            )
-        except odock.KeyUnknown as exc:
-            log.warning("odock.command_key_unknown", command_id=str(command.id), error=str(exc))
-            unknown.append(command.id)
-        except odock.StoreUnavailable as exc:
-            log.warning(
-                "odock.command_not_acknowledged", command_id=str(command.id), error=str(exc)
-            )
-            with runtime().sessions() as session:
-                key_commands.record_failed_attempt(session, command_id=command.id, error=str(exc))
-                session.commit()
-    return acknowledged, unknown
+def _send(settings: Settings, outgoing: dict[uuid.UUID, list[key_commands.Outgoing]]) -> Sent:
+    """Each key's commands in order, a key's later ones only once its earlier one is settled;
+    a store that is down or hanging ends the round (the rest are given back untried)."""
+    sent, started = Sent(), time.monotonic()
+    keys = sorted(outgoing)
+    for index, key_id in enumerate(keys):
+        if time.monotonic() - started > SEND_BUDGET:
+            sent.untried = keys[index:]
+            break
+        for command in outgoing[key_id]:
+            try:
+                sent.acknowledged[command.id] = _send_one(settings, command)
+            except odock.KeyUnknown as exc:
+                log.warning("odock.command_key_unknown", command_id=str(command.id), error=str(exc))
+                sent.unknown.append(command.id)
+            except odock.StoreUnavailable as exc:
+                log.warning(
+                    "odock.command_not_acknowledged", command_id=str(command.id), error=str(exc)
+                )
+                sent.failed[key_id] = (command.id, str(exc))
+                break
+        if key_id in sent.failed:
+            sent.untried = keys[index + 1 :]
+            break
+    return sent
 
 
-def _backoff(settings: Settings, retries: int) -> float:
-    return float(
-        min(settings.odock_command_retry_base * 2**retries, settings.odock_command_retry_max)
+def _send_one(settings: Settings, command: key_commands.Outgoing) -> datetime:
+    return odock.send_key_command(
+        base_url=settings.odock_management_url,
+        token=settings.odock_management_token,
+        secret=settings.odock_command_secret,
+        body=command.body,
+        timeout=settings.odock_timeout,
+        policy=settings.operator_outbound_policy(),
     )
 
 
-@task("odock.invalidate_acknowledged", bind=True)
-def invalidate_acknowledged(
-    self: Any,
-    command_ids: list[str],
-    not_before: str = "",
-    source: str = "",
-    arrived_at: float | None = None,
-) -> None:
-    if not_before and (wait := (datetime.fromisoformat(not_before) - utcnow()).total_seconds()) > 0:
-        raise self.retry(countdown=wait, max_retries=None)
-    current, ids = runtime(), [uuid.UUID(c) for c in command_ids]
-    with current.sessions() as session:
-        key_ids = key_commands.acknowledged_keys(session, command_ids=ids)
-    if not key_ids or not current.settings.gateway_url:
-        return
+def _record_answers(settings: Settings, sent: Sent) -> None:
+    with runtime().sessions() as session:
+        key_commands.record_acknowledgements(
+            session,
+            acknowledged=sent.acknowledged,
+            reinvalidate_after=settings.odock_reinvalidate_after,
+        )
+        key_commands.record_unknown_keys(session, command_ids=sent.unknown)
+        for command_id, error in sent.failed.values():
+            key_commands.record_failed_attempt(session, command_id=command_id, error=error)
+        for error in sorted({error for _command, error in sent.failed.values()}):
+            failed = [k for k, (_c, e) in sent.failed.items() if e == error]
+            cutoffs.record_failure(
+                session,
+                key_ids=failed,
+                error=error,
+                retry_base=settings.cutoff_retry_base,
+                retry_max=settings.cutoff_retry_max,
+            )
+        cutoffs.release(session, key_ids=sent.untried)
+        session.commit()
+
+
+def _after_the_store(settings: Settings, settled: list[uuid.UUID]) -> list[cutoffs.Clock]:
+    """The store settled these keys' commands: the gateway forgets those it caches."""
+    if not settled:
+        return []
+    called_at = utcnow()
+    with runtime().sessions() as session:
+        to_invalidate = key_commands.keys_for_the_gateway(session, key_ids=settled)
+        others = sorted(set(settled) - set(to_invalidate))
+        key_commands.close_without_gateway(session, key_ids=others, called_at=called_at)
+        session.commit()
+    if not to_invalidate:
+        return []
+    if not settings.gateway_url:
+        log.warning("gateway.not_configured", keys=len(to_invalidate))
+        return []
     try:
         gateway.invalidate_keys(
-            base_url=current.settings.gateway_url,
-            secret=current.settings.gateway_secret,
-            key_ids=[str(k) for k in key_ids],
-            timeout=current.settings.gateway_timeout,
-            policy=current.settings.operator_outbound_policy(),
+            base_url=settings.gateway_url,
+            secret=settings.gateway_secret,
+            key_ids=[str(k) for k in to_invalidate],
+            timeout=settings.gateway_timeout,
+            policy=settings.operator_outbound_policy(),
         )
     except gateway.GatewayUnavailable as exc:
-        raise TransientError(str(exc)) from exc
-    if arrived_at is not None:
-        TIME_TO_KILL.labels(source or "unknown").observe(max(0.0, time.time() - arrived_at))
-    with current.sessions() as session:
-        key_commands.record_gateway_invalidation(session, command_ids=ids)
+        log.warning("gateway.invalidation_failed", keys=len(to_invalidate), error=str(exc))
+        with runtime().sessions() as session:
+            cutoffs.record_failure(
+                session,
+                key_ids=to_invalidate,
+                error=str(exc),
+                retry_base=settings.cutoff_retry_base,
+                retry_max=settings.cutoff_retry_max,
+            )
+            session.commit()
+        return []
+    with runtime().sessions() as session:
+        clocks = key_commands.record_gateway_invalidation(
+            session, key_ids=to_invalidate, called_at=called_at
+        )
         session.commit()
+    return clocks
 
 
 @task("odock.prove_keys_dead")

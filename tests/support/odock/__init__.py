@@ -76,6 +76,7 @@ class OdockStandIn:
         """A clean store, cache, logs and no faults, for the next test."""
         self.store_faults.heal()
         self.store_faults.release.clear()
+        self.store_faults.hang_limit = 30.0
         self.gateway_faults.ignore_invalidations = False
         self.gateway_faults.heal()
         self.gateway_faults.release.clear()
@@ -85,6 +86,7 @@ class OdockStandIn:
         self.redis.client().flushall()
         with self.commands_seen.lock:
             self.commands_seen.commands.clear()
+            self.commands_seen.arrived.clear()
         with self.invalidations.lock:
             self.invalidations.invalidations.clear()
             self.invalidations.answers.clear()

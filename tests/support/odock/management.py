@@ -45,11 +45,16 @@ class CommandSeen:
 @dataclass
 class ManagementLog:
     lock: threading.Lock = field(default_factory=threading.Lock)
-    commands: list[CommandSeen] = field(default_factory=list)
+    commands: list[CommandSeen] = field(default_factory=list)  # answered
+    arrived: list[str] = field(default_factory=list)  # ids of signed commands, on arrival
 
     def add(self, seen: CommandSeen) -> None:
         with self.lock:
             self.commands.append(seen)
+
+    def arrival(self, command_id: str) -> None:
+        with self.lock:
+            self.arrived.append(command_id)
 
     def for_key(self, key_id: uuid.UUID | str) -> list[CommandSeen]:
         with self.lock:
@@ -70,6 +75,7 @@ def create_management_app(
             return _problem(401, "the command is not signed with the command secret")
         if not isinstance(body, dict) or body.get("id") != request.headers.get("webhook-id"):
             return _problem(422, "the body's id must be the webhook-id")
+        log.arrival(str(body["id"]))
         status, answer = _answer_command(store, faults, body)
         log.add(
             CommandSeen(

@@ -1,6 +1,8 @@
 // A certified OpenID Connect provider (panva/oidc-provider) on loopback, for the tests only.
 // Its development login form accepts any login with any password: the login typed is the
-// account, and its email. A login starting with "unverified" gets email_verified: false.
+// account, and its email. A login starting with "unverified" gets email_verified: false; one
+// starting with "entra." is answered as Microsoft Entra ID does: no email_verified, but the
+// optional claim xms_edov (the email's domain is verified by the account's tenant) true.
 //
 // node provider.mjs <port> <client JSON> [userinfo-only]; prints "ready <issuer>" once it
 // listens. With "userinfo-only" the email claims are in the userinfo answer, not the ID token
@@ -19,7 +21,7 @@ const provider = new Provider(issuer, {
     grant_types: ['authorization_code'],
     response_types: ['code'],
   }],
-  claims: { openid: ['sub'], email: ['email', 'email_verified'] },
+  claims: { openid: ['sub'], email: ['email', 'email_verified', 'xms_edov'] },
   // By default email and email_verified are in the ID token, as Google and Keycloak send them.
   conformIdTokenClaims: mode === 'userinfo-only',
   cookies: { keys: ['tests-only-not-a-secret'] },
@@ -29,6 +31,7 @@ const provider = new Provider(issuer, {
     return {
       accountId: id,
       async claims() {
+        if (id.startsWith('entra.')) return { sub: id, email: id, xms_edov: true };
         return { sub: id, email: id, email_verified: !id.startsWith('unverified') };
       },
     };

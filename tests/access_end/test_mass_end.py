@@ -1,0 +1,167 @@
+"""Many end dates due together pass the mass-change gate like any source that takes access
+from many people at once: with a real worker and beat whose clocks run ahead, a batch over
+the organisation's threshold is held whole (audited, the admins alerted at a real HTTP sink)
+while another organisation's small batch is revoked on time; an admin's approval revokes the
+held people (source `schedule`), a date moved away takes its held revocation back, and a
+discard keeps access and clears the passed date so no later beat revokes after all."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+
+import time_machine
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.outbound import UrlPolicy
+from models.actions import access_end, mass_change, mass_change_holds, notification_hooks
+from models.actor import Actor
+from models.base import utcnow
+from models.db import SessionFactory
+from models.entities import MassChange, Organisation, User
+from models.enums import ChangeStatus, HookKind, Role, Source, UserStatus
+from tests.access_end.conftest import (
+    TICK,
+    assert_revoked_once_on_time,
+    audited,
+    revocations,
+)
+from tests.support import factories as f
+from tests.support.wait import wait_until
+from worker.tasks.access_end import end_due
+
+THRESHOLD = 3
+ADMIN = Actor(Source.ADMIN, "admin@example.com")
+
+
+def _gated_org(session: Session, name: str) -> tuple[Organisation, User]:
+    org = f.make_org(session, name)
+    admin = f.make_user(session, org, role=Role.ORG_ADMIN, email=f"admin@{name.lower()}.test")
+    mass_change.set_thresholds(session, organisation=org, actor=f.SETUP, threshold_count=THRESHOLD)
+    return org, admin
+
+
+def _leavers(session: Session, org: Organisation, count: int, ends) -> list[uuid.UUID]:  # type: ignore[no-untyped-def]
+    people = [f.make_user(session, org) for _ in range(count)]
+    for person in people:
+        f.make_key(session, org, owner=person)
+        access_end.set_access_end(session, user=person, ends_at=ends, actor=f.SETUP)
+    return [person.id for person in people]
+
+
+def _held(sessions: SessionFactory, org_id: uuid.UUID) -> list[MassChange]:
+    """Read in a session of its own (SQLite: a session that read holds the write lock)."""
+    with sessions() as fresh:
+        return list(
+            fresh.scalars(
+                select(MassChange).where(
+                    MassChange.organisation_id == org_id, MassChange.status == ChangeStatus.HELD
+                )
+            )
+        )
+
+
+def test_a_batch_over_the_threshold_is_held_whole_and_a_small_one_ends_on_time(
+    client, session, sessions, settings, hooks, run_ahead
+) -> None:
+    big, admin = _gated_org(session, "Big")
+    small, _ = _gated_org(session, "Small")
+    token = f.admin_token(session, big, admin)
+    notification_hooks.create_hook(
+        session,
+        organisation_id=big.id,
+        name="holds",
+        kind=HookKind.WEBHOOK,
+        target=hooks.url("holds"),
+        events=[mass_change.EVENT_HELD],
+        url_policy=UrlPolicy(allow_loopback=True),
+        secret_key=settings.secret_key,
+        actor=f.SETUP,
+    )
+    ends = (utcnow() + timedelta(days=20)).replace(microsecond=0)
+    many = _leavers(session, big, THRESHOLD + 3, ends)
+    few = _leavers(session, small, THRESHOLD, ends)
+    big_id = big.id
+    session.commit()
+
+    run_ahead(ends - timedelta(seconds=10), workers=1, beats=1)
+
+    assert_revoked_once_on_time(session, sessions, few, ends)  # at the threshold: not over it
+    session.commit()
+    held = wait_until(
+        lambda: len(_held(sessions, big_id)) == len(many) and _held(sessions, big_id),
+        timeout=60,
+        what="the whole batch held",
+    )
+    assert {h.user_id for h in held} == set(many) and len({h.batch_id for h in held}) == 1
+    (alert,) = wait_until(lambda: hooks.at("holds"), timeout=60, what="the admins' alert")
+    assert alert.json["type"] == mass_change.EVENT_HELD
+    assert alert.json["data"]["source"] == Source.SCHEDULE.value
+    time.sleep(3 * TICK)  # more beats: still held, nobody revoked, nothing held twice
+    assert len(_held(sessions, big_id)) == len(many)
+    for user_id in many:
+        assert session.get_one(User, user_id).status is UserStatus.ACTIVE
+        assert revocations(session, user_id) == []
+        assert audited(session, "mass_change.held", user_id) == 1
+    session.commit()
+
+    # A date moved away while held: that revocation is taken back, the rest still wait.
+    moved = session.get_one(User, many[0])
+    access_end.set_access_end(session, user=moved, ends_at=ends + timedelta(days=30), actor=ADMIN)
+    session.commit()
+    assert audited(session, "mass_change.superseded", many[0]) == 1
+    session.commit()
+
+    approved = client.post(
+        f"/api/v1/mass-change/batches/{held[0].batch_id}/approve",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert approved.status_code == 200, approved.get_json()
+    assert len(approved.get_json()["items"]) == len(many) - 1
+    time.sleep(3 * TICK)
+    session.expire_all()
+    assert session.get_one(User, many[0]).status is UserStatus.ACTIVE
+    for user_id in many[1:]:
+        (revocation,) = revocations(session, user_id)
+        assert revocation.source is Source.SCHEDULE
+        assert session.get_one(User, user_id).status is UserStatus.REVOKED
+        assert audited(session, "mass_change.approved", user_id) == 1
+
+
+def test_a_discarded_batch_keeps_access_and_clears_the_passed_dates(session, sessions) -> None:
+    org, _ = _gated_org(session, "Kept")
+    ends = (utcnow() + timedelta(hours=2)).replace(microsecond=0)
+    many = _leavers(session, org, THRESHOLD + 1, ends)
+    org_id = org.id
+    session.commit()
+
+    with time_machine.travel(ends + timedelta(seconds=5), tick=False):
+        assert end_due() == 0
+        held = [session.get_one(MassChange, h.id) for h in _held(sessions, org_id)]
+        assert len(held) == len(many)
+        mass_change_holds.discard(session, holds=held, actor=ADMIN)
+        session.commit()
+        assert end_due() == 0  # the next beat does not revoke them after all
+
+    session.expire_all()
+    for user_id in many:
+        person = session.get_one(User, user_id)
+        assert person.status is UserStatus.ACTIVE and person.access_ends_at is None
+        assert audited(session, "user.access_end_cleared", user_id) == 1
+    session.commit()
+    assert _held(sessions, org_id) == []
+
+
+def test_the_gate_turned_off_lets_every_due_date_end(session, sessions) -> None:
+    org, _ = _gated_org(session, "Open")
+    mass_change.set_thresholds(session, organisation=org, actor=f.SETUP, enabled=False)
+    ends = (utcnow() + timedelta(hours=2)).replace(microsecond=0)
+    many = _leavers(session, org, THRESHOLD + 2, ends)
+    session.commit()
+
+    with time_machine.travel(ends, tick=False):
+        assert end_due() == len(many)
+    session.expire_all()
+    assert all(session.get_one(User, u).status is UserStatus.REVOKED for u in many)

@@ -1,0 +1,79 @@
+"""Store commands ride the cut-off machinery (issue 20 with the bridge): a store that hangs
+past the deadline raises one `cutoff.deadline_missed` incident, the reaper re-sends the command
+until the store answers, and the incident clears with the gateway's acknowledgement."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from models.entities import AuditEvent, CutoffIncident
+from tests.key_commands.conftest import bridged, deactivate, provision_key_holder
+from tests.key_commands.test_end_to_end import ACCEPTED, REJECTED, command_of, cutoff_of
+from tests.ops.test_time_to_kill import samples
+from tests.support.reaper import wait_reaping
+
+DEADLINE = 4.0
+
+
+@pytest.fixture(scope="module")
+def bridged_settings(settings, odock):
+    return bridged(
+        settings,
+        odock,
+        cutoff_deadline=DEADLINE,
+        celery_queue=f"{settings.celery_queue}-store-cutoffs",
+    )
+
+
+def audited(sessions, action: str) -> list[AuditEvent]:
+    with sessions() as fresh:
+        return fresh.scalars(select(AuditEvent).where(AuditEvent.action == action)).all()
+
+
+def test_a_hanging_store_times_out_alarms_once_at_the_deadline_and_the_reaper_finishes_it(
+    bridged_session,
+    bridged_sessions,
+    bridged_client,
+    bridged_worker,
+    odock,
+    monkeypatch,
+    metrics_dir,
+):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    holder = provision_key_holder(bridged_session, bridged_client, odock)
+    assert odock.call(holder.key_value) == ACCEPTED
+    before = samples(bridged_client, "scim")
+    odock.store_faults.hang = True  # holds every command past ODOCK_TIMEOUT, applies none
+
+    deactivate(bridged_client, holder)
+
+    [alarm] = wait_reaping(
+        lambda: audited(bridged_sessions, "cutoff.deadline_missed"),
+        timeout=30,
+        what="the deadline alarm",
+    )
+    assert alarm.after["key_ids"] == [str(holder.key_id)]
+    assert "unreachable" in alarm.after["last_error"]  # the store timed out
+    assert odock.store.key(holder.key_id)["revoked"] is False
+    assert odock.invalidations.times_for(str(holder.key_id)) == []
+    assert odock.call(holder.key_value) == ACCEPTED  # nothing invalidated before the store
+    assert cutoff_of(bridged_sessions, holder.key_id).attempts >= 2
+
+    odock.store_faults.heal()
+
+    wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, timeout=30, what="rejection")
+    wait_reaping(
+        lambda: audited(bridged_sessions, "cutoff.deadline_recovered"),
+        timeout=15,
+        what="the incident cleared",
+    )
+    assert len(audited(bridged_sessions, "cutoff.deadline_missed")) == 1
+    with bridged_sessions() as fresh:
+        assert fresh.scalars(select(CutoffIncident)).one().cleared_at is not None
+    command = command_of(bridged_sessions, holder.key_id)
+    assert command.acknowledged_at is not None and odock.store.key(holder.key_id)["revoked"]
+    invalidated = min(odock.invalidations.times_for(str(holder.key_id)))
+    assert invalidated >= command.acknowledged_at.timestamp()
+    # the revocation's time to kill is counted though the reaper, not the fast path, ended it
+    wait_reaping(lambda: samples(bridged_client, "scim") > before, what="a time-to-kill sample")

@@ -1,0 +1,72 @@
+"""A worker killed with SIGKILL while the store holds its command: the cut-off's lease runs
+out and the reaper, in another worker, sends the command again and finishes the revocation."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from sqlalchemy import select
+
+from models.entities import KeyCommand
+from tests.key_commands.conftest import bridged, deactivate, provision_key_holder
+from tests.key_commands.test_end_to_end import ACCEPTED, REJECTED, command_of, cutoff_of
+from tests.support.reaper import wait_reaping
+from tests.support.wait import wait_until
+from tests.support.worker import start_worker
+
+
+@pytest.fixture(scope="module")
+def bridged_settings(settings, odock):
+    return bridged(settings, odock, celery_queue=f"{settings.celery_queue}-killed")
+
+
+@pytest.fixture
+def publishing(settings, bridged_settings):
+    """This process publishes to the bridged queue meanwhile."""
+    from worker.celery_app import configure_celery
+
+    configure_celery(bridged_settings)
+    yield
+    configure_celery(settings)
+
+
+def test_a_worker_killed_mid_command_leaves_it_to_the_reaper_which_finishes_it(
+    bridged_session, bridged_sessions, bridged_client, bridged_settings, odock, tmp_path, publishing
+):
+    first = start_worker(bridged_settings, log_dir=tmp_path)
+    try:
+        holder = provision_key_holder(bridged_session, bridged_client, odock)
+        assert odock.call(holder.key_value) == ACCEPTED
+        odock.store_faults.hang = True
+        odock.store_faults.hang_limit = 120.0
+
+        deactivate(bridged_client, holder)
+        wait_until(lambda: odock.commands_seen.arrived, timeout=15, what="the command sent")
+        os.killpg(first.process.pid, signal.SIGKILL)  # the worker and its pool, mid-call
+        first.process.wait(timeout=10)
+    finally:
+        first.kill()
+    with bridged_sessions() as fresh:
+        assert fresh.scalars(select(KeyCommand.acknowledged_at)).one() is None
+    odock.store_faults.heal()  # the store answers again (the dead caller's call applies now)
+
+    second = start_worker(bridged_settings, log_dir=tmp_path)
+    try:
+        wait_reaping(
+            lambda: odock.call(holder.key_value) == REJECTED,
+            timeout=60,
+            what="the reaper finishing the revocation once the dead caller's lease ran out",
+        )
+    finally:
+        second.stop()
+    wait_until(lambda: cutoff_of(bridged_sessions, holder.key_id).acknowledged_at, timeout=5)
+    command = command_of(bridged_sessions, holder.key_id)
+    assert command.acknowledged_at is not None
+    assert set(odock.commands_seen.arrived) == {str(command.id)}  # the same command, re-sent
+    assert len(odock.commands_seen.arrived) >= 2
+    assert min(odock.invalidations.times_for(str(holder.key_id))) >= (
+        command.acknowledged_at.timestamp()
+    )
+    assert cutoff_of(bridged_sessions, holder.key_id).attempts >= 2

@@ -1,0 +1,104 @@
+"""Sign in to the console with the organisation's OpenID Connect provider: the admin names
+the organisation, /console/oidc/sign-in sends the browser to its provider (Authorization Code
+with PKCE, state and nonce, as the enrollment pages do), /console/oidc/callback comes back,
+and a verified email of the organisation's ACTIVE admin or manager gets a console session."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from flask import Response, redirect, request, url_for
+
+from connectors import oidc
+from models.actions import oidc_providers, oidc_sign_ins
+from models.actions.oidc_sign_ins import Claimed, SignInRefused
+from models.base import utcnow
+from models.entities import OidcProvider
+from models.enums import SignInPlace
+from models.errors import Unavailable
+from webhooks import oidc_callback
+from webhooks.console.sign_in import refusal_page, start_for_verified_email
+from webhooks.console.web import PREFIX, bp, secure_cookies
+from webhooks.context import db_session, settings
+
+PLACE = SignInPlace.CONSOLE
+BROWSER_COOKIE = "odock_console_oidc"
+
+
+@bp.get("/oidc/sign-in")
+def oidc_sign_in() -> Response:
+    slug = request.args.get("organisation", "").strip().lower()
+    found = oidc_providers.provider_by_slug(db_session(), slug)
+    if found is None:  # the sign-in page says so
+        return redirect(url_for("console.sign_in_form", organisation=slug[:64]), 303)  # type: ignore[return-value]
+    organisation, provider = found
+    try:
+        sign_in = oidc.authorization_request(
+            _client(provider), ask_again=request.args.get("again") == "1"
+        )
+    except oidc.OidcError as exc:
+        raise Unavailable(f"the sign-in provider cannot be used: {exc.reason}") from None
+    browser = secrets.token_urlsafe(32)
+    session = db_session()
+    oidc_sign_ins.start(
+        session,
+        place=PLACE,
+        organisation_id=organisation.id,
+        request=sign_in,
+        browser=browser,
+        secret_key=settings().secret_key,
+        now=utcnow(),
+    )
+    session.commit()
+    response: Response = redirect(sign_in.url, 303)  # type: ignore[assignment]
+    response.set_cookie(
+        BROWSER_COOKIE,
+        browser,
+        max_age=int(oidc_sign_ins.LIFETIME.total_seconds()),
+        path=PREFIX,
+        secure=secure_cookies(),
+        httponly=True,
+        samesite="Lax",  # sent on the provider's top-level redirect back
+    )
+    return response
+
+
+@bp.get("/oidc/callback")
+def oidc_callback_page() -> Response:
+    session = db_session()
+    claimed: Claimed | None = None
+    try:
+        claimed = oidc_callback.claim(PLACE, BROWSER_COOKIE)
+        session.commit()  # spent now, whatever follows: a replay of this callback is refused
+        email = oidc_callback.verified_email(_client_of(claimed.organisation_id), claimed)
+    except SignInRefused as refused:
+        response = refusal_page(
+            refused, organisation_id=claimed.organisation_id if claimed else None
+        )
+    else:
+        response = start_for_verified_email(claimed.organisation_id, email)
+    response.delete_cookie(BROWSER_COOKIE, path=PREFIX)
+    return response
+
+
+def _client_of(organisation_id: uuid.UUID) -> oidc.Client:
+    provider = oidc_providers.provider_for(db_session(), organisation_id)
+    if provider is None:
+        raise SignInRefused(
+            "this organisation no longer signs in with OpenID Connect",
+            outcome="provider_removed",
+            organisation_id=organisation_id,
+        )
+    return _client(provider)
+
+
+def _client(provider: OidcProvider) -> oidc.Client:
+    config = settings()
+    return oidc_providers.client(
+        provider,
+        secret_key=config.secret_key,
+        base_url=config.public_base_url,
+        policy=config.outbound_policy(),
+        place=PLACE,
+    )

@@ -1,0 +1,45 @@
+"""What both OpenID Connect callbacks (enrollment pages and console) do the same way: claim
+the sign-in the state names, then turn the provider's answer into a verified email."""
+
+from __future__ import annotations
+
+from flask import request
+
+from connectors import oidc
+from models.actions import oidc_sign_ins
+from models.actions.oidc_sign_ins import Claimed, SignInRefused
+from models.base import utcnow
+from models.enums import SignInPlace
+from webhooks.context import db_session, settings
+
+
+def claim(place: SignInPlace, browser_cookie: str) -> Claimed:
+    """The sign-in this callback finishes, spent (the caller commits that at once)."""
+    return oidc_sign_ins.claim(
+        db_session(),
+        place=place,
+        state=request.args.get("state", ""),
+        browser=request.cookies.get(browser_cookie, ""),
+        secret_key=settings().secret_key,
+        now=utcnow(),
+    )
+
+
+def verified_email(client: oidc.Client, claimed: Claimed) -> str:
+    """The code exchanged and the ID token checked: the email the provider vouches for, or
+    SignInRefused (the provider's own refusal included)."""
+    if "error" in request.args:
+        reason = request.args.get("error_description") or request.args["error"]
+        raise SignInRefused(
+            f"the provider did not sign you in: {reason[:200]}", outcome="provider_refused"
+        )
+    try:
+        claims = oidc.finish(
+            client,
+            code=request.args.get("code", ""),
+            code_verifier=claimed.code_verifier,
+            nonce=claimed.nonce,
+        )
+    except oidc.OidcError as exc:
+        raise SignInRefused(exc.reason, outcome="provider_refused") from None
+    return oidc_sign_ins.verified_email(claims)
