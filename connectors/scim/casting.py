@@ -56,14 +56,19 @@ class MemberRef:
 
 
 def with_meta(
-    doc: dict[str, Any], resource_type: str, created: datetime, modified: datetime, base: str
+    doc: dict[str, Any],
+    resource_type: str,
+    created: datetime,
+    modified: datetime,
+    base: str,
+    version: str | None = None,
 ) -> dict[str, Any]:
     doc["meta"] = {
         "resourceType": resource_type,
         "created": timestamp(created),
         "lastModified": timestamp(modified),
         "location": f"{base}/{doc['id']}",
-        "version": version_of(doc),
+        "version": version or version_of(doc),
     }
     return doc
 
