@@ -61,6 +61,18 @@ def register(
             "/reviews": {
                 "get": operation("Access-change reviews visible to the caller", params=review_list)
             },
+            "/key-policy": {
+                "get": operation(
+                    "What a revocation does to the keys the person owns or created (admins)",
+                    errors=(401, 403),
+                ),
+                "put": operation(
+                    "Set what a revocation does to the organisation keys the person created "
+                    "(admins; audited organisation.settings_changed)",
+                    body=schemas.KeyPolicyChange,
+                    errors=(400, 401, 403),
+                ),
+            },
             "/reviews/{review_id}": {
                 "get": operation("A review: findings, revocation, who was alerted", params=[review])
             },
