@@ -165,12 +165,18 @@ class SyncRunStatus(StrEnum):
 
 
 class KeyCommandType(StrEnum):
-    """What odock-sync asks the key store to do with one key (the contract's command types)."""
+    """What odock-sync asks Odock's store to do with one key, or one budget (the contract's
+    command types)."""
 
     REVOKE = "key.revoke"
     RESTORE = "key.restore"
     REASSIGN = "key.reassign"
     ROTATE_REQUEST = "key.rotate_request"
+    BUDGET_FREEZE = "budget.freeze"
+    BUDGET_THAW = "budget.thaw"
+
+
+BUDGET_COMMANDS = frozenset({KeyCommandType.BUDGET_FREEZE, KeyCommandType.BUDGET_THAW})
 
 
 class ChangeKind(StrEnum):

@@ -111,6 +111,8 @@ DECIDED_COLUMNS = {
     KeyCommandType.RESTORE: ("revoked", "revoked_at"),
     KeyCommandType.REASSIGN: ("owner_user_id", "owner_team_id"),
     KeyCommandType.ROTATE_REQUEST: (),
+    KeyCommandType.BUDGET_FREEZE: (),
+    KeyCommandType.BUDGET_THAW: (),
 }
 
 
@@ -281,25 +283,78 @@ def _issue_commands(
 ) -> dict[uuid.UUID, uuid.UUID]:
     """A command per key, sent after commit; the cut-off reaper sends it again until the store
     answers. Key id -> command id."""
+    return _store_commands(
+        session,
+        organisation_id=change.organisation_id,
+        subject_ids=key_ids,
+        command=change.command,
+        reason=change.reason,
+        owners={"owner_user_id": change.owner_user_id, "owner_team_id": change.owner_team_id},
+        clock=change.invalidation_detail,
+    )
+
+
+def send_budget_change(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    budget_ids: list[uuid.UUID],
+    command: KeyCommandType,
+    reason: str,
+) -> None:
+    """Carry a freeze or thaw of these budgets (already made in odock-sync's view) to the
+    store. Bridged: a command per budget, on a cut-off like a key's (no gateway call after);
+    embedded: odock-sync's own budget rows are the store, nothing to send."""
+    if not budget_ids or not is_bridged(session):
+        return
+    commands = _store_commands(
+        session,
+        organisation_id=organisation_id,
+        subject_ids=budget_ids,
+        command=command,
+        reason=reason,
+        owners={},
+        clock={},
+    )
+    cutoffs.open_cutoffs(
+        session,
+        organisation_id=organisation_id,
+        key_ids=budget_ids,
+        command=command.value,
+        reason=reason,
+        via_store=True,
+        command_ids=commands,
+    )
+
+
+def _store_commands(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    subject_ids: list[uuid.UUID],
+    command: KeyCommandType,
+    reason: str,
+    owners: dict[str, uuid.UUID | None],
+    clock: dict[str, Any],
+) -> dict[uuid.UUID, uuid.UUID]:
     now = utcnow()
     commands = [
         KeyCommand(
-            organisation_id=change.organisation_id,
-            key_id=key_id,
-            command_type=change.command,
-            reason=change.reason[:500],
-            owner_user_id=change.owner_user_id,
-            owner_team_id=change.owner_team_id,
+            organisation_id=organisation_id,
+            key_id=subject_id,
+            command_type=command,
+            reason=reason[:500],
             issued_at=now,
+            **owners,
         )
-        for key_id in key_ids
+        for subject_id in subject_ids
     ]
     session.add_all(commands)
     session.flush()
     outbox.enqueue(
         session,
         TASK_SEND_KEY_COMMANDS,
-        command_ids=[str(command.id) for command in commands],
-        **change.invalidation_detail,  # the time-to-kill clock (kept on the cut-offs too)
+        command_ids=[str(c.id) for c in commands],
+        **clock,  # the time-to-kill clock (kept on the cut-offs too)
     )
-    return {command.key_id: command.id for command in commands}
+    return {c.key_id: c.id for c in commands}

@@ -1,5 +1,6 @@
 """The OpenAPI 3.1 document of the Odock bridge (docs/odock.md), served at
-/odock/v1/openapi.json: the push API odock-sync serves, and the list endpoints it reads."""
+/odock/v1/openapi.json: the push API odock-sync serves, and the list and command endpoints of
+the management plane that it calls."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pydantic.json_schema import models_json_schema
 from models.actions.odock_events import ChangeEvent
 from models.actions.odock_objects import BudgetIn, KeyIn, QuotaIn
 from models.actions.odock_usage import UsageBatch
+from models.enums import BUDGET_COMMANDS, KeyCommandType
 
 BODIES: list[type[BaseModel]] = [KeyIn, BudgetIn, QuotaIn, UsageBatch, ChangeEvent]
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
@@ -170,6 +172,58 @@ PATHS: dict[str, Any] = {
 MANAGEMENT_PLANE = {
     f"/v1/sync/{collection}": {"get": _listing(schema)}
     for collection, schema in (("keys", "KeyIn"), ("budgets", "BudgetIn"), ("quotas", "QuotaIn"))
+} | {
+    "/v1/sync/commands": {
+        "post": _operation(
+            "Served by the management plane: apply one command odock-sync decided, once per "
+            "id (a repeat answers the first applied_at); 404/410 ends it (no such object)",
+            body="StoreCommand",
+            params=SIGNATURE_HEADERS,
+            returns={
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "applied_at": {"type": "string", "format": "date-time"},
+                },
+                "required": ["applied_at"],
+            },
+            errors=(401, 404, 410, 422),
+        )
+    }
+}
+_UUID = {"type": "string", "format": "uuid"}
+_COMMAND_COMMON = {
+    "id": _UUID,
+    "organisation_id": _UUID,
+    "reason": {"type": "string"},
+    "issued_at": {"type": "string", "format": "date-time"},
+}
+STORE_COMMAND = {
+    "oneOf": [
+        {
+            "type": "object",
+            "description": "A key command: the gateway's cache is invalidated after it",
+            "properties": {
+                **_COMMAND_COMMON,
+                "type": {"enum": [t.value for t in KeyCommandType if t not in BUDGET_COMMANDS]},
+                "key_id": _UUID,
+                "owner_user_id": {"oneOf": [_UUID, {"type": "null"}]},
+                "owner_team_id": {"oneOf": [_UUID, {"type": "null"}]},
+            },
+            "required": ["id", "type", "organisation_id", "key_id", "issued_at"],
+        },
+        {
+            "type": "object",
+            "description": "A budget command: budget.freeze stops spending against the budget "
+            "(its owner's access was revoked), budget.thaw undoes exactly that freeze",
+            "properties": {
+                **_COMMAND_COMMON,
+                "type": {"enum": sorted(t.value for t in BUDGET_COMMANDS)},
+                "budget_id": _UUID,
+            },
+            "required": ["id", "type", "organisation_id", "budget_id", "issued_at"],
+        },
+    ]
 }
 
 
@@ -179,6 +233,7 @@ def document() -> dict[str, Any]:
         [(model, "validation") for model in BODIES], ref_template="#/components/schemas/{model}"
     )
     components: dict[str, Any] = dict(definitions.get("$defs", {}))
+    components["StoreCommand"] = STORE_COMMAND
     components["Problem"] = {
         "type": "object",
         "properties": {

@@ -1,6 +1,7 @@
 """Spend accounting at exit: a leaver's user budgets are frozen by their revocation (and thawed
-by its undoing), and their review records what they spent over each budget's window and what
-was left unspent, shown against the budgets of the teams they belonged to."""
+by its undoing; bridged, the freeze and thaw go to Odock's store as commands), and their review
+records what they spent over each budget's window and what was left unspent, shown against the
+budgets of the teams they belonged to."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from models import audit, key_scope
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import Budget, Revocation, Team, TeamMembership, UsageRecord, VirtualApiKey
-from models.enums import OwnerType
+from models.enums import KeyCommandType, OwnerType
+from models.key_changes import send_budget_change
 
 DEFAULT_WINDOW = "monthly"
 
@@ -53,6 +55,13 @@ def freeze_budgets(session: Session, *, revocation: Revocation, actor: Actor) ->
         ).all()
     )
     _audit(session, revocation, frozen, actor, "budget.frozen", frozen=True)
+    send_budget_change(
+        session,
+        organisation_id=revocation.organisation_id,
+        budget_ids=frozen,
+        command=KeyCommandType.BUDGET_FREEZE,
+        reason="the owner's access was revoked",
+    )
     return frozen
 
 
@@ -68,6 +77,13 @@ def thaw_budgets(session: Session, *, revocation: Revocation, actor: Actor) -> l
         ).all()
     )
     _audit(session, revocation, thawed, actor, "budget.thawed", frozen=False)
+    send_budget_change(
+        session,
+        organisation_id=revocation.organisation_id,
+        budget_ids=thawed,
+        command=KeyCommandType.BUDGET_THAW,
+        reason="the owner's revocation was undone",
+    )
     return thawed
 
 

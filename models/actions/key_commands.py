@@ -30,7 +30,7 @@ from models.actions.reviews import (
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import KeyCommand, KeyCutoff
-from models.enums import KeyCommandType
+from models.enums import BUDGET_COMMANDS, KeyCommandType
 from models.key_changes import STORE_KEY_UNKNOWN, store_facts
 
 TASK_PROVE_KEYS_DEAD = "odock.prove_keys_dead"
@@ -75,6 +75,15 @@ def unsettled() -> ColumnElement[bool]:
 
 
 def command_body(command: KeyCommand) -> dict[str, Any]:
+    if command.command_type in BUDGET_COMMANDS:
+        return {
+            "id": str(command.id),
+            "type": command.command_type.value,
+            "organisation_id": str(command.organisation_id),
+            "budget_id": str(command.key_id),
+            "reason": command.reason,
+            "issued_at": command.issued_at.isoformat(),
+        }
     return {
         "id": str(command.id),
         "type": command.command_type.value,
@@ -159,13 +168,14 @@ def _revokes(command: KeyCommand) -> bool:
 
 
 def _audit_command(session: Session, command: KeyCommand, action: str, **detail: Any) -> None:
-    """The store's answer to a command, on the command's key."""
+    """The store's answer to a command, on the command's key (or budget)."""
+    target = "budget" if command.command_type in BUDGET_COMMANDS else "api_key"
     audit.record(
         session,
         actor=STORE_ACTOR,
         organisation_id=command.organisation_id,
-        action=action,
-        target_type="api_key",
+        action=action.replace("api_key.", f"{target}.", 1),
+        target_type=target,
         target_id=command.key_id,
         after={
             "command_id": str(command.id),

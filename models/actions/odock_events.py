@@ -3,7 +3,8 @@
 The receiver stores an event once under its webhook-id (channel `odock`, the same table and
 drain as IdP events); the drain applies an organisation's deliveries in the order they
 arrived, and the objects' versions settle any order they were sent in: an event older than
-what is held is recorded as stale and changes nothing.
+what is held is recorded as stale and changes nothing. A `usage.recorded` event carries a
+usage batch instead of an object: its records are stored once per record id, as pushed usage.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
-from models.actions import odock_objects
+from models.actions import odock_objects, odock_usage
 from models.actions.odock_objects import SCHEMAS, StrictInt
 from models.actor import Actor
 from models.enums import Source
@@ -31,23 +32,32 @@ EventType = Literal[
     "budget.deleted",
     "quota.upserted",
     "quota.deleted",
+    "usage.recorded",
 ]
+USAGE_RECORDED = "usage.recorded"
 
 
 class ChangeEvent(BaseModel):
+    """An object event names the object (`id`, `version`); `usage.recorded` carries
+    `{"records": [...]}` in `data` (each record idempotent by its own id)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: EventType
-    id: uuid.UUID
+    id: uuid.UUID | None = None
     data: dict[str, Any] | None = None
-    version: StrictInt
+    version: StrictInt | None = None
 
 
 def parse_event(payload: Any) -> ChangeEvent:
     """The event, or a ValueError saying what is wrong with it (checked before storing)."""
     event = ChangeEvent.model_validate(payload)
-    if event.type.endswith(".upserted"):
-        _object(event)
+    if event.type == USAGE_RECORDED:
+        _usage(event)
+    else:
+        _object_ref(event)
+        if event.type.endswith(".upserted"):
+            _object(event)
     return event
 
 
@@ -55,14 +65,17 @@ def apply_event(session: Session, organisation_id: uuid.UUID, payload: Any) -> d
     """Apply one stored event; its outcome is `applied` or `stale`. Raises ValueError or a
     DomainError (an unknown owner, say) when it cannot be applied."""
     event = parse_event(payload)
+    if event.type == USAGE_RECORDED:
+        return _apply_usage(session, organisation_id, event)
     kind, _, change = event.type.partition(".")
+    object_id, version = _object_ref(event)
     if change == "deleted":
         done = odock_objects.delete_object(
             session,
             organisation_id=organisation_id,
             kind=kind,
-            object_id=event.id,
-            version=event.version,
+            object_id=object_id,
+            version=version,
             actor=EVENT_ACTOR,
         )
     else:
@@ -70,16 +83,46 @@ def apply_event(session: Session, organisation_id: uuid.UUID, payload: Any) -> d
             session,
             organisation_id=organisation_id,
             kind=kind,
-            object_id=event.id,
+            object_id=object_id,
             data=_object(event),
             actor=EVENT_ACTOR,
         )
     return {
         "type": event.type,
-        "id": str(event.id),
-        "version": event.version,
+        "id": str(object_id),
+        "version": version,
         "outcome": APPLIED if done.applied else STALE,
     }
+
+
+def _apply_usage(
+    session: Session, organisation_id: uuid.UUID, event: ChangeEvent
+) -> dict[str, Any]:
+    ingested = odock_usage.ingest_usage(
+        session, organisation_id=organisation_id, records=_usage(event).records, actor=EVENT_ACTOR
+    )
+    return {
+        "type": event.type,
+        "outcome": APPLIED,
+        "accepted": ingested.accepted,
+        "duplicates": ingested.duplicates,
+    }
+
+
+def _usage(event: ChangeEvent) -> odock_usage.UsageBatch:
+    if event.id is not None or event.version is not None:
+        raise InvalidInput("a usage event names no object: no `id` or `version`", field="id")
+    if event.data is None:
+        raise InvalidInput('a usage event carries {"records": [...]} in `data`', field="data")
+    return odock_usage.parse_batch(event.data)
+
+
+def _object_ref(event: ChangeEvent) -> tuple[uuid.UUID, int]:
+    if event.id is None:
+        raise InvalidInput("an object event names the object's `id`", field="id")
+    if event.version is None:
+        raise InvalidInput("an object event carries the object's `version`", field="version")
+    return event.id, event.version
 
 
 def _object(event: ChangeEvent) -> odock_objects.OdockObject:

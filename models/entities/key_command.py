@@ -15,7 +15,8 @@ from models.enums import KeyCommandType
 
 
 class KeyCommand(Base):
-    """One command for one key; its id is the webhook-id, so the store applies it once."""
+    """One command for one key, or one budget (a `budget.*` command: `key_id` then holds the
+    budget's id); its id is the webhook-id, so the store applies it once."""
 
     __tablename__ = "key_commands"
     __table_args__ = (

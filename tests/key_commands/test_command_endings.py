@@ -25,7 +25,7 @@ def test_a_command_the_store_answers_404_ends_audited_and_the_gateway_still_forg
 
     wait_until(
         lambda: odock.invalidations.times_for(str(holder.key_id)),
-        timeout=15,
+        timeout=30,
         what="the gateway told to forget the key",
     )
     assert odock.call(holder.key_value) == REJECTED
@@ -44,7 +44,7 @@ def test_a_command_the_store_answers_404_ends_audited_and_the_gateway_still_forg
         found = finding_of(bridged_sessions, holder.key_id)
         return found if found is not None and found.gateway_proof else None
 
-    finding = wait_until(noted, timeout=15, what="the finding updated, and proven dead")
+    finding = wait_until(noted, timeout=30, what="the finding updated, and proven dead")
     assert "no such key" in finding.detail["store"] and finding.detail["store_answered_at"]
     assert finding.gateway_proof["accepted"] is False
 

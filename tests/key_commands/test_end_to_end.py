@@ -54,7 +54,7 @@ def test_revoking_a_person_via_scim_makes_the_gateway_reject_their_key(
         found = finding_of(bridged_sessions, holder.key_id)
         return found if found is not None and found.gateway_proof else None
 
-    finding = wait_until(proven, timeout=15, what="the gateway's proof on the finding")
+    finding = wait_until(proven, timeout=30, what="the gateway's proof on the finding")
     assert finding.store_acknowledged_at is not None and finding.invalidated_at is not None
     assert finding.store_acknowledged_at <= finding.invalidated_at
     proof = finding.gateway_proof
@@ -79,7 +79,7 @@ def test_a_store_that_answers_500_delays_the_invalidation_until_it_acknowledges(
 
     wait_reaping(
         lambda: len(odock.commands_seen.for_key(holder.key_id)) >= 3,
-        timeout=15,
+        timeout=30,
         what="the command re-sent by the reaper to a failing store",
     )
     assert odock.invalidations.times_for(str(holder.key_id)) == []
@@ -91,7 +91,7 @@ def test_a_store_that_answers_500_delays_the_invalidation_until_it_acknowledges(
 
     odock.store_faults.heal()
 
-    wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, timeout=15, what="rejection")
+    wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, timeout=30, what="rejection")
     seen = odock.commands_seen.for_key(holder.key_id)
     acknowledged_at = min(c.at for c in seen if c.status == 200)
     assert all(c.status == 500 for c in seen if c.at < acknowledged_at)
@@ -115,10 +115,10 @@ def test_a_hanging_store_delays_the_invalidation_and_its_late_acknowledgement_se
 
     deactivate(bridged_client, holder)
 
-    wait_until(lambda: odock.store.key(holder.key_id)["revoked"], timeout=15, what="applied")
+    wait_until(lambda: odock.store.key(holder.key_id)["revoked"], timeout=30, what="applied")
     wait_reaping(
         lambda: command_of(bridged_sessions, holder.key_id).attempts >= 2,
-        timeout=15,
+        timeout=30,
         what="two attempts timed out",
     )
     # The store has revoked the key, but without its acknowledgement nothing was invalidated:
@@ -130,7 +130,7 @@ def test_a_hanging_store_delays_the_invalidation_and_its_late_acknowledgement_se
 
     wait_reaping(
         lambda: len(odock.invalidations.times_for(str(holder.key_id))) >= 2,
-        timeout=15,
+        timeout=30,
         what="the invalidation, and the second one after the late acknowledgement",
     )
     command = command_of(bridged_sessions, holder.key_id)
@@ -150,7 +150,7 @@ def test_a_gateway_that_still_accepts_the_key_raises_an_urgent_finding_and_an_al
 
     urgent = wait_until(
         lambda: finding_of(bridged_sessions, holder.key_id, "key_still_accepted"),
-        timeout=15,
+        timeout=30,
         what="the urgent finding",
     )
     assert urgent.severity is Severity.URGENT and urgent.state is FindingState.OPEN
@@ -167,5 +167,5 @@ def test_a_gateway_that_still_accepts_the_key_raises_an_urgent_finding_and_an_al
                 )
             ).all()
 
-    [alert] = wait_until(alerts, timeout=15, what="the admin alerted")
+    [alert] = wait_until(alerts, timeout=30, what="the admin alerted")
     assert "key_still_accepted" in str(alert.payload)

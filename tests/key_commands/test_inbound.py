@@ -43,7 +43,7 @@ def test_a_push_while_the_revoke_is_unacknowledged_does_not_make_the_key_active_
     deactivate(bridged_client, holder)
     wait_reaping(
         lambda: len(odock.commands_seen.for_key(holder.key_id)) >= 2,
-        timeout=15,
+        timeout=30,
         what="the revoke refused by the failing store",
     )
     rename_key(odock.store, holder.key_id, "renamed in Odock")  # a newer version, still active
@@ -57,7 +57,7 @@ def test_a_push_while_the_revoke_is_unacknowledged_does_not_make_the_key_active_
     assert key.revoked is True  # odock-sync's decision stands while its command is on its way
 
     odock.store_faults.heal()
-    wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, timeout=15, what="rejection")
+    wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, timeout=30, what="rejection")
     with bridged_sessions() as fresh:
         command = fresh.scalars(select(KeyCommand).where(KeyCommand.key_id == holder.key_id)).one()
         assert command.acknowledged_at is not None
@@ -103,7 +103,7 @@ def test_the_reconcile_while_the_revoke_is_unacknowledged_keeps_the_key_revoked(
     deactivate(bridged_client, holder)
     wait_reaping(
         lambda: len(odock.commands_seen.for_key(holder.key_id)) >= 2,
-        timeout=15,
+        timeout=30,
         what="the revoke refused by the failing store",
     )
     rename_key(odock.store, holder.key_id, "renamed in Odock")
@@ -115,13 +115,13 @@ def test_the_reconcile_while_the_revoke_is_unacknowledged_keeps_the_key_revoked(
     assert key.name == "renamed in Odock" and key.revoked is True
 
     odock.store_faults.heal()
-    wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, timeout=15, what="rejection")
+    wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, timeout=30, what="rejection")
     wait_reaping(
         lambda: (
             held_key(bridged_sessions, holder.key_id) is not None
             and _acknowledged(bridged_sessions, holder.key_id)
         ),
-        timeout=15,
+        timeout=30,
         what="the acknowledgement recorded",
     )
     reconcile(engine, bridged_settings, holder.org.id)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from cli.main import main
 from models.actions import key_commands, lifecycle
 from models.entities import AuditEvent, KeyCommand, OutboxMessage, VirtualApiKey
-from models.enums import KeyCommandType, KeyPolicy, KeyType
+from models.enums import BUDGET_COMMANDS, KeyCommandType, KeyPolicy, KeyType
 from models.key_changes import keys_with_pending_commands
 from tests.reviews.conftest import build_leaver, revoke_and_review
 from tests.support import factories as f
@@ -38,9 +38,15 @@ def test_bridged_revocation_writes_a_command_per_key_and_no_invalidation(bridged
     lifecycle.revoke(bridged_session, user=world.person, actor=f.SETUP)
     bridged_session.flush()
 
-    commands = bridged_session.scalars(select(KeyCommand)).all()
+    commands = bridged_session.scalars(
+        select(KeyCommand).where(KeyCommand.command_type.not_in(BUDGET_COMMANDS))
+    ).all()
     assert {c.key_id for c in commands} == {world.key_a.id, world.key_b.id}
     assert {c.command_type for c in commands} == {KeyCommandType.REVOKE}
+    [freeze] = bridged_session.scalars(
+        select(KeyCommand).where(KeyCommand.command_type.in_(BUDGET_COMMANDS))
+    ).all()
+    assert freeze.command_type is KeyCommandType.BUDGET_FREEZE  # the person's budget, too
     tasks = outbox_tasks(bridged_session)
     assert "odock.send_key_commands" in tasks and "gateway.invalidate_keys" not in tasks
     # odock-sync's view shows the decision at once; the store follows when it acknowledges

@@ -15,7 +15,7 @@ from models.entities import (
     RevocationReview,
     VirtualApiKey,
 )
-from models.enums import FindingState, ReviewCause, Severity
+from models.enums import BUDGET_COMMANDS, FindingState, ReviewCause, Severity
 from models.key_changes import STORE_KEY_UNKNOWN
 from tests.reviews.conftest import REVIEWER, build_leaver, findings_by_kind
 from tests.support import factories as f
@@ -26,7 +26,11 @@ SECRET = "proof-test-secret"
 def _revoked_commands(session, world):
     revocation = lifecycle.revoke(session, user=world.person, actor=f.SETUP)
     session.flush()
-    commands = session.scalars(select(KeyCommand).order_by(KeyCommand.key_id)).all()
+    commands = session.scalars(
+        select(KeyCommand)
+        .where(KeyCommand.command_type.not_in(BUDGET_COMMANDS))
+        .order_by(KeyCommand.key_id)
+    ).all()
     key_commands.record_acknowledgements(
         session,
         acknowledged={c.id: datetime.now(UTC) for c in commands},

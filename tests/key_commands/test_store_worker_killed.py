@@ -43,7 +43,7 @@ def test_a_worker_killed_mid_command_leaves_it_to_the_reaper_which_finishes_it(
         odock.store_faults.hang_limit = 120.0
 
         deactivate(bridged_client, holder)
-        wait_until(lambda: odock.commands_seen.arrived, timeout=15, what="the command sent")
+        wait_until(lambda: odock.commands_seen.arrived, timeout=30, what="the command sent")
         os.killpg(first.process.pid, signal.SIGKILL)  # the worker and its pool, mid-call
         first.process.wait(timeout=10)
     finally:

@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy import select
 
-from models.entities import ReceivedDelivery, VirtualApiKey
+from models.entities import AuditEvent, ReceivedDelivery, UsageRecord, VirtualApiKey
 from tests.odock_inbound.conftest import counts, key_body
 from tests.support.wait import wait_until
 
@@ -76,4 +76,59 @@ def test_a_forged_or_unsigned_event_is_refused_and_not_stored(bridged, session):
     assert (forged.status_code, unsigned.status_code, malformed.status_code) == (401, 401, 400)
     for response in (forged, unsigned, malformed):
         assert response.mimetype == "application/problem+json"
+    assert session.scalars(select(ReceivedDelivery)).all() == []
+
+
+def usage_event(*records):
+    return {"type": "usage.recorded", "data": {"records": list(records)}}
+
+
+def test_a_usage_event_is_stored_once_per_record_and_flags_usage_after_revocation(
+    bridged, session, sessions, worker
+):
+    from tests.odock_inbound.test_usage import _revoke_the_owner, _usage_findings, record
+
+    key_id = uuid.uuid4()
+    bridged.put("keys", key_id, key_body(bridged.owner))
+    after = _revoke_the_owner(bridged, session)
+    late = record(id="rec-late", api_key_id=str(key_id), occurred_at=after)
+
+    first = bridged.event(usage_event(late, record(id="rec-2")), "usage-1")
+    # a second delivery repeating one record (Odock re-sent it): stored once
+    again = bridged.event(usage_event(late, record(id="rec-3")), "usage-2")
+
+    assert (first.status_code, again.status_code) == (202, 202)
+    one = wait_until(lambda: processed(sessions, "usage-1"), what="the drain")
+    two = wait_until(lambda: processed(sessions, "usage-2"), what="the drain")
+    assert one.status == two.status == "processed"
+    assert (one.results[0]["accepted"], one.results[0]["duplicates"]) == (2, 0)
+    assert (two.results[0]["accepted"], two.results[0]["duplicates"]) == (1, 1)
+    session.expire_all()
+    stored = session.scalars(select(UsageRecord.external_id)).all()
+    assert sorted(stored) == ["rec-2", "rec-3", "rec-late"]
+    (finding,) = _usage_findings(session)
+    assert finding.subject_id == key_id  # the urgent case, as for pushed usage
+    actions = session.scalars(
+        select(AuditEvent.action).where(AuditEvent.action == "odock.usage.ingested")
+    ).all()
+    assert len(actions) == 2
+
+
+def test_a_malformed_usage_event_is_refused_with_a_clear_problem_and_not_stored(bridged, session):
+    from tests.odock_inbound.test_usage import record
+
+    cases = {
+        "no data": {"type": "usage.recorded"},
+        "no records": {"type": "usage.recorded", "data": {}},
+        "records not a list": {"type": "usage.recorded", "data": {"records": "x"}},
+        "a bad record": usage_event(record(cost="NaN")),
+        "an object id": {**usage_event(record()), "id": str(uuid.uuid4())},
+        "an object event without id": {"type": "key.deleted", "version": 3},
+        "an object event without version": {"type": "key.deleted", "id": str(uuid.uuid4())},
+    }
+    for what, payload in cases.items():
+        response = bridged.event(payload)
+        assert response.status_code == 400, (what, response.get_json())
+        assert response.mimetype == "application/problem+json", what
+        assert response.get_json()["detail"], what
     assert session.scalars(select(ReceivedDelivery)).all() == []

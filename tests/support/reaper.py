@@ -22,7 +22,9 @@ def wait_reaping(
     def reap_then_check() -> T:
         nonlocal last
         if time.monotonic() - last >= every:
-            celery_app.send_task("cutoffs.reap")
+            # As beat sends it: a reap the worker could not start in time is dropped, so a slow
+            # worker is not buried under stale reaps (they would hold up its urgent queue).
+            celery_app.send_task("cutoffs.reap", expires=max(every * 4, 2.0))
             last = time.monotonic()
         return check()
 

@@ -25,11 +25,12 @@ def register(
     bodies: list[type[BaseModel]],
     operation: Callable[..., dict[str, Any]],
 ) -> None:
-    user, review, finding, hook = (
+    user, review, finding, hook, sent = (
         _path_param("user_id"),
         _path_param("review_id"),
         _path_param("finding_id"),
         _path_param("hook_id"),
+        _path_param("delivery_id"),
     )
     review_list = [
         {
@@ -60,6 +61,18 @@ def register(
             },
             "/reviews": {
                 "get": operation("Access-change reviews visible to the caller", params=review_list)
+            },
+            "/key-policy": {
+                "get": operation(
+                    "What a revocation does to the keys the person owns or created (admins)",
+                    errors=(401, 403),
+                ),
+                "put": operation(
+                    "Set what a revocation does to the organisation keys the person created "
+                    "(admins; audited organisation.settings_changed)",
+                    body=schemas.KeyPolicyChange,
+                    errors=(400, 401, 403),
+                ),
             },
             "/reviews/{review_id}": {
                 "get": operation(
@@ -119,6 +132,17 @@ def register(
             },
             "/notification-hooks/{hook_id}/deliveries": {
                 "get": operation("The hook's delivery log with every attempt", params=[hook])
+            },
+            "/notification-deliveries/{delivery_id}": {
+                "get": operation("One notification delivery with every attempt", params=[sent])
+            },
+            "/notification-deliveries/{delivery_id}/resend": {
+                "post": operation(
+                    "Send a delivery again: same payload and webhook id, fresh signature",
+                    params=[sent],
+                    ok=202,
+                    errors=(401, 403, 404, 409),
+                )
             },
         }
     )

@@ -6,7 +6,7 @@ import uuid
 
 from pydantic import Field
 
-from models.enums import HookKind
+from models.enums import HookKind, KeyPolicy
 from webhooks.body import RequestBody
 
 
@@ -36,3 +36,10 @@ class EditHook(RequestBody):
 
 class RotateSecret(RequestBody):
     keep_previous_hours: float = Field(default=24, ge=0, le=720, strict=False)
+
+
+class KeyPolicyChange(RequestBody):
+    """What revoking a person does to the organisation keys they created: `hold` them for the
+    review with an urgent finding (the default), or `revoke` them at once."""
+
+    org_key_policy: KeyPolicy = Field(strict=False)

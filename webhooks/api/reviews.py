@@ -8,7 +8,8 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from models.access import managed_team_ids
+from models.access import Viewer, managed_team_ids
+from models.actions import organisations
 from models.actions import reviews as review_actions
 from models.enums import ReviewCause, ReviewStatus
 from models.queries.reviews import (
@@ -22,9 +23,10 @@ from models.queries.reviews import (
     visible_finding,
     visible_review,
 )
+from webhooks.api.described import takes_body
 from webhooks.api.params import enum_param, int_param, uuid_param
-from webhooks.api.review_schemas import DecideFinding, ReassignFinding
-from webhooks.auth import admin_actor, current_viewer
+from webhooks.api.review_schemas import DecideFinding, KeyPolicyChange, ReassignFinding
+from webhooks.auth import admin_actor, current_admin, current_viewer
 from webhooks.body import parse_body
 from webhooks.context import db_session
 
@@ -51,6 +53,37 @@ def index() -> dict[str, Any]:
         after=uuid_param("cursor"),
     )
     return {"items": items, "next_cursor": cursor}
+
+
+@bp.get("/key-policy")
+def key_policy() -> dict[str, Any]:
+    return _key_policy_view(current_admin())
+
+
+@bp.put("/key-policy")
+@takes_body(KeyPolicyChange)
+def change_key_policy() -> dict[str, Any]:
+    viewer = current_admin()
+    body = parse_body(KeyPolicyChange)
+    session = db_session()
+    organisations.update_settings(
+        session,
+        organisation=viewer.organisation(session),
+        changes={"org_key_policy": body.org_key_policy},
+        actor=admin_actor(viewer),
+    )
+    session.commit()
+    return _key_policy_view(viewer)
+
+
+def _key_policy_view(viewer: Viewer) -> dict[str, Any]:
+    settings = viewer.organisation(db_session()).settings
+    return {
+        "org_key_policy": settings.org_key_policy.value,
+        "user_key_policy": settings.user_key_policy.value,
+        "team_key_policy": settings.team_key_policy.value,
+        "deleted_team_key_policy": settings.deleted_team_key_policy.value,
+    }
 
 
 @bp.get("/reviews/<uuid:review_id>")

@@ -6,6 +6,7 @@ Each module adds its pages to the one blueprint; importing them here registers t
 from webhooks.console import (
     audit,
     deliveries,
+    departures,
     holds,
     oidc,
     overview,
@@ -21,6 +22,7 @@ __all__ = [
     "audit",
     "bp",
     "deliveries",
+    "departures",
     "holds",
     "oidc",
     "overview",

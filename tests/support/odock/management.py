@@ -79,7 +79,11 @@ def create_management_app(
         status, answer = _answer_command(store, faults, body)
         log.add(
             CommandSeen(
-                body["id"], str(body.get("key_id")), str(body.get("type")), time.time(), status
+                body["id"],
+                str(body.get("key_id") or body.get("budget_id")),
+                str(body.get("type")),
+                time.time(),
+                status,
             )
         )
         return answer, status

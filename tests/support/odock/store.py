@@ -63,6 +63,8 @@ budgets = Table(
     Column("organisation_id", Uuid, nullable=False, index=True),
     Column("body", JSON, nullable=False),
     Column("version", BigInteger, nullable=False),
+    # Set by odock-sync's budget.freeze / budget.thaw commands: the gateway stops spending.
+    Column("frozen", Boolean, nullable=False, default=False),
 )
 
 quotas = Table(
@@ -225,20 +227,32 @@ class KeyStore:
             )
             if applied is not None:
                 return _aware(applied)
-            key_id = uuid.UUID(body["key_id"])
-            changes = _command_changes(body)
+            if str(body["type"]).startswith("budget."):
+                subject_id = uuid.UUID(body["budget_id"])
+                table, changes = budgets, _budget_changes(body)
+            else:
+                subject_id = uuid.UUID(body["key_id"])
+                table, changes = keys, _command_changes(body)
             done = connection.execute(
-                update(keys).where(keys.c.id == key_id).values(**changes, version=version_now())
+                update(table)
+                .where(table.c.id == subject_id)
+                .values(**changes, version=version_now())
             )
             if done.rowcount == 0:
-                raise UnknownKey(body["key_id"])
+                raise UnknownKey(str(subject_id))
             at = now()
             connection.execute(
                 insert(commands).values(
-                    id=body["id"], key_id=key_id, type=body["type"], applied_at=at
+                    id=body["id"], key_id=subject_id, type=body["type"], applied_at=at
                 )
             )
             return at
+
+    def budget(self, budget_id: uuid.UUID) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(budgets).where(budgets.c.id == budget_id)).mappings()
+            found = row.first()
+        return dict(found) if found else None
 
     def applied_at(self, command_id: str) -> datetime | None:
         with self.engine.connect() as connection:
@@ -277,6 +291,13 @@ def _command_changes(body: dict[str, Any]) -> dict[str, Any]:
     if kind == "key.rotate_request":
         return {"rotation_requested_at": now()}
     raise ValueError(f"unknown command type {kind!r}")
+
+
+def _budget_changes(body: dict[str, Any]) -> dict[str, Any]:
+    kind = body["type"]
+    if kind not in ("budget.freeze", "budget.thaw"):
+        raise ValueError(f"unknown command type {kind}")
+    return {"frozen": kind == "budget.freeze"}
 
 
 def _uuid_or_none(value: str | None) -> uuid.UUID | None:
