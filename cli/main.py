@@ -162,6 +162,7 @@ from cli.invitations import invitations  # noqa: E402
 from cli.keys import keys  # noqa: E402
 from cli.ldap import ldap  # noqa: E402
 from cli.mail import mail  # noqa: E402
+from cli.notification_deliveries import hooks_delivery, hooks_resend  # noqa: E402
 from cli.odock import odock  # noqa: E402
 from cli.recertification import recert  # noqa: E402
 from cli.reviews import hooks, reviews, users_reactivate, users_revoke  # noqa: E402
@@ -187,6 +188,8 @@ main.add_command(audit)
 main.add_command(health)
 main.add_command(mail)
 main.add_command(sign_in)
+hooks.add_command(hooks_delivery)
+hooks.add_command(hooks_resend)
 users.add_command(users_revoke)
 users.add_command(users_reactivate)
 users.add_command(users_end_access)

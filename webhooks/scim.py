@@ -138,7 +138,8 @@ def create_group() -> Response:
 
 @bp.get("/Groups/<group_id>")
 def get_group(group_id: str) -> Response:
-    return resource(provider.get_group(db_session(), g.scim, group_id), GROUP_KIND)
+    projection = query_listing().projection
+    return resource(provider.get_group(db_session(), g.scim, group_id, projection), GROUP_KIND)
 
 
 @bp.put("/Groups/<group_id>")

@@ -15,6 +15,7 @@ from connectors.scim.casting import (
     put,
     put_at,
     timestamp,
+    version_of,
     with_meta,
 )
 from connectors.scim.schemas import ENTERPRISE, GROUP, USER
@@ -78,13 +79,22 @@ def user_to_scim(
     return with_meta(doc, "User", scim_user.created_at, last_modified, f"{base_url}/Users")
 
 
-def team_to_group(team: Team, members: Sequence[MemberRef], base_url: str) -> dict[str, Any]:
+def team_to_group(
+    team: Team, members: Sequence[MemberRef] | None, members_digest: str, base_url: str
+) -> dict[str, Any]:
+    """The group with its members, or without them (None) when the caller projects them
+    away; its version is the same either way, as it covers the members by their digest."""
     doc: dict[str, Any] = {"schemas": [GROUP], "id": str(team.id)}
     put(doc, "externalId", team.external_id)
     doc["displayName"] = team.name
+    version = version_of({**doc, "members": members_digest})
     put(
         doc,
         "members",
-        [{"value": m.id, "$ref": f"{base_url}/Users/{m.id}", "type": "User"} for m in members],
+        [
+            {"value": m.id, "$ref": f"{base_url}/Users/{m.id}", "type": "User"}
+            for m in members or []
+        ],
     )
-    return with_meta(doc, "Group", team.created_at, team.updated_at, f"{base_url}/Groups")
+    base = f"{base_url}/Groups"
+    return with_meta(doc, "Group", team.created_at, team.updated_at, base, version)

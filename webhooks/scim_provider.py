@@ -120,7 +120,7 @@ def search_all(session: Session, ctx: Context, listing: Listing) -> dict[str, An
         ],
         *[
             project(d, listing.projection, GROUP_KIND)
-            for d in _render_groups(session, ctx, groups.items)
+            for d in _render_groups(session, ctx, groups.items, listing.projection)
         ],
     ]
     total = max(users.total, 0) + max(groups.total, 0)
@@ -162,8 +162,9 @@ def patch_user(
     scim_user = _user(session, ctx, scim_id, for_update=True)
     current = user_document(session, ctx, scim_user)
     check_version(current, conditions)
-    patched = apply_patch(current, operations(body), USER_KIND)
-    fields = casting.scim_to_user_fields(patched, _end_attribute(session, ctx))
+    attribute = _end_attribute(session, ctx)
+    patched = apply_patch(current, operations(body), USER_KIND, passthrough=(attribute,))
+    fields = casting.scim_to_user_fields(patched, attribute)
     scim_actions.replace_scim_user(session, scim_user=scim_user, fields=fields, actor=ctx.actor)
     return user_document(session, ctx, scim_user)
 
@@ -203,12 +204,14 @@ def _group_refs(scim_user: ScimUser) -> list[casting.GroupRef]:
 
 def list_groups(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
     page = queries.search_groups(session, ctx.organisation_id, listing.search)
-    documents = _render_groups(session, ctx, page.items)
+    documents = _render_groups(session, ctx, page.items, listing.projection)
     return _list(documents, page, listing.projection, GROUP_KIND)
 
 
-def get_group(session: Session, ctx: Context, group_id: str) -> dict[str, Any]:
-    return group_document(session, ctx, _group(session, ctx, group_id))
+def get_group(
+    session: Session, ctx: Context, group_id: str, projection: Projection | None = None
+) -> dict[str, Any]:
+    return _render_groups(session, ctx, [_group(session, ctx, group_id)], projection)[0]
 
 
 def create_group(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
@@ -261,11 +264,32 @@ def _group(session: Session, ctx: Context, group_id: str, *, for_update: bool = 
     )
 
 
-def _render_groups(session: Session, ctx: Context, teams: Any) -> list[dict[str, Any]]:
-    """Whole resources, members included even when the projection drops them: the version
-    (ETag) is the resource's, so a version read with excludedAttributes=members matches."""
-    members = queries.members_of(session, [t.id for t in teams])
-    return [scim_documents.team_to_group(t, members.get(t.id, []), ctx.base_url) for t in teams]
+def _render_groups(
+    session: Session, ctx: Context, teams: Any, projection: Projection | None = None
+) -> list[dict[str, Any]]:
+    """Whole resources, less their members when the projection drops them (a group can
+    have 100,000): the version covers the members by a digest the database computes, so a
+    version read with excludedAttributes=members matches the whole resource's."""
+    team_ids = [t.id for t in teams]
+    digests = queries.members_digests(session, team_ids)
+    members = queries.members_of(session, team_ids) if _keeps_members(projection) else None
+    return [
+        scim_documents.team_to_group(
+            team,
+            None if members is None else members.get(team.id, []),
+            digests.get(team.id, queries.EMPTY_MEMBERS_DIGEST),
+            ctx.base_url,
+        )
+        for team in teams
+    ]
+
+
+def _keeps_members(projection: Projection | None) -> bool:
+    """Whether the projection returns members: asked of the projection itself, on a probe."""
+    if not projection:
+        return True
+    probe = {"schemas": [GROUP_KIND.schema.id], "id": "", "members": [{"value": ""}]}
+    return "members" in project(probe, projection, GROUP_KIND)
 
 
 # --- shared ----------------------------------------------------------------------------

@@ -19,9 +19,9 @@ from connectors.scim.fields import ScimEmailValue, ScimGroupFields, ScimUserFiel
 from connectors.scim.schemas import (
     ENTERPRISE,
     ENTERPRISE_SCHEMA,
-    USER,
     USER_SCHEMA,
     Attribute,
+    split_attribute_path,
 )
 
 # Attributes kept in their own columns (or discarded, or derived); every other attribute of
@@ -56,14 +56,19 @@ class MemberRef:
 
 
 def with_meta(
-    doc: dict[str, Any], resource_type: str, created: datetime, modified: datetime, base: str
+    doc: dict[str, Any],
+    resource_type: str,
+    created: datetime,
+    modified: datetime,
+    base: str,
+    version: str | None = None,
 ) -> dict[str, Any]:
     doc["meta"] = {
         "resourceType": resource_type,
         "created": timestamp(created),
         "lastModified": timestamp(modified),
         "location": f"{base}/{doc['id']}",
-        "version": version_of(doc),
+        "version": version or version_of(doc),
     }
     return doc
 
@@ -90,14 +95,6 @@ def put_at(doc: dict[str, Any], path: str, value: Any) -> None:
     if urn not in doc["schemas"]:
         doc["schemas"].append(urn)
     doc.setdefault(urn, {})[name] = value
-
-
-def split_attribute_path(path: str) -> tuple[str | None, str]:
-    """(the extension's URN or None for the core schema, the attribute's name)."""
-    if not path.lower().startswith("urn:"):
-        return None, path
-    urn, _, name = path.rpartition(":")
-    return (None if urn.lower() == USER.lower() else urn), name
 
 
 def put(doc: dict[str, Any], key: str, value: Any) -> None:

@@ -4,6 +4,8 @@
 apply all together or not at all. It tolerates what the IdPs really send: capitalised op
 names, a no-path value whose keys are paths, empty or null values meaning unassigned,
 read-only attributes echoed back, and removal of chosen values of a multi-valued attribute.
+`passthrough` names attributes outside the schemas that the caller reads anyway (an
+organisation's end-date attribute): they patch like any single-valued attribute.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from typing import Any
 
 from connectors.scim import filters
 from connectors.scim.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
-from connectors.scim.schemas import COMMON, MAX_OPERATIONS, Attribute, ResourceKind
+from connectors.scim.schemas import (
+    COMMON,
+    MAX_OPERATIONS,
+    Attribute,
+    ResourceKind,
+    split_attribute_path,
+)
 
 OPS = ("add", "replace", "remove")
 _ATTR_PATH = re.compile(
@@ -42,6 +50,7 @@ def apply_patch(
     document: dict[str, Any],
     operations: Any,
     kind: ResourceKind,
+    passthrough: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The document after every operation, or an error and no change at all."""
     if not isinstance(operations, list) or not operations:
@@ -49,15 +58,18 @@ def apply_patch(
     if len(operations) > MAX_OPERATIONS:
         raise InvalidSyntax(f"at most {MAX_OPERATIONS} operations per request")
     patched = copy.deepcopy(document)
-    engine = _Engine(kind)
+    engine = _Engine(kind, passthrough)
     for operation in operations:
         engine.apply(patched, operation)
     return patched
 
 
 class _Engine:
-    def __init__(self, kind: ResourceKind) -> None:
+    def __init__(self, kind: ResourceKind, passthrough: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        # "urn:…:name" or a core "name", lowered -> (its URN or None, its name)
+        self.passthrough = {path.lower(): split_attribute_path(path) for path in passthrough}
+        self.passthrough_urns = {urn.lower(): urn for urn, _ in self.passthrough.values() if urn}
 
     def apply(self, doc: dict[str, Any], operation: Any) -> None:
         if not isinstance(operation, dict):
@@ -88,6 +100,9 @@ class _Engine:
 
     def parse_path(self, text: str) -> Path:
         text = text.strip()
+        known = self._passthrough(text)
+        if known is not None:
+            return known
         lowered = text.lower()
         urn: str | None = None
         schema = self.kind.schema
@@ -119,6 +134,19 @@ class _Engine:
                 raise InvalidPath(f"{name} has no sub-attribute {sub}")
             sub = sub_attribute.name
         return Path(urn, name, attribute, value_filter, sub)
+
+    def _passthrough(self, text: str) -> Path | None:
+        """The path of a pass-through attribute, or of the whole extension holding one."""
+        lowered = text.lower()
+        core_prefix = self.kind.schema.id.lower() + ":"
+        if lowered.startswith(core_prefix):
+            lowered = lowered[len(core_prefix) :]
+        if lowered in self.passthrough:
+            urn, name = self.passthrough[lowered]
+            return Path(urn, name, None)
+        if lowered in self.passthrough_urns:
+            return Path(self.passthrough_urns[lowered], None, None)
+        return None
 
     def at(self, doc: dict[str, Any], op: str, path: Path, value: Any, *, explicit: bool) -> None:
         if path.ignored:

@@ -318,3 +318,11 @@ def service_provider_config(base_url: str, docs_url: str) -> dict[str, Any]:
             "location": f"{base_url}/ServiceProviderConfig",
         },
     }
+
+
+def split_attribute_path(path: str) -> tuple[str | None, str]:
+    """(the extension's URN or None for the core schema, the attribute's name)."""
+    if not path.lower().startswith("urn:"):
+        return None, path
+    urn, _, name = path.rpartition(":")
+    return (None if urn.lower() == USER.lower() else urn), name

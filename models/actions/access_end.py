@@ -12,17 +12,17 @@ not due any more (audited as cancelling it, and taking back a revocation the gat
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, inspect, select
 from sqlalchemy.orm import Session
 
 from models import audit
-from models.actions import lifecycle, mass_change
+from models.actions import lifecycle, mass_change, reviews
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import MassChange, User
+from models.entities import MassChange, OrganisationSettings, User
 from models.enums import ChangeKind, ChangeStatus, Source, UserStatus
 from models.errors import InvalidInput
 
@@ -31,7 +31,6 @@ JOB = "access.end_due"
 ENDING = (UserStatus.ACTIVE, UserStatus.PENDING)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 SCHEDULE = Source.SCHEDULE
-STATUS_KINDS = mass_change.STATUS_KINDS
 
 
 def set_access_end(session: Session, *, user: User, ends_at: datetime | None, actor: Actor) -> bool:
@@ -47,9 +46,29 @@ def set_access_end(session: Session, *, user: User, ends_at: datetime | None, ac
     user.access_ends_source = actor.source if ends_at is not None else None
     user.updated_at = utcnow()
     _audit(session, user, actor, before=current)
-    if not _due(ends_at, utcnow()):
-        mass_change.withdraw(session, user=user, kinds=STATUS_KINDS, actor=actor, source=SCHEDULE)
+    _release_the_old_date(session, user, actor)
     return True
+
+
+def _release_the_old_date(session: Session, user: User, actor: Actor) -> None:
+    """What waited on the date before: a revocation the gate holds is taken back once the
+    date is not due, the departure review closes once the date is further than the notice."""
+    ends_at = user.access_ends_at
+    if not _due(ends_at, utcnow()):
+        kinds = mass_change.STATUS_KINDS
+        mass_change.withdraw(session, user=user, kinds=kinds, actor=actor, source=SCHEDULE)
+    if not _departure_near(session, user):
+        why = f"the end date moved to {_iso(ends_at)}" if ends_at else "the end date was cleared"
+        reviews.supersede_departure_review(session, user=user, actor=actor, note=why, announce=True)
+
+
+def _departure_near(session: Session, user: User) -> bool:
+    """The person's date is within the organisation's notice (or passed): a departure review
+    opened for an earlier date still serves; a date further away opens its own in time."""
+    if user.access_ends_at is None:
+        return False
+    days = session.get_one(OrganisationSettings, user.organisation_id).departure_notice_days
+    return user.access_ends_at - timedelta(days=days) <= utcnow()
 
 
 def _read_locked(session: Session, user: User) -> None:

@@ -21,7 +21,13 @@ from models.access import Viewer
 from models.actions import access_reviews, reviews
 from models.actions.access_end import ENDING
 from models.actor import Actor
-from models.entities import OrganisationSettings, ScimUser, TeamMembership, User
+from models.entities import (
+    OrganisationSettings,
+    RevocationReview,
+    ScimUser,
+    TeamMembership,
+    User,
+)
 from models.errors import InvalidInput
 from models.notifications import notify
 from models.queries.reviews import revocation_preview
@@ -64,7 +70,7 @@ def send_notice(session: Session, *, user_id: uuid.UUID, now: datetime, actor: A
     ):
         return False
     preview = revocation_preview(session, Viewer.operator(user.organisation_id), user.id)
-    review = access_reviews.review_departure(session, user=user, actor=actor)
+    review = _departure_review(session, user, actor)
     recipients = _recipients(session, user, preview)
     payload = _payload(user, ends_at, settings.departure_notice_days, review, preview)
     notify(
@@ -110,6 +116,18 @@ def set_notice_days(
         before={"departure_notice_days": before},
         after={"departure_notice_days": days},
     )
+
+
+def _departure_review(session: Session, user: User, actor: Actor) -> RevocationReview | None:
+    """The review of this departure: the one still open from a notice for an earlier date
+    (the date moved within the notice: the same departure, the same findings), else a new
+    one."""
+    review = reviews.open_departure_review(session, user)
+    if review is None:
+        return access_reviews.review_departure(session, user=user, actor=actor)
+    assert user.access_ends_at is not None
+    review.context = {**review.context, "access_ends_at": user.access_ends_at.isoformat()}
+    return review
 
 
 def _notice_due(ends_at: datetime | None, days: int, now: datetime) -> bool:

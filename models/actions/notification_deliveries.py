@@ -27,6 +27,7 @@ from models.entities import (
     User,
 )
 from models.enums import DeliveryStatus, Role, UserStatus
+from models.errors import Conflict, NotFound
 from models.notifications import notify
 
 TASK_DELIVER = "notifications.deliver"
@@ -188,10 +189,73 @@ def record_attempt(
     delivery.last_error = result.error
     if hook is not None:
         _count_failure(session, hook, disable_after_failures, now)
-    if result.permanent or delivery.attempts >= max_attempts or (hook and not hook.enabled):
+    spent = delivery.attempts - delivery.attempts_at_resend  # a re-send starts a fresh budget
+    if result.permanent or spent >= max_attempts or (hook and not hook.enabled):
         delivery.status = DeliveryStatus.FAILED
         return Outcome.FAILED
     return Outcome.RETRY
+
+
+def get_notification_delivery(
+    session: Session, organisation_id: uuid.UUID, delivery_id: uuid.UUID
+) -> NotificationDelivery:
+    delivery = session.get(NotificationDelivery, delivery_id)
+    if delivery is None or delivery.organisation_id != organisation_id:
+        raise NotFound("notification delivery not found", delivery_id=str(delivery_id))
+    return delivery
+
+
+def resend_delivery(session: Session, *, delivery: NotificationDelivery, actor: Actor) -> None:
+    """Send a settled delivery once more, with a fresh budget of attempts.
+
+    It stays the same delivery: the same payload under the same webhook id (the delivery's
+    id), so a receiver that got it before recognises it; the signature and its timestamp are
+    made afresh when the worker sends it. Every attempt stays in its log.
+    """
+    if delivery.status is DeliveryStatus.PENDING:
+        raise Conflict("this delivery is still being sent; the worker retries it by itself")
+    hook = session.get(NotificationHook, delivery.hook_id) if delivery.hook_id else None
+    if hook is not None and not hook.enabled:
+        raise Conflict(f"hook {hook.name!r} is disabled; enable it before re-sending")
+    before = {"status": delivery.status.value, "attempts": delivery.attempts}
+    reopened = session.execute(
+        update(NotificationDelivery)
+        .where(
+            NotificationDelivery.id == delivery.id,
+            NotificationDelivery.status == delivery.status,  # two admins at once: one wins
+        )
+        .values(
+            status=DeliveryStatus.PENDING,
+            resends=NotificationDelivery.resends + 1,
+            attempts_at_resend=NotificationDelivery.attempts,
+            claimed_until=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(reopened, "rowcount", 0):
+        raise Conflict("this delivery changed meanwhile; reload and try again")
+    session.refresh(delivery)
+    outbox.enqueue(session, TASK_DELIVER, delivery_id=str(delivery.id))
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=delivery,
+        action="notification_delivery.resent",
+        target_type="notification_delivery",
+        before=before,
+        after={
+            "status": delivery.status.value,
+            "resends": delivery.resends,
+            "event": delivery.event,
+            "to": _destination(delivery),
+        },
+    )
+
+
+def _destination(delivery: NotificationDelivery) -> str:
+    if delivery.hook_id:
+        return f"hook:{delivery.hook_id}"
+    return delivery.recipient_email or delivery.target_key
 
 
 def skip_delivery(session: Session, *, delivery: NotificationDelivery, reason: str) -> None:
@@ -271,6 +335,16 @@ def deliveries_of(
     return [_delivery_view(row, attempts[row.id]) for row in rows]
 
 
+def delivery_view(session: Session, delivery: NotificationDelivery) -> dict[str, Any]:
+    """One delivery with every attempt, as the log shows it."""
+    attempts = session.scalars(
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.delivery_id == delivery.id)
+        .order_by(DeliveryAttempt.attempted_at)
+    )
+    return _delivery_view(delivery, list(attempts))
+
+
 def _delivery_view(
     delivery: NotificationDelivery, attempts: list[DeliveryAttempt]
 ) -> dict[str, Any]:
@@ -281,6 +355,7 @@ def _delivery_view(
         "hook_id": str(delivery.hook_id) if delivery.hook_id else None,
         "recipient_email": delivery.recipient_email,
         "status": delivery.status.value,
+        "resends": delivery.resends,
         "attempts": [
             {
                 "at": a.attempted_at.isoformat(),

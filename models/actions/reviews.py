@@ -142,6 +142,13 @@ def open_revocation_review(
     session.add(review)
     session.flush()
     result = refresh_review(session, review=review, actor=actor, now=now, announce=False)
+    supersede_departure_review(
+        session,
+        user=session.get_one(User, revocation.user_id),
+        actor=actor,
+        note=f"the revocation's review {review.id} took it over",
+        announce=False,
+    )
     audit.record_change(
         session,
         actor=actor,
@@ -1129,11 +1136,56 @@ def close_undone_review(
     if review.status is ReviewStatus.RESOLVED:
         return False
     now = now or utcnow()
-    for finding in review.findings:
-        if finding.state is FindingState.OPEN:
-            _set_state(finding, FindingState.DISMISSED, str(actor), now, "user reactivated")
+    _dismiss_open(review, actor, now, "user reactivated")
     _close(session, review, actor=actor, now=now, announce=True)
     return True
+
+
+def open_departure_review(session: Session, user: User) -> RevocationReview | None:
+    """The person's departure review still open, if any (one per departure)."""
+    return session.scalar(
+        select(RevocationReview)
+        .where(
+            RevocationReview.organisation_id == user.organisation_id,
+            RevocationReview.cause == ReviewCause.DEPARTURE,
+            RevocationReview.status == ReviewStatus.OPEN,
+            RevocationReview.user_id == user.id,
+        )
+        .order_by(RevocationReview.created_at.desc())
+        .limit(1)
+    )
+
+
+def supersede_departure_review(
+    session: Session, *, user: User, actor: Actor, note: str, announce: bool
+) -> RevocationReview | None:
+    """The person's departure is off (the date cleared or moved away), or their revocation's
+    review now lists what it did: the departure review closes, its open findings dismissed
+    with `note`, so no finding is asked twice. Audited `review.superseded`."""
+    review = open_departure_review(session, user)
+    if review is None:
+        return None
+    now = utcnow()
+    dismissed = _dismiss_open(review, actor, now, note)
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=review,
+        action="review.superseded",
+        target_type="revocation_review",
+        after={"note": note, "findings_dismissed": [_finding_ref(f) for f in dismissed]},
+    )
+    _close(session, review, actor=actor, now=now, announce=announce)
+    return review
+
+
+def _dismiss_open(
+    review: RevocationReview, actor: Actor, now: datetime, note: str
+) -> list[ReviewFinding]:
+    still_open = [f for f in review.findings if f.state is FindingState.OPEN]
+    for finding in still_open:
+        _set_state(finding, FindingState.DISMISSED, str(actor), now, note)
+    return still_open
 
 
 # --- escalation -------------------------------------------------------------------------

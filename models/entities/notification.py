@@ -64,6 +64,9 @@ class NotificationDelivery(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[DeliveryStatus] = enum_column(DeliveryStatus, default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
+    # A re-send by an admin starts a fresh budget of attempts from here.
+    resends: Mapped[int] = mapped_column(default=0, server_default="0")
+    attempts_at_resend: Mapped[int] = mapped_column(default=0, server_default="0")
     claimed_until: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_attempt_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -160,8 +160,7 @@ def source_stats(session: Session, *, now: datetime) -> SourceStats:
 
 
 def _stream_lag(session: Session, now: datetime) -> list[StreamLag]:
-    """Per enabled stream: events not yet accepted (numbered or still waiting for a number)
-    and the age of the oldest of them."""
+    """The backlog of every enabled stream, for the metrics."""
     rows = session.execute(
         select(AuditStream, Organisation.slug)
         .join(Organisation, Organisation.id == AuditStream.organisation_id)
@@ -169,17 +168,33 @@ def _stream_lag(session: Session, now: datetime) -> list[StreamLag]:
     ).all()
     lags = []
     for stream, slug in rows:
-        behind = (
-            AuditEvent.organisation_id == stream.organisation_id,
-            or_(AuditEvent.seq > stream.cursor_seq, AuditEvent.seq.is_(None)),
-        )
-        count, oldest = session.execute(
-            select(func.count(), func.min(AuditEvent.occurred_at)).where(*behind)
-        ).one()
-        age = (now - oldest).total_seconds() if oldest else 0.0
+        backlog = stream_backlog(session, stream, now=now)
         lags.append(
             StreamLag(
-                slug, stream.name, int(count), max(0.0, age), stream.first_failure_at is not None
+                slug,
+                stream.name,
+                backlog.events,
+                backlog.seconds,
+                stream.first_failure_at is not None,
             )
         )
     return lags
+
+
+@dataclass(frozen=True)
+class StreamBacklog:
+    events: int
+    seconds: float
+
+
+def stream_backlog(session: Session, stream: AuditStream, *, now: datetime) -> StreamBacklog:
+    """Events not yet accepted by the stream (numbered or still waiting for a number) and the
+    age of the oldest of them."""
+    behind = (
+        AuditEvent.organisation_id == stream.organisation_id,
+        or_(AuditEvent.seq > stream.cursor_seq, AuditEvent.seq.is_(None)),
+    )
+    count, oldest = session.execute(
+        select(func.count(), func.min(AuditEvent.occurred_at)).where(*behind)
+    ).one()
+    return StreamBacklog(int(count), _age(now, oldest))

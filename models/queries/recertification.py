@@ -127,6 +127,14 @@ def finding_for_decision(session: Session, viewer: Viewer, finding_id: uuid.UUID
     return finding
 
 
+def campaign_of(session: Session, finding: ReviewFinding) -> RecertificationCampaign:
+    return session.scalars(
+        select(RecertificationCampaign).where(
+            RecertificationCampaign.review_id == finding.review_id
+        )
+    ).one()
+
+
 def finding_detail(finding: ReviewFinding) -> dict[str, Any]:
     return _finding(finding)
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import case, exists, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from models import key_scope
@@ -38,7 +38,7 @@ from models.enums import (
     TeamRole,
     UserStatus,
 )
-from models.errors import Forbidden, NotFound
+from models.errors import Forbidden, InvalidInput, NotFound
 
 PREVIEW_USAGE_DAYS = 30
 MAX_PAGE = 200
@@ -185,16 +185,27 @@ def reassignment_candidates(session: Session, viewer: Viewer) -> tuple[list[User
     return list(users), list(teams)
 
 
-def review_detail(session: Session, viewer: Viewer, review_id: uuid.UUID) -> dict[str, Any]:
+def review_detail(
+    session: Session,
+    viewer: Viewer,
+    review_id: uuid.UUID,
+    *,
+    limit: int = MAX_PAGE,
+    after: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    """The review and a page of its findings (open first, most severe first); a campaign's
+    review can hold 100,000."""
     review = visible_review(session, viewer, review_id)
     user = session.get(User, review.user_id) if review.user_id else None
-    findings = sorted(review.findings, key=_finding_order)
+    findings, cursor = findings_page(session, review, limit=limit, after=after)
     counts = _finding_counts(session, [review.id]).get(review.id, {})
     return {
         **review_summary(review, user, counts),
         "context": review.context,
         "revocation": _revocation_view(session, review.revocation_id),
+        "finding_counts": counts,
         "findings": [finding_view(finding) for finding in findings],
+        "findings_next_cursor": cursor,
         "alerted": [
             {
                 "event": d["event"],
@@ -226,12 +237,32 @@ def _revocation_view(session: Session, revocation_id: uuid.UUID | None) -> dict[
 SEVERITY_ORDER = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
 
 
-def _finding_order(finding: ReviewFinding) -> tuple[int, int, str]:
-    return (
-        finding.state is not FindingState.OPEN,
-        SEVERITY_ORDER[finding.severity.value],
-        finding.kind,
+def _finding_order() -> tuple[Any, ...]:
+    """Open first, then the most severe, by kind; the id makes the order total (a cursor)."""
+    closed = case((ReviewFinding.state == FindingState.OPEN, 0), else_=1)
+    rank = case(
+        *[(ReviewFinding.severity == Severity(name), n) for name, n in SEVERITY_ORDER.items()]
     )
+    return (closed, rank, ReviewFinding.kind, ReviewFinding.id)
+
+
+def findings_page(
+    session: Session, review: RevocationReview, *, limit: int, after: uuid.UUID | None
+) -> tuple[list[ReviewFinding], str | None]:
+    """A page of the review's findings; the cursor is the page's last finding id."""
+    order = _finding_order()
+    query = select(ReviewFinding).where(ReviewFinding.review_id == review.id)
+    if after is not None:
+        anchor = session.execute(
+            select(*order).where(ReviewFinding.review_id == review.id, ReviewFinding.id == after)
+        ).one_or_none()
+        if anchor is None:
+            raise InvalidInput("cursor is not a finding of this review", field="cursor")
+        query = query.where(tuple_(*order) > tuple_(*[literal(v) for v in anchor]))
+    limit = max(1, min(limit, MAX_PAGE))
+    rows = session.scalars(query.order_by(*order).limit(limit + 1)).all()
+    cursor = str(rows[limit - 1].id) if len(rows) > limit else None
+    return list(rows[:limit]), cursor
 
 
 def review_summary(

@@ -8,6 +8,7 @@ SQLite. Case rules follow each attribute's `caseExact` in the schemas.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -18,14 +19,17 @@ from sqlalchemy import (
     JSON,
     ColumnElement,
     Select,
+    String,
     and_,
     case,
+    cast,
     column,
     exists,
     func,
     literal,
     select,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, contains_eager, joinedload
 from sqlalchemy.sql.functions import FunctionElement
@@ -372,3 +376,36 @@ def members_of(session: Session, team_ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
     for team_id, scim_id, name in rows:
         found[team_id].append(MemberRef(str(scim_id), name))
     return found
+
+
+EMPTY_MEMBERS_DIGEST = hashlib.md5(b"", usedforsecurity=False).hexdigest()
+
+
+def members_digests(session: Session, team_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Each team's SCIM members as one digest (md5 of their ids in order, comma-joined), for a
+    group's version without reading its members out: PostgreSQL folds them itself; elsewhere
+    the ids come back as text, one team at a time (no UUID object per member)."""
+    if not team_ids:
+        return {}
+    member_id = cast(ScimUser.id, String)
+    if session.get_bind().dialect.name == "postgresql":
+        folded = func.md5(func.string_agg(member_id, aggregate_order_by(literal(","), member_id)))
+        query = select(TeamMembership.team_id, folded).group_by(TeamMembership.team_id)
+        return {team_id: digest for team_id, digest in _member_rows(query, team_ids, session)}
+    digests = {}
+    for team_id in team_ids:
+        ids = _member_rows(select(member_id).order_by(member_id), [team_id], session).scalars()
+        digests[team_id] = _md5(",".join(ids))
+    return digests
+
+
+def _member_rows(query: Any, team_ids: Sequence[uuid.UUID], session: Session) -> Any:
+    return session.execute(
+        query.select_from(TeamMembership)
+        .join(ScimUser, ScimUser.user_id == TeamMembership.user_id)
+        .where(TeamMembership.team_id.in_(team_ids))
+    )
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()

@@ -64,3 +64,6 @@ def sign_in(client: FlaskClient, token: str) -> FlaskClient:
 
 # The browser test drives a real slapd directory (and the run's chromium, tests/conftest.py).
 from tests.ldap.conftest import directory, make_connector, slapd, sync  # noqa: E402, F401
+
+# The deliveries tests send to the loopback hook receiver of the reviews tests.
+from tests.reviews.conftest import hook_server, hooks  # noqa: E402, F401

@@ -215,3 +215,22 @@ def test_locations_come_from_public_base_url_never_the_host_header(scim, people,
     assert created.headers["Location"].startswith(settings.public_base_url + "/scim/v2/Users/")
     schemas = scim.get("/Schemas", Host="evil.example").json["Resources"]
     assert all(s["meta"]["location"].startswith(settings.public_base_url) for s in schemas)
+
+
+def test_a_group_version_read_without_members_follows_its_members(scim, people):
+    """Without its members the group's version still covers them (by their digest)."""
+    ann, bob = people["ann@example.com"], people["bob@example.com"]
+    group = scim.post("/Groups", {"displayName": "Digest", "members": [{"value": ann}]}).json
+
+    def bare_version() -> str:
+        return scim.get(f"/Groups/{group['id']}?excludedAttributes=members").headers["ETag"]
+
+    alone = bare_version()
+    assert alone == group["meta"]["version"]
+    add = ops({"op": "add", "path": "members", "value": [{"value": bob}]})
+    together = scim.patch(f"/Groups/{group['id']}", add).json["meta"]["version"]
+    assert bare_version() == together != alone
+    scim.patch(
+        f"/Groups/{group['id']}", ops({"op": "remove", "path": f'members[value eq "{bob}"]'})
+    )
+    assert bare_version() == alone

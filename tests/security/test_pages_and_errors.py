@@ -57,8 +57,13 @@ def test_a_database_error_never_carries_the_statement_parameters(settings):
         engine.dispose()
 
 
-def test_a_500_logs_no_sql_parameters(app, capfd):
-    from webhooks.context import db_session
+def test_a_500_logs_no_sql_parameters(settings, clean_db, capfd):
+    """On an app of its own: the shared one has served requests, and Flask refuses new
+    routes after that."""
+    from webhooks.app import create_app
+    from webhooks.context import EXTENSION, db_session
+
+    app = create_app(settings)
 
     def failing() -> str:
         db_session().execute(
@@ -73,6 +78,7 @@ def test_a_500_logs_no_sql_parameters(app, capfd):
     logged = capfd.readouterr().err
     assert "request.failed" in logged
     assert "searched.term@corp.test" not in logged
+    app.extensions[EXTENSION].engine.dispose()
 
 
 def test_acknowledge_pages_are_hardened_styled_and_name_no_hook(session, client, settings):

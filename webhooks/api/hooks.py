@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, request
 
+from models.actions import notification_deliveries
 from models.actions import notification_hooks as hooks
 from models.actions.notification_deliveries import deliveries_of
 from webhooks.api.params import int_param
@@ -114,3 +115,25 @@ def deliveries(hook_id: uuid.UUID) -> dict[str, Any]:
             session, organisation_id=viewer.organisation_id, hook_id=hook.id, limit=limit
         )
     }
+
+
+@bp.get("/notification-deliveries/<uuid:delivery_id>")
+def delivery(delivery_id: uuid.UUID) -> dict[str, Any]:
+    viewer = current_admin()
+    session = db_session()
+    found = notification_deliveries.get_notification_delivery(
+        session, viewer.organisation_id, delivery_id
+    )
+    return notification_deliveries.delivery_view(session, found)
+
+
+@bp.post("/notification-deliveries/<uuid:delivery_id>/resend")
+def resend(delivery_id: uuid.UUID) -> tuple[dict[str, Any], int]:
+    viewer = current_admin()
+    session = db_session()
+    found = notification_deliveries.get_notification_delivery(
+        session, viewer.organisation_id, delivery_id
+    )
+    notification_deliveries.resend_delivery(session, delivery=found, actor=admin_actor(viewer))
+    session.commit()
+    return notification_deliveries.delivery_view(session, found), 202

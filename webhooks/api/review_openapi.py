@@ -25,11 +25,12 @@ def register(
     bodies: list[type[BaseModel]],
     operation: Callable[..., dict[str, Any]],
 ) -> None:
-    user, review, finding, hook = (
+    user, review, finding, hook, sent = (
         _path_param("user_id"),
         _path_param("review_id"),
         _path_param("finding_id"),
         _path_param("hook_id"),
+        _path_param("delivery_id"),
     )
     review_list = [
         {
@@ -74,7 +75,12 @@ def register(
                 ),
             },
             "/reviews/{review_id}": {
-                "get": operation("A review: findings, revocation, who was alerted", params=[review])
+                "get": operation(
+                    "A review: a page of its findings (open, most severe first; `limit` up to "
+                    "200, `cursor` = `findings_next_cursor`), revocation, who was alerted",
+                    params=[review, *review_list[-2:]],
+                    errors=(400, 401, 403, 404),
+                )
             },
             "/reviews/{review_id}/acknowledge": {
                 "post": operation(
@@ -126,6 +132,17 @@ def register(
             },
             "/notification-hooks/{hook_id}/deliveries": {
                 "get": operation("The hook's delivery log with every attempt", params=[hook])
+            },
+            "/notification-deliveries/{delivery_id}": {
+                "get": operation("One notification delivery with every attempt", params=[sent])
+            },
+            "/notification-deliveries/{delivery_id}/resend": {
+                "post": operation(
+                    "Send a delivery again: same payload and webhook id, fresh signature",
+                    params=[sent],
+                    ok=202,
+                    errors=(401, 403, 404, 409),
+                )
             },
         }
     )

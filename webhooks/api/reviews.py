@@ -13,6 +13,7 @@ from models.actions import organisations
 from models.actions import reviews as review_actions
 from models.enums import ReviewCause, ReviewStatus
 from models.queries.reviews import (
+    MAX_PAGE,
     ReviewFilter,
     finding_view,
     list_reviews,
@@ -87,7 +88,13 @@ def _key_policy_view(viewer: Viewer) -> dict[str, Any]:
 
 @bp.get("/reviews/<uuid:review_id>")
 def show(review_id: uuid.UUID) -> dict[str, Any]:
-    return review_detail(db_session(), current_viewer(), review_id)
+    return review_detail(
+        db_session(),
+        current_viewer(),
+        review_id,
+        limit=int_param("limit", MAX_PAGE, low=1, high=MAX_PAGE),
+        after=uuid_param("cursor"),
+    )
 
 
 @bp.post("/reviews/<uuid:review_id>/acknowledge")

@@ -151,6 +151,7 @@ def _store_database(odock_sync_url: str, workdir: Path) -> tuple[str, tuple[str,
     if odock_sync_url.startswith("sqlite"):
         return f"sqlite:///{workdir / 'odock-stand-in.sqlite3'}", None
     url = make_url(odock_sync_url)
-    name = f"{url.database}_odock_standin"
+    # One per stand-in: a module's own stand-in and the session's can be up at once.
+    name = f"{url.database}_{workdir.name}_standin"
     admin_url = url.set(database="postgres").render_as_string(hide_password=False)
     return create_database(admin_url, name), (admin_url, name)

@@ -1,0 +1,240 @@
+"""Groups, odock-sync against the reference SCIM server (scim2-server), as
+test_differential.py does for users: the same users and groups loaded into both, then
+filters, sorts, projections and PATCH operations sent to both and the answers compared.
+Member ids differ between the servers, so members are compared by their userName."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.scim.payloads import GROUP, PATCH_OP
+from tests.scim.test_differential import (
+    Answer,
+    Difference,
+    Ours,
+    Reference,
+    generated_users,
+    json_string,
+)
+
+SEED = 20261205
+USER_COUNT = 12
+NAMES = [
+    "Engineering",
+    "engineering-EU",
+    "Émile's team",
+    "ÉQUIPE",
+    "R&D",
+    "50% club",
+    "a_b",
+    'Say "hi"',
+    "Zürich Ops",
+    "zurich ops",
+    "Ирина",
+    "Ops",
+    "ops-eu",
+    "Sales",
+]
+
+
+def generated_groups(user_count: int) -> list[dict[str, Any]]:
+    """Groups named with case, non-ASCII letters and LIKE wildcards; members as user
+    positions (each server's own ids are put in when the group is sent)."""
+    rng = random.Random(SEED)
+    groups = []
+    for n, name in enumerate(NAMES):
+        group: dict[str, Any] = {"displayName": name}
+        if rng.random() < 0.6:
+            group["externalId"] = f"{rng.choice(['grp', 'GRP'])}-{n}"
+        group["members"] = sorted(rng.sample(range(user_count), rng.choice([0, 1, 3, 7])))
+        groups.append(group)
+    return groups
+
+
+class Pair:
+    """One request sent to both servers, with `{user:N}` and `{group:N}` standing for each
+    server's own id of the Nth user or group."""
+
+    def __init__(self, ours: Ours, theirs: Reference) -> None:
+        self.servers = {"ours": ours, "theirs": theirs}
+        self.users: dict[str, list[str]] = {"ours": [], "theirs": []}
+        self.groups: dict[str, list[str]] = {"ours": [], "theirs": []}
+        self.user_names: dict[str, dict[str, str]] = {"ours": {}, "theirs": {}}
+
+    def ids(self, side: str, text: str) -> str:
+        text = re.sub(r"\{user:(\d+)\}", lambda m: self.users[side][int(m[1])], text)
+        return re.sub(r"\{group:(\d+)\}", lambda m: self.groups[side][int(m[1])], text)
+
+    def send(self, method: str, path: str, body: Any = None) -> dict[str, Answer]:
+        answers = {}
+        for side, server in self.servers.items():
+            sent = body if body is None else _substitute(body, lambda t, s=side: self.ids(s, t))
+            answers[side] = server.request(method, self.ids(side, path), sent)
+        return answers
+
+    def document(self, side: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """What both should agree on: no ids or meta; members as sorted userNames, without
+        the `$ref` and `type` odock-sync derives (the reference returns only what it got)."""
+        document = {k: v for k, v in resource.items() if k not in ("id", "meta", "members")}
+        names = self.user_names[side]
+        members = [m["value"] for m in resource.get("members", []) if "value" in m]
+        if members:
+            document["members"] = sorted(names.get(value, "?") for value in members)
+        return document
+
+
+def _substitute(body: Any, replace: Callable[[str], str]) -> Any:
+    if isinstance(body, str):
+        return replace(body)
+    if isinstance(body, list):
+        return [_substitute(item, replace) for item in body]
+    if isinstance(body, dict):
+        return {k: _substitute(v, replace) for k, v in body.items()}
+    return body
+
+
+@pytest.fixture
+def pair(scim) -> Pair:
+    pair = Pair(Ours(scim), Reference())
+    for user in generated_users(USER_COUNT):
+        answers = pair.send("POST", "/Users", user)
+        for side, answer in answers.items():
+            assert answer.status == 201, (side, answer.body)
+            pair.users[side].append(answer.body["id"])
+            pair.user_names[side][answer.body["id"]] = answer.body["userName"]
+    for group in generated_groups(len(pair.users["ours"])):
+        body = {"schemas": [GROUP], **group}
+        body["members"] = [{"value": f"{{user:{n}}}"} for n in group["members"]]
+        answers = pair.send("POST", "/Groups", body)
+        for side, answer in answers.items():
+            assert answer.status == 201, (side, answer.body)
+            pair.groups[side].append(answer.body["id"])
+        assert pair.document("ours", answers["ours"].body) == pair.document(
+            "theirs", answers["theirs"].body
+        )
+    return pair
+
+
+def group_filters() -> list[str]:
+    rng = random.Random(SEED + 1)
+    shapes: list[Callable[[str], str]] = [
+        lambda v: f"displayName eq {json_string(v)}",
+        lambda v: f"displayName eq {json_string(v.upper())}",
+        lambda v: f"displayName ne {json_string(v.lower())}",
+        lambda v: f"displayName co {json_string(v[1:4].upper())}",
+        lambda v: f"displayName sw {json_string(v[:2].lower())}",
+        lambda v: f"displayName ew {json_string(v[-3:])}",
+        lambda v: f"displayName gt {json_string(v)}",
+        lambda v: f"displayName le {json_string(v.upper())}",
+    ]
+    generated = [rng.choice(shapes)(rng.choice(NAMES)) for _ in range(60)]
+    return [
+        *generated,
+        "displayName pr",
+        "externalId pr",
+        "not (externalId pr)",
+        'externalId eq "grp-1"',
+        'externalId eq "GRP-1"',
+        'externalId sw "GRP"',
+        "members pr",
+        "not (members pr)",
+        'members.value eq "{user:3}"',
+        'members[value eq "{user:3}"]',
+        'members.value eq "{user:3}" or members.value eq "{user:5}"',
+        'members.value eq "{user:3}" and displayName sw "e"',
+        'displayName co "%"',
+        'displayName co "_"',
+        'displayName co "\\""',
+        'displayName eq "ZURICH OPS"',
+        'displayName sw "é"',
+    ]
+
+
+GROUP_PATCHES: list[list[dict[str, Any]]] = [
+    [{"op": "add", "path": "members", "value": [{"value": "{user:0}"}, {"value": "{user:1}"}]}],
+    [{"op": "remove", "path": 'members[value eq "{user:0}"]'}],
+    [{"op": "replace", "path": "displayName", "value": "Renamed {n}"}],
+    [{"op": "replace", "value": {"displayName": "Renamed again {n}", "externalId": "new-ext-{n}"}}],
+    [{"op": "replace", "path": "members", "value": [{"value": "{user:2}"}]}],
+    [{"op": "add", "path": "members", "value": [{"value": "{user:2}"}]}],
+    [{"op": "remove", "path": "members"}],
+    [{"op": "remove", "path": "externalId"}],
+]
+
+
+def test_group_queries_agree_with_the_reference_server(pair):
+    differences: list[Difference] = []
+
+    def check(path: str, how: Callable[[str, Answer], Any]) -> None:
+        answers = pair.send("GET", path)
+        mine, theirs = answers["ours"], answers["theirs"]
+        if mine.status != theirs.status:
+            differences.append(
+                Difference(path, (mine.status, mine.body), (theirs.status, theirs.body))
+            )
+        elif mine.status == 200 and how("ours", mine) != how("theirs", theirs):
+            differences.append(Difference(path, how("ours", mine), how("theirs", theirs)))
+
+    def names(side: str, answer: Answer) -> list[str]:
+        return sorted(r.get("displayName", "?") for r in answer.body.get("Resources", []))
+
+    def documents(side: str, answer: Answer) -> list[dict[str, Any]]:
+        return [pair.document(side, r) for r in answer.body.get("Resources", [])]
+
+    for expression in group_filters():
+        check("/Groups?" + urlencode({"filter": expression, "attributes": "displayName"}), names)
+    for attribute in ("displayName", "externalId"):
+        for order in ("ascending", "descending"):
+            shown = f"displayName,{attribute}"
+            query = {"sortBy": attribute, "sortOrder": order, "attributes": shown}
+            check(
+                "/Groups?" + urlencode(query),
+                lambda side, a, at=attribute: (
+                    [_sort_value(r, at) for r in a.body["Resources"]],
+                    names(side, a),
+                ),
+            )
+    for projection in ("displayName", "members", "members.value", "externalId,displayName"):
+        for parameter in ("attributes", "excludedAttributes"):
+            query = {parameter: projection, "sortBy": "displayName"}
+            check("/Groups?" + urlencode(query), documents)
+    for start, size in ((1, 3), (5, 4), (13, 10)):
+        query = {"sortBy": "displayName", "startIndex": start, "count": size}
+        check("/Groups?" + urlencode(query), names)
+    report = "\n".join(f"{d.query}\n  ours:   {d.ours}\n  theirs: {d.theirs}" for d in differences)
+    assert differences == [], report
+
+
+def _sort_value(resource: dict[str, Any], attribute: str) -> Any:
+    """Groups without the attribute tie (sorted last), so only the values are compared."""
+    value = resource.get(attribute)
+    return value.lower() if isinstance(value, str) and attribute == "displayName" else value
+
+
+def _succeeded(answer: Answer) -> int:
+    """RFC 7644 section 3.5.2: a PATCH answers 200 with the resource or 204 without."""
+    return 200 if answer.status in (200, 204) else answer.status
+
+
+def test_group_patches_agree_with_the_reference_server(pair):
+    """Each PATCH in turn on groups with empty, small and larger member lists, then the
+    groups read back from both."""
+    sizes = [len(group["members"]) for group in generated_groups(USER_COUNT)]
+    chosen = sorted({sizes.index(size) for size in set(sizes)})
+    for operations in GROUP_PATCHES:
+        for position in chosen:
+            numbered = _substitute(operations, lambda t, n=position: t.replace("{n}", str(n)))
+            body = {"schemas": [PATCH_OP], "Operations": numbered}
+            answers = pair.send("PATCH", f"/Groups/{{group:{position}}}", body)
+            mine, theirs = answers["ours"], answers["theirs"]
+            assert _succeeded(mine) == _succeeded(theirs), (operations, mine.body, theirs.body)
+            read = pair.send("GET", f"/Groups/{{group:{position}}}")
+            assert pair.document("ours", read["ours"].body) == pair.document(
+                "theirs", read["theirs"].body
+            ), (operations, NAMES[position])

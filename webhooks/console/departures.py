@@ -1,0 +1,20 @@
+"""Upcoming departures: who leaves within 30 days, when, who set the date, and what they hold
+(each person links to the blast-radius preview of revoking them)."""
+
+from __future__ import annotations
+
+from flask import Response
+
+from models.base import utcnow
+from models.queries.departures import upcoming_departures
+from webhooks.console.web import bp, page, signed_in
+from webhooks.context import db_session
+
+DAYS = 30
+
+
+@bp.get("/departures")
+def departures() -> Response:
+    viewer = signed_in().viewer
+    leaving = upcoming_departures(db_session(), viewer, now=utcnow(), days=DAYS)
+    return page("departures.html", departures=leaving, days=DAYS)
