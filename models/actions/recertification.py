@@ -668,7 +668,7 @@ def decide(
     if decision is RecertDecision.REVOKE and revoked:
         return finding  # done when the gateway acknowledges, as any revoked key's finding
     note = f"{decision.value}: {reason}" if reason else decision.value
-    return reviews.resolve_finding(session, finding=finding, actor=actor, note=note)
+    return reviews.close_finding(session, finding=finding, actor=actor, note=note)
 
 
 def _take_campaign_turn(session: Session, finding: ReviewFinding) -> None:
@@ -815,5 +815,5 @@ def restore(
         after={"finding_id": str(finding.id), "reason": reason},
     )
     if finding.state is FindingState.OPEN:
-        reviews.resolve_finding(session, finding=finding, actor=actor, note="restored by an admin")
+        reviews.close_finding(session, finding=finding, actor=actor, note="restored by an admin")
     return finding

@@ -871,6 +871,16 @@ def raise_urgent_finding(
 def resolve_finding(
     session: Session, *, finding: ReviewFinding, actor: Actor, note: str = ""
 ) -> ReviewFinding:
+    """A person's answer by hand (API, console, CLI)."""
+    _answerable_by_hand(finding)
+    return close_finding(session, finding=finding, actor=actor, note=note)
+
+
+def close_finding(
+    session: Session, *, finding: ReviewFinding, actor: Actor, note: str = ""
+) -> ReviewFinding:
+    """Resolve a finding as the operation that owns it decided (a campaign's answer, a
+    reassignment)."""
     _decide(session, finding, FindingState.RESOLVED, actor, note, "review.finding_resolved")
     return finding
 
@@ -878,8 +888,20 @@ def resolve_finding(
 def dismiss_finding(
     session: Session, *, finding: ReviewFinding, actor: Actor, note: str = ""
 ) -> ReviewFinding:
+    _answerable_by_hand(finding)
     _decide(session, finding, FindingState.DISMISSED, actor, note, "review.finding_dismissed")
     return finding
+
+
+def _answerable_by_hand(finding: ReviewFinding) -> None:
+    """A campaign's findings are answered in the campaign (keep with a reason, rotate or
+    revoke), where one answer per finding and the deadline are decided."""
+    if finding.review.cause is ReviewCause.RECERTIFICATION:
+        raise InvalidTransition(
+            "a recertification finding is answered in its campaign: keep (with a reason), "
+            "rotate or revoke",
+            state=finding.state.value,
+        )
 
 
 def acknowledge_finding(
@@ -953,9 +975,7 @@ def reassign_finding(
     finding.detail = {**finding.detail, "reassigned_to": after}
     if finding.state is FindingState.OPEN:
         target = f"user {to_user.email}" if to_user else f"team {to_team.name}"  # type: ignore[union-attr]
-        resolve_finding(
-            session, finding=finding, actor=actor, note=note or f"reassigned to {target}"
-        )
+        close_finding(session, finding=finding, actor=actor, note=note or f"reassigned to {target}")
     return finding
 
 

@@ -130,3 +130,25 @@ def test_the_api_answers_409_in_problem_json_while_the_revocation_is_pending(
     (item,) = [i for i in shown["items"] if i["id"] == str(finding_id)]
     assert item["state"] == "open" and item["invalidation_status"] == "pending"
     assert item["action"] == "revoked"
+
+
+@pytest.mark.parametrize("verb", ["resolve", "dismiss"])
+def test_a_campaign_finding_is_not_answered_through_the_generic_review_api(
+    client, session, keys, campaign, admin_headers, verb
+):
+    """The generic resolve/dismiss would skip the keep reason and the one-answer rule."""
+    finding_id = _finding_of(session, campaign, keys.moved.id).id
+    session.rollback()  # SQLite: let the app take the write lock
+    answer = client.post(
+        f"/api/v1/findings/{finding_id}/{verb}", json={"note": "fine"}, headers=admin_headers
+    )
+    assert answer.status_code == 409, answer.json
+    assert answer.content_type == "application/problem+json"
+    assert "answered in its campaign" in answer.json["detail"]
+    assert session.get(ReviewFinding, finding_id).state is FindingState.OPEN
+    with pytest.raises(InvalidTransition):
+        reviews.resolve_finding(
+            session, finding=session.get(ReviewFinding, finding_id), actor=f.SETUP
+        )
+    kept = _decide(session, session.get(ReviewFinding, finding_id), RecertDecision.KEEP, "in use")
+    assert kept.state is FindingState.RESOLVED
