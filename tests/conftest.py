@@ -163,6 +163,19 @@ def celery_configured(settings: Settings) -> None:
     init_runtime(settings)
 
 
+@pytest.fixture(autouse=True)
+def runtime_of_the_run(settings: Settings) -> None:
+    """A test that ran the CLI under other settings (the CLI builds the process's runtime and
+    Celery setup from its environment, e.g. a database on port 1) leaves them behind; the
+    next test gets the run's back."""
+    from worker.celery_app import configure_celery
+    from worker.runtime import init_runtime, runtime
+
+    if runtime().settings != settings:
+        configure_celery(settings)
+        init_runtime(settings)
+
+
 @pytest.fixture
 def clean_db(engine: Engine) -> None:
     """Every test starts from empty tables (committed data, so a worker process sees it)."""
