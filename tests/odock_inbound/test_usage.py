@@ -64,7 +64,7 @@ def test_records_are_idempotent_by_id_and_one_audit_event_per_batch(bridged, ses
     audits = session.scalars(
         select(AuditEvent.after).where(AuditEvent.action == "odock.usage.ingested")
     ).all()
-    assert [a["accepted"] for a in audits] == [3, 1]
+    assert sorted(a["accepted"] for a in audits) == [1, 3]  # rows come back in no set order
 
 
 def test_a_per_minute_aggregate_keeps_its_request_count(bridged, session):
