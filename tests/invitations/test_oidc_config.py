@@ -33,7 +33,11 @@ def admin_headers(session, scene):
 def audit_actions(sessions) -> list[str]:
     with sessions() as s:
         return list(
-            s.scalars(select(AuditEvent.action).where(AuditEvent.action.like("sign_in.%"))).all()
+            s.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.action.like("sign_in.%"))
+                .order_by(AuditEvent.occurred_at, AuditEvent.id)  # no set order otherwise
+            ).all()
         )
 
 
