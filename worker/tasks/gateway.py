@@ -13,6 +13,7 @@ from connectors import gateway
 from models.actions import cutoffs
 from models.actions.reviews import record_invalidation
 from models.base import utcnow
+from models.settings import Settings
 from worker.runtime import runtime
 from worker.tasks.base import task
 from worker.time_to_kill import observe
@@ -50,30 +51,38 @@ def drive(*, key_ids: list[uuid.UUID] | None, reason: str) -> list[cutoffs.Clock
     if not claimed:
         return []
     called_at = utcnow()
-    try:
-        gateway.invalidate_keys(
-            base_url=settings.gateway_url,
-            secret=settings.gateway_secret,
-            key_ids=[str(k) for k in claimed],
-            timeout=settings.gateway_timeout,
-            policy=settings.operator_outbound_policy(),
-        )
-    except gateway.GatewayUnavailable as exc:
-        GATEWAY_CALLS.labels("failed").inc()
-        log.warning("gateway.invalidation_failed", keys=len(claimed), error=str(exc))
-        with current.sessions() as session:
-            cutoffs.record_failure(
-                session,
-                key_ids=claimed,
-                error=str(exc),
-                retry_base=settings.cutoff_retry_base,
-                retry_max=settings.cutoff_retry_max,
-            )
-            session.commit()
+    if not call_gateway(settings, claimed):
         return []
-    GATEWAY_CALLS.labels("acknowledged").inc()
     with current.sessions() as session:
         clocks = record_invalidation(session, key_ids=claimed, reason=reason, called_at=called_at)
         session.commit()
     log.info("gateway.invalidated", keys=len(claimed), reason=reason)
     return clocks
+
+
+def call_gateway(settings: Settings, key_ids: list[uuid.UUID]) -> bool:
+    """Ask the gateway to forget these keys (the caller holds their cut-offs); a failure
+    leaves the cut-offs due later, with backoff. True when the gateway acknowledged."""
+    try:
+        gateway.invalidate_keys(
+            base_url=settings.gateway_url,
+            secret=settings.gateway_secret,
+            key_ids=[str(k) for k in key_ids],
+            timeout=settings.gateway_timeout,
+            policy=settings.operator_outbound_policy(),
+        )
+    except gateway.GatewayUnavailable as exc:
+        GATEWAY_CALLS.labels("failed").inc()
+        log.warning("gateway.invalidation_failed", keys=len(key_ids), error=str(exc))
+        with runtime().sessions() as session:
+            cutoffs.record_failure(
+                session,
+                key_ids=key_ids,
+                error=str(exc),
+                retry_base=settings.cutoff_retry_base,
+                retry_max=settings.cutoff_retry_max,
+            )
+            session.commit()
+        return False
+    GATEWAY_CALLS.labels("acknowledged").inc()
+    return True

@@ -18,6 +18,7 @@ from models.base import utcnow
 from models.settings import Settings
 from worker.runtime import runtime
 from worker.tasks.base import TransientError, task
+from worker.tasks.gateway import call_gateway
 from worker.time_to_kill import observe
 
 log = structlog.get_logger(__name__)
@@ -164,25 +165,7 @@ def _after_the_store(settings: Settings, settled: list[uuid.UUID]) -> list[cutof
     if not settings.gateway_url:
         log.warning("gateway.not_configured", keys=len(to_invalidate))
         return []
-    try:
-        gateway.invalidate_keys(
-            base_url=settings.gateway_url,
-            secret=settings.gateway_secret,
-            key_ids=[str(k) for k in to_invalidate],
-            timeout=settings.gateway_timeout,
-            policy=settings.operator_outbound_policy(),
-        )
-    except gateway.GatewayUnavailable as exc:
-        log.warning("gateway.invalidation_failed", keys=len(to_invalidate), error=str(exc))
-        with runtime().sessions() as session:
-            cutoffs.record_failure(
-                session,
-                key_ids=to_invalidate,
-                error=str(exc),
-                retry_base=settings.cutoff_retry_base,
-                retry_max=settings.cutoff_retry_max,
-            )
-            session.commit()
+    if not call_gateway(settings, to_invalidate):
         return []
     with runtime().sessions() as session:
         clocks = key_commands.record_gateway_invalidation(
