@@ -5,9 +5,7 @@ outcome of the callback is audited (models/actions/sign_in_audit.py)."""
 
 from __future__ import annotations
 
-import secrets
-
-from flask import Blueprint, redirect, request
+from flask import Blueprint, redirect
 from werkzeug.wrappers import Response
 
 from connectors import oidc
@@ -15,7 +13,6 @@ from models.actions import invitations as invitation_actions
 from models.actions import oidc_providers, oidc_sign_ins, sign_in_audit
 from models.actions.oidc_sign_ins import Claimed, SignInRefused
 from models.actions.sign_in_audit import SignInMethod
-from models.base import utcnow
 from models.entities import Invitation
 from models.enums import SignInPlace
 from models.errors import Unavailable
@@ -35,26 +32,14 @@ PLACE = SignInPlace.ENROLLMENT
 @bp.get("/enroll/<token>/sign-in")
 def begin(token: str) -> Response:
     invitation = acceptable(token)
-    client = _client(invitation)
-    try:
-        sign_in = oidc.authorization_request(client, ask_again=request.args.get("again") == "1")
-    except oidc.OidcError as exc:
-        raise Unavailable(f"the sign-in provider cannot be used: {exc.reason}") from None
-    browser = secrets.token_urlsafe(32)
-    session = db_session()
-    oidc_sign_ins.start(
-        session,
-        place=PLACE,
-        organisation_id=invitation.organisation_id,
+    url, browser = oidc_callback.begin(
+        _client(invitation),
+        PLACE,
+        invitation.organisation_id,
         invitation=invitation,
         link_token=token,
-        request=sign_in,
-        browser=browser,
-        secret_key=settings().secret_key,
-        now=utcnow(),
     )
-    session.commit()
-    response = redirect(sign_in.url, 303)
+    response = redirect(url, 303)
     set_cookie(response, BROWSER_COOKIE, browser, oidc_sign_ins.LIFETIME)
     return response
 

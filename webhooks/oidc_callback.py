@@ -1,7 +1,12 @@
-"""What both OpenID Connect callbacks (enrollment pages and console) do the same way: claim
-the sign-in the state names, then turn the provider's answer into a verified email."""
+"""What both OpenID Connect sign-ins (enrollment pages and console) do the same way: start a
+sign-in at the provider, claim it when the provider sends the browser back, then turn the
+provider's answer into a verified email."""
 
 from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
 
 from flask import request
 
@@ -10,7 +15,33 @@ from models.actions import oidc_sign_ins
 from models.actions.oidc_sign_ins import Claimed, SignInRefused
 from models.base import utcnow
 from models.enums import SignInPlace
+from models.errors import Unavailable
 from webhooks.context import db_session, settings
+
+
+def begin(
+    client: oidc.Client, place: SignInPlace, organisation_id: uuid.UUID, **invitation: Any
+) -> tuple[str, str]:
+    """A sign-in stored and committed: the provider's URL to send the browser to, and the
+    browser secret its cookie must carry back."""
+    try:
+        sign_in = oidc.authorization_request(client, ask_again=request.args.get("again") == "1")
+    except oidc.OidcError as exc:
+        raise Unavailable(f"the sign-in provider cannot be used: {exc.reason}") from None
+    browser = secrets.token_urlsafe(32)
+    session = db_session()
+    oidc_sign_ins.start(
+        session,
+        place=place,
+        organisation_id=organisation_id,
+        request=sign_in,
+        browser=browser,
+        secret_key=settings().secret_key,
+        now=utcnow(),
+        **invitation,
+    )
+    session.commit()
+    return sign_in.url, browser
 
 
 def claim(place: SignInPlace, browser_cookie: str) -> Claimed:

@@ -5,7 +5,6 @@ and a verified email of the organisation's ACTIVE admin or manager gets a consol
 
 from __future__ import annotations
 
-import secrets
 import uuid
 
 from flask import Response, redirect, request, url_for
@@ -13,10 +12,8 @@ from flask import Response, redirect, request, url_for
 from connectors import oidc
 from models.actions import oidc_providers, oidc_sign_ins
 from models.actions.oidc_sign_ins import Claimed, SignInRefused
-from models.base import utcnow
 from models.entities import OidcProvider
 from models.enums import SignInPlace
-from models.errors import Unavailable
 from webhooks import oidc_callback
 from webhooks.console.sign_in import refusal_page, start_for_verified_email
 from webhooks.console.web import PREFIX, bp, secure_cookies
@@ -33,25 +30,8 @@ def oidc_sign_in() -> Response:
     if found is None:  # the sign-in page says so
         return redirect(url_for("console.sign_in_form", organisation=slug[:64]), 303)  # type: ignore[return-value]
     organisation, provider = found
-    try:
-        sign_in = oidc.authorization_request(
-            _client(provider), ask_again=request.args.get("again") == "1"
-        )
-    except oidc.OidcError as exc:
-        raise Unavailable(f"the sign-in provider cannot be used: {exc.reason}") from None
-    browser = secrets.token_urlsafe(32)
-    session = db_session()
-    oidc_sign_ins.start(
-        session,
-        place=PLACE,
-        organisation_id=organisation.id,
-        request=sign_in,
-        browser=browser,
-        secret_key=settings().secret_key,
-        now=utcnow(),
-    )
-    session.commit()
-    response: Response = redirect(sign_in.url, 303)  # type: ignore[assignment]
+    url, browser = oidc_callback.begin(_client(provider), PLACE, organisation.id)
+    response: Response = redirect(url, 303)  # type: ignore[assignment]
     response.set_cookie(
         BROWSER_COOKIE,
         browser,
