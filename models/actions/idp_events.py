@@ -496,14 +496,7 @@ def _reactivate(c: _Context) -> Outcome:
 
 def _delete(c: _Context) -> Outcome:
     external_id = c.event.subject.external_id if c.event.subject else None
-    outcome = set_active(
-        c.session,
-        user=c.user,
-        active=False,
-        actor=c.actor,
-        reason=c.reason,
-        gate=_gate_request(c.event),
-    )
+    outcome = _revoke(c)
     if outcome is Outcome.HELD:
         return outcome  # the link goes too once an admin approves
     link = find_link(c.session, c.organisation.id, c.source, external_id) if external_id else None
