@@ -58,6 +58,9 @@ def update_settings(
 ) -> OrganisationSettings:
     """Apply validated setting changes (the caller validates types and bounds)."""
     settings = organisation.settings
+    # Two admins at once: the second waits and records what the first left as its `before`.
+    session.flush()
+    session.refresh(settings, with_for_update=True)
     before = {name: _plain(getattr(settings, name)) for name in changes}
     for name, value in changes.items():
         setattr(settings, name, value)
