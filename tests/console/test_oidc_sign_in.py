@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -27,7 +27,13 @@ from tests.console.conftest import Org
 from tests.support import factories as f
 from tests.support.browser import accessibility_violations, screenshot_dir
 from tests.support.net import free_port
-from tests.support.oidc import LoopbackProvider, sign_in_at_provider, start_provider
+from tests.support.oidc import (
+    LoopbackProvider,
+    audit_events,
+    send_to_the_provider_with_a_tampered_state,
+    sign_in_at_provider,
+    start_provider,
+)
 
 pytestmark = pytest.mark.slow
 OIDC_SIGN_IN = re.compile(r"/console/oidc/sign-in\?")
@@ -131,7 +137,7 @@ def test_an_admin_signs_in_with_oidc_and_sees_the_overview(
         assert [(t.user_id, t.name) for t in started] == [(acme.admin.id, "console session (oidc)")]
         hours = (started[0].expires_at - started[0].created_at).total_seconds() / 3600
         assert round(hours) == 8  # the lifetime of a token exchange's session
-        events = console_events(s)
+        events = audit_events(s, "console.")
         assert [(e.action, e.actor, e.after.get("outcome")) for e in events] == [
             ("console.signed_in", "ada@acme.example", None),
             ("console.sign_in_refused", "anonymous", "state_used"),
@@ -170,7 +176,7 @@ def test_a_member_an_unknown_and_an_unverified_email_are_refused(
 
     with sessions() as s:
         assert s.scalar(select(ApiToken).where(ApiToken.scope == TokenScope.CONSOLE)) is None
-        events = console_events(s)
+        events = audit_events(s, "console.")
         assert [(e.actor, e.after["outcome"], e.actor_user_id) for e in events] == [
             ("mia@acme.example", "not_console_role", acme.member.id),
             ("nobody@acme.example", "not_a_person", None),
@@ -223,32 +229,11 @@ def test_a_tampered_state_or_an_unknown_organisation_is_refused(
 
     with sessions() as s:
         assert s.scalar(select(ApiToken).where(ApiToken.scope == TokenScope.CONSOLE)) is None
-        events = console_events(s)
+        events = audit_events(s, "console.")
         assert [(e.after["outcome"], e.organisation_id) for e in events] == [
             ("state_unknown", None),  # nobody started it: it belongs to no organisation
             ("state_unknown", None),
         ]
-
-
-def send_to_the_provider_with_a_tampered_state(route) -> None:
-    """Our redirect to the provider, with one character of its state changed (the provider
-    then sends that state back to the callback)."""
-    response = route.fetch(max_redirects=0)
-    parts = urlsplit(response.headers["location"])
-    query = dict(parse_qsl(parts.query))
-    query["state"] = query["state"][:-1] + ("A" if query["state"][-1] != "A" else "B")
-    location = urlunsplit(parts._replace(query=urlencode(query)))
-    route.fulfill(response=response, headers={**response.headers, "location": location})
-
-
-def console_events(s) -> list[AuditEvent]:
-    return list(
-        s.scalars(
-            select(AuditEvent)
-            .where(AuditEvent.action.like("console.%"))
-            .order_by(AuditEvent.occurred_at)
-        )
-    )
 
 
 def assert_no_secrets(events: list[AuditEvent], callback: str, client_secret: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
@@ -23,6 +23,8 @@ from models.enums import InvitationStatus, UserStatus
 from tests.support import factories as f
 from tests.support.oidc import (
     LoopbackProvider,
+    audit_events,
+    send_to_the_provider_with_a_tampered_state,
     sign_in_at_provider,
     sign_in_through_the_invitation,
     start_provider,
@@ -140,7 +142,7 @@ def test_invitee_signs_in_with_oidc(
         assert (user.status, user.name) == (UserStatus.ACTIVE, "Eve Example")
         assert s.get(Invitation, issued.invitation.id).status is InvitationStatus.ACCEPTED
         # Each sign-in's outcome, with who and where, and nothing a replay could use.
-        events = sign_in_events(s)
+        events = audit_events(s, "enrollment.")
         assert [(e.action, e.actor, e.after.get("outcome")) for e in events] == [
             ("enrollment.sign_in_refused", "mallory@example.com", "wrong_account"),
             ("enrollment.sign_in_refused", "anonymous", "state_unknown"),  # tampered
@@ -187,9 +189,9 @@ def test_an_unverified_email_is_refused(
     context.close()
     assert_nothing_accepted(sessions, issued.invitation.id)
     with sessions() as s:
-        assert [(e.actor, e.after["outcome"], e.target_id) for e in sign_in_events(s)] == [
-            ("unverified.uma@example.com", "unverified_email", str(issued.invitation.id))
-        ]
+        assert [
+            (e.actor, e.after["outcome"], e.target_id) for e in audit_events(s, "enrollment.")
+        ] == [("unverified.uma@example.com", "unverified_email", str(issued.invitation.id))]
 
 
 def test_the_sign_in_link_is_offered_only_with_a_provider(session, scene, live_server, chromium):
@@ -203,27 +205,6 @@ def test_the_sign_in_link_is_offered_only_with_a_provider(session, scene, live_s
     page.goto(f"{live_server}/enroll/{issued.token}/sign-in")
     assert page.locator("#problem").get_attribute("data-kind") == "unavailable"
     context.close()
-
-
-def send_to_the_provider_with_a_tampered_state(route) -> None:
-    """Our redirect to the provider, with one character of its state changed (the provider
-    then sends that state back to the callback)."""
-    response = route.fetch(max_redirects=0)
-    parts = urlsplit(response.headers["location"])
-    query = dict(parse_qsl(parts.query))
-    query["state"] = query["state"][:-1] + ("A" if query["state"][-1] != "A" else "B")
-    location = urlunsplit(parts._replace(query=urlencode(query)))
-    route.fulfill(response=response, headers={**response.headers, "location": location})
-
-
-def sign_in_events(s) -> list[AuditEvent]:
-    return list(
-        s.scalars(
-            select(AuditEvent)
-            .where(AuditEvent.action.like("enrollment.%"))
-            .order_by(AuditEvent.occurred_at)
-        )
-    )
 
 
 def assert_nothing_accepted(sessions, invitation_id) -> None:

@@ -19,9 +19,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from models.entities import AuditEvent
 from tests.support.net import free_port
 from tests.support.wait import wait_until
 
@@ -128,3 +132,25 @@ def sign_in_through_the_invitation(page: Any, link: str, email: str, *, name: st
     if name:
         page.fill("#name", name)
         page.click("#accept")
+
+
+def send_to_the_provider_with_a_tampered_state(route: Any) -> None:
+    """A Playwright route handler: our redirect to the provider, with one character of its
+    state changed (the provider then sends that state back to the callback)."""
+    response = route.fetch(max_redirects=0)
+    parts = urlsplit(response.headers["location"])
+    query = dict(parse_qsl(parts.query))
+    query["state"] = query["state"][:-1] + ("A" if query["state"][-1] != "A" else "B")
+    location = urlunsplit(parts._replace(query=urlencode(query)))
+    route.fulfill(response=response, headers={**response.headers, "location": location})
+
+
+def audit_events(session: Session, prefix: str) -> list[AuditEvent]:
+    """The audit events whose action starts with `prefix`, in the order they happened."""
+    return list(
+        session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action.startswith(prefix))
+            .order_by(AuditEvent.occurred_at, AuditEvent.id)
+        )
+    )
