@@ -125,20 +125,9 @@ def review_departure(session: Session, *, user: User, actor: Actor) -> Revocatio
     """The person's access ends on a known date: the team and organisation keys they created
     (which need a new owner) and the budgets and quotas their revocation leaves behind, opened
     before the day so they can be handed over first. Their own keys simply end with them."""
-    settings = session.get_one(Organisation, user.organisation_id).settings
-    scope = key_scope.revocation(settings, user.id)
-    handed_over = key_scope.Scope(
-        keys=tuple(g for g in scope.keys if g.kind != key_scope.KIND_USER_KEY),
-        budgets=scope.budgets,
-        quotas=scope.quotas,
-    )
-    desired = _held_key_findings(session, handed_over)
-    rows: list[Budget | Quota] = [
-        *key_scope.budgets(session, scope),
-        *key_scope.quotas(session, scope),
-    ]
-    covered = review_actions.under_review(session, [row.id for row in rows])
-    desired += [review_actions.ownership_finding(r) for r in rows if r.id not in covered]
+    desired = departure_findings(session, user)
+    covered = review_actions.under_review(session, [item.subject_id for item in desired])
+    desired = [item for item in desired if item.subject_id not in covered]
     if not desired:
         return None
     ends_at = user.access_ends_at.isoformat() if user.access_ends_at else ""
@@ -151,6 +140,47 @@ def review_departure(session: Session, *, user: User, actor: Actor) -> Revocatio
         user_id=user.id,
         context={"access_ends_at": ends_at},
     )
+
+
+def refresh_departure(
+    session: Session, *, review: RevocationReview, user: User, actor: Actor
+) -> review_actions.RefreshResult:
+    """The departure review kept for a moved date (or re-read at notice time) follows what the
+    person holds now: a finding for each key, budget or quota they took on since, and the
+    open findings about what they no longer hold resolved. Audited `review.updated`."""
+    desired = departure_findings(session, user)
+    listed = {finding.subject_id for finding in review.findings}
+    fresh = [item for item in desired if item.subject_id not in listed]
+    covered = review_actions.under_review(session, [item.subject_id for item in fresh])
+    held = {item.subject_id for item in desired}
+    return review_actions.follow_findings(
+        session,
+        review=review,
+        added=[item for item in fresh if item.subject_id not in covered],
+        cleared=[f for f in review.findings if f.subject_id not in held],
+        actor=actor,
+        note="no longer held by the person",
+    )
+
+
+def departure_findings(session: Session, user: User) -> list[Desired]:
+    """Every finding the person's departure calls for now, per the key-scope policy: the team
+    and organisation keys they created, and the budgets and quotas left behind."""
+    settings = session.get_one(Organisation, user.organisation_id).settings
+    scope = key_scope.revocation(settings, user.id)
+    keys = [
+        (group.kind, key)
+        for group in scope.keys
+        if group.kind != key_scope.KIND_USER_KEY
+        for key in key_scope.active_keys(session, group)
+    ]
+    rows: list[Budget | Quota] = [
+        *key_scope.budgets(session, scope),
+        *key_scope.quotas(session, scope),
+    ]
+    return [review_actions.key_finding(kind, key) for kind, key in keys] + [
+        review_actions.ownership_finding(row) for row in rows
+    ]
 
 
 def _held_key_findings(session: Session, scope: key_scope.Scope) -> list[Desired]:

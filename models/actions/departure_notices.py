@@ -120,13 +120,15 @@ def set_notice_days(
 
 def _departure_review(session: Session, user: User, actor: Actor) -> RevocationReview | None:
     """The review of this departure: the one still open from a notice for an earlier date
-    (the date moved within the notice: the same departure, the same findings), else a new
-    one."""
+    (the date moved within the notice: the same departure), brought up to what the person
+    holds now, else a new one."""
     review = reviews.open_departure_review(session, user)
     if review is None:
         return access_reviews.review_departure(session, user=user, actor=actor)
     assert user.access_ends_at is not None
     review.context = {**review.context, "access_ends_at": user.access_ends_at.isoformat()}
+    # Keys, budgets and quotas the person took on since the first notice are listed too.
+    access_reviews.refresh_departure(session, review=review, user=user, actor=actor)
     return review
 
 

@@ -312,6 +312,39 @@ def refresh_review(
     return result
 
 
+def follow_findings(
+    session: Session,
+    *,
+    review: RevocationReview,
+    added: list[Desired],
+    cleared: list[ReviewFinding],
+    actor: Actor,
+    note: str,
+) -> RefreshResult:
+    """An access review brought in line with what its cause touches now: `added` become open
+    findings, the open ones of `cleared` are resolved with `note`; audited `review.updated`
+    (urgent additions alerted) when anything changed."""
+    now = utcnow()
+    interval = escalation_interval(session.get_one(Organisation, review.organisation_id))
+    result = RefreshResult()
+    result.added = [_add_finding(session, review, item, now, interval) for item in added]
+    for finding in cleared:
+        if finding.state is FindingState.OPEN:
+            _set_state(finding, FindingState.RESOLVED, str(actor), now, note)
+            result.cleared.append(finding)
+    if not result.changed:
+        return result
+    session.flush()
+    review.last_swept_at = now
+    _record_refresh(session, review, actor, result)
+    urgent = [f for f in result.added if f.severity is Severity.URGENT]
+    if urgent:
+        _notify_review(session, review, EVENT_URGENT, urgent, audience=("managers", "admins"))
+    if not any(f.state is FindingState.OPEN for f in review.findings):
+        _close(session, review, actor=actor, now=now, announce=True)
+    return result
+
+
 def used_after_revocation(session: Session, revocation_id: uuid.UUID) -> list[uuid.UUID]:
     """The keys this revocation disabled that carry an open "used after revocation" finding:
     a reactivation re-enables them only when an admin says so."""

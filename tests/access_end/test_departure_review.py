@@ -15,8 +15,15 @@ from sqlalchemy.orm import Session
 from models.actions import access_end, departure_notices, lifecycle, reviews
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import ReviewFinding, RevocationReview, User
-from models.enums import FindingState, ReviewCause, ReviewStatus, Source, TeamRole
+from models.entities import (
+    Organisation,
+    ReviewFinding,
+    RevocationReview,
+    Team,
+    User,
+    VirtualApiKey,
+)
+from models.enums import FindingState, KeyType, ReviewCause, ReviewStatus, Source, TeamRole
 from tests.access_end.conftest import audited
 from tests.support import factories as f
 
@@ -110,3 +117,33 @@ def test_a_revocation_by_another_path_takes_the_findings_over(session) -> None:
     departure_subjects = {finding.subject_id for finding in review.findings}
     assert departure_subjects <= set(open_subjects)  # the revocation's review lists them
     assert all(open_subjects[subject] == 1 for subject in departure_subjects)
+
+
+def test_a_moved_date_lists_what_the_person_took_on_since_the_first_notice(session) -> None:
+    leaver, review = _noticed_leaver(session)
+    ends = leaver.access_ends_at
+    assert ends is not None
+    org = session.get_one(Organisation, leaver.organisation_id)
+    team = session.scalars(select(Team).where(Team.organisation_id == org.id)).one()
+    first_key = session.scalars(
+        select(VirtualApiKey).where(VirtualApiKey.created_by_user_id == leaver.id)
+    ).one()
+    new_team_key = f.make_key(session, org, team=team, created_by=leaver)
+    new_org_key = f.make_key(session, org, created_by=leaver, key_type=KeyType.ORGANISATION)
+    new_quota = f.make_quota(session, org, leaver)
+    first_key.revoked = True  # revoked meanwhile: nothing left to hand over
+    session.flush()
+
+    earlier = ends - timedelta(days=1)
+    access_end.set_access_end(session, user=leaver, ends_at=earlier, actor=ADMIN)
+    assert departure_notices.send_notice(session, user_id=leaver.id, now=utcnow(), actor=BEAT)
+
+    (same,) = _departure_reviews(session, leaver.id)
+    assert same.id == review.id
+    open_subjects = {finding.subject_id for finding in _open(same)}
+    assert {new_team_key.id, new_org_key.id, new_quota.id} <= open_subjects
+    assert first_key.id not in open_subjects
+    (gone,) = [finding for finding in same.findings if finding.subject_id == first_key.id]
+    assert gone.state is FindingState.RESOLVED
+    assert gone.resolution == "no longer held by the person"
+    assert audited(session, "review.updated", review.id) == 1
