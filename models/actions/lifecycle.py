@@ -274,6 +274,7 @@ def _revoke(
     )
     invitations_revoked = _revoke_sent_invitations(session, user, actor)
     budgets_frozen = exit_spend.freeze_budgets(session, revocation=revocation, actor=actor)
+    holds_superseded = mass_change.supersede_by_revocation(session, user=user, actor=actor)
     _audit(
         session,
         user,
@@ -285,6 +286,7 @@ def _revoke(
             "tokens_revoked": [str(token_id) for token_id in tokens_revoked],
             "invitations_revoked": invitations_revoked,
             "budgets_frozen": [str(budget_id) for budget_id in budgets_frozen],
+            **({"holds_superseded": holds_superseded} if holds_superseded else {}),
             "reason": reason,
             **(extra or {}),
         },

@@ -449,8 +449,37 @@ def withdraw(
     return len(held)
 
 
+def supersede_by_revocation(session: Session, *, user: User, actor: Actor) -> int:
+    """The person was revoked another way (an admin, another source, an approval): every
+    revocation the gate still holds for them has happened, so it closes as superseded (audited)
+    instead of waiting for an admin's decision. Returns how many."""
+    held = list(
+        session.scalars(
+            select(MassChange)
+            .where(
+                MassChange.user_id == user.id,
+                MassChange.status == ChangeStatus.HELD,
+                MassChange.kind.in_(STATUS_KINDS),
+            )
+            .order_by(MassChange.created_at, MassChange.id)
+        )
+    )
+    note = f"the person was revoked by {actor.source.value}"
+    for change in held:
+        close(session, held=change, status=ChangeStatus.SUPERSEDED, actor=actor, note=note)
+    for source in sorted({change.source for change in held}):
+        settle(session, organisation_id=user.organisation_id, source=source, actor=actor)
+    return len(held)
+
+
 def close(
-    session: Session, *, held: MassChange, status: ChangeStatus, actor: Actor, outcome: str = ""
+    session: Session,
+    *,
+    held: MassChange,
+    status: ChangeStatus,
+    actor: Actor,
+    outcome: str = "",
+    note: str = "",
 ) -> None:
     """Close one held change (approved, discarded or superseded), audited."""
     held.status = status
@@ -471,6 +500,7 @@ def close(
             "kind": held.kind.value,
             "source": held.source.value,
             **({"outcome": outcome} if outcome else {}),
+            **({"note": note} if note else {}),
         },
     )
 

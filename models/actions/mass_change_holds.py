@@ -49,6 +49,8 @@ def approve(session: Session, *, holds: list[MassChange], actor: Actor) -> list[
     _require_held(holds, "approved")
     outcomes = []
     for held in holds:
+        # Taken before it applies: the revocation it carries out does not supersede it.
+        held.status = ChangeStatus.APPROVED
         outcome = _apply(session, held, actor)
         gate.close(session, held=held, status=ChangeStatus.APPROVED, actor=actor, outcome=outcome)
         outcomes.append(outcome)

@@ -16,12 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.outbound import UrlPolicy
-from models.actions import access_end, mass_change, mass_change_holds, notification_hooks
+from models.actions import access_end, lifecycle, mass_change, mass_change_holds, notification_hooks
 from models.actor import Actor
 from models.base import utcnow
 from models.db import SessionFactory
-from models.entities import MassChange, Organisation, User
-from models.enums import ChangeStatus, HookKind, Role, Source, UserStatus
+from models.entities import AuditEvent, MassChange, Organisation, User
+from models.enums import ChangeKind, ChangeStatus, HookKind, Role, Source, UserStatus
 from tests.access_end.conftest import (
     TICK,
     assert_revoked_once_on_time,
@@ -34,6 +34,7 @@ from worker.tasks.access_end import end_due
 
 THRESHOLD = 3
 ADMIN = Actor(Source.ADMIN, "admin@example.com")
+SCHEDULE = Source.SCHEDULE
 
 
 def _gated_org(session: Session, name: str) -> tuple[Organisation, User]:
@@ -165,3 +166,79 @@ def test_the_gate_turned_off_lets_every_due_date_end(session, sessions) -> None:
         assert end_due() == len(many)
     session.expire_all()
     assert all(session.get_one(User, u).status is UserStatus.REVOKED for u in many)
+
+
+def _held_batch(session: Session, sessions: SessionFactory, name: str) -> list[uuid.UUID]:
+    """THRESHOLD + 1 people whose date has passed, each revocation held by the gate."""
+    org, _ = _gated_org(session, name)
+    ends = (utcnow() - timedelta(minutes=5)).replace(microsecond=0)
+    many = _leavers(session, org, THRESHOLD + 1, ends)
+    org_id = org.id
+    session.commit()
+    assert end_due() == 0
+    assert len(_held(sessions, org_id)) == len(many)
+    return many
+
+
+def _hold_of(session: Session, user_id: uuid.UUID) -> MassChange:
+    session.expire_all()
+    return session.scalars(
+        select(MassChange).where(MassChange.user_id == user_id, MassChange.source == SCHEDULE)
+    ).one()
+
+
+def test_a_held_person_revoked_another_way_closes_the_hold_as_superseded(session, sessions) -> None:
+    many = _held_batch(session, sessions, "Overtaken")
+    scim = Actor(Source.SCIM, "scim")
+    deactivate = mass_change.GateRequest(ChangeKind.DEACTIVATE, reason="active=false")
+
+    lifecycle.revoke(session, user=session.get_one(User, many[0]), actor=ADMIN, reason="gone")
+    outcome = lifecycle.set_active(
+        session, user=session.get_one(User, many[1]), active=False, actor=scim, gate=deactivate
+    )
+    session.commit()
+
+    assert outcome is lifecycle.Outcome.APPLIED
+    for user_id, by in ((many[0], "admin"), (many[1], "scim")):
+        hold = _hold_of(session, user_id)
+        assert hold.status is ChangeStatus.SUPERSEDED and hold.decided_by
+        assert audited(session, "mass_change.superseded", user_id) == 1
+        (event,) = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "mass_change.superseded",
+                AuditEvent.target_id == str(user_id),
+            )
+        )
+        assert event.after["note"] == f"the person was revoked by {by}"
+        (revocation,) = revocations(session, user_id)
+        assert revocation.source is Source(by)
+    for user_id in many[2:]:  # the rest still wait for an admin
+        assert _hold_of(session, user_id).status is ChangeStatus.HELD
+    session.commit()
+    assert end_due() == 0
+
+
+def test_an_approval_is_not_superseded_by_the_revocation_it_applies(session, sessions) -> None:
+    many = _held_batch(session, sessions, "Approved")
+    holds = [_hold_of(session, user_id) for user_id in many]
+
+    mass_change_holds.approve(session, holds=holds, actor=ADMIN)
+    session.commit()
+
+    for user_id in many:
+        assert _hold_of(session, user_id).status is ChangeStatus.APPROVED
+        assert audited(session, "mass_change.approved", user_id) == 1
+        assert audited(session, "mass_change.superseded", user_id) == 0
+        assert session.get_one(User, user_id).status is UserStatus.REVOKED
+
+
+def test_a_cleared_date_closes_its_hold_as_superseded(session, sessions) -> None:
+    many = _held_batch(session, sessions, "Cleared")
+
+    person = session.get_one(User, many[0])
+    access_end.set_access_end(session, user=person, ends_at=None, actor=ADMIN)
+    session.commit()
+
+    assert _hold_of(session, many[0]).status is ChangeStatus.SUPERSEDED
+    assert audited(session, "mass_change.superseded", many[0]) == 1
+    assert session.get_one(User, many[0]).status is UserStatus.ACTIVE
