@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from connectors.scim.errors import InvalidSyntax, ScimError
 from connectors.scim.projection import project
-from connectors.scim.schemas import ERROR, GROUP_KIND, USER_KIND, ResourceKind
+from connectors.scim.schemas import ERROR, GROUP_KIND, ResourceKind
 from models import errors
 from models.actor import Actor
 from models.enums import Source, TokenScope
@@ -58,22 +58,22 @@ def service_provider_config() -> Response:
 
 @bp.get("/ResourceTypes")
 def resource_types() -> Response:
-    return scim_json(provider.resource_types(g.scim))
+    return scim_json(provider.resource_types(db_session(), g.scim))
 
 
 @bp.get("/ResourceTypes/<name>")
 def resource_type(name: str) -> Response:
-    return scim_json(provider.resource_type(g.scim, name))
+    return scim_json(provider.resource_type(db_session(), g.scim, name))
 
 
 @bp.get("/Schemas")
 def schemas() -> Response:
-    return scim_json(provider.schemas(g.scim))
+    return scim_json(provider.schemas(db_session(), g.scim))
 
 
 @bp.get("/Schemas/<schema_id>")
 def schema(schema_id: str) -> Response:
-    return scim_json(provider.schema(g.scim, schema_id))
+    return scim_json(provider.schema(db_session(), g.scim, schema_id))
 
 
 @bp.get("/Users")
@@ -94,7 +94,9 @@ def create_user() -> Response:
 
 @bp.get("/Users/<scim_id>")
 def get_user(scim_id: str) -> Response:
-    return resource(provider.get_user(db_session(), g.scim, scim_id), USER_KIND)
+    session = db_session()
+    kind = provider.user_kind(session, g.scim)
+    return resource(provider.get_user(session, g.scim, scim_id), kind)
 
 
 @bp.put("/Users/<scim_id>")

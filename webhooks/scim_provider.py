@@ -11,12 +11,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from connectors.scim import casting
+from connectors.scim import schemas as schemas_of
 from connectors.scim.errors import InvalidFilter, InvalidSyntax, InvalidValue
 from connectors.scim.patch import apply_patch
 from connectors.scim.projection import Projection, project
 from connectors.scim.schemas import (
     GROUP_KIND,
-    KINDS,
     LIST_RESPONSE,
     MAX_RESULTS,
     SCHEMAS,
@@ -65,26 +65,42 @@ def service_provider(ctx: Context, docs_url: str) -> dict[str, Any]:
     return service_provider_config(ctx.base_url, docs_url)
 
 
-def resource_types(ctx: Context) -> dict[str, Any]:
-    return _list([kind.document(ctx.base_url) for kind in KINDS])
+def user_kind(session: Session, ctx: Context) -> ResourceKind:
+    """The User resource type as this organisation has it (its end-date extension, if any)."""
+    return schemas_of.user_kind(_end_attribute(session, ctx))
 
 
-def resource_type(ctx: Context, name: str) -> dict[str, Any]:
-    kind = next((k for k in KINDS if k.name.lower() == name.lower()), None)
+def resource_types(session: Session, ctx: Context) -> dict[str, Any]:
+    return _list([kind.document(ctx.base_url) for kind in _kinds(session, ctx)])
+
+
+def resource_type(session: Session, ctx: Context, name: str) -> dict[str, Any]:
+    kind = next((k for k in _kinds(session, ctx) if k.name.lower() == name.lower()), None)
     if kind is None:
         raise NotFound(f"resource type {name} not found")
     return kind.document(ctx.base_url)
 
 
-def schemas(ctx: Context) -> dict[str, Any]:
-    return _list([schema.document(ctx.base_url) for schema in SCHEMAS])
+def schemas(session: Session, ctx: Context) -> dict[str, Any]:
+    return _list([schema.document(ctx.base_url) for schema in _schemas(session, ctx)])
 
 
-def schema(ctx: Context, schema_id: str) -> dict[str, Any]:
-    found = next((s for s in SCHEMAS if s.id.lower() == schema_id.lower()), None)
+def schema(session: Session, ctx: Context, schema_id: str) -> dict[str, Any]:
+    wanted = schema_id.lower()
+    found = next((s for s in _schemas(session, ctx) if s.id.lower() == wanted), None)
     if found is None:
         raise NotFound(f"schema {schema_id} not found")
     return found.document(ctx.base_url)
+
+
+def _kinds(session: Session, ctx: Context) -> tuple[ResourceKind, ...]:
+    return (user_kind(session, ctx), GROUP_KIND)
+
+
+def _schemas(session: Session, ctx: Context) -> tuple[schemas_of.Schema, ...]:
+    """The published schemas and the organisation's own end-date extension, if it has one."""
+    extra = [s for s in user_kind(session, ctx).extensions if s not in SCHEMAS]
+    return (*SCHEMAS, *extra)
 
 
 # --- users -----------------------------------------------------------------------------
@@ -93,7 +109,7 @@ def schema(ctx: Context, schema_id: str) -> dict[str, Any]:
 def list_users(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
     page = queries.search_users(session, ctx.organisation_id, listing.search)
     documents = _render_users(session, ctx, page.items)
-    return _list(documents, page, listing.projection, USER_KIND)
+    return _list(documents, page, listing.projection, user_kind(session, ctx))
 
 
 def get_user(session: Session, ctx: Context, scim_id: str) -> dict[str, Any]:
@@ -115,7 +131,7 @@ def search_all(session: Session, ctx: Context, listing: Listing) -> dict[str, An
         raise InvalidFilter(f"the filter {search.filter!r} applies to no resource type")
     documents = [
         *[
-            project(d, listing.projection, USER_KIND)
+            project(d, listing.projection, user_kind(session, ctx))
             for d in _render_users(session, ctx, users.items)
         ],
         *[

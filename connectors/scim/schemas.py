@@ -6,7 +6,7 @@ drive case-insensitive attribute names, mutability checks and the PATCH engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -290,6 +290,23 @@ class ResourceKind:
 
 USER_KIND = ResourceKind("User", "Users", USER_SCHEMA, (ENTERPRISE_SCHEMA,))
 GROUP_KIND = ResourceKind("Group", "Groups", GROUP_SCHEMA)
+
+
+def user_kind(access_end_attribute: str) -> ResourceKind:
+    """The User resource type of an organisation whose IdP sends the access end date in an
+    extension of its own: that extension is one of the type's (RFC 7643 section 3), so
+    /ResourceTypes lists it, /Schemas describes the date and projections select it."""
+    urn, name = split_attribute_path(access_end_attribute)
+    known = {schema.id.lower() for schema in (USER_SCHEMA, *USER_KIND.extensions)}
+    if urn is None or urn.lower() in known:
+        return USER_KIND
+    date = Attribute(
+        name, type="dateTime", description="When the person's access ends (revoked then)"
+    )
+    extension = Schema(urn, "AccessEnd", "The organisation's access end date attribute", (date,))
+    return replace(USER_KIND, extensions=(*USER_KIND.extensions, extension))
+
+
 KINDS = (USER_KIND, GROUP_KIND)
 
 

@@ -286,3 +286,43 @@ def test_an_organisation_reads_the_date_from_the_attribute_it_names(
     assert created.json[hr]["lastDay"] == "2027-06-30T18:00:00.000Z"
     person = session.get_one(User, scim_user_id(session, created.json["id"]))
     assert person.access_ends_at == datetime(2027, 6, 30, 18, tzinfo=UTC)
+
+
+def test_a_custom_extension_is_named_in_schemas_resource_types_and_schemas_endpoint(
+    run, client, session, world
+) -> None:
+    """RFC 7643 §3: a resource lists every extension URN it carries, projected or not; the
+    User resource type lists the extension and /Schemas describes the date read from it."""
+    org, _, _, secret = world
+    hr = "urn:example:params:scim:schemas:extension:hr:2.0:User"
+    session.commit()
+    run("scim", "access-end-attribute", "--org", org.slug, f"{hr}:lastDay")
+    scim = ScimClient(client, secret)
+    created = scim.post(
+        "/Users",
+        {
+            "schemas": [USER, hr],
+            "userName": "lee@example.com",
+            "emails": [{"value": "lee@example.com"}],
+            hr: {"lastDay": "2027-06-30T18:00:00Z"},
+        },
+    )
+    assert created.status_code == 201, created.json
+    scim_id = created.json["id"]
+    for doc in (created.json, scim.get(f"/Users/{scim_id}").json):
+        assert hr in doc["schemas"] and hr in doc, doc
+    selected = scim.get(f"/Users/{scim_id}?attributes={hr}:lastDay").json
+    assert selected[hr] == {"lastDay": "2027-06-30T18:00:00.000Z"}
+    assert hr in selected["schemas"], selected
+    left_out = scim.get(f"/Users/{scim_id}?excludedAttributes={hr}:lastDay").json
+    assert hr not in left_out and hr not in left_out["schemas"], left_out
+    (listed,) = scim.get(f"/Users?attributes={hr}").json["Resources"]
+    assert hr in listed["schemas"] and listed[hr]["lastDay"], listed
+
+    user_type = scim.get("/ResourceTypes/User").json
+    assert {"schema": hr, "required": False} in user_type["schemaExtensions"]
+    described = scim.get(f"/Schemas/{hr}")
+    assert described.status_code == 200, described.json
+    (attribute,) = described.json["attributes"]
+    assert attribute["name"] == "lastDay" and attribute["type"] == "dateTime"
+    assert hr in {schema["id"] for schema in scim.get("/Schemas").json["Resources"]}
