@@ -31,12 +31,12 @@ from models.actions import organisations  # noqa: E402
 from models.actions.directory_connectors import connector_mapping, create_connector  # noqa: E402
 from models.actor import Actor  # noqa: E402
 from models.db import make_engine, make_session_factory  # noqa: E402
-from models.directory_runs import run_sync  # noqa: E402
 from models.entities import DirectoryConnector  # noqa: E402
 from models.enums import Source, SyncKind  # noqa: E402
 from models.migrate import upgrade  # noqa: E402
 from models.settings import Settings  # noqa: E402
 from tests.support.slapd import ROOT_DN, ROOT_PASSWORD, SUFFIX, prepare_slapd  # noqa: E402
+from worker.directory_sync import run_sync  # noqa: E402
 
 PAGE_SIZE = 1000
 CHANGED = 100

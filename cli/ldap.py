@@ -14,8 +14,9 @@ from cli.context import CLI_ACTOR, cli_settings, unit_of_work
 from cli.options import JSON_OPTION, ORG_OPTION
 from cli.output import emit
 from models.actions import directory_connectors as connectors
-from models.actions import directory_sync as sync_ops
 from models.actions import organisations
+from models.directory import approvals
+from models.directory import runs as sync_runs
 from models.enums import SyncKind
 from models.queries.directory import connector_view, list_connectors, list_runs, run_view
 
@@ -190,7 +191,7 @@ def safety(
 @JSON_OPTION
 def test(org_slug: str, connector_ref: str, username: str, as_json: bool) -> None:
     """Bind, count the matching entries and show one mapped person; changes nothing."""
-    from models.directory_runs import test_connection
+    from models.directory.connection_check import test_connection
 
     connector, _ = _load(org_slug, connector_ref)
     result = test_connection(connector, cli_settings(), username=username)
@@ -209,8 +210,8 @@ def sync(
     org_slug: str, connector_ref: str, dry_run: bool, incremental: bool, as_json: bool
 ) -> None:
     """Run a sync now, in this process, with a progress bar."""
-    from models.directory_runs import run_sync
     from worker.celery_app import configure_celery
+    from worker.directory_sync import run_sync
     from worker.runtime import init_runtime
 
     connector, expected = _load(org_slug, connector_ref)
@@ -239,7 +240,7 @@ def sync(
         )
     with unit_of_work() as session:
         view = run_view(
-            sync_ops.get_run(session, connector.organisation_id, uuid.UUID(outcome.run_id))
+            sync_runs.get_run(session, connector.organisation_id, uuid.UUID(outcome.run_id))
         )
     view["plan_summary"] = outcome.summary
     emit(view, as_json=as_json, text=_run_text(view))
@@ -290,7 +291,7 @@ def plan(org_slug: str, run_id: uuid.UUID, as_json: bool) -> None:
     """Show a run's stored plan (what a dry run or a quarantined run would do)."""
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
-        view = run_view(sync_ops.get_run(session, organisation.id, run_id), with_plan=True)
+        view = run_view(sync_runs.get_run(session, organisation.id, run_id), with_plan=True)
     emit(view, as_json=as_json, text=_plan_text(view))
 
 
@@ -338,14 +339,15 @@ def approve(org_slug: str, run_id: uuid.UUID, wait_seconds: int, as_json: bool) 
     worker would. While another process holds the connector's lease it waits, then exits 5
     if the approval is still waiting (a worker applies it later).
     """
-    from models.directory_runs import SyncRunning, apply_approval
+    from models.directory.runs import SyncRunning
     from worker.celery_app import configure_celery
+    from worker.directory_approval import apply_approval
     from worker.runtime import init_runtime
 
     with unit_of_work() as session:
         organisation_id = organisations.get_organisation_by_slug(session, org_slug).id
-        found = sync_ops.get_run(session, organisation_id, run_id, for_update=True)
-        sync_ops.request_approval(session, run=found, actor=CLI_ACTOR)
+        found = sync_runs.get_run(session, organisation_id, run_id, for_update=True)
+        approvals.request_approval(session, run=found, actor=CLI_ACTOR)
     settings = cli_settings()
     configure_celery(settings)
     runtime = init_runtime(settings)
@@ -362,7 +364,7 @@ def approve(org_slug: str, run_id: uuid.UUID, wait_seconds: int, as_json: bool) 
     finally:
         runtime.engine.dispose()
     with unit_of_work() as session:
-        view = run_view(sync_ops.get_run(session, organisation_id, run_id), with_plan=True)
+        view = run_view(sync_runs.get_run(session, organisation_id, run_id), with_plan=True)
     emit(view, as_json=as_json, text=_run_text(view))
     if view["status"] in APPROVE_EXIT_CODES:
         raise SystemExit(APPROVE_EXIT_CODES[view["status"]])
@@ -376,7 +378,7 @@ def discard(org_slug: str, run_id: uuid.UUID, as_json: bool) -> None:
     """Drop a quarantined plan without applying it."""
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
-        found = sync_ops.get_run(session, organisation.id, run_id)
-        sync_ops.discard_run(session, run=found, actor=CLI_ACTOR)
+        found = sync_runs.get_run(session, organisation.id, run_id)
+        approvals.discard_run(session, run=found, actor=CLI_ACTOR)
         view = run_view(found)
     emit(view, as_json=as_json, text=_run_text(view))

@@ -22,7 +22,7 @@ from connectors.outbound import UnsafeUrl, resolve_checked
 from models import audit
 from models.actor import Actor
 from models.base import utcnow
-from models.directory_safety import merged_policy
+from models.directory.safety import merged_policy
 from models.encryption import decrypt, encrypt
 from models.entities import DirectoryConnector, Organisation
 from models.enums import Role

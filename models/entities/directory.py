@@ -45,7 +45,7 @@ class DirectoryConnector(Timestamped, Base):
     attribute_mapping: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     group_teams: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     group_roles: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
-    # thresholds and policies of the sync's destructive changes (models/directory_safety.py)
+    # thresholds and policies of the sync's destructive changes (models/directory/safety.py)
     safety: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     watermark: Mapped[str] = mapped_column(String(64), default="")
     last_full_sync_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from connectors.ldap.reconcile import Known, MembershipState, Unlinked
 from models.actions import lifecycle
-from models.directory_safety import policy_of
+from models.directory.safety import policy_of
 from models.entities import (
     DirectoryConnector,
     DirectorySyncRun,

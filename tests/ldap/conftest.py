@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from models.actions.directory_connectors import create_connector
 from models.db import SessionFactory
-from models.directory_runs import SyncOutcome, run_sync
 from models.entities import (
     DirectoryConnector,
     DirectorySyncRun,
@@ -31,6 +30,7 @@ from models.enums import Role, SyncKind
 from models.settings import Settings
 from tests.support import factories
 from tests.support.slapd import ROOT_DN, ROOT_PASSWORD, SUFFIX, Slapd, start_slapd
+from worker.directory_sync import SyncOutcome, run_sync
 
 SEED = Path(__file__).with_name("seed.ldif")
 _numbers = itertools.count(1)

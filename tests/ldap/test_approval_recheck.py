@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from models.actions.directory_connectors import update_connector
-from models.actions.directory_sync import approve_run, lease_name, request_approval
 from models.base import utcnow
-from models.directory_runs import SyncOutcome, SyncRunning, apply_approval, run_sync
+from models.directory.approvals import approve_run, request_approval
+from models.directory.runs import SyncRunning, lease_name
 from models.entities import (
     AuditEvent,
     DirectoryConnector,
@@ -29,6 +29,8 @@ from tests.ldap.conftest import get_run, linked_users
 from tests.support import factories
 from tests.support.slow_proxy import slow_proxy
 from tests.support.wait import wait_until
+from worker.directory_approval import apply_approval
+from worker.directory_sync import SyncOutcome, run_sync
 
 NARROW = "(&(objectClass=inetOrgPerson)(uid=alice))"
 

@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from connectors.ldap.client import DirectoryClient
 from connectors.ldap.errors import DirectoryUnavailable
-from models.actions.directory_import import PeopleImport
-from models.actions.directory_sync import approve_run, ldap_actor
-from models.directory_stream import CreateStream
+from models.directory.approvals import approve_run
+from models.directory.people_import import PeopleImport
+from models.directory.runs import ldap_actor
 from models.entities import (
     AuditEvent,
     DirectoryConnector,
@@ -30,12 +30,13 @@ from models.enums import Role, Source, SyncRunStatus, UserStatus
 from models.settings import Settings
 from tests.ldap.conftest import get_run, linked_users
 from tests.support import factories
+from worker.directory_create_stream import CreateStream
 
 
 @pytest.fixture
 def streamed(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> list[int]:
     """Batches of one person; the list collects a mark each time a writer thread starts."""
-    monkeypatch.setattr("models.directory_stream.BATCH", 1)
+    monkeypatch.setattr("worker.directory_create_stream.BATCH", 1)
     starts: list[int] = []
     original = CreateStream._start
 
@@ -151,7 +152,7 @@ def test_a_failed_read_leaves_no_written_creates(
         return receive(self, *args)
 
     monkeypatch.setattr(DirectoryClient, "_receive", flaky)
-    monkeypatch.setattr("models.directory_runs.MAX_WAITING", 1)  # plan from the first page on
+    monkeypatch.setattr("models.directory.read.MAX_WAITING", 1)  # plan from the first page on
     connector = make_connector()
     outcome = sync(connector)
     assert outcome.status == "failed" and "connection was lost" in outcome.error

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 from models.actions.directory_connectors import update_connector
-from models.actions.directory_sync import approve_run
+from models.directory.approvals import approve_run
 from models.entities import DirectoryConnector, DirectorySyncRun
 from models.enums import Role, SyncRunStatus
 from models.queries.directory import run_view

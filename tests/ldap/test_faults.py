@@ -228,7 +228,7 @@ def test_non_utf8_value_is_reported_and_the_person_kept(make_connector, sync, se
 
 def test_filter_and_dn_metacharacters(make_connector, sync, sessions, directory, settings):
     from connectors.ldap.mapping import escape_dn_value
-    from models.directory_runs import test_connection
+    from models.directory.connection_check import test_connection
 
     odd_uid = "o'neil, jr (it) *\\"
     dn = f"uid={escape_dn_value(odd_uid)},{directory.people}"

@@ -64,7 +64,7 @@ def test_freeipa_preset(make_connector, sync, sessions, directory):
 
 
 def test_test_action_binds_counts_and_maps_a_sample(make_connector, settings):
-    from models.directory_runs import test_connection
+    from models.directory.connection_check import test_connection
 
     connector = make_connector()
     result = test_connection(connector, settings)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from cli.main import main
-from models import directory_runs
+from models.directory import connection_check
 from models.entities import Organisation
 from tests.ldap.conftest import get_run, linked_users
 from tests.support.worker import settings_env
@@ -23,7 +23,7 @@ def test_ldap_test_under_the_ad_preset_on_openldap_says_it_found_nobody(
     make_connector, sessions, settings
 ):
     connector = make_connector(preset="active_directory")
-    result = directory_runs.test_connection(connector, settings)
+    result = connection_check.test_connection(connector, settings)
     assert result["users"] == 0 and not result["ok"], result
     assert result["error_code"] == "no_people"
     assert "(&(objectCategory=person)(objectClass=user))" in result["error"]
@@ -38,7 +38,7 @@ def test_ldap_test_under_the_ad_preset_on_openldap_says_it_found_nobody(
 def test_ldap_test_says_when_the_people_found_do_not_map(make_connector, settings):
     """Entries match, but without objectGUID nobody could be imported."""
     connector = make_connector(preset="active_directory", user_filter="(objectClass=inetOrgPerson)")
-    result = directory_runs.test_connection(connector, settings)
+    result = connection_check.test_connection(connector, settings)
     assert result["users"] == 4 and not result["ok"], result
     assert result["error_code"] == "unmappable"
     assert "objectGUID" in result["error"] and "uid=" in result["error"]

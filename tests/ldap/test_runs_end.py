@@ -15,9 +15,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from models.actions.directory_sync import lease_name
 from models.base import utcnow
-from models.directory_runs import run_sync
+from models.directory.runs import lease_name
 from models.entities import (
     AuditEvent,
     DirectoryConnector,
@@ -32,6 +31,7 @@ from tests.support import factories
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until
 from tests.support.worker import ROOT, settings_env
+from worker.directory_sync import run_sync
 
 LEASE_SECONDS = 3.0
 
@@ -101,7 +101,7 @@ def test_an_email_taken_while_a_bulk_import_reads_ends_the_run(
 ):
     """On PostgreSQL a first import writes while it reads; an admin who creates one of its
     emails after it loaded the taken ones makes its insert fail (a UniqueViolation)."""
-    from models.directory_stream import CreateStream
+    from worker.directory_create_stream import CreateStream
 
     connector = make_connector()
     late_email = f"dave@{directory.domain}"  # the last person read
@@ -117,7 +117,7 @@ def test_an_email_taken_while_a_bulk_import_reads_ends_the_run(
 
     # Batches of one person, so the writer starts with the first create; the admin's user
     # is committed right after the import has read the emails already taken.
-    monkeypatch.setattr("models.directory_stream.BATCH", 1)
+    monkeypatch.setattr("worker.directory_create_stream.BATCH", 1)
     start = CreateStream._start
 
     def started(self: CreateStream) -> None:

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from models.actions.directory_sync import approve_run, discard_run
+from models.directory.approvals import approve_run, discard_run
 from models.entities import DirectorySyncRun, OutboxMessage
 from models.enums import SyncRunStatus, UserStatus
 from models.errors import InvalidTransition
@@ -112,7 +112,7 @@ def test_database_lease(sessions, session):
 
 
 def test_a_sync_while_another_holds_the_lock_is_skipped(make_connector, sessions, settings):
-    from models.directory_runs import run_sync
+    from worker.directory_sync import run_sync
 
     connector = make_connector()
     lock = SyncLock(sessions)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from models import outbox
-from models.actions.directory_sync import enqueue_due_syncs
 from models.base import utcnow
+from models.directory.schedule import enqueue_due_syncs
 from models.entities import DirectoryConnector
 from tests.ldap.conftest import linked_users
 from tests.support.wait import wait_until

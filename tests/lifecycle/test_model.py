@@ -38,9 +38,9 @@ from models.actions import idp_events, lifecycle, mass_change
 from models.actions import scim as scim_actions
 from models.actions import users as user_actions
 from models.actions.directory_connectors import create_connector
-from models.actions.directory_sync import apply_directory_plan
 from models.actions.identities import link_identity
 from models.actor import Actor
+from models.directory.apply import apply_directory_plan
 from models.entities import AuditEvent, User, VirtualApiKey
 from models.enums import Role, Source, UserStatus
 from models.errors import InvalidTransition

@@ -9,8 +9,9 @@ from flask import Blueprint, url_for
 from pydantic import Field
 
 from models.actions import directory_connectors as connectors
-from models.actions import directory_sync as sync_ops
-from models.directory_runs import test_connection
+from models.directory import approvals, schedule
+from models.directory import runs as sync_runs
+from models.directory.connection_check import test_connection
 from models.enums import SyncKind
 from models.queries.directory import connector_view, list_connectors, list_runs, run_view
 from webhooks.api.described import takes_body
@@ -135,7 +136,7 @@ def test(connector_id: uuid.UUID) -> dict[str, Any]:
 def sync(connector_id: uuid.UUID) -> tuple[dict[str, Any], int]:
     connector = _connector(connector_id)
     body = SyncBody.model_validate(json_body()) if _has_body() else SyncBody()
-    sync_ops.request_sync(
+    schedule.request_sync(
         db_session(),
         connector=connector,
         kind=body.kind,
@@ -156,7 +157,7 @@ def runs(connector_id: uuid.UUID) -> dict[str, Any]:
 @bp.get("/runs/<uuid:run_id>")
 def run(run_id: uuid.UUID) -> dict[str, Any]:
     viewer = current_admin()
-    return run_view(sync_ops.get_run(db_session(), viewer.organisation_id, run_id), with_plan=True)
+    return run_view(sync_runs.get_run(db_session(), viewer.organisation_id, run_id), with_plan=True)
 
 
 @bp.post("/runs/<uuid:run_id>/approve")
@@ -164,8 +165,8 @@ def approve(run_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Recorded now; a worker re-checks the plan against the directory and applies it."""
     viewer = current_admin()
     session = db_session()
-    found = sync_ops.get_run(session, viewer.organisation_id, run_id, for_update=True)
-    sync_ops.request_approval(session, run=found, actor=admin_actor(viewer))
+    found = sync_runs.get_run(session, viewer.organisation_id, run_id, for_update=True)
+    approvals.request_approval(session, run=found, actor=admin_actor(viewer))
     session.commit()
     return run_view(found), 202, {"Location": url_for("directory.run", run_id=run_id)}
 
@@ -174,8 +175,8 @@ def approve(run_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
 def discard(run_id: uuid.UUID) -> dict[str, Any]:
     viewer = current_admin()
     session = db_session()
-    found = sync_ops.get_run(session, viewer.organisation_id, run_id)
-    sync_ops.discard_run(session, run=found, actor=admin_actor(viewer))
+    found = sync_runs.get_run(session, viewer.organisation_id, run_id)
+    approvals.discard_run(session, run=found, actor=admin_actor(viewer))
     session.commit()
     return run_view(found)
 

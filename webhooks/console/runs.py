@@ -1,6 +1,6 @@
 """Directory runs: the list, a run's plan as a diff, and Approve or Discard of a held one.
 
-Admins only, as in the API; the actions are the API's (models/actions/directory_sync),
+Admins only, as in the API; the actions are the API's (models/directory/approvals),
 acting as the signed-in person.
 """
 
@@ -11,7 +11,8 @@ import uuid
 from flask import Response
 
 from models.access import require_admin
-from models.actions import directory_sync as sync_ops
+from models.directory import approvals
+from models.directory import runs as sync_runs
 from models.enums import SyncRunStatus
 from models.queries.directory import list_organisation_runs
 from models.queries.plan_diff import plan_diff
@@ -34,7 +35,7 @@ def run(run_id: uuid.UUID) -> Response:
     viewer = signed_in().viewer
     require_admin(viewer)
     session = db_session()
-    found = sync_ops.get_run(session, viewer.organisation_id, run_id)
+    found = sync_runs.get_run(session, viewer.organisation_id, run_id)
     return page(
         "run.html",
         run=found,
@@ -48,8 +49,8 @@ def approve(run_id: uuid.UUID) -> Response:
     current = signed_in()
     require_admin(current.viewer)
     session = db_session()
-    found = sync_ops.get_run(session, current.viewer.organisation_id, run_id, for_update=True)
-    sync_ops.request_approval(session, run=found, actor=current.actor)
+    found = sync_runs.get_run(session, current.viewer.organisation_id, run_id, for_update=True)
+    approvals.request_approval(session, run=found, actor=current.actor)
     session.commit()
     return done("console.run", "approving", run_id=run_id)
 
@@ -59,7 +60,7 @@ def discard(run_id: uuid.UUID) -> Response:
     current = signed_in()
     require_admin(current.viewer)
     session = db_session()
-    found = sync_ops.get_run(session, current.viewer.organisation_id, run_id)
-    sync_ops.discard_run(session, run=found, actor=current.actor)
+    found = sync_runs.get_run(session, current.viewer.organisation_id, run_id)
+    approvals.discard_run(session, run=found, actor=current.actor)
     session.commit()
     return done("console.run", "discarded", run_id=run_id)

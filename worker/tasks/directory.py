@@ -7,13 +7,15 @@ import uuid
 import structlog
 from sqlalchemy.exc import OperationalError
 
-from models.actions.directory_sync import enqueue_due_syncs, reap_stale_runs
 from models.actor import Actor
 from models.base import utcnow
 from models.db import transaction
-from models.directory_runs import SyncRunning, apply_approval, run_sync
+from models.directory.runs import SyncRunning, reap_stale_runs
+from models.directory.schedule import enqueue_due_syncs
 from models.entities import DirectoryConnector
 from models.enums import SyncKind
+from worker.directory_approval import apply_approval
+from worker.directory_sync import run_sync
 from worker.runtime import runtime
 from worker.tasks.base import TransientError, task
 

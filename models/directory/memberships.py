@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 
 from models.actions import access_reviews
 from models.actions import teams as team_actions
-from models.actions.directory_import import BATCH, Rows, fast_ids, table_of
 from models.actor import Actor
 from models.base import utcnow
+from models.directory.people_import import BATCH, Rows, fast_ids, table_of
 from models.entities import (
     AuditEvent,
     DirectoryConnector,

@@ -21,9 +21,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models.actions.directory_import import BATCH, PeopleImport
-from models.actions.directory_sync import ldap_actor
 from models.db import SessionFactory
+from models.directory.people_import import BATCH, PeopleImport
+from models.directory.runs import ldap_actor
 from models.entities import DirectoryConnector, Organisation
 
 # ("write", prepared rows) or ("withdraw", stable ids)

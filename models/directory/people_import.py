@@ -68,9 +68,9 @@ class PeopleImport:
 
     Each batch is written with its audit event, and nothing is kept per person: a hundred
     thousand small records cost 20 MB. A user taken back before the end (a sync that writes
-    while it reads, see directory_stream) or given a role only after the insert (from groups)
-    is found again in the database, and their batch's event rewritten, so the committed trail
-    names exactly the users that exist, as they are.
+    while it reads, see worker.directory_create_stream) or given a role only after the insert
+    (from groups) is found again in the database, and their batch's event rewritten, so the
+    committed trail names exactly the users that exist, as they are.
     """
 
     def __init__(

@@ -1,0 +1,340 @@
+"""Applying a directory sync plan through the shared user, identity and team operations.
+
+Only users linked to this connector are ever changed; a person found by email whose account
+another source manages is reported, not taken over. Creating people (people_import) and team
+memberships (memberships) is set-based because a first import can bring in a hundred thousand
+of them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from connectors.ldap.reconcile import Plan, retired_teams
+from models import audit
+from models.actions import access_end, access_reviews
+from models.actions import teams as team_actions
+from models.actions.identities import link_identity, mark_link_deleted
+from models.actions.lifecycle import Outcome, set_active
+from models.actions.users import edit_user
+from models.actor import Actor
+from models.directory.memberships import apply_membership_changes
+from models.directory.people_import import BATCH, PeopleImport
+from models.entities import DirectoryConnector, IdentityLink, Organisation, User
+from models.enums import Role, Source, UserStatus
+from models.errors import DomainError, InvalidTransition
+from models.queries import directory as queries
+from models.queries.directory import MANAGING_SOURCES
+
+
+@dataclass
+class Applied:
+    created: int = 0
+    updated: int = 0
+    revoked: int = 0
+    team_added: int = 0
+    team_removed: int = 0
+    demoted: int = 0
+    reactivated: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def apply_directory_plan(
+    session: Session,
+    *,
+    connector: DirectoryConnector,
+    plan: Plan,
+    actor: Actor,
+    people: PeopleImport | None = None,
+) -> Applied:
+    """Carry out a plan; each item that no longer fits the data is reported and skipped.
+
+    `people` is given when the plan's creates were already added while the directory was
+    read (in this session's transaction); otherwise they are created here.
+    """
+    organisation = session.get_one(Organisation, connector.organisation_id)
+    applied = Applied()
+    if people is None and plan.creates:
+        people = PeopleImport(session, organisation=organisation, connector=connector, actor=actor)
+        for start in range(0, len(plan.creates), BATCH):
+            people.add(plan.creates[start : start + BATCH])
+    if people is not None:
+        applied.created = people.finish(plan.creates)
+        applied.errors.extend(people.errors)
+    owned = _OwnedLinks(session, connector, plan)
+    for item in plan.links:
+        _guarded(applied, item, lambda item=item: _link(session, connector, item, actor, applied))
+    for item in plan.relinks:
+        _guarded(applied, item, lambda item=item: _relink(session, owned, item, actor, applied))
+    for item in plan.updates:
+        _guarded(applied, item, lambda item=item: _update(session, owned, item, actor, applied))
+    for item in plan.reactivates:
+        _guarded(applied, item, lambda item=item: _reactivate(session, owned, item, actor, applied))
+    for item in plan.revokes:
+        _guarded(applied, item, lambda item=item: _revoke(session, owned, item, actor, applied))
+    for item in plan.roles:
+        _guarded(applied, item, lambda item=item: _set_role(session, owned, item, actor, applied))
+    # Retired first: a retired team's memberships go with it, not one by one.
+    for item in plan.team_retires:
+        _guarded(applied, item, lambda item=item: _retire(session, organisation, item, actor))
+    # Set-based: a first import adds as many memberships as it creates people.
+    memberships = apply_membership_changes(
+        session,
+        organisation=organisation,
+        connector=connector,
+        adds=plan.team_adds,
+        removes=plan.team_removes,
+        actor=actor,
+        errors=applied.errors,
+    )
+    applied.team_added += memberships.added
+    applied.team_removed += memberships.removed
+    return applied
+
+
+def plan_team_retirements(session: Session, *, connector: DirectoryConnector, plan: Plan) -> None:
+    """Add to the plan the teams a sync made that no connector of the organisation maps."""
+    organisation_id = connector.organisation_id
+    plan.team_retires = retired_teams(
+        queries.directory_teams(session, organisation_id),
+        queries.mapped_team_names(session, organisation_id),
+    )
+
+
+def _retire(
+    session: Session, organisation: Organisation, item: dict[str, Any], actor: Actor
+) -> None:
+    team = team_actions.find_team_by_name(session, organisation.id, item["team"])
+    if team is None or team.external_source is not Source.LDAP:
+        return  # deleted or taken over since the plan was made
+    team_actions.delete_team(session, team=team, actor=actor)
+
+
+def _guarded(applied: Applied, item: dict[str, Any], step: Any) -> None:
+    try:
+        step()
+    except DomainError as exc:
+        applied.errors.append({"external_id": item.get("external_id"), "message": exc.message})
+
+
+class _OwnedLinks:
+    """The links this connector owns that the plan names, loaded in a few queries."""
+
+    def __init__(self, session: Session, connector: DirectoryConnector, plan: Plan) -> None:
+        self.session = session
+        self.connector = connector
+        wanted = {item["previous_external_id"] for item in plan.relinks} | {
+            item["external_id"]
+            for items in (
+                plan.updates,
+                plan.reactivates,
+                plan.revokes,
+                plan.roles,
+            )
+            for item in items
+        }
+        self.links: dict[str, IdentityLink] = {}
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), BATCH):
+            for link in session.scalars(
+                self._query()
+                .where(IdentityLink.external_id.in_(ordered[start : start + BATCH]))
+                .options(joinedload(IdentityLink.user))
+            ):
+                self.links[link.external_id] = link
+
+    def _query(self) -> Any:
+        return select(IdentityLink).where(
+            IdentityLink.organisation_id == self.connector.organisation_id,
+            IdentityLink.source == Source.LDAP,
+            IdentityLink.connector_id == self.connector.id,
+        )
+
+    def get(self, external_id: str) -> IdentityLink | None:
+        """Only links of this connector (links of other sources are never touched)."""
+        link = self.links.get(external_id)
+        if link is None:
+            link = self.session.scalar(self._query().where(IdentityLink.external_id == external_id))
+            if link is not None:
+                self.links[external_id] = link
+        return link
+
+
+def _link(
+    session: Session,
+    connector: DirectoryConnector,
+    item: dict[str, Any],
+    actor: Actor,
+    applied: Applied,
+) -> None:
+    user = session.get(User, uuid.UUID(item["user_id"]))
+    if user is None or user.organisation_id != connector.organisation_id:
+        raise InvalidTransition("the user to link no longer exists")
+    others = [
+        link
+        for link in user.identity_links
+        if link.deleted_at is None and link.source in MANAGING_SOURCES
+    ]
+    if others:
+        raise InvalidTransition(f"{user.email} is now managed by {others[0].source.value}")
+    link_identity(
+        session,
+        user=user,
+        source=Source.LDAP,
+        external_id=item["external_id"],
+        actor=actor,
+        attributes={"dn": item["dn"]},
+        connector_id=connector.id,
+    )
+    role = Role(item["role"]) if item.get("role") else None
+    edit_user(session, user=user, actor=actor, name=item["name"], role=role)
+    _set_end_date(session, user, item.get("access_ends_at"), actor)
+    applied.updated += 1
+
+
+def _relink(
+    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
+) -> None:
+    """A re-hire: the person's link moves to the new entry (audited, and reviewed as a change
+    of identity); a sync's revocation of them is undone through the lifecycle policy."""
+    link = owned.get(item["previous_external_id"])
+    if link is None or owned.get(item["external_id"]) is not None:
+        raise InvalidTransition(f"{item['email']}: the link to relink changed since the plan")
+    previous = link.external_id
+    before = {"external_id": previous, "dn": link.attributes.get("dn")}
+    link.external_id = item["external_id"]
+    attributes = {**link.attributes, "dn": item["dn"]}
+    attributes.pop("access_ends_at", None)
+    if item.get("access_ends_at"):
+        attributes["access_ends_at"] = item["access_ends_at"]
+    link.attributes = attributes
+    link.deleted_at = None
+    owned.links[item["external_id"]] = link
+    _set_end_date(session, link.user, item.get("access_ends_at"), actor)
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=link.organisation_id,
+        action="identity.relinked",
+        target_type="user",
+        target_id=link.user_id,
+        before=before,
+        after={"external_id": item["external_id"], "dn": item["dn"], "reason": "re-hire"},
+    )
+    user = link.user
+    role = Role(item["role"]) if item.get("role") and user.role is not Role.SUPER_ADMIN else None
+    edit_user(session, user=user, actor=actor, name=item["name"], email=item["email"], role=role)
+    revoked = user.status is UserStatus.REVOKED
+    if revoked and set_active(session, user=user, active=True, actor=actor) is Outcome.APPLIED:
+        applied.reactivated += 1
+    access_reviews.review_identity_change(
+        session,
+        user=user,
+        previous_external_id=previous,
+        external_id=item["external_id"],
+        actor=actor,
+    )
+    applied.updated += 1
+
+
+def _update(
+    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
+) -> None:
+    link = owned.get(item["external_id"])
+    if link is None:
+        return
+    fields = item["fields"]
+    if "name" in fields or "email" in fields:
+        edit_user(
+            session,
+            user=link.user,
+            actor=actor,
+            name=fields["name"][1] if "name" in fields else None,
+            email=fields["email"][1] if "email" in fields else None,
+        )
+    if "dn" in fields and link.attributes.get("dn") != item["dn"]:
+        audit.record(
+            session,
+            actor=actor,
+            organisation_id=link.organisation_id,
+            action="identity.moved",
+            target_type="user",
+            target_id=link.user_id,
+            before={"dn": link.attributes.get("dn")},
+            after={"dn": item["dn"]},
+        )
+        link.attributes = {**link.attributes, "dn": item["dn"]}
+    if "access_ends_at" in fields:
+        _store_access_end(session, link, fields["access_ends_at"][1], actor)
+    applied.updated += 1
+
+
+def _store_access_end(session: Session, link: IdentityLink, ends: str, actor: Actor) -> None:
+    """The date the directory says access ends: the person's end date (the schedule revokes
+    them then), kept on the link as the directory gave it."""
+    _set_end_date(session, link.user, ends, actor)
+    before = link.attributes.get("access_ends_at") or ""
+    if before == ends:
+        return
+    attributes = {**link.attributes, "access_ends_at": ends}
+    if not ends:
+        attributes.pop("access_ends_at")
+    link.attributes = attributes
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=link.organisation_id,
+        action="identity.access_end_changed",
+        target_type="user",
+        target_id=link.user_id,
+        before={"access_ends_at": before or None},
+        after={"access_ends_at": ends or None},
+    )
+
+
+def _set_end_date(session: Session, user: User, ends: str | None, actor: Actor) -> None:
+    moment = datetime.fromisoformat(ends) if ends else None
+    access_end.set_access_end(session, user=user, ends_at=moment, actor=actor)
+
+
+def _reactivate(
+    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
+) -> None:
+    link = owned.get(item["external_id"])
+    if link is None:
+        return
+    outcome = set_active(session, user=link.user, active=True, actor=actor)
+    if outcome is Outcome.APPLIED:
+        applied.reactivated += 1
+    if outcome is not Outcome.REFUSED and link.deleted_at is not None:
+        link.deleted_at = None
+
+
+def _revoke(
+    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
+) -> None:
+    link = owned.get(item["external_id"])
+    if link is None:
+        return
+    outcome = set_active(session, user=link.user, active=False, actor=actor, reason=item["reason"])
+    if outcome is Outcome.APPLIED:
+        applied.revoked += 1
+    if item.get("removed"):
+        mark_link_deleted(session, link=link, actor=actor)
+
+
+def _set_role(
+    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
+) -> None:
+    link = owned.get(item["external_id"])
+    if link is not None and link.user.role is not Role.SUPER_ADMIN:
+        role = Role(item["role"])
+        if role.rank < link.user.role.rank:
+            applied.demoted += 1
+        edit_user(session, user=link.user, actor=actor, role=role)

@@ -1,0 +1,158 @@
+"""Approving or discarding a quarantined run: the admin's decision and what it applies.
+
+An approval is recorded first (`approving`); worker.directory_approval re-reads the directory
+and applies, through approve_run, what the held plan still calls for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.ldap.reconcile import Plan
+from models import audit, outbox
+from models.actor import Actor
+from models.base import utcnow
+from models.directory.apply import Applied, apply_directory_plan
+from models.directory.runs import PLAN_ITEMS_KEPT, complete_run, ldap_actor
+from models.entities import DirectoryConnector, DirectorySyncRun
+from models.enums import SyncRunStatus
+from models.errors import InvalidTransition
+from models.notifications import notify
+
+APPROVABLE = (SyncRunStatus.QUARANTINED, SyncRunStatus.APPROVING)
+
+
+def check_approvable(
+    session: Session, *, run: DirectorySyncRun, statuses: tuple[SyncRunStatus, ...] = APPROVABLE
+) -> None:
+    """Only a quarantined run (or one whose approval is being applied), and only while no
+    later sync of its connector has completed (the later sync saw a newer directory: the held
+    plan is outdated)."""
+    if run.status not in statuses or run.plan is None:
+        raise InvalidTransition(f"only a quarantined run can be approved; this one is {run.status}")
+    newer = session.scalar(
+        select(DirectorySyncRun)
+        .where(
+            DirectorySyncRun.connector_id == run.connector_id,
+            DirectorySyncRun.id != run.id,
+            DirectorySyncRun.started_at > run.started_at,
+            DirectorySyncRun.dry_run.is_(False),
+            DirectorySyncRun.status.in_([SyncRunStatus.SUCCEEDED, SyncRunStatus.APPROVED]),
+        )
+        .order_by(DirectorySyncRun.started_at.desc())
+        .limit(1)
+    )
+    if newer is not None:
+        raise InvalidTransition(
+            f"a later sync of this connector ({newer.id}, {newer.status.value}) has completed "
+            "since this plan was held; it is outdated: discard it",
+            newer_run_id=str(newer.id),
+        )
+
+
+TASK_APPLY_APPROVAL = "directory.apply_approval"
+
+
+def request_approval(session: Session, *, run: DirectorySyncRun, actor: Actor) -> None:
+    """An admin approves a held plan: recorded now; a worker re-reads the directory and
+    applies what still holds after this transaction commits."""
+    check_approvable(session, run=run, statuses=(SyncRunStatus.QUARANTINED,))
+    run.status = SyncRunStatus.APPROVING
+    run.plan = {key: value for key, value in (run.plan or {}).items() if key != "refused"}
+    _decide(session, run, actor, "directory_sync.approval_requested")
+    outbox.enqueue(session, TASK_APPLY_APPROVAL, run_id=str(run.id), actor=actor.to_json())
+
+
+def refuse_approval(session: Session, *, run: DirectorySyncRun, code: str, message: str) -> None:
+    """The approval could not be applied (an outdated plan, an unreadable directory, a lost
+    lease): nothing of it was applied; the run waits again, with the reason on it."""
+    run.status = SyncRunStatus.QUARANTINED
+    run.plan = {**(run.plan or {}), "refused": {"error_code": code, "error": message}}
+    connector = session.get_one(DirectoryConnector, run.connector_id)
+    payload = {"run_id": str(run.id), "error_code": code, "error": message}
+    audit.record(
+        session,
+        actor=ldap_actor(connector),
+        organisation_id=run.organisation_id,
+        action="directory_sync.approval_refused",
+        target_type="directory",
+        target_id=connector.id,
+        before={"status": SyncRunStatus.APPROVING.value, "decided_by": run.decided_by},
+        after={**payload, "status": run.status.value},
+    )
+    notify(
+        session,
+        organisation_id=run.organisation_id,
+        event="directory_sync.approval_refused",
+        payload={"connector": connector.name, "connector_id": str(connector.id), **payload},
+    )
+
+
+def approve_run(
+    session: Session,
+    *,
+    run: DirectorySyncRun,
+    actor: Actor,
+    plan: Plan | None = None,
+    dropped: dict[str, list[dict[str, Any]]] | None = None,
+) -> Applied:
+    """Apply a quarantined plan: `plan` is the held one re-checked against the directory
+    (`dropped`: what no longer held, reported on the run and in the audit); a second approval
+    is refused."""
+    check_approvable(session, run=run)
+    connector = session.get_one(DirectoryConnector, run.connector_id)
+    assert run.plan is not None
+    plan = plan if plan is not None else Plan.from_dict(run.plan)
+    applied = apply_directory_plan(
+        session, connector=connector, plan=plan, actor=ldap_actor(connector)
+    )
+    complete_run(
+        session,
+        run=run,
+        connector=connector,
+        plan=plan,
+        applied=applied,
+        status=SyncRunStatus.APPROVED,
+    )
+    dropped_counts = {name: len(items) for name, items in (dropped or {}).items()}
+    if dropped and run.plan is not None:
+        run.plan = {
+            **run.plan,
+            "dropped": {name: items[:PLAN_ITEMS_KEPT] for name, items in dropped.items()},
+            "dropped_counts": dropped_counts,
+        }
+    _decide(session, run, actor, "directory_sync.approved", dropped=dropped_counts)
+    return applied
+
+
+def discard_run(session: Session, *, run: DirectorySyncRun, actor: Actor) -> None:
+    if run.status is not SyncRunStatus.QUARANTINED:
+        raise InvalidTransition(
+            f"only a quarantined run can be discarded; this one is {run.status}"
+        )
+    run.status = SyncRunStatus.DISCARDED
+    _decide(session, run, actor, "directory_sync.discarded")
+
+
+def _decide(
+    session: Session,
+    run: DirectorySyncRun,
+    actor: Actor,
+    action: str,
+    *,
+    dropped: dict[str, int] | None = None,
+) -> None:
+    run.decided_by = str(actor)
+    run.decided_at = utcnow()
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=run.organisation_id,
+        action=action,
+        target_type="directory",
+        target_id=run.connector_id,
+        after={"run_id": str(run.id), **({"dropped": dropped} if dropped is not None else {})},
+    )

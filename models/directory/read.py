@@ -1,0 +1,301 @@
+"""Reading a directory into a sync's plan: every entry (full) or what changed (incremental).
+
+Reads only: the caller (worker.directory_sync) opens the sessions, runs the database load
+beside the read, and decides what the plan may do. Nobody is planned for deprovisioning
+unless every page was read and every entry had its stable id (connectors.ldap.reconcile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from connectors.ldap.client import DirectoryClient, SearchStats
+from connectors.ldap.errors import DirectoryIncomplete
+from connectors.ldap.mapping import (
+    ISO_FORMAT,
+    AttributeMapping,
+    EntryProblem,
+    Group,
+    Person,
+    and_filter,
+    changed_since_filter,
+    later_change,
+    map_group,
+    map_person,
+    normalize_dn,
+)
+from connectors.ldap.reconcile import (
+    CreateListener,
+    Known,
+    MembershipState,
+    Plan,
+    Reconciler,
+    Unlinked,
+)
+from models.actions.directory_connectors import connector_mapping, server_config
+from models.base import utcnow
+from models.directory.safety import policy_of
+from models.entities import DirectoryConnector
+from models.enums import Role, SyncKind
+from models.queries import directory as queries
+from models.settings import Settings
+
+GROUP_PAGE_SIZE = 5
+MAX_WAITING = 5000  # mapped entries held while the owned users are still loading
+Progress = Callable[[int], None]
+# what a full read compares the directory with: owned users, others by email, memberships
+Loaded = tuple[dict[str, Known], dict[str, Unlinked], MembershipState | None]
+
+
+@dataclass
+class ReadTarget:
+    """What the read needs from the connector (a detached copy) and the settings."""
+
+    connector: DirectoryConnector
+    mapping: AttributeMapping
+    settings: Settings
+    now: str = field(default_factory=lambda: utcnow().strftime(ISO_FORMAT))
+
+    @classmethod
+    def of(cls, connector: DirectoryConnector, settings: Settings) -> ReadTarget:
+        return cls(connector, connector_mapping(connector), settings)
+
+    @property
+    def group_base(self) -> str:
+        return self.connector.group_base_dn or self.connector.base_dn
+
+    @property
+    def wants_groups(self) -> bool:
+        return bool(self.connector.group_teams or self.connector.group_roles)
+
+
+@dataclass
+class Changes:
+    """What an incremental read found: changed people, unreadable entries, changed groups."""
+
+    people: list[Person] = field(default_factory=list)
+    problems: list[EntryProblem] = field(default_factory=list)
+    groups: dict[str, Group] = field(default_factory=dict)
+    groups_changed: bool = False
+    watermark: str = ""
+
+
+def load_state(session: Session, *, connector: DirectoryConnector, wants_groups: bool) -> Loaded:
+    """The owned users, the organisation's other users by email and, with groups, the
+    memberships of the mapped teams."""
+    known = queries.load_known(session, connector)
+    unlinked = queries.load_unlinked_by_email(session, connector)
+    state = queries.load_membership_state(session, connector) if wants_groups else None
+    return known, unlinked, state
+
+
+def plan_full(
+    target: ReadTarget,
+    *,
+    loading: Future[Loaded],
+    progress: Progress,
+    listener: CreateListener | None,
+) -> Plan:
+    """Read every entry; `loading` (the owned users) completes meanwhile, elsewhere."""
+    connector = target.connector
+    watermark = connector.watermark
+    config = server_config(connector, target.settings)
+    waiting: list[Person | EntryProblem] = []
+    reconciler: Reconciler | None = None
+    state: MembershipState | None = None
+    read = 0
+
+    def feed(item: Person | EntryProblem) -> None:
+        assert reconciler is not None
+        if isinstance(item, EntryProblem):
+            reconciler.add_problem(item)
+        else:
+            reconciler.add(item)
+
+    with DirectoryClient(config) as client:
+        stats = SearchStats()
+        for page in client.paged_search(
+            connector.base_dn,
+            target.mapping.user_filter,
+            target.mapping.user_attributes(),
+            page_size=connector.page_size,
+            stats=stats,
+        ):
+            for dn, attrs in page:
+                item = _map(dn, attrs, target.mapping)
+                if isinstance(item, Person):
+                    watermark = later_change(watermark, item.change, target.mapping.change_kind)
+                if reconciler is None:
+                    waiting.append(item)
+                else:
+                    feed(item)
+            read += len(page)
+            # Waiting entries are bounded: past a few pages, wait for the database.
+            if reconciler is None and (loading.done() or len(waiting) >= MAX_WAITING):
+                reconciler, state = _start(loading.result(), target, listener)
+                for item in waiting:
+                    feed(item)
+                waiting.clear()
+            progress(read)
+        if reconciler is None:
+            reconciler, state = _start(loading.result(), target, listener)
+            for item in waiting:
+                feed(item)
+            waiting.clear()
+        reconciler.finish_people(complete=stats.complete, full=True)
+        if state is not None:
+            groups, watermark = _read_groups(client, target, watermark)
+            reconciler.plan_groups(
+                groups,
+                group_teams=connector.group_teams,
+                group_roles=connector.group_roles,
+                state=state,
+                dn_to_id=reconciler.dn_to_id,
+                role_rank=_role_rank,
+            )
+    reconciler.plan.watermark = watermark
+    return reconciler.plan
+
+
+def _start(
+    loaded: Loaded, target: ReadTarget, listener: CreateListener | None
+) -> tuple[Reconciler, MembershipState | None]:
+    known, unlinked, state = loaded
+    reconciler = Reconciler(
+        known,
+        unlinked,
+        kind=SyncKind.FULL.value,
+        track_dns=target.wants_groups,
+        listener=listener,
+        now=target.now,
+        rehire=policy_of(target.connector).rehire,
+    )
+    return reconciler, state
+
+
+def _map(
+    dn: str, attrs: dict[str, list[bytes]], mapping: AttributeMapping
+) -> Person | EntryProblem:
+    try:
+        return map_person(dn, attrs, mapping)
+    except EntryProblem as problem:
+        return problem
+
+
+def read_changes(target: ReadTarget, progress: Progress) -> Changes:
+    """Entries changed since the watermark, and the mapped groups if any changed since then."""
+    connector = target.connector
+    mapping = target.mapping
+    since = changed_since_filter(mapping, connector.watermark)
+    changes = Changes(watermark=connector.watermark)
+    config = server_config(connector, target.settings)
+    with DirectoryClient(config) as client:
+        for page in client.paged_search(
+            connector.base_dn,
+            and_filter(mapping.user_filter, since),
+            mapping.user_attributes(),
+            page_size=connector.page_size,
+        ):
+            for dn, attrs in page:
+                try:
+                    person = map_person(dn, attrs, mapping)
+                except EntryProblem as exc:
+                    changes.problems.append(exc)
+                    continue
+                changes.people.append(person)
+                changes.watermark = later_change(
+                    changes.watermark, person.change, mapping.change_kind
+                )
+            progress(len(changes.people) + len(changes.problems))
+        # Strictly after: the group that set the watermark would otherwise look changed at
+        # every run, and every incremental sync would recompute all memberships and roles.
+        group_since = changed_since_filter(mapping, connector.watermark, after=True)
+        changes.groups_changed = target.wants_groups and _any_group_changed(
+            client, target, group_since
+        )
+        if changes.groups_changed:
+            changes.groups, changes.watermark = _read_groups(client, target, changes.watermark)
+    return changes
+
+
+def plan_incremental(session: Session, *, target: ReadTarget, changes: Changes) -> Plan:
+    """The plan of an incremental read, against the owned users it names (read only)."""
+    connector = target.connector
+    people = changes.people
+    known = queries.load_known(session, connector, [p.external_id for p in people])
+    unknown = any(p.external_id not in known for p in people)
+    unlinked = queries.load_unlinked_by_email(session, connector) if unknown else {}
+    every = queries.load_known(session, connector) if changes.groups_changed else None
+    state = queries.load_membership_state(session, connector) if changes.groups_changed else None
+    ended = queries.load_known(session, connector, ended_by=target.now)
+    new_emails = [p.email for p in people if p.external_id not in known]
+    owned = queries.load_owned_by_email(session, connector, new_emails)
+    reconciler = Reconciler(
+        known,
+        unlinked,
+        kind=SyncKind.INCREMENTAL.value,
+        now=target.now,
+        rehire=policy_of(connector).rehire,
+        owned_by_email=owned,
+    )
+    for unreadable in changes.problems:
+        reconciler.add_problem(unreadable)
+    for person in people:
+        reconciler.add(person)
+    reconciler.finish_people(complete=True, full=False)  # deletions wait for a full sync
+    reconciler.revoke_ended(ended)
+    if every is not None and state is not None:
+        dn_to_id = {normalize_dn(k.dn): ext for ext, k in every.items() if k.dn}
+        dn_to_id.update(reconciler.dn_to_id)
+        reconciler.plan_groups(
+            changes.groups,
+            group_teams=connector.group_teams,
+            group_roles=connector.group_roles,
+            state=state,
+            dn_to_id=dn_to_id,
+            role_rank=_role_rank,
+            known_for_roles=every,
+        )
+    reconciler.plan.watermark = changes.watermark
+    return reconciler.plan
+
+
+def _read_groups(
+    client: DirectoryClient, target: ReadTarget, watermark: str
+) -> tuple[dict[str, Group], str]:
+    groups: dict[str, Group] = {}
+    for page in client.paged_search(
+        target.group_base,
+        target.mapping.group_filter,
+        target.mapping.group_attributes(),
+        # A group can list a hundred thousand members: a few groups per page keep the raw
+        # entries (two pages in flight) small.
+        page_size=min(GROUP_PAGE_SIZE, target.connector.page_size),
+    ):
+        for dn, attrs in page:
+            try:
+                group = map_group(dn, attrs, target.mapping)
+            except EntryProblem as problem:
+                # A group we cannot read would look like a group nobody is in any more.
+                raise DirectoryIncomplete(f"group {problem.dn}: {problem.message}") from None
+            groups[group.key] = group
+            watermark = later_change(watermark, group.change, target.mapping.change_kind)
+    return groups, watermark
+
+
+def _any_group_changed(client: DirectoryClient, target: ReadTarget, since: str) -> bool:
+    filterstr = and_filter(target.mapping.group_filter, since)
+    for page in client.paged_search(
+        target.group_base, filterstr, ["1.1"], page_size=target.connector.page_size
+    ):
+        if page:
+            return True
+    return False
+
+
+def _role_rank(role: str) -> int:
+    return Role(role).rank

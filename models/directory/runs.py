@@ -1,0 +1,271 @@
+"""A directory sync run's record: started, failed, quarantined, completed, reaped.
+
+A run is `running` only while its sync holds the connector's lease (models.sync_lock); the
+orchestration that holds the lease and commits is worker.directory_sync.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.ldap.reconcile import Plan
+from models import audit
+from models.actor import Actor
+from models.base import utcnow
+from models.directory.apply import Applied
+from models.entities import DirectoryConnector, DirectorySyncRun
+from models.enums import Source, SyncKind, SyncRunStatus
+from models.errors import Conflict, DomainError, NotFound
+from models.notifications import notify
+from models.queries import directory as queries
+from models.sync_lock import live_leases
+
+CRASHED = "internal_error"
+
+
+def ldap_actor(connector: DirectoryConnector) -> Actor:
+    return Actor(Source.LDAP, f"ldap:{connector.name}")
+
+
+def start_run(
+    session: Session,
+    *,
+    connector: DirectoryConnector,
+    kind: SyncKind,
+    dry_run: bool,
+    trigger: str,
+) -> DirectorySyncRun:
+    run = DirectorySyncRun(
+        organisation_id=connector.organisation_id,
+        connector_id=connector.id,
+        kind=kind,
+        dry_run=dry_run,
+        trigger=trigger,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def lease_name(connector_id: uuid.UUID) -> str:
+    """The lease a sync of this connector holds while it runs (models.sync_lock)."""
+    return f"directory-sync:{connector_id}"
+
+
+INTERRUPTED = "sync_interrupted"
+
+
+def reap_stale_runs(
+    session: Session, *, now: datetime, held: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    """Fail the `running` runs whose sync is gone: its lease expired or was released.
+
+    A run is `running` only while its sync holds the connector's lease, so a running run
+    without a live lease was left by a process that died (kill -9, a lost host). With `held`,
+    only that connector's runs are looked at, and the caller holds its lease: all are stale.
+    """
+    running = list(session.execute(queries.running_runs(held)))
+    live: set[str] = set()
+    if held is None:
+        live = live_leases(session, [lease_name(row.connector_id) for row in running], now=now)
+    reaped: list[uuid.UUID] = []
+    for row in running:
+        if lease_name(row.connector_id) in live:
+            continue
+        # Locked and read again: the sync may have finished since the first read.
+        run = session.scalar(
+            select(DirectorySyncRun)
+            .where(DirectorySyncRun.id == row.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if run is None or run.status is not SyncRunStatus.RUNNING:
+            continue
+        connector = session.get_one(DirectoryConnector, run.connector_id)
+        fail_run(
+            session,
+            run=run,
+            code=INTERRUPTED,
+            message="the sync stopped without finishing (its process died or lost its lease)",
+            read=run.read_count,
+            connector=connector,
+        )
+        reaped.append(run.id)
+    return reaped
+
+
+def _finish(run: DirectorySyncRun, status: SyncRunStatus) -> None:
+    run.status = status
+    run.finished_at = utcnow()
+    run.duration_ms = int((run.finished_at - run.started_at).total_seconds() * 1000)
+
+
+def fail_run(
+    session: Session,
+    *,
+    run: DirectorySyncRun,
+    code: str,
+    message: str,
+    read: int,
+    connector: DirectoryConnector,
+) -> None:
+    """An aborted run: nobody was revoked; the organisation's admins are told why."""
+    run.error_code = code
+    run.error = message
+    run.read_count = read
+    run.error_count = max(run.error_count, 1)
+    _finish(run, SyncRunStatus.FAILED)
+    audit.record(
+        session,
+        actor=ldap_actor(connector),
+        organisation_id=run.organisation_id,
+        action="directory_sync.failed",
+        target_type="directory",
+        target_id=connector.id,
+        after={"run_id": str(run.id), "error_code": code, "error": message},
+    )
+    notify(
+        session,
+        organisation_id=run.organisation_id,
+        event="directory_sync.failed",
+        payload={
+            "connector": connector.name,
+            "connector_id": str(connector.id),
+            "run_id": str(run.id),
+            "error_code": code,
+            "error": message,
+            "revoked": 0,
+        },
+    )
+
+
+PLAN_ITEMS_KEPT = 1000
+
+
+def record_plan(run: DirectorySyncRun, plan: Plan, *, applied: bool = False) -> None:
+    """Store the plan: whole when it waits (dry run, quarantine), cut down once applied."""
+    keep = PLAN_ITEMS_KEPT if applied else None
+    run.plan = {**plan.to_dict(keep=keep), "summary": plan.summary()}
+    run.read_count = plan.read
+    run.unchanged_count = plan.unchanged
+    run.error_count = len(plan.errors)
+
+
+def quarantine_run(
+    session: Session,
+    *,
+    run: DirectorySyncRun,
+    connector: DirectoryConnector,
+    plan: Plan,
+    reason: str,
+) -> None:
+    record_plan(run, plan)
+    run.error = reason
+    _finish(run, SyncRunStatus.QUARANTINED)
+    audit.record(
+        session,
+        actor=ldap_actor(connector),
+        organisation_id=run.organisation_id,
+        action="directory_sync.quarantined",
+        target_type="directory",
+        target_id=connector.id,
+        after={"run_id": str(run.id), "reason": reason, "summary": plan.summary()},
+    )
+    notify(
+        session,
+        organisation_id=run.organisation_id,
+        event="directory_sync.quarantined",
+        payload={
+            "connector": connector.name,
+            "connector_id": str(connector.id),
+            "run_id": str(run.id),
+            "reason": reason,
+            "summary": plan.summary(),
+        },
+    )
+
+
+def complete_run(
+    session: Session,
+    *,
+    run: DirectorySyncRun,
+    connector: DirectoryConnector,
+    plan: Plan,
+    applied: Applied | None,
+    status: SyncRunStatus,
+) -> None:
+    """Store the plan and counts; a full or incremental sync that applied moves the marks."""
+    record_plan(run, plan, applied=applied is not None)
+    if applied is not None:
+        run.created_count = applied.created
+        run.updated_count = applied.updated
+        run.revoked_count = applied.revoked
+        run.reactivated_count = applied.reactivated
+        run.error_count = len(plan.errors) + len(applied.errors)
+        if run.plan is not None:
+            done = {
+                "team_added": applied.team_added,
+                "team_removed": applied.team_removed,
+                "demoted": applied.demoted,
+            }
+            run.plan = {**run.plan, "applied": done}
+            if applied.errors:
+                run.plan["apply_errors"] = applied.errors
+        if plan.watermark and run.kind in (SyncKind.FULL, SyncKind.INCREMENTAL):
+            connector.watermark = plan.watermark
+        now = utcnow()
+        if run.kind is SyncKind.FULL:
+            connector.last_full_sync_at = now
+        connector.last_incremental_sync_at = now
+    _finish(run, status)
+    if plan.deprovision_blocked:
+        run.error = f"deprovisioning withheld: {plan.deprovision_blocked}"
+        if plan.withheld:
+            also = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.withheld.items()))
+            run.error += f" (also withheld: {also})"
+        notify(
+            session,
+            organisation_id=run.organisation_id,
+            event="directory_sync.deprovision_withheld",
+            payload={
+                "connector": connector.name,
+                "connector_id": str(connector.id),
+                "run_id": str(run.id),
+                "reason": plan.deprovision_blocked,
+                "withheld": dict(plan.withheld),
+            },
+        )
+
+
+def get_run(
+    session: Session, organisation_id: uuid.UUID, run_id: uuid.UUID, *, for_update: bool = False
+) -> DirectorySyncRun:
+    run = session.get(DirectorySyncRun, run_id, with_for_update=for_update)
+    if run is None or run.organisation_id != organisation_id:
+        raise NotFound("sync run not found")
+    return run
+
+
+class SyncInterrupted(DomainError):
+    code = INTERRUPTED
+
+
+class SyncRunning(Conflict):
+    """The connector's lease is held by another sync: try again once it has finished."""
+
+
+def ensure_running(run: DirectorySyncRun) -> None:
+    """A run a reaper ended (its lease had expired) takes no more writes from its sync."""
+    if run.status is not SyncRunStatus.RUNNING:
+        raise SyncInterrupted(f"the run was ended meanwhile ({run.status}: {run.error})")
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's type and the first line of its message, short enough for a run's list."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= 300 else line[:297] + "..."

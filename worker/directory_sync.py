@@ -1,0 +1,302 @@
+"""Running one directory sync: lock, read the directory, plan, check safety, apply, record.
+
+The orchestration of models.directory: it holds the connector's lease (renewed by a
+heartbeat thread), loads the owned users in a thread while the directory is read, and owns
+the transactions, because it reads a directory between them. Only a bulk import on
+PostgreSQL keeps one open while it reads, to write its creates meanwhile
+(worker.directory_create_stream); it commits nothing before the plan is complete and checked.
+Nobody is revoked unless every page was read and every entry had its stable id; a plan over
+the threshold waits for an admin.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy.orm import Session
+
+from connectors.ldap.errors import DirectoryError
+from connectors.ldap.reconcile import CreateListener, Plan
+from models.arrival import arrived
+from models.base import utcnow
+from models.db import SessionFactory, transaction
+from models.directory import runs
+from models.directory.apply import apply_directory_plan, plan_team_retirements
+from models.directory.people_import import PeopleImport
+from models.directory.read import (
+    Loaded,
+    Progress,
+    ReadTarget,
+    load_state,
+    plan_full,
+    plan_incremental,
+    read_changes,
+)
+from models.directory.safety import held_reason
+from models.entities import DirectoryConnector, DirectorySyncRun
+from models.enums import SyncKind, SyncRunStatus
+from models.errors import DomainError
+from models.settings import Settings
+from models.sync_lock import SyncLock
+from worker.directory_create_stream import CreateStream
+from worker.lease_heartbeat import Heartbeat
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class SyncOutcome:
+    run_id: str
+    status: str
+    summary: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+
+
+def run_sync(
+    sessions: SessionFactory,
+    settings: Settings,
+    *,
+    connector_id: uuid.UUID,
+    kind: SyncKind = SyncKind.FULL,
+    dry_run: bool = False,
+    trigger: str = "",
+    progress: Progress | None = None,
+    lock: SyncLock | None = None,
+) -> SyncOutcome:
+    """One sync, start to end: whatever goes wrong, the run ends `failed`, with an alert."""
+    started = time.time()
+    lock = lock or SyncLock(sessions)
+    ttl = settings.directory_sync_lease_seconds
+    name = runs.lease_name(connector_id)
+    token = lock.acquire(name, ttl=ttl)
+    try:
+        with transaction(sessions) as session:
+            connector = session.get_one(DirectoryConnector, connector_id)
+            if token is not None:
+                # We hold the lease: a run still `running` here was left by a dead process.
+                runs.reap_stale_runs(session, now=utcnow(), held=connector.id)
+            if kind is SyncKind.INCREMENTAL and not connector.watermark:
+                kind = SyncKind.FULL  # nothing to count changes from yet
+            run = runs.start_run(
+                session, connector=connector, kind=kind, dry_run=dry_run, trigger=trigger
+            )
+            if token is None:
+                run.status = SyncRunStatus.SKIPPED
+                run.error = "another sync of this connector is running"
+                return SyncOutcome(str(run.id), run.status.value, error=run.error)
+            target = ReadTarget.of(connector, settings)
+            run_id = run.id
+        # A directory change reaches odock-sync when a run reads it: its clock starts here.
+        with Heartbeat(lock, name, token, ttl=ttl) as heartbeat, arrived(started):
+            try:
+                sync = _Sync(sessions, target, heartbeat, run_id)
+                return sync.run(kind, dry_run, progress or (lambda _n: None))
+            except BaseException as exc:
+                outcome = _crashed(sessions, target, run_id, exc)
+                if not isinstance(exc, Exception):
+                    raise  # KeyboardInterrupt, SystemExit: recorded, and on their way
+                return outcome
+    finally:
+        if token is not None:
+            lock.release(name, token)
+
+
+def read_full_plan(
+    sessions: SessionFactory,
+    target: ReadTarget,
+    *,
+    progress: Progress,
+    listener: CreateListener | None = None,
+) -> Plan:
+    """Read every entry while a thread loads the owned users from the database."""
+    with ThreadPoolExecutor(max_workers=1) as pool, gc_paused():
+        loading = pool.submit(_load_state, sessions, target)
+        return plan_full(target, loading=loading, progress=progress, listener=listener)
+
+
+def _load_state(sessions: SessionFactory, target: ReadTarget) -> Loaded:
+    with sessions() as session:
+        loaded = load_state(session, connector=target.connector, wants_groups=target.wants_groups)
+        session.rollback()
+    return loaded
+
+
+def _crashed(
+    sessions: SessionFactory, target: ReadTarget, run_id: uuid.UUID, exc: BaseException
+) -> SyncOutcome:
+    """An unexpected error: the run is failed with a one-line reason and the admins alerted.
+
+    When even that cannot be written (the database is down), the error goes up as it is and
+    the run is reaped later, once its lease has expired.
+    """
+    code, message = runs.CRASHED, runs.one_line(exc)
+    if isinstance(exc, DirectoryError | DomainError):
+        code, message = exc.code, exc.message
+    log.error("directory_sync.crashed", run_id=str(run_id), error=message, exc_info=exc)
+    try:
+        with transaction(sessions) as session:
+            run = session.get_one(DirectorySyncRun, run_id, with_for_update=True)
+            if run.status is SyncRunStatus.RUNNING:
+                connector = session.get_one(DirectoryConnector, target.connector.id)
+                runs.fail_run(
+                    session,
+                    run=run,
+                    code=code,
+                    message=message,
+                    read=run.read_count,
+                    connector=connector,
+                )
+    except Exception:
+        log.error("directory_sync.not_recorded", run_id=str(run_id), exc_info=True)
+        raise exc from None
+    return SyncOutcome(str(run_id), SyncRunStatus.FAILED.value, error=message)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a hundred thousand acyclic objects are built:
+    its full passes would rescan them all again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _Sync:
+    """One run of a sync that holds its lease: read, decide, apply or hold, record."""
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        target: ReadTarget,
+        heartbeat: Heartbeat,
+        run_id: uuid.UUID,
+    ) -> None:
+        self.sessions = sessions
+        self.target = target
+        self.heartbeat = heartbeat
+        self.run_id = run_id
+        self.read = 0
+
+    def run(self, kind: SyncKind, dry_run: bool, progress: Progress) -> SyncOutcome:
+        def counted(n: int) -> None:
+            self.read = n
+            progress(n)
+
+        stream = self._stream_for(kind, dry_run)
+        try:
+            if kind is SyncKind.FULL:
+                plan = read_full_plan(self.sessions, self.target, progress=counted, listener=stream)
+            else:
+                plan = self._plan_incremental(counted)
+        except BaseException as exc:
+            if stream is not None:
+                stream.discard()
+            if not isinstance(exc, DirectoryError | DomainError):
+                raise
+            return self._failed(exc.code, exc.message)
+        try:
+            with gc_paused():
+                return self._decide(plan, dry_run, stream)
+        finally:
+            if stream is not None:
+                stream.discard()  # nothing left to do once its transaction was handed over
+
+    def _plan_incremental(self, progress: Progress) -> Plan:
+        with gc_paused():
+            changes = read_changes(self.target, progress)
+        with self.sessions() as session, gc_paused():
+            plan = plan_incremental(session, target=self.target, changes=changes)
+            session.rollback()
+        return plan
+
+    def _failed(self, code: str, message: str) -> SyncOutcome:
+        with transaction(self.sessions) as session:
+            run = session.get_one(DirectorySyncRun, self.run_id, with_for_update=True)
+            runs.ensure_running(run)
+            connector = session.get_one(DirectoryConnector, self.target.connector.id)
+            runs.fail_run(
+                session, run=run, code=code, message=message, read=self.read, connector=connector
+            )
+        return SyncOutcome(str(self.run_id), SyncRunStatus.FAILED.value, error=message)
+
+    def _stream_for(self, kind: SyncKind, dry_run: bool) -> CreateStream | None:
+        """A full sync that will apply may write its creates while it reads (PostgreSQL
+        only)."""
+        if kind is not SyncKind.FULL or dry_run or self.target.settings.is_sqlite:
+            return None
+        return CreateStream(self.sessions, self.target.connector.id)
+
+    def _decide(self, plan: Plan, dry_run: bool, stream: CreateStream | None) -> SyncOutcome:
+        streamed = stream is not None and stream.started
+        with transaction(self.sessions) as session:
+            run, connector = self._locked(session)
+            plan_team_retirements(session, connector=connector, plan=plan)
+            if dry_run:
+                runs.complete_run(
+                    session,
+                    run=run,
+                    connector=connector,
+                    plan=plan,
+                    applied=None,
+                    status=SyncRunStatus.PLANNED,
+                )
+                return SyncOutcome(str(self.run_id), run.status.value, plan.summary(), run.error)
+            # Counted here, where the streamed creates (not committed) are not visible.
+            reason = held_reason(session, connector=connector, plan=plan)
+            if reason:
+                if stream is not None:
+                    stream.discard()
+                runs.quarantine_run(session, run=run, connector=connector, plan=plan, reason=reason)
+                return SyncOutcome(str(self.run_id), run.status.value, plan.summary(), reason)
+            if not streamed:
+                return _apply(session, run, connector, plan)
+        assert stream is not None
+        applying, people = stream.finish()
+        with applying:
+            try:
+                run, connector = self._locked(applying)
+                outcome = _apply(applying, run, connector, plan, people)
+                applying.commit()
+            except BaseException:
+                applying.rollback()
+                raise
+        return outcome
+
+    def _locked(self, session: Session) -> tuple[DirectorySyncRun, DirectoryConnector]:
+        """The run, locked and still ours, and its connector; refused once the lease is lost."""
+        run = session.get_one(DirectorySyncRun, self.run_id, with_for_update=True)
+        runs.ensure_running(run)
+        self.heartbeat.check()
+        return run, session.get_one(DirectoryConnector, self.target.connector.id)
+
+
+def _apply(
+    session: Session,
+    run: DirectorySyncRun,
+    connector: DirectoryConnector,
+    plan: Plan,
+    people: PeopleImport | None = None,
+) -> SyncOutcome:
+    applied = apply_directory_plan(
+        session, connector=connector, plan=plan, actor=runs.ldap_actor(connector), people=people
+    )
+    runs.complete_run(
+        session,
+        run=run,
+        connector=connector,
+        plan=plan,
+        applied=applied,
+        status=SyncRunStatus.SUCCEEDED,
+    )
+    return SyncOutcome(str(run.id), run.status.value, plan.summary(), run.error)
