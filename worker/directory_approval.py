@@ -11,7 +11,8 @@ import uuid
 import structlog
 
 from connectors.ldap.errors import DirectoryError
-from connectors.ldap.reconcile import Plan, recheck
+from connectors.ldap.plan import Plan
+from connectors.ldap.reconcile import recheck
 from models.actor import Actor
 from models.db import SessionFactory, transaction
 from models.directory import approvals, runs

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from connectors.ldap.plan import Create
 from models.db import SessionFactory
 from models.directory.people_import import BATCH, PeopleImport
 from models.directory.runs import ldap_actor
@@ -40,7 +41,7 @@ class CreateStream:
     def __init__(self, sessions: SessionFactory, connector_id: uuid.UUID) -> None:
         self.sessions = sessions
         self.connector_id = connector_id
-        self.pending: list[dict[str, Any]] = []
+        self.pending: list[Create] = []
         # Two batches in flight at most: the reader waits when the database falls behind.
         self.queue: queue.Queue[Message | None] = queue.Queue(maxsize=2)
         self.thread: threading.Thread | None = None
@@ -56,18 +57,18 @@ class CreateStream:
 
     # --- the reconciler's listener (reading thread) --------------------------------------
 
-    def created(self, item: dict[str, Any]) -> None:
+    def created(self, item: Create) -> None:
         self.pending.append(item)
         if len(self.pending) >= BATCH:
             self._send_pending()
 
-    def withdrawn(self, item: dict[str, Any]) -> None:
+    def withdrawn(self, item: Create) -> None:
         for n, pending in enumerate(self.pending):
             if pending is item:
                 del self.pending[n]
                 return
         if self.people is not None:
-            self.queue.put(("withdraw", [item["external_id"]]))
+            self.queue.put(("withdraw", [item.external_id]))
 
     def _send_pending(self) -> None:
         if self.people is None:

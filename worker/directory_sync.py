@@ -23,7 +23,8 @@ import structlog
 from sqlalchemy.orm import Session
 
 from connectors.ldap.errors import DirectoryError
-from connectors.ldap.reconcile import CreateListener, Plan
+from connectors.ldap.plan import Plan
+from connectors.ldap.reconcile import CreateListener
 from models.arrival import arrived
 from models.base import utcnow
 from models.db import SessionFactory, transaction

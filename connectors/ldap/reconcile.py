@@ -10,9 +10,25 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from connectors.ldap.mapping import EntryProblem, Group, Person, expand_groups, normalize_dn
+from connectors.ldap.plan import (
+    Create,
+    Entry,
+    EntryError,
+    Link,
+    Plan,
+    PlanItem,
+    Reactivate,
+    Relink,
+    Revoke,
+    RoleChange,
+    TeamAdd,
+    TeamRemove,
+    TeamRetire,
+    Update,
+)
 
 
 @dataclass(slots=True)
@@ -40,68 +56,6 @@ class Unlinked:
 
 
 @dataclass
-class Plan:
-    kind: str = "full"
-    creates: list[dict[str, Any]] = field(default_factory=list)
-    links: list[dict[str, Any]] = field(default_factory=list)
-    # re-hires: a user whose entry is gone, moved to the new entry with their email
-    relinks: list[dict[str, Any]] = field(default_factory=list)
-    updates: list[dict[str, Any]] = field(default_factory=list)
-    revokes: list[dict[str, Any]] = field(default_factory=list)
-    reactivates: list[dict[str, Any]] = field(default_factory=list)
-    roles: list[dict[str, Any]] = field(default_factory=list)
-    team_adds: list[dict[str, Any]] = field(default_factory=list)
-    team_removes: list[dict[str, Any]] = field(default_factory=list)
-    team_retires: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    read: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    deprovision_blocked: str = ""
-    # destructive changes left out because the read cannot prove them (kind -> count)
-    withheld: dict[str, int] = field(default_factory=dict)
-    # mapped groups that came back empty while people are in their team or hold their role
-    emptied: list[str] = field(default_factory=list)
-    watermark: str = ""
-
-    def to_dict(self, *, keep: int | None = None) -> dict[str, Any]:
-        """A JSON-ready copy; with `keep`, long lists are cut and their full length noted."""
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        if keep is not None:
-            cut = {k: len(v) for k, v in data.items() if isinstance(v, list) and len(v) > keep}
-            data.update({k: data[k][:keep] for k in cut})
-            data["truncated"] = cut
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Plan:
-        if data.get("truncated"):
-            raise ValueError("a truncated plan cannot be applied")
-        known = set(cls.__dataclass_fields__)
-        return cls(**{key: value for key, value in data.items() if key in known})
-
-    def summary(self) -> dict[str, int]:
-        return {
-            "read": self.read,
-            "create": len(self.creates),
-            "link": len(self.links),
-            "relink": len(self.relinks),
-            "update": len(self.updates),
-            "revoke": len(self.revokes),
-            "reactivate": len(self.reactivates),
-            "role": len(self.roles),
-            "team_add": len(self.team_adds),
-            "team_remove": len(self.team_removes),
-            "team_retire": len(self.team_retires),
-            "demote": sum(1 for item in self.roles if item.get("demotion")),
-            "withheld": sum(self.withheld.values()),
-            "unchanged": self.unchanged,
-            "skipped": self.skipped,
-            "errors": len(self.errors),
-        }
-
-
-@dataclass
 class MembershipState:
     """What the database holds for the mapped teams: team key -> external id -> source.
 
@@ -114,9 +68,9 @@ class MembershipState:
 class CreateListener(Protocol):
     """Told of each create as it is planned, and of a create a later entry took back."""
 
-    def created(self, item: dict[str, Any]) -> None: ...
+    def created(self, item: Create) -> None: ...
 
-    def withdrawn(self, item: dict[str, Any]) -> None: ...
+    def withdrawn(self, item: Create) -> None: ...
 
 
 class Reconciler:
@@ -152,7 +106,7 @@ class Reconciler:
         self.not_imported: set[str] = set()
         # Emails claimed in this read (lower-cased): the planned create, or None when the
         # claim was a change of a user already held (or a duplicate already reported).
-        self._claimed_emails: dict[str, dict[str, Any] | None] = {}
+        self._claimed_emails: dict[str, Create | None] = {}
 
     def _mark_seen(self, external_id: str) -> bool:
         """Note an id as read; False when it was already read in this run."""
@@ -181,7 +135,7 @@ class Reconciler:
         else:
             self.unidentified += 1
         self.plan.errors.append(
-            {"dn": problem.dn, "external_id": problem.external_id, "message": problem.message}
+            EntryError(dn=problem.dn, external_id=problem.external_id, message=problem.message)
         )
 
     def add(self, person: Person) -> None:
@@ -190,7 +144,7 @@ class Reconciler:
         ext = sys.intern(person.external_id)
         if not self._mark_seen(ext):
             self.plan.errors.append(
-                {"dn": person.dn, "external_id": ext, "message": "stable id seen twice"}
+                EntryError(dn=person.dn, external_id=ext, message="stable id seen twice")
             )
             return
         if self.track_dns:
@@ -216,15 +170,15 @@ class Reconciler:
             return True
         message = f"email {person.email} is used by more than one directory entry"
         self.plan.errors.append(
-            {"dn": person.dn, "external_id": person.external_id, "message": message}
+            EntryError(dn=person.dn, external_id=person.external_id, message=message)
         )
         dropped = self._claimed_emails[key]
         if dropped is not None:
             self._claimed_emails[key] = None
             self.plan.creates.remove(dropped)
-            self.not_imported.add(dropped["external_id"])
+            self.not_imported.add(dropped.external_id)
             self.plan.errors.append(
-                {"dn": dropped["dn"], "external_id": dropped["external_id"], "message": message}
+                EntryError(dn=dropped.dn, external_id=dropped.external_id, message=message)
             )
             if self.listener is not None:
                 self.listener.withdrawn(dropped)
@@ -244,13 +198,13 @@ class Reconciler:
             self.plan.skipped += 1
             self.not_imported.add(person.external_id)
             return
-        item = _person_item(person)
         match = self.unlinked.get(key)
         previous = self._owned_with_email(key) if match is None else None
         if previous is not None:
             # Ours under another stable id: a re-hire, once the old entry proves to be gone.
             self._rehires.append((person, *previous))
         elif match is None:
+            item = Create(**_entry_fields(person))
             self.plan.creates.append(item)
             self._claimed_emails[key] = item
             if self.listener is not None:
@@ -258,22 +212,29 @@ class Reconciler:
         elif match.owner:
             self.not_imported.add(person.external_id)
             self.plan.errors.append(
-                {
-                    "dn": person.dn,
-                    "external_id": person.external_id,
-                    "message": f"{person.email} belongs to a user managed by {match.owner}; "
+                EntryError(
+                    dn=person.dn,
+                    external_id=person.external_id,
+                    message=f"{person.email} belongs to a user managed by {match.owner}; "
                     "not linked",
-                }
+                )
             )
         else:
-            self.plan.links.append({**item, "user_id": match.user_id})
+            self.plan.links.append(Link(**_entry_fields(person), user_id=match.user_id))
 
     def _add_known(self, person: Person, known: Known) -> None:
-        ref = {"user_id": known.user_id, "external_id": person.external_id, "email": known.email}
+        ref = Reactivate(user_id=known.user_id, external_id=person.external_id, email=known.email)
         ended = self._ended(person)
         if ended:
             if known.status != "REVOKED":
-                self.plan.revokes.append({**ref, "reason": ended})
+                self.plan.revokes.append(
+                    Revoke(
+                        user_id=ref.user_id,
+                        external_id=ref.external_id,
+                        email=ref.email,
+                        reason=ended,
+                    )
+                )
             else:
                 self.plan.unchanged += 1
             return
@@ -284,7 +245,15 @@ class Reconciler:
                 return
             self.plan.reactivates.append(ref)
         if fields:
-            self.plan.updates.append({**ref, "dn": person.dn, "fields": fields})
+            self.plan.updates.append(
+                Update(
+                    user_id=ref.user_id,
+                    external_id=ref.external_id,
+                    email=ref.email,
+                    dn=person.dn,
+                    fields=fields,
+                )
+            )
         elif known.status != "REVOKED":
             self.plan.unchanged += 1
 
@@ -295,12 +264,12 @@ class Reconciler:
             if self.is_seen(ext) or known.status == "REVOKED" or known.deleted:
                 continue
             self.plan.revokes.append(
-                {
-                    "user_id": known.user_id,
-                    "external_id": ext,
-                    "email": known.email,
-                    "reason": f"account expired on {known.access_ends_at}",
-                }
+                Revoke(
+                    user_id=known.user_id,
+                    external_id=ext,
+                    email=known.email,
+                    reason=f"account expired on {known.access_ends_at}",
+                )
             )
 
     def _owned_with_email(self, key: str) -> tuple[str, Known] | None:
@@ -329,17 +298,17 @@ class Reconciler:
                 )
             if message:
                 self.plan.errors.append(
-                    {"dn": person.dn, "external_id": person.external_id, "message": message}
+                    EntryError(dn=person.dn, external_id=person.external_id, message=message)
                 )
                 continue
             old.seen = True  # not revoked: the person is still here, under the new id
             self.plan.relinks.append(
-                {
-                    **_person_item(person),
-                    "user_id": old.user_id,
-                    "previous_external_id": old_ext,
-                    "previous_dn": old.dn,
-                }
+                Relink(
+                    **_entry_fields(person),
+                    user_id=old.user_id,
+                    previous_external_id=old_ext,
+                    previous_dn=old.dn,
+                )
             )
 
     def finish_people(self, *, complete: bool, full: bool) -> None:
@@ -358,13 +327,13 @@ class Reconciler:
         for ext, known in self.known.items():
             if not known.seen and known.status != "REVOKED" and not known.deleted:
                 self.plan.revokes.append(
-                    {
-                        "user_id": known.user_id,
-                        "external_id": ext,
-                        "email": known.email,
-                        "reason": "no longer in the directory",
-                        "removed": True,
-                    }
+                    Revoke(
+                        user_id=known.user_id,
+                        external_id=ext,
+                        email=known.email,
+                        reason="no longer in the directory",
+                        removed=True,
+                    )
                 )
 
     def plan_groups(
@@ -397,7 +366,7 @@ class Reconciler:
                 for ext in members:
                     if role_rank(role) > role_rank(desired_role.get(ext, "USER")):
                         desired_role[ext] = role
-        relinked = {item["previous_external_id"]: item["external_id"] for item in self.plan.relinks}
+        relinked = {item.previous_external_id: item.external_id for item in self.plan.relinks}
         if relinked:  # memberships follow the person to the new stable id
             state.memberships = {
                 team_key: {relinked.get(ext, ext): source for ext, source in members.items()}
@@ -408,14 +377,14 @@ class Reconciler:
             for ext in sorted(wanted):
                 if ext not in held:
                     self.plan.team_adds.append(
-                        {"team": team_names[team_key], "external_id": ext, "role": "MEMBER"}
+                        TeamAdd(team=team_names[team_key], external_id=ext, role="MEMBER")
                     )
         for team_key, held in sorted(state.memberships.items()):
             wanted = desired_teams.get(team_key, set())
             gone = [ext for ext, source in held.items() if source == "ldap" and ext not in wanted]
             name = team_names.get(team_key) or state.team_names.get(team_key, team_key)
             for ext in sorted(gone):
-                self.plan.team_removes.append({"team": name, "external_id": ext})
+                self.plan.team_removes.append(TeamRemove(team=name, external_id=ext))
         self._note_emptied_teams(group_teams, desired_teams, state)
         if group_roles:
             self._plan_roles(desired_role, known_for_roles, role_rank)
@@ -463,13 +432,13 @@ class Reconciler:
     def _withhold_removals(self) -> None:
         """What an incomplete or unidentified read cannot prove for revocations, it cannot
         prove for memberships and roles either."""
-        demotions = [item for item in self.plan.roles if item.get("demotion")]
+        demotions = self.plan.demotions
         if self.plan.team_removes:
             self.plan.withheld["team_remove"] = len(self.plan.team_removes)
         if demotions:
-            self.plan.withheld["demote"] = len(demotions)
+            self.plan.withheld["demote"] = demotions
         self.plan.team_removes = []
-        self.plan.roles = [item for item in self.plan.roles if not item.get("demotion")]
+        self.plan.roles = [item for item in self.plan.roles if not item.demotion]
 
     def _plan_roles(
         self,
@@ -478,10 +447,11 @@ class Reconciler:
         role_rank: Callable[[str], int],
     ) -> None:
         """Roles of people seen now, or of everyone owned when groups changed (incremental)."""
-        for item in self.plan.creates + self.plan.links + self.plan.relinks:
-            item["role"] = desired_role.get(item["external_id"], "USER")
+        entries: list[Entry] = [*self.plan.creates, *self.plan.links, *self.plan.relinks]
+        for entry in entries:
+            entry.role = desired_role.get(entry.external_id, "USER")
         candidates = every if every is not None else self.known
-        moved = {item["previous_external_id"] for item in self.plan.relinks}
+        moved = {item.previous_external_id for item in self.plan.relinks}
         for ext, known in candidates.items():
             if (every is None and not known.seen) or ext in moved:
                 continue
@@ -490,31 +460,39 @@ class Reconciler:
             role = desired_role.get(ext, "USER")
             if known.role != role and known.role != "SUPER_ADMIN":
                 self.plan.roles.append(
-                    {
-                        "user_id": known.user_id,
-                        "external_id": ext,
-                        "role": role,
-                        "previous": known.role,
-                        "demotion": role_rank(role) < role_rank(known.role),
-                    }
+                    RoleChange(
+                        user_id=known.user_id,
+                        external_id=ext,
+                        role=role,
+                        previous=known.role,
+                        demotion=role_rank(role) < role_rank(known.role),
+                    )
                 )
 
 
-_RECHECKED: dict[str, Callable[[dict[str, Any]], tuple[str, ...]]] = {
-    "creates": lambda item: (item["external_id"],),
-    "links": lambda item: (item["external_id"], item["user_id"]),
-    "relinks": lambda item: (item["external_id"], item["previous_external_id"]),
-    "updates": lambda item: (item["external_id"],),
-    "revokes": lambda item: (item["external_id"],),
-    "reactivates": lambda item: (item["external_id"],),
-    "roles": lambda item: (item["external_id"], item["role"]),
-    "team_adds": lambda item: (item["team"].lower(), item["external_id"]),
-    "team_removes": lambda item: (item["team"].lower(), item["external_id"]),
-    "team_retires": lambda item: (item["team"].lower(),),
+# What makes a held item the same change as one of the current plan, per list.
+_RECHECKED: dict[str, tuple[str, ...]] = {
+    "creates": ("external_id",),
+    "links": ("external_id", "user_id"),
+    "relinks": ("external_id", "previous_external_id"),
+    "updates": ("external_id",),
+    "revokes": ("external_id",),
+    "reactivates": ("external_id",),
+    "roles": ("external_id", "role"),
+    "team_adds": ("team", "external_id"),
+    "team_removes": ("team", "external_id"),
+    "team_retires": ("team",),
 }
 
 
-def recheck(held: Plan, current: Plan) -> tuple[Plan, dict[str, list[dict[str, Any]]]]:
+def _same_change(item: PlanItem, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The item's key: those fields, a team's name case-insensitively."""
+    return tuple(
+        getattr(item, name).lower() if name == "team" else getattr(item, name) for name in names
+    )
+
+
+def recheck(held: Plan, current: Plan) -> tuple[Plan, dict[str, list[PlanItem]]]:
     """The held (reviewed) plan cut down to what the current directory still calls for.
 
     An item is kept when the current plan has the same change for the same person (with the
@@ -532,12 +510,12 @@ def recheck(held: Plan, current: Plan) -> tuple[Plan, dict[str, list[dict[str, A
         deprovision_blocked=current.deprovision_blocked,
         withheld=dict(current.withheld),
     )
-    dropped: dict[str, list[dict[str, Any]]] = {}
+    dropped: dict[str, list[PlanItem]] = {}
     for name, key in _RECHECKED.items():
-        now = {key(item): item for item in getattr(current, name)}
-        still: list[dict[str, Any]] = []
+        now = {_same_change(item, key): item for item in getattr(current, name)}
+        still: list[PlanItem] = []
         for item in getattr(held, name):
-            match = now.get(key(item))
+            match = now.get(_same_change(item, key))
             if match is None:
                 dropped.setdefault(name, []).append(item)
             else:
@@ -546,7 +524,7 @@ def recheck(held: Plan, current: Plan) -> tuple[Plan, dict[str, list[dict[str, A
     return kept, dropped
 
 
-def retired_teams(directory_teams: dict[str, str], mapped: list[str]) -> list[dict[str, Any]]:
+def retired_teams(directory_teams: dict[str, str], mapped: list[str]) -> list[TeamRetire]:
     """Teams a directory made (name key -> name) that no connector maps a group to any more.
 
     Decided from the connectors' mappings, never from what the directory returned: a group
@@ -554,7 +532,9 @@ def retired_teams(directory_teams: dict[str, str], mapped: list[str]) -> list[di
     """
     still_mapped = {name.strip().lower() for name in mapped}
     return [
-        {"team": name} for key, name in sorted(directory_teams.items()) if key not in still_mapped
+        TeamRetire(team=name)
+        for key, name in sorted(directory_teams.items())
+        if key not in still_mapped
     ]
 
 
@@ -573,16 +553,15 @@ def _lowered(text: str) -> str:
     return text if text.islower() else text.lower()
 
 
-def _person_item(person: Person) -> dict[str, Any]:
-    item = {
+def _entry_fields(person: Person) -> dict[str, str]:
+    """What a create, link or relink says of the entry."""
+    return {
         "external_id": person.external_id,
         "dn": person.dn,
         "email": person.email,
         "name": person.name,
+        "access_ends_at": person.access_ends_at,
     }
-    if person.access_ends_at:
-        item["access_ends_at"] = person.access_ends_at
-    return item
 
 
 def _changed_fields(person: Person, known: Known) -> dict[str, list[str]]:

@@ -9,14 +9,27 @@ of them.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from connectors.ldap.reconcile import Plan, retired_teams
+from connectors.ldap.plan import (
+    Link,
+    Plan,
+    PlanItem,
+    Reactivate,
+    Relink,
+    Revoke,
+    RoleChange,
+    TeamRetire,
+    Update,
+)
+from connectors.ldap.reconcile import retired_teams
 from models import audit
 from models.actions import access_end, access_reviews
 from models.actions import teams as team_actions
@@ -68,21 +81,21 @@ def apply_directory_plan(
         applied.created = people.finish(plan.creates)
         applied.errors.extend(people.errors)
     owned = _OwnedLinks(session, connector, plan)
-    for item in plan.links:
-        _guarded(applied, item, lambda item=item: _link(session, connector, item, actor, applied))
-    for item in plan.relinks:
-        _guarded(applied, item, lambda item=item: _relink(session, owned, item, actor, applied))
-    for item in plan.updates:
-        _guarded(applied, item, lambda item=item: _update(session, owned, item, actor, applied))
-    for item in plan.reactivates:
-        _guarded(applied, item, lambda item=item: _reactivate(session, owned, item, actor, applied))
-    for item in plan.revokes:
-        _guarded(applied, item, lambda item=item: _revoke(session, owned, item, actor, applied))
-    for item in plan.roles:
-        _guarded(applied, item, lambda item=item: _set_role(session, owned, item, actor, applied))
+    for link in plan.links:
+        _guarded(applied, link, partial(_link, session, connector, link, actor, applied))
+    for relink in plan.relinks:
+        _guarded(applied, relink, partial(_relink, session, owned, relink, actor, applied))
+    for update in plan.updates:
+        _guarded(applied, update, partial(_update, session, owned, update, actor, applied))
+    for back in plan.reactivates:
+        _guarded(applied, back, partial(_reactivate, session, owned, back, actor, applied))
+    for revoke in plan.revokes:
+        _guarded(applied, revoke, partial(_revoke, session, owned, revoke, actor, applied))
+    for role in plan.roles:
+        _guarded(applied, role, partial(_set_role, session, owned, role, actor, applied))
     # Retired first: a retired team's memberships go with it, not one by one.
-    for item in plan.team_retires:
-        _guarded(applied, item, lambda item=item: _retire(session, organisation, item, actor))
+    for retire in plan.team_retires:
+        _guarded(applied, retire, partial(_retire, session, organisation, retire, actor))
     # Set-based: a first import adds as many memberships as it creates people.
     memberships = apply_membership_changes(
         session,
@@ -107,20 +120,19 @@ def plan_team_retirements(session: Session, *, connector: DirectoryConnector, pl
     )
 
 
-def _retire(
-    session: Session, organisation: Organisation, item: dict[str, Any], actor: Actor
-) -> None:
-    team = team_actions.find_team_by_name(session, organisation.id, item["team"])
+def _retire(session: Session, organisation: Organisation, item: TeamRetire, actor: Actor) -> None:
+    team = team_actions.find_team_by_name(session, organisation.id, item.team)
     if team is None or team.external_source is not Source.LDAP:
         return  # deleted or taken over since the plan was made
     team_actions.delete_team(session, team=team, actor=actor)
 
 
-def _guarded(applied: Applied, item: dict[str, Any], step: Any) -> None:
+def _guarded(applied: Applied, item: PlanItem, step: Callable[[], object]) -> None:
     try:
         step()
     except DomainError as exc:
-        applied.errors.append({"external_id": item.get("external_id"), "message": exc.message})
+        external_id = getattr(item, "external_id", None)  # a team retirement names no one
+        applied.errors.append({"external_id": external_id, "message": exc.message})
 
 
 class _OwnedLinks:
@@ -129,8 +141,8 @@ class _OwnedLinks:
     def __init__(self, session: Session, connector: DirectoryConnector, plan: Plan) -> None:
         self.session = session
         self.connector = connector
-        wanted = {item["previous_external_id"] for item in plan.relinks} | {
-            item["external_id"]
+        wanted = {item.previous_external_id for item in plan.relinks} | {
+            item.external_id
             for items in (
                 plan.updates,
                 plan.reactivates,
@@ -169,11 +181,11 @@ class _OwnedLinks:
 def _link(
     session: Session,
     connector: DirectoryConnector,
-    item: dict[str, Any],
+    item: Link,
     actor: Actor,
     applied: Applied,
 ) -> None:
-    user = session.get(User, uuid.UUID(item["user_id"]))
+    user = session.get(User, uuid.UUID(item.user_id))
     if user is None or user.organisation_id != connector.organisation_id:
         raise InvalidTransition("the user to link no longer exists")
     others = [
@@ -187,36 +199,36 @@ def _link(
         session,
         user=user,
         source=Source.LDAP,
-        external_id=item["external_id"],
+        external_id=item.external_id,
         actor=actor,
-        attributes={"dn": item["dn"]},
+        attributes={"dn": item.dn},
         connector_id=connector.id,
     )
-    role = Role(item["role"]) if item.get("role") else None
-    edit_user(session, user=user, actor=actor, name=item["name"], role=role)
-    _set_end_date(session, user, item.get("access_ends_at"), actor)
+    role = Role(item.role) if item.role else None
+    edit_user(session, user=user, actor=actor, name=item.name, role=role)
+    _set_end_date(session, user, item.access_ends_at, actor)
     applied.updated += 1
 
 
 def _relink(
-    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
+    session: Session, owned: _OwnedLinks, item: Relink, actor: Actor, applied: Applied
 ) -> None:
     """A re-hire: the person's link moves to the new entry (audited, and reviewed as a change
     of identity); a sync's revocation of them is undone through the lifecycle policy."""
-    link = owned.get(item["previous_external_id"])
-    if link is None or owned.get(item["external_id"]) is not None:
-        raise InvalidTransition(f"{item['email']}: the link to relink changed since the plan")
+    link = owned.get(item.previous_external_id)
+    if link is None or owned.get(item.external_id) is not None:
+        raise InvalidTransition(f"{item.email}: the link to relink changed since the plan")
     previous = link.external_id
     before = {"external_id": previous, "dn": link.attributes.get("dn")}
-    link.external_id = item["external_id"]
-    attributes = {**link.attributes, "dn": item["dn"]}
+    link.external_id = item.external_id
+    attributes = {**link.attributes, "dn": item.dn}
     attributes.pop("access_ends_at", None)
-    if item.get("access_ends_at"):
-        attributes["access_ends_at"] = item["access_ends_at"]
+    if item.access_ends_at:
+        attributes["access_ends_at"] = item.access_ends_at
     link.attributes = attributes
     link.deleted_at = None
-    owned.links[item["external_id"]] = link
-    _set_end_date(session, link.user, item.get("access_ends_at"), actor)
+    owned.links[item.external_id] = link
+    _set_end_date(session, link.user, item.access_ends_at, actor)
     audit.record(
         session,
         actor=actor,
@@ -225,11 +237,11 @@ def _relink(
         target_type="user",
         target_id=link.user_id,
         before=before,
-        after={"external_id": item["external_id"], "dn": item["dn"], "reason": "re-hire"},
+        after={"external_id": item.external_id, "dn": item.dn, "reason": "re-hire"},
     )
     user = link.user
-    role = Role(item["role"]) if item.get("role") and user.role is not Role.SUPER_ADMIN else None
-    edit_user(session, user=user, actor=actor, name=item["name"], email=item["email"], role=role)
+    role = Role(item.role) if item.role and user.role is not Role.SUPER_ADMIN else None
+    edit_user(session, user=user, actor=actor, name=item.name, email=item.email, role=role)
     revoked = user.status is UserStatus.REVOKED
     if revoked and set_active(session, user=user, active=True, actor=actor) is Outcome.APPLIED:
         applied.reactivated += 1
@@ -237,28 +249,22 @@ def _relink(
         session,
         user=user,
         previous_external_id=previous,
-        external_id=item["external_id"],
+        external_id=item.external_id,
         actor=actor,
     )
     applied.updated += 1
 
 
 def _update(
-    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
+    session: Session, owned: _OwnedLinks, item: Update, actor: Actor, applied: Applied
 ) -> None:
-    link = owned.get(item["external_id"])
+    link = owned.get(item.external_id)
     if link is None:
         return
-    fields = item["fields"]
-    if "name" in fields or "email" in fields:
-        edit_user(
-            session,
-            user=link.user,
-            actor=actor,
-            name=fields["name"][1] if "name" in fields else None,
-            email=fields["email"][1] if "email" in fields else None,
-        )
-    if "dn" in fields and link.attributes.get("dn") != item["dn"]:
+    name, email, ends = item.new("name"), item.new("email"), item.new("access_ends_at")
+    if name is not None or email is not None:
+        edit_user(session, user=link.user, actor=actor, name=name, email=email)
+    if item.new("dn") is not None and link.attributes.get("dn") != item.dn:
         audit.record(
             session,
             actor=actor,
@@ -267,11 +273,11 @@ def _update(
             target_type="user",
             target_id=link.user_id,
             before={"dn": link.attributes.get("dn")},
-            after={"dn": item["dn"]},
+            after={"dn": item.dn},
         )
-        link.attributes = {**link.attributes, "dn": item["dn"]}
-    if "access_ends_at" in fields:
-        _store_access_end(session, link, fields["access_ends_at"][1], actor)
+        link.attributes = {**link.attributes, "dn": item.dn}
+    if ends is not None:
+        _store_access_end(session, link, ends, actor)
     applied.updated += 1
 
 
@@ -304,9 +310,9 @@ def _set_end_date(session: Session, user: User, ends: str | None, actor: Actor) 
 
 
 def _reactivate(
-    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
+    session: Session, owned: _OwnedLinks, item: Reactivate, actor: Actor, applied: Applied
 ) -> None:
-    link = owned.get(item["external_id"])
+    link = owned.get(item.external_id)
     if link is None:
         return
     outcome = set_active(session, user=link.user, active=True, actor=actor)
@@ -317,24 +323,24 @@ def _reactivate(
 
 
 def _revoke(
-    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
+    session: Session, owned: _OwnedLinks, item: Revoke, actor: Actor, applied: Applied
 ) -> None:
-    link = owned.get(item["external_id"])
+    link = owned.get(item.external_id)
     if link is None:
         return
-    outcome = set_active(session, user=link.user, active=False, actor=actor, reason=item["reason"])
+    outcome = set_active(session, user=link.user, active=False, actor=actor, reason=item.reason)
     if outcome is Outcome.APPLIED:
         applied.revoked += 1
-    if item.get("removed"):
+    if item.removed:
         mark_link_deleted(session, link=link, actor=actor)
 
 
 def _set_role(
-    session: Session, owned: _OwnedLinks, item: dict[str, Any], actor: Actor, applied: Applied
+    session: Session, owned: _OwnedLinks, item: RoleChange, actor: Actor, applied: Applied
 ) -> None:
-    link = owned.get(item["external_id"])
+    link = owned.get(item.external_id)
     if link is not None and link.user.role is not Role.SUPER_ADMIN:
-        role = Role(item["role"])
+        role = Role(item.role)
         if role.rank < link.user.role.rank:
             applied.demoted += 1
         edit_user(session, user=link.user, actor=actor, role=role)

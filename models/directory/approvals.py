@@ -6,12 +6,10 @@ and applies, through approve_run, what the held plan still calls for.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.ldap.reconcile import Plan
+from connectors.ldap.plan import Plan, PlanItem
 from models import audit, outbox
 from models.actor import Actor
 from models.base import utcnow
@@ -97,7 +95,7 @@ def approve_run(
     run: DirectorySyncRun,
     actor: Actor,
     plan: Plan | None = None,
-    dropped: dict[str, list[dict[str, Any]]] | None = None,
+    dropped: dict[str, list[PlanItem]] | None = None,
 ) -> Applied:
     """Apply a quarantined plan: `plan` is the held one re-checked against the directory
     (`dropped`: what no longer held, reported on the run and in the audit); a second approval
@@ -121,7 +119,10 @@ def approve_run(
     if dropped and run.plan is not None:
         run.plan = {
             **run.plan,
-            "dropped": {name: items[:PLAN_ITEMS_KEPT] for name, items in dropped.items()},
+            "dropped": {
+                name: [item.to_dict() for item in items[:PLAN_ITEMS_KEPT]]
+                for name, items in dropped.items()
+            },
             "dropped_counts": dropped_counts,
         }
     _decide(session, run, actor, "directory_sync.approved", dropped=dropped_counts)

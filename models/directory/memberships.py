@@ -17,12 +17,13 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from connectors.ldap.plan import TeamAdd, TeamRemove
 from models.actions import access_reviews
 from models.actions import teams as team_actions
 from models.actor import Actor
@@ -40,6 +41,8 @@ from models.entities import (
 from models.enums import ReviewCause, Source, TeamRole, UserStatus
 from models.errors import DomainError
 
+Change = TypeVar("Change", TeamAdd, TeamRemove)
+
 
 @dataclass
 class MembershipChanges:
@@ -52,8 +55,8 @@ def apply_membership_changes(
     *,
     organisation: Organisation,
     connector: DirectoryConnector,
-    adds: list[dict[str, Any]],
-    removes: list[dict[str, Any]],
+    adds: list[TeamAdd],
+    removes: list[TeamRemove],
     actor: Actor,
     errors: list[dict[str, Any]],
 ) -> MembershipChanges:
@@ -77,11 +80,11 @@ def apply_membership_changes(
                 continue
         for chunk in _chunks(items):
             writer.add(team, chunk)
-    for name, items in _by_team(removes).items():
+    for name, gone in _by_team(removes).items():
         team = team_actions.find_team_by_name(session, organisation.id, name)
         if team is not None:
-            for chunk in _chunks(items):
-                writer.remove(team, chunk)
+            for removed in _chunks(gone):
+                writer.remove(team, removed)
     return writer.changes
 
 
@@ -112,10 +115,10 @@ class _Writer:
         )
         return {row.user_id: row.external_id for row in rows}
 
-    def add(self, team: Team, items: list[dict[str, Any]]) -> None:
+    def add(self, team: Team, items: list[TeamAdd]) -> None:
         by_role: dict[TeamRole, list[str]] = {}
         for item in items:
-            by_role.setdefault(TeamRole(item["role"]), []).append(item["external_id"])
+            by_role.setdefault(TeamRole(item.role), []).append(item.external_id)
         for role, external_ids in by_role.items():
             added = self._insert(team, role, external_ids)
             if added:
@@ -148,8 +151,8 @@ class _Writer:
         )
         return list(inserted.scalars())
 
-    def remove(self, team: Team, items: list[dict[str, Any]]) -> None:
-        users = self._users([item["external_id"] for item in items])
+    def remove(self, team: Team, items: list[TeamRemove]) -> None:
+        users = self._users([item.external_id for item in items])
         if not users:
             return
         removed = list(
@@ -210,16 +213,16 @@ def _snapshot(team_id: uuid.UUID, user_id: uuid.UUID, role: TeamRole) -> dict[st
     return {"team_id": str(team_id), "user_id": str(user_id), "role": TeamRole(role).value}
 
 
-def _by_team(items: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def _by_team(items: list[Change]) -> dict[str, list[Change]]:
     """Items grouped by team, case-insensitively, under the first spelling met."""
     names: dict[str, str] = {}
-    grouped: dict[str, list[dict[str, Any]]] = {}
+    grouped: dict[str, list[Change]] = {}
     for item in items:
-        name = names.setdefault(item["team"].strip().lower(), item["team"])
+        name = names.setdefault(item.team.strip().lower(), item.team)
         grouped.setdefault(name, []).append(item)
     return grouped
 
 
-def _chunks(items: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+def _chunks(items: list[Change]) -> Iterator[list[Change]]:
     for start in range(0, len(items), BATCH):
         yield items[start : start + BATCH]

@@ -25,6 +25,7 @@ from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from connectors.ldap.plan import Create
 from models.actions.users import validate_email, validate_name
 from models.actor import Actor
 from models.base import utcnow
@@ -95,11 +96,11 @@ class PeopleImport:
         self.removed: set[str] = set()  # users taken back, as their events name them
         self.errors: list[dict[str, Any]] = []
 
-    def add(self, items: list[dict[str, Any]]) -> None:
+    def add(self, items: list[Create]) -> None:
         """Create the people of one batch, skipping (and reporting) those that no longer fit."""
         self.write(self.prepare(items))
 
-    def prepare(self, items: list[dict[str, Any]]) -> list[Rows]:
+    def prepare(self, items: list[Create]) -> list[Rows]:
         """The checks and the rows of one batch, ready to write (no database work)."""
         users: list[tuple[str, ...]] = []
         dated: list[tuple[str, ...]] = []  # people whose directory entry says access ends
@@ -112,26 +113,24 @@ class PeopleImport:
                 continue
             email, name, key, role = row
             user_id = next(ids)
-            if item.get("access_ends_at"):
+            if item.access_ends_at:
                 dated.append((user_id, name, email, key, role, self._moment(item)))
             else:
                 users.append((user_id, name, email, key, role))
             # what json.dumps({"dn": dn}) gives, without its per-call setup
-            attributes = f'{{"dn": {encode_basestring_ascii(item["dn"])}}}'
-            if item.get("access_ends_at"):
-                attributes = json.dumps(
-                    {"dn": item["dn"], "access_ends_at": item["access_ends_at"]}
-                )
-            links.append((next(ids), user_id, item["external_id"], attributes))
+            attributes = f'{{"dn": {encode_basestring_ascii(item.dn)}}}'
+            if item.access_ends_at:
+                attributes = json.dumps({"dn": item.dn, "access_ends_at": item.access_ends_at})
+            links.append((next(ids), user_id, item.external_id, attributes))
             snapshot = {
                 "id": dashed(user_id),
-                "external_id": item["external_id"],
+                "external_id": item.external_id,
                 "name": name,
                 "email": email,
                 "role": role,
             }
-            if item.get("access_ends_at"):
-                snapshot["access_ends_at"] = item["access_ends_at"]
+            if item.access_ends_at:
+                snapshot["access_ends_at"] = item.access_ends_at
             snapshots.append(snapshot)
         if not users and not dated:
             return []
@@ -179,9 +178,9 @@ class PeopleImport:
             ),
         ]
 
-    def _moment(self, item: dict[str, Any]) -> str:
+    def _moment(self, item: Create) -> str:
         """The directory's end date as this database stores it (the text of a row)."""
-        moment = datetime.fromisoformat(item["access_ends_at"])
+        moment = datetime.fromisoformat(item.access_ends_at)
         column = table_of(User).c.access_ends_at.type.dialect_impl(self.dialect)
         process = column.bind_processor(self.dialect)
         return str(process(moment)) if process is not None else moment.isoformat()
@@ -199,18 +198,18 @@ class PeopleImport:
             "users": snapshots,
         }
 
-    def _checked(self, item: dict[str, Any]) -> tuple[str, str, str, str] | None:
+    def _checked(self, item: Create) -> tuple[str, str, str, str] | None:
         """Email, name, email key and role of a person to create, or None (an error noted)."""
-        if item["external_id"] in self.existing.linked:
+        if item.external_id in self.existing.linked:
             return None
-        key = email_key(item["email"])
+        key = email_key(item.email)
         if key in self.existing.emails:
-            self._error(item, f"{item['email']} exists already")
+            self._error(item, f"{item.email} exists already")
             return None
-        role = item.get("role") or Role.USER.value
+        role = item.role or Role.USER.value
         try:
-            email = validate_email(item["email"])
-            name = validate_name(item["name"])
+            email = validate_email(item.email)
+            name = validate_name(item.name)
             if role not in _ROLES:
                 raise InvalidInput(f"{role!r} is not an organisation role", field="role")
         except DomainError as exc:
@@ -221,8 +220,8 @@ class PeopleImport:
         # it anyway. Holding 100,000 more keys here cost 15 MB.
         return email, name, key, role
 
-    def _error(self, item: dict[str, Any], message: str) -> None:
-        self.errors.append({"external_id": item["external_id"], "message": message})
+    def _error(self, item: Create, message: str) -> None:
+        self.errors.append({"external_id": item.external_id, "message": message})
 
     def withdraw(self, external_ids: list[str]) -> None:
         """Undo the creation of people the plan no longer creates (a later duplicate email).
@@ -257,19 +256,19 @@ class PeopleImport:
             found.update({row.user_id: row.external_id for row in rows})
         return found
 
-    def finish(self, creates: list[dict[str, Any]]) -> int:
+    def finish(self, creates: list[Create]) -> int:
         """Roles the plan gave after the insert (from groups), stale events; the count."""
         roles = self._apply_later_roles(creates)
         if roles or self.removed:
             self._rewrite_events(roles)
         return self.created
 
-    def _apply_later_roles(self, creates: list[dict[str, Any]]) -> dict[str, str]:
+    def _apply_later_roles(self, creates: list[Create]) -> dict[str, str]:
         """Set the roles that differ from the inserted ones; user id -> role."""
         wanted = {
-            item["external_id"]: item["role"]
+            item.external_id: item.role
             for item in creates
-            if item.get("role") in _ROLES and item["role"] != Role.USER.value
+            if item.role in _ROLES and item.role != Role.USER.value
         }
         wanted = {ext: role for ext, role in wanted.items() if ext not in self.existing.linked}
         changed: dict[str, str] = {}

@@ -28,11 +28,11 @@ from connectors.ldap.mapping import (
     map_person,
     normalize_dn,
 )
+from connectors.ldap.plan import Plan
 from connectors.ldap.reconcile import (
     CreateListener,
     Known,
     MembershipState,
-    Plan,
     Reconciler,
     Unlinked,
 )

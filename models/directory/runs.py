@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.ldap.reconcile import Plan
+from connectors.ldap.plan import Plan
 from models import audit
 from models.actor import Actor
 from models.base import utcnow

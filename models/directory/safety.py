@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from connectors.ldap.reconcile import Plan
+from connectors.ldap.plan import Plan
 from models.entities import DirectoryConnector, IdentityLink, TeamMembership, User
 from models.enums import Role, Source
 from models.errors import InvalidInput
@@ -84,10 +84,10 @@ def held_reason(session: Session, *, connector: DirectoryConnector, plan: Plan) 
     if plan.emptied:
         return "; ".join(plan.emptied) + " (treated like an empty directory)"
     thresholds = policy_of(connector).thresholds
-    demotions = sum(1 for item in plan.roles if item.get("demotion"))
+    demotions = plan.demotions
     # A retired team's memberships go with the team, on an admin's change of the mapping.
-    retired = {item["team"].lower() for item in plan.team_retires}
-    removals = sum(1 for item in plan.team_removes if item["team"].lower() not in retired)
+    retired = {item.team.lower() for item in plan.team_retires}
+    removals = sum(1 for item in plan.team_removes if item.team.lower() not in retired)
     changes = {
         "revoke": (len(plan.revokes), "revokes", "users", "linked users"),
         "team_remove": (

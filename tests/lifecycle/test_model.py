@@ -31,7 +31,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select
 
-from connectors.ldap.reconcile import Plan
+from connectors.ldap.plan import Plan, Reactivate, Revoke
 from connectors.scim.fields import ScimEmailValue, ScimUserFields
 from models import key_scope
 from models.actions import idp_events, lifecycle, mass_change
@@ -223,9 +223,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         ref = {"user_id": str(person.user_id), "external_id": person.ldap_id, "email": person.email}
         plan = Plan(kind="full")
         if active:
-            plan.reactivates.append(ref)
+            plan.reactivates.append(Reactivate(**ref))
         else:
-            plan.revokes.append({**ref, "reason": "disabled in the directory"})
+            plan.revokes.append(Revoke(**ref, reason="disabled in the directory"))
         applied = apply_directory_plan(
             self.session, connector=self.connector, plan=plan, actor=LDAP
         )
