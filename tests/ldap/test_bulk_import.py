@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from connectors.ldap.client import DirectoryClient
 from connectors.ldap.errors import DirectoryUnavailable
+from connectors.ldap.plan import Create
 from models.directory.approvals import approve_run
 from models.directory.people_import import PeopleImport
 from models.directory.runs import ldap_actor
@@ -189,13 +190,13 @@ def test_values_that_copy_must_escape_arrive_intact(session, sessions, make_conn
     people = PeopleImport(
         session, organisation=organisation, connector=connector, actor=ldap_actor(connector)
     )
-    odd = {
-        "external_id": "id\\with\ttab\nand newline",
-        "dn": "uid=o\\2c neil\t,ou=x",
-        "email": "odd@example.org",
-        "name": "Back\\slash Name",
-    }
-    plain = {"external_id": "plain", "dn": "uid=p", "email": "p@example.org", "name": "P"}
+    odd = Create(
+        external_id="id\\with\ttab\nand newline",
+        dn="uid=o\\2c neil\t,ou=x",
+        email="odd@example.org",
+        name="Back\\slash Name",
+    )
+    plain = Create(external_id="plain", dn="uid=p", email="p@example.org", name="P")
     people.add([odd, plain])
     assert people.finish([odd, plain]) == 2
     session.commit()
@@ -203,11 +204,11 @@ def test_values_that_copy_must_escape_arrive_intact(session, sessions, make_conn
         link = s.scalar(
             select(IdentityLink).where(
                 IdentityLink.connector_id == connector.id,
-                IdentityLink.external_id == odd["external_id"],
+                IdentityLink.external_id == odd.external_id,
             )
         )
         assert link is not None and link.source is Source.LDAP
-        assert link.attributes == {"dn": odd["dn"]}
-        assert link.user.name == odd["name"] and link.user.email == odd["email"]
+        assert link.attributes == {"dn": odd.dn}
+        assert link.user.name == odd.name and link.user.email == odd.email
         assert link.user.status is UserStatus.ACTIVE and link.user.role is Role.USER
         s.rollback()
