@@ -25,6 +25,7 @@ from models.entities import Team, User
 from models.enums import DeletedTeamKeyPolicy, HookKind, KeyPolicy, ReviewCause, ReviewStatus
 from models.errors import InvalidInput, NotFound
 from models.queries.reviews import (
+    MAX_PAGE,
     ReviewFilter,
     finding_view,
     list_reviews,
@@ -170,11 +171,28 @@ def reviews_list(org_slug: str, status: str | None, cause: str | None, as_json: 
 @reviews.command("show")
 @ORG_OPTION
 @click.argument("review_id")
+@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=MAX_PAGE, show_default=True)
+@click.option("--cursor", default=None, help="The next page: after this finding id.")
+@click.option("--before", default=None, help="The previous page: before this finding id.")
 @JSON_OPTION
-def reviews_show(org_slug: str, review_id: str, as_json: bool) -> None:
-    """One review and each of its findings."""
+def reviews_show(
+    org_slug: str,
+    review_id: str,
+    limit: int,
+    cursor: str | None,
+    before: str | None,
+    as_json: bool,
+) -> None:
+    """One review and a page of its findings (open, most severe first), as the API pages them."""
     with unit_of_work() as session:
-        data = review_detail(session, _viewer(session, org_slug), _uuid(review_id, "review id"))
+        data = review_detail(
+            session,
+            _viewer(session, org_slug),
+            _uuid(review_id, "review id"),
+            limit=limit,
+            after=_uuid(cursor, "cursor") if cursor else None,
+            before=_uuid(before, "before") if before else None,
+        )
     text = "\n".join(
         [f"review {data['id']} ({data['status']}, {data['cause']}) for {_subject(data)}"]
         + [
@@ -182,8 +200,19 @@ def reviews_show(org_slug: str, review_id: str, as_json: bool) -> None:
             f"{f['subject_name']}: {f['action']}{' (done)' if f['action_taken'] else ''}"
             for f in data["findings"]
         ]
+        + _pages_text(data)
     )
     emit(data, as_json=as_json, text=text)
+
+
+def _pages_text(data: dict[str, Any]) -> list[str]:
+    """How to reach the pages either side of this one."""
+    lines = []
+    if data["findings_previous_cursor"]:
+        lines.append(f"previous page: --before {data['findings_previous_cursor']}")
+    if data["findings_next_cursor"]:
+        lines.append(f"next page: --cursor {data['findings_next_cursor']}")
+    return lines
 
 
 def _subject(review: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from models.actions.access_end import ENDING
 from models.entities import Budget, Quota, User, VirtualApiKey
 from models.enums import KeyType, OwnerType
 
-MAX_LISTED = 500
+PAGE = 500  # people per page
 
 
 @dataclass(frozen=True)
@@ -45,26 +45,36 @@ class Departure:
         }
 
 
+@dataclass(frozen=True)
+class DeparturesPage:
+    departures: list[Departure]
+    total: int  # everyone this viewer may see leaving within the days
+    offset: int
+
+
 def upcoming_departures(
-    session: Session, viewer: Viewer, *, now: datetime, days: int = 30
-) -> list[Departure]:
-    """People this viewer may see whose access ends within `days`, soonest first (a range of
-    the end-date index)."""
+    session: Session,
+    viewer: Viewer,
+    *,
+    now: datetime,
+    days: int = 30,
+    limit: int = PAGE,
+    offset: int = 0,
+) -> DeparturesPage:
+    """A page of the people this viewer may see whose access ends within `days`, soonest
+    first (a range of the end-date index), and how many there are in all."""
+    leaving = _leaving(viewer, now, days)
+    total = session.scalar(select(func.count()).select_from(User).where(*leaving)) or 0
     people = session.scalars(
         select(User)
-        .where(
-            visible_users(viewer),
-            User.status.in_(ENDING),
-            User.access_ends_at.is_not(None),
-            User.access_ends_at > now,
-            User.access_ends_at <= now + timedelta(days=days),
-        )
-        .order_by(User.access_ends_at, User.email_key)
-        .limit(MAX_LISTED)
+        .where(*leaving)
+        .order_by(User.access_ends_at, User.email_key, User.id)
+        .offset(offset)
+        .limit(max(1, min(limit, PAGE)))
     ).all()
     ids = [person.id for person in people]
     own, created, owned = _own_keys(session, ids), _created_keys(session, ids), _owned(session, ids)
-    return [
+    departures = [
         Departure(
             user_id=person.id,
             email=person.email,
@@ -79,6 +89,17 @@ def upcoming_departures(
         for person in people
         if person.access_ends_at is not None
     ]
+    return DeparturesPage(departures=departures, total=int(total), offset=offset)
+
+
+def _leaving(viewer: Viewer, now: datetime, days: int) -> tuple[Any, ...]:
+    return (
+        visible_users(viewer),
+        User.status.in_(ENDING),
+        User.access_ends_at.is_not(None),
+        User.access_ends_at > now,
+        User.access_ends_at <= now + timedelta(days=days),
+    )
 
 
 def _own_keys(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:

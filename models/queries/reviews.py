@@ -192,20 +192,22 @@ def review_detail(
     *,
     limit: int = MAX_PAGE,
     after: uuid.UUID | None = None,
+    before: uuid.UUID | None = None,
 ) -> dict[str, Any]:
     """The review and a page of its findings (open first, most severe first); a campaign's
     review can hold 100,000."""
     review = visible_review(session, viewer, review_id)
     user = session.get(User, review.user_id) if review.user_id else None
-    findings, cursor = findings_page(session, review, limit=limit, after=after)
+    page = findings_page(session, review, limit=limit, after=after, before=before)
     counts = _finding_counts(session, [review.id]).get(review.id, {})
     return {
         **review_summary(review, user, counts),
         "context": review.context,
         "revocation": _revocation_view(session, review.revocation_id),
         "finding_counts": counts,
-        "findings": [finding_view(finding) for finding in findings],
-        "findings_next_cursor": cursor,
+        "findings": [finding_view(finding) for finding in page.findings],
+        "findings_next_cursor": page.next_cursor,
+        "findings_previous_cursor": page.previous_cursor,
         "alerted": [
             {
                 "event": d["event"],
@@ -246,23 +248,59 @@ def _finding_order() -> tuple[Any, ...]:
     return (closed, rank, ReviewFinding.kind, ReviewFinding.id)
 
 
+@dataclass(frozen=True)
+class FindingsPage:
+    """A page of a review's findings and the cursors either side of it (None: no more)."""
+
+    findings: list[ReviewFinding]
+    next_cursor: str | None
+    previous_cursor: str | None
+
+
 def findings_page(
-    session: Session, review: RevocationReview, *, limit: int, after: uuid.UUID | None
-) -> tuple[list[ReviewFinding], str | None]:
-    """A page of the review's findings; the cursor is the page's last finding id."""
+    session: Session,
+    review: RevocationReview,
+    *,
+    limit: int,
+    after: uuid.UUID | None,
+    before: uuid.UUID | None = None,
+) -> FindingsPage:
+    """A page of the review's findings: those after the `after` finding (the next page), or
+    those just before the `before` finding (the previous page); a cursor is a finding id."""
+    if after is not None and before is not None:
+        raise InvalidInput("give cursor or before, not both", field="before")
     order = _finding_order()
-    query = select(ReviewFinding).where(ReviewFinding.review_id == review.id)
-    if after is not None:
-        anchor = session.execute(
-            select(*order).where(ReviewFinding.review_id == review.id, ReviewFinding.id == after)
-        ).one_or_none()
-        if anchor is None:
-            raise InvalidInput("cursor is not a finding of this review", field="cursor")
-        query = query.where(tuple_(*order) > tuple_(*[literal(v) for v in anchor]))
     limit = max(1, min(limit, MAX_PAGE))
-    rows = session.scalars(query.order_by(*order).limit(limit + 1)).all()
-    cursor = str(rows[limit - 1].id) if len(rows) > limit else None
-    return list(rows[:limit]), cursor
+    query = select(ReviewFinding).where(ReviewFinding.review_id == review.id)
+    anchor = _cursor_position(session, review, order, after or before)
+    if before is None:
+        if anchor is not None:
+            query = query.where(tuple_(*order) > anchor)
+        rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
+        page, more_after, more_before = rows[:limit], len(rows) > limit, after is not None
+    else:
+        query = query.where(tuple_(*order) < anchor)
+        rows = list(session.scalars(query.order_by(*(o.desc() for o in order)).limit(limit + 1)))
+        page, more_after, more_before = rows[:limit][::-1], True, len(rows) > limit
+    return FindingsPage(
+        findings=page,
+        next_cursor=str(page[-1].id) if page and more_after else None,
+        previous_cursor=str(page[0].id) if page and more_before else None,
+    )
+
+
+def _cursor_position(
+    session: Session, review: RevocationReview, order: tuple[Any, ...], cursor: uuid.UUID | None
+) -> Any:
+    """Where the cursor's finding sits in the findings' order (None: no cursor)."""
+    if cursor is None:
+        return None
+    position = session.execute(
+        select(*order).where(ReviewFinding.review_id == review.id, ReviewFinding.id == cursor)
+    ).one_or_none()
+    if position is None:
+        raise InvalidInput("cursor is not a finding of this review", field="cursor")
+    return tuple_(*[literal(v) for v in position])
 
 
 def review_summary(

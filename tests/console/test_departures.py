@@ -5,7 +5,9 @@ critical axe-core violation."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from html import unescape
 
 import pytest
 
@@ -92,3 +94,20 @@ def test_departures_page_in_a_browser(app, org, leaving, chromium):
             page.click("#departures >> text=mia@acme.example")
         assert page.url.endswith(f"/console/people/{org.member.id}")
         context.close()
+
+
+def test_the_departures_page_is_paged(client, org, leaving):
+    sign_in(client, org.admin_token)
+    first = client.get("/console/departures?limit=1").get_data(as_text=True)
+    assert "mia@acme.example" in first and "otto@acme.example" not in first
+    assert "2 people leave within 30 days (showing 1 to 1)" in first
+    assert 'id="departures-previous"' not in first
+    link = re.search(r'id="departures-next" rel="next" href="([^"]+)"', first)
+    assert link is not None
+    second = client.get(unescape(link.group(1))).get_data(as_text=True)
+    assert "otto@acme.example" in second and "mia@acme.example" not in second
+    assert 'id="departures-next"' not in second
+    back = re.search(r'id="departures-previous" rel="prev" href="([^"]+)"', second)
+    assert back is not None
+    assert "mia@acme.example" in client.get(unescape(back.group(1))).get_data(as_text=True)
+    assert client.get("/console/departures?limit=501").status_code == 400

@@ -3,7 +3,9 @@ actions audited as the signed-in person, and bad input answered on the page."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from html import unescape
 
 import pytest
 from sqlalchemy import select
@@ -193,3 +195,35 @@ def test_deliveries_page_and_reprocess_an_event_delivery(client, org, session, s
         assert (event.before["status"], event.after["status"]) == (FAILED, RECEIVED)
     sign_in(client, org.manager_token)
     assert client.get("/console/deliveries").status_code == 403
+
+
+def test_a_review_page_links_to_the_next_and_previous_findings(client, org, session):
+    for _ in range(4):
+        f.make_key(session, org.org, owner=org.member)
+    session.flush()
+    review = _review_of(session, org.member)
+    every = {str(finding.id) for finding in review.findings}
+    assert len(every) >= 4
+    sign_in(client, org.admin_token)
+
+    seen: list[str] = []
+    url = f"/console/reviews/{review.id}?limit=2"
+    first = client.get(url).get_data(as_text=True)
+    assert 'id="findings-previous"' not in first
+    html = first
+    while True:
+        seen += [i for i in every if f'id="finding-{i}"' in html]
+        link = re.search(r'id="findings-next" rel="next" href="([^"]+)"', html)
+        if link is None:
+            break
+        html = client.get(unescape(link.group(1))).get_data(as_text=True)
+    assert sorted(seen) == sorted(every)  # every finding reachable, each on one page
+    second = client.get(
+        unescape(re.search(r'id="findings-next" rel="next" href="([^"]+)"', first).group(1))
+    ).get_data(as_text=True)
+    back = re.search(r'id="findings-previous" rel="prev" href="([^"]+)"', second)
+    assert back is not None and "limit=2" in back.group(1)
+    again = client.get(unescape(back.group(1))).get_data(as_text=True)
+    assert [i for i in every if f'id="finding-{i}"' in again] == [
+        i for i in every if f'id="finding-{i}"' in first
+    ]

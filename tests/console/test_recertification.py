@@ -6,7 +6,9 @@ tests/console/test_browser.py for where)."""
 
 from __future__ import annotations
 
+import re
 import uuid
+from html import unescape
 
 import pytest
 from sqlalchemy import select
@@ -120,3 +122,28 @@ def test_the_campaign_page_in_a_browser(app, session, sessions, campaign, chromi
 def _look(page, name: str) -> None:
     page.screenshot(path=str(screenshot_dir() / f"{name}.png"), full_page=True)
     assert accessibility_violations(page) == [], name
+
+
+def test_the_campaign_page_links_to_the_next_and_previous_findings(client, session, campaign):
+    _, campaign_id, tokens = campaign
+    session.rollback()  # SQLite: let the app take the write lock
+    sign_in(client, tokens["admin"])
+    base = f"/console/recertification/{campaign_id}"
+
+    first = client.get(f"{base}?limit=3").get_data(as_text=True)
+    assert first.count('class="finding state-open"') == 3
+    assert "Showing 1 to 3 of the 4" in first and 'id="findings-previous"' not in first
+    link = re.search(r'id="findings-next" rel="next" href="([^"]+)"', first)
+    assert link is not None
+    second = client.get(unescape(link.group(1))).get_data(as_text=True)
+    assert second.count('class="finding state-open"') == 1 and "Showing 4 to 4 of the 4" in second
+    assert 'id="findings-next"' not in second
+    back = re.search(r'id="findings-previous" rel="prev" href="([^"]+)"', second)
+    assert back is not None
+    assert (
+        client.get(unescape(back.group(1)))
+        .get_data(as_text=True)
+        .count('class="finding state-open"')
+        == 3
+    )
+    assert client.get(f"{base}?offset=-1").status_code == 400

@@ -42,6 +42,24 @@ def test_pages_followed_by_their_cursor_give_every_finding_once_in_order(client,
     assert page["status"] == whole["status"] and page["cause"] == "recertification"
 
 
+def test_the_previous_cursor_pages_back_in_the_same_order(client, review):
+    url, headers = review
+    whole = [f["id"] for f in client.get(url, headers=headers).json["findings"]]
+    first = client.get(url, query_string={"limit": 1}, headers=headers).json
+    assert first["findings_previous_cursor"] is None
+    third = client.get(
+        url, query_string={"limit": 2, "cursor": whole[0]}, headers=headers
+    ).json  # findings 2 and 3
+    assert [f["id"] for f in third["findings"]] == whole[1:3]
+    assert third["findings_previous_cursor"] == whole[1]
+    back = client.get(url, query_string={"limit": 2, "before": whole[3]}, headers=headers).json
+    assert [f["id"] for f in back["findings"]] == whole[1:3]
+    assert back["findings_previous_cursor"] == whole[1] and back["findings_next_cursor"] == whole[2]
+    start = client.get(url, query_string={"limit": 2, "before": whole[1]}, headers=headers).json
+    assert [f["id"] for f in start["findings"]] == whole[:1]
+    assert start["findings_previous_cursor"] is None
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -50,6 +68,8 @@ def test_pages_followed_by_their_cursor_give_every_finding_once_in_order(client,
         {"limit": "ten"},
         {"cursor": "nope"},
         {"cursor": "00000000-0000-0000-0000-000000000000"},  # not a finding of this review
+        {"before": "00000000-0000-0000-0000-000000000000"},
+        {"cursor": "00000000-0000-0000-0000-000000000000", "before": "nope"},
     ],
 )
 def test_bad_paging_is_a_400_in_problem_json(client, review, query):

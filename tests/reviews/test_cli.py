@@ -134,3 +134,33 @@ def test_hooks_add_list_rotate_disable_remove(session, run, settings):
     assert run("hooks", "remove", "--org", org, hook["id"]).exit_code == 0
     session.expire_all()
     assert session.scalar(select(func.count(NotificationHook.id))) == 0
+
+
+def test_reviews_show_pages_the_findings_as_the_api_does(session, run):
+    world = build_leaver(session)
+    review = revoke_and_review(session, world.person)
+    every = len(review.findings)
+    assert every >= 5
+    session.commit()
+    org, review_id = world.org.slug, str(review.id)
+
+    def page(*args: str) -> dict:
+        shown = run("reviews", "show", "--org", org, review_id, "--limit", "2", *args, "--json")
+        assert shown.exit_code == 0, shown.output
+        return json.loads(shown.output)
+
+    pages = [page()]
+    while pages[-1]["findings_next_cursor"]:
+        pages.append(page("--cursor", pages[-1]["findings_next_cursor"]))
+    ids = [finding["id"] for shown in pages for finding in shown["findings"]]
+    assert len(ids) == every and len(set(ids)) == every  # each finding once, none left out
+    assert all(len(shown["findings"]) == 2 for shown in pages[:-1])
+    assert pages[0]["findings_previous_cursor"] is None
+    back = page("--before", pages[1]["findings_previous_cursor"])
+    assert [f["id"] for f in back["findings"]] == [f["id"] for f in pages[0]["findings"]]
+    assert back["findings_previous_cursor"] is None and back["findings_next_cursor"]
+
+    text = run("reviews", "show", "--org", org, review_id, "--limit", "2").output
+    assert f"next page: --cursor {pages[0]['findings_next_cursor']}" in text
+    bad = run("reviews", "show", "--org", org, review_id, "--cursor", str(world.person.id))
+    assert bad.exit_code != 0 and "cursor is not a finding of this review" in bad.output

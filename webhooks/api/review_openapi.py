@@ -77,8 +77,18 @@ def register(
             "/reviews/{review_id}": {
                 "get": operation(
                     "A review: a page of its findings (open, most severe first; `limit` up to "
-                    "200, `cursor` = `findings_next_cursor`), revocation, who was alerted",
-                    params=[review, *review_list[-2:]],
+                    "200, `cursor` = `findings_next_cursor` for the next page, `before` = "
+                    "`findings_previous_cursor` for the previous one), revocation, who was "
+                    "alerted",
+                    params=[
+                        review,
+                        *review_list[-2:],
+                        {
+                            "name": "before",
+                            "in": "query",
+                            "schema": {"type": "string", "format": "uuid"},
+                        },
+                    ],
                     errors=(400, 401, 403, 404),
                 )
             },

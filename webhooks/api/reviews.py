@@ -94,6 +94,7 @@ def show(review_id: uuid.UUID) -> dict[str, Any]:
         review_id,
         limit=int_param("limit", MAX_PAGE, low=1, high=MAX_PAGE),
         after=uuid_param("cursor"),
+        before=uuid_param("before"),
     )
 
 

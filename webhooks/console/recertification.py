@@ -12,7 +12,7 @@ from models.actions import recertification
 from models.enums import FindingState
 from models.queries import recertification as queries
 from webhooks.api.recertification_schemas import DecideRecertification
-from webhooks.console.web import bp, done, form_body, page, signed_in
+from webhooks.console.web import bp, done, form_body, offset_page, page, pager, signed_in
 from webhooks.context import db_session
 
 LISTED = 50
@@ -34,15 +34,22 @@ def recertification_campaigns() -> Response:
 
 @bp.get("/recertification/<uuid:campaign_id>")
 def recertification_campaign(campaign_id: uuid.UUID) -> Response:
+    offset, limit = offset_page(default_limit=FINDINGS)
     detail = queries.campaign_detail(
         db_session(),
         signed_in().viewer,
         campaign_id,
         state=FindingState.OPEN,
-        limit=FINDINGS,
-        offset=0,
+        limit=limit,
+        offset=offset,
     )
-    return page("recertification_campaign.html", campaign=detail, recert_notices=NOTICES)
+    total = detail["findings_visible"]
+    return page(
+        "recertification_campaign.html",
+        campaign=detail,
+        recert_notices=NOTICES,
+        pages=pager(offset=offset, limit=limit, total=total, default_limit=FINDINGS),
+    )
 
 
 @bp.post("/recertification/findings/<uuid:finding_id>/decide")

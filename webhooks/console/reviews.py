@@ -18,6 +18,7 @@ from models.actor import Actor
 from models.entities import ReviewFinding
 from models.enums import ReviewStatus
 from models.queries.reviews import (
+    MAX_PAGE,
     ReviewFilter,
     list_reviews,
     reassignment_candidates,
@@ -26,7 +27,7 @@ from models.queries.reviews import (
     visible_finding,
     visible_review,
 )
-from webhooks.api.params import enum_param, uuid_param
+from webhooks.api.params import enum_param, int_param, uuid_param
 from webhooks.api.review_schemas import DecideFinding, ReassignFinding
 from webhooks.console.web import bp, done, form_body, page, signed_in
 from webhooks.context import db_session
@@ -49,10 +50,20 @@ def review(review_id: uuid.UUID) -> Response:
     viewer = signed_in().viewer
     session = db_session()
     users, teams = reassignment_candidates(session, viewer)
+    limit = int_param("limit", MAX_PAGE, low=1, high=MAX_PAGE)
+    detail = review_detail(
+        session,
+        viewer,
+        review_id,
+        limit=limit,
+        after=uuid_param("cursor"),
+        before=uuid_param("before"),
+    )
     return page(
         "review.html",
-        review=review_detail(session, viewer, review_id),
+        review=detail,
         candidates={"users": users, "teams": teams},
+        limit=None if limit == MAX_PAGE else limit,
     )
 
 

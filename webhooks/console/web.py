@@ -27,6 +27,7 @@ from models.access import Viewer
 from models.actions.console_sessions import ConsoleSession, console_actor, session_viewer
 from models.actor import Actor
 from models.errors import DomainError, Forbidden
+from webhooks.api.params import int_param
 from webhooks.context import db_session, settings
 from webhooks.errors import register_protocol_renderer, status_of
 from webhooks.html_pages import SECURITY_HEADERS
@@ -250,3 +251,23 @@ def _back_link() -> str:
 
 
 register_protocol_renderer(PREFIX, render_error)
+
+
+MAX_OFFSET = 10_000_000  # past any real list; the API's bound
+
+
+def offset_page(*, default_limit: int) -> tuple[int, int]:
+    """The `offset` and `limit` of a paged console list (at most `default_limit` a page)."""
+    limit = int_param("limit", default_limit, low=1, high=default_limit)
+    return int_param("offset", 0, low=0, high=MAX_OFFSET), limit
+
+
+def pager(*, offset: int, limit: int, total: int, default_limit: int) -> dict[str, int | None]:
+    """The offsets of the pages either side of this one (None: none that way); the links carry
+    `limit` only when it is not the default."""
+    return {
+        "offset": offset,
+        "limit": None if limit == default_limit else limit,
+        "previous": max(0, offset - limit) if offset > 0 else None,
+        "next": offset + limit if offset + limit < total else None,
+    }
