@@ -201,8 +201,12 @@ def _user(session: Session, ctx: Context, scim_id: str, *, for_update: bool = Fa
 
 
 def _render_users(session: Session, ctx: Context, users: Any) -> list[dict[str, Any]]:
-    """Whole resources (their version covers every attribute); projections come after."""
-    attribute = _end_attribute(session, ctx)
+    """Whole resources (their version covers every attribute); projections come after.
+    The organisation's end-date attribute is read only when someone shown has an end date:
+    most reads show none, and it would cost a round trip per request."""
+    users = list(users)
+    ending = any(u.user.access_ends_at is not None for u in users)
+    attribute = _end_attribute(session, ctx) if ending else casting.ACCESS_END_ATTRIBUTE
     return [scim_documents.user_to_scim(u, _group_refs(u), ctx.base_url, attribute) for u in users]
 
 

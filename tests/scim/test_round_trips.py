@@ -1,0 +1,87 @@
+"""What a SCIM read costs the database: a user read by id, by an `eq` filter or in a page is
+one query once the token is remembered (the organisation's end-date attribute is read
+only for someone who has an end date)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from models.actions import scim as scim_actions
+from models.entities import Organisation, ScimUser, User
+from tests.scim.conftest import ScimClient
+from tests.support import factories
+from webhooks.context import app_state
+
+CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
+HR = "urn:example:params:scim:schemas:extension:hr:2.0:User"
+
+
+@contextmanager
+def statements(app: Flask) -> Iterator[list[str]]:
+    """The queries this thread sends through the app's engine meanwhile (transaction
+    control left out: SQLite's reads begin a transaction of their own, see models.db)."""
+    with app.app_context():
+        engine = app_state().engine
+    seen: list[str] = []
+    me = threading.get_ident()
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if threading.get_ident() == me and not statement.startswith(CONTROL):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def _create(scim: ScimClient, n: int) -> str:
+    email = f"lee{n}@example.com"
+    made = scim.post("/Users", {"userName": email, "emails": [{"value": email}]})
+    assert made.status_code == 201, made.json
+    return str(made.json["id"])
+
+
+def test_user_reads_are_one_query_each(scim: ScimClient, app: Flask) -> None:
+    scim_id = _create(scim, 1)
+    _create(scim, 2)
+    reads = [
+        f"/Users/{scim_id}",
+        '/Users?filter=userName eq "lee1@example.com"',
+        '/Users?filter=externalId eq "none"',
+        "/Users?startIndex=1&count=100",
+    ]
+    assert scim.get(reads[0]).status_code == 200  # the token is remembered from here on
+    for path in reads:
+        with statements(app) as seen:
+            answer = scim.get(path)
+        assert answer.status_code == 200, answer.json
+        assert len(seen) == 1, (path, seen)
+
+
+def test_an_end_date_is_shown_under_the_organisation_attribute(
+    scim: ScimClient, session: Session, org: Organisation
+) -> None:
+    scim_actions.set_access_end_attribute(
+        session, organisation=org, attribute=f"{HR}:lastDay", actor=factories.SETUP
+    )
+    session.commit()
+    scim_id = _create(scim, 3)
+    scim_user = session.get_one(ScimUser, uuid.UUID(scim_id))
+    session.get_one(User, scim_user.user_id).access_ends_at = datetime(2027, 1, 31, 17, tzinfo=UTC)
+    session.commit()
+    for answer in (
+        scim.get(f"/Users/{scim_id}").json,
+        scim.get('/Users?filter=userName eq "lee3@example.com"').json["Resources"][0],
+    ):
+        assert answer[HR] == {"lastDay": "2027-01-31T17:00:00.000Z"}
