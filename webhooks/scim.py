@@ -94,9 +94,7 @@ def create_user() -> Response:
 
 @bp.get("/Users/<scim_id>")
 def get_user(scim_id: str) -> Response:
-    session = db_session()
-    kind = provider.user_kind(session, g.scim)
-    return resource(provider.get_user(session, g.scim, scim_id), kind)
+    return resource(*provider.get_user(db_session(), g.scim, scim_id))
 
 
 @bp.put("/Users/<scim_id>")

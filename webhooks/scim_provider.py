@@ -112,8 +112,11 @@ def list_users(session: Session, ctx: Context, listing: Listing) -> dict[str, An
     return _list(documents, page, listing.projection, user_kind(session, ctx))
 
 
-def get_user(session: Session, ctx: Context, scim_id: str) -> dict[str, Any]:
-    return user_document(session, ctx, _user(session, ctx, scim_id))
+def get_user(session: Session, ctx: Context, scim_id: str) -> tuple[dict[str, Any], ResourceKind]:
+    """The user's document and the User resource type it is projected by. Both come while
+    the user is held: the organisation loaded with it stays in the session only as long."""
+    scim_user = _user(session, ctx, scim_id)
+    return user_document(session, ctx, scim_user), user_kind(session, ctx)
 
 
 def search_all(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
@@ -201,17 +204,14 @@ def _user(session: Session, ctx: Context, scim_id: str, *, for_update: bool = Fa
 
 
 def _render_users(session: Session, ctx: Context, users: Any) -> list[dict[str, Any]]:
-    """Whole resources (their version covers every attribute); projections come after.
-    The organisation's end-date attribute is read only when someone shown has an end date:
-    most reads show none, and it would cost a round trip per request."""
-    users = list(users)
-    ending = any(u.user.access_ends_at is not None for u in users)
-    attribute = _end_attribute(session, ctx) if ending else casting.ACCESS_END_ATTRIBUTE
+    """Whole resources (their version covers every attribute); projections come after."""
+    attribute = _end_attribute(session, ctx)
     return [scim_documents.user_to_scim(u, _group_refs(u), ctx.base_url, attribute) for u in users]
 
 
 def _end_attribute(session: Session, ctx: Context) -> str:
-    """The attribute this organisation's IdP sends a person's access end date in."""
+    """The attribute this organisation's IdP sends a person's access end date in. User reads
+    load the organisation with the users (models.queries.scim), so it is no query there."""
     return session.get_one(Organisation, ctx.organisation_id).settings.scim_access_end_attribute
 
 

@@ -57,11 +57,16 @@ def get_scim_user(
     key = _uuid(scim_id, "user")
     if for_update:
         _lock(session, ScimUser, key, organisation_id)
-    # One round trip: the user, emails and groups joined (a SCIM answer shows all three).
+    # One round trip: the user, emails and groups joined (a SCIM answer shows all three),
+    # and the organisation with its settings (the answer follows its end-date attribute).
     found = session.get(
         ScimUser,
         key,
-        options=[joinedload(ScimUser.emails), joinedload(ScimUser.groups)],
+        options=[
+            joinedload(ScimUser.emails),
+            joinedload(ScimUser.groups),
+            joinedload(ScimUser.organisation),
+        ],
         populate_existing=for_update,
     )
     if found is None or found.organisation_id != organisation_id:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, and_
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -13,6 +13,9 @@ from models.entities.team import Team, TeamMembership
 from models.entities.types import enum_column
 from models.entities.user import User
 from models.enums import Role, Source
+
+if TYPE_CHECKING:
+    from models.entities.organisation import Organisation
 
 
 class ScimUser(Timestamped, Base):
@@ -50,6 +53,9 @@ class ScimUser(Timestamped, Base):
     held_inactive: Mapped[bool] = mapped_column(default=False)
 
     user: Mapped[User] = relationship(lazy="joined")
+    # Read-only; SCIM reads load it with the user (joinedload) because every answer needs
+    # the organisation's settings (its end-date attribute), without a query of their own.
+    organisation: Mapped[Organisation] = relationship(viewonly=True)
     emails: Mapped[list[ScimEmail]] = relationship(
         back_populates="scim_user",
         cascade="all, delete-orphan",

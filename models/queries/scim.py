@@ -308,6 +308,7 @@ def search_users(session: Session, organisation_id: uuid.UUID, search: Search) -
             contains_eager(ScimUser.user),
             joinedload(ScimUser.emails),
             joinedload(ScimUser.groups),
+            joinedload(ScimUser.organisation),  # its settings shape the answer
         )
         .where(ScimUser.organisation_id == organisation_id)
     )
