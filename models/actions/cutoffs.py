@@ -10,6 +10,12 @@ called after (a budget's command needs no gateway). Until then:
 - once it is older than the deadline, an urgent alarm goes to the organisation's admins and
   hooks, once per incident (`raise_alarms`); the incident clears, audited and announced, when
   its last overdue cut-off is acknowledged (`acknowledge`).
+
+Bridged, a revocation ends with a proof (`PROOF`): the gateway asked whether it would still
+accept the key (models/actions/key_proofs.py). The proof is a cut-off of its own, opened when
+the gateway acknowledged the invalidation and done when the gateway answered for the key, with
+the same lease, backoff, reaper and deadline alarm; the functions below take `proof=True` for
+it, and an invalidation's caller never claims, fails or acknowledges a proof (nor the reverse).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from models import audit
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import CutoffIncident, KeyCommand, KeyCutoff, User
+from models.entities.cutoff import PROOF_COMMAND
 from models.enums import Role, UserStatus
 from models.notifications import notify
 
@@ -36,6 +43,7 @@ EVENT_RECOVERED = "cutoff.recovered"
 GATEWAY_ACTOR = Actor.system("gateway")
 MAX_KEYS_IN_PAYLOAD = 100
 CLAIM_BATCH = 500
+PROOF = PROOF_COMMAND
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,11 @@ class Clock:
 
     source: str
     arrived_at: float
+
+
+def _stage(proof: bool) -> ColumnElement[bool]:
+    """The proofs, or the invalidations (and store commands): never mixed by one caller."""
+    return KeyCutoff.command == PROOF if proof else KeyCutoff.command != PROOF
 
 
 def open_cutoffs(
@@ -95,6 +108,24 @@ def open_reinvalidation(
     )
 
 
+def open_proofs(session: Session, *, commands: list[KeyCommand]) -> None:
+    """Start the clock on proving these revocations (their gateway invalidation is done)."""
+    now = utcnow()
+    session.add_all(
+        KeyCutoff(
+            organisation_id=command.organisation_id,
+            key_id=command.key_id,
+            command=PROOF,
+            reason="proof of revocation",
+            via_store=False,
+            command_id=command.id,
+            requested_at=now,
+            next_attempt_at=now,
+        )
+        for command in commands
+    )
+
+
 def claim_due(
     session: Session,
     *,
@@ -102,13 +133,19 @@ def claim_due(
     key_ids: list[uuid.UUID] | None = None,
     now: datetime | None = None,
     via_store: bool = False,
+    proof: bool = False,
     batch: int = CLAIM_BATCH,
 ) -> list[uuid.UUID]:
-    """Keys whose call (gateway; `via_store`: store, then gateway) is due and not in flight,
-    now leased to the caller (who calls)."""
+    """Keys whose call (gateway; `via_store`: store, then gateway; `proof`: the gateway's
+    status of a revoked key) is due and not in flight, now leased to the caller (who calls)."""
     now = now or utcnow()
     free = (KeyCutoff.leased_until.is_(None)) | (KeyCutoff.leased_until < now)
-    pending = (KeyCutoff.acknowledged_at.is_(None), KeyCutoff.via_store.is_(via_store), free)
+    pending = (
+        KeyCutoff.acknowledged_at.is_(None),
+        KeyCutoff.via_store.is_(via_store),
+        _stage(proof),
+        free,
+    )
     candidates = select(KeyCutoff.key_id).where(*pending, KeyCutoff.next_attempt_at <= now)
     if key_ids is not None:
         candidates = candidates.where(KeyCutoff.key_id.in_(key_ids))
@@ -135,12 +172,13 @@ def record_failure(
     retry_base: float,
     retry_max: float,
     now: datetime | None = None,
+    proof: bool = False,
 ) -> None:
     """The gateway did not acknowledge: release the lease and wait before the next attempt."""
     now = now or utcnow()
     rows = session.scalars(
         select(KeyCutoff)
-        .where(KeyCutoff.key_id.in_(key_ids), KeyCutoff.acknowledged_at.is_(None))
+        .where(KeyCutoff.key_id.in_(key_ids), KeyCutoff.acknowledged_at.is_(None), _stage(proof))
         .execution_options(populate_existing=True)  # claim_due changed them behind the ORM
     )
     for cutoff in rows:
@@ -156,7 +194,11 @@ def release(session: Session, *, key_ids: list[uuid.UUID]) -> None:
     if key_ids:
         session.execute(
             update(KeyCutoff)
-            .where(KeyCutoff.key_id.in_(key_ids), KeyCutoff.acknowledged_at.is_(None))
+            .where(
+                KeyCutoff.key_id.in_(key_ids),
+                KeyCutoff.acknowledged_at.is_(None),
+                _stage(proof=False),
+            )
             .values(leased_until=None)
             .execution_options(synchronize_session=False)
         )
@@ -168,6 +210,7 @@ def acknowledge(
     key_ids: list[uuid.UUID],
     called_at: datetime,
     at: datetime,
+    proof: bool = False,
 ) -> list[Clock]:
     """These keys are done as of a call made at `called_at` (the gateway forgot them; for a
     budget, the store settled its command and no gateway is involved): the cut-offs
@@ -182,6 +225,7 @@ def acknowledge(
                 KeyCutoff.key_id.in_(key_ids),
                 KeyCutoff.acknowledged_at.is_(None),
                 KeyCutoff.requested_at <= called_at,
+                _stage(proof),
                 _store_settled(),
             )
             .execution_options(populate_existing=True)
@@ -196,6 +240,19 @@ def acknowledge(
         {Clock(c.source or "unknown", c.arrived_at) for c in rows if c.arrived_at is not None},
         key=lambda clock: clock.arrived_at,
     )
+
+
+def proofs_pending(session: Session, *, key_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """The revocation commands these keys' pending proofs are for (command id -> key id)."""
+    rows = session.execute(
+        select(KeyCutoff.command_id, KeyCutoff.key_id).where(
+            KeyCutoff.key_id.in_(key_ids),
+            KeyCutoff.acknowledged_at.is_(None),
+            _stage(proof=True),
+            KeyCutoff.command_id.is_not(None),
+        )
+    )
+    return {command_id: key_id for command_id, key_id in rows if command_id is not None}
 
 
 def _store_settled() -> ColumnElement[bool]:

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from models import audit, outbox
+from models import audit
 from models.actions import cutoffs
 from models.actions.reviews import (
     note_on_key_findings,
@@ -33,7 +33,6 @@ from models.entities import KeyCommand, KeyCutoff
 from models.enums import BUDGET_COMMANDS, KeyCommandType
 from models.key_changes import STORE_KEY_UNKNOWN, store_facts
 
-TASK_PROVE_KEYS_DEAD = "odock.prove_keys_dead"
 STORE_ACTOR = Actor.system("odock-store")
 # The commands after which the gateway must forget the key (a rotation request changes nothing
 # the gateway caches until Odock rotates the key itself).
@@ -96,11 +95,21 @@ def command_body(command: KeyCommand) -> dict[str, Any]:
     }
 
 
-def record_failed_attempt(session: Session, *, command_id: uuid.UUID, error: str) -> None:
+def record_attempt(session: Session, *, command_id: uuid.UUID) -> None:
+    """A send of this command starts now: counted before the call, as its cut-off's claim is,
+    so a caller killed mid-call still counts (and the store's late answer plans the second
+    gateway invalidation that a re-sent command needs)."""
     session.execute(
         update(KeyCommand)
-        .where(KeyCommand.id == command_id)
-        .values(attempts=KeyCommand.attempts + 1, last_attempt_at=utcnow(), last_error=error[:500])
+        .where(KeyCommand.id == command_id, unsettled())
+        .values(attempts=KeyCommand.attempts + 1, last_attempt_at=utcnow())
+    )
+
+
+def record_failed_attempt(session: Session, *, command_id: uuid.UUID, error: str) -> None:
+    """The attempt (counted by `record_attempt`) failed."""
+    session.execute(
+        update(KeyCommand).where(KeyCommand.id == command_id).values(last_error=error[:500])
     )
 
 
@@ -116,8 +125,7 @@ def record_unknown_keys(session: Session, *, command_ids: list[uuid.UUID]) -> li
         )
     )
     for command in commands:
-        command.attempts += 1
-        command.last_attempt_at = command.abandoned_at = now
+        command.abandoned_at = now  # the attempt was counted when it started
         command.last_error = STORE_KEY_UNKNOWN
         _audit_command(session, command, "api_key.command_abandoned", reason=STORE_KEY_UNKNOWN)
     for command in commands:
@@ -143,8 +151,7 @@ def record_acknowledgements(
     )
     late = []
     for command in commands:
-        command.attempts += 1
-        command.last_attempt_at = command.acknowledged_at = now
+        command.acknowledged_at = now  # the attempt was counted when it started
         command.applied_at = acknowledged[command.id]
         command.last_error = None
         if command.attempts > 1:
@@ -223,6 +230,7 @@ def keys_for_the_gateway(session: Session, *, key_ids: list[uuid.UUID]) -> list[
                 .where(
                     KeyCutoff.key_id.in_(key_ids),
                     KeyCutoff.acknowledged_at.is_(None),
+                    KeyCutoff.command != cutoffs.PROOF,
                     needs_gateway,
                 )
             )
@@ -234,8 +242,8 @@ def record_gateway_invalidation(
     session: Session, *, key_ids: list[uuid.UUID], called_at: datetime
 ) -> list[cutoffs.Clock]:
     """The gateway forgot these keys in a call made at `called_at`: mark their commands the
-    store settled before it, close the cut-offs, ask for proof of the revocations. The
-    time-to-kill clocks of the revocations now complete."""
+    store settled before it, close the cut-offs, and open a proof cut-off for each revocation
+    (models/actions/key_proofs.py). The time-to-kill clocks of the revocations now complete."""
     now = utcnow()
     commands = list(
         session.scalars(
@@ -252,9 +260,7 @@ def record_gateway_invalidation(
     clocks = record_invalidation(
         session, key_ids=key_ids, reason="store acknowledged", at=now, called_at=called_at
     )
-    revokes = [str(c.id) for c in commands if _revokes(c)]
-    if revokes:
-        outbox.enqueue(session, TASK_PROVE_KEYS_DEAD, command_ids=revokes)
+    cutoffs.open_proofs(session, commands=[c for c in commands if _revokes(c)])
     return clocks
 
 

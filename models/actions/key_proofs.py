@@ -1,6 +1,9 @@
 """Proof that a revoked key is dead: the gateway's own answer, signed and kept on the finding.
 
-After the invalidation the gateway is asked whether it would still accept each revoked key.
+After the invalidation the gateway is asked whether it would still accept each revoked key:
+a proof cut-off (models/actions/cutoffs.py, `PROOF`), opened with the gateway's
+acknowledgement and re-driven by the reaper with backoff until the gateway answers for the key;
+one not answered within CUTOFF_DEADLINE raises the cut-off alarm.
 Each answer becomes an entry ("denied at T", or "accepted at T") signed with HMAC-SHA256
 under the secret key, so an auditor can tell a recorded answer from an edited one. A key the
 gateway still accepts opens an urgent finding on the revocation's review and alerts managers
@@ -19,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import audit
+from models.actions import cutoffs
 from models.actions.reviews import (
     KIND_STILL_ACCEPTED,
     Desired,
@@ -30,8 +34,9 @@ from models.actions.reviews import (
     review_of,
 )
 from models.actor import Actor
-from models.entities import KeyCommand, RevocationReview, VirtualApiKey
-from models.enums import ReviewCause, Severity
+from models.base import utcnow
+from models.entities import KeyCommand, KeyCutoff, RevocationReview, VirtualApiKey
+from models.enums import KeyCommandType, ReviewCause, Severity
 
 GATEWAY_ACTOR = Actor.system("odock-gateway-proof")
 
@@ -55,6 +60,67 @@ def proof_is_authentic(secret: str, entry: dict[str, Any]) -> bool:
 def _sign(secret: str, key_id: uuid.UUID, statement: str) -> str:
     message = f"odock-sync key proof|{key_id}|{statement}".encode()
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def record_proofs(
+    session: Session,
+    *,
+    key_ids: list[uuid.UUID],
+    answers: dict[uuid.UUID, tuple[bool, datetime]],
+    asked_at: datetime,
+    error: str,
+    secret: str,
+    retry_base: float,
+    retry_max: float,
+) -> list[uuid.UUID]:
+    """The gateway's answers (key id -> accepted, checked at) to a status call made at
+    `asked_at` for these keys, whose proof cut-offs the caller holds: the answered proofs are
+    kept and done, the others wait for their next attempt (`error` says why). The keys proven."""
+    pending = cutoffs.proofs_pending(session, key_ids=key_ids)
+    answered = {c: k for c, k in pending.items() if k in answers}
+    record_key_status(session, command_ids=sorted(answered), answers=answers, secret=secret)
+    proven = sorted(set(answered.values()))
+    cutoffs.acknowledge(session, key_ids=proven, called_at=asked_at, at=utcnow(), proof=True)
+    unanswered = sorted(set(key_ids) - set(proven))
+    if unanswered:
+        cutoffs.record_failure(
+            session,
+            key_ids=unanswered,
+            error=error,
+            retry_base=retry_base,
+            retry_max=retry_max,
+            proof=True,
+        )
+    return proven
+
+
+def open_missing_proofs(session: Session, *, command_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Proof cut-offs for those of these revocations the gateway invalidated that have neither
+    a proof nor one pending (a message queued before proofs were cut-offs); their keys."""
+    pending_proof = (
+        select(KeyCutoff.id)
+        .where(
+            KeyCutoff.command_id == KeyCommand.id,
+            KeyCutoff.command == cutoffs.PROOF,
+            KeyCutoff.acknowledged_at.is_(None),
+        )
+        .exists()
+    )
+    commands = list(
+        session.scalars(
+            select(KeyCommand)
+            .where(
+                KeyCommand.id.in_(command_ids),
+                KeyCommand.command_type == KeyCommandType.REVOKE,
+                KeyCommand.gateway_invalidated_at.is_not(None),
+                KeyCommand.gateway_checked_at.is_(None),
+                ~pending_proof,
+            )
+            .order_by(KeyCommand.id)
+        )
+    )
+    cutoffs.open_proofs(session, commands=commands)
+    return sorted({command.key_id for command in commands})
 
 
 def record_key_status(

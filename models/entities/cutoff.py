@@ -10,6 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, new_id, utcnow
 
+# The `command` of a cut-off that is a proof of revocation (models/actions/key_proofs.py).
+PROOF_COMMAND = "key.prove"
+
 
 class KeyCutoff(Base):
     """One key's invalidation at the gateway (after the store, when bridged), until acknowledged;

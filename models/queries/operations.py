@@ -24,6 +24,7 @@ from models.entities import (
     ReviewFinding,
     SourceIncident,
 )
+from models.entities.cutoff import PROOF_COMMAND
 from models.enums import ChangeStatus, DeliveryStatus, SyncRunStatus
 from models.source_health import source_statuses
 
@@ -52,13 +53,17 @@ def operational_stats(
             OutboxMessage.completed_at.is_(None), OutboxMessage.available_at <= now
         )
     ).one()
-    # A re-invalidation planned for later is not pending yet.
-    pending = KeyCutoff.acknowledged_at.is_(None) & (KeyCutoff.requested_at <= now)
+    # A re-invalidation planned for later is not pending yet; a proof of revocation (asked
+    # after the invalidation) is no invalidation, though past its deadline it is overdue.
+    unacknowledged = KeyCutoff.acknowledged_at.is_(None) & (KeyCutoff.requested_at <= now)
+    pending = unacknowledged & (KeyCutoff.command != PROOF_COMMAND)
     pending_count, oldest_cutoff = session.execute(
         select(func.count(KeyCutoff.id), func.min(KeyCutoff.requested_at)).where(pending)
     ).one()
     overdue = session.scalar(
-        select(func.count(KeyCutoff.id)).where(pending, KeyCutoff.requested_at <= now - deadline)
+        select(func.count(KeyCutoff.id)).where(
+            unacknowledged, KeyCutoff.requested_at <= now - deadline
+        )
     )
     deliveries = dict(
         session.execute(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from models.entities import AuditEvent, CutoffIncident
+from models.entities import AuditEvent, CutoffIncident, OutboxMessage
 from tests.key_commands.conftest import bridged, deactivate, provision_key_holder
 from tests.key_commands.test_end_to_end import ACCEPTED, REJECTED, command_of, cutoff_of
 from tests.ops.test_time_to_kill import samples
@@ -77,3 +77,41 @@ def test_a_hanging_store_times_out_alarms_once_at_the_deadline_and_the_reaper_fi
     assert invalidated >= command.acknowledged_at.timestamp()
     # the revocation's time to kill is counted though the reaper, not the fast path, ended it
     wait_reaping(lambda: samples(bridged_client, "scim") > before, what="a time-to-kill sample")
+
+
+def test_a_proof_the_gateway_cannot_give_is_redriven_by_the_reaper_and_alarmed_at_the_deadline(
+    bridged_session, bridged_sessions, bridged_client, bridged_worker, odock
+):
+    """The proof of a revocation is a cut-off too (no Celery retry chain): while the gateway
+    cannot say whether it still accepts the key, the reaper asks again with backoff, the admins
+    are alarmed at the deadline, and the incident clears with the gateway's answer."""
+    holder = provision_key_holder(bridged_session, bridged_client, odock)
+    odock.gateway_faults.status_unavailable = True
+
+    deactivate(bridged_client, holder)
+
+    [alarm] = wait_reaping(
+        lambda: audited(bridged_sessions, "cutoff.deadline_missed"),
+        timeout=30,
+        what="the deadline alarm for the missing proof",
+    )
+    assert alarm.after["key_ids"] == [str(holder.key_id)]
+    assert odock.call(holder.key_value) == REJECTED  # the invalidation itself went through
+    assert command_of(bridged_sessions, holder.key_id).gateway_checked_at is None
+    asked = len(odock.invalidations.status_times_for(str(holder.key_id)))
+    assert asked >= 2  # asked again, not once and forgotten
+
+    odock.gateway_faults.heal()
+
+    wait_reaping(
+        lambda: audited(bridged_sessions, "cutoff.deadline_recovered"),
+        timeout=30,
+        what="the proof, and the incident cleared",
+    )
+    command = command_of(bridged_sessions, holder.key_id)
+    assert command.gateway_checked_at is not None and command.gateway_accepted is False
+    assert len(audited(bridged_sessions, "cutoff.deadline_missed")) == 1
+    with bridged_sessions() as fresh:
+        assert not fresh.scalars(
+            select(OutboxMessage).where(OutboxMessage.task == "odock.prove_keys_dead")
+        ).all()

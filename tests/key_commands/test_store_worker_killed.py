@@ -9,7 +9,7 @@ import signal
 import pytest
 from sqlalchemy import select
 
-from models.entities import KeyCommand
+from models.entities import KeyCommand, KeyCutoff
 from tests.key_commands.conftest import bridged, deactivate, provision_key_holder
 from tests.key_commands.test_end_to_end import ACCEPTED, REJECTED, command_of, cutoff_of
 from tests.support.reaper import wait_reaping
@@ -70,3 +70,11 @@ def test_a_worker_killed_mid_command_leaves_it_to_the_reaper_which_finishes_it(
         command.acknowledged_at.timestamp()
     )
     assert cutoff_of(bridged_sessions, holder.key_id).attempts >= 2
+    # The command counts every send, the killed one too (counted as it started), so its
+    # acknowledgement is known to be late and plans the second gateway invalidation.
+    assert command.attempts == len(odock.commands_seen.arrived)
+    with bridged_sessions() as fresh:
+        planned = fresh.scalars(
+            select(KeyCutoff.command).where(KeyCutoff.key_id == holder.key_id)
+        ).all()
+    assert "key.reinvalidate" in planned

@@ -1,5 +1,5 @@
-"""The cut-off reaper: alarms on cut-offs past their deadline, then re-drives what is due, both
-the gateway invalidations (embedded) and the store commands (bridged)."""
+"""The cut-off reaper: alarms on cut-offs past their deadline, then re-drives what is due: the
+gateway invalidations (embedded), the store commands and the proofs of revocation (bridged)."""
 
 from __future__ import annotations
 
@@ -43,5 +43,6 @@ def reap() -> int:
     clocks = gateway.drive(key_ids=None, reason="re-driven")
     if settings.odock_management_url:
         clocks += odock.drive_store(key_ids=None)
+    odock.prove(key_ids=None)  # a proof is pending only where the bridge revoked a key
     observe(clocks)
     return len(clocks)

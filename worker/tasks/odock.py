@@ -1,7 +1,8 @@
 """The bridge to Odock, outbound: store commands until acknowledged, then the gateway, then proof.
 
-The commands ride their cut-offs (models/actions/cutoffs.py): a lease per key, backoff, the
-reaper's re-drive and the deadline alarm are the same as for an embedded invalidation."""
+The commands and the proofs ride cut-offs (models/actions/cutoffs.py): a lease per key,
+backoff, the reaper's re-drive and the deadline alarm are the same as for an embedded
+invalidation. No task here retries through Celery."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from models.actions import cutoffs, key_commands, key_proofs
 from models.base import utcnow
 from models.settings import Settings
 from worker.runtime import runtime
-from worker.tasks.base import TransientError, task
+from worker.tasks.base import task
 from worker.tasks.gateway import call_gateway
 from worker.time_to_kill import observe
 
@@ -99,6 +100,7 @@ def _send(settings: Settings, outgoing: dict[uuid.UUID, list[key_commands.Outgoi
             sent.untried = keys[index:]
             break
         for command in outgoing[key_id]:
+            _count_attempt(command.id)
             try:
                 sent.acknowledged[command.id] = _send_one(settings, command)
             except odock.KeyUnknown as exc:
@@ -114,6 +116,12 @@ def _send(settings: Settings, outgoing: dict[uuid.UUID, list[key_commands.Outgoi
             sent.untried = keys[index + 1 :]
             break
     return sent
+
+
+def _count_attempt(command_id: uuid.UUID) -> None:
+    with runtime().sessions() as session:
+        key_commands.record_attempt(session, command_id=command_id)
+        session.commit()
 
 
 def _send_one(settings: Settings, command: key_commands.Outgoing) -> datetime:
@@ -172,27 +180,58 @@ def _after_the_store(settings: Settings, settled: list[uuid.UUID]) -> list[cutof
             session, key_ids=to_invalidate, called_at=called_at
         )
         session.commit()
+    prove(key_ids=to_invalidate)
     return clocks
 
 
-@task("odock.prove_keys_dead")
-def prove_keys_dead(command_ids: list[str]) -> None:
-    current, ids = runtime(), [uuid.UUID(c) for c in command_ids]
-    with current.sessions() as session:
-        key_ids = key_commands.acknowledged_keys(session, command_ids=ids)
+def prove(*, key_ids: list[uuid.UUID] | None) -> int:
+    """Ask the gateway whether it would still accept the revoked keys whose proof is due
+    (all when None) and that no one else is asking about; the number of keys proven."""
+    settings = runtime().settings
+    if not settings.gateway_url:
+        return 0
+    lease = timedelta(seconds=settings.gateway_timeout + 2)
+    with runtime().sessions() as session:
+        claimed = cutoffs.claim_due(session, lease=lease, key_ids=key_ids, proof=True)
+        session.commit()
+    if not claimed:
+        return 0
+    asked_at = utcnow()
     try:
         statuses = gateway.key_status(
-            base_url=current.settings.gateway_url,
-            secret=current.settings.gateway_secret,
-            key_ids=[str(k) for k in key_ids],
-            timeout=current.settings.gateway_timeout,
-            policy=current.settings.operator_outbound_policy(),
+            base_url=settings.gateway_url,
+            secret=settings.gateway_secret,
+            key_ids=[str(k) for k in claimed],
+            timeout=settings.gateway_timeout,
+            policy=settings.operator_outbound_policy(),
         )
     except gateway.GatewayUnavailable as exc:
-        raise TransientError(str(exc)) from exc
+        log.warning("gateway.key_status_failed", keys=len(claimed), error=str(exc))
+        statuses, error = [], str(exc)
+    else:
+        error = "the gateway gave no status for the key"
     answers = {uuid.UUID(s.key_id): (s.accepted, s.checked_at) for s in statuses}
-    with current.sessions() as session:
-        key_proofs.record_key_status(
-            session, command_ids=ids, answers=answers, secret=current.settings.secret_key
+    with runtime().sessions() as session:
+        proven = key_proofs.record_proofs(
+            session,
+            key_ids=claimed,
+            answers=answers,
+            asked_at=asked_at,
+            error=error,
+            secret=settings.secret_key,
+            retry_base=settings.cutoff_retry_base,
+            retry_max=settings.cutoff_retry_max,
         )
         session.commit()
+    return len(proven)
+
+
+# Kept for messages queued before proofs were cut-offs; no Celery retries.
+@task("odock.prove_keys_dead", autoretry_for=())
+def prove_keys_dead(command_ids: list[str]) -> None:
+    with runtime().sessions() as session:
+        key_ids = key_proofs.open_missing_proofs(
+            session, command_ids=[uuid.UUID(c) for c in command_ids]
+        )
+        session.commit()
+    prove(key_ids=key_ids)

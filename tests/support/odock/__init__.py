@@ -90,6 +90,7 @@ class OdockStandIn:
         with self.invalidations.lock:
             self.invalidations.invalidations.clear()
             self.invalidations.answers.clear()
+            self.invalidations.status_asks.clear()
 
     def stop(self) -> None:
         self.store_faults.heal()

@@ -26,6 +26,7 @@ class GatewayLog:
     lock: threading.Lock = field(default_factory=threading.Lock)
     invalidations: list[tuple[float, list[str]]] = field(default_factory=list)
     answers: list[tuple[float, list[str], int]] = field(default_factory=list)
+    status_asks: list[tuple[float, list[str]]] = field(default_factory=list)  # proofs asked
 
     def add(self, key_ids: list[str]) -> None:
         with self.lock:
@@ -34,6 +35,14 @@ class GatewayLog:
     def answered(self, key_ids: list[str], status: int) -> None:
         with self.lock:
             self.answers.append((time.time(), key_ids, status))
+
+    def status_asked(self, key_ids: list[str]) -> None:
+        with self.lock:
+            self.status_asks.append((time.time(), key_ids))
+
+    def status_times_for(self, key_id: str) -> list[float]:
+        with self.lock:
+            return [at for at, ids in self.status_asks if key_id in ids]
 
     def times_for(self, key_id: str) -> list[float]:
         with self.lock:
@@ -49,12 +58,13 @@ class GatewayLog:
 class GatewayFaults:
     ignore_invalidations: bool = False  # a broken node that keeps serving its cache
     unavailable: bool = False  # invalidations answered 503 (the gateway is down)
+    status_unavailable: bool = False  # key status (the proof) answered 503
     # While set, invalidations hang until `release` is set, then answer 503 (the call died).
     hang: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
 
     def heal(self) -> None:
-        self.unavailable = False
+        self.unavailable = self.status_unavailable = False
         self.hang.clear()
         self.release.set()
 
@@ -131,6 +141,9 @@ def create_gateway_app(
         if not internal_allowed():
             return jsonify({"error": "unauthorised"}), 401
         key_ids = [str(k) for k in (request.get_json(silent=True) or {}).get("key_ids", [])]
+        log.status_asked(key_ids)
+        if faults.status_unavailable:
+            return jsonify({"error": "gateway unavailable"}), 503
         try:
             answers = [
                 {"id": k, "accepted": gateway.would_accept(k), "checked_at": now().isoformat()}
