@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     outbox_relay_interval: float = Field(default=5.0, gt=0)
     outbox_redispatch_after: float = Field(default=900.0, gt=0)
     outbox_max_attempts: int = Field(default=8, ge=1)
+    # The web hands what a transaction committed to a publishing thread instead of publishing
+    # in the request: a broker that hangs costs the request nothing (the relay carries it).
+    outbox_publish_in_background: bool = True
     gateway_url: str = ""
     gateway_secret: str = ""
     gateway_timeout: float = Field(default=5.0, gt=0)

@@ -121,6 +121,9 @@ def settings(
         public_base_url=f"http://127.0.0.1:{public_port}",
         log_json=True,
         log_level="WARNING",
+        # Tests read what a request published as soon as it answers (many replace send_task);
+        # the background publisher runs in the served tests and tests/faults/test_blackhole.py.
+        outbox_publish_in_background=False,
         gateway_url=make_httpserver.url_for("/gateway"),
         gateway_secret="gateway-shared-secret",
         gateway_timeout=2.0,

@@ -40,8 +40,11 @@ from webhooks.api import (
     tokens,
     users,
 )
-from worker.celery_app import configure_celery
+from worker.celery_app import bound_publishing, configure_celery
 from worker.outbox_relay import install_after_commit_relay
+
+# Seconds a publish may wait on the broker (in the publishing thread, never in a request).
+PUBLISH_TIMEOUT = 5.0
 
 BLUEPRINTS = [
     health.bp,
@@ -75,9 +78,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     configure_logging(settings)
     configure_celery(settings)
+    bound_publishing(PUBLISH_TIMEOUT)
     engine = make_engine(settings)
     sessions = make_session_factory(engine, odock_mode=settings.odock_mode)
-    install_after_commit_relay(sessions)
+    install_after_commit_relay(sessions, background=settings.outbox_publish_in_background)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

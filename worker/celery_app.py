@@ -80,6 +80,17 @@ def configure_celery(settings: Settings) -> Celery:
     return celery_app
 
 
+def bound_publishing(seconds: float) -> None:
+    """In a process that only publishes (the web): every broker read and write gives up after
+    this long. Without it a broker that accepts connections and never answers holds the
+    publisher for good (redis-py waits without limit); workers keep the transport's defaults."""
+    celery_app.conf.broker_transport_options = {
+        **celery_app.conf.broker_transport_options,
+        "socket_timeout": seconds,
+        "socket_connect_timeout": seconds,
+    }
+
+
 def route_urgent(
     name: str, _args: Any, kwargs: dict[str, Any] | None, _options: Any, **_rest: Any
 ) -> dict[str, str] | None:

@@ -1,5 +1,11 @@
 """Hands outbox messages to Celery: at once after commit, and again from a periodic relay.
 
+In the web the after-commit publish runs in a thread of its own (`background`), so a request
+never waits on the broker: a broker that refuses costs nothing, and one that accepts
+connections and never answers (a blackhole) holds only that thread. What it has not published
+stays in the outbox for the relay; the cut-off reaper finds the invalidations and the reviews
+in the database whatever the broker lost.
+
 A message is published with the task id `outbox-<id>`; when that task succeeds the message
 is marked completed. The periodic relay publishes what was never sent (the broker was down at
 commit time) and re-publishes what was sent long ago but never completed (a serverless broker
@@ -8,7 +14,11 @@ lost it with a dying worker). Tasks are idempotent, so a second delivery is harm
 
 from __future__ import annotations
 
+import os
+import queue
+import threading
 import weakref
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -29,25 +39,81 @@ log = structlog.get_logger(__name__)
 TASK_ID_PREFIX = "outbox-"
 REQUEST_ID_HEADER = "odock_request_id"
 RELAY_BATCH = 500
+# Publishes waiting for the publishing thread; past this the broker is clearly not answering,
+# and the rest are left to the relay (and the reaper) at once.
+BACKGROUND_BACKLOG = 1000
 
 
 _RELAYED_FACTORIES: weakref.WeakSet[SessionFactory] = weakref.WeakSet()
 
 
-def install_after_commit_relay(sessions: SessionFactory) -> None:
-    """Publish each transaction's new messages right after it commits."""
+class _Publisher:
+    """One daemon thread per process that runs the after-commit publishes in order."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[Callable[[], None]] = queue.Queue(maxsize=BACKGROUND_BACKLOG)
+        self._lock = threading.Lock()
+        self._pid = 0
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        """False when the backlog is full (the broker is hanging): the caller gives up."""
+        self._ensure_thread()
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            return False
+        return True
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            # First use in this process (a gunicorn worker forks after the app is built).
+            self._jobs = queue.Queue(maxsize=BACKGROUND_BACKLOG)
+            self._pid = os.getpid()
+            threading.Thread(target=self._run, name="outbox-publisher", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            except Exception:  # the message stays in the outbox; the relay sends it
+                log.exception("outbox.background_publish_failed")
+
+
+_PUBLISHER = _Publisher()
+
+
+def install_after_commit_relay(sessions: SessionFactory, *, background: bool = False) -> None:
+    """Publish each transaction's new messages right after it commits (`background`: in the
+    publishing thread, the caller does not wait)."""
+
+    def publish(
+        wakes: list[tuple[str, dict[str, str]]], eager: list[OutboxMessage], ids: list[int]
+    ) -> None:
+        for task, kwargs in wakes:
+            wakeups.wake(task, kwargs)
+        if eager:
+            publish_eager(sessions, eager)
+        if ids:
+            publish_messages(sessions, ids)
 
     def after_commit(session: Session) -> None:
         if session.in_nested_transaction():  # a SAVEPOINT was released; the commit comes later
             return
-        for task, kwargs in take_wakeups(session):
-            wakeups.wake(task, kwargs)
+        wakes = take_wakeups(session)
         eager = take_eager_messages(session)
-        if eager:
-            publish_eager(sessions, eager)
         ids = [message.id for message in take_new_messages(session)]
-        if ids:
-            publish_messages(sessions, ids)
+        if not (wakes or eager or ids):
+            return
+        if not background:
+            publish(wakes, eager, ids)
+            return
+        job = _detached(sessions, publish, wakes, eager, ids)
+        if not _PUBLISHER.submit(job):
+            log.warning("outbox.background_backlog_full", messages=len(eager) + len(ids))
+            hand_back(sessions, {m.id: "publishing backlog full" for m in eager})
 
     def after_rollback(session: Session) -> None:
         take_new_messages(session)
@@ -63,6 +129,22 @@ def install_after_commit_relay(sessions: SessionFactory) -> None:
         "after_soft_rollback",
         lambda s, previous: None if previous.nested else after_rollback(s),
     )
+
+
+def _detached(
+    sessions: SessionFactory,
+    publish: Callable[..., None],
+    wakes: list[tuple[str, dict[str, str]]],
+    eager: list[OutboxMessage],
+    ids: list[int],
+) -> Callable[[], None]:
+    """The publish as a job for the thread: the eager messages as plain copies (the request's
+    session and its objects are gone by the time the thread runs)."""
+    copies = [
+        OutboxMessage(id=m.id, task=m.task, kwargs=dict(m.kwargs), request_id=m.request_id)
+        for m in eager
+    ]
+    return lambda: publish(wakes, copies, ids)
 
 
 def publish_messages(sessions: SessionFactory, ids: list[int]) -> int:
@@ -91,15 +173,21 @@ def publish_eager(sessions: SessionFactory, messages: list[OutboxMessage]) -> No
         except Exception as exc:  # the broker is down: the periodic relay will send it
             failed[message.id] = f"{type(exc).__name__}: {exc}"[:500]
             log.warning("outbox.publish_failed", message_id=message.id, task=message.task)
-    if failed:
-        with sessions() as session:
-            for message_id, error in failed.items():
-                session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == message_id)
-                    .values(dispatched_at=None, last_error=error)
-                )
-            session.commit()
+    hand_back(sessions, failed)
+
+
+def hand_back(sessions: SessionFactory, failed: dict[int, str]) -> None:
+    """Eager messages not published (message id -> why): the periodic relay sends them."""
+    if not failed:
+        return
+    with sessions() as session:
+        for message_id, error in failed.items():
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id)
+                .values(dispatched_at=None, last_error=error)
+            )
+        session.commit()
 
 
 def request_header(request_id: str | None) -> dict[str, str]:

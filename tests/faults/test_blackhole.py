@@ -1,0 +1,153 @@
+"""Requests never wait on the broker (issue 20): with a broker that accepts connections and
+never answers (a blackhole: a partition, a hung Redis), an admin revocation answers at its
+normal latency. The web publishes after commit from a thread of its own; what it could not
+publish stays in the outbox for the relay, and the reaper finds the cut-offs in the database."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from models.entities import OutboxMessage, User
+from models.enums import UserStatus
+from tests.support import cutoff_faults as faults
+from tests.support.net import free_port
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+NORMAL = 1.5  # seconds: a revocation answers in 0.1-0.3 s here; 3 s and more is the broker's
+WEB = """
+import sys
+from werkzeug.serving import make_server
+from webhooks.app import create_app
+make_server("127.0.0.1", int(sys.argv[1]), create_app(), threaded=True).serve_forever()
+"""
+
+
+class Blackhole:
+    """A loopback TCP server that accepts every connection and never reads or answers."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.held.append(connection)
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+@pytest.fixture
+def blackhole() -> Iterator[Blackhole]:
+    server = Blackhole()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def web(settings, blackhole: Blackhole, tmp_path: Path) -> Iterator[str]:
+    """The web alone (what answers the admin), its broker the blackhole."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_"))},
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": settings.database_url,
+        "CELERY_BROKER_URL": blackhole.url,
+        "CELERY_QUEUE": f"{settings.celery_queue}-blackhole",
+        "SECRET_KEY": settings.secret_key,
+        "GATEWAY_URL": "http://127.0.0.1:9/gateway",  # nothing is called from the web
+        "LOG_LEVEL": "WARNING",
+    }
+    log = (tmp_path / "web.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-c", WEB, str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return requests.get(url + "/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(up, timeout=60, interval=0.2, what="the web")
+        yield url
+    finally:
+        process.kill()
+        process.wait()
+
+
+def revoke(url: str, leaver: faults.Leaver) -> tuple[int, float]:
+    started = time.monotonic()
+    response = requests.post(
+        f"{url}/api/v1/users/{leaver.user_id}/revoke",
+        headers={"Authorization": f"Bearer {leaver.token}"},
+        timeout=30,
+    )
+    return response.status_code, time.monotonic() - started
+
+
+def test_admin_revocations_answer_in_normal_time_with_the_broker_blackholed(
+    session, sessions, web, blackhole
+):
+    leavers = [faults.make_leaver(session) for _ in range(3)]
+
+    answers = [revoke(web, leaver) for leaver in leavers]
+
+    assert [status for status, _ in answers] == [200, 200, 200]
+    # Each in normal time: the first while the publisher hangs on the broker, the others
+    # while it still hangs (nothing queues behind it in the request).
+    assert max(took for _, took in answers) < NORMAL, answers
+    assert blackhole.held  # the broker was tried, from the publishing thread
+    with sessions() as fresh:
+        statuses = fresh.scalars(
+            select(User.status).where(User.id.in_([leaver.user_id for leaver in leavers]))
+        ).all()
+        kept = fresh.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.task == "gateway.invalidate_keys")
+            .order_by(OutboxMessage.id)
+        ).all()
+    assert set(statuses) == {UserStatus.REVOKED}
+    # The work is kept for the relay: nothing reached a worker.
+    assert len(kept) == 3 and all(m.completed_at is None for m in kept)
+
+    def given_up() -> bool:
+        with sessions() as fresh:
+            return all(
+                m.last_error
+                for m in fresh.scalars(
+                    select(OutboxMessage).where(OutboxMessage.task == "gateway.invalidate_keys")
+                )
+            )
+
+    # and the publisher is not held for good: each publish gives up (PUBLISH_TIMEOUT), so
+    # the web publishes again as soon as the broker answers.
+    wait_until(given_up, timeout=60, what="the publisher to give up on the blackhole")
