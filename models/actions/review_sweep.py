@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, or_, select
@@ -31,6 +31,8 @@ from models.entities import (
     VirtualApiKey,
 )
 from models.enums import ReviewStatus, TeamRole, UserStatus
+
+MISSING_REVIEWS_BATCH = 20
 
 
 @dataclass
@@ -77,6 +79,60 @@ def sweep_reviews(
         if reviews.refresh_review(session, review=review, actor=actor, now=now).changed:
             result.updated.append(str(review.id))
     return result
+
+
+def open_missing_reviews(
+    session: Session,
+    *,
+    actor: Actor,
+    older_than: timedelta,
+    within: timedelta,
+    limit: int = MISSING_REVIEWS_BATCH,
+    now: datetime | None = None,
+) -> list[str]:
+    """For the cut-off reaper: the reviews of revocations in force from the last `within`
+    that have not opened `older_than` after the revocation (their task died with a worker),
+    opened now, one transaction each; the ids. A revocation another caller is opening (its
+    row locked) is skipped: that caller finishes it."""
+    now = now or utcnow()
+    query = (
+        select(Revocation.id)
+        .join(User, User.id == Revocation.user_id)
+        .where(
+            Revocation.undone_at.is_(None),
+            Revocation.revoked_at >= now - within,
+            Revocation.revoked_at <= now - older_than,
+            User.status == UserStatus.REVOKED,
+            ~exists().where(RevocationReview.revocation_id == Revocation.id),
+        )
+        .order_by(Revocation.revoked_at)
+        .limit(limit)
+    )
+    opened = []
+    for revocation_id in list(session.scalars(query)):
+        if not _lock_free(session, revocation_id):
+            continue
+        review = reviews.open_revocation_review(
+            session, revocation_id=revocation_id, actor=actor, now=now
+        )
+        session.commit()
+        if review is not None:
+            opened.append(str(review.id))
+    return opened
+
+
+def _lock_free(session: Session, revocation_id: uuid.UUID) -> bool:
+    """Lock the revocation unless someone holds it (PostgreSQL; SQLite serialises writers)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    locked = session.scalar(
+        select(Revocation.id)
+        .where(Revocation.id == revocation_id)
+        .with_for_update(skip_locked=True, of=Revocation)
+    )
+    if locked is None:
+        session.rollback()
+    return locked is not None
 
 
 def _current_revocations(organisation_id: uuid.UUID | None) -> Any:

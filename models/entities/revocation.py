@@ -18,7 +18,16 @@ class Revocation(Base):
     """One revocation of one user: its cause and the state it replaced."""
 
     __tablename__ = "revocations"
-    __table_args__ = (Index("ix_revocations_user", "user_id", "revoked_at"),)
+    __table_args__ = (
+        Index("ix_revocations_user", "user_id", "revoked_at"),
+        # The cut-off reaper's look for recent revocations whose review has not opened.
+        Index(
+            "ix_revocations_in_force",
+            "revoked_at",
+            postgresql_where=text("undone_at IS NULL"),
+            sqlite_where=text("undone_at IS NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     organisation_id: Mapped[uuid.UUID] = mapped_column(

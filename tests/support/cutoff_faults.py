@@ -11,15 +11,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from connectors.outbound import UrlPolicy
 from models.actions.notification_hooks import create_hook
-from models.entities import AuditEvent, KeyCutoff
+from models.entities import AuditEvent, KeyCutoff, RevocationReview
 from models.enums import HookKind, Role
 from tests.support import factories as f
 from tests.support.odock import OdockStandIn
+from tests.support.processes import alive, descendants
 from tests.support.redis_server import RedisServer
 from tests.support.served import Served
 from tests.support.wait import wait_until
@@ -268,3 +269,62 @@ def broker_down_during_the_revocation(
     broker.start()
     wait_effective(stand_in, leaver)
     return outcome(stand_in, sessions, leaver, answered)
+
+
+@dataclass
+class ReviewOutcome:
+    answered_status: int
+    revoked_at: float  # time.time() when the request was sent
+    opened_in: float  # seconds from the revocation to the review's creation
+    opened_by: str  # the actor of `review.opened`
+
+
+def worker_killed_before_the_review_opens(
+    served: Served, sessions: Callable[[], Session], leaver: Leaver
+) -> ReviewOutcome:
+    """The bulk worker has taken the revocation's `reviews.open_for_revocation` (held before
+    it can write the review: the test locks the reviews table) when its main process gets
+    SIGKILL; serve kills its pool and restarts it. The message is gone with the worker (on
+    Redis it stays unacknowledged for an hour; the outbox re-sends it after 900 s).
+    PostgreSQL only (LOCK TABLE)."""
+    kills = served.log().count("odock-sync: worker exited with -9")
+    received = served.log().count("Task reviews.open_for_revocation[")
+    with sessions() as holder:
+        holder.execute(text("LOCK TABLE revocation_reviews IN EXCLUSIVE MODE"))
+        answered = revoke(served, leaver)
+        wait_until(
+            lambda: served.log().count("Task reviews.open_for_revocation[") > received,
+            timeout=60,
+            what="the bulk worker to take the review task",
+        )
+        worker = served.child_pid("worker@")
+        pool = descendants(worker)
+        os.kill(worker, signal.SIGKILL)
+        wait_until(
+            lambda: served.log().count("odock-sync: worker exited with -9") > kills,
+            what="serve to notice the kill",
+        )
+        wait_until(lambda: not alive(pool), what="serve to kill the pool, the task with it")
+        holder.rollback()
+    review = wait_until(
+        lambda: _review_of(sessions, leaver), timeout=90, interval=0.2, what="the review"
+    )
+    with sessions() as fresh:
+        opened = fresh.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "review.opened", AuditEvent.target_id == str(review.id)
+            )
+        ).one()
+    return ReviewOutcome(
+        answered_status=answered[0],
+        revoked_at=answered[2],
+        opened_in=review.created_at.timestamp() - answered[2],
+        opened_by=opened.actor,
+    )
+
+
+def _review_of(sessions: Callable[[], Session], leaver: Leaver) -> RevocationReview | None:
+    with sessions() as fresh:
+        return fresh.scalars(
+            select(RevocationReview).where(RevocationReview.user_id == leaver.user_id)
+        ).one_or_none()

@@ -8,7 +8,7 @@ from datetime import timedelta
 import structlog
 from prometheus_client import Counter
 
-from models.actions import cutoffs
+from models.actions import cutoffs, review_sweep
 from models.actor import Actor
 from worker.runtime import runtime
 from worker.tasks import gateway, odock
@@ -16,6 +16,9 @@ from worker.tasks.base import task
 from worker.time_to_kill import observe
 
 log = structlog.get_logger(__name__)
+
+# Seconds a revocation's own task has to open its review before the reaper does it.
+REVIEW_GRACE = 5.0
 
 DEADLINE_ALARMS = Counter(
     "odock_cutoff_deadline_alarms_total", "Alarms raised: cut-offs past their deadline"
@@ -45,4 +48,20 @@ def reap() -> int:
         clocks += odock.drive_store(key_ids=None)
     odock.prove(key_ids=None)  # a proof is pending only where the bridge revoked a key
     observe(clocks)
+    _open_missing_reviews()
     return len(clocks)
+
+
+def _open_missing_reviews() -> None:
+    """A revocation's review opens from its task right after commit; one whose task died
+    with a worker is opened here, seconds later, not by the outbox's 900 s re-send."""
+    with runtime().sessions() as session:
+        opened = review_sweep.open_missing_reviews(
+            session,
+            actor=Actor.schedule("cutoffs.reap"),
+            older_than=timedelta(seconds=REVIEW_GRACE),
+            within=timedelta(days=1),  # older ones are the hourly sweep's
+        )
+        session.commit()
+    if opened:
+        log.warning("cutoffs.reviews_opened_late", reviews=len(opened))

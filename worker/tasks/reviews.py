@@ -16,7 +16,8 @@ from worker.tasks.base import task
 log = structlog.get_logger(__name__)
 
 
-@task("reviews.open_for_revocation")
+# No Celery retries: a review that did not open is opened by the cut-off reaper.
+@task("reviews.open_for_revocation", autoretry_for=())
 def open_for_revocation(revocation_id: str) -> str | None:
     with runtime().sessions() as session:
         try:
