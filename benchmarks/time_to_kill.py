@@ -1,9 +1,10 @@
 """Time to kill access: from a revocation arriving at odock-sync to the gateway receiving the
 invalidation of the revoked key, per source, while a background SCIM update load runs.
 
-Everything runs as `odock-sync serve` runs it (gunicorn 2 workers x 8 threads, a bulk worker
-and an urgent worker, beat), with the gateway stood in for by a loopback HTTP server in a
-process of its own (benchmarks/gateway_stub.py) that notes when each key's invalidation came.
+Everything runs as `odock-sync serve` runs it (gunicorn 2 workers x 8 threads, a bulk worker,
+an urgent worker and a drain worker, beat), with the gateway stood in for by a loopback HTTP
+server in a process of its own (benchmarks/gateway_stub.py) that notes when each key's
+invalidation came.
 
 Sources, each revoking users that own one key:
   admin   POST /api/v1/users/{id}/revoke
@@ -26,10 +27,13 @@ Where the time goes, per revocation, from timestamps the system writes anyway:
 
     .venv/bin/python benchmarks/time_to_kill.py [--backend pg|embedded|both] [--count 1000]
         [--rate 10] [--background-rate 20] [--ldap-rounds 20] [--ldap-per-round 5]
-        [--single-worker] [--poll-interval S]
+        [--single-worker] [--urgent-drains] [--poll-interval S]
 
---single-worker runs one worker on both queues (as before the urgent queue had a worker of
-its own); --poll-interval sets BROKER_POLL_INTERVAL for the embedded broker.
+--single-worker runs one worker on every queue (as before the urgent queue had a worker of
+its own); --urgent-drains runs no drain worker, the urgent worker consuming the drain queue
+too (as before the drain queue); --poll-interval sets BROKER_POLL_INTERVAL for the embedded
+broker. The background SCIM load is offered at a fixed rate from a bounded queue: ticks that
+find it full are dropped and counted, as are late starts (> 1 s) and errors.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import re
 import signal
 import socket
@@ -69,6 +74,7 @@ from cli.serve import (  # noqa: E402
     URGENT_PREFETCH,
     WORKER_NICENESS,
     celery_worker_command,
+    drain_worker_command,
     urgent_worker_command,
 )
 from connectors import signed_webhooks  # noqa: E402
@@ -91,7 +97,7 @@ from models.migrate import upgrade  # noqa: E402
 from models.settings import Settings  # noqa: E402
 from tests.events import okta_payloads as okta  # noqa: E402
 from tests.support.slapd import ROOT_DN, ROOT_PASSWORD, SUFFIX, Slapd, start_slapd  # noqa: E402
-from worker.celery_app import worker_queues  # noqa: E402
+from worker.celery_app import drain_queue, worker_queues  # noqa: E402
 
 SETUP = Actor(Source.ADMIN, "benchmark")
 OKTA_SECRET = "okta-bench-secret-0123456789"
@@ -174,6 +180,7 @@ def start_stack(
     single_worker: bool,
     prefetch: int | None,
     concurrency: int | None,
+    urgent_drains: bool = False,
 ) -> Stack:
     gateway_port, web_port = free_port(), free_port()
     stack = Stack(
@@ -201,11 +208,16 @@ def start_stack(
         command = celery_worker_command([queue], 2, loglevel="WARNING")
         stack.start("worker", niced(WORKER_NICENESS, command, "worker"), env)
         urgent = urgent_worker_command(queue, loglevel="INFO")
+        if urgent_drains:  # as before the drain queue: the urgent worker's slots drain
+            urgent[urgent.index("-Q") + 1] += f",{drain_queue(queue)}"
         if prefetch is not None:  # the last one given counts
             urgent.append(f"--prefetch-multiplier={prefetch}")
         if concurrency is not None:
             urgent.append(f"--concurrency={concurrency}")
         stack.start("urgent", niced(URGENT_NICENESS, urgent, "urgent"), env)
+        if not urgent_drains:
+            drain = drain_worker_command(queue, loglevel="INFO")
+            stack.start("drain", niced(URGENT_NICENESS, drain, "drain"), env)
     beat = [python, "-m", "celery", "-A", "worker.entry", "beat", "--loglevel=WARNING"]
     stack.start("beat", [*beat, "--schedule", str(workdir / "beat-schedule")], env)
     wait_port(gateway_port, "the gateway stub")
@@ -459,35 +471,67 @@ def open_loop(
 
 
 class Background:
-    """SCIM profile updates at a steady rate until stopped; their answer times are kept."""
+    """SCIM profile updates at a fixed rate until stopped, from a bounded queue: a tick that
+    finds the queue full is dropped, not queued, so an overloaded server meets the same offered
+    rate instead of a backlog that grows without bound (and would block the report at the end).
+    Answer times, drops, late starts and errors are all reported."""
+
+    THREADS = 4
+    QUEUE_BOUND = 8  # at most this many ticks waiting for a sender
+    LATE_AFTER = 1.0  # a tick sent this long after its moment counts as late
+    TIMEOUT = 10.0
 
     def __init__(self, stack: Stack, world: World, rate: float) -> None:
         self.stack, self.world, self.rate = stack, world, rate
         self.stopping = threading.Event()
+        self.counting = threading.Lock()  # senders count late starts and errors together
+        self.ticks: queue.Queue[tuple[int, float] | None] = queue.Queue(self.QUEUE_BOUND)
         self.seconds: list[float] = []
-        self.errors = 0
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.offered = self.dropped = self.late = self.errors = self.unsent = 0
+        self.began = self.ended = 0.0
+        self.ticker = threading.Thread(target=self.tick, daemon=True)
+        self.senders = [
+            threading.Thread(target=self.send, daemon=True) for _ in range(self.THREADS)
+        ]
 
-    def run(self) -> None:
+    def tick(self) -> None:
+        self.began = time.monotonic()
+        n = 0
+        while not self.stopping.is_set():
+            moment = self.began + n / self.rate
+            self.stopping.wait(max(0.0, moment - time.monotonic()))
+            if self.stopping.is_set():
+                break
+            self.offered += 1
+            try:
+                self.ticks.put_nowait((n, moment))
+            except queue.Full:
+                self.dropped += 1
+            n += 1
+        self.ended = time.monotonic()
+
+    def send(self) -> None:
         headers = {"Authorization": f"Bearer {self.world.scim_token}", "Content-Type": SCIM_TYPE}
-        with ThreadPoolExecutor(4) as pool:
-            n = 0
-            start = time.monotonic()
-            while not self.stopping.is_set():
-                scim_id = self.world.background[n % len(self.world.background)]
-                pool.submit(self.update, scim_id, n, headers)
-                n += 1
-                time.sleep(max(0.0, start + n / self.rate - time.monotonic()))
+        http = requests.Session()
+        while (tick := self.ticks.get()) is not None:
+            n, moment = tick
+            if time.monotonic() - moment > self.LATE_AFTER:
+                with self.counting:
+                    self.late += 1
+            self.update(http, self.world.background[n % len(self.world.background)], n, headers)
 
-    def update(self, scim_id: str, n: int, headers: dict[str, str]) -> None:
+    def update(self, http: requests.Session, scim_id: str, n: int, headers: dict[str, str]) -> None:
         body = {
             "schemas": [PATCH_SCHEMA],
             "Operations": [{"op": "replace", "value": {"displayName": f"Busy {n}"}}],
         }
         began = time.monotonic()
         try:
-            response = requests.patch(
-                f"{self.stack.url}/scim/v2/Users/{scim_id}", json=body, headers=headers, timeout=30
+            response = http.patch(
+                f"{self.stack.url}/scim/v2/Users/{scim_id}",
+                json=body,
+                headers=headers,
+                timeout=self.TIMEOUT,
             )
             ok = response.status_code == 200
         except requests.RequestException:
@@ -495,15 +539,42 @@ class Background:
         if ok:
             self.seconds.append(time.monotonic() - began)
         else:
-            self.errors += 1
+            with self.counting:
+                self.errors += 1
+
+    def report(self) -> dict[str, Any]:
+        elapsed = max(self.ended - self.began, 1e-9)
+        return {
+            **ms(self.seconds),
+            "offered_per_second": self.rate,
+            "offered": self.offered,
+            "answered_per_second": round(len(self.seconds) / elapsed, 1),
+            "dropped_queue_full": self.dropped,
+            "late_over_1s": self.late,
+            "unsent_at_stop": self.unsent,
+            "errors": self.errors,
+        }
 
     def __enter__(self) -> Background:
-        self.thread.start()
+        self.ticker.start()
+        for sender in self.senders:
+            sender.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        """Stop ticking; what still waits is counted, not sent; senders finish their request."""
         self.stopping.set()
-        self.thread.join()
+        self.ticker.join()
+        while True:
+            try:
+                self.ticks.get_nowait()
+                self.unsent += 1
+            except queue.Empty:
+                break
+        for _sender in self.senders:
+            self.ticks.put(None)
+        for sender in self.senders:
+            sender.join(self.TIMEOUT + 1)
 
 
 def receipts(stack: Stack) -> dict[str, float]:
@@ -697,11 +768,19 @@ def pickups(stack: Stack) -> dict[int, float]:
 
 
 def urgent_work(stack: Stack) -> dict[str, Any]:
-    """What the urgent worker's slots did (its log): the drains' runs and pace, and how long an
-    invalidation task took. A drain slower than the stream is the events' backlog."""
+    """What the urgent and drain workers' slots did (their logs): the drains' runs and pace,
+    and how long an invalidation task took. A drain slower than the stream is the events'
+    backlog."""
     drains: list[tuple[float, int]] = []
     invalidations: list[float] = []
-    for line in (stack.workdir / "urgent.log").read_text(errors="replace").splitlines():
+    logs = [stack.workdir / name for name in ("urgent.log", "drain.log")]
+    lines = [
+        line
+        for log in logs
+        if log.exists()
+        for line in log.read_text("utf-8", "replace").splitlines()
+    ]
+    for line in lines:
         match = SUCCEEDED.search(line)
         if match is None:
             continue
@@ -855,6 +934,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             single_worker=args.single_worker,
             prefetch=args.urgent_prefetch,
             concurrency=args.urgent_concurrency,
+            urgent_drains=args.urgent_drains,
         )
         scim_users(stack, world, args.count, args.background_users)
         slapd = start_slapd(workdir / "slapd")
@@ -866,9 +946,11 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             "broker_poll_interval": stack.settings.broker_poll_interval,
             "urgent_prefetch": args.urgent_prefetch or URGENT_PREFETCH,
             "urgent_concurrency": args.urgent_concurrency or URGENT_CONCURRENCY,
-            "workers": "one worker, both queues"
+            "workers": "one worker, every queue"
             if args.single_worker
-            else "bulk worker + urgent worker",
+            else "bulk worker + urgent worker (draining too)"
+            if args.urgent_drains
+            else "bulk worker + urgent worker + drain worker",
             "count_per_push_source": args.count,
             "rate_per_second": args.rate,
             "background_scim_updates_per_second": args.background_rate,
@@ -905,10 +987,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         result["time_to_kill_ms"]["ldap"]["sync_requested_to_run_started"] = ms(
             run_waits(stack, sorted({m["requested"] for m in moments.values()}))
         )
-        result["background_scim_update_ms"] = {
-            **ms(background.seconds),
-            "errors": background.errors,
-        }
+        result["background_scim_update_ms"] = background.report()
         result["urgent_worker"] = urgent_work(stack)
         result["histogram_scraped"] = scraped_histogram(stack)
         result["load_average_at_end"] = os.getloadavg()
@@ -932,14 +1011,19 @@ def main() -> None:
     parser.add_argument("--ldap-rounds", type=int, default=20)
     parser.add_argument("--ldap-per-round", type=int, default=5)
     parser.add_argument("--single-worker", action="store_true")
+    parser.add_argument(
+        "--urgent-drains",
+        action="store_true",
+        help="no drain worker: the urgent worker's slots drain (as before the drain queue)",
+    )
     parser.add_argument("--poll-interval", type=float, default=None)
     parser.add_argument("--urgent-prefetch", type=int, default=None)
     parser.add_argument("--urgent-concurrency", type=int, default=None)
     parser.add_argument("--sources", default=",".join(PUSH_SOURCES), help="push sources to run")
     args = parser.parse_args()
     backends = ["pg", "embedded"] if args.backend == "both" else [args.backend]
-    results = [run_backend(backend, args) for backend in backends]
-    print(json.dumps(results, indent=2))
+    for backend in backends:  # each printed once done: a run cut short keeps what it measured
+        print(json.dumps(run_backend(backend, args), indent=2), flush=True)
 
 
 if __name__ == "__main__":

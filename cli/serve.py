@@ -29,7 +29,7 @@ import requests
 from cli.context import SERVE_URL_FILE, cli_settings, named_in_environment
 from models.settings import Settings
 from webhooks.health import SUPERVISOR_STATE_VARIABLE
-from worker.celery_app import urgent_queue
+from worker.celery_app import drain_queue, urgent_queue
 
 PR_SET_PDEATHSIG = 1
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +41,9 @@ WORKER_NICENESS = 10
 URGENT_NICENESS = 5
 URGENT_CONCURRENCY = 2
 URGENT_PREFETCH = 8
+# One drain per organisation runs at a time (worker.turns); two slots let a second
+# organisation's stream apply beside a first one's.
+DRAIN_CONCURRENCY = 2
 GUNICORN_CONFIG = "python:webhooks.gunicorn_conf"
 CELERY_APP = "worker.entry"
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name
@@ -273,6 +276,13 @@ def commands(
             # wait behind bulk work.
             niceness=URGENT_NICENESS,
         ),
+        Child(
+            "drain-worker",
+            [*drain_worker_command(settings.celery_queue, loglevel="INFO"), "-n", "drain@%h"],
+            # IdP event drains: their revocations are cut-offs too, and a drain holding a slot
+            # for a whole stream must not take one the gateway invalidations need.
+            niceness=URGENT_NICENESS,
+        ),
         Child("beat", [*celery, "beat", "--loglevel=INFO", "--schedule", beat_schedule]),
     ]
 
@@ -370,6 +380,13 @@ def urgent_worker_command(queue: str, *, loglevel: str) -> list[str]:
     one) is otherwise not read again until a polling interval after both slots were busy."""
     command = celery_worker_command([urgent_queue(queue)], URGENT_CONCURRENCY, loglevel=loglevel)
     return [*command, f"--prefetch-multiplier={URGENT_PREFETCH}"]
+
+
+def drain_worker_command(queue: str, *, loglevel: str) -> list[str]:
+    """The worker of the IdP event drains. No tasks reserved ahead: a drain runs for a whole
+    stream, and a wake-up reserved behind it would wait for it instead of going to the free
+    slot."""
+    return celery_worker_command([drain_queue(queue)], DRAIN_CONCURRENCY, loglevel=loglevel)
 
 
 def celery_worker_command(queues: list[str], concurrency: int, *, loglevel: str) -> list[str]:

@@ -31,15 +31,18 @@ TASK_MODULES = [
     "worker.tasks.access_end",
 ]
 
-# Tasks that cut access off, or apply IdP events or directory changes that may: a queue of
-# their own, so they never wait behind bulk work (reviews, notifications, full directory syncs,
-# invitation mail). An incremental sync reads only what changed, so it is short.
+# Tasks that cut access off, or apply directory changes that may: a queue of their own, so
+# they never wait behind bulk work (reviews, notifications, full directory syncs, invitation
+# mail). An incremental sync reads only what changed, so it is short.
 URGENT_TASKS = (
     "gateway.invalidate_keys",
-    "events.drain",
     "odock.send_key_commands",
     "cutoffs.reap",
 )
+# The IdP event drains: a queue and worker of their own. A drain holds its slot for as long as
+# its organisation's stream lasts (minutes under a steady one); on the urgent worker it held
+# one of the two slots the gateway invalidations it produces must pass through.
+DRAIN_TASKS = ("events.drain",)
 
 sqlite_broker.register()
 redis_broker.register()
@@ -94,10 +97,14 @@ def bound_publishing(seconds: float) -> None:
 def route_urgent(
     name: str, _args: Any, kwargs: dict[str, Any] | None, _options: Any, **_rest: Any
 ) -> dict[str, str] | None:
-    """Celery's router: urgent tasks to the urgent queue, the rest to the default one."""
+    """Celery's router: urgent tasks to the urgent queue, drains to the drain queue, the rest
+    to the default one."""
     incremental = name == "directory.sync" and (kwargs or {}).get("kind") == "incremental"
+    default = str(celery_app.conf.task_default_queue)
     if name in URGENT_TASKS or incremental:
-        return {"queue": urgent_queue(str(celery_app.conf.task_default_queue))}
+        return {"queue": urgent_queue(default)}
+    if name in DRAIN_TASKS:
+        return {"queue": drain_queue(default)}
     return None
 
 
@@ -105,9 +112,13 @@ def urgent_queue(queue: str) -> str:
     return f"{queue}.urgent"
 
 
+def drain_queue(queue: str) -> str:
+    return f"{queue}.drain"
+
+
 def worker_queues(queue: str) -> list[str]:
     """The queues a worker that does everything consumes, the urgent one first."""
-    return [urgent_queue(queue), queue]
+    return [urgent_queue(queue), drain_queue(queue), queue]
 
 
 def _queue(name: str) -> Queue:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from connectors import generic_events, okta_hooks
 from connectors.idp_events import Action, IdpEvent, Subject
 from models import audit, outbox
-from models.actions import access_end, mass_change, odock_events
+from models.actions import access_end, lifecycle, mass_change, odock_events
 from models.actions.deliveries import Incoming, Recorded, record_delivery, store_deliveries
 from models.actions.event_lookups import EventLookups, link_sources
 from models.actions.identities import find_link, link_identity, mark_link_deleted
@@ -292,9 +292,27 @@ def _process_all(session: Session, deliveries: list[ReceivedDelivery], *, carefu
     ]
     organisation = _organisation(session, deliveries[0].organisation_id)
     lookups = EventLookups.read(session, organisation.id, subjects)
+    revoked = _linked_revocations(lookups, parsed)
+    with lifecycle.revoking_many(session, revoked):
+        for delivery, events in parsed:
+            if events is not None:
+                _apply_delivery(session, organisation, lookups, delivery, events, careful=careful)
+
+
+def _linked_revocations(
+    lookups: EventLookups, parsed: list[tuple[ReceivedDelivery, list[IdpEvent] | None]]
+) -> set[uuid.UUID]:
+    """The people linked to the batch's revocations and deletions (already read: no query)."""
+    found = set()
     for delivery, events in parsed:
-        if events is not None:
-            _apply_delivery(session, organisation, lookups, delivery, events, careful=careful)
+        for event in events or []:
+            if _gate_request(event) is None or not event.subject or not event.subject.external_id:
+                continue
+            for link_source in link_sources(SOURCES[delivery.channel]):
+                user_id = lookups.linked_user_id(link_source, event.subject.external_id)
+                if user_id is not None:
+                    found.add(user_id)
+    return found
 
 
 def _apply_odock_event(session: Session, delivery: ReceivedDelivery) -> None:

@@ -71,6 +71,7 @@ def ready(port: int) -> bool:
             "process:web": "ok",
             "process:worker": "ok",
             "process:urgent-worker": "ok",
+            "process:drain-worker": "ok",
             "process:beat": "ok",
         }
     )

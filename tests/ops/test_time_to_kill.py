@@ -97,20 +97,53 @@ def invalidation(sessions) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("task", "kwargs", "urgent"),
+    ("task", "kwargs", "queue"),
     [
-        ("gateway.invalidate_keys", {"key_ids": []}, True),
-        ("events.drain", {"organisation_id": "x"}, True),
-        ("directory.sync", {"connector_id": "x", "kind": "incremental"}, True),
-        ("directory.sync", {"connector_id": "x", "kind": "full"}, False),
-        ("reviews.open_for_revocation", {"revocation_id": "x"}, False),
+        ("gateway.invalidate_keys", {"key_ids": []}, "urgent"),
+        ("events.drain", {"organisation_id": "x"}, "drain"),
+        ("directory.sync", {"connector_id": "x", "kind": "incremental"}, "urgent"),
+        ("directory.sync", {"connector_id": "x", "kind": "full"}, "default"),
+        ("reviews.open_for_revocation", {"revocation_id": "x"}, "default"),
     ],
 )
-def test_what_cuts_access_off_is_routed_to_the_urgent_queue(settings, task, kwargs, urgent):
-    from worker.celery_app import celery_app, urgent_queue
+def test_what_cuts_access_off_is_routed_to_the_urgent_queue_and_drains_to_their_own(
+    settings, task, kwargs, queue
+):
+    """A drain holds its slot for a whole stream: on the urgent queue it took one of the two
+    slots the invalidations it produces pass through."""
+    from worker.celery_app import celery_app, drain_queue, urgent_queue
 
-    queue = celery_app.amqp.router.route({}, task, (), kwargs)["queue"].name
-    assert queue == (urgent_queue(settings.celery_queue) if urgent else settings.celery_queue)
+    queues = {
+        "urgent": urgent_queue(settings.celery_queue),
+        "drain": drain_queue(settings.celery_queue),
+        "default": settings.celery_queue,
+    }
+    assert celery_app.amqp.router.route({}, task, (), kwargs)["queue"].name == queues[queue]
+
+
+def test_serve_runs_a_worker_for_each_queue(settings):
+    from cli.serve import commands
+    from worker.celery_app import drain_queue, urgent_queue
+
+    children = commands(
+        settings,
+        host="127.0.0.1",
+        port=8000,
+        web_workers=1,
+        web_threads=1,
+        concurrency=1,
+        beat_schedule="schedule",
+    )
+    consumed = {
+        child.name: child.command[child.command.index("-Q") + 1]
+        for child in children
+        if "-Q" in child.command
+    }
+    assert consumed == {
+        "worker": settings.celery_queue,
+        "urgent-worker": urgent_queue(settings.celery_queue),
+        "drain-worker": drain_queue(settings.celery_queue),
+    }
 
 
 def observed(source: str) -> float:
