@@ -69,7 +69,10 @@ class Holdings:
     whatever its state: a revocation of anyone else among them has none of these to end and
     skips the three statements that would look (a drain batch revokes many people at once).
     'Any, whatever its state' so that what the batch itself changes before a revocation (a
-    reactivation thawing a budget) is still looked at."""
+    reactivation thawing a budget) is still looked at. Read in the batch's transaction; one
+    another transaction gives such a person while the batch runs (milliseconds) is missed as
+    one given just after a per-revocation look would be (a revoked person's admin token is
+    refused at use in any case: tokens.acting_user requires an ACTIVE user)."""
 
     people: frozenset[uuid.UUID]
     with_tokens: frozenset[uuid.UUID]
