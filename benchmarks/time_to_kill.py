@@ -476,12 +476,13 @@ class Background:
     rate instead of a backlog that grows without bound (and would block the report at the end).
     Answer times, drops, late starts and errors are all reported."""
 
-    THREADS = 4
     QUEUE_BOUND = 8  # at most this many ticks waiting for a sender
     LATE_AFTER = 1.0  # a tick sent this long after its moment counts as late
     TIMEOUT = 10.0
 
-    def __init__(self, stack: Stack, world: World, rate: float) -> None:
+    def __init__(self, stack: Stack, world: World, rate: float, senders: int) -> None:
+        """`senders` threads send, one request each at a time: the rate they can keep up is
+        senders / answer time (4 senders, as before 5 Dec: 20/s needs answers under 200 ms)."""
         self.stack, self.world, self.rate = stack, world, rate
         self.stopping = threading.Event()
         self.counting = threading.Lock()  # senders count late starts and errors together
@@ -490,9 +491,7 @@ class Background:
         self.offered = self.dropped = self.late = self.errors = self.unsent = 0
         self.began = self.ended = 0.0
         self.ticker = threading.Thread(target=self.tick, daemon=True)
-        self.senders = [
-            threading.Thread(target=self.send, daemon=True) for _ in range(self.THREADS)
-        ]
+        self.senders = [threading.Thread(target=self.send, daemon=True) for _ in range(senders)]
 
     def tick(self) -> None:
         self.began = time.monotonic()
@@ -954,13 +953,14 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             "count_per_push_source": args.count,
             "rate_per_second": args.rate,
             "background_scim_updates_per_second": args.background_rate,
+            "background_senders": args.background_senders,
             "load_average_at_start": os.getloadavg(),
         }
         sent: dict[str, float] = {}
         sources = [source for source in args.sources.split(",") if source in PUSH_SOURCES]
         statuses: dict[str, dict[int, int]] = {}
         answer_ms: dict[str, Any] = {}
-        with Background(stack, world, args.background_rate) as background:
+        with Background(stack, world, args.background_rate, args.background_senders) as background:
             for source in sources:
                 calls = [
                     revoke_request(source, world, target) for target, _key in world.targets[source]
@@ -1008,6 +1008,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10, help="revocations per second")
     parser.add_argument("--background-rate", type=float, default=20)
     parser.add_argument("--background-users", type=int, default=200)
+    parser.add_argument("--background-senders", type=int, default=4)
     parser.add_argument("--ldap-rounds", type=int, default=20)
     parser.add_argument("--ldap-per-round", type=int, default=5)
     parser.add_argument("--single-worker", action="store_true")
