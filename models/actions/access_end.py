@@ -19,7 +19,7 @@ from sqlalchemy import Select, func, inspect, select
 from sqlalchemy.orm import Session
 
 from models import audit
-from models.actions import lifecycle, mass_change, reviews
+from models.actions import access_reviews, lifecycle, mass_change, reviews
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import MassChange, OrganisationSettings, User
@@ -52,7 +52,8 @@ def set_access_end(session: Session, *, user: User, ends_at: datetime | None, ac
 
 def _release_the_old_date(session: Session, user: User, actor: Actor) -> None:
     """What waited on the date before: a revocation the gate holds is taken back once the
-    date is not due, the departure review closes once the date is further than the notice."""
+    date is not due, the departure review closes once the date is further than the notice
+    (and is brought up to date when it is kept)."""
     ends_at = user.access_ends_at
     if not _due(ends_at, utcnow()):
         kinds = mass_change.STATUS_KINDS
@@ -60,6 +61,11 @@ def _release_the_old_date(session: Session, user: User, actor: Actor) -> None:
     if not _departure_near(session, user):
         why = f"the end date moved to {_iso(ends_at)}" if ends_at else "the end date was cleared"
         reviews.supersede_departure_review(session, user=user, actor=actor, note=why, announce=True)
+        return
+    kept = reviews.open_departure_review(session, user)
+    if kept is not None:
+        # The same departure on a new day: its findings follow what the person holds now.
+        access_reviews.refresh_departure(session, review=kept, user=user, actor=actor)
 
 
 def _departure_near(session: Session, user: User) -> bool:

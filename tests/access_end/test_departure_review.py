@@ -147,3 +147,21 @@ def test_a_moved_date_lists_what_the_person_took_on_since_the_first_notice(sessi
     assert gone.state is FindingState.RESOLVED
     assert gone.resolution == "no longer held by the person"
     assert audited(session, "review.updated", review.id) == 1
+
+
+def test_moving_the_date_within_the_notice_refreshes_the_review_at_once(session) -> None:
+    leaver, review = _noticed_leaver(session)
+    ends = leaver.access_ends_at
+    assert ends is not None
+    org = session.get_one(Organisation, leaver.organisation_id)
+    new_budget = f.make_budget(session, org, leaver, amount="50")
+    session.flush()
+
+    access_end.set_access_end(session, user=leaver, ends_at=ends - timedelta(days=1), actor=ADMIN)
+
+    session.flush()
+    assert new_budget.id in {finding.subject_id for finding in _open(review)}
+    assert audited(session, "review.updated", review.id) == 1
+    # the notice for the new date finds the review already in line: nothing more to record
+    assert departure_notices.send_notice(session, user_id=leaver.id, now=utcnow(), actor=BEAT)
+    assert audited(session, "review.updated", review.id) == 1
