@@ -46,10 +46,11 @@ class GroupRef:
     display: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MemberRef:
+    """A group member as the group shows it: its SCIM id (the document has no display)."""
+
     id: str
-    display: str
 
 
 # --- the pieces of a SCIM document -------------------------------------------------------

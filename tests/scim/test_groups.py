@@ -16,6 +16,21 @@ def user(scim, email):
     return scim.post("/Users", okta_create_user(email, external_id=email)).json["id"]
 
 
+def test_a_list_of_groups_shows_each_group_its_own_members_by_their_ids(scim):
+    ann, bob, cy = (user(scim, f"{n}@example.com") for n in ("ann", "bob", "cy"))
+    for name, members in (("Eng", [ann, bob]), ("Ops", [cy]), ("Empty", [])):
+        body = okta_create_group(name)
+        body["members"] = [{"value": m} for m in members]
+        assert scim.post("/Groups", body).status_code == 201
+    listed = scim.get("/Groups?sortBy=displayName").json["Resources"]
+    shown = {g["displayName"]: [m["value"] for m in g.get("members", [])] for g in listed}
+    assert shown == {"Eng": sorted([ann, bob]), "Ops": [cy], "Empty": []}
+    for group in listed:
+        for member in group.get("members", []):
+            assert member["$ref"].endswith(f"/Users/{member['value']}")
+            assert scim.get(f"/Users/{member['value']}").status_code == 200
+
+
 def test_group_create_makes_a_team_whose_members_join_as_member(scim, session):
     ann, bob = user(scim, "ann@example.com"), user(scim, "bob@example.com")
     body = okta_create_group("Engineering")
