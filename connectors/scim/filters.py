@@ -20,7 +20,9 @@ from typing import Any
 from scim2_filter_parser import ast
 from scim2_filter_parser.lexer import SCIMLexer
 from scim2_filter_parser.parser import SCIMParser
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, true
+from sqlalchemy import ColumnElement, String, and_, false, func, not_, or_, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from connectors.scim.errors import InvalidFilter, InvalidValue, ScimError
 
@@ -29,6 +31,30 @@ MAX_FILTER_LENGTH = 2000
 # SQL) recursively, so a deeper filter would exhaust the stack.
 MAX_FILTER_NESTING = 32
 _KEYWORDS = {"TRUE": True, "FALSE": False, "NULL": None}
+
+
+class code_points(FunctionElement[str]):
+    """A string compared and sorted in code point order (RFC 7644's lexicographic order, the
+    reference server's), whatever the database's collation: PostgreSQL compares by the
+    database's collation, under which `en_US`-like locales put "a" before "B" and "é" before
+    "f", so it gets COLLATE "C"; SQLite's default BINARY collation compares UTF-8 bytes,
+    which is code point order already."""
+
+    inherit_cache = True
+    name = "code_points"
+    type = String()
+
+
+@compiles(code_points)
+def _code_points_as_is(element: code_points, compiler: Any, **kw: Any) -> str:
+    (value,) = element.clauses
+    return str(compiler.process(value, **kw))
+
+
+@compiles(code_points, "postgresql")
+def _code_points_postgresql(element: code_points, compiler: Any, **kw: Any) -> str:
+    (value,) = element.clauses
+    return f'({compiler.process(value, **kw)}) COLLATE "C"'
 
 
 class Kind(StrEnum):
@@ -359,6 +385,8 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
         return expr.endswith(value, autoescape=True)
     if op == "ne":
         return or_(expr.is_(None), expr != value)
+    if op in ("gt", "ge", "lt", "le"):
+        expr = code_points(expr)
     return _ordered(expr, op, value)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     ColumnElement,
+    Enum,
     Select,
     String,
     and_,
@@ -238,7 +239,7 @@ GROUP_ATTRIBUTES: AttributeMap = {
 
 def _sort_key(target: Column) -> Any:
     """What a single-valued attribute sorts by: case-insensitive ones by their lower case."""
-    return func.lower(target.expr) if target.kind is Kind.TEXT else target.expr
+    return func.lower(target.expr, type_=String) if target.kind is Kind.TEXT else target.expr
 
 
 def _first_email() -> Any:
@@ -264,7 +265,7 @@ def _first_extra(attribute: Attribute) -> Any:
     first = ScimUser.extra[(attribute.name, 0, "value")].as_string()
     chosen = func.coalesce(of_primary, first)
     value = next(s for s in attribute.sub_attributes if s.name == "value")
-    return chosen if value.case_exact else func.lower(chosen)
+    return chosen if value.case_exact else func.lower(chosen, type_=String)
 
 
 def _sortable(attributes: AttributeMap, multi: dict[str, Any]) -> dict[str, Any]:
@@ -331,6 +332,8 @@ def sort_order(sortable: dict[str, Any], sort_by: str | None, descending: bool) 
     key = sortable.get(sort_by.lower())
     if key is None:
         raise InvalidValue(f"sortBy {sort_by!r} is not an attribute this server sorts by")
+    if isinstance(key.type, String) and not isinstance(key.type, Enum):
+        key = filters.code_points(key)  # the database's collation would decide otherwise
     if descending:
         return [key.is_(None).desc(), key.desc()]
     return [key.is_(None), key.asc()]
