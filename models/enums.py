@@ -165,6 +165,11 @@ class SyncRunStatus(StrEnum):
     SKIPPED = "skipped"  # another sync of the same connector was running
 
 
+# Runs whose plan was applied (by the sync itself, or on an admin's approval): the statuses a
+# "last successful sync", the operations report and an approval's newer-run check all mean.
+APPLIED_RUN_STATUSES = (SyncRunStatus.SUCCEEDED, SyncRunStatus.APPROVED)
+
+
 class KeyCommandType(StrEnum):
     """What odock-sync asks Odock's store to do with one key, or one budget (the contract's
     command types)."""

@@ -16,7 +16,7 @@ from models.base import utcnow
 from models.directory.apply import Applied, apply_directory_plan
 from models.directory.runs import PLAN_ITEMS_KEPT, complete_run, ldap_actor
 from models.entities import DirectoryConnector, DirectorySyncRun
-from models.enums import SyncRunStatus
+from models.enums import APPLIED_RUN_STATUSES, SyncRunStatus
 from models.errors import InvalidTransition
 from models.notifications import notify
 
@@ -38,7 +38,7 @@ def check_approvable(
             DirectorySyncRun.id != run.id,
             DirectorySyncRun.started_at > run.started_at,
             DirectorySyncRun.dry_run.is_(False),
-            DirectorySyncRun.status.in_([SyncRunStatus.SUCCEEDED, SyncRunStatus.APPROVED]),
+            DirectorySyncRun.status.in_(APPLIED_RUN_STATUSES),
         )
         .order_by(DirectorySyncRun.started_at.desc())
         .limit(1)

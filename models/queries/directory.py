@@ -21,7 +21,7 @@ from models.entities import (
     TeamMembership,
     User,
 )
-from models.enums import Source, SyncRunStatus, UserStatus
+from models.enums import APPLIED_RUN_STATUSES, Source, SyncRunStatus, UserStatus
 
 CHUNK = 500
 # Sources that manage a person's lifecycle; an invitation or a manual link does not.
@@ -318,9 +318,6 @@ def list_organisation_runs(
     return [(run, name) for run, name in session.execute(query)]
 
 
-SUCCESSFUL_RUNS = (SyncRunStatus.SUCCEEDED, SyncRunStatus.APPROVED)
-
-
 def running_runs(connector_id: uuid.UUID | None = None) -> Select[uuid.UUID, uuid.UUID]:
     """The runs still `running` (of one connector): the reaper's question."""
     query = select(DirectorySyncRun.id, DirectorySyncRun.connector_id).where(
@@ -335,7 +332,7 @@ def last_success(connector_id: uuid.UUID) -> Select[Any]:
     """When the connector's latest applied (not dry) run finished."""
     return select(func.max(DirectorySyncRun.finished_at)).where(
         DirectorySyncRun.connector_id == connector_id,
-        DirectorySyncRun.status.in_(SUCCESSFUL_RUNS),
+        DirectorySyncRun.status.in_(APPLIED_RUN_STATUSES),
         DirectorySyncRun.dry_run.is_(False),
     )
 

@@ -25,10 +25,9 @@ from models.entities import (
     SourceIncident,
 )
 from models.entities.cutoff import PROOF_COMMAND
-from models.enums import ChangeStatus, DeliveryStatus, SyncRunStatus
+from models.enums import APPLIED_RUN_STATUSES, ChangeStatus, DeliveryStatus, SyncRunStatus
 from models.source_health import source_statuses
 
-APPLIED_RUNS = (SyncRunStatus.SUCCEEDED, SyncRunStatus.APPROVED)
 WITHHELD_RUNS = (SyncRunStatus.QUARANTINED, SyncRunStatus.DISCARDED)
 CHANGE_KINDS = ("created", "updated", "revoked", "reactivated")
 
@@ -124,7 +123,7 @@ def source_stats(session: Session, *, now: datetime) -> SourceStats:
         select(DirectorySyncRun.status, func.count()).group_by(DirectorySyncRun.status)
     ):
         stats.runs_by_status[SyncRunStatus(status).value] = count
-    for outcome, statuses in (("applied", APPLIED_RUNS), ("withheld", WITHHELD_RUNS)):
+    for outcome, statuses in (("applied", APPLIED_RUN_STATUSES), ("withheld", WITHHELD_RUNS)):
         sums = session.execute(
             select(
                 *(
