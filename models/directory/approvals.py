@@ -6,6 +6,9 @@ and applies, through approve_run, what the held plan still calls for.
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,11 +17,13 @@ from models import audit, outbox
 from models.actor import Actor
 from models.base import utcnow
 from models.directory.apply import Applied, apply_directory_plan
-from models.directory.runs import PLAN_ITEMS_KEPT, complete_run, ldap_actor
+from models.directory.runs import PLAN_ITEMS_KEPT, complete_run, ldap_actor, lease_name
 from models.entities import DirectoryConnector, DirectorySyncRun
 from models.enums import APPLIED_RUN_STATUSES, SyncRunStatus
 from models.errors import InvalidTransition
 from models.notifications import notify
+from models.queries import directory as queries
+from models.sync_lock import live_leases
 
 APPROVABLE = (SyncRunStatus.QUARANTINED, SyncRunStatus.APPROVING)
 
@@ -59,8 +64,85 @@ def request_approval(session: Session, *, run: DirectorySyncRun, actor: Actor) -
     applies what still holds after this transaction commits."""
     check_approvable(session, run=run, statuses=(SyncRunStatus.QUARANTINED,))
     run.status = SyncRunStatus.APPROVING
-    run.plan = {key: value for key, value in (run.plan or {}).items() if key != "refused"}
+    kept = {key: value for key, value in (run.plan or {}).items() if key not in _APPROVAL_NOTES}
+    # who approved, for a re-drive of the approval (reap_stalled_approvals) to act in their name
+    run.plan = {**kept, "approver": actor.to_json()}
     _decide(session, run, actor, "directory_sync.approval_requested")
+    outbox.enqueue(session, TASK_APPLY_APPROVAL, run_id=str(run.id), actor=actor.to_json())
+
+
+# notes an approval leaves on the plan, cleared when the run is approved again
+_APPROVAL_NOTES = ("refused", "redriven", "approver")
+APPROVAL_REDRIVES = 3
+STALLED = "approval_interrupted"
+
+
+def reap_stalled_approvals(
+    session: Session, *, now: datetime, lease_seconds: float
+) -> list[uuid.UUID]:
+    """Approvals whose worker is gone: the run is `approving`, nobody holds its connector's
+    lease, and it was last handed to a worker more than a lease ago.
+
+    Nothing of such an approval was applied (applying takes one transaction, under the
+    lease), so it is handed to a worker again, audited; after APPROVAL_REDRIVES re-drives
+    the run returns to quarantined with the reason instead, for an admin to approve again.
+    A re-drive of an approval still queued is harmless: the first to run applies it, under
+    the lease, and the other finds the run no longer `approving`.
+    """
+    handled: list[uuid.UUID] = []
+    rows = list(session.execute(queries.approving_runs()))
+    live = live_leases(session, [lease_name(row.connector_id) for row in rows], now=now)
+    for row in rows:
+        if lease_name(row.connector_id) in live:
+            continue
+        run = session.scalar(
+            select(DirectorySyncRun)
+            .where(DirectorySyncRun.id == row.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if run is None or run.status is not SyncRunStatus.APPROVING:
+            continue  # applied or refused since the first read
+        redriven = (run.plan or {}).get("redriven") or {}
+        last = datetime.fromisoformat(redriven["at"]) if redriven else run.decided_at
+        if last is not None and (now - last).total_seconds() < lease_seconds:
+            continue  # handed to a worker recently: it may not have started yet
+        count = int(redriven.get("count", 0))
+        if count >= APPROVAL_REDRIVES:
+            refuse_approval(
+                session,
+                run=run,
+                code=STALLED,
+                message=f"the approval was not carried out: its worker stopped {count + 1} "
+                "times before applying it; approve the run again",
+            )
+        else:
+            _redrive(session, run, count + 1, now)
+        handled.append(run.id)
+    return handled
+
+
+def _redrive(session: Session, run: DirectorySyncRun, count: int, now: datetime) -> None:
+    """Hand a stalled approval to a worker again, in the approver's name."""
+    plan = run.plan or {}
+    approver = plan.get("approver")
+    actor = Actor.from_json(approver) if approver else Actor.system()
+    run.plan = {**plan, "redriven": {"count": count, "at": now.isoformat()}}
+    connector = session.get_one(DirectoryConnector, run.connector_id)
+    audit.record(
+        session,
+        actor=ldap_actor(connector),
+        organisation_id=run.organisation_id,
+        action="directory_sync.approval_redriven",
+        target_type="directory",
+        target_id=connector.id,
+        after={
+            "run_id": str(run.id),
+            "redrives": count,
+            "decided_by": run.decided_by,
+            "reason": "no worker holds the connector's lease and the approval is not applied",
+        },
+    )
     outbox.enqueue(session, TASK_APPLY_APPROVAL, run_id=str(run.id), actor=actor.to_json())
 
 

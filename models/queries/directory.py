@@ -328,6 +328,15 @@ def running_runs(connector_id: uuid.UUID | None = None) -> Select[uuid.UUID, uui
     return query
 
 
+def approving_runs() -> Select[uuid.UUID, uuid.UUID]:
+    """The runs whose approval is recorded and not yet applied nor refused."""
+    return (
+        select(DirectorySyncRun.id, DirectorySyncRun.connector_id)
+        .where(DirectorySyncRun.status == SyncRunStatus.APPROVING)
+        .order_by(DirectorySyncRun.started_at, DirectorySyncRun.id)
+    )
+
+
 def last_success(connector_id: uuid.UUID) -> Select[Any]:
     """When the connector's latest applied (not dry) run finished."""
     return select(func.max(DirectorySyncRun.finished_at)).where(

@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 from models.actor import Actor
 from models.base import utcnow
 from models.db import transaction
+from models.directory.approvals import reap_stalled_approvals
 from models.directory.runs import SyncRunning, reap_stale_runs
 from models.directory.schedule import enqueue_due_syncs
 from models.entities import DirectoryConnector
@@ -61,8 +62,11 @@ def apply_approved_plan(run_id: str, actor: dict[str, str | None]) -> None:
 @task("directory.schedule_due")
 def schedule_due() -> None:
     try:
-        with transaction(runtime().sessions) as session:
+        rt = runtime()
+        with transaction(rt.sessions) as session:
             reap_stale_runs(session, now=utcnow())
+            lease = rt.settings.directory_sync_lease_seconds
+            reap_stalled_approvals(session, now=utcnow(), lease_seconds=lease)
             enqueue_due_syncs(session, now=utcnow())
     except OperationalError as exc:
         raise TransientError(str(exc)) from exc
