@@ -482,7 +482,8 @@ class Background:
 
     def __init__(self, stack: Stack, world: World, rate: float, senders: int) -> None:
         """`senders` threads send, one request each at a time: the rate they can keep up is
-        senders / answer time (4 senders, as before 5 Dec: 20/s needs answers under 200 ms)."""
+        senders / answer time (4 senders, as before the queue was bounded: 20/s needs answers
+        under 200 ms)."""
         self.stack, self.world, self.rate = stack, world, rate
         self.stopping = threading.Event()
         self.counting = threading.Lock()  # senders count late starts and errors together
