@@ -33,7 +33,7 @@ from tests.support.cleanup import empty_tables
 from tests.support.net import free_port
 from tests.support.smtp import Mailbox, start_smtp_server
 from tests.support.state import change_checker
-from tests.support.worker import WorkerProcess, start_worker
+from tests.support.worker import WorkerProcess, purge_queues, start_worker
 
 REDIS_DATABASES = 16  # redis-server's default
 
@@ -240,11 +240,16 @@ def metrics_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("metrics")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def worker(
     settings: Settings, engine: Engine, tmp_path_factory: pytest.TempPathFactory, metrics_dir: Path
 ) -> Iterator[WorkerProcess]:
-    """A real Celery worker process on the test broker and database."""
+    """A real Celery worker process on the test broker and database, for one test file.
+
+    It starts on empty queues and stops with its file: a worker that outlived its file would
+    take the tasks later files publish (notifications, reviews) while their tests look at the
+    rows those tasks change."""
+    purge_queues(settings)
     process = start_worker(
         settings,
         log_dir=Path(tmp_path_factory.mktemp("worker")),

@@ -109,11 +109,12 @@ def _recipients(
     people: list[tuple[uuid.UUID, str]] = []
     for start in range(0, len(unique), RECIPIENT_BATCH):
         batch = unique[start : start + RECIPIENT_BATCH]
-        people += session.execute(
+        rows = session.execute(
             select(User.id, User.email).where(
                 User.id.in_(batch), User.organisation_id == organisation_id
             )
-        ).tuples()
+        )
+        people += [(user_id, email) for user_id, email in rows]
     return people
 
 

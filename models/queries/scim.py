@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, contains_eager, joinedload
+from sqlalchemy.sql.elements import False_
 from sqlalchemy.sql.functions import FunctionElement
 
 from connectors.scim import filters
@@ -167,6 +168,20 @@ USER_LAST_MODIFIED = case(
 )
 USER_ACTIVE = and_(User.status != UserStatus.REVOKED, ScimUser.held_inactive.is_(False))
 
+
+def _exists_where(*links: ColumnElement[bool]) -> Callable[[ColumnElement[bool]], Any]:
+    """EXISTS over the child rows `links` join to the resource, for a condition on them."""
+
+    def wrap(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+        if isinstance(condition, False_):
+            # Nothing can match (e.g. a value that is no id). Wrapped, SQLAlchemy folds the
+            # WHERE to false and leaves the tables unjoined: a cartesian product.
+            return condition
+        return exists().where(*links, condition)
+
+    return wrap
+
+
 USER_ATTRIBUTES: AttributeMap = {
     **_common(ScimUser.id, ScimUser.external_id, ScimUser.created_at, USER_LAST_MODIFIED),
     **_with_urn(
@@ -185,10 +200,9 @@ USER_ATTRIBUTES: AttributeMap = {
                     "type": Column(ScimEmail.type, Kind.TEXT),
                     "primary": Column(ScimEmail.primary, Kind.BOOLEAN),
                 },
-                exists=lambda condition: exists().where(
+                exists=_exists_where(
                     ScimEmail.organisation_id == ScimUser.organisation_id,
                     ScimEmail.scim_user_id == ScimUser.id,
-                    condition,
                 ),
             ),
             "groups": MultiValued(
@@ -196,11 +210,10 @@ USER_ATTRIBUTES: AttributeMap = {
                     "value": Column(Team.id, Kind.UUID),
                     "display": Column(Team.name_key, Kind.KEY),
                 },
-                exists=lambda condition: exists().where(
+                exists=_exists_where(
                     TeamMembership.user_id == ScimUser.user_id,
                     Team.id == TeamMembership.team_id,
                     Team.external_source == Source.SCIM,
-                    condition,
                 ),
             ),
             **_extra(_EXTRA_CORE),
@@ -226,10 +239,8 @@ GROUP_ATTRIBUTES: AttributeMap = {
             "displayname": Column(Team.name_key, Kind.KEY),
             "members": MultiValued(
                 sub={"value": Column(ScimUser.id, Kind.UUID)},
-                exists=lambda condition: exists().where(
-                    TeamMembership.team_id == Team.id,
-                    ScimUser.user_id == TeamMembership.user_id,
-                    condition,
+                exists=_exists_where(
+                    TeamMembership.team_id == Team.id, ScimUser.user_id == TeamMembership.user_id
                 ),
             ),
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from models.actions.scim import set_group_role
@@ -91,6 +92,20 @@ def test_groups_filter_by_display_name_and_member(scim):
     member_filter = f'id eq "{eng["id"]}" and members eq "{ann}"'
     assert scim.get(f"/Groups?filter={member_filter}").json["totalResults"] == 1
     assert scim.get(f'/Users?filter=groups eq "{eng["id"]}"').json["totalResults"] == 1
+
+
+@pytest.mark.filterwarnings("error::sqlalchemy.exc.SAWarning")
+def test_a_member_value_that_is_no_id_matches_nothing_and_joins_properly(scim):
+    ann = user(scim, "ann@example.com")
+    scim.post("/Groups", {**okta_create_group("Eng"), "members": [{"value": ann}]})
+    for query in (
+        '/Groups?filter=members.value eq "not-an-id"',
+        '/Groups?filter=members[value eq "not-an-id"]',
+        '/Users?filter=groups.value eq "not-an-id"',
+    ):
+        assert scim.get(query).json["totalResults"] == 0, query
+    negated = scim.get('/Groups?filter=not (members[value eq "not-an-id"])').json
+    assert negated["totalResults"] == 1
 
 
 def test_teams_made_by_an_admin_are_not_scim_groups(scim, session, org):

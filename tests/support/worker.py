@@ -50,6 +50,15 @@ class WorkerProcess:
         self.stop(signal.SIGKILL)
 
 
+def purge_queues(settings: Settings) -> None:
+    """Drop the messages waiting in the run's queues (tasks earlier tests published)."""
+    from worker.celery_app import celery_app
+
+    with celery_app.connection_for_write() as connection:
+        for queue in worker_queues(settings.celery_queue):
+            connection.default_channel.queue_purge(queue)
+
+
 def stop_all(processes: list[WorkerProcess]) -> None:
     """Stop them together: each waits for its running tasks, so one after another adds up."""
     for started in processes:
