@@ -61,8 +61,15 @@ def update_settings(
     # Two admins at once: the second waits and records what the first left as its `before`.
     session.flush()
     session.refresh(settings, with_for_update=True)
-    before = {name: _plain(getattr(settings, name)) for name in changes}
-    for name, value in changes.items():
+    changed = {
+        name: value
+        for name, value in changes.items()
+        if _plain(getattr(settings, name)) != _plain(value)
+    }
+    if not changed:  # nothing changes, so nothing to audit
+        return settings
+    before = {name: _plain(getattr(settings, name)) for name in changed}
+    for name, value in changed.items():
         setattr(settings, name, value)
     audit.record(
         session,
@@ -72,7 +79,7 @@ def update_settings(
         target_type="organisation",
         target_id=organisation.id,
         before=before,
-        after={name: _plain(value) for name, value in changes.items()},
+        after={name: _plain(value) for name, value in changed.items()},
     )
     return settings
 

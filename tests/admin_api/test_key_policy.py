@@ -35,6 +35,16 @@ def test_an_admin_reads_the_policy_and_sets_it_audited(client, session, world):
     assert event.source == "admin" and event.actor_user_id == world.users["admin"]
 
 
+def test_setting_the_policy_it_already_has_changes_nothing_and_audits_nothing(
+    client, session, world, unchanged
+):
+    unchanged()
+    again = client.put(PATH, json={"org_key_policy": "hold"}, headers=world.auth("admin"))
+
+    assert again.status_code == 200 and again.get_json()["org_key_policy"] == "hold"
+    unchanged()
+
+
 def test_the_policy_set_through_the_api_decides_the_leavers_organisation_keys(
     client, session, world
 ):
