@@ -53,8 +53,13 @@ def private_sqlite_file(url: str) -> None:
     path = make_url(url).database
     if not path or path == ":memory:" or path.startswith("file:"):
         return
+    # Never open an existing database file: closing any descriptor of it drops every POSIX
+    # lock this process holds on it, so another process's SQLite would think our open
+    # connections gone and delete the WAL they still write to (a corrupt database).
     try:
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
     except OSError:
         return  # no such directory, no permission: SQLite reports it when it connects
     for name in (path, f"{path}-wal", f"{path}-shm"):

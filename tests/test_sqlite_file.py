@@ -1,0 +1,51 @@
+"""The embedded database's file: made private without disturbing the connections on it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from models.db import private_sqlite_file
+
+
+def test_making_the_file_private_keeps_the_locks_of_open_connections(tmp_path: Path) -> None:
+    """Closing any descriptor of a database file drops every POSIX lock the process holds on
+    it; another process closing its last connection would then take the WAL our open
+    connection still writes to for its own and delete it (the suite's 'database disk image is
+    malformed' when the CLI or a test built a second engine on the same file)."""
+    path = tmp_path / "odock.sqlite3"
+    ours = sqlite3.connect(path, isolation_level=None)
+    ours.execute("PRAGMA journal_mode=WAL")
+    ours.execute("CREATE TABLE t (x)")
+    ours.execute("INSERT INTO t VALUES (1)")
+
+    private_sqlite_file(f"sqlite:///{path}")
+    another_process_reads(path)  # and closes its connection, its last one
+
+    assert Path(f"{path}-wal").exists(), "the WAL of our open connection was taken away"
+    ours.execute("INSERT INTO t VALUES (2)")
+    assert another_process_reads(path) == [1, 2]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    ours.close()
+
+
+def test_a_new_file_is_created_private(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite3"
+    private_sqlite_file(f"sqlite:///{path}")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def another_process_reads(path: Path) -> list[int]:
+    script = (
+        "import json, sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+        "print(json.dumps([x for (x,) in c.execute('SELECT x FROM t ORDER BY x')])); c.close()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], check=True, capture_output=True, text=True
+    )
+    values: list[int] = json.loads(done.stdout)
+    return values
