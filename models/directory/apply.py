@@ -105,6 +105,7 @@ def apply_directory_plan(
         removes=plan.team_removes,
         actor=actor,
         errors=applied.errors,
+        created=people.user_ids if people is not None else None,
     )
     applied.team_added += memberships.added
     applied.team_removed += memberships.removed

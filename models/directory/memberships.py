@@ -7,6 +7,10 @@ CONFLICT DO NOTHING` per batch of 2,000 (an existing membership is left as it is
 change still gets its own audit event, as `add_to_team` and `remove_from_team` write them
 (`team.member_added` / `team.member_removed`, target the team, the membership before and
 after), inserted in bulk.
+People the same transaction has just created (a first import) are nobody's members yet and
+their user ids are known: their memberships are written directly, one `COPY` (PostgreSQL) or
+`executemany` (SQLite) per team and batch, without resolving the identity links or checking
+for a conflict, and their audit rows' JSON is formatted rather than serialised.
 A membership someone else added is left alone, and only memberships the directory added are
 removed; a removal opens the same access review (`left_team`) as `remove_from_team`.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,7 +32,7 @@ from models.actions import access_reviews
 from models.actions import teams as team_actions
 from models.actor import Actor
 from models.base import utcnow
-from models.directory.people_import import BATCH, Rows, fast_ids, table_of
+from models.directory.people_import import BATCH, Rows, dashed, fast_ids, table_of
 from models.entities import (
     AuditEvent,
     DirectoryConnector,
@@ -59,10 +63,12 @@ def apply_membership_changes(
     removes: list[TeamRemove],
     actor: Actor,
     errors: list[dict[str, Any]],
+    created: Mapping[str, str] | None = None,
 ) -> MembershipChanges:
     """Add and remove the plan's memberships team by team; a team that cannot be made is
-    reported in `errors` with its people left out."""
-    writer = _Writer(session, organisation, connector, actor)
+    reported in `errors` with its people left out. `created` maps the stable ids of the
+    people this transaction created to their user ids (32 hex digits)."""
+    writer = _Writer(session, organisation, connector, actor, created or {})
     for name, items in _by_team(adds).items():
         team = team_actions.find_team_by_name(session, organisation.id, name)
         if team is None:
@@ -95,8 +101,10 @@ class _Writer:
         organisation: Organisation,
         connector: DirectoryConnector,
         actor: Actor,
+        created: Mapping[str, str],
     ) -> None:
         self.session = session
+        self.created = created
         self.dialect = session.get_bind().dialect
         self.organisation = organisation
         self.connector = connector
@@ -117,14 +125,39 @@ class _Writer:
 
     def add(self, team: Team, items: list[TeamAdd]) -> None:
         by_role: dict[TeamRole, list[str]] = {}
+        new_by_role: dict[TeamRole, list[str]] = {}
         for item in items:
-            by_role.setdefault(TeamRole(item.role), []).append(item.external_id)
+            user_id = self.created.get(item.external_id)
+            if user_id is None:
+                by_role.setdefault(TeamRole(item.role), []).append(item.external_id)
+            else:
+                new_by_role.setdefault(TeamRole(item.role), []).append(user_id)
+        for role, user_ids in new_by_role.items():
+            self._write_new(team, role, user_ids)
         for role, external_ids in by_role.items():
             added = self._insert(team, role, external_ids)
             if added:
                 states = [_snapshot(team.id, user_id, role) for user_id in added]
                 self._audit(team, "team.member_added", "after", states)
                 self.changes.added += len(added)
+
+    def _write_new(self, team: Team, role: TeamRole, user_ids: list[str]) -> None:
+        """Memberships of users created in this transaction: none can exist yet, so they are
+        written as they are, with one `team.member_added` event each."""
+        now = utcnow()
+        Rows.of(
+            self.dialect,
+            table_of(TeamMembership),
+            ("user_id",),
+            [(user_id,) for user_id in user_ids],
+            {"team_id": team.id, "role": role, "source": Source.LDAP, "created_at": now},
+        ).write(self.session)
+        # What json.dumps(_snapshot(...)) gives: the ids are hex digits, the role a name.
+        head = f'{{"team_id": "{team.id}", "user_id": "'
+        tail = f'", "role": "{TeamRole(role).value}"}}'
+        after = [head + dashed(user_id) + tail for user_id in user_ids]
+        self._audit_rows(team, "team.member_added", "after", after)
+        self.changes.added += len(user_ids)
 
     def _insert(self, team: Team, role: TeamRole, external_ids: list[str]) -> list[uuid.UUID]:
         """One statement: the linked users of these ids join the team; a membership that
@@ -188,13 +221,17 @@ class _Writer:
     def _audit(self, team: Team, action: str, side: str, states: list[dict[str, str]]) -> None:
         """One audit event per change, as the one-at-a-time operations write them: the
         membership after an add (`side` "after"), before a removal ("before")."""
+        self._audit_rows(team, action, side, [json.dumps(state) for state in states])
+
+    def _audit_rows(self, team: Team, action: str, side: str, states: list[str]) -> None:
+        """`_audit` with each state's JSON text already made."""
         ids = fast_ids(len(states))
         other = "before" if side == "after" else "after"
         Rows.of(
             self.dialect,
             table_of(AuditEvent),
             ("id", side),
-            [(event_id, json.dumps(state)) for event_id, state in zip(ids, states, strict=True)],
+            list(zip(ids, states, strict=True)),
             {
                 "organisation_id": self.organisation.id,
                 "occurred_at": utcnow(),

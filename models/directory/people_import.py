@@ -67,8 +67,10 @@ class _Existing:
 class PeopleImport:
     """One connector's creates, added batch by batch; `finish` settles roles and the audit.
 
-    Each batch is written with its audit event, and nothing is kept per person: a hundred
-    thousand small records cost 20 MB. A user taken back before the end (a sync that writes
+    Each batch is written with its audit event. Per person only the new user's id is kept,
+    by stable id (`user_ids`, some 10 MB for a hundred thousand, the stable ids being shared
+    with the plan): the team memberships of people this import created are written with it
+    directly (models.directory.memberships). A user taken back before the end (a sync that writes
     while it reads, see worker.directory_create_stream) or given a role only after the insert
     (from groups) is found again in the database, and their batch's event rewritten, so the
     committed trail names exactly the users that exist, as they are.
@@ -94,6 +96,8 @@ class PeopleImport:
         self.created = 0
         self.events: list[uuid.UUID] = []  # the audit event of each batch
         self.removed: set[str] = set()  # users taken back, as their events name them
+        # stable id -> id (32 hex digits) of each user this import created and still creates
+        self.user_ids: dict[str, str] = {}
         self.errors: list[dict[str, Any]] = []
 
     def add(self, items: list[Create]) -> None:
@@ -122,6 +126,7 @@ class PeopleImport:
             if item.access_ends_at:
                 attributes = json.dumps({"dn": item.dn, "access_ends_at": item.access_ends_at})
             links.append((next(ids), user_id, item.external_id, attributes))
+            self.user_ids[item.external_id] = user_id
             snapshot = {
                 "id": dashed(user_id),
                 "external_id": item.external_id,
@@ -230,6 +235,8 @@ class PeopleImport:
         committed, so these users never existed for anyone else.
         """
         taken_back = set(external_ids) - self.existing.linked
+        for external_id in taken_back:
+            self.user_ids.pop(external_id, None)
         self.errors = [e for e in self.errors if e["external_id"] not in taken_back]
         user_ids = list(self._created_users(taken_back))
         if not user_ids:
