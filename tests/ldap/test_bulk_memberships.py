@@ -108,3 +108,34 @@ def test_an_import_adds_memberships_in_bulk_and_audits_each(
     assert "member0000" not in big and "member0001" not in big and "admin-added" in big
     removed = _team_events(sessions, org_id, "team.member_removed")
     assert sorted(r["user_id"] for r in removed) == sorted(str(users[uid].id) for uid in uids[:2])
+
+
+def test_an_import_writes_its_new_peoples_memberships_directly(
+    make_connector, sync, sessions, engine, directory, monkeypatch
+):
+    """The people a first import creates join their teams by their new user ids: no
+    `INSERT ... SELECT` through the identity links (PostgreSQL: COPY, which SQLAlchemy does
+    not see; SQLite: one plain INSERT per team). A create taken back because a later entry
+    has the same email (written while reading on PostgreSQL) joins nothing."""
+    monkeypatch.setattr("worker.directory_create_stream.BATCH", 1)  # write while reading
+    alice2 = directory.add_person("alice2", mail=f"alice@{directory.domain}")
+    directory.add_values(f"cn=engineering,{directory.groups}", "member", alice2.encode())
+    connector = make_connector(group_teams={"engineering": "Engineering"})
+    org_id = connector.organisation_id
+    with _statements_on(engine, "team_memberships") as writes:
+        outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert not [w for w in writes if "SELECT" in w.upper()], writes
+    assert len(writes) <= 1, writes
+    members = _members(sessions, org_id, "Engineering")
+    assert members == {"bob": Source.LDAP, "carol": Source.LDAP}  # carol through platform
+    users = linked_users(sessions, connector)
+    added = _team_events(sessions, org_id, "team.member_added")
+    assert sorted(a["user_id"] for a in added) == sorted(
+        str(users[uid].id) for uid in ("bob", "carol")
+    )
+    with sessions() as s:
+        team_id = s.scalar(select(Team.id).where(Team.organisation_id == org_id))
+        s.rollback()
+    assert {a["team_id"] for a in added} == {str(team_id)}
+    assert {a["role"] for a in added} == {"MEMBER"}
