@@ -26,7 +26,7 @@ class KeyUnknown(Exception):
 GONE = (404, 410)
 
 
-def send_key_command(
+def send_store_command(
     *,
     base_url: str,
     token: str,

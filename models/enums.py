@@ -170,7 +170,7 @@ class SyncRunStatus(StrEnum):
 APPLIED_RUN_STATUSES = (SyncRunStatus.SUCCEEDED, SyncRunStatus.APPROVED)
 
 
-class KeyCommandType(StrEnum):
+class StoreCommandType(StrEnum):
     """What odock-sync asks Odock's store to do with one key, or one budget (the contract's
     command types)."""
 
@@ -182,7 +182,7 @@ class KeyCommandType(StrEnum):
     BUDGET_THAW = "budget.thaw"
 
 
-BUDGET_COMMANDS = frozenset({KeyCommandType.BUDGET_FREEZE, KeyCommandType.BUDGET_THAW})
+BUDGET_COMMANDS = frozenset({StoreCommandType.BUDGET_FREEZE, StoreCommandType.BUDGET_THAW})
 
 
 class ChangeKind(StrEnum):

@@ -7,7 +7,7 @@ the key store and the gateway is decided here, by the session's mode:
 - bridged: Odock's management plane is the store. The keys are marked in odock-sync's view
   and a key command per key is written in the same transaction, with a cut-off carrying it;
   the worker sends it (and the cut-off reaper again) until the store acknowledges, and only
-  then invalidates the gateway's cache (models/key_commands.py, models/actions/cutoffs.py).
+  then invalidates the gateway's cache (models/store_commands.py, models/actions/cutoffs.py).
 """
 
 from __future__ import annotations
@@ -26,18 +26,18 @@ from models.actions import cutoffs
 from models.actor import Actor
 from models.base import utcnow
 from models.db import ODOCK_MODE_KEY
-from models.entities import KeyCommand, VirtualApiKey
-from models.enums import KeyCommandType, KeyType
+from models.entities import StoreCommand, VirtualApiKey
+from models.enums import KeyType, StoreCommandType
 
 TASK_INVALIDATE_KEYS = "gateway.invalidate_keys"
-TASK_SEND_KEY_COMMANDS = "odock.send_key_commands"
+TASK_SEND_STORE_COMMANDS = "odock.send_store_commands"
 BRIDGED = "bridged"
 
 AUDIT_ACTIONS = {
-    KeyCommandType.REVOKE: "api_key.revoked",
-    KeyCommandType.RESTORE: "api_key.restored",
-    KeyCommandType.REASSIGN: "api_key.reassigned",
-    KeyCommandType.ROTATE_REQUEST: "api_key.rotation_requested",
+    StoreCommandType.REVOKE: "api_key.revoked",
+    StoreCommandType.RESTORE: "api_key.restored",
+    StoreCommandType.REASSIGN: "api_key.reassigned",
+    StoreCommandType.ROTATE_REQUEST: "api_key.rotation_requested",
 }
 
 
@@ -45,7 +45,7 @@ AUDIT_ACTIONS = {
 class KeyChange:
     """One decision about the keys that `scope` selects, in one organisation."""
 
-    command: KeyCommandType
+    command: StoreCommandType
     organisation_id: uuid.UUID
     scope: ColumnElement[bool]
     actor: Actor
@@ -69,13 +69,13 @@ def carry_out_key_change(session: Session, change: KeyChange) -> list[uuid.UUID]
     key_ids = _change_view(session, change)
     if not key_ids:
         return []
-    if change.command is not KeyCommandType.ROTATE_REQUEST:
+    if change.command is not StoreCommandType.ROTATE_REQUEST:
         _forget_loaded(session, key_ids)
     _audit(session, change, key_ids)
     if is_bridged(session):
         commands = _issue_commands(session, change, key_ids)
         _open_cutoffs(session, change, key_ids, commands)
-    elif change.command is not KeyCommandType.ROTATE_REQUEST:
+    elif change.command is not StoreCommandType.ROTATE_REQUEST:
         # A rotation needs the key's value, which only Odock holds: embedded, it is audited.
         _open_cutoffs(session, change, key_ids, commands=None)
         outbox.enqueue(
@@ -95,10 +95,10 @@ def keys_with_pending_commands(session: Session, key_ids: list[uuid.UUID]) -> se
         return set()
     return set(
         session.scalars(
-            select(KeyCommand.key_id).where(
-                KeyCommand.key_id.in_(key_ids),
-                KeyCommand.acknowledged_at.is_(None),
-                KeyCommand.abandoned_at.is_(None),
+            select(StoreCommand.subject_id).where(
+                StoreCommand.subject_id.in_(key_ids),
+                StoreCommand.acknowledged_at.is_(None),
+                StoreCommand.abandoned_at.is_(None),
             )
         )
     )
@@ -107,12 +107,12 @@ def keys_with_pending_commands(session: Session, key_ids: list[uuid.UUID]) -> se
 # What each command decides about a key: a push or listing must leave these columns alone
 # while such a command is unacknowledged (it shows the store from before the decision).
 DECIDED_COLUMNS = {
-    KeyCommandType.REVOKE: ("revoked", "revoked_at"),
-    KeyCommandType.RESTORE: ("revoked", "revoked_at"),
-    KeyCommandType.REASSIGN: ("owner_user_id", "owner_team_id"),
-    KeyCommandType.ROTATE_REQUEST: (),
-    KeyCommandType.BUDGET_FREEZE: (),
-    KeyCommandType.BUDGET_THAW: (),
+    StoreCommandType.REVOKE: ("revoked", "revoked_at"),
+    StoreCommandType.RESTORE: ("revoked", "revoked_at"),
+    StoreCommandType.REASSIGN: ("owner_user_id", "owner_team_id"),
+    StoreCommandType.ROTATE_REQUEST: (),
+    StoreCommandType.BUDGET_FREEZE: (),
+    StoreCommandType.BUDGET_THAW: (),
 }
 
 
@@ -121,10 +121,10 @@ def keep_pending_decisions(
 ) -> dict[str, Any]:
     """`values` from the store without what a command still on its way has decided."""
     pending = session.scalars(
-        select(KeyCommand.command_type).where(
-            KeyCommand.key_id == key_id,
-            KeyCommand.acknowledged_at.is_(None),
-            KeyCommand.abandoned_at.is_(None),
+        select(StoreCommand.command_type).where(
+            StoreCommand.subject_id == key_id,
+            StoreCommand.acknowledged_at.is_(None),
+            StoreCommand.abandoned_at.is_(None),
         )
     ).all()
     decided = {column for command in pending for column in DECIDED_COLUMNS[command]}
@@ -140,10 +140,10 @@ def keep_pending_decision_sql(
     if not deciding:
         return incoming
     pending = exists().where(
-        KeyCommand.key_id == key_id,
-        KeyCommand.acknowledged_at.is_(None),
-        KeyCommand.abandoned_at.is_(None),
-        KeyCommand.command_type.in_(deciding),
+        StoreCommand.subject_id == key_id,
+        StoreCommand.acknowledged_at.is_(None),
+        StoreCommand.abandoned_at.is_(None),
+        StoreCommand.command_type.in_(deciding),
     )
     return case((pending, held), else_=incoming)
 
@@ -151,23 +151,23 @@ def keep_pending_decision_sql(
 STORE_KEY_UNKNOWN = "the store holds no such key (deleted there)"
 
 
-def latest_revoke_command(session: Session, key: VirtualApiKey) -> KeyCommand | None:
+def latest_revoke_command(session: Session, key: VirtualApiKey) -> StoreCommand | None:
     """The newest command carrying the key's current revocation to the store (bridged)."""
     if key.revoked_at is None:
         return None
     return session.scalar(
-        select(KeyCommand)
+        select(StoreCommand)
         .where(
-            KeyCommand.key_id == key.id,
-            KeyCommand.command_type == KeyCommandType.REVOKE,
-            KeyCommand.issued_at >= key.revoked_at,
+            StoreCommand.subject_id == key.id,
+            StoreCommand.command_type == StoreCommandType.REVOKE,
+            StoreCommand.issued_at >= key.revoked_at,
         )
-        .order_by(KeyCommand.issued_at.desc())
+        .order_by(StoreCommand.issued_at.desc())
         .limit(1)
     )
 
 
-def store_facts(command: KeyCommand) -> dict[str, Any]:
+def store_facts(command: StoreCommand) -> dict[str, Any]:
     """What a finding about the command's key says of the store's answer, beyond the columns."""
     if command.abandoned_at is None:
         return {}
@@ -181,28 +181,28 @@ def store_acknowledged_at(session: Session, key: VirtualApiKey) -> datetime | No
     if not is_bridged(session):
         return key.revoked_at
     return session.scalar(
-        select(KeyCommand.acknowledged_at)
+        select(StoreCommand.acknowledged_at)
         .where(
-            KeyCommand.key_id == key.id,
-            KeyCommand.command_type == KeyCommandType.REVOKE,
-            KeyCommand.issued_at >= key.revoked_at,
-            KeyCommand.acknowledged_at.is_not(None),
+            StoreCommand.subject_id == key.id,
+            StoreCommand.command_type == StoreCommandType.REVOKE,
+            StoreCommand.issued_at >= key.revoked_at,
+            StoreCommand.acknowledged_at.is_not(None),
         )
-        .order_by(KeyCommand.acknowledged_at)
+        .order_by(StoreCommand.acknowledged_at)
         .limit(1)
     )
 
 
 def _change_view(session: Session, change: KeyChange) -> list[uuid.UUID]:
-    if change.command is KeyCommandType.ROTATE_REQUEST:
+    if change.command is StoreCommandType.ROTATE_REQUEST:
         return sorted(session.scalars(select(VirtualApiKey.id).where(change.scope)))
     now = utcnow()
     statement = update(VirtualApiKey).where(change.scope)
-    if change.command is KeyCommandType.REVOKE:
+    if change.command is StoreCommandType.REVOKE:
         statement = statement.where(VirtualApiKey.revoked.is_(False)).values(
             revoked=True, revoked_at=now, revoked_by_revocation_id=change.revocation_id
         )
-    elif change.command is KeyCommandType.RESTORE:
+    elif change.command is StoreCommandType.RESTORE:
         statement = statement.where(VirtualApiKey.revoked.is_(True)).values(
             revoked=False, revoked_at=None, revoked_by_revocation_id=None
         )
@@ -246,11 +246,11 @@ def _audit(session: Session, change: KeyChange, key_ids: list[uuid.UUID]) -> Non
 
 
 def _audit_states(change: KeyChange) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    if change.command is KeyCommandType.REVOKE:
+    if change.command is StoreCommandType.REVOKE:
         return {"revoked": False}, {"revoked": True}
-    if change.command is KeyCommandType.RESTORE:
+    if change.command is StoreCommandType.RESTORE:
         return {"revoked": True}, {"revoked": False}
-    if change.command is KeyCommandType.REASSIGN:
+    if change.command is StoreCommandType.REASSIGN:
         owners = {
             **({"key_type": change.key_type.value} if change.key_type else {}),
             "owner_user_id": str(change.owner_user_id) if change.owner_user_id else None,
@@ -299,7 +299,7 @@ def send_budget_change(
     *,
     organisation_id: uuid.UUID,
     budget_ids: list[uuid.UUID],
-    command: KeyCommandType,
+    command: StoreCommandType,
     reason: str,
 ) -> None:
     """Carry a freeze or thaw of these budgets (already made in odock-sync's view) to the
@@ -332,16 +332,16 @@ def _store_commands(
     *,
     organisation_id: uuid.UUID,
     subject_ids: list[uuid.UUID],
-    command: KeyCommandType,
+    command: StoreCommandType,
     reason: str,
     owners: dict[str, uuid.UUID | None],
     clock: dict[str, Any],
 ) -> dict[uuid.UUID, uuid.UUID]:
     now = utcnow()
     commands = [
-        KeyCommand(
+        StoreCommand(
             organisation_id=organisation_id,
-            key_id=subject_id,
+            subject_id=subject_id,
             command_type=command,
             reason=reason[:500],
             issued_at=now,
@@ -353,8 +353,8 @@ def _store_commands(
     session.flush()
     outbox.enqueue(
         session,
-        TASK_SEND_KEY_COMMANDS,
+        TASK_SEND_STORE_COMMANDS,
         command_ids=[str(c.id) for c in commands],
         **clock,  # the time-to-kill clock (kept on the cut-offs too)
     )
-    return {c.key_id: c.id for c in commands}
+    return {c.subject_id: c.id for c in commands}

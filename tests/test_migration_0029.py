@@ -7,11 +7,21 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy import create_engine, insert, select
 
-from models.entities import KeyCommand, KeyCutoff, Organisation
-from models.enums import KeyCommandType
+from models.base import UTCDateTime
+from models.entities import KeyCutoff, Organisation
+from models.enums import StoreCommandType
 from models.migrate import upgrade
+
+# The table as it stood at 0026 (0033 renamed it store_commands, its key_id subject_id).
+KEY_COMMANDS = sa.table(
+    "key_commands",
+    *(sa.column(name, sa.Uuid()) for name in ("id", "organisation_id", "key_id")),
+    *(sa.column(name) for name in ("command_type", "reason", "attempts")),
+    *(sa.column(name, UTCDateTime()) for name in ("issued_at", "acknowledged_at")),
+)
 
 
 def test_an_unsettled_rotation_request_gets_a_cutoff_and_a_settled_one_does_not(
@@ -29,11 +39,11 @@ def test_an_unsettled_rotation_request_gets_a_cutoff_and_a_settled_one_does_not(
         )
         for command_id, acknowledged_at in ((pending, None), (settled, now)):
             connection.execute(
-                insert(KeyCommand.__table__).values(
+                insert(KEY_COMMANDS).values(
                     id=command_id,
                     organisation_id=org_id,
                     key_id=uuid.uuid4(),
-                    command_type=KeyCommandType.ROTATE_REQUEST.value,
+                    command_type=StoreCommandType.ROTATE_REQUEST.value,
                     reason="rotate",
                     issued_at=now,
                     attempts=1,

@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 from models.actions.odock_events import ChangeEvent
 from models.actions.odock_objects import BudgetIn, KeyIn, QuotaIn
 from models.actions.odock_usage import UsageBatch
-from models.enums import BUDGET_COMMANDS, KeyCommandType
+from models.enums import BUDGET_COMMANDS, StoreCommandType
 
 BODIES: list[type[BaseModel]] = [KeyIn, BudgetIn, QuotaIn, UsageBatch, ChangeEvent]
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
@@ -205,7 +205,7 @@ STORE_COMMAND = {
             "description": "A key command: the gateway's cache is invalidated after it",
             "properties": {
                 **_COMMAND_COMMON,
-                "type": {"enum": [t.value for t in KeyCommandType if t not in BUDGET_COMMANDS]},
+                "type": {"enum": [t.value for t in StoreCommandType if t not in BUDGET_COMMANDS]},
                 "key_id": _UUID,
                 "owner_user_id": {"oneOf": [_UUID, {"type": "null"}]},
                 "owner_team_id": {"oneOf": [_UUID, {"type": "null"}]},

@@ -36,7 +36,8 @@ TASK_MODULES = [
 # mail). An incremental sync reads only what changed, so it is short.
 URGENT_TASKS = (
     "gateway.invalidate_keys",
-    "odock.send_key_commands",
+    "odock.send_store_commands",
+    "odock.send_key_commands",  # send_store_commands' name before 0033_store_commands
     "cutoffs.reap",
 )
 # The IdP event drains: a queue and worker of their own. A drain holds its slot for as long as

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from models import audit
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import CutoffIncident, KeyCommand, KeyCutoff, User
+from models.entities import CutoffIncident, KeyCutoff, StoreCommand, User
 from models.entities.cutoff import PROOF_COMMAND
 from models.enums import Role, UserStatus
 from models.notifications import notify
@@ -108,13 +108,13 @@ def open_reinvalidation(
     )
 
 
-def open_proofs(session: Session, *, commands: list[KeyCommand]) -> None:
+def open_proofs(session: Session, *, commands: list[StoreCommand]) -> None:
     """Start the clock on proving these revocations (their gateway invalidation is done)."""
     now = utcnow()
     session.add_all(
         KeyCutoff(
             organisation_id=command.organisation_id,
-            key_id=command.key_id,
+            key_id=command.subject_id,
             command=PROOF,
             reason="proof of revocation",
             via_store=False,
@@ -258,8 +258,8 @@ def proofs_pending(session: Session, *, key_ids: list[uuid.UUID]) -> dict[uuid.U
 def _store_settled() -> ColumnElement[bool]:
     """No store command, or one the store has answered for good (acknowledged, or 404)."""
     settled = exists().where(
-        KeyCommand.id == KeyCutoff.command_id,
-        or_(KeyCommand.acknowledged_at.is_not(None), KeyCommand.abandoned_at.is_not(None)),
+        StoreCommand.id == KeyCutoff.command_id,
+        or_(StoreCommand.acknowledged_at.is_not(None), StoreCommand.abandoned_at.is_not(None)),
     )
     return or_(KeyCutoff.command_id.is_(None), settled)
 

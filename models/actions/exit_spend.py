@@ -17,7 +17,7 @@ from models import audit, key_scope
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import Budget, Revocation, Team, TeamMembership, UsageRecord, VirtualApiKey
-from models.enums import KeyCommandType, OwnerType
+from models.enums import OwnerType, StoreCommandType
 from models.key_changes import send_budget_change
 
 DEFAULT_WINDOW = "monthly"
@@ -59,7 +59,7 @@ def freeze_budgets(session: Session, *, revocation: Revocation, actor: Actor) ->
         session,
         organisation_id=revocation.organisation_id,
         budget_ids=frozen,
-        command=KeyCommandType.BUDGET_FREEZE,
+        command=StoreCommandType.BUDGET_FREEZE,
         reason="the owner's access was revoked",
     )
     return frozen
@@ -81,7 +81,7 @@ def thaw_budgets(session: Session, *, revocation: Revocation, actor: Actor) -> l
         session,
         organisation_id=revocation.organisation_id,
         budget_ids=thawed,
-        command=KeyCommandType.BUDGET_THAW,
+        command=StoreCommandType.BUDGET_THAW,
         reason="the owner's revocation was undone",
     )
     return thawed

@@ -35,8 +35,8 @@ from models.actions.reviews import (
 )
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import KeyCommand, KeyCutoff, RevocationReview, VirtualApiKey
-from models.enums import KeyCommandType, ReviewCause, Severity
+from models.entities import KeyCutoff, RevocationReview, StoreCommand, VirtualApiKey
+from models.enums import ReviewCause, Severity, StoreCommandType
 
 GATEWAY_ACTOR = Actor.system("odock-gateway-proof")
 
@@ -100,7 +100,7 @@ def open_missing_proofs(session: Session, *, command_ids: list[uuid.UUID]) -> li
     pending_proof = (
         select(KeyCutoff.id)
         .where(
-            KeyCutoff.command_id == KeyCommand.id,
+            KeyCutoff.command_id == StoreCommand.id,
             KeyCutoff.command == cutoffs.PROOF,
             KeyCutoff.acknowledged_at.is_(None),
         )
@@ -108,19 +108,19 @@ def open_missing_proofs(session: Session, *, command_ids: list[uuid.UUID]) -> li
     )
     commands = list(
         session.scalars(
-            select(KeyCommand)
+            select(StoreCommand)
             .where(
-                KeyCommand.id.in_(command_ids),
-                KeyCommand.command_type == KeyCommandType.REVOKE,
-                KeyCommand.gateway_invalidated_at.is_not(None),
-                KeyCommand.gateway_checked_at.is_(None),
+                StoreCommand.id.in_(command_ids),
+                StoreCommand.command_type == StoreCommandType.REVOKE,
+                StoreCommand.gateway_invalidated_at.is_not(None),
+                StoreCommand.gateway_checked_at.is_(None),
                 ~pending_proof,
             )
-            .order_by(KeyCommand.id)
+            .order_by(StoreCommand.id)
         )
     )
     cutoffs.open_proofs(session, commands=commands)
-    return sorted({command.key_id for command in commands})
+    return sorted({command.subject_id for command in commands})
 
 
 def record_key_status(
@@ -131,22 +131,22 @@ def record_key_status(
     secret: str,
 ) -> list[uuid.UUID]:
     """Keep the gateway's answers (key id -> accepted, checked at); the keys still accepted."""
-    commands = session.scalars(select(KeyCommand).where(KeyCommand.id.in_(command_ids))).all()
-    answered = [command for command in commands if command.key_id in answers]
+    commands = session.scalars(select(StoreCommand).where(StoreCommand.id.in_(command_ids))).all()
+    answered = [command for command in commands if command.subject_id in answers]
     for command in answered:
-        accepted, checked_at = answers[command.key_id]
+        accepted, checked_at = answers[command.subject_id]
         command.gateway_accepted, command.gateway_checked_at = accepted, checked_at
         # Kept on the command too: a review opened after this answer copies it to its finding.
         command.gateway_proof = proof_entry(
-            secret, key_id=command.key_id, accepted=accepted, checked_at=checked_at
+            secret, key_id=command.subject_id, accepted=accepted, checked_at=checked_at
         )
     still_accepted = [command for command in answered if command.gateway_accepted]
     # First, as the review task does: a review opened here locks its revocation, then keys.
     for command in still_accepted:
-        _raise_still_accepted(session, command.key_id, command.gateway_proof or {})
+        _raise_still_accepted(session, command.subject_id, command.gateway_proof or {})
     for command in answered:
         record_on_key_findings(
-            session, key_ids=[command.key_id], gateway_proof=command.gateway_proof
+            session, key_ids=[command.subject_id], gateway_proof=command.gateway_proof
         )
         audit.record(
             session,
@@ -156,10 +156,10 @@ def record_key_status(
             if command.gateway_accepted
             else "api_key.denied_at_gateway",
             target_type="api_key",
-            target_id=command.key_id,
+            target_id=command.subject_id,
             after=command.gateway_proof,
         )
-    return [command.key_id for command in still_accepted]
+    return [command.subject_id for command in still_accepted]
 
 
 def _raise_still_accepted(session: Session, key_id: uuid.UUID, entry: dict[str, Any]) -> None:

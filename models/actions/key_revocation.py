@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from models.actor import Actor
 from models.entities import VirtualApiKey
-from models.enums import KeyCommandType, KeyType
+from models.enums import KeyType, StoreCommandType
 from models.key_changes import KeyChange, carry_out_key_change
 
 
@@ -40,7 +40,7 @@ def revoke_keys(
 ) -> list[uuid.UUID]:
     """Revoke the active keys in `scope`; the ids revoked, in a stable order."""
     change = KeyChange(
-        command=KeyCommandType.REVOKE,
+        command=StoreCommandType.REVOKE,
         organisation_id=organisation_id,
         scope=scope,
         actor=actor,
@@ -63,7 +63,7 @@ def restore_keys(
 ) -> list[uuid.UUID]:
     """Re-enable exactly the keys this revocation disabled; the ids restored."""
     change = KeyChange(
-        command=KeyCommandType.RESTORE,
+        command=StoreCommandType.RESTORE,
         organisation_id=organisation_id,
         scope=VirtualApiKey.revoked_by_revocation_id == revocation_id,
         actor=actor,
@@ -85,7 +85,7 @@ def restore_key(
     """Re-enable one revoked key of this organisation (an admin's decision); [] when it was
     not revoked."""
     change = KeyChange(
-        command=KeyCommandType.RESTORE,
+        command=StoreCommandType.RESTORE,
         organisation_id=organisation_id,
         scope=(VirtualApiKey.id == key_id) & (VirtualApiKey.organisation_id == organisation_id),
         actor=actor,
@@ -112,7 +112,7 @@ def reassign_key(
         "owner_team_id": str(key.owner_team_id) if key.owner_team_id else None,
     }
     change = KeyChange(
-        command=KeyCommandType.REASSIGN,
+        command=StoreCommandType.REASSIGN,
         organisation_id=key.organisation_id,
         scope=VirtualApiKey.id == key.id,
         actor=actor,

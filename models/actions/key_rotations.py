@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from models.actor import Actor
 from models.entities import VirtualApiKey
-from models.enums import KeyCommandType
+from models.enums import StoreCommandType
 from models.errors import NotFound
 from models.key_changes import KeyChange, carry_out_key_change
 from models.text import clean_text
@@ -23,7 +23,7 @@ def request_key_rotation(
         raise NotFound(f"no API key {key_id} in this organisation")
     reason = clean_text(reason, field="reason", max_length=500, required=False)
     change = KeyChange(
-        command=KeyCommandType.ROTATE_REQUEST,
+        command=StoreCommandType.ROTATE_REQUEST,
         organisation_id=organisation_id,
         scope=VirtualApiKey.id == key.id,
         actor=actor,

@@ -10,7 +10,6 @@ from models.entities.delivery import ReceivedDelivery
 from models.entities.directory import DirectoryConnector, DirectorySyncRun, SyncLease
 from models.entities.event_hook import EventCursor, EventHookConfig
 from models.entities.invitation import Invitation, InvitationDelivery, PendingInvitation
-from models.entities.key_command import KeyCommand
 from models.entities.local_mail import LocalMail
 from models.entities.mass_change import MassChange, MassChangeGate, MassChangeSettings
 from models.entities.notification import DeliveryAttempt, NotificationDelivery, NotificationHook
@@ -27,6 +26,7 @@ from models.entities.revocation import (
 )
 from models.entities.scim import ScimEmail, ScimGroupRole, ScimUser
 from models.entities.source_incident import SourceIncident
+from models.entities.store_command import StoreCommand
 from models.entities.team import Team, TeamMembership
 from models.entities.usage import UsageRecord
 from models.entities.user import IdentityLink, User
@@ -45,7 +45,6 @@ __all__ = [
     "IdentityLink",
     "Invitation",
     "InvitationDelivery",
-    "KeyCommand",
     "KeyCutoff",
     "KeyInvalidation",
     "LocalMail",
@@ -74,6 +73,7 @@ __all__ = [
     "ScimGroupRole",
     "ScimUser",
     "SourceIncident",
+    "StoreCommand",
     "SyncLease",
     "Team",
     "TeamMembership",

@@ -139,9 +139,9 @@ def test_a_key_overdue_while_an_incident_is_open_joins_it_without_a_second_alarm
 def test_bridged_a_cutoff_is_done_only_once_the_store_then_the_gateway_answered(session, engine):
     """Bridged, the cut-off carries the store command first (same deadline and alarm): the
     gateway's call never counts for it before the store has disabled the key."""
-    from models.actions import key_commands
+    from models.actions import store_commands
     from models.db import make_session_factory
-    from models.entities import KeyCommand
+    from models.entities import StoreCommand
 
     org = f.make_org(session)
     person = f.make_user(session, org)
@@ -151,7 +151,7 @@ def test_bridged_a_cutoff_is_done_only_once_the_store_then_the_gateway_answered(
         lifecycle.revoke(bridged, user=bridged.merge(person), actor=f.SETUP)
         bridged.flush()
         (cutoff,) = bridged.scalars(select(KeyCutoff)).all()
-        (command,) = bridged.scalars(select(KeyCommand)).all()
+        (command,) = bridged.scalars(select(StoreCommand)).all()
         assert cutoff.via_store and cutoff.key_id == key.id and cutoff.command_id == command.id
         assert cutoffs.claim_due(bridged, lease=LEASE) == []  # not the gateway's alone
         assert cutoffs.claim_due(bridged, lease=LEASE, via_store=True) == [key.id]
@@ -162,12 +162,12 @@ def test_bridged_a_cutoff_is_done_only_once_the_store_then_the_gateway_answered(
         later = utcnow() + DEADLINE + timedelta(seconds=1)
         assert len(cutoffs.raise_alarms(bridged, deadline=DEADLINE, actor=REAPER, now=later)) == 1
 
-        key_commands.record_acknowledgements(
+        store_commands.record_acknowledgements(
             bridged, acknowledged={command.id: utcnow()}, reinvalidate_after=5
         )
         assert cutoff.acknowledged_at is None  # the store has it; the gateway not yet
-        assert key_commands.keys_for_the_gateway(bridged, key_ids=[key.id]) == [key.id]
-        key_commands.record_gateway_invalidation(bridged, key_ids=[key.id], called_at=utcnow())
+        assert store_commands.keys_for_the_gateway(bridged, key_ids=[key.id]) == [key.id]
+        store_commands.record_gateway_invalidation(bridged, key_ids=[key.id], called_at=utcnow())
         bridged.flush()
         bridged.refresh(cutoff)
         assert cutoff.acknowledged_at is not None

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from connectors import gateway, odock
-from models.actions import cutoffs, key_commands, key_proofs
+from models.actions import cutoffs, key_proofs, store_commands
 from models.base import utcnow
 from models.settings import Settings
 from worker.runtime import runtime
@@ -32,15 +32,26 @@ STORE_CLAIM_BATCH = 100
 
 
 # No Celery retries: what is not acknowledged stays due on its cut-off, and the reaper sends it.
-@task("odock.send_key_commands", autoretry_for=())
-def send_key_commands(
+@task("odock.send_store_commands", autoretry_for=())
+def send_store_commands(
     command_ids: list[str], source: str = "", arrived_at: float | None = None
 ) -> None:
     """The fast path after commit. `source` and `arrived_at`: the revocation's clock, kept on
     its cut-offs as well (which the time-to-kill observation reads, whoever completes them)."""
     with runtime().sessions() as session:
-        key_ids = key_commands.keys_of(session, command_ids=[uuid.UUID(c) for c in command_ids])
+        key_ids = store_commands.keys_of(session, command_ids=[uuid.UUID(c) for c in command_ids])
     observe(drive_store(key_ids=key_ids))
+
+
+# The task's name before migration 0033_store_commands renamed key commands to store commands:
+# a message published under it by an older release (waiting in the broker, or still in the
+# outbox) is carried out the same way.
+@task("odock.send_key_commands", autoretry_for=())
+def send_key_commands(
+    command_ids: list[str], source: str = "", arrived_at: float | None = None
+) -> None:
+    """The former name of send_store_commands."""
+    send_store_commands(command_ids, source=source, arrived_at=arrived_at)
 
 
 @dataclass
@@ -70,7 +81,7 @@ def drive_store(*, key_ids: list[uuid.UUID] | None) -> list[cutoffs.Clock]:
     if not claimed:
         return []
     with runtime().sessions() as session:
-        outgoing = key_commands.unsettled_by_key(session, key_ids=claimed)
+        outgoing = store_commands.unsettled_by_key(session, key_ids=claimed)
     sent = _send(settings, outgoing)
     _record_answers(settings, sent)
     return _after_the_store(settings, sent.settled_keys(claimed))
@@ -90,7 +101,7 @@ def _claim(settings: Settings, key_ids: list[uuid.UUID] | None) -> list[uuid.UUI
     return claimed
 
 
-def _send(settings: Settings, outgoing: dict[uuid.UUID, list[key_commands.Outgoing]]) -> Sent:
+def _send(settings: Settings, outgoing: dict[uuid.UUID, list[store_commands.Outgoing]]) -> Sent:
     """Each key's commands in order, a key's later ones only once its earlier one is settled;
     a store that is down or hanging ends the round (the rest are given back untried)."""
     sent, started = Sent(), time.monotonic()
@@ -120,12 +131,12 @@ def _send(settings: Settings, outgoing: dict[uuid.UUID, list[key_commands.Outgoi
 
 def _count_attempt(command_id: uuid.UUID) -> None:
     with runtime().sessions() as session:
-        key_commands.record_attempt(session, command_id=command_id)
+        store_commands.record_attempt(session, command_id=command_id)
         session.commit()
 
 
-def _send_one(settings: Settings, command: key_commands.Outgoing) -> datetime:
-    return odock.send_key_command(
+def _send_one(settings: Settings, command: store_commands.Outgoing) -> datetime:
+    return odock.send_store_command(
         base_url=settings.odock_management_url,
         token=settings.odock_management_token,
         secret=settings.odock_command_secret,
@@ -137,14 +148,14 @@ def _send_one(settings: Settings, command: key_commands.Outgoing) -> datetime:
 
 def _record_answers(settings: Settings, sent: Sent) -> None:
     with runtime().sessions() as session:
-        key_commands.record_acknowledgements(
+        store_commands.record_acknowledgements(
             session,
             acknowledged=sent.acknowledged,
             reinvalidate_after=settings.odock_reinvalidate_after,
         )
-        key_commands.record_unknown_keys(session, command_ids=sent.unknown)
+        store_commands.record_unknown_keys(session, command_ids=sent.unknown)
         for command_id, error in sent.failed.values():
-            key_commands.record_failed_attempt(session, command_id=command_id, error=error)
+            store_commands.record_failed_attempt(session, command_id=command_id, error=error)
         for error in sorted({error for _command, error in sent.failed.values()}):
             failed = [k for k, (_c, e) in sent.failed.items() if e == error]
             cutoffs.record_failure(
@@ -164,9 +175,9 @@ def _after_the_store(settings: Settings, settled: list[uuid.UUID]) -> list[cutof
         return []
     called_at = utcnow()
     with runtime().sessions() as session:
-        to_invalidate = key_commands.keys_for_the_gateway(session, key_ids=settled)
+        to_invalidate = store_commands.keys_for_the_gateway(session, key_ids=settled)
         others = sorted(set(settled) - set(to_invalidate))
-        key_commands.close_without_gateway(session, key_ids=others, called_at=called_at)
+        store_commands.close_without_gateway(session, key_ids=others, called_at=called_at)
         session.commit()
     if not to_invalidate:
         return []
@@ -176,7 +187,7 @@ def _after_the_store(settings: Settings, settled: list[uuid.UUID]) -> list[cutof
     if not call_gateway(settings, to_invalidate):
         return []
     with runtime().sessions() as session:
-        clocks = key_commands.record_gateway_invalidation(
+        clocks = store_commands.record_gateway_invalidation(
             session, key_ids=to_invalidate, called_at=called_at
         )
         session.commit()

@@ -8,8 +8,8 @@ import uuid
 
 from sqlalchemy import select
 
-from models.entities import AuditEvent, KeyCommand, KeyCutoff
-from tests.key_commands.conftest import KeyHolder, deactivate, provision_key_holder
+from models.entities import AuditEvent, KeyCutoff, StoreCommand
+from tests.store_commands.conftest import KeyHolder, deactivate, provision_key_holder
 from tests.support import factories as f
 from tests.support.odock import OdockStandIn
 from tests.support.odock.store import budgets
@@ -35,7 +35,9 @@ def budget_in_both(client, odock: OdockStandIn, holder: KeyHolder) -> uuid.UUID:
 def commands_for(sessions, budget_id):
     with sessions() as fresh:
         return fresh.scalars(
-            select(KeyCommand).where(KeyCommand.key_id == budget_id).order_by(KeyCommand.issued_at)
+            select(StoreCommand)
+            .where(StoreCommand.subject_id == budget_id)
+            .order_by(StoreCommand.issued_at)
         ).all()
 
 

@@ -9,9 +9,9 @@ import signal
 import pytest
 from sqlalchemy import select
 
-from models.entities import KeyCommand, KeyCutoff
-from tests.key_commands.conftest import bridged, deactivate, provision_key_holder
-from tests.key_commands.test_end_to_end import ACCEPTED, REJECTED, command_of, cutoff_of
+from models.entities import KeyCutoff, StoreCommand
+from tests.store_commands.conftest import bridged, deactivate, provision_key_holder
+from tests.store_commands.test_end_to_end import ACCEPTED, REJECTED, command_of, cutoff_of
 from tests.support.reaper import wait_reaping
 from tests.support.wait import wait_until
 from tests.support.worker import start_worker
@@ -49,7 +49,7 @@ def test_a_worker_killed_mid_command_leaves_it_to_the_reaper_which_finishes_it(
     finally:
         first.kill()
     with bridged_sessions() as fresh:
-        assert fresh.scalars(select(KeyCommand.acknowledged_at)).one() is None
+        assert fresh.scalars(select(StoreCommand.acknowledged_at)).one() is None
     odock.store_faults.heal()  # the store answers again (the dead caller's call applies now)
 
     second = start_worker(bridged_settings, log_dir=tmp_path)

@@ -1,29 +1,30 @@
-"""Key commands: a key change odock-sync decided, on its way to Odock's key store (bridged)."""
+"""Store commands: a key or budget change odock-sync decided, on its way to Odock's store
+(bridged)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import JSON, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, new_id, utcnow
 from models.entities.types import enum_column
-from models.enums import KeyCommandType
+from models.enums import BUDGET_COMMANDS, StoreCommandType
 
 
-class KeyCommand(Base):
-    """One command for one key, or one budget (a `budget.*` command: `key_id` then holds the
-    budget's id); its id is the webhook-id, so the store applies it once."""
+class StoreCommand(Base):
+    """One command for one subject: a key (`key.*` commands) or a budget (`budget.*`), named by
+    `subject_id`; its id is the webhook-id, so the store applies it once."""
 
-    __tablename__ = "key_commands"
+    __tablename__ = "store_commands"
     __table_args__ = (
-        Index("ix_key_commands_key", "key_id", "issued_at"),
+        Index("ix_store_commands_subject", "subject_id", "issued_at"),
         Index(
-            "ix_key_commands_unacknowledged",
-            "key_id",
+            "ix_store_commands_unacknowledged",
+            "subject_id",
             postgresql_where=text("acknowledged_at IS NULL"),
             sqlite_where=text("acknowledged_at IS NULL"),
         ),
@@ -33,8 +34,9 @@ class KeyCommand(Base):
     organisation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organisations.id", ondelete="CASCADE")
     )
-    key_id: Mapped[uuid.UUID]
-    command_type: Mapped[KeyCommandType] = enum_column(KeyCommandType)
+    # Odock's id of the key or the budget; which one, the command type's prefix says.
+    subject_id: Mapped[uuid.UUID]
+    command_type: Mapped[StoreCommandType] = enum_column(StoreCommandType)
     reason: Mapped[str] = mapped_column(String(500), default="")
     owner_user_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     owner_team_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
@@ -51,3 +53,8 @@ class KeyCommand(Base):
     gateway_proof: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # The store answered that the key does not exist: the command ends, never acknowledged.
     abandoned_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    @property
+    def subject_type(self) -> Literal["key", "budget"]:
+        """`budget` for a `budget.*` command, else `key`: derived, as the type is unambiguous."""
+        return "budget" if self.command_type in BUDGET_COMMANDS else "key"

@@ -1,4 +1,5 @@
-"""Key commands on their way to Odock's store, and what their acknowledgements set off.
+"""Store commands (a key's or a budget's) on their way to Odock's store, and what their
+acknowledgements set off.
 
 Each command rides a cut-off (models/actions/cutoffs.py): whoever holds the key's lease (the
 fast path after commit, or the reaper) sends the key's unsettled commands in the order they were
@@ -29,14 +30,14 @@ from models.actions.reviews import (
 )
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import KeyCommand, KeyCutoff
-from models.enums import BUDGET_COMMANDS, KeyCommandType
+from models.entities import KeyCutoff, StoreCommand
+from models.enums import StoreCommandType
 from models.key_changes import STORE_KEY_UNKNOWN, store_facts
 
 STORE_ACTOR = Actor.system("odock-store")
 # The commands after which the gateway must forget the key (a rotation request changes nothing
 # the gateway caches until Odock rotates the key itself).
-GATEWAY_COMMANDS = (KeyCommandType.REVOKE, KeyCommandType.RESTORE, KeyCommandType.REASSIGN)
+GATEWAY_COMMANDS = (StoreCommandType.REVOKE, StoreCommandType.RESTORE, StoreCommandType.REASSIGN)
 
 
 @dataclass(frozen=True)
@@ -52,34 +53,38 @@ def unsettled_by_key(
 ) -> dict[uuid.UUID, list[Outgoing]]:
     """These keys' commands still on their way, per key in the order they were issued."""
     commands = session.scalars(
-        select(KeyCommand)
-        .where(KeyCommand.key_id.in_(key_ids), unsettled())
-        .order_by(KeyCommand.issued_at, KeyCommand.id)
+        select(StoreCommand)
+        .where(StoreCommand.subject_id.in_(key_ids), unsettled())
+        .order_by(StoreCommand.issued_at, StoreCommand.id)
     )
     by_key: dict[uuid.UUID, list[Outgoing]] = {}
     for command in commands:
-        by_key.setdefault(command.key_id, []).append(Outgoing(command.id, command_body(command)))
+        by_key.setdefault(command.subject_id, []).append(
+            Outgoing(command.id, command_body(command))
+        )
     return by_key
 
 
 def keys_of(session: Session, *, command_ids: list[uuid.UUID]) -> list[uuid.UUID]:
     return sorted(
-        set(session.scalars(select(KeyCommand.key_id).where(KeyCommand.id.in_(command_ids))))
+        set(
+            session.scalars(select(StoreCommand.subject_id).where(StoreCommand.id.in_(command_ids)))
+        )
     )
 
 
 def unsettled() -> ColumnElement[bool]:
     """A command still on its way: neither acknowledged nor ended by the store's 404."""
-    return and_(KeyCommand.acknowledged_at.is_(None), KeyCommand.abandoned_at.is_(None))
+    return and_(StoreCommand.acknowledged_at.is_(None), StoreCommand.abandoned_at.is_(None))
 
 
-def command_body(command: KeyCommand) -> dict[str, Any]:
-    if command.command_type in BUDGET_COMMANDS:
+def command_body(command: StoreCommand) -> dict[str, Any]:
+    if command.subject_type == "budget":
         return {
             "id": str(command.id),
             "type": command.command_type.value,
             "organisation_id": str(command.organisation_id),
-            "budget_id": str(command.key_id),
+            "budget_id": str(command.subject_id),
             "reason": command.reason,
             "issued_at": command.issued_at.isoformat(),
         }
@@ -87,7 +92,7 @@ def command_body(command: KeyCommand) -> dict[str, Any]:
         "id": str(command.id),
         "type": command.command_type.value,
         "organisation_id": str(command.organisation_id),
-        "key_id": str(command.key_id),
+        "key_id": str(command.subject_id),
         "reason": command.reason,
         "issued_at": command.issued_at.isoformat(),
         "owner_user_id": str(command.owner_user_id) if command.owner_user_id else None,
@@ -100,16 +105,16 @@ def record_attempt(session: Session, *, command_id: uuid.UUID) -> None:
     so a caller killed mid-call still counts (and the store's late answer plans the second
     gateway invalidation that a re-sent command needs)."""
     session.execute(
-        update(KeyCommand)
-        .where(KeyCommand.id == command_id, unsettled())
-        .values(attempts=KeyCommand.attempts + 1, last_attempt_at=utcnow())
+        update(StoreCommand)
+        .where(StoreCommand.id == command_id, unsettled())
+        .values(attempts=StoreCommand.attempts + 1, last_attempt_at=utcnow())
     )
 
 
 def record_failed_attempt(session: Session, *, command_id: uuid.UUID, error: str) -> None:
     """The attempt (counted by `record_attempt`) failed."""
     session.execute(
-        update(KeyCommand).where(KeyCommand.id == command_id).values(last_error=error[:500])
+        update(StoreCommand).where(StoreCommand.id == command_id).values(last_error=error[:500])
     )
 
 
@@ -121,7 +126,9 @@ def record_unknown_keys(session: Session, *, command_ids: list[uuid.UUID]) -> li
     now = utcnow()
     commands = list(
         session.scalars(
-            select(KeyCommand).where(KeyCommand.id.in_(command_ids), unsettled()).with_for_update()
+            select(StoreCommand)
+            .where(StoreCommand.id.in_(command_ids), unsettled())
+            .with_for_update()
         )
     )
     for command in commands:
@@ -129,7 +136,7 @@ def record_unknown_keys(session: Session, *, command_ids: list[uuid.UUID]) -> li
         command.last_error = STORE_KEY_UNKNOWN
         _audit_command(session, command, "api_key.command_abandoned", reason=STORE_KEY_UNKNOWN)
     for command in commands:
-        note_on_key_findings(session, key_ids=[command.key_id], **store_facts(command))
+        note_on_key_findings(session, key_ids=[command.subject_id], **store_facts(command))
     return [command.id for command in commands]
 
 
@@ -144,8 +151,8 @@ def record_acknowledgements(
     now = utcnow()
     commands = list(
         session.scalars(
-            select(KeyCommand)
-            .where(KeyCommand.id.in_(list(acknowledged)), KeyCommand.acknowledged_at.is_(None))
+            select(StoreCommand)
+            .where(StoreCommand.id.in_(list(acknowledged)), StoreCommand.acknowledged_at.is_(None))
             .with_for_update()
         )
     )
@@ -158,11 +165,11 @@ def record_acknowledgements(
             late.append(command)
         applied_at = command.applied_at.isoformat() if command.applied_at else None
         _audit_command(session, command, "api_key.command_acknowledged", applied_at=applied_at)
-    revoked = sorted({c.key_id for c in commands if _revokes(c)})
+    revoked = sorted({c.subject_id for c in commands if _revokes(c)})
     record_on_key_findings(session, key_ids=revoked, store_acknowledged_at=now)
     again = now + timedelta(seconds=reinvalidate_after)
     for key_id, organisation_id in sorted(
-        {(c.key_id, c.organisation_id) for c in late if _invalidates(c)}
+        {(c.subject_id, c.organisation_id) for c in late if _invalidates(c)}
     ):
         cutoffs.open_reinvalidation(
             session, organisation_id=organisation_id, key_id=key_id, at=again
@@ -170,20 +177,20 @@ def record_acknowledgements(
     return [command.id for command in commands]
 
 
-def _revokes(command: KeyCommand) -> bool:
-    return command.command_type is KeyCommandType.REVOKE
+def _revokes(command: StoreCommand) -> bool:
+    return command.command_type is StoreCommandType.REVOKE
 
 
-def _audit_command(session: Session, command: KeyCommand, action: str, **detail: Any) -> None:
+def _audit_command(session: Session, command: StoreCommand, action: str, **detail: Any) -> None:
     """The store's answer to a command, on the command's key (or budget)."""
-    target = "budget" if command.command_type in BUDGET_COMMANDS else "api_key"
+    target = "budget" if command.subject_type == "budget" else "api_key"
     audit.record(
         session,
         actor=STORE_ACTOR,
         organisation_id=command.organisation_id,
         action=action.replace("api_key.", f"{target}.", 1),
         target_type=target,
-        target_id=command.key_id,
+        target_id=command.subject_id,
         after={
             "command_id": str(command.id),
             "type": command.command_type.value,
@@ -193,14 +200,14 @@ def _audit_command(session: Session, command: KeyCommand, action: str, **detail:
     )
 
 
-def _invalidates(command: KeyCommand) -> bool:
+def _invalidates(command: StoreCommand) -> bool:
     """The gateway must forget the key after the store applied this command."""
     return command.command_type in GATEWAY_COMMANDS
 
 
 def settled() -> ColumnElement[bool]:
     """The store has answered the command for good: acknowledged, or no such key (404)."""
-    return or_(KeyCommand.acknowledged_at.is_not(None), KeyCommand.abandoned_at.is_not(None))
+    return or_(StoreCommand.acknowledged_at.is_not(None), StoreCommand.abandoned_at.is_not(None))
 
 
 def acknowledged_keys(session: Session, *, command_ids: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -208,7 +215,7 @@ def acknowledged_keys(session: Session, *, command_ids: list[uuid.UUID]) -> list
     return sorted(
         set(
             session.scalars(
-                select(KeyCommand.key_id).where(KeyCommand.id.in_(command_ids), settled())
+                select(StoreCommand.subject_id).where(StoreCommand.id.in_(command_ids), settled())
             )
         )
     )
@@ -220,13 +227,13 @@ def keys_for_the_gateway(session: Session, *, key_ids: list[uuid.UUID]) -> list[
     cut-offs (a rotation request) are done with the store's answer."""
     needs_gateway = or_(
         KeyCutoff.command_id.is_(None),
-        and_(KeyCommand.command_type.in_(GATEWAY_COMMANDS), settled()),
+        and_(StoreCommand.command_type.in_(GATEWAY_COMMANDS), settled()),
     )
     return sorted(
         set(
             session.scalars(
                 select(KeyCutoff.key_id)
-                .outerjoin(KeyCommand, KeyCommand.id == KeyCutoff.command_id)
+                .outerjoin(StoreCommand, StoreCommand.id == KeyCutoff.command_id)
                 .where(
                     KeyCutoff.key_id.in_(key_ids),
                     KeyCutoff.acknowledged_at.is_(None),
@@ -247,10 +254,10 @@ def record_gateway_invalidation(
     now = utcnow()
     commands = list(
         session.scalars(
-            select(KeyCommand).where(
-                KeyCommand.key_id.in_(key_ids),
-                KeyCommand.command_type.in_(GATEWAY_COMMANDS),
-                KeyCommand.gateway_invalidated_at.is_(None),
+            select(StoreCommand).where(
+                StoreCommand.subject_id.in_(key_ids),
+                StoreCommand.command_type.in_(GATEWAY_COMMANDS),
+                StoreCommand.gateway_invalidated_at.is_(None),
                 settled(),
             )
         )

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from models.entities import AuditEvent, CutoffIncident, OutboxMessage
-from tests.key_commands.conftest import bridged, deactivate, provision_key_holder
-from tests.key_commands.test_end_to_end import ACCEPTED, REJECTED, command_of, cutoff_of
 from tests.ops.test_time_to_kill import samples
+from tests.store_commands.conftest import bridged, deactivate, provision_key_holder
+from tests.store_commands.test_end_to_end import ACCEPTED, REJECTED, command_of, cutoff_of
 from tests.support.reaper import wait_reaping
 
 DEADLINE = 4.0

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from models.actions.key_proofs import proof_is_authentic
-from models.entities import KeyCommand, KeyCutoff, NotificationDelivery, ReviewFinding
+from models.entities import KeyCutoff, NotificationDelivery, ReviewFinding, StoreCommand
 from models.enums import FindingState, Severity
-from tests.key_commands.conftest import deactivate, provision_key_holder
+from tests.store_commands.conftest import deactivate, provision_key_holder
 from tests.support.reaper import wait_reaping
 from tests.support.wait import wait_until
 
@@ -25,7 +25,7 @@ def finding_of(sessions, key_id, kind="user_key"):
 
 def command_of(sessions, key_id):
     with sessions() as fresh:
-        return fresh.scalars(select(KeyCommand).where(KeyCommand.key_id == key_id)).one()
+        return fresh.scalars(select(StoreCommand).where(StoreCommand.subject_id == key_id)).one()
 
 
 def cutoff_of(sessions, key_id):

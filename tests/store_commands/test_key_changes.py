@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from cli.main import main
-from models.actions import key_commands, lifecycle
-from models.entities import AuditEvent, KeyCommand, OutboxMessage, VirtualApiKey
-from models.enums import BUDGET_COMMANDS, KeyCommandType, KeyPolicy, KeyType
+from models.actions import lifecycle, store_commands
+from models.entities import AuditEvent, OutboxMessage, StoreCommand, VirtualApiKey
+from models.enums import BUDGET_COMMANDS, KeyPolicy, KeyType, StoreCommandType
 from models.key_changes import keys_with_pending_commands
 from tests.reviews.conftest import build_leaver, revoke_and_review
 from tests.support import factories as f
@@ -29,7 +29,7 @@ def test_embedded_revocation_marks_keys_and_invalidates_without_commands(session
 
     assert session.get(VirtualApiKey, world.key_a.id).revoked
     assert "gateway.invalidate_keys" in outbox_tasks(session)
-    assert session.scalars(select(KeyCommand)).all() == []
+    assert session.scalars(select(StoreCommand)).all() == []
 
 
 def test_bridged_revocation_writes_a_command_per_key_and_no_invalidation(bridged_session):
@@ -39,16 +39,16 @@ def test_bridged_revocation_writes_a_command_per_key_and_no_invalidation(bridged
     bridged_session.flush()
 
     commands = bridged_session.scalars(
-        select(KeyCommand).where(KeyCommand.command_type.not_in(BUDGET_COMMANDS))
+        select(StoreCommand).where(StoreCommand.command_type.not_in(BUDGET_COMMANDS))
     ).all()
-    assert {c.key_id for c in commands} == {world.key_a.id, world.key_b.id}
-    assert {c.command_type for c in commands} == {KeyCommandType.REVOKE}
+    assert {c.subject_id for c in commands} == {world.key_a.id, world.key_b.id}
+    assert {c.command_type for c in commands} == {StoreCommandType.REVOKE}
     [freeze] = bridged_session.scalars(
-        select(KeyCommand).where(KeyCommand.command_type.in_(BUDGET_COMMANDS))
+        select(StoreCommand).where(StoreCommand.command_type.in_(BUDGET_COMMANDS))
     ).all()
-    assert freeze.command_type is KeyCommandType.BUDGET_FREEZE  # the person's budget, too
+    assert freeze.command_type is StoreCommandType.BUDGET_FREEZE  # the person's budget, too
     tasks = outbox_tasks(bridged_session)
-    assert "odock.send_key_commands" in tasks and "gateway.invalidate_keys" not in tasks
+    assert "odock.send_store_commands" in tasks and "gateway.invalidate_keys" not in tasks
     # odock-sync's view shows the decision at once; the store follows when it acknowledges
     assert bridged_session.get(VirtualApiKey, world.key_a.id).revoked
     assert keys_with_pending_commands(bridged_session, [world.key_a.id, world.other_key.id]) == {
@@ -67,7 +67,7 @@ def test_a_rolled_back_revocation_leaves_no_command(bridged_session):
     lifecycle.revoke(bridged_session, user=world.person, actor=f.SETUP)
     bridged_session.rollback()
 
-    assert bridged_session.scalars(select(KeyCommand)).all() == []
+    assert bridged_session.scalars(select(StoreCommand)).all() == []
 
 
 def test_bridged_reactivation_restores_through_commands_sent_after_the_revocation(
@@ -80,10 +80,10 @@ def test_bridged_reactivation_restores_through_commands_sent_after_the_revocatio
     bridged_session.flush()
 
     restores = bridged_session.scalars(
-        select(KeyCommand).where(KeyCommand.command_type == KeyCommandType.RESTORE)
+        select(StoreCommand).where(StoreCommand.command_type == StoreCommandType.RESTORE)
     ).all()
-    assert {c.key_id for c in restores} == {world.key_a.id, world.key_b.id}
-    outgoing = key_commands.unsettled_by_key(
+    assert {c.subject_id for c in restores} == {world.key_a.id, world.key_b.id}
+    outgoing = store_commands.unsettled_by_key(
         bridged_session, key_ids=[world.key_a.id, world.key_b.id]
     )
     # each key's restore goes after its unacknowledged revoke: a key's commands keep order
@@ -101,9 +101,9 @@ def test_a_revoke_held_for_review_then_revoked_by_the_review_goes_through_comman
     revoke_and_review(bridged_session, world.person)
 
     team_commands = bridged_session.scalars(
-        select(KeyCommand).where(KeyCommand.key_id == world.team_key.id)
+        select(StoreCommand).where(StoreCommand.subject_id == world.team_key.id)
     ).all()
-    assert [c.command_type for c in team_commands] == [KeyCommandType.REVOKE]
+    assert [c.command_type for c in team_commands] == [StoreCommandType.REVOKE]
 
 
 @pytest.fixture
@@ -133,10 +133,10 @@ def test_rotate_request_from_the_cli_is_a_command_when_bridged(cli_env, bridged_
     assert result.exit_code == 0, result.output
     assert "sent to Odock's store" in result.output
     bridged_session.expire_all()
-    [command] = bridged_session.scalars(select(KeyCommand)).all()
-    assert (command.key_id, command.command_type, command.reason) == (
+    [command] = bridged_session.scalars(select(StoreCommand)).all()
+    assert (command.subject_id, command.command_type, command.reason) == (
         key.id,
-        KeyCommandType.ROTATE_REQUEST,
+        StoreCommandType.ROTATE_REQUEST,
         "leaked",
     )
     assert not bridged_session.get(VirtualApiKey, key.id).revoked
@@ -161,7 +161,7 @@ def test_rotate_request_embedded_is_audited_and_an_unknown_key_is_a_clean_error(
         assert isinstance(refused.exception, SystemExit)
     assert "no API key" in unknown.output
     session.expire_all()
-    assert session.scalars(select(KeyCommand)).all() == []
+    assert session.scalars(select(StoreCommand)).all() == []
     rotations = session.scalars(
         select(AuditEvent).where(AuditEvent.action == "api_key.rotation_requested")
     ).all()
@@ -182,9 +182,9 @@ def test_a_key_reassigned_in_review_is_a_reassign_command_when_bridged(bridged_s
     bridged_session.flush()
 
     [command] = bridged_session.scalars(
-        select(KeyCommand).where(KeyCommand.command_type == KeyCommandType.REASSIGN)
+        select(StoreCommand).where(StoreCommand.command_type == StoreCommandType.REASSIGN)
     ).all()
-    assert (command.key_id, command.owner_user_id, command.owner_team_id) == (
+    assert (command.subject_id, command.owner_user_id, command.owner_team_id) == (
         world.key_a.id,
         None,
         world.team_a.id,

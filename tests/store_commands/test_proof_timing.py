@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from models.actions import key_commands, key_proofs, key_revocation, lifecycle, reviews
+from models.actions import key_proofs, key_revocation, lifecycle, reviews, store_commands
 from models.entities import (
-    KeyCommand,
     OutboxMessage,
     ReviewFinding,
     RevocationReview,
+    StoreCommand,
     VirtualApiKey,
 )
 from models.enums import BUDGET_COMMANDS, FindingState, ReviewCause, Severity
@@ -27,11 +27,11 @@ def _revoked_commands(session, world):
     revocation = lifecycle.revoke(session, user=world.person, actor=f.SETUP)
     session.flush()
     commands = session.scalars(
-        select(KeyCommand)
-        .where(KeyCommand.command_type.not_in(BUDGET_COMMANDS))
-        .order_by(KeyCommand.key_id)
+        select(StoreCommand)
+        .where(StoreCommand.command_type.not_in(BUDGET_COMMANDS))
+        .order_by(StoreCommand.subject_id)
     ).all()
-    key_commands.record_acknowledgements(
+    store_commands.record_acknowledgements(
         session,
         acknowledged={c.id: datetime.now(UTC) for c in commands},
         reinvalidate_after=60,
@@ -43,7 +43,7 @@ def _answer(session, commands, *, accepted):
     return key_proofs.record_key_status(
         session,
         command_ids=[c.id for c in commands],
-        answers={c.key_id: (accepted, datetime.now(UTC)) for c in commands},
+        answers={c.subject_id: (accepted, datetime.now(UTC)) for c in commands},
         secret=SECRET,
     )
 
@@ -81,17 +81,17 @@ def test_a_store_404_that_arrives_before_the_review_is_on_the_finding(bridged_se
     revocation = lifecycle.revoke(bridged_session, user=world.person, actor=f.SETUP)
     bridged_session.flush()
     command = bridged_session.scalars(
-        select(KeyCommand).where(KeyCommand.key_id == world.key_a.id)
+        select(StoreCommand).where(StoreCommand.subject_id == world.key_a.id)
     ).one()
 
-    key_commands.record_unknown_keys(bridged_session, command_ids=[command.id])
+    store_commands.record_unknown_keys(bridged_session, command_ids=[command.id])
     review = reviews.open_revocation_review(
         bridged_session, revocation_id=revocation.id, actor=REVIEWER
     )
 
     finding = next(fi for fi in review.findings if fi.subject_id == world.key_a.id)
     assert finding.detail["store"] == STORE_KEY_UNKNOWN
-    assert key_commands.unsettled_by_key(bridged_session, key_ids=[world.key_a.id]) == {}
+    assert store_commands.unsettled_by_key(bridged_session, key_ids=[world.key_a.id]) == {}
 
 
 def test_a_key_still_accepted_before_its_review_exists_opens_the_review_with_it(
@@ -102,7 +102,7 @@ def test_a_key_still_accepted_before_its_review_exists_opens_the_review_with_it(
 
     still = _answer(bridged_session, commands, accepted=True)
 
-    assert sorted(still) == sorted(c.key_id for c in commands)
+    assert sorted(still) == sorted(c.subject_id for c in commands)
     review = reviews.review_of(bridged_session, revocation.id)
     assert review is not None
     urgent = findings_by_kind(review)["key_still_accepted"]
@@ -121,8 +121,8 @@ def test_a_key_still_accepted_with_no_review_at_all_gets_a_review_of_its_own(bri
         reason="compromised",
     )
     bridged_session.flush()
-    command = bridged_session.scalars(select(KeyCommand)).one()
-    key_commands.record_acknowledgements(
+    command = bridged_session.scalars(select(StoreCommand)).one()
+    store_commands.record_acknowledgements(
         bridged_session, acknowledged={command.id: datetime.now(UTC)}, reinvalidate_after=60
     )
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from models.entities import AuditEvent, KeyCommand, OutboxMessage
-from tests.key_commands.conftest import deactivate, provision_key_holder
-from tests.key_commands.test_end_to_end import ACCEPTED, REJECTED, finding_of
+from models.entities import AuditEvent, OutboxMessage, StoreCommand
 from tests.ops.test_time_to_kill import samples
+from tests.store_commands.conftest import deactivate, provision_key_holder
+from tests.store_commands.test_end_to_end import ACCEPTED, REJECTED, finding_of
 from tests.support.odock.store import delete_key
 from tests.support.wait import wait_until
 
@@ -32,7 +32,9 @@ def test_a_command_the_store_answers_404_ends_audited_and_the_gateway_still_forg
     # one attempt, answered 404, and the command is over: nothing left to retry
     assert [c.status for c in odock.commands_seen.for_key(holder.key_id)] == [404]
     with bridged_sessions() as fresh:
-        command = fresh.scalars(select(KeyCommand).where(KeyCommand.key_id == holder.key_id)).one()
+        command = fresh.scalars(
+            select(StoreCommand).where(StoreCommand.subject_id == holder.key_id)
+        ).one()
         assert command.abandoned_at is not None and command.acknowledged_at is None
         assert command.attempts == 1 and "no such key" in command.last_error
         [ended] = fresh.scalars(
@@ -66,7 +68,7 @@ def test_a_bridged_revocation_is_counted_in_the_time_to_kill_once_the_gateway_fo
 
     with bridged_sessions() as fresh:
         [sent] = fresh.scalars(
-            select(OutboxMessage.kwargs).where(OutboxMessage.task == "odock.send_key_commands")
+            select(OutboxMessage.kwargs).where(OutboxMessage.task == "odock.send_store_commands")
         ).all()
     assert sent["source"] == "scim" and sent["arrived_at"] is not None
     wait_until(lambda: samples(bridged_client, "scim") > before, what="a time-to-kill sample")

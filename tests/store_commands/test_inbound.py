@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from models.entities import KeyCommand, VirtualApiKey
-from tests.key_commands.conftest import deactivate, provision_key_holder
+from models.entities import StoreCommand, VirtualApiKey
+from tests.store_commands.conftest import deactivate, provision_key_holder
 from tests.support.odock.adapter import push_keys
 from tests.support.odock.store import rename_key
 from tests.support.reaper import wait_reaping
@@ -59,7 +59,9 @@ def test_a_push_while_the_revoke_is_unacknowledged_does_not_make_the_key_active_
     odock.store_faults.heal()
     wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, timeout=30, what="rejection")
     with bridged_sessions() as fresh:
-        command = fresh.scalars(select(KeyCommand).where(KeyCommand.key_id == holder.key_id)).one()
+        command = fresh.scalars(
+            select(StoreCommand).where(StoreCommand.subject_id == holder.key_id)
+        ).one()
         assert command.acknowledged_at is not None
     push_keys(bridged_client, holder.odock_token, odock, holder.org.id)
     key = held_key(bridged_sessions, holder.key_id)
@@ -131,5 +133,5 @@ def test_the_reconcile_while_the_revoke_is_unacknowledged_keeps_the_key_revoked(
 
 def _acknowledged(sessions, key_id):
     with sessions() as fresh:
-        command = fresh.scalars(select(KeyCommand).where(KeyCommand.key_id == key_id)).one()
+        command = fresh.scalars(select(StoreCommand).where(StoreCommand.subject_id == key_id)).one()
         return command.acknowledged_at is not None

@@ -8,7 +8,7 @@ import uuid
 
 import requests
 
-from connectors.odock import StoreUnavailable, send_key_command
+from connectors.odock import StoreUnavailable, send_store_command
 from connectors.outbound import UrlPolicy
 from connectors.signed_webhooks import new_signing_secret, sign
 
@@ -29,7 +29,7 @@ def revoke_body(key_id: uuid.UUID) -> dict:
 
 
 def send(odock, body, secret=None):
-    return send_key_command(
+    return send_store_command(
         base_url=odock.management_url,
         token=odock.management_token,
         secret=secret or odock.command_secret,
