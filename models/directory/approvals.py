@@ -17,7 +17,13 @@ from models import audit, outbox
 from models.actor import Actor
 from models.base import utcnow
 from models.directory.apply import Applied, apply_directory_plan
-from models.directory.runs import PLAN_ITEMS_KEPT, complete_run, ldap_actor, lease_name
+from models.directory.runs import (
+    PLAN_ITEMS_KEPT,
+    complete_run,
+    ldap_actor,
+    lease_name,
+    locked_without_lease,
+)
 from models.entities import DirectoryConnector, DirectorySyncRun
 from models.enums import APPLIED_RUN_STATUSES, SyncRunStatus
 from models.errors import InvalidTransition
@@ -92,17 +98,7 @@ def reap_stalled_approvals(
     handled: list[uuid.UUID] = []
     rows = list(session.execute(queries.approving_runs()))
     live = live_leases(session, [lease_name(row.connector_id) for row in rows], now=now)
-    for row in rows:
-        if lease_name(row.connector_id) in live:
-            continue
-        run = session.scalar(
-            select(DirectorySyncRun)
-            .where(DirectorySyncRun.id == row.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        if run is None or run.status is not SyncRunStatus.APPROVING:
-            continue  # applied or refused since the first read
+    for run in locked_without_lease(session, rows, live=live, status=SyncRunStatus.APPROVING):
         redriven = (run.plan or {}).get("redriven") or {}
         last = datetime.fromisoformat(redriven["at"]) if redriven else run.decided_at
         if last is not None and (now - last).total_seconds() < lease_seconds:

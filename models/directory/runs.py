@@ -7,9 +7,10 @@ orchestration that holds the lease and commits is worker.directory_sync.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from connectors.ldap.plan import Plan
@@ -73,18 +74,7 @@ def reap_stale_runs(
     if held is None:
         live = live_leases(session, [lease_name(row.connector_id) for row in running], now=now)
     reaped: list[uuid.UUID] = []
-    for row in running:
-        if lease_name(row.connector_id) in live:
-            continue
-        # Locked and read again: the sync may have finished since the first read.
-        run = session.scalar(
-            select(DirectorySyncRun)
-            .where(DirectorySyncRun.id == row.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        if run is None or run.status is not SyncRunStatus.RUNNING:
-            continue
+    for run in locked_without_lease(session, running, live=live, status=SyncRunStatus.RUNNING):
         connector = session.get_one(DirectoryConnector, run.connector_id)
         fail_run(
             session,
@@ -96,6 +86,29 @@ def reap_stale_runs(
         )
         reaped.append(run.id)
     return reaped
+
+
+def locked_without_lease(
+    session: Session,
+    rows: Iterable[Row[uuid.UUID, uuid.UUID]],
+    *,
+    live: set[str],
+    status: SyncRunStatus,
+) -> Iterator[DirectorySyncRun]:
+    """The runs of `rows` (id, connector_id) whose connector's lease is not in `live`, each
+    locked and read again, that are still in `status`: a run may have moved on since the
+    first read."""
+    for row in rows:
+        if lease_name(row.connector_id) in live:
+            continue
+        run = session.scalar(
+            select(DirectorySyncRun)
+            .where(DirectorySyncRun.id == row.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if run is not None and run.status is status:
+            yield run
 
 
 def _finish(run: DirectorySyncRun, status: SyncRunStatus) -> None:
