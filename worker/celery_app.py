@@ -87,7 +87,12 @@ def configure_celery(settings: Settings) -> Celery:
 def bound_publishing(seconds: float) -> None:
     """In a process that only publishes (the web): every broker read and write gives up after
     this long. Without it a broker that accepts connections and never answers holds the
-    publisher for good (redis-py waits without limit); workers keep the transport's defaults."""
+    publisher for good (redis-py waits without limit); workers keep the transport's defaults.
+    Redis only: the embedded broker is a local file, and kombu's SQLAlchemy transport hands
+    every option to `create_engine`, which refuses socket options."""
+    publishing_to = celery_app.conf.broker_write_url or celery_app.conf.broker_url
+    if not str(publishing_to).startswith(("redis://", "rediss://")):
+        return
     celery_app.conf.broker_transport_options = {
         **celery_app.conf.broker_transport_options,
         "socket_timeout": seconds,

@@ -387,7 +387,7 @@ def members_of(session: Session, team_ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
         .join(ScimUser, ScimUser.user_id == TeamMembership.user_id)
         .where(TeamMembership.team_id.in_(team_ids))
         .order_by(ScimUser.id)
-    ).tuples()
+    )
     found: dict[str, list[MemberRef]] = defaultdict(list)
     for team_id, scim_id in rows:
         found[team_id].append(MemberRef(scim_id))

@@ -9,6 +9,7 @@ from kombu import Connection
 from sqlalchemy import create_engine, text
 
 from worker import sqlite_broker
+from worker.celery_app import bound_publishing, celery_app
 
 
 def stored(broker: Path) -> int:
@@ -61,3 +62,21 @@ def test_messages_an_older_version_kept_are_deleted_when_the_broker_is_opened(tm
         assert message.payload == {"n": 1}
         queue.close()
     assert stored(broker) == 0
+
+
+def test_the_webs_publishing_bounds_leave_the_embedded_broker_working(tmp_path: Path):
+    """The web bounds every broker read and write (a blackholed Redis); kombu's SQLAlchemy
+    transport hands each option to create_engine, which refused the socket ones: on the
+    embedded default no request could publish, and everything waited for the outbox relay."""
+    sqlite_broker.register()
+    broker = f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
+    conf = celery_app.conf
+    kept = (conf.broker_write_url, conf.broker_transport_options)
+    try:
+        conf.broker_write_url, conf.broker_transport_options = broker, {"max_retries": 0}
+        bound_publishing(1.0)
+        with Connection(broker, transport_options=conf.broker_transport_options) as kombu:
+            kombu.SimpleQueue("q").put({"n": 0})
+    finally:
+        conf.broker_write_url, conf.broker_transport_options = kept
+    assert stored(tmp_path / "broker.sqlite3") == 1
