@@ -78,10 +78,13 @@ def carry_out_key_change(session: Session, change: KeyChange) -> list[uuid.UUID]
     elif change.command is not StoreCommandType.ROTATE_REQUEST:
         # A rotation needs the key's value, which only Odock holds: embedded, it is audited.
         _open_cutoffs(session, change, key_ids, commands=None)
-        outbox.enqueue(
+        # One gateway call for the transaction's keys (a drain batch's revocations): each
+        # key's own time-to-kill clock is on its cut-off, which the task's observation reads.
+        outbox.enqueue_batched(
             session,
             TASK_INVALIDATE_KEYS,
-            key_ids=[str(key_id) for key_id in key_ids],
+            batch=(change.reason, change.invalidation_detail.get("source")),
+            lists={"key_ids": [str(key_id) for key_id in key_ids]},
             reason=change.reason,
             **change.invalidation_detail,
         )
