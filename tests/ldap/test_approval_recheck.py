@@ -19,10 +19,9 @@ from models.entities import (
     AuditEvent,
     DirectoryConnector,
     DirectorySyncRun,
-    Organisation,
     OutboxMessage,
 )
-from models.enums import Role, SyncRunStatus, UserStatus
+from models.enums import SyncRunStatus, UserStatus
 from models.errors import InvalidTransition
 from models.sync_lock import live_leases
 from tests.ldap.conftest import get_run, linked_users
@@ -48,8 +47,10 @@ def _change(session, settings, connector, **fields):
 
 
 def _approve(sessions, settings, connector, run_id) -> SyncOutcome:
-    """What the API and the worker do: record the approval, then apply it (or wait for the
-    test run's worker to, when it took the message first)."""
+    """What the API and the worker do: record the approval, then apply it here. No worker
+    runs for this file (the worker's own test is in test_approval_in_worker.py), so nothing
+    else applies it meanwhile; the queued task waits, and the next file's worker starts on
+    purged queues."""
     with sessions() as s:
         request_approval(
             s, run=s.get_one(DirectorySyncRun, uuid.UUID(run_id)), actor=factories.SETUP
@@ -143,49 +144,6 @@ def test_a_narrowed_filter_fixed_before_approval_revokes_nobody(
     assert get_run(sessions, held.run_id).revoked_count == 0
     assert get_run(sessions, held.run_id).plan["dropped_counts"] == {"revokes": 3}
     assert _all_active(sessions, connector)
-
-
-def _admin_auth(session, connector) -> dict[str, str]:
-    org = session.get_one(Organisation, connector.organisation_id)
-    admin = factories.make_user(session, org, role=Role.ORG_ADMIN, email="admin@corp.test")
-    auth = {"Authorization": f"Bearer {factories.admin_token(session, org, admin)}"}
-    session.commit()
-    return auth
-
-
-def test_api_approval_is_queued_at_once_and_the_worker_applies_it(
-    client, make_connector, sync, sessions, session, settings, directory, worker
-):
-    connector = make_connector(threshold_percent=10)
-    sync(connector)
-    directory.replace(directory.person_dn("bob"), "pwdAccountLockedTime", b"000001010000Z")
-    held = sync(connector)
-    assert held.status == "quarantined"
-    auth = _admin_auth(session, connector)
-    url = f"/api/v1/directory/runs/{held.run_id}/approve"
-    good_urls = list(connector.server_urls)
-
-    # A directory that answers slowly: the request does not wait for it.
-    with slow_proxy(good_urls[0], delay=0.5) as slow:
-        _change(session, settings, connector, server_urls=[slow])
-        started = time.monotonic()
-        queued = client.post(url, headers=auth)
-        took = time.monotonic() - started
-        assert queued.status_code == 202, queued.json
-        assert took < 1.0, took
-        assert queued.json["status"] == "approving" and queued.json["decided_by"]
-        assert queued.headers["Location"].endswith(f"/api/v1/directory/runs/{held.run_id}")
-        assert client.post(url, headers=auth).status_code == 409  # approved once only
-        wait_until(
-            lambda: (
-                client.get(queued.headers["Location"], headers=auth).json["status"] == "approved"
-            ),
-            timeout=90,
-            what="the worker to apply the approval",
-        )
-    assert linked_users(sessions, connector)["bob"].status is UserStatus.REVOKED
-    assert len(_audited(sessions, "directory_sync.approval_requested", held.run_id)) == 1
-    assert len(_audited(sessions, "directory_sync.approved", held.run_id)) == 1
 
 
 def test_an_unreadable_directory_refuses_the_approval_and_the_run_waits_again(
