@@ -23,11 +23,11 @@ from models.directory.runs import (
     ldap_actor,
     lease_name,
     locked_without_lease,
+    notify_about_run,
 )
 from models.entities import DirectoryConnector, DirectorySyncRun
 from models.enums import APPLIED_RUN_STATUSES, SyncRunStatus
 from models.errors import InvalidTransition
-from models.notifications import notify
 from models.queries import directory as queries
 from models.sync_lock import live_leases
 
@@ -159,11 +159,8 @@ def refuse_approval(session: Session, *, run: DirectorySyncRun, code: str, messa
         before={"status": SyncRunStatus.APPROVING.value, "decided_by": run.decided_by},
         after={**payload, "status": run.status.value},
     )
-    notify(
-        session,
-        organisation_id=run.organisation_id,
-        event="directory_sync.approval_refused",
-        payload={"connector": connector.name, "connector_id": str(connector.id), **payload},
+    notify_about_run(
+        session, run, connector, "directory_sync.approval_refused", error_code=code, error=message
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
@@ -141,17 +142,29 @@ def fail_run(
         target_id=connector.id,
         after={"run_id": str(run.id), "error_code": code, "error": message},
     )
+    notify_about_run(
+        session, run, connector, "directory_sync.failed", error_code=code, error=message, revoked=0
+    )
+
+
+def notify_about_run(
+    session: Session,
+    run: DirectorySyncRun,
+    connector: DirectoryConnector,
+    event: str,
+    **details: Any,
+) -> None:
+    """Tell the organisation's admins about a run: every such notification names the
+    connector and the run, then says what happened."""
     notify(
         session,
         organisation_id=run.organisation_id,
-        event="directory_sync.failed",
+        event=event,
         payload={
             "connector": connector.name,
             "connector_id": str(connector.id),
             "run_id": str(run.id),
-            "error_code": code,
-            "error": message,
-            "revoked": 0,
+            **details,
         },
     )
 
@@ -188,17 +201,8 @@ def quarantine_run(
         target_id=connector.id,
         after={"run_id": str(run.id), "reason": reason, "summary": plan.summary()},
     )
-    notify(
-        session,
-        organisation_id=run.organisation_id,
-        event="directory_sync.quarantined",
-        payload={
-            "connector": connector.name,
-            "connector_id": str(connector.id),
-            "run_id": str(run.id),
-            "reason": reason,
-            "summary": plan.summary(),
-        },
+    notify_about_run(
+        session, run, connector, "directory_sync.quarantined", reason=reason, summary=plan.summary()
     )
 
 
@@ -240,17 +244,13 @@ def complete_run(
         if plan.withheld:
             also = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.withheld.items()))
             run.error += f" (also withheld: {also})"
-        notify(
+        notify_about_run(
             session,
-            organisation_id=run.organisation_id,
-            event="directory_sync.deprovision_withheld",
-            payload={
-                "connector": connector.name,
-                "connector_id": str(connector.id),
-                "run_id": str(run.id),
-                "reason": plan.deprovision_blocked,
-                "withheld": dict(plan.withheld),
-            },
+            run,
+            connector,
+            "directory_sync.deprovision_withheld",
+            reason=plan.deprovision_blocked,
+            withheld=dict(plan.withheld),
         )
 
 
