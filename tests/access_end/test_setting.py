@@ -73,7 +73,7 @@ def test_the_api_sets_moves_and_clears_each_audited(client, session, world) -> N
     events = session.scalars(
         select(AuditEvent)
         .where(AuditEvent.target_id == str(user_id), AuditEvent.action.like("user.access_end%"))
-        .order_by(AuditEvent.occurred_at)
+        .order_by(AuditEvent.occurred_at, AuditEvent.id)
     ).all()
     assert [e.action for e in events] == [
         "user.access_end_set",

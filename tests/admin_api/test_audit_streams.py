@@ -42,7 +42,7 @@ def test_an_admin_adds_lists_pauses_and_removes_a_stream(client, session, world)
     actions = session.scalars(
         select(AuditEvent.action)
         .where(AuditEvent.target_type == "audit_stream")
-        .order_by(AuditEvent.occurred_at)
+        .order_by(AuditEvent.occurred_at, AuditEvent.id)
     ).all()
     assert actions == ["audit_stream.created", "audit_stream.updated", "audit_stream.deleted"]
 

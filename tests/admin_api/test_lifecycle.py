@@ -28,7 +28,10 @@ def _set_status(sessions, user_id: uuid.UUID, status: UserStatus) -> None:
 def _actions(sessions, target: uuid.UUID) -> list[str]:
     with sessions() as fresh:
         query = select(AuditEvent).where(AuditEvent.target_id == str(target))
-        return [event.action for event in fresh.scalars(query.order_by(AuditEvent.occurred_at))]
+        return [
+            event.action
+            for event in fresh.scalars(query.order_by(AuditEvent.occurred_at, AuditEvent.id))
+        ]
 
 
 def _revoked(sessions, key_ids: list[uuid.UUID]) -> dict[uuid.UUID, bool]:
@@ -271,7 +274,7 @@ def test_team_membership_changes_are_audited_and_visible(client, sessions, world
     assert client.get(f"/api/v1/users/{newcomer}", headers=headers).get_json()["teams"] == []
     with sessions() as fresh:
         query = select(AuditEvent.action).where(AuditEvent.target_id == str(world.beta))
-        actions = list(fresh.scalars(query.order_by(AuditEvent.occurred_at)))
+        actions = list(fresh.scalars(query.order_by(AuditEvent.occurred_at, AuditEvent.id)))
     assert actions[-3:] == ["team.member_added", "team.member_role_changed", "team.member_removed"]
 
 

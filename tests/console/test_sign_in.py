@@ -19,7 +19,9 @@ BUT_THE_AUDIT_TRAIL = [name for name in Base.metadata.tables if name != "audit_e
 def sign_in_events(s, action):
     """(actor, outcome or method) of each console sign-in event with this action."""
     events = s.scalars(
-        select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.occurred_at)
+        select(AuditEvent)
+        .where(AuditEvent.action == action)
+        .order_by(AuditEvent.occurred_at, AuditEvent.id)
     )
     return [(e.actor, e.after.get("outcome") or e.after["method"]) for e in events]
 

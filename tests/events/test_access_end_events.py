@@ -42,7 +42,7 @@ def test_an_event_sets_moves_and_clears_the_end_date(session) -> None:
     actions = session.scalars(
         select(AuditEvent.action)
         .where(AuditEvent.action.like("user.access_end%"))
-        .order_by(AuditEvent.occurred_at)
+        .order_by(AuditEvent.occurred_at, AuditEvent.id)
     ).all()
     assert actions == ["user.access_end_set", "user.access_end_changed", "user.access_end_cleared"]
 

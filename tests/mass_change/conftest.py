@@ -88,7 +88,7 @@ def audit_actions(sessions: SessionFactory, prefix: str = "mass_change.") -> lis
             fresh.scalars(
                 select(AuditEvent.action)
                 .where(AuditEvent.action.startswith(prefix))
-                .order_by(AuditEvent.occurred_at)
+                .order_by(AuditEvent.occurred_at, AuditEvent.id)
             )
         )
 

@@ -56,7 +56,7 @@ def audited(sessions, budget_id) -> list[str]:
         return fresh.scalars(
             select(AuditEvent.action)
             .where(AuditEvent.target_id == str(budget_id))
-            .order_by(AuditEvent.occurred_at)
+            .order_by(AuditEvent.occurred_at, AuditEvent.id)
         ).all()
 
 

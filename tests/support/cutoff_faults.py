@@ -151,7 +151,7 @@ def outcome(
         events = fresh.scalars(
             select(AuditEvent)
             .where(AuditEvent.organisation_id == leaver.organisation_id)
-            .order_by(AuditEvent.occurred_at)
+            .order_by(AuditEvent.occurred_at, AuditEvent.id)
         ).all()
     return Outcome(
         answered_status=answered[0],
