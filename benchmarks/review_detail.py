@@ -24,14 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recert_campaign import SETUP, populate  # noqa: E402
 
+from benchmarks.scratch import postgres_scratch  # noqa: E402
 from models.access import Viewer  # noqa: E402
 from models.actions import recertification, tokens  # noqa: E402
 from models.db import make_engine, make_session_factory  # noqa: E402
@@ -49,26 +49,12 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--people", type=int, default=20_000)
     args = parser.parse_args()
-    admin_url = make_url(
-        os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test").replace(
-            "postgresql://", "postgresql+psycopg://", 1
-        )
-    )
-    name = f"odock_bench_review_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = admin_url.set(database=name).render_as_string(hide_password=False)
+    with postgres_scratch(prefix="odock_bench_review") as url:
         settings = Settings(database_url=url, secret_key="benchmark-" + "0" * 32)
         engine = make_engine(settings)
         upgrade(engine)
         measure(settings, engine, args.keys, args.people)
         engine.dispose()
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def measure(settings: Settings, engine: Any, keys: int, people: int) -> None:
