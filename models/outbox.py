@@ -56,6 +56,12 @@ def enqueue(
     return message
 
 
+# Each extension rewrites the message's JSON at the next flush, so a transaction that revokes
+# thousands (an LDAP plan) would write its message over and over, growing: at this many items
+# the next ones start a message of their own.
+BATCHED_ITEMS_MAX = 200
+
+
 def enqueue_batched(
     session: Session,
     task: str,
@@ -74,9 +80,16 @@ def enqueue_batched(
     batches: dict[tuple[Any, ...], tuple[object, OutboxMessage]] = session.info.setdefault(
         BATCHES_KEY, {}
     )
-    transaction = session.get_transaction()
+    # Begun now if no statement has run yet: the message must belong to the transaction
+    # that will carry it, not to None, or the next call would start a second message.
+    transaction = session.get_transaction() or session.begin()
     found = batches.get((task, *batch))
-    if found is not None and found[0] is transaction and _in_transaction(found[1]):
+    if (
+        found is not None
+        and found[0] is transaction
+        and _in_transaction(found[1])
+        and _items(found[1], lists) < BATCHED_ITEMS_MAX
+    ):
         message = found[1]
         merged = dict(message.kwargs)
         for name, items in lists.items():
@@ -87,6 +100,10 @@ def enqueue_batched(
     message = enqueue(session, task, **fields)
     batches[(task, *batch)] = (transaction, message)
     return message
+
+
+def _items(message: OutboxMessage, lists: dict[str, list[Any]]) -> int:
+    return len(message.kwargs[next(iter(lists))])
 
 
 def _in_transaction(message: OutboxMessage) -> bool:

@@ -114,3 +114,17 @@ def test_the_next_transaction_starts_a_new_invalidation(session):
         session.commit()
 
     assert [m.kwargs["key_ids"] for m in invalidations(session)] == [[str(k.id)] for k in keys]
+
+
+def test_a_large_transaction_splits_its_invalidation_into_bounded_messages(session):
+    """An LDAP plan revoking thousands in one transaction: every extension rewrites the
+    message at the next flush, so one growing message would be written over and over."""
+    for n in range(outbox.BATCHED_ITEMS_MAX + 5):
+        outbox.enqueue_batched(
+            session, TASK_INVALIDATE_KEYS, batch=("revoked",), lists={"key_ids": [f"k{n}"]}
+        )
+        session.flush()
+    session.commit()
+
+    sizes = [len(m.kwargs["key_ids"]) for m in invalidations(session)]
+    assert sizes == [outbox.BATCHED_ITEMS_MAX, 5]
