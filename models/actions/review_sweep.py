@@ -81,44 +81,42 @@ def sweep_reviews(
     return result
 
 
-def open_missing_reviews(
+def revocations_missing_review(
     session: Session,
     *,
-    actor: Actor,
     older_than: timedelta,
     within: timedelta,
     limit: int = MISSING_REVIEWS_BATCH,
     now: datetime | None = None,
-) -> list[str]:
-    """For the cut-off reaper: the reviews of revocations in force from the last `within`
-    that have not opened `older_than` after the revocation (their task died with a worker),
-    opened now, one transaction each; the ids. A revocation another caller is opening (its
-    row locked) is skipped: that caller finishes it."""
+) -> list[uuid.UUID]:
+    """For the cut-off reaper: revocations in force from the last `within` whose review has
+    not opened `older_than` after the revocation (its task died with a worker), oldest first."""
     now = now or utcnow()
+    current = _current_revocations(None)
+    has_review = exists().where(RevocationReview.revocation_id == current.c.id)
     query = (
-        select(Revocation.id)
-        .join(User, User.id == Revocation.user_id)
+        select(current.c.id)
         .where(
-            Revocation.undone_at.is_(None),
-            Revocation.revoked_at >= now - within,
-            Revocation.revoked_at <= now - older_than,
-            User.status == UserStatus.REVOKED,
-            ~exists().where(RevocationReview.revocation_id == Revocation.id),
+            current.c.revoked_at >= now - within,
+            current.c.revoked_at <= now - older_than,
+            ~has_review,
         )
-        .order_by(Revocation.revoked_at)
+        .order_by(current.c.revoked_at)
         .limit(limit)
     )
-    opened = []
-    for revocation_id in list(session.scalars(query)):
-        if not _lock_free(session, revocation_id):
-            continue
-        review = reviews.open_revocation_review(
-            session, revocation_id=revocation_id, actor=actor, now=now
-        )
-        session.commit()
-        if review is not None:
-            opened.append(str(review.id))
-    return opened
+    return list(session.scalars(query))
+
+
+def open_missing_review(
+    session: Session, *, revocation_id: uuid.UUID, actor: Actor, now: datetime | None = None
+) -> RevocationReview | None:
+    """Open the review of a revocation `revocations_missing_review` found, unless another
+    caller is opening it (its row locked: that caller finishes it) or it opened meanwhile."""
+    if not _lock_free(session, revocation_id):
+        return None
+    return reviews.open_revocation_review(
+        session, revocation_id=revocation_id, actor=actor, now=now or utcnow()
+    )
 
 
 def _lock_free(session: Session, revocation_id: uuid.UUID) -> bool:
@@ -130,8 +128,6 @@ def _lock_free(session: Session, revocation_id: uuid.UUID) -> bool:
         .where(Revocation.id == revocation_id)
         .with_for_update(skip_locked=True, of=Revocation)
     )
-    if locked is None:
-        session.rollback()
     return locked is not None
 
 

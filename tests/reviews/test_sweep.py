@@ -1,9 +1,16 @@
 """The periodic sweep finds drift after revocations, fixes it, and is idempotent."""
 
+from datetime import timedelta
+
 from sqlalchemy import func, select
 
 from models.actions import lifecycle, reviews, teams
-from models.actions.review_sweep import sweep_reviews
+from models.actions.review_sweep import (
+    open_missing_review,
+    revocations_missing_review,
+    sweep_reviews,
+)
+from models.base import utcnow
 from models.entities import AuditEvent, OutboxMessage, RevocationReview, VirtualApiKey
 from models.enums import FindingState, ReviewStatus, Role, Severity, TeamRole
 from tests.reviews.conftest import REVIEWER, build_leaver, findings_by_kind, revoke_and_review
@@ -50,6 +57,24 @@ def test_a_lost_review_task_is_made_good_by_the_sweep(session):
     review = reviews.review_of(session, revocation.id)
     assert review is not None and result.opened == [str(review.id)]
     assert sweep_reviews(session, actor=REVIEWER).changes == 0
+
+
+def test_the_reaper_finds_a_lost_review_after_its_grace_and_opens_it_once(session):
+    world = build_leaver(session)
+    revocation = lifecycle.revoke(session, user=world.person, actor=f.SETUP)
+    session.commit()
+    grace, day = timedelta(seconds=5), timedelta(days=1)
+    later = utcnow() + timedelta(seconds=10)
+
+    assert revocations_missing_review(session, older_than=grace, within=day) == []  # too new
+    assert revocations_missing_review(session, older_than=grace, within=day, now=later) == [
+        revocation.id
+    ]
+    review = open_missing_review(session, revocation_id=revocation.id, actor=REVIEWER)
+    session.commit()
+
+    assert review is not None and reviews.review_of(session, revocation.id) == review
+    assert revocations_missing_review(session, older_than=grace, within=day, now=later) == []
 
 
 def test_a_team_left_without_a_manager_is_added_to_the_review(session):

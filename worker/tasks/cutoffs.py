@@ -54,14 +54,22 @@ def reap() -> int:
 
 def _open_missing_reviews() -> None:
     """A revocation's review opens from its task right after commit; one whose task died
-    with a worker is opened here, seconds later, not by the outbox's 900 s re-send."""
+    with a worker is opened here, seconds later, not by the outbox's 900 s re-send. One
+    transaction each, so one review's locks are not held while the next opens."""
+    actor = Actor.schedule("cutoffs.reap")
+    opened = 0
     with runtime().sessions() as session:
-        opened = review_sweep.open_missing_reviews(
+        missing = review_sweep.revocations_missing_review(
             session,
-            actor=Actor.schedule("cutoffs.reap"),
             older_than=timedelta(seconds=REVIEW_GRACE),
             within=timedelta(days=1),  # older ones are the hourly sweep's
         )
         session.commit()
+        for revocation_id in missing:
+            review = review_sweep.open_missing_review(
+                session, revocation_id=revocation_id, actor=actor
+            )
+            session.commit()
+            opened += review is not None
     if opened:
-        log.warning("cutoffs.reviews_opened_late", reviews=len(opened))
+        log.warning("cutoffs.reviews_opened_late", reviews=opened)
