@@ -372,25 +372,34 @@ def listing(
     filter_text: str | None,
     start_index: Any,
     count: Any,
-    sort_by: str | None,
-    sort_order: str | None,
+    sort_by: Any,
+    sort_order: Any,
     attributes: Any,
     excluded: Any,
 ) -> Listing:
     """The paging, sorting and projection parameters, from a query string or a SearchRequest."""
     start = _integer(start_index, "startIndex", 1)
     size = _integer(count, "count", 100)
-    order = (sort_order or "ascending").lower()
+    order = (_text(sort_order, "sortOrder") or "ascending").lower()
     if order not in ("ascending", "descending"):
         raise InvalidValue("sortOrder must be ascending or descending")
     search = queries.Search(
         filter=filter_text if filter_text not in (None, "") else None,
         start=min(max(start, 1), MAX_START_INDEX),
         count=min(max(size, 0), MAX_RESULTS),
-        sort_by=sort_by or None,
+        sort_by=_text(sort_by, "sortBy"),
         descending=order == "descending",
     )
     return Listing(search, Projection(_attribute_list(attributes), _attribute_list(excluded)))
+
+
+def _text(value: Any, name: str) -> str | None:
+    """A SearchRequest's string parameter (sortBy, sortOrder); a query string's is one always."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise InvalidValue(f"{name} must be a string")
+    return value
 
 
 def _integer(value: Any, name: str, default: int) -> int:

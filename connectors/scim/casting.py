@@ -118,7 +118,7 @@ def scim_to_user_fields(
     if not isinstance(doc, dict):
         raise InvalidValue("a User must be a JSON object")
     core = _lower_keys(doc)
-    enterprise = _lower_keys(_find_ci(doc, ENTERPRISE) or {})
+    enterprise = _lower_keys(_object(_find_ci(doc, ENTERPRISE), ENTERPRISE))
     name = _lower_keys(_object(core.get("name"), "name"))
     user_name = _string(core.get("username"), "userName")
     if user_name is None:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.scim.conftest import SCIM, ScimClient, ops
-from tests.scim.payloads import okta_create_group, okta_create_user
+from tests.scim.payloads import ENTERPRISE, okta_create_group, okta_create_user
 from tests.scim.test_errors_and_isolation import assert_error
 from tests.support.hostile import HOSTILE_VALUES, PLACEHOLDER, with_hostile
 
@@ -151,3 +151,24 @@ def test_a_start_index_past_every_page_answers_an_empty_page(scim, ann):
 def test_hostile_numbers_in_a_search_request_are_refused(scim, ann, body):
     response = send_raw(scim, "POST", "/Users/.search", body)
     assert_error(response, 400, "invalidSyntax" if "Infinity" in body else "invalidValue")
+
+
+@pytest.mark.parametrize("value", ["x", 1, True, [], [{"employeeNumber": "7"}]])
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_an_enterprise_extension_that_is_not_an_object_is_invalid_value(
+    scim, ann, unchanged, method, value
+):
+    path = "/Users" if method == "POST" else f"/Users/{ann['id']}"
+    body = {**okta_create_user("eve@example.com" if method == "POST" else "ann@example.com")}
+    body[ENTERPRISE] = value
+    unchanged()
+    assert_error(send_raw(scim, method, path, json.dumps(body)), 400, "invalidValue")
+    unchanged()
+
+
+@pytest.mark.parametrize(
+    "body", [{"sortBy": 1}, {"sortBy": ["userName"]}, {"sortOrder": 1}, {"sortOrder": True}]
+)
+@pytest.mark.parametrize("endpoint", ["/Users/.search", "/Groups/.search", "/.search"])
+def test_a_search_request_sorting_by_a_non_string_is_invalid_value(scim, ann, endpoint, body):
+    assert_error(send_raw(scim, "POST", endpoint, json.dumps(body)), 400, "invalidValue")
