@@ -1,4 +1,5 @@
-"""Domain -> SCIM: a stored person or team as its SCIM document (RFC 7643), for the provider.
+"""Domain -> SCIM: a stored person (as a record, models.queries.scim_records) or team as its
+SCIM document (RFC 7643), for the provider.
 
 The connector (connectors/scim/casting.py) owns the document's pieces and the way back."""
 
@@ -8,8 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from connectors.scim.casting import (
-    ACCESS_END_ATTRIBUTE,
-    GroupRef,
     MemberRef,
     compact,
     put,
@@ -19,51 +18,46 @@ from connectors.scim.casting import (
     with_meta,
 )
 from connectors.scim.schemas import ENTERPRISE, GROUP, USER
-from models.entities import ScimUser, Team
-from models.enums import UserStatus
+from models.entities import Team
+from models.queries.scim_records import UserRecord
 
 
-def user_to_scim(
-    scim_user: ScimUser,
-    groups: Sequence[GroupRef],
-    base_url: str,
-    access_end_attribute: str = ACCESS_END_ATTRIBUTE,
-) -> dict[str, Any]:
-    user = scim_user.user
-    doc: dict[str, Any] = {"schemas": [USER], "id": str(scim_user.id)}
-    put(doc, "externalId", scim_user.external_id)
-    doc["userName"] = scim_user.user_name
-    extra = dict(scim_user.extra or {})
+def user_to_scim(record: UserRecord, base_url: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {"schemas": [USER], "id": record.id}
+    put(doc, "externalId", record.external_id)
+    doc["userName"] = record.user_name
+    extra = dict(record.extra)
     name = compact(
         {
-            "formatted": scim_user.formatted_name,
-            "familyName": scim_user.family_name,
-            "givenName": scim_user.given_name,
+            "formatted": record.formatted_name,
+            "familyName": record.family_name,
+            "givenName": record.given_name,
             **extra.pop("name", {}),
         }
     )
     put(doc, "name", name)
-    put(doc, "displayName", scim_user.display_name)
+    put(doc, "displayName", record.display_name)
     emails = [
-        compact({"value": e.value, "type": e.type, "primary": e.primary}) for e in scim_user.emails
+        compact({"value": e.value, "type": e.type, "primary": e.primary}) for e in record.emails
     ]
     put(doc, "emails", emails)
-    doc["active"] = user.status is not UserStatus.REVOKED and not scim_user.held_inactive
+    doc["active"] = record.active
     put(
         doc,
         "groups",
         [
             {"value": g.id, "$ref": f"{base_url}/Groups/{g.id}", "display": g.display}
-            for g in groups
+            for g in record.groups
         ],
     )
+    manager_id = record.manager_id
     enterprise = compact(
         {
-            "employeeNumber": scim_user.employee_number,
-            "department": scim_user.department,
+            "employeeNumber": record.employee_number,
+            "department": record.department,
             "manager": (
-                {"value": scim_user.manager_id, "$ref": f"{base_url}/Users/{scim_user.manager_id}"}
-                if scim_user.manager_id
+                {"value": manager_id, "$ref": f"{base_url}/Users/{manager_id}"}
+                if manager_id
                 else None
             ),
             **extra.pop(ENTERPRISE, {}),
@@ -73,10 +67,10 @@ def user_to_scim(
     if enterprise:
         doc["schemas"].append(ENTERPRISE)
         doc[ENTERPRISE] = enterprise
-    if user.access_ends_at is not None:
-        put_at(doc, access_end_attribute, timestamp(user.access_ends_at))
-    last_modified = max(scim_user.updated_at, user.updated_at)
-    return with_meta(doc, "User", scim_user.created_at, last_modified, f"{base_url}/Users")
+    if record.access_ends_at is not None:
+        put_at(doc, record.access_end_attribute, timestamp(record.access_ends_at))
+    base = f"{base_url}/Users"
+    return with_meta(doc, "User", record.created_at, record.last_modified, base)
 
 
 def team_to_group(

@@ -5,6 +5,7 @@ The web layer authenticates, calls one of these, commits and responds."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,6 +30,7 @@ from models.actor import Actor
 from models.entities import Organisation, ScimUser, Team
 from models.errors import NotFound, PreconditionFailed
 from models.queries import scim as queries
+from models.queries import scim_records as records
 from webhooks import scim_documents
 
 # Past any real page, and within a 64-bit OFFSET: a larger startIndex gives the same empty page.
@@ -108,15 +110,14 @@ def _schemas(session: Session, ctx: Context) -> tuple[schemas_of.Schema, ...]:
 
 def list_users(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
     page = queries.search_users(session, ctx.organisation_id, listing.search)
-    documents = _render_users(session, ctx, page.items)
-    return _list(documents, page, listing.projection, user_kind(session, ctx))
+    documents = _render_users(ctx, page.items)
+    return _list(documents, page, listing.projection, _kind_of(page.items))
 
 
 def get_user(session: Session, ctx: Context, scim_id: str) -> tuple[dict[str, Any], ResourceKind]:
-    """The user's document and the User resource type it is projected by. Both come while
-    the user is held: the organisation loaded with it stays in the session only as long."""
-    scim_user = _user(session, ctx, scim_id)
-    return user_document(session, ctx, scim_user), user_kind(session, ctx)
+    """The user's document and the User resource type it is projected by."""
+    record = records.user_by_id(session, ctx.organisation_id, scim_id)
+    return scim_documents.user_to_scim(record, ctx.base_url), _kind_of([record])
 
 
 def search_all(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
@@ -134,8 +135,8 @@ def search_all(session: Session, ctx: Context, listing: Listing) -> dict[str, An
         raise InvalidFilter(f"the filter {search.filter!r} applies to no resource type")
     documents = [
         *[
-            project(d, listing.projection, user_kind(session, ctx))
-            for d in _render_users(session, ctx, users.items)
+            project(d, listing.projection, _kind_of(users.items))
+            for d in _render_users(ctx, users.items)
         ],
         *[
             project(d, listing.projection, GROUP_KIND)
@@ -195,28 +196,30 @@ def delete_user(session: Session, ctx: Context, scim_id: str, conditions: Precon
 
 
 def user_document(session: Session, ctx: Context, scim_user: ScimUser) -> dict[str, Any]:
+    """The document of a user held as an entity (being written)."""
     session.flush()
-    return _render_users(session, ctx, [scim_user])[0]
+    record = records.record_of(scim_user, _end_attribute(session, ctx))
+    return scim_documents.user_to_scim(record, ctx.base_url)
 
 
 def _user(session: Session, ctx: Context, scim_id: str, *, for_update: bool = False) -> ScimUser:
     return scim_actions.get_scim_user(session, ctx.organisation_id, scim_id, for_update=for_update)
 
 
-def _render_users(session: Session, ctx: Context, users: Any) -> list[dict[str, Any]]:
+def _render_users(ctx: Context, users: Sequence[records.UserRecord]) -> list[dict[str, Any]]:
     """Whole resources (their version covers every attribute); projections come after."""
-    attribute = _end_attribute(session, ctx)
-    return [scim_documents.user_to_scim(u, _group_refs(u), ctx.base_url, attribute) for u in users]
+    return [scim_documents.user_to_scim(record, ctx.base_url) for record in users]
+
+
+def _kind_of(users: Sequence[records.UserRecord]) -> ResourceKind:
+    """The User resource type of the organisation these records come from (its end-date
+    attribute comes with each record; with no record there is nothing to project)."""
+    return schemas_of.user_kind(users[0].access_end_attribute) if users else USER_KIND
 
 
 def _end_attribute(session: Session, ctx: Context) -> str:
-    """The attribute this organisation's IdP sends a person's access end date in. User reads
-    load the organisation with the users (models.queries.scim), so it is no query there."""
+    """The attribute this organisation's IdP sends a person's access end date in."""
     return session.get_one(Organisation, ctx.organisation_id).settings.scim_access_end_attribute
-
-
-def _group_refs(scim_user: ScimUser) -> list[casting.GroupRef]:
-    return [casting.GroupRef(str(team.id), team.name) for team in scim_user.groups]
 
 
 # --- groups ----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session, contains_eager, joinedload
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import False_
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -50,6 +50,7 @@ from connectors.scim.schemas import (
 )
 from models.entities import ScimEmail, ScimUser, Team, TeamMembership, User
 from models.enums import Source, UserStatus
+from models.queries.scim_records import id_text, user_query, user_records
 
 
 class json_elements(FunctionElement[Any]):
@@ -313,19 +314,10 @@ class Search:
 
 
 def search_users(session: Session, organisation_id: uuid.UUID, search: Search) -> Page:
-    query = (
-        select(ScimUser)
-        .join(User, User.id == ScimUser.user_id)
-        .options(
-            contains_eager(ScimUser.user),
-            joinedload(ScimUser.emails),
-            joinedload(ScimUser.groups),
-            joinedload(ScimUser.organisation),  # its settings shape the answer
-        )
-        .where(ScimUser.organisation_id == organisation_id)
-    )
+    """A page of user records (models.queries.scim_records), one query."""
+    query = user_query(session).where(ScimUser.organisation_id == organisation_id)
     tie = (ScimUser.created_at, ScimUser.id)
-    return _page(session, query, search, USER_ATTRIBUTES, USER_SORT, tie)
+    return _page(session, query, search, USER_ATTRIBUTES, USER_SORT, tie, user_records)
 
 
 def search_groups(session: Session, organisation_id: uuid.UUID, search: Search) -> Page:
@@ -350,6 +342,10 @@ def sort_order(sortable: dict[str, Any], sort_by: str | None, descending: bool) 
     return [key.is_(None), key.asc()]
 
 
+def _entities(session: Session, query: Select[Any]) -> list[Any]:
+    return list(session.scalars(query).unique())
+
+
 def _page(
     session: Session,
     query: Select[Any],
@@ -357,6 +353,7 @@ def _page(
     attributes: AttributeMap,
     sortable: dict[str, Any],
     tie: tuple[Any, Any],
+    read: Callable[[Session, Select[Any]], Sequence[Any]] = _entities,
 ) -> Page:
     """A page in sortBy order, ties (and no sortBy) in order of creation, then id."""
     ordering = sort_order(sortable, search.sort_by, search.descending)
@@ -364,14 +361,15 @@ def _page(
     if search.filter is not None:
         condition: ColumnElement[bool] = filters.to_sql(filters.parse(search.filter), attributes)
         query = query.where(condition)
-    rows: list[Any] = []
+    rows: Sequence[Any] = []
     if search.count > 0:
         page = query.order_by(*ordering).offset(search.start - 1)
-        rows = list(session.scalars(page.limit(search.count)).unique())
+        rows = read(session, page.limit(search.count))
     if search.start == 1 and search.count > 0 and len(rows) < search.count:
         total = len(rows)  # the whole result fits in this page: no COUNT query needed
     else:
-        counted = select(func.count()).select_from(query.order_by(None).subquery())
+        matching = query.with_only_columns(tie[1], maintain_column_froms=True).order_by(None)
+        counted = select(func.count()).select_from(matching.subquery())
         total = session.scalar(counted) or 0
     return Page(total=total, start=search.start, items=rows)
 
@@ -382,8 +380,9 @@ def members_of(session: Session, team_ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
     for each member and its team cost more than the rest of the read."""
     if not team_ids:
         return {}
+    dialect = session.get_bind().dialect.name
     rows = session.execute(
-        select(_id_text(session, TeamMembership.team_id), _id_text(session, ScimUser.id))
+        select(id_text(dialect, TeamMembership.team_id), id_text(dialect, ScimUser.id))
         .join(ScimUser, ScimUser.user_id == TeamMembership.user_id)
         .where(TeamMembership.team_id.in_(team_ids))
         .order_by(ScimUser.id)
@@ -392,22 +391,6 @@ def members_of(session: Session, team_ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
     for team_id, scim_id in rows:
         found[team_id].append(MemberRef(scim_id))
     return {uuid.UUID(team_id): members for team_id, members in found.items()}
-
-
-def _id_text(session: Session, column: Any) -> Any:
-    """A UUID column as its canonical text (8-4-4-4-12, lower case). PostgreSQL's uuid casts
-    to it; the embedded SQLite stores the 32 hex digits alone, so the dashes are put in."""
-    if session.get_bind().dialect.name == "postgresql":
-        return cast(column, String)
-    hex_digits = cast(column, String)
-    parts = [func.substr(hex_digits, start, length) for start, length in UUID_GROUPS]
-    dashed: ColumnElement[Any] = parts[0]
-    for part in parts[1:]:
-        dashed = dashed + "-" + part
-    return dashed
-
-
-UUID_GROUPS = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
 
 
 EMPTY_MEMBERS_DIGEST = hashlib.md5(b"", usedforsecurity=False).hexdigest()

@@ -1,6 +1,6 @@
 """What a SCIM read costs the database: a user read by id, by an `eq` filter or in a page is
-one query once the token is remembered (the organisation, whose end-date attribute shapes
-the answer, comes with the users; an empty answer reads it on its own)."""
+one query once the token is remembered (the organisation's end-date attribute, which shapes
+the answer, comes in each user's row; an empty answer needs it not)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,7 @@ def test_user_reads_are_one_query_each(scim: ScimClient, app: Flask) -> None:
         '/Users?filter=userName eq "lee1@example.com"',
         '/Users?filter=emails.value eq "lee2@example.com"',
         "/Users?startIndex=1&count=100",
+        '/Users?filter=userName eq "nobody@example.com"',
     ]
     assert scim.get(reads[0]).status_code == 200  # the token is remembered from here on
     for path in reads:
