@@ -17,11 +17,11 @@ import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, delete, func, select, text
+from sqlalchemy import ColumnElement, Engine, delete, func, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -177,13 +177,11 @@ def admit(session: Session, *, user: User, request: GateRequest, actor: Actor) -
     limits = thresholds(session, user.organisation_id)
     if not limits.enabled:
         return True  # turned off: nothing counted, nothing locked
-    if pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind}):
-        return False  # already held: the source repeated itself (no lock needed)
     if _admitted_at_once(session, user, request, actor, limits):
-        return True
+        return True  # an open gate holds nothing: no held change of the person to look for
     gate = _locked_gate(session, user.organisation_id, actor.source)
     if pending_hold(session, user_id=user.id, source=actor.source, kinds={request.kind}):
-        return False  # a parallel request held it while this one waited for the lock
+        return False  # already held: the source repeated itself
     if gate.batch_id is None:
         reason = _too_many(session, gate, limits, user.organisation_id)
         if not reason:
@@ -219,11 +217,13 @@ def _admitted_at_once(
     one more change stays within the thresholds (PostgreSQL).
 
     The gate row is then locked for milliseconds instead of until the change's own commit,
-    so a source's parallel changes do not queue behind one another's whole work. Counted
-    changes are committed at once: one whose own transaction later fails still counts for
-    the window, which errs towards holding. Anything else (the gate tripped, the thresholds
-    reached, this transaction holding the gate already, the person not committed yet, a
-    wait of more than a moment) is left to the locked path of `admit`, which decides it.
+    so a source's parallel changes do not queue behind one another's whole work: the change
+    is written before the lock is taken, and the lock is held for one count and the commit.
+    Counted changes are committed at once: one whose own transaction later fails still counts
+    for the window, which errs towards holding. Anything else (the gate tripped, the
+    thresholds reached, this transaction holding the gate already, the person not committed
+    yet, a wait of more than a moment) is rolled back and left to the locked path of `admit`,
+    which decides it.
     """
     bind = session.get_bind()
     if bind.dialect.name != "postgresql" or _holds_gate(session, user.organisation_id, actor):
@@ -232,10 +232,13 @@ def _admitted_at_once(
     try:
         with Session(engine) as own:
             own.execute(text("SET LOCAL lock_timeout = '1s'"))
+            change = _count(own, user, request, actor)
+            own.flush()
             gate = _locked_gate(own, user.organisation_id, actor.source)
-            if gate.batch_id is not None or _too_many(own, gate, limits, user.organisation_id):
+            if gate.batch_id is not None:
                 return False
-            _count(own, user, request, actor)
+            if _too_many(own, gate, limits, user.organisation_id, besides=change.id):
+                return False
             own.commit()
             return True
     except SQLAlchemyError as exc:
@@ -315,9 +318,9 @@ def _reserve(
             gate = _locked_gate(own, organisation_id, source)
             if gate.batch_id is not None:
                 return None
-            counted = _counted(own, gate, limits)
-            people = _active_people(own, organisation_id) + counted
-            admitted = _within(limits, counted, people, len(wanted))
+            window = _window(own, gate, limits)
+            people = window.active_people + window.changes
+            admitted = _within(limits, window.changes, people, len(wanted))
             rows = [_counted_row(organisation_id, item, actor) for item in wanted[:admitted]]
             own.add_all(rows)
             row_ids = [row.id for row in rows]
@@ -518,47 +521,74 @@ def settle(session: Session, *, organisation_id: uuid.UUID, source: Source, acto
 
 
 def _locked_gate(session: Session, organisation_id: uuid.UUID, source: Source) -> MassChangeGate:
-    """The gate row, created on first use, locked until commit (PostgreSQL; SQLite's one
-    writer at a time is the lock there)."""
+    """The gate row, created on first use, locked until commit, in one statement: an upsert
+    that updates (unlike DO NOTHING) locks the row it finds and returns it as it is once any
+    other holder has committed (PostgreSQL; SQLite's one writer at a time is the lock there)."""
     dialect = session.get_bind().dialect.name
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(
+    upsert = (
         insert(MassChangeGate)
         .values(organisation_id=organisation_id, source=source)
-        .on_conflict_do_nothing()
+        .on_conflict_do_update(
+            index_elements=[MassChangeGate.organisation_id, MassChangeGate.source],
+            set_={"batch_id": MassChangeGate.batch_id},  # unchanged
+        )
+        .returning(MassChangeGate)
     )
-    gate = session.scalars(
-        select(MassChangeGate)
-        .where(MassChangeGate.organisation_id == organisation_id, MassChangeGate.source == source)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    gate = session.scalars(upsert, execution_options={"populate_existing": True}).one()
     session.info.setdefault(_GATES_LOCKED, {})[organisation_id, source] = session.get_transaction()
     return gate
 
 
-def _counted(session: Session, gate: MassChangeGate, limits: Thresholds) -> int:
-    """Destructive changes from this source within the window (older counted ones go)."""
-    since = utcnow() - timedelta(minutes=limits.window_minutes)
+@dataclass(frozen=True)
+class _Window:
+    changes: int  # destructive changes from the source within the window
+    active_people: int  # the organisation's, counted no further than any decision needs
+    oldest_kept: datetime | None  # the oldest counted change still stored, in or before it
+
+
+def _window(
+    session: Session, gate: MassChangeGate, limits: Thresholds, besides: uuid.UUID | None = None
+) -> _Window:
+    """What the thresholds are checked against, read in one statement. `besides`: a change
+    written already, not counted (it is the one being decided). Counted changes that have
+    left the window are deleted once the oldest is two windows old, not on every call: the
+    count leaves them out either way."""
+    window = timedelta(minutes=limits.window_minutes)
+    since = utcnow() - window
     if gate.counted_since is not None and gate.counted_since > since:
         since = gate.counted_since
     of_gate = (
         MassChange.organisation_id == gate.organisation_id,
         MassChange.source == gate.source,
     )
-    session.execute(
-        delete(MassChange)
-        .where(*of_gate, MassChange.status == ChangeStatus.APPLIED, MassChange.created_at < since)
-        .execution_options(synchronize_session=False)
+    changes = (
+        select(func.count()).select_from(MassChange).where(*of_gate, MassChange.created_at >= since)
     )
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(MassChange)
-            .where(*of_gate, MassChange.created_at >= since)
+    if besides is not None:
+        changes = changes.where(MassChange.id != besides)
+    oldest = select(func.min(MassChange.created_at)).where(
+        *of_gate, MassChange.status == ChangeStatus.APPLIED
+    )
+    read = session.execute(
+        select(
+            changes.scalar_subquery(),
+            _active_people(gate.organisation_id, limits),
+            oldest.scalar_subquery(),
         )
-        or 0
-    )
+    ).one()
+    found = _Window(int(read[0] or 0), int(read[1] or 0), read[2])
+    if found.oldest_kept is not None and found.oldest_kept < since - window:
+        session.execute(
+            delete(MassChange)
+            .where(
+                *of_gate,
+                MassChange.status == ChangeStatus.APPLIED,
+                MassChange.created_at < since,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return found
 
 
 def _too_many(
@@ -567,23 +597,30 @@ def _too_many(
     limits: Thresholds,
     organisation_id: uuid.UUID,
     adding: int = 1,
+    besides: uuid.UUID | None = None,
 ) -> str:
     """Why `adding` more changes would be too many, or "". The percentage's base is the people
     active when the window began: those it revoked count too."""
-    counted = _counted(session, gate, limits)
-    people = _active_people(session, organisation_id) + counted if limits.threshold_percent else 0
-    return limits.exceeded(counted + adding, people)
+    window = _window(session, gate, limits, besides)
+    people = window.active_people + window.changes if limits.threshold_percent else 0
+    return limits.exceeded(window.changes + adding, people)
 
 
-def _active_people(session: Session, organisation_id: uuid.UUID) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(User)
-            .where(User.organisation_id == organisation_id, User.status == UserStatus.ACTIVE)
-        )
-        or 0
+def _active_people(organisation_id: uuid.UUID, limits: Thresholds) -> ColumnElement[int]:
+    """The count of the organisation's active people, as far as the percentage needs it.
+
+    Past ceil(count threshold / percentage) people, the percentage can only be exceeded
+    by more changes than the count threshold allows, which that threshold refuses first:
+    so the count stops there, and is exact whenever the percentage is what trips the gate.
+    """
+    if not limits.threshold_percent:
+        return literal(0)
+    active = select(User.id).where(
+        User.organisation_id == organisation_id, User.status == UserStatus.ACTIVE
     )
+    if limits.threshold_count:
+        active = active.limit(-(-limits.threshold_count * 100 // limits.threshold_percent))
+    return select(func.count()).select_from(active.subquery()).scalar_subquery()
 
 
 def _count(session: Session, user: User, request: GateRequest, actor: Actor) -> MassChange:
