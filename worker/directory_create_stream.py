@@ -1,9 +1,11 @@
 """A bulk import's creates, written by a thread while the directory is still being read.
 
 On PostgreSQL the database's share of a first import (index and constraint work for two rows
-per person) is larger than reading the directory, and it runs in another process: so once a
-sync has planned a full batch of creates, a writer thread starts sending them, in the
-transaction that will later apply the rest of the plan, while the read goes on. Nothing of it
+per person, and for each membership and its audit event) is larger than reading the
+directory, and it runs in another process: so once a sync has planned a full batch of
+creates, a writer thread starts sending them, in the transaction that will later apply the
+rest of the plan, while the read goes on. The groups are read before the people, so each
+batch goes with its people's team memberships (models.directory.memberships.NewMembers). Nothing of it
 commits before the read is complete and the plan has passed the safety checks; a failed read,
 a quarantined plan or an error rolls the transaction back, so nobody ever sees a half-read
 import. Syncs with fewer creates never start it and keep every transaction short.
@@ -22,8 +24,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from connectors.ldap.plan import Create
+from connectors.ldap.reconcile import TeamIndex
 from models.db import SessionFactory
-from models.directory.people_import import BATCH, PeopleImport
+from models.directory.bulk_rows import BATCH
+from models.directory.people_import import PeopleImport
 from models.directory.runs import ldap_actor
 from models.entities import DirectoryConnector, Organisation
 
@@ -47,6 +51,7 @@ class CreateStream:
         self.thread: threading.Thread | None = None
         self.session: Session | None = None
         self.people: PeopleImport | None = None
+        self.teams: TeamIndex | None = None
         self.error: BaseException | None = None
         self.abandoned = False
         self.handed_over = False
@@ -56,6 +61,10 @@ class CreateStream:
         return self.thread is not None
 
     # --- the reconciler's listener (reading thread) --------------------------------------
+
+    def teams_known(self, teams: TeamIndex) -> None:
+        """The people's teams, from groups read first: their memberships go in with them."""
+        self.teams = teams
 
     def created(self, item: Create) -> None:
         self.pending.append(item)
@@ -83,8 +92,13 @@ class CreateStream:
         connector = session.get_one(DirectoryConnector, self.connector_id)
         organisation = session.get_one(Organisation, connector.organisation_id)
         self.people = PeopleImport(
-            session, organisation=organisation, connector=connector, actor=ldap_actor(connector)
+            session,
+            organisation=organisation,
+            connector=connector,
+            actor=ldap_actor(connector),
+            teams=self.teams,
         )
+        self.teams = None  # the import holds it now, until it finishes
         self.thread = threading.Thread(target=self._write, name="ldap-import", daemon=True)
         self.thread.start()
 

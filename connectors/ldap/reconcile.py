@@ -65,8 +65,45 @@ class MembershipState:
     team_names: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class TeamIndex:
+    """The mapped teams each member is in (normalised DN -> team keys, nested groups
+    expanded) and the teams' names by key: what plan_groups will decide for a person, known
+    from groups read before the people, so an import can add them to their teams as it
+    creates them."""
+
+    by_dn: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+
+    def teams_of(self, dn: str) -> tuple[str, ...]:
+        return self.by_dn.get(normalize_dn(dn), ())
+
+
+def team_index(groups: dict[str, Group], group_teams: dict[str, str]) -> TeamIndex:
+    """The teams of each member, as plan_groups puts them in teams (same expansion, same
+    mapping, the same name when several spellings map to one team)."""
+    expanded = expand_groups(groups)
+    index = TeamIndex()
+    shared: dict[tuple[str, ...], tuple[str, ...]] = {}  # few combinations, one tuple each
+    for key, group in groups.items():
+        team = _lookup(group_teams, group)
+        if not team:
+            continue
+        team_key = team.strip().lower()
+        index.names[team_key] = team.strip()
+        for dn in expanded[key]:
+            teams = index.by_dn.get(dn, ())
+            if team_key not in teams:
+                joined = (*teams, team_key)
+                index.by_dn[dn] = shared.setdefault(joined, joined)
+    return index
+
+
 class CreateListener(Protocol):
-    """Told of each create as it is planned, and of a create a later entry took back."""
+    """Told of each create as it is planned, and of a create a later entry took back; and,
+    before any, of the teams the people will join (when the groups were read first)."""
+
+    def teams_known(self, teams: TeamIndex) -> None: ...
 
     def created(self, item: Create) -> None: ...
 

@@ -37,8 +37,9 @@ from models.actions.identities import link_identity, mark_link_deleted
 from models.actions.lifecycle import Outcome, set_active
 from models.actions.users import edit_user
 from models.actor import Actor
+from models.directory.bulk_rows import BATCH
 from models.directory.memberships import apply_membership_changes
-from models.directory.people_import import BATCH, PeopleImport
+from models.directory.people_import import PeopleImport
 from models.entities import DirectoryConnector, IdentityLink, Organisation, User
 from models.enums import Role, Source, UserStatus
 from models.errors import DomainError, InvalidTransition
@@ -96,18 +97,23 @@ def apply_directory_plan(
     # Retired first: a retired team's memberships go with it, not one by one.
     for retire in plan.team_retires:
         _guarded(applied, retire, partial(_retire, session, organisation, retire, actor))
-    # Set-based: a first import adds as many memberships as it creates people.
+    # Set-based: a first import adds as many memberships as it creates people (those
+    # written with their people are done).
+    adds = plan.team_adds
+    joined = people.joined(plan.creates) if people is not None else set()
+    if joined:
+        adds = [item for item in adds if item.external_id not in joined]
     memberships = apply_membership_changes(
         session,
         organisation=organisation,
         connector=connector,
-        adds=plan.team_adds,
+        adds=adds,
         removes=plan.team_removes,
         actor=actor,
         errors=applied.errors,
         created=people.user_ids if people is not None else None,
     )
-    applied.team_added += memberships.added
+    applied.team_added += memberships.added + (people.members_added if people else 0)
     applied.team_removed += memberships.removed
     return applied
 

@@ -28,11 +28,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from connectors.ldap.plan import TeamAdd, TeamRemove
+from connectors.ldap.reconcile import TeamIndex
 from models.actions import access_reviews
 from models.actions import teams as team_actions
 from models.actor import Actor
 from models.base import utcnow
-from models.directory.people_import import BATCH, Rows, dashed, fast_ids, table_of
+from models.directory.bulk_rows import BATCH, Rows, dashed, fast_ids, table_of
 from models.entities import (
     AuditEvent,
     DirectoryConnector,
@@ -70,20 +71,9 @@ def apply_membership_changes(
     people this transaction created to their user ids (32 hex digits)."""
     writer = _Writer(session, organisation, connector, actor, created or {})
     for name, items in _by_team(adds).items():
-        team = team_actions.find_team_by_name(session, organisation.id, name)
+        team = _team_made(session, organisation, name, actor, errors)
         if team is None:
-            try:
-                team = team_actions.create_team(
-                    session,
-                    organisation=organisation,
-                    name=name,
-                    actor=actor,
-                    external_source=Source.LDAP,
-                    external_id=None,
-                )
-            except DomainError as exc:
-                errors.append({"external_id": None, "message": f"team {name}: {exc.message}"})
-                continue
+            continue
         for chunk in _chunks(items):
             writer.add(team, chunk)
     for name, gone in _by_team(removes).items():
@@ -92,6 +82,128 @@ def apply_membership_changes(
             for removed in _chunks(gone):
                 writer.remove(team, removed)
     return writer.changes
+
+
+def _team_made(
+    session: Session,
+    organisation: Organisation,
+    name: str,
+    actor: Actor,
+    errors: list[dict[str, Any]],
+) -> Team | None:
+    """The team of that name, made (audited) when missing; None, reported, when it cannot be."""
+    team = team_actions.find_team_by_name(session, organisation.id, name)
+    if team is not None:
+        return team
+    try:
+        return team_actions.create_team(
+            session,
+            organisation=organisation,
+            name=name,
+            actor=actor,
+            external_source=Source.LDAP,
+            external_id=None,
+        )
+    except DomainError as exc:
+        errors.append({"external_id": None, "message": f"team {name}: {exc.message}"})
+        return None
+
+
+class NewMembers:
+    """The memberships of people an import creates, written with them.
+
+    With the groups read before the people, the teams of each person are known when they are
+    created (`TeamIndex`, as plan_groups will decide them): each batch's memberships go in
+    with its users, one COPY for the memberships and one for their audit events, one
+    `team.member_added` each as for any other membership. A person taken back before the end
+    takes their memberships and those events with them.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        organisation: Organisation,
+        actor: Actor,
+        teams: TeamIndex,
+        errors: list[dict[str, Any]],
+    ) -> None:
+        self.session = session
+        self.organisation = organisation
+        self.actor = actor
+        self.index: TeamIndex | None = teams
+        self.errors = errors
+        # team key -> the team's id as a row takes it, as an event names it, and the head of
+        # its events' JSON; None when the team could not be made
+        self.teams: dict[str, tuple[str, str, str] | None] = {}
+        self.added = 0
+
+    def of(self, dn: str) -> tuple[str, ...]:
+        """The keys of the teams the person with this DN joins."""
+        assert self.index is not None, "asked after the import finished"
+        return self.index.teams_of(dn)
+
+    def write(self, members: list[tuple[str, str]]) -> None:
+        """(team key, user id as 32 hex digits) pairs of people just written."""
+        rows: list[tuple[str, ...]] = []
+        audited: list[tuple[str, str]] = []
+        tail = _ADDED_JSON_TAIL.format(role=TeamRole.MEMBER.value)
+        for key, user_id in members:
+            team = self._team(key)
+            if team is None:
+                continue
+            row_id, target, head = team
+            rows.append((row_id, user_id))
+            audited.append((target, head + dashed(user_id) + tail))
+        if not rows:
+            return
+        dialect = self.session.get_bind().dialect
+        Rows.of(
+            dialect,
+            table_of(TeamMembership),
+            ("team_id", "user_id"),
+            rows,
+            {"role": TeamRole.MEMBER, "source": Source.LDAP, "created_at": utcnow()},
+        ).write(self.session)
+        _audit_rows(self.session, self.organisation, self.actor, "team.member_added", audited)
+        self.added += len(rows)
+
+    def _team(self, key: str) -> tuple[str, str, str] | None:
+        if key not in self.teams:
+            assert self.index is not None
+            name = self.index.names[key]
+            team = _team_made(self.session, self.organisation, name, self.actor, self.errors)
+            made = None
+            if team is not None:
+                made = (team.id.hex, str(team.id), _ADDED_JSON_HEAD.format(team_id=team.id))
+            self.teams[key] = made
+        return self.teams[key]
+
+    def withdraw(self, user_ids: list[uuid.UUID]) -> None:
+        """Take back the memberships of people whose creation is taken back, and their events."""
+        gone = self.session.execute(
+            delete(TeamMembership)
+            .where(TeamMembership.user_id.in_(user_ids))
+            .returning(TeamMembership.team_id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        if not gone:
+            return
+        self.added -= len(gone)
+        self.session.execute(
+            delete(AuditEvent)
+            .where(
+                AuditEvent.organisation_id == self.organisation.id,
+                AuditEvent.action == "team.member_added",
+                AuditEvent.target_type == "team",
+                AuditEvent.target_id.in_({str(row.team_id) for row in gone}),
+                AuditEvent.after["user_id"].as_string().in_([str(u) for u in user_ids]),
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+    def finish(self) -> None:
+        self.index = None  # some megabytes at a hundred thousand people
 
 
 class _Writer:
@@ -152,11 +264,9 @@ class _Writer:
             [(user_id,) for user_id in user_ids],
             {"team_id": team.id, "role": role, "source": Source.LDAP, "created_at": now},
         ).write(self.session)
-        # What json.dumps(_snapshot(...)) gives: the ids are hex digits, the role a name.
-        head = f'{{"team_id": "{team.id}", "user_id": "'
-        tail = f'", "role": "{TeamRole(role).value}"}}'
-        after = [head + dashed(user_id) + tail for user_id in user_ids]
-        self._audit_rows(team, "team.member_added", "after", after)
+        target = str(team.id)
+        after = [(target, _added_json(team.id, user_id, role)) for user_id in user_ids]
+        _audit_rows(self.session, self.organisation, self.actor, "team.member_added", after)
         self.changes.added += len(user_ids)
 
     def _insert(self, team: Team, role: TeamRole, external_ids: list[str]) -> list[uuid.UUID]:
@@ -221,28 +331,49 @@ class _Writer:
     def _audit(self, team: Team, action: str, side: str, states: list[dict[str, str]]) -> None:
         """One audit event per change, as the one-at-a-time operations write them: the
         membership after an add (`side` "after"), before a removal ("before")."""
-        self._audit_rows(team, action, side, [json.dumps(state) for state in states])
+        target = str(team.id)
+        rows = [(target, json.dumps(state)) for state in states]
+        _audit_rows(self.session, self.organisation, self.actor, action, rows, side=side)
 
-    def _audit_rows(self, team: Team, action: str, side: str, states: list[str]) -> None:
-        """`_audit` with each state's JSON text already made."""
-        ids = fast_ids(len(states))
-        other = "before" if side == "after" else "after"
-        Rows.of(
-            self.dialect,
-            table_of(AuditEvent),
-            ("id", side),
-            list(zip(ids, states, strict=True)),
-            {
-                "organisation_id": self.organisation.id,
-                "occurred_at": utcnow(),
-                "source": self.actor.source,
-                "actor": str(self.actor),
-                "action": action,
-                "target_type": "team",
-                "target_id": str(team.id),
-                other: None,
-            },
-        ).write(self.session)
+
+def _audit_rows(
+    session: Session,
+    organisation: Organisation,
+    actor: Actor,
+    action: str,
+    rows: list[tuple[str, str]],
+    *,
+    side: str = "after",
+) -> None:
+    """Membership events in bulk: (team id, the membership's JSON) for each."""
+    ids = fast_ids(len(rows))
+    other = "before" if side == "after" else "after"
+    Rows.of(
+        session.get_bind().dialect,
+        table_of(AuditEvent),
+        ("id", "target_id", side),
+        [(event_id, target, state) for event_id, (target, state) in zip(ids, rows, strict=True)],
+        {
+            "organisation_id": organisation.id,
+            "occurred_at": utcnow(),
+            "source": actor.source,
+            "actor": str(actor),
+            "action": action,
+            "target_type": "team",
+            other: None,
+        },
+    ).write(session)
+
+
+# What json.dumps(_snapshot(...)) gives, formatted: the ids are hex digits, the role a name.
+_ADDED_JSON_HEAD = '{{"team_id": "{team_id}", "user_id": "'
+_ADDED_JSON_TAIL = '", "role": "{role}"}}'
+
+
+def _added_json(team_id: uuid.UUID, user_id: str, role: TeamRole) -> str:
+    """The event JSON of a membership added (user id as 32 hex digits)."""
+    head = _ADDED_JSON_HEAD.format(team_id=team_id)
+    return head + dashed(user_id) + _ADDED_JSON_TAIL.format(role=TeamRole(role).value)
 
 
 def _snapshot(team_id: uuid.UUID, user_id: uuid.UUID, role: TeamRole) -> dict[str, str]:

@@ -6,37 +6,46 @@ in a hundred thousand people. Rows go in with COPY on PostgreSQL and one execute
 on SQLite. The audit trail gets one `user.created` event per batch (target type `user_batch`)
 whose `after.users` lists each created user's id, stable id, name, email and role, as the
 invitation sweep lists the ids it expired; the identity link (source `ldap`, the connector) is
-in `after.identity`.
+in `after.identity`. When the teams are known before the people (groups read first, see
+worker.directory_create_stream), each batch is written with its people's team memberships.
 """
 
 from __future__ import annotations
 
 import json
-import random
-import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from json.encoder import encode_basestring_ascii
-from operator import itemgetter
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, delete, insert, select, update
-from sqlalchemy.engine import Dialect
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from connectors.ldap.plan import Create
+from connectors.ldap.reconcile import TeamIndex
 from models.actions.users import validate_email, validate_name
 from models.actor import Actor
 from models.base import utcnow
+from models.directory.bulk_rows import BATCH, Rows, dashed, fast_ids, table_of
+from models.directory.memberships import NewMembers
 from models.entities import AuditEvent, DirectoryConnector, IdentityLink, Organisation, User
 from models.entities.user import email_key
 from models.enums import Role, Source, UserStatus
 from models.errors import DomainError, InvalidInput
 
-BATCH = 2000
 # A directory grants these through group mappings; SUPER_ADMIN is a platform role.
 _ROLES = frozenset({Role.ORG_ADMIN.value, Role.MANAGER.value, Role.USER.value})
+
+
+@dataclass
+class Prepared:
+    """One batch made ready to write: its rows and, when the teams are known, the new
+    people's memberships (team key, user id)."""
+
+    rows: list[Rows] = field(default_factory=list)
+    members: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -83,6 +92,7 @@ class PeopleImport:
         organisation: Organisation,
         connector: DirectoryConnector,
         actor: Actor,
+        teams: TeamIndex | None = None,
     ) -> None:
         self.session = session
         self.dialect = session.get_bind().dialect
@@ -99,13 +109,22 @@ class PeopleImport:
         # stable id -> id (32 hex digits) of each user this import created and still creates
         self.user_ids: dict[str, str] = {}
         self.errors: list[dict[str, Any]] = []
+        # With the teams known up front, memberships are written with their people, and
+        # `user_ids` is not kept: only the few creates not written are (`not_written`).
+        self.members: NewMembers | None = None
+        if teams is not None:
+            self.members = NewMembers(
+                session, organisation=organisation, actor=actor, teams=teams, errors=self.errors
+            )
+        self.not_written: set[str] = set()
 
     def add(self, items: list[Create]) -> None:
         """Create the people of one batch, skipping (and reporting) those that no longer fit."""
         self.write(self.prepare(items))
 
-    def prepare(self, items: list[Create]) -> list[Rows]:
+    def prepare(self, items: list[Create]) -> Prepared:
         """The checks and the rows of one batch, ready to write (no database work)."""
+        prepared = Prepared()
         users: list[tuple[str, ...]] = []
         dated: list[tuple[str, ...]] = []  # people whose directory entry says access ends
         links: list[tuple[str, ...]] = []
@@ -114,6 +133,7 @@ class PeopleImport:
         for item in items:
             row = self._checked(item)
             if row is None:
+                self.not_written.add(item.external_id)
                 continue
             email, name, key, role = row
             user_id = next(ids)
@@ -126,7 +146,10 @@ class PeopleImport:
             if item.access_ends_at:
                 attributes = json.dumps({"dn": item.dn, "access_ends_at": item.access_ends_at})
             links.append((next(ids), user_id, item.external_id, attributes))
-            self.user_ids[item.external_id] = user_id
+            if self.members is None:
+                self.user_ids[item.external_id] = user_id
+            else:
+                prepared.members.extend((team, user_id) for team in self.members.of(item.dn))
             snapshot = {
                 "id": dashed(user_id),
                 "external_id": item.external_id,
@@ -138,13 +161,13 @@ class PeopleImport:
                 snapshot["access_ends_at"] = item.access_ends_at
             snapshots.append(snapshot)
         if not users and not dated:
-            return []
+            return prepared
         self.created += len(users)
         event_id, batch_id = fast_ids(2)
         self.events.append(uuid.UUID(event_id))
         shared = {"organisation_id": self.organisation.id, "created_at": self.now}
         shared["updated_at"] = self.now
-        return [
+        prepared.rows = [
             Rows.of(
                 self.dialect,
                 table_of(User),
@@ -182,6 +205,7 @@ class PeopleImport:
                 },
             ),
         ]
+        return prepared
 
     def _moment(self, item: Create) -> str:
         """The directory's end date as this database stores it (the text of a row)."""
@@ -190,10 +214,24 @@ class PeopleImport:
         process = column.bind_processor(self.dialect)
         return str(process(moment)) if process is not None else moment.isoformat()
 
-    def write(self, prepared: list[Rows]) -> None:
-        for rows in prepared:
+    def write(self, prepared: Prepared) -> None:
+        for rows in prepared.rows:
             if rows.payload:  # a batch may have no dated people, or only dated ones
                 rows.write(self.session)
+        if prepared.members:
+            assert self.members is not None
+            self.members.write(prepared.members)
+
+    @property
+    def members_added(self) -> int:
+        """Memberships written with the people (none unless the teams were known)."""
+        return self.members.added if self.members is not None else 0
+
+    def joined(self, creates: Iterable[Create]) -> set[str]:
+        """Stable ids of the plan's creates whose memberships were written with them."""
+        if self.members is None:
+            return set()
+        return {item.external_id for item in creates if item.external_id not in self.not_written}
 
     def _event_after(self, snapshots: list[dict[str, str]]) -> dict[str, Any]:
         return {
@@ -237,10 +275,12 @@ class PeopleImport:
         taken_back = set(external_ids) - self.existing.linked
         for external_id in taken_back:
             self.user_ids.pop(external_id, None)
-        self.errors = [e for e in self.errors if e["external_id"] not in taken_back]
+        self.errors[:] = [e for e in self.errors if e["external_id"] not in taken_back]
         user_ids = list(self._created_users(taken_back))
         if not user_ids:
             return
+        if self.members is not None:
+            self.members.withdraw(user_ids)
         # The identity links would also go by ON DELETE CASCADE; said here for SQLite.
         self.session.execute(delete(IdentityLink).where(IdentityLink.user_id.in_(user_ids)))
         self.session.execute(delete(User).where(User.id.in_(user_ids)))
@@ -265,6 +305,8 @@ class PeopleImport:
 
     def finish(self, creates: list[Create]) -> int:
         """Roles the plan gave after the insert (from groups), stale events; the count."""
+        if self.members is not None:
+            self.members.finish()
         roles = self._apply_later_roles(creates)
         if roles or self.removed:
             self._rewrite_events(roles)
@@ -310,101 +352,3 @@ class PeopleImport:
             self.session.flush()
             if event in self.session:
                 self.session.expunge(event)  # a few hundred kilobytes each
-
-
-def table_of(entity: type[Any]) -> Table:
-    return cast(Table, entity.__table__)
-
-
-def fast_ids(count: int) -> list[str]:
-    """Time-ordered ids in the layout of models.base.new_id, as 32 hex digits, in bulk."""
-    millis = time.time_ns() // 1_000_000
-    head = (millis << 80) | (0x7 << 76) | (0b10 << 62)
-    bits = random.getrandbits
-    return [f"{head | (bits(12) << 64) | bits(62):032x}" for _ in range(count)]
-
-
-def dashed(hex_id: str) -> str:
-    """The usual text form of a UUID given as 32 hex digits."""
-    h = hex_id
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-# --- writing rows ---------------------------------------------------------------------------
-
-
-@dataclass
-class Rows:
-    """Rows of one table in the form its database takes them fastest: COPY text for
-    PostgreSQL, executemany parameters for SQLite. SQLAlchemy's executemany would convert
-    each row's parameters one by one; here the rows' own values are already text as both
-    databases store them (UUIDs as 32 hex digits, JSON serialised), and the values every row
-    shares go through their column types once."""
-
-    statement: str
-    payload: str | list[tuple[Any, ...]]
-
-    @classmethod
-    def of(
-        cls,
-        dialect: Dialect,
-        table: Table,
-        columns: tuple[str, ...],
-        rows: list[tuple[str, ...]],
-        shared: dict[str, Any],
-    ) -> Rows:
-        names = [*columns, *shared]
-        if dialect.name == "postgresql":
-            quoted = ", ".join(f'"{name}"' for name in names)
-            tail = "".join(f"\t{_copy_value(value)}" for value in shared.values()) + "\n"
-            data = "".join([_copy_line(row) + tail for row in rows])
-            return cls(f'COPY "{table.name}" ({quoted}) FROM STDIN', data)
-        common: list[Any] = []
-        for name, value in shared.items():
-            process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            common.append(process(value) if process is not None and value is not None else value)
-        # The parameters in the order the compiled statement wants them.
-        compiled = insert(table).compile(dialect=dialect, column_keys=names)
-        reorder = itemgetter(*[names.index(name) for name in compiled.positiontup or []])
-        tail_values = tuple(common)
-        return cls(compiled.string, [reorder(row + tail_values) for row in rows])
-
-    def write(self, session: Session) -> None:
-        connection = session.connection()
-        if isinstance(self.payload, str):
-            driver = connection.connection.driver_connection
-            assert driver is not None
-            with driver.cursor() as cursor, cursor.copy(self.statement) as copy:
-                copy.write(self.payload)
-        else:
-            connection.exec_driver_sql(self.statement, self.payload)
-
-
-# COPY's text format: a backslash starts an escape, and tab, newline and carriage return
-# separate values and rows.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_text(value: str) -> str:
-    if "\\" in value or not value.isprintable():
-        return value.translate(_COPY_ESCAPES)
-    return value
-
-
-def _copy_line(row: tuple[str, ...]) -> str:
-    """A row's values joined by tabs; most rows need no escaping, which one scan tells."""
-    joined = "".join(row)
-    if "\\" in joined or not joined.isprintable():
-        return "\t".join([_copy_text(value) for value in row])
-    return "\t".join(row)
-
-
-def _copy_value(value: Any) -> str:
-    """A shared value in COPY's text format (once per batch, so clarity beats speed)."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict | list):
-        return _copy_text(json.dumps(value))
-    return _copy_text(str(value))

@@ -35,6 +35,7 @@ from connectors.ldap.reconcile import (
     MembershipState,
     Reconciler,
     Unlinked,
+    team_index,
 )
 from models.actions.directory_connectors import connector_mapping, server_config
 from models.base import utcnow
@@ -117,6 +118,13 @@ def plan_full(
             reconciler.add(item)
 
     with DirectoryClient(config) as client:
+        groups: dict[str, Group] = {}
+        if target.wants_groups:
+            # Groups first (they are few): people created while the rest is read can join
+            # their teams as they are written.
+            groups, watermark = _read_groups(client, target, watermark)
+            if listener is not None and connector.group_teams:
+                listener.teams_known(team_index(groups, connector.group_teams))
         stats = SearchStats()
         for page in client.paged_search(
             connector.base_dn,
@@ -148,7 +156,6 @@ def plan_full(
             waiting.clear()
         reconciler.finish_people(complete=stats.complete, full=True)
         if state is not None:
-            groups, watermark = _read_groups(client, target, watermark)
             reconciler.plan_groups(
                 groups,
                 group_teams=connector.group_teams,

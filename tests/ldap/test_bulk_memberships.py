@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import event, select
 
+from connectors.ldap.plan import Create
+from connectors.ldap.reconcile import Reconciler
+from models.directory import memberships
+from models.directory.people_import import PeopleImport, Prepared
 from models.entities import AuditEvent, Organisation, Team, TeamMembership, User
 from models.enums import Source
-from tests.ldap.conftest import linked_users
+from tests.ldap.conftest import get_run, linked_users
 from tests.support import factories
 
 PEOPLE = 600
@@ -139,3 +144,54 @@ def test_an_import_writes_its_new_peoples_memberships_directly(
         s.rollback()
     assert {a["team_id"] for a in added} == {str(team_id)}
     assert {a["role"] for a in added} == {"MEMBER"}
+
+
+def test_a_first_import_writes_memberships_with_its_people_while_reading(
+    make_connector, sync, sessions, settings, directory, monkeypatch
+):
+    """PostgreSQL: the groups are read before the people, so each batch of new people is
+    written with its memberships (one `team.member_added` event each) while the directory is
+    still being read, and the apply step has none of them left to add. SQLite writes nothing
+    while reading: the same memberships are added after the read."""
+    monkeypatch.setattr("worker.directory_create_stream.BATCH", 1)  # write while reading
+    read_ended: list[int] = []
+    joined_while_reading: list[tuple[str, str]] = []
+    left_to_apply: list[str] = []
+    finish_people, prepare = Reconciler.finish_people, PeopleImport.prepare
+    apply_changes = memberships.apply_membership_changes
+
+    def people_read(self: Reconciler, **kwargs: Any) -> None:
+        read_ended.append(1)
+        finish_people(self, **kwargs)
+
+    def prepared(self: PeopleImport, items: list[Create]) -> Prepared:
+        batch = prepare(self, items)
+        if not read_ended:
+            joined_while_reading.extend(batch.members)
+        return batch
+
+    def applied(*args: Any, **kwargs: Any) -> Any:
+        left_to_apply.extend(item.external_id for item in kwargs["adds"])
+        return apply_changes(*args, **kwargs)
+
+    monkeypatch.setattr(Reconciler, "finish_people", people_read)
+    monkeypatch.setattr(PeopleImport, "prepare", prepared)
+    monkeypatch.setattr("models.directory.apply.apply_membership_changes", applied)
+    connector = make_connector(group_teams={"engineering": "Engineering"})
+    org_id = connector.organisation_id
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert outcome.summary["team_add"] == 3
+    assert get_run(sessions, outcome.run_id).plan["applied"]["team_added"] == 3
+    members = _members(sessions, org_id, "Engineering")
+    assert members == {"alice": Source.LDAP, "bob": Source.LDAP, "carol": Source.LDAP}
+    users = linked_users(sessions, connector)
+    added = _team_events(sessions, org_id, "team.member_added")
+    assert sorted(a["user_id"] for a in added) == sorted(
+        str(users[uid].id) for uid in ("alice", "bob", "carol")
+    )
+    if settings.is_sqlite:
+        assert joined_while_reading == [] and len(left_to_apply) == 3
+    else:
+        assert len(joined_while_reading) == 3 and left_to_apply == []
+        assert {team for team, _user in joined_while_reading} == {"engineering"}
