@@ -5,10 +5,10 @@ per person, and for each membership and its audit event) is larger than reading 
 directory, and it runs in another process: so once a sync has planned a full batch of
 creates, a writer thread starts sending them, in the transaction that will later apply the
 rest of the plan, while the read goes on. The groups are read before the people, so each
-batch goes with its people's team memberships (models.directory.memberships.NewMembers). Nothing of it
-commits before the read is complete and the plan has passed the safety checks; a failed read,
-a quarantined plan or an error rolls the transaction back, so nobody ever sees a half-read
-import. Syncs with fewer creates never start it and keep every transaction short.
+batch goes with its people's team memberships (models.directory.memberships.NewMembers).
+Nothing of it commits before the read is complete and the plan has passed the safety checks;
+a failed read, a quarantined plan or an error rolls the transaction back, so nobody ever sees
+a half-read import. Syncs with fewer creates never start it and keep every transaction short.
 
 Not on SQLite: every transaction there takes the write lock up front (BEGIN IMMEDIATE), so a
 write transaction held across the read would block the sync's own bookkeeping.
