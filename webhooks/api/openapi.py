@@ -90,6 +90,8 @@ def operation(
         },
     }
     if body is not None:
+        if body not in BODIES:  # every body an operation names is a component
+            BODIES.append(body)
         ref = {"$ref": f"#/components/schemas/{body.__name__}"}
         spec["requestBody"] = {
             "required": body_required,
