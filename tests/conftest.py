@@ -31,11 +31,17 @@ from models.settings import Settings
 from tests.support.apps import Apps
 from tests.support.cleanup import empty_tables
 from tests.support.net import free_port
+from tests.support.schedule import scheduled
 from tests.support.smtp import Mailbox, start_smtp_server
 from tests.support.state import change_checker
 from tests.support.worker import WorkerProcess, purge_queues, start_worker
 
 REDIS_DATABASES = 16  # redis-server's default
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long files first, and each file's worker tests last (tests/support/schedule.py)."""
+    items[:] = scheduled(items)
 
 
 @pytest.fixture(scope="session")
