@@ -15,7 +15,7 @@ from models.actions import access_end, departure_notices, notification_hooks
 from models.base import utcnow
 from models.entities import AuditEvent, RevocationReview, User
 from models.enums import HookKind, ReviewCause, Role, TeamRole
-from tests.access_end.conftest import TICK
+from tests.access_end.conftest import LEAD, TICK
 from tests.support import factories as f
 from tests.support.wait import wait_until
 
@@ -58,7 +58,7 @@ def test_the_notice_reaches_a_real_webhook_with_the_preview_once_per_date(
     keys = {"own": str(own_key.id), "team": str(team_key.id)}
     session.commit()
 
-    run_ahead(ends - timedelta(days=7, seconds=10))  # ten seconds before the notice is due
+    run_ahead(ends - timedelta(days=7) - LEAD)  # shortly before the notice is due
 
     (notice,) = wait_until(lambda: _notices(hooks), timeout=90, what="the departure notice")
     data = notice["data"]

@@ -14,6 +14,7 @@ from models.base import utcnow
 from models.entities import Organisation, User
 from models.enums import Role, Source, UserStatus
 from tests.access_end.conftest import (
+    LEAD,
     TICK,
     assert_revoked_once_on_time,
     audited,
@@ -81,7 +82,7 @@ def test_dates_set_by_an_admin_and_by_scim_revoke_on_time_once_and_extending_can
     due, kept = [by_admin.id, by_scim.id], [extended.id, cleared.id]
     session.commit()  # SQLite: reading the ids took the write lock
 
-    run_ahead(ends - timedelta(seconds=15))  # two workers and two beats, 15 s before the date
+    run_ahead(ends - LEAD)  # two workers and two beats, shortly before the date
 
     assert_revoked_once_on_time(session, sessions, due, ends)
     for user_id in kept:

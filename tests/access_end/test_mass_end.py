@@ -23,6 +23,7 @@ from models.db import SessionFactory
 from models.entities import AuditEvent, MassChange, Organisation, User
 from models.enums import ChangeKind, ChangeStatus, HookKind, Role, Source, UserStatus
 from tests.access_end.conftest import (
+    LEAD,
     TICK,
     assert_revoked_once_on_time,
     audited,
@@ -87,7 +88,7 @@ def test_a_batch_over_the_threshold_is_held_whole_and_a_small_one_ends_on_time(
     big_id = big.id
     session.commit()
 
-    run_ahead(ends - timedelta(seconds=10), workers=1, beats=1)
+    run_ahead(ends - LEAD, workers=1, beats=1)
 
     assert_revoked_once_on_time(session, sessions, few, ends)  # at the threshold: not over it
     session.commit()

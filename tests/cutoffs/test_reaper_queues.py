@@ -53,7 +53,7 @@ def test_with_only_a_default_queue_worker_up_a_due_cutoff_is_still_redriven(
     session.commit()
 
     worker = start_worker(own, log_dir=tmp_path, queues=[own.celery_queue])  # no urgent worker
-    beat = start_shifted(own, log_dir=tmp_path, offset=0.0, role="beat")
+    (beat,) = start_shifted(own, log_dir=tmp_path, offset=0.0, roles=["beat"])
     try:
 
         def acknowledged():

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from models.entities import User
 from models.enums import Source, UserStatus
 from tests.access_end.conftest import (  # noqa: F401 (fixtures)
+    LEAD,
     assert_revoked_once_on_time,
     audited,
     clocked_settings,
@@ -50,7 +51,7 @@ def test_account_expiry_revokes_on_time_once_and_a_later_expiry_cancels(
     due = [users["alice"].id, users["bob"].id]
     kept = [users["carol"].id, users["dave"].id]
 
-    run_ahead(ends - timedelta(seconds=15))
+    run_ahead(ends - LEAD)
 
     assert_revoked_once_on_time(session, sessions, due, ends)
     for user_id in kept:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,10 +116,30 @@ def start_shifted(
     *,
     log_dir: Path,
     offset: float,
-    role: str = "worker",
+    roles: Sequence[str] = ("worker",),
     extra_env: dict[str, str] | None = None,
-) -> WorkerProcess:
-    """A worker (or `role="beat"`) whose clock runs `offset` seconds from real time."""
+) -> list[WorkerProcess]:
+    """Workers and beats (`roles`: "worker" or "beat" each) whose clocks run `offset` seconds
+    from real time. They start together: each spends seconds importing before it is ready,
+    and started one after another those seconds added up."""
+    spawned = [_spawn_shifted(settings, log_dir, offset, role, extra_env) for role in roles]
+    try:
+        for started, ready in spawned:
+            _wait_ready(started, marker=ready)
+    except BaseException:
+        stop_all([started for started, _ in spawned])
+        raise
+    return [started for started, _ in spawned]
+
+
+def _spawn_shifted(
+    settings: Settings,
+    log_dir: Path,
+    offset: float,
+    role: str,
+    extra_env: dict[str, str] | None,
+) -> tuple[WorkerProcess, str]:
+    """The process of one role, and the line of its log that says it is ready."""
     log_path = log_dir / f"{role}-{time.monotonic_ns()}.log"
     if role == "beat":
         celery_args = ["-A", CELERY_APP, "beat", "--loglevel=INFO"]
@@ -136,6 +157,4 @@ def start_shifted(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    started = WorkerProcess(process, log_path)
-    _wait_ready(started, marker=ready)
-    return started
+    return WorkerProcess(process, log_path), ready
