@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     secret_key: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # The web drops a connection that sends nothing for this long, and answers 408 to a
+    # request not received whole this long after its first byte (webhooks/buffering_worker.py).
+    web_idle_timeout: float = Field(default=10.0, gt=0, le=300)
+    web_request_read_timeout: float = Field(default=20.0, gt=0, le=300)
     log_level: str = "INFO"
     log_json: bool = True
     outbox_relay_interval: float = Field(default=5.0, gt=0)
@@ -43,6 +47,9 @@ class Settings(BaseSettings):
     # The web hands what a transaction committed to a publishing thread instead of publishing
     # in the request: a broker that hangs costs the request nothing (the relay carries it).
     outbox_publish_in_background: bool = True
+    # Seconds each broker read or write of the web may wait (in the publishing thread, never
+    # in a request) before it gives up and leaves the message to the relay.
+    broker_publish_timeout: float = Field(default=5.0, gt=0, le=60)
     gateway_url: str = ""
     gateway_secret: str = ""
     gateway_timeout: float = Field(default=5.0, gt=0)

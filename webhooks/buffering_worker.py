@@ -6,7 +6,8 @@ a byte at a time (or nothing) holds that thread, and a few dozen such clients ho
 health probes stop answering. This worker keeps gunicorn's event loop, thread pool and
 keep-alive handling, but reads every request in the event loop (non-blocking, into memory)
 and gives a thread only a complete one. A slow client then costs a socket and a buffer, not a
-thread, and is dropped when its request takes longer than REQUEST_READ_TIMEOUT.
+thread, and is dropped when its request takes longer than WEB_REQUEST_READ_TIMEOUT (a setting;
+a connection that sends nothing, after WEB_IDLE_TIMEOUT).
 
 It also answers the requests it refuses itself, as problem JSON: a request line over
 `limit_request_line` (414), a head over the header limits (431), a declared body over
@@ -25,12 +26,13 @@ import selectors
 import socket
 import time
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
-IDLE_TIMEOUT = 10.0  # a new connection that sends nothing
-REQUEST_READ_TIMEOUT = 20.0  # from the first byte to the last of one request
+if TYPE_CHECKING:
+    from models.settings import Settings
+
 MAX_HEAD_BYTES = 64 * 1024
 RECV_SIZE = 64 * 1024
 
@@ -131,8 +133,13 @@ class BufferingWorker(ThreadWorker):
     """gunicorn's threaded worker, with every request read whole before a thread takes it."""
 
     def init_process(self) -> None:
+        from models.settings import Settings
+
+        settings = Settings()
         self.reading: dict[Any, float] = {}
-        self.max_body = _max_body()
+        self.max_body = _max_body(settings)
+        self.idle_timeout = settings.web_idle_timeout  # a new connection that sends nothing
+        self.read_timeout = settings.web_request_read_timeout  # first byte to last of a request
         super().init_process()
 
     def enqueue_req(self, conn: Any) -> None:
@@ -154,7 +161,7 @@ class BufferingWorker(ThreadWorker):
         leftover = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
         conn.pending = bytearray(leftover)
         conn.read_started = None
-        self.reading[conn] = time.monotonic() + (IDLE_TIMEOUT if idle else REQUEST_READ_TIMEOUT)
+        self.reading[conn] = time.monotonic() + (self.idle_timeout if idle else self.read_timeout)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
         if leftover:
             self._progress(conn)
@@ -179,7 +186,7 @@ class BufferingWorker(ThreadWorker):
     def _progress(self, conn: Any) -> None:
         if conn.read_started is None and conn.pending:
             conn.read_started = time.monotonic()
-            self.reading[conn] = conn.read_started + REQUEST_READ_TIMEOUT
+            self.reading[conn] = conn.read_started + self.read_timeout
         end = request_end(
             conn.pending, line_limit=self.cfg.limit_request_line or 8190, max_body=self.max_body
         )
@@ -248,10 +255,8 @@ class BufferingWorker(ThreadWorker):
                     self._drop(conn)
 
 
-def _max_body() -> int:
+def _max_body(settings: Settings) -> int:
     """The largest body any route accepts (the app still applies each route's own limit)."""
-    from models.settings import Settings
     from webhooks.odock import USAGE_MAX_BYTES
 
-    settings = Settings()
     return max(settings.max_body_bytes, settings.event_max_body_bytes, USAGE_MAX_BYTES)

@@ -1,5 +1,6 @@
 """Slow clients cannot starve the web tier: /healthz keeps answering while a few hundred
-connections trickle their requests a byte at a time (loopback only, bounded to a minute)."""
+connections trickle their requests a byte at a time (loopback only, bounded to seconds: the
+web here reads with timeouts shorter than the defaults, so the attack outlasts them sooner)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from tests.support.worker import settings_env
 SLOW_HEADERS = 150  # request line, then a header byte every second, never the blank line
 SLOW_BODIES = 100  # whole head, a 10,000-byte body declared, one byte a second
 SILENT = 50  # connect and send nothing
-ATTACK_SECONDS = 30  # longer than the worker's 20 s request read timeout
+IDLE_TIMEOUT = 2  # seconds (WEB_IDLE_TIMEOUT; 10 by default)
+READ_TIMEOUT = 4  # seconds (WEB_REQUEST_READ_TIMEOUT; 20 by default)
+ATTACK_SECONDS = 10  # well past both
 PROBE_EVERY = 0.5
 
 
@@ -36,9 +39,11 @@ class Web:
     log: Path
 
 
-@pytest.fixture
-def web(settings: Settings, engine, tmp_path: Path) -> Iterator[Web]:
-    """The web process exactly as `odock-sync serve` starts it (2 workers x 8 threads)."""
+@pytest.fixture(scope="module")
+def web(settings: Settings, engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    """The web process exactly as `odock-sync serve` starts it (2 workers x 8 threads), one
+    for the file: the tests read no state of it but its answers."""
+    tmp_path = tmp_path_factory.mktemp("web")
     port = free_port()
     web_child = next(
         c
@@ -56,7 +61,12 @@ def web(settings: Settings, engine, tmp_path: Path) -> Iterator[Web]:
     log = tmp_path / "web.log"
     process = subprocess.Popen(
         web_child.command,
-        env=settings_env(settings, PROMETHEUS_MULTIPROC_DIR=str(tmp_path)),
+        env=settings_env(
+            settings,
+            PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
+            WEB_IDLE_TIMEOUT=str(IDLE_TIMEOUT),
+            WEB_REQUEST_READ_TIMEOUT=str(READ_TIMEOUT),
+        ),
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
