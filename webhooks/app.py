@@ -43,9 +43,6 @@ from webhooks.api import (
 from worker.celery_app import bound_publishing, configure_celery
 from worker.outbox_relay import install_after_commit_relay
 
-# Seconds a publish may wait on the broker (in the publishing thread, never in a request).
-PUBLISH_TIMEOUT = 5.0
-
 BLUEPRINTS = [
     health.bp,
     users.bp,
@@ -78,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     configure_logging(settings)
     configure_celery(settings)
-    bound_publishing(PUBLISH_TIMEOUT)
+    bound_publishing(settings.broker_publish_timeout)
     engine = make_engine(settings)
     sessions = make_session_factory(engine, odock_mode=settings.odock_mode)
     install_after_commit_relay(sessions, background=settings.outbox_publish_in_background)
