@@ -156,12 +156,13 @@ def _or_empty(run: Any) -> queries.Page:
 
 
 def create_user(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
-    fields = casting.scim_to_user_fields(body, _end_attribute(session, ctx))
+    # Held to the end: the session keeps entities by weak reference, so an organisation
+    # read and let go would be read again for the answer.
+    organisation = session.get_one(Organisation, ctx.organisation_id)
+    attribute = organisation.settings.scim_access_end_attribute
+    fields = casting.scim_to_user_fields(body, attribute)
     scim_user = scim_actions.create_scim_user(
-        session,
-        organisation=session.get_one(Organisation, ctx.organisation_id),
-        fields=fields,
-        actor=ctx.actor,
+        session, organisation=organisation, fields=fields, actor=ctx.actor
     )
     return user_document(session, ctx, scim_user)
 

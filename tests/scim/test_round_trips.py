@@ -86,3 +86,11 @@ def test_an_end_date_is_shown_under_the_organisation_attribute(
         scim.get('/Users?filter=userName eq "lee3@example.com"').json["Resources"][0],
     ):
         assert answer[HR] == {"lastDay": "2027-01-31T17:00:00.000Z"}
+
+
+def test_a_create_reads_the_organisation_once(scim: ScimClient, app: Flask) -> None:
+    _create(scim, 4)  # the token is remembered from here on
+    with statements(app) as seen:
+        _create(scim, 5)
+    reads = [s for s in seen if s.startswith("SELECT") and "FROM organisations" in s]
+    assert len(reads) == 1, reads
