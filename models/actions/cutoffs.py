@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +34,7 @@ from sqlalchemy.orm import Session
 from models import audit
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import CutoffIncident, KeyCutoff, StoreCommand, User
+from models.entities import CutoffIncident, KeyCutoff, StoreCommand, User, VirtualApiKey
 from models.entities.cutoff import PROOF_COMMAND
 from models.enums import Role, UserStatus
 from models.notifications import notify
@@ -218,9 +219,10 @@ def acknowledge(
     overdue cut-offs are all done now clears. The clocks of the revocations now complete."""
     if not key_ids:
         return []
-    rows = list(
-        session.scalars(
-            select(KeyCutoff)
+    done = (
+        session.execute(
+            select(KeyCutoff, VirtualApiKey.revoked_by_revocation_id)
+            .outerjoin(VirtualApiKey, VirtualApiKey.id == KeyCutoff.key_id)
             .where(
                 KeyCutoff.key_id.in_(key_ids),
                 KeyCutoff.acknowledged_at.is_(None),
@@ -230,16 +232,29 @@ def acknowledge(
             )
             .execution_options(populate_existing=True)
         )
+        .tuples()
+        .all()
     )
+    rows = [cutoff for cutoff, _revocation in done]
     for cutoff in rows:
         cutoff.acknowledged_at, cutoff.leased_until = at, None
     session.flush()
     for organisation_id in sorted({c.organisation_id for c in rows if c.alarmed_at}):
         _clear_incident_if_over(session, organisation_id, at)
-    return sorted(
-        {Clock(c.source or "unknown", c.arrived_at) for c in rows if c.arrived_at is not None},
-        key=lambda clock: clock.arrived_at,
-    )
+    return _clocks(done)
+
+
+def _clocks(done: Sequence[tuple[KeyCutoff, uuid.UUID | None]]) -> list[Clock]:
+    """One clock per revocation among these cut-offs: a person's keys share theirs. Told apart
+    by the revocation that revoked the key (a cut-off of a key revoked otherwise, or restored
+    since, is one of its own), not by the arrival: an LDAP run's revocations all arrive at
+    the run's start, and one gateway call acknowledges them together."""
+    by_revocation = {
+        revocation_id or cutoff.id: Clock(cutoff.source or "unknown", cutoff.arrived_at)
+        for cutoff, revocation_id in done
+        if cutoff.arrived_at is not None
+    }
+    return sorted(by_revocation.values(), key=lambda clock: clock.arrived_at)
 
 
 def proofs_pending(session: Session, *, key_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:

@@ -190,3 +190,38 @@ def test_a_revocation_the_reaper_invalidates_first_is_counted_once(
 
     assert observed("events") == before + 1
     assert any(request.path == GATEWAY_PATH for request, _ in httpserver.log)
+
+
+def test_revocations_arriving_together_are_counted_each_once(
+    session, sessions, httpserver, monkeypatch
+) -> None:
+    """An LDAP run's revocations share the run's start as their arrival (an Okta delivery's
+    events, the delivery's), and since one invalidation carries a transaction's keys, one
+    gateway call acknowledges them together. Clocks were told apart by source and arrival
+    only, so such revocations were one sample (2 of 10 LDAP revocations counted in
+    benchmarks/time_to_kill.py, one per sync); a person's several keys stay one sample."""
+    from models.actions import lifecycle
+    from models.actor import Actor
+    from models.arrival import arrived
+    from models.enums import Source
+    from worker.celery_app import celery_app
+    from worker.tasks import gateway
+
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: None)  # run by hand below
+    httpserver.expect_request(GATEWAY_PATH).respond_with_json({})
+    org = f.make_org(session)
+    people = [f.make_user(session, org) for _ in range(3)]
+    for person in people:
+        f.make_key(session, org, owner=person)
+    f.make_key(session, org, owner=people[0])  # a second key: still one revocation
+    with arrived(time.time() - 1):
+        for person in people:
+            lifecycle.revoke(session, user=person, actor=Actor(Source.LDAP, "directory sync"))
+    session.commit()
+    job = invalidation(sessions)
+    assert len(job["key_ids"]) == 4  # one gateway call for the transaction's keys
+    before = observed("ldap")
+
+    gateway.invalidate_keys(**job)
+
+    assert observed("ldap") == before + 3
