@@ -57,7 +57,7 @@ def parse_event(event: dict[str, Any], index: int = 0) -> IdpEvent:
     event_id = str(event.get("uuid") or f"#{index}")
     action = ACTIONS.get(event_type, Action.IGNORE)
     published = parse_time(event.get("published"))
-    targets = [t for t in event.get("target") or [] if isinstance(t, dict)]
+    targets = _objects(event.get("target"))
     user = next((t for t in targets if t.get("type") == "User"), None)
     group = next((t for t in targets if t.get("type") == "UserGroup"), None)
     base = IdpEvent(event_id=event_id, event_type=event_type, action=action, published=published)
@@ -85,6 +85,12 @@ def parse_event(event: dict[str, Any], index: int = 0) -> IdpEvent:
     if action is Action.UPDATE_PROFILE:
         changes = {k: v for k, v in (("name", subject.name), ("email", subject.email)) if v}
     return replace(base, subject=subject, changes=changes)
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON list; nothing when `value` is not a list (a sender's `"target":
+    true` must not fail the whole delivery)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _text(value: Any) -> str | None:

@@ -304,6 +304,16 @@ def test_a_refused_change_is_rejected_without_spoiling_the_rest(session):
     assert user.email == "ada@example.com" and user.status is UserStatus.REVOKED
 
 
+def test_an_okta_event_whose_target_is_not_a_list_is_rejected_alone(session):
+    org = f.make_org(session)
+    user = okta_user(session, org)
+    broken = [{**okta_event("user.lifecycle.deactivate"), "target": value} for value in (5, True)]
+    good = okta_event("user.lifecycle.deactivate", published=T0 + timedelta(minutes=1))
+    delivery = process(session, org, okta.delivery(*broken, good))
+    assert outcomes(delivery) == ["rejected", "rejected", "applied"]
+    assert user.status is UserStatus.REVOKED
+
+
 def test_a_payload_that_cannot_be_read_marks_the_delivery_rejected(session):
     org = f.make_org(session)
     delivery = process(session, org, {"data": {"events": "nope"}}, delivery_id="bad")
