@@ -163,9 +163,11 @@ def test_a_failed_read_leaves_no_written_creates(
     assert get_run(sessions, outcome.run_id).status is SyncRunStatus.FAILED
 
 
-def test_roles_from_groups_reach_users_written_before_the_groups_were_read(
+def test_roles_from_groups_reach_users_written_before_their_roles_were_planned(
     make_connector, sync, sessions, settings, streamed, directory
 ):
+    """People are written as they are read; the roles their groups give are planned once
+    every person is read, and set on the users (and their batch's event) afterwards."""
     connector = make_connector(group_roles={f"cn=admins,{directory.groups}": "ORG_ADMIN"})
     outcome = sync(connector)
     assert outcome.status == "succeeded", outcome.error
