@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.scim.errors import InvalidValue
@@ -164,7 +164,10 @@ def _date_time(value: Any, name: str) -> datetime | None:
         raise InvalidValue(f"{name} must be a date and time like 2027-01-31T17:00:00Z") from None
     if moment.tzinfo is None:
         raise InvalidValue(f"{name} must carry a time zone (e.g. a trailing Z)")
-    return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-12:00 is past the last year a date holds
+        raise InvalidValue(f"{name} is out of range") from None
 
 
 def _kept_in_extra(

@@ -92,7 +92,10 @@ def checked_end(ends_at: datetime | None) -> datetime | None:
         return None
     if ends_at.tzinfo is None or ends_at.utcoffset() is None:
         raise InvalidInput("access_ends_at must carry a time zone (e.g. a trailing Z)")
-    ends_at = ends_at.astimezone(UTC).replace(microsecond=0)
+    try:
+        ends_at = ends_at.astimezone(UTC).replace(microsecond=0)
+    except OverflowError:  # 9999-12-31T23:59:59-12:00 is past the last year a date holds
+        raise InvalidInput("access_ends_at is out of range") from None
     if ends_at < EARLIEST:
         raise InvalidInput(f"access_ends_at must be after {EARLIEST.date().isoformat()}")
     return ends_at

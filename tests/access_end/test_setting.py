@@ -48,6 +48,8 @@ def _put(client, headers, user_id, body):  # type: ignore[no-untyped-def]
         ({"access_ends_at": "2027-01-31T17:00:00"}, "time zone"),
         ({"access_ends_at": "next friday"}, None),
         ({"access_ends_at": "1999-12-31T00:00:00Z"}, "after 2000"),
+        ({"access_ends_at": "9999-12-31T23:59:59-12:00"}, "out of range"),
+        ({"access_ends_at": "0001-01-01T00:00:00+14:00"}, "out of range"),
         ({}, None),
         ({"access_ends_at": None, "extra": 1}, None),
     ],
@@ -124,7 +126,10 @@ def _scim_create(scim: ScimClient, leave: object) -> object:
     )
 
 
-@pytest.mark.parametrize("leave", ["31/01/2027", "2027-01-31T17:00:00", 20270131, {"a": 1}])
+@pytest.mark.parametrize(
+    "leave",
+    ["31/01/2027", "2027-01-31T17:00:00", 20270131, {"a": 1}, "9999-12-31T23:59:59-12:00"],
+)
 def test_scim_refuses_a_bad_leave_date_with_invalid_value(client, sessions, world, leave) -> None:
     scim = ScimClient(client, world[3])
     unchanged = change_checker(sessions, SCIM_TABLES)

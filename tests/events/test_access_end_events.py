@@ -56,6 +56,7 @@ def test_an_event_without_a_usable_date_is_refused(session) -> None:
             _event("2027-01-31T17:00:00", 1),
             _event("soon", 2),
             _event("1990-01-01T00:00:00Z", 3),
+            _event("9999-12-31T23:59:59-12:00", 4),
         ]
     ):
         delivery = process(session, org, event, "events")
