@@ -11,6 +11,8 @@ from sqlalchemy import DateTime, MetaData, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from models.errors import InvalidInput
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -22,6 +24,15 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def in_utc(moment: datetime, name: str) -> datetime:
+    """`moment` (which has a zone) in UTC; a time near the calendar's ends that UTC cannot
+    hold (9999-12-31T23:59:59-12:00) is InvalidInput, not an OverflowError."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{name} is out of range", field=name) from None
 
 
 def new_id() -> uuid.UUID:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from models import audit
 from models.actions import access_reviews, lifecycle, mass_change, reviews
 from models.actor import Actor
-from models.base import utcnow
+from models.base import in_utc, utcnow
 from models.entities import MassChange, OrganisationSettings, User
 from models.enums import ChangeKind, ChangeStatus, Source, UserStatus
 from models.errors import InvalidInput
@@ -92,10 +92,7 @@ def checked_end(ends_at: datetime | None) -> datetime | None:
         return None
     if ends_at.tzinfo is None or ends_at.utcoffset() is None:
         raise InvalidInput("access_ends_at must carry a time zone (e.g. a trailing Z)")
-    try:
-        ends_at = ends_at.astimezone(UTC).replace(microsecond=0)
-    except OverflowError:  # 9999-12-31T23:59:59-12:00 is past the last year a date holds
-        raise InvalidInput("access_ends_at is out of range") from None
+    ends_at = in_utc(ends_at, "access_ends_at").replace(microsecond=0)
     if ends_at < EARLIEST:
         raise InvalidInput(f"access_ends_at must be after {EARLIEST.date().isoformat()}")
     return ends_at

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from models import audit
 from models.actions import key_revocation, key_rotations, reviews
 from models.actor import Actor
-from models.base import utcnow
+from models.base import in_utc, utcnow
 from models.entities import (
     Organisation,
     RecertificationCampaign,
@@ -160,7 +160,7 @@ def _checked(name: str, value: Any) -> Any:
     if name == "anchor_at":
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise InvalidInput("anchor_at must be a date and time with a time zone", field=name)
-        return value
+        return in_utc(value, name)
     raise InvalidInput(f"unknown setting {name}", field=name)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Row, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
+from models.base import in_utc
 from models.entities import AuditEvent
 from models.enums import Source
 from models.errors import InvalidInput
@@ -202,7 +203,7 @@ def decode_cursor(cursor: str) -> Position:
         raise refusal from None
     if occurred_at.tzinfo is None:
         raise refusal
-    return Position(occurred_at.astimezone(UTC), position.id)
+    return Position(in_utc(occurred_at, "cursor"), position.id)
 
 
 def parse_moment(value: str, name: str) -> datetime:
@@ -213,7 +214,7 @@ def parse_moment(value: str, name: str) -> datetime:
         raise InvalidInput(
             f"{name} must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z", field=name
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else in_utc(moment, name)
 
 
 def _escape_like(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -142,11 +143,19 @@ def test_pages_walk_every_event_once_even_while_new_ones_arrive(client, session,
     assert walked == expected
 
 
+def _cursor(moment: str) -> str:
+    raw = f"{moment}|{uuid.uuid4()}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 def test_bad_parameters_are_clear_400s(client, world, unchanged) -> None:
     unchanged()
     for query, field in (
         ("cursor=not-a-cursor", "cursor"),
         ("since=yesterday", "since"),
+        ("since=9999-12-31T23:59:59-12:00", "since"),
+        ("until=0001-01-01T00:00:00%2B14:00", "until"),
+        (f"cursor={_cursor('9999-12-31T23:59:59-12:00')}", "cursor"),
         ("source=nobody", "source"),
         ("limit=0", "limit"),
         ("user_id=42", "user_id"),

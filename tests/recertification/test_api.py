@@ -24,6 +24,8 @@ def tokens(session, keys):
         {"every_days": "ninety"},
         {"on_deadline": "delete"},
         {"anchor_at": "yesterday"},
+        {"anchor_at": "9999-12-31T23:59:59-12:00"},
+        {"anchor_at": "0001-01-01T00:00:00+14:00"},
         {"spend_days": None, "unused_days": None, "moved_people": False},
         {"colour": "blue"},
         [],
