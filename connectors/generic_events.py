@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from connectors.idp_events import Action, IdpEvent, Subject
+from connectors.idp_events import Action, IdpEvent, Subject, in_utc
 
 MAX_EVENTS = 100
 
@@ -65,13 +65,12 @@ class GenericEvent(_Strict):
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> GenericEvent:
-        if self.occurred_at.tzinfo is None:
-            raise ValueError("occurred_at needs a time zone (e.g. Z)")
+        self.occurred_at = _in_utc(self.occurred_at, "occurred_at")
         if self.type == "user.access_end":
             if "access_ends_at" not in self.model_fields_set:
                 raise ValueError("user.access_end needs access_ends_at (null clears it)")
-            if self.access_ends_at is not None and self.access_ends_at.tzinfo is None:
-                raise ValueError("access_ends_at needs a time zone (e.g. Z)")
+            if self.access_ends_at is not None:
+                self.access_ends_at = _in_utc(self.access_ends_at, "access_ends_at")
         action = ACTIONS.get(self.type)
         if action is Action.UPDATE_PROFILE and not (
             self.changes and self.changes.model_dump(exclude_none=True)
@@ -80,6 +79,15 @@ class GenericEvent(_Strict):
         if action in (Action.JOIN_TEAM, Action.LEAVE_TEAM) and self.team is None:
             raise ValueError(f"{self.type} needs team.name")
         return self
+
+
+def _in_utc(moment: datetime, name: str) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} needs a time zone (e.g. Z)")
+    utc = in_utc(moment)
+    if utc is None:
+        raise ValueError(f"{name} is out of range")
+    return utc
 
 
 def raw_events(payload: Any) -> list[Any]:

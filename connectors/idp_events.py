@@ -4,7 +4,7 @@ produce it and the domain applies it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 
@@ -50,4 +50,13 @@ def parse_time(value: object) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo is not None else None
+    return in_utc(moment) if moment.tzinfo is not None else None
+
+
+def in_utc(moment: datetime) -> datetime | None:
+    """`moment` (which has a zone) in UTC; None for a time near the calendar's ends that UTC
+    cannot hold (9999-12-31T23:59:59-12:00), which no database column stores either."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return None

@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -428,7 +428,10 @@ def _datetime(value: Any) -> datetime:
         raise InvalidFilter(f"{value!r} is not a dateTime") from None
     if parsed.tzinfo is None:
         raise InvalidFilter(f"{value!r} has no time zone")
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-12:00: past the last date a column holds
+        raise InvalidFilter(f"{value!r} is out of range") from None
 
 
 # --- one resource's multi-valued elements (PATCH value paths) ----------------------------

@@ -286,6 +286,28 @@ def test_generic_events_that_break_the_schema_are_rejected_and_unknown_types_ign
     assert user.status is UserStatus.ACTIVE
 
 
+EDGE_OF_TIME = ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00"]  # UTC cannot hold
+
+
+def test_times_utc_cannot_hold_are_rejected_alone(session):
+    org = f.make_org(session)
+    user = okta_user(session, org)
+    generic_events = [
+        generic("user.deactivated", user={"email": user.email}, occurred_at=moment)
+        for moment in EDGE_OF_TIME
+    ]
+    delivery = process(session, org, {"events": generic_events}, "events", delivery_id="m_edge")
+    assert outcomes(delivery) == ["rejected", "rejected"]
+    assert "out of range" in delivery.results[0]["detail"]
+    okta_events = [
+        {**okta_event("user.lifecycle.deactivate"), "published": m} for m in EDGE_OF_TIME
+    ]
+    good = okta_event("user.lifecycle.deactivate")
+    delivery = process(session, org, okta.delivery(*okta_events, good))
+    assert outcomes(delivery) == ["rejected", "rejected", "applied"]
+    assert user.status is UserStatus.REVOKED
+
+
 def test_a_refused_change_is_rejected_without_spoiling_the_rest(session):
     org = f.make_org(session)
     user = f.make_user(session, org, email="ada@example.com")

@@ -172,3 +172,10 @@ def test_an_enterprise_extension_that_is_not_an_object_is_invalid_value(
 @pytest.mark.parametrize("endpoint", ["/Users/.search", "/Groups/.search", "/.search"])
 def test_a_search_request_sorting_by_a_non_string_is_invalid_value(scim, ann, endpoint, body):
     assert_error(send_raw(scim, "POST", endpoint, json.dumps(body)), 400, "invalidValue")
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00"])
+@pytest.mark.parametrize("endpoint", ["/Users", "/Groups"])
+def test_a_time_utc_cannot_hold_in_a_filter_is_invalid_filter(scim, ann, endpoint, moment):
+    query = quote(f'meta.lastModified gt "{moment}"')
+    assert_error(scim.get(f"{endpoint}?filter={query}"), 400, "invalidFilter")
