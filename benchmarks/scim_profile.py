@@ -1,0 +1,181 @@
+"""SCIM requests in process: CPU and SQL statements per request of each operation, through
+the real Flask app on a scratch PostgreSQL database (DATABASE_URL's server), optionally with
+a cProfile of each. For finding where a request's time goes; for rates against peers see
+scim_vs_reference.py.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
+    CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \\
+    python benchmarks/scim_profile.py [get eq value page create patch patchname] \\
+        [--users 300] [--requests 200] [--profile 40 --sort tottime]
+
+The CPU is the process's (app and test client): compare runs made in the same minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import secrets
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.scratch import postgres_scratch
+from models.actions import mass_change
+from models.db import make_engine, make_session_factory
+from models.migrate import upgrade
+from models.settings import Settings
+from tests.support import factories
+from webhooks.app import create_app
+
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+OPERATIONS = ("get", "eq", "value", "page", "create", "patch", "patchname")
+
+
+def user_body(n: int) -> dict[str, Any]:
+    email = f"user{n:06d}@example.com"
+    return {
+        "schemas": [USER],
+        "userName": email,
+        "externalId": f"ext-{n:06d}",
+        "name": {"givenName": f"Given{n}", "familyName": f"Family{n}"},
+        "displayName": f"User {n}",
+        "emails": [{"value": email, "type": "work", "primary": True}],
+        "active": True,
+    }
+
+
+def patch_body(path: str, value: Any) -> str:
+    return json.dumps(
+        {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": path, "value": value}]}
+    )
+
+
+def scim_app(url: str) -> tuple[Any, dict[str, str]]:
+    """The app on a migrated database with one organisation (its mass-change gate off, as
+    in scim_vs_reference.py) and the SCIM token's headers."""
+    settings = Settings(
+        database_url=url,
+        celery_broker_url=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+        celery_queue=f"odock-profile-{uuid.uuid4().hex[:6]}",
+        secret_key=secrets.token_urlsafe(32),
+        log_level="WARNING",
+    )
+    engine = make_engine(settings)
+    upgrade(engine)
+    with make_session_factory(engine)() as session:
+        org = factories.make_org(session, "Bench")
+        mass_change.set_thresholds(session, organisation=org, actor=factories.SETUP, enabled=False)
+        token = factories.scim_token(session, org)
+        session.commit()
+    engine.dispose()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+    return create_app(settings).test_client(), headers
+
+
+def operations(client: Any, headers: dict[str, str], ids: list[str]) -> dict[str, Any]:
+    """Each operation as a function of the request's number."""
+    n = len(ids)
+
+    def listing(**query: Any) -> Any:
+        return client.get("/scim/v2/Users", query_string=query, headers=headers)
+
+    def email(i: int) -> str:
+        return f"user{i % n:06d}@example.com"
+
+    return {
+        "get": lambda i: client.get(f"/scim/v2/Users/{ids[i % n]}", headers=headers),
+        "eq": lambda i: listing(filter=f'userName eq "{email(i)}"'),
+        "value": lambda i: listing(filter=f'emails[type eq "work" and value eq "{email(i)}"]'),
+        "page": lambda i: listing(startIndex=1 + (i * 7) % max(n - 100, 1), count=100),
+        "create": lambda i: client.post(
+            "/scim/v2/Users", data=json.dumps(user_body(10**6 + i)), headers=headers
+        ),
+        "patch": lambda i: client.patch(
+            f"/scim/v2/Users/{ids[i % n]}", data=patch_body("active", False), headers=headers
+        ),
+        # Another half of the users: a PATCH without the revocation, for its cost beside.
+        "patchname": lambda i: client.patch(
+            f"/scim/v2/Users/{ids[(i + n // 2) % n]}",
+            data=patch_body("displayName", f"Renamed {i}"),
+            headers=headers,
+        ),
+    }
+
+
+def measure(name: str, call: Callable[[int], Any], requests: int, args: Any) -> None:
+    statements: Counter[str] = Counter()
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements[statement.split(None, 1)[0]] += 1
+
+    for i in range(3):
+        call(10**5 + i)  # warm: the token cached, the statements compiled
+    profile = cProfile.Profile(time.process_time)
+    event.listen(Engine, "before_cursor_execute", count)
+    started_cpu, started = time.process_time(), time.perf_counter()
+    if args.profile:
+        profile.enable()
+    for i in range(requests):
+        answer = call(i)
+        if answer.status_code >= 300:
+            raise RuntimeError(f"{name}: {answer.status_code} {answer.data[:300]!r}")
+    profile.disable()
+    cpu_ms = (time.process_time() - started_cpu) / requests * 1000
+    wall_ms = (time.perf_counter() - started) / requests * 1000
+    event.remove(Engine, "before_cursor_execute", count)
+    per_request = ", ".join(f"{kind} {n / requests:.2f}" for kind, n in sorted(statements.items()))
+    print(
+        f"| {name} | {cpu_ms:.2f} | {wall_ms:.2f} | {per_request} | {os.getloadavg()[0]:.1f} |",
+        flush=True,
+    )
+    if args.profile:
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats(args.sort).print_stats(args.profile)
+        print(out.getvalue())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("operations", nargs="*", help=f"of {', '.join(OPERATIONS)} (all)")
+    parser.add_argument("--users", type=int, default=300)
+    parser.add_argument("--requests", type=int, default=200, help="per operation (pages: /10)")
+    parser.add_argument("--profile", type=int, default=0, help="print this many profile lines")
+    parser.add_argument("--sort", default="cumulative", help="cumulative or tottime")
+    args = parser.parse_args()
+    unknown = set(args.operations) - set(OPERATIONS)
+    if unknown:
+        parser.error(f"unknown operations: {', '.join(sorted(unknown))}")
+    with postgres_scratch(os.environ.get("DATABASE_URL", "")) as url:
+        client, headers = scim_app(url)
+        ids = []
+        for n in range(args.users):
+            made = client.post("/scim/v2/Users", data=json.dumps(user_body(n)), headers=headers)
+            ids.append(made.json["id"])
+        print(f"# {args.users} users; load average {os.getloadavg()[0]:.1f}\n")
+        print("| operation | CPU ms/req | wall ms/req | statements/req | load |")
+        print("|---|---:|---:|---|---:|")
+        calls = operations(client, headers, ids)
+        for name in args.operations or OPERATIONS:
+            requests = max(args.requests // 10, 1) if name == "page" else args.requests
+            if name.startswith("patch"):
+                requests = min(requests, args.users // 2)  # each user deactivated once
+            measure(name, calls[name], requests, args)
+
+
+if __name__ == "__main__":
+    main()
