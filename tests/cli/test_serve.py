@@ -42,6 +42,9 @@ def embedded_env() -> dict[str, str]:
 
 
 CLI = [sys.executable, "-c", "from cli.main import main; main()"]
+# A bound on each CLI run against a hang, not a speed check: this file starts first in the
+# run, beside the other workers' start-up, and `demo` once took over 60 s at load 23.
+CLI_HANG_GUARD = 180
 
 
 def start_serve(workdir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -144,7 +147,7 @@ def cli(
         capture_output=True,
         text=True,
         check=True,
-        timeout=60,
+        timeout=CLI_HANG_GUARD,
     )
 
 
@@ -220,7 +223,7 @@ def demo_then_the_printed_curl(workdir: Path, port: int) -> None:
         env=embedded_env(),
         capture_output=True,
         check=True,
-        timeout=60,
+        timeout=CLI_HANG_GUARD,
     )
     command = json.loads(demo.stdout)["curl"]
     assert f"http://127.0.0.1:{port}/api/v1/users/" in command
@@ -258,7 +261,7 @@ def test_serve_names_the_port_when_it_is_taken(tmp_path: Path) -> None:
             env=embedded_env(),
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=CLI_HANG_GUARD,
         )
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
