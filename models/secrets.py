@@ -18,3 +18,11 @@ def hash_secret(secret: str) -> str:
 
 def same_secret(presented: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_secret(presented), stored_hash)
+
+
+def same_text(presented: str, expected: str) -> bool:
+    """Constant-time equality of a value a client sent with one we made; compared as bytes,
+    since hmac.compare_digest refuses str with non-ASCII characters (a TypeError, a 500)."""
+    return hmac.compare_digest(
+        presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )

@@ -27,6 +27,7 @@ from models.entities import Invitation, Organisation
 from models.entities.user import email_key
 from models.enums import UserStatus
 from models.errors import Conflict, DomainError, InvalidInput, Unavailable
+from models.secrets import same_text
 from webhooks.context import db_session, settings
 from webhooks.enroll_identity import signed_in_email
 from webhooks.errors import register_protocol_renderer
@@ -58,7 +59,7 @@ def accept(token: str) -> tuple[str, int] | str:
         return _invitation_page(invitation, identity=None), 401
     invitation_actions.check_acceptable(invitation, email=identity, now=utcnow())
     form = read_form(settings().enrollment_max_form_bytes)
-    if not hmac.compare_digest(form.get("form_key", ""), form_key(invitation, identity)):
+    if not same_text(form.get("form_key", ""), form_key(invitation, identity)):
         raise FormRejected("this form is out of date; open the invitation link again")
     session = db_session()
     try:

@@ -159,6 +159,17 @@ def test_a_post_without_the_csrf_token_changes_nothing(client, org, unchanged):
     unchanged()
 
 
+def test_a_non_ascii_csrf_token_is_refused_like_a_wrong_one(client, org, unchanged):
+    client.get("/console/sign-in")
+    signed_out = client.post("/console/sign-in", data={"token": org.admin_token, "csrf": "é"})
+    assert signed_out.status_code == 200 and "had expired" in signed_out.get_data(as_text=True)
+    sign_in(client, org.admin_token)
+    unchanged()
+    answer = client.post(f"/console/people/{org.member.id}/revoke", data={"csrf": "é"})
+    assert answer.status_code == 403
+    unchanged()
+
+
 def test_console_scope_tokens_are_not_made_through_the_api(client, org):
     answer = client.post(
         "/api/v1/tokens",

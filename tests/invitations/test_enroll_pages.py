@@ -100,6 +100,10 @@ def test_post_without_identity_or_with_a_forged_form_key(session, enroll_client,
         f"/enroll/{issued.token}", data={"name": "N", "form_key": "0" * 64}, headers=as_user()
     )
     assert forged.status_code == 400 and kind(forged) == "invalid"
+    not_ascii = enroll_client.post(
+        f"/enroll/{issued.token}", data={"name": "N", "form_key": "é" * 64}, headers=as_user()
+    )
+    assert not_ascii.status_code == 400 and kind(not_ascii) == "invalid"
     nothing_changed(session, issued)
 
 

@@ -4,7 +4,6 @@ Every sign-in and every refusal is audited."""
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from datetime import timedelta
 
@@ -15,6 +14,7 @@ from models.actions.console_sessions import ConsoleSession
 from models.actions.sign_in_audit import SignInMethod, SignInRefused
 from models.entities import Organisation
 from models.enums import SignInPlace
+from models.secrets import same_text
 from webhooks.console.web import (
     bp,
     clear_session_cookie,
@@ -48,7 +48,7 @@ def sign_in_form() -> Response:
 @bp.post("/sign-in")
 def sign_in() -> Response:
     expected, fresh = sign_in_csrf()
-    if fresh or not hmac.compare_digest(request.form.get("csrf", ""), expected):
+    if fresh or not same_text(request.form.get("csrf", ""), expected):
         return _form(error="The sign-in form had expired; it has been reloaded: try again.")
     session = db_session()
     try:

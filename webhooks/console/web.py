@@ -27,6 +27,7 @@ from models.access import Viewer
 from models.actions.console_sessions import ConsoleSession, console_actor, session_viewer
 from models.actor import Actor
 from models.errors import DomainError, Forbidden
+from models.secrets import same_text
 from webhooks.api.params import int_param
 from webhooks.context import db_session, settings
 from webhooks.errors import register_protocol_renderer, status_of
@@ -139,7 +140,7 @@ def csrf_token(token_id: uuid.UUID) -> str:
 
 def check_csrf(*, expected: str) -> None:
     sent = request.form.get(CSRF_FIELD, "")
-    if not expected or not hmac.compare_digest(sent, expected):
+    if not expected or not same_text(sent, expected):
         raise Forbidden(
             "this form is out of date or was not sent from the console; reload the page"
         )
