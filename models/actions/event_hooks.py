@@ -51,14 +51,13 @@ def set_okta_secret(
     if not 16 <= len(secret) <= 1000:
         raise InvalidInput("the Okta secret must be 16 to 1000 characters", field="secret")
     _check_header_name(header_name, "header_name")
+    if custom_header is not None:
+        _check_custom_header(custom_header, header_name)
     config = get_config(session, organisation.id)
     config.okta_header_name = header_name
     config.okta_secret_hash = encryption.keyed_hash(secret_key, secret)
     if custom_header is not None:
         name, value = custom_header
-        _check_header_name(name, "custom_header")
-        if not value:
-            raise InvalidInput("the custom header needs a value", field="custom_header")
         config.okta_custom_header_name = name
         config.okta_custom_header_hash = encryption.keyed_hash(secret_key, value)
     else:
@@ -66,6 +65,19 @@ def set_okta_secret(
     config.updated_at = utcnow()
     _audit(session, organisation, actor, "event_hooks.okta_secret_set", {"header": header_name})
     return secret
+
+
+def _check_custom_header(custom_header: tuple[str, str], header_name: str) -> None:
+    name, value = custom_header
+    _check_header_name(name, "custom_header")
+    if name.lower() == header_name.lower():
+        # One header cannot carry two values: Okta could never be authorised.
+        raise InvalidInput(
+            f"the custom header cannot be the authorization header ({header_name})",
+            field="custom_header",
+        )
+    if not value:
+        raise InvalidInput("the custom header needs a value", field="custom_header")
 
 
 def clear_okta_secret(session: Session, *, organisation: Organisation, actor: Actor) -> None:

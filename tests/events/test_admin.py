@@ -143,3 +143,17 @@ def test_cli_sets_secrets_and_lists_deliveries(session, settings, monkeypatch):
     assert json.loads(shown.output)["okta"]["configured"] is True
     assert listed.output.strip() == "no deliveries"
     assert bad.exit_code != 0 and "not a delivery id" in bad.output
+
+
+def test_a_custom_header_named_as_the_authorization_header_is_refused(client, session):
+    org = f.make_org(session)
+    headers = admin_headers(session, org)
+    same = {
+        "header_name": "Authorization",
+        "custom_header": {"name": "authorization", "value": "x"},
+    }
+    refused = client.put("/api/v1/event-hooks/okta", json=same, headers=headers)
+    assert refused.status_code == 400
+    assert refused.mimetype == "application/problem+json"
+    shown = client.get("/api/v1/event-hooks", headers=headers).json
+    assert shown["okta"]["configured"] is False
