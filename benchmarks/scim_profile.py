@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.scim_vs_reference import PATCH_OP, user_body
 from benchmarks.scratch import postgres_scratch
 from models.actions import mass_change
 from models.db import make_engine, make_session_factory
@@ -41,22 +42,7 @@ from models.settings import Settings
 from tests.support import factories
 from webhooks.app import create_app
 
-USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 OPERATIONS = ("get", "eq", "value", "page", "create", "patch", "patchname")
-
-
-def user_body(n: int) -> dict[str, Any]:
-    email = f"user{n:06d}@example.com"
-    return {
-        "schemas": [USER],
-        "userName": email,
-        "externalId": f"ext-{n:06d}",
-        "name": {"givenName": f"Given{n}", "familyName": f"Family{n}"},
-        "displayName": f"User {n}",
-        "emails": [{"value": email, "type": "work", "primary": True}],
-        "active": True,
-    }
 
 
 def patch_body(path: str, value: Any) -> str:
