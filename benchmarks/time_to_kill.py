@@ -27,13 +27,17 @@ Where the time goes, per revocation, from timestamps the system writes anyway:
 
     .venv/bin/python benchmarks/time_to_kill.py [--backend pg|embedded|both] [--count 1000]
         [--rate 10] [--background-rate 20] [--ldap-rounds 20] [--ldap-per-round 5]
-        [--single-worker] [--urgent-drains] [--poll-interval S]
+        [--single-worker] [--urgent-drains] [--poll-interval S] [--grace S]
 
 --single-worker runs one worker on every queue (as before the urgent queue had a worker of
 its own); --urgent-drains runs no drain worker, the urgent worker consuming the drain queue
 too (as before the drain queue); --poll-interval sets BROKER_POLL_INTERVAL for the embedded
 broker. The background SCIM load is offered at a fixed rate from a bounded queue: ticks that
 find it full are dropped and counted, as are late starts (> 1 s) and errors.
+
+A key not at the gateway when its source's wait ends is reported (`not_received_in_time`) as
+refused (its revocation answered with an error: nothing was revoked), late (arrived within the
+final --grace wait: how late and by which path) or never (accepted, never arrived: a loss).
 """
 
 from __future__ import annotations
@@ -86,6 +90,8 @@ from models.db import make_engine, make_session_factory  # noqa: E402
 from models.entities import (  # noqa: E402
     DirectorySyncRun,
     IdentityLink,
+    KeyCutoff,
+    KeyInvalidation,
     Organisation,
     OutboxMessage,
     ScimUser,
@@ -859,6 +865,101 @@ def breakdown(
     return report
 
 
+def accepted_answer(status: int | None) -> bool:
+    """The revocation was taken in (2xx); None: no request of its own (LDAP, a sync run)."""
+    return status is None or 200 <= status < 300
+
+
+def stragglers(
+    stack: Stack,
+    keys_by_source: dict[str, list[str]],
+    seen: dict[str, float],
+    waited_until: dict[str, float],
+    answers: dict[str, int],
+    grace: float,
+) -> dict[str, Any]:
+    """Per source, the keys not at the gateway when the benchmark stopped waiting for them:
+    - refused: the revocation itself was answered with an error (nothing to invalidate: the
+      key was never revoked), by status;
+    - late: arrived in the end (within `grace` seconds after the last wait), how late and by
+      which path (delivery_paths);
+    - never: accepted and still not at the gateway after the grace, with their cut-offs."""
+    paths = delivery_paths(stack)
+    report: dict[str, Any] = {}
+    for source, keys in keys_by_source.items():
+        refused = [k for k in keys if not accepted_answer(answers.get(k))]
+        taken = [k for k in keys if accepted_answer(answers.get(k))]
+        late = [k for k in taken if k in seen and seen[k] > waited_until.get(k, float("inf"))]
+        never = [k for k in taken if k not in seen]
+        report[source] = {
+            "refused": {
+                str(s): sum(answers[k] == s for k in refused) for s in {answers[k] for k in refused}
+            },
+            "refused_yet_invalidated": sum(k in seen for k in refused),
+            "late": len(late),
+            "late_after_wait_ms": ms([seen[k] - waited_until[k] for k in late]),
+            "late_by_path": {
+                p: sum(paths.get(k) == p for k in late) for p in {paths.get(k, "?") for k in late}
+            },
+            "never": len(never),
+            "never_cutoffs": cutoff_states(stack, never[:10]),
+        }
+    report["grace_seconds"] = grace
+    return report
+
+
+def delivery_paths(stack: Stack) -> dict[str, str]:
+    """Which path completed each key's invalidation: `reaper` (the cut-off reaper's re-drive),
+    `relay` (the invalidation task from a message the outbox relay sent again), `publish`
+    (the task from the after-commit publish; also a message the relay sent first, when the
+    web's publishing backlog was full, which the web logs as outbox.background_backlog_full)."""
+    engine = make_engine(stack.settings)
+    with engine.connect() as connection:
+        reasons = dict(
+            connection.execute(select(KeyInvalidation.key_id, KeyInvalidation.reason)).all()
+        )
+        messages = connection.execute(
+            select(OutboxMessage.kwargs, OutboxMessage.attempts, OutboxMessage.last_error).where(
+                OutboxMessage.task == "gateway.invalidate_keys"
+            )
+        ).all()
+    engine.dispose()
+    resent = {
+        key
+        for kwargs, attempts, error in messages
+        if attempts > 1 or error
+        for key in kwargs["key_ids"]
+    }
+    paths = {}
+    for key_id, reason in reasons.items():
+        key = str(key_id)
+        paths[key] = "reaper" if reason == "re-driven" else "relay" if key in resent else "publish"
+    return paths
+
+
+def cutoff_states(stack: Stack, keys: list[str]) -> dict[str, Any]:
+    """What odock-sync holds for these keys: none (no cut-off was written), or each cut-off's
+    attempts, lease, last error and acknowledgement."""
+    if not keys:
+        return {}
+    engine = make_engine(stack.settings)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(KeyCutoff).where(KeyCutoff.key_id.in_([uuid.UUID(k) for k in keys]))
+        ).all()
+    engine.dispose()
+    states: dict[str, Any] = {key: "no cut-off" for key in keys}
+    for row in rows:
+        states[str(row.key_id)] = {
+            "attempts": row.attempts,
+            "next_attempt_at": str(row.next_attempt_at),
+            "leased_until": str(row.leased_until),
+            "last_error": row.last_error,
+            "acknowledged_at": str(row.acknowledged_at),
+        }
+    return states
+
+
 def scraped_histogram(stack: Stack) -> dict[str, Any]:
     """What /metrics serves of odock_time_to_kill_seconds: count and share <= 1 s by source."""
     text = requests.get(f"{stack.url}/metrics", timeout=10).text
@@ -958,6 +1059,8 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             "load_average_at_start": os.getloadavg(),
         }
         sent: dict[str, float] = {}
+        answer_by_key: dict[str, int] = {}  # key -> the status its revocation was answered
+        waited_until: dict[str, float] = {}  # key -> when the benchmark stopped waiting for it
         sources = [source for source in args.sources.split(",") if source in PUSH_SOURCES]
         statuses: dict[str, dict[int, int]] = {}
         answer_ms: dict[str, Any] = {}
@@ -969,15 +1072,28 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 times, answered, answers = open_loop(stack, calls, args.rate)
                 keys = [key for _target, key in world.targets[source]]
                 sent.update(zip(keys, times, strict=True))
+                answer_by_key.update(zip(keys, answers, strict=True))
                 statuses[source] = {code: answers.count(code) for code in set(answers)}
                 answer_ms[source] = ms([b - a for a, b in zip(times, answered, strict=True)])
-                wait_received(stack, keys, timeout=120)
+                # a refused revocation revoked nothing: no invalidation to wait for
+                wait_received(stack, [k for k in keys if accepted_answer(answer_by_key[k])], 120)
+                waited_until.update(dict.fromkeys(keys, time.time()))
             moments = ldap_rounds(stack, world, slapd, args.ldap_rounds, args.ldap_per_round)
-        seen = receipts(stack)
+        waited_until.update(dict.fromkeys(moments, time.time()))
         keys_by_source = {s: [k for _t, k in world.targets[s]] for s in (*sources, "ldap")}
+        accepted = [
+            k
+            for keys in keys_by_source.values()
+            for k in keys
+            if accepted_answer(answer_by_key.get(k))
+        ]
+        seen = wait_received(stack, accepted, timeout=args.grace)  # the stragglers' last chance
         result["answers"] = statuses
         result["answer_ms"] = answer_ms
         result["time_to_kill_ms"] = breakdown(stack, sent, seen, keys_by_source)
+        result["not_received_in_time"] = stragglers(
+            stack, keys_by_source, seen, waited_until, answer_by_key, args.grace
+        )
         ldap_keys = [key for key in moments if key in seen]
         result["time_to_kill_ms"]["ldap"]["locked_in_directory_to_gateway"] = ms(
             [seen[k] - moments[k]["locked"] for k in ldap_keys]
@@ -1022,6 +1138,12 @@ def main() -> None:
     parser.add_argument("--urgent-prefetch", type=int, default=None)
     parser.add_argument("--urgent-concurrency", type=int, default=None)
     parser.add_argument("--sources", default=",".join(PUSH_SOURCES), help="push sources to run")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=120,
+        help="seconds to wait at the end for keys not yet at the gateway (reported as late)",
+    )
     args = parser.parse_args()
     backends = ["pg", "embedded"] if args.backend == "both" else [args.backend]
     for backend in backends:  # each printed once done: a run cut short keeps what it measured
