@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,10 +30,11 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         private_sqlite_file(settings.database_url)
         engine = create_engine(
             settings.database_url,
-            connect_args={"timeout": 30, "check_same_thread": False},
+            connect_args={"timeout": settings.sqlite_busy_timeout, "check_same_thread": False},
             **kwargs,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        busy_ms = round(settings.sqlite_busy_timeout * 1000)
+        event.listen(engine, "connect", lambda connection, _: _sqlite_pragmas(connection, busy_ms))
         event.listen(engine, "begin", _sqlite_begin_immediate)
         _ping_when_idle(engine)
         return engine
@@ -93,14 +95,14 @@ def _ping_when_idle(engine: Engine) -> None:
     event.listen(engine, "checkout", ping_if_idle)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, busy_ms: int) -> None:
     # Take over transaction control so BEGIN IMMEDIATE below is honoured.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     # LIKE compares as PostgreSQL's does (case-exact): case-insensitive matches lower() both
     # sides, and lower() folds every script as PostgreSQL's does, not only ASCII.
     cursor.execute("PRAGMA case_sensitive_like=ON")
@@ -135,3 +137,23 @@ def transaction(factory: SessionFactory) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+# PostgreSQL's error classes a request may meet and pass: a connection lost or refused (08),
+# a serialization failure or deadlock victim (40), a lock or statement timeout (55P03,
+# 57014), a server shutting down or starting (57P01-57P03).
+TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "55P03", "57014", "57P01", "57P02", "57P03")
+# SQLite's: another writer held the database past the busy timeout.
+TRANSIENT_SQLITE_MESSAGES = ("database is locked", "database table is locked", "database is busy")
+
+
+def is_transient(error: exc.OperationalError) -> bool:
+    """The database could not serve this statement now, though the same one may succeed when
+    sent again; anything else (a missing table, a bad statement) is a bug, not a busy day."""
+    cause = error.orig
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate:
+        return sqlstate.startswith(TRANSIENT_SQLSTATE_PREFIXES)
+    if isinstance(cause, sqlite3.OperationalError):
+        return str(cause).startswith(TRANSIENT_SQLITE_MESSAGES)
+    return True  # no SQLSTATE from PostgreSQL: the connection itself failed

@@ -62,3 +62,15 @@ class Unavailable(DomainError):
     """A system the operation depends on (a directory server) cannot be reached now."""
 
     code = "unavailable"
+
+
+class Busy(Unavailable):
+    """The database could not serve the request in time (other writers held the lock too
+    long, a deadlock chose this request, the connection dropped): the same request may succeed
+    when sent again."""
+
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after

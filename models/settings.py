@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     # Connections each process keeps open to PostgreSQL (as many again may be opened for a
     # burst and closed after); every web worker, task worker and beat has its own pool.
     database_pool_size: int = 10
+    # How long an embedded (SQLite) database call waits for another writer before the request
+    # is answered 503 with Retry-After.
+    sqlite_busy_timeout: float = Field(default=30.0, gt=0, le=600)
     celery_broker_url: str = EMBEDDED_BROKER_URL
     celery_queue: str = "odock-sync"
     broker_poll_interval: float = Field(default=0.1, gt=0, le=60)

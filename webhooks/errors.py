@@ -8,9 +8,12 @@ from typing import Any
 import structlog
 from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from models import errors
+from models.db import is_transient
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +59,7 @@ def domain_problem(error: errors.DomainError) -> Response:
         if value is not None and key not in PROBLEM_MEMBERS
     }
     response = problem(status, error.code, error.message, **extra)
-    if isinstance(error, errors.RateLimited):
+    if isinstance(error, errors.RateLimited | errors.Busy):
         response.headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, Unauthorized):
         response.headers["WWW-Authenticate"] = 'Bearer realm="odock-sync"'
@@ -89,6 +92,25 @@ def unexpected_problem(error: Exception) -> Response:
     return problem(500, "internal_error", "an unexpected error occurred; it has been logged")
 
 
+# A request the database could not serve in time is worth sending again this much later.
+BUSY_RETRY_AFTER_SECONDS = 1
+
+
+def database_problem(error: Exception) -> Response:
+    """A request the database could not serve in time is told so, busy rather than broken
+    (its transaction was rolled back: nothing of it was kept); any other database error is
+    a bug, answered as one."""
+    if isinstance(error, OperationalError) and not is_transient(error):
+        return render_error(unexpected_problem)(error)
+    route = request.url_rule.rule if request.url_rule else "unmatched"
+    cause = getattr(error, "orig", None) or error
+    log.warning("request.database_busy", route=route, error_type=type(cause).__name__)
+    busy = errors.Busy(
+        "the database is busy; send the request again", retry_after=BUSY_RETRY_AFTER_SECONDS
+    )
+    return render_error(domain_problem)(busy)
+
+
 ErrorRenderer = Callable[[Exception], Response]
 
 # Protocols with their own error format (SCIM JSON, HTML pages) claim a URL prefix here;
@@ -114,4 +136,6 @@ def register_problem_handlers(app: Flask) -> None:
     app.register_error_handler(errors.DomainError, render_error(domain_problem))
     app.register_error_handler(ValidationError, render_error(validation_problem))
     app.register_error_handler(HTTPException, render_error(http_problem))
+    app.register_error_handler(OperationalError, database_problem)
+    app.register_error_handler(PoolTimeout, database_problem)
     app.register_error_handler(Exception, render_error(unexpected_problem))

@@ -252,6 +252,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.DomainError], int, str | None]] = [
     (errors.Conflict, 409, "uniqueness"),
     (UnreadableBody, 400, "invalidSyntax"),
     (errors.InvalidInput, 400, "invalidValue"),
+    (errors.Unavailable, 503, None),
 ]
 
 
@@ -273,7 +274,10 @@ def render_scim_error(error: Exception) -> Response:
         status, scim_type = next(
             ((s, t) for kind, s, t in STATUS_BY_ERROR if isinstance(error, kind)), (400, None)
         )
-        return scim_error(status, error.message, scim_type)
+        response = scim_error(status, error.message, scim_type)
+        if isinstance(error, errors.RateLimited | errors.Busy):
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
     if isinstance(error, ValidationError):
         return scim_error(400, "the request does not match the schema", "invalidValue")
     if isinstance(error, IntegrityError):

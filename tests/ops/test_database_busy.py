@@ -1,0 +1,107 @@
+"""A request the database cannot serve in time (another writer holds the embedded database
+past the busy timeout, a lock timeout on PostgreSQL) is answered 503 with Retry-After in its
+protocol's format, keeps nothing, and succeeds when sent again; a database bug stays a 500."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
+
+from models.db import is_transient, make_engine, make_session_factory
+from models.entities import ScimUser
+from models.enums import Role
+from models.migrate import upgrade
+from models.settings import Settings
+from tests.support import factories as f
+
+SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+
+@pytest.fixture
+def embedded(tmp_path: Path, settings: Settings) -> Iterator[tuple[Settings, dict[str, str]]]:
+    """Settings on an embedded database of this test's own, waiting 0.2 s for a writer, and
+    the headers of its SCIM and admin tokens."""
+    database = tmp_path / "busy.sqlite3"
+    own = settings.model_copy(
+        update={"database_url": f"sqlite:///{database}", "sqlite_busy_timeout": 0.2}
+    )
+    engine = make_engine(own)
+    upgrade(engine)
+    with make_session_factory(engine)() as session:
+        org = f.make_org(session)
+        admin = f.make_user(session, org, role=Role.ORG_ADMIN)
+        tokens = {"scim": f.scim_token(session, org), "admin": f.admin_token(session, org, admin)}
+        session.commit()
+    yield own, tokens
+    engine.dispose()
+
+
+def scim_users(settings: Settings) -> int:
+    engine = make_engine(settings)
+    with make_session_factory(engine)() as session:
+        count = len(session.scalars(select(ScimUser.id)).all())
+    engine.dispose()
+    return count
+
+
+def test_a_write_the_embedded_database_cannot_take_in_time_is_503_and_kept_nowhere(apps, embedded):
+    own, tokens = embedded
+    client = apps.for_settings(own).test_client()
+    scim = {"Authorization": f"Bearer {tokens['scim']}"}
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    body = {"schemas": [SCIM_USER], "userName": "ada@example.com", "active": True}
+    invite = {"email": "bob@example.com"}
+
+    writer = sqlite3.connect(own.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    try:
+        refused = client.post("/scim/v2/Users", json=body, headers=scim)
+        refused_admin = client.post("/api/v1/invitations", json=invite, headers=admin)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert refused.json["status"] == "503"
+    assert refused_admin.status_code == 503
+    assert refused_admin.mimetype == "application/problem+json"
+    assert refused_admin.headers["Retry-After"] == "1"
+    assert refused_admin.json["title"] == "busy"
+    assert scim_users(own) == 0
+
+    assert client.post("/scim/v2/Users", json=body, headers=scim).status_code == 201
+    assert client.post("/api/v1/invitations", json=invite, headers=admin).status_code == 201
+    assert scim_users(own) == 1
+
+
+def test_a_locked_embedded_database_is_transient_and_a_missing_table_is_not(tmp_path: Path):
+    database = tmp_path / "plain.sqlite3"
+    holder = sqlite3.connect(database, isolation_level=None)
+    waiter = sqlite3.connect(database, isolation_level=None, timeout=0)
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError) as locked:
+        waiter.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError) as bug:
+        waiter.execute("SELECT * FROM no_such_table")
+    holder.execute("ROLLBACK")
+    assert is_transient(OperationalError("BEGIN IMMEDIATE", {}, locked.value))
+    assert not is_transient(OperationalError("SELECT", {}, bug.value))
+
+
+def test_a_lock_timeout_on_postgresql_is_transient(engine, database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's lock timeout (the embedded case is the test above)")
+    with engine.connect() as holder, engine.connect() as waiter:
+        holder.execute(text("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE"))
+        waiter.execute(text("SET lock_timeout = '50ms'"))
+        with pytest.raises(OperationalError) as timed_out:
+            waiter.execute(text("SELECT count(*) FROM audit_events"))
+        assert is_transient(timed_out.value)
+        holder.rollback()
