@@ -219,22 +219,18 @@ def acknowledge(
     overdue cut-offs are all done now clears. The clocks of the revocations now complete."""
     if not key_ids:
         return []
-    done = (
-        session.execute(
-            select(KeyCutoff, VirtualApiKey.revoked_by_revocation_id)
-            .outerjoin(VirtualApiKey, VirtualApiKey.id == KeyCutoff.key_id)
-            .where(
-                KeyCutoff.key_id.in_(key_ids),
-                KeyCutoff.acknowledged_at.is_(None),
-                KeyCutoff.requested_at <= called_at,
-                _stage(proof),
-                _store_settled(),
-            )
-            .execution_options(populate_existing=True)
+    done = session.execute(
+        select(KeyCutoff, VirtualApiKey.revoked_by_revocation_id)
+        .outerjoin(VirtualApiKey, VirtualApiKey.id == KeyCutoff.key_id)
+        .where(
+            KeyCutoff.key_id.in_(key_ids),
+            KeyCutoff.acknowledged_at.is_(None),
+            KeyCutoff.requested_at <= called_at,
+            _stage(proof),
+            _store_settled(),
         )
-        .tuples()
-        .all()
-    )
+        .execution_options(populate_existing=True)
+    ).all()
     rows = [cutoff for cutoff, _revocation in done]
     for cutoff in rows:
         cutoff.acknowledged_at, cutoff.leased_until = at, None
