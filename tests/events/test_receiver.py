@@ -323,7 +323,8 @@ def test_a_database_failure_while_storing_is_a_problem_answer_and_the_sender_ret
     body, headers = signed(hooked.signing_secret, {"id": "e1", "type": "user.deactivated"})
     response = client.post(url, data=body, headers=headers)
 
-    assert response.status_code == 500  # not 2xx: the sender keeps the delivery and retries
+    assert response.status_code == 503  # not 2xx: the sender keeps the delivery and retries
+    assert response.headers["Retry-After"] == "1"
     assert response.content_type == "application/problem+json"
     assert "Traceback" not in response.get_data(as_text=True)
     assert stored(session) == 0
