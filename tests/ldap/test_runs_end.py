@@ -12,10 +12,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
 from models.base import utcnow
+from models.directory import read
 from models.directory.runs import lease_name
 from models.entities import (
     AuditEvent,
@@ -125,13 +127,20 @@ def test_an_email_taken_while_a_bulk_import_reads_ends_the_run(
         admin_creates_the_email()
 
     monkeypatch.setattr(CreateStream, "_start", started)
-    # SQLite writes nothing before the read ends: the admin's user comes during the read.
-    outcome = run_sync(
-        sessions,
-        settings,
-        connector_id=connector.id,
-        progress=lambda _read: admin_creates_the_email() if settings.is_sqlite else None,
-    )
+    # SQLite writes nothing before the read ends: the admin's user comes once the import has
+    # loaded the emails already taken (its reconciler starts), before the apply. (At the read's
+    # progress instead, a loaded machine could still be loading them: the race was then lost
+    # before the import began, and nothing was left for the apply to find.)
+    reconcile = read._start
+
+    def reconciling(*args: Any, **kwargs: Any) -> Any:
+        started = reconcile(*args, **kwargs)
+        if settings.is_sqlite:
+            admin_creates_the_email()
+        return started
+
+    monkeypatch.setattr(read, "_start", reconciling)
+    outcome = run_sync(sessions, settings, connector_id=connector.id)
     assert raced
     run = get_run(sessions, outcome.run_id)
     assert run.status is not SyncRunStatus.RUNNING and run.finished_at is not None
