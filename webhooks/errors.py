@@ -59,11 +59,17 @@ def domain_problem(error: errors.DomainError) -> Response:
         if value is not None and key not in PROBLEM_MEMBERS
     }
     response = problem(status, error.code, error.message, **extra)
-    if isinstance(error, errors.RateLimited | errors.Busy):
-        response.headers["Retry-After"] = str(error.retry_after)
+    said_when_to_retry(response, error)
     if isinstance(error, Unauthorized):
         response.headers["WWW-Authenticate"] = 'Bearer realm="odock-sync"'
     return response
+
+
+def said_when_to_retry(response: Response, error: errors.DomainError) -> None:
+    """A refusal that passes (too many requests, a busy database) tells the client when to
+    send the request again, whatever the protocol's format."""
+    if isinstance(error, errors.RateLimited | errors.Busy):
+        response.headers["Retry-After"] = str(error.retry_after)
 
 
 def validation_problem(error: ValidationError) -> Response:

@@ -25,7 +25,7 @@ from webhooks import scim_provider as provider
 from webhooks.auth import require_token
 from webhooks.body import UnreadableBody, decode_json, integer_text
 from webhooks.context import db_session, settings
-from webhooks.errors import Unauthorized, register_protocol_renderer
+from webhooks.errors import Unauthorized, register_protocol_renderer, said_when_to_retry
 
 PREFIX = "/scim/v2"
 MEDIA_TYPE = "application/scim+json"
@@ -275,8 +275,7 @@ def render_scim_error(error: Exception) -> Response:
             ((s, t) for kind, s, t in STATUS_BY_ERROR if isinstance(error, kind)), (400, None)
         )
         response = scim_error(status, error.message, scim_type)
-        if isinstance(error, errors.RateLimited | errors.Busy):
-            response.headers["Retry-After"] = str(error.retry_after)
+        said_when_to_retry(response, error)
         return response
     if isinstance(error, ValidationError):
         return scim_error(400, "the request does not match the schema", "invalidValue")
