@@ -16,6 +16,7 @@ from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqla
 from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import Engine, create_engine, delete, event, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from models.db import private_sqlite_file
 
@@ -65,7 +66,12 @@ class Channel(kombu_sqla.Channel):
     def _open(self) -> Any:
         """kombu's, and once per broker in this process: the messages kombu kept, invisible,
         before `_get` deleted them (a file that served an older version) are deleted."""
-        opened = super()._open()
+        try:
+            opened = super()._open()
+        except OperationalError as error:
+            if "already exists" not in str(error):
+                raise
+            opened = super()._open()  # another process created the tables first: they are there
         engine = opened[0]
         if engine not in _SWEPT:
             _SWEPT.add(engine)
@@ -73,6 +79,17 @@ class Channel(kombu_sqla.Channel):
                 hidden = self.message_cls.visible == False  # noqa: E712 (a column, not a bool)
                 connection.execute(delete(self.message_cls).where(hidden))
         return opened
+
+    def _get_or_create(self, queue: str) -> Any:
+        """kombu's, except when another process (a worker and a beat starting together on a
+        fresh file) created the queue between kombu's look and its insert: kombu's mutex holds
+        within one process only, and the unique name made the loser's first publish or poll
+        crash. The loser takes the winner's row."""
+        try:
+            return super()._get_or_create(queue)
+        except IntegrityError:
+            self.session.rollback()
+            return self.session.query(self.queue_cls).filter(self.queue_cls.name == queue).one()
 
     def _get(self, queue: str, timeout: float | None = None) -> Any:
         """kombu's `_get`, except that the message taken is deleted: kombu keeps it, marked

@@ -3,10 +3,12 @@ table, and one taken but not acknowledged comes back."""
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
+from typing import Any
 
 from kombu import Connection
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from worker import sqlite_broker
 from worker.celery_app import bound_publishing, celery_app
@@ -80,3 +82,58 @@ def test_the_webs_publishing_bounds_leave_the_embedded_broker_working(tmp_path: 
     finally:
         conf.broker_write_url, conf.broker_transport_options = kept
     assert stored(tmp_path / "broker.sqlite3") == 1
+
+
+def test_a_queue_another_process_declared_first_is_taken_not_a_crash(tmp_path: Path):
+    """A worker and a beat starting together on a fresh broker file both found no queue row
+    and both inserted one: the loser died on `UNIQUE constraint failed: kombu_queue.name`.
+    Here the other process's insert lands between this channel's look and its own insert."""
+    sqlite_broker.register()
+    broker = tmp_path / "broker.sqlite3"
+    with Connection(f"sqla+sqlite:///{broker}") as kombu:
+        channel = kombu.default_channel
+        other_process = create_engine(f"sqlite:///{broker}")
+
+        def declare_first(*_: object) -> None:
+            with other_process.begin() as connection:
+                connection.execute(text("INSERT INTO kombu_queue (name) VALUES ('raced')"))
+
+        event.listen(channel.session, "before_flush", declare_first, once=True)
+        queue = kombu.SimpleQueue("raced")
+        queue.put({"n": 0})
+        message = queue.get(timeout=5)
+        message.ack()
+        assert message.payload == {"n": 0}
+        queue.close()
+        other_process.dispose()
+    engine = create_engine(f"sqlite:///{broker}")
+    with engine.connect() as connection:
+        names = connection.scalars(text("SELECT name FROM kombu_queue")).all()
+    engine.dispose()
+    assert names.count("raced") == 1
+
+
+def _publish_at_once(broker: str, start: Any) -> None:
+    sqlite_broker.register()
+    sqlite_broker.Channel._engines.clear()  # forked: a process of its own
+    start.wait()
+    with Connection(broker) as kombu:
+        kombu.SimpleQueue("together").put({"n": 1})
+
+
+def test_processes_opening_a_fresh_broker_file_together_all_publish(tmp_path: Path):
+    """The same race between real processes: tables and queue created by whoever is first."""
+    context = multiprocessing.get_context("fork")
+    for attempt in range(3):
+        broker = tmp_path / f"broker-{attempt}.sqlite3"
+        start = context.Barrier(4)
+        publishers = [
+            context.Process(target=_publish_at_once, args=(f"sqla+sqlite:///{broker}", start))
+            for _ in range(4)
+        ]
+        for publisher in publishers:
+            publisher.start()
+        for publisher in publishers:
+            publisher.join(60)
+        assert [publisher.exitcode for publisher in publishers] == [0, 0, 0, 0]
+        assert stored(broker) == 4
