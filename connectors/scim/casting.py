@@ -300,11 +300,14 @@ def _boolean(value: Any, name: str) -> bool | None:
 
 
 def _string(value: Any, name: str, limit: int = MAX_STRING) -> str | None:
+    """A string attribute (RFC 7643 section 2.3.1: a JSON string). A number, a boolean, a
+    list or an object is refused, not converted: `"userName": 123` is not the name "123"
+    (the reference scim2-models refuses it alike)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidValue(f"{name} must be a string")
-    text = str(value).strip()
+    if not isinstance(value, str):
+        raise InvalidValue(f"{name} must be a string, not a JSON {_json_type(value)}")
+    text = value.strip()
     if not text:
         return None
     if len(text.lower()) > limit or len(text) > limit:  # keys are stored lowercased
@@ -312,6 +315,14 @@ def _string(value: Any, name: str, limit: int = MAX_STRING) -> str | None:
     if "\x00" in text:
         raise InvalidValue(f"{name} contains a NUL character")
     return text
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "array" if isinstance(value, list) else "object"
 
 
 def _object(value: Any, name: str) -> dict[str, Any]:

@@ -179,3 +179,66 @@ def test_a_search_request_sorting_by_a_non_string_is_invalid_value(scim, ann, en
 def test_a_time_utc_cannot_hold_in_a_filter_is_invalid_filter(scim, ann, endpoint, moment):
     query = quote(f'meta.lastModified gt "{moment}"')
     assert_error(scim.get(f"{endpoint}?filter={query}"), 400, "invalidFilter")
+
+
+# RFC 7643 section 2.3.1: a string attribute is a JSON string. A number, a boolean or an
+# array in its place is 400 invalidValue and nothing is stored; it is not converted (the
+# reference scim2-models refuses `"userName": 123` alike).
+NOT_STRINGS = [123, 1.5, True, ["x"], {"x": "y"}]
+USER_STRING_PLACES: list[tuple[str, Any]] = [
+    ("userName", lambda body, v: body.update(userName=v)),
+    ("displayName", lambda body, v: body.update(displayName=v)),
+    ("externalId", lambda body, v: body.update(externalId=v)),
+    ("name.givenName", lambda body, v: body["name"].update(givenName=v)),
+    ("emails.value", lambda body, v: body["emails"][0].update(value=v)),
+    ("title", lambda body, v: body.update(title=v)),
+    ("employeeNumber", lambda body, v: body.update({ENTERPRISE: {"employeeNumber": v}})),
+]
+
+
+@pytest.mark.parametrize("value", NOT_STRINGS, ids=repr)
+@pytest.mark.parametrize("place", USER_STRING_PLACES, ids=lambda p: p[0])
+def test_a_non_string_for_a_string_attribute_of_a_new_user_is_invalid_value(
+    scim, unchanged, place, value
+):
+    name, put_value = place
+    body = okta_create_user("eve@example.com")
+    put_value(body, value)
+    unchanged()
+    response = scim.post("/Users", body)
+    assert_error(response, 400, "invalidValue")
+    assert "must be a string" in response.json["detail"]
+    assert name.split(".")[-1] in response.json["detail"]
+    unchanged()
+
+
+@pytest.mark.parametrize("value", NOT_STRINGS, ids=repr)
+@pytest.mark.parametrize("path", ["userName", "displayName", "externalId", "name.givenName"])
+def test_a_non_string_in_a_patch_or_put_changes_nothing(scim, ann, unchanged, path, value):
+    unchanged()
+    with_path = ops({"op": "replace", "path": path, "value": value})
+    assert_error(scim.patch(f"/Users/{ann['id']}", with_path), 400, "invalidValue")
+    no_path = ops({"op": "replace", "value": {path: value}})
+    assert_error(scim.patch(f"/Users/{ann['id']}", no_path), 400, "invalidValue")
+    if path == "userName":
+        put = {**okta_create_user("ann@example.com"), "userName": value}
+        assert_error(scim.put(f"/Users/{ann['id']}", put), 400, "invalidValue")
+    unchanged()
+    assert scim.get(f"/Users/{ann['id']}").json["userName"] == "ann@example.com"
+
+
+@pytest.mark.parametrize("value", NOT_STRINGS, ids=repr)
+def test_a_non_string_group_name_or_member_value_is_invalid_value(scim, ann, unchanged, value):
+    group = scim.post("/Groups", okta_create_group("Eng")).json
+    unchanged()
+    assert_error(
+        scim.post("/Groups", {**okta_create_group("x"), "displayName": value}), 400, "invalidValue"
+    )
+    members = {**okta_create_group("Ops"), "members": [{"value": value}]}
+    assert_error(scim.post("/Groups", members), 400, "invalidValue")
+    rename = ops({"op": "replace", "path": "displayName", "value": value})
+    assert_error(scim.patch(f"/Groups/{group['id']}", rename), 400, "invalidValue")
+    add = ops({"op": "add", "path": "members", "value": [{"value": value}]})
+    assert_error(scim.patch(f"/Groups/{group['id']}", add), 400, "invalidValue")
+    unchanged()
+    assert scim.get(f"/Groups/{group['id']}").json["displayName"] == "Eng"
