@@ -186,7 +186,7 @@ def _check_inviter(
     require_can_invite(viewer)
     if role is Role.SUPER_ADMIN:
         raise InvalidInput("SUPER_ADMIN is a platform role, not an organisation role", field="role")
-    unique = list({team.team_id: team for team in teams}.values())
+    unique = _distinct_teams(teams)
     if len(unique) > MAX_TEAMS:
         raise InvalidInput(f"at most {MAX_TEAMS} teams per invitation", field="teams")
     for team in unique:
@@ -205,6 +205,23 @@ def _check_inviter(
             raise Forbidden(f"you do not manage team {team.team_id}", field="teams")
         require_can_handle_team_role(viewer, team.role)
     return unique
+
+
+def _distinct_teams(teams: Sequence[TeamInvite]) -> list[TeamInvite]:
+    """Each team once. The same team with the same role twice says one thing and is kept
+    once; with two roles the request is ambiguous (keeping one silently could invite a
+    manager as a member, or the reverse), so it is refused, naming the team."""
+    chosen: dict[uuid.UUID, TeamInvite] = {}
+    for team in teams:
+        earlier = chosen.setdefault(team.team_id, team)
+        if earlier.role is not team.role:
+            raise InvalidInput(
+                f"team {team.team_id} is listed twice, as {earlier.role.value} and as "
+                f"{team.role.value}; name each team once",
+                field="teams",
+                team_id=str(team.team_id),
+            )
+    return list(chosen.values())
 
 
 # --- invite, resend, revoke, refresh ----------------------------------------------------------

@@ -178,3 +178,38 @@ def test_openapi_documents_invitations(client):
         document["paths"]
     )
     assert "CreateInvitation" in document["components"]["schemas"]
+
+
+def test_a_team_listed_twice_with_different_roles_is_400_naming_it(session, scene, client):
+    """Which role was meant cannot be known; keeping the last entry silently could invite a
+    manager as a member (or the reverse). The problem names the team and both roles."""
+    h = headers(session, scene)
+    team = str(scene.team.id)
+    response = client.post(
+        "/api/v1/invitations",
+        json={
+            "email": "twice@example.com",
+            "teams": [{"team_id": team, "role": "MANAGER"}, {"team_id": team, "role": "MEMBER"}],
+        },
+        headers=h,
+    )
+    assert response.status_code == 400, response.json
+    assert response.mimetype == "application/problem+json"
+    assert response.json["field"] == "teams"
+    assert team in response.json["detail"]
+    assert "MANAGER" in response.json["detail"] and "MEMBER" in response.json["detail"]
+    assert session.scalars(select(Invitation)).all() == []
+
+
+def test_a_team_listed_twice_with_the_same_role_is_one_entry(session, scene, client):
+    """The same team and role twice says one thing: it is kept once (a set, as SCIM members)."""
+    h = headers(session, scene)
+    team = str(scene.team.id)
+    entry = {"team_id": team, "role": "MEMBER"}
+    response = client.post(
+        "/api/v1/invitations",
+        json={"email": "twice@example.com", "teams": [entry, {"team_id": team.upper()}]},
+        headers=h,
+    )
+    assert response.status_code == 201, response.json
+    assert response.json["teams"] == [entry]
