@@ -23,12 +23,13 @@ def empty_tables(engine: Engine) -> None:
     task of an earlier test still in the worker would share its id with a new message.
     """
     with engine.begin() as connection:
-        holding = set(connection.scalars(_tables_with_rows()))
+        holding = set(connection.scalars(tables_with_rows()))
         for table in TABLES:
             if table.name in holding:
                 connection.execute(table.delete())
 
 
-def _tables_with_rows() -> TextClause:
+def tables_with_rows() -> TextClause:
+    """One statement naming the tables that hold at least one row."""
     probes = (f"SELECT '{t.name}' WHERE EXISTS (SELECT 1 FROM \"{t.name}\")" for t in TABLES)
     return text(" UNION ALL ".join(probes))

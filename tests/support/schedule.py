@@ -22,6 +22,7 @@ from typing import Protocol, TypeVar
 # machine (docs/benchmarks/test_suite.md). A file not listed starts after these, as collected.
 LONG_FILES = (
     "tests/cli/test_serve.py",
+    "tests/cli/test_serve_stops.py",
     "tests/admin_api/test_bad_input.py",
     "tests/faults/test_cutoff_faults.py",
     "tests/admin_api/test_schemathesis.py",
