@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from scim2_filter_parser import ast
 from scim2_filter_parser.lexer import SCIMLexer
 from scim2_filter_parser.parser import SCIMParser
-from sqlalchemy import ColumnElement, String, and_, false, func, not_, or_, true
+from sqlalchemy import ColumnElement, String, and_, bindparam, false, func, not_, or_, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -92,12 +93,21 @@ AttributeMap = dict[str, Column | MultiValued]
 
 def parse(text: str) -> ast.Filter:
     """The syntax tree of a filter; a malformed filter is invalidFilter."""
+    return _parse(text, *_split(text))
+
+
+def _split(text: str) -> tuple[str, list[str]]:
+    """The filter's shape (each string replaced by its index) and its strings."""
     if not text or not text.strip():
         raise InvalidFilter("the filter is empty")
     if len(text) > MAX_FILTER_LENGTH:
         raise InvalidFilter(f"the filter is longer than {MAX_FILTER_LENGTH} characters")
+    return _without_strings(text)
+
+
+def _parse(text: str, shape: str, strings: list[Any]) -> ast.Filter:
     try:
-        tree = SCIMParser().parse(_typed_tokens(text))
+        tree = SCIMParser().parse(_typed_tokens(shape, strings))
     except ScimError:
         raise
     except Exception as exc:  # the parser raises several unrelated types on bad input
@@ -189,9 +199,9 @@ def _without_strings(text: str) -> tuple[str, list[str]]:
     return _JSON_STRING.sub(index, text), strings
 
 
-def _typed_tokens(text: str) -> Iterator[Any]:
-    """The lexer's tokens with JSON-typed comparison values (it keeps only strings)."""
-    text, strings = _without_strings(text)
+def _typed_tokens(text: str, strings: list[Any]) -> Iterator[Any]:
+    """The lexer's tokens of a shape with JSON-typed comparison values (it keeps only
+    strings): each string's index is replaced by `strings[index]`."""
     tokens = list(SCIMLexer().tokenize(text))
     _check_nesting(tokens)
     merged: list[Any] = []
@@ -247,6 +257,71 @@ def comp_value(node: ast.CompValue | None) -> Any:
 
 def to_sql(tree: ast.Filter, attributes: AttributeMap) -> ColumnElement[bool]:
     return _Translator(attributes).filter(tree)
+
+
+class Slot:
+    """A filter's string, by its position, in a translation made once for every filter of
+    the same shape: compared with a string attribute it becomes a bound parameter, and
+    whether the attribute lower-cases it is noted for when the value is bound."""
+
+    __slots__ = ("index", "lowered")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.lowered: bool | None = None  # None: not bound (never compared)
+
+    @property
+    def key(self) -> str:
+        return f"scim_filter_{self.index}"
+
+
+class _NotShared(Exception):
+    """This shape's translation depends on its strings (an id, a dateTime, a pattern)."""
+
+
+@dataclass(frozen=True)
+class Translation:
+    """A filter as SQL: `shape` names the translation (the same object for every filter of
+    that shape, None when the filter was translated on its own), `parameters` binds it."""
+
+    condition: ColumnElement[bool]
+    parameters: dict[str, str]
+    shape: str | None
+
+
+class ShapeCache:
+    """Filters translated once per shape (RFC 7644 filters whose strings differ alone:
+    `userName eq "a"` and `userName eq "b"`), at most `size` shapes, least recently used
+    out. IdPs send a handful of shapes with ever new values; parsing and translating each
+    cost more CPU than the database's answer. Only shapes whose strings are compared for
+    equality or order with a string attribute are shared; any other (ids, dateTimes,
+    co/sw/ew patterns, errors) is parsed and translated as before, every time."""
+
+    def __init__(self, attributes: AttributeMap, size: int = 256) -> None:
+        self.attributes = attributes
+        self._shared = lru_cache(maxsize=size)(self._translate_shape)
+
+    def to_sql(self, text: str) -> Translation:
+        shape, strings = _split(text)
+        shared = self._shared(shape, len(strings))
+        if shared is None:
+            return Translation(to_sql(_parse(text, shape, strings), self.attributes), {}, None)
+        condition, slots = shared
+        parameters = {
+            slot.key: strings[slot.index].lower() if slot.lowered else strings[slot.index]
+            for slot in slots
+        }
+        return Translation(condition, parameters, shape)
+
+    def _translate_shape(
+        self, shape: str, strings: int
+    ) -> tuple[ColumnElement[bool], list[Slot]] | None:
+        slots = [Slot(index) for index in range(strings)]
+        try:
+            condition = to_sql(_parse(shape, shape, slots), self.attributes)
+        except (_NotShared, ScimError):
+            return None  # translated per filter, where its errors tell its strings
+        return condition, [slot for slot in slots if slot.lowered is not None]
 
 
 class _Translator:
@@ -355,6 +430,8 @@ def _display(path: Any) -> str:
 
 def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
     expr = column.expr
+    if isinstance(value, Slot):
+        return _compare_slot(column, op, value)
     if op == "pr":
         if column.kind in (Kind.STRING, Kind.TEXT, Kind.KEY):
             return and_(expr.is_not(None), expr != "")
@@ -388,6 +465,23 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
     if op in ("gt", "ge", "lt", "le"):
         expr = code_points(expr)
     return _ordered(expr, op, value)
+
+
+def _compare_slot(column: Column, op: str, slot: Slot) -> ColumnElement[bool]:
+    """compare() of a string attribute with a string yet to be bound, in the same SQL."""
+    if column.kind not in (Kind.STRING, Kind.TEXT, Kind.KEY) or op not in _ORDERED_OPERATORS:
+        raise _NotShared(op)
+    expr = func.lower(column.expr) if column.kind is Kind.TEXT else column.expr
+    slot.lowered = column.kind is not Kind.STRING
+    value: Any = bindparam(slot.key, type_=String())
+    if op == "ne":
+        return or_(expr.is_(None), expr != value)
+    if op in ("gt", "ge", "lt", "le"):
+        expr = code_points(expr)
+    return _ordered(expr, op, value)
+
+
+_ORDERED_OPERATORS = ("eq", "ne", "gt", "ge", "lt", "le")
 
 
 def _ordered(expr: Any, op: str, value: Any) -> ColumnElement[bool]:

@@ -9,8 +9,9 @@ SQLite. Case rules follow each attribute's `caseExact` in the schemas.
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Select,
     String,
     and_,
+    bindparam,
     case,
     cast,
     column,
@@ -313,18 +315,64 @@ class Search:
     descending: bool = False
 
 
+_ORGANISATION = "scim_organisation_id"
+_OFFSET = "scim_offset"
+_LIMIT = "scim_limit"
+
+
+@dataclass(frozen=True)
+class _Resource:
+    """What a search of one resource type needs: its organisation's rows as a query (built
+    once per dialect, the organisation a bound parameter), its filters, sort keys, tie
+    breakers and how a page is read."""
+
+    name: str
+    base: Callable[[str], Select[Any]]
+    filters: filters.ShapeCache
+    sortable: dict[str, Any]
+    tie: tuple[Any, Any]
+    read: Callable[[Session, Select[Any], dict[str, Any]], Sequence[Any]]
+
+
+def _entities(session: Session, query: Select[Any], parameters: dict[str, Any]) -> list[Any]:
+    return list(session.scalars(query, parameters).unique())
+
+
+def _user_base(dialect: str) -> Select[Any]:
+    return user_query(dialect).where(ScimUser.organisation_id == bindparam(_ORGANISATION))
+
+
+def _group_base(_dialect: str) -> Select[Any]:
+    return select(Team).where(
+        Team.organisation_id == bindparam(_ORGANISATION), Team.external_source == Source.SCIM
+    )
+
+
+_USERS = _Resource(
+    "users",
+    _user_base,
+    filters.ShapeCache(USER_ATTRIBUTES),
+    USER_SORT,
+    (ScimUser.created_at, ScimUser.id),
+    user_records,
+)
+_GROUPS = _Resource(
+    "groups",
+    _group_base,
+    filters.ShapeCache(GROUP_ATTRIBUTES),
+    GROUP_SORT,
+    (Team.created_at, Team.id),
+    _entities,
+)
+
+
 def search_users(session: Session, organisation_id: uuid.UUID, search: Search) -> Page:
     """A page of user records (models.queries.scim_records), one query."""
-    query = user_query(session).where(ScimUser.organisation_id == organisation_id)
-    tie = (ScimUser.created_at, ScimUser.id)
-    return _page(session, query, search, USER_ATTRIBUTES, USER_SORT, tie, user_records)
+    return _page(session, organisation_id, search, _USERS)
 
 
 def search_groups(session: Session, organisation_id: uuid.UUID, search: Search) -> Page:
-    query = select(Team).where(
-        Team.organisation_id == organisation_id, Team.external_source == Source.SCIM
-    )
-    return _page(session, query, search, GROUP_ATTRIBUTES, GROUP_SORT, (Team.created_at, Team.id))
+    return _page(session, organisation_id, search, _GROUPS)
 
 
 def sort_order(sortable: dict[str, Any], sort_by: str | None, descending: bool) -> list[Any]:
@@ -342,35 +390,88 @@ def sort_order(sortable: dict[str, Any], sort_by: str | None, descending: bool) 
     return [key.is_(None), key.asc()]
 
 
-def _entities(session: Session, query: Select[Any]) -> list[Any]:
-    return list(session.scalars(query).unique())
+@dataclass(frozen=True)
+class _Statements:
+    rows: Select[Any]
+    count: Select[Any]
+
+
+def _statements(
+    resource: _Resource,
+    dialect: str,
+    condition: ColumnElement[bool] | None,
+    sort_by: str | None,
+    descending: bool,
+) -> _Statements:
+    """A page's query (offset and limit bound) and the count of everything it matches."""
+    ordering = sort_order(resource.sortable, sort_by, descending)
+    ordering = [*ordering, *resource.tie] if ordering else [resource.tie[1]]
+    query = resource.base(dialect)
+    if condition is not None:
+        query = query.where(condition)
+    rows = query.order_by(*ordering).offset(bindparam(_OFFSET)).limit(bindparam(_LIMIT))
+    matching = query.with_only_columns(resource.tie[1], maintain_column_froms=True)
+    counted = select(func.count()).select_from(matching.order_by(None).subquery())
+    return _Statements(rows, counted)
+
+
+class _StatementCache:
+    """The statements of the searches seen lately, by resource, dialect, filter shape (see
+    filters.ShapeCache) and sort: running the same statement object spares building it,
+    SQLAlchemy's cache key for it and the adaptation of its result to new columns."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[Any, ...], _Statements] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], build: Callable[[], _Statements]) -> _Statements:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found
+        built = build()
+        with self._lock:
+            self._items[key] = built
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return built
+
+
+_STATEMENTS = _StatementCache(512)
 
 
 def _page(
-    session: Session,
-    query: Select[Any],
-    search: Search,
-    attributes: AttributeMap,
-    sortable: dict[str, Any],
-    tie: tuple[Any, Any],
-    read: Callable[[Session, Select[Any]], Sequence[Any]] = _entities,
+    session: Session, organisation_id: uuid.UUID, search: Search, resource: _Resource
 ) -> Page:
     """A page in sortBy order, ties (and no sortBy) in order of creation, then id."""
-    ordering = sort_order(sortable, search.sort_by, search.descending)
-    ordering = [*ordering, *tie] if ordering else [tie[1]]
-    if search.filter is not None:
-        condition: ColumnElement[bool] = filters.to_sql(filters.parse(search.filter), attributes)
-        query = query.where(condition)
+    dialect = session.get_bind().dialect.name
+    sort_by = search.sort_by.lower() if search.sort_by is not None else None
+    parameters: dict[str, Any] = {_ORGANISATION: organisation_id}
+    if search.filter is None:
+        key: tuple[Any, ...] | None = (resource.name, dialect, None, sort_by, search.descending)
+        condition = None
+    else:
+        translation = resource.filters.to_sql(search.filter)
+        parameters.update(translation.parameters)
+        condition = translation.condition
+        key = (resource.name, dialect, translation.shape, sort_by, search.descending)
+        if translation.shape is None:
+            key = None  # translated for this filter alone
+
+    def build() -> _Statements:
+        return _statements(resource, dialect, condition, sort_by, search.descending)
+
+    statements = build() if key is None else _STATEMENTS.get(key, build)
     rows: Sequence[Any] = []
     if search.count > 0:
-        page = query.order_by(*ordering).offset(search.start - 1)
-        rows = read(session, page.limit(search.count))
+        page = {**parameters, _OFFSET: search.start - 1, _LIMIT: search.count}
+        rows = resource.read(session, statements.rows, page)
     if search.start == 1 and search.count > 0 and len(rows) < search.count:
         total = len(rows)  # the whole result fits in this page: no COUNT query needed
     else:
-        matching = query.with_only_columns(tie[1], maintain_column_froms=True).order_by(None)
-        counted = select(func.count()).select_from(matching.subquery())
-        total = session.scalar(counted) or 0
+        total = session.execute(statements.count, parameters).scalar() or 0
     return Page(total=total, start=search.start, items=rows)
 
 

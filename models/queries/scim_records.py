@@ -95,21 +95,17 @@ def user_by_id(session: Session, organisation_id: uuid.UUID, scim_id: str) -> Us
 
 @cache
 def _by_id(dialect: str) -> Select[Any]:
-    return _user_query(dialect).where(
+    return user_query(dialect).where(
         ScimUser.id == bindparam("id", type_=Uuid()),
         ScimUser.organisation_id == bindparam("organisation_id", type_=Uuid()),
     )
 
 
-def user_query(session: Session) -> Select[Any]:
-    """The columns of a user's record, from its SCIM row, its person and its organisation's
-    settings; the caller adds the conditions and the order."""
-    return _user_query(session.get_bind().dialect.name)
-
-
 @cache
-def _user_query(dialect: str) -> Select[Any]:
-    """Built once per dialect: building the statement cost more than running it."""
+def user_query(dialect: str) -> Select[Any]:
+    """The columns of a user's record, from its SCIM row, its person and its organisation's
+    settings; the caller adds the conditions and the order. Built once per dialect:
+    building the statement cost more than running it."""
     return (
         select(
             id_text(dialect, ScimUser.id),
@@ -145,7 +141,14 @@ def _user_query(dialect: str) -> Select[Any]:
 def user_records(
     session: Session, query: Select[Any], parameters: dict[str, Any] | None = None
 ) -> list[UserRecord]:
-    return [_record(row) for row in session.connection().execute(query, parameters)]
+    rows = session.connection().execute(query, parameters, execution_options=_POSITIONAL)
+    return [_record(row) for row in rows]
+
+
+# Rows are read by position alone: SQLAlchemy need not map a cached statement's result
+# columns onto the columns of each new statement object (a third of a filtered read's CPU
+# in SQLAlchemy, profiled).
+_POSITIONAL = {"_result_disable_adapt_to_context": True}
 
 
 def _record(row: Any) -> UserRecord:

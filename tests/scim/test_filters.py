@@ -119,3 +119,48 @@ def test_unknown_attribute_is_invalid_filter():
 def test_numbers_keep_all_their_digits():
     tree = filters.parse("x eq 12345")
     assert filters.comp_value(tree.expr.comp_value) == 12345
+
+
+def test_filters_of_one_shape_share_one_translation_and_bind_their_own_strings(
+    scim, people, monkeypatch
+):
+    """IdPs send a few filter shapes with ever new strings: a shape is parsed and translated
+    once (connectors.scim.filters.ShapeCache), each filter binds its own strings."""
+    parsed = []
+    parse = filters._parse
+
+    def counting(text, shape, strings):
+        parsed.append(text)
+        return parse(text, shape, strings)
+
+    monkeypatch.setattr(filters, "_parse", counting)
+    shape = 'name.givenName eq "0" and emails[type eq "1" and value eq "2"]'
+    for given, kind, email in [
+        ("ANN", "WORK", "ann@example.com"),
+        ("Bob", "home", "BOB@example.org"),
+        ("Cid", "home", "cid@example.com"),
+    ]:
+        expression = (
+            f'name.givenName eq "{given}" and emails[type eq "{kind}" and value eq "{email}"]'
+        )
+        expected = [] if given == "Cid" else [given.title()]
+        assert names(scim, expression) == expected
+    assert parsed == [shape]  # translated once, from the shape, never from a filter's text
+    # Shapes whose SQL depends on their strings are translated per filter, as before.
+    assert names(scim, f'id eq "{people["Cid"]}"') == ["Cid"]
+    assert names(scim, 'id eq "not-a-uuid"') == []
+    assert names(scim, 'userName sw "b"') == ["Bob"]
+    assert names(scim, 'userName sw "c"') == ["Cid"]
+
+
+def test_a_shape_only_errors_with_its_strings_is_translated_per_filter():
+    cache = filters.ShapeCache(USER_ATTRIBUTES)
+    with pytest.raises(InvalidFilter, match="boolean"):
+        cache.to_sql('active eq "yes"')
+    with pytest.raises(InvalidFilter, match="dateTime"):
+        cache.to_sql('meta.created gt "yesterday"')
+    shared = cache.to_sql('userName eq "A" or externalId eq "B"')
+    again = cache.to_sql('userName eq "C" or externalId eq "D"')
+    assert shared.condition is again.condition
+    assert shared.parameters == {"scim_filter_0": "a", "scim_filter_1": "B"}
+    assert again.parameters == {"scim_filter_0": "c", "scim_filter_1": "D"}
