@@ -46,7 +46,32 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     kwargs.setdefault("connect_args", {"prepare_threshold": None})
     engine = create_engine(settings.database_url, **kwargs)
     _ping_when_idle(engine)
+    if settings.database_prepared_reads:
+        event.listen(engine, "do_execute", _prepare_when_asked)
     return engine
+
+
+PREPARED = "odock_prepared"
+"""Execution option: on PostgreSQL (DATABASE_PREPARED_READS), run this statement as a
+server-side prepared statement, planned once per connection. For fixed-shape reads whose
+generic plan is as good as a custom one (equality on keys, never `LIKE $1`); elsewhere it is
+ignored."""
+
+_ONLY_WHEN_ASKED = 1 << 30  # psycopg prepares nothing by count, only what it is asked to
+
+
+def _prepare_when_asked(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+    if not context.execution_options.get(PREPARED):
+        return False  # SQLAlchemy executes it as usual
+    connection = cursor.connection
+    # psycopg ignores prepare=True while its threshold is None (prepare nothing); the
+    # threshold stays None for every other statement.
+    connection.prepare_threshold = _ONLY_WHEN_ASKED
+    try:
+        cursor.execute(statement, parameters, prepare=True)
+    finally:
+        connection.prepare_threshold = None
+    return True
 
 
 def private_sqlite_file(url: str) -> None:

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # Connections each process keeps open to PostgreSQL (as many again may be opened for a
     # burst and closed after); every web worker, task worker and beat has its own pool.
     database_pool_size: int = 10
+    # Hot fixed-shape reads (SCIM gets and searches) run as server-side prepared statements,
+    # planned once per connection. Turn off behind a pooler in transaction mode that cannot
+    # keep prepared statements (PgBouncer before 1.21, or without max_prepared_statements).
+    database_prepared_reads: bool = True
     # How long an embedded (SQLite) database call waits for another writer before the request
     # is answered 503 with Retry-After.
     sqlite_busy_timeout: float = Field(default=30.0, gt=0, le=600)

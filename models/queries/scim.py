@@ -50,6 +50,7 @@ from connectors.scim.schemas import (
     USER_SCHEMA,
     Attribute,
 )
+from models.db import PREPARED
 from models.entities import ScimEmail, ScimUser, Team, TeamMembership, User
 from models.enums import Source, UserStatus
 from models.queries.scim_records import id_text, user_query, user_records
@@ -415,6 +416,15 @@ def _statements(
     return _Statements(rows, counted)
 
 
+def _prepared(statements: _Statements) -> _Statements:
+    """A search of a shared shape runs prepared (models.db.PREPARED): its filter compares
+    strings for equality or order, never with LIKE, so a generic plan serves it."""
+    options = {PREPARED: True}
+    return _Statements(
+        statements.rows.execution_options(**options), statements.count.execution_options(**options)
+    )
+
+
 class _StatementCache:
     """The statements of the searches seen lately, by resource, dialect, filter shape (see
     filters.ShapeCache) and sort: running the same statement object spares building it,
@@ -463,7 +473,7 @@ def _page(
     def build() -> _Statements:
         return _statements(resource, dialect, condition, sort_by, search.descending)
 
-    statements = build() if key is None else _STATEMENTS.get(key, build)
+    statements = build() if key is None else _STATEMENTS.get(key, lambda: _prepared(build()))
     rows: Sequence[Any] = []
     if search.count > 0:
         page = {**parameters, _OFFSET: search.start - 1, _LIMIT: search.count}

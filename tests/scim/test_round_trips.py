@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -94,3 +95,39 @@ def test_a_create_reads_the_organisation_once(scim: ScimClient, app: Flask) -> N
         _create(scim, 5)
     reads = [s for s in seen if s.startswith("SELECT") and "FROM organisations" in s]
     assert len(reads) == 1, reads
+
+
+def test_hot_reads_run_as_prepared_statements_on_postgresql(
+    scim: ScimClient, app: Flask, monkeypatch: Any
+) -> None:
+    """A get and a search of a shape seen before are planned once per connection
+    (DATABASE_PREPARED_READS); a `sw` filter never is: a generic plan for `LIKE $1` cannot
+    use the trigram indexes."""
+    with app.app_context():
+        if app_state().settings.is_sqlite:
+            pytest.skip("SQLite has no server-side prepared statements")
+    import psycopg
+
+    prepared: list[tuple[str, bool]] = []
+    execute = psycopg.Cursor.execute
+
+    def spying(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        prepared.append((str(query), bool(kwargs.get("prepare"))))
+        return execute(self, query, params, **kwargs)
+
+    scim_id = _create(scim, 6)
+    _create(scim, 7)
+    monkeypatch.setattr(psycopg.Cursor, "execute", spying)
+    for path in [
+        f"/Users/{scim_id}",
+        '/Users?filter=userName eq "lee6@example.com"',
+        '/Users?filter=emails[type eq "work" and value eq "lee7@example.com"]',
+        '/Users?filter=userName sw "lee6"',
+        "/Users?startIndex=2&count=1",
+    ]:
+        before = len(prepared)
+        answer = scim.get(path)
+        assert answer.status_code == 200, answer.json
+        reads = [p for q, p in prepared[before:] if q.lstrip().startswith("SELECT")]
+        assert reads, path
+        assert all(reads) is ("sw" not in path), (path, prepared[before:])
