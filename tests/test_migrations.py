@@ -23,3 +23,29 @@ def test_user_search_has_trigram_indexes_on_postgresql_only(engine):
         assert {"ix_users_email_key_trgm", "ix_users_name_trgm"} <= names
     else:
         assert not names & {"ix_users_email_key_trgm", "ix_users_name_trgm"}
+
+
+def test_audit_stream_order_indexes_hold_numbered_events_only_on_postgresql(engine):
+    """Events are written unnumbered: on PostgreSQL an insert adds no entry to the `seq`
+    indexes (0034), which every query on `seq` can still use (it compares `seq`)."""
+    if engine.dialect.name != "postgresql":
+        return
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        definitions = dict(
+            connection.execute(
+                text(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'audit_events'"
+                    " AND indexname IN ('ix_audit_events_seq', 'ix_audit_events_org_seq')"
+                )
+            ).all()
+        )
+        plan = "\n".join(
+            connection.execute(text("EXPLAIN SELECT max(seq) FROM audit_events")).scalars()
+        )
+    assert set(definitions) == {"ix_audit_events_seq", "ix_audit_events_org_seq"}
+    for definition in definitions.values():
+        assert definition.endswith("WHERE (seq IS NOT NULL)"), definition
+    assert "UNIQUE" in definitions["ix_audit_events_seq"]
+    assert "ix_audit_events_seq" in plan, plan

@@ -20,8 +20,15 @@ class AuditEvent(Base):
         Index("ix_audit_events_org_time", "organisation_id", "occurred_at"),
         Index("ix_audit_events_target", "target_type", "target_id"),
         Index("ix_audit_events_time", "occurred_at", "id"),
-        Index("ix_audit_events_seq", "seq", unique=True),
-        Index("ix_audit_events_org_seq", "organisation_id", "seq"),
+        # Numbered events only on PostgreSQL: events are written unnumbered (the sequencer
+        # numbers them after commit), and a NULL entry per insert served no query (0034).
+        Index("ix_audit_events_seq", "seq", unique=True, postgresql_where=text("seq IS NOT NULL")),
+        Index(
+            "ix_audit_events_org_seq",
+            "organisation_id",
+            "seq",
+            postgresql_where=text("seq IS NOT NULL"),
+        ),
         Index(
             "ix_audit_events_unsequenced",
             "occurred_at",
