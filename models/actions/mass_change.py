@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, Engine, delete, func, literal, select, text
+from sqlalchemy import ColumnElement, Engine, delete, func, insert, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -220,10 +220,12 @@ def _admitted_at_once(
     so a source's parallel changes do not queue behind one another's whole work: the change
     is written before the lock is taken, and the lock is held for one count and the commit.
     Counted changes are committed at once: one whose own transaction later fails still counts
-    for the window, which errs towards holding. Anything else (the gate tripped, the
-    thresholds reached, this transaction holding the gate already, the person not committed
-    yet, a wait of more than a moment) is rolled back and left to the locked path of `admit`,
-    which decides it.
+    for the window, which errs towards holding. Anything else (the thresholds reached, this
+    transaction holding the gate already, the person not committed yet, a wait of more than a
+    moment) is rolled back and left to the locked path of `admit`, which decides it. A gate
+    seen tripped writes nothing and takes no lock here: the count is written only while the
+    gate is open, so the changes a tripped gate holds (and an IdP's retries of them) go
+    straight to the locked path.
     """
     bind = session.get_bind()
     if bind.dialect.name != "postgresql" or _holds_gate(session, user.organisation_id, actor):
@@ -232,12 +234,13 @@ def _admitted_at_once(
     try:
         with Session(engine) as own:
             own.execute(text("SET LOCAL lock_timeout = '1s'"))
-            change = _count(own, user, request, actor)
-            own.flush()
+            change_id = _count_while_open(own, user, request, actor)
+            if change_id is None:
+                return False
             gate = _locked_gate(own, user.organisation_id, actor.source)
             if gate.batch_id is not None:
                 return False
-            if _too_many(own, gate, limits, user.organisation_id, besides=change.id):
+            if _too_many(own, gate, limits, user.organisation_id, besides=change_id):
                 return False
             own.commit()
             return True
@@ -636,6 +639,44 @@ def _count(session: Session, user: User, request: GateRequest, actor: Actor) -> 
     )
     session.add(change)
     return change
+
+
+def _count_while_open(
+    session: Session, user: User, request: GateRequest, actor: Actor
+) -> uuid.UUID | None:
+    """Write the change as counted, in one statement, unless the source's gate is tripped
+    (read without a lock: a trip after the read is seen under the lock that follows).
+    Its id, or None when the gate holds and nothing was written."""
+    row = _counted_row(user.organisation_id, Wanted(user.id, request), actor)
+    columns = MassChange.__table__.c
+    values = {
+        "id": row.id,
+        "organisation_id": row.organisation_id,
+        "source": row.source,
+        "user_id": row.user_id,
+        "kind": row.kind,
+        "status": row.status,
+        "payload": row.payload,
+        "actor": row.actor,
+        "reason": row.reason,
+        "created_at": utcnow(),
+    }
+    tripped = select(MassChangeGate.organisation_id).where(
+        MassChangeGate.organisation_id == user.organisation_id,
+        MassChangeGate.source == actor.source,
+        MassChangeGate.batch_id.is_not(None),
+    )
+    written = session.scalar(
+        insert(MassChange)
+        .from_select(
+            list(values),
+            select(*(literal(v, type_=columns[k].type) for k, v in values.items())).where(
+                ~tripped.exists()
+            ),
+        )
+        .returning(MassChange.id)
+    )
+    return written
 
 
 def _trip(session: Session, gate: MassChangeGate, reason: str, actor: Actor) -> None:

@@ -182,3 +182,69 @@ def _trip_reason(sessions) -> str:
             select(AuditEvent).where(AuditEvent.action == "mass_change.gate_tripped")
         ).one()
         return str(event_.after["reason"])
+
+
+@dataclass
+class Writes:
+    rolled_back_inserts: int = 0  # INSERTs into mass_changes that a rollback then undid
+    gate_locks: int = 0
+
+
+@contextmanager
+def watching_writes(database: str) -> Iterator[Writes]:
+    seen = Writes()
+    inserted: dict[int, int] = {}
+
+    def statement(conn, cursor, sql: str, *_args) -> None:
+        if conn.engine.url.database != database:
+            return
+        if sql.lstrip().upper().startswith("INSERT INTO MASS_CHANGES"):
+            inserted[id(conn)] = inserted.get(id(conn), 0) + max(cursor.rowcount, 0)
+        if "mass_change_gates" in sql and ("DO UPDATE" in sql or "FOR UPDATE" in sql):
+            seen.gate_locks += 1
+
+    def committed(conn) -> None:
+        inserted.pop(id(conn), None)
+
+    def rolled_back(conn) -> None:
+        seen.rolled_back_inserts += inserted.pop(id(conn), 0)
+
+    event.listen(Engine, "after_cursor_execute", statement)
+    event.listen(Engine, "commit", committed)
+    event.listen(Engine, "rollback", rolled_back)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "after_cursor_execute", statement)
+        event.remove(Engine, "commit", committed)
+        event.remove(Engine, "rollback", rolled_back)
+
+
+def test_once_the_gate_holds_a_request_writes_only_its_hold_and_a_repeat_writes_nothing(
+    scim, gated: Gated, sessions, engine
+):
+    """Before (PostgreSQL): every deactivation after the trip first wrote a counted change in
+    a transaction of its own, locked the gate there and rolled both back, then locked the
+    gate again to hold it: a repeated request (an IdP's retry) cost an insert, a rollback and
+    two lock waits, and changed nothing."""
+    from tests.mass_change.conftest import THRESHOLD, audit_actions, changes
+
+    emails = [f"p{n}@gated.test" for n in range(THRESHOLD + 2)]
+    ids = gated.scim_users(scim, *emails)
+    for scim_id in ids[: THRESHOLD + 1]:  # the last of these trips the gate and is held
+        assert scim.patch(f"/Users/{scim_id}", okta_deactivate()).status_code == 200
+
+    with watching_writes(engine.url.database) as seen:
+        for _ in range(3):  # the held person's deactivation, again and again
+            again = scim.patch(f"/Users/{ids[THRESHOLD]}", okta_deactivate())
+            assert again.status_code == 200 and again.json["active"] is False
+        another = scim.patch(f"/Users/{ids[THRESHOLD + 1]}", okta_deactivate())
+        assert another.status_code == 200 and another.json["active"] is False
+
+    assert seen.rolled_back_inserts == 0
+    assert seen.gate_locks <= 4  # one per request, to decide against the tripped batch
+    assert statuses(sessions, emails) == [UserStatus.REVOKED] * THRESHOLD + [UserStatus.ACTIVE] * 2
+    assert len(changes(sessions, ChangeStatus.HELD)) == 2
+    assert len(changes(sessions, ChangeStatus.APPLIED)) == THRESHOLD
+    held_audits = [a for a in audit_actions(sessions) if a != "mass_change.settings_changed"]
+    assert held_audits == ["mass_change.gate_tripped", "mass_change.held", "mass_change.held"]
