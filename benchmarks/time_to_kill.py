@@ -23,6 +23,8 @@ Where the time goes, per revocation, from timestamps the system writes anyway:
                         enqueued in its transaction (outbox row `available_at`)
   queued -> published   commit, then the after-commit publish (`dispatched_at`)
   published -> pickup   the broker until the urgent worker receives it (its log)
+  queued -> pickup      both of the above; the only one for an eager message (written
+                        dispatched, so its commit and publish have no timestamp of their own)
   pickup -> gateway     the pool hand-off, the task and the HTTP request
 
     .venv/bin/python benchmarks/time_to_kill.py [--backend pg|embedded|both] [--count 1000]
@@ -837,6 +839,7 @@ def breakdown(
                 "arrival_to_queued",
                 "queued_to_published",
                 "published_to_pickup",
+                "queued_to_pickup",
                 "pickup_to_gateway",
             )
         }
@@ -855,10 +858,15 @@ def breakdown(
                 parts["arrival_to_gateway"].append(received - arrived)
                 if queued is not None:
                     parts["arrival_to_queued"].append(queued - arrived)
-            if queued is not None and published is not None:
+            # An eager message is written dispatched (dispatched_at == available_at): its
+            # commit and publish have no timestamp of their own and show in queued -> pickup.
+            eager = queued is not None and published == queued
+            if queued is not None and published is not None and not eager:
                 parts["queued_to_published"].append(published - queued)
-            if published is not None and pickup is not None:
+            if published is not None and pickup is not None and not eager:
                 parts["published_to_pickup"].append(pickup - published)
+            if queued is not None and pickup is not None:
+                parts["queued_to_pickup"].append(pickup - queued)
             if pickup is not None:
                 parts["pickup_to_gateway"].append(received - pickup)
         report[source] = {"missing": missing, **{name: ms(v) for name, v in parts.items()}}

@@ -80,11 +80,16 @@ def carry_out_key_change(session: Session, change: KeyChange) -> list[uuid.UUID]
         _open_cutoffs(session, change, key_ids, commands=None)
         # One gateway call for the transaction's keys (a drain batch's revocations): each
         # key's own time-to-kill clock is on its cut-off, which the task's observation reads.
+        # Eager (published right after commit, no second transaction): the cut-off just
+        # opened is the safety net, not the message. A publish that fails hands the message
+        # back to the relay at once; one lost between commit and publish (the process died)
+        # leaves a cut-off due now, which the reaper re-drives within CUTOFF_REAP_INTERVAL.
         outbox.enqueue_batched(
             session,
             TASK_INVALIDATE_KEYS,
             batch=(change.reason, change.invalidation_detail.get("source")),
             lists={"key_ids": [str(key_id) for key_id in key_ids]},
+            eager=True,
             reason=change.reason,
             **change.invalidation_detail,
         )

@@ -68,6 +68,7 @@ def enqueue_batched(
     *,
     batch: tuple[Any, ...],
     lists: dict[str, list[Any]],
+    eager: bool = False,
     **kwargs: Any,
 ) -> OutboxMessage:
     """enqueue, or extend the message this transaction already enqueued for the same `task`
@@ -97,7 +98,7 @@ def enqueue_batched(
         message.kwargs = merged  # a new dict: the JSON column sees the change
         return message
     fields: dict[str, Any] = {**kwargs, **lists}
-    message = enqueue(session, task, **fields)
+    message = enqueue(session, task, eager=eager, **fields)
     batches[(task, *batch)] = (transaction, message)
     return message
 

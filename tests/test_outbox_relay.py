@@ -2,11 +2,13 @@
 did not take. No worker runs beside these tests (one would publish what they relay): the worker's
 end of it is in test_outbox_to_worker.py."""
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from models.actions import lifecycle
-from models.entities import OutboxMessage
+from models.entities import KeyCutoff, OutboxMessage
 from tests.support import factories as f
+
+GATEWAY_PATH = "/gateway/v1/internal/cache/invalidate"
 
 
 def test_work_is_kept_when_the_broker_is_down_at_commit_and_relayed_later(
@@ -56,3 +58,71 @@ def test_installing_the_relay_twice_publishes_each_message_once(session, session
         lifecycle.revoke(tx, user=tx.merge(person), actor=f.SETUP)
         tx.commit()
     assert sent == ["reviews.open_for_revocation"]
+
+
+def test_a_revocations_publish_after_commit_runs_no_statement(
+    session, sessions, engine, monkeypatch
+):
+    """The gateway invalidation is written already dispatched (eager) and published right
+    after commit with no transaction of its own. It was not eager: the web's one publishing
+    thread spent a transaction on it (lock the row, mark it dispatched, commit), and under
+    load that thread was where a revocation waited (queued -> published 2.2 s p50 for SCIM
+    and admin at load 12-34 in benchmarks/time_to_kill.py)."""
+    from worker.celery_app import celery_app
+
+    sent: list[str] = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(name))
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    f.make_key(session, org, owner=person)
+    session.commit()
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    with sessions() as tx:
+        lifecycle.revoke(tx, user=tx.merge(person), actor=f.SETUP)
+        tx.flush()
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            tx.commit()
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+
+    assert sorted(sent) == ["gateway.invalidate_keys", "reviews.open_for_revocation"]
+    assert statements == []
+    invalidation = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.task == "gateway.invalidate_keys")
+    ).one()
+    assert invalidation.dispatched_at is not None and invalidation.attempts == 1
+
+
+def test_an_invalidation_lost_between_commit_and_publish_is_re_driven_by_the_reaper(
+    session, sessions, httpserver, monkeypatch
+):
+    """An eager message lost after commit (the process died before it published) is not
+    re-sent by the outbox before OUTBOX_REDISPATCH_AFTER; the key's cut-off, opened in the
+    same transaction and due at once, is what the reaper (every CUTOFF_REAP_INTERVAL) drives."""
+    from worker import outbox_relay
+    from worker.celery_app import celery_app
+    from worker.tasks import cutoffs
+
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: None)  # lost on the way
+    httpserver.expect_request(GATEWAY_PATH).respond_with_json({})
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    key = f.make_key(session, org, owner=person)
+    session.commit()
+    with sessions() as tx:
+        lifecycle.revoke(tx, user=tx.merge(person), actor=f.SETUP)
+        tx.commit()
+
+    assert outbox_relay.relay_outbox() == 0  # the outbox takes it as sent
+    cutoffs.reap()
+
+    invalidated = [request.get_json()["key_ids"] for request, _ in httpserver.log]
+    assert invalidated == [[str(key.id)]]
+    with sessions() as fresh:
+        cutoff = fresh.scalars(select(KeyCutoff).where(KeyCutoff.key_id == key.id)).one()
+        assert cutoff.acknowledged_at is not None

@@ -373,8 +373,8 @@ def _revoke(
         },
     )
     # Eager: published right after commit with no second transaction. Should the process die
-    # in between, the relay re-sends it after OUTBOX_REDISPATCH_AFTER; the key invalidation
-    # above is not eager, as a revoked key must leave the gateway's cache within seconds.
+    # in between, the cut-off reaper opens the review seconds later (its REVIEW_GRACE), as it
+    # re-drives the key invalidation above (eager too: its cut-off is its safety net).
     outbox.enqueue(session, TASK_OPEN_REVIEW, eager=True, revocation_id=str(revocation.id))
     return revocation
 
