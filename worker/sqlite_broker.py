@@ -98,14 +98,21 @@ class Channel(kombu_sqla.Channel):
         taken and not acknowledged is put back by kombu from the worker's memory (`_restore`),
         never from that row."""
         found = self._get_or_create(queue)
+        waiting = (
+            self.session.query(self.message_cls)
+            .filter(self.message_cls.queue_id == found.id)
+            .filter(self.message_cls.visible != False)  # noqa: E712 (kombu's own filter)
+        )
         if self.session.bind.name == "sqlite":
+            # Most polls find nothing: they look without the write lock (a WAL read), which
+            # every publisher and every other worker's take would otherwise queue behind.
+            if waiting.with_entities(self.message_cls.id).limit(1).first() is None:
+                self.session.commit()
+                raise Empty()
             self.session.execute(text("BEGIN IMMEDIATE TRANSACTION"))
         try:
             message = (
-                self.session.query(self.message_cls)
-                .with_for_update()
-                .filter(self.message_cls.queue_id == found.id)
-                .filter(self.message_cls.visible != False)  # noqa: E712 (kombu's own filter)
+                waiting.with_for_update()
                 .order_by(self.message_cls.sent_at, self.message_cls.id)
                 .limit(1)
                 .first()

@@ -137,3 +137,39 @@ def test_processes_opening_a_fresh_broker_file_together_all_publish(tmp_path: Pa
             publisher.join(60)
         assert [publisher.exitcode for publisher in publishers] == [0, 0, 0, 0]
         assert stored(broker) == 4
+
+
+def test_an_empty_poll_does_not_wait_for_the_write_lock(tmp_path: Path):
+    """Every worker polls each of its queues every BROKER_POLL_INTERVAL, and most polls find
+    nothing; each took SQLite's write lock (BEGIN IMMEDIATE), so publishers and the urgent
+    worker's takes queued behind empty polls (and behind a niced worker descheduled while
+    holding it). An empty queue is now seen with a read."""
+    import sqlite3
+    import threading
+    from queue import Empty
+
+    sqlite_broker.register()
+    broker = tmp_path / "broker.sqlite3"
+    with Connection(f"sqla+sqlite:///{broker}") as kombu:
+        queue = kombu.SimpleQueue("q")
+        queue.put({"n": 1})
+        queue.get(timeout=5).ack()  # the tables and the queue exist; the queue is empty
+        holder = sqlite3.connect(broker, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process writing (a publish, a take)
+        polled: list[str] = []
+
+        def poll() -> None:
+            try:
+                queue.get(block=False)
+            except Empty:
+                polled.append("empty")
+
+        try:
+            poller = threading.Thread(target=poll, daemon=True)
+            poller.start()
+            poller.join(timeout=3)
+            assert polled == ["empty"]
+        finally:
+            holder.rollback()
+            holder.close()
+        queue.close()
