@@ -74,11 +74,13 @@ def get_scim_user(
     return found
 
 
-def find_scim_user_by_name(
+def scim_user_named(
     session: Session, organisation_id: uuid.UUID, user_name: str
-) -> ScimUser | None:
+) -> uuid.UUID | None:
+    """The id of this organisation's SCIM user of that userName (its id alone: a check for a
+    clash needs no entity)."""
     return session.scalar(
-        select(ScimUser).where(
+        select(ScimUser.id).where(
             ScimUser.organisation_id == organisation_id,
             ScimUser.user_name_key == user_name.lower(),
         )
@@ -89,7 +91,7 @@ def create_scim_user(
     session: Session, *, organisation: Organisation, fields: ScimUserFields, actor: Actor
 ) -> ScimUser:
     """Provision a person: linked to an existing user with the same email, else created."""
-    if find_scim_user_by_name(session, organisation.id, fields.user_name):
+    if scim_user_named(session, organisation.id, fields.user_name) is not None:
         raise Conflict(f"userName {fields.user_name} is already taken", field="userName")
     _check_manager(session, organisation.id, fields.manager_id)
     scim_id = new_id()
@@ -128,8 +130,8 @@ def replace_scim_user(
     """Bring the user to what the IdP asserts (PUT, and PATCH after it is applied)."""
     before = scim_snapshot(scim_user)
     if fields.user_name.lower() != scim_user.user_name_key:
-        clash = find_scim_user_by_name(session, scim_user.organisation_id, fields.user_name)
-        if clash is not None and clash.id != scim_user.id:
+        clash = scim_user_named(session, scim_user.organisation_id, fields.user_name)
+        if clash is not None and clash != scim_user.id:
             raise Conflict(f"userName {fields.user_name} is already taken", field="userName")
     if fields.manager_id != scim_user.manager_id:
         _check_manager(session, scim_user.organisation_id, fields.manager_id)
