@@ -409,8 +409,8 @@ def _text(value: Any, name: str) -> str | None:
 def _integer(value: Any, name: str, default: int) -> int:
     if value is None or value == "":
         return default
-    if isinstance(value, bool):
-        raise InvalidValue(f"{name} must be an integer")
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise InvalidValue(f"{name} must be an integer")  # 1.5 is not 1
     try:
         return int(value)
     except (TypeError, ValueError):

@@ -242,3 +242,17 @@ def test_a_non_string_group_name_or_member_value_is_invalid_value(scim, ann, unc
     assert_error(scim.patch(f"/Groups/{group['id']}", add), 400, "invalidValue")
     unchanged()
     assert scim.get(f"/Groups/{group['id']}").json["displayName"] == "Eng"
+
+
+@pytest.mark.parametrize(
+    "body", [{"count": 1.5}, {"startIndex": 2.5}, {"count": "x"}, {"count": False}]
+)
+@pytest.mark.parametrize("endpoint", ["/Users/.search", "/Groups/.search", "/.search"])
+def test_a_search_request_paging_by_a_non_integer_is_invalid_value(scim, ann, endpoint, body):
+    """RFC 7644 section 3.4.2.4: startIndex and count are integers; 1.5 was read as 1."""
+    assert_error(send_raw(scim, "POST", endpoint, json.dumps(body)), 400, "invalidValue")
+
+
+def test_a_search_request_paging_by_a_whole_number_written_with_a_point_is_read(scim, ann):
+    response = send_raw(scim, "POST", "/Users/.search", json.dumps({"count": 1.0}))
+    assert response.status_code == 200 and response.json["itemsPerPage"] == 1
