@@ -28,6 +28,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from gunicorn import util as gunicorn_util
 from gunicorn.workers.gthread import ThreadWorker
 
 if TYPE_CHECKING:
@@ -116,8 +117,31 @@ def _chunked_end(buffer: bytes | bytearray, start: int, max_body: int) -> int | 
             return INCOMPLETE
 
 
-def problem_response(status: int) -> bytes:
-    reason, title, detail = REASONS[status]
+# What gunicorn's own parser refuses (a header over limit_request_field_size, more than
+# limit_request_fields headers, a malformed request line or header, an unsupported transfer
+# coding), by status: answered as problem JSON too, never gunicorn's HTML page.
+PARSER_TITLES = {
+    400: "bad_request",
+    403: "forbidden",
+    414: "uri_too_long",
+    417: "expectation_failed",
+    431: "request_header_fields_too_large",
+    500: "internal_error",
+    501: "not_implemented",
+}
+
+
+def problem_response(status: int, reason: str = "", detail: str = "") -> bytes:
+    if status in REASONS:
+        reason, title, default_detail = REASONS[status]
+    else:
+        title = PARSER_TITLES.get(status, "bad_request")
+        default_detail = (
+            "the request could not be answered"
+            if status >= 500
+            else "the request could not be read"
+        )
+    detail = detail[:200] or default_detail
     body = json.dumps(
         {"type": "about:blank", "title": title, "status": status, "detail": detail},
         separators=(",", ":"),
@@ -129,11 +153,21 @@ def problem_response(status: int) -> bytes:
     return head + body
 
 
+def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn.util.write_error's signature, answering problem JSON."""
+    gunicorn_util.write_nonblock(sock, problem_response(status_int, reason, mesg))
+
+
 class BufferingWorker(ThreadWorker):
     """gunicorn's threaded worker, with every request read whole before a thread takes it."""
 
     def init_process(self) -> None:
         from models.settings import Settings
+
+        # gunicorn answers what its parser refuses (handle_error, after its logging and
+        # access log) through util.write_error, as an HTML page: in this worker's process it
+        # writes problem JSON instead, like every other refusal of the service.
+        gunicorn_util.write_error = write_problem
 
         settings = Settings()
         self.reading: dict[Any, float] = {}

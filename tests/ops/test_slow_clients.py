@@ -207,6 +207,24 @@ def test_requests_refused_before_the_app_are_problem_json(web: Web) -> None:
         assert status_line.startswith(f"HTTP/1.1 {status} "), status_line
         assert headers["content-type"] == "application/problem+json"
         assert json.loads(body)["status"] == status
+    # What gunicorn's own parser refuses is problem JSON as well (it was gunicorn's HTML page)
+    big_field = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20_000 + b"\r\n\r\n"
+    many_fields = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-A: a\r\n" * 150 + b"\r\n"
+    bad_line = b"GARBAGE\r\nHost: x\r\n\r\n"
+    bad_name = b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Name: x\r\n\r\n"
+    coding = b"POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+    for request, status in (
+        (big_field, 431),
+        (many_fields, 431),
+        (bad_line, 400),
+        (bad_name, 400),
+        (coding, 400),
+    ):
+        status_line, headers, body = _raw(web.port, request)
+        assert status_line.startswith(f"HTTP/1.1 {status} "), (request[:40], status_line)
+        assert headers["content-type"] == "application/problem+json", request[:40]
+        problem = json.loads(body)
+        assert problem["status"] == status and problem["title"] and problem["detail"]
     # a request just under the limit is served
     status_line, _, _ = _raw(
         web.port,
