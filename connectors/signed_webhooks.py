@@ -8,6 +8,7 @@ clear refusal.
 from __future__ import annotations
 
 import base64
+import math
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -81,7 +82,9 @@ def _check_timestamp(value: str, tolerance_seconds: int) -> None:
     try:
         sent = float(value)
     except ValueError:
-        raise SignatureRejected("webhook-timestamp is not a number") from None
+        sent = math.nan
+    if not math.isfinite(sent):  # "nan" compares false with any tolerance; "inf" is no time
+        raise SignatureRejected("webhook-timestamp is not a number")
     if abs(datetime.now(UTC).timestamp() - sent) > tolerance_seconds:
         raise SignatureRejected("webhook-timestamp is outside the tolerance")
 

@@ -330,3 +330,17 @@ def test_a_database_failure_while_storing_is_a_problem_answer_and_the_sender_ret
     assert stored(session) == 0
     monkeypatch.undo()
     assert client.post(url, data=body, headers=headers).status_code == 202
+
+
+def test_a_timestamp_that_is_not_a_finite_number_is_stale_timestamp(client, session, hooked):
+    """ "nan" passed the tolerance check (every comparison with NaN is false) and was then
+    refused as a bad signature, although the signature was right: the timestamp is the fault."""
+    for value in ("nan", "NaN", "-nan", "inf", "-Infinity"):
+        body, headers = signed(hooked.signing_secret, {"type": "user.deactivated"})
+        response = client.post(
+            hooked.events_url, data=body, headers={**headers, "webhook-timestamp": value}
+        )
+        assert response.status_code == 401, value
+        assert response.json["title"] == "stale_timestamp", (value, response.json)
+        assert "not a number" in response.json["detail"]
+    assert stored(session) == 0
