@@ -120,6 +120,21 @@ def search_all() -> Response:
     return scim_json(provider.search_all(db_session(), g.scim, body_listing()))
 
 
+@bp.route("/Me", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+@bp.route("/Me/<path:_rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def me(_rest: str = "") -> Response:
+    """RFC 7644 section 3.11: a provider without /Me SHOULD answer 501. A SCIM token is an
+    IdP's, not a person's: there is no authenticated subject to alias."""
+    return scim_error(501, "/Me is not supported: a SCIM token belongs to no user")
+
+
+@bp.route("/Bulk", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def bulk() -> Response:
+    """Bulk is not supported (ServiceProviderConfig says bulk.supported false): 501, the
+    status RFC 7644 section 3.12 gives an operation the provider does not support."""
+    return scim_error(501, "bulk operations are not supported; send each request on its own")
+
+
 @bp.get("/Groups")
 def list_groups() -> Response:
     return scim_json(provider.list_groups(db_session(), g.scim, query_listing()))
@@ -225,7 +240,9 @@ def resource(document: dict[str, Any], kind: ResourceKind) -> Response:
 def committed(document: dict[str, Any] | None, status: int = 200) -> Response:
     db_session().commit()
     if document is None:
-        return Response(status=status)
+        response = Response(status=status)
+        del response.headers["Content-Type"]  # no content, so no type (it said text/html)
+        return response
     response = scim_json(document, status)
     if status == 201:
         response.headers["Location"] = document["meta"]["location"]

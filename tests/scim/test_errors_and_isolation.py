@@ -298,3 +298,24 @@ def test_a_lost_race_on_a_unique_key_is_409_uniqueness(scim, monkeypatch):
     response = scim.post("/Users", okta_create_user("race@example.com"))
     assert_error(response, 409, "uniqueness")
     assert "INSERT" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("path", ["/Me", "/Me/x", "/Bulk"])
+def test_me_and_bulk_are_501_not_implemented(scim, path, method):
+    """RFC 7644 section 3.11 (/Me SHOULD be 501 when unsupported) and 3.12 (501 for an
+    operation not supported); both were 404, as if the URL were mistyped."""
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": []}
+    response = scim.request(method, path, body if method in ("POST", "PUT", "PATCH") else None)
+    assert_error(response, 501)
+
+
+def test_me_and_bulk_still_need_a_token(client):
+    assert_error(client.get("/scim/v2/Me"), 401)
+    assert_error(client.post("/scim/v2/Bulk", json={}), 401)
+
+
+def test_a_204_carries_no_content_type(scim, ann):
+    response = scim.delete(f"/Users/{ann['id']}")
+    assert response.status_code == 204 and response.data == b""
+    assert "Content-Type" not in response.headers
