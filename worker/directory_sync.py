@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from connectors.ldap.errors import DirectoryError
 from connectors.ldap.plan import Plan
-from connectors.ldap.reconcile import CreateListener
+from connectors.ldap.reconcile import CreateListener, MembershipState
 from models.arrival import arrived
 from models.base import utcnow
 from models.db import SessionFactory, transaction
@@ -35,6 +35,7 @@ from models.directory.read import (
     Loaded,
     Progress,
     ReadTarget,
+    load_memberships,
     load_state,
     plan_full,
     plan_incremental,
@@ -116,17 +117,36 @@ def read_full_plan(
     progress: Progress,
     listener: CreateListener | None = None,
 ) -> Plan:
-    """Read every entry while a thread loads the owned users from the database."""
-    with ThreadPoolExecutor(max_workers=1) as pool, gc_paused():
+    """Read every entry while threads load the owned users and, with groups, the team
+    memberships from the database, each on its own connection: the people are compared as
+    soon as the users are in (entries read before wait, a few pages at most), and the
+    memberships, needed only once every person is read, no longer hold that start back."""
+    with ThreadPoolExecutor(max_workers=2) as pool, gc_paused():
         loading = pool.submit(_load_state, sessions, target)
-        return plan_full(target, loading=loading, progress=progress, listener=listener)
+        memberships = (
+            pool.submit(_load_memberships, sessions, target) if target.wants_groups else None
+        )
+        return plan_full(
+            target,
+            loading=loading,
+            memberships=memberships,
+            progress=progress,
+            listener=listener,
+        )
 
 
 def _load_state(sessions: SessionFactory, target: ReadTarget) -> Loaded:
     with sessions() as session:
-        loaded = load_state(session, connector=target.connector, wants_groups=target.wants_groups)
+        loaded = load_state(session, connector=target.connector)
         session.rollback()
     return loaded
+
+
+def _load_memberships(sessions: SessionFactory, target: ReadTarget) -> MembershipState:
+    with sessions() as session:
+        state = load_memberships(session, connector=target.connector)
+        session.rollback()
+    return state
 
 
 def _crashed(

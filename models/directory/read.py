@@ -48,8 +48,8 @@ from models.settings import Settings
 GROUP_PAGE_SIZE = 5
 MAX_WAITING = 5000  # mapped entries held while the owned users are still loading
 Progress = Callable[[int], None]
-# what a full read compares the directory with: owned users, others by email, memberships
-Loaded = tuple[dict[str, Known], dict[str, Unlinked], MembershipState | None]
+# what a full read compares each person with: owned users, others by email
+Loaded = tuple[dict[str, Known], dict[str, Unlinked]]
 
 
 @dataclass
@@ -85,29 +85,34 @@ class Changes:
     watermark: str = ""
 
 
-def load_state(session: Session, *, connector: DirectoryConnector, wants_groups: bool) -> Loaded:
-    """The owned users, the organisation's other users by email and, with groups, the
-    memberships of the mapped teams."""
+def load_state(session: Session, *, connector: DirectoryConnector) -> Loaded:
+    """The owned users and the organisation's other users by email."""
     known = queries.load_known(session, connector)
     unlinked = queries.load_unlinked_by_email(session, connector)
-    state = queries.load_membership_state(session, connector) if wants_groups else None
-    return known, unlinked, state
+    return known, unlinked
+
+
+def load_memberships(session: Session, *, connector: DirectoryConnector) -> MembershipState:
+    """The memberships of the mapped teams, which only the groups' plan (at the end) needs."""
+    return queries.load_membership_state(session, connector)
 
 
 def plan_full(
     target: ReadTarget,
     *,
     loading: Future[Loaded],
+    memberships: Future[MembershipState] | None = None,
     progress: Progress,
     listener: CreateListener | None,
 ) -> Plan:
-    """Read every entry; `loading` (the owned users) completes meanwhile, elsewhere."""
+    """Read every entry; `loading` (the owned users) completes meanwhile, elsewhere, and so
+    do `memberships` (with groups), which are not waited for before the groups are planned:
+    the people are compared as soon as the users are loaded."""
     connector = target.connector
     watermark = connector.watermark
     config = server_config(connector, target.settings)
     waiting: list[Person | EntryProblem] = []
     reconciler: Reconciler | None = None
-    state: MembershipState | None = None
     read = 0
 
     def feed(item: Person | EntryProblem) -> None:
@@ -144,18 +149,19 @@ def plan_full(
             read += len(page)
             # Waiting entries are bounded: past a few pages, wait for the database.
             if reconciler is None and (loading.done() or len(waiting) >= MAX_WAITING):
-                reconciler, state = _start(loading.result(), target, listener)
+                reconciler = _start(loading.result(), target, listener)
                 for item in waiting:
                     feed(item)
                 waiting.clear()
             progress(read)
         if reconciler is None:
-            reconciler, state = _start(loading.result(), target, listener)
+            reconciler = _start(loading.result(), target, listener)
             for item in waiting:
                 feed(item)
             waiting.clear()
         reconciler.finish_people(complete=stats.complete, full=True)
-        if state is not None:
+        if memberships is not None:
+            state = memberships.result()
             reconciler.plan_groups(
                 groups,
                 group_teams=connector.group_teams,
@@ -168,11 +174,9 @@ def plan_full(
     return reconciler.plan
 
 
-def _start(
-    loaded: Loaded, target: ReadTarget, listener: CreateListener | None
-) -> tuple[Reconciler, MembershipState | None]:
-    known, unlinked, state = loaded
-    reconciler = Reconciler(
+def _start(loaded: Loaded, target: ReadTarget, listener: CreateListener | None) -> Reconciler:
+    known, unlinked = loaded
+    return Reconciler(
         known,
         unlinked,
         kind=SyncKind.FULL.value,
@@ -181,7 +185,6 @@ def _start(
         now=target.now,
         rehire=policy_of(target.connector).rehire,
     )
-    return reconciler, state
 
 
 def _map(

@@ -195,3 +195,39 @@ def test_a_first_import_writes_memberships_with_its_people_while_reading(
     else:
         assert len(joined_while_reading) == 3 and left_to_apply == []
         assert {team for team, _user in joined_while_reading} == {"engineering"}
+
+
+def test_people_are_compared_before_the_memberships_are_loaded(
+    make_connector, sync, sessions, directory, monkeypatch
+):
+    """A full sync loads the team memberships beside the people, not before comparing them:
+    the groups' plan, at the end, is the only one that needs them. Here the memberships'
+    load waits until a person has been compared (10 s at most); before, the people and the
+    memberships were one load, the comparison waited for both, and the load timed out."""
+    import threading
+
+    from models.directory import read
+    from models.queries import directory as queries
+
+    connector = make_connector(group_teams={"platform": "Platform"})
+    assert sync(connector).status == "succeeded"  # the people and their team exist
+    monkeypatch.setattr(read, "MAX_WAITING", 1)  # compare from the first page on
+    compared = threading.Event()
+    seen: list[bool] = []
+    add, load = Reconciler.add, queries.load_membership_state
+
+    def add_and_tell(self: Reconciler, *args: Any, **kwargs: Any) -> None:
+        compared.set()
+        add(self, *args, **kwargs)
+
+    def load_after_a_comparison(*args: Any, **kwargs: Any) -> Any:
+        seen.append(compared.wait(10))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(Reconciler, "add", add_and_tell)
+    monkeypatch.setattr(queries, "load_membership_state", load_after_a_comparison)
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert seen == [True]
+    assert outcome.summary["team_add"] == outcome.summary["team_remove"] == 0
+    assert outcome.summary["unchanged"] == len(linked_users(sessions, connector))
