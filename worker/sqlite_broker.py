@@ -16,7 +16,7 @@ from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqla
 from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import Engine, create_engine, delete, event, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from models.db import private_sqlite_file
 
@@ -45,6 +45,17 @@ def _wal(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _create_tables_under_the_write_lock(engine: Engine) -> None:
+    """kombu's tables, made by whichever process takes the file's write lock first. kombu's own
+    `create_all` looks, then creates, table by table and index by index: processes opening a
+    fresh file together (a worker beside its beat) failed on "table kombu_queue already
+    exists", or on the next table. After this, kombu's look finds everything made."""
+    with engine.connect() as connection:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        kombu_sqla.metadata.create_all(connection)
+        connection.commit()
+
+
 class Channel(kombu_sqla.Channel):
     def _engine_from_config(self) -> Engine:
         conninfo = self.connection.client
@@ -61,17 +72,13 @@ class Channel(kombu_sqla.Channel):
         engine = create_engine(url, **options)
         if url.startswith("sqlite"):
             event.listen(engine, "connect", _wal)
+            _create_tables_under_the_write_lock(engine)
         return engine
 
     def _open(self) -> Any:
         """kombu's, and once per broker in this process: the messages kombu kept, invisible,
         before `_get` deleted them (a file that served an older version) are deleted."""
-        try:
-            opened = super()._open()
-        except OperationalError as error:
-            if "already exists" not in str(error):
-                raise
-            opened = super()._open()  # another process created the tables first: they are there
+        opened = super()._open()
         engine = opened[0]
         if engine not in _SWEPT:
             _SWEPT.add(engine)
