@@ -2,11 +2,12 @@
 did not take. No worker runs beside these tests (one would publish what they relay): the worker's
 end of it is in test_outbox_to_worker.py."""
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from models.actions import lifecycle
 from models.entities import KeyCutoff, OutboxMessage
 from tests.support import factories as f
+from tests.support.sql_events import listening
 
 GATEWAY_PATH = "/gateway/v1/internal/cache/invalidate"
 
@@ -84,11 +85,8 @@ def test_a_revocations_publish_after_commit_runs_no_statement(
     with sessions() as tx:
         lifecycle.revoke(tx, user=tx.merge(person), actor=f.SETUP)
         tx.flush()
-        event.listen(engine, "before_cursor_execute", seen)
-        try:
+        with listening(engine, before_cursor_execute=seen):
             tx.commit()
-        finally:
-            event.remove(engine, "before_cursor_execute", seen)
 
     assert sorted(sent) == ["gateway.invalidate_keys", "reviews.open_for_revocation"]
     assert statements == []

@@ -19,6 +19,7 @@ from models.enums import TokenScope
 from tests.admin_api.conftest import World, assert_problem
 from tests.scim.conftest import ScimClient
 from tests.support import factories as f
+from tests.support.sql_events import listening
 from tests.support.wait import wait_until
 
 API = "/api/v1/tokens"
@@ -308,7 +309,6 @@ def test_authenticating_writes_the_token_row_once_not_per_request(
 ) -> None:
     """With no cache every request reads the token; it still writes it once a minute at most,
     even when another host whose clock runs ahead wrote its last use "in the future"."""
-    from sqlalchemy import event
 
     from webhooks.context import app_state
 
@@ -327,12 +327,9 @@ def test_authenticating_writes_the_token_row_once_not_per_request(
     def remember(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
         statements.append(statement)
 
-    event.listen(engine, "before_cursor_execute", remember)
-    try:
+    with listening(engine, before_cursor_execute=remember):
         for _ in range(5):
             assert client.get("/api/v1/teams", headers=world.auth("admin")).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", remember)
     token_reads = [s for s in statements if s.lstrip().startswith("SELECT") and "api_tokens" in s]
     token_writes = [s for s in statements if s.lstrip().startswith("UPDATE api_tokens")]
     assert len(token_reads) == 5

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from models.actions import idp_events, mass_change
 from models.actions.identities import link_identity
@@ -16,6 +16,7 @@ from models.enums import ChangeStatus, Role, Source, UserStatus
 from tests.events.conftest import generic
 from tests.events.test_drain import sent_tasks  # noqa: F401 (fixture)
 from tests.support import factories as f
+from tests.support.sql_events import listening
 
 
 def linked_people(session, org, count: int) -> list:
@@ -67,13 +68,8 @@ def counting(engine) -> Iterator[dict[str, int]]:
     def commit(*_args) -> None:
         seen["commits"] += 1
 
-    event.listen(engine, "before_cursor_execute", statement)
-    event.listen(engine, "commit", commit)
-    try:
+    with listening(engine, before_cursor_execute=statement, commit=commit):
         yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", statement)
-        event.remove(engine, "commit", commit)
 
 
 def test_a_batch_of_revocations_passes_the_gate_in_one_transaction(session, sessions, engine):

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from connectors.ldap.plan import Create
 from connectors.ldap.reconcile import Reconciler
@@ -16,6 +16,7 @@ from models.entities import AuditEvent, Organisation, Team, TeamMembership, User
 from models.enums import Source
 from tests.ldap.conftest import get_run, linked_users
 from tests.support import factories
+from tests.support.sql_events import listening
 
 PEOPLE = 600
 
@@ -30,11 +31,8 @@ def _statements_on(engine, table: str) -> Iterator[list[str]]:
         if table in statement and not statement.lstrip().upper().startswith("SELECT"):
             seen.append(statement)
 
-    event.listen(engine, "before_cursor_execute", listen)
-    try:
+    with listening(engine, before_cursor_execute=listen):
         yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", listen)
 
 
 def _team_events(sessions, organisation_id, action: str) -> list[dict]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, func, select
 
 from models.actions import mass_change
 from models.actor import Actor
@@ -19,6 +19,7 @@ from models.enums import ChangeKind, ChangeStatus, Source, UserStatus
 from tests.mass_change.conftest import Gated, statuses
 from tests.scim.payloads import okta_deactivate
 from tests.support import factories as f
+from tests.support.sql_events import listening
 
 SCIM = Actor(Source.SCIM, "okta")
 DEACTIVATE = mass_change.GateRequest(ChangeKind.DEACTIVATE, reason="test")
@@ -51,15 +52,8 @@ def watching(database: str) -> Iterator[Seen]:
         if id(conn) in locked:
             seen.while_gate_locked.append(locked.pop(id(conn)))
 
-    event.listen(Engine, "before_cursor_execute", statement)
-    event.listen(Engine, "commit", ended)
-    event.listen(Engine, "rollback", ended)
-    try:
+    with listening(Engine, before_cursor_execute=statement, commit=ended, rollback=ended):
         yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", statement)
-        event.remove(Engine, "commit", ended)
-        event.remove(Engine, "rollback", ended)
 
 
 def test_a_scim_deactivation_passes_the_gate_in_few_statements(
@@ -209,15 +203,8 @@ def watching_writes(database: str) -> Iterator[Writes]:
     def rolled_back(conn) -> None:
         seen.rolled_back_inserts += inserted.pop(id(conn), 0)
 
-    event.listen(Engine, "after_cursor_execute", statement)
-    event.listen(Engine, "commit", committed)
-    event.listen(Engine, "rollback", rolled_back)
-    try:
+    with listening(Engine, after_cursor_execute=statement, commit=committed, rollback=rolled_back):
         yield seen
-    finally:
-        event.remove(Engine, "after_cursor_execute", statement)
-        event.remove(Engine, "commit", committed)
-        event.remove(Engine, "rollback", rolled_back)
 
 
 def test_once_the_gate_holds_a_request_writes_only_its_hold_and_a_repeat_writes_nothing(

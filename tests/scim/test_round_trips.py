@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from models.actions import scim as scim_actions
 from models.entities import Organisation, ScimUser, User
 from tests.scim.conftest import ScimClient
 from tests.support import factories
+from tests.support.sql_events import listening
 from webhooks.context import app_state
 
 CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
@@ -39,11 +39,8 @@ def statements(app: Flask) -> Iterator[list[str]]:
         if threading.get_ident() == me and not statement.startswith(CONTROL):
             seen.append(statement)
 
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with listening(engine, before_cursor_execute=record):
         yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def _create(scim: ScimClient, n: int) -> str:
