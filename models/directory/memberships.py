@@ -10,7 +10,10 @@ after), inserted in bulk.
 People the same transaction has just created (a first import) are nobody's members yet and
 their user ids are known: their memberships are written directly, one `COPY` (PostgreSQL) or
 `executemany` (SQLite) per team and batch, without resolving the identity links or checking
-for a conflict, and their audit rows' JSON is formatted rather than serialised.
+for a conflict, and their audit rows' JSON is formatted rather than serialised. Those written
+with their people's batch (`NewMembers`, beside the batch's `user.created` event of target
+type `user_batch`) get one `team.member_added` event per team and batch instead, of target
+type `membership_batch`, as the people have one per batch: see `NewMembers`.
 A membership someone else added is left alone, and only memberships the directory added are
 removed; a removal opens the same access review (`left_team`) as `remove_from_team`.
 """
@@ -114,9 +117,13 @@ class NewMembers:
 
     With the groups read before the people, the teams of each person are known when they are
     created (`TeamIndex`, as plan_groups will decide them): each batch's memberships go in
-    with its users, one COPY for the memberships and one for their audit events, one
-    `team.member_added` each as for any other membership. A person taken back before the end
-    takes their memberships and those events with them.
+    with its users, one COPY for the memberships and one for their audit events. As the
+    batch's people have one `user.created` event (target type `user_batch`), their
+    memberships have one `team.member_added` event per team and batch: target type
+    `membership_batch`, target id the team's, `after` the team's id, the count, the identity
+    (source and connector, as `user_batch` has it) and `members`, each added user's id and
+    role. A person taken back before the end takes their memberships with them, and is taken
+    off those events (an event left with nobody goes).
     """
 
     def __init__(
@@ -124,6 +131,7 @@ class NewMembers:
         session: Session,
         *,
         organisation: Organisation,
+        connector: DirectoryConnector,
         actor: Actor,
         teams: TeamIndex,
         errors: list[dict[str, Any]],
@@ -131,11 +139,13 @@ class NewMembers:
         self.session = session
         self.organisation = organisation
         self.actor = actor
+        self.identity = json.dumps({"source": Source.LDAP.value, "connector_id": str(connector.id)})
+        self.events: list[uuid.UUID] = []  # the membership_batch events written
         self.index: TeamIndex | None = teams
         self.errors = errors
-        # team key -> the team's id as a row takes it, as an event names it, and the head of
-        # its events' JSON; None when the team could not be made
-        self.teams: dict[str, tuple[str, str, str] | None] = {}
+        # team key -> the team's id as a row takes it and as an event names it; None when
+        # the team could not be made
+        self.teams: dict[str, tuple[str, str] | None] = {}
         self.added = 0
 
     def of(self, dn: str) -> tuple[str, ...]:
@@ -146,15 +156,15 @@ class NewMembers:
     def write(self, members: list[tuple[str, str]]) -> None:
         """(team key, user id as 32 hex digits) pairs of people just written."""
         rows: list[tuple[str, ...]] = []
-        audited: list[tuple[str, str]] = []
-        tail = _ADDED_JSON_TAIL.format(role=TeamRole.MEMBER.value)
+        by_team: dict[str, list[str]] = {}  # team id (as an event names it) -> members' JSON
+        tail = _MEMBER_JSON_TAIL.format(role=TeamRole.MEMBER.value)
         for key, user_id in members:
             team = self._team(key)
             if team is None:
                 continue
-            row_id, target, head = team
+            row_id, target = team
             rows.append((row_id, user_id))
-            audited.append((target, head + dashed(user_id) + tail))
+            by_team.setdefault(target, []).append(_MEMBER_JSON_HEAD + dashed(user_id) + tail)
         if not rows:
             return
         dialect = self.session.get_bind().dialect
@@ -165,22 +175,35 @@ class NewMembers:
             rows,
             {"role": TeamRole.MEMBER, "source": Source.LDAP, "created_at": utcnow()},
         ).write(self.session)
-        _audit_rows(self.session, self.organisation, self.actor, "team.member_added", audited)
+        events = []
+        for target, listed in by_team.items():
+            after = (
+                f'{{"team_id": "{target}", "count": {len(listed)}, '
+                f'"identity": {self.identity}, "members": [{", ".join(listed)}]}}'
+            )
+            events.append((target, after))
+        ids = _audit_rows(
+            self.session,
+            self.organisation,
+            self.actor,
+            "team.member_added",
+            events,
+            target_type=MEMBERSHIP_BATCH,
+        )
+        self.events.extend(uuid.UUID(event_id) for event_id in ids)
         self.added += len(rows)
 
-    def _team(self, key: str) -> tuple[str, str, str] | None:
+    def _team(self, key: str) -> tuple[str, str] | None:
         if key not in self.teams:
             assert self.index is not None
             name = self.index.names[key]
             team = _team_made(self.session, self.organisation, name, self.actor, self.errors)
-            made = None
-            if team is not None:
-                made = (team.id.hex, str(team.id), _ADDED_JSON_HEAD.format(team_id=team.id))
-            self.teams[key] = made
+            self.teams[key] = (team.id.hex, str(team.id)) if team is not None else None
         return self.teams[key]
 
     def withdraw(self, user_ids: list[uuid.UUID]) -> None:
-        """Take back the memberships of people whose creation is taken back, and their events."""
+        """Take back the memberships of people whose creation is taken back, and take them
+        off their batches' events (an event left with nobody goes)."""
         gone = self.session.execute(
             delete(TeamMembership)
             .where(TeamMembership.user_id.in_(user_ids))
@@ -190,17 +213,22 @@ class NewMembers:
         if not gone:
             return
         self.added -= len(gone)
-        self.session.execute(
-            delete(AuditEvent)
-            .where(
-                AuditEvent.organisation_id == self.organisation.id,
-                AuditEvent.action == "team.member_added",
-                AuditEvent.target_type == "team",
-                AuditEvent.target_id.in_({str(row.team_id) for row in gone}),
-                AuditEvent.after["user_id"].as_string().in_([str(u) for u in user_ids]),
+        removed = {str(user_id) for user_id in user_ids}
+        teams = {str(row.team_id) for row in gone}
+        for event in self.session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.id.in_(self.events), AuditEvent.target_id.in_(teams)
             )
-            .execution_options(synchronize_session=False)
-        )
+        ):
+            assert event.after is not None
+            listed = event.after["members"]
+            members = [member for member in listed if member["user_id"] not in removed]
+            if not members:
+                self.session.delete(event)
+                self.events.remove(event.id)
+            elif len(members) != len(listed):
+                event.after = {**event.after, "count": len(members), "members": members}
+        self.session.flush()
 
     def finish(self) -> None:
         self.index = None  # some megabytes at a hundred thousand people
@@ -344,8 +372,9 @@ def _audit_rows(
     rows: list[tuple[str, str]],
     *,
     side: str = "after",
-) -> None:
-    """Membership events in bulk: (team id, the membership's JSON) for each."""
+    target_type: str = "team",
+) -> list[str]:
+    """Membership events in bulk: (team id, the membership's JSON) for each; their ids."""
     ids = fast_ids(len(rows))
     other = "before" if side == "after" else "after"
     Rows.of(
@@ -359,12 +388,18 @@ def _audit_rows(
             "source": actor.source,
             "actor": str(actor),
             "action": action,
-            "target_type": "team",
+            "target_type": target_type,
             other: None,
         },
     ).write(session)
+    return ids
 
 
+# The target type of a first import's membership events, one per team and batch of people.
+MEMBERSHIP_BATCH = "membership_batch"
+# One of a membership_batch event's `members`, formatted as json.dumps would give it.
+_MEMBER_JSON_HEAD = '{"user_id": "'
+_MEMBER_JSON_TAIL = '", "role": "{role}"}}'
 # What json.dumps(_snapshot(...)) gives, formatted: the ids are hex digits, the role a name.
 _ADDED_JSON_HEAD = '{{"team_id": "{team_id}", "user_id": "'
 _ADDED_JSON_TAIL = '", "role": "{role}"}}'

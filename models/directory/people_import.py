@@ -7,7 +7,9 @@ on SQLite. The audit trail gets one `user.created` event per batch (target type 
 whose `after.users` lists each created user's id, stable id, name, email and role, as the
 invitation sweep lists the ids it expired; the identity link (source `ldap`, the connector) is
 in `after.identity`. When the teams are known before the people (groups read first, see
-worker.directory_create_stream), each batch is written with its people's team memberships.
+worker.directory_create_stream), each batch is written with its people's team memberships,
+audited the same way: one `team.member_added` event per team and batch (target type
+`membership_batch`, target id the team's) whose `after.members` lists each user's id and role.
 """
 
 from __future__ import annotations
@@ -114,7 +116,12 @@ class PeopleImport:
         self.members: NewMembers | None = None
         if teams is not None:
             self.members = NewMembers(
-                session, organisation=organisation, actor=actor, teams=teams, errors=self.errors
+                session,
+                organisation=organisation,
+                connector=connector,
+                actor=actor,
+                teams=teams,
+                errors=self.errors,
             )
         self.not_written: set[str] = set()
 

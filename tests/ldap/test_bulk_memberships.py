@@ -1,7 +1,9 @@
-"""Team memberships of an import and a re-sync: set-based writes, one audit event per change."""
+"""Team memberships of an import and a re-sync: set-based writes, one audit event per change
+(a first import's memberships written with their people: one per team and batch)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -9,9 +11,10 @@ from typing import Any
 from sqlalchemy import select
 
 from connectors.ldap.plan import Create
-from connectors.ldap.reconcile import Reconciler
+from connectors.ldap.reconcile import Reconciler, TeamIndex
 from models.directory import memberships
 from models.directory.people_import import PeopleImport, Prepared
+from models.directory.runs import ldap_actor
 from models.entities import AuditEvent, Organisation, Team, TeamMembership, User
 from models.enums import Source
 from tests.ldap.conftest import get_run, linked_users
@@ -36,15 +39,52 @@ def _statements_on(engine, table: str) -> Iterator[list[str]]:
 
 
 def _team_events(sessions, organisation_id, action: str) -> list[dict]:
+    """The membership of each event of one change (not the batch events, `_batch_events`)."""
     with sessions() as s:
         rows = s.execute(
             select(AuditEvent.target_type, AuditEvent.before, AuditEvent.after).where(
-                AuditEvent.organisation_id == organisation_id, AuditEvent.action == action
+                AuditEvent.organisation_id == organisation_id,
+                AuditEvent.action == action,
+                AuditEvent.target_type != "membership_batch",
             )
         ).all()
         s.rollback()
     assert {row.target_type for row in rows} <= {"team"}
     return [row.after if action == "team.member_added" else row.before for row in rows]
+
+
+def _batch_events(sessions, organisation_id) -> list[tuple[str, dict]]:
+    """(target id, after) of the `team.member_added` events of target type
+    `membership_batch`: a first import's memberships written with their people, one event
+    per team and batch."""
+    with sessions() as s:
+        rows = s.execute(
+            select(AuditEvent.target_id, AuditEvent.before, AuditEvent.after).where(
+                AuditEvent.organisation_id == organisation_id,
+                AuditEvent.action == "team.member_added",
+                AuditEvent.target_type == "membership_batch",
+            )
+        ).all()
+        s.rollback()
+    assert all(row.before is None for row in rows)
+    return [(row.target_id, row.after) for row in rows]
+
+
+def _added_with_people(sessions, connector, team_id) -> list[str]:
+    """The user ids the batch events list (PostgreSQL, written while reading): each event
+    names the team, lists every member with a role, counts them and says which connector;
+    no membership has an event of its own beside them."""
+    events = _batch_events(sessions, connector.organisation_id)
+    assert events
+    assert _team_events(sessions, connector.organisation_id, "team.member_added") == []
+    listed: list[str] = []
+    for target_id, after in events:
+        assert target_id == after["team_id"] == str(team_id)
+        assert after["identity"] == {"source": "ldap", "connector_id": str(connector.id)}
+        assert after["count"] == len(after["members"]) > 0
+        assert {member["role"] for member in after["members"]} == {"MEMBER"}
+        listed.extend(member["user_id"] for member in after["members"])
+    return listed
 
 
 def _members(sessions, organisation_id, team: str) -> dict[str, Source]:
@@ -114,12 +154,13 @@ def test_an_import_adds_memberships_in_bulk_and_audits_each(
 
 
 def test_an_import_writes_its_new_peoples_memberships_directly(
-    make_connector, sync, sessions, engine, directory, monkeypatch
+    make_connector, sync, sessions, engine, directory, monkeypatch, settings
 ):
     """The people a first import creates join their teams by their new user ids: no
     `INSERT ... SELECT` through the identity links (PostgreSQL: COPY, which SQLAlchemy does
     not see; SQLite: one plain INSERT per team). A create taken back because a later entry
-    has the same email (written while reading on PostgreSQL) joins nothing."""
+    has the same email (written while reading on PostgreSQL) joins nothing, and is taken off
+    its batch's membership event (an event left with nobody goes)."""
     monkeypatch.setattr("worker.directory_create_stream.BATCH", 1)  # write while reading
     alice2 = directory.add_person("alice2", mail=f"alice@{directory.domain}")
     directory.add_values(f"cn=engineering,{directory.groups}", "member", alice2.encode())
@@ -133,13 +174,16 @@ def test_an_import_writes_its_new_peoples_memberships_directly(
     members = _members(sessions, org_id, "Engineering")
     assert members == {"bob": Source.LDAP, "carol": Source.LDAP}  # carol through platform
     users = linked_users(sessions, connector)
-    added = _team_events(sessions, org_id, "team.member_added")
-    assert sorted(a["user_id"] for a in added) == sorted(
-        str(users[uid].id) for uid in ("bob", "carol")
-    )
     with sessions() as s:
         team_id = s.scalar(select(Team.id).where(Team.organisation_id == org_id))
         s.rollback()
+    expected = sorted(str(users[uid].id) for uid in ("bob", "carol"))
+    if not settings.is_sqlite:  # written while reading, with the people's batch events
+        assert sorted(_added_with_people(sessions, connector, team_id)) == expected
+        return
+    assert _batch_events(sessions, org_id) == []
+    added = _team_events(sessions, org_id, "team.member_added")
+    assert sorted(a["user_id"] for a in added) == expected
     assert {a["team_id"] for a in added} == {str(team_id)}
     assert {a["role"] for a in added} == {"MEMBER"}
 
@@ -148,9 +192,11 @@ def test_a_first_import_writes_memberships_with_its_people_while_reading(
     make_connector, sync, sessions, settings, directory, monkeypatch
 ):
     """PostgreSQL: the groups are read before the people, so each batch of new people is
-    written with its memberships (one `team.member_added` event each) while the directory is
-    still being read, and the apply step has none of them left to add. SQLite writes nothing
-    while reading: the same memberships are added after the read."""
+    written with its memberships while the directory is still being read (one
+    `team.member_added` event per team and batch, target type `membership_batch`, listing
+    every member, as the people's `user.created` event of target type `user_batch` lists
+    them), and the apply step has none of them left to add. SQLite writes nothing while
+    reading: the same memberships are added after the read, one event each."""
     monkeypatch.setattr("worker.directory_create_stream.BATCH", 1)  # write while reading
     read_ended: list[int] = []
     joined_while_reading: list[tuple[str, str]] = []
@@ -184,15 +230,19 @@ def test_a_first_import_writes_memberships_with_its_people_while_reading(
     members = _members(sessions, org_id, "Engineering")
     assert members == {"alice": Source.LDAP, "bob": Source.LDAP, "carol": Source.LDAP}
     users = linked_users(sessions, connector)
-    added = _team_events(sessions, org_id, "team.member_added")
-    assert sorted(a["user_id"] for a in added) == sorted(
-        str(users[uid].id) for uid in ("alice", "bob", "carol")
-    )
+    expected = sorted(str(users[uid].id) for uid in ("alice", "bob", "carol"))
     if settings.is_sqlite:
         assert joined_while_reading == [] and len(left_to_apply) == 3
+        assert _batch_events(sessions, org_id) == []
+        added = _team_events(sessions, org_id, "team.member_added")
+        assert sorted(a["user_id"] for a in added) == expected
     else:
         assert len(joined_while_reading) == 3 and left_to_apply == []
         assert {team for team, _user in joined_while_reading} == {"engineering"}
+        with sessions() as s:
+            team_id = s.scalar(select(Team.id).where(Team.organisation_id == org_id))
+            s.rollback()
+        assert sorted(_added_with_people(sessions, connector, team_id)) == expected
 
 
 def test_people_are_compared_before_the_memberships_are_loaded(
@@ -229,3 +279,67 @@ def test_people_are_compared_before_the_memberships_are_loaded(
     assert seen == [True]
     assert outcome.summary["team_add"] == outcome.summary["team_remove"] == 0
     assert outcome.summary["unchanged"] == len(linked_users(sessions, connector))
+
+
+def test_a_batchs_new_members_have_one_event_per_team_listing_each(
+    session, sessions, make_connector
+):
+    """Memberships written with their people's batch: one `team.member_added` event per
+    team and batch (target type `membership_batch`, as the people's `user_batch`), listing
+    every member; a person taken back is taken off the events, and an event left with
+    nobody goes. Before, each membership had an event of its own (target type `team`)."""
+    connector = make_connector()
+    organisation = session.get_one(Organisation, connector.organisation_id)
+    creates = [
+        Create(external_id=f"p{n}", dn=f"uid=p{n},ou=x", email=f"p{n}@example.org", name=f"P{n}")
+        for n in range(4)
+    ]
+    # p0-p3 in Crew; p0 alone in Ops too
+    index = TeamIndex(
+        by_dn={f"uid=p{n},ou=x": ("crew", "ops") if n == 0 else ("crew",) for n in range(4)},
+        names={"crew": "Crew", "ops": "Ops"},
+    )
+    people = PeopleImport(
+        session,
+        organisation=organisation,
+        connector=connector,
+        actor=ldap_actor(connector),
+        teams=index,
+    )
+    people.add(creates)
+    assert people.members_added == 5
+
+    def events() -> dict[str, dict]:
+        """Team name -> after, read in the import's own transaction (nothing committed)."""
+        session.flush()
+        teams = {t.id: t.name for t in session.scalars(select(Team))}
+        rows = session.execute(
+            select(AuditEvent.target_type, AuditEvent.target_id, AuditEvent.after).where(
+                AuditEvent.organisation_id == organisation.id,
+                AuditEvent.action == "team.member_added",
+            )
+        ).all()
+        assert {row.target_type for row in rows} == {"membership_batch"}
+        assert all(row.target_id == row.after["team_id"] for row in rows)
+        return {teams[uuid.UUID(row.target_id)]: row.after for row in rows}
+
+    def ids(*uids: str) -> list[str]:
+        return sorted(str(u.id) for u in session.scalars(select(User)) if u.email[:2] in uids)
+
+    written = events()
+    assert set(written) == {"Crew", "Ops"}
+    for after in written.values():
+        assert after["count"] == len(after["members"])
+        assert after["identity"] == {"source": "ldap", "connector_id": str(connector.id)}
+        assert {m["role"] for m in after["members"]} == {"MEMBER"}
+    assert sorted(m["user_id"] for m in written["Crew"]["members"]) == ids("p0", "p1", "p2", "p3")
+    assert [m["user_id"] for m in written["Ops"]["members"]] == ids("p0")
+
+    people.withdraw(["p0"])
+    left = events()
+    assert set(left) == {"Crew"}  # Ops's event listed p0 only
+    assert left["Crew"]["count"] == 3
+    assert sorted(m["user_id"] for m in left["Crew"]["members"]) == ids("p1", "p2", "p3")
+    assert people.members_added == 3
+    people.finish(creates)
+    session.commit()
