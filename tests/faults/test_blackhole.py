@@ -128,7 +128,10 @@ def test_admin_revocations_answer_in_normal_time_with_the_broker_blackholed(
     # Each in normal time: the first while the publisher hangs on the broker, the others
     # while it still hangs (nothing queues behind it in the request).
     assert max(took for _, took in answers) < NORMAL, answers
-    assert blackhole.held  # the broker was tried, from the publishing thread
+    # The broker is tried from the publishing thread, after the answers: since the gateway
+    # invalidation is published eagerly (no transaction first), the answers can come before
+    # the thread has connected.
+    wait_until(lambda: blackhole.held, timeout=30, what="the publishing thread to try the broker")
     with sessions() as fresh:
         statuses = fresh.scalars(
             select(User.status).where(User.id.in_([leaver.user_id for leaver in leavers]))
