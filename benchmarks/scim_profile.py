@@ -111,6 +111,8 @@ def measure(name: str, call: Callable[[int], Any], requests: int, args: Any) -> 
 
     for i in range(3):
         call(10**5 + i)  # warm: the token cached, the statements compiled
+    if args.statements:
+        show_statements(name, lambda: call(10**5 + 3))
     profile = cProfile.Profile(time.process_time)
     event.listen(Engine, "before_cursor_execute", count)
     started_cpu, started = time.process_time(), time.perf_counter()
@@ -135,12 +137,30 @@ def measure(name: str, call: Callable[[int], Any], requests: int, args: Any) -> 
         print(out.getvalue())
 
 
+def show_statements(name: str, request: Callable[[], Any]) -> None:
+    """Print the statements one request sends, in order (for finding round trips to cut)."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append(" ".join(statement.split())[:int(os.environ.get("STMT_WIDTH", "160"))])
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        request()
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    print(f"# {name}: {len(seen)} statements")
+    for statement in seen:
+        print(f"#   {statement}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("operations", nargs="*", help=f"of {', '.join(OPERATIONS)} (all)")
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--requests", type=int, default=200, help="per operation (pages: /10)")
     parser.add_argument("--profile", type=int, default=0, help="print this many profile lines")
+    parser.add_argument("--statements", action="store_true", help="print one request's SQL")
     parser.add_argument("--sort", default="cumulative", help="cumulative or tottime")
     args = parser.parse_args()
     unknown = set(args.operations) - set(OPERATIONS)

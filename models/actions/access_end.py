@@ -27,6 +27,7 @@ from models.enums import ChangeKind, ChangeStatus, Source, UserStatus
 from models.errors import InvalidInput
 
 JOB = "access.end_due"
+LOCKED_KEY = "odock.access_end.locked"  # session.info, see read_under_lock
 # A pending person's date declines them; a revoked person has nothing left to end.
 ENDING = (UserStatus.ACTIVE, UserStatus.PENDING)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -81,9 +82,25 @@ def _read_locked(session: Session, user: User) -> None:
     """The person's row as it is now, locked on PostgreSQL (their own pending changes flushed
     first): a request that read them earlier judges the change, and whether it cancels a
     revocation, on their present state, not on what the schedule has since changed."""
-    if inspect(user).persistent:
+    if inspect(user).persistent and not _read_under_lock(session, user):
         session.flush()
         session.refresh(user, with_for_update=True)
+
+
+def read_under_lock(session: Session, user: User) -> None:
+    """The caller locked this person's row in the current transaction and read them after
+    the lock (a SCIM write locks its user and person first): nobody else can have changed
+    them since, so `set_access_end` needs no re-read."""
+    transaction = session.get_transaction()
+    held = session.info.get(LOCKED_KEY)
+    if held is None or held[0] is not transaction:
+        held = session.info[LOCKED_KEY] = (transaction, set())
+    held[1].add(user.id)
+
+
+def _read_under_lock(session: Session, user: User) -> bool:
+    held = session.info.get(LOCKED_KEY)
+    return held is not None and held[0] is session.get_transaction() and user.id in held[1]
 
 
 def checked_end(ends_at: datetime | None) -> datetime | None:

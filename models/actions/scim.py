@@ -56,7 +56,7 @@ def get_scim_user(
     `for_update` first takes the row lock that makes concurrent writes of it serial."""
     key = _uuid(scim_id, "user")
     if for_update:
-        _lock(session, ScimUser, key, organisation_id)
+        _lock_user(session, key, organisation_id)
     # One round trip: the user, emails and groups joined (a SCIM answer shows all three),
     # and the organisation with its settings (the answer follows its end-date attribute).
     found = session.get(
@@ -71,6 +71,8 @@ def get_scim_user(
     )
     if found is None or found.organisation_id != organisation_id:
         raise NotFound(f"user {scim_id} not found")
+    if for_update:
+        access_end.read_under_lock(session, found.user)
     return found
 
 
@@ -497,6 +499,17 @@ def _lock(
     session.execute(
         select(entity.id)
         .where(entity.id == key, entity.organisation_id == organisation_id)
+        .with_for_update()
+    )
+
+
+def _lock_user(session: Session, key: uuid.UUID, organisation_id: uuid.UUID) -> None:
+    """As _lock, the SCIM user's row and its person's in one statement: the person is then
+    read after the lock too, so the write's access-end step need not read them again."""
+    session.execute(
+        select(ScimUser.id)
+        .join(User, User.id == ScimUser.user_id)
+        .where(ScimUser.id == key, ScimUser.organisation_id == organisation_id)
         .with_for_update()
     )
 

@@ -13,9 +13,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from models.actions import scim as scim_actions
+from models.db import SessionFactory
 from models.entities import Organisation, ScimUser, User
 from tests.scim.conftest import ScimClient
 from tests.support import factories
@@ -128,3 +131,44 @@ def test_hot_reads_run_as_prepared_statements_on_postgresql(
         reads = [p for q, p in prepared[before:] if q.lstrip().startswith("SELECT")]
         assert reads, path
         assert all(reads) is ("sw" not in path), (path, prepared[before:])
+
+
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+def _deactivate(scim: ScimClient, scim_id: str) -> Any:
+    body = {
+        "schemas": [PATCH_OP],
+        "Operations": [{"op": "replace", "path": "active", "value": False}],
+    }
+    return scim.patch(f"/Users/{scim_id}", body)
+
+
+def test_a_deactivation_reads_the_person_once(scim: ScimClient, app: Flask) -> None:
+    """The person comes locked with the SCIM user (one lock, one load): the access-end step
+    does not read them again, and the write's audit events go in one INSERT."""
+    scim_id = _create(scim, 8)
+    with statements(app) as seen:
+        answer = _deactivate(scim, scim_id)
+    assert answer.status_code == 200, answer.json
+    assert answer.json["active"] is False
+    assert [s for s in seen if "FROM users" in s] == []
+    assert len([s for s in seen if s.startswith("INSERT INTO audit_events")]) == 1
+
+
+def test_a_scim_write_locks_the_person_with_the_user(
+    sessions: SessionFactory, org: Organisation, scim: ScimClient
+) -> None:
+    """What lets the access-end step skip its re-read: while a SCIM write holds its user, the
+    person's row is locked too (a schedule moving their date waits for it)."""
+    scim_id = _create(scim, 9)
+    with sessions() as writing, sessions() as other:
+        if writing.get_bind().dialect.name != "postgresql":
+            pytest.skip("SQLite locks the whole database for a write transaction")
+        scim_user = scim_actions.get_scim_user(writing, org.id, scim_id, for_update=True)
+        person = select(User.id).where(User.id == scim_user.user_id)
+        with pytest.raises(OperationalError, match="could not obtain lock"):
+            other.execute(person.with_for_update(nowait=True))
+        other.rollback()
+        writing.rollback()
+        assert other.scalar(person.with_for_update(nowait=True)) == scim_user.user_id
