@@ -142,7 +142,7 @@ def show_statements(name: str, request: Callable[[], Any]) -> None:
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        seen.append(" ".join(statement.split())[:int(os.environ.get("STMT_WIDTH", "160"))])
+        seen.append(" ".join(statement.split())[: int(os.environ.get("STMT_WIDTH", "160"))])
 
     event.listen(Engine, "before_cursor_execute", record)
     try:
