@@ -92,7 +92,7 @@ def read_under_lock(session: Session, user: User) -> None:
     the lock (a SCIM write locks its user and person first): nobody else can have changed
     them since, so `set_access_end` needs no re-read."""
     transaction = session.get_transaction()
-    held = session.info.get(LOCKED_KEY)
+    held: tuple[object, set[uuid.UUID]] | None = session.info.get(LOCKED_KEY)
     if held is None or held[0] is not transaction:
         held = session.info[LOCKED_KEY] = (transaction, set())
     held[1].add(user.id)
