@@ -13,10 +13,16 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from models.enums import Role, TeamRole
+from models.actions.tokens import token_prefix
+from models.db import SessionFactory
+from models.enums import Role, TeamRole, TokenScope
+from models.secrets import hash_secret, new_secret
 from tests.support import factories as f
+from tests.support.cleanup import empty_tables
+from tests.support.copies import Rows, capture, copy_back, fresh_ids
 
 # tests/mass_change imports database_state from here.
 from tests.support.state import database_state as database_state
@@ -36,8 +42,50 @@ class World:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
 
 
+@pytest.fixture(scope="session")
+def built_world(engine: Engine, sessions: SessionFactory) -> tuple[World, Rows]:
+    """The world built once per run (per xdist worker) through the domain operations, and its
+    committed rows; the database is left empty."""
+    empty_tables(engine)
+    with sessions() as session:
+        world = build_world(session)
+    rows = capture(engine)
+    empty_tables(engine)
+    return world, rows
+
+
 @pytest.fixture
-def world(session: Session) -> World:
+def world(session: Session, engine: Engine, built_world: tuple[World, Rows]) -> World:
+    """A copy of the built world for this test: new ids, secrets and slugs (no process can
+    have cached any of them), its times moved to just before the test."""
+    built, rows = built_world
+    renames = fresh_ids(rows)
+    secrets = {name: new_secret(token_prefix(TokenScope.ADMIN)) for name in built.tokens}
+    for name, secret in secrets.items():
+        old = built.tokens[name]
+        renames[hash_secret(old)] = hash_secret(secret)
+        renames[token_prefix_of(old)] = token_prefix_of(secret)
+    for table, table_rows in rows.tables:
+        if table.name == "organisations":
+            renames.update({row["slug"]: f.fresh_slug() for row in table_rows})
+    copy_back(engine, rows, renames)
+    return World(
+        org_a=renames[built.org_a],
+        org_b=renames[built.org_b],
+        alpha=renames[built.alpha],
+        beta=renames[built.beta],
+        gamma=renames[built.gamma],
+        users={name: renames[user_id] for name, user_id in built.users.items()},
+        tokens=secrets,
+    )
+
+
+def token_prefix_of(secret: str) -> str:
+    """The part of a secret a token row keeps in the clear (as `create_token` stores it)."""
+    return secret[: len(token_prefix(TokenScope.ADMIN)) + 5]
+
+
+def build_world(session: Session) -> World:
     org_a, org_b = f.make_org(session, "Acme"), f.make_org(session, "Globex")
     people = {
         "admin": f.make_user(session, org_a, role=Role.ORG_ADMIN, email="admin@acme.test"),

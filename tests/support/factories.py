@@ -29,10 +29,15 @@ _counter = itertools.count(1)
 
 
 def make_org(session: Session, name: str | None = None) -> Organisation:
-    n = next(_counter)
+    slug = fresh_slug()
     return organisations.create_organisation(
-        session, name=name or f"Org {n}", slug=f"org-{n}", actor=SETUP
+        session, name=name or f"Org {slug.removeprefix('org-')}", slug=slug, actor=SETUP
     )
+
+
+def fresh_slug() -> str:
+    """An organisation slug no other organisation of this process has had."""
+    return f"org-{next(_counter)}"
 
 
 def make_user(
