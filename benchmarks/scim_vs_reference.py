@@ -503,7 +503,9 @@ def compare(
 
 def progress(name: str, by_server: dict[str, Result], load: float) -> None:
     figures = ", ".join(
-        f"{server} {r.rate:,.0f} req/s {r.cpu_ms:.2f} ms CPU" for server, r in by_server.items()
+        f"{server} {r.rate:,.0f} req/s {r.cpu_ms:.2f} ms CPU"
+        + (f" ({r.database_ms:.2f} database)" if r.database_cpu else "")
+        for server, r in by_server.items()
     )
     print(f"  {name} (load {load:.1f}): {figures}", flush=True)
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc, make_url
+from sqlalchemy import Engine, Select, create_engine, event, exc, make_url
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.settings import Settings
@@ -48,6 +51,7 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     _ping_when_idle(engine)
     if settings.database_prepared_reads:
         event.listen(engine, "do_execute", _prepare_when_asked)
+        _PREPARING_DIALECTS.add(engine.dialect)
     return engine
 
 
@@ -72,6 +76,124 @@ def _prepare_when_asked(cursor: Any, statement: str, parameters: Any, context: A
     finally:
         connection.prepare_threshold = None
     return True
+
+
+# The dialects of engines made with DATABASE_PREPARED_READS: each engine has its own, shared
+# by its copies with other execution options, and kept when its pool is disposed.
+_PREPARING_DIALECTS: weakref.WeakSet[Dialect] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class _DriverStatement:
+    """A select compiled once for psycopg: its SQL, SQLAlchemy's conversions of its
+    parameters, and of its columns by position."""
+
+    compiled: Any
+    sql: str
+    binds: dict[str, Callable[[Any], Any]]
+    columns: tuple[tuple[int, Callable[[Any], Any]], ...]
+
+    def parameters(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = self.compiled.construct_params(given)
+        for name, convert in self.binds.items():
+            values[name] = convert(values[name])
+        return values
+
+    def row(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        if not self.columns:
+            return row
+        values = list(row)
+        for position, convert in self.columns:
+            if values[position] is not None:
+                values[position] = convert(values[position])
+        return tuple(values)
+
+
+def _compile_for_driver(statement: Select[Any], dialect: Dialect) -> _DriverStatement | None:
+    compiled = statement.compile(dialect=dialect)
+    if compiled.post_compile_params or compiled.literal_execute_params:
+        return None  # expanded per execution (IN lists): SQLAlchemy's to run
+    binds: dict[str, Callable[[Any], Any]] = {}
+    for bind, name in compiled.bind_names.items():
+        convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if convert is not None:
+            binds[name] = convert
+    columns = []
+    for position, column in enumerate(compiled._result_columns):
+        convert = column[3].dialect_impl(dialect).result_processor(dialect, None)
+        if convert is not None:
+            columns.append((position, convert))
+    return _DriverStatement(compiled, compiled.string, binds, tuple(columns))
+
+
+# Statement object id -> (the statement, kept so the id stays its own; its compiled form).
+_DRIVER_STATEMENTS: dict[int, tuple[Select[Any], _DriverStatement | None]] = {}
+
+
+def _driver_statement(statement: Select[Any], dialect: Dialect) -> _DriverStatement | None:
+    found = _DRIVER_STATEMENTS.get(id(statement))
+    if found is not None and found[0] is statement:
+        return found[1]
+    compiled = _compile_for_driver(statement, dialect)
+    if len(_DRIVER_STATEMENTS) > 2048:
+        _DRIVER_STATEMENTS.clear()
+    _DRIVER_STATEMENTS[id(statement)] = (statement, compiled)
+    return compiled
+
+
+def driver_read(
+    session: Session, statement: Select[Any], parameters: Mapping[str, Any]
+) -> Sequence[tuple[Any, ...]] | None:
+    """The rows of a PREPARED read run straight through psycopg on a pooled connection in
+    autocommit, as SQLAlchemy would convert them; None where SQLAlchemy must run it (SQLite,
+    prepared reads off, a session in a transaction, statement listeners, a statement
+    expanded per execution).
+
+    For hot reads on statement objects that are kept: SQLAlchemy's execution layer (the
+    session's connection, the execution context, the result and its description) cost more
+    CPU than PostgreSQL's answer to a prepared get."""
+    bind = session.get_bind()
+    if not isinstance(bind, Engine) or bind.dialect not in _PREPARING_DIALECTS:
+        return None  # only PostgreSQL engines prepare (a session bound to a connection: its own)
+    if session.in_transaction():
+        return None  # read what the session's own transaction sees
+    if bind.dispatch.before_cursor_execute or bind.dispatch.after_cursor_execute:
+        return None  # something watches every statement (tracing, a test): let it see this
+    compiled = _driver_statement(statement, bind.dialect)
+    if compiled is None:
+        return None
+    values = compiled.parameters(parameters)
+    pooled = bind.raw_connection()
+    try:
+        rows = _run_prepared(pooled.driver_connection, compiled.sql, values)
+    except bind.dialect.loaded_dbapi.Error as error:
+        if bind.dialect.is_disconnect(error, pooled.dbapi_connection, None):
+            pooled.invalidate(error)
+        raise exc.DBAPIError.instance(
+            compiled.sql,
+            values,
+            error,
+            bind.dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            dialect=bind.dialect,
+        ) from error
+    finally:
+        pooled.close()
+    return [compiled.row(row) for row in rows]
+
+
+def _run_prepared(connection: Any, sql: str, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+    # Outside a transaction: no BEGIN and ROLLBACK round trips, as a read needs none.
+    connection.autocommit = True
+    connection.prepare_threshold = _ONLY_WHEN_ASKED
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, values, prepare=True)
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            return rows
+    finally:
+        connection.prepare_threshold = None
+        connection.autocommit = False
 
 
 def private_sqlite_file(url: str) -> None:

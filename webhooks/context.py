@@ -49,6 +49,14 @@ def db_session() -> Session:
     return session
 
 
+def use_autocommit_session() -> None:
+    """Open the request's session on the autocommit engine (see AppState): for requests that
+    only read, no BEGIN and ROLLBACK round trips, and no connection held until one is used."""
+    if "db_session" not in g:
+        state = app_state()
+        g.db_session = state.sessions(bind=state.autocommit_engine)
+
+
 def close_session(_error: Any = None) -> None:
     session = g.pop("db_session", None)
     if session is not None:

@@ -24,7 +24,7 @@ from models.enums import Source, TokenScope
 from webhooks import scim_provider as provider
 from webhooks.auth import require_token
 from webhooks.body import UnreadableBody, decode_json, integer_text
-from webhooks.context import db_session, settings
+from webhooks.context import db_session, settings, use_autocommit_session
 from webhooks.errors import Unauthorized, register_protocol_renderer, said_when_to_retry
 
 PREFIX = "/scim/v2"
@@ -38,8 +38,8 @@ bp = Blueprint("scim", __name__, url_prefix=PREFIX)
 def read_without_a_transaction() -> None:
     """On PostgreSQL, reads skip the BEGIN and ROLLBACK round trips (they write nothing).
     SQLite keeps its own transaction control (BEGIN IMMEDIATE, see models.db)."""
-    if request.method == "GET" and not settings().is_sqlite:
-        db_session().connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    if request.method == "GET":
+        use_autocommit_session()
 
 
 @bp.before_request

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from connectors.scim.casting import GroupRef
-from models.db import PREPARED
+from models.db import PREPARED, driver_read
 from models.entities import OrganisationSettings, ScimEmail, ScimUser, Team, TeamMembership, User
 from models.enums import Source, UserStatus
 from models.errors import NotFound
@@ -146,9 +146,13 @@ def user_query(dialect: str) -> Select[Any]:
 def user_records(
     session: Session, query: Select[Any], parameters: dict[str, Any] | None = None
 ) -> list[UserRecord]:
-    """The records `query` finds; a query marked PREPARED (models.db) runs prepared."""
-    options = _PREPARED if query.get_execution_options().get(PREPARED) else _POSITIONAL
-    rows = session.connection().execute(query, parameters, execution_options=options)
+    """The records `query` finds; a query marked PREPARED (models.db) runs prepared, on
+    PostgreSQL outside a transaction straight through the driver (models.db.driver_read)."""
+    prepared = query.get_execution_options().get(PREPARED)
+    rows = driver_read(session, query, parameters or {}) if prepared else None
+    if rows is None:
+        options = _PREPARED if prepared else _POSITIONAL
+        rows = session.connection().execute(query, parameters, execution_options=options).all()
     return [_record(row) for row in rows]
 
 

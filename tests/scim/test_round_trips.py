@@ -17,9 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from connectors.scim import casting
 from models.actions import scim as scim_actions
 from models.db import SessionFactory
 from models.entities import Organisation, ScimUser, User
+from tests.scim import payloads
 from tests.scim.conftest import ScimClient
 from tests.support import factories
 from tests.support.sql_events import listening
@@ -172,3 +174,103 @@ def test_a_scim_write_locks_the_person_with_the_user(
         other.rollback()
         writing.rollback()
         assert other.scalar(person.with_for_update(nowait=True)) == scim_user.user_id
+
+
+def _driver_reads(monkeypatch: Any) -> list[str]:
+    """The statements run straight through psycopg (models.db.driver_read) from now on."""
+    from models import db
+
+    seen: list[str] = []
+    run = db._run_prepared
+
+    def counting(connection: Any, sql: str, values: dict[str, Any]) -> Any:
+        seen.append(sql)
+        return run(connection, sql, values)
+
+    monkeypatch.setattr(db, "_run_prepared", counting)
+    return seen
+
+
+def test_hot_reads_answer_the_same_through_the_driver(
+    scim: ScimClient, app: Flask, monkeypatch: Any
+) -> None:
+    """On PostgreSQL a get, an `eq` and a value-path search skip SQLAlchemy's execution
+    layer when nothing watches its statements, and answer exactly what it would: every
+    attribute a record carries (emails, groups, the extension, timestamps, active)."""
+    with app.app_context():
+        if app_state().settings.is_sqlite:
+            pytest.skip("SQLite reads go through SQLAlchemy")
+    made = scim.post("/Users", payloads.rfc7643_8_2_full_user("bjensen@example.com"))
+    assert made.status_code == 201, made.json
+    scim_id = made.json["id"]
+    group = scim.post("/Groups", payloads.okta_create_group("Tour Guides"))
+    added = scim.patch(
+        f"/Groups/{group.json['id']}", payloads.okta_add_members((scim_id, "bjensen"))
+    )
+    assert added.status_code in (200, 204), added.json
+    paths = [
+        f"/Users/{scim_id}",
+        '/Users?filter=userName eq "BJENSEN@example.com"',
+        f'/Users?filter=externalId eq "{made.json["externalId"]}"',
+        '/Users?filter=emails[type eq "work" and value eq "bjensen@example.com"]',
+    ]
+    through_sqlalchemy = {}
+    with statements(app) as seen:  # a listener: SQLAlchemy runs every statement
+        for path in paths:
+            through_sqlalchemy[path] = scim.get(path).json
+    assert seen
+    driven = _driver_reads(monkeypatch)
+    for path in paths:
+        before = len(driven)
+        answer = scim.get(path)
+        assert answer.status_code == 200, answer.json
+        assert len(driven) == before + 1, path
+        assert answer.json == through_sqlalchemy[path]
+    assert through_sqlalchemy[paths[0]]["groups"][0]["display"] == "Tour Guides"
+    assert through_sqlalchemy[paths[1]]["totalResults"] == 1
+
+
+def test_a_read_in_a_transaction_sees_its_own_writes(
+    app: Flask, session: Session, monkeypatch: Any
+) -> None:
+    """A session in a transaction reads through it (never a pooled connection of its own),
+    so a search after a write in the same transaction finds what it wrote."""
+    from models.queries import scim as queries
+
+    org = factories.make_org(session, "Own writes")
+    session.commit()
+    driven = _driver_reads(monkeypatch)
+    fields = casting.scim_to_user_fields({"userName": "own@example.com"})
+    scim_actions.create_scim_user(session, organisation=org, fields=fields, actor=factories.SETUP)
+    session.flush()
+    found = queries.search_users(
+        session,
+        org.id,
+        queries.Search(filter='userName eq "own@example.com"', start=1, count=10),
+    )
+    assert [record.user_name for record in found.items] == ["own@example.com"]
+    assert driven == []
+    session.rollback()
+
+
+def test_a_failed_driver_read_is_sqlalchemy_error_and_leaves_the_pool_sound(
+    app: Flask, monkeypatch: Any
+) -> None:
+    """A statement PostgreSQL refuses raises SQLAlchemy's error (the web's handlers know it),
+    and the connection goes back to the pool out of autocommit, usable."""
+    from sqlalchemy import column, exc, select, table
+
+    from models.db import PREPARED, driver_read
+
+    with app.app_context():
+        state = app_state()
+        if state.settings.is_sqlite:
+            pytest.skip("SQLite reads go through SQLAlchemy")
+        state.engine.dispose()  # the pool then holds the one connection the read used
+        missing = select(column("x")).select_from(table("no_such_table"))
+        session = state.sessions(bind=state.autocommit_engine)
+        with session, pytest.raises(exc.ProgrammingError):
+            driver_read(session, missing.execution_options(**{PREPARED: True}), {})
+        with state.engine.connect() as connection:
+            assert connection.connection.driver_connection.autocommit is False
+            assert connection.exec_driver_sql("SELECT 1").scalar() == 1
