@@ -505,12 +505,17 @@ def _lock(
 
 def _lock_user(session: Session, key: uuid.UUID, organisation_id: uuid.UUID) -> None:
     """As _lock, the SCIM user's row and its person's in one statement: the person is then
-    read after the lock too, so the write's access-end step need not read them again."""
+    read after the lock too, so the write's access-end step need not read them again.
+
+    FOR NO KEY UPDATE: it waits for and holds off every other writer of the rows (an UPDATE,
+    a FOR UPDATE) but not a row that merely refers to the person (FOR KEY SHARE): the
+    mass-change gate counts a deactivation in a short transaction of its own, whose
+    mass_changes row refers to the person, and would otherwise wait for this one."""
     session.execute(
         select(ScimUser.id)
         .join(User, User.id == ScimUser.user_id)
         .where(ScimUser.id == key, ScimUser.organisation_id == organisation_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
 
 

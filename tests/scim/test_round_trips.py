@@ -169,6 +169,9 @@ def test_a_scim_write_locks_the_person_with_the_user(
             pytest.skip("SQLite locks the whole database for a write transaction")
         scim_user = scim_actions.get_scim_user(writing, org.id, scim_id, for_update=True)
         person = select(User.id).where(User.id == scim_user.user_id)
+        # A row referring to the person (the gate's count in its own transaction) may be
+        # written meanwhile: its foreign key check takes FOR KEY SHARE.
+        assert other.scalar(person.with_for_update(read=True, key_share=True, nowait=True))
         with pytest.raises(OperationalError, match="could not obtain lock"):
             other.execute(person.with_for_update(nowait=True))
         other.rollback()
@@ -274,3 +277,18 @@ def test_a_failed_driver_read_is_sqlalchemy_error_and_leaves_the_pool_sound(
         with state.engine.connect() as connection:
             assert connection.connection.driver_connection.autocommit is False
             assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+
+
+def test_a_deactivation_looks_for_what_the_person_holds_in_one_statement(
+    scim: ScimClient, app: Flask
+) -> None:
+    """Tokens, sent invitations, budgets and held changes: one EXISTS each in one statement;
+    a person who holds none of them (most) costs no look-up of each."""
+    scim_id = _create(scim, 10)
+    with statements(app) as seen:
+        answer = _deactivate(scim, scim_id)
+    assert answer.status_code == 200, answer.json
+    holdings = ("api_tokens", "invitations", "budgets")
+    looks = [s for s in seen if any(f" {table}" in s for table in holdings)]
+    assert len(looks) == 1, looks
+    assert looks[0].startswith("SELECT EXISTS"), looks
