@@ -3,7 +3,7 @@
 The orchestration of models.directory: it holds the connector's lease (renewed by a
 heartbeat thread), loads the owned users in a thread while the directory is read, and owns
 the transactions, because it reads a directory between them. Only a bulk import on
-PostgreSQL keeps one open while it reads, to write its creates meanwhile
+PostgreSQL keeps two open while it reads, to write its creates meanwhile
 (worker.directory_create_stream); it commits nothing before the plan is complete and checked.
 Nobody is revoked unless every page was read and every entry had its stable id; a plan over
 the threshold waits for an admin.
@@ -30,7 +30,7 @@ from models.base import utcnow
 from models.db import SessionFactory, transaction
 from models.directory import runs
 from models.directory.apply import apply_directory_plan, plan_team_retirements
-from models.directory.people_import import PeopleImport
+from models.directory.people_import import ImportParts, PeopleImport
 from models.directory.read import (
     Loaded,
     Progress,
@@ -283,15 +283,13 @@ class _Sync:
             if not streamed:
                 return _apply(session, run, connector, plan)
         assert stream is not None
-        applying, people = stream.finish()
-        with applying:
-            try:
-                run, connector = self._locked(applying)
-                outcome = _apply(applying, run, connector, plan, people)
-                applying.commit()
-            except BaseException:
-                applying.rollback()
-                raise
+        written = stream.finish()
+        try:
+            run, connector = self._locked(written.session)
+            outcome = _apply(written.session, run, connector, plan, written.people)
+            written.commit()
+        finally:
+            written.close()
         return outcome
 
     def _locked(self, session: Session) -> tuple[DirectorySyncRun, DirectoryConnector]:
@@ -307,7 +305,7 @@ def _apply(
     run: DirectorySyncRun,
     connector: DirectoryConnector,
     plan: Plan,
-    people: PeopleImport | None = None,
+    people: PeopleImport | ImportParts | None = None,
 ) -> SyncOutcome:
     applied = apply_directory_plan(
         session, connector=connector, plan=plan, actor=runs.ldap_actor(connector), people=people

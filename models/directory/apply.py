@@ -39,7 +39,7 @@ from models.actions.users import edit_user
 from models.actor import Actor
 from models.directory.bulk_rows import BATCH
 from models.directory.memberships import apply_membership_changes
-from models.directory.people_import import PeopleImport
+from models.directory.people_import import ImportParts, PeopleImport
 from models.entities import DirectoryConnector, IdentityLink, Organisation, User
 from models.enums import Role, Source, UserStatus
 from models.errors import DomainError, InvalidTransition
@@ -65,7 +65,7 @@ def apply_directory_plan(
     connector: DirectoryConnector,
     plan: Plan,
     actor: Actor,
-    people: PeopleImport | None = None,
+    people: PeopleImport | ImportParts | None = None,
 ) -> Applied:
     """Carry out a plan; each item that no longer fits the data is reported and skipped.
 

@@ -87,6 +87,15 @@ def apply_membership_changes(
     return writer.changes
 
 
+def make_teams(
+    session: Session, *, organisation: Organisation, names: list[str], actor: Actor
+) -> None:
+    """The teams of these names, made (audited) where missing. One that cannot be made is
+    left out: whoever adds members to it reports that."""
+    for name in names:
+        _team_made(session, organisation, name, actor, errors=[])
+
+
 def _team_made(
     session: Session,
     organisation: Organisation,

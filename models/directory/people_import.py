@@ -359,3 +359,34 @@ class PeopleImport:
             self.session.flush()
             if event in self.session:
                 self.session.expunge(event)  # a few hundred kilobytes each
+
+
+class ImportParts:
+    """One import written by several transactions side by side (see
+    worker.directory_create_stream), each batch whole in one of them: what the apply step
+    asks of a PeopleImport, over all of them."""
+
+    def __init__(self, parts: list[PeopleImport]) -> None:
+        self.parts = parts
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return [error for part in self.parts for error in part.errors]
+
+    @property
+    def user_ids(self) -> dict[str, str]:
+        return {key: value for part in self.parts for key, value in part.user_ids.items()}
+
+    @property
+    def members_added(self) -> int:
+        return sum(part.members_added for part in self.parts)
+
+    def joined(self, creates: Iterable[Create]) -> set[str]:
+        if any(part.members is None for part in self.parts):
+            return set()
+        skipped = set().union(*(part.not_written for part in self.parts))
+        return {item.external_id for item in creates if item.external_id not in skipped}
+
+    def finish(self, creates: list[Create]) -> int:
+        """Each part settles the roles and events of the people it wrote."""
+        return sum(part.finish(creates) for part in self.parts)

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from connectors.ldap.client import DirectoryClient
 from connectors.ldap.errors import DirectoryUnavailable
@@ -25,6 +25,8 @@ from models.entities import (
     DirectorySyncRun,
     IdentityLink,
     Organisation,
+    Team,
+    TeamMembership,
     User,
 )
 from models.enums import Role, Source, SyncRunStatus, UserStatus
@@ -176,6 +178,71 @@ def test_roles_from_groups_reach_users_written_before_their_roles_were_planned(
     assert users["alice"].role is Role.ORG_ADMIN and users["bob"].role is Role.USER
     audited = _audited_users(sessions, connector)
     assert (audited["alice"]["role"], audited["bob"]["role"]) == ("ORG_ADMIN", "USER")
+
+
+def _engineers(sessions: Any, connector: DirectoryConnector) -> set[str]:
+    """The local parts of the emails of the organisation's Engineering team's members."""
+    with sessions() as s:
+        emails = s.scalars(
+            select(User.email)
+            .join(TeamMembership, TeamMembership.user_id == User.id)
+            .join(Team, Team.id == TeamMembership.team_id)
+            .where(Team.organisation_id == connector.organisation_id, Team.name == "Engineering")
+        ).all()
+        s.rollback()
+    return {email.split("@")[0] for email in emails}
+
+
+def _written_by_backend(monkeypatch: pytest.MonkeyPatch, fail_on: int = 0) -> list[int]:
+    """The PostgreSQL backend that writes each streamed batch; the `fail_on`th one fails."""
+    backends: list[int] = []
+    write = PeopleImport.write
+
+    def recorded(self: PeopleImport, prepared: Any) -> None:
+        if self.dialect.name == "postgresql":
+            backends.append(self.session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            if len(backends) == fail_on:
+                raise RuntimeError("the writer's batch failed")
+        write(self, prepared)
+
+    monkeypatch.setattr(PeopleImport, "write", recorded)
+    return backends
+
+
+def test_two_transactions_write_the_import_and_commit_it_whole(
+    make_connector, sync, sessions, settings, streamed, directory, monkeypatch
+):
+    """PostgreSQL: the batches go in turn to two connections, each batch with its people's
+    memberships and events; the mapped teams are made first, so both can point to them."""
+    backends = _written_by_backend(monkeypatch)
+    connector = make_connector(group_teams={"engineering": "Engineering"})
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert len(set(backends)) == (0 if settings.is_sqlite else 2)
+    users = linked_users(sessions, connector)
+    assert sorted(users) == ["alice", "bob", "carol", "dave"]
+    assert sorted(_audited_users(sessions, connector)) == sorted(users)
+    assert _engineers(sessions, connector) == {"alice", "bob", "carol"}
+    assert outcome.summary["team_add"] == 3
+
+
+def test_a_failing_second_writer_leaves_nothing_of_the_import(
+    make_connector, sync, sessions, settings, streamed, directory, monkeypatch
+):
+    """The second batch (the second connection's first) fails: the first connection's
+    batch, written fine, is rolled back with it and the run fails."""
+    backends = _written_by_backend(monkeypatch, fail_on=2)
+    connector = make_connector(group_teams={"engineering": "Engineering"})
+    outcome = sync(connector)
+    if settings.is_sqlite:
+        assert outcome.status == "succeeded" and backends == []
+        return
+    assert outcome.status == "failed" and "the writer's batch failed" in outcome.error
+    assert len(set(backends)) == 2
+    assert linked_users(sessions, connector) == {}
+    assert _batch_events(sessions, connector) == []
+    assert _engineers(sessions, connector) == set()
+    assert get_run(sessions, outcome.run_id).status is SyncRunStatus.FAILED
 
 
 def test_dry_run_writes_nothing_while_reading(make_connector, sync, sessions, streamed):
