@@ -12,7 +12,7 @@ from models.actions import cutoffs
 from models.entities import KeyCutoff
 from tests.support import factories as f
 from tests.support.wait import wait_until
-from tests.support.worker import start_shifted, start_worker
+from tests.support.worker import spawn_worker, start_shifted, stop_all, wait_ready
 from worker.celery_app import beat_schedule, celery_app, urgent_queue
 
 GATEWAY_PATH = "/gateway/v1/internal/cache/invalidate"
@@ -52,9 +52,11 @@ def test_with_only_a_default_queue_worker_up_a_due_cutoff_is_still_redriven(
     )
     session.commit()
 
-    worker = start_worker(own, log_dir=tmp_path, queues=[own.celery_queue])  # no urgent worker
-    (beat,) = start_shifted(own, log_dir=tmp_path, offset=0.0, roles=["beat"])
+    # No urgent worker; the beat starts while the worker does, and both stop together.
+    started = [spawn_worker(own, log_dir=tmp_path, queues=[own.celery_queue])]
     try:
+        started += start_shifted(own, log_dir=tmp_path, offset=0.0, roles=["beat"])
+        wait_ready(started[0])
 
         def acknowledged():
             with session.get_bind().connect() as connection:
@@ -64,7 +66,6 @@ def test_with_only_a_default_queue_worker_up_a_due_cutoff_is_still_redriven(
 
         wait_until(acknowledged, timeout=30, what="the cut-off re-driven by the default queue")
     finally:
-        beat.stop()
-        worker.stop()
+        stop_all(started)
     calls = [r for r, _ in httpserver.log if r.path == GATEWAY_PATH]
     assert any(str(key.id) in r.get_json()["key_ids"] for r in calls)

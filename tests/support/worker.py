@@ -78,6 +78,23 @@ def start_worker(
     queues: list[str] | None = None,
 ) -> WorkerProcess:
     """A worker on `queues` (default: the urgent and the default queue, as without -Q)."""
+    worker = spawn_worker(
+        settings, log_dir=log_dir, concurrency=concurrency, extra_env=extra_env, queues=queues
+    )
+    wait_ready(worker)
+    return worker
+
+
+def spawn_worker(
+    settings: Settings,
+    *,
+    log_dir: Path,
+    concurrency: int = 2,
+    extra_env: dict[str, str] | None = None,
+    queues: list[str] | None = None,
+) -> WorkerProcess:
+    """`start_worker` without waiting for it to be ready (`wait_ready`), so that other
+    processes can start meanwhile."""
     log_path = log_dir / f"worker-{time.monotonic_ns()}.log"
     queues = queues or worker_queues(settings.celery_queue)
     command = [
@@ -94,12 +111,10 @@ def start_worker(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    worker = WorkerProcess(process, log_path)
-    _wait_ready(worker)
-    return worker
+    return WorkerProcess(process, log_path)
 
 
-def _wait_ready(worker: WorkerProcess, timeout: float = 60, marker: str = "ready.") -> None:
+def wait_ready(worker: WorkerProcess, timeout: float = 60, marker: str = "ready.") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if marker in worker.log():
@@ -125,7 +140,7 @@ def start_shifted(
     spawned = [_spawn_shifted(settings, log_dir, offset, role, extra_env) for role in roles]
     try:
         for started, ready in spawned:
-            _wait_ready(started, marker=ready)
+            wait_ready(started, marker=ready)
     except BaseException:
         stop_all([started for started, _ in spawned])
         raise
