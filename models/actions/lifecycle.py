@@ -9,6 +9,7 @@ never commits.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Exists, inspect, select
+from sqlalchemy import BindParameter, ColumnElement, Exists, Select, bindparam, inspect, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from models import audit, key_scope, outbox
@@ -110,17 +111,7 @@ class Holdings:
         """One person's, with their held changes, in one statement: a single revocation of
         someone who, as most people, holds none of these then makes one round trip, not four."""
 
-        def held(column: InstrumentedAttribute[Any], *where: ColumnElement[bool]) -> Exists:
-            return select(column).where(column == user_id, *where).exists()
-
-        row = session.execute(
-            select(
-                held(ApiToken.user_id),
-                held(Invitation.invited_by_user_id),
-                held(Budget.owner_id, Budget.owner_type == OwnerType.USER),
-                held(MassChange.user_id, MassChange.status == ChangeStatus.HELD),
-            )
-        ).one()
+        row = session.execute(_holdings_of_one(), {"user_id": user_id}).one()
         tokens, invitations, budgets, holds = (
             frozenset({user_id}) if found else frozenset() for found in row
         )
@@ -128,6 +119,23 @@ class Holdings:
 
     def may_hold(self, user_id: uuid.UUID, kind: frozenset[uuid.UUID] | None) -> bool:
         return user_id not in self.people or kind is None or user_id in kind
+
+
+@functools.cache
+def _holdings_of_one() -> Select[bool, bool, bool, bool]:
+    """Holdings.of_one's statement, kept: built (and its cache key made) once per process,
+    the person bound at each execution."""
+    user_id: BindParameter[uuid.UUID] = bindparam("user_id")
+
+    def held(column: InstrumentedAttribute[Any], *where: ColumnElement[bool]) -> Exists:
+        return select(column).where(column == user_id, *where).exists()
+
+    return select(
+        held(ApiToken.user_id),
+        held(Invitation.invited_by_user_id),
+        held(Budget.owner_id, Budget.owner_type == OwnerType.USER),
+        held(MassChange.user_id, MassChange.status == ChangeStatus.HELD),
+    )
 
 
 @contextmanager
