@@ -42,7 +42,7 @@ def taken(task: str, kwargs: dict[str, str]) -> None:
 
 def _raise_flag(key: str) -> bool:
     """True when this wake-up must be sent (no flag was up, or there are no flags)."""
-    flags = _flags(str(celery_app.conf.broker_url or ""))
+    flags = _flags(_broker_url())
     if flags is None:
         return True
     try:
@@ -52,7 +52,7 @@ def _raise_flag(key: str) -> bool:
 
 
 def _lower_flag(key: str) -> None:
-    flags = _flags(str(celery_app.conf.broker_url or ""))
+    flags = _flags(_broker_url())
     if flags is None:
         return
     try:
@@ -64,6 +64,15 @@ def _lower_flag(key: str) -> None:
 def _flag_key(task: str, kwargs: dict[str, str]) -> str:
     arguments = ",".join(f"{name}={value}" for name, value in sorted(kwargs.items()))
     return f"odock:wakeup:{celery_app.conf.task_default_queue}:{task}:{arguments}"
+
+
+def _broker_url() -> str:
+    """The broker this process publishes to, as configure_celery set it. Not `broker_url`:
+    Celery lets a CELERY_BROKER_URL environment variable win over that, and a process whose
+    settings name another broker (a test run's Redis database of its own) raised its flags in
+    one database while its workers lowered them in another: the flag stayed up its whole TTL
+    and every wake-up meanwhile was dropped."""
+    return str(celery_app.conf.broker_write_url or celery_app.conf.broker_url or "")
 
 
 @functools.cache

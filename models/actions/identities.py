@@ -128,17 +128,20 @@ def provision_user(
     attributes: dict[str, Any] | None = None,
     connector_id: uuid.UUID | None = None,
     fresh_external_id: bool = False,
+    new_email: bool = False,
 ) -> Provisioned:
     """The user behind this source id: already linked, linked by email, or newly created.
 
     `fresh_external_id`: the caller has just minted the id (SCIM's own), so no link can
-    hold it yet. Nothing is flushed here; the unique keys still refuse a concurrent twin.
+    hold it yet. `new_email`: the caller has just found no user with this email (in this
+    transaction), so none is looked for. Nothing is flushed here; the unique keys still
+    refuse a concurrent twin.
     """
     if not fresh_external_id:
         link = find_link(session, organisation.id, source, external_id)
         if link is not None:
             return Provisioned(user=link.user, link=link, created=False)
-    user = find_user_by_email(session, organisation.id, email)
+    user = None if new_email else find_user_by_email(session, organisation.id, email)
     created = user is None
     if user is None:
         user = add_user(

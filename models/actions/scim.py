@@ -14,6 +14,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from connectors.scim.errors import InvalidValue
 from connectors.scim.fields import ScimGroupFields, ScimUserFields
 from models import audit
 from models.actions import access_end, lifecycle, mass_change
@@ -58,15 +59,15 @@ def get_scim_user(
     if for_update:
         _lock_user(session, key, organisation_id)
     # One round trip: the user, emails and groups joined (a SCIM answer shows all three),
-    # and the organisation with its settings (the answer follows its end-date attribute).
+    # and the organisation with its settings (the answer follows its end-date attribute);
+    # for a write, the mass-change gate's thresholds too (a deactivation passes the gate).
+    organisation = joinedload(ScimUser.organisation)
+    if for_update:
+        organisation = organisation.joinedload(Organisation.mass_change_settings)
     found = session.get(
         ScimUser,
         key,
-        options=[
-            joinedload(ScimUser.emails),
-            joinedload(ScimUser.groups),
-            joinedload(ScimUser.organisation),
-        ],
+        options=[joinedload(ScimUser.emails), joinedload(ScimUser.groups), organisation],
         populate_existing=for_update,
     )
     if found is None or found.organisation_id != organisation_id:
@@ -93,7 +94,8 @@ def create_scim_user(
     session: Session, *, organisation: Organisation, fields: ScimUserFields, actor: Actor
 ) -> ScimUser:
     """Provision a person: linked to an existing user with the same email, else created."""
-    if scim_user_named(session, organisation.id, fields.user_name) is not None:
+    taken, email_known = _name_and_email_taken(session, organisation.id, fields)
+    if taken:
         raise Conflict(f"userName {fields.user_name} is already taken", field="userName")
     _check_manager(session, organisation.id, fields.manager_id)
     scim_id = new_id()
@@ -106,6 +108,7 @@ def create_scim_user(
         name=fields.person_name(),
         actor=actor,
         fresh_external_id=True,
+        new_email=not email_known,
     )
     user = provisioned.user
     if not provisioned.created:
@@ -124,6 +127,26 @@ def create_scim_user(
     access_end.set_access_end(session, user=user, ends_at=fields.access_ends_at, actor=actor)
     _audit(session, scim_user, actor, "scim.user.created", before=None)
     return scim_user
+
+
+def _name_and_email_taken(
+    session: Session, organisation_id: uuid.UUID, fields: ScimUserFields
+) -> tuple[bool, bool]:
+    """Whether the userName is taken and whether a person of the organisation has the
+    email, in one statement (a create's two look-ups; without an email, the first alone)."""
+    named = exists().where(
+        ScimUser.organisation_id == organisation_id,
+        ScimUser.user_name_key == fields.user_name.lower(),
+    )
+    try:
+        email = fields.primary_email()
+    except InvalidValue:
+        return bool(session.scalar(select(named))), False  # refused later, after a clash
+    owned = exists().where(
+        User.organisation_id == organisation_id, User.email_key == email_key(email)
+    )
+    taken, known = session.execute(select(named, owned)).one()
+    return bool(taken), bool(known)
 
 
 def replace_scim_user(

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, Timestamped, new_id
 from models.entities.types import enum_column
+
+if TYPE_CHECKING:
+    from models.entities.mass_change import MassChangeSettings
+
 from models.enums import DeletedTeamKeyPolicy, KeyPolicy, LeaverInvitationPolicy, ScimDeletePolicy
 
 SCIM_ACCESS_END_ATTRIBUTE = (
@@ -26,6 +31,9 @@ class Organisation(Timestamped, Base):
     settings: Mapped[OrganisationSettings] = relationship(
         back_populates="organisation", uselist=False, lazy="joined"
     )
+    # The mass-change gate's thresholds (None: the defaults), loaded only when asked for: a
+    # SCIM write reads them with its user, since a deactivation passes the gate.
+    mass_change_settings: Mapped[MassChangeSettings | None] = relationship(viewonly=True)
 
 
 class OrganisationSettings(Timestamped, Base):

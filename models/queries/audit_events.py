@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, or_, select
+from sqlalchemy import Row, Select, String, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
 from models.base import in_utc
@@ -29,6 +29,10 @@ MAX_PAGE = 500
 EXPORT_BATCH = 5000
 # The shorthand target filters of the API and CLI, and the target_type each one means.
 TARGET_KINDS = {"user": "user", "team": "team", "key": "api_key"}
+# A directory import's events that stand for many changes at once (models.directory): a
+# batch of people created (`after.users` lists their ids), and a team's members added with
+# that batch (target id the team's, `after.members` lists the users' ids).
+USER_BATCH, MEMBERSHIP_BATCH = "user_batch", "membership_batch"
 COLUMNS = (
     AuditEvent.id,
     AuditEvent.occurred_at,
@@ -58,6 +62,9 @@ class AuditFilter:
     target_type: str | None = None
     target_id: str | None = None
     request_id: str | None = None
+    # Events about one user or team, the directory's batch events that list them included.
+    user_id: uuid.UUID | None = None
+    team_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,13 @@ def _filtered(filters: AuditFilter) -> Select[Any]:
     for value, condition in conditions:
         if value is not None:
             query = query.where(condition(value))
+    if filters.user_id is not None:
+        query = query.where(_about_user(str(filters.user_id)))
+    if filters.team_id is not None:
+        query = query.where(
+            AuditEvent.target_type.in_(("team", MEMBERSHIP_BATCH)),
+            AuditEvent.target_id == str(filters.team_id),
+        )
     if filters.action is not None:
         if filters.action.endswith(".*"):
             prefix = _escape_like(filters.action[:-1])
@@ -142,6 +156,20 @@ def _filtered(filters: AuditFilter) -> Select[Any]:
         else:
             query = query.where(AuditEvent.action == filters.action)
     return query
+
+
+def _about_user(user_id: str) -> Any:
+    """The user's own events, and the batch events whose `after` lists their id. A UUID in
+    its text form names one user, whatever key it is under, so the stored JSON's text is
+    searched for it (batch events are few: one per 2,000 people, and per team and batch)."""
+    quoted = f'%"{user_id}"%'  # hex digits and dashes: nothing LIKE would read as a pattern
+    return or_(
+        and_(AuditEvent.target_type == "user", AuditEvent.target_id == user_id),
+        and_(
+            AuditEvent.target_type.in_((USER_BATCH, MEMBERSHIP_BATCH)),
+            cast(AuditEvent.after, String).like(quoted),
+        ),
+    )
 
 
 def event_view(row: Row[Any] | AuditEvent) -> dict[str, Any]:

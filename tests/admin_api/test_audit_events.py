@@ -173,3 +173,56 @@ def test_bad_parameters_are_clear_400s(client, world, unchanged) -> None:
         400,
     )
     unchanged()
+
+
+def test_user_and_team_filters_find_the_directory_batch_events_that_list_them(
+    client, session, world
+) -> None:
+    """A directory import audits its people and their first memberships in batches (target
+    types `user_batch` and `membership_batch`): a user's or a team's events include those
+    batches that list them, and no batch that does not."""
+    colleague, outsider = str(world.users["colleague"]), str(world.users["outsider"])
+    alpha, beta = str(world.alpha), str(world.beta)
+    _event(
+        session,
+        world.org_a,
+        minutes=1,
+        action="user.created",
+        target_type="user_batch",
+        target_id=uuid.uuid4(),
+        source=Source.LDAP,
+    ).after = {"count": 1, "users": [{"id": colleague, "name": "Colleague"}]}
+    for minutes, team, member in ((2, alpha, colleague), (3, beta, outsider)):
+        _event(
+            session,
+            world.org_a,
+            minutes=minutes,
+            action="team.member_added",
+            target_type="membership_batch",
+            target_id=team,
+            source=Source.LDAP,
+        ).after = {"team_id": team, "count": 1, "members": [{"user_id": member}]}
+    _event(session, world.org_a, minutes=4, action="user.updated", target_id=colleague)
+    _event(
+        session, world.org_a, minutes=5, action="team.renamed", target_type="team", target_id=alpha
+    )
+    session.commit()
+
+    def found(query: str) -> list[tuple[str, str]]:
+        response = client.get(
+            f"/api/v1/audit-events?{query}&until=2026-11-02T00:00:00Z", headers=world.auth("admin")
+        )
+        assert response.status_code == 200, response.get_json()
+        return [(e["action"], e["target_type"]) for e in response.get_json()["items"]]
+
+    assert found(f"user_id={colleague}") == [
+        ("user.updated", "user"),
+        ("team.member_added", "membership_batch"),
+        ("user.created", "user_batch"),
+    ]
+    assert found(f"user_id={outsider}") == [("team.member_added", "membership_batch")]
+    assert found(f"team_id={alpha}") == [
+        ("team.renamed", "team"),
+        ("team.member_added", "membership_batch"),
+    ]
+    assert found(f"user_id={uuid.uuid4()}") == []

@@ -3,8 +3,6 @@ drain records them as held, the admins are emailed, and an admin decides with th
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy import select
 
 from models.actions.identities import link_identity
@@ -15,7 +13,6 @@ from tests.events.conftest import generic, okta_headers, signed
 from tests.mass_change.conftest import THRESHOLD, audit_actions, changes, statuses
 from tests.support import factories as f
 from tests.support.wait import wait_until
-from worker.tasks import idp_events as drain_tasks
 
 ACTIVE, REVOKED = UserStatus.ACTIVE, UserStatus.REVOKED
 
@@ -43,26 +40,6 @@ def processed(sessions, delivery_id: str) -> ReceivedDelivery | None:
         return delivery if delivery is not None and delivery.status == "processed" else None
 
 
-def drained(sessions, delivery_id: str) -> ReceivedDelivery:
-    """The delivery once a drain has processed it. A wake-up whose publish failed (a broker
-    slow under load) is left to the beat's sweep in production; this module's worker runs no
-    beat, so the sweep runs here once the delivery has waited as long as the sweep allows
-    (the wake-up itself is tested in tests/events/test_receiver.py)."""
-    started = time.monotonic()
-    swept = [started]
-
-    def check() -> ReceivedDelivery | None:
-        found = processed(sessions, delivery_id)
-        now = time.monotonic()
-        waited = drain_tasks.WAITING_TOO_LONG.total_seconds() + 1
-        if found is None and now - started > waited and now - swept[0] > 1:
-            swept[0] = now
-            drain_tasks.wake_waiting_drains()
-        return found
-
-    return wait_until(check, timeout=60, what="the drain")
-
-
 def deactivated(email: str) -> dict:
     return generic("user.deactivated", user={"email": email})
 
@@ -74,7 +51,7 @@ def test_signed_mass_deactivation_is_held_admins_emailed_then_approved_by_cli(
 
     delivery_id = send_signed(client, gated, *[deactivated(email) for email in emails])
 
-    delivery = drained(sessions, delivery_id)
+    delivery = wait_until(lambda: processed(sessions, delivery_id), what="the drain")
     outcomes = [result["outcome"] for result in delivery.results]
     assert outcomes == ["applied"] * THRESHOLD + ["held"] * 3
     assert delivery.outcome == "3 applied, 3 held"
@@ -115,7 +92,7 @@ def test_okta_deliveries_held_and_discarded_revoke_nobody(
         assert response.status_code == 200, response.get_data(as_text=True)
         delivery_ids.append(payload["eventId"])
     for delivery_id in delivery_ids:
-        drained(sessions, delivery_id)
+        wait_until(lambda d=delivery_id: processed(sessions, d), what="the drain")
     held = changes(sessions, ChangeStatus.HELD)
     assert len(held) == 2 and {h.source for h in held} == {Source.OKTA}
 
@@ -154,7 +131,7 @@ def test_held_okta_delete_keeps_the_link_until_approved_and_other_events_still_a
     assert (
         client.post(gated.hooked.okta_url, json=payload, headers=okta_headers()).status_code == 200
     )
-    drained(sessions, payload["eventId"])
+    wait_until(lambda: processed(sessions, payload["eventId"]), what="the drain")
     (held,) = changes(sessions, ChangeStatus.HELD)
     assert held.kind is ChangeKind.DELETE
     assert _link_deleted(sessions, "00u3") is False
@@ -163,7 +140,7 @@ def test_held_okta_delete_keeps_the_link_until_approved_and_other_events_still_a
     renamed = send_signed(
         client, gated, generic("user.updated", user={"email": emails[4]}, changes={"name": "New"})
     )
-    assert drained(sessions, renamed).results[0]["outcome"] == "applied"
+    assert wait_until(lambda: processed(sessions, renamed)).results[0]["outcome"] == "applied"
 
     run_json("holds", "approve", "--org", gated.org.slug, str(held.id))
 
@@ -176,12 +153,12 @@ def test_a_reactivation_from_the_same_source_supersedes_its_held_deactivation(
 ):
     emails = make_people(session, gated, 4)
     first = send_signed(client, gated, *[deactivated(email) for email in emails])
-    drained(sessions, first)
+    wait_until(lambda: processed(sessions, first), what="the drain")
     assert len(changes(sessions, ChangeStatus.HELD)) == 1
 
     back = send_signed(client, gated, generic("user.reactivated", user={"email": emails[3]}))
 
-    drained(sessions, back)
+    wait_until(lambda: processed(sessions, back), what="the drain")
     assert changes(sessions, ChangeStatus.HELD) == []
     assert len(changes(sessions, ChangeStatus.SUPERSEDED)) == 1
     assert statuses(sessions, emails) == [REVOKED] * 3 + [ACTIVE]

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.scim import casting
+from models.actions import mass_change
 from models.actions import scim as scim_actions
 from models.db import SessionFactory
 from models.entities import Organisation, ScimUser, User
@@ -292,3 +293,31 @@ def test_a_deactivation_looks_for_what_the_person_holds_in_one_statement(
     looks = [s for s in seen if any(f" {table}" in s for table in holdings)]
     assert len(looks) == 1, looks
     assert looks[0].startswith("SELECT EXISTS"), looks
+
+
+def test_a_create_asks_after_its_user_name_and_email_in_one_statement(
+    scim: ScimClient, app: Flask
+) -> None:
+    """A new person: the organisation, then whether the userName is taken and whether someone
+    has the email, together (linking a person who has it is tests/scim/test_users.py's)."""
+    _create(scim, 11)  # the token is remembered from here on
+    with statements(app) as seen:
+        _create(scim, 12)
+    reads = [s for s in seen if s.startswith("SELECT")]
+    assert len(reads) == 2, reads
+    assert "FROM scim_users" in reads[1] and "FROM users" in reads[1], reads
+
+
+def test_a_deactivation_reads_the_gate_settings_with_the_user(
+    scim: ScimClient, app: Flask, session: Session, org: Organisation
+) -> None:
+    """A write loads the organisation's mass-change thresholds with its user: the gate does
+    not read them again (and follows what they say: here, off)."""
+    mass_change.set_thresholds(session, organisation=org, actor=factories.SETUP, enabled=False)
+    session.commit()
+    scim_id = _create(scim, 13)
+    with statements(app) as seen:
+        answer = _deactivate(scim, scim_id)
+    assert answer.status_code == 200 and answer.json["active"] is False, answer.json
+    assert [s for s in seen if s.startswith("SELECT mass_change")] == []
+    assert [s for s in seen if "mass_change_gates" in s] == []  # off: nothing counted

@@ -38,7 +38,10 @@ def index() -> dict[str, Any]:
 
 def audit_filters(organisation_id: Any) -> AuditFilter:
     """The filters of the query string (the API's and the console's), clear 400s if bad."""
+    user_id, team_id = uuid_param("user_id"), uuid_param("team_id")
     target_type, target_id = _target()
+    if user_id is not None or team_id is not None:
+        target_type = target_id = None  # matched with the batch events that list them
     actor_user = uuid_param("actor_user_id")
     return AuditFilter(
         organisation_id=organisation_id,
@@ -51,6 +54,8 @@ def audit_filters(organisation_id: Any) -> AuditFilter:
         target_type=target_type,
         target_id=target_id,
         request_id=text_param("request_id", max_length=64),
+        user_id=user_id,
+        team_id=team_id,
     )
 
 
