@@ -5,6 +5,9 @@ periodic sweep wakes the task again for rows left waiting. On a Redis broker a s
 per wake-up marks it as sent and not yet taken; while the flag is up, further identical
 wake-ups are dropped. The task lowers the flag (`taken`) before its last read of its work, so
 whatever commits after that raises the flag again and wakes it once more: nothing is left behind.
+A dropped wake-up relies on the task behind the flag, so a flag must not outlive it: the task
+lowers it when it fails too, a task that finds another at work keeps it only briefly (`hold`),
+and a flag whose task was lost with its worker expires by the time the sweep looks.
 On other brokers every wake-up is sent.
 """
 
@@ -20,7 +23,9 @@ from worker.celery_app import celery_app
 log = structlog.get_logger(__name__)
 
 # A flag outlives a lost wake-up task by at most this long; then the next request goes through.
-FLAG_TTL_SECONDS = 30
+# No longer than the age at which the sweep wakes a task for work left waiting, so the sweep's
+# own wake-up never meets the flag of a task lost before that work was stored.
+FLAG_TTL_SECONDS = 10
 
 
 def wake(task: str, kwargs: dict[str, str]) -> None:
@@ -38,6 +43,19 @@ def wake(task: str, kwargs: dict[str, str]) -> None:
 def taken(task: str, kwargs: dict[str, str]) -> None:
     """Called by the woken task before it reads its work."""
     _lower_flag(_flag_key(task, kwargs))
+
+
+def hold(task: str, kwargs: dict[str, str], seconds: float) -> None:
+    """Keep a raised flag up for at most `seconds` more (a lowered one stays down): a task
+    woken while another runs the same work leaves it to that one, which lowers the flag before
+    its last read. Should that one die first, later wake-ups go through once this runs out."""
+    flags = _flags(_broker_url())
+    if flags is None:
+        return
+    try:
+        flags.set(_flag_key(task, kwargs), 1, ex=max(1, round(seconds)), xx=True)
+    except redis.RedisError:
+        log.warning("wakeup.flag_not_held", task=task)  # it expires on its own
 
 
 def _raise_flag(key: str) -> bool:

@@ -39,6 +39,18 @@ def receive_generic(session, org, delivery_id, event) -> None:
     )
 
 
+def flags_of(settings):
+    from worker import wakeups
+
+    return wakeups._flags(settings.celery_broker_url)
+
+
+def drain_flag(org) -> str:
+    from worker import wakeups
+
+    return wakeups._flag_key("events.drain", {"organisation_id": str(org.id)})
+
+
 def statuses(session, org) -> dict[str, tuple[str, str | None]]:
     rows = session.execute(
         select(
@@ -99,9 +111,12 @@ def test_a_delivery_that_breaks_is_failed_and_the_others_still_apply(session, mo
     assert user.status is UserStatus.ACTIVE
 
 
-def test_deliveries_stored_while_a_drain_runs_ride_on_it(
+def test_deliveries_stored_while_a_drain_runs_wake_one_more_at_most(
     session, settings, monkeypatch, sent_tasks
 ):
+    """The drain lowers its flag as it takes its turn (should it die, nothing stays up): the
+    first delivery stored meanwhile wakes one more drain, which leaves it to this one, and the
+    others ride on that wake-up."""
     from worker import wakeups
     from worker.tasks.idp_events import drain_deliveries
 
@@ -113,22 +128,23 @@ def test_deliveries_stored_while_a_drain_runs_ride_on_it(
     wake_up = ("events.drain", {"organisation_id": str(org.id)})
     process_received = idp_events.process_received
 
-    def a_delivery_arrives_meanwhile(session_, deliveries):
+    def deliveries_arrive_meanwhile(session_, deliveries):
         if deliveries:  # the run's first batch
-            wakeups.wake(*wake_up)  # as the receiver does after storing one
+            for _ in range(3):
+                wakeups.wake(*wake_up)  # as the receiver does after storing one
         process_received(session_, deliveries)
 
-    monkeypatch.setattr(idp_events, "process_received", a_delivery_arrives_meanwhile)
+    monkeypatch.setattr(idp_events, "process_received", deliveries_arrive_meanwhile)
     org_id = str(org.id)
 
     assert drain_deliveries(org_id) == 1
     wakeups.wake(*wake_up)  # after the run: a new one is woken
     drains = sent.count("events.drain")
     if settings.celery_broker_url.startswith("redis://"):
-        assert drains == 2  # none sent while the drain ran
+        assert drains == 3  # one sent while the drain ran, for three deliveries
         wakeups.taken(*wake_up)
     else:
-        assert drains == 3  # no flags on this broker: every wake-up is sent
+        assert drains == 5  # no flags on this broker: every wake-up is sent
 
 
 def test_a_refused_event_in_a_batch_is_undone_alone_and_the_rest_applies_once(session):
@@ -264,11 +280,12 @@ def test_in_one_batch_bad_deliveries_are_rejected_and_the_good_ones_still_apply(
 
 
 def test_a_second_drain_of_the_organisation_leaves_at_once_while_one_is_at_work(
-    session, sessions, engine
+    session, sessions, engine, settings
 ):
     """On both databases (SQLite used to give every drain a turn: drains ran side by side in
     both urgent slots while invalidations waited for one)."""
     from worker import turns
+    from worker.tasks import idp_events as drain_task
     from worker.tasks.idp_events import drain_deliveries
 
     org = f.make_org(session)
@@ -281,6 +298,9 @@ def test_a_second_drain_of_the_organisation_leaves_at_once_while_one_is_at_work(
         assert drain_deliveries(str(org.id)) == 0
         with sessions() as fresh:
             assert statuses(fresh, org) == {"waiting": ("received", None)}
+        if flags_of(settings) is not None:  # its wake-up stays up only briefly: that one
+            ttl = flags_of(settings).ttl(drain_flag(org))  # may die before it looks again
+            assert 0 < ttl <= drain_task.LEAVER_FLAG_SECONDS
     assert drain_deliveries(str(org.id)) == 1
 
 

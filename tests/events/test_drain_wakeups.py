@@ -1,21 +1,25 @@
 """Wake-up flags with a real worker on PostgreSQL and Redis: every delivery stored after a
 drain's last look wakes a drain at once, instead of finding a flag up that nothing will lower
 and waiting for the beat's sweep (a dropped wake-up is silent). The flag is raised and lowered
-in one Redis database."""
+in one Redis database, and a drain that dies or fails mid-run leaves none up."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from models.actions import idp_events
-from models.entities import ReceivedDelivery
+from models.entities import ReceivedDelivery, User
 from tests.events.conftest import generic
 from tests.support import factories as f
 from tests.support.wait import wait_until
-from tests.support.worker import start_worker
+from tests.support.worker import WorkerProcess, start_worker
+from worker import turns
 
 EMAIL = "jane@faults.test"
 DRAIN_RETURNED = re.compile(r"events\.drain\[[^\]]+\] succeeded")
@@ -41,6 +45,18 @@ def org(session):
     f.make_user(session, org, email=EMAIL)
     session.commit()
     return org
+
+
+@pytest.fixture
+def blocked(sessions, engine, org) -> Iterator[object]:
+    """Jane's row locked: a drain applying an event about her waits inside its batch."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a drain is held mid-batch on a row lock (SQLite locks the whole file)")
+    blocker = sessions()
+    blocker.execute(select(User).where(User.email == EMAIL).with_for_update())
+    yield blocker
+    blocker.rollback()
+    blocker.close()
 
 
 def deliver(sessions, org, delivery_id: str, event_type: str) -> None:
@@ -70,6 +86,31 @@ def all_processed(sessions, org, *delivery_ids: str) -> bool:
     return statuses(sessions, org) == dict.fromkeys(delivery_ids, "processed")
 
 
+def flag_up(org) -> bool:
+    from worker import wakeups
+
+    flags = wakeups._flags(wakeups._broker_url())
+    assert flags is not None
+    key = wakeups._flag_key(idp_events.TASK_DRAIN, {"organisation_id": str(org.id)})
+    return bool(flags.exists(key))
+
+
+def waiting_on_a_lock(session) -> bool:
+    session.connection().execute(text("SELECT pg_stat_clear_snapshot()"))
+    waiting = session.connection().execute(
+        text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+    )
+    return bool(waiting.scalar())
+
+
+def drain_blocked(worker: WorkerProcess, blocker) -> None:
+    wait_until(lambda: "events.drain[" in worker.log(), what="the drain taken by the worker")
+    wait_until(lambda: waiting_on_a_lock(blocker), what="the drain waiting on Jane's row")
+
+
 def test_a_delivery_after_a_drain_returned_wakes_another_whatever_the_environment_names(
     sessions, own, org, tmp_path, monkeypatch
 ):
@@ -93,3 +134,59 @@ def test_a_delivery_after_a_drain_returned_wakes_another_whatever_the_environmen
         worker.stop()
     drains = worker.log().count("Task events.drain[")
     assert drains == 4  # two woken, each received and succeeded: none left to the sweep
+
+
+def test_a_drain_killed_mid_run_leaves_no_flag_and_the_next_delivery_wakes_a_drain(
+    sessions, own, org, blocked, tmp_path
+):
+    doomed = start_worker(own, log_dir=tmp_path, concurrency=1)
+    try:
+        deliver(sessions, org, "first", "user.deactivated")
+        drain_blocked(doomed, blocked)
+        os.killpg(doomed.process.pid, signal.SIGKILL)  # the worker and its pool, mid-batch
+        doomed.process.wait(timeout=10)
+    finally:
+        doomed.kill()
+        blocked.rollback()  # type: ignore[attr-defined]
+
+    assert not flag_up(org)  # it died holding the turn: nothing would take a wake-up now
+    assert statuses(sessions, org) == {"first": "received"}  # its batch was rolled back
+    second = start_worker(own, log_dir=tmp_path)
+    try:
+        deliver(sessions, org, "second", "user.reactivated")
+        wait_until(lambda: all_processed(sessions, org, "first", "second"), what="the drain")
+    finally:
+        second.stop()
+
+
+def test_a_drain_that_fails_lowers_its_flag_and_is_run_again(
+    sessions, engine, own, org, blocked, tmp_path
+):
+    """Its database connection dies while it holds the turn (a failover, an idle-session
+    kill): the run fails outside its batches, and used to leave its flag up for 30 s."""
+    worker = start_worker(own, log_dir=tmp_path, concurrency=1)
+    try:
+        deliver(sessions, org, "first", "user.deactivated")
+        drain_blocked(worker, blocked)
+        with engine.connect() as admin:
+            turn_holder = admin.scalar(
+                text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND classid::text::bigint * 4294967296 + objid::text::bigint = :key"
+                ),
+                {"key": turns.key_of(org.id) & 0xFFFFFFFFFFFFFFFF},  # the oids are unsigned
+            )
+            assert turn_holder is not None
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": turn_holder})
+        blocked.rollback()  # type: ignore[attr-defined]
+        wait_until(lambda: all_processed(sessions, org, "first"), what="the first batch")
+        wait_until(
+            lambda: "raised unexpected" in worker.log() or " retry: " in worker.log(),
+            what="the drain failing as it let go of its turn",
+        )
+
+        assert not flag_up(org)
+        deliver(sessions, org, "second", "user.reactivated")
+        wait_until(lambda: all_processed(sessions, org, "first", "second"), what="the drain")
+    finally:
+        worker.stop()

@@ -256,6 +256,15 @@ def test_broker_down_at_commit_keeps_the_delivery_and_the_sweep_wakes_its_drain_
     assert sent == [("events.drain", {"organisation_id": str(hooked.org.id)})]
 
 
+def test_a_lost_wake_up_never_keeps_the_sweep_from_waking_its_drain():
+    """A wake-up task lost with its worker leaves its flag up until it expires; by the time
+    the sweep finds a delivery that waited too long, any flag raised before it has expired."""
+    from worker import wakeups
+    from worker.tasks import idp_events as tasks
+
+    assert tasks.WAITING_TOO_LONG.total_seconds() >= wakeups.FLAG_TTL_SECONDS
+
+
 def test_deliveries_wake_one_drain_while_a_wake_up_waits_to_be_taken(
     client, session, hooked, monkeypatch, settings
 ):

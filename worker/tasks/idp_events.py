@@ -25,6 +25,10 @@ WAITING_TOO_LONG = timedelta(seconds=10)
 # batch costs ~3 ms whatever its size, and without a pause the drain would take the
 # deliveries one by one as they arrive. It delays an event by at most this much.
 LINGER_SECONDS = 0.05
+# A drain that finds another at work keeps its wake-up flag up this long at most: deliveries
+# stored meanwhile ride on it (the holder looks again before it returns), and should the holder
+# die, the next delivery after this wakes a drain again. A long run sees one such leaver each.
+LEAVER_FLAG_SECONDS = 5
 
 
 @task(idp_events.TASK_DRAIN)
@@ -32,22 +36,35 @@ def drain_deliveries(organisation_id: str) -> int:
     """Apply the organisation's received deliveries until none is left.
 
     One drain per organisation at a time: a second one woken meanwhile leaves at once instead
-    of waiting in a worker slot (on the first one's row locks and mass-change gate). The
-    wake-up flag stays up while the holder runs, so deliveries stored meanwhile ride on it
-    instead of waking another run. Once the holder lets go of its turn it lowers the flag and
-    only then reads the queue once more: a leaver left the flag it was woken by up, and a flag
-    left up after the holder returns would keep every later delivery from waking a drain until
-    it expired or the sweep came (tens of seconds). What commits after that read raises the
-    flag again and wakes a new run, which finds the turn free.
+    of waiting in a worker slot (on the first one's row locks and mass-change gate), its flag
+    kept up briefly so that deliveries stored meanwhile ride on it instead of waking more runs.
+    The holder lowers the flag as it takes its turn, and again once it lets go, and only then
+    reads the queue once more: a flag left up after the holder returns would keep every later
+    delivery from waking a drain until it expired or the sweep came (tens of seconds). What
+    commits after that read raises the flag again and wakes a new run, which finds the turn
+    free. A holder that dies mid-run (its worker killed) leaves no flag of its own; one that
+    fails lowers it and is retried.
     """
-    organisation = uuid.UUID(organisation_id)
+    wake_up = (idp_events.TASK_DRAIN, {"organisation_id": organisation_id})
+    try:
+        return _drain_in_turn(uuid.UUID(organisation_id), wake_up)
+    except Exception as exc:
+        wakeups.taken(*wake_up)  # the next delivery wakes a drain instead of waiting for us
+        if isinstance(exc, OperationalError):  # the database went away mid-run
+            raise TransientError(f"{type(exc).__name__} draining {organisation_id}") from exc
+        raise
+
+
+def _drain_in_turn(organisation: uuid.UUID, wake_up: tuple[str, dict[str, str]]) -> int:
     drained = 0
     while True:
         with turns.turn(runtime().engine, turns.key_of(organisation)) as mine:
             if not mine:
+                wakeups.hold(*wake_up, seconds=LEAVER_FLAG_SECONDS)
                 return drained  # the holder lowers the flag and looks again once it lets go
+            wakeups.taken(*wake_up)
             drained += _drain(organisation)
-        wakeups.taken(idp_events.TASK_DRAIN, {"organisation_id": organisation_id})
+        wakeups.taken(*wake_up)
         with runtime().sessions() as session:
             if not idp_events.has_received(session, organisation):
                 return drained
