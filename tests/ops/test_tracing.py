@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from tests.support import factories as f
 from tests.support.net import free_port
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.wait import wait_until
-from tests.support.worker import ROOT, WorkerProcess, settings_env, start_worker
+from tests.support.worker import ROOT, WorkerProcess, settings_env, spawn_worker, wait_ready
 from worker.tracing import tracing_config
 
 pytestmark = pytest.mark.slow
@@ -107,10 +108,13 @@ def stack(own_queue: Settings, tmp_path: Path, metrics_dir: Path) -> Iterator[St
     started: list[Web | WorkerProcess] = []
 
     def start(otel: dict[str, str]) -> str:
+        """The worker and the web start side by side (each spends seconds importing)."""
         env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **otel}
-        started.append(start_worker(own_queue, log_dir=tmp_path, concurrency=1, extra_env=env))
+        worker = spawn_worker(own_queue, log_dir=tmp_path, concurrency=1, extra_env=env)
+        started.append(worker)
         web = start_web(own_queue, env, tmp_path)
         started.append(web)
+        wait_ready(worker)
         return web.url
 
     saved = dict(os.environ)
@@ -121,8 +125,13 @@ def stack(own_queue: Settings, tmp_path: Path, metrics_dir: Path) -> Iterator[St
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        for process in reversed(started):
-            process.stop()
+        stop_together(started)
+
+
+def stop_together(processes: list[Web | WorkerProcess]) -> None:
+    """Each stop waits seconds for its process to wind down; the waits overlap."""
+    with ThreadPoolExecutor(max_workers=max(len(processes), 1)) as pool:
+        list(pool.map(lambda process: process.stop(), processes))
 
 
 def revoke_someone(session: Session, web_url: str) -> None:
