@@ -119,6 +119,19 @@ def _check_broker() -> str:
     return "ok"
 
 
+# (endpoint, status) -> its request counter and latency histogram: a metric's labels() takes
+# a lock and checks its values on each call. Bounded by the routes and the statuses.
+_METRICS: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+
+def _metrics_of(endpoint: str, status: int) -> tuple[Any, Any]:
+    found = _METRICS.get((endpoint, status))
+    if found is None:
+        found = (REQUESTS.labels(endpoint, str(status)), LATENCY.labels(endpoint))
+        _METRICS[(endpoint, status)] = found
+    return found
+
+
 def install_request_metrics(app: Flask) -> None:
     @app.before_request
     def _start_timer() -> None:
@@ -134,8 +147,9 @@ def install_request_metrics(app: Flask) -> None:
     def _observe(response: Response) -> Response:
         endpoint = request.endpoint or "unmatched"
         elapsed = time.perf_counter() - g.get("request_started", time.perf_counter())
-        REQUESTS.labels(endpoint, str(response.status_code)).inc()
-        LATENCY.labels(endpoint).observe(elapsed)
+        count, latency = _metrics_of(endpoint, response.status_code)
+        count.inc()
+        latency.observe(elapsed)
         # The route template, never the raw path or query: those may carry a secret
         # (an enrollment token in the path, a token someone put in the query string).
         log.info(

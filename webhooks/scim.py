@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from connectors.scim.errors import InvalidSyntax, ScimError
-from connectors.scim.projection import project
+from connectors.scim.projection import Projection, project
 from connectors.scim.schemas import ERROR, GROUP_KIND, ResourceKind
 from models import errors
 from models.actor import Actor
@@ -32,6 +32,8 @@ MEDIA_TYPE = "application/scim+json"
 log = structlog.get_logger(__name__)
 
 bp = Blueprint("scim", __name__, url_prefix=PREFIX)
+
+NO_PROJECTION = Projection()
 
 
 @bp.before_request
@@ -234,7 +236,9 @@ def resource(document: dict[str, Any], kind: ResourceKind) -> Response:
         response = Response(status=304)
         response.headers["ETag"] = document["meta"]["version"]
         return response
-    return scim_json(project(document, query_listing().projection, kind))
+    # Most reads carry no query string: nothing to parse, nothing to project.
+    projection = query_listing().projection if request.args else NO_PROJECTION
+    return scim_json(project(document, projection, kind))
 
 
 def committed(document: dict[str, Any] | None, status: int = 200) -> Response:
