@@ -443,11 +443,15 @@ Results = dict[str, dict[str, Result]]  # operation -> server name -> result
 
 
 def interleaved(
-    workloads: list[Workload], step: Callable[[Workload], Calls], threads: int
+    workloads: list[Workload], step: Callable[[Workload], Calls], threads: int, warm: bool
 ) -> dict[str, Result]:
     """The step on every server in alternating slices (one, two, three, one, two...), so a
-    change in the shared machine's load during the step falls on all alike."""
+    change in the shared machine's load during the step falls on all alike. `warm`: first a
+    slice on each, not measured (see WARMED)."""
     planned = [(workload, step(workload)) for workload in workloads]
+    if warm:
+        for workload, calls in planned:
+            drive(workload.server, calls[: max(len(calls) // ROUNDS, 1)], threads)
     slices: dict[str, list[Result]] = {workload.server.name: [] for workload in workloads}
     for index in range(ROUNDS):
         for workload, calls in planned:
@@ -467,11 +471,25 @@ def merged(parts: list[Result]) -> Result:
     )
 
 
+# Reads measured in steady state (unless --cold): after the creates every database is
+# analysed, as autovacuum would have done within its minute (without statistics PostgreSQL
+# plans odock-sync's prepared searches afresh on every execution), and an unmeasured slice
+# of each read first gives every server's connections their plans and caches. Writes are
+# measured as they come (a warm-up would use up their users).
+WARMED = ("get by id", "userName eq", "externalId eq", "emails[type eq work and value eq]")
+
+
 def compare(
-    servers: list[Server], bare: Server, users: int, samples: int, threads: int
+    servers: list[Server],
+    bare: Server,
+    users: int,
+    samples: int,
+    threads: int,
+    warm: Callable[[list[str]], None] | None,
 ) -> tuple[Results, dict[str, float]]:
     """Each operation on every server, interleaved; the bare Flask ceiling joins the get
-    (with odock-sync's ids). Also returns the 1-minute load average before each operation."""
+    (with odock-sync's ids). Also returns the 1-minute load average before each operation.
+    `warm`: None (cold), or what analyses the servers' databases after the creates."""
     workloads = [Workload(server, users) for server in servers]
     ceiling = Workload(bare, users)
     ceiling.ids = workloads[0].ids
@@ -496,8 +514,10 @@ def compare(
     for name, step in steps.items():
         loads[name] = os.getloadavg()[0]
         joined = [*workloads, ceiling] if name == GET else workloads
-        results[name] = interleaved(joined, step, threads)
+        results[name] = interleaved(joined, step, threads, warm is not None and name in WARMED)
         progress(name, results[name], loads[name])
+        if name == "create user" and warm is not None:
+            warm([server.database for server in servers if server.database])
     return results, loads
 
 
@@ -650,6 +670,20 @@ def eq_latency(server: Server, total: int, samples: int) -> Result:
     return drive(server, calls, 1)
 
 
+def analyse(server_url: str) -> Callable[[list[str]], None]:
+    """What runs ANALYZE in each of these databases of the PostgreSQL server."""
+
+    def run(databases: list[str]) -> None:
+        url = make_url(server_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        for name in databases:
+            engine = create_engine(url.set(database=name), isolation_level="AUTOCOMMIT")
+            with engine.connect() as connection:
+                connection.execute(text("ANALYZE"))
+            engine.dispose()
+
+    return run
+
+
 def uptime() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
@@ -669,6 +703,12 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=100_000)
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--no-django", action="store_true", help="leave the django-scim2 peer out")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="reads without ANALYZE after the creates and without a warm-up slice (the method"
+        " of the figures before 5 Dec 2026 08:45 UTC)",
+    )
     parser.add_argument(
         "--peer-dir",
         type=Path,
@@ -693,7 +733,8 @@ def main() -> None:
                 servers.append(running.enter_context(django_peer(db, serving, venv)))
             servers.append(running.enter_context(reference()))
             bare = running.enter_context(ceiling(serving))
-            results, loads = compare(servers, bare, args.users, args.samples, args.threads)
+            warm = None if args.cold else analyse(db)
+            results, loads = compare(servers, bare, args.users, args.samples, args.threads, warm)
         names = [server.name for server in [*servers, bare]]
         print(f"\n## {args.users} users: requests per second and server CPU per request\n")
         table(results, loads, names)
