@@ -9,6 +9,9 @@ scim_vs_reference.py.
         [--users 300] [--requests 200] [--profile 40 --sort tottime]
 
 The CPU is the process's (app and test client): compare runs made in the same minutes.
+`--wsgi get eq value --requests 2000` measures the reads without the test client: the WSGI
+app's CPU, its PostgreSQL backend's, and the bare ceiling's app (benchmarks/bare_scim_app.py)
+called the same way, after an ANALYZE (as autovacuum would have run one).
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import event
+from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Engine
+from werkzeug.test import EnvironBuilder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import cpu
+from benchmarks.bare_scim_app import create_bare_scim_app
 from benchmarks.scim_vs_reference import PATCH_OP, user_body
 from benchmarks.scratch import postgres_scratch
 from models.actions import mass_change
@@ -160,6 +166,68 @@ def show_statements(name: str, request: Callable[[], Any]) -> None:
         print(f"#   {statement}")
 
 
+READS = ("get", "eq", "value")
+
+
+def read_environs(headers: dict[str, str], ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """WSGI environs of each read, one per user, built once (no client in the measure)."""
+    auth = {"Authorization": headers["Authorization"]}
+
+    def environ(path: str, filter_text: str | None = None) -> dict[str, Any]:
+        query = {"filter": filter_text} if filter_text else None
+        built: dict[str, Any] = EnvironBuilder(path, headers=auth, query_string=query).get_environ()
+        return built
+
+    emails = [f"user{n:06d}@example.com" for n in range(len(ids))]
+    return {
+        "get": [environ(f"/scim/v2/Users/{scim_id}") for scim_id in ids],
+        "eq": [environ("/scim/v2/Users", f'userName eq "{e}"') for e in emails],
+        "value": [
+            environ("/scim/v2/Users", f'emails[type eq "work" and value eq "{e}"]') for e in emails
+        ],
+    }
+
+
+def measure_wsgi(
+    name: str, app: Any, environs: list[dict[str, Any]], requests: int, db: str
+) -> None:
+    """CPU per request of the WSGI app alone and of its PostgreSQL backends (db; "" none)."""
+
+    def start_response(status: str, _headers: Any, _exc: Any = None) -> None:
+        if not status.startswith("200"):
+            raise RuntimeError(f"{name}: {status}")
+
+    def run(count: int) -> None:
+        for i in range(count):
+            b"".join(app(dict(environs[i % len(environs)]), start_response))
+
+    run(min(requests, 50))  # warm: plans, caches, the token
+    backends = cpu.cpu_by_pid(cpu.database_pids(db)) if db else {}
+    started = time.process_time()
+    run(requests)
+    app_ms = (time.process_time() - started) / requests * 1000
+    db_cpu = cpu.used_between(backends, cpu.cpu_by_pid(cpu.database_pids(db))) if db else 0.0
+    db_ms = db_cpu / requests * 1000
+    load = os.getloadavg()[0]
+    print(
+        f"| {name} | {app_ms:.3f} | {db_ms:.3f} | {app_ms + db_ms:.3f} | {load:.1f} |", flush=True
+    )
+
+
+def wsgi_reads(url: str, client: Any, headers: dict[str, str], ids: list[str], args: Any) -> None:
+    """The reads through the WSGI app alone, beside the bare ceiling's app the same way."""
+    with make_engine(Settings(database_url=url), isolation_level="AUTOCOMMIT").connect() as c:
+        c.execute(text("ANALYZE"))  # as autovacuum would have: plans as in production
+    environs, database = read_environs(headers, ids), make_url(url).database or ""
+    bare = create_bare_scim_app()
+    print("| operation | app CPU ms/req | database CPU ms/req | together | load |")
+    print("|---|---:|---:|---:|---:|")
+    for _ in range(args.rounds):
+        measure_wsgi("bare ceiling (get)", bare, environs["get"], args.requests, "")
+        for name in args.operations or READS:
+            measure_wsgi(name, client.application, environs[name], args.requests, database)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("operations", nargs="*", help=f"of {', '.join(OPERATIONS)} (all)")
@@ -168,8 +236,16 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, help="print this many profile lines")
     parser.add_argument("--statements", action="store_true", help="print one request's SQL")
     parser.add_argument("--sort", default="cumulative", help="cumulative or tottime")
+    parser.add_argument(
+        "--wsgi",
+        action="store_true",
+        help="reads only: the WSGI app's CPU without a client, its database backends' beside,"
+        " and the bare ceiling's app the same way",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="with --wsgi")
     args = parser.parse_args()
-    unknown = set(args.operations) - set(OPERATIONS)
+    allowed = READS if args.wsgi else OPERATIONS
+    unknown = set(args.operations) - set(allowed)
     if unknown:
         parser.error(f"unknown operations: {', '.join(sorted(unknown))}")
     with postgres_scratch(os.environ.get("DATABASE_URL", "")) as url:
@@ -179,6 +255,9 @@ def main() -> None:
             made = client.post("/scim/v2/Users", data=json.dumps(user_body(n)), headers=headers)
             ids.append(made.json["id"])
         print(f"# {args.users} users; load average {os.getloadavg()[0]:.1f}\n")
+        if args.wsgi:
+            wsgi_reads(url, client, headers, ids, args)
+            return
         print("| operation | CPU ms/req | wall ms/req | statements/req | load |")
         print("|---|---:|---:|---|---:|")
         calls = operations(client, headers, ids)
