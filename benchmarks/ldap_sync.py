@@ -123,10 +123,17 @@ def timed(label: str, func, *args, **kwargs):  # type: ignore[no-untyped-def]
     )
     CPU_SPENT.setdefault(label, []).append(sum(spent))
     STEP_PEAKS.setdefault(label, []).append(peak_rss_mb())
+    # The busiest backend's CPU: a lower bound on the step's wall time however many
+    # processors are free, since one backend runs on one processor.
+    busiest = max(
+        (seconds - database.get(pid, 0.0) for pid, seconds in database_after.items()),
+        default=0.0,
+    )
     print(
         f"  {label:38} {elapsed:8.2f} s   (peak RSS of this step {peak_rss_mb():4.0f} MB, "
         f"max RSS so far {max_rss_mb():4.0f} MB; CPU ours "
-        f"{spent[0]:.1f} + PostgreSQL {spent[1]:.1f} + slapd {spent[2]:.1f} = {sum(spent):.1f} s)",
+        f"{spent[0]:.1f} + PostgreSQL {spent[1]:.1f} (busiest backend {busiest:.1f}) "
+        f"+ slapd {spent[2]:.1f} = {sum(spent):.1f} s)",
         flush=True,
     )
     return result, elapsed
