@@ -23,6 +23,7 @@ from models.actions import users as user_actions
 from models.actions.identities import find_link, mark_link_deleted, provision_user
 from models.actor import Actor
 from models.base import new_id, utcnow
+from models.db import PREPARED
 from models.entities import (
     IdentityLink,
     Organisation,
@@ -69,6 +70,9 @@ def get_scim_user(
         key,
         options=[joinedload(ScimUser.emails), joinedload(ScimUser.groups), organisation],
         populate_existing=for_update,
+        # Prepared (planned once per connection): planning its six joins cost PostgreSQL
+        # 0.9 ms, four times its execution.
+        execution_options={PREPARED: True},
     )
     if found is None or found.organisation_id != organisation_id:
         raise NotFound(f"user {scim_id} not found")

@@ -321,3 +321,26 @@ def test_a_deactivation_reads_the_gate_settings_with_the_user(
     assert answer.status_code == 200 and answer.json["active"] is False, answer.json
     assert [s for s in seen if s.startswith("SELECT mass_change")] == []
     assert [s for s in seen if "mass_change_gates" in s] == []  # off: nothing counted
+
+
+def test_a_writes_load_runs_prepared_on_postgresql(
+    scim: ScimClient, app: Flask, monkeypatch: Any
+) -> None:
+    """The load after a write's lock (six joins) is planned once per connection."""
+    with app.app_context():
+        if app_state().settings.is_sqlite:
+            pytest.skip("SQLite has no server-side prepared statements")
+    import psycopg
+
+    ran: list[tuple[str, bool]] = []
+    execute = psycopg.Cursor.execute
+
+    def spying(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        ran.append((str(query), bool(kwargs.get("prepare"))))
+        return execute(self, query, params, **kwargs)
+
+    scim_id = _create(scim, 14)
+    monkeypatch.setattr(psycopg.Cursor, "execute", spying)
+    assert _deactivate(scim, scim_id).status_code == 200
+    loads = [prepared for sql, prepared in ran if "LEFT OUTER JOIN scim_emails" in sql]
+    assert loads == [True], ran
