@@ -287,9 +287,19 @@ def transaction(factory: SessionFactory) -> Iterator[Session]:
 
 
 # PostgreSQL's error classes a request may meet and pass: a connection lost or refused (08),
-# a serialization failure or deadlock victim (40), a lock or statement timeout (55P03,
-# 57014), a server shutting down or starting (57P01-57P03).
-TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "55P03", "57014", "57P01", "57P02", "57P03")
+# a serialization failure or deadlock victim (40), too many clients (53300, as a pooler
+# reports it), a lock or statement timeout (55P03, 57014), a server shutting down or
+# starting (57P01-57P03).
+TRANSIENT_SQLSTATE_PREFIXES = (
+    "08",
+    "40",
+    "53300",
+    "55P03",
+    "57014",
+    "57P01",
+    "57P02",
+    "57P03",
+)
 # SQLite's: another writer held the database past the busy timeout.
 TRANSIENT_SQLITE_MESSAGES = ("database is locked", "database table is locked", "database is busy")
 
@@ -304,3 +314,13 @@ def is_transient(error: exc.OperationalError) -> bool:
     if isinstance(cause, sqlite3.OperationalError):
         return str(cause).startswith(TRANSIENT_SQLITE_MESSAGES)
     return True  # no SQLSTATE from PostgreSQL: the connection itself failed
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """The database refused or dropped the connection, or was too busy for this statement:
+    the same work may succeed when tried again (a missing table or a bad statement will not)."""
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    if error.connection_invalidated:  # SQLAlchemy saw the connection die under the statement
+        return True
+    return isinstance(error, exc.OperationalError) and is_transient(error)

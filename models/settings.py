@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # How long an embedded (SQLite) database call waits for another writer before the request
     # is answered 503 with Retry-After.
     sqlite_busy_timeout: float = Field(default=30.0, gt=0, le=600)
+    # A task that finds the database unavailable (refused, dropped, locked) is retried this
+    # many times, 1 s doubling to 60 s apart with jitter (worker/tasks/base.py), then fails.
+    task_database_retries: int = Field(default=10, ge=0, le=30)
     celery_broker_url: str = EMBEDDED_BROKER_URL
     celery_queue: str = "odock-sync"
     broker_poll_interval: float = Field(default=0.1, gt=0, le=60)

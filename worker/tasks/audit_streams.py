@@ -7,7 +7,6 @@ import uuid
 from datetime import timedelta
 
 import structlog
-from sqlalchemy.exc import OperationalError
 
 from connectors import siem
 from connectors.outbound import UnsafeUrl, check_url, post_json
@@ -28,7 +27,7 @@ from models.entities import AuditStream
 from models.enums import StreamPreset
 from models.settings import Settings
 from worker.runtime import runtime
-from worker.tasks.base import TransientError, task
+from worker.tasks.base import task
 
 log = structlog.get_logger(__name__)
 
@@ -38,18 +37,15 @@ SEQUENCE_PASSES = 25  # up to 50,000 events numbered per tick
 @task("audit.stream_tick")
 def stream_tick() -> int:
     rt = runtime()
-    try:
-        for _ in range(SEQUENCE_PASSES):
-            with rt.sessions() as session:
-                numbered = sequence_events(session)
-                session.commit()
-            if not numbered:
-                break
+    for _ in range(SEQUENCE_PASSES):
         with rt.sessions() as session:
-            due = due_stream_ids(session, now=utcnow())
-            session.rollback()
-    except OperationalError as exc:
-        raise TransientError(str(exc)) from exc
+            numbered = sequence_events(session)
+            session.commit()
+        if not numbered:
+            break
+    with rt.sessions() as session:
+        due = due_stream_ids(session, now=utcnow())
+        session.rollback()
     for stream_id in due:
         deliver_stream.delay(str(stream_id))
     return len(due)

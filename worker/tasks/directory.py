@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import structlog
-from sqlalchemy.exc import OperationalError
 
 from models.actor import Actor
 from models.base import utcnow
@@ -61,12 +60,9 @@ def apply_approved_plan(run_id: str, actor: dict[str, str | None]) -> None:
 
 @task("directory.schedule_due")
 def schedule_due() -> None:
-    try:
-        rt = runtime()
-        with transaction(rt.sessions) as session:
-            reap_stale_runs(session, now=utcnow())
-            lease = rt.settings.directory_sync_lease_seconds
-            reap_stalled_approvals(session, now=utcnow(), lease_seconds=lease)
-            enqueue_due_syncs(session, now=utcnow())
-    except OperationalError as exc:
-        raise TransientError(str(exc)) from exc
+    rt = runtime()
+    with transaction(rt.sessions) as session:
+        reap_stale_runs(session, now=utcnow())
+        lease = rt.settings.directory_sync_lease_seconds
+        reap_stalled_approvals(session, now=utcnow(), lease_seconds=lease)
+        enqueue_due_syncs(session, now=utcnow())

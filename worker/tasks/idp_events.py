@@ -11,7 +11,7 @@ import time
 import uuid
 from datetime import timedelta
 
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from models.actions import idp_events
 from models.base import utcnow
@@ -48,11 +48,9 @@ def drain_deliveries(organisation_id: str) -> int:
     wake_up = (idp_events.TASK_DRAIN, {"organisation_id": organisation_id})
     try:
         return _drain_in_turn(uuid.UUID(organisation_id), wake_up)
-    except Exception as exc:
+    except Exception:
         wakeups.taken(*wake_up)  # the next delivery wakes a drain instead of waiting for us
-        if isinstance(exc, OperationalError):  # the database went away mid-run
-            raise TransientError(f"{type(exc).__name__} draining {organisation_id}") from exc
-        raise
+        raise  # a database gone away mid-run is retried (worker/tasks/base.py)
 
 
 def _drain_in_turn(organisation: uuid.UUID, wake_up: tuple[str, dict[str, str]]) -> int:
@@ -85,7 +83,7 @@ def _apply_batch(organisation_id: uuid.UUID) -> int:
         try:
             idp_events.process_received(session, deliveries)
             session.commit()
-        except (IntegrityError, OperationalError) as exc:  # a race or a database hiccup
+        except IntegrityError as exc:  # a race with another writer
             raise TransientError(f"{type(exc).__name__} draining {organisation_id}") from exc
     return len(deliveries)
 
