@@ -6,7 +6,8 @@ for ever.
 
 The outage: on PostgreSQL the run's database refuses connections (ALLOW_CONNECTIONS false on
 the run's own database) and every backend on it, the worker's included, is terminated; on the
-embedded SQLite a writer holds the database past the worker's busy timeout.
+embedded SQLite a writer holds the database past the worker's busy timeout. On PostgreSQL a
+revocation's review whose backend is terminated while it works opens on the retry too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from models.entities import NotificationDelivery
+from models.actions import lifecycle
+from models.actions.reviews import review_of
+from models.db import make_session_factory
+from models.entities import NotificationDelivery, Revocation
 from models.enums import Role
 from models.notifications import TASK_DISPATCH
 from models.settings import Settings
@@ -159,3 +163,37 @@ def test_a_database_error_that_is_a_bug_fails_at_once(worker, admin, engine, ses
             )
     assert retries(worker, task_id) == 0
     assert planned(sessions) == 0
+
+
+def test_a_review_whose_connection_is_terminated_while_it_works_opens_on_the_retry(
+    worker, engine, clean_db
+):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a backend to terminate mid-statement is PostgreSQL's (SQLite: above)")
+    quiet = make_session_factory(engine)  # publishes nothing: the test sends the task itself
+    with quiet() as session:
+        person = f.make_user(session, f.make_org(session))
+        revocation = lifecycle.revoke(session, user=person, actor=f.SETUP)
+        session.commit()
+    with quiet() as blocker:
+        blocker.execute(select(Revocation).where(Revocation.id == revocation.id).with_for_update())
+        sent = celery_app.send_task(
+            "reviews.open_for_revocation", kwargs={"revocation_id": str(revocation.id)}
+        )
+        waiting = wait_until(lambda: lock_waiter(engine), what="the task waiting on the lock")
+        with engine.connect() as server:
+            server.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": waiting})
+        blocker.rollback()
+    wait_until(lambda: retries(worker, str(sent.id)) >= 1, what="the task retried")
+    with quiet() as session:
+        wait_until(lambda: review_of(session, revocation.id), what="the review opened")
+
+
+def lock_waiter(engine: Engine) -> int | None:
+    with engine.connect() as connection:
+        return connection.scalar(
+            text(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+        )
