@@ -23,7 +23,7 @@ from models.entities import DirectoryConnector, DirectorySyncRun
 from models.enums import SyncRunStatus
 from models.errors import DomainError, Unavailable
 from models.settings import Settings
-from models.sync_lock import SyncLock
+from models.sync_lock import Holder, SyncLock
 from worker.directory_sync import SyncOutcome, read_full_plan
 from worker.lease_heartbeat import Heartbeat
 
@@ -37,6 +37,7 @@ def apply_approval(
     run_id: uuid.UUID,
     actor: Actor,
     lock: SyncLock | None = None,
+    holder: Holder | None = None,
 ) -> SyncOutcome:
     """Carry out a recorded approval: re-read the directory and apply what still holds.
 
@@ -59,7 +60,7 @@ def apply_approval(
     lock = lock or SyncLock(sessions)
     ttl = settings.directory_sync_lease_seconds
     name = runs.lease_name(target.connector.id)
-    token = lock.acquire(name, ttl=ttl)
+    token = lock.acquire(name, ttl=ttl, holder=holder)
     if token is None:
         raise SyncRunning("a sync of this connector is running; the approval waits for it")
     try:

@@ -46,7 +46,7 @@ from models.entities import DirectoryConnector, DirectorySyncRun
 from models.enums import SyncKind, SyncRunStatus
 from models.errors import DomainError
 from models.settings import Settings
-from models.sync_lock import SyncLock
+from models.sync_lock import Holder, SyncLock
 from worker.directory_create_stream import CreateStream
 from worker.lease_heartbeat import Heartbeat
 
@@ -71,13 +71,14 @@ def run_sync(
     trigger: str = "",
     progress: Progress | None = None,
     lock: SyncLock | None = None,
+    holder: Holder | None = None,
 ) -> SyncOutcome:
     """One sync, start to end: whatever goes wrong, the run ends `failed`, with an alert."""
     started = time.time()
     lock = lock or SyncLock(sessions)
     ttl = settings.directory_sync_lease_seconds
     name = runs.lease_name(connector_id)
-    token = lock.acquire(name, ttl=ttl)
+    token = lock.acquire(name, ttl=ttl, holder=holder)
     try:
         with transaction(sessions) as session:
             connector = session.get_one(DirectoryConnector, connector_id)

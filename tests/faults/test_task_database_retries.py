@@ -18,8 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, func, select, text
 
 from models.actions import lifecycle
 from models.actions.reviews import review_of
@@ -29,6 +28,7 @@ from models.enums import Role
 from models.notifications import TASK_DISPATCH
 from models.settings import Settings
 from tests.support import factories as f
+from tests.support.db_outage import refusing_connections
 from tests.support.wait import wait_until
 from tests.support.worker import WorkerProcess, purge_queues, start_worker
 from worker.celery_app import celery_app
@@ -65,31 +65,6 @@ def outage(settings: Settings, engine: Engine) -> AbstractContextManager[None]:
     if engine.dialect.name == "postgresql":
         return refusing_connections(settings, engine)
     return locked(engine)
-
-
-@contextmanager
-def refusing_connections(settings: Settings, engine: Engine) -> Iterator[None]:
-    """The run's database refuses new connections and drops the open ones, as during a
-    restart; it takes them again on leaving."""
-    url = make_url(settings.database_url)
-    name = url.database
-    maintenance = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with maintenance.connect() as server:
-            server.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-            server.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-        engine.dispose()  # this process's connections were dropped too
-        yield
-    finally:
-        with maintenance.connect() as server:
-            server.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-        maintenance.dispose()
 
 
 @contextmanager

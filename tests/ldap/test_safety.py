@@ -12,7 +12,7 @@ from models.directory.approvals import approve_run, discard_run
 from models.entities import DirectorySyncRun, OutboxMessage
 from models.enums import SyncRunStatus, UserStatus
 from models.errors import InvalidTransition
-from models.sync_lock import SyncLock
+from models.sync_lock import Holder, SyncLock
 from tests.ldap.conftest import get_run, linked_users
 from tests.support import factories
 
@@ -109,6 +109,24 @@ def test_database_lease(sessions, session):
     assert stale is not None
     assert lock.acquire(crashed, ttl=30) is not None
     assert not lock.renew(crashed, stale, ttl=30)  # the old holder lost it
+
+
+def test_a_retry_takes_back_the_lease_of_its_earlier_attempt_and_nobody_else_does(
+    sessions, session
+):
+    """A task's retry after the database dropped it before it could release its lease; the
+    same task sent again (attempt 0 once more) and other tasks wait for it to expire."""
+    lock = SyncLock(sessions)
+    name = f"test-{uuid.uuid4().hex}"
+    first = Holder.attempt("task-1", 0)
+    assert lock.acquire(name, ttl=30, holder=first) == first.token
+    assert lock.acquire(name, ttl=30, holder=Holder.attempt("task-1", 0)) is None
+    assert lock.acquire(name, ttl=30, holder=Holder.attempt("task-2", 1)) is None
+    assert lock.acquire(name, ttl=30) is None
+    third = Holder.attempt("task-1", 2)
+    assert lock.acquire(name, ttl=30, holder=third) == third.token
+    assert not lock.renew(name, first.token, ttl=30)  # the earlier attempt lost it
+    assert lock.acquire(name, ttl=30, holder=Holder.attempt("task-1", 1)) is None
 
 
 def test_a_sync_while_another_holds_the_lock_is_skipped(make_connector, sessions, settings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import structlog
+from celery import current_task
 
 from models.actor import Actor
 from models.base import utcnow
@@ -14,6 +15,7 @@ from models.directory.runs import SyncRunning, reap_stale_runs
 from models.directory.schedule import enqueue_due_syncs
 from models.entities import DirectoryConnector
 from models.enums import SyncKind
+from models.sync_lock import Holder
 from worker.directory_approval import apply_approval
 from worker.directory_sync import run_sync
 from worker.runtime import runtime
@@ -40,6 +42,7 @@ def sync_connector(
         kind=SyncKind(kind),
         dry_run=dry_run,
         trigger=trigger,
+        holder=_attempt(),
     )
     log.info(
         "directory.synced", connector_id=connector_id, status=outcome.status, **outcome.summary
@@ -51,11 +54,23 @@ def apply_approved_plan(run_id: str, actor: dict[str, str | None]) -> None:
     rt = runtime()
     try:
         outcome = apply_approval(
-            rt.sessions, rt.settings, run_id=uuid.UUID(run_id), actor=Actor.from_json(actor)
+            rt.sessions,
+            rt.settings,
+            run_id=uuid.UUID(run_id),
+            actor=Actor.from_json(actor),
+            holder=_attempt(),
         )
     except SyncRunning as exc:
         raise TransientError(exc.message) from exc  # retried once the running sync has ended
     log.info("directory.approval_applied", run_id=run_id, status=outcome.status, **outcome.summary)
+
+
+def _attempt() -> Holder | None:
+    """This attempt of the running task: it takes back a lease that an earlier attempt left
+    when the database dropped it mid-run (models.sync_lock)."""
+    if not current_task or not current_task.request.id:
+        return None
+    return Holder.attempt(current_task.request.id, current_task.request.retries or 0)
 
 
 @task("directory.schedule_due")

@@ -1,0 +1,42 @@
+"""PostgreSQL faults for tests: the run's database refusing connections, as during a
+restart, and a backend terminated under its statement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from models.settings import Settings
+
+
+@contextmanager
+def refusing_connections(settings: Settings, engine: Engine) -> Iterator[None]:
+    """The run's database refuses new connections and drops the open ones, as during a
+    restart; it takes them again on leaving."""
+    url = make_url(settings.database_url)
+    name = url.database
+    maintenance = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with maintenance.connect() as server:
+            server.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            terminate_backends(server, name)
+        engine.dispose()  # this process's connections were dropped too
+        yield
+    finally:
+        with maintenance.connect() as server:
+            server.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        maintenance.dispose()
+
+
+def terminate_backends(server: Connection, name: str | None) -> None:
+    """Every backend on database `name` but the caller's is terminated mid-whatever."""
+    server.execute(
+        text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = :name AND pid <> pg_backend_pid()"
+        ),
+        {"name": name},
+    )
