@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from models.actor import Actor
 from models.enums import Source
 from models.errors import DomainError
+from models.observability import configure_logging
 from models.settings import Settings, SettingsError, load_settings
 from worker.runtime import init_runtime
 
@@ -30,6 +31,7 @@ def cli_settings() -> Settings:
         settings = load_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    configure_logging(settings)  # redacted lines on stderr: stdout keeps a command's output
     url = None if named_in_environment("PUBLIC_BASE_URL") else running_serve_url()
     return settings.model_copy(update={"public_base_url": url}) if url else settings
 

@@ -175,13 +175,10 @@ def refresh(org_slug: str, invitation_ids: tuple[uuid.UUID, ...], as_json: bool)
 @JSON_OPTION
 def expire(as_json: bool) -> None:
     """Run the expiry sweep now (the beat schedule runs it periodically)."""
-    from models.observability import configure_logging
     from worker.runtime import init_runtime
     from worker.tasks.invitations import expire_overdue
 
-    settings = cli_settings()
-    configure_logging(settings)  # logs go to stderr, so --json output stays clean
-    runtime = init_runtime(settings)
+    runtime = init_runtime(cli_settings())  # logs go to stderr: --json output stays clean
     try:
         count = expire_overdue.run()
     finally:

@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from connectors.email import SmtpConfig
 from models.db import SessionFactory, make_engine, make_session_factory
+from models.observability import configure_logging
 from models.settings import Settings, load_settings
 
 
@@ -41,6 +42,7 @@ def smtp_config(settings: Settings) -> SmtpConfig | None:
 
 def init_runtime(settings: Settings) -> Runtime:
     global _current
+    configure_logging(settings)  # before any work: redacted lines, never a traceback's locals
     if _current is not None:
         _current.engine.dispose()
     engine = make_engine(settings)

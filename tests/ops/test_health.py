@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -195,3 +198,32 @@ def test_metrics_show_the_outbox_and_the_cutoffs_waiting_on_the_gateway(
 
 def _broker_down(*_args: object, **_kwargs: object) -> None:
     raise ConnectionRefusedError("broker down")
+
+
+def test_a_process_running_domain_work_logs_a_crash_without_its_locals(tmp_path) -> None:
+    """A CLI sync or any process that sets up the runtime logs a crash as a plain, redacted
+    traceback: unconfigured, structlog renders every frame's locals (a bind password)."""
+    script = (
+        "import structlog\n"
+        "from models.settings import load_settings\n"
+        "from worker.runtime import init_runtime\n"
+        "init_runtime(load_settings())\n"
+        "def bind(password):\n"
+        "    raise RuntimeError('directory refused the bind')\n"
+        "try:\n"
+        "    bind('hunter2-secret')\n"
+        "except RuntimeError as exc:\n"
+        "    structlog.get_logger().error('directory_sync.crashed', exc_info=exc)\n"
+    )
+    environment = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "COLUMNS": "200",
+    }
+    environment.pop("CELERY_BROKER_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "RuntimeError: directory refused the bind" in done.stderr
+    assert "hunter2-secret" not in done.stderr + done.stdout
