@@ -216,6 +216,16 @@ def get_run(sessions: SessionFactory, run_id: str) -> DirectorySyncRun:
         return run
 
 
+def connector_runs(sessions: SessionFactory, connector: Any) -> list[DirectorySyncRun]:
+    """The connector's runs, oldest first (a fresh session)."""
+    with sessions() as s:
+        query = select(DirectorySyncRun).where(DirectorySyncRun.connector_id == connector.id)
+        rows = list(s.scalars(query.order_by(DirectorySyncRun.started_at)))
+        s.expunge_all()
+        s.rollback()
+        return rows
+
+
 def team_members(sessions: SessionFactory, team: str = "Engineering") -> set[str]:
     """The local parts of the emails of the team's members (a fresh session)."""
     with sessions() as s:

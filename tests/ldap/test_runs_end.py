@@ -28,7 +28,7 @@ from models.entities import (
 )
 from models.enums import SyncKind, SyncRunStatus, UserStatus
 from models.sync_lock import live_leases
-from tests.ldap.conftest import get_run, linked_users
+from tests.ldap.conftest import connector_runs, get_run, linked_users
 from tests.support import factories
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until
@@ -62,20 +62,6 @@ def _audited_failure(sessions, run_id: str) -> bool:
         return found
 
 
-def _runs(sessions, connector) -> list[DirectorySyncRun]:
-    with sessions() as s:
-        rows = list(
-            s.scalars(
-                select(DirectorySyncRun)
-                .where(DirectorySyncRun.connector_id == connector.id)
-                .order_by(DirectorySyncRun.started_at)
-            )
-        )
-        s.expunge_all()
-        s.rollback()
-        return rows
-
-
 def _reconfigure(sessions, connector, **fields) -> None:
     with sessions() as s:
         row = s.get_one(DirectoryConnector, connector.id)
@@ -95,7 +81,7 @@ def test_a_crash_after_a_preset_switch_fails_the_run_with_an_alert(make_connecto
     assert run.error_code == "internal_error"
     assert run.error.startswith("ValueError: ") and "\n" not in run.error
     assert _alerted(sessions, outcome.run_id) and _audited_failure(sessions, outcome.run_id)
-    assert all(r.status is not SyncRunStatus.RUNNING for r in _runs(sessions, connector))
+    assert all(r.status is not SyncRunStatus.RUNNING for r in connector_runs(sessions, connector))
 
 
 def test_an_email_taken_while_a_bulk_import_reads_ends_the_run(
@@ -183,7 +169,8 @@ def _org_slug(sessions, connector) -> str:
 
 
 def _running_run(sessions, connector) -> DirectorySyncRun | None:
-    return next((r for r in _runs(sessions, connector) if r.status is SyncRunStatus.RUNNING), None)
+    runs = connector_runs(sessions, connector)
+    return next((r for r in runs if r.status is SyncRunStatus.RUNNING), None)
 
 
 def _lease_live(sessions, connector) -> bool:
@@ -280,7 +267,7 @@ def test_a_cli_sync_without_redis_does_not_overlap_one_with_redis(
                     second.wait()
             output = (tmp_path / "without-redis.log").read_text()
             assert code == 5, output  # skipped, see the exit codes in docs/ldap.md
-            statuses = sorted(r.status.value for r in _runs(sessions, connector))
+            statuses = sorted(r.status.value for r in connector_runs(sessions, connector))
             assert statuses == ["running", "skipped"], output
         finally:
             worker_like.kill()

@@ -23,7 +23,7 @@ from models.directory.runs import INTERRUPTED, lease_name
 from models.entities import AuditEvent, DirectorySyncRun
 from models.enums import SyncRunStatus
 from models.sync_lock import Holder, live_leases
-from tests.ldap.conftest import linked_users
+from tests.ldap.conftest import connector_runs, linked_users
 from tests.support import factories
 from tests.support.db_outage import refusing_connections, terminate_backends
 from worker import directory_approval
@@ -50,20 +50,6 @@ def _sync(sessions, settings, connector, holder: Holder, progress: Any = None):
         holder=holder,
         progress=progress,
     )
-
-
-def _runs(sessions, connector) -> list[DirectorySyncRun]:
-    with sessions() as s:
-        rows = list(
-            s.scalars(
-                select(DirectorySyncRun)
-                .where(DirectorySyncRun.connector_id == connector.id)
-                .order_by(DirectorySyncRun.started_at)
-            )
-        )
-        s.expunge_all()
-        s.rollback()
-        return rows
 
 
 def _created(sessions, connector) -> Counter[str]:
@@ -97,7 +83,8 @@ def _lease_held(sessions, settings, connector) -> bool:
 def _ended_cleanly(sessions, settings, connector) -> None:
     """No run left `running`, the lease free, the next sync run (not skipped), each person
     created once."""
-    assert all(run.status is not SyncRunStatus.RUNNING for run in _runs(sessions, connector))
+    runs = connector_runs(sessions, connector)
+    assert all(run.status is not SyncRunStatus.RUNNING for run in runs)
     assert not _lease_held(sessions, settings, connector)
     following = _sync(sessions, settings, connector, holder=Holder.attempt("the-next-task", 0))
     assert following.status == SyncRunStatus.SUCCEEDED.value, following.error
@@ -129,12 +116,12 @@ def test_a_sync_whose_backends_are_terminated_mid_read_ends_failed_or_by_its_ret
         engine.dispose()  # the test's own reads below need no terminated connection
         retried = _sync(sessions, settings, connector, holder=RETRY)
         assert retried.status == SyncRunStatus.SUCCEEDED.value, retried.error
-        dropped, _retry = _runs(sessions, connector)
+        dropped, _retry = connector_runs(sessions, connector)
         assert dropped.status is SyncRunStatus.FAILED and dropped.error_code == INTERRUPTED
     else:
         engine.dispose()
         assert outcome.status == SyncRunStatus.FAILED.value  # its read's connections lost
-        (run,) = _runs(sessions, connector)
+        (run,) = connector_runs(sessions, connector)
         assert run.status is SyncRunStatus.FAILED
         assert run.error == outcome.error
         assert run.error.startswith("OperationalError") and "\n" not in run.error
@@ -163,14 +150,14 @@ def test_a_sync_the_database_drops_mid_run_is_taken_over_by_its_retry(
             outage.__exit__(None, None, None)
     assert restarted
     assert is_unavailable(raised.value)  # what the task retries
-    (dropped,) = _runs(sessions, connector)
+    (dropped,) = connector_runs(sessions, connector)
     assert dropped.status is SyncRunStatus.RUNNING  # nothing could be written meanwhile
     assert _lease_held(sessions, settings, connector)
 
     retried = _sync(sessions, settings, connector, holder=RETRY)
 
     assert retried.status == SyncRunStatus.SUCCEEDED.value, retried.error
-    dropped, retry = _runs(sessions, connector)
+    dropped, retry = connector_runs(sessions, connector)
     assert dropped.status is SyncRunStatus.FAILED
     assert dropped.error_code == INTERRUPTED
     assert str(retry.id) == retried.run_id

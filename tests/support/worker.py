@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cli.serve import CELERY_APP, celery_worker_command
 from models.settings import Settings
@@ -69,18 +70,10 @@ def stop_all(processes: list[WorkerProcess]) -> None:
         started.wait_stopped()
 
 
-def start_worker(
-    settings: Settings,
-    *,
-    log_dir: Path,
-    concurrency: int = 2,
-    extra_env: dict[str, str] | None = None,
-    queues: list[str] | None = None,
-) -> WorkerProcess:
-    """A worker on `queues` (default: the urgent and the default queue, as without -Q)."""
-    worker = spawn_worker(
-        settings, log_dir=log_dir, concurrency=concurrency, extra_env=extra_env, queues=queues
-    )
+def start_worker(settings: Settings, **options: Any) -> WorkerProcess:
+    """A worker, ready (`spawn_worker`'s options: default queues the urgent and the default
+    queue, as without -Q)."""
+    worker = spawn_worker(settings, **options)
     wait_ready(worker)
     return worker
 
