@@ -339,6 +339,9 @@ def approve(org_slug: str, run_id: uuid.UUID, wait_seconds: int, as_json: bool) 
     worker would. While another process holds the connector's lease it waits, then exits 5
     if the approval is still waiting (a worker applies it later).
     """
+    from sqlalchemy.exc import DBAPIError
+
+    from models.db import is_unavailable
     from models.directory.runs import SyncRunning
     from worker.celery_app import configure_celery
     from worker.directory_approval import apply_approval
@@ -357,7 +360,9 @@ def approve(org_slug: str, run_id: uuid.UUID, wait_seconds: int, as_json: bool) 
             try:
                 apply_approval(runtime.sessions, settings, run_id=run_id, actor=CLI_ACTOR)
                 break
-            except SyncRunning:
+            except (SyncRunning, DBAPIError) as exc:  # busy, or the database dropped for now
+                if isinstance(exc, DBAPIError) and not is_unavailable(exc):
+                    raise
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(1)

@@ -14,7 +14,7 @@ from connectors.ldap.errors import DirectoryError
 from connectors.ldap.plan import Plan
 from connectors.ldap.reconcile import recheck
 from models.actor import Actor
-from models.db import SessionFactory, transaction
+from models.db import SessionFactory, is_unavailable, transaction
 from models.directory import approvals, runs
 from models.directory.apply import plan_team_retirements
 from models.directory.read import ReadTarget
@@ -45,7 +45,8 @@ def apply_approval(
     that lease is lost. Refused (the run waits again, with the reason) when a later sync of
     the connector has completed or the directory cannot be read; the held changes the current
     read no longer calls for are dropped and reported. Raises SyncRunning while a sync holds
-    the lease.
+    the lease, and the database's error when it is unavailable (the approval is not refused
+    for a dropped connection: it stays recorded, for the task's retry).
     """
     with transaction(sessions) as session:
         run = session.get(DirectorySyncRun, run_id)
@@ -68,6 +69,8 @@ def apply_approval(
             try:
                 return _apply_approval(sessions, target, heartbeat, run_id, actor)
             except BaseException as exc:
+                if is_unavailable(exc):
+                    raise  # the approval stands: the task's retry (or the stall sweep) applies it
                 outcome = _approval_refused(sessions, run_id, exc)
                 if not isinstance(exc, Exception):
                     raise

@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
 
 from models.db import is_unavailable
@@ -222,3 +222,42 @@ def _approve(sessions, settings, run_id: str, holder: Holder):
     return apply_approval(
         sessions, settings, run_id=uuid.UUID(run_id), actor=factories.SETUP, holder=holder
     )
+
+
+def test_an_approval_whose_connection_drops_once_is_not_refused_and_its_retry_applies_it(
+    make_connector, sessions, settings, directory, monkeypatch
+):
+    """The database back at once: the approval stays recorded (it was refused before, and an
+    admin had to approve again), and the task's retry applies it."""
+    connector = make_connector(threshold_count=1)
+    _sync(sessions, settings, connector, holder=Holder.attempt("import", 0))
+    directory.delete(directory.person_dn("bob"))
+    directory.delete(directory.person_dn("carol"))
+    held = _sync(sessions, settings, connector, holder=Holder.attempt("held", 0))
+    assert held.status == SyncRunStatus.QUARANTINED.value
+    with sessions() as s:
+        request_approval(
+            s, run=s.get_one(DirectorySyncRun, uuid.UUID(held.run_id)), actor=factories.SETUP
+        )
+        s.commit()
+    approve_run = directory_approval.approvals.approve_run
+
+    def drop_connection_then_approve(session, **kwargs: Any) -> Any:
+        monkeypatch.setattr(directory_approval.approvals, "approve_run", approve_run)
+        with sessions() as other:
+            pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            other.rollback()
+        return approve_run(session, **kwargs)
+
+    monkeypatch.setattr(directory_approval.approvals, "approve_run", drop_connection_then_approve)
+    with pytest.raises(DBAPIError) as raised:
+        _approve(sessions, settings, held.run_id, holder=FIRST)
+    assert is_unavailable(raised.value)
+    (_import, run) = connector_runs(sessions, connector)
+    assert run.status is SyncRunStatus.APPROVING  # still approved, not refused
+
+    retried = _approve(sessions, settings, held.run_id, holder=RETRY)
+
+    assert retried.status == SyncRunStatus.APPROVED.value, retried.error
+    assert _revoked(sessions, connector) == Counter({"bob", "carol"})
