@@ -186,6 +186,19 @@ def runtime_of_the_run(settings: Settings) -> None:
 
 
 @pytest.fixture
+def dropping_connections(apps: Apps, engine: Engine) -> Iterator[None]:
+    """For a test that terminates the database's backends: afterwards every pool of this
+    process starts afresh, so that the next test, sharing the apps, the runtime and the
+    engine, meets no connection the server has dropped (a request would answer 503)."""
+    from worker.runtime import runtime
+
+    yield
+    engine.dispose()
+    apps.dispose_pools()
+    runtime().engine.dispose()
+
+
+@pytest.fixture
 def clean_db(engine: Engine) -> None:
     """Every test starts from empty tables (committed data, so a worker process sees it)."""
     for attempt in range(5):

@@ -61,7 +61,9 @@ def admin(session):
 
 
 @pytest.fixture
-def outage(settings: Settings, engine: Engine) -> AbstractContextManager[None]:
+def outage(
+    settings: Settings, engine: Engine, dropping_connections: None
+) -> AbstractContextManager[None]:
     if engine.dialect.name == "postgresql":
         return refusing_connections(settings, engine)
     return locked(engine)

@@ -36,7 +36,7 @@ RETRY = Holder.attempt("task-1", 1)
 
 
 @pytest.fixture(autouse=True)
-def _postgresql(engine: Engine) -> None:
+def _postgresql(engine: Engine, dropping_connections: None) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("a backend terminated mid-run is PostgreSQL's")
 

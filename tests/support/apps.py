@@ -34,6 +34,13 @@ class Apps:
             configure_celery(settings)
         return app
 
+    def dispose_pools(self) -> None:
+        """Start every app's pool afresh (after a test dropped the database's connections)."""
+        from webhooks.context import EXTENSION
+
+        for app in self._built.values():
+            app.extensions[EXTENSION].engine.dispose()
+
     def close(self) -> None:
         """Close every app's pooled connections (PostgreSQL has a cap)."""
         from webhooks.context import EXTENSION
