@@ -177,20 +177,7 @@ def _revoked(sessions, connector) -> Counter[str]:
 def test_an_approval_the_database_drops_mid_apply_is_taken_over_by_its_retry(
     make_connector, sessions, settings, engine, directory, monkeypatch
 ):
-    connector = make_connector(threshold_count=1)
-    assert (
-        _sync(sessions, settings, connector, holder=Holder.attempt("import", 0)).status
-        == "succeeded"
-    )
-    directory.delete(directory.person_dn("bob"))
-    directory.delete(directory.person_dn("carol"))
-    held = _sync(sessions, settings, connector, holder=Holder.attempt("held", 0))
-    assert held.status == SyncRunStatus.QUARANTINED.value
-    with sessions() as s:
-        request_approval(
-            s, run=s.get_one(DirectorySyncRun, uuid.UUID(held.run_id)), actor=factories.SETUP
-        )
-        s.commit()
+    connector, held = _approved_leavers(make_connector, sessions, settings, directory)
     outage = refusing_connections(settings, engine)
 
     def read_then_restart(*args: Any, **kwargs: Any) -> Any:
@@ -229,17 +216,7 @@ def test_an_approval_whose_connection_drops_once_is_not_refused_and_its_retry_ap
 ):
     """The database back at once: the approval stays recorded (it was refused before, and an
     admin had to approve again), and the task's retry applies it."""
-    connector = make_connector(threshold_count=1)
-    _sync(sessions, settings, connector, holder=Holder.attempt("import", 0))
-    directory.delete(directory.person_dn("bob"))
-    directory.delete(directory.person_dn("carol"))
-    held = _sync(sessions, settings, connector, holder=Holder.attempt("held", 0))
-    assert held.status == SyncRunStatus.QUARANTINED.value
-    with sessions() as s:
-        request_approval(
-            s, run=s.get_one(DirectorySyncRun, uuid.UUID(held.run_id)), actor=factories.SETUP
-        )
-        s.commit()
+    connector, held = _approved_leavers(make_connector, sessions, settings, directory)
     approve_run = directory_approval.approvals.approve_run
 
     def drop_connection_then_approve(session, **kwargs: Any) -> Any:
@@ -261,3 +238,21 @@ def test_an_approval_whose_connection_drops_once_is_not_refused_and_its_retry_ap
 
     assert retried.status == SyncRunStatus.APPROVED.value, retried.error
     assert _revoked(sessions, connector) == Counter({"bob", "carol"})
+
+
+def _approved_leavers(make_connector, sessions, settings, directory) -> tuple[Any, Any]:
+    """An imported connector whose next sync held two leavers, bob and carol, and whose
+    held run an admin has approved (not yet applied)."""
+    connector = make_connector(threshold_count=1)
+    imported = _sync(sessions, settings, connector, holder=Holder.attempt("import", 0))
+    assert imported.status == SyncRunStatus.SUCCEEDED.value
+    directory.delete(directory.person_dn("bob"))
+    directory.delete(directory.person_dn("carol"))
+    held = _sync(sessions, settings, connector, holder=Holder.attempt("held", 0))
+    assert held.status == SyncRunStatus.QUARANTINED.value
+    with sessions() as s:
+        request_approval(
+            s, run=s.get_one(DirectorySyncRun, uuid.UUID(held.run_id)), actor=factories.SETUP
+        )
+        s.commit()
+    return connector, held
