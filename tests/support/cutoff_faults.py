@@ -27,6 +27,7 @@ from tests.support.wait import wait_until
 
 DEADLINE = 10.0  # CUTOFF_DEADLINE of the scenarios: short, so they stay fast
 GATEWAY_TIMEOUT = 2.0
+REAP_INTERVAL = 0.5  # CUTOFF_REAP_INTERVAL: the reaper's tick
 
 
 def served_env(
@@ -40,7 +41,7 @@ def served_env(
         "GATEWAY_SECRET": stand_in.gateway_secret,
         "GATEWAY_TIMEOUT": str(GATEWAY_TIMEOUT),
         "CUTOFF_DEADLINE": str(deadline),
-        "CUTOFF_REAP_INTERVAL": "0.5",
+        "CUTOFF_REAP_INTERVAL": str(REAP_INTERVAL),
         "CUTOFF_RETRY_BASE": "0.5",
         "CUTOFF_RETRY_MAX": "2",
         "OUTBOX_RELAY_INTERVAL": "1",
