@@ -775,10 +775,21 @@ def already_sent(session: Session, invitation_id: uuid.UUID, send_number: int) -
     )
 
 
-def claim_send(session: Session, *, plan: DeliveryPlan, now: datetime) -> uuid.UUID | None:
-    """Claim this send before talking to SMTP; None when it was sent or is being sent.
+class SendInProgress(Exception):
+    """Another attempt holds this send's claim until `until`: try again later. It may be
+    sending now, or it may have sent and failed to record how it ended (the database went
+    away); once its lease is over the claim is taken over, so the send is never dropped."""
 
-    A claim older than the lease belongs to a worker that died mid-send; it is taken over.
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"this send is claimed by another attempt until {until.isoformat()}")
+        self.until = until
+
+
+def claim_send(session: Session, *, plan: DeliveryPlan, now: datetime) -> uuid.UUID | None:
+    """Claim this send before talking to SMTP; None when it was sent already.
+
+    A live claim of another attempt raises SendInProgress; a claim older than the lease
+    belongs to a worker that died mid-send (or never recorded its end) and is taken over.
     """
     current = session.scalar(
         select(InvitationDelivery).where(
@@ -788,8 +799,10 @@ def claim_send(session: Session, *, plan: DeliveryPlan, now: datetime) -> uuid.U
         )
     )
     if current is not None:
-        if current.status == "sent" or current.occurred_at > now - SEND_LEASE:
+        if current.status == "sent":
             return None
+        if current.occurred_at > now - SEND_LEASE:
+            raise SendInProgress(until=current.occurred_at + SEND_LEASE)
         abandoned = session.execute(
             update(InvitationDelivery)
             .where(InvitationDelivery.id == current.id, InvitationDelivery.status == "sending")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -13,6 +14,9 @@ from models.enums import InvitationStatus, Role
 from models.outbox import take_new_messages
 from tests.support.wait import wait_until
 from worker.celery_app import beat_schedule, celery_app
+from worker.tasks.base import TransientError
+
+LEASE_LEFT = timedelta(seconds=3)
 
 
 def _deliveries(sessions, invitation_id):
@@ -69,8 +73,9 @@ def test_one_email_per_send_even_if_the_task_runs_again(session, sessions, scene
     issued = scene.invite(session, "once@example.com")
     session.commit()  # the worker delivers it too, concurrently with the runs below
     invitation_id = str(issued.invitation.id)
-    deliver.run(invitation_id, 1)
-    deliver.run(invitation_id, 1)
+    for _ in range(2):
+        with suppress(TransientError):  # the worker's attempt holds the claim: retried later
+            deliver.run(invitation_id, 1)
     celery_app.send_task("invitations.deliver", args=[invitation_id, 1])
     wait_until(
         lambda: [d[2] for d in _deliveries(sessions, issued.invitation.id)] == ["sent"],
@@ -105,6 +110,28 @@ def test_a_claim_abandoned_by_a_dead_worker_is_taken_over(session, sessions, sce
             s, invitation_id=issued.invitation.id, send_number=1, secret_key=scene.secret_key
         )
     assert plan is None
+
+
+def test_a_claim_whose_end_was_never_recorded_is_retried_until_its_lease_ends(
+    session, sessions, scene, worker, mailbox, monkeypatch
+):
+    """An attempt that sent (or not) and then lost the database before recording how it
+    ended leaves its claim "sending": the retry waits for the claim's lease and sends, rather
+    than finding the claim and dropping the send for good."""
+    issued = scene.invite(session, "unrecorded@example.com")
+    take_new_messages(session)  # the worker gets only the delivery published below
+    plan = inv.plan_delivery(
+        session, invitation_id=issued.invitation.id, send_number=1, secret_key=scene.secret_key
+    )
+    assert inv.claim_send(session, plan=plan, now=utcnow() - inv.SEND_LEASE + LEASE_LEFT)
+    session.commit()
+    celery_app.send_task("invitations.deliver", args=[str(issued.invitation.id), 1])
+    wait_until(
+        lambda: [d[2] for d in _deliveries(sessions, issued.invitation.id)] == ["failed", "sent"],
+        timeout=60,
+        what="the unrecorded claim taken over once its lease ended, and the mail sent",
+    )
+    assert len(mailbox.to("unrecorded@example.com")) == 1
 
 
 def test_resend_supersedes_the_older_send(session, sessions, scene, mailbox):

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from connectors import email, invitation_email
 from models.actions import invitations, local_mail
@@ -32,7 +33,7 @@ def deliver(invitation_id: str, send_number: int) -> None:
             send_number=send_number,
             secret_key=current.settings.secret_key,
         )
-        claim = invitations.claim_send(session, plan=plan, now=utcnow()) if plan else None
+        claim = _claim(session, plan)
         session.commit()  # the claim is visible before the send; no lock held during it
     if plan is None or claim is None:
         return
@@ -50,6 +51,17 @@ def deliver(invitation_id: str, send_number: int) -> None:
         session.commit()
     if status == "failed":
         raise TransientError(detail)
+
+
+def _claim(session: Session, plan: invitations.DeliveryPlan | None) -> uuid.UUID | None:
+    """This attempt's claim of the send, or None when there is nothing to send. Another
+    attempt's live claim is retried later (TransientError), until it ends or its lease does."""
+    if plan is None:
+        return None
+    try:
+        return invitations.claim_send(session, plan=plan, now=utcnow())
+    except invitations.SendInProgress as busy:
+        raise TransientError(str(busy)) from None
 
 
 def _send(plan: invitations.DeliveryPlan) -> tuple[str, str, email.Email | None]:
