@@ -22,8 +22,9 @@ from tests.reviews.conftest import hook_server, hooks  # noqa: F401 (fixtures)
 from tests.support.wait import wait_until
 from tests.support.worker import WorkerProcess, start_shifted, stop_all
 
-# Every beat asks for the end-date scan each second; a person is due within a second or two.
-TICK = 1.0
+# Every beat asks for the end-date scan each half second (ACCESS_END_TICK_SECONDS, 20 s by
+# default); a person is due within a second. A test that waits "N beats more" sleeps N ticks.
+TICK = 0.5
 # How long before a date the workers and beats start (together, ready in about 3 s on an idle
 # machine), so the date comes while they run. Later than that is the catch-up case instead.
 LEAD = timedelta(seconds=8)
