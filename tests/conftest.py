@@ -32,9 +32,10 @@ from tests.support.apps import Apps
 from tests.support.cleanup import empty_tables
 from tests.support.net import free_port
 from tests.support.schedule import scheduled
+from tests.support.shared_worker import SharedWorker
 from tests.support.smtp import Mailbox, start_smtp_server
 from tests.support.state import change_checker
-from tests.support.worker import WorkerProcess, purge_queues, start_worker
+from tests.support.worker import WorkerProcess
 
 REDIS_DATABASES = 16  # redis-server's default
 
@@ -186,16 +187,18 @@ def runtime_of_the_run(settings: Settings) -> None:
 
 
 @pytest.fixture
-def dropping_connections(apps: Apps, engine: Engine) -> Iterator[None]:
+def dropping_connections(apps: Apps, engine: Engine, shared_worker: SharedWorker) -> Iterator[None]:
     """For a test that terminates the database's backends: afterwards every pool of this
     process starts afresh, so that the next test, sharing the apps, the runtime and the
-    engine, meets no connection the server has dropped (a request would answer 503)."""
+    engine, meets no connection the server has dropped (a request would answer 503), and the
+    next file's `worker` is a fresh process."""
     from worker.runtime import runtime
 
     yield
     engine.dispose()
     apps.dispose_pools()
     runtime().engine.dispose()
+    shared_worker.drop_connections()
 
 
 @pytest.fixture
@@ -259,23 +262,33 @@ def metrics_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("metrics")
 
 
-@pytest.fixture(scope="module")
-def worker(
+@pytest.fixture(scope="session")
+def shared_worker(
     settings: Settings, engine: Engine, tmp_path_factory: pytest.TempPathFactory, metrics_dir: Path
-) -> Iterator[WorkerProcess]:
-    """A real Celery worker process on the test broker and database, for one test file.
-
-    It starts on empty queues and stops with its file: a worker that outlived its file would
-    take the tasks later files publish (notifications, reviews) while their tests look at the
-    rows those tasks change."""
-    purge_queues(settings)
-    process = start_worker(
+) -> Iterator[SharedWorker]:
+    """The process behind `worker`, started by the first file that needs it (one per xdist
+    worker: starting one costs seconds, and so does a warm shutdown)."""
+    shared = SharedWorker(
         settings,
         log_dir=Path(tmp_path_factory.mktemp("worker")),
         extra_env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
     )
+    yield shared
+    shared.stop()
+
+
+@pytest.fixture(scope="module")
+def worker(shared_worker: SharedWorker) -> Iterator[WorkerProcess]:
+    """A real Celery worker process on the test broker and database, for one test file.
+
+    It starts on empty queues and stops consuming with its file: a worker that went on
+    consuming after its file would take the tasks later files publish (notifications, reviews)
+    while their tests look at the rows those tasks change. The process itself is shared by
+    the files (tests/support/shared_worker.py); its log shows a file its start-up lines and
+    what it logged during that file."""
+    process = shared_worker.start_file()
     yield process
-    process.stop()
+    shared_worker.end_file()
 
 
 @pytest.fixture(scope="session")

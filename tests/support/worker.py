@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,9 +33,17 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 class WorkerProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
+    node_name: str = ""  # what Celery's remote control addresses it by
+    # A worker shared by test files shows each file its start-up lines (up to "ready.") and
+    # then only what it logged from `log_from` on (tests/support/shared_worker.py).
+    start_up_end: int = 0
+    log_from: int = 0
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        logged = self.log_path.read_bytes()
+        if self.log_from > self.start_up_end:
+            logged = logged[: self.start_up_end] + logged[self.log_from :]
+        return logged.decode(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
@@ -90,11 +99,8 @@ def spawn_worker(
     processes can start meanwhile."""
     log_path = log_dir / f"worker-{time.monotonic_ns()}.log"
     queues = queues or worker_queues(settings.celery_queue)
-    command = [
-        *celery_worker_command(queues, concurrency, loglevel="INFO"),
-        "-n",
-        f"test-{time.monotonic_ns()}@%h",
-    ]
+    node_name = f"test-{time.monotonic_ns()}@{socket.gethostname()}"  # as -n ...@%h names it
+    command = [*celery_worker_command(queues, concurrency, loglevel="INFO"), "-n", node_name]
     log_file = log_path.open("wb")
     process = subprocess.Popen(
         command,
@@ -104,19 +110,26 @@ def spawn_worker(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    return WorkerProcess(process, log_path)
+    return WorkerProcess(process, log_path, node_name)
 
 
 def wait_ready(worker: WorkerProcess, timeout: float = 60, marker: str = "ready.") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if marker in worker.log():
+        logged = worker.log_path.read_bytes()
+        if marker.encode() in logged:
+            worker.start_up_end = _end_of_line(logged, logged.find(marker.encode()))
             return
         if worker.process.poll() is not None:
             raise RuntimeError(f"celery worker exited early:\n{worker.log()}")
         time.sleep(0.1)
     worker.kill()
     raise RuntimeError(f"celery worker not ready after {timeout}s:\n{worker.log()}")
+
+
+def _end_of_line(text: bytes, position: int) -> int:
+    newline = text.find(b"\n", position)
+    return len(text) if newline < 0 else newline + 1
 
 
 def start_shifted(
