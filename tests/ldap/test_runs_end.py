@@ -192,7 +192,7 @@ def test_a_sync_killed_with_sigkill_frees_its_lease_and_its_run_is_reaped(
         dead = wait_until(
             lambda: _running_run(sessions, connector), timeout=60, what="the CLI sync to start"
         )
-        time.sleep(3 * LEASE_SECONDS)  # the holder renews its lease meanwhile: still taken
+        time.sleep(2 * LEASE_SECONDS)  # the holder renews its lease meanwhile: still taken
         assert child.poll() is None, (tmp_path / "sync.log").read_text()
         assert _lease_live(sessions, connector)
         held = run_sync(sessions, short, connector_id=connector.id, trigger="test")
