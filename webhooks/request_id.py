@@ -16,14 +16,16 @@ def install(app: Flask) -> None:
     @app.before_request
     def _bind() -> None:
         request_id = request_ids.acceptable(request.headers.get(HEADER))
-        g.request_id = request_id or request_ids.new_request_id()
-        g.request_id_token = request_ids.bind(g.request_id)
-        structlog.contextvars.bind_contextvars(request_id=g.request_id)
+        request_id = request_id or request_ids.new_request_id()
+        g.request_id = request_id
+        g.request_id_token = request_ids.bind(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
 
     @app.after_request
     def _echo(response: Response) -> Response:
-        if "request_id" in g:
-            response.headers[HEADER] = g.request_id
+        request_id = g.get("request_id")
+        if request_id is not None:
+            response.headers[HEADER] = request_id
         return response
 
     @app.teardown_request

@@ -19,6 +19,7 @@ from connectors.scim.errors import InvalidSyntax, ScimError
 from connectors.scim.projection import Projection, project
 from connectors.scim.schemas import ERROR, GROUP_KIND, ResourceKind
 from models import errors
+from models.actions.tokens import TokenGrant
 from models.actor import Actor
 from models.enums import Source, TokenScope
 from webhooks import scim_provider as provider
@@ -37,20 +38,32 @@ NO_PROJECTION = Projection()
 
 
 @bp.before_request
-def read_without_a_transaction() -> None:
-    """On PostgreSQL, reads skip the BEGIN and ROLLBACK round trips (they write nothing).
-    SQLite keeps its own transaction control (BEGIN IMMEDIATE, see models.db)."""
+def authenticate() -> None:
+    """The token's organisation as the request's context. On PostgreSQL, reads skip the BEGIN
+    and ROLLBACK round trips (they write nothing); SQLite keeps its own transaction control
+    (BEGIN IMMEDIATE, see models.db)."""
     if request.method == "GET":
         use_autocommit_session()
-
-
-@bp.before_request
-def authenticate() -> None:
     grant = require_token(TokenScope.SCIM)
-    actor = Actor(Source.SCIM, f"scim token {grant.label}")
-    # Locations come from the configured public address, never from the request's Host.
-    base_url = settings().public_base_url.rstrip("/") + PREFIX
-    g.scim = provider.Context(grant.organisation_id, actor, base_url)
+    g.scim = context_of(grant, settings().public_base_url)
+
+
+# (grant, public address) -> its context: the same few tokens ask all day. A grant is a
+# token's as verified (a revoked token has none), so the context lives no longer than it.
+_CONTEXTS: dict[tuple[TokenGrant, str], provider.Context] = {}
+
+
+def context_of(grant: TokenGrant, public_base_url: str) -> provider.Context:
+    found = _CONTEXTS.get((grant, public_base_url))
+    if found is None:
+        actor = Actor(Source.SCIM, f"scim token {grant.label}")
+        # Locations come from the configured public address, never from the request's Host.
+        base_url = public_base_url.rstrip("/") + PREFIX
+        found = provider.Context(grant.organisation_id, actor, base_url)
+        if len(_CONTEXTS) > 1024:
+            _CONTEXTS.clear()
+        _CONTEXTS[(grant, public_base_url)] = found
+    return found
 
 
 @bp.get("/ServiceProviderConfig")
@@ -189,11 +202,13 @@ def scim_body() -> Any:
 
 
 def query_listing() -> provider.Listing:
-    args = request.args
+    # The first value of each parameter, as MultiDict.get gives it, in a plain dict: get on
+    # a MultiDict raises and catches an exception for each parameter the request lacks.
+    args = dict(request.args.items())
     return provider.listing(
         filter_text=args.get("filter"),
-        start_index=query_integer("startIndex"),
-        count=query_integer("count"),
+        start_index=query_integer(args, "startIndex"),
+        count=query_integer(args, "count"),
         sort_by=args.get("sortBy"),
         sort_order=args.get("sortOrder"),
         attributes=args.get("attributes"),
@@ -201,8 +216,8 @@ def query_listing() -> provider.Listing:
     )
 
 
-def query_integer(name: str) -> int | None:
-    value = request.args.get(name)
+def query_integer(args: dict[str, str], name: str) -> int | None:
+    value = args.get(name)
     return None if value in (None, "") else integer_text(value, name)
 
 
