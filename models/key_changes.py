@@ -12,20 +12,23 @@ the key store and the gateway is decided here, by the session's mode:
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, exists, select, update
+from sqlalchemy import BindParameter, ColumnElement, bindparam, case, exists, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from models import audit, outbox
 from models.actions import cutoffs
 from models.actor import Actor
 from models.base import utcnow
-from models.db import ODOCK_MODE_KEY
+from models.db import ODOCK_MODE_KEY, PREPARED
 from models.entities import StoreCommand, VirtualApiKey
 from models.enums import KeyType, StoreCommandType
 
@@ -50,6 +53,9 @@ class KeyChange:
     scope: ColumnElement[bool]
     actor: Actor
     reason: str
+    # The values of a kept scope's bound parameters (key_scope.kept_revocation_scope): a
+    # revocation's UPDATE of it is kept too, and runs prepared.
+    scope_params: Mapping[str, Any] | None = None
     revocation_id: uuid.UUID | None = None
     owner_user_id: uuid.UUID | None = None
     owner_team_id: uuid.UUID | None = None
@@ -205,6 +211,11 @@ def _change_view(session: Session, change: KeyChange) -> list[uuid.UUID]:
     if change.command is StoreCommandType.ROTATE_REQUEST:
         return sorted(session.scalars(select(VirtualApiKey.id).where(change.scope)))
     now = utcnow()
+    if change.scope_params is not None and change.command is StoreCommandType.REVOKE:
+        values = {**change.scope_params, "changed_at": now, "revocation_id": change.revocation_id}
+        options = {PREPARED: True, "synchronize_session": False}
+        revoked = session.scalars(_kept_revoke(change.scope), values, execution_options=options)
+        return sorted(revoked.all())
     statement = update(VirtualApiKey).where(change.scope)
     if change.command is StoreCommandType.REVOKE:
         statement = statement.where(VirtualApiKey.revoked.is_(False)).values(
@@ -226,6 +237,24 @@ def _change_view(session: Session, change: KeyChange) -> list[uuid.UUID]:
             .returning(VirtualApiKey.id)
             .execution_options(synchronize_session=False)
         ).all()
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _kept_revoke(scope: ColumnElement[bool]) -> ReturningUpdate[uuid.UUID]:
+    """The REVOKE of `_change_view` for a kept scope, built once: the time (`changed_at`)
+    and the revocation (`revocation_id`) bound at each execution, as the scope's own values."""
+    changed_at: BindParameter[datetime] = bindparam("changed_at")
+    return (
+        update(VirtualApiKey)
+        .where(scope, VirtualApiKey.revoked.is_(False))
+        .values(
+            revoked=True,
+            revoked_at=changed_at,
+            revoked_by_revocation_id=bindparam("revocation_id"),
+            updated_at=changed_at,
+        )
+        .returning(VirtualApiKey.id)
     )
 
 

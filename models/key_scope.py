@@ -8,11 +8,12 @@ scoped here too. Nothing here writes: the callers act on the answers.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, exists, false, or_, select
 from sqlalchemy.orm import Session
 
 from models.entities import (
@@ -119,7 +120,7 @@ def revocation(settings: OrganisationSettings, user_id: uuid.UUID) -> Scope:
     )
 
 
-def revoked_at_revocation(organisation_id: uuid.UUID, user_id: uuid.UUID) -> ColumnElement[bool]:
+def revoked_at_revocation(organisation_id: Any, user_id: Any) -> ColumnElement[bool]:
     """The keys a revocation disables at once, with the policy read inside the statement (one
     round trip on the hot path); the same groups and policies as `revocation`."""
     return or_(
@@ -129,12 +130,21 @@ def revoked_at_revocation(organisation_id: uuid.UUID, user_id: uuid.UUID) -> Col
     )
 
 
+@functools.cache
+def kept_revocation_scope() -> ColumnElement[bool]:
+    """`revoked_at_revocation` with the organisation and the person as bound parameters
+    (`scope_organisation_id`, `scope_user_id`; not a column's name, which an UPDATE keeps for
+    its SET clause), built once per process: building it and the statement around it, and
+    their cache key, cost a revocation a millisecond of CPU each time."""
+    return revoked_at_revocation(bindparam("scope_organisation_id"), bindparam("scope_user_id"))
+
+
 def admin_tokens_of(user_id: uuid.UUID) -> ColumnElement[bool]:
     """The admin-API tokens that act as this person: revoked with them, never brought back."""
     return and_(ApiToken.user_id == user_id, ApiToken.scope == TokenScope.ADMIN)
 
 
-def _policy_is(organisation_id: uuid.UUID, setting: str) -> ColumnElement[bool]:
+def _policy_is(organisation_id: Any, setting: str) -> ColumnElement[bool]:
     return exists().where(
         OrganisationSettings.organisation_id == organisation_id,
         getattr(OrganisationSettings, setting) == KeyPolicy.REVOKE,

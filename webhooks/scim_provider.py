@@ -27,6 +27,7 @@ from connectors.scim.schemas import (
 )
 from models.actions import scim as scim_actions
 from models.actor import Actor
+from models.db import PREPARED
 from models.entities import Organisation, ScimUser, Team
 from models.errors import NotFound, PreconditionFailed
 from models.queries import scim as queries
@@ -158,7 +159,9 @@ def _or_empty(run: Any) -> queries.Page:
 def create_user(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
     # Held to the end: the session keeps entities by weak reference, so an organisation
     # read and let go would be read again for the answer.
-    organisation = session.get_one(Organisation, ctx.organisation_id)
+    organisation = session.get_one(
+        Organisation, ctx.organisation_id, execution_options={PREPARED: True}
+    )
     attribute = organisation.settings.scim_access_end_attribute
     fields = casting.scim_to_user_fields(body, attribute)
     scim_user = scim_actions.create_scim_user(

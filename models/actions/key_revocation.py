@@ -8,6 +8,7 @@ key, and the change carried to the store and the gateway by models/key_changes.p
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
@@ -34,17 +35,20 @@ def revoke_keys(
     scope: ColumnElement[bool],
     actor: Actor,
     reason: str,
+    scope_params: Mapping[str, Any] | None = None,
     revocation_id: uuid.UUID | None = None,
     audit_detail: dict[str, Any] | None = None,
     invalidation_detail: dict[str, Any] | None = None,
 ) -> list[uuid.UUID]:
-    """Revoke the active keys in `scope`; the ids revoked, in a stable order."""
+    """Revoke the active keys in `scope` (a kept scope with its `scope_params`, see
+    KeyChange); the ids revoked, in a stable order."""
     change = KeyChange(
         command=StoreCommandType.REVOKE,
         organisation_id=organisation_id,
         scope=scope,
         actor=actor,
         reason=reason,
+        scope_params=scope_params,
         revocation_id=revocation_id,
         audit_detail=audit_detail or {},
         invalidation_detail=invalidation_detail or {},

@@ -33,6 +33,7 @@ from models.actions.mass_change import GateRequest
 from models.actor import Actor
 from models.arrival import arrival
 from models.base import utcnow
+from models.db import PREPARED
 from models.entities import (
     ApiToken,
     Budget,
@@ -111,7 +112,9 @@ class Holdings:
         """One person's, with their held changes, in one statement: a single revocation of
         someone who, as most people, holds none of these then makes one round trip, not four."""
 
-        row = session.execute(_holdings_of_one(), {"user_id": user_id}).one()
+        row = session.execute(
+            _holdings_of_one(), {"user_id": user_id}, execution_options={PREPARED: True}
+        ).one()
         tokens, invitations, budgets, holds = (
             frozenset({user_id}) if found else frozenset() for found in row
         )
@@ -370,9 +373,9 @@ def _revoke(
         previous_status=user.status,
     )
     session.add(revocation)
-    session.flush()
     user.status = UserStatus.REVOKED
     user.updated_at = utcnow()
+    session.flush()  # one flush for both: the keys' UPDATE below refers to the revocation
     revoked = _revoke_owned_keys(session, user, revocation, actor)
     holdings = _holdings(session, user.id)
     tokens_revoked = (
@@ -427,7 +430,8 @@ def _revoke_owned_keys(
     revoked = key_revocation.revoke_keys(
         session,
         organisation_id=user.organisation_id,
-        scope=key_scope.revoked_at_revocation(user.organisation_id, user.id),
+        scope=key_scope.kept_revocation_scope(),
+        scope_params={"scope_organisation_id": user.organisation_id, "scope_user_id": user.id},
         actor=actor,
         reason="revoked",
         revocation_id=revocation.id,

@@ -5,12 +5,13 @@ revocation review, notifications and the audit trail follow as for an admin's ch
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import BindParameter, Select, bindparam, delete, exists, select
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -138,19 +139,38 @@ def _name_and_email_taken(
 ) -> tuple[bool, bool]:
     """Whether the userName is taken and whether a person of the organisation has the
     email, in one statement (a create's two look-ups; without an email, the first alone)."""
-    named = exists().where(
-        ScimUser.organisation_id == organisation_id,
-        ScimUser.user_name_key == fields.user_name.lower(),
-    )
     try:
         email = fields.primary_email()
     except InvalidValue:
+        named = exists().where(
+            ScimUser.organisation_id == organisation_id,
+            ScimUser.user_name_key == fields.user_name.lower(),
+        )
         return bool(session.scalar(select(named))), False  # refused later, after a clash
-    owned = exists().where(
-        User.organisation_id == organisation_id, User.email_key == email_key(email)
-    )
-    taken, known = session.execute(select(named, owned)).one()
+    values = {
+        "organisation_id": organisation_id,
+        "user_name_key": fields.user_name.lower(),
+        "email_key": email_key(email),
+    }
+    taken, known = session.execute(
+        _name_and_email_check(), values, execution_options={PREPARED: True}
+    ).one()
     return bool(taken), bool(known)
+
+
+@functools.cache
+def _name_and_email_check() -> Select[bool, bool]:
+    """_name_and_email_taken's statement, built once per process (its values bound at each
+    execution)."""
+    organisation_id: BindParameter[uuid.UUID] = bindparam("organisation_id")
+    named = exists().where(
+        ScimUser.organisation_id == organisation_id,
+        ScimUser.user_name_key == bindparam("user_name_key"),
+    )
+    owned = exists().where(
+        User.organisation_id == organisation_id, User.email_key == bindparam("email_key")
+    )
+    return select(named, owned)
 
 
 def replace_scim_user(
@@ -538,10 +558,21 @@ def _lock_user(session: Session, key: uuid.UUID, organisation_id: uuid.UUID) -> 
     a FOR UPDATE) but not a row that merely refers to the person (FOR KEY SHARE): the
     mass-change gate counts a deactivation in a short transaction of its own, whose
     mass_changes row refers to the person, and would otherwise wait for this one."""
-    session.execute(
+    values = {"scim_id": key, "organisation_id": organisation_id}
+    session.execute(_user_lock(), values, execution_options={PREPARED: True})
+
+
+@functools.cache
+def _user_lock() -> Select[uuid.UUID]:
+    """_lock_user's statement, built once per process (the user and organisation bound at
+    each execution): building it and its cache key cost a write a quarter of a millisecond."""
+    return (
         select(ScimUser.id)
         .join(User, User.id == ScimUser.user_id)
-        .where(ScimUser.id == key, ScimUser.organisation_id == organisation_id)
+        .where(
+            ScimUser.id == bindparam("scim_id"),
+            ScimUser.organisation_id == bindparam("organisation_id"),
+        )
         .with_for_update(key_share=True)
     )
 
