@@ -13,6 +13,7 @@ and nowhere else.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -21,7 +22,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, Engine, delete, func, insert, literal, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,6 +42,7 @@ from sqlalchemy.orm import Session
 from models import audit
 from models.actor import Actor
 from models.base import new_id, utcnow
+from models.db import PREPARED
 from models.entities import MassChange, MassChangeGate, MassChangeSettings, Organisation, User
 from models.entities.mass_change import (
     DEFAULT_THRESHOLD_COUNT,
@@ -438,21 +451,26 @@ def withdraw(
     source = source or actor.source
     if source not in GATED_SOURCES:
         return 0
-    held = list(
-        session.scalars(
-            select(MassChange).where(
-                MassChange.user_id == user.id,
-                MassChange.status == ChangeStatus.HELD,
-                MassChange.source == source,
-                MassChange.kind.in_(kinds),
-            )
-        )
-    )
+    values = {"user_id": user.id, "source": source, "kinds": sorted(kinds)}
+    held = list(session.scalars(_held_changes(), values, execution_options={PREPARED: True}))
     for change in held:
         close(session, held=change, status=ChangeStatus.SUPERSEDED, actor=actor)
     if held:
         settle(session, organisation_id=user.organisation_id, source=source, actor=actor)
     return len(held)
+
+
+@functools.cache
+def _held_changes() -> Select[MassChange]:
+    """withdraw's read, built once per process (the person, the source and the kinds bound
+    at each execution): every SCIM PATCH that leaves a person active asks it, and building it
+    and its cache key cost more than running it."""
+    return select(MassChange).where(
+        MassChange.user_id == bindparam("user_id"),
+        MassChange.status == ChangeStatus.HELD,
+        MassChange.source == bindparam("source"),
+        MassChange.kind.in_(bindparam("kinds", expanding=True)),
+    )
 
 
 def supersede_by_revocation(session: Session, *, user: User, actor: Actor) -> int:
