@@ -61,6 +61,17 @@ server-side prepared statement, planned once per connection. For fixed-shape rea
 generic plan is as good as a custom one (equality on keys, never `LIKE $1`); elsewhere it is
 ignored."""
 
+
+def prepare_transaction(session: Session) -> None:
+    """Every statement of the session's current transaction runs as PREPARED asks (on
+    PostgreSQL with DATABASE_PREPARED_READS), the flush's INSERTs and UPDATEs included: for a
+    write whose statements all have fixed shapes (keys and values, never `LIKE $1`). Parsing
+    and planning a SCIM create's or deactivation's statements afresh cost PostgreSQL about
+    as much CPU as running them. Lasts until the transaction ends."""
+    if session.get_bind().dialect in _PREPARING_DIALECTS:
+        session.connection().execution_options(**{PREPARED: True})
+
+
 _ONLY_WHEN_ASKED = 1 << 30  # psycopg prepares nothing by count, only what it is asked to
 
 

@@ -27,7 +27,7 @@ from connectors.scim.schemas import (
 )
 from models.actions import scim as scim_actions
 from models.actor import Actor
-from models.db import PREPARED
+from models.db import prepare_transaction
 from models.entities import Organisation, ScimUser, Team
 from models.errors import NotFound, PreconditionFailed
 from models.queries import scim as queries
@@ -157,11 +157,12 @@ def _or_empty(run: Any) -> queries.Page:
 
 
 def create_user(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
+    # A user's writes run prepared: their statements have fixed shapes (a group's have
+    # member lists of any length).
+    prepare_transaction(session)
     # Held to the end: the session keeps entities by weak reference, so an organisation
     # read and let go would be read again for the answer.
-    organisation = session.get_one(
-        Organisation, ctx.organisation_id, execution_options={PREPARED: True}
-    )
+    organisation = session.get_one(Organisation, ctx.organisation_id)
     attribute = organisation.settings.scim_access_end_attribute
     fields = casting.scim_to_user_fields(body, attribute)
     scim_user = scim_actions.create_scim_user(
@@ -173,6 +174,7 @@ def create_user(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
 def replace_user(
     session: Session, ctx: Context, scim_id: str, body: Any, conditions: Preconditions
 ) -> dict[str, Any]:
+    prepare_transaction(session)
     scim_user = _user(session, ctx, scim_id, for_update=True)
     check_version(user_document(session, ctx, scim_user), conditions)
     fields = casting.scim_to_user_fields(body, _end_attribute(session, ctx))
@@ -183,6 +185,7 @@ def replace_user(
 def patch_user(
     session: Session, ctx: Context, scim_id: str, body: Any, conditions: Preconditions
 ) -> dict[str, Any]:
+    prepare_transaction(session)
     scim_user = _user(session, ctx, scim_id, for_update=True)
     current = user_document(session, ctx, scim_user)
     check_version(current, conditions)
@@ -194,6 +197,7 @@ def patch_user(
 
 
 def delete_user(session: Session, ctx: Context, scim_id: str, conditions: Preconditions) -> None:
+    prepare_transaction(session)
     scim_user = _user(session, ctx, scim_id, for_update=True)
     check_version(user_document(session, ctx, scim_user), conditions)
     scim_actions.delete_scim_user(session, scim_user=scim_user, actor=ctx.actor)
