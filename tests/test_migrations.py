@@ -49,3 +49,35 @@ def test_audit_stream_order_indexes_hold_numbered_events_only_on_postgresql(engi
         assert definition.endswith("WHERE (seq IS NOT NULL)"), definition
     assert "UNIQUE" in definitions["ix_audit_events_seq"]
     assert "ix_audit_events_seq" in plan, plan
+
+
+def test_bulk_written_timestamps_default_to_now_and_audit_json_uses_lz4_on_postgresql(engine):
+    """0035: a COPY that leaves the creation and update times out gets the transaction's
+    start; the audit JSON is compressed with lz4 where the server has it."""
+    if engine.dialect.name != "postgresql":
+        return
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        defaults = connection.execute(
+            text(
+                "SELECT table_name, column_name, column_default FROM information_schema.columns"
+                " WHERE table_name IN ('users', 'identity_links', 'team_memberships')"
+                " AND column_name IN ('created_at', 'updated_at')"
+            )
+        ).all()
+        lz4 = connection.scalar(
+            text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
+        )
+        compression = dict(
+            connection.execute(
+                text(
+                    "SELECT attname, attcompression FROM pg_attribute"
+                    " WHERE attrelid = 'audit_events'::regclass AND attname IN ('before', 'after')"
+                )
+            ).all()
+        )
+    assert len(defaults) == 5
+    assert {default for _, _, default in defaults} == {"now()"}, defaults
+    if "lz4" in lz4:
+        assert compression == {"before": "l", "after": "l"}

@@ -18,6 +18,8 @@ from sqlalchemy import Table, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from models.base import utcnow
+
 BATCH = 2000
 
 
@@ -26,11 +28,21 @@ def table_of(entity: type[Any]) -> Table:
 
 
 def fast_ids(count: int) -> list[str]:
-    """Time-ordered ids in the layout of models.base.new_id, as 32 hex digits, in bulk."""
-    millis = time.time_ns() // 1_000_000
-    head = (millis << 80) | (0x7 << 76) | (0b10 << 62)
-    bits = random.getrandbits
-    return [f"{head | (bits(12) << 64) | bits(62):032x}" for _ in range(count)]
+    """Time-ordered ids in the layout of models.base.new_id, as 32 hex digits, in bulk: the
+    milliseconds, the version 7, 12 random bits, the variant with 62 more. The random part
+    is cut from one string of hex digits (20 drawn an id, 19 used), not formatted from two
+    draws an id: 0.48 against 0.79 us an id, two ids a person."""
+    head = f"{time.time_ns() // 1_000_000:012x}7"
+    digits = random.randbytes(10 * count).hex()
+    variant = _VARIANT_DIGIT
+    return [
+        f"{head}{digits[n : n + 3]}{variant[digits[n + 3]]}{digits[n + 4 : n + 19]}"
+        for n in range(0, 20 * count, 20)
+    ]
+
+
+# A random hex digit as the one that starts the variant field: bits 10, then two random ones.
+_VARIANT_DIGIT = {f"{d:x}": f"{0b1000 | (d & 0b11):x}" for d in range(16)}
 
 
 def dashed(hex_id: str) -> str:
@@ -45,7 +57,9 @@ class Rows:
     PostgreSQL, executemany parameters for SQLite. SQLAlchemy's executemany would convert
     each row's parameters one by one; here the rows' own values are already text as both
     databases store them (UUIDs as 32 hex digits, JSON serialised), and the values every row
-    shares go through their column types once."""
+    shares go through their column types once. The `stamped` columns are set to the time of
+    writing: on PostgreSQL by their default (`now()`, migration 0035), which spares COPY
+    parsing a timestamp per row and column; on SQLite by the time given here."""
 
     statement: str
     payload: str | list[tuple[Any, ...]]
@@ -58,7 +72,12 @@ class Rows:
         columns: tuple[str, ...],
         rows: list[tuple[str, ...]],
         shared: dict[str, Any],
+        *,
+        stamped: tuple[str, ...] = (),
     ) -> Rows:
+        if dialect.name != "postgresql":
+            now = utcnow()
+            shared = {**shared, **{column: now for column in stamped}}
         names = [*columns, *shared]
         if dialect.name == "postgresql":
             quoted = ", ".join(f'"{name}"' for name in names)

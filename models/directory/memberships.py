@@ -182,7 +182,8 @@ class NewMembers:
             table_of(TeamMembership),
             ("team_id", "user_id"),
             rows,
-            {"role": TeamRole.MEMBER, "source": Source.LDAP, "created_at": utcnow()},
+            {"role": TeamRole.MEMBER, "source": Source.LDAP},
+            stamped=("created_at",),
         ).write(self.session)
         events = []
         for target, listed in by_team.items():
@@ -293,13 +294,13 @@ class _Writer:
     def _write_new(self, team: Team, role: TeamRole, user_ids: list[str]) -> None:
         """Memberships of users created in this transaction: none can exist yet, so they are
         written as they are, with one `team.member_added` event each."""
-        now = utcnow()
         Rows.of(
             self.dialect,
             table_of(TeamMembership),
             ("user_id",),
             [(user_id,) for user_id in user_ids],
-            {"team_id": team.id, "role": role, "source": Source.LDAP, "created_at": now},
+            {"team_id": team.id, "role": role, "source": Source.LDAP},
+            stamped=("created_at",),
         ).write(self.session)
         target = str(team.id)
         after = [(target, _added_json(team.id, user_id, role)) for user_id in user_ids]
