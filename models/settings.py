@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     odock_management_token: str = ""
     odock_command_secret: str = ""
     odock_timeout: float = Field(default=5.0, gt=0, le=60)
+    # How long one caller goes on starting store calls for the keys it leased; the lease
+    # covers this, one more store call and the gateway call.
+    odock_send_budget: float = Field(default=5.0, gt=0, le=60)
     odock_reconcile_interval: float = Field(default=3600.0, gt=0)
     odock_reinvalidate_after: float = Field(default=5.0, ge=0, le=3600)
     # A failed reconcile is tried again after base, 2x base, ... (at most this many times)

@@ -25,9 +25,6 @@ from worker.time_to_kill import observe
 log = structlog.get_logger(__name__)
 
 
-# How long one caller goes on starting store calls for the keys it leased; the lease covers
-# this, one more store call and the gateway call, so it never runs out under a live caller.
-SEND_BUDGET = 5.0
 STORE_CLAIM_BATCH = 100
 
 
@@ -88,7 +85,9 @@ def drive_store(*, key_ids: list[uuid.UUID] | None) -> list[cutoffs.Clock]:
 
 
 def _claim(settings: Settings, key_ids: list[uuid.UUID] | None) -> list[uuid.UUID]:
-    lease = SEND_BUDGET + settings.odock_timeout + settings.gateway_timeout + 2
+    # ODOCK_SEND_BUDGET, one more store call and the gateway call: never runs out under a
+    # live caller.
+    lease = settings.odock_send_budget + settings.odock_timeout + settings.gateway_timeout + 2
     with runtime().sessions() as session:
         claimed = cutoffs.claim_due(
             session,
@@ -107,7 +106,7 @@ def _send(settings: Settings, outgoing: dict[uuid.UUID, list[store_commands.Outg
     sent, started = Sent(), time.monotonic()
     keys = sorted(outgoing)
     for index, key_id in enumerate(keys):
-        if time.monotonic() - started > SEND_BUDGET:
+        if time.monotonic() - started > settings.odock_send_budget:
             sent.untried = keys[index:]
             break
         for command in outgoing[key_id]:
