@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import time
 import weakref
@@ -23,6 +24,7 @@ ODOCK_MODE_KEY = "odock.mode"
 
 # A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 10.0
+WAL_SWITCH_TIMEOUT = 30.0  # seconds, as the busy timeout of the broker's file
 
 
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:
@@ -257,7 +259,7 @@ def _sqlite_pragmas(dbapi_connection: Any, busy_ms: int) -> None:
     # Take over transaction control so BEGIN IMMEDIATE below is honoured.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    enter_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
@@ -266,6 +268,22 @@ def _sqlite_pragmas(dbapi_connection: Any, busy_ms: int) -> None:
     cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()
     dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
+
+
+def enter_wal(cursor: Any) -> None:
+    """Put the SQLite file in WAL mode (it stays so). Processes opening a fresh file together
+    (a worker beside its beat) can deadlock upgrading their locks for the switch, and SQLite
+    answers one of them "database is locked" at once, without its busy timeout: it tries again
+    until WAL_SWITCH_TIMEOUT."""
+    give_up = time.monotonic() + WAL_SWITCH_TIMEOUT
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > give_up:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
 
 
 def _unicode_lower(value: Any) -> Any:

@@ -7,9 +7,10 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
-from models.db import private_sqlite_file
+from models.db import enter_wal, private_sqlite_file
 
 
 def test_making_the_file_private_keeps_the_locks_of_open_connections(tmp_path: Path) -> None:
@@ -49,3 +50,23 @@ def another_process_reads(path: Path) -> list[int]:
     )
     values: list[int] = json.loads(done.stdout)
     return values
+
+
+def test_switching_to_wal_while_another_connection_reads_waits_for_it(tmp_path: Path) -> None:
+    """SQLite can answer the switch to WAL "database is locked" at once, without waiting (two
+    processes opening a fresh file together deadlock on their lock upgrades; here: a reader
+    holds the file and the switching connection has no busy timeout). The switch tries again
+    instead of failing the process that opened the file."""
+    path = tmp_path / "fresh.sqlite3"
+    sqlite3.connect(path, isolation_level=None).execute("CREATE TABLE t (x)")
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM t").fetchall()  # a shared lock, held until the rollback
+    switching = sqlite3.connect(path, isolation_level=None, timeout=0)
+    threading.Timer(0.3, reader.rollback).start()
+
+    enter_wal(switching.cursor())
+
+    assert switching.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    switching.close()
+    reader.close()

@@ -18,7 +18,7 @@ from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import Engine, create_engine, delete, event, text
 from sqlalchemy.exc import IntegrityError
 
-from models.db import private_sqlite_file
+from models.db import enter_wal, private_sqlite_file
 
 ENGINE_OPTIONS_NOT_FOR_SQLALCHEMY = {
     "queue_tablename",
@@ -39,7 +39,7 @@ _SWEPT: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 def _wal(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    enter_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
