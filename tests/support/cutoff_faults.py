@@ -28,6 +28,7 @@ from tests.support.wait import wait_until
 DEADLINE = 10.0  # CUTOFF_DEADLINE of the scenarios: short, so they stay fast
 GATEWAY_TIMEOUT = 2.0
 REAP_INTERVAL = 0.5  # CUTOFF_REAP_INTERVAL: the reaper's tick
+RETRY_MAX = 1.0  # CUTOFF_RETRY_MAX: the longest wait before a failed call is tried again
 
 
 def served_env(
@@ -43,7 +44,7 @@ def served_env(
         "CUTOFF_DEADLINE": str(deadline),
         "CUTOFF_REAP_INTERVAL": str(REAP_INTERVAL),
         "CUTOFF_RETRY_BASE": "0.5",
-        "CUTOFF_RETRY_MAX": "2",
+        "CUTOFF_RETRY_MAX": str(RETRY_MAX),
         "OUTBOX_RELAY_INTERVAL": "1",
         "NOTIFICATION_RETRY_BASE": "30",
         "NOTIFICATION_RETRY_MAX": "30",
@@ -124,8 +125,8 @@ def wait_effective(stand_in: OdockStandIn, leaver: Leaver, timeout: float = 90) 
 
 
 def settle(sessions: Callable[[], Session], leaver: Leaver) -> None:
-    """Wait until the cut-offs are acknowledged, then a few reaper ticks more (so a second,
-    duplicate call would have come by now)."""
+    """Wait until the cut-offs are acknowledged, then the longest retry wait and two reaper
+    ticks more (so a second, duplicate call would have come by now)."""
 
     def acknowledged() -> bool:
         with sessions() as fresh:
@@ -137,7 +138,7 @@ def settle(sessions: Callable[[], Session], leaver: Leaver) -> None:
             return bool(rows) and all(r.acknowledged_at for r in rows)
 
     wait_until(acknowledged, timeout=60, what="the cut-offs acknowledged")
-    time.sleep(3)
+    time.sleep(RETRY_MAX + 2 * REAP_INTERVAL)
 
 
 def outcome(
