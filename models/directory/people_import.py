@@ -159,7 +159,7 @@ class PeopleImport:
             snapshots.append(_snapshot_json(dashed(user_id), item, name, email, role))
         if not users and not dated:
             return prepared
-        self.created += len(users)
+        self.created += len(users) + len(dated)
         event_id, batch_id = fast_ids(2)
         self.events.append(uuid.UUID(event_id))
         shared = {"organisation_id": self.organisation.id}

@@ -8,6 +8,7 @@ read ends, and every test must come out the same.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -95,6 +96,38 @@ def test_first_import_is_written_while_reading(
     for event in _batch_events(sessions, connector):
         assert event["count"] == len(event["users"])
         assert event["identity"] == {"source": "ldap", "connector_id": str(connector.id)}
+
+
+def test_people_with_an_end_date_are_counted_with_their_dates_and_memberships(
+    make_connector, sync, sessions, settings, streamed, directory
+):
+    """alice (`pwdEndTime`) and bob (`shadowExpire`) have an expiry ahead. Dated people are
+    written as rows of their own; the run's count once left them out (2 of 4)."""
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+    midnight = ahead.replace(hour=0, minute=0, second=0)  # shadowExpire counts whole days
+    days = (ahead - datetime(1970, 1, 1, tzinfo=UTC)).days
+    directory.replace(directory.person_dn("alice"), "pwdEndTime", _generalized(ahead))
+    directory.add_values(directory.person_dn("bob"), "objectClass", b"shadowAccount")
+    directory.replace(directory.person_dn("bob"), "shadowExpire", str(days).encode())
+    connector = make_connector(group_teams={"engineering": "Engineering"})
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    _expect_stream(streamed, settings)
+    assert get_run(sessions, outcome.run_id).created_count == 4
+    users = linked_users(sessions, connector)
+    ends = {uid: users[uid].access_ends_at for uid in ("alice", "bob", "carol", "dave")}
+    assert ends == {"alice": ahead, "bob": midnight, "carol": None, "dave": None}
+    assert users["alice"].access_ends_source is users["bob"].access_ends_source is Source.LDAP
+    audited = _audited_users(sessions, connector)
+    assert sorted(audited) == sorted(users)
+    assert audited["alice"]["access_ends_at"] == ahead.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert audited["bob"]["access_ends_at"] == midnight.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert "access_ends_at" not in audited["carol"]
+    assert _engineers(sessions, connector) == {"alice", "bob", "carol"}
+
+
+def _generalized(moment: datetime) -> bytes:
+    return moment.strftime("%Y%m%d%H%M%SZ").encode()
 
 
 def test_a_later_duplicate_email_takes_back_a_written_create(
