@@ -26,8 +26,9 @@ from tests.support.worker import WorkerProcess, start_shifted, stop_all
 # default); a person is due within a second. A test that waits "N beats more" sleeps N ticks.
 TICK = 0.5
 # How long before a date the workers and beats start (together, ready in about 3 s on an idle
-# machine), so the date comes while they run. Later than that is the catch-up case instead.
-LEAD = timedelta(seconds=8)
+# machine: twice that), so the date comes while they run. A start slower than this is the
+# catch-up case instead (still on time: the first tick after it).
+LEAD = timedelta(seconds=6)
 
 
 @pytest.fixture
