@@ -8,7 +8,8 @@ scim_vs_reference.py.
     python benchmarks/scim_profile.py [get eq value page create patch patchname] \\
         [--users 300] [--requests 200] [--profile 40 --sort tottime]
 
-The CPU is the process's (app and test client): compare runs made in the same minutes.
+The CPU is the process's (app and test client), beside its PostgreSQL backends': compare runs
+made in the same minutes.
 `--wsgi get eq value --requests 2000` measures the reads without the test client: the WSGI
 app's CPU, its PostgreSQL backend's, and the bare ceiling's app (benchmarks/bare_scim_app.py)
 called the same way, after an ANALYZE (as autovacuum would have run one).
@@ -127,6 +128,7 @@ def measure(name: str, call: Callable[[int], Any], requests: int, args: Any) -> 
         show_statements(name, lambda: call(10**5 + 3))
     profile = cProfile.Profile(time.process_time)
     psycopg.Cursor.execute = count  # type: ignore[method-assign]
+    backends = cpu.cpu_by_pid(cpu.database_pids(args.database))
     started_cpu, started = time.process_time(), time.perf_counter()
     if args.profile:
         profile.enable()
@@ -137,10 +139,13 @@ def measure(name: str, call: Callable[[int], Any], requests: int, args: Any) -> 
     profile.disable()
     cpu_ms = (time.process_time() - started_cpu) / requests * 1000
     wall_ms = (time.perf_counter() - started) / requests * 1000
+    db_cpu = cpu.used_between(backends, cpu.cpu_by_pid(cpu.database_pids(args.database)))
+    db_ms = db_cpu / requests * 1000
     psycopg.Cursor.execute = execute  # type: ignore[method-assign]
     per_request = ", ".join(f"{kind} {n / requests:.2f}" for kind, n in sorted(statements.items()))
     print(
-        f"| {name} | {cpu_ms:.2f} | {wall_ms:.2f} | {per_request} | {os.getloadavg()[0]:.1f} |",
+        f"| {name} | {cpu_ms:.2f} | {db_ms:.2f} | {wall_ms:.2f} | {per_request}"
+        f" | {os.getloadavg()[0]:.1f} |",
         flush=True,
     )
     if args.profile:
@@ -258,8 +263,11 @@ def main() -> None:
         if args.wsgi:
             wsgi_reads(url, client, headers, ids, args)
             return
-        print("| operation | CPU ms/req | wall ms/req | statements/req | load |")
-        print("|---|---:|---:|---|---:|")
+        print(
+            "| operation | CPU ms/req | database CPU ms/req | wall ms/req | statements/req | load |"
+        )
+        print("|---|---:|---:|---:|---|---:|")
+        args.database = make_url(url).database or ""
         calls = operations(client, headers, ids)
         for name in args.operations or OPERATIONS:
             requests = max(args.requests // 10, 1) if name == "page" else args.requests

@@ -26,6 +26,7 @@ from models.actor import Actor
 from models.base import new_id, utcnow
 from models.db import PREPARED
 from models.entities import (
+    AuditEvent,
     IdentityLink,
     Organisation,
     RevocationReview,
@@ -47,6 +48,7 @@ from models.enums import (
     UserStatus,
 )
 from models.errors import Conflict, InvalidInput, NotFound
+from models.row_writes import insert_new
 from models.snapshots import user_snapshot
 
 # --- users -----------------------------------------------------------------------------
@@ -131,7 +133,13 @@ def create_scim_user(
         _set_active(session, scim_user, fields.active, actor, gated=not provisioned.created)
     access_end.set_access_end(session, user=user, ends_at=fields.access_ends_at, actor=actor)
     _audit(session, scim_user, actor, "scim.user.created", before=None)
+    if provisioned.created:
+        insert_new(session, NEW_PERSON_ROWS)
     return scim_user
+
+
+# What creating a person writes (when nothing else, such as a revocation, joined it).
+NEW_PERSON_ROWS = (User, IdentityLink, ScimUser, ScimEmail, AuditEvent)
 
 
 def _name_and_email_taken(

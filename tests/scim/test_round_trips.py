@@ -18,10 +18,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.scim import casting
+from models import row_writes
 from models.actions import mass_change
 from models.actions import scim as scim_actions
 from models.db import SessionFactory
-from models.entities import Organisation, ScimUser, User
+from models.entities import AuditEvent, Organisation, ScimUser, User
 from tests.scim import payloads
 from tests.scim.conftest import ScimClient
 from tests.support import factories
@@ -98,6 +99,56 @@ def test_a_create_reads_the_organisation_once(scim: ScimClient, app: Flask) -> N
         _create(scim, 5)
     reads = [s for s in seen if s.startswith("SELECT") and "FROM organisations" in s]
     assert len(reads) == 1, reads
+
+
+def test_a_new_person_is_written_without_the_flush_and_answered_as_stored(
+    scim: ScimClient, session: Session, org: Organisation, monkeypatch: Any
+) -> None:
+    """A create of a new person writes its rows with Core INSERTs (models.row_writes); its
+    answer, built from the values written, is what a read of the stored rows gives, and
+    its audit events are the flush's. Linking a person who exists takes the usual flush."""
+    written: list[bool] = []
+
+    def insert_new(*args: Any) -> bool:
+        written.append(row_writes.insert_new(*args))
+        return written[-1]
+
+    monkeypatch.setattr(scim_actions, "insert_new", insert_new)
+    body = {
+        "userName": "kim@example.com",
+        "name": {"givenName": "Kim", "familyName": "Lee"},
+        "emails": [
+            {"value": "kim@example.com", "type": "work", "primary": True},
+            {"value": "kim@home.example", "type": "home"},
+        ],
+        "active": True,
+    }
+    made = scim.post("/Users", body)
+    assert made.status_code == 201, made.json
+    read = scim.get(f"/Users/{made.json['id']}")
+    assert read.json == made.json
+    assert read.headers["ETag"] == made.headers["ETag"]
+    scim_user = session.get_one(ScimUser, uuid.UUID(made.json["id"]))
+    events = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.target_id == str(scim_user.user_id))
+        .order_by(AuditEvent.occurred_at, AuditEvent.id)
+    ).all()
+    assert sorted(e.action for e in events) == [
+        "identity.linked",
+        "scim.user.created",
+        "user.created",
+    ]
+    created = next(e for e in events if e.action == "scim.user.created")
+    assert created.after == scim_actions.scim_snapshot(scim_user)
+    assert created.request_id is not None and created.organisation_id == org.id
+
+    factories.make_user(session, org, email="known@example.com")
+    session.commit()
+    linked = scim.post("/Users", {"userName": "known", "emails": [{"value": "known@example.com"}]})
+    assert linked.status_code == 201, linked.json
+    assert scim.get(f"/Users/{linked.json['id']}").json == linked.json
+    assert written == [True]  # the link to a known person was flushed as before
 
 
 def test_hot_reads_run_as_prepared_statements_on_postgresql(
