@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -452,12 +452,23 @@ def withdraw(
     if source not in GATED_SOURCES:
         return 0
     values = {"user_id": user.id, "source": source, "kinds": sorted(kinds)}
-    held = list(session.scalars(_held_changes(), values, execution_options={PREPARED: True}))
+    # Without flushing the caller's other pending writes (a PATCH's profile edit and its
+    # audit event) when none is a mass change, which alone this read could see: the flush
+    # at the end writes them with the rest, two round trips fewer.
+    reading = session.no_autoflush if _mass_changes_flushed(session) else nullcontext()
+    with reading:
+        held = list(session.scalars(_held_changes(), values, execution_options={PREPARED: True}))
     for change in held:
         close(session, held=change, status=ChangeStatus.SUPERSEDED, actor=actor)
     if held:
         settle(session, organisation_id=user.organisation_id, source=source, actor=actor)
     return len(held)
+
+
+def _mass_changes_flushed(session: Session) -> bool:
+    """Whether the database holds every mass change as this session has it."""
+    unflushed = (*session.new, *session.dirty, *session.deleted)
+    return not any(isinstance(entity, MassChange) for entity in unflushed)
 
 
 @functools.cache

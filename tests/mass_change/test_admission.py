@@ -62,3 +62,33 @@ def test_a_transaction_holding_the_gate_counts_in_itself(session, sessions, engi
         batch.rollback()
 
     assert counted(sessions) == 0
+
+
+def test_withdraw_sees_the_mass_changes_its_session_has_not_flushed(session, gated):
+    """withdraw reads without flushing the caller's other writes, but never past a mass
+    change the session holds unflushed: a new held change is found, a closed one is not."""
+    user = f.make_user(session, gated.org, email="unflushed@gated.test")
+    session.commit()
+    held = MassChange(
+        organisation_id=gated.org.id,
+        source=Source.SCIM,
+        user_id=user.id,
+        kind=ChangeKind.DEACTIVATE,
+        status=ChangeStatus.HELD,
+    )
+    session.add(held)
+    assert mass_change.withdraw(session, user=user, kinds=mass_change.STATUS_KINDS, actor=SCIM)
+    assert held.status is ChangeStatus.SUPERSEDED
+
+    again = MassChange(
+        organisation_id=gated.org.id,
+        source=Source.SCIM,
+        user_id=user.id,
+        kind=ChangeKind.DEACTIVATE,
+        status=ChangeStatus.HELD,
+    )
+    session.add(again)
+    session.flush()
+    again.status = ChangeStatus.DISCARDED  # closed, not yet flushed
+    kinds = mass_change.STATUS_KINDS
+    assert mass_change.withdraw(session, user=user, kinds=kinds, actor=SCIM) == 0

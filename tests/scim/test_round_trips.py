@@ -210,6 +210,22 @@ def test_a_deactivation_reads_the_person_once(scim: ScimClient, app: Flask) -> N
     assert len([s for s in seen if s.startswith("INSERT INTO audit_events")]) == 1
 
 
+def test_a_profile_patch_writes_its_changes_in_one_flush(scim: ScimClient, app: Flask) -> None:
+    """A PATCH that leaves the person active asks the gate for held changes without flushing
+    what it has changed so far: its two audit events go in one INSERT, its SCIM row is
+    updated once."""
+    scim_id = _create(scim, 12)
+    body = {
+        "schemas": [PATCH_OP],
+        "Operations": [{"op": "replace", "path": "displayName", "value": "Lee Twelve"}],
+    }
+    with statements(app) as seen:
+        answer = scim.patch(f"/Users/{scim_id}", body)
+    assert answer.status_code == 200 and answer.json["displayName"] == "Lee Twelve", answer.json
+    assert len([s for s in seen if s.startswith("INSERT INTO audit_events")]) == 1, seen
+    assert len([s for s in seen if s.startswith("UPDATE scim_users")]) == 1, seen
+
+
 def test_a_scim_write_locks_the_person_with_the_user(
     sessions: SessionFactory, org: Organisation, scim: ScimClient
 ) -> None:
