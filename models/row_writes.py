@@ -36,9 +36,8 @@ def insert_new(session: Session, kinds: tuple[type[Base], ...]) -> bool:
         mapper: Mapper[Any] = inspect(entity).mapper
         rows.setdefault(mapper.local_table, []).append(_row(entity, mapper))  # type: ignore[arg-type]
     connection = session.connection()
-    for table in Base.metadata.sorted_tables:
-        if table in rows:
-            _insert_rows(connection, table, rows[table])
+    for table in sorted(rows, key=_table_order().__getitem__):
+        _insert_rows(connection, table, rows[table])
     for entity in pending:
         if entity in session:  # expunging a parent expunges its cascaded children
             session.expunge(entity)
@@ -113,6 +112,13 @@ def _insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]
         # With RETURNING, SQLAlchemy sends the rows as one multi-row INSERT (one statement,
         # prepared like the others) instead of the driver's executemany.
         connection.execute(_insert(table).returning(*table.primary_key), rows).all()
+
+
+@functools.cache
+def _table_order() -> dict[Table, int]:
+    """Each table's place in the foreign keys' dependency order, sorted once (sorting the
+    metadata cost 0.3 ms a create)."""
+    return {table: place for place, table in enumerate(Base.metadata.sorted_tables)}
 
 
 @functools.cache
