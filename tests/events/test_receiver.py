@@ -290,7 +290,6 @@ def test_deliveries_wake_one_drain_while_a_wake_up_waits_to_be_taken(
 def test_with_the_flags_unreachable_every_delivery_still_wakes_the_drain(
     client, hooked, monkeypatch
 ):
-
     from tests.support.net import free_port
     from worker import wakeups
 
