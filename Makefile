@@ -47,5 +47,8 @@ lint: install-test
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# Bytecode is written even where the environment says not to (PYTHONDONTWRITEBYTECODE): the
+# suite starts many processes (workers, beats, serve trees, CLI runs), and each compiled the
+# project from source again: 0.2 of the 1.4 s of CPU an import of the app takes.
 test: test-system-packages install-test lint
-	$(VENV)/bin/pytest
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest
