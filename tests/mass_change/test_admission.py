@@ -69,26 +69,25 @@ def test_withdraw_sees_the_mass_changes_its_session_has_not_flushed(session, gat
     change the session holds unflushed: a new held change is found, a closed one is not."""
     user = f.make_user(session, gated.org, email="unflushed@gated.test")
     session.commit()
+    held = held_deactivation(session, user)
+    assert mass_change.withdraw(session, user=user, kinds=mass_change.STATUS_KINDS, actor=SCIM)
+    assert held.status is ChangeStatus.SUPERSEDED
+
+    again = held_deactivation(session, user)
+    session.flush()
+    again.status = ChangeStatus.DISCARDED  # closed, not yet flushed
+    kinds = mass_change.STATUS_KINDS
+    assert mass_change.withdraw(session, user=user, kinds=kinds, actor=SCIM) == 0
+
+
+def held_deactivation(session, user) -> MassChange:
+    """A held SCIM deactivation of `user`, added to the session and not flushed."""
     held = MassChange(
-        organisation_id=gated.org.id,
+        organisation_id=user.organisation_id,
         source=Source.SCIM,
         user_id=user.id,
         kind=ChangeKind.DEACTIVATE,
         status=ChangeStatus.HELD,
     )
     session.add(held)
-    assert mass_change.withdraw(session, user=user, kinds=mass_change.STATUS_KINDS, actor=SCIM)
-    assert held.status is ChangeStatus.SUPERSEDED
-
-    again = MassChange(
-        organisation_id=gated.org.id,
-        source=Source.SCIM,
-        user_id=user.id,
-        kind=ChangeKind.DEACTIVATE,
-        status=ChangeStatus.HELD,
-    )
-    session.add(again)
-    session.flush()
-    again.status = ChangeStatus.DISCARDED  # closed, not yet flushed
-    kinds = mass_change.STATUS_KINDS
-    assert mass_change.withdraw(session, user=user, kinds=kinds, actor=SCIM) == 0
+    return held
