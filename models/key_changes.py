@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import BindParameter, ColumnElement, bindparam, case, exists, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
-from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.dml import ReturningUpdate, Update
 
 from models import audit, outbox
 from models.actions import cutoffs
@@ -218,9 +218,7 @@ def _change_view(session: Session, change: KeyChange) -> list[uuid.UUID]:
         return sorted(revoked.all())
     statement = update(VirtualApiKey).where(change.scope)
     if change.command is StoreCommandType.REVOKE:
-        statement = statement.where(VirtualApiKey.revoked.is_(False)).values(
-            revoked=True, revoked_at=now, revoked_by_revocation_id=change.revocation_id
-        )
+        statement = _revoking(statement, now, change.revocation_id)
     elif change.command is StoreCommandType.RESTORE:
         statement = statement.where(VirtualApiKey.revoked.is_(True)).values(
             revoked=False, revoked_at=None, revoked_by_revocation_id=None
@@ -245,16 +243,16 @@ def _kept_revoke(scope: ColumnElement[bool]) -> ReturningUpdate[uuid.UUID]:
     """The REVOKE of `_change_view` for a kept scope, built once: the time (`changed_at`)
     and the revocation (`revocation_id`) bound at each execution, as the scope's own values."""
     changed_at: BindParameter[datetime] = bindparam("changed_at")
-    return (
-        update(VirtualApiKey)
-        .where(scope, VirtualApiKey.revoked.is_(False))
-        .values(
-            revoked=True,
-            revoked_at=changed_at,
-            revoked_by_revocation_id=bindparam("revocation_id"),
-            updated_at=changed_at,
-        )
-        .returning(VirtualApiKey.id)
+    statement = update(VirtualApiKey).where(scope)
+    revoking = _revoking(statement, changed_at, bindparam("revocation_id"))
+    return revoking.values(updated_at=changed_at).returning(VirtualApiKey.id)
+
+
+def _revoking(statement: Update, changed_at: Any, revocation_id: Any) -> Update:
+    """What a REVOKE sets on the active keys of `statement`'s scope (values, or parameters
+    bound at each execution), whichever way the statement is built."""
+    return statement.where(VirtualApiKey.revoked.is_(False)).values(
+        revoked=True, revoked_at=changed_at, revoked_by_revocation_id=revocation_id
     )
 
 

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import BindParameter, Select, bindparam, delete, exists, select
+from sqlalchemy import BindParameter, Exists, Select, bindparam, delete, exists, select
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -150,10 +150,7 @@ def _name_and_email_taken(
     try:
         email = fields.primary_email()
     except InvalidValue:
-        named = exists().where(
-            ScimUser.organisation_id == organisation_id,
-            ScimUser.user_name_key == fields.user_name.lower(),
-        )
+        named = _user_name_taken(organisation_id, fields.user_name.lower())
         return bool(session.scalar(select(named))), False  # refused later, after a clash
     values = {
         "organisation_id": organisation_id,
@@ -171,14 +168,18 @@ def _name_and_email_check() -> Select[bool, bool]:
     """_name_and_email_taken's statement, built once per process (its values bound at each
     execution)."""
     organisation_id: BindParameter[uuid.UUID] = bindparam("organisation_id")
-    named = exists().where(
-        ScimUser.organisation_id == organisation_id,
-        ScimUser.user_name_key == bindparam("user_name_key"),
-    )
+    named = _user_name_taken(organisation_id, bindparam("user_name_key"))
     owned = exists().where(
         User.organisation_id == organisation_id, User.email_key == bindparam("email_key")
     )
     return select(named, owned)
+
+
+def _user_name_taken(organisation_id: Any, user_name_key: Any) -> Exists:
+    """Whether a SCIM user of the organisation has the userName (values or bound parameters)."""
+    return exists().where(
+        ScimUser.organisation_id == organisation_id, ScimUser.user_name_key == user_name_key
+    )
 
 
 def replace_scim_user(
