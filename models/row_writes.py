@@ -10,13 +10,29 @@ session as if loaded, so the answer is built from the values written, with no re
 from __future__ import annotations
 
 import functools
+import json
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, insert, inspect
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Connection,
+    Insert,
+    Integer,
+    String,
+    Table,
+    Uuid,
+    insert,
+    inspect,
+)
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
 from sqlalchemy.orm.interfaces import MANYTOONE
 
-from models.base import Base
+from models.base import Base, UTCDateTime
 
 
 def insert_new(session: Session, kinds: tuple[type[Base], ...]) -> bool:
@@ -35,9 +51,15 @@ def insert_new(session: Session, kinds: tuple[type[Base], ...]) -> bool:
     for entity in pending:
         mapper: Mapper[Any] = inspect(entity).mapper
         rows.setdefault(mapper.local_table, []).append(_row(entity, mapper))  # type: ignore[arg-type]
+    ordered = tuple(sorted(rows, key=_table_order().__getitem__))
     connection = session.connection()
-    for table in sorted(rows, key=_table_order().__getitem__):
-        _insert_rows(connection, table, rows[table])
+    together = _together(ordered, connection.dialect)
+    if together is not None:
+        values = {table.name: json.dumps(rows[table], default=_json_value) for table in ordered}
+        connection.exec_driver_sql(together, values)
+    else:
+        for table in ordered:
+            _insert_rows(connection, table, rows[table])
     for entity in pending:
         if entity in session:  # expunging a parent expunges its cascaded children
             session.expunge(entity)
@@ -112,6 +134,66 @@ def _insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]
         # With RETURNING, SQLAlchemy sends the rows as one multi-row INSERT (one statement,
         # prepared like the others) instead of the driver's executemany.
         connection.execute(_insert(table).returning(*table.primary_key), rows).all()
+
+
+@functools.cache
+def _together(tables: tuple[Table, ...], dialect: Dialect) -> str | None:
+    """PostgreSQL: one statement writing every table's rows, each table's rows one JSON
+    array parameter (the tables' ordered), each INSERT but the last a data-modifying CTE of
+    it. The foreign keys are checked at the statement's end, so a child comes with its
+    parent. One round trip and a few parameters instead of an INSERT per table (each cost
+    SQLAlchemy's and psycopg's per-statement work, ~0.1 ms). None elsewhere, or when a
+    column's type is not one this knows how to carry in JSON."""
+    if dialect.name != "postgresql":
+        return None
+    inserts = []
+    for table in tables:
+        columns = [_from_json(column, dialect) for column in table.columns]
+        if None in columns:
+            return None
+        # Only the metadata's own names (quoted) go into the text; every value is bound.
+        names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in table.columns)
+        inserts.append(
+            f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) "  # noqa: S608
+            f"SELECT {', '.join(columns)} "  # type: ignore[arg-type]
+            f"FROM json_array_elements(CAST(%({table.name})s AS JSON)) AS e"
+        )
+    *before, last = inserts
+    if not before:
+        return last
+    ctes = ", ".join(f"write_{n} AS ({statement})" for n, statement in enumerate(before))
+    return f"WITH {ctes} {last}"
+
+
+def _from_json(column: Column[Any], dialect: Dialect) -> str | None:
+    """The SQL taking the column's value from a row's JSON object `e`: JSON as it is (a
+    None stored as JSON null, as SQLAlchemy's JSON type does), strings as text assigned to
+    the column (so a value too long is refused, never cut), the rest cast from text."""
+    key = _json_key(column.key)
+    kind = column.type
+    if isinstance(kind, JSON):
+        return f"e->{key}"
+    if isinstance(kind, String):  # Enum too: stored as its value
+        return f"e->>{key}"
+    if isinstance(kind, UTCDateTime | Uuid | Boolean | Integer):
+        return f"CAST(e->>{key} AS {kind.compile(dialect=dialect)})"
+    return None
+
+
+def _json_key(key: str) -> str:
+    return "'" + key.replace("'", "''") + "'"
+
+
+def _json_value(value: Any) -> Any:
+    """What json.dumps cannot write itself: ids as text, moments in UTC (a naive one is
+    refused, as UTCDateTime does)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC")
+        return value.astimezone(UTC).isoformat()
+    raise TypeError(f"{type(value).__name__} is not written as JSON here")
 
 
 @functools.cache

@@ -14,15 +14,17 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.scim import casting
 from models import row_writes
 from models.actions import mass_change
 from models.actions import scim as scim_actions
+from models.base import new_id
 from models.db import SessionFactory
 from models.entities import AuditEvent, Organisation, ScimUser, User
+from models.enums import Role, UserStatus
 from tests.scim import payloads
 from tests.scim.conftest import ScimClient
 from tests.support import factories
@@ -149,6 +151,45 @@ def test_a_new_person_is_written_without_the_flush_and_answered_as_stored(
     assert linked.status_code == 201, linked.json
     assert scim.get(f"/Users/{linked.json['id']}").json == linked.json
     assert written == [True]  # the link to a known person was flushed as before
+
+
+def test_a_new_persons_rows_are_one_statement_on_postgresql(scim: ScimClient, app: Flask) -> None:
+    """On PostgreSQL a create of a new person is three statements: the organisation, the
+    userName/email check and one INSERT of every row (its tables' INSERTs as CTEs); SQLite
+    writes them one INSERT per table."""
+    _create(scim, 8)  # the token is remembered from here on
+    with statements(app) as seen:
+        _create(scim, 9)
+    with app.app_context():
+        sqlite = app_state().settings.is_sqlite
+    writes = [s for s in seen if not s.startswith("SELECT")]
+    if sqlite:
+        assert len(writes) == 5, writes
+        return
+    assert len(seen) == 3, seen
+    (write,) = writes
+    for table in ("users", "identity_links", "scim_users", "scim_emails", "audit_events"):
+        assert f"INSERT INTO {table} " in write
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut(
+    session: Session, org: Organisation
+) -> None:
+    """The rows' values go to PostgreSQL as JSON text assigned to their columns: a value
+    longer than its column is refused as an INSERT of it would be, never silently cut."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("SQLite does not hold a string to its column's length")
+    user = User(
+        id=new_id(),
+        organisation_id=org.id,
+        name="x" * 201,
+        role=Role.USER,
+        status=UserStatus.ACTIVE,
+    )
+    user.set_email("long@example.com")
+    session.add(user)
+    with pytest.raises(DataError, match="too long"):
+        row_writes.insert_new(session, (User,))
 
 
 def test_hot_reads_run_as_prepared_statements_on_postgresql(
