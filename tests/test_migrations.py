@@ -82,3 +82,41 @@ def test_bulk_written_timestamps_default_to_now_and_audit_json_uses_lz4_on_postg
     assert {default for _, _, default in defaults} == {"now()"}, defaults
     if "lz4" in lz4:
         assert compression == {"before": "l", "after": "l"}
+
+
+def test_deleting_an_organisation_removes_its_identity_links_through_their_users(session):
+    """0036 dropped the links' own foreign key to the organisations: the cascade goes
+    organisation -> users -> identity links, on both databases."""
+    from sqlalchemy import inspect, select
+
+    from models.entities import IdentityLink, Organisation, User
+    from models.enums import Role, Source, UserStatus
+
+    keys = inspect(session.get_bind()).get_foreign_keys("identity_links")
+    assert [(key["referred_table"], key["constrained_columns"]) for key in keys] == [
+        ("users", ["user_id"])
+    ]
+    kept, gone = Organisation(name="Kept", slug="kept"), Organisation(name="Gone", slug="gone")
+    session.add_all([kept, gone])
+    session.flush()
+    for organisation in (kept, gone):
+        user = User(organisation_id=organisation.id, name="Ann", role=Role.USER)
+        user.status = UserStatus.ACTIVE
+        user.set_email("ann@example.com")
+        session.add(user)
+        session.flush()
+        session.add(
+            IdentityLink(
+                organisation_id=organisation.id,
+                user_id=user.id,
+                source=Source.LDAP,
+                external_id="uuid-ann",
+            )
+        )
+    session.commit()
+    session.delete(gone)
+    session.commit()
+    session.expire_all()
+    links = session.execute(select(IdentityLink.organisation_id)).scalars().all()
+    assert links == [kept.id]
+    assert session.execute(select(User.organisation_id)).scalars().all() == [kept.id]

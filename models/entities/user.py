@@ -67,9 +67,9 @@ class IdentityLink(Timestamped, Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    organisation_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organisations.id", ondelete="CASCADE")
-    )
+    # The user's organisation, for the lookup by stable id; no foreign key of its own: the
+    # user holds it, and an organisation's deletion reaches the link through the user (0036).
+    organisation_id: Mapped[uuid.UUID]
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     source: Mapped[Source] = enum_column(Source)
     external_id: Mapped[str] = mapped_column(String(255))
