@@ -50,7 +50,7 @@ from models.settings import Settings
 from tests.support import factories
 from webhooks.app import create_app
 
-OPERATIONS = ("get", "eq", "value", "page", "create", "patch", "patchname")
+OPERATIONS = ("get", "eq", "exteq", "value", "page", "create", "patch", "patchname")
 
 
 def patch_body(path: str, value: Any) -> str:
@@ -94,6 +94,7 @@ def operations(client: Any, headers: dict[str, str], ids: list[str]) -> dict[str
     return {
         "get": lambda i: client.get(f"/scim/v2/Users/{ids[i % n]}", headers=headers),
         "eq": lambda i: listing(filter=f'userName eq "{email(i)}"'),
+        "exteq": lambda i: listing(filter=f'externalId eq "ext-{i % n:06d}"'),
         "value": lambda i: listing(filter=f'emails[type eq "work" and value eq "{email(i)}"]'),
         "page": lambda i: listing(startIndex=1 + (i * 7) % max(n - 100, 1), count=100),
         "create": lambda i: client.post(
@@ -171,7 +172,7 @@ def show_statements(name: str, request: Callable[[], Any]) -> None:
         print(f"#   {statement}")
 
 
-READS = ("get", "eq", "value")
+READS = ("get", "eq", "exteq", "value")
 
 
 def read_environs(headers: dict[str, str], ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -187,6 +188,9 @@ def read_environs(headers: dict[str, str], ids: list[str]) -> dict[str, list[dic
     return {
         "get": [environ(f"/scim/v2/Users/{scim_id}") for scim_id in ids],
         "eq": [environ("/scim/v2/Users", f'userName eq "{e}"') for e in emails],
+        "exteq": [
+            environ("/scim/v2/Users", f'externalId eq "ext-{n:06d}"') for n in range(len(ids))
+        ],
         "value": [
             environ("/scim/v2/Users", f'emails[type eq "work" and value eq "{e}"]') for e in emails
         ],
@@ -194,9 +198,10 @@ def read_environs(headers: dict[str, str], ids: list[str]) -> dict[str, list[dic
 
 
 def measure_wsgi(
-    name: str, app: Any, environs: list[dict[str, Any]], requests: int, db: str
+    name: str, app: Any, environs: list[dict[str, Any]], requests: int, db: str, args: Any
 ) -> None:
-    """CPU per request of the WSGI app alone and of its PostgreSQL backends (db; "" none)."""
+    """CPU per request of the WSGI app alone and of its PostgreSQL backends (db; "" none);
+    with --profile, a cProfile of the app's calls after the figures."""
 
     def start_response(status: str, _headers: Any, _exc: Any = None) -> None:
         if not status.startswith("200"):
@@ -208,8 +213,12 @@ def measure_wsgi(
 
     run(min(requests, 50))  # warm: plans, caches, the token
     backends = cpu.cpu_by_pid(cpu.database_pids(db)) if db else {}
+    profile = cProfile.Profile(time.process_time)
     started = time.process_time()
+    if args.profile:
+        profile.enable()
     run(requests)
+    profile.disable()
     app_ms = (time.process_time() - started) / requests * 1000
     db_cpu = cpu.used_between(backends, cpu.cpu_by_pid(cpu.database_pids(db))) if db else 0.0
     db_ms = db_cpu / requests * 1000
@@ -217,6 +226,10 @@ def measure_wsgi(
     print(
         f"| {name} | {app_ms:.3f} | {db_ms:.3f} | {app_ms + db_ms:.3f} | {load:.1f} |", flush=True
     )
+    if args.profile:
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats(args.sort).print_stats(args.profile)
+        print(out.getvalue())
 
 
 def wsgi_reads(url: str, client: Any, headers: dict[str, str], ids: list[str], args: Any) -> None:
@@ -228,9 +241,10 @@ def wsgi_reads(url: str, client: Any, headers: dict[str, str], ids: list[str], a
     print("| operation | app CPU ms/req | database CPU ms/req | together | load |")
     print("|---|---:|---:|---:|---:|")
     for _ in range(args.rounds):
-        measure_wsgi("bare ceiling (get)", bare, environs["get"], args.requests, "")
+        if not args.profile:
+            measure_wsgi("bare ceiling (get)", bare, environs["get"], args.requests, "", args)
         for name in args.operations or READS:
-            measure_wsgi(name, client.application, environs[name], args.requests, database)
+            measure_wsgi(name, client.application, environs[name], args.requests, database, args)
 
 
 def main() -> None:

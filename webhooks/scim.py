@@ -22,6 +22,7 @@ from models import errors
 from models.actions.tokens import TokenGrant
 from models.actor import Actor
 from models.enums import Source, TokenScope
+from webhooks import scim_documents
 from webhooks import scim_provider as provider
 from webhooks.auth import require_token
 from webhooks.body import UnreadableBody, decode_json, integer_text
@@ -269,11 +270,17 @@ def committed(document: dict[str, Any] | None, status: int = 200) -> Response:
 
 
 def scim_json(document: dict[str, Any], status: int = 200) -> Response:
-    response = Response(json.dumps(document), status=status, mimetype=MEDIA_TYPE)
+    response = Response(_json_text(document), status=status, mimetype=MEDIA_TYPE)
     version = document.get("meta", {}).get("version")
     if version and "Resources" not in document:
         response.headers["ETag"] = version
     return response
+
+
+def _json_text(document: dict[str, Any]) -> str:
+    if next(reversed(document), None) == "Resources":
+        return scim_documents.list_json_text(document)
+    return scim_documents.json_text(document)
 
 
 # --- errors ----------------------------------------------------------------------------

@@ -5,7 +5,9 @@ The connector (connectors/scim/casting.py) owns the document's pieces and the wa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.scim.casting import (
@@ -19,7 +21,56 @@ from connectors.scim.casting import (
 )
 from connectors.scim.schemas import ENTERPRISE, GROUP, USER
 from models.entities import Team
-from models.queries.scim_records import UserRecord
+from models.queries.scim_records import REMEMBERED_RECORDS, UserRecord
+
+
+@dataclass(slots=True)
+class _Rendered:
+    record: UserRecord
+    document: dict[str, Any]
+    body: str | None = field(default=None)
+
+
+# (id of a record, base URL) and id of its document -> the rendering. A read's record is
+# the same object for the same row (models.queries.scim_records), so a user read again
+# unchanged is not rendered, versioned or serialised again; any change of its row is
+# another record. Each entry holds its record and document, so an id is never a stale one.
+_BY_RECORD: dict[tuple[int, str], _Rendered] = {}
+_BY_DOCUMENT: dict[int, _Rendered] = {}
+
+
+def read_user_document(record: UserRecord, base_url: str) -> dict[str, Any]:
+    """user_to_scim, kept for reads: the document is shared and must not be changed (a
+    projection builds its own, see connectors.scim.projection)."""
+    found = _BY_RECORD.get((id(record), base_url))
+    if found is not None and found.record is record:
+        return found.document
+    rendered = _Rendered(record, user_to_scim(record, base_url))
+    if len(_BY_RECORD) >= REMEMBERED_RECORDS:
+        _BY_RECORD.clear()
+        _BY_DOCUMENT.clear()
+    _BY_RECORD[(id(record), base_url)] = rendered
+    _BY_DOCUMENT[id(rendered.document)] = rendered
+    return rendered.document
+
+
+def json_text(document: dict[str, Any]) -> str:
+    """json.dumps(document), serialised once for a document read_user_document kept."""
+    found = _BY_DOCUMENT.get(id(document))
+    if found is None or found.document is not document:
+        return json.dumps(document)
+    if found.body is None:
+        found.body = json.dumps(document)
+    return found.body
+
+
+def list_json_text(envelope: dict[str, Any]) -> str:
+    """json.dumps of a ListResponse (its Resources last), each kept resource's text reused."""
+    resources = envelope["Resources"]
+    head = json.dumps({k: v for k, v in envelope.items() if k != "Resources"})
+    items = ", ".join(json_text(resource) for resource in resources)
+    separator = ", " if len(envelope) > 1 else ""
+    return f'{head[:-1]}{separator}"Resources": [{items}]}}'
 
 
 def user_to_scim(record: UserRecord, base_url: str) -> dict[str, Any]:

@@ -118,7 +118,7 @@ def list_users(session: Session, ctx: Context, listing: Listing) -> dict[str, An
 def get_user(session: Session, ctx: Context, scim_id: str) -> tuple[dict[str, Any], ResourceKind]:
     """The user's document and the User resource type it is projected by."""
     record = records.user_by_id(session, ctx.organisation_id, scim_id)
-    return scim_documents.user_to_scim(record, ctx.base_url), _kind_of([record])
+    return scim_documents.read_user_document(record, ctx.base_url), _kind_of([record])
 
 
 def search_all(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
@@ -216,7 +216,7 @@ def _user(session: Session, ctx: Context, scim_id: str, *, for_update: bool = Fa
 
 def _render_users(ctx: Context, users: Sequence[records.UserRecord]) -> list[dict[str, Any]]:
     """Whole resources (their version covers every attribute); projections come after."""
-    return [scim_documents.user_to_scim(record, ctx.base_url) for record in users]
+    return [scim_documents.read_user_document(record, ctx.base_url) for record in users]
 
 
 def _kind_of(users: Sequence[records.UserRecord]) -> ResourceKind:

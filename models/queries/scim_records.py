@@ -7,13 +7,14 @@ identity map, the loaders); a record is the dozen values the document needs."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Select, String, Uuid, bindparam, cast, func, select
+from sqlalchemy import ColumnElement, Select, String, Text, Uuid, bindparam, cast, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
@@ -123,7 +124,7 @@ def user_query(dialect: str) -> Select[Any]:
             ScimUser.employee_number,
             ScimUser.department,
             ScimUser.manager_id,
-            ScimUser.extra,
+            cast(ScimUser.extra, Text),
             ScimUser.held_inactive,
             ScimUser.created_at,
             ScimUser.updated_at,
@@ -153,7 +154,24 @@ def user_records(
     if rows is None:
         options = _PREPARED if prepared else _POSITIONAL
         rows = session.connection().execute(query, parameters, execution_options=options).all()
-    return [_record(row) for row in rows]
+    return [_remembered(tuple(row)) for row in rows]
+
+
+# A record is a pure function of its row, and the row is all text, numbers, datetimes and
+# enums (its JSON comes as text): IdPs re-read the same users, and the same row gives back the
+# same record object, so the web can keep its rendered document by the record's identity.
+_RECORDS: dict[tuple[Any, ...], UserRecord] = {}
+REMEMBERED_RECORDS = 4096
+
+
+def _remembered(row: tuple[Any, ...]) -> UserRecord:
+    record = _RECORDS.get(row)
+    if record is None:
+        record = _record(row)
+        if len(_RECORDS) >= REMEMBERED_RECORDS:
+            _RECORDS.clear()
+        _RECORDS[row] = record
+    return record
 
 
 # Rows are read by position alone: SQLAlchemy need not map a cached statement's result
@@ -179,20 +197,25 @@ def _record(row: Any) -> UserRecord:
         employee_number=employee_number,
         department=department,
         manager_id=manager_id,
-        extra=extra or {},
+        extra=_parsed(extra) or {},
         active=status is not UserStatus.REVOKED and not held_inactive,
         access_ends_at=access_ends_at,
         created_at=created_at,
         last_modified=max(updated_at, person_updated_at),
         emails=[
             EmailRecord(value, kind, None if primary is None else bool(primary))
-            for _position, value, kind, primary in sorted(emails or [], key=_first)
+            for _position, value, kind, primary in sorted(_parsed(emails) or [], key=_first)
         ],
         groups=[
-            GroupRef(team_id, name) for _key, team_id, name in sorted(groups or [], key=_first)
+            GroupRef(team_id, name)
+            for _key, team_id, name in sorted(_parsed(groups) or [], key=_first)
         ],
         access_end_attribute=access_end_attribute,
     )
+
+
+def _parsed(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 def _first(values: list[Any]) -> Any:
@@ -200,22 +223,22 @@ def _first(values: list[Any]) -> Any:
 
 
 class json_rows(FunctionElement[Any]):
-    """The rows of a subquery as one JSON array of arrays (in no particular order: SQLite
-    before 3.44 cannot order an aggregate, so each array leads with what it sorts by)."""
+    """The rows of a subquery as one JSON array of arrays, as text (in no particular order:
+    SQLite before 3.44 cannot order an aggregate, so each array leads with what it sorts by)."""
 
     inherit_cache = True
     name = "json_rows"
-    type = JSON()
+    type = Text()
 
 
 @compiles(json_rows)
 def _json_rows_postgresql(element: json_rows, compiler: Any, **kw: Any) -> str:
-    return f"json_agg(json_build_array({compiler.process(element.clauses, **kw)}))"
+    return f"CAST(json_agg(json_build_array({compiler.process(element.clauses, **kw)})) AS TEXT)"
 
 
 @compiles(json_rows, "sqlite")
 def _json_rows_sqlite(element: json_rows, compiler: Any, **kw: Any) -> str:
-    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
+    return f"CAST(json_group_array(json_array({compiler.process(element.clauses, **kw)})) AS TEXT)"
 
 
 def _emails() -> Any:
