@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -132,11 +133,16 @@ def _metrics_of(endpoint: str, status: int) -> tuple[Any, Any]:
     return found
 
 
-def install_request_metrics(app: Flask) -> None:
+def install_request_metrics(app: Flask, log_level: str = "INFO") -> None:
+    # Whether the request's line is written at all: below INFO it is dropped, and building
+    # its arguments and structlog's bound logger per request cost more than the metrics.
+    log_requests = logging.getLevelName(log_level.upper()) <= logging.INFO
+
     @app.before_request
     def _start_timer() -> None:
-        g.request_started = time.perf_counter()
-        g.arrival = arrival.begin()  # a revocation this request makes started its clock now
+        state = g._get_current_object()
+        state.request_started = time.perf_counter()
+        state.arrival = arrival.begin()  # a revocation this request makes started its clock now
 
     @app.teardown_request
     def _end_arrival(_error: BaseException | None) -> None:
@@ -145,18 +151,20 @@ def install_request_metrics(app: Flask) -> None:
 
     @app.after_request
     def _observe(response: Response) -> Response:
-        endpoint = request.endpoint or "unmatched"
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        endpoint = req.endpoint or "unmatched"
         elapsed = time.perf_counter() - g.get("request_started", time.perf_counter())
         count, latency = _metrics_of(endpoint, response.status_code)
         count.inc()
         latency.observe(elapsed)
-        # The route template, never the raw path or query: those may carry a secret
-        # (an enrollment token in the path, a token someone put in the query string).
-        log.info(
-            "http.request",
-            method=request.method,
-            route=request.url_rule.rule if request.url_rule else "unmatched",
-            status=response.status_code,
-            duration_ms=round(elapsed * 1000, 2),
-        )
+        if log_requests:
+            # The route template, never the raw path or query: those may carry a secret
+            # (an enrollment token in the path, a token someone put in the query string).
+            log.info(
+                "http.request",
+                method=req.method,
+                route=req.url_rule.rule if req.url_rule else "unmatched",
+                status=response.status_code,
+                duration_ms=round(elapsed * 1000, 2),
+            )
         return response
