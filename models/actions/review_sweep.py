@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, or_, select, text
 from sqlalchemy.orm import Session, aliased
 
 from models import key_scope
@@ -33,6 +33,8 @@ from models.entities import (
 from models.enums import ReviewStatus, TeamRole, UserStatus
 
 MISSING_REVIEWS_BATCH = 20
+# The longest a late opening waits on another transaction's lock (see open_missing_review).
+LATE_OPEN_LOCK_WAIT = "1s"
 
 
 @dataclass
@@ -111,7 +113,12 @@ def open_missing_review(
     session: Session, *, revocation_id: uuid.UUID, actor: Actor, now: datetime | None = None
 ) -> RevocationReview | None:
     """Open the review of a revocation `revocations_missing_review` found, unless another
-    caller is opening it (its row locked: that caller finishes it) or it opened meanwhile."""
+    caller is opening it (its row locked: that caller finishes it) or it opened meanwhile.
+
+    On PostgreSQL a lock held elsewhere for longer than LATE_OPEN_LOCK_WAIT ends the attempt
+    with a transient OperationalError (55P03) for the caller to roll back: the cut-off reaper
+    calls this, and a slot it shares with cut-offs never waits on a review's locks; its next
+    tick tries again."""
     if not _lock_free(session, revocation_id):
         return None
     return reviews.open_revocation_review(
@@ -123,6 +130,7 @@ def _lock_free(session: Session, revocation_id: uuid.UUID) -> bool:
     """Lock the revocation unless someone holds it (PostgreSQL; SQLite serialises writers)."""
     if session.get_bind().dialect.name != "postgresql":
         return True
+    session.execute(text(f"SET LOCAL lock_timeout = '{LATE_OPEN_LOCK_WAIT}'"))
     locked = session.scalar(
         select(Revocation.id)
         .where(Revocation.id == revocation_id)

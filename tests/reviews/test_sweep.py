@@ -1,8 +1,11 @@
 """The periodic sweep finds drift after revocations, fixes it, and is idempotent."""
 
+import time
 from datetime import timedelta
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 
 from models.actions import lifecycle, reviews, teams
 from models.actions.review_sweep import (
@@ -11,6 +14,7 @@ from models.actions.review_sweep import (
     sweep_reviews,
 )
 from models.base import utcnow
+from models.db import is_transient
 from models.entities import AuditEvent, OutboxMessage, RevocationReview, VirtualApiKey
 from models.enums import FindingState, ReviewStatus, Role, Severity, TeamRole
 from tests.reviews.conftest import REVIEWER, build_leaver, findings_by_kind, revoke_and_review
@@ -75,6 +79,36 @@ def test_the_reaper_finds_a_lost_review_after_its_grace_and_opens_it_once(sessio
 
     assert review is not None and reviews.review_of(session, revocation.id) == review
     assert revocations_missing_review(session, older_than=grace, within=day, now=later) == []
+
+
+def test_a_late_opening_gives_up_on_a_held_lock_within_its_bound_and_opens_once_free(
+    session, sessions
+):
+    """The cut-off reaper opens late reviews on a worker slot it shares with cut-offs: a lock
+    on the reviews held elsewhere ends its attempt after LATE_OPEN_LOCK_WAIT, never holds the
+    slot for as long as the lock lasts."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("lock_timeout and LOCK TABLE are PostgreSQL's")
+    world = build_leaver(session)
+    revocation = lifecycle.revoke(session, user=world.person, actor=f.SETUP)
+    session.commit()
+
+    with sessions() as holder:
+        holder.execute(text("LOCK TABLE revocation_reviews IN EXCLUSIVE MODE"))
+        with sessions() as reaper:
+            started = time.monotonic()
+            with pytest.raises(OperationalError) as refused:
+                open_missing_review(reaper, revocation_id=revocation.id, actor=REVIEWER)
+            waited = time.monotonic() - started
+            reaper.rollback()
+        holder.rollback()
+
+    assert is_transient(refused.value) and waited < 10
+    assert reviews.review_of(session, revocation.id) is None
+    with sessions() as reaper:
+        review = open_missing_review(reaper, revocation_id=revocation.id, actor=REVIEWER)
+        reaper.commit()
+    assert review is not None
 
 
 def test_a_team_left_without_a_manager_is_added_to_the_review(session):

@@ -7,9 +7,11 @@ from datetime import timedelta
 
 import structlog
 from prometheus_client import Counter
+from sqlalchemy.exc import OperationalError
 
 from models.actions import cutoffs, review_sweep
 from models.actor import Actor
+from models.db import is_transient
 from worker.runtime import runtime
 from worker.tasks import gateway, odock
 from worker.tasks.base import task
@@ -66,10 +68,17 @@ def _open_missing_reviews() -> None:
         )
         session.commit()
         for revocation_id in missing:
-            review = review_sweep.open_missing_review(
-                session, revocation_id=revocation_id, actor=actor
-            )
-            session.commit()
+            try:
+                review = review_sweep.open_missing_review(
+                    session, revocation_id=revocation_id, actor=actor
+                )
+                session.commit()
+            except OperationalError as error:
+                session.rollback()
+                if not is_transient(error):
+                    raise
+                log.info("cutoffs.review_open_deferred", revocation_id=str(revocation_id))
+                continue
             opened += review is not None
     if opened:
         log.warning("cutoffs.reviews_opened_late", reviews=opened)
