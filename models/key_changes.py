@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.dml import ReturningUpdate, Update
 
-from models import audit, outbox
+from models import audit, driver_writes, outbox
 from models.actions import cutoffs
 from models.actor import Actor
 from models.base import utcnow
@@ -213,9 +213,12 @@ def _change_view(session: Session, change: KeyChange) -> list[uuid.UUID]:
     now = utcnow()
     if change.scope_params is not None and change.command is StoreCommandType.REVOKE:
         values = {**change.scope_params, "changed_at": now, "revocation_id": change.revocation_id}
+        kept = _kept_revoke(change.scope)
+        rows = driver_writes.execute(session, kept, values)
+        if rows is not None:
+            return sorted(key_id for (key_id,) in rows)
         options = {PREPARED: True, "synchronize_session": False}
-        revoked = session.scalars(_kept_revoke(change.scope), values, execution_options=options)
-        return sorted(revoked.all())
+        return sorted(session.scalars(kept, values, execution_options=options).all())
     statement = update(VirtualApiKey).where(change.scope)
     if change.command is StoreCommandType.REVOKE:
         statement = _revoking(statement, now, change.revocation_id)

@@ -25,6 +25,7 @@ from connectors.scim.schemas import (
     ResourceKind,
     service_provider_config,
 )
+from models import change_writes
 from models.actions import scim as scim_actions
 from models.actor import Actor
 from models.db import prepare_transaction
@@ -205,7 +206,7 @@ def delete_user(session: Session, ctx: Context, scim_id: str, conditions: Precon
 
 def user_document(session: Session, ctx: Context, scim_user: ScimUser) -> dict[str, Any]:
     """The document of a user held as an entity (being written)."""
-    session.flush()
+    change_writes.flush_changes(session, scim_actions.WRITTEN_ROWS)
     record = records.record_of(scim_user, _end_attribute(session, ctx))
     return scim_documents.user_to_scim(record, ctx.base_url)
 

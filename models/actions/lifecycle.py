@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import BindParameter, ColumnElement, Exists, Select, bindparam, inspect, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from models import audit, key_scope, outbox
+from models import audit, change_writes, driver_writes, key_scope, outbox
 from models.actions import (
     exit_spend,
     invitations,
@@ -36,11 +36,14 @@ from models.base import utcnow
 from models.db import PREPARED
 from models.entities import (
     ApiToken,
+    AuditEvent,
     Budget,
     IdentityLink,
     Invitation,
+    KeyCutoff,
     MassChange,
     OrganisationSettings,
+    OutboxMessage,
     Revocation,
     User,
 )
@@ -50,6 +53,9 @@ from models.snapshots import user_snapshot
 from models.text import clean_text
 
 TASK_OPEN_REVIEW = "reviews.open_for_revocation"
+# What a revocation's writes may hold new, written as plain rows (see change_writes): itself,
+# audit events, outbox messages, its keys' cut-offs.
+PLAIN_ROWS = (Revocation, AuditEvent, OutboxMessage, KeyCutoff)
 HOLDINGS = "odock.revocation_holdings"  # session.info key, see revoking_many
 REACTIVATION_REFUSED = "user.reactivation_refused"
 USED_KEYS_REFUSAL = (
@@ -112,9 +118,15 @@ class Holdings:
         """One person's, with their held changes, in one statement: a single revocation of
         someone who, as most people, holds none of these then makes one round trip, not four."""
 
-        row = session.execute(
-            _holdings_of_one(), {"user_id": user_id}, execution_options={PREPARED: True}
-        ).one()
+        values = {"user_id": user_id}
+        rows = driver_writes.execute(session, _holdings_of_one(), values)
+        row = (
+            rows[0]
+            if rows is not None
+            else session.execute(
+                _holdings_of_one(), values, execution_options={PREPARED: True}
+            ).one()
+        )
         tokens, invitations, budgets, holds = (
             frozenset({user_id}) if found else frozenset() for found in row
         )
@@ -375,8 +387,12 @@ def _revoke(
     session.add(revocation)
     user.status = UserStatus.REVOKED
     user.updated_at = utcnow()
-    session.flush()  # one flush for both: the keys' UPDATE below refers to the revocation
+    # Written now, both (the keys' UPDATE below refers to the revocation), as plain rows.
+    change_writes.flush_changes(session, PLAIN_ROWS)
     revoked = _revoke_owned_keys(session, user, revocation, actor)
+    # The keys' audit events and invalidation as plain rows, before the look below would
+    # autoflush them.
+    change_writes.flush_changes(session, PLAIN_ROWS)
     holdings = _holdings(session, user.id)
     tokens_revoked = (
         tokens.revoke_person_tokens(

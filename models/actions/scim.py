@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import BindParameter, Exists, Select, bindparam, delete, exists, select
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.strategy_options import _AbstractLoad
 
 from connectors.scim.errors import InvalidValue
 from connectors.scim.fields import ScimGroupFields, ScimUserFields
-from models import audit
+from models import audit, driver_writes
 from models.actions import access_end, lifecycle, mass_change
 from models.actions import teams as team_actions
 from models.actions import users as user_actions
@@ -62,16 +63,10 @@ def get_scim_user(
     key = _uuid(scim_id, "user")
     if for_update:
         _lock_user(session, key, organisation_id)
-    # One round trip: the user, emails and groups joined (a SCIM answer shows all three),
-    # and the organisation with its settings (the answer follows its end-date attribute);
-    # for a write, the mass-change gate's thresholds too (a deactivation passes the gate).
-    organisation = joinedload(ScimUser.organisation)
-    if for_update:
-        organisation = organisation.joinedload(Organisation.mass_change_settings)
     found = session.get(
         ScimUser,
         key,
-        options=[joinedload(ScimUser.emails), joinedload(ScimUser.groups), organisation],
+        options=_user_load(for_update),
         populate_existing=for_update,
         # Prepared (planned once per connection): planning its six joins cost PostgreSQL
         # 0.9 ms, four times its execution.
@@ -82,6 +77,18 @@ def get_scim_user(
     if for_update:
         access_end.read_under_lock(session, found.user)
     return found
+
+
+@functools.cache
+def _user_load(for_update: bool) -> tuple[_AbstractLoad, ...]:
+    """One round trip: the user, emails and groups joined (a SCIM answer shows all three),
+    and the organisation with its settings (the answer follows its end-date attribute); for
+    a write, the mass-change gate's thresholds too (a deactivation passes the gate). Built
+    once per process: building the options cost a write 0.2-0.3 ms."""
+    organisation = joinedload(ScimUser.organisation)
+    if for_update:
+        organisation = organisation.joinedload(Organisation.mass_change_settings)
+    return (joinedload(ScimUser.emails), joinedload(ScimUser.groups), organisation)
 
 
 def scim_user_named(
@@ -140,6 +147,9 @@ def create_scim_user(
 
 # What creating a person writes (when nothing else, such as a revocation, joined it).
 NEW_PERSON_ROWS = (User, IdentityLink, ScimUser, ScimEmail, AuditEvent)
+# What a write of a user adds that is written as plain rows when it is all that is new
+# (models.change_writes): its audit events, and a revocation's rows.
+WRITTEN_ROWS = (*lifecycle.PLAIN_ROWS,)
 
 
 def _name_and_email_taken(
@@ -568,7 +578,8 @@ def _lock_user(session: Session, key: uuid.UUID, organisation_id: uuid.UUID) -> 
     mass-change gate counts a deactivation in a short transaction of its own, whose
     mass_changes row refers to the person, and would otherwise wait for this one."""
     values = {"scim_id": key, "organisation_id": organisation_id}
-    session.execute(_user_lock(), values, execution_options={PREPARED: True})
+    if driver_writes.execute(session, _user_lock(), values) is None:
+        session.execute(_user_lock(), values, execution_options={PREPARED: True})
 
 
 @functools.cache

@@ -1,0 +1,59 @@
+"""A SCIM PATCH's writes without SQLAlchemy's unit of work and execution layer
+(models.change_writes, models.driver_writes) store what the flush would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import driver_writes
+from models.actions import lifecycle
+from models.entities import AuditEvent, OutboxMessage, Revocation, ScimUser, User
+from models.enums import UserStatus
+from tests.scim.conftest import ScimClient
+from webhooks.context import app_state
+
+
+def test_a_deactivation_runs_its_writes_through_the_driver_as_sqlalchemy_would(
+    app: Flask, scim: ScimClient, session: Session, monkeypatch: Any
+) -> None:
+    """On PostgreSQL, with prepared statements and nothing watching the engine's statements,
+    a SCIM deactivation's lock, look-up and writes run straight through psycopg
+    (models.driver_writes) and store what SQLAlchemy would: the answer is what a read gives,
+    the revocation, audit events and outbox message are there."""
+    with app.app_context():
+        if app_state().settings.is_sqlite:
+            pytest.skip("SQLite has no server-side prepared statements")
+    made = scim.post(
+        "/Users", {"userName": "dee@example.com", "emails": [{"value": "dee@example.com"}]}
+    )
+    assert made.status_code == 201, made.json
+    direct: list[str] = []
+    run = driver_writes._run
+
+    def spying(connection: Any, sql: str, values: dict[str, Any]) -> Any:
+        direct.append(sql)
+        return run(connection, sql, values)
+
+    monkeypatch.setattr(driver_writes, "_run", spying)
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": False}],
+    }
+    answer = scim.patch(f"/Users/{made.json['id']}", body)
+    assert answer.status_code == 200 and answer.json["active"] is False, answer.json
+    assert len(direct) == 8, direct  # all but the user's load
+    assert scim.get(f"/Users/{made.json['id']}").json == answer.json
+    user_id = session.scalar(select(ScimUser.user_id).where(ScimUser.id == made.json["id"]))
+    assert session.get_one(User, user_id).status is UserStatus.REVOKED
+    assert session.scalar(select(Revocation.user_id)) == user_id
+    actions = session.scalars(
+        select(AuditEvent.action).where(AuditEvent.target_id == str(user_id))
+    ).all()
+    assert {"user.revoked", "scim.user.updated"} <= set(actions)
+    message = session.scalars(select(OutboxMessage)).one()
+    assert message.task == lifecycle.TASK_OPEN_REVIEW and message.attempts == 1

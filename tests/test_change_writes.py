@@ -1,0 +1,112 @@
+"""models.change_writes: a few plain changes written with Core statements leave the rows and
+the session as the flush would; anything else is left to the flush."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import audit, change_writes, key_changes, outbox
+from models.actions import lifecycle
+from models.entities import AuditEvent, KeyCutoff, OutboxMessage, Revocation, Team, User
+from models.enums import UserStatus
+from tests.support import factories
+
+KINDS = (AuditEvent, OutboxMessage, Revocation)
+
+
+@pytest.fixture
+def flushes(session: Session, monkeypatch: Any) -> list[int]:
+    """How many times the session's flush ran with something to write."""
+    ran: list[int] = []
+    flush = session.flush
+
+    def counting(*args: Any, **kwargs: Any) -> None:
+        if session.new or session.dirty or session.deleted:
+            ran.append(1)
+        flush(*args, **kwargs)
+
+    monkeypatch.setattr(session, "flush", counting)
+    return ran
+
+
+def test_plain_changes_are_written_without_the_flush(session: Session, flushes: list[int]) -> None:
+    org = factories.make_org(session)
+    user = factories.make_user(session, org, email="ann@example.com")
+    session.commit()
+    user.name = "Ann Changed"
+    user.status = UserStatus.REVOKED
+    event = audit.record(
+        session,
+        actor=factories.SETUP,
+        organisation_id=org.id,
+        action="test.changed",
+        target_type="user",
+        target_id=user.id,
+        after={"name": "Ann Changed"},
+    )
+    message = outbox.enqueue(session, "test.task", eager=True, user_id=str(user.id))
+    flushes.clear()
+    change_writes.flush_changes(session, KINDS)
+    assert flushes == []
+    assert not (session.new or session.dirty or session.deleted)
+    assert isinstance(message.id, int)
+    assert outbox.take_eager_messages(session) == [message]  # persistent: published at commit
+    session.commit()
+    session.expunge_all()
+    stored = session.get_one(User, user.id)
+    assert (stored.name, stored.status) == ("Ann Changed", UserStatus.REVOKED)
+    assert session.get_one(AuditEvent, event.id).after == {"name": "Ann Changed"}
+    stored_message = session.get_one(OutboxMessage, message.id)
+    assert stored_message.kwargs == {"user_id": str(user.id)}
+    assert stored_message.dispatched_at is not None and stored_message.attempts == 1
+
+
+def test_anything_else_is_flushed(session: Session, flushes: list[int]) -> None:
+    org = factories.make_org(session)
+    user = factories.make_user(session, org, email="bo@example.com")
+    session.commit()
+    team = Team(organisation_id=org.id, name="Not a plain kind", name_key="not a plain kind")
+    session.add(team)
+    flushes.clear()
+    change_writes.flush_changes(session, KINDS)
+    assert flushes == [1]
+    session.delete(team)
+    change_writes.flush_changes(session, KINDS)
+    assert flushes == [1, 1]
+    user.name = "Bo Nested"
+    with session.begin_nested():  # a savepoint: its rollback must forget what it wrote
+        change_writes.flush_changes(session, KINDS)
+    assert flushes == [1, 1, 1]
+    session.commit()
+    assert session.scalar(select(User.name).where(User.id == user.id)) == "Bo Nested"
+
+
+def test_a_revocation_leaves_what_it_left_before(session: Session, flushes: list[int]) -> None:
+    """The lifecycle's revocation writes its row and the person's status as plain rows: the
+    same revocation, audit event and outbox message, the person's keys revoked."""
+    org = factories.make_org(session)
+    user = factories.make_user(session, org, email="cy@example.com")
+    key_id = factories.make_key(session, org, owner=user).id
+    session.commit()
+    flushes.clear()
+    revocation = lifecycle.revoke(session, user=user, actor=factories.SETUP, reason="left")
+    change_writes.flush_changes(session, KINDS)
+    assert flushes == []
+    session.commit()
+    session.expunge_all()
+    assert session.get_one(User, user.id).status is UserStatus.REVOKED
+    stored = session.get_one(Revocation, revocation.id)
+    assert (stored.user_id, stored.previous_status, stored.reason) == (
+        user.id,
+        UserStatus.ACTIVE,
+        "left",
+    )
+    revoked = session.scalars(select(AuditEvent).where(AuditEvent.action == "user.revoked")).one()
+    assert revoked.after is not None and revoked.after["keys_revoked"] == [str(key_id)]
+    tasks = session.scalars(select(OutboxMessage.task)).all()
+    assert sorted(tasks) == sorted([lifecycle.TASK_OPEN_REVIEW, key_changes.TASK_INVALIDATE_KEYS])
+    assert session.scalar(select(KeyCutoff.key_id)) == key_id
