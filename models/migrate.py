@@ -12,8 +12,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 # Indexes some migrations add only where the database supports them (PostgreSQL with
-# pg_trgm, see 0002); the models do not declare them, so schema comparison skips them.
-OPTIONAL_INDEXES = frozenset({"ix_users_email_key_trgm", "ix_users_name_trgm"})
+# pg_trgm, see 0002 and 0037); the models do not declare them, so schema comparison skips them.
+OPTIONAL_INDEXES = frozenset(
+    {"ix_users_search_trgm", "ix_users_email_key_trgm", "ix_users_name_trgm"}
+)
 
 
 def include_object(

@@ -15,15 +15,34 @@ def test_migrated_schema_matches_the_models(engine):
     assert differences == []
 
 
-def test_user_search_has_trigram_indexes_on_postgresql_only(engine):
-    """0002 adds them where pg_trgm exists (the CI PostgreSQL has it); SQLite stays plain."""
+def test_user_search_has_one_trigram_index_on_postgresql_only(engine):
+    """0037 replaced 0002's two indexes (email, name) with one over the search text, where
+    pg_trgm exists (the CI PostgreSQL has it); SQLite stays plain."""
     from sqlalchemy import inspect
 
     names = {index["name"] for index in inspect(engine).get_indexes("users")}
-    if engine.dialect.name == "postgresql":
-        assert {"ix_users_email_key_trgm", "ix_users_name_trgm"} <= names
-    else:
-        assert not names & {"ix_users_email_key_trgm", "ix_users_name_trgm"}
+    assert not names & {"ix_users_email_key_trgm", "ix_users_name_trgm"}
+    assert ("ix_users_search_trgm" in names) is (engine.dialect.name == "postgresql")
+
+
+def test_the_user_search_uses_its_trigram_index_on_postgresql(engine):
+    """The planner takes an expression index only for that very expression: the search's
+    (models.queries.users.search_text) must be the index's."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's trigram index (SQLite searches unindexed)")
+    from sqlalchemy import select, text
+
+    from models.entities import User
+    from models.queries.users import matching_search
+
+    query = select(User.id).where(matching_search("smith", "postgresql"))
+    compiled = query.compile(engine)
+    with engine.connect() as connection:
+        connection.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(
+            connection.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params).scalars()
+        )
+    assert "ix_users_search_trgm" in plan, plan
 
 
 def test_audit_stream_order_indexes_hold_numbered_events_only_on_postgresql(engine):

@@ -88,6 +88,10 @@ def test_a_managers_team_filter_stays_inside_what_they_may_see(client, world: Wo
         ("acme.test", None),
         ("globex", set()),
         ("  ann  ", {"ann@acme.test"}),
+        # Email and name are one search text joined by a separator: never found across it.
+        ("testann", set()),
+        ("test\x1fann", set()),
+        ("test ann", set()),
     ],
 )
 def test_search_by_name_or_email_treats_like_metacharacters_literally(
@@ -126,3 +130,34 @@ def test_search_combines_with_filters_and_pagination(client, session, world: Wor
     ).get_json()
     emails = [i["email"] for i in first["items"] + rest["items"]]
     assert sorted(emails) == [f"match{n}@acme.test" for n in range(5)]
+
+
+def test_search_finds_exactly_what_is_in_the_email_or_the_lower_cased_name(session) -> None:
+    """The one search text (email, separator, name) against the two fields searched apart:
+    every short piece of either field, and every piece across their joint, with and without
+    the separator."""
+    from sqlalchemy import select
+
+    from models.entities import User
+    from models.queries.users import SEARCH_SEPARATOR, matching_search
+
+    org = f.make_org(session)
+    for email, name in [
+        ("ann@acme.test", "Ann Example"),
+        ("bob.smith@acme.test", "Bob SMITH"),
+        ("x_y%z@acme.test", "50% Off\\Deal"),
+        ("test@b.example", "Test B"),
+    ]:
+        f.make_user(session, org, email=email, name=name)
+    session.commit()
+    users = session.execute(select(User.email_key, User.name)).all()
+    terms = {"", " ", "@", "%", "_", "\\", SEARCH_SEPARATOR, "testtest", "exampletest"}
+    for key, name in users:
+        for text in (key + SEARCH_SEPARATOR + name.lower(), key + name.lower(), key + " " + name):
+            terms |= {text[i : i + n] for n in (1, 2, 3, 5) for i in range(len(text) - n + 1)}
+    dialect = session.get_bind().dialect.name
+    for term in sorted(terms):
+        found = set(session.scalars(select(User.email_key).where(matching_search(term, dialect))))
+        lowered = term.strip().lower()
+        expected = {key for key, name in users if lowered in key or lowered in name.lower()}
+        assert found == expected, repr(term)
