@@ -161,15 +161,15 @@ def create_user(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
     # A user's writes run prepared: their statements have fixed shapes (a group's have
     # member lists of any length).
     prepare_transaction(session)
-    # Held to the end: the session keeps entities by weak reference, so an organisation
-    # read and let go would be read again for the answer.
-    organisation = session.get_one(Organisation, ctx.organisation_id)
-    attribute = organisation.settings.scim_access_end_attribute
+    organisation = scim_actions.organisation_policy(session, ctx.organisation_id)
+    attribute = organisation.scim_access_end_attribute
     fields = casting.scim_to_user_fields(body, attribute)
     scim_user = scim_actions.create_scim_user(
         session, organisation=organisation, fields=fields, actor=ctx.actor
     )
-    return user_document(session, ctx, scim_user)
+    session.flush()  # a person linked, not created, is written by the flush
+    record = records.record_of(scim_user, attribute)  # no organisation entity to read it from
+    return scim_documents.user_to_scim(record, ctx.base_url)
 
 
 def replace_user(

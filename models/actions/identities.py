@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import audit
-from models.actions.users import add_user, find_user_by_email
+from models.actions.users import Admitting, add_user, find_user_by_email
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import IdentityLink, Organisation, User
+from models.entities import IdentityLink, User
 from models.enums import Role, Source, UserStatus
 from models.errors import Conflict
 
@@ -117,7 +117,7 @@ class Provisioned:
 def provision_user(
     session: Session,
     *,
-    organisation: Organisation,
+    organisation: Admitting,
     source: Source,
     external_id: str,
     email: str,

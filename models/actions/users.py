@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -83,10 +84,21 @@ def create_user(
     return user
 
 
+class Admitting(Protocol):
+    """What adding a person needs of their organisation: an Organisation, or its settings
+    read alone (a SCIM create, models.actions.scim.OrganisationPolicy)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def approval_required(self) -> bool: ...
+
+
 def add_user(
     session: Session,
     *,
-    organisation: Organisation,
+    organisation: Admitting,
     email: str,
     name: str,
     role: Role,
@@ -98,7 +110,7 @@ def add_user(
     email = validate_email(email)
     _check_organisation_role(role)
     if status is None:
-        pending = organisation.settings.approval_required
+        pending = organisation.approval_required
         status = UserStatus.PENDING if pending else UserStatus.ACTIVE
     user = User(
         id=new_id(),

@@ -35,6 +35,11 @@ class Organisation(Timestamped, Base):
     # SCIM write reads them with its user, since a deactivation passes the gate.
     mass_change_settings: Mapped[MassChangeSettings | None] = relationship(viewonly=True)
 
+    @property
+    def approval_required(self) -> bool:
+        """Whether a person added to it waits for an admin's approval (PENDING)."""
+        return self.settings.approval_required
+
 
 class OrganisationSettings(Timestamped, Base):
     """Policy knobs an organisation admin tunes; defaults are the safe choice."""

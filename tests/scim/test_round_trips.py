@@ -95,12 +95,15 @@ def test_an_end_date_is_shown_under_the_organisation_attribute(
         assert answer[HR] == {"lastDay": "2027-01-31T17:00:00.000Z"}
 
 
-def test_a_create_reads_the_organisation_once(scim: ScimClient, app: Flask) -> None:
+def test_a_create_reads_the_organisation_settings_once(scim: ScimClient, app: Flask) -> None:
+    """The two settings a create follows (approval, the end-date attribute) are read alone,
+    never the organisation as an entity."""
     _create(scim, 4)  # the token is remembered from here on
     with statements(app) as seen:
         _create(scim, 5)
-    reads = [s for s in seen if s.startswith("SELECT") and "FROM organisations" in s]
+    reads = [s for s in seen if s.startswith("SELECT") and "organisation_settings" in s]
     assert len(reads) == 1, reads
+    assert not [s for s in seen if "FROM organisations" in s], seen
 
 
 def test_a_new_person_is_written_without_the_flush_and_answered_as_stored(
