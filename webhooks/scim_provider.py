@@ -161,11 +161,14 @@ def create_user(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
     # A user's writes run prepared: their statements have fixed shapes (a group's have
     # member lists of any length).
     prepare_transaction(session)
-    organisation = scim_actions.organisation_policy(session, ctx.organisation_id)
-    attribute = organisation.scim_access_end_attribute
-    fields = casting.scim_to_user_fields(body, attribute)
+    # The end date follows the organisation's attribute, which comes with the create's
+    # look-ups: read after them, and refused (400) before a clash they found is (409).
+    fields = casting.scim_to_user_fields(body, None)
+    checked = scim_actions.check_create(session, ctx.organisation_id, fields)
+    attribute = checked.organisation.scim_access_end_attribute
+    fields = replace(fields, access_ends_at=casting.access_end(body, attribute))
     scim_user = scim_actions.create_scim_user(
-        session, organisation=organisation, fields=fields, actor=ctx.actor
+        session, organisation=checked.organisation, fields=fields, actor=ctx.actor, checked=checked
     )
     session.flush()  # a person linked, not created, is written by the flush
     record = records.record_of(scim_user, attribute)  # no organisation entity to read it from

@@ -113,8 +113,10 @@ _NAME_ATTRIBUTES = next(a for a in USER_SCHEMA.attributes if a.name == "name").s
 
 
 def scim_to_user_fields(
-    doc: Any, access_end_attribute: str = ACCESS_END_ATTRIBUTE
+    doc: Any, access_end_attribute: str | None = ACCESS_END_ATTRIBUTE
 ) -> ScimUserFields:
+    """The fields of a User document; its access end date from `access_end_attribute`, or
+    left unread with None (for access_end once the attribute is known)."""
     if not isinstance(doc, dict):
         raise InvalidValue("a User must be a JSON object")
     core = _lower_keys(doc)
@@ -142,12 +144,14 @@ def scim_to_user_fields(
         employee_number=_string(enterprise.get("employeenumber"), "employeeNumber", 100),
         department=_string(enterprise.get("department"), "department", 200),
         manager_id=_manager(enterprise.get("manager")),
-        access_ends_at=_access_end(doc, access_end_attribute),
+        access_ends_at=None
+        if access_end_attribute is None
+        else access_end(doc, access_end_attribute),
         extra=extra,
     )
 
 
-def _access_end(doc: dict[str, Any], path: str) -> datetime | None:
+def access_end(doc: dict[str, Any], path: str) -> datetime | None:
     urn, name = split_attribute_path(path)
     container = doc if urn is None else _object(_find_ci(doc, urn), urn)
     return _date_time(_find_ci(container, name), path)

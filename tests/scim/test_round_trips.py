@@ -106,6 +106,28 @@ def test_a_create_reads_the_organisation_settings_once(scim: ScimClient, app: Fl
     assert not [s for s in seen if "FROM organisations" in s], seen
 
 
+def test_a_bad_end_date_is_refused_before_a_taken_user_name(
+    scim: ScimClient, session: Session, org: Organisation
+) -> None:
+    """The end date is read under the organisation's attribute once the create's look-ups
+    brought it: a bad one is still a 400 when the userName is also taken, and a good one is
+    stored."""
+    scim_actions.set_access_end_attribute(
+        session, organisation=org, attribute=f"{HR}:lastDay", actor=factories.SETUP
+    )
+    session.commit()
+    _create(scim, 10)
+    body = {"userName": "lee10@example.com", HR: {"lastDay": "not a date"}}
+    refused = scim.post("/Users", body)
+    assert refused.status_code == 400, refused.json
+    assert refused.json["scimType"] == "invalidValue"
+    body = {"userName": "lee11@example.com", HR: {"lastDay": "2027-01-31T17:00:00Z"}}
+    made = scim.post("/Users", {**body, "emails": [{"value": "lee11@example.com"}]})
+    assert made.status_code == 201, made.json
+    assert made.json[HR] == {"lastDay": "2027-01-31T17:00:00.000Z"}
+    assert scim.post("/Users", {"userName": "LEE11@example.com"}).status_code == 409
+
+
 def test_a_new_person_is_written_without_the_flush_and_answered_as_stored(
     scim: ScimClient, session: Session, org: Organisation, monkeypatch: Any
 ) -> None:
@@ -157,9 +179,9 @@ def test_a_new_person_is_written_without_the_flush_and_answered_as_stored(
 
 
 def test_a_new_persons_rows_are_one_statement_on_postgresql(scim: ScimClient, app: Flask) -> None:
-    """On PostgreSQL a create of a new person is three statements: the organisation, the
-    userName/email check and one INSERT of every row (its tables' INSERTs as CTEs); SQLite
-    writes them one INSERT per table."""
+    """On PostgreSQL a create of a new person is two statements: the organisation's
+    settings with the userName/email check, and one INSERT of every row (its tables'
+    INSERTs as CTEs); SQLite writes them one INSERT per table."""
     _create(scim, 8)  # the token is remembered from here on
     with statements(app) as seen:
         _create(scim, 9)
@@ -169,7 +191,7 @@ def test_a_new_persons_rows_are_one_statement_on_postgresql(scim: ScimClient, ap
     if sqlite:
         assert len(writes) == 5, writes
         return
-    assert len(seen) == 3, seen
+    assert len(seen) == 2, seen
     (write,) = writes
     for table in ("users", "identity_links", "scim_users", "scim_emails", "audit_events"):
         assert f"INSERT INTO {table} " in write
@@ -409,14 +431,16 @@ def test_a_deactivation_looks_for_what_the_person_holds_in_one_statement(
 def test_a_create_asks_after_its_user_name_and_email_in_one_statement(
     scim: ScimClient, app: Flask
 ) -> None:
-    """A new person: the organisation, then whether the userName is taken and whether someone
-    has the email, together (linking a person who has it is tests/scim/test_users.py's)."""
+    """A new person: the organisation's settings, whether the userName is taken and whether
+    someone has the email, together (linking a person who has it is
+    tests/scim/test_users.py's)."""
     _create(scim, 11)  # the token is remembered from here on
     with statements(app) as seen:
         _create(scim, 12)
     reads = [s for s in seen if s.startswith("SELECT")]
-    assert len(reads) == 2, reads
-    assert "FROM scim_users" in reads[1] and "FROM users" in reads[1], reads
+    assert len(reads) == 1, reads
+    for table in ("organisation_settings", "scim_users", "users"):
+        assert f"FROM {table}" in reads[0], reads
 
 
 def test_a_deactivation_reads_the_gate_settings_with_the_user(
