@@ -90,14 +90,21 @@ def _row(entity: Any, mapper: Mapper[Any]) -> dict[str, Any]:
     """The entity's row; a column it leaves unset takes its Python default (None without
     one), which is also set on the entity, as the flush does."""
     row: dict[str, Any] = {}
-    for column in mapper.local_table.columns:
-        key = mapper.get_property_by_column(column).key
-        value = entity.__dict__.get(key, _MISSING)
+    values = entity.__dict__
+    for column, key in _attributes(mapper):
+        value = values.get(key, _MISSING)
         if value is _MISSING:
             value = _default(column)
             setattr(entity, key, value)
         row[column.key] = value
     return row
+
+
+@functools.cache
+def _attributes(mapper: Mapper[Any]) -> tuple[tuple[Any, str], ...]:
+    """Each column of the mapper's table and the attribute holding it, found once."""
+    columns = mapper.local_table.columns
+    return tuple((column, mapper.get_property_by_column(column).key) for column in columns)
 
 
 @functools.cache

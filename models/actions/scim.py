@@ -143,9 +143,12 @@ def check_create(
         "user_name_key": fields.user_name.lower(),
         "email_key": email,
     }
-    approval, attribute, taken, known = session.execute(
-        _create_check(), values, execution_options={PREPARED: True}
-    ).one()
+    # On the session's connection: a Core statement needs none of the ORM's execution.
+    approval, attribute, taken, known = (
+        session.connection()
+        .execute(_create_check(), values, execution_options={PREPARED: True})
+        .one()
+    )
     organisation = OrganisationPolicy(organisation_id, approval, attribute)
     return CreateCheck(organisation, bool(taken), bool(known))
 
