@@ -13,6 +13,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 def has_control_characters(value: str) -> bool:
     """NUL, escapes and other control characters: PostgreSQL refuses NUL, logs get garbled."""
+    if value.isascii():  # a flag of the string: in ASCII, exactly the controls are unprintable
+        return not value.isprintable()
     return _CONTROL.search(value) is not None
 
 
@@ -23,7 +25,8 @@ def clean_text(value: str, *, field: str, max_length: int, required: bool = True
         raise InvalidInput(f"{field} must not be empty", field=field)
     if len(value) > max_length:
         raise InvalidInput(f"{field} must be at most {max_length} characters", field=field)
-    if len(value.lower()) > max_length:  # "İ" is two characters in lower case; keys are lowered
+    # "İ" is two characters in lower case, and keys are lowered; ASCII keeps its length.
+    if not value.isascii() and len(value.lower()) > max_length:
         raise InvalidInput(
             f"{field} must be at most {max_length} characters in lower case", field=field
         )

@@ -262,32 +262,16 @@ def _text(dn: str, attrs: Attributes, name: str, external_id: str | None) -> str
         raise EntryProblem(dn, f"attribute {name} is not valid UTF-8", external_id) from None
 
 
-def stable_id_of(dn: str, attrs: Attributes, mapping: AttributeMapping) -> str:
-    values = _values(attrs, mapping.stable_id)
-    if not values or not values[0]:
-        raise EntryProblem(dn, f"the entry has no {mapping.stable_id} (the stable id)")
-    raw = values[0]
-    if mapping.stable_id_format == "guid":
-        if len(raw) != 16:
-            raise EntryProblem(dn, f"{mapping.stable_id} is not a 16-byte GUID")
-        return str(uuid.UUID(bytes_le=raw))
-    try:
-        return raw.decode("utf-8").strip().lower()
-    except UnicodeDecodeError:
-        raise EntryProblem(dn, f"{mapping.stable_id} is not valid UTF-8") from None
-
-
-def is_disabled(attrs: Attributes, markers: tuple[DisabledMarker, ...]) -> bool:
-    for marker in markers:
-        values = _values(attrs, marker.attribute) or []
-        for raw in values:
-            text = raw.decode("utf-8", errors="replace").strip()
-            if marker.kind == "present" and text:
-                return True
-            if marker.kind == "equals" and text.lower() == marker.value.lower():
-                return True
-            if marker.kind == "bitmask" and _bit_set(text, marker.value):
-                return True
+def _marked(marker: DisabledMarker, values: list[bytes]) -> bool:
+    """Whether these values of the marker's attribute say the account is disabled."""
+    for raw in values:
+        text = raw.decode("utf-8", errors="replace").strip()
+        if marker.kind == "present" and text:
+            return True
+        if marker.kind == "equals" and text.lower() == marker.value.lower():
+            return True
+        if marker.kind == "bitmask" and _bit_set(text, marker.value):
+            return True
     return False
 
 
@@ -302,24 +286,6 @@ ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 _FILETIME_NEVER = 0x7FFFFFFFFFFFFFFF
-
-
-def access_ends_at(dn: str, attrs: Attributes, mapping: AttributeMapping, external_id: str) -> str:
-    """The earliest date an expiry attribute gives, as ISO 8601 UTC; "" when none is set."""
-    ends: list[datetime] = []
-    for expiry in mapping.expiry:
-        text = _text(dn, attrs, expiry.attribute, external_id)
-        if not text:
-            continue
-        try:
-            moment = _parse_expiry(text, expiry.format)
-        except (ValueError, OverflowError):
-            raise EntryProblem(
-                dn, f"{expiry.attribute} {text!r} is not a {expiry.format} date", external_id
-            ) from None
-        if moment is not None:
-            ends.append(moment)
-    return min(ends).strftime(ISO_FORMAT) if ends else ""
 
 
 def _parse_expiry(text: str, form: str) -> datetime | None:
@@ -356,31 +322,152 @@ def parse_generalized_time(text: str) -> datetime:
 
 def map_person(dn: str, raw: Attributes, mapping: AttributeMapping) -> Person:
     """The person an entry describes, or EntryProblem saying what is wrong with it."""
-    attrs = raw
-    external_id = stable_id_of(dn, attrs, mapping)
-    email = _text(dn, attrs, mapping.email, external_id)
-    if not email or "@" not in email or len(email) > EMAIL_MAX:
-        raise EntryProblem(dn, f"no usable email in {mapping.email}", external_id)
-    username = _text(dn, attrs, mapping.username, external_id)
-    name = ""
-    for attribute in mapping.name:
-        name = _text(dn, attrs, attribute, external_id)
-        if name:
-            break
-    if not name:
-        given = _text(dn, attrs, mapping.given_name, external_id)
-        surname = _text(dn, attrs, mapping.surname, external_id)
-        name = f"{given} {surname}".strip() or username or email
-    return Person(
-        external_id=external_id,
-        dn=dn,
-        username=username,
-        email=email,
-        name=name[:200],
-        disabled=is_disabled(attrs, mapping.disabled),
-        change=_text(dn, attrs, mapping.change_attribute, external_id),
-        access_ends_at=access_ends_at(dn, attrs, mapping, external_id) if mapping.expiry else "",
-    )
+    return PersonReader(mapping).person(dn, raw)
+
+
+@dataclass(slots=True, frozen=True)
+class _Layout:
+    """Where a mapping's attributes are in entries whose names come in one order: the key
+    `_values` would find for each (None when the entry lacks it)."""
+
+    stable_id: str | None
+    email: str | None
+    username: str | None
+    names: tuple[tuple[str, str], ...]  # (attribute, key) of the name attributes present
+    given_name: str | None
+    surname: str | None
+    change: str | None
+    disabled: tuple[tuple[DisabledMarker, str], ...]
+    expiry: tuple[tuple[ExpiryAttribute, str], ...]
+
+
+class PersonReader:
+    """map_person for the many entries of one read. Where each attribute is in an entry
+    (names match case-insensitively, and an attribute the entry lacks cost a scan of all
+    its names) is worked out once per order of attribute names the server returns, which is
+    one or a few per directory, instead of once per entry and attribute."""
+
+    # A directory whose entries came in ever new orders would fill the cache; past this
+    # many it starts again (each order costs one scan to learn).
+    MAX_LAYOUTS = 256
+
+    def __init__(self, mapping: AttributeMapping) -> None:
+        self.mapping = mapping
+        self._layouts: dict[tuple[str, ...], _Layout] = {}
+
+    def person(self, dn: str, raw: Attributes) -> Person:
+        """The person an entry describes, or EntryProblem saying what is wrong with it."""
+        names = tuple(raw)
+        layout = self._layouts.get(names)
+        if layout is None:
+            layout = self._learn(names, raw)
+        mapping = self.mapping
+        external_id = _stable_id(dn, raw, layout.stable_id, mapping)
+        email = _decoded(dn, raw, layout.email, mapping.email, external_id)
+        if not email or "@" not in email or len(email) > EMAIL_MAX:
+            raise EntryProblem(dn, f"no usable email in {mapping.email}", external_id)
+        username = _decoded(dn, raw, layout.username, mapping.username, external_id)
+        name = ""
+        for attribute, key in layout.names:
+            name = _decoded(dn, raw, key, attribute, external_id)
+            if name:
+                break
+        if not name:
+            given = _decoded(dn, raw, layout.given_name, mapping.given_name, external_id)
+            surname = _decoded(dn, raw, layout.surname, mapping.surname, external_id)
+            name = f"{given} {surname}".strip() or username or email
+        return Person(
+            external_id=external_id,
+            dn=dn,
+            username=username,
+            email=email,
+            name=name[:200],
+            disabled=bool(layout.disabled) and _disabled(raw, layout.disabled),
+            change=_decoded(dn, raw, layout.change, mapping.change_attribute, external_id),
+            access_ends_at=_ends(dn, raw, layout.expiry, external_id) if layout.expiry else "",
+        )
+
+    def _learn(self, names: tuple[str, ...], raw: Attributes) -> _Layout:
+        mapping = self.mapping
+
+        def key(name: str) -> str | None:
+            return _key(raw, name)
+
+        layout = _Layout(
+            stable_id=key(mapping.stable_id),
+            email=key(mapping.email),
+            username=key(mapping.username),
+            names=tuple((a, k) for a in mapping.name if (k := key(a)) is not None),
+            given_name=key(mapping.given_name),
+            surname=key(mapping.surname),
+            change=key(mapping.change_attribute),
+            disabled=tuple((m, k) for m in mapping.disabled if (k := key(m.attribute)) is not None),
+            expiry=tuple((e, k) for e in mapping.expiry if (k := key(e.attribute)) is not None),
+        )
+        if len(self._layouts) >= self.MAX_LAYOUTS:
+            self._layouts.clear()
+        self._layouts[names] = layout
+        return layout
+
+
+def _key(attrs: Attributes, name: str) -> str | None:
+    """The key under which `_values` finds an attribute, None when the entry lacks it."""
+    if name in attrs:
+        return name
+    lowered = name.lower()
+    return next((key for key in attrs if key.lower() == lowered), None)
+
+
+def _stable_id(dn: str, raw: Attributes, key: str | None, mapping: AttributeMapping) -> str:
+    values = raw[key] if key is not None else None
+    if not values or not values[0]:
+        raise EntryProblem(dn, f"the entry has no {mapping.stable_id} (the stable id)")
+    value = values[0]
+    if mapping.stable_id_format == "guid":
+        if len(value) != 16:
+            raise EntryProblem(dn, f"{mapping.stable_id} is not a 16-byte GUID")
+        return str(uuid.UUID(bytes_le=value))
+    try:
+        return value.decode("utf-8").strip().lower()
+    except UnicodeDecodeError:
+        raise EntryProblem(dn, f"{mapping.stable_id} is not valid UTF-8") from None
+
+
+def _decoded(dn: str, raw: Attributes, key: str | None, name: str, external_id: str) -> str:
+    """_text, with the attribute's key in the entry already known."""
+    if key is None:
+        return ""
+    values = raw[key]
+    if not values:
+        return ""
+    try:
+        return values[0].decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise EntryProblem(dn, f"attribute {name} is not valid UTF-8", external_id) from None
+
+
+def _disabled(raw: Attributes, markers: tuple[tuple[DisabledMarker, str], ...]) -> bool:
+    return any(_marked(marker, raw[key]) for marker, key in markers)
+
+
+def _ends(
+    dn: str, raw: Attributes, expiry: tuple[tuple[ExpiryAttribute, str], ...], external_id: str
+) -> str:
+    """The earliest date the entry's expiry attributes give, as ISO 8601 UTC; "" if none."""
+    ends: list[datetime] = []
+    for attribute, key in expiry:
+        text = _decoded(dn, raw, key, attribute.attribute, external_id)
+        if not text:
+            continue
+        try:
+            moment = _parse_expiry(text, attribute.format)
+        except (ValueError, OverflowError):
+            raise EntryProblem(
+                dn, f"{attribute.attribute} {text!r} is not a {attribute.format} date", external_id
+            ) from None
+        if moment is not None:
+            ends.append(moment)
+    return min(ends).strftime(ISO_FORMAT) if ends else ""
 
 
 def map_group(dn: str, raw: Attributes, mapping: AttributeMapping) -> Group:

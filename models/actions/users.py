@@ -31,9 +31,19 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 def validate_email(email: str) -> str:
     email = email.strip()
-    if len(email) > 320 or not EMAIL_PATTERN.match(email) or has_control_characters(email):
+    if len(email) > 320 or not _well_formed(email):
         raise InvalidInput(f"{email!r} is not a valid email address", field="email")
     return email
+
+
+def _well_formed(email: str) -> bool:
+    """EMAIL_PATTERN matches and there is no control character. For printable ASCII, nearly
+    every address, string methods give that answer at a fraction of two regex scans' cost (a
+    directory import checks a hundred thousand): the only whitespace there is the space."""
+    if email.isascii() and email.isprintable():
+        local, _, domain = email.partition("@")
+        return bool(local) and " " not in email and "@" not in domain and "." in domain[1:-1]
+    return EMAIL_PATTERN.match(email) is not None and not has_control_characters(email)
 
 
 def validate_name(name: str) -> str:

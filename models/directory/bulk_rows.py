@@ -82,8 +82,7 @@ class Rows:
         if dialect.name == "postgresql":
             quoted = ", ".join(f'"{name}"' for name in names)
             tail = "".join(f"\t{_copy_value(value)}" for value in shared.values()) + "\n"
-            data = "".join([_copy_line(row) + tail for row in rows])
-            return cls(f'COPY "{table.name}" ({quoted}) FROM STDIN', data)
+            return cls(f'COPY "{table.name}" ({quoted}) FROM STDIN', _copy_lines(rows, tail))
         common: list[Any] = []
         for name, value in shared.items():
             process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
@@ -116,12 +115,17 @@ def _copy_text(value: str) -> str:
     return value
 
 
-def _copy_line(row: tuple[str, ...]) -> str:
-    """A row's values joined by tabs; most rows need no escaping, which one scan tells."""
-    joined = "".join(row)
-    if "\\" in joined or not joined.isprintable():
-        return "\t".join([_copy_text(value) for value in row])
-    return "\t".join(row)
+def _copy_lines(rows: list[tuple[str, ...]], tail: str) -> str:
+    """The rows as COPY text, each ended by `tail` (the shared values and the newline).
+
+    Most batches need no escaping at all, which one scan of all their values tells: the
+    rows are then joined without a Python call per row or value."""
+    if not rows:
+        return ""
+    values = "".join(map("".join, rows))
+    if "\\" in values or not values.isprintable():
+        return "".join(["\t".join([_copy_text(value) for value in row]) + tail for row in rows])
+    return tail.join(map("\t".join, rows)) + tail
 
 
 def _copy_value(value: Any) -> str:

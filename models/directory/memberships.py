@@ -162,18 +162,19 @@ class NewMembers:
         assert self.index is not None, "asked after the import finished"
         return self.index.teams_of(dn)
 
-    def write(self, members: list[tuple[str, str]]) -> None:
-        """(team key, user id as 32 hex digits) pairs of people just written."""
+    def write(self, members: list[tuple[str, str, str]]) -> None:
+        """(team key, user id as 32 hex digits, the same as a UUID's text) of people just
+        written."""
         rows: list[tuple[str, ...]] = []
         by_team: dict[str, list[str]] = {}  # team id (as an event names it) -> members' JSON
         tail = _MEMBER_JSON_TAIL.format(role=TeamRole.MEMBER.value)
-        for key, user_id in members:
+        for key, user_id, shown in members:
             team = self._team(key)
             if team is None:
                 continue
             row_id, target = team
             rows.append((row_id, user_id))
-            by_team.setdefault(target, []).append(_MEMBER_JSON_HEAD + dashed(user_id) + tail)
+            by_team.setdefault(target, []).append(_MEMBER_JSON_HEAD + shown + tail)
         if not rows:
             return
         dialect = self.session.get_bind().dialect

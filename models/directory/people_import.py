@@ -39,15 +39,16 @@ from models.errors import DomainError, InvalidInput
 
 # A directory grants these through group mappings; SUPER_ADMIN is a platform role.
 _ROLES = frozenset({Role.ORG_ADMIN.value, Role.MANAGER.value, Role.USER.value})
+_USER = Role.USER.value  # an enum member's value is a descriptor call: once per person
 
 
 @dataclass
 class Prepared:
     """One batch made ready to write: its rows and, when the teams are known, the new
-    people's memberships (team key, user id)."""
+    people's memberships (team key, user id as 32 hex digits and as a UUID's text)."""
 
     rows: list[Rows] = field(default_factory=list)
-    members: list[tuple[str, str]] = field(default_factory=list)
+    members: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -152,11 +153,12 @@ class PeopleImport:
             if item.access_ends_at:
                 attributes = json.dumps({"dn": item.dn, "access_ends_at": item.access_ends_at})
             links.append((next(ids), user_id, item.external_id, attributes))
+            shown = dashed(user_id)
             if self.members is None:
                 self.user_ids[item.external_id] = user_id
             else:
-                prepared.members.extend((team, user_id) for team in self.members.of(item.dn))
-            snapshots.append(_snapshot_json(dashed(user_id), item, name, email, role))
+                prepared.members.extend((team, user_id, shown) for team in self.members.of(item.dn))
+            snapshots.append(_snapshot_json(shown, item, name, email, role))
         if not users and not dated:
             return prepared
         self.created += len(users) + len(dated)
@@ -255,7 +257,7 @@ class PeopleImport:
         if key in self.existing.emails:
             self._error(item, f"{item.email} exists already")
             return None
-        role = item.role or Role.USER.value
+        role = item.role or _USER
         try:
             email = validate_email(item.email)
             name = validate_name(item.name)

@@ -21,11 +21,11 @@ from connectors.ldap.mapping import (
     EntryProblem,
     Group,
     Person,
+    PersonReader,
     and_filter,
     changed_since_filter,
     later_change,
     map_group,
-    map_person,
     normalize_dn,
 )
 from connectors.ldap.plan import Plan
@@ -111,6 +111,7 @@ def plan_full(
     connector = target.connector
     watermark = connector.watermark
     config = server_config(connector, target.settings)
+    reader = PersonReader(target.mapping)
     waiting: list[Person | EntryProblem] = []
     reconciler: Reconciler | None = None
     read = 0
@@ -139,7 +140,7 @@ def plan_full(
             stats=stats,
         ):
             for dn, attrs in page:
-                item = _map(dn, attrs, target.mapping)
+                item = _map(dn, attrs, reader)
                 if isinstance(item, Person):
                     watermark = later_change(watermark, item.change, target.mapping.change_kind)
                 if reconciler is None:
@@ -187,11 +188,9 @@ def _start(loaded: Loaded, target: ReadTarget, listener: CreateListener | None) 
     )
 
 
-def _map(
-    dn: str, attrs: dict[str, list[bytes]], mapping: AttributeMapping
-) -> Person | EntryProblem:
+def _map(dn: str, attrs: dict[str, list[bytes]], reader: PersonReader) -> Person | EntryProblem:
     try:
-        return map_person(dn, attrs, mapping)
+        return reader.person(dn, attrs)
     except EntryProblem as problem:
         return problem
 
@@ -203,6 +202,7 @@ def read_changes(target: ReadTarget, progress: Progress) -> Changes:
     since = changed_since_filter(mapping, connector.watermark)
     changes = Changes(watermark=connector.watermark)
     config = server_config(connector, target.settings)
+    reader = PersonReader(mapping)
     with DirectoryClient(config) as client:
         for page in client.paged_search(
             connector.base_dn,
@@ -212,7 +212,7 @@ def read_changes(target: ReadTarget, progress: Progress) -> Changes:
         ):
             for dn, attrs in page:
                 try:
-                    person = map_person(dn, attrs, mapping)
+                    person = reader.person(dn, attrs)
                 except EntryProblem as exc:
                     changes.problems.append(exc)
                     continue
