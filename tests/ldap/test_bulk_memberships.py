@@ -238,7 +238,7 @@ def test_a_first_import_writes_memberships_with_its_people_while_reading(
         assert sorted(a["user_id"] for a in added) == expected
     else:
         assert len(joined_while_reading) == 3 and left_to_apply == []
-        assert {team for team, _user in joined_while_reading} == {"engineering"}
+        assert {member[0] for member in joined_while_reading} == {"engineering"}
         with sessions() as s:
             team_id = s.scalar(select(Team.id).where(Team.organisation_id == org_id))
             s.rollback()
