@@ -134,6 +134,7 @@ class CreateStream:
         self.sessions = sessions
         self.connector_id = connector_id
         self.pending: list[Create] = []
+        self.pending_keys: list[str] = []  # their normalised DNs, as the reconciler made them
         self.writers: list[_Writer] = []
         self.turn = 0
         self.teams: TeamIndex | None = None
@@ -150,8 +151,9 @@ class CreateStream:
         """The people's teams, from groups read first: their memberships go in with them."""
         self.teams = teams
 
-    def created(self, item: Create) -> None:
+    def created(self, item: Create, dn_key: str = "") -> None:
         self.pending.append(item)
+        self.pending_keys.append(dn_key)
         if len(self.pending) >= BATCH:
             self._send_pending()
 
@@ -159,6 +161,7 @@ class CreateStream:
         for n, pending in enumerate(self.pending):
             if pending is item:
                 del self.pending[n]
+                del self.pending_keys[n]
                 return
         for writer in self.writers:  # only the one that wrote it finds it
             writer.queue.put(("withdraw", [item.external_id]))
@@ -168,8 +171,9 @@ class CreateStream:
             self._start()
         writer = self.writers[self.turn % len(self.writers)]
         self.turn += 1
-        prepared = writer.people.prepare(self.pending)
+        prepared = writer.people.prepare(self.pending, self.pending_keys)
         self.pending = []
+        self.pending_keys = []
         writer.queue.put(("write", prepared))
 
     def _start(self) -> None:

@@ -75,8 +75,9 @@ class TeamIndex:
     by_dn: dict[str, tuple[str, ...]] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
 
-    def teams_of(self, dn: str) -> tuple[str, ...]:
-        return self.by_dn.get(normalize_dn(dn), ())
+    def teams_of(self, dn: str, dn_key: str = "") -> tuple[str, ...]:
+        """The teams of the entry with this DN; `dn_key`, when given, is its normalised DN."""
+        return self.by_dn.get(dn_key or normalize_dn(dn), ())
 
 
 def team_index(groups: dict[str, Group], group_teams: dict[str, str]) -> TeamIndex:
@@ -105,7 +106,8 @@ class CreateListener(Protocol):
 
     def teams_known(self, teams: TeamIndex) -> None: ...
 
-    def created(self, item: Create) -> None: ...
+    def created(self, item: Create, dn_key: str = "") -> None:
+        """`dn_key`: the entry's normalised DN, when the reconciler tracks DNs."""
 
     def withdrawn(self, item: Create) -> None: ...
 
@@ -177,16 +179,26 @@ class Reconciler:
 
     def add(self, person: Person) -> None:
         self.plan.read += 1
-        # One string per stable id, shared with the owned users and memberships loaded.
-        ext = sys.intern(person.external_id)
-        if not self._mark_seen(ext):
+        ext = person.external_id
+        known = self.known.get(ext)
+        if known is not None:
+            # One string per stable id, shared with the owned users and memberships loaded
+            # (a new person's id has no other copy to share).
+            ext = sys.intern(ext)
+            seen_before = known.seen
+            known.seen = True
+        else:
+            seen_before = ext in self.seen
+            self.seen.add(ext)
+        if seen_before:
             self.plan.errors.append(
                 EntryError(dn=person.dn, external_id=ext, message="stable id seen twice")
             )
             return
+        dn_key = ""
         if self.track_dns:
-            self.dn_to_id[sys.intern(normalize_dn(person.dn))] = ext
-        known = self.known.get(ext)
+            dn_key = sys.intern(normalize_dn(person.dn))
+            self.dn_to_id[dn_key] = ext
         key = _lowered(person.email)
         # Emails of users already held are unique in the database; only new or changed
         # emails need checking against the rest of this read.
@@ -196,7 +208,7 @@ class Reconciler:
                 self.not_imported.add(ext)
             return
         if known is None:
-            self._add_new(person, key)
+            self._add_new(person, key, dn_key)
         else:
             self._add_known(person, known)
 
@@ -230,7 +242,7 @@ class Reconciler:
             return f"account expired on {ends}"
         return ""
 
-    def _add_new(self, person: Person, key: str) -> None:
+    def _add_new(self, person: Person, key: str, dn_key: str) -> None:
         if self._ended(person):
             self.plan.skipped += 1
             self.not_imported.add(person.external_id)
@@ -241,11 +253,17 @@ class Reconciler:
             # Ours under another stable id: a re-hire, once the old entry proves to be gone.
             self._rehires.append((person, *previous))
         elif match is None:
-            item = Create(**_entry_fields(person))
+            item = Create(
+                external_id=person.external_id,
+                dn=person.dn,
+                email=person.email,
+                name=person.name,
+                access_ends_at=person.access_ends_at,
+            )
             self.plan.creates.append(item)
             self._claimed_emails[key] = item
             if self.listener is not None:
-                self.listener.created(item)
+                self.listener.created(item, dn_key)
         elif match.owner:
             self.not_imported.add(person.external_id)
             self.plan.errors.append(

@@ -157,10 +157,10 @@ class NewMembers:
         self.teams: dict[str, tuple[str, str] | None] = {}
         self.added = 0
 
-    def of(self, dn: str) -> tuple[str, ...]:
-        """The keys of the teams the person with this DN joins."""
+    def of(self, dn: str, dn_key: str = "") -> tuple[str, ...]:
+        """The keys of the teams the person with this DN (normalised: `dn_key`) joins."""
         assert self.index is not None, "asked after the import finished"
-        return self.index.teams_of(dn)
+        return self.index.teams_of(dn, dn_key)
 
     def write(self, members: list[tuple[str, str, str]]) -> None:
         """(team key, user id as 32 hex digits, the same as a UUID's text) of people just

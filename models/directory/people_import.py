@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -129,15 +130,16 @@ class PeopleImport:
         """Create the people of one batch, skipping (and reporting) those that no longer fit."""
         self.write(self.prepare(items))
 
-    def prepare(self, items: list[Create]) -> Prepared:
-        """The checks and the rows of one batch, ready to write (no database work)."""
+    def prepare(self, items: list[Create], dn_keys: list[str] | None = None) -> Prepared:
+        """The checks and the rows of one batch, ready to write (no database work);
+        `dn_keys`, when given, are the items' normalised DNs (the reconciler's)."""
         prepared = Prepared()
         users: list[tuple[str, ...]] = []
         dated: list[tuple[str, ...]] = []  # people whose directory entry says access ends
         links: list[tuple[str, ...]] = []
         snapshots: list[str] = []  # each created user in the batch's event, as JSON
         ids = iter(fast_ids(2 * len(items)))
-        for item in items:
+        for item, dn_key in zip(items, dn_keys or repeat(""), strict=False):
             row = self._checked(item)
             if row is None:
                 self.not_written.add(item.external_id)
@@ -157,7 +159,8 @@ class PeopleImport:
             if self.members is None:
                 self.user_ids[item.external_id] = user_id
             else:
-                prepared.members.extend((team, user_id, shown) for team in self.members.of(item.dn))
+                teams = self.members.of(item.dn, dn_key)
+                prepared.members.extend((team, user_id, shown) for team in teams)
             snapshots.append(_snapshot_json(shown, item, name, email, role))
         if not users and not dated:
             return prepared

@@ -123,6 +123,10 @@ def plan_full(
         else:
             reconciler.add(item)
 
+    # A generalized time's text orders as its time, and "" is before any: the later of
+    # two is the larger, without a call per entry (later_change for the counter kind).
+    by_text = target.mapping.change_kind == "timestamp"
+
     with DirectoryClient(config) as client:
         groups: dict[str, Group] = {}
         if target.wants_groups:
@@ -141,12 +145,21 @@ def plan_full(
         ):
             for dn, attrs in page:
                 item = _map(dn, attrs, reader)
-                if isinstance(item, Person):
+                if isinstance(item, EntryProblem):
+                    if reconciler is None:
+                        waiting.append(item)
+                    else:
+                        reconciler.add_problem(item)
+                    continue
+                if by_text:
+                    if item.change > watermark:
+                        watermark = item.change
+                else:
                     watermark = later_change(watermark, item.change, target.mapping.change_kind)
                 if reconciler is None:
                     waiting.append(item)
                 else:
-                    feed(item)
+                    reconciler.add(item)
             read += len(page)
             # Waiting entries are bounded: past a few pages, wait for the database.
             if reconciler is None and (loading.done() or len(waiting) >= MAX_WAITING):

@@ -208,8 +208,8 @@ def test_a_first_import_writes_memberships_with_its_people_while_reading(
         read_ended.append(1)
         finish_people(self, **kwargs)
 
-    def prepared(self: PeopleImport, items: list[Create]) -> Prepared:
-        batch = prepare(self, items)
+    def prepared(self: PeopleImport, items: list[Create], *keys: Any) -> Prepared:
+        batch = prepare(self, items, *keys)
         if not read_ended:
             joined_while_reading.extend(batch.members)
         return batch
