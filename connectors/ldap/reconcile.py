@@ -409,7 +409,8 @@ class Reconciler:
         desired_role: dict[str, str] = {}
         team_names: dict[str, str] = {}
         for key, group in groups.items():
-            members = {dn_to_id[m] for m in expanded[key] if m in dn_to_id}
+            # A member who is no person read has no id: nobody to add (ids are never "").
+            members = set(filter(None, map(dn_to_id.get, expanded[key])))
             members.difference_update(self.not_imported)
             team = _lookup(group_teams, group)
             if team:
@@ -429,11 +430,12 @@ class Reconciler:
             }
         for team_key, wanted in desired_teams.items():
             held = state.memberships.get(team_key, {})
-            for ext in sorted(wanted):
-                if ext not in held:
-                    self.plan.team_adds.append(
-                        TeamAdd(team=team_names[team_key], external_id=ext, role="MEMBER")
-                    )
+            name = team_names[team_key]
+            self.plan.team_adds.extend(
+                TeamAdd(team=name, external_id=ext, role="MEMBER")
+                for ext in sorted(wanted)
+                if ext not in held
+            )
         for team_key, held in sorted(state.memberships.items()):
             wanted = desired_teams.get(team_key, set())
             gone = [ext for ext, source in held.items() if source == "ldap" and ext not in wanted]

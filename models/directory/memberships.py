@@ -168,8 +168,9 @@ class NewMembers:
         rows: list[tuple[str, ...]] = []
         by_team: dict[str, list[str]] = {}  # team id (as an event names it) -> members' JSON
         tail = _MEMBER_JSON_TAIL.format(role=TeamRole.MEMBER.value)
+        teams = self.teams
         for key, user_id, shown in members:
-            team = self._team(key)
+            team = teams[key] if key in teams else self._team(key)
             if team is None:
                 continue
             row_id, target = team
