@@ -298,14 +298,13 @@ class DirectoryClient:
             )
         except ldap.LDAPError as exc:
             raise map_error(exc, doing=doing) from None
-        entries: list[Entry] = []
-        for dn, attributes in data or []:
+        entries: list[Entry] = data or []
+        for dn, attributes in entries:
             if dn is None:
                 raise DirectoryIncomplete(
                     f"{doing}: the server returned a referral to {attributes}; "
                     "point the base DN at the server that holds the entries"
                 )
-            entries.append((dn, attributes))
         paged = [c for c in controls or [] if c.controlType == PAGED_OID]
         if not paged:
             raise DirectoryIncomplete(f"{doing}: the server did not return a paged-results cookie")

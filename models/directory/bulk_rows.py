@@ -124,8 +124,16 @@ def _copy_lines(rows: list[tuple[str, ...]], tail: str) -> str:
         return ""
     values = "".join(map("".join, rows))
     if "\\" in values or not values.isprintable():
-        return "".join(["\t".join([_copy_text(value) for value in row]) + tail for row in rows])
+        return "".join([_copy_line(row) + tail for row in rows])
     return tail.join(map("\t".join, rows)) + tail
+
+
+def _copy_line(row: tuple[str, ...]) -> str:
+    """A row's values joined by tabs; most rows need no escaping, which one scan tells."""
+    joined = "".join(row)
+    if "\\" in joined or not joined.isprintable():
+        return "\t".join([_copy_text(value) for value in row])
+    return "\t".join(row)
 
 
 def _copy_value(value: Any) -> str:
