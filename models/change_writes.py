@@ -20,10 +20,9 @@ from sqlalchemy import Column, Connection, Insert, Table, Update, bindparam, ins
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
 from sqlalchemy.orm.base import NO_VALUE, PASSIVE_NO_INITIALIZE
 from sqlalchemy.orm.exc import StaleDataError
-from sqlalchemy.orm.interfaces import MANYTOONE
 from sqlalchemy.orm.state import InstanceState
 
-from models import driver_writes
+from models import driver_writes, row_writes
 from models.base import Base
 
 # More than this many objects is a batch: the flush's executemany serves it better.
@@ -53,10 +52,10 @@ def _write_plain(session: Session, kinds: tuple[type[Base], ...]) -> bool:
     for state, values in (u for u in updates if u is not None and u[1]):
         writes.setdefault(_mapper(state.obj()).local_table, ([], []))[0].append((state, values))  # type: ignore[arg-type]
     for entity in new:
-        _take_parent_keys(entity)
+        row_writes.take_parent_keys(entity)
         writes.setdefault(_mapper(entity).local_table, ([], []))[1].append(entity)  # type: ignore[arg-type]
     connection = session.connection()
-    for table in sorted(writes, key=_table_order().__getitem__):
+    for table in sorted(writes, key=row_writes.table_order().__getitem__):
         table_updates, table_inserts = writes[table]
         for state, values in table_updates:
             _run_update(session, connection, table, state, values)
@@ -142,7 +141,7 @@ def _insert_all(
         return
     mapper = _mapper(entities[0])
     generated: Column[Any] | None = table.autoincrement_column
-    rows = [_row(entity, mapper, generated) for entity in entities]
+    rows = [row_writes.row_of(entity, mapper, skip=generated) for entity in entities]
     if generated is None or len(rows) == 1:
         # One statement of the rows, its shape kept per number of rows: run directly.
         statement = _values_insert(table, len(rows), generated)
@@ -173,49 +172,6 @@ def _values_insert(table: Table, count: int, generated: Column[Any] | None) -> I
     return statement.returning(generated) if generated is not None else statement
 
 
-_MISSING = object()
-
-
-def _row(entity: Any, mapper: Mapper[Any], generated: Column[Any] | None) -> dict[str, Any]:
-    """The entity's row; a column it leaves unset takes its Python default (None without
-    one), which is also set on the entity, as the flush does."""
-    row: dict[str, Any] = {}
-    for column in mapper.local_table.columns:
-        if column is generated:
-            continue
-        key = mapper.get_property_by_column(column).key
-        value = entity.__dict__.get(key, _MISSING)
-        if value is _MISSING:
-            value = _default(column)
-            setattr(entity, key, value)
-        row[column.key] = value
-    return row
-
-
-def _default(column: Any) -> Any:
-    default = column.default
-    if default is None:
-        return None
-    if default.is_callable:
-        return default.arg(None)  # SQLAlchemy wraps a no-argument callable to take a context
-    return default.arg
-
-
-def _take_parent_keys(entity: Any) -> None:
-    """What the flush would sync: a foreign key from the parent object set on a relationship."""
-    mapper = _mapper(entity)
-    for relationship in mapper.relationships:
-        if relationship.direction is not MANYTOONE or relationship.viewonly:
-            continue
-        parent = entity.__dict__.get(relationship.key)
-        if parent is None:
-            continue
-        parent_mapper = _mapper(parent)
-        for local, remote in relationship.local_remote_pairs or ():
-            key = mapper.get_property_by_column(local).key
-            setattr(entity, key, getattr(parent, parent_mapper.get_property_by_column(remote).key))
-
-
 def _settle(session: Session, new: list[Any], changed: Iterable[InstanceState[Any]]) -> None:
     """Leave the objects as a flush would: the new ones persistent, the changed ones with
     nothing pending."""
@@ -227,11 +183,6 @@ def _settle(session: Session, new: list[Any], changed: Iterable[InstanceState[An
     for entity in new:
         make_transient_to_detached(entity)
     session.add_all(new)
-
-
-@functools.cache
-def _table_order() -> dict[Table, int]:
-    return {table: place for place, table in enumerate(Base.metadata.sorted_tables)}
 
 
 @functools.cache

@@ -47,11 +47,11 @@ def insert_new(session: Session, kinds: tuple[type[Base], ...]) -> bool:
         return False
     rows: dict[Table, list[dict[str, Any]]] = {}
     for entity in pending:
-        _take_parent_keys(entity)
+        take_parent_keys(entity)
     for entity in pending:
         mapper: Mapper[Any] = inspect(entity).mapper
-        rows.setdefault(mapper.local_table, []).append(_row(entity, mapper))  # type: ignore[arg-type]
-    ordered = tuple(sorted(rows, key=_table_order().__getitem__))
+        rows.setdefault(mapper.local_table, []).append(row_of(entity, mapper))  # type: ignore[arg-type]
+    ordered = tuple(sorted(rows, key=table_order().__getitem__))
     connection = session.connection()
     together = _together(ordered, connection.dialect)
     if together is not None:
@@ -67,7 +67,7 @@ def insert_new(session: Session, kinds: tuple[type[Base], ...]) -> bool:
     return True
 
 
-def _take_parent_keys(entity: Any) -> None:
+def take_parent_keys(entity: Any) -> None:
     """What the flush would sync: a foreign key from the parent object set on a relationship
     (an email's scim_user_id from its SCIM user)."""
     mapper: Mapper[Any] = inspect(entity).mapper
@@ -86,15 +86,18 @@ def _take_parent_keys(entity: Any) -> None:
 _MISSING = object()
 
 
-def _row(entity: Any, mapper: Mapper[Any]) -> dict[str, Any]:
-    """The entity's row; a column it leaves unset takes its Python default (None without
-    one), which is also set on the entity, as the flush does."""
+def row_of(entity: Any, mapper: Mapper[Any], skip: Column[Any] | None = None) -> dict[str, Any]:
+    """The entity's row (but the `skip` column, a key the database generates); a column it
+    leaves unset takes its Python default (None without one), which is also set on the
+    entity, as the flush does."""
     row: dict[str, Any] = {}
     values = entity.__dict__
     for column, key in _attributes(mapper):
+        if column is skip:
+            continue
         value = values.get(key, _MISSING)
         if value is _MISSING:
-            value = _default(column)
+            value = column_default(column)
             setattr(entity, key, value)
         row[column.key] = value
     return row
@@ -123,7 +126,7 @@ def _plain(mapper: Mapper[Any]) -> bool:
     )
 
 
-def _default(column: Any) -> Any:
+def column_default(column: Any) -> Any:
     default = column.default
     if default is None:
         return None
@@ -202,7 +205,7 @@ def _json_value(value: Any) -> Any:
 
 
 @functools.cache
-def _table_order() -> dict[Table, int]:
+def table_order() -> dict[Table, int]:
     """Each table's place in the foreign keys' dependency order, sorted once (sorting the
     metadata cost 0.3 ms a create)."""
     return {table: place for place, table in enumerate(Base.metadata.sorted_tables)}
