@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 
 from connectors.ldap.plan import Create
 from connectors.ldap.reconcile import Reconciler, TeamIndex
@@ -343,3 +343,41 @@ def test_a_batchs_new_members_have_one_event_per_team_listing_each(
     assert people.members_added == 3
     people.finish(creates)
     session.commit()
+
+
+def _membership_rows(sessions) -> list[tuple[Any, ...]]:
+    """Every membership as stored; on PostgreSQL with its row version (xmin), which any
+    write of the row, even of the same values (an upsert's DO UPDATE), changes."""
+    with sessions() as s:
+        version = "xmin::text" if s.get_bind().dialect.name == "postgresql" else "''"
+        rows = s.execute(
+            text(
+                f"SELECT team_id, user_id, role, source, created_at, {version} "
+                "FROM team_memberships ORDER BY team_id, user_id"
+            )
+        ).all()
+        s.rollback()
+    return [tuple(row) for row in rows]
+
+
+def _audit_count(sessions) -> int:
+    with sessions() as s:
+        count = s.scalar(select(func.count()).select_from(AuditEvent))
+        s.rollback()
+    return int(count or 0)
+
+
+def test_an_unchanged_resync_with_groups_writes_no_membership_and_no_event(
+    make_connector, sync, sessions
+):
+    """A re-sync where no group changed reads and compares: no membership is written again
+    (not even with the same values), none is audited, and the plan adds and removes none."""
+    connector = make_connector(group_teams={"engineering": "Engineering", "platform": "Platform"})
+    assert sync(connector).status == "succeeded"
+    rows, events = _membership_rows(sessions), _audit_count(sessions)
+    assert len(rows) >= 3
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert outcome.summary["team_add"] == outcome.summary["team_remove"] == 0
+    assert _membership_rows(sessions) == rows
+    assert _audit_count(sessions) == events
