@@ -26,6 +26,7 @@ from __future__ import annotations
 import queue
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +139,7 @@ class CreateStream:
         self.writers: list[_Writer] = []
         self.turn = 0
         self.teams: TeamIndex | None = None
+        self.make_index: Callable[[], TeamIndex] | None = None
         self.abandoned = False
         self.handed_over = False
 
@@ -147,9 +149,9 @@ class CreateStream:
 
     # --- the reconciler's listener (reading thread) --------------------------------------
 
-    def teams_known(self, teams: TeamIndex) -> None:
+    def teams_known(self, teams: Callable[[], TeamIndex]) -> None:
         """The people's teams, from groups read first: their memberships go in with them."""
-        self.teams = teams
+        self.make_index = teams
 
     def created(self, item: Create, dn_key: str = "") -> None:
         self.pending.append(item)
@@ -177,6 +179,9 @@ class CreateStream:
         writer.queue.put(("write", prepared))
 
     def _start(self) -> None:
+        if self.make_index is not None:
+            self.teams = self.make_index()
+            self.make_index = None
         if self.teams is not None and WRITERS > 1:
             self._make_teams(self.teams)
         for _ in range(WRITERS):

@@ -104,7 +104,8 @@ class CreateListener(Protocol):
     """Told of each create as it is planned, and of a create a later entry took back; and,
     before any, of the teams the people will join (when the groups were read first)."""
 
-    def teams_known(self, teams: TeamIndex) -> None: ...
+    def teams_known(self, teams: Callable[[], TeamIndex]) -> None:
+        """`teams` makes the index: called once the first create comes, if any does."""
 
     def created(self, item: Create, dn_key: str = "") -> None:
         """`dn_key`: the entry's normalised DN, when the reconciler tracks DNs."""
