@@ -253,7 +253,11 @@ def _values(attrs: Attributes, name: str) -> list[bytes] | None:
 
 
 def _text(dn: str, attrs: Attributes, name: str, external_id: str | None) -> str:
-    values = _values(attrs, name)
+    return _first_text(dn, _values(attrs, name), name, external_id)
+
+
+def _first_text(dn: str, values: list[bytes] | None, name: str, external_id: str | None) -> str:
+    """An attribute's first value as text, trimmed ("" without one)."""
     if not values:
         return ""
     try:
@@ -435,15 +439,7 @@ def _stable_id(dn: str, raw: Attributes, key: str | None, mapping: AttributeMapp
 
 def _decoded(dn: str, raw: Attributes, key: str | None, name: str, external_id: str) -> str:
     """_text, with the attribute's key in the entry already known."""
-    if key is None:
-        return ""
-    values = raw[key]
-    if not values:
-        return ""
-    try:
-        return values[0].decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise EntryProblem(dn, f"attribute {name} is not valid UTF-8", external_id) from None
+    return "" if key is None else _first_text(dn, raw[key], name, external_id)
 
 
 def _disabled(raw: Attributes, markers: tuple[tuple[DisabledMarker, str], ...]) -> bool:
