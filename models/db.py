@@ -45,6 +45,10 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", settings.database_pool_size)
     kwargs.setdefault("max_overflow", 10)
+    # The most recently returned connection first: after a burst, the quieter traffic keeps
+    # to one warm backend whose prepared reads have their generic plans, instead of rotating
+    # over every connection the burst opened (measured in docs/benchmarks/scim.md).
+    kwargs.setdefault("pool_use_lifo", True)
     # No server-side prepared statements: a generic plan for `LIKE $1` cannot use the
     # trigram indexes (user search went from 3 ms to 50 ms at 100,000 users once psycopg
     # prepared it), and a connection pooler in transaction mode cannot keep them anyway.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from models import db
@@ -34,5 +35,21 @@ def test_a_connection_in_constant_use_is_not_pinged(settings, monkeypatch):
         monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
         with engine.connect() as connection:
             assert len(pings) == 1  # the control: idle long enough, it is pinged
+    finally:
+        engine.dispose()
+
+
+def test_after_a_burst_the_last_returned_connection_serves_next(settings):
+    if settings.is_sqlite:
+        pytest.skip("PostgreSQL's pool (an embedded database has no backends to keep warm)")
+    engine = db.make_engine(settings, pool_size=3, max_overflow=0)
+    try:
+        held = [engine.connect() for _ in range(3)]  # a burst opens three connections
+        drivers = [connection.connection.driver_connection for connection in held]
+        for connection in held:
+            connection.close()  # returned in order: the third last
+        for _ in range(3):
+            with engine.connect() as connection:
+                assert connection.connection.driver_connection is drivers[-1]
     finally:
         engine.dispose()
