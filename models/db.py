@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, Select, create_engine, event, exc, make_url
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import ClauseElement
 
 from models.settings import Settings
 
@@ -101,9 +102,9 @@ _PREPARING_DIALECTS: weakref.WeakSet[Dialect] = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
-class _DriverStatement:
-    """A select compiled once for psycopg: its SQL, SQLAlchemy's conversions of its
-    parameters, and of its columns by position."""
+class DriverStatement:
+    """A statement compiled once for psycopg: its SQL, SQLAlchemy's conversions of its
+    parameters, and of its returned columns by position."""
 
     compiled: Any
     sql: str
@@ -126,8 +127,8 @@ class _DriverStatement:
         return tuple(values)
 
 
-def _compile_for_driver(statement: Select[Any], dialect: Dialect) -> _DriverStatement | None:
-    compiled = statement.compile(dialect=dialect)
+def _compile_for_driver(statement: ClauseElement, dialect: Dialect) -> DriverStatement | None:
+    compiled: Any = statement.compile(dialect=dialect)
     if compiled.post_compile_params or compiled.literal_execute_params:
         return None  # expanded per execution (IN lists): SQLAlchemy's to run
     binds: dict[str, Callable[[Any], Any]] = {}
@@ -140,14 +141,16 @@ def _compile_for_driver(statement: Select[Any], dialect: Dialect) -> _DriverStat
         convert = column[3].dialect_impl(dialect).result_processor(dialect, None)
         if convert is not None:
             columns.append((position, convert))
-    return _DriverStatement(compiled, compiled.string, binds, tuple(columns))
+    return DriverStatement(compiled, compiled.string, binds, tuple(columns))
 
 
 # Statement object id -> (the statement, kept so the id stays its own; its compiled form).
-_DRIVER_STATEMENTS: dict[int, tuple[Select[Any], _DriverStatement | None]] = {}
+_DRIVER_STATEMENTS: dict[int, tuple[ClauseElement, DriverStatement | None]] = {}
 
 
-def _driver_statement(statement: Select[Any], dialect: Dialect) -> _DriverStatement | None:
+def driver_statement(statement: ClauseElement, dialect: Dialect) -> DriverStatement | None:
+    """A kept statement object's compiled form for psycopg (None: SQLAlchemy must run it, its
+    IN lists expanded per execution)."""
     found = _DRIVER_STATEMENTS.get(id(statement))
     if found is not None and found[0] is statement:
         return found[1]
@@ -176,13 +179,13 @@ def driver_read(
         return None  # read what the session's own transaction sees
     if bind.dispatch.before_cursor_execute or bind.dispatch.after_cursor_execute:
         return None  # something watches every statement (tracing, a test): let it see this
-    compiled = _driver_statement(statement, bind.dialect)
+    compiled = driver_statement(statement, bind.dialect)
     if compiled is None:
         return None
     values = compiled.parameters(parameters)
     pooled = bind.raw_connection()
     try:
-        rows = _run_prepared(pooled.driver_connection, compiled.sql, values)
+        rows = _run_prepared_read(pooled.driver_connection, compiled.sql, values)
     except bind.dialect.loaded_dbapi.Error as error:
         if bind.dialect.is_disconnect(error, pooled.dbapi_connection, None):
             pooled.invalidate(error)
@@ -199,18 +202,26 @@ def driver_read(
     return [compiled.row(row) for row in rows]
 
 
-def _run_prepared(connection: Any, sql: str, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+def _run_prepared_read(connection: Any, sql: str, values: dict[str, Any]) -> list[tuple[Any, ...]]:
     # Outside a transaction: no BEGIN and ROLLBACK round trips, as a read needs none.
     connection.autocommit = True
+    try:
+        return run_prepared(connection, sql, values)
+    finally:
+        connection.autocommit = False
+
+
+def run_prepared(connection: Any, sql: str, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows (none for a statement that returns none) of a prepared statement run on a
+    psycopg connection as it stands, in its transaction or in autocommit."""
     connection.prepare_threshold = _ONLY_WHEN_ASKED
     try:
         with connection.cursor() as cursor:
             cursor.execute(sql, values, prepare=True)
-            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            rows: list[tuple[Any, ...]] = cursor.fetchall() if cursor.description else []
             return rows
     finally:
         connection.prepare_threshold = None
-        connection.autocommit = False
 
 
 def private_sqlite_file(url: str) -> None:

@@ -33,13 +33,13 @@ def test_a_deactivation_runs_its_writes_through_the_driver_as_sqlalchemy_would(
     )
     assert made.status_code == 201, made.json
     direct: list[str] = []
-    run = driver_writes._run
+    run = driver_writes.run_prepared
 
     def spying(connection: Any, sql: str, values: dict[str, Any]) -> Any:
         direct.append(sql)
         return run(connection, sql, values)
 
-    monkeypatch.setattr(driver_writes, "_run", spying)
+    monkeypatch.setattr(driver_writes, "run_prepared", spying)
     body = {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "replace", "path": "active", "value": False}],

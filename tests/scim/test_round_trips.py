@@ -318,13 +318,13 @@ def _driver_reads(monkeypatch: Any) -> list[str]:
     from models import db
 
     seen: list[str] = []
-    run = db._run_prepared
+    run = db._run_prepared_read
 
     def counting(connection: Any, sql: str, values: dict[str, Any]) -> Any:
         seen.append(sql)
         return run(connection, sql, values)
 
-    monkeypatch.setattr(db, "_run_prepared", counting)
+    monkeypatch.setattr(db, "_run_prepared_read", counting)
     return seen
 
 
