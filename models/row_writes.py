@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.interfaces import MANYTOONE
 
 from models.base import Base, UTCDateTime
@@ -43,13 +44,14 @@ def insert_new(session: Session, kinds: tuple[type[Base], ...]) -> bool:
     pending = list(session.new)
     if not pending or session.dirty or session.deleted:
         return False
-    if any(type(entity) not in kinds or not _plain(inspect(entity).mapper) for entity in pending):
+    states = [instance_state(entity) for entity in pending]
+    if any(type(s.obj()) not in kinds or not _plain(s.mapper) for s in states):
         return False
     rows: dict[Table, list[dict[str, Any]]] = {}
     for entity in pending:
         take_parent_keys(entity)
-    for entity in pending:
-        mapper: Mapper[Any] = inspect(entity).mapper
+    for entity, state in zip(pending, states, strict=True):
+        mapper = state.mapper
         rows.setdefault(mapper.local_table, []).append(row_of(entity, mapper))  # type: ignore[arg-type]
     ordered = tuple(sorted(rows, key=table_order().__getitem__))
     connection = session.connection()
@@ -63,7 +65,7 @@ def insert_new(session: Session, kinds: tuple[type[Base], ...]) -> bool:
     # What the flush does once its statements ran: the objects become persistent, their
     # values the committed state (a rollback of the transaction expunges them again).
     # Expunging them and adding them back as detached, public API, cost twice the cascades.
-    session._register_persistent({inspect(entity) for entity in pending})
+    session._register_persistent(set(states))
     return True
 
 
@@ -80,7 +82,9 @@ def take_parent_keys(entity: Any) -> None:
         parent_mapper: Mapper[Any] = inspect(parent).mapper
         for local, remote in relationship.local_remote_pairs or ():
             key = mapper.get_property_by_column(local).key
-            setattr(entity, key, getattr(parent, parent_mapper.get_property_by_column(remote).key))
+            # Into the object's dict, as the flush's sync does: no attribute event (the
+            # object is made persistent, these values its committed state, after the write).
+            entity.__dict__[key] = getattr(parent, parent_mapper.get_property_by_column(remote).key)
 
 
 _MISSING = object()
@@ -88,8 +92,9 @@ _MISSING = object()
 
 def row_of(entity: Any, mapper: Mapper[Any], skip: Column[Any] | None = None) -> dict[str, Any]:
     """The entity's row (but the `skip` column, a key the database generates); a column it
-    leaves unset takes its Python default (None without one), which is also set on the
-    entity, as the flush does."""
+    leaves unset takes its Python default (None without one), which is also put in the
+    entity's dict, as the flush does (no attribute event: the caller makes the entity
+    persistent, with these values its committed state, once the row is written)."""
     row: dict[str, Any] = {}
     values = entity.__dict__
     for column, key in _attributes(mapper):
@@ -97,8 +102,7 @@ def row_of(entity: Any, mapper: Mapper[Any], skip: Column[Any] | None = None) ->
             continue
         value = values.get(key, _MISSING)
         if value is _MISSING:
-            value = column_default(column)
-            setattr(entity, key, value)
+            value = values[key] = column_default(column)
         row[column.key] = value
     return row
 
