@@ -25,7 +25,7 @@ from models.enums import SyncRunStatus
 from models.sync_lock import Holder, live_leases
 from tests.ldap.conftest import connector_runs, linked_users
 from tests.support import factories
-from tests.support.db_outage import refusing_connections, terminate_backends
+from tests.support.db_outage import refusing_connections, terminate_every_backend
 from worker import directory_approval
 from worker.directory_approval import apply_approval
 from worker.directory_sync import read_full_plan, run_sync
@@ -106,8 +106,7 @@ def test_a_sync_whose_backends_are_terminated_mid_read_ends_failed_or_by_its_ret
     def terminate_once(n: int) -> None:
         if not terminated:
             terminated.append(n)
-            with engine.connect() as server:
-                terminate_backends(server, engine.url.database)
+            terminate_every_backend(engine)
 
     try:
         outcome = _sync(sessions, settings, connector, holder=FIRST, progress=terminate_once)

@@ -31,6 +31,19 @@ def refusing_connections(settings: Settings, engine: Engine) -> Iterator[None]:
         maintenance.dispose()
 
 
+def terminate_every_backend(engine: Engine) -> None:
+    """Every backend of `engine`'s database is terminated, from a connection of its own to
+    another database: one taken from `engine`'s pool would be spared and, returned to the
+    pool, be the next one handed out."""
+    url = engine.url
+    maintenance = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with maintenance.connect() as server:
+            terminate_backends(server, url.database)
+    finally:
+        maintenance.dispose()
+
+
 def terminate_backends(server: Connection, name: str | None) -> None:
     """Every backend on database `name` but the caller's is terminated mid-whatever."""
     server.execute(
