@@ -179,10 +179,8 @@ def create_scim_user(
 ) -> ScimUser:
     """Provision a person: linked to an existing user with the same email, else created.
     `checked`: check_create's answer for these fields, when the caller has made it."""
-    if checked is None:
-        taken, email_known = _name_and_email_taken(session, organisation.id, fields)
-    else:
-        taken, email_known = checked.user_name_taken, checked.email_known
+    checked = checked or check_create(session, organisation.id, fields)
+    taken, email_known = checked.user_name_taken, checked.email_known
     if taken:
         raise Conflict(f"userName {fields.user_name} is already taken", field="userName")
     _check_manager(session, organisation.id, fields.manager_id)
@@ -223,40 +221,7 @@ def create_scim_user(
 NEW_PERSON_ROWS = (User, IdentityLink, ScimUser, ScimEmail, AuditEvent)
 # What a write of a user adds that is written as plain rows when it is all that is new
 # (models.change_writes): its audit events, and a revocation's rows.
-WRITTEN_ROWS = (*lifecycle.PLAIN_ROWS,)
-
-
-def _name_and_email_taken(
-    session: Session, organisation_id: uuid.UUID, fields: ScimUserFields
-) -> tuple[bool, bool]:
-    """Whether the userName is taken and whether a person of the organisation has the
-    email, in one statement (a create's two look-ups; without an email, the first alone)."""
-    try:
-        email = fields.primary_email()
-    except InvalidValue:
-        named = _user_name_taken(organisation_id, fields.user_name.lower())
-        return bool(session.scalar(select(named))), False  # refused later, after a clash
-    values = {
-        "organisation_id": organisation_id,
-        "user_name_key": fields.user_name.lower(),
-        "email_key": email_key(email),
-    }
-    taken, known = session.execute(
-        _name_and_email_check(), values, execution_options={PREPARED: True}
-    ).one()
-    return bool(taken), bool(known)
-
-
-@functools.cache
-def _name_and_email_check() -> Select[bool, bool]:
-    """_name_and_email_taken's statement, built once per process (its values bound at each
-    execution)."""
-    organisation_id: BindParameter[uuid.UUID] = bindparam("organisation_id")
-    named = _user_name_taken(organisation_id, bindparam("user_name_key"))
-    owned = exists().where(
-        User.organisation_id == organisation_id, User.email_key == bindparam("email_key")
-    )
-    return select(named, owned)
+WRITTEN_ROWS = lifecycle.PLAIN_ROWS
 
 
 def _user_name_taken(organisation_id: Any, user_name_key: Any) -> Exists:
