@@ -10,12 +10,12 @@ engine's statements (tracing, a test counting them); elsewhere SQLAlchemy runs t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 from sqlalchemy import Connection, exc
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, Executable
 
 from models.db import PREPARED, driver_statement, run_prepared
 
@@ -47,6 +47,20 @@ def execute(
             connection_invalidated=connection.dialect.is_disconnect(error, driver, None),
         ) from error
     return [compiled.row(row) for row in rows]
+
+
+def run(
+    session: Session, statement: Executable, parameters: Mapping[str, Any], **options: Any
+) -> Sequence[Any]:
+    """The rows of a kept statement that returns rows (a SELECT, a write's RETURNING) in the
+    session's transaction: through psycopg where `execute` can, else through the session
+    (its autoflush included), prepared where the transaction asks for it; `options` are the
+    session's execution options."""
+    rows = execute(session, cast(ClauseElement, statement), parameters)
+    if rows is not None:
+        return rows
+    result = session.execute(statement, parameters, execution_options={PREPARED: True, **options})
+    return result.all()
 
 
 def _direct(connection: Connection) -> bool:

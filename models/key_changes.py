@@ -28,7 +28,7 @@ from models import audit, driver_writes, outbox
 from models.actions import cutoffs
 from models.actor import Actor
 from models.base import utcnow
-from models.db import ODOCK_MODE_KEY, PREPARED
+from models.db import ODOCK_MODE_KEY
 from models.entities import StoreCommand, VirtualApiKey
 from models.enums import KeyType, StoreCommandType
 
@@ -213,12 +213,10 @@ def _change_view(session: Session, change: KeyChange) -> list[uuid.UUID]:
     now = utcnow()
     if change.scope_params is not None and change.command is StoreCommandType.REVOKE:
         values = {**change.scope_params, "changed_at": now, "revocation_id": change.revocation_id}
-        kept = _kept_revoke(change.scope)
-        rows = driver_writes.execute(session, kept, values)
-        if rows is not None:
-            return sorted(key_id for (key_id,) in rows)
-        options = {PREPARED: True, "synchronize_session": False}
-        return sorted(session.scalars(kept, values, execution_options=options).all())
+        rows = driver_writes.run(
+            session, _kept_revoke(change.scope), values, synchronize_session=False
+        )
+        return sorted(key_id for (key_id,) in rows)
     statement = update(VirtualApiKey).where(change.scope)
     if change.command is StoreCommandType.REVOKE:
         statement = _revoking(statement, now, change.revocation_id)

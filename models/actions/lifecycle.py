@@ -33,7 +33,6 @@ from models.actions.mass_change import GateRequest
 from models.actor import Actor
 from models.arrival import arrival
 from models.base import utcnow
-from models.db import PREPARED
 from models.entities import (
     ApiToken,
     AuditEvent,
@@ -118,15 +117,7 @@ class Holdings:
         """One person's, with their held changes, in one statement: a single revocation of
         someone who, as most people, holds none of these then makes one round trip, not four."""
 
-        values = {"user_id": user_id}
-        rows = driver_writes.execute(session, _holdings_of_one(), values)
-        row = (
-            rows[0]
-            if rows is not None
-            else session.execute(
-                _holdings_of_one(), values, execution_options={PREPARED: True}
-            ).one()
-        )
+        (row,) = driver_writes.run(session, _holdings_of_one(), {"user_id": user_id})
         tokens, invitations, budgets, holds = (
             frozenset({user_id}) if found else frozenset() for found in row
         )

@@ -617,8 +617,7 @@ def _lock_user(session: Session, key: uuid.UUID, organisation_id: uuid.UUID) -> 
     mass-change gate counts a deactivation in a short transaction of its own, whose
     mass_changes row refers to the person, and would otherwise wait for this one."""
     values = {"scim_id": key, "organisation_id": organisation_id}
-    if driver_writes.execute(session, _user_lock(), values) is None:
-        session.execute(_user_lock(), values, execution_options={PREPARED: True})
+    driver_writes.run(session, _user_lock(), values)
 
 
 @functools.cache
