@@ -254,7 +254,9 @@ def resource(document: dict[str, Any], kind: ResourceKind) -> Response:
         return response
     # Most reads carry no query string: nothing to parse, nothing to project.
     projection = query_listing().projection if request.args else NO_PROJECTION
-    return scim_json(project(document, projection, kind))
+    response = scim_json(project(document, projection, kind))
+    response.headers["ETag"] = document["meta"]["version"]  # the projection may omit meta
+    return response
 
 
 def committed(document: dict[str, Any] | None, status: int = 200) -> Response:

@@ -14,7 +14,9 @@ from typing import Any
 from connectors.scim.schemas import COMMON, ResourceKind
 
 # Returned whatever the projection asks (RFC 7643 "returned": "always", and the envelope).
-ALWAYS_RETURNED = frozenset({"id", "schemas", "meta"})
+# `meta` is not: its sub-attributes are "returned": "default" (RFC 7643 section 3.1), so
+# `attributes` without it leaves it out and `excludedAttributes=meta` removes it.
+ALWAYS_RETURNED = frozenset({"id", "schemas"})
 
 
 @dataclass(frozen=True)

@@ -254,7 +254,15 @@ GROUP_SCHEMA = Schema(
 COMMON = (
     Attribute("id", mutability="readOnly", returned="always", case_exact=True),
     Attribute("externalId", case_exact=True),
-    Attribute("meta", type="complex", mutability="readOnly"),
+    Attribute(
+        "meta",
+        type="complex",
+        mutability="readOnly",
+        sub_attributes=tuple(
+            Attribute(name, mutability="readOnly", case_exact=True)
+            for name in ("resourceType", "created", "lastModified", "location", "version")
+        ),
+    ),
     Attribute("schemas", multi_valued=True, mutability="readOnly"),
 )
 

@@ -142,6 +142,21 @@ def test_projections_by_full_urn_and_extension_urn(scim, people):
     assert all("emails" not in r and ENTERPRISE not in r for r in listed.json["Resources"])
 
 
+def test_meta_is_returned_by_default_not_always(scim, people):
+    """RFC 7643 section 3.1: meta's sub-attributes are "returned": "default", as
+    scim2-server has them; the ETag header still carries the whole resource's version."""
+    ann = people["ann@example.com"]
+    whole = scim.get(f"/Users/{ann}")
+    only_name = scim.get(f"/Users/{ann}?attributes=userName")
+    assert only_name.json == {"schemas": [USER], "id": ann, "userName": "ann@example.com"}
+    assert only_name.headers["ETag"] == whole.headers["ETag"]
+    assert "meta" not in scim.get(f"/Users/{ann}?excludedAttributes=meta").json
+    version = scim.get(f"/Users/{ann}?attributes=meta.version").json["meta"]
+    assert version == {"version": whole.json["meta"]["version"]}
+    listed = scim.get("/Users?" + urlencode({"attributes": "userName", "count": 1})).json
+    assert set(listed["Resources"][0]) == {"schemas", "id", "userName"}
+
+
 def test_version_is_the_resources_not_the_projections(scim, people):
     member = people["ann@example.com"]
     group = scim.post("/Groups", {"displayName": "Readers", "members": [{"value": member}]}).json
@@ -159,7 +174,7 @@ def test_version_is_the_resources_not_the_projections(scim, people):
         **{"If-Match": listed["meta"]["version"]},
     )
     assert renamed.status_code == 200, renamed.json
-    user = scim.get('/Users?attributes=userName&filter=userName eq "ann@example.com"').json
+    user = scim.get('/Users?attributes=userName,meta&filter=userName eq "ann@example.com"').json
     assert (
         user["Resources"][0]["meta"]["version"]
         == scim.get(f"/Users/{member}").json["meta"]["version"]
