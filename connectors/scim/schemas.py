@@ -7,6 +7,7 @@ drive case-insensitive attribute names, mutability checks and the PATCH engine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -300,6 +301,9 @@ USER_KIND = ResourceKind("User", "Users", USER_SCHEMA, (ENTERPRISE_SCHEMA,))
 GROUP_KIND = ResourceKind("Group", "Groups", GROUP_SCHEMA)
 
 
+# Every read of a user asks (its projection needs the type), with one of the few attributes
+# organisations configure: the answer is kept, as the types are frozen.
+@lru_cache(maxsize=256)
 def user_kind(access_end_attribute: str) -> ResourceKind:
     """The User resource type of an organisation whose IdP sends the access end date in an
     extension of its own: that extension is one of the type's (RFC 7643 section 3), so
