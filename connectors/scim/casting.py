@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -311,7 +312,7 @@ def _string(value: Any, name: str, limit: int = MAX_STRING) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidValue(f"{name} must be a string, not a JSON {_json_type(value)}")
-    text = value.strip()
+    text = composed(value.strip())
     if not text:
         return None
     if len(text.lower()) > limit or len(text) > limit:  # keys are stored lowercased
@@ -319,6 +320,12 @@ def _string(value: Any, name: str, limit: int = MAX_STRING) -> str | None:
     if "\x00" in text:
         raise InvalidValue(f"{name} contains a NUL character")
     return text
+
+
+def composed(text: str) -> str:
+    """The text in Unicode's composed form (NFC): "é" sent as "e" and U+0301 is the same
+    name, address or filter value as U+00E9 (RFC 8265's usernames; the IdPs send NFC)."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 def _json_type(value: Any) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, String, and_, bindparam, false, func, not_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from connectors.scim.casting import composed
 from connectors.scim.errors import InvalidFilter, InvalidValue, ScimError
 
 MAX_FILTER_LENGTH = 2000
@@ -193,7 +194,7 @@ def _without_strings(text: str) -> tuple[str, list[str]]:
             raise InvalidFilter(f"{match.group(0)} is not a valid JSON string") from None
         if _UNSTORABLE.search(value):  # an escaped NUL or lone surrogate
             raise InvalidValue("a filter value contains a NUL or a lone surrogate")
-        strings.append(value)
+        strings.append(composed(value))
         return f'"{len(strings) - 1}"'
 
     return _JSON_STRING.sub(index, text), strings

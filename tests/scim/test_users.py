@@ -105,6 +105,24 @@ def test_username_is_unique_case_insensitively(scim):
     assert again.json["scimType"] == "uniqueness"
 
 
+def test_username_in_decomposed_unicode_is_the_composed_name(scim, unchanged):
+    """José typed as "e" + U+0301 (NFD) is the name sent as U+00E9 (NFC): one person,
+    found by either form (RFC 8265 compares usernames in NFC)."""
+    composed, decomposed = "jos\u00e9@example.com", "jose\u0301@example.com"
+    first = create(scim, composed)
+    unchanged()
+    again = scim.post("/Users", okta_create_user(decomposed, external_id="other"))
+    assert again.status_code == 409, again.json
+    assert again.json["scimType"] == "uniqueness"
+    unchanged()
+    found = scim.get(f'/Users?filter=userName eq "{decomposed}"').json["Resources"]
+    assert [u["id"] for u in found] == [first["id"]]
+    renamed = scim.put(f"/Users/{first['id']}", okta_create_user("RENE\u0301E@example.com"))
+    assert renamed.json["userName"] == "REN\u00c9E@example.com"
+    by_nfd = scim.get('/Users?filter=userName eq "rene\u0301e@example.com"').json
+    assert by_nfd["totalResults"] == 1
+
+
 def test_deactivation_revokes_through_the_shared_operation(scim, session, org):
     body = create(scim)
     response = scim.patch(
