@@ -333,6 +333,7 @@ def _keeps_members(projection: Projection | None) -> bool:
 def operations(body: Any) -> Any:
     if not isinstance(body, dict):
         raise InvalidSyntax("a PatchOp body must be a JSON object")
+    casting.check_schemas(body, schemas_of.PATCH_OP)
     found = next((v for k, v in body.items() if str(k).lower() == "operations"), None)
     if found is None:
         raise InvalidSyntax("a PatchOp body needs Operations")

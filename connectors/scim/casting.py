@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.scim.errors import InvalidValue
+from connectors.scim.errors import InvalidSyntax, InvalidValue
 from connectors.scim.fields import ScimEmailValue, ScimGroupFields, ScimUserFields
 from connectors.scim.schemas import (
     ENTERPRISE,
     ENTERPRISE_SCHEMA,
+    GROUP,
+    USER,
     USER_SCHEMA,
     Attribute,
     split_attribute_path,
@@ -120,6 +122,7 @@ def scim_to_user_fields(
     left unread with None (for access_end once the attribute is known)."""
     if not isinstance(doc, dict):
         raise InvalidValue("a User must be a JSON object")
+    check_schemas(doc, USER)
     core = _lower_keys(doc)
     enterprise = _lower_keys(_object(_find_ci(doc, ENTERPRISE), ENTERPRISE))
     name = _lower_keys(_object(core.get("name"), "name"))
@@ -225,6 +228,7 @@ def _single_value(attribute: Attribute, value: Any, label: str) -> Any:
 def scim_to_group_fields(doc: Any) -> ScimGroupFields:
     if not isinstance(doc, dict):
         raise InvalidValue("a Group must be a JSON object")
+    check_schemas(doc, GROUP)
     core = _lower_keys(doc)
     display_name = _string(core.get("displayname"), "displayName", 200)
     if display_name is None:
@@ -242,6 +246,17 @@ def scim_to_group_fields(doc: Any) -> ScimGroupFields:
         external_id=_string(core.get("externalid"), "externalId"),
         member_ids=member_ids,
     )
+
+
+def check_schemas(doc: dict[str, Any], base: str) -> None:
+    """A body may leave `schemas` out, but one that lists schemas must list its own (RFC
+    7643 section 3, RFC 7644 section 3.5.2): a Group's URN on a User is refused, not read
+    as a User (invalidSyntax, as scim2-server answers)."""
+    listed = _find_ci(doc, "schemas")
+    if listed in (None, []):
+        return
+    if not isinstance(listed, list) or base.lower() not in {str(s).lower() for s in listed}:
+        raise InvalidSyntax(f"schemas must contain {base}")
 
 
 def _member_id(member: Any) -> str:

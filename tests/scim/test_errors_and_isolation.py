@@ -156,6 +156,32 @@ def test_bad_patches_are_refused_and_change_nothing(scim, ann):
         assert scim.get(f"/Users/{ann['id']}").json == ann, body
 
 
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+TITLE = [{"op": "replace", "path": "title", "value": "Boss"}]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/Users", {"schemas": [GROUP], "userName": "g@example.com"}),
+        ("POST", "/Users", {"schemas": USER, "userName": "s@example.com"}),
+        ("POST", "/Groups", {"schemas": [USER], "displayName": "Users"}),
+        ("PUT", "/Users/{id}", {"schemas": ["urn:example:other"], "userName": "ann@example.com"}),
+        ("PATCH", "/Users/{id}", {"schemas": [USER], "Operations": TITLE}),
+    ],
+)
+def test_a_body_listing_schemas_without_its_own_is_invalid_syntax(
+    scim, ann, unchanged, method, path, body
+):
+    """RFC 7643 section 3 and RFC 7644 section 3.5.2: `schemas` names what the body is; a
+    body may leave it out, but one naming another resource is refused (so scim2-server)."""
+    unchanged()
+    response = scim.request(method, path.format(id=ann["id"]), body)
+    assert_error(response, 400, "invalidSyntax")
+    unchanged()
+
+
 def test_patch_is_atomic_all_operations_or_none(scim, ann):
     response = scim.patch(
         f"/Users/{ann['id']}",
