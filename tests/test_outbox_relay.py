@@ -124,3 +124,37 @@ def test_an_invalidation_lost_between_commit_and_publish_is_re_driven_by_the_rea
     with sessions() as fresh:
         cutoff = fresh.scalars(select(KeyCutoff).where(KeyCutoff.key_id == key.id)).one()
         assert cutoff.acknowledged_at is not None
+
+
+def test_the_publishing_thread_keeps_its_producer_until_a_publish_fails(sessions, monkeypatch):
+    """The web's publishing thread publishes with one producer of Celery's pool, not one taken
+    and bound for each message; after a failed publish it gives it back and takes another."""
+    import queue
+
+    from worker import outbox_relay
+    from worker.celery_app import celery_app
+
+    given: list[object] = []
+
+    def send_task(name, *, producer=None, **_kw):
+        given.append(producer)
+        if name == "broker.down":
+            raise ConnectionRefusedError("broker down")
+
+    def in_the_publishing_thread(job):
+        done: queue.Queue = queue.Queue()
+        assert outbox_relay._PUBLISHER.submit(lambda: done.put(job()))
+        return done.get(timeout=30)
+
+    def publish(task: str, message_id: int) -> None:
+        message = OutboxMessage(id=message_id, task=task, kwargs={}, request_id=None)
+        in_the_publishing_thread(lambda: outbox_relay.publish_eager(sessions, [message]))
+
+    monkeypatch.setattr(celery_app, "send_task", send_task)
+    publish("reviews.open_for_revocation", -1)
+    publish("reviews.open_for_revocation", -2)
+    assert given[0] is not None and given[1] is given[0]
+    assert in_the_publishing_thread(lambda: outbox_relay._PRODUCERS.kept) is given[0]
+
+    publish("broker.down", -3)  # handed back (no such row here) and the producer let go
+    assert in_the_publishing_thread(lambda: outbox_relay._PRODUCERS.kept) is None
