@@ -69,26 +69,31 @@ def context_of(grant: TokenGrant, public_base_url: str) -> provider.Context:
 
 @bp.get("/ServiceProviderConfig")
 def service_provider_config() -> Response:
+    refuse_filter()
     return scim_json(provider.service_provider(g.scim, settings().public_base_url + "/docs/scim"))
 
 
 @bp.get("/ResourceTypes")
 def resource_types() -> Response:
+    refuse_filter()
     return scim_json(provider.resource_types(db_session(), g.scim))
 
 
 @bp.get("/ResourceTypes/<name>")
 def resource_type(name: str) -> Response:
+    refuse_filter()
     return scim_json(provider.resource_type(db_session(), g.scim, name))
 
 
 @bp.get("/Schemas")
 def schemas() -> Response:
+    refuse_filter()
     return scim_json(provider.schemas(db_session(), g.scim))
 
 
 @bp.get("/Schemas/<schema_id>")
 def schema(schema_id: str) -> Response:
+    refuse_filter()
     return scim_json(provider.schema(db_session(), g.scim, schema_id))
 
 
@@ -192,6 +197,13 @@ def delete_group(group_id: str) -> Response:
 
 
 # --- request and response helpers ------------------------------------------------------
+
+
+def refuse_filter() -> None:
+    """RFC 7644 section 4: the discovery endpoints do not filter, and a filter SHOULD be
+    403, not ignored (an answer listing everything would read as every resource matching)."""
+    if "filter" in request.args:
+        raise errors.Forbidden("discovery endpoints do not support filtering")
 
 
 def scim_body() -> Any:

@@ -282,6 +282,23 @@ def test_unknown_route_method_not_allowed_and_ids_are_scim_errors(scim):
     assert_error(scim.get("/ResourceTypes/Device"), 404)
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ServiceProviderConfig",
+        "/ResourceTypes",
+        "/ResourceTypes/User",
+        "/Schemas",
+        "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User",
+    ],
+)
+def test_a_filter_on_a_discovery_endpoint_is_403(scim, path):
+    """RFC 7644 section 4: a filter there SHOULD be 403 (scim2-server's answer), not
+    ignored with every resource listed as if it matched."""
+    assert_error(scim.get(path + "?" + urlencode({"filter": 'id eq "x"'})), 403)
+    assert scim.get(path).status_code == 200
+
+
 def test_oversized_bodies_are_413(scim, settings):
     huge = {"userName": "a@example.com", "title": "x" * (settings.max_body_bytes + 10)}
     assert_error(scim.post("/Users", huge), 413)
