@@ -413,6 +413,38 @@ def test_a_failed_driver_read_is_sqlalchemy_error_and_leaves_the_pool_sound(
             assert connection.exec_driver_sql("SELECT 1").scalar() == 1
 
 
+def test_driver_reads_keep_one_cursor_per_pooled_connection(app: Flask, monkeypatch: Any) -> None:
+    """Reads on the same pooled connection share its cursor; once the pool has replaced the
+    connection (invalidated, as after a database restart), the next read has a cursor of the
+    new connection and still answers."""
+    from sqlalchemy import literal
+
+    from models import db
+
+    with app.app_context():
+        state = app_state()
+        if state.settings.is_sqlite:
+            pytest.skip("SQLite reads go through SQLAlchemy")
+        state.engine.dispose()  # the pool then holds the one connection the reads use
+        cursors: list[Any] = []
+        run = db._run_prepared_read
+
+        def spying(cursor: Any, sql: str, values: dict[str, Any]) -> Any:
+            cursors.append(cursor)
+            return run(cursor, sql, values)
+
+        monkeypatch.setattr(db, "_run_prepared_read", spying)
+        one = select(literal(1)).execution_options(**{db.PREPARED: True})
+        with state.sessions(bind=state.autocommit_engine) as session:
+            assert db.driver_read(session, one, {}) == [(1,)]
+            assert db.driver_read(session, one, {}) == [(1,)]
+            with state.engine.connect() as connection:
+                connection.invalidate()
+            assert db.driver_read(session, one, {}) == [(1,)]
+        assert cursors[0] is cursors[1]
+        assert cursors[2].connection is not cursors[0].connection
+
+
 def test_a_deactivation_looks_for_what_the_person_holds_in_one_statement(
     scim: ScimClient, app: Flask
 ) -> None:
