@@ -272,15 +272,31 @@ def resource(document: dict[str, Any], kind: ResourceKind) -> Response:
 
 
 def committed(document: dict[str, Any] | None, status: int = 200) -> Response:
+    shown = None if document is None else as_asked(document)  # before the commit: may read
     db_session().commit()
-    if document is None:
+    if document is None or shown is None:
         response = Response(status=status)
         del response.headers["Content-Type"]  # no content, so no type (it said text/html)
         return response
-    response = scim_json(document, status)
+    response = scim_json(shown, status)
+    response.headers["ETag"] = document["meta"]["version"]  # the projection may omit meta
     if status == 201:
         response.headers["Location"] = document["meta"]["location"]
     return response
+
+
+def as_asked(document: dict[str, Any]) -> dict[str, Any]:
+    """A written resource as attributes or excludedAttributes ask: RFC 7644 section 3.9
+    lets a client project the resource of any operation that returns one."""
+    args = request.args
+    if not args:
+        return document
+    projection = provider.projection_of(args.get("attributes"), args.get("excludedAttributes"))
+    if not projection:
+        return document
+    is_group = document["meta"]["resourceType"] == GROUP_KIND.name
+    kind = GROUP_KIND if is_group else provider.user_kind(db_session(), g.scim)
+    return project(document, projection, kind)
 
 
 def scim_json(document: dict[str, Any], status: int = 200) -> Response:

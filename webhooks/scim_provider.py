@@ -406,7 +406,12 @@ def listing(
         sort_by=_text(sort_by, "sortBy"),
         descending=order == "descending",
     )
-    return Listing(search, Projection(_attribute_list(attributes), _attribute_list(excluded)))
+    return Listing(search, projection_of(attributes, excluded))
+
+
+def projection_of(attributes: Any, excluded: Any) -> Projection:
+    """The attributes and excludedAttributes parameters (RFC 7644 section 3.9)."""
+    return Projection(_attribute_list(attributes), _attribute_list(excluded))
 
 
 def _text(value: Any, name: str) -> str | None:

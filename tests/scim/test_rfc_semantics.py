@@ -157,6 +157,27 @@ def test_meta_is_returned_by_default_not_always(scim, people):
     assert set(listed["Resources"][0]) == {"schemas", "id", "userName"}
 
 
+def test_writes_answer_the_projection_asked(scim, people):
+    """RFC 7644 section 3.9: attributes and excludedAttributes apply to any operation that
+    returns a resource, POST, PUT and PATCH included (as scim2-server answers them)."""
+    ann = people["ann@example.com"]
+    created = scim.post("/Users?attributes=userName", {"userName": "new@example.com"})
+    assert created.status_code == 201, created.json
+    assert set(created.json) == {"schemas", "id", "userName"}
+    assert created.headers["Location"].endswith(created.json["id"])
+    assert created.headers["ETag"] == scim.get(f"/Users/{created.json['id']}").headers["ETag"]
+    body = {"schemas": [USER], "userName": "ann@example.com", "title": "Chief"}
+    replaced = scim.put(f"/Users/{ann}?excludedAttributes=title,meta", body).json
+    assert "title" not in replaced and "meta" not in replaced
+    group = scim.post("/Groups", {"displayName": "Projected", "members": [{"value": ann}]}).json
+    renamed = scim.patch(
+        f"/Groups/{group['id']}?excludedAttributes=members",
+        ops({"op": "replace", "path": "displayName", "value": "Renamed"}),
+    )
+    assert renamed.json["displayName"] == "Renamed" and "members" not in renamed.json
+    assert renamed.headers["ETag"] == scim.get(f"/Groups/{group['id']}").headers["ETag"]
+
+
 def test_version_is_the_resources_not_the_projections(scim, people):
     member = people["ann@example.com"]
     group = scim.post("/Groups", {"displayName": "Readers", "members": [{"value": member}]}).json
