@@ -410,8 +410,12 @@ def listing(
 
 
 def projection_of(attributes: Any, excluded: Any) -> Projection:
-    """The attributes and excludedAttributes parameters (RFC 7644 section 3.9)."""
-    return Projection(_attribute_list(attributes), _attribute_list(excluded))
+    """The attributes or excludedAttributes parameter (RFC 7644 section 3.9: "mutually
+    exclusive"; both at once is invalidValue, as scim2-server answers)."""
+    projection = Projection(_attribute_list(attributes), _attribute_list(excluded))
+    if projection.attributes and projection.excluded:
+        raise InvalidValue("attributes and excludedAttributes are mutually exclusive")
+    return projection
 
 
 def _text(value: Any, name: str) -> str | None:

@@ -299,6 +299,19 @@ def test_a_filter_on_a_discovery_endpoint_is_403(scim, path):
     assert scim.get(path).status_code == 200
 
 
+def test_attributes_and_excluded_attributes_together_are_invalid_value(scim, ann, unchanged):
+    """RFC 7644 section 3.9: the two parameters are mutually exclusive (scim2-server: 400)."""
+    both = "attributes=userName&excludedAttributes=title"
+    assert_error(scim.get(f"/Users?{both}"), 400, "invalidValue")
+    assert_error(scim.get(f"/Users/{ann['id']}?{both}"), 400, "invalidValue")
+    search = {"attributes": ["userName"], "excludedAttributes": ["title"]}
+    assert_error(scim.post("/Users/.search", search), 400, "invalidValue")
+    unchanged()
+    title = ops({"op": "replace", "path": "title", "value": "Boss"})
+    assert_error(scim.patch(f"/Users/{ann['id']}?{both}", title), 400, "invalidValue")
+    unchanged()
+
+
 def test_oversized_bodies_are_413(scim, settings):
     huge = {"userName": "a@example.com", "title": "x" * (settings.max_body_bytes + 10)}
     assert_error(scim.post("/Users", huge), 413)
