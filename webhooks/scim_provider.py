@@ -29,7 +29,7 @@ from models import change_writes
 from models.actions import scim as scim_actions
 from models.actor import Actor
 from models.db import prepare_transaction
-from models.entities import Organisation, ScimUser, Team
+from models.entities import Organisation, Team
 from models.errors import NotFound, PreconditionFailed
 from models.queries import scim as queries
 from models.queries import scim_records as records
@@ -179,43 +179,49 @@ def replace_user(
     session: Session, ctx: Context, scim_id: str, body: Any, conditions: Preconditions
 ) -> dict[str, Any]:
     prepare_transaction(session)
-    scim_user = _user(session, ctx, scim_id, for_update=True)
-    check_version(user_document(session, ctx, scim_user), conditions)
-    fields = casting.scim_to_user_fields(body, _end_attribute(session, ctx))
-    scim_actions.replace_scim_user(session, scim_user=scim_user, fields=fields, actor=ctx.actor)
-    return user_document(session, ctx, scim_user)
+    locked = _locked_user(session, ctx, scim_id)
+    check_version(user_document(session, ctx, locked), conditions)
+    fields = casting.scim_to_user_fields(body, locked.access_end_attribute)
+    scim_actions.replace_scim_user(
+        session, scim_user=locked.scim_user, fields=fields, actor=ctx.actor
+    )
+    return user_document(session, ctx, locked)
 
 
 def patch_user(
     session: Session, ctx: Context, scim_id: str, body: Any, conditions: Preconditions
 ) -> dict[str, Any]:
     prepare_transaction(session)
-    scim_user = _user(session, ctx, scim_id, for_update=True)
-    current = user_document(session, ctx, scim_user)
+    locked = _locked_user(session, ctx, scim_id)
+    current = user_document(session, ctx, locked)
     check_version(current, conditions)
-    attribute = _end_attribute(session, ctx)
+    attribute = locked.access_end_attribute
     patched = apply_patch(current, operations(body), USER_KIND, passthrough=(attribute,))
     fields = casting.scim_to_user_fields(patched, attribute)
-    scim_actions.replace_scim_user(session, scim_user=scim_user, fields=fields, actor=ctx.actor)
-    return user_document(session, ctx, scim_user)
+    scim_actions.replace_scim_user(
+        session, scim_user=locked.scim_user, fields=fields, actor=ctx.actor
+    )
+    return user_document(session, ctx, locked)
 
 
 def delete_user(session: Session, ctx: Context, scim_id: str, conditions: Preconditions) -> None:
     prepare_transaction(session)
-    scim_user = _user(session, ctx, scim_id, for_update=True)
-    check_version(user_document(session, ctx, scim_user), conditions)
-    scim_actions.delete_scim_user(session, scim_user=scim_user, actor=ctx.actor)
+    locked = _locked_user(session, ctx, scim_id)
+    check_version(user_document(session, ctx, locked), conditions)
+    scim_actions.delete_scim_user(session, scim_user=locked.scim_user, actor=ctx.actor)
 
 
-def user_document(session: Session, ctx: Context, scim_user: ScimUser) -> dict[str, Any]:
+def user_document(
+    session: Session, ctx: Context, locked: scim_actions.LockedUser
+) -> dict[str, Any]:
     """The document of a user held as an entity (being written)."""
     change_writes.flush_changes(session, scim_actions.WRITTEN_ROWS)
-    record = records.record_of(scim_user, _end_attribute(session, ctx))
+    record = records.record_of(locked.scim_user, locked.access_end_attribute)
     return scim_documents.user_to_scim(record, ctx.base_url)
 
 
-def _user(session: Session, ctx: Context, scim_id: str, *, for_update: bool = False) -> ScimUser:
-    return scim_actions.get_scim_user(session, ctx.organisation_id, scim_id, for_update=for_update)
+def _locked_user(session: Session, ctx: Context, scim_id: str) -> scim_actions.LockedUser:
+    return scim_actions.lock_scim_user(session, ctx.organisation_id, scim_id)
 
 
 def _render_users(ctx: Context, users: Sequence[records.UserRecord]) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -56,6 +56,7 @@ TASK_OPEN_REVIEW = "reviews.open_for_revocation"
 # audit events, outbox messages, its keys' cut-offs.
 PLAIN_ROWS = (Revocation, AuditEvent, OutboxMessage, KeyCutoff)
 HOLDINGS = "odock.revocation_holdings"  # session.info key, see revoking_many
+LOCKED_HOLDINGS = "odock.locked_holdings"  # session.info key, see read_holdings
 REACTIVATION_REFUSED = "user.reactivation_refused"
 USED_KEYS_REFUSAL = (
     "a key this revocation disabled was used after it (an open usage_after_revocation finding): "
@@ -118,8 +119,13 @@ class Holdings:
         someone who, as most people, holds none of these then makes one round trip, not four."""
 
         (row,) = driver_writes.run(session, _holdings_of_one(), {"user_id": user_id})
+        return cls.of_found(user_id, row)
+
+    @classmethod
+    def of_found(cls, user_id: uuid.UUID, found: Sequence[bool]) -> Holdings:
+        """One person's, from the values of `held_by`'s columns for them."""
         tokens, invitations, budgets, holds = (
-            frozenset({user_id}) if found else frozenset() for found in row
+            frozenset({user_id}) if held else frozenset() for held in found
         )
         return cls(frozenset({user_id}), tokens, invitations, budgets, holds)
 
@@ -132,16 +138,32 @@ def _holdings_of_one() -> Select[bool, bool, bool, bool]:
     """Holdings.of_one's statement, kept: built (and its cache key made) once per process,
     the person bound at each execution."""
     user_id: BindParameter[uuid.UUID] = bindparam("user_id")
+    return select(*held_by(user_id))
+
+
+def held_by(
+    person: ColumnElement[uuid.UUID] | InstrumentedAttribute[uuid.UUID],
+) -> tuple[Exists, Exists, Exists, Exists]:
+    """Whether the person (a value, or a column of a caller's statement) owns any admin-API
+    token, sent any invitation, owns any budget, has a held change: the columns a caller's
+    own statement adds to read them with its own row (see read_holdings)."""
 
     def held(column: InstrumentedAttribute[Any], *where: ColumnElement[bool]) -> Exists:
-        return select(column).where(column == user_id, *where).exists()
+        return select(column).where(column == person, *where).exists()
 
-    return select(
+    return (
         held(ApiToken.user_id),
         held(Invitation.invited_by_user_id),
         held(Budget.owner_id, Budget.owner_type == OwnerType.USER),
         held(MassChange.user_id, MassChange.status == ChangeStatus.HELD),
     )
+
+
+def read_holdings(session: Session, holdings: Holdings) -> None:
+    """The caller read these people's holdings (`held_by`) with their rows, after locking
+    them, in the session's current transaction: a revocation of one of them in it uses these
+    instead of a look of its own (a SCIM write reads them with the user it locked)."""
+    session.info[LOCKED_HOLDINGS] = (session.get_transaction(), holdings)
 
 
 @contextmanager
@@ -156,10 +178,14 @@ def revoking_many(session: Session, user_ids: Iterable[uuid.UUID]) -> Iterator[N
 
 
 def _holdings(session: Session, user_id: uuid.UUID) -> Holdings:
-    """What the batch read up front, else this one person's (see Holdings)."""
+    """What the batch read up front, or the caller with its lock (read_holdings), else this
+    one person's (see Holdings)."""
     batch: Holdings | None = session.info.get(HOLDINGS)
     if batch is not None and user_id in batch.people:
         return batch
+    transaction, locked = session.info.get(LOCKED_HOLDINGS, (None, None))
+    if locked is not None and transaction is session.get_transaction() and user_id in locked.people:
+        return locked
     return Holdings.of_one(session, user_id)
 
 

@@ -46,7 +46,7 @@ def test_a_deactivation_runs_its_writes_through_the_driver_as_sqlalchemy_would(
     }
     answer = scim.patch(f"/Users/{made.json['id']}", body)
     assert answer.status_code == 200 and answer.json["active"] is False, answer.json
-    assert len(direct) == 8, direct  # all but the user's load
+    assert len(direct) == 7, direct  # all but the user's load
     assert scim.get(f"/Users/{made.json['id']}").json == answer.json
     user_id = session.scalar(select(ScimUser.user_id).where(ScimUser.id == made.json["id"]))
     assert session.get_one(User, user_id).status is UserStatus.REVOKED
