@@ -16,7 +16,19 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Column, Connection, Insert, Table, Update, bindparam, insert, inspect
+from sqlalchemy import (
+    Column,
+    Connection,
+    Insert,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    func,
+    insert,
+    inspect,
+    select,
+)
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
 from sqlalchemy.orm.base import NO_VALUE, PASSIVE_NO_INITIALIZE
 from sqlalchemy.orm.exc import StaleDataError
@@ -55,11 +67,12 @@ def _write_plain(session: Session, kinds: tuple[type[Base], ...]) -> bool:
         row_writes.take_parent_keys(entity)
         writes.setdefault(_mapper(entity).local_table, ([], []))[1].append(entity)  # type: ignore[arg-type]
     connection = session.connection()
-    for table in sorted(writes, key=row_writes.table_order().__getitem__):
-        table_updates, table_inserts = writes[table]
-        for state, values in table_updates:
-            _run_update(session, connection, table, state, values)
-        _insert_all(session, connection, table, table_inserts)
+    ordered = [(t, *writes[t]) for t in sorted(writes, key=row_writes.table_order().__getitem__)]
+    if not _write_together(session, connection, ordered):
+        for table, table_updates, table_inserts in ordered:
+            for state, values in table_updates:
+                _run_update(session, connection, table, state, values)
+            _insert_all(session, connection, table, table_inserts)
     _settle(session, new, changed)
     return True
 
@@ -78,9 +91,19 @@ def _insertable(mapper: Mapper[Any]) -> bool:
     if mapper.version_id_col is not None or mapper.inherits is not None:
         return False
     return all(
-        column.server_default is None or column is table.autoincrement_column  # type: ignore[attr-defined]
+        (column.server_default is None or column is table.autoincrement_column)  # type: ignore[attr-defined]
+        and column.server_onupdate is None
+        and (column.onupdate is None or not column.onupdate.is_clause_element)
         for column in table.columns
     )
+
+
+@functools.cache
+def _set_on_update(mapper: Mapper[Any]) -> tuple[tuple[Any, str], ...]:
+    """The columns an UPDATE of the mapper's rows sets when the change does not (their
+    `onupdate`: `updated_at`), and the attributes holding them."""
+    columns = mapper.local_table.columns
+    return tuple((c, mapper.get_property_by_column(c).key) for c in columns if c.onupdate)
 
 
 def _update(state: InstanceState[Any]) -> tuple[InstanceState[Any], dict[str, Any]] | None:
@@ -106,6 +129,11 @@ def _update(state: InstanceState[Any]) -> tuple[InstanceState[Any], dict[str, An
         if column.primary_key:
             return None
         values[column.key] = current
+    if values:
+        # As the flush does: the value goes into the object too.
+        for column, key in _set_on_update(mapper):
+            if column.key not in values:
+                values[column.key] = state.dict[key] = row_writes.default_value(column.onupdate)
     return state, values
 
 
@@ -116,21 +144,36 @@ def _run_update(
     state: InstanceState[Any],
     values: dict[str, Any],
 ) -> None:
-    keys = {f"key_{c.key}": v for c, v in zip(table.primary_key, state.key[1], strict=True)}  # type: ignore[index]
-    statement, parameters = _update_of(table, frozenset(values)), {**values, **keys}
+    statement, parameters = _update_of(table, frozenset(values)), _update_values(state, values)
     matched = driver_writes.execute(session, statement, parameters)
     if matched is None:
         matched = list(connection.execute(statement, parameters))
-    if len(matched) != 1:
-        raise StaleDataError(f"UPDATE of {table.name} matched {len(matched)} rows, not 1")
+    _check_matched(table, len(matched))
+
+
+def _check_matched(table: Table, matched: int) -> None:
+    if matched != 1:
+        raise StaleDataError(f"UPDATE of {table.name} matched {matched} rows, not 1")
+
+
+def _update_values(
+    state: InstanceState[Any], values: dict[str, Any], prefix: str = ""
+) -> dict[str, Any]:
+    """The parameters of `_update_of(..., prefix)` for the object's row and these values."""
+    keys = zip(state.mapper.local_table.primary_key, state.key[1], strict=True)  # type: ignore[index]
+    return {
+        **{f"{prefix}{name}": value for name, value in values.items()},
+        **{f"{prefix}key_{column.key}": value for column, value in keys},
+    }
 
 
 @functools.cache
-def _update_of(table: Table, columns: frozenset[str]) -> Update:
+def _update_of(table: Table, columns: frozenset[str], prefix: str = "") -> Update:
     """An UPDATE of these columns by key, built once (a fixed shape: prepared where the
-    transaction asks for it); it returns the key, so a direct run counts its rows."""
-    where = [c == bindparam(f"key_{c.key}") for c in table.primary_key]
-    values: dict[str, Any] = {name: bindparam(name) for name in sorted(columns)}
+    transaction asks for it); it returns the key, so a direct run counts its rows. Its
+    parameters are named after the columns, after `prefix`."""
+    where = [c == bindparam(f"{prefix}key_{c.key}") for c in table.primary_key]
+    values: dict[str, Any] = {name: bindparam(f"{prefix}{name}") for name in sorted(columns)}
     return table.update().where(*where).values(values).returning(*table.primary_key)
 
 
@@ -145,7 +188,7 @@ def _insert_all(
     if generated is None or len(rows) == 1:
         # One statement of the rows, its shape kept per number of rows: run directly.
         statement = _values_insert(table, len(rows), generated)
-        values = {f"{key}__{i}": value for i, row in enumerate(rows) for key, value in row.items()}
+        values = _insert_values(rows)
         returned = driver_writes.execute(session, statement, values)
         if returned is None:
             result = connection.execute(statement, values)
@@ -160,16 +203,98 @@ def _insert_all(
             setattr(entity, prop, value)
 
 
+def _insert_values(rows: list[dict[str, Any]], prefix: str = "") -> dict[str, Any]:
+    """The parameters of `_values_insert(..., prefix)` for these rows."""
+    return {
+        f"{prefix}{key}__{i}": value for i, row in enumerate(rows) for key, value in row.items()
+    }
+
+
 @functools.lru_cache(maxsize=64)
-def _values_insert(table: Table, count: int, generated: Column[Any] | None) -> Insert:
-    """An INSERT of `count` rows whose values are bound as <column>__<row>, built once per
-    table and count; returning the generated key, if any."""
+def _values_insert(
+    table: Table, count: int, generated: Column[Any] | None, prefix: str = ""
+) -> Insert:
+    """An INSERT of `count` rows whose values are bound as <prefix><column>__<row>, built
+    once per table and count; returning the generated key, if any."""
     columns = [c for c in table.columns if c is not generated]
     rows: list[dict[str, Any]] = [
-        {c.key: bindparam(f"{c.key}__{i}", type_=c.type) for c in columns} for i in range(count)
+        {c.key: bindparam(f"{prefix}{c.key}__{i}", type_=c.type) for c in columns}
+        for i in range(count)
     ]
     statement = insert(table).values(rows)
     return statement.returning(generated) if generated is not None else statement
+
+
+# One write of the statement `_together` makes: an UPDATE of these columns of one row, or
+# an INSERT of this many rows.
+Piece = tuple[Table, frozenset[str] | int]
+TableWrites = tuple[Table, list[tuple[InstanceState[Any], dict[str, Any]]], list[Any]]
+
+
+def _write_together(session: Session, connection: Connection, writes: list[TableWrites]) -> bool:
+    """PostgreSQL: the writes in one statement (see `_together`); False when there is one
+    write alone, or one cannot go in it (rows with generated keys: only an INSERT of its own
+    gives the keys back in the rows' order)."""
+    if connection.dialect.name != "postgresql" or not _fit_together(writes):
+        return False
+    pieces: list[Piece] = []
+    values: dict[str, Any] = {}
+    # piece -> the new object its generated key goes to, and the attribute holding it
+    keyed: dict[int, tuple[Any, str]] = {}
+    for table, updates, inserts in writes:
+        for state, changed in updates:
+            values.update(_update_values(state, changed, f"w{len(pieces)}_"))
+            pieces.append((table, frozenset(changed)))
+        if inserts:
+            mapper, generated = _mapper(inserts[0]), table.autoincrement_column
+            rows = [row_writes.row_of(entity, mapper, skip=generated) for entity in inserts]
+            values.update(_insert_values(rows, f"w{len(pieces)}_"))
+            if generated is not None:
+                keyed[len(pieces)] = (inserts[0], mapper.get_property_by_column(generated).key)
+            pieces.append((table, len(rows)))
+    statement = _together(tuple(pieces))
+    answers = driver_writes.execute(session, statement, values)
+    if answers is None:
+        answers = list(connection.execute(statement, values))
+    for n, ((table, written), answer) in enumerate(zip(pieces, answers[0], strict=True)):
+        if n in keyed:
+            setattr(*keyed[n], answer)
+        elif isinstance(written, frozenset):
+            _check_matched(table, answer)
+    return True
+
+
+def _fit_together(writes: list[TableWrites]) -> bool:
+    pieces = sum(len(updates) + bool(inserts) for _, updates, inserts in writes)
+    return pieces > 1 and all(
+        len(inserts) < 2 or table.autoincrement_column is None for table, _, inserts in writes
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _together(pieces: tuple[Piece, ...]) -> Select[Any]:
+    """One statement of these writes, each a data-modifying CTE of it (PostgreSQL), built
+    once per shape; its one row answers each write in turn: the rows an UPDATE matched, an
+    INSERT's generated key (or its rows' count). The CTEs run on one snapshot, the foreign
+    keys checked at the statement's end, so the tables' order does not matter in it; a
+    write per statement cost SQLAlchemy's and psycopg's per-statement work, and
+    PostgreSQL's, each time."""
+    answers = []
+    for n, (table, written) in enumerate(pieces):
+        prefix = f"w{n}_"
+        if isinstance(written, frozenset):
+            cte = _update_of(table, written, prefix).cte(f"w{n}")
+            answers.append(select(func.count()).select_from(cte).scalar_subquery())
+            continue
+        generated = table.autoincrement_column
+        statement = _values_insert(table, written, generated, prefix)
+        if generated is not None:
+            cte = statement.cte(f"w{n}")
+            answers.append(select(cte.c[generated.key]).scalar_subquery())
+        else:
+            cte = statement.returning(*table.primary_key).cte(f"w{n}")
+            answers.append(select(func.count()).select_from(cte).scalar_subquery())
+    return select(*answers)
 
 
 def _settle(session: Session, new: list[Any], changed: Iterable[InstanceState[Any]]) -> None:

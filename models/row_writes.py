@@ -131,7 +131,11 @@ def _plain(mapper: Mapper[Any]) -> bool:
 
 
 def column_default(column: Any) -> Any:
-    default = column.default
+    return default_value(column.default)
+
+
+def default_value(default: Any) -> Any:
+    """The value of a column's Python default or onupdate (None without one)."""
     if default is None:
         return None
     if default.is_callable:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from models import audit, change_writes, key_changes, outbox
 from models.actions import lifecycle
@@ -110,3 +111,24 @@ def test_a_revocation_leaves_what_it_left_before(session: Session, flushes: list
     tasks = session.scalars(select(OutboxMessage.task)).all()
     assert sorted(tasks) == sorted([lifecycle.TASK_OPEN_REVIEW, key_changes.TASK_INVALIDATE_KEYS])
     assert session.scalar(select(KeyCutoff.key_id)) == key_id
+
+
+def test_a_row_gone_meanwhile_is_stale_as_for_the_flush(session: Session) -> None:
+    """A changed row that is no longer there is refused, written with other rows or alone."""
+    org = factories.make_org(session)
+    user = factories.make_user(session, org, email="di@example.com")
+    session.commit()
+    gone = delete(User).where(User.id == user.id).execution_options(synchronize_session=False)
+    session.execute(gone)
+    user.name = "Di Gone"
+    audit.record(
+        session,
+        actor=factories.SETUP,
+        organisation_id=org.id,
+        action="test.changed",
+        target_type="user",
+        target_id=user.id,
+    )
+    with pytest.raises(StaleDataError):
+        change_writes.flush_changes(session, KINDS)
+    session.rollback()

@@ -266,19 +266,19 @@ def _deactivate(scim: ScimClient, scim_id: str) -> Any:
 
 def test_a_deactivation_reads_the_person_once(scim: ScimClient, app: Flask) -> None:
     """The person comes locked with the SCIM user (one lock, one load): the access-end step
-    does not read them again, and the write's audit events go in one INSERT."""
+    does not read them again, and the write's audit events go in one statement."""
     scim_id = _create(scim, 8)
     with statements(app) as seen:
         answer = _deactivate(scim, scim_id)
     assert answer.status_code == 200, answer.json
     assert answer.json["active"] is False
     assert [s for s in seen if "FROM users" in s] == []
-    assert len([s for s in seen if s.startswith("INSERT INTO audit_events")]) == 1
+    assert len([s for s in seen if "INSERT INTO audit_events" in s]) == 1, seen
 
 
 def test_a_profile_patch_writes_its_changes_in_one_flush(scim: ScimClient, app: Flask) -> None:
     """A PATCH that leaves the person active asks the gate for held changes without flushing
-    what it has changed so far: its two audit events go in one INSERT, its SCIM row is
+    what it has changed so far: its two audit events go in one statement, its SCIM row is
     updated once."""
     scim_id = _create(scim, 12)
     body = {
@@ -288,8 +288,8 @@ def test_a_profile_patch_writes_its_changes_in_one_flush(scim: ScimClient, app: 
     with statements(app) as seen:
         answer = scim.patch(f"/Users/{scim_id}", body)
     assert answer.status_code == 200 and answer.json["displayName"] == "Lee Twelve", answer.json
-    assert len([s for s in seen if s.startswith("INSERT INTO audit_events")]) == 1, seen
-    assert len([s for s in seen if s.startswith("UPDATE scim_users")]) == 1, seen
+    assert len([s for s in seen if "INSERT INTO audit_events" in s]) == 1, seen
+    assert len([s for s in seen if "UPDATE scim_users" in s]) == 1, seen
 
 
 def test_a_scim_write_locks_the_person_with_the_user(
