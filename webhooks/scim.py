@@ -15,9 +15,10 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
+from connectors.scim.casting import check_schemas
 from connectors.scim.errors import InvalidSyntax, ScimError
 from connectors.scim.projection import Projection, project
-from connectors.scim.schemas import ERROR, GROUP_KIND, ResourceKind
+from connectors.scim.schemas import ERROR, GROUP_KIND, SEARCH_REQUEST, ResourceKind
 from models import errors
 from models.actions.tokens import TokenGrant
 from models.actor import Actor
@@ -238,6 +239,7 @@ def body_listing() -> provider.Listing:
     body = scim_body()
     if not isinstance(body, dict):
         raise InvalidSyntax("a SearchRequest must be a JSON object")
+    check_schemas(body, SEARCH_REQUEST)
     fields = {str(k).lower(): v for k, v in body.items()}
     text = fields.get("filter")
     if text is not None and not isinstance(text, str):

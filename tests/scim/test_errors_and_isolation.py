@@ -169,6 +169,8 @@ TITLE = [{"op": "replace", "path": "title", "value": "Boss"}]
         ("POST", "/Groups", {"schemas": [USER], "displayName": "Users"}),
         ("PUT", "/Users/{id}", {"schemas": ["urn:example:other"], "userName": "ann@example.com"}),
         ("PATCH", "/Users/{id}", {"schemas": [USER], "Operations": TITLE}),
+        ("POST", "/Users/.search", {"schemas": [USER], "count": 1}),
+        ("POST", "/.search", {"schemas": [GROUP], "count": 1}),
     ],
 )
 def test_a_body_listing_schemas_without_its_own_is_invalid_syntax(
