@@ -329,8 +329,18 @@ def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> 
     if link is not None:
         mark_link_deleted(session, link=link, actor=actor)
     _audit(session, scim_user, actor, "scim.user.deleted", before=scim_snapshot(scim_user))
+    _touch_groups_of(session, user)
     session.delete(scim_user)
     session.flush()
+
+
+def _touch_groups_of(session: Session, user: User) -> None:
+    """The groups listing a deleted SCIM user lose a member: their meta.lastModified moves,
+    as with any other change of their members."""
+    now = utcnow()
+    listing = select(Team).join(TeamMembership).where(TeamMembership.user_id == user.id)
+    for team in session.scalars(listing):
+        team.updated_at = now
 
 
 def _check_manager(session: Session, organisation_id: uuid.UUID, manager_id: str | None) -> None:

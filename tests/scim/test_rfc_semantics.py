@@ -225,6 +225,18 @@ def test_group_last_modified_moves_with_its_members(scim, people):
     assert added["meta"]["version"] != group["meta"]["version"]
 
 
+def test_group_last_modified_moves_when_a_member_is_deleted(scim, people):
+    bob = people["bob@example.com"]
+    group = scim.post("/Groups", {"displayName": "Leavers", "members": [{"value": bob}]}).json
+    assert scim.delete(f"/Users/{bob}").status_code == 204
+    after = scim.get(f"/Groups/{group['id']}").json
+    assert "members" not in after
+    assert after["meta"]["lastModified"] > group["meta"]["lastModified"]
+    since = group["meta"]["lastModified"]
+    found = scim.get("/Groups?" + urlencode({"filter": f'meta.lastModified gt "{since}"'}))
+    assert [g["id"] for g in found.json["Resources"]] == [group["id"]]
+
+
 def test_if_none_match_star_on_put_of_an_existing_resource_is_412(scim, people, unchanged):
     ann = people["ann@example.com"]
     current = scim.get(f"/Users/{ann}").json
