@@ -126,7 +126,7 @@ def scim_to_user_fields(
     core = _lower_keys(doc)
     enterprise = _lower_keys(_object(_find_ci(doc, ENTERPRISE), ENTERPRISE))
     name = _lower_keys(_object(core.get("name"), "name"))
-    user_name = _string(core.get("username"), "userName")
+    user_name = _key_string(core.get("username"), "userName")
     if user_name is None:
         raise InvalidValue("userName is required")
     extra = _kept_in_extra(core, USER_SCHEMA.attributes, _CORE_COLUMNS)
@@ -230,7 +230,7 @@ def scim_to_group_fields(doc: Any) -> ScimGroupFields:
         raise InvalidValue("a Group must be a JSON object")
     check_schemas(doc, GROUP)
     core = _lower_keys(doc)
-    display_name = _string(core.get("displayname"), "displayName", 200)
+    display_name = _key_string(core.get("displayname"), "displayName", 200)
     if display_name is None:
         raise InvalidValue("displayName is required")
     members = core.get("members")
@@ -287,7 +287,7 @@ def _emails(value: Any) -> tuple[ScimEmailValue, ...]:
     seen: set[tuple[str, str | None]] = set()
     for item in value:
         fields = _lower_keys(_object(item, "emails"))
-        address = _string(fields.get("value"), "emails.value", 320)
+        address = _key_string(fields.get("value"), "emails.value", 320)
         if address is None:
             continue
         kind = _string(fields.get("type"), "emails.type", 32)
@@ -327,7 +327,7 @@ def _string(value: Any, name: str, limit: int = MAX_STRING) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidValue(f"{name} must be a string, not a JSON {_json_type(value)}")
-    text = composed(value.strip())
+    text = value.strip()
     if not text:
         return None
     if len(text.lower()) > limit or len(text) > limit:  # keys are stored lowercased
@@ -337,9 +337,17 @@ def _string(value: Any, name: str, limit: int = MAX_STRING) -> str | None:
     return text
 
 
+def _key_string(value: Any, name: str, limit: int = MAX_STRING) -> str | None:
+    """A string that names someone or something uniquely (userName, an email, a group's
+    displayName), in Unicode's composed form: see composed."""
+    text = _string(value, name, limit)
+    return None if text is None else composed(text)
+
+
 def composed(text: str) -> str:
     """The text in Unicode's composed form (NFC): "é" sent as "e" and U+0301 is the same
-    name, address or filter value as U+00E9 (RFC 8265's usernames; the IdPs send NFC)."""
+    userName, email or group name as U+00E9 (RFC 8265 compares usernames in NFC; the IdPs
+    send NFC). Only these keys are composed: other strings are kept as sent."""
     return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 

@@ -194,7 +194,7 @@ def _without_strings(text: str) -> tuple[str, list[str]]:
             raise InvalidFilter(f"{match.group(0)} is not a valid JSON string") from None
         if _UNSTORABLE.search(value):  # an escaped NUL or lone surrogate
             raise InvalidValue("a filter value contains a NUL or a lone surrogate")
-        strings.append(composed(value))
+        strings.append(value)
         return f'"{len(strings) - 1}"'
 
     return _JSON_STRING.sub(index, text), strings
@@ -263,13 +263,13 @@ def to_sql(tree: ast.Filter, attributes: AttributeMap) -> ColumnElement[bool]:
 class Slot:
     """A filter's string, by its position, in a translation made once for every filter of
     the same shape: compared with a string attribute it becomes a bound parameter, and
-    whether the attribute lower-cases it is noted for when the value is bound."""
+    the attribute's kind is noted for when the value is bound (see _bound)."""
 
-    __slots__ = ("index", "lowered")
+    __slots__ = ("index", "kind")
 
     def __init__(self, index: int) -> None:
         self.index = index
-        self.lowered: bool | None = None  # None: not bound (never compared)
+        self.kind: Kind | None = None  # None: not bound (never compared)
 
     @property
     def key(self) -> str:
@@ -308,10 +308,7 @@ class ShapeCache:
         if shared is None:
             return Translation(to_sql(_parse(text, shape, strings), self.attributes), {}, None)
         condition, slots = shared
-        parameters = {
-            slot.key: strings[slot.index].lower() if slot.lowered else strings[slot.index]
-            for slot in slots
-        }
+        parameters = {slot.key: _bound(slot.kind, strings[slot.index]) for slot in slots}
         return Translation(condition, parameters, shape)
 
     def _translate_shape(
@@ -322,7 +319,7 @@ class ShapeCache:
             condition = to_sql(_parse(shape, shape, slots), self.attributes)
         except (_NotShared, ScimError):
             return None  # translated per filter, where its errors tell its strings
-        return condition, [slot for slot in slots if slot.lowered is not None]
+        return condition, [slot for slot in slots if slot.kind is not None]
 
 
 class _Translator:
@@ -452,9 +449,8 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
     if not isinstance(value, str):
         raise InvalidFilter(f"a string attribute cannot be compared with {value!r}")
     if column.kind is Kind.TEXT:
-        expr, value = func.lower(expr), value.lower()
-    elif column.kind is Kind.KEY:
-        value = value.lower()
+        expr = func.lower(expr)
+    value = _bound(column.kind, value)
     if op == "co":
         return expr.contains(value, autoescape=True)
     if op == "sw":
@@ -468,12 +464,22 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
     return _ordered(expr, op, value)
 
 
+def _bound(kind: Kind, value: str) -> str:
+    """A filter's string as the attribute's column compares it: lowered for case-insensitive
+    text, also composed (NFC) for keys, which are stored so (casting.composed)."""
+    if kind is Kind.KEY:
+        return composed(value).lower()
+    if kind is Kind.TEXT:
+        return value.lower()
+    return value
+
+
 def _compare_slot(column: Column, op: str, slot: Slot) -> ColumnElement[bool]:
     """compare() of a string attribute with a string yet to be bound, in the same SQL."""
     if column.kind not in (Kind.STRING, Kind.TEXT, Kind.KEY) or op not in _ORDERED_OPERATORS:
         raise _NotShared(op)
     expr = func.lower(column.expr) if column.kind is Kind.TEXT else column.expr
-    slot.lowered = column.kind is not Kind.STRING
+    slot.kind = column.kind
     value: Any = bindparam(slot.key, type_=String())
     if op == "ne":
         return or_(expr.is_(None), expr != value)

@@ -123,6 +123,18 @@ def test_username_in_decomposed_unicode_is_the_composed_name(scim, unchanged):
     assert by_nfd["totalResults"] == 1
 
 
+def test_names_other_than_keys_are_kept_as_sent(scim):
+    """Only the keys (userName, emails, a group's name) are composed: a givenName in NFD
+    comes back as sent, and a filter in the form it was sent finds it, as on scim2-server."""
+    body = okta_create_user("nfd@example.com")
+    body["name"]["givenName"] = "Rene\u0301e"
+    created = scim.post("/Users", body)
+    assert created.status_code == 201, created.json
+    assert created.json["name"]["givenName"] == "Rene\u0301e"
+    found = scim.get('/Users?filter=name.givenName eq "Rene\u0301e"').json
+    assert [u["id"] for u in found["Resources"]] == [created.json["id"]]
+
+
 def test_deactivation_revokes_through_the_shared_operation(scim, session, org):
     body = create(scim)
     response = scim.patch(
