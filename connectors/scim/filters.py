@@ -464,7 +464,7 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
     return _ordered(expr, op, value)
 
 
-def _bound(kind: Kind, value: str) -> str:
+def _bound(kind: Kind | None, value: str) -> str:
     """A filter's string as the attribute's column compares it: lowered for case-insensitive
     text, also composed (NFC) for keys, which are stored so (casting.composed)."""
     if kind is Kind.KEY:
