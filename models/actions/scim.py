@@ -271,6 +271,8 @@ def create_scim_user(
     if fields.active is not None:
         # Nobody loses access when a person is created inactive: nothing to gate.
         _set_active(session, scim_user, fields.active, actor, gated=not provisioned.created)
+    if not provisioned.created:
+        _leave_scim_groups(session, user, actor)
     access_end.set_access_end(session, user=user, ends_at=fields.access_ends_at, actor=actor)
     _audit(session, scim_user, actor, "scim.user.created", before=None)
     if provisioned.created:
@@ -332,6 +334,24 @@ def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> 
     _touch_groups_of(session, user)
     session.delete(scim_user)
     session.flush()
+
+
+def _leave_scim_groups(session: Session, user: User, actor: Actor) -> None:
+    """A person given a new SCIM identity starts in none of the organisation's SCIM groups:
+    the IdP pushes the memberships it wants, and pushes only changes, so one a deleted SCIM
+    user left behind would never be taken back. Teams of other sources are not the IdP's.
+    After the create's reactivation: a person back at work who created keys in a team
+    they leave gets that team's access review (a revoked one's revocation review lists them)."""
+    groups = session.scalars(
+        select(Team)
+        .join(TeamMembership)
+        .where(TeamMembership.user_id == user.id, Team.external_source == Source.SCIM)
+        .order_by(Team.name_key)
+    ).all()
+    now = utcnow()
+    for team in groups:
+        team_actions.remove_from_team(session, team=team, user=user, actor=actor)
+        team.updated_at = now  # the group's meta.lastModified moves with its members
 
 
 def _touch_groups_of(session: Session, user: User) -> None:

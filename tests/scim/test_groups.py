@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from models.actions.scim import set_group_role
-from models.entities import Team, TeamMembership, User
+from models.entities import AuditEvent, Team, TeamMembership, User
 from models.enums import Role, Source, TeamRole
 from tests.scim.conftest import ops
 from tests.scim.payloads import okta_create_group, okta_create_user
@@ -170,3 +170,38 @@ def test_unknown_members_are_refused_and_nothing_changes(scim, session):
     after = scim.get(f"/Groups/{group['id']}").json
     assert after["displayName"] == "Eng"
     assert "members" not in after
+
+
+def test_a_user_deleted_and_created_again_is_in_none_of_the_groups_it_left(scim, session, org):
+    ann, bob = user(scim, "ann@example.com"), user(scim, "bob@example.com")
+    group = scim.post("/Groups", okta_create_group("Engineering")).json
+    add = ops({"op": "add", "path": "members", "value": [{"value": ann}, {"value": bob}]})
+    assert scim.patch(f"/Groups/{group['id']}", add).status_code in (200, 204)
+    person = session.scalar(select(User).where(User.email_key == "ann@example.com"))
+    admins, directory = factories.make_team(session, org), factories.make_team(session, org)
+    directory.external_source = Source.LDAP
+    for team in (admins, directory):
+        factories.add_member(session, team, person)
+    session.commit()
+    assert scim.delete(f"/Users/{ann}").status_code == 204
+    deleted = scim.get(f"/Groups/{group['id']}").json
+
+    again = scim.post("/Users", okta_create_user("ann@example.com", external_id="ann@example.com"))
+
+    assert again.status_code == 201, again.json
+    assert again.json["active"] is True
+    assert again.json.get("groups", []) == []
+    assert scim.get(f"/Users/{again.json['id']}").json.get("groups", []) == []
+    after = scim.get(f"/Groups/{group['id']}").json
+    assert [m["value"] for m in after["members"]] == [bob]
+    assert after["meta"]["lastModified"] > deleted["meta"]["lastModified"]
+    assert [g["value"] for g in scim.get(f"/Users/{bob}").json["groups"]] == [group["id"]]
+    session.rollback()
+    removed = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "team.member_removed")
+    ).all()
+    assert [(e.target_id, e.source, e.before["user_id"]) for e in removed] == [
+        (group["id"], Source.SCIM, str(person.id))
+    ]
+    kept = select(TeamMembership.team_id).where(TeamMembership.user_id == person.id)
+    assert set(session.scalars(kept)) == {admins.id, directory.id}
