@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from models import request_ids
 from models.actor import Actor
+from models.base import new_row
 from models.entities import AuditEvent
 
 
@@ -23,7 +24,8 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    event = AuditEvent(
+    event = new_row(
+        AuditEvent,
         organisation_id=organisation_id,
         source=actor.source,
         actor=str(actor),

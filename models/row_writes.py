@@ -26,7 +26,6 @@ from sqlalchemy import (
     Table,
     Uuid,
     insert,
-    inspect,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper, Session
@@ -72,19 +71,32 @@ def insert_new(session: Session, kinds: tuple[type[Base], ...]) -> bool:
 def take_parent_keys(entity: Any) -> None:
     """What the flush would sync: a foreign key from the parent object set on a relationship
     (an email's scim_user_id from its SCIM user)."""
-    mapper: Mapper[Any] = inspect(entity).mapper
+    values = entity.__dict__
+    for relationship, pairs in _parent_keys(instance_state(entity).mapper):
+        parent = values.get(relationship)
+        if parent is None:
+            continue
+        for key, parent_key in pairs:
+            # Into the object's dict, as the flush's sync does: no attribute event (the
+            # object is made persistent, these values its committed state, after the write).
+            values[key] = getattr(parent, parent_key)
+
+
+@functools.cache
+def _parent_keys(mapper: Mapper[Any]) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """Each many-to-one relationship of the mapper that writes its keys, with the pairs of
+    its attribute holding a foreign key and the parent's attribute holding the value."""
+    found = []
     for relationship in mapper.relationships:
         if relationship.direction is not MANYTOONE or relationship.viewonly:
             continue
-        parent = entity.__dict__.get(relationship.key)
-        if parent is None:
-            continue
-        parent_mapper: Mapper[Any] = inspect(parent).mapper
-        for local, remote in relationship.local_remote_pairs or ():
-            key = mapper.get_property_by_column(local).key
-            # Into the object's dict, as the flush's sync does: no attribute event (the
-            # object is made persistent, these values its committed state, after the write).
-            entity.__dict__[key] = getattr(parent, parent_mapper.get_property_by_column(remote).key)
+        parent: Mapper[Any] = relationship.mapper
+        pairs = tuple(
+            (mapper.get_property_by_column(local).key, parent.get_property_by_column(remote).key)
+            for local, remote in relationship.local_remote_pairs or ()
+        )
+        found.append((relationship.key, pairs))
+    return tuple(found)
 
 
 _MISSING = object()

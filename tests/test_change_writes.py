@@ -6,14 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, inspect, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from models import audit, change_writes, key_changes, outbox
 from models.actions import lifecycle
+from models.base import new_row
 from models.entities import AuditEvent, KeyCutoff, OutboxMessage, Revocation, Team, User
-from models.enums import UserStatus
+from models.enums import Source, UserStatus
 from tests.support import factories
 
 KINDS = (AuditEvent, OutboxMessage, Revocation)
@@ -132,3 +133,27 @@ def test_a_row_gone_meanwhile_is_stale_as_for_the_flush(session: Session) -> Non
     with pytest.raises(StaleDataError):
         change_writes.flush_changes(session, KINDS)
     session.rollback()
+
+
+def test_a_new_row_is_written_and_read_as_a_constructed_one(session: Session) -> None:
+    """models.base.new_row puts the values in the entity's dict: the flush inserts them
+    (defaults included), and a name that is not a column goes through the constructor."""
+    org = factories.make_org(session)
+    event = new_row(
+        AuditEvent,
+        organisation_id=org.id,
+        source=Source.SCIM,
+        actor="tester",
+        action="test.row",
+        target_type="user",
+        target_id="t-1",
+        after={"a": 1},
+    )
+    session.add(event)
+    session.commit()
+    session.expunge_all()
+    stored = session.scalars(select(AuditEvent).where(AuditEvent.action == "test.row")).one()
+    assert (stored.organisation_id, stored.actor, stored.after) == (org.id, "tester", {"a": 1})
+    assert stored.occurred_at is not None and stored.before is None
+    team = new_row(Team, organisation_id=org.id, name="Platform", memberships=[])
+    assert inspect(team).attrs.name.history.added == ["Platform"]  # through the constructor

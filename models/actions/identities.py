@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from models import audit
 from models.actions.users import Admitting, add_user, find_user_by_email
 from models.actor import Actor
-from models.base import utcnow
+from models.base import new_row, utcnow
 from models.entities import IdentityLink, User
 from models.enums import Role, Source, UserStatus
 from models.errors import Conflict
@@ -72,7 +72,8 @@ def _add_link(
     attributes: dict[str, Any] | None,
     connector_id: uuid.UUID | None,
 ) -> IdentityLink:
-    link = IdentityLink(
+    link = new_row(
+        IdentityLink,
         organisation_id=user.organisation_id,
         user_id=user.id,
         source=source,

@@ -26,7 +26,7 @@ from models.actions import users as user_actions
 from models.actions.identities import find_link, mark_link_deleted, provision_user
 from models.actions.users import Admitting
 from models.actor import Actor
-from models.base import new_id, utcnow
+from models.base import new_id, new_row, utcnow
 from models.db import PREPARED
 from models.entities import (
     AuditEvent,
@@ -262,7 +262,7 @@ def create_scim_user(
         if session.scalar(select(ScimUser.id).where(ScimUser.user_id == user.id)):
             raise Conflict(f"{user.email} is already provisioned by SCIM", field="emails")
         user_actions.edit_user(session, user=user, name=fields.person_name(), actor=actor)
-    scim_user = ScimUser(id=scim_id, organisation_id=organisation.id, user_id=user.id)
+    scim_user = new_row(ScimUser, id=scim_id, organisation_id=organisation.id, user_id=user.id)
     scim_user.user = user
     if provisioned.created:
         set_committed_value(scim_user, "groups", [])  # a new person is in no team: no query
@@ -404,7 +404,8 @@ def _store(scim_user: ScimUser, fields: ScimUserFields) -> None:
     wanted = [(e.value, e.type, e.primary) for e in fields.emails]
     if [(e.value, e.type, e.primary) for e in scim_user.emails] != wanted:
         scim_user.emails = [
-            ScimEmail(
+            new_row(
+                ScimEmail,
                 organisation_id=scim_user.organisation_id,
                 position=position,
                 value=email.value,

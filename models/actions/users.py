@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from models import audit
 from models.actions import access_reviews
 from models.actor import Actor
-from models.base import new_id, utcnow
+from models.base import new_id, new_row, utcnow
 from models.entities import (
     Organisation,
     User,
@@ -122,7 +122,8 @@ def add_user(
     if status is None:
         pending = organisation.approval_required
         status = UserStatus.PENDING if pending else UserStatus.ACTIVE
-    user = User(
+    user = new_row(
+        User,
         id=new_id(),
         organisation_id=organisation.id,
         name=validate_name(name),
