@@ -330,6 +330,7 @@ def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> 
     link = find_link(session, scim_user.organisation_id, Source.SCIM, str(scim_user.id))
     if link is not None:
         mark_link_deleted(session, link=link, actor=actor)
+    _take_back_granted_role(session, scim_user, actor)
     _audit(session, scim_user, actor, "scim.user.deleted", before=scim_snapshot(scim_user))
     _touch_groups_of(session, user)
     session.delete(scim_user)
@@ -352,6 +353,18 @@ def _leave_scim_groups(session: Session, user: User, actor: Actor) -> None:
     for team in groups:
         team_actions.remove_from_team(session, team=team, user=user, actor=actor)
         team.updated_at = now  # the group's meta.lastModified moves with its members
+
+
+def _take_back_granted_role(session: Session, scim_user: ScimUser, actor: Actor) -> None:
+    """A role a mapped group granted came with this SCIM user: it ends with it, or a later
+    create of the same person (linked by email) would find an org-admin that no group makes
+    one any more. Only once the person is revoked: a DELETE the mass-change gate holds
+    leaves the role to the admin's decision, as it leaves the access. An admin's later
+    change of role is not the grant's and stays (as in apply_group_roles)."""
+    user, granted, before = scim_user.user, scim_user.granted_role, scim_user.role_before_grant
+    if user.status is not UserStatus.REVOKED or before is None or user.role is not granted:
+        return
+    user_actions.edit_user(session, user=user, role=before, actor=actor)
 
 
 def _touch_groups_of(session: Session, user: User) -> None:

@@ -155,6 +155,35 @@ def test_leaving_a_mapped_group_restores_the_role_held_before(scim, session, org
     assert session.scalar(select(User.role)) is Role.MANAGER
 
 
+def test_a_role_a_group_granted_ends_with_the_users_delete(scim, session, org):
+    """The grant came with the SCIM user's membership: once the IdP deletes the user it is
+    taken back (an admin's role stays), so a later create of the same person starts from
+    the role held before, not an org-admin nobody's group gives any more."""
+    set_group_role(
+        session, organisation=org, group_name="Admins", role=Role.ORG_ADMIN, actor=factories.SETUP
+    )
+    person = factories.make_user(session, org, email="ann@example.com", role=Role.MANAGER)
+    session.commit()
+    ann = user(scim, "ann@example.com")
+    scim.post("/Groups", {**okta_create_group("Admins"), "members": [{"value": ann}]})
+    assert session.scalar(select(User.role)) is Role.ORG_ADMIN
+    session.commit()
+
+    assert scim.delete(f"/Users/{ann}").status_code == 204
+    session.expire_all()
+    assert session.scalar(select(User.role)) is Role.MANAGER
+    again = scim.post("/Users", okta_create_user("ann@example.com", external_id="again"))
+    assert again.status_code == 201, again.json
+    session.expire_all()
+    assert session.scalar(select(User.role)) is Role.MANAGER
+    demoted = session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action == "user.updated", AuditEvent.target_id == str(person.id)
+        )
+    ).all()
+    assert [(e.before["role"], e.after["role"]) for e in demoted][-1] == ("ORG_ADMIN", "MANAGER")
+
+
 def test_unknown_members_are_refused_and_nothing_changes(scim, session):
     group = scim.post("/Groups", okta_create_group("Eng")).json
     ann = user(scim, "ann@example.com")
