@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from sqlalchemy import select
 from models.entities import OutboxMessage, User
 from models.enums import UserStatus
 from tests.support import cutoff_faults as faults
-from tests.support.net import free_port
+from tests.support.served import web_alone
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
@@ -29,12 +27,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 NORMAL = 1.5  # seconds: a revocation answers in 0.1-0.3 s here; 3 s and more is the broker's
 PUBLISH_TIMEOUT = 2.0
-WEB = """
-import sys
-from werkzeug.serving import make_server
-from webhooks.app import create_app
-make_server("127.0.0.1", int(sys.argv[1]), create_app(), threaded=True).serve_forever()
-"""
 
 
 class Blackhole:
@@ -74,7 +66,6 @@ def blackhole() -> Iterator[Blackhole]:
 @pytest.fixture
 def web(settings, blackhole: Blackhole, tmp_path: Path) -> Iterator[str]:
     """The web alone (what answers the admin), its broker the blackhole."""
-    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_"))},
         "PYTHONPATH": str(ROOT),
@@ -87,24 +78,8 @@ def web(settings, blackhole: Blackhole, tmp_path: Path) -> Iterator[str]:
         # Each publish gives up sooner than the default 5 s; still long past a request's time.
         "BROKER_PUBLISH_TIMEOUT": str(PUBLISH_TIMEOUT),
     }
-    log = (tmp_path / "web.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-c", WEB, str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return requests.get(url + "/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_until(up, timeout=60, interval=0.2, what="the web")
+    with web_alone(env, tmp_path) as url:
         yield url
-    finally:
-        process.kill()
-        process.wait()
 
 
 def revoke(url: str, leaver: faults.Leaver) -> tuple[int, float]:

@@ -5,8 +5,6 @@ redis-server of this test's."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,20 +16,14 @@ from sqlalchemy import select
 from models.entities import OutboxMessage
 from models.settings import Settings
 from tests.support import cutoff_faults as faults
-from tests.support.net import free_port
 from tests.support.redis_server import RedisServer
+from tests.support.served import web_alone
 from tests.support.wait import wait_until
 from tests.support.worker import WorkerProcess, settings_env, start_worker
 
 pytestmark = pytest.mark.slow
 
 GATEWAY_PATH = "/gateway/v1/internal/cache/invalidate"
-WEB = """
-import sys
-from werkzeug.serving import make_server
-from webhooks.app import create_app
-make_server("127.0.0.1", int(sys.argv[1]), create_app(), threaded=True).serve_forever()
-"""
 
 
 @pytest.fixture
@@ -62,28 +54,8 @@ def blip_worker(blip_settings: Settings, tmp_path: Path) -> Iterator[WorkerProce
 
 @pytest.fixture
 def web(blip_settings: Settings, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path / "web.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-c", WEB, str(port)],
-        env=settings_env(blip_settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return requests.get(url + "/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_until(up, timeout=60, interval=0.2, what="the web")
+    with web_alone(settings_env(blip_settings), tmp_path) as url:
         yield url
-    finally:
-        process.kill()
-        process.wait()
 
 
 EAGER_TASKS = ("gateway.invalidate_keys", "reviews.open_for_revocation")

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,3 +102,36 @@ def start_served(
         served.stop()
         raise AssertionError(f"serve not ready:\n{served.log()[-5000:]}") from None
     return served
+
+
+WEB_ALONE = """
+import sys
+from werkzeug.serving import make_server
+from webhooks.app import create_app
+make_server("127.0.0.1", int(sys.argv[1]), create_app(), threaded=True).serve_forever()
+"""
+
+
+@contextmanager
+def web_alone(env: dict[str, str], log_dir: Path) -> Iterator[str]:
+    """The web app alone (no worker, no beat) in a process of its own with this environment,
+    on a loopback port; yields its URL once /healthz answers, kills it after."""
+    port = free_port()
+    log = (log_dir / f"web-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-c", WEB_ALONE, str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return requests.get(url + "/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(up, timeout=60, interval=0.2, what="the web")
+        yield url
+    finally:
+        process.kill()
+        process.wait()
