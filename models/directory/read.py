@@ -303,8 +303,9 @@ def _read_groups(
         page_size=min(GROUP_PAGE_SIZE, target.connector.page_size),
     ):
         for dn, attrs in page:
+            whole = client.complete_ranges(dn, attrs, target.mapping.group_members)
             try:
-                group = map_group(dn, attrs, target.mapping)
+                group = map_group(dn, whole, target.mapping)
             except EntryProblem as problem:
                 # A group we cannot read would look like a group nobody is in any more.
                 raise DirectoryIncomplete(f"group {problem.dn}: {problem.message}") from None
