@@ -3,8 +3,10 @@ events, invitations): approve, decline, revoke, reactivate.
 
 Revoking is always allowed. Bringing a person back is allowed only to the source that revoked
 them, or to an admin (a directory hiccup never undoes an admin's revocation); a refusal
-changes nothing and is audited. Every operation takes a session, writes an audit event, and
-never commits.
+changes nothing and is audited. Another identity source that asserts a revoked person
+inactive stands beside the revoking one: the person comes back (but by an admin) only once
+every standing source lets go, in whichever order the sources spoke. Every operation takes a
+session, writes an audit event, and never commits.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ PLAIN_ROWS = (Revocation, AuditEvent, OutboxMessage, KeyCutoff)
 HOLDINGS = "odock.revocation_holdings"  # session.info key, see revoking_many
 LOCKED_HOLDINGS = "odock.locked_holdings"  # session.info key, see read_holdings
 REACTIVATION_REFUSED = "user.reactivation_refused"
+REVOCATION_JOINED = "user.revocation_joined"
+# Sources that never bring a person back of their own (an admin brings back anyone; a passed
+# end date is cleared by the reactivation): they never stand beside a revoking source.
+NOT_STANDING = frozenset({Source.ADMIN, Source.SCHEDULE})
 USED_KEYS_REFUSAL = (
     "a key this revocation disabled was used after it (an open usage_after_revocation finding): "
     "resolve or dismiss that finding, or reactivate with restore_used_keys to re-enable it anyway"
@@ -195,6 +201,30 @@ def may_reactivate(revoked_by: Source | None, source: Source) -> bool:
     return source is Source.ADMIN or (revoked_by is not None and revoked_by is source)
 
 
+def standing_sources(revocation: Revocation | None) -> list[Source]:
+    """The sources whose assertion that the person is inactive still stands."""
+    if revocation is None:
+        return []
+    if revocation.standing_sources is None:
+        return [revocation.source]
+    return [Source(value) for value in revocation.standing_sources]
+
+
+def _may_reactivate_over(standing: list[Source], source: Source) -> bool:
+    return any(may_reactivate(revoked_by, source) for revoked_by in standing) or (
+        may_reactivate(None, source)
+    )
+
+
+def _stand_beside(revocation: Revocation, sources: Iterable[Source]) -> list[Source]:
+    """These sources also hold the person inactive now; returns those newly standing."""
+    standing = standing_sources(revocation)
+    joining = sorted({s for s in sources if s not in NOT_STANDING and s not in standing})
+    if joining:
+        revocation.standing_sources = [s.value for s in [*standing, *joining]]
+    return joining
+
+
 def set_active(
     session: Session,
     *,
@@ -218,6 +248,7 @@ def set_active(
             return Outcome.UNCHANGED
         return reactivate(session, user=user, actor=actor)
     if user.status is UserStatus.REVOKED:
+        _join_revocation(session, user=user, actor=actor, reason=reason)
         return Outcome.UNCHANGED
     if gate is not None and not mass_change.admit(session, user=user, request=gate, actor=actor):
         return Outcome.HELD
@@ -283,8 +314,17 @@ def reactivate(
     admin; without it the whole reactivation is refused."""
     _require_status(user, UserStatus.REVOKED, "reactivate")
     revocation = latest_revocation(session, user.id)
-    if not may_reactivate(revocation.source if revocation else None, actor.source):
+    standing = standing_sources(revocation)
+    if not _may_reactivate_over(standing, actor.source):
         _refuse(session, user, actor, revocation)
+        return Outcome.REFUSED
+    still = (
+        [s for s in standing if s is not actor.source] if actor.source is not Source.ADMIN else []
+    )
+    if revocation is not None and still:
+        # This source lets go; the person stays revoked while another still holds them.
+        revocation.standing_sources = [s.value for s in still]
+        _refuse(session, user, actor, revocation, released=True)
         return Outcome.REFUSED
     used = reviews.used_after_revocation(session, revocation.id) if revocation else []
     despite_usage = restore_used_keys and actor.source is Source.ADMIN
@@ -336,14 +376,42 @@ def reactivatable(
     ids = list(user_ids)
     allowed: set[uuid.UUID] = set()
     for start in range(0, len(ids), 500):
-        rows = session.execute(
-            select(Revocation.user_id, Revocation.source)
+        rows = session.scalars(
+            select(Revocation)
             .where(Revocation.user_id.in_(ids[start : start + 500]), Revocation.undone_at.is_(None))
             .order_by(Revocation.revoked_at)
         )
-        latest = {row.user_id: row.source for row in rows}  # later rows overwrite earlier
-        allowed.update(u for u in ids[start : start + 500] if may_reactivate(latest.get(u), source))
+        latest = {row.user_id: row for row in rows}  # later rows overwrite earlier
+        allowed.update(
+            u
+            for u in ids[start : start + 500]
+            if _may_reactivate_over(standing_sources(latest.get(u)), source)
+        )
     return allowed
+
+
+def _join_revocation(session: Session, *, user: User, actor: Actor, reason: str) -> None:
+    """A source asserts a revoked person inactive: unless it already stands (or never brings
+    anyone back), it now stands beside the revoking source, audited, so that the revoking
+    source alone cannot bring the person back over it."""
+    if actor.source in NOT_STANDING:
+        return
+    revocation = latest_revocation(session, user.id)
+    if revocation is None or not _stand_beside(revocation, [actor.source]):
+        return
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=user,
+        action=REVOCATION_JOINED,
+        target_type="user",
+        after={
+            "revocation_id": str(revocation.id),
+            "revoked_by": revocation.source.value,
+            "standing_sources": revocation.standing_sources,
+            "reason": clean_text(reason, field="reason", max_length=500, required=False),
+        },
+    )
 
 
 def _refuse(
@@ -352,8 +420,13 @@ def _refuse(
     actor: Actor,
     revocation: Revocation | None,
     keys_used_after_revocation: list[uuid.UUID] | None = None,
+    *,
+    released: bool = False,
 ) -> None:
+    """Audit a refused reactivation; `released`: the actor's own hold on the person ended
+    (it no longer stands), but another source's still does."""
     used = [str(key_id) for key_id in keys_used_after_revocation or []]
+    standing = [s.value for s in standing_sources(revocation)]
     audit.record_change(
         session,
         actor=actor,
@@ -364,6 +437,8 @@ def _refuse(
             "revoked_by": revocation.source.value if revocation else None,
             "revocation_id": str(revocation.id) if revocation else None,
             "requested_by": actor.source.value,
+            **({"still_revoked_by": standing} if released or len(standing) > 1 else {}),
+            **({"released": actor.source.value} if released else {}),
             **({"keys_used_after_revocation": used} if used else {}),
         },
     )
@@ -428,11 +503,13 @@ def _revoke(
         if holdings.may_hold(user.id, holdings.with_budgets)
         else []
     )
-    holds_superseded = (
+    superseded = (
         mass_change.supersede_by_revocation(session, user=user, actor=actor)
         if holdings.may_hold(user.id, holdings.with_holds)
-        else 0
+        else []
     )
+    # A source whose revocation the gate held still wants the person out: it stands too.
+    _stand_beside(revocation, superseded)
     _audit(
         session,
         user,
@@ -444,7 +521,12 @@ def _revoke(
             "tokens_revoked": [str(token_id) for token_id in tokens_revoked],
             "invitations_revoked": invitations_revoked,
             "budgets_frozen": [str(budget_id) for budget_id in budgets_frozen],
-            **({"holds_superseded": holds_superseded} if holds_superseded else {}),
+            **({"holds_superseded": len(superseded)} if superseded else {}),
+            **(
+                {"standing_sources": revocation.standing_sources}
+                if revocation.standing_sources
+                else {}
+            ),
             "reason": reason,
             **(extra or {}),
         },

@@ -484,10 +484,11 @@ def _held_changes() -> Select[MassChange]:
     )
 
 
-def supersede_by_revocation(session: Session, *, user: User, actor: Actor) -> int:
+def supersede_by_revocation(session: Session, *, user: User, actor: Actor) -> list[Source]:
     """The person was revoked another way (an admin, another source, an approval): every
     revocation the gate still holds for them has happened, so it closes as superseded (audited)
-    instead of waiting for an admin's decision. Returns how many."""
+    instead of waiting for an admin's decision. Returns the source of each (the revocation
+    keeps standing for them, see lifecycle)."""
     held = list(
         session.scalars(
             select(MassChange)
@@ -504,7 +505,7 @@ def supersede_by_revocation(session: Session, *, user: User, actor: Actor) -> in
         close(session, held=change, status=ChangeStatus.SUPERSEDED, actor=actor, note=note)
     for source in sorted({change.source for change in held}):
         settle(session, organisation_id=user.organisation_id, source=source, actor=actor)
-    return len(held)
+    return [change.source for change in held]
 
 
 def close(

@@ -40,6 +40,11 @@ class Revocation(Base):
     previous_status: Mapped[UserStatus] = enum_column(UserStatus)
     revoked_at: Mapped[datetime] = mapped_column(default=utcnow)
     undone_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The identity sources whose assertion that the person is inactive still stands, when
+    # more than the revoking source asserted it (another source's deactivation of the revoked
+    # person, or its held one this revocation overtook); None: the revoking source alone. A
+    # person comes back, but by an admin, only once every one of them lets go.
+    standing_sources: Mapped[list[str] | None] = mapped_column(JSON, default=None)
 
 
 class RevocationReview(Timestamped, Base):

@@ -5,6 +5,8 @@ model that states the rules independently of the code:
 
 - a REVOKED person has no active key the key-scope policy says a revocation revokes;
 - only the source that revoked a person, or an admin, brings them back (others are refused);
+  another source asserting the revoked person inactive stands beside it, and the person comes
+  back (but by an admin) only once every standing source has let go;
 - reactivation restores exactly the keys that revocation disabled;
 - every change (status, key, role) and every refusal has an audit event.
 
@@ -70,7 +72,7 @@ class Person:
     ldap_id: str
     status: UserStatus = UserStatus.ACTIVE
     role: Role = Role.USER
-    revoked_by: Source | None = None
+    standing: set[Source] = field(default_factory=set)  # whose "inactive" holds them out
     disabled_keys: set[uuid.UUID] = field(default_factory=set)
 
 
@@ -261,8 +263,12 @@ class LifecycleMachine(RuleBasedStateMachine):
         """The rule, stated independently of the code under test."""
         self.session.flush()
         if active and person.status is UserStatus.REVOKED:
-            if source is Source.ADMIN or source is person.revoked_by:
-                person.status, person.revoked_by = UserStatus.ACTIVE, None
+            if source is not Source.ADMIN and person.standing - {source}:
+                if source in person.standing:
+                    person.standing.discard(source)  # lets go; the others still hold
+                self.expected.refused.add(person.user_id)
+            elif source is Source.ADMIN or source in person.standing:
+                person.status, person.standing = UserStatus.ACTIVE, set()
                 for key_id in person.disabled_keys:
                     self.keys[key_id] = False
                 self.expected.keys_changed |= person.disabled_keys
@@ -270,8 +276,10 @@ class LifecycleMachine(RuleBasedStateMachine):
                 self.expected.status_changed.add(person.user_id)
             else:
                 self.expected.refused.add(person.user_id)
+        elif not active and person.status is UserStatus.REVOKED and source is not Source.ADMIN:
+            person.standing.add(source)
         elif not active and person.status is UserStatus.ACTIVE:
-            person.status, person.revoked_by = UserStatus.REVOKED, source
+            person.status, person.standing = UserStatus.REVOKED, {source}
             person.disabled_keys = {
                 key_id
                 for key_id, revoked in self.keys.items()
