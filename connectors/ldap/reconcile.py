@@ -43,6 +43,9 @@ class Known:
     dn: str
     access_ends_at: str = ""  # stored from the directory's expiry, ISO 8601 UTC
     reactivatable: bool = False  # REVOKED, and this sync may bring them back (the policy says)
+    # REVOKED by the schedule when the end date this directory gave passed: that date (ISO
+    # 8601 UTC); a later one still to come, or none, brings them back (the policy's rule).
+    ended_at: str = ""
     deleted: bool = False
     seen: bool = False  # read in this run (a flag here costs less than a set of 100,000 ids)
 
@@ -243,6 +246,12 @@ class Reconciler:
             return f"account expired on {ends}"
         return ""
 
+    def _end_extended(self, person: Person, known: Known) -> bool:
+        """The directory moved the end date that ended this person's access later (still to
+        come: `_ended` said not ended) or took it away: a renewed contract."""
+        ends = person.access_ends_at
+        return bool(known.ended_at) and (not ends or ends > known.ended_at)
+
     def _add_new(self, person: Person, key: str, dn_key: str) -> None:
         if self._ended(person):
             self.plan.skipped += 1
@@ -296,7 +305,7 @@ class Reconciler:
             return
         fields = _changed_fields(person, known)
         if known.status == "REVOKED":
-            if not known.reactivatable:
+            if not known.reactivatable and not self._end_extended(person, known):
                 self.plan.skipped += 1
                 return
             self.plan.reactivates.append(ref)

@@ -164,9 +164,10 @@ def end_access(
     hold it (HELD); UNCHANGED when another run holds them, did it already, or the date
     moved. The row lock makes several runs revoke once."""
     user = session.scalar(select(User).where(User.id == user_id).with_for_update(skip_locked=True))
-    if user is None or user.status not in ENDING or not _due(user.access_ends_at, now):
+    ends_at = user.access_ends_at if user is not None else None
+    if user is None or user.status not in ENDING or ends_at is None or not _due(ends_at, now):
         return lifecycle.Outcome.UNCHANGED
-    reason = f"access ended at {_iso(user.access_ends_at)}"
+    reason = lifecycle.ended_access_reason(ends_at, user.access_ends_source)
     gate = mass_change.GateRequest(ChangeKind.DEACTIVATE, reason=reason)
     return lifecycle.set_active(
         session, user=user, active=False, actor=actor, reason=reason, gate=gate

@@ -5,17 +5,21 @@ Revoking is always allowed. Bringing a person back is allowed only to the source
 them, or to an admin (a directory hiccup never undoes an admin's revocation); a refusal
 changes nothing and is audited. Another identity source that asserts a revoked person
 inactive stands beside the revoking one: the person comes back (but by an admin) only once
-every standing source lets go, in whichever order the sources spoke. Every operation takes a
-session, writes an audit event, and never commits.
+every standing source lets go, in whichever order the sources spoke. A revocation the schedule
+made because an end date passed is let go by the source that set that date once it gives a
+later one still to come, or none (a renewed contract), and says the person is active.
+Every operation takes a session, writes an audit event, and never commits.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -64,6 +68,9 @@ REVOCATION_JOINED = "user.revocation_joined"
 # Sources that never bring a person back of their own (an admin brings back anyone; a passed
 # end date is cleared by the reactivation): they never stand beside a revoking source.
 NOT_STANDING = frozenset({Source.ADMIN, Source.SCHEDULE})
+# A schedule revocation's reason: the end date that passed and the source that set it (what
+# lets that source take the revocation back once it moves the date later, see end_extended).
+_ENDED = re.compile(r"access ended at (?P<at>\S+) \(the date (?P<source>[a-z_]+) set\)")
 USED_KEYS_REFUSAL = (
     "a key this revocation disabled was used after it (an open usage_after_revocation finding): "
     "resolve or dismiss that finding, or reactivate with restore_used_keys to re-enable it anyway"
@@ -201,6 +208,46 @@ def may_reactivate(revoked_by: Source | None, source: Source) -> bool:
     return source is Source.ADMIN or (revoked_by is not None and revoked_by is source)
 
 
+def ended_access_reason(ends_at: datetime, set_by: Source | None) -> str:
+    """The reason of the schedule's revocation at a passed end date (read by `ended_access`)."""
+    moment = ends_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return f"access ended at {moment} (the date {(set_by or Source.ADMIN).value} set)"
+
+
+def ended_access(revocation: Revocation | None) -> tuple[datetime, Source] | None:
+    """The end date whose passing made this schedule revocation, and who set it; None for
+    any other revocation (or one recorded before the source was)."""
+    if revocation is None or revocation.source is not Source.SCHEDULE:
+        return None
+    found = _ENDED.fullmatch(revocation.reason)
+    if found is None:
+        return None
+    return datetime.fromisoformat(found["at"]), Source(found["source"])
+
+
+def end_extended(
+    ended: tuple[datetime, Source] | None,
+    source: Source,
+    ends_at: datetime | None,
+    now: datetime,
+) -> bool:
+    """The rule: the source that set the date that ended the person's access now gives a
+    later one still to come, or none. A push repeating the passed date does not."""
+    if ended is None or ended[1] is not source or source in NOT_STANDING:
+        return False
+    return ends_at is None or ends_at > max(ended[0], now)
+
+
+def _end_extended_by(revocation: Revocation | None, user: User, source: Source) -> bool:
+    """Whether `source`, asserting the person active, takes back this schedule revocation:
+    the person's end date is now the one `source` gives (it set it last, or cleared it)."""
+    if user.access_ends_at is not None and user.access_ends_source is not source:
+        return False
+    if Source.SCHEDULE not in standing_sources(revocation):
+        return False
+    return end_extended(ended_access(revocation), source, user.access_ends_at, utcnow())
+
+
 def standing_sources(revocation: Revocation | None) -> list[Source]:
     """The sources whose assertion that the person is inactive still stands."""
     if revocation is None:
@@ -315,12 +362,12 @@ def reactivate(
     _require_status(user, UserStatus.REVOKED, "reactivate")
     revocation = latest_revocation(session, user.id)
     standing = standing_sources(revocation)
-    if not _may_reactivate_over(standing, actor.source):
+    extended = _end_extended_by(revocation, user, actor.source)
+    if not extended and not _may_reactivate_over(standing, actor.source):
         _refuse(session, user, actor, revocation)
         return Outcome.REFUSED
-    still = (
-        [s for s in standing if s is not actor.source] if actor.source is not Source.ADMIN else []
-    )
+    letting_go = {actor.source, Source.SCHEDULE} if extended else {actor.source}
+    still = [s for s in standing if s not in letting_go] if actor.source is not Source.ADMIN else []
     if revocation is not None and still:
         # This source lets go; the person stays revoked while another still holds them.
         revocation.standing_sources = [s.value for s in still]
@@ -341,6 +388,9 @@ def reactivate(
         thawed = exit_spend.thaw_budgets(session, revocation=revocation, actor=actor)
         extra["budgets_thawed"] = [str(budget_id) for budget_id in thawed]
     extra.update(_clear_passed_end(user))
+    if extended and (ended := ended_access(revocation)) is not None:
+        # The renewal that brought them back: the date that had ended their access.
+        extra["access_end_extended_from"] = ended[0].isoformat()
     if used:
         extra["restored_despite_usage"] = [str(key_id) for key_id in used]
     _audit(session, user, actor, "user.reactivated", before=before, extra=extra)
@@ -368,13 +418,22 @@ def latest_revocation(session: Session, user_id: uuid.UUID) -> Revocation | None
     )
 
 
-def reactivatable(
+@dataclass(frozen=True)
+class Reactivation:
+    """What the policy lets a source do for one revoked person, for a planner that decides
+    many people at once (an LDAP sync)."""
+
+    allowed: bool  # the source may bring them back whatever it says of their date
+    # The end date whose passing made the schedule revoke them, when the source set it: a
+    # later one still to come, or none, from the source brings them back (see end_extended).
+    ended_at: datetime | None
+
+
+def reactivations(
     session: Session, user_ids: Iterable[uuid.UUID], source: Source
-) -> set[uuid.UUID]:
-    """Of these revoked users, those `source` may bring back (one query per 500 users), for a
-    planner that decides many people at once (an LDAP sync)."""
+) -> Iterator[tuple[uuid.UUID, Reactivation]]:
+    """Each of these revoked users with what `source` may do for them (one query per 500)."""
     ids = list(user_ids)
-    allowed: set[uuid.UUID] = set()
     for start in range(0, len(ids), 500):
         rows = session.scalars(
             select(Revocation)
@@ -382,12 +441,17 @@ def reactivatable(
             .order_by(Revocation.revoked_at)
         )
         latest = {row.user_id: row for row in rows}  # later rows overwrite earlier
-        allowed.update(
-            u
-            for u in ids[start : start + 500]
-            if _may_reactivate_over(standing_sources(latest.get(u)), source)
-        )
-    return allowed
+        for user_id in ids[start : start + 500]:
+            yield user_id, _reactivation(latest.get(user_id), source)
+
+
+def _reactivation(revocation: Revocation | None, source: Source) -> Reactivation:
+    standing = standing_sources(revocation)
+    ended = ended_access(revocation) if Source.SCHEDULE in standing else None
+    return Reactivation(
+        allowed=_may_reactivate_over(standing, source),
+        ended_at=ended[0] if ended is not None and ended[1] is source else None,
+    )
 
 
 def _join_revocation(session: Session, *, user: User, actor: Actor, reason: str) -> None:

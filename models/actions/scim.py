@@ -310,9 +310,11 @@ def replace_scim_user(
         session, user=user, name=fields.person_name(), email=fields.primary_email(), actor=actor
     )
     _store(scim_user, fields)
+    # The date first: a later one is what lets `active` take back the schedule's revocation
+    # at the date it replaces (a renewed contract, see lifecycle.end_extended).
+    access_end.set_access_end(session, user=user, ends_at=fields.access_ends_at, actor=actor)
     if fields.active is not None:
         _set_active(session, scim_user, fields.active, actor)
-    access_end.set_access_end(session, user=user, ends_at=fields.access_ends_at, actor=actor)
     if scim_snapshot(scim_user) != before:
         scim_user.updated_at = utcnow()
         _audit(session, scim_user, actor, "scim.user.updated", before=before)

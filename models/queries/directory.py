@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Iterable, Iterator
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import Select, String, cast, func, select
 from sqlalchemy.orm import Session
 
+from connectors.ldap.mapping import ISO_FORMAT
 from connectors.ldap.reconcile import Known, MembershipState, Unlinked
 from models.actions import lifecycle
 from models.directory.safety import policy_of
@@ -150,8 +152,10 @@ def _mark_reactivatable(session: Session, known: dict[str, Known]) -> None:
     revoked = {
         uuid.UUID(k.user_id): k for k in known.values() if k.status == UserStatus.REVOKED.value
     }
-    for user_id in lifecycle.reactivatable(session, revoked, Source.LDAP):
-        revoked[user_id].reactivatable = True
+    for user_id, may in lifecycle.reactivations(session, revoked, Source.LDAP):
+        revoked[user_id].reactivatable = may.allowed
+        if may.ended_at is not None:
+            revoked[user_id].ended_at = may.ended_at.astimezone(UTC).strftime(ISO_FORMAT)
 
 
 def load_unlinked_by_email(session: Session, connector: DirectoryConnector) -> dict[str, Unlinked]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from models.actions import access_end, lifecycle
+from models.actor import Actor
 from models.entities import User
 from models.enums import Source, UserStatus
 from tests.access_end.conftest import (  # noqa: F401 (fixtures)
@@ -57,3 +59,34 @@ def test_account_expiry_revokes_on_time_once_and_a_later_expiry_cancels(
     for user_id in kept:
         assert session.get_one(User, user_id).status is UserStatus.ACTIVE
     assert audited(session, "user.access_end_changed", kept[0]) == 1
+
+
+def test_a_renewed_account_expiry_brings_back_whom_the_schedule_revoked(
+    make_connector, sync, session, sessions, directory
+) -> None:
+    """accountExpires passed between syncs and the schedule revoked the person; the
+    directory then moves it later (a renewed contract): the next sync brings them back,
+    audited. A sync that reads the passed date again does not."""
+    ends = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    as_ad_accounts(directory, ("alice",))
+    directory.replace(directory.person_dn("alice"), "accountExpires", _filetime(ends))
+    connector = make_connector(**AD_CONNECTOR)
+    assert sync(connector).status == "succeeded"
+    user_id = linked_users(sessions, connector)["alice"].id
+    schedule = Actor(Source.SCHEDULE, "access-end schedule")
+    # The beat at the date (its clock ahead of the directory's, which has not looked since).
+    ended = access_end.end_access(session, user_id=user_id, now=ends, actor=schedule)
+    assert ended is lifecycle.Outcome.APPLIED
+    session.commit()
+
+    assert sync(connector).status == "succeeded"
+    assert linked_users(sessions, connector)["alice"].status is UserStatus.REVOKED
+
+    renewed = ends + timedelta(days=90)
+    directory.replace(directory.person_dn("alice"), "accountExpires", _filetime(renewed))
+    assert sync(connector).status == "succeeded"
+    alice = linked_users(sessions, connector)["alice"]
+    assert alice.status is UserStatus.ACTIVE
+    assert alice.access_ends_at == renewed
+    session.expire_all()
+    assert audited(session, "user.reactivated", user_id) == 1
