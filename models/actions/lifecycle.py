@@ -347,7 +347,13 @@ def decline(session: Session, *, user: User, actor: Actor, reason: str = "") -> 
 
 def revoke(session: Session, *, user: User, actor: Actor, reason: str = "") -> Revocation:
     """Cut an ACTIVE user off: status REVOKED, owned keys per policy, their admin-API tokens,
-    review and cache flush."""
+    review and cache flush. An admin revoking someone another source already revoked pins
+    them instead: the admin stands beside that source, so only an admin brings them back (not
+    a renewed end date, not the source letting go)."""
+    if user.status is UserStatus.REVOKED and actor.source is Source.ADMIN:
+        pinned = _admin_pin(session, user=user, actor=actor, reason=reason)
+        if pinned is not None:
+            return pinned
     _require_status(user, UserStatus.ACTIVE, "revoke")
     return _revoke(session, user=user, actor=actor, reason=reason, action="user.revoked")
 
@@ -463,6 +469,23 @@ def _join_revocation(session: Session, *, user: User, actor: Actor, reason: str)
     revocation = latest_revocation(session, user.id)
     if revocation is None or not _stand_beside(revocation, [actor.source]):
         return
+    _audit_joined(session, user, actor, revocation, reason)
+
+
+def _admin_pin(session: Session, *, user: User, actor: Actor, reason: str) -> Revocation | None:
+    """The admin joins the standing sources of the person's revocation (see `revoke`); None
+    when it is an admin's already (nothing to add: refused as a revocation of a REVOKED user)."""
+    revocation = latest_revocation(session, user.id)
+    if revocation is None or Source.ADMIN in (standing := standing_sources(revocation)):
+        return None
+    revocation.standing_sources = [s.value for s in [*standing, Source.ADMIN]]
+    _audit_joined(session, user, actor, revocation, reason)
+    return revocation
+
+
+def _audit_joined(
+    session: Session, user: User, actor: Actor, revocation: Revocation, reason: str
+) -> None:
     audit.record_change(
         session,
         actor=actor,

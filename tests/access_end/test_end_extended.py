@@ -18,6 +18,7 @@ from models.actor import Actor
 from models.base import utcnow
 from models.entities import AuditEvent, Revocation, User
 from models.enums import Source, UserStatus
+from models.errors import InvalidTransition
 from tests.access_end.conftest import scim_user_id
 from tests.scim.conftest import ScimClient
 from tests.support import factories as f
@@ -120,6 +121,29 @@ def test_an_admins_revocation_after_the_schedules_is_not_undone_by_a_later_date(
     session.commit()
     _put(scim, scim_id, _body(_iso(RENEWED)))
     assert _status(session, user_id) is UserStatus.REVOKED
+
+
+def test_an_admin_revoking_whom_the_schedule_revoked_pins_them(session, ended) -> None:
+    """The admin cannot revoke again, but means to keep the person out: the admin stands
+    beside the schedule, so the renewed date lets the schedule go and the person stays out
+    until an admin brings them back."""
+    scim, scim_id, user_id = ended
+    person = session.get_one(User, user_id)
+    pinned = lifecycle.revoke(session, user=person, actor=ADMIN, reason="kept out")
+    session.commit()
+    assert lifecycle.standing_sources(pinned) == [Source.SCHEDULE, Source.ADMIN]
+    _put(scim, scim_id, _body(_iso(RENEWED)))
+    assert _status(session, user_id) is UserStatus.REVOKED
+    joined = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "user.revocation_joined")
+    ).one()
+    assert (joined.source, joined.after["reason"]) == (Source.ADMIN, "kept out")
+    with pytest.raises(InvalidTransition):  # pinned already: nothing more to add
+        lifecycle.revoke(session, user=session.get_one(User, user_id), actor=ADMIN)
+    session.rollback()
+    person = session.get_one(User, user_id)
+    assert lifecycle.reactivate(session, user=person, actor=ADMIN) is lifecycle.Outcome.APPLIED
+    session.commit()
 
 
 def test_another_source_cannot_release_the_date_it_did_not_set(session, ended) -> None:

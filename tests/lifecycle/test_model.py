@@ -6,7 +6,8 @@ model that states the rules independently of the code:
 - a REVOKED person has no active key the key-scope policy says a revocation revokes;
 - only the source that revoked a person, or an admin, brings them back (others are refused);
   another source asserting the revoked person inactive stands beside it, and the person comes
-  back (but by an admin) only once every standing source has let go;
+  back (but by an admin) only once every standing source has let go; an admin revoking a
+  person another source revoked stands beside it (only an admin brings them back);
 - reactivation restores exactly the keys that revocation disabled;
 - every change (status, key, role) and every refusal has an audit event.
 
@@ -159,6 +160,11 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, PEOPLE - 1))
     def admin_revokes(self, index: int) -> None:
         person = self.people[index]
+        if person.status is UserStatus.REVOKED and Source.ADMIN not in person.standing:
+            # Revoked by another source: the admin pins them (stands beside it).
+            lifecycle.revoke(self.session, user=self._user(person), actor=ADMIN, reason="model")
+            person.standing.add(Source.ADMIN)
+            return
         if person.status is not UserStatus.ACTIVE:
             with pytest.raises(InvalidTransition):
                 lifecycle.revoke(self.session, user=self._user(person), actor=ADMIN)
