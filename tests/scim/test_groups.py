@@ -172,6 +172,7 @@ def test_a_role_a_group_granted_ends_with_the_users_delete(scim, session, org):
     assert scim.delete(f"/Users/{ann}").status_code == 204
     session.expire_all()
     assert session.scalar(select(User.role)) is Role.MANAGER
+    session.commit()  # SQLite: a session that read holds the write lock until it ends
     again = scim.post("/Users", okta_create_user("ann@example.com", external_id="again"))
     assert again.status_code == 201, again.json
     session.expire_all()
