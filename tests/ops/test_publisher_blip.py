@@ -27,13 +27,6 @@ GATEWAY_PATH = "/gateway/v1/internal/cache/invalidate"
 
 
 @pytest.fixture
-def blip_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path).start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
 def blip_settings(settings: Settings, blip_redis: RedisServer) -> Settings:
     return settings.model_copy(
         update={
