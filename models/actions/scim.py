@@ -268,12 +268,14 @@ def create_scim_user(
         set_committed_value(scim_user, "groups", [])  # a new person is in no team: no query
     _store(scim_user, fields)
     session.add(scim_user)
+    # The date first, as replace_scim_user: a person linked by email whom the schedule
+    # revoked comes back only when `active` is judged on the renewed date (lifecycle.end_extended).
+    access_end.set_access_end(session, user=user, ends_at=fields.access_ends_at, actor=actor)
     if fields.active is not None:
         # Nobody loses access when a person is created inactive: nothing to gate.
         _set_active(session, scim_user, fields.active, actor, gated=not provisioned.created)
     if not provisioned.created:
         _leave_scim_groups(session, user, actor)
-    access_end.set_access_end(session, user=user, ends_at=fields.access_ends_at, actor=actor)
     _audit(session, scim_user, actor, "scim.user.created", before=None)
     if provisioned.created:
         insert_new(session, NEW_PERSON_ROWS)

@@ -156,3 +156,18 @@ def test_another_source_cannot_release_the_date_it_did_not_set(session, ended) -
     )
     assert person.status is UserStatus.REVOKED
     session.commit()
+
+
+def test_a_create_linking_them_with_a_renewed_date_brings_them_back(session, ended) -> None:
+    """The IdP deleted the SCIM user and provisions the person again (same email) with a
+    renewed date: the create applies the date before `active`, as PUT and PATCH do, so the
+    renewal takes back the schedule's revocation instead of being judged on the passed date."""
+    scim, scim_id, user_id = ended
+    assert scim.delete(f"/Users/{scim_id}").status_code == 204
+    created = scim.post("/Users", _body(_iso(RENEWED)))
+    assert created.status_code == 201, created.json
+    assert created.json["active"] is True
+    assert _status(session, user_id) is UserStatus.ACTIVE
+    person = session.get_one(User, user_id)
+    assert person.access_ends_at == RENEWED
+    session.commit()
