@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.register_problem_handlers(app)
     request_id.install(app)
     app.before_request(body.check_query)  # every protocol refuses the same hostile queries
+    app.before_request(body.check_content_encoding)  # and reads no body it cannot decode
     health.install_request_metrics(app, settings.log_level)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

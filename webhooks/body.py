@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from flask import request
 from pydantic import BaseModel, ConfigDict
+from werkzeug.exceptions import UnsupportedMediaType
 
 from models.errors import InvalidInput
 
@@ -83,6 +84,25 @@ def check_query() -> None:
     for key, value in request.args.items(multi=True):
         check_text(key, "a query parameter name")
         check_text(value, key)
+
+
+class UnsupportedEncoding(UnsupportedMediaType):
+    """A body in a content coding we do not read (RFC 9110 section 15.5.16: 415, saying in
+    Accept-Encoding which codings would do)."""
+
+    def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
+        return [*super().get_headers(*args, **kwargs), ("Accept-Encoding", "identity")]
+
+
+def check_content_encoding() -> None:
+    """Bodies are read as they arrive: one sent compressed (`Content-Encoding: gzip`, as a
+    proxy may send it; no IdP does) is refused, never parsed as if it were JSON. Decoding
+    it instead would add a decompression bomb to guard against for a client nobody has."""
+    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        raise UnsupportedEncoding(
+            f"Content-Encoding {coding[:40]!r} is not supported; send the body uncompressed"
+        )
 
 
 def integer_text(value: str, name: str) -> int:

@@ -86,7 +86,7 @@ def http_problem(error: HTTPException) -> Response:
     status = error.code or 500
     detail = error.description or error.name
     response = problem(status, error.name.lower().replace(" ", "_"), detail)
-    for name in ("Allow", "Retry-After"):
+    for name in ("Allow", "Retry-After", "Accept-Encoding"):
         if error.get_response().headers.get(name):
             response.headers[name] = error.get_response().headers[name]
     return response

@@ -360,9 +360,10 @@ def render_scim_error(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         status = error.code or 500
         response = scim_error(status, error.description or error.name)
-        allow = error.get_response().headers.get("Allow")
-        if allow:
-            response.headers["Allow"] = allow
+        said = error.get_response().headers
+        for name in ("Allow", "Accept-Encoding"):
+            if said.get(name):
+                response.headers[name] = said[name]
         return response
     log.exception("scim.request_failed", path=request.path, error_type=type(error).__name__)
     return scim_error(500, "an unexpected error occurred; it has been logged")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from urllib.parse import urlencode
 
 import pytest
@@ -377,3 +379,26 @@ def test_a_204_carries_no_content_type(scim, ann):
     response = scim.delete(f"/Users/{ann['id']}")
     assert response.status_code == 204 and response.data == b""
     assert "Content-Type" not in response.headers
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "gzip, identity"])
+def test_a_compressed_body_is_415_and_stores_nothing(scim, unchanged, coding):
+    """No IdP compresses its requests, but a proxy may: the body was read as if it were plain
+    JSON (400 'not valid UTF-8' for gzip, or worse for a coding whose bytes parse). RFC 9110
+    section 15.5.16: 415, with Accept-Encoding saying what would do."""
+    raw = gzip.compress(json.dumps(okta_create_user("gz@example.com")).encode())
+    headers = {
+        "Authorization": f"Bearer {scim.token}",
+        "Content-Type": "application/scim+json",
+        "Content-Encoding": coding,
+    }
+    unchanged()
+    response = scim.client.post("/scim/v2/Users", data=raw, headers=headers)
+    assert_error(response, 415)
+    assert response.headers["Accept-Encoding"] == "identity"
+    unchanged()
+
+
+def test_an_identity_content_encoding_is_read_as_it_is(scim):
+    body = okta_create_user("plain@example.com")
+    assert scim.post("/Users", body, **{"Content-Encoding": "identity"}).status_code == 201
