@@ -11,9 +11,11 @@ from typing import Any
 
 import structlog
 from flask import Blueprint, Response, g, request
+from flask.blueprints import BlueprintSetupState
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
 
 from connectors.scim.casting import check_schemas
 from connectors.scim.errors import InvalidSyntax, ScimError
@@ -35,6 +37,20 @@ MEDIA_TYPE = "application/scim+json"
 log = structlog.get_logger(__name__)
 
 bp = Blueprint("scim", __name__, url_prefix=PREFIX)
+
+
+class ResourceId(BaseConverter):
+    """A resource's id, which never starts with a dot: `/Users/.search` is only the search
+    route, so a GET there is 405 with Allow: POST (RFC 7644 section 3.4.3), not a read of a
+    user called ".search" (404)."""
+
+    regex = r"[^/.][^/]*"
+
+
+@bp.record_once
+def _register_converters(state: BlueprintSetupState) -> None:
+    state.app.url_map.converters["id"] = ResourceId
+
 
 NO_PROJECTION = Projection()
 
@@ -114,24 +130,24 @@ def create_user() -> Response:
     return committed(document, 201)
 
 
-@bp.get("/Users/<scim_id>")
+@bp.get("/Users/<id:scim_id>")
 def get_user(scim_id: str) -> Response:
     return resource(*provider.get_user(db_session(), g.scim, scim_id))
 
 
-@bp.put("/Users/<scim_id>")
+@bp.put("/Users/<id:scim_id>")
 def replace_user(scim_id: str) -> Response:
     session, body = db_session(), scim_body()
     return committed(provider.replace_user(session, g.scim, scim_id, body, preconditions()))
 
 
-@bp.patch("/Users/<scim_id>")
+@bp.patch("/Users/<id:scim_id>")
 def patch_user(scim_id: str) -> Response:
     session, body = db_session(), scim_body()
     return committed(provider.patch_user(session, g.scim, scim_id, body, preconditions()))
 
 
-@bp.delete("/Users/<scim_id>")
+@bp.delete("/Users/<id:scim_id>")
 def delete_user(scim_id: str) -> Response:
     provider.delete_user(db_session(), g.scim, scim_id, preconditions())
     return committed(None, 204)
@@ -173,25 +189,25 @@ def create_group() -> Response:
     return committed(document, 201)
 
 
-@bp.get("/Groups/<group_id>")
+@bp.get("/Groups/<id:group_id>")
 def get_group(group_id: str) -> Response:
     projection = query_listing().projection
     return resource(provider.get_group(db_session(), g.scim, group_id, projection), GROUP_KIND)
 
 
-@bp.put("/Groups/<group_id>")
+@bp.put("/Groups/<id:group_id>")
 def replace_group(group_id: str) -> Response:
     session, body = db_session(), scim_body()
     return committed(provider.replace_group(session, g.scim, group_id, body, preconditions()))
 
 
-@bp.patch("/Groups/<group_id>")
+@bp.patch("/Groups/<id:group_id>")
 def patch_group(group_id: str) -> Response:
     session, body = db_session(), scim_body()
     return committed(provider.patch_group(session, g.scim, group_id, body, preconditions()))
 
 
-@bp.delete("/Groups/<group_id>")
+@bp.delete("/Groups/<id:group_id>")
 def delete_group(group_id: str) -> Response:
     provider.delete_group(db_session(), g.scim, group_id, preconditions())
     return committed(None, 204)

@@ -402,3 +402,19 @@ def test_a_compressed_body_is_415_and_stores_nothing(scim, unchanged, coding):
 def test_an_identity_content_encoding_is_read_as_it_is(scim):
     body = okta_create_user("plain@example.com")
     assert scim.post("/Users", body, **{"Content-Encoding": "identity"}).status_code == 201
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("resource", ["Users", "Groups"])
+def test_search_is_post_only_other_methods_are_405(scim, unchanged, resource, method):
+    """RFC 7644 section 3.4.3: /.search takes POST. A GET was read as the resource whose id
+    is ".search" (404, as if the route did not exist), a DELETE as deleting it."""
+    unchanged()
+    response = scim.request(
+        method, f"/{resource}/.search", {} if method in ("PUT", "PATCH") else None
+    )
+    assert_error(response, 405)
+    assert "POST" in response.headers["Allow"]
+    assert "GET" not in response.headers["Allow"]
+    unchanged()
+
