@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 
 from models.db import make_engine, make_session_factory
 from models.observability import configure_logging
@@ -87,6 +87,15 @@ class App(Flask):
         if runnable is None:
             runnable = self._runnable[func] = super().ensure_sync(func)
         return runnable
+
+    def make_default_options_response(self) -> Response:
+        """OPTIONS says which methods a route allows, in its Allow header, and nothing else:
+        204 without a content type (Flask's is 200 with an empty text/html body), after the
+        route's authentication as any request (RFC 9110 section 9.3.7)."""
+        response = super().make_default_options_response()
+        response.status_code = 204
+        response.headers.pop("Content-Type", None)
+        return response
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -418,3 +418,15 @@ def test_search_is_post_only_other_methods_are_405(scim, unchanged, resource, me
     assert "GET" not in response.headers["Allow"]
     unchanged()
 
+
+@pytest.mark.parametrize("path", ["/Users", "/Users/x", "/Groups/x", "/Users/.search", "/Schemas"])
+def test_options_says_the_allowed_methods_without_a_body(scim, path):
+    """It answered 200 with an empty text/html body."""
+    response = scim.request("OPTIONS", path)
+    assert response.status_code == 204 and response.data == b""
+    assert "Content-Type" not in response.headers
+    assert "OPTIONS" in response.headers["Allow"]
+
+
+def test_options_still_needs_a_token(client):
+    assert_error(client.options("/scim/v2/Users"), 401)
