@@ -12,11 +12,19 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+)
 from pydantic import StrictInt as _StrictInt
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -42,6 +50,20 @@ Window = Annotated[StrictStr, Field(min_length=1, max_length=16)]
 Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 
 
+def _in_utc(value: datetime) -> datetime:
+    """The time in UTC, as it is stored; one whose UTC form leaves the calendar (year 1 with
+    a zone east of UTC, year 9999 west of it) is refused like any other unreadable time."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("a time whose UTC form lies within the years 1 to 9999") from None
+
+
+# A time with its zone, within what UTC can hold: the push, the events, the import and the
+# reconcile all read times through it (a time beyond it failed only when stored: a 500).
+Time = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+
 class OdockObject(BaseModel):
     """Base of the contract's objects: unknown fields and wrong types are errors."""
 
@@ -59,13 +81,13 @@ class KeyIn(OdockObject):
     owner_team_id: uuid.UUID | None = None
     created_by_user_id: uuid.UUID | None = None
     created_by_email: Email | None = None
-    created_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
+    created_at: Time | None = None
+    expires_at: Time | None = None
     revoked: StrictBool = False
-    revoked_at: AwareDatetime | None = None
+    revoked_at: Time | None = None
     revealed_by_user_id: uuid.UUID | None = None
     revealed_by_email: Email | None = None
-    revealed_at: AwareDatetime | None = None
+    revealed_at: Time | None = None
 
 
 class OwnedIn(OdockObject):

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models import audit, key_scope
 from models.actions import reviews
-from models.actions.odock_objects import StrictInt
+from models.actions.odock_objects import StrictInt, Time
 from models.actor import Actor
 from models.base import new_id
 from models.entities import Revocation, Team, UsageRecord, User, VirtualApiKey
@@ -35,7 +35,7 @@ class UsageIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
     id: Annotated[StrictStr, Field(min_length=1, max_length=128)]
-    occurred_at: AwareDatetime
+    occurred_at: Time
     api_key_id: uuid.UUID | None = None
     user_id: uuid.UUID | None = None
     team_id: uuid.UUID | None = None

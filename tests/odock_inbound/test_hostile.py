@@ -164,3 +164,20 @@ def test_an_owner_email_and_id_together_are_refused(bridged, session):
     session.rollback()
     response = bridged.put("keys", KEY_ID, body)
     assert response.status_code == 400
+
+
+# Aware times whose UTC form leaves the calendar: year 1 east of UTC, year 9999 west of it.
+OFF_THE_CALENDAR = ["0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59-01:00"]
+
+
+@pytest.mark.parametrize("when", OFF_THE_CALENDAR)
+def test_a_time_beyond_what_utc_can_hold_is_refused_naming_the_field(bridged, session, when):
+    """Such a time passed the check and failed when stored: a 500 on the push."""
+    before = counts(session)
+    key = bridged.put("keys", KEY_ID, {**key_body(bridged.owner, version=1), "expires_at": when})
+    usage = bridged.usage({"records": [{"id": "r1", "occurred_at": when}]})
+    for response, field in ((key, "expires_at"), (usage, "occurred_at")):
+        assert response.status_code == 400, response.get_json()
+        assert response.mimetype == "application/problem+json"
+        assert field in json.dumps(response.get_json())
+    assert counts(session) == before

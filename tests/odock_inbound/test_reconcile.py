@@ -157,6 +157,27 @@ def test_an_unusable_item_is_reported_and_its_held_copy_kept(
     assert held_keys(session) == {strange: 1}
 
 
+def test_an_item_with_a_time_beyond_the_calendar_is_reported_and_the_rest_loaded(
+    bridged, session, engine, httpserver, bridged_settings
+):
+    """Such a time passed the check and failed in the database thread: the run crashed."""
+    odd, fine = uuid.uuid4(), uuid.uuid4()
+    bridged.put("keys", odd, key_body(bridged.owner, version=1))
+    beyond = key_body(bridged.owner, version=2, created_at="0001-01-01T00:30:00+01:00")
+    listing(
+        httpserver,
+        bridged.org.id,
+        {"keys": [listed(odd, beyond), listed(fine, key_body(bridged.owner, version=1))]},
+    )
+
+    run = odock_reconcile.reconcile_from_management_plane(engine, bridged_settings, bridged.org.id)
+
+    assert run.status == "succeeded"
+    assert run.summary["key"]["rejected"] == 1 and run.summary["key"]["created"] == 1
+    assert "created_at" in run.summary["key"]["ids"]["rejected"][0]
+    assert held_keys(session) == {odd: 1, fine: 1}
+
+
 def test_an_item_without_a_readable_id_deletes_nothing(
     bridged, session, engine, httpserver, bridged_settings
 ):
