@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -60,7 +60,13 @@ def send_store_command(
 
 
 def _applied_at(response: requests.Response) -> datetime:
+    """The acknowledgement's time, in UTC. One without a zone, or beyond what UTC can hold, is
+    no acknowledgement (as one that is missing): it could not be stored, and recording the
+    round's answers would fail for every key of the round."""
     try:
-        return datetime.fromisoformat(response.json()["applied_at"])
-    except (ValueError, KeyError, TypeError) as exc:
+        applied_at = datetime.fromisoformat(response.json()["applied_at"])
+        if applied_at.tzinfo is None:
+            raise ValueError("applied_at has no zone")
+        return applied_at.astimezone(UTC)
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
         raise StoreUnavailable("store answered without a readable applied_at") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -16,20 +17,34 @@ from tests.support.odock.store import KeyStore, UnknownKey
 MAX_PAGE = 1000
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What the store answers to a command for one key (or budget), instead of its own answer:
+    the status, JSON body and headers, after applying the command when `apply`."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    apply: bool = False
+
+
 @dataclass
 class StoreFaults:
     """How the store misbehaves: `fail` answers 500; `hang` holds each command until
     `release` is set (or `hang_limit` passes) and then applies it; `hang_after_apply` applies
-    first and then holds the answer (the caller times out, the store has changed anyway)."""
+    first and then holds the answer (the caller times out, the store has changed anyway);
+    `answers` gives the commands for a key (or budget) id an answer of the test's choosing."""
 
     fail: bool = False
     hang: bool = False
     hang_after_apply: bool = False
     hang_limit: float = 30.0
     release: threading.Event = field(default_factory=threading.Event)
+    answers: dict[str, Answer] = field(default_factory=dict)
 
     def heal(self) -> None:
         self.fail = self.hang = self.hang_after_apply = False
+        self.answers.clear()
         self.release.set()
 
 
@@ -109,6 +124,13 @@ def _answer_command(
 ) -> tuple[int, Response]:
     if faults.fail:
         return 500, _problem(500, "the store is down")[0]
+    chosen = faults.answers.get(str(body.get("key_id") or body.get("budget_id")))
+    if chosen is not None:
+        if chosen.apply:
+            store.apply_command(body)
+        answer = Response(json.dumps(chosen.body), content_type="application/json")
+        answer.headers.update(chosen.headers)
+        return chosen.status, answer
     if faults.hang:
         faults.release.wait(faults.hang_limit)
     try:
