@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -15,7 +16,12 @@ COMMANDS_PATH = "/v1/sync/commands"
 
 
 class StoreUnavailable(Exception):
-    """The store did not acknowledge the command; sending it again is safe."""
+    """The store did not acknowledge the command; sending it again is safe. `retry_after`:
+    the seconds the store asked to be left alone (its Retry-After), when it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class KeyUnknown(Exception):
@@ -55,8 +61,26 @@ def send_store_command(
     if response.status_code in GONE:
         raise KeyUnknown(f"store answered {response.status_code}: no such key")
     if not 200 <= response.status_code < 300:
-        raise StoreUnavailable(f"store answered {response.status_code}")
+        raise StoreUnavailable(
+            f"store answered {response.status_code}", retry_after=_retry_after(response)
+        )
     return _applied_at(response)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """The store's Retry-After in seconds (given as seconds or as an HTTP date); None when
+    absent or unreadable."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _applied_at(response: requests.Response) -> datetime:

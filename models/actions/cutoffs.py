@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, select, update
+from sqlalchemy import ColumnElement, case, exists, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import audit
 from models.actor import Actor
-from models.base import utcnow
+from models.base import UTCDateTime, utcnow
 from models.entities import CutoffIncident, KeyCutoff, StoreCommand, User, VirtualApiKey
 from models.entities.cutoff import PROOF_COMMAND
 from models.enums import Role, UserStatus
@@ -174,8 +174,11 @@ def record_failure(
     retry_max: float,
     now: datetime | None = None,
     proof: bool = False,
+    retry_after: float | None = None,
 ) -> None:
-    """The gateway did not acknowledge: release the lease and wait before the next attempt."""
+    """The gateway (or the store) did not acknowledge: release the lease and wait before the
+    next attempt; at least `retry_after` seconds when the answer asked for it (its
+    Retry-After), up to `retry_max`."""
     now = now or utcnow()
     rows = session.scalars(
         select(KeyCutoff)
@@ -184,15 +187,24 @@ def record_failure(
     )
     for cutoff in rows:
         wait = min(retry_base * 2 ** max(0, cutoff.attempts - 1), retry_max)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, retry_max))
         cutoff.leased_until = None
         # A cut-off planned for later (a re-invalidation) keeps its time.
         cutoff.next_attempt_at = max(cutoff.next_attempt_at, now + timedelta(seconds=wait))
         cutoff.last_error = error[:500]
 
 
-def release(session: Session, *, key_ids: list[uuid.UUID]) -> None:
-    """Give these keys back untried (the caller ran out of time): due again at once."""
+def release(session: Session, *, key_ids: list[uuid.UUID], due_at: datetime | None = None) -> None:
+    """Give these keys back untried (the caller ran out of time, or the store asked to be left
+    alone until `due_at`): due again at once, or not before `due_at`."""
     if key_ids:
+        values: dict[str, Any] = {"leased_until": None}
+        if due_at is not None:
+            due = literal(due_at, UTCDateTime())
+            values["next_attempt_at"] = case(
+                (KeyCutoff.next_attempt_at < due, due), else_=KeyCutoff.next_attempt_at
+            )
         session.execute(
             update(KeyCutoff)
             .where(
@@ -200,7 +212,7 @@ def release(session: Session, *, key_ids: list[uuid.UUID]) -> None:
                 KeyCutoff.acknowledged_at.is_(None),
                 _stage(proof=False),
             )
-            .values(leased_until=None)
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
 

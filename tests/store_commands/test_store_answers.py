@@ -1,10 +1,17 @@
 """What the store answers, taken at its word and no further: a 2xx whose applied_at cannot be
-stored is no acknowledgement (and stalls no other key of the round)."""
+stored is no acknowledgement (and stalls no other key of the round), and a 429 with
+Retry-After is left alone that long."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
 import pytest
 
+from connectors import odock as odock_connector
+from connectors.outbound import UrlPolicy
 from tests.store_commands.conftest import bridged, deactivate, provision_key_holder
 from tests.store_commands.test_end_to_end import ACCEPTED, REJECTED, command_of, cutoff_of
 from tests.support.odock.adapter import push_keys
@@ -12,10 +19,18 @@ from tests.support.odock.management import Answer
 from tests.support.reaper import wait_reaping
 from tests.support.wait import wait_until
 
+RETRY_MAX = 600.0
+
 
 @pytest.fixture(scope="module")
 def bridged_settings(settings, odock):
-    return bridged(settings, odock, celery_queue=f"{settings.celery_queue}-store-answers")
+    # A cap well above the Retry-After the store asks for, so that it is what decides the wait.
+    return bridged(
+        settings,
+        odock,
+        cutoff_retry_max=RETRY_MAX,
+        celery_queue=f"{settings.celery_queue}-store-answers",
+    )
 
 
 def failed_once(sessions, key_id):
@@ -51,3 +66,60 @@ def test_an_applied_at_without_a_zone_is_no_acknowledgement_and_stalls_no_other_
 
     wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, what="the key cut off")
     assert command_of(bridged_sessions, holder.key_id).applied_at.tzinfo is not None
+
+
+def test_a_429_with_retry_after_leaves_the_store_alone_that_long_for_every_key_of_the_round(
+    bridged_session, bridged_sessions, bridged_client, bridged_worker, odock
+):
+    """The answer was a failure like any other: the next attempt came after the backoff's
+    0.1 s, and the keys the round had not reached were due again at once."""
+    holder = provision_key_holder(bridged_session, bridged_client, odock)
+    other_id, _value = odock.store.create_key(
+        holder.org.id, owner_user_id=holder.user_id, name="second key"
+    )
+    push_keys(bridged_client, holder.odock_token, odock, holder.org.id)
+    slow_down = Answer(429, {"detail": "slow down"}, {"Retry-After": "120"})
+    for key_id in (holder.key_id, other_id):
+        odock.store_faults.answers[str(key_id)] = slow_down
+
+    deactivate(bridged_client, holder)
+
+    wait_until(lambda: odock.commands_seen.commands, what="the store's first answer")
+    [seen] = odock.commands_seen.commands
+    assert seen.status == 429
+    first = uuid.UUID(seen.key_id)
+    asked = wait_until(lambda: failed_once(bridged_sessions, first), what="the 429 recorded")
+    assert "429" in asked.last_error
+    attempted = command_of(bridged_sessions, first).last_attempt_at
+    for key_id in (holder.key_id, other_id):
+        cutoff = cutoff_of(bridged_sessions, key_id)
+        assert cutoff.leased_until is None
+        assert cutoff.next_attempt_at >= attempted + timedelta(seconds=119), key_id
+    assert len(odock.commands_seen.arrived) == 1  # the untried key was not sent after it
+
+
+def test_retry_after_as_an_http_date_is_read_too(odock):
+    """An HTTP date is the other form RFC 9110 allows."""
+    organisation_id = uuid.uuid4()
+    key_id, _value = odock.store.create_key(organisation_id)
+    later = datetime.now(UTC) + timedelta(seconds=300)
+    odock.store_faults.answers[str(key_id)] = Answer(
+        503, {"detail": "maintenance"}, {"Retry-After": format_datetime(later, usegmt=True)}
+    )
+    with pytest.raises(odock_connector.StoreUnavailable) as raised:
+        odock_connector.send_store_command(
+            base_url=odock.management_url,
+            token=odock.management_token,
+            secret=odock.command_secret,
+            body={
+                "id": str(uuid.uuid4()),
+                "type": "key.revoke",
+                "organisation_id": str(organisation_id),
+                "key_id": str(key_id),
+                "reason": "test",
+                "issued_at": later.isoformat(),
+            },
+            timeout=5,
+            policy=UrlPolicy(allow_loopback=True),
+        )
+    assert raised.value.retry_after is not None and 290 <= raised.value.retry_after <= 300

@@ -61,6 +61,7 @@ class Sent:
         default_factory=dict
     )  # key: (command, error)
     untried: list[uuid.UUID] = field(default_factory=list)  # keys not reached in the time
+    retry_after: float | None = None  # the store asked to be left alone this long (429, 503)
 
     def settled_keys(self, claimed: list[uuid.UUID]) -> list[uuid.UUID]:
         return [k for k in claimed if k not in self.failed and k not in self.untried]
@@ -121,6 +122,7 @@ def _send(settings: Settings, outgoing: dict[uuid.UUID, list[store_commands.Outg
                     "odock.command_not_acknowledged", command_id=str(command.id), error=str(exc)
                 )
                 sent.failed[key_id] = (command.id, str(exc))
+                sent.retry_after = exc.retry_after
                 break
         if key_id in sent.failed:
             sent.untried = keys[index + 1 :]
@@ -163,9 +165,18 @@ def _record_answers(settings: Settings, sent: Sent) -> None:
                 error=error,
                 retry_base=settings.cutoff_retry_base,
                 retry_max=settings.cutoff_retry_max,
+                retry_after=sent.retry_after,
             )
-        cutoffs.release(session, key_ids=sent.untried)
+        cutoffs.release(session, key_ids=sent.untried, due_at=_left_alone_until(settings, sent))
         session.commit()
+
+
+def _left_alone_until(settings: Settings, sent: Sent) -> datetime | None:
+    """When the store that ended the round asked to be called again (its Retry-After, at most
+    CUTOFF_RETRY_MAX): the keys it left untried wait as long; None: due again at once."""
+    if sent.retry_after is None:
+        return None
+    return utcnow() + timedelta(seconds=min(sent.retry_after, settings.cutoff_retry_max))
 
 
 def _after_the_store(settings: Settings, settled: list[uuid.UUID]) -> list[cutoffs.Clock]:
