@@ -186,13 +186,21 @@ def record_failure(
         .execution_options(populate_existing=True)  # claim_due changed them behind the ORM
     )
     for cutoff in rows:
-        wait = min(retry_base * 2 ** max(0, cutoff.attempts - 1), retry_max)
+        wait = backoff(cutoff.attempts, retry_base=retry_base, retry_max=retry_max)
         if retry_after is not None:
             wait = max(wait, min(retry_after, retry_max))
         cutoff.leased_until = None
         # A cut-off planned for later (a re-invalidation) keeps its time.
         cutoff.next_attempt_at = max(cutoff.next_attempt_at, now + timedelta(seconds=wait))
         cutoff.last_error = error[:500]
+
+
+def backoff(attempts: int, *, retry_base: float, retry_max: float) -> float:
+    """Seconds before the next attempt after `attempts`: doubling from `retry_base`, at most
+    `retry_max`. The exponent is bounded: after about a thousand attempts (days of an outage
+    at the cap) 2**attempts no longer converts to a float, and the failure went unrecorded."""
+    exponent = min(max(0, attempts - 1), 64)
+    return min(retry_base * 2**exponent, retry_max)
 
 
 def release(session: Session, *, key_ids: list[uuid.UUID], due_at: datetime | None = None) -> None:

@@ -1,6 +1,7 @@
 """What the store answers, taken at its word and no further: a 2xx whose applied_at cannot be
-stored is no acknowledgement (and stalls no other key of the round), and a 429 with
-Retry-After is left alone that long."""
+stored is no acknowledgement (and stalls no other key of the round), a 429 with Retry-After
+is left alone that long, and a cut-off with days of failed attempts behind it still backs off
+and finishes once the store is back."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+from sqlalchemy import update
 
 from connectors import odock as odock_connector
 from connectors.outbound import UrlPolicy
+from models.entities import KeyCutoff
 from tests.store_commands.conftest import bridged, deactivate, provision_key_holder
 from tests.store_commands.test_end_to_end import ACCEPTED, REJECTED, command_of, cutoff_of
 from tests.support.odock.adapter import push_keys
@@ -123,3 +126,40 @@ def test_retry_after_as_an_http_date_is_read_too(odock):
             policy=UrlPolicy(allow_loopback=True),
         )
     assert raised.value.retry_after is not None and 290 <= raised.value.retry_after <= 300
+
+
+def test_after_days_of_outage_a_failure_is_still_recorded_and_the_store_back_finishes_it(
+    bridged_session, bridged_sessions, bridged_client, bridged_worker, odock
+):
+    """At the cap, about a thousand attempts make a few days; past that the backoff's 2**n no
+    longer converted to a float: each re-drive crashed before recording the failure, and kept
+    the key leased until its lease ran out."""
+    holder = provision_key_holder(bridged_session, bridged_client, odock)
+    odock.store_faults.fail = True
+    deactivate(bridged_client, holder)
+    wait_until(lambda: failed_once(bridged_sessions, holder.key_id), what="the first failure")
+    with bridged_sessions() as fresh:  # the outage's history: thousands of attempts already
+        fresh.execute(
+            update(KeyCutoff)
+            .where(KeyCutoff.key_id == holder.key_id, KeyCutoff.via_store.is_(True))
+            .values(attempts=5000, last_error=None, next_attempt_at=datetime.now(UTC))
+        )
+        fresh.commit()
+
+    again = wait_reaping(
+        lambda: (c := failed_once(bridged_sessions, holder.key_id)) and c.attempts > 5000 and c,
+        what="the re-drive's failure recorded",
+    )
+    assert "500" in again.last_error
+    assert again.next_attempt_at <= datetime.now(UTC) + timedelta(seconds=RETRY_MAX)
+    with bridged_sessions() as fresh:  # due now: the store is back
+        fresh.execute(
+            update(KeyCutoff)
+            .where(KeyCutoff.key_id == holder.key_id)
+            .values(next_attempt_at=datetime.now(UTC))
+        )
+        fresh.commit()
+
+    odock.store_faults.heal()
+
+    wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, what="the key cut off")
