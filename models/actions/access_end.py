@@ -15,10 +15,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, inspect, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from models import audit
+from models import audit, person_lock
 from models.actions import access_reviews, lifecycle, mass_change, reviews
 from models.actor import Actor
 from models.base import in_utc, utcnow
@@ -27,7 +27,6 @@ from models.enums import ChangeKind, ChangeStatus, Source, UserStatus
 from models.errors import InvalidInput
 
 JOB = "access.end_due"
-LOCKED_KEY = "odock.access_end.locked"  # session.info, see read_under_lock
 # A pending person's date declines them; a revoked person has nothing left to end.
 ENDING = (UserStatus.ACTIVE, UserStatus.PENDING)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -37,7 +36,7 @@ SCHEDULE = Source.SCHEDULE
 def set_access_end(session: Session, *, user: User, ends_at: datetime | None, actor: Actor) -> bool:
     """Set, move or clear when this person's access ends; audited; False when unchanged."""
     ends_at = checked_end(ends_at)
-    _read_locked(session, user)
+    person_lock.read_locked(session, user)
     current = user.access_ends_at
     if ends_at == current:
         return False
@@ -76,31 +75,6 @@ def _departure_near(session: Session, user: User) -> bool:
         return False
     days = session.get_one(OrganisationSettings, user.organisation_id).departure_notice_days
     return user.access_ends_at - timedelta(days=days) <= utcnow()
-
-
-def _read_locked(session: Session, user: User) -> None:
-    """The person's row as it is now, locked on PostgreSQL (their own pending changes flushed
-    first): a request that read them earlier judges the change, and whether it cancels a
-    revocation, on their present state, not on what the schedule has since changed."""
-    if inspect(user).persistent and not _read_under_lock(session, user):
-        session.flush()
-        session.refresh(user, with_for_update=True)
-
-
-def read_under_lock(session: Session, user: User) -> None:
-    """The caller locked this person's row in the current transaction and read them after
-    the lock (a SCIM write locks its user and person first): nobody else can have changed
-    them since, so `set_access_end` needs no re-read."""
-    transaction = session.get_transaction()
-    held: tuple[object, set[uuid.UUID]] | None = session.info.get(LOCKED_KEY)
-    if held is None or held[0] is not transaction:
-        held = session.info[LOCKED_KEY] = (transaction, set())
-    held[1].add(user.id)
-
-
-def _read_under_lock(session: Session, user: User) -> bool:
-    held = session.info.get(LOCKED_KEY)
-    return held is not None and held[0] is session.get_transaction() and user.id in held[1]
 
 
 def checked_end(ends_at: datetime | None) -> datetime | None:
@@ -163,7 +137,14 @@ def end_access(
     """Revoke this person if their end date has come (APPLIED), or have the mass-change gate
     hold it (HELD); UNCHANGED when another run holds them, did it already, or the date
     moved. The row lock makes several runs revoke once."""
-    user = session.scalar(select(User).where(User.id == user_id).with_for_update(skip_locked=True))
+    user = session.scalar(
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    if user is not None:
+        person_lock.mark_read_locked(session, [user.id])
     ends_at = user.access_ends_at if user is not None else None
     if user is None or user.status not in ENDING or ends_at is None or not _due(ends_at, now):
         return lifecycle.Outcome.UNCHANGED

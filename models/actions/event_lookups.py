@@ -15,6 +15,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from connectors.idp_events import Subject
+from models import person_lock
 from models.entities import EventCursor, IdentityLink, User
 from models.enums import Source
 
@@ -97,19 +98,8 @@ class EventLookups:
         )
 
     def _lock_users(self, user_ids: set[uuid.UUID]) -> None:
-        if not user_ids:
-            return
-        # In id order, so that two transactions locking overlapping users cannot deadlock.
-        # FOR NO KEY UPDATE: their ids stay, so rows that refer to them (the mass-change
-        # gate's counts, written in a transaction of their own) need not wait for this one.
-        users = self.session.scalars(
-            select(User)
-            .where(User.id.in_(sorted(user_ids)))
-            .order_by(User.id)
-            .with_for_update(key_share=True)
-            .execution_options(populate_existing=True)
-        )
-        self._users.update({user.id: user for user in users})
+        if user_ids:
+            self._users.update(person_lock.lock_people(self.session, user_ids))
 
     def _read_cursors(self, user_ids: list[uuid.UUID], sources: set[Source]) -> None:
         if not user_ids or not sources:

@@ -8,7 +8,8 @@ inactive stands beside the revoking one: the person comes back (but by an admin)
 every standing source lets go, in whichever order the sources spoke. A revocation the schedule
 made because an end date passed is let go by the source that set that date once it gives a
 later one still to come, or none (a renewed contract), and says the person is active.
-Every operation takes a session, writes an audit event, and never commits.
+Every operation takes a session, locks the person and reads them as they are now (once per
+transaction, models.person_lock), writes an audit event, and never commits.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from sqlalchemy import BindParameter, ColumnElement, Exists, Select, bindparam, inspect, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from models import audit, change_writes, driver_writes, key_scope, outbox
+from models import audit, change_writes, driver_writes, key_scope, outbox, person_lock
 from models.actions import (
     exit_spend,
     invitations,
@@ -288,6 +289,7 @@ def set_active(
     (HELD: the person keeps access until an admin decides); the same source asserting active
     again takes its held revocation back. None applies at once (LDAP, an admin's approval).
     """
+    person_lock.read_locked(session, user)
     if active:
         if gate is not None:
             mass_change.withdraw(session, user=user, kinds=mass_change.STATUS_KINDS, actor=actor)
@@ -312,6 +314,7 @@ def change_status(
     session: Session, *, user: User, status: UserStatus, actor: Actor, reason: str = ""
 ) -> Outcome:
     """Route a requested status to the operation that owns that transition."""
+    person_lock.read_locked(session, user)
     if status is user.status:
         return Outcome.UNCHANGED
     if status is UserStatus.ACTIVE:
@@ -325,6 +328,7 @@ def change_status(
 
 
 def approve(session: Session, *, user: User, actor: Actor) -> User:
+    person_lock.read_locked(session, user)
     _require_status(user, UserStatus.PENDING, "approve")
     before = user_snapshot(user)
     user.status = UserStatus.ACTIVE
@@ -334,6 +338,7 @@ def approve(session: Session, *, user: User, actor: Actor) -> User:
 
 
 def decline(session: Session, *, user: User, actor: Actor, reason: str = "") -> Revocation:
+    person_lock.read_locked(session, user)
     _require_status(user, UserStatus.PENDING, "decline")
     return _revoke(
         session,
@@ -350,6 +355,7 @@ def revoke(session: Session, *, user: User, actor: Actor, reason: str = "") -> R
     review and cache flush. An admin revoking someone another source already revoked pins
     them instead: the admin stands beside that source, so only an admin brings them back (not
     a renewed end date, not the source letting go)."""
+    person_lock.read_locked(session, user)
     if user.status is UserStatus.REVOKED and actor.source is Source.ADMIN:
         pinned = _admin_pin(session, user=user, actor=actor, reason=reason)
         if pinned is not None:
@@ -365,6 +371,7 @@ def reactivate(
     policy lets this actor; otherwise REFUSED, audited, nothing changed. A key used after the
     revocation (an open finding says so) is re-enabled only with `restore_used_keys` from an
     admin; without it the whole reactivation is refused."""
+    person_lock.read_locked(session, user)
     _require_status(user, UserStatus.REVOKED, "reactivate")
     revocation = latest_revocation(session, user.id)
     standing = standing_sources(revocation)
@@ -421,6 +428,9 @@ def latest_revocation(session: Session, user_id: uuid.UUID) -> Revocation | None
         .where(Revocation.user_id == user_id, Revocation.undone_at.is_(None))
         .order_by(Revocation.revoked_at.desc())
         .limit(1)
+        # As it is now, not as an earlier read in this session left it: decisions on it
+        # are made under the person's lock (models.person_lock).
+        .execution_options(populate_existing=True)
     )
 
 

@@ -11,6 +11,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from models import person_lock
 from models.actions import access_end
 from models.actions import mass_change as gate
 from models.actions.identities import find_link, mark_link_deleted
@@ -46,6 +47,7 @@ def batch_holds(
 
 def approve(session: Session, *, holds: list[MassChange], actor: Actor) -> list[str]:
     """Apply held changes now, as their source asked; returns what each one did."""
+    _read_locked(session, holds)
     _require_held(holds, "approved")
     outcomes = []
     for held in holds:
@@ -60,6 +62,7 @@ def approve(session: Session, *, holds: list[MassChange], actor: Actor) -> list[
 
 def discard(session: Session, *, holds: list[MassChange], actor: Actor) -> None:
     """Drop held changes: nobody is revoked or demoted by them."""
+    _read_locked(session, holds)
     _require_held(holds, "discarded")
     for held in holds:
         _forget_held_state(session, held)
@@ -68,6 +71,20 @@ def discard(session: Session, *, holds: list[MassChange], actor: Actor) -> None:
             user = session.get_one(User, held.user_id)
             access_end.set_access_end(session, user=user, ends_at=None, actor=actor)
     _settle(session, holds, actor)
+
+
+def _read_locked(session: Session, holds: list[MassChange]) -> None:
+    """Lock the holds' people and read the holds again: two admins settling one batch at
+    once, or an admin and a source taking its revocation back (which it does under the
+    person's lock, see lifecycle), settle each hold once; the later finds it no longer held."""
+    person_lock.lock_people(session, {held.user_id for held in holds})
+    ids = sorted(held.id for held in holds)
+    for start in range(0, len(ids), person_lock.BATCH):
+        session.scalars(
+            select(MassChange)
+            .where(MassChange.id.in_(ids[start : start + person_lock.BATCH]))
+            .execution_options(populate_existing=True)
+        ).all()
 
 
 def _require_held(holds: list[MassChange], verb: str) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm.strategy_options import _AbstractLoad
 
 from connectors.scim.errors import InvalidValue
 from connectors.scim.fields import ScimGroupFields, ScimUserFields
-from models import audit, driver_writes
+from models import audit, driver_writes, person_lock
 from models.actions import access_end, lifecycle, mass_change
 from models.actions import teams as team_actions
 from models.actions import users as user_actions
@@ -113,7 +113,7 @@ def lock_scim_user(session: Session, organisation_id: uuid.UUID, scim_id: str) -
     if row is None:
         raise NotFound(f"user {scim_id} not found")
     scim_user, thresholds, attribute, *held = row
-    access_end.read_under_lock(session, scim_user.user)
+    person_lock.mark_read_locked(session, [scim_user.user_id])
     lifecycle.read_holdings(session, lifecycle.Holdings.of_found(scim_user.user_id, held))
     return LockedUser(scim_user, attribute, thresholds)
 

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from connectors.ldap.plan import (
     Link,
@@ -30,7 +30,7 @@ from connectors.ldap.plan import (
     Update,
 )
 from connectors.ldap.reconcile import retired_teams
-from models import audit
+from models import audit, person_lock
 from models.actions import access_end, access_reviews
 from models.actions import teams as team_actions
 from models.actions.identities import link_identity, mark_link_deleted
@@ -143,7 +143,10 @@ def _guarded(applied: Applied, item: PlanItem, step: Callable[[], object]) -> No
 
 
 class _OwnedLinks:
-    """The links this connector owns that the plan names, loaded in a few queries."""
+    """The links this connector owns that the plan names, loaded in a few queries, and their
+    people locked, all at once in id order (see models.person_lock): a person the run changes
+    is changed on their present state, and an admin, SCIM or an IdP event changing them
+    meanwhile waits for the run, not the other way round in a circle."""
 
     def __init__(self, session: Session, connector: DirectoryConnector, plan: Plan) -> None:
         self.session = session
@@ -162,11 +165,10 @@ class _OwnedLinks:
         ordered = sorted(wanted)
         for start in range(0, len(ordered), BATCH):
             for link in session.scalars(
-                self._query()
-                .where(IdentityLink.external_id.in_(ordered[start : start + BATCH]))
-                .options(joinedload(IdentityLink.user))
+                self._query().where(IdentityLink.external_id.in_(ordered[start : start + BATCH]))
             ):
                 self.links[link.external_id] = link
+        person_lock.lock_people(session, {link.user_id for link in self.links.values()})
 
     def _query(self) -> Any:
         return select(IdentityLink).where(

@@ -1,0 +1,161 @@
+"""An admin and the IdP changing one person at the same moment compose as if one came after
+the other: each lifecycle operation locks the person and reads them again first
+(models.person_lock), whichever source calls it. Real HTTP on both sides, in parallel."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.actions import lifecycle
+from models.actor import Actor
+from models.entities import AuditEvent, Organisation, ScimUser, User
+from models.enums import Role, Source, UserStatus
+from tests.scim.conftest import SCIM, ops
+from tests.scim.payloads import okta_create_user
+from tests.support import factories
+
+LDAP = Actor(Source.LDAP, "ldap:corp")
+PEOPLE = 12
+
+
+def in_parallel(calls: list[Callable[[], requests.Response]]) -> list[requests.Response]:
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], requests.Response]) -> requests.Response:
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+@pytest.fixture
+def admin_headers(session: Session, org: Organisation) -> dict[str, str]:
+    admin = factories.make_user(session, org, role=Role.ORG_ADMIN)
+    token = factories.admin_token(session, org, admin)
+    session.commit()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def scim_people(live_server: str, scim_secret: str) -> list[str]:
+    headers = {"Authorization": f"Bearer {scim_secret}", "Content-Type": SCIM}
+    created = [
+        requests.post(
+            f"{live_server}/scim/v2/Users",
+            json=okta_create_user(f"racer{n}@example.com"),
+            headers=headers,
+            timeout=30,
+        )
+        for n in range(PEOPLE)
+    ]
+    assert {response.status_code for response in created} == {201}
+    return [response.json()["id"] for response in created]
+
+
+def revoked_by_ldap(session: Session, scim_ids: list[str]) -> dict[str, User]:
+    people = {
+        str(scim_user.id): scim_user.user
+        for scim_user in session.scalars(
+            select(ScimUser).where(ScimUser.id.in_([uuid.UUID(key) for key in scim_ids]))
+        )
+    }
+    for user in people.values():
+        lifecycle.revoke(session, user=user, actor=LDAP, reason="disabled in the directory")
+    session.commit()
+    return people
+
+
+def test_an_admin_pin_and_the_idps_deactivation_at_once_both_stand(
+    live_server, scim_secret, admin_headers, session
+):
+    """A person LDAP revoked: at the same moment an admin revokes them (the admin pins them)
+    and the IdP says inactive (SCIM joins). Serially, all three stand whatever the order;
+    before the person's lock, each read the standing sources before the other wrote them,
+    and the later write dropped the other's."""
+    people = revoked_by_ldap(session, scim_people(live_server, scim_secret))
+    scim_headers = {"Authorization": f"Bearer {scim_secret}", "Content-Type": SCIM}
+    deactivate = ops({"op": "replace", "path": "active", "value": False})
+
+    def admin_revoke(user: User) -> Callable[[], requests.Response]:
+        url = f"{live_server}/api/v1/users/{user.id}/revoke"
+        return lambda: requests.post(url, json={"reason": "pinned"}, headers=admin_headers)
+
+    def idp_deactivate(scim_id: str) -> Callable[[], requests.Response]:
+        url = f"{live_server}/scim/v2/Users/{scim_id}"
+        return lambda: requests.patch(url, json=deactivate, headers=scim_headers, timeout=60)
+
+    calls = [admin_revoke(user) for user in people.values()]
+    calls += [idp_deactivate(scim_id) for scim_id in people]
+    answered = in_parallel(calls)
+
+    assert Counter(r.status_code for r in answered) == Counter({200: 2 * PEOPLE}), [
+        r.text for r in answered if r.status_code != 200
+    ]
+    session.expire_all()
+    for user in people.values():
+        revocation = lifecycle.latest_revocation(session, user.id)
+        standing = lifecycle.standing_sources(revocation)
+        assert sorted(standing) == sorted([Source.LDAP, Source.ADMIN, Source.SCIM]), user.email
+        joined = session.scalars(
+            select(AuditEvent.after).where(
+                AuditEvent.target_id == str(user.id),
+                AuditEvent.action == lifecycle.REVOCATION_JOINED,
+            )
+        ).all()
+        assert sorted(after["revoked_by"] for after in joined) == ["ldap", "ldap"]
+    session.commit()
+
+
+def test_the_idp_letting_go_while_an_admin_pins_keeps_the_person_out(
+    live_server, scim_secret, admin_headers, session
+):
+    """A person whom only SCIM still holds out (LDAP revoked them, SCIM joined, LDAP let
+    go): at the same moment the IdP says active and an admin revokes. Serially, either the
+    admin pins them and the IdP's letting go leaves them out, or the IdP brings them back and
+    the admin revokes them anew: revoked, with the admin standing, either way. Before the
+    person's lock, the admin could pin a revocation the IdP had just undone, and the person
+    was back with the pin lost."""
+    people = revoked_by_ldap(session, scim_people(live_server, scim_secret))
+    scim_headers = {"Authorization": f"Bearer {scim_secret}", "Content-Type": SCIM}
+    activate = ops({"op": "replace", "path": "active", "value": True})
+    deactivate = ops({"op": "replace", "path": "active", "value": False})
+    for scim_id in people:
+        url = f"{live_server}/scim/v2/Users/{scim_id}"
+        assert requests.patch(url, json=deactivate, headers=scim_headers).status_code == 200
+    for user in people.values():  # LDAP lets go: SCIM alone stands
+        assert lifecycle.reactivate(session, user=user, actor=LDAP) is lifecycle.Outcome.REFUSED
+    session.commit()
+
+    def admin_revoke(user: User) -> Callable[[], requests.Response]:
+        url = f"{live_server}/api/v1/users/{user.id}/revoke"
+        return lambda: requests.post(url, json={"reason": "pinned"}, headers=admin_headers)
+
+    def idp_activate(scim_id: str) -> Callable[[], requests.Response]:
+        url = f"{live_server}/scim/v2/Users/{scim_id}"
+        return lambda: requests.patch(url, json=activate, headers=scim_headers, timeout=60)
+
+    calls = [admin_revoke(user) for user in people.values()]
+    calls += [idp_activate(scim_id) for scim_id in people]
+    answered = in_parallel(calls)
+
+    # The admin's revoke answers 200 whether it pinned the person or revoked them anew
+    # after the IdP brought them back; the IdP's PATCH answers 200 either way.
+    assert Counter(r.status_code for r in answered) == Counter({200: 2 * PEOPLE}), [
+        r.text for r in answered if r.status_code != 200
+    ]
+    session.expire_all()
+    for user in people.values():
+        person = session.get_one(User, user.id)
+        assert person.status is UserStatus.REVOKED, person.email
+        revocation = lifecycle.latest_revocation(session, user.id)
+        assert Source.ADMIN in lifecycle.standing_sources(revocation), person.email
+    session.commit()
