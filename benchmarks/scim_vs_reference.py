@@ -305,6 +305,7 @@ class Result:
     client_cpu: float = 0.0  # CPU seconds the client process itself spent
     server_cpu: float = 0.0  # CPU seconds of the server's own processes
     database_cpu: float = 0.0  # CPU seconds of its PostgreSQL backends
+    backends_opened: int = 0  # PostgreSQL backends of its database started meanwhile
 
     @property
     def rate(self) -> float:
@@ -360,6 +361,7 @@ def drive(
         client_cpu,
         cpu.used_between(own_before, own_after),
         cpu.used_between(db_before, db_after),
+        len(db_after.keys() - db_before.keys()),
     )
 
 
@@ -443,15 +445,17 @@ Results = dict[str, dict[str, Result]]  # operation -> server name -> result
 
 
 def interleaved(
-    workloads: list[Workload], step: Callable[[Workload], Calls], threads: int, warm: bool
+    workloads: list[Workload], step: Callable[[Workload], Calls], threads: int, warm: int
 ) -> dict[str, Result]:
     """The step on every server in alternating slices (one, two, three, one, two...), so a
     change in the shared machine's load during the step falls on all alike. `warm`: first
-    every call once on each, not measured (see WARMED)."""
+    every call on each at this many client threads, not measured, WARM_PASSES times on a
+    server with a database (0: none; see WARMED)."""
     planned = [(workload, step(workload)) for workload in workloads]
     if warm:
         for workload, calls in planned:
-            drive(workload.server, calls, threads)
+            for _ in range(WARM_PASSES if workload.server.database else 1):
+                drive(workload.server, calls, warm)
     slices: dict[str, list[Result]] = {workload.server.name: [] for workload in workloads}
     for index in range(ROUNDS):
         for workload, calls in planned:
@@ -468,18 +472,26 @@ def merged(parts: list[Result]) -> Result:
         sum(r.client_cpu for r in parts),
         sum(r.server_cpu for r in parts),
         sum(r.database_cpu for r in parts),
+        sum(r.backends_opened for r in parts),
     )
 
 
 # Reads measured in steady state (unless --cold): after the creates every database is
 # analysed, as autovacuum would have done within its minute (without statistics PostgreSQL
-# plans odock-sync's prepared searches afresh on every execution), and an unmeasured pass of
-# each read's calls first gives every server's connections their plans and caches. PostgreSQL
-# plans a prepared statement afresh for its first five executions on each connection (0.8-0.9
-# ms each, 0.15-0.19 ms after), and a server here holds up to 16 connections: a slice of 40
-# calls left about 40 of the 200 measured runs on those first plans. Writes are measured as
-# they come (a warm-up would use up their users).
+# plans odock-sync's prepared searches afresh on every execution), and unmeasured passes of
+# each read's calls first give every server's connections their plans and caches.
+# PostgreSQL plans a prepared statement afresh for its first five executions on each
+# connection (0.8-0.9 ms each, 0.15-0.19 ms after), and a server here holds up to one pooled
+# connection per thread (16). The warm-up runs at twice as many client connections as the
+# server has threads, so every thread of every worker is busy and opens its connection (a
+# pool opens one only when none is free); WARM_PASSES passes, each on new client connections
+# that the workers share out afresh, give each connection its five first plans and more (a
+# server without a database, the in-memory reference, gets one pass). One pass at the
+# measuring client's 8 threads left to the measured slices the connections a worker opens
+# only when more of the client's connections land on it, or uses last (LIFO), with their
+# first plans. Writes are measured as they come (a warm-up would use up their users).
 WARMED = ("get by id", "userName eq", "externalId eq", "emails[type eq work and value eq]")
+WARM_PASSES = 3
 
 
 def compare(
@@ -489,10 +501,12 @@ def compare(
     samples: int,
     threads: int,
     warm: Callable[[list[str]], None] | None,
+    server_threads: int = 16,
 ) -> tuple[Results, dict[str, float]]:
     """Each operation on every server, interleaved; the bare Flask ceiling joins the get
     (with odock-sync's ids). Also returns the 1-minute load average before each operation.
-    `warm`: None (cold), or what analyses the servers' databases after the creates."""
+    `warm`: None (cold), or what analyses the servers' databases after the creates;
+    `server_threads`: how many requests a server serves at once (workers x threads)."""
     workloads = [Workload(server, users) for server in servers]
     ceiling = Workload(bare, users)
     ceiling.ids = workloads[0].ids
@@ -517,7 +531,8 @@ def compare(
     for name, step in steps.items():
         loads[name] = os.getloadavg()[0]
         joined = [*workloads, ceiling] if name == GET else workloads
-        results[name] = interleaved(joined, step, threads, warm is not None and name in WARMED)
+        warm_threads = 2 * server_threads if warm is not None and name in WARMED else 0
+        results[name] = interleaved(joined, step, threads, warm_threads)
         progress(name, results[name], loads[name])
         if name == "create user" and warm is not None:
             warm([server.database for server in servers if server.database])
@@ -527,7 +542,11 @@ def compare(
 def progress(name: str, by_server: dict[str, Result], load: float) -> None:
     figures = ", ".join(
         f"{server} {r.rate:,.0f} req/s {r.cpu_ms:.2f} ms CPU"
-        + (f" ({r.database_ms:.2f} database)" if r.database_cpu else "")
+        + (
+            f" ({r.database_ms:.2f} database, {r.backends_opened} backends opened)"
+            if r.database_cpu
+            else ""
+        )
         for server, r in by_server.items()
     )
     print(f"  {name} (load {load:.1f}): {figures}", flush=True)
@@ -737,7 +756,15 @@ def main() -> None:
             servers.append(running.enter_context(reference()))
             bare = running.enter_context(ceiling(serving))
             warm = None if args.cold else analyse(db)
-            results, loads = compare(servers, bare, args.users, args.samples, args.threads, warm)
+            results, loads = compare(
+                servers,
+                bare,
+                args.users,
+                args.samples,
+                args.threads,
+                warm,
+                serving.workers * serving.threads,
+            )
         names = [server.name for server in [*servers, bare]]
         print(f"\n## {args.users} users: requests per second and server CPU per request\n")
         table(results, loads, names)
