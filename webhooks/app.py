@@ -11,7 +11,6 @@ from models.db import make_engine, make_session_factory
 from models.observability import configure_logging
 from models.settings import Settings, load_settings
 from webhooks import (
-    body,
     console,
     context,
     enroll,
@@ -21,7 +20,7 @@ from webhooks import (
     health,
     idp_hooks,
     odock,
-    request_id,
+    request_hooks,
     review_links,
     scim,
     tracing,
@@ -117,10 +116,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.redirect_defaults = False
     context.install(app, context.AppState(settings=settings, engine=engine, sessions=sessions))
     errors.register_problem_handlers(app)
-    request_id.install(app)
-    app.before_request(body.check_query)  # every protocol refuses the same hostile queries
-    app.before_request(body.check_content_encoding)  # and reads no body it cannot decode
-    health.install_request_metrics(app, settings.log_level)
+    request_hooks.install(app, settings.log_level)  # request id, input guards, metrics
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     tracing.trace_requests(app, engine)

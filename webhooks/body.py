@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any, TypeVar
 
-from flask import request
+from flask import Request, request
 from pydantic import BaseModel, ConfigDict
 from werkzeug.exceptions import UnsupportedMediaType
 
@@ -77,11 +77,11 @@ def check_text(value: str, name: str, field: str | None = None) -> None:
         )
 
 
-def check_query() -> None:
-    """Every query parameter (names and values) of the current request passes check_text."""
-    if not request.environ.get("QUERY_STRING"):
+def check_query(req: Request) -> None:
+    """Every query parameter (names and values) of the request passes check_text."""
+    if not req.environ.get("QUERY_STRING"):
         return  # most requests have none: nothing to parse
-    for key, value in request.args.items(multi=True):
+    for key, value in req.args.items(multi=True):
         check_text(key, "a query parameter name")
         check_text(value, key)
 
@@ -94,11 +94,11 @@ class UnsupportedEncoding(UnsupportedMediaType):
         return [*super().get_headers(*args, **kwargs), ("Accept-Encoding", "identity")]
 
 
-def check_content_encoding() -> None:
+def check_content_encoding(req: Request) -> None:
     """Bodies are read as they arrive: one sent compressed (`Content-Encoding: gzip`, as a
     proxy may send it; no IdP does) is refused, never parsed as if it were JSON. Decoding
     it instead would add a decompression bomb to guard against for a client nobody has."""
-    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    coding = req.headers.get("Content-Encoding", "").strip().lower()
     if coding not in ("", "identity"):
         raise UnsupportedEncoding(
             f"Content-Encoding {coding[:40]!r} is not supported; send the body uncompressed"

@@ -6,11 +6,12 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -133,28 +134,27 @@ def _metrics_of(endpoint: str, status: int) -> tuple[Any, Any]:
     return found
 
 
-def install_request_metrics(app: Flask, log_level: str = "INFO") -> None:
+def start_timer(state: Any) -> None:
+    """The request's clock (`state` is its `g`)."""
+    state.request_started = time.perf_counter()
+    state.arrival = arrival.begin()  # a revocation this request makes started its clock now
+
+
+def end_arrival(state: Any) -> None:
+    token = state.pop("arrival", None)
+    if token is not None:
+        arrival.end(token)
+
+
+def request_observer(log_level: str = "INFO") -> Callable[[Any, Request, Response], None]:
+    """What counts and times each answered request (and logs it at INFO and below)."""
     # Whether the request's line is written at all: below INFO it is dropped, and building
     # its arguments and structlog's bound logger per request cost more than the metrics.
     log_requests = logging.getLevelName(log_level.upper()) <= logging.INFO
 
-    @app.before_request
-    def _start_timer() -> None:
-        state = g._get_current_object()
-        state.request_started = time.perf_counter()
-        state.arrival = arrival.begin()  # a revocation this request makes started its clock now
-
-    @app.teardown_request
-    def _end_arrival(_error: BaseException | None) -> None:
-        token = g.pop("arrival", None)
-        if token is not None:
-            arrival.end(token)
-
-    @app.after_request
-    def _observe(response: Response) -> Response:
-        req = request._get_current_object()  # type: ignore[attr-defined]
+    def observe(state: Any, req: Request, response: Response) -> None:
         endpoint = req.endpoint or "unmatched"
-        elapsed = time.perf_counter() - g.get("request_started", time.perf_counter())
+        elapsed = time.perf_counter() - state.get("request_started", time.perf_counter())
         count, latency = _metrics_of(endpoint, response.status_code)
         count.inc()
         latency.observe(elapsed)
@@ -168,4 +168,5 @@ def install_request_metrics(app: Flask, log_level: str = "INFO") -> None:
                 status=response.status_code,
                 duration_ms=round(elapsed * 1000, 2),
             )
-        return response
+
+    return observe

@@ -2,35 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
-from flask import Flask, Response, g, request
+from flask import Request, Response
 
 from models import request_ids
 
 HEADER = "X-Request-Id"
 
 
-def install(app: Flask) -> None:
-    """Registered first, so every later hook, audit event and log line sees the id."""
+def begin(state: Any, req: Request) -> None:
+    """Bind the request's id (`state` is the request's `g`): run first, so every later hook,
+    audit event and log line sees it (webhooks.request_hooks)."""
+    request_id = request_ids.acceptable(req.headers.get(HEADER))
+    request_id = request_id or request_ids.new_request_id()
+    state.request_id = request_id
+    state.request_id_token = request_ids.bind(request_id)
+    structlog.contextvars.bind_contextvars(request_id=request_id)
 
-    @app.before_request
-    def _bind() -> None:
-        request_id = request_ids.acceptable(request.headers.get(HEADER))
-        request_id = request_id or request_ids.new_request_id()
-        g.request_id = request_id
-        g.request_id_token = request_ids.bind(request_id)
-        structlog.contextvars.bind_contextvars(request_id=request_id)
 
-    @app.after_request
-    def _echo(response: Response) -> Response:
-        request_id = g.get("request_id")
-        if request_id is not None:
-            response.headers[HEADER] = request_id
-        return response
+def echo(state: Any, response: Response) -> None:
+    request_id = state.get("request_id")
+    if request_id is not None:
+        response.headers[HEADER] = request_id
 
-    @app.teardown_request
-    def _unbind(_error: BaseException | None) -> None:
-        token = g.pop("request_id_token", None)
-        if token is not None:
-            request_ids.reset(token)
-        structlog.contextvars.unbind_contextvars("request_id")
+
+def end(state: Any) -> None:
+    token = state.pop("request_id_token", None)
+    if token is not None:
+        request_ids.reset(token)
+    structlog.contextvars.unbind_contextvars("request_id")

@@ -1,0 +1,40 @@
+"""The app-wide hooks of every request, as one before, one after and one teardown hook.
+
+Flask dispatches each hook on its own (the request's blueprints looked up, ensure_sync, the
+context's proxies resolved in each): the request id, the query guard and the request metrics
+were six hooks of a SCIM read's ten. In the order they ran as six: the id first, so every
+later hook, audit event and log line sees it; the query guard before anything reads the
+query; the metrics counted before the id is echoed; the arrival ended before the id unbound.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, g, request
+
+from webhooks import body, health, request_id
+
+
+def install(app: Flask, log_level: str) -> None:
+    observe = health.request_observer(log_level)
+
+    @app.before_request
+    def _begin() -> None:
+        state = g._get_current_object()
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        request_id.begin(state, req)
+        body.check_query(req)  # every protocol refuses the same hostile queries
+        body.check_content_encoding(req)  # and reads no body it cannot decode
+        health.start_timer(state)
+
+    @app.after_request
+    def _answer(response: Response) -> Response:
+        state = g._get_current_object()
+        observe(state, request._get_current_object(), response)  # type: ignore[attr-defined]
+        request_id.echo(state, response)
+        return response
+
+    @app.teardown_request
+    def _end(_error: BaseException | None) -> None:
+        state = g._get_current_object()
+        health.end_arrival(state)
+        request_id.end(state)
