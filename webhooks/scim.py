@@ -278,15 +278,15 @@ def preconditions() -> provider.Preconditions:
 
 def resource(document: dict[str, Any], kind: ResourceKind) -> Response:
     """A single resource, or 304 when the caller's If-None-Match is current."""
-    if provider.matches_version(document, request.headers.get("If-None-Match")):
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    if provider.matches_version(document, req.headers.get("If-None-Match")):
         response = Response(status=304)
         response.headers["ETag"] = document["meta"]["version"]
         return response
     # Most reads carry no query string: nothing to parse, nothing to project.
-    projection = query_listing().projection if request.query_string else NO_PROJECTION
-    response = scim_json(project(document, projection, kind))
-    response.headers["ETag"] = document["meta"]["version"]  # the projection may omit meta
-    return response
+    projection = query_listing().projection if req.query_string else NO_PROJECTION
+    # The resource's version, whatever the projection leaves of meta.
+    return scim_json(project(document, projection, kind), etag=document["meta"]["version"])
 
 
 def committed(document: dict[str, Any] | None, status: int = 200) -> Response:
@@ -296,8 +296,7 @@ def committed(document: dict[str, Any] | None, status: int = 200) -> Response:
         response = Response(status=status)
         del response.headers["Content-Type"]  # no content, so no type (it said text/html)
         return response
-    response = scim_json(shown, status)
-    response.headers["ETag"] = document["meta"]["version"]  # the projection may omit meta
+    response = scim_json(shown, status, etag=document["meta"]["version"])  # as projected
     if status == 201:
         response.headers["Location"] = document["meta"]["location"]
     return response
@@ -317,11 +316,13 @@ def as_asked(document: dict[str, Any]) -> dict[str, Any]:
     return project(document, projection, kind)
 
 
-def scim_json(document: dict[str, Any], status: int = 200) -> Response:
-    response = Response(_json_text(document), status=status, mimetype=MEDIA_TYPE)
-    version = document.get("meta", {}).get("version")
-    if version and "Resources" not in document:
-        response.headers["ETag"] = version
+def scim_json(document: dict[str, Any], status: int = 200, etag: str | None = None) -> Response:
+    """The document as SCIM JSON; its ETag `etag`, else a single resource's meta.version."""
+    response = Response(_json_text(document), status=status, content_type=MEDIA_TYPE)
+    if etag is None and "Resources" not in document:
+        etag = document.get("meta", {}).get("version")
+    if etag:
+        response.headers["ETag"] = etag
     return response
 
 
