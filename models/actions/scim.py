@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BindParameter, Exists, Select, bindparam, delete, exists, select
+from sqlalchemy import BindParameter, Exists, Select, bindparam, delete, exists, func, select
 from sqlalchemy.orm import Session, contains_eager, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.strategy_options import _AbstractLoad
@@ -337,6 +337,7 @@ def delete_scim_user(session: Session, *, scim_user: ScimUser, actor: Actor) -> 
     _take_back_granted_role(session, scim_user, actor)
     _audit(session, scim_user, actor, "scim.user.deleted", before=scim_snapshot(scim_user))
     _touch_groups_of(session, user)
+    _forget_as_manager(session, scim_user, actor)
     session.delete(scim_user)
     session.flush()
 
@@ -378,6 +379,28 @@ def _touch_groups_of(session: Session, user: User) -> None:
     listing = select(Team).join(TeamMembership).where(TeamMembership.user_id == user.id)
     for team in session.scalars(listing):
         team.updated_at = now
+
+
+def _forget_as_manager(session: Session, scim_user: ScimUser, actor: Actor) -> None:
+    """A deleted user manages nobody: a manager is a user of the organisation (_check_manager)
+    and a deleted one answers 404 (RFC 7644 section 3.6), so the reports that named it lose
+    the manager, as its groups lose the member (each audited, meta.lastModified moving)."""
+    reports = session.scalars(
+        select(ScimUser)
+        .where(
+            ScimUser.organisation_id == scim_user.organisation_id,
+            # Stored as the IdP sent it; our ids are lower-case UUIDs.
+            func.lower(ScimUser.manager_id) == str(scim_user.id),
+        )
+        .order_by(ScimUser.id)
+        .with_for_update(of=ScimUser)  # not the joined person (an outer join's nullable side)
+    )
+    now = utcnow()
+    for report in reports:
+        before = scim_snapshot(report)
+        report.manager_id = None
+        report.updated_at = now
+        _audit(session, report, actor, "scim.user.updated", before=before)
 
 
 def _check_manager(session: Session, organisation_id: uuid.UUID, manager_id: str | None) -> None:

@@ -380,3 +380,35 @@ def test_manager_must_be_a_user_of_the_same_organisation(scim, session, unchange
         )
         assert created.status_code == 400
     unchanged()
+
+
+def test_a_deleted_user_is_nobodys_manager_any_more(scim, session):
+    """A manager is named by SCIM id and must be a user of the organisation (a POST or PATCH
+    naming an unknown id is 400); a DELETE left the id in the reports' manager.value, where a
+    GET showed it and a filter matched it, pointing at a resource that answers 404 (RFC 7644
+    section 3.6). The reports lose the manager, each audited, meta.lastModified moving, as a
+    group's members lose the deleted user."""
+    boss = create(scim, "boss@example.com")
+    manager = {ENTERPRISE: {"manager": {"value": boss["id"]}}}
+    report = create(scim, "report@example.com", **manager)
+    shouted = {ENTERPRISE: {"manager": {"value": boss["id"].upper()}}}
+    second = create(scim, "second@example.com", **shouted)
+    other = create(scim, "other@example.com")
+    assert scim.delete(f"/Users/{boss['id']}").status_code == 204
+    read = scim.get(f"/Users/{report['id']}").json
+    assert "manager" not in read.get(ENTERPRISE, {})
+    assert read["meta"]["lastModified"] > report["meta"]["lastModified"]
+    assert read["meta"]["version"] != report["meta"]["version"]
+    assert "manager" not in scim.get(f"/Users/{second['id']}").json.get(ENTERPRISE, {})
+    found = scim.get(f'/Users?filter={ENTERPRISE}:manager.value eq "{boss["id"]}"').json
+    assert found["totalResults"] == 0
+    assert scim.get(f"/Users/{other['id']}").json["meta"] == other["meta"]
+    user_id = session.scalar(select(ScimUser.user_id).where(ScimUser.id == uuid.UUID(report["id"])))
+    updated = session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action == "scim.user.updated", AuditEvent.target_id == str(user_id)
+        )
+    ).one()
+    assert (updated.before["manager"], updated.after["manager"]) == (boss["id"], None)
+    assert updated.source is Source.SCIM
+    session.commit()
