@@ -74,6 +74,18 @@ def list_json_text(envelope: dict[str, Any]) -> str:
 
 
 def user_to_scim(record: UserRecord, base_url: str) -> dict[str, Any]:
+    return with_user_meta(user_content(record, base_url), record, base_url)
+
+
+def with_user_meta(doc: dict[str, Any], record: UserRecord, base_url: str) -> dict[str, Any]:
+    """The user's content (user_content) with its meta: times, location and version."""
+    base = f"{base_url}/Users"
+    return with_meta(doc, "User", record.created_at, record.last_modified, base)
+
+
+def user_content(record: UserRecord, base_url: str) -> dict[str, Any]:
+    """The user's document without its meta (a PATCH applies its operations to this; its
+    version is version_of of it)."""
     doc: dict[str, Any] = {"schemas": [USER], "id": record.id}
     put(doc, "externalId", record.external_id)
     doc["userName"] = record.user_name
@@ -120,8 +132,7 @@ def user_to_scim(record: UserRecord, base_url: str) -> dict[str, Any]:
         doc[ENTERPRISE] = enterprise
     if record.access_ends_at is not None:
         put_at(doc, record.access_end_attribute, timestamp(record.access_ends_at))
-    base = f"{base_url}/Users"
-    return with_meta(doc, "User", record.created_at, record.last_modified, base)
+    return doc
 
 
 def team_to_group(

@@ -5,7 +5,7 @@ The web layer authenticates, calls one of these, commits and responds."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -180,7 +180,7 @@ def replace_user(
 ) -> dict[str, Any]:
     prepare_transaction(session)
     locked = _locked_user(session, ctx, scim_id)
-    check_version(user_document(session, ctx, locked), conditions)
+    check_tag(lambda: user_document(session, ctx, locked)["meta"]["version"], conditions)
     fields = casting.scim_to_user_fields(body, locked.access_end_attribute)
     scim_actions.replace_scim_user(
         session, scim_user=locked.scim_user, fields=fields, actor=ctx.actor
@@ -193,10 +193,17 @@ def patch_user(
 ) -> dict[str, Any]:
     prepare_transaction(session)
     locked = _locked_user(session, ctx, scim_id)
-    current = user_document(session, ctx, locked)
-    check_version(current, conditions)
+    # The document is rendered whole (meta, version) once, for the answer: the operations
+    # apply to its content alone, rendered for them and changed in place, and its version
+    # is worked out only when a condition asks for it.
     attribute = locked.access_end_attribute
-    patched = apply_patch(current, operations(body), USER_KIND, passthrough=(attribute,))
+    current = scim_documents.user_content(
+        records.record_of(locked.scim_user, attribute), ctx.base_url
+    )
+    check_tag(lambda: casting.version_of(current), conditions)
+    patched = apply_patch(
+        current, operations(body), USER_KIND, passthrough=(attribute,), in_place=True
+    )
     fields = casting.scim_to_user_fields(patched, attribute)
     scim_actions.replace_scim_user(
         session, scim_user=locked.scim_user, fields=fields, actor=ctx.actor
@@ -207,7 +214,7 @@ def patch_user(
 def delete_user(session: Session, ctx: Context, scim_id: str, conditions: Preconditions) -> None:
     prepare_transaction(session)
     locked = _locked_user(session, ctx, scim_id)
-    check_version(user_document(session, ctx, locked), conditions)
+    check_tag(lambda: user_document(session, ctx, locked)["meta"]["version"], conditions)
     scim_actions.delete_scim_user(session, scim_user=locked.scim_user, actor=ctx.actor)
 
 
@@ -349,12 +356,22 @@ def operations(body: Any) -> Any:
 def check_version(document: dict[str, Any], conditions: Preconditions) -> None:
     """Before a write (RFC 7232 section 3): If-Match must name the current version and
     If-None-Match must not (`*` matches any existing resource); 412 otherwise."""
-    if_match = conditions.if_match
-    if if_match is not None and if_match.strip() != "*":
-        current = _bare(document["meta"]["version"])
-        if current not in {_bare(tag) for tag in if_match.split(",")}:
-            raise PreconditionFailed("the resource changed since that version (If-Match)")
-    if matches_version(document, conditions.if_none_match):
+    check_tag(lambda: document["meta"]["version"], conditions)
+
+
+def check_tag(version: Callable[[], str], conditions: Preconditions) -> None:
+    """check_version with the current version worked out only when a condition needs it."""
+    if_match, if_none_match = conditions.if_match, conditions.if_none_match
+    if (
+        if_match is not None
+        and if_match.strip() != "*"
+        and _bare(version()) not in {_bare(tag) for tag in if_match.split(",")}
+    ):
+        raise PreconditionFailed("the resource changed since that version (If-Match)")
+    if if_none_match and (
+        if_none_match.strip() == "*"
+        or _bare(version()) in {_bare(tag) for tag in if_none_match.split(",")}
+    ):
         raise PreconditionFailed("the resource exists in that version (If-None-Match)")
 
 

@@ -1,7 +1,8 @@
 """PATCH (RFC 7644 section 3.5.2) applied to a resource's SCIM document, in memory.
 
 `apply_patch` is pure: it returns a new document or raises, so a request's operations
-apply all together or not at all. It tolerates what the IdPs really send: capitalised op
+apply all together or not at all (`in_place`: a caller's own working copy is changed
+instead, and discarded by it on an error). It tolerates what the IdPs really send: capitalised op
 names, a no-path value whose keys are paths, empty or null values meaning unassigned,
 read-only attributes echoed back, and removal of chosen values of a multi-valued attribute.
 `passthrough` names attributes outside the schemas that the caller reads anyway (an
@@ -51,13 +52,17 @@ def apply_patch(
     operations: Any,
     kind: ResourceKind,
     passthrough: tuple[str, ...] = (),
+    *,
+    in_place: bool = False,
 ) -> dict[str, Any]:
-    """The document after every operation, or an error and no change at all."""
+    """The document after every operation, or an error and no change at all. `in_place`:
+    the document is the caller's own copy, changed rather than copied (a copy of a user's
+    document cost more than rendering it)."""
     if not isinstance(operations, list) or not operations:
         raise InvalidSyntax("Operations must be a non-empty list")
     if len(operations) > MAX_OPERATIONS:
         raise InvalidSyntax(f"at most {MAX_OPERATIONS} operations per request")
-    patched = copy.deepcopy(document)
+    patched = document if in_place else copy.deepcopy(document)
     engine = _Engine(kind, passthrough)
     for operation in operations:
         engine.apply(patched, operation)

@@ -15,6 +15,7 @@ from models.actions import lifecycle
 from models.entities import AuditEvent, OutboxMessage, Revocation, ScimUser, User
 from models.enums import UserStatus
 from tests.scim.conftest import ScimClient
+from webhooks import scim_documents
 from webhooks.context import app_state
 
 
@@ -59,3 +60,41 @@ def test_a_deactivation_runs_its_writes_through_the_driver_as_sqlalchemy_would(
     assert {"user.revoked", "scim.user.updated"} <= set(actions)
     message = session.scalars(select(OutboxMessage)).one()
     assert message.task == lifecycle.TASK_OPEN_REVIEW and message.attempts == 1
+
+
+def test_a_write_renders_its_users_document_once_for_its_answer(
+    scim: ScimClient, monkeypatch: Any
+) -> None:
+    """A PATCH applies its operations to the user's content and renders the whole document
+    (meta, version) once, for its answer; a PUT or DELETE without a condition renders none
+    before it writes. The answer is what a read gives, and the conditions still hold."""
+    made = scim.post(
+        "/Users", {"userName": "rena@example.com", "emails": [{"value": "rena@example.com"}]}
+    )
+    assert made.status_code == 201, made.json
+    path = f"/Users/{made.json['id']}"
+    rendered: list[str] = []
+    with_meta = scim_documents.with_meta
+
+    def counting(doc: dict[str, Any], *args: Any) -> dict[str, Any]:
+        rendered.append(doc["id"])
+        return with_meta(doc, *args)
+
+    monkeypatch.setattr(scim_documents, "with_meta", counting)
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "displayName", "value": "Rena"}],
+    }
+    answer = scim.patch(path, body)
+    assert answer.status_code == 200 and answer.json["displayName"] == "Rena", answer.json
+    assert len(rendered) == 1, rendered
+    stale = scim.patch(path, body, **{"If-Match": made.json["meta"]["version"]})
+    assert stale.status_code == 412, stale.json
+    current = answer.json["meta"]["version"]
+    assert scim.patch(path, body, **{"If-Match": current}).status_code == 200
+    rendered.clear()
+    replaced = scim.put(path, {**made.json, "displayName": "Rena P"})
+    assert replaced.status_code == 200 and len(rendered) == 1, rendered
+    assert scim.get(path).json == replaced.json
+    rendered.clear()
+    assert scim.delete(path).status_code == 204 and rendered == []
