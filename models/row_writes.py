@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,17 +36,33 @@ from sqlalchemy.orm.interfaces import MANYTOONE
 from models.base import Base, UTCDateTime
 
 
-def insert_new(session: Session, kinds: tuple[type[Base], ...]) -> bool:
+@dataclass(frozen=True)
+class Guard:
+    """A condition a write holds to, checked in its own statement: SQL of a boolean (its
+    parameters named `guard_...`, in the driver's style) and their values."""
+
+    sql: str
+    values: dict[str, Any]
+
+
+class GuardRefused(Exception):
+    """A guarded write wrote nothing: its condition was false, or it could not be written
+    in one statement that checks it. Its new objects are left pending, unwritten."""
+
+
+def insert_new(session: Session, kinds: tuple[type[Base], ...], guard: Guard | None = None) -> bool:
     """Write every new object of the session with Core INSERTs, in the tables' dependency
     order, and keep them as persistent objects. Only when every new object is one of `kinds`
     and nothing else is changed or deleted (the flush would order those against the new
-    rows); otherwise nothing is done (False) and the usual flush writes them."""
+    rows); otherwise nothing is done (False) and the usual flush writes them.
+    `guard`: every row is written only if the guard's condition holds, in the same
+    statement (PostgreSQL); GuardRefused when it does not, or when that cannot be done."""
     pending = list(session.new)
     if not pending or session.dirty or session.deleted:
-        return False
+        return _unguarded(guard)
     states = [instance_state(entity) for entity in pending]
     if any(type(s.obj()) not in kinds or not _plain(s.mapper) for s in states):
-        return False
+        return _unguarded(guard)
     rows: dict[Table, list[dict[str, Any]]] = {}
     for entity in pending:
         take_parent_keys(entity)
@@ -54,11 +71,16 @@ def insert_new(session: Session, kinds: tuple[type[Base], ...]) -> bool:
         rows.setdefault(mapper.local_table, []).append(row_of(entity, mapper))  # type: ignore[arg-type]
     ordered = tuple(sorted(rows, key=table_order().__getitem__))
     connection = session.connection()
-    together = _together(ordered, connection.dialect)
+    together = _together(ordered, connection.dialect, guard.sql if guard else None)
     if together is not None:
         values = {table.name: json.dumps(rows[table], default=_json_value) for table in ordered}
-        connection.exec_driver_sql(together, values)
+        written = connection.exec_driver_sql(
+            together, {**values, **(guard.values if guard else {})}
+        )
+        if guard is not None and not written.rowcount:
+            raise GuardRefused  # nothing written: every INSERT holds to the guard
     else:
+        _unguarded(guard)
         for table in ordered:
             _insert_rows(connection, table, rows[table])
     # What the flush does once its statements ran: the objects become persistent, their
@@ -66,6 +88,13 @@ def insert_new(session: Session, kinds: tuple[type[Base], ...]) -> bool:
     # Expunging them and adding them back as detached, public API, cost twice the cascades.
     session._register_persistent(set(states))
     return True
+
+
+def _unguarded(guard: Guard | None) -> bool:
+    """No write of insert_new's own: the flush's (False), unless a guard was asked for."""
+    if guard is not None:
+        raise GuardRefused
+    return False
 
 
 def take_parent_keys(entity: Any) -> None:
@@ -165,15 +194,17 @@ def _insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]
 
 
 @functools.cache
-def _together(tables: tuple[Table, ...], dialect: Dialect) -> str | None:
+def _together(tables: tuple[Table, ...], dialect: Dialect, guard: str | None) -> str | None:
     """PostgreSQL: one statement writing every table's rows, each table's rows one JSON
     array parameter (the tables' ordered), each INSERT but the last a data-modifying CTE of
     it. The foreign keys are checked at the statement's end, so a child comes with its
     parent. One round trip and a few parameters instead of an INSERT per table (each cost
     SQLAlchemy's and psycopg's per-statement work, ~0.1 ms). None elsewhere, or when a
-    column's type is not one this knows how to carry in JSON."""
+    column's type is not one this knows how to carry in JSON. `guard`: a boolean SQL
+    every INSERT is held to (all the rows or none; the last INSERT's count says which)."""
     if dialect.name != "postgresql":
         return None
+    held = "" if guard is None else " WHERE (SELECT ok FROM guard)"
     inserts = []
     for table in tables:
         columns = [_from_json(column, dialect) for column in table.columns]
@@ -184,13 +215,13 @@ def _together(tables: tuple[Table, ...], dialect: Dialect) -> str | None:
         inserts.append(
             f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) "  # noqa: S608
             f"SELECT {', '.join(columns)} "  # type: ignore[arg-type]
-            f"FROM json_array_elements(CAST(%({table.name})s AS JSON)) AS e"
+            f"FROM json_array_elements(CAST(%({table.name})s AS JSON)) AS e{held}"
         )
     *before, last = inserts
-    if not before:
-        return last
-    ctes = ", ".join(f"write_{n} AS ({statement})" for n, statement in enumerate(before))
-    return f"WITH {ctes} {last}"
+    ctes = [f"write_{n} AS ({statement})" for n, statement in enumerate(before)]
+    if guard is not None:
+        ctes.insert(0, f"guard AS (SELECT {guard} AS ok)")
+    return f"WITH {', '.join(ctes)} {last}" if ctes else last
 
 
 def _from_json(column: Column[Any], dialect: Dialect) -> str | None:

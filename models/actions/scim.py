@@ -12,7 +12,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BindParameter, Exists, Select, bindparam, delete, exists, func, select
+from sqlalchemy import (
+    BindParameter,
+    Exists,
+    Select,
+    Uuid,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    select,
+)
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, contains_eager, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.strategy_options import _AbstractLoad
@@ -53,7 +65,7 @@ from models.enums import (
     UserStatus,
 )
 from models.errors import Conflict, InvalidInput, NotFound
-from models.row_writes import insert_new
+from models.row_writes import Guard, GuardRefused, insert_new
 from models.snapshots import user_snapshot
 
 # --- users -----------------------------------------------------------------------------
@@ -181,11 +193,32 @@ class OrganisationPolicy:
 @dataclass(frozen=True)
 class CreateCheck:
     """What a create learns before it writes: its organisation's policy, whether the
-    userName is taken and whether a person of the organisation has the primary email."""
+    userName is taken and whether a person of the organisation has the primary email.
+    `assumed`: not looked up but assumed (assume_create), held to by the write itself."""
 
     organisation: OrganisationPolicy
     user_name_taken: bool
     email_known: bool
+    assumed: bool = False
+
+
+# The policy each organisation's last create found (check_create), by its id: what the next
+# create of the organisation assumes, and its write checks (assume_create).
+_POLICIES: dict[uuid.UUID, OrganisationPolicy] = {}
+_REMEMBERED_POLICIES = 10_000
+
+
+def assume_create(session: Session, organisation_id: uuid.UUID) -> CreateCheck | None:
+    """The look-ups of a create folded into its write (PostgreSQL): the organisation's
+    policy as its last create found it, the userName free and the email nobody's. The
+    create's one statement writes its rows only if all of that still holds
+    (`row_writes.GuardRefused` otherwise, nothing written); the caller then checks and
+    creates as usual. None when this cannot be assumed (no create of the organisation seen
+    by this process, or SQLite, which writes a create's rows in several statements)."""
+    policy = _POLICIES.get(organisation_id)
+    if policy is None or session.get_bind().dialect.name != "postgresql":
+        return None
+    return CreateCheck(policy, user_name_taken=False, email_known=False, assumed=True)
 
 
 def check_create(
@@ -211,6 +244,9 @@ def check_create(
         .one()
     )
     organisation = OrganisationPolicy(organisation_id, approval, attribute)
+    if len(_POLICIES) >= _REMEMBERED_POLICIES:
+        _POLICIES.clear()
+    _POLICIES[organisation_id] = organisation
     return CreateCheck(organisation, bool(taken), bool(known))
 
 
@@ -230,6 +266,34 @@ def _create_check() -> Select[bool, str, bool, bool]:
     ).where(OrganisationSettings.organisation_id == organisation_id)
 
 
+def _create_guard(session: Session, checked: CreateCheck, fields: ScimUserFields) -> Guard:
+    """What an assumed create's write holds to: check_create would find what was assumed."""
+    values = {
+        "guard_organisation_id": checked.organisation.id,
+        "guard_approval_required": checked.organisation.approval_required,
+        "guard_attribute": checked.organisation.scim_access_end_attribute,
+        "guard_user_name_key": fields.user_name.lower(),
+        "guard_email_key": email_key(fields.primary_email()),
+    }
+    return Guard(_create_guard_sql(session.get_bind().dialect), values)
+
+
+@functools.cache
+def _create_guard_sql(dialect: Dialect) -> str:
+    """_create_guard's condition as SQL in the driver's style, compiled once per process."""
+    organisation_id: BindParameter[uuid.UUID] = bindparam("guard_organisation_id", type_=Uuid())
+    settings = exists().where(
+        OrganisationSettings.organisation_id == organisation_id,
+        OrganisationSettings.approval_required == bindparam("guard_approval_required"),
+        OrganisationSettings.scim_access_end_attribute == bindparam("guard_attribute"),
+    )
+    named = _user_name_taken(organisation_id, bindparam("guard_user_name_key"))
+    owned = exists().where(
+        User.organisation_id == organisation_id, User.email_key == bindparam("guard_email_key")
+    )
+    return str(and_(settings, ~named, ~owned).compile(dialect=dialect))
+
+
 def create_scim_user(
     session: Session,
     *,
@@ -239,8 +303,13 @@ def create_scim_user(
     checked: CreateCheck | None = None,
 ) -> ScimUser:
     """Provision a person: linked to an existing user with the same email, else created.
-    `checked`: check_create's answer for these fields, when the caller has made it."""
+    `checked`: check_create's answer for these fields, when the caller has made it, or
+    assume_create's (its rows written only if it holds; row_writes.GuardRefused if not)."""
     checked = checked or check_create(session, organisation.id, fields)
+    if checked.assumed and (fields.active is False or fields.access_ends_at is not None):
+        # A create inactive or with an end date writes more than its rows (a revocation,
+        # a review) and flushes: its look-ups are made first, as always.
+        raise GuardRefused
     taken, email_known = checked.user_name_taken, checked.email_known
     if taken:
         raise Conflict(f"userName {fields.user_name} is already taken", field="userName")
@@ -278,7 +347,8 @@ def create_scim_user(
         _leave_scim_groups(session, user, actor)
     _audit(session, scim_user, actor, "scim.user.created", before=None)
     if provisioned.created:
-        insert_new(session, NEW_PERSON_ROWS)
+        guard = _create_guard(session, checked, fields) if checked.assumed else None
+        insert_new(session, NEW_PERSON_ROWS, guard)
     return scim_user
 
 
