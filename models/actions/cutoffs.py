@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, case, exists, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from models import audit
 from models.actor import Actor
@@ -141,11 +141,22 @@ def claim_due(
     status of a revoked key) is due and not in flight, now leased to the caller (who calls)."""
     now = now or utcnow()
     free = (KeyCutoff.leased_until.is_(None)) | (KeyCutoff.leased_until < now)
+    # A cut-off opened while another caller holds the key (a reactivation while the revoke is
+    # in flight) waits for that caller: one caller per key, whatever its cut-offs.
+    held = aliased(KeyCutoff)
+    in_flight = exists().where(
+        held.key_id == KeyCutoff.key_id,
+        held.acknowledged_at.is_(None),
+        held.via_store.is_(via_store),
+        held.command == PROOF if proof else held.command != PROOF,
+        held.leased_until >= now,
+    )
     pending = (
         KeyCutoff.acknowledged_at.is_(None),
         KeyCutoff.via_store.is_(via_store),
         _stage(proof),
         free,
+        ~in_flight,
     )
     candidates = select(KeyCutoff.key_id).where(*pending, KeyCutoff.next_attempt_at <= now)
     if key_ids is not None:

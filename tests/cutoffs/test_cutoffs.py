@@ -60,6 +60,32 @@ def test_only_one_caller_holds_a_key_until_its_lease_runs_out(session):
     assert after_lease == sorted(key_ids)  # the caller died mid-call: someone else goes on
 
 
+def test_a_cutoff_opened_while_a_caller_holds_the_key_waits_for_that_caller(session):
+    """A second change of a key while the first one's call is in flight (a reactivation while
+    the revoke is with the store) opens a cut-off that is free and due: it let a second caller
+    take the key beside the first, two callers sending the key's commands at once."""
+    org, _admin, [key_id] = revoked_keys(session, count=1)
+    first = utcnow()
+    assert cutoffs.claim_due(session, lease=LEASE, now=first) == [key_id]
+    cutoffs.open_cutoffs(
+        session,
+        organisation_id=org.id,
+        key_ids=[key_id],
+        command="key.restore",
+        reason="reactivated",
+        via_store=False,
+    )
+    session.flush()
+
+    during = first + timedelta(seconds=1)
+    assert cutoffs.claim_due(session, lease=LEASE, key_ids=[key_id], now=during) == []
+    assert cutoffs.claim_due(session, lease=LEASE, now=during) == []  # nor the reaper
+    after_lease = first + LEASE + timedelta(seconds=1)
+    assert cutoffs.claim_due(session, lease=LEASE, now=after_lease) == [key_id]
+    both = session.scalars(select(KeyCutoff).execution_options(populate_existing=True))
+    assert {c.leased_until for c in both} == {after_lease + LEASE}
+
+
 def test_a_failed_call_waits_longer_each_time_before_the_next(session):
     _org, _admin, key_ids = revoked_keys(session, count=1)
     now = utcnow()
