@@ -7,6 +7,7 @@ on the current one.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,10 @@ from connectors.outbound import UrlPolicy, pinned_session
 
 PAGE_LIMIT = 1000
 COLLECTIONS = {"key": "keys", "budget": "budgets", "quota": "quotas"}
+# An object is at most 64 KiB as pushed (docs/odock.md): a page of `limit` items is read up to
+# `limit` times that, and refused beyond, before it is held in memory whole.
+MAX_ITEM_BYTES = 64 * 1024
+CHUNK_BYTES = 64 * 1024
 
 
 class ListingFailed(Exception):
@@ -48,7 +53,7 @@ def list_pages(
             params = {"organisation_id": organisation_id, "limit": str(limit)}
             if cursor is not None:
                 params["cursor"] = cursor
-            items, cursor = _page(http, url, params, timeout, number)
+            items, cursor = _page(http, url, params, timeout, number, limit)
             yield items
             if cursor is None:
                 return
@@ -58,23 +63,43 @@ def list_pages(
 
 
 def _page(
-    http: requests.Session, url: str, params: dict[str, str], timeout: float, number: int
+    http: requests.Session,
+    url: str,
+    params: dict[str, str],
+    timeout: float,
+    number: int,
+    limit: int,
 ) -> tuple[list[Any], str | None]:
     try:
-        response = http.get(url, params=params, timeout=timeout, allow_redirects=False)
+        with http.get(
+            url, params=params, timeout=timeout, allow_redirects=False, stream=True
+        ) as response:
+            if response.status_code != 200:
+                raise ListingFailed(f"page {number} answered {response.status_code}")
+            raw = _read_at_most(response, limit * MAX_ITEM_BYTES, number)
     except requests.RequestException as exc:
         raise ListingFailed(f"page {number}: {type(exc).__name__}") from exc
-    if response.status_code != 200:
-        raise ListingFailed(f"page {number} answered {response.status_code}")
     try:
-        body = response.json()
-    except ValueError:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
         raise ListingFailed(f"page {number} is not JSON") from None
     items = body.get("items") if isinstance(body, dict) else None
     cursor = body.get("next_cursor") if isinstance(body, dict) else None
     if not isinstance(items, list) or not (cursor is None or isinstance(cursor, str)):
         raise ListingFailed(f'page {number} is not {{"items": [...], "next_cursor": ...}}')
+    if len(items) > limit:
+        raise ListingFailed(f"page {number} holds {len(items)} items, more than the {limit} asked")
     return items, cursor or None
+
+
+def _read_at_most(response: requests.Response, max_bytes: int, number: int) -> bytes:
+    chunks, size = [], 0
+    for chunk in response.iter_content(CHUNK_BYTES):
+        size += len(chunk)
+        if size > max_bytes:
+            raise ListingFailed(f"page {number} is larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def prefetched(pages: Iterator[list[Any]], depth: int = 4) -> Iterator[list[Any]]:

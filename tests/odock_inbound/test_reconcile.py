@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from werkzeug import Request, Response
 
+from connectors.odock_listing import ListingFailed, list_pages
 from models.actions import odock_reconcile
 from models.entities import AuditEvent, Budget, OdockReconcileRun, OdockTombstone, VirtualApiKey
 from tests.odock_inbound.conftest import key_body
@@ -189,6 +190,57 @@ def test_an_item_without_a_readable_id_deletes_nothing(
 
     assert run.status == "incomplete" and run.summary["key"]["deleted"] == 0
     assert held_keys(session) == {held: 1}
+
+
+def test_a_page_nested_deeper_than_python_parses_is_an_incomplete_listing_not_a_crash(
+    bridged, session, engine, httpserver, bridged_settings
+):
+    """json raised RecursionError, which nothing caught: the reconcile died with its run
+    left unfinished (no summary, no audit)."""
+    held = uuid.uuid4()
+    bridged.put("keys", held, key_body(bridged.owner, version=1))
+    deep = b'{"items": ' + b"[" * 100_000 + b"]" * 100_000 + b', "next_cursor": null}'
+    httpserver.expect_request("/mgmt/v1/sync/keys").respond_with_data(
+        deep, content_type="application/json"
+    )
+
+    run = odock_reconcile.reconcile_from_management_plane(engine, bridged_settings, bridged.org.id)
+
+    assert run.status == "incomplete" and "not JSON" in run.summary["key"]["failure"]
+    assert held_keys(session) == {held: 1}
+    [finished] = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "odock.reconcile.finished")
+    ).all()
+    assert finished.after["status"] == "incomplete"
+
+
+@pytest.mark.parametrize(
+    ("page", "reason"),
+    [
+        ({"items": [{"id": "x" * (200 * 1024)}], "next_cursor": None}, "larger than"),
+        ({"items": [{}, {}, {}], "next_cursor": None}, "more than the 2 asked"),
+    ],
+)
+def test_a_page_beyond_what_was_asked_ends_the_listing_before_it_is_held(
+    httpserver, bridged_settings, page, reason
+):
+    """A page is read up to `limit` objects of 64 KiB each and then refused: a management
+    plane that ignores the limit (or sends one huge object) no longer fills the worker's
+    memory."""
+    httpserver.expect_request("/mgmt/v1/sync/keys").respond_with_data(
+        json.dumps(page), content_type="application/json"
+    )
+    pages = list_pages(
+        base_url=httpserver.url_for("/mgmt"),
+        token="mgmt-token",
+        kind="key",
+        organisation_id=str(uuid.uuid4()),
+        timeout=5,
+        policy=bridged_settings.operator_outbound_policy(),
+        limit=2,
+    )
+    with pytest.raises(ListingFailed, match=reason):
+        list(pages)
 
 
 def test_an_empty_listing_does_not_delete_everything(
