@@ -4,7 +4,6 @@ database kind (a database of the test's own, since it is taken down and up again
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,44 +11,20 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from sqlalchemy import Engine, create_engine, insert, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, insert, inspect, select
 from sqlalchemy.orm import Session
 
 from models.base import UTCDateTime
 from models.entities import Organisation, StoreCommand
-from models.migrate import alembic_config, upgrade
+from models.migrate import upgrade
+from tests.support.migration_db import downgrade, own_database
 
 BEFORE = "0032_i20_revocations"
 
 
 @pytest.fixture
 def blank_engine(tmp_path: Path) -> Iterator[Engine]:
-    configured = os.environ.get("DATABASE_URL")
-    if not configured:
-        engine = create_engine(f"sqlite:///{tmp_path / 'before-0033.sqlite3'}")
-        yield engine
-        engine.dispose()
-        return
-    admin_url = make_url(configured.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"odock_mig0033_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = create_engine(admin_url.set(database=name))
-    yield engine
-    engine.dispose()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def downgrade(engine: Engine, revision: str) -> None:
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+    yield from own_database(tmp_path)
 
 
 def key_commands_table() -> sa.TableClause:

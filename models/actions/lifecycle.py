@@ -15,7 +15,6 @@ transaction, models.person_lock), writes an audit event, and never commits.
 from __future__ import annotations
 
 import functools
-import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -69,9 +68,6 @@ REVOCATION_JOINED = "user.revocation_joined"
 # Sources that never bring a person back of their own (an admin brings back anyone; a passed
 # end date is cleared by the reactivation): they never stand beside a revoking source.
 NOT_STANDING = frozenset({Source.ADMIN, Source.SCHEDULE})
-# A schedule revocation's reason: the end date that passed and the source that set it (what
-# lets that source take the revocation back once it moves the date later, see end_extended).
-_ENDED = re.compile(r"access ended at (?P<at>\S+) \(the date (?P<source>[a-z_]+) set\)")
 USED_KEYS_REFUSAL = (
     "a key this revocation disabled was used after it (an open usage_after_revocation finding): "
     "resolve or dismiss that finding, or reactivate with restore_used_keys to re-enable it anyway"
@@ -210,7 +206,8 @@ def may_reactivate(revoked_by: Source | None, source: Source) -> bool:
 
 
 def ended_access_reason(ends_at: datetime, set_by: Source | None) -> str:
-    """The reason of the schedule's revocation at a passed end date (read by `ended_access`)."""
+    """The reason of the schedule's revocation at a passed end date, for people to read (the
+    revocation keeps the date and its source in columns of their own, see `ended_access`)."""
     moment = ends_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return f"access ended at {moment} (the date {(set_by or Source.ADMIN).value} set)"
 
@@ -220,10 +217,20 @@ def ended_access(revocation: Revocation | None) -> tuple[datetime, Source] | Non
     any other revocation (or one recorded before the source was)."""
     if revocation is None or revocation.source is not Source.SCHEDULE:
         return None
-    found = _ENDED.fullmatch(revocation.reason)
-    if found is None:
+    if revocation.ended_access_at is None or revocation.ended_access_source is None:
         return None
-    return datetime.fromisoformat(found["at"]), Source(found["source"])
+    return revocation.ended_access_at, revocation.ended_access_source
+
+
+def _passed_end(user: User, actor: Actor) -> dict[str, object]:
+    """What a revocation by the schedule records of the date that passed: the person's end
+    date and who set it (an admin, when no source is on record)."""
+    if actor.source is not Source.SCHEDULE or user.access_ends_at is None:
+        return {}
+    return {
+        "ended_access_at": user.access_ends_at,
+        "ended_access_source": user.access_ends_source or Source.ADMIN,
+    }
 
 
 def end_extended(
@@ -572,6 +579,7 @@ def _revoke(
         actor=str(actor),
         reason=reason,
         previous_status=user.status,
+        **_passed_end(user, actor),
     )
     session.add(revocation)
     user.status = UserStatus.REVOKED

@@ -45,6 +45,10 @@ class Revocation(Base):
     # person, or its held one this revocation overtook); None: the revoking source alone. A
     # person comes back, but by an admin, only once every one of them lets go.
     standing_sources: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    # A revocation by the schedule: the end date that passed and the source that set it (that
+    # source brings the person back by giving a later one, see lifecycle.end_extended).
+    ended_access_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_access_source: Mapped[Source | None] = enum_column(Source, default=None, nullable=True)
 
 
 class RevocationReview(Timestamped, Base):
