@@ -170,6 +170,7 @@ class _Engine:
         if op != "remove" and _unassigned(value):
             op, value = "remove", None  # Entra: an empty string or null means unassigned
         multi = _is_multi(path, container.get(key), value)
+        primaries = _primaries(container.get(key)) if multi and op != "remove" else None
         if path.value_filter is not None:
             self._filtered(container, key, op, path, value)
         elif path.sub is not None:
@@ -182,6 +183,8 @@ class _Engine:
             container[key] = _merge(container[key], value)
         else:
             container[key] = value
+        if primaries is not None:
+            _one_primary(container.get(key), primaries)
         if path.urn is not None and not doc.get(path.urn):
             doc.pop(path.urn, None)
 
@@ -321,6 +324,31 @@ def _set_sub(element: dict[str, Any], sub: str, value: Any) -> None:
         element.pop(key, None)
     else:
         element[key] = value
+
+
+def _is_primary(element: Any) -> bool:
+    if not isinstance(element, dict):
+        return False
+    flag = next((v for k, v in element.items() if str(k).lower() == "primary"), None)
+    return flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+
+
+def _primaries(values: Any) -> list[int]:
+    """The identities of the values marked primary before an operation."""
+    return [id(e) for e in values if _is_primary(e)] if isinstance(values, list) else []
+
+
+def _one_primary(values: Any, before: list[int]) -> None:
+    """RFC 7644 section 3.5.2: an operation that sets a value's primary to true sets it
+    false on every other value of the attribute (the former primary no longer is)."""
+    if not isinstance(values, list):
+        return
+    marked = [e for e in values if _is_primary(e)]
+    if not any(id(e) not in before for e in marked):
+        return  # the operation made no value primary
+    for element in marked:
+        if id(element) in before:
+            element[_key(element, "primary")] = False
 
 
 def _merge(current: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:

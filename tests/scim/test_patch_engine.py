@@ -114,3 +114,32 @@ def test_group_members_add_dedupes_and_remove_filters():
     assert [m["value"] for m in removed["members"]] == ["a", "c"]
     cleared = patch({"op": "remove", "path": "members"}, doc=removed, kind=GROUP_KIND)
     assert "members" not in cleared
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        {"op": "add", "path": "emails", "value": [{"value": "new@x.io", "primary": True}]},
+        {"op": "add", "value": {"emails": [{"value": "new@x.io", "primary": "True"}]}},
+        {"op": "replace", "path": 'emails[type eq "home"].primary', "value": True},
+        {"op": "Replace", "path": 'emails[value eq "babs@jensen.org"]', "value": {"primary": True}},
+    ],
+    ids=["add", "add-without-path", "replace-sub-attribute", "replace-filtered-value"],
+)
+def test_rfc7644_3_5_2_a_new_primary_value_takes_primary_from_the_others(operation):
+    """'a PATCH operation that sets a value's "primary" sub-attribute to "true" SHALL cause
+    the server to automatically set "primary" to "false" for any other values in the
+    array.' The engine kept both primaries, and the user was refused (400 invalidValue, at
+    most one primary); scim2-server moves it."""
+    result = patch(operation)
+    assert [e["value"] for e in result["emails"] if e.get("primary") in (True, "True")] == [
+        "new@x.io" if "new@x.io" in str(operation) else "babs@jensen.org"
+    ]
+    assert result["emails"][0]["primary"] is False
+    assert USER_DOC["emails"][0]["primary"] is True  # the input is not mutated
+
+
+def test_an_operation_making_two_values_primary_keeps_both_for_the_check_to_refuse():
+    two = [{"value": "a@x.io", "primary": True}, {"value": "b@x.io", "primary": True}]
+    result = patch({"op": "replace", "path": "emails", "value": two})
+    assert [e["primary"] for e in result["emails"]] == [True, True]

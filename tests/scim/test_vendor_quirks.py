@@ -194,3 +194,19 @@ def test_unknown_extensions_are_ignored_safely(scim):
         ),
     )
     assert patched.status_code == 200
+
+
+def test_a_patch_adding_a_primary_email_moves_primary_to_it(scim, session):
+    """An IdP that adds the new address as primary (RFC 7644 section 3.5.2: the server sets
+    primary false on the others) was answered 400 invalidValue, 'at most one primary'."""
+    body = scim.post("/Users", okta_create_user("old@example.com")).json
+    new = {"value": "new@example.com", "type": "work", "primary": True}
+    operation = {"op": "add", "path": "emails", "value": [new]}
+    response = scim.patch(f"/Users/{body['id']}", rfc7644_3_5_2_patch(operation))
+    assert response.status_code == 200, response.json
+    assert [(e["value"], e.get("primary")) for e in response.json["emails"]] == [
+        ("old@example.com", False),
+        ("new@example.com", True),
+    ]
+    assert session.scalar(select(User.email)) == "new@example.com"  # the person's email
+    session.rollback()
