@@ -43,7 +43,14 @@ from models import audit
 from models.actor import Actor
 from models.base import new_id, utcnow
 from models.db import PREPARED
-from models.entities import MassChange, MassChangeGate, MassChangeSettings, Organisation, User
+from models.entities import (
+    MassChange,
+    MassChangeGate,
+    MassChangeSettings,
+    Organisation,
+    ScimUser,
+    User,
+)
 from models.entities.mass_change import (
     DEFAULT_THRESHOLD_COUNT,
     DEFAULT_THRESHOLD_PERCENT,
@@ -521,6 +528,8 @@ def close(
     held.status = status
     held.decided_at = utcnow()
     held.decided_by = str(actor)[:255]
+    if held.source is Source.SCIM and held.kind is ChangeKind.DEACTIVATE:
+        _show_real_status(session, held.user_id)
     audit.record(
         session,
         actor=actor,
@@ -539,6 +548,15 @@ def close(
             **({"note": note} if note else {}),
         },
     )
+
+
+def _show_real_status(session: Session, user_id: uuid.UUID) -> None:
+    """SCIM showed the person active=false while it held their deactivation; closed
+    (approved, discarded, or overtaken by another revocation), it shows their real status
+    again, so an admin's later reactivation shows as active."""
+    scim_user = session.scalar(select(ScimUser).where(ScimUser.user_id == user_id))
+    if scim_user is not None:
+        scim_user.held_inactive = False
 
 
 def settle(session: Session, *, organisation_id: uuid.UUID, source: Source, actor: Actor) -> None:

@@ -65,7 +65,6 @@ def discard(session: Session, *, holds: list[MassChange], actor: Actor) -> None:
     _read_locked(session, holds)
     _require_held(holds, "discarded")
     for held in holds:
-        _forget_held_state(session, held)
         gate.close(session, held=held, status=ChangeStatus.DISCARDED, actor=actor)
         if held.source is Source.SCHEDULE:
             user = session.get_one(User, held.user_id)
@@ -108,7 +107,6 @@ def _apply(session: Session, held: MassChange, actor: Actor) -> str:
     (so the source may undo it), the approval is the admin's."""
     user = session.get_one(User, held.user_id)
     on_behalf = Actor(held.source, f"{held.actor} (approved by {actor})"[:255])
-    _forget_held_state(session, held)
     if held.kind is ChangeKind.ROLE_DROP:
         return _drop_role(session, held, on_behalf)
     outcome = set_active(session, user=user, active=False, actor=on_behalf, reason=held.reason)
@@ -133,12 +131,3 @@ def _drop_role(session: Session, held: MassChange, actor: Actor) -> str:
     before = scim_user.user.role
     apply_group_roles(session, scim_user=scim_user, actor=actor, gated=False)
     return "applied" if scim_user.user.role is not before else "unchanged"
-
-
-def _forget_held_state(session: Session, held: MassChange) -> None:
-    """SCIM showed active=false while the revocation was held; from now on it shows the
-    person's real status again."""
-    if held.source is Source.SCIM and held.kind is ChangeKind.DEACTIVATE:
-        scim_user = session.scalar(select(ScimUser).where(ScimUser.user_id == held.user_id))
-        if scim_user is not None:
-            scim_user.held_inactive = False

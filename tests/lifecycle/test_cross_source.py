@@ -31,6 +31,7 @@ from tests.support import factories as f
 
 SCIM = Actor(Source.SCIM, "scim")
 LDAP = Actor(Source.LDAP, "ldap:corp")
+ADMIN = Actor(Source.ADMIN, "admin:ann@example.com")
 
 
 @dataclass
@@ -203,3 +204,24 @@ def test_an_admin_brings_back_a_person_every_source_still_holds(session, setting
     assert lifecycle.reactivate(session, user=user, actor=admin) is lifecycle.Outcome.APPLIED
     session.refresh(person.key)
     assert user.status is UserStatus.ACTIVE and not person.key.revoked
+
+
+def test_an_admin_bringing_back_whom_the_gate_held_shows_them_active_to_scim(session, settings):
+    """The gate holds SCIM's deactivation; an admin revokes the person (the hold closes as
+    superseded), then reactivates them: SCIM shows them active, as they are. Before, SCIM
+    went on showing active=false, the held deactivation's display, over an active person."""
+    world = make_world(session, settings, gate=True)
+    world.scim(world.people[0], active=False)  # admitted: the gate counts it
+    person = world.people[1]
+    user = person.scim_user.user
+    world.scim(person, active=False)
+    assert scim_actions.scim_snapshot(person.scim_user)["active"] is False
+
+    lifecycle.revoke(session, user=user, actor=ADMIN, reason="left")
+    (hold,) = session.scalars(select(MassChange).where(MassChange.user_id == user.id))
+    assert hold.status is ChangeStatus.SUPERSEDED
+    assert lifecycle.reactivate(session, user=user, actor=ADMIN) is lifecycle.Outcome.APPLIED
+    session.flush()
+
+    assert user.status is UserStatus.ACTIVE
+    assert scim_actions.scim_snapshot(person.scim_user)["active"] is True
