@@ -107,20 +107,29 @@ def prefetched(pages: Iterator[list[Any]], depth: int = 4) -> Iterator[list[Any]
     waiting: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def hand(what: str, value: Any) -> bool:
+        """Give the consumer an item; False once it has stopped listening (then nothing
+        would ever take it: a blocking put would hold this thread and its connection)."""
+        while not stop.is_set():
+            try:
+                waiting.put((what, value), timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def read() -> None:
         try:
             for page in pages:
-                while not stop.is_set():
-                    try:
-                        waiting.put(("page", page), timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand("page", page):
                     return
-            waiting.put(("end", None))
+            hand("end", None)
         except Exception as exc:  # handed to the reader, who raises it
-            waiting.put(("error", exc))
+            hand("error", exc)
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()  # the listing's HTTP session, at once rather than when collected
 
     reader = threading.Thread(target=read, name="odock-listing", daemon=True)
     reader.start()

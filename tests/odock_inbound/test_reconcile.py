@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -10,10 +11,11 @@ import pytest
 from sqlalchemy import select
 from werkzeug import Request, Response
 
-from connectors.odock_listing import ListingFailed, list_pages
+from connectors.odock_listing import ListingFailed, list_pages, prefetched
 from models.actions import odock_reconcile
 from models.entities import AuditEvent, Budget, OdockReconcileRun, OdockTombstone, VirtualApiKey
 from tests.odock_inbound.conftest import key_body
+from tests.support.wait import wait_until
 
 PAGE = 2
 
@@ -241,6 +243,41 @@ def test_a_page_beyond_what_was_asked_ends_the_listing_before_it_is_held(
     )
     with pytest.raises(ListingFailed, match=reason):
         list(pages)
+
+
+def test_a_consumer_that_stops_early_leaves_no_reader_thread_behind(httpserver, bridged_settings):
+    """The reader put the listing's end (or its error) with a blocking put: once the pages
+    ahead filled the queue and the consumer had stopped (the reconcile failed mid-listing),
+    the thread and its HTTP connection waited forever, one more per failed run."""
+    items = [{"id": str(uuid.uuid4()), "version": 1} for _ in range(3)]  # one taken, two queued
+
+    def handler(request: Request) -> Response:
+        start = int(request.args.get("cursor", "0"))
+        end = start + 1
+        body = {"items": items[start:end], "next_cursor": str(end) if end < len(items) else None}
+        return Response(json.dumps(body), content_type="application/json")
+
+    httpserver.expect_request("/mgmt/v1/sync/keys").respond_with_handler(handler)
+    before = set(threading.enumerate())
+    pages = prefetched(
+        list_pages(
+            base_url=httpserver.url_for("/mgmt"),
+            token="mgmt-token",
+            kind="key",
+            organisation_id=str(uuid.uuid4()),
+            timeout=5,
+            policy=bridged_settings.operator_outbound_policy(),
+            limit=1,
+        ),
+        depth=2,
+    )
+    assert next(pages) == items[:1]
+    [reader] = [t for t in set(threading.enumerate()) - before if t.name == "odock-listing"]
+    wait_until(lambda: len(httpserver.log) == len(items), what="the whole listing read ahead")
+
+    pages.close()  # the consumer stops, the queue full and the listing's end still to hand
+
+    wait_until(lambda: not reader.is_alive(), timeout=10, what="the reader thread ended")
 
 
 def test_an_empty_listing_does_not_delete_everything(
