@@ -244,9 +244,15 @@ def check_create(
         .one()
     )
     organisation = OrganisationPolicy(organisation_id, approval, attribute)
-    if len(_POLICIES) >= _REMEMBERED_POLICIES:
-        _POLICIES.clear()
-    _POLICIES[organisation_id] = organisation
+    if taken or known:
+        # What the next create would assume did not hold for this one: an IdP pushing people
+        # the organisation already has (an import, links by email) looks each up first
+        # instead of paying a refused write before every look-up.
+        _POLICIES.pop(organisation_id, None)
+    else:
+        if len(_POLICIES) >= _REMEMBERED_POLICIES:
+            _POLICIES.clear()
+        _POLICIES[organisation_id] = organisation
     return CreateCheck(organisation, bool(taken), bool(known))
 
 

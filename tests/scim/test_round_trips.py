@@ -247,6 +247,31 @@ def test_a_create_whose_assumed_look_ups_do_not_hold_is_checked_and_made_as_usua
     assert scim.get(f"/Users/{made.json['id']}").json == made.json
 
 
+def test_creates_that_link_known_people_look_them_up_first(
+    scim: ScimClient, app: Flask, session: Session, org: Organisation
+) -> None:
+    """Once a create's look-up finds the person known (or the userName taken), the next
+    create of the organisation looks up first instead of writing on the assumption that
+    did not hold for this one (an IdP importing people the organisation already has would
+    otherwise pay a refused write before every look-up); a new person brings it back."""
+    with app.app_context():
+        sqlite = app_state().settings.is_sqlite  # no assumed creates: looks up always
+    _create(scim, 40)
+    for n in (41, 42):
+        factories.make_user(session, org, email=f"known{n}@example.com")
+    session.commit()
+    for n in (41, 42):
+        with statements(app) as seen:
+            body = {"userName": f"known{n}", "emails": [{"value": f"known{n}@example.com"}]}
+            assert scim.post("/Users", body).status_code == 201
+        refused = [s for s in seen if s.startswith("WITH guard")]
+        assert len(refused) == (1 if n == 41 and not sqlite else 0), seen
+    _create(scim, 43)  # looked up first, found clean: the next assumes again
+    with statements(app) as seen:
+        _create(scim, 44)
+    assert len(seen) == (6 if sqlite else 1), seen
+
+
 def test_a_value_too_long_for_its_column_is_refused_not_cut(
     session: Session, org: Organisation
 ) -> None:
