@@ -163,6 +163,7 @@ class _Engine:
             if explicit:
                 raise Mutability(f"{path.attr} is read-only")
             return
+        _check_immutable(path)
         container = self._container(doc, path, create=op != "remove")
         if container is None:
             return
@@ -270,6 +271,7 @@ class _Engine:
                 if path.sub is not None:
                     _set_sub(element, path.sub, value)
                 elif isinstance(value, dict):
+                    _check_kept(path, element, value)
                     element.update(_merge(element, value))
                 else:
                     raise InvalidValue(f"the value for {key}[...] must be an object")
@@ -290,6 +292,27 @@ class _Engine:
             container[key] = elements
         else:
             container.pop(key, None)
+
+
+def _immutable(path: Path, sub: str) -> bool:
+    found = path.attribute.sub(sub) if path.attribute is not None else None
+    return found is not None and found.mutability == "immutable"
+
+
+def _check_immutable(path: Path) -> None:
+    """RFC 7643 section 2.2: an immutable sub-attribute (a group member's `value`) is set
+    with the value it belongs to and never written after. `add members.value` wrote it on
+    every member at once: the group kept one member, the others were dropped."""
+    if path.sub is not None and _immutable(path, path.sub):
+        raise Mutability(f"{path.attr}.{path.sub} is immutable: add or remove {path.attr} instead")
+
+
+def _check_kept(path: Path, element: dict[str, Any], value: dict[str, Any]) -> None:
+    """A filtered replace may not change an immutable sub-attribute of the values it picks."""
+    for key, item in value.items():
+        current = next((v for k, v in element.items() if k.lower() == str(key).lower()), None)
+        if _immutable(path, str(key)) and item != current:
+            raise Mutability(f"{path.attr}.{key} is immutable: add or remove {path.attr} instead")
 
 
 def _common(name: str) -> Attribute | None:

@@ -240,3 +240,22 @@ def test_a_user_deleted_and_created_again_is_in_none_of_the_groups_it_left(scim,
     ]
     kept = select(TeamMembership.team_id).where(TeamMembership.user_id == person.id)
     assert set(session.scalars(kept)) == {admins.id, directory.id}
+
+
+def test_a_patch_of_members_value_is_a_mutability_error_and_keeps_every_member(scim, unchanged):
+    """`add members.value` wrote the one id into every member: the team kept that person
+    and the others left it, without any remove sent. members.value is immutable (RFC 7643
+    section 2.2 and the Group schema): 400 mutability, nobody leaves."""
+    ann, bob, cid = (user(scim, f"{n}@example.com") for n in ("ann", "bob", "cid"))
+    group = scim.post(
+        "/Groups", {**okta_create_group("Ops"), "members": [{"value": ann}, {"value": bob}]}
+    ).json
+    unchanged()
+    response = scim.patch(
+        f"/Groups/{group['id']}", ops({"op": "add", "path": "members.value", "value": cid})
+    )
+    assert response.status_code == 400, response.json
+    assert response.json["scimType"] == "mutability"
+    unchanged()
+    members = scim.get(f"/Groups/{group['id']}").json["members"]
+    assert sorted(m["value"] for m in members) == sorted([ann, bob])

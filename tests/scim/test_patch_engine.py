@@ -143,3 +143,33 @@ def test_an_operation_making_two_values_primary_keeps_both_for_the_check_to_refu
     two = [{"value": "a@x.io", "primary": True}, {"value": "b@x.io", "primary": True}]
     result = patch({"op": "replace", "path": "emails", "value": two})
     assert [e["primary"] for e in result["emails"]] == [True, True]
+
+
+GROUP_DOC = {
+    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+    "displayName": "Ops",
+    "members": [{"value": "u1"}, {"value": "u2"}],
+}
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        {"op": "add", "path": "members.value", "value": "u3"},
+        {"op": "replace", "path": "members.value", "value": "u3"},
+        {"op": "replace", "path": 'members[value eq "u1"].value', "value": "u3"},
+        {"op": "replace", "path": 'members[value eq "u1"]', "value": {"value": "u3"}},
+        {"op": "remove", "path": 'members[value eq "u1"].value'},
+    ],
+    ids=["add-sub", "replace-sub", "replace-filtered-sub", "replace-filtered-value", "remove-sub"],
+)
+def test_rfc7643_2_2_a_members_immutable_value_is_never_rewritten(operation):
+    """`add members.value` set every member's value to "u3": the group was left with one
+    member, the others dropped without a remove (scim2-server: 400 mutability)."""
+    with pytest.raises(Mutability):
+        patch(operation, doc=GROUP_DOC, kind=GROUP_KIND)
+
+
+def test_a_filtered_replace_keeping_the_members_value_is_allowed():
+    operation = {"op": "replace", "path": 'members[value eq "u1"]', "value": {"value": "u1"}}
+    assert patch(operation, doc=GROUP_DOC, kind=GROUP_KIND)["members"] == GROUP_DOC["members"]
