@@ -7,7 +7,9 @@ one not answered within CUTOFF_DEADLINE raises the cut-off alarm.
 Each answer becomes an entry ("denied at T", or "accepted at T") signed with HMAC-SHA256
 under the secret key, so an auditor can tell a recorded answer from an edited one. A key the
 gateway still accepts opens an urgent finding on the revocation's review and alerts managers
-and admins.
+and admins, unless a later revoke or restore of the key was issued before the answer came (a
+reactivation while the proof waited: the gateway rightly accepts the restored key); that
+answer is kept and audited `api_key.proof_superseded`, with no finding and no alert.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session, aliased
 
 from models import audit
 from models.actions import cutoffs
@@ -140,7 +142,8 @@ def record_key_status(
         command.gateway_proof = proof_entry(
             secret, key_id=command.subject_id, accepted=accepted, checked_at=checked_at
         )
-    still_accepted = [command for command in answered if command.gateway_accepted]
+    superseded = _superseded(session, [c for c in answered if c.gateway_accepted])
+    still_accepted = [c for c in answered if c.gateway_accepted and c.id not in superseded]
     # First, as the review task does: a review opened here locks its revocation, then keys.
     for command in still_accepted:
         _raise_still_accepted(session, command.subject_id, command.gateway_proof or {})
@@ -148,18 +151,45 @@ def record_key_status(
         record_on_key_findings(
             session, key_ids=[command.subject_id], gateway_proof=command.gateway_proof
         )
+        later = superseded.get(command.id)
         audit.record(
             session,
             actor=GATEWAY_ACTOR,
             organisation_id=command.organisation_id,
-            action="api_key.still_accepted"
+            action="api_key.proof_superseded"
+            if later is not None
+            else "api_key.still_accepted"
             if command.gateway_accepted
             else "api_key.denied_at_gateway",
             target_type="api_key",
             target_id=command.subject_id,
-            after=command.gateway_proof,
+            after={**(command.gateway_proof or {}), "superseded_by": str(later)}
+            if later is not None
+            else command.gateway_proof,
         )
     return [command.subject_id for command in still_accepted]
+
+
+def _superseded(session: Session, commands: list[StoreCommand]) -> dict[uuid.UUID, uuid.UUID]:
+    """Those of these revocations whose key has a later revoke or restore (command id -> the
+    later command's id): the gateway's answer no longer tells whether this revocation held."""
+    if not commands:
+        return {}
+    later = aliased(StoreCommand)
+    rows = session.execute(
+        select(StoreCommand.id, later.id)
+        .join(
+            later,
+            and_(
+                later.subject_id == StoreCommand.subject_id,
+                later.issued_at > StoreCommand.issued_at,
+                later.command_type.in_((StoreCommandType.REVOKE, StoreCommandType.RESTORE)),
+            ),
+        )
+        .where(StoreCommand.id.in_([c.id for c in commands]))
+        .order_by(later.issued_at.desc())
+    ).all()
+    return {command_id: later_id for command_id, later_id in rows}
 
 
 def _raise_still_accepted(session: Session, key_id: uuid.UUID, entry: dict[str, Any]) -> None:

@@ -5,9 +5,16 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from models.actions.key_proofs import proof_is_authentic
-from models.entities import KeyCutoff, NotificationDelivery, ReviewFinding, StoreCommand
+from models.entities import (
+    AuditEvent,
+    KeyCutoff,
+    NotificationDelivery,
+    ReviewFinding,
+    StoreCommand,
+)
 from models.enums import FindingState, Severity
 from tests.store_commands.conftest import deactivate, provision_key_holder
+from tests.support import factories as f
 from tests.support.reaper import wait_reaping
 from tests.support.wait import wait_until
 
@@ -169,3 +176,48 @@ def test_a_gateway_that_still_accepts_the_key_raises_an_urgent_finding_and_an_al
 
     [alert] = wait_until(alerts, timeout=30, what="the admin alerted")
     assert "key_still_accepted" in str(alert.payload)
+
+
+def test_a_proof_answered_after_the_key_was_restored_raises_no_alarm(
+    bridged_session, bridged_sessions, bridged_client, bridged_worker, odock
+):
+    """The revoke's proof could not be given (gateway status down) until after an admin had
+    reactivated the person: the gateway then rightly accepted the restored key, and that answer
+    to a superseded question opened an urgent key_still_accepted finding and alerted the
+    admins and managers."""
+    holder = provision_key_holder(bridged_session, bridged_client, odock)
+    odock.gateway_faults.status_unavailable = True
+    deactivate(bridged_client, holder)
+    wait_until(lambda: odock.call(holder.key_value) == REJECTED, timeout=30, what="rejection")
+    token = f.admin_token(bridged_session, holder.org, holder.admin)
+    bridged_session.commit()
+    answer = bridged_client.post(
+        f"/api/v1/users/{holder.user_id}/reactivate",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200, answer.get_json()
+    wait_until(lambda: odock.call(holder.key_value) == ACCEPTED, timeout=30, what="restored")
+
+    odock.gateway_faults.heal()  # the revoke's proof is answered now: accepted, since restored
+
+    def revoke_proven():
+        with bridged_sessions() as fresh:
+            return fresh.scalars(
+                select(StoreCommand).where(
+                    StoreCommand.subject_id == holder.key_id,
+                    StoreCommand.command_type == "key.revoke",
+                    StoreCommand.gateway_checked_at.is_not(None),
+                )
+            ).one_or_none()
+
+    revoke = wait_reaping(revoke_proven, timeout=30, what="the revoke's proof answered")
+    assert revoke.gateway_accepted is True
+    assert finding_of(bridged_sessions, holder.key_id, "key_still_accepted") is None
+    with bridged_sessions() as fresh:
+        assert not fresh.scalars(
+            select(NotificationDelivery).where(NotificationDelivery.event == "finding.urgent")
+        ).all()
+        [superseded] = fresh.scalars(
+            select(AuditEvent).where(AuditEvent.action == "api_key.proof_superseded")
+        ).all()
+    assert superseded.after["accepted"] is True and superseded.after["superseded_by"]
