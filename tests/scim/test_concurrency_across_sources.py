@@ -4,11 +4,9 @@ the other: each lifecycle operation locks the person and reads them again first
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -21,29 +19,47 @@ from models.entities import AuditEvent, Organisation, ScimUser, User
 from models.enums import Role, Source, UserStatus
 from tests.scim.conftest import SCIM, ops
 from tests.scim.payloads import okta_create_user
+from tests.scim.test_concurrency import in_parallel
 from tests.support import factories
 
 LDAP = Actor(Source.LDAP, "ldap:corp")
 PEOPLE = 12
 
 
-def in_parallel(calls: list[Callable[[], requests.Response]]) -> list[requests.Response]:
-    barrier = threading.Barrier(len(calls))
+class Race:
+    """An admin (the admin API) and the IdP (SCIM) over real HTTP, each request a callable
+    for in_parallel."""
 
-    def run(call: Callable[[], requests.Response]) -> requests.Response:
-        barrier.wait()
-        return call()
+    def __init__(self, base_url: str, admin_token: str, scim_secret: str) -> None:
+        self.base = base_url
+        self.admin = {"Authorization": f"Bearer {admin_token}"}
+        self.scim = {"Authorization": f"Bearer {scim_secret}", "Content-Type": SCIM}
 
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return list(pool.map(run, calls))
+    def admin_revoke(self, user: User) -> Callable[[], requests.Response]:
+        url = f"{self.base}/api/v1/users/{user.id}/revoke"
+        return lambda: requests.post(url, json={"reason": "pinned"}, headers=self.admin)
+
+    def idp_says(self, scim_id: str, active: bool) -> Callable[[], requests.Response]:
+        url = f"{self.base}/scim/v2/Users/{scim_id}"
+        body = ops({"op": "replace", "path": "active", "value": active})
+        return lambda: requests.patch(url, json=body, headers=self.scim, timeout=60)
+
+    def both_at_once(self, people: dict[str, User], active: bool) -> None:
+        """Every admin revoke and every IdP PATCH at the same moment; each must answer 200."""
+        calls = [self.admin_revoke(user) for user in people.values()]
+        calls += [self.idp_says(scim_id, active) for scim_id in people]
+        answered = in_parallel(calls)
+        assert Counter(r.status_code for r in answered) == Counter({200: len(calls)}), [
+            r.text for r in answered if r.status_code != 200
+        ]
 
 
 @pytest.fixture
-def admin_headers(session: Session, org: Organisation) -> dict[str, str]:
+def race(live_server: str, scim_secret: str, session: Session, org: Organisation) -> Race:
     admin = factories.make_user(session, org, role=Role.ORG_ADMIN)
     token = factories.admin_token(session, org, admin)
     session.commit()
-    return {"Authorization": f"Bearer {token}"}
+    return Race(live_server, token, scim_secret)
 
 
 def scim_people(live_server: str, scim_secret: str) -> list[str]:
@@ -75,31 +91,16 @@ def revoked_by_ldap(session: Session, scim_ids: list[str]) -> dict[str, User]:
 
 
 def test_an_admin_pin_and_the_idps_deactivation_at_once_both_stand(
-    live_server, scim_secret, admin_headers, session
+    race, live_server, scim_secret, session
 ):
     """A person LDAP revoked: at the same moment an admin revokes them (the admin pins them)
     and the IdP says inactive (SCIM joins). Serially, all three stand whatever the order;
     before the person's lock, each read the standing sources before the other wrote them,
     and the later write dropped the other's."""
     people = revoked_by_ldap(session, scim_people(live_server, scim_secret))
-    scim_headers = {"Authorization": f"Bearer {scim_secret}", "Content-Type": SCIM}
-    deactivate = ops({"op": "replace", "path": "active", "value": False})
 
-    def admin_revoke(user: User) -> Callable[[], requests.Response]:
-        url = f"{live_server}/api/v1/users/{user.id}/revoke"
-        return lambda: requests.post(url, json={"reason": "pinned"}, headers=admin_headers)
+    race.both_at_once(people, active=False)
 
-    def idp_deactivate(scim_id: str) -> Callable[[], requests.Response]:
-        url = f"{live_server}/scim/v2/Users/{scim_id}"
-        return lambda: requests.patch(url, json=deactivate, headers=scim_headers, timeout=60)
-
-    calls = [admin_revoke(user) for user in people.values()]
-    calls += [idp_deactivate(scim_id) for scim_id in people]
-    answered = in_parallel(calls)
-
-    assert Counter(r.status_code for r in answered) == Counter({200: 2 * PEOPLE}), [
-        r.text for r in answered if r.status_code != 200
-    ]
     session.expire_all()
     for user in people.values():
         revocation = lifecycle.latest_revocation(session, user.id)
@@ -116,7 +117,7 @@ def test_an_admin_pin_and_the_idps_deactivation_at_once_both_stand(
 
 
 def test_the_idp_letting_go_while_an_admin_pins_keeps_the_person_out(
-    live_server, scim_secret, admin_headers, session
+    race, live_server, scim_secret, session
 ):
     """A person whom only SCIM still holds out (LDAP revoked them, SCIM joined, LDAP let
     go): at the same moment the IdP says active and an admin revokes. Serially, either the
@@ -125,33 +126,16 @@ def test_the_idp_letting_go_while_an_admin_pins_keeps_the_person_out(
     person's lock, the admin could pin a revocation the IdP had just undone, and the person
     was back with the pin lost."""
     people = revoked_by_ldap(session, scim_people(live_server, scim_secret))
-    scim_headers = {"Authorization": f"Bearer {scim_secret}", "Content-Type": SCIM}
-    activate = ops({"op": "replace", "path": "active", "value": True})
-    deactivate = ops({"op": "replace", "path": "active", "value": False})
     for scim_id in people:
-        url = f"{live_server}/scim/v2/Users/{scim_id}"
-        assert requests.patch(url, json=deactivate, headers=scim_headers).status_code == 200
+        assert race.idp_says(scim_id, active=False)().status_code == 200
     for user in people.values():  # LDAP lets go: SCIM alone stands
         assert lifecycle.reactivate(session, user=user, actor=LDAP) is lifecycle.Outcome.REFUSED
     session.commit()
 
-    def admin_revoke(user: User) -> Callable[[], requests.Response]:
-        url = f"{live_server}/api/v1/users/{user.id}/revoke"
-        return lambda: requests.post(url, json={"reason": "pinned"}, headers=admin_headers)
-
-    def idp_activate(scim_id: str) -> Callable[[], requests.Response]:
-        url = f"{live_server}/scim/v2/Users/{scim_id}"
-        return lambda: requests.patch(url, json=activate, headers=scim_headers, timeout=60)
-
-    calls = [admin_revoke(user) for user in people.values()]
-    calls += [idp_activate(scim_id) for scim_id in people]
-    answered = in_parallel(calls)
-
     # The admin's revoke answers 200 whether it pinned the person or revoked them anew
     # after the IdP brought them back; the IdP's PATCH answers 200 either way.
-    assert Counter(r.status_code for r in answered) == Counter({200: 2 * PEOPLE}), [
-        r.text for r in answered if r.status_code != 200
-    ]
+    race.both_at_once(people, active=True)
+
     session.expire_all()
     for user in people.values():
         person = session.get_one(User, user.id)
