@@ -277,8 +277,13 @@ def preconditions() -> provider.Preconditions:
 
 
 def resource(document: dict[str, Any], kind: ResourceKind) -> Response:
-    """A single resource, or 304 when the caller's If-None-Match is current."""
+    """A single resource; 412 when the caller's If-Match is stale (RFC 9110 section 13.1.1:
+    whatever the method, evaluated first), 304 when its If-None-Match is current."""
     req = request._get_current_object()  # type: ignore[attr-defined]
+    if_match = req.headers.get("If-Match")
+    if if_match is not None:
+        version = document["meta"]["version"]
+        provider.check_tag(lambda: version, provider.Preconditions(if_match=if_match))
     if provider.matches_version(document, req.headers.get("If-None-Match")):
         response = Response(status=304)
         response.headers["ETag"] = document["meta"]["version"]

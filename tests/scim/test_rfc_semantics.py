@@ -11,7 +11,7 @@ import pytest
 
 from models.base import utcnow
 from tests.scim.conftest import ops
-from tests.scim.payloads import ENTERPRISE, USER
+from tests.scim.payloads import ENTERPRISE, GROUP, USER
 
 PEOPLE = [
     # userName, givenName, externalId, employeeNumber, title, displayName, primary email?
@@ -282,3 +282,22 @@ def test_a_group_version_read_without_members_follows_its_members(scim, people):
         f"/Groups/{group['id']}", ops({"op": "remove", "path": f'members[value eq "{bob}"]'})
     )
     assert bare_version() == alone
+
+
+@pytest.mark.parametrize("resource", ["user", "group"])
+def test_a_get_with_a_stale_if_match_is_412(scim, people, resource):
+    """RFC 9110 section 13.1.1: a false If-Match means the method is not performed, 412,
+    whatever the method (scim2-server: the same). A GET ignored it and answered 200."""
+    if resource == "user":
+        path = f"/Users/{people['ann@example.com']}"
+    else:
+        group = scim.post("/Groups", {"schemas": [GROUP], "displayName": "Ops"}).json
+        path = f"/Groups/{group['id']}"
+    current = scim.get(path).headers["ETag"]
+    stale = scim.get(path, **{"If-Match": 'W/"stale"'})
+    assert stale.status_code == 412 and stale.json["status"] == "412"
+    for tag in (current, "*", f'W/"stale", {current}'):
+        assert scim.get(path, **{"If-Match": tag}).status_code == 200, tag
+    # If-Match is evaluated first: a stale one is 412 even when If-None-Match would be 304.
+    both = scim.get(path, **{"If-Match": 'W/"stale"', "If-None-Match": current})
+    assert both.status_code == 412
