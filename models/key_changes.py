@@ -16,10 +16,10 @@ import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, bindparam, case, exists, select, update
+from sqlalchemy import BindParameter, ColumnElement, bindparam, case, exists, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.dml import ReturningUpdate, Update
@@ -363,6 +363,32 @@ def send_budget_change(
     )
 
 
+ISSUE_BATCH = 5_000
+
+
+def _issue_times(
+    session: Session, subject_ids: list[uuid.UUID], now: datetime
+) -> dict[uuid.UUID, datetime]:
+    """When each subject's new command is issued: now, or just after the subject's latest
+    command when that is later (a clock stepped back, or a host whose clock runs ahead issued
+    it). A key's commands are sent in the order of issued_at, so it must be the order in
+    which they were decided, whatever the clocks of the processes that decided them."""
+    latest: dict[uuid.UUID, datetime] = {}
+    for start in range(0, len(subject_ids), ISSUE_BATCH):
+        batch = subject_ids[start : start + ISSUE_BATCH]
+        rows = session.execute(
+            select(StoreCommand.subject_id, func.max(StoreCommand.issued_at))
+            .where(StoreCommand.subject_id.in_(batch))
+            .group_by(StoreCommand.subject_id)
+        )
+        latest.update((subject_id, issued_at) for subject_id, issued_at in rows)
+    step = timedelta(microseconds=1)
+    return {
+        subject_id: max(now, latest[subject_id] + step) if subject_id in latest else now
+        for subject_id in subject_ids
+    }
+
+
 def _store_commands(
     session: Session,
     *,
@@ -373,14 +399,14 @@ def _store_commands(
     owners: dict[str, uuid.UUID | None],
     clock: dict[str, Any],
 ) -> dict[uuid.UUID, uuid.UUID]:
-    now = utcnow()
+    issued = _issue_times(session, subject_ids, utcnow())
     commands = [
         StoreCommand(
             organisation_id=organisation_id,
             subject_id=subject_id,
             command_type=command,
             reason=reason[:500],
-            issued_at=now,
+            issued_at=issued[subject_id],
             **owners,
         )
         for subject_id in subject_ids

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -89,6 +91,27 @@ def test_bridged_reactivation_restores_through_commands_sent_after_the_revocatio
     # each key's restore goes after its unacknowledged revoke: a key's commands keep order
     for key_id in (world.key_a.id, world.key_b.id):
         assert [c.body["type"] for c in outgoing[key_id]] == ["key.revoke", "key.restore"]
+
+
+def test_a_restore_issued_on_a_clock_behind_the_revokes_still_goes_after_it(bridged_session):
+    """The revoke was issued on a clock an hour ahead (another host's, or this one's before
+    it was stepped back): the restore's issued_at came out earlier, so the key's commands were
+    sent restore first, and the store ended with the key revoked while odock-sync, and the
+    person, had it restored."""
+    world = build_leaver(bridged_session)
+    with time_machine.travel(datetime.now(UTC) + timedelta(hours=1), tick=True):
+        review = revoke_and_review(bridged_session, world.person)
+    assert review is not None
+    lifecycle.reactivate(bridged_session, user=world.person, actor=f.SETUP)
+    bridged_session.flush()
+
+    outgoing = store_commands.unsettled_by_key(
+        bridged_session, key_ids=[world.key_a.id, world.key_b.id]
+    )
+    for key_id in (world.key_a.id, world.key_b.id):
+        revoke, restore = outgoing[key_id]
+        assert [revoke.body["type"], restore.body["type"]] == ["key.revoke", "key.restore"]
+        assert restore.body["issued_at"] > revoke.body["issued_at"]
 
 
 def test_a_revoke_held_for_review_then_revoked_by_the_review_goes_through_commands(
