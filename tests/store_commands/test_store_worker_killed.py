@@ -12,6 +12,7 @@ from sqlalchemy import select
 from models.entities import KeyCutoff, StoreCommand
 from tests.store_commands.conftest import bridged, deactivate, provision_key_holder
 from tests.store_commands.test_end_to_end import ACCEPTED, REJECTED, command_of, cutoff_of
+from tests.support import factories as f
 from tests.support.reaper import wait_reaping
 from tests.support.wait import wait_until
 from tests.support.worker import start_worker
@@ -82,3 +83,57 @@ def test_a_worker_killed_mid_command_leaves_it_to_the_reaper_which_finishes_it(
             select(KeyCutoff.command).where(KeyCutoff.key_id == holder.key_id)
         ).all()
     assert "key.reinvalidate" in planned
+
+
+def test_a_reactivation_after_a_worker_killed_mid_revoke_ends_with_the_key_active_in_the_store(
+    bridged_session, bridged_sessions, bridged_client, bridged_settings, odock, tmp_path, publishing
+):
+    """The revoke is with a hanging store when its worker is killed; the person is reactivated
+    before anyone finishes it. The store must see the revoke applied once, then the restore,
+    and end holding the key active, as odock-sync does."""
+    first = start_worker(bridged_settings, log_dir=tmp_path)
+    try:
+        holder = provision_key_holder(bridged_session, bridged_client, odock)
+        odock.store_faults.hang = True
+        odock.store_faults.hang_limit = 120.0
+        deactivate(bridged_client, holder)
+        wait_until(lambda: odock.commands_seen.arrived, timeout=30, what="the revoke sent")
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait(timeout=10)
+    finally:
+        first.kill()
+    token = f.admin_token(bridged_session, holder.org, holder.admin)
+    bridged_session.commit()
+    answer = bridged_client.post(
+        f"/api/v1/users/{holder.user_id}/reactivate",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200, answer.get_json()
+    odock.store_faults.heal()  # the dead caller's revoke applies now
+
+    second = start_worker(bridged_settings, log_dir=tmp_path)
+    try:
+        wait_reaping(
+            lambda: all(c.acknowledged_at for c in commands_of(bridged_sessions, holder.key_id)),
+            timeout=60,
+            what="both commands acknowledged",
+        )
+    finally:
+        second.stop()
+    revoke, restore = commands_of(bridged_sessions, holder.key_id)
+    assert (revoke.command_type, restore.command_type) == ("key.revoke", "key.restore")
+    assert odock.store.applied_at(str(revoke.id)) < odock.store.applied_at(str(restore.id))
+    assert odock.store.key(holder.key_id)["revoked"] is False
+    answered = [(c.id, c.status) for c in odock.commands_seen.commands if c.status == 200]
+    first_restore = answered.index((str(restore.id), 200))
+    assert (str(revoke.id), 200) in answered[:first_restore]  # the restore only after it
+    wait_until(lambda: odock.call(holder.key_value) == ACCEPTED, timeout=30, what="active again")
+
+
+def commands_of(sessions, key_id):
+    with sessions() as fresh:
+        return fresh.scalars(
+            select(StoreCommand)
+            .where(StoreCommand.subject_id == key_id)
+            .order_by(StoreCommand.issued_at)
+        ).all()
