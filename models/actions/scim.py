@@ -467,6 +467,7 @@ def _forget_as_manager(session: Session, scim_user: ScimUser, actor: Actor) -> N
             ScimUser.organisation_id == scim_user.organisation_id,
             # Stored as the IdP sent it; our ids are lower-case UUIDs.
             func.lower(ScimUser.manager_id) == str(scim_user.id),
+            ScimUser.id != scim_user.id,  # their own manager: deleted, not updated
         )
         .order_by(ScimUser.id)
         .with_for_update(of=ScimUser)  # not the joined person (an outer join's nullable side)

@@ -412,3 +412,21 @@ def test_a_deleted_user_is_nobodys_manager_any_more(scim, session):
     assert (updated.before["manager"], updated.after["manager"]) == (boss["id"], None)
     assert updated.source is Source.SCIM
     session.commit()
+
+
+def test_deleting_a_user_who_is_their_own_manager_audits_only_the_delete(scim, session):
+    """The reports cleared on DELETE are the others: the deleted user's record was also
+    'updated' (manager cleared) after its scim.user.deleted event."""
+    ann = create(scim, "ann@example.com")
+    own = {"op": "add", "path": f"{ENTERPRISE}:manager", "value": {"value": ann["id"]}}
+    assert scim.patch(f"/Users/{ann['id']}", ops(own)).status_code == 200
+    user_id = session.scalar(select(ScimUser.user_id).where(ScimUser.id == uuid.UUID(ann["id"])))
+    session.commit()
+    assert scim.delete(f"/Users/{ann['id']}").status_code == 204
+    actions = session.scalars(
+        select(AuditEvent.action)
+        .where(AuditEvent.target_id == str(user_id), AuditEvent.action.like("scim.user.%"))
+        .order_by(AuditEvent.occurred_at, AuditEvent.id)
+    ).all()
+    assert actions[-1] == "scim.user.deleted"
+    session.commit()
