@@ -267,7 +267,8 @@ def _first_text(dn: str, values: list[bytes] | None, name: str, external_id: str
 
 
 def _marked(marker: DisabledMarker, values: list[bytes]) -> bool:
-    """Whether these values of the marker's attribute say the account is disabled."""
+    """Whether these values of the marker's attribute say the account is disabled; raises
+    ValueError for a flags word (bitmask) that is not an integer."""
     for raw in values:
         text = raw.decode("utf-8", errors="replace").strip()
         if marker.kind == "present" and text:
@@ -280,10 +281,9 @@ def _marked(marker: DisabledMarker, values: list[bytes]) -> bool:
 
 
 def _bit_set(text: str, mask: str) -> bool:
-    try:
-        return bool(int(text) & int(mask, 0))
-    except ValueError:
-        return False
+    """A flags word read as a (signed or wider) integer: Python's `&` on a negative number
+    works on its two's complement, so AD's 0x80000002 given as -2147483646 has bit 0x2."""
+    return bool(int(text) & int(mask, 0))
 
 
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -342,6 +342,9 @@ class _Layout:
     surname: str | None
     change: str | None
     disabled: tuple[tuple[DisabledMarker, str], ...]
+    # flags words (bitmask markers) the entry lacks: every account carries its
+    # userAccountControl, so one missing was hidden from us and its state is unknown
+    missing_flags: tuple[str, ...]
     expiry: tuple[tuple[ExpiryAttribute, str], ...]
 
 
@@ -380,13 +383,20 @@ class PersonReader:
             given = _decoded(dn, raw, layout.given_name, mapping.given_name, external_id)
             surname = _decoded(dn, raw, layout.surname, mapping.surname, external_id)
             name = f"{given} {surname}".strip() or username or email
+        if layout.missing_flags:
+            raise EntryProblem(
+                dn,
+                f"the entry has no {layout.missing_flags[0]} (unreadable by the bind account?), "
+                "so whether the account is disabled is unknown; nothing is changed for it",
+                external_id,
+            )
         return Person(
             external_id=external_id,
             dn=dn,
             username=username,
             email=email,
             name=name[:200],
-            disabled=bool(layout.disabled) and _disabled(raw, layout.disabled),
+            disabled=bool(layout.disabled) and _disabled(dn, raw, layout.disabled, external_id),
             change=_decoded(dn, raw, layout.change, mapping.change_attribute, external_id),
             access_ends_at=_ends(dn, raw, layout.expiry, external_id) if layout.expiry else "",
         )
@@ -406,6 +416,11 @@ class PersonReader:
             surname=key(mapping.surname),
             change=key(mapping.change_attribute),
             disabled=tuple((m, k) for m in mapping.disabled if (k := key(m.attribute)) is not None),
+            missing_flags=tuple(
+                m.attribute
+                for m in mapping.disabled
+                if m.kind == "bitmask" and key(m.attribute) is None
+            ),
             expiry=tuple((e, k) for e in mapping.expiry if (k := key(e.attribute)) is not None),
         )
         if len(self._layouts) >= self.MAX_LAYOUTS:
@@ -442,8 +457,21 @@ def _decoded(dn: str, raw: Attributes, key: str | None, name: str, external_id: 
     return "" if key is None else _first_text(dn, raw[key], name, external_id)
 
 
-def _disabled(raw: Attributes, markers: tuple[tuple[DisabledMarker, str], ...]) -> bool:
-    return any(_marked(marker, raw[key]) for marker, key in markers)
+def _disabled(
+    dn: str, raw: Attributes, markers: tuple[tuple[DisabledMarker, str], ...], external_id: str
+) -> bool:
+    for marker, key in markers:
+        try:
+            if _marked(marker, raw[key]):
+                return True
+        except ValueError:
+            raise EntryProblem(
+                dn,
+                f"{marker.attribute} is not an integer, so whether the account is disabled "
+                "is unknown; nothing is changed for it",
+                external_id,
+            ) from None
+    return False
 
 
 def _ends(

@@ -1,0 +1,106 @@
+"""What real Active Directory and OpenLDAP directories do that a sync must read right:
+userAccountControl values beyond ACCOUNTDISABLE, accountExpires at and near "never", an
+attribute the bind account cannot read, several mail values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from models.enums import UserStatus
+from tests.ldap.conftest import AD_CONNECTOR, as_ad_accounts, get_run, linked_users
+
+
+def _filetime(moment: datetime) -> bytes:
+    delta = moment - datetime(1601, 1, 1, tzinfo=UTC)
+    return str((delta.days * 86400 + delta.seconds) * 10_000_000).encode()
+
+
+@pytest.mark.parametrize(
+    ("control", "status"),
+    [
+        (b"-2147483646", UserStatus.REVOKED),  # 0x80000002 read as a signed 32-bit integer
+        (b"-2147482112", UserStatus.ACTIVE),  # 0x80000600: no ACCOUNTDISABLE
+        (b"4294967810", UserStatus.REVOKED),  # 0x100000202: wider than 32 bits, bit 0x2 set
+        (b"66048", UserStatus.ACTIVE),  # NORMAL | DONT_EXPIRE_PASSWORD
+        (b"528", UserStatus.ACTIVE),  # NORMAL | LOCKOUT
+    ],
+)
+def test_user_account_control_values(make_connector, sync, sessions, directory, control, status):
+    as_ad_accounts(directory, ("alice",))
+    connector = make_connector(**AD_CONNECTOR)
+    sync(connector)
+    directory.replace(directory.person_dn("alice"), "userAccountControl", control)
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert linked_users(sessions, connector)["alice"].status is status
+
+
+def test_an_unreadable_user_account_control_changes_nobody(
+    make_connector, sync, sessions, directory
+):
+    """An ACL change that hides userAccountControl must not reactivate the disabled."""
+    as_ad_accounts(directory, ("alice", "bob"))
+    connector = make_connector(**AD_CONNECTOR)
+    sync(connector)
+    directory.replace(directory.person_dn("bob"), "userAccountControl", b"514")
+    sync(connector)
+    assert linked_users(sessions, connector)["bob"].status is UserStatus.REVOKED
+    for uid in ("alice", "bob"):
+        directory.replace(directory.person_dn(uid), "userAccountControl")
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    users = linked_users(sessions, connector)
+    assert users["bob"].status is UserStatus.REVOKED
+    assert users["alice"].status is UserStatus.ACTIVE
+    errors = get_run(sessions, outcome.run_id).plan["errors"]
+    assert sorted(e["dn"] for e in errors) == sorted(
+        directory.person_dn(uid) for uid in ("alice", "bob")
+    )
+    assert all("userAccountControl" in e["message"] for e in errors)
+
+
+def test_a_flags_word_that_is_not_a_number_changes_nobody(
+    make_connector, sync, sessions, directory
+):
+    """slapd's userAccountControl is an INTEGER and refuses text, so a bitmask marker on a
+    string attribute (employeeType) stands in for a proxy or virtual directory giving one."""
+    marker = {"attribute": "employeeType", "kind": "bitmask", "value": "2"}
+    connector = make_connector(attribute_mapping={"disabled": [marker]})
+    for uid in ("alice", "bob", "carol", "dave"):
+        directory.replace(directory.person_dn(uid), "employeeType", b"512")
+    sync(connector)
+    directory.replace(directory.person_dn("bob"), "employeeType", b"514")
+    sync(connector)
+    assert linked_users(sessions, connector)["bob"].status is UserStatus.REVOKED
+    directory.replace(directory.person_dn("bob"), "employeeType", b"disabled")
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert linked_users(sessions, connector)["bob"].status is UserStatus.REVOKED
+    errors = get_run(sessions, outcome.run_id).plan["errors"]
+    assert [e["dn"] for e in errors] == [directory.person_dn("bob")]
+    assert "employeeType is not an integer" in errors[0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("expires", "ends"),
+    [
+        (b"0", None),
+        (b"9223372036854775807", None),
+        (_filetime(datetime(2999, 12, 31, tzinfo=UTC)), datetime(2999, 12, 31, tzinfo=UTC)),
+    ],
+)
+def test_account_expires_never_and_far_ahead(
+    make_connector, sync, sessions, directory, expires, ends
+):
+    as_ad_accounts(directory, ("alice",))
+    directory.replace(directory.person_dn("alice"), "accountExpires", expires)
+    connector = make_connector(**AD_CONNECTOR)
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert get_run(sessions, outcome.run_id).plan["errors"] == []
+    alice = linked_users(sessions, connector)["alice"]
+    assert alice.status is UserStatus.ACTIVE
+    stored = alice.access_ends_at
+    assert (stored.replace(tzinfo=UTC) if stored else None) == ends
