@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     broker_poll_interval: float = Field(default=0.1, gt=0, le=60)
     secret_key: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
+    # Where the organisation documents its SCIM set-up for IdP admins; /ServiceProviderConfig
+    # names it as documentationUri (optional, RFC 7643 section 5), and leaves it out unset.
+    scim_documentation_url: str = ""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # The web drops a connection that sends nothing for this long, and answers 408 to a
     # request not received whole this long after its first byte (webhooks/buffering_worker.py).

@@ -87,7 +87,7 @@ def context_of(grant: TokenGrant, public_base_url: str) -> provider.Context:
 @bp.get("/ServiceProviderConfig")
 def service_provider_config() -> Response:
     refuse_filter()
-    return scim_json(provider.service_provider(g.scim, settings().public_base_url + "/docs/scim"))
+    return scim_json(provider.service_provider(g.scim, settings().scim_documentation_url))
 
 
 @bp.get("/ResourceTypes")

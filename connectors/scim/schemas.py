@@ -323,9 +323,11 @@ KINDS = (USER_KIND, GROUP_KIND)
 
 
 def service_provider_config(base_url: str, docs_url: str) -> dict[str, Any]:
+    """The ServiceProviderConfig; `docs_url` empty: no documentationUri (it is optional)."""
+    documented = {"documentationUri": docs_url} if docs_url else {}
     return {
         "schemas": [SPC],
-        "documentationUri": docs_url,
+        **documented,
         "patch": {"supported": True},
         "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": True, "maxResults": MAX_RESULTS},
@@ -338,7 +340,7 @@ def service_provider_config(base_url: str, docs_url: str) -> dict[str, Any]:
                 "name": "OAuth Bearer Token",
                 "description": "A per-organisation SCIM token (token create --scope scim)",
                 "specUri": "https://www.rfc-editor.org/info/rfc6750",
-                "documentationUri": docs_url,
+                **documented,
                 "primary": True,
             }
         ],

@@ -430,3 +430,20 @@ def test_options_says_the_allowed_methods_without_a_body(scim, path):
 
 def test_options_still_needs_a_token(client):
     assert_error(client.options("/scim/v2/Users"), 401)
+
+
+def test_the_documentation_uri_is_the_configured_one_or_left_out(scim, app, monkeypatch):
+    """documentationUri is optional (RFC 7643 section 5): it named PUBLIC_BASE_URL/docs/scim,
+    which this service does not serve (a dead link, and `//` after a trailing slash)."""
+    from webhooks.context import app_state
+
+    config = scim.get("/ServiceProviderConfig").json
+    assert "documentationUri" not in config
+    assert all("documentationUri" not in s for s in config["authenticationSchemes"])
+
+    with app.app_context():
+        wiki = "https://wiki.example.com/odock-scim"
+        monkeypatch.setattr(app_state().settings, "scim_documentation_url", wiki)
+    config = scim.get("/ServiceProviderConfig").json
+    assert config["documentationUri"] == "https://wiki.example.com/odock-scim"
+    assert config["authenticationSchemes"][0]["documentationUri"] == config["documentationUri"]
