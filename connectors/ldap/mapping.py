@@ -293,15 +293,28 @@ _FILETIME_NEVER = 0x7FFFFFFFFFFFFFFF
 
 
 def _parse_expiry(text: str, form: str) -> datetime | None:
+    """The moment access ends, None for never. A count of days or ticks past the last date
+    a datetime holds (9999-12-31) is read as never: AD allows dates to the year 30828, and
+    nobody's access ending after 9999 is an end worth holding."""
     if form == "days":
         days = int(text)  # shadow(5): 0 and -1 mean no expiry
-        return _EPOCH + timedelta(days=days) if days > 0 else None
+        if days <= 0:
+            return None
+        return _after(_EPOCH, days=days)
     if form == "filetime":
         ticks = int(text)
         if ticks <= 0 or ticks >= _FILETIME_NEVER:
             return None
-        return _FILETIME_EPOCH + timedelta(microseconds=ticks // 10)
+        return _after(_FILETIME_EPOCH, microseconds=ticks // 10)
     return parse_generalized_time(text)
+
+
+def _after(epoch: datetime, **amount: int) -> datetime | None:
+    """epoch + timedelta(**amount), None (never) when that is past 9999-12-31."""
+    try:
+        return epoch + timedelta(**amount)
+    except OverflowError:
+        return None
 
 
 def parse_generalized_time(text: str) -> datetime:

@@ -89,6 +89,9 @@ def test_a_flags_word_that_is_not_a_number_changes_nobody(
         (b"0", None),
         (b"9223372036854775807", None),
         (_filetime(datetime(2999, 12, 31, tzinfo=UTC)), datetime(2999, 12, 31, tzinfo=UTC)),
+        (_filetime(datetime(9999, 12, 30, tzinfo=UTC)), datetime(9999, 12, 30, tzinfo=UTC)),
+        (b"9223372036854775806", None),  # year 30828: past any date we can hold, so never
+        (b"5300000000000000000", None),  # about year 18400
     ],
 )
 def test_account_expires_never_and_far_ahead(
@@ -97,6 +100,28 @@ def test_account_expires_never_and_far_ahead(
     as_ad_accounts(directory, ("alice",))
     directory.replace(directory.person_dn("alice"), "accountExpires", expires)
     connector = make_connector(**AD_CONNECTOR)
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert get_run(sessions, outcome.run_id).plan["errors"] == []
+    alice = linked_users(sessions, connector)["alice"]
+    assert alice.status is UserStatus.ACTIVE
+    stored = alice.access_ends_at
+    assert (stored.replace(tzinfo=UTC) if stored else None) == ends
+
+
+@pytest.mark.parametrize(
+    ("days", "ends"),
+    [
+        (b"0", None),
+        (b"-1", None),
+        (b"99999", datetime(2243, 10, 16, tzinfo=UTC)),  # a common stand-in for "never"
+        (b"99999999", None),  # past any date we can hold, so never
+    ],
+)
+def test_shadow_expire_never_and_far_ahead(make_connector, sync, sessions, directory, days, ends):
+    directory.add_values(directory.person_dn("alice"), "objectClass", b"shadowAccount")
+    directory.replace(directory.person_dn("alice"), "shadowExpire", days)
+    connector = make_connector()
     outcome = sync(connector)
     assert outcome.status == "succeeded", outcome.error
     assert get_run(sessions, outcome.run_id).plan["errors"] == []
