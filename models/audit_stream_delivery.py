@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from models.backoff import backoff
 from models.entities import AuditEvent, AuditStream
 from models.queries.audit_events import COLUMNS, event_view
 
@@ -120,5 +121,5 @@ def batch_refused(
     stream.consecutive_failures += 1
     stream.first_failure_at = stream.first_failure_at or now
     stream.last_error = error[:500]
-    delay = min(retry_base * 2 ** (stream.consecutive_failures - 1), retry_max)
+    delay = backoff(stream.consecutive_failures, retry_base=retry_base, retry_max=retry_max)
     stream.next_attempt_at = now + timedelta(seconds=delay)

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, aliased
 
 from models import audit
 from models.actor import Actor
+from models.backoff import backoff
 from models.base import UTCDateTime, utcnow
 from models.entities import CutoffIncident, KeyCutoff, StoreCommand, User, VirtualApiKey
 from models.entities.cutoff import PROOF_COMMAND
@@ -204,14 +205,6 @@ def record_failure(
         # A cut-off planned for later (a re-invalidation) keeps its time.
         cutoff.next_attempt_at = max(cutoff.next_attempt_at, now + timedelta(seconds=wait))
         cutoff.last_error = error[:500]
-
-
-def backoff(attempts: int, *, retry_base: float, retry_max: float) -> float:
-    """Seconds before the next attempt after `attempts`: doubling from `retry_base`, at most
-    `retry_max`. The exponent is bounded: after about a thousand attempts (days of an outage
-    at the cap) 2**attempts no longer converts to a float, and the failure went unrecorded."""
-    exponent = min(max(0, attempts - 1), 64)
-    return min(retry_base * 2**exponent, retry_max)
 
 
 def release(session: Session, *, key_ids: list[uuid.UUID], due_at: datetime | None = None) -> None:

@@ -33,6 +33,7 @@ from models.actions.odock_objects import (
     QuotaIn,
 )
 from models.actor import Actor
+from models.backoff import backoff
 from models.base import utcnow
 from models.entities import ApiToken, OdockReconcileRun
 from models.enums import Source, TokenScope
@@ -356,8 +357,9 @@ def retry_in(settings: Settings, retries: int) -> float | None:
     would reach the next interval's run."""
     if retries >= settings.odock_reconcile_retries:
         return None
-    wait = settings.odock_reconcile_retry_base * 2**retries
-    return wait if wait < settings.odock_reconcile_interval else None
+    interval = settings.odock_reconcile_interval
+    wait = backoff(retries + 1, retry_base=settings.odock_reconcile_retry_base, retry_max=interval)
+    return wait if wait < interval else None
 
 
 def reconcile_configured(settings: Settings) -> bool:

@@ -14,6 +14,7 @@ from connectors.signed_webhooks import verify
 from models.actions import audit_streams
 from models.actor import Actor
 from models.audit import record
+from models.audit_sequence import sequence_events
 from models.entities import AuditEvent, AuditStream
 from models.enums import Source, StreamPreset
 from tests.support import factories as f
@@ -178,3 +179,27 @@ def test_a_paused_stream_sends_nothing_and_resumes_from_its_cursor(
         lambda: len(_streamed(receiver)) >= total and _streamed(receiver), "resumed"
     )
     assert [line["id"] for line in streamed] == _org_event_ids(sessions, org.id)
+
+
+def test_a_refusal_after_days_of_failures_is_still_recorded(session, sessions, settings, receiver):
+    """Past about a thousand failures the backoff's 2**n no longer converted to a float: the
+    refusal was rolled back, and the stream retried at every tick with no backoff."""
+    org = f.make_org(session)
+    _events(session, org, 3)
+    stream, _secret = _stream(session, settings, org, receiver)
+    stream.consecutive_failures = 5000
+    session.commit()
+    sequence_events(session)
+    session.commit()
+    receiver.refuse_next = 1
+
+    assert deliver_stream(str(stream.id)) == 0
+
+    with sessions() as fresh:
+        row = fresh.get_one(AuditStream, stream.id)
+        assert row.consecutive_failures == 5001
+        assert row.last_error and row.pending_through_seq is not None  # the batch stays pinned
+        assert row.next_attempt_at is not None and row.last_success_at is None
+        waited = row.next_attempt_at - row.first_failure_at  # both the refusal's `now`
+        assert waited.total_seconds() == settings.audit_stream_retry_max
+    assert len(receiver.refused()) == 1 and receiver.accepted() == []

@@ -1,5 +1,6 @@
 """Notification deliveries through a real worker to real loopback receivers."""
 
+import pytest
 from sqlalchemy import select
 
 from connectors.outbound import UrlPolicy
@@ -252,3 +253,42 @@ def test_without_smtp_a_recipients_notification_is_kept_in_the_local_outbox(
         detail = mail_detail(kept, secret_key=settings.secret_key)
     assert detail["to"] == owner.email and "all done" in detail["text"]
     assert mailbox.messages == []
+
+
+def test_a_failure_after_thousands_of_attempts_is_recorded_and_retried_after_the_cap(
+    session, sessions, settings, hooks, monkeypatch
+):
+    """A re-send starts a fresh budget but keeps the count: past about a thousand attempts the
+    backoff's 2**n no longer converted to a float, and the task crashed instead of retrying."""
+    from celery.exceptions import Retry
+
+    from models.actions import notification_deliveries
+    from tests.support.fuzz import hold_tasks
+    from worker.tasks.notifications import deliver
+
+    hold_tasks(monkeypatch)  # only this test delivers it
+    org = f.make_org(session)
+    add_hook(session, settings, org, HookKind.WEBHOOK, hooks.url("down"))
+    hooks.fail_first("down", 1)
+    (delivery,) = notification_deliveries.plan_deliveries(
+        session,
+        event_id="evt-long-outage",
+        organisation_id=org.id,
+        event="review.opened",
+        payload={"review_id": None},
+        recipient_user_ids=[],
+    )
+    delivery.attempts = delivery.attempts_at_resend = 5000
+    session.commit()
+
+    with pytest.raises(Retry):  # retried later (called directly: no countdown to read)
+        deliver.run(str(delivery.id))
+
+    with sessions() as fresh:
+        row = fresh.get_one(NotificationDelivery, delivery.id)
+        assert row.status is DeliveryStatus.PENDING and row.attempts == 5001
+        (attempt,) = fresh.scalars(
+            select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery.id)
+        ).all()
+        assert (attempt.ok, attempt.status_code) == (False, 503)
+    assert [r.status for r in hooks.at("down")] == [503]

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from celery import current_task
 
+from models.backoff import backoff
 from models.db import is_unavailable
 from worker.celery_app import celery_app
 from worker.runtime import runtime
@@ -93,5 +94,5 @@ def database_retry_delay(retries: int) -> float:
     """Seconds before retry number `retries` + 1: the base doubling up to the cap, then half
     of it fixed and half random, so that the workers a restart failed come back spread out
     and never at once into a server still starting."""
-    ceiling = min(DATABASE_RETRY_MAX, DATABASE_RETRY_BASE * 2**retries)
+    ceiling = backoff(retries + 1, retry_base=DATABASE_RETRY_BASE, retry_max=DATABASE_RETRY_MAX)
     return ceiling / 2 + random.uniform(0, ceiling / 2)

@@ -18,6 +18,7 @@ from models.actions import local_mail
 from models.actions import notification_deliveries as deliveries
 from models.actions.notification_hooks import signing_secrets
 from models.actor import Actor
+from models.backoff import backoff
 from models.entities import NotificationDelivery, NotificationHook
 from models.enums import HookKind
 from models.settings import Settings
@@ -85,14 +86,13 @@ def deliver(self: Any, delivery_id: str) -> str:
         attempts = delivery.attempts
         session.commit()
     if outcome is deliveries.Outcome.RETRY:
-        raise self.retry(countdown=backoff(settings, attempts), max_retries=None)
+        wait = backoff(
+            attempts,
+            retry_base=settings.notification_retry_base,
+            retry_max=settings.notification_retry_max,
+        )
+        raise self.retry(countdown=wait, max_retries=None)
     return outcome.value
-
-
-def backoff(settings: Settings, attempts: int) -> float:
-    return float(
-        min(settings.notification_retry_base * 2 ** (attempts - 1), settings.notification_retry_max)
-    )
 
 
 def send_delivery(
