@@ -1,7 +1,8 @@
 """Reading the management plane's paged list endpoints (GET /v1/sync/{keys|budgets|quotas}).
 
-A page that does not answer 200 with {"items": [...], "next_cursor": ...} ends the listing as
-incomplete: the caller then deletes nothing. The next page is fetched while the caller works
+A page that does not answer 200 with {"items": [...], "next_cursor": ...}, or is not read whole
+within the timeout of its request, ends the listing as incomplete: the caller then deletes
+nothing. The next page is fetched while the caller works
 on the current one.
 """
 
@@ -10,10 +11,12 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import requests
+import urllib3
 
 from connectors.outbound import UrlPolicy, pinned_session
 
@@ -70,15 +73,18 @@ def _page(
     number: int,
     limit: int,
 ) -> tuple[list[Any], str | None]:
+    deadline = time.monotonic() + timeout  # the whole page, however slowly it trickles in
     try:
         with http.get(
             url, params=params, timeout=timeout, allow_redirects=False, stream=True
         ) as response:
             if response.status_code != 200:
                 raise ListingFailed(f"page {number} answered {response.status_code}")
-            raw = _read_at_most(response, limit * MAX_ITEM_BYTES, number)
-    except requests.RequestException as exc:
+            raw = _read_at_most(response, limit * MAX_ITEM_BYTES, number, deadline)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise ListingFailed(f"page {number}: {type(exc).__name__}") from exc
+    if raw is None:
+        raise ListingFailed(f"page {number} was not read whole within {timeout:g} s")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
@@ -92,14 +98,31 @@ def _page(
     return items, cursor or None
 
 
-def _read_at_most(response: requests.Response, max_bytes: int, number: int) -> bytes:
-    chunks, size = [], 0
-    for chunk in response.iter_content(CHUNK_BYTES):
+def _read_at_most(
+    response: requests.Response, max_bytes: int, number: int, deadline: float
+) -> bytes | None:
+    """The body, or None once `deadline` passes before its end. Each read returns what one
+    receive brings and waits at most the time left: a server trickling a byte at a time within
+    the read timeout is cut off at the deadline, not when it chooses to finish."""
+    chunks: list[bytes] = []
+    size = 0
+    socket = getattr(response.raw.connection, "sock", None)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        if socket is not None:
+            socket.settimeout(left)
+        try:
+            chunk = response.raw.read1(CHUNK_BYTES, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError:
+            return None
+        if not chunk:
+            return b"".join(chunks)
         size += len(chunk)
         if size > max_bytes:
             raise ListingFailed(f"page {number} is larger than {max_bytes} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def prefetched(pages: Iterator[list[Any]], depth: int = 4) -> Iterator[list[Any]]:

@@ -15,6 +15,7 @@ from connectors.odock_listing import ListingFailed, list_pages, prefetched
 from models.actions import odock_reconcile
 from models.entities import AuditEvent, Budget, OdockReconcileRun, OdockTombstone, VirtualApiKey
 from tests.odock_inbound.conftest import key_body
+from tests.support.slow_proxy import slow_proxy
 from tests.support.wait import wait_until
 
 PAGE = 2
@@ -335,3 +336,26 @@ def test_organisations_with_a_live_odock_token_are_the_ones_reconciled(bridged, 
 
     assert found == [bridged.org.id]
     assert session.get_one(Organisation, other.id) is not None
+
+
+def test_a_page_trickled_past_odock_timeout_ends_the_listing_incomplete_and_deletes_nothing(
+    bridged, session, engine, httpserver, bridged_settings
+):
+    """Each piece came well within the read timeout, so a server trickling its page held the
+    reconcile for as long as it liked; ODOCK_TIMEOUT now bounds the whole page."""
+    held, other = uuid.uuid4(), uuid.uuid4()
+    bridged.put("keys", held, key_body(bridged.owner, version=1))
+    # Read whole, this listing (without the held key) would delete it.
+    listing(
+        httpserver, bridged.org.id, {"keys": [listed(other, key_body(bridged.owner, version=1))]}
+    )
+    with slow_proxy(httpserver.url_for("/"), delay=0.01, piece=1, scheme="http") as proxied:
+        trickled = bridged_settings.model_copy(
+            update={"odock_management_url": f"{proxied}/mgmt", "odock_timeout": 0.5}
+        )
+
+        run = odock_reconcile.reconcile_from_management_plane(engine, trickled, bridged.org.id)
+
+    assert run.status == "incomplete" and run.summary["key"]["deleted"] == 0
+    assert "within" in run.summary["key"]["failure"]
+    assert held_keys(session) == {held: 1}

@@ -1,5 +1,6 @@
 """A TCP forwarder on loopback that holds every answer of the server back for a while: a
-directory that answers, slowly (a read through it takes as long as the test needs)."""
+directory that answers, slowly (a read through it takes as long as the test needs), or a server
+that trickles its answer a few bytes at a time, each piece well within any read timeout."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from urllib.parse import urlparse
 
 
 @contextmanager
-def slow_proxy(url: str, *, delay: float) -> Iterator[str]:
-    """An ldap:// URL that reaches `url`, each chunk the server sends `delay` seconds late."""
+def slow_proxy(
+    url: str, *, delay: float, piece: int | None = None, scheme: str = "ldap"
+) -> Iterator[str]:
+    """A `scheme`:// URL that reaches `url`, each chunk the server sends `delay` seconds late;
+    with `piece`, each chunk is passed on `piece` bytes at a time, `delay` seconds apart."""
     target = urlparse(url)
     listener = socket.create_server(("127.0.0.1", 0))
     stopping = threading.Event()
@@ -21,8 +25,10 @@ def slow_proxy(url: str, *, delay: float) -> Iterator[str]:
     def pipe(source: socket.socket, sink: socket.socket, late: float) -> None:
         with suppress(OSError):
             while chunk := source.recv(65536):
-                time.sleep(late)
-                sink.sendall(chunk)
+                step = (piece or len(chunk)) if late else len(chunk)
+                for start in range(0, len(chunk), step):
+                    time.sleep(late)
+                    sink.sendall(chunk[start : start + step])
         with suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
 
@@ -39,7 +45,7 @@ def slow_proxy(url: str, *, delay: float) -> Iterator[str]:
     accepting = threading.Thread(target=serve, daemon=True)
     accepting.start()
     try:
-        yield f"ldap://127.0.0.1:{listener.getsockname()[1]}"
+        yield f"{scheme}://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         stopping.set()
         listener.close()
