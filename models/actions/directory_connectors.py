@@ -311,7 +311,10 @@ def _validate(session: Session, connector: DirectoryConnector, organisation_id: 
     if not connector.server_urls:
         raise InvalidInput("at least one server URL is required", field="server_urls")
     for url in connector.server_urls:
-        parsed = urlparse(url)
+        try:
+            parsed = urlparse(url)
+        except ValueError:  # an unclosed IPv6 bracket: "ldap://[::1"
+            raise InvalidInput(f"{url!r} is not a valid URL", field="server_urls") from None
         if parsed.scheme not in {"ldap", "ldaps"} or not parsed.hostname:
             raise InvalidInput(f"{url!r} is not an ldap:// or ldaps:// URL", field="server_urls")
     for field_name in ("base_dn", "group_base_dn", "bind_dn"):

@@ -49,6 +49,7 @@ def test_bad_connector_input_is_a_clear_400(client, session, directory):
     base = connector_fields(directory)
     cases = [
         {**base, "server_urls": ["http://example.org"]},
+        {**base, "server_urls": ["ldap://[::1"]},  # a 500 before (urlparse's ValueError)
         {**base, "base_dn": "not a dn"},
         {**base, "user_filter": "objectClass=person"},
         {**base, "page_size": 0},
