@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+import urllib3
 
-from connectors.outbound import UrlPolicy, pinned_session
+from connectors.outbound import BodyRefused, UrlPolicy, pinned_session, read_bounded
 from connectors.signed_webhooks import sign
 
 COMMANDS_PATH = "/v1/sync/commands"
+# An acknowledgement is {"applied_at": ...}: a 2xx answer is read no further than this, and
+# only within the command's timeout, like a listing page.
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 class StoreUnavailable(Exception):
@@ -47,24 +52,31 @@ def send_store_command(
     headers = {"Content-Type": "application/json", **sign(secret, msg_id=body["id"], body=raw)}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    deadline = time.monotonic() + timeout  # the whole answer, however slowly it comes
     try:
-        with pinned_session(policy) as http:
-            response = http.post(
+        with (
+            pinned_session(policy) as http,
+            http.post(
                 base_url.rstrip("/") + COMMANDS_PATH,
                 data=raw,
                 headers=headers,
                 timeout=timeout,
                 allow_redirects=False,
-            )
-    except requests.RequestException as exc:
+                stream=True,
+            ) as response,
+        ):
+            if response.status_code in GONE:
+                raise KeyUnknown(f"store answered {response.status_code}: no such key")
+            if not 200 <= response.status_code < 300:
+                raise StoreUnavailable(
+                    f"store answered {response.status_code}", retry_after=_retry_after(response)
+                )
+            answer = read_bounded(response, max_bytes=MAX_ANSWER_BYTES, deadline=deadline)
+    except BodyRefused as exc:
+        raise StoreUnavailable(f"store answered {response.status_code}, its body {exc}") from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise StoreUnavailable(f"store unreachable: {type(exc).__name__}") from exc
-    if response.status_code in GONE:
-        raise KeyUnknown(f"store answered {response.status_code}: no such key")
-    if not 200 <= response.status_code < 300:
-        raise StoreUnavailable(
-            f"store answered {response.status_code}", retry_after=_retry_after(response)
-        )
-    return _applied_at(response)
+    return _applied_at(answer)
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -83,14 +95,14 @@ def _retry_after(response: requests.Response) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _applied_at(response: requests.Response) -> datetime:
+def _applied_at(answer: bytes) -> datetime:
     """The acknowledgement's time, in UTC. One without a zone, or beyond what UTC can hold, is
     no acknowledgement (as one that is missing): it could not be stored, and recording the
     round's answers would fail for every key of the round."""
     try:
-        applied_at = datetime.fromisoformat(response.json()["applied_at"])
+        applied_at = datetime.fromisoformat(json.loads(answer)["applied_at"])
         if applied_at.tzinfo is None:
             raise ValueError("applied_at has no zone")
         return applied_at.astimezone(UTC)
-    except (ValueError, KeyError, TypeError, OverflowError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
         raise StoreUnavailable("store answered without a readable applied_at") from exc

@@ -18,14 +18,13 @@ from typing import Any
 import requests
 import urllib3
 
-from connectors.outbound import UrlPolicy, pinned_session
+from connectors.outbound import BodyTooLarge, BodyTooSlow, UrlPolicy, pinned_session, read_bounded
 
 PAGE_LIMIT = 1000
 COLLECTIONS = {"key": "keys", "budget": "budgets", "quota": "quotas"}
 # An object is at most 64 KiB as pushed (docs/odock.md): a page of `limit` items is read up to
 # `limit` times that, and refused beyond, before it is held in memory whole.
 MAX_ITEM_BYTES = 64 * 1024
-CHUNK_BYTES = 64 * 1024
 
 
 class ListingFailed(Exception):
@@ -80,11 +79,13 @@ def _page(
         ) as response:
             if response.status_code != 200:
                 raise ListingFailed(f"page {number} answered {response.status_code}")
-            raw = _read_at_most(response, limit * MAX_ITEM_BYTES, number, deadline)
+            raw = read_bounded(response, max_bytes=limit * MAX_ITEM_BYTES, deadline=deadline)
+    except BodyTooLarge as exc:
+        raise ListingFailed(f"page {number} is {exc}") from None
+    except BodyTooSlow:
+        raise ListingFailed(f"page {number} was not read whole within {timeout:g} s") from None
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise ListingFailed(f"page {number}: {type(exc).__name__}") from exc
-    if raw is None:
-        raise ListingFailed(f"page {number} was not read whole within {timeout:g} s")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
@@ -96,33 +97,6 @@ def _page(
     if len(items) > limit:
         raise ListingFailed(f"page {number} holds {len(items)} items, more than the {limit} asked")
     return items, cursor or None
-
-
-def _read_at_most(
-    response: requests.Response, max_bytes: int, number: int, deadline: float
-) -> bytes | None:
-    """The body, or None once `deadline` passes before its end. Each read returns what one
-    receive brings and waits at most the time left: a server trickling a byte at a time within
-    the read timeout is cut off at the deadline, not when it chooses to finish."""
-    chunks: list[bytes] = []
-    size = 0
-    socket = getattr(response.raw.connection, "sock", None)
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        if socket is not None:
-            socket.settimeout(left)
-        try:
-            chunk = response.raw.read1(CHUNK_BYTES, decode_content=True)
-        except urllib3.exceptions.ReadTimeoutError:
-            return None
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > max_bytes:
-            raise ListingFailed(f"page {number} is larger than {max_bytes} bytes")
-        chunks.append(chunk)
 
 
 def prefetched(pages: Iterator[list[Any]], depth: int = 4) -> Iterator[list[Any]]:

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -287,3 +288,44 @@ def post_json(
 
 def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
+
+
+class BodyRefused(Exception):
+    """An answer's body not taken: larger than allowed, or not read whole by its deadline."""
+
+
+class BodyTooLarge(BodyRefused):
+    pass
+
+
+class BodyTooSlow(BodyRefused):
+    pass
+
+
+def read_bounded(response: requests.Response, *, max_bytes: int, deadline: float) -> bytes:
+    """The body of a response requested with stream=True, read no further than `max_bytes`
+    (BodyTooLarge) and no later than `deadline`, a time.monotonic() (BodyTooSlow). Each read
+    returns what one receive brings and waits at most the time left: a server trickling a
+    byte at a time, each within the read timeout, is cut off at the deadline."""
+    chunks: list[bytes] = []
+    size = 0
+    sock = getattr(response.raw.connection, "sock", None)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise BodyTooSlow("not read whole in time")
+        if sock is not None:
+            sock.settimeout(left)
+        try:
+            chunk = response.raw.read1(READ_BYTES, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError:
+            raise BodyTooSlow("not read whole in time") from None
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLarge(f"larger than {max_bytes} bytes")
+        chunks.append(chunk)
+
+
+READ_BYTES = 64 * 1024

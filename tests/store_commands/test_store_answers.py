@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from urllib.parse import urlparse
 
 import pytest
 from sqlalchemy import update
@@ -20,6 +21,7 @@ from tests.store_commands.test_end_to_end import ACCEPTED, REJECTED, command_of,
 from tests.support.odock.adapter import push_keys
 from tests.support.odock.management import Answer
 from tests.support.reaper import wait_reaping
+from tests.support.slow_proxy import slow_proxy
 from tests.support.wait import wait_until
 
 RETRY_MAX = 600.0
@@ -101,6 +103,17 @@ def test_a_429_with_retry_after_leaves_the_store_alone_that_long_for_every_key_o
     assert len(odock.commands_seen.arrived) == 1  # the untried key was not sent after it
 
 
+def _revoke(organisation_id: uuid.UUID, key_id: uuid.UUID) -> dict[str, str]:
+    return {
+        "id": str(uuid.uuid4()),
+        "type": "key.revoke",
+        "organisation_id": str(organisation_id),
+        "key_id": str(key_id),
+        "reason": "test",
+        "issued_at": datetime.now(UTC).isoformat(),
+    }
+
+
 def test_retry_after_as_an_http_date_is_read_too(odock):
     """An HTTP date is the other form RFC 9110 allows."""
     organisation_id = uuid.uuid4()
@@ -114,18 +127,53 @@ def test_retry_after_as_an_http_date_is_read_too(odock):
             base_url=odock.management_url,
             token=odock.management_token,
             secret=odock.command_secret,
-            body={
-                "id": str(uuid.uuid4()),
-                "type": "key.revoke",
-                "organisation_id": str(organisation_id),
-                "key_id": str(key_id),
-                "reason": "test",
-                "issued_at": later.isoformat(),
-            },
+            body=_revoke(organisation_id, key_id),
             timeout=5,
             policy=UrlPolicy(allow_loopback=True),
         )
     assert raised.value.retry_after is not None and 290 <= raised.value.retry_after <= 300
+
+
+def test_a_2xx_answer_larger_than_an_acknowledgement_is_a_failed_attempt(odock):
+    """It was read whole, whatever its size, before its applied_at was looked at."""
+    organisation_id = uuid.uuid4()
+    key_id, _value = odock.store.create_key(organisation_id)
+    huge = {"applied_at": datetime.now(UTC).isoformat(), "padding": "x" * (4 * 1024 * 1024)}
+    odock.store_faults.answers[str(key_id)] = Answer(200, huge)
+
+    with pytest.raises(odock_connector.StoreUnavailable) as raised:
+        odock_connector.send_store_command(
+            base_url=odock.management_url,
+            token=odock.management_token,
+            secret=odock.command_secret,
+            body=_revoke(organisation_id, key_id),
+            timeout=5,
+            policy=UrlPolicy(allow_loopback=True),
+        )
+    assert "larger than" in str(raised.value)
+
+
+def test_a_2xx_answer_trickled_past_the_timeout_is_a_failed_attempt(odock):
+    """Each piece came within the read timeout: the store held the caller as long as it
+    liked; the timeout now bounds the whole answer."""
+    organisation_id = uuid.uuid4()
+    key_id, _value = odock.store.create_key(organisation_id)
+    padded = {"applied_at": datetime.now(UTC).isoformat(), "padding": "x" * 2000}
+    odock.store_faults.answers[str(key_id)] = Answer(200, padded)
+
+    with (
+        slow_proxy(odock.management_url, delay=0.01, piece=1, scheme="http") as proxied,
+        pytest.raises(odock_connector.StoreUnavailable) as raised,
+    ):
+        odock_connector.send_store_command(
+            base_url=proxied + urlparse(odock.management_url).path,
+            token=odock.management_token,
+            secret=odock.command_secret,
+            body=_revoke(organisation_id, key_id),
+            timeout=0.5,
+            policy=UrlPolicy(allow_loopback=True),
+        )
+    assert "in time" in str(raised.value)
 
 
 def test_after_days_of_outage_a_failure_is_still_recorded_and_the_store_back_finishes_it(
