@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 import ldap.dn
 import ldap.filter
@@ -21,15 +21,38 @@ from connectors.ldap.client import Attributes
 
 EMAIL_MAX = 320
 
+# An attribute description (RFC 4512): a name (letter, then letters, digits, hyphens) or a
+# numeric OID. Anything else (empty, a space, a parenthesis) would read nothing, or reach
+# the server as a request it refuses, at every sync.
+AttributeName = Annotated[
+    str,
+    Field(min_length=1, max_length=100, pattern=r"^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)$"),
+]
+
 
 class DisabledMarker(BaseModel):
     """An attribute that marks an account disabled: a bit set, any value, or one value."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    attribute: str = Field(min_length=1, max_length=100)
+    attribute: AttributeName
     kind: Literal["bitmask", "present", "equals"]
     value: str = ""
+
+    @model_validator(mode="after")
+    def _usable_value(self) -> DisabledMarker:
+        """A bitmask needs a bit to test and `equals` a value: otherwise nobody is ever
+        disabled (a mask of 0, an empty value) or every entry is an error (a mask "abc")."""
+        if self.kind == "bitmask":
+            try:
+                mask = int(self.value, 0)
+            except ValueError:
+                raise ValueError(f"bitmask value {self.value!r} is not an integer") from None
+            if mask <= 0:
+                raise ValueError(f"bitmask value {self.value!r} must be a positive integer")
+        if self.kind == "equals" and not self.value.strip():
+            raise ValueError("an equals marker needs a value")
+        return self
 
 
 # ppolicy writes this value for an administrative lock; any other value is the time a timed
@@ -50,7 +73,7 @@ class ExpiryAttribute(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    attribute: str = Field(min_length=1, max_length=100)
+    attribute: AttributeName
     # generalized: 20270101000000Z; days: days since 1970-01-01 (shadowExpire);
     # filetime: 100 ns ticks since 1601-01-01 (accountExpires; 0 and 2^63-1 mean never)
     format: Literal["generalized", "days", "filetime"]
@@ -62,20 +85,23 @@ class AttributeMapping(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     user_filter: str = "(objectClass=inetOrgPerson)"
-    stable_id: str = "entryUUID"
+    stable_id: AttributeName = "entryUUID"
     stable_id_format: Literal["text", "guid"] = "text"
-    username: str = "uid"
-    email: str = "mail"
-    name: tuple[str, ...] = ("displayName", "cn")
-    given_name: str = "givenName"
-    surname: str = "sn"
+    username: AttributeName = "uid"
+    email: AttributeName = "mail"
+    name: tuple[AttributeName, ...] = ("displayName", "cn")
+    given_name: AttributeName = "givenName"
+    surname: AttributeName = "sn"
     disabled: tuple[DisabledMarker, ...] = ()
     expiry: tuple[ExpiryAttribute, ...] = ()
-    change_attribute: str = "modifyTimestamp"
+    change_attribute: AttributeName = "modifyTimestamp"
     change_kind: Literal["timestamp", "counter"] = "timestamp"
     group_filter: str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
-    group_name: str = "cn"
-    group_members: tuple[str, ...] = ("member", "uniqueMember")
+    group_name: AttributeName = "cn"
+    # at least one: none would read every group as empty and take everyone off every team
+    group_members: tuple[AttributeName, ...] = Field(
+        default=("member", "uniqueMember"), min_length=1
+    )
 
     def user_attributes(self) -> list[str]:
         names = [

@@ -339,6 +339,13 @@ def _validate(session: Session, connector: DirectoryConnector, organisation_id: 
     for group, role in connector.group_roles.items():
         if role not in {Role.ORG_ADMIN.value, Role.MANAGER.value, Role.USER.value}:
             raise InvalidInput(f"group {group!r}: role must be ORG_ADMIN, MANAGER or USER")
+    for group, team in connector.group_teams.items():
+        if not group.strip():
+            raise InvalidInput("group_teams: a group name is empty", field="group_teams")
+        if not team.strip() or len(team.strip()) > 200:
+            raise InvalidInput(
+                f"group {group!r}: the team name must be 1 to 200 characters", field="group_teams"
+            )
 
 
 def _check_range(value: float, low: float, high: float, name: str) -> None:

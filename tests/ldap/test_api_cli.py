@@ -56,6 +56,31 @@ def test_bad_connector_input_is_a_clear_400(client, session, directory):
         {**base, "preset": "novell"},
         {**base, "attribute_mapping": {"stable_id": 5}},
         {**base, "group_roles": {"admins": "SUPER_ADMIN"}},
+        # accepted before, and then did nothing or harm at every sync:
+        {**base, "group_teams": {"engineering": " "}},
+        {**base, "group_teams": {"engineering": "x" * 201}},
+        {**base, "group_teams": {"": "Engineering"}},
+        *(
+            {**base, "attribute_mapping": mapping}
+            for mapping in (
+                {"disabled": [{"attribute": "userAccountControl", "kind": "bitmask", "value": v}]}
+                for v in ("abc", "", "0")
+            )
+        ),
+        {
+            **base,
+            "attribute_mapping": {"disabled": [{"attribute": "nsAccountLock", "kind": "equals"}]},
+        },
+        {**base, "attribute_mapping": {"stable_id": ""}},
+        {**base, "attribute_mapping": {"email": ""}},
+        {**base, "attribute_mapping": {"username": "uid)(cn=*"}},
+        {**base, "attribute_mapping": {"group_members": []}},
+        {
+            **base,
+            "attribute_mapping": {
+                "expiry": [{"attribute": "account Expires", "format": "filetime"}]
+            },
+        },
         {**base, "unknown": 1},
         [1, 2],
     ]
