@@ -197,6 +197,9 @@ class Person:
     disabled: bool
     change: str
     access_ends_at: str = ""  # ISO 8601 UTC ("2027-01-31T00:00:00Z"), "" when it never ends
+    # every value of a multi-valued email attribute, trimmed and lower-cased ("" for one value):
+    # their order is no promise, so a user whose email is still among them keeps it
+    emails: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -438,6 +441,7 @@ class PersonReader:
             disabled=bool(layout.disabled) and _disabled(dn, raw, layout.disabled, external_id),
             change=_decoded(dn, raw, layout.change, mapping.change_attribute, external_id),
             access_ends_at=_ends(dn, raw, layout.expiry, external_id) if layout.expiry else "",
+            emails=_all_emails(raw[layout.email]) if layout.email is not None else (),
         )
 
     def _learn(self, names: tuple[str, ...], raw: Attributes) -> _Layout:
@@ -489,6 +493,13 @@ def _stable_id(dn: str, raw: Attributes, key: str | None, mapping: AttributeMapp
         return value.decode("utf-8").strip().lower()
     except UnicodeDecodeError:
         raise EntryProblem(dn, f"{mapping.stable_id} is not valid UTF-8") from None
+
+
+def _all_emails(values: list[bytes]) -> tuple[str, ...]:
+    """The values of a multi-valued email attribute, trimmed and lower-cased; () for one."""
+    if len(values) < 2:
+        return ()
+    return tuple(value.decode("utf-8", errors="replace").strip().lower() for value in values)
 
 
 def _decoded(dn: str, raw: Attributes, key: str | None, name: str, external_id: str) -> str:

@@ -203,6 +203,8 @@ class Reconciler:
         if self.track_dns:
             dn_key = sys.intern(normalize_dn(person.dn))
             self.dn_to_id[dn_key] = ext
+        if known is not None and person.emails and known.email.lower() in person.emails:
+            person.email = known.email  # still one of its values: the order is no change
         key = _lowered(person.email)
         # Emails of users already held are unique in the database; only new or changed
         # emails need checking against the rest of this read.

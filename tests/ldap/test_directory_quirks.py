@@ -129,3 +129,25 @@ def test_shadow_expire_never_and_far_ahead(make_connector, sync, sessions, direc
     assert alice.status is UserStatus.ACTIVE
     stored = alice.access_ends_at
     assert (stored.replace(tzinfo=UTC) if stored else None) == ends
+
+
+def test_a_second_mail_value_does_not_change_the_email(make_connector, sync, sessions, directory):
+    """mail is multi-valued on OpenLDAP and the order of values is not a promise: an alias
+    given first, or mail rewritten in another case or with spaces, keeps the user's email."""
+    connector = make_connector()
+    sync(connector)
+    alice = directory.person_dn("alice")
+    email = linked_users(sessions, connector)["alice"].email
+    directory.replace(alice, "mail", f"ali@{directory.domain}".encode(), email.encode())
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert get_run(sessions, outcome.run_id).plan["updates"] == []
+    assert linked_users(sessions, connector)["alice"].email == email
+    directory.replace(alice, "mail", f"  {email.upper()} ".encode())
+    outcome = sync(connector)
+    assert get_run(sessions, outcome.run_id).plan["updates"] == []
+    users = linked_users(sessions, connector)
+    assert users["alice"].email == email and users["alice"].status is UserStatus.ACTIVE
+    directory.replace(alice, "mail", f"ali@{directory.domain}".encode())  # the old one gone
+    outcome = sync(connector)
+    assert linked_users(sessions, connector)["ali"].email == f"ali@{directory.domain}"
