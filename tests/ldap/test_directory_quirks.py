@@ -9,7 +9,13 @@ from datetime import UTC, datetime
 import pytest
 
 from models.enums import UserStatus
-from tests.ldap.conftest import AD_CONNECTOR, as_ad_accounts, get_run, linked_users
+from tests.ldap.conftest import (
+    AD_CONNECTOR,
+    as_ad_accounts,
+    get_run,
+    linked_users,
+    team_members,
+)
 
 
 def _filetime(moment: datetime) -> bytes:
@@ -151,3 +157,28 @@ def test_a_second_mail_value_does_not_change_the_email(make_connector, sync, ses
     directory.replace(alice, "mail", f"ali@{directory.domain}".encode())  # the old one gone
     outcome = sync(connector)
     assert linked_users(sessions, connector)["ali"].email == f"ali@{directory.domain}"
+
+
+def test_group_members_that_are_gone_or_groups_in_a_cycle(
+    make_connector, sync, sessions, directory
+):
+    """Without the refint overlay a deleted person stays a member of their groups; a group
+    may list itself or a group that lists it back. Neither fails the run or moves anyone else."""
+    groups = directory.groups
+    directory.add_values(f"cn=platform,{groups}", "member", f"cn=engineering,{groups}".encode())
+    directory.add_values(f"cn=platform,{groups}", "member", f"cn=platform,{groups}".encode())
+    directory.add_values(
+        f"cn=engineering,{groups}", "member", f"uid=ghost,{directory.people}".encode()
+    )
+    connector = make_connector(group_teams={"engineering": "Engineering", "platform": "Platform"})
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert team_members(sessions) == team_members(sessions, "Platform") == {"alice", "bob", "carol"}
+    directory.delete(directory.person_dn("carol"))  # still listed in cn=platform
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    plan = get_run(sessions, outcome.run_id).plan
+    assert plan["errors"] == []
+    assert [r["email"].split("@")[0] for r in plan["revokes"]] == ["carol"]
+    assert linked_users(sessions, connector)["carol"].status is UserStatus.REVOKED
+    assert team_members(sessions) == team_members(sessions, "Platform") == {"alice", "bob"}
