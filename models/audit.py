@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
-from models import request_ids
+from models import request_ids, row_writes
 from models.actor import Actor
 from models.base import new_row
 from models.entities import AuditEvent
@@ -39,6 +41,38 @@ def record(
     )
     session.add(event)
     return event
+
+
+def record_many(
+    session: Session,
+    *,
+    actor: Actor,
+    subject: Audited,
+    action: str,
+    target_type: str,
+    changes: Sequence[tuple[dict[str, Any] | None, dict[str, Any] | None]],
+) -> None:
+    """One audit event about `subject` per (before, after) of `changes`, written at once as
+    plain rows (one INSERT of many values; the events are not kept in the session): for a
+    write that changes many rows in a few statements (a SCIM group's members)."""
+    if not changes:
+        return
+    mapper = AuditEvent.__mapper__
+    common = {
+        "organisation_id": subject.organisation_id,
+        "source": actor.source,
+        "actor": str(actor),
+        "action": action,
+        "target_type": target_type,
+        "target_id": str(subject.id),
+        "actor_user_id": actor.user_id,
+        "request_id": request_ids.current(),
+    }
+    rows = [
+        row_writes.row_of(new_row(AuditEvent, **common, before=before, after=after), mapper)
+        for before, after in changes
+    ]
+    session.execute(insert(cast(Table, AuditEvent.__table__)), rows)
 
 
 class Audited(Protocol):

@@ -472,6 +472,29 @@ def withdraw(
     return len(held)
 
 
+def holding(
+    session: Session,
+    user_ids: Collection[uuid.UUID],
+    *,
+    kinds: Collection[ChangeKind],
+    source: Source,
+) -> set[uuid.UUID]:
+    """Which of these people have a change of these kinds from `source` held (that withdraw
+    would supersede), in one read: a batch asks before withdrawing person by person."""
+    if not user_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(MassChange.user_id).where(
+                MassChange.user_id.in_(list(user_ids)),
+                MassChange.status == ChangeStatus.HELD,
+                MassChange.source == source,
+                MassChange.kind.in_(sorted(kinds)),
+            )
+        )
+    )
+
+
 def _mass_changes_flushed(session: Session) -> bool:
     """Whether the database holds every mass change as this session has it."""
     unflushed = (*session.new, *session.dirty, *session.deleted)

@@ -654,20 +654,17 @@ def _set_members(session: Session, team: Team, member_ids: Iterable[str], actor:
             field="members",
         )
     current = {s.id: s for s in _scim_members(session, team)}
-    if set(current) != wanted:
-        team.updated_at = utcnow()  # the group's meta.lastModified moves with its members
-    for scim_id in sorted(set(current) - wanted):
-        scim_user = current[scim_id]
-        team_actions.remove_from_team(session, team=team, user=scim_user.user, actor=actor)
-        session.flush()
-        apply_group_roles(session, scim_user=scim_user, actor=actor)
-    for scim_id in sorted(wanted - set(current)):
-        scim_user = found[scim_id]
-        if team_actions.get_membership(session, team, scim_user.user) is None:
-            team_actions.add_to_team(
-                session, team=team, user=scim_user.user, role=TeamRole.MEMBER, actor=actor
-            )
-        apply_group_roles(session, scim_user=scim_user, actor=actor)
+    leaving = [current[scim_id] for scim_id in sorted(set(current) - wanted)]
+    joining = [found[scim_id] for scim_id in sorted(wanted - set(current))]
+    if not leaving and not joining:
+        return
+    team.updated_at = utcnow()  # the group's meta.lastModified moves with its members
+    # Set-based: a few statements for the whole change, not several per member.
+    team_actions.remove_members(session, team=team, users=[s.user for s in leaving], actor=actor)
+    team_actions.add_members(
+        session, team=team, users=[s.user for s in joining], role=TeamRole.MEMBER, actor=actor
+    )
+    _apply_group_roles_of(session, [*leaving, *joining], actor)
 
 
 def _scim_members(session: Session, team: Team) -> list[ScimUser]:
@@ -773,6 +770,68 @@ def apply_group_roles(
     granted = target is not base
     scim_user.granted_role = target if granted else None
     scim_user.role_before_grant = base if granted else None
+
+
+def _apply_group_roles_of(session: Session, scim_users: list[ScimUser], actor: Actor) -> None:
+    """apply_group_roles for each of many SCIM users (a group's members changed), with their
+    mapped roles and held role drops read in one statement each: apply_group_roles runs only
+    for those whose role or grant would change or who have a held role drop to withdraw;
+    for the others it would write nothing."""
+    if not scim_users:
+        return
+    session.flush()
+    user_ids = [s.user_id for s in scim_users]
+    mapped = _mapped_roles(session, scim_users[0].organisation_id, user_ids)
+    held: set[uuid.UUID] = (
+        mass_change.holding(session, user_ids, kinds={ChangeKind.ROLE_DROP}, source=actor.source)
+        if actor.source in mass_change.GATED_SOURCES
+        else set()
+    )
+    for scim_user in scim_users:
+        if scim_user.user_id in held or not _role_settled(scim_user, mapped.get(scim_user.user_id)):
+            apply_group_roles(session, scim_user=scim_user, actor=actor)
+
+
+def _role_settled(scim_user: ScimUser, mapped: Role | None) -> bool:
+    """Whether apply_group_roles, the user's mapped role being `mapped`, would change nothing
+    (no role to edit, no drop to gate, the grant as recorded), held role drops aside."""
+    user = scim_user.user
+    if user.status is UserStatus.REVOKED and scim_user.granted_role is None:
+        return True
+    base = scim_user.role_before_grant if scim_user.granted_role else user.role
+    if scim_user.granted_role is not None and user.role is not scim_user.granted_role:
+        base = user.role
+    if base is None:
+        return False
+    target = mapped if mapped is not None and mapped.rank > base.rank else base
+    if target is not user.role:
+        return False
+    granted = target is not base
+    return scim_user.granted_role is (target if granted else None) and (
+        scim_user.role_before_grant is (base if granted else None)
+    )
+
+
+def _mapped_roles(
+    session: Session, organisation_id: uuid.UUID, user_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, Role]:
+    """_mapped_role of many people: the highest role each one's mapped SCIM groups give."""
+    rows = session.execute(
+        select(TeamMembership.user_id, ScimGroupRole.role)
+        .join(Team, Team.name_key == ScimGroupRole.group_name_key)
+        .join(TeamMembership, TeamMembership.team_id == Team.id)
+        .where(
+            ScimGroupRole.organisation_id == organisation_id,
+            Team.organisation_id == organisation_id,
+            Team.external_source == Source.SCIM,
+            TeamMembership.user_id.in_(user_ids),
+        )
+    ).all()
+    best: dict[uuid.UUID, Role] = {}
+    for user_id, role in rows:
+        if user_id not in best or role.rank > best[user_id].rank:
+            best[user_id] = role
+    return best
 
 
 def _role_drop_held(session: Session, scim_user: ScimUser, target: Role, actor: Actor) -> bool:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from models import audit
@@ -153,6 +155,94 @@ def remove_from_team(session: Session, *, team: Team, user: User, actor: Actor) 
         session, team=team, user=user, cause=ReviewCause.LEFT_TEAM, actor=actor
     )
     return True
+
+
+def add_members(
+    session: Session, *, team: Team, users: Sequence[User], role: TeamRole, actor: Actor
+) -> None:
+    """Add people who are not members yet, at once: one INSERT of their memberships and one
+    of their audit events (each `team.member_added`, as add_to_team's), as plain rows."""
+    if not users:
+        return
+    if any(user.organisation_id != team.organisation_id for user in users):
+        raise NotFound("user not found")
+    session.flush()  # the pending writes first: these rows refer to them
+    now = utcnow()
+    rows = [
+        {
+            "team_id": team.id,
+            "user_id": u.id,
+            "role": role,
+            "source": actor.source,
+            "created_at": now,
+        }
+        for u in users
+    ]
+    session.execute(insert(cast(Table, TeamMembership.__table__)), rows)
+    added = [(None, _membership_row_snapshot(team.id, u.id, role)) for u in users]
+    audit.record_many(
+        session,
+        actor=actor,
+        subject=team,
+        action="team.member_added",
+        target_type="team",
+        changes=added,
+    )
+
+
+def remove_members(session: Session, *, team: Team, users: Sequence[User], actor: Actor) -> None:
+    """Remove these people at once (those not members are skipped): one DELETE of their
+    memberships and one INSERT of their audit events (each `team.member_removed`, as
+    remove_from_team's); the access review of the team keys a leaver created is opened, as
+    remove_from_team does, for the few who created any."""
+    if not users:
+        return
+    session.flush()
+    by_id = {user.id: user for user in users}
+    members = session.execute(
+        select(TeamMembership.user_id, TeamMembership.role)
+        .where(TeamMembership.team_id == team.id, TeamMembership.user_id.in_(list(by_id)))
+        .order_by(TeamMembership.user_id)
+    ).all()
+    if not members:
+        return
+    leaving = [user_id for user_id, _ in members]
+    session.execute(
+        delete(TeamMembership)
+        .where(TeamMembership.team_id == team.id, TeamMembership.user_id.in_(leaving))
+        .execution_options(synchronize_session="fetch")
+    )
+    removed = [(_membership_row_snapshot(team.id, u, role), None) for u, role in members]
+    audit.record_many(
+        session,
+        actor=actor,
+        subject=team,
+        action="team.member_removed",
+        target_type="team",
+        changes=removed,
+    )
+    creators = set(
+        session.scalars(
+            select(VirtualApiKey.created_by_user_id)
+            .where(
+                VirtualApiKey.owner_team_id == team.id,
+                VirtualApiKey.created_by_user_id.in_(leaving),
+            )
+            .distinct()
+        )
+    )
+    for user_id in leaving:
+        if user_id in creators:
+            access_reviews.review_team_role_lost(
+                session, team=team, user=by_id[user_id], cause=ReviewCause.LEFT_TEAM, actor=actor
+            )
+
+
+def _membership_row_snapshot(
+    team_id: uuid.UUID, user_id: uuid.UUID, role: TeamRole
+) -> dict[str, str]:
+    """membership_snapshot's, of a row not loaded as an object."""
+    return {"team_id": str(team_id), "user_id": str(user_id), "role": role.value}
 
 
 def _validate_team_name(name: str) -> str:

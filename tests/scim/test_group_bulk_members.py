@@ -1,0 +1,104 @@
+"""Many SCIM group members in one request: written set-based (the statements a request sends
+do not grow with its members), each membership change still audited one event per member."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import select
+
+from models.entities import AuditEvent, TeamMembership
+from tests.scim.conftest import ScimClient
+from tests.scim.payloads import okta_create_group, okta_create_user
+from tests.support.sql_events import listening
+from webhooks.context import app_state
+
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+@contextmanager
+def statements(app: Flask) -> Iterator[list[str]]:
+    """The statements this thread sends through the app's engine meanwhile."""
+    with app.app_context():
+        engine = app_state().engine
+    seen: list[str] = []
+    me = threading.get_ident()
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if threading.get_ident() == me and not statement.startswith(("BEGIN", "COMMIT")):
+            seen.append(statement)
+
+    with listening(engine, before_cursor_execute=record):
+        yield seen
+
+
+def users(scim: ScimClient, prefix: str, n: int) -> list[str]:
+    made = [
+        scim.post("/Users", okta_create_user(f"{prefix}{i}@example.com", f"{prefix}{i}"))
+        for i in range(n)
+    ]
+    assert all(m.status_code == 201 for m in made)
+    return [m.json["id"] for m in made]
+
+
+def members_patch(op: str, ids: list[str]) -> dict[str, Any]:
+    operation = {"op": op, "path": "members", "value": [{"value": i} for i in ids]}
+    return {"schemas": [PATCH_OP], "Operations": [operation]}
+
+
+def test_a_patch_sends_as_many_statements_for_30_members_as_for_3(scim, app):
+    few, many = users(scim, "few", 3), users(scim, "many", 30)
+    counts = {}
+    for name, ids in (("few", few), ("many", many)):
+        group = scim.post("/Groups", okta_create_group(name.title())).json["id"]
+        for op in ("add", "remove"):
+            with statements(app) as seen:
+                done = scim.patch(f"/Groups/{group}", members_patch(op, ids))
+            assert done.status_code in (200, 204), done.json
+            counts[name, op] = len(seen)
+    assert counts["many", "add"] == counts["few", "add"]
+    assert counts["many", "remove"] == counts["few", "remove"]
+
+
+def test_a_create_sends_as_many_statements_for_30_members_as_for_3(scim, app):
+    few, many = users(scim, "few", 3), users(scim, "many", 30)
+    counts = []
+    for name, ids in (("Few", few), ("Many", many)):
+        with statements(app) as seen:
+            body = {**okta_create_group(name), "members": [{"value": i} for i in ids]}
+            assert scim.post("/Groups", body).status_code == 201
+        counts.append(len(seen))
+    assert counts[0] == counts[1]
+
+
+def test_each_member_added_and_removed_at_once_has_its_audit_event(scim, session):
+    ids = users(scim, "ann", 5)
+    group = scim.post("/Groups", okta_create_group("Eng")).json
+    added = scim.patch(f"/Groups/{group['id']}", members_patch("add", ids))
+    assert added.status_code in (200, 204)
+    after_add = scim.get(f"/Groups/{group['id']}").json
+    assert sorted(m["value"] for m in after_add["members"]) == sorted(ids)
+    assert after_add["meta"]["version"] != group["meta"]["version"]
+    user_ids = {str(u) for u in session.scalars(select(TeamMembership.user_id))}
+    session.commit()
+    removed = scim.patch(f"/Groups/{group['id']}", members_patch("remove", ids[:2]))
+    assert removed.status_code in (200, 204)
+    events = session.execute(
+        select(AuditEvent.action, AuditEvent.target_id, AuditEvent.before, AuditEvent.after)
+        .where(AuditEvent.action.in_(["team.member_added", "team.member_removed"]))
+        .order_by(AuditEvent.occurred_at, AuditEvent.id)
+    ).all()
+    adds = [e for e in events if e.action == "team.member_added"]
+    removes = [e for e in events if e.action == "team.member_removed"]
+    assert {e.target_id for e in events} == {group["id"]}
+    assert {e.after["user_id"] for e in adds} == user_ids
+    assert all(e.before is None and e.after["role"] == "MEMBER" for e in adds)
+    assert len(adds) == 5 and len(removes) == 2
+    assert all(e.after is None and e.before["team_id"] == group["id"] for e in removes)
+    left = {str(u) for u in session.scalars(select(TeamMembership.user_id))}
+    assert {e.before["user_id"] for e in removes} == user_ids - left
+    assert len(left) == 3
