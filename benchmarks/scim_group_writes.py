@@ -39,10 +39,15 @@ SCIM = "application/scim+json"
 
 
 PROFILE_LINES = 0  # --profile: print this many lines of each request's profile
+WALL_ONLY = False  # --wall: time each request without the statement counter and profiler
 
 
 def measured(call: Callable[[], Any]) -> tuple[int, int, float]:
     """(statements, function calls, wall ms) of one call (statements of every engine)."""
+    if WALL_ONLY:
+        started = time.perf_counter()
+        call()
+        return 0, 0, (time.perf_counter() - started) * 1000
     counter = StatementCounter(Engine, lambda _statement: "all")
     profile = cProfile.Profile()
     started = time.perf_counter()
@@ -104,6 +109,9 @@ def run_backend(label: str, database_url: str, broker_url: str, members: int) ->
         (f"PATCH remove {members}", patch("remove")),
     ):
         statements, calls, wall = measured(call)
+        if WALL_ONLY:
+            print(f"  {what:28} {wall:8.0f} ms")
+            continue
         print(
             f"  {what:28} {statements:6} statements ({statements / members:5.2f}/member)"
             f"  {calls:9,} calls ({calls / members:6.0f}/member)  {wall:8.0f} ms"
@@ -115,9 +123,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--profile", type=int, default=0, help="print this many profile lines")
+    parser.add_argument("--wall", action="store_true", help="wall time only, nothing counted")
     arguments = parser.parse_args()
-    global PROFILE_LINES
-    PROFILE_LINES = arguments.profile
+    global PROFILE_LINES, WALL_ONLY
+    PROFILE_LINES, WALL_ONLY = arguments.profile, arguments.wall
     on_both_backends(run_backend, arguments.members)
 
 
