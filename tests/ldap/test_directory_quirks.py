@@ -1,13 +1,17 @@
 """What real Active Directory and OpenLDAP directories do that a sync must read right:
 userAccountControl values beyond ACCOUNTDISABLE, accountExpires at and near "never", an
-attribute the bind account cannot read, several mail values."""
+attribute the bind account cannot read, several mail values, dangling and cyclic group
+members, a connection lost in the middle of the people."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+import ldap
 import pytest
 
+from connectors.ldap.client import DirectoryClient, map_error
 from models.enums import UserStatus
 from tests.ldap.conftest import (
     AD_CONNECTOR,
@@ -182,3 +186,38 @@ def test_group_members_that_are_gone_or_groups_in_a_cycle(
     assert [r["email"].split("@")[0] for r in plan["revokes"]] == ["carol"]
     assert linked_users(sessions, connector)["carol"].status is UserStatus.REVOKED
     assert team_members(sessions) == team_members(sessions, "Platform") == {"alice", "bob"}
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [ldap.SERVER_DOWN({"desc": "Can't contact LDAP server"}), ldap.TIMEOUT()],
+    ids=["server_down", "timeout"],
+)
+def test_a_connection_lost_in_the_middle_of_the_people_revokes_nobody(
+    make_connector, sync, sessions, directory, monkeypatch, fault
+):
+    """Stand-in: the shared slapd cannot be stopped between two pages of one search, so the
+    third page's answer is python-ldap's own error for a dropped or silent server, mapped as
+    the client maps it. Half the people read must not read as the other half gone."""
+    connector = make_connector(page_size=1)
+    sync(connector)
+    directory.delete(directory.person_dn("bob"))
+    receive = DirectoryClient._receive
+    pages: list[str] = []
+
+    def dropped(self: DirectoryClient, msgid: int, base: str, filterstr: str) -> Any:
+        if "inetOrgPerson" in filterstr:
+            pages.append(filterstr)
+            if len(pages) == 3:
+                raise map_error(fault, doing=f"searching {base!r}")
+        return receive(self, msgid, base, filterstr)
+
+    monkeypatch.setattr(DirectoryClient, "_receive", dropped)
+    outcome = sync(connector)
+    assert outcome.status == "failed"
+    run = get_run(sessions, outcome.run_id)
+    assert run.error_code == "directory_unavailable", (run.error_code, run.error)
+    users = linked_users(sessions, connector)
+    assert {uid: user.status for uid, user in users.items()} == dict.fromkeys(
+        ("alice", "bob", "carol", "dave"), UserStatus.ACTIVE
+    )
