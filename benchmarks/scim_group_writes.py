@@ -86,6 +86,7 @@ def run_backend(label: str, database_url: str, broker_url: str, members: int) ->
         body = {"displayName": "Created", "members": [{"value": i} for i in first]}
         response = client.post("/scim/v2/Groups", json=body, headers=headers)
         assert response.status_code == 201, response.get_data(as_text=True)[:300]
+        made["created"] = response.get_json()["id"]
 
     def empty_group() -> None:
         response = client.post("/scim/v2/Groups", json={"displayName": "Patched"}, headers=headers)
@@ -101,12 +102,20 @@ def run_backend(label: str, database_url: str, broker_url: str, members: int) ->
 
         return call
 
+    def one_more() -> None:
+        """Entra ID's usual write: one member added to a large group (the created one)."""
+        operation = {"op": "add", "path": "members", "value": [{"value": second[0]}]}
+        body = {"schemas": [PATCH_OP], "Operations": [operation]}
+        response = client.patch(f"/scim/v2/Groups/{made['created']}", json=body, headers=headers)
+        assert response.status_code in (200, 204), response.get_data(as_text=True)[:300]
+
     empty_group()
     print(f"{label}: {members:,} members in one request")
     for what, call in (
         (f"POST /Groups, {members} members", create),
         (f"PATCH add {members}", patch("add")),
         (f"PATCH remove {members}", patch("remove")),
+        (f"PATCH add 1 to {members}", one_more),
     ):
         statements, calls, wall = measured(call)
         if WALL_ONLY:

@@ -639,25 +639,42 @@ def delete_scim_group(session: Session, *, team: Team, actor: Actor) -> None:
 def _set_members(session: Session, team: Team, member_ids: Iterable[str], actor: Actor) -> None:
     """Make the team's SCIM-provisioned members exactly these (others are left alone)."""
     wanted = {_uuid(member_id, "member", invalid=InvalidInput) for member_id in member_ids}
-    found = {
-        s.id: s
-        for s in session.scalars(
-            select(ScimUser).where(
+    # Ids only: the people are loaded as objects (with their users) only when they join or
+    # leave, so a PATCH of one member of a large group does not load all the others.
+    found = set(
+        session.scalars(
+            select(ScimUser.id).where(
                 ScimUser.organisation_id == team.organisation_id, ScimUser.id.in_(wanted)
             )
         )
-    }
-    missing = wanted - set(found)
+    )
+    missing = wanted - found
     if missing:
         raise InvalidInput(
             f"members {', '.join(sorted(map(str, missing)))} are not users of this organisation",
             field="members",
         )
-    current = {s.id: s for s in _scim_members(session, team)}
-    leaving = [current[scim_id] for scim_id in sorted(set(current) - wanted)]
-    joining = [found[scim_id] for scim_id in sorted(wanted - set(current))]
-    if not leaving and not joining:
+    current = set(
+        session.scalars(
+            select(ScimUser.id)
+            .join(TeamMembership, TeamMembership.user_id == ScimUser.user_id)
+            .where(TeamMembership.team_id == team.id)
+        )
+    )
+    leaving_ids, joining_ids = sorted(current - wanted), sorted(wanted - current)
+    if not leaving_ids and not joining_ids:
         return
+    changing = {
+        s.id: s
+        for s in session.scalars(
+            select(ScimUser).where(
+                ScimUser.organisation_id == team.organisation_id,
+                ScimUser.id.in_([*leaving_ids, *joining_ids]),
+            )
+        )
+    }
+    leaving = [changing[scim_id] for scim_id in leaving_ids]
+    joining = [changing[scim_id] for scim_id in joining_ids]
     team.updated_at = utcnow()  # the group's meta.lastModified moves with its members
     # Set-based: a few statements for the whole change, not several per member.
     team_actions.remove_members(session, team=team, users=[s.user for s in leaving], actor=actor)

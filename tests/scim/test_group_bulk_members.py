@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
-from models.entities import AuditEvent, TeamMembership
+from models.entities import AuditEvent, ScimUser, TeamMembership
 from tests.scim.conftest import ScimClient
 from tests.scim.payloads import okta_create_group, okta_create_user
 from tests.support.sql_events import listening
@@ -102,3 +102,15 @@ def test_each_member_added_and_removed_at_once_has_its_audit_event(scim, session
     left = {str(u) for u in session.scalars(select(TeamMembership.user_id))}
     assert {e.before["user_id"] for e in removes} == user_ids - left
     assert len(left) == 3
+
+
+def test_a_patch_of_one_member_of_a_large_group_loads_that_person_alone(scim):
+    """The group's other members are read as ids, not loaded as objects with their users."""
+    ids = users(scim, "ann", 20)
+    body = {**okta_create_group("Eng"), "members": [{"value": i} for i in ids[:-1]]}
+    group = scim.post("/Groups", body).json["id"]
+    loaded: list[Any] = []
+    with listening(ScimUser, load=lambda target, _context: loaded.append(target.id)):
+        done = scim.patch(f"/Groups/{group}", members_patch("add", ids[-1:]))
+    assert done.status_code in (200, 204), done.json
+    assert [str(i) for i in loaded] == ids[-1:]
