@@ -10,7 +10,7 @@ import uuid
 
 import structlog
 
-from connectors.ldap.errors import DirectoryError
+from connectors.ldap.errors import DirectoryConfigError, DirectoryError
 from connectors.ldap.plan import Plan
 from connectors.ldap.reconcile import recheck
 from models.actor import Actor
@@ -48,16 +48,19 @@ def apply_approval(
     the lease, and the database's error when it is unavailable (the approval is not refused
     for a dropped connection: it stays recorded, for the task's retry).
     """
-    with transaction(sessions) as session:
-        run = session.get(DirectorySyncRun, run_id)
-        if run is None:  # its connector was deleted since
-            return SyncOutcome(str(run_id), "not_found", error="the run no longer exists")
-        if run.status is not SyncRunStatus.APPROVING:  # applied or refused already
-            summary = (run.plan or {}).get("summary", {})
-            return SyncOutcome(str(run_id), run.status.value, summary, run.error)
-        connector = session.get_one(DirectoryConnector, run.connector_id)
-        target = ReadTarget.of(connector, settings)
-        session.expunge(connector)
+    try:
+        with transaction(sessions) as session:
+            run = session.get(DirectorySyncRun, run_id)
+            if run is None:  # its connector was deleted since
+                return SyncOutcome(str(run_id), "not_found", error="the run no longer exists")
+            if run.status is not SyncRunStatus.APPROVING:  # applied or refused already
+                summary = (run.plan or {}).get("summary", {})
+                return SyncOutcome(str(run_id), run.status.value, summary, run.error)
+            connector = session.get_one(DirectoryConnector, run.connector_id)
+            target = ReadTarget.of(connector, settings)
+            session.expunge(connector)
+    except DirectoryConfigError as exc:  # settings that make no search: it waits, saying so
+        return _approval_refused(sessions, run_id, exc)
     lock = lock or SyncLock(sessions)
     ttl = settings.directory_sync_lease_seconds
     name = runs.lease_name(target.connector.id)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import structlog
 from sqlalchemy.orm import Session
 
-from connectors.ldap.errors import DirectoryError
+from connectors.ldap.errors import DirectoryConfigError, DirectoryError
 from connectors.ldap.plan import Plan
 from connectors.ldap.reconcile import CreateListener, MembershipState
 from models.arrival import arrived
@@ -94,7 +94,10 @@ def run_sync(
                 run.status = SyncRunStatus.SKIPPED
                 run.error = "another sync of this connector is running"
                 return SyncOutcome(str(run.id), run.status.value, error=run.error)
-            target = ReadTarget.of(connector, settings)
+            try:
+                target = ReadTarget.of(connector, settings)
+            except DirectoryConfigError as exc:
+                return _misconfigured(session, run, connector, exc)
             run_id = run.id
         # A directory change reaches odock-sync when a run reads it: its clock starts here.
         with Heartbeat(lock, name, token, ttl=ttl) as heartbeat, arrived(started):
@@ -148,6 +151,15 @@ def _load_memberships(sessions: SessionFactory, target: ReadTarget) -> Membershi
         state = load_memberships(session, connector=target.connector)
         session.rollback()
     return state
+
+
+def _misconfigured(
+    session: Session, run: DirectorySyncRun, connector: DirectoryConnector, exc: DirectoryError
+) -> SyncOutcome:
+    """The connector's settings make no search (a mapping stored before a check that now
+    refuses it): the run fails at once, saying why, and the admins are told; nobody changes."""
+    runs.fail_run(session, run=run, code=exc.code, message=exc.message, read=0, connector=connector)
+    return SyncOutcome(str(run.id), SyncRunStatus.FAILED.value, error=exc.message)
 
 
 def _crashed(

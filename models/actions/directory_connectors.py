@@ -139,7 +139,7 @@ def update_connector(
     actor: Actor,
 ) -> DirectoryConnector:
     before = _snapshot(connector)
-    basis = watermark_basis(connector)
+    basis = _basis_before(connector)
     _apply_fields(session, connector, connector.organisation_id, fields, settings)
     if bind_password is not None:
         connector.bind_password_encrypted = _seal(settings.secret_key, bind_password)
@@ -148,11 +148,22 @@ def update_connector(
     if after != before or bind_password is not None:
         _audit(session, connector, actor, "directory_connector.updated", before=before)
     changed = sorted(
-        name for name, value in watermark_basis(connector).items() if basis[name] != value
+        name
+        for name, value in watermark_basis(connector).items()
+        if basis is None or basis[name] != value
     )
     if changed and connector.watermark:
         _reset_watermark(session, connector, actor, changed)
     return connector
+
+
+def _basis_before(connector: DirectoryConnector) -> dict[str, Any] | None:
+    """The watermark's basis before an edit; None for a mapping stored before a check that
+    now refuses it (none to trust: the edit that makes it whole reads everything afresh)."""
+    try:
+        return watermark_basis(connector)
+    except DirectoryConfigError:
+        return None
 
 
 def watermark_basis(connector: DirectoryConnector) -> dict[str, Any]:
@@ -249,12 +260,19 @@ def ca_path(ca_file: str, settings: Settings) -> Path:
 
 
 def connector_mapping(connector: DirectoryConnector) -> AttributeMapping:
+    """The connector's preset with its overrides. DirectoryConfigError when they do not make
+    a mapping: refused when saved, or saved before a check that now refuses them (a sync then
+    fails as misconfigured, a connection test says so, an edit can put it right)."""
     overrides = dict(connector.attribute_mapping)
     if connector.user_filter:
         overrides["user_filter"] = connector.user_filter
     if connector.group_filter:
         overrides["group_filter"] = connector.group_filter
-    return mapping_for(connector.preset, overrides)
+    try:
+        return mapping_for(connector.preset, overrides)
+    except ValueError as exc:
+        reasons = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise DirectoryConfigError(f"attribute mapping: {reasons}") from None
 
 
 def _seal(secret_key: str, password: str) -> str:
@@ -334,8 +352,8 @@ def _validate(session: Session, connector: DirectoryConnector, organisation_id: 
     _check_range(connector.incremental_minutes, 0, 7 * 24 * 60, "incremental_minutes")
     try:
         connector_mapping(connector)
-    except ValueError as exc:
-        raise InvalidInput(f"attribute mapping: {exc}", field="attribute_mapping") from None
+    except DirectoryConfigError as exc:
+        raise InvalidInput(exc.message, field="attribute_mapping") from None
     for group, role in connector.group_roles.items():
         if role not in {Role.ORG_ADMIN.value, Role.MANAGER.value, Role.USER.value}:
             raise InvalidInput(f"group {group!r}: role must be ORG_ADMIN, MANAGER or USER")

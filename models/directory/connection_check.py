@@ -29,9 +29,9 @@ def test_connection(
     connector: DirectoryConnector, settings: Settings, *, username: str = ""
 ) -> dict[str, Any]:
     """Bind, count the matching people and groups, and map one person; change nothing."""
-    mapping = connector_mapping(connector)
     result: dict[str, Any] = {"ok": False}
     try:
+        mapping = connector_mapping(connector)
         config = server_config(connector, settings)
         # The test runs inside a web request: short timeouts whatever a sync may take.
         config = replace(

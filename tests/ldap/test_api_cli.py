@@ -198,3 +198,47 @@ def test_cli_add_test_dry_run_sync_and_approve(session, sessions, settings, dire
         main, ["ldap", "approve", "--org", org.slug, quarantined["id"]], env=env
     )
     assert failing.exit_code != 0 and "only a quarantined run" in failing.output
+
+
+def test_a_mapping_saved_before_a_check_that_now_refuses_it_fails_runs_and_can_be_fixed(
+    client, session, sessions, directory, sync
+):
+    """A connector stored with an attribute mapping that the API refuses since 66bd65e
+    (`group_members: []`, every group read empty): a sync fails as misconfigured and changes
+    nobody, the connection test says why, and an edit puts it right (a 500 before, on the
+    sync and on the edit alike: the old mapping did not validate when read)."""
+    _, auth = admin_auth(session)
+    body = {**connector_fields(directory), "bind_password": ROOT_PASSWORD}
+    cid = client.post("/api/v1/directory/connectors", json=body, headers=auth).json["id"]
+    connector = session.get_one(DirectoryConnector, uuid.UUID(cid))
+    session.commit()
+    assert sync(connector).status == "succeeded"
+    people = {name: user.status for name, user in linked_users(sessions, connector).items()}
+    with session.begin():
+        session.get_one(DirectoryConnector, connector.id).attribute_mapping = {"group_members": []}
+
+    failed = sync(connector)
+
+    assert failed.status == "failed" and "group_members" in (failed.error or ""), failed
+    assert {name: user.status for name, user in linked_users(sessions, connector).items()} == (
+        people
+    )
+    with session.begin():
+        (event,) = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "directory_sync.failed")
+        ).all()
+        assert event.after is not None and event.after["error_code"] == "directory_config_error"
+    tested = client.post(f"/api/v1/directory/connectors/{cid}/test", headers=auth)
+    assert tested.status_code == 200 and tested.json["error_code"] == "directory_config_error"
+
+    fixed = client.patch(
+        f"/api/v1/directory/connectors/{cid}", json={"attribute_mapping": {}}, headers=auth
+    )
+
+    assert fixed.status_code == 200, fixed.json
+    with session.begin():
+        session.expire_all()
+        assert session.get_one(DirectoryConnector, connector.id).watermark == ""
+        reset = select(AuditEvent).where(AuditEvent.action == "directory_connector.watermark_reset")
+        assert session.scalars(reset).one().target_id == cid
+    assert sync(connector).status == "succeeded"
