@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -217,6 +218,19 @@ def test_a_page_nested_deeper_than_python_parses_is_an_incomplete_listing_not_a_
     assert finished.after["status"] == "incomplete"
 
 
+def _key_pages(httpserver, settings, *, limit: int) -> Iterator[list[Any]]:
+    """The management plane's key listing at the test's server, `limit` items a page."""
+    return list_pages(
+        base_url=httpserver.url_for("/mgmt"),
+        token="mgmt-token",
+        kind="key",
+        organisation_id=str(uuid.uuid4()),
+        timeout=5,
+        policy=settings.operator_outbound_policy(),
+        limit=limit,
+    )
+
+
 @pytest.mark.parametrize(
     ("page", "reason"),
     [
@@ -233,15 +247,7 @@ def test_a_page_beyond_what_was_asked_ends_the_listing_before_it_is_held(
     httpserver.expect_request("/mgmt/v1/sync/keys").respond_with_data(
         json.dumps(page), content_type="application/json"
     )
-    pages = list_pages(
-        base_url=httpserver.url_for("/mgmt"),
-        token="mgmt-token",
-        kind="key",
-        organisation_id=str(uuid.uuid4()),
-        timeout=5,
-        policy=bridged_settings.operator_outbound_policy(),
-        limit=2,
-    )
+    pages = _key_pages(httpserver, bridged_settings, limit=2)
     with pytest.raises(ListingFailed, match=reason):
         list(pages)
 
@@ -261,15 +267,7 @@ def test_a_consumer_that_stops_early_leaves_no_reader_thread_behind(httpserver, 
     httpserver.expect_request("/mgmt/v1/sync/keys").respond_with_handler(handler)
     before = set(threading.enumerate())
     pages = prefetched(
-        list_pages(
-            base_url=httpserver.url_for("/mgmt"),
-            token="mgmt-token",
-            kind="key",
-            organisation_id=str(uuid.uuid4()),
-            timeout=5,
-            policy=bridged_settings.operator_outbound_policy(),
-            limit=1,
-        ),
+        _key_pages(httpserver, bridged_settings, limit=1),
         depth=2,
     )
     assert next(pages) == items[:1]

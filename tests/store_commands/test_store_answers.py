@@ -114,6 +114,21 @@ def _revoke(organisation_id: uuid.UUID, key_id: uuid.UUID) -> dict[str, str]:
     }
 
 
+def _send_revoke(
+    odock, organisation_id: uuid.UUID, key_id: uuid.UUID, *, via: str = "", timeout: float = 5
+) -> None:
+    """One revoke sent straight to the store (or through the proxy at `via`)."""
+    path = urlparse(odock.management_url).path
+    odock_connector.send_store_command(
+        base_url=via + path if via else odock.management_url,
+        token=odock.management_token,
+        secret=odock.command_secret,
+        body=_revoke(organisation_id, key_id),
+        timeout=timeout,
+        policy=UrlPolicy(allow_loopback=True),
+    )
+
+
 def test_retry_after_as_an_http_date_is_read_too(odock):
     """An HTTP date is the other form RFC 9110 allows."""
     organisation_id = uuid.uuid4()
@@ -123,14 +138,7 @@ def test_retry_after_as_an_http_date_is_read_too(odock):
         503, {"detail": "maintenance"}, {"Retry-After": format_datetime(later, usegmt=True)}
     )
     with pytest.raises(odock_connector.StoreUnavailable) as raised:
-        odock_connector.send_store_command(
-            base_url=odock.management_url,
-            token=odock.management_token,
-            secret=odock.command_secret,
-            body=_revoke(organisation_id, key_id),
-            timeout=5,
-            policy=UrlPolicy(allow_loopback=True),
-        )
+        _send_revoke(odock, organisation_id, key_id)
     assert raised.value.retry_after is not None and 290 <= raised.value.retry_after <= 300
 
 
@@ -142,14 +150,7 @@ def test_a_2xx_answer_larger_than_an_acknowledgement_is_a_failed_attempt(odock):
     odock.store_faults.answers[str(key_id)] = Answer(200, huge)
 
     with pytest.raises(odock_connector.StoreUnavailable) as raised:
-        odock_connector.send_store_command(
-            base_url=odock.management_url,
-            token=odock.management_token,
-            secret=odock.command_secret,
-            body=_revoke(organisation_id, key_id),
-            timeout=5,
-            policy=UrlPolicy(allow_loopback=True),
-        )
+        _send_revoke(odock, organisation_id, key_id)
     assert "larger than" in str(raised.value)
 
 
@@ -165,14 +166,7 @@ def test_a_2xx_answer_trickled_past_the_timeout_is_a_failed_attempt(odock):
         slow_proxy(odock.management_url, delay=0.01, piece=1, scheme="http") as proxied,
         pytest.raises(odock_connector.StoreUnavailable) as raised,
     ):
-        odock_connector.send_store_command(
-            base_url=proxied + urlparse(odock.management_url).path,
-            token=odock.management_token,
-            secret=odock.command_secret,
-            body=_revoke(organisation_id, key_id),
-            timeout=0.5,
-            policy=UrlPolicy(allow_loopback=True),
-        )
+        _send_revoke(odock, organisation_id, key_id, via=proxied, timeout=0.5)
     assert "in time" in str(raised.value)
 
 
