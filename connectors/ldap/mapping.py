@@ -30,6 +30,27 @@ AttributeName = Annotated[
 ]
 
 
+def is_balanced_filter(value: str) -> bool:
+    """One parenthesised filter: opens with "(", closes with ")", its brackets balanced
+    (escaped ones aside)."""
+    if not (value.startswith("(") and value.endswith(")")):
+        return False
+    depth = 0
+    escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
 class DisabledMarker(BaseModel):
     """An attribute that marks an account disabled: a bit set, any value, or one value."""
 
@@ -102,6 +123,14 @@ class AttributeMapping(BaseModel):
     group_members: tuple[AttributeName, ...] = Field(
         default=("member", "uniqueMember"), min_length=1
     )
+
+    @model_validator(mode="after")
+    def _parenthesised_filters(self) -> AttributeMapping:
+        """A filter that is not one parenthesised LDAP filter fails every search."""
+        for name in ("user_filter", "group_filter"):
+            if not is_balanced_filter(getattr(self, name)):
+                raise ValueError(f"{name} is not a parenthesised LDAP filter")
+        return self
 
     def user_attributes(self) -> list[str]:
         names = [

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from connectors.ldap.client import ServerConfig
 from connectors.ldap.errors import DirectoryConfigError
-from connectors.ldap.mapping import AttributeMapping, is_valid_dn, mapping_for
+from connectors.ldap.mapping import AttributeMapping, is_balanced_filter, is_valid_dn, mapping_for
 from connectors.outbound import UnsafeUrl, resolve_checked
 from models import audit
 from models.actor import Actor
@@ -343,7 +343,7 @@ def _validate(session: Session, connector: DirectoryConnector, organisation_id: 
         raise InvalidInput("base_dn is required", field="base_dn")
     for field_name in ("user_filter", "group_filter"):
         value = getattr(connector, field_name) or ""
-        if value and not _balanced_filter(value):
+        if value and not is_balanced_filter(value):
             raise InvalidInput(f"{field_name} is not a parenthesised LDAP filter", field=field_name)
     _check_range(connector.page_size, 1, 10_000, "page_size")
     _check_range(connector.connect_timeout, 0.1, 300, "connect_timeout")
@@ -369,25 +369,6 @@ def _validate(session: Session, connector: DirectoryConnector, organisation_id: 
 def _check_range(value: float, low: float, high: float, name: str) -> None:
     if not low <= value <= high:
         raise InvalidInput(f"{name} must be from {low} to {high}", field=name)
-
-
-def _balanced_filter(value: str) -> bool:
-    if not (value.startswith("(") and value.endswith(")")):
-        return False
-    depth = 0
-    escaped = False
-    for char in value:
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth < 0:
-                return False
-    return depth == 0
 
 
 def _snapshot(connector: DirectoryConnector) -> dict[str, Any]:

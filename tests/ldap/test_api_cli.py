@@ -58,6 +58,8 @@ def test_bad_connector_input_is_a_clear_400(client, session, directory):
         {**base, "group_roles": {"admins": "SUPER_ADMIN"}},
         # accepted before, and then did nothing or harm at every sync:
         {**base, "group_teams": {"engineering": " "}},
+        {**base, "attribute_mapping": {"user_filter": "(((("}},  # as at the top level
+        {**base, "attribute_mapping": {"group_filter": "objectClass=group"}},
         {**base, "group_teams": {"engineering": "x" * 201}},
         {**base, "group_teams": {"": "Engineering"}},
         *(
