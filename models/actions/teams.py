@@ -9,7 +9,7 @@ from typing import cast
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
-from models import audit
+from models import audit, key_scope
 from models.actions import access_reviews, key_revocation
 from models.actor import Actor
 from models.base import utcnow
@@ -23,7 +23,7 @@ from models.entities import (
 )
 from models.enums import ReviewCause, Source, TeamRole
 from models.errors import Conflict, NotFound
-from models.snapshots import membership_snapshot, team_snapshot
+from models.snapshots import membership_row_snapshot, membership_snapshot, team_snapshot
 from models.text import clean_text
 
 
@@ -179,7 +179,7 @@ def add_members(
         for u in users
     ]
     session.execute(insert(cast(Table, TeamMembership.__table__)), rows)
-    added = [(None, _membership_row_snapshot(team.id, u.id, role)) for u in users]
+    added = [(None, membership_row_snapshot(team.id, u.id, role)) for u in users]
     audit.record_many(
         session,
         actor=actor,
@@ -212,7 +212,7 @@ def remove_members(session: Session, *, team: Team, users: Sequence[User], actor
         .where(TeamMembership.team_id == team.id, TeamMembership.user_id.in_(leaving))
         .execution_options(synchronize_session="fetch")
     )
-    removed = [(_membership_row_snapshot(team.id, u, role), None) for u, role in members]
+    removed = [(membership_row_snapshot(team.id, u, role), None) for u, role in members]
     audit.record_many(
         session,
         actor=actor,
@@ -224,10 +224,7 @@ def remove_members(session: Session, *, team: Team, users: Sequence[User], actor
     creators = set(
         session.scalars(
             select(VirtualApiKey.created_by_user_id)
-            .where(
-                VirtualApiKey.owner_team_id == team.id,
-                VirtualApiKey.created_by_user_id.in_(leaving),
-            )
+            .where(key_scope.team_keys(team.id), VirtualApiKey.created_by_user_id.in_(leaving))
             .distinct()
         )
     )
@@ -236,13 +233,6 @@ def remove_members(session: Session, *, team: Team, users: Sequence[User], actor
             access_reviews.review_team_role_lost(
                 session, team=team, user=by_id[user_id], cause=ReviewCause.LEFT_TEAM, actor=actor
             )
-
-
-def _membership_row_snapshot(
-    team_id: uuid.UUID, user_id: uuid.UUID, role: TeamRole
-) -> dict[str, str]:
-    """membership_snapshot's, of a row not loaded as an object."""
-    return {"team_id": str(team_id), "user_id": str(user_id), "role": role.value}
 
 
 def _validate_team_name(name: str) -> str:
