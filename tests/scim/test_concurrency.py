@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ import requests
 
 from tests.scim.conftest import SCIM, ops
 from tests.scim.payloads import ENTERPRISE, okta_create_group, okta_create_user
+from tests.support.parallel import in_parallel
 
 
 class LiveScim:
@@ -31,18 +31,6 @@ class LiveScim:
         return self.local.http.request(  # type: ignore[no-any-return]
             method, self.base + path, json=body, headers=self.headers, timeout=60
         )
-
-
-def in_parallel(calls: list[Callable[[], requests.Response]]) -> list[requests.Response]:
-    """Run every call at once: each thread waits at a barrier, then sends its request."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], requests.Response]) -> requests.Response:
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 def statuses(responses: list[requests.Response]) -> Counter[int]:

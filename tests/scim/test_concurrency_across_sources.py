@@ -19,8 +19,8 @@ from models.entities import AuditEvent, Organisation, ScimUser, User
 from models.enums import Role, Source, UserStatus
 from tests.scim.conftest import SCIM, ops
 from tests.scim.payloads import okta_create_user
-from tests.scim.test_concurrency import in_parallel
 from tests.support import factories
+from tests.support.parallel import in_parallel
 
 LDAP = Actor(Source.LDAP, "ldap:corp")
 PEOPLE = 12
