@@ -13,8 +13,7 @@ from sqlalchemy.orm import Session
 
 from connectors.scim import casting
 from connectors.scim import schemas as schemas_of
-from connectors.scim.errors import InvalidFilter, InvalidSyntax, InvalidValue, ScimError
-from connectors.scim.fields import ScimUserFields
+from connectors.scim.errors import InvalidFilter, InvalidSyntax, InvalidValue
 from connectors.scim.patch import apply_patch
 from connectors.scim.projection import Projection, project
 from connectors.scim.schemas import (
@@ -31,10 +30,9 @@ from models.actions import scim as scim_actions
 from models.actor import Actor
 from models.db import prepare_transaction
 from models.entities import Organisation, Team
-from models.errors import DomainError, NotFound, PreconditionFailed
+from models.errors import NotFound, PreconditionFailed
 from models.queries import scim as queries
 from models.queries import scim_records as records
-from models.row_writes import GuardRefused
 from webhooks import scim_documents
 
 # Past any real page, and within a 64-bit OFFSET: a larger startIndex gives the same empty page.
@@ -163,54 +161,15 @@ def create_user(session: Session, ctx: Context, body: Any) -> dict[str, Any]:
     # A user's writes run prepared: their statements have fixed shapes (a group's have
     # member lists of any length).
     prepare_transaction(session)
-    fields = casting.scim_to_user_fields(body, None)
-    assumed = scim_actions.assume_create(session, ctx.organisation_id)
-    if assumed is not None:
-        created = _create_as_assumed(session, ctx, body, fields, assumed)
-        if created is not None:
-            return created
-    # The end date follows the organisation's attribute, which comes with the create's
-    # look-ups: read after them, and refused (400) before a clash they found is (409).
-    checked = scim_actions.check_create(session, ctx.organisation_id, fields)
-    return _create(session, ctx, body, fields, checked)
-
-
-def _create(
-    session: Session,
-    ctx: Context,
-    body: Any,
-    fields: ScimUserFields,
-    checked: scim_actions.CreateCheck,
-) -> dict[str, Any]:
-    attribute = checked.organisation.scim_access_end_attribute
-    fields = replace(fields, access_ends_at=casting.access_end(body, attribute))
-    scim_user = scim_actions.create_scim_user(
-        session, organisation=checked.organisation, fields=fields, actor=ctx.actor, checked=checked
+    scim_user, attribute = scim_actions.create_pushed_user(
+        session,
+        ctx.organisation_id,
+        fields=casting.scim_to_user_fields(body, None),
+        access_end_by=lambda attribute: casting.access_end(body, attribute),
+        actor=ctx.actor,
     )
-    session.flush()  # a person linked, not created, is written by the flush
     record = records.record_of(scim_user, attribute)  # no organisation entity to read it from
     return scim_documents.user_to_scim(record, ctx.base_url)
-
-
-def _create_as_assumed(
-    session: Session,
-    ctx: Context,
-    body: Any,
-    fields: ScimUserFields,
-    assumed: scim_actions.CreateCheck,
-) -> dict[str, Any] | None:
-    """The create in one statement that holds to what it assumed (scim_actions.assume_create);
-    None when that did not hold, or when the create was refused: nothing is written then
-    (its objects are dropped), and the caller checks and creates as usual, which answers
-    what a create looked up first does (a refusal's reason and order included)."""
-    try:
-        with session.no_autoflush:  # nothing is written but by the guarded statement
-            return _create(session, ctx, body, fields, assumed)
-    except (GuardRefused, DomainError, ScimError):
-        for unwritten in list(session.new):
-            if unwritten in session:  # not gone with its parent (expunge cascades)
-                session.expunge(unwritten)
-        return None
 
 
 def replace_user(

@@ -8,8 +8,9 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session, contains_eager, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.strategy_options import _AbstractLoad
 
-from connectors.scim.errors import InvalidValue
+from connectors.scim.errors import InvalidValue, ScimError
 from connectors.scim.fields import ScimGroupFields, ScimUserFields
 from models import audit, driver_writes, person_lock
 from models.actions import access_end, lifecycle, mass_change
@@ -64,7 +65,7 @@ from models.enums import (
     TeamRole,
     UserStatus,
 )
-from models.errors import Conflict, InvalidInput, NotFound
+from models.errors import Conflict, DomainError, InvalidInput, NotFound
 from models.row_writes import Guard, GuardRefused, insert_new
 from models.snapshots import user_snapshot
 
@@ -298,6 +299,64 @@ def _create_guard_sql(dialect: Dialect) -> str:
         User.organisation_id == organisation_id, User.email_key == bindparam("guard_email_key")
     )
     return str(and_(settings, ~named, ~owned).compile(dialect=dialect))
+
+
+def create_pushed_user(
+    session: Session,
+    organisation_id: uuid.UUID,
+    *,
+    fields: ScimUserFields,
+    access_end_by: Callable[[str], datetime | None],
+    actor: Actor,
+) -> tuple[ScimUser, str]:
+    """A SCIM create: the person provisioned, with the organisation's end-date attribute
+    their document is rendered with. `access_end_by(attribute)` reads the end date from the
+    pushed document; the attribute comes with the create's look-ups, so a bad date is refused
+    (400) after a clash they found (409). On PostgreSQL the look-ups are first assumed and
+    folded into the write (assume_create); when that does not hold, nothing is written and the
+    create is looked up and made as usual, which answers what it would have answered."""
+    assumed = assume_create(session, organisation_id)
+    if assumed is not None:
+        created = _create_as_assumed(session, assumed, fields, access_end_by, actor)
+        if created is not None:
+            return created
+    checked = check_create(session, organisation_id, fields)
+    return _create_checked(session, checked, fields, access_end_by, actor)
+
+
+def _create_as_assumed(
+    session: Session,
+    assumed: CreateCheck,
+    fields: ScimUserFields,
+    access_end_by: Callable[[str], datetime | None],
+    actor: Actor,
+) -> tuple[ScimUser, str] | None:
+    """The create in one statement that holds to what it assumed; None when that did not
+    hold or the create was refused, with its unwritten objects dropped."""
+    try:
+        with session.no_autoflush:  # nothing is written but by the guarded statement
+            return _create_checked(session, assumed, fields, access_end_by, actor)
+    except (GuardRefused, DomainError, ScimError):
+        for unwritten in list(session.new):
+            if unwritten in session:  # not gone with its parent (expunge cascades)
+                session.expunge(unwritten)
+        return None
+
+
+def _create_checked(
+    session: Session,
+    checked: CreateCheck,
+    fields: ScimUserFields,
+    access_end_by: Callable[[str], datetime | None],
+    actor: Actor,
+) -> tuple[ScimUser, str]:
+    attribute = checked.organisation.scim_access_end_attribute
+    fields = replace(fields, access_ends_at=access_end_by(attribute))
+    scim_user = create_scim_user(
+        session, organisation=checked.organisation, fields=fields, actor=actor, checked=checked
+    )
+    session.flush()  # a person linked, not created, is written by the flush
+    return scim_user, attribute
 
 
 def create_scim_user(
