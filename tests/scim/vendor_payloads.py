@@ -1,0 +1,241 @@
+"""What the other IdPs send, request by request, each shape beside the document it comes from.
+
+tests/scim/payloads.py holds the RFC examples and the first Okta and Entra ID shapes; this
+module holds the recorded sequences of Okta's own conformance test, Entra ID with and without
+its `aadOptscim062020` flag, OneLogin, JumpCloud, PingFederate/PingOne and Rippling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.scim.payloads import ENTERPRISE, GROUP, MICROSOFT_GROUP, USER, rfc7644_3_5_2_patch
+
+# Okta's conformance test.
+# https://github.com/oktadev/okta-scim-beta/blob/master/SCIM_tests_for_Runscope.json
+# (Okta's "SCIM 2.0 Tests" for Runscope; the OIN "SPEC test" has the same steps plus a
+# duplicate create and a userName lookup in another case).
+OKTA_SPEC_HEADERS = {
+    "Accept-Charset": "utf-8",
+    "Content-Type": "application/scim+json; charset=utf-8",
+    "User-Agent": "OKTA SCIM Integration",
+}
+# The groups step sends this Content-Type, trailing space included, on a GET.
+OKTA_SPEC_GROUPS_CONTENT_TYPE = "application/scim+json; charset=utf-8 "
+
+
+def okta_spec_create_user(user_name: str, email: str) -> dict[str, Any]:
+    """The "Create Okta user with realistic values" step (its raw_body, with our names)."""
+    return {
+        "schemas": [USER],
+        "userName": user_name,
+        "name": {"givenName": "Tina", "familyName": "Erickson"},
+        "emails": [{"primary": True, "value": email, "type": "work"}],
+        "displayName": "Tina Erickson",
+        "locale": "en_US",
+        "userType": "In SCIM Group",
+        "externalId": "00u5hwkpq7IC0H7IS0h7",
+        "groups": [],
+        "password": "y25bA4W3",
+        "active": True,
+    }
+
+
+def okta_spec_unassign() -> dict[str, Any]:
+    """The "Unassign user from app" step."""
+    return rfc7644_3_5_2_patch({"op": "replace", "value": {"active": False}})
+
+
+def okta_put_group(group_id: str, name: str, *members: tuple[str, str]) -> dict[str, Any]:
+    """Okta: a group push on an integration without group PATCH replaces the whole group.
+
+    https://developer.okta.com/docs/api/openapi/okta-scim/guides/scim-20 ("Update a specific
+    Group name", "Update specific Group membership": PUT /Groups/{id}).
+    """
+    return {
+        "schemas": [GROUP],
+        "id": group_id,
+        "displayName": name,
+        "members": [{"value": value, "display": display} for value, display in members],
+    }
+
+
+# Microsoft Entra ID.
+# https://learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-config-problem-scim-compatibility
+# ("Flags to alter the SCIM behavior": the same change before and after ?aadOptscim062020)
+# https://learn.microsoft.com/entra/identity/app-provisioning/use-scim-to-provision-users-and-groups
+# (the request/response examples of the provisioning service).
+
+
+def entra_flagged_replace_many(external_id: str, email: str) -> dict[str, Any]:
+    """With the flag: one replace, no path, whose value's keys are attribute paths."""
+    return rfc7644_3_5_2_patch(
+        {
+            "op": "replace",
+            "value": {
+                "displayName": "Flagged Person",
+                'emails[type eq "work"].value': email,
+                "name.givenName": "Flagged",
+                "name.familyName": "Person",
+                "active": True,
+                "externalId": external_id,
+                f"{ENTERPRISE}:employeeNumber": "E-2",
+            },
+        }
+    )
+
+
+def entra_flagged_add_single(path: str, value: str) -> dict[str, Any]:
+    """With the flag: "add" of a single-valued string attribute, lower-case op."""
+    return rfc7644_3_5_2_patch({"op": "add", "path": path, "value": value})
+
+
+def entra_flagged_active(value: bool) -> dict[str, Any]:
+    """With the flag: a real boolean (without it: "Replace" and the string "False")."""
+    return rfc7644_3_5_2_patch({"op": "replace", "path": "active", "value": value})
+
+
+def entra_flagged_add_members(*user_ids: str) -> dict[str, Any]:
+    return rfc7644_3_5_2_patch(
+        {"op": "add", "path": "members", "value": [{"value": u} for u in user_ids]}
+    )
+
+
+def entra_flagged_remove_members(*user_ids: str) -> dict[str, Any]:
+    """With the flag: one remove per member, by a value filter (without: a value list)."""
+    return rfc7644_3_5_2_patch(
+        *({"op": "remove", "path": f'members[value eq "{u}"]'} for u in user_ids)
+    )
+
+
+def entra_rename_group(name: str) -> dict[str, Any]:
+    """ "Update Group [Non-member attributes]" (the service shows 204; 200 is as good)."""
+    return rfc7644_3_5_2_patch({"op": "Replace", "path": "displayName", "value": name})
+
+
+def entra_create_group_flagged(name: str, external_id: str) -> dict[str, Any]:
+    return {
+        "schemas": [GROUP, MICROSOFT_GROUP],
+        "externalId": external_id,
+        "displayName": name,
+        "meta": {"resourceType": "Group"},
+    }
+
+
+# OneLogin.
+# The sequence: https://github.com/linkyard/scim (OneLoginClientSpec, "Simulates calls as done
+# by OneLogin as of 2020-03-21"): lookup, GET /Groups?count=100&startIndex=1, POST /Users,
+# POST /Groups, PATCH add members by a value list, PUT of the whole user (as returned, id and
+# meta included) for updates and for `active: false`, member removal by a value list before a
+# deactivation or DELETE.
+# The body: OneLogin's "SCIM Provisioner with SAML (SCIM v2 Enterprise)" JSON template
+# (https://onelogin.service-now.com/kb?id=kb_article_view&sysparm_article=KB0013904, and the
+# template vendors publish for it, e.g.
+# https://www.livingsecurity.com/migration/support/configuring-scim-for-onelogin): a
+# parameter the user has no value for is sent as an empty string.
+
+
+def onelogin_enterprise_user(email: str, manager_id: str = "") -> dict[str, Any]:
+    """The v2 Enterprise template filled in for a user without title, timezone or city."""
+    first, _, last = email.partition("@")[0].partition(".")
+    return {
+        "schemas": [USER, ENTERPRISE],
+        "userName": email,
+        "name": {"familyName": last.capitalize(), "givenName": first.capitalize()},
+        "title": "",
+        "userType": "",
+        "timezone": "",
+        "emails": [{"value": email, "type": "work", "primary": True}],
+        "addresses": [{"locality": "", "region": "", "country": ""}],
+        ENTERPRISE: {
+            "organization": "",
+            "division": "",
+            "department": "",
+            "manager": {"value": manager_id, "displayName": " "},
+        },
+    }
+
+
+def onelogin_create_group(name: str) -> dict[str, Any]:
+    return {"displayName": name, "schemas": [GROUP]}
+
+
+def onelogin_members(op: str, *user_ids: str) -> dict[str, Any]:
+    """OneLogin: "add" and "remove" of members by a value list, no filter."""
+    return {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"value": [{"value": u} for u in user_ids], "op": op, "path": "members"}],
+    }
+
+
+# JumpCloud.
+# https://jumpcloud.com/support/provision-and-manage-users-and-groups-in-apps-using-custom-scim-identity-management-integration
+# ("A test user and test group are created to test the integration. Both will be deleted if
+# the DELETE method is supported"; the admin gives the test user's email). Group members are
+# added and removed by a value list without a filter, as Entra ID does before its flag
+# (https://app.uni-moni.com/en/kb/sso-setup-jumpcloud).
+
+
+def jumpcloud_user(email: str, active: bool = True) -> dict[str, Any]:
+    first, _, last = email.partition("@")[0].partition(".")
+    return {
+        "schemas": [USER],
+        "userName": email,
+        "name": {"givenName": first.capitalize(), "familyName": last.capitalize() or "Test"},
+        "displayName": f"{first.capitalize()} {last.capitalize()}".strip(),
+        "emails": [{"value": email, "type": "work", "primary": True}],
+        "active": active,
+    }
+
+
+def jumpcloud_group(name: str) -> dict[str, Any]:
+    return {"schemas": [GROUP], "displayName": name}
+
+
+# PingFederate SCIM Provisioner and PingOne outbound provisioning.
+# https://docs.pingidentity.com/integrations/scim/pf_scim_connector.html ("PATCH: Users No,
+# Groups Yes"; "group filtering by retrieving all groups and finding a match")
+# https://docs.pingidentity.com/integrations/scim/pf_scim_connector_user_and_group_management.html
+# (users matched by userName; Remove User Action Disable or Delete; "Provision disabled users")
+# https://docs.pingidentity.com/pingone/integrations/p1_scim_filter_expressions.html (the
+# user filter expression an admin writes, e.g. `username Eq "%s"`, `email Co "%s"`).
+PING_FILTER_EXAMPLE = 'username Eq "{}"'
+
+
+def ping_user(
+    user_name: str, email: str, active: bool = True, title: str = "Analyst"
+) -> dict[str, Any]:
+    """The whole user, as the provisioner sends it on POST and on every update (PUT)."""
+    return {
+        "schemas": [USER],
+        "userName": user_name,
+        "name": {"givenName": "Janet", "familyName": "Smith"},
+        "emails": [{"value": email, "type": "work", "primary": True}],
+        "title": title,
+        "active": active,
+    }
+
+
+def ping_group(name: str, *user_ids: str) -> dict[str, Any]:
+    return {"schemas": [GROUP], "displayName": name, "members": [{"value": u} for u in user_ids]}
+
+
+# Rippling.
+# https://workos.com/docs/integrations/rippling-scim (custom app: SCIM 2.0, bearer token,
+# "groups, pagination, delete groups and PATCH groups"; attributes externalId,
+# emails.primary, name.givenName, name.familyName)
+# https://help.kombo.dev/hc/en-us/articles/35612530773521 (the same, plus employeeNumber)
+# https://authn-sh-docs.pages.dev/guides/scim/rippling/ (Test connection probes
+# GET /ServiceProviderConfig).
+
+
+def rippling_user(email: str, external_id: str, employee_number: str) -> dict[str, Any]:
+    return {
+        "schemas": [USER, ENTERPRISE],
+        "externalId": external_id,
+        "userName": email,
+        "name": {"givenName": "Rip", "familyName": "Ling"},
+        "emails": [{"value": email, "primary": True}],
+        "active": True,
+        ENTERPRISE: {"employeeNumber": employee_number},
+    }
