@@ -3,8 +3,9 @@
 `apply_patch` is pure: it returns a new document or raises, so a request's operations
 apply all together or not at all (`in_place`: a caller's own working copy is changed
 instead, and discarded by it on an error). It tolerates what the IdPs really send: capitalised op
-names, a no-path value whose keys are paths, empty or null values meaning unassigned,
-read-only attributes echoed back, and removal of chosen values of a multi-valued attribute.
+names, a no-path value whose keys are paths, empty or null values meaning unassigned, a
+single value wrapped as [{"value": x}], read-only attributes echoed back, and removal of
+chosen values of a multi-valued attribute.
 `passthrough` names attributes outside the schemas that the caller reads anyway (an
 organisation's end-date attribute): they patch like any single-valued attribute.
 """
@@ -168,6 +169,7 @@ class _Engine:
         if container is None:
             return
         key = _key(container, path.attr)
+        value = _unwrapped(path, value)
         if op != "remove" and _unassigned(value):
             op, value = "remove", None  # Entra: an empty string or null means unassigned
         multi = _is_multi(path, container.get(key), value)
@@ -344,6 +346,20 @@ def _key(container: dict[str, Any], name: str) -> str:
                 container[name] = container.pop(key)
             return name
     return name
+
+
+def _unwrapped(path: Path, value: Any) -> Any:
+    """Entra ID without aadOptscim062020 wraps a single-valued attribute's value as
+    [{"value": x}]: x (or, for a complex attribute such as manager, {"value": x})."""
+    if path.attribute is None or path.attribute.multi_valued or path.value_filter is not None:
+        return value
+    if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict)):
+        return value
+    (only,) = value
+    if [str(key).lower() for key in only] != ["value"]:
+        return value
+    complex_whole = path.attribute.sub_attributes and path.sub is None
+    return only if complex_whole else next(iter(only.values()))
 
 
 def _unassigned(value: Any) -> bool:

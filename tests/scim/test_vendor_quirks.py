@@ -20,6 +20,7 @@ from tests.scim.payloads import (
     onelogin_create_user,
     rfc7644_3_5_2_patch,
 )
+from tests.scim.vendor_payloads import entra_unflagged_single
 
 
 def entra_user(scim, email="entra@example.com"):
@@ -59,6 +60,41 @@ def test_entra_active_as_the_string_false_and_true(scim, session):
     on = rfc7644_3_5_2_patch({"op": "Replace", "path": "active", "value": "True"})
     assert scim.patch(f"/Users/{body['id']}", on).json["active"] is True
     assert status_of(session, "entra@example.com") is UserStatus.ACTIVE
+
+
+def test_entra_without_the_flag_wraps_a_single_value_in_a_list(scim, session):
+    """Entra ID without aadOptscim062020 sends a single-valued attribute as [{"value": x}]:
+    it was 400 invalidValue ("nickName must be a string, not a JSON array"), so a tenant on
+    Entra's default behaviour could not add a nickName, title or department."""
+    body = entra_user(scim)
+    boss = entra_user(scim, "boss@example.com")["id"]
+    for op, path, value in (
+        ("Add", "nickName", "Babs"),
+        ("Replace", "title", "Guide"),
+        ("Replace", "name.givenName", "Barbara"),
+        ("Replace", f"{ENTERPRISE}:department", "Tours"),
+        ("Add", f"{ENTERPRISE}:manager", boss),
+    ):
+        response = scim.patch(f"/Users/{body['id']}", entra_unflagged_single(op, path, value))
+        assert response.status_code == 200, (path, response.json)
+    assert response.json["nickName"] == "Babs"
+    assert response.json["title"] == "Guide"
+    assert response.json["name"]["givenName"] == "Barbara"
+    assert response.json[ENTERPRISE]["department"] == "Tours"
+    assert response.json[ENTERPRISE]["manager"]["value"] == boss
+    off = scim.patch(f"/Users/{body['id']}", entra_unflagged_single("Replace", "active", "False"))
+    assert off.json["active"] is False
+    assert status_of(session, "entra@example.com") is UserStatus.REVOKED
+
+
+def test_a_list_for_a_single_valued_attribute_is_still_refused(scim):
+    """Only Entra's one-element [{"value": x}] is unwrapped; other lists stay errors."""
+    body = entra_user(scim)
+    for value in (["Babs"], [{"value": "a"}, {"value": "b"}], [{"value": "a", "type": "x"}]):
+        operation = {"op": "replace", "path": "nickName", "value": value}
+        response = scim.patch(f"/Users/{body['id']}", rfc7644_3_5_2_patch(operation))
+        assert response.status_code == 400, value
+        assert response.json["scimType"] == "invalidValue"
 
 
 def test_entra_no_path_value_whose_keys_are_paths(scim):

@@ -90,6 +90,13 @@ def entra_flagged_add_single(path: str, value: str) -> dict[str, Any]:
     return rfc7644_3_5_2_patch({"op": "add", "path": path, "value": value})
 
 
+def entra_unflagged_single(op: str, path: str, value: Any) -> dict[str, Any]:
+    """Without the flag: a single-valued attribute's value wrapped as [{"value": ...}]
+    ("Requests to add a single-value string attribute": "op": "Add", "path": "nickName",
+    "value": [{"value": "Babs"}]; the flag sends "value": "Babs")."""
+    return rfc7644_3_5_2_patch({"op": op, "path": path, "value": [{"value": value}]})
+
+
 def entra_flagged_active(value: bool) -> dict[str, Any]:
     """With the flag: a real boolean (without it: "Replace" and the string "False")."""
     return rfc7644_3_5_2_patch({"op": "replace", "path": "active", "value": value})
