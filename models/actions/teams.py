@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from sqlalchemy import Table, delete, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import audit, key_scope
@@ -58,8 +59,12 @@ def create_team(
         organisation_id=organisation.id, external_source=external_source, external_id=external_id
     )
     team.set_name(name)
-    session.add(team)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(team)
+            session.flush()
+    except IntegrityError:  # a concurrent create of the same name won
+        raise Conflict(f"a team named {name!r} already exists", field="name") from None
     _audit_team(session, team, actor, "team.created", before=None)
     return team
 

@@ -10,9 +10,10 @@ import uuid
 from typing import Protocol
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import audit
+from models import audit, person_lock
 from models.actions import access_reviews
 from models.actor import Actor
 from models.base import new_id, new_row, utcnow
@@ -81,16 +82,20 @@ def create_user(
     _check_organisation_role(role)
     if find_user_by_email(session, organisation.id, email):
         raise Conflict(f"a user with email {email} already exists", field="email")
-    user = add_user(
-        session,
-        organisation=organisation,
-        email=email,
-        name=name,
-        role=role,
-        actor=actor,
-        status=status,
-    )
-    session.flush()
+    try:
+        with session.begin_nested():
+            user = add_user(
+                session,
+                organisation=organisation,
+                email=email,
+                name=name,
+                role=role,
+                actor=actor,
+                status=status,
+            )
+            session.flush()
+    except IntegrityError:  # a concurrent create of the same email won
+        raise Conflict(f"a user with email {email} already exists", field="email") from None
     return user
 
 
@@ -150,7 +155,9 @@ def edit_user(
     email: str | None = None,
     role: Role | None = None,
 ) -> User:
-    """Change profile fields (a status change is models.actions.lifecycle's)."""
+    """Change profile fields (a status change is models.actions.lifecycle's). The person is
+    locked and read again first, so two edits at once chain as if one came after the other."""
+    person_lock.read_locked(session, user)
     before = user_snapshot(user)
     if name is not None:
         user.name = validate_name(name)
