@@ -4,6 +4,7 @@ revoked or expired; their last use is written at most once a minute."""
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import audit, key_scope
 from models.actor import Actor
@@ -146,6 +148,11 @@ class TokenGrant:
 
 # (hash of the secret, scope) -> (verified at, grant): live tokens only, never the secret.
 _GRANTS: dict[tuple[str, TokenScope], tuple[float, TokenGrant]] = {}
+# Tokens this process has revoked (or begun to): never cached again. A request that read the
+# token just before the revocation committed would otherwise cache it after forget_grants
+# ran, and this process would go on taking a revoked token for the whole TTL.
+_REVOKED_HERE: set[uuid.UUID] = set()
+_GRANTS_LOCK = threading.Lock()
 _clock = time.monotonic
 
 
@@ -169,16 +176,23 @@ def cached_grant(
         token.id, token.organisation_id, token.name or token.prefix, token.user_id, token.expires_at
     )
     if ttl_seconds > 0:
-        if len(_GRANTS) > 10_000:
-            _GRANTS.clear()
-        _GRANTS[key] = (now, grant)
+        with _GRANTS_LOCK:
+            if token.id not in _REVOKED_HERE:
+                if len(_GRANTS) > 10_000:
+                    _GRANTS.clear()
+                _GRANTS[key] = (now, grant)
     return grant
 
 
 def forget_grants(token: ApiToken) -> None:
-    """Drop this process's cached grants of a token (other processes drop them within the TTL)."""
-    for key in [k for k, (_, grant) in list(_GRANTS.items()) if grant.token_id == token.id]:
-        _GRANTS.pop(key, None)
+    """Drop this process's cached grants of a token and cache it no more (other processes drop
+    them within the TTL)."""
+    with _GRANTS_LOCK:
+        if len(_REVOKED_HERE) > 10_000:
+            _REVOKED_HERE.clear()
+        _REVOKED_HERE.add(token.id)
+        for key in [k for k, (_, grant) in list(_GRANTS.items()) if grant.token_id == token.id]:
+            _GRANTS.pop(key, None)
 
 
 # token id -> the last use this process knows was written; bounds the writes per process.
@@ -235,10 +249,21 @@ def get_token(session: Session, organisation_id: uuid.UUID, token_id: uuid.UUID)
 
 
 def revoke_token(session: Session, *, token: ApiToken, actor: Actor) -> bool:
-    """Revoke a token (at once in this process); False if it already was."""
+    """Revoke a token (at once in this process); False if it already was. A conditional
+    update, so of two revocations at once only one is made and audited."""
     if token.revoked_at is not None:
         return False
-    token.revoked_at = utcnow()
+    stamp = utcnow()
+    won = session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=stamp)
+        .execution_options(synchronize_session=False)
+    )
+    if not won.rowcount:  # type: ignore[attr-defined]
+        session.refresh(token, ["revoked_at"])
+        return False
+    set_committed_value(token, "revoked_at", stamp)
     forget_grants(token)
     audit.record_change(
         session,
@@ -247,7 +272,7 @@ def revoke_token(session: Session, *, token: ApiToken, actor: Actor) -> bool:
         action="token.revoked",
         target_type="api_token",
         before={"revoked_at": None},
-        after={"revoked_at": token.revoked_at.isoformat(), "scope": token.scope.value},
+        after={"revoked_at": stamp.isoformat(), "scope": token.scope.value},
     )
     return True
 
