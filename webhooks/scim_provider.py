@@ -4,6 +4,7 @@ The web layer authenticates, calls one of these, commits and responds."""
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -194,8 +195,12 @@ def patch_user(
     # apply to its content alone, rendered for them and changed in place, and its version
     # is worked out only when a condition asks for it.
     attribute = locked.access_end_attribute
+    record = records.record_of(locked.scim_user, attribute)
+    # The operations change the document in place: the JSON values in it must be copies,
+    # not the entity's own, or the change is made to the loaded value and never seen
+    # (neither written nor audited).
     current = scim_documents.user_content(
-        records.record_of(locked.scim_user, attribute), ctx.base_url
+        replace(record, extra=copy.deepcopy(record.extra)), ctx.base_url
     )
     check_tag(lambda: casting.version_of(current), conditions)
     patched = apply_patch(

@@ -98,3 +98,44 @@ def test_a_write_renders_its_users_document_once_for_its_answer(
     assert scim.get(path).json == replaced.json
     rendered.clear()
     assert scim.delete(path).status_code == 204 and rendered == []
+
+
+@pytest.mark.parametrize("active", [True, False])
+@pytest.mark.parametrize(
+    ("path", "value", "attribute"),
+    [
+        ('phoneNumbers[type eq "mobile"].value', "+33 1", "phoneNumbers"),
+        ('addresses[type eq "work"].locality', "Nice", "addresses"),
+        ("phoneNumbers.type", "work", "phoneNumbers"),
+    ],
+)
+def test_a_patch_inside_a_multi_valued_attribute_is_stored_and_audited(
+    scim: ScimClient, session: Session, active: bool, path: str, value: str, attribute: str
+) -> None:
+    """A PATCH of a part of a phone number or address (kept in the JSON column) is stored
+    and audited, for an active user as for a disabled one. It changed the stored value in
+    place, so the change went unseen: a disabled user's answer showed the new value while
+    the database kept the old (found by tests/scim/test_differential_user_writes.py)."""
+    made = scim.post(
+        "/Users",
+        {
+            "userName": "phil@example.com",
+            "active": active,
+            "phoneNumbers": [{"value": "+1 555 0100", "type": "mobile"}],
+            "addresses": [{"locality": "Lyon", "type": "work"}],
+        },
+    )
+    assert made.status_code == 201, made.json
+    path_of_user = f"/Users/{made.json['id']}"
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": path, "value": value}],
+    }
+    answer = scim.patch(path_of_user, body)
+    assert answer.status_code == 200, answer.json
+    assert scim.get(path_of_user).json[attribute] == answer.json[attribute]
+    assert answer.json[attribute] != made.json[attribute]
+    audited = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "scim.user.updated")
+    ).all()
+    assert any(attribute in str(event.after) for event in audited if event.before != event.after)
