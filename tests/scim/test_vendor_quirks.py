@@ -87,6 +87,37 @@ def test_entra_without_the_flag_wraps_a_single_value_in_a_list(scim, session):
     assert status_of(session, "entra@example.com") is UserStatus.REVOKED
 
 
+def test_entra_address_and_phone_updates_are_kept(scim, session):
+    """Entra ID's default mappings write addresses[type eq "work"].* and phoneNumbers[type eq
+    "…"].value one PATCH at a time. A change to an address or phone list that already
+    existed answered 200 with the new value, then was lost: the operations changed the
+    stored JSON in place, so the write saw nothing new (a GET showed the old list)."""
+    body = entra_user(scim)
+    steps = (
+        ("Add", 'addresses[type eq "work"].locality', "Seattle"),
+        ("Add", 'addresses[type eq "work"].streetAddress', "1 Microsoft Way"),
+        ("Add", 'phoneNumbers[type eq "work"].value', "+1 425 555 0100"),
+        ("Replace", 'phoneNumbers[type eq "mobile"].value', "+1 425 555 0101"),
+        ("Replace", 'addresses[type eq "work"].locality', "Redmond"),
+    )
+    for op, path, value in steps:
+        operation = {"op": op, "path": path, "value": value}
+        response = scim.patch(f"/Users/{body['id']}", rfc7644_3_5_2_patch(operation))
+        assert response.status_code == 200, response.json
+    read = scim.get(f"/Users/{body['id']}").json
+    assert read["addresses"] == [
+        {"locality": "Redmond", "streetAddress": "1 Microsoft Way", "type": "work"}
+    ]
+    assert read["phoneNumbers"] == [
+        {"value": "+1 425 555 0100", "type": "work"},
+        {"value": "+1 425 555 0101", "type": "mobile"},
+    ]
+    assert read == response.json
+    removal = {"op": "Remove", "path": 'phoneNumbers[type eq "mobile"]'}
+    scim.patch(f"/Users/{body['id']}", rfc7644_3_5_2_patch(removal))
+    assert [p["type"] for p in scim.get(f"/Users/{body['id']}").json["phoneNumbers"]] == ["work"]
+
+
 def test_a_list_for_a_single_valued_attribute_is_still_refused(scim):
     """Only Entra's one-element [{"value": x}] is unwrapped; other lists stay errors."""
     body = entra_user(scim)
