@@ -905,6 +905,7 @@ def resolve_finding(
     session: Session, *, finding: ReviewFinding, actor: Actor, note: str = ""
 ) -> ReviewFinding:
     """A person's answer by hand (API, console, CLI)."""
+    _read_locked(session, finding)
     _answerable_by_hand(finding)
     return close_finding(session, finding=finding, actor=actor, note=note)
 
@@ -921,9 +922,23 @@ def close_finding(
 def dismiss_finding(
     session: Session, *, finding: ReviewFinding, actor: Actor, note: str = ""
 ) -> ReviewFinding:
+    _read_locked(session, finding)
     _answerable_by_hand(finding)
     _decide(session, finding, FindingState.DISMISSED, actor, note, "review.finding_dismissed")
     return finding
+
+
+def _read_locked(session: Session, finding: ReviewFinding) -> None:
+    """Lock the finding's review and read the finding again: two people deciding findings of
+    one review at once take turns, so the later sees the earlier's answer (one decision per
+    finding) and whether any finding is left open (the review closes once)."""
+    _lock(
+        session,
+        select(RevocationReview)
+        .where(RevocationReview.id == finding.review_id)
+        .execution_options(populate_existing=True),
+    )
+    session.refresh(finding)
 
 
 def _answerable_by_hand(finding: ReviewFinding) -> None:
@@ -985,6 +1000,7 @@ def reassign_finding(
     """Give the key, budget, quota or team to someone else, and resolve the finding."""
     if (to_user is None) == (to_team is None):
         raise InvalidInput("name exactly one new owner: a user or a team")
+    _read_locked(session, finding)
     organisation_id = finding.review.organisation_id
     new_owner = to_user or to_team
     assert new_owner is not None
