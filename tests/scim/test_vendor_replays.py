@@ -188,6 +188,8 @@ def test_entra_id_with_the_aadoptscim062020_flag(scim, session):
     assert person(session, "lord.nikon@example.com") == (UserStatus.ACTIVE, [])
     off = scim.patch(f"/Users/{user['id']}", entra_flagged_active(False))
     assert off.json["active"] is False
+    # Entra's validator reads a disabled user back through a filter and wants `active`.
+    assert listed(scim.get(by_user_name), 1)[0]["active"] is False
     assert person(session, "lord.nikon@example.com") == (UserStatus.REVOKED, [])
     on = scim.patch(f"/Users/{user['id']}", entra_flagged_active(True))
     assert on.json["active"] is True
@@ -237,7 +239,7 @@ def test_onelogin_lifecycle(scim, session):
     assert person(session, email)[0] is UserStatus.REVOKED
 
 
-def test_onelogin_manager_parameter_filled_and_empty(scim):
+def test_onelogin_manager_parameter(scim):
     """The template's manager is {"value": "{$parameters.external_manager_id}", ...}: the
     manager's id in this app once OneLogin has provisioned them, else empty."""
     boss = created(scim.post("/Users", onelogin_enterprise_user("boss.man@example.com")), "User")
@@ -245,6 +247,12 @@ def test_onelogin_manager_parameter_filled_and_empty(scim):
     worker = created(scim.post("/Users", with_boss), "User")
     enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
     assert worker[enterprise]["manager"]["value"] == boss["id"]
+    # Refused on purpose (docs/scim.md, OneLogin): a manager that is no user here.
+    stranger = onelogin_enterprise_user("new.hire@example.com", manager_id="00u-elsewhere")
+    refused = scim.post("/Users", stranger)
+    assert refused.status_code == 400
+    assert refused.json["scimType"] == "invalidValue"
+    assert listed(scim.get("/Users?filter=" + quote('userName eq "new.hire@example.com"')), 0) == []
 
 
 def test_onelogin_paged_sync(scim):
