@@ -234,9 +234,16 @@ def test_onelogin_lifecycle(scim, session):
     on = scim.put(f"/Users/{user['id']}", {**off.json, "active": True})
     assert on.json["active"] is True
     assert person(session, email) == (UserStatus.ACTIVE, [])
+    # Suspended, deleted, then assigned again: the same person comes back.
+    scim.put(f"/Users/{user['id']}", {**on.json, "active": False})
     assert scim.delete(f"/Users/{user['id']}").status_code == 204
     missing(scim.get(f"/Users/{user['id']}"))
     assert person(session, email)[0] is UserStatus.REVOKED
+    assert listed(scim.get("/Users?filter=" + quote(f'userName eq "{email}"')), 0) == []
+    back = created(scim.post("/Users", onelogin_enterprise_user(email)), "User")
+    assert back["id"] != user["id"]
+    assert back["active"] is True
+    assert person(session, email) == (UserStatus.ACTIVE, [])
 
 
 def test_onelogin_manager_parameter(scim):

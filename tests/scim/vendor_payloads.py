@@ -139,7 +139,8 @@ def entra_create_group_flagged(name: str, external_id: str) -> dict[str, Any]:
 # (https://onelogin.service-now.com/kb?id=kb_article_view&sysparm_article=KB0013904, and the
 # template vendors publish for it, e.g.
 # https://www.livingsecurity.com/migration/support/configuring-scim-for-onelogin): a
-# parameter the user has no value for is sent as an empty string.
+# parameter the user has no value for is sent as an empty string. OneLogin adds
+# "active": true to a create (the linkyard capture's POST body).
 
 
 def onelogin_enterprise_user(email: str, manager_id: str = "") -> dict[str, Any]:
@@ -160,6 +161,7 @@ def onelogin_enterprise_user(email: str, manager_id: str = "") -> dict[str, Any]
             "department": "",
             "manager": {"value": manager_id, "displayName": " "},
         },
+        "active": True,
     }
 
 
