@@ -279,9 +279,7 @@ def _emails(value: Any) -> tuple[ScimEmailValue, ...]:
         return ()
     if isinstance(value, dict):  # OneLogin sends one email as an object
         value = [value]
-    if isinstance(value, str):
-        value = [{"value": value}]
-    if not isinstance(value, list):
+    if not isinstance(value, list):  # RFC 7643 section 2.4; a bare address is no email
         raise InvalidValue("emails must be a list")
     emails: list[ScimEmailValue] = []
     seen: set[tuple[str, str | None]] = set()

@@ -560,6 +560,17 @@ def matches(node: Any, element: Any) -> bool:
     raise InvalidFilter("the filter is malformed")
 
 
+def compared_names(node: Any) -> Iterator[str]:
+    """The names of the sub-attributes a value filter compares."""
+    if isinstance(node, ast.Filter):
+        yield from compared_names(node.expr)
+    elif isinstance(node, ast.LogExpr):
+        yield from compared_names(node.expr1)
+        yield from compared_names(node.expr2)
+    elif isinstance(node, ast.AttrExpr) and isinstance(node.attr_path.attr_name, str):
+        yield node.attr_path.attr_name
+
+
 def equalities(node: Any) -> dict[str, Any] | None:
     """The sub-attribute values a filter of `eq` joined by `and` pins down, else None."""
     if isinstance(node, ast.Filter) and not node.negated and node.namespace is None:

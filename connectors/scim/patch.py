@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.scim import filters
-from connectors.scim.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
+from connectors.scim.errors import (
+    InvalidFilter,
+    InvalidPath,
+    InvalidSyntax,
+    InvalidValue,
+    Mutability,
+    NoTarget,
+)
 from connectors.scim.schemas import (
     COMMON,
     MAX_OPERATIONS,
@@ -133,6 +140,8 @@ class _Engine:
             raise InvalidPath(f"{key} is not an attribute of {self.kind.name}")
         name = attribute.name
         value_filter = filters.parse(match["filter"]) if match["filter"] is not None else None
+        if value_filter is not None and attribute.sub_attributes:
+            _check_compared(attribute, value_filter)
         sub = match["sub"]
         if sub is not None and attribute is not None and attribute.sub_attributes:
             sub_attribute = attribute.sub(sub)
@@ -170,6 +179,7 @@ class _Engine:
             return
         key = _key(container, path.attr)
         value = _unwrapped(path, value)
+        _check_required(path, op)
         if op != "remove" and _unassigned(value):
             op, value = "remove", None  # Entra: an empty string or null means unassigned
         multi = _is_multi(path, container.get(key), value)
@@ -309,6 +319,32 @@ class _Engine:
             container[key] = elements
         else:
             container.pop(key, None)
+
+
+def _check_compared(attribute: Attribute, value_filter: Any) -> None:
+    """RFC 7644 section 3.5.2: a value filter naming no sub-attribute of the attribute is
+    invalidFilter. `emails[shoe eq "x"].value` matched nothing, so an add or replace made
+    a new email of it."""
+    for name in filters.compared_names(value_filter):
+        if attribute.sub(name) is None:
+            raise InvalidFilter(f"{attribute.name} has no sub-attribute {name}")
+
+
+def _check_required(path: Path, op: str) -> None:
+    """RFC 7644 section 3.5.2.2: removing a required single-valued attribute (userName,
+    active, a group's displayName) is mutability. A null or empty value (Entra's way to
+    unassign) keeps its own checks: an empty userName is invalidValue, a null active no
+    change."""
+    attribute = path.attribute
+    if (
+        op == "remove"
+        and attribute is not None
+        and attribute.required
+        and not attribute.multi_valued
+        and path.sub is None
+        and path.value_filter is None
+    ):
+        raise Mutability(f"{attribute.name} is required and cannot be removed")
 
 
 def _immutable(path: Path, sub: str) -> bool:

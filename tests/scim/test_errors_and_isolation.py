@@ -130,7 +130,17 @@ BAD_PATCHES = [
     ({"Operations": [{"op": "replace", "path": "groups", "value": []}]}, "mutability"),
     ({"Operations": [{"op": "replace", "path": "active", "value": "maybe"}]}, "invalidValue"),
     ({"Operations": [{"op": "replace", "path": "userName", "value": 7.5}]}, "invalidValue"),
-    ({"Operations": [{"op": "remove", "path": "userName"}]}, "invalidValue"),
+    # RFC 7644 section 3.5.2.2: a required attribute removed is mutability
+    ({"Operations": [{"op": "remove", "path": "userName"}]}, "mutability"),
+    ({"Operations": [{"op": "remove", "path": "active"}]}, "mutability"),
+    (
+        {"Operations": [{"op": "replace", "path": 'emails[shoe eq "x"].value', "value": "x@y.io"}]},
+        "invalidFilter",
+    ),
+    (
+        {"Operations": [{"op": "add", "path": 'phoneNumbers[kind eq "x"]', "value": {}}]},
+        "invalidFilter",
+    ),
     ({"Operations": [{"op": "replace", "value": "not an object"}]}, "invalidValue"),
     (
         {"Operations": [{"op": "replace", "path": 'emails[type co "w"].value', "value": "a@b.c"}]},
@@ -226,6 +236,7 @@ def test_unreadable_bodies(scim, raw, scim_type):
         {"userName": ""},
         {"userName": "no-email-here"},
         {"userName": "a@example.com", "emails": "oops"},
+        {"userName": "a@example.com", "emails": "a@example.com"},
         {"userName": "a@example.com", "emails": [{"value": "not-an-email"}]},
         {
             "userName": "a@example.com",
