@@ -3,7 +3,9 @@ source): the answers each client checks, and what odock-sync made of them (statu
 
 from __future__ import annotations
 
-from urllib.parse import quote, quote_plus
+import http.client
+import json
+from urllib.parse import quote, quote_plus, urlsplit
 
 from sqlalchemy import select
 
@@ -199,6 +201,36 @@ def test_entra_id_with_the_aadoptscim062020_flag(scim, session):
     assert scim.delete(f"/Groups/{group['id']}").status_code == 204
     missing(scim.get(f"/Groups/{group['id']}"))
     assert person(session, "lord.nikon@example.com")[0] is UserStatus.REVOKED
+
+
+def test_lookups_as_the_idps_write_them_on_the_wire(scim, live_server, scim_secret):
+    """The request lines as sent, over real HTTP: Entra's `+` and raw quotes (its SCIM
+    validator's log: filter=userName+eq+"dale.mohr%40romaguera.uk"), %20 with raw quotes,
+    all encoded (Okta), and the spec test's unknown id with its stray braces."""
+    created(scim.post("/Users", okta_create_user("dale.mohr@romaguera.uk")), "User")
+    address = urlsplit(live_server)
+    for target, status, total in (
+        ('/scim/v2/Users?filter=userName+eq+"dale.mohr%40romaguera.uk"', 200, 1),
+        ('/scim/v2/Users?filter=userName%20eq%20"Dale.Mohr@romaguera.uk"', 200, 1),
+        (
+            "/scim/v2/Users?count=100&filter=userName%20eq%20%22dale.mohr%40romaguera.uk%22"
+            "&startIndex=1",
+            200,
+            1,
+        ),
+        ('/scim/v2/Users?filter=userName+eq+"nobody%40romaguera.uk"', 200, 0),
+        ("/scim/v2/Users/3f8b1b6f0c2b47e5a4c6e3a0c5d2b1a9}}", 404, None),
+    ):
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+        headers = {"Authorization": f"Bearer {scim_secret}", "Accept": SCIM}
+        connection.request("GET", target, headers=headers)
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        connection.close()
+        assert response.status == status, (target, body)
+        assert response.getheader("Content-Type", "").startswith(SCIM)
+        if total is not None:
+            assert body["totalResults"] == total, target
 
 
 def test_onelogin_lifecycle(scim, session):
