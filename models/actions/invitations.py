@@ -285,8 +285,10 @@ def resend(
     now: datetime | None = None,
 ) -> Issued:
     """A fresh token and expiry on the same row; the old link stops working at once."""
-    now = now or utcnow()
     invitation = get_invitation(session, viewer, invitation_id, lock=True)
+    # The clock is read once the row is ours: read before, a resend that waited for another
+    # found the invitation sent after its own "now" and was refused as too soon.
+    now = now or utcnow()
     if invitation.status in (ACCEPTED, REVOKED):
         raise InvalidTransition(
             f"a {invitation.status} invitation cannot be resent",
@@ -334,8 +336,8 @@ def revoke(
     now: datetime | None = None,
 ) -> Invitation:
     """Kill the link for good; an accepted invitation is history and cannot be revoked."""
-    now = now or utcnow()
     invitation = get_invitation(session, viewer, invitation_id, lock=True)
+    now = now or utcnow()
     if invitation.status in (ACCEPTED, REVOKED):
         raise InvalidTransition(
             f"a {invitation.status} invitation cannot be revoked",
