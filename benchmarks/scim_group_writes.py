@@ -1,8 +1,9 @@
 """Large SCIM group writes: a group created with N members, N members added in one PATCH,
-then removed in one PATCH, through the app in this process. Prints each request's SQL
-statements and Python function calls (deterministic) and its wall time (noisy: compare
-runs made side by side), on SQLite, then on a scratch database of DATABASE_URL's
-PostgreSQL when it names one.
+then removed in one PATCH, through the app in this process; then a role mapped to the
+created group (the CLI's operation) and the group deleted (its members' role taken back).
+Prints each request's SQL statements and Python function calls (deterministic) and its wall
+time (noisy: compare runs made side by side), on SQLite, then on a scratch database of
+DATABASE_URL's PostgreSQL when it names one.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \\
         python benchmarks/scim_group_writes.py --members 1000
@@ -28,8 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.scim_vs_reference import PATCH_OP, seed  # noqa: E402
 from benchmarks.scratch import StatementCounter, on_both_backends  # noqa: E402
+from models.actions import scim as scim_actions  # noqa: E402
+from models.actor import Actor  # noqa: E402
 from models.db import make_engine, make_session_factory  # noqa: E402
-from models.entities import ScimUser  # noqa: E402
+from models.entities import Organisation, ScimUser  # noqa: E402
+from models.enums import Role, Source  # noqa: E402
 from models.migrate import upgrade  # noqa: E402
 from models.settings import Settings  # noqa: E402
 from tests.support import factories  # noqa: E402
@@ -109,6 +113,23 @@ def run_backend(label: str, database_url: str, broker_url: str, members: int) ->
         response = client.patch(f"/scim/v2/Groups/{made['created']}", json=body, headers=headers)
         assert response.status_code in (200, 204), response.get_data(as_text=True)[:300]
 
+    def map_role() -> None:
+        with make_session_factory(engine)() as session:
+            organisation = session.get(Organisation, org.id)
+            assert organisation is not None
+            scim_actions.set_group_role(
+                session,
+                organisation=organisation,
+                group_name="Created",
+                role=Role.MANAGER,
+                actor=Actor(Source.ADMIN, "bench"),
+            )
+            session.commit()
+
+    def delete() -> None:
+        response = client.delete(f"/scim/v2/Groups/{made['created']}", headers=headers)
+        assert response.status_code == 204, response.get_data(as_text=True)[:300]
+
     empty_group()
     print(f"{label}: {members:,} members in one request")
     for what, call in (
@@ -116,6 +137,8 @@ def run_backend(label: str, database_url: str, broker_url: str, members: int) ->
         (f"PATCH add {members}", patch("add")),
         (f"PATCH remove {members}", patch("remove")),
         (f"PATCH add 1 to {members}", one_more),
+        (f"role mapped to {members + 1}", map_role),
+        (f"DELETE /Groups, {members + 1}", delete),
     ):
         statements, calls, wall = measured(call)
         if WALL_ONLY:

@@ -67,6 +67,7 @@ STATUS_KINDS = frozenset({ChangeKind.DEACTIVATE, ChangeKind.DELETE})
 EVENT_HELD = "mass_change.held"
 _GATES_LOCKED = "mass_change.gates_locked"  # session.info: gate rows this transaction locked
 _RESERVED = "mass_change.reserved"  # session.info: the changes counted ahead for a batch
+_THRESHOLDS_READ = "mass_change.thresholds"  # session.info: thresholds this transaction read
 MAX_WINDOW_MINUTES = 7 * 24 * 60
 MAX_THRESHOLD_COUNT = 1_000_000_000  # fits the column on every database
 
@@ -113,12 +114,27 @@ class Thresholds:
 
 
 def thresholds(session: Session, organisation_id: uuid.UUID) -> Thresholds:
+    """The organisation's thresholds, read once per transaction: a change of many people
+    (a large group's role drops) asks for each, and an organisation without settings of its
+    own has no row for the identity map to keep."""
+    read = session.info.setdefault(_THRESHOLDS_READ, {})
+    transaction = session.get_transaction()
+    if (
+        transaction is not None
+        and organisation_id in read
+        and read[organisation_id][0] is transaction
+    ):
+        return read[organisation_id][1]
     stored = session.get(MassChangeSettings, organisation_id)
-    if stored is None:
-        return Thresholds()
-    return Thresholds(
-        stored.enabled, stored.threshold_count, stored.threshold_percent, stored.window_minutes
+    limits = (
+        Thresholds(
+            stored.enabled, stored.threshold_count, stored.threshold_percent, stored.window_minutes
+        )
+        if stored is not None
+        else Thresholds()
     )
+    read[organisation_id] = (session.get_transaction(), limits)  # begun by the read
+    return limits
 
 
 def set_thresholds(
@@ -142,6 +158,7 @@ def set_thresholds(
     _validate(after)
     if after == before:
         return after
+    session.info.get(_THRESHOLDS_READ, {}).pop(organisation.id, None)
     stored = session.get(MassChangeSettings, organisation.id)
     if stored is None:
         stored = MassChangeSettings(organisation_id=organisation.id)
@@ -425,8 +442,8 @@ def _take_back_apart(session: Session, row_ids: list[uuid.UUID]) -> None:
 
 
 def _holds_gate(session: Session, organisation_id: uuid.UUID, actor: Actor) -> bool:
-    locked = session.info.get(_GATES_LOCKED, {})
-    return locked.get((organisation_id, actor.source)) is session.get_transaction()
+    held = session.info.get(_GATES_LOCKED, {}).get((organisation_id, actor.source))
+    return held is not None and held[0] is session.get_transaction()
 
 
 def pending_hold(
@@ -598,6 +615,16 @@ def _locked_gate(session: Session, organisation_id: uuid.UUID, source: Source) -
     """The gate row, created on first use, locked until commit, in one statement: an upsert
     that updates (unlike DO NOTHING) locks the row it finds and returns it as it is once any
     other holder has committed (PostgreSQL; SQLite's one writer at a time is the lock there)."""
+    locked = session.info.setdefault(_GATES_LOCKED, {})
+    transaction = session.get_transaction()
+    held = locked.get((organisation_id, source))
+    if (
+        held is not None
+        and transaction is not None
+        and held[0] is transaction
+        and held[1] in session
+    ):
+        return held[1]  # locked by this transaction already: nobody else has changed it
     dialect = session.get_bind().dialect.name
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     upsert = (
@@ -610,7 +637,7 @@ def _locked_gate(session: Session, organisation_id: uuid.UUID, source: Source) -
         .returning(MassChangeGate)
     )
     gate = session.scalars(upsert, execution_options={"populate_existing": True}).one()
-    session.info.setdefault(_GATES_LOCKED, {})[organisation_id, source] = session.get_transaction()
+    locked[organisation_id, source] = (session.get_transaction(), gate)
     return gate
 
 

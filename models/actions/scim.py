@@ -691,8 +691,7 @@ def delete_scim_group(session: Session, *, team: Team, actor: Actor) -> None:
     members = _scim_members(session, team)
     team_actions.delete_team(session, team=team, actor=actor)
     session.flush()
-    for scim_user in members:
-        apply_group_roles(session, scim_user=scim_user, actor=actor)
+    _apply_group_roles_of(session, members, actor)
 
 
 def _set_members(session: Session, team: Team, member_ids: Iterable[str], actor: Actor) -> None:
@@ -803,8 +802,7 @@ def set_group_role(
     )
     team = team_actions.find_team_by_name(session, organisation.id, group_name)
     if team is not None and team.external_source is Source.SCIM:
-        for scim_user in _scim_members(session, team):
-            apply_group_roles(session, scim_user=scim_user, actor=actor)
+        _apply_group_roles_of(session, _scim_members(session, team), actor)
 
 
 def group_roles(session: Session, organisation_id: uuid.UUID) -> list[ScimGroupRole]:
@@ -826,6 +824,15 @@ def apply_group_roles(
     role (an admin's later change wins). Taking it back passes the mass-change gate unless
     `gated` is False (an admin approving the held drop).
     """
+    if scim_user.user.status is UserStatus.REVOKED and scim_user.granted_role is None:
+        return
+    _apply_mapped_role(session, scim_user, _mapped_role(session, scim_user), actor, gated=gated)
+
+
+def _apply_mapped_role(
+    session: Session, scim_user: ScimUser, mapped: Role | None, actor: Actor, *, gated: bool
+) -> None:
+    """apply_group_roles, the highest role the user's mapped groups give being `mapped`."""
     user = scim_user.user
     if user.status is UserStatus.REVOKED and scim_user.granted_role is None:
         return
@@ -833,7 +840,6 @@ def apply_group_roles(
     if scim_user.granted_role is not None and user.role is not scim_user.granted_role:
         base = user.role  # changed by someone else since the grant: that is the base now
     assert base is not None
-    mapped = _mapped_role(session, scim_user)
     target = mapped if mapped is not None and mapped.rank > base.rank else base
     if target.rank < user.role.rank:
         destructive = gated and user.status is not UserStatus.REVOKED
@@ -864,8 +870,9 @@ def _apply_group_roles_of(session: Session, scim_users: list[ScimUser], actor: A
         else set()
     )
     for scim_user in scim_users:
-        if scim_user.user_id in held or not _role_settled(scim_user, mapped.get(scim_user.user_id)):
-            apply_group_roles(session, scim_user=scim_user, actor=actor)
+        role = mapped.get(scim_user.user_id)
+        if scim_user.user_id in held or not _role_settled(scim_user, role):
+            _apply_mapped_role(session, scim_user, role, actor, gated=True)
 
 
 def _role_settled(scim_user: ScimUser, mapped: Role | None) -> bool:

@@ -10,10 +10,16 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
-from models.entities import AuditEvent, ScimUser, TeamMembership
+from models.actions.mass_change import set_thresholds
+from models.actions.scim import set_group_role
+from models.entities import AuditEvent, ScimUser, TeamMembership, User
+from models.enums import Role
 from tests.scim.conftest import ScimClient
 from tests.scim.payloads import okta_create_group, okta_create_user
+from tests.support import factories
 from tests.support.sql_events import listening
 from webhooks.context import app_state
 
@@ -21,10 +27,11 @@ PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
 @contextmanager
-def statements(app: Flask) -> Iterator[list[str]]:
-    """The statements this thread sends through the app's engine meanwhile."""
-    with app.app_context():
-        engine = app_state().engine
+def statements(app: Flask, engine: Engine | None = None) -> Iterator[list[str]]:
+    """The statements this thread sends through the app's engine (or `engine`) meanwhile."""
+    if engine is None:
+        with app.app_context():
+            engine = app_state().engine
     seen: list[str] = []
     me = threading.get_ident()
 
@@ -114,3 +121,38 @@ def test_a_patch_of_one_member_of_a_large_group_loads_that_person_alone(scim):
         done = scim.patch(f"/Groups/{group}", members_patch("add", ids[-1:]))
     assert done.status_code in (200, 204), done.json
     assert [str(i) for i in loaded] == ids[-1:]
+
+
+def test_a_role_mapped_to_a_group_sends_as_many_statements_for_30_members_as_for_3(
+    scim, app, session, org
+):
+    # The gate off: the deletion's role drops all apply. They are still written one by one,
+    # each with its review of the keys the role gave (benchmarks/scim_group_writes.py).
+    set_thresholds(session, organisation=org, actor=factories.SETUP, enabled=False)
+    session.commit()
+    counts: dict[tuple[str, str], int] = {}
+    for name, n in (("few", 3), ("many", 30)):
+        group = scim.post(
+            "/Groups",
+            {**okta_create_group(name), "members": [{"value": i} for i in users(scim, name, n)]},
+        ).json["id"]
+        session.refresh(org)  # loaded before, as the CLI's look-up by slug has it
+        with statements(app, session.get_bind().engine) as seen:
+            set_group_role(
+                session, organisation=org, group_name=name, role=Role.MANAGER, actor=factories.SETUP
+            )
+            session.commit()
+        counts[name, "mapped"] = len(seen)
+        assert seen  # the session's statements were seen
+        assert _roles(session, name) == {Role.MANAGER}
+        assert scim.delete(f"/Groups/{group}").status_code == 204
+        assert _roles(session, name) == {Role.USER}
+    assert counts["many", "mapped"] == counts["few", "mapped"]
+
+
+def _roles(session: Session, prefix: str) -> set[Role]:
+    session.expire_all()
+    found = session.scalars(select(User.role).where(User.email.startswith(prefix)))
+    roles = set(found)
+    session.commit()  # SQLite: the read's lock is not held while the app writes
+    return roles
