@@ -869,7 +869,15 @@ def _apply_group_roles_of(session: Session, scim_users: list[ScimUser], actor: A
         if actor.source in mass_change.GATED_SOURCES
         else set()
     )
-    for scim_user in scim_users:
+    changing = [
+        s for s in scim_users if s.user_id in held or not _role_settled(s, mapped.get(s.user_id))
+    ]
+    if not changing:
+        return
+    # Locked and read again in bulk (edit_user would lock each one with a statement of its own),
+    # then decided on what they are now.
+    person_lock.lock_people(session, [s.user_id for s in changing])
+    for scim_user in changing:
         role = mapped.get(scim_user.user_id)
         if scim_user.user_id in held or not _role_settled(scim_user, role):
             _apply_mapped_role(session, scim_user, role, actor, gated=True)
