@@ -1,8 +1,13 @@
 """Request bodies as the RFCs and the real IdPs write them, named by RFC section or vendor.
 
-Vendor shapes follow the providers' published SCIM provisioning guides (Okta's SCIM 2.0
-reference, Microsoft Entra ID's "build a SCIM endpoint" and provisioning request docs,
-OneLogin's SCIM JSON template).
+Vendor shapes follow the providers' published SCIM provisioning guides:
+- Okta: https://developer.okta.com/docs/api/openapi/okta-scim/guides/scim-20
+- Microsoft Entra ID:
+  https://learn.microsoft.com/entra/identity/app-provisioning/use-scim-to-provision-users-and-groups
+  and https://learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-config-problem-scim-compatibility
+- OneLogin's SCIM JSON template:
+  https://onelogin.service-now.com/kb?id=kb_article_view&sysparm_article=KB0013904
+The other IdPs' sequences are in tests/scim/vendor_payloads.py.
 """
 
 from __future__ import annotations
