@@ -14,7 +14,7 @@ from flask import Blueprint, Response, g, request
 from flask.blueprints import BlueprintSetupState
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
 from connectors.scim.casting import check_schemas
@@ -224,7 +224,12 @@ def refuse_filter() -> None:
 
 
 def scim_body() -> Any:
-    """The JSON body through the shared guard (webhooks.body); unreadable is invalidSyntax."""
+    """The JSON body through the shared guard (webhooks.body); unreadable is invalidSyntax.
+    A body said to be anything but JSON (`application/xml`) is 415, never read as JSON
+    (RFC 7644 section 3.8: application/scim+json; application/json is accepted too)."""
+    media = request.mimetype
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type {media[:60]!r} is not JSON")
     raw = request.get_data(cache=True)
     if not raw:
         raise InvalidSyntax("a JSON body is required")

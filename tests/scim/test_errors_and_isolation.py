@@ -458,3 +458,35 @@ def test_the_documentation_uri_is_the_configured_one_or_left_out(scim, app, monk
     config = scim.get("/ServiceProviderConfig").json
     assert config["documentationUri"] == "https://wiki.example.com/odock-scim"
     assert config["authenticationSchemes"][0]["documentationUri"] == config["documentationUri"]
+
+
+@pytest.mark.parametrize("content_type", ["application/xml", "text/plain", "text/xml"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_a_body_that_is_not_json_by_its_type_is_415_and_changes_nothing(
+    scim, ann, unchanged, method, content_type
+):
+    """RFC 7644 section 3.8: SCIM bodies are application/scim+json (application/json is
+    taken too). A body said to be XML was parsed as JSON anyway and applied (scim2-server
+    answers 415)."""
+    bodies = {
+        "POST": okta_create_user("xml@example.com"),
+        "PUT": {**ann, "displayName": "From XML"},
+        "PATCH": {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "displayName", "value": "From XML"}],
+        },
+    }
+    path = "/Users" if method == "POST" else f"/Users/{ann['id']}"
+    unchanged()
+    response = scim.client.open(
+        scim.base + path,
+        method=method,
+        data=json.dumps(bodies[method]),
+        headers={"Authorization": f"Bearer {scim.token}", "Content-Type": content_type},
+    )
+    assert_error(response, 415)
+    unchanged()
+    for n, accepted in enumerate(("application/json", "application/scim+json; charset=utf-8")):
+        body = okta_create_user(f"json{n}@example.com") if method == "POST" else bodies[method]
+        answer = scim.request(method, path, body, **{"Content-Type": accepted})
+        assert answer.status_code in (200, 201), answer.json
