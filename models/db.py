@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import sqlite3
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from psycopg.pq import ExecStatus
 from sqlalchemy import Engine, Select, create_engine, event, exc, make_url
@@ -54,9 +55,10 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     # No server-side prepared statements: a generic plan for `LIKE $1` cannot use the
     # trigram indexes (user search went from 3 ms to 50 ms at 100,000 users once psycopg
     # prepared it), and a connection pooler in transaction mode cannot keep them anyway.
-    kwargs.setdefault("connect_args", {"prepare_threshold": None})
+    kwargs["connect_args"] = {"prepare_threshold": None, **kwargs.get("connect_args", {})}
     engine = create_engine(settings.database_url, **kwargs)
     _ping_when_idle(engine)
+    event.listen(engine, "handle_error", _backend_gone_is_a_disconnect)
     if settings.database_prepared_reads:
         event.listen(engine, "do_execute", _prepare_when_asked)
         _PREPARING_DIALECTS.add(engine.dialect)
@@ -184,23 +186,37 @@ def driver_read(
     if compiled is None:
         return None
     values = compiled.parameters(parameters)
-    pooled = bind.raw_connection()
+    driver_error = bind.dialect.loaded_dbapi.Error
+    try:
+        pooled = bind.raw_connection()
+    except driver_error as error:  # refused: raised as SQLAlchemy's own connect would
+        raise _wrapped(bind.dialect, None, None, error, lost=False) from error
     try:
         rows = _run_prepared_read(_read_cursor(pooled), compiled.sql, values)
-    except bind.dialect.loaded_dbapi.Error as error:
-        if bind.dialect.is_disconnect(error, pooled.dbapi_connection, None):
+    except driver_error as error:
+        lost = connection_lost(bind.dialect, error, pooled.dbapi_connection)
+        if lost:
             pooled.invalidate(error)
-        raise exc.DBAPIError.instance(
-            compiled.sql,
-            values,
-            error,
-            bind.dialect.loaded_dbapi.Error,
-            hide_parameters=True,
-            dialect=bind.dialect,
-        ) from error
+        raise _wrapped(bind.dialect, compiled.sql, values, error, lost=lost) from error
     finally:
         pooled.close()
     return [compiled.row(row) for row in rows]
+
+
+def _wrapped(
+    dialect: Dialect, sql: str | None, values: Any, error: Exception, *, lost: bool
+) -> exc.StatementError:
+    """A driver error as SQLAlchemy raises it (OperationalError, IntegrityError...), which
+    the web's error handlers know, without the statement's parameters."""
+    return exc.DBAPIError.instance(
+        sql,
+        values,
+        error,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        dialect=dialect,
+        connection_invalidated=lost,
+    )
 
 
 # The pool record's key for its connection's read cursor (see _read_cursor).
@@ -271,14 +287,58 @@ def private_sqlite_file(url: str) -> None:
             os.chmod(name, 0o600)
 
 
+# A backend terminated (pg_terminate_backend, a failover, a restart) or a connection failure:
+# the server sends its error and then closes the socket, so psycopg does not yet know the
+# connection is gone when the error is raised.
+_BACKEND_GONE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def backend_gone(error: BaseException) -> bool:
+    """The server ended this connection's session: nothing more can be sent on it."""
+    sqlstate = getattr(error, "sqlstate", None)
+    return bool(sqlstate) and str(sqlstate).startswith(_BACKEND_GONE_SQLSTATES)
+
+
+def connection_lost(dialect: Dialect, error: BaseException, dbapi_connection: Any) -> bool:
+    """Whether a driver error raised outside SQLAlchemy's execution (models.driver_writes,
+    driver_read) left its connection unusable: it must be invalidated, as SQLAlchemy does
+    for its own statements, or the session's ROLLBACK fails on it again."""
+    return dialect.is_disconnect(cast(Any, error), dbapi_connection, None) or backend_gone(error)
+
+
+def _backend_gone_is_a_disconnect(context: Any) -> None:
+    """SQLAlchemy drops the connection (and every older one of its pool, which the same
+    restart or termination most likely ended too) instead of sending the ROLLBACK that would
+    fail again on a closed socket, e.g. as a request's session closes after its 503."""
+    if not context.is_disconnect and backend_gone(context.original_exception):
+        context.is_disconnect = True
+
+
+def _heard_from_server(dbapi_connection: Any, driver_error: type[Exception]) -> bool:
+    """Whether an idle PostgreSQL connection has something to read: a connection at rest in
+    the pool has nothing pending, so this is the server's goodbye (a terminated backend's
+    error, the socket closed) or something to look at. One poll(), no round trip."""
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if pgconn is None:
+        return False  # SQLite: no server
+    try:
+        poller = select.poll()
+        poller.register(pgconn.socket, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, driver_error):
+        return True  # psycopg knows it is closed already
+
+
 def _ping_when_idle(engine: Engine) -> None:
     """pool_pre_ping, but only for connections that sat idle in the pool.
 
     A busy pool hands out connections used milliseconds ago: pinging those cost a round
     trip on every request. A connection that waited longer (where a database restart or an
-    idle timeout may have closed it) is still pinged, and a dead one makes the pool drop
-    every connection older than now and connect afresh. A restart during steady traffic can
-    still fail the requests already holding a connection, as without any ping.
+    idle timeout may have closed it) is still pinged, and so is a recent one the server
+    wrote to while it rested (its backend terminated: the error and the closed socket are
+    there to read); a dead one makes the pool drop every connection older than now and
+    connect afresh. A restart during steady traffic can still fail the requests already
+    holding a connection, as without any ping.
     """
 
     def remember_idle_since(_dbapi_connection: Any, record: Any) -> None:
@@ -286,7 +346,10 @@ def _ping_when_idle(engine: Engine) -> None:
 
     def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         idle_since = record.info.pop("idle_since", None)
-        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+        if idle_since is None:
+            return
+        recent = time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS
+        if recent and not _heard_from_server(dbapi_connection, engine.dialect.loaded_dbapi.Error):
             return
         try:
             engine.dialect.do_ping(dbapi_connection)

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, exc
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement, Executable
 
-from models.db import PREPARED, driver_statement, run_prepared
+from models.db import PREPARED, connection_lost, driver_statement, run_prepared
 
 
 def execute(
@@ -37,6 +37,9 @@ def execute(
     try:
         rows = run_prepared(driver, compiled.sql, values)
     except connection.dialect.loaded_dbapi.Error as error:
+        lost = connection_lost(connection.dialect, error, driver)
+        if lost:
+            connection.invalidate(error)
         raise exc.DBAPIError.instance(
             compiled.sql,
             values,
@@ -44,7 +47,7 @@ def execute(
             connection.dialect.loaded_dbapi.Error,
             hide_parameters=True,
             dialect=connection.dialect,
-            connection_invalidated=connection.dialect.is_disconnect(error, driver, None),
+            connection_invalidated=lost,
         ) from error
     return [compiled.row(row) for row in rows]
 

@@ -8,12 +8,12 @@ from typing import Any
 import structlog
 from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from models import errors
-from models.db import is_transient
+from models.db import is_unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -104,9 +104,9 @@ BUSY_RETRY_AFTER_SECONDS = 1
 
 def database_problem(error: Exception) -> Response:
     """A request the database could not serve in time is told so, busy rather than broken
-    (its transaction was rolled back: nothing of it was kept); any other database error is
-    a bug, answered as one."""
-    if isinstance(error, OperationalError) and not is_transient(error):
+    (its transaction was rolled back: nothing of it was kept), with a Retry-After whichever
+    protocol renders it; any other database error is a bug, answered as one."""
+    if isinstance(error, DBAPIError) and not is_unavailable(error):
         return render_error(unexpected_problem)(error)
     route = request.url_rule.rule if request.url_rule else "unmatched"
     cause = getattr(error, "orig", None) or error
@@ -114,7 +114,9 @@ def database_problem(error: Exception) -> Response:
     busy = errors.Busy(
         "the database is busy; send the request again", retry_after=BUSY_RETRY_AFTER_SECONDS
     )
-    return render_error(domain_problem)(busy)
+    response = render_error(domain_problem)(busy)
+    said_when_to_retry(response, busy)  # the enrollment page's renderer says nothing of it
+    return response
 
 
 ErrorRenderer = Callable[[Exception], Response]
@@ -142,6 +144,8 @@ def register_problem_handlers(app: Flask) -> None:
     app.register_error_handler(errors.DomainError, render_error(domain_problem))
     app.register_error_handler(ValidationError, render_error(validation_problem))
     app.register_error_handler(HTTPException, render_error(http_problem))
-    app.register_error_handler(OperationalError, database_problem)
+    # Not only OperationalError: a connection SQLAlchemy saw die may surface as another
+    # DBAPIError (InterfaceError: the connection is closed).
+    app.register_error_handler(DBAPIError, database_problem)
     app.register_error_handler(PoolTimeout, database_problem)
     app.register_error_handler(Exception, render_error(unexpected_problem))
