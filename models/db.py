@@ -65,6 +65,20 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     return engine
 
 
+def make_web_engine(settings: Settings) -> Engine:
+    """The web's engine. On PostgreSQL a statement waits for another session's lock at most
+    WEB_DATABASE_LOCK_TIMEOUT and runs at most WEB_DATABASE_STATEMENT_TIMEOUT: the request is
+    then answered 503 with Retry-After (webhooks/errors.py) and the IdP sends it again, instead
+    of holding the IdP's request (and a web thread) for as long as the lock is held. Tasks and
+    the CLI keep PostgreSQL's defaults: they wait their turn."""
+    if settings.is_sqlite:
+        return make_engine(settings)  # bounded by SQLITE_BUSY_TIMEOUT
+    lock_ms = round(settings.web_database_lock_timeout * 1000)
+    statement_ms = round(settings.web_database_statement_timeout * 1000)
+    options = f"-c lock_timeout={lock_ms} -c statement_timeout={statement_ms}"
+    return make_engine(settings, connect_args={"options": options})
+
+
 PREPARED = "odock_prepared"
 """Execution option: on PostgreSQL (DATABASE_PREPARED_READS), run this statement as a
 server-side prepared statement, planned once per connection. For fixed-shape reads whose

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     # How long an embedded (SQLite) database call waits for another writer before the request
     # is answered 503 with Retry-After.
     sqlite_busy_timeout: float = Field(default=30.0, gt=0, le=600)
+    # How long a web request's statement waits for a lock another session holds, and how long
+    # any one statement of it may run, on PostgreSQL, before the request is answered 503 with
+    # Retry-After (the IdP sends it again) instead of keeping the IdP waiting. Sent as startup
+    # options of the web's connections: a pooler in front must pass them on.
+    web_database_lock_timeout: float = Field(default=5.0, gt=0, le=600)
+    web_database_statement_timeout: float = Field(default=30.0, gt=0, le=3600)
     # A task that finds the database unavailable (refused, dropped, locked) is retried this
     # many times, 1 s doubling to 60 s apart with jitter (worker/tasks/base.py), then fails.
     task_database_retries: int = Field(default=10, ge=0, le=30)

@@ -53,3 +53,22 @@ def test_after_a_burst_the_last_returned_connection_serves_next(settings):
                 assert connection.connection.driver_connection is drivers[-1]
     finally:
         engine.dispose()
+
+
+def test_the_web_engine_bounds_lock_waits_and_statements_and_the_others_wait(settings):
+    if settings.is_sqlite:
+        pytest.skip("PostgreSQL's timeouts (the embedded database has SQLITE_BUSY_TIMEOUT)")
+    bounded = settings.model_copy(
+        update={"web_database_lock_timeout": 1.5, "web_database_statement_timeout": 20}
+    )
+    web, tasks = db.make_web_engine(bounded), db.make_engine(bounded)
+    try:
+        with web.connect() as connection:
+            assert connection.scalar(text("SHOW lock_timeout")) == "1500ms"
+            assert connection.scalar(text("SHOW statement_timeout")) == "20s"
+        with tasks.connect() as connection:
+            assert connection.scalar(text("SHOW lock_timeout")) == "0"
+            assert connection.scalar(text("SHOW statement_timeout")) == "0"
+    finally:
+        web.dispose()
+        tasks.dispose()

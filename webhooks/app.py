@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response
 
-from models.db import make_engine, make_session_factory
+from models.db import make_session_factory, make_web_engine
 from models.observability import configure_logging
 from models.settings import Settings, load_settings
 from webhooks import (
@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings)
     configure_celery(settings)
     bound_publishing(settings.broker_publish_timeout)
-    engine = make_engine(settings)
+    engine = make_web_engine(settings)
     sessions = make_session_factory(engine, odock_mode=settings.odock_mode)
     install_after_commit_relay(sessions, background=settings.outbox_publish_in_background)
 
