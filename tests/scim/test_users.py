@@ -202,6 +202,21 @@ def test_recreating_a_deleted_user_relinks_and_reactivates_the_same_person(scim,
     assert len(session.scalars(select(User)).all()) == 1
 
 
+def test_recreating_a_deleted_user_without_active_leaves_the_person_revoked(scim, session):
+    """Only a create that says `active: true` brings a revoked person back (docs/scim.md)."""
+    body = create(scim)
+    scim.delete(f"/Users/{body['id']}")
+    silent = okta_create_user("ann@example.com")
+    del silent["active"]
+    response = scim.post("/Users", silent)
+    assert response.status_code == 201, response.json
+    assert response.json["active"] is False
+    assert (
+        session.scalar(select(User).where(User.email_key == "ann@example.com")).status
+        is UserStatus.REVOKED
+    )
+
+
 def test_put_replaces_the_user(scim, session):
     body = create(scim)
     replacement = okta_create_user("ann.new@example.com")
