@@ -109,7 +109,16 @@ class _Engine:
             if str(key).lower() in _ECHOED:
                 continue
             # Entra sends keys that are paths ("name.givenName", "urn:...:User:department").
-            self.at(doc, op, self.parse_path(str(key)), item, explicit=False)
+            self.at(doc, op, self.key_path(str(key)), item, explicit=False)
+
+    def key_path(self, key: str) -> Path:
+        """A key of an operation's value object as a path. One naming no attribute is the
+        value's fault, not the path's: invalidValue (RFC 7644 section 3.12, "not compatible
+        with the resource schema"; scim2-server answers so), where it was invalidPath."""
+        try:
+            return self.parse_path(key)
+        except InvalidPath as error:
+            raise InvalidValue(error.message) from None
 
     def parse_path(self, text: str) -> Path:
         text = text.strip()
@@ -211,7 +220,7 @@ class _Engine:
         for key, item in value.items():
             if str(key).lower() in _ECHOED:
                 continue
-            self.at(doc, op, self.parse_path(f"{path.urn}:{key}"), item, explicit=False)
+            self.at(doc, op, self.key_path(f"{path.urn}:{key}"), item, explicit=False)
 
     @staticmethod
     def _container(doc: dict[str, Any], path: Path, *, create: bool) -> dict[str, Any] | None:

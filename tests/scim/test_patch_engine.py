@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.scim.errors import InvalidPath, Mutability, NoTarget
+from connectors.scim.errors import InvalidPath, InvalidValue, Mutability, NoTarget
 from connectors.scim.patch import apply_patch
 from connectors.scim.schemas import GROUP_KIND, USER_KIND
 from tests.scim.payloads import ENTERPRISE
@@ -100,6 +100,17 @@ def test_read_only_attributes_by_path_are_mutability_errors_but_echoes_are_ignor
 def test_unknown_core_attributes_are_invalid_paths():
     with pytest.raises(InvalidPath):
         patch({"op": "add", "path": "shoeSize", "value": 44})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"shoeSize": 44}, {"name.shoe": "x"}, {ENTERPRISE: {"shoeSize": 44}}],
+)
+def test_unknown_attributes_in_a_value_without_path_are_invalid_values(value):
+    """RFC 7644 section 3.12: a value not compatible with the resource schema is
+    invalidValue (there is no path to be invalid); scim2-server answers so."""
+    with pytest.raises(InvalidValue):
+        patch({"op": "replace", "value": value})
 
 
 def test_group_members_add_dedupes_and_remove_filters():
