@@ -92,13 +92,22 @@ def person(session, email):
 def test_okta_spec_test(scim, session):
     """Okta's conformance test, step by step, with its headers and assertions."""
     scim.post("/Users", okta_create_user("existing@example.com"))  # it needs one user
-    first = scim.get("/Users?count=2&startIndex=1", **OKTA_SPEC_HEADERS)
-    assert listed(first, 1)[0]["userName"] == "existing@example.com"
+    (first,) = listed(scim.get("/Users?count=1&startIndex=1", **OKTA_SPEC_HEADERS), 1)
+    by_id = scim.get(f"/Users/{first['id']}", **OKTA_SPEC_HEADERS)
+    assert by_id.status_code == 200
+    for entity in (first, by_id.json):
+        assert entity["id"] == first["id"]
+        assert entity["name"]["givenName"] and entity["name"]["familyName"]
+        assert entity["userName"] == "existing@example.com"
+        assert entity["active"] is True
+        assert entity["emails"][0]["value"] == "existing@example.com"
+    assert listed(scim.get("/Users?count=2&startIndex=1", **OKTA_SPEC_HEADERS), 1)
     groups = scim.get(
         "/Groups?count=100&startIndex=1",
         **{**OKTA_SPEC_HEADERS, "Content-Type": OKTA_SPEC_GROUPS_CONTENT_TYPE},
     )
     assert listed(groups, 0) == []
+    assert listed(scim.get("/Groups", **OKTA_SPEC_HEADERS), 0) == []
     email = "tina.erickson@mailinator.com"
     lookup = "/Users?count=100&filter=" + quote(f'userName eq "{email}"') + "&startIndex=1"
     assert listed(scim.get(lookup, **OKTA_SPEC_HEADERS), 0) == []

@@ -12,9 +12,13 @@ from typing import Any
 from tests.scim.payloads import ENTERPRISE, GROUP, MICROSOFT_GROUP, USER, rfc7644_3_5_2_patch
 
 # Okta's conformance test.
-# https://github.com/oktadev/okta-scim-beta/blob/master/SCIM_tests_for_Runscope.json
-# (Okta's "SCIM 2.0 Tests" for Runscope; the OIN "SPEC test" has the same steps plus a
-# duplicate create and a userName lookup in another case).
+# https://developer.okta.com/standards/SCIM/SCIMFiles/Okta-SCIM-20-SPEC-Test.json (the OIN
+# "SPEC test": the first user of count=1 and the same by id, each with id, name.givenName,
+# name.familyName, userName, active and emails[0].value; a random userName found by nobody;
+# an unknown id 404 with a detail and the Error schema; a realistic create; a duplicate
+# create 409; an upper-cased userName lookup answered 200; GET /Groups)
+# https://github.com/oktadev/okta-scim-beta/blob/master/SCIM_tests_for_Runscope.json (its
+# earlier "SCIM 2.0 Tests": count=2, Groups with count=100, the unassign PATCH).
 OKTA_SPEC_HEADERS = {
     "Accept-Charset": "utf-8",
     "Content-Type": "application/scim+json; charset=utf-8",
