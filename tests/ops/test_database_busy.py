@@ -4,6 +4,7 @@ protocol's format, keeps nothing, and succeeds when sent again; a database bug s
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,15 +12,21 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
+from werkzeug.test import TestResponse
 
+from models.access import Viewer
+from models.actions import invitations
 from models.db import is_transient, make_engine, make_session_factory
-from models.entities import ScimUser
+from models.entities import Organisation, ScimUser, User
 from models.enums import Role
 from models.migrate import upgrade
 from models.settings import Settings
+from tests.events.conftest import configure, generic, signed
 from tests.support import factories as f
 
 SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+IDENTITY_HEADER = "X-Odock-Verified-Email"
+INVITEE = "invitee@example.com"
 
 
 @pytest.fixture
@@ -105,3 +112,54 @@ def test_a_lock_timeout_on_postgresql_is_transient(engine, database_url):
             waiter.execute(text("SELECT count(*) FROM audit_events"))
         assert is_transient(timed_out.value)
         holder.rollback()
+
+
+def test_the_idp_receiver_and_the_enrollment_page_are_503_with_retry_after_while_locked(
+    apps, embedded
+):
+    own, _ = embedded
+    own = own.model_copy(update={"enrollment_identity_header": IDENTITY_HEADER})
+    engine = make_engine(own)
+    with make_session_factory(engine)() as session:
+        org = session.scalars(select(Organisation)).one()
+        admin = session.scalars(select(User)).one()
+        hooked = configure(session, own, org)
+        token = invitations.invite(
+            session,
+            viewer=Viewer.for_user(admin),
+            email=INVITEE,
+            role=Role.USER,
+            actor=f.SETUP,
+            secret_key=own.secret_key,
+        ).token
+        session.commit()
+    engine.dispose()
+    client = apps.for_settings(own).test_client()
+    signed_in = {IDENTITY_HEADER: INVITEE}
+    page = client.get(f"/enroll/{token}", headers=signed_in)
+    form = {"name": "Ina", "form_key": re.search(r'name="form_key" value="(\w+)"', page.text)[1]}
+
+    def deliver() -> TestResponse:
+        payload = generic("user.deactivated", user={"email": "nobody@example.com"})
+        body, headers = signed(hooked.signing_secret, payload)
+        return client.post(hooked.events_url, data=body, headers=headers)
+
+    def accept() -> TestResponse:
+        return client.post(f"/enroll/{token}", data=form, headers=signed_in)
+
+    writer = sqlite3.connect(own.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    try:
+        refused_delivery, refused_accept = deliver(), accept()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+    assert refused_delivery.status_code == 503
+    assert refused_delivery.mimetype == "application/problem+json"
+    assert refused_delivery.headers["Retry-After"] == "1"
+    assert refused_accept.status_code == 503 and refused_accept.mimetype == "text/html"
+    assert 'data-kind="unavailable"' in refused_accept.text
+    assert refused_accept.headers["Retry-After"] == "1"
+    assert deliver().status_code == 202
+    assert accept().status_code == 200
