@@ -190,7 +190,7 @@ def record_attempt(
     delivery.last_error = result.error
     if hook is not None:
         _count_failure(session, hook, disable_after_failures, now)
-    spent = delivery.attempts - delivery.attempts_at_resend  # a re-send starts a fresh budget
+    spent = delivery.attempts_since_resend
     if result.permanent or spent >= max_attempts or (hook and not hook.enabled):
         delivery.status = DeliveryStatus.FAILED
         return Outcome.FAILED

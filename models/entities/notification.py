@@ -73,6 +73,11 @@ class NotificationDelivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
 
+    @property
+    def attempts_since_resend(self) -> int:
+        """The attempts of the current budget: what the retry limit and the backoff count."""
+        return self.attempts - self.attempts_at_resend
+
 
 class DeliveryAttempt(Base):
     """The log of one try: when, what came back, how long it took."""

@@ -292,3 +292,44 @@ def test_a_failure_after_thousands_of_attempts_is_recorded_and_retried_after_the
         ).all()
         assert (attempt.ok, attempt.status_code) == (False, 503)
     assert [r.status for r in hooks.at("down")] == [503]
+
+
+def test_a_re_sent_delivery_that_fails_again_waits_the_first_backoff_not_the_cap(
+    session, settings, hooks, monkeypatch
+):
+    """A re-send starts a fresh budget of attempts, and so a fresh backoff: the first failure
+    after it waits the base, however many attempts failed before the re-send."""
+    from celery.exceptions import Retry
+
+    from models.actions import notification_deliveries
+    from worker.celery_app import celery_app
+    from worker.tasks.notifications import deliver
+
+    held: list[dict] = []  # messages kept from the broker: only this test delivers it
+    monkeypatch.setattr(celery_app, "send_task", lambda *_args, **kw: held.append(kw))
+    org = f.make_org(session)
+    add_hook(session, settings, org, HookKind.WEBHOOK, hooks.url("down"))
+    hooks.fail_first("down", 1)
+    (delivery,) = notification_deliveries.plan_deliveries(
+        session,
+        event_id="evt-resent",
+        organisation_id=org.id,
+        event="review.opened",
+        payload={"review_id": None},
+        recipient_user_ids=[],
+    )
+    delivery.attempts = delivery.attempts_at_resend = 20  # re-sent after 20 failed attempts
+    session.commit()
+
+    deliver.push_request(
+        id="resent-1", called_directly=False, retries=0, args=[str(delivery.id)], kwargs={}
+    )
+    try:
+        with pytest.raises(Retry) as retried:
+            deliver.run(str(delivery.id))
+    finally:
+        deliver.pop_request()
+
+    assert retried.value.when == settings.notification_retry_base
+    retries = [kw["countdown"] for kw in held if kw.get("task_id") == "resent-1"]
+    assert retries == [settings.notification_retry_base]

@@ -83,7 +83,7 @@ def deliver(self: Any, delivery_id: str) -> str:
             max_attempts=settings.notification_max_attempts,
             disable_after_failures=settings.hook_disable_after_failures,
         )
-        attempts = delivery.attempts
+        attempts = delivery.attempts_since_resend  # a re-send's backoff starts afresh
         session.commit()
     if outcome is deliveries.Outcome.RETRY:
         wait = backoff(
