@@ -42,6 +42,10 @@ def batch_holds(
     )
     if not every:
         raise NotFound(f"batch {batch_id} not found")
+    # Which are still held is read under the people's locks: a hold of the batch decided by
+    # another admin a moment ago is left out, and the rest are decided (as in a serial order),
+    # rather than the whole batch refused because that one is no longer held.
+    _read_locked(session, every)
     return [held for held in every if held.status is ChangeStatus.HELD]
 
 
