@@ -1,0 +1,515 @@
+"""User writes, odock-sync against the reference SCIM server (scim2-server), as
+test_differential.py does for reads: the same users loaded into both, then a few hundred
+generated POST, PUT, PATCH and DELETE requests sent to both, comparing the status, the
+scimType of an error and the user read back afterwards. Every difference left is one
+docs/scim.md lists with its RFC reason (KNOWN_DIFFERENCES below), and each listed
+difference must still be seen, so the list cannot drift. Every refusal of ours must
+change nothing: the user reads back as before and the SCIM tables are as they were.
+
+The mass-change gate stays on (its defaults): the deactivations and deletes past its
+threshold are held, and SCIM shows a held change as applied (docs/mass_change.md), so the
+documents still agree; the person's own lifecycle is the gate's tests' to check."""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from scim2_server import service
+
+from tests.scim.conftest import SCIM_TABLES
+from tests.scim.payloads import ENTERPRISE, PATCH_OP, USER
+from tests.scim.test_differential import Answer, Ours, Reference, generated_users, normalised
+from tests.scim.test_differential_groups import _substitute
+from tests.support.state import database_state
+
+SEED = 20261206
+USER_COUNT = 16
+SCIM = "application/scim+json"
+CORE = USER
+
+
+@dataclass(frozen=True)
+class Write:
+    """One request: `{user:N}` in the path or body stands for each server's id of user N."""
+
+    label: str  # what KNOWN_DIFFERENCES names
+    method: str
+    path: str
+    body: Any = None
+    raw: tuple[str, str] | None = None  # (content type, text) sent as is instead of JSON
+
+
+@dataclass
+class Outcome:
+    status: int
+    scim_type: str | None
+    document: dict[str, Any] | None  # the user read back (normalised), None when absent
+
+
+@dataclass
+class Difference:
+    write: Write
+    ours: Outcome
+    theirs: Outcome
+
+    def __str__(self) -> str:
+        mine, theirs = self.ours.document or {}, self.theirs.document or {}
+        differing = sorted(k for k in {*mine, *theirs} if mine.get(k) != theirs.get(k))
+        documents = "; ".join(f"{k}: {mine.get(k)!r} / {theirs.get(k)!r}" for k in differing)
+        return (
+            f"{self.write.label}: {self.write.method} {self.write.path}\n"
+            f"  ours {self.ours.status} {self.ours.scim_type}, "
+            f"theirs {self.theirs.status} {self.theirs.scim_type}; {documents}"
+        )
+
+
+def patch(*operations: dict[str, Any], schemas: Any = (PATCH_OP,)) -> dict[str, Any]:
+    body: dict[str, Any] = {"Operations": list(operations)}
+    if schemas is not None:
+        body["schemas"] = list(schemas)
+    return body
+
+
+def op(name: str, path: str | None = None, value: Any = None, **more: Any) -> dict[str, Any]:
+    operation: dict[str, Any] = {"op": name, **more}
+    if path is not None:
+        operation["path"] = path
+    if value is not None:
+        operation["value"] = value
+    return operation
+
+
+# Each template makes a request for user N from the document that user was created with.
+Template = Callable[[int, dict[str, Any]], Write]
+
+
+def _patch(label: str, *operations: dict[str, Any], **kw: Any) -> Template:
+    return lambda n, base: Write(label, "PATCH", f"/Users/{{user:{n}}}", patch(*operations, **kw))
+
+
+def _raw_patch(label: str, body: Any) -> Template:
+    return lambda n, base: Write(label, "PATCH", f"/Users/{{user:{n}}}", body)
+
+
+GIVEN = ["Ann", "Émile", "Zoë", "bob", "Ирина", "O'Neil"]
+WORK = 'emails[type eq "work"]'
+PATCHES: list[Template] = [
+    _patch("replace name.givenName", op("replace", "name.givenName", "Renée")),
+    _patch("Replace Name.GivenName", op("Replace", "Name.GivenName", "Zoë")),
+    _patch("add name.familyName", op("add", "name.familyName", "Ørsted")),
+    _patch("remove name.middleName", op("remove", "name.middleName")),
+    _patch("replace name object", op("replace", "name", {"givenName": "Ann", "formatted": "A"})),
+    _patch("add displayName", op("add", "displayName", "Shown Name")),
+    _patch("remove title", op("remove", "title")),
+    _patch("REMOVE TITLE", op("REMOVE", "TITLE")),
+    _patch("replace nickName", op("replace", "nickName", "nick")),
+    _patch("replace userType", op("replace", "userType", "Contractor")),
+    _patch("replace locale", op("replace", "locale", "de-CH")),
+    _patch("replace externalId", op("replace", "externalId", "ext-new")),
+    _patch("remove externalId", op("remove", "externalId")),
+    _patch(
+        "replace no path",
+        op("replace", value={"displayName": "No Path", "title": "Chief", "nickName": "np"}),
+    ),
+    _patch("replace no path, dotted key", op("replace", value={"name.familyName": "Dotted"})),
+    _patch("add no path, name object", op("add", value={"name": {"middleName": "Mid"}})),
+    _patch("replace active false", op("replace", "active", False)),
+    _patch("replace active true", op("replace", "active", True)),
+    _patch("Replace no path active False string", op("Replace", value={"active": "False"})),
+    _patch("replace no path active false", op("replace", value={"active": False})),
+    _patch("replace work email value", op("replace", f"{WORK}.value", "work{k}@new.example")),
+    _patch("add work email value", op("add", f"{WORK}.value", "added{k}@new.example")),
+    _patch("remove home emails", op("remove", 'emails[type eq "home"]')),
+    _patch("remove matching nothing", op("remove", 'emails[value eq "nobody@nowhere"]')),
+    _patch("remove all emails", op("remove", "emails")),
+    _patch(
+        "add an email",
+        op("add", "emails", [{"value": "extra{k}@example.net", "type": "other"}]),
+    ),
+    _patch(
+        "add a primary email",
+        op("add", "emails", [{"value": "first{k}@example.net", "type": "work", "primary": True}]),
+    ),
+    _patch(
+        "replace emails",
+        op("replace", "emails", [{"value": "only{k}@example.net", "type": "home"}]),
+    ),
+    _patch("replace emails.type", op("replace", "emails.type", "other")),
+    _patch(
+        "EMAILS[TYPE eq work].VALUE",
+        op("replace", 'EMAILS[TYPE eq "work"].VALUE', "upper{k}@new.example"),
+    ),
+    _patch(
+        "replace primary email value",
+        op("replace", "emails[primary eq true].value", "primary{k}@new.example"),
+    ),
+    _patch(
+        "add phone",
+        op("add", "phoneNumbers", [{"value": "+1 555 0100", "type": "mobile"}]),
+    ),
+    _patch("replace mobile phone", op("replace", 'phoneNumbers[type eq "mobile"].value', "+33 1")),
+    _patch("remove phones", op("remove", "phoneNumbers")),
+    _patch(
+        "replace addresses",
+        op("replace", "addresses", [{"locality": "Lyon", "country": "FR", "type": "work"}]),
+    ),
+    _patch(
+        "replace work address locality", op("replace", 'addresses[type eq "work"].locality', "Nice")
+    ),
+    _patch("remove addresses", op("remove", "addresses")),
+    _patch("replace department by URN", op("replace", f"{ENTERPRISE}:department", "Legal")),
+    _patch("remove employeeNumber by URN", op("remove", f"{ENTERPRISE}:employeeNumber")),
+    _patch("add enterprise object", op("add", ENTERPRISE, {"costCenter": "CC9", "division": "W"})),
+    _patch("replace enterprise no path", op("replace", value={f"{ENTERPRISE}:division": "East"})),
+    _patch("remove enterprise extension", op("remove", ENTERPRISE)),
+    _patch("replace manager", op("replace", f"{ENTERPRISE}:manager", {"value": "{user:0}"})),
+    _patch("replace core URN title", op("replace", f"{CORE}:title", "Core title")),
+    _patch("replace password", op("replace", "password", "S3cret!pass")),
+    _patch("replace no path password", op("replace", value={"password": "S3cret!pass"})),
+    _patch("replace unknown attribute", op("replace", "shoeSize", "42")),
+    _patch("replace unknown sub-attribute", op("replace", "name.nickname", "x")),
+    _patch("replace no path unknown attribute", op("replace", value={"shoeSize": "42"})),
+    _patch("remove unknown attribute", op("remove", "shoeSize")),
+    _patch("replace id", op("replace", "id", "new-id")),
+    _patch("replace meta", op("replace", "meta", {"resourceType": "Group"})),
+    _patch("replace active wrong type", op("replace", "active", "yes")),
+    _patch("replace displayName wrong type", op("replace", "displayName", 12)),
+    _patch("replace emails wrong type", op("replace", "emails", "not-a-list@example.com")),
+    _patch("replace name wrong type", op("replace", "name", "Ann")),
+    _patch("missing schemas", op("replace", "title", "Schemaless"), schemas=None),
+    _patch("wrong schemas", op("replace", "title", "Wrong"), schemas=[USER]),
+    _patch("unknown op", op("delete", "title")),
+    _patch("missing op", {"path": "title", "value": "x"}),
+    _patch("remove without path", op("remove")),
+    _patch("bad path syntax", op("replace", "emails[type eq", "x")),
+    _patch("bad filter attribute", op("replace", 'emails[shoe eq "x"].value', "x")),
+    _patch("remove by filter no match", op("remove", 'phoneNumbers[type eq "fax"]')),
+    _patch("replace filter no match", op("replace", 'phoneNumbers[value eq "0"].type', "work")),
+    _patch("replace userName", op("replace", "userName", "renamed{n}@example.com")),
+    _patch("replace userName wrong type", op("replace", "userName", 12)),
+    _patch("remove userName", op("remove", "userName")),
+    _patch("remove active", op("remove", "active")),
+    _patch("replace userName clash", op("replace", "userName", "{name:0}")),
+    _patch("replace userName clash, other case", op("replace", "userName", "{NAME:0}")),
+    _patch("two ops", op("add", "title", "T1"), op("replace", "nickName", "N2")),
+    _patch("ops then a bad one", op("replace", "title", "Kept?"), op("replace", "id", "x")),
+    _raw_patch("Operations not a list", {"schemas": [PATCH_OP], "Operations": {}}),
+    _raw_patch("Operations empty", {"schemas": [PATCH_OP], "Operations": []}),
+    _raw_patch("Operations missing", {"schemas": [PATCH_OP]}),
+    _raw_patch(
+        "operations lower case",
+        {"schemas": [PATCH_OP], "operations": [op("replace", "title", "lower")]},
+    ),
+    _raw_patch("body a list", [op("replace", "title", "list")]),
+    lambda n, base: Write(
+        "application/xml body",
+        "PATCH",
+        f"/Users/{{user:{n}}}",
+        raw=("application/xml", json.dumps(patch(op("replace", "title", "xml")))),
+    ),
+]
+
+
+def _put(label: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> Template:
+    return lambda n, base: Write(label, "PUT", f"/Users/{{user:{n}}}", change(dict(base)))
+
+
+def _without(*keys: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda d: {k: v for k, v in d.items() if k not in keys}
+
+
+PUTS: list[Template] = [
+    _put("PUT as created", lambda d: d),
+    _put("PUT new displayName", lambda d: d | {"displayName": "Put Name", "title": "Put"}),
+    _put("PUT without emails", _without("emails")),
+    _put("PUT without name and title", _without("name", "title")),
+    _put("PUT without enterprise", lambda d: _without(ENTERPRISE)(d) | {"schemas": [USER]}),
+    _put("PUT active false", lambda d: d | {"active": False}),
+    _put("PUT active true", lambda d: d | {"active": True}),
+    _put("PUT with password", lambda d: d | {"password": "S3cret!pass"}),
+    _put("PUT with id", lambda d: d | {"id": "{user:{n}}"}),
+    _put("PUT with another id", lambda d: d | {"id": "not-the-id"}),
+    _put("PUT with meta", lambda d: d | {"meta": {"resourceType": "User"}}),
+    _put("PUT unknown attribute", lambda d: d | {"shoeSize": "42"}),
+    _put("PUT unknown sub-attribute", lambda d: d | {"name": {"givenName": "A", "nickname": "x"}}),
+    _put("PUT without userName", _without("userName")),
+    _put("PUT userName wrong type", lambda d: d | {"userName": 12}),
+    _put("PUT active wrong type", lambda d: d | {"active": "yes"}),
+    _put("PUT emails not a list", lambda d: d | {"emails": "a{k}@example.com"}),
+    _put("PUT without schemas", _without("schemas")),
+    _put(
+        "PUT with group schema",
+        lambda d: d | {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"]},
+    ),
+    _put("PUT userName clash", lambda d: d | {"userName": "{name:0}"}),
+    _put("PUT email of another user", lambda d: d | {"emails": [{"value": "{email:0}"}]}),
+    _put(
+        "PUT keys in upper case",
+        lambda d: {k.upper() if ":" not in k else k: v for k, v in d.items()},
+    ),
+    _put(
+        "PUT two primary emails",
+        lambda d: (
+            d
+            | {
+                "emails": [
+                    {"value": "p1{k}@example.net", "primary": True},
+                    {"value": "p2{k}@example.net", "primary": True},
+                ]
+            }
+        ),
+    ),
+    _put("PUT manager", lambda d: d | {ENTERPRISE: {"manager": {"value": "{user:0}"}}}),
+    lambda n, base: Write("PUT unknown id", "PUT", "/Users/no-such-user", dict(base)),
+]
+
+
+def _post(label: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> Template:
+    def make(n: int, base: dict[str, Any]) -> Write:
+        fresh = dict(base) | {"userName": f"new{{k}}.{base['userName']}", "externalId": "new{k}"}
+        fresh["emails"] = [e | {"value": f"new{{k}}.{e['value']}"} for e in base["emails"]]
+        return Write(label, "POST", "/Users", change(fresh))
+
+    return make
+
+
+POSTS: list[Template] = [
+    _post("POST", lambda d: d),
+    _post("POST without schemas", _without("schemas")),
+    _post("POST with password", lambda d: d | {"password": "S3cret!pass"}),
+    _post("POST active false", lambda d: d | {"active": False}),
+    _post("POST unknown attribute", lambda d: d | {"shoeSize": "42"}),
+    _post("POST with id and meta", lambda d: d | {"id": "mine", "meta": {"resourceType": "User"}}),
+    _post("POST without userName", _without("userName")),
+    _post("POST userName wrong type", lambda d: d | {"userName": 12}),
+    _post("POST userName taken", lambda d: d | {"userName": "{name:0}"}),
+    _post("POST userName taken, other case", lambda d: d | {"userName": "{NAME:0}"}),
+    _post(
+        "POST with group schema",
+        lambda d: d | {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"]},
+    ),
+    _post(
+        "POST keys in upper case",
+        lambda d: {k.upper() if ":" not in k else k: v for k, v in d.items()},
+    ),
+    _post("POST emails not a list", lambda d: d | {"emails": "a{k}@example.com"}),
+    _post("POST enterprise not in schemas", lambda d: d | {"schemas": [USER]}),
+]
+
+
+DELETES: list[Template] = [
+    lambda n, base: Write("DELETE", "DELETE", f"/Users/{{user:{n}}}"),
+    lambda n, base: Write("DELETE unknown id", "DELETE", "/Users/no-such-user"),
+]
+
+
+class Servers:
+    """Both servers, with each one's ids of the users in slots 0..N."""
+
+    def __init__(self, scim: Any) -> None:
+        self.scim = scim
+        self.ours, self.theirs = Ours(scim), Reference()
+        self.slots: dict[str, list[str]] = {"ours": [], "theirs": []}
+        self.bases: list[dict[str, Any]] = []
+        self.names: dict[str, dict[str, str]] = {"ours": {}, "theirs": {}}  # id -> userName
+
+    def text(self, side: str, text: str, n: int, k: int) -> str:
+        text = text.replace("{n}", str(n)).replace("{k}", str(k))
+        for key, make in (
+            ("user", lambda i: self.slots[side][i]),
+            ("name", lambda i: self.bases[i]["userName"]),
+            ("NAME", lambda i: self.bases[i]["userName"].upper()),
+            ("email", lambda i: self.bases[i]["emails"][0]["value"]),
+        ):
+            text = re.sub(r"\{" + key + r":(\d+)\}", lambda m, f=make: f(int(m[1])), text)
+        return text
+
+    def send(self, side: str, write: Write, n: int, k: int) -> Answer:
+        path = self.text(side, write.path, n, k)
+        if write.raw is None:
+            body = _substitute(write.body, lambda t: self.text(side, t, n, k))
+            server = self.ours if side == "ours" else self.theirs
+            return server.request(write.method, path, body)
+        content_type, text = write.raw
+        headers = {"Accept": SCIM, "Content-Type": content_type}
+        if side == "ours":
+            headers["Authorization"] = f"Bearer {self.scim.token}"
+            response = self.scim.client.open(
+                self.scim.base + path, method=write.method, data=text, headers=headers
+            )
+        else:
+            response = self.theirs.client.open(
+                "/v2" + path, method=write.method, data=text, headers=headers
+            )
+        return Answer(response.status_code, response.get_json(silent=True))
+
+    def create(self, side: str, document: dict[str, Any]) -> str:
+        server = self.ours if side == "ours" else self.theirs
+        answer = server.request("POST", "/Users", document)
+        assert answer.status == 201, (side, answer.body)
+        self.names[side][answer.body["id"]] = answer.body["userName"]
+        return str(answer.body["id"])
+
+    def fill(self, n: int, document: dict[str, Any]) -> None:
+        """User slot n, created in both from `document`."""
+        if n == len(self.bases):
+            self.bases.append(document)
+            for side in self.slots:
+                self.slots[side].append(self.create(side, document))
+        else:
+            self.bases[n] = document
+            for side in self.slots:
+                self.slots[side][n] = self.create(side, document)
+
+    def read(self, side: str, user_id: str) -> dict[str, Any] | None:
+        server = self.ours if side == "ours" else self.theirs
+        answer = server.request("GET", f"/Users/{user_id}")
+        if answer.status == 404:
+            return None
+        assert answer.status == 200, (side, answer.body)
+        return self.document(side, answer.body)
+
+    def document(self, side: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """What both should agree on: no ids or meta; the manager by userName."""
+        document = normalised(resource)
+        manager = document.get(ENTERPRISE, {}).get("manager")
+        if isinstance(manager, dict):
+            value = manager.get("value")
+            document[ENTERPRISE]["manager"] = {"value": self.names[side].get(value, value)}
+        return document
+
+
+def outcome(write: Write, answer: Answer, document: dict[str, Any] | None) -> Outcome:
+    status = answer.status
+    if write.method == "PATCH" and status == 204:
+        status = 200  # RFC 7644 section 3.5.2: 200 with the resource or 204 without
+    scim_type = (
+        answer.body.get("scimType") if status >= 400 and isinstance(answer.body, dict) else None
+    )
+    return Outcome(status, scim_type, document)
+
+
+def generated_writes(count: int) -> list[tuple[Template, int]]:
+    """Every template once, then random ones, each on a random user slot (slot 0 is never
+    written: it is the one whose userName the clashes take)."""
+    rng = random.Random(SEED)
+    templates = [*PATCHES, *PUTS, *POSTS, *DELETES]
+    chosen = list(templates) + [rng.choice(templates) for _ in range(count - len(templates))]
+    rng.shuffle(chosen)
+    return [(t, rng.randrange(1, USER_COUNT)) for t in chosen]
+
+
+@pytest.fixture
+def servers(scim, monkeypatch) -> Servers:
+    # The reference builds a pydantic PatchOp model for every PATCH it reads (50 ms each, two
+    # thirds of this test's time); the same model, built once, answers alike.
+    monkeypatch.setattr(service, "parametrize", functools.cache(service.parametrize))
+    servers = Servers(scim)
+    for n, user in enumerate(generated_users(USER_COUNT)):
+        servers.fill(n, user)
+    return servers
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A difference docs/scim.md lists (its table row), as each server answers it."""
+
+    row: str
+    ours: tuple[int, str | None]
+    theirs: tuple[int, str | None]
+
+
+PINNED_VALUE_MADE = Listed(
+    "add or replace through a value path that matches nothing", (200, None), (400, "noTarget")
+)
+PATCH_OP_MALFORMED = Listed(
+    "a PatchOp without Operations, or an operation without a known op",
+    (400, "invalidSyntax"),
+    (400, "invalidValue"),
+)
+UNKNOWN_IGNORED = Listed(
+    "POST or PUT with an attribute or sub-attribute no schema has",
+    (201, None),
+    (400, "invalidSyntax"),
+)
+UNKNOWN_IGNORED_PUT = Listed(UNKNOWN_IGNORED.row, (200, None), UNKNOWN_IGNORED.theirs)
+NOT_A_BOOLEAN = Listed("a boolean written as another string", (400, "invalidValue"), (200, None))
+ACTIVE_REQUIRED = Listed("PATCH remove active", (400, "mutability"), (200, None))
+EMAIL_TAKEN = Listed(
+    "an email another user of the organisation has", (409, "uniqueness"), (200, None)
+)
+
+# Each generated request's label -> the listed difference it may show. An unlisted
+# difference fails the test, and so does a listed one no request showed.
+KNOWN_DIFFERENCES: dict[str, Listed] = {
+    "add work email value": PINNED_VALUE_MADE,
+    "replace work email value": PINNED_VALUE_MADE,
+    "EMAILS[TYPE eq work].VALUE": PINNED_VALUE_MADE,
+    "replace primary email value": PINNED_VALUE_MADE,
+    "replace mobile phone": PINNED_VALUE_MADE,
+    "replace work address locality": PINNED_VALUE_MADE,
+    "replace filter no match": PINNED_VALUE_MADE,
+    "Operations missing": PATCH_OP_MALFORMED,
+    "Operations not a list": PATCH_OP_MALFORMED,
+    "Operations empty": PATCH_OP_MALFORMED,
+    "unknown op": PATCH_OP_MALFORMED,
+    "missing op": PATCH_OP_MALFORMED,
+    "POST unknown attribute": UNKNOWN_IGNORED,
+    "PUT unknown attribute": UNKNOWN_IGNORED_PUT,
+    "PUT unknown sub-attribute": UNKNOWN_IGNORED_PUT,
+    "PUT active wrong type": NOT_A_BOOLEAN,
+    "replace active wrong type": NOT_A_BOOLEAN,
+    "remove active": ACTIVE_REQUIRED,
+    "PUT email of another user": EMAIL_TAKEN,
+}
+
+
+def explained(difference: Difference) -> Listed | None:
+    listed = KNOWN_DIFFERENCES.get(difference.write.label)
+    ours, theirs = difference.ours, difference.theirs
+    if listed is None or listed.ours != (ours.status, ours.scim_type):
+        return None
+    return listed if listed.theirs == (theirs.status, theirs.scim_type) else None
+
+
+def test_user_writes_agree_with_the_reference_server(servers, sessions):
+    pool = iter(generated_users(USER_COUNT + 400)[USER_COUNT:])
+    differences: list[Difference] = []
+    generated = generated_writes(320)
+    for k, (template, n) in enumerate(generated):
+        write = template(n, servers.bases[n])
+        before = servers.read("ours", servers.slots["ours"][n])
+        stored = database_state(sessions, SCIM_TABLES)
+        outcomes = {}
+        for side in ("ours", "theirs"):
+            answer = servers.send(side, write, n, k)
+            if write.method == "POST":
+                created = answer.body.get("id") if answer.status == 201 else None
+                if created:
+                    servers.names[side][created] = answer.body["userName"]
+                document = servers.read(side, created) if created else None
+            else:
+                document = servers.read(side, servers.slots[side][n])
+            outcomes[side] = outcome(write, answer, document)
+        ours, theirs = outcomes["ours"], outcomes["theirs"]
+        if ours.status >= 400:
+            if write.method != "POST":
+                assert ours.document == before, write  # a refusal changes nothing
+            assert database_state(sessions, SCIM_TABLES) == stored, write
+        if ours != theirs:
+            differences.append(Difference(write, ours, theirs))
+        if ours != theirs or (write.method == "DELETE" and ours.status < 400):
+            servers.fill(n, next(pool))
+    shown = {explained(d) for d in differences} - {None}
+    unexplained = [d for d in differences if explained(d) is None]
+    assert len(generated) >= 300
+    assert not unexplained, "\n".join(str(d) for d in unexplained)
+    # The listed differences are still there: a fix of one must take it out of the docs.
+    assert shown == set(KNOWN_DIFFERENCES.values()), set(KNOWN_DIFFERENCES.values()) - shown
