@@ -29,16 +29,16 @@ from tests.scim.vendor_payloads import (
     entra_flagged_remove_members,
     entra_flagged_replace_many,
     entra_rename_group,
-    jumpcloud_group,
     jumpcloud_user,
+    members_by_value_list,
     okta_put_group,
     okta_spec_create_user,
     okta_spec_unassign,
-    onelogin_create_group,
     onelogin_enterprise_user,
-    onelogin_members,
     ping_group,
     ping_user,
+    plain_group,
+    rippling_terminate,
     rippling_user,
 )
 
@@ -256,9 +256,9 @@ def test_onelogin_lifecycle(scim, session):
     assert "addresses" not in user
     assert "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User" not in user
     assert person(session, email) == (UserStatus.ACTIVE, [])
-    group = created(scim.post("/Groups", onelogin_create_group("Phreaks")), "Group")
+    group = created(scim.post("/Groups", plain_group("Phreaks")), "Group")
     assert listed(scim.get("/Groups?count=100&startIndex=1"), 1)[0]["id"] == group["id"]
-    added = scim.patch(f"/Groups/{group['id']}", onelogin_members("add", user["id"]))
+    added = scim.patch(f"/Groups/{group['id']}", members_by_value_list("add", user["id"]))
     assert [m["value"] for m in added.json["members"]] == [user["id"]]
     assert person(session, email) == (UserStatus.ACTIVE, ["Phreaks"])
     # Updates are the user as read back, changed and PUT whole (id, meta and all).
@@ -267,7 +267,7 @@ def test_onelogin_lifecycle(scim, session):
     assert updated.status_code == 200, updated.json
     assert updated.json["displayName"] == "Cereal Killer"
     # Suspension: out of the group, then the user PUT with active false; and back.
-    removed = scim.patch(f"/Groups/{group['id']}", onelogin_members("remove", user["id"]))
+    removed = scim.patch(f"/Groups/{group['id']}", members_by_value_list("remove", user["id"]))
     assert removed.status_code == 200
     off = scim.put(f"/Users/{user['id']}", {**updated.json, "active": False})
     assert off.json["active"] is False
@@ -306,7 +306,7 @@ def test_onelogin_manager_parameter(scim):
 def test_onelogin_paged_sync(scim):
     """OneLogin reads every user page by page (count=100), trusting itemsPerPage."""
     for n in range(150):
-        scim.post("/Users", jumpcloud_user(f"user{n:03}.page@example.com"))
+        scim.post("/Users", onelogin_enterprise_user(f"user{n:03}.page@example.com"))
     first = scim.get("/Users?count=100&startIndex=1").json
     assert (first["startIndex"], first["itemsPerPage"], first["totalResults"]) == (1, 100, 150)
     second = scim.get("/Users?count=100&startIndex=101").json
@@ -319,7 +319,7 @@ def test_jumpcloud_lifecycle(scim, session):
     """JumpCloud: Test Connection creates and deletes a test user and a test group; then the
     real push with value-list member changes."""
     test_user = created(scim.post("/Users", jumpcloud_user("it.test@example.com")), "User")
-    test_group = created(scim.post("/Groups", jumpcloud_group("JumpCloud Test Group")), "Group")
+    test_group = created(scim.post("/Groups", plain_group("JumpCloud Test Group")), "Group")
     assert scim.delete(f"/Groups/{test_group['id']}").status_code == 204
     assert scim.delete(f"/Users/{test_user['id']}").status_code == 204
     assert session.scalar(select(Team)) is None
@@ -327,11 +327,8 @@ def test_jumpcloud_lifecycle(scim, session):
     email = "joey.pardella@example.com"
     assert listed(scim.get("/Users?filter=" + quote(f'userName eq "{email}"')), 0) == []
     user = created(scim.post("/Users", jumpcloud_user(email)), "User")
-    group = created(scim.post("/Groups", jumpcloud_group("Engineering")), "Group")
-    add = {
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "add", "path": "members", "value": [{"value": user["id"]}]}],
-    }
+    group = created(scim.post("/Groups", plain_group("Engineering")), "Group")
+    add = members_by_value_list("add", user["id"])
     assert scim.patch(f"/Groups/{group['id']}", add).status_code == 200
     assert person(session, email) == (UserStatus.ACTIVE, ["Engineering"])
     suspended = scim.put(f"/Users/{user['id']}", jumpcloud_user(email, active=False))
@@ -340,7 +337,7 @@ def test_jumpcloud_lifecycle(scim, session):
     restored = scim.put(f"/Users/{user['id']}", jumpcloud_user(email))
     assert restored.json["active"] is True
     assert person(session, email) == (UserStatus.ACTIVE, ["Engineering"])
-    remove = onelogin_members("remove", user["id"])
+    remove = members_by_value_list("remove", user["id"])
     assert scim.patch(f"/Groups/{group['id']}", remove).status_code == 200
     assert person(session, email) == (UserStatus.ACTIVE, [])
     assert scim.delete(f"/Users/{user['id']}").status_code == 204
@@ -372,7 +369,7 @@ def test_pingfederate_and_pingone_lifecycle(scim, session):
     assert person(session, email) == (UserStatus.REVOKED, ["Analysts"])
     enabled = scim.put(f"/Users/{user['id']}", ping_user("jsmith", email))
     assert enabled.json["active"] is True
-    remove = onelogin_members("remove", user["id"])
+    remove = members_by_value_list("remove", user["id"])
     assert scim.patch(f"/Groups/{group['id']}", remove).status_code == 200
     assert person(session, email) == (UserStatus.ACTIVE, [])
     assert scim.delete(f"/Groups/{group['id']}").status_code == 204
@@ -398,15 +395,11 @@ def test_rippling_lifecycle(scim, session):
     by_external_id = "/Users?filter=" + quote('externalId eq "rippling-42"')
     assert listed(scim.get(by_external_id), 0) == []
     user = created(scim.post("/Users", rippling_user(email, "rippling-42", "42")), "User")
-    group = created(scim.post("/Groups", jumpcloud_group("Payroll")), "Group")
-    add = onelogin_members("add", user["id"])
+    group = created(scim.post("/Groups", plain_group("Payroll")), "Group")
+    add = members_by_value_list("add", user["id"])
     assert scim.patch(f"/Groups/{group['id']}", add).status_code == 200
     assert person(session, email) == (UserStatus.ACTIVE, ["Payroll"])
-    terminate = {
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "replace", "path": "active", "value": False}],
-    }
-    assert scim.patch(f"/Users/{user['id']}", terminate).json["active"] is False
+    assert scim.patch(f"/Users/{user['id']}", rippling_terminate()).json["active"] is False
     assert person(session, email) == (UserStatus.REVOKED, ["Payroll"])
     assert scim.delete(f"/Users/{user['id']}").status_code == 204
     assert person(session, email)[0] is UserStatus.REVOKED

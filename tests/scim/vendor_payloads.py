@@ -169,12 +169,14 @@ def onelogin_enterprise_user(email: str, manager_id: str = "") -> dict[str, Any]
     }
 
 
-def onelogin_create_group(name: str) -> dict[str, Any]:
+def plain_group(name: str) -> dict[str, Any]:
+    """A group create of a name alone (OneLogin, JumpCloud, Rippling)."""
     return {"displayName": name, "schemas": [GROUP]}
 
 
-def onelogin_members(op: str, *user_ids: str) -> dict[str, Any]:
-    """OneLogin: "add" and "remove" of members by a value list, no filter."""
+def members_by_value_list(op: str, *user_ids: str) -> dict[str, Any]:
+    """OneLogin and JumpCloud: "add" and "remove" of members by a value list, no filter
+    (Ping and Rippling publish no body; this is also RFC 7644 section 3.5.2's own)."""
     return {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"value": [{"value": u} for u in user_ids], "op": op, "path": "members"}],
@@ -199,10 +201,6 @@ def jumpcloud_user(email: str, active: bool = True) -> dict[str, Any]:
         "emails": [{"value": email, "type": "work", "primary": True}],
         "active": active,
     }
-
-
-def jumpcloud_group(name: str) -> dict[str, Any]:
-    return {"schemas": [GROUP], "displayName": name}
 
 
 # PingFederate SCIM Provisioner and PingOne outbound provisioning.
@@ -240,6 +238,10 @@ def ping_group(name: str, *user_ids: str) -> dict[str, Any]:
 # https://help.kombo.dev/hc/en-us/articles/35612530773521 (the same, plus employeeNumber)
 # https://authn-sh-docs.pages.dev/guides/scim/rippling/ (Test connection probes
 # GET /ServiceProviderConfig).
+
+
+def rippling_terminate() -> dict[str, Any]:
+    return rfc7644_3_5_2_patch({"op": "replace", "path": "active", "value": False})
 
 
 def rippling_user(email: str, external_id: str, employee_number: str) -> dict[str, Any]:
