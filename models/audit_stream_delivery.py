@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from models import audit
+from models.actor import Actor
 from models.backoff import backoff
 from models.entities import AuditEvent, AuditStream
 from models.queries.audit_events import COLUMNS, event_view
@@ -101,6 +103,16 @@ def next_batch(session: Session, *, stream: AuditStream) -> Batch | None:
 
 
 def batch_accepted(session: Session, *, stream: AuditStream, batch: Batch, now: datetime) -> None:
+    if stream.consecutive_failures:
+        before = {
+            "failing": True,
+            "consecutive_failures": stream.consecutive_failures,
+            "first_failure_at": stream.first_failure_at.isoformat()
+            if stream.first_failure_at
+            else None,
+            "error": stream.last_error,
+        }
+        _audit_health(session, stream, "audit_stream.recovered", before, {"failing": False})
     stream.cursor_seq = batch.through_seq
     stream.pending_from_seq = stream.pending_through_seq = None
     stream.events_sent += len(batch.events)
@@ -118,8 +130,31 @@ def batch_refused(
     retry_max: float,
 ) -> None:
     """Keep the batch pinned and wait before the next try (the stream is never dropped)."""
+    if not stream.consecutive_failures:
+        after = {"failing": True, "error": error[:500]}
+        _audit_health(session, stream, "audit_stream.failing", {"failing": False}, after)
     stream.consecutive_failures += 1
     stream.first_failure_at = stream.first_failure_at or now
     stream.last_error = error[:500]
     delay = backoff(stream.consecutive_failures, retry_base=retry_base, retry_max=retry_max)
     stream.next_attempt_at = now + timedelta(seconds=delay)
+
+
+def _audit_health(
+    session: Session,
+    stream: AuditStream,
+    action: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> None:
+    """The stream starting to fail, or recovering: once each, not at every retry (the events
+    go out on the stream itself once it recovers)."""
+    audit.record_change(
+        session,
+        actor=Actor.system("audit-streams"),
+        subject=stream,
+        action=action,
+        target_type="audit_stream",
+        before=before,
+        after=after,
+    )

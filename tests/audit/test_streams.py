@@ -101,7 +101,8 @@ def test_a_failing_receiver_gets_every_event_once_in_order(
     with sessions() as other:
         _events(other, other.get_one(type(org), org.id), 25, start=40)
         other.commit()
-    expected_count = 42 + 25  # org and stream creation, 40 + 25 changes
+    # org and stream creation, 40 + 25 changes, and the stream failing and recovering
+    expected_count = 42 + 25 + 2
 
     def caught_up():
         streamed = _streamed(receiver)
@@ -203,3 +204,45 @@ def test_a_refusal_after_days_of_failures_is_still_recorded(session, sessions, s
         waited = row.next_attempt_at - row.first_failure_at  # both the refusal's `now`
         assert waited.total_seconds() == settings.audit_stream_retry_max
     assert len(receiver.refused()) == 1 and receiver.accepted() == []
+
+
+def test_a_stream_that_starts_failing_and_recovers_leaves_one_audit_event_each(
+    session, sessions, settings, receiver
+):
+    """The receiver refusing is a change of the stream's state an admin must be able to see in
+    the log: once when it starts failing and once when it recovers, not at every retry."""
+    org = f.make_org(session)
+    _events(session, org, 3)
+    stream, _secret = _stream(session, settings, org, receiver)
+    session.commit()
+    sequence_events(session)
+    session.commit()
+    receiver.refuse_next = 2
+
+    for _attempt in range(3):  # refused, refused, accepted
+        deliver_stream(str(stream.id))
+        with sessions() as due:
+            due.get_one(AuditStream, stream.id).next_attempt_at = None  # due again now
+            due.commit()
+
+    with sessions() as fresh:
+        health = [
+            (event.action, event.before, event.after)
+            for event in fresh.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.target_id == str(stream.id))
+                .where(AuditEvent.action.in_(["audit_stream.failing", "audit_stream.recovered"]))
+                .order_by(AuditEvent.occurred_at)
+            )
+        ]
+    assert [action for action, _before, _after in health] == [
+        "audit_stream.failing",
+        "audit_stream.recovered",
+    ]
+    (_, failing_before, failing_after), (_, recovered_before, recovered_after) = health
+    assert failing_before == {"failing": False}
+    assert failing_after is not None and failing_after["failing"] is True
+    assert failing_after["error"]
+    assert recovered_before is not None and recovered_before["consecutive_failures"] == 2
+    assert recovered_after == {"failing": False}
+    assert len(receiver.refused()) == 2 and len(receiver.accepted()) == 1
