@@ -7,7 +7,6 @@ identity map, the loaders); a record is the dozen values the document needs."""
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
 from dataclasses import dataclass
@@ -72,9 +71,7 @@ def record_of(scim_user: ScimUser, access_end_attribute: str) -> UserRecord:
         employee_number=scim_user.employee_number,
         department=scim_user.department,
         manager_id=scim_user.manager_id,
-        # A copy: a PATCH changes the record's document in place, and the entity's JSON
-        # changed in place would look unchanged to the write that compares the two.
-        extra=copy.deepcopy(scim_user.extra) if scim_user.extra else {},
+        extra=scim_user.extra or {},  # copied by a PATCH, which changes its document in place
         active=user.status is not UserStatus.REVOKED and not scim_user.held_inactive,
         access_ends_at=user.access_ends_at,
         created_at=scim_user.created_at,
