@@ -205,6 +205,9 @@ def approve_run(
 
 
 def discard_run(session: Session, *, run: DirectorySyncRun, actor: Actor) -> None:
+    """Drop a held plan. The run is locked and read again first, as an approval locks it: of
+    an approval and discards at once, one decides and the others find it decided."""
+    session.refresh(run, with_for_update=True)
     if run.status is not SyncRunStatus.QUARANTINED:
         raise InvalidTransition(
             f"only a quarantined run can be discarded; this one is {run.status}"
