@@ -78,12 +78,19 @@ def check_text(value: str, name: str, field: str | None = None) -> None:
 
 
 def check_query(req: Request) -> None:
-    """Every query parameter (names and values) of the request passes check_text."""
+    """Every query parameter (names and values) of the request passes check_text, and none
+    is given twice: every reader takes the first value, where a proxy or filter in front may
+    take the last (`?revoke_own=true&revoke_own=false`), so a repeat is refused, not read one
+    way."""
     if not req.environ.get("QUERY_STRING"):
         return  # most requests have none: nothing to parse
+    seen: set[str] = set()
     for key, value in req.args.items(multi=True):
         check_text(key, "a query parameter name")
         check_text(value, key)
+        if key in seen:
+            raise UnacceptableValue(f"the query parameter {key[:64]!r} is given twice", field=key)
+        seen.add(key)
 
 
 class UnsupportedEncoding(UnsupportedMediaType):

@@ -64,3 +64,28 @@ def test_a_team_name_longer_than_its_column_in_lower_case_is_400(client, world: 
     )
     assert_problem(response, 400, detail="lower case")
     unchanged()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query"),
+    [
+        ("GET", "/api/v1/users", "limit=1&limit=200"),
+        ("GET", "/api/v1/users", "status=ACTIVE&q=a&status=REVOKED"),
+        ("DELETE", "/api/v1/tokens/{own}", "revoke_own=false&revoke_own=true"),
+        ("DELETE", "/api/v1/tokens/{own}", "revoke_own=true&revoke_own=false"),
+    ],
+)
+def test_a_query_parameter_given_twice_is_400_and_changes_nothing(
+    client, world: World, unchanged, method, path, query
+) -> None:
+    """Every reader takes a parameter's first value, a proxy or filter in front may take the
+    last: a parameter given twice is refused, not silently read one way."""
+    own = client.get("/api/v1/tokens", headers=world.auth("admin")).get_json()["items"]
+    mine = next(t["id"] for t in own if t["user_email"] == "admin@acme.test")
+    unchanged()
+    response = client.open(
+        f"{path.format(own=mine)}?{query}", method=method, headers=world.auth("admin")
+    )
+    body = assert_problem(response, 400)
+    assert body["field"] == query.split("=")[0]
+    unchanged()

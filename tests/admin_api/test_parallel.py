@@ -12,12 +12,14 @@ import pytest
 import requests
 from flask import Flask
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from models.db import SessionFactory
-from models.entities import ApiToken, AuditEvent, Team, User
-from models.enums import Role
+from models.entities import ApiToken, AuditEvent, Organisation, Team, User
+from models.enums import Role, UserStatus
 from tests.admin_api.conftest import World
 from tests.scim.conftest import live_server as _live_server
+from tests.support import factories as f
 from tests.support.parallel import in_parallel
 
 live_server = _live_server
@@ -128,3 +130,47 @@ def test_two_people_of_one_email_at_once_make_one_person_and_a_409(
         twins = fresh.scalars(select(User).where(User.email_key == "twin@acme.test")).all()
     assert len(twins) == 1
     assert len(events(sessions, "user.created", str(twins[0].id))) == 1
+
+
+def test_approve_and_decline_of_one_pending_person_at_once_is_one_or_the_other(
+    api, world: World, sessions: SessionFactory, session: Session, app: Flask
+) -> None:
+    organisation = session.get_one(Organisation, world.org_a)
+    pending = f.make_user(session, organisation, status=UserStatus.PENDING)
+    session.commit()
+    admin = api("admin")
+    answers = in_parallel(
+        [
+            admin("POST", f"/users/{pending.id}/approve"),
+            admin("POST", f"/users/{pending.id}/decline", {"reason": "unknown"}),
+        ]
+    )
+    codes = [r.status_code for r in answers]
+    assert sorted(codes) == [200, 409], [r.text for r in answers]
+    with sessions() as fresh:
+        status = fresh.get_one(User, pending.id).status
+    assert status is (UserStatus.ACTIVE if codes[0] == 200 else UserStatus.REVOKED)
+    decided = events(sessions, "user.approved", str(pending.id)) + events(
+        sessions, "user.declined", str(pending.id)
+    )
+    assert len(decided) == 1
+
+
+def test_two_admins_revoking_one_person_at_once_revoke_once(
+    api, world: World, sessions: SessionFactory, app: Flask
+) -> None:
+    """A PATCH of the status and a POST …/revoke at the same moment: one revocation."""
+    user = str(world.users["colleague"])
+    admin = api("admin")
+    answers = in_parallel(
+        [
+            admin("PATCH", f"/users/{user}", {"status": "REVOKED"}),
+            admin("POST", f"/users/{user}/revoke", {"reason": "left"}),
+            admin("PATCH", f"/users/{user}", {"role": "MANAGER"}),
+        ]
+    )
+    assert {r.status_code for r in answers} <= {200, 409}, [r.text for r in answers]
+    assert 500 not in {r.status_code for r in answers}
+    assert len(events(sessions, "user.revoked", user)) == 1
+    with sessions() as fresh:
+        assert fresh.get_one(User, world.users["colleague"]).status is UserStatus.REVOKED

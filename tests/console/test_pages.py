@@ -227,3 +227,11 @@ def test_a_review_page_links_to_the_next_and_previous_findings(client, org, sess
     assert [i for i in every if f'id="finding-{i}"' in again] == [
         i for i in every if f'id="finding-{i}"' in first
     ]
+
+
+def test_a_query_parameter_given_twice_is_a_page_that_says_so(client, org):
+    sign_in(client, org.admin_token)
+    answer = client.get("/console/audit?action=user.revoked&action=user.created")
+    text = answer.get_data(as_text=True)
+    assert answer.status_code == 400 and answer.mimetype == "text/html", text
+    assert "action" in text and 'id="problem"' in text and "Traceback" not in text

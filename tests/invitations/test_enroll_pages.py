@@ -199,3 +199,9 @@ def test_method_not_allowed_is_an_html_page(enroll_client, issued):
     response = enroll_client.delete(f"/enroll/{issued.token}")
     assert response.status_code == 405 and response.mimetype == "text/html"
     assert enroll_client.get("/enroll/").status_code == 404
+
+
+def test_a_query_parameter_given_twice_is_an_html_400(enroll_client, issued):
+    response = enroll_client.get(f"/enroll/{issued.token}?x=1&x=2", headers=as_user())
+    assert response.status_code == 400 and response.mimetype == "text/html"
+    assert "Traceback" not in response.text
