@@ -3,6 +3,10 @@ discovery document served on loopback."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 
 import pytest
@@ -142,3 +146,80 @@ def test_userinfo_about_another_subject_is_refused(client, httpserver):
     from_id_token = oidc.IdTokenClaims(subject="248289761001", email=None, email_verified=False)
     with pytest.raises(oidc.OidcError, match="another subject"):
         oidc._with_userinfo(client, metadata, {"access_token": "at"}, from_id_token)
+
+
+def _part(value: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+def hmac_signed(claims: dict[str, object], secret: bytes) -> str:
+    """HS256 made by hand: joserfc itself refuses a public key as an HMAC secret."""
+    signing_input = f"{_part({'alg': 'HS256', 'kid': 'k1'})}.{_part(claims)}"
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+def unsigned(claims: dict[str, object]) -> str:
+    return f"{_part({'alg': 'none', 'kid': 'k1'})}.{_part(claims)}."
+
+
+def test_an_unsigned_token_or_one_keyed_with_the_public_key_is_refused(client):
+    with pytest.raises(oidc.OidcError, match="the ID token is not valid"):
+        verify(client, unsigned(claims_for(client)))
+    # Algorithm confusion: HS256 keyed with the provider's public key, which anyone can fetch.
+    for secret in (SIGNING_KEY.as_pem(private=False), json.dumps(SIGNING_KEY.as_dict()).encode()):
+        with pytest.raises(oidc.OidcError, match="the ID token is not valid"):
+            verify(client, hmac_signed(claims_for(client), secret))
+
+
+def test_a_key_not_in_the_jwks_is_refused_after_one_fetch(client, httpserver):
+    stranger = RSAKey.generate_key(2048, parameters={"kid": "rotated-away"})
+    before = len([r for r, _ in httpserver.log if r.path.endswith("/jwks")])
+    with pytest.raises(oidc.OidcError, match="the ID token is not valid"):
+        verify(
+            client,
+            jwt.encode({"alg": "RS256", "kid": "rotated-away"}, claims_for(client), stranger),
+        )
+    assert len([r for r, _ in httpserver.log if r.path.endswith("/jwks")]) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "accepted"),
+    [
+        ({"aud": ["odock"]}, True),
+        ({"aud": ["odock", "another-client"], "azp": "odock"}, True),
+        ({"aud": ["odock", "another-client"]}, False),  # whose token is this? azp must say
+        ({"aud": ["odock", "another-client"], "azp": "another-client"}, False),
+        ({"azp": "another-client"}, False),
+    ],
+    ids=["one-in-list", "many-with-azp", "many-without-azp", "many-azp-other", "azp-other"],
+)
+def test_an_audience_shared_with_another_client_needs_azp_naming_us(client, changes, accepted):
+    token = signed(claims_for(client, **changes))
+    if accepted:
+        assert verify(client, token).subject == "248289761001"
+    else:
+        with pytest.raises(oidc.OidcError, match="the ID token is not valid"):
+            verify(client, token)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"iat": int(time.time()) + 3600},
+        {"nbf": int(time.time()) + 3600},
+        {"iat": None},
+        {"exp": None},
+        {"exp": int(time.time()) - 120},
+    ],
+    ids=["iat-future", "nbf-future", "no-iat", "no-exp", "expired-past-leeway"],
+)
+def test_times_beyond_the_leeway_are_refused(client, changes):
+    with pytest.raises(oidc.OidcError, match="the ID token is not valid"):
+        verify(client, signed(claims_for(client, **changes)))
+
+
+def test_times_within_the_leeway_are_taken(client):
+    now = int(time.time())
+    token = signed(claims_for(client, iat=now + 30, nbf=now + 30, exp=now - 30))
+    assert verify(client, token).subject == "248289761001"
