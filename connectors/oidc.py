@@ -1,6 +1,8 @@
 """An OpenID Connect relying party on Authlib: the issuer's discovery document, the
 authorization request (Authorization Code with PKCE S256, state and nonce), the code
 exchange, and the ID token checked against the issuer's JWKS (signature, iss, aud, exp, nonce).
+The authorization response's `iss` (RFC 9207) must name the provider the sign-in was started
+with, so that an answer from one organisation's provider is never taken as another's.
 
 Every call goes through the outbound address policy (connectors/outbound.py): the issuer is
 an organisation admin's choice, like a notification hook.
@@ -8,7 +10,9 @@ an organisation admin's choice, like a notification hook.
 
 from __future__ import annotations
 
+import json
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +25,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from connectors.outbound import UrlPolicy, pin, pinned_session
+from connectors.outbound import BodyRefused, UrlPolicy, pin, pinned_session, read_bounded
 
 SCOPE = "openid email"
 # Asymmetric signatures only: "none" proves nothing, and an HMAC under the client secret
@@ -30,6 +34,9 @@ SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES2
 CLOCK_LEEWAY_SECONDS = 60
 # Microsoft Entra ID's optional claim "email domain owner verified" (it sends no email_verified).
 ENTRA_DOMAIN_OWNER_VERIFIED = "xms_edov"
+# A discovery document, JWKS or userinfo answer is a few kilobytes; a provider that hangs or
+# sends more is cut off, each read within the client's timeout, all of it within that too.
+MAX_DOCUMENT_BYTES = 256 * 1024
 
 
 class OidcError(Exception):
@@ -86,9 +93,13 @@ def authorization_request(client: Client, *, ask_again: bool = False) -> Authori
     return AuthorizationRequest(url=url, state=state, nonce=nonce, code_verifier=verifier)
 
 
-def finish(client: Client, *, code: str, code_verifier: str, nonce: str) -> IdTokenClaims:
-    """Exchange the code, then verify the ID token; OidcError if anything does not hold."""
+def finish(
+    client: Client, *, code: str, code_verifier: str, nonce: str, response_issuer: str | None
+) -> IdTokenClaims:
+    """Exchange the code, then verify the ID token; OidcError if anything does not hold.
+    `response_issuer` is the authorization response's `iss` parameter, if it had one."""
     metadata = discover(client)
+    _check_response_issuer(client, metadata, response_issuer)
     with _session(client, metadata) as session:
         try:
             token = session.fetch_token(
@@ -106,6 +117,19 @@ def finish(client: Client, *, code: str, code_verifier: str, nonce: str) -> IdTo
     if claims.email is None and metadata.get("userinfo_endpoint"):
         return _with_userinfo(client, metadata, token, claims)
     return claims
+
+
+def _check_response_issuer(
+    client: Client, metadata: dict[str, Any], response_issuer: str | None
+) -> None:
+    """RFC 9207: the code is sent to this provider's token endpoint only if the answer says it
+    comes from this provider (or says nothing, from a provider that never says)."""
+    if response_issuer is None:
+        if metadata.get("authorization_response_iss_parameter_supported") is True:
+            raise OidcError("the provider's answer does not say which provider sent it")
+        return
+    if response_issuer != client.issuer:
+        raise OidcError("the answer comes from another provider than the sign-in was started at")
 
 
 def verify_id_token(
@@ -146,18 +170,9 @@ def _with_userinfo(
 ) -> IdTokenClaims:
     """The email from the userinfo endpoint, for providers that keep it out of the ID token
     when they also issue an access token; only if it speaks of the same subject."""
-    with pin(requests.Session(), client.policy) as session:
-        try:
-            response = session.get(
-                metadata["userinfo_endpoint"],
-                headers={"Authorization": f"Bearer {token.get('access_token', '')}"},
-                timeout=client.timeout,
-            )
-            response.raise_for_status()
-            info = response.json()
-        except (requests.RequestException, ValueError) as exc:
-            raise OidcError(f"the provider's userinfo could not be read ({_brief(exc)})") from None
-    if not isinstance(info, dict) or info.get("sub") != claims.subject:
+    bearer = {"Authorization": f"Bearer {token.get('access_token', '')}"}
+    info = _get_json(client, metadata["userinfo_endpoint"], "userinfo", headers=bearer)
+    if info.get("sub") != claims.subject:
         raise OidcError("the provider's userinfo is about another subject")
     email = info.get("email")
     return IdTokenClaims(
@@ -189,13 +204,17 @@ def discover(client: Client) -> dict[str, Any]:
     return metadata
 
 
-def _get_json(client: Client, url: str, what: str) -> dict[str, Any]:
+def _get_json(
+    client: Client, url: str, what: str, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    deadline = time.monotonic() + client.timeout
     with pinned_session(client.policy) as session:
         try:
-            response = session.get(url, timeout=client.timeout)
-            response.raise_for_status()
-            body = response.json()
-        except (requests.RequestException, ValueError) as exc:
+            with session.get(url, headers=headers, timeout=client.timeout, stream=True) as response:
+                response.raise_for_status()
+                raw = read_bounded(response, max_bytes=MAX_DOCUMENT_BYTES, deadline=deadline)
+            body = json.loads(raw)
+        except (requests.RequestException, BodyRefused, ValueError) as exc:
             raise OidcError(f"the provider's {what} could not be read ({_brief(exc)})") from None
     if not isinstance(body, dict):
         raise OidcError(f"the provider's {what} is not a JSON object")

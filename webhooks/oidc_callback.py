@@ -70,6 +70,7 @@ def verified_email(client: oidc.Client, claimed: Claimed) -> str:
             code=request.args.get("code", ""),
             code_verifier=claimed.code_verifier,
             nonce=claimed.nonce,
+            response_issuer=request.args.get("iss"),
         )
     except oidc.OidcError as exc:
         raise SignInRefused(exc.reason, outcome="provider_refused") from None

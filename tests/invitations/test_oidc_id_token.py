@@ -8,10 +8,13 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator
 
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, OctKey, RSAKey
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from connectors import oidc
 from connectors.outbound import UrlPolicy
@@ -223,3 +226,82 @@ def test_times_within_the_leeway_are_taken(client):
     now = int(time.time())
     token = signed(claims_for(client, iat=now + 30, nbf=now + 30, exp=now - 30))
     assert verify(client, token).subject == "248289761001"
+
+
+def _trickle(request: Request) -> Response:
+    def body() -> Iterator[bytes]:
+        for _ in range(20):  # each byte within the read timeout, the whole past the deadline
+            time.sleep(0.1)
+            yield b" "
+
+    return Response(body(), content_type="application/json")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Response(json.dumps({"keys": [], "pad": "x" * 300_000}), content_type="application/json"),
+        Response(b"\x00\xff<html>not json", content_type="application/json"),
+        Response(json.dumps([1, 2, 3]), content_type="application/json"),
+        Response("{}", status=500),
+        _trickle,
+    ],
+    ids=["huge", "garbage", "not-an-object", "error", "trickling"],
+)
+def test_a_jwks_that_is_huge_garbage_or_hangs_is_refused_in_bounded_time(
+    client, httpserver, answer
+):
+    issuer = httpserver.url_for("/bad-jwks")
+    httpserver.expect_request("/bad-jwks/.well-known/openid-configuration").respond_with_json(
+        {
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/auth",
+            "token_endpoint": f"{issuer}/token",
+            "jwks_uri": f"{issuer}/jwks",
+        }
+    )
+    handler = httpserver.expect_request("/bad-jwks/jwks")
+    if isinstance(answer, Response):
+        handler.respond_with_response(answer)
+    else:
+        handler.respond_with_handler(answer)
+    impatient = oidc.Client(**{**client.__dict__, "issuer": issuer, "timeout": 0.5})
+    started = time.monotonic()
+    with pytest.raises(oidc.OidcError, match=r"JWKS (could not be read|is not a JSON object)"):
+        verify(impatient, signed(claims_for(impatient)))
+    assert time.monotonic() - started < 1.5
+
+
+def test_an_answer_from_another_provider_is_refused_before_the_code_is_sent(
+    client: oidc.Client, httpserver: HTTPServer
+) -> None:
+    """A mix-up (RFC 9700 section 4.4): the authorization response's iss (RFC 9207) names
+    another provider than the one this sign-in was started at."""
+    with pytest.raises(oidc.OidcError, match="another provider"):
+        oidc.finish(
+            client,
+            code="code-from-elsewhere",
+            code_verifier="v" * 43,
+            nonce=NONCE,
+            response_issuer="https://other-provider.example",
+        )
+    assert not [r for r, _ in httpserver.log if r.path.endswith("/token")]
+
+
+def test_a_provider_that_says_its_name_must_say_it(
+    client: oidc.Client, httpserver: HTTPServer
+) -> None:
+    issuer = httpserver.url_for("/says-iss")
+    httpserver.expect_request("/says-iss/.well-known/openid-configuration").respond_with_json(
+        {
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/auth",
+            "token_endpoint": f"{issuer}/token",
+            "jwks_uri": f"{issuer}/jwks",
+            "authorization_response_iss_parameter_supported": True,
+        }
+    )
+    says_iss = oidc.Client(**{**client.__dict__, "issuer": issuer})
+    with pytest.raises(oidc.OidcError, match="does not say which provider"):
+        oidc.finish(says_iss, code="c", code_verifier="v" * 43, nonce=NONCE, response_issuer=None)
+    assert not [r for r, _ in httpserver.log if r.path.endswith("/token")]
