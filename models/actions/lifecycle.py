@@ -209,7 +209,13 @@ def ended_access_reason(ends_at: datetime, set_by: Source | None) -> str:
     """The reason of the schedule's revocation at a passed end date, for people to read (the
     revocation keeps the date and its source in columns of their own, see `ended_access`)."""
     moment = ends_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return f"access ended at {moment} (the date {(set_by or Source.ADMIN).value} set)"
+    return f"access ended at {moment} (the date {end_date_setter(set_by).value} set)"
+
+
+def end_date_setter(set_by: Source | None) -> Source:
+    """Who set a person's end date: an admin, when no source is on record (dates set before
+    their source was kept)."""
+    return set_by or Source.ADMIN
 
 
 def ended_access(revocation: Revocation | None) -> tuple[datetime, Source] | None:
@@ -224,12 +230,12 @@ def ended_access(revocation: Revocation | None) -> tuple[datetime, Source] | Non
 
 def _passed_end(user: User, actor: Actor) -> dict[str, object]:
     """What a revocation by the schedule records of the date that passed: the person's end
-    date and who set it (an admin, when no source is on record)."""
+    date and who set it."""
     if actor.source is not Source.SCHEDULE or user.access_ends_at is None:
         return {}
     return {
         "ended_access_at": user.access_ends_at,
-        "ended_access_source": user.access_ends_source or Source.ADMIN,
+        "ended_access_source": end_date_setter(user.access_ends_source),
     }
 
 
