@@ -6,6 +6,7 @@ are decoded strictly, so a non-UTF-8 value is reported, never guessed.
 
 from __future__ import annotations
 
+import re
 import sys
 import uuid
 from collections.abc import Collection
@@ -573,6 +574,18 @@ def _ends(
     return min(ends).strftime(ISO_FORMAT) if ends else ""
 
 
+# NameAndOptionalUID (RFC 4517 section 3.3.21), uniqueMember's syntax: a DN, then optionally
+# `#` and a bit string naming one incarnation of the entry. A `#` inside a DN value is escaped
+# (or hex-encoded) by every directory we read, so an unescaped one before a bit string at the
+# end is this suffix.
+_OPTIONAL_UID = re.compile(r"(?<!\\)#'[01]*'B\s*$")
+
+
+def member_dn(value: str) -> str:
+    """The DN a member value names, its optional UID (`#'0101'B`) dropped."""
+    return _OPTIONAL_UID.sub("", value) if "#" in value else value
+
+
 def map_group(dn: str, raw: Attributes, mapping: AttributeMapping) -> Group:
     attrs = raw
     members: list[str] = []
@@ -581,7 +594,7 @@ def map_group(dn: str, raw: Attributes, mapping: AttributeMapping) -> Group:
             try:
                 # Interned: the same string as the person's DN the reconciler holds (a
                 # hundred thousand members are otherwise 13 MB of copies).
-                members.append(sys.intern(normalize_dn(value.decode("utf-8"))))
+                members.append(sys.intern(normalize_dn(member_dn(value.decode("utf-8")))))
             except UnicodeDecodeError:
                 raise EntryProblem(dn, f"a {attribute} value is not valid UTF-8") from None
     return Group(
