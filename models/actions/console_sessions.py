@@ -25,7 +25,7 @@ from models.actions.sign_in_audit import SignInMethod, SignInRefused
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import ApiToken, Organisation, User
-from models.entities.user import email_key
+from models.entities.user import email_key, same_email
 from models.enums import Role, SignInPlace, Source, TokenScope
 from models.errors import DomainError, Forbidden
 
@@ -83,19 +83,19 @@ def sign_in_verified_email(
 ) -> ConsoleSession:
     """The seam for sign-in providers (OpenID Connect): given an email the provider has
     verified for this organisation, start a console session for that person."""
-    user_id = session.scalar(
-        select(User.id).where(
+    found = session.execute(
+        select(User.id, User.email).where(
             User.organisation_id == organisation_id, User.email_key == email_key(email)
         )
-    )
-    if user_id is None:
+    ).first()
+    if found is None or not same_email(email, found.email):
         raise SignInRefused(
             f"{email} is not a person of this organisation",
             outcome="not_a_person",
             organisation_id=organisation_id,
             email=email,
         )
-    user = _console_user(session, user_id)
+    user = _console_user(session, found.id)
     return _start(session, user=user, lifetime=lifetime, method=method, how=str(method))
 
 

@@ -45,7 +45,7 @@ from models.entities import (
     Team,
     User,
 )
-from models.entities.user import email_key
+from models.entities.user import email_key, same_email
 from models.enums import (
     InvitationStatus,
     LeaverInvitationPolicy,
@@ -597,7 +597,7 @@ def check_acceptable(invitation: Invitation, *, email: str | None, now: datetime
 def is_invited_email(invitation: Invitation, email: str) -> bool:
     """Whether someone signed in as `email` (by any sign-in: proxy header, OpenID Connect)
     is the person invited."""
-    return email_key(email) == invitation.email_key
+    return same_email(email, invitation.email)
 
 
 def accept_invitation(

@@ -57,6 +57,16 @@ def email_key(email: str) -> str:
     return email.strip().lower()
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def same_email(signed_in: str, known: str) -> bool:
+    """Whether an email someone signed in with is the known one: letters A-Z in any case, every
+    other character as it is. email_key's Unicode lowering would take a lookalike a provider
+    verified (the Kelvin sign U+212A lowers to "k") for the person it imitates."""
+    return signed_in.strip().translate(_ASCII_LOWER) == known.strip().translate(_ASCII_LOWER)
+
+
 class IdentityLink(Timestamped, Base):
     """Which source a user came from, under which stable external id."""
 

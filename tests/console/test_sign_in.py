@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
 from sqlalchemy import select
 
 from connectors.outbound import UrlPolicy
-from models.actions import oidc_providers
+from models.actions import console_sessions, oidc_providers
+from models.actions.sign_in_audit import SignInRefused
 from models.base import Base
 from models.entities import ApiToken, AuditEvent
-from models.enums import TokenScope, UserStatus
+from models.enums import Role, TokenScope, UserStatus
 from tests.console.conftest import csrf_of, sign_in
 from tests.support import factories as f
 from tests.support.state import change_checker
@@ -177,3 +181,19 @@ def test_console_scope_tokens_are_not_made_through_the_api(client, org):
         headers={"Authorization": f"Bearer {org.admin_token}"},
     )
     assert answer.status_code == 400 and "signing in at /console" in answer.json["detail"]
+
+
+@pytest.mark.parametrize("lookalike", ["\u212aim@acme.example", "kim@acme.example\u200b"])
+def test_a_verified_lookalike_of_an_admins_email_is_not_that_admin(session, org, lookalike):
+    """A provider may verify "\u212aim@…" (the Kelvin sign); str.lower() makes it the admin's."""
+    kim = f.make_user(session, org.org, role=Role.ORG_ADMIN, email="kim@acme.example")
+    session.commit()
+    signed_in = console_sessions.sign_in_verified_email(
+        session, organisation_id=org.org.id, email="KIM@acme.example", lifetime=timedelta(hours=1)
+    )
+    assert signed_in.viewer.user_id == kim.id
+    with pytest.raises(SignInRefused) as refused:
+        console_sessions.sign_in_verified_email(
+            session, organisation_id=org.org.id, email=lookalike, lifetime=timedelta(hours=1)
+        )
+    assert refused.value.outcome == "not_a_person"

@@ -9,6 +9,7 @@ import pytest
 
 from connectors.oidc import AuthorizationRequest, IdTokenClaims
 from models.actions import oidc_sign_ins
+from models.actions.invitations import is_invited_email
 from models.actions.oidc_sign_ins import SignInRefused
 from models.base import utcnow
 from models.enums import SignInPlace
@@ -108,3 +109,21 @@ def test_only_a_verified_email_counts():
     ):
         with pytest.raises(SignInRefused):
             oidc_sign_ins.verified_email(claims)
+
+
+@pytest.mark.parametrize(
+    ("signed_in", "invited"),
+    [
+        ("Kim@Example.COM", True),
+        (" kim@example.com", True),
+        ("\u212aim@example.com", False),  # the Kelvin sign, which str.lower() makes a "k"
+        ("\u043aim@example.com", False),  # Cyrillic ka
+        ("\uff4bim@example.com", False),  # fullwidth k
+        ("kim@example.com\u200b", False),  # a zero-width space
+    ],
+)
+def test_only_the_invited_email_in_another_ascii_case_is_the_invited_one(
+    session, scene, signed_in, invited
+):
+    invitation = scene.invite(session, email="kim@example.com").invitation
+    assert is_invited_email(invitation, signed_in) is invited
