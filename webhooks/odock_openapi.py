@@ -73,15 +73,7 @@ def _operation(
 
 
 def _object_paths(collection: str, schema: str) -> dict[str, Any]:
-    stored = {
-        "allOf": [
-            _ref(schema),
-            {
-                "type": "object",
-                "properties": {"id": {"type": "string"}, "applied": {"type": "boolean"}},
-            },
-        ]
-    }
+    stored = _ref(_stored_name(schema))
     return {
         f"/{collection}/{{id}}": {
             "put": _operation(
@@ -99,6 +91,24 @@ def _object_paths(collection: str, schema: str) -> dict[str, Any]:
                 errors=(400, 401, 409),
             ),
         }
+    }
+
+
+def _stored_name(schema: str) -> str:
+    return f"{schema.removesuffix('In')}Stored"
+
+
+def _stored(schema: dict[str, Any]) -> dict[str, Any]:
+    """The answer to an upsert: the object as held (its fields as pushed, the amount as a
+    decimal string), or only its id when a tombstone keeps it out, and whether it applied."""
+    return {
+        "type": "object",
+        "properties": {
+            **schema["properties"],
+            "id": {"type": "string", "format": "uuid"},
+            "applied": {"type": "boolean"},
+        },
+        "required": ["id", "applied"],
     }
 
 
@@ -233,6 +243,8 @@ def document() -> dict[str, Any]:
         [(model, "validation") for model in BODIES], ref_template="#/components/schemas/{model}"
     )
     components: dict[str, Any] = dict(definitions.get("$defs", {}))
+    for model in (KeyIn, BudgetIn, QuotaIn):
+        components[_stored_name(model.__name__)] = _stored(components[model.__name__])
     components["StoreCommand"] = STORE_COMMAND
     components["Problem"] = {
         "type": "object",

@@ -193,3 +193,25 @@ def test_the_openapi_document_is_served_and_valid(client):
     assert {"/keys/{id}", "/budgets/{id}", "/quotas/{id}", "/usage", "/events"} <= set(
         document["paths"]
     )
+
+
+def test_an_upserts_answer_is_what_the_document_says_for_each_kind(bridged, client):
+    from tests.support.odock.contract import violations
+
+    document = client.get("/odock/v1/openapi.json").get_json()
+    budget = {"owner_type": "ORG", "name": "org", "amount": 10, "version": 1}
+    quota = {"owner_type": "ORG", "name": "org", "limit": 7, "version": 1}
+    for collection, body in (
+        ("keys", key_body(bridged.owner)),
+        ("budgets", budget),
+        ("quotas", quota),
+    ):
+        applied = bridged.put(collection, uuid.uuid4(), body)
+        buried = uuid.uuid4()
+        assert bridged.delete(collection, buried, 5).status_code == 204
+        ignored = bridged.put(collection, buried, body)
+        schema = document["paths"][f"/{collection}/{{id}}"]["put"]["responses"]["200"]
+        schema = schema["content"]["application/json"]["schema"]
+        for answer in (applied, ignored):
+            assert answer.status_code == 200, answer.get_json()
+            assert violations(schema, answer.get_json()) == [], (collection, answer.get_json())
