@@ -956,6 +956,13 @@ def acknowledge_finding(
     session: Session, *, finding: ReviewFinding, actor: Actor, now: datetime | None = None
 ) -> bool:
     """Stop the reminders for this finding; False when it was already acknowledged or closed."""
+    _read_locked(session, finding)
+    return _acknowledge(session, finding=finding, actor=actor, now=now)
+
+
+def _acknowledge(
+    session: Session, *, finding: ReviewFinding, actor: Actor, now: datetime | None = None
+) -> bool:
     if finding.state is not FindingState.OPEN or finding.acknowledged_at is not None:
         return False
     finding.acknowledged_at = now or utcnow()
@@ -979,11 +986,23 @@ def acknowledge_review(
     actor: Actor,
     team_ids: set[uuid.UUID] | None = None,
 ) -> int:
-    """Acknowledge every open finding (or only those of `team_ids`); the count acknowledged."""
+    """Acknowledge every open finding (or only those of `team_ids`); the count acknowledged.
+    The review is locked and its findings read again, as for a single finding."""
+    _lock(
+        session,
+        select(RevocationReview)
+        .where(RevocationReview.id == review.id)
+        .execution_options(populate_existing=True),
+    )
+    findings = session.scalars(
+        select(ReviewFinding)
+        .where(ReviewFinding.review_id == review.id)
+        .execution_options(populate_existing=True)
+    ).all()
     now = utcnow()
     return sum(
-        acknowledge_finding(session, finding=finding, actor=actor, now=now)
-        for finding in review.findings
+        _acknowledge(session, finding=finding, actor=actor, now=now)
+        for finding in findings
         if team_ids is None or finding.team_id in team_ids
     )
 

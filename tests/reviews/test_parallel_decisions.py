@@ -73,3 +73,25 @@ def test_the_last_findings_decided_at_once_close_the_review_once(
     answers = in_parallel([decide(live_server, tokens["admin"], f, "resolve") for f in last])
     assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
     assert audited(sessions, "review.resolved", review.id) == 1
+
+
+def test_acknowledgements_at_once_are_recorded_once_per_finding(
+    session, sessions, live_server
+) -> None:
+    """Serially a second acknowledgement finds the finding acknowledged and records nothing;
+    at once, each read it unacknowledged and wrote its own event."""
+    _world, review, tokens = arrange(session)
+    still_open = [f for f in review.findings if f.state is FindingState.OPEN]
+    session.commit()
+    one = still_open[0]
+    headers = auth(tokens["admin"])
+    calls = [decide(live_server, tokens["admin"], one, "acknowledge")] * 2
+    calls += [
+        lambda: requests.post(
+            f"{live_server}/api/v1/reviews/{review.id}/acknowledge", headers=headers, timeout=60
+        )
+    ] * 2
+    answers = in_parallel(calls)
+    assert {r.status_code for r in answers} == {200}, [r.text for r in answers]
+    for finding in still_open:
+        assert audited(sessions, "review.finding_acknowledged", finding.id) == 1, finding.kind
