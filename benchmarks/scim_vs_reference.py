@@ -51,6 +51,7 @@ from models.enums import Role, Source, UserStatus  # noqa: E402
 from models.migrate import upgrade  # noqa: E402
 from models.settings import Settings  # noqa: E402
 from tests.support import factories  # noqa: E402
+from tests.support.broker import remove_queues  # noqa: E402
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -203,6 +204,7 @@ def odock_sync(db_url: str, broker: str, serving: Serving) -> Iterator[tuple[Ser
     finally:
         stop(process)
         engine.dispose()
+        remove_queues(broker, settings.celery_queue)
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from models.db import SessionFactory, make_engine, make_session_factory
 from models.migrate import upgrade
 from models.settings import Settings
 from tests.support.apps import Apps
+from tests.support.broker import remove_queues
 from tests.support.cleanup import empty_tables
 from tests.support.net import free_port
 from tests.support.schedule import scheduled
@@ -145,6 +146,13 @@ def settings(
         audit_stream_retry_base=0.05,
         audit_stream_retry_max=0.5,
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def broker_left_clean(settings: Settings) -> Iterator[None]:
+    """Set up before any worker of the run, so taken down after them all."""
+    yield
+    remove_queues(settings.celery_broker_url, settings.celery_queue)
 
 
 @pytest.fixture(scope="session")
