@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from authlib.common.errors import AuthlibBaseError
@@ -37,6 +38,7 @@ ENTRA_DOMAIN_OWNER_VERIFIED = "xms_edov"
 # A discovery document, JWKS or userinfo answer is a few kilobytes; a provider that hangs or
 # sends more is cut off, each read within the client's timeout, all of it within that too.
 MAX_DOCUMENT_BYTES = 256 * 1024
+ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint")
 
 
 class OidcError(Exception):
@@ -201,7 +203,20 @@ def discover(client: Client) -> dict[str, Any]:
     for field in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
         if not isinstance(metadata.get(field), str):
             raise OidcError(f"the discovery document has no {field}")
+    check_endpoints(client.issuer, metadata)
     return metadata
+
+
+def check_endpoints(issuer: str, metadata: Mapping[str, Any]) -> None:
+    """An https issuer's endpoints are https too: the client secret, the code and the tokens
+    never travel in clear. Another host is allowed (Google's token endpoint and JWKS are on
+    googleapis.com): the issuer's own document names them, and the outbound policy applies."""
+    if urlsplit(issuer).scheme != "https":
+        return  # plain http is only ever allowed on loopback, for trials
+    for field in ENDPOINTS:
+        value = metadata.get(field)
+        if value is not None and (not isinstance(value, str) or urlsplit(value).scheme != "https"):
+            raise OidcError(f"the discovery document's {field} is not an https URL")
 
 
 def _get_json(

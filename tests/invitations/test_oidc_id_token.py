@@ -305,3 +305,25 @@ def test_a_provider_that_says_its_name_must_say_it(
     with pytest.raises(oidc.OidcError, match="does not say which provider"):
         oidc.finish(says_iss, code="c", code_verifier="v" * 43, nonce=NONCE, response_issuer=None)
     assert not [r for r, _ in httpserver.log if r.path.endswith("/token")]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "taken"),
+    [
+        ("token_endpoint", "https://oauth2.googleapis.com/token", True),  # another host
+        ("token_endpoint", "http://idp.example.com/token", False),
+        ("jwks_uri", "http://idp.example.com/jwks", False),
+        ("authorization_endpoint", "javascript:alert(1)", False),
+        ("userinfo_endpoint", "http://idp.example.com/userinfo", False),
+        ("userinfo_endpoint", 42, False),
+    ],
+)
+def test_an_https_issuers_endpoints_must_be_https(field: str, value: object, taken: bool) -> None:
+    """The client secret and the code go to the token endpoint the issuer's document names."""
+    metadata = {name: f"https://idp.example.com/{name}" for name in oidc.ENDPOINTS}
+    metadata[field] = value  # type: ignore[assignment]
+    if taken:
+        oidc.check_endpoints("https://idp.example.com", metadata)
+    else:
+        with pytest.raises(oidc.OidcError, match=f"{field} is not an https URL"):
+            oidc.check_endpoints("https://idp.example.com", metadata)
