@@ -503,11 +503,17 @@ class PersonReader:
 
 
 def _key(attrs: Attributes, name: str) -> str | None:
-    """The key under which `_values` finds an attribute, None when the entry lacks it."""
+    """The key under which an entry holds an attribute, None when the entry lacks it: its
+    name in any case, else the first description with options (`mail;lang-en`: a subtype,
+    returned when mail is asked for, RFC 4512 section 2.5)."""
     if name in attrs:
         return name
     lowered = name.lower()
-    return next((key for key in attrs if key.lower() == lowered), None)
+    found = next((key for key in attrs if key.lower() == lowered), None)
+    if found is None:
+        prefix = lowered + ";"
+        found = next((key for key in attrs if key.lower().startswith(prefix)), None)
+    return found
 
 
 def _stable_id(dn: str, raw: Attributes, key: str | None, mapping: AttributeMapping) -> str:

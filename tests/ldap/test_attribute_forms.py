@@ -1,0 +1,46 @@
+"""Attributes as servers return them: with options (`mail;lang-en`, RFC 4512 section 2.5)
+and names in another case than the mapping gives."""
+
+from __future__ import annotations
+
+import ldap
+
+from models.enums import UserStatus
+from tests.ldap.conftest import get_run, linked_users
+
+
+def test_an_email_held_only_with_an_option_is_the_email(make_connector, sync, sessions, directory):
+    """A value of `mail;lang-en` is a value of mail (an option makes a subtype): asked for
+    mail, the server returns it under that description, and the person has an email."""
+    bob = directory.person_dn("bob")
+    email = f"bob@{directory.domain}".encode()
+    directory.conn.modify_s(
+        bob, [(ldap.MOD_DELETE, "mail", None), (ldap.MOD_ADD, "mail;lang-en", [email])]
+    )
+    connector = make_connector()
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert get_run(sessions, outcome.run_id).plan["errors"] == []
+    users = linked_users(sessions, connector)
+    assert users["bob"].status is UserStatus.ACTIVE
+    # the plain value, once there, is the one read; the tagged one is not a change
+    directory.add_values(bob, "mail", email)
+    outcome = sync(connector)
+    plan = get_run(sessions, outcome.run_id).plan
+    assert (plan["errors"], plan["updates"]) == ([], [])
+
+
+def test_attribute_names_in_any_case(make_connector, sync, sessions, directory):
+    connector = make_connector(
+        attribute_mapping={
+            "email": "MAIL",
+            "username": "UID",
+            "name": ["CN"],
+            "stable_id": "ENTRYUUID",
+        }
+    )
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    users = linked_users(sessions, connector)
+    assert sorted(users) == ["alice", "bob", "carol", "dave"]
+    assert users["alice"].name == "Alice Liddell"
