@@ -22,7 +22,10 @@ from typing import Any
 
 import pytest
 from scim2_server import service
+from sqlalchemy import func, select
 
+from models.db import SessionFactory
+from models.entities import AuditEvent
 from tests.scim.conftest import SCIM_TABLES
 from tests.scim.payloads import ENTERPRISE, PATCH_OP, USER
 from tests.scim.test_differential import Answer, Ours, Reference, generated_users, normalised
@@ -470,6 +473,13 @@ def servers(scim, monkeypatch) -> Servers:
     return servers
 
 
+def scim_user_audits(sessions: SessionFactory) -> int:
+    with sessions() as session:
+        return (
+            session.scalar(select(func.count()).where(AuditEvent.action.like("scim.user.%"))) or 0
+        )
+
+
 @dataclass(frozen=True)
 class Listed:
     """A difference docs/scim.md lists (its table row), as each server answers it."""
@@ -557,10 +567,13 @@ def test_user_writes_agree_with_the_reference_server(servers, sessions):
     differences: list[Difference] = []
     read_back: dict[int, dict[str, Any] | None] = {}
     stored: State | None = None
+    audited: int | None = None
     generated = generated_writes(320)
     for k, (template, n) in enumerate(generated):
         write = template(n, servers.bases[n])
         before = read_back.pop(n, None) or servers.read("ours", servers.slots["ours"][n])
+        if audited is None:
+            audited = scim_user_audits(sessions)
         if stored is None:  # the tables as they are now, only read again after a change
             stored = database_state(sessions, SCIM_TABLES)
         outcomes = {}
@@ -575,6 +588,10 @@ def test_user_writes_agree_with_the_reference_server(servers, sessions):
                 document = servers.read(side, servers.slots[side][n])
             outcomes[side] = outcome(write, answer, document)
         ours, theirs = outcomes["ours"], outcomes["theirs"]
+        audits = scim_user_audits(sessions)
+        if ours.status < 400 and ours.document != before:
+            assert audits > audited, write  # every change of state is audited
+        audited = audits
         if ours.status >= 400:
             if write.method != "POST":
                 assert ours.document == before, write  # a refusal changes nothing
@@ -585,7 +602,7 @@ def test_user_writes_agree_with_the_reference_server(servers, sessions):
             differences.append(Difference(write, ours, theirs))
         if ours != theirs or (write.method == "DELETE" and ours.status < 400):
             servers.fill(n, next(pool))
-            stored = None
+            stored = audited = None
         elif write.method != "POST":
             read_back[n] = ours.document  # the next write's "before"
     shown = {explained(d) for d in differences} - {None}
