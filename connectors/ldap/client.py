@@ -80,6 +80,9 @@ _INCOMPLETE = (
     ldap.PARTIAL_RESULTS,
     ldap.REFERRAL,
 )
+# How servers refuse a page cookie they no longer hold: slapd unwillingToPerform or
+# protocolError, Active Directory unwillingToPerform or operationsError.
+_COOKIE_REFUSED = (ldap.UNWILLING_TO_PERFORM, ldap.PROTOCOL_ERROR, ldap.OPERATIONS_ERROR)
 _CONFIG = (
     ldap.NO_SUCH_OBJECT,
     ldap.FILTER_ERROR,
@@ -270,7 +273,7 @@ class DirectoryClient:
         msgid: int | None = self._send(base, filterstr, attrs, control)
         try:
             while msgid is not None:
-                entries, cookie = self._receive(msgid, base, filterstr)
+                entries, cookie = self._receive(msgid, base, filterstr, pages_read=stats.pages)
                 stats.pages += 1
                 stats.entries += len(entries)
                 msgid = None
@@ -297,7 +300,9 @@ class DirectoryClient:
         except ldap.LDAPError as exc:
             raise map_error(exc, doing=f"searching {base!r} with {filterstr!r}") from None
 
-    def _receive(self, msgid: int, base: str, filterstr: str) -> tuple[list[Entry], bytes]:
+    def _receive(
+        self, msgid: int, base: str, filterstr: str, *, pages_read: int = 0
+    ) -> tuple[list[Entry], bytes]:
         doing = f"searching {base!r} with {filterstr!r}"
         try:
             _, data, _, controls = self.conn.result3(
@@ -306,6 +311,15 @@ class DirectoryClient:
                 timeout=self.config.search_timeout,
                 resp_ctrl_classes=RESPONSE_CONTROLS,
             )
+        except _COOKIE_REFUSED as exc:
+            if not pages_read:
+                raise map_error(exc, doing=doing) from None
+            # The search's settings were good for the earlier pages: the server dropped its
+            # state for the cookie (restarted, another server behind a balancer, expired).
+            raise DirectoryIncomplete(
+                f"{doing}: the server refused the paged search's cookie after {pages_read} "
+                f"page{'s' if pages_read > 1 else ''} ({describe(exc)}); the read is incomplete"
+            ) from None
         except ldap.LDAPError as exc:
             raise map_error(exc, doing=doing) from None
         entries: list[Entry] = data or []

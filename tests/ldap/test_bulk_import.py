@@ -181,11 +181,11 @@ def test_a_failed_read_leaves_no_written_creates(
     receive = DirectoryClient._receive
     pages: list[int] = []
 
-    def flaky(self: DirectoryClient, *args: Any) -> Any:
+    def flaky(self: DirectoryClient, *args: Any, **kwargs: Any) -> Any:
         pages.append(1)
         if len(pages) == 2:
             raise DirectoryUnavailable("searching: the connection was lost")
-        return receive(self, *args)
+        return receive(self, *args, **kwargs)
 
     monkeypatch.setattr(DirectoryClient, "_receive", flaky)
     monkeypatch.setattr("models.directory.read.MAX_WAITING", 1)  # plan from the first page on

@@ -204,12 +204,12 @@ def test_a_connection_lost_in_the_middle_of_the_people_revokes_nobody(
     receive = DirectoryClient._receive
     pages: list[str] = []
 
-    def dropped(self: DirectoryClient, msgid: int, base: str, filterstr: str) -> Any:
+    def dropped(self: DirectoryClient, msgid: int, base: str, filterstr: str, **kw: Any) -> Any:
         if "inetOrgPerson" in filterstr:
             pages.append(filterstr)
             if len(pages) == 3:
                 raise map_error(fault, doing=f"searching {base!r}")
-        return receive(self, msgid, base, filterstr)
+        return receive(self, msgid, base, filterstr, **kw)
 
     monkeypatch.setattr(DirectoryClient, "_receive", dropped)
     outcome = sync(connector)

@@ -244,3 +244,44 @@ def test_filter_and_dn_metacharacters(make_connector, sync, sessions, directory,
     result = test_connection(connector, settings, username=odd_uid)
     assert result["ok"] and result["sample"]["email"] == f"oneil@{directory.domain}"
     assert test_connection(connector, settings, username="*")["sample"] is None
+
+
+def _cookie_of_a_closed_connection(slapd, base: str) -> bytes:
+    """The cookie of a paged search on another connection, which has closed since: a cookie
+    the server no longer holds, as after a restart or behind a load balancer."""
+    from ldap.controls import SimplePagedResultsControl
+
+    conn = slapd.connect()
+    control = SimplePagedResultsControl(True, size=1, cookie=b"")
+    msgid = conn.search_ext(
+        base, ldap.SCOPE_SUBTREE, "(objectClass=*)", ["1.1"], serverctrls=[control]
+    )
+    _, _, _, controls = conn.result3(
+        msgid, resp_ctrl_classes={control.controlType: SimplePagedResultsControl}
+    )
+    conn.unbind_s()
+    cookie = next(c.cookie for c in controls if c.controlType == control.controlType)
+    assert cookie
+    return bytes(cookie)
+
+
+def test_a_page_cookie_the_server_no_longer_holds_revokes_nobody(
+    make_connector, sync, sessions, directory, monkeypatch
+):
+    """The server refuses the next page's cookie in the middle of the people (slapd: Protocol
+    error 'paged results cookie is invalid'; AD: unwillingToPerform): the read is incomplete,
+    so the run fails as one, and bob, deleted meanwhile, is not revoked."""
+    connector = make_connector(page_size=1)
+    sync(connector)
+    directory.delete(directory.person_dn("bob"))
+    stale = _cookie_of_a_closed_connection(directory.slapd, directory.people)
+    send = DirectoryClient._send
+
+    def with_a_stale_cookie(self, base, filterstr, attrs, control):
+        if control.cookie and "inetOrgPerson" in filterstr:
+            control.cookie = stale
+        return send(self, base, filterstr, attrs, control)
+
+    monkeypatch.setattr(DirectoryClient, "_send", with_a_stale_cookie)
+    error = _fails_safely(sync, sessions, connector, "directory_incomplete")
+    assert "cookie after 1 page" in error and "cookie is invalid" in error, error
