@@ -291,7 +291,9 @@ def patch_group(
     team = _group(session, ctx, group_id, for_update=True)
     current = group_document(session, ctx, team)
     check_version(current, conditions)
-    patched = apply_patch(current, operations(body), GROUP_KIND)
+    # Rendered for this PATCH alone: the operations change it in place (dropped on an error)
+    # rather than a copy, which for a group of 1,000 members was a sixth of the request.
+    patched = apply_patch(current, operations(body), GROUP_KIND, in_place=True)
     fields = casting.scim_to_group_fields(patched)
     scim_actions.replace_scim_group(session, team=team, fields=fields, actor=ctx.actor)
     return group_document(session, ctx, team)
