@@ -178,6 +178,12 @@ PATHS: dict[str, Any] = {
         )
     },
 }
+COMMAND_ANSWERS = (
+    "2xx with applied_at is the acknowledgement (a repeated id must answer its first "
+    "applied_at); 404 or 410 ends the command (no such key or budget); any other answer "
+    "(401, 409, 422, 429, 5xx) or none within ODOCK_TIMEOUT is a failed attempt and the same "
+    "command is sent again under the same id, with backoff and after any Retry-After"
+)
 # The management plane's side, which odock-sync calls (outside this server's /odock/v1).
 MANAGEMENT_PLANE = {
     f"/v1/sync/{collection}": {"get": _listing(schema)}
@@ -197,10 +203,67 @@ MANAGEMENT_PLANE = {
                 },
                 "required": ["applied_at"],
             },
-            errors=(401, 404, 410, 422),
+            errors=(401, 404, 410, 409, 422, 429, 500, 503),
         )
+        | {"description": COMMAND_ANSWERS}
     }
 }
+for _code in ("429", "503"):
+    MANAGEMENT_PLANE["/v1/sync/commands"]["post"]["responses"][_code]["headers"] = {
+        "Retry-After": {
+            "description": "seconds, or an HTTP date: no command for this key (nor the round's "
+            "other keys) is sent before then, up to odock-sync's backoff cap",
+            "schema": {"type": "string"},
+        }
+    }
+KEY_IDS = {
+    "type": "object",
+    "properties": {"key_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}}},
+    "required": ["key_ids"],
+    "additionalProperties": False,
+}
+# The gateway's internal side, which odock-sync calls after the store acknowledged (Bearer
+# GATEWAY_SECRET); any answer but 2xx is a failed attempt, repeated with backoff.
+GATEWAY = {
+    "/v1/internal/cache/invalidate": {
+        "post": _operation(
+            "Served by the gateway: forget these keys in every node's cache, so the next request "
+            "with one re-reads the store; 2xx once done (the body is not read)",
+            body="KeyIds",
+            errors=(401, 503),
+        )
+    },
+    "/v1/internal/keys/status": {
+        "post": _operation(
+            "Served by the gateway: whether it would accept each key now (the proof that a "
+            "revoked key is dead there)",
+            body="KeyIds",
+            returns={
+                "type": "object",
+                "properties": {
+                    "keys": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "id": {"type": "string", "format": "uuid"},
+                                "accepted": {"type": "boolean"},
+                                "checked_at": {"type": "string", "format": "date-time"},
+                            },
+                            "required": ["id", "accepted", "checked_at"],
+                        },
+                    }
+                },
+                "required": ["keys"],
+            },
+            errors=(401, 503),
+        )
+    },
+}
+for _gateway_operation in GATEWAY.values():
+    for _code in ("401", "503"):  # the body of a refusal is not read
+        _gateway_operation["post"]["responses"][_code] = {"description": "not done"}
+
 _UUID = {"type": "string", "format": "uuid"}
 _COMMAND_COMMON = {
     "id": _UUID,
@@ -246,6 +309,7 @@ def document() -> dict[str, Any]:
     for model in (KeyIn, BudgetIn, QuotaIn):
         components[_stored_name(model.__name__)] = _stored(components[model.__name__])
     components["StoreCommand"] = STORE_COMMAND
+    components["KeyIds"] = KEY_IDS
     components["Problem"] = {
         "type": "object",
         "properties": {
@@ -262,7 +326,9 @@ def document() -> dict[str, Any]:
             "title": "odock-sync: the Odock bridge",
             "version": "1",
             "description": "See docs/odock.md. The `x-management-plane` paths are served by "
-            "Odock (or an adapter) and read by odock-sync's reconcile.",
+            "Odock (or an adapter) and called by odock-sync (the reconcile's listings, the store "
+            "commands); the `x-gateway` paths are served by Odock's gateway and called by "
+            "odock-sync after the store acknowledged a key command.",
         },
         "servers": [{"url": "/odock/v1"}],
         "components": {
@@ -272,4 +338,5 @@ def document() -> dict[str, Any]:
         "security": [{"bearer": []}],
         "paths": PATHS,
         "x-management-plane": MANAGEMENT_PLANE,
+        "x-gateway": GATEWAY,
     }

@@ -38,9 +38,14 @@ def odock(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(autouse=True)
-def fresh_odock(odock: OdockStandIn) -> OdockStandIn:
+def fresh_odock(odock: OdockStandIn) -> Iterator[OdockStandIn]:
+    """A clean stand-in; afterwards, every request odock-sync sent it kept the document."""
     odock.reset()
-    return odock
+    yield odock
+    broken = odock.contract.take()
+    assert broken == [], "odock-sync sent what its OpenAPI document does not allow:\n" + (
+        "\n".join(broken)
+    )
 
 
 def bridged(settings: Settings, odock: OdockStandIn, **changes: object) -> Settings:

@@ -3,6 +3,7 @@ gateway that authenticates from Redis and fails closed without it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 
@@ -72,6 +73,34 @@ def test_an_unsigned_or_wrongly_signed_command_is_refused_and_changes_nothing(od
         raise AssertionError("a command signed with another secret was accepted")
     assert odock.store.key(key_id)["revoked"] is False
     assert odock.call(value) == ACCEPTED
+    broken = odock.contract.take()  # the stand-in saw these break the document, as meant
+    assert "POST /v1/sync/commands: the header webhook-signature is missing" in broken
+
+
+def test_a_command_the_document_does_not_allow_is_noted_and_fails_the_test(odock):
+    """The stand-in checks each request against webhooks/odock_openapi.py; what breaks it is
+    kept, and the suite's fixture fails the test that sent it (as it would odock-sync's)."""
+    key_id, _value = odock.store.create_key(uuid.uuid4(), owner_user_id=uuid.uuid4())
+    body = {**revoke_body(key_id), "type": "key.explode"}
+    del body["issued_at"]
+
+    with contextlib.suppress(StoreUnavailable):
+        send(odock, body)
+
+    broken = odock.contract.take()
+    assert broken and all(line.startswith("POST /v1/sync/commands: ") for line in broken)
+    assert any("issued_at" in line for line in broken), broken
+    gateway = requests.post(
+        odock.gateway_url + "/v1/internal/cache/invalidate",
+        json={"keys": [str(key_id)]},
+        headers={"Authorization": f"Bearer {odock.gateway_secret}"},
+        timeout=5,
+    )
+    assert gateway.status_code == 200
+    assert (
+        "POST /v1/internal/cache/invalidate: (body): 'key_ids' is a required property"
+        in odock.contract.take()
+    )
 
 
 def test_listings_are_paged_and_need_the_management_token(odock):

@@ -205,3 +205,43 @@ def test_after_days_of_outage_a_failure_is_still_recorded_and_the_store_back_fin
     odock.store_faults.heal()
 
     wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, what="the key cut off")
+
+
+def test_every_answer_the_document_lets_the_store_give_is_read_as_it_says(odock):
+    """The document is what Odock's implementers build from: each status it lists for a
+    command is read by the connector as its description says (2xx acknowledges, 404/410 end
+    the command, anything else is a failed attempt, after any Retry-After it documents)."""
+    from webhooks.odock_openapi import document
+
+    answers = document()["x-management-plane"]["/v1/sync/commands"]["post"]["responses"]
+    assert {"200", "404", "410", "409", "422", "429", "500", "503"} <= set(answers)
+    organisation_id = uuid.uuid4()
+    for status, documented in answers.items():
+        key_id, _value = odock.store.create_key(organisation_id)
+        headers = {"Retry-After": "7"} if "Retry-After" in documented.get("headers", {}) else {}
+        body = {"applied_at": datetime.now(UTC).isoformat()} if status == "200" else {}
+        odock.store_faults.answers[str(key_id)] = Answer(int(status), body, headers)
+        if status == "200":
+            _send_revoke(odock, organisation_id, key_id)
+            continue
+        ending = odock_connector.KeyUnknown if status in ("404", "410") else None
+        with pytest.raises(ending or odock_connector.StoreUnavailable) as raised:
+            _send_revoke(odock, organisation_id, key_id)
+        if ending is None:
+            assert raised.value.retry_after == (7.0 if headers else None), status
+    assert {"429", "503"} <= {
+        s for s, a in answers.items() if "Retry-After" in a.get("headers", {})
+    }
+
+
+def test_the_document_publishes_the_gateway_calls_odock_sync_makes():
+    """Without them Odock's implementers would not know what the gateway must serve."""
+    from webhooks.odock_openapi import document
+
+    gateway = document()["x-gateway"]
+    for path in ("/v1/internal/cache/invalidate", "/v1/internal/keys/status"):
+        body = gateway[path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/KeyIds"}
+    status = gateway["/v1/internal/keys/status"]["post"]["responses"]["200"]
+    item = status["content"]["application/json"]["schema"]["properties"]["keys"]["items"]
+    assert set(item["required"]) == {"id", "accepted", "checked_at"}

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from connectors.signed_webhooks import new_signing_secret
+from tests.support.odock.contract import ContractLog, watch
 from tests.support.odock.gateway import (
     Gateway,
     GatewayFaults,
@@ -61,6 +62,7 @@ class OdockStandIn:
     gateway_faults: GatewayFaults = field(default_factory=GatewayFaults)
     commands_seen: ManagementLog = field(default_factory=ManagementLog)
     invalidations: GatewayLog = field(default_factory=GatewayLog)
+    contract: ContractLog = field(default_factory=ContractLog)  # what broke the document
 
     def call(self, key_value: str) -> int:
         """A real request through the gateway with this key; its HTTP status."""
@@ -81,6 +83,7 @@ class OdockStandIn:
         self.gateway_faults.heal()
         self.gateway_faults.release.clear()
         self.store.clear()
+        self.contract.take()
         if self.redis.process is None:
             self.redis.start()
         self.redis.client().flushall()
@@ -116,23 +119,24 @@ def start_stand_in(*, odock_sync_database_url: str, workdir: Path) -> OdockStand
     }
     management_log, gateway_log = ManagementLog(), GatewayLog()
     store_faults, gateway_faults = StoreFaults(), GatewayFaults()
-    management, management_url = serve(
-        create_management_app(
-            store,
-            secret=secrets["command_secret"],
-            token=secrets["management_token"],
-            faults=store_faults,
-            log=management_log,
-        )
+    contract = ContractLog()
+    management_app = create_management_app(
+        store,
+        secret=secrets["command_secret"],
+        token=secrets["management_token"],
+        faults=store_faults,
+        log=management_log,
     )
-    gateway, gateway_url = serve(
-        create_gateway_app(
-            Gateway(store, redis_server.url),
-            secret=secrets["gateway_secret"],
-            faults=gateway_faults,
-            log=gateway_log,
-        )
+    watch(management_app, "x-management-plane", contract)
+    gateway_app = create_gateway_app(
+        Gateway(store, redis_server.url),
+        secret=secrets["gateway_secret"],
+        faults=gateway_faults,
+        log=gateway_log,
     )
+    watch(gateway_app, "x-gateway", contract)
+    management, management_url = serve(management_app)
+    gateway, gateway_url = serve(gateway_app)
     return OdockStandIn(
         store=store,
         redis=redis_server,
@@ -144,6 +148,7 @@ def start_stand_in(*, odock_sync_database_url: str, workdir: Path) -> OdockStand
         gateway_faults=gateway_faults,
         commands_seen=management_log,
         invalidations=gateway_log,
+        contract=contract,
         **secrets,
     )
 

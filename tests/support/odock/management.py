@@ -145,6 +145,14 @@ def _answer_command(
 
 
 def _problem(status: int, detail: str) -> tuple[Response, int]:
-    response = jsonify({"type": "about:blank", "status": status, "detail": detail})
+    title = {401: "Unauthorized", 404: "Not Found", 422: "Unprocessable Content"}
+    response = jsonify(
+        {
+            "type": "about:blank",
+            "title": title.get(status, "Internal Server Error"),
+            "status": status,
+            "detail": detail,
+        }
+    )
     response.content_type = "application/problem+json"
     return response, status
