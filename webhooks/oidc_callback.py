@@ -59,6 +59,11 @@ def claim(place: SignInPlace, browser_cookie: str) -> Claimed:
 def verified_email(client: oidc.Client, claimed: Claimed) -> str:
     """The code exchanged and the ID token checked: the email the provider vouches for, or
     SignInRefused (the provider's own refusal included)."""
+    return verified_identity(client, claimed)[0]
+
+
+def verified_identity(client: oidc.Client, claimed: Claimed) -> tuple[str, str]:
+    """As verified_email, with the subject the provider said (who signed in there)."""
     if "error" in request.args:
         reason = request.args.get("error_description") or request.args["error"]
         raise SignInRefused(
@@ -74,4 +79,4 @@ def verified_email(client: oidc.Client, claimed: Claimed) -> str:
         )
     except oidc.OidcError as exc:
         raise SignInRefused(exc.reason, outcome="provider_refused") from None
-    return oidc_sign_ins.verified_email(claims)
+    return oidc_sign_ins.verified_email(claims), claims.subject

@@ -17,21 +17,38 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from models import audit
 from models.access import Viewer
 from models.actions import oidc_providers, sign_in_audit, tokens
 from models.actions.sign_in_audit import SignInMethod, SignInRefused
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import ApiToken, Organisation, User
+from models.entities import ApiToken, OidcSubject, Organisation, User
 from models.entities.user import email_key, same_email
 from models.enums import Role, SignInPlace, Source, TokenScope
 from models.errors import DomainError, Forbidden
 
 CONSOLE_ROLES = frozenset({Role.ORG_ADMIN, Role.SUPER_ADMIN, Role.MANAGER})
 
-__all__ = ["ConsoleSession", "SignInRefused", "console_actor", "session_viewer", "sign_out"]
+__all__ = [
+    "ConsoleSession",
+    "ProviderAccount",
+    "SignInRefused",
+    "console_actor",
+    "session_viewer",
+    "sign_out",
+]
+
+
+@dataclass(frozen=True)
+class ProviderAccount:
+    """Who signed in at an OpenID Connect provider: its issuer and the subject it said."""
+
+    issuer: str
+    subject: str
 
 
 @dataclass(frozen=True)
@@ -80,9 +97,11 @@ def sign_in_verified_email(
     email: str,
     lifetime: timedelta,
     method: SignInMethod = SignInMethod.OIDC,
+    account: ProviderAccount | None = None,
 ) -> ConsoleSession:
     """The seam for sign-in providers (OpenID Connect): given an email the provider has
-    verified for this organisation, start a console session for that person."""
+    verified for this organisation, start a console session for that person; `account` is
+    who signed in at the provider, which must be the account they signed in with before."""
     found = session.execute(
         select(User.id, User.email).where(
             User.organisation_id == organisation_id, User.email_key == email_key(email)
@@ -96,7 +115,57 @@ def sign_in_verified_email(
             email=email,
         )
     user = _console_user(session, found.id)
+    if account is not None:
+        _check_account(session, user, account)
     return _start(session, user=user, lifetime=lifetime, method=method, how=str(method))
+
+
+def _check_account(session: Session, user: User, account: ProviderAccount) -> None:
+    """The provider account this person signed in with first is the only one that is them:
+    another account showing the same verified email (a second account, a recreated one, one at
+    another tenant of a shared issuer) is refused, until the provider is set again."""
+    known = session.scalar(
+        select(OidcSubject).where(
+            OidcSubject.user_id == user.id, OidcSubject.issuer == account.issuer
+        )
+    )
+    if known is None:
+        _bind(session, user, account)
+    elif known.subject != account.subject:
+        raise SignInRefused(
+            f"{user.email} signs in with another account of this provider; if that account "
+            "was replaced, an Organisation Admin sets the sign-in provider again",
+            outcome="other_account",
+            **_who(user),
+        )
+
+
+def _bind(session: Session, user: User, account: ProviderAccount) -> None:
+    """The first sign-in binds; a parallel first one with another account loses on the unique
+    (user, issuer) and is refused like any later one."""
+    try:
+        with session.begin_nested():
+            session.add(
+                OidcSubject(
+                    organisation_id=user.organisation_id,
+                    user_id=user.id,
+                    issuer=account.issuer,
+                    subject=account.subject,
+                    created_at=utcnow(),
+                )
+            )
+    except IntegrityError:
+        _check_account(session, user, account)
+        return
+    audit.record(
+        session,
+        actor=console_actor(Viewer.for_user(user)),
+        organisation_id=user.organisation_id,
+        action="sign_in.oidc_account_bound",
+        target_type="user",
+        target_id=user.id,
+        after={"issuer": account.issuer, "subject": account.subject},
+    )
 
 
 def session_viewer(session: Session, *, secret: str) -> tuple[Viewer, uuid.UUID] | None:

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from connectors.oidc import Client
@@ -19,7 +19,7 @@ from connectors.outbound import UrlPolicy
 from models import audit, encryption
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import OidcProvider, Organisation
+from models.entities import OidcProvider, OidcSubject, Organisation
 from models.enums import SignInPlace
 from models.errors import InvalidInput, NotFound
 
@@ -58,8 +58,17 @@ def configure(
     provider.issuer, provider.client_id, provider.display_name = issuer, client_id, name
     provider.sealed_client_secret = encryption.encrypt(secret_key, client_secret, purpose=PURPOSE)
     provider.updated_at = utcnow()
+    # Setting the provider again is how an admin lets a person whose account there was
+    # replaced back in: the accounts people signed in with are bound afresh.
+    forgotten = session.execute(
+        delete(OidcSubject).where(OidcSubject.organisation_id == organisation.id)
+    ).rowcount  # type: ignore[attr-defined]
     session.flush()
-    _audit(session, organisation, actor, "sign_in.oidc_configured", before, _public(provider))
+    after = {
+        **(_public(provider) or {}),
+        **({"accounts_forgotten": forgotten} if forgotten else {}),
+    }
+    _audit(session, organisation, actor, "sign_in.oidc_configured", before, after)
     return provider
 
 

@@ -14,7 +14,7 @@ from models.entities.local_mail import LocalMail
 from models.entities.mass_change import MassChange, MassChangeGate, MassChangeSettings
 from models.entities.notification import DeliveryAttempt, NotificationDelivery, NotificationHook
 from models.entities.odock import OdockBridge, OdockReconcileRun, OdockTombstone
-from models.entities.oidc import OidcProvider, OidcSignIn
+from models.entities.oidc import OidcProvider, OidcSignIn, OidcSubject
 from models.entities.organisation import Organisation, OrganisationSettings
 from models.entities.outbox import OutboxMessage
 from models.entities.recertification import RecertificationCampaign, RecertificationPolicy
@@ -58,6 +58,7 @@ __all__ = [
     "OdockTombstone",
     "OidcProvider",
     "OidcSignIn",
+    "OidcSubject",
     "Organisation",
     "OrganisationSettings",
     "OutboxMessage",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Timestamped, new_id
@@ -52,3 +52,22 @@ class OidcSignIn(Base):
     sealed: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class OidcSubject(Base):
+    """Which account at the organisation's provider (its `sub`) a person signs in to the
+    console with: bound at their first sign-in there, so that another account of the provider
+    showing the same verified email is not them (OpenID Connect Core 1.0 section 5.7: only
+    iss and sub together identify someone). Set the provider again to forget them all."""
+
+    __tablename__ = "oidc_subjects"
+    __table_args__ = (UniqueConstraint("user_id", "issuer"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    issuer: Mapped[str] = mapped_column(String(2000))
+    subject: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]

@@ -243,3 +243,28 @@ def assert_no_secrets(events: list[AuditEvent], callback: str, client_secret: st
     for event in events:
         text = f"{event.actor} {event.before} {event.after} {event.target_id}"
         assert not [secret for secret in secrets if secret and secret in text]
+
+
+def test_a_second_provider_account_with_the_admins_email_is_refused(
+    acme, live_server, chromium, sessions
+):
+    """The provider's accounts "ada@…" and "Ada@…" are two subjects with one verified email
+    (the same person's email, compared A-Z in any case): the first to sign in is the admin's,
+    the second is refused with a page."""
+    for login, signed_in in [("ada@acme.example", True), ("Ada@acme.example", False)]:
+        context = chromium.new_context()
+        page = context.new_page()
+        _sign_in(page, live_server, acme.org.slug, login)
+        if signed_in:
+            page.wait_for_selector("#signed-in-as")
+        else:
+            page.wait_for_selector("#sign-in-refused")
+            assert "another account of this provider" in page.content()
+        context.close()
+    with sessions() as s:
+        bound = audit_events(s, "sign_in.oidc_account_bound")
+        assert [e.after["subject"] for e in bound] == ["ada@acme.example"]
+        refused = audit_events(s, "console.sign_in_refused")
+        assert [(e.after["outcome"], e.actor_user_id) for e in refused] == [
+            ("other_account", acme.admin.id)
+        ]

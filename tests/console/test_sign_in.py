@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from connectors.outbound import UrlPolicy
+from models.access import Viewer
 from models.actions import console_sessions, oidc_providers
 from models.actions.sign_in_audit import SignInRefused
 from models.base import Base
@@ -197,3 +198,63 @@ def test_a_verified_lookalike_of_an_admins_email_is_not_that_admin(session, org,
             session, organisation_id=org.org.id, email=lookalike, lifetime=timedelta(hours=1)
         )
     assert refused.value.outcome == "not_a_person"
+
+
+def test_another_provider_account_with_the_admins_verified_email_is_not_the_admin(
+    session, sessions, org, settings
+):
+    """OpenID Connect Core 1.0 section 5.7: only iss and sub together say who signed in. The
+    account an admin first signs in with is theirs; a second account showing the same verified
+    email is refused until an admin sets the provider again."""
+    issuer = "https://idp.example.com"
+    first = console_sessions.ProviderAccount(issuer=issuer, subject="00u-ada")
+    second = console_sessions.ProviderAccount(issuer=issuer, subject="00u-impostor")
+
+    def sign_in_as(account):
+        started = console_sessions.sign_in_verified_email(
+            session,
+            organisation_id=org.org.id,
+            email=org.admin.email,
+            lifetime=timedelta(hours=1),
+            account=account,
+        )
+        session.commit()
+        return started
+
+    assert sign_in_as(first).viewer.user_id == org.admin.id
+    assert sign_in_as(first).viewer.user_id == org.admin.id  # the same account, again
+    with pytest.raises(SignInRefused) as refused:
+        sign_in_as(second)
+    assert refused.value.outcome == "other_account"
+    session.rollback()
+    other_issuer = console_sessions.ProviderAccount(issuer="https://other.example", subject="x")
+    assert sign_in_as(other_issuer).viewer.user_id == org.admin.id  # bound per issuer
+
+    oidc_providers.configure(
+        session,
+        organisation=org.org,
+        secret_key=settings.secret_key,
+        actor=console_sessions.console_actor(Viewer.for_user(org.admin)),
+        policy=UrlPolicy(),
+        issuer=issuer,
+        client_id="odock",
+        client_secret="client-secret-0123456789abcdef",
+    )
+    session.commit()
+    assert sign_in_as(second).viewer.user_id == org.admin.id  # bound afresh
+    with pytest.raises(SignInRefused):
+        sign_in_as(first)
+    session.rollback()
+    with sessions() as s:
+        events = s.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action.startswith("sign_in."))
+            .order_by(AuditEvent.occurred_at, AuditEvent.id)
+        ).all()
+    assert [(e.action, (e.after or {}).get("subject")) for e in events] == [
+        ("sign_in.oidc_account_bound", "00u-ada"),
+        ("sign_in.oidc_account_bound", "x"),
+        ("sign_in.oidc_configured", None),
+        ("sign_in.oidc_account_bound", "00u-impostor"),
+    ]
+    assert events[2].after["accounts_forgotten"] == 2

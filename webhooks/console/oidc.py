@@ -11,6 +11,7 @@ from flask import Response, redirect, request, url_for
 
 from connectors import oidc
 from models.actions import oidc_providers, oidc_sign_ins
+from models.actions.console_sessions import ProviderAccount
 from models.actions.oidc_sign_ins import Claimed, SignInRefused
 from models.entities import OidcProvider
 from models.enums import SignInPlace
@@ -51,13 +52,15 @@ def oidc_callback_page() -> Response:
     try:
         claimed = oidc_callback.claim(PLACE, BROWSER_COOKIE)
         session.commit()  # spent now, whatever follows: a replay of this callback is refused
-        email = oidc_callback.verified_email(_client_of(claimed.organisation_id), claimed)
+        client = _client_of(claimed.organisation_id)
+        email, subject = oidc_callback.verified_identity(client, claimed)
     except SignInRefused as refused:
         response = refusal_page(
             refused, organisation_id=claimed.organisation_id if claimed else None
         )
     else:
-        response = start_for_verified_email(claimed.organisation_id, email)
+        account = ProviderAccount(issuer=client.issuer, subject=subject)
+        response = start_for_verified_email(claimed.organisation_id, email, account)
     response.delete_cookie(BROWSER_COOKIE, path=PREFIX)
     return response
 

@@ -68,13 +68,19 @@ def start(started: ConsoleSession) -> Response:
     return set_session_cookie(response, started)
 
 
-def start_for_verified_email(organisation_id: uuid.UUID, email: str) -> Response:
+def start_for_verified_email(
+    organisation_id: uuid.UUID, email: str, account: console_sessions.ProviderAccount
+) -> Response:
     """Sign in the person an identity provider has verified (OpenID Connect): a session of
     the organisation's admin or manager with this email, or a page saying why not."""
     session = db_session()
     try:
         started = console_sessions.sign_in_verified_email(
-            session, organisation_id=organisation_id, email=email, lifetime=session_lifetime()
+            session,
+            organisation_id=organisation_id,
+            email=email,
+            lifetime=session_lifetime(),
+            account=account,
         )
     except SignInRefused as refused:
         return refusal_page(refused, organisation_id=organisation_id)
