@@ -90,6 +90,16 @@ def delete_team(session: Session, *, team: Team, actor: Actor) -> RevocationRevi
     # The team's keys first, as the review task locks them: the delete's `SET NULL` on them
     # then cannot deadlock with a task revoking one of them.
     key_revocation.lock_keys(session, VirtualApiKey.owner_team_id == team.id)
+    # Then the team, read again: of two deletes at once the later finds it gone (not found,
+    # as serially), instead of both answering and auditing a deletion.
+    locked = session.scalars(
+        select(Team)
+        .where(Team.id == team.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if locked is None:
+        raise NotFound("team not found")
     review = access_reviews.review_team_deletion(session, team=team, actor=actor)
     before = {**team_snapshot(team), "review_id": str(review.id) if review else None}
     _audit_team(session, team, actor, "team.deleted", before=before, deleted=True)
@@ -113,18 +123,15 @@ def add_to_team(
     """Add a member, or change the team role of an existing one."""
     if team.organisation_id != user.organisation_id:
         raise NotFound("user not found")
-    membership = get_membership(session, team, user)
-    before = membership_snapshot(membership) if membership else None
+    membership, created = get_membership(session, team, user), False
     if membership is None:
-        membership = TeamMembership(
-            team_id=team.id, user_id=user.id, role=role, source=source or actor.source
-        )
-        session.add(membership)
-    elif membership.role is role:
-        return membership
-    else:
+        membership, created = _insert_membership(session, team, user, role, source or actor.source)
+    before = None if created else membership_snapshot(membership)
+    if not created:
+        if membership.role is role:
+            return membership
         membership.role = role
-    session.flush()
+        session.flush()
     _audit_membership(
         session,
         team,
@@ -140,9 +147,27 @@ def add_to_team(
     return membership
 
 
+def _insert_membership(
+    session: Session, team: Team, user: User, role: TeamRole, source: Source
+) -> tuple[TeamMembership, bool]:
+    """The membership written (True), or the one another transaction wrote a moment ago, read
+    again (False): the caller goes on as if it had found that one, as it would serially."""
+    membership = TeamMembership(team_id=team.id, user_id=user.id, role=role, source=source)
+    try:
+        with session.begin_nested():
+            session.add(membership)
+            session.flush()
+    except IntegrityError:
+        return session.get_one(TeamMembership, (team.id, user.id), populate_existing=True), False
+    return membership, True
+
+
 def remove_from_team(session: Session, *, team: Team, user: User, actor: Actor) -> bool:
-    """Remove a member; False when they were not one."""
-    membership = get_membership(session, team, user)
+    """Remove a member; False when they were not one (or no longer: the row is locked and
+    read again, so of two removals at once the later finds nothing to remove)."""
+    membership = session.get(
+        TeamMembership, (team.id, user.id), with_for_update=True, populate_existing=True
+    )
     if membership is None:
         return False
     before = membership_snapshot(membership)

@@ -174,3 +174,38 @@ def test_two_admins_revoking_one_person_at_once_revoke_once(
     assert len(events(sessions, "user.revoked", user)) == 1
     with sessions() as fresh:
         assert fresh.get_one(User, world.users["colleague"]).status is UserStatus.REVOKED
+
+
+def test_one_membership_set_and_removed_twice_at_once_is_audited_once_each(
+    api, world: World, sessions: SessionFactory, app: Flask
+) -> None:
+    team, user = world.beta, world.users["newcomer"]
+    admin = api("admin")
+    path = f"/teams/{team}/members/{user}"
+    added = in_parallel([admin("PUT", path, {"role": "MEMBER"})] * 4)
+    assert {r.status_code for r in added} == {200}, [r.text for r in added]
+    removed = in_parallel([admin("DELETE", path)] * 4)
+    codes = sorted(r.status_code for r in removed)
+    assert 500 not in codes and codes.count(200) + codes.count(204) >= 1, [r.text for r in removed]
+    with sessions() as fresh:
+        trail = fresh.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action.like("team.member%"), AuditEvent.target_id == str(team)
+            )
+        ).all()
+        actions = sorted(
+            event.action
+            for event in trail
+            if str(user) in {(side or {}).get("user_id") for side in (event.before, event.after)}
+        )
+    assert actions == ["team.member_added", "team.member_removed"], actions
+
+
+def test_one_team_deleted_twice_at_once_is_deleted_once(
+    api, world: World, sessions: SessionFactory, app: Flask
+) -> None:
+    admin = api("admin")
+    answers = in_parallel([admin("DELETE", f"/teams/{world.beta}")] * 3)
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200, 404, 404], [r.text for r in answers]
+    assert len(events(sessions, "team.deleted", str(world.beta))) == 1
