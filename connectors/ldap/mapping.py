@@ -77,6 +77,9 @@ class DisabledMarker(BaseModel):
         return self
 
 
+# Member attributes whose values are usernames, not DNs (RFC 2307 posixGroup's memberUid).
+USERNAME_MEMBERS = frozenset({"memberuid"})
+
 # ppolicy writes this value for an administrative lock; any other value is the time a timed
 # lockout (too many wrong passwords) began, which ends by itself.
 PPOLICY_ADMIN_LOCK = "000001010000Z"
@@ -163,6 +166,11 @@ class AttributeMapping(BaseModel):
             if marker.kind == "bitmask" and _int(marker.value) & UF_LOCKOUT:
                 raise ValueError("bit 0x10 (LOCKOUT) marks a timed lockout, not a disabled account")
         return self
+
+    @property
+    def members_by_username(self) -> bool:
+        """Whether a member attribute names people by username (posixGroup's memberUid)."""
+        return any(name.lower() in USERNAME_MEMBERS for name in self.group_members)
 
     def group_attributes(self) -> list[str]:
         return list(dict.fromkeys([self.group_name, self.change_attribute, *self.group_members]))
@@ -592,12 +600,36 @@ def member_dn(value: str) -> str:
     return _OPTIONAL_UID.sub("", value) if "#" in value else value
 
 
-def map_group(dn: str, raw: Attributes, mapping: AttributeMapping) -> Group:
+def usernames(raw: Attributes, mapping: AttributeMapping) -> list[str]:
+    """An entry's usernames as memberUid values name them: trimmed, lower-cased (uid
+    matches in any case); undecodable values are no name."""
+    found = []
+    for value in _values(raw, mapping.username) or []:
+        try:
+            found.append(value.decode("utf-8").strip().lower())
+        except UnicodeDecodeError:
+            continue
+    return found
+
+
+def map_group(
+    dn: str,
+    raw: Attributes,
+    mapping: AttributeMapping,
+    dns_by_username: dict[str, list[str]] | None = None,
+) -> Group:
+    """The group an entry describes; members named by username (memberUid) are the
+    normalised DNs `dns_by_username` gives them (none when nobody has that username)."""
     attrs = raw
     members: list[str] = []
     for attribute in mapping.group_members:
+        by_username = attribute.lower() in USERNAME_MEMBERS
         for value in _values(attrs, attribute) or []:
             try:
+                if by_username:
+                    name = value.decode("utf-8").strip().lower()
+                    members.extend((dns_by_username or {}).get(name, ()))
+                    continue
                 # Interned: the same string as the person's DN the reconciler holds (a
                 # hundred thousand members are otherwise 13 MB of copies).
                 members.append(sys.intern(normalize_dn(member_dn(value.decode("utf-8")))))

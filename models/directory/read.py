@@ -7,6 +7,7 @@ unless every page was read and every entry had its stable id (connectors.ldap.re
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from connectors.ldap.mapping import (
     later_change,
     map_group,
     normalize_dn,
+    usernames,
 )
 from connectors.ldap.plan import Plan
 from connectors.ldap.reconcile import (
@@ -294,6 +296,7 @@ def _read_groups(
     client: DirectoryClient, target: ReadTarget, watermark: str
 ) -> tuple[dict[str, Group], str]:
     groups: dict[str, Group] = {}
+    dns = _dns_by_username(client, target) if target.mapping.members_by_username else None
     for page in client.paged_search(
         target.group_base,
         target.mapping.group_filter,
@@ -305,13 +308,32 @@ def _read_groups(
         for dn, attrs in page:
             whole = client.complete_ranges(dn, attrs, target.mapping.group_members)
             try:
-                group = map_group(dn, whole, target.mapping)
+                group = map_group(dn, whole, target.mapping, dns)
             except EntryProblem as problem:
                 # A group we cannot read would look like a group nobody is in any more.
                 raise DirectoryIncomplete(f"group {problem.dn}: {problem.message}") from None
             groups[group.key] = group
             watermark = later_change(watermark, group.change, target.mapping.change_kind)
     return groups, watermark
+
+
+def _dns_by_username(client: DirectoryClient, target: ReadTarget) -> dict[str, list[str]]:
+    """The normalised DNs of the people by username, for groups that list members by
+    username (memberUid): one more paged read of the base, of that attribute alone, so a
+    group's members are DNs as every other group's are, in full and incremental runs."""
+    mapping = target.mapping
+    dns: dict[str, list[str]] = {}
+    for page in client.paged_search(
+        target.connector.base_dn,
+        mapping.user_filter,
+        [mapping.username],
+        page_size=target.connector.page_size,
+    ):
+        for dn, attrs in page:
+            key = sys.intern(normalize_dn(dn))
+            for name in usernames(attrs, mapping):
+                dns.setdefault(name, []).append(key)
+    return dns
 
 
 def _any_group_changed(client: DirectoryClient, target: ReadTarget, since: str) -> bool:

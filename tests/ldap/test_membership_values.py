@@ -72,3 +72,38 @@ def test_members_written_in_another_case_spacing_or_escaping_match(
     assert team_members(sessions) == {"alice", "smith", "zoe", "plus"}
     run = _succeeds(sync, sessions, connector)
     assert (run.plan["team_adds"], run.plan["team_removes"]) == ([], [])
+
+
+def test_posix_group_members_by_username(make_connector, sync, sessions, directory):
+    """posixGroup's memberUid (RFC 2307) names people by uid, in any case, not by DN; a uid
+    nobody has is nobody. Incremental runs read them the same way, and a person moved to
+    another OU keeps the team."""
+    group = f"cn=builders,{directory.groups}"
+    directory.add(
+        group,
+        {
+            "objectClass": [b"posixGroup"],
+            "cn": [b"builders"],
+            "gidNumber": [b"5000"],
+            "memberUid": [b"alice", b"Bob ", b"nobody"],
+        },
+    )
+    connector = make_connector(
+        group_teams={"builders": "Builders"},
+        attribute_mapping={
+            "group_filter": "(objectClass=posixGroup)",
+            "group_members": ["memberUid"],
+        },
+    )
+    _succeeds(sync, sessions, connector)
+    assert team_members(sessions, "Builders") == {"alice", "bob"}
+    directory.replace(group, "memberUid", b"bob", b"carol")
+    directory.add(
+        f"ou=moved,{directory.people}", {"objectClass": [b"organizationalUnit"], "ou": [b"moved"]}
+    )
+    directory.move(directory.person_dn("bob"), "uid=bob", f"ou=moved,{directory.people}")
+    run = _succeeds(sync, sessions, connector, kind=SyncKind.INCREMENTAL)
+    assert len(run.plan["team_adds"]) == len(run.plan["team_removes"]) == 1
+    assert team_members(sessions, "Builders") == {"bob", "carol"}
+    run = _succeeds(sync, sessions, connector)
+    assert (run.plan["team_adds"], run.plan["team_removes"]) == ([], [])
