@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -111,7 +111,7 @@ def finish(
                 code_verifier=code_verifier,
                 timeout=client.timeout,
             )
-        except (AuthlibBaseError, requests.RequestException, ValueError) as exc:
+        except (AuthlibBaseError, requests.RequestException, BodyRefused, ValueError) as exc:
             raise OidcError(f"the provider refused the sign-in code ({_brief(exc)})") from None
     if "id_token" not in token:
         raise OidcError("the provider sent no ID token")
@@ -247,7 +247,22 @@ def _session(client: Client, metadata: dict[str, Any]) -> OAuth2Session:
         code_challenge_method="S256",
         token_endpoint_auth_method=method,
     )
+    session.hooks["response"].append(_read_within_bounds(client))
     return pin(session, client.policy)
+
+
+def _read_within_bounds(client: Client) -> Callable[..., requests.Response]:
+    """A response hook reading the token endpoint's answer as _get_json reads the others:
+    Authlib reads it whole, however large, for as long as it trickles. Hooks run before
+    requests reads the body, so the body read here is the one Authlib parses."""
+
+    def read(response: requests.Response, **_: Any) -> requests.Response:
+        deadline = time.monotonic() + client.timeout
+        body = read_bounded(response, max_bytes=MAX_DOCUMENT_BYTES, deadline=deadline)
+        response._content = body  # requests' cache of the read body: content is not read again
+        return response
+
+    return read
 
 
 def _brief(error: Exception) -> str:

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from joserfc import jwt
@@ -327,3 +327,26 @@ def test_an_https_issuers_endpoints_must_be_https(field: str, value: object, tak
     else:
         with pytest.raises(oidc.OidcError, match=f"{field} is not an https URL"):
             oidc.check_endpoints("https://idp.example.com", metadata)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Response(json.dumps({"id_token": "x" * 300_000}), content_type="application/json"),
+        _trickle,
+    ],
+    ids=["huge", "trickling"],
+)
+def test_a_token_endpoint_that_is_huge_or_hangs_is_refused_in_bounded_time(
+    client: oidc.Client, httpserver: HTTPServer, answer: Response | Callable[[Request], Response]
+) -> None:
+    handler = httpserver.expect_request("/issuer/token", method="POST")
+    if isinstance(answer, Response):
+        handler.respond_with_response(answer)
+    else:
+        handler.respond_with_handler(answer)
+    impatient = oidc.Client(**{**client.__dict__, "timeout": 0.5})
+    started = time.monotonic()
+    with pytest.raises(oidc.OidcError, match="refused the sign-in code"):
+        oidc.finish(impatient, code="c", code_verifier="v" * 43, nonce=NONCE, response_issuer=None)
+    assert time.monotonic() - started < 1.5
