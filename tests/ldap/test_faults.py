@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import socket
 
 import ldap
+import ldap.modlist
+from ldif import LDIFRecordList
 from sqlalchemy import select
 
 from connectors.ldap.client import DirectoryClient, ServerConfig
@@ -285,3 +288,48 @@ def test_a_page_cookie_the_server_no_longer_holds_revokes_nobody(
     monkeypatch.setattr(DirectoryClient, "_send", with_a_stale_cookie)
     error = _fails_safely(sync, sessions, connector, "directory_incomplete")
     assert "cookie after 1 page" in error and "cookie is invalid" in error, error
+
+
+def test_a_directory_killed_in_the_middle_of_the_people_revokes_nobody(
+    make_connector, sync, sessions, directory, tmp_path, monkeypatch
+):
+    """A slapd of this test's own, seeded as the shared one, is killed (SIGKILL) once the
+    first page of people has arrived: the run fails as unavailable, saying so, and bob,
+    deleted before, is not revoked for being absent from a read that never ended."""
+    from tests.ldap.conftest import SEED
+    from tests.support.slapd import start_slapd
+
+    own = start_slapd(tmp_path / "own-slapd")
+    try:
+        conn = own.connect()
+        records = LDIFRecordList(
+            io.StringIO(
+                SEED.read_text().format(
+                    base=directory.base,
+                    ou=directory.base.split(",")[0][3:],
+                    domain=directory.domain,
+                )
+            )
+        )
+        records.parse()
+        for dn, entry in records.all_records:
+            conn.add_s(dn, ldap.modlist.addModlist(entry))
+        connector = make_connector(server_urls=[own.url], page_size=1)
+        outcome = sync(connector)
+        assert outcome.status == "succeeded", outcome.error
+        conn.delete_s(directory.person_dn("bob"))
+        conn.unbind_s()
+        receive = DirectoryClient._receive
+
+        def then_kill(self, msgid, base, filterstr, **kwargs):
+            answer = receive(self, msgid, base, filterstr, **kwargs)
+            if "inetOrgPerson" in filterstr and own.process is not None:
+                own.process.kill()
+                own.process.wait()
+            return answer
+
+        monkeypatch.setattr(DirectoryClient, "_receive", then_kill)
+        error = _fails_safely(sync, sessions, connector, "directory_unavailable")
+        assert "Can't contact LDAP server" in error, error
+    finally:
+        own.stop()
