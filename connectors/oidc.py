@@ -140,6 +140,8 @@ def verify_id_token(
     jwks: Any = _get_json(client, metadata["jwks_uri"], "JWKS")
     offered = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
     algorithms = [name for name in offered if name in SIGNING_ALGORITHMS]
+    if not algorithms:  # joserfc reads an empty list as its defaults, HS256 among them
+        raise OidcError("the provider offers no signing algorithm this service accepts")
     try:
         keys = KeySet.import_key_set(jwks)
         decoded = jwt.decode(token["id_token"], keys, algorithms=algorithms)

@@ -350,3 +350,29 @@ def test_a_token_endpoint_that_is_huge_or_hangs_is_refused_in_bounded_time(
     with pytest.raises(oidc.OidcError, match="refused the sign-in code"):
         oidc.finish(impatient, code="c", code_verifier="v" * 43, nonce=NONCE, response_issuer=None)
     assert time.monotonic() - started < 1.5
+
+
+def test_a_provider_offering_only_symmetric_or_no_signatures_is_refused(
+    client: oidc.Client, httpserver: HTTPServer
+) -> None:
+    """Nothing this service accepts among the algorithms offered is a refusal, not joserfc's
+    defaults (an empty list of algorithms lets it take HS256 with an oct key of the JWKS,
+    which anyone can read)."""
+    issuer = httpserver.url_for("/symmetric")
+    httpserver.expect_request("/symmetric/.well-known/openid-configuration").respond_with_json(
+        {
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/auth",
+            "token_endpoint": f"{issuer}/token",
+            "jwks_uri": f"{issuer}/jwks",
+            "id_token_signing_alg_values_supported": ["HS256", "none"],
+        }
+    )
+    published = OctKey.generate_key(256, parameters={"kid": "shared"})
+    httpserver.expect_request("/symmetric/jwks").respond_with_json(
+        KeySet([published]).as_dict(private=True)
+    )
+    symmetric = oidc.Client(**{**client.__dict__, "issuer": issuer})
+    forged = jwt.encode({"alg": "HS256", "kid": "shared"}, claims_for(symmetric), published)
+    with pytest.raises(oidc.OidcError, match="no signing algorithm"):
+        verify(symmetric, forged)
