@@ -38,6 +38,7 @@ ENTRA_DOMAIN_OWNER_VERIFIED = "xms_edov"
 # A discovery document, JWKS or userinfo answer is a few kilobytes; a provider that hangs or
 # sends more is cut off, each read within the client's timeout, all of it within that too.
 MAX_DOCUMENT_BYTES = 256 * 1024
+NAME_LISTS = ("id_token_signing_alg_values_supported", "token_endpoint_auth_methods_supported")
 ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint")
 
 
@@ -205,6 +206,12 @@ def discover(client: Client) -> dict[str, Any]:
     for field in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
         if not isinstance(metadata.get(field), str):
             raise OidcError(f"the discovery document has no {field}")
+    for field in NAME_LISTS:
+        value = metadata.get(field)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(name, str) for name in value)
+        ):
+            raise OidcError(f"the discovery document's {field} is not a list of names")
     check_endpoints(client.issuer, metadata)
     return metadata
 

@@ -100,3 +100,45 @@ def test_a_jwks_past_its_size_is_a_refusal_page(
     refusal_page(answer, "JWKS could not be read")
     with sessions() as s:
         assert [e.after["outcome"] for e in audit_events(s, "enrollment.")] == ["provider_refused"]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        {"token_endpoint_auth_methods_supported": 5},
+        {"id_token_signing_alg_values_supported": {"RS256": True}},
+        {"id_token_signing_alg_values_supported": [None]},
+        {"token_endpoint": ["https://idp.example.com/token"]},
+    ],
+    ids=["auth-methods-number", "algorithms-object", "algorithms-null", "endpoint-list"],
+)
+def test_a_garbled_discovery_document_is_the_unavailable_page(
+    client, session, scene, settings, httpserver, garbage
+):
+    issuer = httpserver.url_for("/garbled")
+    httpserver.expect_request("/garbled/.well-known/openid-configuration").respond_with_json(
+        {
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/auth",
+            "token_endpoint": f"{issuer}/token",
+            "jwks_uri": f"{issuer}/jwks",
+            **garbage,
+        }
+    )
+    oidc_providers.configure(
+        session,
+        organisation=scene.org,
+        secret_key=settings.secret_key,
+        actor=scene.actor(scene.admin_viewer),
+        policy=settings.outbound_policy(),
+        issuer=issuer,
+        client_id=CLIENT_ID,
+        client_secret="client-secret-0123456789abcdef",
+    )
+    issued = scene.invite(session, email="eve@example.com")
+    session.commit()
+    answer = client.get(f"/enroll/{issued.token}/sign-in")
+    assert answer.status_code == 503
+    assert answer.mimetype == "text/html"
+    assert 'data-kind="unavailable"' in answer.text
+    assert "discovery document" in answer.text
