@@ -73,6 +73,7 @@ def _operation(
 
 
 def _object_paths(collection: str, schema: str) -> dict[str, Any]:
+    """PUT and DELETE of one object; 404 when its id is not a UUID (no such path here)."""
     stored = _ref(_stored_name(schema))
     return {
         f"/{collection}/{{id}}": {
@@ -82,13 +83,13 @@ def _object_paths(collection: str, schema: str) -> dict[str, Any]:
                 body=schema,
                 params=[OBJECT_ID],
                 returns=stored,
-                errors=(400, 401, 409, 413, 422),
+                errors=(400, 401, 404, 409, 413, 422),
             ),
             "delete": _operation(
                 "Delete it (idempotent; a tombstone keeps an older upsert from bringing it back)",
                 params=[OBJECT_ID, VERSION],
                 ok=204,
-                errors=(400, 401, 409),
+                errors=(400, 401, 404, 409),
             ),
         }
     }
@@ -147,6 +148,14 @@ def _listing(schema: str) -> dict[str, Any]:
     )
 
 
+EVENT_ANSWER = {
+    "type": "object",
+    "properties": {
+        "status": {"enum": ["accepted", "duplicate"]},
+        "delivery_id": {"type": "string"},
+    },
+    "required": ["status", "delivery_id"],
+}
 PATHS: dict[str, Any] = {
     **_object_paths("keys", "KeyIn"),
     **_object_paths("budgets", "BudgetIn"),
@@ -173,10 +182,14 @@ PATHS: dict[str, Any] = {
             body="ChangeEvent",
             params=SIGNATURE_HEADERS,
             ok=202,
-            returns={"type": "object", "properties": {"status": {"type": "string"}}},
+            returns=EVENT_ANSWER,
             errors=(400, 401, 404, 413),
         )
     },
+}
+PATHS["/events"]["post"]["responses"]["200"] = {
+    "description": "a repeated webhook-id: stored already, not applied again (status duplicate)",
+    "content": {"application/json": {"schema": EVENT_ANSWER}},
 }
 COMMAND_ANSWERS = (
     "2xx with applied_at is the acknowledgement (a repeated id must answer its first "

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from models.entities import AuditEvent, ReceivedDelivery, UsageRecord, VirtualApiKey
 from tests.odock_inbound.conftest import counts, key_body
+from tests.support.odock.contract import violations
 from tests.support.wait import wait_until
 
 
@@ -32,6 +33,12 @@ def test_an_event_is_stored_once_and_applied_by_the_worker(bridged, sessions, wo
 
     assert (first.status_code, again.status_code) == (202, 200)
     assert again.get_json()["status"] == "duplicate"
+    answers = bridged.client.get("/odock/v1/openapi.json").get_json()["paths"]["/events"]
+    for answer in (first, again):  # both as the document says, the repeat's 200 too
+        documented = answers["post"]["responses"].get(str(answer.status_code))
+        assert documented is not None, answer.status_code
+        schema = documented["content"]["application/json"]["schema"]
+        assert violations(schema, answer.get_json()) == [], answer.get_json()
     delivery = wait_until(lambda: processed(sessions, "msg_one"), what="the drain")
     assert delivery.status == "processed" and delivery.applied_count == 1
     with sessions() as fresh:

@@ -215,3 +215,16 @@ def test_an_upserts_answer_is_what_the_document_says_for_each_kind(bridged, clie
         for answer in (applied, ignored):
             assert answer.status_code == 200, answer.get_json()
             assert violations(schema, answer.get_json()) == [], (collection, answer.get_json())
+
+
+def test_an_id_that_is_not_a_uuid_is_a_documented_404(bridged, client):
+    document = client.get("/odock/v1/openapi.json").get_json()
+    for collection in ("keys", "budgets", "quotas"):
+        put = bridged.put(collection, "not-a-uuid", key_body(bridged.owner))
+        delete = bridged.delete(collection, "not-a-uuid", 1)
+
+        assert (put.status_code, delete.status_code) == (404, 404)
+        assert put.content_type == "application/problem+json"
+        operations = document["paths"][f"/{collection}/{{id}}"]
+        assert "404" in operations["put"]["responses"]
+        assert "404" in operations["delete"]["responses"]
