@@ -33,6 +33,7 @@ SCOPE = "openid email"
 # would let anyone holding that secret mint tokens.
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
 CLOCK_LEEWAY_SECONDS = 60
+MAX_SUBJECT = 255
 # Microsoft Entra ID's optional claim "email domain owner verified" (it sends no email_verified).
 ENTRA_DOMAIN_OWNER_VERIFIED = "xms_edov"
 # A discovery document, JWKS or userinfo answer is a few kilobytes; a provider that hangs or
@@ -162,9 +163,13 @@ def verify_id_token(
         claims.validate(leeway=CLOCK_LEEWAY_SECONDS)
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise OidcError(f"the ID token is not valid ({_brief(exc)})") from None
+    subject = claims["sub"]
+    # OpenID Connect Core 1.0 section 2: at most 255 ASCII characters; it is who signed in.
+    if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT:
+        raise OidcError("the ID token's sub is empty or longer than 255 characters")
     email = claims.get("email")
     return IdTokenClaims(
-        subject=str(claims["sub"]),
+        subject=subject,
         email=email if isinstance(email, str) else None,
         email_verified=email_verified(claims),
     )

@@ -117,6 +117,15 @@ def test_a_wrong_claim_is_refused(client, changes):
         verify(client, signed(claims_for(client, **changes)))
 
 
+@pytest.mark.parametrize("sub", ["", "s" * 256], ids=["empty", "256-characters"])
+def test_a_sub_that_names_nobody_is_refused(client: oidc.Client, sub: str) -> None:
+    """The subject is who signed in (the console binds it, in 255 characters): OpenID Connect
+    Core 1.0 section 2 allows neither an empty one nor a longer one."""
+    with pytest.raises(oidc.OidcError, match="sub is empty or longer than 255"):
+        verify(client, signed(claims_for(client, sub=sub)))
+    assert verify(client, signed(claims_for(client, sub="s" * 255))).subject == "s" * 255
+
+
 def test_a_forged_signature_or_a_symmetric_one_is_refused(client):
     with pytest.raises(oidc.OidcError):
         verify(client, signed(claims_for(client), IMPOSTOR_KEY))
