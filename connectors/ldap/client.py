@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import ldap
+import ldap.dn
+import ldapurl
 from ldap.controls import SimplePagedResultsControl
 from ldap.ldapobject import LDAPObject
 
@@ -91,6 +93,25 @@ _CONFIG = (
     ldap.PROTOCOL_ERROR,
     ldap.UNWILLING_TO_PERFORM,
 )
+
+
+# Active Directory's application and configuration partitions, whose continuation references
+# a search from a domain's root always returns (MS-ADTS 3.1.1.1.12, 6.1.1.2): they hold DNS
+# records and the forest's configuration, never the domain's people.
+_PARTITIONS = {("dc", "domaindnszones"), ("dc", "forestdnszones"), ("cn", "configuration")}
+
+
+def _is_partition(url: str) -> bool:
+    """Whether a reference points at one of those partitions (its DN: the partition's RDN,
+    then only domain components)."""
+    try:
+        rdns = ldap.dn.str2dn(ldapurl.LDAPUrl(url).dn or "")
+    except (ValueError, ldap.DECODING_ERROR):
+        return False
+    if len(rdns) < 2 or any(len(rdn) != 1 for rdn in rdns):
+        return False
+    first = (rdns[0][0][0].lower(), rdns[0][0][1].lower())
+    return first in _PARTITIONS and all(rdn[0][0].lower() == "dc" for rdn in rdns[1:])
 
 
 def describe(exc: ldap.LDAPError) -> str:
@@ -323,16 +344,27 @@ class DirectoryClient:
         except ldap.LDAPError as exc:
             raise map_error(exc, doing=doing) from None
         entries: list[Entry] = data or []
-        for dn, attributes in entries:
-            if dn is None:
-                raise DirectoryIncomplete(
-                    f"{doing}: the server returned a referral to {attributes}; "
-                    "point the base DN at the server that holds the entries"
-                )
+        if any(dn is None for dn, _ in entries):
+            entries = self._without_partitions(entries, doing)
         paged = [c for c in controls or [] if c.controlType == PAGED_OID]
         if not paged:
             raise DirectoryIncomplete(f"{doing}: the server did not return a paged-results cookie")
         return entries, bytes(paged[0].cookie or b"")
+
+    @staticmethod
+    def _without_partitions(entries: list[Entry], doing: str) -> list[Entry]:
+        """The entries of a page that holds references: those to Active Directory's DNS
+        and configuration partitions are dropped; any other reference fails the read."""
+        kept: list[Entry] = []
+        for dn, attributes in entries:
+            if dn is not None:
+                kept.append((dn, attributes))
+            elif not all(_is_partition(str(url)) for url in attributes or [b""]):
+                raise DirectoryIncomplete(
+                    f"{doing}: the server returned a referral to {attributes}; "
+                    "point the base DN at the server that holds the entries"
+                )
+        return kept
 
     def count(self, base: str, filterstr: str, *, page_size: int) -> int:
         """How many entries match, reading no attributes."""

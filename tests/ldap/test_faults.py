@@ -333,3 +333,34 @@ def test_a_directory_killed_in_the_middle_of_the_people_revokes_nobody(
         assert "Can't contact LDAP server" in error, error
     finally:
         own.stop()
+
+
+def test_active_directory_partition_references_are_not_people_elsewhere(
+    make_connector, sync, sessions, directory
+):
+    """Searched from a domain's root, Active Directory returns continuation references to
+    its DNS and configuration partitions (DomainDnsZones, ForestDnsZones, Configuration),
+    which hold no people: they are not followed and do not fail the read. Any other
+    reference still does (test_referral_in_the_base_aborts)."""
+    connector = make_connector()
+    sync(connector)
+    host = "ldap://corp.example.test"
+    for rdn, target in (
+        ("dc=DomainDnsZones", f"{host}/DC=DomainDnsZones,DC=corp,DC=example,DC=test"),
+        ("dc=ForestDnsZones", f"{host}/DC=ForestDnsZones,DC=corp,DC=example,DC=test"),
+        ("cn=Configuration", f"{host}/CN=Configuration,DC=corp,DC=example,DC=test"),
+    ):
+        attribute, value = rdn.split("=")
+        directory.add(
+            f"{rdn},{directory.people}",
+            {
+                "objectClass": [b"referral", b"extensibleObject"],
+                attribute: [value.encode()],
+                "ref": [target.encode()],
+            },
+        )
+    directory.delete(directory.person_dn("bob"))
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    run = get_run(sessions, outcome.run_id)
+    assert (run.read_count, run.revoked_count) == (3, 1)
