@@ -197,6 +197,15 @@ COMMAND_ANSWERS = (
     "(401, 409, 422, 429, 5xx) or none within ODOCK_TIMEOUT is a failed attempt and the same "
     "command is sent again under the same id, with backoff and after any Retry-After"
 )
+BUSY = {
+    "description": "the database could not serve the request in time (another writer held "
+    "it); nothing was kept: send it again after Retry-After",
+    "headers": {"Retry-After": {"schema": {"type": "string"}}},
+    "content": {"application/problem+json": {"schema": PROBLEM}},
+}
+for _operations in PATHS.values():
+    for _spec in _operations.values():
+        _spec["responses"]["503"] = BUSY
 # The management plane's side, which odock-sync calls (outside this server's /odock/v1).
 MANAGEMENT_PLANE = {
     f"/v1/sync/{collection}": {"get": _listing(schema)}

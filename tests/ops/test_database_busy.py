@@ -8,6 +8,7 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from sqlalchemy import select, text
@@ -163,3 +164,44 @@ def test_the_idp_receiver_and_the_enrollment_page_are_503_with_retry_after_while
     assert refused_accept.headers["Retry-After"] == "1"
     assert deliver().status_code == 202
     assert accept().status_code == 200
+
+
+def test_the_odock_push_api_is_503_with_retry_after_while_locked_as_its_document_says(
+    apps, embedded
+):
+    from models.actions import tokens as token_actions
+    from models.enums import TokenScope
+    from tests.support.odock.contract import violations
+
+    own, _ = embedded
+    engine = make_engine(own)
+    with make_session_factory(engine)() as session:
+        org = session.scalars(select(Organisation)).one()
+        odock = token_actions.create_token(
+            session, organisation=org, scope=TokenScope.ODOCK, actor=f.SETUP
+        ).secret
+        session.commit()
+    engine.dispose()
+    client = apps.for_settings(own).test_client()
+    auth = {"Authorization": f"Bearer {odock}"}
+    key = {"type": "ORGANISATION", "name": "ci", "version": 1}
+    paths = client.get("/odock/v1/openapi.json").get_json()["paths"]
+
+    writer = sqlite3.connect(own.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    try:
+        refused = {
+            ("/keys/{id}", "put"): client.put(f"/odock/v1/keys/{uuid4()}", json=key, headers=auth),
+            ("/usage", "post"): client.post("/odock/v1/usage", json={"records": []}, headers=auth),
+        }
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+    for (path, method), response in refused.items():
+        assert (response.status_code, response.headers.get("Retry-After")) == (503, "1"), path
+        documented = paths[path][method]["responses"].get("503")
+        assert documented is not None and "Retry-After" in documented["headers"], path
+        schema = documented["content"]["application/problem+json"]["schema"]
+        assert violations(schema, response.get_json()) == [], response.get_json()
+    assert client.put(f"/odock/v1/keys/{uuid4()}", json=key, headers=auth).status_code == 200
