@@ -3,12 +3,16 @@ same by stable id, their memberships follow the new DN, and a renamed group is h
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import select
 
-from models.entities import AuditEvent, IdentityLink
+from models.directory.approvals import approve_run
+from models.entities import AuditEvent, DirectorySyncRun, IdentityLink
 from models.enums import SyncKind, UserStatus
 from tests.ldap.conftest import get_run, linked_users, team_members
+from tests.support import factories
 
 KINDS = [SyncKind.FULL, SyncKind.INCREMENTAL]
 
@@ -65,4 +69,34 @@ def test_a_renamed_group_holds_the_run_and_keeps_its_team(
     outcome = sync(connector, kind=kind)
     assert outcome.status == "quarantined"
     assert "returned no members" in get_run(sessions, outcome.run_id).error
+    assert team_members(sessions) == {"alice", "bob", "carol"}
+
+
+def test_a_person_moved_out_of_the_base_is_gone_and_moved_back_is_the_same(
+    make_connector, sync, sessions, directory
+):
+    """Out of the base is out of the directory for us: a full sync revokes through the
+    gates (held at a threshold of 0, then approved); moved back, an
+    incremental sync brings back the same user, and a full one their team."""
+    connector = make_connector(group_teams={"engineering": "Engineering"}, threshold_count=0)
+    assert sync(connector).status == "succeeded"
+    bob = linked_users(sessions, connector)["bob"]
+    directory.move(directory.person_dn("bob"), "uid=bob", directory.groups)
+    outcome = sync(connector)
+    assert outcome.status == "quarantined"
+    assert linked_users(sessions, connector)["bob"].status is UserStatus.ACTIVE
+    with sessions() as s:
+        run = s.get_one(DirectorySyncRun, uuid.UUID(outcome.run_id))
+        assert approve_run(s, run=run, actor=factories.SETUP).revoked == 1
+        s.commit()
+    assert linked_users(sessions, connector)["bob"].status is UserStatus.REVOKED
+    directory.move(f"uid=bob,{directory.groups}", "uid=bob", directory.people)
+    outcome = sync(connector, kind=SyncKind.INCREMENTAL)
+    assert outcome.status == "succeeded", outcome.error
+    after = linked_users(sessions, connector)["bob"]
+    assert (after.id, after.status) == (bob.id, UserStatus.ACTIVE)
+    # The incremental read no group (none changed): the team comes back with the next full
+    # sync, which reads them all.
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
     assert team_members(sessions) == {"alice", "bob", "carol"}
