@@ -113,17 +113,22 @@ def _stored(schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _listing(schema: str) -> dict[str, Any]:
-    item = {
-        "allOf": [
-            {
-                "type": "object",
-                "properties": {"id": {"type": "string", "format": "uuid"}},
-                "required": ["id"],
-            },
-            _ref(schema),
-        ]
+def _listed_name(schema: str) -> str:
+    return f"{schema.removesuffix('In')}Listed"
+
+
+def _listed(schema: dict[str, Any]) -> dict[str, Any]:
+    """An item of a listing page: the object as it would be pushed, with its id."""
+    return {
+        **schema,
+        "properties": {**schema["properties"], "id": {"type": "string", "format": "uuid"}},
+        "required": ["id", *schema.get("required", [])],
+        "title": schema.get("title", "").replace("In", "Listed"),
     }
+
+
+def _listing(schema: str) -> dict[str, Any]:
+    item = _ref(_listed_name(schema))
     return _operation(
         "Served by the management plane and read by the reconcile, page by page",
         params=[
@@ -330,6 +335,7 @@ def document() -> dict[str, Any]:
     components: dict[str, Any] = dict(definitions.get("$defs", {}))
     for model in (KeyIn, BudgetIn, QuotaIn):
         components[_stored_name(model.__name__)] = _stored(components[model.__name__])
+        components[_listed_name(model.__name__)] = _listed(components[model.__name__])
     components["StoreCommand"] = STORE_COMMAND
     components["KeyIds"] = KEY_IDS
     components["Problem"] = {

@@ -149,3 +149,29 @@ def test_the_gateway_fails_closed_while_its_redis_is_down_and_recovers(odock):
         timeout=5,
     ).json()
     assert status["keys"][0]["id"] == str(key_id) and status["keys"][0]["accepted"] is True
+
+
+def test_listing_pages_are_what_the_document_says_odock_serves(odock):
+    """Each item carries its id beside the object's fields; the document allowed no id."""
+    from tests.support.odock.contract import violations
+    from tests.support.odock.store import budgets, quotas
+    from webhooks.odock_openapi import document
+
+    organisation = uuid.uuid4()
+    odock.store.create_key(organisation, owner_user_id=uuid.uuid4())
+    odock.store.create_key(organisation)
+    owned = {"owner_type": "ORG", "name": "org", "version": 1}
+    odock.store.put_owned(budgets, organisation, {**owned, "amount": "10", "currency": "USD"})
+    odock.store.put_owned(quotas, organisation, {**owned, "limit": 7, "metric": "tokens"})
+    listings = document()["x-management-plane"]
+    for kind in ("keys", "budgets", "quotas"):
+        page = requests.get(
+            f"{odock.management_url}/v1/sync/{kind}",
+            params={"organisation_id": str(organisation)},
+            headers={"Authorization": f"Bearer {odock.management_token}"},
+            timeout=5,
+        )
+        answer = listings[f"/v1/sync/{kind}"]["get"]["responses"][str(page.status_code)]
+        schema = answer["content"]["application/json"]["schema"]
+        assert page.json()["items"], kind
+        assert violations(schema, page.json()) == [], kind
