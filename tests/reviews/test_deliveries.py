@@ -262,23 +262,11 @@ def test_a_failure_after_thousands_of_attempts_is_recorded_and_retried_after_the
     backoff's 2**n no longer converted to a float, and the task crashed instead of retrying."""
     from celery.exceptions import Retry
 
-    from models.actions import notification_deliveries
     from tests.support.fuzz import hold_tasks
     from worker.tasks.notifications import deliver
 
     hold_tasks(monkeypatch)  # only this test delivers it
-    org = f.make_org(session)
-    add_hook(session, settings, org, HookKind.WEBHOOK, hooks.url("down"))
-    hooks.fail_first("down", 1)
-    (delivery,) = notification_deliveries.plan_deliveries(
-        session,
-        event_id="evt-long-outage",
-        organisation_id=org.id,
-        event="review.opened",
-        payload={"review_id": None},
-        recipient_user_ids=[],
-    )
-    delivery.attempts = delivery.attempts_at_resend = 5000
+    delivery = _failing_once_after(session, settings, hooks, attempts=5000)
     session.commit()
 
     with pytest.raises(Retry):  # retried later (called directly: no countdown to read)
@@ -301,24 +289,12 @@ def test_a_re_sent_delivery_that_fails_again_waits_the_first_backoff_not_the_cap
     after it waits the base, however many attempts failed before the re-send."""
     from celery.exceptions import Retry
 
-    from models.actions import notification_deliveries
     from worker.celery_app import celery_app
     from worker.tasks.notifications import deliver
 
     held: list[dict] = []  # messages kept from the broker: only this test delivers it
     monkeypatch.setattr(celery_app, "send_task", lambda *_args, **kw: held.append(kw))
-    org = f.make_org(session)
-    add_hook(session, settings, org, HookKind.WEBHOOK, hooks.url("down"))
-    hooks.fail_first("down", 1)
-    (delivery,) = notification_deliveries.plan_deliveries(
-        session,
-        event_id="evt-resent",
-        organisation_id=org.id,
-        event="review.opened",
-        payload={"review_id": None},
-        recipient_user_ids=[],
-    )
-    delivery.attempts = delivery.attempts_at_resend = 20  # re-sent after 20 failed attempts
+    delivery = _failing_once_after(session, settings, hooks, attempts=20)  # then re-sent
     session.commit()
 
     deliver.push_request(
@@ -333,3 +309,23 @@ def test_a_re_sent_delivery_that_fails_again_waits_the_first_backoff_not_the_cap
     assert retried.value.when == settings.notification_retry_base
     retries = [kw["countdown"] for kw in held if kw.get("task_id") == "resent-1"]
     assert retries == [settings.notification_retry_base]
+
+
+def _failing_once_after(session, settings, hooks, *, attempts: int) -> NotificationDelivery:
+    """A delivery to a webhook that fails its next request, re-sent after `attempts` tries
+    (a fresh budget from there)."""
+    from models.actions import notification_deliveries
+
+    org = f.make_org(session)
+    add_hook(session, settings, org, HookKind.WEBHOOK, hooks.url("down"))
+    hooks.fail_first("down", 1)
+    (delivery,) = notification_deliveries.plan_deliveries(
+        session,
+        event_id=f"evt-after-{attempts}",
+        organisation_id=org.id,
+        event="review.opened",
+        payload={"review_id": None},
+        recipient_user_ids=[],
+    )
+    delivery.attempts = delivery.attempts_at_resend = attempts
+    return delivery
