@@ -113,6 +113,12 @@ def _stored(schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+LISTING_ANSWERS = (
+    "Any answer but 200 with {items, next_cursor} (or none within ODOCK_TIMEOUT) ends the "
+    "listing as incomplete: the reconcile deletes nothing and runs again later, with backoff"
+)
+
+
 def _listed_name(schema: str) -> str:
     return f"{schema.removesuffix('In')}Listed"
 
@@ -149,8 +155,8 @@ def _listing(schema: str) -> dict[str, Any]:
             },
             "required": ["items", "next_cursor"],
         },
-        errors=(401,),
-    )
+        errors=(400, 401, 429, 500, 503),
+    ) | {"description": LISTING_ANSWERS}
 
 
 EVENT_ANSWER = {

@@ -175,3 +175,20 @@ def test_listing_pages_are_what_the_document_says_odock_serves(odock):
         schema = answer["content"]["application/json"]["schema"]
         assert page.json()["items"], kind
         assert violations(schema, page.json()) == [], kind
+
+
+def test_a_listing_refusal_is_an_answer_the_document_lists(odock):
+    """A listing may fail in more ways than a missing token; Odock's side must know that any
+    of them leaves the reconcile incomplete, deleting nothing."""
+    from webhooks.odock_openapi import document
+
+    bad = requests.get(
+        odock.management_url + "/v1/sync/keys",
+        params={"organisation_id": "nope"},
+        headers={"Authorization": f"Bearer {odock.management_token}"},
+        timeout=5,
+    )
+    listing = document()["x-management-plane"]["/v1/sync/keys"]["get"]
+    assert str(bad.status_code) in listing["responses"]
+    assert {"400", "401", "429", "500", "503"} <= set(listing["responses"])
+    assert "deletes nothing" in listing["description"]
