@@ -37,9 +37,11 @@ from models.directory.read import (
     ReadTarget,
     load_memberships,
     load_state,
+    needs_groups,
     plan_full,
     plan_incremental,
     read_changes,
+    read_groups,
 )
 from models.directory.safety import held_reason
 from models.entities import DirectoryConnector, DirectorySyncRun
@@ -249,6 +251,12 @@ class _Sync:
     def _plan_incremental(self, progress: Progress) -> Plan:
         with gc_paused():
             changes = read_changes(self.target, progress)
+        with self.sessions() as session:
+            wanted = needs_groups(session, target=self.target, changes=changes)
+            session.rollback()
+        if wanted:  # no transaction open while the directory is read
+            with gc_paused():
+                read_groups(self.target, changes)
         with self.sessions() as session, gc_paused():
             plan = plan_incremental(session, target=self.target, changes=changes)
             session.rollback()

@@ -292,6 +292,24 @@ def plan_incremental(session: Session, *, target: ReadTarget, changes: Changes) 
     return reconciler.plan
 
 
+def needs_groups(session: Session, *, target: ReadTarget, changes: Changes) -> bool:
+    """Whether an incremental read that found no changed group must read them anyway: a
+    person it found is new to this connector or revoked (may come back), and a group left
+    unchanged may list them, whose team they must join in this run (read only)."""
+    if changes.groups_changed or not target.wants_groups or not changes.people:
+        return False
+    ids = [person.external_id for person in changes.people]
+    known = queries.load_known(session, target.connector, ids)
+    return any(ext not in known or known[ext].status == "REVOKED" for ext in ids)
+
+
+def read_groups(target: ReadTarget, changes: Changes) -> None:
+    """Read every mapped group into an incremental read's changes."""
+    with DirectoryClient(server_config(target.connector, target.settings)) as client:
+        changes.groups, changes.watermark = _read_groups(client, target, changes.watermark)
+    changes.groups_changed = True
+
+
 def _read_groups(
     client: DirectoryClient, target: ReadTarget, watermark: str
 ) -> tuple[dict[str, Group], str]:

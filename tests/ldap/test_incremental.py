@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from models.entities import Team
 from models.enums import SyncKind, UserStatus
-from tests.ldap.conftest import get_run, linked_users
+from tests.ldap.conftest import get_run, linked_users, team_members
 
 
 def test_incremental_reads_only_changes(make_connector, sync, sessions, directory):
@@ -85,3 +85,20 @@ def test_an_unchanged_incremental_does_not_reread_the_groups(
     changed = sync(connector, kind=SyncKind.INCREMENTAL)
     assert changed.summary["team_add"] == 1
     assert len([base for base, _ in searched if base == directory.groups]) == 2
+
+
+def test_a_new_person_an_unchanged_group_already_lists_joins_its_team(
+    make_connector, sync, sessions, directory
+):
+    """The group named erin before her entry existed (or before she matched the filter):
+    it has not changed since, yet the incremental run that creates her reads the groups."""
+    directory.add_values(
+        f"cn=engineering,{directory.groups}", "member", directory.person_dn("erin").encode()
+    )
+    connector = make_connector(group_teams={"engineering": "Engineering"})
+    sync(connector)
+    directory.add_person("erin")
+    outcome = sync(connector, kind=SyncKind.INCREMENTAL)
+    assert outcome.status == "succeeded", outcome.error
+    assert get_run(sessions, outcome.run_id).created_count == 1
+    assert team_members(sessions) == {"alice", "bob", "carol", "erin"}
