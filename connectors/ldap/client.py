@@ -294,7 +294,9 @@ class DirectoryClient:
         msgid: int | None = self._send(base, filterstr, attrs, control)
         try:
             while msgid is not None:
-                entries, cookie = self._receive(msgid, base, filterstr, pages_read=stats.pages)
+                entries, cookie = self._receive(
+                    msgid, base, filterstr, pages_read=stats.pages, page_size=page_size
+                )
                 stats.pages += 1
                 stats.entries += len(entries)
                 msgid = None
@@ -322,7 +324,7 @@ class DirectoryClient:
             raise map_error(exc, doing=f"searching {base!r} with {filterstr!r}") from None
 
     def _receive(
-        self, msgid: int, base: str, filterstr: str, *, pages_read: int = 0
+        self, msgid: int, base: str, filterstr: str, *, pages_read: int = 0, page_size: int = 0
     ) -> tuple[list[Entry], bytes]:
         doing = f"searching {base!r} with {filterstr!r}"
         try:
@@ -332,6 +334,14 @@ class DirectoryClient:
                 timeout=self.config.search_timeout,
                 resp_ctrl_classes=RESPONSE_CONTROLS,
             )
+        except ldap.ADMINLIMIT_EXCEEDED as exc:
+            if pages_read or "page size" not in describe(exc).lower():
+                raise map_error(exc, doing=doing) from None
+            # slapd's size.pr: the server caps a page below ours and refuses the search.
+            raise DirectoryConfigError(
+                f"{doing}: {describe(exc)}; the server refuses pages of {page_size} entries: "
+                "lower the connector's page_size"
+            ) from None
         except _COOKIE_REFUSED as exc:
             if not pages_read:
                 raise map_error(exc, doing=doing) from None

@@ -364,3 +364,48 @@ def test_active_directory_partition_references_are_not_people_elsewhere(
     assert outcome.status == "succeeded", outcome.error
     run = get_run(sessions, outcome.run_id)
     assert (run.read_count, run.revoked_count) == (3, 1)
+
+
+def test_a_server_that_caps_pages_below_the_page_size_says_so_and_pages_below_it(
+    make_connector, sync, sessions, directory, tmp_path
+):
+    """slapd's `size.pr` caps a page and `size.soft`/`size.hard` the entries of a search
+    below the directory's four people, while `size.prtotal=unlimited` lets a paged search go
+    past them. Asked for pages of 500 the server refuses (adminLimitExceeded): the run fails
+    naming page_size, nobody revoked; with pages of 2 it reads everyone, page by page."""
+    from tests.ldap.conftest import SEED
+    from tests.support.slapd import prepare_slapd
+
+    own = prepare_slapd(tmp_path / "capped-slapd")
+    conf = own.directory / "slapd.conf"
+    capped = "size.soft=3 size.hard=3 size.pr=2 size.prtotal=unlimited"
+    lines = conf.read_text().splitlines()
+    conf.write_text(
+        "\n".join(
+            f'limits dn.exact="{LIMITED_DN}" {capped}' if line.startswith("limits ") else line
+            for line in lines
+        )
+        + "\n"
+    )
+    own.start()
+    try:
+        conn = own.connect()
+        text = SEED.read_text().format(
+            base=directory.base, ou=directory.base.split(",")[0][3:], domain=directory.domain
+        )
+        records = LDIFRecordList(io.StringIO(text))
+        records.parse()
+        for dn, entry in records.all_records:
+            conn.add_s(dn, ldap.modlist.addModlist(entry))
+        conn.unbind_s()
+        connector = make_connector(
+            server_urls=[own.url], page_size=2, bind_dn=LIMITED_DN, password="limited-secret"
+        )
+        outcome = sync(connector)
+        assert outcome.status == "succeeded", outcome.error
+        assert get_run(sessions, outcome.run_id).read_count == 4
+        _reconfigure(sessions, connector, page_size=500)
+        error = _fails_safely(sync, sessions, connector, "directory_config_error")
+        assert "page_size" in error and "500" in error, error
+    finally:
+        own.stop()
