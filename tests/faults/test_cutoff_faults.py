@@ -66,10 +66,13 @@ def served(
 
 
 @pytest.fixture(autouse=True)
-def healthy(stand_in: OdockStandIn, broker: RedisServer) -> None:
+def healthy(stand_in: OdockStandIn, broker: RedisServer) -> Iterator[None]:
+    """A clean stand-in and broker; afterwards, what odock-sync sent kept its document."""
     stand_in.reset()
     if broker.process is None:
         broker.start()
+    yield
+    assert stand_in.contract.take() == []
 
 
 def assert_one_effective_invalidation_per_key_in_time_or_alarmed(
