@@ -7,7 +7,7 @@ import click
 from cli.context import CLI_ACTOR, cli_settings, unit_of_work
 from cli.options import JSON_OPTION, ORG_OPTION
 from cli.output import done, emit
-from models.actions import oidc_providers, organisations
+from models.actions import console_sessions, oidc_providers, organisations
 
 
 @click.group("sign-in")
@@ -82,3 +82,21 @@ def oidc_clear(org_slug: str, as_json: bool) -> None:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         oidc_providers.clear(session, organisation=organisation, actor=CLI_ACTOR)
     done(f"{org_slug} has no OpenID Connect provider now", {"cleared": True}, as_json=as_json)
+
+
+@sign_in.command("forget-account")
+@ORG_OPTION
+@click.option("--email", required=True, help="The person whose provider account was replaced.")
+@JSON_OPTION
+def forget_account(org_slug: str, email: str, as_json: bool) -> None:
+    """Let a person bind a new provider account: the next one they sign in to the console with."""
+    with unit_of_work() as session:
+        organisation = organisations.get_organisation_by_slug(session, org_slug)
+        forgotten = console_sessions.forget_provider_accounts(
+            session, organisation_id=organisation.id, email=email, actor=CLI_ACTOR
+        )
+    done(
+        f"{email} binds the next provider account they sign in with ({forgotten} forgotten)",
+        {"email": email, "accounts_forgotten": forgotten},
+        as_json=as_json,
+    )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,12 +24,13 @@ from models import audit
 from models.access import Viewer
 from models.actions import oidc_providers, sign_in_audit, tokens
 from models.actions.sign_in_audit import SignInMethod, SignInRefused
+from models.actions.users import find_user_by_email
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import ApiToken, OidcSubject, Organisation, User
 from models.entities.user import email_key, same_email
 from models.enums import Role, SignInPlace, Source, TokenScope
-from models.errors import DomainError, Forbidden
+from models.errors import DomainError, Forbidden, NotFound
 
 CONSOLE_ROLES = frozenset({Role.ORG_ADMIN, Role.SUPER_ADMIN, Role.MANAGER})
 
@@ -134,7 +135,8 @@ def _check_account(session: Session, user: User, account: ProviderAccount) -> No
     elif known.subject != account.subject:
         raise SignInRefused(
             f"{user.email} signs in with another account of this provider; if that account "
-            "was replaced, an Organisation Admin sets the sign-in provider again",
+            "was replaced, an administrator lets them bind the new one "
+            "(odock-sync sign-in forget-account)",
             outcome="other_account",
             **_who(user),
         )
@@ -166,6 +168,32 @@ def _bind(session: Session, user: User, account: ProviderAccount) -> None:
         target_id=user.id,
         after={"issuer": account.issuer, "subject": account.subject},
     )
+
+
+def forget_provider_accounts(
+    session: Session, *, organisation_id: uuid.UUID, email: str, actor: Actor
+) -> int:
+    """The provider accounts bound to this person are forgotten (their account at the provider
+    was replaced): the next one they sign in to the console with is bound to them. How many
+    were; each forgetting is audited, nothing is when none was bound."""
+    user = find_user_by_email(session, organisation_id, email)
+    if user is None:
+        raise NotFound(f"no person with email {email} in this organisation", field="email")
+    bound = session.scalars(select(OidcSubject).where(OidcSubject.user_id == user.id)).all()
+    if not bound:
+        return 0
+    session.execute(delete(OidcSubject).where(OidcSubject.user_id == user.id))
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=organisation_id,
+        action="sign_in.oidc_account_forgotten",
+        target_type="user",
+        target_id=user.id,
+        before={"accounts": [{"issuer": b.issuer, "subject": b.subject} for b in bound]},
+        after={"accounts": []},
+    )
+    return len(bound)
 
 
 def session_viewer(session: Session, *, secret: str) -> tuple[Viewer, uuid.UUID] | None:

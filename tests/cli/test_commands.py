@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -11,6 +12,8 @@ from sqlalchemy import func, select
 
 from cli.main import main
 from models.entities import ApiToken, User
+from models.enums import Role
+from tests.support import factories
 
 
 def test_org_user_and_token_commands_print_json(run_json, sessions) -> None:
@@ -221,3 +224,28 @@ def test_an_unreachable_database_is_a_clean_error(cli_env, monkeypatch) -> None:
         result = CliRunner().invoke(main, command)
         assert result.exit_code == 1, result.output
         assert "cannot use the database" in result.output and "Traceback" not in result.output
+
+
+def test_sign_in_forget_account_lets_a_person_bind_a_new_provider_account(run_json, sessions):
+    from models.actions import console_sessions
+    from models.entities import OidcSubject
+
+    with sessions() as session:
+        org = factories.make_org(session, "Forget")
+        admin = factories.make_user(session, org, role=Role.ORG_ADMIN, email="ada@forget.test")
+        account = console_sessions.ProviderAccount("https://idp.example.com", "00u-old")
+        console_sessions.sign_in_verified_email(
+            session,
+            organisation_id=org.id,
+            email=admin.email,
+            lifetime=timedelta(hours=1),
+            account=account,
+        )
+        session.commit()
+        slug = org.slug
+
+    answer = run_json("sign-in", "forget-account", "--org", slug, "--email", "ada@forget.test")
+
+    assert answer == {"email": "ada@forget.test", "accounts_forgotten": 1}
+    with sessions() as session:
+        assert session.scalars(select(OidcSubject)).all() == []

@@ -258,3 +258,54 @@ def test_another_provider_account_with_the_admins_verified_email_is_not_the_admi
         ("sign_in.oidc_account_bound", "00u-impostor"),
     ]
     assert events[2].after["accounts_forgotten"] == 2
+
+
+def test_a_person_whose_provider_account_was_replaced_binds_the_new_one_once_forgotten(
+    session, sessions, org
+):
+    """Forgetting one person's bound account (their account at the provider was replaced)
+    lets their next account bind, and leaves everyone else's binding as it was."""
+    issuer = "https://idp.example.com"
+    old, new = (console_sessions.ProviderAccount(issuer, s) for s in ("00u-old", "00u-new"))
+
+    def sign_in_as(account):
+        started = console_sessions.sign_in_verified_email(
+            session,
+            organisation_id=org.org.id,
+            email=org.admin.email,
+            lifetime=timedelta(hours=1),
+            account=account,
+        )
+        session.commit()
+        return started
+
+    sign_in_as(old)
+    with pytest.raises(SignInRefused):
+        sign_in_as(new)
+    session.rollback()
+
+    forgotten = console_sessions.forget_provider_accounts(
+        session, organisation_id=org.org.id, email=org.admin.email, actor=f.SETUP
+    )
+    session.commit()
+
+    assert forgotten == 1
+    assert sign_in_as(new).viewer.user_id == org.admin.id
+    with pytest.raises(SignInRefused):
+        sign_in_as(old)  # the replaced account is not them any more
+    session.rollback()
+    with sessions() as s:
+        (event,) = s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "sign_in.oidc_account_forgotten")
+        ).all()
+    assert event.target_id == str(org.admin.id)
+    assert event.before == {"accounts": [{"issuer": issuer, "subject": "00u-old"}]}
+
+
+def test_forgetting_the_account_of_nobody_here_is_not_found(session, org):
+    from models.errors import NotFound
+
+    with pytest.raises(NotFound):
+        console_sessions.forget_provider_accounts(
+            session, organisation_id=org.org.id, email="nobody@example.com", actor=f.SETUP
+        )
