@@ -7,6 +7,7 @@ import contextlib
 import json
 import uuid
 
+import pytest
 import requests
 
 from connectors.odock import StoreUnavailable, send_store_command
@@ -192,3 +193,38 @@ def test_a_listing_refusal_is_an_answer_the_document_lists(odock):
     assert str(bad.status_code) in listing["responses"]
     assert {"400", "401", "429", "500", "503"} <= set(listing["responses"])
     assert "deletes nothing" in listing["description"]
+
+
+def test_every_answer_the_document_lets_the_gateway_give_is_read_as_it_says(odock):
+    """2xx is done (the status answer read as documented); 401 and 503 are failed attempts."""
+    from connectors.gateway import GatewayUnavailable, invalidate_keys, key_status
+    from webhooks.odock_openapi import document
+
+    key_id, _value = odock.store.create_key(uuid.uuid4())
+    policy = UrlPolicy(allow_loopback=True)
+    calls = {
+        "/v1/internal/cache/invalidate": invalidate_keys,
+        "/v1/internal/keys/status": key_status,
+    }
+    for path, operation in document()["x-gateway"].items():
+        assert set(operation["post"]["responses"]) == {"200", "401", "503"}, path
+        call = calls[path]
+
+        def send(secret: str, call=call):
+            return call(
+                base_url=odock.gateway_url,
+                secret=secret,
+                key_ids=[str(key_id)],
+                timeout=5,
+                policy=policy,
+            )
+
+        answer = send(odock.gateway_secret)
+        if path.endswith("/status"):
+            assert [(s.key_id, s.accepted) for s in answer] == [(str(key_id), True)]
+        with pytest.raises(GatewayUnavailable, match="401"):
+            send("not-the-secret")
+        odock.gateway_faults.unavailable = odock.gateway_faults.status_unavailable = True
+        with pytest.raises(GatewayUnavailable, match="503"):
+            send(odock.gateway_secret)
+        odock.gateway_faults.heal()
