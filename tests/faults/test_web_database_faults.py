@@ -13,8 +13,6 @@ is tests/ops/test_database_busy.py's."""
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +23,6 @@ import pytest
 import requests
 from sqlalchemy import Connection, Engine, create_engine, select, text
 
-from cli.serve import commands
 from models.access import Viewer
 from models.actions import invitations
 from models.entities import Invitation, Organisation, User, VirtualApiKey
@@ -36,9 +33,8 @@ from tests.scim.conftest import SCIM, ops
 from tests.scim.payloads import okta_create_user
 from tests.support import factories as f
 from tests.support.db_outage import refusing_connections, terminate_every_backend
-from tests.support.net import free_port
+from tests.support.served import web_as_served
 from tests.support.wait import wait_until
-from tests.support.worker import settings_env
 
 SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 IDENTITY_HEADER = "X-Odock-Verified-Email"
@@ -60,52 +56,13 @@ def web(
     settings: Settings, engine: Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """The web process as `odock-sync serve` starts it, one worker of four threads."""
-    tmp_path = tmp_path_factory.mktemp("web")
-    port = free_port()
-    child = next(
-        c
-        for c in commands(
-            settings,
-            host="127.0.0.1",
-            port=port,
-            web_workers=1,
-            web_threads=4,
-            concurrency=1,
-            beat_schedule=str(tmp_path / "beat"),
-        )
-        if c.name == "web"
-    )
-    log = tmp_path / "web.log"
-    process = subprocess.Popen(
-        child.command,
-        env=settings_env(
-            settings,
-            PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
-            ENROLLMENT_IDENTITY_HEADER=IDENTITY_HEADER,
-            WEB_DATABASE_LOCK_TIMEOUT=str(LOCK_TIMEOUT),
-        ),
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _healthy(url), timeout=60, what=f"/healthz on {port}")
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/healthz", timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
+    env = {
+        "ENROLLMENT_IDENTITY_HEADER": IDENTITY_HEADER,
+        "WEB_DATABASE_LOCK_TIMEOUT": str(LOCK_TIMEOUT),
+    }
+    workdir = tmp_path_factory.mktemp("web")
+    with web_as_served(settings, workdir, workers=1, threads=4, env=env) as served:
+        yield served.url
 
 
 @dataclass

@@ -6,22 +6,17 @@ from __future__ import annotations
 
 import json
 import selectors
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import requests
 
-from cli.serve import commands
 from models.settings import Settings
-from tests.support.net import free_port
-from tests.support.wait import wait_until
-from tests.support.worker import settings_env
+from tests.support.served import WebProcess as Web
+from tests.support.served import web_as_served
 
 SLOW_HEADERS = 150  # request line, then a header byte every second, never the blank line
 SLOW_BODIES = 100  # whole head, a 10,000-byte body declared, one byte a second
@@ -34,62 +29,14 @@ ATTACK_SECONDS = 10
 PROBE_EVERY = 0.5
 
 
-@dataclass
-class Web:
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
 @pytest.fixture(scope="module")
 def web(settings: Settings, engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     """The web process exactly as `odock-sync serve` starts it (2 workers x 8 threads), one
     for the file: the tests read no state of it but its answers."""
-    tmp_path = tmp_path_factory.mktemp("web")
-    port = free_port()
-    web_child = next(
-        c
-        for c in commands(
-            settings,
-            host="127.0.0.1",
-            port=port,
-            web_workers=2,
-            web_threads=8,
-            concurrency=1,
-            beat_schedule=str(tmp_path / "beat"),
-        )
-        if c.name == "web"
-    )
-    log = tmp_path / "web.log"
-    process = subprocess.Popen(
-        web_child.command,
-        env=settings_env(
-            settings,
-            PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
-            WEB_IDLE_TIMEOUT=str(IDLE_TIMEOUT),
-            WEB_REQUEST_READ_TIMEOUT=str(READ_TIMEOUT),
-        ),
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: _healthy(port), timeout=60, what=f"/healthz on {port}")
-        yield Web(port, process, log)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
+    env = {"WEB_IDLE_TIMEOUT": str(IDLE_TIMEOUT), "WEB_REQUEST_READ_TIMEOUT": str(READ_TIMEOUT)}
+    workdir = tmp_path_factory.mktemp("web")
+    with web_as_served(settings, workdir, workers=2, threads=8, env=env) as served:
+        yield served
 
 
 @dataclass

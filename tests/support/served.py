@@ -15,9 +15,11 @@ from pathlib import Path
 
 import requests
 
+from models.settings import Settings
 from tests.support.net import free_port
 from tests.support.processes import alive, descendants
 from tests.support.wait import wait_until
+from tests.support.worker import settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from cli.main import main; main()"]
@@ -135,3 +137,65 @@ def web_alone(env: dict[str, str], log_dir: Path) -> Iterator[str]:
     finally:
         process.kill()
         process.wait()
+
+
+@dataclass
+class WebProcess:
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def web_as_served(
+    settings: Settings, workdir: Path, *, workers: int, threads: int, env: dict[str, str]
+) -> Iterator[WebProcess]:
+    """The web process exactly as `odock-sync serve` starts it (gunicorn, `workers` x
+    `threads`), on these settings and `env` over them; yields once /healthz answers, stops it
+    (SIGTERM, then SIGKILL) after."""
+    from cli.serve import commands
+
+    port = free_port()
+    web = next(
+        child
+        for child in commands(
+            settings,
+            host="127.0.0.1",
+            port=port,
+            web_workers=workers,
+            web_threads=threads,
+            concurrency=1,
+            beat_schedule=str(workdir / "beat"),
+        )
+        if child.name == "web"
+    )
+    log = workdir / "web.log"
+    process = subprocess.Popen(
+        web.command,
+        env=settings_env(settings, PROMETHEUS_MULTIPROC_DIR=str(workdir), **env),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    served = WebProcess(port, process, log)
+    try:
+        wait_until(lambda: _healthy(served.url), timeout=60, what=f"/healthz on {port}")
+        yield served
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/healthz", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
