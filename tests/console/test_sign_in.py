@@ -211,15 +211,7 @@ def test_another_provider_account_with_the_admins_verified_email_is_not_the_admi
     second = console_sessions.ProviderAccount(issuer=issuer, subject="00u-impostor")
 
     def sign_in_as(account):
-        started = console_sessions.sign_in_verified_email(
-            session,
-            organisation_id=org.org.id,
-            email=org.admin.email,
-            lifetime=timedelta(hours=1),
-            account=account,
-        )
-        session.commit()
-        return started
+        return _admin_signs_in_with(session, org, account)
 
     assert sign_in_as(first).viewer.user_id == org.admin.id
     assert sign_in_as(first).viewer.user_id == org.admin.id  # the same account, again
@@ -269,15 +261,7 @@ def test_a_person_whose_provider_account_was_replaced_binds_the_new_one_once_for
     old, new = (console_sessions.ProviderAccount(issuer, s) for s in ("00u-old", "00u-new"))
 
     def sign_in_as(account):
-        started = console_sessions.sign_in_verified_email(
-            session,
-            organisation_id=org.org.id,
-            email=org.admin.email,
-            lifetime=timedelta(hours=1),
-            account=account,
-        )
-        session.commit()
-        return started
+        return _admin_signs_in_with(session, org, account)
 
     sign_in_as(old)
     with pytest.raises(SignInRefused):
@@ -309,3 +293,16 @@ def test_forgetting_the_account_of_nobody_here_is_not_found(session, org):
         console_sessions.forget_provider_accounts(
             session, organisation_id=org.org.id, email="nobody@example.com", actor=f.SETUP
         )
+
+
+def _admin_signs_in_with(session, org, account: console_sessions.ProviderAccount):
+    """The organisation's admin signs in to the console with this provider account."""
+    started = console_sessions.sign_in_verified_email(
+        session,
+        organisation_id=org.org.id,
+        email=org.admin.email,
+        lifetime=timedelta(hours=1),
+        account=account,
+    )
+    session.commit()
+    return started
