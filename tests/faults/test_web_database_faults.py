@@ -331,8 +331,8 @@ LOCK_NEW_PEOPLE = "LOCK TABLE users IN SHARE MODE"  # inserts wait, reads do not
 LOCK_SCIM_USERS = "LOCK TABLE scim_users IN ACCESS EXCLUSIVE MODE"  # even reads wait
 LOCK_MEMBERSHIPS = "LOCK TABLE team_memberships IN EXCLUSIVE MODE"  # writes wait, reads do not
 
-
-@pytest.mark.parametrize(
+# Each request the scene sends, the lock that makes it wait, and how its 503 must look.
+EVERY_REQUEST_AND_ITS_LOCK = pytest.mark.parametrize(
     ("request_name", "lock", "check"),
     [
         ("deactivate", LOCK_PERSON, assert_busy_scim),
@@ -344,6 +344,9 @@ LOCK_MEMBERSHIPS = "LOCK TABLE team_memberships IN EXCLUSIVE MODE"  # writes wai
         ("enroll", LOCK_INVITATION, assert_busy_page),
     ],
 )
+
+
+@EVERY_REQUEST_AND_ITS_LOCK
 def test_a_request_whose_backend_is_terminated_mid_request_is_503_and_keeps_nothing(
     scene: Scene,
     engine: Engine,
@@ -379,18 +382,7 @@ def test_a_request_whose_backend_is_terminated_mid_request_is_503_and_keeps_noth
 # 3. A lock held by another session past the web's lock timeout: a bounded, retryable answer.
 
 
-@pytest.mark.parametrize(
-    ("request_name", "lock", "check"),
-    [
-        ("deactivate", LOCK_PERSON, assert_busy_scim),
-        ("get_user", LOCK_SCIM_USERS, assert_busy_scim),
-        ("create", LOCK_NEW_PEOPLE, assert_busy_scim),
-        ("leave_group", LOCK_MEMBERSHIPS, assert_busy_scim),
-        ("admin_revoke", LOCK_PERSON, assert_busy_problem),
-        ("event", LOCK_DELIVERIES, assert_busy_problem),
-        ("enroll", LOCK_INVITATION, assert_busy_page),
-    ],
-)
+@EVERY_REQUEST_AND_ITS_LOCK
 def test_a_request_waiting_on_a_lock_held_by_another_session_answers_503_in_bounded_time(
     scene: Scene,
     engine: Engine,
