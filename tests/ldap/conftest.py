@@ -244,6 +244,32 @@ def admin_auth(session: Session) -> tuple[Any, dict[str, str]]:
     return org, {"Authorization": f"Bearer {token}"}
 
 
+@dataclass
+class HeldRun:
+    auth: dict[str, str]
+    connector: DirectoryConnector
+    outcome: SyncOutcome
+
+
+def a_run_held_over_the_api(
+    client: Any, session: Session, sessions: SessionFactory, directory: Directory, sync: Any
+) -> HeldRun:
+    """A connector created over the admin API, synced, then a person deleted from the
+    directory: the next run is held (quarantined) for an admin."""
+    _, auth = admin_auth(session)
+    body = {**connector_fields(directory), "bind_password": ROOT_PASSWORD}
+    cid = client.post("/api/v1/directory/connectors", json=body, headers=auth).json["id"]
+    with sessions() as s:
+        connector = s.get_one(DirectoryConnector, uuid.UUID(cid))
+        s.expunge(connector)
+        s.rollback()
+    sync(connector)
+    directory.delete(directory.person_dn("dave"))
+    held = sync(connector)
+    assert held.status == "quarantined"
+    return HeldRun(auth, connector, held)
+
+
 AD_NEVER = str(0x7FFFFFFFFFFFFFFF).encode()  # accountExpires: never
 AD_CONNECTOR = {
     "preset": "active_directory",

@@ -10,7 +10,12 @@ from sqlalchemy import select
 
 from cli.main import main
 from models.entities import AuditEvent, DirectoryConnector, OutboxMessage
-from tests.ldap.conftest import admin_auth, connector_fields, linked_users
+from tests.ldap.conftest import (
+    a_run_held_over_the_api,
+    admin_auth,
+    connector_fields,
+    linked_users,
+)
 from tests.support import factories
 from tests.support.slapd import ROOT_PASSWORD
 from tests.support.wait import wait_until
@@ -104,17 +109,8 @@ def test_other_organisations_cannot_see_a_connector(client, session, make_connec
 def test_quarantine_runs_plans_and_approval_over_the_api(
     client, session, sessions, directory, sync, worker
 ):
-    _, auth = admin_auth(session)
-    body = {**connector_fields(directory), "bind_password": ROOT_PASSWORD}
-    cid = client.post("/api/v1/directory/connectors", json=body, headers=auth).json["id"]
-    with sessions() as s:
-        connector = s.get_one(DirectoryConnector, uuid.UUID(cid))
-        s.expunge(connector)
-        s.rollback()
-    sync(connector)
-    directory.delete(directory.person_dn("dave"))
-    outcome = sync(connector)
-    assert outcome.status == "quarantined"
+    run = a_run_held_over_the_api(client, session, sessions, directory, sync)
+    auth, connector, outcome, cid = run.auth, run.connector, run.outcome, run.connector.id
     runs = client.get(f"/api/v1/directory/connectors/{cid}/runs", headers=auth).json["items"]
     assert [r["status"] for r in runs] == ["quarantined", "succeeded"]
     detail = client.get(f"/api/v1/directory/runs/{outcome.run_id}", headers=auth).json

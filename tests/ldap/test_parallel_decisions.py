@@ -9,11 +9,10 @@ from collections import Counter
 import requests
 from sqlalchemy import select
 
-from models.entities import AuditEvent, DirectoryConnector, DirectorySyncRun
-from tests.ldap.conftest import admin_auth, connector_fields
+from models.entities import AuditEvent, DirectorySyncRun
+from tests.ldap.conftest import a_run_held_over_the_api
 from tests.scim.conftest import live_server as _live_server
 from tests.support.parallel import in_parallel
-from tests.support.slapd import ROOT_PASSWORD
 
 live_server = _live_server
 
@@ -24,17 +23,8 @@ def test_an_approval_and_two_discards_of_one_held_run_at_once_decide_it_once(
     """Serially the first decision stands and the others are 409. The discard did not lock
     the run: a discard that read it quarantined overwrote an approval committed a moment
     before (the run 'discarded' with its approval queued), and two discards were both 200."""
-    _, auth = admin_auth(session)
-    body = {**connector_fields(directory), "bind_password": ROOT_PASSWORD}
-    cid = client.post("/api/v1/directory/connectors", json=body, headers=auth).json["id"]
-    with sessions() as s:
-        connector = s.get_one(DirectoryConnector, uuid.UUID(cid))
-        s.expunge(connector)
-        s.rollback()
-    sync(connector)
-    directory.delete(directory.person_dn("dave"))
-    held = sync(connector)
-    assert held.status == "quarantined"
+    run = a_run_held_over_the_api(client, session, sessions, directory, sync)
+    auth, held = run.auth, run.outcome
     base = f"{live_server}/api/v1/directory/runs/{held.run_id}"
     answers = in_parallel(
         [
