@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -12,10 +13,11 @@ from models.access import Viewer
 from models.actions import console_sessions, oidc_providers
 from models.actions.sign_in_audit import SignInRefused
 from models.base import Base
-from models.entities import ApiToken, AuditEvent
+from models.entities import ApiToken, AuditEvent, OidcSubject
 from models.enums import Role, TokenScope, UserStatus
 from tests.console.conftest import csrf_of, sign_in
 from tests.support import factories as f
+from tests.support.parallel import in_parallel
 from tests.support.state import change_checker
 
 BUT_THE_AUDIT_TRAIL = [name for name in Base.metadata.tables if name != "audit_events"]
@@ -306,3 +308,37 @@ def _admin_signs_in_with(session, org, account: console_sessions.ProviderAccount
     )
     session.commit()
     return started
+
+
+def test_two_first_sign_ins_with_different_accounts_at_once_bind_one_of_them(sessions, org):
+    """Two accounts of the provider showing the admin's email sign in for the first time at the
+    same moment: one is bound and signed in, the other is refused as another account."""
+    issuer = "https://idp.example.com"
+    accounts = [console_sessions.ProviderAccount(issuer, s) for s in ("00u-one", "00u-two")]
+
+    def first_sign_in(account: console_sessions.ProviderAccount) -> Callable[[], str]:
+        def attempt() -> str:
+            with sessions() as own:
+                try:
+                    console_sessions.sign_in_verified_email(
+                        own,
+                        organisation_id=org.org.id,
+                        email=org.admin.email,
+                        lifetime=timedelta(hours=1),
+                        account=account,
+                    )
+                except SignInRefused as refused:
+                    own.rollback()
+                    return refused.outcome
+                own.commit()
+                return account.subject
+
+        return attempt
+
+    outcomes = in_parallel([first_sign_in(account) for account in accounts])
+
+    (winner,) = [outcome for outcome in outcomes if outcome.startswith("00u-")]
+    assert sorted(outcomes) == sorted([winner, "other_account"])
+    with sessions() as fresh:
+        bound = [(b.user_id, b.subject) for b in fresh.scalars(select(OidcSubject))]
+    assert bound == [(org.admin.id, winner)]

@@ -5,15 +5,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
-import requests
+Answer = TypeVar("Answer")
 
 
-def in_parallel(calls: list[Callable[[], requests.Response]]) -> list[requests.Response]:
+def in_parallel(calls: list[Callable[[], Answer]]) -> list[Answer]:
     """Run every call at once; the answers in the calls' order."""
     barrier = threading.Barrier(len(calls))
 
-    def run(call: Callable[[], requests.Response]) -> requests.Response:
+    def run(call: Callable[[], Answer]) -> Answer:
         barrier.wait()
         return call()
 
