@@ -59,7 +59,6 @@ def domain_problem(error: errors.DomainError) -> Response:
         if value is not None and key not in PROBLEM_MEMBERS
     }
     response = problem(status, error.code, error.message, **extra)
-    said_when_to_retry(response, error)
     if isinstance(error, Unauthorized):
         response.headers["WWW-Authenticate"] = 'Bearer realm="odock-sync"'
     return response
@@ -114,9 +113,7 @@ def database_problem(error: Exception) -> Response:
     busy = errors.Busy(
         "the database is busy; send the request again", retry_after=BUSY_RETRY_AFTER_SECONDS
     )
-    response = render_error(domain_problem)(busy)
-    said_when_to_retry(response, busy)  # the enrollment page's renderer says nothing of it
-    return response
+    return render_error(domain_problem)(busy)
 
 
 ErrorRenderer = Callable[[Exception], Response]
@@ -131,11 +128,22 @@ def register_protocol_renderer(prefix: str, renderer: ErrorRenderer) -> None:
 
 
 def render_error(default: Callable[[Any], Response]) -> Callable[[Exception], Response]:
+    """The error in the format of the protocol the request spoke (problem JSON by default),
+    with a Retry-After when it passes, whichever renders it."""
+
     def handle(error: Exception) -> Response:
-        for prefix, renderer in PROTOCOL_RENDERERS:
-            if request.path.startswith(prefix):
-                return renderer(error)
-        return default(error)
+        renderer = next(
+            (
+                renderer
+                for prefix, renderer in PROTOCOL_RENDERERS
+                if request.path.startswith(prefix)
+            ),
+            default,
+        )
+        response = renderer(error)
+        if isinstance(error, errors.DomainError):
+            said_when_to_retry(response, error)
+        return response
 
     return handle
 

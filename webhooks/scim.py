@@ -30,7 +30,7 @@ from webhooks import scim_provider as provider
 from webhooks.auth import require_token
 from webhooks.body import UnreadableBody, decode_json, integer_text
 from webhooks.context import db_session, settings, use_autocommit_session
-from webhooks.errors import Unauthorized, register_protocol_renderer, said_when_to_retry
+from webhooks.errors import Unauthorized, register_protocol_renderer
 
 PREFIX = "/scim/v2"
 MEDIA_TYPE = "application/scim+json"
@@ -376,9 +376,7 @@ def render_scim_error(error: Exception) -> Response:
         status, scim_type = next(
             ((s, t) for kind, s, t in STATUS_BY_ERROR if isinstance(error, kind)), (400, None)
         )
-        response = scim_error(status, error.message, scim_type)
-        said_when_to_retry(response, error)
-        return response
+        return scim_error(status, error.message, scim_type)
     if isinstance(error, ValidationError):
         return scim_error(400, "the request does not match the schema", "invalidValue")
     if isinstance(error, IntegrityError):
