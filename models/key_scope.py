@@ -76,7 +76,7 @@ def own_user_keys(user_id: Any) -> ColumnElement[bool]:
     return and_(VirtualApiKey.owner_user_id == user_id, VirtualApiKey.key_type == KeyType.USER)
 
 
-def createdteam_keys(user_id: Any) -> ColumnElement[bool]:
+def created_team_keys(user_id: Any) -> ColumnElement[bool]:
     return and_(VirtualApiKey.created_by_user_id == user_id, VirtualApiKey.key_type == KeyType.TEAM)
 
 
@@ -89,7 +89,7 @@ def created_org_keys(user_id: Any) -> ColumnElement[bool]:
 
 def held_by(user_id: Any) -> ColumnElement[bool]:
     """Every key a revocation of this person touches, whatever the policy."""
-    return or_(own_user_keys(user_id), createdteam_keys(user_id), created_org_keys(user_id))
+    return or_(own_user_keys(user_id), created_team_keys(user_id), created_org_keys(user_id))
 
 
 def holder() -> ColumnElement[Any]:
@@ -106,7 +106,7 @@ def revocation(settings: OrganisationSettings, user_id: uuid.UUID) -> Scope:
     return Scope(
         keys=(
             KeyGroup(KIND_USER_KEY, own_user_keys(user_id), _action(settings.user_key_policy)),
-            KeyGroup(KIND_TEAM_KEY, createdteam_keys(user_id), _action(settings.team_key_policy)),
+            KeyGroup(KIND_TEAM_KEY, created_team_keys(user_id), _action(settings.team_key_policy)),
             KeyGroup(KIND_ORG_KEY, created_org_keys(user_id), _action(settings.org_key_policy)),
         ),
         budgets=or_(
@@ -125,7 +125,7 @@ def revoked_at_revocation(organisation_id: Any, user_id: Any) -> ColumnElement[b
     round trip on the hot path); the same groups and policies as `revocation`."""
     return or_(
         and_(own_user_keys(user_id), _policy_is(organisation_id, "user_key_policy")),
-        and_(createdteam_keys(user_id), _policy_is(organisation_id, "team_key_policy")),
+        and_(created_team_keys(user_id), _policy_is(organisation_id, "team_key_policy")),
         and_(created_org_keys(user_id), _policy_is(organisation_id, "org_key_policy")),
     )
 
@@ -189,7 +189,7 @@ def org_role_dropped(user_id: uuid.UUID, *, before: Role, after: Role) -> Scope:
             TeamMembership.user_id == user_id, TeamMembership.role == TeamRole.MANAGER
         )
         keys = and_(
-            createdteam_keys(user_id),
+            created_team_keys(user_id),
             or_(VirtualApiKey.owner_team_id.is_(None), VirtualApiKey.owner_team_id.not_in(managed)),
         )
         groups.append(KeyGroup(KIND_TEAM_KEY, keys, HOLD))
