@@ -836,9 +836,7 @@ def _apply_mapped_role(
     user = scim_user.user
     if user.status is UserStatus.REVOKED and scim_user.granted_role is None:
         return
-    base = scim_user.role_before_grant if scim_user.granted_role else user.role
-    if scim_user.granted_role is not None and user.role is not scim_user.granted_role:
-        base = user.role  # changed by someone else since the grant: that is the base now
+    base = _base_role(scim_user)
     assert base is not None
     target = mapped if mapped is not None and mapped.rank > base.rank else base
     if target.rank < user.role.rank:
@@ -889,9 +887,7 @@ def _role_settled(scim_user: ScimUser, mapped: Role | None) -> bool:
     user = scim_user.user
     if user.status is UserStatus.REVOKED and scim_user.granted_role is None:
         return True
-    base = scim_user.role_before_grant if scim_user.granted_role else user.role
-    if scim_user.granted_role is not None and user.role is not scim_user.granted_role:
-        base = user.role
+    base = _base_role(scim_user)
     if base is None:
         return False
     target = mapped if mapped is not None and mapped.rank > base.rank else base
@@ -901,6 +897,15 @@ def _role_settled(scim_user: ScimUser, mapped: Role | None) -> bool:
     return scim_user.granted_role is (target if granted else None) and (
         scim_user.role_before_grant is (base if granted else None)
     )
+
+
+def _base_role(scim_user: ScimUser) -> Role | None:
+    """The role the user has apart from the groups' grant: the one before it, or their role
+    when nothing is granted or someone else changed it since the grant (that is the base now)."""
+    user = scim_user.user
+    if scim_user.granted_role is not None and user.role is scim_user.granted_role:
+        return scim_user.role_before_grant
+    return user.role
 
 
 def _mapped_roles(
