@@ -941,18 +941,9 @@ def _role_drop_held(session: Session, scim_user: ScimUser, target: Role, actor: 
 
 
 def _mapped_role(session: Session, scim_user: ScimUser) -> Role | None:
-    roles = session.scalars(
-        select(ScimGroupRole.role)
-        .join(Team, Team.name_key == ScimGroupRole.group_name_key)
-        .join(TeamMembership, TeamMembership.team_id == Team.id)
-        .where(
-            ScimGroupRole.organisation_id == scim_user.organisation_id,
-            Team.organisation_id == scim_user.organisation_id,
-            Team.external_source == Source.SCIM,
-            TeamMembership.user_id == scim_user.user_id,
-        )
-    ).all()
-    return max(roles, key=lambda role: role.rank, default=None)
+    return _mapped_roles(session, scim_user.organisation_id, [scim_user.user_id]).get(
+        scim_user.user_id
+    )
 
 
 def _lock(
