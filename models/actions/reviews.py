@@ -932,13 +932,18 @@ def _read_locked(session: Session, finding: ReviewFinding) -> None:
     """Lock the finding's review and read the finding again: two people deciding findings of
     one review at once take turns, so the later sees the earlier's answer (one decision per
     finding) and whether any finding is left open (the review closes once)."""
+    _lock_review(session, finding.review_id)
+    session.refresh(finding)
+
+
+def _lock_review(session: Session, review_id: uuid.UUID) -> None:
+    """Lock the review (PostgreSQL) and read it again."""
     _lock(
         session,
         select(RevocationReview)
-        .where(RevocationReview.id == finding.review_id)
+        .where(RevocationReview.id == review_id)
         .execution_options(populate_existing=True),
     )
-    session.refresh(finding)
 
 
 def _answerable_by_hand(finding: ReviewFinding) -> None:
@@ -988,12 +993,7 @@ def acknowledge_review(
 ) -> int:
     """Acknowledge every open finding (or only those of `team_ids`); the count acknowledged.
     The review is locked and its findings read again, as for a single finding."""
-    _lock(
-        session,
-        select(RevocationReview)
-        .where(RevocationReview.id == review.id)
-        .execution_options(populate_existing=True),
-    )
+    _lock_review(session, review.id)
     findings = session.scalars(
         select(ReviewFinding)
         .where(ReviewFinding.review_id == review.id)
