@@ -164,3 +164,14 @@ def deactivate(client: FlaskClient, holder: KeyHolder) -> None:
         headers={"Authorization": f"Bearer {holder.scim_token}", "Content-Type": SCIM},
     )
     assert response.status_code == 200, response.json
+
+
+def reactivate(session: Session, client: FlaskClient, holder: KeyHolder) -> None:
+    """The holder's admin reactivates the person through the admin API."""
+    token = f.admin_token(session, holder.org, holder.admin)
+    session.commit()
+    answer = client.post(
+        f"/api/v1/users/{holder.user_id}/reactivate",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200, answer.get_json()

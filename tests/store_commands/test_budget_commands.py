@@ -9,8 +9,7 @@ import uuid
 from sqlalchemy import select
 
 from models.entities import AuditEvent, KeyCutoff, StoreCommand
-from tests.store_commands.conftest import KeyHolder, deactivate, provision_key_holder
-from tests.support import factories as f
+from tests.store_commands.conftest import KeyHolder, deactivate, provision_key_holder, reactivate
 from tests.support.odock import OdockStandIn
 from tests.support.odock.store import budgets
 from tests.support.reaper import wait_reaping
@@ -80,13 +79,7 @@ def test_a_revocation_freezes_the_budget_in_the_store_and_reactivation_thaws_it_
     ]
 
     odock.store_faults.fail = True
-    token = f.admin_token(bridged_session, holder.org, holder.admin)
-    bridged_session.commit()
-    answer = bridged_client.post(
-        f"/api/v1/users/{holder.user_id}/reactivate",
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert answer.status_code == 200, answer.get_json()
+    reactivate(bridged_session, bridged_client, holder)
 
     def thaws_refused():
         seen = odock.commands_seen.for_key(budget_id)

@@ -13,8 +13,7 @@ from models.entities import (
     StoreCommand,
 )
 from models.enums import FindingState, Severity
-from tests.store_commands.conftest import deactivate, provision_key_holder
-from tests.support import factories as f
+from tests.store_commands.conftest import deactivate, provision_key_holder, reactivate
 from tests.support.reaper import wait_reaping
 from tests.support.wait import wait_until
 
@@ -189,13 +188,7 @@ def test_a_proof_answered_after_the_key_was_restored_raises_no_alarm(
     odock.gateway_faults.status_unavailable = True
     deactivate(bridged_client, holder)
     wait_until(lambda: odock.call(holder.key_value) == REJECTED, timeout=30, what="rejection")
-    token = f.admin_token(bridged_session, holder.org, holder.admin)
-    bridged_session.commit()
-    answer = bridged_client.post(
-        f"/api/v1/users/{holder.user_id}/reactivate",
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert answer.status_code == 200, answer.get_json()
+    reactivate(bridged_session, bridged_client, holder)
     wait_until(lambda: odock.call(holder.key_value) == ACCEPTED, timeout=30, what="restored")
 
     odock.gateway_faults.heal()  # the revoke's proof is answered now: accepted, since restored

@@ -10,9 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from models.entities import KeyCutoff, StoreCommand
-from tests.store_commands.conftest import bridged, deactivate, provision_key_holder
+from tests.store_commands.conftest import bridged, deactivate, provision_key_holder, reactivate
 from tests.store_commands.test_end_to_end import ACCEPTED, REJECTED, command_of, cutoff_of
-from tests.support import factories as f
 from tests.support.reaper import wait_reaping
 from tests.support.wait import wait_until
 from tests.support.worker import start_worker
@@ -102,13 +101,7 @@ def test_a_reactivation_after_a_worker_killed_mid_revoke_ends_with_the_key_activ
         first.process.wait(timeout=10)
     finally:
         first.kill()
-    token = f.admin_token(bridged_session, holder.org, holder.admin)
-    bridged_session.commit()
-    answer = bridged_client.post(
-        f"/api/v1/users/{holder.user_id}/reactivate",
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert answer.status_code == 200, answer.get_json()
+    reactivate(bridged_session, bridged_client, holder)
     odock.store_faults.heal()  # the dead caller's revoke applies now
 
     second = start_worker(bridged_settings, log_dir=tmp_path)
