@@ -21,6 +21,20 @@ CLIENT_ID = "odock-sync"
 KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
 
 
+def configure(session, scene, settings, issuer: str) -> None:
+    """The scene's organisation signs in with the provider at `issuer`."""
+    oidc_providers.configure(
+        session,
+        organisation=scene.org,
+        secret_key=settings.secret_key,
+        actor=scene.actor(scene.admin_viewer),
+        policy=settings.outbound_policy(),
+        issuer=issuer,
+        client_id=CLIENT_ID,
+        client_secret="client-secret-0123456789abcdef",
+    )
+
+
 @pytest.fixture
 def issuer(httpserver: HTTPServer, session, scene, settings) -> str:
     """A provider that names itself in its answers (RFC 9207), set for the scene's organisation."""
@@ -34,16 +48,7 @@ def issuer(httpserver: HTTPServer, session, scene, settings) -> str:
             "authorization_response_iss_parameter_supported": True,
         }
     )
-    oidc_providers.configure(
-        session,
-        organisation=scene.org,
-        secret_key=settings.secret_key,
-        actor=scene.actor(scene.admin_viewer),
-        policy=settings.outbound_policy(),
-        issuer=issuer,
-        client_id=CLIENT_ID,
-        client_secret="client-secret-0123456789abcdef",
-    )
+    configure(session, scene, settings, issuer)
     session.commit()
     return issuer
 
@@ -125,16 +130,7 @@ def test_a_garbled_discovery_document_is_the_unavailable_page(
             **garbage,
         }
     )
-    oidc_providers.configure(
-        session,
-        organisation=scene.org,
-        secret_key=settings.secret_key,
-        actor=scene.actor(scene.admin_viewer),
-        policy=settings.outbound_policy(),
-        issuer=issuer,
-        client_id=CLIENT_ID,
-        client_secret="client-secret-0123456789abcdef",
-    )
+    configure(session, scene, settings, issuer)
     issued = scene.invite(session, email="eve@example.com")
     session.commit()
     answer = client.get(f"/enroll/{issued.token}/sign-in")
