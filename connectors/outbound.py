@@ -320,12 +320,27 @@ def read_bounded(response: requests.Response, *, max_bytes: int, deadline: float
             chunk = response.raw.read1(READ_BYTES, decode_content=True)
         except urllib3.exceptions.ReadTimeoutError:
             raise BodyTooSlow("not read whole in time") from None
+        except urllib3.exceptions.HTTPError as exc:
+            # As requests' own reads turn them: a body cut short (the connection closed before
+            # its length) or undecodable is a RequestException to every caller, never urllib3's.
+            raise _as_request_error(exc) from exc
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
         if size > max_bytes:
             raise BodyTooLarge(f"larger than {max_bytes} bytes")
         chunks.append(chunk)
+
+
+def _as_request_error(exc: urllib3.exceptions.HTTPError) -> requests.RequestException:
+    """The requests exception requests' iter_content raises for this urllib3 error."""
+    if isinstance(exc, urllib3.exceptions.DecodeError):
+        return requests.exceptions.ContentDecodingError(exc)
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return requests.exceptions.SSLError(exc)
+    if isinstance(exc, urllib3.exceptions.ProtocolError):
+        return requests.exceptions.ChunkedEncodingError(exc)
+    return requests.exceptions.ConnectionError(exc)
 
 
 READ_BYTES = 64 * 1024

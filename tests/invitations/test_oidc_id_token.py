@@ -7,6 +7,8 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -279,6 +281,35 @@ def test_a_jwks_that_is_huge_garbage_or_hangs_is_refused_in_bounded_time(
     with pytest.raises(oidc.OidcError, match=r"JWKS (could not be read|is not a JSON object)"):
         verify(impatient, signed(claims_for(impatient)))
     assert time.monotonic() - started < 1.5
+
+
+def test_a_jwks_cut_short_is_refused_as_unreadable(
+    client: oidc.Client, httpserver: HTTPServer
+) -> None:
+    """The body read bounded from the raw stream: a connection closed before the length the
+    answer announced is the provider's failure, not an error escaping the sign-in."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def cut_short() -> None:
+        with listener, listener.accept()[0] as connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+
+    server = threading.Thread(target=cut_short, daemon=True)
+    server.start()
+    issuer = httpserver.url_for("/cut-jwks")
+    httpserver.expect_request("/cut-jwks/.well-known/openid-configuration").respond_with_json(
+        {
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/auth",
+            "token_endpoint": f"{issuer}/token",
+            "jwks_uri": f"http://127.0.0.1:{listener.getsockname()[1]}/jwks",
+        }
+    )
+    cut = oidc.Client(**{**client.__dict__, "issuer": issuer})
+    with pytest.raises(oidc.OidcError, match="JWKS could not be read"):
+        verify(cut, signed(claims_for(cut)))
+    server.join(5)
 
 
 def test_an_answer_from_another_provider_is_refused_before_the_code_is_sent(
