@@ -12,7 +12,6 @@ process.
 from __future__ import annotations
 
 import argparse
-import secrets
 import statistics
 import sys
 import time
@@ -26,15 +25,11 @@ from sqlalchemy import insert, select, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.scim_vs_reference import seed  # noqa: E402
+from benchmarks.scim_vs_reference import bench_organisation, seed  # noqa: E402
 from benchmarks.scratch import on_both_backends  # noqa: E402
 from models.base import utcnow  # noqa: E402
-from models.db import make_engine, make_session_factory  # noqa: E402
 from models.entities import ScimUser, TeamMembership  # noqa: E402
 from models.enums import Source, TeamRole  # noqa: E402
-from models.migrate import upgrade  # noqa: E402
-from models.settings import Settings  # noqa: E402
-from tests.support import factories  # noqa: E402
 from webhooks.app import create_app  # noqa: E402
 
 SCIM = "application/scim+json"
@@ -51,18 +46,7 @@ def timed(call: Callable[[], Any], repeat: int) -> float:
 
 
 def run_backend(label: str, database_url: str, broker_url: str, members: int) -> None:
-    settings = Settings(
-        database_url=database_url,
-        celery_broker_url=broker_url,
-        secret_key=secrets.token_urlsafe(32),
-        log_level="WARNING",
-    )
-    engine = make_engine(settings)
-    upgrade(engine)
-    with make_session_factory(engine)() as session:
-        org = factories.make_org(session, "Bench")
-        token = factories.scim_token(session, org)
-        session.commit()
+    settings, engine, org, token = bench_organisation(database_url, broker_url)
     seed(engine, org, 0, members)
     client = create_app(settings).test_client()
     headers = {"Authorization": f"Bearer {token}", "Accept": SCIM}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -27,16 +26,13 @@ from sqlalchemy.engine import Engine
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.scim_vs_reference import PATCH_OP, seed  # noqa: E402
+from benchmarks.scim_vs_reference import PATCH_OP, bench_organisation, seed  # noqa: E402
 from benchmarks.scratch import StatementCounter, on_both_backends  # noqa: E402
 from models.actions import scim as scim_actions  # noqa: E402
 from models.actor import Actor  # noqa: E402
-from models.db import make_engine, make_session_factory  # noqa: E402
+from models.db import make_session_factory  # noqa: E402
 from models.entities import Organisation, ScimUser  # noqa: E402
 from models.enums import Role, Source  # noqa: E402
-from models.migrate import upgrade  # noqa: E402
-from models.settings import Settings  # noqa: E402
-from tests.support import factories  # noqa: E402
 from webhooks.app import create_app  # noqa: E402
 
 SCIM = "application/scim+json"
@@ -66,18 +62,7 @@ def measured(call: Callable[[], Any]) -> tuple[int, int, float]:
 
 
 def run_backend(label: str, database_url: str, broker_url: str, members: int) -> None:
-    settings = Settings(
-        database_url=database_url,
-        celery_broker_url=broker_url,
-        secret_key=secrets.token_urlsafe(32),
-        log_level="WARNING",
-    )
-    engine = make_engine(settings)
-    upgrade(engine)
-    with make_session_factory(engine)() as session:
-        org = factories.make_org(session, "Bench")
-        token = factories.scim_token(session, org)
-        session.commit()
+    settings, engine, org, token = bench_organisation(database_url, broker_url)
     seed(engine, org, 0, 2 * members)
     with engine.connect() as connection:
         ids = [str(i) for i in connection.execute(select(ScimUser.id)).scalars()]

@@ -610,6 +610,24 @@ def client_note(results: Results) -> str:
 # --- 100,000 users -------------------------------------------------------------------------
 
 
+def bench_organisation(database_url: str, broker_url: str) -> tuple[Settings, Any, Any, str]:
+    """Quiet settings for this database and broker, the database migrated, and one
+    organisation ("Bench") with its SCIM token: (settings, engine, organisation, token)."""
+    settings = Settings(
+        database_url=database_url,
+        celery_broker_url=broker_url,
+        secret_key=secrets.token_urlsafe(32),
+        log_level="WARNING",
+    )
+    engine = make_engine(settings)
+    upgrade(engine)
+    with make_session_factory(engine)() as session:
+        org = factories.make_org(session, "Bench")
+        token = factories.scim_token(session, org)
+        session.commit()
+    return settings, engine, org, token
+
+
 def seed(engine: Any, org: Any, start: int, stop: int, chunk: int = 5000) -> None:
     """Insert SCIM users straight into the tables, as provisioning would have left them."""
     for low in range(start, stop, chunk):
