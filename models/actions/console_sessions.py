@@ -179,10 +179,15 @@ def forget_provider_accounts(
     user = find_user_by_email(session, organisation_id, email)
     if user is None:
         raise NotFound(f"no person with email {email} in this organisation", field="email")
-    bound = session.scalars(select(OidcSubject).where(OidcSubject.user_id == user.id)).all()
+    # What this statement deleted, not what a read before it saw: two forgettings at once
+    # audit each account once.
+    bound = session.execute(
+        delete(OidcSubject)
+        .where(OidcSubject.user_id == user.id)
+        .returning(OidcSubject.issuer, OidcSubject.subject)
+    ).all()
     if not bound:
         return 0
-    session.execute(delete(OidcSubject).where(OidcSubject.user_id == user.id))
     audit.record(
         session,
         actor=actor,

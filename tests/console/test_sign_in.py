@@ -342,3 +342,22 @@ def test_two_first_sign_ins_with_different_accounts_at_once_bind_one_of_them(ses
     with sessions() as fresh:
         bound = [(b.user_id, b.subject) for b in fresh.scalars(select(OidcSubject))]
     assert bound == [(org.admin.id, winner)]
+
+
+def test_two_forgettings_of_one_account_at_once_audit_it_once(session, sessions, org):
+    _admin_signs_in_with(session, org, console_sessions.ProviderAccount("https://idp.x", "00u"))
+
+    def forget() -> int:
+        with sessions() as own:
+            forgotten = console_sessions.forget_provider_accounts(
+                own, organisation_id=org.org.id, email=org.admin.email, actor=f.SETUP
+            )
+            own.commit()
+            return forgotten
+
+    assert sorted(in_parallel([forget, forget])) == [0, 1]
+    with sessions() as fresh:
+        forgettings = fresh.scalars(
+            select(AuditEvent).where(AuditEvent.action == "sign_in.oidc_account_forgotten")
+        ).all()
+    assert len(forgettings) == 1
