@@ -9,7 +9,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-import urllib3
 
 from connectors.outbound import BodyRefused, UrlPolicy, pinned_session, read_bounded
 from connectors.signed_webhooks import sign
@@ -74,7 +73,7 @@ def send_store_command(
             answer = read_bounded(response, max_bytes=MAX_ANSWER_BYTES, deadline=deadline)
     except BodyRefused as exc:
         raise StoreUnavailable(f"store answered {response.status_code}, its body {exc}") from None
-    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+    except (requests.RequestException, OSError) as exc:
         raise StoreUnavailable(f"store unreachable: {type(exc).__name__}") from exc
     return _applied_at(answer)
 

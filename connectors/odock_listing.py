@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import requests
-import urllib3
 
 from connectors.outbound import BodyTooLarge, BodyTooSlow, UrlPolicy, pinned_session, read_bounded
 
@@ -84,7 +83,7 @@ def _page(
         raise ListingFailed(f"page {number} is {exc}") from None
     except BodyTooSlow:
         raise ListingFailed(f"page {number} was not read whole within {timeout:g} s") from None
-    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+    except (requests.RequestException, OSError) as exc:
         raise ListingFailed(f"page {number}: {type(exc).__name__}") from exc
     try:
         body = json.loads(raw)
