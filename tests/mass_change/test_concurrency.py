@@ -3,8 +3,6 @@ so no two requests both see room under the threshold."""
 
 from __future__ import annotations
 
-import threading
-
 import requests
 
 from models.enums import ChangeStatus, UserStatus
@@ -20,13 +18,9 @@ def test_parallel_scim_deactivations_apply_exactly_the_threshold(
 ):
     emails = [f"c{n}@gated.test" for n in range(PARALLEL)]
     ids = gated.scim_users(scim, *emails)
-    barrier = threading.Barrier(PARALLEL)
-    answers: list[int] = []
-    lock = threading.Lock()
 
-    def deactivate(scim_id: str) -> None:
-        barrier.wait()
-        response = requests.patch(
+    def deactivate(scim_id: str) -> int:
+        return requests.patch(
             f"{live_server}/scim/v2/Users/{scim_id}",
             json=okta_deactivate(),
             headers={
@@ -34,15 +28,9 @@ def test_parallel_scim_deactivations_apply_exactly_the_threshold(
                 "Content-Type": "application/scim+json",
             },
             timeout=60,
-        )
-        with lock:
-            answers.append(response.status_code)
+        ).status_code
 
-    threads = [threading.Thread(target=deactivate, args=(scim_id,)) for scim_id in ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=90)
+    answers = in_parallel([lambda scim_id=scim_id: deactivate(scim_id) for scim_id in ids])
 
     assert answers == [200] * PARALLEL
     revoked = statuses(sessions, emails).count(UserStatus.REVOKED)
