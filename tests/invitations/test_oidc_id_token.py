@@ -239,9 +239,15 @@ def test_times_within_the_leeway_are_taken(client):
     assert verify(client, token).subject == "248289761001"
 
 
+# A bounded read ends at its 0.5 s deadline; an unbounded one reads the whole 6 s trickle.
+# Between the two, room for a loaded machine.
+BOUNDED = 4.0
+
+
 def _trickle(request: Request) -> Response:
     def body() -> Iterator[bytes]:
-        for _ in range(20):  # each byte within the read timeout, the whole past the deadline
+        # each byte within the read timeout, the whole (6 s) far past the deadline (0.5 s)
+        for _ in range(60):
             time.sleep(0.1)
             yield b" "
 
@@ -280,7 +286,7 @@ def test_a_jwks_that_is_huge_garbage_or_hangs_is_refused_in_bounded_time(
     started = time.monotonic()
     with pytest.raises(oidc.OidcError, match=r"JWKS (could not be read|is not a JSON object)"):
         verify(impatient, signed(claims_for(impatient)))
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < BOUNDED
 
 
 def test_a_jwks_cut_short_is_refused_as_unreadable(
@@ -389,7 +395,7 @@ def test_a_token_endpoint_that_is_huge_or_hangs_is_refused_in_bounded_time(
     started = time.monotonic()
     with pytest.raises(oidc.OidcError, match="refused the sign-in code"):
         oidc.finish(impatient, code="c", code_verifier="v" * 43, nonce=NONCE, response_issuer=None)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < BOUNDED
 
 
 def test_a_provider_offering_only_symmetric_or_no_signatures_is_refused(
