@@ -266,24 +266,30 @@ def pin(session: SessionT, policy: UrlPolicy) -> SessionT:
 def post_json(
     url: str, body: bytes, headers: dict[str, str], *, timeout: float, policy: UrlPolicy
 ) -> PostResult:
-    """POST without following redirects (a redirect could lead to a private address)."""
+    """POST without following redirects (a redirect could lead to a private address). Only the
+    status is read: the answer's body, which nothing uses, is left unread (stream=True), so a
+    receiver sending it slowly or without end holds no worker past `timeout`."""
     started = time.monotonic()
     try:
-        with pinned_session(policy) as http:
-            response = http.post(
+        with (
+            pinned_session(policy) as http,
+            http.post(
                 url,
                 data=body,
                 headers={"Content-Type": "application/json", **headers},
                 timeout=timeout,
                 allow_redirects=False,
-            )
+                stream=True,
+            ) as response,
+        ):
+            status = response.status_code
     except RefusedDestination as exc:
         return PostResult(False, None, f"refused: {exc}", _ms(started))
     except requests.RequestException as exc:
         return PostResult(False, None, f"{type(exc).__name__}", _ms(started))
-    ok = 200 <= response.status_code < 300
-    error = None if ok else f"HTTP {response.status_code}"
-    return PostResult(ok, response.status_code, error, _ms(started))
+    ok = 200 <= status < 300
+    error = None if ok else f"HTTP {status}"
+    return PostResult(ok, status, error, _ms(started))
 
 
 def _ms(started: float) -> int:

@@ -4,9 +4,12 @@ address that was checked (no second DNS lookup to rebind)."""
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Iterator
 
 import pytest
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from connectors.outbound import (
     RefusedDestination,
@@ -115,6 +118,27 @@ def test_a_post_goes_to_the_checked_address_with_the_original_host(
     assert rebinding_dns == ["hook.test"]  # resolved once, by the check
     request, _ = httpserver.log[-1]
     assert request.headers["Host"] == f"hook.test:{httpserver.port}"
+
+
+def test_a_hook_trickling_its_answer_is_not_waited_for(httpserver: HTTPServer) -> None:
+    """A delivery is its status: the body is never read, so a receiver sending one a byte at
+    a time (each within the read timeout) cannot hold a worker past its timeout."""
+
+    def trickle(request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            for _ in range(20):
+                time.sleep(0.1)
+                yield b" "
+
+        return Response(body(), status=200)
+
+    httpserver.expect_oneshot_request("/hook", method="POST").respond_with_handler(trickle)
+    started = time.monotonic()
+    result = post_json(
+        httpserver.url_for("/hook"), b"{}", {}, timeout=0.5, policy=UrlPolicy(allow_loopback=True)
+    )
+    assert result.ok, result
+    assert time.monotonic() - started < 1.5
 
 
 def test_a_pinned_session_refuses_before_connecting(httpserver: HTTPServer):
