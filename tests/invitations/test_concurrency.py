@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import timedelta
 
@@ -15,27 +14,7 @@ from models.base import utcnow
 from models.entities import AuditEvent, Invitation, User
 from models.enums import InvitationStatus
 from models.errors import DomainError
-
-
-def _run_together(works) -> list[str]:
-    """Start every callable at the same instant in its own thread; their results."""
-    barrier = threading.Barrier(len(works))
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def run(work) -> None:
-        barrier.wait()
-        result = work()
-        with lock:
-            outcomes.append(result)
-
-    threads = [threading.Thread(target=run, args=(work,)) for work in works]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert len(outcomes) == len(works), "a thread failed; see the warnings"
-    return outcomes
+from tests.support.parallel import in_parallel
 
 
 def test_twenty_simultaneous_accepts_make_exactly_one_user(session, sessions, scene):
@@ -61,7 +40,7 @@ def test_twenty_simultaneous_accepts_make_exactly_one_user(session, sessions, sc
                 return exc.code
             return "accepted"
 
-    outcomes = Counter(_run_together([accept] * 20))
+    outcomes = Counter(in_parallel([accept] * 20))
     assert outcomes == {"accepted": 1, "invitation_used": 19}
     session.expire_all()
     users = session.scalar(select(func.count(User.id)).where(User.email_key == "race@example.com"))
@@ -84,7 +63,7 @@ def test_two_expiry_sweeps_at_once_expire_and_audit_each_row_once(
         scene.invite(session, f"e{i}@example.com").invitation.expires_at = now - timedelta(hours=1)
     session.commit()
 
-    totals = _run_together([lambda: str(expire_overdue.run())] * 2)
+    totals = in_parallel([lambda: str(expire_overdue.run())] * 2)
     assert sum(int(t) for t in totals) == 40
     expired = session.scalar(
         select(func.count(Invitation.id)).where(Invitation.status == InvitationStatus.EXPIRED)
@@ -118,7 +97,7 @@ def test_accept_racing_the_expiry_sweep_never_both(session, sessions, scene):
             own.commit()
             return "expired" if count else "nothing"
 
-    outcomes = set(_run_together([accept, sweep]))
+    outcomes = set(in_parallel([accept, sweep]))
     session.expire_all()
     final = session.get(Invitation, issued.invitation.id).status
     assert final in (InvitationStatus.ACCEPTED, InvitationStatus.EXPIRED)
