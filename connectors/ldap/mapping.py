@@ -173,7 +173,8 @@ class AttributeMapping(BaseModel):
         return any(name.lower() in USERNAME_MEMBERS for name in self.group_members)
 
     def group_attributes(self) -> list[str]:
-        return list(dict.fromkeys([self.group_name, self.change_attribute, *self.group_members]))
+        names = [self.stable_id, self.group_name, self.change_attribute, *self.group_members]
+        return list(dict.fromkeys(names))
 
 
 PRESETS: dict[str, AttributeMapping] = {
@@ -247,6 +248,7 @@ class Group:
     name: str
     members: list[str]
     change: str
+    external_id: str = ""  # the stable id (entryUUID, objectGUID); "" when unreadable
 
 
 class EntryProblem(Exception):
@@ -539,6 +541,15 @@ def _stable_id(dn: str, raw: Attributes, key: str | None, mapping: AttributeMapp
         raise EntryProblem(dn, f"{mapping.stable_id} is not valid UTF-8") from None
 
 
+def _group_id(dn: str, raw: Attributes, mapping: AttributeMapping) -> str:
+    """A group's stable id, "" when it has none we can read: such a group is still found by
+    its name or DN, as before its id was kept."""
+    try:
+        return _stable_id(dn, raw, _key(raw, mapping.stable_id), mapping)
+    except EntryProblem:
+        return ""
+
+
 def _all_emails(values: list[bytes]) -> tuple[str, ...]:
     """The values of a multi-valued email attribute, trimmed and lower-cased; () for one."""
     if len(values) < 2:
@@ -641,6 +652,7 @@ def map_group(
         name=_text(dn, attrs, mapping.group_name, None) or dn,
         members=members,
         change=_text(dn, attrs, mapping.change_attribute, None),
+        external_id=_group_id(dn, attrs, mapping),
     )
 
 

@@ -128,6 +128,17 @@ class TeamRetire(PlanItem):
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
+class GroupRename(PlanItem):
+    """A mapped group found by its stable id under another name or DN: the mapping's key
+    (`before`, as the admin wrote it) becomes the group's name or DN now (`after`)."""
+
+    external_id: str
+    before: str
+    after: str
+    dn: str
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
 class EntryError(PlanItem):
     """An entry the plan leaves alone, and why (unreadable, a duplicate, someone else's)."""
 
@@ -148,6 +159,7 @@ ITEM_TYPES: dict[str, type[PlanItem]] = {
     "team_adds": TeamAdd,
     "team_removes": TeamRemove,
     "team_retires": TeamRetire,
+    "group_renames": GroupRename,
     "errors": EntryError,
 }
 
@@ -166,6 +178,9 @@ class Plan:
     team_adds: list[TeamAdd] = field(default_factory=list)
     team_removes: list[TeamRemove] = field(default_factory=list)
     team_retires: list[TeamRetire] = field(default_factory=list)
+    group_renames: list[GroupRename] = field(default_factory=list)
+    # mapping key -> stable id of the one group it names in this read (empty: none read)
+    group_ids: dict[str, str] = field(default_factory=dict)
     errors: list[EntryError] = field(default_factory=list)
     read: int = 0
     unchanged: int = 0

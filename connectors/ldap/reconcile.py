@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from connectors.ldap.group_links import link_groups
 from connectors.ldap.mapping import EntryProblem, Group, Person, expand_groups, normalize_dn
 from connectors.ldap.plan import (
     Create,
@@ -83,16 +84,15 @@ class TeamIndex:
         return self.by_dn.get(dn_key or normalize_dn(dn), ())
 
 
-def team_index(groups: dict[str, Group], group_teams: dict[str, str]) -> TeamIndex:
+def team_index(
+    groups: dict[str, Group], group_teams: dict[str, str], group_ids: dict[str, str]
+) -> TeamIndex:
     """The teams of each member, as plan_groups puts them in teams (same expansion, same
     mapping, the same name when several spellings map to one team)."""
     expanded = expand_groups(groups)
     index = TeamIndex()
     shared: dict[tuple[str, ...], tuple[str, ...]] = {}  # few combinations, one tuple each
-    for key, group in groups.items():
-        team = _lookup(group_teams, group)
-        if not team:
-            continue
+    for key, team in link_groups(groups, group_teams, group_ids).named(group_teams):
         team_key = team.strip().lower()
         index.names[team_key] = team.strip()
         for dn in expanded[key]:
@@ -409,31 +409,39 @@ class Reconciler:
         *,
         group_teams: dict[str, str],
         group_roles: dict[str, str],
+        group_ids: dict[str, str],
         state: MembershipState,
         dn_to_id: dict[str, str],
         role_rank: Callable[[str], int],
         known_for_roles: dict[str, Known] | None = None,
     ) -> None:
         """Team memberships and roles from groups (nested groups expanded here); a person in
-        several role groups gets the highest role by `role_rank`."""
+        several role groups gets the highest role by `role_rank`. Groups are found by the
+        stable ids `group_ids` binds mapping keys to (connectors.ldap.group_links)."""
         expanded = expand_groups(groups)
+        links = link_groups(groups, [*group_teams, *group_roles], group_ids)
+        self.plan.group_renames, self.plan.group_ids = links.renames, links.bound
         desired_teams: dict[str, set[str]] = {}
         desired_role: dict[str, str] = {}
         team_names: dict[str, str] = {}
-        for key, group in groups.items():
-            # A member who is no person read has no id: nobody to add (ids are never "").
-            members = set(filter(None, map(dn_to_id.get, expanded[key])))
-            members.difference_update(self.not_imported)
-            team = _lookup(group_teams, group)
-            if team:
-                team_key = team.strip().lower()
-                team_names[team_key] = team.strip()
-                desired_teams.setdefault(team_key, set()).update(members)
-            role = _lookup(group_roles, group)
-            if role:
-                for ext in members:
-                    if role_rank(role) > role_rank(desired_role.get(ext, "USER")):
-                        desired_role[ext] = role
+        read: dict[str, set[str]] = {}
+
+        def members_of(key: str) -> set[str]:
+            if key not in read:
+                # A member who is no person read has no id: nobody to add (ids are never "").
+                members = set(filter(None, map(dn_to_id.get, expanded[key])))
+                members.difference_update(self.not_imported)
+                read[key] = members
+            return read[key]
+
+        for key, team in links.named(group_teams):
+            team_key = team.strip().lower()
+            team_names[team_key] = team.strip()
+            desired_teams.setdefault(team_key, set()).update(members_of(key))
+        for key, role in links.named(group_roles):
+            for ext in members_of(key):
+                if role_rank(role) > role_rank(desired_role.get(ext, "USER")):
+                    desired_role[ext] = role
         relinked = {item.previous_external_id: item.external_id for item in self.plan.relinks}
         if relinked:  # memberships follow the person to the new stable id
             state.memberships = {
@@ -578,6 +586,9 @@ def recheck(held: Plan, current: Plan) -> tuple[Plan, dict[str, list[PlanItem]]]
         watermark=held.watermark,
         deprovision_blocked=current.deprovision_blocked,
         withheld=dict(current.withheld),
+        # the groups as the directory names them now, whatever the held plan saw
+        group_renames=list(current.group_renames),
+        group_ids=dict(current.group_ids),
     )
     dropped: dict[str, list[PlanItem]] = {}
     for name, key in _RECHECKED.items():
@@ -605,15 +616,6 @@ def retired_teams(directory_teams: dict[str, str], mapped: list[str]) -> list[Te
         for key, name in sorted(directory_teams.items())
         if key not in still_mapped
     ]
-
-
-def _lookup(mapping: dict[str, str], group: Group) -> str:
-    """A group is named in a mapping by its DN or by its name, case-insensitively."""
-    for key, value in mapping.items():
-        lowered = key.strip().lower()
-        if lowered == group.name.lower() or normalize_dn(key) == group.key:
-            return value
-    return ""
 
 
 def _lowered(text: str) -> str:

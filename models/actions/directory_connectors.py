@@ -78,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "attribute_mapping": {},
     "group_teams": {},
     "group_roles": {},
+    "group_ids": {},
     "safety": {},
     "watermark": "",
 }

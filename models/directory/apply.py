@@ -81,6 +81,7 @@ def apply_directory_plan(
     if people is not None:
         applied.created = people.finish(plan.creates)
         applied.errors.extend(people.errors)
+    _follow_groups(session, connector, plan, actor)
     owned = _OwnedLinks(session, connector, plan)
     for link in plan.links:
         _guarded(applied, link, partial(_link, session, connector, link, actor, applied))
@@ -116,6 +117,54 @@ def apply_directory_plan(
     applied.team_added += memberships.added + (people.members_added if people else 0)
     applied.team_removed += memberships.removed
     return applied
+
+
+def _follow_groups(
+    session: Session, connector: DirectoryConnector, plan: Plan, actor: Actor
+) -> None:
+    """Mapping keys follow their groups' renames, and the groups' stable ids this read bound
+    are kept (connectors.ldap.group_links); each change audited."""
+    teams, roles = dict(connector.group_teams), dict(connector.group_roles)
+    ids = dict(connector.group_ids)
+    for rename in plan.group_renames:
+        mapped = [mapping for mapping in (teams, roles) if rename.before in mapping]
+        if not mapped or rename.after in teams or rename.after in roles:
+            continue  # the admin changed the mapping since the plan was made
+        before = {"group": rename.before, **_mapped_to(teams, roles, rename.before)}
+        for mapping in mapped:
+            mapping[rename.after] = mapping.pop(rename.before)
+        ids[rename.after] = rename.external_id
+        ids.pop(rename.before, None)
+        after = {"group": rename.after, "id": rename.external_id, "dn": rename.dn}
+        audit.record_change(
+            session,
+            actor=actor,
+            subject=connector,
+            action="directory_connector.group_renamed",
+            target_type="directory",
+            before=before,
+            after={**after, **_mapped_to(teams, roles, rename.after)},
+        )
+    renamed = dict(ids)
+    ids.update(plan.group_ids)
+    ids = {key: value for key, value in ids.items() if key in teams or key in roles}
+    if ids != renamed:
+        audit.record_change(
+            session,
+            actor=actor,
+            subject=connector,
+            action="directory_connector.group_ids_bound",
+            target_type="directory",
+            before={"group_ids": renamed},
+            after={"group_ids": ids},
+        )
+    connector.group_teams, connector.group_roles, connector.group_ids = teams, roles, ids
+
+
+def _mapped_to(teams: dict[str, str], roles: dict[str, str], key: str) -> dict[str, str]:
+    """What a mapping key maps its group to: a team, a role, or both."""
+    found = {"team": teams.get(key, ""), "role": roles.get(key, "")}
+    return {name: value for name, value in found.items() if value}
 
 
 def plan_team_retirements(session: Session, *, connector: DirectoryConnector, plan: Plan) -> None:

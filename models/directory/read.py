@@ -139,7 +139,9 @@ def plan_full(
             if listener is not None and connector.group_teams:
                 # Made when the first create comes: a re-sync that creates nobody does
                 # not expand 150,000 memberships twice (0.1 s).
-                listener.teams_known(partial(team_index, groups, connector.group_teams))
+                listener.teams_known(
+                    partial(team_index, groups, connector.group_teams, connector.group_ids)
+                )
         stats = SearchStats()
         for page in client.paged_search(
             connector.base_dn,
@@ -185,6 +187,7 @@ def plan_full(
                 groups,
                 group_teams=connector.group_teams,
                 group_roles=connector.group_roles,
+                group_ids=connector.group_ids,
                 state=state,
                 dn_to_id=reconciler.dn_to_id,
                 role_rank=_role_rank,
@@ -283,6 +286,7 @@ def plan_incremental(session: Session, *, target: ReadTarget, changes: Changes) 
             changes.groups,
             group_teams=connector.group_teams,
             group_roles=connector.group_roles,
+            group_ids=connector.group_ids,
             state=state,
             dn_to_id=dn_to_id,
             role_rank=_role_rank,

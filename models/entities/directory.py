@@ -45,6 +45,9 @@ class DirectoryConnector(Timestamped, Base):
     attribute_mapping: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     group_teams: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     group_roles: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # a key of group_teams or group_roles -> the stable id of the group it named when a sync
+    # first found it, by which later syncs find it renamed or moved (connectors.ldap.group_links)
+    group_ids: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     # thresholds and policies of the sync's destructive changes (models/directory/safety.py)
     safety: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     watermark: Mapped[str] = mapped_column(String(64), default="")
