@@ -28,6 +28,7 @@ from models.entities.user import email_key
 from models.enums import UserStatus
 from models.errors import Conflict, DomainError, InvalidInput, Unavailable
 from models.secrets import same_text
+from webhooks import sign_in_refusals
 from webhooks.context import db_session, settings
 from webhooks.enroll_identity import signed_in_email
 from webhooks.errors import register_protocol_renderer
@@ -304,6 +305,8 @@ def _page(kind: type[Exception]) -> ErrorPage:
 
 
 def _page_for(error: Exception) -> tuple[ErrorPage, str]:
+    if isinstance(error, SignInRefused):  # its message may carry the provider's words
+        return _page(SignInRefused), sign_in_refusals.shown(error)
     if isinstance(error, DomainError):
         page = next((page for kind, page in PAGES if isinstance(error, kind)), GENERIC)
         return page, error.message

@@ -8,6 +8,7 @@ import secrets
 import uuid
 from typing import Any
 
+import structlog
 from flask import request
 
 from connectors import oidc
@@ -17,6 +18,10 @@ from models.base import utcnow
 from models.enums import SignInPlace
 from models.errors import Unavailable
 from webhooks.context import db_session, settings
+
+log = structlog.get_logger(__name__)
+# The provider's error and error_description are kept (audit, log) up to this length.
+PROVIDER_TEXT_LIMIT = 200
 
 
 def begin(
@@ -65,10 +70,7 @@ def verified_email(client: oidc.Client, claimed: Claimed) -> str:
 def verified_identity(client: oidc.Client, claimed: Claimed) -> tuple[str, str]:
     """As verified_email, with the subject the provider said (who signed in there)."""
     if "error" in request.args:
-        reason = request.args.get("error_description") or request.args["error"]
-        raise SignInRefused(
-            f"the provider did not sign you in: {reason[:200]}", outcome="provider_refused"
-        )
+        raise _provider_refused(claimed)
     try:
         claims = oidc.finish(
             client,
@@ -78,5 +80,24 @@ def verified_identity(client: oidc.Client, claimed: Claimed) -> tuple[str, str]:
             response_issuer=request.args.get("iss"),
         )
     except oidc.OidcError as exc:
+        log.info(
+            "oidc.answer_refused", organisation_id=str(claimed.organisation_id), reason=exc.reason
+        )
         raise SignInRefused(exc.reason, outcome="provider_refused") from None
     return oidc_sign_ins.verified_email(claims), claims.subject
+
+
+def _provider_refused(claimed: Claimed) -> SignInRefused:
+    """The provider's own refusal (RFC 6749 section 4.1.2.1): its words are whatever the
+    request carried, so they are logged and audited, and the page shows a fixed text
+    (webhooks/sign_in_refusals.py); its error_uri is ignored."""
+    error = request.args.get("error", "")[:PROVIDER_TEXT_LIMIT]
+    description = request.args.get("error_description", "")[:PROVIDER_TEXT_LIMIT]
+    log.info(
+        "oidc.provider_refused",
+        organisation_id=str(claimed.organisation_id),
+        error=error,
+        error_description=description,
+    )
+    said = f"{error}: {description}" if description else error
+    return SignInRefused(f"the provider did not sign you in ({said})", outcome="provider_refused")

@@ -19,6 +19,8 @@ from tests.support.oidc import audit_events
 
 CLIENT_ID = "odock-sync"
 KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+# What every page of a refusal by (or of an answer from) the provider says, whatever it said.
+PROVIDER_REFUSED = "cancelled or refused by your identity provider"
 
 
 def configure(session, scene, settings, issuer: str) -> None:
@@ -78,10 +80,12 @@ def test_an_answer_naming_another_provider_never_reaches_a_token_endpoint(
         "/enroll/oidc/callback",
         query_string={"code": "code-of-b", "state": state, "iss": "https://other-idp.example"},
     )
-    refusal_page(answer, "another provider")
+    refusal_page(answer, PROVIDER_REFUSED)
     assert not [r for r, _ in httpserver.log if r.path.endswith("/token")]
     with sessions() as s:
-        assert [e.after["outcome"] for e in audit_events(s, "enrollment.")] == ["provider_refused"]
+        (event,) = audit_events(s, "enrollment.")
+        assert event.after["outcome"] == "provider_refused"
+        assert "another provider" in event.after["reason"]
 
 
 def test_a_jwks_past_its_size_is_a_refusal_page(
@@ -102,9 +106,11 @@ def test_a_jwks_past_its_size_is_a_refusal_page(
     answer = client.get(
         "/enroll/oidc/callback", query_string={"code": "c", "state": state, "iss": issuer}
     )
-    refusal_page(answer, "JWKS could not be read")
+    refusal_page(answer, PROVIDER_REFUSED)
     with sessions() as s:
-        assert [e.after["outcome"] for e in audit_events(s, "enrollment.")] == ["provider_refused"]
+        (event,) = audit_events(s, "enrollment.")
+        assert event.after["outcome"] == "provider_refused"
+        assert "JWKS could not be read" in event.after["reason"]
 
 
 @pytest.mark.parametrize(
@@ -138,3 +144,100 @@ def test_a_garbled_discovery_document_is_the_unavailable_page(
     assert answer.mimetype == "text/html"
     assert 'data-kind="unavailable"' in answer.text
     assert "discovery document" in answer.text
+
+
+PHISHING = "Your account is locked. Call +1 555 0100 or visit https://evil.example/unlock"
+
+
+def id_token(issuer: str, nonce: str, **claims) -> str:
+    now = int(time.time())
+    body = {"iss": issuer, "sub": "1", "aud": CLIENT_ID, "exp": now + 300, "iat": now}
+    return jwt.encode({"alg": "RS256", "kid": "k1"}, body | {"nonce": nonce} | claims, KEY)
+
+
+def answers_with(httpserver: HTTPServer, token: dict) -> None:
+    httpserver.expect_request("/idp/token", method="POST").respond_with_json(token)
+    httpserver.expect_request("/idp/jwks").respond_with_json(KeySet([KEY]).as_dict(private=False))
+
+
+def shows_nothing_of_the_request(answer) -> None:
+    for chosen in ("evil.example", "Call +1", "locked", "access_denied"):
+        assert chosen not in answer.text
+
+
+def test_the_providers_refusal_is_a_fixed_text_its_words_are_audited(
+    client, session, sessions, scene, issuer, httpserver
+):
+    """The provider's error, error_description and error_uri come in the request: anyone can
+    put a link in them. The page says what happened in its own words."""
+    _, state, _ = started(client, session, scene)
+    answer = client.get(
+        "/enroll/oidc/callback",
+        query_string={
+            "error": "access_denied",
+            "error_description": PHISHING,
+            "error_uri": "https://evil.example/help",
+            "state": state,
+            "iss": issuer,
+        },
+    )
+    shows_nothing_of_the_request(answer)
+    refusal_page(answer, PROVIDER_REFUSED)
+    with sessions() as s:
+        (event,) = audit_events(s, "enrollment.")
+        assert event.after["outcome"] == "provider_refused"
+        assert "access_denied" in event.after["reason"]
+        assert PHISHING in event.after["reason"]
+
+
+def test_the_providers_error_alone_is_not_shown_either(
+    client, session, sessions, scene, issuer, httpserver
+):
+    _, state, _ = started(client, session, scene)
+    answer = client.get(
+        "/enroll/oidc/callback",
+        query_string={"error": PHISHING, "state": state, "iss": issuer},
+    )
+    shows_nothing_of_the_request(answer)
+    refusal_page(answer, PROVIDER_REFUSED)
+    with sessions() as s:
+        assert [PHISHING in e.after["reason"] for e in audit_events(s, "enrollment.")] == [True]
+
+
+def test_the_token_endpoints_refusal_is_a_fixed_text(
+    client, session, sessions, scene, issuer, httpserver
+):
+    _, state, _ = started(client, session, scene)
+    httpserver.expect_request("/idp/token", method="POST").respond_with_json(
+        {"error": "invalid_grant", "error_description": PHISHING}, status=400
+    )
+    answer = client.get(
+        "/enroll/oidc/callback", query_string={"code": "c", "state": state, "iss": issuer}
+    )
+    shows_nothing_of_the_request(answer)
+    refusal_page(answer, PROVIDER_REFUSED)
+    with sessions() as s:
+        assert [e.after["outcome"] for e in audit_events(s, "enrollment.")] == ["provider_refused"]
+
+
+def test_an_unverified_email_is_not_shown(client, session, sessions, scene, issuer, httpserver):
+    """An email the provider has not verified is whatever its account holder typed."""
+    _, state, nonce = started(client, session, scene)
+    typed = "Call +1 555 0100 or visit https://evil.example/unlock"
+    answers_with(
+        httpserver,
+        {
+            "id_token": id_token(issuer, nonce, email=typed, email_verified=False),
+            "access_token": "at",
+            "token_type": "Bearer",
+        },
+    )
+    answer = client.get(
+        "/enroll/oidc/callback", query_string={"code": "c", "state": state, "iss": issuer}
+    )
+    shows_nothing_of_the_request(answer)
+    refusal_page(answer, "has not verified the email you signed in with")
+    with sessions() as s:
+        assert [(e.actor, e.after["outcome"]) for e in audit_events(s, "enrollment.")] == [
+            (typed, "unverified_email")
+        ]

@@ -15,6 +15,7 @@ from models.actions.sign_in_audit import SignInMethod, SignInRefused
 from models.entities import Organisation
 from models.enums import SignInPlace
 from models.secrets import same_text
+from webhooks import sign_in_refusals
 from webhooks.console.web import (
     bp,
     clear_session_cookie,
@@ -89,14 +90,15 @@ def start_for_verified_email(
 
 
 def refusal_page(refused: SignInRefused, *, organisation_id: uuid.UUID | None) -> Response:
-    """A refused OpenID Connect sign-in: audited, nothing else kept, and a page saying why."""
+    """A refused OpenID Connect sign-in: audited, nothing else kept, and a page saying why
+    in a fixed text (the refusal's message, with what the provider said, is audited)."""
     audit_refusal(refused, method=SignInMethod.OIDC, organisation_id=organisation_id)
     known = refused.organisation_id or organisation_id
     organisation = db_session().get(Organisation, known) if known else None
     return page(
         "sign_in_refused.html",
         code=403,
-        reason=refused.message,
+        reason=sign_in_refusals.shown(refused),
         slug=organisation.slug if organisation else "",
     )
 
