@@ -309,16 +309,14 @@ def and_filter(*parts: str) -> str:
 
 
 def _values(attrs: Attributes, name: str) -> list[bytes] | None:
-    """An attribute's values; servers may spell the name in another case than we asked."""
-    values = attrs.get(name)
-    if values is not None:
-        return values
-    lowered, size = name.lower(), len(name)
-    for key, found in attrs.items():
-        # Mostly a name the entry does not have: the length rules out most keys unlowered.
-        if len(key) == size and key.lower() == lowered:
-            return found
-    return None
+    """An attribute's values: those under its name and under each of its descriptions with
+    options (`_keys`), the plain ones first; None when the entry has none of them."""
+    keys = _keys(attrs, name)
+    if not keys:
+        return None
+    if len(keys) == 1:
+        return attrs[keys[0]]  # the usual case: the entry's own list, not a copy
+    return [value for key in keys for value in attrs[key]]
 
 
 def _text(dn: str, attrs: Attributes, name: str, external_id: str | None) -> str:
@@ -513,17 +511,29 @@ class PersonReader:
 
 
 def _key(attrs: Attributes, name: str) -> str | None:
-    """The key under which an entry holds an attribute, None when the entry lacks it: its
-    name in any case, else the first description with options (`mail;lang-en`: a subtype,
-    returned when mail is asked for, RFC 4512 section 2.5)."""
+    """The first key under which an entry holds an attribute (`_keys`), None when none."""
     if name in attrs:
         return name
-    lowered = name.lower()
-    found = next((key for key in attrs if key.lower() == lowered), None)
-    if found is None:
-        prefix = lowered + ";"
-        found = next((key for key in attrs if key.lower().startswith(prefix)), None)
-    return found
+    keys = _keys(attrs, name)
+    return keys[0] if keys else None
+
+
+def _keys(attrs: Attributes, name: str) -> list[str]:
+    """Every key under which an entry holds an attribute: its name in any case (servers may
+    spell it in another case than we asked), then each description with options
+    (`memberUid;x-foo`, `mail;lang-en`: subtypes, returned when the attribute is asked for,
+    RFC 4512 section 2.5). The one place attribute names are matched."""
+    lowered, size = name.lower(), len(name)
+    plain: list[str] = []
+    tagged: list[str] = []
+    for key in attrs:
+        # Mostly a name the entry does not have: the length rules out most keys unlowered.
+        if len(key) == size:
+            if key == name or key.lower() == lowered:
+                plain.append(key)
+        elif len(key) > size and key[size] == ";" and key[:size].lower() == lowered:
+            tagged.append(key)
+    return plain + tagged if tagged else plain
 
 
 def _stable_id(dn: str, raw: Attributes, key: str | None, mapping: AttributeMapping) -> str:

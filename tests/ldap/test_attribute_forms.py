@@ -6,7 +6,7 @@ from __future__ import annotations
 import ldap
 
 from models.enums import UserStatus
-from tests.ldap.conftest import get_run, linked_users
+from tests.ldap.conftest import get_run, linked_users, team_members
 
 
 def test_an_email_held_only_with_an_option_is_the_email(make_connector, sync, sessions, directory):
@@ -44,3 +44,41 @@ def test_attribute_names_in_any_case(make_connector, sync, sessions, directory):
     users = linked_users(sessions, connector)
     assert sorted(users) == ["alice", "bob", "carol", "dave"]
     assert users["alice"].name == "Alice Liddell"
+
+
+def test_a_member_username_held_only_with_an_option_is_a_member(
+    make_connector, sync, sessions, directory
+):
+    """memberUid values under a description with options (`memberUid;lang-en`, a subtype
+    the server returns when memberUid is asked for) name members as plain ones do."""
+    group = f"cn=builders,{directory.groups}"
+    directory.add(
+        group,
+        {
+            "objectClass": [b"posixGroup"],
+            "cn": [b"builders"],
+            "gidNumber": [b"5000"],
+            "memberUid": [b"alice"],
+            "memberUid;lang-en": [b"bob"],
+        },
+    )
+    directory.add(
+        f"cn=tagged,{directory.groups}",
+        {
+            "objectClass": [b"posixGroup"],
+            "cn": [b"tagged"],
+            "gidNumber": [b"5001"],
+            "memberUid;lang-en": [b"carol"],
+        },
+    )
+    connector = make_connector(
+        group_teams={"builders": "Builders", "tagged": "Tagged"},
+        attribute_mapping={
+            "group_filter": "(objectClass=posixGroup)",
+            "group_members": ["memberUid"],
+        },
+    )
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert team_members(sessions, "Builders") == {"alice", "bob"}
+    assert team_members(sessions, "Tagged") == {"carol"}
