@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from models.actor import Actor
@@ -50,14 +50,49 @@ def named_in_environment(name: str) -> bool:
     return any(key.upper() == name for key in os.environ)
 
 
+# What a database says of a table or column the statement names and the schema lacks: a
+# database never migrated, or migrated by an older version (SQLite's messages; PostgreSQL's
+# SQLSTATE undefined_table and undefined_column).
+MISSING_SCHEMA_MESSAGES = ("no such table", "no such column")
+MISSING_SCHEMA_SQLSTATES = frozenset({"42P01", "42703"})
+
+
 @contextmanager
 def database_errors() -> Iterator[None]:
-    """A database that cannot be reached is a one-line error, not a traceback."""
+    """A database that cannot be reached, or lacks our schema, is a one-line error."""
     try:
         yield
-    except OperationalError as exc:
+    except (OperationalError, ProgrammingError) as exc:
         first_line = str(exc.orig or exc).strip().splitlines()[0][:300]
+        if _missing_schema(exc, first_line):
+            raise click.ClickException(
+                f"cannot use the database: its schema is missing or older than this version"
+                f" ({first_line}); run `odock-sync db upgrade`"
+            ) from None
+        if isinstance(exc, ProgrammingError):
+            raise  # a statement of ours the schema should take: a bug, shown as one
         raise click.ClickException(f"cannot use the database: {first_line}") from None
+
+
+def upgrade_database(settings: Settings) -> str | None:
+    """Bring the database to this version's schema (`db upgrade`, `serve`); its revision."""
+    from models.db import make_engine
+    from models.migrate import NewerSchema, current_revision, upgrade
+
+    engine = make_engine(settings)
+    try:
+        with database_errors():
+            upgrade(engine)
+            return current_revision(engine)
+    except NewerSchema as exc:
+        raise click.ClickException(f"cannot upgrade the database: {exc}") from None
+    finally:
+        engine.dispose()
+
+
+def _missing_schema(exc: DBAPIError, first_line: str) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate in MISSING_SCHEMA_SQLSTATES or first_line.startswith(MISSING_SCHEMA_MESSAGES)
 
 
 @contextmanager

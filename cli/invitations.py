@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from cli.context import CLI_ACTOR, cli_settings, unit_of_work
+from cli.context import CLI_ACTOR, cli_settings, database_errors, unit_of_work
 from cli.options import JSON_OPTION, ORG_OPTION, ROLE
 from cli.output import emit, table
 from models.access import Viewer
@@ -180,7 +180,8 @@ def expire(as_json: bool) -> None:
 
     runtime = init_runtime(cli_settings())  # logs go to stderr: --json output stays clean
     try:
-        count = expire_overdue.run()
+        with database_errors():
+            count = expire_overdue.run()
     finally:
         runtime.engine.dispose()
     emit({"expired": count}, as_json=as_json, text=f"{count} invitations expired")

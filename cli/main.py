@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from cli.context import CLI_ACTOR, cli_settings, database_errors, unit_of_work
+from cli.context import CLI_ACTOR, cli_settings, unit_of_work, upgrade_database
 from cli.options import ANY_ROLE, JSON_OPTION, ROLE, UpperChoice
 from cli.output import emit, table
 from models.actions import organisations
@@ -32,16 +32,7 @@ def db() -> None:
 @JSON_OPTION
 def db_upgrade(as_json: bool) -> None:
     """Bring the database to the newest schema."""
-    from models.db import make_engine
-    from models.migrate import current_revision, upgrade
-
-    engine = make_engine(cli_settings())
-    try:
-        with database_errors():
-            upgrade(engine)
-            revision = current_revision(engine)
-    finally:
-        engine.dispose()
+    revision = upgrade_database(cli_settings())
     data = {"status": "upgraded", "revision": revision}
     emit(data, as_json=as_json, text=f"database is at the newest schema ({revision})")
 

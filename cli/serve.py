@@ -26,7 +26,7 @@ from types import FrameType
 import click
 import requests
 
-from cli.context import SERVE_URL_FILE, cli_settings, named_in_environment
+from cli.context import SERVE_URL_FILE, cli_settings, named_in_environment, upgrade_database
 from models.settings import Settings
 from webhooks.health import SUPERVISOR_STATE_VARIABLE
 from worker.celery_app import drain_queue, urgent_queue
@@ -326,17 +326,12 @@ def serve(
     host: str, port: int, web_workers: int, web_threads: int, concurrency: int, beat_schedule: str
 ) -> None:
     """Run migrations, then the web app, a Celery worker and Celery beat, until stopped."""
-    from models.db import make_engine
-    from models.migrate import upgrade
-
     require_free_port(host, port)
     settings = cli_settings()
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
     if not named_in_environment("PUBLIC_BASE_URL"):  # links in emails follow --port
         settings = settings.model_copy(update={"public_base_url": url})
-    engine = make_engine(settings)
-    upgrade(engine)
-    engine.dispose()
+    upgrade_database(settings)
     children = commands(
         settings,
         host=host,

@@ -31,9 +31,27 @@ def alembic_config() -> Config:
     return config
 
 
+class NewerSchema(Exception):
+    """The database is at a revision this version does not have: a newer one migrated it."""
+
+    def __init__(self, revision: str) -> None:
+        super().__init__(
+            f"the database is at schema {revision}, which this version of odock-sync does not"
+            " know: a newer version migrated it (run that version, or restore a backup)"
+        )
+        self.revision = revision
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     config = alembic_config()
+    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
     with engine.begin() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        if current is not None and current not in known:
+            raise NewerSchema(current)  # Alembic's own error is a traceback naming no version
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

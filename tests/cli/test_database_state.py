@@ -1,0 +1,81 @@
+"""The command line on a database it cannot use as it is: never migrated, or migrated by a
+newer version. Each command ends with one clear line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from cli.main import main
+from models.settings import Settings
+
+
+@pytest.fixture
+def empty_database_url(cli_env: None, settings: Settings, tmp_path) -> Iterator[str]:
+    """A database of the same kind as the suite's, with nothing in it."""
+    if settings.database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    url = make_url(settings.database_url)
+    name = f"odock_empty_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def invoke(*args: str) -> Result:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["org", "create", "--name", "Acme"],
+        ["users", "list", "--org", "acme"],
+        ["invitations", "expire"],
+        ["audit", "export", "--since", "2026-01-01"],
+    ],
+    ids=lambda c: "-".join(c[:2]),
+)
+def test_a_database_never_migrated_names_db_upgrade(empty_database_url, monkeypatch, command):
+    monkeypatch.setenv("DATABASE_URL", empty_database_url)
+
+    result = invoke(*command)
+
+    assert "schema is missing or older than this version" in result.output
+    assert "run `odock-sync db upgrade`" in result.output
+
+
+def test_db_upgrade_of_a_database_a_newer_version_migrated_changes_nothing(
+    empty_database_url, monkeypatch
+):
+    monkeypatch.setenv("DATABASE_URL", empty_database_url)
+    assert CliRunner().invoke(main, ["db", "upgrade"]).exit_code == 0
+    engine = create_engine(empty_database_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0999_from_the_future'"))
+
+    result = invoke("db", "upgrade")
+
+    assert "schema 0999_from_the_future" in result.output
+    assert "a newer version migrated it" in result.output
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT version_num FROM alembic_version")) == (
+            "0999_from_the_future"
+        )
+    engine.dispose()
