@@ -35,6 +35,7 @@ from models.directory.read import (
     Loaded,
     Progress,
     ReadTarget,
+    load_changed,
     load_memberships,
     load_state,
     needs_groups,
@@ -252,13 +253,13 @@ class _Sync:
         with gc_paused():
             changes = read_changes(self.target, progress)
         with self.sessions() as session:
-            wanted = needs_groups(session, target=self.target, changes=changes)
+            known = load_changed(session, target=self.target, changes=changes)
             session.rollback()
-        if wanted:  # no transaction open while the directory is read
-            with gc_paused():
+        if needs_groups(target=self.target, changes=changes, known=known):
+            with gc_paused():  # no transaction open while the directory is read
                 read_groups(self.target, changes)
         with self.sessions() as session, gc_paused():
-            plan = plan_incremental(session, target=self.target, changes=changes)
+            plan = plan_incremental(session, target=self.target, changes=changes, known=known)
             session.rollback()
         return plan
 

@@ -253,11 +253,20 @@ def read_changes(target: ReadTarget, progress: Progress) -> Changes:
     return changes
 
 
-def plan_incremental(session: Session, *, target: ReadTarget, changes: Changes) -> Plan:
-    """The plan of an incremental read, against the owned users it names (read only)."""
+def load_changed(session: Session, *, target: ReadTarget, changes: Changes) -> dict[str, Known]:
+    """The owned users the changed people are, by stable id (read only): loaded once, for
+    needs_groups and then plan_incremental."""
+    ids = [person.external_id for person in changes.people]
+    return queries.load_known(session, target.connector, ids)
+
+
+def plan_incremental(
+    session: Session, *, target: ReadTarget, changes: Changes, known: dict[str, Known]
+) -> Plan:
+    """The plan of an incremental read, against the owned users it names (`known`, from
+    load_changed) and the others it needs (read only)."""
     connector = target.connector
     people = changes.people
-    known = queries.load_known(session, connector, [p.external_id for p in people])
     unknown = any(p.external_id not in known for p in people)
     unlinked = queries.load_unlinked_by_email(session, connector) if unknown else {}
     every = queries.load_known(session, connector) if changes.groups_changed else None
@@ -296,14 +305,13 @@ def plan_incremental(session: Session, *, target: ReadTarget, changes: Changes) 
     return reconciler.plan
 
 
-def needs_groups(session: Session, *, target: ReadTarget, changes: Changes) -> bool:
+def needs_groups(*, target: ReadTarget, changes: Changes, known: dict[str, Known]) -> bool:
     """Whether an incremental read that found no changed group must read them anyway: a
     person it found is new to this connector or revoked (may come back), and a group left
-    unchanged may list them, whose team they must join in this run (read only)."""
+    unchanged may list them, whose team they must join in this run. `known`: load_changed."""
     if changes.groups_changed or not target.wants_groups or not changes.people:
         return False
     ids = [person.external_id for person in changes.people]
-    known = queries.load_known(session, target.connector, ids)
     return any(ext not in known or known[ext].status == "REVOKED" for ext in ids)
 
 

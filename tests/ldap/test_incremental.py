@@ -7,6 +7,7 @@ from sqlalchemy import select
 from models.entities import Team
 from models.enums import SyncKind, UserStatus
 from tests.ldap.conftest import get_run, linked_users, team_members
+from tests.support.sql_events import listening
 
 
 def test_incremental_reads_only_changes(make_connector, sync, sessions, directory):
@@ -102,3 +103,28 @@ def test_a_new_person_an_unchanged_group_already_lists_joins_its_team(
     assert outcome.status == "succeeded", outcome.error
     assert get_run(sessions, outcome.run_id).created_count == 1
     assert team_members(sessions) == {"alice", "bob", "carol", "erin"}
+
+
+def test_incremental_loads_its_changed_people_once(
+    make_connector, sync, sessions, directory, engine
+):
+    """With groups mapped and none changed, whether the groups must be read is decided from
+    the changed people's users, and the plan compares the people with those same users: one
+    load of them (one read of their users by stable id, as models.queries.directory.load_known
+    makes it), not one for each; applying the plan locks them in a query of its own."""
+    connector = make_connector(group_teams={"engineering": "Engineering"})
+    assert sync(connector).status == "succeeded"
+    directory.replace(directory.person_dn("bob"), "cn", b"Bobby")
+    bob = directory.entry_uuid(directory.person_dn("bob"))
+    loads: list[str] = []
+
+    def listen(_conn, _cursor, statement, params, _context, _many) -> None:
+        known = "CAST(identity_links.user_id AS" in statement and "external_id IN" in statement
+        if known and bob in str(params):
+            loads.append(statement)
+
+    with listening(engine, before_cursor_execute=listen):
+        outcome = sync(connector, kind=SyncKind.INCREMENTAL)
+    assert outcome.status == "succeeded", outcome.error
+    assert get_run(sessions, outcome.run_id).updated_count == 1
+    assert len(loads) == 1, loads
