@@ -204,7 +204,8 @@ def replace_group(group_id: str) -> Response:
 @bp.patch("/Groups/<id:group_id>")
 def patch_group(group_id: str) -> Response:
     session, body = db_session(), scim_body()
-    return committed(provider.patch_group(session, g.scim, group_id, body, preconditions()))
+    conditions, projection = preconditions(), asked_projection()
+    return committed(provider.patch_group(session, g.scim, group_id, body, conditions, projection))
 
 
 @bp.delete("/Groups/<id:group_id>")
@@ -315,15 +316,19 @@ def committed(document: dict[str, Any] | None, status: int = 200) -> Response:
 def as_asked(document: dict[str, Any]) -> dict[str, Any]:
     """A written resource as attributes or excludedAttributes ask: RFC 7644 section 3.9
     lets a client project the resource of any operation that returns one."""
-    args = request.args
-    if not args:
-        return document
-    projection = provider.projection_of(args.get("attributes"), args.get("excludedAttributes"))
+    projection = asked_projection()
     if not projection:
         return document
     is_group = document["meta"]["resourceType"] == GROUP_KIND.name
     kind = GROUP_KIND if is_group else provider.user_kind(db_session(), g.scim)
     return project(document, projection, kind)
+
+
+def asked_projection() -> Projection:
+    args = request.args
+    if not args:
+        return NO_PROJECTION
+    return provider.projection_of(args.get("attributes"), args.get("excludedAttributes"))
 
 
 def scim_json(document: dict[str, Any], status: int = 200, etag: str | None = None) -> Response:

@@ -240,7 +240,7 @@ def scim_to_group_fields(doc: Any) -> ScimGroupFields:
             members = [members]
         if not isinstance(members, list):
             raise InvalidValue("members must be a list")
-        member_ids = tuple(dict.fromkeys(_member_id(m) for m in members))
+        member_ids = tuple(dict.fromkeys(member_id(m) for m in members))
     return ScimGroupFields(
         display_name=display_name,
         external_id=_string(core.get("externalid"), "externalId"),
@@ -259,7 +259,7 @@ def check_schemas(doc: dict[str, Any], base: str) -> None:
         raise InvalidSyntax(f"schemas must contain {base}")
 
 
-def _member_id(member: Any) -> str:
+def member_id(member: Any) -> str:
     if isinstance(member, str) and member:
         return member
     if not isinstance(member, dict):

@@ -77,6 +77,11 @@ def apply_patch(
     return patched
 
 
+def parse_path(kind: ResourceKind, text: str) -> Path:
+    """A PATCH path of this kind of resource, as apply_patch reads it (or its error)."""
+    return _Engine(kind).parse_path(text)
+
+
 class _Engine:
     def __init__(self, kind: ResourceKind, passthrough: tuple[str, ...] = ()) -> None:
         self.kind = kind
@@ -239,7 +244,7 @@ class _Engine:
         if multi and value not in (None, [], {}) and isinstance(container.get(key), list):
             # Entra's "Remove members" with a value list removes those members, not all.
             doomed = value if isinstance(value, list) else [value]
-            kept, gone = _value_keys(container[key]), _value_keys(doomed)
+            kept, gone = value_keys(container[key]), value_keys(doomed)
             if kept is not None and gone is not None:  # _same is equality of the values
                 leaving = set(gone)
                 container[key] = [
@@ -259,7 +264,7 @@ class _Engine:
             container[key] = list(values)
             return
         current = list(container.get(key) or [])
-        held, adding = _value_keys(current), _value_keys(values)
+        held, adding = value_keys(current), value_keys(values)
         if held is not None and adding is not None:  # _same is equality of the values
             seen = set(held)
             for item, item_value in zip(values, adding, strict=True):
@@ -457,7 +462,7 @@ def _merge(current: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in merged.items() if not _unassigned(v)}
 
 
-def _value_keys(items: list[Any]) -> list[Any] | None:
+def value_keys(items: list[Any]) -> list[Any] | None:
     """Each item's `value` (its name in any case), when every item is an object with a
     hashable, non-null one: _same of two such items is then equality of these, which a set
     answers at once (a PATCH adding 1,000 members to 1,000 compared them pairwise, a

@@ -32,6 +32,7 @@ from sqlalchemy.orm.strategy_options import _AbstractLoad
 
 from connectors.scim.errors import InvalidValue, ScimError
 from connectors.scim.fields import ScimGroupFields, ScimUserFields
+from connectors.scim.member_patch import MemberSteps
 from models import audit, driver_writes, person_lock
 from models.actions import access_end, lifecycle, mass_change
 from models.actions import teams as team_actions
@@ -694,24 +695,22 @@ def delete_scim_group(session: Session, *, team: Team, actor: Actor) -> None:
     _apply_group_roles_of(session, members, actor)
 
 
+def patch_scim_group_members(
+    session: Session, *, team: Team, steps: MemberSteps, actor: Actor
+) -> None:
+    """A group PATCH made only of member adds and removes: read as the change it makes
+    (connectors.scim.member_patch), from the members it names, not the whole group."""
+    change = steps.change(_member_values_among(session, team, steps.touched()))
+    adding = {_uuid(member_id, "member", invalid=InvalidInput) for member_id in change.added}
+    _check_users(session, team, adding)
+    leaving = {uuid.UUID(value) for value in change.removed} - adding
+    _change_members(session, team, adding - _members_among(session, team, adding), leaving, actor)
+
+
 def _set_members(session: Session, team: Team, member_ids: Iterable[str], actor: Actor) -> None:
     """Make the team's SCIM-provisioned members exactly these (others are left alone)."""
     wanted = {_uuid(member_id, "member", invalid=InvalidInput) for member_id in member_ids}
-    # Ids only: the people are loaded as objects (with their users) only when they join or
-    # leave, so a PATCH of one member of a large group does not load all the others.
-    found = set(
-        session.scalars(
-            select(ScimUser.id).where(
-                ScimUser.organisation_id == team.organisation_id, ScimUser.id.in_(wanted)
-            )
-        )
-    )
-    missing = wanted - found
-    if missing:
-        raise InvalidInput(
-            f"members {', '.join(sorted(map(str, missing)))} are not users of this organisation",
-            field="members",
-        )
+    _check_users(session, team, wanted)
     current = set(
         session.scalars(
             select(ScimUser.id)
@@ -719,9 +718,63 @@ def _set_members(session: Session, team: Team, member_ids: Iterable[str], actor:
             .where(TeamMembership.team_id == team.id)
         )
     )
-    leaving_ids, joining_ids = sorted(current - wanted), sorted(wanted - current)
+    _change_members(session, team, wanted - current, current - wanted, actor)
+
+
+def _check_users(session: Session, team: Team, scim_ids: set[uuid.UUID]) -> None:
+    if not scim_ids:
+        return
+    found = set(
+        session.scalars(
+            select(ScimUser.id).where(
+                ScimUser.organisation_id == team.organisation_id, ScimUser.id.in_(scim_ids)
+            )
+        )
+    )
+    missing = scim_ids - found
+    if missing:
+        raise InvalidInput(
+            f"members {', '.join(sorted(map(str, missing)))} are not users of this organisation",
+            field="members",
+        )
+
+
+def _members_among(session: Session, team: Team, scim_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    if not scim_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(ScimUser.id)
+            .join(TeamMembership, TeamMembership.user_id == ScimUser.user_id)
+            .where(TeamMembership.team_id == team.id, ScimUser.id.in_(scim_ids))
+        )
+    )
+
+
+def _member_values_among(session: Session, team: Team, values: set[str]) -> set[str]:
+    """Which of these member values (ids as a group renders them) are members now."""
+    ids = set()
+    for value in values:
+        try:
+            scim_id = uuid.UUID(value)
+        except ValueError:
+            continue
+        if str(scim_id) == value:
+            ids.add(scim_id)
+    return {str(scim_id) for scim_id in _members_among(session, team, ids)}
+
+
+def _change_members(
+    session: Session,
+    team: Team,
+    joining_ids: set[uuid.UUID],
+    leaving_ids: set[uuid.UUID],
+    actor: Actor,
+) -> None:
     if not leaving_ids and not joining_ids:
         return
+    # The people are loaded as objects (with their users) only when they join or leave, so
+    # a PATCH of one member of a large group does not load all the others.
     changing = {
         s.id: s
         for s in session.scalars(
@@ -731,8 +784,8 @@ def _set_members(session: Session, team: Team, member_ids: Iterable[str], actor:
             )
         )
     }
-    leaving = [changing[scim_id] for scim_id in leaving_ids]
-    joining = [changing[scim_id] for scim_id in joining_ids]
+    leaving = [changing[scim_id] for scim_id in sorted(leaving_ids)]
+    joining = [changing[scim_id] for scim_id in sorted(joining_ids)]
     team.updated_at = utcnow()  # the group's meta.lastModified moves with its members
     # Set-based: a few statements for the whole change, not several per member.
     team_actions.remove_members(session, team=team, users=[s.user for s in leaving], actor=actor)
