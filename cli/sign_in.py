@@ -7,7 +7,7 @@ import click
 from cli.context import CLI_ACTOR, cli_settings, unit_of_work
 from cli.options import JSON_OPTION, ORG_OPTION
 from cli.output import done, emit
-from models.actions import console_sessions, oidc_providers, organisations
+from models.actions import oidc_providers, organisations, provider_accounts
 
 
 @click.group("sign-in")
@@ -92,7 +92,7 @@ def forget_account(org_slug: str, email: str, as_json: bool) -> None:
     """Let a person bind a new provider account: the next one they sign in to the console with."""
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
-        forgotten = console_sessions.forget_provider_accounts(
+        forgotten = provider_accounts.forget(
             session, organisation_id=organisation.id, email=email, actor=CLI_ACTOR
         )
     done(

@@ -6,7 +6,8 @@ import base64
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from models.base import utcnow
@@ -21,6 +22,7 @@ class LinkClaim:
     subject: str
     actor: str
     expires_at: datetime
+    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 def make_token(
@@ -31,10 +33,13 @@ def make_token(
     actor: str,
     lifetime: timedelta,
     issued_at: datetime | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> str:
-    """A token that is the same for the same inputs (so a retried message is byte-identical)."""
+    """A token that is the same for the same inputs (so a retried message is byte-identical);
+    `extra` is more the token vouches for (names to texts)."""
     expires = int(((issued_at or utcnow()) + lifetime).timestamp())
-    body = json.dumps({"p": purpose, "s": subject, "a": actor, "e": expires}, separators=(",", ":"))
+    fields = {"p": purpose, "s": subject, "a": actor, "e": expires}
+    body = json.dumps(fields | ({"x": dict(extra)} if extra else {}), separators=(",", ":"))
     encoded = _b64(body.encode())
     return f"{encoded}.{_b64(_mac(secret_key, encoded))}"
 
@@ -57,8 +62,9 @@ def read_token(secret_key: str, token: str, *, purpose: str) -> LinkClaim:
             subject=str(data["s"]),
             actor=str(data["a"]),
             expires_at=datetime.fromtimestamp(int(data["e"]), tz=utcnow().tzinfo),
+            extra={str(name): str(value) for name, value in data.get("x", {}).items()},
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise InvalidInput("the link is malformed") from None
     if claim.purpose != purpose:
         raise Forbidden("the link is not for this action")

@@ -20,17 +20,18 @@ from werkzeug.exceptions import HTTPException
 
 from connectors.invitation_email import ROLE_NAMES
 from models.actions import invitations as invitation_actions
-from models.actions import oidc_providers
+from models.actions import oidc_providers, sign_in_audit
 from models.actions.oidc_sign_ins import SignInRefused
+from models.actions.sign_in_audit import SignInMethod
 from models.base import utcnow
 from models.entities import Invitation, Organisation
 from models.entities.user import email_key
-from models.enums import UserStatus
+from models.enums import SignInPlace, UserStatus
 from models.errors import Conflict, DomainError, InvalidInput, Unavailable
 from models.secrets import same_text
 from webhooks import sign_in_refusals
 from webhooks.context import db_session, settings
-from webhooks.enroll_identity import signed_in_email
+from webhooks.enroll_identity import signed_in, signed_in_email
 from webhooks.errors import register_protocol_renderer
 from webhooks.html_pages import harden
 
@@ -55,9 +56,10 @@ def show(token: str) -> str:
 @bp.post("/enroll/<token>")
 def accept(token: str) -> tuple[str, int] | str:
     invitation = acceptable(token)
-    identity = signed_in_email(invitation)
-    if identity is None:
+    who = signed_in(invitation)
+    if who is None:
         return _invitation_page(invitation, identity=None), 401
+    identity = who.email
     invitation_actions.check_acceptable(invitation, email=identity, now=utcnow())
     form = read_form(settings().enrollment_max_form_bytes)
     if not same_text(form.get("form_key", ""), form_key(invitation, identity)):
@@ -65,8 +67,19 @@ def accept(token: str) -> tuple[str, int] | str:
     session = db_session()
     try:
         accepted = invitation_actions.accept_invitation(
-            session, token=token, email=identity, name=form.get("name", "")
+            session, token=token, email=identity, name=form.get("name", ""), account=who.account
         )
+    except SignInRefused as refused:  # bound to another account of the provider
+        session.rollback()
+        sign_in_audit.refused(
+            session,
+            refused,
+            place=SignInPlace.ENROLLMENT,
+            method=SignInMethod.OIDC,
+            invitation_id=invitation.id,
+        )
+        session.commit()
+        raise
     except InvalidInput as exc:
         session.rollback()
         page = _invitation_page(

@@ -12,6 +12,7 @@ from connectors import oidc
 from models.actions import invitations as invitation_actions
 from models.actions import oidc_providers, oidc_sign_ins, sign_in_audit
 from models.actions.oidc_sign_ins import Claimed, SignInRefused
+from models.actions.provider_accounts import ProviderAccount
 from models.actions.sign_in_audit import SignInMethod
 from models.entities import Invitation
 from models.enums import SignInPlace
@@ -67,14 +68,16 @@ def callback() -> Response:
 
 
 def _signed_in(claimed: Claimed) -> Response:
-    """Who the provider says signed in, remembered for the invitation's page, which then
-    shows the name form or the wrong-account state."""
+    """Who the provider says signed in (the email, and the account bound to the person when
+    they accept), remembered for the invitation's page, which then shows the name form or the
+    wrong-account state."""
     invitation = acceptable(claimed.link_token)
-    email = oidc_callback.verified_email(_client(invitation), claimed)
+    client = _client(invitation)
+    email, subject = oidc_callback.verified_identity(client, claimed)
     _audit_signed_in(invitation, email)
     db_session().commit()
     response = redirect(f"/enroll/{claimed.link_token}", 303)
-    remember(response, invitation, email)
+    remember(response, invitation, email, ProviderAccount(client.issuer, subject))
     response.delete_cookie(BROWSER_COOKIE, path="/enroll/")
     return response
 

@@ -61,14 +61,10 @@ def claim(place: SignInPlace, browser_cookie: str) -> Claimed:
     )
 
 
-def verified_email(client: oidc.Client, claimed: Claimed) -> str:
-    """The code exchanged and the ID token checked: the email the provider vouches for, or
-    SignInRefused (the provider's own refusal included)."""
-    return verified_identity(client, claimed)[0]
-
-
 def verified_identity(client: oidc.Client, claimed: Claimed) -> tuple[str, str]:
-    """As verified_email, with the subject the provider said (who signed in there)."""
+    """The code exchanged and the ID token checked: the email the provider vouches for and the
+    subject it said (who signed in there), or SignInRefused (the provider's own refusal
+    included)."""
     if "error" in request.args:
         raise _provider_refused(claimed)
     try:

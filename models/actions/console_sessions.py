@@ -16,40 +16,28 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import audit
 from models.access import Viewer
-from models.actions import oidc_providers, sign_in_audit, tokens
+from models.actions import oidc_providers, provider_accounts, sign_in_audit, tokens
 from models.actions.sign_in_audit import SignInMethod, SignInRefused
-from models.actions.users import find_user_by_email
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import ApiToken, OidcSubject, Organisation, User
+from models.entities import ApiToken, Organisation, User
 from models.entities.user import email_key, same_email
 from models.enums import Role, SignInPlace, Source, TokenScope
-from models.errors import DomainError, Forbidden, NotFound
+from models.errors import DomainError, Forbidden
 
 CONSOLE_ROLES = frozenset({Role.ORG_ADMIN, Role.SUPER_ADMIN, Role.MANAGER})
 
 __all__ = [
     "ConsoleSession",
-    "ProviderAccount",
     "SignInRefused",
     "console_actor",
     "session_viewer",
     "sign_out",
 ]
-
-
-@dataclass(frozen=True)
-class ProviderAccount:
-    """Who signed in at an OpenID Connect provider: its issuer and the subject it said."""
-
-    issuer: str
-    subject: str
 
 
 @dataclass(frozen=True)
@@ -98,7 +86,7 @@ def sign_in_verified_email(
     email: str,
     lifetime: timedelta,
     method: SignInMethod = SignInMethod.OIDC,
-    account: ProviderAccount | None = None,
+    account: provider_accounts.ProviderAccount | None = None,
 ) -> ConsoleSession:
     """The seam for sign-in providers (OpenID Connect): given an email the provider has
     verified for this organisation, start a console session for that person; `account` is
@@ -117,88 +105,10 @@ def sign_in_verified_email(
         )
     user = _console_user(session, found.id)
     if account is not None:
-        _check_account(session, user, account)
+        provider_accounts.check(
+            session, user=user, account=account, actor=console_actor(Viewer.for_user(user))
+        )
     return _start(session, user=user, lifetime=lifetime, method=method, how=str(method))
-
-
-def _check_account(session: Session, user: User, account: ProviderAccount) -> None:
-    """The provider account this person signed in with first is the only one that is them:
-    another account showing the same verified email (a second account, a recreated one, one at
-    another tenant of a shared issuer) is refused, until the provider is set again."""
-    known = session.scalar(
-        select(OidcSubject).where(
-            OidcSubject.user_id == user.id, OidcSubject.issuer == account.issuer
-        )
-    )
-    if known is None:
-        _bind(session, user, account)
-    elif known.subject != account.subject:
-        raise SignInRefused(
-            f"{user.email} signs in with another account of this provider; if that account "
-            "was replaced, an administrator lets them bind the new one "
-            "(odock-sync sign-in forget-account)",
-            outcome="other_account",
-            **_who(user),
-        )
-
-
-def _bind(session: Session, user: User, account: ProviderAccount) -> None:
-    """The first sign-in binds; a parallel first one with another account loses on the unique
-    (user, issuer) and is refused like any later one."""
-    try:
-        with session.begin_nested():
-            session.add(
-                OidcSubject(
-                    organisation_id=user.organisation_id,
-                    user_id=user.id,
-                    issuer=account.issuer,
-                    subject=account.subject,
-                    created_at=utcnow(),
-                )
-            )
-    except IntegrityError:
-        _check_account(session, user, account)
-        return
-    audit.record(
-        session,
-        actor=console_actor(Viewer.for_user(user)),
-        organisation_id=user.organisation_id,
-        action="sign_in.oidc_account_bound",
-        target_type="user",
-        target_id=user.id,
-        after={"issuer": account.issuer, "subject": account.subject},
-    )
-
-
-def forget_provider_accounts(
-    session: Session, *, organisation_id: uuid.UUID, email: str, actor: Actor
-) -> int:
-    """The provider accounts bound to this person are forgotten (their account at the provider
-    was replaced): the next one they sign in to the console with is bound to them. How many
-    were; each forgetting is audited, nothing is when none was bound."""
-    user = find_user_by_email(session, organisation_id, email)
-    if user is None:
-        raise NotFound(f"no person with email {email} in this organisation", field="email")
-    # What this statement deleted, not what a read before it saw: two forgettings at once
-    # audit each account once.
-    bound = session.execute(
-        delete(OidcSubject)
-        .where(OidcSubject.user_id == user.id)
-        .returning(OidcSubject.issuer, OidcSubject.subject)
-    ).all()
-    if not bound:
-        return 0
-    audit.record(
-        session,
-        actor=actor,
-        organisation_id=organisation_id,
-        action="sign_in.oidc_account_forgotten",
-        target_type="user",
-        target_id=user.id,
-        before={"accounts": [{"issuer": b.issuer, "subject": b.subject} for b in bound]},
-        after={"accounts": []},
-    )
-    return len(bound)
 
 
 def session_viewer(session: Session, *, secret: str) -> tuple[Viewer, uuid.UUID] | None:

@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session
 
 from models import audit, outbox
 from models.access import Viewer, managed_team_ids, require_can_handle_team_role
-from models.actions import lifecycle
+from models.actions import lifecycle, provider_accounts
 from models.actions.identities import link_identity
 from models.actions.organisations import update_settings
+from models.actions.provider_accounts import ProviderAccount
 from models.actions.users import (
     create_user,
     edit_user,
@@ -608,9 +609,12 @@ def accept_invitation(
     name: str,
     organisation_id: uuid.UUID | None = None,
     now: datetime | None = None,
+    account: ProviderAccount | None = None,
 ) -> Accepted:
     """Complete an invitation once: the user is created (or a PENDING one linked) with its role
-    and teams; PENDING again if the organisation requires approval."""
+    and teams; PENDING again if the organisation requires approval. `account` is who signed
+    in at the organisation's OpenID Connect provider: bound to the person as a console
+    sign-in binds it (SignInRefused if they are bound to another account there)."""
     now = now or utcnow()
     invitation = find_by_token(session, token, organisation_id)
     check_acceptable(invitation, email=email, now=now)
@@ -643,6 +647,8 @@ def accept_invitation(
     link_identity(
         session, user=user, source=Source.INVITATION, external_id=str(invitation.id), actor=actor
     )
+    if account is not None:
+        provider_accounts.check(session, user=user, account=account, actor=actor)
     if existing is not None and not organisation.settings.approval_required:
         lifecycle.approve(session, user=user, actor=actor)  # its audit names the invitation
     joined, missing = _join_teams(session, invitation, user, actor)

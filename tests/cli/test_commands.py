@@ -227,13 +227,13 @@ def test_an_unreachable_database_is_a_clean_error(cli_env, monkeypatch) -> None:
 
 
 def test_sign_in_forget_account_lets_a_person_bind_a_new_provider_account(run_json, sessions):
-    from models.actions import console_sessions
+    from models.actions import console_sessions, provider_accounts
     from models.entities import OidcSubject
 
     with sessions() as session:
         org = factories.make_org(session, "Forget")
         admin = factories.make_user(session, org, role=Role.ORG_ADMIN, email="ada@forget.test")
-        account = console_sessions.ProviderAccount("https://idp.example.com", "00u-old")
+        account = provider_accounts.ProviderAccount("https://idp.example.com", "00u-old")
         console_sessions.sign_in_verified_email(
             session,
             organisation_id=org.id,

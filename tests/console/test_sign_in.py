@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from connectors.outbound import UrlPolicy
 from models.access import Viewer
-from models.actions import console_sessions, oidc_providers
+from models.actions import console_sessions, oidc_providers, provider_accounts
 from models.actions.sign_in_audit import SignInRefused
 from models.base import Base
 from models.entities import ApiToken, AuditEvent, OidcSubject
@@ -209,8 +209,8 @@ def test_another_provider_account_with_the_admins_verified_email_is_not_the_admi
     account an admin first signs in with is theirs; a second account showing the same verified
     email is refused until an admin sets the provider again."""
     issuer = "https://idp.example.com"
-    first = console_sessions.ProviderAccount(issuer=issuer, subject="00u-ada")
-    second = console_sessions.ProviderAccount(issuer=issuer, subject="00u-impostor")
+    first = provider_accounts.ProviderAccount(issuer=issuer, subject="00u-ada")
+    second = provider_accounts.ProviderAccount(issuer=issuer, subject="00u-impostor")
 
     def sign_in_as(account):
         return _admin_signs_in_with(session, org, account)
@@ -221,7 +221,7 @@ def test_another_provider_account_with_the_admins_verified_email_is_not_the_admi
         sign_in_as(second)
     assert refused.value.outcome == "other_account"
     session.rollback()
-    other_issuer = console_sessions.ProviderAccount(issuer="https://other.example", subject="x")
+    other_issuer = provider_accounts.ProviderAccount(issuer="https://other.example", subject="x")
     assert sign_in_as(other_issuer).viewer.user_id == org.admin.id  # bound per issuer
 
     oidc_providers.configure(
@@ -260,7 +260,7 @@ def test_a_person_whose_provider_account_was_replaced_binds_the_new_one_once_for
     """Forgetting one person's bound account (their account at the provider was replaced)
     lets their next account bind, and leaves everyone else's binding as it was."""
     issuer = "https://idp.example.com"
-    old, new = (console_sessions.ProviderAccount(issuer, s) for s in ("00u-old", "00u-new"))
+    old, new = (provider_accounts.ProviderAccount(issuer, s) for s in ("00u-old", "00u-new"))
 
     def sign_in_as(account):
         return _admin_signs_in_with(session, org, account)
@@ -270,7 +270,7 @@ def test_a_person_whose_provider_account_was_replaced_binds_the_new_one_once_for
         sign_in_as(new)
     session.rollback()
 
-    forgotten = console_sessions.forget_provider_accounts(
+    forgotten = provider_accounts.forget(
         session, organisation_id=org.org.id, email=org.admin.email, actor=f.SETUP
     )
     session.commit()
@@ -292,12 +292,12 @@ def test_forgetting_the_account_of_nobody_here_is_not_found(session, org):
     from models.errors import NotFound
 
     with pytest.raises(NotFound):
-        console_sessions.forget_provider_accounts(
+        provider_accounts.forget(
             session, organisation_id=org.org.id, email="nobody@example.com", actor=f.SETUP
         )
 
 
-def _admin_signs_in_with(session, org, account: console_sessions.ProviderAccount):
+def _admin_signs_in_with(session, org, account: provider_accounts.ProviderAccount):
     """The organisation's admin signs in to the console with this provider account."""
     started = console_sessions.sign_in_verified_email(
         session,
@@ -314,9 +314,9 @@ def test_two_first_sign_ins_with_different_accounts_at_once_bind_one_of_them(ses
     """Two accounts of the provider showing the admin's email sign in for the first time at the
     same moment: one is bound and signed in, the other is refused as another account."""
     issuer = "https://idp.example.com"
-    accounts = [console_sessions.ProviderAccount(issuer, s) for s in ("00u-one", "00u-two")]
+    accounts = [provider_accounts.ProviderAccount(issuer, s) for s in ("00u-one", "00u-two")]
 
-    def first_sign_in(account: console_sessions.ProviderAccount) -> Callable[[], str]:
+    def first_sign_in(account: provider_accounts.ProviderAccount) -> Callable[[], str]:
         def attempt() -> str:
             with sessions() as own:
                 try:
@@ -345,11 +345,11 @@ def test_two_first_sign_ins_with_different_accounts_at_once_bind_one_of_them(ses
 
 
 def test_two_forgettings_of_one_account_at_once_audit_it_once(session, sessions, org):
-    _admin_signs_in_with(session, org, console_sessions.ProviderAccount("https://idp.x", "00u"))
+    _admin_signs_in_with(session, org, provider_accounts.ProviderAccount("https://idp.x", "00u"))
 
     def forget() -> int:
         with sessions() as own:
-            forgotten = console_sessions.forget_provider_accounts(
+            forgotten = provider_accounts.forget(
                 own, organisation_id=org.org.id, email=org.admin.email, actor=f.SETUP
             )
             own.commit()

@@ -11,8 +11,8 @@ from flask import Response, redirect, request, url_for
 
 from connectors import oidc
 from models.actions import oidc_providers, oidc_sign_ins
-from models.actions.console_sessions import ProviderAccount
 from models.actions.oidc_sign_ins import Claimed, SignInRefused
+from models.actions.provider_accounts import ProviderAccount
 from models.entities import OidcProvider
 from models.enums import SignInPlace
 from webhooks import oidc_callback

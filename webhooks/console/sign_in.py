@@ -11,6 +11,7 @@ from flask import Response, redirect, request, url_for
 
 from models.actions import console_sessions, oidc_providers, sign_in_audit
 from models.actions.console_sessions import ConsoleSession
+from models.actions.provider_accounts import ProviderAccount
 from models.actions.sign_in_audit import SignInMethod, SignInRefused
 from models.entities import Organisation
 from models.enums import SignInPlace
@@ -70,7 +71,7 @@ def start(started: ConsoleSession) -> Response:
 
 
 def start_for_verified_email(
-    organisation_id: uuid.UUID, email: str, account: console_sessions.ProviderAccount
+    organisation_id: uuid.UUID, email: str, account: ProviderAccount
 ) -> Response:
     """Sign in the person an identity provider has verified (OpenID Connect): a session of
     the organisation's admin or manager with this email, or a page saying why not."""

@@ -1,0 +1,109 @@
+"""Which account at the organisation's OpenID Connect provider is a person (table
+oidc_subjects): the one they first signed in with, at enrollment or at the console, is bound
+to them; another account of that provider showing the same verified email is not them
+(OpenID Connect Core 1.0 section 5.7: only iss and sub together identify someone), until an
+operator forgets the binding (their account there was replaced)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import audit
+from models.actions.sign_in_audit import SignInRefused
+from models.actions.users import find_user_by_email
+from models.actor import Actor
+from models.base import utcnow
+from models.entities import OidcSubject, User
+from models.errors import NotFound
+
+
+@dataclass(frozen=True)
+class ProviderAccount:
+    """Who signed in at an OpenID Connect provider: its issuer and the subject it said."""
+
+    issuer: str
+    subject: str
+
+
+def check(session: Session, *, user: User, account: ProviderAccount, actor: Actor) -> None:
+    """The provider account signing in as `user` is theirs: bound now if they have none at this
+    issuer, refused (`other_account`) if they have another one there."""
+    known = session.scalar(
+        select(OidcSubject).where(
+            OidcSubject.user_id == user.id, OidcSubject.issuer == account.issuer
+        )
+    )
+    if known is None:
+        _bind(session, user, account, actor)
+    elif known.subject != account.subject:
+        raise SignInRefused(
+            f"{user.email} signs in with another account of this provider; if that account "
+            "was replaced, an administrator lets them bind the new one "
+            "(odock-sync sign-in forget-account)",
+            outcome="other_account",
+            organisation_id=user.organisation_id,
+            email=user.email,
+            user_id=user.id,
+        )
+
+
+def _bind(session: Session, user: User, account: ProviderAccount, actor: Actor) -> None:
+    """A parallel first sign-in with another account loses on the unique (user, issuer) and
+    is refused like any later one."""
+    try:
+        with session.begin_nested():
+            session.add(
+                OidcSubject(
+                    organisation_id=user.organisation_id,
+                    user_id=user.id,
+                    issuer=account.issuer,
+                    subject=account.subject,
+                    created_at=utcnow(),
+                )
+            )
+    except IntegrityError:
+        check(session, user=user, account=account, actor=actor)
+        return
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=user.organisation_id,
+        action="sign_in.oidc_account_bound",
+        target_type="user",
+        target_id=user.id,
+        after={"issuer": account.issuer, "subject": account.subject},
+    )
+
+
+def forget(session: Session, *, organisation_id: uuid.UUID, email: str, actor: Actor) -> int:
+    """The provider accounts bound to this person are forgotten (their account at the provider
+    was replaced): the next one they sign in with is bound to them. How many were; each
+    forgetting is audited, nothing is when none was bound."""
+    user = find_user_by_email(session, organisation_id, email)
+    if user is None:
+        raise NotFound(f"no person with email {email} in this organisation", field="email")
+    # What this statement deleted, not what a read before it saw: two forgettings at once
+    # audit each account once.
+    bound = session.execute(
+        delete(OidcSubject)
+        .where(OidcSubject.user_id == user.id)
+        .returning(OidcSubject.issuer, OidcSubject.subject)
+    ).all()
+    if not bound:
+        return 0
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=organisation_id,
+        action="sign_in.oidc_account_forgotten",
+        target_type="user",
+        target_id=user.id,
+        before={"accounts": [{"issuer": b.issuer, "subject": b.subject} for b in bound]},
+        after={"accounts": []},
+    )
+    return len(bound)

@@ -1,0 +1,147 @@
+"""Accepting an invitation after signing in with the organisation's OpenID Connect provider
+binds the provider account (iss and sub) to the person, through the same function a first
+console sign-in binds with (models/actions/provider_accounts.py): another account of the
+provider showing the same verified email is not them, at the console or anywhere else.
+
+The end-to-end test drives headless Chromium against the real provider on loopback
+(tests/support/oidc.py), whose accounts "ivy@…" and "Ivy@…" are two subjects with one
+verified email."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from models.actions import console_sessions, oidc_providers
+from models.actions import invitations as inv
+from models.actions.provider_accounts import ProviderAccount
+from models.actions.sign_in_audit import SignInRefused
+from models.entities import OidcSubject, User
+from models.enums import Role, SignInPlace, Source, UserStatus
+from tests.support.oidc import (
+    LoopbackProvider,
+    audit_events,
+    sign_in_at_provider,
+    sign_in_through_the_invitation,
+    start_provider,
+)
+
+ISSUER = "https://idp.example.com"
+
+
+def test_accepting_binds_the_account_the_console_then_holds_to(session, sessions, scene):
+    issued = scene.invite(session, email="ivy@example.com", role=Role.MANAGER)
+    enrolled = ProviderAccount(ISSUER, "00u-ivy")
+    accepted = inv.accept_invitation(
+        session, token=issued.token, email="ivy@example.com", name="Ivy", account=enrolled
+    )
+    session.commit()
+
+    def console_sign_in(account: ProviderAccount) -> console_sessions.ConsoleSession:
+        return console_sessions.sign_in_verified_email(
+            session,
+            organisation_id=scene.org.id,
+            email="ivy@example.com",
+            lifetime=timedelta(hours=1),
+            account=account,
+        )
+
+    with pytest.raises(SignInRefused) as refused:
+        console_sign_in(ProviderAccount(ISSUER, "00u-impostor"))
+    assert refused.value.outcome == "other_account"
+    session.rollback()
+    assert console_sign_in(enrolled).viewer.user_id == accepted.user.id
+    session.commit()
+    with sessions() as s:
+        (bound,) = audit_events(s, "sign_in.oidc_account_bound")
+        assert (bound.target_id, bound.after) == (
+            str(accepted.user.id),
+            {"issuer": ISSUER, "subject": "00u-ivy"},
+        )
+        assert (bound.source, bound.actor_user_id) == (Source.INVITATION, accepted.user.id)
+
+
+def test_accepting_through_the_proxy_binds_nothing(session, sessions, scene):
+    issued = scene.invite(session, email="ivy@example.com")
+    inv.accept_invitation(session, token=issued.token, email="ivy@example.com", name="Ivy")
+    session.commit()
+    with sessions() as s:
+        assert s.scalars(select(OidcSubject)).all() == []
+
+
+@pytest.fixture(scope="module")
+def provider(live_server, tmp_path_factory) -> Iterator[LoopbackProvider]:
+    """The real provider, with both callbacks: the enrollment pages' and the console's."""
+    log = tmp_path_factory.mktemp("oidc-binding") / "provider.log"
+    started = start_provider(
+        redirect_uris=[
+            oidc_providers.callback_url(live_server, SignInPlace.ENROLLMENT),
+            oidc_providers.callback_url(live_server, SignInPlace.CONSOLE),
+        ],
+        log_path=log,
+    )
+    yield started
+    started.stop()
+
+
+def console_sign_in(chromium, base: str, slug: str, login: str) -> str:
+    """Sign in to the console at the provider as `login`: who the console says is signed in,
+    or "refused" with the page's text."""
+    context = chromium.new_context()
+    page = context.new_page()
+    page.goto(f"{base}/console/sign-in?organisation={slug}")
+    page.click("#sign-in-oidc")
+    sign_in_at_provider(page, login)
+    page.wait_for_selector("#signed-in-as, #sign-in-refused")
+    if page.locator("#sign-in-refused").count():
+        said = "refused: " + page.locator("#sign-in-refused").inner_text()
+    else:
+        said = page.locator("#signed-in-as").inner_text()
+    context.close()
+    return said
+
+
+@pytest.mark.slow
+def test_the_account_an_invitee_enrolled_with_is_the_one_the_console_lets_in(
+    session, sessions, scene, settings, live_server, chromium, provider
+):
+    oidc_providers.configure(
+        session,
+        organisation=scene.org,
+        secret_key=settings.secret_key,
+        actor=scene.actor(scene.admin_viewer),
+        policy=settings.outbound_policy(),
+        issuer=provider.issuer,
+        client_id=provider.client_id,
+        client_secret=provider.client_secret,
+    )
+    issued = scene.invite(session, email="ivy@example.com", role=Role.MANAGER)
+    session.commit()
+    context = chromium.new_context()
+    page = context.new_page()
+    sign_in_through_the_invitation(
+        page, f"{live_server}/enroll/{issued.token}", "ivy@example.com", name="Ivy"
+    )
+    page.wait_for_selector("#outcome")
+    context.close()
+    with sessions() as s:
+        ivy = s.scalars(select(User).where(User.email == "ivy@example.com")).one()
+        assert ivy.status is UserStatus.ACTIVE
+
+    # Another account of the provider with the same verified email: not Ivy.
+    said = console_sign_in(chromium, live_server, scene.org.slug, "Ivy@example.com")
+    assert said.startswith("refused: ") and "another account of this provider" in said
+    signed_in = console_sign_in(chromium, live_server, scene.org.slug, "ivy@example.com")
+    assert signed_in == "ivy@example.com"
+    with sessions() as s:
+        bound = audit_events(s, "sign_in.oidc_account_bound")
+        assert [(e.source, e.after["subject"]) for e in bound] == [
+            (Source.INVITATION, "ivy@example.com")
+        ]
+        refused = audit_events(s, "console.sign_in_refused")
+        assert [(e.after["outcome"], e.actor_user_id) for e in refused] == [
+            ("other_account", ivy.id)
+        ]
