@@ -28,6 +28,20 @@ control_socket = os.path.join(
 )
 
 
+def on_starting(_server: Any) -> None:
+    """Check the settings in the master, before it listens: a bad one stops gunicorn with one
+    line and exit 1, where each worker would log its traceback and the master say only
+    "Worker failed to boot"."""
+    from models.settings import SettingsError, load_settings
+    from worker.tracing import tracing_config
+
+    try:
+        load_settings()
+        tracing_config(os.environ, process="web")
+    except SettingsError as exc:
+        raise SystemExit(f"odock-sync: {exc}") from None
+
+
 def post_worker_init(_worker: Any) -> None:
     """Once the app is loaded, keep what it loaded out of the cyclic garbage collector.
 

@@ -7,16 +7,21 @@ from celery import Celery
 from celery.signals import setup_logging, worker_process_init
 
 from models.observability import configure_logging, configure_stdlib_logging
-from models.settings import load_settings
+from models.settings import SettingsError, load_settings
 from worker.celery_app import configure_celery
 from worker.runtime import init_runtime
 from worker.tracing import start_tracing, tracing_config
 
 
 def boot() -> Celery:
-    settings = load_settings()
+    try:
+        settings = load_settings()
+        tracing_config(os.environ, process="worker")  # a bad OTEL_* stops the worker here, once
+    except SettingsError as exc:
+        # One line and exit 1: Celery would print the traceback of anything else raised while
+        # it loads the app (SystemExit passes through it).
+        raise SystemExit(f"odock-sync: {exc}") from None
     configure_logging(settings)
-    tracing_config(os.environ, process="worker")  # a bad OTEL_* stops the worker here, once
     init_runtime(settings)
     return configure_celery(settings)
 
