@@ -98,6 +98,10 @@ class _Engine:
             raise InvalidSyntax(f"op must be one of add, replace, remove; got {op!r}")
         op = op.lower()
         path, value = fields.get("path"), fields.get("value")
+        if op != "remove" and "value" not in fields:
+            # RFC 7644 sections 3.5.2.1 and 3.5.2.3: add and replace MUST carry a value; read
+            # as null, an add of members without one removed every member.
+            raise InvalidValue(f"{op} needs a value")
         if path is None or (isinstance(path, str) and not path.strip()):
             self._without_path(doc, op, value)
             return
@@ -195,6 +199,8 @@ class _Engine:
         value = _unwrapped(path, value)
         _check_required(path, op)
         if op != "remove" and _unassigned(value):
+            if op == "add" and _whole_multi(path):
+                raise InvalidValue(f"add to {path.attr} needs the values to add")
             op, value = "remove", None  # Entra: an empty string or null means unassigned
         multi = _is_multi(path, container.get(key), value)
         primaries = _primaries(container.get(key)) if multi and op != "remove" else None
@@ -241,8 +247,9 @@ class _Engine:
 
     @staticmethod
     def _remove(container: dict[str, Any], key: str, value: Any, multi: bool) -> None:
-        if multi and value not in (None, [], {}) and isinstance(container.get(key), list):
-            # Entra's "Remove members" with a value list removes those members, not all.
+        if multi and value is not None and isinstance(container.get(key), list):
+            # Entra's "Remove members" with a value list removes those members, not all; an
+            # empty list removes none (it removed every member, as a remove without value).
             doomed = value if isinstance(value, list) else [value]
             kept, gone = value_keys(container[key]), value_keys(doomed)
             if kept is not None and gone is not None:  # _same is equality of the values
@@ -410,6 +417,16 @@ def _unwrapped(path: Path, value: Any) -> Any:
         return value
     complex_whole = path.attribute.sub_attributes and path.sub is None
     return only if complex_whole else next(iter(only.values()))
+
+
+def _whole_multi(path: Path) -> bool:
+    """The path names a whole multi-valued attribute (`members`, not `emails[…].value`)."""
+    return (
+        path.attribute is not None
+        and path.attribute.multi_valued
+        and path.sub is None
+        and path.value_filter is None
+    )
 
 
 def _unassigned(value: Any) -> bool:

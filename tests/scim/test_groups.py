@@ -259,3 +259,50 @@ def test_a_patch_of_members_value_is_a_mutability_error_and_keeps_every_member(s
     unchanged()
     members = scim.get(f"/Groups/{group['id']}").json["members"]
     assert sorted(m["value"] for m in members) == sorted([ann, bob])
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        {"op": "add", "path": "members"},
+        {"op": "add", "path": "members", "value": None},
+        {"op": "Add", "path": "members", "value": ""},
+        {"op": "add", "value": {"members": None}},
+        {"op": "replace", "path": "members"},
+    ],
+    ids=["add-no-value", "add-null", "Add-empty-string", "add-no-path-null", "replace-no-value"],
+)
+def test_an_add_without_members_or_a_replace_without_value_is_refused_and_keeps_every_member(
+    scim, unchanged, operation
+):
+    """`add members` with no value (or null) read as "unassign members": every member left
+    the team, with 200. RFC 7644 section 3.5.2.1 and 3.5.2.3: add and replace MUST carry a
+    value; an add of nothing cannot remove (scim2-server: 400 invalidValue)."""
+    ann, bob = user(scim, "ann@example.com"), user(scim, "bob@example.com")
+    group = scim.post(
+        "/Groups", {**okta_create_group("Ops"), "members": [{"value": ann}, {"value": bob}]}
+    ).json
+    unchanged()
+    response = scim.patch(f"/Groups/{group['id']}", ops(operation))
+    assert response.status_code == 400, response.json
+    assert response.json["scimType"] == "invalidValue"
+    unchanged()
+    members = scim.get(f"/Groups/{group['id']}").json["members"]
+    assert sorted(m["value"] for m in members) == sorted([ann, bob])
+
+
+def test_a_remove_of_members_by_an_empty_value_list_removes_nobody(scim, unchanged):
+    """A remove with a value list removes the listed members (Entra ID); an empty list
+    removed every member, as a remove without value does. A batch of no removals is no
+    removal."""
+    ann, bob = user(scim, "ann@example.com"), user(scim, "bob@example.com")
+    group = scim.post(
+        "/Groups", {**okta_create_group("Ops"), "members": [{"value": ann}, {"value": bob}]}
+    ).json
+    unchanged()
+    operation = {"op": "Remove", "path": "members", "value": []}
+    response = scim.patch(f"/Groups/{group['id']}", ops(operation))
+    assert response.status_code in (200, 204), response.json
+    unchanged()
+    members = scim.get(f"/Groups/{group['id']}").json["members"]
+    assert sorted(m["value"] for m in members) == sorted([ann, bob])
