@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 import ldap.dn
 import ldap.filter
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from connectors.ldap.client import Attributes
 
@@ -60,6 +60,12 @@ class DisabledMarker(BaseModel):
     attribute: AttributeName
     kind: Literal["bitmask", "present", "equals"]
     value: str = ""
+    # a bitmask's value as an integer, parsed once here rather than for every entry read
+    _mask: int = PrivateAttr(default=0)
+
+    @property
+    def mask(self) -> int:
+        return self._mask
 
     @model_validator(mode="after")
     def _usable_value(self) -> DisabledMarker:
@@ -67,10 +73,10 @@ class DisabledMarker(BaseModel):
         disabled (a mask of 0, an empty value) or every entry is an error (a mask "abc")."""
         if self.kind == "bitmask":
             try:
-                mask = int(self.value, 0)
+                self._mask = int(self.value, 0)
             except ValueError:
                 raise ValueError(f"bitmask value {self.value!r} is not an integer") from None
-            if mask <= 0:
+            if self._mask <= 0:
                 raise ValueError(f"bitmask value {self.value!r} must be a positive integer")
         if self.kind == "equals" and not self.value.strip():
             raise ValueError("an equals marker needs a value")
@@ -84,13 +90,6 @@ USERNAME_MEMBERS = frozenset({"memberuid"})
 # lockout (too many wrong passwords) began, which ends by itself.
 PPOLICY_ADMIN_LOCK = "000001010000Z"
 UF_LOCKOUT = 0x10  # Active Directory's "locked out" bit: a timed lockout too
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        return 0
 
 
 class ExpiryAttribute(BaseModel):
@@ -163,7 +162,7 @@ class AttributeMapping(BaseModel):
                 )
             if name == "lockouttime":
                 raise ValueError("lockoutTime marks a timed lockout, not a disabled account")
-            if marker.kind == "bitmask" and _int(marker.value) & UF_LOCKOUT:
+            if marker.kind == "bitmask" and marker.mask & UF_LOCKOUT:
                 raise ValueError("bit 0x10 (LOCKOUT) marks a timed lockout, not a disabled account")
         return self
 
@@ -342,15 +341,15 @@ def _marked(marker: DisabledMarker, values: list[bytes]) -> bool:
             return True
         if marker.kind == "equals" and text.lower() == marker.value.lower():
             return True
-        if marker.kind == "bitmask" and _bit_set(text, marker.value):
+        if marker.kind == "bitmask" and _bit_set(text, marker.mask):
             return True
     return False
 
 
-def _bit_set(text: str, mask: str) -> bool:
+def _bit_set(text: str, mask: int) -> bool:
     """A flags word read as a (signed or wider) integer: Python's `&` on a negative number
     works on its two's complement, so AD's 0x80000002 given as -2147483646 has bit 0x2."""
-    return bool(int(text) & int(mask, 0))
+    return bool(int(text) & mask)
 
 
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"

@@ -11,7 +11,9 @@ from typing import Any
 import ldap
 import pytest
 
+from connectors.ldap import mapping as mapping_module
 from connectors.ldap.client import DirectoryClient, map_error
+from connectors.ldap.mapping import PersonReader, mapping_for
 from models.enums import UserStatus
 from tests.ldap.conftest import (
     AD_CONNECTOR,
@@ -45,6 +47,33 @@ def test_user_account_control_values(make_connector, sync, sessions, directory, 
     outcome = sync(connector)
     assert outcome.status == "succeeded", outcome.error
     assert linked_users(sessions, connector)["alice"].status is status
+
+
+def test_a_bitmask_marker_parses_its_mask_once_not_per_entry(directory, monkeypatch):
+    """A userAccountControl mask is parsed when the mapping is made: reading accounts
+    parses each flags word and never the mask again (once per entry and value before)."""
+    as_ad_accounts(directory, ("alice", "bob", "carol", "dave"))
+    directory.replace(directory.person_dn("bob"), "userAccountControl", b"514")
+    mapping = mapping_for(
+        "active_directory",
+        {"disabled": [{"attribute": "userAccountControl", "kind": "bitmask", "value": "0x2"}]},
+    )
+    entries = directory.conn.search_s(
+        directory.people, ldap.SCOPE_ONELEVEL, "(objectGUID=*)", mapping.user_attributes()
+    )
+    parsed: list[str] = []
+
+    def counted_int(value: Any, *base: int) -> int:
+        if base and value == "0x2":
+            parsed.append(value)
+        return int(value, *base)
+
+    monkeypatch.setattr(mapping_module, "int", counted_int, raising=False)
+    reader = PersonReader(mapping)
+    people = [reader.person(dn, attrs) for dn, attrs in entries]
+    disabled = {person.username: person.disabled for person in people}
+    assert disabled == {"ALICE": False, "BOB": True, "CAROL": False, "DAVE": False}
+    assert parsed == []
 
 
 def test_an_unreadable_user_account_control_changes_nobody(
