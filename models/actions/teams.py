@@ -6,7 +6,8 @@ import uuid
 from collections.abc import Sequence
 from typing import cast
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -151,7 +152,16 @@ def _insert_membership(
     session: Session, team: Team, user: User, role: TeamRole, source: Source
 ) -> tuple[TeamMembership, bool]:
     """The membership written (True), or the one another transaction wrote a moment ago, read
-    again (False): the caller goes on as if it had found that one, as it would serially."""
+    again (False): the caller goes on as if it had found that one, as it would serially.
+
+    The team is held first as the membership's foreign key holds it (PostgreSQL: FOR KEY
+    SHARE), before the row exists: a SCIM group write, which locks its team FOR UPDATE and
+    then inserts its members, otherwise found this row in flight while its foreign-key check
+    waited for the group's lock, and the two deadlocked. Held first, the insert waits for
+    the group write to end, or the group write for this transaction (and then reads it)."""
+    session.execute(
+        select(Team.id).where(Team.id == team.id).with_for_update(read=True, key_share=True)
+    )
     membership = TeamMembership(team_id=team.id, user_id=user.id, role=role, source=source)
     try:
         with session.begin_nested():
@@ -190,8 +200,10 @@ def remove_from_team(session: Session, *, team: Team, user: User, actor: Actor) 
 def add_members(
     session: Session, *, team: Team, users: Sequence[User], role: TeamRole, actor: Actor
 ) -> None:
-    """Add people who are not members yet, at once: one INSERT of their memberships and one
-    of their audit events (each `team.member_added`, as add_to_team's), as plain rows."""
+    """Add people who were not members when the caller looked, at once: one INSERT of their
+    memberships and one of their audit events (each `team.member_added`, as add_to_team's),
+    as plain rows. A membership another transaction wrote meanwhile (an admin adding the same
+    person) is left as it is and not audited again, as add_to_team does when it loses."""
     if not users:
         return
     if any(user.organisation_id != team.organisation_id for user in users):
@@ -208,8 +220,19 @@ def add_members(
         }
         for u in users
     ]
-    session.execute(insert(cast(Table, TeamMembership.__table__)), rows)
-    added = [(None, membership_row_snapshot(team.id, u.id, role)) for u in users]
+    table = cast(Table, TeamMembership.__table__)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    inserted = set(
+        session.scalars(
+            insert(table)
+            .on_conflict_do_nothing(index_elements=[table.c.team_id, table.c.user_id])
+            .returning(table.c.user_id),
+            rows,
+        )
+    )
+    added = [
+        (None, membership_row_snapshot(team.id, u.id, role)) for u in users if u.id in inserted
+    ]
     audit.record_many(
         session,
         actor=actor,

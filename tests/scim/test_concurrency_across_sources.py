@@ -14,11 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.actions import lifecycle
+from models.actions import teams as team_actions
 from models.actor import Actor
-from models.entities import AuditEvent, Organisation, ScimUser, User
-from models.enums import Role, Source, UserStatus
+from models.entities import AuditEvent, Organisation, ScimUser, TeamMembership, User
+from models.enums import Role, Source, TeamRole, UserStatus
 from tests.scim.conftest import SCIM, ops
-from tests.scim.payloads import okta_create_user
+from tests.scim.payloads import okta_create_group, okta_create_user
 from tests.support import factories
 from tests.support.parallel import in_parallel
 
@@ -42,6 +43,15 @@ class Race:
     def idp_says(self, scim_id: str, active: bool) -> Callable[[], requests.Response]:
         url = f"{self.base}/scim/v2/Users/{scim_id}"
         body = ops({"op": "replace", "path": "active", "value": active})
+        return lambda: requests.patch(url, json=body, headers=self.scim, timeout=60)
+
+    def admin_adds(self, team_id: str, user: User) -> Callable[[], requests.Response]:
+        url = f"{self.base}/api/v1/teams/{team_id}/members/{user.id}"
+        return lambda: requests.put(url, json={"role": "MEMBER"}, headers=self.admin, timeout=60)
+
+    def idp_adds(self, group_id: str, scim_id: str) -> Callable[[], requests.Response]:
+        url = f"{self.base}/scim/v2/Groups/{group_id}"
+        body = ops({"op": "add", "path": "members", "value": [{"value": scim_id}]})
         return lambda: requests.patch(url, json=body, headers=self.scim, timeout=60)
 
     def both_at_once(self, people: dict[str, User], active: bool) -> None:
@@ -143,3 +153,79 @@ def test_the_idp_letting_go_while_an_admin_pins_keeps_the_person_out(
         revocation = lifecycle.latest_revocation(session, user.id)
         assert Source.ADMIN in lifecycle.standing_sources(revocation), person.email
     session.commit()
+
+
+def test_an_admin_and_the_idp_adding_the_same_people_at_once_add_each_once(
+    race, live_server, scim_secret, session
+):
+    """At the same moment an admin adds each person to a team (add_to_team) and the IdP adds
+    them to the team's group (a SCIM PATCH: add_members, one INSERT for its members). Serially
+    the later finds them a member: every request answers 200, each person is a member once,
+    added once in the audit. Before, a bulk INSERT that lost to the admin's answered 500."""
+    headers = {"Authorization": f"Bearer {scim_secret}", "Content-Type": SCIM}
+    group = requests.post(
+        f"{live_server}/scim/v2/Groups", json=okta_create_group("Racers"), headers=headers
+    )
+    assert group.status_code == 201, group.text
+    group_id = group.json()["id"]
+    people = {
+        str(scim_user.id): scim_user.user
+        for scim_user in session.scalars(
+            select(ScimUser).where(
+                ScimUser.id.in_([uuid.UUID(s) for s in scim_people(live_server, scim_secret)])
+            )
+        )
+    }
+    session.commit()
+
+    calls = [race.admin_adds(group_id, user) for user in people.values()]
+    calls += [race.idp_adds(group_id, scim_id) for scim_id in people]
+    answered = in_parallel(calls)
+
+    assert Counter(r.status_code for r in answered) == Counter({200: len(calls)}), [
+        r.text for r in answered if r.status_code != 200
+    ]
+    session.expire_all()
+    members = session.scalars(
+        select(TeamMembership.user_id).where(TeamMembership.team_id == uuid.UUID(group_id))
+    ).all()
+    assert sorted(members) == sorted(user.id for user in people.values())
+    added = Counter(
+        after["user_id"]
+        for after in session.scalars(
+            select(AuditEvent.after).where(AuditEvent.action == "team.member_added")
+        )
+    )
+    assert added == Counter({str(user.id): 1 for user in people.values()})
+    session.commit()
+
+
+def test_a_bulk_add_that_lost_to_another_write_keeps_that_membership(session, org):
+    """add_members adds the people its caller found not to be members; one added by another
+    transaction since (an admin, here as a manager) is left as that one wrote it and audited
+    once, as add_to_team leaves it when it loses. Before: IntegrityError on both databases."""
+    team = factories.make_team(session, org)
+    user, newcomer = factories.make_user(session, org), factories.make_user(session, org)
+    factories.add_member(session, team, user, TeamRole.MANAGER)  # the admin's, committed
+    session.commit()
+
+    scim = Actor(Source.SCIM, "scim")
+    team_actions.add_members(
+        session, team=team, users=[user, newcomer], role=TeamRole.MEMBER, actor=scim
+    )
+    session.commit()
+
+    roles = dict(
+        session.execute(
+            select(TeamMembership.user_id, TeamMembership.role).where(
+                TeamMembership.team_id == team.id
+            )
+        ).all()
+    )
+    assert roles == {user.id: TeamRole.MANAGER, newcomer.id: TeamRole.MEMBER}
+    added = session.execute(
+        select(AuditEvent.source, AuditEvent.after).where(AuditEvent.action == "team.member_added")
+    ).all()
+    assert sorted((source, after["user_id"]) for source, after in added) == sorted(
+        [(Source.ADMIN, str(user.id)), (Source.SCIM, str(newcomer.id))]
+    )
