@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import cProfile
 import pstats
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from flask import Flask
@@ -23,32 +21,18 @@ from models.enums import Role
 from tests.scim.conftest import ScimClient
 from tests.scim.payloads import okta_create_group, okta_create_user
 from tests.support import factories
-from tests.support.sql_events import listening
+from tests.support.sql_events import listening, statements_sent
 from webhooks.context import app_state
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
-@contextmanager
-def statements(app: Flask, engine: Engine | None = None) -> Iterator[list[str]]:
+def statements(app: Flask, engine: Engine | None = None) -> AbstractContextManager[list[str]]:
     """The statements this thread sends through the app's engine (or `engine`) meanwhile."""
     if engine is None:
         with app.app_context():
             engine = app_state().engine
-    seen: list[str] = []
-    me = threading.get_ident()
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        # The token's own statements are the request's, not the write's: its last use is
-        # written once a minute, into whichever request crosses the minute (a loaded run
-        # put it into one of two requests compared here).
-        if threading.get_ident() != me or statement.startswith(("BEGIN", "COMMIT")):
-            return
-        if "api_tokens" not in statement:
-            seen.append(statement)
-
-    with listening(engine, before_cursor_execute=record):
-        yield seen
+    return statements_sent(engine)
 
 
 def users(scim: ScimClient, prefix: str, n: int) -> list[str]:

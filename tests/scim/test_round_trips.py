@@ -4,10 +4,8 @@ the answer, comes in each user's row; an empty answer needs it not)."""
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,28 +26,16 @@ from models.enums import Role, UserStatus
 from tests.scim import payloads
 from tests.scim.conftest import ScimClient
 from tests.support import factories
-from tests.support.sql_events import listening
+from tests.support.sql_events import statements_sent
 from webhooks.context import app_state
 
-CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
 HR = "urn:example:params:scim:schemas:extension:hr:2.0:User"
 
 
-@contextmanager
-def statements(app: Flask) -> Iterator[list[str]]:
-    """The queries this thread sends through the app's engine meanwhile (transaction
-    control left out: SQLite's reads begin a transaction of their own, see models.db)."""
+def statements(app: Flask) -> AbstractContextManager[list[str]]:
+    """The queries this thread sends through the app's engine meanwhile."""
     with app.app_context():
-        engine = app_state().engine
-    seen: list[str] = []
-    me = threading.get_ident()
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if threading.get_ident() == me and not statement.startswith(CONTROL):
-            seen.append(statement)
-
-    with listening(engine, before_cursor_execute=record):
-        yield seen
+        return statements_sent(app_state().engine)
 
 
 def _create(scim: ScimClient, n: int) -> str:
