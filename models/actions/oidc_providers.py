@@ -11,15 +11,16 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.oidc import Client
 from connectors.outbound import UrlPolicy
 from models import audit, encryption
+from models.actions import provider_accounts
 from models.actor import Actor
 from models.base import utcnow
-from models.entities import OidcProvider, OidcSubject, Organisation
+from models.entities import OidcProvider, Organisation
 from models.enums import SignInPlace
 from models.errors import InvalidInput, NotFound
 
@@ -52,18 +53,24 @@ def configure(
         raise InvalidInput("display_name must be at most 100 printable characters", field="name")
     provider = session.get(OidcProvider, organisation.id)
     before = _public(provider)
+    # Only iss and sub identify someone; a new client at the same issuer may see new subs.
+    client_changed = (
+        provider is not None and provider.issuer == issuer and provider.client_id != client_id
+    )
     if provider is None:
         provider = OidcProvider(organisation_id=organisation.id)
         session.add(provider)
     provider.issuer, provider.client_id, provider.display_name = issuer, client_id, name
     provider.sealed_client_secret = encryption.encrypt(secret_key, client_secret, purpose=PURPOSE)
     provider.updated_at = utcnow()
-    # Setting the provider again is how an admin lets a person whose account there was
-    # replaced back in: the accounts people signed in with are bound afresh.
-    forgotten = session.execute(
-        delete(OidcSubject).where(OidcSubject.organisation_id == organisation.id)
-    ).rowcount  # type: ignore[attr-defined]
     session.flush()
+    forgotten = provider_accounts.forget_on_provider_change(
+        session,
+        organisation_id=organisation.id,
+        issuer=issuer,
+        client_changed=client_changed,
+        actor=actor,
+    )
     after = {
         **(_public(provider) or {}),
         **({"accounts_forgotten": forgotten} if forgotten else {}),

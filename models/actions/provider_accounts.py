@@ -107,3 +107,42 @@ def forget(session: Session, *, organisation_id: uuid.UUID, email: str, actor: A
         after={"accounts": []},
     )
     return len(bound)
+
+
+def forget_on_provider_change(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    issuer: str,
+    client_changed: bool,
+    actor: Actor,
+) -> int:
+    """The organisation's provider was set: the accounts bound where its subjects no longer
+    come from are forgotten, those at another issuer, or every one when the client at the same
+    issuer changed (a provider may say another `sub` to each client: pairwise identifiers,
+    Entra ID's per application). Nothing else is: a new secret or name keeps everyone's.
+    Each person's forgetting is audited; how many accounts were."""
+    which = OidcSubject.organisation_id == organisation_id
+    if not client_changed:
+        which = which & (OidcSubject.issuer != issuer)
+    gone = session.execute(
+        delete(OidcSubject)
+        .where(which)
+        .returning(OidcSubject.user_id, OidcSubject.issuer, OidcSubject.subject)
+    ).all()
+    because = "the provider's client changed" if client_changed else "the provider's issuer changed"
+    for user_id in sorted({row.user_id for row in gone}):
+        accounts = [
+            {"issuer": r.issuer, "subject": r.subject} for r in gone if r.user_id == user_id
+        ]
+        audit.record(
+            session,
+            actor=actor,
+            organisation_id=organisation_id,
+            action="sign_in.oidc_account_forgotten",
+            target_type="user",
+            target_id=user_id,
+            before={"accounts": sorted(accounts, key=lambda a: (a["issuer"], a["subject"]))},
+            after={"accounts": [], "because": because},
+        )
+    return len(gone)

@@ -58,7 +58,8 @@ class OidcSubject(Base):
     """Which account at the organisation's provider (its `sub`) a person signs in to the
     console with: bound at their first sign-in there, so that another account of the provider
     showing the same verified email is not them (OpenID Connect Core 1.0 section 5.7: only
-    iss and sub together identify someone). Set the provider again to forget them all."""
+    iss and sub together identify someone). Forgotten per person (forget-account) or when the
+    provider is set to another issuer or client (models/actions/provider_accounts.py)."""
 
     __tablename__ = "oidc_subjects"
     __table_args__ = (UniqueConstraint("user_id", "issuer"),)

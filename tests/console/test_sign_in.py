@@ -207,7 +207,7 @@ def test_another_provider_account_with_the_admins_verified_email_is_not_the_admi
 ):
     """OpenID Connect Core 1.0 section 5.7: only iss and sub together say who signed in. The
     account an admin first signs in with is theirs; a second account showing the same verified
-    email is refused until an admin sets the provider again."""
+    email is refused until their binding is forgotten."""
     issuer = "https://idp.example.com"
     first = provider_accounts.ProviderAccount(issuer=issuer, subject="00u-ada")
     second = provider_accounts.ProviderAccount(issuer=issuer, subject="00u-impostor")
@@ -224,21 +224,13 @@ def test_another_provider_account_with_the_admins_verified_email_is_not_the_admi
     other_issuer = provider_accounts.ProviderAccount(issuer="https://other.example", subject="x")
     assert sign_in_as(other_issuer).viewer.user_id == org.admin.id  # bound per issuer
 
-    oidc_providers.configure(
-        session,
-        organisation=org.org,
-        secret_key=settings.secret_key,
-        actor=console_sessions.console_actor(Viewer.for_user(org.admin)),
-        policy=UrlPolicy(),
-        issuer=issuer,
-        client_id="odock",
-        client_secret="client-secret-0123456789abcdef",
-    )
+    # Setting a provider at that issuer keeps what was bound there, and forgets the rest.
+    set_provider(session, org, settings, issuer=issuer, client_id="odock")
     session.commit()
-    assert sign_in_as(second).viewer.user_id == org.admin.id  # bound afresh
     with pytest.raises(SignInRefused):
-        sign_in_as(first)
+        sign_in_as(second)
     session.rollback()
+    assert sign_in_as(first).viewer.user_id == org.admin.id
     with sessions() as s:
         events = s.scalars(
             select(AuditEvent)
@@ -248,10 +240,97 @@ def test_another_provider_account_with_the_admins_verified_email_is_not_the_admi
     assert [(e.action, (e.after or {}).get("subject")) for e in events] == [
         ("sign_in.oidc_account_bound", "00u-ada"),
         ("sign_in.oidc_account_bound", "x"),
+        ("sign_in.oidc_account_forgotten", None),
         ("sign_in.oidc_configured", None),
-        ("sign_in.oidc_account_bound", "00u-impostor"),
     ]
-    assert events[2].after["accounts_forgotten"] == 2
+    assert events[2].before == {"accounts": [{"issuer": "https://other.example", "subject": "x"}]}
+    assert events[3].after["accounts_forgotten"] == 1
+
+
+def set_provider(session, org, settings, *, issuer: str, client_id: str, **more) -> None:
+    """An admin sets the organisation's provider (again)."""
+    oidc_providers.configure(
+        session,
+        organisation=org.org,
+        secret_key=settings.secret_key,
+        actor=console_sessions.console_actor(Viewer.for_user(org.admin)),
+        policy=UrlPolicy(),
+        issuer=issuer,
+        client_id=client_id,
+        client_secret=more.pop("client_secret", "client-secret-0123456789abcdef"),
+        **more,
+    )
+
+
+def test_saving_the_provider_again_forgets_bound_accounts_only_when_their_subjects_change(
+    session, sessions, org, settings
+):
+    """A new secret or display name changes nobody's account at the provider: everyone stays
+    bound. Another client at the issuer (which may say other subs: pairwise identifiers) or
+    another issuer forgets them, each person's forgetting audited."""
+    issuer = "https://idp.example.com"
+
+    def sign_in(person, subject: str, at: str = issuer):
+        started = console_sessions.sign_in_verified_email(
+            session,
+            organisation_id=org.org.id,
+            email=person.email,
+            lifetime=timedelta(hours=1),
+            account=provider_accounts.ProviderAccount(at, subject),
+        )
+        session.commit()
+        return started
+
+    def refused(person, subject: str) -> str:
+        with pytest.raises(SignInRefused) as refusal:
+            sign_in(person, subject)
+        session.rollback()
+        return refusal.value.outcome
+
+    set_provider(session, org, settings, issuer=issuer, client_id="odock")
+    sign_in(org.admin, "00u-ada")
+    sign_in(org.manager, "00u-max")
+    set_provider(
+        session,
+        org,
+        settings,
+        issuer=issuer,
+        client_id="odock",
+        client_secret="a-rotated-secret-0123456789",
+        display_name="Acme SSO",
+    )
+    session.commit()
+    assert refused(org.admin, "00u-impostor") == "other_account"
+    assert refused(org.manager, "00u-impostor") == "other_account"
+
+    set_provider(session, org, settings, issuer=issuer, client_id="odock-2")
+    session.commit()
+    sign_in(org.admin, "00u-ada-2")  # bound afresh: the new client's subject
+    set_provider(session, org, settings, issuer="https://new-idp.example.com", client_id="x")
+    session.commit()
+    sign_in(org.admin, "00u-ada-3", at="https://new-idp.example.com")
+
+    with sessions() as s:
+        configured = s.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "sign_in.oidc_configured")
+            .order_by(AuditEvent.occurred_at, AuditEvent.id)
+        ).all()
+        forgotten = s.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "sign_in.oidc_account_forgotten")
+            .order_by(AuditEvent.occurred_at, AuditEvent.target_id)
+        ).all()
+    assert [e.after.get("accounts_forgotten") for e in configured] == [None, None, 2, 1]
+    assert sorted(
+        (e.target_id, e.before["accounts"][0]["subject"], e.after["because"]) for e in forgotten
+    ) == sorted(
+        [
+            (str(org.admin.id), "00u-ada", "the provider's client changed"),
+            (str(org.manager.id), "00u-max", "the provider's client changed"),
+            (str(org.admin.id), "00u-ada-2", "the provider's issuer changed"),
+        ]
+    )
 
 
 def test_a_person_whose_provider_account_was_replaced_binds_the_new_one_once_forgotten(
