@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -44,13 +45,11 @@ class NewerSchema(Exception):
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     config = alembic_config()
-    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
     with engine.begin() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
-        if current is not None and current not in known:
+        if current is not None and current not in _revisions()[1]:
             raise NewerSchema(current)  # Alembic's own error is a traceback naming no version
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
@@ -61,3 +60,31 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+@cache
+def _revisions() -> tuple[str, frozenset[str]]:
+    """This version's head revision and every revision it knows."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    head = scripts.get_current_head()
+    assert head is not None  # one line of migrations (land.sh refuses two heads)
+    return head, frozenset(script.revision for script in scripts.walk_revisions())
+
+
+def schema_problem(connection: Connection) -> str | None:
+    """Why this version cannot serve from the database's schema, or None when it can.
+
+    A revision this version does not know was made by a newer one, which a rolling upgrade
+    runs before the older processes stop (`db upgrade` first): that one is served from.
+    """
+    from alembic.runtime.migration import MigrationContext
+
+    current = MigrationContext.configure(connection).get_current_revision()
+    head, known = _revisions()
+    if current is None:
+        return "no schema: run `odock-sync db upgrade`"
+    if current != head and current in known:
+        return f"schema {current} is older than {head}: run `odock-sync db upgrade`"
+    return None

@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text
 
 from models import arrival
+from models.migrate import schema_problem
 from webhooks import idp_metrics
 from webhooks.context import app_state
 from webhooks.ops_metrics import OperationsCollector
@@ -102,12 +103,15 @@ def _registry() -> Collector:
 
 
 def _check_database() -> str:
+    """ "ok" only when the database answers with a schema this version can use: unmigrated,
+    every request would fail."""
     try:
         with app_state().engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+            problem = schema_problem(connection)
     except Exception as exc:
         return f"error: {type(exc).__name__}"
-    return "ok"
+    return f"error: {problem}" if problem else "ok"
 
 
 def _check_broker() -> str:

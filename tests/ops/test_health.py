@@ -227,3 +227,34 @@ def test_a_process_running_domain_work_logs_a_crash_without_its_locals(tmp_path)
     assert done.returncode == 0, done.stderr
     assert "RuntimeError: directory refused the bind" in done.stderr
     assert "hunter2-secret" not in done.stderr + done.stdout
+
+
+def test_readyz_is_503_until_the_database_has_this_versions_schema(app_with, tmp_path) -> None:
+    """Unmigrated or older, every request would fail (500s): not ready, and what to run.
+    A newer schema (a rolling upgrade ran `db upgrade` first) is served from."""
+    from sqlalchemy import create_engine, text
+
+    from models.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path}/schema.sqlite3"
+    app = app_with(database_url=url)
+
+    def database_check() -> tuple[int, str]:
+        response = app.test_client().get("/readyz")
+        return response.status_code, response.get_json()["checks"]["database"]
+
+    assert database_check() == (503, "error: no schema: run `odock-sync db upgrade`")
+    engine = create_engine(url)
+    upgrade(engine)
+    assert database_check() == (200, "ok")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": OLDER})
+    status, check = database_check()
+    assert status == 503 and check.startswith(f"error: schema {OLDER} is older than"), check
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0999_newer'"))
+    assert database_check() == (200, "ok")
+    engine.dispose()
+
+
+OLDER = "0039_revocation_ended_access"
