@@ -13,7 +13,15 @@ import structlog
 from models.settings import Settings
 
 SECRET_KEYS = re.compile(r"(password|secret|token|authorization|signature|cookie)", re.IGNORECASE)
-SECRET_VALUES = re.compile(r"odk_(admin|scim)_[A-Za-z0-9_\-]+|inv_[A-Za-z0-9_\-]{20,}|Bearer\s+\S+")
+# Each kind of secret this service issues, by its prefix: API tokens of every scope
+# (models.actions.tokens: odk_<scope>_), invitation tokens, Standard Webhooks signing secrets
+# (whsec_), Okta event hook secrets (okta_); and any bearer credential.
+SECRET_VALUES = re.compile(
+    r"odk_[a-z]+_[A-Za-z0-9_\-]+|(inv|okta)_[A-Za-z0-9_\-]{20,}|whsec_[A-Za-z0-9+/=]{20,}"
+    r"|Bearer\s+\S+"
+)
+# The password of a URL's user information (a DATABASE_URL, a broker URL in an error).
+URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s]*):[^@\s]+@")
 
 
 def redact_secrets(
@@ -23,6 +31,7 @@ def redact_secrets(
         if SECRET_KEYS.search(key):
             event[key] = "[redacted]"
         elif isinstance(value, str):
+            value = URL_PASSWORD.sub(r"\1:[redacted]@", value)
             event[key] = SECRET_VALUES.sub("[redacted]", value)
     return event
 

@@ -136,6 +136,35 @@ def test_the_log_redactor_hides_secrets_in_keys_and_values() -> None:
     assert "abc.def" not in cleaned["note"] and "odk_scim_0123" not in cleaned["note"]
 
 
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "odk_odock_jeJ5RbAW5OPaZlpcStE77LVXLRQlCPtllkgKSLe2ZjY",  # the Odock bridge's token
+        "odk_console_l0TRiUJfiypGCmZMw0LhlT4TN6-LjvAeKz43ZIs59pk",  # a console session
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",  # a notification hook's signing secret
+        "okta_Pc3f2mDq0x9YbW1nE7uZrT5kLhA8sJvG",  # an Okta event hook's secret
+    ],
+)
+def test_the_log_redactor_hides_every_kind_of_secret_this_service_issues(secret) -> None:
+    from models.observability import redact_secrets
+
+    cleaned = redact_secrets(None, "info", {"event": "x", "note": f"got {secret} back"})
+
+    assert secret[-12:] not in cleaned["note"], cleaned
+    assert cleaned["note"] == "got [redacted] back"
+
+
+def test_the_log_redactor_hides_the_password_of_a_url() -> None:
+    from models.observability import redact_secrets
+
+    note = "cannot reach postgresql://odock:Pg-pass_w0rd@db.internal:5432/odock (refused)"
+    cleaned = redact_secrets(None, "info", {"event": "x", "note": note})
+
+    assert cleaned["note"] == (
+        "cannot reach postgresql://odock:[redacted]@db.internal:5432/odock (refused)"
+    )
+
+
 def test_the_worker_logs_json_lines(worker) -> None:
     """Celery's own records (after its start-up banner) are our JSON lines too."""
     records = [record for line in worker.log().splitlines() for record in _json_records(line)]
