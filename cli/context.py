@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, InternalError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from models.actor import Actor
@@ -55,14 +55,17 @@ def named_in_environment(name: str) -> bool:
 # SQLSTATE undefined_table and undefined_column).
 MISSING_SCHEMA_MESSAGES = ("no such table", "no such column")
 MISSING_SCHEMA_SQLSTATES = frozenset({"42P01", "42703"})
+# PostgreSQL's read_only_sql_transaction: a standby, or default_transaction_read_only set on
+# the database or role (SQLite's read-only file is an OperationalError already).
+READ_ONLY_SQLSTATE = "25006"
 
 
 @contextmanager
 def database_errors() -> Iterator[None]:
-    """A database that cannot be reached, or lacks our schema, is a one-line error."""
+    """A database that cannot be reached, is read-only or lacks our schema: one line."""
     try:
         yield
-    except (OperationalError, ProgrammingError) as exc:
+    except (OperationalError, ProgrammingError, InternalError) as exc:
         first_line = str(exc.orig or exc).strip().splitlines()[0][:300]
         if _missing_schema(exc, first_line):
             raise click.ClickException(
@@ -71,6 +74,8 @@ def database_errors() -> Iterator[None]:
             ) from None
         if isinstance(exc, ProgrammingError):
             raise  # a statement of ours the schema should take: a bug, shown as one
+        if isinstance(exc, InternalError) and _sqlstate(exc) != READ_ONLY_SQLSTATE:
+            raise
         raise click.ClickException(f"cannot use the database: {first_line}") from None
 
 
@@ -91,8 +96,12 @@ def upgrade_database(settings: Settings) -> str | None:
 
 
 def _missing_schema(exc: DBAPIError, first_line: str) -> bool:
-    sqlstate = getattr(exc.orig, "sqlstate", None)
+    sqlstate = _sqlstate(exc)
     return sqlstate in MISSING_SCHEMA_SQLSTATES or first_line.startswith(MISSING_SCHEMA_MESSAGES)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
 
 
 @contextmanager

@@ -79,3 +79,28 @@ def test_db_upgrade_of_a_database_a_newer_version_migrated_changes_nothing(
             "0999_from_the_future"
         )
     engine.dispose()
+
+
+def test_a_read_only_database_is_a_clean_error_and_keeps_nothing(empty_database_url, monkeypatch):
+    """A PostgreSQL standby (or default_transaction_read_only), a SQLite file opened read-only."""
+    monkeypatch.setenv("DATABASE_URL", empty_database_url)
+    assert CliRunner().invoke(main, ["db", "upgrade"]).exit_code == 0
+    engine = create_engine(empty_database_url)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            name = engine.url.database
+            connection.execute(
+                text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+            )
+        engine.dispose()  # new connections take the setting
+    else:
+        path = empty_database_url.removeprefix("sqlite:///")
+        monkeypatch.setenv("DATABASE_URL", f"sqlite:///file:{path}?mode=ro&uri=true")
+
+    result = invoke("org", "create", "--name", "Acme")
+
+    assert "cannot use the database:" in result.output
+    assert "read-only" in result.output or "readonly" in result.output
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM organisations")) == 0
+    engine.dispose()
