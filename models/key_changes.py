@@ -209,7 +209,15 @@ def store_acknowledged_at(session: Session, key: VirtualApiKey) -> datetime | No
 
 def _change_view(session: Session, change: KeyChange) -> list[uuid.UUID]:
     if change.command is StoreCommandType.ROTATE_REQUEST:
-        return sorted(session.scalars(select(VirtualApiKey.id).where(change.scope)))
+        # Locked as the other commands' UPDATE locks the keys it changes (_issue_times).
+        return list(
+            session.scalars(
+                select(VirtualApiKey.id)
+                .where(change.scope)
+                .order_by(VirtualApiKey.id)
+                .with_for_update(key_share=True)
+            )
+        )
     now = utcnow()
     if change.scope_params is not None and change.command is StoreCommandType.REVOKE:
         values = {**change.scope_params, "changed_at": now, "revocation_id": change.revocation_id}
@@ -372,7 +380,13 @@ def _issue_times(
     """When each subject's new command is issued: now, or just after the subject's latest
     command when that is later (a clock stepped back, or a host whose clock runs ahead issued
     it). A key's commands are sent in the order of issued_at, so it must be the order in
-    which they were decided, whatever the clocks of the processes that decided them."""
+    which they were decided, whatever the clocks of the processes that decided them.
+
+    Read under each subject's row lock, taken by the caller's change of it (a key's or a
+    budget's UPDATE; FOR NO KEY UPDATE for a rotation request, which changes nothing): of
+    two transactions issuing commands for one key at once, the later waits for the earlier
+    to end and reads its command, rather than both reading none and each going by its own
+    clock."""
     latest: dict[uuid.UUID, datetime] = {}
     for start in range(0, len(subject_ids), ISSUE_BATCH):
         batch = subject_ids[start : start + ISSUE_BATCH]

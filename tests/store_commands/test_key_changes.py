@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from cli.main import main
+from models import base, key_changes
 from models.actions import lifecycle, store_commands
+from models.actions.key_rotations import request_key_rotation
+from models.db import make_session_factory
 from models.entities import AuditEvent, OutboxMessage, StoreCommand, VirtualApiKey
 from models.enums import BUDGET_COMMANDS, KeyPolicy, KeyType, StoreCommandType
-from models.key_changes import keys_with_pending_commands
+from models.key_changes import KeyChange, carry_out_key_change, keys_with_pending_commands
 from tests.reviews.conftest import build_leaver, revoke_and_review
 from tests.support import factories as f
+from tests.support.parallel import in_parallel
+from tests.support.wait import wait_until
 
 
 def outbox_tasks(session):
@@ -112,6 +118,79 @@ def test_a_restore_issued_on_a_clock_behind_the_revokes_still_goes_after_it(brid
         revoke, restore = outgoing[key_id]
         assert [revoke.body["type"], restore.body["type"]] == ["key.revoke", "key.restore"]
         assert restore.body["issued_at"] > revoke.body["issued_at"]
+
+
+def test_two_transactions_issuing_commands_for_one_key_at_once_keep_its_order(
+    bridged_session, engine, monkeypatch
+):
+    """A revocation of a key decided on a host whose clock runs an hour ahead and, while its
+    transaction is open, a rotation request for the same key on a host whose clock is right.
+    The rotation waits for the revocation's transaction, reads its command and is issued
+    after it. Before, the rotation read the key's commands unlocked, found none, and was
+    issued an hour before the revocation it came after: the store got them the wrong way."""
+    org = f.make_org(bridged_session)
+    key = f.make_key(bridged_session, org, owner=f.make_user(bridged_session, org))
+    bridged_session.commit()
+    clock = threading.local()
+    monkeypatch.setattr(
+        key_changes, "utcnow", lambda: base.utcnow() + getattr(clock, "ahead", timedelta())
+    )
+    revoked, rotating, rotated, committed = (threading.Event() for _ in range(4))
+    # No relay after commit: on SQLite it would wait for the rotation's transaction.
+    bridged_sessions = make_session_factory(engine, odock_mode="bridged")
+
+    def waiting_on_a_lock() -> bool:
+        if bridged_session.get_bind().dialect.name != "postgresql":
+            return True  # SQLite: the rotation cannot even begin while the revocation writes
+        bridged_session.execute(text("SELECT pg_stat_clear_snapshot()"))
+        waiting = bridged_session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+        )
+        bridged_session.rollback()
+        return bool(waiting)
+
+    def revoke() -> None:
+        clock.ahead = timedelta(hours=1)
+        with bridged_sessions() as own:
+            change = KeyChange(
+                command=StoreCommandType.REVOKE,
+                organisation_id=org.id,
+                scope=VirtualApiKey.id == key.id,
+                actor=f.SETUP,
+                reason="left",
+            )
+            assert carry_out_key_change(own, change) == [key.id]
+            revoked.set()
+            assert rotating.wait(30)
+            wait_until(lambda: rotated.is_set() or waiting_on_a_lock(), timeout=30)
+            own.commit()
+        committed.set()
+
+    def rotate() -> None:
+        assert revoked.wait(30)
+        with bridged_sessions() as own:
+            rotating.set()
+            request_key_rotation(
+                own, organisation_id=org.id, key_id=key.id, actor=f.SETUP, reason="rotate"
+            )
+            rotated.set()
+            assert committed.wait(30)  # committed after the revocation, whichever way
+            own.commit()
+
+    in_parallel([revoke, rotate])
+
+    commands = bridged_session.execute(
+        select(StoreCommand.command_type, StoreCommand.issued_at)
+        .where(StoreCommand.subject_id == key.id)
+        .order_by(StoreCommand.issued_at)
+    ).all()
+    assert [command for command, _ in commands] == [
+        StoreCommandType.REVOKE,
+        StoreCommandType.ROTATE_REQUEST,
+    ]
 
 
 def test_a_revoke_held_for_review_then_revoked_by_the_review_goes_through_commands(
