@@ -20,6 +20,7 @@ from connectors.ldap.errors import DirectoryConfigError
 from connectors.ldap.mapping import AttributeMapping, is_balanced_filter, is_valid_dn, mapping_for
 from connectors.outbound import UnsafeUrl, resolve_checked
 from models import audit
+from models.actions.teams import validate_team_name
 from models.actor import Actor
 from models.base import utcnow
 from models.directory.safety import merged_policy
@@ -361,10 +362,12 @@ def _validate(session: Session, connector: DirectoryConnector, organisation_id: 
     for group, team in connector.group_teams.items():
         if not group.strip():
             raise InvalidInput("group_teams: a group name is empty", field="group_teams")
-        if not team.strip() or len(team.strip()) > 200:
+        try:
+            validate_team_name(team)  # the sync creates the team by this name
+        except InvalidInput as exc:
             raise InvalidInput(
-                f"group {group!r}: the team name must be 1 to 200 characters", field="group_teams"
-            )
+                f"group {group!r}: team {exc.message}", field="group_teams"
+            ) from None
 
 
 def _check_range(value: float, low: float, high: float, name: str) -> None:

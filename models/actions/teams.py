@@ -53,7 +53,7 @@ def create_team(
     external_source: Source | None = None,
     external_id: str | None = None,
 ) -> Team:
-    name = _validate_team_name(name)
+    name = validate_team_name(name)
     if find_team_by_name(session, organisation.id, name):
         raise Conflict(f"a team named {name!r} already exists", field="name")
     team = Team(
@@ -71,7 +71,7 @@ def create_team(
 
 
 def rename_team(session: Session, *, team: Team, name: str, actor: Actor) -> Team:
-    name = _validate_team_name(name)
+    name = validate_team_name(name)
     if name == team.name:
         return team
     clash = find_team_by_name(session, team.organisation_id, name)
@@ -288,7 +288,8 @@ def remove_members(session: Session, *, team: Team, users: Sequence[User], actor
             )
 
 
-def _validate_team_name(name: str) -> str:
+def validate_team_name(name: str) -> str:
+    """The team-name rule, for every path that names a team (admin, SCIM, LDAP's mapping)."""
     return clean_text(name, field="name", max_length=200)
 
 

@@ -99,6 +99,31 @@ def test_bad_connector_input_is_a_clear_400(client, session, directory):
     assert garbage.status_code == 400
 
 
+def test_a_team_name_the_team_rule_refuses_is_refused_as_a_group_teams_name(
+    client, session, directory
+):
+    """group_teams names the teams a sync creates: it checks them by the team-name rule
+    itself (models.actions.teams.validate_team_name), and refuses what the admin API's team
+    create refuses, for the same reason. Before, it had its own 1-to-200 check and took a
+    control character or a name 201 characters long in lower case ("İ" is two), and each
+    sync then failed to create the team. (NUL is refused before either, by the body guard.)"""
+    _, auth = admin_auth(session)
+    base = connector_fields(directory)
+    for name in ("Eng\tineering", "Eng\x85ineering", "İ" * 101):
+        as_team = client.post("/api/v1/teams", json={"name": name}, headers=auth)
+        assert as_team.status_code == 400, (name, as_team.json)
+        as_group = client.post(
+            "/api/v1/directory/connectors",
+            json={**base, "group_teams": {"engineering": name}},
+            headers=auth,
+        )
+        assert as_group.status_code == 400, (name, as_group.json)
+        assert as_group.mimetype == as_team.mimetype == "application/problem+json"
+        assert as_group.json["detail"] == f"group 'engineering': team {as_team.json['detail']}"
+    fine = {**base, "group_teams": {"engineering": "İ" * 100}}
+    assert client.post("/api/v1/directory/connectors", json=fine, headers=auth).status_code == 201
+
+
 def test_other_organisations_cannot_see_a_connector(client, session, make_connector):
     connector = make_connector()
     _, auth = admin_auth(session)
