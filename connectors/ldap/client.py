@@ -114,6 +114,11 @@ def _is_partition(url: str) -> bool:
     return first in _PARTITIONS and all(rdn[0][0].lower() == "dc" for rdn in rdns[1:])
 
 
+def _text(url: bytes | str) -> str:
+    """A reference's URL as text (python-ldap gives them as bytes or str by version)."""
+    return url.decode("utf-8", errors="replace") if isinstance(url, bytes) else str(url)
+
+
 def describe(exc: ldap.LDAPError) -> str:
     """The server's description and diagnostic text, without anything we sent."""
     info: dict[str, Any] = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
@@ -283,11 +288,15 @@ class DirectoryClient:
         *,
         page_size: int,
         stats: SearchStats | None = None,
+        references: list[str] | None = None,
     ) -> Iterator[list[Entry]]:
         """Yield the matching entries page by page (RFC 2696); raise unless all were read.
 
         The request for the next page goes out before the current page is handed over, so
         the server prepares it while the caller works; at most two pages are in memory.
+        A reference to another naming context (an AD child domain) fails the read, unless
+        the caller gives `references`: then its URLs are added there, the search goes on,
+        and the caller must treat the read as incomplete.
         """
         stats = stats if stats is not None else SearchStats()
         control = SimplePagedResultsControl(criticality=True, size=page_size, cookie=b"")
@@ -295,7 +304,12 @@ class DirectoryClient:
         try:
             while msgid is not None:
                 entries, cookie = self._receive(
-                    msgid, base, filterstr, pages_read=stats.pages, page_size=page_size
+                    msgid,
+                    base,
+                    filterstr,
+                    pages_read=stats.pages,
+                    page_size=page_size,
+                    references=references,
                 )
                 stats.pages += 1
                 stats.entries += len(entries)
@@ -324,7 +338,14 @@ class DirectoryClient:
             raise map_error(exc, doing=f"searching {base!r} with {filterstr!r}") from None
 
     def _receive(
-        self, msgid: int, base: str, filterstr: str, *, pages_read: int = 0, page_size: int = 0
+        self,
+        msgid: int,
+        base: str,
+        filterstr: str,
+        *,
+        pages_read: int = 0,
+        page_size: int = 0,
+        references: list[str] | None = None,
     ) -> tuple[list[Entry], bytes]:
         doing = f"searching {base!r} with {filterstr!r}"
         try:
@@ -355,25 +376,33 @@ class DirectoryClient:
             raise map_error(exc, doing=doing) from None
         entries: list[Entry] = data or []
         if any(dn is None for dn, _ in entries):
-            entries = self._without_partitions(entries, doing)
+            entries = self._without_references(entries, doing, references)
         paged = [c for c in controls or [] if c.controlType == PAGED_OID]
         if not paged:
             raise DirectoryIncomplete(f"{doing}: the server did not return a paged-results cookie")
         return entries, bytes(paged[0].cookie or b"")
 
     @staticmethod
-    def _without_partitions(entries: list[Entry], doing: str) -> list[Entry]:
+    def _without_references(
+        entries: list[Entry], doing: str, references: list[str] | None
+    ) -> list[Entry]:
         """The entries of a page that holds references: those to Active Directory's DNS
-        and configuration partitions are dropped; any other reference fails the read."""
+        and configuration partitions are dropped; any other is noted in `references`, or
+        fails the read when the caller keeps no such list."""
         kept: list[Entry] = []
         for dn, attributes in entries:
             if dn is not None:
                 kept.append((dn, attributes))
-            elif not all(_is_partition(str(url)) for url in attributes or [b""]):
+                continue
+            urls = [_text(url) for url in attributes or [b""]]
+            if all(_is_partition(url) for url in urls):
+                continue
+            if references is None:
                 raise DirectoryIncomplete(
                     f"{doing}: the server returned a referral to {attributes}; "
                     "point the base DN at the server that holds the entries"
                 )
+            references.extend(url for url in urls if url not in references)
         return kept
 
     def count(self, base: str, filterstr: str, *, page_size: int) -> int:

@@ -378,10 +378,16 @@ class Reconciler:
                 )
             )
 
-    def finish_people(self, *, complete: bool, full: bool) -> None:
-        """Plan deprovisioning of whoever was not seen, only after a complete clean read."""
-        self._plan_rehires(proven_gone=full and complete and not self.unidentified)
-        if not full:
+    def finish_people(self, *, complete: bool, full: bool, unread: str = "") -> None:
+        """Plan deprovisioning of whoever was not seen, only after a complete clean read.
+
+        `unread` says why part of the directory was not read (references not followed):
+        nothing is decided from absence, in any kind of sync (a team's members, a role's
+        holders may be in that part)."""
+        if unread:
+            self.plan.deprovision_blocked = unread
+        self._plan_rehires(proven_gone=full and complete and not unread and not self.unidentified)
+        if not full or unread:
             return
         if not complete:
             self.plan.deprovision_blocked = "the directory was not read completely"

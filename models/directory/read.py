@@ -86,6 +86,8 @@ class Changes:
     groups: dict[str, Group] = field(default_factory=dict)
     groups_changed: bool = False
     watermark: str = ""
+    # references to other naming contexts (AD child domains) the searches did not follow
+    references: list[str] = field(default_factory=list)
 
 
 def load_state(session: Session, *, connector: DirectoryConnector) -> Loaded:
@@ -130,12 +132,13 @@ def plan_full(
     # two is the larger, without a call per entry (later_change for the counter kind).
     by_text = target.mapping.change_kind == "timestamp"
 
+    references: list[str] = []
     with DirectoryClient(config) as client:
         groups: dict[str, Group] = {}
         if target.wants_groups:
             # Groups first (they are few): people created while the rest is read can join
             # their teams as they are written.
-            groups, watermark = _read_groups(client, target, watermark)
+            groups, watermark = _read_groups(client, target, watermark, references)
             if listener is not None and connector.group_teams:
                 # Made when the first create comes: a re-sync that creates nobody does
                 # not expand 150,000 memberships twice (0.1 s).
@@ -149,6 +152,7 @@ def plan_full(
             target.mapping.user_attributes(),
             page_size=connector.page_size,
             stats=stats,
+            references=references,
         ):
             for dn, attrs in page:
                 item = _map(dn, attrs, reader)
@@ -180,7 +184,9 @@ def plan_full(
             for item in waiting:
                 feed(item)
             waiting.clear()
-        reconciler.finish_people(complete=stats.complete, full=True)
+        reconciler.finish_people(
+            complete=stats.complete, full=True, unread=unread_reason(references)
+        )
         if memberships is not None:
             state = memberships.result()
             reconciler.plan_groups(
@@ -230,6 +236,7 @@ def read_changes(target: ReadTarget, progress: Progress) -> Changes:
             and_filter(mapping.user_filter, since),
             mapping.user_attributes(),
             page_size=connector.page_size,
+            references=changes.references,
         ):
             for dn, attrs in page:
                 try:
@@ -246,10 +253,12 @@ def read_changes(target: ReadTarget, progress: Progress) -> Changes:
         # every run, and every incremental sync would recompute all memberships and roles.
         group_since = changed_since_filter(mapping, connector.watermark, after=True)
         changes.groups_changed = target.wants_groups and _any_group_changed(
-            client, target, group_since
+            client, target, group_since, changes.references
         )
         if changes.groups_changed:
-            changes.groups, changes.watermark = _read_groups(client, target, changes.watermark)
+            changes.groups, changes.watermark = _read_groups(
+                client, target, changes.watermark, changes.references
+            )
     return changes
 
 
@@ -286,7 +295,8 @@ def plan_incremental(
         reconciler.add_problem(unreadable)
     for person in people:
         reconciler.add(person)
-    reconciler.finish_people(complete=True, full=False)  # deletions wait for a full sync
+    # deletions wait for a full sync; what an unread part could hold waits too
+    reconciler.finish_people(complete=True, full=False, unread=unread_reason(changes.references))
     reconciler.revoke_ended(ended)
     if every is not None and state is not None:
         dn_to_id = {normalize_dn(k.dn): ext for ext, k in every.items() if k.dn}
@@ -318,15 +328,19 @@ def needs_groups(*, target: ReadTarget, changes: Changes, known: dict[str, Known
 def read_groups(target: ReadTarget, changes: Changes) -> None:
     """Read every mapped group into an incremental read's changes."""
     with DirectoryClient(server_config(target.connector, target.settings)) as client:
-        changes.groups, changes.watermark = _read_groups(client, target, changes.watermark)
+        changes.groups, changes.watermark = _read_groups(
+            client, target, changes.watermark, changes.references
+        )
     changes.groups_changed = True
 
 
 def _read_groups(
-    client: DirectoryClient, target: ReadTarget, watermark: str
+    client: DirectoryClient, target: ReadTarget, watermark: str, references: list[str]
 ) -> tuple[dict[str, Group], str]:
+    """The mapped groups; references to other naming contexts are added to `references`."""
     groups: dict[str, Group] = {}
-    dns = _dns_by_username(client, target) if target.mapping.members_by_username else None
+    members_by_username = target.mapping.members_by_username
+    dns = _dns_by_username(client, target, references) if members_by_username else None
     for page in client.paged_search(
         target.group_base,
         target.mapping.group_filter,
@@ -334,6 +348,7 @@ def _read_groups(
         # A group can list a hundred thousand members: a few groups per page keep the raw
         # entries (two pages in flight) small.
         page_size=min(GROUP_PAGE_SIZE, target.connector.page_size),
+        references=references,
     ):
         for dn, attrs in page:
             whole = client.complete_ranges(dn, attrs, target.mapping.group_members)
@@ -347,7 +362,9 @@ def _read_groups(
     return groups, watermark
 
 
-def _dns_by_username(client: DirectoryClient, target: ReadTarget) -> dict[str, list[str]]:
+def _dns_by_username(
+    client: DirectoryClient, target: ReadTarget, references: list[str]
+) -> dict[str, list[str]]:
     """The normalised DNs of the people by username, for groups that list members by
     username (memberUid): one more paged read of the base, of that attribute alone, so a
     group's members are DNs as every other group's are, in full and incremental runs."""
@@ -358,6 +375,7 @@ def _dns_by_username(client: DirectoryClient, target: ReadTarget) -> dict[str, l
         mapping.user_filter,
         [mapping.username],
         page_size=target.connector.page_size,
+        references=references,
     ):
         for dn, attrs in page:
             key = sys.intern(normalize_dn(dn))
@@ -366,14 +384,33 @@ def _dns_by_username(client: DirectoryClient, target: ReadTarget) -> dict[str, l
     return dns
 
 
-def _any_group_changed(client: DirectoryClient, target: ReadTarget, since: str) -> bool:
+def _any_group_changed(
+    client: DirectoryClient, target: ReadTarget, since: str, references: list[str]
+) -> bool:
     filterstr = and_filter(target.mapping.group_filter, since)
     for page in client.paged_search(
-        target.group_base, filterstr, ["1.1"], page_size=target.connector.page_size
+        target.group_base,
+        filterstr,
+        ["1.1"],
+        page_size=target.connector.page_size,
+        references=references,
     ):
         if page:
             return True
     return False
+
+
+def unread_reason(references: list[str]) -> str:
+    """Why a read that met references is incomplete ("" when it met none)."""
+    if not references:
+        return ""
+    shown = ", ".join(references[:3]) + (
+        f" and {len(references) - 3} more" if len(references) > 3 else ""
+    )
+    return (
+        f"the server referred part of the base to other naming contexts ({shown}), which are "
+        "not read: connect a connector to the server that holds them"
+    )
 
 
 def _role_rank(role: str) -> int:

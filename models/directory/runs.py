@@ -244,6 +244,20 @@ def complete_run(
         if plan.withheld:
             also = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.withheld.items()))
             run.error += f" (also withheld: {also})"
+        audit.record(
+            session,
+            actor=ldap_actor(connector),
+            organisation_id=run.organisation_id,
+            action="directory_sync.deprovision_withheld",
+            target_type="directory",
+            target_id=connector.id,
+            after={
+                "run_id": str(run.id),
+                "status": run.status.value,
+                "reason": plan.deprovision_blocked,
+                "withheld": dict(plan.withheld),
+            },
+        )
         notify_about_run(
             session,
             run,

@@ -69,7 +69,7 @@ def _first_answer(server: RangedServer) -> dict[str, list[bytes]]:
 def _read(server: Any, attrs: dict[str, list[bytes]]) -> list[str]:
     connector = DirectoryConnector(base_dn="DC=corp,DC=example", group_base_dn="", page_size=500)
     target = ReadTarget(connector, PRESETS["active_directory"], settings=None)  # type: ignore[arg-type]
-    groups, _ = _read_groups(StandInClient(server, [(GROUP, attrs)]), target, "")
+    groups, _ = _read_groups(StandInClient(server, [(GROUP, attrs)]), target, "", [])
     return list(groups[normalize_dn(GROUP)].members)
 
 

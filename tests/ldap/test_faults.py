@@ -7,15 +7,16 @@ import socket
 
 import ldap
 import ldap.modlist
+import pytest
 from ldif import LDIFRecordList
 from sqlalchemy import select
 
 from connectors.ldap.client import DirectoryClient, ServerConfig
 from connectors.ldap.errors import DirectoryIncomplete
 from connectors.outbound import UrlPolicy
-from models.entities import DirectoryConnector, OutboxMessage
-from models.enums import UserStatus
-from tests.ldap.conftest import get_run, linked_users
+from models.entities import AuditEvent, DirectoryConnector, OutboxMessage
+from models.enums import SyncKind, UserStatus
+from tests.ldap.conftest import get_run, linked_users, team_members
 from tests.support.net import free_port
 from tests.support.slapd import LIMITED_DN, ROOT_DN, ROOT_PASSWORD
 
@@ -165,19 +166,72 @@ def test_client_reports_time_limit_as_incomplete(slapd, directory):
         assert client.count(directory.people, "(objectClass=inetOrgPerson)", page_size=1) == 4
 
 
-def test_referral_in_the_base_aborts(make_connector, sync, sessions, directory):
-    connector = make_connector()
-    sync(connector)
+CHILD_HOST = "child.corp.example.test"
+CHILD_DOMAIN = f"ldap://{CHILD_HOST}/DC=child,DC=corp,DC=example,DC=test"
+
+
+def _child_domain_reference(directory, under: str) -> None:
+    """What Active Directory returns for a child domain below the base: a continuation
+    reference to another naming context, held on another server."""
     directory.add(
-        f"ou=elsewhere,{directory.people}",
+        f"dc=child,{under}",
         {
             "objectClass": [b"referral", b"extensibleObject"],
-            "ou": [b"elsewhere"],
-            "ref": [b"ldap://127.0.0.1:1/ou=elsewhere,dc=example,dc=org"],
+            "dc": [b"child"],
+            "ref": [CHILD_DOMAIN.encode()],
         },
     )
-    error = _fails_safely(sync, sessions, connector, "directory_incomplete")
-    assert "referral" in error
+
+
+@pytest.mark.parametrize("kind", [SyncKind.FULL, SyncKind.INCREMENTAL], ids=["full", "incremental"])
+def test_a_child_domain_reference_is_an_incomplete_read_that_locks_nobody_out(
+    make_connector, sync, sessions, directory, kind
+):
+    """A reference to another naming context (an AD child domain) under the people's and
+    the groups' base is not followed: what was read is applied (a new person created, a
+    disabled one revoked), and nothing the unread part could hold is decided from its
+    absence (a deleted person stays, nobody leaves a team); the run says so, audited and
+    the admins told."""
+    connector = make_connector(group_teams={"engineering": "Engineering"})
+    assert sync(connector).status == "succeeded"
+    _child_domain_reference(directory, directory.people)
+    _child_domain_reference(directory, directory.groups)
+    directory.delete(directory.person_dn("dave"))
+    directory.replace(directory.person_dn("alice"), "pwdAccountLockedTime", b"000001010000Z")
+    directory.delete_values(
+        f"cn=engineering,{directory.groups}", "member", directory.person_dn("bob").encode()
+    )
+    directory.add_person("erin")
+    outcome = sync(connector, kind=kind)
+    assert outcome.status == "succeeded", outcome.error
+    run = get_run(sessions, outcome.run_id)
+    # (the server gives the URL as it refers: lower-cased, with the search's scope)
+    assert "deprovisioning withheld" in run.error and CHILD_HOST in run.error
+    assert run.plan["team_removes"] == [] and run.plan["withheld"] == {"team_remove": 1}
+    users = linked_users(sessions, connector)
+    statuses = {name: user.status for name, user in users.items()}
+    assert statuses == {
+        "alice": UserStatus.REVOKED,
+        "bob": UserStatus.ACTIVE,
+        "carol": UserStatus.ACTIVE,
+        "dave": UserStatus.ACTIVE,
+        "erin": UserStatus.ACTIVE,
+    }
+    assert "bob" in team_members(sessions)
+    with sessions() as s:
+        events = s.scalars(
+            select(AuditEvent).where(
+                AuditEvent.organisation_id == connector.organisation_id,
+                AuditEvent.action == "directory_sync.deprovision_withheld",
+            )
+        ).all()
+        assert [e.after["run_id"] for e in events] == [outcome.run_id]
+        assert CHILD_HOST in events[0].after["reason"]
+        s.rollback()
+    assert any(
+        a["payload"]["run_id"] == outcome.run_id
+        for a in _alerts(sessions, "directory_sync.deprovision_withheld")
+    )
 
 
 def test_bad_base_dn_is_a_configuration_error(make_connector, sync, sessions, directory):
