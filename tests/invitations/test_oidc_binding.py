@@ -21,6 +21,13 @@ from models.actions.provider_accounts import ProviderAccount
 from models.actions.sign_in_audit import SignInRefused
 from models.entities import OidcSubject, User
 from models.enums import Role, SignInPlace, Source, UserStatus
+from tests.invitations.test_oidc_callback_refusals import (
+    answers_with,
+    configure,
+    id_token,
+    issuer,  # noqa: F401 - the fixture
+    started,
+)
 from tests.support.oidc import (
     LoopbackProvider,
     audit_events,
@@ -145,3 +152,42 @@ def test_the_account_an_invitee_enrolled_with_is_the_one_the_console_lets_in(
         assert [(e.after["outcome"], e.actor_user_id) for e in refused] == [
             ("other_account", ivy.id)
         ]
+
+
+def test_a_sign_in_counts_only_while_the_provider_that_made_it_is_the_organisations(
+    client,
+    session,
+    sessions,
+    scene,
+    settings,
+    issuer,  # noqa: F811 - the fixture imported above
+    httpserver,
+):
+    """The identity cookie carries the account that signed in and its issuer's hash: once the
+    organisation's provider is another issuer, that sign-in is nobody's, and nothing is bound
+    under the new issuer's name."""
+    token, state, nonce = started(client, session, scene)
+    answers_with(
+        httpserver,
+        {
+            "id_token": id_token(
+                issuer, nonce, sub="00u-eve", email="eve@example.com", email_verified=True
+            ),
+            "access_token": "at",
+            "token_type": "Bearer",
+        },
+    )
+    back = client.get(
+        "/enroll/oidc/callback", query_string={"code": "c", "state": state, "iss": issuer}
+    )
+    assert back.status_code == 303, back.text
+    assert 'id="state-ready"' in client.get(f"/enroll/{token}").text
+
+    configure(session, scene, settings, httpserver.url_for("/another-idp"))
+    session.commit()
+    page = client.get(f"/enroll/{token}")
+    assert 'id="state-sign-in"' in page.text
+    refused = client.post(f"/enroll/{token}", data={"name": "Eve", "form_key": "0" * 64})
+    assert refused.status_code == 401
+    with sessions() as s:
+        assert s.scalars(select(OidcSubject)).all() == []
