@@ -10,6 +10,7 @@ nothing, or only what an open review already covers, opens nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -99,6 +100,30 @@ def review_role_drop(
         user_id=user.id,
         context={"role_before": before.value, "role_after": user.role.value},
     )
+
+
+def review_role_drops(
+    session: Session, *, drops: Sequence[tuple[User, Role]], actor: Actor
+) -> None:
+    """review_role_drop for each of many people whose role dropped (user, role before),
+    after one read of which of them created an active key: only those can have one to
+    review, so a large group's role taken back reads and writes nothing per other member."""
+    if not drops:
+        return
+    session.flush()
+    creators = set(
+        session.scalars(
+            select(VirtualApiKey.created_by_user_id)
+            .where(
+                VirtualApiKey.created_by_user_id.in_([user.id for user, _ in drops]),
+                VirtualApiKey.revoked.is_(False),
+            )
+            .distinct()
+        )
+    )
+    for user, before in drops:
+        if user.id in creators:
+            review_role_drop(session, user=user, before=before, actor=actor)
 
 
 def review_identity_change(

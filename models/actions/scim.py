@@ -34,7 +34,7 @@ from connectors.scim.errors import InvalidValue, ScimError
 from connectors.scim.fields import ScimGroupFields, ScimUserFields
 from connectors.scim.member_patch import MemberSteps
 from models import audit, driver_writes, person_lock
-from models.actions import access_end, lifecycle, mass_change
+from models.actions import access_end, access_reviews, lifecycle, mass_change
 from models.actions import teams as team_actions
 from models.actions import users as user_actions
 from models.actions.identities import find_link, mark_link_deleted, provision_user
@@ -883,9 +883,17 @@ def apply_group_roles(
 
 
 def _apply_mapped_role(
-    session: Session, scim_user: ScimUser, mapped: Role | None, actor: Actor, *, gated: bool
+    session: Session,
+    scim_user: ScimUser,
+    mapped: Role | None,
+    actor: Actor,
+    *,
+    gated: bool,
+    drops: list[tuple[User, Role]] | None = None,
 ) -> None:
-    """apply_group_roles, the highest role the user's mapped groups give being `mapped`."""
+    """apply_group_roles, the highest role the user's mapped groups give being `mapped`.
+    `drops`: a role drop is added to it (the person, the role before) for the caller to
+    review with the others' (access_reviews.review_role_drops), instead of reviewed here."""
     user = scim_user.user
     if user.status is UserStatus.REVOKED and scim_user.granted_role is None:
         return
@@ -899,7 +907,12 @@ def _apply_mapped_role(
     else:
         mass_change.withdraw(session, user=user, kinds={ChangeKind.ROLE_DROP}, actor=actor)
     if target is not user.role:
-        user_actions.edit_user(session, user=user, role=target, actor=actor)
+        before = user.role
+        user_actions.edit_user(
+            session, user=user, role=target, actor=actor, review_drop=drops is None
+        )
+        if drops is not None and target.rank < before.rank:
+            drops.append((user, before))
     granted = target is not base
     scim_user.granted_role = target if granted else None
     scim_user.role_before_grant = base if granted else None
@@ -928,10 +941,14 @@ def _apply_group_roles_of(session: Session, scim_users: list[ScimUser], actor: A
     # Locked and read again in bulk (edit_user would lock each one with a statement of its own),
     # then decided on what they are now.
     person_lock.lock_people(session, [s.user_id for s in changing])
+    # The drops' reviews after the loop, together: each person still gets their own review
+    # of the keys they created, but the many who created none cost no read each.
+    drops: list[tuple[User, Role]] = []
     for scim_user in changing:
         role = mapped.get(scim_user.user_id)
         if scim_user.user_id in held or not _role_settled(scim_user, role):
-            _apply_mapped_role(session, scim_user, role, actor, gated=True)
+            _apply_mapped_role(session, scim_user, role, actor, gated=True, drops=drops)
+    access_reviews.review_role_drops(session, drops=drops, actor=actor)
 
 
 def _role_settled(scim_user: ScimUser, mapped: Role | None) -> bool:

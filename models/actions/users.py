@@ -154,9 +154,12 @@ def edit_user(
     name: str | None = None,
     email: str | None = None,
     role: Role | None = None,
+    review_drop: bool = True,
 ) -> User:
     """Change profile fields (a status change is models.actions.lifecycle's). The person is
-    locked and read again first, so two edits at once chain as if one came after the other."""
+    locked and read again first, so two edits at once chain as if one came after the other.
+    `review_drop` False: a caller changing many people reviews their role drops together
+    (access_reviews.review_role_drops)."""
     person_lock.read_locked(session, user)
     before = user_snapshot(user)
     if name is not None:
@@ -174,7 +177,7 @@ def edit_user(
     if user_snapshot(user) != before:
         user.updated_at = utcnow()
         _audit(session, user, actor, "user.updated", before=before)
-    if user.role.rank < Role(before["role"]).rank:
+    if review_drop and user.role.rank < Role(before["role"]).rank:
         access_reviews.review_role_drop(
             session, user=user, before=Role(before["role"]), actor=actor
         )
