@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.scim_vs_reference import PATCH_OP, bench_organisation, seed  # noqa: E402
 from benchmarks.scratch import StatementCounter, on_both_backends  # noqa: E402
 from models.actions import scim as scim_actions  # noqa: E402
+from models.actions.mass_change import set_thresholds  # noqa: E402
 from models.actor import Actor  # noqa: E402
 from models.db import make_session_factory  # noqa: E402
 from models.entities import Organisation, ScimUser  # noqa: E402
@@ -40,6 +41,7 @@ SCIM = "application/scim+json"
 
 PROFILE_LINES = 0  # --profile: print this many lines of each request's profile
 WALL_ONLY = False  # --wall: time each request without the statement counter and profiler
+NO_GATE = False  # --no-gate: the mass-change gate off, so the deletion's role drops all apply
 
 
 def measured(call: Callable[[], Any]) -> tuple[int, int, float]:
@@ -107,6 +109,13 @@ def run_backend(label: str, database_url: str, broker_url: str, members: int) ->
         with make_session_factory(engine)() as session:
             organisation = session.get(Organisation, org.id)
             assert organisation is not None
+            if NO_GATE:
+                set_thresholds(
+                    session,
+                    organisation=organisation,
+                    actor=Actor(Source.ADMIN, "bench"),
+                    enabled=False,
+                )
             scim_actions.set_group_role(
                 session,
                 organisation=organisation,
@@ -147,9 +156,10 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--profile", type=int, default=0, help="print this many profile lines")
     parser.add_argument("--wall", action="store_true", help="wall time only, nothing counted")
+    parser.add_argument("--no-gate", action="store_true", help="the mass-change gate off")
     arguments = parser.parse_args()
-    global PROFILE_LINES, WALL_ONLY
-    PROFILE_LINES, WALL_ONLY = arguments.profile, arguments.wall
+    global PROFILE_LINES, WALL_ONLY, NO_GATE
+    PROFILE_LINES, WALL_ONLY, NO_GATE = arguments.profile, arguments.wall, arguments.no_gate
     on_both_backends(run_backend, arguments.members)
 
 
