@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     database_url: str = EMBEDDED_DATABASE_URL
     # Connections each process keeps open to PostgreSQL (as many again may be opened for a
     # burst and closed after); every web worker, task worker and beat has its own pool.
-    database_pool_size: int = 10
+    database_pool_size: int = Field(default=10, ge=1, le=1000)
     # Hot fixed-shape reads (SCIM gets and searches) run as server-side prepared statements,
     # planned once per connection. Turn off behind a pooler in transaction mode that cannot
     # keep prepared statements (PgBouncer before 1.21, or without max_prepared_statements).
@@ -145,6 +145,26 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
         if value.startswith("postgresql://"):
             return "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        # kombu reads a bare word as the host of an AMQP broker, which the worker then tried
+        # to reach, retrying, forever.
+        scheme, found, _ = value.partition("://")
+        if not found or not scheme:
+            raise ValueError("must be a URL, e.g. redis://host:6379/0 or sqla+sqlite:///file")
+        return value
+
+    @field_validator(
+        "public_base_url", "gateway_url", "scim_documentation_url", "odock_management_url"
+    )
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        # A link in an email, a call to the gateway: anything else fails later, far from here.
+        if value and not (value.startswith(("http://", "https://")) and value.split("://")[1]):
+            raise ValueError("must be an http:// or https:// URL")
         return value
 
     @field_validator("outbound_allowed_networks")

@@ -197,6 +197,11 @@ def test_mistakes_are_clean_errors_that_change_nothing(run, sessions, args, mess
         ("SMTP_PORT", "99999"),
         ("LOG_LEVEL", "CHATTY"),
         ("MAX_BODY_BYTES", "12"),
+        ("CELERY_BROKER_URL", "garbage"),
+        ("PUBLIC_BASE_URL", "odock-sync.example.com"),
+        ("GATEWAY_URL", "ftp://gateway.internal"),
+        ("ODOCK_MANAGEMENT_URL", "management.internal:8080"),
+        ("DATABASE_POOL_SIZE", "-1"),
     ],
 )
 @pytest.mark.parametrize(
