@@ -3,35 +3,22 @@ newer version. Each command ends with one clear line and a non-zero exit, never 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from cli.main import main
-from models.settings import Settings
+from tests.support.migration_db import own_database
 
 
 @pytest.fixture
-def empty_database_url(cli_env: None, settings: Settings, tmp_path) -> Iterator[str]:
+def empty_database_url(cli_env: None, tmp_path: Path) -> Iterator[str]:
     """A database of the same kind as the suite's, with nothing in it."""
-    if settings.database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
-        return
-    url = make_url(settings.database_url)
-    name = f"odock_empty_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    for engine in own_database(tmp_path):
+        yield engine.url.render_as_string(hide_password=False)
 
 
 def invoke(*args: str) -> Result:

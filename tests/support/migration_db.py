@@ -17,8 +17,8 @@ from models.migrate import alembic_config
 
 def own_database(tmp_path: Path) -> Iterator[Engine]:
     """Yield the engine of an empty database of the test's own; dropped after."""
-    configured = os.environ.get("DATABASE_URL")
-    if not configured:
+    configured = os.environ.get("DATABASE_URL", "")
+    if not configured or configured.startswith("sqlite"):
         engine = create_engine(f"sqlite:///{tmp_path / 'before.sqlite3'}")
         yield engine
         engine.dispose()
