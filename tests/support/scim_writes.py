@@ -86,3 +86,12 @@ def explained(difference: Difference, known: Mapping[str, Listed]) -> Listed | N
     if listed is None or listed.ours != (ours.status, ours.scim_type):
         return None
     return listed if listed.theirs == (theirs.status, theirs.scim_type) else None
+
+
+def assert_only_listed(differences: list[Difference], known: Mapping[str, Listed]) -> None:
+    """Every difference is a listed one, and every listed one was shown: a fix of one must
+    take it out of the docs."""
+    shown = {explained(d, known) for d in differences} - {None}
+    unexplained = [d for d in differences if explained(d, known) is None]
+    assert not unexplained, "\n".join(str(d) for d in unexplained)
+    assert shown == set(known.values()), set(known.values()) - shown
