@@ -17,7 +17,7 @@ from pytest_httpserver import HTTPServer
 from models.actions import oidc_providers
 from tests.console.conftest import Org
 from tests.support import factories as f
-from tests.support.oidc import audit_events
+from tests.support.oidc import audit_events, serve_discovery
 
 CLIENT_ID = "odock-sync"
 KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
@@ -26,15 +26,7 @@ PHISHING = "Your account is locked. Call +1 555 0100 or visit https://evil.examp
 
 @pytest.fixture
 def issuer(httpserver: HTTPServer, session, org: Org, settings) -> str:
-    issuer = httpserver.url_for("/idp")
-    httpserver.expect_request("/idp/.well-known/openid-configuration").respond_with_json(
-        {
-            "issuer": issuer,
-            "authorization_endpoint": f"{issuer}/auth",
-            "token_endpoint": f"{issuer}/token",
-            "jwks_uri": f"{issuer}/jwks",
-        }
-    )
+    issuer = serve_discovery(httpserver, "/idp")
     oidc_providers.configure(
         session,
         organisation=org.org,

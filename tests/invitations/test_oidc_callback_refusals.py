@@ -15,7 +15,7 @@ from joserfc.jwk import KeySet, RSAKey
 from pytest_httpserver import HTTPServer
 
 from models.actions import oidc_providers
-from tests.support.oidc import audit_events
+from tests.support.oidc import audit_events, serve_discovery
 
 CLIENT_ID = "odock-sync"
 KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
@@ -40,15 +40,8 @@ def configure(session, scene, settings, issuer: str) -> None:
 @pytest.fixture
 def issuer(httpserver: HTTPServer, session, scene, settings) -> str:
     """A provider that names itself in its answers (RFC 9207), set for the scene's organisation."""
-    issuer = httpserver.url_for("/idp")
-    httpserver.expect_request("/idp/.well-known/openid-configuration").respond_with_json(
-        {
-            "issuer": issuer,
-            "authorization_endpoint": f"{issuer}/auth",
-            "token_endpoint": f"{issuer}/token",
-            "jwks_uri": f"{issuer}/jwks",
-            "authorization_response_iss_parameter_supported": True,
-        }
+    issuer = serve_discovery(
+        httpserver, "/idp", authorization_response_iss_parameter_supported=True
     )
     configure(session, scene, settings, issuer)
     session.commit()
@@ -126,16 +119,7 @@ def test_a_jwks_past_its_size_is_a_refusal_page(
 def test_a_garbled_discovery_document_is_the_unavailable_page(
     client, session, scene, settings, httpserver, garbage
 ):
-    issuer = httpserver.url_for("/garbled")
-    httpserver.expect_request("/garbled/.well-known/openid-configuration").respond_with_json(
-        {
-            "issuer": issuer,
-            "authorization_endpoint": f"{issuer}/auth",
-            "token_endpoint": f"{issuer}/token",
-            "jwks_uri": f"{issuer}/jwks",
-            **garbage,
-        }
-    )
+    issuer = serve_discovery(httpserver, "/garbled", **garbage)
     configure(session, scene, settings, issuer)
     issued = scene.invite(session, email="eve@example.com")
     session.commit()

@@ -20,6 +20,7 @@ from werkzeug import Request, Response
 
 from connectors import oidc
 from connectors.outbound import UrlPolicy
+from tests.support.oidc import serve_discovery
 
 NONCE = "n-0S6_WzA2Mj"
 SIGNING_KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
@@ -28,15 +29,8 @@ IMPOSTOR_KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
 
 @pytest.fixture
 def client(httpserver) -> oidc.Client:
-    issuer = httpserver.url_for("/issuer")
-    httpserver.expect_request("/issuer/.well-known/openid-configuration").respond_with_json(
-        {
-            "issuer": issuer,
-            "authorization_endpoint": f"{issuer}/auth",
-            "token_endpoint": f"{issuer}/token",
-            "jwks_uri": f"{issuer}/jwks",
-            "id_token_signing_alg_values_supported": ["RS256", "HS256", "none"],
-        }
+    issuer = serve_discovery(
+        httpserver, "/issuer", id_token_signing_alg_values_supported=["RS256", "HS256", "none"]
     )
     httpserver.expect_request("/issuer/jwks").respond_with_json(
         KeySet([SIGNING_KEY]).as_dict(private=False)
@@ -268,15 +262,7 @@ def _trickle(request: Request) -> Response:
 def test_a_jwks_that_is_huge_garbage_or_hangs_is_refused_in_bounded_time(
     client, httpserver, answer
 ):
-    issuer = httpserver.url_for("/bad-jwks")
-    httpserver.expect_request("/bad-jwks/.well-known/openid-configuration").respond_with_json(
-        {
-            "issuer": issuer,
-            "authorization_endpoint": f"{issuer}/auth",
-            "token_endpoint": f"{issuer}/token",
-            "jwks_uri": f"{issuer}/jwks",
-        }
-    )
+    issuer = serve_discovery(httpserver, "/bad-jwks")
     handler = httpserver.expect_request("/bad-jwks/jwks")
     if isinstance(answer, Response):
         handler.respond_with_response(answer)
@@ -303,14 +289,8 @@ def test_a_jwks_cut_short_is_refused_as_unreadable(
 
     server = threading.Thread(target=cut_short, daemon=True)
     server.start()
-    issuer = httpserver.url_for("/cut-jwks")
-    httpserver.expect_request("/cut-jwks/.well-known/openid-configuration").respond_with_json(
-        {
-            "issuer": issuer,
-            "authorization_endpoint": f"{issuer}/auth",
-            "token_endpoint": f"{issuer}/token",
-            "jwks_uri": f"http://127.0.0.1:{listener.getsockname()[1]}/jwks",
-        }
+    issuer = serve_discovery(
+        httpserver, "/cut-jwks", jwks_uri=f"http://127.0.0.1:{listener.getsockname()[1]}/jwks"
     )
     cut = oidc.Client(**{**client.__dict__, "issuer": issuer})
     with pytest.raises(oidc.OidcError, match="JWKS could not be read"):
@@ -337,15 +317,8 @@ def test_an_answer_from_another_provider_is_refused_before_the_code_is_sent(
 def test_a_provider_that_says_its_name_must_say_it(
     client: oidc.Client, httpserver: HTTPServer
 ) -> None:
-    issuer = httpserver.url_for("/says-iss")
-    httpserver.expect_request("/says-iss/.well-known/openid-configuration").respond_with_json(
-        {
-            "issuer": issuer,
-            "authorization_endpoint": f"{issuer}/auth",
-            "token_endpoint": f"{issuer}/token",
-            "jwks_uri": f"{issuer}/jwks",
-            "authorization_response_iss_parameter_supported": True,
-        }
+    issuer = serve_discovery(
+        httpserver, "/says-iss", authorization_response_iss_parameter_supported=True
     )
     says_iss = oidc.Client(**{**client.__dict__, "issuer": issuer})
     with pytest.raises(oidc.OidcError, match="does not say which provider"):
@@ -404,15 +377,8 @@ def test_a_provider_offering_only_symmetric_or_no_signatures_is_refused(
     """Nothing this service accepts among the algorithms offered is a refusal, not joserfc's
     defaults (an empty list of algorithms lets it take HS256 with an oct key of the JWKS,
     which anyone can read)."""
-    issuer = httpserver.url_for("/symmetric")
-    httpserver.expect_request("/symmetric/.well-known/openid-configuration").respond_with_json(
-        {
-            "issuer": issuer,
-            "authorization_endpoint": f"{issuer}/auth",
-            "token_endpoint": f"{issuer}/token",
-            "jwks_uri": f"{issuer}/jwks",
-            "id_token_signing_alg_values_supported": ["HS256", "none"],
-        }
+    issuer = serve_discovery(
+        httpserver, "/symmetric", id_token_signing_alg_values_supported=["HS256", "none"]
     )
     published = OctKey.generate_key(256, parameters={"kid": "shared"})
     httpserver.expect_request("/symmetric/jwks").respond_with_json(

@@ -154,3 +154,19 @@ def audit_events(session: Session, prefix: str) -> list[AuditEvent]:
             .order_by(AuditEvent.occurred_at, AuditEvent.id)
         )
     )
+
+
+def serve_discovery(httpserver: Any, path: str, **more: Any) -> str:
+    """A provider's discovery document at `path` on a pytest-httpserver (`more` adds or
+    replaces its fields); the provider's issuer."""
+    issuer = str(httpserver.url_for(path))
+    httpserver.expect_request(f"{path}/.well-known/openid-configuration").respond_with_json(
+        {
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/auth",
+            "token_endpoint": f"{issuer}/token",
+            "jwks_uri": f"{issuer}/jwks",
+            **more,
+        }
+    )
+    return issuer
