@@ -133,3 +133,38 @@ def test_parallel_deletes_of_one_resource_give_one_204_and_404s(live, people):
         deleted = in_parallel([lambda path=path: live("DELETE", path) for _ in range(5)])
         assert statuses(deleted) == Counter({204: 1, 404: 4}), [r.text for r in deleted]
         assert live("GET", path).status_code == 404
+
+
+def test_membership_patches_racing_a_put_of_the_group_end_as_some_serial_order(
+    live: LiveScim, people: list[str]
+) -> None:
+    """Entra ID's membership PATCHes (the fast path, connectors.scim.member_patch) and a
+    whole-group PUT of the same group at once: the PUT's members, plus any add that came
+    after it, less any remove that came after it; every request answered."""
+    for round_ in range(3):
+        race_a_put(live, people, f"Race{round_}")
+
+
+def race_a_put(live: LiveScim, people: list[str], name: str) -> None:
+    start, put_set = people[:8], people[4:12]
+    body = {**okta_create_group(name), "members": [{"value": p} for p in start]}
+    group_id = live("POST", "/Groups", body).json()["id"]
+    adds, removes = people[12:18], people[4:7]  # the removes are members before and after
+
+    def patch(op: dict[str, Any]) -> Callable[[], requests.Response]:
+        return lambda: live("PATCH", f"/Groups/{group_id}", ops(op))
+
+    def put() -> requests.Response:
+        document = {**okta_create_group(name), "members": [{"value": p} for p in put_set]}
+        return live("PUT", f"/Groups/{group_id}", document)
+
+    calls = [patch({"op": "add", "path": "members", "value": [{"value": p}]}) for p in adds]
+    calls += [patch({"op": "remove", "path": f'members[value eq "{p}"]'}) for p in removes]
+    answers = in_parallel([*calls, put])
+    assert statuses(answers) == Counter({200: len(calls) + 1}), [r.text for r in answers]
+    final = member_ids(live, group_id)
+    # Some serial order: the PUT's set, each add kept when it came after the PUT, each
+    # remove done when it came after it (before it, the PUT put the member back).
+    assert set(put_set) - set(removes) <= final <= set(put_set) | set(adds), final
+    for answer, person in zip(answers, adds, strict=False):
+        assert person in {m["value"] for m in answer.json().get("members", [])}
