@@ -19,6 +19,7 @@ from models.base import utcnow
 from models.directory.apply import Applied, apply_directory_plan
 from models.directory.runs import (
     PLAN_ITEMS_KEPT,
+    audit_run,
     complete_run,
     ldap_actor,
     lease_name,
@@ -125,15 +126,12 @@ def _redrive(session: Session, run: DirectorySyncRun, count: int, now: datetime)
     actor = Actor.from_json(approver) if approver else Actor.system()
     run.plan = {**plan, "redriven": {"count": count, "at": now.isoformat()}}
     connector = session.get_one(DirectoryConnector, run.connector_id)
-    audit.record(
+    audit_run(
         session,
-        actor=ldap_actor(connector),
-        organisation_id=run.organisation_id,
-        action="directory_sync.approval_redriven",
-        target_type="directory",
-        target_id=connector.id,
+        run,
+        connector,
+        "directory_sync.approval_redriven",
         after={
-            "run_id": str(run.id),
             "redrives": count,
             "decided_by": run.decided_by,
             "reason": "no worker holds the connector's lease and the approval is not applied",
@@ -148,16 +146,13 @@ def refuse_approval(session: Session, *, run: DirectorySyncRun, code: str, messa
     run.status = SyncRunStatus.QUARANTINED
     run.plan = {**(run.plan or {}), "refused": {"error_code": code, "error": message}}
     connector = session.get_one(DirectoryConnector, run.connector_id)
-    payload = {"run_id": str(run.id), "error_code": code, "error": message}
-    audit.record(
+    audit_run(
         session,
-        actor=ldap_actor(connector),
-        organisation_id=run.organisation_id,
-        action="directory_sync.approval_refused",
-        target_type="directory",
-        target_id=connector.id,
+        run,
+        connector,
+        "directory_sync.approval_refused",
         before={"status": SyncRunStatus.APPROVING.value, "decided_by": run.decided_by},
-        after={**payload, "status": run.status.value},
+        after={"error_code": code, "error": message, "status": run.status.value},
     )
     notify_about_run(
         session, run, connector, "directory_sync.approval_refused", error_code=code, error=message

@@ -33,6 +33,28 @@ def ldap_actor(connector: DirectoryConnector) -> Actor:
     return Actor(Source.LDAP, f"ldap:{connector.name}")
 
 
+def audit_run(
+    session: Session,
+    run: DirectorySyncRun,
+    connector: DirectoryConnector,
+    action: str,
+    *,
+    after: dict[str, Any],
+    before: dict[str, Any] | None = None,
+) -> None:
+    """Audit what happened to a run, in its connector's name: every such event names the run."""
+    audit.record(
+        session,
+        actor=ldap_actor(connector),
+        organisation_id=run.organisation_id,
+        action=action,
+        target_type="directory",
+        target_id=connector.id,
+        before=before,
+        after={"run_id": str(run.id), **after},
+    )
+
+
 def start_run(
     session: Session,
     *,
@@ -133,14 +155,12 @@ def fail_run(
     run.read_count = read
     run.error_count = max(run.error_count, 1)
     _finish(run, SyncRunStatus.FAILED)
-    audit.record(
+    audit_run(
         session,
-        actor=ldap_actor(connector),
-        organisation_id=run.organisation_id,
-        action="directory_sync.failed",
-        target_type="directory",
-        target_id=connector.id,
-        after={"run_id": str(run.id), "error_code": code, "error": message},
+        run,
+        connector,
+        "directory_sync.failed",
+        after={"error_code": code, "error": message},
     )
     notify_about_run(
         session, run, connector, "directory_sync.failed", error_code=code, error=message, revoked=0
@@ -192,14 +212,12 @@ def quarantine_run(
     record_plan(run, plan)
     run.error = reason
     _finish(run, SyncRunStatus.QUARANTINED)
-    audit.record(
+    audit_run(
         session,
-        actor=ldap_actor(connector),
-        organisation_id=run.organisation_id,
-        action="directory_sync.quarantined",
-        target_type="directory",
-        target_id=connector.id,
-        after={"run_id": str(run.id), "reason": reason, "summary": plan.summary()},
+        run,
+        connector,
+        "directory_sync.quarantined",
+        after={"reason": reason, "summary": plan.summary()},
     )
     notify_about_run(
         session, run, connector, "directory_sync.quarantined", reason=reason, summary=plan.summary()
@@ -244,15 +262,12 @@ def complete_run(
         if plan.withheld:
             also = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.withheld.items()))
             run.error += f" (also withheld: {also})"
-        audit.record(
+        audit_run(
             session,
-            actor=ldap_actor(connector),
-            organisation_id=run.organisation_id,
-            action="directory_sync.deprovision_withheld",
-            target_type="directory",
-            target_id=connector.id,
+            run,
+            connector,
+            "directory_sync.deprovision_withheld",
             after={
-                "run_id": str(run.id),
                 "status": run.status.value,
                 "reason": plan.deprovision_blocked,
                 "withheld": dict(plan.withheld),
