@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -87,26 +87,9 @@ def forget(session: Session, *, organisation_id: uuid.UUID, email: str, actor: A
     user = find_user_by_email(session, organisation_id, email)
     if user is None:
         raise NotFound(f"no person with email {email} in this organisation", field="email")
-    # What this statement deleted, not what a read before it saw: two forgettings at once
-    # audit each account once.
-    bound = session.execute(
-        delete(OidcSubject)
-        .where(OidcSubject.user_id == user.id)
-        .returning(OidcSubject.issuer, OidcSubject.subject)
-    ).all()
-    if not bound:
-        return 0
-    audit.record(
-        session,
-        actor=actor,
-        organisation_id=organisation_id,
-        action="sign_in.oidc_account_forgotten",
-        target_type="user",
-        target_id=user.id,
-        before={"accounts": [{"issuer": b.issuer, "subject": b.subject} for b in bound]},
-        after={"accounts": []},
+    return _forget_where(
+        session, OidcSubject.user_id == user.id, organisation_id=organisation_id, actor=actor
     )
-    return len(bound)
 
 
 def forget_on_provider_change(
@@ -125,12 +108,28 @@ def forget_on_provider_change(
     which = OidcSubject.organisation_id == organisation_id
     if not client_changed:
         which = which & (OidcSubject.issuer != issuer)
+    because = "the provider's client changed" if client_changed else "the provider's issuer changed"
+    return _forget_where(
+        session, which, organisation_id=organisation_id, actor=actor, because=because
+    )
+
+
+def _forget_where(
+    session: Session,
+    which: ColumnElement[bool],
+    *,
+    organisation_id: uuid.UUID,
+    actor: Actor,
+    because: str | None = None,
+) -> int:
+    """Forget the bound accounts `which` selects, one audit event per person; how many."""
+    # What this statement deleted, not what a read before it saw: two forgettings at once
+    # audit each account once.
     gone = session.execute(
         delete(OidcSubject)
         .where(which)
         .returning(OidcSubject.user_id, OidcSubject.issuer, OidcSubject.subject)
     ).all()
-    because = "the provider's client changed" if client_changed else "the provider's issuer changed"
     for user_id in sorted({row.user_id for row in gone}):
         accounts = [
             {"issuer": r.issuer, "subject": r.subject} for r in gone if r.user_id == user_id
@@ -143,6 +142,6 @@ def forget_on_provider_change(
             target_type="user",
             target_id=user_id,
             before={"accounts": sorted(accounts, key=lambda a: (a["issuer"], a["subject"]))},
-            after={"accounts": [], "because": because},
+            after={"accounts": [], **({"because": because} if because else {})},
         )
     return len(gone)
