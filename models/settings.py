@@ -163,7 +163,8 @@ class Settings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str) -> str:
         # A link in an email, a call to the gateway: anything else fails later, far from here.
-        if value and not (value.startswith(("http://", "https://")) and value.split("://")[1]):
+        scheme, _, rest = value.partition("://")
+        if value and not (scheme.lower() in ("http", "https") and rest):
             raise ValueError("must be an http:// or https:// URL")
         return value
 

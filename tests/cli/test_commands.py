@@ -223,6 +223,15 @@ def test_a_bad_environment_variable_is_named(cli_env, monkeypatch, variable, val
     assert "Traceback" not in result.output
 
 
+def test_service_urls_take_any_case_of_their_scheme() -> None:
+    """RFC 3986 section 3.1: a scheme is case-insensitive; HTTPS://… is a valid URL."""
+    from models.settings import Settings
+
+    settings = Settings(secret_key="x", gateway_url="HTTPS://gateway.internal")
+
+    assert settings.gateway_url == "HTTPS://gateway.internal"
+
+
 def test_an_unreachable_database_is_a_clean_error(cli_env, monkeypatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     for command in (["db", "upgrade"], ["org", "create", "--name", "X"]):
