@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.ldap.plan import (
+    GroupRename,
     Link,
     Plan,
     PlanItem,
@@ -127,38 +128,64 @@ def _follow_groups(
     teams, roles = dict(connector.group_teams), dict(connector.group_roles)
     ids = dict(connector.group_ids)
     for rename in plan.group_renames:
-        mapped = [mapping for mapping in (teams, roles) if rename.before in mapping]
-        if not mapped or rename.after in teams or rename.after in roles:
-            continue  # the admin changed the mapping since the plan was made
-        before = {"group": rename.before, **_mapped_to(teams, roles, rename.before)}
-        for mapping in mapped:
-            mapping[rename.after] = mapping.pop(rename.before)
-        ids[rename.after] = rename.external_id
-        ids.pop(rename.before, None)
-        after = {"group": rename.after, "id": rename.external_id, "dn": rename.dn}
-        audit.record_change(
-            session,
-            actor=actor,
-            subject=connector,
-            action="directory_connector.group_renamed",
-            target_type="directory",
-            before=before,
-            after={**after, **_mapped_to(teams, roles, rename.after)},
-        )
-    renamed = dict(ids)
-    ids.update(plan.group_ids)
-    ids = {key: value for key, value in ids.items() if key in teams or key in roles}
-    if ids != renamed:
+        _follow_rename(session, connector, rename, teams, roles, ids, actor)
+    _bind_group_ids(session, connector, plan, teams, roles, ids, actor)
+    connector.group_teams, connector.group_roles = teams, roles
+
+
+def _follow_rename(
+    session: Session,
+    connector: DirectoryConnector,
+    rename: GroupRename,
+    teams: dict[str, str],
+    roles: dict[str, str],
+    ids: dict[str, str],
+    actor: Actor,
+) -> None:
+    mapped = [mapping for mapping in (teams, roles) if rename.before in mapping]
+    if not mapped or rename.after in teams or rename.after in roles:
+        return  # the admin changed the mapping since the plan was made
+    before = {"group": rename.before, **_mapped_to(teams, roles, rename.before)}
+    for mapping in mapped:
+        mapping[rename.after] = mapping.pop(rename.before)
+    ids[rename.after] = rename.external_id
+    ids.pop(rename.before, None)
+    after = {"group": rename.after, "id": rename.external_id, "dn": rename.dn}
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=connector,
+        action="directory_connector.group_renamed",
+        target_type="directory",
+        before=before,
+        after={**after, **_mapped_to(teams, roles, rename.after)},
+    )
+
+
+def _bind_group_ids(
+    session: Session,
+    connector: DirectoryConnector,
+    plan: Plan,
+    teams: dict[str, str],
+    roles: dict[str, str],
+    followed: dict[str, str],
+    actor: Actor,
+) -> None:
+    """Keep the stable ids this read bound, for the keys still mapped; `followed` is the
+    connector's ids after the renames."""
+    bound = {**followed, **plan.group_ids}
+    bound = {key: value for key, value in bound.items() if key in teams or key in roles}
+    if bound != followed:
         audit.record_change(
             session,
             actor=actor,
             subject=connector,
             action="directory_connector.group_ids_bound",
             target_type="directory",
-            before={"group_ids": renamed},
-            after={"group_ids": ids},
+            before={"group_ids": followed},
+            after={"group_ids": bound},
         )
-    connector.group_teams, connector.group_roles, connector.group_ids = teams, roles, ids
+    connector.group_ids = bound
 
 
 def _mapped_to(teams: dict[str, str], roles: dict[str, str], key: str) -> dict[str, str]:
