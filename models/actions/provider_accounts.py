@@ -33,11 +33,7 @@ class ProviderAccount:
 def check(session: Session, *, user: User, account: ProviderAccount, actor: Actor) -> None:
     """The provider account signing in as `user` is theirs: bound now if they have none at this
     issuer, refused (`other_account`) if they have another one there."""
-    known = session.scalar(
-        select(OidcSubject).where(
-            OidcSubject.user_id == user.id, OidcSubject.issuer == account.issuer
-        )
-    )
+    known = _bound(session, user, account.issuer)
     if known is None:
         _bind(session, user, account, actor)
     elif known.subject != account.subject:
@@ -50,6 +46,12 @@ def check(session: Session, *, user: User, account: ProviderAccount, actor: Acto
             email=user.email,
             user_id=user.id,
         )
+
+
+def _bound(session: Session, user: User, issuer: str) -> OidcSubject | None:
+    return session.scalar(
+        select(OidcSubject).where(OidcSubject.user_id == user.id, OidcSubject.issuer == issuer)
+    )
 
 
 def _bind(session: Session, user: User, account: ProviderAccount, actor: Actor) -> None:
@@ -67,6 +69,8 @@ def _bind(session: Session, user: User, account: ProviderAccount, actor: Actor) 
                 )
             )
     except IntegrityError:
+        if _bound(session, user, account.issuer) is None:
+            raise  # not a parallel bind (the person deleted meanwhile): checking again loops
         check(session, user=user, account=account, actor=actor)
         return
     audit.record(

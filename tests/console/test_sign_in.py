@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from connectors.outbound import UrlPolicy
 from models.access import Viewer
 from models.actions import console_sessions, oidc_providers, provider_accounts
 from models.actions.sign_in_audit import SignInRefused
 from models.base import Base
-from models.entities import ApiToken, AuditEvent, OidcSubject
+from models.entities import ApiToken, AuditEvent, OidcSubject, User
 from models.enums import Role, TokenScope, UserStatus
 from tests.console.conftest import csrf_of, sign_in
 from tests.support import factories as f
@@ -440,3 +442,16 @@ def test_two_forgettings_of_one_account_at_once_audit_it_once(session, sessions,
             select(AuditEvent).where(AuditEvent.action == "sign_in.oidc_account_forgotten")
         ).all()
     assert len(forgettings) == 1
+
+
+def test_a_bind_that_fails_for_another_reason_than_a_parallel_bind_is_raised_once(session, org):
+    """A person deleted while their first sign-in binds them: the insert fails on its foreign
+    key, not on a parallel bind, and checking again would find nothing bound and bind again
+    (it recursed until Python's limit, a 500)."""
+    ghost = User(
+        id=uuid.uuid4(), organisation_id=org.org.id, email="ghost@example.com", role=Role.USER
+    )
+    account = provider_accounts.ProviderAccount(issuer="https://idp.example.com", subject="00u-g")
+    with pytest.raises(IntegrityError):
+        provider_accounts.check(session, user=ghost, account=account, actor=f.SETUP)
+    session.rollback()
