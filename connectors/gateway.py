@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import requests
 
-from connectors.outbound import UrlPolicy, pinned_session
+from connectors.outbound import BodyRefused, UrlPolicy, pinned_session, read_bounded
+
+# A key status of a full claim (500 keys) is about 50 KB; an answer is read no further than
+# this, and only within the call's timeout.
+MAX_ANSWER_BYTES = 1024 * 1024
 
 
 class GatewayUnavailable(Exception):
@@ -32,11 +39,11 @@ class KeyStatus:
 def key_status(
     *, base_url: str, secret: str, key_ids: list[str], timeout: float, policy: UrlPolicy
 ) -> list[KeyStatus]:
-    response = _post(base_url, "/v1/internal/keys/status", secret, key_ids, timeout, policy)
+    answer = _post(base_url, "/v1/internal/keys/status", secret, key_ids, timeout, policy)
     try:
         return [
             KeyStatus(str(item["id"]), bool(item["accepted"]), _moment(item["checked_at"]))
-            for item in response.json()["keys"]
+            for item in json.loads(answer)["keys"]
         ]
     except (ValueError, KeyError, TypeError) as exc:
         raise GatewayUnavailable("gateway answered an unreadable key status") from exc
@@ -44,22 +51,32 @@ def key_status(
 
 def _post(
     base_url: str, path: str, secret: str, key_ids: list[str], timeout: float, policy: UrlPolicy
-) -> requests.Response:
-    """POST the key ids to one of the gateway's internal endpoints; its answer if it is 2xx."""
+) -> bytes:
+    """POST the key ids to one of the gateway's internal endpoints; its answer's body if it
+    is 2xx. `timeout` bounds each read and the whole body too: a gateway trickling its answer,
+    each piece within the read timeout, would otherwise hold the caller past the lease on its
+    cut-offs (GATEWAY_TIMEOUT + 2 s), and the reaper would call again beside it."""
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {"key_ids": key_ids}
     try:
-        with pinned_session(policy) as http:
-            response = http.post(
+        with (
+            pinned_session(policy) as http,
+            http.post(
                 base_url.rstrip("/") + path,
-                json={"key_ids": key_ids},
+                json=body,
                 headers={"Authorization": f"Bearer {secret}"},
                 timeout=timeout,
                 allow_redirects=False,
-            )
-    except requests.RequestException as exc:
+                stream=True,
+            ) as response,
+        ):
+            if response.status_code >= 300:
+                raise GatewayUnavailable(f"gateway answered {response.status_code}")
+            return read_bounded(response, max_bytes=MAX_ANSWER_BYTES, deadline=deadline)
+    except BodyRefused as exc:
+        raise GatewayUnavailable(f"gateway answered, its body {exc}") from None
+    except (requests.RequestException, OSError) as exc:
         raise GatewayUnavailable(f"gateway unreachable: {type(exc).__name__}") from exc
-    if response.status_code >= 300:
-        raise GatewayUnavailable(f"gateway answered {response.status_code}")
-    return response
 
 
 def _moment(value: str) -> datetime:

@@ -1,0 +1,115 @@
+"""The gateway's answers to odock-sync's cut-off calls, through faults between them: the
+stand-in gateway (a real HTTP server) behind a loopback proxy that trickles its answer or
+resets the connection part-way through it. A call the gateway's answer did not reach whole, in
+time, is a failed call (GatewayUnavailable: the cut-off is due again, with backoff), never an
+acknowledgement and never a call that holds its worker past GATEWAY_TIMEOUT: the lease on the
+cut-offs (GATEWAY_TIMEOUT + 2 s) is what keeps the reaper from calling again beside it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from connectors import gateway
+from connectors.outbound import UrlPolicy
+from tests.support.odock import OdockStandIn, start_stand_in
+from tests.support.slow_proxy import slow_proxy
+
+LOOPBACK = UrlPolicy(allow_loopback=True)
+# The status of this many keys is some 4.5 KB: trickled 16 bytes every 0.05 s, it takes some
+# 14 s, several times the call's timeout, while each piece comes well within it.
+KEYS = 50
+TIMEOUT = 2.0
+PATIENT = 10.0  # a timeout that ends none of the calls here (a reset ends them)
+
+
+@pytest.fixture(scope="module")
+def stand_in(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OdockStandIn]:
+    odock = start_stand_in(
+        odock_sync_database_url=database_url, workdir=tmp_path_factory.mktemp("odock")
+    )
+    yield odock
+    odock.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean(stand_in: OdockStandIn) -> None:
+    stand_in.reset()
+
+
+def key_ids() -> list[str]:
+    return [str(uuid.uuid4()) for _ in range(KEYS)]
+
+
+def status(
+    stand_in: OdockStandIn, via: str, keys: list[str], timeout: float = TIMEOUT
+) -> list[gateway.KeyStatus]:
+    return gateway.key_status(
+        base_url=via,
+        secret=stand_in.gateway_secret,
+        key_ids=keys,
+        timeout=timeout,
+        policy=LOOPBACK,
+    )
+
+
+def invalidate(stand_in: OdockStandIn, via: str, keys: list[str], timeout: float = TIMEOUT) -> None:
+    gateway.invalidate_keys(
+        base_url=via,
+        secret=stand_in.gateway_secret,
+        key_ids=keys,
+        timeout=timeout,
+        policy=LOOPBACK,
+    )
+
+
+def test_through_the_proxy_answered_promptly_the_calls_go_through(stand_in):
+    """The proxy itself loses nothing: the faults below are its delay and its reset."""
+    keys = key_ids()
+    with slow_proxy(stand_in.gateway_url, delay=0.0, scheme="http") as proxied:
+        invalidate(stand_in, proxied, keys, timeout=PATIENT)
+        statuses = status(stand_in, proxied, keys, timeout=PATIENT)
+    assert [s.key_id for s in statuses] == keys
+    assert stand_in.invalidations.effective_for(keys[0])
+
+
+def test_a_key_status_trickled_past_the_timeout_is_a_failed_call(stand_in):
+    """Each piece came within the read timeout: the gateway held the caller as long as it
+    liked (past the lease on the cut-offs); the timeout now bounds the whole answer."""
+    keys = key_ids()
+    with (
+        slow_proxy(stand_in.gateway_url, delay=0.05, piece=16, scheme="http") as proxied,
+        pytest.raises(gateway.GatewayUnavailable) as raised,
+    ):
+        status(stand_in, proxied, keys)
+    assert "in time" in str(raised.value)
+    assert stand_in.invalidations.status_times_for(keys[0])  # it was asked, and answered
+
+
+def test_an_invalidation_whose_answer_is_reset_mid_body_is_a_failed_call(stand_in):
+    """The gateway may have forgotten the keys; odock-sync cannot know, so the call is due
+    again (an invalidation is safe to repeat)."""
+    keys = key_ids()
+    with (
+        # The body is {"invalidated":50}: cut after its first 5 bytes.
+        slow_proxy(stand_in.gateway_url, delay=0.0, scheme="http", reset_after=5) as proxied,
+        pytest.raises(gateway.GatewayUnavailable) as raised,
+    ):
+        invalidate(stand_in, proxied, keys, timeout=PATIENT)
+    assert "unreachable" in str(raised.value)
+    assert stand_in.invalidations.effective_for(keys[0])  # the gateway did answer 200
+
+
+def test_a_key_status_reset_mid_body_is_a_failed_call(stand_in):
+    keys = key_ids()
+    with (
+        # Half way through the body: the keys' statuses are some 90 bytes each.
+        slow_proxy(
+            stand_in.gateway_url, delay=0.0, scheme="http", reset_after=KEYS * 45
+        ) as proxied,
+        pytest.raises(gateway.GatewayUnavailable) as raised,
+    ):
+        status(stand_in, proxied, keys, timeout=PATIENT)
+    assert "unreachable" in str(raised.value)
