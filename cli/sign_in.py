@@ -39,6 +39,13 @@ def show(org_slug: str, as_json: bool) -> None:
     help="The client secret; asked for (or read from ODOCK_OIDC_CLIENT_SECRET) if omitted.",
 )
 @click.option("--name", "display_name", default=None, help='Shown as "Sign in with <name>".')
+@click.option(
+    "--shared-callback/--own-callback",
+    "shared_callback",
+    default=None,
+    help="Come back to the callback every organisation shares (registered before providers "
+    "had their own), or to the provider's own (the default for a new provider).",
+)
 @JSON_OPTION
 def oidc_set(
     org_slug: str,
@@ -46,6 +53,7 @@ def oidc_set(
     client_id: str,
     client_secret: str,
     display_name: str | None,
+    shared_callback: bool | None,
     as_json: bool,
 ) -> None:
     """Set (or replace) the organisation's OpenID Connect provider."""
@@ -62,6 +70,7 @@ def oidc_set(
             client_id=client_id,
             client_secret=client_secret,
             display_name=display_name,
+            shared_callback=shared_callback,
         )
         data = oidc_providers.describe(provider, base_url=settings.public_base_url)
     done(

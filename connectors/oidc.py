@@ -1,8 +1,8 @@
 """An OpenID Connect relying party on Authlib: the issuer's discovery document, the
 authorization request (Authorization Code with PKCE S256, state and nonce), the code
 exchange, and the ID token checked against the issuer's JWKS (signature, iss, aud, exp, nonce).
-The authorization response's `iss` (RFC 9207) must name the provider the sign-in was started
-with, so that an answer from one organisation's provider is never taken as another's.
+Whether an authorization response is for this provider at all (its `iss`, RFC 9207, and the
+callback it arrived at) is decided before `finish`, by models/actions/oidc_answers.py.
 
 Every call goes through the outbound address policy (connectors/outbound.py): the issuer is
 an organisation admin's choice, like a notification hook.
@@ -98,12 +98,16 @@ def authorization_request(client: Client, *, ask_again: bool = False) -> Authori
 
 
 def finish(
-    client: Client, *, code: str, code_verifier: str, nonce: str, response_issuer: str | None
+    client: Client,
+    *,
+    code: str,
+    code_verifier: str,
+    nonce: str,
+    metadata: dict[str, Any] | None = None,
 ) -> IdTokenClaims:
     """Exchange the code, then verify the ID token; OidcError if anything does not hold.
-    `response_issuer` is the authorization response's `iss` parameter, if it had one."""
-    metadata = discover(client)
-    _check_response_issuer(client, metadata, response_issuer)
+    `metadata` is the provider's discovery document, if already read."""
+    metadata = metadata if metadata is not None else discover(client)
     with _session(client, metadata) as session:
         try:
             token = session.fetch_token(
@@ -123,17 +127,9 @@ def finish(
     return claims
 
 
-def _check_response_issuer(
-    client: Client, metadata: dict[str, Any], response_issuer: str | None
-) -> None:
-    """RFC 9207: the code is sent to this provider's token endpoint only if the answer says it
-    comes from this provider (or says nothing, from a provider that never says)."""
-    if response_issuer is None:
-        if metadata.get("authorization_response_iss_parameter_supported") is True:
-            raise OidcError("the provider's answer does not say which provider sent it")
-        return
-    if response_issuer != client.issuer:
-        raise OidcError("the answer comes from another provider than the sign-in was started at")
+def always_sends_issuer(metadata: Mapping[str, Any]) -> bool:
+    """Whether the discovery document says every authorization response carries `iss`."""
+    return metadata.get("authorization_response_iss_parameter_supported") is True
 
 
 def verify_id_token(

@@ -1,5 +1,6 @@
 """Sign in with the organisation's OpenID Connect provider from an invitation's page:
-/enroll/<token>/sign-in sends the browser to the provider, /enroll/oidc/callback comes back,
+/enroll/<token>/sign-in sends the browser to the provider, /enroll/oidc/callback/<callback id>
+(the provider's own; /enroll/oidc/callback for one registered before those) comes back,
 verifies who signed in and returns to the invitation, where the usual checks apply. Every
 outcome of the callback is audited (models/actions/sign_in_audit.py)."""
 
@@ -8,17 +9,16 @@ from __future__ import annotations
 from flask import Blueprint, redirect
 from werkzeug.wrappers import Response
 
-from connectors import oidc
 from models.actions import invitations as invitation_actions
 from models.actions import oidc_providers, oidc_sign_ins, sign_in_audit
 from models.actions.oidc_sign_ins import Claimed, SignInRefused
 from models.actions.provider_accounts import ProviderAccount
 from models.actions.sign_in_audit import SignInMethod
-from models.entities import Invitation
+from models.entities import Invitation, OidcProvider
 from models.enums import SignInPlace
 from models.errors import Unavailable
 from webhooks import oidc_callback
-from webhooks.context import db_session, settings
+from webhooks.context import db_session
 from webhooks.enroll import acceptable
 from webhooks.enroll_identity import remember, set_cookie
 from webhooks.html_pages import harden
@@ -34,25 +34,22 @@ PLACE = SignInPlace.ENROLLMENT
 def begin(token: str) -> Response:
     invitation = acceptable(token)
     url, browser = oidc_callback.begin(
-        _client(invitation),
-        PLACE,
-        invitation.organisation_id,
-        invitation=invitation,
-        link_token=token,
+        _provider(invitation), PLACE, invitation=invitation, link_token=token
     )
     response = redirect(url, 303)
     set_cookie(response, BROWSER_COOKIE, browser, oidc_sign_ins.LIFETIME)
     return response
 
 
-@bp.get("/enroll/oidc/callback")
-def callback() -> Response:
+@bp.get("/enroll/oidc/callback", defaults={"callback_id": ""})
+@bp.get("/enroll/oidc/callback/<callback_id>")
+def callback(callback_id: str) -> Response:
     session = db_session()
     claimed: Claimed | None = None
     try:
         claimed = oidc_callback.claim(PLACE, BROWSER_COOKIE)
         session.commit()  # spent now, whatever follows: a replay of this callback is refused
-        return _signed_in(claimed)
+        return _signed_in(claimed, callback_id)
     except SignInRefused as refused:
         session.rollback()
         sign_in_audit.refused(
@@ -67,12 +64,12 @@ def callback() -> Response:
         raise
 
 
-def _signed_in(claimed: Claimed) -> Response:
+def _signed_in(claimed: Claimed, callback_id: str) -> Response:
     """Who the provider says signed in (the email, and the account bound to the person when
     they accept), remembered for the invitation's page, which then shows the name form or the
     wrong-account state."""
     invitation = acceptable(claimed.link_token)
-    client = _client(invitation)
+    client = oidc_callback.client_answering(claimed, PLACE, callback_id)
     email, subject = oidc_callback.verified_identity(client, claimed)
     _audit_signed_in(invitation, email)
     db_session().commit()
@@ -107,14 +104,8 @@ def _audit_signed_in(invitation: Invitation, email: str) -> None:
     )
 
 
-def _client(invitation: Invitation) -> oidc.Client:
+def _provider(invitation: Invitation) -> OidcProvider:
     provider = oidc_providers.provider_for(db_session(), invitation.organisation_id)
     if provider is None:
         raise Unavailable("this organisation has not set up a sign-in provider")
-    config = settings()
-    return oidc_providers.client(
-        provider,
-        secret_key=config.secret_key,
-        base_url=config.public_base_url,
-        policy=config.outbound_policy(),
-    )
+    return provider

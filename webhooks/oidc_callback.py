@@ -1,20 +1,21 @@
 """What both OpenID Connect sign-ins (enrollment pages and console) do the same way: start a
-sign-in at the provider, claim it when the provider sends the browser back, then turn the
-provider's answer into a verified email."""
+sign-in at the provider, claim it when the provider sends the browser back, check that the
+answer is for that provider (models/actions/oidc_answers.py), then turn it into a verified
+email."""
 
 from __future__ import annotations
 
 import secrets
-import uuid
 from typing import Any
 
 import structlog
 from flask import request
 
 from connectors import oidc
-from models.actions import oidc_sign_ins
+from models.actions import oidc_answers, oidc_providers, oidc_sign_ins
 from models.actions.oidc_sign_ins import Claimed, SignInRefused
 from models.base import utcnow
+from models.entities import OidcProvider
 from models.enums import SignInPlace
 from models.errors import Unavailable
 from webhooks.context import db_session, settings
@@ -24,11 +25,11 @@ log = structlog.get_logger(__name__)
 PROVIDER_TEXT_LIMIT = 200
 
 
-def begin(
-    client: oidc.Client, place: SignInPlace, organisation_id: uuid.UUID, **invitation: Any
-) -> tuple[str, str]:
+def begin(provider: OidcProvider, place: SignInPlace, **invitation: Any) -> tuple[str, str]:
     """A sign-in stored and committed: the provider's URL to send the browser to, and the
     browser secret its cookie must carry back."""
+    callback_id = oidc_providers.callback_in_use(provider)
+    client = client_of(provider, place, callback_id)
     try:
         sign_in = oidc.authorization_request(client, ask_again=request.args.get("again") == "1")
     except oidc.OidcError as exc:
@@ -38,8 +39,10 @@ def begin(
     oidc_sign_ins.start(
         session,
         place=place,
-        organisation_id=organisation_id,
+        organisation_id=provider.organisation_id,
         request=sign_in,
+        issuer=provider.issuer,
+        callback_id=callback_id,
         browser=browser,
         secret_key=settings().secret_key,
         now=utcnow(),
@@ -61,19 +64,49 @@ def claim(place: SignInPlace, browser_cookie: str) -> Claimed:
     )
 
 
+def client_answering(claimed: Claimed, place: SignInPlace, arrived_at: str) -> oidc.Client:
+    """The client of the provider the claimed sign-in was started with, if the answer is
+    for it (arrived at its callback, `arrived_at`), or SignInRefused."""
+    provider = oidc_answers.provider_answering(
+        claimed,
+        provider=oidc_providers.provider_for(db_session(), claimed.organisation_id),
+        arrived_at=arrived_at,
+    )
+    return client_of(provider, place, claimed.callback_id)
+
+
+def client_of(provider: OidcProvider, place: SignInPlace, callback_id: str) -> oidc.Client:
+    config = settings()
+    return oidc_providers.client(
+        provider,
+        secret_key=config.secret_key,
+        base_url=config.public_base_url,
+        policy=config.outbound_policy(),
+        place=place,
+        callback_id=callback_id,
+    )
+
+
 def verified_identity(client: oidc.Client, claimed: Claimed) -> tuple[str, str]:
-    """The code exchanged and the ID token checked: the email the provider vouches for and the
-    subject it said (who signed in there), or SignInRefused (the provider's own refusal
-    included)."""
-    if "error" in request.args:
-        raise _provider_refused(claimed)
+    """The answer's issuer checked, the code exchanged and the ID token checked: the email the
+    provider vouches for and the subject it said (who signed in there), or SignInRefused (the
+    provider's own refusal included)."""
     try:
+        metadata = oidc.discover(client)
+        oidc_answers.check_issuer(
+            claimed,
+            issuer=client.issuer,
+            response_issuer=request.args.get("iss"),
+            always_sent=oidc.always_sends_issuer(metadata),
+        )
+        if "error" in request.args:
+            raise _provider_refused(claimed)
         claims = oidc.finish(
             client,
             code=request.args.get("code", ""),
             code_verifier=claimed.code_verifier,
             nonce=claimed.nonce,
-            response_issuer=request.args.get("iss"),
+            metadata=metadata,
         )
     except oidc.OidcError as exc:
         log.info(

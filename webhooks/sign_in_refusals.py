@@ -17,6 +17,19 @@ SHOWN: dict[str, str] = {
     "other_browser": "This sign-in was started in another browser.",
     "lapsed": "This sign-in took too long and has lapsed.",
     "provider_removed": "This organisation no longer signs in with OpenID Connect.",
+    "provider_changed": (
+        "This organisation's sign-in provider was changed during this sign-in; sign in again."
+    ),
+    "wrong_callback": (
+        "This sign-in's answer came back to another provider's address, so it was not accepted."
+    ),
+    "other_issuer": (
+        "This sign-in's answer came from another identity provider than the one it was started "
+        "with, so it was not accepted."
+    ),
+    "issuer_missing": (
+        "This sign-in's answer did not say which identity provider sent it, so it was not accepted."
+    ),
     "no_email": "Your identity provider did not say which email you signed in with.",
     "unverified_email": (
         "Your identity provider has not verified the email you signed in with; verify it "

@@ -346,9 +346,7 @@ def approve(session: Session, *, user: User, actor: Actor) -> User:
     before = user_snapshot(user)
     user.status = UserStatus.ACTIVE
     user.updated_at = utcnow()
-    audit.record_user_change(
-        session, user, actor, "user.approved", before=before, extra=_enrolled_by(session, user)
-    )
+    _audit(session, user, actor, "user.approved", before=before, extra=_enrolled_by(session, user))
     return user
 
 
@@ -421,7 +419,7 @@ def reactivate(
         extra["access_end_extended_from"] = ended[0].isoformat()
     if used:
         extra["restored_despite_usage"] = [str(key_id) for key_id in used]
-    audit.record_user_change(session, user, actor, "user.reactivated", before=before, extra=extra)
+    _audit(session, user, actor, "user.reactivated", before=before, extra=extra)
     return Outcome.APPLIED
 
 
@@ -623,7 +621,7 @@ def _revoke(
     )
     # A source whose revocation the gate held still wants the person out: it stands too.
     _stand_beside(revocation, superseded)
-    audit.record_user_change(
+    _audit(
         session,
         user,
         actor,
@@ -697,3 +695,23 @@ def _require_status(user: User, expected: UserStatus, verb: str) -> None:
             f"cannot {verb} a user whose status is {user.status}; it must be {expected}",
             current_status=user.status.value,
         )
+
+
+def _audit(
+    session: Session,
+    user: User,
+    actor: Actor,
+    action: str,
+    *,
+    before: dict[str, object] | None,
+    extra: dict[str, object] | None = None,
+) -> None:
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=user,
+        action=action,
+        target_type="user",
+        before=before,
+        after={**user_snapshot(user), **(extra or {})},
+    )

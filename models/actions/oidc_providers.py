@@ -1,12 +1,16 @@
 """An organisation's OpenID Connect provider for the enrollment pages and the console: set,
 clear, describe.
 
-The client secret is kept encrypted (models/encryption.py) and never shown again.
+The client secret is kept encrypted (models/encryption.py) and never shown again. Each
+provider has redirect URIs of its own (a callback id: RFC 9700 section 4.4.2, the mix-up
+defence), new with each issuer; one set before those existed keeps the callback shared by
+every organisation until an admin moves it (`shared_callback`).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,8 +47,10 @@ def configure(
     client_id: str,
     client_secret: str,
     display_name: str | None = None,
+    shared_callback: bool | None = None,
 ) -> OidcProvider:
-    """Set (or replace) the provider; every value is checked before anything is written."""
+    """Set (or replace) the provider; every value is checked before anything is written.
+    `shared_callback` None keeps the provider's callback as it was (its own for a new one)."""
     issuer = _checked_issuer(issuer.strip(), policy)
     client_id = _checked_text(client_id.strip(), "client_id", 500)
     client_secret = _checked_text(client_secret, "client_secret", 1000)
@@ -58,8 +64,12 @@ def configure(
         provider is not None and provider.issuer == issuer and provider.client_id != client_id
     )
     if provider is None:
-        provider = OidcProvider(organisation_id=organisation.id)
+        provider = OidcProvider(organisation_id=organisation.id, shared_callback=False)
         session.add(provider)
+    if provider.issuer != issuer:  # another provider: redirect URIs of its own
+        provider.callback_id = secrets.token_hex(16)
+    if shared_callback is not None:
+        provider.shared_callback = shared_callback
     provider.issuer, provider.client_id, provider.display_name = issuer, client_id, name
     provider.sealed_client_secret = encryption.encrypt(secret_key, client_secret, purpose=PURPOSE)
     provider.updated_at = utcnow()
@@ -108,31 +118,50 @@ def client(
     base_url: str,
     policy: UrlPolicy,
     place: SignInPlace = SignInPlace.ENROLLMENT,
+    callback_id: str | None = None,
 ) -> Client:
-    """This service as the provider's client for a sign-in at `place`, the secret decrypted."""
+    """This service as the provider's client for a sign-in at `place`, the secret decrypted;
+    its redirect URI the one `callback_id` names ("" the shared one), else the one in use."""
+    if callback_id is None:
+        callback_id = callback_in_use(provider)
     return Client(
         issuer=provider.issuer,
         client_id=provider.client_id,
         client_secret=encryption.decrypt(
             secret_key, provider.sealed_client_secret, purpose=PURPOSE
         ),
-        redirect_uri=callback_url(base_url, place),
+        redirect_uri=callback_url(base_url, place, callback_id),
         policy=policy,
     )
 
 
-def callback_url(base_url: str, place: SignInPlace = SignInPlace.ENROLLMENT) -> str:
-    """A redirect URI to register at the provider (the same for every organisation)."""
-    return base_url.rstrip("/") + CALLBACK_PATHS[place]
+def callback_in_use(provider: OidcProvider) -> str:
+    """The callback id new sign-ins with this provider ask to come back to ("" the shared)."""
+    return "" if provider.shared_callback else provider.callback_id
+
+
+def callback_url(
+    base_url: str, place: SignInPlace = SignInPlace.ENROLLMENT, callback_id: str = ""
+) -> str:
+    """A redirect URI: a provider's own, or ("") the one every organisation shares."""
+    own = f"/{callback_id}" if callback_id else ""
+    return base_url.rstrip("/") + CALLBACK_PATHS[place] + own
 
 
 def describe(provider: OidcProvider | None, *, base_url: str) -> dict[str, Any]:
-    """What an admin may see: never the secret."""
+    """What an admin may see, with the redirect URIs to register: never the secret."""
+    if provider is None:
+        return {"configured": False}
+    in_use = callback_in_use(provider)
     return {
-        "configured": provider is not None,
+        "configured": True,
         **(_public(provider) or {}),
-        "redirect_uri": callback_url(base_url),
-        "console_redirect_uri": callback_url(base_url, SignInPlace.CONSOLE),
+        "redirect_uri": callback_url(base_url, SignInPlace.ENROLLMENT, in_use),
+        "console_redirect_uri": callback_url(base_url, SignInPlace.CONSOLE, in_use),
+        "own_redirect_uri": callback_url(base_url, SignInPlace.ENROLLMENT, provider.callback_id),
+        "own_console_redirect_uri": callback_url(
+            base_url, SignInPlace.CONSOLE, provider.callback_id
+        ),
     }
 
 
@@ -143,6 +172,8 @@ def _public(provider: OidcProvider | None) -> dict[str, Any] | None:
         "issuer": provider.issuer,
         "client_id": provider.client_id,
         "display_name": provider.display_name,
+        "callback_id": provider.callback_id,
+        "shared_callback": provider.shared_callback,
     }
 
 

@@ -35,6 +35,8 @@ class Claimed:
     link_token: str  # the invitation link to return to; empty for the console
     nonce: str
     code_verifier: str
+    issuer: str | None  # the provider it was started with (None: started before this was kept)
+    callback_id: str  # the redirect URI it asked to come back to ("": the shared one)
 
 
 def start(
@@ -43,15 +45,24 @@ def start(
     place: SignInPlace,
     organisation_id: uuid.UUID,
     request: AuthorizationRequest,
+    issuer: str,
+    callback_id: str,
     browser: str,
     secret_key: str,
     now: datetime,
     invitation: Invitation | None = None,
     link_token: str = "",
 ) -> None:
-    """Keep what the callback needs; `browser` is the random value of this browser's cookie."""
+    """Keep what the callback needs; `browser` is the random value of this browser's cookie,
+    `issuer` and `callback_id` the provider and the redirect URI the request names."""
     sealed = json.dumps(
-        {"token": link_token, "nonce": request.nonce, "verifier": request.code_verifier}
+        {
+            "token": link_token,
+            "nonce": request.nonce,
+            "verifier": request.code_verifier,
+            "issuer": issuer,
+            "callback": callback_id,
+        }
     )
     session.execute(delete(OidcSignIn).where(OidcSignIn.created_at < now - KEPT_FOR))
     session.add(
@@ -100,6 +111,8 @@ def claim(
         link_token=kept["token"],
         nonce=kept["nonce"],
         code_verifier=kept["verifier"],
+        issuer=kept.get("issuer"),
+        callback_id=kept.get("callback", ""),
     )
 
 

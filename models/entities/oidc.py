@@ -16,7 +16,12 @@ from models.enums import SignInPlace
 
 
 class OidcProvider(Timestamped, Base):
-    """The organisation's OpenID Connect provider; the client secret is kept encrypted."""
+    """The organisation's OpenID Connect provider; the client secret is kept encrypted.
+
+    `callback_id` names the provider's own redirect URIs (/enroll/oidc/callback/<id>,
+    /console/oidc/callback/<id>), so that an answer tells which provider it is for (RFC 9700
+    section 4.4.2); `shared_callback` keeps a provider registered before those existed on the
+    one callback every organisation shares."""
 
     __tablename__ = "oidc_providers"
 
@@ -27,6 +32,8 @@ class OidcProvider(Timestamped, Base):
     client_id: Mapped[str] = mapped_column(String(500))
     sealed_client_secret: Mapped[str] = mapped_column(Text)
     display_name: Mapped[str] = mapped_column(String(100))
+    callback_id: Mapped[str] = mapped_column(String(32), unique=True)
+    shared_callback: Mapped[bool] = mapped_column(default=False)
 
 
 class OidcSignIn(Base):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -166,17 +167,23 @@ def invitation_accepted_through_the_local_outbox_link(
     """The README's walk-through: an OpenID Connect provider for the demo organisation (a
     real one on loopback), an invitation whose link is read from the local outbox (no SMTP
     server), opened in Chromium, signed in at the provider as the invitee, a name: ACTIVE."""
+    provider_port, secret = free_port(), secrets.token_urlsafe(24)
+    configured = cli(
+        workdir, "sign-in", "oidc-set", "--org", "demo",
+        "--issuer", f"http://127.0.0.1:{provider_port}", "--client-id", "odock-sync-test",
+        "--name", "Demo IdP", env={"ODOCK_OIDC_CLIENT_SECRET": secret},
+    )  # fmt: skip
+    shown = json.loads(cli(workdir, "sign-in", "show", "--org", "demo", "--json").stdout)
+    redirect_uri = shown["redirect_uri"]
+    assert redirect_uri.startswith(f"http://127.0.0.1:{port}/enroll/oidc/callback/")
+    assert f"register {redirect_uri} and " in configured.stdout
     provider = start_provider(
-        redirect_uris=[f"http://127.0.0.1:{port}/enroll/oidc/callback"],
+        redirect_uris=[redirect_uri],
         log_path=workdir / "provider.log",
+        port=provider_port,
+        client_secret=secret,
     )
     try:
-        configured = cli(
-            workdir, "sign-in", "oidc-set", "--org", "demo", "--issuer", provider.issuer,
-            "--client-id", provider.client_id, "--name", "Demo IdP",
-            env={"ODOCK_OIDC_CLIENT_SECRET": provider.client_secret},
-        )  # fmt: skip
-        assert f"http://127.0.0.1:{port}/enroll/oidc/callback" in configured.stdout
         link = invitation_link_from_the_local_outbox(workdir, port)
         context = chromium.new_context()
         page = context.new_page()

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 from models.entities import Organisation, Team, User
 from models.enums import Role, TeamRole
 from tests.support import factories as f
+from tests.support.net import free_port
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -44,6 +48,25 @@ def org(session) -> Org:
     tokens = [f.admin_token(session, org, person) for person in (admin, manager, member)]
     session.commit()
     return Org(org, admin, manager, member, outsider, team, other_team, *tokens)
+
+
+@pytest.fixture(scope="module")
+def live_server(settings, engine) -> Iterator[str]:
+    """The web app on a loopback port of its own, its PUBLIC_BASE_URL pointing there (the
+    redirect URI the provider is told about)."""
+    from webhooks.app import create_app
+    from webhooks.context import EXTENSION
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = create_app(settings.model_copy(update={"public_base_url": base}))
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield base
+    server.shutdown()
+    thread.join(timeout=10)
+    app.extensions[EXTENSION].engine.dispose()
 
 
 def csrf_of(html: str) -> str:

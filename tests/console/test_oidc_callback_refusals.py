@@ -36,6 +36,7 @@ def issuer(httpserver: HTTPServer, session, org: Org, settings) -> str:
         issuer=issuer,
         client_id=CLIENT_ID,
         client_secret="client-secret-0123456789abcdef",
+        shared_callback=True,  # these answers come back to the shared callback
     )
     session.commit()
     return issuer

@@ -12,13 +12,11 @@ sign-in-state-refused.png.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from models.actions import oidc_providers
 from models.entities import ApiToken, AuditEvent
@@ -26,7 +24,6 @@ from models.enums import Role, SignInPlace, TokenScope
 from tests.console.conftest import Org
 from tests.support import factories as f
 from tests.support.browser import accessibility_violations, screenshot_dir
-from tests.support.net import free_port
 from tests.support.oidc import (
     LoopbackProvider,
     audit_events,
@@ -37,25 +34,6 @@ from tests.support.oidc import (
 
 pytestmark = pytest.mark.slow
 OIDC_SIGN_IN = re.compile(r"/console/oidc/sign-in\?")
-
-
-@pytest.fixture(scope="module")
-def live_server(settings, engine) -> Iterator[str]:
-    """The web app on a loopback port of its own, its PUBLIC_BASE_URL pointing there (the
-    redirect URI the provider is told about)."""
-    from webhooks.app import create_app
-    from webhooks.context import EXTENSION
-
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    app = create_app(settings.model_copy(update={"public_base_url": base}))
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield base
-    server.shutdown()
-    thread.join(timeout=10)
-    app.extensions[EXTENSION].engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +60,7 @@ def acme(org: Org, session, settings, provider) -> Org:
         client_id=provider.client_id,
         client_secret=provider.client_secret,
         display_name="Acme SSO",
+        shared_callback=True,  # the provider registered the shared callback
     )
     session.commit()
     return org

@@ -124,6 +124,7 @@ def test_the_account_an_invitee_enrolled_with_is_the_one_the_console_lets_in(
         issuer=provider.issuer,
         client_id=provider.client_id,
         client_secret=provider.client_secret,
+        shared_callback=True,  # the provider registered the shared callbacks
     )
     issued = scene.invite(session, email="ivy@example.com", role=Role.MANAGER)
     session.commit()

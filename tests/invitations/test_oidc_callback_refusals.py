@@ -23,8 +23,9 @@ KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
 PROVIDER_REFUSED = "cancelled or refused by your identity provider"
 
 
-def configure(session, scene, settings, issuer: str) -> None:
-    """The scene's organisation signs in with the provider at `issuer`."""
+def configure(session, scene, settings, issuer: str, *, shared: bool = True) -> None:
+    """The scene's organisation signs in with the provider at `issuer`, coming back to the
+    shared callback (`shared`) or to the provider's own."""
     oidc_providers.configure(
         session,
         organisation=scene.org,
@@ -34,6 +35,7 @@ def configure(session, scene, settings, issuer: str) -> None:
         issuer=issuer,
         client_id=CLIENT_ID,
         client_secret="client-secret-0123456789abcdef",
+        shared_callback=shared,
     )
 
 
@@ -73,12 +75,26 @@ def test_an_answer_naming_another_provider_never_reaches_a_token_endpoint(
         "/enroll/oidc/callback",
         query_string={"code": "code-of-b", "state": state, "iss": "https://other-idp.example"},
     )
-    refusal_page(answer, PROVIDER_REFUSED)
+    refusal_page(answer, "came from another identity provider than the one it was started")
     assert not [r for r, _ in httpserver.log if r.path.endswith("/token")]
     with sessions() as s:
         (event,) = audit_events(s, "enrollment.")
-        assert event.after["outcome"] == "provider_refused"
-        assert "another provider" in event.after["reason"]
+        assert event.after["outcome"] == "other_issuer"
+        assert "https://other-idp.example" in event.after["reason"]
+
+
+@pytest.mark.parametrize("said", [{}, {"error": "access_denied"}], ids=["code", "error"])
+def test_no_iss_from_a_provider_that_says_it_always_sends_one_is_refused(
+    client, session, sessions, scene, issuer, httpserver, said
+):
+    """RFC 9207 section 2.4: an answer, a refusal too, without the iss its provider promised."""
+    _, state, _ = started(client, session, scene)
+    answer = client.get("/enroll/oidc/callback", query_string={"code": "c", "state": state, **said})
+    refusal_page(answer, "did not say which identity provider sent it")
+    assert not [r for r, _ in httpserver.log if r.path.endswith("/token")]
+    with sessions() as s:
+        (event,) = audit_events(s, "enrollment.")
+        assert event.after["outcome"] == "issuer_missing"
 
 
 def test_a_jwks_past_its_size_is_a_refusal_page(

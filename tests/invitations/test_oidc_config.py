@@ -4,6 +4,7 @@ audited, and bad input refused clearly with nothing changed."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -45,13 +46,19 @@ def test_admin_sets_shows_and_clears_the_provider(client, admin_headers, session
     put = client.put("/api/v1/sign-in/oidc", json=GOOD, headers=admin_headers)
     assert put.status_code == 200, put.get_json()
     body = put.get_json()
+    own = body["callback_id"]
+    assert re.fullmatch("[0-9a-f]{32}", own)
     assert body == {
         "configured": True,
         "issuer": GOOD["issuer"],
         "client_id": GOOD["client_id"],
         "display_name": "idp.example.com",
-        "redirect_uri": f"{settings.public_base_url}/enroll/oidc/callback",
-        "console_redirect_uri": f"{settings.public_base_url}/console/oidc/callback",
+        "callback_id": own,
+        "shared_callback": False,
+        "redirect_uri": f"{settings.public_base_url}/enroll/oidc/callback/{own}",
+        "console_redirect_uri": f"{settings.public_base_url}/console/oidc/callback/{own}",
+        "own_redirect_uri": f"{settings.public_base_url}/enroll/oidc/callback/{own}",
+        "own_console_redirect_uri": f"{settings.public_base_url}/console/oidc/callback/{own}",
     }
     assert GOOD["client_secret"] not in put.get_data(as_text=True)
     with sessions() as s:
@@ -64,7 +71,8 @@ def test_admin_sets_shows_and_clears_the_provider(client, admin_headers, session
             == GOOD["client_secret"]
         )
         event = s.scalar(select(AuditEvent).where(AuditEvent.action == "sign_in.oidc_configured"))
-        assert event.after == {k: body[k] for k in ("issuer", "client_id", "display_name")}
+        public = ("issuer", "client_id", "display_name", "callback_id", "shared_callback")
+        assert event.after == {k: body[k] for k in public}
         assert GOOD["client_secret"] not in json.dumps([event.before, event.after])
     assert client.get("/api/v1/sign-in/oidc", headers=admin_headers).get_json() == body
     assert client.delete("/api/v1/sign-in/oidc", headers=admin_headers).status_code == 204
@@ -74,6 +82,31 @@ def test_admin_sets_shows_and_clears_the_provider(client, admin_headers, session
     gone = client.delete("/api/v1/sign-in/oidc", headers=admin_headers)
     assert gone.status_code == 404 and gone.mimetype == "application/problem+json"
     assert audit_actions(sessions) == ["sign_in.oidc_configured", "sign_in.oidc_cleared"]
+
+
+def test_a_provider_moves_between_the_shared_callback_and_its_own(client, admin_headers, settings):
+    """A provider registered with the shared callback stays on it until an admin moves it to
+    its own (both URIs shown meanwhile); another issuer gets callbacks of its own, new."""
+    base = settings.public_base_url
+
+    def put(**change):
+        answer = client.put("/api/v1/sign-in/oidc", json={**GOOD, **change}, headers=admin_headers)
+        assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()
+
+    shared = put(shared_callback=True)
+    own = shared["callback_id"]
+    assert (shared["redirect_uri"], shared["console_redirect_uri"]) == (
+        f"{base}/enroll/oidc/callback",
+        f"{base}/console/oidc/callback",
+    )
+    assert shared["own_console_redirect_uri"] == f"{base}/console/oidc/callback/{own}"
+    assert put(client_id="0oa2odock")["redirect_uri"] == f"{base}/enroll/oidc/callback"
+    moved = put(shared_callback=False)
+    assert (moved["callback_id"], moved["redirect_uri"]) == (own, shared["own_redirect_uri"])
+    other = put(issuer="https://idp.example.org")
+    assert other["callback_id"] != own
+    assert other["redirect_uri"] == f"{base}/enroll/oidc/callback/{other['callback_id']}"
 
 
 @pytest.mark.parametrize(
@@ -128,7 +161,7 @@ def test_cli_sets_shows_and_clears(run, scene, sessions):
         input=GOOD["client_secret"] + "\n",
     )  # fmt: skip
     assert set_.exit_code == 0, set_.output
-    assert "sign in with Okta" in set_.output and "/enroll/oidc/callback" in set_.output
+    assert "sign in with Okta" in set_.output and "/enroll/oidc/callback/" in set_.output
     assert GOOD["client_secret"] not in set_.output
     shown = json.loads(run("sign-in", "show", "--org", slug, "--json").stdout)
     assert (shown["display_name"], shown["configured"]) == ("Okta", True)

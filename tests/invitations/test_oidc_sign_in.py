@@ -66,6 +66,7 @@ def configure(api: requests.Session, live_server: str, provider: LoopbackProvide
             "client_id": provider.client_id,
             "client_secret": provider.client_secret,
             "display_name": "Test IdP",
+            "shared_callback": True,  # the provider registered the shared callback
         },
         timeout=10,
     )

@@ -29,6 +29,8 @@ def started(session, scene, settings):
         invitation=issued.invitation,
         link_token=issued.token,
         request=REQUEST,
+        issuer="https://idp.example.com",
+        callback_id="c" * 32,
         browser="browser-1",
         secret_key=settings.secret_key,
         now=utcnow(),
@@ -64,6 +66,8 @@ def test_a_sign_in_is_claimed_once_with_what_the_callback_needs(session, setting
         link_token=started.token,
         nonce=REQUEST.nonce,
         code_verifier=REQUEST.code_verifier,
+        issuer="https://idp.example.com",
+        callback_id="c" * 32,
     )
     session.commit()
     with pytest.raises(SignInRefused, match="already used"):

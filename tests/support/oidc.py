@@ -68,21 +68,32 @@ class LoopbackProvider:
 
 
 def start_provider(
-    *, redirect_uris: list[str], log_path: Path, userinfo_only: bool = False
+    *,
+    redirect_uris: list[str],
+    log_path: Path,
+    userinfo_only: bool = False,
+    iss: str = "",
+    port: int | None = None,
+    client_secret: str | None = None,
 ) -> LoopbackProvider:
-    """The provider on a free loopback port, with one confidential client; `userinfo_only`
-    keeps the email out of the ID token (it is then only in the userinfo answer)."""
+    """The provider on a free loopback port (or `port`), with one confidential client;
+    `userinfo_only` keeps the email out of the ID token (it is then only in the userinfo
+    answer); `iss` "omit" makes a provider that never sends `iss` in its authorization
+    responses nor says it does, "omit-advertised" one that says it does but does not. A
+    given `port` and `client_secret` let the issuer be set at odock-sync first (its redirect
+    URIs then known), as an admin does."""
     install_provider()
-    port = free_port()
+    port = port or free_port()
     client = {
         "client_id": "odock-sync-test",
-        "client_secret": secrets.token_urlsafe(24),
+        "client_secret": client_secret or secrets.token_urlsafe(24),
         "redirect_uris": redirect_uris,
     }
     env = {**os.environ, "NODE_ENV": "development"}
     process = subprocess.Popen(
         ["node", "provider.mjs", str(port), json.dumps(client)]
-        + (["userinfo-only"] if userinfo_only else []),
+        + (["userinfo-only"] if userinfo_only else [])
+        + ([f"iss={iss}"] if iss else []),
         cwd=PROVIDER_DIR,
         env=env,
         stdout=log_path.open("wb"),

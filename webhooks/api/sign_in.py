@@ -22,6 +22,8 @@ class SetOidcProvider(RequestBody):
     client_id: str = Field(min_length=1, max_length=500)
     client_secret: str = Field(min_length=1, max_length=1000)
     display_name: str | None = Field(default=None, max_length=100)
+    # true: the callback every organisation shares (registered before providers had their own)
+    shared_callback: bool | None = None
 
 
 @bp.get("/sign-in/oidc")
@@ -33,7 +35,9 @@ def show() -> dict[str, Any]:
 @bp.put("/sign-in/oidc")
 @takes_body(SetOidcProvider)
 def configure() -> dict[str, Any]:
-    """Set or replace the provider invitees sign in with; the secret is stored encrypted"""
+    """Set or replace the provider invitees sign in with; the secret is stored encrypted.
+    A new provider comes back to redirect URIs of its own; shared_callback true keeps (or puts)
+    it on the callback every organisation shares, false moves it to its own."""
     viewer = current_admin()
     body = parse_body(SetOidcProvider)
     session = db_session()
@@ -48,6 +52,7 @@ def configure() -> dict[str, Any]:
         client_id=body.client_id,
         client_secret=body.client_secret,
         display_name=body.display_name,
+        shared_callback=body.shared_callback,
     )
     session.commit()
     return _describe(viewer)

@@ -1,24 +1,21 @@
 """Sign in to the console with the organisation's OpenID Connect provider: the admin names
 the organisation, /console/oidc/sign-in sends the browser to its provider (Authorization Code
-with PKCE, state and nonce, as the enrollment pages do), /console/oidc/callback comes back,
-and a verified email of the organisation's ACTIVE admin or manager gets a console session."""
+with PKCE, state and nonce, as the enrollment pages do), /console/oidc/callback/<callback id>
+(the provider's own; /console/oidc/callback for one registered before those) comes back, and
+a verified email of the organisation's ACTIVE admin or manager gets a console session."""
 
 from __future__ import annotations
 
-import uuid
-
 from flask import Response, redirect, request, url_for
 
-from connectors import oidc
 from models.actions import oidc_providers, oidc_sign_ins
 from models.actions.oidc_sign_ins import Claimed, SignInRefused
 from models.actions.provider_accounts import ProviderAccount
-from models.entities import OidcProvider
 from models.enums import SignInPlace
 from webhooks import oidc_callback
 from webhooks.console.sign_in import refusal_page, start_for_verified_email
 from webhooks.console.web import PREFIX, bp, secure_cookies
-from webhooks.context import db_session, settings
+from webhooks.context import db_session
 
 PLACE = SignInPlace.CONSOLE
 BROWSER_COOKIE = "odock_console_oidc"
@@ -30,8 +27,7 @@ def oidc_sign_in() -> Response:
     found = oidc_providers.provider_by_slug(db_session(), slug)
     if found is None:  # the sign-in page says so
         return redirect(url_for("console.sign_in_form", organisation=slug[:64]), 303)  # type: ignore[return-value]
-    organisation, provider = found
-    url, browser = oidc_callback.begin(_client(provider), PLACE, organisation.id)
+    url, browser = oidc_callback.begin(found[1], PLACE)
     response: Response = redirect(url, 303)  # type: ignore[assignment]
     response.set_cookie(
         BROWSER_COOKIE,
@@ -45,14 +41,15 @@ def oidc_sign_in() -> Response:
     return response
 
 
-@bp.get("/oidc/callback")
-def oidc_callback_page() -> Response:
+@bp.get("/oidc/callback", defaults={"callback_id": ""})
+@bp.get("/oidc/callback/<callback_id>")
+def oidc_callback_page(callback_id: str) -> Response:
     session = db_session()
     claimed: Claimed | None = None
     try:
         claimed = oidc_callback.claim(PLACE, BROWSER_COOKIE)
         session.commit()  # spent now, whatever follows: a replay of this callback is refused
-        client = _client_of(claimed.organisation_id)
+        client = oidc_callback.client_answering(claimed, PLACE, callback_id)
         email, subject = oidc_callback.verified_identity(client, claimed)
     except SignInRefused as refused:
         response = refusal_page(
@@ -63,25 +60,3 @@ def oidc_callback_page() -> Response:
         response = start_for_verified_email(claimed.organisation_id, email, account)
     response.delete_cookie(BROWSER_COOKIE, path=PREFIX)
     return response
-
-
-def _client_of(organisation_id: uuid.UUID) -> oidc.Client:
-    provider = oidc_providers.provider_for(db_session(), organisation_id)
-    if provider is None:
-        raise SignInRefused(
-            "this organisation no longer signs in with OpenID Connect",
-            outcome="provider_removed",
-            organisation_id=organisation_id,
-        )
-    return _client(provider)
-
-
-def _client(provider: OidcProvider) -> oidc.Client:
-    config = settings()
-    return oidc_providers.client(
-        provider,
-        secret_key=config.secret_key,
-        base_url=config.public_base_url,
-        policy=config.outbound_policy(),
-        place=PLACE,
-    )

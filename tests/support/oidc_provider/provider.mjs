@@ -4,12 +4,17 @@
 // starting with "entra." is answered as Microsoft Entra ID does: no email_verified, but the
 // optional claim xms_edov (the email's domain is verified by the account's tenant) true.
 //
-// node provider.mjs <port> <client JSON> [userinfo-only]; prints "ready <issuer>" once it
-// listens. With "userinfo-only" the email claims are in the userinfo answer, not the ID token
-// (what the specification asks when an access token is issued too).
+// node provider.mjs <port> <client JSON> [userinfo-only] [iss=omit|iss=omit-advertised];
+// prints "ready <issuer>" once it listens. With "userinfo-only" the email claims are in the
+// userinfo answer, not the ID token (what the specification asks when an access token is
+// issued too). The provider names itself in its authorization responses (`iss`, RFC 9207) and
+// says so in its discovery document; "iss=omit" makes it a provider that does neither (as many
+// do), "iss=omit-advertised" one that still says it does.
 import Provider from 'oidc-provider';
 
-const [port, clientJson, mode] = process.argv.slice(2);
+const [port, clientJson, ...options] = process.argv.slice(2);
+const mode = options.includes('userinfo-only') ? 'userinfo-only' : '';
+const issMode = (options.find((option) => option.startsWith('iss=')) || '').slice(4);
 const issuer = `http://127.0.0.1:${port}`;
 const client = JSON.parse(clientJson);
 
@@ -50,6 +55,27 @@ const provider = new Provider(issuer, {
     return grant;
   },
 });
+
+// One line per token request, so that a test can tell a code was never sent here.
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/token') console.log(`token request ${ctx.method}`);
+  await next();
+});
+
+if (issMode) {
+  provider.use(async (ctx, next) => {
+    await next();
+    if (issMode === 'omit' && ctx.path === '/.well-known/openid-configuration') {
+      delete ctx.body.authorization_response_iss_parameter_supported;
+    }
+    const location = ctx.response.get('location');
+    if (location && client.redirect_uris.some((uri) => location.startsWith(uri))) {
+      const answer = new URL(location);
+      answer.searchParams.delete('iss');
+      ctx.set('location', answer.href);
+    }
+  });
+}
 
 const server = provider.listen(Number(port), '127.0.0.1', () => {
   console.log(`ready ${issuer}`);
