@@ -20,13 +20,12 @@ from werkzeug.exceptions import HTTPException
 
 from connectors.invitation_email import ROLE_NAMES
 from models.actions import invitations as invitation_actions
-from models.actions import oidc_providers, sign_in_audit
+from models.actions import oidc_providers
 from models.actions.oidc_sign_ins import SignInRefused
-from models.actions.sign_in_audit import SignInMethod
 from models.base import utcnow
 from models.entities import Invitation, Organisation
 from models.entities.user import email_key
-from models.enums import SignInPlace, UserStatus
+from models.enums import UserStatus
 from models.errors import Conflict, DomainError, InvalidInput, Unavailable
 from models.secrets import same_text
 from webhooks import sign_in_refusals
@@ -66,18 +65,10 @@ def accept(token: str) -> tuple[str, int] | str:
         raise FormRejected("this form is out of date; open the invitation link again")
     session = db_session()
     try:
-        accepted = invitation_actions.accept_invitation(
+        accepted = invitation_actions.accept_signed_in(
             session, token=token, email=identity, name=form.get("name", ""), account=who.account
         )
-    except SignInRefused as refused:  # bound to another account of the provider
-        session.rollback()
-        sign_in_audit.refused(
-            session,
-            refused,
-            place=SignInPlace.ENROLLMENT,
-            method=SignInMethod.OIDC,
-            invitation_id=invitation.id,
-        )
+    except SignInRefused:  # bound to another account of the provider: only the audit is kept
         session.commit()
         raise
     except InvalidInput as exc:

@@ -25,10 +25,11 @@ from sqlalchemy.orm import Session
 
 from models import audit, outbox
 from models.access import Viewer, managed_team_ids, require_can_handle_team_role
-from models.actions import lifecycle, provider_accounts
+from models.actions import lifecycle, provider_accounts, sign_in_audit
 from models.actions.identities import link_identity
 from models.actions.organisations import update_settings
 from models.actions.provider_accounts import ProviderAccount
+from models.actions.sign_in_audit import SignInMethod, SignInRefused
 from models.actions.users import (
     create_user,
     edit_user,
@@ -51,6 +52,7 @@ from models.enums import (
     InvitationStatus,
     LeaverInvitationPolicy,
     Role,
+    SignInPlace,
     Source,
     TeamRole,
     UserStatus,
@@ -670,6 +672,33 @@ def accept_invitation(
         },
     )
     return Accepted(invitation=invitation, user=user, created=existing is None)
+
+
+def accept_signed_in(
+    session: Session,
+    *,
+    token: str,
+    email: str,
+    name: str,
+    account: ProviderAccount | None,
+) -> Accepted:
+    """accept_invitation from the enrollment pages, by whoever is signed in there (`account`:
+    who signed in at the organisation's provider; None behind a sign-in proxy). An account the
+    person is not bound to is refused: nothing of the attempt is kept, the refusal is audited
+    (enrollment.sign_in_refused), and SignInRefused raised for the caller to commit and show."""
+    invitation_id = find_by_token(session, token).id
+    try:
+        with session.begin_nested():
+            return accept_invitation(session, token=token, email=email, name=name, account=account)
+    except SignInRefused as refused:
+        sign_in_audit.refused(
+            session,
+            refused,
+            place=SignInPlace.ENROLLMENT,
+            method=SignInMethod.OIDC,
+            invitation_id=invitation_id,
+        )
+        raise
 
 
 def _claim(session: Session, invitation: Invitation, token: str, now: datetime) -> None:

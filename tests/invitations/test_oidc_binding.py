@@ -15,12 +15,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from models.actions import console_sessions, oidc_providers
+from models.actions import console_sessions, oidc_providers, provider_accounts
 from models.actions import invitations as inv
 from models.actions.provider_accounts import ProviderAccount
 from models.actions.sign_in_audit import SignInRefused
-from models.entities import OidcSubject, User
-from models.enums import Role, SignInPlace, Source, UserStatus
+from models.entities import Invitation, OidcSubject, User
+from models.enums import InvitationStatus, Role, SignInPlace, Source, UserStatus
+from tests.invitations.test_enroll_pages import form_key
 from tests.invitations.test_oidc_callback_refusals import (
     answers_with,
     configure,
@@ -28,6 +29,7 @@ from tests.invitations.test_oidc_callback_refusals import (
     issuer,  # noqa: F401 - the fixture
     started,
 )
+from tests.support import factories as f
 from tests.support.oidc import (
     LoopbackProvider,
     audit_events,
@@ -192,3 +194,62 @@ def test_a_sign_in_counts_only_while_the_provider_that_made_it_is_the_organisati
     assert refused.status_code == 401
     with sessions() as s:
         assert s.scalars(select(OidcSubject)).all() == []
+
+
+def test_accepting_with_another_account_than_the_one_bound_keeps_only_the_refusal(
+    client,
+    session,
+    sessions,
+    scene,
+    issuer,  # noqa: F811 - the fixture imported above
+    httpserver,
+):
+    """Eve is PENDING and already bound to one account of the provider; accepting her
+    invitation signed in with another account of it (the same verified email) is refused on
+    the page, the refusal is audited, and nothing of the acceptance is kept: no claim of the
+    invitation, no change to Eve, no binding."""
+    eve = f.make_user(
+        session, scene.org, email="eve@example.com", name="Eve", status=UserStatus.PENDING
+    )
+    provider_accounts.check(
+        session,
+        user=eve,
+        account=ProviderAccount(issuer, "00u-eve"),
+        actor=scene.actor(scene.admin_viewer),
+    )
+    token, state, nonce = started(client, session, scene)
+    answers_with(
+        httpserver,
+        {
+            "id_token": id_token(
+                issuer, nonce, sub="00u-eve-2", email="eve@example.com", email_verified=True
+            ),
+            "access_token": "at",
+            "token_type": "Bearer",
+        },
+    )
+    back = client.get(
+        "/enroll/oidc/callback", query_string={"code": "c", "state": state, "iss": issuer}
+    )
+    assert back.status_code == 303, back.text
+    page = client.get(f"/enroll/{token}").text
+
+    answer = client.post(
+        f"/enroll/{token}", data={"name": "Eve Renamed", "form_key": form_key(page)}
+    )
+
+    assert answer.status_code == 403
+    assert 'data-kind="sign_in_refused"' in answer.text
+    with sessions() as s:
+        invitation = s.scalars(select(Invitation)).one()
+        assert invitation.status is InvitationStatus.PENDING
+        stored = s.get_one(User, eve.id)
+        assert (stored.status, stored.name) == (UserStatus.PENDING, "Eve")
+        assert [(b.user_id, b.subject) for b in s.scalars(select(OidcSubject))] == [
+            (eve.id, "00u-eve")
+        ]
+        assert audit_events(s, "invitation.accepted") == []
+        assert audit_events(s, "user.updated") == []
+        (refused,) = audit_events(s, "enrollment.sign_in_refused")
+        assert (refused.target_type, refused.target_id) == ("invitation", str(invitation.id))
+        assert (refused.actor_user_id, refused.after["outcome"]) == (eve.id, "other_account")
