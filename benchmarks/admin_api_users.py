@@ -278,7 +278,11 @@ def run(sizes: list[int], count: int, port: int) -> dict[int, Any]:
     try:
         for offset, size in enumerate(sizes):
             url = scratch_database(f"odock_bench_{size}")
-            settings = Settings(database_url=url, secret_key="bench", log_level="WARNING")
+            settings = Settings(
+                database_url=url,
+                secret_key="bench-secret-key-0123456789abcdef",
+                log_level="WARNING",
+            )
             started = time.perf_counter()
             seeded = seed(settings, size)
             print(f"seeded {size:,} users in {time.perf_counter() - started:.1f}s", flush=True)

@@ -189,7 +189,7 @@ def run(slapd, people: str, groups: str, args: argparse.Namespace) -> None:  # t
     database_url = args.database_url or f"sqlite:///{slapd.directory.parent / 'bench.sqlite3'}"
     settings = Settings(
         database_url=database_url,
-        secret_key="bench-secret-key-0123456789",
+        secret_key="bench-secret-key-0123456789abcdef",
         log_level="ERROR",
         outbound_allow_loopback=True,
     )

@@ -89,7 +89,7 @@ def bridged_settings(database_url: str, broker_url: str, odock: OdockStandIn) ->
         database_url=database_url,
         celery_broker_url=broker_url,
         celery_queue=f"odock-bench-bridge-{uuid.uuid4().hex[:6]}",
-        secret_key="benchmark-secret-key-0123456789",
+        secret_key="benchmark-secret-key-0123456789abcdef",
         log_level="WARNING",
         odock_mode="bridged",
         odock_management_url=odock.management_url,

@@ -52,7 +52,7 @@ from models.migrate import upgrade
 from models.settings import Settings
 
 ACTOR = Actor.system("benchmark")
-SECRET = "benchmark-secret-key"
+SECRET = "benchmark-secret-key-0123456789abcdef"
 
 
 class Gateway(BaseHTTPRequestHandler):

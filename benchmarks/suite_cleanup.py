@@ -55,7 +55,7 @@ def main() -> None:
     with postgres_scratch(prefix="odock_bench_cleanup") as database_url:
         settings = Settings(
             database_url=database_url,
-            secret_key="benchmark-secret-key-0123456789",
+            secret_key="benchmark-secret-key-0123456789abcdef",
         )
         engine = make_engine(settings)
         upgrade(engine)

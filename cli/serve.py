@@ -326,8 +326,8 @@ def serve(
     host: str, port: int, web_workers: int, web_threads: int, concurrency: int, beat_schedule: str
 ) -> None:
     """Run migrations, then the web app, a Celery worker and Celery beat, until stopped."""
+    settings = cli_settings()  # a bad setting is named first, whatever holds the port
     require_free_port(host, port)
-    settings = cli_settings()
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
     if not named_in_environment("PUBLIC_BASE_URL"):  # links in emails follow --port
         settings = settings.model_copy(update={"public_base_url": url})

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from models import request_ids, row_writes
 from models.actor import Actor
 from models.base import new_row
-from models.entities import AuditEvent
+from models.entities import AuditEvent, User
+from models.snapshots import user_snapshot
 
 
 def record(
@@ -105,4 +106,25 @@ def record_change(
         target_id=subject.id,
         before=before,
         after=after,
+    )
+
+
+def record_user_change(
+    session: Session,
+    user: User,
+    actor: Actor,
+    action: str,
+    *,
+    before: dict[str, object] | None,
+    extra: dict[str, object] | None = None,
+) -> AuditEvent:
+    """An audit event about a person: `before` as given, after as the person is now."""
+    return record_change(
+        session,
+        actor=actor,
+        subject=user,
+        action=action,
+        target_type="user",
+        before=before,
+        after={**user_snapshot(user), **(extra or {})},
     )

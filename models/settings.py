@@ -14,6 +14,14 @@ from connectors.outbound import UrlPolicy, parse_networks
 EMBEDDED_DATABASE_URL = "sqlite:///odock-sync.sqlite3"
 EMBEDDED_BROKER_URL = "sqla+sqlite:///odock-sync-broker.sqlite3"
 EMBEDDED_SECRET_FILE = "odock-sync-secret.key"  # noqa: S105 (a path)
+# SECRET_KEY keys HMAC-SHA256 (links, sessions, form tokens) and, through HKDF-SHA256, Fernet
+# and keyed hashes: a key shorter than the hash's 32-byte output weakens all of them (RFC 2104
+# section 3). The generated key (token_urlsafe(32)) is 43 bytes.
+SECRET_KEY_MIN_BYTES = 32
+SECRET_KEY_ADVICE = (
+    f"must be at least {SECRET_KEY_MIN_BYTES} bytes of random text, e.g. the output of "
+    "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+)
 
 
 class SettingsError(Exception):
@@ -168,6 +176,14 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _long_secret_key(cls, value: str) -> str:
+        # Empty means unset: the embedded default generates one (with_secret).
+        if value and len(value.encode()) < SECRET_KEY_MIN_BYTES:
+            raise ValueError(SECRET_KEY_ADVICE)
+        return value
+
     @field_validator("outbound_allowed_networks")
     @classmethod
     def _networks(cls, value: str) -> str:
@@ -217,7 +233,10 @@ class Settings(BaseSettings):
         if not path.exists():
             path.write_text(secrets.token_urlsafe(32))
             path.chmod(0o600)
-        return self.model_copy(update={"secret_key": path.read_text().strip()})
+        key = path.read_text().strip()
+        if len(key.encode()) < SECRET_KEY_MIN_BYTES:
+            raise SettingsError(f"invalid settings: SECRET_KEY: {path}: {SECRET_KEY_ADVICE}")
+        return self.model_copy(update={"secret_key": key})
 
 
 def load_settings() -> Settings:

@@ -31,6 +31,7 @@ from models.settings import Settings
 from tests.support.apps import Apps
 from tests.support.broker import remove_queues
 from tests.support.cleanup import empty_tables
+from tests.support.keys import TEST_SECRET_KEY
 from tests.support.net import free_port
 from tests.support.schedule import scheduled
 from tests.support.shared_worker import SharedWorker
@@ -125,7 +126,7 @@ def settings(
         celery_broker_url=broker_url,
         celery_queue=f"odock-test-{run_id}",
         broker_poll_interval=0.05,
-        secret_key="test-secret-key-0123456789abcdef",
+        secret_key=TEST_SECRET_KEY,
         public_base_url=f"http://127.0.0.1:{public_port}",
         log_json=True,
         log_level="WARNING",

@@ -14,16 +14,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.signed_webhooks import SECRET_PREFIX, new_signing_secret
-from models import audit, encryption
+from models import audit, encryption, inbound_secrets
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import EventHookConfig, Organisation
-from models.errors import InvalidInput, NotFound
+from models.errors import InvalidInput
+from models.inbound_secrets import AddedSecret
 from models.secrets import new_secret
 
 HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,100}$")
-MAX_SIGNING_SECRETS = 5
 
 
 def get_config(session: Session, organisation_id: uuid.UUID) -> EventHookConfig:
@@ -88,12 +87,6 @@ def clear_okta_secret(session: Session, *, organisation: Organisation, actor: Ac
     _audit(session, organisation, actor, "event_hooks.okta_secret_cleared", {})
 
 
-@dataclass(frozen=True)
-class AddedSecret:
-    id: str
-    secret: str
-
-
 def add_signing_secret(
     session: Session,
     *,
@@ -103,32 +96,20 @@ def add_signing_secret(
     secret: str | None = None,
 ) -> AddedSecret:
     """Add a signing secret (generated unless given); older ones stay valid until removed."""
-    secret = secret or new_signing_secret()
-    if not secret.startswith(SECRET_PREFIX) or len(secret) < len(SECRET_PREFIX) + 24:
-        raise InvalidInput("a signing secret looks like whsec_<base64, 24+ bytes>", field="secret")
     config = get_config(session, organisation.id)
-    if len(config.signing_secrets) >= MAX_SIGNING_SECRETS:
-        raise InvalidInput(f"at most {MAX_SIGNING_SECRETS} signing secrets; remove an old one")
-    entry = {
-        "id": uuid.uuid4().hex[:12],
-        "secret": encryption.encrypt(secret_key, secret),
-        "created_at": utcnow().isoformat(),
-        "hint": secret[-4:],
-    }
-    config.signing_secrets = [*config.signing_secrets, entry]
+    config.signing_secrets, added = inbound_secrets.with_added(
+        config.signing_secrets, secret_key=secret_key, secret=secret
+    )
     config.updated_at = utcnow()
-    _audit(session, organisation, actor, "event_hooks.signing_secret_added", {"id": entry["id"]})
-    return AddedSecret(id=entry["id"], secret=secret)
+    _audit(session, organisation, actor, "event_hooks.signing_secret_added", {"id": added.id})
+    return added
 
 
 def remove_signing_secret(
     session: Session, *, organisation: Organisation, secret_id: str, actor: Actor
 ) -> None:
     config = get_config(session, organisation.id)
-    kept = [entry for entry in config.signing_secrets if entry["id"] != secret_id]
-    if len(kept) == len(config.signing_secrets):
-        raise NotFound("no signing secret with that id")
-    config.signing_secrets = kept
+    config.signing_secrets = inbound_secrets.without(config.signing_secrets, secret_id)
     config.updated_at = utcnow()
     _audit(session, organisation, actor, "event_hooks.signing_secret_removed", {"id": secret_id})
 
@@ -145,10 +126,7 @@ def describe(config: EventHookConfig | None, *, base_url: str, slug: str) -> dic
         },
         "events": {
             "url": f"{base_url}/hooks/events/{slug}",
-            "signing_secrets": [
-                {"id": e["id"], "created_at": e["created_at"], "ends_with": e.get("hint")}
-                for e in (config.signing_secrets if config else [])
-            ],
+            "signing_secrets": inbound_secrets.described(config.signing_secrets if config else []),
         },
     }
 

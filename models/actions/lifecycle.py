@@ -346,7 +346,9 @@ def approve(session: Session, *, user: User, actor: Actor) -> User:
     before = user_snapshot(user)
     user.status = UserStatus.ACTIVE
     user.updated_at = utcnow()
-    _audit(session, user, actor, "user.approved", before=before, extra=_enrolled_by(session, user))
+    audit.record_user_change(
+        session, user, actor, "user.approved", before=before, extra=_enrolled_by(session, user)
+    )
     return user
 
 
@@ -419,7 +421,7 @@ def reactivate(
         extra["access_end_extended_from"] = ended[0].isoformat()
     if used:
         extra["restored_despite_usage"] = [str(key_id) for key_id in used]
-    _audit(session, user, actor, "user.reactivated", before=before, extra=extra)
+    audit.record_user_change(session, user, actor, "user.reactivated", before=before, extra=extra)
     return Outcome.APPLIED
 
 
@@ -621,7 +623,7 @@ def _revoke(
     )
     # A source whose revocation the gate held still wants the person out: it stands too.
     _stand_beside(revocation, superseded)
-    _audit(
+    audit.record_user_change(
         session,
         user,
         actor,
@@ -695,23 +697,3 @@ def _require_status(user: User, expected: UserStatus, verb: str) -> None:
             f"cannot {verb} a user whose status is {user.status}; it must be {expected}",
             current_status=user.status.value,
         )
-
-
-def _audit(
-    session: Session,
-    user: User,
-    actor: Actor,
-    action: str,
-    *,
-    before: dict[str, object] | None,
-    extra: dict[str, object] | None = None,
-) -> None:
-    audit.record_change(
-        session,
-        actor=actor,
-        subject=user,
-        action=action,
-        target_type="user",
-        before=before,
-        after={**user_snapshot(user), **(extra or {})},
-    )

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ScalarSelect, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from models import audit, key_scope
@@ -542,10 +542,12 @@ def _token_finding(token: ApiToken) -> Desired:
     )
 
 
-def _last_manager_findings(session: Session, user: User) -> list[Desired]:
+def other_active_managers_of_team(user: User) -> ScalarSelect[int]:
+    """How many active managers the team (`Team` in the enclosing query) has besides this
+    person: none makes them its last manager, whom a revocation leaves it without."""
     other = TeamMembership.__table__.alias("other")
     other_user = User.__table__.alias("other_user")
-    other_active_managers = (
+    return (
         select(func.count())
         .select_from(other.join(other_user, other_user.c.id == other.c.user_id))
         .where(
@@ -556,6 +558,10 @@ def _last_manager_findings(session: Session, user: User) -> list[Desired]:
         )
         .scalar_subquery()
     )
+
+
+def _last_manager_findings(session: Session, user: User) -> list[Desired]:
+    other_active_managers = other_active_managers_of_team(user)
     teams = session.scalars(
         select(Team)
         .join(TeamMembership, TeamMembership.team_id == Team.id)

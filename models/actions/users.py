@@ -137,7 +137,7 @@ def add_user(
     )
     user.set_email(email)
     session.add(user)
-    _audit(session, user, actor, "user.created", before=None)
+    audit.record_user_change(session, user, actor, "user.created", before=None)
     return user
 
 
@@ -176,29 +176,9 @@ def edit_user(
         user.role = role
     if user_snapshot(user) != before:
         user.updated_at = utcnow()
-        _audit(session, user, actor, "user.updated", before=before)
+        audit.record_user_change(session, user, actor, "user.updated", before=before)
     if review_drop and user.role.rank < Role(before["role"]).rank:
         access_reviews.review_role_drop(
             session, user=user, before=Role(before["role"]), actor=actor
         )
     return user
-
-
-def _audit(
-    session: Session,
-    user: User,
-    actor: Actor,
-    action: str,
-    *,
-    before: dict[str, object] | None,
-    extra: dict[str, object] | None = None,
-) -> None:
-    audit.record_change(
-        session,
-        actor=actor,
-        subject=user,
-        action=action,
-        target_type="user",
-        before=before,
-        after={**user_snapshot(user), **(extra or {})},
-    )

@@ -14,7 +14,11 @@ from sqlalchemy.orm import Session, aliased
 from models import key_scope
 from models.access import Viewer, managed_team_ids, require_can_view_user, visible_users
 from models.actions.notification_deliveries import deliveries_of
-from models.actions.reviews import affected_team_ids, finding_summary
+from models.actions.reviews import (
+    affected_team_ids,
+    finding_summary,
+    other_active_managers_of_team,
+)
 from models.actions.teams import get_team
 from models.actions.users import get_user
 from models.base import utcnow
@@ -436,19 +440,7 @@ def _preview_key(
 
 
 def _preview_teams(session: Session, user: User) -> list[dict[str, Any]]:
-    other = TeamMembership.__table__.alias("other")
-    other_user = User.__table__.alias("other_user")
-    other_managers = (
-        select(func.count())
-        .select_from(other.join(other_user, other_user.c.id == other.c.user_id))
-        .where(
-            other.c.team_id == Team.id,
-            other.c.role == TeamRole.MANAGER.value,
-            other.c.user_id != user.id,
-            other_user.c.status == UserStatus.ACTIVE.value,
-        )
-        .scalar_subquery()
-    )
+    other_managers = other_active_managers_of_team(user)
     rows = session.execute(
         select(Team.id, Team.name, TeamMembership.role, other_managers)
         .join(TeamMembership, TeamMembership.team_id == Team.id)

@@ -14,6 +14,7 @@ from cli.main import main
 from models.entities import ApiToken, User
 from models.enums import Role
 from tests.support import factories
+from tests.support.keys import TEST_SECRET_KEY
 
 
 def test_org_user_and_token_commands_print_json(run_json, sessions) -> None:
@@ -202,6 +203,7 @@ def test_mistakes_are_clean_errors_that_change_nothing(run, sessions, args, mess
         ("GATEWAY_URL", "ftp://gateway.internal"),
         ("ODOCK_MANAGEMENT_URL", "management.internal:8080"),
         ("DATABASE_POOL_SIZE", "-1"),
+        ("SECRET_KEY", "0123456789abcdef0123456789abcde"),  # 31 bytes
     ],
 )
 @pytest.mark.parametrize(
@@ -227,7 +229,7 @@ def test_service_urls_take_any_case_of_their_scheme() -> None:
     """RFC 3986 section 3.1: a scheme is case-insensitive; HTTPS://… is a valid URL."""
     from models.settings import Settings
 
-    settings = Settings(secret_key="x", gateway_url="HTTPS://gateway.internal")
+    settings = Settings(secret_key=TEST_SECRET_KEY, gateway_url="HTTPS://gateway.internal")
 
     assert settings.gateway_url == "HTTPS://gateway.internal"
 

@@ -21,6 +21,7 @@ from connectors.outbound import (
     post_json,
 )
 from models.settings import Settings, SettingsError, load_settings
+from tests.support.keys import TEST_SECRET_KEY
 
 STRICT = UrlPolicy()
 
@@ -73,11 +74,11 @@ def test_the_default_settings_allow_nothing_internal(monkeypatch):
     for name in ("OUTBOUND_ALLOW_LOOPBACK", "OUTBOUND_ALLOW_PRIVATE_ADDRESSES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("OUTBOUND_ALLOWED_NETWORKS", raising=False)
-    policy = Settings(secret_key="x").outbound_policy()
+    policy = Settings(secret_key=TEST_SECRET_KEY).outbound_policy()
     for url in ("http://127.0.0.1/", "http://10.0.0.1/", "http://100.64.0.1/"):
         with pytest.raises(UnsafeUrl):
             check_url(url, policy)
-    operator = Settings(secret_key="x").operator_outbound_policy()
+    operator = Settings(secret_key=TEST_SECRET_KEY).operator_outbound_policy()
     assert check_url("http://10.0.0.1/", operator)
     with pytest.raises(UnsafeUrl):
         check_url("http://169.254.169.254/", operator)
@@ -85,7 +86,7 @@ def test_the_default_settings_allow_nothing_internal(monkeypatch):
 
 def test_a_bad_allow_list_fails_at_start_up(monkeypatch):
     monkeypatch.setenv("OUTBOUND_ALLOWED_NETWORKS", "10.0.0.0/8, not-a-network")
-    monkeypatch.setenv("SECRET_KEY", "x")
+    monkeypatch.setenv("SECRET_KEY", TEST_SECRET_KEY)
     with pytest.raises(SettingsError, match="OUTBOUND_ALLOWED_NETWORKS"):
         load_settings()
 

@@ -18,6 +18,7 @@ from models.enums import Role
 from models.settings import Settings
 from tests.reviews.test_api import arrange
 from tests.support import factories
+from tests.support.keys import TEST_SECRET_KEY
 
 
 def test_slack_text_escapes_names_users_chose():
@@ -114,7 +115,7 @@ def test_sqlite_files_are_private(tmp_path: Path):
     from worker import sqlite_broker
 
     database = tmp_path / "odock-sync.sqlite3"
-    settings = Settings(database_url=f"sqlite:///{database}", secret_key="x")
+    settings = Settings(database_url=f"sqlite:///{database}", secret_key=TEST_SECRET_KEY)
     engine = make_engine(settings)
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE t (x INTEGER)"))
