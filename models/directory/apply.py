@@ -120,6 +120,10 @@ def apply_directory_plan(
     return applied
 
 
+RENAME_SOURCE_UNMAPPED = "the old name is no longer mapped"
+RENAME_TARGET_MAPPED = "the new name is mapped already; the old name stays mapped"
+
+
 def _follow_groups(
     session: Session, connector: DirectoryConnector, plan: Plan, actor: Actor
 ) -> None:
@@ -144,7 +148,8 @@ def _follow_rename(
 ) -> None:
     mapped = [mapping for mapping in (teams, roles) if rename.before in mapping]
     if not mapped or rename.after in teams or rename.after in roles:
-        return  # the admin changed the mapping since the plan was made
+        _skip_rename(session, connector, rename, teams, roles, actor)
+        return
     before = {"group": rename.before, **_mapped_to(teams, roles, rename.before)}
     for mapping in mapped:
         mapping[rename.after] = mapping.pop(rename.before)
@@ -159,6 +164,34 @@ def _follow_rename(
         target_type="directory",
         before=before,
         after={**after, **_mapped_to(teams, roles, rename.after)},
+    )
+
+
+def _skip_rename(
+    session: Session,
+    connector: DirectoryConnector,
+    rename: GroupRename,
+    teams: dict[str, str],
+    roles: dict[str, str],
+    actor: Actor,
+) -> None:
+    """The admin changed the mapping since the plan was made (a held run approved later):
+    their mapping stands, and the trail says why the plan's rename was not followed."""
+    taken = rename.after in teams or rename.after in roles
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=connector,
+        action="directory_connector.group_rename_skipped",
+        target_type="directory",
+        before={"group": rename.before, **_mapped_to(teams, roles, rename.before)},
+        after={
+            "group": rename.after,
+            "id": rename.external_id,
+            "dn": rename.dn,
+            **_mapped_to(teams, roles, rename.after),
+            "reason": RENAME_TARGET_MAPPED if taken else RENAME_SOURCE_UNMAPPED,
+        },
     )
 
 

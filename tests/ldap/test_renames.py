@@ -8,11 +8,14 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from models.actions.directory_connectors import update_connector
+from models.directory.apply import RENAME_SOURCE_UNMAPPED, RENAME_TARGET_MAPPED
 from models.directory.approvals import approve_run
 from models.entities import AuditEvent, DirectoryConnector, DirectorySyncRun, IdentityLink
 from models.enums import Role, SyncKind, UserStatus
 from tests.ldap.conftest import AD_CONNECTOR, as_ad_accounts, get_run, linked_users, team_members
 from tests.support import factories
+from worker import directory_sync
 
 KINDS = [SyncKind.FULL, SyncKind.INCREMENTAL]
 
@@ -205,4 +208,72 @@ def test_an_active_directory_group_renamed_keeps_its_team_by_its_object_guid(
             {"Engineering Team": "Engineering"},
             {"Engineering Team": str(guid)},
         )
+        s.rollback()
+
+
+@pytest.mark.parametrize(
+    ("edited", "reason", "kept"),
+    [
+        (
+            {"engineering": "Engineering", "eng": "Platform"},
+            RENAME_TARGET_MAPPED,
+            {"team": "Platform"},
+        ),
+        ({"platform": "Engineering"}, RENAME_SOURCE_UNMAPPED, {}),
+    ],
+    ids=["new-name-mapped", "old-name-unmapped"],
+)
+def test_a_rename_the_admins_mapping_overtook_is_kept_out_and_audited(
+    make_connector, sync, sessions, settings, directory, monkeypatch, edited, reason, kept
+):
+    """The admin edits the mapping while a sync reads (cn=engineering renamed cn=eng): the
+    run does not follow the rename over the admin's mapping, and says so in the trail, since
+    its plan names a rename that no group_renamed event follows."""
+    connector = make_connector(group_teams={"engineering": "Engineering"})
+    assert sync(connector).status == "succeeded"
+    group_id = directory.entry_uuid(f"cn=engineering,{directory.groups}")
+    directory.move(f"cn=engineering,{directory.groups}", "cn=eng")
+    real_read = directory_sync.read_full_plan
+
+    def read_then_edit(*args, **kwargs):
+        plan = real_read(*args, **kwargs)
+        with sessions() as s:
+            update_connector(
+                s,
+                connector=s.get_one(DirectoryConnector, connector.id),
+                fields={"group_teams": edited},
+                bind_password=None,
+                settings=settings,
+                actor=factories.SETUP,
+            )
+            s.commit()
+        return plan
+
+    monkeypatch.setattr(directory_sync, "read_full_plan", read_then_edit)
+
+    outcome = sync(connector)
+
+    assert outcome.status == "succeeded", outcome.error
+    assert [r["after"] for r in get_run(sessions, outcome.run_id).plan["group_renames"]] == ["eng"]
+    with sessions() as s:
+        assert s.get_one(DirectoryConnector, connector.id).group_teams == edited
+        events = s.scalars(
+            select(AuditEvent).where(
+                AuditEvent.organisation_id == connector.organisation_id,
+                AuditEvent.action.startswith("directory_connector.group_rename"),
+            )
+        ).all()
+        assert [(e.action, e.before, e.after) for e in events] == [
+            (
+                "directory_connector.group_rename_skipped",
+                {"group": "engineering", **({"team": "Engineering"} if kept else {})},
+                {
+                    "group": "eng",
+                    "id": group_id,
+                    "dn": f"cn=eng,{directory.groups}",
+                    **kept,
+                    "reason": reason,
+                },
+            )
+        ]
         s.rollback()
