@@ -6,7 +6,8 @@ schedule. So the person's row is locked (PostgreSQL: SELECT … FOR NO KEY UPDAT
 after the lock, once per transaction; two sources changing one person at once then compose
 as if one came after the other. A caller that locked and read its people itself, in bulk or
 with its own rows (a SCIM write, an IdP event batch, an LDAP run), says so (`mark_read_locked`)
-and no second statement is made.
+and no second statement is made. A change of team memberships takes its teams' locks before
+its people's (models.membership_locks: the one order of those locks).
 
 FOR NO KEY UPDATE: it holds off every other writer of the row but not a row that merely
 refers to the person (FOR KEY SHARE): the mass-change gate counts a deactivation in a short

@@ -217,7 +217,7 @@ def patch_user(
 
 def delete_user(session: Session, ctx: Context, scim_id: str, conditions: Preconditions) -> None:
     prepare_transaction(session)
-    locked = _locked_user(session, ctx, scim_id)
+    locked = scim_actions.lock_scim_user(session, ctx.organisation_id, scim_id, leaving=True)
     check_tag(lambda: user_document(session, ctx, locked)["meta"]["version"], conditions)
     scim_actions.delete_scim_user(session, scim_user=locked.scim_user, actor=ctx.actor)
 

@@ -33,7 +33,7 @@ from sqlalchemy.orm.strategy_options import _AbstractLoad
 from connectors.scim.errors import InvalidValue, ScimError
 from connectors.scim.fields import ScimGroupFields, ScimUserFields
 from connectors.scim.member_patch import MemberSteps
-from models import audit, driver_writes, person_lock
+from models import audit, driver_writes, membership_locks, person_lock
 from models.actions import access_end, access_reviews, lifecycle, mass_change
 from models.actions import teams as team_actions
 from models.actions import users as user_actions
@@ -114,12 +114,20 @@ class LockedUser:
     thresholds: MassChangeSettings | None
 
 
-def lock_scim_user(session: Session, organisation_id: uuid.UUID, scim_id: str) -> LockedUser:
+def lock_scim_user(
+    session: Session, organisation_id: uuid.UUID, scim_id: str, *, leaving: bool = False
+) -> LockedUser:
     """This organisation's SCIM user (404 otherwise), with its row lock, the one that makes
     concurrent writes of it serial; read after the lock, in one statement: the user, its
     person, emails and groups, the mass-change gate's thresholds (a deactivation passes the
-    gate) and what a revocation of the person has to end (lifecycle.read_holdings)."""
+    gate) and what a revocation of the person has to end (lifecycle.read_holdings).
+
+    `leaving`: the write (a DELETE) changes the teams the person is in as well; those are
+    locked first (models.membership_locks: teams before people), or a group write holding
+    one of them and waiting for this person would wait for a write waiting for its team."""
     key = _uuid(scim_id, "user")
+    if leaving:
+        membership_locks.lock_teams(session, _teams_of(session, key, organisation_id))
     _lock_user(session, key, organisation_id)
     values = {"scim_id": key, "organisation_id": organisation_id}
     found = session.execute(_locked_load(), values, execution_options=_LOCKED_LOAD).unique()
@@ -130,6 +138,17 @@ def lock_scim_user(session: Session, organisation_id: uuid.UUID, scim_id: str) -
     person_lock.mark_read_locked(session, [scim_user.user_id])
     lifecycle.read_holdings(session, lifecycle.Holdings.of_found(scim_user.user_id, held))
     return LockedUser(scim_user, attribute, thresholds)
+
+
+def _teams_of(session: Session, scim_id: uuid.UUID, organisation_id: uuid.UUID) -> list[uuid.UUID]:
+    """The teams the SCIM user's person is in, read before any lock."""
+    return list(
+        session.scalars(
+            select(TeamMembership.team_id)
+            .join(ScimUser, ScimUser.user_id == TeamMembership.user_id)
+            .where(ScimUser.id == scim_id, ScimUser.organisation_id == organisation_id)
+        )
+    )
 
 
 # Prepared: planning its joins cost PostgreSQL more than running them. Read afresh over
@@ -637,7 +656,9 @@ def get_scim_group(
 ) -> Team:
     key = _uuid(group_id, "group")
     if for_update:
-        _lock(session, Team, key, organisation_id)
+        # The group as a whole, first (models.membership_locks): its members are read and
+        # set under this lock, and the people whose mapped role changes are locked after it.
+        membership_locks.lock_teams(session, [key], whole=True, organisation_id=organisation_id)
     team = session.get(Team, key, populate_existing=for_update)
     if team is None or team.organisation_id != organisation_id:
         raise NotFound(f"group {group_id} not found")
@@ -1016,26 +1037,12 @@ def _mapped_role(session: Session, scim_user: ScimUser) -> Role | None:
     )
 
 
-def _lock(
-    session: Session,
-    entity: type[ScimUser] | type[Team],
-    key: uuid.UUID,
-    organisation_id: uuid.UUID,
-) -> None:
-    """Lock the row (PostgreSQL: SELECT ... FOR UPDATE) before it is read, so a concurrent
-    write of it waits and then reads what this one wrote; loading separately, after the lock,
-    reads its related rows fresh too. SQLite needs no lock: every transaction there already
-    holds the database's write lock from its start (BEGIN IMMEDIATE, see models.db)."""
-    session.execute(
-        select(entity.id)
-        .where(entity.id == key, entity.organisation_id == organisation_id)
-        .with_for_update()
-    )
-
-
 def _lock_user(session: Session, key: uuid.UUID, organisation_id: uuid.UUID) -> None:
-    """As _lock, the SCIM user's row and its person's in one statement: the person is then
-    read after the lock too, so the write's access-end step need not read them again.
+    """The SCIM user's row and its person's, locked in one statement before they are read,
+    so a concurrent write of them waits and then reads what this one wrote: the person is
+    then read after the lock too, so the write's access-end step need not read them again.
+    SQLite needs no lock: every transaction there already holds the database's write lock
+    from its start (BEGIN IMMEDIATE, see models.db).
 
     FOR NO KEY UPDATE: it waits for and holds off every other writer of the rows (an UPDATE,
     a FOR UPDATE) but not a row that merely refers to the person (FOR KEY SHARE): the

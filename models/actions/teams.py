@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import audit, key_scope
+from models import audit, key_scope, membership_locks
 from models.actions import access_reviews, key_revocation
 from models.actor import Actor
 from models.base import utcnow
@@ -91,16 +91,12 @@ def delete_team(session: Session, *, team: Team, actor: Actor) -> RevocationRevi
     # The team's keys first, as the review task locks them: the delete's `SET NULL` on them
     # then cannot deadlock with a task revoking one of them.
     key_revocation.lock_keys(session, VirtualApiKey.owner_team_id == team.id)
-    # Then the team, read again: of two deletes at once the later finds it gone (not found,
-    # as serially), instead of both answering and auditing a deletion.
-    locked = session.scalars(
-        select(Team)
-        .where(Team.id == team.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
-    if locked is None:
+    # Then the team as a whole (models.membership_locks), read again: of two deletes at once
+    # the later finds it gone (not found, as serially), instead of both answering and auditing
+    # a deletion.
+    if not membership_locks.lock_teams(session, [team.id], whole=True):
         raise NotFound("team not found")
+    session.refresh(team)
     review = access_reviews.review_team_deletion(session, team=team, actor=actor)
     before = {**team_snapshot(team), "review_id": str(review.id) if review else None}
     _audit_team(session, team, actor, "team.deleted", before=before, deleted=True)
@@ -124,7 +120,9 @@ def add_to_team(
     """Add a member, or change the team role of an existing one."""
     if team.organisation_id != user.organisation_id:
         raise NotFound("user not found")
-    membership, created = get_membership(session, team, user), False
+    # Locked and read again (models.membership_locks): a role changed on a membership that a
+    # removal deleted meanwhile otherwise updated no row and failed.
+    membership, created = membership_locks.lock_membership(session, team.id, user.id), False
     if membership is None:
         membership, created = _insert_membership(session, team, user, role, source or actor.source)
     before = None if created else membership_snapshot(membership)
@@ -152,32 +150,31 @@ def _insert_membership(
     session: Session, team: Team, user: User, role: TeamRole, source: Source
 ) -> tuple[TeamMembership, bool]:
     """The membership written (True), or the one another transaction wrote a moment ago, read
-    again (False): the caller goes on as if it had found that one, as it would serially.
+    again and locked (False): the caller goes on as if it had found that one, as it would
+    serially.
 
-    The team is held first as the membership's foreign key holds it (PostgreSQL: FOR KEY
-    SHARE), before the row exists: a SCIM group write, which locks its team FOR UPDATE and
-    then inserts its members, otherwise found this row in flight while its foreign-key check
-    waited for the group's lock, and the two deadlocked. Held first, the insert waits for
-    the group write to end, or the group write for this transaction (and then reads it)."""
-    session.execute(
-        select(Team.id).where(Team.id == team.id).with_for_update(read=True, key_share=True)
-    )
+    The caller holds the team already as the membership's foreign key holds it (FOR KEY
+    SHARE, models.membership_locks), before the row exists: a SCIM group write, which locks
+    its team FOR UPDATE and then inserts its members, otherwise found this row in flight while
+    its foreign-key check waited for the group's lock, and the two deadlocked. Held first,
+    the insert waits for the group write to end, or the group write for this transaction."""
     membership = TeamMembership(team_id=team.id, user_id=user.id, role=role, source=source)
     try:
         with session.begin_nested():
             session.add(membership)
             session.flush()
     except IntegrityError:
-        return session.get_one(TeamMembership, (team.id, user.id), populate_existing=True), False
+        found = session.get_one(
+            TeamMembership, (team.id, user.id), with_for_update=True, populate_existing=True
+        )
+        return found, False
     return membership, True
 
 
 def remove_from_team(session: Session, *, team: Team, user: User, actor: Actor) -> bool:
     """Remove a member; False when they were not one (or no longer: the row is locked and
     read again, so of two removals at once the later finds nothing to remove)."""
-    membership = session.get(
-        TeamMembership, (team.id, user.id), with_for_update=True, populate_existing=True
-    )
+    membership = membership_locks.lock_membership(session, team.id, user.id)
     if membership is None:
         return False
     before = membership_snapshot(membership)

@@ -31,7 +31,7 @@ from connectors.ldap.plan import (
     Update,
 )
 from connectors.ldap.reconcile import retired_teams
-from models import audit, person_lock
+from models import audit, membership_locks
 from models.actions import access_end, access_reviews
 from models.actions import teams as team_actions
 from models.actions.identities import link_identity, mark_link_deleted
@@ -39,7 +39,7 @@ from models.actions.lifecycle import Outcome, set_active
 from models.actions.users import edit_user
 from models.actor import Actor
 from models.directory.bulk_rows import BATCH
-from models.directory.memberships import apply_membership_changes
+from models.directory.memberships import apply_membership_changes, plan_teams
 from models.directory.people_import import ImportParts, PeopleImport
 from models.entities import DirectoryConnector, IdentityLink, Organisation, User
 from models.enums import Role, Source, UserStatus
@@ -83,7 +83,7 @@ def apply_directory_plan(
         applied.created = people.finish(plan.creates)
         applied.errors.extend(people.errors)
     _follow_groups(session, connector, plan, actor)
-    owned = _OwnedLinks(session, connector, plan)
+    owned = _OwnedLinks(session, connector, plan, plan_teams(session, organisation, plan))
     for link in plan.links:
         _guarded(applied, link, partial(_link, session, connector, link, actor, applied))
     for relink in plan.relinks:
@@ -255,9 +255,18 @@ class _OwnedLinks:
     """The links this connector owns that the plan names, loaded in a few queries, and their
     people locked, all at once in id order (see models.person_lock): a person the run changes
     is changed on their present state, and an admin, SCIM or an IdP event changing them
-    meanwhile waits for the run, not the other way round in a circle."""
+    meanwhile waits for the run, not the other way round in a circle. The teams whose members
+    the plan changes (`teams`) are locked before them, in the order every writer of
+    memberships takes (models.membership_locks): a SCIM group write holding one of them and
+    waiting for one of these people then never waits for a run that waits for its team."""
 
-    def __init__(self, session: Session, connector: DirectoryConnector, plan: Plan) -> None:
+    def __init__(
+        self,
+        session: Session,
+        connector: DirectoryConnector,
+        plan: Plan,
+        teams: list[uuid.UUID],
+    ) -> None:
         self.session = session
         self.connector = connector
         wanted = {item.previous_external_id for item in plan.relinks} | {
@@ -277,7 +286,9 @@ class _OwnedLinks:
                 self._query().where(IdentityLink.external_id.in_(ordered[start : start + BATCH]))
             ):
                 self.links[link.external_id] = link
-        person_lock.lock_people(session, {link.user_id for link in self.links.values()})
+        membership_locks.lock_for_membership_change(
+            session, teams=teams, people={link.user_id for link in self.links.values()}
+        )
 
     def _query(self) -> Any:
         return select(IdentityLink).where(

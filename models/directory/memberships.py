@@ -30,8 +30,9 @@ from sqlalchemy import delete, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from connectors.ldap.plan import TeamAdd, TeamRemove
+from connectors.ldap.plan import Plan, TeamAdd, TeamRemove
 from connectors.ldap.reconcile import TeamIndex
+from models import membership_locks
 from models.actions import access_reviews
 from models.actions import teams as team_actions
 from models.actor import Actor
@@ -73,18 +74,45 @@ def apply_membership_changes(
     reported in `errors` with its people left out. `created` maps the stable ids of the
     people this transaction created to their user ids (32 hex digits)."""
     writer = _Writer(session, organisation, connector, actor, created or {})
-    for name, items in _by_team(adds).items():
-        team = _team_made(session, organisation, name, actor, errors)
-        if team is None:
-            continue
+    adding = [
+        (team, items)
+        for name, items in _by_team(adds).items()
+        if (team := _team_made(session, organisation, name, actor, errors)) is not None
+    ]
+    removing = [
+        (team, gone)
+        for name, gone in _by_team(removes).items()
+        if (team := team_actions.find_team_by_name(session, organisation.id, name)) is not None
+    ]
+    # Held since the run's start (plan_teams), but for a team that appeared since: locked
+    # before its rows are written, or an insert's foreign-key check would wait for a SCIM
+    # group write with the row in flight, which that write's own insert waits for.
+    membership_locks.lock_teams(session, [team.id for team, _ in (*adding, *removing)])
+    for team, items in adding:
         for chunk in _chunks(items):
             writer.add(team, chunk)
-    for name, gone in _by_team(removes).items():
-        team = team_actions.find_team_by_name(session, organisation.id, name)
-        if team is not None:
-            for removed in _chunks(gone):
-                writer.remove(team, removed)
+    for team, gone in removing:
+        for removed in _chunks(gone):
+            writer.remove(team, removed)
     return writer.changes
+
+
+def plan_teams(session: Session, organisation: Organisation, plan: Plan) -> list[uuid.UUID]:
+    """The existing teams whose members the plan adds or removes, for the run to lock first
+    (models.membership_locks)."""
+    named = [item.team for item in plan.team_adds] + [item.team for item in plan.team_removes]
+    keys = sorted({name.strip().lower() for name in named})
+    found: list[uuid.UUID] = []
+    for start in range(0, len(keys), BATCH):
+        found.extend(
+            session.scalars(
+                select(Team.id).where(
+                    Team.organisation_id == organisation.id,
+                    Team.name_key.in_(keys[start : start + BATCH]),
+                )
+            )
+        )
+    return found
 
 
 def make_teams(
