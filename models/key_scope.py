@@ -101,7 +101,9 @@ def holder() -> ColumnElement[Any]:
 
 
 def revocation(settings: OrganisationSettings, user_id: uuid.UUID) -> Scope:
-    """A leaver's keys per policy, and the budgets and quotas owned by them or by those keys."""
+    """A leaver's keys per policy, and the budgets and quotas owned by them or by those keys,
+    of the leaver's organisation only: an APIKEY owner is a bare key id, which another
+    organisation's budget may name (odock_objects checks it only against keys held now)."""
     their_keys = select(VirtualApiKey.id).where(held_by(user_id))
     return Scope(
         keys=(
@@ -109,13 +111,13 @@ def revocation(settings: OrganisationSettings, user_id: uuid.UUID) -> Scope:
             KeyGroup(KIND_TEAM_KEY, created_team_keys(user_id), _action(settings.team_key_policy)),
             KeyGroup(KIND_ORG_KEY, created_org_keys(user_id), _action(settings.org_key_policy)),
         ),
-        budgets=or_(
-            _owned_by(Budget, OwnerType.USER, user_id),
-            _owned_by_keys(Budget, their_keys),
+        budgets=and_(
+            Budget.organisation_id == settings.organisation_id,
+            or_(_owned_by(Budget, OwnerType.USER, user_id), _owned_by_keys(Budget, their_keys)),
         ),
-        quotas=or_(
-            _owned_by(Quota, OwnerType.USER, user_id),
-            _owned_by_keys(Quota, their_keys),
+        quotas=and_(
+            Quota.organisation_id == settings.organisation_id,
+            or_(_owned_by(Quota, OwnerType.USER, user_id), _owned_by_keys(Quota, their_keys)),
         ),
     )
 
@@ -161,8 +163,14 @@ def team_deletion(settings: OrganisationSettings, team_id: uuid.UUID) -> Scope:
     action = REVOKE if policy is DeletedTeamKeyPolicy.REVOKE else REASSIGN
     return Scope(
         keys=(KeyGroup(KIND_TEAM_KEY, team_keys(team_id), action),),
-        budgets=_owned_by(Budget, OwnerType.TEAM, team_id),
-        quotas=_owned_by(Quota, OwnerType.TEAM, team_id),
+        budgets=and_(
+            Budget.organisation_id == settings.organisation_id,
+            _owned_by(Budget, OwnerType.TEAM, team_id),
+        ),
+        quotas=and_(
+            Quota.organisation_id == settings.organisation_id,
+            _owned_by(Quota, OwnerType.TEAM, team_id),
+        ),
     )
 
 

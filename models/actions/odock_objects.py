@@ -169,7 +169,7 @@ def owned_values(
     session: Session, organisation_id: uuid.UUID, owned: BudgetIn | QuotaIn
 ) -> dict[str, Any]:
     """A budget's or quota's columns; its owner must exist here (an API key owner is Odock's
-    key id and is not checked: the key may arrive after its budget)."""
+    key id, which may arrive after its budget: only a key of another organisation is refused)."""
     values = owned.model_dump(exclude={"owner_email"})
     values["owner_id"] = _owner_id(References(session, organisation_id), organisation_id, owned)
     return values
@@ -187,14 +187,14 @@ def _owner_id(refs: References, organisation_id: uuid.UUID, owned: BudgetIn | Qu
         if owner != organisation_id:
             raise UnknownReference("an ORG owner is this organisation", field="owner_id")
     else:
-        owner = owned.owner_id
+        owner = refs.key(owned.owner_id, "owner_id")
     if owner is None:
         raise InvalidInput("owner_id is required", field="owner_id")
     return owner
 
 
 class References:
-    """Checks that the people and teams an object names belong to the organisation."""
+    """Checks that the people, teams and keys an object names belong to the organisation."""
 
     def __init__(self, session: Session, organisation_id: uuid.UUID) -> None:
         self.session, self.organisation_id = session, organisation_id
@@ -233,6 +233,20 @@ class References:
         if found is None:
             raise UnknownReference(f"no team {team_id} in this organisation", field=field)
         return found
+
+    def key(self, key_id: uuid.UUID | None, field: str) -> uuid.UUID | None:
+        """A key id: unknown is fine (Odock may push a key after its budget), but a key of
+        another organisation is not this one's to own anything."""
+        if key_id is None:
+            return None
+        elsewhere = self.session.scalar(
+            select(VirtualApiKey.id).where(
+                VirtualApiKey.id == key_id, VirtualApiKey.organisation_id != self.organisation_id
+            )
+        )
+        if elsewhere is not None:
+            raise UnknownReference(f"no key {key_id} in this organisation", field=field)
+        return key_id
 
 
 # --- upserts and deletes --------------------------------------------------------------------

@@ -26,14 +26,14 @@ from urllib.parse import unquote_plus, urlencode
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connectors import signed_webhooks
-from models.actions import tokens
+from models.actions import reviews, tokens
 from models.base import utcnow
 from models.db import SessionFactory
-from models.entities import ApiToken, Organisation, User
+from models.entities import ApiToken, Budget, Organisation, Revocation, User
 from models.enums import TokenScope
 from models.settings import Settings
 from tests.scim.payloads import okta_create_group, okta_create_user, okta_deactivate
@@ -480,7 +480,8 @@ EXEMPT: dict[tuple[str, str] | str, str] = {
     # Receivers: a slug and that organisation's secret: test_receivers_take_only_their_secrets.
     "/hooks/events/<slug>": "test_receivers_take_only_their_secrets",
     "/hooks/okta/<slug>": "test_receivers_take_only_their_secrets",
-    "/hooks/enrollment/<org_slug>": "test_enrollment_webhook_keeps_to_its_organisation",
+    "/hooks/enrollment/<org_slug>": "Odock's platform secret; a token of another organisation "
+    "is unknown (tests/invitations/test_enrollment_hook.py)",
     "/odock/v1/events": "test_receivers_take_only_their_secrets (A's token, B's secret)",
     # Writes of the caller's own organisation that name no object: the token decides which.
     ("/api/v1/audit-streams", "POST"): "creates in the token's organisation",
@@ -840,3 +841,98 @@ def test_receivers_take_only_their_secrets(tenants: Tenants) -> None:
         assert answer.status_code in (401, 403, 404), (label, answer.status_code, answer.json)
         assert answer.mimetype == "application/problem+json", label
     unchanged()
+
+
+def _push(tenants: Tenants, who: Tenant, path: str, body: dict[str, Any]) -> Any:
+    return tenants.client.put(path, json=body, headers=who.bearer("odock"))
+
+
+def _spy_budget(key_id: str) -> dict[str, Any]:
+    return {
+        "owner_type": "APIKEY",
+        "owner_id": key_id,
+        "name": "acme-spy-budget",
+        "amount": "7.00",
+        "version": 1,
+    }
+
+
+def test_a_budget_naming_another_organisations_key_is_refused(tenants: Tenants) -> None:
+    """A budget or quota of A owned by B's key: B's key would carry A's object into B's
+    revocation findings. Refused as an unknown reference, as a person or team of B is."""
+    unchanged = change_checker(tenants.sessions)
+    unchanged()
+    budget = _push(
+        tenants, tenants.a, f"/odock/v1/budgets/{uuid.uuid4()}", _spy_budget(tenants.b.ids["key"])
+    )
+    quota = _push(
+        tenants,
+        tenants.a,
+        f"/odock/v1/quotas/{uuid.uuid4()}",
+        {
+            "owner_type": "APIKEY",
+            "owner_id": tenants.b.ids["key"],
+            "name": "spy",
+            "limit": 1,
+            "version": 1,
+        },
+    )
+    for answer in (budget, quota):
+        assert answer.status_code == 422, answer.get_data(as_text=True)
+        assert answer.mimetype == "application/problem+json"
+        assert answer.json["field"] == "owner_id", answer.json
+    unchanged()
+
+
+def test_a_key_arriving_after_a_budget_of_another_organisation_does_not_bring_it_along(
+    tenants: Tenants, session: Session
+) -> None:
+    """The other order: A's budget names a key id nobody holds yet (accepted: Odock may push
+    a key after its budget), then that id arrives as B's key. B's revocation preview and
+    review of the key's owner list B's own objects only, and A's budget stays as it was."""
+    key_id = str(uuid.uuid4())
+    budget_id = str(uuid.uuid4())
+    early = _push(tenants, tenants.a, f"/odock/v1/budgets/{budget_id}", _spy_budget(key_id))
+    assert early.status_code == 200, early.get_data(as_text=True)
+    arrived = _push(
+        tenants,
+        tenants.b,
+        f"/odock/v1/keys/{key_id}",
+        {
+            "type": "USER",
+            "name": "globex key",
+            "owner_user_id": tenants.b.ids["owner"],
+            "version": 1,
+        },
+    )
+    assert arrived.status_code == 200, arrived.get_data(as_text=True)
+    owner = tenants.b.ids["owner"]
+    preview = tenants.client.get(
+        f"/api/v1/users/{owner}/revocation-preview", headers=tenants.b.bearer("admin")
+    )
+    assert preview.status_code == 200, preview.get_data(as_text=True)
+    assert key_id in preview.get_data(as_text=True)
+    assert budget_id not in preview.get_data(as_text=True)
+    assert "acme-spy-budget" not in preview.get_data(as_text=True)
+    before = _row_of(tenants, budget_id)
+    revoked = tenants.client.post(
+        f"/api/v1/users/{owner}/revoke", json={"reason": "left"}, headers=tenants.b.bearer("admin")
+    )
+    assert revoked.status_code == 200, revoked.get_data(as_text=True)
+    revocation_id = session.scalars(
+        select(Revocation.id).where(Revocation.user_id == uuid.UUID(owner))
+    ).one()
+    review = reviews.open_revocation_review(session, revocation_id=revocation_id, actor=f.SETUP)
+    session.commit()
+    assert review is not None
+    subjects = {str(finding.subject_id) for finding in review.findings}
+    assert key_id in subjects and budget_id not in subjects, subjects
+    assert _row_of(tenants, budget_id) == before
+
+
+def _row_of(tenants: Tenants, budget_id: str) -> dict[str, Any]:
+    with tenants.sessions() as fresh:
+        budget = fresh.get_one(Budget, uuid.UUID(budget_id))
+        row = {c.key: getattr(budget, c.key) for c in Budget.__mapper__.column_attrs}
+        fresh.rollback()
+    return row
