@@ -476,6 +476,10 @@ EXEMPT: dict[tuple[str, str] | str, str] = {
     "signed-in email must be the invited one (tests/invitations)",
     "/enroll/<token>/sign-in": "the link's token is the credential (tests/invitations)",
     "/enroll/oidc/callback": "state-bound callback (tests/invitations/test_oidc_binding)",
+    "/enroll/oidc/callback/<callback_id>": "state-bound callback of one provider, the id "
+    "checked against the state's (tests/invitations/test_oidc_callbacks)",
+    "/console/oidc/callback/<callback_id>": "state-bound callback of one provider, the id "
+    "checked against the state's (tests/console/test_oidc_mix_up)",
     "/reviews/acknowledge/<token>": "a signed link naming its review (tests/reviews)",
     # Receivers: a slug and that organisation's secret: test_receivers_take_only_their_secrets.
     "/hooks/events/<slug>": "test_receivers_take_only_their_secrets",
