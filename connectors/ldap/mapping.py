@@ -415,6 +415,7 @@ class _Layout:
 
     stable_id: str | None
     email: str | None
+    email_keys: tuple[str, ...]  # every key of the email attribute, `email` first
     username: str | None
     names: tuple[tuple[str, str], ...]  # (attribute, key) of the name attributes present
     given_name: str | None
@@ -478,7 +479,7 @@ class PersonReader:
             disabled=bool(layout.disabled) and _disabled(dn, raw, layout.disabled, external_id),
             change=_decoded(dn, raw, layout.change, mapping.change_attribute, external_id),
             access_ends_at=_ends(dn, raw, layout.expiry, external_id) if layout.expiry else "",
-            emails=_all_emails(raw[layout.email]) if layout.email is not None else (),
+            emails=_all_emails(raw, layout.email_keys),
         )
 
     def _learn(self, names: tuple[str, ...], raw: Attributes) -> _Layout:
@@ -487,9 +488,11 @@ class PersonReader:
         def key(name: str) -> str | None:
             return _key(raw, name)
 
+        email_keys = tuple(_keys(raw, mapping.email))
         layout = _Layout(
             stable_id=key(mapping.stable_id),
-            email=key(mapping.email),
+            email=email_keys[0] if email_keys else None,
+            email_keys=email_keys,
             username=key(mapping.username),
             names=tuple((a, k) for a in mapping.name if (k := key(a)) is not None),
             given_name=key(mapping.given_name),
@@ -521,7 +524,9 @@ def _keys(attrs: Attributes, name: str) -> list[str]:
     """Every key under which an entry holds an attribute: its name in any case (servers may
     spell it in another case than we asked), then each description with options
     (`memberUid;x-foo`, `mail;lang-en`: subtypes, returned when the attribute is asked for,
-    RFC 4512 section 2.5). The one place attribute names are matched."""
+    RFC 4512 section 2.5), those in the order of their options, whatever order the server
+    lists them in: an attribute's first value is the same from one read to the next. The
+    one place attribute names are matched."""
     lowered, size = name.lower(), len(name)
     plain: list[str] = []
     tagged: list[str] = []
@@ -532,7 +537,7 @@ def _keys(attrs: Attributes, name: str) -> list[str]:
                 plain.append(key)
         elif len(key) > size and key[size] == ";" and key[:size].lower() == lowered:
             tagged.append(key)
-    return plain + tagged if tagged else plain
+    return plain + sorted(tagged, key=str.lower) if tagged else plain
 
 
 def _stable_id(dn: str, raw: Attributes, key: str | None, mapping: AttributeMapping) -> str:
@@ -559,8 +564,12 @@ def _group_id(dn: str, raw: Attributes, mapping: AttributeMapping) -> str:
         return ""
 
 
-def _all_emails(values: list[bytes]) -> tuple[str, ...]:
-    """The values of a multi-valued email attribute, trimmed and lower-cased; () for one."""
+def _all_emails(raw: Attributes, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """Every value of the email attribute, under each of its descriptions (`keys`), trimmed
+    and lower-cased; () for one."""
+    if not keys:
+        return ()
+    values = raw[keys[0]] if len(keys) == 1 else [value for key in keys for value in raw[key]]
     if len(values) < 2:
         return ()
     return tuple(value.decode("utf-8", errors="replace").strip().lower() for value in values)
