@@ -940,3 +940,91 @@ def _row_of(tenants: Tenants, budget_id: str) -> dict[str, Any]:
         row = {c.key: getattr(budget, c.key) for c in Budget.__mapper__.column_attrs}
         fresh.rollback()
     return row
+
+
+def rows_of(sessions: SessionFactory, organisation_id: uuid.UUID) -> dict[str, list[str]]:
+    """Every row of every table that has an organisation, of this organisation only (audit
+    events included), but a token's last use."""
+    from models.base import Base
+
+    state: dict[str, list[str]] = {}
+    with sessions() as fresh:
+        for table in Base.metadata.sorted_tables:
+            if "organisation_id" not in table.c:
+                continue
+            columns = [
+                c for c in table.columns if (table.name, c.name) != ("api_tokens", "last_used_at")
+            ]
+            rows = fresh.execute(select(*columns).where(table.c.organisation_id == organisation_id))
+            state[table.name] = sorted(str(tuple(row)) for row in rows)
+        fresh.rollback()
+    return state
+
+
+def test_idp_events_to_one_organisation_never_reach_another(
+    tenants: Tenants, session: Session
+) -> None:
+    """A's own receiver, A's secret, events naming B's person (email, external id) and B's
+    team: stored and processed in A, where nobody matches; nothing of B changes."""
+    from models.actions import idp_events
+    from models.entities import ReceivedDelivery
+
+    person = {"email": tenants.b.emails[1], "external_id": "00uB0"}
+    events = [
+        {"type": "user.deactivated"},
+        {"type": "user.updated", "changes": {"name": "Taken Over"}},
+        {"type": "membership.added", "team": {"name": "Globex Research"}},
+        {"type": "membership.removed", "team": {"name": "Globex Research"}},
+        {"type": "user.access_end", "access_ends_at": FUTURE},
+    ]
+    payload = {
+        "events": [
+            {
+                "id": f"evt_{n}",
+                "occurred_at": utcnow().isoformat(),
+                "user": person,
+                **event,
+            }
+            for n, event in enumerate(events)
+        ]
+    }
+    body = json.dumps(payload).encode()
+    headers = signed_webhooks.sign(
+        tenants.a.signing_secret, msg_id=f"msg_{uuid.uuid4().hex}", body=body
+    )
+    before = rows_of(tenants.sessions, tenants.b.org_id)
+    answer = tenants.client.post(
+        f"/hooks/events/{tenants.a.slug}",
+        data=body,
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    delivery = session.scalars(
+        select(ReceivedDelivery).where(ReceivedDelivery.organisation_id == tenants.a.org_id)
+    ).one()
+    idp_events.process_delivery(session, delivery=delivery)
+    session.commit()
+    assert all(result.get("user_id") is None for result in delivery.results), delivery.results
+    assert rows_of(tenants.sessions, tenants.b.org_id) == before
+    # The control: the same events to B's own receiver find B's person and change B.
+    headers = signed_webhooks.sign(
+        tenants.b.signing_secret, msg_id=f"msg_{uuid.uuid4().hex}", body=body
+    )
+    answer = tenants.client.post(
+        f"/hooks/events/{tenants.b.slug}",
+        data=body,
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    mine = session.scalars(
+        select(ReceivedDelivery).where(
+            ReceivedDelivery.organisation_id == tenants.b.org_id,
+            ReceivedDelivery.channel == idp_events.CHANNEL_EVENTS,
+            ReceivedDelivery.status == "received",
+        )
+    ).all()
+    for received in mine:
+        idp_events.process_delivery(session, delivery=received)
+    session.commit()
+    applied = [r for received in mine for r in received.results if r.get("user_id")]
+    assert applied and rows_of(tenants.sessions, tenants.b.org_id) != before
