@@ -405,10 +405,14 @@ class DirectoryClient:
             references.extend(url for url in urls if url not in references)
         return kept
 
-    def count(self, base: str, filterstr: str, *, page_size: int) -> int:
-        """How many entries match, reading no attributes."""
+    def count(
+        self, base: str, filterstr: str, *, page_size: int, references: list[str] | None = None
+    ) -> int:
+        """How many entries match, reading no attributes (`references`: as paged_search)."""
         total = 0
-        for page in self.paged_search(base, filterstr, ["1.1"], page_size=page_size):
+        for page in self.paged_search(
+            base, filterstr, ["1.1"], page_size=page_size, references=references
+        ):
             total += len(page)
         return total
 

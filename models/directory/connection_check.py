@@ -18,6 +18,7 @@ from connectors.ldap.mapping import (
     map_person,
 )
 from models.actions.directory_connectors import connector_mapping, server_config
+from models.directory.read import unread_reason
 from models.entities import DirectoryConnector
 from models.settings import Settings
 
@@ -28,8 +29,13 @@ TEST_SEARCH_TIMEOUT = 5.0
 def test_connection(
     connector: DirectoryConnector, settings: Settings, *, username: str = ""
 ) -> dict[str, Any]:
-    """Bind, count the matching people and groups, and map one person; change nothing."""
+    """Bind, count the matching people and groups, and map one person; change nothing.
+
+    References to other naming contexts (an AD child domain) are read past as a sync reads
+    past them: what this server holds is counted, and `references` and `warning` say what
+    was left out (a sync applies what it reads and withholds deprovisioning)."""
     result: dict[str, Any] = {"ok": False}
+    references: list[str] = []
     try:
         mapping = connector_mapping(connector)
         config = server_config(connector, settings)
@@ -42,23 +48,33 @@ def test_connection(
         with DirectoryClient(config) as client:
             result["server"] = client.url
             result["users"] = client.count(
-                connector.base_dn, mapping.user_filter, page_size=connector.page_size
+                connector.base_dn,
+                mapping.user_filter,
+                page_size=connector.page_size,
+                references=references,
             )
             result["groups"] = client.count(
                 connector.group_base_dn or connector.base_dn,
                 mapping.group_filter,
                 page_size=connector.page_size,
+                references=references,
             )
             filterstr = mapping.user_filter
             if username:
                 term = f"({mapping.username}={escape_filter_value(username)})"
                 filterstr = and_filter(mapping.user_filter, term)
-            result["sample"] = sample = _sample(client, connector, mapping, filterstr)
+            result["sample"] = sample = _sample(client, connector, mapping, filterstr, references)
     except DirectoryError as exc:
         result["error_code"] = exc.code
         result["error"] = exc.message
         return result
     result.update(_verdict(connector, mapping, result["users"], sample, username))
+    if references:
+        result["references"] = references
+        result["warning"] = (
+            f"{unread_reason(references)}; the counts leave them out, and a sync applies what "
+            "it reads and withholds deprovisioning"
+        )
     return result
 
 
@@ -99,9 +115,11 @@ def _sample(
     connector: DirectoryConnector,
     mapping: AttributeMapping,
     filterstr: str,
+    references: list[str],
 ) -> dict[str, Any] | None:
+    """The first person found; a page may hold only a reference, so read on to one."""
     for page in client.paged_search(
-        connector.base_dn, filterstr, mapping.user_attributes(), page_size=1
+        connector.base_dn, filterstr, mapping.user_attributes(), page_size=1, references=references
     ):
         for dn, attrs in page:
             try:
@@ -116,5 +134,4 @@ def _sample(
                 "name": person.name,
                 "disabled": person.disabled,
             }
-        break
     return None

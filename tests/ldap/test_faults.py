@@ -234,6 +234,29 @@ def test_a_child_domain_reference_is_an_incomplete_read_that_locks_nobody_out(
     )
 
 
+def test_the_connection_check_reads_past_a_child_domain_reference_as_the_sync_does(
+    make_connector, sync, sessions, settings, directory
+):
+    """The check counts what this server holds and says what it was referred elsewhere for,
+    where it failed on the reference while the sync it checks for reads past it."""
+    from models.directory.connection_check import test_connection
+
+    connector = make_connector(group_teams={"engineering": "Engineering"})
+    _child_domain_reference(directory, directory.people)
+    _child_domain_reference(directory, directory.groups)
+
+    result = test_connection(connector, settings, username="bob")
+
+    assert result["ok"], result
+    assert (result["users"], result["sample"]["username"]) == (4, "bob")
+    assert result["groups"] > 0
+    assert [CHILD_HOST in url for url in result["references"]] == [True]
+    assert CHILD_HOST in result["warning"] and "withholds deprovisioning" in result["warning"]
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert CHILD_HOST in get_run(sessions, outcome.run_id).error
+
+
 def test_bad_base_dn_is_a_configuration_error(make_connector, sync, sessions, directory):
     connector = make_connector()
     sync(connector)
