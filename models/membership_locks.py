@@ -22,12 +22,19 @@ that a group write held, while the group write waited for that person, deadlocke
 (PostgreSQL 40P01): an LDAP run did, locking its people and then inserting memberships whose
 foreign-key check waited for the group's team.
 
-A SCIM user's DELETE, which moves the lastModified of the person's groups, locks those teams
-(as read just before) and then the person (scim.lock_scim_user, `leaving`). Out of this order
-still: a write about one person that locks them before it knows their teams (a SCIM create
-linking an existing person, who leaves their SCIM groups; an invitation's accept or an IdP
-event adding the person to a team). A group write holding such a team and waiting for that
-person (a role its mapping grants) can still deadlock with one of them.
+Writers about one person lock the teams they will touch before that person: an
+invitation's accept its invitation's teams (models.actions.invitations), an IdP event batch
+the teams its events join or leave, found once at its start (models.actions.idp_events), a
+SCIM user's DELETE, which moves the lastModified of the person's groups, those groups
+(scim.lock_scim_user, `leaving`): read before the lock, read again under it and, when the
+person joined one meanwhile, the locks let go (a savepoint rolled back) and taken again.
+
+Out of this order still:
+- a SCIM create linking an existing person locks them and then the SCIM groups they leave.
+  That person has no SCIM user (the create refuses one who has), so no group write's member
+  or role change locks them; no deadlock of it with a group write was found.
+- a team a person joins once a DELETE holds them (by a writer that does not lock the person,
+  such as an admin's add) is still moved by the DELETE after the person.
 
 SQLite: the clauses are dropped; every transaction there holds the database's write lock from
 its start (BEGIN IMMEDIATE, see models.db).

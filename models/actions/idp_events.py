@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from connectors import generic_events, okta_hooks
 from connectors.idp_events import Action, IdpEvent, Subject
-from models import audit, outbox
+from models import audit, membership_locks, outbox
 from models.actions import access_end, lifecycle, mass_change, odock_events
 from models.actions.deliveries import Incoming, Recorded, record_delivery, store_deliveries
 from models.actions.event_lookups import EventLookups, link_sources
@@ -291,12 +291,18 @@ def _process_all(session: Session, deliveries: list[ReceivedDelivery], *, carefu
         if event.subject is not None and _applicable(event)
     ]
     organisation = _organisation(session, deliveries[0].organisation_id)
+    # The teams the events join or leave, locked before the people (models.membership_locks):
+    # a SCIM group write holding one of them and locking a person of the batch (a role its
+    # mapping grants) would otherwise wait for the batch while the batch waited for it.
+    teams = _lock_teams_of(session, organisation.id, parsed)
     lookups = EventLookups.read(session, organisation.id, subjects)
     revoked = _linked_revocations(lookups, parsed)
     with lifecycle.revoking_many(session, revoked):
         for delivery, events in parsed:
             if events is not None:
-                _apply_delivery(session, organisation, lookups, delivery, events, careful=careful)
+                _apply_delivery(
+                    session, organisation, lookups, teams, delivery, events, careful=careful
+                )
 
 
 def _linked_revocations(
@@ -339,13 +345,14 @@ def _apply_delivery(
     session: Session,
     organisation: Organisation,
     lookups: EventLookups,
+    teams: dict[TeamKey, Team | None],
     delivery: ReceivedDelivery,
     events: list[IdpEvent],
     *,
     careful: bool,
 ) -> None:
     source = SOURCES[delivery.channel]
-    applying = _Applying(session, organisation, lookups, source, _actor(source), careful)
+    applying = _Applying(session, organisation, lookups, teams, source, _actor(source), careful)
     with arrived(delivery.received_at):
         results = [{**_describe(event), **applying.apply(event)} for event in events]
     counts = Counter(result["outcome"] for result in results)
@@ -384,11 +391,13 @@ class _Applying:
         session: Session,
         organisation: Organisation,
         lookups: EventLookups,
+        teams: dict[TeamKey, Team | None],
         source: Source,
         actor: Actor,
         careful: bool,
     ) -> None:
         self.session, self.organisation, self.lookups = session, organisation, lookups
+        self.teams = teams
         self.source, self.actor, self.careful = source, actor, careful
 
     def apply(self, event: IdpEvent) -> dict[str, Any]:
@@ -410,7 +419,9 @@ class _Applying:
             return _outcome(STALE, "a newer event was already applied", user)
         if cursor is not None and cursor.event_id == event.event_id:
             return _outcome(UNCHANGED, "already applied", user)
-        context = _Context(self.session, self.organisation, user, event, self.source, self.actor)
+        context = _Context(
+            self.session, self.organisation, user, event, self.source, self.actor, self.teams
+        )
         try:
             with self.session.begin_nested() if self.careful else nullcontext():
                 done = HANDLERS[event.action](context)
@@ -473,6 +484,7 @@ class _Context:
     event: IdpEvent
     source: Source
     actor: Actor
+    teams: dict[TeamKey, Team | None]  # the teams the batch's events name, locked
 
     @property
     def reason(self) -> str:
@@ -540,18 +552,51 @@ def _update_profile(c: _Context) -> Outcome:
     return _changed((c.user.name, c.user.email) != before)
 
 
-def _team(c: _Context) -> Team | None:
-    if c.event.team_external_id:
-        team = c.session.scalar(
+TeamKey = tuple[Source, str | None, str | None]  # the source, a team's external id and name
+TEAM_ACTIONS = (Action.JOIN_TEAM, Action.LEAVE_TEAM)
+
+
+def _team_key(source: Source, event: IdpEvent) -> TeamKey:
+    return (source, event.team_external_id, event.team_name)
+
+
+def _lock_teams_of(
+    session: Session,
+    organisation_id: uuid.UUID,
+    parsed: list[tuple[ReceivedDelivery, list[IdpEvent] | None]],
+) -> dict[TeamKey, Team | None]:
+    """The teams the batch's events join or leave, found and locked (FOR KEY SHARE) before
+    any person; None for a team unknown (or deleted before its lock). A team that appears
+    later in the transaction is not looked for again: the batch then comes before it."""
+    found: dict[TeamKey, Team | None] = {}
+    for delivery, events in parsed:
+        for event in events or []:
+            if _applicable(event) and event.action in TEAM_ACTIONS:
+                key = _team_key(SOURCES[delivery.channel], event)
+                if key not in found:
+                    found[key] = _find_team(session, organisation_id, key)
+    wanted = {team.id for team in found.values() if team is not None}
+    locked = membership_locks.lock_teams(session, wanted, organisation_id=organisation_id)
+    return {key: team if team and team.id in locked else None for key, team in found.items()}
+
+
+def _find_team(session: Session, organisation_id: uuid.UUID, key: TeamKey) -> Team | None:
+    source, external_id, name = key
+    if external_id:
+        team = session.scalar(
             select(Team).where(
-                Team.organisation_id == c.organisation.id,
-                Team.external_source == c.source,
-                Team.external_id == c.event.team_external_id,
+                Team.organisation_id == organisation_id,
+                Team.external_source == source,
+                Team.external_id == external_id,
             )
         )
         if team is not None:
             return team
-    return find_team_by_name(c.session, c.organisation.id, c.event.team_name or "")
+    return find_team_by_name(session, organisation_id, name or "")
+
+
+def _team(c: _Context) -> Team | None:
+    return c.teams.get(_team_key(c.source, c.event))
 
 
 def _join(c: _Context) -> Outcome | None:

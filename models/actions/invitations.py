@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, and_, delete, false, func, insert, or_, se
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import audit, outbox
+from models import audit, membership_locks, outbox
 from models.access import Viewer, managed_team_ids, require_can_handle_team_role
 from models.actions import lifecycle, provider_accounts, sign_in_audit
 from models.actions.identities import link_identity
@@ -632,6 +632,14 @@ def accept_invitation(
             current_status=existing.status.value,
         )
     _claim(session, invitation, token, now)
+    # The teams it joins, then the person (models.membership_locks): a SCIM group write
+    # holding one of those teams and locking this person for a role its mapping grants would
+    # otherwise wait for this accept while the accept, holding the person, waited for it.
+    membership_locks.lock_for_membership_change(
+        session,
+        teams=[uuid.UUID(entry["team_id"]) for entry in invitation.teams],
+        people=[existing.id] if existing is not None else [],
+    )
     actor = Actor(Source.INVITATION, f"invitee {invitation.email}")
     organisation = session.get_one(Organisation, invitation.organisation_id)
     if existing is None:

@@ -11,6 +11,7 @@ the second cannot even begin while the first writes (BEGIN IMMEDIATE): the same 
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
 from collections.abc import Callable
@@ -21,9 +22,10 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from connectors.ldap.plan import Plan, Revoke, TeamAdd, TeamRemove, Update
-from connectors.scim.fields import ScimEmailValue, ScimUserFields
+from connectors.scim.fields import ScimEmailValue, ScimGroupFields, ScimUserFields
 from connectors.scim.member_patch import member_steps
-from models.actions import mass_change
+from models.access import Viewer
+from models.actions import idp_events, invitations, mass_change
 from models.actions import scim as scim_actions
 from models.actions import teams as team_actions
 from models.actions.directory_connectors import create_connector
@@ -35,6 +37,7 @@ from models.entities import (
     AuditEvent,
     DirectoryConnector,
     Organisation,
+    ReceivedDelivery,
     ScimUser,
     Team,
     TeamMembership,
@@ -42,6 +45,7 @@ from models.entities import (
 )
 from models.enums import Role, Source, TeamRole, UserStatus
 from models.settings import Settings
+from tests.events import okta_payloads as okta
 from tests.support import factories as f
 from tests.support.parallel import in_parallel
 from tests.support.wait import wait_until
@@ -107,8 +111,9 @@ def make_world(session: Session, settings: Settings) -> World:
 
 
 class Race:
-    """Two transactions: `first` takes its locks and then waits until `second` waits for one
-    of them (or is done), then goes on and commits; `second` begins once `first` holds them."""
+    """Two transactions (or more): `first` takes its locks and then waits until `second` waits
+    for one of them (or is done), then goes on and commits; `second` begins once `first` holds
+    them."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -120,10 +125,13 @@ class Race:
         self,
         first_locks: Callable[[Session], None],
         first_rest: Callable[[Session], None],
-        second: Callable[[Session], None],
+        *seconds: Callable[[Session], None],
     ) -> None:
-        held, second_done = threading.Event(), threading.Event()
-        second_pid: list[int] = []
+        """Each of `seconds` in a transaction of its own; `first` goes on once every one of
+        them waits for a lock (or is done)."""
+        held = threading.Event()
+        done = [threading.Event() for _ in seconds]
+        pids: list[list[int]] = [[] for _ in seconds]
 
         def one() -> None:
             try:
@@ -131,9 +139,12 @@ class Race:
                     first_locks(own)
                     held.set()
                     wait_until(
-                        lambda: second_done.is_set() or self._waiting(second_pid),
+                        lambda: all(
+                            d.is_set() or self._waiting(pid)
+                            for d, pid in zip(done, pids, strict=True)
+                        ),
                         timeout=60,
-                        what="the second transaction waiting for a lock",
+                        what="the other transactions waiting for a lock",
                     )
                     first_rest(own)
                     own.commit()
@@ -141,20 +152,24 @@ class Race:
                 self.errors.append(exc)
                 held.set()
 
-        def two() -> None:
+        def two(second: Callable[[Session], None], pid: list[int], d: threading.Event) -> None:
             try:
                 assert held.wait(60)
                 with self.sessions() as own:
                     if own.get_bind().dialect.name == "postgresql":
-                        second_pid.append(own.scalar(text("SELECT pg_backend_pid()")) or 0)
+                        pid.append(own.scalar(text("SELECT pg_backend_pid()")) or 0)
                     second(own)
                     own.commit()
             except BaseException as exc:
                 self.errors.append(exc)
             finally:
-                second_done.set()
+                d.set()
 
-        in_parallel([one, two])
+        others = [
+            functools.partial(two, second, pid, d)
+            for second, pid, d in zip(seconds, pids, done, strict=True)
+        ]
+        in_parallel([one, *others])
         assert self.errors == [], [repr(error) for error in self.errors]
 
     def _waiting(self, pid: list[int]) -> bool:
@@ -408,3 +423,146 @@ def test_the_idp_deleting_a_person_while_removing_them_from_a_group_that_grants_
     user = session.get_one(User, person.user_id)
     assert (user.status, user.role) == (UserStatus.REVOKED, Role.USER)
     assert session.get(ScimUser, uuid.UUID(person.scim_id)) is None
+
+
+def grant_group_role(session: Session, world: World) -> None:
+    """The SCIM group grants MANAGER: a group write adding a member locks that person."""
+    scim_actions.set_group_role(
+        session, organisation=world.org, group_name="Engineering", role=Role.MANAGER, actor=f.SETUP
+    )
+    session.commit()
+
+
+def test_an_invitee_accepting_while_the_idp_adds_them_to_the_invited_group(session, settings, race):
+    """A person the IdP provisioned, waiting for approval, accepts an invitation to a group
+    that grants a role while the IdP PATCHes them into it. Before, the accept locked the
+    person (their role) and then waited for the group to join it, while the group write held
+    the group and waited for the person: a deadlock. Now the accept locks the invitation's
+    teams before the person."""
+    world = make_world(session, settings)
+    grant_group_role(session, world)
+    org_settings = session.get_one(Organisation, world.org.id).settings
+    org_settings.approval_required = True
+    email = f"invitee-{world.org.slug}@example.com"
+    fields = ScimUserFields(user_name=email, emails=(ScimEmailValue(email, primary=True),))
+    scim_user = scim_actions.create_scim_user(
+        session, organisation=world.org, fields=fields, actor=SCIM
+    )
+    assert scim_user.user.status is UserStatus.PENDING
+    org_settings.approval_required = False
+    admin = f.make_user(session, world.org, role=Role.ORG_ADMIN)
+    issued = invitations.invite(
+        session,
+        viewer=Viewer.for_user(admin),
+        email=email,
+        role=Role.USER,
+        actor=ADMIN,
+        secret_key=settings.secret_key,
+        teams=[invitations.TeamInvite(world.group.id)],
+    )
+    session.commit()
+    person = Person(scim_user.user_id, str(scim_user.id), "", email)
+
+    def accept(own: Session) -> None:
+        invitations.accept_invitation(own, token=issued.token, email=email, name="Ivy Invitee")
+        own.flush()
+
+    race.run(lock_group(world), scim_patch(world, "add", person), accept)
+
+    # The IdP's first; the accept then finds the person a member and leaves them.
+    assert members(session, world.group.id) == {person.user_id: (TeamRole.MEMBER, Source.SCIM)}
+    user = session.get_one(User, person.user_id)
+    assert (user.name, user.status) == ("Ivy Invitee", UserStatus.ACTIVE)
+
+
+def test_an_idp_event_adding_a_person_while_the_idp_adds_them_to_the_same_group(
+    session, settings, race
+):
+    """Okta's event hook says a person joined a group that grants a role while its SCIM
+    push adds them to it. Before, the event batch locked its people first and then waited
+    for the group to add the person, while the group write held the group and waited for the
+    person: a deadlock. Now the batch locks the teams its events name before its people."""
+    world = make_world(session, settings)
+    grant_group_role(session, world)
+    person = world.people[0]
+    group = okta.group_target("00g3vcxkvkIPY52jL4x7", "Engineering")
+    target = okta.user_target(person.scim_id, person.email)
+    payload = okta.delivery(okta.event("group.user_membership.add", [target, group]))
+    recorded = idp_events.accept_delivery(
+        session,
+        organisation_id=world.org.id,
+        channel="okta",
+        delivery_id=payload["eventId"],
+        payload=payload,
+    )
+    session.commit()
+    delivery_id = recorded.delivery.id
+
+    def apply_event(own: Session) -> None:
+        delivery = own.get_one(ReceivedDelivery, delivery_id)
+        idp_events.process_received(own, [delivery])
+        assert [r["outcome"] for r in delivery.results] == ["unchanged"], delivery.results
+        own.flush()
+
+    race.run(lock_group(world), scim_patch(world, "add", person), apply_event)
+
+    assert members(session, world.group.id) == {person.user_id: (TeamRole.MEMBER, Source.SCIM)}
+    assert session.get_one(User, person.user_id).role is Role.MANAGER
+
+
+def test_the_idp_deleting_a_person_who_joins_a_group_meanwhile(session, settings, race):
+    """A DELETE reads the groups the person is in, locks them, then the person. A sync adds
+    the person to another group in that gap (it holds the person: it renames them), and the
+    IdP renames that group to one that grants a role (the group write holds the group and
+    waits for the person, to grant it). Before, the DELETE got the person once the sync
+    committed and then moved the lastModified of the group it had not locked, held by the
+    group write: a deadlock. Now the DELETE reads the groups again once it holds the person
+    and, when they changed, lets go and locks them again in order."""
+    world = make_world(session, settings)
+    scim_actions.set_group_role(
+        session, organisation=world.org, group_name="Admins", role=Role.MANAGER, actor=f.SETUP
+    )
+    person = world.people[0]
+    platform = team_actions.create_team(
+        session, organisation=world.org, name="Platform", actor=SCIM, external_source=Source.SCIM
+    )
+    session.commit()
+    with race.sessions() as own:
+        lock_group(world)(own)
+        scim_patch(world, "add", person)(own)
+        own.commit()
+    plan = Plan(
+        kind="full",
+        team_adds=[TeamAdd(team="Platform", external_id=person.ldap_id, role="MEMBER")],
+        updates=[
+            Update(
+                user_id=str(person.user_id),
+                external_id=person.ldap_id,
+                email=person.email,
+                dn=f"uid={person.ldap_id},dc=x",
+                fields={"name": [person.email, "Renamed By Directory"]},
+            )
+        ],
+    )
+
+    def delete(own: Session) -> None:
+        locked = scim_actions.lock_scim_user(own, world.org.id, person.scim_id, leaving=True)
+        scim_actions.delete_scim_user(own, scim_user=locked.scim_user, actor=SCIM)
+
+    def rename(own: Session) -> None:
+        team = scim_actions.get_scim_group(own, world.org.id, str(platform.id), for_update=True)
+        fields = ScimGroupFields(display_name="Admins")
+        scim_actions.replace_scim_group(own, team=team, fields=fields, actor=SCIM)
+        own.flush()
+
+    race.run(ldap_apply(world, plan), lambda own: None, delete, rename)
+
+    assert set(members(session, platform.id)) == {person.user_id}
+    user = session.get_one(User, person.user_id)
+    assert (user.name, user.status, user.role) == (
+        "Renamed By Directory",
+        UserStatus.REVOKED,
+        Role.USER,
+    )
+    assert session.get(ScimUser, uuid.UUID(person.scim_id)) is None
+    assert session.get_one(Team, platform.id).name == "Admins"
