@@ -531,7 +531,7 @@ def _leave_scim_groups(session: Session, user: User, actor: Actor) -> None:
         select(Team)
         .join(TeamMembership)
         .where(TeamMembership.user_id == user.id, Team.external_source == Source.SCIM)
-        .order_by(Team.name_key)
+        .order_by(Team.id)  # the order membership_locks takes teams in (a DELETE's, too)
     ).all()
     now = utcnow()
     for team in groups:
