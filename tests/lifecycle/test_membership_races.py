@@ -126,9 +126,11 @@ class Race:
         first_locks: Callable[[Session], None],
         first_rest: Callable[[Session], None],
         *seconds: Callable[[Session], None],
+        in_turn: bool = False,
     ) -> None:
         """Each of `seconds` in a transaction of its own; `first` goes on once every one of
-        them waits for a lock (or is done)."""
+        them waits for a lock (or is done). `in_turn`: each of `seconds` begins only once
+        the one before it waits for a lock (or is done), not all at once."""
         held = threading.Event()
         done = [threading.Event() for _ in seconds]
         pids: list[list[int]] = [[] for _ in seconds]
@@ -152,9 +154,16 @@ class Race:
                 self.errors.append(exc)
                 held.set()
 
-        def two(second: Callable[[Session], None], pid: list[int], d: threading.Event) -> None:
+        def two(turn: int) -> None:
+            second, pid, d = seconds[turn], pids[turn], done[turn]
             try:
                 assert held.wait(60)
+                if in_turn and turn > 0:
+                    wait_until(
+                        lambda: done[turn - 1].is_set() or self._waiting(pids[turn - 1]),
+                        timeout=60,
+                        what="the transaction before waiting for a lock",
+                    )
                 with self.sessions() as own:
                     if own.get_bind().dialect.name == "postgresql":
                         pid.append(own.scalar(text("SELECT pg_backend_pid()")) or 0)
@@ -165,10 +174,7 @@ class Race:
             finally:
                 d.set()
 
-        others = [
-            functools.partial(two, second, pid, d)
-            for second, pid, d in zip(seconds, pids, done, strict=True)
-        ]
+        others = [functools.partial(two, turn) for turn in range(len(seconds))]
         in_parallel([one, *others])
         assert self.errors == [], [repr(error) for error in self.errors]
 
@@ -566,3 +572,73 @@ def test_the_idp_deleting_a_person_who_joins_a_group_meanwhile(session, settings
     )
     assert session.get(ScimUser, uuid.UUID(person.scim_id)) is None
     assert session.get_one(Team, platform.id).name == "Admins"
+
+
+def test_the_idp_linking_a_person_while_deleting_another_member_of_their_groups(
+    session, settings, race
+):
+    """A SCIM create links an existing person by email and takes them out of the SCIM
+    groups they are in, moving each group's lastModified (an UPDATE of the team, its row
+    lock), while a DELETE of another member of those groups moves the lastModified of the
+    same groups, in id order (the order its flush writes them in, as membership_locks takes
+    teams). The create left the groups in name order: with names in the opposite order of
+    ids, the create held the group it left first and waited for the other, which the DELETE
+    held while it waited for the first: a deadlock (40P01). Now the create leaves them in id
+    order too.
+
+    The interleaving: an admin changing the person's role in the group of lower id holds
+    that membership, so the create stops before leaving it (having left the other, before);
+    the DELETE begins then."""
+    world = make_world(session, settings)
+    leaving = world.people[0]  # the SCIM user the IdP deletes
+    # Named in the opposite order of their ids (two made in one millisecond of
+    # models.base.new_id are in either order): the lower id "Beta".
+    beta, alpha = sorted(
+        (
+            team_actions.create_team(
+                session, organisation=world.org, name=name, actor=SCIM, external_source=Source.SCIM
+            )
+            for name in ("First", "Second")
+        ),
+        key=lambda team: team.id,
+    )
+    team_actions.rename_team(session, team=beta, name="Beta", actor=SCIM)
+    team_actions.rename_team(session, team=alpha, name="Alpha", actor=SCIM)
+    email = f"linked-{world.org.slug}@example.com"
+    existing = f.make_user(session, world.org, email=email, name="Lin Before")
+    linked = Person(existing.id, "", "", email)  # no SCIM user: the create links them
+    departing = session.get_one(User, leaving.user_id)
+    for group in (beta, alpha):
+        for user in (existing, departing):
+            team_actions.add_members(
+                session, team=group, users=[user], role=TeamRole.MEMBER, actor=SCIM
+            )
+    session.commit()
+
+    def create(own: Session) -> None:
+        fields = ScimUserFields(user_name=email, emails=(ScimEmailValue(email, primary=True),))
+        scim_actions.create_pushed_user(
+            own, world.org.id, fields=fields, access_end_by=lambda attribute: None, actor=SCIM
+        )
+        own.flush()
+
+    def delete(own: Session) -> None:
+        locked = scim_actions.lock_scim_user(own, world.org.id, leaving.scim_id, leaving=True)
+        scim_actions.delete_scim_user(own, scim_user=locked.scim_user, actor=SCIM)
+
+    admin = admin_sets_role(world, beta.id, linked, TeamRole.MANAGER)
+    race.run(admin, lambda own: None, create, delete, in_turn=True)
+
+    changed = [("team.member_role_changed", str(linked.user_id))]
+    for group, admins in ((beta, changed), (alpha, [])):
+        assert members(session, group.id) == {leaving.user_id: (TeamRole.MEMBER, Source.SCIM)}
+        assert membership_events(session, group.id) == [
+            ("team.member_added", str(linked.user_id)),
+            ("team.member_added", str(leaving.user_id)),
+            *admins,
+            ("team.member_removed", str(linked.user_id)),
+        ]
+    scim_user = session.scalars(select(ScimUser).where(ScimUser.user_id == linked.user_id)).one()
+    assert scim_user.user.status is UserStatus.ACTIVE
+    assert session.get_one(User, leaving.user_id).status is UserStatus.REVOKED
+    assert session.get(ScimUser, uuid.UUID(leaving.scim_id)) is None
