@@ -32,7 +32,10 @@ person joined one meanwhile, the locks let go (a savepoint rolled back) and take
 Out of this order still:
 - a SCIM create linking an existing person locks them and then the SCIM groups they leave.
   That person has no SCIM user (the create refuses one who has), so no group write's member
-  or role change locks them; no deadlock of it with a group write was found.
+  or role change locks them; no deadlock of it with a group write was found. It leaves the
+  groups (and moves their lastModified, an UPDATE of the team row) in team-id order, the
+  order a DELETE of another member moves the same groups in: in name order the two crossed
+  (tests/lifecycle/test_membership_races.py).
 - a team a person joins once a DELETE holds them (by a writer that does not lock the person,
   such as an admin's add) is still moved by the DELETE after the person.
 
