@@ -27,7 +27,7 @@ from tests.scim.conftest import SCIM
 from tests.scim.payloads import okta_create_user, okta_deactivate
 from tests.support import cutoff_faults as faults
 from tests.support import factories as f
-from tests.support.odock import OdockStandIn, start_stand_in
+from tests.support.odock import OdockStandIn
 from tests.support.redis_server import RedisServer
 from tests.support.served import Served, start_served
 from tests.support.wait import wait_until
@@ -35,15 +35,6 @@ from tests.support.wait import wait_until
 pytestmark = pytest.mark.slow
 
 PUBLISH_TIMEOUT = 1.0  # BROKER_PUBLISH_TIMEOUT of the web: it gives up on the paused broker
-
-
-@pytest.fixture(scope="module")
-def stand_in(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OdockStandIn]:
-    odock = start_stand_in(
-        odock_sync_database_url=database_url, workdir=tmp_path_factory.mktemp("odock")
-    )
-    yield odock
-    odock.stop()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from models.entities import OutboxMessage
 from models.settings import Settings
 from tests.support import cutoff_faults as faults
-from tests.support.odock import OdockStandIn, start_stand_in
+from tests.support.odock import OdockStandIn
 from tests.support.redis_server import RedisServer
 from tests.support.served import Served, start_served
 
@@ -26,15 +26,6 @@ pytestmark = pytest.mark.slow
 NORMAL_ANSWER = 2.0  # seconds an admin revocation may take through serve here
 # Reaper ticks the gateway stays down once the alarm is out: each could have alarmed again.
 TICKS_DOWN_AFTER_THE_ALARM = 8
-
-
-@pytest.fixture(scope="module")
-def stand_in(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OdockStandIn]:
-    odock = start_stand_in(
-        odock_sync_database_url=database_url, workdir=tmp_path_factory.mktemp("odock")
-    )
-    yield odock
-    odock.stop()
 
 
 @pytest.fixture(scope="module")

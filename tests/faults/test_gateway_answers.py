@@ -8,13 +8,12 @@ cut-offs (GATEWAY_TIMEOUT + 2 s) is what keeps the reaper from calling again bes
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from connectors import gateway
 from connectors.outbound import UrlPolicy
-from tests.support.odock import OdockStandIn, start_stand_in
+from tests.support.odock import OdockStandIn
 from tests.support.slow_proxy import slow_proxy
 
 LOOPBACK = UrlPolicy(allow_loopback=True)
@@ -23,15 +22,6 @@ LOOPBACK = UrlPolicy(allow_loopback=True)
 KEYS = 50
 TIMEOUT = 2.0
 PATIENT = 10.0  # a timeout that ends none of the calls here (a reset ends them)
-
-
-@pytest.fixture(scope="module")
-def stand_in(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OdockStandIn]:
-    odock = start_stand_in(
-        odock_sync_database_url=database_url, workdir=tmp_path_factory.mktemp("odock")
-    )
-    yield odock
-    odock.stop()
 
 
 @pytest.fixture(autouse=True)
