@@ -18,9 +18,16 @@ EMBEDDED_SECRET_FILE = "odock-sync-secret.key"  # noqa: S105 (a path)
 # and keyed hashes: a key shorter than the hash's 32-byte output weakens all of them (RFC 2104
 # section 3). The generated key (token_urlsafe(32)) is 43 bytes.
 SECRET_KEY_MIN_BYTES = 32
+MAKE_A_KEY = "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
 SECRET_KEY_ADVICE = (
-    f"must be at least {SECRET_KEY_MIN_BYTES} bytes of random text, e.g. the output of "
-    "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+    f"must be at least {SECRET_KEY_MIN_BYTES} bytes of random text, e.g. the output of {MAKE_A_KEY}"
+)
+# A server database is shared by web and worker processes on many hosts (docs: DESIGN.md): a
+# key generated into each one's working directory would leave each unable to read the secrets
+# another stored or check the links another signed. Only the embedded default generates one.
+SECRET_KEY_REQUIRED = (
+    "must be set when DATABASE_URL is a server database, to the same key on every host and "
+    f"process (web, worker, beat, commands); generate one with {MAKE_A_KEY}"
 )
 
 
@@ -226,9 +233,12 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
     def with_secret(self) -> Settings:
-        """Fill in the secret key from a local file for the embedded default."""
+        """Fill in the secret key from a local file for the embedded default; a server
+        database needs SECRET_KEY set (one key for all its processes)."""
         if self.secret_key:
             return self
+        if not self.is_sqlite:
+            raise SettingsError(f"invalid settings: SECRET_KEY: {SECRET_KEY_REQUIRED}")
         path = Path(EMBEDDED_SECRET_FILE)
         if not path.exists():
             path.write_text(secrets.token_urlsafe(32))

@@ -225,6 +225,27 @@ def test_a_bad_environment_variable_is_named(cli_env, monkeypatch, variable, val
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["db", "upgrade"],
+        ["org", "create", "--name", "X"],
+        ["demo"],
+        ["serve"],
+        ["users", "list", "--org", "x"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_server_database_needs_a_secret_key(cli_env, monkeypatch, command):
+    """Unset on PostgreSQL, each host would generate a key of its own: refused, not made."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("SECRET_KEY", "")
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 1, result.output
+    assert "invalid settings: SECRET_KEY: must be set" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_service_urls_take_any_case_of_their_scheme() -> None:
     """RFC 3986 section 3.1: a scheme is case-insensitive; HTTPS://… is a valid URL."""
     from models.settings import Settings
