@@ -289,7 +289,8 @@ def test_commands_follow_the_url_of_the_serve_running_here(tmp_path, monkeypatch
     from cli.context import SERVE_URL_FILE, cli_settings, running_serve_url
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    for name in EMBEDDED_ONLY:  # serve's embedded default (PostgreSQL would need SECRET_KEY)
+        monkeypatch.delenv(name, raising=False)
     assert running_serve_url() is None
     (tmp_path / SERVE_URL_FILE).write_text(f"{os.getpid()} http://127.0.0.1:8123\n")
     assert cli_settings().public_base_url == "http://127.0.0.1:8123"
