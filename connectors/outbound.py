@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 import time
 from collections.abc import Iterable
+from contextlib import suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -196,14 +201,150 @@ def connect_tcp(host: str, port: int, policy: UrlPolicy, *, timeout: float) -> s
     raise last
 
 
+class NotAnsweredInTime(requests.exceptions.ReadTimeout):
+    """The server's status line and headers had not all come by the call's deadline."""
+
+
+class _Watchdog:
+    """Shuts down, at the deadline, every socket the request it watches uses: a read blocked
+    on one then returns at once, however the server paces what it sends."""
+
+    def __init__(self, seconds: float) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.expired = False
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    # The plain socket's shutdown, also for a TLS one (its own would drop its TLS state under
+    # the reading thread); a socket since wrapped in TLS (detached) or closed is left alone.
+    with suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+_WATCHDOG: ContextVar[_Watchdog | None] = ContextVar("outbound_watchdog", default=None)
+
+
+def _watch(sock: socket.socket | None) -> None:
+    watchdog = _WATCHDOG.get()
+    if watchdog is not None:
+        watchdog.watch(sock)
+
+
+class _WatchedMixin:
+    """A connection whose sockets (the TCP one, then the TLS one; or a kept-alive one) the
+    current request's watchdog shuts down at its deadline."""
+
+    sock: socket.socket | None
+
+    def _new_conn(self) -> socket.socket:
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        _watch(sock)
+        return sock
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        _watch(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watch(self.sock)
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_WatchedMixin, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedMixin, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+def _total_seconds(timeout: Any) -> float | None:
+    """The whole exchange's time from requests' `timeout`: a number, or (connect, read)."""
+    if isinstance(timeout, tuple):
+        parts = [part for part in timeout if part is not None]
+        return float(sum(parts)) if len(parts) == len(timeout) else None
+    if isinstance(timeout, int | float):
+        return float(timeout)
+    return None
+
+
 class PinnedAdapter(HTTPAdapter):
-    """Sends each request to the address the policy checked, keeping the name for TLS."""
+    """Sends each request to the address the policy checked, keeping the name for TLS.
+
+    The call's `timeout` bounds the exchange up to the answer's headers as a whole (connect,
+    send, status line and headers), not only each read: a server or proxy trickling its status
+    line or headers, a byte within every read timeout, would otherwise hold the caller as long
+    as it liked (past the lease on a cut-off, so that the reaper calls again beside it). A
+    watchdog shuts the connection's socket down at the deadline, and the call fails with
+    NotAnsweredInTime (a requests.Timeout). The body is the caller's to bound: read_bounded,
+    by the same deadline."""
 
     def __init__(self, policy: UrlPolicy) -> None:
         self.policy = policy
         super().__init__(max_retries=0)
 
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPPool,
+            "https": _WatchedHTTPSPool,
+        }
+
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        seconds = _total_seconds(kwargs.get("timeout"))
+        if seconds is None:
+            return self._send_pinned(request, **kwargs)
+        watchdog = _Watchdog(seconds)
+        token = _WATCHDOG.set(watchdog)
+        watchdog.start()
+        try:
+            response = self._send_pinned(request, **kwargs)
+        except requests.RequestException as exc:
+            if watchdog.expired:
+                raise NotAnsweredInTime(
+                    f"not answered within {seconds:g} s", request=request
+                ) from exc
+            raise
+        finally:
+            watchdog.stop()
+            _WATCHDOG.reset(token)
+        if watchdog.expired:  # its headers came just as the deadline passed: too late
+            response.close()
+            raise NotAnsweredInTime(f"not answered within {seconds:g} s", request=request)
+        return response
+
+    def _send_pinned(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         url = str(request.url)
         try:
             host, port = _http_target(url)

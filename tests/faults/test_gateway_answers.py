@@ -7,6 +7,7 @@ cut-offs (GATEWAY_TIMEOUT + 2 s) is what keeps the reaper from calling again bes
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -15,6 +16,7 @@ from connectors import gateway
 from connectors.outbound import UrlPolicy
 from tests.support.odock import OdockStandIn
 from tests.support.slow_proxy import slow_proxy
+from tests.support.trickled_head import trickled_head
 
 LOOPBACK = UrlPolicy(allow_loopback=True)
 # The status of this many keys is some 4.5 KB: trickled 16 bytes every 0.05 s, it takes some
@@ -103,3 +105,27 @@ def test_a_key_status_reset_mid_body_is_a_failed_call(stand_in):
     ):
         status(stand_in, proxied, keys, timeout=PATIENT)
     assert "unreachable" in str(raised.value)
+
+
+def test_a_key_status_whose_headers_are_trickled_past_the_timeout_is_a_failed_call(stand_in):
+    """Only the body was bounded as a whole: a gateway (or a proxy before it) sending its status
+    line and then its headers a byte at a time, each within the read timeout, held the caller
+    until it finished them (here some 15 s, then a good answer, taken). The timeout now bounds
+    the whole exchange: the call fails, and the gateway sees it hang up mid-headers."""
+    keys = key_ids()
+    answer = {
+        "keys": [
+            {"id": key, "accepted": False, "checked_at": "2026-12-06T05:00:00+00:00"}
+            for key in keys
+        ]
+    }
+    with (
+        trickled_head(json.dumps(answer).encode(), seconds=15.0) as gateway_host,
+        pytest.raises(gateway.GatewayUnavailable) as raised,
+    ):
+        try:
+            status(stand_in, gateway_host.url, keys)
+        finally:
+            assert gateway_host.hung_up.wait(PATIENT), "the caller did not hang up mid-headers"
+    assert "NotAnsweredInTime" in str(raised.value)
+    assert not gateway_host.answered.is_set()

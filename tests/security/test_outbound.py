@@ -22,6 +22,7 @@ from connectors.outbound import (
 )
 from models.settings import Settings, SettingsError, load_settings
 from tests.support.keys import TEST_SECRET_KEY
+from tests.support.trickled_head import trickled_head
 
 STRICT = UrlPolicy()
 
@@ -140,6 +141,17 @@ def test_a_hook_trickling_its_answer_is_not_waited_for(httpserver: HTTPServer) -
     )
     assert result.ok, result
     assert time.monotonic() - started < 1.5
+
+
+def test_a_hook_trickling_its_headers_past_the_timeout_is_a_failed_delivery() -> None:
+    """The status is read, and so the status line and headers: a receiver sending them a byte
+    at a time, each within the read timeout, held the worker until it finished (here some
+    15 s, then a 200, taken as delivered). The timeout now bounds the whole exchange."""
+    with trickled_head(b"ok", seconds=15.0) as hook:
+        result = post_json(hook.url, b"{}", {}, timeout=2.0, policy=UrlPolicy(allow_loopback=True))
+        assert hook.hung_up.wait(10.0), "the worker did not hang up mid-headers"
+    assert not result.ok and result.error == "NotAnsweredInTime", result
+    assert not hook.answered.is_set()
 
 
 def test_a_pinned_session_refuses_before_connecting(httpserver: HTTPServer):

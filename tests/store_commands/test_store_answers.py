@@ -5,6 +5,7 @@ and finishes once the store is back."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -22,6 +23,7 @@ from tests.support.odock.adapter import push_keys
 from tests.support.odock.management import Answer
 from tests.support.reaper import wait_reaping
 from tests.support.slow_proxy import slow_proxy
+from tests.support.trickled_head import trickled_head
 from tests.support.wait import wait_until
 
 RETRY_MAX = 600.0
@@ -159,15 +161,42 @@ def test_a_2xx_answer_trickled_past_the_timeout_is_a_failed_attempt(odock):
     liked; the timeout now bounds the whole answer."""
     organisation_id = uuid.uuid4()
     key_id, _value = odock.store.create_key(organisation_id)
-    padded = {"applied_at": datetime.now(UTC).isoformat(), "padding": "x" * 2000}
+    padded = {"applied_at": datetime.now(UTC).isoformat(), "padding": "x" * 4000}
     odock.store_faults.answers[str(key_id)] = Answer(200, padded)
 
+    # 16 bytes every 0.02 s: the head (a few hundred bytes) well within the timeout (which
+    # bounds it too), the body some 5 s.
     with (
-        slow_proxy(odock.management_url, delay=0.01, piece=1, scheme="http") as proxied,
+        slow_proxy(odock.management_url, delay=0.02, piece=16, scheme="http") as proxied,
         pytest.raises(odock_connector.StoreUnavailable) as raised,
     ):
-        _send_revoke(odock, organisation_id, key_id, via=proxied, timeout=0.5)
+        _send_revoke(odock, organisation_id, key_id, via=proxied, timeout=1.0)
     assert "in time" in str(raised.value)
+
+
+def test_a_2xx_answer_whose_headers_are_trickled_past_the_timeout_is_a_failed_attempt():
+    """Only the body was bounded as a whole: a store (or a proxy before it) sending its status
+    line and then its headers a byte at a time, each within the read timeout, held the caller
+    until it finished them (here some 15 s, then a good acknowledgement, taken). The timeout
+    now bounds the whole exchange: the attempt fails, and the store sees it hang up."""
+    acknowledgement = {"applied_at": datetime.now(UTC).isoformat()}
+    with (
+        trickled_head(json.dumps(acknowledgement).encode(), seconds=15.0) as store,
+        pytest.raises(odock_connector.StoreUnavailable) as raised,
+    ):
+        try:
+            odock_connector.send_store_command(
+                base_url=store.url,
+                token="token",
+                secret="secret",
+                body=_revoke(uuid.uuid4(), uuid.uuid4()),
+                timeout=2.0,
+                policy=UrlPolicy(allow_loopback=True),
+            )
+        finally:
+            assert store.hung_up.wait(10.0), "the caller did not hang up mid-headers"
+    assert "NotAnsweredInTime" in str(raised.value)
+    assert not store.answered.is_set()
 
 
 def test_after_days_of_outage_a_failure_is_still_recorded_and_the_store_back_finishes_it(
