@@ -213,6 +213,7 @@ class _Watchdog:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self.expired = False
+        self._stopped = False
         self._timer = threading.Timer(max(seconds, 0.0), self._expire)
         self._timer.daemon = True
 
@@ -220,7 +221,12 @@ class _Watchdog:
         self._timer.start()
 
     def stop(self) -> None:
+        # cancel() does not stop a timer whose thread has already woken: `_stopped`, under
+        # the lock, keeps it from shutting a socket once the request is done with it (a
+        # kept-alive one is back in the pool, or reading the body, or another request's).
         self._timer.cancel()
+        with self._lock:
+            self._stopped = True
 
     def watch(self, sock: socket.socket | None) -> None:
         if sock is None:
@@ -232,6 +238,8 @@ class _Watchdog:
 
     def _expire(self) -> None:
         with self._lock:
+            if self._stopped:
+                return
             self.expired = True
             for sock in self._sockets:
                 _shut(sock)

@@ -15,6 +15,7 @@ from connectors.outbound import (
     RefusedDestination,
     UnsafeUrl,
     UrlPolicy,
+    _Watchdog,
     check_url,
     parse_networks,
     pinned_session,
@@ -200,3 +201,18 @@ def test_hooks_cannot_target_internal_addresses(client_with, session, target, ki
     )
     assert answer.status_code == 400, answer.json
     assert strict.get("/api/v1/notification-hooks", headers=auth).json["items"] == []
+
+
+def test_a_watchdog_firing_after_its_request_ended_leaves_the_socket_alone() -> None:
+    """Timer.cancel() does not stop a timer thread already woken: when it runs once the
+    request is done (stop() called), the socket may be back in the pool or serving the next
+    request on the session; it must not be shut, nor the request marked late."""
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        watchdog = _Watchdog(3600.0)
+        watchdog.watch(ours)
+        watchdog.stop()
+        watchdog._expire()  # the timer thread, woken just before stop(), runs now
+        ours.sendall(b"next request")
+        assert peer.recv(64) == b"next request"
+        assert watchdog.expired is False
