@@ -640,6 +640,14 @@ def accept_invitation(
         teams=[uuid.UUID(entry["team_id"]) for entry in invitation.teams],
         people=[existing.id] if existing is not None else [],
     )
+    if existing is not None and existing.status is not UserStatus.PENDING:
+        # Read again under their lock: declined (or otherwise changed) since it was read
+        # above, the accept refuses them as it would have had it come after.
+        raise Conflict(
+            f"{invitation.email} already has an account here ({existing.status}); "
+            "ask an administrator",
+            current_status=existing.status.value,
+        )
     actor = Actor(Source.INVITATION, f"invitee {invitation.email}")
     organisation = session.get_one(Organisation, invitation.organisation_id)
     if existing is None:

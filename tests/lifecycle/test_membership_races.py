@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session
 from connectors.ldap.plan import Plan, Revoke, TeamAdd, TeamRemove, Update
 from connectors.scim.fields import ScimEmailValue, ScimGroupFields, ScimUserFields
 from connectors.scim.member_patch import member_steps
+from models import person_lock
 from models.access import Viewer
-from models.actions import idp_events, invitations, mass_change
+from models.actions import idp_events, invitations, lifecycle, mass_change
 from models.actions import scim as scim_actions
 from models.actions import teams as team_actions
 from models.actions.directory_connectors import create_connector
@@ -36,6 +37,7 @@ from models.directory.apply import apply_directory_plan
 from models.entities import (
     AuditEvent,
     DirectoryConnector,
+    Invitation,
     Organisation,
     ReceivedDelivery,
     ScimUser,
@@ -43,7 +45,8 @@ from models.entities import (
     TeamMembership,
     User,
 )
-from models.enums import Role, Source, TeamRole, UserStatus
+from models.enums import InvitationStatus, Role, Source, TeamRole, UserStatus
+from models.errors import Conflict
 from models.settings import Settings
 from tests.events import okta_payloads as okta
 from tests.support import factories as f
@@ -642,3 +645,53 @@ def test_the_idp_linking_a_person_while_deleting_another_member_of_their_groups(
     assert scim_user.user.status is UserStatus.ACTIVE
     assert session.get_one(User, leaving.user_id).status is UserStatus.REVOKED
     assert session.get(ScimUser, uuid.UUID(leaving.scim_id)) is None
+
+
+def test_an_invitee_accepting_while_an_admin_declines_them(session, settings, race):
+    """A PENDING person accepts an invitation while an admin declines them. The accept read
+    them PENDING before it waited for their lock; once the decline committed it went on with
+    a REVOKED person (renamed, linked, joined to the invitation's teams, the invitation
+    accepted). As serially, the accept now refuses a person no longer PENDING (Conflict) and
+    changes nothing."""
+    world = make_world(session, settings)
+    org_settings = session.get_one(Organisation, world.org.id).settings
+    org_settings.approval_required = True
+    email = f"pending-{world.org.slug}@example.com"
+    pending = f.make_user(session, world.org, email=email, status=UserStatus.PENDING)
+    admin = f.make_user(session, world.org, role=Role.ORG_ADMIN)
+    issued = invitations.invite(
+        session,
+        viewer=Viewer.for_user(admin),
+        email=email,
+        role=Role.USER,
+        actor=ADMIN,
+        secret_key=settings.secret_key,
+        teams=[invitations.TeamInvite(world.group.id)],
+    )
+    session.commit()
+    refused: list[Conflict] = []
+
+    def lock_person(own: Session) -> None:
+        person_lock.lock_people(own, [pending.id])
+
+    def decline(own: Session) -> None:
+        lifecycle.decline(own, user=own.get_one(User, pending.id), actor=ADMIN)
+
+    def accept(own: Session) -> None:
+        try:
+            invitations.accept_invitation(own, token=issued.token, email=email, name="Ivy")
+            own.flush()
+        except Conflict as exc:
+            refused.append(exc)
+            own.rollback()
+
+    race.run(lock_person, decline, accept)
+
+    assert len(refused) == 1
+    session.expire_all()
+    user = session.get_one(User, pending.id)
+    assert user.status is UserStatus.REVOKED
+    assert user.name != "Ivy"
+    assert members(session, world.group.id) == {}
+    invitation = session.get_one(Invitation, issued.invitation.id)
+    assert invitation.status is InvitationStatus.PENDING
