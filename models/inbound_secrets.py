@@ -8,6 +8,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from connectors.signed_webhooks import SECRET_PREFIX, new_signing_secret
 from models import encryption
 from models.base import utcnow
@@ -22,6 +24,14 @@ Entries = list[dict[str, Any]]
 class AddedSecret:
     id: str
     secret: str
+
+
+def lock(session: Session, row: Any) -> None:
+    """Lock the row that keeps the entries and read them again, before changing them: the
+    list is one column, read, changed and written back, so of two admins changing it at once
+    the later would otherwise write back what it read before the earlier wrote (a secret
+    added lost, a removed one back in)."""
+    session.refresh(row, with_for_update=True)
 
 
 def with_added(

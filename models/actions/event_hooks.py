@@ -97,6 +97,7 @@ def add_signing_secret(
 ) -> AddedSecret:
     """Add a signing secret (generated unless given); older ones stay valid until removed."""
     config = get_config(session, organisation.id)
+    inbound_secrets.lock(session, config)
     config.signing_secrets, added = inbound_secrets.with_added(
         config.signing_secrets, secret_key=secret_key, secret=secret
     )
@@ -109,6 +110,7 @@ def remove_signing_secret(
     session: Session, *, organisation: Organisation, secret_id: str, actor: Actor
 ) -> None:
     config = get_config(session, organisation.id)
+    inbound_secrets.lock(session, config)
     config.signing_secrets = inbound_secrets.without(config.signing_secrets, secret_id)
     config.updated_at = utcnow()
     _audit(session, organisation, actor, "event_hooks.signing_secret_removed", {"id": secret_id})

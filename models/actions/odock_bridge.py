@@ -35,6 +35,7 @@ def add_signing_secret(
 ) -> AddedSecret:
     """Add a secret (generated unless given); older ones stay valid until removed."""
     bridge = bridge_of(session, organisation.id)
+    inbound_secrets.lock(session, bridge)
     bridge.signing_secrets, added = inbound_secrets.with_added(
         bridge.signing_secrets, secret_key=secret_key, secret=secret
     )
@@ -47,6 +48,7 @@ def remove_signing_secret(
     session: Session, *, organisation: Organisation, secret_id: str, actor: Actor
 ) -> None:
     bridge = bridge_of(session, organisation.id)
+    inbound_secrets.lock(session, bridge)
     bridge.signing_secrets = inbound_secrets.without(bridge.signing_secrets, secret_id)
     bridge.updated_at = utcnow()
     _audit(session, organisation, actor, "odock.signing_secret_removed", secret_id)
