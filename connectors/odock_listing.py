@@ -17,7 +17,14 @@ from typing import Any
 
 import requests
 
-from connectors.outbound import BodyTooLarge, BodyTooSlow, UrlPolicy, pinned_session, read_bounded
+from connectors.outbound import (
+    BodyTooLarge,
+    BodyTooSlow,
+    NotAnsweredInTime,
+    UrlPolicy,
+    pinned_session,
+    read_bounded,
+)
 
 PAGE_LIMIT = 1000
 COLLECTIONS = {"key": "keys", "budget": "budgets", "quota": "quotas"}
@@ -81,7 +88,7 @@ def _page(
             raw = read_bounded(response, max_bytes=limit * MAX_ITEM_BYTES, deadline=deadline)
     except BodyTooLarge as exc:
         raise ListingFailed(f"page {number} is {exc}") from None
-    except BodyTooSlow:
+    except (BodyTooSlow, NotAnsweredInTime):
         raise ListingFailed(f"page {number} was not read whole within {timeout:g} s") from None
     except (requests.RequestException, OSError) as exc:
         raise ListingFailed(f"page {number}: {type(exc).__name__}") from exc

@@ -31,6 +31,9 @@ def lock(session: Session, row: Any) -> None:
     list is one column, read, changed and written back, so of two admins changing it at once
     the later would otherwise write back what it read before the earlier wrote (a secret
     added lost, a removed one back in)."""
+    # Written first: a refresh reads the row afresh and would drop the caller's unwritten
+    # changes to it (an Okta secret set just before in the same transaction).
+    session.flush()
     session.refresh(row, with_for_update=True)
 
 

@@ -60,7 +60,7 @@ def test_revoking_a_person_via_scim_makes_the_gateway_reject_their_key(
         found = finding_of(bridged_sessions, holder.key_id)
         return found if found is not None and found.gateway_proof else None
 
-    finding = wait_until(proven, timeout=30, what="the gateway's proof on the finding")
+    finding = wait_until(proven, what="the gateway's proof on the finding")
     assert finding.store_acknowledged_at is not None and finding.invalidated_at is not None
     assert finding.store_acknowledged_at <= finding.invalidated_at
     proof = finding.gateway_proof
@@ -97,7 +97,7 @@ def test_a_store_that_answers_500_delays_the_invalidation_until_it_acknowledges(
 
     odock.store_faults.heal()
 
-    wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, timeout=30, what="rejection")
+    wait_reaping(lambda: odock.call(holder.key_value) == REJECTED, what="rejection")
     seen = odock.commands_seen.for_key(holder.key_id)
     acknowledged_at = min(c.at for c in seen if c.status == 200)
     assert all(c.status == 500 for c in seen if c.at < acknowledged_at)
@@ -121,7 +121,7 @@ def test_a_hanging_store_delays_the_invalidation_and_its_late_acknowledgement_se
 
     deactivate(bridged_client, holder)
 
-    wait_until(lambda: odock.store.key(holder.key_id)["revoked"], timeout=30, what="applied")
+    wait_until(lambda: odock.store.key(holder.key_id)["revoked"], what="applied")
     wait_reaping(
         lambda: command_of(bridged_sessions, holder.key_id).attempts >= 2,
         timeout=30,
@@ -173,7 +173,7 @@ def test_a_gateway_that_still_accepts_the_key_raises_an_urgent_finding_and_an_al
                 )
             ).all()
 
-    [alert] = wait_until(alerts, timeout=30, what="the admin alerted")
+    [alert] = wait_until(alerts, what="the admin alerted")
     assert "key_still_accepted" in str(alert.payload)
 
 
@@ -187,9 +187,9 @@ def test_a_proof_answered_after_the_key_was_restored_raises_no_alarm(
     holder = provision_key_holder(bridged_session, bridged_client, odock)
     odock.gateway_faults.status_unavailable = True
     deactivate(bridged_client, holder)
-    wait_until(lambda: odock.call(holder.key_value) == REJECTED, timeout=30, what="rejection")
+    wait_until(lambda: odock.call(holder.key_value) == REJECTED, what="rejection")
     reactivate(bridged_session, bridged_client, holder)
-    wait_until(lambda: odock.call(holder.key_value) == ACCEPTED, timeout=30, what="restored")
+    wait_until(lambda: odock.call(holder.key_value) == ACCEPTED, what="restored")
 
     odock.gateway_faults.heal()  # the revoke's proof is answered now: accepted, since restored
 
@@ -203,7 +203,7 @@ def test_a_proof_answered_after_the_key_was_restored_raises_no_alarm(
                 )
             ).one_or_none()
 
-    revoke = wait_reaping(revoke_proven, timeout=30, what="the revoke's proof answered")
+    revoke = wait_reaping(revoke_proven, what="the revoke's proof answered")
     assert revoke.gateway_accepted is True
     assert finding_of(bridged_sessions, holder.key_id, "key_still_accepted") is None
     with bridged_sessions() as fresh:
