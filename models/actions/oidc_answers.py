@@ -25,8 +25,8 @@ def provider_answering(
     if arrived_at != claimed.callback_id:
         raise _refused(
             claimed,
-            f"the answer arrived at the callback {arrived_at or '(shared)'!r}, not at the one "
-            f"this sign-in asked for ({claimed.callback_id or '(shared)'!r})",
+            f"the answer arrived at the callback {arrived_at[:200] or '(shared)'!r}, not at the "
+            f"one this sign-in asked for ({claimed.callback_id or '(shared)'!r})",
             "wrong_callback",
         )
     return provider

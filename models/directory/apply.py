@@ -156,12 +156,11 @@ def _follow_rename(
     ids[rename.after] = rename.external_id
     ids.pop(rename.before, None)
     after = {"group": rename.after, "id": rename.external_id, "dn": rename.dn}
-    audit.record_change(
+    _audit_connector(
         session,
-        actor=actor,
-        subject=connector,
-        action="directory_connector.group_renamed",
-        target_type="directory",
+        connector,
+        actor,
+        "directory_connector.group_renamed",
         before=before,
         after={**after, **_mapped_to(teams, roles, rename.after)},
     )
@@ -178,12 +177,11 @@ def _skip_rename(
     """The admin changed the mapping since the plan was made (a held run approved later):
     their mapping stands, and the trail says why the plan's rename was not followed."""
     taken = rename.after in teams or rename.after in roles
-    audit.record_change(
+    _audit_connector(
         session,
-        actor=actor,
-        subject=connector,
-        action="directory_connector.group_rename_skipped",
-        target_type="directory",
+        connector,
+        actor,
+        "directory_connector.group_rename_skipped",
         before={"group": rename.before, **_mapped_to(teams, roles, rename.before)},
         after={
             "group": rename.after,
@@ -209,12 +207,11 @@ def _bind_group_ids(
     bound = {**followed, **plan.group_ids}
     bound = {key: value for key, value in bound.items() if key in teams or key in roles}
     if bound != followed:
-        audit.record_change(
+        _audit_connector(
             session,
-            actor=actor,
-            subject=connector,
-            action="directory_connector.group_ids_bound",
-            target_type="directory",
+            connector,
+            actor,
+            "directory_connector.group_ids_bound",
             before={"group_ids": followed},
             after={"group_ids": bound},
         )
@@ -473,3 +470,24 @@ def _set_role(
         if role.rank < link.user.role.rank:
             applied.demoted += 1
         edit_user(session, user=link.user, actor=actor, role=role)
+
+
+def _audit_connector(
+    session: Session,
+    connector: DirectoryConnector,
+    actor: Actor,
+    action: str,
+    *,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
+    """An audit event about the connector's group mapping."""
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=connector,
+        action=action,
+        target_type="directory",
+        before=before,
+        after=after,
+    )
