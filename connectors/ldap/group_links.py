@@ -45,13 +45,14 @@ def link_groups(groups: dict[str, Group], keys: Iterable[str], bound: dict[str, 
             links.groups[key] = [held.key]
             links.bound[key] = held.external_id
             if not _names(key, held):
+                # Planned whatever the mapping holds: whether the key follows the group is
+                # the apply's rule alone (models.directory.apply), which audits a rename it
+                # does not follow (the new name mapped already, the old one no longer).
                 after = held.dn if _is_dn(key) else held.name
-                if after not in keys:  # another key of that name maps it already
-                    links.renames.append(
-                        GroupRename(
-                            external_id=held.external_id, before=key, after=after, dn=held.dn
-                        )
-                    )
+                rename = GroupRename(
+                    external_id=held.external_id, before=key, after=after, dn=held.dn
+                )
+                links.renames.append(rename)
             continue
         found = list(by_name.get(key.strip().lower(), ()))
         by_dn = groups.get(normalize_dn(key))

@@ -277,3 +277,41 @@ def test_a_rename_the_admins_mapping_overtook_is_kept_out_and_audited(
             )
         ]
         s.rollback()
+
+
+def test_a_group_renamed_to_a_name_mapped_already_is_audited_not_followed(
+    make_connector, sync, sessions, directory
+):
+    """cn=engineering (mapped, bound by its id) renamed cn=eng while "eng" is mapped to
+    another team already: the mapping stays as the admin wrote it, and the trail says why
+    the rename was not followed (before, the read dropped it without a word)."""
+    connector = make_connector(group_teams={"engineering": "Engineering", "eng": "Eng"})
+    assert sync(connector).status == "succeeded"
+    group_id = directory.entry_uuid(f"cn=engineering,{directory.groups}")
+    directory.move(f"cn=engineering,{directory.groups}", "cn=eng")
+
+    outcome = sync(connector)
+
+    assert outcome.status == "succeeded", outcome.error
+    with sessions() as s:
+        kept = s.get_one(DirectoryConnector, connector.id)
+        assert kept.group_teams == {"engineering": "Engineering", "eng": "Eng"}
+        events = s.scalars(
+            select(AuditEvent).where(
+                AuditEvent.organisation_id == connector.organisation_id,
+                AuditEvent.action.startswith("directory_connector.group_rename"),
+            )
+        ).all()
+        assert [(e.action, e.before, e.after) for e in events] == [
+            (
+                "directory_connector.group_rename_skipped",
+                {"group": "engineering", "team": "Engineering"},
+                {
+                    "group": "eng",
+                    "id": group_id,
+                    "dn": f"cn=eng,{directory.groups}",
+                    "team": "Eng",
+                    "reason": RENAME_TARGET_MAPPED,
+                },
+            )
+        ]
