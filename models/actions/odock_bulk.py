@@ -2,7 +2,8 @@
 
 Rows are staged a chunk at a time in a temporary table (PostgreSQL: COPY; SQLite: one
 executemany) and each chunk is applied with a few set-based statements: people named by email
-resolved, rows naming someone outside the organisation rejected, rows older than a tombstone
+resolved, rows naming someone outside the organisation, or another organisation's key
+(models.odock_references, asked once per chunk), rejected, rows older than a tombstone
 dropped, then one INSERT .. SELECT .. ON CONFLICT (id) DO UPDATE .. WHERE the staged version is
 newer. Memory stays one chunk whatever the size of the load. The reconcile also keeps every id
 it saw in a second temporary table, and once the listing is complete deletes, in one statement,
@@ -49,6 +50,7 @@ from models.actions.odock_objects import (
     BudgetIn,
     KeyIn,
     QuotaIn,
+    no_key_here,
 )
 from models.actor import Actor
 from models.base import UTCDateTime, new_id, utcnow
@@ -56,6 +58,7 @@ from models.entities import AuditEvent, OdockTombstone, Team, User
 from models.entities.user import email_key
 from models.enums import KeyType, OwnerType
 from models.key_changes import keep_pending_decision_sql
+from models.odock_references import keys_of_other_organisations
 
 CHUNK_ROWS = 25_000
 SAMPLE = 10
@@ -132,6 +135,9 @@ SEEN = {
 }
 KEY_TYPE = list(STAGES[KIND_KEY].columns.keys()).index("key_type")
 KEY_TEAM = list(STAGES[KIND_KEY].columns.keys()).index("owner_team_id")
+# A budget's and a quota's staged rows start alike: (id, owner_type, owner_id, name, ...).
+OWNER_TYPE = list(STAGES[KIND_BUDGET].columns.keys()).index("owner_type")
+OWNER = list(STAGES[KIND_BUDGET].columns.keys()).index("owner_id")
 # The staged columns that name a person (by id, or by email until resolved) or a team.
 PEOPLE = {
     KIND_KEY: ("owner_user_id", "created_by_user_id", "revealed_by_user_id"),
@@ -346,14 +352,14 @@ class Loader:
         if self.kind == KIND_KEY:
             return self._checked_key(row, self.directory)
         values = list(row)
-        owner_type, owner = values[1], values[2]
+        owner_type, owner = values[OWNER_TYPE], values[OWNER]
         if owner_type == OwnerType.USER.value:
-            values[2] = self.directory.person(owner)
+            values[OWNER] = self.directory.person(owner)
         elif owner_type == OwnerType.TEAM.value:
             self.directory.team(owner)
         elif owner_type == OwnerType.ORG.value and owner != self.organisation_id:
             raise Unusable("an ORG owner is this organisation")
-        if values[2] is None:
+        if values[OWNER] is None:
             raise Unusable("owner_id is required")
         return tuple(values)
 
@@ -393,13 +399,14 @@ class Loader:
     # -- one chunk, on the database thread
 
     def _apply(self, rows: list[tuple[Any, ...]], seen_only: list[uuid.UUID]) -> None:
+        rows, refused = self._without_foreign_key_owners(rows)
         if self.postgres:
             self.connection.exec_driver_sql(f"TRUNCATE {self.stage.name}")
         else:
             self.connection.execute(self.stage.delete())
         self._copy(rows)
         if self.keep_seen:
-            self._remember_seen(seen_only)
+            self._remember_seen([*seen_only, *refused])
         self.counts.seen += len(rows)
         self._drop_held()
         self._drop_buried()
@@ -415,6 +422,24 @@ class Loader:
                 },
             )
         self.connection.commit()
+
+    def _without_foreign_key_owners(
+        self, rows: list[tuple[Any, ...]]
+    ) -> tuple[list[tuple[Any, ...]], list[uuid.UUID]]:
+        """The rows whose APIKEY owner the organisation may name, and the ids of those it may
+        not (another organisation's key: the push's rule, asked once for the whole chunk)."""
+        if self.kind == KIND_KEY:
+            return rows, []
+        apikey = OwnerType.APIKEY.value
+        named = {row[OWNER] for row in rows if row[OWNER_TYPE] == apikey}
+        foreign = keys_of_other_organisations(self.connection, self.organisation_id, named)
+        if not foreign:
+            return rows, []
+        refused = [row for row in rows if row[OWNER_TYPE] == apikey and row[OWNER] in foreign]
+        self.counts.rejected += len(refused)
+        self.counts.sample("rejected", [f"{row[0]}: {no_key_here(row[OWNER])}" for row in refused])
+        kept = [row for row in rows if row[OWNER_TYPE] != apikey or row[OWNER] not in foreign]
+        return kept, [row[0] for row in refused]
 
     def _copy(self, rows: list[tuple[Any, ...]]) -> None:
         if not rows:

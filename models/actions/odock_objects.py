@@ -38,6 +38,7 @@ from models.entities.user import email_key
 from models.enums import KeyType, OwnerType, Source
 from models.errors import Conflict, InvalidInput, UnknownReference
 from models.key_changes import keep_pending_decisions
+from models.odock_references import keys_of_other_organisations
 
 KIND_KEY, KIND_BUDGET, KIND_QUOTA = "key", "budget", "quota"
 KINDS = (KIND_KEY, KIND_BUDGET, KIND_QUOTA)
@@ -235,18 +236,18 @@ class References:
         return found
 
     def key(self, key_id: uuid.UUID | None, field: str) -> uuid.UUID | None:
-        """A key id: unknown is fine (Odock may push a key after its budget), but a key of
-        another organisation is not this one's to own anything."""
+        """A key id, by models.odock_references' rule: unknown is fine (Odock may push a key
+        after its budget), but a key of another organisation is not this one's to own anything."""
         if key_id is None:
             return None
-        elsewhere = self.session.scalar(
-            select(VirtualApiKey.id).where(
-                VirtualApiKey.id == key_id, VirtualApiKey.organisation_id != self.organisation_id
-            )
-        )
-        if elsewhere is not None:
-            raise UnknownReference(f"no key {key_id} in this organisation", field=field)
+        if keys_of_other_organisations(self.session, self.organisation_id, [key_id]):
+            raise UnknownReference(no_key_here(key_id), field=field)
         return key_id
+
+
+def no_key_here(key_id: uuid.UUID) -> str:
+    """Why a key id is refused, in the push's answer and in a bulk load's summary alike."""
+    return f"no key {key_id} in this organisation"
 
 
 # --- upserts and deletes --------------------------------------------------------------------

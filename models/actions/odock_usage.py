@@ -25,6 +25,7 @@ from models.base import new_id
 from models.entities import Revocation, Team, UsageRecord, User, VirtualApiKey
 from models.enums import UserStatus
 from models.errors import InvalidInput, UnknownReference
+from models.odock_references import held_elsewhere, keys_of_other_organisations
 
 MAX_RECORDS = 5_000
 
@@ -130,20 +131,15 @@ def _refuse_foreign_references(
     session: Session, organisation_id: uuid.UUID, records: list[UsageIn]
 ) -> None:
     """A record may name a key, person or team not known here yet, but never another
-    organisation's: that would put usage on someone else's review."""
-    for entity, ids in (
-        (User, {r.user_id for r in records}),
-        (Team, {r.team_id for r in records}),
-        (VirtualApiKey, {r.api_key_id for r in records}),
+    organisation's: that would put usage on someone else's review (models.odock_references)."""
+    for foreign in (
+        held_elsewhere(session, User, organisation_id, (r.user_id for r in records)),
+        held_elsewhere(session, Team, organisation_id, (r.team_id for r in records)),
+        keys_of_other_organisations(session, organisation_id, (r.api_key_id for r in records)),
     ):
-        named = [i for i in ids if i is not None]
-        foreign = session.scalar(
-            select(entity.id)
-            .where(entity.id.in_(named), entity.organisation_id != organisation_id)
-            .limit(1)
-        )
-        if foreign is not None:
-            raise UnknownReference(f"{foreign} is not in this organisation", id=str(foreign))
+        if foreign:
+            first = min(foreign)
+            raise UnknownReference(f"{first} is not in this organisation", id=str(first))
 
 
 def flag_usage_after_revocation(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from models.actions import odock_reconcile
 from models.entities import AuditEvent, Budget, Quota, UsageRecord, VirtualApiKey
-from tests.odock_inbound.conftest import counts, key_body
+from tests.odock_inbound.conftest import bridge, counts, key_body
 
 
 def lines_of(*objects) -> list[bytes]:
@@ -111,3 +111,51 @@ def test_the_cli_imports_a_file(run, bridged, tmp_path, session):
     assert "keys: 1 seen, 1 created" in result.output
     assert "1 unusable lines" in result.output and "line 2" in result.output
     assert session.get(VirtualApiKey, key_id) is not None
+
+
+def test_owners_that_are_another_organisations_keys_are_asked_once_for_the_whole_chunk(
+    bridged, session, settings, engine
+):
+    """Thirty budgets, ten of them owned by three keys of another organisation: those ten are
+    rejected by id, the twenty naming keys not known here yet are loaded, and the keys table
+    is read once for all of them, not once per row."""
+    elsewhere = bridge(session, settings, bridged.client)
+    theirs = [uuid.uuid4() for _ in range(3)]
+    for key_id in theirs:
+        assert elsewhere.put("keys", key_id, key_body(elsewhere.owner)).status_code == 200
+    owners = [theirs[n % 3] for n in range(10)] + [uuid.uuid4() for _ in range(20)]
+    budget_ids = [uuid.uuid4() for _ in owners]
+    lines = lines_of(
+        *(
+            {
+                "kind": "budget",
+                "id": str(budget_id),
+                "owner_type": "APIKEY",
+                "owner_id": str(owner),
+                "name": "b",
+                "amount": "5",
+                "version": 1,
+            }
+            for budget_id, owner in zip(budget_ids, owners, strict=True)
+        )
+    )
+    statements: list[str] = []
+
+    def keep(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        run = odock_reconcile.import_lines(engine, organisation_id=bridged.org.id, lines=lines)
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+
+    counts = run.summary["budget"]
+    assert (counts["created"], counts["rejected"]) == (20, 10), counts
+    assert sorted(counts["ids"]["rejected"]) == sorted(
+        f"{budget_id}: no key {owner} in this organisation"
+        for budget_id, owner in zip(budget_ids[:10], owners[:10], strict=True)
+    )
+    assert len([s for s in statements if "virtual_api_keys" in s]) == 1, statements
+    held = set(session.scalars(select(Budget.id).where(Budget.organisation_id == bridged.org.id)))
+    assert held == set(budget_ids[10:])

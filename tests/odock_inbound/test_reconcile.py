@@ -15,8 +15,9 @@ from werkzeug import Request, Response
 from connectors.odock_listing import ListingFailed, list_pages, prefetched
 from models.actions import odock_reconcile
 from models.entities import AuditEvent, Budget, OdockReconcileRun, OdockTombstone, VirtualApiKey
-from tests.odock_inbound.conftest import key_body
+from tests.odock_inbound.conftest import bridge, key_body
 from tests.support.slow_proxy import slow_proxy
+from tests.support.state import database_state, only_the_run_was_recorded
 from tests.support.wait import wait_until
 
 PAGE = 2
@@ -160,6 +161,29 @@ def test_an_unusable_item_is_reported_and_its_held_copy_kept(
     assert run.summary["key"]["rejected"] == 1 and run.summary["key"]["deleted"] == 0
     assert "ghost@example.com" in run.summary["key"]["ids"]["rejected"][0]
     assert held_keys(session) == {strange: 1}
+
+
+def test_an_item_owned_by_another_organisations_key_is_rejected_and_its_held_copy_kept(
+    bridged, session, sessions, settings, engine, httpserver, bridged_settings
+):
+    """The listing names a key of another organisation as the owner of a budget held here:
+    rejected as the push would refuse it (422), the held budget neither updated nor deleted."""
+    elsewhere = bridge(session, settings, bridged.client)
+    their_key, budget_id = uuid.uuid4(), uuid.uuid4()
+    assert elsewhere.put("keys", their_key, key_body(elsewhere.owner)).status_code == 200
+    budget = {"owner_type": "TEAM", "owner_id": str(bridged.team.id), "name": "b", "amount": "5"}
+    assert bridged.put("budgets", budget_id, {**budget, "version": 1}).status_code == 200
+    taken = {**budget, "owner_type": "APIKEY", "owner_id": str(their_key), "version": 2}
+    listing(httpserver, bridged.org.id, {"budgets": [listed(budget_id, taken)]})
+    before = database_state(sessions)
+
+    run = odock_reconcile.reconcile_from_management_plane(engine, bridged_settings, bridged.org.id)
+
+    assert run.status == "succeeded"
+    counts = run.summary["budget"]
+    assert (counts["rejected"], counts["updated"], counts["deleted"]) == (1, 0, 0), counts
+    assert counts["ids"]["rejected"] == [f"{budget_id}: no key {their_key} in this organisation"]
+    only_the_run_was_recorded(before, database_state(sessions), "odock.reconcile.finished")
 
 
 def test_an_item_with_a_time_beyond_the_calendar_is_reported_and_the_rest_loaded(

@@ -26,11 +26,11 @@ from urllib.parse import unquote_plus, urlencode
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from connectors import signed_webhooks
-from models.actions import reviews, tokens
+from models.actions import odock_reconcile, reviews, tokens
 from models.base import utcnow
 from models.db import SessionFactory
 from models.entities import ApiToken, Budget, Organisation, Revocation, User
@@ -39,7 +39,7 @@ from models.settings import Settings
 from tests.scim.payloads import okta_create_group, okta_create_user, okta_deactivate
 from tests.security.tenants import OKTA_SECRET_A, Tenant, build_attacker, build_target
 from tests.support import factories as f
-from tests.support.state import change_checker
+from tests.support.state import change_checker, database_state, only_the_run_was_recorded
 
 PLACEHOLDER = re.compile(r"\{([a-z_0-9]+)\}")
 SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -889,6 +889,37 @@ def test_a_budget_naming_another_organisations_key_is_refused(tenants: Tenants) 
         assert answer.mimetype == "application/problem+json"
         assert answer.json["field"] == "owner_id", answer.json
     unchanged()
+
+
+def _owned_lines(owner_id: str, budget_id: uuid.UUID, quota_id: uuid.UUID) -> list[bytes]:
+    budget = {"kind": "budget", "id": str(budget_id), **_spy_budget(owner_id)}
+    quota = {**budget, "kind": "quota", "id": str(quota_id), "limit": 1}
+    del quota["amount"]
+    return [json.dumps(budget).encode(), json.dumps(quota).encode()]
+
+
+def test_an_import_naming_another_organisations_key_is_refused_row_by_row(
+    tenants: Tenants, engine: Engine
+) -> None:
+    """The bulk path (the import, and the reconcile through the same loader) asks the push's
+    rule: a budget or quota of A owned by B's key is rejected in the run's summary, as a person
+    of B would be, and nothing of it is stored."""
+    b_key = tenants.b.ids["key"]
+    budget_id, quota_id = uuid.uuid4(), uuid.uuid4()
+    before = database_state(tenants.sessions)
+    run = odock_reconcile.import_lines(
+        engine, organisation_id=tenants.a.org_id, lines=_owned_lines(b_key, budget_id, quota_id)
+    )
+    for kind, object_id in (("budget", budget_id), ("quota", quota_id)):
+        counts = run.summary[kind]
+        assert (counts["created"], counts["rejected"]) == (0, 1), run.summary
+        assert counts["ids"]["rejected"] == [f"{object_id}: no key {b_key} in this organisation"]
+    only_the_run_was_recorded(before, database_state(tenants.sessions), "odock.import.finished")
+    # The controls: a key id nobody holds yet is A's to name, and B's key is B's.
+    for org_id, owner in ((tenants.a.org_id, str(uuid.uuid4())), (tenants.b.org_id, b_key)):
+        lines = _owned_lines(owner, uuid.uuid4(), uuid.uuid4())
+        loaded = odock_reconcile.import_lines(engine, organisation_id=org_id, lines=lines)
+        assert loaded.summary["budget"]["created"] == loaded.summary["quota"]["created"] == 1
 
 
 def test_a_key_arriving_after_a_budget_of_another_organisation_does_not_bring_it_along(

@@ -57,3 +57,14 @@ def change_checker(
             assert snapshots[-1] == snapshots[0], "the request changed the database"
 
     return check
+
+
+def only_the_run_was_recorded(before: State, after: State, action: str) -> None:
+    """Between two snapshots: the run's record and its one audit event, nothing else."""
+    new = {t: sorted(set(after[t]) - set(before[t])) for t in after}
+    gone = {t: sorted(set(before[t]) - set(after[t])) for t in before}
+    assert not any(gone.values()), gone
+    assert len(new.pop("odock_reconcile_runs")) == 1
+    (event,) = new.pop("audit_events")
+    assert action in event, event
+    assert not any(new.values()), new
