@@ -19,7 +19,7 @@ from connectors.ldap.client import ServerConfig
 from connectors.ldap.errors import DirectoryConfigError
 from connectors.ldap.mapping import AttributeMapping, is_balanced_filter, is_valid_dn, mapping_for
 from connectors.outbound import UnsafeUrl, resolve_checked
-from models import audit
+from models import audit, unique_rows
 from models.actions.teams import validate_team_name
 from models.actor import Actor
 from models.base import utcnow
@@ -125,8 +125,8 @@ def create_connector(
     _apply_fields(session, connector, organisation.id, fields, settings)
     if bind_password is not None:
         connector.bind_password_encrypted = _seal(settings.secret_key, bind_password)
-    session.add(connector)
-    session.flush()
+    with unique_rows.claimed(session, lambda: _name_taken(connector.name)):
+        session.add(connector)
     _audit(session, connector, actor, "directory_connector.created", before=None)
     return connector
 
@@ -142,7 +142,9 @@ def update_connector(
 ) -> DirectoryConnector:
     before = _snapshot(connector)
     basis = _basis_before(connector)
-    _apply_fields(session, connector, connector.organisation_id, fields, settings)
+    renamed = str(fields.get("name", "")).strip()  # the one key an edit can find taken
+    with unique_rows.claimed(session, lambda: _name_taken(renamed)):
+        _apply_fields(session, connector, connector.organisation_id, fields, settings)
     if bind_password is not None:
         connector.bind_password_encrypted = _seal(settings.secret_key, bind_password)
     connector.updated_at = utcnow()
@@ -316,6 +318,10 @@ def _check_destination(url: str, settings: Settings) -> None:
         raise InvalidInput(f"{url!r}: {exc.reason}", field="server_urls") from None
 
 
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"a connector named {name!r} already exists", field="name")
+
+
 def _validate(session: Session, connector: DirectoryConnector, organisation_id: uuid.UUID) -> None:
     name = (connector.name or "").strip()
     if not name or len(name) > 100:
@@ -326,7 +332,7 @@ def _validate(session: Session, connector: DirectoryConnector, organisation_id: 
         )
     )
     if clash is not None and clash is not connector:
-        raise Conflict(f"a connector named {name!r} already exists", field="name")
+        raise _name_taken(name)
     connector.name = name
     if not connector.server_urls:
         raise InvalidInput("at least one server URL is required", field="server_urls")

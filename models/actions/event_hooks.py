@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import audit, encryption, inbound_secrets
+from models import audit, encryption, inbound_secrets, unique_rows
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import EventHookConfig, Organisation
@@ -26,12 +26,13 @@ HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 
 
 def get_config(session: Session, organisation_id: uuid.UUID) -> EventHookConfig:
-    """The organisation's hook configuration, created empty on first use."""
+    """The organisation's hook configuration, created empty on first use (by one of two
+    admins at once: the other goes on with it)."""
     config = session.get(EventHookConfig, organisation_id)
     if config is None:
-        config = EventHookConfig(organisation_id=organisation_id, signing_secrets=[])
-        session.add(config)
-        session.flush()
+        config, _ = unique_rows.insert_or_find(
+            session, EventHookConfig, {"organisation_id": organisation_id}, {"signing_secrets": []}
+        )
     return config
 
 

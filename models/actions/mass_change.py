@@ -39,7 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from models import audit
+from models import audit, unique_rows
 from models.actor import Actor
 from models.base import new_id, utcnow
 from models.db import PREPARED
@@ -147,22 +147,33 @@ def set_thresholds(
     threshold_percent: int | None = None,
     window_minutes: int | None = None,
 ) -> Thresholds:
-    """Change some of the organisation's thresholds; all are checked before any is stored."""
-    before = thresholds(session, organisation.id)
-    after = Thresholds(
-        before.enabled if enabled is None else enabled,
-        before.threshold_count if threshold_count is None else threshold_count,
-        before.threshold_percent if threshold_percent is None else threshold_percent,
-        before.window_minutes if window_minutes is None else window_minutes,
+    """Change some of the organisation's thresholds; all are checked before any is stored.
+    Of two admins at once, the later changes what the earlier stored (the row is locked,
+    created by the first of them if need be), so neither loses the other's change."""
+
+    def changed(before: Thresholds) -> Thresholds:
+        after = Thresholds(
+            before.enabled if enabled is None else enabled,
+            before.threshold_count if threshold_count is None else threshold_count,
+            before.threshold_percent if threshold_percent is None else threshold_percent,
+            before.window_minutes if window_minutes is None else window_minutes,
+        )
+        _validate(after)
+        return after
+
+    read = thresholds(session, organisation.id)
+    if changed(read) == read:
+        return read
+    session.info.get(_THRESHOLDS_READ, {}).pop(organisation.id, None)
+    stored, _ = unique_rows.insert_or_find(
+        session, MassChangeSettings, {"organisation_id": organisation.id}, lock=True
     )
-    _validate(after)
+    before = Thresholds(
+        stored.enabled, stored.threshold_count, stored.threshold_percent, stored.window_minutes
+    )
+    after = changed(before)
     if after == before:
         return after
-    session.info.get(_THRESHOLDS_READ, {}).pop(organisation.id, None)
-    stored = session.get(MassChangeSettings, organisation.id)
-    if stored is None:
-        stored = MassChangeSettings(organisation_id=organisation.id)
-        session.add(stored)
     stored.enabled, stored.threshold_count = after.enabled, after.threshold_count
     stored.threshold_percent, stored.window_minutes = after.threshold_percent, after.window_minutes
     audit.record(

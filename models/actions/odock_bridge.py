@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models import audit, encryption, inbound_secrets
+from models import audit, encryption, inbound_secrets, unique_rows
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import OdockBridge, Organisation
@@ -16,12 +16,13 @@ from models.inbound_secrets import AddedSecret
 
 
 def bridge_of(session: Session, organisation_id: uuid.UUID) -> OdockBridge:
-    """The organisation's bridge row, created empty on first use."""
+    """The organisation's bridge row, created empty on first use (by one of two admins at
+    once: the other goes on with it)."""
     bridge = session.get(OdockBridge, organisation_id)
     if bridge is None:
-        bridge = OdockBridge(organisation_id=organisation_id, signing_secrets=[])
-        session.add(bridge)
-        session.flush()
+        bridge, _ = unique_rows.insert_or_find(
+            session, OdockBridge, {"organisation_id": organisation_id}, {"signing_secrets": []}
+        )
     return bridge
 
 

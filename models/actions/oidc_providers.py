@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from connectors.oidc import Client
 from connectors.outbound import UrlPolicy
-from models import audit, encryption
+from models import audit, encryption, unique_rows
 from models.actions import provider_accounts
 from models.actor import Actor
 from models.base import utcnow
@@ -57,23 +57,34 @@ def configure(
     name = (display_name or "").strip() or urlsplit(issuer).hostname or issuer
     if len(name) > 100 or not name.isprintable():
         raise InvalidInput("display_name must be at most 100 printable characters", field="name")
-    provider = session.get(OidcProvider, organisation.id)
-    before = _public(provider)
-    # Only iss and sub identify someone; a new client at the same issuer may see new subs.
-    client_changed = (
-        provider is not None and provider.issuer == issuer and provider.client_id != client_id
+    sealed = encryption.encrypt(secret_key, client_secret, purpose=PURPOSE)
+    # Two admins setting it at once: the later waits for the earlier and replaces its values.
+    provider, created = unique_rows.insert_or_find(
+        session,
+        OidcProvider,
+        {"organisation_id": organisation.id},
+        {
+            "issuer": issuer,
+            "client_id": client_id,
+            "display_name": name,
+            "sealed_client_secret": sealed,
+            "callback_id": secrets.token_hex(16),
+            "shared_callback": bool(shared_callback),
+        },
+        lock=True,
     )
-    if provider is None:
-        provider = OidcProvider(organisation_id=organisation.id, shared_callback=False)
-        session.add(provider)
-    if provider.issuer != issuer:  # another provider: redirect URIs of its own
-        provider.callback_id = secrets.token_hex(16)
-    if shared_callback is not None:
-        provider.shared_callback = shared_callback
-    provider.issuer, provider.client_id, provider.display_name = issuer, client_id, name
-    provider.sealed_client_secret = encryption.encrypt(secret_key, client_secret, purpose=PURPOSE)
-    provider.updated_at = utcnow()
-    session.flush()
+    before = None if created else _public(provider)
+    # Only iss and sub identify someone; a new client at the same issuer may see new subs.
+    client_changed = not created and provider.issuer == issuer and provider.client_id != client_id
+    if not created:
+        if provider.issuer != issuer:  # another provider: redirect URIs of its own
+            provider.callback_id = secrets.token_hex(16)
+        if shared_callback is not None:
+            provider.shared_callback = shared_callback
+        provider.issuer, provider.client_id, provider.display_name = issuer, client_id, name
+        provider.sealed_client_secret = sealed
+        provider.updated_at = utcnow()
+        session.flush()
     forgotten = provider_accounts.forget_on_provider_change(
         session,
         organisation_id=organisation.id,

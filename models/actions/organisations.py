@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import audit
+from models import audit, unique_rows
 from models.actor import Actor
 from models.entities import Organisation, OrganisationSettings
 from models.errors import Conflict, InvalidInput, NotFound
@@ -28,12 +28,16 @@ def create_organisation(
     slug = slug or slugify(name)
     if not SLUG_PATTERN.match(slug):
         raise InvalidInput("slug must be lowercase letters, digits and dashes", field="slug")
+
+    def taken() -> Conflict:
+        return Conflict(f"an organisation with slug {slug!r} already exists", field="slug")
+
     if session.scalar(select(Organisation.id).where(Organisation.slug == slug)):
-        raise Conflict(f"an organisation with slug {slug!r} already exists", field="slug")
+        raise taken()
     organisation = Organisation(name=name, slug=slug)
     organisation.settings = OrganisationSettings()
-    session.add(organisation)
-    session.flush()
+    with unique_rows.claimed(session, taken):  # two creates of one slug at once: one 409s
+        session.add(organisation)
     audit.record(
         session,
         actor=actor,

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from models import audit
+from models import audit, unique_rows
 from models.actions import key_revocation, key_rotations, reviews
 from models.actor import Actor
 from models.base import in_utc, utcnow
@@ -86,10 +86,10 @@ class Opened:
 def policy_of(session: Session, organisation_id: uuid.UUID) -> RecertificationPolicy:
     """The organisation's policy; the defaults (disabled) until someone configures it."""
     policy = session.get(RecertificationPolicy, organisation_id)
-    if policy is None:
-        policy = RecertificationPolicy(organisation_id=organisation_id)
-        session.add(policy)
-        session.flush()
+    if policy is None:  # written by the first reader; of two at once, the other reads it
+        policy, _ = unique_rows.insert_or_find(
+            session, RecertificationPolicy, {"organisation_id": organisation_id}
+        )
     return policy
 
 

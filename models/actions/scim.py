@@ -33,7 +33,7 @@ from sqlalchemy.orm.strategy_options import _AbstractLoad
 from connectors.scim.errors import InvalidValue, ScimError
 from connectors.scim.fields import ScimGroupFields, ScimUserFields
 from connectors.scim.member_patch import MemberSteps
-from models import audit, driver_writes, membership_locks, person_lock
+from models import audit, driver_writes, membership_locks, person_lock, unique_rows
 from models.actions import access_end, access_reviews, lifecycle, mass_change
 from models.actions import teams as team_actions
 from models.actions import users as user_actions
@@ -867,26 +867,27 @@ def set_group_role(
     key = group_name.strip().lower()
     if not key:
         raise InvalidInput("a group name is required", field="group")
-    existing = session.get(ScimGroupRole, (organisation.id, key))
-    before = {"group": existing.group_name, "role": existing.role.value} if existing else None
     if role is None:
-        session.execute(
-            delete(ScimGroupRole).where(
+        gone = session.execute(
+            delete(ScimGroupRole)
+            .where(
                 ScimGroupRole.organisation_id == organisation.id,
                 ScimGroupRole.group_name_key == key,
             )
-        )
-    elif existing is None:
-        session.add(
-            ScimGroupRole(
-                organisation_id=organisation.id,
-                group_name_key=key,
-                group_name=group_name.strip(),
-                role=role,
-            )
-        )
+            .returning(ScimGroupRole.group_name, ScimGroupRole.role)
+        ).first()
+        before = {"group": gone.group_name, "role": gone.role.value} if gone else None
     else:
-        existing.role = role
+        # Of two admins mapping the group at once, the later changes what the earlier wrote.
+        mapping, created = unique_rows.insert_or_find(
+            session,
+            ScimGroupRole,
+            {"organisation_id": organisation.id, "group_name_key": key},
+            {"group_name": group_name.strip(), "role": role},
+            lock=True,
+        )
+        before = None if created else {"group": mapping.group_name, "role": mapping.role.value}
+        mapping.role = role
     session.flush()
     audit.record(
         session,

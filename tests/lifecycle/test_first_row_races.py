@@ -1,0 +1,337 @@
+"""Rows with a unique key created by two writers at once compose as if one came after the
+other (models/unique_rows.py): a row kept once per organisation (its OpenID Connect
+provider, its hook configuration, its Odock bridge, its policies) is created by the first and
+changed by the second; a new object whose name must be free (a connector, an organisation)
+is made by the first and refused to the second with a Conflict (a 409). Never a duplicate
+key error (an IntegrityError, a 500), and one audit event per change that happened.
+
+Each race is two transactions in threads (tests/lifecycle/test_membership_races.Race): the
+first writes the row and, on PostgreSQL, waits until the second waits for it (its INSERT
+waits for the first's key), then commits. Before models/unique_rows the second failed on
+the key. On SQLite the second begins only once the first committed: the same serial end."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.actions import (
+    directory_connectors,
+    event_hooks,
+    mass_change,
+    odock_bridge,
+    oidc_providers,
+    organisations,
+    recertification,
+)
+from models.actions import scim as scim_actions
+from models.entities import (
+    AuditEvent,
+    DirectoryConnector,
+    EventHookConfig,
+    OdockBridge,
+    OidcProvider,
+    Organisation,
+    RecertificationPolicy,
+    ScimGroupRole,
+)
+from models.enums import Role
+from models.errors import Conflict
+from models.settings import Settings
+from tests.lifecycle.test_membership_races import Race, race  # noqa: F401 (the fixture)
+from tests.support import factories as f
+
+
+def _org(session: Session) -> Organisation:
+    org = f.make_org(session)
+    session.commit()
+    return org
+
+
+def _trail(session: Session, organisation_id: uuid.UUID, action: str) -> list[AuditEvent]:
+    session.expire_all()
+    return list(
+        session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.organisation_id == organisation_id, AuditEvent.action == action)
+            .order_by(AuditEvent.occurred_at, AuditEvent.id)
+        )
+    )
+
+
+def _in(org: Organisation, change: Callable[[Session, Organisation], Any]) -> Any:
+    def run(own: Session) -> None:
+        change(own, own.get_one(Organisation, org.id))
+        own.flush()
+
+    return run
+
+
+def _nothing(own: Session) -> None:
+    pass
+
+
+def test_two_admins_setting_the_first_oidc_provider_at_once(session, settings, race):  # noqa: F811
+    """The later replaces the earlier's provider, as if it came second."""
+    org = _org(session)
+
+    def configure(issuer: str, client_id: str) -> Callable[[Session, Organisation], Any]:
+        return lambda own, organisation: oidc_providers.configure(
+            own,
+            organisation=organisation,
+            secret_key=settings.secret_key,
+            actor=f.SETUP,
+            policy=settings.outbound_policy(),
+            issuer=issuer,
+            client_id=client_id,
+            client_secret="client-secret-0123456789abcdef",
+        )
+
+    race.run(
+        _in(org, configure("https://one.example", "client-one")),
+        _nothing,
+        _in(org, configure("https://two.example", "client-two")),
+    )
+    session.expire_all()
+    provider = session.get_one(OidcProvider, org.id)
+    assert (provider.issuer, provider.client_id) == ("https://two.example", "client-two")
+    trail = _trail(session, org.id, "sign_in.oidc_configured")
+    assert [(e.before or {}).get("issuer") for e in trail] == [None, "https://one.example"]
+    assert [e.after["issuer"] for e in trail] == ["https://one.example", "https://two.example"]
+
+
+@pytest.mark.parametrize(
+    ("module", "entity", "action"),
+    [
+        (event_hooks, EventHookConfig, "event_hooks.signing_secret_added"),
+        (odock_bridge, OdockBridge, "odock.signing_secret_added"),
+    ],
+)
+def test_two_first_signing_secrets_at_once_are_both_kept(
+    session,
+    settings: Settings,
+    race: Race,  # noqa: F811
+    module: Any,
+    entity: type[EventHookConfig] | type[OdockBridge],
+    action: str,
+):
+    """The organisation's hook configuration (or bridge row) is created by the first; the
+    second adds its secret to it."""
+    org = _org(session)
+    ids: list[str] = []
+
+    def add(own: Session, organisation: Organisation) -> None:
+        added = module.add_signing_secret(
+            own, organisation=organisation, secret_key=settings.secret_key, actor=f.SETUP
+        )
+        ids.append(added.id)
+
+    race.run(_in(org, add), _nothing, _in(org, add))
+    session.expire_all()
+    row = session.get_one(entity, org.id)
+    assert sorted(entry["id"] for entry in row.signing_secrets) == sorted(ids)
+    assert len(ids) == 2
+    assert len(_trail(session, org.id, action)) == 2
+
+
+def test_two_first_okta_secrets_at_once(session, settings, race):  # noqa: F811
+    org = _org(session)
+
+    def set_secret(header: str) -> Callable[[Session, Organisation], Any]:
+        return lambda own, organisation: event_hooks.set_okta_secret(
+            own,
+            organisation=organisation,
+            secret_key=settings.secret_key,
+            actor=f.SETUP,
+            header_name=header,
+        )
+
+    race.run(_in(org, set_secret("X-One")), _nothing, _in(org, set_secret("X-Two")))
+    session.expire_all()
+    assert session.get_one(EventHookConfig, org.id).okta_header_name == "X-Two"
+    assert len(_trail(session, org.id, "event_hooks.okta_secret_set")) == 2
+
+
+def test_two_first_reads_of_the_recertification_policy_at_once(session, race):  # noqa: F811
+    """A read (GET /recertification/policy) writes the defaults the first time."""
+    org = _org(session)
+
+    def read(own: Session, organisation: Organisation) -> None:
+        assert recertification.policy_of(own, organisation.id).enabled is False
+
+    race.run(_in(org, read), _nothing, _in(org, read))
+    session.expire_all()
+    assert session.get(RecertificationPolicy, org.id) is not None
+
+
+def test_two_first_recertification_policies_at_once(session, race):  # noqa: F811
+    org = _org(session)
+
+    def configure(days: int) -> Callable[[Session, Organisation], Any]:
+        return lambda own, organisation: recertification.configure(
+            own, organisation_id=organisation.id, actor=f.SETUP, changes={"every_days": days}
+        )
+
+    race.run(_in(org, configure(30)), _nothing, _in(org, configure(60)))
+    session.expire_all()
+    assert session.get_one(RecertificationPolicy, org.id).every_days == 60
+    trail = _trail(session, org.id, "recertification.policy_changed")
+    assert [(e.before["every_days"], e.after["every_days"]) for e in trail] == [(90, 30), (30, 60)]
+
+
+def test_two_first_mass_change_settings_at_once_keep_both_changes(session, race):  # noqa: F811
+    """One admin sets the count, the other the window: serially both stay."""
+    org = _org(session)
+    race.run(
+        _in(
+            org,
+            lambda own, organisation: mass_change.set_thresholds(
+                own, organisation=organisation, actor=f.SETUP, threshold_count=7
+            ),
+        ),
+        _nothing,
+        _in(
+            org,
+            lambda own, organisation: mass_change.set_thresholds(
+                own, organisation=organisation, actor=f.SETUP, window_minutes=30
+            ),
+        ),
+    )
+    session.expire_all()
+    now = mass_change.thresholds(session, org.id)
+    assert (now.threshold_count, now.window_minutes) == (7, 30)
+    trail = _trail(session, org.id, "mass_change.settings_changed")
+    assert len(trail) == 2
+    assert trail[1].before == trail[0].after
+
+
+def test_two_admins_mapping_one_scim_group_at_once(session, race):  # noqa: F811
+    org = _org(session)
+
+    def map_to(role: Role) -> Callable[[Session, Organisation], Any]:
+        return lambda own, organisation: scim_actions.set_group_role(
+            own, organisation=organisation, group_name="Admins", role=role, actor=f.SETUP
+        )
+
+    race.run(_in(org, map_to(Role.MANAGER)), _nothing, _in(org, map_to(Role.ORG_ADMIN)))
+    session.expire_all()
+    assert session.get_one(ScimGroupRole, (org.id, "admins")).role is Role.ORG_ADMIN
+    trail = _trail(session, org.id, "scim.group_role.set")
+    assert [e.before for e in trail] == [None, {"group": "Admins", "role": "MANAGER"}]
+
+
+def _refused(change: Callable[[Session, Organisation], Any], refusals: list[Conflict]) -> Any:
+    def run(own: Session, organisation: Organisation) -> None:
+        try:
+            change(own, organisation)
+        except Conflict as exc:
+            refusals.append(exc)
+
+    return run
+
+
+def test_two_connectors_of_one_name_at_once_make_one_and_a_conflict(
+    session,
+    settings,
+    race,  # noqa: F811
+):
+    org = _org(session)
+    refusals: list[Conflict] = []
+
+    def create(own: Session, organisation: Organisation) -> None:
+        directory_connectors.create_connector(
+            own,
+            organisation=organisation,
+            fields={"name": "corp", "server_urls": ["ldap://127.0.0.1:389"], "base_dn": "dc=x"},
+            bind_password=None,
+            settings=settings,
+            actor=f.SETUP,
+        )
+
+    race.run(_in(org, create), _nothing, _in(org, _refused(create, refusals)))
+    assert [str(exc) for exc in refusals] == ["a connector named 'corp' already exists"]
+    session.expire_all()
+    names = session.scalars(
+        select(DirectoryConnector.name).where(DirectoryConnector.organisation_id == org.id)
+    ).all()
+    assert names == ["corp"]
+    assert len(_trail(session, org.id, "directory_connector.created")) == 1
+
+
+def test_a_connector_renamed_to_a_name_created_at_once_is_a_conflict(
+    session,
+    settings,
+    race,  # noqa: F811
+):
+    org = _org(session)
+    old = directory_connectors.create_connector(
+        session,
+        organisation=org,
+        fields={"name": "old", "server_urls": ["ldap://127.0.0.1:389"], "base_dn": "dc=x"},
+        bind_password=None,
+        settings=settings,
+        actor=f.SETUP,
+    )
+    session.commit()
+    refusals: list[Conflict] = []
+
+    def create(own: Session, organisation: Organisation) -> None:
+        directory_connectors.create_connector(
+            own,
+            organisation=organisation,
+            fields={"name": "corp", "server_urls": ["ldap://127.0.0.1:389"], "base_dn": "dc=x"},
+            bind_password=None,
+            settings=settings,
+            actor=f.SETUP,
+        )
+
+    def rename(own: Session, organisation: Organisation) -> None:
+        directory_connectors.update_connector(
+            own,
+            connector=own.get_one(DirectoryConnector, old.id),
+            fields={"name": "corp"},
+            bind_password=None,
+            settings=settings,
+            actor=f.SETUP,
+        )
+
+    race.run(_in(org, create), _nothing, _in(org, _refused(rename, refusals)))
+    assert [str(exc) for exc in refusals] == ["a connector named 'corp' already exists"]
+    session.expire_all()
+    assert session.get_one(DirectoryConnector, old.id).name == "old"
+    assert _trail(session, org.id, "directory_connector.updated") == []
+
+
+def test_two_organisations_of_one_slug_at_once_make_one_and_a_conflict(race):  # noqa: F811
+    slug = f.fresh_slug()
+    refusals: list[Conflict] = []
+    made: list[uuid.UUID] = []
+
+    def create(own: Session) -> None:
+        made.append(
+            organisations.create_organisation(own, name="Twin", slug=slug, actor=f.SETUP).id
+        )
+
+    def create_or_refused(own: Session) -> None:
+        try:
+            create(own)
+        except Conflict as exc:
+            refusals.append(exc)
+
+    race.run(create, _nothing, create_or_refused)
+    assert [str(exc) for exc in refusals] == [f"an organisation with slug {slug!r} already exists"]
+    with race.sessions() as fresh:
+        found = fresh.scalars(select(Organisation.id).where(Organisation.slug == slug)).all()
+        assert found == made
+        created = fresh.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "organisation.created",
+                AuditEvent.target_id == str(made[0]),
+            )
+        ).all()
+        assert len(created) == 1
