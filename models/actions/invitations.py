@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, and_, delete, false, func, insert, or_, se
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import audit, membership_locks, outbox
+from models import audit, membership_locks, outbox, unique_rows
 from models.access import Viewer, managed_team_ids, require_can_handle_team_role
 from models.actions import lifecycle, provider_accounts, sign_in_audit
 from models.actions.identities import link_identity
@@ -266,13 +266,13 @@ def invite(
         resends_in_window=0,
     )
     token = _issue_token(invitation, secret_key)
-    try:
-        with session.begin_nested():
-            session.add(invitation)
-            session.flush()
-            _hold_email(session, invitation)
-    except IntegrityError:  # a concurrent invite of the same email won
-        raise Conflict(f"{email} already has a pending invitation", field="email") from None
+    # A concurrent invite of the same email may win meanwhile: then a Conflict.
+    with unique_rows.claimed(
+        session, lambda: Conflict(f"{email} already has a pending invitation", field="email")
+    ):
+        session.add(invitation)
+        session.flush()
+        _hold_email(session, invitation)
     _audit(session, invitation, actor, "invitation.created", before=None)
     outbox.enqueue(session, TASK_DELIVER, invitation_id=str(invitation.id), send_number=1)
     return Issued(invitation=invitation, token=token)
@@ -313,13 +313,13 @@ def resend(
     invitation.expires_at = now + timedelta(hours=organisation.settings.invitation_lifetime_hours)
     invitation.updated_at = now
     token = _issue_token(invitation, secret_key)
-    try:
-        with session.begin_nested():
+    email = invitation.email
+    with unique_rows.claimed(
+        session, lambda: Conflict(f"{email} already has a pending invitation")
+    ):
+        if reopened:
             session.flush()
-            if reopened:
-                _hold_email(session, invitation)
-    except IntegrityError:
-        raise Conflict(f"{invitation.email} already has a pending invitation") from None
+            _hold_email(session, invitation)
     _audit(session, invitation, actor, "invitation.resent", before=before)
     outbox.enqueue(
         session,

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import audit, key_scope, membership_locks
+from models import audit, key_scope, membership_locks, unique_rows
 from models.actions import access_reviews, key_revocation
 from models.actor import Actor
 from models.base import utcnow
@@ -60,12 +60,11 @@ def create_team(
         organisation_id=organisation.id, external_source=external_source, external_id=external_id
     )
     team.set_name(name)
-    try:
-        with session.begin_nested():
-            session.add(team)
-            session.flush()
-    except IntegrityError:  # a concurrent create of the same name won
-        raise Conflict(f"a team named {name!r} already exists", field="name") from None
+    # A concurrent create of the same name may win meanwhile: then a Conflict.
+    with unique_rows.claimed(
+        session, lambda: Conflict(f"a team named {name!r} already exists", field="name")
+    ):
+        session.add(team)
     _audit_team(session, team, actor, "team.created", before=None)
     return team
 

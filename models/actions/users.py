@@ -10,10 +10,9 @@ import uuid
 from typing import Protocol
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import audit, person_lock
+from models import audit, person_lock, unique_rows
 from models.actions import access_reviews
 from models.actor import Actor
 from models.base import new_id, new_row, utcnow
@@ -82,20 +81,19 @@ def create_user(
     _check_organisation_role(role)
     if find_user_by_email(session, organisation.id, email):
         raise Conflict(f"a user with email {email} already exists", field="email")
-    try:
-        with session.begin_nested():
-            user = add_user(
-                session,
-                organisation=organisation,
-                email=email,
-                name=name,
-                role=role,
-                actor=actor,
-                status=status,
-            )
-            session.flush()
-    except IntegrityError:  # a concurrent create of the same email won
-        raise Conflict(f"a user with email {email} already exists", field="email") from None
+    # A concurrent create of the same email may win meanwhile: then a Conflict.
+    with unique_rows.claimed(
+        session, lambda: Conflict(f"a user with email {email} already exists", field="email")
+    ):
+        user = add_user(
+            session,
+            organisation=organisation,
+            email=email,
+            name=name,
+            role=role,
+            actor=actor,
+            status=status,
+        )
     return user
 
 
