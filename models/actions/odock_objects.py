@@ -30,7 +30,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import audit
+from models import audit, unique_rows
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import Budget, OdockTombstone, Quota, Team, User, VirtualApiKey
@@ -425,14 +425,15 @@ def buried_at(session: Session, organisation_id: uuid.UUID, kind: str, object_id
 def bury(
     session: Session, organisation_id: uuid.UUID, kind: str, object_id: uuid.UUID, version: int
 ) -> None:
-    tombstone = session.get(OdockTombstone, (organisation_id, kind, object_id))
-    if tombstone is None:
-        session.add(
-            OdockTombstone(
-                organisation_id=organisation_id, kind=kind, object_id=object_id, version=version
-            )
-        )
-    else:
+    # Two deletes of an object this side never had, at once: the later moves the tombstone.
+    tombstone, created = unique_rows.insert_or_find(
+        session,
+        OdockTombstone,
+        {"organisation_id": organisation_id, "kind": kind, "object_id": object_id},
+        {"version": version},
+        lock=True,
+    )
+    if not created:
         tombstone.version = max(tombstone.version, version)
         tombstone.deleted_at = utcnow()
 

@@ -25,6 +25,7 @@ from models.actions import (
     event_hooks,
     mass_change,
     odock_bridge,
+    odock_objects,
     oidc_providers,
     organisations,
     recertification,
@@ -335,3 +336,28 @@ def test_two_organisations_of_one_slug_at_once_make_one_and_a_conflict(race):  #
             )
         ).all()
         assert len(created) == 1
+
+
+def test_two_deletes_of_an_unknown_odock_key_at_once_leave_one_tombstone(session, race):  # noqa: F811
+    """Odock deletes a key this side never had, twice at once (a retry): the later delete
+    moves the tombstone to its version."""
+    org = _org(session)
+    key_id = uuid.uuid4()
+
+    def delete(version: int) -> Callable[[Session], None]:
+        def run(own: Session) -> None:
+            odock_objects.delete_object(
+                own,
+                organisation_id=org.id,
+                kind=odock_objects.KIND_KEY,
+                object_id=key_id,
+                version=version,
+                actor=f.SETUP,
+            )
+            own.flush()
+
+        return run
+
+    race.run(delete(3), _nothing, delete(5))
+    session.expire_all()
+    assert odock_objects.buried_at(session, org.id, odock_objects.KIND_KEY, key_id) == 5
