@@ -13,14 +13,15 @@ insert, and the later INSERT waits for the earlier transaction and then fails on
 - `claimed`, a new object whose natural key must be free (a connector's name, an
   organisation's slug): written in a savepoint; when another transaction took the key
   meanwhile, the savepoint is rolled back and the caller's Conflict raised (a 409), nothing
-  written and no audit event.
+  written and no audit event. `written` is the same savepoint for rows a second writer
+  should read again and complete rather than refuse (a notification's deliveries).
 
 SQLite runs one writer at a time (BEGIN IMMEDIATE): no race there, the same statements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -79,6 +80,18 @@ def _find(session: Session, entity: type[T], key: dict[str, Any], lock: bool) ->
     if lock and session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     return session.scalars(query).one_or_none()
+
+
+def written(session: Session, objects: Sequence[Base]) -> bool:
+    """Write the new objects in a savepoint; False, none of them written, when a unique key
+    one of them takes was taken meanwhile by another transaction (then read again what it
+    wrote and write what is left)."""
+    try:
+        with session.begin_nested():
+            session.add_all(objects)
+    except IntegrityError:
+        return False
+    return True
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from models import audit, outbox
+from models import audit, outbox, unique_rows
 from models.actions.notification_hooks import subscribed
 from models.actor import Actor
 from models.base import utcnow
@@ -59,14 +59,11 @@ def plan_deliveries(
     payload: dict[str, Any],
     recipient_user_ids: list[uuid.UUID],
 ) -> list[NotificationDelivery]:
-    """One delivery per subscribed hook and per recipient; re-running plans nothing new."""
-    known = set(
-        session.scalars(
-            select(NotificationDelivery.target_key).where(NotificationDelivery.event_id == event_id)
-        )
-    )
+    """One delivery per subscribed hook and per recipient; re-running plans nothing new,
+    nor does a second dispatch of the event at once (at least once: a relay's re-publish):
+    it waits for the first, whose deliveries take the (event, target) keys, and plans what
+    is left."""
     review_id = _uuid_or_none(payload.get("review_id"))
-    planned = []
     hooks = session.scalars(
         select(NotificationHook).where(
             NotificationHook.organisation_id == organisation_id,
@@ -80,21 +77,31 @@ def plan_deliveries(
         (f"user:{uid}", {"recipient_user_id": uid, "recipient_email": email})
         for uid, email in _recipients(session, organisation_id, recipient_user_ids)
     ]
-    for target_key, fields in targets:
-        if target_key in known:
-            continue
-        delivery = NotificationDelivery(
-            organisation_id=organisation_id,
-            event_id=event_id,
-            event=event,
-            target_key=target_key,
-            review_id=review_id,
-            payload=payload,
-            **fields,
+    for _ in range(unique_rows.ATTEMPTS):
+        known = set(
+            session.scalars(
+                select(NotificationDelivery.target_key).where(
+                    NotificationDelivery.event_id == event_id
+                )
+            )
         )
-        session.add(delivery)
-        planned.append(delivery)
-    session.flush()
+        planned = [
+            NotificationDelivery(
+                organisation_id=organisation_id,
+                event_id=event_id,
+                event=event,
+                target_key=target_key,
+                review_id=review_id,
+                payload=payload,
+                **fields,
+            )
+            for target_key, fields in targets
+            if target_key not in known
+        ]
+        if not planned or unique_rows.written(session, planned):
+            break
+    else:
+        raise RuntimeError(f"notification {event_id}: deliveries neither planned nor found")
     for delivery in planned:
         outbox.enqueue(session, TASK_DELIVER, delivery_id=str(delivery.id))
     return planned

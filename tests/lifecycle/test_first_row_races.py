@@ -2,7 +2,9 @@
 other (models/unique_rows.py): a row kept once per organisation (its OpenID Connect
 provider, its hook configuration, its Odock bridge, its policies) is created by the first and
 changed by the second; a new object whose name must be free (a connector, an organisation)
-is made by the first and refused to the second with a Conflict (a 409). Never a duplicate
+is made by the first and refused to the second with a Conflict (a 409); rows keyed by what
+they are for (a notification's deliveries) are written by the first, and the second writes
+what is left. Never a duplicate
 key error (an IntegrityError, a 500), and one audit event per change that happened.
 
 Each race is two transactions in threads (tests/lifecycle/test_membership_races.Race): the
@@ -24,6 +26,7 @@ from models.actions import (
     directory_connectors,
     event_hooks,
     mass_change,
+    notification_deliveries,
     odock_bridge,
     odock_objects,
     oidc_providers,
@@ -35,16 +38,19 @@ from models.entities import (
     AuditEvent,
     DirectoryConnector,
     EventHookConfig,
+    NotificationDelivery,
     OdockBridge,
     OidcProvider,
     Organisation,
+    OutboxMessage,
     RecertificationPolicy,
     ScimGroupRole,
 )
-from models.enums import Role
+from models.enums import HookKind, Role
 from models.errors import Conflict
 from models.settings import Settings
 from tests.lifecycle.test_membership_races import Race, race  # noqa: F401 (the fixture)
+from tests.reviews.test_deliveries import add_hook
 from tests.support import factories as f
 
 
@@ -361,3 +367,45 @@ def test_two_deletes_of_an_unknown_odock_key_at_once_leave_one_tombstone(session
     race.run(delete(3), _nothing, delete(5))
     session.expire_all()
     assert odock_objects.buried_at(session, org.id, odock_objects.KIND_KEY, key_id) == 5
+
+
+def test_two_dispatches_of_one_notification_at_once_plan_each_delivery_once(
+    session,
+    settings,
+    race,  # noqa: F811
+):
+    """The relay re-publishes a dispatch the worker is running (at least once): the later
+    plans nothing, and each delivery is sent for once."""
+    org = _org(session)
+    add_hook(session, settings, org, HookKind.WEBHOOK, "http://127.0.0.1:9/x")
+    session.commit()
+    planned: list[int] = []
+
+    def dispatch(own: Session) -> None:
+        planned.append(
+            len(
+                notification_deliveries.plan_deliveries(
+                    own,
+                    event_id="e-twice",
+                    organisation_id=org.id,
+                    event="review.opened",
+                    payload={},
+                    recipient_user_ids=[],
+                )
+            )
+        )
+        own.flush()
+
+    race.run(dispatch, _nothing, dispatch)
+    assert planned == [1, 0]
+    session.expire_all()
+    rows = session.scalars(
+        select(NotificationDelivery).where(NotificationDelivery.event_id == "e-twice")
+    ).all()
+    assert len(rows) == 1
+    sends = session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.task == notification_deliveries.TASK_DELIVER,
+        )
+    ).all()
+    assert [message.kwargs["delivery_id"] for message in sends] == [str(rows[0].id)]
