@@ -101,7 +101,10 @@ def configure(
 
 
 def clear(session: Session, *, organisation: Organisation, actor: Actor) -> None:
-    provider = session.get(OidcProvider, organisation.id)
+    # Locked: of two admins clearing it at once, the later finds none (a 404, no audit event).
+    provider = session.get(
+        OidcProvider, organisation.id, with_for_update=True, populate_existing=True
+    )
     if provider is None:
         raise NotFound("this organisation has no OpenID Connect provider")
     before = _public(provider)

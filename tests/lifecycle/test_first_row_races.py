@@ -47,7 +47,7 @@ from models.entities import (
     ScimGroupRole,
 )
 from models.enums import HookKind, Role
-from models.errors import Conflict
+from models.errors import Conflict, NotFound
 from models.settings import Settings
 from tests.lifecycle.test_membership_races import Race, race  # noqa: F401 (the fixture)
 from tests.reviews.test_deliveries import add_hook
@@ -409,3 +409,35 @@ def test_two_dispatches_of_one_notification_at_once_plan_each_delivery_once(
         )
     ).all()
     assert [message.kwargs["delivery_id"] for message in sends] == [str(rows[0].id)]
+
+
+def test_two_admins_clearing_the_oidc_provider_at_once(session, settings, race):  # noqa: F811
+    """The later finds none: NotFound, and one audit event for the one clear that happened."""
+    org = _org(session)
+    oidc_providers.configure(
+        session,
+        organisation=org,
+        secret_key=settings.secret_key,
+        actor=f.SETUP,
+        policy=settings.outbound_policy(),
+        issuer="https://one.example",
+        client_id="client-one",
+        client_secret="client-secret-0123456789abcdef",
+    )
+    session.commit()
+    missing: list[NotFound] = []
+
+    def clear(own: Session, organisation: Organisation) -> None:
+        oidc_providers.clear(own, organisation=organisation, actor=f.SETUP)
+
+    def clear_or_missing(own: Session, organisation: Organisation) -> None:
+        try:
+            clear(own, organisation)
+        except NotFound as exc:
+            missing.append(exc)
+
+    race.run(_in(org, clear), _nothing, _in(org, clear_or_missing))
+    assert len(missing) == 1
+    session.expire_all()
+    assert session.get(OidcProvider, org.id) is None
+    assert len(_trail(session, org.id, "sign_in.oidc_cleared")) == 1
