@@ -3,15 +3,15 @@ compose as if one came after the other, never with a duplicate-key error (a 500)
 
 "Read; if none, insert" loses a race on PostgreSQL: two transactions both find no row, both
 insert, and the later INSERT waits for the earlier transaction and then fails on the key
-(IntegrityError). Two ways out, one for each kind of row:
+(IntegrityError). The ways out, by kind of row:
 
 - `insert_or_find`, a row kept once per key (an organisation's OpenID Connect provider, its
   hook configuration, its Odock bridge row, a policy): INSERT ... ON CONFLICT DO NOTHING, then
   the row read by its key. The later writer waits for the earlier, inserts nothing, and reads
   the earlier's row (READ COMMITTED: a new statement sees what committed before it began),
   locked if asked, and goes on with it as a second writer would.
-- `claimed`, a new object whose natural key must be free (a connector's name, an
-  organisation's slug): written in a savepoint; when another transaction took the key
+- `claimed`, a new object whose natural key must be free (a team's, a connector's name, a
+  person's email, an organisation's slug): written in a savepoint; when another transaction took the key
   meanwhile, the savepoint is rolled back and the caller's Conflict raised (a 409), nothing
   written and no audit event. `written` is the same savepoint for rows a second writer
   should read again and complete rather than refuse (a notification's deliveries).
