@@ -11,9 +11,9 @@ insert, and the later INSERT waits for the earlier transaction and then fails on
   the earlier's row (READ COMMITTED: a new statement sees what committed before it began),
   locked if asked, and goes on with it as a second writer would.
 - `claimed`, a new object whose natural key must be free (a team's, a connector's name, a
-  person's email, an organisation's slug): written in a savepoint; when another transaction took the key
-  meanwhile, the savepoint is rolled back and the caller's Conflict raised (a 409), nothing
-  written and no audit event. `written` is the same savepoint for rows a second writer
+  person's email, an organisation's slug): written in a savepoint; when another transaction
+  took the key meanwhile, the savepoint is rolled back and the caller's Conflict raised (a
+  409), nothing written and no audit event. `written` is the same savepoint for rows a second writer
   should read again and complete rather than refuse (a notification's deliveries).
 
 SQLite runs one writer at a time (BEGIN IMMEDIATE): no race there, the same statements.
