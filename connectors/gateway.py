@@ -10,7 +10,13 @@ from typing import Any
 
 import requests
 
-from connectors.outbound import BodyRefused, UrlPolicy, pinned_session, read_bounded
+from connectors.outbound import (
+    BodyRefused,
+    UrlPolicy,
+    pinned_session,
+    read_bounded,
+    retry_after_seconds,
+)
 
 # A key status of a full claim (500 keys) is about 50 KB; an answer is read no further than
 # this, and only within the call's timeout.
@@ -18,7 +24,12 @@ MAX_ANSWER_BYTES = 1024 * 1024
 
 
 class GatewayUnavailable(Exception):
-    """The gateway did not acknowledge; the call is safe to repeat."""
+    """The gateway did not acknowledge; the call is safe to repeat. `retry_after`: the seconds
+    the gateway asked to be left alone (its Retry-After on a 429 or 503), when it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def invalidate_keys(
@@ -71,7 +82,11 @@ def _post(
             ) as response,
         ):
             if response.status_code >= 300:
-                raise GatewayUnavailable(f"gateway answered {response.status_code}")
+                wait = retry_after_seconds(response)
+                asked = "" if wait is None else f" (Retry-After {wait:.0f} s)"
+                raise GatewayUnavailable(
+                    f"gateway answered {response.status_code}{asked}", retry_after=wait
+                )
             return read_bounded(response, max_bytes=MAX_ANSWER_BYTES, deadline=deadline)
     except BodyRefused as exc:
         raise GatewayUnavailable(f"gateway answered, its body {exc}") from None

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 
-from connectors.outbound import BodyRefused, UrlPolicy, pinned_session, read_bounded
+from connectors.outbound import (
+    BodyRefused,
+    UrlPolicy,
+    pinned_session,
+    read_bounded,
+    retry_after_seconds,
+)
 from connectors.signed_webhooks import sign
 
 COMMANDS_PATH = "/v1/sync/commands"
@@ -67,31 +72,14 @@ def send_store_command(
             if response.status_code in GONE:
                 raise KeyUnknown(f"store answered {response.status_code}: no such key")
             if not 200 <= response.status_code < 300:
-                raise StoreUnavailable(
-                    f"store answered {response.status_code}", retry_after=_retry_after(response)
-                )
+                wait = retry_after_seconds(response)
+                raise StoreUnavailable(f"store answered {response.status_code}", retry_after=wait)
             answer = read_bounded(response, max_bytes=MAX_ANSWER_BYTES, deadline=deadline)
     except BodyRefused as exc:
         raise StoreUnavailable(f"store answered {response.status_code}, its body {exc}") from None
     except (requests.RequestException, OSError) as exc:
         raise StoreUnavailable(f"store unreachable: {type(exc).__name__}") from exc
     return _applied_at(answer)
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """The store's Retry-After in seconds (given as seconds or as an HTTP date); None when
-    absent or unreadable."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _applied_at(answer: bytes) -> datetime:

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from contextlib import suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -499,3 +501,19 @@ def _as_request_error(exc: urllib3.exceptions.HTTPError) -> requests.RequestExce
 
 
 READ_BYTES = 64 * 1024
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """The answer's Retry-After in seconds (given as seconds or as an HTTP date, RFC 9110
+    section 10.2.3); None when absent or unreadable. Unbounded: the caller caps it."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

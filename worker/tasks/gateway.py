@@ -62,7 +62,9 @@ def drive(*, key_ids: list[uuid.UUID] | None, reason: str) -> list[cutoffs.Clock
 
 def call_gateway(settings: Settings, key_ids: list[uuid.UUID]) -> bool:
     """Ask the gateway to forget these keys (the caller holds their cut-offs); a failure
-    leaves the cut-offs due later, with backoff. True when the gateway acknowledged."""
+    leaves the cut-offs due later, with backoff, and no sooner than the gateway's Retry-After
+    (a 429 or 503 that says how long; at most CUTOFF_RETRY_MAX). True when the gateway
+    acknowledged."""
     try:
         gateway.invalidate_keys(
             base_url=settings.gateway_url,
@@ -73,7 +75,12 @@ def call_gateway(settings: Settings, key_ids: list[uuid.UUID]) -> bool:
         )
     except gateway.GatewayUnavailable as exc:
         GATEWAY_CALLS.labels("failed").inc()
-        log.warning("gateway.invalidation_failed", keys=len(key_ids), error=str(exc))
+        log.warning(
+            "gateway.invalidation_failed",
+            keys=len(key_ids),
+            error=str(exc),
+            retry_after=exc.retry_after,
+        )
         with runtime().sessions() as session:
             cutoffs.record_failure(
                 session,
@@ -81,6 +88,7 @@ def call_gateway(settings: Settings, key_ids: list[uuid.UUID]) -> bool:
                 error=str(exc),
                 retry_base=settings.cutoff_retry_base,
                 retry_max=settings.cutoff_retry_max,
+                retry_after=exc.retry_after,
             )
             session.commit()
         return False

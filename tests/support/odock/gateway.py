@@ -59,12 +59,16 @@ class GatewayFaults:
     ignore_invalidations: bool = False  # a broken node that keeps serving its cache
     unavailable: bool = False  # invalidations answered 503 (the gateway is down)
     status_unavailable: bool = False  # key status (the proof) answered 503
+    # The next invalidations are answered these (status, Retry-After) in order, one each: a
+    # gateway shedding load (429) or in maintenance (503) that says how long to stay away.
+    throttled: list[tuple[int, str]] = field(default_factory=list)
     # While set, invalidations hang until `release` is set, then answer 503 (the call died).
     hang: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
 
     def heal(self) -> None:
         self.unavailable = self.status_unavailable = False
+        self.throttled.clear()
         self.hang.clear()
         self.release.set()
 
@@ -127,6 +131,12 @@ def create_gateway_app(
         if faults.unavailable:
             log.answered(key_ids, 503)
             return jsonify({"error": "gateway unavailable"}), 503
+        if faults.throttled:
+            status, retry_after = faults.throttled.pop(0)
+            log.answered(key_ids, status)
+            answer = jsonify({"error": "slow down"})
+            answer.headers["Retry-After"] = retry_after
+            return answer, status
         try:
             if not faults.ignore_invalidations:
                 gateway.forget(key_ids)
