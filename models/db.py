@@ -69,14 +69,27 @@ def make_web_engine(settings: Settings) -> Engine:
     """The web's engine. On PostgreSQL a statement waits for another session's lock at most
     WEB_DATABASE_LOCK_TIMEOUT and runs at most WEB_DATABASE_STATEMENT_TIMEOUT: the request is
     then answered 503 with Retry-After (webhooks/errors.py) and the IdP sends it again, instead
-    of holding the IdP's request (and a web thread) for as long as the lock is held. Tasks and
-    the CLI keep PostgreSQL's defaults: they wait their turn."""
+    of holding the IdP's request (and a web thread) for as long as the lock is held. Tasks
+    wait longer (make_worker_engine); the CLI keeps PostgreSQL's defaults."""
     if settings.is_sqlite:
         return make_engine(settings)  # bounded by SQLITE_BUSY_TIMEOUT
     lock_ms = round(settings.web_database_lock_timeout * 1000)
     statement_ms = round(settings.web_database_statement_timeout * 1000)
     options = f"-c lock_timeout={lock_ms} -c statement_timeout={statement_ms}"
     return make_engine(settings, connect_args={"options": options})
+
+
+def make_worker_engine(settings: Settings) -> Engine:
+    """The engine of the task workers (and beat). On PostgreSQL a statement waits for another
+    session's lock at most WORKER_DATABASE_LOCK_TIMEOUT: past it the statement fails with a
+    lock timeout, a transient error, and the task is retried with backoff (worker/tasks/base.py)
+    instead of waiting, its worker slot held, for as long as the other transaction lasts (an
+    admin's session left open on the person). A code path that must wait longer says so with
+    `SET LOCAL lock_timeout`. No statement timeout: a bulk import's statements may run long."""
+    if settings.is_sqlite:
+        return make_engine(settings)  # bounded by SQLITE_BUSY_TIMEOUT
+    lock_ms = round(settings.worker_database_lock_timeout * 1000)
+    return make_engine(settings, connect_args={"options": f"-c lock_timeout={lock_ms}"})
 
 
 PREPARED = "odock_prepared"

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     # options of the web's connections: a pooler in front must pass them on.
     web_database_lock_timeout: float = Field(default=5.0, gt=0, le=600)
     web_database_statement_timeout: float = Field(default=30.0, gt=0, le=3600)
+    # How long a task's statement waits for a lock another session holds (an admin's open
+    # transaction on the person, a long sync's rows), on PostgreSQL, before it fails with a
+    # lock timeout: the task is then retried with backoff (TASK_DATABASE_RETRIES) instead of
+    # holding its worker slot for as long as the other transaction lasts.
+    worker_database_lock_timeout: float = Field(default=30.0, gt=0, le=3600)
     # A task that finds the database unavailable (refused, dropped, locked) is retried this
     # many times, 1 s doubling to 60 s apart with jitter (worker/tasks/base.py), then fails.
     task_database_retries: int = Field(default=10, ge=0, le=30)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from connectors.email import SmtpConfig
-from models.db import SessionFactory, make_engine, make_session_factory
+from models.db import SessionFactory, make_session_factory, make_worker_engine
 from models.observability import configure_logging
 from models.settings import Settings, load_settings
 
@@ -45,7 +45,7 @@ def init_runtime(settings: Settings) -> Runtime:
     configure_logging(settings)  # before any work: redacted lines, never a traceback's locals
     if _current is not None:
         _current.engine.dispose()
-    engine = make_engine(settings)
+    engine = make_worker_engine(settings)
     _current = Runtime(
         settings=settings,
         engine=engine,
