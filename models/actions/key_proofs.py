@@ -74,10 +74,12 @@ def record_proofs(
     secret: str,
     retry_base: float,
     retry_max: float,
+    retry_after: float | None = None,
 ) -> list[uuid.UUID]:
     """The gateway's answers (key id -> accepted, checked at) to a status call made at
     `asked_at` for these keys, whose proof cut-offs the caller holds: the answered proofs are
-    kept and done, the others wait for their next attempt (`error` says why). The keys proven."""
+    kept and done, the others wait for their next attempt (`error` says why; no sooner than
+    the gateway's `retry_after`, capped at `retry_max`). The keys proven."""
     pending = cutoffs.proofs_pending(session, key_ids=key_ids)
     answered = {c: k for c, k in pending.items() if k in answers}
     record_key_status(session, command_ids=sorted(answered), answers=answers, secret=secret)
@@ -92,6 +94,7 @@ def record_proofs(
             retry_base=retry_base,
             retry_max=retry_max,
             proof=True,
+            retry_after=retry_after,
         )
     return proven
 

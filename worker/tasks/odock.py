@@ -228,9 +228,9 @@ def prove(*, key_ids: list[uuid.UUID] | None) -> int:
         )
     except gateway.GatewayUnavailable as exc:
         log.warning("gateway.key_status_failed", keys=len(claimed), error=str(exc))
-        statuses, error = [], str(exc)
+        statuses, error, retry_after = [], str(exc), exc.retry_after
     else:
-        error = "the gateway gave no status for the key"
+        error, retry_after = "the gateway gave no status for the key", None
     answers = {uuid.UUID(s.key_id): (s.accepted, s.checked_at) for s in statuses}
     with runtime().sessions() as session:
         proven = key_proofs.record_proofs(
@@ -242,6 +242,7 @@ def prove(*, key_ids: list[uuid.UUID] | None) -> int:
             secret=settings.secret_key,
             retry_base=settings.cutoff_retry_base,
             retry_max=settings.cutoff_retry_max,
+            retry_after=retry_after,
         )
         session.commit()
     return len(proven)

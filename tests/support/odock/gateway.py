@@ -62,6 +62,7 @@ class GatewayFaults:
     # The next invalidations are answered these (status, Retry-After) in order, one each: a
     # gateway shedding load (429) or in maintenance (503) that says how long to stay away.
     throttled: list[tuple[int, str]] = field(default_factory=list)
+    status_throttled: list[tuple[int, str]] = field(default_factory=list)  # the same, key status
     # While set, invalidations hang until `release` is set, then answer 503 (the call died).
     hang: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
@@ -69,6 +70,7 @@ class GatewayFaults:
     def heal(self) -> None:
         self.unavailable = self.status_unavailable = False
         self.throttled.clear()
+        self.status_throttled.clear()
         self.hang.clear()
         self.release.set()
 
@@ -154,6 +156,11 @@ def create_gateway_app(
         log.status_asked(key_ids)
         if faults.status_unavailable:
             return jsonify({"error": "gateway unavailable"}), 503
+        if faults.status_throttled:
+            status, retry_after = faults.status_throttled.pop(0)
+            answer = jsonify({"error": "slow down"})
+            answer.headers["Retry-After"] = retry_after
+            return answer, status
         try:
             answers = [
                 {"id": k, "accepted": gateway.would_accept(k), "checked_at": now().isoformat()}
