@@ -69,8 +69,8 @@ def make_web_engine(settings: Settings) -> Engine:
     """The web's engine. On PostgreSQL a statement waits for another session's lock at most
     WEB_DATABASE_LOCK_TIMEOUT and runs at most WEB_DATABASE_STATEMENT_TIMEOUT: the request is
     then answered 503 with Retry-After (webhooks/errors.py) and the IdP sends it again, instead
-    of holding the IdP's request (and a web thread) for as long as the lock is held. Tasks
-    wait longer (make_worker_engine); the CLI keeps PostgreSQL's defaults."""
+    of holding the IdP's request (and a web thread) for as long as the lock is held. Tasks and
+    commands wait longer (make_worker_engine)."""
     if settings.is_sqlite:
         return make_engine(settings)  # bounded by SQLITE_BUSY_TIMEOUT
     lock_ms = round(settings.web_database_lock_timeout * 1000)
@@ -80,7 +80,7 @@ def make_web_engine(settings: Settings) -> Engine:
 
 
 def make_worker_engine(settings: Settings) -> Engine:
-    """The engine of the task workers (and beat). On PostgreSQL a statement waits for another
+    """The engine of the task workers, beat and the commands (worker.runtime). On PostgreSQL a statement waits for another
     session's lock at most WORKER_DATABASE_LOCK_TIMEOUT: past it the statement fails with a
     lock timeout, a transient error, and the task is retried with backoff (worker/tasks/base.py)
     instead of waiting, its worker slot held, for as long as the other transaction lasts (an
