@@ -80,12 +80,13 @@ def make_web_engine(settings: Settings) -> Engine:
 
 
 def make_worker_engine(settings: Settings) -> Engine:
-    """The engine of the task workers, beat and the commands (worker.runtime). On PostgreSQL a statement waits for another
-    session's lock at most WORKER_DATABASE_LOCK_TIMEOUT: past it the statement fails with a
-    lock timeout, a transient error, and the task is retried with backoff (worker/tasks/base.py)
-    instead of waiting, its worker slot held, for as long as the other transaction lasts (an
-    admin's session left open on the person). A code path that must wait longer says so with
-    `SET LOCAL lock_timeout`. No statement timeout: a bulk import's statements may run long."""
+    """The engine of the task workers, beat and the commands (worker.runtime). On PostgreSQL a
+    statement waits for another session's lock at most WORKER_DATABASE_LOCK_TIMEOUT: past it
+    the statement fails with a lock timeout, a transient error, and the task is retried with
+    backoff (worker/tasks/base.py) instead of waiting, its worker slot held, for as long as the
+    other transaction lasts (an admin's session left open on the person). A code path that
+    must wait longer says so with `SET LOCAL lock_timeout`. No statement timeout: a bulk
+    import's statements may run long."""
     if settings.is_sqlite:
         return make_engine(settings)  # bounded by SQLITE_BUSY_TIMEOUT
     lock_ms = round(settings.worker_database_lock_timeout * 1000)
