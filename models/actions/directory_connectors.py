@@ -326,11 +326,15 @@ def _validate(session: Session, connector: DirectoryConnector, organisation_id: 
     name = (connector.name or "").strip()
     if not name or len(name) > 100:
         raise InvalidInput("name must be 1 to 100 characters", field="name")
-    clash = session.scalar(
-        select(DirectoryConnector).where(
-            DirectoryConnector.organisation_id == organisation_id, DirectoryConnector.name == name
+    # Not flushed first: the connector's new name would reach the unique index before the
+    # clash is found, an IntegrityError (a 500) instead of this 409.
+    with session.no_autoflush:
+        clash = session.scalar(
+            select(DirectoryConnector).where(
+                DirectoryConnector.organisation_id == organisation_id,
+                DirectoryConnector.name == name,
+            )
         )
-    )
     if clash is not None and clash is not connector:
         raise _name_taken(name)
     connector.name = name

@@ -99,6 +99,34 @@ def test_bad_connector_input_is_a_clear_400(client, session, directory):
     assert garbage.status_code == 400
 
 
+def test_renaming_a_connector_to_another_connectors_name_is_409_and_changes_nothing(
+    client, session, unchanged
+):
+    """A 500 before (found by tests/security/test_hostile_routes.py): the clash query
+    flushed the new name first, into the unique index of (organisation, name)."""
+    _, auth = admin_auth(session)
+    fields = {
+        "server_urls": ["ldap://127.0.0.1:1"],
+        "bind_dn": "cn=admin,dc=corp,dc=test",
+        "bind_password": "bind-password",
+        "base_dn": "ou=people,dc=corp,dc=test",
+    }
+    for name in ("first", "second"):
+        made = client.post(
+            "/api/v1/directory/connectors", json={**fields, "name": name}, headers=auth
+        )
+        assert made.status_code == 201, made.json
+    second = made.json["id"]
+    unchanged()
+    renamed = client.patch(
+        f"/api/v1/directory/connectors/{second}", json={"name": " first "}, headers=auth
+    )
+    assert renamed.status_code == 409, renamed.get_data(as_text=True)
+    assert renamed.mimetype == "application/problem+json"
+    assert renamed.json["field"] == "name"
+    unchanged()
+
+
 def test_a_team_name_the_team_rule_refuses_is_refused_as_a_group_teams_name(
     client, session, directory
 ):
