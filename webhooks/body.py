@@ -93,6 +93,16 @@ def check_query(req: Request) -> None:
         seen.add(key)
 
 
+def check_path(req: Request) -> None:
+    """The path passes check_text too: its slugs, tokens and ids reach lookups as text (a
+    NUL in a slug was a 500 on PostgreSQL, which refuses NUL in text). A lone surrogate
+    cannot arrive (a path's bytes are decoded with replacement); the check is the same."""
+    if HOSTILE_CHARACTER.search(req.path):
+        raise UnacceptableValue(
+            "the path contains a NUL character or a lone surrogate", field="path"
+        )
+
+
 class UnsupportedEncoding(UnsupportedMediaType):
     """A body in a content coding we do not read (RFC 9110 section 15.5.16: 415, saying in
     Accept-Encoding which codings would do)."""

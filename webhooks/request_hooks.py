@@ -23,6 +23,7 @@ def install(app: Flask, log_level: str) -> None:
         req = request._get_current_object()  # type: ignore[attr-defined]
         request_id.begin(state, req)
         body.check_query(req)  # every protocol refuses the same hostile queries
+        body.check_path(req)  # and paths
         body.check_content_encoding(req)  # and reads no body it cannot decode
         health.start_timer(state)
 

@@ -38,3 +38,24 @@ def test_hostile_signed_events_are_refused(client, hooked, unchanged, case):
     unchanged()
     assert_refused(client.post(hooked.events_url, data=body, headers=headers), case)
     unchanged()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/hooks/okta/a%00b"),
+        ("GET", "/hooks/okta/a%00b"),
+        ("POST", "/hooks/events/%00"),
+        ("POST", "/hooks/enrollment/%00"),
+    ],
+)
+def test_a_nul_in_the_path_is_a_400_before_any_lookup(client, hooked, unchanged, method, path):
+    """The slug reached the organisation lookup: PostgreSQL refuses NUL in text, a 500 there
+    (found by tests/security/test_hostile_routes.py). The shared guard refuses it as it
+    refuses a NUL in the query."""
+    unchanged()
+    response = client.open(path, method=method, data=b"{}", headers=okta_headers())
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert response.json["field"] == "path" and "NUL" in response.json["detail"]
+    unchanged()
