@@ -174,7 +174,6 @@ class Sent:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
     content_type: str | None = None
-    credentials: bool = True  # put the route's credential on it
     csrf: str | None = "session"  # console: "session" (the right one), "wrong", None
     form: dict[str, str] | None = None
     raw_form: bytes | None = None
@@ -236,12 +235,10 @@ def _with_path_value(param: str, value: str, template: str) -> Callable[[Sent], 
     return change
 
 
-def _with_headers(headers: dict[str, str], *, anonymous: bool = False) -> Callable[[Sent], Sent]:
-    def change(s: Sent) -> Sent:
-        replaced = "Authorization" in headers or "Cookie" in headers
-        return replace(s, headers={**s.headers, **headers}, credentials=not replaced)
-
-    return change
+def _with_headers(headers: dict[str, str]) -> Callable[[Sent], Sent]:
+    """These headers in place of the request's own (its credential among them: an odd
+    Authorization or Cookie replaces the route's)."""
+    return lambda s: replace(s, headers={**s.headers, **headers})
 
 
 def _with_body(
@@ -392,24 +389,18 @@ def body_probes(target: Any, method: str) -> list[Probe]:
 
 
 def oidc_probes() -> list[Probe]:
-    started = {"state": "{started}", "code": "garbage-code"}
-    return (
-        [
-            Probe("oidc started state, garbage code", _with_query("state={started}&code=garbage")),
-            Probe(
-                "oidc started state, garbage iss",
-                _with_query("state={started}&code=x&iss=" + quote("https://evil.test/\xff")),
-            ),
-            Probe(
-                "oidc started state, error", _with_query("state={started}&error=%FF&error_uri=x")
-            ),
-            Probe("oidc tampered state", _with_query("state={tampered}&code=x")),
-            Probe("oidc state twice", _with_query("state={started}&state={started}&code=x")),
-            Probe("oidc garbage all", _with_query("state=%FF&code=%00&iss=%ED%A0%80")),
-        ]
-        if started
-        else []
-    )
+    """A provider's answer to a sign-in the probe started ({started}: its state), garbage."""
+    return [
+        Probe("oidc started state, garbage code", _with_query("state={started}&code=garbage")),
+        Probe(
+            "oidc started state, garbage iss",
+            _with_query("state={started}&code=x&iss=" + quote("https://evil.test/\xff")),
+        ),
+        Probe("oidc started state, error", _with_query("state={started}&error=%FF&error_uri=x")),
+        Probe("oidc tampered state", _with_query("state={tampered}&code=x")),
+        Probe("oidc state twice", _with_query("state={started}&state={started}&code=x")),
+        Probe("oidc garbage all", _with_query("state=%FF&code=%00&iss=%ED%A0%80")),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,9 +437,9 @@ def _cookies(client: Any) -> str:
 
 
 def send(world: Any, sent: Sent) -> Any:
-    """Send it with the route's credential; the answer (a Flask test response). The client
-    keeps no cookies: each request carries the ones its credential needs, so a probe can
-    replace them."""
+    """Send it with the route's credential (a probe's own headers replace it); the answer (a
+    Flask test response). The client keeps no cookies: each request carries the ones its
+    credential needs, so a probe can replace them."""
     protocol = sent.protocol
     headers: dict[str, str] = {}
     body = sent.body
@@ -459,19 +450,18 @@ def send(world: Any, sent: Sent) -> Any:
         if protocol in ("console_sign_in", "oidc_console", "oidc_enroll")
         else None
     )
-    if sent.credentials:
-        if protocol in ("admin", "scim", "odock", "odock_events"):
-            headers.update(tenant.bearer(protocol.removesuffix("_events")))
-        if protocol == "scim":
-            headers["Accept"] = SCIM_TYPE
-        if protocol in ("okta", "okta_verify"):
-            headers["Authorization"] = OKTA_SECRET_B
-        if protocol == "okta_verify":
-            headers["X-Okta-Verification-Challenge"] = "challenge"
-        if protocol == "enroll":
-            headers[IDENTITY_HEADER] = world.values["invitee_email"]
-        if protocol == "console":
-            headers["Cookie"] = world.console_cookie
+    if protocol in ("admin", "scim", "odock", "odock_events"):
+        headers.update(tenant.bearer(protocol.removesuffix("_events")))
+    if protocol == "scim":
+        headers["Accept"] = SCIM_TYPE
+    if protocol in ("okta", "okta_verify"):
+        headers["Authorization"] = OKTA_SECRET_B
+    if protocol == "okta_verify":
+        headers["X-Okta-Verification-Challenge"] = "challenge"
+    if protocol == "enroll":
+        headers[IDENTITY_HEADER] = world.values["invitee_email"]
+    if protocol == "console":
+        headers["Cookie"] = world.console_cookie
     form = sent.form
     if form is not None and form.get("token") == "{fresh_admin_token}":
         form = {**form, "token": world.fresh_admin_token()}
@@ -493,7 +483,7 @@ def send(world: Any, sent: Sent) -> Any:
             ).encode()
             form = None
             sent = replace(sent, content_type="application/x-www-form-urlencoded")
-    if sent.method == "POST" and protocol == "enroll" and form is not None and sent.credentials:
+    if sent.method == "POST" and protocol == "enroll" and form is not None:
         page = world.client.get(sent.path, headers=headers).get_data(as_text=True)
         match = FORM_KEY.search(page)
         form = {**form, "form_key": match.group(1) if match else ""}
@@ -512,7 +502,7 @@ def send(world: Any, sent: Sent) -> Any:
         query = query.replace("{started}", quote(state)).replace("{tampered}", quote(tampered))
     if flow is not None and _cookies(flow):
         headers["Cookie"] = _cookies(flow)
-    if sent.credentials and body is not None:
+    if body is not None:
         if protocol == "events":
             headers.update(sign_standard(tenant.signing_secret, body))
         if protocol == "odock_events":
