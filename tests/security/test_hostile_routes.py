@@ -10,9 +10,13 @@ absurd and duplicate query parameters, garbage and tampered cursors, oversized a
 headers, console forms with and without the CSRF token, garbage OIDC callback answers; and a
 hypothesis test draws more combinations (bounded, derandomized).
 
-Every answer: status below 500, in the protocol's format (SCIM error JSON under /scim/v2, an
-HTML page under /console, /enroll and /reviews, problem JSON elsewhere), no traceback; and a
-refusal (4xx) of a write leaves every row as it was, audit events included.
+Every answer: status below 500 (SCIM's 501 for bulk and /Me is the one exception, by RFC
+7644), in the protocol's format (SCIM error JSON under /scim/v2, an HTML page under /console,
+/enroll and /reviews, problem JSON elsewhere), no traceback; and a refusal commits no write
+(watched on the app's engine: CommittedWrites), and leaves every row as it was, audit events
+included (a snapshot of every table around a write route's refusals), but where AUDITED_REFUSALS
+says why a refusal is recorded. After each route's catalogue the well-formed request (the
+control) must get through, so that the probes had what it takes to reach the handler.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -41,6 +46,7 @@ from models.db import SessionFactory
 from models.entities import OidcProvider, Organisation, User
 from models.enums import Role, Source, TokenScope
 from models.settings import Settings
+from models.signed_links import REVIEW_ACK_PURPOSE, make_token
 from tests.scim.payloads import okta_create_group, okta_create_user, okta_deactivate
 from tests.security.hostile_requests import (
     HOOK_SECRET,
@@ -614,10 +620,6 @@ def world(
         actor=Actor(Source.ADMIN, viewer.name, viewer.user_id),
         secret_key=settings.secret_key,
     )
-    from datetime import timedelta
-
-    from models.signed_links import REVIEW_ACK_PURPOSE, make_token
-
     ack = make_token(
         settings.secret_key,
         purpose=REVIEW_ACK_PURPOSE,
