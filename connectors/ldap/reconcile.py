@@ -8,6 +8,7 @@ was unreadable.
 from __future__ import annotations
 
 import sys
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -147,9 +148,11 @@ class Reconciler:
         # Entries read that have no user and get none from this plan (disabled and never
         # imported, refused): groups may name them, but there is nobody to add to a team.
         self.not_imported: set[str] = set()
-        # Emails claimed in this read (lower-cased): the planned create, or None when the
+        # Emails claimed in this read (by _claim_key): the planned create, or None when the
         # claim was a change of a user already held (or a duplicate already reported).
         self._claimed_emails: dict[str, Create | None] = {}
+        # Stable ids more than one entry of this read carries: none of them is applied.
+        self._duplicated: set[str] = set()
 
     def _mark_seen(self, external_id: str) -> bool:
         """Note an id as read; False when it was already read in this run."""
@@ -171,7 +174,8 @@ class Reconciler:
     def add_problem(self, problem: EntryProblem) -> None:
         self.plan.read += 1
         if problem.external_id is not None:
-            self._mark_seen(problem.external_id)
+            if not self._mark_seen(problem.external_id):
+                self._duplicate_id(problem.external_id, problem.dn)
             self.dn_to_id[sys.intern(normalize_dn(problem.dn))] = problem.external_id
             if problem.external_id not in self.known:
                 self.not_imported.add(problem.external_id)
@@ -194,10 +198,8 @@ class Reconciler:
         else:
             seen_before = ext in self.seen
             self.seen.add(ext)
-        if seen_before:
-            self.plan.errors.append(
-                EntryError(dn=person.dn, external_id=ext, message="stable id seen twice")
-            )
+        if seen_before or ext in self._duplicated:
+            self._duplicate_id(ext, person.dn)
             return
         dn_key = ""
         if self.track_dns:
@@ -207,8 +209,10 @@ class Reconciler:
             person.email = known.email  # still one of its values: the order is no change
         key = _lowered(person.email)
         # Emails of users already held are unique in the database; only new or changed
-        # emails need checking against the rest of this read.
-        email_to_check = known is None or key != known.email.lower()
+        # emails need checking against the rest of this read, and those beyond ASCII, which
+        # another entry may spell in another Unicode form (the database compares them as
+        # they are).
+        email_to_check = known is None or key != known.email.lower() or not key.isascii()
         if email_to_check and not self._claim_email(person, key):
             if known is None:
                 self.not_imported.add(ext)
@@ -219,7 +223,11 @@ class Reconciler:
             self._add_known(person, known)
 
     def _claim_email(self, person: Person, key: str) -> bool:
-        """Two entries with one email: neither is created or changed, both are reported."""
+        """Two entries with one email: neither is created or changed, both are reported.
+        One email in any case and any Unicode form (NFKC: composed or not, compatibility
+        characters such as fullwidth letters), so that no two people are made with addresses
+        that read the same."""
+        key = _claim_key(key)
         if key not in self._claimed_emails:
             self._claimed_emails[key] = None
             return True
@@ -238,6 +246,48 @@ class Reconciler:
             if self.listener is not None:
                 self.listener.withdrawn(dropped)
         return False
+
+    def _duplicate_id(self, ext: str, dn: str) -> None:
+        """A stable id on a second entry (a broken proxy or virtual directory): which entry
+        comes first is no promise from one read to the next, so neither is applied (what
+        the first planned is taken back), both are reported, and the person, seen, is not
+        revoked."""
+        message = f"stable id {ext} is on more than one directory entry; neither is applied"
+        self.plan.errors.append(EntryError(dn=dn, external_id=ext, message=message))
+        if ext in self._duplicated:
+            return
+        self._duplicated.add(ext)
+        first = self._take_back(ext)
+        self.plan.errors.append(EntryError(dn=first, external_id=ext, message=message))
+        if ext not in self.known:
+            self.not_imported.add(ext)
+
+    def _take_back(self, ext: str) -> str:
+        """Drop what the plan holds for this stable id so far; the DN of its entry."""
+        dn = ""
+        for item in [item for item in self.plan.creates if item.external_id == ext]:
+            dn = item.dn
+            self.plan.creates.remove(item)
+            claim = _claim_key(_lowered(item.email))
+            if self._claimed_emails.get(claim) is item:
+                del self._claimed_emails[claim]
+            if self.listener is not None:
+                self.listener.withdrawn(item)
+        for name in ("links", "relinks", "updates", "reactivates", "revokes"):
+            items = getattr(self.plan, name)
+            kept = [item for item in items if item.external_id != ext]
+            if len(kept) != len(items):
+                dn = dn or next(
+                    (getattr(item, "dn", "") for item in items if item.external_id == ext), ""
+                )
+                setattr(self.plan, name, kept)
+        self._rehires = [entry for entry in self._rehires if entry[0].external_id != ext]
+        known = self.known.get(ext)
+        if not dn and known is not None:
+            dn = known.dn
+        if not dn:
+            dn = next((key for key, value in self.dn_to_id.items() if value == ext), "")
+        return dn
 
     def _ended(self, person: Person) -> str:
         """Why this person's access has ended, or "" (an expiry still to come is not one)."""
@@ -273,7 +323,7 @@ class Reconciler:
                 access_ends_at=person.access_ends_at,
             )
             self.plan.creates.append(item)
-            self._claimed_emails[key] = item
+            self._claimed_emails[_claim_key(key)] = item
             if self.listener is not None:
                 self.listener.created(item, dn_key)
         elif match.owner:
@@ -628,6 +678,12 @@ def _lowered(text: str) -> str:
     """text.lower(), sharing the string when it is lower case already: this one is kept
     per person for the whole read (7 MB at 100,000 people)."""
     return text if text.islower() else text.lower()
+
+
+def _claim_key(key: str) -> str:
+    """A lower-cased email as the read compares it with the others: beyond ASCII, in NFKC
+    and case-folded."""
+    return key if key.isascii() else unicodedata.normalize("NFKC", key).casefold()
 
 
 def _entry_fields(person: Person) -> dict[str, str]:

@@ -13,11 +13,12 @@ from connectors.ldap.errors import DirectoryError
 from connectors.ldap.mapping import (
     AttributeMapping,
     EntryProblem,
+    PersonReader,
     and_filter,
     escape_filter_value,
-    map_person,
 )
 from models.actions.directory_connectors import connector_mapping, server_config
+from models.directory.entries import read_person
 from models.directory.read import unread_reason
 from models.entities import DirectoryConnector
 from models.settings import Settings
@@ -123,7 +124,7 @@ def _sample(
     ):
         for dn, attrs in page:
             try:
-                person = map_person(dn, attrs, mapping)
+                person = read_person(PersonReader(mapping), dn, attrs)
             except EntryProblem as exc:
                 return {"dn": dn, "error": exc.message}
             return {

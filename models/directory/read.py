@@ -42,6 +42,7 @@ from connectors.ldap.reconcile import (
 )
 from models.actions.directory_connectors import connector_mapping, server_config
 from models.base import utcnow
+from models.directory.entries import read_person
 from models.directory.safety import policy_of
 from models.entities import DirectoryConnector
 from models.enums import Role, SyncKind
@@ -217,7 +218,7 @@ def _start(loaded: Loaded, target: ReadTarget, listener: CreateListener | None) 
 
 def _map(dn: str, attrs: dict[str, list[bytes]], reader: PersonReader) -> Person | EntryProblem:
     try:
-        return reader.person(dn, attrs)
+        return read_person(reader, dn, attrs)
     except EntryProblem as problem:
         return problem
 
@@ -240,7 +241,7 @@ def read_changes(target: ReadTarget, progress: Progress) -> Changes:
         ):
             for dn, attrs in page:
                 try:
-                    person = reader.person(dn, attrs)
+                    person = read_person(reader, dn, attrs)
                 except EntryProblem as exc:
                     changes.problems.append(exc)
                     continue

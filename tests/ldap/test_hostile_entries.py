@@ -1,0 +1,214 @@
+"""Odd directory content, from a real slapd: one bad entry is reported on the run and
+skipped, the rest applies, nobody is revoked for it, and the run's report renders in the
+admin API and the console (no 500, the odd values escaped)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from typing import Any
+
+import pytest
+
+from models.entities import DirectoryConnector
+from models.enums import UserStatus
+from tests.ldap.conftest import (
+    admin_auth,
+    connector_fields,
+    get_run,
+    linked_users,
+    team_members,
+)
+from tests.support.slapd import ROOT_PASSWORD
+
+SEEDED = {"alice", "bob", "carol", "dave"}
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def _over_the_api(client, session, sessions, directory, **fields: Any):
+    """A connector created over the admin API (thresholds relaxed, so a wrong revocation
+    would be applied, not held), its admin's auth header and token."""
+    _, auth = admin_auth(session)
+    relaxed = {
+        "thresholds": {kind: {"percent": 100} for kind in ("revoke", "team_remove", "demote")}
+    }
+    body = {
+        **connector_fields(directory),
+        "bind_password": ROOT_PASSWORD,
+        "safety": relaxed,
+        "group_teams": {"engineering": "Engineering"},
+        **fields,
+    }
+    created = client.post("/api/v1/directory/connectors", json=body, headers=auth)
+    assert created.status_code == 201, created.json
+    with sessions() as s:
+        connector = s.get_one(DirectoryConnector, uuid.UUID(created.json["id"]))
+        s.expunge(connector)
+        s.rollback()
+    return connector, auth
+
+
+def _rendered(client, auth: dict[str, str], run_id: str) -> tuple[dict[str, Any], str]:
+    """The run through the admin API and its console page: both answer 200."""
+    shown = client.get(f"/api/v1/directory/runs/{run_id}", headers=auth)
+    assert shown.status_code == 200, shown.get_data(as_text=True)[:2000]
+    token = auth["Authorization"].removeprefix("Bearer ")
+    form = client.get("/console/sign-in").get_data(as_text=True)
+    csrf = CSRF.search(form)
+    assert csrf
+    signed = client.post("/console/sign-in", data={"token": token, "csrf": csrf.group(1)})
+    assert signed.status_code == 303
+    page = client.get(f"/console/runs/{run_id}")
+    assert page.status_code == 200, page.get_data(as_text=True)[:2000]
+    listed = client.get("/console/runs")
+    assert listed.status_code == 200
+    runs = client.get("/api/v1/directory/connectors", headers=auth)
+    assert runs.status_code == 200
+    return shown.json, page.get_data(as_text=True)
+
+
+def _errors_for(run: Any, dn_part: str) -> list[str]:
+    return [e["message"] for e in run.plan["errors"] if dn_part in (e.get("dn") or "")]
+
+
+def _check_applied_and_reported(sessions, connector, outcome, dn_part, *, expected=SEEDED):
+    assert outcome.status == "succeeded", (outcome.status, outcome.error)
+    run = get_run(sessions, outcome.run_id)
+    users = linked_users(sessions, connector)
+    assert expected <= set(users), sorted(users)
+    assert all(users[name].status is UserStatus.ACTIVE for name in expected)
+    reasons = _errors_for(run, dn_part)
+    assert reasons, run.plan["errors"]
+    return run, reasons
+
+
+HOSTILE_PEOPLE = {
+    # attribute values slapd stores though no sane directory should hold them
+    "nul_in_cn": ({"cn": [b"Erin\x00Evil"]}, "name"),
+    "nul_in_display_name": ({"displayName": [b"Erin\x00Evil"]}, "name"),
+    "control_in_cn": ({"cn": [b"Erin \x1b[31mRed\x07"]}, "name"),
+    "nul_in_mail": ({"mail": [b"erin\x00@evil.example"]}, "email"),
+    "control_in_mail": ({"mail": [b"er\x01in@evil.example"]}, "email"),
+    "encoded_surrogate_in_cn": ({"cn": [b"Erin\xed\xa0\x80"]}, "UTF-8"),
+    "huge_mail": ({"mail": [b"e" * 100_000 + b"@evil.example"]}, "email"),
+    "space_in_mail": ({"mail": [b"er in@evil.example"]}, "email"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_PEOPLE))
+def test_an_odd_attribute_value_is_reported_and_the_rest_applies(
+    client, session, sessions, directory, sync, case
+):
+    attrs, reason = HOSTILE_PEOPLE[case]
+    dn = directory.add_person("erin", extra=attrs)
+    connector, auth = _over_the_api(client, session, sessions, directory)
+    outcome = sync(connector)
+    _, reasons = _check_applied_and_reported(sessions, connector, outcome, "uid=erin")
+    assert "erin" not in linked_users(sessions, connector)
+    assert any(reason in message for message in reasons), reasons
+    _, page = _rendered(client, auth, outcome.run_id)
+    assert "\x00" not in page and "\x1b" not in page
+    again = sync(connector)
+    assert again.status == "succeeded" and again.summary["revoke"] == 0
+    assert dn
+
+
+def test_nested_groups_thousands_deep_or_in_a_lattice_expand_once(
+    client, session, sessions, directory, sync
+):
+    """1,100 groups each inside the next (recursion ended the run with an internal error)
+    and 18 levels of two groups each in both of the level above (2^18 paths walked one by
+    one); with them a member outside the base, a relative one, a group in itself and a
+    cycle of two groups (slapd refuses a member value that is no DN at all)."""
+    erin = directory.add_person("erin")
+    frank = directory.add_person("frank")
+    chain = [f"cn=chain{i},{directory.groups}" for i in range(1100)]
+    for i, dn in reversed(list(enumerate(chain))):
+        inner = chain[i + 1] if i + 1 < len(chain) else erin
+        directory.add(dn, {"objectClass": [b"groupOfNames"], "member": [inner.encode()]})
+    levels = 18
+    lattice = [
+        [f"cn=lat{level}x{j},{directory.groups}" for j in range(2)] for level in range(levels)
+    ]
+    for level in reversed(range(levels)):
+        below = lattice[level + 1] if level + 1 < levels else [frank]
+        for dn in lattice[level]:
+            directory.add(
+                dn, {"objectClass": [b"groupOfNames"], "member": [m.encode() for m in below]}
+            )
+    odd = [b"uid=mallory,ou=elsewhere,dc=other,dc=example", b"uid=bob"]
+    engineering = f"cn=engineering,{directory.groups}"
+    directory.add_values(engineering, "member", chain[0].encode(), lattice[0][0].encode(), *odd)
+    directory.add_values(engineering, "member", engineering.encode())  # itself
+    loop = f"cn=loop,{directory.groups}"
+    directory.add(loop, {"objectClass": [b"groupOfNames"], "member": [engineering.encode()]})
+    directory.add_values(engineering, "member", loop.encode())
+    connector, auth = _over_the_api(client, session, sessions, directory)
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    users = linked_users(sessions, connector)
+    assert SEEDED | {"erin", "frank"} <= set(users)
+    assert team_members(sessions) == {"alice", "bob", "carol", "erin", "frank"}
+    _rendered(client, auth, outcome.run_id)
+    again = sync(connector)
+    assert again.status == "succeeded" and again.summary["team_remove"] == 0
+
+
+def test_mails_that_differ_only_in_case_or_unicode_form_are_both_reported(
+    client, session, sessions, directory, sync
+):
+    """Neither entry is created, whatever the order the server lists them in, and both are
+    on the run; NFC and NFD spellings of one address are one address (read from a
+    directoryString attribute: slapd holds mail as IA5String, ASCII only)."""
+    for uid in SEEDED:
+        directory.replace(directory.person_dn(uid), "description", f"{uid}@corp.example".encode())
+    composed = unicodedata.normalize("NFC", "jos\u00e9@corp.example")
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert composed != decomposed
+    directory.add_person("jose1", extra={"description": [composed.encode()]})
+    directory.add_person("jose2", extra={"description": [decomposed.encode()]})
+    directory.add_person("ann1", extra={"description": [b"Ann@corp.example"]})
+    directory.add_person("ann2", extra={"description": [b"ann@CORP.example"]})
+    connector, auth = _over_the_api(
+        client, session, sessions, directory, attribute_mapping={"email": "description"}
+    )
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    run = get_run(sessions, outcome.run_id)
+    users = linked_users(sessions, connector)
+    assert set(users) == SEEDED, sorted(users)
+    for uid in ("jose1", "jose2", "ann1", "ann2"):
+        assert any("more than one" in m for m in _errors_for(run, f"uid={uid},")), uid
+    _rendered(client, auth, outcome.run_id)
+    again = sync(connector)
+    assert again.status == "succeeded" and again.summary["create"] == 0
+    assert set(linked_users(sessions, connector)) == SEEDED
+
+
+def test_two_entries_with_one_stable_id_change_nobody_and_are_both_reported(
+    client, session, sessions, directory, sync
+):
+    """A proxy or virtual directory that gives two entries one id: which entry comes first
+    is no promise, so neither is taken for the person (no flip-flop of their email from one
+    sync to the next), both are reported, and the person is not revoked."""
+    for n, uid in enumerate(sorted(SEEDED)):
+        directory.replace(directory.person_dn(uid), "employeeNumber", str(n).encode())
+    connector, auth = _over_the_api(
+        client, session, sessions, directory, attribute_mapping={"stable_id": "employeeNumber"}
+    )
+    first = sync(connector)
+    assert first.status == "succeeded", first.error
+    directory.add_person("twin", extra={"employeeNumber": [b"0"]})  # alice's id
+    directory.add_person("newtwin", extra={"employeeNumber": [b"77"]})
+    directory.add_person("newtwin2", extra={"employeeNumber": [b"77"]})
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    run = get_run(sessions, outcome.run_id)
+    assert run.plan["updates"] == [] and run.plan["creates"] == []
+    assert run.plan["revokes"] == []
+    for uid in ("alice", "twin", "newtwin", "newtwin2"):
+        assert any("stable id" in m for m in _errors_for(run, f"uid={uid},")), uid
+    users = linked_users(sessions, connector)
+    assert set(users) == SEEDED and users["alice"].status is UserStatus.ACTIVE
+    _rendered(client, auth, outcome.run_id)
