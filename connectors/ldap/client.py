@@ -405,6 +405,48 @@ class DirectoryClient:
             references.extend(url for url in urls if url not in references)
         return kept
 
+    def refuse_alias(self, base: str, *, what: str = "base DN") -> None:
+        """DirectoryConfigError when the base is an alias entry (RFC 4512 section 2.6). The
+        searches do not dereference aliases, so under an alias they find nobody, and an
+        empty read would take the directory for emptied. Anything else the server answers
+        (no such entry, a referral, an error) is left to the search, which reports it."""
+        try:
+            found = self.conn.search_ext_s(
+                base,
+                ldap.SCOPE_BASE,
+                "(objectClass=*)",
+                ["objectClass", "aliasedObjectName"],
+                timeout=self.config.search_timeout,
+            )
+        except ldap.LDAPError:
+            return
+        for found_dn, attrs in found or []:
+            if found_dn is None:
+                continue
+            classes = {
+                value.lower()
+                for key, values in attrs.items()
+                if key.lower() == "objectclass"
+                for value in values
+            }
+            if b"alias" not in classes:
+                continue
+            target = next(
+                (
+                    values[0].decode("utf-8", errors="replace")
+                    for key, values in attrs.items()
+                    if key.lower() == "aliasedobjectname" and values
+                ),
+                "",
+            )
+            raise DirectoryConfigError(
+                f"the {what} {base} is an alias"
+                + (f" of {target}" if target else "")
+                + "; aliases are not followed: set the "
+                + what
+                + " to the entry it names"
+            )
+
     def count(
         self, base: str, filterstr: str, *, page_size: int, references: list[str] | None = None
     ) -> int:

@@ -518,10 +518,15 @@ class Reconciler:
             name = team_names.get(team_key) or state.team_names.get(team_key, team_key)
             for ext in sorted(gone):
                 self.plan.team_removes.append(TeamRemove(team=name, external_id=ext))
-        self._note_emptied_teams(group_teams, desired_teams, state)
+        # A read that withholds removals (incomplete, or entries without their stable id,
+        # whom no group can name) empties nothing: its reason is on the run already.
+        blocked = bool(self.plan.deprovision_blocked)
+        if not blocked:
+            self._note_emptied_teams(group_teams, desired_teams, state)
         if group_roles:
             self._plan_roles(desired_role, known_for_roles, role_rank)
-            self._note_emptied_roles(group_roles, desired_role, known_for_roles)
+            if not blocked:
+                self._note_emptied_roles(group_roles, desired_role, known_for_roles)
         if self.plan.deprovision_blocked:
             self._withhold_removals()
 

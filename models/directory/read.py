@@ -135,6 +135,7 @@ def plan_full(
 
     references: list[str] = []
     with DirectoryClient(config) as client:
+        _refuse_aliases(client, connector, target.wants_groups)
         groups: dict[str, Group] = {}
         if target.wants_groups:
             # Groups first (they are few): people created while the rest is read can join
@@ -203,6 +204,13 @@ def plan_full(
     return reconciler.plan
 
 
+def _refuse_aliases(client: DirectoryClient, connector: DirectoryConnector, groups: bool) -> None:
+    """A base DN that is an alias fails the run as a configuration error, before any search."""
+    client.refuse_alias(connector.base_dn)
+    if groups and connector.group_base_dn and connector.group_base_dn != connector.base_dn:
+        client.refuse_alias(connector.group_base_dn, what="group base DN")
+
+
 def _start(loaded: Loaded, target: ReadTarget, listener: CreateListener | None) -> Reconciler:
     known, unlinked = loaded
     return Reconciler(
@@ -232,6 +240,7 @@ def read_changes(target: ReadTarget, progress: Progress) -> Changes:
     config = server_config(connector, target.settings)
     reader = PersonReader(mapping)
     with DirectoryClient(config) as client:
+        _refuse_aliases(client, connector, target.wants_groups)
         for page in client.paged_search(
             connector.base_dn,
             and_filter(mapping.user_filter, since),

@@ -212,3 +212,78 @@ def test_two_entries_with_one_stable_id_change_nobody_and_are_both_reported(
     users = linked_users(sessions, connector)
     assert set(users) == SEEDED and users["alice"].status is UserStatus.ACTIVE
     _rendered(client, auth, outcome.run_id)
+
+
+def test_a_base_dn_that_is_an_alias_is_refused_and_revokes_nobody(
+    client, session, sessions, directory, sync
+):
+    """Searches do not follow aliases: under an alias of ou=people a search finds nobody,
+    which read as a complete, empty directory (everyone revoked where thresholds allow)."""
+    connector, auth = _over_the_api(client, session, sessions, directory)
+    assert sync(connector).status == "succeeded"
+    alias = f"ou=staff,{directory.base}"
+    directory.add(
+        alias,
+        {
+            "objectClass": [b"alias", b"extensibleObject"],
+            "ou": [b"staff"],
+            "aliasedObjectName": [directory.people.encode()],
+        },
+    )
+    moved = client.patch(
+        f"/api/v1/directory/connectors/{connector.id}", json={"base_dn": alias}, headers=auth
+    )
+    assert moved.status_code == 200, moved.json
+    outcome = sync(connector)
+    assert outcome.status == "failed"
+    run = get_run(sessions, outcome.run_id)
+    assert run.error_code == "directory_config_error", run.error_code
+    assert "is an alias of" in run.error and directory.people in run.error
+    users = linked_users(sessions, connector)
+    assert set(users) == SEEDED
+    assert all(user.status is UserStatus.ACTIVE for user in users.values())
+    _rendered(client, auth, outcome.run_id)
+
+
+@pytest.mark.parametrize(
+    ("field", "reason"),
+    [("email", "no usable email in noSuchMail"), ("stable_id", "has no noSuchId")],
+)
+def test_mapped_attributes_the_server_lacks_change_nobody(
+    client, session, sessions, directory, sync, field, reason
+):
+    """The server answers a request for an attribute it does not know with entries without
+    it: every entry is reported with the reason, and nobody is revoked or taken off a team."""
+    connector, auth = _over_the_api(client, session, sessions, directory)
+    assert sync(connector).status == "succeeded"
+    name = {"email": "noSuchMail", "stable_id": "noSuchId"}[field]
+    changed = client.patch(
+        f"/api/v1/directory/connectors/{connector.id}",
+        json={"attribute_mapping": {field: name}},
+        headers=auth,
+    )
+    assert changed.status_code == 200, changed.json
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    run = get_run(sessions, outcome.run_id)
+    assert run.plan["revokes"] == [] and run.plan["team_removes"] == []
+    for uid in SEEDED:
+        assert any(reason in m for m in _errors_for(run, f"uid={uid},")), run.plan["errors"]
+    users = linked_users(sessions, connector)
+    assert all(user.status is UserStatus.ACTIVE for user in users.values())
+    assert team_members(sessions) == {"alice", "bob", "carol"}
+    _rendered(client, auth, outcome.run_id)
+
+
+def test_a_group_of_twenty_thousand_members_reads(client, session, sessions, directory, sync):
+    """20,000 member values, most naming nobody the read found (gone, or outside the
+    base): the known ones join the team, the rest are nobody."""
+    engineering = f"cn=engineering,{directory.groups}"
+    values = [f"uid=gone{n},ou=people,{directory.base}".encode() for n in range(20_000)]
+    for start in range(0, len(values), 5000):
+        directory.add_values(engineering, "member", *values[start : start + 5000])
+    connector, auth = _over_the_api(client, session, sessions, directory)
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert team_members(sessions) == {"alice", "bob", "carol"}
+    _rendered(client, auth, outcome.run_id)
