@@ -287,3 +287,32 @@ def test_a_group_of_twenty_thousand_members_reads(client, session, sessions, dir
     assert outcome.status == "succeeded", outcome.error
     assert team_members(sessions) == {"alice", "bob", "carol"}
     _rendered(client, auth, outcome.run_id)
+
+
+def test_escaped_and_multi_valued_rdns_are_people_and_members(
+    client, session, sessions, directory, sync
+):
+    """A comma, a plus sign (a multi-valued RDN), UTF-8 and a trailing space in RDNs; the
+    group names the same entries spelled otherwise (hex escapes, the RDN's other order)."""
+    people = directory.people
+    comma = directory.add_person("quinn", dn=f"uid=quinn+cn=Quinn\\2C Q,{people}", name="Quinn, Q")
+    accented = directory.add_person(
+        "jorg", dn=f"cn=J\u00f6rg M\u00fcller,{people}", name="J\u00f6rg M\u00fcller"
+    )
+    trailing = directory.add_person("trail", dn=f"cn=Trail\\ ,{people}", name="Trail ")
+    assert comma and accented and trailing
+    spelled = [
+        f"cn=Quinn\\, Q+uid=quinn,{people}",
+        f"cn=J\\C3\\B6rg M\\C3\\BCller,{people}",
+        f"CN=trail\\20,{people}",
+    ]
+    engineering = f"cn=engineering,{directory.groups}"
+    directory.add_values(engineering, "member", *(dn.encode() for dn in spelled))
+    connector, auth = _over_the_api(client, session, sessions, directory)
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    assert team_members(sessions) == {"alice", "bob", "carol", "quinn", "jorg", "trail"}
+    _rendered(client, auth, outcome.run_id)
+    again = sync(connector)
+    assert again.status == "succeeded"
+    assert again.summary["update"] == 0 and again.summary["team_remove"] == 0
