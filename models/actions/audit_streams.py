@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from connectors.outbound import UrlPolicy
 from connectors.signed_webhooks import new_signing_secret
-from models import audit
+from models import audit, locked_rows
 from models.actor import Actor
 from models.audit_sequence import highest_seq
 from models.base import utcnow
@@ -26,13 +26,14 @@ from models.errors import InvalidInput, NotFound
 from models.outbound_targets import sealed_secret, validate_name, validate_url
 
 SIGNING_PURPOSE = "stream-signing"
+MISSING = "audit stream not found"
 TOKEN_PURPOSE = "stream-splunk-token"  # noqa: S105 (a purpose label)
 
 
 def get_stream(session: Session, organisation_id: uuid.UUID, stream_id: uuid.UUID) -> AuditStream:
     stream = session.get(AuditStream, stream_id)
     if stream is None or stream.organisation_id != organisation_id:
-        raise NotFound("audit stream not found")
+        raise NotFound(MISSING)
     return stream
 
 
@@ -112,6 +113,8 @@ def update_stream(
 
 
 def delete_stream(session: Session, *, stream: AuditStream, actor: Actor) -> None:
+    """Locked and read again first: of two deletes at once the later finds none (a 404)."""
+    stream = locked_rows.locked_or_404(session, stream, MISSING)
     _audit(session, stream, actor, "audit_stream.deleted", before=stream_snapshot(stream))
     session.delete(stream)
 

@@ -19,7 +19,7 @@ from connectors.ldap.client import ServerConfig
 from connectors.ldap.errors import DirectoryConfigError
 from connectors.ldap.mapping import AttributeMapping, is_balanced_filter, is_valid_dn, mapping_for
 from connectors.outbound import UnsafeUrl, resolve_checked
-from models import audit, unique_rows
+from models import audit, locked_rows, unique_rows
 from models.actions.teams import validate_team_name
 from models.actor import Actor
 from models.base import utcnow
@@ -31,6 +31,7 @@ from models.errors import Conflict, InvalidInput, NotFound
 from models.settings import Settings
 
 PASSWORD_PURPOSE = "directory-bind-password"  # noqa: S105 (a label, not a secret)
+MISSING = "directory connector not found"
 
 FIELDS = {
     "name",
@@ -90,7 +91,7 @@ def get_connector(
 ) -> DirectoryConnector:
     connector = session.get(DirectoryConnector, connector_id)
     if connector is None or connector.organisation_id != organisation_id:
-        raise NotFound("directory connector not found")
+        raise NotFound(MISSING)
     return connector
 
 
@@ -203,6 +204,8 @@ def _reset_watermark(
 
 
 def delete_connector(session: Session, *, connector: DirectoryConnector, actor: Actor) -> None:
+    """Locked and read again first: of two deletes at once the later finds none (a 404)."""
+    connector = locked_rows.locked_or_404(session, connector, MISSING)
     _audit(
         session,
         connector,

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from connectors.outbound import UrlPolicy
 from connectors.signed_webhooks import new_signing_secret
-from models import audit
+from models import audit, locked_rows
 from models.actions.users import validate_email
 from models.actor import Actor
 from models.base import utcnow
@@ -39,13 +39,14 @@ KNOWN_EVENTS = (
 )
 MAX_ACTIVE_SECRETS = 5
 SIGNING_PURPOSE = "hook-signing"
+MISSING = "notification hook not found"
 EVENT_PATTERN = re.compile(r"^[a-z0-9_]{1,30}(\.[a-z0-9_]{1,30}){0,3}(\.\*)?$")
 
 
 def get_hook(session: Session, organisation_id: uuid.UUID, hook_id: uuid.UUID) -> NotificationHook:
     hook = session.get(NotificationHook, hook_id)
     if hook is None or hook.organisation_id != organisation_id:
-        raise NotFound("notification hook not found")
+        raise NotFound(MISSING)
     return hook
 
 
@@ -115,6 +116,8 @@ def update_hook(
 
 
 def delete_hook(session: Session, *, hook: NotificationHook, actor: Actor) -> None:
+    """Locked and read again first: of two deletes at once the later finds none (a 404)."""
+    hook = locked_rows.locked_or_404(session, hook, MISSING)
     _audit(session, hook, actor, "hook.deleted", before=hook_snapshot(hook), deleted=True)
     session.delete(hook)
 

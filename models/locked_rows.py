@@ -1,0 +1,37 @@
+"""A row read again under its lock before it is deleted, so that two deletes of one object
+at once compose as if one came after the other.
+
+A delete that acts on the row it read unlocked loses a race on PostgreSQL: two transactions
+both read it, both audit a deletion and both answer success (the later DELETE waits for the
+earlier and then deletes nothing). Locked and read again first (SELECT ... FOR UPDATE), the
+later waits for the earlier, then finds no row (READ COMMITTED: a locked row deleted meanwhile
+is not returned) and answers not found (a 404), writing nothing, as it would serially.
+
+SQLite runs one writer at a time (BEGIN IMMEDIATE, models.db): no FOR UPDATE, the same read.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session
+
+from models.base import Base
+from models.errors import NotFound
+
+T = TypeVar("T", bound=Base)
+
+
+def locked_or_404(session: Session, row: T, missing: str) -> T:
+    """`row` read again by its primary key and locked until commit, before the caller changes
+    it; NotFound(`missing`) when another transaction deleted it meanwhile."""
+    identity = inspect(row).identity
+    found = (
+        None
+        if identity is None
+        else session.get(type(row), identity, with_for_update=True, populate_existing=True)
+    )
+    if found is None:
+        raise NotFound(missing)
+    return found
