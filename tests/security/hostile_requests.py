@@ -155,6 +155,8 @@ HEADERS: list[tuple[str, dict[str, str]]] = [
     ("accept_garbage", {"Accept": "*/*;q=nan, text/html;q=9e999, ;;;"}),
     ("forwarded_garbage", {"X-Forwarded-For": "\xff, ::::, 999.1.1.1", "Forwarded": "for=\x01"}),
     ("content_encoding_gzip", {"Content-Encoding": "gzip"}),
+    ("host_label_too_long", {"Host": "x" * 64 + ".test"}),  # werkzeug's BadHost
+    ("host_garbage", {"Host": "a b:99999"}),
     ("cookie_garbage", {"Cookie": "odock_console=" + "\xff" * 200 + "; a=" + "b" * 3000}),
     (
         "webhook_headers_garbage",
@@ -294,7 +296,13 @@ EDGE_NUMBERS: list[Any] = [10**19, 2**63, 1e308]
 
 
 AUTH_HEADERS = {"authorization_huge", "authorization_latin1", "authorization_basic"}
-COMMON_HEADERS = {"request_id_garbage", "accept_garbage", "content_encoding_gzip"}
+COMMON_HEADERS = {
+    "request_id_garbage",
+    "accept_garbage",
+    "content_encoding_gzip",
+    "host_label_too_long",
+    "host_garbage",
+}
 HEADERS_OF: dict[str, set[str]] = {
     "admin": AUTH_HEADERS | {"if_match_garbage"},
     "scim": AUTH_HEADERS

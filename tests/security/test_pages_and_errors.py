@@ -190,3 +190,15 @@ def test_a_threshold_beyond_the_column_is_a_400_not_a_500(client, session):
         "/api/v1/mass-change/settings", json={"threshold_count": 4294967295}, headers=headers
     )
     assert answer.status_code == 400 and answer.json["field"] == "threshold_count"
+
+
+@pytest.mark.parametrize("path", ["/console", "/console/sign-in", "/console/reviews/x"])
+def test_a_host_header_werkzeug_cannot_read_is_a_console_page_not_a_500(client, path):
+    """A host label over 63 characters is werkzeug's BadHost, and leaves the request without
+    the URL adapter the console's error page builds its links with: that page failed, a
+    500 (found by tests/security/test_hostile_routes.py)."""
+    answer = client.get(path, headers={"Host": "x" * 64 + ".test"})
+    assert answer.status_code == 400, answer.get_data(as_text=True)[:300]
+    assert answer.mimetype == "text/html"
+    assert "Traceback" not in answer.get_data(as_text=True)
+    assert 'href="/console/static/console.css"' in answer.get_data(as_text=True)

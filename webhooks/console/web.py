@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
-from flask import Blueprint, Response, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.globals import request_ctx
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, ValidationError
@@ -227,6 +237,7 @@ def render_error(error: Exception) -> Response:
         log.exception("console.failed", error_type=type(error).__name__)
         status, message = 500, "Something went wrong; it has been logged. Try again."
     current: SignedIn | None = g.get("console")
+    _paths_without_a_host()
     html = render_template(
         "console/error.html",
         viewer=current.viewer if current else None,
@@ -236,6 +247,16 @@ def render_error(error: Exception) -> Response:
         back=_back_link(),
     )
     return harden(Response(html, status=status, mimetype="text/html"))
+
+
+def _paths_without_a_host() -> None:
+    """A Host header werkzeug cannot read (a label over 63 characters: BadHost, a 400) leaves
+    the request without the URL adapter the page's links are built with, and the page
+    itself failed (a 500). The links are paths, whatever the host: bind one for them."""
+    if request_ctx.url_adapter is None:
+        request_ctx.url_adapter = current_app.url_map.bind(
+            "invalid", script_name=request.script_root or None, url_scheme=request.scheme
+        )
 
 
 def _field_message(item: Any) -> str:
