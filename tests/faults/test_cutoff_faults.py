@@ -163,10 +163,9 @@ def test_the_worker_killed_before_the_review_opens_leaves_it_to_the_reaper(
     outcome = faults.worker_killed_before_the_review_opens(served, sessions, leaver)
 
     assert outcome.answered_status == 200
-    # The fast reaper opened it, in seconds (REVIEW_GRACE, the worker's restart), not the
-    # outbox's re-send 900 s later nor the hourly sweep.
+    # The fast reaper opened it (REVIEW_GRACE, the worker's restart), not the outbox's
+    # re-send 900 s later nor the hourly sweep: which one did is on record.
     assert outcome.opened_by == "cutoffs.reap"
-    assert outcome.opened_in < 30
 
 
 def reviews_of(served: Served, leaver: faults.Leaver) -> list[dict]:

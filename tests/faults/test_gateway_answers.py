@@ -8,6 +8,7 @@ cut-offs (GATEWAY_TIMEOUT + 2 s) is what keeps the reaper from calling again bes
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -76,7 +77,9 @@ def test_a_key_status_trickled_past_the_timeout_is_a_failed_call(stand_in):
         pytest.raises(gateway.GatewayUnavailable) as raised,
     ):
         status(stand_in, proxied, keys)
-    assert "in time" in str(raised.value)
+    # Cut in the body ("not read whole in time") or, on a loaded machine, while its headers
+    # were still coming (the watchdog's NotAnsweredInTime): either way the timeout bounded it.
+    assert re.search("in time|NotAnsweredInTime", str(raised.value)), raised.value
     assert stand_in.invalidations.status_times_for(keys[0])  # it was asked, and answered
 
 

@@ -3,7 +3,8 @@ Celery worker applies the approval under the connector's lease."""
 
 from __future__ import annotations
 
-import time
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from models.entities import Organisation
 from models.enums import Role, UserStatus
@@ -12,6 +13,10 @@ from tests.ldap.test_approval_recheck import _audited, _change
 from tests.support import factories
 from tests.support.slow_proxy import slow_proxy
 from tests.support.wait import wait_until
+
+# Seconds the approval request may take before the test decides it waited for the directory
+# (a bound against hanging, far beyond any answer that does not wait).
+REQUEST_BOUND = 60
 
 
 def _admin_auth(session, connector) -> dict[str, str]:
@@ -34,14 +39,15 @@ def test_api_approval_is_queued_at_once_and_the_worker_applies_it(
     url = f"/api/v1/directory/runs/{held.run_id}/approve"
     good_urls = list(connector.server_urls)
 
-    # A directory that answers slowly: the request does not wait for it.
-    with slow_proxy(good_urls[0], delay=0.5) as slow:
+    # A directory that does not answer until the request is answered: the request does not
+    # wait for it (were it to, it would still be waiting when the bound below runs out).
+    answering = threading.Event()
+    with slow_proxy(good_urls[0], delay=0.0, held=answering) as slow:
         _change(session, settings, connector, server_urls=[slow])
-        started = time.monotonic()
-        queued = client.post(url, headers=auth)
-        took = time.monotonic() - started
+        asked = ThreadPoolExecutor(max_workers=1).submit(client.post, url, headers=auth)
+        queued = asked.result(timeout=REQUEST_BOUND)
+        answering.set()
         assert queued.status_code == 202, queued.json
-        assert took < 1.0, took
         assert queued.json["status"] == "approving" and queued.json["decided_by"]
         assert queued.headers["Location"].endswith(f"/api/v1/directory/runs/{held.run_id}")
         assert client.post(url, headers=auth).status_code == 409  # approved once only

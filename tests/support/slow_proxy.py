@@ -22,11 +22,13 @@ def slow_proxy(
     piece: int | None = None,
     scheme: str = "ldap",
     reset_after: int | None = None,
+    held: threading.Event | None = None,
 ) -> Iterator[str]:
     """A `scheme`:// URL that reaches `url`, each chunk the server sends `delay` seconds late;
     with `piece`, each chunk is passed on `piece` bytes at a time, `delay` seconds apart; with
     `reset_after`, the client's connection is reset (RST) once that many bytes of the server's
-    answer were passed on."""
+    answer were passed on; with `held`, no answer is passed on until that event is set (a
+    directory that does not answer until the test says so)."""
     target = urlparse(url)
     listener = socket.create_server(("127.0.0.1", 0))
     stopping = threading.Event()
@@ -37,6 +39,8 @@ def slow_proxy(
             while chunk := source.recv(65536):
                 step = (piece or len(chunk)) if late else len(chunk)
                 for start in range(0, len(chunk), step):
+                    if held is not None:
+                        held.wait()
                     time.sleep(late)
                     part = chunk[start : start + step]
                     if cut is not None:
@@ -77,4 +81,6 @@ def slow_proxy(
         yield f"{scheme}://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         stopping.set()
+        if held is not None:
+            held.set()  # the pipes' threads finish
         listener.close()
