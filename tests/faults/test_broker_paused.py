@@ -38,15 +38,6 @@ PUBLISH_TIMEOUT = 1.0  # BROKER_PUBLISH_TIMEOUT of the web: it gives up on the p
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("broker")).start()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        os.kill(server.process.pid, signal.SIGCONT)
-    server.kill()
-
-
-@pytest.fixture(scope="module")
 def served(
     settings: Settings,
     engine,

@@ -29,13 +29,6 @@ TICKS_DOWN_AFTER_THE_ALARM = 8
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("broker")).start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture(scope="module")
 def served(
     settings: Settings,
     engine,

@@ -45,15 +45,6 @@ LEAVERS = 3
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("broker")).start()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        os.kill(server.process.pid, signal.SIGCONT)
-    server.kill()
-
-
-@pytest.fixture(scope="module")
 def served(
     settings: Settings,
     engine,
