@@ -188,7 +188,8 @@ class Plan:
     deprovision_blocked: str = ""
     # destructive changes left out because the read cannot prove them (kind -> count)
     withheld: dict[str, int] = field(default_factory=dict)
-    # mapped groups that came back empty while people are in their team or hold their role
+    # mapped groups that came back empty while people are in their team or hold their role,
+    # and a full people read that found none of the linked active people
     emptied: list[str] = field(default_factory=list)
     watermark: str = ""
 

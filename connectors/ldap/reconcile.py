@@ -458,6 +458,7 @@ class Reconciler:
                         removed=True,
                     )
                 )
+        self._note_emptied_people()
 
     def plan_groups(
         self,
@@ -529,6 +530,28 @@ class Reconciler:
                 self._note_emptied_roles(group_roles, desired_role, known_for_roles)
         if self.plan.deprovision_blocked:
             self._withhold_removals()
+
+    def _note_emptied_people(self) -> None:
+        """A complete full read that found none of this connector's linked active people,
+        though it has some (a user filter naming an attribute the server lacks, a base DN on
+        an empty OU): treated like an empty directory, as an emptied group is."""
+        linked = seen = 0
+        for known in self.known.values():
+            if known.status != "REVOKED" and not known.deleted:
+                linked += 1
+                seen += known.seen
+        if not linked or seen:
+            return
+        if self.plan.read == 0:
+            self.plan.emptied.append(
+                f"the people search returned nobody, though {linked} people are linked "
+                "to this connector"
+            )
+        else:
+            self.plan.emptied.append(
+                f"the people search returned none of the {linked} people linked to this "
+                f"connector (it read {self.plan.read} entries)"
+            )
 
     def _note_emptied_teams(
         self, group_teams: dict[str, str], desired: dict[str, set[str]], state: MembershipState

@@ -3,7 +3,9 @@
 Three kinds of change take access away: revoking a user, removing a team membership, and
 demoting a user's organisation role. Each kind has its own count and percentage threshold;
 a plan over any of them waits for an admin (quarantine), as does a plan in which a mapped
-group came back empty while people are in its team or hold its role.
+group came back empty while people are in its team or hold its role, or a full people read
+found none of the connector's linked active people (`plan.emptied`, noted by the reconciler):
+those wait whatever the thresholds say.
 """
 
 from __future__ import annotations

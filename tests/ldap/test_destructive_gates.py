@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+from sqlalchemy import select
+
 from models.actions.directory_connectors import update_connector
 from models.directory.approvals import approve_run
-from models.entities import DirectoryConnector, DirectorySyncRun
-from models.enums import Role, SyncRunStatus
+from models.entities import AuditEvent, DirectoryConnector, DirectorySyncRun
+from models.enums import Role, SyncRunStatus, UserStatus
 from models.queries.directory import run_view
 from tests.ldap.conftest import get_run, linked_users, team_members
 from tests.support import factories
@@ -158,3 +161,64 @@ def test_a_retired_teams_memberships_are_not_counted_as_removals(
     assert outcome.status == "succeeded", outcome.error
     assert outcome.summary["team_retire"] == 1
     assert team_members(sessions) == set()
+
+
+def _quarantine_events(sessions, run_id: str) -> list[AuditEvent]:
+    with sessions() as s:
+        query = select(AuditEvent).where(AuditEvent.action == "directory_sync.quarantined")
+        events = [e for e in s.scalars(query) if (e.after or {}).get("run_id") == run_id]
+        s.expunge_all()
+        s.rollback()
+    return events
+
+
+@pytest.mark.parametrize(
+    ("user_filter", "reason"),
+    [
+        (  # an attribute the server does not have: nobody at all is read
+            "(&(objectClass=inetOrgPerson)(objectGUID=*))",
+            "the people search returned nobody, though 4 people are linked to this connector",
+        ),
+        (  # it reads someone, but none of the people linked
+            "(uid=nobody-linked)",
+            "the people search returned none of the 4 people linked to this connector "
+            "(it read 1 entries)",
+        ),
+    ],
+)
+def test_a_people_read_that_finds_none_of_the_linked_people_waits_for_an_admin(
+    make_connector, sync, sessions, session, settings, directory, user_filter, reason
+):
+    # Thresholds at 100% and far above the organisation's size: they would let it all through.
+    wide_open = {"count": 1000, "percent": 100}
+    connector = make_connector(
+        safety={"thresholds": {kind: wide_open for kind in ("revoke", "team_remove", "demote")}}
+    )
+    assert sync(connector).status == "succeeded"
+    assert len(linked_users(sessions, connector)) == 4
+    if "nobody-linked" in user_filter:
+        directory.add_person("nobody-linked")
+    _change(session, settings, connector, user_filter=user_filter)
+
+    outcome = sync(connector)
+    assert outcome.status == "quarantined", outcome.error
+    assert outcome.error == f"{reason} (treated like an empty directory)"
+    assert outcome.summary["revoke"] == 4
+    assert all(u.status is UserStatus.ACTIVE for u in linked_users(sessions, connector).values())
+    (event,) = _quarantine_events(sessions, outcome.run_id)
+    assert event.after["reason"] == outcome.error
+
+    with sessions() as s:  # an admin who meant it approves
+        applied = approve_run(
+            s, run=s.get_one(DirectorySyncRun, uuid.UUID(outcome.run_id)), actor=factories.SETUP
+        )
+        s.commit()
+    assert applied.revoked == 4
+    assert get_run(sessions, outcome.run_id).status is SyncRunStatus.APPROVED
+    users = linked_users(sessions, connector)
+    assert {name for name, u in users.items() if u.status is UserStatus.REVOKED} == {
+        "alice",
+        "bob",
+        "carol",
+        "dave",
+    }
