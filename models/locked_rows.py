@@ -7,6 +7,10 @@ earlier and then deletes nothing). Locked and read again first (SELECT ... FOR U
 later waits for the earlier, then finds no row (READ COMMITTED: a locked row deleted meanwhile
 is not returned) and answers not found (a 404), writing nothing, as it would serially.
 
+Changes and rotations take it first too: a change at once with a delete finds the row gone (a
+404, not the ORM's StaleDataError, a 500), and of two changes at once the later reads the
+earlier's result, so both are kept and its audit event's before is the earlier's after.
+
 SQLite runs one writer at a time (BEGIN IMMEDIATE, models.db): no FOR UPDATE, the same read.
 """
 

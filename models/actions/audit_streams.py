@@ -95,6 +95,9 @@ def update_stream(
     batch_size: int | None = None,
     enabled: bool | None = None,
 ) -> AuditStream:
+    """Locked and read again first: a change at once with another composes after it (its
+    audit event's before is the other's after); after a delete it is not found (a 404)."""
+    stream = locked_rows.locked_or_404(session, stream, MISSING)
     before = stream_snapshot(stream)
     if name is not None:
         stream.name = validate_name(name)

@@ -141,6 +141,10 @@ def update_connector(
     settings: Settings,
     actor: Actor,
 ) -> DirectoryConnector:
+    """Locked and read again first: a change at once with another composes after it (a
+    merged safety policy keeps both, its audit event's before is the other's after); after a
+    delete it is not found (a 404)."""
+    connector = locked_rows.locked_or_404(session, connector, MISSING)
     before = _snapshot(connector)
     basis = _basis_before(connector)
     renamed = str(fields.get("name", "")).strip()  # the one key an edit can find taken

@@ -97,6 +97,9 @@ def update_hook(
     events: list[str] | None = None,
     enabled: bool | None = None,
 ) -> NotificationHook:
+    """Locked and read again first: a change at once with another composes after it (its
+    audit event's before is the other's after); after a delete it is not found (a 404)."""
+    hook = locked_rows.locked_or_404(session, hook, MISSING)
     before = hook_snapshot(hook)
     if name is not None:
         hook.name = validate_name(name)
@@ -130,7 +133,9 @@ def rotate_secret(
     actor: Actor,
     keep_previous_hours: float = 24,
 ) -> str:
-    """Add a new signing secret; the previous ones keep signing for a grace period."""
+    """Add a new signing secret; the previous ones keep signing for a grace period. Locked
+    and read again first: two rotations at once keep both new secrets."""
+    hook = locked_rows.locked_or_404(session, hook, MISSING)
     if hook.kind is not HookKind.WEBHOOK:
         raise InvalidInput("only webhook hooks have signing secrets")
     if not 0 <= keep_previous_hours <= 24 * 30:

@@ -81,7 +81,7 @@ def edit(stream_id: uuid.UUID) -> dict[str, Any]:
     body = parse_body(EditStream)
     session = db_session()
     stream = streams.get_stream(session, viewer.organisation_id, stream_id)
-    streams.update_stream(
+    stream = streams.update_stream(
         session,
         stream=stream,
         actor=admin_actor(viewer),

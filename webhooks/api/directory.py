@@ -101,7 +101,7 @@ def show(connector_id: uuid.UUID) -> dict[str, Any]:
 def edit(connector_id: uuid.UUID) -> dict[str, Any]:
     connector = _connector(connector_id)
     body = parse_body(ConnectorBody)
-    connectors.update_connector(
+    connector = connectors.update_connector(
         db_session(),
         connector=connector,
         fields=body.fields(),

@@ -61,7 +61,7 @@ def edit(hook_id: uuid.UUID) -> dict[str, Any]:
     body = parse_body(EditHook)
     session = db_session()
     hook = hooks.get_hook(session, viewer.organisation_id, hook_id)
-    hooks.update_hook(
+    hook = hooks.update_hook(
         session,
         hook=hook,
         actor=admin_actor(viewer),
