@@ -19,7 +19,7 @@ from connectors.ldap.mapping import (
 )
 from models.actions.directory_connectors import connector_mapping, server_config
 from models.directory.entries import read_person
-from models.directory.read import unread_reason
+from models.directory.read import refuse_aliases, unread_reason
 from models.entities import DirectoryConnector
 from models.settings import Settings
 
@@ -48,6 +48,9 @@ def test_connection(
         )
         with DirectoryClient(config) as client:
             result["server"] = client.url
+            # An alias base fails a sync as a configuration error: the test says so too,
+            # rather than counting nobody under it.
+            refuse_aliases(client, connector)
             result["users"] = client.count(
                 connector.base_dn,
                 mapping.user_filter,

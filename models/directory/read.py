@@ -75,7 +75,7 @@ class ReadTarget:
 
     @property
     def wants_groups(self) -> bool:
-        return bool(self.connector.group_teams or self.connector.group_roles)
+        return wants_groups(self.connector)
 
 
 @dataclass
@@ -135,7 +135,7 @@ def plan_full(
 
     references: list[str] = []
     with DirectoryClient(config) as client:
-        _refuse_aliases(client, connector, target.wants_groups)
+        refuse_aliases(client, connector)
         groups: dict[str, Group] = {}
         if target.wants_groups:
             # Groups first (they are few): people created while the rest is read can join
@@ -204,11 +204,18 @@ def plan_full(
     return reconciler.plan
 
 
-def _refuse_aliases(client: DirectoryClient, connector: DirectoryConnector, groups: bool) -> None:
-    """A base DN that is an alias fails the run as a configuration error, before any search."""
+def wants_groups(connector: DirectoryConnector) -> bool:
+    """Whether a read of this connector reads groups: some group is mapped to a team or role."""
+    return bool(connector.group_teams or connector.group_roles)
+
+
+def refuse_aliases(client: DirectoryClient, connector: DirectoryConnector) -> None:
+    """A base DN that is an alias (the group base DN too, when groups are read) is a
+    configuration error, before any search: the sync and the connection test both call this."""
     client.refuse_alias(connector.base_dn)
-    if groups and connector.group_base_dn and connector.group_base_dn != connector.base_dn:
-        client.refuse_alias(connector.group_base_dn, what="group base DN")
+    group_base = connector.group_base_dn
+    if wants_groups(connector) and group_base and group_base != connector.base_dn:
+        client.refuse_alias(group_base, what="group base DN")
 
 
 def _start(loaded: Loaded, target: ReadTarget, listener: CreateListener | None) -> Reconciler:
@@ -240,7 +247,7 @@ def read_changes(target: ReadTarget, progress: Progress) -> Changes:
     config = server_config(connector, target.settings)
     reader = PersonReader(mapping)
     with DirectoryClient(config) as client:
-        _refuse_aliases(client, connector, target.wants_groups)
+        refuse_aliases(client, connector)
         for page in client.paged_search(
             connector.base_dn,
             and_filter(mapping.user_filter, since),

@@ -4,14 +4,17 @@ admin API and the console (no 500, the odd values escaped)."""
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 import uuid
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from models.entities import DirectoryConnector
+from cli.main import main
+from models.entities import DirectoryConnector, Organisation
 from models.enums import UserStatus
 from tests.ldap.conftest import (
     admin_auth,
@@ -21,6 +24,7 @@ from tests.ldap.conftest import (
     team_members,
 )
 from tests.support.slapd import ROOT_PASSWORD
+from tests.support.worker import settings_env
 
 SEEDED = {"alice", "bob", "carol", "dave"}
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -215,10 +219,11 @@ def test_two_entries_with_one_stable_id_change_nobody_and_are_both_reported(
 
 
 def test_a_base_dn_that_is_an_alias_is_refused_and_revokes_nobody(
-    client, session, sessions, directory, sync
+    client, session, sessions, settings, directory, sync
 ):
     """Searches do not follow aliases: under an alias of ou=people a search finds nobody,
-    which read as a complete, empty directory (everyone revoked where thresholds allow)."""
+    which read as a complete, empty directory (everyone revoked where thresholds allow). The
+    connection test (API and CLI) answers with the run's reason, not `no_people`."""
     connector, auth = _over_the_api(client, session, sessions, directory)
     assert sync(connector).status == "succeeded"
     alias = f"ou=staff,{directory.base}"
@@ -243,6 +248,21 @@ def test_a_base_dn_that_is_an_alias_is_refused_and_revokes_nobody(
     assert set(users) == SEEDED
     assert all(user.status is UserStatus.ACTIVE for user in users.values())
     _rendered(client, auth, outcome.run_id)
+    # The connection test names the alias as the run does (it answered no_people).
+    tested = client.post(f"/api/v1/directory/connectors/{connector.id}/test", headers=auth)
+    assert tested.status_code == 200, tested.json
+    assert not tested.json["ok"], tested.json
+    assert tested.json["error_code"] == "directory_config_error", tested.json
+    assert tested.json["error"] == run.error
+    with sessions() as s:
+        slug = s.get_one(Organisation, connector.organisation_id).slug
+        s.rollback()
+    cli = CliRunner(env=settings_env(settings)).invoke(
+        main, ["ldap", "test", "--org", slug, "--connector", connector.name, "--json"]
+    )
+    assert cli.exit_code == 6, cli.output
+    assert json.loads(cli.output)["error_code"] == "directory_config_error", cli.output
+    assert "is an alias of" in cli.output
 
 
 @pytest.mark.parametrize(
