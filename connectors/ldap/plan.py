@@ -147,6 +147,17 @@ class EntryError(PlanItem):
     message: str
 
 
+def apply_error(item: PlanItem | None, message: str) -> dict[str, Any]:
+    """An item refused at apply, as the run reports it (`apply_errors`): the entry's stable id
+    and DN where the item has them (a team retirement names no one; a revocation, a role or
+    a membership change names the person by stable id only), and why."""
+    return {
+        "external_id": getattr(item, "external_id", None),
+        "dn": getattr(item, "dn", None) or None,
+        "message": message,
+    }
+
+
 # the plan's lists of items, by name: what each holds
 ITEM_TYPES: dict[str, type[PlanItem]] = {
     "creates": Create,

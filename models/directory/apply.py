@@ -29,6 +29,7 @@ from connectors.ldap.plan import (
     RoleChange,
     TeamRetire,
     Update,
+    apply_error,
 )
 from connectors.ldap.reconcile import retired_teams
 from models import audit, membership_locks
@@ -244,8 +245,7 @@ def _guarded(applied: Applied, item: PlanItem, step: Callable[[], object]) -> No
     try:
         step()
     except DomainError as exc:
-        external_id = getattr(item, "external_id", None)  # a team retirement names no one
-        applied.errors.append({"external_id": external_id, "message": exc.message})
+        applied.errors.append(apply_error(item, exc.message))
 
 
 class _OwnedLinks:

@@ -30,7 +30,7 @@ from sqlalchemy import delete, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from connectors.ldap.plan import Plan, TeamAdd, TeamRemove
+from connectors.ldap.plan import Plan, TeamAdd, TeamRemove, apply_error
 from connectors.ldap.reconcile import TeamIndex
 from models import membership_locks
 from models.actions import access_reviews
@@ -145,7 +145,7 @@ def _team_made(
             external_id=None,
         )
     except DomainError as exc:
-        errors.append({"external_id": None, "message": f"team {name}: {exc.message}"})
+        errors.append(apply_error(None, f"team {name}: {exc.message}"))
         return None
 
 

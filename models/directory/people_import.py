@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from connectors.ldap.plan import Create
+from connectors.ldap.plan import Create, apply_error
 from connectors.ldap.reconcile import TeamIndex
 from models.actions.users import validate_email, validate_name
 from models.actor import Actor
@@ -275,7 +275,7 @@ class PeopleImport:
         return email, name, key, role
 
     def _error(self, item: Create, message: str) -> None:
-        self.errors.append({"external_id": item.external_id, "message": message})
+        self.errors.append(apply_error(item, message))
 
     def withdraw(self, external_ids: list[str]) -> None:
         """Undo the creation of people the plan no longer creates (a later duplicate email).

@@ -41,6 +41,7 @@ class PlanDiff:
     promoted: list[Change] = field(default_factory=list)
     teams_retired: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    apply_errors: list[str] = field(default_factory=list)  # refused at apply: DN, then why
     warnings: list[str] = field(default_factory=list)  # withheld, emptied groups, blocked
     dropped: dict[str, int] = field(default_factory=dict)  # held changes no longer called for
     truncated: dict[str, int] = field(default_factory=dict)
@@ -80,6 +81,7 @@ def plan_diff(session: Session, run: DirectorySyncRun) -> PlanDiff:
         reactivated=[Change(who(i)) for i in plan.get("reactivates", [])],
         teams_retired=[str(i.get("team", i.get("name", ""))) for i in plan.get("team_retires", [])],
         errors=[str(i.get("message", "")) for i in plan.get("errors", [])],
+        apply_errors=[_apply_error(i) for i in plan.get("apply_errors", [])],
         dropped=dict(plan.get("dropped_counts") or {}),
         truncated=dict(plan.get("truncated") or {}),
     )
@@ -115,6 +117,13 @@ def _warnings(plan: dict[str, Any]) -> list[str]:
         notes.append(f"{count} {kind.replace('_', ' ')} withheld (the read cannot prove them)")
     notes.extend(str(note) for note in plan.get("emptied", []))
     return notes
+
+
+def _apply_error(item: dict[str, Any]) -> str:
+    """`dn: why`; without a DN (a team, a person named by stable id only) the id, or just why."""
+    who = item.get("dn") or item.get("external_id")
+    message = str(item.get("message", ""))
+    return f"{who}: {message}" if who else message
 
 
 def _id_text(value: Any) -> str | None:

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
+from models.directory import read
 from models.entities import DirectoryConnector, Organisation
 from models.enums import UserStatus
 from tests.ldap.conftest import (
@@ -23,6 +24,7 @@ from tests.ldap.conftest import (
     linked_users,
     team_members,
 )
+from tests.support import factories
 from tests.support.slapd import ROOT_PASSWORD
 from tests.support.worker import settings_env
 
@@ -336,3 +338,40 @@ def test_escaped_and_multi_valued_rdns_are_people_and_members(
     again = sync(connector)
     assert again.status == "succeeded"
     assert again.summary["update"] == 0 and again.summary["team_remove"] == 0
+
+
+def test_an_entry_refused_at_apply_is_reported_with_its_dn(
+    client, session, sessions, directory, sync, monkeypatch
+):
+    """An admin creates erin's email after the read loaded the emails taken: the plan creates
+    erin, the apply refuses her, and the run's apply error names her entry's DN (in the API
+    and on the console run page), not only her stable id."""
+    connector, auth = _over_the_api(client, session, sessions, directory)
+    assert sync(connector).status == "succeeded"
+    erin = directory.add_person("erin")
+    email = f"erin@{directory.domain}"
+    raced: list[str] = []
+    reconcile = read._start
+
+    def reconciling(*args: Any, **kwargs: Any) -> Any:
+        started = reconcile(*args, **kwargs)
+        if not raced:
+            with sessions() as s:
+                factories.make_user(
+                    s, s.get_one(Organisation, connector.organisation_id), email=email
+                )
+                s.commit()
+            raced.append(email)
+        return started
+
+    monkeypatch.setattr(read, "_start", reconciling)
+    outcome = sync(connector)
+    assert raced and outcome.status == "succeeded", outcome.error
+    run = get_run(sessions, outcome.run_id)
+    refused = run.plan["apply_errors"]
+    assert [e["dn"] for e in refused] == [erin], refused
+    assert f"{email} exists already" in refused[0]["message"]
+    assert refused[0]["external_id"] == directory.entry_uuid(erin)
+    shown, page = _rendered(client, auth, outcome.run_id)
+    assert shown["plan"]["apply_errors"] == refused
+    assert 'id="diff-apply-errors"' in page and f"{erin}: {email} exists already" in page
