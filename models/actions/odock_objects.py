@@ -38,6 +38,7 @@ from models.entities.user import email_key
 from models.enums import KeyType, OwnerType, Source
 from models.errors import Conflict, InvalidInput, UnknownReference
 from models.key_changes import keep_pending_decisions
+from models.numbers import PlainDecimal
 from models.odock_references import keys_of_other_organisations
 
 KIND_KEY, KIND_BUDGET, KIND_QUOTA = "key", "budget", "quota"
@@ -100,7 +101,9 @@ class OwnedIn(OdockObject):
 
 
 class BudgetIn(OwnedIn):
-    amount: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4, allow_inf_nan=False)]
+    amount: Annotated[
+        PlainDecimal, Field(ge=0, max_digits=14, decimal_places=4, allow_inf_nan=False)
+    ]
     currency: Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     window: Window = "monthly"
 

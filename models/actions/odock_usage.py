@@ -25,6 +25,7 @@ from models.base import new_id
 from models.entities import Revocation, Team, UsageRecord, User, VirtualApiKey
 from models.enums import UserStatus
 from models.errors import InvalidInput, UnknownReference
+from models.numbers import PlainDecimal
 from models.odock_references import held_elsewhere, keys_of_other_organisations
 
 MAX_RECORDS = 5_000
@@ -43,9 +44,9 @@ class UsageIn(BaseModel):
     model: Annotated[StrictStr, Field(max_length=100)] = ""
     input_tokens: StrictInt = 0
     output_tokens: StrictInt = 0
-    cost: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=6, allow_inf_nan=False)] = (
-        Decimal(0)
-    )
+    cost: Annotated[
+        PlainDecimal, Field(ge=0, max_digits=14, decimal_places=6, allow_inf_nan=False)
+    ] = Decimal(0)
     requests: StrictInt = 1
 
 

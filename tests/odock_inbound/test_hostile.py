@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from decimal import Decimal
 
 import pytest
 
 from models.actions import tokens
-from models.entities import Organisation, User
+from models.entities import Budget, Organisation, User
 from models.enums import Role, TokenScope
 from tests.odock_inbound.conftest import counts, key_body
 from tests.support import factories as f
@@ -180,4 +181,61 @@ def test_a_time_beyond_what_utc_can_hold_is_refused_naming_the_field(bridged, se
         assert response.status_code == 400, response.get_json()
         assert response.mimetype == "application/problem+json"
         assert field in json.dumps(response.get_json())
+    assert counts(session) == before
+
+
+# Numbers given as text are ASCII digits, as query parameters are: Python's Decimal read
+# these as numbers ("\uff15", fullwidth, as 5, " 5" as 5, "1_0" as 10, "1e2" as 100).
+NOT_PLAIN_NUMBERS = ["\uff15", "\u0663", " 5", "5 ", "1_0", "1e2", "", "."]
+
+
+@pytest.mark.parametrize("amount", NOT_PLAIN_NUMBERS)
+def test_a_budget_amount_as_text_is_ascii_digits_only(bridged, session, amount):
+    good = {
+        "owner_type": "USER",
+        "owner_id": str(bridged.owner.id),
+        "name": "monthly",
+        "amount": "100",
+        "version": 1,
+    }
+    before = counts(session)
+    response = bridged.put("budgets", uuid.uuid4(), {**good, "amount": amount})
+    assert response.status_code == 400, response.get_json()
+    assert response.mimetype == "application/problem+json"
+    assert "amount" in json.dumps(response.get_json())
+    assert counts(session) == before
+
+
+@pytest.mark.parametrize("text", ["100", "+100", "100.", "99.5", ".5", "0"])
+def test_a_budget_amount_in_plain_ascii_text_is_read(bridged, session, text):
+    budget_id = uuid.uuid4()
+    body = {"owner_type": "ORG", "name": "monthly", "amount": text, "version": 1}
+    response = bridged.put("budgets", budget_id, body)
+    assert response.status_code == 200, response.get_json()
+    assert session.get_one(Budget, budget_id).amount == Decimal(text)
+
+
+def test_usage_numbers_as_text_are_ascii_digits_only(bridged, session):
+    good = {"id": "r1", "occurred_at": "2026-12-04T10:00:00Z"}
+    before = counts(session)
+    for field, text in [
+        *(("cost", number) for number in NOT_PLAIN_NUMBERS),
+        ("input_tokens", "\uff15"),
+        ("requests", "5"),
+    ]:
+        response = bridged.usage({"records": [{**good, field: text}]})
+        assert response.status_code == 400, (field, text, response.get_json())
+        assert response.mimetype == "application/problem+json"
+        assert field in json.dumps(response.get_json()), (field, text)
+    assert counts(session) == before
+    response = bridged.usage({"records": [{**good, "cost": "0.25"}]})
+    assert response.status_code == 200, response.get_json()
+
+
+def test_a_quota_limit_as_text_is_refused(bridged, session):
+    body = {"owner_type": "ORG", "name": "daily", "limit": "\uff15", "version": 1}
+    before = counts(session)
+    response = bridged.put("quotas", uuid.uuid4(), body)
+    assert response.status_code == 400, response.get_json()
+    assert "limit" in json.dumps(response.get_json())
     assert counts(session) == before

@@ -159,3 +159,27 @@ def test_owners_that_are_another_organisations_keys_are_asked_once_for_the_whole
     assert len([s for s in statements if "virtual_api_keys" in s]) == 1, statements
     held = set(session.scalars(select(Budget.id).where(Budget.organisation_id == bridged.org.id)))
     assert held == set(budget_ids[10:])
+
+
+def test_an_import_refuses_a_number_in_other_than_ascii_digits(bridged, session, engine):
+    """A line whose amount or cost is "\uff15" is a problem line, not a budget of 5."""
+    budget_id = uuid.uuid4()
+    lines = lines_of(
+        {
+            "kind": "budget",
+            "id": str(budget_id),
+            "owner_type": "ORG",
+            "name": "b",
+            "amount": "\uff15",
+            "version": 1,
+        },
+        {"kind": "usage", "id": "u1", "occurred_at": "2026-12-01T10:00:00Z", "cost": " 5"},
+    )
+
+    run = odock_reconcile.import_lines(engine, organisation_id=bridged.org.id, lines=lines)
+
+    problems = run.summary["problems"]
+    assert problems["count"] == 2, problems
+    assert [p.split(":")[0] for p in problems["first"]] == ["line 1", "line 2"]
+    assert session.get(Budget, budget_id) is None
+    assert session.scalars(select(UsageRecord)).all() == []
