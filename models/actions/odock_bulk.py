@@ -12,6 +12,7 @@ what the organisation holds that the listing no longer contains.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -209,6 +210,10 @@ class KindCounts:
     rejected: int = 0
     deleted: int = 0
     ids: dict[str, list[str]] = field(default_factory=dict)
+    # Both the reading thread (rows it cannot use) and the database thread (rows the chunk
+    # refuses) reject: `rejected` and its samples change only under this lock (a bare
+    # `rejected += n` from two threads can lose a count).
+    _rejecting: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def sample(self, what: str, ids: Iterable[Any]) -> None:
         kept = self.ids.setdefault(what, [])
@@ -216,6 +221,14 @@ class KindCounts:
             if len(kept) >= SAMPLE:
                 return
             kept.append(str(object_id))
+
+    def reject(self, reasons: list[str]) -> None:
+        """Count these rejections (`id: reason` each) and keep samples; from either thread."""
+        if not reasons:
+            return
+        with self._rejecting:
+            self.rejected += len(reasons)
+            self.sample("rejected", reasons)
 
     @property
     def drift(self) -> int:
@@ -376,8 +389,7 @@ class Loader:
 
     def reject(self, object_id: Any, reason: str) -> None:
         """An object that cannot be loaded; its id still counts as listed (it exists)."""
-        self.counts.rejected += 1
-        self.counts.sample("rejected", [f"{object_id}: {reason}"[:200]])
+        self.counts.reject([f"{object_id}: {reason}"[:200]])
         if self.keep_seen and isinstance(object_id, uuid.UUID):
             self.seen_only.append(object_id)
 
@@ -436,8 +448,7 @@ class Loader:
         if not foreign:
             return rows, []
         refused = [row for row in rows if row[OWNER_TYPE] == apikey and row[OWNER] in foreign]
-        self.counts.rejected += len(refused)
-        self.counts.sample("rejected", [f"{row[0]}: {no_key_here(row[OWNER])}" for row in refused])
+        self.counts.reject([f"{row[0]}: {no_key_here(row[OWNER])}" for row in refused])
         kept = [row for row in rows if row[OWNER_TYPE] != apikey or row[OWNER] not in foreign]
         return kept, [row[0] for row in refused]
 
@@ -498,8 +509,7 @@ class Loader:
         self.counts.unchanged += self.connection.execute(stage.delete().where(as_new)).rowcount
 
     def _count_foreign(self, foreign: list[Any]) -> None:
-        self.counts.rejected += len(foreign)
-        self.counts.sample("rejected", [f"{i}: held by another organisation" for i in foreign])
+        self.counts.reject([f"{i}: held by another organisation" for i in foreign])
 
     def _drop_buried(self) -> None:
         """Rows not newer than the tombstone of their id: a newer delete already won."""
