@@ -94,7 +94,6 @@ def test_a_batch_over_the_threshold_is_held_whole_and_a_small_one_ends_on_time(
     session.commit()
     held = wait_until(
         lambda: len(_held(sessions, big_id)) == len(many) and _held(sessions, big_id),
-        timeout=60,
         what="the whole batch held",
     )
     assert {h.user_id for h in held} == set(many) and len({h.batch_id for h in held}) == 1

@@ -31,7 +31,10 @@ from tests.support.wait import wait_until
 from tests.support.worker import WorkerProcess, purge_queues, start_worker
 from worker.celery_app import celery_app
 
-NOTIFICATION_TIMEOUT = 1.0  # the delivery's lease is 3 x this + 30 s: the retry's wait
+# The delivery's lease is 3 x this + 30 s: the retry's wait. Longer than the receiver's
+# terminating every backend takes on a loaded machine, or the send times out before the
+# fault (a failed attempt, retried, never the outcome lost that this test is about).
+NOTIFICATION_TIMEOUT = 5.0
 
 
 @pytest.fixture(scope="module", autouse=True)
