@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from psycopg.pq import ExecStatus
 from sqlalchemy import Engine, Select, create_engine, event, exc, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import ClauseElement
@@ -28,6 +29,12 @@ ODOCK_MODE_KEY = "odock.mode"
 # A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 10.0
 WAL_SWITCH_TIMEOUT = 30.0  # seconds, as the busy timeout of the broker's file
+
+
+def conflict_insert(dialect_name: str) -> Callable[..., Any]:
+    """The INSERT of this database that takes ON CONFLICT (PostgreSQL's or SQLite's; both
+    speak the same clauses)."""
+    return postgresql.insert if dialect_name == "postgresql" else sqlite.insert
 
 
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:

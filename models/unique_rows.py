@@ -26,12 +26,11 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.base import Base
+from models.db import conflict_insert
 
 T = TypeVar("T", bound=Base)
 
@@ -56,10 +55,8 @@ def insert_or_find(
         found = _find(session, entity, key, lock)
         if found is not None:
             return found, False
-        postgresql = session.get_bind().dialect.name == "postgresql"
-        insert = postgresql_insert if postgresql else sqlite_insert
         statement = (
-            insert(entity)
+            conflict_insert(session.get_bind().dialect.name)(entity)
             .values(**key, **(values or {}))
             .on_conflict_do_nothing(index_elements=[getattr(entity, name) for name in key])
             .returning(entity)

@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from models.base import new_id, utcnow
+from models.db import conflict_insert
 from models.entities.delivery import ReceivedDelivery
 
 UNIQUE_KEY = ["organisation_id", "channel", "delivery_id"]
@@ -88,7 +88,7 @@ def _row(id: uuid.UUID, item: Incoming, now: datetime) -> dict[str, Any]:
 @functools.cache
 def _insert_once(dialect: str) -> Any:
     """INSERT .. ON CONFLICT DO NOTHING RETURNING id, built once: this is a hot path."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = conflict_insert(dialect)
     return (
         insert(ReceivedDelivery)
         .on_conflict_do_nothing(index_elements=UNIQUE_KEY)

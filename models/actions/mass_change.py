@@ -34,15 +34,13 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from models import audit, unique_rows
 from models.actor import Actor
 from models.base import new_id, utcnow
-from models.db import PREPARED
+from models.db import PREPARED, conflict_insert
 from models.entities import (
     MassChange,
     MassChangeGate,
@@ -636,8 +634,7 @@ def _locked_gate(session: Session, organisation_id: uuid.UUID, source: Source) -
         and held[1] in session
     ):
         return held[1]  # locked by this transaction already: nobody else has changed it
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    insert = conflict_insert(session.get_bind().dialect.name)
     upsert = (
         insert(MassChangeGate)
         .values(organisation_id=organisation_id, source=source)

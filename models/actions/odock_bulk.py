@@ -40,7 +40,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from models.actions.odock_objects import (
     ENTITIES,
@@ -55,6 +54,7 @@ from models.actions.odock_objects import (
 )
 from models.actor import Actor
 from models.base import UTCDateTime, new_id, utcnow
+from models.db import conflict_insert
 from models.entities import AuditEvent, OdockTombstone, Team, User
 from models.entities.user import email_key
 from models.enums import KeyType, OwnerType
@@ -536,7 +536,7 @@ class Loader:
         values["updated_at"] = now
         created_at = stage.c.created_at if self.kind == KIND_KEY else None
         values["created_at"] = func.coalesce(created_at, now) if created_at is not None else now
-        upsert = postgresql.insert if self.postgres else sqlite.insert
+        upsert = conflict_insert(self.connection.dialect.name)
         statement = upsert(target).from_select(
             list(values), select(*values.values()).where(stage.c.version >= 0)
         )
@@ -635,7 +635,7 @@ class Loader:
         self.connection.commit()
 
     def _bury(self, gone: list[tuple[uuid.UUID, int]]) -> None:
-        upsert = postgresql.insert if self.postgres else sqlite.insert
+        upsert = conflict_insert(self.connection.dialect.name)
         statement = upsert(OdockTombstone)
         statement = statement.on_conflict_do_update(
             index_elements=["organisation_id", "kind", "object_id"],

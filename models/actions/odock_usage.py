@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models import audit, key_scope
@@ -22,6 +21,7 @@ from models.actions import reviews
 from models.actions.odock_objects import StrictInt, Time
 from models.actor import Actor
 from models.base import new_id
+from models.db import conflict_insert
 from models.entities import Revocation, Team, UsageRecord, User, VirtualApiKey
 from models.enums import UserStatus
 from models.errors import InvalidInput, UnknownReference
@@ -100,7 +100,7 @@ def store_usage(
 ) -> list[UsageIn]:
     """Insert the records whose id is new here, in one statement; returns those."""
     unique = list({record.id: record for record in records}.values())
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    insert = conflict_insert(connection.dialect.name)
     statement = (
         insert(UsageRecord)
         .on_conflict_do_nothing(index_elements=["organisation_id", "external_id"])

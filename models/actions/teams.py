@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import cast
 
 from sqlalchemy import Table, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,6 +14,7 @@ from models import audit, key_scope, membership_locks, unique_rows
 from models.actions import access_reviews, key_revocation
 from models.actor import Actor
 from models.base import utcnow
+from models.db import conflict_insert
 from models.entities import (
     Organisation,
     RevocationReview,
@@ -217,7 +217,7 @@ def add_members(
         for u in users
     ]
     table = cast(Table, TeamMembership.__table__)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = conflict_insert(session.get_bind().dialect.name)
     inserted = set(
         session.scalars(
             insert(table)

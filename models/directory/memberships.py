@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from connectors.ldap.plan import Plan, TeamAdd, TeamRemove, apply_error
@@ -37,6 +36,7 @@ from models.actions import access_reviews
 from models.actions import teams as team_actions
 from models.actor import Actor
 from models.base import utcnow
+from models.db import conflict_insert
 from models.directory.bulk_rows import BATCH, Rows, dashed, fast_ids, table_of
 from models.entities import (
     AuditEvent,
@@ -353,7 +353,7 @@ class _Writer:
             IdentityLink.connector_id == self.connector.id,
             IdentityLink.external_id.in_(external_ids),
         )
-        upsert = postgresql.insert if self.dialect.name == "postgresql" else sqlite.insert
+        upsert = conflict_insert(self.dialect.name)
         inserted = self.session.execute(
             upsert(TeamMembership)
             .from_select(["team_id", "user_id", "role", "source", "created_at"], users)
