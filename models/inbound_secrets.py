@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from connectors.signed_webhooks import SECRET_PREFIX, new_signing_secret
-from models import encryption
-from models.base import utcnow
+from models import encryption, locked_rows
+from models.base import Base, utcnow
 from models.errors import InvalidInput, NotFound
 
 MAX_SIGNING_SECRETS = 5
@@ -26,15 +26,12 @@ class AddedSecret:
     secret: str
 
 
-def lock(session: Session, row: Any) -> None:
+def lock(session: Session, row: Base) -> None:
     """Lock the row that keeps the entries and read them again, before changing them: the
     list is one column, read, changed and written back, so of two admins changing it at once
     the later would otherwise write back what it read before the earlier wrote (a secret
     added lost, a removed one back in)."""
-    # Written first: a refresh reads the row afresh and would drop the caller's unwritten
-    # changes to it (an Okta secret set just before in the same transaction).
-    session.flush()
-    session.refresh(row, with_for_update=True)
+    locked_rows.locked_or_404(session, row, "the signing secrets' configuration is gone")
 
 
 def with_added(

@@ -30,6 +30,9 @@ T = TypeVar("T", bound=Base)
 def locked_or_404(session: Session, row: T, missing: str) -> T:
     """`row` read again by its primary key and locked until commit, before the caller changes
     it; NotFound(`missing`) when another transaction deleted it meanwhile."""
+    # Written first: the read replaces the row's loaded values and would drop the caller's
+    # unwritten changes to it (an Okta secret set earlier in the same transaction).
+    session.flush()
     identity = inspect(row).identity
     found = (
         None
