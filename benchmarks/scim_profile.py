@@ -151,7 +151,10 @@ def measure(name: str, call: Callable[[int], Any], requests: int, args: Any) -> 
     )
     if args.profile:
         out = io.StringIO()
-        pstats.Stats(profile, stream=out).sort_stats(args.sort).print_stats(args.profile)
+        stats = pstats.Stats(profile, stream=out).sort_stats(args.sort)
+        stats.print_stats(args.profile)
+        if args.callers:
+            stats.print_callers(args.callers)
         print(out.getvalue())
 
 
@@ -255,6 +258,7 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, help="print this many profile lines")
     parser.add_argument("--statements", action="store_true", help="print one request's SQL")
     parser.add_argument("--sort", default="cumulative", help="cumulative or tottime")
+    parser.add_argument("--callers", help="with --profile: who calls functions matching this")
     parser.add_argument(
         "--wsgi",
         action="store_true",
