@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator
+from sqlalchemy import ColumnDefault, DateTime, MetaData, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import ColumnProperty, DeclarativeBase, Mapped, mapped_column
 
@@ -87,6 +87,22 @@ def new_row(kind: type[_Entity], **columns: Any) -> _Entity:
     entity: _Entity = kind.__mapper__.class_manager.new_instance()
     entity.__dict__.update(columns)
     return entity
+
+
+def unsaved_defaults(kind: type[_Entity], **key: Any) -> _Entity:
+    """The entity of `key` as its first writer would store it (its columns' Python defaults),
+    in no session and never saved: what a reader answers while no row exists, so that a read
+    writes nothing."""
+    values = {}
+    for attribute in kind.__mapper__.column_attrs:
+        default = attribute.columns[0].default
+        if attribute.key in key or not isinstance(default, ColumnDefault):
+            continue
+        if default.is_callable:
+            values[attribute.key] = default.arg(None)  # wrapped by SQLAlchemy: takes a context
+        elif default.is_scalar:
+            values[attribute.key] = default.arg
+    return kind(**key, **values)
 
 
 @functools.cache

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from models import audit, unique_rows
 from models.actions import key_revocation, key_rotations, reviews
 from models.actor import Actor
-from models.base import in_utc, utcnow
+from models.base import in_utc, unsaved_defaults, utcnow
 from models.entities import (
     Organisation,
     RecertificationCampaign,
@@ -84,13 +84,12 @@ class Opened:
 
 
 def policy_of(session: Session, organisation_id: uuid.UUID) -> RecertificationPolicy:
-    """The organisation's policy; the defaults (disabled) until someone configures it."""
-    policy = session.get(RecertificationPolicy, organisation_id)
-    if policy is None:  # written by the first reader; of two at once, the other reads it
-        policy, _ = unique_rows.insert_or_find(
-            session, RecertificationPolicy, {"organisation_id": organisation_id}
-        )
-    return policy
+    """The organisation's policy; until a writer stores one (configure, or a campaign's
+    opening), the defaults (disabled) in an object that is never saved: a read writes nothing."""
+    stored = session.get(RecertificationPolicy, organisation_id)
+    if stored is not None:
+        return stored
+    return unsaved_defaults(RecertificationPolicy, organisation_id=organisation_id)
 
 
 def policy_view(policy: RecertificationPolicy) -> dict[str, Any]:
@@ -112,7 +111,7 @@ def configure(
 ) -> RecertificationPolicy:
     """Change the policy; every value is checked before any is applied."""
     checked = {name: _checked(name, value) for name, value in changes.items()}
-    policy = _locked_policy(session, organisation_id)
+    policy = _locked_policy(session, organisation_id, actor)
     scope = {name: checked.get(name, getattr(policy, name)) for name in SCOPE}
     if not any(value not in (None, False) for value in scope.values()):
         raise InvalidInput("a scope is needed: spend_days, unused_days or moved_people")
@@ -164,15 +163,25 @@ def _checked(name: str, value: Any) -> Any:
     raise InvalidInput(f"unknown setting {name}", field=name)
 
 
-def _locked_policy(session: Session, organisation_id: uuid.UUID) -> RecertificationPolicy:
-    """The policy row, locked: two openers of one organisation take turns."""
-    policy_of(session, organisation_id)
-    query = select(RecertificationPolicy).where(
-        RecertificationPolicy.organisation_id == organisation_id
+def _locked_policy(
+    session: Session, organisation_id: uuid.UUID, actor: Actor
+) -> RecertificationPolicy:
+    """The policy row, locked (two writers of one organisation take turns), stored with the
+    defaults by the first writer, which the audit trail shows."""
+    policy, created = unique_rows.insert_or_find(
+        session, RecertificationPolicy, {"organisation_id": organisation_id}, lock=True
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    return session.scalars(query.execution_options(populate_existing=True)).one()
+    if created:
+        audit.record(
+            session,
+            actor=actor,
+            organisation_id=organisation_id,
+            action="recertification.policy_created",
+            target_type="recertification_policy",
+            target_id=organisation_id,
+            after=policy_view(policy),
+        )
+    return policy
 
 
 def schedule_slot(policy: RecertificationPolicy, now: datetime) -> int | None:
@@ -217,7 +226,7 @@ def open_campaign(
     """Open the campaign of this slot once. By hand (no slot): a slot of its own, unless a
     campaign opened by hand is still running, which is the one returned."""
     now = now or utcnow()
-    policy = _locked_policy(session, organisation_id)
+    policy = _locked_policy(session, organisation_id, actor)
     existing = (
         _campaign_in_slot(session, organisation_id, slot)
         if slot

@@ -64,3 +64,15 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(session, run):
     assert session.scalars(select(RecertificationPolicy)).all() == []
     changed = select(AuditEvent).where(AuditEvent.action == "recertification.policy_changed")
     assert session.scalars(changed).all() == []
+
+
+def test_showing_a_fresh_policy_stores_nothing(session, run_json):
+    """`recert policy` answers the defaults; its unit of work commits, and it stored them."""
+    keys = build_keys(session)
+    session.commit()
+    shown = run_json("recert", "policy", "--org", keys.org.slug)
+    assert (shown["enabled"], shown["every_days"], shown["on_deadline"]) == (False, 90, "revoke")
+    session.expire_all()
+    assert session.scalars(select(RecertificationPolicy)).all() == []
+    recert = select(AuditEvent).where(AuditEvent.action.startswith("recertification."))
+    assert session.scalars(recert).all() == []

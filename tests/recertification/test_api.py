@@ -1,10 +1,23 @@
 """The recertification API: who may do what, and bad input answered with problem JSON."""
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, func, select
 
-from models.entities import AuditEvent, RecertificationCampaign
+from models.entities import AuditEvent, RecertificationCampaign, RecertificationPolicy
+from tests.recertification.conftest import build_keys
 from tests.support import factories as f
+from tests.support.sql_events import statements_sent
+
+DEFAULTS = {
+    "enabled": False,
+    "every_days": 90,
+    "deadline_days": 14,
+    "spend_days": 90,
+    "unused_days": 90,
+    "moved_people": True,
+    "inactive_days": 90,
+    "on_deadline": "revoke",
+}
 
 
 @pytest.fixture
@@ -76,3 +89,48 @@ def test_unknown_ids_and_bad_decisions(client, tokens):
         ).status_code
         == 404
     )
+
+
+def _policy_rows_and_events(session):
+    session.expire_all()
+    rows = session.scalar(select(func.count()).select_from(RecertificationPolicy))
+    events = session.scalars(
+        select(AuditEvent.action)
+        .where(AuditEvent.action.startswith("recertification."))
+        .order_by(AuditEvent.occurred_at, AuditEvent.id)
+    ).all()
+    session.rollback()  # SQLite: let the app take the write lock
+    return rows, events
+
+
+@pytest.mark.parametrize("first_write", ["configure", "open"])
+def test_reading_a_fresh_policy_writes_nothing_the_first_writer_stores_it(
+    client, session, first_write
+):
+    """GET answers the defaults without a statement that writes (it inserted them before,
+    unaudited, and two readers raced); the first writer stores the row, audited."""
+    keys = build_keys(session)
+    admin = {"Authorization": f"Bearer {f.admin_token(session, keys.org, keys.admin)}"}
+    session.commit()
+    with statements_sent(Engine) as sent:
+        for _ in range(2):
+            shown = client.get("/api/v1/recertification/policy", headers=admin)
+            assert shown.status_code == 200, shown.json
+            assert {k: v for k, v in shown.json.items() if k != "anchor_at"} == DEFAULTS
+    assert [s for s in sent if s.lstrip().startswith(("INSERT", "UPDATE", "DELETE"))] == []
+    assert _policy_rows_and_events(session) == (0, [])
+
+    if first_write == "configure":
+        written = client.put(
+            "/api/v1/recertification/policy", json={"inactive_days": 30}, headers=admin
+        )
+        assert written.status_code == 200 and written.json["inactive_days"] == 30
+        actions = ["recertification.policy_created", "recertification.policy_changed"]
+    else:
+        written = client.post("/api/v1/recertification/campaigns", headers=admin)
+        assert written.status_code == 201, written.json
+        actions = ["recertification.policy_created", "recertification.opened"]
+    assert _policy_rows_and_events(session) == (1, actions)
+    stored = client.get("/api/v1/recertification/policy", headers=admin).json
+    assert stored["inactive_days"] == (30 if first_write == "configure" else 90)
+    assert _policy_rows_and_events(session) == (1, actions)
