@@ -54,6 +54,7 @@ def set_okta_secret(
     if custom_header is not None:
         _check_custom_header(custom_header, header_name)
     config = get_config(session, organisation.id)
+    inbound_secrets.lock(session, config)
     config.okta_header_name = header_name
     config.okta_secret_hash = encryption.keyed_hash(secret_key, secret)
     if custom_header is not None:
@@ -82,6 +83,7 @@ def _check_custom_header(custom_header: tuple[str, str], header_name: str) -> No
 
 def clear_okta_secret(session: Session, *, organisation: Organisation, actor: Actor) -> None:
     config = get_config(session, organisation.id)
+    inbound_secrets.lock(session, config)
     config.okta_secret_hash = config.okta_custom_header_name = None
     config.okta_custom_header_hash = None
     config.updated_at = utcnow()
