@@ -3,7 +3,8 @@
 A batch is pinned on the stream (`pending_from_seq`..`pending_through_seq`) before it is sent
 and the cursor moves past it only when the receiver accepted it: a failure, an outage or a
 restart resends exactly that batch under the same webhook-id, and nothing after it goes out
-first. A claim is a short lease, never a lock held across the network call.
+first. A claim is a short lease, never a lock held across the network call. A stream deleted
+while a batch is out is not written to when the answer comes (`settle_stream` finds none).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from models import audit
+from models import audit, locked_rows
 from models.actor import Actor
 from models.backoff import backoff
 from models.entities import AuditEvent, AuditStream
@@ -66,6 +67,11 @@ def claim_stream(
     if not getattr(claimed, "rowcount", 0):
         return None
     return session.get(AuditStream, stream_id, populate_existing=True)
+
+
+def settle_stream(session: Session, *, stream_id: uuid.UUID) -> AuditStream | None:
+    """The stream, locked and read again, to record how a batch went; None if it was deleted."""
+    return locked_rows.locked_or_none(session, AuditStream, stream_id)
 
 
 def extend_claim(stream: AuditStream, *, lease: timedelta, now: datetime) -> None:

@@ -16,7 +16,7 @@ SQLite runs one writer at a time (BEGIN IMMEDIATE, models.db): no FOR UPDATE, th
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
@@ -42,3 +42,10 @@ def locked_or_404(session: Session, row: T, missing: str) -> T:
     if found is None:
         raise NotFound(missing)
     return found
+
+
+def locked_or_none(session: Session, entity: type[T], ident: Any) -> T | None:
+    """The row of `entity` with primary key `ident`, read again and locked until commit; None
+    when it was deleted (a worker that settles what it sent finds its row gone)."""
+    session.flush()
+    return session.get(entity, ident, with_for_update=True, populate_existing=True)

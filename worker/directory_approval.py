@@ -24,7 +24,7 @@ from models.enums import SyncRunStatus
 from models.errors import DomainError, Unavailable
 from models.settings import Settings
 from models.sync_lock import Holder, SyncLock
-from worker.directory_sync import SyncOutcome, read_full_plan
+from worker.directory_sync import SyncOutcome, deleted_outcome, read_full_plan
 from worker.lease_heartbeat import Heartbeat
 
 log = structlog.get_logger(__name__)
@@ -71,6 +71,8 @@ def apply_approval(
         with Heartbeat(lock, name, token, ttl=ttl) as heartbeat:
             try:
                 return _apply_approval(sessions, target, heartbeat, run_id, actor)
+            except runs.ConnectorDeleted as exc:
+                return deleted_outcome(run_id, exc)
             except BaseException as exc:
                 if is_unavailable(exc):
                     raise  # the approval stands: the task's retry (or the stall sweep) applies it
@@ -90,7 +92,8 @@ def _apply_approval(
     actor: Actor,
 ) -> SyncOutcome:
     with transaction(sessions) as session:  # outdated already: no need to read
-        approvals.check_approvable(session, run=session.get_one(DirectorySyncRun, run_id))
+        run, _connector = runs.locked_run(session, run_id=run_id, connector_id=target.connector.id)
+        approvals.check_approvable(session, run=run)
     try:
         current = read_full_plan(sessions, target, progress=lambda _n: None)
     except DirectoryError as exc:
@@ -99,9 +102,8 @@ def _apply_approval(
             error_code=exc.code,
         ) from None
     with transaction(sessions) as session:
-        run = session.get_one(DirectorySyncRun, run_id, with_for_update=True)
+        run, connector = runs.locked_run(session, run_id=run_id, connector_id=target.connector.id)
         heartbeat.check()
-        connector = session.get_one(DirectoryConnector, run.connector_id)
         plan_team_retirements(session, connector=connector, plan=current)
         approvals.check_approvable(session, run=run, statuses=(SyncRunStatus.APPROVING,))
         assert run.plan is not None
@@ -121,7 +123,9 @@ def _approval_refused(
         code, message = str(exc.details.get("error_code", exc.code)), exc.message
     log.warning("directory_sync.approval_refused", run_id=str(run_id), error=message)
     with transaction(sessions) as session:
-        run = session.get_one(DirectorySyncRun, run_id, with_for_update=True)
+        run = session.get(DirectorySyncRun, run_id, with_for_update=True, populate_existing=True)
+        if run is None:  # its connector was deleted meanwhile: nothing left to refuse
+            return deleted_outcome(run_id, runs.ConnectorDeleted(message))
         if run.status is SyncRunStatus.APPROVING:
             approvals.refuse_approval(session, run=run, code=code, message=message)
         return SyncOutcome(str(run_id), run.status.value, error=message)

@@ -55,6 +55,8 @@ from worker.lease_heartbeat import Heartbeat
 
 log = structlog.get_logger(__name__)
 
+DELETED = "deleted"  # the outcome of a sync whose connector was deleted while it ran
+
 
 @dataclass
 class SyncOutcome:
@@ -84,7 +86,9 @@ def run_sync(
     token = lock.acquire(name, ttl=ttl, holder=holder)
     try:
         with transaction(sessions) as session:
-            connector = session.get_one(DirectoryConnector, connector_id)
+            connector = session.get(DirectoryConnector, connector_id)
+            if connector is None:
+                return deleted_outcome(None, runs.ConnectorDeleted("the connector was deleted"))
             if token is not None:
                 # We hold the lease: a run still `running` here was left by a dead process.
                 runs.reap_stale_runs(session, now=utcnow(), held=connector.id)
@@ -107,6 +111,8 @@ def run_sync(
             try:
                 sync = _Sync(sessions, target, heartbeat, run_id)
                 return sync.run(kind, dry_run, progress or (lambda _n: None))
+            except runs.ConnectorDeleted as exc:
+                return deleted_outcome(run_id, exc)
             except BaseException as exc:
                 outcome = _crashed(sessions, target, run_id, exc)
                 if not isinstance(exc, Exception):
@@ -179,9 +185,10 @@ def _crashed(
     log.error("directory_sync.crashed", run_id=str(run_id), error=message, exc_info=exc)
     try:
         with transaction(sessions) as session:
-            run = session.get_one(DirectorySyncRun, run_id, with_for_update=True)
+            run, connector = runs.locked_run(
+                session, run_id=run_id, connector_id=target.connector.id
+            )
             if run.status is SyncRunStatus.RUNNING:
-                connector = session.get_one(DirectoryConnector, target.connector.id)
                 runs.fail_run(
                     session,
                     run=run,
@@ -190,10 +197,19 @@ def _crashed(
                     read=run.read_count,
                     connector=connector,
                 )
+    except runs.ConnectorDeleted as deleted:
+        return deleted_outcome(run_id, deleted)  # what failed was a write to what is gone
     except Exception:
         log.error("directory_sync.not_recorded", run_id=str(run_id), exc_info=True)
         raise exc from None
     return SyncOutcome(str(run_id), SyncRunStatus.FAILED.value, error=message)
+
+
+def deleted_outcome(run_id: uuid.UUID | None, exc: runs.ConnectorDeleted) -> SyncOutcome:
+    """The connector was deleted while it synced (its delete is audited, its runs went with
+    it): the sync stops, writing nothing, and is not tried again."""
+    log.info("directory_sync.connector_deleted", run_id=str(run_id or ""), error=exc.message)
+    return SyncOutcome(str(run_id or ""), DELETED, error=exc.message)
 
 
 @contextmanager
@@ -265,9 +281,10 @@ class _Sync:
 
     def _failed(self, code: str, message: str) -> SyncOutcome:
         with transaction(self.sessions) as session:
-            run = session.get_one(DirectorySyncRun, self.run_id, with_for_update=True)
+            run, connector = runs.locked_run(
+                session, run_id=self.run_id, connector_id=self.target.connector.id
+            )
             runs.ensure_running(run)
-            connector = session.get_one(DirectoryConnector, self.target.connector.id)
             runs.fail_run(
                 session, run=run, code=code, message=message, read=self.read, connector=connector
             )
@@ -316,10 +333,12 @@ class _Sync:
 
     def _locked(self, session: Session) -> tuple[DirectorySyncRun, DirectoryConnector]:
         """The run, locked and still ours, and its connector; refused once the lease is lost."""
-        run = session.get_one(DirectorySyncRun, self.run_id, with_for_update=True)
+        run, connector = runs.locked_run(
+            session, run_id=self.run_id, connector_id=self.target.connector.id
+        )
         runs.ensure_running(run)
         self.heartbeat.check()
-        return run, session.get_one(DirectoryConnector, self.target.connector.id)
+        return run, connector
 
 
 def _apply(

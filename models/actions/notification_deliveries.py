@@ -3,6 +3,10 @@
 One delivery per (event, destination), made unique by the database, each sent by its own
 task. A send is claimed with a short lease (never a lock held across the network call), and
 every attempt is logged. A hook that keeps failing is disabled and the admins are told.
+
+A hook deleted while one of its deliveries is being sent takes the delivery with it (ON DELETE
+CASCADE): the send was claimed before the delete committed, and its outcome is dropped, not
+written to rows that are gone. A send claimed after the delete finds no delivery to claim.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from models import audit, outbox, unique_rows
+from models import audit, locked_rows, outbox, unique_rows
 from models.actions.notification_hooks import subscribed
 from models.actor import Actor
 from models.base import utcnow
@@ -39,6 +43,7 @@ class Outcome(StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"
     FAILED = "failed"
+    GONE = "gone"  # the delivery (with its hook) was deleted while it was being sent
 
 
 @dataclass(frozen=True)
@@ -169,8 +174,18 @@ def record_attempt(
     disable_after_failures: int,
     now: datetime | None = None,
 ) -> Outcome:
-    """Log the attempt, settle the delivery, and count the hook's failures."""
+    """Log the attempt, settle the delivery, and count the hook's failures; GONE, writing
+    nothing, when the delivery or its hook was deleted while it was being sent."""
     now = now or utcnow()
+    # Locked and read again, the hook first as its delete takes them (then its deliveries):
+    # a delete that committed meanwhile leaves nothing to find, one under way waits for this.
+    hook = None
+    if delivery.hook_id is not None:
+        hook = locked_rows.locked_or_none(session, NotificationHook, delivery.hook_id)
+        if hook is None:
+            return Outcome.GONE
+    if locked_rows.locked_or_none(session, NotificationDelivery, delivery.id) is None:
+        return Outcome.GONE
     session.add(
         DeliveryAttempt(
             delivery_id=delivery.id,
@@ -184,7 +199,6 @@ def record_attempt(
     delivery.attempts += 1
     delivery.last_attempt_at = now
     delivery.claimed_until = None
-    hook = session.get(NotificationHook, delivery.hook_id) if delivery.hook_id else None
     if result.ok:
         delivery.status, delivery.delivered_at, delivery.last_error = (
             DeliveryStatus.DELIVERED,

@@ -15,7 +15,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from connectors.ldap.plan import Plan
-from models import audit
+from models import audit, locked_rows
 from models.actor import Actor
 from models.base import utcnow
 from models.directory.apply import Applied
@@ -298,6 +298,24 @@ class SyncInterrupted(DomainError):
 
 class SyncRunning(Conflict):
     """The connector's lease is held by another sync: try again once it has finished."""
+
+
+class ConnectorDeleted(DomainError):
+    """The connector was deleted while its sync ran, and its runs with it: nothing to write."""
+
+    code = "connector_deleted"
+
+
+def locked_run(
+    session: Session, *, run_id: uuid.UUID, connector_id: uuid.UUID
+) -> tuple[DirectorySyncRun, DirectoryConnector]:
+    """The run and its connector, locked and read again, the connector first as its delete
+    takes them (then its runs); ConnectorDeleted when a delete committed meanwhile."""
+    connector = locked_rows.locked_or_none(session, DirectoryConnector, connector_id)
+    run = locked_rows.locked_or_none(session, DirectorySyncRun, run_id) if connector else None
+    if connector is None or run is None:
+        raise ConnectorDeleted("the connector was deleted while it synced; nothing was applied")
+    return run, connector
 
 
 def ensure_running(run: DirectorySyncRun) -> None:

@@ -21,6 +21,7 @@ from models.audit_stream_delivery import (
     due_stream_ids,
     next_batch,
     release_stream,
+    settle_stream,
 )
 from models.base import utcnow
 from models.entities import AuditStream
@@ -70,7 +71,10 @@ def deliver_stream(stream_id: str) -> int:
             break
         error = _send(settings, *request)
         with rt.sessions() as session:
-            stream = session.get_one(AuditStream, uuid.UUID(stream_id))
+            stream = settle_stream(session, stream_id=uuid.UUID(stream_id))
+            if stream is None:  # deleted while the batch was out: nothing left to write to
+                log.info("audit_stream.deleted_while_sending", stream_id=stream_id, ok=not error)
+                return sent
             if error is None:
                 batch_accepted(session, stream=stream, batch=batch, now=utcnow())
                 sent += len(batch.events)

@@ -60,13 +60,16 @@ def deliver(self: Any, delivery_id: str) -> str:
         delivery = deliveries.claim_delivery(
             session, delivery_id=uuid.UUID(delivery_id), lease=lease
         )
-        session.commit()
         if delivery is None:
+            session.commit()
             held = deliveries.lease_remaining(session, delivery_id=uuid.UUID(delivery_id))
+            session.rollback()
             if held is None:
                 return "done or gone"
             # Another worker holds the lease; come back when it expires, in case that one died.
             raise self.retry(countdown=held + 1, max_retries=None)
+        # Read in the claim's transaction: a hook deleted before it commits leaves no delivery
+        # to claim, and one deleted after finds this send already under way.
         hook = session.get(NotificationHook, delivery.hook_id) if delivery.hook_id else None
         if delivery.hook_id and (hook is None or not hook.enabled):
             deliveries.skip_delivery(session, delivery=delivery, reason="hook disabled or removed")
@@ -75,6 +78,9 @@ def deliver(self: Any, delivery_id: str) -> str:
         leaver = bool(delivery.recipient_email) and is_leaver(
             session, delivery.organisation_id, delivery.recipient_email or ""
         )
+        # No transaction open while sending: on SQLite it would hold the write lock, and every
+        # writer (an admin deleting this hook) would wait on the receiver.
+        session.commit()
         result = send_delivery(session, settings, delivery, hook, acknowledgeable=not leaver)
         outcome = deliveries.record_attempt(
             session,
@@ -83,6 +89,10 @@ def deliver(self: Any, delivery_id: str) -> str:
             max_attempts=settings.notification_max_attempts,
             disable_after_failures=settings.hook_disable_after_failures,
         )
+        if outcome is deliveries.Outcome.GONE:
+            session.rollback()  # nothing of it kept (a mail put aside for a deleted hook)
+            log.info("notifications.deliver.target_deleted", delivery_id=delivery_id, ok=result.ok)
+            return outcome.value
         attempts = delivery.attempts_since_resend  # a re-send's backoff starts afresh
         session.commit()
     if outcome is deliveries.Outcome.RETRY:

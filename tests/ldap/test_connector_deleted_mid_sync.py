@@ -1,0 +1,71 @@
+"""A directory connector deleted by an admin while its sync reads the directory (held by a
+loopback proxy until the delete committed). The delete takes the connector's runs with it
+(ON DELETE CASCADE); the sync, once the directory answers, stops cleanly: its outcome says
+the connector was deleted, nothing of its plan is applied (on PostgreSQL a first import's
+creates written while it read are rolled back), nothing is written to the deleted rows and no
+error escapes (the task would have failed). Before, it read its deleted run with get_one and
+raised NoResultFound, and its crash handler raised it again trying to record the failure."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import func, select
+
+from models.actions.directory_connectors import delete_connector
+from models.entities import AuditEvent, DirectoryConnector, User
+from models.enums import SyncRunStatus
+from tests.ldap.conftest import connector_runs
+from tests.reviews.test_hook_deleted_mid_send import _in_thread
+from tests.support import factories
+from tests.support.slow_proxy import slow_proxy
+from tests.support.wait import wait_until
+from worker.directory_sync import DELETED, run_sync
+
+
+def _count(sessions, query) -> int:
+    with sessions() as s:
+        return int(s.scalar(query) or 0)
+
+
+def test_a_connector_deleted_while_it_syncs_ends_the_run_cleanly(
+    make_connector, sessions, settings, directory
+):
+    answering = threading.Event()
+    with slow_proxy(directory.slapd.url, delay=0.0, held=answering) as slow:
+        connector = make_connector(server_urls=[slow])
+        syncing, out = _in_thread(
+            lambda: run_sync(sessions, settings, connector_id=connector.id, trigger="test")
+        )
+        try:
+            wait_until(
+                lambda: [
+                    r
+                    for r in connector_runs(sessions, connector)
+                    if r.status is SyncRunStatus.RUNNING
+                ],
+                timeout=30,
+                what="the sync to start",
+            )
+            with sessions() as admin:
+                row = admin.get_one(DirectoryConnector, connector.id)
+                delete_connector(admin, connector=row, actor=factories.SETUP)
+                admin.commit()
+        finally:
+            answering.set()
+            syncing.join(60)
+
+    assert "error" not in out, out
+    assert out["result"].status == DELETED, out
+    assert connector_runs(sessions, connector) == []
+    people = select(func.count()).select_from(User)
+    assert _count(sessions, people.where(User.organisation_id == connector.organisation_id)) == 0
+    events = select(AuditEvent.action).where(
+        AuditEvent.organisation_id == connector.organisation_id,
+        AuditEvent.action.like("directory%"),
+    )
+    with sessions() as s:
+        assert sorted(s.scalars(events)) == [
+            "directory_connector.created",
+            "directory_connector.deleted",
+        ]
