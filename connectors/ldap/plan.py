@@ -147,6 +147,17 @@ class EntryError(PlanItem):
     message: str
 
 
+@dataclass(slots=True, frozen=True, kw_only=True)
+class GroupCount(PlanItem):
+    """A mapped team or role as a read found it: how many are in the team through the
+    directory, or hold the role, now (`current`), and how many its groups give it
+    (`desired`: for a role, the people for whom it is the highest)."""
+
+    name: str
+    current: int
+    desired: int
+
+
 def apply_error(item: PlanItem | None, message: str) -> dict[str, Any]:
     """An item refused at apply, as the run reports it (`apply_errors`): the entry's stable id
     and DN where the item has them (a team retirement names no one; a revocation, a role or
@@ -172,6 +183,8 @@ ITEM_TYPES: dict[str, type[PlanItem]] = {
     "team_retires": TeamRetire,
     "group_renames": GroupRename,
     "errors": EntryError,
+    "team_counts": GroupCount,
+    "role_counts": GroupCount,
 }
 
 
@@ -199,9 +212,13 @@ class Plan:
     deprovision_blocked: str = ""
     # destructive changes left out because the read cannot prove them (kind -> count)
     withheld: dict[str, int] = field(default_factory=dict)
-    # mapped groups that came back empty while people are in their team or hold their role,
-    # and a full people read that found none of the linked active people
-    emptied: list[str] = field(default_factory=list)
+    # What the read found of what the connector holds, for the gate on reads that come back
+    # empty (models.directory.safety.emptied). people_linked: the linked active people a
+    # complete full read looked for (None: no such read), people_seen: how many it found.
+    people_linked: int | None = None
+    people_seen: int = 0
+    team_counts: list[GroupCount] = field(default_factory=list)  # the mapped teams
+    role_counts: list[GroupCount] = field(default_factory=list)  # the mapped roles
     watermark: str = ""
 
     @property

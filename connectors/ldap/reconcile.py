@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import unicodedata
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -19,6 +20,7 @@ from connectors.ldap.plan import (
     Create,
     Entry,
     EntryError,
+    GroupCount,
     Link,
     Plan,
     PlanItem,
@@ -458,7 +460,7 @@ class Reconciler:
                         removed=True,
                     )
                 )
-        self._note_emptied_people()
+        self._count_linked_people()
 
     def plan_groups(
         self,
@@ -519,76 +521,55 @@ class Reconciler:
             name = team_names.get(team_key) or state.team_names.get(team_key, team_key)
             for ext in sorted(gone):
                 self.plan.team_removes.append(TeamRemove(team=name, external_id=ext))
-        # A read that withholds removals (incomplete, or entries without their stable id,
-        # whom no group can name) empties nothing: its reason is on the run already.
-        blocked = bool(self.plan.deprovision_blocked)
-        if not blocked:
-            self._note_emptied_teams(group_teams, desired_teams, state)
+        self._count_teams(group_teams, desired_teams, state)
         if group_roles:
             self._plan_roles(desired_role, known_for_roles, role_rank)
-            if not blocked:
-                self._note_emptied_roles(group_roles, desired_role, known_for_roles)
+            self._count_roles(group_roles, desired_role, known_for_roles)
         if self.plan.deprovision_blocked:
             self._withhold_removals()
 
-    def _note_emptied_people(self) -> None:
-        """A complete full read that found none of this connector's linked active people,
-        though it has some (a user filter naming an attribute the server lacks, a base DN on
-        an empty OU): treated like an empty directory, as an emptied group is."""
+    def _count_linked_people(self) -> None:
+        """How many of this connector's linked active people a complete full read found."""
         linked = seen = 0
         for known in self.known.values():
             if known.status != "REVOKED" and not known.deleted:
                 linked += 1
                 seen += known.seen
-        if not linked or seen:
-            return
-        if self.plan.read == 0:
-            self.plan.emptied.append(
-                f"the people search returned nobody, though {linked} people are linked "
-                "to this connector"
-            )
-        else:
-            self.plan.emptied.append(
-                f"the people search returned none of the {linked} people linked to this "
-                f"connector (it read {self.plan.read} entries)"
-            )
+        self.plan.people_linked, self.plan.people_seen = linked, seen
 
-    def _note_emptied_teams(
+    def _count_teams(
         self, group_teams: dict[str, str], desired: dict[str, set[str]], state: MembershipState
     ) -> None:
-        """A mapped team whose groups gave nobody, though the directory put people in it."""
-        current = {
-            team_key: sum(1 for source in held.values() if source == "ldap")
-            for team_key, held in state.memberships.items()
-        }
+        """Each mapped team: its members through the directory, and those its groups gave."""
         for name in sorted({name.strip() for name in group_teams.values()}):
-            key = name.lower()
-            if current.get(key) and not desired.get(key):
-                self.plan.emptied.append(
-                    f"the groups mapped to team {name} returned no members, "
-                    f"though {current[key]} people are in it"
+            held = state.memberships.get(name.lower(), {})
+            self.plan.team_counts.append(
+                GroupCount(
+                    name=name,
+                    current=sum(1 for source in held.values() if source == "ldap"),
+                    desired=len(desired.get(name.lower(), ())),
                 )
+            )
 
-    def _note_emptied_roles(
+    def _count_roles(
         self,
         group_roles: dict[str, str],
         desired: dict[str, str],
         every: dict[str, Known] | None,
     ) -> None:
-        """A mapped role whose groups gave nobody, though people hold it."""
+        """Each mapped role: the active users holding it, and those its groups gave it."""
         candidates = every if every is not None else self.known
-        wanted = set(desired.values())
-        for role in sorted(set(group_roles.values()) - wanted - {"USER"}):
-            holders = sum(
-                1
-                for known in candidates.values()
-                if known.role == role and known.status != "REVOKED" and not known.deleted
-            )
-            if holders:
-                self.plan.emptied.append(
-                    f"the groups mapped to role {role} returned no members, "
-                    f"though {holders} users hold it"
-                )
+        mapped = set(group_roles.values())
+        holders = Counter(
+            known.role
+            for known in candidates.values()
+            if known.role in mapped and known.status != "REVOKED" and not known.deleted
+        )
+        granted = Counter(role for role in desired.values() if role in mapped)
+        self.plan.role_counts.extend(
+            GroupCount(name=role, current=holders[role], desired=granted[role])
+            for role in sorted(mapped)
+        )
 
     def _withhold_removals(self) -> None:
         """What an incomplete or unidentified read cannot prove for revocations, it cannot

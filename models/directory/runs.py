@@ -19,6 +19,7 @@ from models import audit, locked_rows
 from models.actor import Actor
 from models.base import utcnow
 from models.directory.apply import Applied
+from models.directory.safety import emptied
 from models.entities import DirectoryConnector, DirectorySyncRun
 from models.enums import Source, SyncKind, SyncRunStatus
 from models.errors import Conflict, DomainError, NotFound
@@ -195,7 +196,7 @@ PLAN_ITEMS_KEPT = 1000
 def record_plan(run: DirectorySyncRun, plan: Plan, *, applied: bool = False) -> None:
     """Store the plan: whole when it waits (dry run, quarantine), cut down once applied."""
     keep = PLAN_ITEMS_KEPT if applied else None
-    run.plan = {**plan.to_dict(keep=keep), "summary": plan.summary()}
+    run.plan = {**plan.to_dict(keep=keep), "emptied": emptied(plan), "summary": plan.summary()}
     run.read_count = plan.read
     run.unchanged_count = plan.unchanged
     run.error_count = len(plan.errors)

@@ -4,8 +4,8 @@ Three kinds of change take access away: revoking a user, removing a team members
 demoting a user's organisation role. Each kind has its own count and percentage threshold;
 a plan over any of them waits for an admin (quarantine), as does a plan in which a mapped
 group came back empty while people are in its team or hold its role, or a full people read
-found none of the connector's linked active people (`plan.emptied`, noted by the reconciler):
-those wait whatever the thresholds say.
+found none of the connector's linked active people (`emptied`, from the counts the
+reconciler notes on the plan): those wait whatever the thresholds say.
 """
 
 from __future__ import annotations
@@ -81,10 +81,44 @@ def _deep_merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def emptied(plan: Plan) -> list[str]:
+    """What the read found empty though the connector holds people there, each said as the
+    run reports it: taken for an emptied directory (a user filter naming an attribute the
+    server lacks, a base DN on an empty OU, a group filter matching nothing), never for
+    people who left. A read that withholds removals (incomplete, or entries without their
+    stable id, whom no group can name) empties nothing: its own reason is on the run."""
+    if plan.deprovision_blocked:
+        return []
+    found = []
+    linked = plan.people_linked
+    if linked and not plan.people_seen:
+        found.append(
+            f"the people search returned nobody, though {linked} people are linked "
+            "to this connector"
+            if plan.read == 0
+            else f"the people search returned none of the {linked} people linked to this "
+            f"connector (it read {plan.read} entries)"
+        )
+    found.extend(
+        f"the groups mapped to team {team.name} returned no members, "
+        f"though {team.current} people are in it"
+        for team in plan.team_counts
+        if team.current and not team.desired
+    )
+    found.extend(
+        f"the groups mapped to role {role.name} returned no members, "
+        f"though {role.current} users hold it"
+        for role in plan.role_counts
+        if role.name != "USER" and role.current and not role.desired
+    )
+    return found
+
+
 def held_reason(session: Session, *, connector: DirectoryConnector, plan: Plan) -> str:
     """Why this plan must wait for an admin's approval, or "" when it may run."""
-    if plan.emptied:
-        return "; ".join(plan.emptied) + " (treated like an empty directory)"
+    empty = emptied(plan)
+    if empty:
+        return "; ".join(empty) + " (treated like an empty directory)"
     thresholds = policy_of(connector).thresholds
     demotions = plan.demotions
     # A retired team's memberships go with the team, on an admin's change of the mapping.
