@@ -19,7 +19,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from models import audit, person_lock
-from models.actions import access_reviews, lifecycle, mass_change, reviews
+from models.actions import access_reviews, last_admin, lifecycle, mass_change, reviews
 from models.actor import Actor
 from models.base import in_utc, utcnow
 from models.entities import MassChange, OrganisationSettings, User
@@ -42,6 +42,10 @@ def set_access_end(session: Session, *, user: User, ends_at: datetime | None, ac
         return False
     if ends_at is None and not _may_clear(user.access_ends_source, actor.source):
         return False  # a source that no longer sends a date leaves someone else's date alone
+    if ends_at is not None and ends_at <= utcnow():
+        # Passed: the next beat revokes them (and records it then, for a source's date).
+        cause = last_admin.Cause.ACCESS_END_PASSED
+        last_admin.before_losing_admin(session, user=user, actor=actor, cause=cause, ends_now=False)
     user.access_ends_at = ends_at
     user.access_ends_source = actor.source if ends_at is not None else None
     user.updated_at = utcnow()

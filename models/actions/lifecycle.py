@@ -31,6 +31,7 @@ from models.actions import (
     exit_spend,
     invitations,
     key_revocation,
+    last_admin,
     mass_change,
     reviews,
     tokens,
@@ -576,6 +577,8 @@ def _revoke(
     extra: dict[str, object] | None = None,
 ) -> Revocation:
     reason = clean_text(reason, field="reason", max_length=500, required=False)
+    # The organisation keeps an admin, or an identity source's revocation says it has none.
+    last_admin.before_losing_admin(session, user=user, actor=actor, cause=last_admin.Cause.REVOKED)
     before = user_snapshot(user)
     if inspect(user).pending:
         # Written first: no relationship tells the flush that a revocation refers to it.

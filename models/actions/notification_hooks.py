@@ -36,6 +36,7 @@ KNOWN_EVENTS = (
     "source.silent",
     "source.recovered",
     "access.departure_notice",
+    "organisation.no_active_admin",
 )
 MAX_ACTIVE_SECRETS = 5
 SIGNING_PURPOSE = "hook-signing"

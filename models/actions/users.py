@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import audit, person_lock, unique_rows
-from models.actions import access_reviews
+from models.actions import access_reviews, last_admin
 from models.actor import Actor
 from models.base import new_id, new_row, utcnow
 from models.entities import (
@@ -171,6 +171,9 @@ def edit_user(
     if role is not None:
         if role is Role.SUPER_ADMIN:
             raise InvalidInput("SUPER_ADMIN cannot be granted here", field="role")
+        if role is not Role.ORG_ADMIN:
+            cause = last_admin.Cause.ROLE_DROPPED
+            last_admin.before_losing_admin(session, user=user, actor=actor, cause=cause)
         user.role = role
     if user_snapshot(user) != before:
         user.updated_at = utcnow()

@@ -9,6 +9,8 @@ model that states the rules independently of the code:
   back (but by an admin) only once every standing source has let go; an admin revoking a
   person another source revoked stands beside it (only an admin brings them back);
 - reactivation restores exactly the keys that revocation disabled;
+- an admin never revokes or demotes the last ACTIVE ORG_ADMIN (refused, nothing changed); a
+  source that does is recorded (`organisation.no_active_admin`);
 - every change (status, key, role) and every refusal has an audit event.
 
 Each example works in its own organisation and transaction, rolled back at the end.
@@ -37,7 +39,7 @@ from sqlalchemy import select
 from connectors.ldap.plan import Plan, Reactivate, Revoke
 from connectors.scim.fields import ScimEmailValue, ScimUserFields
 from models import key_scope
-from models.actions import idp_events, lifecycle, mass_change
+from models.actions import idp_events, last_admin, lifecycle, mass_change
 from models.actions import scim as scim_actions
 from models.actions import users as user_actions
 from models.actions.directory_connectors import create_connector
@@ -85,6 +87,7 @@ class Expected:
     role_changed: set[uuid.UUID] = field(default_factory=set)
     refused: set[uuid.UUID] = field(default_factory=set)
     keys_changed: set[uuid.UUID] = field(default_factory=set)
+    no_active_admin: bool = False  # a source took the last active ORG_ADMIN
 
 
 class LifecycleMachine(RuleBasedStateMachine):
@@ -169,6 +172,10 @@ class LifecycleMachine(RuleBasedStateMachine):
             with pytest.raises(InvalidTransition):
                 lifecycle.revoke(self.session, user=self._user(person), actor=ADMIN)
             return
+        if self._last_admin(person):
+            with pytest.raises(last_admin.LastAdmin):
+                lifecycle.revoke(self.session, user=self._user(person), actor=ADMIN)
+            return
         lifecycle.revoke(self.session, user=self._user(person), actor=ADMIN, reason="model")
         self._expect_active(person, False, Source.ADMIN)
 
@@ -246,6 +253,12 @@ class LifecycleMachine(RuleBasedStateMachine):
     )
     def admin_changes_role(self, index: int, role: Role) -> None:
         person = self.people[index]
+        if role is not Role.ORG_ADMIN and self._last_admin(person):
+            with pytest.raises(last_admin.LastAdmin):
+                user_actions.edit_user(
+                    self.session, user=self._user(person), role=role, actor=ADMIN
+                )
+            return
         user_actions.edit_user(self.session, user=self._user(person), role=role, actor=ADMIN)
         if role is not person.role:
             self.expected.role_changed.add(person.user_id)
@@ -264,6 +277,16 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.keys[key.id] = False
 
     # --- the model of the rules ---------------------------------------------------------
+
+    def _last_admin(self, person: Person) -> bool:
+        """The person is the organisation's one ACTIVE ORG_ADMIN."""
+
+        def active_admin(p: Person) -> bool:
+            return p.role is Role.ORG_ADMIN and p.status is UserStatus.ACTIVE
+
+        return active_admin(person) and not any(
+            active_admin(p) for p in self.people if p is not person
+        )
 
     def _expect_active(self, person: Person, active: bool, source: Source) -> None:
         """The rule, stated independently of the code under test."""
@@ -285,6 +308,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         elif not active and person.status is UserStatus.REVOKED and source is not Source.ADMIN:
             person.standing.add(source)
         elif not active and person.status is UserStatus.ACTIVE:
+            self.expected.no_active_admin |= self._last_admin(person)
             person.status, person.standing = UserStatus.REVOKED, {source}
             person.disabled_keys = {
                 key_id
@@ -367,6 +391,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         for key_id in self.expected.keys_changed:
             wanted = "api_key.revoked" if self.keys[key_id] else "api_key.restored"
             assert wanted in by_target.get(str(key_id), set()), key_id
+        recorded = last_admin.NO_ACTIVE_ADMIN in by_target.get(str(self.org.id), set())
+        assert recorded is self.expected.no_active_admin
         self.seen_audit |= {row[0] for row in rows}
         self.expected = Expected()
 

@@ -168,11 +168,12 @@ PATHS: dict[str, dict[str, Any]] = {
     "/users/{user_id}/access-end": {
         "put": operation(
             "Set, move or clear when a user's access ends (Organisation Admin): at that moment "
-            "the schedule revokes them; moving it later or clearing it cancels that",
+            "the schedule revokes them; moving it later or clearing it cancels that (409 "
+            "`last_admin` for a passed date of the last active Organisation Admin)",
             body=schemas.SetAccessEnd,
             params=[USER_ID],
             returns="UserProfile",
-            errors=(400, 401, 403, 404, 413),
+            errors=(400, 401, 403, 404, 409, 413),
         )
     },
     "/users/{user_id}/reactivate": {
