@@ -26,8 +26,8 @@ from sqlalchemy import text
 
 from models import arrival
 from models.migrate import schema_problem
-from webhooks import idp_metrics
 from webhooks.context import app_state
+from webhooks.idp_metrics import DeliveryCollector
 from webhooks.ops_metrics import OperationsCollector
 
 log = structlog.get_logger(__name__)
@@ -79,9 +79,10 @@ def _supervised_children() -> dict[str, str]:
 @bp.get("/metrics")
 def metrics() -> Response:
     state = app_state()
-    operations = CollectorRegistry()
-    operations.register(OperationsCollector(state.sessions, state.settings.cutoff_deadline))
-    body = generate_latest(_registry()) + generate_latest(operations)
+    stored = CollectorRegistry()  # read from this app's database, not another app's
+    stored.register(DeliveryCollector(state.sessions))
+    stored.register(OperationsCollector(state.sessions, state.settings.cutoff_deadline))
+    body = generate_latest(_registry()) + generate_latest(stored)
     # content_type, not mimetype: Flask would add a second charset to a text/ mimetype.
     return Response(body, content_type=CONTENT_TYPE_LATEST)
 
@@ -98,7 +99,6 @@ def _registry() -> Collector:
         return REGISTRY
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)
-    registry.register(idp_metrics.COLLECTOR)
     return registry
 
 

@@ -19,7 +19,6 @@ from connectors import generic_events, okta_hooks, signed_webhooks
 from models.actions import idp_events
 from models.actions.deliveries import Incoming
 from models.actions.event_hooks import HookCredentials, cached_hook_credentials
-from webhooks import idp_metrics
 from webhooks.body import UnacceptableValue, UnreadableBody, decode_json
 from webhooks.context import EXTENSION, app_state, settings
 from webhooks.errors import problem
@@ -28,7 +27,6 @@ from worker import wakeups
 
 log = structlog.get_logger(__name__)
 bp = Blueprint("idp_hooks", __name__, url_prefix="/hooks")
-bp.record(idp_metrics.install)
 STORE = "odock_sync.idp_deliveries"
 
 

@@ -1,28 +1,26 @@
 """Prometheus figures the worker produces, read from the database at scrape time: deliveries
-by status, events applied, and the received -> applied lag of the last five minutes."""
+by status, events applied, and the received -> applied lag of the last five minutes.
+
+Built for each scrape on the scraping app's own sessions (webhooks/health.py), as the
+operations figures are: a process may hold several apps, each on a database of its own."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
-from flask.blueprints import BlueprintSetupState
-from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from models.db import SessionFactory
 from models.queries.deliveries import delivery_stats
-from webhooks.context import EXTENSION
 
 
 class DeliveryCollector(Collector):
-    def __init__(self) -> None:
-        self.sessions: SessionFactory | None = None
+    def __init__(self, sessions: SessionFactory) -> None:
+        self.sessions = sessions
 
     def collect(self) -> Iterator[Any]:
-        if self.sessions is None:
-            return
         try:
             with self.sessions() as session:
                 stats = delivery_stats(session)
@@ -47,16 +45,3 @@ class DeliveryCollector(Collector):
             lag.add_metric([channel, "avg"], average)
             lag.add_metric([channel, "max"], maximum)
         yield from (deliveries, applied, lag)
-
-
-COLLECTOR = DeliveryCollector()
-_registered = False
-
-
-def install(state: BlueprintSetupState) -> None:
-    """Point the collector at the app's database (the newest app wins) and register it once."""
-    global _registered
-    COLLECTOR.sessions = state.app.extensions[EXTENSION].sessions
-    if not _registered:
-        REGISTRY.register(COLLECTOR)
-        _registered = True

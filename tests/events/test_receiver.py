@@ -219,16 +219,42 @@ def test_metrics_count_received_duplicates_and_rejections(client, hooked):
 
     rejected = 'odock_idp_deliveries_rejected_total{channel="events",reason="missing_signature"}'
     before = sample(rejected)
-    client.post(hooked.events_url, data=b"{}", headers={"Content-Type": "application/json"})
+    unsigned = {"Content-Type": "application/json"}
+    assert client.post(hooked.events_url, data=b"{}", headers=unsigned).status_code == 401
     assert sample(rejected) == before + 1
     payload = deactivate_delivery()
-    client.post(hooked.okta_url, json=payload, headers=okta_headers())
+    delivered = client.post(hooked.okta_url, json=payload, headers=okta_headers())
+    assert delivered.status_code == 200 and delivered.json["status"] == "accepted", delivered.json
     text = client.get("/metrics").get_data(as_text=True)
-    stored_lines = [
-        line for line in text.splitlines() if line.startswith('odock_idp_deliveries{channel="okta"')
-    ]
-    assert sum(float(line.rsplit(" ", 1)[1]) for line in stored_lines) == 1  # received/processed
+    assert okta_deliveries_stored(text) == 1  # received/processed
     assert 'odock_idp_deliveries_received_total{channel="okta"}' in text
+
+
+def test_metrics_count_the_deliveries_of_the_scraping_apps_own_database(
+    client, hooked, settings, tmp_path
+):
+    """An app built later in the process on another database (a test's, here) leaves this
+    app's /metrics reading its own: the stored figures were read from whichever app was built
+    last, so a test file run after one that built such an app counted nothing."""
+    from webhooks.app import create_app
+    from webhooks.context import EXTENSION
+    from worker.celery_app import configure_celery
+
+    other = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path}/other.sqlite3"})
+    create_app(other).extensions[EXTENSION].engine.dispose()
+    configure_celery(settings)  # create_app configured the process's Celery app for its own
+    delivered = client.post(hooked.okta_url, json=deactivate_delivery(), headers=okta_headers())
+
+    assert delivered.status_code == 200 and delivered.json["status"] == "accepted", delivered.json
+    assert okta_deliveries_stored(client.get("/metrics").get_data(as_text=True)) == 1
+
+
+def okta_deliveries_stored(metrics: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith('odock_idp_deliveries{channel="okta"')
+    )
 
 
 def test_broker_down_at_commit_keeps_the_delivery_and_the_sweep_wakes_its_drain_later(
@@ -279,7 +305,7 @@ def test_deliveries_wake_one_drain_while_a_wake_up_waits_to_be_taken(
         assert sent == [drain]  # the flag coalesced the other two
         wakeups.taken(*drain)  # the drain starts: what arrives next wakes it again
         body, headers = signed(hooked.signing_secret, {"id": "e4", "type": "user.deactivated"})
-        client.post(hooked.events_url, data=body, headers=headers)
+        assert client.post(hooked.events_url, data=body, headers=headers).status_code == 202
         assert sent == [drain, drain]
         wakeups.taken(*drain)
     else:
