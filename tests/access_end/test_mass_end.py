@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import time_machine
 from sqlalchemy import select
@@ -153,6 +153,38 @@ def test_a_discarded_batch_keeps_access_and_clears_the_passed_dates(session, ses
         assert audited(session, "user.access_end_cleared", user_id) == 1
     session.commit()
     assert _held(sessions, org_id) == []
+
+
+def test_a_date_that_comes_while_a_beat_runs_waits_for_the_next_beat_to_be_announced(
+    session, sessions, monkeypatch
+) -> None:
+    """The beat tells the gate how many are due and then revokes them as of one moment: a
+    batch whose date came between the two (a scan slowed by a busy machine) was revoked one
+    by one without having been announced, so the first THRESHOLD went through and only the
+    rest were held."""
+    org, _ = _gated_org(session, "Straddled")
+    ends = (utcnow() + timedelta(hours=2)).replace(microsecond=0)
+    many = _leavers(session, org, THRESHOLD + 2, ends)
+    org_id = org.id
+    session.commit()
+    announce = access_end.announce_due
+
+    with time_machine.travel(ends - timedelta(seconds=1), tick=False) as clock:
+
+        def announce_then_the_date_comes(session: Session, *, now: datetime, actor: Actor) -> None:
+            announce(session, now=now, actor=actor)
+            clock.shift(timedelta(seconds=2))
+
+        monkeypatch.setattr(access_end, "announce_due", announce_then_the_date_comes)
+        assert end_due() == 0  # nobody was due when it started
+        monkeypatch.undo()
+        assert end_due() == 0  # the next beat announces the whole batch: held
+
+    session.expire_all()
+    assert len(_held(sessions, org_id)) == len(many)
+    for user_id in many:
+        assert session.get_one(User, user_id).status is UserStatus.ACTIVE
+        assert revocations(session, user_id) == []
 
 
 def test_the_gate_turned_off_lets_every_due_date_end(session, sessions) -> None:

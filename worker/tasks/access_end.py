@@ -4,6 +4,7 @@ mass-change gate, told first how many are due in each organisation)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import structlog
 
@@ -38,23 +39,27 @@ def end_due() -> int:
 
 
 def _end_due_access(current: Runtime, actor: Actor) -> int:
+    """The people due at one moment, the one the gate was told of: a date that comes during
+    the run waits for the next beat, which announces it (read later, it was revoked without
+    being counted ahead, and a batch over the thresholds was cut off after the first few)."""
+    now = utcnow()
     with current.sessions() as session:
-        access_end.announce_due(session, now=utcnow(), actor=actor)
+        access_end.announce_due(session, now=now, actor=actor)
         session.commit()
     total = 0
     while True:
         with current.sessions() as session:
-            due = access_end.due_user_ids(session, now=utcnow(), limit=BATCH)
-        outcomes = [_end_one(current, user_id, actor) for user_id in due]
+            due = access_end.due_user_ids(session, now=now, limit=BATCH)
+        outcomes = [_end_one(current, user_id, now, actor) for user_id in due]
         total += outcomes.count(Outcome.APPLIED)
         # Revoked and held people leave the scan; a batch of neither would come back as is.
         if len(due) < BATCH or all(o is Outcome.UNCHANGED for o in outcomes):
             return total
 
 
-def _end_one(current: Runtime, user_id: uuid.UUID, actor: Actor) -> Outcome:
+def _end_one(current: Runtime, user_id: uuid.UUID, now: datetime, actor: Actor) -> Outcome:
     with current.sessions() as session:
-        outcome = access_end.end_access(session, user_id=user_id, now=utcnow(), actor=actor)
+        outcome = access_end.end_access(session, user_id=user_id, now=now, actor=actor)
         session.commit()
     return outcome
 
