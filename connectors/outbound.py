@@ -16,7 +16,10 @@ Teredo (2001::/32) are refused whatever they embed unless their own range is all
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import itertools
+import os
 import socket
 import threading
 import time
@@ -207,28 +210,34 @@ class NotAnsweredInTime(requests.exceptions.ReadTimeout):
     """The server's status line and headers had not all come by the call's deadline."""
 
 
+WATCHDOG_THREAD = "outbound-watchdog"
+# Stopped watchdogs stay in the heap until their deadline comes up; past this many, and when
+# they outnumber the live ones, they are swept out at once (a burst of quick calls with long
+# timeouts would otherwise keep them all for the length of the timeout).
+STOPPED_KEPT = 1000
+
+
 class _Watchdog:
     """Shuts down, at the deadline, every socket the request it watches uses: a read blocked
-    on one then returns at once, however the server paces what it sends."""
+    on one then returns at once, however the server paces what it sends. The deadline is
+    kept by the process's one watchdog thread (`_Deadlines`), not a thread of its own."""
 
     def __init__(self, seconds: float) -> None:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
+        self.seconds = max(seconds, 0.0)
         self.expired = False
-        self._stopped = False
-        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
-        self._timer.daemon = True
+        self.stopped = False
 
     def start(self) -> None:
-        self._timer.start()
+        _DEADLINES.add(self, time.monotonic() + self.seconds)
 
     def stop(self) -> None:
-        # cancel() does not stop a timer whose thread has already woken: `_stopped`, under
-        # the lock, keeps it from shutting a socket once the request is done with it (a
-        # kept-alive one is back in the pool, or reading the body, or another request's).
-        self._timer.cancel()
+        # Under the lock: the watchdog thread may be expiring it right now; once stopped it
+        # never shuts a socket the request is done with (a kept-alive one is back in the pool,
+        # or reading the body, or another request's).
         with self._lock:
-            self._stopped = True
+            self.stopped = True
 
     def watch(self, sock: socket.socket | None) -> None:
         if sock is None:
@@ -240,11 +249,61 @@ class _Watchdog:
 
     def _expire(self) -> None:
         with self._lock:
-            if self._stopped:
+            if self.stopped:
                 return
             self.expired = True
             for sock in self._sockets:
                 _shut(sock)
+
+
+class _Deadlines:
+    """One daemon thread per process that expires the watchdogs at their deadlines, the
+    earliest first (a heap): a burst of outbound calls costs heap entries, not a thread each."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._heap: list[tuple[float, int, _Watchdog]] = []
+        self._order = itertools.count()  # equal deadlines by arrival: watchdogs do not compare
+        self._pid = 0
+
+    def add(self, watchdog: _Watchdog, deadline: float) -> None:
+        with self._wake:
+            if self._pid != os.getpid():
+                # First use in this process (a forked worker inherits the heap, not the thread).
+                self._heap, self._pid = [], os.getpid()
+                threading.Thread(target=self._run, name=WATCHDOG_THREAD, daemon=True).start()
+            if len(self._heap) > STOPPED_KEPT:
+                live = [entry for entry in self._heap if not entry[2].stopped]
+                if len(live) * 2 < len(self._heap):
+                    self._heap = live
+                    heapq.heapify(self._heap)
+            heapq.heappush(self._heap, (deadline, next(self._order), watchdog))
+            if self._heap[0][2] is watchdog:
+                self._wake.notify()  # earlier than the deadline the thread sleeps towards
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                due = self._next_due()
+            if due is not None:
+                due._expire()  # outside the heap's lock: it takes the watchdog's own
+
+    def _next_due(self) -> _Watchdog | None:
+        """The first watchdog whose deadline has passed (taken off the heap), or None after
+        waiting for the next deadline or a new, earlier one."""
+        while self._heap and self._heap[0][2].stopped:
+            heapq.heappop(self._heap)
+        if not self._heap:
+            self._wake.wait()
+            return None
+        left = self._heap[0][0] - time.monotonic()
+        if left > 0:
+            self._wake.wait(left)
+            return None
+        return heapq.heappop(self._heap)[2]
+
+
+_DEADLINES = _Deadlines()
 
 
 def _shut(sock: socket.socket) -> None:
