@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import inspect
+from sqlalchemy import Select, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from models import request_ids
@@ -110,6 +110,48 @@ def _items(message: OutboxMessage, lists: dict[str, list[Any]]) -> int:
 def _in_transaction(message: OutboxMessage) -> bool:
     state = inspect(message)
     return state.pending or state.persistent
+
+
+def claim_due(
+    session: Session, *, now: datetime, stale_before: datetime, max_attempts: int, limit: int
+) -> list[OutboxMessage]:
+    """The messages due (never sent, or sent before `stale_before` and never completed),
+    marked dispatched now and counted as attempted: the caller commits, then publishes
+    outside the transaction. One it never publishes (its process died) is due again once
+    its dispatch is stale; one it fails to publish it hands back."""
+    query = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.completed_at.is_(None),
+            OutboxMessage.attempts < max_attempts,
+            OutboxMessage.available_at <= now,
+            or_(
+                OutboxMessage.dispatched_at.is_(None),
+                OutboxMessage.dispatched_at < stale_before,
+            ),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    return _claimed(session, query, now)
+
+
+def claim_unsent(session: Session, ids: list[int], *, now: datetime) -> list[OutboxMessage]:
+    """These messages, those not dispatched yet, claimed as `claim_due` claims them."""
+    query = select(OutboxMessage).where(
+        OutboxMessage.id.in_(ids), OutboxMessage.dispatched_at.is_(None)
+    )
+    return _claimed(session, query, now)
+
+
+def _claimed(session: Session, query: Select[Any], now: datetime) -> list[OutboxMessage]:
+    # Two relays never claim the same row at once; SQLite serialises writers anyway.
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    messages: list[OutboxMessage] = list(session.scalars(query))
+    for message in messages:
+        message.dispatched_at, message.attempts = now, message.attempts + 1
+    return messages
 
 
 def take_new_messages(session: Session) -> list[OutboxMessage]:

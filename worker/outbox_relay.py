@@ -10,6 +10,13 @@ A message is published with the task id `outbox-<id>`; when that task succeeds t
 is marked completed. The periodic relay publishes what was never sent (the broker was down at
 commit time) and re-publishes what was sent long ago but never completed (a serverless broker
 lost it with a dying worker). Tasks are idempotent, so a second delivery is harmless.
+
+Both claim their messages (mark them dispatched) in a short transaction and publish once it
+has committed: no row lock, transaction or pooled connection is held while the broker is
+talked to, and the relay's every broker read and write is bounded (BROKER_PUBLISH_TIMEOUT),
+so a paused broker holds neither the relay nor the writers of its rows (a task's success
+marking its message completed). What was not published is handed back at once; what was
+claimed and never published (the process died) is due again once its dispatch is stale.
 """
 
 from __future__ import annotations
@@ -26,13 +33,19 @@ from typing import Any
 import structlog
 from celery.signals import task_success
 from kombu import Producer
-from sqlalchemy import event, or_, select, update
+from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.db import SessionFactory
 from models.entities import OutboxMessage
-from models.outbox import take_eager_messages, take_new_messages, take_wakeups
+from models.outbox import (
+    claim_due,
+    claim_unsent,
+    take_eager_messages,
+    take_new_messages,
+    take_wakeups,
+)
 from worker import wakeups
 from worker.celery_app import celery_app
 
@@ -183,14 +196,11 @@ def _detached(
 
 
 def publish_messages(sessions: SessionFactory, ids: list[int]) -> int:
-    """Publish these messages now; any that fail stay pending for the periodic relay."""
+    """Publish these messages now; any that fail go back to the periodic relay."""
     with sessions() as session:
-        query = select(OutboxMessage).where(
-            OutboxMessage.id.in_(ids), OutboxMessage.dispatched_at.is_(None)
-        )
-        published = _publish_all(session, list(session.scalars(_lock(session, query))))
+        claimed = _detached_copies(claim_unsent(session, ids, now=utcnow()))
         session.commit()
-    return published
+    return publish_claimed(sessions, claimed)
 
 
 def publish_eager(sessions: SessionFactory, messages: list[OutboxMessage]) -> None:
@@ -262,44 +272,60 @@ def relay_outbox() -> int:
     current = runtime()
     settings = current.settings
     now = utcnow()
-    stale = now - timedelta(seconds=settings.outbox_redispatch_after)
-    query = (
-        select(OutboxMessage)
-        .where(
-            OutboxMessage.completed_at.is_(None),
-            OutboxMessage.attempts < settings.outbox_max_attempts,
-            OutboxMessage.available_at <= now,
-            or_(OutboxMessage.dispatched_at.is_(None), OutboxMessage.dispatched_at < stale),
-        )
-        .order_by(OutboxMessage.id)
-        .limit(RELAY_BATCH)
-    )
     with current.sessions() as session:
-        published = _publish_all(session, list(session.scalars(_lock(session, query))))
+        claimed = claim_due(
+            session,
+            now=now,
+            stale_before=now - timedelta(seconds=settings.outbox_redispatch_after),
+            max_attempts=settings.outbox_max_attempts,
+            limit=RELAY_BATCH,
+        )
+        messages = _detached_copies(claimed)
         session.commit()
+    return publish_claimed(current.sessions, messages, timeout=settings.broker_publish_timeout)
+
+
+def publish_claimed(
+    sessions: SessionFactory, messages: list[OutboxMessage], *, timeout: float | None = None
+) -> int:
+    """Publish messages claimed (marked dispatched) and committed: no transaction is open and
+    no row locked while the broker is talked to, each read and write on it bounded by
+    `timeout` (Redis). At the first failure the broker is taken as not answering: that message
+    and the rest are handed back to the relay. How many were published."""
+    published, failed = 0, dict[int, str]()
+    try:
+        with _bounded_producer(timeout) as producer:
+            for message in messages:
+                _send(message, producer)
+                published += 1
+    except Exception as exc:  # the broker is down or not answering: the relay sends them
+        failed = {message.id: _why(exc) for message in messages[published:]}
+        log.warning("outbox.publish_failed", message_ids=list(failed), error=_why(exc))
+    hand_back(sessions, failed)
     return published
 
 
-def _lock(session: Session, query: Any) -> Any:
-    # Two relays never publish the same row at once; SQLite serialises writers anyway.
-    if session.get_bind().dialect.name == "postgresql":
-        return query.with_for_update(skip_locked=True)
-    return query
+@contextmanager
+def _bounded_producer(timeout: float | None) -> Iterator[Producer]:
+    """A producer whose every read and write on a Redis broker gives up after `timeout`, on
+    a connection of its own (a worker's own broker connections wait without limit: a paused
+    Redis would hold the relay for good); else one from Celery's pool."""
+    url = str(celery_app.conf.broker_write_url or celery_app.conf.broker_url)
+    if timeout is None or not url.startswith(("redis://", "rediss://")):
+        with celery_app.producer_or_acquire() as producer:
+            yield producer
+        return
+    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    with celery_app.connection_for_write(transport_options=options) as connection:
+        yield connection.Producer()
 
 
-def _publish_all(session: Session, messages: list[OutboxMessage]) -> int:
-    published = 0
-    for message in messages:
-        message.attempts += 1
-        try:
-            _send(message)
-        except Exception as exc:  # the broker is down: leave it for the relay
-            message.last_error = _why(exc)
-            log.warning("outbox.publish_failed", message_id=message.id, task=message.task)
-            continue
-        message.dispatched_at = utcnow()
-        published += 1
-    return published
+def _detached_copies(messages: list[OutboxMessage]) -> list[OutboxMessage]:
+    """Plain copies to publish once the transaction that claimed them has ended."""
+    return [
+        OutboxMessage(id=m.id, task=m.task, kwargs=dict(m.kwargs), request_id=m.request_id)
+        for m in messages
+    ]
 
 
 @task_success.connect
