@@ -31,11 +31,12 @@ HTML = """\
 <html lang="en">
 <body style="font-family: sans-serif; line-height: 1.5; color: #1f2933;">
   <p>Hello,</p>
-  <p><strong>{{ inviter }}</strong> invited you to join <strong>{{ organisation }}</strong>
-     on Odock as <strong>{{ role }}</strong>.</p>
+  <p><strong><bdi>{{ inviter }}</bdi></strong> invited you to join
+     <strong><bdi>{{ organisation }}</bdi></strong> on Odock as <strong>{{ role }}</strong>.</p>
   <p><a href="{{ link }}">Accept the invitation</a></p>
   <p>Or paste this address into your browser: <br><code>{{ link }}</code></p>
-  <p>The link works once and expires on {{ expires }}. Sign in with <strong>{{ email }}</strong>,
+  <p>The link works once and expires on {{ expires }}.
+     Sign in with <strong><bdi>{{ email }}</bdi></strong>,
      the address this invitation was sent to.</p>
   <p style="color: #52606d;">If you did not expect this invitation, you can ignore this email.</p>
 </body>

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from models.errors import InvalidInput
 
@@ -32,4 +33,66 @@ def clean_text(value: str, *, field: str, max_length: int, required: bool = True
         )
     if has_control_characters(value):
         raise InvalidInput(f"{field} must not contain control characters", field=field)
+    return value
+
+
+# Unicode's format characters (category Cf: bidi overrides and isolates, zero-width space and
+# joiners, the BOM, soft hyphen, tag characters) and the line and paragraph separators (Zl,
+# Zp): invisible, or they move the text around them. Written out (Unicode 14, this Python's;
+# a test compares them with unicodedata) as a regex cannot ask for a category.
+_FORMAT_RANGES = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u2028-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_FORMAT = re.compile(f"[{_FORMAT_RANGES}]")
+# A zero-width joiner or non-joiner between two visible non-ASCII characters is how emoji
+# sequences, Indic scripts and Persian are written: kept as it is. Anywhere else it is marked.
+_SHOWN = re.compile(
+    f"(?<=[^\\x00-\\x7f\\s{_FORMAT_RANGES}])[\u200c\u200d](?=[^\\x00-\\x7f\\s{_FORMAT_RANGES}])"
+    f"|(?P<hidden>[{_FORMAT_RANGES}])"
+)
+
+
+def has_format_characters(value: str) -> bool:
+    """Whether `value` holds an invisible or text-moving character (see _FORMAT_RANGES)."""
+    return not value.isascii() and _FORMAT.search(value) is not None
+
+
+def _marker(match: re.Match[str]) -> str:
+    hidden = match.group("hidden")
+    return match.group() if hidden is None else f"<U+{ord(hidden):04X}>"
+
+
+def visible(value: str) -> str:
+    """`value` as an admin should read it: every invisible or text-moving character shown as
+    a marker ("<U+202E>"), so "alice" with a zero-width space or a right-to-left override
+    cannot pass for another name. Letters of every script, and joiners inside emoji and
+    Indic or Persian words, are kept as they are."""
+    if value.isascii():
+        return value
+    return _SHOWN.sub(_marker, value)
+
+
+def visible_strings(value: Any) -> Any:
+    """A copy of a JSON-like value (a notification's payload) with every string visible()."""
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, dict):
+        return {key: visible_strings(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [visible_strings(item) for item in value]
+    return value
+
+
+def check_identifier(value: str, *, field: str) -> str:
+    """An identifier (an email, a SCIM userName) has no invisible or text-moving character:
+    "alice@acme.example" with a zero-width space would be another person who looks the same
+    everywhere. Names are kept and shown with markers instead (visible)."""
+    if has_format_characters(value):
+        raise InvalidInput(
+            f"{field} must not contain invisible or direction-changing characters "
+            f"(such as {visible(_FORMAT.findall(value)[0])})",
+            field=field,
+        )
     return value

@@ -78,3 +78,60 @@ def test_a_name_too_long_only_in_lower_case_is_refused_and_ascii_is_measured_as_
     assert clean_text("A" * 200, field="name", max_length=200) == "A" * 200
     with pytest.raises(InvalidInput, match="in lower case"):
         clean_text("\u0130" * 101, field="name", max_length=200)
+
+
+def test_format_characters_are_exactly_unicode_categories_cf_zl_zp() -> None:
+    from models.text import has_format_characters
+
+    for code in range(sys.maxunicode + 1):
+        expected = unicodedata.category(chr(code)) in ("Cf", "Zl", "Zp")
+        assert has_format_characters(f"a{chr(code)}b") is expected, hex(code)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("alice", "alice"),
+        ("al\u200bice", "al<U+200B>ice"),
+        ("\u202eecila", "<U+202E>ecila"),
+        ("\u2066admin\u2069", "<U+2066>admin<U+2069>"),
+        ("\ufeffbob\u200d", "<U+FEFF>bob<U+200D>"),
+        ("a\u200db", "a<U+200D>b"),  # a joiner between ASCII letters joins nothing
+        ("line\u2028break", "line<U+2028>break"),
+        ("soft\u00adhyphen", "soft<U+00AD>hyphen"),
+        # Letters of every script, and joiners inside emoji and Indic or Persian words, stay.
+        ("שרה כהן", "שרה כהן"),
+        ("محمد", "محمد"),
+        ("山田 太郎", "山田 太郎"),
+        ("Zoë Ñúñez", "Zoë Ñúñez"),
+        ("Dev \U0001f469\u200d\U0001f4bb", "Dev \U0001f469\u200d\U0001f4bb"),
+        ("\u0915\u094d\u200d\u0937", "\u0915\u094d\u200d\u0937"),
+        (
+            "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+            "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+        ),
+        ("\u05e9\u202e\u200d\u05e9", "\u05e9<U+202E><U+200D>\u05e9"),
+    ],
+)
+def test_visible_marks_invisible_characters_and_keeps_names(name: str, shown: str) -> None:
+    from models.text import visible
+
+    assert visible(name) == shown
+
+
+def test_visible_strings_marks_every_string_of_a_payload_and_keeps_the_rest() -> None:
+    from models.text import visible_strings
+
+    payload = {"user": {"email": "a@b.c", "name": "\u202eecila"}, "n": 3, "l": ["x\u200b", None]}
+    assert visible_strings(payload) == {
+        "user": {"email": "a@b.c", "name": "<U+202E>ecila"},
+        "n": 3,
+        "l": ["x<U+200B>", None],
+    }
+
+
+@pytest.mark.parametrize(
+    "email", ["al\u200bice@acme.example", "alice@acme.example\u202e", "\ufeffbob@acme.example"]
+)
+def test_an_email_with_an_invisible_character_is_refused(email: str) -> None:
+    assert not _accepted(email)

@@ -18,6 +18,7 @@ from webhooks import (
     enrollment_hook,
     errors,
     health,
+    html_pages,
     idp_hooks,
     odock,
     request_hooks,
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.redirect_defaults = False
     context.install(app, context.AppState(settings=settings, engine=engine, sessions=sessions))
     errors.register_problem_handlers(app)
+    html_pages.install(app)  # the `shown` filter of every page
     request_hooks.install(app, settings.log_level)  # request id, input guards, metrics
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

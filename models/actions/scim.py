@@ -69,6 +69,7 @@ from models.enums import (
 from models.errors import Conflict, DomainError, InvalidInput, NotFound
 from models.row_writes import Guard, GuardRefused, insert_new
 from models.snapshots import user_snapshot
+from models.text import check_identifier
 
 # --- users -----------------------------------------------------------------------------
 
@@ -359,6 +360,7 @@ def create_pushed_user(
     (400) after a clash they found (409). On PostgreSQL the look-ups are first assumed and
     folded into the write (assume_create); when that does not hold, nothing is written and the
     create is looked up and made as usual, which answers what it would have answered."""
+    check_identifiers(fields)
     assumed = assume_create(session, organisation_id)
     if assumed is not None:
         created = _create_as_assumed(session, assumed, fields, access_end_by, actor)
@@ -468,6 +470,15 @@ NEW_PERSON_ROWS = (User, IdentityLink, ScimUser, ScimEmail, AuditEvent)
 WRITTEN_ROWS = lifecycle.PLAIN_ROWS
 
 
+def check_identifiers(fields: ScimUserFields) -> None:
+    """The userName and every email name someone uniquely: none holds an invisible or
+    direction-changing character (models.text.check_identifier; 400 invalidValue). The
+    names (givenName, displayName...) may, and are shown with markers."""
+    check_identifier(fields.user_name, field="userName")
+    for email in fields.emails:
+        check_identifier(email.value, field="emails")
+
+
 def _user_name_taken(organisation_id: Any, user_name_key: Any) -> Exists:
     """Whether a SCIM user of the organisation has the userName (values or bound parameters)."""
     return exists().where(
@@ -479,6 +490,7 @@ def replace_scim_user(
     session: Session, *, scim_user: ScimUser, fields: ScimUserFields, actor: Actor
 ) -> ScimUser:
     """Bring the user to what the IdP asserts (PUT, and PATCH after it is applied)."""
+    check_identifiers(fields)
     before = scim_snapshot(scim_user)
     if fields.user_name.lower() != scim_user.user_name_key:
         clash = scim_user_named(session, scim_user.organisation_id, fields.user_name)

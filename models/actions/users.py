@@ -24,7 +24,7 @@ from models.entities.user import email_key
 from models.enums import Role, UserStatus
 from models.errors import Conflict, InvalidInput, NotFound
 from models.snapshots import user_snapshot
-from models.text import clean_text, has_control_characters
+from models.text import check_identifier, clean_text, has_control_characters
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -33,7 +33,9 @@ def validate_email(email: str) -> str:
     email = email.strip()
     if len(email) > 320 or not _well_formed(email):
         raise InvalidInput(f"{email!r} is not a valid email address", field="email")
-    return email
+    # An address with a zero-width or bidi character would be another person who looks the
+    # same as the one without: never a distinct identity.
+    return check_identifier(email, field="email")
 
 
 def _well_formed(email: str) -> bool:

@@ -24,6 +24,7 @@ from models.base import in_utc
 from models.entities import AuditEvent
 from models.enums import Source
 from models.errors import InvalidInput
+from models.text import visible
 
 MAX_PAGE = 500
 EXPORT_BATCH = 5000
@@ -199,11 +200,13 @@ def csv_header() -> str:
 
 
 def csv_line(view: dict[str, Any]) -> str:
-    """One CSV row; before and after are JSON text in their cells."""
+    """One CSV row; before and after are JSON text in their cells (non-ASCII escaped, as in
+    JSON lines), the other cells with their invisible characters marked (an actor named with
+    a right-to-left override is read in a spreadsheet: models.text.visible)."""
     cells = [
         json.dumps(view[name], separators=(",", ":"), default=str)
         if name in ("before", "after") and view[name] is not None
-        else ("" if view[name] is None else str(view[name]))
+        else ("" if view[name] is None else visible(str(view[name])))
         for name in CSV_FIELDS
     ]
     return _csv_row(cells)

@@ -95,3 +95,28 @@ def test_bad_times_and_unknown_organisations_are_one_line_errors(run) -> None:
     assert "--since" in bad.output
     unknown = run("audit", "export", "--since", "7d", "--org", "nope", ok=False)
     assert "no organisation" in unknown.output.lower()
+
+
+def test_csv_cells_show_invisible_characters_as_markers_and_json_lines_escape_them(
+    run, session
+) -> None:
+    org = f.make_org(session, "Initech")
+    org.slug = "initech"
+    event = record(
+        session,
+        actor=Actor(Source.SCIM, "okta \u202enimda"),
+        organisation_id=org.id,
+        action="user.updated",
+        target_type="user",
+        target_id="u\u200b1",
+        after={"name": "\u202eecila"},
+    )
+    event.occurred_at = T0
+    session.commit()
+    window = ("--since", "2026-09-30T00:00:00Z", "--until", "2026-10-02", "--org", "initech")
+    (row,) = csv.DictReader(io.StringIO(run("audit", "export", *window, "--format", "csv").output))
+    assert row["actor"] == "okta <U+202E>nimda" and row["target_id"] == "u<U+200B>1"
+    assert row["after"] == '{"name":"\\u202eecila"}'
+    line = run("audit", "export", *window).output
+    assert "\u202e" not in line and "\u200b" not in line
+    assert json.loads(line)["actor"] == "okta \u202enimda"  # the data, escaped

@@ -326,6 +326,34 @@ def test_a_refused_change_is_rejected_without_spoiling_the_rest(session):
     assert user.email == "ada@example.com" and user.status is UserStatus.REVOKED
 
 
+def test_an_email_change_to_an_address_with_an_invisible_character_is_rejected(session):
+    """ "ada@example.com" with a zero-width space or a bidi override would be a second address
+    that looks like the first: the event is rejected (saying why), the rest applies."""
+    org = f.make_org(session)
+    user = f.make_user(session, org, email="ada@example.com", name="Ada")
+    events = [
+        generic(
+            "user.updated",
+            user={"email": "ada@example.com"},
+            changes={"email": spoof},
+            occurred_at=f"2026-11-01T09:0{n}:00Z",
+        )
+        for n, spoof in enumerate(["ad\u200ba@example.com", "\u202eada@example.com"])
+    ]
+    events.append(
+        generic(
+            "user.updated",
+            user={"email": "ada@example.com"},
+            changes={"name": "Ada \u202eecalevol"},  # a name: kept, shown marked
+            occurred_at="2026-11-01T09:05:00Z",
+        )
+    )
+    delivery = process(session, org, {"events": events}, channel="events", delivery_id="msg_cf")
+    assert outcomes(delivery) == ["rejected", "rejected", "applied"], delivery.results
+    assert "invisible" in delivery.results[0]["detail"]
+    assert user.email == "ada@example.com" and user.name == "Ada \u202eecalevol"
+
+
 def test_an_okta_event_whose_target_is_not_a_list_is_rejected_alone(session):
     org = f.make_org(session)
     user = okta_user(session, org)

@@ -54,6 +54,26 @@ def test_invitation_email_has_link_org_role_inviter_expiry(
     )
 
 
+def test_an_inviter_or_organisation_named_with_invisible_characters_is_shown_marked(
+    session, sessions, scene, worker, mailbox
+):
+    """The invitee reads who invited them: a right-to-left override in the inviter's name or
+    a zero-width space in the organisation's is marked ("<U+202E>"), in the subject, the text
+    and the HTML (where the names are also bidi isolated)."""
+    scene.admin.name = "Ada \u202enimdA"
+    scene.org.name = "Acme\u200b Labs"
+    scene.invite(session, "pia@example.com")
+    session.commit()
+    [message] = wait_until(lambda: mailbox.to("pia@example.com"), timeout=90, what="email")
+    text, html = _body(message, "plain"), _body(message, "html")
+    assert "Ada <U+202E>nimdA (" in text and "join Acme<U+200B> Labs on Odock" in text
+    assert "<bdi>Ada &lt;U+202E&gt;nimdA (" in html
+    assert "<bdi>Acme&lt;U+200B&gt; Labs</bdi>" in html
+    assert "Acme<U+200B> Labs" in str(message["Subject"])
+    for part in (text, html, str(message["Subject"])):
+        assert "\u202e" not in part and "\u200b" not in part
+
+
 def test_failed_delivery_is_retried_and_recorded(session, sessions, scene, worker, mailbox):
     mailbox.fail_next(1)
     issued = scene.invite(session, "retry@example.com")

@@ -375,3 +375,64 @@ def test_an_entry_refused_at_apply_is_reported_with_its_dn(
     shown, page = _rendered(client, auth, outcome.run_id)
     assert shown["plan"]["apply_errors"] == refused
     assert 'id="diff-apply-errors"' in page and f"{erin}: {email} exists already" in page
+
+
+def _mails_from_description(directory, **spoofs: str) -> None:
+    """Mail read from a directoryString attribute (slapd holds mail as IA5String, ASCII
+    only; AD's userPrincipalName or a custom attribute holds any text)."""
+    for uid in SEEDED:
+        directory.replace(directory.person_dn(uid), "description", f"{uid}@corp.example".encode())
+    for uid, mail in spoofs.items():
+        people = directory.person_dn("x").partition(",")[2]
+        directory.add_person(
+            uid,
+            dn=f"cn={uid.title()} \u202enimda,{people}",
+            name=f"{uid.title()} \u202enimda",
+            extra={"description": [mail.encode()]},
+        )
+
+
+def test_mails_with_invisible_characters_are_refused_with_their_dn_and_shown_safely(
+    client, session, sessions, directory, sync
+):
+    """A second "alice" whose mail holds a zero-width space, a bidi override or a BOM
+    would look like alice everywhere: each entry is reported (by DN) and changes nothing,
+    and the console shows why, its invisible characters marked."""
+    spoofs = {
+        "erin": "al\u200bice@corp.example",
+        "fay": "\u202ealice@corp.example",
+        "gus": "alice@corp.example\ufeff",
+    }
+    _mails_from_description(directory, **spoofs)
+    connector, auth = _over_the_api(
+        client, session, sessions, directory, attribute_mapping={"email": "description"}
+    )
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    run = get_run(sessions, outcome.run_id)
+    assert set(linked_users(sessions, connector)) == SEEDED
+    for uid in spoofs:
+        assert any("invisible" in m for m in _errors_for(run, f"cn={uid.title()} ")), uid
+    _, page = _rendered(client, auth, outcome.run_id)
+    section = page.partition('id="diff-errors"')[2].partition("</section>")[0]
+    assert "(such as &lt;U+200B&gt;)" in section, section
+    assert "\u202e" not in page and "\u200b" not in page and "\ufeff" not in page
+    again = sync(connector)
+    assert again.status == "succeeded" and again.summary["create"] == 0
+
+
+def test_a_name_with_bidi_characters_is_applied_and_shown_marked(
+    client, session, sessions, directory, sync
+):
+    """Names are not identifiers: a right-to-left override in cn is kept as sent (the person
+    is created) and the console shows it marked and isolated."""
+    directory.add_person("frank", name="Frank \u202eevil\u202c")
+    connector, auth = _over_the_api(client, session, sessions, directory)
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    frank = linked_users(sessions, connector)["frank"]
+    assert frank.name == "Frank \u202eevil\u202c"
+    _rendered(client, auth, outcome.run_id)  # signs the client in
+    page = client.get(f"/console/people/{frank.id}").get_data(as_text=True)
+    assert "<bdi>Frank &lt;U+202E&gt;evil&lt;U+202C&gt;</bdi>" in page
+    assert "\u202e" not in page

@@ -329,3 +329,48 @@ def _failing_once_after(session, settings, hooks, *, attempts: int) -> Notificat
     )
     delivery.attempts = delivery.attempts_at_resend = attempts
     return delivery
+
+
+def test_names_in_chat_and_email_alerts_have_their_invisible_characters_marked(
+    session, sessions, settings, worker, hooks, mailbox
+):
+    """Slack and email are read by people: a key named with a right-to-left override or a
+    zero-width space shows markers ("<U+202E>"), a name with an emoji joiner stays as it is.
+    The signed webhook carries the values as data, escaped (\\u202e), never raw."""
+    org = f.make_org(session)
+    add_hook(session, settings, org, HookKind.SLACK, hooks.url("chat"), name="chat")
+    add_hook(session, settings, org, HookKind.WEBHOOK, hooks.url("siem"), name="siem")
+    secops = f"secops-{org.slug}@example.com"
+    add_hook(session, settings, org, HookKind.EMAIL, secops, name="secops")
+    payload = {
+        "user": {
+            "id": "u1",
+            "email": "leaver@example.com",
+            "name": "Dev \U0001f469\u200d\U0001f4bb",
+        },
+        "findings": [
+            {
+                "severity": "urgent",
+                "kind": "usage_after_revocation",
+                "subject_name": "prod\u202eyek-tset",
+                "action": "revoke_key",
+            },
+            {"severity": "high", "kind": "api_key", "subject_name": "ci\u200b", "action": "x"},
+        ],
+    }
+    event_id = notify(session, organisation_id=org.id, event="finding.urgent", payload=payload)
+    session.commit()
+
+    settled(sessions, event_id, 3)
+
+    (chat,) = hooks.at("chat")
+    text = chat.json["blocks"][1]["text"]["text"]
+    assert "prod&lt;U+202E&gt;yek-tset" in text and "ci&lt;U+200B&gt;" in text
+    (mail,) = wait_until(lambda: mailbox.to(secops), what=secops)
+    content = mail.get_content()
+    assert "prod<U+202E>yek-tset" in content and "ci<U+200B>" in content
+    for shown in (chat.body.decode(), content, str(mail["Subject"])):
+        assert "\u202e" not in shown and "\u200b" not in shown
+    (siem,) = hooks.at("siem")
+    assert b"\\u202e" in siem.body and siem.json["data"]["findings"] == payload["findings"]
+    assert siem.json["data"]["user"]["name"] == "Dev \U0001f469\u200d\U0001f4bb"

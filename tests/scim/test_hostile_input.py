@@ -256,3 +256,41 @@ def test_a_search_request_paging_by_a_non_integer_is_invalid_value(scim, ann, en
 def test_a_search_request_paging_by_a_whole_number_written_with_a_point_is_read(scim, ann):
     response = send_raw(scim, "POST", "/Users/.search", json.dumps({"count": 1.0}))
     assert response.status_code == 200 and response.json["itemsPerPage"] == 1
+
+
+INVISIBLE = ["\u200b", "\u202e", "\u2066", "\u200d", "\ufeff", "\u2028"]
+
+
+@pytest.mark.parametrize("char", INVISIBLE)
+@pytest.mark.parametrize("where", ["userName", "emails", "secondary email"])
+def test_an_identifier_with_an_invisible_character_is_invalid_value(
+    scim, ann, unchanged, char, where
+):
+    """ "ann@example.com" with a zero-width or bidi character would be a second person who
+    looks like ann everywhere: refused, on create and on replace, and nothing stored."""
+    spoof = f"ann{char}@example.com"
+    body = okta_create_user("eve@example.com")
+    if where == "userName":
+        body["userName"] = spoof
+    elif where == "emails":
+        body["emails"] = [{"primary": True, "value": spoof, "type": "work"}]
+    else:
+        body["emails"].append({"value": spoof, "type": "home"})
+    unchanged()
+    response = scim.post("/Users", body)
+    assert_error(response, 400, "invalidValue")
+    assert "invisible" in response.json["detail"]
+    assert_error(scim.put(f"/Users/{ann['id']}", body), 400, "invalidValue")
+    unchanged()
+
+
+def test_names_with_invisible_or_bidi_characters_are_kept_as_sent(scim):
+    """Display names may hold them (a joiner inside an emoji or an Indic word): they are
+    shown with markers, not refused."""
+    body = okta_create_user("dev@example.com")
+    body["displayName"] = "Dev \U0001f469\u200d\U0001f4bb"
+    body["name"] = {"givenName": "\u202eecila", "familyName": "\u0915\u094d\u200d\u0937"}
+    created = scim.post("/Users", body)
+    assert created.status_code == 201, created.json
+    assert created.json["displayName"] == "Dev \U0001f469\u200d\U0001f4bb"
+    assert created.json["name"]["givenName"] == "\u202eecila"

@@ -14,6 +14,7 @@ from connectors import email, invitation_email
 from models.actions import invitations, local_mail
 from models.actor import Actor
 from models.base import utcnow
+from models.text import visible
 from worker import turns
 from worker.runtime import KEPT_LOCALLY, Runtime, runtime, smtp_config
 from worker.tasks.base import TransientError, task
@@ -79,9 +80,11 @@ def _send(plan: invitations.DeliveryPlan) -> tuple[str, str, email.Email | None]
         invitation_email.InvitationEmail(
             to=plan.to,
             link=f"{settings.public_base_url.rstrip('/')}/enroll/{plan.token}",
-            organisation=plan.organisation,
+            # Names chosen by others, with their invisible characters marked (the address
+            # itself is an identifier, which has none).
+            organisation=visible(plan.organisation),
             role=plan.role,
-            inviter=plan.inviter,
+            inviter=visible(plan.inviter),
             expires_at=plan.expires_at,
             # The same Message-ID for every attempt of one send, so mail clients fold a
             # duplicate if a crash ever falls between sending and recording.

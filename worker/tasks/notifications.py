@@ -23,6 +23,7 @@ from models.entities import NotificationDelivery, NotificationHook
 from models.enums import HookKind
 from models.settings import Settings
 from models.signed_links import REVIEW_ACK_PURPOSE, make_token
+from models.text import visible_strings
 from worker.runtime import runtime, smtp_config
 from worker.tasks.base import task
 
@@ -127,8 +128,10 @@ def send_delivery(
     except UnsafeUrl as exc:
         return deliveries.AttemptResult(False, error=f"refused: {exc.reason}", permanent=True)
     if hook.kind is HookKind.SLACK:
+        # People read Slack and email: names there have their invisible characters marked.
+        # The signed webhook's JSON carries them as data (escaped \uXXXX, never raw).
         body = notify_formats.slack_body(
-            event=delivery.event, payload=delivery.payload, ack_url=ack_url
+            event=delivery.event, payload=visible_strings(delivery.payload), ack_url=ack_url
         )
         return _as_attempt(
             post_json(hook.target, body, {}, timeout=settings.notification_timeout, policy=policy)
@@ -159,7 +162,9 @@ def _send_email(
     message = notify_formats.email_message(
         to=address,
         event=delivery.event,
-        payload={**delivery.payload, "review_url": _review_url(settings, delivery)},
+        payload=visible_strings(
+            {**delivery.payload, "review_url": _review_url(settings, delivery)}
+        ),
         ack_url=ack_url,
         message_id=f"<{delivery.id}@odock-sync>",
     )
