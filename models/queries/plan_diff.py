@@ -27,6 +27,14 @@ class Change:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class UnusedEntry:
+    """An entry the plan left alone: its DN (empty when the read could not tell it), and why."""
+
+    dn: str
+    message: str
+
+
 @dataclass
 class PlanDiff:
     created: list[Change] = field(default_factory=list)
@@ -40,7 +48,7 @@ class PlanDiff:
     demoted: list[Change] = field(default_factory=list)
     promoted: list[Change] = field(default_factory=list)
     teams_retired: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: list[UnusedEntry] = field(default_factory=list)
     apply_errors: list[str] = field(default_factory=list)  # refused at apply: DN, then why
     warnings: list[str] = field(default_factory=list)  # withheld, emptied groups, blocked
     dropped: dict[str, int] = field(default_factory=dict)  # held changes no longer called for
@@ -80,7 +88,10 @@ def plan_diff(session: Session, run: DirectorySyncRun) -> PlanDiff:
         revoked=[Change(who(i), i.get("reason", "")) for i in plan.get("revokes", [])],
         reactivated=[Change(who(i)) for i in plan.get("reactivates", [])],
         teams_retired=[str(i.get("team", i.get("name", ""))) for i in plan.get("team_retires", [])],
-        errors=[str(i.get("message", "")) for i in plan.get("errors", [])],
+        errors=[
+            UnusedEntry(str(i.get("dn") or ""), str(i.get("message", "")))
+            for i in plan.get("errors", [])
+        ],
         apply_errors=[_apply_error(i) for i in plan.get("apply_errors", [])],
         dropped=dict(plan.get("dropped_counts") or {}),
         truncated=dict(plan.get("truncated") or {}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from models.entities import DirectorySyncRun
-from models.queries.plan_diff import plan_diff
+from models.queries.plan_diff import UnusedEntry, plan_diff
 
 USER = uuid.uuid4()
 
@@ -37,7 +37,13 @@ def test_plan_reads_as_who_is_created_revoked_moved_and_demoted(session):
             ],
             "withheld": {"team_remove": 2},
             "deprovision_blocked": "the directory was not read completely",
-            "errors": [{"message": "x@y belongs to a user managed by scim; not linked"}],
+            "errors": [
+                {
+                    "dn": "uid=x,ou=people,dc=y",
+                    "message": "x@y belongs to a user managed by scim; not linked",
+                },
+                {"message": "an entry without a readable DN"},
+            ],
             "truncated": {"creates": 5000},
         },
     )
@@ -52,7 +58,10 @@ def test_plan_reads_as_who_is_created_revoked_moved_and_demoted(session):
     assert [c.detail for c in diff.promoted] == ["USER → MANAGER"]
     assert diff.warnings[0].startswith("Deprovisioning withheld")
     assert "2 team remove withheld" in diff.warnings[1]
-    assert diff.errors == ["x@y belongs to a user managed by scim; not linked"]
+    assert diff.errors == [
+        UnusedEntry("uid=x,ou=people,dc=y", "x@y belongs to a user managed by scim; not linked"),
+        UnusedEntry("", "an entry without a readable DN"),
+    ]
     assert diff.truncated == {"creates": 5000}
     headings = [heading for _, heading, changes in diff.sections() if changes]
     assert headings[:2] == ["Revoked", "Demoted"]  # the destructive first

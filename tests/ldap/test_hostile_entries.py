@@ -397,7 +397,8 @@ def test_mails_with_invisible_characters_are_refused_with_their_dn_and_shown_saf
 ):
     """A second "alice" whose mail holds a zero-width space, a bidi override or a BOM
     would look like alice everywhere: each entry is reported (by DN) and changes nothing,
-    and the console shows why, its invisible characters marked."""
+    and the console's "Entries not used" names it by its DN, bidi isolated and its invisible
+    characters marked."""
     spoofs = {
         "erin": "al\u200bice@corp.example",
         "fay": "\u202ealice@corp.example",
@@ -415,7 +416,10 @@ def test_mails_with_invisible_characters_are_refused_with_their_dn_and_shown_saf
         assert any("invisible" in m for m in _errors_for(run, f"cn={uid.title()} ")), uid
     _, page = _rendered(client, auth, outcome.run_id)
     section = page.partition('id="diff-errors"')[2].partition("</section>")[0]
-    assert "(such as &lt;U+200B&gt;)" in section, section
+    people = directory.person_dn("x").partition(",")[2]
+    for uid in spoofs:
+        shown_dn = f"cn={uid.title()} &lt;U+202E&gt;nimda,{people}"
+        assert f'<code class="dn"><bdi>{shown_dn}</bdi></code>: <bdi>' in section, section
     assert "\u202e" not in page and "\u200b" not in page and "\ufeff" not in page
     again = sync(connector)
     assert again.status == "succeeded" and again.summary["create"] == 0
