@@ -123,13 +123,13 @@ def check_content_encoding(req: Request) -> None:
 
 
 def integer_text(value: str, name: str) -> int:
-    """An integer written in ASCII digits (not "١٢", "²" or "1_000"), at most 20 of them."""
-    text = value.strip()
-    if not ASCII_INTEGER.fullmatch(text):
+    """An integer written in ASCII digits (not "١٢", "²", "1_000" or " 12"), at most 20 of
+    them, with an optional sign."""
+    if not ASCII_INTEGER.fullmatch(value):
         raise UnacceptableValue(f"{name} must be an integer in ASCII digits", field=name)
-    if len(text.lstrip("+-")) > MAX_INTEGER_DIGITS:
+    if len(value.lstrip("+-")) > MAX_INTEGER_DIGITS:
         raise UnacceptableValue(f"{name} must have at most {MAX_INTEGER_DIGITS} digits", field=name)
-    return int(text)
+    return int(value)
 
 
 def json_body() -> Any:

@@ -37,8 +37,9 @@ class ConnectorBody(RequestBody):
     group_base_dn: str | None = Field(default=None, max_length=500)
     group_filter: str | None = Field(default=None, max_length=1000)
     page_size: int | None = None
-    connect_timeout: float | None = Field(default=None, strict=False)
-    search_timeout: float | None = Field(default=None, strict=False)
+    # JSON numbers (strict): seconds as text ("5", " 5", "1e1") are refused; finite.
+    connect_timeout: float | None = Field(default=None, allow_inf_nan=False)
+    search_timeout: float | None = Field(default=None, allow_inf_nan=False)
     full_sync_minutes: int | None = None
     incremental_minutes: int | None = None
     preset: str | None = Field(default=None, max_length=32)

@@ -35,7 +35,8 @@ class EditHook(RequestBody):
 
 
 class RotateSecret(RequestBody):
-    keep_previous_hours: float = Field(default=24, ge=0, le=720, strict=False)
+    # A JSON number (strict, as every RequestBody): not "24", " 24" or "1e1"; finite.
+    keep_previous_hours: float = Field(default=24, ge=0, le=720, allow_inf_nan=False)
 
 
 class KeyPolicyChange(RequestBody):
