@@ -202,14 +202,25 @@ def csv_header() -> str:
 def csv_line(view: dict[str, Any]) -> str:
     """One CSV row; before and after are JSON text in their cells (non-ASCII escaped, as in
     JSON lines), the other cells with their invisible characters marked (an actor named with
-    a right-to-left override is read in a spreadsheet: models.text.visible)."""
+    a right-to-left override is read in a spreadsheet: models.text.visible) and never read
+    as a formula (_inert)."""
     cells = [
         json.dumps(view[name], separators=(",", ":"), default=str)
         if name in ("before", "after") and view[name] is not None
-        else ("" if view[name] is None else visible(str(view[name])))
+        else ("" if view[name] is None else _inert(visible(str(view[name]))))
         for name in CSV_FIELDS
     ]
     return _csv_row(cells)
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) in a
+# name an identity provider sent would run in the auditor's Excel): OWASP's CSV injection.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(cell: str) -> str:
+    """The cell, with a leading apostrophe when a spreadsheet would take it for a formula."""
+    return f"'{cell}" if cell.startswith(_FORMULA_STARTS) else cell
 
 
 def _csv_row(cells: Sequence[str]) -> str:

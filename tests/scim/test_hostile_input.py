@@ -153,6 +153,18 @@ def test_hostile_numbers_in_a_search_request_are_refused(scim, ann, body):
     assert_error(response, 400, "invalidSyntax" if "Infinity" in body else "invalidValue")
 
 
+@pytest.mark.parametrize("text", ["\uff15", "\u0663", " 5", "5 ", "1_0", "1e1", "+"])
+def test_a_search_request_number_in_text_must_be_ascii_digits(scim, ann, text):
+    """As in a query string: int() would read a fullwidth 5, an Arabic-Indic 3 or "1_0"."""
+    response = send_raw(scim, "POST", "/Users/.search", json.dumps({"count": text}))
+    assert_error(response, 400, "invalidValue")
+
+
+def test_a_search_request_number_in_ascii_text_is_read(scim, ann):
+    response = send_raw(scim, "POST", "/Users/.search", json.dumps({"count": "0"}))
+    assert response.status_code == 200 and response.json["Resources"] == []
+
+
 @pytest.mark.parametrize("value", ["x", 1, True, [], [{"employeeNumber": "7"}]])
 @pytest.mark.parametrize("method", ["POST", "PUT"])
 def test_an_enterprise_extension_that_is_not_an_object_is_invalid_value(
