@@ -45,17 +45,27 @@ _FORMAT_RANGES = (
     "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
     "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
 )
-_FORMAT = re.compile(f"[{_FORMAT_RANGES}]")
-# A zero-width joiner or non-joiner between two visible non-ASCII characters is how emoji
-# sequences, Indic scripts and Persian are written: kept as it is. Anywhere else it is marked.
+# Unicode's other default-ignorable characters (DerivedCoreProperties.txt,
+# Default_Ignorable_Code_Point, the assigned ones outside Cf): rendered as nothing. The Hangul
+# fillers (U+3164, U+FFA0) are the usual "invisible name"; the variation selectors pick an
+# emoji's or an ideograph's glyph, so one right after a visible non-ASCII character is kept.
+_VARIATION_RANGES = "\u180b-\u180d\u180f\ufe00-\ufe0f\U000e0100-\U000e01ef"
+_IGNORABLE_RANGES = f"\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0{_VARIATION_RANGES}"
+_HIDDEN_RANGES = _FORMAT_RANGES + _IGNORABLE_RANGES
+_FORMAT = re.compile(f"[{_HIDDEN_RANGES}]")
+_SHOWN_CHARACTER = f"[^\\x00-\\x7f\\s{_HIDDEN_RANGES}]"
+# A zero-width joiner or non-joiner between two visible non-ASCII characters (the first may
+# carry its variation selector) is how emoji sequences, Indic scripts and Persian are
+# written: kept as it is. Anywhere else it is marked.
 _SHOWN = re.compile(
-    f"(?<=[^\\x00-\\x7f\\s{_FORMAT_RANGES}])[\u200c\u200d](?=[^\\x00-\\x7f\\s{_FORMAT_RANGES}])"
-    f"|(?P<hidden>[{_FORMAT_RANGES}])"
+    f"(?:(?<={_SHOWN_CHARACTER})|(?<=[{_VARIATION_RANGES}]))[\u200c\u200d](?={_SHOWN_CHARACTER})"
+    f"|(?<={_SHOWN_CHARACTER})[{_VARIATION_RANGES}]"
+    f"|(?P<hidden>[{_HIDDEN_RANGES}])"
 )
 
 
 def has_format_characters(value: str) -> bool:
-    """Whether `value` holds an invisible or text-moving character (see _FORMAT_RANGES)."""
+    """Whether `value` holds an invisible or text-moving character (see _HIDDEN_RANGES)."""
     return not value.isascii() and _FORMAT.search(value) is not None
 
 

@@ -80,12 +80,20 @@ def test_a_name_too_long_only_in_lower_case_is_refused_and_ascii_is_measured_as_
         clean_text("\u0130" * 101, field="name", max_length=200)
 
 
-def test_format_characters_are_exactly_unicode_categories_cf_zl_zp() -> None:
+# Default_Ignorable_Code_Point outside Cf, assigned in Unicode 14 (DerivedCoreProperties.txt).
+IGNORABLE = {
+    0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, 0x3164, 0xFFA0,
+    *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0),
+}  # fmt: skip
+
+
+def test_hidden_characters_are_exactly_unicode_cf_zl_zp_and_the_default_ignorables() -> None:
     from models.text import has_format_characters
 
     for code in range(sys.maxunicode + 1):
-        expected = unicodedata.category(chr(code)) in ("Cf", "Zl", "Zp")
+        expected = unicodedata.category(chr(code)) in ("Cf", "Zl", "Zp") or code in IGNORABLE
         assert has_format_characters(f"a{chr(code)}b") is expected, hex(code)
+    assert not any(unicodedata.category(chr(code)) == "Cn" for code in IGNORABLE)
 
 
 @pytest.mark.parametrize(
@@ -111,6 +119,17 @@ def test_format_characters_are_exactly_unicode_categories_cf_zl_zp() -> None:
             "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
         ),
         ("\u05e9\u202e\u200d\u05e9", "\u05e9<U+202E><U+200D>\u05e9"),
+        # The Hangul fillers and the other default-ignorables render as nothing: marked.
+        ("\u3164", "<U+3164>"),
+        ("ad\uffa0min", "ad<U+FFA0>min"),
+        ("bo\u034fb", "bo<U+034F>b"),
+        ("al\ufe0fice", "al<U+FE0F>ice"),  # a variation selector after ASCII selects nothing
+        # ...but a variation selector after an emoji or an ideograph picks its glyph: kept,
+        # and so is a joiner after it (the rainbow flag).
+        ("Ann \u2764\ufe0f", "Ann \u2764\ufe0f"),
+        ("\U0001f3f3\ufe0f\u200d\U0001f308", "\U0001f3f3\ufe0f\u200d\U0001f308"),
+        ("\u845b\U000e0100", "\u845b\U000e0100"),
+        ("\u2764\ufe0f\ufe0f", "\u2764\ufe0f<U+FE0F>"),
     ],
 )
 def test_visible_marks_invisible_characters_and_keeps_names(name: str, shown: str) -> None:
@@ -131,7 +150,13 @@ def test_visible_strings_marks_every_string_of_a_payload_and_keeps_the_rest() ->
 
 
 @pytest.mark.parametrize(
-    "email", ["al\u200bice@acme.example", "alice@acme.example\u202e", "\ufeffbob@acme.example"]
+    "email",
+    [
+        "al\u200bice@acme.example",
+        "alice@acme.example\u202e",
+        "\ufeffbob@acme.example",
+        "alice\u3164@acme.example",
+    ],
 )
 def test_an_email_with_an_invisible_character_is_refused(email: str) -> None:
     assert not _accepted(email)
