@@ -37,7 +37,7 @@ def paused_broker(
 ) -> Iterator[tuple[RedisServer, Settings]]:
     """The process publishing to a redis-server of this test's own, on a queue of its own,
     giving up on it after the test's BROKER_PUBLISH_TIMEOUT (its parameter)."""
-    from worker.celery_app import celery_app, configure_celery
+    from worker.celery_app import configure_celery
     from worker.runtime import init_runtime
 
     server = RedisServer(tmp_path).start()
@@ -48,7 +48,6 @@ def paused_broker(
             "broker_publish_timeout": request.param,
         }
     )
-    _new_broker_pool(celery_app)
     configure_celery(own)
     init_runtime(own)
     try:
@@ -57,16 +56,8 @@ def paused_broker(
         assert server.process is not None
         os.kill(server.process.pid, signal.SIGCONT)  # a test that failed while it was paused
         server.kill()
-        _new_broker_pool(celery_app)
         configure_celery(settings)
         init_runtime(settings)
-
-
-def _new_broker_pool(celery_app) -> None:
-    """Celery keeps its producer pool for the broker it first connected to."""
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
-        celery_app._pool = None
 
 
 def _pending(engine: Engine, count: int) -> list[int]:

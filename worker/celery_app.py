@@ -6,7 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu import Exchange, Queue, pools
+from kombu.utils.collections import eqhash
 
 from models.settings import Settings
 from worker import redis_broker, sqlite_broker
@@ -51,6 +52,8 @@ celery_app = Celery("odock_sync", include=TASK_MODULES)
 
 
 def configure_celery(settings: Settings) -> Celery:
+    if celery_app.conf.broker_write_url not in (None, settings.celery_broker_url):
+        _forget_broker_connections()
     celery_app.conf.update(
         broker_url=settings.celery_broker_url,
         # Celery lets a CELERY_BROKER_URL environment variable win over broker_url; the read
@@ -82,6 +85,22 @@ def configure_celery(settings: Settings) -> Celery:
         beat_schedule=beat_schedule(settings),
     )
     return celery_app
+
+
+def _forget_broker_connections() -> None:
+    """Celery keeps its connection pool and producer pool for the broker it first connected
+    to: a process configured again for another broker (a CLI command's settings, a test's own
+    redis-server) would go on publishing to the first one, or, once that is gone, fail every
+    publish. The first broker's pools are closed and forgotten (kombu keeps them in a registry
+    by broker, where the next configuration for it would find them closed); the next publish
+    builds them for the new broker."""
+    first = celery_app.connection_for_write()
+    for group in (pools.producers, pools.connections):
+        pool = dict.pop(group, eqhash(first), None)
+        if pool is not None:
+            pool.force_close_all()
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
 
 
 def bound_publishing(seconds: float) -> None:
