@@ -30,6 +30,7 @@ def begin(provider: OidcProvider, place: SignInPlace, **invitation: Any) -> tupl
     browser secret its cookie must carry back."""
     callback_id = oidc_providers.callback_in_use(provider)
     client = client_of(provider, place, callback_id)
+    nothing_held_while_calling()
     try:
         sign_in = oidc.authorization_request(client, ask_again=request.args.get("again") == "1")
     except oidc.OidcError as exc:
@@ -91,6 +92,7 @@ def verified_identity(client: oidc.Client, claimed: Claimed) -> tuple[str, str]:
     """The answer's issuer checked, the code exchanged and the ID token checked: the email the
     provider vouches for and the subject it said (who signed in there), or SignInRefused (the
     provider's own refusal included)."""
+    nothing_held_while_calling()
     try:
         metadata = oidc.discover(client)
         oidc_answers.check_issuer(
@@ -114,6 +116,15 @@ def verified_identity(client: oidc.Client, claimed: Claimed) -> tuple[str, str]:
         )
         raise SignInRefused(exc.reason, outcome="provider_refused") from None
     return oidc_sign_ins.verified_email(claims), claims.subject
+
+
+def nothing_held_while_calling() -> None:
+    """End the request's transaction before the provider is called (it has only read; a
+    callback's claim of its sign-in is committed already). On SQLite every transaction holds
+    the database's write lock (BEGIN IMMEDIATE, models/db.py), so a slow or hanging provider
+    made every SCIM and admin write wait on it; on PostgreSQL the request kept a pooled
+    connection idle in its transaction. What the request read is read again when next used."""
+    db_session().rollback()
 
 
 def _provider_refused(claimed: Claimed) -> SignInRefused:
