@@ -25,8 +25,11 @@ from tests.support.wait import wait_until
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-NORMAL = 1.5  # seconds: a revocation answers in 0.1-0.3 s here; 3 s and more is the broker's
-PUBLISH_TIMEOUT = 2.0
+# Seconds each publish waits on the blackhole before it gives up. A request that waited on the
+# broker would take at least this long (the blackhole never answers); one that did not answers
+# in 0.1-0.3 s, and under a loaded machine's worst seen 1.8 s, far below it. The bound tells
+# the two behaviours apart; it is not a latency target (those are in benchmarks/).
+PUBLISH_TIMEOUT = 10.0
 
 
 class Blackhole:
@@ -75,7 +78,6 @@ def web(settings, blackhole: Blackhole, tmp_path: Path) -> Iterator[str]:
         "SECRET_KEY": settings.secret_key,
         "GATEWAY_URL": "http://127.0.0.1:9/gateway",  # nothing is called from the web
         "LOG_LEVEL": "WARNING",
-        # Each publish gives up sooner than the default 5 s; still long past a request's time.
         "BROKER_PUBLISH_TIMEOUT": str(PUBLISH_TIMEOUT),
     }
     with web_alone(env, tmp_path) as url:
@@ -100,9 +102,9 @@ def test_admin_revocations_answer_in_normal_time_with_the_broker_blackholed(
     answers = [revoke(web, leaver) for leaver in leavers]
 
     assert [status for status, _ in answers] == [200, 200, 200]
-    # Each in normal time: the first while the publisher hangs on the broker, the others
-    # while it still hangs (nothing queues behind it in the request).
-    assert max(took for _, took in answers) < NORMAL, answers
+    # None waited on the broker: the first answered while the publisher hung on it, the others
+    # while it still hung (nothing queues behind it in the request).
+    assert max(took for _, took in answers) < PUBLISH_TIMEOUT, answers
     # The broker is tried from the publishing thread, after the answers: since the gateway
     # invalidation is published eagerly (no transaction first), the answers can come before
     # the thread has connected.
@@ -131,4 +133,5 @@ def test_admin_revocations_answer_in_normal_time_with_the_broker_blackholed(
 
     # and the publisher is not held for good: each publish gives up (BROKER_PUBLISH_TIMEOUT), so
     # the web publishes again as soon as the broker answers.
-    wait_until(given_up, timeout=60, what="the publisher to give up on the blackhole")
+    # Three publishes in turn, each up to PUBLISH_TIMEOUT per broker read or write.
+    wait_until(given_up, timeout=180, what="the publisher to give up on the blackhole")
