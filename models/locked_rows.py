@@ -30,15 +30,8 @@ T = TypeVar("T", bound=Base)
 def locked_or_404(session: Session, row: T, missing: str) -> T:
     """`row` read again by its primary key and locked until commit, before the caller changes
     it; NotFound(`missing`) when another transaction deleted it meanwhile."""
-    # Written first: the read replaces the row's loaded values and would drop the caller's
-    # unwritten changes to it (an Okta secret set earlier in the same transaction).
-    session.flush()
     identity = inspect(row).identity
-    found = (
-        None
-        if identity is None
-        else session.get(type(row), identity, with_for_update=True, populate_existing=True)
-    )
+    found = None if identity is None else locked_or_none(session, type(row), identity)
     if found is None:
         raise NotFound(missing)
     return found
@@ -47,5 +40,7 @@ def locked_or_404(session: Session, row: T, missing: str) -> T:
 def locked_or_none(session: Session, entity: type[T], ident: Any) -> T | None:
     """The row of `entity` with primary key `ident`, read again and locked until commit; None
     when it was deleted (a worker that settles what it sent finds its row gone)."""
+    # Written first: the read replaces the row's loaded values and would drop the caller's
+    # unwritten changes to it (an Okta secret set earlier in the same transaction).
     session.flush()
     return session.get(entity, ident, with_for_update=True, populate_existing=True)

@@ -1,5 +1,5 @@
-"""Numbers written as text in a body (a budget's `amount`, a usage record's `cost`): ASCII
-digits only, as query parameters are read (webhooks.body.integer_text).
+"""Numbers written as text (a query parameter, a budget's `amount`, a usage record's `cost`):
+ASCII digits only, one rule for every protocol (webhooks.body.integer_text reads integers by it).
 
 Python's Decimal and int read any Unicode digit (a fullwidth or Arabic-Indic 5), surrounding
 spaces, "1_000" and exponents; pydantic passes text to them as it is. Every schema field of a
@@ -15,6 +15,9 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
+# An optional sign and ASCII digits; nothing else (a query string's `?limit=`, a SCIM
+# SearchRequest's count given as text).
+INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 # An optional sign, digits with an optional decimal point (".5" and "5." too); nothing else.
 DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 

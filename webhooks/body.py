@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from werkzeug.exceptions import UnsupportedMediaType
 
 from models.errors import InvalidInput
+from models.numbers import INTEGER_TEXT
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -25,7 +26,6 @@ MAX_DEPTH = 32
 MAX_INTEGER_DIGITS = 20
 # PostgreSQL refuses NUL in text; a lone surrogate cannot be encoded as UTF-8 at all.
 HOSTILE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
-ASCII_INTEGER = re.compile(r"[+-]?[0-9]+")
 # The escape of NUL or of a surrogate: a cheap gate before walking the strings (an escaped
 # backslash before "u0000" passes it too, and the walk then finds nothing).
 SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
@@ -125,7 +125,7 @@ def check_content_encoding(req: Request) -> None:
 def integer_text(value: str, name: str) -> int:
     """An integer written in ASCII digits (not "١٢", "²", "1_000" or " 12"), at most 20 of
     them, with an optional sign."""
-    if not ASCII_INTEGER.fullmatch(value):
+    if not INTEGER_TEXT.fullmatch(value):
         raise UnacceptableValue(f"{name} must be an integer in ASCII digits", field=name)
     if len(value.lstrip("+-")) > MAX_INTEGER_DIGITS:
         raise UnacceptableValue(f"{name} must have at most {MAX_INTEGER_DIGITS} digits", field=name)

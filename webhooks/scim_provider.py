@@ -33,10 +33,10 @@ from models.actor import Actor
 from models.db import prepare_transaction
 from models.entities import Organisation, Team
 from models.errors import NotFound, PreconditionFailed
+from models.numbers import INTEGER_TEXT
 from models.queries import scim as queries
 from models.queries import scim_records as records
 from webhooks import scim_documents
-from webhooks.body import ASCII_INTEGER
 
 # Past any real page, and within a 64-bit OFFSET: a larger startIndex gives the same empty page.
 MAX_START_INDEX = 2**31
@@ -480,7 +480,7 @@ def _integer(value: Any, name: str, default: int) -> int:
         return default
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise InvalidValue(f"{name} must be an integer")  # 1.5 is not 1
-    if isinstance(value, str) and not ASCII_INTEGER.fullmatch(value):
+    if isinstance(value, str) and not INTEGER_TEXT.fullmatch(value):
         # As in a query string (webhooks.body.integer_text): int() reads " 5", "1_0" and
         # other scripts' digits.
         raise InvalidValue(f"{name} must be an integer in ASCII digits")

@@ -13,6 +13,7 @@ import structlog
 from connectors.ldap.errors import DirectoryConfigError, DirectoryError
 from connectors.ldap.plan import Plan
 from connectors.ldap.reconcile import recheck
+from models import locked_rows
 from models.actor import Actor
 from models.db import SessionFactory, is_unavailable, transaction
 from models.directory import approvals, runs
@@ -123,7 +124,7 @@ def _approval_refused(
         code, message = str(exc.details.get("error_code", exc.code)), exc.message
     log.warning("directory_sync.approval_refused", run_id=str(run_id), error=message)
     with transaction(sessions) as session:
-        run = session.get(DirectorySyncRun, run_id, with_for_update=True, populate_existing=True)
+        run = locked_rows.locked_or_none(session, DirectorySyncRun, run_id)
         if run is None:  # its connector was deleted meanwhile: nothing left to refuse
             return deleted_outcome(run_id, runs.ConnectorDeleted(message))
         if run.status is SyncRunStatus.APPROVING:
