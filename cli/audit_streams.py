@@ -13,6 +13,7 @@ from connectors.outbound import UrlPolicy
 from models.actions import audit_streams as actions
 from models.actions import organisations
 from models.enums import StreamPreset
+from models.outbound_targets import resolved_ahead
 
 ID_OPTION = click.option("--id", "stream_id", required=True, type=click.UUID)
 
@@ -46,6 +47,7 @@ def add(
     as_json: bool,
 ) -> None:
     """Add a stream; prints its signing secret once."""
+    names = resolved_ahead(_policy(), target)  # before the transaction: see outbound_targets
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         stream, secret = actions.create_stream(
@@ -57,7 +59,7 @@ def add(
             splunk_token=splunk_token,
             batch_size=batch_size,
             from_beginning=from_beginning,
-            url_policy=_policy(),
+            url_policy=names,
             secret_key=cli_settings().secret_key,
             actor=CLI_ACTOR,
         )

@@ -86,6 +86,8 @@ def add(
         group_teams=_pairs(group_team, "team"),
         group_roles=_pairs(group_role, "role"),
     )
+    # Before the transaction: see models.actions.directory_connectors.
+    names = connectors.resolved_ahead(list(urls), cli_settings())
     with unit_of_work() as session:
         organisation = organisations.get_organisation_by_slug(session, org_slug)
         connector = connectors.create_connector(
@@ -95,6 +97,7 @@ def add(
             bind_password=password,
             settings=cli_settings(),
             actor=CLI_ACTOR,
+            names=names,
         )
         data = connector_view(connector)
     emit(data, as_json=as_json, text=f"connector {data['name']} created ({data['id']})")

@@ -24,6 +24,7 @@ from models.actions.teams import find_team_by_name, get_team
 from models.entities import Team, User
 from models.enums import DeletedTeamKeyPolicy, HookKind, KeyPolicy, ReviewCause, ReviewStatus
 from models.errors import InvalidInput, NotFound
+from models.outbound_targets import resolved_ahead
 from models.queries.reviews import (
     MAX_PAGE,
     ReviewFilter,
@@ -381,6 +382,7 @@ def hooks_add(
     org_slug: str, name: str, kind: str, target: str, events: tuple[str, ...], as_json: bool
 ) -> None:
     """Add a hook; a webhook's signing secret is printed once."""
+    names = resolved_ahead(_policy(), target)  # before the transaction: see outbound_targets
     with unit_of_work() as session:
         hook, secret = hooks_actions.create_hook(
             session,
@@ -389,7 +391,7 @@ def hooks_add(
             kind=HookKind(kind),
             target=target,
             events=list(events),
-            url_policy=_policy(),
+            url_policy=names,
             secret_key=cli_settings().secret_key,
             actor=CLI_ACTOR,
         )

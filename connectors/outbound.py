@@ -12,6 +12,11 @@ Refused unless allow-listed: loopback, private (RFC 1918, fc00::/7), carrier-gra
 other address that is not globally routable. IPv4 inside IPv6 (mapped ::ffff:0:0/96,
 compatible ::/96, NAT64 64:ff9b::/96) is judged by its IPv4 address; 6to4 (2002::/16) and
 Teredo (2001::/32) are refused whatever they embed unless their own range is allow-listed.
+
+Names are resolved by the system's resolver, or by the name servers the policy names (the
+operator's OUTBOUND_DNS_SERVERS), asked directly with a bound on the whole resolution. A check
+made long before the connection (when an admin saves a destination) is advisory: it can be
+made ahead of a database transaction (`ResolvedNames`), and the connection checks again.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -32,6 +37,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import dns.exception
+import dns.nameserver
+import dns.resolver
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
@@ -75,13 +83,20 @@ class UnsafeUrl(Exception):
         self.reason = reason
 
 
+NameServer = tuple[str, int]  # an address and its port
+
+
 @dataclass(frozen=True)
 class UrlPolicy:
-    """Which non-public addresses are allowed; everything not globally routable is refused."""
+    """Which non-public addresses are allowed (everything not globally routable is refused),
+    and who resolves names: the system's resolver, or these name servers, for at most
+    `dns_timeout` seconds a name."""
 
     allow_private: bool = False
     allow_loopback: bool = False
     allowed_networks: tuple[Network, ...] = field(default=())
+    dns_servers: tuple[NameServer, ...] = field(default=())
+    dns_timeout: float = 5.0
 
     def allows(self, address: Address) -> bool:
         return any(address in network for network in self._allowed())
@@ -92,6 +107,25 @@ class UrlPolicy:
             yield from LOOPBACK_NETWORKS
         if self.allow_private:
             yield from PRIVATE_NETWORKS
+
+
+def parse_name_servers(text: str) -> tuple[NameServer, ...]:
+    """Comma-separated name servers, each an IP address with an optional port (53):
+    `192.0.2.53`, `192.0.2.53:5353`, `[2001:db8::53]:53`; ValueError if bad."""
+    servers = []
+    for part in (part.strip() for part in text.split(",")):
+        if not part:
+            continue
+        host, port = part, "53"
+        if part.startswith("["):
+            host, _, rest = part[1:].partition("]")
+            port = rest.removeprefix(":") or "53"
+        elif part.count(":") == 1:
+            host, _, port = part.partition(":")
+        if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"{part!r}: the port must be a number from 1 to 65535")
+        servers.append((str(ipaddress.ip_address(host)), int(port)))
+    return tuple(servers)
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:
@@ -109,12 +143,20 @@ class PostResult:
     duration_ms: int
 
 
-def check_url(url: str, policy: UrlPolicy, *, resolve: bool = True) -> str:
+def check_url(url: str, policy: UrlPolicy | ResolvedNames, *, resolve: bool = True) -> str:
     """The URL if it may be called; UnsafeUrl otherwise."""
     host, port = _http_target(url)
     if resolve:
         resolve_checked(host, port, policy)
     return url
+
+
+def http_target(url: str) -> tuple[str, int] | None:
+    """The host and port an http(s) URL names; None when it is not one (check_url says why)."""
+    try:
+        return _http_target(url)
+    except UnsafeUrl:
+        return None
 
 
 def _http_target(url: str) -> tuple[str, int]:
@@ -134,13 +176,15 @@ def _http_target(url: str) -> tuple[str, int]:
     return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
-def resolve_checked(host: str, port: int, policy: UrlPolicy) -> list[Address]:
+def resolve_checked(host: str, port: int, policy: UrlPolicy | ResolvedNames) -> list[Address]:
     """Every address `host` resolves to, if the policy allows them all; UnsafeUrl otherwise.
 
     All must pass: a name that answers one public and one private address is refused, since
     the connection could go to either.
     """
-    addresses = _addresses(host, port)
+    if isinstance(policy, ResolvedNames):
+        return policy.resolve_checked(host, port)
+    addresses = _addresses(host, port, policy)
     if not addresses:
         raise UnsafeUrl(f"the host {host!r} does not resolve")
     for address in addresses:
@@ -174,16 +218,71 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return None
 
 
-def _addresses(host: str, port: int) -> list[Address]:
+@dataclass(frozen=True)
+class ResolvedNames:
+    """Names resolved and judged by `policy` ahead of their check: before a database
+    transaction begins, because a name server may take as long as it likes to answer and, on
+    SQLite, every transaction holds the database's write lock. A name not resolved ahead is
+    resolved when checked. Advisory, as every check before the connection is: the connection
+    resolves and checks again (PinnedAdapter, connect_tcp)."""
+
+    policy: UrlPolicy
+    # Each (host, port): the addresses it resolved to, or why it is refused.
+    outcomes: Mapping[tuple[str, int], tuple[Address, ...] | str] = field(default_factory=dict)
+
+    @classmethod
+    def ahead(cls, policy: UrlPolicy, targets: Iterable[tuple[str, int]]) -> ResolvedNames:
+        outcomes: dict[tuple[str, int], tuple[Address, ...] | str] = {}
+        for host, port in dict.fromkeys(targets):
+            try:
+                outcomes[host, port] = tuple(resolve_checked(host, port, policy))
+            except UnsafeUrl as exc:
+                outcomes[host, port] = exc.reason
+        return cls(policy, outcomes)
+
+    def resolve_checked(self, host: str, port: int) -> list[Address]:
+        outcome = self.outcomes.get((host, port))
+        if outcome is None:
+            return resolve_checked(host, port, self.policy)
+        if isinstance(outcome, str):
+            raise UnsafeUrl(outcome)
+        return list(outcome)
+
+
+def _addresses(host: str, port: int, policy: UrlPolicy) -> list[Address]:
     try:
         return [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
         pass
+    if policy.dns_servers:
+        return _asked(host, policy)
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
         raise UnsafeUrl(f"the host {host!r} does not resolve") from None
     found = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    return list(dict.fromkeys(found))
+
+
+def _asked(host: str, policy: UrlPolicy) -> list[Address]:
+    """The A and AAAA records of `host` from the policy's name servers (no search domains,
+    no hosts file), within its dns_timeout as a whole."""
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [
+        dns.nameserver.Do53Nameserver(address, port) for address, port in policy.dns_servers
+    ]
+    deadline = time.monotonic() + policy.dns_timeout
+    found: list[Address] = []
+    for record_type in ("A", "AAAA"):
+        try:
+            answer = resolver.resolve(
+                host, record_type, search=False, lifetime=max(deadline - time.monotonic(), 0.001)
+            )
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            continue
+        except (dns.exception.DNSException, UnicodeError, ValueError):
+            raise UnsafeUrl(f"the host {host!r} does not resolve") from None
+        found += [ipaddress.ip_address(record.address) for record in answer]
     return list(dict.fromkeys(found))
 
 

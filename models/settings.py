@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.outbound import UrlPolicy, parse_networks
+from connectors.outbound import UrlPolicy, parse_name_servers, parse_networks
 
 EMBEDDED_DATABASE_URL = "sqlite:///odock-sync.sqlite3"
 EMBEDDED_BROKER_URL = "sqla+sqlite:///odock-sync-broker.sqlite3"
@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     outbound_allow_private_addresses: bool = False
     outbound_allow_loopback: bool = False
     outbound_allowed_networks: str = ""
+    # Name servers (IP[:port], comma-separated) that resolve the names admins choose (hooks,
+    # audit streams, LDAP servers) instead of the system's resolver; each name within the
+    # timeout. Empty: the system's resolver (its own timeouts).
+    outbound_dns_servers: str = ""
+    outbound_dns_timeout: float = Field(default=5.0, gt=0, le=120)
     ldap_ca_directory: str = ""
     notification_timeout: float = Field(default=5.0, gt=0, le=60)
     notification_retry_base: float = Field(default=30.0, gt=0)
@@ -202,6 +207,12 @@ class Settings(BaseSettings):
         parse_networks(value)  # a ValueError names the bad network
         return value
 
+    @field_validator("outbound_dns_servers")
+    @classmethod
+    def _name_servers(cls, value: str) -> str:
+        parse_name_servers(value)  # a ValueError names the bad server
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -221,6 +232,8 @@ class Settings(BaseSettings):
             allow_private=self.outbound_allow_private_addresses,
             allow_loopback=self.outbound_allow_loopback,
             allowed_networks=parse_networks(self.outbound_allowed_networks),
+            dns_servers=parse_name_servers(self.outbound_dns_servers),
+            dns_timeout=self.outbound_dns_timeout,
         )
 
     def operator_outbound_policy(self) -> UrlPolicy:

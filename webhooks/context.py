@@ -49,6 +49,16 @@ def db_session() -> Session:
     return session
 
 
+def nothing_held_while_calling() -> None:
+    """End the request's transaction before a call that may wait on the network (an OpenID
+    provider, a name server): whatever the request wrote is committed already (its token's
+    use, a sign-in's claim), and otherwise it has only read. On SQLite every transaction holds
+    the database's write lock (BEGIN IMMEDIATE, models/db.py), so a slow or hanging server made
+    every SCIM and admin write wait on it; on PostgreSQL the request kept a pooled connection
+    idle in its transaction. What the request read is read again when next used."""
+    db_session().rollback()
+
+
 def use_autocommit_session() -> None:
     """Open the request's session on the autocommit engine (see AppState): for requests that
     only read, no BEGIN and ROLLBACK round trips, and no connection held until one is used."""

@@ -18,7 +18,7 @@ from models.base import utcnow
 from models.entities import OidcProvider
 from models.enums import SignInPlace
 from models.errors import Unavailable
-from webhooks.context import db_session, settings
+from webhooks.context import db_session, nothing_held_while_calling, settings
 
 log = structlog.get_logger(__name__)
 # The provider's error and error_description are kept (audit, log) up to this length.
@@ -116,15 +116,6 @@ def verified_identity(client: oidc.Client, claimed: Claimed) -> tuple[str, str]:
         )
         raise SignInRefused(exc.reason, outcome="provider_refused") from None
     return oidc_sign_ins.verified_email(claims), claims.subject
-
-
-def nothing_held_while_calling() -> None:
-    """End the request's transaction before the provider is called (it has only read; a
-    callback's claim of its sign-in is committed already). On SQLite every transaction holds
-    the database's write lock (BEGIN IMMEDIATE, models/db.py), so a slow or hanging provider
-    made every SCIM and admin write wait on it; on PostgreSQL the request kept a pooled
-    connection idle in its transaction. What the request read is read again when next used."""
-    db_session().rollback()
 
 
 def _provider_refused(claimed: Claimed) -> SignInRefused:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.outbound import UrlPolicy
+from connectors.outbound import ResolvedNames, UrlPolicy
 from connectors.signed_webhooks import new_signing_secret
 from models import audit, locked_rows
 from models.actor import Actor
@@ -52,7 +52,7 @@ def create_stream(
     splunk_token: str | None,
     batch_size: int,
     from_beginning: bool,
-    url_policy: UrlPolicy,
+    url_policy: UrlPolicy | ResolvedNames,
     secret_key: str,
     actor: Actor,
 ) -> tuple[AuditStream, str]:
@@ -89,7 +89,7 @@ def update_stream(
     *,
     stream: AuditStream,
     actor: Actor,
-    url_policy: UrlPolicy,
+    url_policy: UrlPolicy | ResolvedNames,
     name: str | None = None,
     target: str | None = None,
     batch_size: int | None = None,

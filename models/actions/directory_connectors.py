@@ -2,7 +2,9 @@
 
 Server URLs pass the outbound address policy when saved and again at every connection; a CA
 file must lie in the operator's LDAP_CA_DIRECTORY, so an admin cannot make the service open,
-or tell apart, arbitrary files of the server.
+or tell apart, arbitrary files of the server. Their names are resolved before the caller's
+transaction begins (`resolved_ahead`): a slow name server must not hold a transaction open,
+which on SQLite holds the database's write lock.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session
 from connectors.ldap.client import ServerConfig
 from connectors.ldap.errors import DirectoryConfigError
 from connectors.ldap.mapping import AttributeMapping, is_balanced_filter, is_valid_dn, mapping_for
-from connectors.outbound import UnsafeUrl, resolve_checked
+from connectors.outbound import ResolvedNames, UnsafeUrl
 from models import audit, locked_rows, unique_rows
 from models.actions.teams import validate_team_name
 from models.actor import Actor
@@ -119,11 +121,14 @@ def create_connector(
     bind_password: str | None,
     settings: Settings,
     actor: Actor,
+    names: ResolvedNames | None = None,
 ) -> DirectoryConnector:
+    """`names`: the server URLs' names resolved ahead (`resolved_ahead`), or they are
+    resolved here, in the caller's transaction."""
     if "base_dn" not in fields or "server_urls" not in fields or "name" not in fields:
         raise InvalidInput("name, server_urls and base_dn are required")
     connector = DirectoryConnector(organisation_id=organisation.id, **DEFAULTS)
-    _apply_fields(session, connector, organisation.id, fields, settings)
+    _apply_fields(session, connector, organisation.id, fields, settings, names)
     if bind_password is not None:
         connector.bind_password_encrypted = _seal(settings.secret_key, bind_password)
     with unique_rows.claimed(session, lambda: _name_taken(connector.name)):
@@ -140,16 +145,17 @@ def update_connector(
     bind_password: str | None,
     settings: Settings,
     actor: Actor,
+    names: ResolvedNames | None = None,
 ) -> DirectoryConnector:
     """Locked and read again first: a change at once with another composes after it (a
     merged safety policy keeps both, its audit event's before is the other's after); after a
-    delete it is not found (a 404)."""
+    delete it is not found (a 404). `names` as for create_connector."""
     connector = locked_rows.locked_or_404(session, connector, MISSING)
     before = _snapshot(connector)
     basis = _basis_before(connector)
     renamed = str(fields.get("name", "")).strip()  # the one key an edit can find taken
     with unique_rows.claimed(session, lambda: _name_taken(renamed)):
-        _apply_fields(session, connector, connector.organisation_id, fields, settings)
+        _apply_fields(session, connector, connector.organisation_id, fields, settings, names)
     if bind_password is not None:
         connector.bind_password_encrypted = _seal(settings.secret_key, bind_password)
     connector.updated_at = utcnow()
@@ -298,6 +304,7 @@ def _apply_fields(
     organisation_id: uuid.UUID,
     fields: dict[str, Any],
     settings: Settings,
+    names: ResolvedNames | None,
 ) -> None:
     unknown = set(fields) - FIELDS
     if unknown:
@@ -308,17 +315,38 @@ def _apply_fields(
         setattr(connector, name, value)
     _validate(session, connector, organisation_id)
     if "server_urls" in fields:
+        policy = settings.outbound_policy()
+        if names is None or names.policy != policy:
+            names = ResolvedNames(policy)  # nothing resolved ahead: each is resolved now
         for url in connector.server_urls:
-            _check_destination(url, settings)
+            _check_destination(url, names)
     if fields.get("ca_file"):
         ca_path(connector.ca_file, settings)
 
 
-def _check_destination(url: str, settings: Settings) -> None:
+def resolved_ahead(server_urls: list[str] | None, settings: Settings) -> ResolvedNames:
+    """The names of these server URLs resolved and judged now, before the caller's
+    transaction; a URL that names no server is left to the check in it to refuse."""
+    found = []
+    for url in server_urls or []:
+        try:
+            host, port = _destination(url)
+        except ValueError:
+            continue
+        if host:
+            found.append((host, port))
+    return ResolvedNames.ahead(settings.outbound_policy(), found)
+
+
+def _destination(url: str) -> tuple[str, int]:
+    """The host and port of an LDAP URL (ValueError for a bad one)."""
     parsed = urlparse(url)
+    return parsed.hostname or "", parsed.port or (636 if parsed.scheme == "ldaps" else 389)
+
+
+def _check_destination(url: str, names: ResolvedNames) -> None:
     try:
-        port = parsed.port or (636 if parsed.scheme == "ldaps" else 389)
-        resolve_checked(parsed.hostname or "", port, settings.outbound_policy())
+        names.resolve_checked(*_destination(url))
     except ValueError:
         raise InvalidInput(f"{url!r} has a bad port", field="server_urls") from None
     except UnsafeUrl as exc:

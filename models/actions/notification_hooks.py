@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.outbound import UrlPolicy
+from connectors.outbound import ResolvedNames, UrlPolicy
 from connectors.signed_webhooks import new_signing_secret
 from models import audit, locked_rows
 from models.actions.users import validate_email
@@ -64,7 +64,7 @@ def create_hook(
     kind: HookKind,
     target: str,
     events: list[str] | None,
-    url_policy: UrlPolicy,
+    url_policy: UrlPolicy | ResolvedNames,
     secret_key: str,
     actor: Actor,
 ) -> tuple[NotificationHook, str | None]:
@@ -92,7 +92,7 @@ def update_hook(
     *,
     hook: NotificationHook,
     actor: Actor,
-    url_policy: UrlPolicy,
+    url_policy: UrlPolicy | ResolvedNames,
     name: str | None = None,
     target: str | None = None,
     events: list[str] | None = None,
@@ -227,7 +227,7 @@ def subscribed(hook: NotificationHook, event: str) -> bool:
     )
 
 
-def _validate_target(kind: HookKind, target: str, policy: UrlPolicy) -> str:
+def _validate_target(kind: HookKind, target: str, policy: UrlPolicy | ResolvedNames) -> str:
     if kind is HookKind.EMAIL:
         return validate_email(target.strip())
     return validate_url(target, policy)

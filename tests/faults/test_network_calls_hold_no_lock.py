@@ -15,15 +15,19 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import Engine, select, text
 
 from models.entities import KeyCutoff
 from models.settings import Settings
 from tests.cutoffs.test_cutoffs import revoked_keys
+from tests.support.held_dns import HeldNameServer, held_name_server
 from tests.support.held_receiver import HeldReceiver, held_receiver
+from tests.support.keys import TEST_SECRET_KEY
 
 WAIT_FOR_CALL = 30.0  # a bound against hanging, not a timing
 
@@ -179,3 +183,240 @@ def test_a_key_proof_in_flight_holds_no_lock(session, engine, held_store):
     )
     session.commit()
     _while_held(held_store, engine, key_ids, lambda: odock.prove(key_ids=key_ids))
+
+
+# --- an admin saving a destination while its name server hangs -------------------------------
+#
+# The admin's request resolves the destination's name (a notification hook's, an audit
+# stream's, a directory server's) through a loopback name server (OUTBOUND_DNS_SERVERS) that
+# holds every query until the test lets it answer. Meanwhile the same probe as above (SQLite:
+# BEGIN IMMEDIATE without a busy wait; PostgreSQL: the edited row FOR UPDATE NOWAIT) and a
+# SCIM deactivation (an IdP cutting a leaver off) must both go through. Before, the name was
+# resolved inside the request's transaction: on SQLite its write lock was held for as long as
+# the name server took, and an edit held its row's lock on PostgreSQL too.
+
+NAMES = {
+    "hooks.example.test": "127.0.0.1",
+    "siem.example.test": "127.0.0.1",
+    "directory.example.test": "127.0.0.1",
+    "metadata.example.test": "169.254.169.254",  # a cloud's metadata service: refused
+}
+
+
+@dataclass
+class AdminScene:
+    client: FlaskClient  # the admin's
+    scim: FlaskClient  # the IdP's, at the same app
+    admin: dict[str, str]
+    idp: dict[str, str]
+    rows: dict[str, tuple[str, uuid.UUID]]  # what an edit changes: its table and id
+    leaver_id: str
+
+
+@pytest.fixture
+def name_server() -> Iterator[HeldNameServer]:
+    with held_name_server(NAMES) as server:
+        yield server
+
+
+@pytest.fixture
+def admin_scene(session, settings, client_with, name_server) -> AdminScene:
+    from connectors.outbound import UrlPolicy
+    from models.actions.audit_streams import create_stream
+    from models.actions.directory_connectors import create_connector
+    from models.actions.notification_hooks import create_hook
+    from models.enums import HookKind, Role, StreamPreset
+    from tests.scim.payloads import okta_create_user
+    from tests.support import factories as f
+
+    changes = {"outbound_dns_servers": name_server.servers, "outbound_dns_timeout": 60.0}
+    client, scim = client_with(**changes), client_with(**changes)
+    org = f.make_org(session)
+    admin = f.make_user(session, org, role=Role.ORG_ADMIN)
+    loopback = UrlPolicy(allow_loopback=True)  # the rows the edits change: no name to resolve
+    hook, _ = create_hook(
+        session,
+        organisation_id=org.id,
+        name="hook",
+        kind=HookKind.WEBHOOK,
+        target="http://127.0.0.1:9/hook",
+        events=None,
+        url_policy=loopback,
+        secret_key=TEST_SECRET_KEY,
+        actor=f.SETUP,
+    )
+    stream, _ = create_stream(
+        session,
+        organisation_id=org.id,
+        name="stream",
+        preset=StreamPreset.GENERIC,
+        target="http://127.0.0.1:9/siem",
+        splunk_token=None,
+        batch_size=100,
+        from_beginning=False,
+        url_policy=loopback,
+        secret_key=TEST_SECRET_KEY,
+        actor=f.SETUP,
+    )
+    connector = create_connector(
+        session,
+        organisation=org,
+        fields={"name": "corp", "server_urls": ["ldap://127.0.0.1:9"], "base_dn": BASE_DN},
+        bind_password=None,
+        settings=settings,
+        actor=f.SETUP,
+    )
+    admin_secret, scim_secret = f.admin_token(session, org, admin), f.scim_token(session, org)
+    session.commit()
+    idp = {"Authorization": f"Bearer {scim_secret}", "Content-Type": "application/scim+json"}
+    created = scim.post("/scim/v2/Users", json=okta_create_user("leaver@example.com"), headers=idp)
+    assert created.status_code == 201, created.text
+    return AdminScene(
+        client=client,
+        scim=scim,
+        admin={"Authorization": f"Bearer {admin_secret}"},
+        idp=idp,
+        rows={
+            "hook": ("notification_hooks", hook.id),
+            "stream": ("audit_streams", stream.id),
+            "connector": ("directory_connectors", connector.id),
+        },
+        leaver_id=created.json["id"],
+    )
+
+
+BASE_DN = "dc=example,dc=test"
+
+
+# (what is edited, or None for a create; method; path; body; the status it answers)
+SAVES = [
+    pytest.param(
+        None,
+        "POST",
+        "/api/v1/notification-hooks",
+        {"name": "new", "kind": "webhook", "target": "https://hooks.example.test/in"},
+        201,
+        id="hook-create",
+    ),
+    pytest.param(
+        "hook",
+        "PATCH",
+        "/api/v1/notification-hooks/{id}",
+        {"target": "https://hooks.example.test/in"},
+        200,
+        id="hook-edit",
+    ),
+    pytest.param(
+        None,
+        "POST",
+        "/api/v1/audit-streams",
+        {"name": "new", "preset": "generic", "target": "https://siem.example.test/in"},
+        201,
+        id="stream-create",
+    ),
+    pytest.param(
+        "stream",
+        "PATCH",
+        "/api/v1/audit-streams/{id}",
+        {"target": "https://siem.example.test/in"},
+        200,
+        id="stream-edit",
+    ),
+    pytest.param(
+        None,
+        "POST",
+        "/api/v1/directory/connectors",
+        {"name": "new", "server_urls": ["ldap://directory.example.test"], "base_dn": BASE_DN},
+        201,
+        id="connector-create",
+    ),
+    pytest.param(
+        "connector",
+        "PATCH",
+        "/api/v1/directory/connectors/{id}",
+        {"server_urls": ["ldaps://directory.example.test"]},
+        200,
+        id="connector-edit",
+    ),
+]
+
+
+def write_row_without_waiting(engine: Engine, row: tuple[str, uuid.UUID] | None) -> None:
+    """Take the write lock (SQLite) or this row's lock (PostgreSQL) at once, or fail."""
+    if engine.dialect.name != "postgresql":
+        write_without_waiting(engine, [])
+        return
+    if row is None:
+        return  # a create's transaction holds no lock here: its outcome is checked
+    table, row_id = row
+    with engine.begin() as connection:
+        connection.execute(text("SET LOCAL lock_timeout = '1ms'"))
+        connection.execute(
+            text(f"SELECT id FROM {table} WHERE id = :id FOR UPDATE NOWAIT"),
+            {"id": row_id},
+        )
+
+
+@pytest.mark.parametrize(("edited", "method", "path", "body", "status"), SAVES)
+def test_an_admin_saving_a_destination_holds_no_lock_while_its_name_resolves(
+    engine, admin_scene, name_server, edited, method, path, body, status
+):
+    from tests.scim.payloads import okta_deactivate
+
+    scene = admin_scene
+    row = scene.rows[edited] if edited else None
+    url = path.format(id=row[1] if row else "")
+    saving, out = _in_thread(
+        lambda: scene.client.open(url, method=method, json=body, headers=scene.admin)
+    )
+    try:
+        assert name_server.arrived.wait(WAIT_FOR_CALL), out
+        assert saving.is_alive(), out  # the admin's request waits on the name server
+        write_row_without_waiting(engine, row)
+        leaver = scene.scim.patch(
+            f"/scim/v2/Users/{scene.leaver_id}", json=okta_deactivate(), headers=scene.idp
+        )
+        assert leaver.status_code == 200, leaver.text
+        assert leaver.json["active"] is False
+    finally:
+        name_server.answer.set()
+        saving.join(WAIT_FOR_CALL)
+    assert "error" not in out, out
+    answer = out["result"]
+    assert answer.status_code == status, answer.text
+    saved = answer.json
+    assert saved.get("target", saved.get("server_urls")) == (
+        body.get("target") or body["server_urls"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        (
+            "/api/v1/notification-hooks",
+            {"name": "n", "kind": "webhook", "target": "https://metadata.example.test/x"},
+            "link-local address 169.254.169.254 is not allowed",
+        ),
+        (
+            "/api/v1/audit-streams",
+            {"name": "n", "preset": "generic", "target": "https://nowhere.example.test/x"},
+            "the host 'nowhere.example.test' does not resolve",
+        ),
+        (
+            "/api/v1/directory/connectors",
+            {"name": "n", "server_urls": ["ldap://metadata.example.test"], "base_dn": BASE_DN},
+            "'ldap://metadata.example.test': link-local address 169.254.169.254 is not allowed",
+        ),
+    ],
+)
+def test_a_destination_resolved_first_is_refused_as_before(
+    admin_scene, name_server, unchanged, path, body, message
+):
+    """Resolved before the transaction, judged as before: the same refusal, nothing saved."""
+    name_server.answer.set()
+    unchanged()
+    answer = admin_scene.client.post(path, json=body, headers=admin_scene.admin)
+    assert answer.status_code == 400, answer.text
+    assert message in answer.text
+    unchanged()

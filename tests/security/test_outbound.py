@@ -3,6 +3,7 @@ address that was checked (no second DNS lookup to rebind)."""
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -17,11 +18,13 @@ from connectors.outbound import (
     UrlPolicy,
     _Watchdog,
     check_url,
+    parse_name_servers,
     parse_networks,
     pinned_session,
     post_json,
 )
 from models.settings import Settings, SettingsError, load_settings
+from tests.support.held_dns import held_name_server
 from tests.support.keys import TEST_SECRET_KEY
 from tests.support.trickled_head import trickled_head
 
@@ -91,6 +94,50 @@ def test_a_bad_allow_list_fails_at_start_up(monkeypatch):
     monkeypatch.setenv("SECRET_KEY", TEST_SECRET_KEY)
     with pytest.raises(SettingsError, match="OUTBOUND_ALLOWED_NETWORKS"):
         load_settings()
+
+
+def test_names_are_asked_of_the_operators_name_servers(monkeypatch):
+    """OUTBOUND_DNS_SERVERS: the names admins choose are resolved by these servers (a loopback
+    one here), judged as any other answer; a name they do not know does not resolve."""
+    names = {"hook.example.test": "127.0.0.1", "metadata.example.test": "169.254.169.254"}
+    with held_name_server(names) as server:
+        server.answer.set()
+        monkeypatch.setenv("OUTBOUND_DNS_SERVERS", server.servers)
+        monkeypatch.setenv("OUTBOUND_ALLOW_LOOPBACK", "true")
+        monkeypatch.setenv("SECRET_KEY", TEST_SECRET_KEY)
+        policy = load_settings().outbound_policy()
+        assert check_url("https://hook.example.test/in", policy)
+        with pytest.raises(UnsafeUrl, match=re.escape("link-local address 169.254.169.254")):
+            check_url("https://metadata.example.test/in", policy)
+        with pytest.raises(UnsafeUrl, match=re.escape("'nowhere.example.test' does not resolve")):
+            check_url("https://nowhere.example.test/in", policy)
+        assert "hook.example.test." in server.asked
+
+
+def test_a_name_server_that_does_not_answer_resolves_nothing():
+    """Held past the policy's dns_timeout: the name does not resolve (nothing is waited on
+    for longer)."""
+    with held_name_server({"hook.example.test": "127.0.0.1"}) as server:
+        policy = UrlPolicy(
+            allow_loopback=True, dns_servers=parse_name_servers(server.servers), dns_timeout=0.2
+        )
+        with pytest.raises(UnsafeUrl, match="does not resolve"):
+            check_url("https://hook.example.test/in", policy)
+        assert server.arrived.is_set()
+
+
+def test_name_servers_are_addresses_with_optional_ports(monkeypatch):
+    assert parse_name_servers(" 192.0.2.53, 192.0.2.54:5353,[2001:db8::53]:53, 2001:db8::54") == (
+        ("192.0.2.53", 53),
+        ("192.0.2.54", 5353),
+        ("2001:db8::53", 53),
+        ("2001:db8::54", 53),
+    )
+    monkeypatch.setenv("SECRET_KEY", TEST_SECRET_KEY)
+    for bad in ("dns.example.test", "192.0.2.53:0", "192.0.2.53:x"):
+        monkeypatch.setenv("OUTBOUND_DNS_SERVERS", bad)
+        with pytest.raises(SettingsError, match="OUTBOUND_DNS_SERVERS"):
+            load_settings()
 
 
 @pytest.fixture

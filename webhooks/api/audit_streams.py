@@ -10,10 +10,11 @@ from pydantic import Field
 
 from models.actions import audit_streams as streams
 from models.enums import StreamPreset
+from models.outbound_targets import resolved_ahead
 from webhooks.api.described import takes_body
 from webhooks.auth import admin_actor, current_admin
 from webhooks.body import RequestBody, parse_body
-from webhooks.context import db_session, settings
+from webhooks.context import db_session, nothing_held_while_calling, settings
 
 bp = Blueprint("audit_streams", __name__, url_prefix="/api/v1")
 
@@ -48,6 +49,8 @@ def create() -> tuple[dict[str, Any], int]:
     """Add a stream (generic NDJSON or Splunk HEC); its signing secret is shown once"""
     viewer = current_admin()
     body = parse_body(CreateStream)
+    nothing_held_while_calling()  # the target's name is resolved first
+    names = resolved_ahead(settings().outbound_policy(), body.target)
     session = db_session()
     stream, secret = streams.create_stream(
         session,
@@ -58,7 +61,7 @@ def create() -> tuple[dict[str, Any], int]:
         splunk_token=body.splunk_token,
         batch_size=body.batch_size,
         from_beginning=body.from_beginning,
-        url_policy=settings().outbound_policy(),
+        url_policy=names,
         secret_key=settings().secret_key,
         actor=admin_actor(viewer),
     )
@@ -79,13 +82,15 @@ def edit(stream_id: uuid.UUID) -> dict[str, Any]:
     """Rename, re-target, resize batches, pause or resume a stream"""
     viewer = current_admin()
     body = parse_body(EditStream)
+    nothing_held_while_calling()  # the target's name is resolved first
+    names = resolved_ahead(settings().outbound_policy(), body.target)
     session = db_session()
     stream = streams.get_stream(session, viewer.organisation_id, stream_id)
     stream = streams.update_stream(
         session,
         stream=stream,
         actor=admin_actor(viewer),
-        url_policy=settings().outbound_policy(),
+        url_policy=names,
         **body.model_dump(exclude_none=True),
     )
     session.commit()

@@ -18,7 +18,7 @@ from webhooks.api.described import takes_body
 from webhooks.api.params import int_param
 from webhooks.auth import admin_actor, current_admin, current_viewer
 from webhooks.body import RequestBody, json_body, parse_body
-from webhooks.context import db_session, settings
+from webhooks.context import db_session, nothing_held_while_calling, settings
 
 bp = Blueprint("directory", __name__, url_prefix="/api/v1/directory")
 
@@ -79,6 +79,8 @@ def index() -> dict[str, Any]:
 def create() -> tuple[dict[str, Any], int]:
     viewer = current_admin()
     body = parse_body(ConnectorBody)
+    nothing_held_while_calling()  # the servers' names are resolved first
+    names = connectors.resolved_ahead(body.server_urls, settings())
     session = db_session()
     connector = connectors.create_connector(
         session,
@@ -87,6 +89,7 @@ def create() -> tuple[dict[str, Any], int]:
         bind_password=body.bind_password,
         settings=settings(),
         actor=admin_actor(viewer),
+        names=names,
     )
     session.commit()
     return connector_view(connector), 201
@@ -102,6 +105,8 @@ def show(connector_id: uuid.UUID) -> dict[str, Any]:
 def edit(connector_id: uuid.UUID) -> dict[str, Any]:
     connector = _connector(connector_id)
     body = parse_body(ConnectorBody)
+    nothing_held_while_calling()  # the servers' names are resolved first; it is read again
+    names = connectors.resolved_ahead(body.server_urls, settings())
     connector = connectors.update_connector(
         db_session(),
         connector=connector,
@@ -109,6 +114,7 @@ def edit(connector_id: uuid.UUID) -> dict[str, Any]:
         bind_password=body.bind_password,
         settings=settings(),
         actor=admin_actor(current_viewer()),
+        names=names,
     )
     db_session().commit()
     return connector_view(connector)

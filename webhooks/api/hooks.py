@@ -10,11 +10,12 @@ from flask import Blueprint, request
 from models.actions import notification_deliveries
 from models.actions import notification_hooks as hooks
 from models.actions.notification_deliveries import deliveries_of
+from models.outbound_targets import resolved_ahead
 from webhooks.api.params import int_param
 from webhooks.api.review_schemas import CreateHook, EditHook, RotateSecret
 from webhooks.auth import admin_actor, current_admin
 from webhooks.body import parse_body
-from webhooks.context import db_session, settings
+from webhooks.context import db_session, nothing_held_while_calling, settings
 
 bp = Blueprint("notification_hooks", __name__, url_prefix="/api/v1")
 
@@ -33,6 +34,8 @@ def index() -> dict[str, Any]:
 def create() -> tuple[dict[str, Any], int]:
     viewer = current_admin()
     body = parse_body(CreateHook)
+    nothing_held_while_calling()  # the target's name is resolved first
+    names = resolved_ahead(settings().outbound_policy(), body.target)
     session = db_session()
     hook, secret = hooks.create_hook(
         session,
@@ -41,7 +44,7 @@ def create() -> tuple[dict[str, Any], int]:
         kind=body.kind,
         target=body.target,
         events=body.events,
-        url_policy=settings().outbound_policy(),
+        url_policy=names,
         secret_key=settings().secret_key,
         actor=admin_actor(viewer),
     )
@@ -59,13 +62,15 @@ def show(hook_id: uuid.UUID) -> dict[str, Any]:
 def edit(hook_id: uuid.UUID) -> dict[str, Any]:
     viewer = current_admin()
     body = parse_body(EditHook)
+    nothing_held_while_calling()  # the target's name is resolved first
+    names = resolved_ahead(settings().outbound_policy(), body.target)
     session = db_session()
     hook = hooks.get_hook(session, viewer.organisation_id, hook_id)
     hook = hooks.update_hook(
         session,
         hook=hook,
         actor=admin_actor(viewer),
-        url_policy=settings().outbound_policy(),
+        url_policy=names,
         **body.model_dump(exclude_none=True),
     )
     session.commit()
