@@ -6,7 +6,8 @@ the transactions, because it reads a directory between them. Only a bulk import 
 PostgreSQL keeps two open while it reads, to write its creates meanwhile
 (worker.directory_create_stream); it commits nothing before the plan is complete and checked.
 Nobody is revoked unless every page was read and every entry had its stable id; a plan over
-the threshold waits for an admin.
+the threshold waits for an admin. A connector deleted while it syncs is seen at the lease's
+next beat, and the read stops at the next page.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import structlog
 from sqlalchemy.orm import Session
@@ -107,7 +109,8 @@ def run_sync(
                 return _misconfigured(session, run, connector, exc)
             run_id = run.id
         # A directory change reaches odock-sync when a run reads it: its clock starts here.
-        with Heartbeat(lock, name, token, ttl=ttl) as heartbeat, arrived(started):
+        wanted = partial(_connector_exists, sessions, connector_id)
+        with Heartbeat(lock, name, token, ttl=ttl, wanted=wanted) as heartbeat, arrived(started):
             try:
                 sync = _Sync(sessions, target, heartbeat, run_id)
                 return sync.run(kind, dry_run, progress or (lambda _n: None))
@@ -121,6 +124,15 @@ def run_sync(
     finally:
         if token is not None:
             lock.release(name, token)
+
+
+def _connector_exists(sessions: SessionFactory, connector_id: uuid.UUID) -> bool:
+    """Asked at each of the lease's beats: a sync whose connector was deleted stops at the
+    next page it reads, instead of reading the whole directory to find it out at the end."""
+    with sessions() as session:
+        found = session.get(DirectoryConnector, connector_id) is not None
+        session.rollback()
+    return found
 
 
 def read_full_plan(
@@ -245,6 +257,8 @@ class _Sync:
         def counted(n: int) -> None:
             self.read = n
             progress(n)
+            if self.heartbeat.unwanted:  # between two pages: stop reading
+                raise runs.ConnectorDeleted("the connector was deleted")
 
         stream = self._stream_for(kind, dry_run)
         try:
@@ -255,6 +269,8 @@ class _Sync:
         except BaseException as exc:
             if stream is not None:
                 stream.discard()
+            if isinstance(exc, runs.ConnectorDeleted):
+                raise  # nothing to record: its runs went with it
             if not isinstance(exc, DirectoryError | DomainError):
                 raise
             return self._failed(exc.code, exc.message)

@@ -13,7 +13,8 @@ import threading
 from sqlalchemy import func, select
 
 from models.actions.directory_connectors import delete_connector
-from models.entities import AuditEvent, DirectoryConnector, User
+from models.directory.runs import lease_name
+from models.entities import AuditEvent, DirectoryConnector, SyncLease, User
 from models.enums import SyncRunStatus
 from tests.ldap.conftest import connector_runs
 from tests.reviews.test_hook_deleted_mid_send import _in_thread
@@ -69,3 +70,47 @@ def test_a_connector_deleted_while_it_syncs_ends_the_run_cleanly(
             "directory_connector.created",
             "directory_connector.deleted",
         ]
+
+
+def test_a_connector_deleted_while_it_syncs_stops_the_read_at_the_next_page(
+    make_connector, sessions, settings, directory
+):
+    """The lease's heartbeat asks whether the connector is still there; once it is not, the
+    heartbeat gives the lease up and the read stops between two pages, instead of reading the
+    whole directory to find out when it applies. Before, all four pages were read."""
+    connector = make_connector(page_size=1)  # four people, four pages
+    quick = settings.model_copy(update={"directory_sync_lease_seconds": 1.0})  # a beat: 1/3 s
+    lease = (
+        select(func.count())
+        .select_from(SyncLease)
+        .where(SyncLease.name == lease_name(connector.id))
+    )
+    pages: list[int] = []
+    never_given_up: list[str] = []  # kept here: an error raised in the read ends it as well
+
+    def deleted_after_the_first_page(read: int) -> None:
+        pages.append(read)
+        if len(pages) > 1:
+            return
+        with sessions() as admin:
+            row = admin.get_one(DirectoryConnector, connector.id)
+            delete_connector(admin, connector=row, actor=factories.SETUP)
+            admin.commit()
+        try:
+            wait_until(lambda: _count(sessions, lease) == 0, timeout=30, what="the lease given up")
+        except AssertionError as exc:
+            never_given_up.append(str(exc))
+
+    outcome = run_sync(
+        sessions,
+        quick,
+        connector_id=connector.id,
+        trigger="test",
+        progress=deleted_after_the_first_page,
+    )
+    assert never_given_up == []
+    assert outcome.status == DELETED, outcome
+    assert pages == [1]
+    assert connector_runs(sessions, connector) == []
+    people = select(func.count()).select_from(User)
+    assert _count(sessions, people.where(User.organisation_id == connector.organisation_id)) == 0
