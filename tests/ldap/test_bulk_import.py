@@ -7,6 +7,7 @@ read ends, and every test must come out the same.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -314,3 +315,85 @@ def test_values_that_copy_must_escape_arrive_intact(session, sessions, make_conn
         assert link.user.name == odd.name and link.user.email == odd.email
         assert link.user.status is UserStatus.ACTIVE and link.user.role is Role.USER
         s.rollback()
+
+
+def _writers_have_written(sessions: Any) -> bool:
+    """Another backend holds rows of `users` it inserted and has not committed (PostgreSQL)."""
+    with sessions() as s:
+        held = s.scalar(
+            text(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                " WHERE c.relname = 'users' AND l.mode = 'RowExclusiveLock' AND l.granted"
+                " AND l.pid <> pg_backend_pid()"
+                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        )
+        s.rollback()
+    return bool(held)
+
+
+def test_a_first_import_waiting_on_the_directory_lets_a_leaver_be_cut_off(
+    make_connector, sessions, engine, settings, streamed, directory, client, monkeypatch
+):
+    """A first import whose directory stops answering after two pages, its creates so far
+    written (PostgreSQL: by the writers, in transactions left open until the read ends): a
+    SCIM deactivation in the same organisation goes through meanwhile, and on SQLite (which
+    streams nothing) the write lock is free. The writers' open transactions hold their new
+    rows (a create of the same email waits for them) and key-share locks on the rows those
+    point to: the organisation and the mapped teams, which only a FOR UPDATE (deleting them,
+    a team decided whole by a SCIM group write) waits for; a person's lock does not. A guard:
+    it passes before this branch too."""
+    from tests.faults.test_network_calls_hold_no_lock import write_without_waiting
+    from tests.reviews.test_hook_deleted_mid_send import _in_thread
+    from tests.scim.payloads import okta_create_user, okta_deactivate
+    from tests.support.slow_proxy import slow_proxy
+    from tests.support.wait import wait_until
+    from worker.directory_sync import run_sync
+
+    monkeypatch.setattr("models.directory.read.MAX_WAITING", 1)  # plan from the first page on
+    answering = threading.Event()
+    answering.set()
+    with slow_proxy(directory.slapd.url, delay=0.0, held=answering) as slow:
+        connector = make_connector(server_urls=[slow], page_size=1)
+        with sessions() as s:
+            organisation = s.get_one(Organisation, connector.organisation_id)
+            idp = {"Authorization": f"Bearer {factories.scim_token(s, organisation)}"}
+            s.commit()
+        leaver = client.post(
+            "/scim/v2/Users", json=okta_create_user("leaver@elsewhere.example"), headers=idp
+        )
+        assert leaver.status_code == 201, leaver.text
+
+        def held_after_two_pages(read: int) -> None:
+            if read == 2:
+                answering.clear()  # the directory stops answering
+
+        syncing, out = _in_thread(
+            lambda: run_sync(
+                sessions,
+                settings,
+                connector_id=connector.id,
+                trigger="test",
+                progress=held_after_two_pages,
+            )
+        )
+        try:
+            wait_until(lambda: not answering.is_set(), timeout=60, what="two pages read")
+            if not settings.is_sqlite:
+                wait_until(
+                    lambda: _writers_have_written(sessions), timeout=60, what="creates written"
+                )
+            if settings.is_sqlite:
+                write_without_waiting(engine, [])  # nothing holds the write lock
+            cut_off = client.patch(
+                f"/scim/v2/Users/{leaver.json['id']}", json=okta_deactivate(), headers=idp
+            )
+            assert cut_off.status_code == 200, cut_off.text
+            assert syncing.is_alive()  # still waiting on the directory
+        finally:
+            answering.set()
+            syncing.join(60)
+    assert "error" not in out, out
+    assert out["result"].status == "succeeded", out["result"]
+    _expect_stream(streamed, settings)
+    assert sorted(linked_users(sessions, connector)) == ["alice", "bob", "carol", "dave"]
