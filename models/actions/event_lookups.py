@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from connectors.idp_events import Subject
 from models import person_lock
 from models.entities import EventCursor, IdentityLink, User
+from models.entities.user import email_key
 from models.enums import Source
 
 LinkKey = tuple[Source, str]
@@ -48,6 +49,7 @@ class EventLookups:
         subjects: Iterable[tuple[Source, Subject]],
     ) -> EventLookups:
         lookups = cls(session, organisation_id)
+        subjects = list(subjects)
         keys = {
             (link_source, subject.external_id)
             for source, subject in subjects
@@ -55,7 +57,20 @@ class EventLookups:
             for link_source in link_sources(source)
         }
         lookups._read_links(keys)
-        lookups._lock_users({user_id for user_id in lookups._links.values() if user_id})
+        linked = {user_id for user_id in lookups._links.values() if user_id}
+        # Also the people an event will find by email (no link yet): locked with the rest,
+        # not when their event comes, once an earlier one may hold the organisation row
+        # (models.person_lock: no person locked after it).
+        unlinked = {
+            subject.email
+            for source, subject in subjects
+            if subject.email
+            and not any(
+                lookups._links.get((link_source, subject.external_id or ""))
+                for link_source in link_sources(source)
+            )
+        }
+        lookups._lock_users(linked | lookups._ids_by_email(unlinked))
         lookups._read_cursors(list(lookups._users), {source for source, _ in keys})
         return lookups
 
@@ -96,6 +111,20 @@ class EventLookups:
         self._links.update(
             {(source, external_id): user_id for source, external_id, user_id in rows}
         )
+
+    def _ids_by_email(self, emails: set[str]) -> set[uuid.UUID]:
+        keys = sorted({email_key(email) for email in emails})
+        found: set[uuid.UUID] = set()
+        for start in range(0, len(keys), person_lock.BATCH):
+            found.update(
+                self.session.scalars(
+                    select(User.id).where(
+                        User.organisation_id == self.organisation_id,
+                        User.email_key.in_(keys[start : start + person_lock.BATCH]),
+                    )
+                )
+            )
+        return found
 
     def _lock_users(self, user_ids: set[uuid.UUID]) -> None:
         if user_ids:

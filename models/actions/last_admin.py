@@ -15,7 +15,9 @@ models.actions.users, models.actions.access_end), after locking the person. The 
 made under the organisation row's lock (PostgreSQL: FOR NO KEY UPDATE, which inserts that
 refer to the organisation do not wait for), taken only when an ACTIVE ORG_ADMIN is about to
 lose access: two admins demoting each other at once compose as if serial, the later refused.
-SQLite runs one writer at a time (BEGIN IMMEDIATE, models.db).
+The row is locked after the people, and no person after it (models.person_lock: a batch locks
+everyone it may change up front). SQLite runs one writer at a time (BEGIN IMMEDIATE,
+models.db).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from enum import StrEnum
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models import audit
+from models import audit, person_lock
 from models.actor import Actor
-from models.entities import Organisation, User
+from models.entities import User
 from models.enums import Role, Source, UserStatus
 from models.errors import Conflict
 from models.notifications import notify
@@ -86,11 +88,7 @@ def before_losing_admin(
 def _lock_admins(session: Session, organisation_id: uuid.UUID) -> None:
     """The organisation's admin set, locked until commit: who else is an ACTIVE ORG_ADMIN
     is read after it, so of two changes at once the later reads the earlier's result."""
-    session.execute(
-        select(Organisation.id)
-        .where(Organisation.id == organisation_id)
-        .with_for_update(key_share=True)
-    )
+    person_lock.lock_organisation(session, organisation_id)
 
 
 def _other_active_admins(session: Session, user: User) -> int:

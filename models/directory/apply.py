@@ -283,8 +283,13 @@ class _OwnedLinks:
                 self._query().where(IdentityLink.external_id.in_(ordered[start : start + BATCH]))
             ):
                 self.links[link.external_id] = link
+        # With the people the run links by email: locked now, not when linked, once an
+        # earlier item may hold the organisation row (models.person_lock).
+        linking = {uuid.UUID(item.user_id) for item in plan.links}
         membership_locks.lock_for_membership_change(
-            session, teams=teams, people={link.user_id for link in self.links.values()}
+            session,
+            teams=teams,
+            people={link.user_id for link in self.links.values()} | linking,
         )
 
     def _query(self) -> Any:
