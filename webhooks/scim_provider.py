@@ -198,7 +198,7 @@ def patch_user(
     # apply to its content alone, rendered for them and changed in place, and its version
     # is worked out only when a condition asks for it.
     attribute = locked.access_end_attribute
-    record = records.record_of(locked.scim_user, attribute)
+    record = records.record_of(locked.scim_user, attribute, locked.groups)
     # The operations change the document in place: the JSON values in it must be copies,
     # not the entity's own, or the change is made to the loaded value and never seen
     # (neither written nor audited).
@@ -228,7 +228,7 @@ def user_document(
 ) -> dict[str, Any]:
     """The document of a user held as an entity (being written)."""
     change_writes.flush_changes(session, scim_actions.WRITTEN_ROWS)
-    record = records.record_of(locked.scim_user, locked.access_end_attribute)
+    record = records.record_of(locked.scim_user, locked.access_end_attribute, locked.groups)
     return scim_documents.user_to_scim(record, ctx.base_url)
 
 

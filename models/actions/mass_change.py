@@ -135,6 +135,14 @@ def thresholds(session: Session, organisation_id: uuid.UUID) -> Thresholds:
     return limits
 
 
+def read_thresholds(session: Session, organisation_id: uuid.UUID, limits: Thresholds) -> None:
+    """The caller read the organisation's thresholds with its own rows, in the session's
+    current transaction: `thresholds` answers these in it (a SCIM write reads them with the
+    user it locks)."""
+    read = session.info.setdefault(_THRESHOLDS_READ, {})
+    read[organisation_id] = (session.get_transaction(), limits)
+
+
 def set_thresholds(
     session: Session,
     *,

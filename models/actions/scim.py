@@ -6,9 +6,10 @@ revocation review, notifications and the audit trail follow as for an admin's ch
 from __future__ import annotations
 
 import functools
+import json
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -30,10 +31,18 @@ from sqlalchemy.orm import Session, contains_eager, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.strategy_options import _AbstractLoad
 
+from connectors.scim.casting import GroupRef
 from connectors.scim.errors import InvalidValue, ScimError
 from connectors.scim.fields import ScimGroupFields, ScimUserFields
 from connectors.scim.member_patch import MemberSteps
-from models import audit, driver_writes, membership_locks, person_lock, unique_rows
+from models import (
+    audit,
+    driver_writes,
+    loaded_rows,
+    membership_locks,
+    person_lock,
+    unique_rows,
+)
 from models.actions import access_end, access_reviews, lifecycle, mass_change
 from models.actions import teams as team_actions
 from models.actions import users as user_actions
@@ -67,6 +76,7 @@ from models.enums import (
     UserStatus,
 )
 from models.errors import Conflict, DomainError, InvalidInput, NotFound
+from models.queries import scim_records
 from models.row_writes import Guard, GuardRefused, insert_new
 from models.snapshots import user_snapshot
 from models.text import check_identifier
@@ -105,14 +115,13 @@ def _user_load() -> tuple[_AbstractLoad, ...]:
 
 @dataclass(frozen=True)
 class LockedUser:
-    """A SCIM user locked for a write, and the attribute its organisation's IdP sends an
-    access end date in (its answer and its PUT or PATCH follow it)."""
+    """A SCIM user locked for a write, the attribute its organisation's IdP sends an access
+    end date in (its answer and its PUT or PATCH follow it), and the SCIM groups its person
+    is in (a user's write never changes them; its answer shows them)."""
 
     scim_user: ScimUser
     access_end_attribute: str
-    # Held for the write: the session keeps its objects weakly, and the mass-change gate
-    # finds these by their key in it (None: the organisation has the default thresholds).
-    thresholds: MassChangeSettings | None
+    groups: list[GroupRef]
 
 
 def lock_scim_user(
@@ -132,14 +141,16 @@ def lock_scim_user(
     else:
         _lock_user(session, key, organisation_id)
     values = {"scim_id": key, "organisation_id": organisation_id}
-    found = session.execute(_locked_load(), values, execution_options=_LOCKED_LOAD).unique()
-    row = found.one_or_none()
-    if row is None:
+    dialect = session.get_bind().dialect.name
+    rows = driver_writes.run(session, _locked_read(dialect), values)
+    if not rows:
         raise NotFound(f"user {scim_id} not found")
-    scim_user, thresholds, attribute, *held = row
+    read = _LockedRead.of(rows[0])
+    scim_user = read.entities(session) or _locked_entities(session, values)
     person_lock.mark_read_locked(session, [scim_user.user_id])
-    lifecycle.read_holdings(session, lifecycle.Holdings.of_found(scim_user.user_id, held))
-    return LockedUser(scim_user, attribute, thresholds)
+    lifecycle.read_holdings(session, lifecycle.Holdings.of_found(scim_user.user_id, read.held))
+    mass_change.read_thresholds(session, scim_user.organisation_id, read.thresholds)
+    return LockedUser(scim_user, read.access_end_attribute, read.groups)
 
 
 LEAVING_TRIES = 5
@@ -176,24 +187,98 @@ def _teams_of(session: Session, scim_id: uuid.UUID, organisation_id: uuid.UUID) 
     )
 
 
-# Prepared: planning its joins cost PostgreSQL more than running them. Read afresh over
-# what the session holds (another request's write may have changed it since).
-_LOCKED_LOAD = {PREPARED: True, "populate_existing": True}
+SCIM_USER_COLUMNS = tuple(p.key for p in ScimUser.__mapper__.column_attrs)
+PERSON_COLUMNS = tuple(p.key for p in User.__mapper__.column_attrs)
+
+
+@dataclass(frozen=True)
+class _LockedRead:
+    """lock_scim_user's row: the SCIM user's columns and its person's, its emails, and what
+    the write needs of its organisation and of what the person holds."""
+
+    scim_user: dict[str, Any]
+    person: dict[str, Any]
+    emails: list[dict[str, Any]]
+    groups: list[GroupRef]
+    access_end_attribute: str
+    thresholds: mass_change.Thresholds
+    held: tuple[bool, ...]
+
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> _LockedRead:
+        split = len(SCIM_USER_COLUMNS)
+        scim_user = dict(zip(SCIM_USER_COLUMNS, row[:split], strict=True))
+        person_end = split + len(PERSON_COLUMNS)
+        person = dict(zip(PERSON_COLUMNS, row[split:person_end], strict=True))
+        attribute, has_thresholds, *limits = row[person_end : person_end + 6]
+        emails, groups, *held = row[person_end + 6 :]
+        email_rows = sorted(json.loads(emails) if emails else [], key=lambda e: e[0])
+        return cls(
+            scim_user=scim_user,
+            person=person,
+            emails=[
+                {
+                    "id": uuid.UUID(email_id),
+                    "organisation_id": scim_user["organisation_id"],
+                    "scim_user_id": scim_user["id"],
+                    "position": position,
+                    "value": value,
+                    "value_key": value_key,
+                    "type": kind,
+                    "primary": None if primary is None else bool(primary),
+                }
+                for position, email_id, value, value_key, kind, primary in email_rows
+            ],
+            groups=scim_records.group_refs(groups),
+            access_end_attribute=attribute,
+            # No row: the organisation has the default thresholds.
+            thresholds=mass_change.Thresholds(*limits if has_thresholds else ()),
+            held=tuple(held),
+        )
+
+    def entities(self, session: Session) -> ScimUser | None:
+        """The SCIM user, its person and emails as entities in the session, as a load would
+        leave them; None when the session holds any of them already (see attach_loaded)."""
+        scim_user = new_row(ScimUser, **self.scim_user)
+        person = new_row(User, **self.person)
+        emails = [new_row(ScimEmail, **email) for email in self.emails]
+        set_committed_value(scim_user, "user", person)
+        set_committed_value(scim_user, "emails", emails)
+        for email in emails:
+            set_committed_value(email, "scim_user", scim_user)
+        if not loaded_rows.attach_loaded(session, [scim_user, person, *emails]):
+            return None
+        return scim_user
 
 
 @functools.cache
-def _locked_load() -> Select[ScimUser, MassChangeSettings, str, bool, bool, bool, bool]:
-    """lock_scim_user's read, built once per process. Its organisation's rows are not
-    loaded as entities (two entities and 25 columns a write only needed one value of): the
-    end-date attribute is a column, the thresholds an entity the gate finds by its key."""
+def _locked_read(dialect: str) -> Select[Any]:
+    """lock_scim_user's read, built once per dialect: rows, not entities (the ORM's loading
+    of the user, its person, emails and groups cost a write more CPU than the statement),
+    its organisation's settings as the two values a write needs of them."""
+    emails = scim_records.json_rows(
+        ScimEmail.position,
+        scim_records.id_text(dialect, ScimEmail.id),
+        ScimEmail.value,
+        ScimEmail.value_key,
+        ScimEmail.type,
+        ScimEmail.primary,
+    )
     return (
         select(
-            ScimUser,
-            MassChangeSettings,
+            *(getattr(ScimUser, key) for key in SCIM_USER_COLUMNS),
+            *(getattr(User, key) for key in PERSON_COLUMNS),
             OrganisationSettings.scim_access_end_attribute,
+            MassChangeSettings.organisation_id.is_not(None),
+            MassChangeSettings.enabled,
+            MassChangeSettings.threshold_count,
+            MassChangeSettings.threshold_percent,
+            MassChangeSettings.window_minutes,
+            select(emails).where(ScimEmail.scim_user_id == ScimUser.id).scalar_subquery(),
+            scim_records.group_rows(dialect),
             *lifecycle.held_by(User.id),
         )
-        .join(ScimUser.user)
+        .join(User, User.id == ScimUser.user_id)
         .join(
             OrganisationSettings,
             OrganisationSettings.organisation_id == ScimUser.organisation_id,
@@ -201,11 +286,31 @@ def _locked_load() -> Select[ScimUser, MassChangeSettings, str, bool, bool, bool
         .outerjoin(
             MassChangeSettings, MassChangeSettings.organisation_id == ScimUser.organisation_id
         )
-        .options(
-            contains_eager(ScimUser.user),
-            joinedload(ScimUser.emails),
-            joinedload(ScimUser.groups),
+        .where(
+            ScimUser.id == bindparam("scim_id", type_=Uuid()),
+            ScimUser.organisation_id == bindparam("organisation_id", type_=Uuid()),
         )
+    )
+
+
+def _locked_entities(session: Session, values: dict[str, Any]) -> ScimUser:
+    """The locked SCIM user loaded as entities the usual way, over what the session holds of
+    them (read afresh: another request's write may have changed them since)."""
+    return (
+        session.execute(
+            _locked_load(), values, execution_options={PREPARED: True, "populate_existing": True}
+        )
+        .unique()
+        .scalar_one()
+    )
+
+
+@functools.cache
+def _locked_load() -> Select[ScimUser]:
+    return (
+        select(ScimUser)
+        .join(ScimUser.user)
+        .options(contains_eager(ScimUser.user), joinedload(ScimUser.emails))
         .where(
             ScimUser.id == bindparam("scim_id"),
             ScimUser.organisation_id == bindparam("organisation_id"),

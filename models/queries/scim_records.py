@@ -57,8 +57,11 @@ class UserRecord:
     access_end_attribute: str
 
 
-def record_of(scim_user: ScimUser, access_end_attribute: str) -> UserRecord:
-    """The record of a user held as an entity (one just written)."""
+def record_of(
+    scim_user: ScimUser, access_end_attribute: str, groups: list[GroupRef] | None = None
+) -> UserRecord:
+    """The record of a user held as an entity (one just written); `groups` as read with it,
+    else the entity's."""
     user = scim_user.user
     return UserRecord(
         id=str(scim_user.id),
@@ -77,7 +80,11 @@ def record_of(scim_user: ScimUser, access_end_attribute: str) -> UserRecord:
         created_at=scim_user.created_at,
         last_modified=max(scim_user.updated_at, user.updated_at),
         emails=[EmailRecord(e.value, e.type, e.primary) for e in scim_user.emails],
-        groups=[GroupRef(str(team.id), team.name) for team in scim_user.groups],
+        groups=(
+            groups
+            if groups is not None
+            else [GroupRef(str(team.id), team.name) for team in scim_user.groups]
+        ),
         access_end_attribute=access_end_attribute,
     )
 
@@ -133,7 +140,7 @@ def user_query(dialect: str) -> Select[Any]:
             User.updated_at,
             OrganisationSettings.scim_access_end_attribute,
             _emails(),
-            _groups(dialect),
+            group_rows(dialect),
         )
         .select_from(ScimUser)
         .join(User, User.id == ScimUser.user_id)
@@ -206,12 +213,16 @@ def _record(row: Any) -> UserRecord:
             EmailRecord(value, kind, None if primary is None else bool(primary))
             for _position, value, kind, primary in sorted(_parsed(emails) or [], key=_first)
         ],
-        groups=[
-            GroupRef(team_id, name)
-            for _key, team_id, name in sorted(_parsed(groups) or [], key=_first)
-        ],
+        groups=group_refs(groups),
         access_end_attribute=access_end_attribute,
     )
+
+
+def group_refs(text: str | None) -> list[GroupRef]:
+    """The groups `group_rows` read, in order of their names."""
+    return [
+        GroupRef(team_id, name) for _key, team_id, name in sorted(_parsed(text) or [], key=_first)
+    ]
 
 
 def _parsed(text: str | None) -> Any:
@@ -246,7 +257,7 @@ def _emails() -> Any:
     return select(rows).where(ScimEmail.scim_user_id == ScimUser.id).scalar_subquery()
 
 
-def _groups(dialect: str) -> Any:
+def group_rows(dialect: str) -> Any:
     """The SCIM groups (teams an IdP pushed) the person is in, by name."""
     rows = json_rows(Team.name_key, id_text(dialect, Team.id), Team.name)
     return (

@@ -47,9 +47,10 @@ def test_a_deactivation_runs_its_writes_through_the_driver_as_sqlalchemy_would(
     }
     answer = scim.patch(f"/Users/{made.json['id']}", body)
     assert answer.status_code == 200 and answer.json["active"] is False, answer.json
-    # All but the user's load: its lock, the person's status with the revocation, the keys,
-    # the audit events, outbox message and SCIM row together (models.change_writes).
-    assert len(direct) == 4, direct
+    # Its lock, the user's read (rows, not entities: models.loaded_rows), the person's status
+    # with the revocation, the keys, the audit events, outbox message and SCIM row together
+    # (models.change_writes).
+    assert len(direct) == 5, direct
     assert scim.get(f"/Users/{made.json['id']}").json == answer.json
     user_id = session.scalar(select(ScimUser.user_id).where(ScimUser.id == made.json["id"]))
     assert session.get_one(User, user_id).status is UserStatus.REVOKED
