@@ -106,3 +106,23 @@ def check_identifier(value: str, *, field: str) -> str:
             field=field,
         )
     return value
+
+
+def check_key_name(value: str, *, field: str) -> str:
+    """A name that is also a key: a team's (SCIM groups, LDAP group mappings and IdP events
+    find a team by its name in any case; a SCIM group's name is mapped to a role), the group
+    names a role or team mapping is keyed by. Refused when it holds a character visible()
+    would mark: "Admins" with a zero-width space is another group, mapped to another role or
+    to none, that looks like "Admins" everywhere. What visible() keeps (a joiner inside an
+    emoji or an Indic or Persian word, a variation selector after an emoji) is kept here too,
+    so one rule says what a name shows and what a key may hold."""
+    if value.isascii():
+        return value
+    hidden = next((found for found in _SHOWN.finditer(value) if found.group("hidden")), None)
+    if hidden is not None:
+        raise InvalidInput(
+            f"{field} must not contain invisible or direction-changing characters (such as "
+            f"{_marker(hidden)}): it would name a group that looks like another",
+            field=field,
+        )
+    return value

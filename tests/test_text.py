@@ -160,3 +160,30 @@ def test_visible_strings_marks_every_string_of_a_payload_and_keeps_the_rest() ->
 )
 def test_an_email_with_an_invisible_character_is_refused(email: str) -> None:
     assert not _accepted(email)
+
+
+@pytest.mark.parametrize(
+    ("name", "kept"),
+    [
+        ("Admins", True),
+        ("Dev \U0001f469\u200d\U0001f4bb", True),  # a joiner inside an emoji
+        ("\u0915\u094d\u200d\u0937", True),  # inside a Devanagari word
+        ("\u2764\ufe0f Ops", True),  # an emoji's variation selector
+        ("Ad\u200bmins", False),
+        ("Ad\u200dmins", False),  # a joiner between ASCII letters shows nothing
+        ("\u202eAdmins", False),
+        ("Admins\u3164", False),  # the Hangul filler
+        ("Admins\ufe0f", False),  # a variation selector after an ASCII letter
+    ],
+)
+def test_a_key_name_refuses_what_visible_marks(name: str, kept: bool) -> None:
+    """A name that is also a key (a team's, a mapped group's) holds nothing visible() marks."""
+    from models.errors import InvalidInput
+    from models.text import check_key_name, visible
+
+    assert (visible(name) == name) is kept
+    if kept:
+        assert check_key_name(name, field="name") == name
+    else:
+        with pytest.raises(InvalidInput, match="invisible"):
+            check_key_name(name, field="name")

@@ -31,6 +31,7 @@ from models.entities import DirectoryConnector, Organisation
 from models.enums import Role
 from models.errors import Conflict, InvalidInput, NotFound
 from models.settings import Settings
+from models.text import check_key_name
 
 PASSWORD_PURPOSE = "directory-bind-password"  # noqa: S105 (a label, not a secret)
 MISSING = "directory connector not found"
@@ -402,11 +403,13 @@ def _validate(session: Session, connector: DirectoryConnector, organisation_id: 
     except DirectoryConfigError as exc:
         raise InvalidInput(exc.message, field="attribute_mapping") from None
     for group, role in connector.group_roles.items():
+        check_key_name(group, field="group_roles")
         if role not in {Role.ORG_ADMIN.value, Role.MANAGER.value, Role.USER.value}:
             raise InvalidInput(f"group {group!r}: role must be ORG_ADMIN, MANAGER or USER")
     for group, team in connector.group_teams.items():
         if not group.strip():
             raise InvalidInput("group_teams: a group name is empty", field="group_teams")
+        check_key_name(group, field="group_teams")
         try:
             validate_team_name(team)  # the sync creates the team by this name
         except InvalidInput as exc:

@@ -981,6 +981,9 @@ def set_group_role(
     """Members of the IdP group `group_name` hold `role` (None removes the mapping)."""
     if role is Role.SUPER_ADMIN:
         raise InvalidInput("SUPER_ADMIN is a platform role", field="role")
+    if role is not None:
+        # Its key is the team's (a group is mapped by its name): the same rule as team names.
+        group_name = team_actions.validate_team_name(group_name, field="group")
     key = group_name.strip().lower()
     if not key:
         raise InvalidInput("a group name is required", field="group")

@@ -26,7 +26,7 @@ from models.entities import (
 from models.enums import ReviewCause, Source, TeamRole
 from models.errors import Conflict, NotFound
 from models.snapshots import membership_row_snapshot, membership_snapshot, team_snapshot
-from models.text import clean_text
+from models.text import check_key_name, clean_text
 
 
 def get_team(session: Session, organisation_id: uuid.UUID, team_id: uuid.UUID) -> Team:
@@ -284,9 +284,10 @@ def remove_members(session: Session, *, team: Team, users: Sequence[User], actor
             )
 
 
-def validate_team_name(name: str) -> str:
-    """The team-name rule, for every path that names a team (admin, SCIM, LDAP's mapping)."""
-    return clean_text(name, field="name", max_length=200)
+def validate_team_name(name: str, *, field: str = "name") -> str:
+    """The team-name rule, for every path that names a team (admin, SCIM, LDAP's mapping):
+    a name that is also the team's key (models.text.check_key_name)."""
+    return check_key_name(clean_text(name, field=field, max_length=200), field=field)
 
 
 def _audit_team(

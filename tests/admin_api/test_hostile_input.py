@@ -89,3 +89,13 @@ def test_a_query_parameter_given_twice_is_400_and_changes_nothing(
     body = assert_problem(response, 400)
     assert body["field"] == query.split("=")[0]
     unchanged()
+
+
+@pytest.mark.parametrize("name", ["Ad\u200bmins", "\u202eAdmins", "Admins\u3164", "Ad\u200dmins"])
+def test_a_team_name_with_an_invisible_character_is_400(client, world: World, unchanged, name):
+    """A team's name is its key (SCIM groups, LDAP mappings and IdP events find a team by it):
+    "Admins" with a zero-width or bidi character is another team that looks the same."""
+    unchanged()
+    response = client.post("/api/v1/teams", json={"name": name}, headers=world.auth("admin"))
+    assert_problem(response, 400, detail="invisible")
+    unchanged()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -137,7 +138,7 @@ def test_a_team_name_the_team_rule_refuses_is_refused_as_a_group_teams_name(
     sync then failed to create the team. (NUL is refused before either, by the body guard.)"""
     _, auth = admin_auth(session)
     base = connector_fields(directory)
-    for name in ("Eng\tineering", "Eng\x85ineering", "İ" * 101):
+    for name in ("Eng\tineering", "Eng\x85ineering", "İ" * 101, "Eng\u200bineering", "Eng\u3164"):
         as_team = client.post("/api/v1/teams", json={"name": name}, headers=auth)
         assert as_team.status_code == 400, (name, as_team.json)
         as_group = client.post(
@@ -150,6 +151,26 @@ def test_a_team_name_the_team_rule_refuses_is_refused_as_a_group_teams_name(
         assert as_group.json["detail"] == f"group 'engineering': team {as_team.json['detail']}"
     fine = {**base, "group_teams": {"engineering": "İ" * 100}}
     assert client.post("/api/v1/directory/connectors", json=fine, headers=auth).status_code == 201
+
+
+@pytest.mark.parametrize("mapping", ["group_teams", "group_roles"])
+@pytest.mark.parametrize("group", ["Ad\u200bmins", "\u202eAdmins", "Admins\u3164"])
+def test_a_group_name_with_an_invisible_character_is_refused_as_a_mapping_key(
+    client, session, directory, mapping, group
+):
+    """A mapping key names the directory's group the sync maps to a team or a role: one with
+    a zero-width or bidi character looks like "Admins" in every view and maps another group
+    (or none). Refused by the rule of team names (models.text.check_key_name)."""
+    _, auth = admin_auth(session)
+    value = "ORG_ADMIN" if mapping == "group_roles" else "Admins"
+    response = client.post(
+        "/api/v1/directory/connectors",
+        json={**connector_fields(directory), mapping: {group: value}},
+        headers=auth,
+    )
+    assert response.status_code == 400, response.json
+    assert response.mimetype == "application/problem+json"
+    assert "invisible" in response.json["detail"]
 
 
 def test_other_organisations_cannot_see_a_connector(client, session, make_connector):

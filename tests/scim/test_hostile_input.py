@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.scim.conftest import SCIM, ScimClient, ops
-from tests.scim.payloads import ENTERPRISE, okta_create_group, okta_create_user
+from tests.scim.payloads import ENTERPRISE, okta_create_group, okta_create_user, okta_rename_group
 from tests.scim.test_errors_and_isolation import assert_error
 from tests.support.hostile import HOSTILE_VALUES, PLACEHOLDER, with_hostile
 
@@ -306,3 +306,38 @@ def test_names_with_invisible_or_bidi_characters_are_kept_as_sent(scim):
     assert created.status_code == 201, created.json
     assert created.json["displayName"] == "Dev \U0001f469\u200d\U0001f4bb"
     assert created.json["name"]["givenName"] == "\u202eecila"
+
+
+# Inside the name: at its end, U+2028 is whitespace and strip() takes it away.
+HIDDEN_IN_GROUP_NAMES = [*INVISIBLE, "\u3164", "\u2061"]
+
+
+@pytest.mark.parametrize("char", HIDDEN_IN_GROUP_NAMES)
+def test_a_group_name_with_an_invisible_character_is_invalid_value(scim, unchanged, char):
+    """A group's displayName is its team's key, and what a role mapping names: "Admins" with a
+    zero-width or bidi character would be a second group that looks like Admins everywhere,
+    mapped to another role or none. Refused on create, on replace and on a rename PATCH, as
+    userName is (models.text.check_key_name); nothing stored."""
+    admins = scim.post("/Groups", okta_create_group("Admins")).json
+    spoof = f"Ad{char}mins"
+    unchanged()
+    created = scim.post("/Groups", okta_create_group(spoof))
+    assert_error(created, 400, "invalidValue")
+    assert "invisible" in created.json["detail"]
+    replaced = scim.put(f"/Groups/{admins['id']}", okta_create_group(spoof))
+    assert_error(replaced, 400, "invalidValue")
+    renamed = scim.patch(f"/Groups/{admins['id']}", okta_rename_group(admins["id"], spoof))
+    assert_error(renamed, 400, "invalidValue")
+    unchanged()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Dev \U0001f469\u200d\U0001f4bb", "\u0915\u094d\u200d\u0937 team", "\u2764\ufe0f Ops"],
+)
+def test_a_group_name_with_a_joiner_inside_an_emoji_or_a_word_is_kept(scim, name):
+    """What visible() keeps in a name (a joiner inside an emoji or an Indic word, an emoji's
+    variation selector) a group's name keeps too."""
+    created = scim.post("/Groups", okta_create_group(name))
+    assert created.status_code == 201, created.json
+    assert created.json["displayName"] == name

@@ -128,3 +128,16 @@ def test_cli_sets_group_roles_and_the_delete_policy(cli_env, session, org):
         ],
     )
     assert super_admin.exit_code != 0
+
+
+def test_a_group_role_for_a_name_with_an_invisible_character_is_refused(cli_env, session, org):
+    """A role mapping names its group: "Admins" with a zero-width space would grant ORG_ADMIN
+    to the members of a look-alike group (models.text.check_key_name, as team names)."""
+    session.commit()
+    for group in ("Ad\u200bmins", "\u202eAdmins", "Admins\u3164"):
+        args = ["--org", org.slug, "--group", group, "--role", "ORG_ADMIN"]
+        refused = cli_env.invoke(main, ["scim", "group-role", "set", *args])
+        assert refused.exit_code != 0, refused.output
+        assert "invisible" in refused.output
+    session.expire_all()
+    assert session.scalar(select(ScimGroupRole)) is None
