@@ -10,17 +10,19 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, OctKey, RSAKey
-from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
+from pytest_httpserver import HTTPServer, RequestHandler
+from werkzeug import Response
 
 from connectors import oidc
 from connectors.outbound import UrlPolicy
 from tests.support.oidc import serve_discovery
+from tests.support.trickled_body import TrickledBody
 
 NONCE = "n-0S6_WzA2Mj"
 SIGNING_KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
@@ -235,17 +237,7 @@ def test_times_within_the_leeway_are_taken(client):
 
 # A bounded read ends at its 0.5 s deadline; an unbounded one reads the whole 6 s trickle.
 # Between the two, room for a loaded machine.
-BOUNDED = 4.0
-
-
-def _trickle(request: Request) -> Response:
-    def body() -> Iterator[bytes]:
-        # each byte within the read timeout, the whole (6 s) far past the deadline (0.5 s)
-        for _ in range(60):
-            time.sleep(0.1)
-            yield b" "
-
-    return Response(body(), content_type="application/json")
+TRICKLING = "trickling"  # an answer whose body comes a byte at a time (TrickledBody)
 
 
 @pytest.mark.parametrize(
@@ -255,24 +247,22 @@ def _trickle(request: Request) -> Response:
         Response(b"\x00\xff<html>not json", content_type="application/json"),
         Response(json.dumps([1, 2, 3]), content_type="application/json"),
         Response("{}", status=500),
-        _trickle,
+        TRICKLING,
     ],
     ids=["huge", "garbage", "not-an-object", "error", "trickling"],
 )
 def test_a_jwks_that_is_huge_garbage_or_hangs_is_refused_in_bounded_time(
     client, httpserver, answer
 ):
+    """Refused within the client's timeout: a JWKS trickling in (each byte within the read
+    timeout, the whole a minute long) is given up on while it is still coming."""
     issuer = serve_discovery(httpserver, "/bad-jwks")
     handler = httpserver.expect_request("/bad-jwks/jwks")
-    if isinstance(answer, Response):
-        handler.respond_with_response(answer)
-    else:
-        handler.respond_with_handler(answer)
     impatient = oidc.Client(**{**client.__dict__, "issuer": issuer, "timeout": 0.5})
-    started = time.monotonic()
-    with pytest.raises(oidc.OidcError, match=r"JWKS (could not be read|is not a JSON object)"):
-        verify(impatient, signed(claims_for(impatient)))
-    assert time.monotonic() - started < BOUNDED
+    with answered(handler, answer) as trickle:
+        with pytest.raises(oidc.OidcError, match=r"JWKS (could not be read|is not a JSON object)"):
+            verify(impatient, signed(claims_for(impatient)))
+        assert not trickle.ended.is_set(), "the refusal waited for the whole JWKS"
 
 
 def test_a_jwks_cut_short_is_refused_as_unreadable(
@@ -324,23 +314,37 @@ def test_an_https_issuers_endpoints_must_be_https(field: str, value: object, tak
     "answer",
     [
         Response(json.dumps({"id_token": "x" * 300_000}), content_type="application/json"),
-        _trickle,
+        TRICKLING,
     ],
     ids=["huge", "trickling"],
 )
 def test_a_token_endpoint_that_is_huge_or_hangs_is_refused_in_bounded_time(
-    client: oidc.Client, httpserver: HTTPServer, answer: Response | Callable[[Request], Response]
+    client: oidc.Client, httpserver: HTTPServer, answer: Response | str
 ) -> None:
+    """As the JWKS: a token answer trickling in is given up on while it is still coming."""
     handler = httpserver.expect_request("/issuer/token", method="POST")
-    if isinstance(answer, Response):
-        handler.respond_with_response(answer)
-    else:
-        handler.respond_with_handler(answer)
     impatient = oidc.Client(**{**client.__dict__, "timeout": 0.5})
-    started = time.monotonic()
-    with pytest.raises(oidc.OidcError, match="refused the sign-in code"):
-        oidc.finish(impatient, code="c", code_verifier="v" * 43, nonce=NONCE)
-    assert time.monotonic() - started < BOUNDED
+    with answered(handler, answer) as trickle:
+        with pytest.raises(oidc.OidcError, match="refused the sign-in code"):
+            oidc.finish(impatient, code="c", code_verifier="v" * 43, nonce=NONCE)
+        assert not trickle.ended.is_set(), "the refusal waited for the whole answer"
+
+
+@contextmanager
+def answered(handler: RequestHandler, answer: Response | str) -> Iterator[TrickledBody]:
+    """The handler answers `answer`, or, for TRICKLING, with a body trickling in (yielded;
+    a whole answer's `ended` is never set, nothing of it comes late)."""
+    trickle = TrickledBody()
+    if answer == TRICKLING:
+        handler.respond_with_handler(trickle)
+    else:
+        assert isinstance(answer, Response)
+        handler.respond_with_response(answer)
+    try:
+        yield trickle
+        assert answer != TRICKLING or trickle.started.is_set(), "the answer was never asked for"
+    finally:
+        trickle.release()
 
 
 def test_a_provider_offering_only_symmetric_or_no_signatures_is_refused(
