@@ -173,12 +173,20 @@ def test_a_request_and_the_task_it_enqueues_are_one_trace(
     )
     revoke_someone(session, web_url)
 
-    def task_traced() -> bool:
-        return any(s.name == f"run/{TASK}" for s in receiver.snapshot())
+    def whole_trace() -> list[ReceivedSpan]:
+        """The spans, once the request's, its publish's, the task's and the SQL of the request
+        and of the task have all come: each process exports in batches of its own, as they end
+        (the task's last SQL spans in a later batch than its own)."""
+        spans = receiver.snapshot()
+        ran = [s for s in spans if s.name == f"run/{TASK}"]
+        served = [s for s in spans if s.name == REVOKE_ROUTE and s.kind == "SERVER"]
+        published = [s for s in spans if s.name == f"apply_async/{TASK}"]
+        parents = {s.parent_span_id for s in spans if s.kind == "CLIENT"}
+        if ran and served and published and {ran[0].span_id, served[0].span_id} <= parents:
+            return spans
+        return []
 
-    wait_until(task_traced, timeout=60, interval=0.2, what="the task's span")
-    time.sleep(0.5)  # the task's last SQL spans follow in the next batch
-    spans = receiver.snapshot()
+    spans = wait_until(whole_trace, timeout=60, interval=0.2, what="the request's and task's spans")
     server = one(spans, name=REVOKE_ROUTE, kind="SERVER")
     trace = [s for s in spans if s.trace_id == server.trace_id]
     publish = one(trace, name=f"apply_async/{TASK}", kind="PRODUCER")
