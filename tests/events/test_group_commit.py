@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.support.wait import wait_until
 from webhooks.group_commit import GroupCommit
 
 
@@ -18,17 +19,17 @@ def test_concurrent_submits_share_stores_and_each_gets_its_own_outcome():
         batches.append(items)
         if len(batches) == 1:  # hold the first store so the others queue behind it
             first_store_started.set()
-            release_first_store.wait(5)
+            assert release_first_store.wait(60), "the test never released the first store"
         return [item * 10 for item in items]
 
     group = GroupCommit(store, max_batch=3)
     with ThreadPoolExecutor(8) as pool:
         first = pool.submit(group.submit, 0)
-        first_store_started.wait(5)
+        assert first_store_started.wait(60), "the first store never started"
         rest = [pool.submit(group.submit, n) for n in range(1, 8)]
         wait_until_queued(group, 7)
         release_first_store.set()
-        outcomes = [first.result(5)] + [future.result(5) for future in rest]
+        outcomes = [first.result(60)] + [future.result(60) for future in rest]
 
     assert outcomes == [n * 10 for n in range(8)]
     assert batches[0] == [0]
@@ -53,9 +54,8 @@ def test_a_failed_store_fails_every_request_of_its_batch_and_the_next_store_runs
 
 
 def wait_until_queued(group: GroupCommit, count: int) -> None:
-    for _ in range(500):
+    def queued() -> bool:
         with group._condition:
-            if len(group._waiting) == count:
-                return
-        threading.Event().wait(0.01)
-    raise AssertionError(f"{count} submits never queued")
+            return len(group._waiting) == count
+
+    wait_until(queued, interval=0.01, what=f"{count} submits queued")

@@ -362,9 +362,7 @@ def test_a_request_whose_backend_is_terminated_mid_request_is_503_and_keeps_noth
     holder = holding(engine, lock, id=scene.person.id, email=INVITEE)
     try:
         in_flight = send_in_background(send)
-        pid = wait_until(
-            lambda: waiting_backend(maintenance, database), timeout=20, what="a waiting request"
-        )
+        pid = wait_until(lambda: waiting_backend(maintenance, database), what="a waiting request")
         maintenance.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         answered, _ = in_flight.result()
     finally:

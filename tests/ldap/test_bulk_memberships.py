@@ -269,7 +269,7 @@ def test_people_are_compared_before_the_memberships_are_loaded(
         add(self, *args, **kwargs)
 
     def load_after_a_comparison(*args: Any, **kwargs: Any) -> Any:
-        seen.append(compared.wait(10))
+        seen.append(compared.wait(60))
         return load(*args, **kwargs)
 
     monkeypatch.setattr(Reconciler, "add", add_and_tell)

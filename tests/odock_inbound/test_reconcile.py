@@ -300,7 +300,7 @@ def test_a_consumer_that_stops_early_leaves_no_reader_thread_behind(httpserver, 
 
     pages.close()  # the consumer stops, the queue full and the listing's end still to hand
 
-    wait_until(lambda: not reader.is_alive(), timeout=10, what="the reader thread ended")
+    wait_until(lambda: not reader.is_alive(), what="the reader thread ended")
 
 
 def test_an_empty_listing_does_not_delete_everything(

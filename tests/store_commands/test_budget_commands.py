@@ -68,7 +68,7 @@ def test_a_revocation_freezes_the_budget_in_the_store_and_reactivation_thaws_it_
     deactivate(bridged_client, holder)
 
     wait_until(lambda: odock.store.budget(budget_id)["frozen"], timeout=30, what="frozen")
-    wait_until(lambda: cutoffs_done(bridged_sessions, budget_id), timeout=20, what="cut-off done")
+    wait_until(lambda: cutoffs_done(bridged_sessions, budget_id), what="cut-off done")
     [freeze] = commands_for(bridged_sessions, budget_id)
     assert freeze.command_type == "budget.freeze" and freeze.acknowledged_at is not None
     assert odock.store.applied_at(str(freeze.id)) is not None
@@ -91,7 +91,7 @@ def test_a_revocation_freezes_the_budget_in_the_store_and_reactivation_thaws_it_
     odock.store_faults.heal()
 
     wait_reaping(lambda: not odock.store.budget(budget_id)["frozen"], timeout=30, what="thawed")
-    wait_until(lambda: cutoffs_done(bridged_sessions, budget_id), timeout=20, what="cut-off done")
+    wait_until(lambda: cutoffs_done(bridged_sessions, budget_id), what="cut-off done")
     freeze, thaw = commands_for(bridged_sessions, budget_id)
     assert thaw.command_type == "budget.thaw" and thaw.acknowledged_at is not None
     assert thaw.attempts >= 3

@@ -49,7 +49,7 @@ def test_revoking_a_person_via_scim_makes_the_gateway_reject_their_key(
 
     deactivate(bridged_client, holder)
 
-    wait_until(lambda: odock.call(holder.key_value) == REJECTED, timeout=10, what="rejection")
+    wait_until(lambda: odock.call(holder.key_value) == REJECTED, what="rejection")
     assert odock.store.key(holder.key_id)["revoked"] is True
     command = command_of(bridged_sessions, holder.key_id)
     assert command.command_type == "key.revoke" and command.applied_at is not None
@@ -104,7 +104,6 @@ def test_a_store_that_answers_500_delays_the_invalidation_until_it_acknowledges(
     assert min(odock.invalidations.times_for(str(holder.key_id))) >= acknowledged_at
     wait_until(
         lambda: cutoff_of(bridged_sessions, holder.key_id).acknowledged_at,
-        timeout=5,
         what="the cut-off done, with the gateway's acknowledgement recorded",
     )
     command = command_of(bridged_sessions, holder.key_id)

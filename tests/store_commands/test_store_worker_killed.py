@@ -65,7 +65,7 @@ def test_a_worker_killed_mid_command_leaves_it_to_the_reaper_which_finishes_it(
         )
     finally:
         second.stop()
-    wait_until(lambda: cutoff_of(bridged_sessions, holder.key_id).acknowledged_at, timeout=5)
+    wait_until(lambda: cutoff_of(bridged_sessions, holder.key_id).acknowledged_at)
     command = command_of(bridged_sessions, holder.key_id)
     assert command.acknowledged_at is not None
     assert set(odock.commands_seen.arrived) == {str(command.id)}  # the same command, re-sent
