@@ -5,6 +5,7 @@ publish stays in the outbox for the relay, and the reaper finds the cut-offs in 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -54,6 +55,10 @@ class Blackhole:
             self.held.append(connection)
 
     def close(self) -> None:
+        # A thread blocked in accept() is not woken by close() (Linux): the shutdown wakes it,
+        # so the accepting thread ends with the test instead of waiting out the process.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         for connection in self.held:
             connection.close()

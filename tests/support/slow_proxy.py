@@ -83,4 +83,6 @@ def slow_proxy(
         stopping.set()
         if held is not None:
             held.set()  # the pipes' threads finish
+        with suppress(OSError):  # wakes the accepting thread, which close() alone does not
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()

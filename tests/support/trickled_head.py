@@ -60,6 +60,8 @@ def trickled_head(
     try:
         yield served
     finally:
+        with suppress(OSError):  # wakes the accepting thread, which close() alone does not
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
 
 
