@@ -23,7 +23,12 @@ from tests.support.served import Served, start_served
 
 pytestmark = pytest.mark.slow
 
-NORMAL_ANSWER = 2.0  # seconds an admin revocation may take through serve here
+# What the broker-down revocation's answer time tells apart: a request that retried its
+# publishes on the dead broker (kombu's retries took about 6 s a message, 12 s for this
+# revocation's two, before BROKER_TRANSPORT_OPTIONS' max_retries=0 in worker/celery_app.py)
+# from one that did not (0.1-0.9 s on this shared machine). A bound at one message's retries,
+# not a latency: a loaded machine's slow answer is not a retry (latency is benchmarks/').
+RETRIES_OF_ONE_PUBLISH = 6.0
 # Reaper ticks the gateway stays down once the alarm is out: each could have alarmed again.
 TICKS_DOWN_AFTER_THE_ALARM = 8
 
@@ -140,8 +145,8 @@ def test_the_broker_down_during_an_admin_revocation(session, sessions, served, s
     outcome = faults.broker_down_during_the_revocation(served, stand_in, broker, sessions, leaver)
 
     assert outcome.answered_status == 200
-    # In normal time (0.1-0.9 s on this shared machine; 12 s before, kombu retrying per message)
-    assert outcome.answered_in < NORMAL_ANSWER
+    # Not held by retries on the dead broker (12 s before, kombu retrying per message)
+    assert outcome.answered_in < RETRIES_OF_ONE_PUBLISH
     assert_one_effective_invalidation_per_key_in_time_or_alarmed(outcome)
     assert reviews_of(served, leaver)  # the outbox carried the review's task too
 
