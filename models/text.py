@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from models.errors import InvalidInput
@@ -98,11 +99,19 @@ def visible_strings(value: Any) -> Any:
 def check_identifier(value: str, *, field: str) -> str:
     """An identifier (an email, a SCIM userName) has no invisible or text-moving character:
     "alice@acme.example" with a zero-width space would be another person who looks the same
-    everywhere. Names are kept and shown with markers instead (visible)."""
+    everywhere. Names are kept and shown with markers instead (visible). Nor a compatibility
+    character ("ANN" in fullwidth letters, a ligature): it reads as the plain one, and
+    the email key takes it for that one (connectors.email_address)."""
     if has_format_characters(value):
         raise InvalidInput(
             f"{field} must not contain invisible or direction-changing characters "
             f"(such as {visible(_FORMAT.findall(value)[0])})",
+            field=field,
+        )
+    if has_compatibility_forms(value):
+        raise InvalidInput(
+            f"{field} must be written in plain characters, not fullwidth or other "
+            f"compatibility forms (such as {_first_compatibility_form(value)!r})",
             field=field,
         )
     return value
@@ -126,3 +135,17 @@ def check_key_name(value: str, *, field: str) -> str:
             field=field,
         )
     return value
+
+
+def has_compatibility_forms(value: str) -> bool:
+    """Whether `value` holds a compatibility character (fullwidth or halfwidth forms,
+    ligatures, superscripts...), one NFKC reads as another, plainer one."""
+    if value.isascii():
+        return False
+    composed = unicodedata.normalize("NFC", value)
+    return unicodedata.normalize("NFKC", composed) != composed
+
+
+def _first_compatibility_form(value: str) -> str:
+    composed = unicodedata.normalize("NFC", value)
+    return next(c for c in composed if unicodedata.normalize("NFKC", c) != c)

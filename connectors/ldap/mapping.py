@@ -18,6 +18,7 @@ import ldap.dn
 import ldap.filter
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from connectors.email_address import email_key
 from connectors.ldap.client import Attributes
 
 EMAIL_MAX = 320
@@ -565,14 +566,14 @@ def _group_id(dn: str, raw: Attributes, mapping: AttributeMapping) -> str:
 
 
 def _all_emails(raw: Attributes, keys: tuple[str, ...]) -> tuple[str, ...]:
-    """Every value of the email attribute, under each of its descriptions (`keys`), trimmed
-    and lower-cased; () for one."""
+    """Every value of the email attribute, under each of its descriptions (`keys`), as its
+    key (connectors.email_address); () for one."""
     if not keys:
         return ()
     values = raw[keys[0]] if len(keys) == 1 else [value for key in keys for value in raw[key]]
     if len(values) < 2:
         return ()
-    return tuple(value.decode("utf-8", errors="replace").strip().lower() for value in values)
+    return tuple(email_key(value.decode("utf-8", errors="replace")) for value in values)
 
 
 def _decoded(dn: str, raw: Attributes, key: str | None, name: str, external_id: str) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, String, and_, bindparam, false, func, not_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from connectors.email_address import email_key
 from connectors.scim.casting import composed
 from connectors.scim.errors import InvalidFilter, InvalidValue, ScimError
 
@@ -63,9 +64,13 @@ class Kind(StrEnum):
     STRING = "string"  # case-exact string
     TEXT = "text"  # case-insensitive string
     KEY = "key"  # case-insensitive string stored lowercased (compare lowered value)
+    EMAIL = "email"  # an email stored as its key (connectors.email_address: compare the key)
     BOOLEAN = "boolean"
     DATETIME = "dateTime"
     UUID = "uuid"
+
+
+_STRINGS = (Kind.STRING, Kind.TEXT, Kind.KEY, Kind.EMAIL)
 
 
 @dataclass(frozen=True)
@@ -431,7 +436,7 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
     if isinstance(value, Slot):
         return _compare_slot(column, op, value)
     if op == "pr":
-        if column.kind in (Kind.STRING, Kind.TEXT, Kind.KEY):
+        if column.kind in _STRINGS:
             return and_(expr.is_not(None), expr != "")
         return expr.is_not(None)  # a boolean that was never sent is absent, not false
     if value is None:
@@ -466,9 +471,12 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
 
 def _bound(kind: Kind | None, value: str) -> str:
     """A filter's string as the attribute's column compares it: lowered for case-insensitive
-    text, also composed (NFC) for keys, which are stored so (casting.composed)."""
+    text, also composed (NFC) for keys, which are stored so (casting.composed); an email
+    as its key."""
     if kind is Kind.KEY:
         return composed(value).lower()
+    if kind is Kind.EMAIL:
+        return email_key(value)
     if kind is Kind.TEXT:
         return value.lower()
     return value
@@ -476,7 +484,7 @@ def _bound(kind: Kind | None, value: str) -> str:
 
 def _compare_slot(column: Column, op: str, slot: Slot) -> ColumnElement[bool]:
     """compare() of a string attribute with a string yet to be bound, in the same SQL."""
-    if column.kind not in (Kind.STRING, Kind.TEXT, Kind.KEY) or op not in _ORDERED_OPERATORS:
+    if column.kind not in _STRINGS or op not in _ORDERED_OPERATORS:
         raise _NotShared(op)
     expr = func.lower(column.expr) if column.kind is Kind.TEXT else column.expr
     slot.kind = column.kind

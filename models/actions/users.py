@@ -6,6 +6,7 @@ Every operation takes a session, writes an audit event, and never commits.
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from typing import Protocol
 
@@ -30,7 +31,10 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def validate_email(email: str) -> str:
+    """The address as stored: trimmed, composed (NFC, as RFC 6532 asks and SCIM sends)."""
     email = email.strip()
+    if not email.isascii():
+        email = unicodedata.normalize("NFC", email)
     if len(email) > 320 or not _well_formed(email):
         raise InvalidInput(f"{email!r} is not a valid email address", field="email")
     # An address with a zero-width or bidi character would be another person who looks the

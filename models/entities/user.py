@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from connectors import email_address
 from models.base import Base, Timestamped, new_id
 from models.entities.types import enum_column
 from models.enums import Role, Source, UserStatus
@@ -53,18 +54,17 @@ class User(Timestamped, Base):
 
 
 def email_key(email: str) -> str:
-    """Emails compare case-insensitively within an organisation."""
-    return email.strip().lower()
-
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+    """The key a person is found by from their email, in every source
+    (connectors.email_address: case, Unicode forms, IDNA domains)."""
+    return email_address.email_key(email)
 
 
 def same_email(signed_in: str, known: str) -> bool:
-    """Whether an email someone signed in with is the known one: letters A-Z in any case, every
-    other character as it is. email_key's Unicode lowering would take a lookalike a provider
-    verified (the Kelvin sign U+212A lowers to "k") for the person it imitates."""
-    return signed_in.strip().translate(_ASCII_LOWER) == known.strip().translate(_ASCII_LOWER)
+    """Whether an email someone signed in with is the known one: the same domain by IDNA,
+    the local part with letters A-Z in any case and every other character as it is.
+    email_key's Unicode folding would take a lookalike a provider verified (the Kelvin sign
+    U+212A reads as "K") for the person it imitates."""
+    return email_address.same_address(signed_in, known)
 
 
 class IdentityLink(Timestamped, Base):

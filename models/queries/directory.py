@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Select, String, cast, func, select
 from sqlalchemy.orm import Session
 
+from connectors.email_address import email_key
 from connectors.ldap.mapping import ISO_FORMAT
 from connectors.ldap.reconcile import Known, MembershipState, Unlinked
 from models.actions import lifecycle
@@ -99,8 +100,8 @@ def load_known(
 def load_owned_by_email(
     session: Session, connector: DirectoryConnector, emails: list[str]
 ) -> dict[str, tuple[str, Known]]:
-    """This connector's users with these emails (lower-cased key), with their stable ids."""
-    keys = sorted({email.lower() for email in emails})
+    """This connector's users with these emails (by email_key), with their stable ids."""
+    keys = sorted({email_key(email) for email in emails})
     owned: dict[str, tuple[str, Known]] = {}
     for start in range(0, len(keys), CHUNK):
         ids = session.scalars(
@@ -112,7 +113,7 @@ def load_owned_by_email(
             )
         ).all()
         for ext, known in load_known(session, connector, list(ids)).items():
-            owned[known.email.lower()] = (ext, known)
+            owned[email_key(known.email)] = (ext, known)
     return owned
 
 

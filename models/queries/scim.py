@@ -200,7 +200,7 @@ USER_ATTRIBUTES: AttributeMap = {
             "active": Column(USER_ACTIVE, Kind.BOOLEAN),
             "emails": MultiValued(
                 sub={
-                    "value": Column(ScimEmail.value_key, Kind.KEY),
+                    "value": Column(ScimEmail.value_key, Kind.EMAIL),
                     "type": Column(ScimEmail.type, Kind.TEXT),
                     "primary": Column(ScimEmail.primary, Kind.BOOLEAN),
                 },

@@ -99,3 +99,37 @@ def test_a_team_name_with_an_invisible_character_is_400(client, world: World, un
     response = client.post("/api/v1/teams", json={"name": name}, headers=world.auth("admin"))
     assert_problem(response, 400, detail="invisible")
     unchanged()
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("jos\u00e9@acme.test", "jose\u0301@acme.test"),  # NFC, then NFD
+        ("ann@b\u00fccher.test", "ann@xn--bcher-kva.test"),  # U-label, then A-label
+        ("ann@b\u00fccher.test", "Ann@B\u00dcCHER.test"),
+    ],
+)
+def test_another_spelling_of_a_persons_email_is_that_person(client, world: World, first, second):
+    """One email key for every source (connectors.email_address): before, the NFD spelling
+    and the A-label domain each made a second person (a non-ASCII capital did not)."""
+    created = client.post(
+        "/api/v1/users", json={"email": first, "name": "First"}, headers=world.auth("admin")
+    )
+    assert created.status_code == 201, created.get_json()
+    again = client.post(
+        "/api/v1/users", json={"email": second, "name": "Second"}, headers=world.auth("admin")
+    )
+    assert_problem(again, 409)
+
+
+def test_an_email_in_fullwidth_letters_is_400(client, world: World, unchanged):
+    """ "ann" in fullwidth letters reads as "ann" and has its key: refused, as an invisible
+    character is (models.text.check_identifier)."""
+    unchanged()
+    response = client.post(
+        "/api/v1/users",
+        json={"email": "\uff41\uff4e\uff4e@acme.test", "name": "Ann"},
+        headers=world.auth("admin"),
+    )
+    assert_problem(response, 400, detail="fullwidth")
+    unchanged()

@@ -131,3 +131,21 @@ def test_only_the_invited_email_in_another_ascii_case_is_the_invited_one(
 ):
     invitation = scene.invite(session, email="kim@example.com").invitation
     assert is_invited_email(invitation, signed_in) is invited
+
+
+@pytest.mark.parametrize(
+    ("invited", "signed_in"),
+    [
+        ("Ann@Example.com", "ann@example.com"),
+        ("ann@b\u00fccher.example", "Ann@xn--bcher-kva.example"),  # IDNA: one domain
+        ("ann@xn--bcher-kva.example", "ann@B\u00dcCHER.example"),
+    ],
+)
+def test_the_invited_address_with_its_domain_spelled_another_way_is_the_invited_one(
+    session, scene, invited, signed_in
+):
+    """The provider's verified address and the invited one are one address when they differ
+    only in the case of ASCII letters or in the domain's IDNA form (A-label, U-label, case);
+    before, an A-label or a non-ASCII capital in the domain was 'a different email'."""
+    invitation = scene.invite(session, email=invited).invitation
+    assert is_invited_email(invitation, signed_in)

@@ -192,6 +192,34 @@ def test_mails_that_differ_only_in_case_or_unicode_form_are_both_reported(
     assert set(linked_users(sessions, connector)) == SEEDED
 
 
+def test_an_entry_whose_mail_is_a_persons_spelled_another_way_is_that_person(
+    client, session, sessions, directory, sync
+):
+    """One email key for every source (connectors.email_address): an entry whose address is
+    a person's (made by an admin) with its domain as an A-label, or in NFD, is linked to that
+    person. Before, the sync keyed emails by lower case alone and made a second person who
+    read the same."""
+    connector, _ = _over_the_api(
+        client, session, sessions, directory, attribute_mapping={"email": "description"}
+    )
+    org = session.get_one(Organisation, connector.organisation_id)
+    for uid in SEEDED:
+        directory.replace(directory.person_dn(uid), "description", f"{uid}@corp.example".encode())
+    ann = factories.make_user(session, org, email="ann@b\u00fccher.example")
+    jose = factories.make_user(session, org, email="jos\u00e9@corp.example")
+    session.commit()
+    directory.add_person("ann", extra={"description": [b"Ann@xn--bcher-kva.example"]})
+    decomposed = unicodedata.normalize("NFD", "jos\u00e9@corp.example").encode()
+    directory.add_person("jose", extra={"description": [decomposed]})
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    run = get_run(sessions, outcome.run_id)
+    assert run.plan["errors"] == []
+    linked = {user.id for user in linked_users(sessions, connector).values()}
+    assert {ann.id, jose.id} <= linked
+    assert outcome.summary["create"] == len(SEEDED)
+
+
 def test_two_entries_with_one_stable_id_change_nobody_and_are_both_reported(
     client, session, sessions, directory, sync
 ):

@@ -164,3 +164,20 @@ def test_a_shape_only_errors_with_its_strings_is_translated_per_filter():
     assert shared.condition is again.condition
     assert shared.parameters == {"scim_filter_0": "a", "scim_filter_1": "B"}
     assert again.parameters == {"scim_filter_0": "c", "scim_filter_1": "D"}
+
+
+def test_an_email_filter_compares_the_email_key(scim):
+    """emails.value compares as the person is found by email (connectors.email_address): an
+    A-label domain finds the U-label one, in any case. Before, the literal was only lowered."""
+    body = {
+        "userName": "eve@b\u00fccher.example",
+        "name": {"givenName": "Eve"},
+        "emails": [{"value": "eve@b\u00fccher.example", "type": "work", "primary": True}],
+    }
+    assert scim.post("/Users", body).status_code == 201
+    for expression in (
+        'emails.value eq "EVE@XN--BCHER-KVA.EXAMPLE"',
+        'emails[value eq "eve@xn--bcher-kva.example"]',
+        'emails[value eq "Eve@B\u00dcCHER.example"]',
+    ):
+        assert names(scim, expression) == ["Eve"], expression

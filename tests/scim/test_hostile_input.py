@@ -341,3 +341,20 @@ def test_a_group_name_with_a_joiner_inside_an_emoji_or_a_word_is_kept(scim, name
     created = scim.post("/Groups", okta_create_group(name))
     assert created.status_code == 201, created.json
     assert created.json["displayName"] == name
+
+
+@pytest.mark.parametrize("where", ["userName", "emails"])
+def test_an_identifier_in_fullwidth_letters_is_invalid_value(scim, unchanged, where):
+    """ "ann" in fullwidth letters reads as "ann", and the email key takes it for ann's: not
+    a second person (models.text.check_identifier)."""
+    spoof = "\uff41\uff4e\uff4e@example.com"
+    body = okta_create_user("eve@example.com")
+    if where == "userName":
+        body["userName"] = spoof
+    else:
+        body["emails"] = [{"primary": True, "value": spoof, "type": "work"}]
+    unchanged()
+    response = scim.post("/Users", body)
+    assert_error(response, 400, "invalidValue")
+    assert "fullwidth" in response.json["detail"]
+    unchanged()
