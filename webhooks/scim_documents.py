@@ -19,7 +19,7 @@ from connectors.scim.casting import (
     version_of,
     with_meta,
 )
-from connectors.scim.schemas import ENTERPRISE, GROUP, USER
+from connectors.scim.schemas import ENTERPRISE, GROUP, LIST_RESPONSE, USER
 from models.entities import Team
 from models.queries.scim_records import REMEMBERED_RECORDS, UserRecord
 
@@ -66,11 +66,31 @@ def json_text(document: dict[str, Any]) -> str:
 
 def list_json_text(envelope: dict[str, Any]) -> str:
     """json.dumps of a ListResponse (its Resources last), each kept resource's text reused."""
-    resources = envelope["Resources"]
+    items = ", ".join(json_text(resource) for resource in envelope["Resources"])
+    return f'{_head_text(envelope)}"Resources": [{items}]}}'
+
+
+# A listing's envelope (scim_provider._list) as json.dumps writes it, open for its Resources:
+# json.dumps of this small dict was 6 us of a filtered read's 500 (measured in process).
+_COUNTS = ("totalResults", "startIndex", "itemsPerPage")
+_LISTING_KEYS = ["schemas", *_COUNTS, "Resources"]
+_LISTING_HEAD = (
+    '{"schemas": ' + json.dumps([LIST_RESPONSE]) + ', "totalResults": %d, "startIndex": %d, '
+    '"itemsPerPage": %d, '
+)
+
+
+def _head_text(envelope: dict[str, Any]) -> str:
+    """json.dumps of the envelope without its Resources and closing brace."""
+    counts = tuple(envelope.get(name) for name in _COUNTS)
+    if (
+        list(envelope) == _LISTING_KEYS
+        and envelope["schemas"] == [LIST_RESPONSE]
+        and all(type(count) is int for count in counts)
+    ):
+        return _LISTING_HEAD % counts
     head = json.dumps({k: v for k, v in envelope.items() if k != "Resources"})
-    items = ", ".join(json_text(resource) for resource in resources)
-    separator = ", " if len(envelope) > 1 else ""
-    return f'{head[:-1]}{separator}"Resources": [{items}]}}'
+    return head[:-1] + (", " if len(envelope) > 1 else "")
 
 
 def user_to_scim(record: UserRecord, base_url: str) -> dict[str, Any]:

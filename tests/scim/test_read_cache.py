@@ -89,3 +89,4 @@ def test_a_page_of_kept_users_is_the_json_of_its_documents(scim: ScimClient) -> 
     assert page.data == json.dumps(body).encode()
     empty = scim.get('/Users?filter=userName eq "nobody@example.com"')
     assert empty.json["Resources"] == [] and empty.json["totalResults"] == 0
+    assert empty.data == json.dumps(empty.json).encode()
