@@ -141,6 +141,7 @@ class PostResult:
     status_code: int | None
     error: str | None
     duration_ms: int
+    retry_after: float | None = None  # a refusal's Retry-After, in seconds, when it gave one
 
 
 def check_url(url: str, policy: UrlPolicy | ResolvedNames, *, resolve: bool = True) -> str:
@@ -576,8 +577,9 @@ def post_json(
     url: str, body: bytes, headers: dict[str, str], *, timeout: float, policy: UrlPolicy
 ) -> PostResult:
     """POST without following redirects (a redirect could lead to a private address). Only the
-    status is read: the answer's body, which nothing uses, is left unread (stream=True), so a
-    receiver sending it slowly or without end holds no worker past `timeout`."""
+    status (and a refusal's Retry-After) is read: the answer's body, which nothing uses, is left
+    unread (stream=True), so a receiver sending it slowly or without end holds no worker past
+    `timeout`."""
     started = time.monotonic()
     try:
         with (
@@ -592,13 +594,15 @@ def post_json(
             ) as response,
         ):
             status = response.status_code
+            ok = 200 <= status < 300
+            wait = None if ok else retry_after_seconds(response)
     except RefusedDestination as exc:
         return PostResult(False, None, f"refused: {exc}", _ms(started))
     except requests.RequestException as exc:
         return PostResult(False, None, f"{type(exc).__name__}", _ms(started))
-    ok = 200 <= status < 300
-    error = None if ok else f"HTTP {status}"
-    return PostResult(ok, status, error, _ms(started))
+    asked = "" if wait is None else f" (Retry-After {wait:.0f} s)"
+    error = None if ok else f"HTTP {status}{asked}"
+    return PostResult(ok, status, error, _ms(started), retry_after=wait)
 
 
 def _ms(started: float) -> int:

@@ -134,15 +134,19 @@ def batch_refused(
     now: datetime,
     retry_base: float,
     retry_max: float,
+    retry_after: float | None = None,
 ) -> None:
-    """Keep the batch pinned and wait before the next try (the stream is never dropped)."""
+    """Keep the batch pinned and wait before the next try (the stream is never dropped): at
+    least `retry_after` seconds when the receiver asked for it, up to `retry_max`."""
     if not stream.consecutive_failures:
         after = {"failing": True, "error": error[:500]}
         _audit_health(session, stream, "audit_stream.failing", {"failing": False}, after)
     stream.consecutive_failures += 1
     stream.first_failure_at = stream.first_failure_at or now
     stream.last_error = error[:500]
-    delay = backoff(stream.consecutive_failures, retry_base=retry_base, retry_max=retry_max)
+    delay = backoff(
+        stream.consecutive_failures, retry_base=retry_base, retry_max=retry_max, asked=retry_after
+    )
     stream.next_attempt_at = now + timedelta(seconds=delay)
 
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 MAX_DOUBLINGS = 64
 
 
-def backoff(attempts: int, *, retry_base: float, retry_max: float) -> float:
+def backoff(
+    attempts: int, *, retry_base: float, retry_max: float, asked: float | None = None
+) -> float:
     """Seconds before the next attempt after `attempts` failed ones (1 for the first wait):
-    `retry_base`, doubling after each failure, never more than `retry_max`."""
+    `retry_base`, doubling after each failure, never more than `retry_max`; and at least what
+    the other end `asked` (its Retry-After on a 429 or 503), that too at most `retry_max`."""
     doublings = min(max(0, attempts - 1), MAX_DOUBLINGS)
-    return float(min(retry_base * 2**doublings, retry_max))
+    wait = float(min(retry_base * 2**doublings, retry_max))
+    return wait if asked is None else max(wait, min(asked, retry_max))

@@ -198,9 +198,9 @@ def record_failure(
         .execution_options(populate_existing=True)  # claim_due changed them behind the ORM
     )
     for cutoff in rows:
-        wait = backoff(cutoff.attempts, retry_base=retry_base, retry_max=retry_max)
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, retry_max))
+        wait = backoff(
+            cutoff.attempts, retry_base=retry_base, retry_max=retry_max, asked=retry_after
+        )
         cutoff.leased_until = None
         # A cut-off planned for later (a re-invalidation) keeps its time.
         cutoff.next_attempt_at = max(cutoff.next_attempt_at, now + timedelta(seconds=wait))

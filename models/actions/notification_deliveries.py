@@ -53,6 +53,7 @@ class AttemptResult:
     error: str | None = None
     duration_ms: int = 0
     permanent: bool = False
+    retry_after: float | None = None  # the receiver asked to be left alone this long
 
 
 def plan_deliveries(

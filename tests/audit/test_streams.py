@@ -206,6 +206,42 @@ def test_a_refusal_after_days_of_failures_is_still_recorded(session, sessions, s
     assert len(receiver.refused()) == 1 and receiver.accepted() == []
 
 
+@pytest.mark.parametrize(
+    ("status", "asked", "waits"),
+    [(429, "120", 120.0), (503, "120", 120.0), (429, "86400", 600.0)],
+    ids=["429", "503", "a-day-capped"],
+)
+def test_a_receiver_asking_to_wait_is_sent_again_no_sooner_and_at_most_the_cap(
+    session, sessions, settings, receiver, monkeypatch, status, asked, waits
+):
+    """A SIEM shedding load (429 or 503 with Retry-After) gets the batch again no sooner than it
+    asked, and at most AUDIT_STREAM_RETRY_MAX later; the stream's last error names the wait.
+    Before, the Retry-After was ignored: the next try came after the backoff's base (1 s
+    here), into the same refusal."""
+    from worker.runtime import runtime
+
+    waiting = {"audit_stream_retry_base": 1.0, "audit_stream_retry_max": 600.0}
+    monkeypatch.setattr(runtime(), "settings", settings.model_copy(update=waiting))
+    org = f.make_org(session)
+    _events(session, org, 3)
+    stream, _secret = _stream(session, settings, org, receiver)
+    session.commit()
+    sequence_events(session)
+    session.commit()
+    receiver.refuse_next, receiver.refuse_with = 1, (status, asked)
+
+    assert deliver_stream(str(stream.id)) == 0
+
+    with sessions() as fresh:
+        row = fresh.get_one(AuditStream, stream.id)
+        assert row.pending_through_seq is not None  # the batch stays pinned
+        assert row.last_error == f"HTTP {status} (Retry-After {asked} s)"
+        assert row.next_attempt_at is not None and row.first_failure_at is not None
+        waited = row.next_attempt_at - row.first_failure_at  # both the refusal's `now`
+        assert waited.total_seconds() == waits
+    assert [r.status for r in receiver.refused()] == [status] and receiver.accepted() == []
+
+
 def test_a_stream_that_starts_failing_and_recovers_leaves_one_audit_event_each(
     session, sessions, settings, receiver
 ):

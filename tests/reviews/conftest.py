@@ -123,12 +123,18 @@ class HookReceiver:
         self.received: list[Received] = []
         self.failures: dict[str, int] = {}
         self.always_fail: set[str] = set()
+        self.asking: dict[str, tuple[int, str]] = {}  # name -> (status, Retry-After) when failing
 
     def url(self, name: str) -> str:
         return self.server.url_for(f"/hooks/{name}")
 
     def fail_first(self, name: str, times: int) -> None:
         self.failures[name] = times
+
+    def ask_to_wait(self, name: str, times: int, *, status: int, retry_after: str) -> None:
+        """Fail the next `times` requests with `status` and this Retry-After (shedding load)."""
+        self.failures[name] = times
+        self.asking[name] = (status, retry_after)
 
     def handle(self, request: Request) -> Response:
         name = request.path.removeprefix("/hooks/")
@@ -138,11 +144,12 @@ class HookReceiver:
             failing = name in self.always_fail or remaining > 0
             if remaining > 0:
                 self.failures[key] = remaining - 1
-            status = 503 if failing else 200
+            status, retry_after = self.asking.get(name, (503, "")) if failing else (200, "")
             self.received.append(
                 Received(request.path, dict(request.headers), request.get_data(), status)
             )
-        return Response("no" if failing else "ok", status=status)
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        return Response("no" if failing else "ok", status=status, headers=headers)
 
     def at(self, name: str) -> list[Received]:
         with self.lock:
@@ -153,6 +160,7 @@ class HookReceiver:
             self.received.clear()
             self.failures.clear()
             self.always_fail.clear()
+            self.asking.clear()
 
 
 @pytest.fixture(scope="session")

@@ -311,6 +311,63 @@ def test_a_re_sent_delivery_that_fails_again_waits_the_first_backoff_not_the_cap
     assert retries == [settings.notification_retry_base]
 
 
+@pytest.mark.parametrize(
+    ("status", "asked", "waits"),
+    [(429, "120", 120.0), (503, "120", 120.0), (429, "86400", 600.0)],
+    ids=["429", "503", "a-day-capped"],
+)
+def test_a_hook_asking_to_wait_is_called_again_no_sooner_and_at_most_the_cap(
+    session, sessions, settings, hooks, monkeypatch, status, asked, waits
+):
+    """A receiver shedding load (429 or 503 with Retry-After) is called again no sooner than it
+    asked, and at most NOTIFICATION_RETRY_MAX later; the attempt's log names the wait. Before,
+    the Retry-After was ignored: the retry came after the backoff's base (1 s here), into the
+    same refusal, and each refusal counted towards disabling the hook."""
+    from celery.exceptions import Retry
+
+    from models.actions import notification_deliveries
+    from worker.celery_app import celery_app
+    from worker.runtime import runtime
+    from worker.tasks.notifications import deliver
+
+    waiting = {"notification_retry_base": 1.0, "notification_retry_max": 600.0}
+    monkeypatch.setattr(runtime(), "settings", settings.model_copy(update=waiting))
+    held: list[dict] = []  # messages kept from the broker: only this test delivers it
+    monkeypatch.setattr(celery_app, "send_task", lambda *_args, **kw: held.append(kw))
+    org = f.make_org(session)
+    add_hook(session, settings, org, HookKind.WEBHOOK, hooks.url("busy"))
+    hooks.ask_to_wait("busy", 1, status=status, retry_after=asked)
+    (delivery,) = notification_deliveries.plan_deliveries(
+        session,
+        event_id="evt-busy",
+        organisation_id=org.id,
+        event="review.opened",
+        payload={"review_id": None},
+        recipient_user_ids=[],
+    )
+    session.commit()
+
+    deliver.push_request(
+        id="busy-1", called_directly=False, retries=0, args=[str(delivery.id)], kwargs={}
+    )
+    try:
+        with pytest.raises(Retry) as retried:
+            deliver.run(str(delivery.id))
+    finally:
+        deliver.pop_request()
+
+    assert retried.value.when == waits
+    assert [kw["countdown"] for kw in held if kw.get("task_id") == "busy-1"] == [waits]
+    with sessions() as fresh:
+        (attempt,) = fresh.scalars(
+            select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery.id)
+        ).all()
+        assert (attempt.ok, attempt.status_code) == (False, status)
+        assert attempt.error == f"HTTP {status} (Retry-After {asked} s)"
+        assert fresh.get_one(NotificationDelivery, delivery.id).status is DeliveryStatus.PENDING
+    assert [r.status for r in hooks.at("busy")] == [status]
+
+
 def _failing_once_after(session, settings, hooks, *, attempts: int) -> NotificationDelivery:
     """A delivery to a webhook that fails its next request, re-sent after `attempts` tries
     (a fresh budget from there)."""

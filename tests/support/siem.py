@@ -20,6 +20,7 @@ class Received:
 class Receiver:
     url: str = ""
     refuse_next: int = 0  # answer 503 to this many requests, then accept
+    refuse_with: tuple[int, str] = (503, "")  # the refusal's status and Retry-After (if any)
     requests: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -40,10 +41,13 @@ def siem_receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with receiver.lock:
-                status = 503 if receiver.refuse_next > 0 else 200
+                refusing = receiver.refuse_next > 0
+                status, retry_after = receiver.refuse_with if refusing else (200, "")
                 receiver.refuse_next = max(0, receiver.refuse_next - 1)
                 receiver.requests.append(Received(dict(self.headers.items()), body, status))
             self.send_response(status)
+            if retry_after:
+                self.send_header("Retry-After", retry_after)
             self.send_header("Content-Length", "0")
             self.end_headers()
 

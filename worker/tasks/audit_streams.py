@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import NamedTuple
 
 import structlog
 
@@ -69,28 +70,30 @@ def deliver_stream(stream_id: str) -> int:
             session.commit()
         if batch is None or request is None:
             break
-        error = _send(settings, *request)
+        refusal = _send(settings, *request)
         with rt.sessions() as session:
             stream = settle_stream(session, stream_id=uuid.UUID(stream_id))
             if stream is None:  # deleted while the batch was out: nothing left to write to
-                log.info("audit_stream.deleted_while_sending", stream_id=stream_id, ok=not error)
+                ok = refusal is None
+                log.info("audit_stream.deleted_while_sending", stream_id=stream_id, ok=ok)
                 return sent
-            if error is None:
+            if refusal is None:
                 batch_accepted(session, stream=stream, batch=batch, now=utcnow())
                 sent += len(batch.events)
             else:
                 batch_refused(
                     session,
                     stream=stream,
-                    error=error,
+                    error=refusal.error,
                     now=utcnow(),
                     retry_base=settings.audit_stream_retry_base,
                     retry_max=settings.audit_stream_retry_max,
+                    retry_after=refusal.retry_after,
                 )
-                log.warning("audit_stream.refused", stream_id=stream_id, error=error)
+                log.warning("audit_stream.refused", stream_id=stream_id, error=refusal.error)
             stream.claimed_until = None
             session.commit()
-        if error is not None:
+        if refusal is not None:
             return sent
     with rt.sessions() as session:
         release_stream(session, stream_id=uuid.UUID(stream_id))
@@ -113,12 +116,19 @@ def _request(
     return stream.target, body, headers
 
 
-def _send(settings: Settings, url: str, body: bytes, headers: dict[str, str]) -> str | None:
+class Refusal(NamedTuple):
+    """Why the receiver did not take the batch, and how long it asked to be left alone."""
+
+    error: str
+    retry_after: float | None = None
+
+
+def _send(settings: Settings, url: str, body: bytes, headers: dict[str, str]) -> Refusal | None:
     """None when the receiver accepted the batch, else why not."""
     policy = settings.outbound_policy()
     try:
         check_url(url, policy)
     except UnsafeUrl as exc:
-        return f"refused: {exc.reason}"
+        return Refusal(f"refused: {exc.reason}")
     result = post_json(url, body, headers, timeout=settings.notification_timeout, policy=policy)
-    return None if result.ok else result.error or "failed"
+    return None if result.ok else Refusal(result.error or "failed", result.retry_after)

@@ -101,6 +101,7 @@ def deliver(self: Any, delivery_id: str) -> str:
             attempts,
             retry_base=settings.notification_retry_base,
             retry_max=settings.notification_retry_max,
+            asked=result.retry_after,
         )
         raise self.retry(countdown=wait, max_retries=None)
     return outcome.value
@@ -213,4 +214,5 @@ def _as_attempt(result: PostResult) -> deliveries.AttemptResult:
         status_code=result.status_code,
         error=result.error,
         duration_ms=result.duration_ms,
+        retry_after=result.retry_after,
     )
