@@ -518,8 +518,11 @@ def _ordered(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
 def _compare_boolean(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
     if not isinstance(value, bool) or op not in ("eq", "ne"):
         raise InvalidFilter("a boolean attribute takes eq or ne with true or false")
-    # IS TRUE / IS NOT TRUE: an unset boolean counts as false, never as unknown.
-    return expr.is_(True) if value is (op == "eq") else expr.is_not(True)
+    # IS TRUE / IS FALSE and their negations, never SQL's unknown. An unset boolean (an email
+    # that never said `primary`) is absent, not false: `eq false` does not match it and `ne`
+    # does, as for every other attribute (RFC 7644 section 3.4.2.2), and as a PATCH value
+    # filter (`matches`) reads it.
+    return expr.is_(value) if op == "eq" else expr.is_not(value)
 
 
 def _compare_uuid(expr: Any, op: str, value: Any) -> ColumnElement[bool]:

@@ -261,6 +261,13 @@ FIXED_FILTERS = [
     "emails pr",
     "emails.primary pr",
     "emails.primary eq true",
+    # An email that never said `primary` is not `primary eq false` (it matched).
+    "emails.primary eq false",
+    "emails.primary ne false",
+    "emails[primary eq false]",
+    'emails[type eq "work"].primary eq false',
+    "phoneNumbers.primary eq false",
+    "not (phoneNumbers.primary eq false)",
     "emails[primary eq true]",
     'emails[type eq "work"]',
     'emails[type eq "WORK" and value co "work.example"]',

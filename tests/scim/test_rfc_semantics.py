@@ -64,7 +64,8 @@ def found(scim, **query):
         ('name.givenName eq "émile"', ["emile"]),
         ('title eq "BOSS"', ["emile", "cid"]),
         ("emails.primary pr", ["emile", "bob", "cid"]),  # absent is not present
-        ("emails[primary eq false]", ["ann", "bob"]),
+        ("emails[primary eq false]", ["bob"]),  # absent is not false either (as PATCH reads it)
+        ("emails.primary ne false", ["emile", "ann", "cid"]),
         ('title eq "Say \\"hi\\""', ["bob"]),  # escaped quotes
         ('title co "\\""', ["bob"]),
         ('not (title eq "boss")', ["ann", "bob"]),  # absent title: not(false)
