@@ -211,7 +211,7 @@ class _Engine:
         elif op == "remove":
             self._remove(container, key, value, multi)
         elif multi:
-            self._multi(container, key, op, value)
+            self._multi(container, key, op, value, path.attribute)
         elif isinstance(value, dict) and isinstance(container.get(key), dict):
             container[key] = _merge(container[key], value)
         else:
@@ -265,7 +265,9 @@ class _Engine:
         container.pop(key, None)
 
     @staticmethod
-    def _multi(container: dict[str, Any], key: str, op: str, value: Any) -> None:
+    def _multi(
+        container: dict[str, Any], key: str, op: str, value: Any, attribute: Attribute | None
+    ) -> None:
         values = value if isinstance(value, list) else [value]
         if op == "replace":
             container[key] = list(values)
@@ -273,15 +275,20 @@ class _Engine:
         current = list(container.get(key) or [])
         held, adding = value_keys(current), value_keys(values)
         if held is not None and adding is not None:  # _same is equality of the values
-            seen = set(held)
+            at = {item_value: position for position, item_value in reversed(list(enumerate(held)))}
             for item, item_value in zip(values, adding, strict=True):
-                if item_value not in seen:
-                    seen.add(item_value)
+                if item_value in at:
+                    _update(current[at[item_value]], item, attribute)
+                else:
+                    at[item_value] = len(current)
                     current.append(item)
         else:
             for item in values:
-                if not any(_same(existing, item) for existing in current):
+                same = next((existing for existing in current if _same(existing, item)), None)
+                if same is None:
                     current.append(item)
+                else:
+                    _update(same, item, attribute)
         container[key] = current
 
     @staticmethod
@@ -470,6 +477,21 @@ def _one_primary(values: Any, before: list[int]) -> None:
     for element in marked:
         if id(element) in before:
             element[_key(element, "primary")] = False
+
+
+def _update(element: Any, added: Any, attribute: Attribute | None) -> None:
+    """An `add` of a value the attribute already has (the same `value`) sets the writable
+    sub-attributes it carries on that value, rather than dropping them: `add emails
+    [{"value": <an email the user has>, "primary": true}]` makes that email primary (and the
+    former primary not, RFC 7644 section 3.5.2) instead of answering 200 and changing nothing.
+    Immutable sub-attributes (a member's `type`) and unknown ones are left as they are."""
+    if not isinstance(element, dict) or not isinstance(added, dict) or attribute is None:
+        return
+    for name, item in added.items():
+        sub = attribute.sub(str(name))
+        if sub is None or sub.name == "value" or sub.mutability in ("immutable", "readOnly"):
+            continue
+        _set_sub(element, sub.name, item)
 
 
 def _merge(current: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:

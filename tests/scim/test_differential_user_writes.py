@@ -183,6 +183,10 @@ PATCHES: list[Template] = [
         "add the same email again",
         op("add", "emails", [{"value": "{email:{n}}"}]),
     ),
+    _patch(
+        "add an email the user has, as primary",
+        op("add", "emails", [{"value": "{email:{n}}", "type": "other", "primary": True}]),
+    ),
     _patch("add title over a title", op("add", "title", "Added title")),
     _patch("replace emails[type eq work]", op("replace", WORK, {"value": "obj{k}@new.example"})),
     _patch("remove emails[type eq work].type", op("remove", f"{WORK}.type")),
@@ -455,6 +459,7 @@ UNKNOWN_EXTENSION_VALUE = Listed(
 EMPTY_UNASSIGNS = Listed("an empty string as a value", (200, None), (200, None))
 NOT_A_BOOLEAN = Listed("a boolean written as another string", (400, "invalidValue"), (200, None))
 ACTIVE_REQUIRED = Listed("PATCH remove active", (400, "mutability"), (200, None))
+ADDED_AGAIN_UPDATES = Listed("an add of a value the attribute has", (200, None), (200, None))
 EMAIL_TAKEN = Listed(
     "an email another user of the organisation has", (409, "uniqueness"), (200, None)
 )
@@ -489,6 +494,8 @@ KNOWN_DIFFERENCES: dict[str, Listed] = {
     "replace active wrong type": NOT_A_BOOLEAN,
     "remove active": ACTIVE_REQUIRED,
     "PUT email of another user": EMAIL_TAKEN,
+    "add an email the user has, as primary": ADDED_AGAIN_UPDATES,
+    "add the same email again": ADDED_AGAIN_UPDATES,
 }
 
 

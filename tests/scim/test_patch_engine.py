@@ -162,8 +162,19 @@ def test_many_members_added_and_removed_are_not_compared_pairwise(monkeypatch):
         {"op": "add", "value": {"emails": [{"value": "new@x.io", "primary": "True"}]}},
         {"op": "replace", "path": 'emails[type eq "home"].primary', "value": True},
         {"op": "Replace", "path": 'emails[value eq "babs@jensen.org"]', "value": {"primary": True}},
+        # A value the user has already, added again as primary: it was dropped (200, nothing
+        # changed) as a value already there.
+        {"op": "add", "path": "emails", "value": [{"value": "babs@jensen.org", "primary": True}]},
+        {"op": "Add", "value": {"emails": [{"value": "babs@jensen.org", "primary": "True"}]}},
     ],
-    ids=["add", "add-without-path", "replace-sub-attribute", "replace-filtered-value"],
+    ids=[
+        "add",
+        "add-without-path",
+        "replace-sub-attribute",
+        "replace-filtered-value",
+        "add-a-value-already-there",
+        "add-a-value-already-there-without-path",
+    ],
 )
 def test_rfc7644_3_5_2_a_new_primary_value_takes_primary_from_the_others(operation):
     """'a PATCH operation that sets a value's "primary" sub-attribute to "true" SHALL cause
@@ -176,6 +187,27 @@ def test_rfc7644_3_5_2_a_new_primary_value_takes_primary_from_the_others(operati
     ]
     assert result["emails"][0]["primary"] is False
     assert USER_DOC["emails"][0]["primary"] is True  # the input is not mutated
+    assert len(result["emails"]) == len(USER_DOC["emails"]) + ("new@x.io" in str(operation))
+
+
+def test_an_add_of_a_value_already_there_sets_its_sub_attributes_once():
+    result = patch(
+        {"op": "add", "path": "emails", "value": [{"value": "babs@jensen.org", "type": "other"}]}
+    )
+    assert result["emails"][1] == {"value": "babs@jensen.org", "type": "other"}
+    assert len(result["emails"]) == 2
+    same = patch({"op": "add", "path": "emails", "value": [dict(USER_DOC["emails"][1])]})
+    assert same == USER_DOC  # already there as sent: no change (RFC 7644 section 3.5.2.1)
+
+
+def test_an_add_of_a_member_already_there_changes_nothing():
+    doc = {**GROUP_DOC, "members": [{"value": "u1", "type": "User"}]}
+    result = patch(
+        {"op": "add", "path": "members", "value": [{"value": "u1", "type": "Group"}]},
+        doc=doc,
+        kind=GROUP_KIND,
+    )
+    assert result["members"] == [{"value": "u1", "type": "User"}]  # type is immutable
 
 
 def test_an_operation_making_two_values_primary_keeps_both_for_the_check_to_refuse():
