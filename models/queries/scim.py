@@ -30,6 +30,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    or_,
     select,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -37,6 +38,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import False_
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import replacement_traverse
 
 from connectors.scim import filters
 from connectors.scim.casting import MemberRef
@@ -51,7 +53,14 @@ from connectors.scim.schemas import (
     Attribute,
 )
 from models.db import PREPARED
-from models.entities import ScimEmail, ScimUser, Team, TeamMembership, User
+from models.entities import (
+    OrganisationSettings,
+    ScimEmail,
+    ScimUser,
+    Team,
+    TeamMembership,
+    User,
+)
 from models.enums import Source, UserStatus
 from models.queries.scim_records import id_text, user_query, user_records
 
@@ -186,8 +195,49 @@ def _exists_where(*links: ColumnElement[bool]) -> Callable[[ColumnElement[bool]]
     return wrap
 
 
+# Stands for one URN of a resource's `schemas` in a condition, which _schemas asks of each.
+_SCHEMA_URN = column("scim_schema_urn", String)
+
+
+def _schemas(*listed: tuple[str, ColumnElement[bool] | None]) -> MultiValued:
+    """`schemas` as a multi-valued string (RFC 7644 section 3.4.2.2: `schemas eq
+    "urn:…:enterprise:2.0:User"`): a condition on one URN holds when it holds for a URN the
+    resource lists, each (URN, when it is listed; None: always)."""
+
+    def exists(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+        def on(urn: str) -> ColumnElement[bool]:
+            def swap(element: Any, **_kw: Any) -> Any:
+                return literal(urn, String) if element is _SCHEMA_URN else None
+
+            return replacement_traverse(condition, {}, swap)
+
+        return or_(*(on(urn) if when is None else and_(when, on(urn)) for urn, when in listed))
+
+    return MultiValued(sub={"value": Column(_SCHEMA_URN, Kind.TEXT)}, exists=exists)
+
+
+def _filled(expr: Any) -> ColumnElement[bool]:
+    return and_(expr.is_not(None), expr != "")
+
+
+# A User lists the enterprise extension when it has any of its attributes (as rendered by
+# webhooks.scim_documents), the access end date included when the organisation keeps it there.
+_HAS_ENTERPRISE = or_(
+    _filled(ScimUser.employee_number),
+    _filled(ScimUser.department),
+    _filled(ScimUser.manager_id),
+    ScimUser.extra[ENTERPRISE].as_string().is_not(None),
+    and_(
+        User.access_ends_at.is_not(None),
+        func.lower(OrganisationSettings.scim_access_end_attribute).startswith(
+            ENTERPRISE.lower() + ":", autoescape=True
+        ),
+    ),
+)
+
 USER_ATTRIBUTES: AttributeMap = {
     **_common(ScimUser.id, ScimUser.external_id, ScimUser.created_at, USER_LAST_MODIFIED),
+    "schemas": _schemas((USER, None), (ENTERPRISE, _HAS_ENTERPRISE)),
     **_with_urn(
         USER,
         {
@@ -237,6 +287,7 @@ USER_ATTRIBUTES: AttributeMap = {
 
 GROUP_ATTRIBUTES: AttributeMap = {
     **_common(Team.id, Team.external_id, Team.created_at, Team.updated_at),
+    "schemas": _schemas((GROUP, None)),
     **_with_urn(
         GROUP,
         {

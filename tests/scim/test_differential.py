@@ -99,6 +99,11 @@ def generated_users(count: int = 36) -> list[dict[str, Any]]:
         enterprise = {k: v for k, v in enterprise.items() if v is not None}
         if enterprise:
             user[ENTERPRISE] = enterprise
+        else:
+            # A user without the extension does not list it (RFC 7643 section 3). Listed
+            # anyway, scim2-server leaves it out of the user but finds the user by `schemas
+            # eq` it; odock-sync lists and finds what the user has.
+            user["schemas"] = [USER]
         users.append(user)
     return users
 
@@ -296,6 +301,13 @@ FIXED_FILTERS = [
     'title eq "boss" or title eq "tour guide" and active eq true',
     "name pr",
     "name.givenName pr and not (displayName pr)",
+    # RFC 7644 section 3.4.2.2's own example (it was 400 invalidFilter)
+    f'schemas eq "{ENTERPRISE}"',
+    f'schemas eq "{USER}"',
+    f'not (schemas eq "{ENTERPRISE}") and title pr',
+    'schemas co "enterprise"',
+    'schemas co "ENTERPRISE"',
+    "schemas pr",
 ]
 
 

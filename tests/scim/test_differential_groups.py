@@ -153,6 +153,8 @@ def group_filters() -> list[str]:
         'displayName co "\\""',
         'displayName eq "ZURICH OPS"',
         'displayName sw "é"',
+        'schemas eq "urn:ietf:params:scim:schemas:core:2.0:Group"',
+        'schemas eq "urn:ietf:params:scim:schemas:core:2.0:User"',
     ]
 
 

@@ -70,6 +70,10 @@ def found(scim, **query):
         ('title co "\\""', ["bob"]),
         ('not (title eq "boss")', ["ann", "bob"]),  # absent title: not(false)
         ("name pr", ["emile", "ann", "bob", "cid"]),
+        # RFC 7644 section 3.4.2.2's example (400 before); bob has no enterprise attribute
+        (f'schemas eq "{ENTERPRISE}"', ["emile", "ann", "cid"]),
+        (f'not (schemas eq "{ENTERPRISE.upper()}")', ["bob"]),
+        (f'schemas eq "{USER}" and schemas co "enterprise"', ["emile", "ann", "cid"]),
     ],
 )
 def test_filters_follow_each_attributes_rules(scim, people, expression, expected):
