@@ -24,6 +24,7 @@ from connectors.outbound import (
     UrlPolicy,
     pinned_session,
     read_bounded,
+    retry_after_seconds,
 )
 
 PAGE_LIMIT = 1000
@@ -34,11 +35,13 @@ MAX_ITEM_BYTES = 64 * 1024
 
 
 class ListingFailed(Exception):
-    """The listing could not be read to its end; `reason` is safe to show."""
+    """The listing could not be read to its end; `reason` is safe to show. `retry_after`: the
+    seconds the management plane asked to be left alone (its Retry-After), when it said."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.retry_after = retry_after
 
 
 def list_pages(
@@ -84,7 +87,11 @@ def _page(
             url, params=params, timeout=timeout, allow_redirects=False, stream=True
         ) as response:
             if response.status_code != 200:
-                raise ListingFailed(f"page {number} answered {response.status_code}")
+                wait = retry_after_seconds(response)
+                asked = "" if wait is None else f" (Retry-After {wait:.0f} s)"
+                raise ListingFailed(
+                    f"page {number} answered {response.status_code}{asked}", retry_after=wait
+                )
             raw = read_bounded(response, max_bytes=limit * MAX_ITEM_BYTES, deadline=deadline)
     except BodyTooLarge as exc:
         raise ListingFailed(f"page {number} is {exc}") from None

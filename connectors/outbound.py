@@ -135,6 +135,10 @@ def parse_networks(text: str) -> tuple[Network, ...]:
     )
 
 
+# A Retry-After is read as at most this many seconds (about 31 years).
+RETRY_AFTER_MAX = 1e9
+
+
 @dataclass(frozen=True)
 class PostResult:
     ok: bool
@@ -667,15 +671,17 @@ READ_BYTES = 64 * 1024
 
 def retry_after_seconds(response: requests.Response) -> float | None:
     """The answer's Retry-After in seconds (given as seconds or as an HTTP date, RFC 9110
-    section 10.2.3); None when absent or unreadable. Unbounded: the caller caps it."""
+    section 10.2.3); None when absent or unreadable. The caller caps it; this only keeps it
+    finite (at most RETRY_AFTER_MAX: a string of 400 nines is a float's infinity, which no
+    JSON column stores)."""
     value = response.headers.get("Retry-After", "").strip()
     if not value:
         return None
     if value.isascii() and value.isdigit():
-        return float(value)
+        return min(float(value), RETRY_AFTER_MAX)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return min(max(0.0, (when - datetime.now(UTC)).total_seconds()), RETRY_AFTER_MAX)

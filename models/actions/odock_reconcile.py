@@ -252,7 +252,7 @@ def _reconcile_kind(
     with Loader(
         connection, organisation_id=organisation_id, kind=kind, actor=actor, keep_seen=True
     ) as loader:
-        failure = _read_listing(loader, organisation_id, pages(kind), problems)
+        failure, retry_after = _read_listing(loader, organisation_id, pages(kind), problems)
         loader.flush()
         listed = loader.counts.seen + loader.counts.rejected
         if failure is None and listed == 0 and loader.held() > 0:
@@ -262,14 +262,16 @@ def _reconcile_kind(
         result = loader.counts.as_dict()
     result["complete"] = failure is None
     result["failure"] = failure
+    result["retry_after"] = retry_after
     result["problems"] = {"count": problems.count, "first": problems.first}
     return result
 
 
 def _read_listing(
     loader: Loader, organisation_id: uuid.UUID, pages: Iterator[list[Any]], problems: Problems
-) -> str | None:
-    """Stage every listed item; the reason the listing is incomplete, or None."""
+) -> tuple[str | None, float | None]:
+    """Stage every listed item; the reason the listing is incomplete, or None, and how long
+    the management plane asked to be left alone (its Retry-After), when it did."""
     schema = LISTED[loader.kind]
     unreadable = None
     try:
@@ -285,8 +287,8 @@ def _read_listing(
                     else:
                         loader.reject(object_id, reason_of(exc))
     except ListingFailed as exc:
-        return exc.reason
-    return unreadable
+        return exc.reason, exc.retry_after
+    return unreadable, None
 
 
 def _id_of(item: Any) -> uuid.UUID | None:
@@ -351,15 +353,26 @@ def bridged_organisations(session: Session) -> list[uuid.UUID]:
     )
 
 
-def retry_in(settings: Settings, retries: int) -> float | None:
+def retry_in(settings: Settings, retries: int, *, asked: float | None = None) -> float | None:
     """Seconds until a failed reconcile is tried again (retries so far: 0, 1, ...), doubling
-    from ODOCK_RECONCILE_RETRY_BASE; None once ODOCK_RECONCILE_RETRIES are spent or the wait
-    would reach the next interval's run."""
+    from ODOCK_RECONCILE_RETRY_BASE, and no sooner than the management plane `asked`; None
+    once ODOCK_RECONCILE_RETRIES are spent or the wait would reach the next interval's run."""
     if retries >= settings.odock_reconcile_retries:
         return None
     interval = settings.odock_reconcile_interval
-    wait = backoff(retries + 1, retry_base=settings.odock_reconcile_retry_base, retry_max=interval)
+    retry_base = settings.odock_reconcile_retry_base
+    wait = backoff(retries + 1, retry_base=retry_base, retry_max=interval, asked=asked)
     return wait if wait < interval else None
+
+
+def asked_to_wait(run: OdockReconcileRun) -> float | None:
+    """The longest Retry-After the management plane answered a listing of this run with."""
+    asked = [
+        float(part["retry_after"])
+        for part in run.summary.values()
+        if isinstance(part, dict) and part.get("retry_after") is not None
+    ]
+    return max(asked, default=None)
 
 
 def reconcile_configured(settings: Settings) -> bool:

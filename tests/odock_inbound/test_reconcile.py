@@ -381,3 +381,52 @@ def test_a_page_trickled_past_odock_timeout_ends_the_listing_incomplete_and_dele
     assert run.status == "incomplete" and run.summary["key"]["deleted"] == 0
     assert "within" in run.summary["key"]["failure"]
     assert held_keys(session) == {held: 1}
+
+
+@pytest.mark.parametrize(
+    ("asked", "waits", "said"),
+    [("600", 600.0, "600"), ("86400", None, "86400"), ("9" * 400, None, "1000000000")],
+    ids=["600", "day", "beyond-a-float"],
+)
+def test_a_management_plane_asking_to_wait_is_listed_again_no_sooner_nor_past_the_next_run(
+    bridged, session, httpserver, bridged_settings, monkeypatch, asked, waits, said
+):
+    """A listing answered 429 with Retry-After is tried again no sooner than it asked; one that
+    asks past the next interval's run (ODOCK_RECONCILE_INTERVAL, an hour) is left to that run.
+    The run says why it is incomplete, the wait named (one beyond what a float holds as at most
+    a billion seconds, which the run's JSON summary can store). Before, the Retry-After was
+    ignored and the reconcile listed again after ODOCK_RECONCILE_RETRY_BASE (30 s), into the
+    same 429."""
+    from celery.exceptions import Retry
+
+    from worker.celery_app import celery_app
+    from worker.runtime import runtime
+    from worker.tasks.odock_reconcile import reconcile_organisation
+
+    monkeypatch.setattr(runtime(), "settings", bridged_settings)
+    held: list[dict] = []  # messages kept from the broker: only this test runs it
+    monkeypatch.setattr(celery_app, "send_task", lambda *_args, **kw: held.append(kw))
+    httpserver.expect_request("/mgmt/v1/sync/keys").respond_with_response(
+        Response("slow down", status=429, headers={"Retry-After": asked})
+    )
+    listing(httpserver, bridged.org.id, {})
+    organisation = str(bridged.org.id)
+
+    reconcile_organisation.push_request(
+        id="reconcile-1", called_directly=False, retries=0, args=[organisation], kwargs={}
+    )
+    try:
+        if waits is None:
+            assert reconcile_organisation.run(organisation)["status"] == "incomplete"
+        else:
+            with pytest.raises(Retry) as retried:
+                reconcile_organisation.run(organisation)
+            assert retried.value.when == waits
+    finally:
+        reconcile_organisation.pop_request()
+
+    retries = [kw["countdown"] for kw in held if kw.get("task_id") == "reconcile-1"]
+    assert retries == ([] if waits is None else [waits])
+    run = session.scalars(select(OdockReconcileRun)).one()
+    assert run.status == "incomplete" and run.summary["key"]["deleted"] == 0
+    assert run.summary["key"]["failure"] == f"page 1 answered 429 (Retry-After {said} s)"

@@ -3,8 +3,9 @@ the purge of old tombstones.
 
 Beat runs `odock.reconcile_due` every ODOCK_RECONCILE_INTERVAL seconds; it starts one
 `odock.reconcile` per bridged organisation. A listing that fails is recorded as an incomplete
-run (nothing deleted) and tried again with backoff (ODOCK_RECONCILE_RETRY_BASE, doubling, at
-most ODOCK_RECONCILE_RETRIES times and never past the next interval).
+run (nothing deleted) and tried again with backoff (ODOCK_RECONCILE_RETRY_BASE, doubling, no
+sooner than a Retry-After the listing was answered with, at most ODOCK_RECONCILE_RETRIES times
+and never past the next interval).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def reconcile_organisation(self: Any, organisation_id: str) -> dict[str, Any]:
         current.engine, current.settings, uuid.UUID(organisation_id)
     )
     if run.status != "succeeded":
-        wait = odock_reconcile.retry_in(current.settings, self.request.retries)
+        asked = odock_reconcile.asked_to_wait(run)
+        wait = odock_reconcile.retry_in(current.settings, self.request.retries, asked=asked)
         if wait is not None:
             raise self.retry(countdown=wait, max_retries=None)
     return {"run_id": str(run.id), "status": run.status, "drift": run.summary.get("drift")}
