@@ -53,11 +53,19 @@ def key_status(
     answer = _post(base_url, "/v1/internal/keys/status", secret, key_ids, timeout, policy)
     try:
         return [
-            KeyStatus(str(item["id"]), bool(item["accepted"]), _moment(item["checked_at"]))
+            KeyStatus(str(item["id"]), _boolean(item["accepted"]), _moment(item["checked_at"]))
             for item in json.loads(answer)["keys"]
         ]
     except (ValueError, KeyError, TypeError) as exc:
         raise GatewayUnavailable("gateway answered an unreadable key status") from exc
+
+
+def _boolean(value: object) -> bool:
+    """A JSON true or false, nothing else: a `null` (the gateway cannot say) read as false
+    would be kept as a signed proof that the gateway denies the key."""
+    if not isinstance(value, bool):
+        raise TypeError(f"accepted is {type(value).__name__}, not a boolean")
+    return value
 
 
 def _post(

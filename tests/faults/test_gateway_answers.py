@@ -132,3 +132,43 @@ def test_a_key_status_whose_headers_are_trickled_past_the_timeout_is_a_failed_ca
             assert gateway_host.hung_up.wait(PATIENT), "the caller did not hang up mid-headers"
     assert "NotAnsweredInTime" in str(raised.value)
     assert not gateway_host.answered.is_set()
+
+
+@pytest.mark.parametrize("accepted", [None, "false", "no", 0, 1, "true", {}], ids=repr)
+def test_a_key_status_whose_accepted_is_not_a_boolean_is_a_failed_call(httpserver, accepted):
+    """A 200 whose key status is not a JSON boolean (`null` for a key the gateway cannot say
+    about, a string, a number) is no answer: the proof is asked again. Before, `null`, `0`
+    and `""` read as false and were kept as a signed proof that the gateway denies the key,
+    and "false" read as true (an alarm that the key is still accepted)."""
+    key = str(uuid.uuid4())
+    checked_at = "2026-12-06T10:00:00+00:00"
+    httpserver.expect_request("/v1/internal/keys/status", method="POST").respond_with_json(
+        {"keys": [{"id": key, "accepted": accepted, "checked_at": checked_at}]}
+    )
+
+    with pytest.raises(gateway.GatewayUnavailable, match="unreadable key status"):
+        gateway.key_status(
+            base_url=httpserver.url_for("/"),
+            secret="s",
+            key_ids=[key],
+            timeout=PATIENT,
+            policy=LOOPBACK,
+        )
+
+
+@pytest.mark.parametrize("accepted", [True, False])
+def test_a_key_status_that_is_a_boolean_is_read_as_given(httpserver, accepted):
+    key = str(uuid.uuid4())
+    httpserver.expect_request("/v1/internal/keys/status", method="POST").respond_with_json(
+        {"keys": [{"id": key, "accepted": accepted, "checked_at": "2026-12-06T10:00:00Z"}]}
+    )
+
+    (answer,) = gateway.key_status(
+        base_url=httpserver.url_for("/"),
+        secret="s",
+        key_ids=[key],
+        timeout=PATIENT,
+        policy=LOOPBACK,
+    )
+
+    assert (answer.key_id, answer.accepted) == (key, accepted)
