@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+import time_machine
 from sqlalchemy import select
 
+from models.base import utcnow
 from models.entities import Invitation
 from models.enums import Role
 from tests.support import factories as f
@@ -61,10 +63,11 @@ def test_duplicate_is_409_problem(session, scene, client):
 
 def test_resend_rate_limited_with_retry_after(session, scene, client):
     h = headers(session, scene)
-    created = client.post("/api/v1/invitations", json={"email": "r@example.com"}, headers=h).json
-    response = client.post(f"/api/v1/invitations/{created['id']}/resend", headers=h)
+    with time_machine.travel(utcnow(), tick=False):  # the wait left, not the machine's speed
+        created = client.post("/api/v1/invitations", json={"email": "r@example.com"}, headers=h)
+        response = client.post(f"/api/v1/invitations/{created.json['id']}/resend", headers=h)
     assert response.status_code == 429
-    assert 55 <= int(response.headers["Retry-After"]) <= 60
+    assert int(response.headers["Retry-After"]) == 60
     assert response.json["title"] == "rate_limited"
 
 
