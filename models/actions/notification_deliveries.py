@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from models import audit, locked_rows, outbox, unique_rows
 from models.actions.notification_hooks import subscribed
 from models.actor import Actor
+from models.backoff import backoff
 from models.base import utcnow
 from models.entities import (
     DeliveryAttempt,
@@ -153,7 +154,8 @@ def claim_delivery(
 
 
 def lease_remaining(session: Session, *, delivery_id: uuid.UUID) -> float | None:
-    """Seconds until another sender's lease on a pending delivery expires; None if not pending."""
+    """Seconds until another sender's lease on a pending delivery expires, or until a delivery
+    waiting out its backoff is due; None if not pending."""
     row = session.execute(
         select(NotificationDelivery.status, NotificationDelivery.claimed_until).where(
             NotificationDelivery.id == delivery_id
@@ -173,10 +175,14 @@ def record_attempt(
     result: AttemptResult,
     max_attempts: int,
     disable_after_failures: int,
+    retry_base: float = 0.0,
+    retry_max: float = 0.0,
     now: datetime | None = None,
 ) -> Outcome:
     """Log the attempt, settle the delivery, and count the hook's failures; GONE, writing
-    nothing, when the delivery or its hook was deleted while it was being sent."""
+    nothing, when the delivery or its hook was deleted while it was being sent. A delivery
+    to retry keeps its lease until its next attempt is due (`retry_wait`): another copy of
+    its task (the outbox relay's re-send) waits for it instead of sending early."""
     now = now or utcnow()
     # Locked and read again, the hook first as its delete takes them (then its deliveries):
     # a delete that committed meanwhile leaves nothing to find, one under way waits for this.
@@ -216,7 +222,22 @@ def record_attempt(
     if result.permanent or spent >= max_attempts or (hook and not hook.enabled):
         delivery.status = DeliveryStatus.FAILED
         return Outcome.FAILED
+    wait = retry_wait(delivery, result, retry_base=retry_base, retry_max=retry_max)
+    delivery.claimed_until = now + timedelta(seconds=wait)
     return Outcome.RETRY
+
+
+def retry_wait(
+    delivery: NotificationDelivery, result: AttemptResult, *, retry_base: float, retry_max: float
+) -> float:
+    """Seconds from a failed attempt to the next: the backoff of the current budget's
+    attempts, and no sooner than the receiver asked (its Retry-After), at most `retry_max`."""
+    return backoff(
+        delivery.attempts_since_resend,
+        retry_base=retry_base,
+        retry_max=retry_max,
+        asked=result.retry_after,
+    )
 
 
 def get_notification_delivery(

@@ -368,6 +368,63 @@ def test_a_hook_asking_to_wait_is_called_again_no_sooner_and_at_most_the_cap(
     assert [r.status for r in hooks.at("busy")] == [status]
 
 
+def test_a_second_copy_of_a_delivery_waiting_out_its_backoff_does_not_send_it_early(
+    session, sessions, settings, hooks, monkeypatch
+):
+    """A delivery waiting out its backoff (or the receiver's Retry-After) is not sent by
+    another copy of its task before it is due: the outbox relay publishes the task again once
+    its message has not completed for OUTBOX_REDISPATCH_AFTER (a Celery retry chain never
+    completes it until it succeeds), which also brings a delivery back whose chain the broker
+    lost. That copy waits until the delivery is due. Before, it sent at once, and started a
+    second retry chain: a hook down for hours was called every redispatch regardless of its
+    backoff, and its failures counted towards disabling it twice as fast."""
+    from celery.exceptions import Retry
+
+    from models.actions import notification_deliveries
+    from worker.celery_app import celery_app
+    from worker.runtime import runtime
+    from worker.tasks.notifications import deliver
+
+    waiting = {"notification_retry_base": 300.0, "notification_retry_max": 3600.0}
+    monkeypatch.setattr(runtime(), "settings", settings.model_copy(update=waiting))
+    held: list[dict] = []  # messages kept from the broker: only this test delivers it
+    monkeypatch.setattr(celery_app, "send_task", lambda *_args, **kw: held.append(kw))
+    org = f.make_org(session)
+    add_hook(session, settings, org, HookKind.WEBHOOK, hooks.url("down"))
+    hooks.fail_first("down", 5)
+    (delivery,) = notification_deliveries.plan_deliveries(
+        session,
+        event_id="evt-redispatched",
+        organisation_id=org.id,
+        event="review.opened",
+        payload={"review_id": None},
+        recipient_user_ids=[],
+    )
+    session.commit()
+
+    def run_copy(task_id: str) -> Retry:
+        deliver.push_request(
+            id=task_id, called_directly=False, retries=0, args=[str(delivery.id)], kwargs={}
+        )
+        try:
+            with pytest.raises(Retry) as retried:
+                deliver.run(str(delivery.id))
+        finally:
+            deliver.pop_request()
+        return retried.value
+
+    first = run_copy("outbox-first")
+    assert first.when == 300.0
+    redispatched = run_copy("outbox-redispatched")  # the relay's copy, minutes later
+
+    assert [r.status for r in hooks.at("down")] == [503]  # not called again before it is due
+    assert isinstance(redispatched.when, float) and 299.0 <= redispatched.when <= 301.0
+    with sessions() as fresh:
+        row = fresh.get_one(NotificationDelivery, delivery.id)
+        assert row.status is DeliveryStatus.PENDING and row.attempts == 1
+        assert fresh.get_one(NotificationHook, row.hook_id).consecutive_failures == 1
+
+
 def _failing_once_after(session, settings, hooks, *, attempts: int) -> NotificationDelivery:
     """A delivery to a webhook that fails its next request, re-sent after `attempts` tries
     (a fresh budget from there)."""

@@ -18,7 +18,6 @@ from models.actions import local_mail
 from models.actions import notification_deliveries as deliveries
 from models.actions.notification_hooks import signing_secrets
 from models.actor import Actor
-from models.backoff import backoff
 from models.entities import NotificationDelivery, NotificationHook
 from models.enums import HookKind
 from models.settings import Settings
@@ -67,7 +66,8 @@ def deliver(self: Any, delivery_id: str) -> str:
             session.rollback()
             if held is None:
                 return "done or gone"
-            # Another worker holds the lease; come back when it expires, in case that one died.
+            # Another worker holds the lease, or the delivery waits out its backoff: come back
+            # when it ends (in case that worker died, or this is the only copy left).
             raise self.retry(countdown=held + 1, max_retries=None)
         # Read in the claim's transaction: a hook deleted before it commits leaves no delivery
         # to claim, and one deleted after finds this send already under way.
@@ -83,26 +83,24 @@ def deliver(self: Any, delivery_id: str) -> str:
         # writer (an admin deleting this hook) would wait on the receiver.
         session.commit()
         result = send_delivery(session, settings, delivery, hook, acknowledgeable=not leaver)
+        retry_base, retry_max = settings.notification_retry_base, settings.notification_retry_max
         outcome = deliveries.record_attempt(
             session,
             delivery=delivery,
             result=result,
             max_attempts=settings.notification_max_attempts,
             disable_after_failures=settings.hook_disable_after_failures,
+            retry_base=retry_base,
+            retry_max=retry_max,
         )
         if outcome is deliveries.Outcome.GONE:
             session.rollback()  # nothing of it kept (a mail put aside for a deleted hook)
             log.info("notifications.deliver.target_deleted", delivery_id=delivery_id, ok=result.ok)
             return outcome.value
-        attempts = delivery.attempts_since_resend  # a re-send's backoff starts afresh
+        # A re-send's backoff starts afresh (the attempts of its budget).
+        wait = deliveries.retry_wait(delivery, result, retry_base=retry_base, retry_max=retry_max)
         session.commit()
     if outcome is deliveries.Outcome.RETRY:
-        wait = backoff(
-            attempts,
-            retry_base=settings.notification_retry_base,
-            retry_max=settings.notification_retry_max,
-            asked=result.retry_after,
-        )
         raise self.retry(countdown=wait, max_retries=None)
     return outcome.value
 
