@@ -58,11 +58,15 @@ def held_name_server(addresses: dict[str, str]) -> Iterator[HeldNameServer]:
         with suppress(OSError):
             sock.sendto(server.reply(wire), client)
 
+    stopping = threading.Event()
+
     def serve() -> None:
         while True:
             try:
                 wire, client = sock.recvfrom(4096)
             except OSError:
+                return
+            if stopping.is_set():
                 return
             with server.lock:
                 server.asked.append(dns.message.from_wire(wire).question[0].name.to_text())
@@ -75,4 +79,9 @@ def held_name_server(addresses: dict[str, str]) -> Iterator[HeldNameServer]:
         yield server
     finally:
         server.answer.set()
+        # close() does not wake a thread blocked in recvfrom() on Linux: a datagram does.
+        stopping.set()
+        with suppress(OSError):
+            sock.sendto(b"", ("127.0.0.1", server.port))
+        thread.join(HOLD_AT_MOST)
         sock.close()
