@@ -10,11 +10,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from connectors.outbound import UrlPolicy
-from models.actions import access_end, departure_notices, notification_hooks
+from models.actions import access_end, departure_notices
 from models.base import utcnow
 from models.entities import AuditEvent, RevocationReview, User
-from models.enums import HookKind, ReviewCause, Role, TeamRole
+from models.enums import ReviewCause, Role, TeamRole
 from tests.access_end.conftest import LEAD, TICK
 from tests.support import factories as f
 from tests.support.wait import wait_until
@@ -41,16 +40,13 @@ def test_the_notice_reaches_a_real_webhook_with_the_preview_once_per_date(
     own_key = f.make_key(session, org, owner=leaver)
     team_key = f.make_key(session, org, team=team, created_by=leaver)
     budget = f.make_budget(session, org, leaver)
-    notification_hooks.create_hook(
+    f.make_hook(
         session,
-        organisation_id=org.id,
-        name="departures",
-        kind=HookKind.WEBHOOK,
-        target=hooks.url("departures"),
-        events=[departure_notices.EVENT],
-        url_policy=UrlPolicy(allow_loopback=True),
+        org.id,
+        hooks.url("departures"),
         secret_key=settings.secret_key,
-        actor=f.SETUP,
+        name="departures",
+        events=[departure_notices.EVENT],
     )
     ends = (utcnow() + timedelta(days=30)).replace(microsecond=0)
     access_end.set_access_end(session, user=leaver, ends_at=ends, actor=f.SETUP)

@@ -15,13 +15,12 @@ import time_machine
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.outbound import UrlPolicy
-from models.actions import access_end, lifecycle, mass_change, mass_change_holds, notification_hooks
+from models.actions import access_end, lifecycle, mass_change, mass_change_holds
 from models.actor import Actor
 from models.base import utcnow
 from models.db import SessionFactory
 from models.entities import AuditEvent, MassChange, Organisation, User
-from models.enums import ChangeKind, ChangeStatus, HookKind, Role, Source, UserStatus
+from models.enums import ChangeKind, ChangeStatus, Role, Source, UserStatus
 from tests.access_end.conftest import (
     LEAD,
     TICK,
@@ -71,16 +70,13 @@ def test_a_batch_over_the_threshold_is_held_whole_and_a_small_one_ends_on_time(
     big, admin = _gated_org(session, "Big")
     small, _ = _gated_org(session, "Small")
     token = f.admin_token(session, big, admin)
-    notification_hooks.create_hook(
+    f.make_hook(
         session,
-        organisation_id=big.id,
-        name="holds",
-        kind=HookKind.WEBHOOK,
-        target=hooks.url("holds"),
-        events=[mass_change.EVENT_HELD],
-        url_policy=UrlPolicy(allow_loopback=True),
+        big.id,
+        hooks.url("holds"),
         secret_key=settings.secret_key,
-        actor=f.SETUP,
+        name="holds",
+        events=[mass_change.EVENT_HELD],
     )
     ends = (utcnow() + timedelta(days=20)).replace(microsecond=0)
     many = _leavers(session, big, THRESHOLD + 3, ends)

@@ -10,12 +10,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from connectors.outbound import UrlPolicy
-from models.actions import audit_streams, notification_hooks
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import ApiToken, AuditEvent, Organisation, OutboxMessage, SourceIncident
-from models.enums import HookKind, Role, StreamPreset
+from models.enums import Role, StreamPreset
 from models.source_health import check_sources, clear_incident, open_incidents
 from tests.support import factories as f
 from tests.support.siem import Receiver, siem_receiver
@@ -40,15 +38,13 @@ def _quiet_scim_org(session, settings, receiver) -> tuple[Organisation, str]:
     token = session.scalars(select(ApiToken).where(ApiToken.organisation_id == org.id)).one()
     token.last_used_at = utcnow() - timedelta(minutes=10)  # the IdP last pushed 10 minutes ago
     org.settings.scim_silence_seconds = 300
-    notification_hooks.create_hook(
+    f.make_hook(
         session,
-        organisation_id=org.id,
-        name="ops",
-        kind=HookKind.WEBHOOK,
-        target=receiver.url,
-        events=["source.*"],
-        url_policy=UrlPolicy(allow_loopback=True),
+        org.id,
+        receiver.url,
         secret_key=settings.secret_key,
+        name="ops",
+        events=["source.*"],
         actor=Actor.system("test"),
     )
     session.commit()
@@ -120,17 +116,12 @@ def test_admins_see_source_health_and_tune_the_allowances(client, session, setti
 def test_metrics_show_silence_incidents_and_stream_lag(client, session, settings) -> None:
     org = f.make_org(session)
     f.scim_token(session, org)
-    audit_streams.create_stream(
+    f.make_stream(
         session,
-        organisation_id=org.id,
-        name="siem",
-        preset=StreamPreset.GENERIC,
-        target="http://127.0.0.1:9/never",
-        splunk_token=None,
-        batch_size=10,
-        from_beginning=True,
-        url_policy=UrlPolicy(allow_loopback=True),
+        org.id,
+        "http://127.0.0.1:9/never",
         secret_key=settings.secret_key,
+        batch_size=10,
         actor=Actor.system("test"),
     )
     session.commit()

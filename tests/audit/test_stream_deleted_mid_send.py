@@ -11,8 +11,7 @@ from models.actions import audit_streams
 from models.actor import Actor
 from models.audit_sequence import sequence_events
 from models.entities import AuditEvent, AuditStream
-from models.enums import StreamPreset
-from tests.audit.test_streams import LOOPBACK, _events
+from tests.audit.test_streams import _events
 from tests.reviews.test_hook_deleted_mid_send import _in_thread
 from tests.support import factories as f
 from tests.support.fuzz import hold_tasks
@@ -42,16 +41,10 @@ def test_a_stream_deleted_while_a_batch_is_out_ends_the_task_cleanly(
     org = f.make_org(session)
     _events(session, org, 5)
     with held_receiver() as receiver:
-        stream, _secret = audit_streams.create_stream(
+        stream, _secret = f.make_stream(
             session,
-            organisation_id=org.id,
-            name="siem",
-            preset=StreamPreset.GENERIC,
-            target=receiver.url,
-            splunk_token=None,
-            batch_size=100,
-            from_beginning=True,
-            url_policy=LOOPBACK,
+            org.id,
+            receiver.url,
             secret_key=settings.secret_key,
             actor=Actor.system("test"),
         )

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from connectors.outbound import UrlPolicy
 from connectors.signed_webhooks import verify
 from models.actions import audit_streams
 from models.actor import Actor
@@ -18,12 +17,11 @@ from models.audit_sequence import sequence_events
 from models.entities import AuditEvent, AuditStream
 from models.enums import Source, StreamPreset
 from tests.support import factories as f
+from tests.support.factories import LOOPBACK
 from tests.support.siem import Receiver, siem_receiver
 from tests.support.wait import wait_until
 from worker.celery_app import celery_app
 from worker.tasks.audit_streams import deliver_stream
-
-LOOPBACK = UrlPolicy(allow_loopback=True)
 
 
 @pytest.fixture
@@ -46,17 +44,14 @@ def _events(session, org, count: int, start: int = 0) -> None:
 
 
 def _stream(session, settings, org, receiver, preset=StreamPreset.GENERIC, batch_size=7):
-    stream, secret = audit_streams.create_stream(
+    stream, secret = f.make_stream(
         session,
-        organisation_id=org.id,
-        name="siem",
+        org.id,
+        receiver.url,
+        secret_key=settings.secret_key,
         preset=preset,
-        target=receiver.url,
         splunk_token="hec-token-1" if preset is StreamPreset.SPLUNK else None,
         batch_size=batch_size,
-        from_beginning=True,
-        url_policy=LOOPBACK,
-        secret_key=settings.secret_key,
         actor=Actor.system("test"),
     )
     return stream, secret

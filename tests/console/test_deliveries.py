@@ -11,16 +11,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from models.actions.audit_streams import create_stream
 from models.audit_stream_delivery import batch_refused
 from models.base import utcnow
 from models.entities import AuditEvent, AuditStream, NotificationDelivery
-from models.enums import DeliveryStatus, HookKind, StreamPreset
+from models.enums import DeliveryStatus, HookKind
 from tests.console.conftest import Org, csrf_of, sign_in
-from tests.reviews.test_deliveries import LOOPBACK, add_hook
+from tests.reviews.test_deliveries import add_hook
 from tests.reviews.test_resend import failed_delivery
+from tests.support import factories as f
 from tests.support.browser import accessibility_violations, screenshot_dir, serving
-from tests.support.factories import SETUP
 from tests.support.wait import wait_until
 
 
@@ -28,18 +27,12 @@ def _streams(session, settings, org: Org) -> tuple[AuditStream, AuditStream]:
     """A SIEM that refuses (its next try an hour away, so no worker tries it meanwhile) and a
     paused one."""
     made = [
-        create_stream(
+        f.make_stream(
             session,
-            organisation_id=org.org.id,
-            name=name,
-            preset=StreamPreset.GENERIC,
-            target=f"http://127.0.0.1:9/{name}",
-            splunk_token=None,
-            batch_size=100,
-            from_beginning=True,
-            url_policy=LOOPBACK,
+            org.org.id,
+            f"http://127.0.0.1:9/{name}",
             secret_key=settings.secret_key,
-            actor=SETUP,
+            name=name,
         )[0]
         for name in ("siem-eu", "siem-us")
     ]

@@ -19,10 +19,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from werkzeug import Request, Response
 
-from connectors.outbound import UrlPolicy
-from models.actions.notification_hooks import create_hook
 from models.entities import AuditEvent, NotificationDelivery
-from models.enums import DeliveryStatus, HookKind, Role
+from models.enums import DeliveryStatus, Role
 from models.notifications import TASK_DISPATCH
 from models.settings import Settings
 from tests.support import factories as f
@@ -81,16 +79,13 @@ def test_a_delivery_whose_connections_die_while_the_receiver_holds_it_is_recorde
     httpserver.expect_request("/hooks/siem").respond_with_handler(receiver)
     org = f.make_org(session)
     admin = f.make_user(session, org, role=Role.ORG_ADMIN)
-    create_hook(
+    f.make_hook(
         session,
-        organisation_id=org.id,
-        name="siem",
-        kind=HookKind.WEBHOOK,
-        target=httpserver.url_for("/hooks/siem"),
-        events=[],
-        url_policy=UrlPolicy(allow_loopback=True),
+        org.id,
+        httpserver.url_for("/hooks/siem"),
         secret_key=settings.secret_key,
-        actor=f.SETUP,
+        name="siem",
+        events=[],
     )
     session.commit()
 

@@ -221,11 +221,8 @@ def name_server() -> Iterator[HeldNameServer]:
 
 @pytest.fixture
 def admin_scene(session, settings, client_with, name_server) -> AdminScene:
-    from connectors.outbound import UrlPolicy
-    from models.actions.audit_streams import create_stream
     from models.actions.directory_connectors import create_connector
-    from models.actions.notification_hooks import create_hook
-    from models.enums import HookKind, Role, StreamPreset
+    from models.enums import Role
     from tests.scim.payloads import okta_create_user
     from tests.support import factories as f
 
@@ -233,30 +230,14 @@ def admin_scene(session, settings, client_with, name_server) -> AdminScene:
     client, scim = client_with(**changes), client_with(**changes)
     org = f.make_org(session)
     admin = f.make_user(session, org, role=Role.ORG_ADMIN)
-    loopback = UrlPolicy(allow_loopback=True)  # the rows the edits change: no name to resolve
-    hook, _ = create_hook(
+    hook, _ = f.make_hook(session, org.id, "http://127.0.0.1:9/hook", secret_key=TEST_SECRET_KEY)
+    stream, _ = f.make_stream(
         session,
-        organisation_id=org.id,
-        name="hook",
-        kind=HookKind.WEBHOOK,
-        target="http://127.0.0.1:9/hook",
-        events=None,
-        url_policy=loopback,
+        org.id,
+        "http://127.0.0.1:9/siem",
         secret_key=TEST_SECRET_KEY,
-        actor=f.SETUP,
-    )
-    stream, _ = create_stream(
-        session,
-        organisation_id=org.id,
         name="stream",
-        preset=StreamPreset.GENERIC,
-        target="http://127.0.0.1:9/siem",
-        splunk_token=None,
-        batch_size=100,
         from_beginning=False,
-        url_policy=loopback,
-        secret_key=TEST_SECRET_KEY,
-        actor=f.SETUP,
     )
     connector = create_connector(
         session,

@@ -19,7 +19,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.outbound import UrlPolicy
 from models.actions import audit_streams, directory_connectors, notification_hooks
 from models.entities import (
     AuditEvent,
@@ -28,13 +27,10 @@ from models.entities import (
     NotificationHook,
     Organisation,
 )
-from models.enums import HookKind, StreamPreset
 from models.errors import NotFound
 from models.settings import Settings
 from tests.lifecycle.test_membership_races import Race, race  # noqa: F401 (the fixture)
 from tests.support import factories as f
-
-LOOPBACK = UrlPolicy(allow_loopback=True)
 
 
 @dataclass(frozen=True)
@@ -47,16 +43,8 @@ class Deletable:
 
 
 def _make_hook(session: Session, settings: Settings, organisation_id: uuid.UUID) -> uuid.UUID:
-    hook, _ = notification_hooks.create_hook(
-        session,
-        organisation_id=organisation_id,
-        name="hook",
-        kind=HookKind.WEBHOOK,
-        target="http://127.0.0.1:9/hook",
-        events=None,
-        url_policy=LOOPBACK,
-        secret_key=settings.secret_key,
-        actor=f.SETUP,
+    hook, _ = f.make_hook(
+        session, organisation_id, "http://127.0.0.1:9/hook", secret_key=settings.secret_key
     )
     return hook.id
 
@@ -67,18 +55,13 @@ def _delete_hook(session: Session, organisation_id: uuid.UUID, hook_id: uuid.UUI
 
 
 def _make_stream(session: Session, settings: Settings, organisation_id: uuid.UUID) -> uuid.UUID:
-    stream, _ = audit_streams.create_stream(
+    stream, _ = f.make_stream(
         session,
-        organisation_id=organisation_id,
-        name="siem",
-        preset=StreamPreset.GENERIC,
-        target="http://127.0.0.1:9/siem",
-        splunk_token=None,
+        organisation_id,
+        "http://127.0.0.1:9/siem",
+        secret_key=settings.secret_key,
         batch_size=10,
         from_beginning=False,
-        url_policy=LOOPBACK,
-        secret_key=settings.secret_key,
-        actor=f.SETUP,
     )
     return stream.id
 

@@ -32,9 +32,10 @@ from models.entities import AuditEvent, AuditStream, DirectoryConnector, Notific
 from models.enums import Source
 from models.errors import NotFound
 from models.settings import Settings
-from tests.lifecycle.test_delete_races import DELETABLES, LOOPBACK
+from tests.lifecycle.test_delete_races import DELETABLES
 from tests.lifecycle.test_membership_races import Race, race  # noqa: F401 (the fixture)
 from tests.support import factories as f
+from tests.support.factories import LOOPBACK
 
 FIRST = Actor(Source.ADMIN, "admin:first@example.com")
 SECOND = Actor(Source.ADMIN, "admin:second@example.com")

@@ -16,10 +16,7 @@ import pytest
 from celery import Celery
 from sqlalchemy import select
 
-from connectors.outbound import UrlPolicy
-from models.actions.notification_hooks import create_hook
 from models.entities import NotificationDelivery
-from models.enums import HookKind
 from models.settings import Settings
 from tests.support import factories as f
 from tests.support.redis_server import RedisServer
@@ -77,16 +74,13 @@ def test_worker_survives_a_redis_blip_while_a_retry_is_pending(
     httpserver.expect_oneshot_request("/hooks/blip").respond_with_data("down", status=503)
     httpserver.expect_request("/hooks/blip").respond_with_data("ok")
     org = f.make_org(session)
-    create_hook(
+    f.make_hook(
         session,
-        organisation_id=org.id,
-        name="siem",
-        kind=HookKind.WEBHOOK,
-        target=httpserver.url_for("/hooks/blip"),
-        events=[],
-        url_policy=UrlPolicy(allow_loopback=True),
+        org.id,
+        httpserver.url_for("/hooks/blip"),
         secret_key=settings.secret_key,
-        actor=f.SETUP,
+        name="siem",
+        events=[],
     )
     session.commit()
 

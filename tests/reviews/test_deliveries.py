@@ -3,7 +3,6 @@
 import pytest
 from sqlalchemy import select
 
-from connectors.outbound import UrlPolicy
 from connectors.signed_webhooks import verify
 from models.actions import notification_hooks
 from models.entities import DeliveryAttempt, NotificationDelivery, NotificationHook
@@ -12,20 +11,10 @@ from models.notifications import notify
 from tests.support import factories as f
 from tests.support.wait import wait_until
 
-LOOPBACK = UrlPolicy(allow_loopback=True)
-
 
 def add_hook(session, settings, org, kind, target, name="hook", events=None):
-    return notification_hooks.create_hook(
-        session,
-        organisation_id=org.id,
-        name=name,
-        kind=kind,
-        target=target,
-        events=events,
-        url_policy=LOOPBACK,
-        secret_key=settings.secret_key,
-        actor=f.SETUP,
+    return f.make_hook(
+        session, org.id, target, secret_key=settings.secret_key, name=name, kind=kind, events=events
     )
 
 

@@ -16,8 +16,9 @@ from models.actions import notification_hooks
 from models.entities import AuditEvent, DeliveryAttempt, NotificationDelivery, OutboxMessage
 from models.enums import DeliveryStatus, HookKind, Role
 from models.notifications import notify
-from tests.reviews.test_deliveries import LOOPBACK, add_hook, settled
+from tests.reviews.test_deliveries import add_hook, settled
 from tests.support import factories as f
+from tests.support.factories import LOOPBACK
 
 
 @pytest.fixture

@@ -12,12 +12,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from connectors.outbound import UrlPolicy
-from models.actions import notification_hooks
 from models.actions import users as user_actions
 from models.actor import Actor
 from models.entities import AuditEvent, ScimUser, User
-from models.enums import HookKind, Role, UserStatus
+from models.enums import Role, UserStatus
 from tests.scim.conftest import ops
 from tests.scim.payloads import okta_create_user
 from tests.support import factories as f
@@ -50,15 +48,13 @@ def _scim_admin(scim, session, email: str) -> tuple[uuid.UUID, str]:
 
 
 def _hook(session, settings, org, receiver: Receiver) -> None:
-    notification_hooks.create_hook(
+    f.make_hook(
         session,
-        organisation_id=org.id,
-        name="ops",
-        kind=HookKind.WEBHOOK,
-        target=receiver.url,
-        events=["organisation.*"],
-        url_policy=UrlPolicy(allow_loopback=True),
+        org.id,
+        receiver.url,
         secret_key=settings.secret_key,
+        name="ops",
+        events=["organisation.*"],
         actor=Actor.system("test"),
     )
     session.commit()

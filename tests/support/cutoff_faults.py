@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from connectors.outbound import UrlPolicy
-from models.actions.notification_hooks import create_hook
 from models.entities import AuditEvent, KeyCutoff, RevocationReview
-from models.enums import HookKind, Role
+from models.enums import Role
 from tests.support import factories as f
 from tests.support.odock import OdockStandIn
 from tests.support.processes import alive, descendants
@@ -90,17 +88,7 @@ def make_leaver(
     key_ids = [str(f.make_key(session, org, owner=person).id) for _ in range(keys)]
     token = f.admin_token(session, org, admin)
     if hook_url:
-        create_hook(
-            session,
-            organisation_id=org.id,
-            name="siem",
-            kind=HookKind.WEBHOOK,
-            target=hook_url,
-            events=[],
-            url_policy=UrlPolicy(allow_loopback=True),
-            secret_key=secret_key,
-            actor=f.SETUP,
-        )
+        f.make_hook(session, org.id, hook_url, secret_key=secret_key, name="siem", events=[])
     session.commit()
     return Leaver(person.id, key_ids, token, org.id)
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from models.actions import organisations, teams, tokens
+from connectors.outbound import UrlPolicy
+from models.actions import audit_streams, notification_hooks, organisations, teams, tokens
 from models.actions import users as user_actions
 from models.actor import Actor
 from models.entities import (
+    AuditStream,
     Budget,
+    NotificationHook,
     Organisation,
     Quota,
     RevocationReview,
@@ -21,10 +25,21 @@ from models.entities import (
     User,
     VirtualApiKey,
 )
-from models.enums import KeyType, OwnerType, Role, Source, TeamRole, TokenScope, UserStatus
+from models.enums import (
+    HookKind,
+    KeyType,
+    OwnerType,
+    Role,
+    Source,
+    StreamPreset,
+    TeamRole,
+    TokenScope,
+    UserStatus,
+)
 from models.signed_links import REVIEW_ACK_PURPOSE, make_token
 
 SETUP = Actor(Source.ADMIN, "test-setup")
+LOOPBACK = UrlPolicy(allow_loopback=True)  # the tests' receivers listen on 127.0.0.1
 _counter = itertools.count(1)
 
 
@@ -158,4 +173,58 @@ def review_ack_token(secret_key: str, review: RevocationReview, actor: str) -> s
         subject=str(review.id),
         actor=actor,
         lifetime=timedelta(hours=1),
+    )
+
+
+def make_hook(
+    session: Session,
+    organisation_id: uuid.UUID,
+    target: str,
+    *,
+    secret_key: str,
+    name: str = "hook",
+    kind: HookKind = HookKind.WEBHOOK,
+    events: list[str] | None = None,
+    actor: Actor = SETUP,
+) -> tuple[NotificationHook, str | None]:
+    """A notification hook sending to `target` (a loopback receiver) and its signing secret."""
+    return notification_hooks.create_hook(
+        session,
+        organisation_id=organisation_id,
+        name=name,
+        kind=kind,
+        target=target,
+        events=events,
+        url_policy=LOOPBACK,
+        secret_key=secret_key,
+        actor=actor,
+    )
+
+
+def make_stream(
+    session: Session,
+    organisation_id: uuid.UUID,
+    target: str,
+    *,
+    secret_key: str,
+    name: str = "siem",
+    preset: StreamPreset = StreamPreset.GENERIC,
+    splunk_token: str | None = None,
+    batch_size: int = 100,
+    from_beginning: bool = True,
+    actor: Actor = SETUP,
+) -> tuple[AuditStream, str]:
+    """An audit log stream sending to `target` (a loopback receiver) and its signing secret."""
+    return audit_streams.create_stream(
+        session,
+        organisation_id=organisation_id,
+        name=name,
+        preset=preset,
+        target=target,
+        splunk_token=splunk_token,
+        batch_size=batch_size,
+        from_beginning=from_beginning,
+        url_policy=LOOPBACK,
+        secret_key=secret_key,
+        actor=actor,
     )
