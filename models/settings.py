@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
+    invitation_retry_base: float = Field(default=2.0, gt=0)
+    invitation_retry_max: float = Field(default=600.0, gt=0)
     outbound_allow_private_addresses: bool = False
     outbound_allow_loopback: bool = False
     outbound_allowed_networks: str = ""

@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, and_, delete, false, func, insert, or_, se
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import audit, membership_locks, outbox, unique_rows
+from models import audit, membership_locks, outbox, retry_lease, unique_rows
 from models.access import Viewer, managed_team_ids, require_can_handle_team_role
 from models.actions import lifecycle, provider_accounts, sign_in_audit
 from models.actions.identities import link_identity
@@ -842,7 +842,9 @@ def claim_send(session: Session, *, plan: DeliveryPlan, now: datetime) -> uuid.U
     """Claim this send before talking to SMTP; None when it was sent already.
 
     A live claim of another attempt raises SendInProgress; a claim older than the lease
-    belongs to a worker that died mid-send (or never recorded its end) and is taken over.
+    belongs to a worker that died mid-send (or never recorded its end) and is taken over. A
+    failed attempt keeps the send until its next attempt is due (`finish_send`): a copy of
+    the task before then (the outbox relay's re-send) raises SendInProgress too.
     """
     current = session.scalar(
         select(InvitationDelivery).where(
@@ -863,6 +865,8 @@ def claim_send(session: Session, *, plan: DeliveryPlan, now: datetime) -> uuid.U
         )
         if abandoned.rowcount != 1:  # type: ignore[attr-defined]
             return None
+    elif (due := _next_attempt_due(session, plan)) is not None and due > now:
+        raise SendInProgress(until=due)
     delivery = InvitationDelivery(
         id=new_id(),
         invitation_id=plan.invitation_id,
@@ -880,11 +884,41 @@ def claim_send(session: Session, *, plan: DeliveryPlan, now: datetime) -> uuid.U
     return delivery.id
 
 
-def finish_send(session: Session, *, delivery_id: uuid.UUID, status: str, detail: str = "") -> None:
-    """Record how the claimed attempt ended: sent, failed (retried) or rejected."""
+def _next_attempt_due(session: Session, plan: DeliveryPlan) -> datetime | None:
+    """When the last failed attempt of this send let the next one go (None: at once)."""
+    return session.scalar(
+        select(InvitationDelivery.retry_at)
+        .where(
+            InvitationDelivery.invitation_id == plan.invitation_id,
+            InvitationDelivery.send_number == plan.send_number,
+            InvitationDelivery.status == "failed",
+        )
+        .order_by(InvitationDelivery.attempt.desc())
+        .limit(1)
+    )
+
+
+def finish_send(
+    session: Session,
+    *,
+    delivery_id: uuid.UUID,
+    status: str,
+    detail: str = "",
+    retry_base: float = 0.0,
+    retry_max: float = 0.0,
+    now: datetime | None = None,
+) -> float | None:
+    """Record how the claimed attempt ended: sent, failed (retried) or rejected. A failed
+    attempt keeps the send until its next attempt is due (models.retry_lease): the seconds
+    until then are returned, None when there is nothing to retry."""
     delivery = session.get_one(InvitationDelivery, delivery_id)
     delivery.status = status
     delivery.detail = detail[:1000]
+    wait = None
+    if status == "failed":
+        wait, delivery.retry_at = retry_lease.held_after_failure(
+            now or utcnow(), delivery.attempt, retry_base=retry_base, retry_max=retry_max
+        )
     invitation = session.get_one(Invitation, delivery.invitation_id)
     audit.record(
         session,
@@ -895,6 +929,7 @@ def finish_send(session: Session, *, delivery_id: uuid.UUID, status: str, detail
         target_id=invitation.id,
         after={"send_number": delivery.send_number, "attempt": delivery.attempt, "detail": detail},
     )
+    return wait
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -20,10 +20,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from models import audit, locked_rows, outbox, unique_rows
+from models import audit, locked_rows, outbox, retry_lease, unique_rows
 from models.actions.notification_hooks import subscribed
 from models.actor import Actor
-from models.backoff import backoff
 from models.base import utcnow
 from models.entities import (
     DeliveryAttempt,
@@ -163,9 +162,7 @@ def lease_remaining(session: Session, *, delivery_id: uuid.UUID) -> float | None
     ).one_or_none()
     if row is None or row.status is not DeliveryStatus.PENDING:
         return None
-    if row.claimed_until is None:
-        return 0.0
-    return max(0.0, (row.claimed_until - utcnow()).total_seconds())
+    return retry_lease.time_left(row.claimed_until, utcnow())
 
 
 def record_attempt(
@@ -222,8 +219,13 @@ def record_attempt(
     if result.permanent or spent >= max_attempts or (hook and not hook.enabled):
         delivery.status = DeliveryStatus.FAILED
         return Outcome.FAILED
-    wait = retry_wait(delivery, result, retry_base=retry_base, retry_max=retry_max)
-    delivery.claimed_until = now + timedelta(seconds=wait)
+    _, delivery.claimed_until = retry_lease.held_after_failure(
+        now,
+        delivery.attempts_since_resend,
+        retry_base=retry_base,
+        retry_max=retry_max,
+        asked=result.retry_after,
+    )
     return Outcome.RETRY
 
 
@@ -232,12 +234,14 @@ def retry_wait(
 ) -> float:
     """Seconds from a failed attempt to the next: the backoff of the current budget's
     attempts, and no sooner than the receiver asked (its Retry-After), at most `retry_max`."""
-    return backoff(
+    wait, _ = retry_lease.held_after_failure(
+        utcnow(),
         delivery.attempts_since_resend,
         retry_base=retry_base,
         retry_max=retry_max,
         asked=result.retry_after,
     )
+    return wait
 
 
 def get_notification_delivery(

@@ -105,3 +105,6 @@ class InvitationDelivery(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     recipient: Mapped[str] = mapped_column(String(320))
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A failed attempt keeps the send until its next attempt is due (models.retry_lease):
+    # another copy of the task waits until then instead of sending early.
+    retry_at: Mapped[datetime | None] = mapped_column(default=None)

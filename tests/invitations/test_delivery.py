@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import suppress
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from models.actions import invitations as inv
@@ -230,3 +231,46 @@ def test_changed_secret_key_rejects_the_send_clearly(
     deliver.run(str(issued.invitation.id), 1)
     assert _deliveries(sessions, issued.invitation.id) == [(1, 1, "rejected")]
     assert mailbox.to("rotated@example.com") == []
+
+
+def test_a_second_copy_of_a_send_waiting_out_its_backoff_does_not_send_it_early(
+    session, sessions, scene, mailbox, monkeypatch
+):
+    """A send whose attempt failed (the SMTP server answered 451) is not tried again by
+    another copy of its task before its next attempt is due: the outbox relay publishes the
+    task again once its message has not completed for OUTBOX_REDISPATCH_AFTER (a retry chain
+    never completes it until it succeeds). That copy waits until the send is due. Before, it
+    found no live claim, talked to SMTP at once and started a second retry chain."""
+    from celery.exceptions import Retry
+
+    from worker.runtime import runtime
+    from worker.tasks.invitations import deliver
+
+    waiting = {"invitation_retry_base": 300.0, "invitation_retry_max": 3600.0}
+    monkeypatch.setattr(runtime(), "settings", runtime().settings.model_copy(update=waiting))
+    held: list[dict] = []  # messages kept from the broker: only this test delivers it
+    monkeypatch.setattr(celery_app, "send_task", lambda *_args, **kw: held.append(kw))
+    mailbox.fail_next(5)
+    issued = scene.invite(session, "greylisted@example.com")
+    take_new_messages(session)
+    session.commit()
+    invitation_id = str(issued.invitation.id)
+
+    def run_copy(task_id: str) -> Retry:
+        deliver.push_request(
+            id=task_id, called_directly=False, retries=0, args=[invitation_id, 1], kwargs={}
+        )
+        try:
+            with pytest.raises(Retry) as retried:
+                deliver.run(invitation_id, 1)
+        finally:
+            deliver.pop_request()
+        return retried.value
+
+    first = run_copy("outbox-first")
+    redispatched = run_copy("outbox-redispatched")  # the relay's copy, minutes later
+
+    assert mailbox.failures_left == 4  # one SMTP conversation: the copy did not send
+    assert first.when == 300.0
+    assert isinstance(redispatched.when, float) and 299.0 <= redispatched.when <= 302.0
+    assert _deliveries(sessions, issued.invitation.id) == [(1, 1, "failed")]

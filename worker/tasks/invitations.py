@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from contextlib import AbstractContextManager
 from datetime import datetime
+from typing import Any
 
 import structlog
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session
 
 from connectors import email, invitation_email
+from models import retry_lease
 from models.actions import invitations, local_mail
 from models.actor import Actor
 from models.base import utcnow
@@ -24,17 +25,27 @@ log = structlog.get_logger(__name__)
 SWEEP_KEY = 0x0D0C_1E_E7  # the advisory-lock id of the expiry sweep
 
 
-@task("invitations.deliver")
-def deliver(invitation_id: str, send_number: int) -> None:
+@task("invitations.deliver", bind=True, autoretry_for=())
+def deliver(self: Any, invitation_id: str, send_number: int) -> None:
     current = runtime()
+    settings = current.settings
     with current.sessions() as session:
         plan = invitations.plan_delivery(
             session,
             invitation_id=uuid.UUID(invitation_id),
             send_number=send_number,
-            secret_key=current.settings.secret_key,
+            secret_key=settings.secret_key,
         )
-        claim = _claim(session, plan)
+        try:
+            claim = invitations.claim_send(session, plan=plan, now=utcnow()) if plan else None
+        except invitations.SendInProgress as busy:
+            # Another attempt holds the send, or a failed one waits out its backoff: come back
+            # when that ends (in case its worker died, or this is the only copy left).
+            session.rollback()
+            wait = retry_lease.time_left(busy.until, utcnow()) + 1
+            raise self.retry(
+                exc=TransientError(str(busy)), countdown=wait, max_retries=None
+            ) from None
         session.commit()  # the claim is visible before the send; no lock held during it
     if plan is None or claim is None:
         return
@@ -45,24 +56,20 @@ def deliver(invitation_id: str, send_number: int) -> None:
                 session,
                 email=kept,
                 organisation_id=plan.organisation_id,
-                secret_key=current.settings.secret_key,
+                secret_key=settings.secret_key,
                 actor=Actor.system("invitations.deliver"),
             )
-        invitations.finish_send(session, delivery_id=claim, status=status, detail=detail)
+        due = invitations.finish_send(
+            session,
+            delivery_id=claim,
+            status=status,
+            detail=detail,
+            retry_base=settings.invitation_retry_base,
+            retry_max=settings.invitation_retry_max,
+        )
         session.commit()
-    if status == "failed":
-        raise TransientError(detail)
-
-
-def _claim(session: Session, plan: invitations.DeliveryPlan | None) -> uuid.UUID | None:
-    """This attempt's claim of the send, or None when there is nothing to send. Another
-    attempt's live claim is retried later (TransientError), until it ends or its lease does."""
-    if plan is None:
-        return None
-    try:
-        return invitations.claim_send(session, plan=plan, now=utcnow())
-    except invitations.SendInProgress as busy:
-        raise TransientError(str(busy)) from None
+    if due is not None:  # failed: the next attempt once it is due
+        raise self.retry(exc=TransientError(detail), countdown=due, max_retries=None)
 
 
 def _send(plan: invitations.DeliveryPlan) -> tuple[str, str, email.Email | None]:
