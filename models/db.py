@@ -322,10 +322,12 @@ def private_sqlite_file(url: str) -> None:
             os.chmod(name, 0o600)
 
 
-# A backend terminated (pg_terminate_backend, a failover, a restart) or a connection failure:
-# the server sends its error and then closes the socket, so psycopg does not yet know the
-# connection is gone when the error is raised.
-_BACKEND_GONE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+# A backend terminated (pg_terminate_backend, a failover, a restart), ended by the server for
+# idling (idle_session_timeout 57P05, idle_in_transaction_session_timeout 25P03: both FATAL,
+# a pooler or a DBA may set them) or a connection failure: the server sends its error and then
+# closes the socket, so psycopg may not yet know the connection is gone when the error is
+# raised.
+_BACKEND_GONE_SQLSTATES = ("08", "25P03", "57P01", "57P02", "57P03", "57P05")
 
 
 def backend_gone(error: BaseException) -> bool:
@@ -458,9 +460,11 @@ def transaction(factory: SessionFactory) -> Iterator[Session]:
 # PostgreSQL's error classes a request may meet and pass: a connection lost or refused (08),
 # a serialization failure or deadlock victim (40), too many clients (53300, as a pooler
 # reports it), a lock or statement timeout (55P03, 57014), a server shutting down or
-# starting (57P01-57P03).
+# starting (57P01-57P03), a session the server ended for idling (57P05, 25P03: the work is
+# sent again on a new connection).
 TRANSIENT_SQLSTATE_PREFIXES = (
     "08",
+    "25P03",
     "40",
     "53300",
     "55P03",
@@ -468,12 +472,13 @@ TRANSIENT_SQLSTATE_PREFIXES = (
     "57P01",
     "57P02",
     "57P03",
+    "57P05",
 )
 # SQLite's: another writer held the database past the busy timeout.
 TRANSIENT_SQLITE_MESSAGES = ("database is locked", "database table is locked", "database is busy")
 
 
-def is_transient(error: exc.OperationalError) -> bool:
+def is_transient(error: exc.DBAPIError) -> bool:
     """The database could not serve this statement now, though the same one may succeed when
     sent again; anything else (a missing table, a bad statement) is a bug, not a busy day."""
     cause = error.orig
@@ -492,4 +497,7 @@ def is_unavailable(error: BaseException) -> bool:
         return False
     if error.connection_invalidated:  # SQLAlchemy saw the connection die under the statement
         return True
-    return isinstance(error, exc.OperationalError) and is_transient(error)
+    if isinstance(error, exc.OperationalError):
+        return is_transient(error)
+    # The server ended the session whatever the error's class (25P03 is an InternalError).
+    return error.orig is not None and backend_gone(error.orig)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from models import db
+from tests.support.wait import wait_until
 
 
 def test_a_dropped_idle_connection_is_replaced_before_use(settings, monkeypatch):
@@ -72,3 +74,47 @@ def test_the_web_engine_bounds_lock_waits_and_statements_and_the_others_wait(set
     finally:
         web.dispose()
         tasks.dispose()
+
+
+@pytest.mark.parametrize(
+    ("setting", "in_transaction", "sqlstate"),
+    [
+        ("idle_session_timeout", False, "57P05"),
+        ("idle_in_transaction_session_timeout", True, "25P03"),
+    ],
+)
+def test_a_session_the_server_ended_for_idling_is_gone_and_worth_another_try(
+    settings, setting, in_transaction, sqlstate
+):
+    """A pooler or a DBA may end idle sessions (idle_session_timeout, PostgreSQL 14) or idle
+    transactions: the server sends a FATAL error and closes the connection. That is the
+    connection lost, as a terminated backend is, and the work may be sent again on a new one
+    (a task retries it, a request answers 503), not a database bug."""
+    if settings.is_sqlite:
+        pytest.skip("PostgreSQL's idle timeouts (the embedded database has no server sessions)")
+    engine = db.make_engine(settings, pool_size=1, max_overflow=0)
+    watcher = db.make_engine(settings, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as connection, watcher.connect() as watching:
+            pid = connection.scalar(text("SELECT pg_backend_pid()"))
+            connection.execute(text(f"SET {setting} = '50ms'"))
+            connection.commit()
+            if in_transaction:
+                connection.scalar(text("SELECT 1"))  # a transaction left open
+
+            def ended() -> bool:
+                alive = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+                found = watching.scalar(alive, {"pid": pid})
+                watching.rollback()
+                return found == 0
+
+            wait_until(ended, timeout=90, what="the server ending the idle session")
+            with pytest.raises(DBAPIError) as lost:
+                connection.scalar(text("SELECT 1"))
+        assert getattr(lost.value.orig, "sqlstate", None) == sqlstate
+        assert db.backend_gone(lost.value.orig)
+        assert db.is_transient(lost.value)
+        assert db.is_unavailable(lost.value)
+    finally:
+        engine.dispose()
+        watcher.dispose()
