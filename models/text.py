@@ -6,6 +6,8 @@ import re
 import unicodedata
 from typing import Any
 
+import idna
+
 from models.errors import InvalidInput
 
 # Unicode's control characters (category Cc) are exactly these 65 code points; one regex
@@ -55,14 +57,45 @@ _IGNORABLE_RANGES = f"\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0{_VARIATION_RANG
 _HIDDEN_RANGES = _FORMAT_RANGES + _IGNORABLE_RANGES
 _FORMAT = re.compile(f"[{_HIDDEN_RANGES}]")
 _SHOWN_CHARACTER = f"[^\\x00-\\x7f\\s{_HIDDEN_RANGES}]"
-# A zero-width joiner or non-joiner between two visible non-ASCII characters (the first may
-# carry its variation selector) is how emoji sequences, Indic scripts and Persian are
-# written: kept as it is. Anywhere else it is marked.
-_SHOWN = re.compile(
-    f"(?:(?<={_SHOWN_CHARACTER})|(?<=[{_VARIATION_RANGES}]))[\u200c\u200d](?={_SHOWN_CHARACTER})"
-    f"|(?<={_SHOWN_CHARACTER})[{_VARIATION_RANGES}]"
-    f"|(?P<hidden>[{_HIDDEN_RANGES}])"
+# A variation selector right after a visible non-ASCII character picks its glyph: kept.
+_SHOWN = re.compile(f"(?<={_SHOWN_CHARACTER})[{_VARIATION_RANGES}]|(?P<hidden>[{_HIDDEN_RANGES}])")
+_JOINERS = "\u200c\u200d"
+# Extended_Pictographic (emoji-data.txt, Unicode 15), the characters an emoji ZWJ sequence
+# joins (UTS #51); after one, its presentation selector (U+FE0F) or skin tone modifier.
+_PICTOGRAPHIC = re.compile(
+    "[\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u2199\u21a9\u21aa\u231a\u231b\u2328"
+    "\u2388\u23cf\u23e9-\u23f3\u23f8-\u23fa\u24c2\u25aa\u25ab\u25b6\u25c0\u25fb-\u25fe"
+    "\u2600-\u2605\u2607-\u2612\u2614-\u2685\u2690-\u2705\u2708-\u2712\u2714\u2716"
+    "\u271d\u2721\u2728\u2733\u2734\u2744\u2747\u274c\u274e\u2753-\u2755\u2757"
+    "\u2763-\u2767\u2795-\u2797\u27a1\u27b0\u27bf\u2934\u2935\u2b05-\u2b07\u2b1b\u2b1c"
+    "\u2b50\u2b55\u3030\u303d\u3297\u3299\U0001f000-\U0001f0ff\U0001f10d-\U0001f10f"
+    "\U0001f12f\U0001f16c-\U0001f171\U0001f17e\U0001f17f\U0001f18e\U0001f191-\U0001f19a"
+    "\U0001f1ad-\U0001f1e5\U0001f201-\U0001f20f\U0001f21a\U0001f22f\U0001f232-\U0001f23a"
+    "\U0001f23c-\U0001f23f\U0001f249-\U0001f3fa\U0001f400-\U0001f53d\U0001f546-\U0001f64f"
+    "\U0001f680-\U0001f6ff\U0001f774-\U0001f77f\U0001f7d5-\U0001f7ff\U0001f80c-\U0001f80f"
+    "\U0001f848-\U0001f84f\U0001f85a-\U0001f85f\U0001f888-\U0001f88f\U0001f8ae-\U0001f8ff"
+    "\U0001f90c-\U0001f93a\U0001f93c-\U0001f945\U0001f947-\U0001faff\U0001fc00-\U0001fffd]"
 )
+_EMOJI_ZWJ = re.compile(f"{_PICTOGRAPHIC.pattern}[\ufe0f\U0001f3fb-\U0001f3ff]?\u200d")
+# idna's ContextJ check reads the joining types of the characters around the joiner; a
+# window of this many on each side holds any real word (idna refuses labels over 1024).
+_CONTEXT = 64
+
+
+def _joiner_in_context(value: str, at: int) -> bool:
+    """Whether the joiner at `at` is part of how the text is written: IDNA's ContextJ rules
+    (RFC 5892 appendix A, which UTS #39 follows): a ZWJ or ZWNJ right after a virama (Indic
+    scripts), a ZWNJ between a character joining to its left and one joining to its right
+    (Arabic script: Persian, Urdu...); or a ZWJ inside an emoji ZWJ sequence (UTS #51)."""
+    if value[at] == "\u200d" and _PICTOGRAPHIC.match(value, at + 1):
+        start = max(0, at - 2)
+        if any(_EMOJI_ZWJ.fullmatch(value, i, at + 1) for i in range(start, at)):
+            return True
+    start = max(0, at - _CONTEXT)
+    try:
+        return idna.core.valid_contextj(value[start : at + _CONTEXT + 1], at - start)
+    except (ValueError, idna.IDNAError):  # an unassigned neighbour: no context holds
+        return False
 
 
 def has_format_characters(value: str) -> bool:
@@ -70,16 +103,23 @@ def has_format_characters(value: str) -> bool:
     return not value.isascii() and _FORMAT.search(value) is not None
 
 
-def _marker(match: re.Match[str]) -> str:
+def _is_hidden(match: re.Match[str]) -> bool:
     hidden = match.group("hidden")
-    return match.group() if hidden is None else f"<U+{ord(hidden):04X}>"
+    if hidden is None:
+        return False
+    return hidden not in _JOINERS or not _joiner_in_context(match.string, match.start())
+
+
+def _marker(match: re.Match[str]) -> str:
+    return f"<U+{ord(match.group()):04X}>" if _is_hidden(match) else match.group()
 
 
 def visible(value: str) -> str:
     """`value` as an admin should read it: every invisible or text-moving character shown as
     a marker ("<U+202E>"), so "alice" with a zero-width space or a right-to-left override
-    cannot pass for another name. Letters of every script, and joiners inside emoji and
-    Indic or Persian words, are kept as they are."""
+    cannot pass for another name. Letters of every script, and joiners where they are part
+    of the writing (_joiner_in_context: emoji sequences, after a virama, Persian's ZWNJ), are
+    kept as they are; a joiner anywhere else ("管理" ZWJ "者") is marked."""
     if value.isascii():
         return value
     return _SHOWN.sub(_marker, value)
@@ -123,11 +163,11 @@ def check_key_name(value: str, *, field: str) -> str:
     names a role or team mapping is keyed by. Refused when it holds a character visible()
     would mark: "Admins" with a zero-width space is another group, mapped to another role or
     to none, that looks like "Admins" everywhere. What visible() keeps (a joiner inside an
-    emoji or an Indic or Persian word, a variation selector after an emoji) is kept here too,
-    so one rule says what a name shows and what a key may hold."""
+    emoji sequence, after a virama or between Persian letters, a variation selector after an
+    emoji) is kept here too, so one rule says what a name shows and what a key may hold."""
     if value.isascii():
         return value
-    hidden = next((found for found in _SHOWN.finditer(value) if found.group("hidden")), None)
+    hidden = next((found for found in _SHOWN.finditer(value) if _is_hidden(found)), None)
     if hidden is not None:
         raise InvalidInput(
             f"{field} must not contain invisible or direction-changing characters (such as "

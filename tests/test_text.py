@@ -173,6 +173,20 @@ def test_an_email_with_an_invisible_character_is_refused(email: str) -> None:
         ("Dev \U0001f469\u200d\U0001f4bb", True),  # a joiner inside an emoji
         ("\u0915\u094d\u200d\u0937", True),  # inside a Devanagari word
         ("\u2764\ufe0f Ops", True),  # an emoji's variation selector
+        # Joiners by Unicode's rules (IDNA ContextJ, RFC 5892 appendix A; UTS #51 sequences).
+        ("\u0dc1\u0dca\u200d\u0dbb\u0dd3", True),  # Sinhala "Sri": ZWJ after a virama
+        ("\u0915\u094d\u200c\u0937", True),  # ZWNJ after a Devanagari virama
+        ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", True),  # Persian ZWNJ, joining
+        ("\U0001f468\u200d\U0001f469\u200d\U0001f467", True),  # family
+        ("\U0001f9d1\U0001f3fd\u200d\U0001f4bb", True),  # skin tone, then the joiner
+        ("\U0001f3f4\u200d\u2620\ufe0f", True),  # pirate flag
+        ("\u7ba1\u7406\u200d\u8005", False),  # "管理者" with a ZWJ inside: looks the same
+        ("\u65e5\u672c\u200c\u8a9e", False),  # a ZWNJ between ideographs joins nothing
+        ("\u0645\u200d\u06cc", False),  # a ZWJ in Arabic script: no virama before it
+        ("\u0627\u200c\u062e", False),  # alef joins on its right only: ZWNJ out of context
+        ("\u00e9\u200d\u00e8", False),  # between Latin letters
+        ("\U0001f44d\u200d", False),  # an emoji, then a joiner joining nothing
+        ("\u200d\U0001f44d", False),
         ("Ad\u200bmins", False),
         ("Ad\u200dmins", False),  # a joiner between ASCII letters shows nothing
         ("\u202eAdmins", False),
@@ -191,3 +205,4 @@ def test_a_key_name_refuses_what_visible_marks(name: str, kept: bool) -> None:
     else:
         with pytest.raises(InvalidInput, match="invisible"):
             check_key_name(name, field="name")
+

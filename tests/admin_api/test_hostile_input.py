@@ -91,7 +91,11 @@ def test_a_query_parameter_given_twice_is_400_and_changes_nothing(
     unchanged()
 
 
-@pytest.mark.parametrize("name", ["Ad\u200bmins", "\u202eAdmins", "Admins\u3164", "Ad\u200dmins"])
+@pytest.mark.parametrize(
+    "name",
+    # the last: "管理者" with a joiner inside, out of any context a joiner has (models.text)
+    ["Ad\u200bmins", "\u202eAdmins", "Admins\u3164", "Ad\u200dmins", "\u7ba1\u7406\u200d\u8005"],
+)
 def test_a_team_name_with_an_invisible_character_is_400(client, world: World, unchanged, name):
     """A team's name is its key (SCIM groups, LDAP mappings and IdP events find a team by it):
     "Admins" with a zero-width or bidi character is another team that looks the same."""
