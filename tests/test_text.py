@@ -206,3 +206,20 @@ def test_a_key_name_refuses_what_visible_marks(name: str, kept: bool) -> None:
         with pytest.raises(InvalidInput, match="invisible"):
             check_key_name(name, field="name")
 
+
+@pytest.mark.parametrize(
+    ("names", "same"),
+    [
+        (("Caf\u00e9", "Cafe\u0301", "CAF\u00c9", "cafe\u0301"), True),  # NFC/NFD, case
+        (("Admins", "admins", "ADMINS"), True),
+        (("\u00c5sa", "A\u030asa", "\u212bsa"), True),  # the Angstrom sign composes to Å
+        (("Cafe", "Caf\u00e9"), False),
+        (("\uff21dmins", "Admins"), False),  # fullwidth is shown as typed: not NFKC
+    ],
+)
+def test_one_name_key_for_every_spelling_of_a_name(names: tuple[str, ...], same: bool) -> None:
+    from connectors.name_keys import composed, name_key
+
+    keys = {name_key(name) for name in names}
+    assert (len(keys) == 1) is same
+    assert all(name_key(key) == key and composed(key) == key for key in keys)

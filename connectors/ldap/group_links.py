@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from connectors.ldap.mapping import Group, is_valid_dn, normalize_dn
 from connectors.ldap.plan import GroupRename
+from connectors.name_keys import name_key
 
 
 @dataclass(slots=True)
@@ -36,7 +37,7 @@ def link_groups(groups: dict[str, Group], keys: Iterable[str], bound: dict[str, 
     by_id = {group.external_id: group for group in groups.values() if group.external_id}
     by_name: dict[str, list[Group]] = {}
     for group in groups.values():
-        by_name.setdefault(group.name.strip().lower(), []).append(group)
+        by_name.setdefault(name_key(group.name.strip()), []).append(group)
     keys = list(dict.fromkeys(keys))
     links = GroupLinks()
     for key in keys:
@@ -54,7 +55,7 @@ def link_groups(groups: dict[str, Group], keys: Iterable[str], bound: dict[str, 
                 )
                 links.renames.append(rename)
             continue
-        found = list(by_name.get(key.strip().lower(), ()))
+        found = list(by_name.get(name_key(key.strip()), ()))
         by_dn = groups.get(normalize_dn(key))
         if by_dn is not None and by_dn not in found:
             found.append(by_dn)
@@ -66,7 +67,7 @@ def link_groups(groups: dict[str, Group], keys: Iterable[str], bound: dict[str, 
 
 def _names(key: str, group: Group) -> bool:
     """Whether a mapping key names this group by its name or its DN, in any case."""
-    return key.strip().lower() == group.name.strip().lower() or normalize_dn(key) == group.key
+    return name_key(key.strip()) == name_key(group.name.strip()) or normalize_dn(key) == group.key
 
 
 def _is_dn(key: str) -> bool:

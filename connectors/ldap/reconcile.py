@@ -33,6 +33,7 @@ from connectors.ldap.plan import (
     TeamRetire,
     Update,
 )
+from connectors.name_keys import name_key
 
 
 @dataclass(slots=True)
@@ -96,7 +97,7 @@ def team_index(
     index = TeamIndex()
     shared: dict[tuple[str, ...], tuple[str, ...]] = {}  # few combinations, one tuple each
     for key, team in link_groups(groups, group_teams, group_ids).named(group_teams):
-        team_key = team.strip().lower()
+        team_key = name_key(team.strip())
         index.names[team_key] = team.strip()
         for dn in expanded[key]:
             teams = index.by_dn.get(dn, ())
@@ -493,7 +494,7 @@ class Reconciler:
             return read[key]
 
         for key, team in links.named(group_teams):
-            team_key = team.strip().lower()
+            team_key = name_key(team.strip())
             team_names[team_key] = team.strip()
             desired_teams.setdefault(team_key, set()).update(members_of(key))
         for key, role in links.named(group_roles):
@@ -541,12 +542,12 @@ class Reconciler:
     ) -> None:
         """Each mapped team: its members through the directory, and those its groups gave."""
         for name in sorted({name.strip() for name in group_teams.values()}):
-            held = state.memberships.get(name.lower(), {})
+            held = state.memberships.get(name_key(name), {})
             self.plan.team_counts.append(
                 GroupCount(
                     name=name,
                     current=sum(1 for source in held.values() if source == "ldap"),
-                    desired=len(desired.get(name.lower(), ())),
+                    desired=len(desired.get(name_key(name), ())),
                 )
             )
 
@@ -629,7 +630,7 @@ _RECHECKED: dict[str, tuple[str, ...]] = {
 def _same_change(item: PlanItem, names: tuple[str, ...]) -> tuple[str, ...]:
     """The item's key: those fields, a team's name case-insensitively."""
     return tuple(
-        getattr(item, name).lower() if name == "team" else getattr(item, name) for name in names
+        name_key(getattr(item, name)) if name == "team" else getattr(item, name) for name in names
     )
 
 
@@ -672,13 +673,15 @@ def retired_teams(directory_teams: dict[str, str], mapped: list[str]) -> list[Te
     """Teams a directory made (name key -> name) that no connector maps a group to any more.
 
     Decided from the connectors' mappings, never from what the directory returned: a group
-    missing from a read (a hiccup, a partial result) retires nothing.
+    missing from a read (a hiccup, a partial result) retires nothing. Nor does a change of
+    the key rule: a team keyed by an older one (a decomposed name migration 0045 left beside
+    its composed twin) is compared by its name's key today.
     """
-    still_mapped = {name.strip().lower() for name in mapped}
+    still_mapped = {name_key(name.strip()) for name in mapped}
     return [
         TeamRetire(team=name)
         for key, name in sorted(directory_teams.items())
-        if key not in still_mapped
+        if key not in still_mapped and name_key(name.strip()) not in still_mapped
     ]
 
 

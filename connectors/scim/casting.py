@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.name_keys import composed
 from connectors.scim.errors import InvalidSyntax, InvalidValue
 from connectors.scim.fields import ScimEmailValue, ScimGroupFields, ScimUserFields
 from connectors.scim.schemas import (
@@ -340,13 +340,6 @@ def _key_string(value: Any, name: str, limit: int = MAX_STRING) -> str | None:
     displayName), in Unicode's composed form: see composed."""
     text = _string(value, name, limit)
     return None if text is None else composed(text)
-
-
-def composed(text: str) -> str:
-    """The text in Unicode's composed form (NFC): "é" sent as "e" and U+0301 is the same
-    userName, email or group name as U+00E9 (RFC 8265 compares usernames in NFC; the IdPs
-    send NFC). Only these keys are composed: other strings are kept as sent."""
-    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 def _json_type(value: Any) -> str:

@@ -26,7 +26,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from connectors.email_address import email_key
-from connectors.scim.casting import composed
+from connectors.name_keys import name_key
 from connectors.scim.errors import InvalidFilter, InvalidValue, ScimError
 
 MAX_FILTER_LENGTH = 2000
@@ -473,10 +473,10 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
 
 def _bound(kind: Kind | None, value: str) -> str:
     """A filter's string as the attribute's column compares it: lowered for case-insensitive
-    text, also composed (NFC) for keys, which are stored so (casting.composed); an email
-    as its key."""
+    text, a name's key for keys (connectors.name_keys: composed and lowered, as they are
+    stored); an email as its key."""
     if kind is Kind.KEY:
-        return composed(value).lower()
+        return name_key(value)
     if kind is Kind.EMAIL:
         return email_key(value)
     if kind is Kind.TEXT:

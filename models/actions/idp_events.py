@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from connectors import generic_events, okta_hooks
 from connectors.idp_events import Action, IdpEvent, Subject
+from connectors.name_keys import name_key
 from models import audit, membership_locks, outbox
 from models.actions import access_end, lifecycle, mass_change, odock_events
 from models.actions.deliveries import Incoming, Recorded, record_delivery, store_deliveries
@@ -655,7 +656,8 @@ def _parse(delivery: ReceivedDelivery) -> list[IdpEvent]:
 
 def _aspect(event: IdpEvent) -> str:
     if event.action in (Action.JOIN_TEAM, Action.LEAVE_TEAM):
-        return f"team:{(event.team_external_id or event.team_name or '').lower()}"[:255]
+        team = event.team_external_id.lower() if event.team_external_id else None
+        return f"team:{team or name_key((event.team_name or '').strip())}"[:255]
     if event.action is Action.SET_ACCESS_END:
         return "access_end"
     return "profile" if event.action is Action.UPDATE_PROFILE else "status"

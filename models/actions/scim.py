@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, contains_eager, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.strategy_options import _AbstractLoad
 
+from connectors.name_keys import name_key
 from connectors.scim.casting import GroupRef
 from connectors.scim.errors import InvalidValue, ScimError
 from connectors.scim.fields import ScimGroupFields, ScimUserFields
@@ -984,7 +985,7 @@ def set_group_role(
     if role is not None:
         # Its key is the team's (a group is mapped by its name): the same rule as team names.
         group_name = team_actions.validate_team_name(group_name, field="group")
-    key = group_name.strip().lower()
+    key = name_key(group_name.strip())
     if not key:
         raise InvalidInput("a group name is required", field="group")
     if role is None:

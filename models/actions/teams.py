@@ -10,6 +10,7 @@ from sqlalchemy import Table, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from connectors.name_keys import composed, name_key
 from models import audit, key_scope, membership_locks, unique_rows
 from models.actions import access_reviews, key_revocation
 from models.actor import Actor
@@ -39,7 +40,7 @@ def get_team(session: Session, organisation_id: uuid.UUID, team_id: uuid.UUID) -
 def find_team_by_name(session: Session, organisation_id: uuid.UUID, name: str) -> Team | None:
     return session.scalar(
         select(Team).where(
-            Team.organisation_id == organisation_id, Team.name_key == name.strip().lower()
+            Team.organisation_id == organisation_id, Team.name_key == name_key(name.strip())
         )
     )
 
@@ -70,6 +71,11 @@ def create_team(
 
 
 def rename_team(session: Session, *, team: Team, name: str, actor: Actor) -> Team:
+    """The team named `name`. The rule of team names applies to a new name only: a team named
+    before it (with a hidden character, in NFD) keeps its name through a write that sends it
+    again (a SCIM PUT of its members), and can be renamed to a clean one."""
+    if name.strip() == team.name:
+        return team
     name = validate_team_name(name)
     if name == team.name:
         return team
@@ -286,8 +292,9 @@ def remove_members(session: Session, *, team: Team, users: Sequence[User], actor
 
 def validate_team_name(name: str, *, field: str = "name") -> str:
     """The team-name rule, for every path that names a team (admin, SCIM, LDAP's mapping):
-    a name that is also the team's key (models.text.check_key_name)."""
-    return check_key_name(clean_text(name, field=field, max_length=200), field=field)
+    a name that is also the team's key (models.text.check_key_name), composed (NFC) as it is
+    stored and keyed (connectors.name_keys)."""
+    return check_key_name(composed(clean_text(name, field=field, max_length=200)), field=field)
 
 
 def _audit_team(

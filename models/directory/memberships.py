@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from connectors.ldap.plan import Plan, TeamAdd, TeamRemove, apply_error
 from connectors.ldap.reconcile import TeamIndex
+from connectors.name_keys import name_key
 from models import membership_locks
 from models.actions import access_reviews
 from models.actions import teams as team_actions
@@ -101,7 +102,7 @@ def plan_teams(session: Session, organisation: Organisation, plan: Plan) -> list
     """The existing teams whose members the plan adds or removes, for the run to lock first
     (models.membership_locks)."""
     named = [item.team for item in plan.team_adds] + [item.team for item in plan.team_removes]
-    keys = sorted({name.strip().lower() for name in named})
+    keys = sorted({name_key(name.strip()) for name in named})
     found: list[uuid.UUID] = []
     for start in range(0, len(keys), BATCH):
         found.extend(
@@ -461,7 +462,7 @@ def _by_team(items: list[Change]) -> dict[str, list[Change]]:
     names: dict[str, str] = {}
     grouped: dict[str, list[Change]] = {}
     for item in items:
-        name = names.setdefault(item.team.strip().lower(), item.team)
+        name = names.setdefault(name_key(item.team.strip()), item.team)
         grouped.setdefault(name, []).append(item)
     return grouped
 

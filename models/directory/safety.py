@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connectors.ldap.plan import Plan
+from connectors.name_keys import name_key
 from models.entities import DirectoryConnector, IdentityLink, TeamMembership, User
 from models.enums import Role, Source
 from models.errors import InvalidInput
@@ -122,8 +123,8 @@ def held_reason(session: Session, *, connector: DirectoryConnector, plan: Plan) 
     thresholds = policy_of(connector).thresholds
     demotions = plan.demotions
     # A retired team's memberships go with the team, on an admin's change of the mapping.
-    retired = {item.team.lower() for item in plan.team_retires}
-    removals = sum(1 for item in plan.team_removes if item.team.lower() not in retired)
+    retired = {name_key(item.team) for item in plan.team_retires}
+    removals = sum(1 for item in plan.team_removes if name_key(item.team) not in retired)
     changes = {
         "revoke": (len(plan.revokes), "revokes", "users", "linked users"),
         "team_remove": (

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from connectors.name_keys import composed, name_key
 from models.base import Base, Timestamped, new_id, utcnow
 from models.entities.types import enum_column
 from models.entities.user import User
@@ -32,8 +33,9 @@ class Team(Timestamped, Base):
     )
 
     def set_name(self, name: str) -> None:
-        self.name = name.strip()
-        self.name_key = self.name.lower()
+        """The name composed (NFC) and its key, by the one rule of connectors.name_keys."""
+        self.name = composed(name.strip())
+        self.name_key = name_key(self.name)
 
 
 class TeamMembership(Base):

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from models.access import Viewer
 from models.entities import Team, TeamMembership, User
+from models.text import visible
 
 
 def list_teams(session: Session, viewer: Viewer) -> list[dict[str, Any]]:
@@ -35,4 +36,12 @@ def team_members(session: Session, team: Team) -> list[dict[str, Any]]:
 
 
 def team_summary(team: Team) -> dict[str, Any]:
-    return {"id": str(team.id), "name": team.name, "created_at": team.created_at.isoformat()}
+    """A team as the API shows it; `name_shown` is its name with any invisible or
+    direction-changing character marked (models.text.visible), as the console shows it: a
+    name saved before such names were refused does not pass for another team's."""
+    return {
+        "id": str(team.id),
+        "name": team.name,
+        "name_shown": visible(team.name),
+        "created_at": team.created_at.isoformat(),
+    }

@@ -10,10 +10,12 @@ from typing import Any
 
 import ldap
 import pytest
+from sqlalchemy import select
 
 from connectors.ldap import mapping as mapping_module
 from connectors.ldap.client import DirectoryClient, map_error
 from connectors.ldap.mapping import PersonReader, mapping_for
+from models.entities import Organisation, Team
 from models.enums import UserStatus
 from tests.ldap.conftest import (
     AD_CONNECTOR,
@@ -22,6 +24,7 @@ from tests.ldap.conftest import (
     linked_users,
     team_members,
 )
+from tests.support import factories
 
 
 def _filetime(moment: datetime) -> bytes:
@@ -249,3 +252,32 @@ def test_a_connection_lost_in_the_middle_of_the_people_revokes_nobody(
     assert {uid: user.status for uid, user in users.items()} == dict.fromkeys(
         ("alice", "bob", "carol", "dave"), UserStatus.ACTIVE
     )
+
+
+def test_a_group_named_in_nfd_is_the_team_its_composed_name_maps(
+    make_connector, sync, sessions, session, directory
+):
+    """macOS and some LDAP servers send "Café" decomposed ("e" and U+0301). A directory group
+    so named is found by the mapping's composed key, and a mapping to the decomposed team
+    name reaches the team an IdP created with the composed one (connectors.name_keys): one
+    team, not a second that looks the same."""
+    nfc, nfd = "Caf\u00e9", "Cafe\u0301"
+    directory.add(
+        f"cn={nfd},{directory.groups}",
+        {
+            "objectClass": [b"groupOfNames"],
+            "cn": [nfd.encode()],
+            "member": [directory.person_dn("alice").encode()],
+        },
+    )
+    connector = make_connector(group_teams={nfc: nfd})
+    org = session.get_one(Organisation, connector.organisation_id)
+    factories.make_team(session, org, nfc)  # as SCIM named it
+    session.commit()
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome.error
+    with sessions() as s:
+        names = s.scalars(select(Team.name).where(Team.organisation_id == org.id)).all()
+        s.rollback()
+    assert names == [nfc]
+    assert team_members(sessions, nfc) == {"alice"}

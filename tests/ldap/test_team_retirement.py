@@ -118,3 +118,14 @@ def test_a_team_another_connector_still_maps_is_not_retired(
         assert fresh.get(Team, team_id) is not None
         assert fresh.get(VirtualApiKey, key_id).revoked is False
         assert fresh.scalars(select(RevocationReview)).all() == []
+
+
+def test_a_team_keyed_by_an_older_rule_is_not_retired_while_its_name_is_mapped():
+    """A directory's team saved decomposed ("Cafe" + U+0301, its key too) that migration 0045
+    left beside a composed "Café" (never merged) is still the mapping's team by today's key
+    of its name: not retired (deleted) for a change of the key rule."""
+    from connectors.ldap.plan import TeamRetire
+    from connectors.ldap.reconcile import retired_teams
+
+    teams = {"cafe\u0301": "Cafe\u0301", "old": "Old"}
+    assert retired_teams(teams, ["Caf\u00e9"]) == [TeamRetire(team="Old")]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import select
 
+from models.actions import teams
 from models.actions.scim import set_group_role
 from models.entities import AuditEvent, Team, TeamMembership, User
 from models.enums import Role, Source, TeamRole
 from tests.scim.conftest import ops
-from tests.scim.payloads import okta_create_group, okta_create_user
+from tests.scim.payloads import okta_create_group, okta_create_user, okta_rename_group
 from tests.support import factories
 
 
@@ -306,3 +309,56 @@ def test_a_remove_of_members_by_an_empty_value_list_removes_nobody(scim, unchang
     unchanged()
     members = scim.get(f"/Groups/{group['id']}").json["members"]
     assert sorted(m["value"] for m in members) == sorted([ann, bob])
+
+
+def test_a_team_named_decomposed_by_another_source_is_the_group_of_its_composed_name(
+    scim, session, org
+):
+    """ "Café" typed with a decomposed é (as macOS and some LDAP servers send it) by the admin
+    API, the CLI or a directory is the team Okta's composed "Café" names: a SCIM create of
+    it is a uniqueness conflict, not a second team that looks the same, and a filter on the
+    composed name finds the SCIM group an NFD rename leaves."""
+    factories.make_team(session, org, "Cafe\u0301")
+    session.commit()
+    again = scim.post("/Groups", okta_create_group("CAF\u00c9"))
+    assert again.status_code == 409, again.json
+    assert again.json["scimType"] == "uniqueness"
+    names = session.scalars(select(Team.name).where(Team.organisation_id == org.id)).all()
+    assert names == ["Caf\u00e9"]
+    session.rollback()  # SQLite: the read's lock would hold the next write off
+    created = scim.post("/Groups", okta_create_group("Tea")).json
+    team = session.get_one(Team, uuid.UUID(created["id"]))
+    teams.rename_team(session, team=team, name="The\u0301", actor=factories.SETUP)
+    session.commit()
+    found = scim.get('/Groups?filter=displayName eq "TH\u00c9"').json
+    assert [g["id"] for g in found["Resources"]] == [created["id"]]
+    assert found["Resources"][0]["displayName"] == "Th\u00e9"
+
+
+def test_a_group_named_before_the_name_rule_keeps_working_and_can_be_renamed(scim, session, org):
+    """A group whose name holds a hidden character, saved before such names were refused:
+    the rule bites on a new name only. A PUT that sends its name again (to change its members)
+    is accepted, a rename to a clean name is, a rename to another hidden name is not, and it
+    can be deleted."""
+    legacy = "Ad\u200bmins"
+    team = Team(
+        organisation_id=org.id,
+        name=legacy,
+        name_key=legacy.lower(),
+        external_source=Source.SCIM,
+        external_id="okta-legacy",
+    )
+    session.add(team)
+    session.commit()
+    group = f"/Groups/{team.id}"
+    ann = user(scim, "ann@example.com")
+    body = {**okta_create_group(legacy), "externalId": "okta-legacy", "members": [{"value": ann}]}
+    replaced = scim.put(group, body)
+    assert replaced.status_code == 200, replaced.json
+    assert [m["value"] for m in replaced.json["members"]] == [ann]
+    spoof = scim.patch(group, okta_rename_group(str(team.id), "Ad\u200bmins 2"))
+    assert spoof.status_code == 400, spoof.json
+    renamed = scim.patch(group, okta_rename_group(str(team.id), "Admins"))
+    assert renamed.status_code in (200, 204), renamed.json
+    assert scim.get(group).json["displayName"] == "Admins"
+    assert scim.delete(group).status_code == 204

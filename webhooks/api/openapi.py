@@ -56,6 +56,7 @@ BODIES: list[type[BaseModel]] = [
     schemas.ReactivateUser,
     schemas.NoFields,
     schemas.CreateTeam,
+    schemas.RenameTeam,
     schemas.SetMembership,
     schemas.CreateInvitation,
     schemas.RefreshInvitations,
@@ -194,12 +195,19 @@ PATHS: dict[str, dict[str, Any]] = {
         ),
     },
     "/teams/{team_id}": {
+        "patch": operation(
+            "Rename a team (Organisation Admin); the rule of team names applies to the new name",
+            body=schemas.RenameTeam,
+            params=[TEAM_ID],
+            returns="Team",
+            errors=(400, 401, 403, 404, 409),
+        ),
         "delete": operation(
             "Delete a team (Organisation Admin): its keys are revoked or handed to their "
             "creators per deleted_team_key_policy, its budgets and quotas flagged in a review",
             params=[TEAM_ID],
             errors=(401, 403, 404),
-        )
+        ),
     },
     "/teams/{team_id}/members": {
         "get": operation(

@@ -109,7 +109,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             ),
         ]
     },
-    "Team": obj(id=UUID, name=STRING, created_at=TIME),
+    "Team": obj(id=UUID, name=STRING, name_shown=STRING, created_at=TIME),
     "TeamList": obj(items={"type": "array", "items": ref("Team")}),
     "TeamMembers": obj(
         team=ref("Team"),

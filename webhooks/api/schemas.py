@@ -51,6 +51,10 @@ class CreateTeam(RequestBody):
     name: str = Field(min_length=1, max_length=200)
 
 
+class RenameTeam(RequestBody):
+    name: str = Field(min_length=1, max_length=200)
+
+
 class SetMembership(RequestBody):
     role: TeamRole = Field(default=TeamRole.MEMBER, strict=False)
 

@@ -16,7 +16,7 @@ from models.actions import teams as team_actions
 from models.actions.users import get_user
 from models.errors import NotFound
 from models.queries.teams import list_teams, team_members, team_summary
-from webhooks.api.schemas import CreateTeam, SetMembership
+from webhooks.api.schemas import CreateTeam, RenameTeam, SetMembership
 from webhooks.auth import admin_actor, current_admin, current_viewer
 from webhooks.body import parse_body
 from webhooks.context import db_session
@@ -42,6 +42,17 @@ def create() -> tuple[dict[str, Any], int]:
     )
     session.commit()
     return team_summary(team), 201
+
+
+@bp.patch("/teams/<uuid:team_id>")
+def rename(team_id: uuid.UUID) -> dict[str, Any]:
+    viewer = current_admin()
+    body = parse_body(RenameTeam)
+    session = db_session()
+    team = team_actions.get_team(session, viewer.organisation_id, team_id)
+    team_actions.rename_team(session, team=team, name=body.name, actor=admin_actor(viewer))
+    session.commit()
+    return team_summary(team)
 
 
 @bp.delete("/teams/<uuid:team_id>")
