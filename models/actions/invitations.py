@@ -830,12 +830,15 @@ def already_sent(session: Session, invitation_id: uuid.UUID, send_number: int) -
 
 class SendInProgress(Exception):
     """Another attempt holds this send's claim until `until`: try again later. It may be
-    sending now, or it may have sent and failed to record how it ended (the database went
-    away); once its lease is over the claim is taken over, so the send is never dropped."""
+    sending now (`sending`: it may end any moment), or it may have sent and failed to record
+    how it ended (the database went away); once its lease is over the claim is taken over, so
+    the send is never dropped. Not `sending`: a failed attempt waits out its backoff until
+    `until`, and nothing happens before then."""
 
-    def __init__(self, until: datetime) -> None:
-        super().__init__(f"this send is claimed by another attempt until {until.isoformat()}")
-        self.until = until
+    def __init__(self, until: datetime, *, sending: bool = True) -> None:
+        held = "claimed by another attempt" if sending else "waiting out its backoff"
+        super().__init__(f"this send is {held} until {until.isoformat()}")
+        self.until, self.sending = until, sending
 
 
 def claim_send(session: Session, *, plan: DeliveryPlan, now: datetime) -> uuid.UUID | None:
@@ -866,7 +869,7 @@ def claim_send(session: Session, *, plan: DeliveryPlan, now: datetime) -> uuid.U
         if abandoned.rowcount != 1:  # type: ignore[attr-defined]
             return None
     elif (due := _next_attempt_due(session, plan)) is not None and due > now:
-        raise SendInProgress(until=due)
+        raise SendInProgress(until=due, sending=False)
     delivery = InvitationDelivery(
         id=new_id(),
         invitation_id=plan.invitation_id,

@@ -274,3 +274,33 @@ def test_a_second_copy_of_a_send_waiting_out_its_backoff_does_not_send_it_early(
     assert first.when == 300.0
     assert isinstance(redispatched.when, float) and 299.0 <= redispatched.when <= 302.0
     assert _deliveries(sessions, issued.invitation.id) == [(1, 1, "failed")]
+
+
+def test_a_copy_finding_the_send_under_way_looks_again_soon(session, sessions, scene, monkeypatch):
+    """A copy of the task that finds another attempt sending now (a redelivery, a second
+    worker) looks again with its backoff, not only when that claim's lease ends: the send
+    may end any moment, and the copy's message completes once it finds it sent. Waiting the
+    whole lease (5 minutes) left its outbox message open that long."""
+    from celery.exceptions import Retry
+
+    from worker.runtime import runtime
+    from worker.tasks.invitations import deliver
+
+    monkeypatch.setattr(celery_app, "send_task", lambda *_args, **_kw: None)  # kept here
+    issued = scene.invite(session, "busy@example.com")
+    take_new_messages(session)
+    plan = inv.plan_delivery(
+        session, invitation_id=issued.invitation.id, send_number=1, secret_key=scene.secret_key
+    )
+    assert inv.claim_send(session, plan=plan, now=utcnow())  # another attempt, sending now
+    session.commit()
+    invitation_id = str(issued.invitation.id)
+
+    deliver.push_request(id="copy", called_directly=False, retries=0, args=[invitation_id, 1])
+    try:
+        with pytest.raises(Retry) as retried:
+            deliver.run(invitation_id, 1)
+    finally:
+        deliver.pop_request()
+
+    assert retried.value.when == runtime().settings.invitation_retry_base

@@ -14,6 +14,7 @@ from connectors import email, invitation_email
 from models import retry_lease
 from models.actions import invitations, local_mail
 from models.actor import Actor
+from models.backoff import backoff
 from models.base import utcnow
 from models.text import visible
 from worker import turns
@@ -39,12 +40,9 @@ def deliver(self: Any, invitation_id: str, send_number: int) -> None:
         try:
             claim = invitations.claim_send(session, plan=plan, now=utcnow()) if plan else None
         except invitations.SendInProgress as busy:
-            # Another attempt holds the send, or a failed one waits out its backoff: come back
-            # when that ends (in case its worker died, or this is the only copy left).
             session.rollback()
-            wait = retry_lease.time_left(busy.until, utcnow()) + 1
             raise self.retry(
-                exc=TransientError(str(busy)), countdown=wait, max_retries=None
+                exc=TransientError(str(busy)), countdown=_later(self, busy), max_retries=None
             ) from None
         session.commit()  # the claim is visible before the send; no lock held during it
     if plan is None or claim is None:
@@ -70,6 +68,18 @@ def deliver(self: Any, invitation_id: str, send_number: int) -> None:
         session.commit()
     if due is not None:  # failed: the next attempt once it is due
         raise self.retry(exc=TransientError(detail), countdown=due, max_retries=None)
+
+
+def _later(task: Any, busy: invitations.SendInProgress) -> float:
+    """When to look again at a send another attempt holds: once a failed attempt's backoff
+    is over; for one being sent (it may end any moment), with the backoff of this task's
+    retries and no later than its lease (in case that worker died)."""
+    left = retry_lease.time_left(busy.until, utcnow()) + 1
+    if not busy.sending:
+        return left
+    settings = runtime().settings
+    retries = task.request.retries + 1
+    return backoff(retries, retry_base=settings.invitation_retry_base, retry_max=left)
 
 
 def _send(plan: invitations.DeliveryPlan) -> tuple[str, str, email.Email | None]:
