@@ -782,12 +782,18 @@ class DeliveryPlan:
 
 
 def plan_delivery(
-    session: Session, *, invitation_id: uuid.UUID, send_number: int, secret_key: str
+    session: Session,
+    *,
+    invitation_id: uuid.UUID,
+    send_number: int,
+    secret_key: str,
+    now: datetime | None = None,
 ) -> DeliveryPlan | None:
     """What to send for this send of the invitation, or None when there is nothing to send:
-    the invitation is gone or finished, a newer send superseded this one, or it was sent."""
+    the invitation is gone or finished (expired by the clock too, before the expiry beat
+    marks it: its link is dead), a newer send superseded this one, or it was sent."""
     invitation = session.get(Invitation, invitation_id)
-    if invitation is None or invitation.status is not PENDING:
+    if invitation is None or effective_status(invitation, now or utcnow()) is not PENDING:
         return None
     if invitation.send_count != send_number or already_sent(session, invitation_id, send_number):
         return None
