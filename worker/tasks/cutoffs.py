@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import structlog
 from prometheus_client import Counter
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from models.actions import cutoffs, review_sweep
 from models.actor import Actor
-from models.db import is_transient
+from models.db import is_unavailable
 from worker.runtime import runtime
 from worker.tasks import gateway, odock
 from worker.tasks.base import task
@@ -73,9 +73,9 @@ def _open_missing_reviews() -> None:
                     session, revocation_id=revocation_id, actor=actor
                 )
                 session.commit()
-            except OperationalError as error:
+            except DBAPIError as error:
                 session.rollback()
-                if not is_transient(error):
+                if not is_unavailable(error):
                     raise
                 log.info("cutoffs.review_open_deferred", revocation_id=str(revocation_id))
                 continue
