@@ -295,6 +295,9 @@ ROUTES: dict[tuple[str, str], Target] = {
     ("/api/v1/teams", "GET"): t("admin", "/api/v1/teams"),
     ("/api/v1/teams", "POST"): t("admin", "/api/v1/teams", {"name": "Hostile Team"}),
     ("/api/v1/teams/<uuid:team_id>", "DELETE"): t("admin", "/api/v1/teams/{spare_team}"),
+    ("/api/v1/teams/<uuid:team_id>", "PATCH"): t(
+        "admin", "/api/v1/teams/{team}", {"name": "Hostile Rename"}
+    ),
     ("/api/v1/teams/<uuid:team_id>/members", "GET"): t("admin", "/api/v1/teams/{team}/members"),
     ("/api/v1/teams/<uuid:team_id>/members/<uuid:user_id>", "PUT"): t(
         "admin", "/api/v1/teams/{team}/members/{person}", {"role": "MEMBER"}

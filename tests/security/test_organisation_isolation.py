@@ -201,6 +201,7 @@ ID_CASES: dict[tuple[str, str], list[Case]] = {
         admin("/api/v1/reviews/{review}/acknowledge", {})
     ],
     ("/api/v1/teams/<uuid:team_id>", "DELETE"): [admin("/api/v1/teams/{team}")],
+    ("/api/v1/teams/<uuid:team_id>", "PATCH"): [admin("/api/v1/teams/{team}", {"name": "Spied"})],
     ("/api/v1/teams/<uuid:team_id>/members", "GET"): [admin("/api/v1/teams/{team}/members")],
     ("/api/v1/teams/<uuid:team_id>/members/<uuid:user_id>", "PUT"): [
         admin("/api/v1/teams/{team}/members/{owner}", {"role": "MANAGER"}),
