@@ -13,17 +13,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, insert, select
 
 from models.base import utcnow
 from models.entities import OutboxMessage
 from models.settings import Settings
+from tests.support.no_wait import write_without_waiting
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until
 from worker.outbox_relay import TASK_ID_PREFIX
@@ -81,34 +81,6 @@ def _connected_to(port: int) -> bool:
     return False
 
 
-def _write_without_waiting(engine: Engine, ids: list[int]) -> None:
-    """Update the relay's rows and insert one more, refusing to wait for any lock."""
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as connection:
-            connection.execute(
-                select(OutboxMessage.id)
-                .where(OutboxMessage.id.in_(ids))
-                .with_for_update(nowait=True)
-            )
-            connection.execute(
-                text("UPDATE outbox SET request_id = 'touched' WHERE id = ANY(:ids)"),
-                {"ids": ids},
-            )
-        _pending(engine, 1)
-        return
-    database = engine.url.database
-    assert database is not None
-    connection = sqlite3.connect(database, timeout=0, isolation_level=None)
-    try:
-        connection.execute("BEGIN IMMEDIATE")  # "database is locked" at once if it is held
-        marks = ",".join("?" * len(ids))
-        connection.execute(f"UPDATE outbox SET request_id = 'touched' WHERE id IN ({marks})", ids)
-        connection.execute("COMMIT")
-    finally:
-        connection.close()
-    _pending(engine, 1)
-
-
 def _published_ids(server: RedisServer, queue: str) -> set[int]:
     client = server.client()
     try:
@@ -144,7 +116,8 @@ def test_a_relay_waiting_on_a_paused_broker_holds_no_lock_and_loses_nothing(
         relaying.start()
         wait_until(lambda: _connected_to(server.port), timeout=30, what="the relay to publish")
         assert relaying.is_alive(), out  # waiting on the paused broker
-        _write_without_waiting(engine, ids)
+        write_without_waiting(engine, "outbox", ids, assignment="request_id = 'touched'")
+        _pending(engine, 1)
     finally:
         os.kill(server.process.pid, signal.SIGCONT)
         relaying.join(90)

@@ -12,10 +12,10 @@ from models.actor import Actor
 from models.audit_sequence import sequence_events
 from models.entities import AuditEvent, AuditStream
 from tests.audit.test_streams import _events
-from tests.reviews.test_hook_deleted_mid_send import _in_thread
 from tests.support import factories as f
 from tests.support.fuzz import hold_tasks
 from tests.support.held_receiver import held_receiver
+from tests.support.parallel import in_thread
 from worker.tasks.audit_streams import deliver_stream
 
 
@@ -52,7 +52,7 @@ def test_a_stream_deleted_while_a_batch_is_out_ends_the_task_cleanly(
         while sequence_events(session):
             session.commit()
         session.commit()
-        sending, out = _in_thread(lambda: deliver_stream(str(stream.id)))
+        sending, out = in_thread(lambda: deliver_stream(str(stream.id)))
         try:
             assert receiver.arrived.wait(30), "the batch never reached the receiver"
             with sessions() as admin:

@@ -11,8 +11,6 @@ across the call: on SQLite every SCIM and admin write would wait on the gateway.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,14 +18,15 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine
 
-from models.entities import KeyCutoff
 from models.settings import Settings
 from tests.cutoffs.test_cutoffs import revoked_keys
 from tests.support.held_dns import HeldNameServer, held_name_server
 from tests.support.held_receiver import HeldReceiver, held_receiver
 from tests.support.keys import TEST_SECRET_KEY
+from tests.support.no_wait import write_without_waiting
+from tests.support.parallel import in_thread
 
 WAIT_FOR_CALL = 30.0  # a bound against hanging, not a timing
 
@@ -48,52 +47,14 @@ def held(settings: Settings) -> Iterator[HeldReceiver]:
             init_runtime(settings)
 
 
-def _in_thread(body: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["result"] = body()
-        except BaseException as exc:  # reported by the test
-            out["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, out
-
-
-def write_without_waiting(engine: Engine, key_ids: list[uuid.UUID]) -> None:
-    """Update these keys' cut-offs at once, or fail: no lock wait of any length."""
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as connection:
-            connection.execute(text("SET LOCAL lock_timeout = '1ms'"))
-            connection.execute(
-                select(KeyCutoff.id)
-                .where(KeyCutoff.key_id.in_(key_ids))
-                .with_for_update(nowait=True)
-            )
-            connection.execute(
-                text("UPDATE key_cutoffs SET last_error = 'touched' WHERE key_id = ANY(:ids)"),
-                {"ids": key_ids},
-            )
-        return
-    database = engine.url.database
-    assert database is not None
-    connection = sqlite3.connect(database, timeout=0, isolation_level=None)
-    try:
-        connection.execute("BEGIN IMMEDIATE")  # "database is locked" at once if it is held
-        connection.execute("UPDATE key_cutoffs SET last_error = 'touched' WHERE 1 = 0")
-        connection.execute("COMMIT")
-    finally:
-        connection.close()
-
-
 def _while_held(receiver: HeldReceiver, engine: Engine, key_ids, body: Callable[[], Any]) -> None:
-    thread, out = _in_thread(body)
+    thread, out = in_thread(body)
     try:
         assert receiver.arrived.wait(WAIT_FOR_CALL), out
         assert thread.is_alive(), out  # the call is in flight
-        write_without_waiting(engine, key_ids)
+        write_without_waiting(
+            engine, "key_cutoffs", key_ids, key="key_id", assignment="last_error = 'touched'"
+        )
     finally:
         receiver.answer.set()
         thread.join(WAIT_FOR_CALL)
@@ -324,18 +285,12 @@ SAVES = [
 
 def write_row_without_waiting(engine: Engine, row: tuple[str, uuid.UUID] | None) -> None:
     """Take the write lock (SQLite) or this row's lock (PostgreSQL) at once, or fail."""
-    if engine.dialect.name != "postgresql":
-        write_without_waiting(engine, [])
-        return
     if row is None:
-        return  # a create's transaction holds no lock here: its outcome is checked
+        if engine.dialect.name != "postgresql":
+            write_without_waiting(engine, "organisations")  # the database's write lock
+        return  # PostgreSQL: a create's transaction holds no lock here; its outcome is checked
     table, row_id = row
-    with engine.begin() as connection:
-        connection.execute(text("SET LOCAL lock_timeout = '1ms'"))
-        connection.execute(
-            text(f"SELECT id FROM {table} WHERE id = :id FOR UPDATE NOWAIT"),
-            {"id": row_id},
-        )
+    write_without_waiting(engine, table, [row_id])
 
 
 @pytest.mark.parametrize(("edited", "method", "path", "body", "status"), SAVES)
@@ -347,7 +302,7 @@ def test_an_admin_saving_a_destination_holds_no_lock_while_its_name_resolves(
     scene = admin_scene
     row = scene.rows[edited] if edited else None
     url = path.format(id=row[1] if row else "")
-    saving, out = _in_thread(
+    saving, out = in_thread(
         lambda: scene.client.open(url, method=method, json=body, headers=scene.admin)
     )
     try:

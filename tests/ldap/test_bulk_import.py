@@ -343,9 +343,9 @@ def test_a_first_import_waiting_on_the_directory_lets_a_leaver_be_cut_off(
     point to: the organisation and the mapped teams, which only a FOR UPDATE (deleting them,
     a team decided whole by a SCIM group write) waits for; a person's lock does not. A guard:
     it passes before this branch too."""
-    from tests.faults.test_network_calls_hold_no_lock import write_without_waiting
-    from tests.reviews.test_hook_deleted_mid_send import _in_thread
     from tests.scim.payloads import okta_create_user, okta_deactivate
+    from tests.support.no_wait import write_without_waiting
+    from tests.support.parallel import in_thread
     from tests.support.slow_proxy import slow_proxy
     from tests.support.wait import wait_until
     from worker.directory_sync import run_sync
@@ -368,7 +368,7 @@ def test_a_first_import_waiting_on_the_directory_lets_a_leaver_be_cut_off(
             if read == 2:
                 answering.clear()  # the directory stops answering
 
-        syncing, out = _in_thread(
+        syncing, out = in_thread(
             lambda: run_sync(
                 sessions,
                 settings,
@@ -384,7 +384,7 @@ def test_a_first_import_waiting_on_the_directory_lets_a_leaver_be_cut_off(
                     lambda: _writers_have_written(sessions), timeout=60, what="creates written"
                 )
             if settings.is_sqlite:
-                write_without_waiting(engine, [])  # nothing holds the write lock
+                write_without_waiting(engine, "organisations")  # nothing holds the write lock
             cut_off = client.patch(
                 f"/scim/v2/Users/{leaver.json['id']}", json=okta_deactivate(), headers=idp
             )

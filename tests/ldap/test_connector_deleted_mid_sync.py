@@ -17,8 +17,8 @@ from models.directory.runs import lease_name
 from models.entities import AuditEvent, DirectoryConnector, SyncLease, User
 from models.enums import SyncRunStatus
 from tests.ldap.conftest import connector_runs
-from tests.reviews.test_hook_deleted_mid_send import _in_thread
 from tests.support import factories
+from tests.support.parallel import in_thread
 from tests.support.slow_proxy import slow_proxy
 from tests.support.wait import wait_until
 from worker.directory_sync import DELETED, run_sync
@@ -35,7 +35,7 @@ def test_a_connector_deleted_while_it_syncs_ends_the_run_cleanly(
     answering = threading.Event()
     with slow_proxy(directory.slapd.url, delay=0.0, held=answering) as slow:
         connector = make_connector(server_urls=[slow])
-        syncing, out = _in_thread(
+        syncing, out = in_thread(
             lambda: run_sync(sessions, settings, connector_id=connector.id, trigger="test")
         )
         try:

@@ -10,8 +10,6 @@ on the receiver."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event, func, select
@@ -24,6 +22,7 @@ from tests.reviews.test_deliveries import add_hook
 from tests.support import factories as f
 from tests.support.fuzz import hold_tasks
 from tests.support.held_receiver import held_receiver
+from tests.support.parallel import in_thread
 
 
 def _planned(session, settings, org, url: str) -> tuple[NotificationHook, NotificationDelivery]:
@@ -45,21 +44,6 @@ def _delete_hook(sessions, hook_id) -> None:
         hook = admin.get_one(NotificationHook, hook_id)
         notification_hooks.delete_hook(admin, hook=hook, actor=f.SETUP)
         admin.commit()
-
-
-def _in_thread(body: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    """Run `body` in a thread; its result, or the error it raised, lands in the dict."""
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["result"] = body()
-        except BaseException as exc:  # the test reports it, whatever it is
-            out["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, out
 
 
 def _left(sessions, hook_id, delivery_id) -> tuple[Any, ...]:
@@ -89,7 +73,7 @@ def test_a_hook_deleted_while_its_delivery_is_out_ends_the_task_cleanly(
     org = f.make_org(session)
     with held_receiver() as receiver:
         hook, delivery = _planned(session, settings, org, receiver.url)
-        sending, out = _in_thread(lambda: deliver.run(str(delivery.id)))
+        sending, out = in_thread(lambda: deliver.run(str(delivery.id)))
         try:
             assert receiver.arrived.wait(30), "the delivery never reached the receiver"
             _delete_hook(sessions, hook.id)  # while the receiver holds the request

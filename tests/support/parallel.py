@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 Answer = TypeVar("Answer")
 
@@ -20,3 +20,19 @@ def in_parallel(calls: list[Callable[[], Answer]]) -> list[Answer]:
 
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         return list(pool.map(run, calls))
+
+
+def in_thread(body: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run `body` in a thread of its own, started; its result, or the error it raised (the
+    test reports it, whatever it is), lands in the dict as "result" or "error"."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = body()
+        except BaseException as exc:
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
