@@ -6,8 +6,9 @@ the transactions, because it reads a directory between them. Only a bulk import 
 PostgreSQL keeps two open while it reads, to write its creates meanwhile
 (worker.directory_create_stream); it commits nothing before the plan is complete and checked.
 Nobody is revoked unless every page was read and every entry had its stable id; a plan over
-the threshold waits for an admin. A connector deleted while it syncs is seen at the lease's
-next beat, and the read stops at the next page.
+the threshold waits for an admin. A connector deleted while it syncs, or a lease another sync
+took over (this one's expired), is seen at the lease's next beat, and the read stops at the
+next page.
 """
 
 from __future__ import annotations
@@ -259,6 +260,8 @@ class _Sync:
             progress(n)
             if self.heartbeat.unwanted:  # between two pages: stop reading
                 raise runs.ConnectorDeleted("the connector was deleted")
+            if self.heartbeat.lost:  # another sync runs now: what this one reads is stale
+                raise runs.LeaseLost.after(n)
 
         stream = self._stream_for(kind, dry_run)
         try:
@@ -271,6 +274,8 @@ class _Sync:
                 stream.discard()
             if isinstance(exc, runs.ConnectorDeleted):
                 raise  # nothing to record: its runs went with it
+            if isinstance(exc, runs.LeaseLost):
+                return self._stopped(exc)
             if not isinstance(exc, DirectoryError | DomainError):
                 raise
             return self._failed(exc.code, exc.message)
@@ -305,6 +310,14 @@ class _Sync:
                 session, run=run, code=code, message=message, read=self.read, connector=connector
             )
         return SyncOutcome(str(self.run_id), SyncRunStatus.FAILED.value, error=message)
+
+    def _stopped(self, stop: runs.LeaseLost) -> SyncOutcome:
+        with transaction(self.sessions) as session:
+            run, connector = runs.locked_run(
+                session, run_id=self.run_id, connector_id=self.target.connector.id
+            )
+            runs.stop_run(session, run=run, connector=connector, stop=stop, read=self.read)
+        return SyncOutcome(str(self.run_id), SyncRunStatus.FAILED.value, error=stop.message)
 
     def _stream_for(self, kind: SyncKind, dry_run: bool) -> CreateStream | None:
         """A full sync that will apply may write its creates while it reads (PostgreSQL

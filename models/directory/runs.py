@@ -297,6 +297,40 @@ class SyncInterrupted(DomainError):
     code = INTERRUPTED
 
 
+class LeaseLost(SyncInterrupted):
+    """Another sync took the connector's lease over (this one's had expired): stop reading."""
+
+    @classmethod
+    def after(cls, read: int) -> LeaseLost:
+        return cls(
+            "another sync took this connector's lease over (this sync's had expired): "
+            f"it stopped reading after {read} entries; nothing applied"
+        )
+
+
+def stop_run(
+    session: Session,
+    *,
+    run: DirectorySyncRun,
+    connector: DirectoryConnector,
+    stop: LeaseLost,
+    read: int,
+) -> None:
+    """A sync that stopped reading because its lease was taken over: its run fails, unless
+    the sync that took over has already ended it; the stop is audited either way."""
+    if run.status is SyncRunStatus.RUNNING:
+        fail_run(
+            session, run=run, code=stop.code, message=stop.message, read=read, connector=connector
+        )
+    audit_run(
+        session,
+        run,
+        connector,
+        "directory_sync.stopped",
+        after={"reason": stop.message, "read": read},
+    )
+
+
 class SyncRunning(Conflict):
     """The connector's lease is held by another sync: try again once it has finished."""
 
