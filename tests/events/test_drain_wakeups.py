@@ -159,6 +159,53 @@ def test_a_drain_killed_mid_run_leaves_no_flag_and_the_next_delivery_wakes_a_dra
         second.stop()
 
 
+def turn_holder(connection, org) -> int | None:
+    return connection.scalar(
+        text(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid::text::bigint * 4294967296 + objid::text::bigint = :key"
+        ),
+        {"key": turns.key_of(org.id) & 0xFFFFFFFFFFFFFFFF},  # the oids are unsigned
+    )
+
+
+def drain_failed(worker: WorkerProcess) -> bool:
+    return "raised unexpected" in worker.log() or " retry: " in worker.log()
+
+
+def test_a_drain_that_lost_its_turn_applies_nothing_beside_the_next_holder(
+    sessions, engine, own, org, blocked, tmp_path
+):
+    """The turn's connection ends mid-batch (a failover, an idle-session timeout): the lock
+    goes with it and another drain may take the turn at once. The batch under way used to
+    commit on its own connection all the same, beside the new holder's batches, so an
+    organisation's events could be applied out of their order."""
+    worker = start_worker(own, log_dir=tmp_path, concurrency=1)
+    try:
+        deliver(sessions, org, "first", "user.deactivated")
+        drain_blocked(worker, blocked)
+        with engine.connect() as admin:
+            holder = turn_holder(admin, org)
+            assert holder is not None
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
+        with engine.connect() as next_holder:
+            taken = next_holder.scalar(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": turns.key_of(org.id)}
+            )
+            assert taken  # the lock went with its connection
+            blocked.rollback()  # type: ignore[attr-defined]
+            wait_until(lambda: drain_failed(worker), what="the drain that lost its turn failing")
+
+            assert statuses(sessions, org) == {"first": "received"}
+            next_holder.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": turns.key_of(org.id)}
+            )
+        deliver(sessions, org, "second", "user.reactivated")
+        wait_until(lambda: all_processed(sessions, org, "first", "second"), what="the drain")
+    finally:
+        worker.stop()
+
+
 def test_a_drain_that_fails_lowers_its_flag_and_is_run_again(
     sessions, engine, own, org, blocked, tmp_path
 ):
@@ -169,21 +216,12 @@ def test_a_drain_that_fails_lowers_its_flag_and_is_run_again(
         deliver(sessions, org, "first", "user.deactivated")
         drain_blocked(worker, blocked)
         with engine.connect() as admin:
-            turn_holder = admin.scalar(
-                text(
-                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                    " AND classid::text::bigint * 4294967296 + objid::text::bigint = :key"
-                ),
-                {"key": turns.key_of(org.id) & 0xFFFFFFFFFFFFFFFF},  # the oids are unsigned
-            )
-            assert turn_holder is not None
-            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": turn_holder})
+            holder = turn_holder(admin, org)
+            assert holder is not None
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
         blocked.rollback()  # type: ignore[attr-defined]
         wait_until(lambda: all_processed(sessions, org, "first"), what="the first batch")
-        wait_until(
-            lambda: "raised unexpected" in worker.log() or " retry: " in worker.log(),
-            what="the drain failing as it let go of its turn",
-        )
+        wait_until(lambda: drain_failed(worker), what="the drain failing with its turn")
 
         assert not flag_up(org)
         deliver(sessions, org, "second", "user.reactivated")

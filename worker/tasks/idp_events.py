@@ -61,24 +61,28 @@ def _drain_in_turn(organisation: uuid.UUID, wake_up: tuple[str, dict[str, str]])
                 wakeups.hold(*wake_up, seconds=LEAVER_FLAG_SECONDS)
                 return drained  # the holder lowers the flag and looks again once it lets go
             wakeups.taken(*wake_up)
-            drained += _drain(organisation)
+            drained += _drain(organisation, mine)
         wakeups.taken(*wake_up)
         with runtime().sessions() as session:
             if not idp_events.has_received(session, organisation):
                 return drained
 
 
-def _drain(organisation_id: uuid.UUID) -> int:
+def _drain(organisation_id: uuid.UUID, held: turns.Turn) -> int:
     drained = 0
-    while batch := _apply_batch(organisation_id):
+    while batch := _apply_batch(organisation_id, held):
         drained += batch
         if batch < idp_events.DRAIN_BATCH:
             time.sleep(LINGER_SECONDS)
     return drained
 
 
-def _apply_batch(organisation_id: uuid.UUID) -> int:
-    with runtime().sessions() as session:
+def _apply_batch(organisation_id: uuid.UUID, held: turns.Turn) -> int:
+    # On the turn's own connection: a drain whose turn was lost with its connection cannot
+    # commit a batch beside the drain that took the turn after it (and apply events out of
+    # their order).
+    bind = {"bind": held.connection} if held.connection is not None else {}
+    with runtime().sessions(**bind) as session:
         deliveries = idp_events.claim_received(session, organisation_id)
         try:
             idp_events.process_received(session, deliveries)

@@ -170,6 +170,6 @@ def _sweep_batches(current: Runtime, now: datetime, actor: Actor) -> int:
             return total
 
 
-def sweep_lock(engine: Engine) -> AbstractContextManager[bool]:
+def sweep_lock(engine: Engine) -> AbstractContextManager[turns.Turn]:
     """One sweep at a time across workers."""
     return turns.turn(engine, SWEEP_KEY)
