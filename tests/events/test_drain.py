@@ -317,8 +317,8 @@ def test_the_drain_looks_again_after_letting_go_of_its_turn(session, monkeypatch
     drain = drain_task._drain
     passes: list[int] = []
 
-    def drain_then_a_late_arrival(organisation_id):
-        drained = drain(organisation_id)
+    def drain_then_a_late_arrival(organisation_id, held):
+        drained = drain(organisation_id, held)
         passes.append(drained)
         if len(passes) == 1:  # after the final read of the first turn
             with drain_task.runtime().sessions() as late:
