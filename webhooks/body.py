@@ -84,6 +84,7 @@ def check_query(req: Request) -> None:
     way."""
     if not req.environ.get("QUERY_STRING"):
         return  # most requests have none: nothing to parse
+    _check_query_bytes(req.query_string)
     seen: set[str] = set()
     for key, value in req.args.items(multi=True):
         check_text(key, "a query parameter name")
@@ -91,6 +92,18 @@ def check_query(req: Request) -> None:
         if key in seen:
             raise UnacceptableValue(f"the query parameter {key[:64]!r} is given twice", field=key)
         seen.add(key)
+
+
+def _check_query_bytes(query: bytes) -> None:
+    """A byte sent raw (not percent-encoded) that is not UTF-8: werkzeug decodes the query
+    string strictly before it parses it, and raised (a 500) on `?q=\xe9` from a server or
+    proxy that forwards the byte as it came (gunicorn refuses it; not every front does)."""
+    if query.isascii():
+        return
+    try:
+        query.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnacceptableValue("the query string is not valid UTF-8", field="query") from None
 
 
 def check_path(req: Request) -> None:

@@ -124,6 +124,7 @@ EVERY_ROUTE_QUERIES = [
     "q=%00",
     "%FF=1&q=%ED%A0%80",
     "limit=1&limit=2",
+    "q=caf\xe9",  # the byte 0xE9 raw, not percent-encoded: not UTF-8 (WSGI's latin-1)
     "limit=" + "1" + "0" * 30,
     "cursor=garbage",
     "version=" + "9" * 40,
