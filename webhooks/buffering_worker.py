@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import selectors
 import socket
@@ -29,6 +30,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from gunicorn import util as gunicorn_util
+from gunicorn.http.body import Body, ChunkedReader
 from gunicorn.workers.gthread import ThreadWorker
 
 if TYPE_CHECKING:
@@ -182,6 +184,16 @@ class BufferingWorker(ThreadWorker):
             super().enqueue_req(conn)
             return
         self._read_ahead(conn, idle=True)
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        """A chunked body is decoded here, before the app runs: gunicorn decodes it as the app
+        reads it, so a malformed one (a bad chunk size, a chunk longer than it said, a bad
+        trailer) raised from the app's first read, a 500. Raised here, gunicorn's error
+        handling answers it as the client's error (400, or 431 for a trailer over the limit)
+        and closes the connection. The body is in memory already (read whole above)."""
+        if isinstance(req.body.reader, ChunkedReader):
+            req.body = Body(io.BytesIO(req.body.read()))
+        return super().handle_request(req, conn)
 
     def accept(self, listener: socket.socket) -> None:
         try:

@@ -6,6 +6,9 @@ its path, and changes nothing."""
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,7 +16,10 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from models.enums import Role
+from models.settings import Settings
 from tests.support import factories as f
+from tests.support.served import WebProcess as Web
+from tests.support.served import web_as_served
 from tests.support.state import database_state
 
 SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -78,3 +84,93 @@ def test_a_query_string_that_is_not_utf8_is_a_400_in_the_protocols_format(
     assert answer.status_code == 400
     assert "not valid UTF-8" in answer.get_data(as_text=True)
     assert database_state(sessions) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# The web process as `odock-sync serve` runs it: gunicorn and webhooks/buffering_worker.py.
+
+
+@pytest.fixture(scope="module")
+def web(settings: Settings, engine: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    """One web process for the file (1 worker x 2 threads); the tests read only its answers
+    and the database."""
+    workdir = tmp_path_factory.mktemp("web")
+    with web_as_served(settings, workdir, workers=1, threads=2, env={}) as served:
+        yield served
+
+
+@dataclass
+class Answer:
+    """A raw HTTP answer, read until the server closed the connection."""
+
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    @property
+    def mimetype(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip()
+
+    def get_data(self, as_text: bool = True) -> str:
+        return self.text
+
+
+def exchange(web: Web, request: bytes) -> Answer:
+    with socket.create_connection(("127.0.0.1", web.port), timeout=30) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(
+        (name.strip().lower(), value.strip())
+        for name, _, value in (line.partition(":") for line in lines[1:])
+    )
+    return Answer(int(lines[0].split()[1]), headers, body.decode(errors="replace"))
+
+
+def chunked_post(path: str, headers: dict[str, str], content_type: str, body: bytes) -> bytes:
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: odock-sync.test\r\nConnection: close\r\n{head}"
+        f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode() + body
+
+
+def chunks(body: bytes) -> bytes:
+    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+
+TEAM = b'{"name": "Chunked"}'
+MALFORMED_CHUNKS = {
+    "size not hex": b"zz\r\n" + TEAM + b"\r\n0\r\n\r\n",
+    "chunk longer than its size": b"2\r\n" + TEAM + b"\r\n0\r\n\r\n",
+    "no CRLF after the chunk": b"%x\r\n%sXX0\r\n\r\n" % (len(TEAM), TEAM),
+    "bad extension": b"%x;\x01\r\n%s\r\n0\r\n\r\n" % (len(TEAM), TEAM),
+    "bad trailer": b"%x\r\n%s\r\n0\r\nno colon here\r\n\r\n" % (len(TEAM), TEAM),
+}
+CHUNKED_TARGETS = [
+    ("admin", "/api/v1/teams", "application/json"),
+    ("scim", "/scim/v2/Groups", "application/scim+json"),
+]
+
+
+@pytest.mark.parametrize("protocol, path, content_type", CHUNKED_TARGETS)
+def test_a_malformed_chunked_body_is_a_400_not_a_500(
+    web: Web, session: Session, sessions: Any, protocol: str, path: str, content_type: str
+) -> None:
+    """gunicorn decodes a chunked body as the app reads it: a malformed one raised from the
+    app's first read (InvalidChunkSize, ChunkMissingTerminator, InvalidHeader), a 500.
+    A well-formed one still gets through."""
+    headers = credentials(session)[protocol]
+    before = database_state(sessions)
+    for name, body in MALFORMED_CHUNKS.items():
+        answer = exchange(web, chunked_post(path, headers, content_type, body))
+        assert answer.status == 400, (name, answer.status, answer.text[:300])
+        assert "Traceback" not in answer.text
+        assert database_state(sessions) == before, name
+    group = b'{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "C"}'
+    well_formed = chunks(group if protocol == "scim" else TEAM)
+    answer = exchange(web, chunked_post(path, headers, content_type, well_formed))
+    assert answer.status == 201, answer.text[:300]
