@@ -9,6 +9,7 @@ run. Each run gets a database and a queue of its own, so runs can share the serv
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ from tests.support.apps import Apps
 from tests.support.broker import remove_queues
 from tests.support.cleanup import empty_tables
 from tests.support.keys import TEST_SECRET_KEY
-from tests.support.net import free_port
+from tests.support.net import bound_listener
 from tests.support.schedule import scheduled
 from tests.support.shared_worker import SharedWorker
 from tests.support.smtp import Mailbox, start_smtp_server
@@ -104,9 +105,17 @@ def mailbox(smtp_server: tuple[Controller, Mailbox]) -> Mailbox:
 
 
 @pytest.fixture(scope="session")
-def public_port() -> int:
-    """The loopback port a test may serve the web app on; links in emails point at it."""
-    return free_port()
+def public_listener() -> Iterator[socket.socket]:
+    """The listening socket a test may serve the web app on (werkzeug's `make_server(...,
+    fd=public_listener.fileno())`), bound for the whole run so its port cannot be taken."""
+    with bound_listener() as listener:
+        yield listener
+
+
+@pytest.fixture(scope="session")
+def public_port(public_listener: socket.socket) -> int:
+    """The port of `public_listener`; links in emails point at it."""
+    return int(public_listener.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

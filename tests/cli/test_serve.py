@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from cli.serve import URGENT_NICENESS, WORKER_NICENESS
-from tests.support.net import free_port
+from tests.support.net import bound_listener, start_on_a_free_port, wait_listening
 from tests.support.oidc import sign_in_through_the_invitation, start_provider
 from tests.support.processes import alive, descendants
 from tests.support.wait import wait_until
@@ -48,8 +48,9 @@ CLI = [sys.executable, "-c", "from cli.main import main; main()"]
 CLI_HANG_GUARD = 180
 
 
-def start_serve(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+def start_serve(workdir: Path, port: int) -> tuple[subprocess.Popen[bytes], int]:
+    """serve on `port`, once its web process listens there (PortTaken if it was taken)."""
+    serve = subprocess.Popen(
         [*CLI, "serve", "--port", str(port)],
         cwd=workdir,
         env=embedded_env(),
@@ -57,6 +58,8 @@ def start_serve(workdir: Path, port: int) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    wait_listening(serve, [port], workdir / "serve.log", timeout=90)
+    return serve, port
 
 
 def ready(port: int) -> bool:
@@ -97,8 +100,7 @@ def serve_ready_then_stopped(
 ) -> None:
     """serve on a free port is ready with every process; after `stop` no child is left (on
     SIGTERM, the README walk-through first)."""
-    port = free_port()
-    serve = start_serve(tmp_path, port)
+    serve, port = start_on_a_free_port(lambda port: start_serve(tmp_path, port))
     family: set[int] = set()
     try:
         wait_until(lambda: ready(port), timeout=90, what=f"/readyz on {port}")
@@ -167,7 +169,8 @@ def invitation_accepted_through_the_local_outbox_link(
     """The README's walk-through: an OpenID Connect provider for the demo organisation (a
     real one on loopback), an invitation whose link is read from the local outbox (no SMTP
     server), opened in Chromium, signed in at the provider as the invitee, a name: ACTIVE."""
-    provider_port, secret = free_port(), secrets.token_urlsafe(24)
+    listener, secret = bound_listener(), secrets.token_urlsafe(24)
+    provider_port = listener.getsockname()[1]  # held until the provider listens there
     configured = cli(
         workdir, "sign-in", "oidc-set", "--org", "demo",
         "--issuer", f"http://127.0.0.1:{provider_port}", "--client-id", "odock-sync-test",
@@ -180,7 +183,7 @@ def invitation_accepted_through_the_local_outbox_link(
     provider = start_provider(
         redirect_uris=[redirect_uri],
         log_path=workdir / "provider.log",
-        port=provider_port,
+        listener=listener,
         client_secret=secret,
     )
     try:

@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 from models.entities import Organisation, Team, User
 from models.enums import Role, TeamRole
 from tests.support import factories as f
-from tests.support.net import free_port
+from tests.support.net import bound_listener
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -57,10 +57,10 @@ def live_server(settings, engine) -> Iterator[str]:
     from webhooks.app import create_app
     from webhooks.context import EXTENSION
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    app = create_app(settings.model_copy(update={"public_base_url": base}))
-    server = make_server("127.0.0.1", port, app, threaded=True)
+    with bound_listener() as listener:
+        base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        app = create_app(settings.model_copy(update={"public_base_url": base}))
+        server = make_server("127.0.0.1", 0, app, threaded=True, fd=listener.fileno())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield base

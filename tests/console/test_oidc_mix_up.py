@@ -23,7 +23,7 @@ from models.entities import ApiToken, OidcProvider, Organisation
 from models.enums import Role, TokenScope
 from tests.console.conftest import Org
 from tests.support import factories as f
-from tests.support.net import free_port
+from tests.support.net import bound_listener
 from tests.support.oidc import LoopbackProvider, audit_events, sign_in_at_provider, start_provider
 
 pytestmark = pytest.mark.slow
@@ -42,7 +42,8 @@ def providers(session, settings, live_server, tmp_path) -> Iterator[Providers]:
     def provide(
         organisation: Organisation, *, shared: bool = False, iss: str = "", also: str = ""
     ) -> Any:
-        port = free_port()
+        listener = bound_listener()  # the provider's port, held until it listens there
+        port = listener.getsockname()[1]
         provider = oidc_providers.configure(
             session,
             organisation=organisation,
@@ -62,7 +63,7 @@ def providers(session, settings, live_server, tmp_path) -> Iterator[Providers]:
                 redirect_uris=[uri, *([also] if also else [])],
                 log_path=log,
                 iss=iss,
-                port=port,
+                listener=listener,
                 client_secret=CLIENT_SECRET,
             )
         )

@@ -316,19 +316,22 @@ def test_deliveries_wake_one_drain_while_a_wake_up_waits_to_be_taken(
 def test_with_the_flags_unreachable_every_delivery_still_wakes_the_drain(
     client, hooked, monkeypatch
 ):
-    from tests.support.net import free_port
+    from tests.support.net import refused_port
     from worker import wakeups
 
-    # The product's own flags client, on a port nobody listens on.
-    monkeypatch.setattr(wakeups, "_broker_url", lambda: f"redis://127.0.0.1:{free_port()}/0")
-    sent = record_sent_tasks(monkeypatch)
-    for n in range(2):
-        body, headers = signed(hooked.signing_secret, {"id": f"e{n}", "type": "user.deactivated"})
-        assert client.post(hooked.events_url, data=body, headers=headers).status_code == 202
+    with refused_port() as down:
+        # The product's own flags client, on a port nobody listens on.
+        monkeypatch.setattr(wakeups, "_broker_url", lambda: f"redis://127.0.0.1:{down}/0")
+        sent = record_sent_tasks(monkeypatch)
+        for n in range(2):
+            body, headers = signed(
+                hooked.signing_secret, {"id": f"e{n}", "type": "user.deactivated"}
+            )
+            assert client.post(hooked.events_url, data=body, headers=headers).status_code == 202
 
-    drain = ("events.drain", {"organisation_id": str(hooked.org.id)})
-    assert sent == [drain, drain]  # not coalesced, never dropped
-    wakeups.taken(*drain)  # the drain starts: lowering an unreachable flag does not fail it
+        drain = ("events.drain", {"organisation_id": str(hooked.org.id)})
+        assert sent == [drain, drain]  # not coalesced, never dropped
+        wakeups.taken(*drain)  # the drain starts: lowering an unreachable flag does not fail it
 
 
 def record_sent_tasks(monkeypatch) -> list[tuple[str, dict]]:

@@ -86,7 +86,7 @@ def enroll_client(apps, enroll_settings, clean_db):
 
 
 @pytest.fixture(scope="session")
-def live_server(settings, engine, public_port):
+def live_server(settings, engine, public_listener):
     """The web app on the loopback port that invitation links point at (a real HTTP server)."""
     import threading
 
@@ -102,7 +102,7 @@ def live_server(settings, engine, public_port):
             }
         )
     )
-    server = make_server("127.0.0.1", public_port, app, threaded=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True, fd=public_listener.fileno())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield settings.public_base_url

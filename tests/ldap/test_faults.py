@@ -17,7 +17,7 @@ from connectors.outbound import UrlPolicy
 from models.entities import AuditEvent, DirectoryConnector, OutboxMessage
 from models.enums import SyncKind, UserStatus
 from tests.ldap.conftest import get_run, linked_users, team_members
-from tests.support.net import free_port
+from tests.support.net import refused_port
 from tests.support.slapd import LIMITED_DN, ROOT_DN, ROOT_PASSWORD
 
 
@@ -61,14 +61,16 @@ def _fails_safely(sync, sessions, connector, code: str) -> str:
 def test_server_down(make_connector, sync, sessions):
     connector = make_connector()
     sync(connector)
-    _reconfigure(sessions, connector, server_urls=[f"ldap://127.0.0.1:{free_port()}"])
-    error = _fails_safely(sync, sessions, connector, "directory_unavailable")
+    with refused_port() as down:
+        _reconfigure(sessions, connector, server_urls=[f"ldap://127.0.0.1:{down}"])
+        error = _fails_safely(sync, sessions, connector, "directory_unavailable")
     assert "no LDAP server answered" in error
 
 
 def test_second_url_is_used_when_the_first_is_down(make_connector, sync, sessions, slapd):
-    connector = make_connector(server_urls=[f"ldap://127.0.0.1:{free_port()}", slapd.url])
-    assert sync(connector).status == "succeeded"
+    with refused_port() as down:
+        connector = make_connector(server_urls=[f"ldap://127.0.0.1:{down}", slapd.url])
+        assert sync(connector).status == "succeeded"
 
 
 def test_server_that_never_answers_times_out(make_connector, sync, sessions):
@@ -464,7 +466,7 @@ def test_a_server_that_caps_pages_below_the_page_size_says_so_and_pages_below_it
         )
         + "\n"
     )
-    own.start()
+    own.start_on_free_ports()
     try:
         conn = own.connect()
         text = SEED.read_text().format(

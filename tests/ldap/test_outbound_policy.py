@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from models.entities import DirectoryConnector
 from tests.ldap.conftest import admin_auth, connector_fields
-from tests.support.net import free_port
+from tests.support.net import refused_port
 from tests.support.slapd import ROOT_PASSWORD
 
 STRICT = {"outbound_allow_loopback": False}
@@ -160,7 +160,7 @@ def test_ca_file_is_refused_without_a_ca_directory(client_with, session, directo
 def test_unreachable_ports_are_indistinguishable(client, session, directory, listener):
     """Closed, silent, not-LDAP and TLS-to-plaintext ports give the same answer."""
     _, auth = admin_auth(session)
-    with socket.socket() as http_like:
+    with socket.socket() as http_like, refused_port() as closed:
         http_like.bind(("127.0.0.1", 0))
         http_like.listen(4)
         stop = threading.Event()
@@ -178,7 +178,7 @@ def test_unreachable_ports_are_indistinguishable(client, session, directory, lis
         thread = threading.Thread(target=answer_garbage, daemon=True)
         thread.start()
         urls = [
-            f"ldap://127.0.0.1:{free_port()}",
+            f"ldap://127.0.0.1:{closed}",
             f"ldap://127.0.0.1:{listener.port}",
             f"ldap://127.0.0.1:{http_like.getsockname()[1]}",
             f"ldaps://127.0.0.1:{directory.slapd.port}",

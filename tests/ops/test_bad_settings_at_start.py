@@ -17,7 +17,7 @@ from models.settings import (
     load_settings,
 )
 from tests.support.keys import TEST_SECRET_KEY
-from tests.support.net import free_port
+from tests.support.net import ADDRESS_IN_USE, PortTaken, start_on_a_free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -48,10 +48,21 @@ def start(
     server DATABASE_URL in the suite's environment needs one)."""
     given = {**os.environ, "PYTHONPATH": str(ROOT), "SECRET_KEY": TEST_SECRET_KEY, **bad}
     env = {name: value for name, value in given.items() if value is not None}
-    command = [part.replace("{port}", str(free_port())) for part in command]
-    return subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
+
+    def run_on(port: int) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [part.replace("{port}", str(port)) for part in command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if any(marker in done.stderr for marker in ADDRESS_IN_USE):
+            raise PortTaken(done.stderr)
+        return done
+
+    return start_on_a_free_port(run_on)
 
 
 @pytest.mark.parametrize(

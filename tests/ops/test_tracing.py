@@ -25,7 +25,7 @@ from models.entities import RevocationReview
 from models.enums import Role
 from models.settings import Settings, SettingsError
 from tests.support import factories as f
-from tests.support.net import free_port
+from tests.support.net import start_on_a_free_port, wait_listening
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.wait import wait_until
 from tests.support.worker import ROOT, WorkerProcess, settings_env, spawn_worker, wait_ready
@@ -56,7 +56,10 @@ class Web:
 
 def start_web(settings: Settings, env: dict[str, str], log_dir: Path) -> Web:
     """The web process as `serve` and the Procfile run it: gunicorn on the app factory."""
-    port = free_port()
+    return start_on_a_free_port(lambda port: start_web_on(port, settings, env, log_dir))
+
+
+def start_web_on(port: int, settings: Settings, env: dict[str, str], log_dir: Path) -> Web:
     log_path = log_dir / f"web-{port}.log"
     command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"]
     command += ["--workers", "1", "--threads", "2", "--config", GUNICORN_CONFIG]
@@ -72,6 +75,7 @@ def start_web(settings: Settings, env: dict[str, str], log_dir: Path) -> Web:
         f"http://127.0.0.1:{port}",
         log_path,
     )
+    wait_listening(web.process, [port], log_path)
 
     def answers() -> bool:
         if web.process.poll() is not None:

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.entities import AuditEvent
-from tests.support.net import free_port
+from tests.support.net import bound_listener
 from tests.support.wait import wait_until
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
@@ -73,33 +74,38 @@ def start_provider(
     log_path: Path,
     userinfo_only: bool = False,
     iss: str = "",
-    port: int | None = None,
+    listener: socket.socket | None = None,
     client_secret: str | None = None,
 ) -> LoopbackProvider:
-    """The provider on a free loopback port (or `port`), with one confidential client;
+    """The provider on a loopback port of its own (or `listener`'s: a listening socket from
+    `bound_listener`, handed over to it and closed here), with one confidential client;
     `userinfo_only` keeps the email out of the ID token (it is then only in the userinfo
     answer); `iss` "omit" makes a provider that never sends `iss` in its authorization
     responses nor says it does, "omit-advertised" one that says it does but does not. A
-    given `port` and `client_secret` let the issuer be set at odock-sync first (its redirect
-    URIs then known), as an admin does."""
+    given `listener` and `client_secret` let the issuer be set at odock-sync first (its
+    redirect URIs then known), as an admin does."""
     install_provider()
-    port = port or free_port()
+    listener = listener or bound_listener()
+    port = listener.getsockname()[1]
     client = {
         "client_id": "odock-sync-test",
         "client_secret": client_secret or secrets.token_urlsafe(24),
         "redirect_uris": redirect_uris,
     }
     env = {**os.environ, "NODE_ENV": "development"}
-    process = subprocess.Popen(
-        ["node", "provider.mjs", str(port), json.dumps(client)]
-        + (["userinfo-only"] if userinfo_only else [])
-        + ([f"iss={iss}"] if iss else []),
-        cwd=PROVIDER_DIR,
-        env=env,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with listener:
+        process = subprocess.Popen(
+            ["node", "provider.mjs", str(port), json.dumps(client)]
+            + (["userinfo-only"] if userinfo_only else [])
+            + ([f"iss={iss}"] if iss else [])
+            + [f"listen-fd={listener.fileno()}"],
+            cwd=PROVIDER_DIR,
+            env=env,
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=[listener.fileno()],
+        )
     provider = LoopbackProvider(
         process=process,
         issuer=f"http://127.0.0.1:{port}",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import redis
 
-from tests.support.net import free_port
+from tests.support.net import start_on_a_free_port, wait_listening
 
 
 class RedisServer:
@@ -16,7 +16,7 @@ class RedisServer:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.port = free_port()
+        self.port = 0  # chosen by the first start
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -24,13 +24,23 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        self._wait_ready()
+        """Start on a free port the first time, on the same port after `kill`."""
+        if self.port:
+            self._start_on(self.port)
+        else:
+            start_on_a_free_port(self._start_on)
         return self
+
+    def _start_on(self, port: int) -> None:
+        self.port = port
+        command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        log = self.workdir / f"redis-{port}.log"
+        self.process = subprocess.Popen(
+            command, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        wait_listening(self.process, [port], log, timeout=10)
+        self._wait_ready()
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import requests
 
 from models.settings import Settings
-from tests.support.net import free_port
+from tests.support.net import bound_listener, start_on_a_free_port, wait_listening
 from tests.support.processes import alive, descendants
 from tests.support.wait import wait_until
 from tests.support.worker import settings_env
@@ -76,7 +76,16 @@ def start_served(
     *, workdir: Path, database_url: str, broker_url: str, env: dict[str, str]
 ) -> Served:
     """Serve with one web worker and one slot per worker (the machine is shared)."""
-    port = free_port()
+    return start_on_a_free_port(
+        lambda port: _served_on(
+            port, workdir=workdir, database_url=database_url, broker_url=broker_url, env=env
+        )
+    )
+
+
+def _served_on(
+    port: int, *, workdir: Path, database_url: str, broker_url: str, env: dict[str, str]
+) -> Served:
     log_path = workdir / f"serve-{time.monotonic_ns()}.log"
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_"))},
@@ -98,6 +107,7 @@ def start_served(
         start_new_session=True,
     )
     served = Served(process, f"http://127.0.0.1:{port}", log_path)
+    wait_listening(process, [port], log_path, timeout=120)
     try:
         wait_until(served.ready, timeout=120, interval=0.3, what="serve to be ready")
     except AssertionError:
@@ -110,19 +120,25 @@ WEB_ALONE = """
 import sys
 from werkzeug.serving import make_server
 from webhooks.app import create_app
-make_server("127.0.0.1", int(sys.argv[1]), create_app(), threaded=True).serve_forever()
+make_server("127.0.0.1", 0, create_app(), threaded=True, fd=int(sys.argv[1])).serve_forever()
 """
 
 
 @contextmanager
 def web_alone(env: dict[str, str], log_dir: Path) -> Iterator[str]:
     """The web app alone (no worker, no beat) in a process of its own with this environment,
-    on a loopback port; yields its URL once /healthz answers, kills it after."""
-    port = free_port()
-    log = (log_dir / f"web-{port}.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-c", WEB_ALONE, str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    on a loopback socket bound here and handed over; yields its URL once /healthz answers,
+    kills it after."""
+    with bound_listener() as listener:
+        port = listener.getsockname()[1]
+        log = (log_dir / f"web-{port}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-c", WEB_ALONE, str(listener.fileno())],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=[listener.fileno()],
+        )
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -157,9 +173,27 @@ def web_as_served(
     """The web process exactly as `odock-sync serve` starts it (gunicorn, `workers` x
     `threads`), on these settings and `env` over them; yields once /healthz answers, stops it
     (SIGTERM, then SIGKILL) after."""
+    port, process, log = start_on_a_free_port(
+        lambda port: _web_as_served_on(port, settings, workdir, workers, threads, env)
+    )
+    served = WebProcess(port, process, log)
+    try:
+        wait_until(lambda: _healthy(served.url), timeout=60, what=f"/healthz on {port}")
+        yield served
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _web_as_served_on(
+    port: int, settings: Settings, workdir: Path, workers: int, threads: int, env: dict[str, str]
+) -> tuple[int, subprocess.Popen[bytes], Path]:
     from cli.serve import commands
 
-    port = free_port()
     web = next(
         child
         for child in commands(
@@ -181,17 +215,8 @@ def web_as_served(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    served = WebProcess(port, process, log)
-    try:
-        wait_until(lambda: _healthy(served.url), timeout=60, what=f"/healthz on {port}")
-        yield served
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    wait_listening(process, [port], log)
+    return port, process, log
 
 
 def _healthy(url: str) -> bool:

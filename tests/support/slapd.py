@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.support.net import free_port
+from tests.support.net import PortTaken, free_port, start_on_a_free_port, wait_listening
 
 SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
@@ -210,13 +210,31 @@ class Slapd:
         return conn
 
     def start(self) -> None:
+        """slapd on its ports (PortTaken if another process holds one)."""
         command = [SLAPD, "-f", str(self.directory / "slapd.conf"), "-h", self._listeners()]
-        log = (self.directory / "slapd.log").open("wb")
+        log_path = self.directory / "slapd.log"
         # -d 0 keeps slapd in the foreground, so it is our child and dies with the fixture.
         self.process = subprocess.Popen(
-            [*command, "-d", "0"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [*command, "-d", "0"],
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+        try:
+            wait_listening(self.process, [self.port, self.tls_port], log_path, timeout=20)
+        except PortTaken:
+            self.process = None
+            raise
         self._wait_ready()
+
+    def start_on_free_ports(self) -> None:
+        """`start` on ports free now (again on others if one is taken before slapd binds it)."""
+
+        def on(port: int) -> None:
+            self.port, self.tls_port = port, free_port()
+            self.start()
+
+        start_on_a_free_port(on)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -265,7 +283,7 @@ def prepare_slapd(directory: Path) -> Slapd:
     tls = make_tls_files(directory)
     (directory / "extra.schema").write_text(EXTRA_SCHEMA)
     (directory / "slapd.conf").write_text(slapd_conf(directory, tls))
-    slapd = Slapd(directory=directory, port=free_port(), tls_port=free_port(), tls=tls)
+    slapd = Slapd(directory=directory, port=0, tls_port=0, tls=tls)  # ports: when started
     (directory / "base.ldif").write_text(BASE_LDIF)
     slapd.slapadd(directory / "base.ldif")
     return slapd
@@ -273,5 +291,5 @@ def prepare_slapd(directory: Path) -> Slapd:
 
 def start_slapd(directory: Path) -> Slapd:
     slapd = prepare_slapd(directory)
-    slapd.start()
+    slapd.start_on_free_ports()
     return slapd

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
-
-from tests.support.net import free_port
 
 
 @dataclass
@@ -38,8 +38,23 @@ class Mailbox:
         self.failures_left = 0
 
 
+class LoopbackController(Controller):
+    """aiosmtpd's controller on a loopback port of its own: it binds port 0 and reads back the
+    port it got (before `start` connects to it), so no other process can take it first."""
+
+    def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
+        creating = super()._create_server()
+
+        async def bound() -> asyncio.AbstractServer:
+            server = await creating
+            self.port = server.sockets[0].getsockname()[1]
+            return server
+
+        return bound()
+
+
 def start_smtp_server() -> tuple[Controller, Mailbox]:
     mailbox = Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    controller = LoopbackController(mailbox, hostname="127.0.0.1", port=0)
     controller.start()
     return controller, mailbox

@@ -4,8 +4,9 @@
 // starting with "entra." is answered as Microsoft Entra ID does: no email_verified, but the
 // optional claim xms_edov (the email's domain is verified by the account's tenant) true.
 //
-// node provider.mjs <port> <client JSON> [userinfo-only] [iss=omit|iss=omit-advertised];
-// prints "ready <issuer>" once it listens. With "userinfo-only" the email claims are in the
+// node provider.mjs <port> <client JSON> [userinfo-only] [iss=omit|iss=omit-advertised]
+// [listen-fd=<fd>]; prints "ready <issuer>" once it listens (on the socket the caller bound to
+// <port> and handed over as <fd>, if given: then no other process can take the port first). With "userinfo-only" the email claims are in the
 // userinfo answer, not the ID token (what the specification asks when an access token is
 // issued too). The provider names itself in its authorization responses (`iss`, RFC 9207) and
 // says so in its discovery document; "iss=omit" makes it a provider that does neither (as many
@@ -15,6 +16,7 @@ import Provider from 'oidc-provider';
 const [port, clientJson, ...options] = process.argv.slice(2);
 const mode = options.includes('userinfo-only') ? 'userinfo-only' : '';
 const issMode = (options.find((option) => option.startsWith('iss=')) || '').slice(4);
+const listenFd = (options.find((option) => option.startsWith('listen-fd=')) || '').slice(10);
 const issuer = `http://127.0.0.1:${port}`;
 const client = JSON.parse(clientJson);
 
@@ -77,7 +79,8 @@ if (issMode) {
   });
 }
 
-const server = provider.listen(Number(port), '127.0.0.1', () => {
+const where = listenFd ? [{ fd: Number(listenFd) }] : [Number(port), '127.0.0.1'];
+const server = provider.listen(...where, () => {
   console.log(`ready ${issuer}`);
 });
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
