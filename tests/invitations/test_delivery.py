@@ -212,6 +212,7 @@ def test_expiry_task_on_the_worker(session, sessions, scene, worker):
 def test_expiry_is_on_the_beat_schedule(settings):
     entry = beat_schedule(settings)["invitations-expire"]
     assert entry["task"] == "invitations.expire_overdue"
+    celery_app.loader.import_default_modules()  # as a worker starting up (alone, nothing has)
     assert "invitations.expire_overdue" in celery_app.tasks
 
 
