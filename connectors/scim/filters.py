@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from connectors.email_address import email_key
 from connectors.name_keys import name_key
 from connectors.scim.errors import InvalidFilter, InvalidValue, ScimError
+from connectors.scim.ids import named_id
 
 MAX_FILTER_LENGTH = 2000
 # Parentheses and brackets nest at most this deep: the tree is translated (and compiled to
@@ -67,7 +67,8 @@ class Kind(StrEnum):
     EMAIL = "email"  # an email stored as its key (connectors.email_address: compare the key)
     BOOLEAN = "boolean"
     DATETIME = "dateTime"
-    UUID = "uuid"
+    UUID = "uuid"  # an id: caseExact, only as rendered (connectors.scim.ids)
+    UUID_ANY_CASE = "uuid-any-case"  # an id in a reference published caseExact false
 
 
 _STRINGS = (Kind.STRING, Kind.TEXT, Kind.KEY, Kind.EMAIL)
@@ -449,8 +450,8 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
         raise InvalidFilter(f"{op} cannot compare with null")
     if column.kind is Kind.BOOLEAN:
         return _compare_boolean(expr, op, value)
-    if column.kind is Kind.UUID:
-        return _compare_uuid(expr, op, value)
+    if column.kind in (Kind.UUID, Kind.UUID_ANY_CASE):
+        return _compare_uuid(expr, op, value, case_exact=column.kind is Kind.UUID)
     if column.kind is Kind.DATETIME:
         return _ordered(expr, op, _datetime(value))
     if not isinstance(value, str):
@@ -525,12 +526,11 @@ def _compare_boolean(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
     return expr.is_(value) if op == "eq" else expr.is_not(value)
 
 
-def _compare_uuid(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
+def _compare_uuid(expr: Any, op: str, value: Any, *, case_exact: bool) -> ColumnElement[bool]:
     if op not in ("eq", "ne"):
         raise InvalidFilter(f"the operator {op} does not apply to id")
-    try:
-        wanted = uuid.UUID(str(value))
-    except ValueError:
+    wanted = named_id(value, case_exact=case_exact)
+    if wanted is None:  # a string that is no id here equals none
         return false() if op == "eq" else true()
     return expr == wanted if op == "eq" else expr != wanted
 

@@ -35,6 +35,7 @@ from connectors.name_keys import name_key
 from connectors.scim.casting import GroupRef
 from connectors.scim.errors import InvalidValue, ScimError
 from connectors.scim.fields import ScimGroupFields, ScimUserFields
+from connectors.scim.ids import named_id
 from connectors.scim.member_patch import MemberSteps
 from models import (
     audit,
@@ -705,7 +706,8 @@ def _check_manager(session: Session, organisation_id: uuid.UUID, manager_id: str
     """A manager is another SCIM user of the same organisation, named by its SCIM id."""
     if manager_id is None:
         return
-    key = _uuid(manager_id, "manager", invalid=InvalidInput)
+    # In any case: a reference, as members.value (RFC 7643 section 8.7.1 has it caseExact false).
+    key = _uuid(manager_id, "manager", invalid=InvalidInput, case_exact=False)
     found = session.scalar(
         select(ScimUser.id).where(ScimUser.id == key, ScimUser.organisation_id == organisation_id)
     )
@@ -864,7 +866,7 @@ def patch_scim_group_members(
     """A group PATCH made only of member adds and removes: read as the change it makes
     (connectors.scim.member_patch), from the members it names, not the whole group."""
     change = steps.change(_member_values_among(session, team, steps.touched()))
-    adding = {_uuid(member_id, "member", invalid=InvalidInput) for member_id in change.added}
+    adding = {_member_uuid(member_id) for member_id in change.added}
     _check_users(session, team, adding)
     leaving = {uuid.UUID(value) for value in change.removed} - adding
     _change_members(session, team, adding - _members_among(session, team, adding), leaving, actor)
@@ -872,7 +874,7 @@ def patch_scim_group_members(
 
 def _set_members(session: Session, team: Team, member_ids: Iterable[str], actor: Actor) -> None:
     """Make the team's SCIM-provisioned members exactly these (others are left alone)."""
-    wanted = {_uuid(member_id, "member", invalid=InvalidInput) for member_id in member_ids}
+    wanted = {_member_uuid(member_id) for member_id in member_ids}
     _check_users(session, team, wanted)
     current = set(
         session.scalars(
@@ -882,6 +884,12 @@ def _set_members(session: Session, team: Team, member_ids: Iterable[str], actor:
         )
     )
     _change_members(session, team, wanted - current, current - wanted, actor)
+
+
+def _member_uuid(value: str) -> uuid.UUID:
+    """A member names a user by id in any case: members.value is caseExact false (RFC 7643
+    section 8.7.1)."""
+    return _uuid(value, "member", invalid=InvalidInput, case_exact=False)
 
 
 def _check_users(session: Session, team: Team, scim_ids: set[uuid.UUID]) -> None:
@@ -916,14 +924,8 @@ def _members_among(session: Session, team: Team, scim_ids: set[uuid.UUID]) -> se
 
 def _member_values_among(session: Session, team: Team, values: set[str]) -> set[str]:
     """Which of these member values (ids as a group renders them) are members now."""
-    ids = set()
-    for value in values:
-        try:
-            scim_id = uuid.UUID(value)
-        except ValueError:
-            continue
-        if str(scim_id) == value:
-            ids.add(scim_id)
+    found = (named_id(value) for value in values)
+    ids = {scim_id for scim_id in found if scim_id is not None}
     return {str(scim_id) for scim_id in _members_among(session, team, ids)}
 
 
@@ -1213,13 +1215,16 @@ def _user_lock() -> Select[uuid.UUID]:
     )
 
 
-def _uuid(value: str, what: str, invalid: type[Exception] = NotFound) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        if invalid is NotFound:
-            raise NotFound(f"{what} {value} not found") from None
-        raise InvalidInput(f"{what} {value} is not a valid id") from None
+def _uuid(
+    value: str, what: str, invalid: type[Exception] = NotFound, *, case_exact: bool = True
+) -> uuid.UUID:
+    """The id `value` names (connectors.scim.ids: as rendered, in any case for a member)."""
+    key = named_id(value, case_exact=case_exact)
+    if key is not None:
+        return key
+    if invalid is NotFound:
+        raise NotFound(f"{what} {value} not found")
+    raise InvalidInput(f"{what} {value} is not a valid id")
 
 
 # --- what DELETE leaves behind ---------------------------------------------------------

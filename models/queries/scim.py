@@ -293,7 +293,7 @@ GROUP_ATTRIBUTES: AttributeMap = {
         {
             "displayname": Column(Team.name_key, Kind.KEY),
             "members": MultiValued(
-                sub={"value": Column(ScimUser.id, Kind.UUID)},
+                sub={"value": Column(ScimUser.id, Kind.UUID_ANY_CASE)},
                 exists=_exists_where(
                     TeamMembership.team_id == Team.id, ScimUser.user_id == TeamMembership.user_id
                 ),

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from connectors.scim.casting import GroupRef
+from connectors.scim.ids import named_id
 from models.db import PREPARED, driver_read
 from models.entities import OrganisationSettings, ScimEmail, ScimUser, Team, TeamMembership, User
 from models.enums import Source, UserStatus
@@ -91,10 +92,9 @@ def record_of(
 
 def user_by_id(session: Session, organisation_id: uuid.UUID, scim_id: str) -> UserRecord:
     """This organisation's SCIM user; anything else (another tenant's, a bad id) is 404."""
-    try:
-        key = uuid.UUID(scim_id)
-    except ValueError:
-        raise NotFound(f"user {scim_id} not found") from None
+    key = named_id(scim_id)
+    if key is None:
+        raise NotFound(f"user {scim_id} not found")
     dialect = session.get_bind().dialect.name
     found = user_records(session, _by_id(dialect), {"id": key, "organisation_id": organisation_id})
     if not found:

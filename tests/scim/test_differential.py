@@ -18,7 +18,7 @@ from scim2_server.memory import InMemoryStorage
 from scim2_server.utils import load_default_provider
 from werkzeug.test import Client
 
-from tests.scim.payloads import ENTERPRISE, USER
+from tests.scim.payloads import ENTERPRISE, PATCH_OP, USER
 
 SEED = 20261204
 SCIM = "application/scim+json"
@@ -430,3 +430,49 @@ def test_filters_sorts_and_projections_agree_with_the_reference_server(loaded):
     assert queries >= 300
     report = "\n".join(f"{d.query}\n  ours:   {d.ours}\n  theirs: {d.theirs}" for d in unexplained)
     assert unexplained == [], report
+
+
+def id_forms(scim_id: str) -> dict[str, str]:
+    """Strings that are not the id but read as the same UUID: ids are caseExact (RFC 7643
+    section 3.1), so none of them names the resource."""
+    forms = {
+        "upper": scim_id.upper(),
+        "braces": "{" + scim_id + "}",
+        "urn": "urn:uuid:" + scim_id,
+        "bare": scim_id.replace("-", ""),
+    }
+    return {form: text for form, text in forms.items() if text != scim_id}
+
+
+def test_an_id_matches_only_as_it_is_written(loaded):
+    """`id eq`, and GET, PUT, PATCH or DELETE of /Users/{id}, with another spelling of a user's
+    id found the user (uuid.UUID read it); scim2-server finds nobody: 404 on every verb."""
+    ours, theirs = loaded
+    differences = []
+    for server in (ours, theirs):
+        listing = server.request("GET", "/Users?count=5&sortBy=userName").body["Resources"]
+        for user in listing:
+            for form, text in id_forms(user["id"]).items():
+                for expression, wanted in (
+                    (f'id eq "{text}"', []),
+                    (f'id ne "{text}" and id eq "{user["id"]}"', [user["userName"]]),
+                ):
+                    found = server.request("GET", "/Users?" + urlencode({"filter": expression}))
+                    if user_names(found) != wanted:
+                        differences.append((type(server).__name__, form, expression, found.body))
+                for method, body in requests_by_id(user):
+                    answer = server.request(method, f"/Users/{text}", body)
+                    if answer.status != 404:
+                        differences.append((type(server).__name__, form, method, answer.status))
+    assert differences == [], "\n".join(map(str, differences))
+
+
+def requests_by_id(user: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A read and each write of one user, as sent to /Users/{id}."""
+    rename = {"op": "replace", "path": "displayName", "value": "Renamed"}
+    return [
+        ("GET", None),
+        ("PUT", {"schemas": [USER], "userName": user["userName"], "displayName": "Renamed"}),
+        ("PATCH", {"schemas": [PATCH_OP], "Operations": [rename]}),
+        ("DELETE", None),
+    ]
