@@ -64,6 +64,18 @@ def find_user_by_email(session: Session, organisation_id: uuid.UUID, email: str)
     )
 
 
+def _email_held(email: str, holder: User) -> str:
+    """Why a person cannot take an email another person has. A revoked or deprovisioned
+    person keeps theirs: a new identity with it (a SCIM create, a directory entry) finds and
+    relinks them (models.actions.identities.provision_user), an existing one never does."""
+    if holder.status is UserStatus.REVOKED:
+        return (
+            f"{email} belongs to a revoked person, who keeps it: a new identity with it "
+            "(a SCIM create, a directory entry) brings that person back"
+        )
+    return f"a user with email {email} already exists"
+
+
 def get_user(session: Session, organisation_id: uuid.UUID, user_id: uuid.UUID) -> User:
     """A user of this organisation; another organisation's user is simply not found."""
     user = session.get(User, user_id)
@@ -172,7 +184,7 @@ def edit_user(
         email = validate_email(email)
         clash = find_user_by_email(session, user.organisation_id, email)
         if clash is not None and clash.id != user.id:
-            raise Conflict(f"a user with email {email} already exists", field="email")
+            raise Conflict(_email_held(email, clash), field="email")
         user.set_email(email)
     if role is not None:
         if role is Role.SUPER_ADMIN:

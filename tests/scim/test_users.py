@@ -445,3 +445,44 @@ def test_deleting_a_user_who_is_their_own_manager_audits_only_the_delete(scim, s
     ).all()
     assert actions[-1] == "scim.user.deleted"
     session.commit()
+
+
+def test_a_deleted_persons_email_relinks_on_create_and_is_refused_to_another_user(
+    scim, session, unchanged
+):
+    """One rule for every source (models.actions.identities, users.edit_user): a person is
+    found by email when a new identity arrives, never by an existing one changing its email.
+    A PUT or PATCH giving Bob the email of Ann, deleted and so revoked, is 409 `uniqueness`
+    and changes nothing (it would hand Bob's SCIM user to Ann's person, or take Ann's email
+    from the person a rehire must find); the detail says why. A create with it relinks Ann."""
+    ann = create(scim, "ann@example.com")
+    assert scim.delete(f"/Users/{ann['id']}").status_code == 204
+    bob = create(scim, "bob@example.com")
+    taking = okta_create_user("bob@example.com")
+    taking["emails"] = [{"value": "ann@example.com", "type": "work", "primary": True}]
+    work_email = {
+        "op": "replace",
+        "path": 'emails[type eq "work"].value',
+        "value": "ann@example.com",
+    }
+    unchanged()
+    for refused in (
+        scim.put(f"/Users/{bob['id']}", taking),
+        scim.patch(f"/Users/{bob['id']}", ops(work_email)),
+        scim.patch(
+            f"/Users/{bob['id']}", ops({"op": "replace", "value": {"emails": taking["emails"]}})
+        ),
+    ):
+        assert (refused.status_code, refused.json["scimType"]) == (409, "uniqueness")
+        assert "belongs to a revoked person" in refused.json["detail"]
+    unchanged()
+    again = scim.post(
+        "/Users", {**okta_create_user("ann.again@example.com"), "emails": taking["emails"]}
+    )
+    assert again.status_code == 201, again.json
+    person = session.scalar(select(User).where(User.email_key == "ann@example.com"))
+    assert (
+        session.scalar(select(ScimUser.user_id).where(ScimUser.id == uuid.UUID(again.json["id"])))
+        == person.id
+    )
+    assert person.status is UserStatus.ACTIVE
