@@ -9,9 +9,11 @@ and gives a thread only a complete one. A slow client then costs a socket and a 
 thread, and is dropped when its request takes longer than WEB_REQUEST_READ_TIMEOUT (a setting;
 a connection that sends nothing, after WEB_IDLE_TIMEOUT).
 
-It also answers the requests it refuses itself, as problem JSON: a request line over
-`limit_request_line` (414), a head over the header limits (431), a declared body over
-MAX_BODY_BYTES (413), a request not read in time (408).
+It also answers the requests it refuses itself: a request line over `limit_request_line`
+(414), a head over the header limits (431), a declared body over MAX_BODY_BYTES (413), a
+request not read in time (408), and what gunicorn's parser refuses. Each refusal is rendered by
+the app's own error handlers for the request's path, so it is in the format of the protocol
+that path speaks (SCIM error JSON, an HTML page, problem JSON), as a refusal of the app is.
 
 TLS is not terminated here (a deployment's front does that); with `certfile` set the worker
 falls back to gunicorn's own reading.
@@ -26,14 +28,18 @@ import json
 import selectors
 import socket
 import time
+from contextvars import ContextVar
 from functools import partial
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 from gunicorn import util as gunicorn_util
 from gunicorn.http.body import Body, ChunkedReader
 from gunicorn.workers.gthread import ThreadWorker
 
 if TYPE_CHECKING:
+    from flask import Flask
+
     from models.settings import Settings
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -133,6 +139,48 @@ PARSER_TITLES = {
 }
 
 
+# The path of the request a worker thread is answering: gunicorn's error handling, which
+# writes what its parser refuses, is not given the request.
+ANSWERING_PATH: ContextVar[str] = ContextVar("answering_path", default="/")
+
+
+def request_path(buffer: bytes | bytearray) -> str:
+    """The path of the first request in `buffer`, as PATH_INFO holds it (percent-decoded,
+    each byte a latin-1 character); "/" when its request line names none."""
+    line = bytes(buffer[:8192]).split(b"\n", 1)[0]
+    parts = line.split(b" ")
+    target = parts[1] if len(parts) > 2 else b"/"
+    if b"://" in target:  # absolute form: http://host/path
+        target = b"/" + target.split(b"://", 1)[1].partition(b"/")[2]
+    return unquote_to_bytes(target.split(b"?", 1)[0]).decode("latin-1")
+
+
+def rendered_refusal(app: Flask, status: int, detail: str, path: str) -> bytes:
+    """The refusal as the app answers one on `path` (its protocol's error renderer), as
+    the bytes of a whole response that closes the connection."""
+    from werkzeug.exceptions import HTTPException, default_exceptions
+    from werkzeug.http import HTTP_STATUS_CODES
+
+    from webhooks.errors import http_problem, render_error
+
+    kind = default_exceptions.get(status, HTTPException)
+    error = kind(description=detail[:200] or None)
+    error.code = status
+    with app.test_request_context("/", environ_overrides={"PATH_INFO": path}):
+        response = render_error(http_problem)(error)
+    body = response.get_data()
+    kept = [
+        f"{name}: {value}\r\n"
+        for name, value in response.headers.items()
+        if name.lower() not in ("content-length", "connection")
+    ]
+    head = (
+        f"HTTP/1.1 {status} {HTTP_STATUS_CODES.get(status, '')}\r\n{''.join(kept)}"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
 def problem_response(status: int, reason: str = "", detail: str = "") -> bytes:
     if status in REASONS:
         reason, title, default_detail = REASONS[status]
@@ -155,11 +203,6 @@ def problem_response(status: int, reason: str = "", detail: str = "") -> bytes:
     return head + body
 
 
-def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
-    """gunicorn.util.write_error's signature, answering problem JSON."""
-    gunicorn_util.write_nonblock(sock, problem_response(status_int, reason, mesg))
-
-
 class BufferingWorker(ThreadWorker):
     """gunicorn's threaded worker, with every request read whole before a thread takes it."""
 
@@ -168,8 +211,8 @@ class BufferingWorker(ThreadWorker):
 
         # gunicorn answers what its parser refuses (handle_error, after its logging and
         # access log) through util.write_error, as an HTML page: in this worker's process it
-        # writes problem JSON instead, like every other refusal of the service.
-        gunicorn_util.write_error = write_problem
+        # writes the refusal as the app would, like every other refusal of the service.
+        gunicorn_util.write_error = self.write_refusal
 
         settings = Settings()
         self.reading: dict[Any, float] = {}
@@ -184,6 +227,28 @@ class BufferingWorker(ThreadWorker):
             super().enqueue_req(conn)
             return
         self._read_ahead(conn, idle=True)
+
+    def refusal(self, status: int, detail: str, path: str) -> bytes:
+        """The refusal in the format of the protocol `path` speaks; problem JSON when the
+        app is not loaded or cannot render it (a refusal is answered whatever happens)."""
+        app = getattr(self, "wsgi", None)
+        if app is not None and hasattr(app, "test_request_context"):
+            try:
+                return rendered_refusal(app, status, detail, path)
+            except Exception:  # the event loop must answer and go on, whatever the app does
+                self.log.exception("rendering a refusal failed; answering problem JSON")
+        return problem_response(status, detail=detail)
+
+    def write_refusal(self, sock: Any, status_int: int, _reason: str, mesg: str) -> None:
+        """gunicorn.util.write_error's signature, for the request this thread answers."""
+        gunicorn_util.write_nonblock(sock, self.refusal(status_int, mesg, ANSWERING_PATH.get()))
+
+    def handle(self, conn: Any) -> Any:
+        answering = ANSWERING_PATH.set(getattr(conn, "request_path", "/"))
+        try:
+            return super().handle(conn)
+        finally:
+            ANSWERING_PATH.reset(answering)
 
     def handle_request(self, req: Any, conn: Any) -> Any:
         """A chunked body is decoded here, before the app runs: gunicorn decodes it as the app
@@ -261,6 +326,7 @@ class BufferingWorker(ThreadWorker):
         self._forget(conn)
         conn.sock.setblocking(True)
         conn.init()  # plain HTTP: only makes the parser
+        conn.request_path = request_path(conn.pending)
         conn.parser.unreader.unread(bytes(conn.pending))
         conn.pending = bytearray()
         conn.continued = False
@@ -275,8 +341,9 @@ class BufferingWorker(ThreadWorker):
             for _ in range(16):
                 if not conn.sock.recv(RECV_SIZE):
                     break
+        answer = self.refusal(status, REASONS[status][2], request_path(conn.pending))
         with contextlib.suppress(OSError):
-            conn.sock.send(problem_response(status))
+            conn.sock.send(answer)
             conn.sock.shutdown(socket.SHUT_WR)
         self._drop(conn)
 

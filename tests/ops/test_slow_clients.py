@@ -163,7 +163,7 @@ def test_requests_refused_before_the_app_are_problem_json(web: Web) -> None:
     many_fields = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-A: a\r\n" * 150 + b"\r\n"
     bad_line = b"GARBAGE\r\nHost: x\r\n\r\n"
     bad_name = b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Name: x\r\n\r\n"
-    coding = b"POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+    coding = b"POST /api/v1/teams HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
     for request, status in (
         (big_field, 431),
         (many_fields, 431),
