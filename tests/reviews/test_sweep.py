@@ -1,6 +1,5 @@
 """The periodic sweep finds drift after revocations, fixes it, and is idempotent."""
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -9,6 +8,7 @@ from sqlalchemy.exc import OperationalError
 
 from models.actions import lifecycle, reviews, teams
 from models.actions.review_sweep import (
+    LATE_OPEN_LOCK_WAIT,
     open_missing_review,
     revocations_missing_review,
     sweep_reviews,
@@ -19,6 +19,7 @@ from models.entities import AuditEvent, OutboxMessage, RevocationReview, Virtual
 from models.enums import FindingState, ReviewStatus, Role, Severity, TeamRole
 from tests.reviews.conftest import REVIEWER, build_leaver, findings_by_kind, revoke_and_review
 from tests.support import factories as f
+from tests.support.sql_events import statements_sent
 
 
 def _state(session):
@@ -96,14 +97,28 @@ def test_a_late_opening_gives_up_on_a_held_lock_within_its_bound_and_opens_once_
     with sessions() as holder:
         holder.execute(text("LOCK TABLE revocation_reviews IN EXCLUSIVE MODE"))
         with sessions() as reaper:
-            started = time.monotonic()
-            with pytest.raises(OperationalError) as refused:
+            # The session's own bound, a hang guard should the opening set none (undone by
+            # the rollback below): what ends the wait must be the opening's SET LOCAL.
+            reaper.execute(text("SET lock_timeout = '60s'"))
+            with (
+                statements_sent(reaper.get_bind()) as sent,
+                pytest.raises(OperationalError) as refused,
+            ):
                 open_missing_review(reaper, revocation_id=revocation.id, actor=REVIEWER)
-            waited = time.monotonic() - started
             reaper.rollback()
+        short = holder.scalar(
+            text("SELECT CAST(:wait AS interval) < interval '10 seconds'"),
+            {"wait": LATE_OPEN_LOCK_WAIT},
+        )
         holder.rollback()
 
-    assert is_transient(refused.value) and waited < 10
+    # Given up while the lock was still held (55P03: a lock timeout), under the opening's own
+    # short bound, set before it waited (not a wall-clock bound: a loaded machine may take
+    # any time to get there).
+    assert is_transient(refused.value)
+    assert getattr(refused.value.orig, "sqlstate", None) == "55P03"
+    assert sent.index(f"SET LOCAL lock_timeout = '{LATE_OPEN_LOCK_WAIT}'") < len(sent) - 1
+    assert short
     assert reviews.review_of(session, revocation.id) is None
     with sessions() as reaper:
         review = open_missing_review(reaper, revocation_id=revocation.id, actor=REVIEWER)
