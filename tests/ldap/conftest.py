@@ -6,6 +6,7 @@ import itertools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,12 @@ from sqlalchemy.orm import Session
 
 from models.actions.directory_connectors import create_connector
 from models.db import SessionFactory
+from models.directory.runs import lease_name
 from models.entities import (
     DirectoryConnector,
     DirectorySyncRun,
     IdentityLink,
+    SyncLease,
     Team,
     TeamMembership,
     User,
@@ -30,6 +33,7 @@ from models.enums import Role, SyncKind
 from models.settings import Settings
 from tests.support import factories
 from tests.support.slapd import ROOT_DN, ROOT_PASSWORD, SUFFIX, Slapd, start_slapd
+from tests.support.wait import wait_until
 from worker.directory_sync import SyncOutcome, run_sync
 
 SEED = Path(__file__).with_name("seed.ldif")
@@ -287,3 +291,34 @@ def as_ad_accounts(directory: Directory, uids: tuple[str, ...]) -> None:
         directory.replace(dn, "userAccountControl", b"512")
         directory.replace(dn, "sAMAccountName", uid.upper().encode())
         directory.replace(dn, "accountExpires", AD_NEVER)
+
+
+def held_lease(sessions: SessionFactory, connector: Any) -> tuple[str, datetime] | None:
+    """(holder, expiry) of the connector's sync lease, expired or not; None when free."""
+    with sessions() as s:
+        lease = s.scalar(select(SyncLease).where(SyncLease.name == lease_name(connector.id)))
+        held = (lease.holder, as_utc(lease.expires_at)) if lease else None
+        s.rollback()
+        return held
+
+
+def lease_renewed_past_its_first_term(
+    sessions: SessionFactory, connector: Any, lease_seconds: float
+) -> tuple[datetime, datetime]:
+    """Wait for a holder to take the connector's lease, then to renew it (its heartbeat) until
+    it expires more than a lease after its first expiry: the holder kept it past the moment
+    an unrenewed lease would have expired. Returns (first expiry, renewed expiry)."""
+    holder, first = wait_until(lambda: held_lease(sessions, connector), what="the lease taken")
+    term = timedelta(seconds=lease_seconds)
+
+    def renewed() -> datetime | None:
+        now = held_lease(sessions, connector)
+        assert now is not None and now[0] == holder, "the holder lost its lease"
+        return now[1] if now[1] > first + term else None
+
+    return first, wait_until(renewed, what="the holder renewing its lease")
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite gives back naive UTC datetimes, PostgreSQL aware ones."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

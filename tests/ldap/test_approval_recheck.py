@@ -5,10 +5,11 @@ directory as it is now (what no longer holds is dropped and reported)."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
+from datetime import timedelta
 
 import pytest
+import time_machine
 from sqlalchemy import select
 
 from models.actions.directory_connectors import update_connector
@@ -24,7 +25,7 @@ from models.entities import (
 from models.enums import SyncRunStatus, UserStatus
 from models.errors import InvalidTransition
 from models.sync_lock import live_leases
-from tests.ldap.conftest import get_run, linked_users
+from tests.ldap.conftest import get_run, lease_renewed_past_its_first_term, linked_users
 from tests.support import factories
 from tests.support.slow_proxy import slow_proxy
 from tests.support.wait import wait_until
@@ -211,10 +212,13 @@ def test_an_approval_reading_longer_than_its_lease_keeps_it(
         approving = threading.Thread(target=approve)
         approving.start()
         try:
-            wait_until(lambda: _lease_live(sessions, connector), what="the approval's lease")
-            time.sleep(1.5 * LEASE_SECONDS)  # an unrenewed lease would have expired by now
+            first, renewed = lease_renewed_past_its_first_term(sessions, connector, LEASE_SECONDS)
             assert approving.is_alive(), outcomes  # still reading
-            second = run_sync(sessions, short, connector_id=connector.id, trigger="test")
+            # A sync started after the first term ran out, within the renewed one (the clock
+            # stopped there: a late heartbeat on a loaded machine cannot let the lease lapse).
+            with time_machine.travel(renewed - timedelta(seconds=1), tick=False):
+                assert first < utcnow()
+                second = run_sync(sessions, short, connector_id=connector.id, trigger="test")
             assert second.status == "skipped", second
             assert approving.is_alive(), outcomes
         finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from datetime import timedelta
 
@@ -21,10 +20,11 @@ from models.directory.approvals import (
 )
 from models.entities import DirectorySyncRun, OutboxMessage
 from models.enums import SyncRunStatus, UserStatus
-from tests.ldap.conftest import get_run, linked_users
+from tests.ldap.conftest import get_run, lease_renewed_past_its_first_term, linked_users
 from tests.ldap.test_approval_recheck import _audited, _change, _lease_live
 from tests.ldap.test_runs_end import _silent_server
 from tests.support import factories
+from tests.support.relay import wait_relaying
 from tests.support.wait import wait_until
 from tests.support.worker import ROOT, settings_env
 
@@ -96,10 +96,11 @@ def test_an_approval_whose_worker_was_killed_is_handed_on_and_applied(
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_until(lambda: _lease_live(sessions, connector), what="the worker's lease")
-            time.sleep(2 * LEASE_SECONDS)  # renewed meanwhile: the worker is alive
+            _, renewed = lease_renewed_past_its_first_term(sessions, connector, LEASE_SECONDS)
             assert child.poll() is None, log.read_text()
-            assert _reap(sessions) == []  # approved over a lease ago, but its lease is live
+            # approved over a lease ago, but its lease is live (reaped as of a moment within
+            # the renewed lease: a late heartbeat on a loaded machine cannot let it lapse)
+            assert _reap(sessions, at=renewed) == []
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait()
@@ -110,11 +111,15 @@ def test_an_approval_whose_worker_was_killed_is_handed_on_and_applied(
         timeout=20 * LEASE_SECONDS,
         what="the dead worker's lease to expire",
     )
-    assert _reap(sessions) == [uuid.UUID(run_id)]
+    handed_on_at = utcnow()
+    assert _reap(sessions, at=handed_on_at) == [uuid.UUID(run_id)]
     [event] = _audited(sessions, "directory_sync.approval_redriven", run_id)
     assert event.after["redrives"] == 1 and event.after["decided_by"] == str(factories.SETUP)
-    assert _reap(sessions) == []  # just handed on: not again before a lease has passed
-    wait_until(
+    # just handed on: not again before a lease has passed (as of a moment within it, however
+    # long this process waited between the two calls)
+    within = handed_on_at + timedelta(seconds=LEASE_SECONDS / 2)
+    assert _reap(sessions, at=within) == []
+    wait_relaying(
         lambda: get_run(sessions, run_id).status is SyncRunStatus.APPROVED,
         timeout=90,
         what="the test run's worker to apply the re-driven approval",

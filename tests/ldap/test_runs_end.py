@@ -7,13 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import time_machine
 from sqlalchemy import select
 
 from models.base import utcnow
@@ -28,7 +29,12 @@ from models.entities import (
 )
 from models.enums import SyncKind, SyncRunStatus, UserStatus
 from models.sync_lock import live_leases
-from tests.ldap.conftest import connector_runs, get_run, linked_users
+from tests.ldap.conftest import (
+    connector_runs,
+    get_run,
+    lease_renewed_past_its_first_term,
+    linked_users,
+)
 from tests.support import factories
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until
@@ -192,10 +198,14 @@ def test_a_sync_killed_with_sigkill_frees_its_lease_and_its_run_is_reaped(
         dead = wait_until(
             lambda: _running_run(sessions, connector), timeout=60, what="the CLI sync to start"
         )
-        time.sleep(2 * LEASE_SECONDS)  # the holder renews its lease meanwhile: still taken
+        # the holder renews its lease: still taken past its first term
+        first, renewed = lease_renewed_past_its_first_term(sessions, connector, LEASE_SECONDS)
         assert child.poll() is None, (tmp_path / "sync.log").read_text()
-        assert _lease_live(sessions, connector)
-        held = run_sync(sessions, short, connector_id=connector.id, trigger="test")
+        # A sync started after the first term ran out, within the renewed one (the clock
+        # stopped there: a late heartbeat on a loaded machine cannot let the lease lapse).
+        with time_machine.travel(renewed - timedelta(seconds=1), tick=False):
+            assert first < utcnow()
+            held = run_sync(sessions, short, connector_id=connector.id, trigger="test")
         assert held.status == "skipped"
         child.send_signal(signal.SIGKILL)
         child.wait()
