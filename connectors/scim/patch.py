@@ -158,6 +158,9 @@ class _Engine:
             raise InvalidPath(f"{key} is not an attribute of {self.kind.name}")
         name = attribute.name
         value_filter = filters.parse(match["filter"]) if match["filter"] is not None else None
+        if value_filter is not None and not attribute.multi_valued:
+            # RFC 7644 section 3.5.2: a value filter selects values of a multi-valued attribute
+            raise InvalidFilter(f"{name} is single-valued: it takes no value filter")
         if value_filter is not None and attribute.sub_attributes:
             _check_compared(attribute, value_filter)
         sub = match["sub"]
@@ -342,11 +345,23 @@ class _Engine:
                 element.update(value)
             else:
                 raise InvalidValue(f"the value for {key}[...] must be an object")
+            if _without_its_value(path.attribute, element):
+                # `emails[type eq "x"].type`: no email to make, so none to change (RFC 7644
+                # section 3.5.2.3); it answered 200 and dropped it, or kept a bare phone type.
+                raise NoTarget(f"no value of {key} matches the filter")
             elements.append(element)
         if elements:
             container[key] = elements
         else:
             container.pop(key, None)
+
+
+def _without_its_value(attribute: Attribute | None, element: dict[str, Any]) -> bool:
+    """Whether an element made from a value path lacks the `value` its attribute has."""
+    if attribute is None or attribute.sub("value") is None:
+        return False  # addresses: no sub-attribute is the value
+    found = next((v for k, v in element.items() if k.lower() == "value"), None)
+    return found in (None, "")
 
 
 def _check_compared(attribute: Attribute, value_filter: Any) -> None:

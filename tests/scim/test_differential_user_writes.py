@@ -209,6 +209,12 @@ PATCHES: list[Template] = [
     _patch("bad filter attribute", op("replace", 'emails[shoe eq "x"].value', "x")),
     _patch("remove by filter no match", op("remove", 'phoneNumbers[type eq "fax"]')),
     _patch("replace filter no match", op("replace", 'phoneNumbers[value eq "0"].type', "work")),
+    # Nothing matched and the filter pins no value: no email or phone to make (was 200, the
+    # email dropped, or a phone number stored without its value).
+    _patch("replace type of no email", op("replace", 'emails[type eq "nothing"].type', "home")),
+    _patch("add type of no phone", op("add", 'phoneNumbers[type eq "none"].type', "home")),
+    # A value filter on a single-valued attribute (was 400 invalidValue "name must be an object").
+    _patch("value filter on name", op("replace", 'name[givenName eq "Ann"].familyName', "Q")),
     _patch("replace userName", op("replace", "userName", "renamed{n}@example.com")),
     _patch("replace userName wrong type", op("replace", "userName", 12)),
     _patch("remove userName", op("remove", "userName")),
