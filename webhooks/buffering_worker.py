@@ -25,6 +25,7 @@ import contextlib
 import errno
 import io
 import json
+import re
 import selectors
 import socket
 import time
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
     from models.settings import Settings
 
 MAX_HEAD_BYTES = 64 * 1024
+# What a Content-Length and a chunk size are made of (RFC 9112 sections 6.3 and 7.1).
+DIGITS = re.compile(rb"[0-9]+")
+HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
 RECV_SIZE = 64 * 1024
 
 REASONS = {
@@ -70,34 +74,48 @@ INCOMPLETE = Incomplete()
 
 def request_end(buffer: bytes | bytearray, *, line_limit: int, max_body: int) -> int | Incomplete:
     """Where the first request in `buffer` ends; INCOMPLETE; or an HTTP status to refuse with
-    (a negative number, -status, so it cannot be mistaken for an offset)."""
+    (a negative number, -status, so it cannot be mistaken for an offset).
+
+    A request framed in a way gunicorn's parser refuses (a bare LF, a Content-Length that is
+    not ASCII digits or is given twice, a transfer coding that does not end in chunked, a chunk
+    size that is not hex digits) ends where that is seen: handed over at once, it is refused
+    there (400), rather than waited on until the read timeout (408)."""
     line_end = buffer.find(b"\n")
     if (line_end < 0 and len(buffer) > line_limit) or line_end > line_limit + 1:
         return -414
     head_end = buffer.find(b"\r\n\r\n")
+    head = bytes(buffer[: head_end if head_end >= 0 else len(buffer)])
+    if head.count(b"\n") != head.count(b"\r\n"):
+        return len(head)  # a bare LF: the head never ends as gunicorn reads it
     if head_end < 0:
         return -431 if len(buffer) > MAX_HEAD_BYTES else INCOMPLETE
     if head_end > MAX_HEAD_BYTES:
         return -431
     body_start = head_end + 4
-    headers = _headers(bytes(buffer[:head_end]))
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        end = _chunked_end(buffer, body_start, max_body)
-        return end
-    length_text = headers.get("content-length", "0").strip() or "0"
-    if not length_text.isdigit():
-        return body_start  # gunicorn's parser refuses it
-    length = int(length_text)
+    headers = _headers(head)
+    codings = [
+        coding.strip().lower()
+        for value in headers.get(b"transfer-encoding", [])
+        for coding in value.split(b",")
+    ]
+    lengths = headers.get(b"content-length", [])
+    if codings:
+        if codings[-1] != b"chunked" or lengths:
+            return body_start
+        return _chunked_end(buffer, body_start, max_body)
+    if len(lengths) > 1 or (lengths and not DIGITS.fullmatch(lengths[0])):
+        return body_start
+    length = int(lengths[0]) if lengths else 0
     if length > max_body:
         return -413
     return body_start + length if len(buffer) >= body_start + length else INCOMPLETE
 
 
-def _headers(head: bytes) -> dict[str, str]:
-    found: dict[str, str] = {}
+def _headers(head: bytes) -> dict[bytes, list[bytes]]:
+    found: dict[bytes, list[bytes]] = {}
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        found[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+        found.setdefault(name.strip().lower(), []).append(value.strip())
     return found
 
 
@@ -108,10 +126,12 @@ def _chunked_end(buffer: bytes | bytearray, start: int, max_body: int) -> int | 
         if line_end < 0:
             return -431 if len(buffer) - position > 1024 else INCOMPLETE
         size_text = bytes(buffer[position:line_end]).split(b";")[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
+        # Hex digits only: int() also reads a sign, "0x" and "_", and a negative size sent
+        # the scan back over the same line forever (the worker's event loop, until the
+        # arbiter killed the worker).
+        if not HEX_DIGITS.fullmatch(size_text):
             return line_end + 2  # malformed: gunicorn's parser refuses it
+        size = int(size_text, 16)
         total += size
         if total > max_body:
             return -413
