@@ -17,6 +17,10 @@ import. At the end the helpers' transactions commit first, then the one that app
 rest of the plan and records the run as succeeded (see `Written.commit`). Syncs with fewer
 creates never start the writers and keep every transaction short.
 
+While they are open, a create of an email they hold (SCIM, the admin API) does not wait for
+them: each transaction marks the import in flight (models.import_in_flight), and the create is
+answered as the import's commit would have it, the email taken (409).
+
 Not on SQLite: every transaction there takes the write lock up front (BEGIN IMMEDIATE), so a
 write transaction held across the read would block the sync's own bookkeeping.
 """
@@ -41,6 +45,7 @@ from models.directory.memberships import make_teams
 from models.directory.people_import import ImportParts, PeopleImport
 from models.directory.runs import ldap_actor
 from models.entities import DirectoryConnector, Organisation
+from models.import_in_flight import mark_import
 
 # ("write", prepared rows) or ("withdraw", stable ids)
 Message = tuple[str, Any]
@@ -208,6 +213,8 @@ class CreateStream:
         if WRITERS > 1:
             session.execute(text(_LOCK_WAIT))
         connector = session.get_one(DirectoryConnector, self.connector_id)
+        # Before the emails taken are read: a create that began before waits its turn.
+        mark_import(session, connector.organisation_id)
         organisation = session.get_one(Organisation, connector.organisation_id)
         people = PeopleImport(
             session,

@@ -24,6 +24,7 @@ from models.entities import (
 from models.entities.user import email_key
 from models.enums import Role, UserStatus
 from models.errors import Conflict, InvalidInput, NotFound
+from models.import_in_flight import not_waiting_on_an_import
 from models.snapshots import user_snapshot
 from models.text import check_identifier, clean_text, has_control_characters
 
@@ -99,9 +100,15 @@ def create_user(
     _check_organisation_role(role)
     if find_user_by_email(session, organisation.id, email):
         raise Conflict(f"a user with email {email} already exists", field="email")
-    # A concurrent create of the same email may win meanwhile: then a Conflict.
-    with unique_rows.claimed(
-        session, lambda: Conflict(f"a user with email {email} already exists", field="email")
+    # A concurrent create of the same email may win meanwhile, or a directory import in
+    # flight hold it: then a Conflict.
+    taken = f"a user with email {email} already exists"
+    importing = f"{taken}: a directory import is adding them"
+    with (
+        not_waiting_on_an_import(
+            session, organisation.id, lambda: Conflict(importing, field="email")
+        ),
+        unique_rows.claimed(session, lambda: Conflict(taken, field="email")),
     ):
         user = add_user(
             session,

@@ -1,0 +1,86 @@
+"""A directory import in flight: how a create that meets its uncommitted people is answered.
+
+On PostgreSQL a large import writes its people while it still reads the directory, in
+transactions that commit only once the read is complete and the plan has passed the safety
+checks (worker.directory_create_stream): minutes, for a first import of a big directory.
+A create of an email the import has written would wait on the unique index all that time,
+until its lock timeout, and answer 503. So the import's transactions hold a shared advisory
+lock on their organisation (`mark_import`), and a create that finds it held waits for a row
+lock no longer than a moment: an email the import holds is answered as taken, which is what
+the create answers once the import has committed (the import first, then the create).
+A create of an email the import does not hold goes through as usual.
+
+SQLite: an import writes nothing before its read ends; nothing to mark.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+IMPORT_LOCK = 0x0D1B_0417  # the advisory-lock class of imports in flight (two-key form)
+# How long a create waits for a row lock while an import is in flight: a create of the
+# same email by another request commits within it; an import's person never does.
+HELD_EMAIL_WAIT = "200ms"
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _keys(organisation_id: uuid.UUID) -> dict[str, int]:
+    crc = zlib.crc32(organisation_id.bytes)
+    return {"kind": IMPORT_LOCK, "organisation": crc - (1 << 32) if crc >= 1 << 31 else crc}
+
+
+def mark_import(session: Session, organisation_id: uuid.UUID) -> None:
+    """This transaction writes people of an import of this organisation until it ends."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock_shared(:kind, :organisation)"),
+        _keys(organisation_id),
+    )
+
+
+def import_in_flight(session: Session, organisation_id: uuid.UUID) -> bool:
+    """Whether an import of this organisation holds people not yet committed (PostgreSQL).
+    The probe takes the lock exclusively and gives it back at once: it fails only while an
+    import holds it shared (or, for an instant, another probe: then the create waits only
+    a moment for a lock, which nobody holds long)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    return bool(
+        session.scalar(
+            text(
+                "SELECT CASE WHEN pg_try_advisory_lock(:kind, :organisation)"
+                " THEN NOT pg_advisory_unlock(:kind, :organisation) ELSE true END"
+            ),
+            _keys(organisation_id),
+        )
+    )
+
+
+@contextmanager
+def not_waiting_on_an_import(
+    session: Session, organisation_id: uuid.UUID, taken: Callable[[], Exception]
+) -> Iterator[None]:
+    """Run a create (its writes flushed within the block); while an import of the
+    organisation is in flight, a row lock held longer than HELD_EMAIL_WAIT (the import's
+    person with this email) raises `taken()` instead, nothing of the block written."""
+    if not import_in_flight(session, organisation_id):
+        yield
+        return
+    try:
+        with session.begin_nested():
+            usual = session.scalar(text("SELECT current_setting('lock_timeout')"))
+            session.execute(text(f"SET LOCAL lock_timeout = '{HELD_EMAIL_WAIT}'"))
+            yield
+            session.execute(
+                text("SELECT set_config('lock_timeout', :usual, true)"), {"usual": usual}
+            )
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        raise taken() from None
