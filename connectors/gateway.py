@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
-from connectors.outbound import (
-    BodyRefused,
-    UrlPolicy,
-    pinned_session,
-    read_bounded,
-    retry_after_seconds,
-)
+from connectors.odock_answers import Meaning, status_of
+from connectors.outbound import BodyRefused, UrlPolicy, pinned_session, read_bounded
 
 # A key status of a full claim (500 keys) is about 50 KB; an answer is read no further than
 # this, and only within the call's timeout.
@@ -52,12 +48,24 @@ def key_status(
 ) -> list[KeyStatus]:
     answer = _post(base_url, "/v1/internal/keys/status", secret, key_ids, timeout, policy)
     try:
-        return [
-            KeyStatus(str(item["id"]), _boolean(item["accepted"]), _moment(item["checked_at"]))
+        statuses = [
+            KeyStatus(_key_id(item["id"]), _boolean(item["accepted"]), _moment(item["checked_at"]))
             for item in json.loads(answer)["keys"]
         ]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
         raise GatewayUnavailable("gateway answered an unreadable key status") from exc
+    if len({status.key_id for status in statuses}) < len(statuses):
+        # Denied once and accepted once: which one holds cannot be told.
+        raise GatewayUnavailable("gateway answered an unreadable key status: a key twice")
+    return statuses
+
+
+def _key_id(value: object) -> str:
+    """A key id as a UUID's text: anything else (`null`, a number, a name) is no key's status,
+    and would end the caller that files the answer under its key."""
+    if not isinstance(value, str):
+        raise TypeError(f"id is {type(value).__name__}, not a string")
+    return str(uuid.UUID(value))
 
 
 def _boolean(value: object) -> bool:
@@ -89,12 +97,9 @@ def _post(
                 stream=True,
             ) as response,
         ):
-            if response.status_code >= 300:
-                wait = retry_after_seconds(response)
-                asked = "" if wait is None else f" (Retry-After {wait:.0f} s)"
-                raise GatewayUnavailable(
-                    f"gateway answered {response.status_code}{asked}", retry_after=wait
-                )
+            status = status_of(response)
+            if status.meaning is not Meaning.DONE:
+                raise GatewayUnavailable(f"gateway {status}", retry_after=status.retry_after)
             return read_bounded(response, max_bytes=MAX_ANSWER_BYTES, deadline=deadline)
     except BodyRefused as exc:
         raise GatewayUnavailable(f"gateway answered, its body {exc}") from None
@@ -103,5 +108,7 @@ def _post(
 
 
 def _moment(value: str) -> datetime:
+    """The time in UTC; OverflowError when its UTC form leaves the calendar (year 1 east of
+    UTC, year 9999 west of it), which no column stores."""
     moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

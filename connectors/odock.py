@@ -9,13 +9,8 @@ from typing import Any
 
 import requests
 
-from connectors.outbound import (
-    BodyRefused,
-    UrlPolicy,
-    pinned_session,
-    read_bounded,
-    retry_after_seconds,
-)
+from connectors.odock_answers import Meaning, status_of
+from connectors.outbound import BodyRefused, UrlPolicy, pinned_session, read_bounded
 from connectors.signed_webhooks import sign
 
 COMMANDS_PATH = "/v1/sync/commands"
@@ -36,9 +31,6 @@ class StoreUnavailable(Exception):
 class KeyUnknown(Exception):
     """The store answered 404 or 410: it holds no such key (deleted there); sending the
     command again would get the same answer."""
-
-
-GONE = (404, 410)
 
 
 def send_store_command(
@@ -69,11 +61,11 @@ def send_store_command(
                 stream=True,
             ) as response,
         ):
-            if response.status_code in GONE:
-                raise KeyUnknown(f"store answered {response.status_code}: no such key")
-            if not 200 <= response.status_code < 300:
-                wait = retry_after_seconds(response)
-                raise StoreUnavailable(f"store answered {response.status_code}", retry_after=wait)
+            status = status_of(response)
+            if status.meaning is Meaning.GONE:
+                raise KeyUnknown(f"store {status}: no such key")
+            if status.meaning is not Meaning.DONE:
+                raise StoreUnavailable(f"store {status}", retry_after=status.retry_after)
             answer = read_bounded(response, max_bytes=MAX_ANSWER_BYTES, deadline=deadline)
     except BodyRefused as exc:
         raise StoreUnavailable(f"store answered {response.status_code}, its body {exc}") from None

@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 
+from connectors.odock_answers import Meaning, status_of
 from connectors.outbound import (
     BodyTooLarge,
     BodyTooSlow,
@@ -24,7 +25,6 @@ from connectors.outbound import (
     UrlPolicy,
     pinned_session,
     read_bounded,
-    retry_after_seconds,
 )
 
 PAGE_LIMIT = 1000
@@ -86,12 +86,9 @@ def _page(
         with http.get(
             url, params=params, timeout=timeout, allow_redirects=False, stream=True
         ) as response:
-            if response.status_code != 200:
-                wait = retry_after_seconds(response)
-                asked = "" if wait is None else f" (Retry-After {wait:.0f} s)"
-                raise ListingFailed(
-                    f"page {number} answered {response.status_code}{asked}", retry_after=wait
-                )
+            status = status_of(response)
+            if status.meaning is not Meaning.DONE:
+                raise ListingFailed(f"page {number} {status}", retry_after=status.retry_after)
             raw = read_bounded(response, max_bytes=limit * MAX_ITEM_BYTES, deadline=deadline)
     except BodyTooLarge as exc:
         raise ListingFailed(f"page {number} is {exc}") from None

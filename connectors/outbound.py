@@ -567,14 +567,27 @@ def pin(session: SessionT, policy: UrlPolicy) -> SessionT:
     the checked IP.
 
     It reads no proxy, netrc or CA settings from the environment (a proxy would connect
-    elsewhere, a netrc would add credentials) and follows no redirects.
+    elsewhere, a netrc would add credentials) and follows no redirects: a redirect is refused
+    (TooManyRedirects) with its body unread.
     """
     session.trust_env = False
     session.max_redirects = 0
+    session.get_redirect_target = _refuse_redirect  # type: ignore[method-assign,assignment]
     adapter = PinnedAdapter(policy)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def _refuse_redirect(response: requests.Response) -> None:
+    """requests' redirect handling, even when told not to follow, reads a redirect's whole body
+    first, after the call's deadline stopped applying: a 3xx with a Location and a body trickled
+    or without end held the caller as long as the server liked. It is refused before that."""
+    if response.is_redirect:
+        response.close()
+        raise requests.TooManyRedirects(
+            f"answered {response.status_code}, a redirect: not followed", response=response
+        )
 
 
 def post_json(

@@ -205,7 +205,8 @@ PATHS["/events"]["post"]["responses"]["200"] = {
 COMMAND_ANSWERS = (
     "2xx with applied_at is the acknowledgement (a repeated id must answer its first "
     "applied_at); 404 or 410 ends the command (no such key or budget); any other answer "
-    "(401, 409, 422, 429, 5xx) or none within ODOCK_TIMEOUT is a failed attempt and the same "
+    "(202 accepted for later, 3xx, never followed, 401, 409, 422, 429, 5xx) or none within "
+    "ODOCK_TIMEOUT is a failed attempt and the same "
     "command is sent again under the same id, with backoff and after any Retry-After"
 )
 BUSY = {
@@ -256,12 +257,13 @@ KEY_IDS = {
     "additionalProperties": False,
 }
 # The gateway's internal side, which odock-sync calls after the store acknowledged (Bearer
-# GATEWAY_SECRET); any answer but 2xx is a failed attempt, repeated with backoff.
+# GATEWAY_SECRET); any answer but 2xx (202 aside) is a failed attempt, repeated with backoff.
 GATEWAY = {
     "/v1/internal/cache/invalidate": {
         "post": _operation(
             "Served by the gateway: forget these keys in every node's cache, so the next request "
-            "with one re-reads the store; 2xx once done (the body is not read)",
+            "with one re-reads the store; 2xx once done (the body is not read; a 202, accepted "
+            "for later, is not done)",
             body="KeyIds",
             errors=(401, 503),
         )

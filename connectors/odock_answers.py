@@ -1,0 +1,47 @@
+"""What the status of an answer from Odock means, in both directions: the management plane's
+listings odock-sync reads, and the store commands and gateway calls it sends. One rule, so
+that a status cannot mean done to one caller and not done to another."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import requests
+
+from connectors.outbound import retry_after_seconds
+
+GONE = (404, 410)
+CREDENTIALS = (401, 403)
+
+
+class Meaning(StrEnum):
+    DONE = "done"  # 2xx but 202: the body says the rest
+    GONE = "gone"  # 404, 410: Odock holds no such object
+    CREDENTIALS = "credentials refused"  # 401, 403: Odock does not take odock-sync's token
+    NOT_DONE = "not done"  # anything else: worth asking again later
+
+
+@dataclass(frozen=True)
+class Status:
+    code: int
+    meaning: Meaning
+    retry_after: float | None  # the seconds Odock asked to be left alone, when it said
+
+    def __str__(self) -> str:
+        asked = "" if self.retry_after is None else f" (Retry-After {self.retry_after:.0f} s)"
+        return f"answered {self.code}{asked}"
+
+
+def status_of(response: requests.Response) -> Status:
+    """The answer's status and what it means; its body is left unread. A 202 is not done: it
+    says the request was accepted to be carried out later (RFC 9110 section 15.3.3), so the
+    revocation it carries has not landed. A 3xx is not done either: no redirect is followed
+    (it could lead off the configured address)."""
+    code = response.status_code
+    if 200 <= code < 300 and code != 202:
+        return Status(code, Meaning.DONE, None)
+    if code in GONE:
+        return Status(code, Meaning.GONE, None)
+    meaning = Meaning.CREDENTIALS if code in CREDENTIALS else Meaning.NOT_DONE
+    return Status(code, meaning, retry_after_seconds(response))
