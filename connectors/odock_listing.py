@@ -53,14 +53,22 @@ def list_pages(
     timeout: float,
     policy: UrlPolicy,
     limit: int = PAGE_LIMIT,
+    within: float | None = None,
 ) -> Iterator[list[Any]]:
-    """The items of each page in turn; raises ListingFailed on the first page that fails."""
+    """The items of each page in turn; raises ListingFailed on the first page that fails, and
+    once the listing has taken `within` seconds: a management plane answering a fresh cursor
+    every time (a loop no repeated cursor shows) would otherwise be listed without end."""
     url = f"{base_url.rstrip('/')}/v1/sync/{COLLECTIONS[kind]}"
     seen_cursors: set[str] = set()
     cursor: str | None = None
+    deadline = None if within is None else time.monotonic() + within
     with pinned_session(policy) as http:
         http.headers["Authorization"] = f"Bearer {token}"
         for number in range(1, 10**9):
+            if deadline is not None and time.monotonic() > deadline:
+                raise ListingFailed(
+                    f"the listing did not end within {within:g} s ({number - 1} pages)"
+                )
             params = {"organisation_id": organisation_id, "limit": str(limit)}
             if cursor is not None:
                 params["cursor"] = cursor

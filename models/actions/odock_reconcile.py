@@ -382,7 +382,8 @@ def reconcile_configured(settings: Settings) -> bool:
 def reconcile_from_management_plane(
     engine: Engine, settings: Settings, organisation_id: uuid.UUID
 ) -> OdockReconcileRun:
-    """The reconcile against ODOCK_MANAGEMENT_URL's list endpoints."""
+    """The reconcile against ODOCK_MANAGEMENT_URL's list endpoints. A listing still going on
+    when the next interval's run is due ends incomplete."""
 
     def pages(kind: str) -> Iterator[list[Any]]:
         return prefetched(
@@ -393,6 +394,7 @@ def reconcile_from_management_plane(
                 organisation_id=str(organisation_id),
                 timeout=settings.odock_timeout,
                 policy=settings.operator_outbound_policy(),
+                within=settings.odock_reconcile_interval,
             )
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -301,6 +302,36 @@ def test_a_consumer_that_stops_early_leaves_no_reader_thread_behind(httpserver, 
     pages.close()  # the consumer stops, the queue full and the listing's end still to hand
 
     wait_until(lambda: not reader.is_alive(), what="the reader thread ended")
+
+
+def test_a_listing_whose_cursor_is_fresh_every_time_ends_incomplete_by_the_next_run(
+    bridged, session, engine, httpserver, bridged_settings
+):
+    """No cursor repeats, so the loop check never fired: the reconcile listed without end (a
+    management plane whose paging has lost its place), its run never finished. The listing now
+    ends when the next interval's run is due. The stand-in stops after GIVE_UP pages, which at
+    a hundredth of a second each is far longer than the interval here."""
+    give_up, served = 5000, []
+    held = uuid.uuid4()
+    bridged.put("keys", held, key_body(bridged.owner, version=1))
+
+    def endless(request: Request) -> Response:
+        served.append(request.args.get("cursor"))
+        if len(served) > give_up:
+            return Response("the test gave up", status=500)
+        time.sleep(0.01)
+        body = {"items": [], "next_cursor": uuid.uuid4().hex}
+        return Response(json.dumps(body), content_type="application/json")
+
+    httpserver.expect_request("/mgmt/v1/sync/keys").respond_with_handler(endless)
+    settings = bridged_settings.model_copy(update={"odock_reconcile_interval": 1.0})
+
+    run = odock_reconcile.reconcile_from_management_plane(engine, settings, bridged.org.id)
+
+    assert run.status == "incomplete" and run.summary["key"]["deleted"] == 0
+    assert "did not end within 1 s" in run.summary["key"]["failure"]
+    assert len(served) < give_up
+    assert held_keys(session) == {held: 1}
 
 
 def test_an_empty_listing_does_not_delete_everything(
