@@ -10,7 +10,7 @@ from models import outbox, request_ids
 from models.base import utcnow
 from models.entities import ApiToken, AuditEvent
 from tests.support import factories as f
-from tests.support.wait import wait_until
+from tests.support.relay import wait_relaying
 
 
 def _expired_token(session) -> ApiToken:
@@ -36,7 +36,7 @@ def test_a_task_queued_by_a_request_audits_under_that_request_id(session, sessio
         session.commit()
     finally:
         request_ids.reset(bound)
-    event = wait_until(lambda: _expiry_event(sessions), what="token.expired audited")
+    event = wait_relaying(lambda: _expiry_event(sessions), what="token.expired audited")
     assert event.request_id == "trace-from-the-web-1"
 
 
@@ -44,5 +44,5 @@ def test_a_scheduled_task_gets_an_id_of_its_own(session, sessions, worker) -> No
     _expired_token(session)
     outbox.enqueue(session, "tokens.note_expired")  # no request bound: like a beat job
     session.commit()
-    event = wait_until(lambda: _expiry_event(sessions), what="token.expired audited")
+    event = wait_relaying(lambda: _expiry_event(sessions), what="token.expired audited")
     assert event.request_id and event.request_id.startswith("req_")

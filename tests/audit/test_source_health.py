@@ -16,8 +16,8 @@ from models.entities import ApiToken, AuditEvent, Organisation, OutboxMessage, S
 from models.enums import Role, StreamPreset
 from models.source_health import check_sources, clear_incident, open_incidents
 from tests.support import factories as f
+from tests.support.relay import wait_relaying
 from tests.support.siem import Receiver, siem_receiver
-from tests.support.wait import wait_until
 from worker.celery_app import celery_app
 
 
@@ -57,14 +57,14 @@ def test_a_silent_scim_source_alerts_once_and_clears_when_it_pushes_again(
     org, secret = _quiet_scim_org(session, settings, receiver)
     celery_app.send_task("health.check_sources")
     celery_app.send_task("health.check_sources")  # a second check in the same incident
-    (alert,) = wait_until(lambda: _alerts(receiver, "source.silent"), what="the silence alert")
+    (alert,) = wait_relaying(lambda: _alerts(receiver, "source.silent"), what="the silence alert")
     assert alert["data"]["source"] == "scim"
     assert "nothing for" in alert["data"]["message"]
 
     response = client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {secret}"})
     assert response.status_code == 200
     celery_app.send_task("health.check_sources")
-    wait_until(lambda: _alerts(receiver, "source.recovered"), what="the recovery notice")
+    wait_relaying(lambda: _alerts(receiver, "source.recovered"), what="the recovery notice")
     celery_app.send_task("health.check_sources")  # healthy: nothing more to say
 
     with sessions() as check:

@@ -22,7 +22,7 @@ from models.enums import FindingState, Role, SyncRunStatus, UserStatus
 from tests.ldap.conftest import linked_users
 from tests.support import factories as f
 from tests.support.browser import accessibility_violations, screenshot_dir, serving
-from tests.support.wait import wait_until
+from tests.support.relay import wait_relaying
 
 pytestmark = pytest.mark.slow
 
@@ -106,7 +106,7 @@ def test_sign_in_approve_resolve_filter(
             page.reload()
             return page.locator("#run-status").inner_text() == "approved"
 
-        wait_until(applied, timeout=90, interval=0.5, what="the worker to apply the approval")
+        wait_relaying(applied, interval=0.5, what="the worker to apply the approval")
         assert bob.email in page.locator("#diff-revoked").inner_text()
         _look(page, "run-approved")
         with page.expect_navigation():

@@ -20,7 +20,7 @@ from tests.reviews.test_deliveries import add_hook
 from tests.reviews.test_resend import failed_delivery
 from tests.support import factories as f
 from tests.support.browser import accessibility_violations, screenshot_dir, serving
-from tests.support.wait import wait_until
+from tests.support.relay import wait_relaying
 
 
 def _streams(session, settings, org: Org) -> tuple[AuditStream, AuditStream]:
@@ -122,7 +122,7 @@ def test_resend_in_the_browser_reaches_the_receiver(
         _look(page, "deliveries-resent")
         context.close()
 
-    wait_until(lambda: hooks.at("mended"), timeout=30, what="the re-send to arrive")
+    wait_relaying(lambda: hooks.at("mended"), what="the re-send to arrive")
     (received,) = hooks.at("mended")
     assert received.headers["Webhook-Id"] == str(delivery.id) and received.status == 200
 

@@ -10,6 +10,7 @@ from models.enums import Source, UserStatus
 from tests.events import okta_payloads as okta
 from tests.events.conftest import generic, okta_headers, signed
 from tests.support import factories as f
+from tests.support.relay import wait_relaying
 from tests.support.wait import wait_until
 
 
@@ -49,7 +50,7 @@ def test_okta_deactivate_revokes_the_user_and_opens_the_revocation_review(
     assert [r.json["status"] for r in responses] == ["accepted", "duplicate", "duplicate"]
     delivery = wait_until(lambda: processed(sessions, payload["eventId"]), what="processing")
     assert delivery.results[0]["outcome"] == "applied" and delivery.attempts == 1
-    wait_until(lambda: review_message(sessions), what="the review task handed to the broker")
+    wait_relaying(lambda: review_message(sessions), what="the review task handed to the broker")
     with sessions() as fresh:
         assert fresh.get_one(User, user.id).status is UserStatus.REVOKED
         revocation = fresh.scalars(select(Revocation)).one()  # applied exactly once

@@ -13,6 +13,7 @@ from models.base import utcnow
 from models.entities import Invitation, InvitationDelivery
 from models.enums import InvitationStatus, Role
 from models.outbox import take_new_messages
+from tests.support.relay import wait_relaying
 from tests.support.wait import wait_until
 from worker.celery_app import beat_schedule, celery_app
 from worker.tasks.base import TransientError
@@ -39,7 +40,7 @@ def test_invitation_email_has_link_org_role_inviter_expiry(
 ):
     issued = scene.invite(session, "pat@example.com", role=Role.MANAGER)
     session.commit()
-    [message] = wait_until(
+    [message] = wait_relaying(
         lambda: mailbox.to("pat@example.com"), timeout=90, what="invitation email"
     )
     link = f"{settings.public_base_url}/enroll/{issued.token}"
@@ -48,7 +49,7 @@ def test_invitation_email_has_link_org_role_inviter_expiry(
         assert link in part and "Acme Labs" in part and "Manager" in part and "Ada Admin" in part
         assert issued.invitation.expires_at.strftime("%d %B %Y") in part
     assert message["Message-ID"] == f"<invitation-{issued.invitation.id}-1@odock-sync>"
-    wait_until(
+    wait_relaying(
         lambda: _deliveries(sessions, issued.invitation.id) == [(1, 1, "sent")],
         timeout=90,
         what="history",
@@ -65,7 +66,7 @@ def test_an_inviter_or_organisation_named_with_invisible_characters_is_shown_mar
     scene.org.name = "Acme\u200b Labs"
     scene.invite(session, "pia@example.com")
     session.commit()
-    [message] = wait_until(lambda: mailbox.to("pia@example.com"), timeout=90, what="email")
+    [message] = wait_relaying(lambda: mailbox.to("pia@example.com"), timeout=90, what="email")
     text, html = _body(message, "plain"), _body(message, "html")
     assert "Ada <U+202E>nimdA (" in text and "join Acme<U+200B> Labs on Odock" in text
     assert "<bdi>Ada &lt;U+202E&gt;nimdA (" in html
@@ -79,8 +80,8 @@ def test_failed_delivery_is_retried_and_recorded(session, sessions, scene, worke
     mailbox.fail_next(1)
     issued = scene.invite(session, "retry@example.com")
     session.commit()
-    wait_until(lambda: mailbox.to("retry@example.com"), timeout=90, what="retried email")
-    wait_until(
+    wait_relaying(lambda: mailbox.to("retry@example.com"), timeout=90, what="retried email")
+    wait_relaying(
         lambda: _deliveries(sessions, issued.invitation.id) == [(1, 1, "failed"), (1, 2, "sent")],
         timeout=90,
         what="both attempts recorded",
@@ -98,12 +99,12 @@ def test_one_email_per_send_even_if_the_task_runs_again(session, sessions, scene
         with suppress(TransientError):  # the worker's attempt holds the claim: retried later
             deliver.run(invitation_id, 1)
     celery_app.send_task("invitations.deliver", args=[invitation_id, 1])
-    wait_until(
+    wait_relaying(
         lambda: [d[2] for d in _deliveries(sessions, issued.invitation.id)] == ["sent"],
         timeout=90,
         what="one sent attempt",
     )
-    wait_until(lambda: mailbox.to("once@example.com"), timeout=90, what="the email")
+    wait_relaying(lambda: mailbox.to("once@example.com"), timeout=90, what="the email")
     _drain(sessions)
     assert len(mailbox.to("once@example.com")) == 1
 
@@ -185,7 +186,7 @@ def _drain(sessions) -> None:
                 select(OutboxMessage.id).where(OutboxMessage.completed_at.is_(None))
             ).first()
 
-    wait_until(idle, timeout=90, what="outbox drained")
+    wait_relaying(idle, timeout=90, what="outbox drained")
 
 
 def test_expiry_task_on_the_worker(session, sessions, scene, worker):

@@ -18,6 +18,7 @@ from models.entities import Invitation, TeamMembership, User
 from models.enums import InvitationStatus, Role, TeamRole, UserStatus
 from tests.invitations.conftest import IDENTITY_HEADER
 from tests.support import factories as f
+from tests.support.relay import wait_relaying
 from tests.support.wait import wait_until
 from worker.celery_app import celery_app
 
@@ -27,7 +28,7 @@ LINK = re.compile(r"(http://127\.0\.0\.1:\d+/enroll/inv_[A-Za-z0-9_-]{43})")
 
 
 def _link_in(mailbox, email: str, count: int) -> str:
-    messages = wait_until(
+    messages = wait_relaying(
         lambda: len(mailbox.to(email)) >= count and mailbox.to(email),
         timeout=90,
         what=f"email #{count}",

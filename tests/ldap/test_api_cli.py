@@ -18,8 +18,8 @@ from tests.ldap.conftest import (
     linked_users,
 )
 from tests.support import factories
+from tests.support.relay import wait_relaying
 from tests.support.slapd import ROOT_PASSWORD
-from tests.support.wait import wait_until
 from tests.support.worker import settings_env
 
 
@@ -193,7 +193,7 @@ def test_quarantine_runs_plans_and_approval_over_the_api(
     assert queued.status_code == 202 and queued.json["status"] == "approving"
     again = client.post(f"/api/v1/directory/runs/{outcome.run_id}/discard", headers=auth)
     assert again.status_code == 409
-    wait_until(
+    wait_relaying(
         lambda: client.get(queued.headers["Location"], headers=auth).json["status"] == "approved",
         timeout=90,
         what="the worker to apply the approval",

@@ -11,8 +11,8 @@ from models.enums import Role, UserStatus
 from tests.ldap.conftest import linked_users
 from tests.ldap.test_approval_recheck import _audited, _change
 from tests.support import factories
+from tests.support.relay import wait_relaying
 from tests.support.slow_proxy import slow_proxy
-from tests.support.wait import wait_until
 
 # Seconds the approval request may take before the test decides it waited for the directory
 # (a bound against hanging, far beyond any answer that does not wait).
@@ -51,7 +51,7 @@ def test_api_approval_is_queued_at_once_and_the_worker_applies_it(
         assert queued.json["status"] == "approving" and queued.json["decided_by"]
         assert queued.headers["Location"].endswith(f"/api/v1/directory/runs/{held.run_id}")
         assert client.post(url, headers=auth).status_code == 409  # approved once only
-        wait_until(
+        wait_relaying(
             lambda: (
                 client.get(queued.headers["Location"], headers=auth).json["status"] == "approved"
             ),

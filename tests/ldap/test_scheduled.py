@@ -9,7 +9,7 @@ from models.base import utcnow
 from models.directory.schedule import enqueue_due_syncs
 from models.entities import DirectoryConnector
 from tests.ldap.conftest import linked_users
-from tests.support.wait import wait_until
+from tests.support.relay import wait_relaying
 
 
 def test_due_connectors_fan_out_by_interval(make_connector, sessions):
@@ -35,12 +35,12 @@ def test_scheduled_sync_runs_in_the_worker(make_connector, sessions, worker, dir
     def imported() -> bool:
         return len(linked_users(sessions, connector)) == 4
 
-    wait_until(imported, timeout=60, what="the scheduled sync to import the directory")
+    wait_relaying(imported, timeout=60, what="the scheduled sync to import the directory")
     directory.replace(directory.person_dn("alice"), "displayName", b"Alice Kingsleigh")
     with sessions() as s:
         outbox.enqueue(s, "directory.sync", connector_id=str(connector.id), kind="incremental")
         s.commit()
-    wait_until(
+    wait_relaying(
         lambda: linked_users(sessions, connector)["alice"].name == "Alice Kingsleigh",
         timeout=60,
         what="the incremental sync in the worker",

@@ -14,7 +14,7 @@ from models.enums import KeyType, OwnerType, ReviewCause, TeamRole
 from tests.ldap.conftest import get_run, linked_users
 from tests.reviews.conftest import gateway  # noqa: F401  (the loopback gateway fixture)
 from tests.support import factories
-from tests.support.wait import wait_until
+from tests.support.relay import wait_relaying
 
 
 def engineering_with_a_key(session, sessions, make_connector, sync):
@@ -81,7 +81,7 @@ def test_a_dry_run_shows_the_retirement_and_a_sync_retires_the_team(
     applied = sync(connector)
 
     assert applied.status == "succeeded", applied.error
-    wait_until(lambda: gateway.keys_for({str(key_id)}), what="the gateway invalidation")
+    wait_relaying(lambda: gateway.keys_for({str(key_id)}), what="the gateway invalidation")
     with sessions() as fresh:
         assert fresh.get(Team, team_id) is None
         assert fresh.get(VirtualApiKey, key_id).revoked is True

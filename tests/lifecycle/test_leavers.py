@@ -14,7 +14,7 @@ from models.entities import AuditEvent, ReviewFinding, Team, TeamMembership
 from models.enums import InvitationStatus, LeaverInvitationPolicy, Role, Source, TeamRole
 from tests.reviews.conftest import build_leaver, revoke_and_review
 from tests.support import factories as f
-from tests.support.wait import wait_until
+from tests.support.relay import wait_relaying
 
 
 def quiet_commit(session):
@@ -62,8 +62,8 @@ def test_a_leaver_is_mailed_about_their_review_without_an_acknowledgement_link(
     def opened(address):
         return [m for m in mailbox.to(address) if "opened" in str(m["Subject"])]
 
-    (admin_mail,) = wait_until(lambda: opened(world.admin.email), what="the admin's mail")
-    (leaver_mail,) = wait_until(lambda: opened(world.person.email), what="the leaver's mail")
+    (admin_mail,) = wait_relaying(lambda: opened(world.admin.email), what="the admin's mail")
+    (leaver_mail,) = wait_relaying(lambda: opened(world.person.email), what="the leaver's mail")
     assert "/reviews/acknowledge/" in admin_mail.get_content()
     assert "/reviews/acknowledge/" not in leaver_mail.get_content()
 

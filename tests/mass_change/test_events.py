@@ -12,6 +12,7 @@ from tests.events import okta_payloads as okta
 from tests.events.conftest import generic, okta_headers, signed
 from tests.mass_change.conftest import THRESHOLD, audit_actions, changes, statuses
 from tests.support import factories as f
+from tests.support.relay import wait_relaying
 from tests.support.wait import wait_until
 
 ACTIVE, REVOKED = UserStatus.ACTIVE, UserStatus.REVOKED
@@ -57,7 +58,7 @@ def test_signed_mass_deactivation_is_held_admins_emailed_then_approved_by_cli(
     assert delivery.outcome == "3 applied, 3 held"
     assert statuses(sessions, emails) == [REVOKED] * 3 + [ACTIVE] * 3
     # The admins are also told of the three revocations' reviews, in no set order.
-    alerts = wait_until(
+    alerts = wait_relaying(
         lambda: [m for m in mailbox.to(gated.admin_email) if "Mass change" in m["Subject"]],
         what="the admins' alert",
     )

@@ -14,7 +14,7 @@ from models.entities import OutboxMessage, ScimUser
 from models.enums import Role
 from tests.scim.payloads import okta_deactivate
 from tests.support import factories as f
-from tests.support.wait import wait_until
+from tests.support.relay import wait_relaying
 
 SCIM = "application/scim+json"
 GATEWAY_PATH = "/gateway/v1/internal/cache/invalidate"
@@ -56,7 +56,7 @@ def test_an_admin_revocation_is_counted_once_the_gateway_acknowledges(
     job = invalidation(sessions)
     assert job["key_ids"] == [str(key.id)] and job["source"] == "admin"
     assert sent_at <= job["arrived_at"] <= answered_at
-    wait_until(lambda: samples(client, "admin") > before, what="a time-to-kill sample")
+    wait_relaying(lambda: samples(client, "admin") > before, what="a time-to-kill sample")
     assert any(request.path == GATEWAY_PATH for request, _ in httpserver.log)
 
 
@@ -86,7 +86,7 @@ def test_a_scim_deactivation_is_counted_under_its_own_source(
 
     assert response.status_code == 200, response.json
     assert invalidation(sessions)["source"] == "scim"
-    wait_until(lambda: samples(client, "scim") > before, what="a time-to-kill sample")
+    wait_relaying(lambda: samples(client, "scim") > before, what="a time-to-kill sample")
 
 
 def invalidation(sessions) -> dict:

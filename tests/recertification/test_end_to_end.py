@@ -15,6 +15,7 @@ from models.entities import (
 )
 from models.enums import FindingState, ReviewStatus
 from tests.support import factories as f
+from tests.support.relay import wait_relaying
 from tests.support.wait import wait_until
 from worker.celery_app import celery_app
 
@@ -47,7 +48,7 @@ def test_campaign_opens_once_owners_confirm_the_deadline_revokes_an_admin_restor
     shown = client.get(f"/api/v1/recertification/campaigns/{campaign.id}", headers=admin).json
     by_key = {item["subject_id"]: item for item in shown["items"]}
     assert set(by_key) == {str(k) for k in keys.in_scope()}
-    wait_until(lambda: mailbox.to(keys.owner.email), what="the owner is told", timeout=90)
+    wait_relaying(lambda: mailbox.to(keys.owner.email), what="the owner is told", timeout=90)
 
     # the owner sees only their own findings, keeps one with a reason, and cannot skip it
     mine = client.get(f"/api/v1/recertification/campaigns/{campaign.id}", headers=owner).json
@@ -79,7 +80,7 @@ def test_campaign_opens_once_owners_confirm_the_deadline_revokes_an_admin_restor
         fresh.commit()
     celery_app.send_task("recertification.enforce_due")
     unconfirmed = {str(keys.spend_too.id), str(keys.unused.id), str(keys.moved.id)}
-    wait_until(
+    wait_relaying(
         lambda: set().union(*gateway.keys_for(unconfirmed) or [set()]) >= unconfirmed,
         what="the gateway forgets the unconfirmed keys",
         timeout=90,
@@ -94,7 +95,7 @@ def test_campaign_opens_once_owners_confirm_the_deadline_revokes_an_admin_restor
             done = review.status is ReviewStatus.RESOLVED
             return done and {str(x.subject_id): x for x in findings}
 
-    findings = wait_until(
+    findings = wait_relaying(
         settled, what="the gateway's acknowledgement resolves the campaign", timeout=90
     )
     for key_id in unconfirmed:
@@ -113,7 +114,7 @@ def test_campaign_opens_once_owners_confirm_the_deadline_revokes_an_admin_restor
     assert restored.status_code == 200 and restored.json["action"] == "restored"
     with sessions() as fresh:
         assert not fresh.get_one(VirtualApiKey, keys.moved.id).revoked
-    wait_until(
+    wait_relaying(
         lambda: len(gateway.keys_for({str(keys.moved.id)})) >= 2,
         what="the gateway is told of the restore",
         timeout=90,

@@ -9,6 +9,7 @@ from models.entities import DeliveryAttempt, NotificationDelivery, NotificationH
 from models.enums import DeliveryStatus, HookKind, Role
 from models.notifications import notify
 from tests.support import factories as f
+from tests.support.relay import wait_relaying
 from tests.support.wait import wait_until
 
 
@@ -27,7 +28,7 @@ def settled(sessions, event_id, count):
             done = [r for r in rows if r.status is not DeliveryStatus.PENDING]
             return rows if len(rows) == count and len(done) == count else None
 
-    return wait_until(check, timeout=30, what=f"{count} deliveries of {event_id} settled")
+    return wait_relaying(check, what=f"{count} deliveries of {event_id} settled")
 
 
 def test_a_hook_failing_three_times_gets_exactly_one_effective_signed_delivery(
@@ -138,7 +139,7 @@ def test_a_hook_that_keeps_failing_is_disabled_and_the_admins_are_told(
     with sessions() as fresh:
         stored = fresh.get(NotificationHook, hook.id)
         assert stored.enabled is False and "in a row" in stored.disabled_reason
-    wait_until(lambda: mailbox.to(admin.email), what="the admin told of the disabled hook")
+    wait_relaying(lambda: mailbox.to(admin.email), what="the admin told of the disabled hook")
     assert "disabled" in str(mailbox.to(admin.email)[0]["Subject"])
 
 

@@ -16,6 +16,7 @@ from models.enums import DeliveryStatus, FindingState, HookKind, Severity
 from tests.reviews.conftest import build_leaver
 from tests.reviews.test_deliveries import add_hook
 from tests.support import factories as f
+from tests.support.relay import wait_relaying
 from tests.support.wait import wait_until
 
 
@@ -56,7 +57,7 @@ def test_revoke_review_notify_urgent_acknowledge_and_reactivate(
 
     assert revoked.status_code == 200, revoked.json
     # the gateway forgets exactly the two keys the revocation disabled
-    wait_until(lambda: gateway.keys_for(everything), what="gateway invalidation")
+    wait_relaying(lambda: gateway.keys_for(everything), what="gateway invalidation")
     assert gateway.keys_for(everything) == [{ids["key_a"], ids["key_b"]}]
     assert gateway.calls[0]["auth"] == "Bearer gateway-shared-secret"
 
@@ -65,7 +66,7 @@ def test_revoke_review_notify_urgent_acknowledge_and_reactivate(
             found = fresh.scalars(select(RevocationReview)).one_or_none()
             return found and (found, list(found.findings))
 
-    stored, findings = wait_until(review, what="the review opened by the worker")
+    stored, findings = wait_relaying(review, what="the review opened by the worker")
     by_subject = {str(fi.subject_id): fi for fi in findings}
     assert by_subject[ids["team_key"]].action == "hold_for_review"
     assert str(earlier.id) not in by_subject and ids["other_key"] not in by_subject
@@ -77,12 +78,12 @@ def test_revoke_review_notify_urgent_acknowledge_and_reactivate(
             ).all()
             return all(r.invalidation_status == "acknowledged" and r.invalidated_at for r in rows)
 
-    wait_until(acknowledged_by_gateway, what="the finding records the gateway's acknowledgement")
+    wait_relaying(acknowledged_by_gateway, what="the finding records the gateway's acknowledgement")
 
     # owner, managers and admins are told; each hook gets one valid, signed message
     for person in (world.person, world.manager_a, world.admin):
-        wait_until(lambda p=person: mailbox.to(p.email), what=f"mail to {person.email}")
-    siem_messages = wait_until(lambda: hooks.at(f"siem-{world.org.slug}"), what="siem hook")
+        wait_relaying(lambda p=person: mailbox.to(p.email), what=f"mail to {person.email}")
+    siem_messages = wait_relaying(lambda: hooks.at(f"siem-{world.org.slug}"), what="siem hook")
     opened = siem_messages[0]
     assert verify([siem_secret], body=opened.body, headers=opened.headers)
     assert opened.json["type"] == "review.opened"
@@ -96,7 +97,7 @@ def test_revoke_review_notify_urgent_acknowledge_and_reactivate(
             ).all()
             return rows and all(r.status is DeliveryStatus.DELIVERED for r in rows) and rows
 
-    (flaky_delivery,) = wait_until(flaky_settled, what="the flaky hook's delivery")
+    (flaky_delivery,) = wait_relaying(flaky_settled, what="the flaky hook's delivery")
     flaky = hooks.at(f"flaky-{world.org.slug}")
     assert [r.status for r in flaky] == [503, 503, 503, 200]
     assert all(
@@ -119,7 +120,7 @@ def test_revoke_review_notify_urgent_acknowledge_and_reactivate(
 
     finding = wait_until(urgent, what="the urgent finding")
     assert finding.severity is Severity.URGENT and finding.subject_id == world.key_a.id
-    alert = wait_until(
+    alert = wait_relaying(
         lambda: [
             m for m in hooks.at(f"siem-{world.org.slug}") if m.json["type"] == "finding.urgent"
         ],
@@ -146,7 +147,7 @@ def test_revoke_review_notify_urgent_acknowledge_and_reactivate(
     # reactivation restores only what the revocation disabled, and invalidates again
     back = client.post(path, headers=headers, json={"restore_used_keys": True})
     assert back.status_code == 200
-    wait_until(lambda: len(gateway.keys_for(everything)) == 2, what="second invalidation")
+    wait_relaying(lambda: len(gateway.keys_for(everything)) == 2, what="second invalidation")
     assert gateway.keys_for(everything)[1] == {ids["key_a"], ids["key_b"]}
     with sessions() as fresh:
         state = {str(k.id): k.revoked for k in fresh.scalars(select(VirtualApiKey))}

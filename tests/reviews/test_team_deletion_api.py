@@ -16,7 +16,7 @@ from models.entities import AuditEvent, Organisation, RevocationReview, Team, Vi
 from models.enums import KeyType, Role, TeamRole
 from tests.reviews.test_access_changes import team_world
 from tests.support import factories as f
-from tests.support.wait import wait_until
+from tests.support.relay import wait_relaying
 from tests.support.worker import settings_env
 
 
@@ -36,7 +36,7 @@ def test_admin_deletes_a_team_its_keys_leave_the_gateway_and_a_review_opens(
 
     assert deleted.status_code == 200, deleted.json
     assert deleted.json["deleted"] is True and deleted.json["name"] == "Data"
-    wait_until(lambda: gateway.keys_for({key_id}), what="the gateway invalidation")
+    wait_relaying(lambda: gateway.keys_for({key_id}), what="the gateway invalidation")
     assert gateway.keys_for({key_id, str(member_key.id)}) == [{key_id}]
 
     def listed_once_acknowledged() -> dict:
@@ -44,7 +44,7 @@ def test_admin_deletes_a_team_its_keys_leave_the_gateway_and_a_review_opens(
         listed = client.get("/api/v1/reviews?cause=team_deleted", headers=bearer(token)).json
         return listed if listed["items"][0]["findings"].get("resolved") else {}
 
-    listed = wait_until(listed_once_acknowledged, what="the key finding resolved")
+    listed = wait_relaying(listed_once_acknowledged, what="the key finding resolved")
     (item,) = listed["items"]
     assert item["id"] == deleted.json["review_id"]
     assert item["cause"] == "team_deleted" and item["user"] is None
@@ -60,7 +60,7 @@ def test_admin_deletes_a_team_its_keys_leave_the_gateway_and_a_review_opens(
     def detail_now() -> dict:
         return client.get(f"/api/v1/reviews/{item['id']}", headers=bearer(token)).json
 
-    wait_until(acknowledged, what="the finding records the gateway's acknowledgement")
+    wait_relaying(acknowledged, what="the finding records the gateway's acknowledgement")
     with sessions() as fresh:
         assert fresh.get(Team, team_id) is None
         assert fresh.get(VirtualApiKey, team_key.id).revoked is True

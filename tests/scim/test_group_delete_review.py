@@ -19,7 +19,7 @@ from tests.scim.payloads import (
 )
 from tests.support import factories
 from tests.support.factories import SETUP
-from tests.support.wait import wait_until
+from tests.support.relay import wait_relaying
 
 
 def test_deleting_a_group_revokes_its_team_keys_at_the_gateway_and_opens_a_review(
@@ -42,7 +42,7 @@ def test_deleting_a_group_revokes_its_team_keys_at_the_gateway_and_opens_a_revie
     deleted = scim.delete(f"/Groups/{group['id']}")
 
     assert deleted.status_code == 204
-    wait_until(lambda: gateway.keys_for({key_id}), what="the gateway invalidation")
+    wait_relaying(lambda: gateway.keys_for({key_id}), what="the gateway invalidation")
     assert gateway.keys_for({key_id}) == [{key_id}]
     with sessions() as fresh:
         assert fresh.get(VirtualApiKey, key.id).revoked is True

@@ -20,7 +20,12 @@ EVERY = 5.0  # seconds: beat's schedule of the relay (OUTBOX_RELAY_INTERVAL's de
 
 
 def wait_relaying(
-    check: Callable[[], T], *, what: str, timeout: float = 90, every: float = EVERY
+    check: Callable[[], T],
+    *,
+    what: str,
+    timeout: float = 90,
+    every: float = EVERY,
+    interval: float = 0.05,
 ) -> T:
     """Wait for `check`, running the outbox relay in this process every `every` seconds
     meanwhile (first after `every`: what the eager publish sent is not due, and a relay run
@@ -37,4 +42,4 @@ def wait_relaying(
             last = time.monotonic()
         return check()
 
-    return wait_until(relay_then_check, timeout=timeout, what=what)
+    return wait_until(relay_then_check, timeout=timeout, interval=interval, what=what)
