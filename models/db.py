@@ -478,6 +478,13 @@ TRANSIENT_SQLSTATE_PREFIXES = (
 TRANSIENT_SQLITE_MESSAGES = ("database is locked", "database table is locked", "database is busy")
 
 
+def unique_violation(error: BaseException) -> bool:
+    """A unique key refused the write (23505), raised by SQLAlchemy or by the driver itself
+    (a COPY is sent to it directly)."""
+    cause = getattr(error, "orig", error)
+    return getattr(cause, "sqlstate", None) == "23505"
+
+
 def is_transient(error: exc.DBAPIError) -> bool:
     """The database could not serve this statement now, though the same one may succeed when
     sent again; anything else (a missing table, a bad statement) is a bug, not a busy day."""

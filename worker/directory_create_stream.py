@@ -19,7 +19,9 @@ creates never start the writers and keep every transaction short.
 
 While they are open, a create of an email they hold (SCIM, the admin API) does not wait for
 them: each transaction marks the import in flight (models.import_in_flight), and the create is
-answered as the import's commit would have it, the email taken (409).
+answered as the import's commit would have it, the email taken (409). A create of an email
+they have not written yet goes through, and the import, coming to that person, refuses them
+as existing (PeopleImport.write).
 
 Not on SQLite: every transaction there takes the write lock up front (BEGIN IMMEDIATE), so a
 write transaction held across the read would block the sync's own bookkeeping.
@@ -213,7 +215,6 @@ class CreateStream:
         if WRITERS > 1:
             session.execute(text(_LOCK_WAIT))
         connector = session.get_one(DirectoryConnector, self.connector_id)
-        # Before the emails taken are read: a create that began before waits its turn.
         mark_import(session, connector.organisation_id)
         organisation = session.get_one(Organisation, connector.organisation_id)
         people = PeopleImport(

@@ -15,6 +15,7 @@ audited the same way: one `team.member_added` event per team and batch (target t
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from connectors.ldap.reconcile import TeamIndex
 from models.actions.users import validate_email, validate_name
 from models.actor import Actor
 from models.base import utcnow
+from models.db import unique_violation
 from models.directory.bulk_rows import BATCH, Rows, dashed, fast_ids, table_of
 from models.directory.memberships import NewMembers
 from models.entities import AuditEvent, DirectoryConnector, IdentityLink, Organisation, User
@@ -46,10 +48,15 @@ _USER = Role.USER.value  # an enum member's value is a descriptor call: once per
 @dataclass
 class Prepared:
     """One batch made ready to write: its rows and, when the teams are known, the new
-    people's memberships (team key, user id as 32 hex digits and as a UUID's text)."""
+    people's memberships (team key, user id as 32 hex digits and as a UUID's text); the
+    creates it was made from, to make it again without people whose email was taken."""
 
     rows: list[Rows] = field(default_factory=list)
     members: list[tuple[str, str, str]] = field(default_factory=list)
+    items: list[Create] = field(default_factory=list)
+    dn_keys: list[str] | None = None
+    event: uuid.UUID | None = None
+    created: int = 0
 
 
 @dataclass
@@ -125,6 +132,9 @@ class PeopleImport:
                 errors=self.errors,
             )
         self.not_written: set[str] = set()
+        # The reading thread prepares the next batch while a writer thread writes this
+        # one, and makes it again when an email was taken meanwhile.
+        self._preparing = threading.RLock()
 
     def add(self, items: list[Create]) -> None:
         """Create the people of one batch, skipping (and reporting) those that no longer fit."""
@@ -133,7 +143,11 @@ class PeopleImport:
     def prepare(self, items: list[Create], dn_keys: list[str] | None = None) -> Prepared:
         """The checks and the rows of one batch, ready to write (no database work);
         `dn_keys`, when given, are the items' normalised DNs (the reconciler's)."""
-        prepared = Prepared()
+        with self._preparing:
+            return self._prepare(items, dn_keys)
+
+    def _prepare(self, items: list[Create], dn_keys: list[str] | None) -> Prepared:
+        prepared = Prepared(items=items, dn_keys=dn_keys)
         users: list[tuple[str, ...]] = []
         dated: list[tuple[str, ...]] = []  # people whose directory entry says access ends
         links: list[tuple[str, ...]] = []
@@ -164,9 +178,11 @@ class PeopleImport:
             snapshots.append(_snapshot_json(shown, item, name, email, role))
         if not users and not dated:
             return prepared
-        self.created += len(users) + len(dated)
+        prepared.created = len(users) + len(dated)
+        self.created += prepared.created
         event_id, batch_id = fast_ids(2)
-        self.events.append(uuid.UUID(event_id))
+        prepared.event = uuid.UUID(event_id)
+        self.events.append(prepared.event)
         shared = {"organisation_id": self.organisation.id}
         stamped = ("created_at", "updated_at")
         prepared.rows = [
@@ -220,12 +236,58 @@ class PeopleImport:
         return str(process(moment)) if process is not None else moment.isoformat()
 
     def write(self, prepared: Prepared) -> None:
+        """Write a batch, whole. On PostgreSQL the emails taken are those of when the import
+        began: a person created since (SCIM, an admin) with an email of the batch is
+        refused as existing, as the import would have had it after that create, and the
+        batch written without them (their email's key refuses the first attempt)."""
+        if self.dialect.name != "postgresql":
+            self._write(prepared)
+            return
+        while True:
+            try:
+                with self.session.begin_nested():
+                    self._write(prepared)
+                return
+            except Exception as exc:
+                taken = self._taken_since(prepared) if unique_violation(exc) else set()
+                if not taken:
+                    raise
+            prepared = self._prepared_without(prepared, taken)
+
+    def _write(self, prepared: Prepared) -> None:
         for rows in prepared.rows:
             if rows.payload:  # a batch may have no dated people, or only dated ones
                 rows.write(self.session)
         if prepared.members:
             assert self.members is not None
             self.members.write(prepared.members)
+
+    def _taken_since(self, prepared: Prepared) -> set[str]:
+        """The email keys of the batch that another transaction has committed since."""
+        keys = [email_key(item.email) for item in prepared.items]
+        return (
+            set(
+                self.session.scalars(
+                    select(User.email_key).where(
+                        User.organisation_id == self.organisation.id, User.email_key.in_(keys)
+                    )
+                )
+            )
+            - self.existing.emails
+        )
+
+    def _prepared_without(self, prepared: Prepared, taken: set[str]) -> Prepared:
+        """The batch made again, its people whose email was taken refused as existing."""
+        with self._preparing:
+            self.existing.emails |= taken
+            self.created -= prepared.created
+            if prepared.event is not None:
+                self.events.remove(prepared.event)
+            again = {item.external_id for item in prepared.items}
+            for external_id in again:
+                self.user_ids.pop(external_id, None)
+            self.errors[:] = [e for e in self.errors if e["external_id"] not in again]
+            return self._prepare(prepared.items, prepared.dn_keys)
 
     @property
     def members_added(self) -> int:

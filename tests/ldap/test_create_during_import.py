@@ -1,12 +1,15 @@
 """A person created over SCIM or the admin API while a first directory import is being
 read, held between two pages. On PostgreSQL the import writes its creates as it reads, in
 transactions that commit only once the read is complete and the plan checked. Each create
-must come out as if it ran before or after the whole import, and the import must complete.
+must come out as if it ran before or after the whole import, and the import must complete:
 
-An email the import has written (PostgreSQL): the create waited on the unique index until the
-lock timeout and answered 503; now it is answered at once as the import's commit will have
-it, 409 (import, then create). On SQLite the import has written nothing yet: the create goes
-through, and the import refuses that person as existing (create, then import).
+- an email the import has written (PostgreSQL): the create waited on the unique index until
+  the lock timeout and answered 503; now it is answered at once as the import's commit will
+  have it, 409 (import, then create). On SQLite the import has written nothing yet: the
+  create goes through, and the import refuses that person as existing (create, then import);
+- an email the import has not read yet: the create goes through, and the import refuses that
+  person as existing (create, then import). On PostgreSQL the import failed, whole, on the
+  email's unique key when it came to write that person.
 """
 
 from __future__ import annotations
@@ -150,3 +153,20 @@ def test_a_create_of_an_email_the_import_holds_is_answered_at_once(
         assert sorted(linked_users(sessions, connector)) == ["alice", "bob", "carol", "dave"]
         assert _scim_users(sessions, connector) == 0
     assert (_people(sessions, connector, alice), _people(sessions, connector, bob)) == (1, 1)
+
+
+def test_a_create_of_an_email_the_import_has_not_read_yet_is_refused_by_the_import(
+    make_connector, sessions, settings, directory, client, streamed
+):
+    connector = make_connector(page_size=1)
+    idp, _ = _credentials(sessions, connector)
+    dave = f"dave@{directory.domain}"
+    with _held_after_two_pages(sessions, settings, connector) as out:
+        by_scim = client.post("/scim/v2/Users", json=okta_create_user(dave), headers=idp)
+        assert by_scim.status_code == 201, by_scim.text
+
+    outcome = out["result"]
+    assert outcome.status == "succeeded", outcome
+    assert sorted(linked_users(sessions, connector)) == ["alice", "bob", "carol"]
+    assert _refused(sessions, outcome) == [f"{dave} exists already"]
+    assert _people(sessions, connector, dave) == 1 and _scim_users(sessions, connector) == 1
