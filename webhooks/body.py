@@ -1,8 +1,10 @@
-"""The one guard on request input, shared by SCIM, the admin API and the IdP receivers.
+"""The one guard on request input, shared by SCIM, the admin API, the IdP receivers and the
+HTML forms.
 
 JSON is decoded by one guarded decoder (nesting depth, integer size, no NaN or Infinity, no
-NUL or lone surrogate in any string) and query parameters pass one check, so every protocol
-refuses the same hostile input before anything reads it; each renders the refusal its way.
+NUL or lone surrogate in any string), forms by one reader (urlencoded UTF-8, each field once,
+no NUL or lone surrogate) and query parameters pass one check, so every protocol refuses the
+same hostile input before anything reads it; each renders the refusal its way.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import math
 import re
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 from flask import Request, request
 from pydantic import BaseModel, ConfigDict
@@ -38,6 +41,22 @@ class UnreadableBody(InvalidInput):
 class UnacceptableValue(InvalidInput):
     """Well-formed input carrying a value nothing may store (NUL, a lone surrogate, a
     number too large)."""
+
+
+class FormRejected(InvalidInput):
+    """A form we do not read: not urlencoded, not UTF-8, a field given twice."""
+
+    code = "form_rejected"
+
+
+class FormTooLarge(FormRejected):
+    code = "form_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the form is larger than {limit} bytes")
+
+
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 class RequestBody(BaseModel):
@@ -151,6 +170,30 @@ def json_body() -> Any:
     if not raw:
         raise UnreadableBody("a JSON body is required")
     return decode_json(raw)
+
+
+def form_fields(limit: int | None = None) -> dict[str, str]:
+    """The request's form, or a clear refusal: urlencoded, at most `limit` bytes, UTF-8 (a
+    byte that is not was read as U+FFFD and kept), each field once (a repeat was read as its
+    first value, where a proxy or filter in front may take the last), no NUL or lone
+    surrogate in a name or value (check_text, as in JSON and queries)."""
+    if request.mimetype != FORM_TYPE:
+        raise FormRejected(f"the form must be sent as {FORM_TYPE}")
+    if limit is not None and (request.content_length or 0) > limit:
+        raise FormTooLarge(limit)
+    raw = request.get_data(cache=True)
+    if limit is not None and len(raw) > limit:
+        raise FormTooLarge(limit)
+    try:
+        fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise FormRejected("the form is not valid UTF-8") from None
+    for name, values in fields.items():
+        check_text(name, "a form field name")
+        if len(values) != 1:
+            raise FormRejected(f"the form field {name[:64]!r} is sent more than once", field=name)
+        check_text(values[0], name)
+    return {name: values[0] for name, values in fields.items()}
 
 
 def parse_body(schema: type[ModelT]) -> ModelT:

@@ -12,10 +12,9 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 import structlog
-from flask import Blueprint, Response, g, render_template, request
+from flask import Blueprint, Response, g, render_template
 from werkzeug.exceptions import HTTPException
 
 from connectors.invitation_email import ROLE_NAMES
@@ -29,6 +28,7 @@ from models.enums import UserStatus
 from models.errors import Conflict, DomainError, InvalidInput, Unavailable
 from models.secrets import same_text
 from webhooks import sign_in_refusals
+from webhooks.body import FormRejected, FormTooLarge, form_fields
 from webhooks.context import db_session, settings
 from webhooks.enroll_identity import signed_in, signed_in_email
 from webhooks.errors import register_protocol_renderer
@@ -37,10 +37,6 @@ from webhooks.html_pages import harden
 log = structlog.get_logger(__name__)
 
 bp = Blueprint("enroll", __name__, template_folder="templates")
-
-
-class FormRejected(InvalidInput):
-    code = "form_rejected"
 
 
 bp.after_request(harden)
@@ -60,7 +56,7 @@ def accept(token: str) -> tuple[str, int] | str:
         return _invitation_page(invitation, identity=None), 401
     identity = who.email
     invitation_actions.check_acceptable(invitation, email=identity, now=utcnow())
-    form = read_form(settings().enrollment_max_form_bytes)
+    form = form_fields(settings().enrollment_max_form_bytes)
     if not same_text(form.get("form_key", ""), form_key(invitation, identity)):
         raise FormRejected("this form is out of date; open the invitation link again")
     session = db_session()
@@ -92,31 +88,6 @@ def form_key(invitation: Invitation, identity: str) -> str:
     key = hashlib.sha256(b"odock-sync/enroll-form\0" + settings().secret_key.encode()).digest()
     message = f"{invitation.token_hash}:{email_key(identity)}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
-
-
-def read_form(limit: int) -> dict[str, str]:
-    """A small urlencoded UTF-8 form; anything else is refused clearly."""
-    if request.mimetype != "application/x-www-form-urlencoded":
-        raise FormRejected("the form must be sent as application/x-www-form-urlencoded")
-    if request.content_length is not None and request.content_length > limit:
-        raise FormTooLarge(limit)
-    raw = request.stream.read(limit + 1)
-    if len(raw) > limit:
-        raise FormTooLarge(limit)
-    try:
-        fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
-    except UnicodeDecodeError:
-        raise FormRejected("the form is not valid UTF-8") from None
-    if any(len(values) != 1 for values in fields.values()):
-        raise FormRejected("each form field must be sent once")
-    return {name: values[0] for name, values in fields.items()}
-
-
-class FormTooLarge(FormRejected):
-    code = "form_too_large"
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the form is larger than {limit} bytes")
 
 
 def acceptable(token: str) -> Invitation:

@@ -455,3 +455,57 @@ def test_a_bind_that_fails_for_another_reason_than_a_parallel_bind_is_raised_onc
     with pytest.raises(IntegrityError):
         provider_accounts.check(session, user=ghost, account=account, actor=f.SETUP)
     session.rollback()
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        b"reason=left&reason=stayed",  # read as its first value; a proxy may read the last
+        b"reason=%FF%FE",  # not UTF-8: was kept as U+FFFD
+        b"reason=caf\xe9",  # a raw byte that is not UTF-8
+        b"reason=a%00b",
+        b"reason=left&%FF=1",
+    ],
+)
+def test_a_form_field_twice_or_not_utf8_is_refused_and_changes_nothing(
+    client, org, unchanged, fields
+):
+    """The console read its forms with request.form: a field sent twice was read as its first
+    value and bytes that are not UTF-8 were replaced, and the action went ahead (the
+    revocation made, its reason kept as U+FFFD). They are refused as the enrollment form
+    refuses them (webhooks.body.form_fields)."""
+    sign_in(client, org.admin_token)
+    csrf = csrf_of(client.get(f"/console/people/{org.member.id}").get_data(as_text=True))
+    unchanged()
+    answer = client.post(
+        f"/console/people/{org.member.id}/revoke",
+        data=fields + b"&csrf=" + csrf.encode(),
+        content_type=FORM,
+    )
+    assert answer.status_code == 400, answer.get_data(as_text=True)[:300]
+    assert answer.mimetype == "text/html"
+    unchanged()
+
+
+def test_a_csrf_token_or_admin_token_sent_twice_is_refused(client, org, unchanged):
+    sign_in(client, org.admin_token)
+    csrf = csrf_of(client.get(f"/console/people/{org.member.id}").get_data(as_text=True))
+    unchanged()
+    answer = client.post(
+        f"/console/people/{org.member.id}/revoke",
+        data=f"reason=left&csrf={csrf}&csrf={csrf}",
+        content_type=FORM,
+    )
+    assert answer.status_code == 400
+    unchanged()
+    fresh = client.application.test_client()
+    form_csrf = csrf_of(fresh.get("/console/sign-in").get_data(as_text=True))
+    signed = fresh.post(
+        "/console/sign-in",
+        data=f"token={org.manager_token}&token=other&csrf={form_csrf}",
+        content_type=FORM,
+    )
+    assert signed.status_code == 400 and signed.mimetype == "text/html"

@@ -21,6 +21,7 @@ from webhooks.console.web import (
     bp,
     clear_session_cookie,
     page,
+    sent_form,
     set_session_cookie,
     set_sign_in_cookie,
     sign_in_csrf,
@@ -50,12 +51,13 @@ def sign_in_form() -> Response:
 @bp.post("/sign-in")
 def sign_in() -> Response:
     expected, fresh = sign_in_csrf()
-    if fresh or not same_text(request.form.get("csrf", ""), expected):
+    form = sent_form()
+    if fresh or not same_text(form.get("csrf", ""), expected):
         return _form(error="The sign-in form had expired; it has been reloaded: try again.")
     session = db_session()
     try:
         started = console_sessions.sign_in_with_token(
-            session, secret=request.form.get("token", ""), lifetime=session_lifetime()
+            session, secret=form.get("token", ""), lifetime=session_lifetime()
         )
     except SignInRefused as refused:
         audit_refusal(refused, method=SignInMethod.ADMIN_TOKEN)

@@ -39,6 +39,7 @@ from models.actor import Actor
 from models.errors import DomainError, Forbidden
 from models.secrets import same_text
 from webhooks.api.params import int_param
+from webhooks.body import FORM_TYPE, form_fields
 from webhooks.context import db_session, settings
 from webhooks.errors import register_protocol_renderer, status_of
 from webhooks.html_pages import SECURITY_HEADERS
@@ -149,7 +150,7 @@ def csrf_token(token_id: uuid.UUID) -> str:
 
 
 def check_csrf(*, expected: str) -> None:
-    sent = request.form.get(CSRF_FIELD, "")
+    sent = sent_form().get(CSRF_FIELD, "")
     if not expected or not same_text(sent, expected):
         raise Forbidden(
             "this form is out of date or was not sent from the console; reload the page"
@@ -196,12 +197,18 @@ def done(endpoint: str, notice: str, **values: Any) -> Response:
     return redirect(url_for(endpoint, **values), code=303)  # type: ignore[return-value]
 
 
+def sent_form() -> dict[str, str]:
+    """The form a console POST sent, read by the one form reader (webhooks.body); none for a
+    request that sends no form, which then has no CSRF token either."""
+    return form_fields() if request.mimetype == FORM_TYPE else {}
+
+
 def form_body(schema: type[BodyT]) -> BodyT:
     """The form's fields read with the API's request schema (its limits, its messages);
     fields left empty are left out, the CSRF token is not part of the body."""
     fields = {
         name: value.strip()
-        for name, value in request.form.items()
+        for name, value in sent_form().items()
         if name != CSRF_FIELD and value.strip() and name in schema.model_fields
     }
     return schema.model_validate(fields)
