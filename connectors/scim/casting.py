@@ -121,7 +121,7 @@ def scim_to_user_fields(
     """The fields of a User document; its access end date from `access_end_attribute`, or
     left unread with None (for access_end once the attribute is known)."""
     if not isinstance(doc, dict):
-        raise InvalidValue("a User must be a JSON object")
+        raise InvalidSyntax("a User must be a JSON object")
     check_schemas(doc, USER)
     core = _lower_keys(doc)
     enterprise = _lower_keys(_object(_find_ci(doc, ENTERPRISE), ENTERPRISE))
@@ -227,7 +227,7 @@ def _single_value(attribute: Attribute, value: Any, label: str) -> Any:
 
 def scim_to_group_fields(doc: Any) -> ScimGroupFields:
     if not isinstance(doc, dict):
-        raise InvalidValue("a Group must be a JSON object")
+        raise InvalidSyntax("a Group must be a JSON object")
     check_schemas(doc, GROUP)
     core = _lower_keys(doc)
     display_name = _key_string(core.get("displayname"), "displayName", 200)

@@ -339,6 +339,8 @@ PUTS: list[Template] = [
     _conditional("PUT If-Match stale", "PUT", "If-Match", STALE),
     _conditional("PUT If-None-Match *", "PUT", "If-None-Match", "*"),
     lambda n, base: Write("PUT unknown id", "PUT", f"/Groups/{UNKNOWN_UUID}", group_body(base)),
+    # A body that is no object is invalidSyntax (RFC 7644 section 3.12); it was invalidValue.
+    lambda n, base: Write("PUT a list", "PUT", f"/Groups/{{group:{n}}}", [group_body(base)]),
 ]
 
 
@@ -353,6 +355,7 @@ def _post(label: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> Tem
 
 
 POSTS: list[Template] = [
+    lambda n, base: Write("POST a string", "POST", "/Groups", "a group"),
     _post("POST", lambda d: d),
     _post("POST no members", _without("members")),
     _post("POST empty members", lambda d: d | {"members": []}),

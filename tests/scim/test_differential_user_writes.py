@@ -291,6 +291,9 @@ PUTS: list[Template] = [
     ),
     _put("PUT manager", lambda d: d | {ENTERPRISE: {"manager": {"value": "{user:0}"}}}),
     lambda n, base: Write("PUT unknown id", "PUT", "/Users/no-such-user", dict(base)),
+    # A body that is no object is invalidSyntax (RFC 7644 section 3.12); it was invalidValue.
+    lambda n, base: Write("PUT a list", "PUT", f"/Users/{{user:{n}}}", [dict(base)]),
+    lambda n, base: Write("POST a string", "POST", "/Users", "a user"),
 ]
 
 
