@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,17 +72,29 @@ def send_store_command(
         raise StoreUnavailable(f"store answered {response.status_code}, its body {exc}") from None
     except (requests.RequestException, OSError) as exc:
         raise StoreUnavailable(f"store unreachable: {type(exc).__name__}") from exc
-    return _applied_at(answer)
+    return _applied_at(answer, command_id=body["id"])
 
 
-def _applied_at(answer: bytes) -> datetime:
+def _applied_at(answer: bytes, *, command_id: str) -> datetime:
     """The acknowledgement's time, in UTC. One without a zone, or beyond what UTC can hold, is
     no acknowledgement (as one that is missing): it could not be stored, and recording the
-    round's answers would fail for every key of the round."""
+    round's answers would fail for every key of the round. Nor is one naming another command
+    by its `id`: it says nothing of this one."""
     try:
-        applied_at = datetime.fromisoformat(json.loads(answer)["applied_at"])
+        acknowledgement = json.loads(answer)
+        applied_at = datetime.fromisoformat(acknowledgement["applied_at"])
         if applied_at.tzinfo is None:
             raise ValueError("applied_at has no zone")
-        return applied_at.astimezone(UTC)
+        applied_at = applied_at.astimezone(UTC)
     except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
         raise StoreUnavailable("store answered without a readable applied_at") from exc
+    if not _same_id(acknowledgement.get("id", command_id), command_id):
+        raise StoreUnavailable("store acknowledged another command")
+    return applied_at
+
+
+def _same_id(given: object, command_id: str) -> bool:
+    try:
+        return uuid.UUID(str(given)) == uuid.UUID(command_id)
+    except ValueError:
+        return False

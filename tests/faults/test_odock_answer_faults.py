@@ -134,3 +134,14 @@ def test_a_key_status_that_cannot_be_filed_under_its_key_is_a_failed_call(httpse
 
     with pytest.raises(gateway.GatewayUnavailable, match="unreadable key status"):
         key_status(httpserver.url_for("/"))
+
+
+def test_a_store_acknowledging_another_command_has_not_acknowledged_this_one(httpserver):
+    """The acknowledgement names its command (`id`, as the document's answer has it): one
+    naming another (a proxy's cached answer, a store mixing up its replies) was taken for this
+    command's, and the key invalidated at the gateway while the store may still hold it."""
+    another = {"id": str(uuid.uuid4()), "applied_at": datetime.now(UTC).isoformat()}
+    httpserver.expect_request("/v1/sync/commands").respond_with_json(another)
+
+    with pytest.raises(odock_connector.StoreUnavailable, match="another command"):
+        send_revoke(httpserver.url_for("/"))
