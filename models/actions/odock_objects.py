@@ -47,9 +47,21 @@ MAX_BIGINT = 2**63 - 1
 ODOCK_ACTOR = Actor(Source.ODOCK, "odock management plane")
 
 StrictInt = Annotated[_StrictInt, Field(ge=0, le=MAX_BIGINT)]
-Email = Annotated[StrictStr, Field(min_length=3, max_length=320)]
-Window = Annotated[StrictStr, Field(min_length=1, max_length=16)]
-Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+
+
+def _storable(value: str) -> str:
+    """PostgreSQL stores no NUL in text. The push refuses one in its body (webhooks/body.py);
+    the reconcile's listings and the import read their JSON themselves, and a NUL in any text
+    of an item ended the whole run when the chunk was copied in (no summary, no audit)."""
+    if "\x00" in value:
+        raise ValueError("a NUL character, which no text column stores")
+    return value
+
+
+STORABLE = AfterValidator(_storable)
+Email = Annotated[StrictStr, Field(min_length=3, max_length=320), STORABLE]
+Window = Annotated[StrictStr, Field(min_length=1, max_length=16), STORABLE]
+Name = Annotated[StrictStr, Field(min_length=1, max_length=200), STORABLE]
 
 
 def _in_utc(value: datetime) -> datetime:
@@ -77,7 +89,7 @@ class OdockObject(BaseModel):
 class KeyIn(OdockObject):
     type: KeyType
     name: Name
-    masked_value: Annotated[StrictStr, Field(max_length=64)] = ""
+    masked_value: Annotated[StrictStr, Field(max_length=64), STORABLE] = ""
     owner_user_id: uuid.UUID | None = None
     owner_email: Email | None = None
     owner_team_id: uuid.UUID | None = None

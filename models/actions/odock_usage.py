@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from models import audit, key_scope
 from models.actions import reviews
-from models.actions.odock_objects import StrictInt, Time
+from models.actions.odock_objects import STORABLE, StrictInt, Time
 from models.actor import Actor
 from models.base import new_id
 from models.db import conflict_insert
@@ -36,12 +36,12 @@ class UsageIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
-    id: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    id: Annotated[StrictStr, Field(min_length=1, max_length=128), STORABLE]
     occurred_at: Time
     api_key_id: uuid.UUID | None = None
     user_id: uuid.UUID | None = None
     team_id: uuid.UUID | None = None
-    model: Annotated[StrictStr, Field(max_length=100)] = ""
+    model: Annotated[StrictStr, Field(max_length=100), STORABLE] = ""
     input_tokens: StrictInt = 0
     output_tokens: StrictInt = 0
     cost: Annotated[

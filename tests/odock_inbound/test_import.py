@@ -183,3 +183,23 @@ def test_an_import_refuses_a_number_in_other_than_ascii_digits(bridged, session,
     assert [p.split(":")[0] for p in problems["first"]] == ["line 1", "line 2"]
     assert session.get(Budget, budget_id) is None
     assert session.scalars(select(UsageRecord)).all() == []
+
+
+def test_an_import_reports_a_nul_in_any_text_and_loads_the_rest(bridged, session, engine):
+    """A NUL read from the file reached PostgreSQL (the key's COPY, the usage's insert), which
+    refused it: the import died with its run unfinished (SQLite stores it)."""
+    odd, fine = uuid.uuid4(), uuid.uuid4()
+    lines = lines_of(
+        {"kind": "key", "id": str(odd), **key_body(bridged.owner, name="ci\x00bot")},
+        {"kind": "key", "id": str(fine), **key_body(bridged.owner)},
+        {"kind": "usage", "id": "u\x001", "occurred_at": "2026-12-01T10:00:00Z"},
+        {"kind": "usage", "id": "u2", "occurred_at": "2026-12-01T10:00:00Z", "model": "m\x00"},
+    )
+
+    run = odock_reconcile.import_lines(engine, organisation_id=bridged.org.id, lines=lines)
+
+    problems = run.summary["problems"]
+    assert [p.split(":")[0] for p in problems["first"]] == ["line 1", "line 3", "line 4"]
+    assert all("NUL" in p for p in problems["first"]), problems
+    assert session.get(VirtualApiKey, fine) is not None and session.get(VirtualApiKey, odd) is None
+    assert session.scalars(select(UsageRecord)).all() == []

@@ -208,6 +208,30 @@ def test_an_item_with_a_time_beyond_the_calendar_is_reported_and_the_rest_loaded
     assert held_keys(session) == {odd: 1, fine: 1}
 
 
+@pytest.mark.parametrize("field", ["name", "masked_value"])
+def test_an_item_with_a_nul_in_its_text_is_reported_and_the_rest_loaded(
+    bridged, session, engine, httpserver, bridged_settings, field
+):
+    """The push refuses a NUL in its body; the listing is read by json itself, and the NUL
+    reached PostgreSQL's COPY, which refused the chunk: the run died, unfinished (SQLite stores
+    it)."""
+    odd, fine = uuid.uuid4(), uuid.uuid4()
+    bridged.put("keys", odd, key_body(bridged.owner, version=1))
+    with_nul = key_body(bridged.owner, version=2, **{field: "ci\x00bot"})
+    listing(
+        httpserver,
+        bridged.org.id,
+        {"keys": [listed(odd, with_nul), listed(fine, key_body(bridged.owner, version=1))]},
+    )
+
+    run = odock_reconcile.reconcile_from_management_plane(engine, bridged_settings, bridged.org.id)
+
+    assert run.status == "succeeded"
+    assert run.summary["key"]["rejected"] == 1 and run.summary["key"]["created"] == 1
+    assert f"{field}: Value error, a NUL character" in run.summary["key"]["ids"]["rejected"][0]
+    assert held_keys(session) == {odd: 1, fine: 1}
+
+
 def test_an_item_without_a_readable_id_deletes_nothing(
     bridged, session, engine, httpserver, bridged_settings
 ):
