@@ -36,12 +36,16 @@ MAX_ITEM_BYTES = 64 * 1024
 
 class ListingFailed(Exception):
     """The listing could not be read to its end; `reason` is safe to show. `retry_after`: the
-    seconds the management plane asked to be left alone (its Retry-After), when it said."""
+    seconds the management plane asked to be left alone (its Retry-After), when it said;
+    `credentials_refused`: it does not take the token (asking again will not help)."""
 
-    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, *, retry_after: float | None = None, credentials_refused: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.credentials_refused = credentials_refused
 
 
 def list_pages(
@@ -96,7 +100,11 @@ def _page(
         ) as response:
             status = status_of(response)
             if status.meaning is not Meaning.DONE:
-                raise ListingFailed(f"page {number} {status}", retry_after=status.retry_after)
+                raise ListingFailed(
+                    f"page {number} {status}",
+                    retry_after=status.retry_after,
+                    credentials_refused=status.meaning is Meaning.CREDENTIALS,
+                )
             raw = read_bounded(response, max_bytes=limit * MAX_ITEM_BYTES, deadline=deadline)
     except BodyTooLarge as exc:
         raise ListingFailed(f"page {number} is {exc}") from None

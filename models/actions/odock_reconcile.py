@@ -252,26 +252,28 @@ def _reconcile_kind(
     with Loader(
         connection, organisation_id=organisation_id, kind=kind, actor=actor, keep_seen=True
     ) as loader:
-        failure, retry_after = _read_listing(loader, organisation_id, pages(kind), problems)
+        failed = _read_listing(loader, organisation_id, pages(kind), problems)
         loader.flush()
         listed = loader.counts.seen + loader.counts.rejected
-        if failure is None and listed == 0 and loader.held() > 0:
-            failure = "the listing is empty but objects are held here: nothing deleted"
-        if failure is None:
+        if failed is None and listed == 0 and loader.held() > 0:
+            failed = ListingFailed(
+                "the listing is empty but objects are held here: nothing deleted"
+            )
+        if failed is None:
             loader.delete_unseen(started_at=started_at)
         result = loader.counts.as_dict()
-    result["complete"] = failure is None
-    result["failure"] = failure
-    result["retry_after"] = retry_after
+    result["complete"] = failed is None
+    result["failure"] = failed.reason if failed else None
+    result["retry_after"] = failed.retry_after if failed else None
+    result["credentials_refused"] = bool(failed and failed.credentials_refused)
     result["problems"] = {"count": problems.count, "first": problems.first}
     return result
 
 
 def _read_listing(
     loader: Loader, organisation_id: uuid.UUID, pages: Iterator[list[Any]], problems: Problems
-) -> tuple[str | None, float | None]:
-    """Stage every listed item; the reason the listing is incomplete, or None, and how long
-    the management plane asked to be left alone (its Retry-After), when it did."""
+) -> ListingFailed | None:
+    """Stage every listed item; why the listing is incomplete, or None."""
     schema = LISTED[loader.kind]
     unreadable = None
     try:
@@ -287,8 +289,8 @@ def _read_listing(
                     else:
                         loader.reject(object_id, reason_of(exc))
     except ListingFailed as exc:
-        return exc.reason, exc.retry_after
-    return unreadable, None
+        return exc
+    return None if unreadable is None else ListingFailed(unreadable)
 
 
 def _id_of(item: Any) -> uuid.UUID | None:
@@ -363,6 +365,14 @@ def retry_in(settings: Settings, retries: int, *, asked: float | None = None) ->
     retry_base = settings.odock_reconcile_retry_base
     wait = backoff(retries + 1, retry_base=retry_base, retry_max=interval, asked=asked)
     return wait if wait < interval else None
+
+
+def credentials_refused(run: OdockReconcileRun) -> bool:
+    """A listing of this run was refused the management token (401, 403): trying again before
+    an operator changes it (ODOCK_MANAGEMENT_TOKEN) only repeats the refusal."""
+    return any(
+        isinstance(part, dict) and part.get("credentials_refused") for part in run.summary.values()
+    )
 
 
 def asked_to_wait(run: OdockReconcileRun) -> float | None:

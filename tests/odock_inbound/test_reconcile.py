@@ -485,3 +485,38 @@ def test_a_management_plane_asking_to_wait_is_listed_again_no_sooner_nor_past_th
     run = session.scalars(select(OdockReconcileRun)).one()
     assert run.status == "incomplete" and run.summary["key"]["deleted"] == 0
     assert run.summary["key"]["failure"] == f"page 1 answered 429 (Retry-After {said} s)"
+
+
+@pytest.mark.parametrize("refusal", [401, 403])
+def test_a_management_plane_refusing_the_token_is_not_listed_again_before_the_next_run(
+    bridged, session, httpserver, bridged_settings, monkeypatch, refusal
+):
+    """A token the management plane does not take stays refused until an operator changes
+    ODOCK_MANAGEMENT_TOKEN: the reconcile was retried after 30, 60, 120 and 240 s into the same
+    refusal. Now the run says credentials_refused (kept in its audited summary), the worker
+    logs the error, and the next interval's run asks again."""
+    from worker.celery_app import celery_app
+    from worker.runtime import runtime
+    from worker.tasks.odock_reconcile import reconcile_organisation
+
+    monkeypatch.setattr(runtime(), "settings", bridged_settings)
+    held: list[dict] = []  # messages kept from the broker: only this test runs it
+    monkeypatch.setattr(celery_app, "send_task", lambda *_args, **kw: held.append(kw))
+    httpserver.expect_request("/mgmt/v1/sync/keys").respond_with_response(
+        Response("who are you", status=refusal)
+    )
+    listing(httpserver, bridged.org.id, {})
+    organisation = str(bridged.org.id)
+
+    reconcile_organisation.push_request(
+        id="reconcile-1", called_directly=False, retries=0, args=[organisation], kwargs={}
+    )
+    try:
+        assert reconcile_organisation.run(organisation)["status"] == "incomplete"
+    finally:
+        reconcile_organisation.pop_request()
+
+    assert [kw for kw in held if kw.get("task_id") == "reconcile-1"] == []
+    run = session.scalars(select(OdockReconcileRun)).one()
+    assert run.summary["key"]["credentials_refused"] is True
+    assert run.summary["key"]["failure"] == f"page 1 answered {refusal}"

@@ -14,10 +14,14 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import structlog
+
 from models.actions import odock_objects, odock_reconcile
 from models.base import utcnow
 from worker.runtime import runtime
 from worker.tasks.base import task
+
+log = structlog.get_logger(__name__)
 
 TASK_RECONCILE_DUE = "odock.reconcile_due"
 TASK_RECONCILE = "odock.reconcile"
@@ -42,7 +46,10 @@ def reconcile_organisation(self: Any, organisation_id: str) -> dict[str, Any]:
     run = odock_reconcile.reconcile_from_management_plane(
         current.engine, current.settings, uuid.UUID(organisation_id)
     )
-    if run.status != "succeeded":
+    if odock_reconcile.credentials_refused(run):
+        # The operator's to fix: an alarm, and the next interval's run, not a retry.
+        log.error("odock.reconcile.credentials_refused", organisation_id=organisation_id)
+    elif run.status != "succeeded":
         asked = odock_reconcile.asked_to_wait(run)
         wait = odock_reconcile.retry_in(current.settings, self.request.retries, asked=asked)
         if wait is not None:
