@@ -38,8 +38,6 @@ from models.queries import scim as queries
 from models.queries import scim_records as records
 from webhooks import scim_documents
 
-# Past any real page, and within a 64-bit OFFSET: a larger startIndex gives the same empty page.
-MAX_START_INDEX = 2**31
 WITHOUT_MEMBERS = Projection(excluded=("members",))  # a group read for its version alone
 
 
@@ -449,7 +447,7 @@ def listing(
         raise InvalidValue("sortOrder must be ascending or descending")
     search = queries.Search(
         filter=filter_text if filter_text not in (None, "") else None,
-        start=min(max(start, 1), MAX_START_INDEX),
+        start=max(start, 1),
         count=min(max(size, 0), MAX_RESULTS),
         sort_by=_text(sort_by, "sortBy"),
         descending=order == "descending",

@@ -367,6 +367,10 @@ class Search:
     descending: bool = False
 
 
+# Past any real page, and within a 64-bit OFFSET: a later start reads the same empty page
+# (the answer still says the startIndex asked, RFC 7644 section 3.4.2.4).
+_LAST_START = 2**31
+
 _ORGANISATION = "scim_organisation_id"
 _OFFSET = "scim_offset"
 _LIMIT = "scim_limit"
@@ -527,7 +531,7 @@ def _page(
     statements = build() if key is None else _STATEMENTS.get(key, lambda: _prepared(build()))
     rows: Sequence[Any] = []
     if search.count > 0:
-        page = {**parameters, _OFFSET: search.start - 1, _LIMIT: search.count}
+        page = {**parameters, _OFFSET: min(search.start, _LAST_START) - 1, _LIMIT: search.count}
         rows = resource.read(session, statements.rows, page)
     if search.start == 1 and search.count > 0 and len(rows) < search.count:
         total = len(rows)  # the whole result fits in this page: no COUNT query needed

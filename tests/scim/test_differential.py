@@ -5,6 +5,7 @@ its RFC reason (KNOWN_DIFFERENCES below, one entry per listed difference)."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections.abc import Callable
@@ -476,3 +477,31 @@ def requests_by_id(user: dict[str, Any]) -> list[tuple[str, Any]]:
         ("PATCH", {"schemas": [PATCH_OP], "Operations": [rename]}),
         ("DELETE", None),
     ]
+
+
+def test_paging_edges_agree_with_the_reference_server(loaded):
+    """startIndex below 1 reads as 1, past the last result answers an empty page, and the
+    answer's startIndex is the one asked (RFC 7644 section 3.4.2.4); a huge one (beyond 2^31)
+    was answered as 2147483648."""
+    ours, theirs = loaded
+    differences = []
+    for start, count in itertools.product(
+        (0, -5, 36, 37, 10**12, 10**20 - 1), (0, -1, 5, 10**9, 2**63)
+    ):
+        path = "/Users?" + urlencode({"startIndex": start, "count": count, "sortBy": "userName"})
+        mine, reference = ours.request("GET", path), theirs.request("GET", path)
+
+        def page(answer: Answer) -> Any:
+            if answer.status != 200:
+                return answer.status
+            body = answer.body
+            return (
+                body["totalResults"],
+                body["startIndex"],
+                body["itemsPerPage"],
+                user_names(answer),
+            )
+
+        if page(mine) != page(reference):
+            differences.append((path, page(mine), page(reference)))
+    assert differences == [], "\n".join(map(str, differences))
