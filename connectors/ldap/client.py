@@ -10,6 +10,7 @@ import contextlib
 import ipaddress
 import os
 import socket
+import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -220,6 +221,8 @@ class DirectoryClient:
                 conn = ldap.initialize(url, fileno=sock.detach())
             else:
                 resolve_checked(parsed.hostname, port, self.config.policy)
+                if scheme == "ldaps":
+                    self._handshake_answered(parsed.hostname, port)
                 conn = ldap.initialize(url)
         except UnsafeUrl as exc:
             raise DirectoryConfigError(f"{url}: {exc.reason}") from None
@@ -245,6 +248,20 @@ class DirectoryClient:
             raise
         return conn
 
+    def _handshake_answered(self, host: str, port: int) -> None:
+        """libldap's ldaps:// handshake waits without a timeout: a server that accepts the
+        connection and never answers (frozen, a black hole) would hold the sync for ever.
+        So a handshake is made first, bounded by the connect timeout; OSError when it is not
+        answered. Whatever it answers is left to libldap, which verifies the certificate."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # nothing is sent over it
+        timeout = self.config.connect_timeout
+        with connect_tcp(host, port, self.config.policy, timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            with contextlib.suppress(ssl.SSLError), context.wrap_socket(sock):
+                pass
+
     def _open_tls(self, conn: LDAPObject, url: str, scheme: str) -> None:
         if scheme == "ldap":
             try:
@@ -253,7 +270,9 @@ class DirectoryClient:
                 raise DirectoryTlsError(f"StartTLS with {url} failed: {describe(exc)}") from None
             return
         try:  # opens the connection and the TLS session; the answer itself does not matter
-            conn.search_ext_s("", ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"])
+            conn.search_ext_s(
+                "", ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"], timeout=self.config.search_timeout
+            )
         except (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.CONNECT_ERROR):
             raise
         except ldap.LDAPError:

@@ -23,6 +23,7 @@ from connectors.ldap.client import DirectoryClient
 from models.entities import AuditEvent, DirectoryConnector
 from models.enums import UserStatus
 from tests.ldap.conftest import SEED, get_run, linked_users
+from tests.support.parallel import in_thread
 from tests.support.slapd import Slapd, start_slapd
 from tests.support.wait import wait_until
 
@@ -279,3 +280,39 @@ def _set(sessions, connector, **fields: Any) -> None:
         for name, value in fields.items():
             setattr(row, name, value)
         s.commit()
+
+
+def test_a_directory_frozen_before_the_tls_handshake_times_out(
+    make_connector, sync, sessions, directory, own_slapd
+):
+    """ldaps:// to a slapd frozen (SIGSTOP) before the run: the kernel still accepts the TCP
+    connection, and the TLS handshake never gets an answer. libldap's handshake has no
+    timeout of its own: the sync waited for ever, holding the worker and renewing the lease,
+    so no later sync of the connector could run. Now it fails after the configured timeout;
+    resumed, the next run recovers. (The bound below only tells a hang from an answer.)"""
+    connector = _synced_then_bob_left(
+        make_connector,
+        sync,
+        own_slapd,
+        directory,
+        search_timeout=1.0,
+        connect_timeout=1.0,
+    )
+    _set(
+        sessions,
+        connector,
+        server_urls=[own_slapd.ldaps_url],
+        ca_file=str(own_slapd.tls.ca_file),
+    )
+    _freeze(own_slapd)
+    syncing, out = in_thread(
+        lambda: _failed_safely(sync, sessions, connector, "directory_unavailable")
+    )
+    syncing.join(90)
+    hung = syncing.is_alive()
+    assert own_slapd.process is not None
+    own_slapd.process.send_signal(signal.SIGCONT)
+    syncing.join(90)
+    assert not hung, "the sync waited on the frozen directory's TLS handshake"
+    assert "error" not in out, out
+    _recovers(sync, sessions, connector)
