@@ -803,6 +803,7 @@ def record_invalidation(
         if key_id not in known
     )
     clocks = cutoffs.acknowledge(session, key_ids=key_ids, called_at=called_at or at, at=at)
+    _audit_forgotten(session, key_ids=key_ids, reason=reason, at=at)
     findings = list(
         session.scalars(
             select(ReviewFinding).where(
@@ -819,6 +820,28 @@ def record_invalidation(
         if review.status is ReviewStatus.OPEN and not has_open_findings(session, review):
             _close(session, review, actor=cutoffs.GATEWAY_ACTOR, now=at, announce=True)
     return clocks
+
+
+def _audit_forgotten(
+    session: Session, *, key_ids: list[uuid.UUID], reason: str, at: datetime
+) -> None:
+    """The gateway's acknowledgement ends a key's cut-off (the revocation done there): an audit
+    event for each key, as for the store's acknowledgement before it."""
+    keys = session.execute(
+        select(VirtualApiKey.id, VirtualApiKey.organisation_id)
+        .where(VirtualApiKey.id.in_(key_ids))
+        .order_by(VirtualApiKey.id)
+    )
+    for key_id, organisation_id in keys:
+        audit.record(
+            session,
+            actor=cutoffs.GATEWAY_ACTOR,
+            organisation_id=organisation_id,
+            action="api_key.gateway_invalidated",
+            target_type="api_key",
+            target_id=key_id,
+            after={"reason": reason, "acknowledged_at": at.isoformat()},
+        )
 
 
 def _acknowledged(finding: ReviewFinding, at: datetime) -> None:

@@ -119,6 +119,23 @@ def test_an_acknowledgement_closes_only_cutoffs_requested_before_the_call(sessio
     assert session.scalars(select(KeyCutoff)).one().acknowledged_at is not None
 
 
+def test_the_gateways_acknowledgement_is_audited_for_each_key(session):
+    """It ends the revocation at the gateway (the cut-off done, the findings resolved) and was
+    the one step of a cut-off no audit event recorded: the store's acknowledgement, the proof
+    and a missed deadline were, the gateway forgetting the key was not."""
+    org, _admin, key_ids = revoked_keys(session)
+
+    reviews.record_invalidation(session, key_ids=key_ids, reason="revoked")
+
+    events = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "api_key.gateway_invalidated")
+    ).all()
+    assert sorted(str(e.target_id) for e in events) == sorted(str(k) for k in key_ids)
+    assert {(e.organisation_id, e.actor, e.after["reason"]) for e in events} == {
+        (org.id, "gateway", "revoked")
+    }
+
+
 def test_a_missed_deadline_alarms_once_per_incident_and_clears_on_success(session):
     org, admin, key_ids = revoked_keys(session)
     later = utcnow() + DEADLINE + timedelta(seconds=1)
