@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from flask import Request, request
 from pydantic import BaseModel, ConfigDict
+from werkzeug.exceptions import NotImplemented as NotImplementedStatus
 from werkzeug.exceptions import UnsupportedMediaType
 
 from models.errors import InvalidInput
@@ -143,14 +144,27 @@ class UnsupportedEncoding(UnsupportedMediaType):
         return [*super().get_headers(*args, **kwargs), ("Accept-Encoding", "identity")]
 
 
+class UnsupportedTransferCoding(NotImplementedStatus):
+    """A body in a transfer coding we do not decode (RFC 9112 section 6.1: 501, as gunicorn
+    answers one it does not know)."""
+
+
 def check_content_encoding(req: Request) -> None:
     """Bodies are read as they arrive: one sent compressed (`Content-Encoding: gzip`, as a
     proxy may send it; no IdP does) is refused, never parsed as if it were JSON. Decoding
-    it instead would add a decompression bomb to guard against for a client nobody has."""
+    it instead would add a decompression bomb to guard against for a client nobody has.
+    So is one compressed as it is transferred (`Transfer-Encoding: gzip, chunked`): gunicorn
+    takes the chunks off and hands the app the compressed bytes, which it read as JSON."""
     coding = req.headers.get("Content-Encoding", "").strip().lower()
     if coding not in ("", "identity"):
         raise UnsupportedEncoding(
             f"Content-Encoding {coding[:40]!r} is not supported; send the body uncompressed"
+        )
+    transfer = req.headers.get("Transfer-Encoding", "")
+    if any(part.strip().lower() != "chunked" for part in transfer.split(",") if transfer):
+        raise UnsupportedTransferCoding(
+            f"Transfer-Encoding {transfer[:40]!r} is not supported; send the body chunked "
+            "or with a Content-Length, uncompressed"
         )
 
 

@@ -87,6 +87,39 @@ def test_a_query_string_that_is_not_utf8_is_a_400_in_the_protocols_format(
     assert database_state(sessions) == before
 
 
+GROUP = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Zipped"}
+COMPRESSED_IN_TRANSFER = [
+    ("admin", "/api/v1/teams", "application/json", {"name": "Zipped"}),
+    ("scim", "/scim/v2/Groups", "application/scim+json", GROUP),
+    ("public", "/console/sign-in", "application/x-www-form-urlencoded", None),
+]
+
+
+@pytest.mark.parametrize("coding", ["gzip, chunked", "deflate, chunked", "chunked, gzip"])
+@pytest.mark.parametrize("protocol, path, content_type, document", COMPRESSED_IN_TRANSFER)
+def test_a_body_compressed_in_transfer_is_refused_not_read_as_is(
+    client: FlaskClient,
+    session: Session,
+    sessions: Any,
+    protocol: str,
+    path: str,
+    content_type: str,
+    document: Any,
+    coding: str,
+) -> None:
+    """`Transfer-Encoding: gzip, chunked`: gunicorn takes the chunks off and leaves the gzip
+    coding to the app, which read the bytes as they came (a body that was not compressed
+    after all created the team). Refused as a compressed Content-Encoding is, 501 by RFC
+    9112 section 6.1 (gunicorn's answer to a coding it does not know)."""
+    headers = {**credentials(session)[protocol], "Transfer-Encoding": coding}
+    body = json.dumps(document).encode() if document else b"token=x&csrf=y"
+    before = database_state(sessions)
+    answer = client.post(path, data=body, headers=headers, content_type=content_type)
+    assert answer.status_code == 501, answer.get_data(as_text=True)[:300]
+    assert_format(path, answer, allowed=501)
+    assert database_state(sessions) == before
+
+
 # ---------------------------------------------------------------------------------------------
 # The web process as `odock-sync serve` runs it: gunicorn and webhooks/buffering_worker.py.
 
@@ -140,11 +173,13 @@ def exchange(web: Web, request: bytes) -> Answer:
     return Answer(int(lines[0].split()[1]), headers, body.decode(errors="replace"))
 
 
-def chunked_post(path: str, headers: dict[str, str], content_type: str, body: bytes) -> bytes:
+def chunked_post(
+    path: str, headers: dict[str, str], content_type: str, body: bytes, coding: str = "chunked"
+) -> bytes:
     head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     return (
         f"POST {path} HTTP/1.1\r\nHost: odock-sync.test\r\nConnection: close\r\n{head}"
-        f"Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        f"Content-Type: {content_type}\r\nTransfer-Encoding: {coding}\r\n\r\n"
     ).encode() + body
 
 
@@ -253,3 +288,20 @@ def test_requests_refused_before_the_app_are_in_the_format_of_their_path(
         except (AssertionError, ValueError) as failed:
             wrong.append(f"{name}: {failed} {answer.mimetype} {answer.text[:120]!r}")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("protocol, path, content_type", CHUNKED_TARGETS)
+def test_a_body_compressed_in_transfer_is_not_read_as_is_by_the_web_process(
+    web: Web, session: Session, sessions: Any, protocol: str, path: str, content_type: str
+) -> None:
+    """gunicorn accepts `Transfer-Encoding: gzip, chunked`, takes the chunks off and hands
+    the app the rest as it came: a body that was not compressed after all was read as JSON
+    and created the team or group (201)."""
+    headers = credentials(session)[protocol]
+    group = b'{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Z"}'
+    body = chunks(group if protocol == "scim" else TEAM)
+    before = database_state(sessions)
+    answer = exchange(web, chunked_post(path, headers, content_type, body, "gzip, chunked"))
+    assert answer.status_code == 501, answer.text[:300]
+    assert_format(path, answer, allowed=501)
+    assert database_state(sessions) == before
