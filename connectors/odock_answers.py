@@ -13,6 +13,7 @@ from connectors.outbound import retry_after_seconds
 
 GONE = (404, 410)
 CREDENTIALS = (401, 403)
+JSON_TYPES = ("application/json", "application/problem+json")
 
 
 class Meaning(StrEnum):
@@ -37,11 +38,18 @@ def status_of(response: requests.Response) -> Status:
     """The answer's status and what it means; its body is left unread. A 202 is not done: it
     says the request was accepted to be carried out later (RFC 9110 section 15.3.3), so the
     revocation it carries has not landed. A 3xx is not done either: no redirect is followed
-    (it could lead off the configured address)."""
+    (it could lead off the configured address). A 404 or 410 is gone only as Odock's own
+    answer, in JSON: a web server's or proxy's page (a wrong ODOCK_MANAGEMENT_URL, a route not
+    deployed yet) would otherwise end every command as "no such key", never sent again."""
     code = response.status_code
     if 200 <= code < 300 and code != 202:
         return Status(code, Meaning.DONE, None)
-    if code in GONE:
+    if code in GONE and _is_json(response):
         return Status(code, Meaning.GONE, None)
     meaning = Meaning.CREDENTIALS if code in CREDENTIALS else Meaning.NOT_DONE
     return Status(code, meaning, retry_after_seconds(response))
+
+
+def _is_json(response: requests.Response) -> bool:
+    media_type = response.headers.get("Content-Type", "").partition(";")[0]
+    return media_type.strip().lower() in JSON_TYPES

@@ -204,7 +204,8 @@ PATHS["/events"]["post"]["responses"]["200"] = {
 }
 COMMAND_ANSWERS = (
     "2xx with applied_at is the acknowledgement (a repeated id must answer its first "
-    "applied_at); 404 or 410 ends the command (no such key or budget); any other answer "
+    "applied_at); 404 or 410 in JSON (problem JSON) ends the command (no such key or "
+    "budget; a 404 page that is not JSON is a failed attempt); any other answer "
     "(202 accepted for later, 3xx, never followed, 401, 409, 422, 429, 5xx) or none within "
     "ODOCK_TIMEOUT is a failed attempt and the same "
     "command is sent again under the same id, with backoff and after any Retry-After"

@@ -145,3 +145,19 @@ def test_a_store_acknowledging_another_command_has_not_acknowledged_this_one(htt
 
     with pytest.raises(odock_connector.StoreUnavailable, match="another command"):
         send_revoke(httpserver.url_for("/"))
+
+
+@pytest.mark.parametrize(("status", "content_type"), [(404, "text/html"), (410, "text/plain")])
+def test_a_404_that_is_not_the_stores_own_answer_does_not_end_the_command(
+    httpserver, status, content_type
+):
+    """A 404 ends a command for good ("no such key"): one from a web server or proxy in front
+    of the store (its HTML page for a wrong ODOCK_MANAGEMENT_URL or a route not deployed) ended
+    every revocation's command that way, none sent again once the address was fixed. Only a
+    404 or 410 in JSON is the store's; any other is a failed attempt, sent again."""
+    httpserver.expect_request("/v1/sync/commands").respond_with_response(
+        Response("<h1>Not Found</h1>", status=status, content_type=content_type)
+    )
+
+    with pytest.raises(odock_connector.StoreUnavailable, match=f"answered {status}"):
+        send_revoke(httpserver.url_for("/"))
