@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connectors.name_keys import composed, name_key
-from models import audit, key_scope, membership_locks, unique_rows
+from models import audit, key_scope, locked_rows, membership_locks, unique_rows
 from models.actions import access_reviews, key_revocation
 from models.actor import Actor
 from models.base import utcnow
@@ -62,9 +62,7 @@ def create_team(
     )
     team.set_name(name)
     # A concurrent create of the same name may win meanwhile: then a Conflict.
-    with unique_rows.claimed(
-        session, lambda: Conflict(f"a team named {name!r} already exists", field="name")
-    ):
+    with unique_rows.claimed(session, lambda: _name_taken(name)):
         session.add(team)
     _audit_team(session, team, actor, "team.created", before=None)
     return team
@@ -74,6 +72,9 @@ def rename_team(session: Session, *, team: Team, name: str, actor: Actor) -> Tea
     """The team named `name`. The rule of team names applies to a new name only: a team named
     before it (with a hidden character, in NFD) keeps its name through a write that sends it
     again (a SCIM PUT of its members), and can be renamed to a clean one."""
+    # Decided on the name as it is now: of two renames at once the later reads the earlier's
+    # name (its audit event's before), and a rename to the name it already has is no change.
+    team = locked_rows.locked_or_404(session, team, "team not found")
     if name.strip() == team.name:
         return team
     name = validate_team_name(name)
@@ -81,12 +82,18 @@ def rename_team(session: Session, *, team: Team, name: str, actor: Actor) -> Tea
         return team
     clash = find_team_by_name(session, team.organisation_id, name)
     if clash is not None and clash.id != team.id:
-        raise Conflict(f"a team named {name!r} already exists", field="name")
+        raise _name_taken(name)
     before = team_snapshot(team)
-    team.set_name(name)
-    team.updated_at = utcnow()
+    # Another team may take the name meanwhile (its rename or create not yet committed).
+    with unique_rows.claimed(session, lambda: _name_taken(name)):
+        team.set_name(name)
+        team.updated_at = utcnow()
     _audit_team(session, team, actor, "team.renamed", before=before)
     return team
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"a team named {name!r} already exists", field="name")
 
 
 def delete_team(session: Session, *, team: Team, actor: Actor) -> RevocationReview | None:
