@@ -316,3 +316,41 @@ def test_a_directory_frozen_before_the_tls_handshake_times_out(
     assert not hung, "the sync waited on the frozen directory's TLS handshake"
     assert "error" not in out, out
     _recovers(sync, sessions, connector)
+
+
+def test_a_first_import_whose_directory_freezes_leaves_nothing_and_recovers(
+    make_connector, sync, sessions, directory, own_slapd, monkeypatch
+):
+    """A first import written while it reads (PostgreSQL, batches of one person): the
+    directory freezes after the first page. The run fails by the search timeout, nothing of
+    the import is kept, and the import no longer counts as in flight (its transactions, and
+    the mark a create looks for, ended). Resumed, the next run imports everyone."""
+    from models.import_in_flight import import_in_flight
+
+    monkeypatch.setattr("worker.directory_create_stream.BATCH", 1)
+    monkeypatch.setattr("models.directory.read.MAX_WAITING", 1)
+    connector = make_connector(
+        server_urls=[own_slapd.url], page_size=1, search_timeout=1.0, connect_timeout=1.0
+    )
+    receive = DirectoryClient._receive
+    frozen: list[int] = []
+
+    def then_freeze(self, msgid, base, filterstr, **kwargs):
+        answer = receive(self, msgid, base, filterstr, **kwargs)
+        if "inetOrgPerson" in filterstr and not frozen:
+            frozen.append(1)
+            _freeze(own_slapd)
+        return answer
+
+    monkeypatch.setattr(DirectoryClient, "_receive", then_freeze)
+    outcome = sync(connector)
+    assert outcome.status == "failed" and "did not answer in time" in outcome.error, outcome
+    assert linked_users(sessions, connector) == {}
+    with sessions() as s:
+        assert not import_in_flight(s, connector.organisation_id)
+        s.rollback()
+    monkeypatch.setattr(DirectoryClient, "_receive", receive)
+    assert own_slapd.process is not None
+    own_slapd.process.send_signal(signal.SIGCONT)
+    assert sync(connector).status == "succeeded"
+    assert sorted(linked_users(sessions, connector)) == ["alice", "bob", "carol", "dave"]
