@@ -348,6 +348,10 @@ def catalogue(rule: str, method: str, target: Any) -> list[Probe]:
         ]
     if target.protocol.startswith("oidc"):
         probes += oidc_probes()
+    # The same request with the methods every route answers besides its own.
+    probes.append(Probe("method OPTIONS", lambda s: replace(s, method="OPTIONS")))
+    if method == "GET":
+        probes.append(Probe("method HEAD", lambda s: replace(s, method="HEAD")))
     return probes
 
 
