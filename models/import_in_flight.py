@@ -4,11 +4,13 @@ On PostgreSQL a large import writes its people while it still reads the director
 transactions that commit only once the read is complete and the plan has passed the safety
 checks (worker.directory_create_stream): minutes, for a first import of a big directory.
 A create of an email the import has written would wait on the unique index all that time,
-until its lock timeout, and answer 503. So the import's transactions hold a shared advisory
-lock on their organisation (`mark_import`), and a create that finds it held waits for a row
-lock no longer than a moment: an email the import holds is answered as taken, which is what
-the create answers once the import has committed (the import first, then the create).
-A create of an email the import does not hold goes through as usual.
+until its lock timeout, and answer 503 five seconds later. So the import's transactions hold
+a shared advisory lock on their organisation (`mark_import`), and a create that finds it held
+waits for a row lock no longer than a moment, then answers at once that it cannot be served
+now (Busy: 503 with a Retry-After). It is not answered as taken: once the import has
+committed, the same create finds the person the import made, and a SCIM create links that
+person (a 409 would have told the IdP to stop trying). A create of an email the import does
+not hold goes through as usual.
 
 SQLite: an import writes nothing before its read ends; nothing to mark.
 """
@@ -17,17 +19,21 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from models.errors import Busy
+
 IMPORT_LOCK = 0x0D1B_0417  # the advisory-lock class of imports in flight (two-key form)
 # How long a create waits for a row lock while an import is in flight: a create of the
 # same email by another request commits within it; an import's person never does.
 HELD_EMAIL_WAIT = "200ms"
+# An import of a large directory is read for minutes: the create is worth sending again then.
+IMPORT_RETRY_AFTER_SECONDS = 30
 _LOCK_NOT_AVAILABLE = "55P03"
 
 
@@ -63,12 +69,10 @@ def import_in_flight(session: Session, organisation_id: uuid.UUID) -> bool:
 
 
 @contextmanager
-def not_waiting_on_an_import(
-    session: Session, organisation_id: uuid.UUID, taken: Callable[[], Exception]
-) -> Iterator[None]:
+def not_waiting_on_an_import(session: Session, organisation_id: uuid.UUID) -> Iterator[None]:
     """Run a create (its writes flushed within the block); while an import of the
     organisation is in flight, a row lock held longer than HELD_EMAIL_WAIT (the import's
-    person with this email) raises `taken()` instead, nothing of the block written."""
+    person with this email) raises Busy instead, nothing of the block written."""
     if not import_in_flight(session, organisation_id):
         yield
         return
@@ -83,4 +87,8 @@ def not_waiting_on_an_import(
     except OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
             raise
-        raise taken() from None
+        raise Busy(
+            "a directory import is adding this organisation's people and holds this one:"
+            " send the request again once it has ended",
+            retry_after=IMPORT_RETRY_AFTER_SECONDS,
+        ) from None

@@ -469,7 +469,7 @@ def create_pushed_user(
     folded into the write (assume_create); when that does not hold, nothing is written and the
     create is looked up and made as usual, which answers what it would have answered."""
     check_identifiers(fields)
-    with not_waiting_on_an_import(session, organisation_id, lambda: _imported(fields)):
+    with not_waiting_on_an_import(session, organisation_id):
         assumed = assume_create(session, organisation_id)
         if assumed is not None:
             created = _create_as_assumed(session, assumed, fields, access_end_by, actor)
@@ -477,15 +477,6 @@ def create_pushed_user(
                 return created
         checked = check_create(session, organisation_id, fields)
         return _create_checked(session, checked, fields, access_end_by, actor)
-
-
-def _imported(fields: ScimUserFields) -> Conflict:
-    """The create's email is held by a directory import in flight (models.import_in_flight)."""
-    return Conflict(
-        f"a user with email {fields.primary_email()} already exists: "
-        "a directory import is adding them",
-        field="emails",
-    )
 
 
 def _create_as_assumed(

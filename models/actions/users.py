@@ -100,14 +100,11 @@ def create_user(
     _check_organisation_role(role)
     if find_user_by_email(session, organisation.id, email):
         raise Conflict(f"a user with email {email} already exists", field="email")
-    # A concurrent create of the same email may win meanwhile, or a directory import in
-    # flight hold it: then a Conflict.
+    # A concurrent create of the same email may win meanwhile (then a Conflict), or a
+    # directory import in flight hold it (then Busy: models.import_in_flight).
     taken = f"a user with email {email} already exists"
-    importing = f"{taken}: a directory import is adding them"
     with (
-        not_waiting_on_an_import(
-            session, organisation.id, lambda: Conflict(importing, field="email")
-        ),
+        not_waiting_on_an_import(session, organisation.id),
         unique_rows.claimed(session, lambda: Conflict(taken, field="email")),
     ):
         user = add_user(

@@ -4,9 +4,11 @@ transactions that commit only once the read is complete and the plan checked. Ea
 must come out as if it ran before or after the whole import, and the import must complete:
 
 - an email the import has written (PostgreSQL): the create waited on the unique index until
-  the lock timeout and answered 503; now it is answered at once as the import's commit will
-  have it, 409 (import, then create). On SQLite the import has written nothing yet: the
-  create goes through, and the import refuses that person as existing (create, then import);
+  the lock timeout and answered 503 five seconds later; now it is answered at once, 503 with
+  a Retry-After and nothing written, and sent again once the import has committed it is
+  answered as after the import: the IdP's create links the person the import made, the
+  admin's is a 409. On SQLite the import has written nothing yet: the create goes through,
+  and the import refuses that person as existing (create, then import);
 - an email the import has not read yet: the create goes through, and the import refuses that
   person as existing (create, then import). On PostgreSQL the import failed, whole, on the
   email's unique key when it came to write that person.
@@ -117,6 +119,19 @@ def _people(sessions: Any, connector: DirectoryConnector, email: str) -> int:
     return int(found or 0)
 
 
+def _linked_to_scim(sessions: Any, connector: DirectoryConnector, email: str) -> bool:
+    """Whether the person with this email is the one SCIM user's."""
+    with sessions() as s:
+        linked = s.scalar(
+            select(func.count())
+            .select_from(ScimUser)
+            .join(User, User.id == ScimUser.user_id)
+            .where(User.organisation_id == connector.organisation_id, User.email_key == email)
+        )
+        s.rollback()
+    return linked == 1
+
+
 def _scim_users(sessions: Any, connector: DirectoryConnector) -> int:
     with sessions() as s:
         found = s.scalar(
@@ -146,12 +161,22 @@ def test_a_create_of_an_email_the_import_holds_is_answered_at_once(
         assert (by_scim.status_code, by_admin.status_code) == (201, 201)
         assert sorted(linked_users(sessions, connector)) == ["carol", "dave"]
         assert _refused(sessions, outcome) == [f"{alice} exists already", f"{bob} exists already"]
-    else:  # import, then create
-        assert by_scim.status_code == 409, by_scim.text
-        assert by_scim.json["scimType"] == "uniqueness" and alice in by_scim.json["detail"]
-        assert by_admin.status_code == 409, by_admin.text
+    else:  # not now; sent again: import, then create
+        for answer in (by_scim, by_admin):
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["Retry-After"] == "30"
+        assert by_scim.json["status"] == "503"
+        assert by_admin.json["title"] == "busy"
         assert sorted(linked_users(sessions, connector)) == ["alice", "bob", "carol", "dave"]
         assert _scim_users(sessions, connector) == 0
+
+        again = client.post("/scim/v2/Users", json=okta_create_user(alice), headers=idp)
+        assert again.status_code == 201, again.text
+        assert _linked_to_scim(sessions, connector, alice)
+        admin_again = client.post(
+            "/api/v1/users", json={"email": bob, "name": "Bob", "role": "USER"}, headers=auth
+        )
+        assert admin_again.status_code == 409, admin_again.text
     assert (_people(sessions, connector, alice), _people(sessions, connector, bob)) == (1, 1)
 
 
