@@ -53,6 +53,7 @@ from sqlalchemy.orm import Session
 
 from models import person_lock
 from models.entities import Team, TeamMembership, User
+from models.errors import NotFound
 
 BATCH = 500
 
@@ -94,8 +95,11 @@ def lock_membership(
     session: Session, team_id: uuid.UUID, user_id: uuid.UUID
 ) -> TeamMembership | None:
     """A membership about to be changed or removed, locked (its team first, FOR KEY SHARE) and
-    read again; None when there is none (or no longer: a removal committed meanwhile)."""
-    lock_teams(session, [team_id])
+    read again; None when there is none (or no longer: a removal committed meanwhile).
+    NotFound when the team is gone: a deletion committed meanwhile comes first, as serially
+    (a membership written for it would fail its foreign key)."""
+    if not lock_teams(session, [team_id]):
+        raise NotFound("team not found")
     return session.get(
         TeamMembership, (team_id, user_id), with_for_update=True, populate_existing=True
     )
