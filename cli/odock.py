@@ -121,6 +121,7 @@ def _report(run: OdockReconcileRun, as_json: bool) -> None:
             f"{kind}s: {counts['seen']} seen, {counts['created']} created, "
             f"{counts['updated']} updated, {counts['unchanged']} unchanged, "
             f"{counts['deleted']} deleted, {counts['rejected']} rejected"
+            + (f", {counts['unseen']} unseen (kept)" if counts.get("unseen") else "")
             + (f" -- incomplete: {counts['failure']}" if counts.get("failure") else "")
         )
     if "usage" in run.summary:

@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     # before the next interval.
     odock_reconcile_retry_base: float = Field(default=30.0, gt=0)
     odock_reconcile_retries: int = Field(default=4, ge=0, le=20)
+    # How many consecutive complete listings must lack a key, budget or quota before the
+    # reconcile forgets it (docs/odock.md). One is never enough: offset paging skips an item
+    # when another is deleted between two page reads, and a replica may lag.
+    odock_forget_after_listings: int = Field(default=3, ge=2, le=100)
     # How long a deleted object's tombstone outlives the deletion (docs/odock.md).
     odock_tombstone_retention_days: float = Field(default=30.0, gt=0)
     smtp_host: str = ""

@@ -6,8 +6,9 @@ resolved, rows naming someone outside the organisation, or another organisation'
 (models.odock_references, asked once per chunk), rejected, rows older than a tombstone
 dropped, then one INSERT .. SELECT .. ON CONFLICT (id) DO UPDATE .. WHERE the staged version is
 newer. Memory stays one chunk whatever the size of the load. The reconcile also keeps every id
-it saw in a second temporary table, and once the listing is complete deletes, in one statement,
-what the organisation holds that the listing no longer contains.
+it saw in a second temporary table, and once the listing is complete marks unseen, in one
+statement, what the organisation holds that the listing no longer contains, and forgets what
+enough consecutive complete listings have lacked.
 """
 
 from __future__ import annotations
@@ -209,6 +210,8 @@ class KindCounts:
     unchanged: int = 0
     rejected: int = 0
     deleted: int = 0
+    unseen: int = 0  # lacked by this complete listing, kept (not yet forgotten)
+    seen_again: int = 0  # lacked by an earlier complete listing, in this one
     ids: dict[str, list[str]] = field(default_factory=dict)
     # Both the reading thread (rows it cannot use) and the database thread (rows the chunk
     # refuses) reject: `rejected` and its samples change only under this lock (a bare
@@ -242,6 +245,8 @@ class KindCounts:
             "unchanged": self.unchanged,
             "rejected": self.rejected,
             "deleted": self.deleted,
+            "unseen": self.unseen,
+            "seen_again": self.seen_again,
             "ids": self.ids,
         }
 
@@ -603,26 +608,81 @@ class Loader:
             ],
         )
 
-    # -- deleting what a complete listing no longer contains
+    # -- what a complete listing no longer contains
 
-    def delete_unseen(self, *, started_at: datetime) -> None:
-        """Delete what the organisation holds that the listing did not contain, except what
-        changed since the listing started (a push that raced with it), and bury it."""
+    def settle_unseen(self, *, started_at: datetime, forget_after: int) -> None:
+        """After a complete listing: what it contained is seen again; what the organisation
+        holds that it lacked (but what changed since it started: a push that raced with it) is
+        marked unseen, and forgotten (deleted and buried) once `forget_after` consecutive
+        complete listings have lacked it. One listing's word is not enough: offset paging
+        skips an item when another is deleted between two page reads."""
         self.flush()
-        target = self.target
-        unseen = and_(
-            target.c.organisation_id == self.organisation_id,
-            target.c.updated_at < started_at,
-            ~exists().where(self.seen.c.id == target.c.id),
-        )
         if self.postgres:
             self.connection.exec_driver_sql(f"ANALYZE {self.seen.name}")  # a hash anti-join
         else:
             self.connection.exec_driver_sql(
                 f"CREATE INDEX {self.seen.name}_id ON {self.seen.name} (id)"
             )
+        self._seen_again()
+        self._mark_unseen(started_at)
+        self._forget(forget_after)
+        self.connection.commit()
+
+    def _seen_again(self) -> None:
+        target = self.target
+        listed = exists().where(self.seen.c.id == target.c.id)
+        again = self.connection.scalars(
+            target.update()
+            .where(target.c.organisation_id == self.organisation_id, target.c.unseen_listings > 0)
+            .where(listed)
+            .values(unseen_since=None, unseen_listings=0, updated_at=target.c.updated_at)
+            .returning(target.c.id)
+        ).all()
+        if again:
+            self.counts.seen_again += len(again)
+            self.counts.sample("seen_again", again)
+            self._audit(
+                f"odock.{self.kind}s.seen_again",
+                {"seen_again": len(again), "ids": [str(i) for i in again[:SAMPLE]]},
+            )
+
+    def _mark_unseen(self, started_at: datetime) -> None:
+        target, since = self.target, literal(started_at, UTCDateTime())
+        marked = self.connection.execute(
+            target.update()
+            .where(
+                target.c.organisation_id == self.organisation_id,
+                target.c.updated_at < started_at,
+                ~exists().where(self.seen.c.id == target.c.id),
+            )
+            .values(
+                unseen_since=func.coalesce(target.c.unseen_since, since),
+                unseen_listings=target.c.unseen_listings + 1,
+                updated_at=target.c.updated_at,  # Odock did not change it: a race guard's column
+            )
+            .returning(target.c.id, target.c.unseen_listings)
+        ).all()
+        if marked:
+            self.counts.unseen += len(marked)
+            self.counts.sample("unseen", [row[0] for row in marked])
+            self._audit(
+                f"odock.{self.kind}s.unseen",
+                {
+                    "unseen": len(marked),
+                    "ids": [str(row[0]) for row in marked[:SAMPLE]],
+                    "listings": {str(row[0]): row[1] for row in marked[:SAMPLE]},
+                },
+            )
+
+    def _forget(self, forget_after: int) -> None:
+        target = self.target
         gone = self.connection.execute(
-            target.delete().where(unseen).returning(target.c.id, target.c.version)
+            target.delete()
+            .where(
+                target.c.organisation_id == self.organisation_id,
+                target.c.unseen_listings >= forget_after,
+            )
+            .returning(target.c.id, target.c.version)
         ).all()
         if gone:
             self._bury([(row[0], row[1]) for row in gone])
@@ -630,9 +690,12 @@ class Loader:
             self.counts.sample("deleted", [row[0] for row in gone])
             self._audit(
                 f"odock.{self.kind}s.deleted",
-                {"deleted": len(gone), "ids": [str(row[0]) for row in gone[:SAMPLE]]},
+                {
+                    "deleted": len(gone),
+                    "ids": [str(row[0]) for row in gone[:SAMPLE]],
+                    "unseen_listings": forget_after,
+                },
             )
-        self.connection.commit()
 
     def _bury(self, gone: list[tuple[uuid.UUID, int]]) -> None:
         upsert = conflict_insert(self.connection.dialect.name)

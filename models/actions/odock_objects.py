@@ -318,6 +318,10 @@ def upsert_object(
     return upsert(session, kind, organisation_id, object_id, values, actor)
 
 
+# A newer object from Odock is its word that the object exists: no longer unseen by listings.
+SEEN = {"unseen_since": None, "unseen_listings": 0}
+
+
 def upsert(
     session: Session,
     kind: str,
@@ -335,7 +339,7 @@ def upsert(
     if held is not None:
         if held.version >= version:
             return Applied(kind, object_id, applied=False)
-        _update(session, kind, held, values, actor)
+        _update(session, kind, held, {**values, **SEEN}, actor)
         return Applied(kind, object_id, applied=True)
     try:
         with session.begin_nested():

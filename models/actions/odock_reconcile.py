@@ -1,10 +1,11 @@
 """The first load from a file and the periodic reconcile from Odock's management plane.
 
 Both stream objects through models.actions.odock_bulk, a chunk at a time. The import never
-deletes. The reconcile reads each kind's complete listing and then deletes what the
-organisation holds that the listing no longer contains; a listing that fails on any page, or
-an item without a readable id, deletes nothing. Each run is recorded (odock_reconcile_runs)
-with its summary, and audited.
+deletes. The reconcile reads each kind's complete listing and then marks unseen what the
+organisation holds that the listing no longer contains, forgetting it only once
+ODOCK_FORGET_AFTER_LISTINGS consecutive complete listings have lacked it; a listing that fails
+on any page, or an item without a readable id, marks and deletes nothing. Each run is
+recorded (odock_reconcile_runs) with its summary, and audited.
 """
 
 from __future__ import annotations
@@ -227,15 +228,19 @@ def reconcile(
     *,
     organisation_id: uuid.UUID,
     pages: PageSource,
+    forget_after: int,
     actor: Actor = RECONCILE_ACTOR,
 ) -> OdockReconcileRun:
     """Bring the organisation's keys, budgets and quotas in line with the listings; `pages`
-    gives a kind's listing page by page (raising ListingFailed when it cannot)."""
+    gives a kind's listing page by page (raising ListingFailed when it cannot). An object is
+    forgotten once `forget_after` consecutive complete listings have lacked it."""
     with engine.connect() as connection:
         run = Run(connection, organisation_id, "reconcile", actor)
         summary: dict[str, Any] = {}
         for kind in KINDS:
-            summary[kind] = _reconcile_kind(connection, organisation_id, kind, pages, actor)
+            summary[kind] = _reconcile_kind(
+                connection, organisation_id, kind, pages, actor, forget_after
+            )
         incomplete = [kind for kind in KINDS if not summary[kind]["complete"]]
         summary["drift"] = sum(
             summary[kind]["created"] + summary[kind]["updated"] + summary[kind]["deleted"]
@@ -245,7 +250,12 @@ def reconcile(
 
 
 def _reconcile_kind(
-    connection: Connection, organisation_id: uuid.UUID, kind: str, pages: PageSource, actor: Actor
+    connection: Connection,
+    organisation_id: uuid.UUID,
+    kind: str,
+    pages: PageSource,
+    actor: Actor,
+    forget_after: int,
 ) -> dict[str, Any]:
     problems = Problems()
     started_at = utcnow()
@@ -260,7 +270,7 @@ def _reconcile_kind(
                 "the listing is empty but objects are held here: nothing deleted"
             )
         if failed is None:
-            loader.delete_unseen(started_at=started_at)
+            loader.settle_unseen(started_at=started_at, forget_after=forget_after)
         result = loader.counts.as_dict()
     result["complete"] = failed is None
     result["failure"] = failed.reason if failed else None
@@ -408,4 +418,9 @@ def reconcile_from_management_plane(
             )
         )
 
-    return reconcile(engine, organisation_id=organisation_id, pages=pages)
+    return reconcile(
+        engine,
+        organisation_id=organisation_id,
+        pages=pages,
+        forget_after=settings.odock_forget_after_listings,
+    )

@@ -9,11 +9,12 @@ from sqlalchemy import BigInteger, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Timestamped, new_id
+from models.entities.odock import UnseenInListings
 from models.entities.types import enum_column
 from models.enums import KeyType
 
 
-class VirtualApiKey(Timestamped, Base):
+class VirtualApiKey(UnseenInListings, Timestamped, Base):
     __tablename__ = "virtual_api_keys"
     __table_args__ = (
         Index("ix_virtual_api_keys_owner_user", "owner_user_id"),

@@ -10,11 +10,12 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, Timestamped, new_id
+from models.entities.odock import UnseenInListings
 from models.entities.types import enum_column
 from models.enums import OwnerType
 
 
-class Budget(Timestamped, Base):
+class Budget(UnseenInListings, Timestamped, Base):
     __tablename__ = "budgets"
     __table_args__ = (Index("ix_budgets_owner", "owner_type", "owner_id"),)
 
@@ -34,7 +35,7 @@ class Budget(Timestamped, Base):
     frozen_by_revocation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
 
 
-class Quota(Timestamped, Base):
+class Quota(UnseenInListings, Timestamped, Base):
     __tablename__ = "quotas"
     __table_args__ = (Index("ix_quotas_owner", "owner_type", "owner_id"),)
 

@@ -13,6 +13,17 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, new_id, utcnow
 
 
+class UnseenInListings:
+    """Whether the management plane's complete listings have lately lacked the object (a key,
+    budget or quota held from Odock). A listing that lacks an object is no proof that it is
+    gone (offset paging skips an item when another is deleted between two page reads; a
+    replica may lag): the object is kept, and kept in every revocation, until
+    ODOCK_FORGET_AFTER_LISTINGS consecutive complete listings have lacked it."""
+
+    unseen_since: Mapped[datetime | None] = mapped_column(default=None)
+    unseen_listings: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
 class OdockTombstone(Base):
     """A deleted key, budget or quota and the version it was deleted at, so that an older
     upsert arriving late does not bring it back."""

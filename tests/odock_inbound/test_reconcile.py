@@ -98,22 +98,63 @@ def test_the_reconcile_repairs_drift_and_reports_it(
 
     assert run.status == "succeeded"
     assert (run.summary["key"]["created"], run.summary["key"]["updated"]) == (1, 1)
-    assert (run.summary["key"]["deleted"], run.summary["key"]["unchanged"]) == (1, 1)
-    assert run.summary["key"]["ids"]["deleted"] == [str(gone)]
-    assert run.summary["budget"]["created"] == 1 and run.summary["drift"] == 4
-    assert held_keys(session) == {same: 1, changed: 2, new: 1}
+    assert (run.summary["key"]["deleted"], run.summary["key"]["unchanged"]) == (0, 1)
+    assert run.summary["key"]["unseen"] == 1 and run.summary["key"]["ids"]["unseen"] == [str(gone)]
+    assert run.summary["budget"]["created"] == 1 and run.summary["drift"] == 3
+    # Lacked by one listing, kept (and unseen): one listing is no proof that it is gone.
+    assert held_keys(session) == {same: 1, changed: 2, new: 1, gone: 1}
     assert session.get_one(VirtualApiKey, changed).owner_user_id == bridged.other.id
     assert session.get_one(Budget, budget_id).owner_id == bridged.owner.id
-    tombstone = session.scalars(select(OdockTombstone)).one()
-    assert (tombstone.object_id, tombstone.version) == (gone, 1)
     actions = set(session.scalars(select(AuditEvent.action)))
-    assert {"odock.keys.loaded", "odock.keys.deleted", "odock.reconcile.finished"} <= actions
+    assert {"odock.keys.loaded", "odock.keys.unseen", "odock.reconcile.finished"} <= actions
     session.rollback()
 
-    again = odock_reconcile.reconcile_from_management_plane(
+    for _ in range(bridged_settings.odock_forget_after_listings - 1):
+        again = odock_reconcile.reconcile_from_management_plane(
+            engine, bridged_settings, bridged.org.id
+        )
+    assert again.status == "succeeded" and again.summary["drift"] == 1
+    assert again.summary["key"]["ids"]["deleted"] == [str(gone)]
+    assert held_keys(session) == {same: 1, changed: 2, new: 1}
+    tombstone = session.scalars(select(OdockTombstone)).one()
+    assert (tombstone.object_id, tombstone.version) == (gone, 1)
+    assert session.scalar(select(AuditEvent).where(AuditEvent.action == "odock.keys.deleted"))
+    session.rollback()
+
+    steady = odock_reconcile.reconcile_from_management_plane(
         engine, bridged_settings, bridged.org.id
     )
-    assert again.status == "succeeded" and again.summary["drift"] == 0
+    assert steady.status == "succeeded" and steady.summary["drift"] == 0
+
+
+def test_a_key_lacked_by_a_listing_and_pushed_again_is_no_longer_unseen(
+    bridged, session, engine, httpserver, bridged_settings
+):
+    """A push newer than the held key is Odock's word that it exists: the count of listings
+    that lacked it starts again, so it is not forgotten by the next ones."""
+    missed, listed_too = uuid.uuid4(), uuid.uuid4()
+    for key_id in (missed, listed_too):
+        bridged.put("keys", key_id, key_body(bridged.owner, version=1))
+    listing(
+        httpserver,
+        bridged.org.id,
+        {"keys": [listed(listed_too, key_body(bridged.owner, version=1))]},
+    )
+    run = odock_reconcile.reconcile_from_management_plane(engine, bridged_settings, bridged.org.id)
+    assert run.summary["key"]["unseen"] == 1
+    assert session.get_one(VirtualApiKey, missed).unseen_listings == 1
+    session.rollback()
+
+    assert bridged.put("keys", missed, key_body(bridged.owner, version=2)).status_code == 200
+
+    key = session.get_one(VirtualApiKey, missed)
+    assert (key.unseen_listings, key.unseen_since, key.version) == (0, None, 2)
+    updated = session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action == "odock.key.updated", AuditEvent.target_id == str(missed)
+        )
+    ).one()
+    assert updated.before["unseen_listings"] == 1 and updated.after["unseen_listings"] == 0
 
 
 def test_a_page_answering_500_makes_the_listing_incomplete_and_nothing_is_deleted(

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,10 +42,16 @@ class StoreFaults:
     hang_limit: float = 30.0
     release: threading.Event = field(default_factory=threading.Event)
     answers: dict[str, Answer] = field(default_factory=dict)
+    # Listings paged by offset, this many items a page (the cursor is the offset), as many
+    # stores page: an object deleted between two page reads shifts the next item out of sight.
+    offset_page: int | None = None
+    # Called once, after the first page of a listing is read and before it is answered.
+    after_first_page: Callable[[], None] | None = None
 
     def heal(self) -> None:
         self.fail = self.hang = self.hang_after_apply = False
         self.answers.clear()
+        self.offset_page = self.after_first_page = None
         self.release.set()
 
 
@@ -111,9 +118,16 @@ def create_management_app(
             organisation_id = uuid.UUID(request.args["organisation_id"])
             limit = min(int(request.args.get("limit", MAX_PAGE)), MAX_PAGE)
             cursor = request.args.get("cursor") or None
-            items, next_cursor = store.page(kind, organisation_id, cursor, max(limit, 1))
+            if faults.offset_page is not None:
+                offset, limit = int(cursor or 0), min(limit, faults.offset_page)
+                items, next_cursor = store.page_by_offset(kind, organisation_id, offset, limit)
+            else:
+                items, next_cursor = store.page(kind, organisation_id, cursor, max(limit, 1))
         except (KeyError, ValueError):
             return _problem(400, "organisation_id, cursor and limit must be well formed")
+        between, faults.after_first_page = faults.after_first_page, None
+        if between is not None:
+            between()
         return jsonify({"items": items, "next_cursor": next_cursor})
 
     return app

@@ -165,9 +165,10 @@ class KeyStore:
         owner_user_id: uuid.UUID | None = None,
         owner_team_id: uuid.UUID | None = None,
         name: str = "stand-in key",
+        key_id: uuid.UUID | None = None,
     ) -> tuple[uuid.UUID, str]:
         """A new active key; its id and its value (the only time the value is seen)."""
-        key_id, value = uuid.uuid4(), "sk-odock-" + secrets.token_urlsafe(24)
+        key_id, value = key_id or uuid.uuid4(), "sk-odock-" + secrets.token_urlsafe(24)
         row = {
             "id": key_id,
             "organisation_id": organisation_id,
@@ -273,6 +274,18 @@ class KeyStore:
         more = len(items) > limit
         items = items[:limit]
         return items, (items[-1]["id"] if more else None)
+
+    def page_by_offset(
+        self, kind: str, organisation_id: uuid.UUID, offset: int, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a listing in id order from `offset`; the cursor is the next offset."""
+        table = {"keys": keys, "budgets": budgets, "quotas": quotas}[kind]
+        query = select(table).where(table.c.organisation_id == organisation_id)
+        query = query.order_by(table.c.id).offset(offset).limit(limit + 1)
+        with self.engine.connect() as connection:
+            items = [_listed(kind, dict(row)) for row in connection.execute(query).mappings()]
+        more = len(items) > limit
+        return items[:limit], (str(offset + limit) if more else None)
 
 
 def _command_changes(body: dict[str, Any]) -> dict[str, Any]:
