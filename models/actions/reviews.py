@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -975,6 +976,15 @@ def _lock_review(session: Session, review_id: uuid.UUID) -> None:
     )
 
 
+def _findings_read_again(session: Session, review_id: uuid.UUID) -> Sequence[ReviewFinding]:
+    """A review's findings as they are now (its lock held: nobody answers one meanwhile)."""
+    return session.scalars(
+        select(ReviewFinding)
+        .where(ReviewFinding.review_id == review_id)
+        .execution_options(populate_existing=True)
+    ).all()
+
+
 def _answerable_by_hand(finding: ReviewFinding) -> None:
     """A campaign's findings are answered in the campaign (keep with a reason, rotate or
     revoke), where one answer per finding and the deadline are decided."""
@@ -1023,11 +1033,7 @@ def acknowledge_review(
     """Acknowledge every open finding (or only those of `team_ids`); the count acknowledged.
     The review is locked and its findings read again, as for a single finding."""
     _lock_review(session, review.id)
-    findings = session.scalars(
-        select(ReviewFinding)
-        .where(ReviewFinding.review_id == review.id)
-        .execution_options(populate_existing=True)
-    ).all()
+    findings = _findings_read_again(session, review.id)
     now = utcnow()
     return sum(
         _acknowledge(session, finding=finding, actor=actor, now=now)
@@ -1249,9 +1255,13 @@ def _close(
 def close_undone_review(
     session: Session, *, review: RevocationReview, actor: Actor, now: datetime | None = None
 ) -> bool:
-    """The person was reactivated: nothing left to decide; dismiss what is still open."""
+    """The person was reactivated: nothing left to decide; dismiss what is still open. Locked
+    and read again first, as a person's answer locks it: an answer given meanwhile stands, and
+    a review that answer closed is not closed again."""
+    _lock_review(session, review.id)
     if review.status is ReviewStatus.RESOLVED:
         return False
+    _findings_read_again(session, review.id)  # review.findings are these objects
     now = now or utcnow()
     _dismiss_open(review, actor, now, "user reactivated")
     _close(session, review, actor=actor, now=now, announce=True)
