@@ -2,9 +2,10 @@
 HTML forms.
 
 JSON is decoded by one guarded decoder (nesting depth, integer size, no NaN or Infinity, no
-NUL or lone surrogate in any string), forms by one reader (urlencoded UTF-8, each field once,
-no NUL or lone surrogate) and query parameters pass one check, so every protocol refuses the
-same hostile input before anything reads it; each renders the refusal its way.
+NUL or lone surrogate in any string; a leading UTF-8 byte order mark ignored), forms by one
+reader (urlencoded UTF-8, each field once, no NUL or lone surrogate) and query parameters pass
+one check, so every protocol refuses the same hostile input before anything reads it; each
+renders the refusal its way.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class FormTooLarge(FormRejected):
 
 
 FORM_TYPE = "application/x-www-form-urlencoded"
+# RFC 8259 section 8.1: senders MUST NOT add one, parsers MAY ignore it. .NET's
+# Encoding.UTF8 writes one (StreamWriter, StringContent built from a stream), so some clients
+# send it: refusing them bought nothing, and the refusal read "Expecting value at position 0".
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class RequestBody(BaseModel):
@@ -69,7 +74,7 @@ class RequestBody(BaseModel):
 def decode_json(raw: bytes) -> Any:
     """The JSON document in `raw`, or UnreadableBody / UnacceptableValue saying why not."""
     try:
-        text = raw.decode("utf-8")
+        text = raw.removeprefix(UTF8_BOM).decode("utf-8")
     except UnicodeDecodeError:
         raise UnreadableBody("the body is not valid UTF-8") from None
     try:

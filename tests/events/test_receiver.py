@@ -120,6 +120,20 @@ def test_okta_body_that_is_not_json_or_not_a_delivery_is_a_clear_400(client, ses
     assert stored(session) == 0
 
 
+def test_deliveries_after_a_utf8_byte_order_mark_are_read(client, session, hooked):
+    """RFC 8259 section 8.1: a parser MAY ignore a leading BOM (.NET's UTF-8 writers add
+    one); both receivers refused it as 'Expecting value at position 0'. The signature is of
+    the bytes as sent, BOM included."""
+    bom = b"\xef\xbb\xbf"
+    okta_body = bom + json.dumps(deactivate_delivery()).encode()
+    first = client.post(hooked.okta_url, data=okta_body, headers=okta_headers())
+    assert first.status_code == 200 and first.json["status"] == "accepted", first.json
+    body, headers = signed(hooked.signing_secret, bom + b'{"id": "e1", "type": "user.deactivated"}')
+    second = client.post(hooked.events_url, data=body, headers=headers)
+    assert second.status_code == 202 and second.json["status"] == "accepted", second.json
+    assert stored(session) == 2
+
+
 # Signed generic events
 
 

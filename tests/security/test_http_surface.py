@@ -120,6 +120,35 @@ def test_a_body_compressed_in_transfer_is_refused_not_read_as_is(
     assert database_state(sessions) == before
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize(
+    "protocol, path, content_type, document",
+    [
+        ("admin", "/api/v1/teams", "application/json", {"name": "Marked"}),
+        ("scim", "/scim/v2/Groups", "application/scim+json", {**GROUP, "displayName": "Marked"}),
+    ],
+)
+def test_a_json_body_after_a_utf8_byte_order_mark_is_read(
+    client: FlaskClient,
+    session: Session,
+    protocol: str,
+    path: str,
+    content_type: str,
+    document: Any,
+) -> None:
+    """RFC 8259 section 8.1: a parser MAY ignore a leading BOM, and .NET's UTF-8 writers
+    add one. It was a 400 'Expecting value at position 0', which did not say why. The IdP
+    receivers: tests/events/test_receiver.py."""
+    headers = credentials(session)[protocol]
+    body = BOM + json.dumps(document).encode()
+    answer = client.post(path, data=body, headers=headers, content_type=content_type)
+    assert answer.status_code == 201, answer.get_data(as_text=True)[:300]
+    listed = client.get(path, headers=headers).get_data(as_text=True)
+    assert "Marked" in listed
+
+
 # ---------------------------------------------------------------------------------------------
 # The web process as `odock-sync serve` runs it: gunicorn and webhooks/buffering_worker.py.
 
