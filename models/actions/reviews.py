@@ -976,6 +976,17 @@ def _lock_review(session: Session, review_id: uuid.UUID) -> None:
     )
 
 
+def _still_open(session: Session, review: RevocationReview) -> bool:
+    """Lock the review, as a person's answer does, and read it and its findings again
+    (review.findings are these objects): whether it is still open. An answer given meanwhile
+    then stands, and a review that answer closed is not closed again."""
+    _lock_review(session, review.id)
+    if review.status is not ReviewStatus.OPEN:
+        return False
+    _findings_read_again(session, review.id)
+    return True
+
+
 def _findings_read_again(session: Session, review_id: uuid.UUID) -> Sequence[ReviewFinding]:
     """A review's findings as they are now (its lock held: nobody answers one meanwhile)."""
     return session.scalars(
@@ -1255,13 +1266,9 @@ def _close(
 def close_undone_review(
     session: Session, *, review: RevocationReview, actor: Actor, now: datetime | None = None
 ) -> bool:
-    """The person was reactivated: nothing left to decide; dismiss what is still open. Locked
-    and read again first, as a person's answer locks it: an answer given meanwhile stands, and
-    a review that answer closed is not closed again."""
-    _lock_review(session, review.id)
-    if review.status is ReviewStatus.RESOLVED:
+    """The person was reactivated: nothing left to decide; dismiss what is still open."""
+    if not _still_open(session, review):
         return False
-    _findings_read_again(session, review.id)  # review.findings are these objects
     now = now or utcnow()
     _dismiss_open(review, actor, now, "user reactivated")
     _close(session, review, actor=actor, now=now, announce=True)
@@ -1290,7 +1297,7 @@ def supersede_departure_review(
     review now lists what it did: the departure review closes, its open findings dismissed
     with `note`, so no finding is asked twice. Audited `review.superseded`."""
     review = open_departure_review(session, user)
-    if review is None:
+    if review is None or not _still_open(session, review):
         return None
     now = utcnow()
     dismissed = _dismiss_open(review, actor, now, note)
