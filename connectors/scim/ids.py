@@ -10,6 +10,7 @@ server that keeps ids as text. A reference the schema publishes `caseExact: fals
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 
 def named_id(value: object, *, case_exact: bool = True) -> uuid.UUID | None:
@@ -22,3 +23,11 @@ def named_id(value: object, *, case_exact: bool = True) -> uuid.UUID | None:
     except ValueError:
         return None
     return parsed if str(parsed) == text else None
+
+
+def id_key(value: Any, *, case_exact: bool = True) -> Any:
+    """What a value that refers to an id compares as: the id it names, as rendered, else the
+    value itself (which then equals no id). `members` values are told apart by it, so a
+    member named in upper case is the member named in lower case, on every PATCH form."""
+    named = named_id(value, case_exact=case_exact)
+    return value if named is None else str(named)

@@ -18,14 +18,17 @@ from typing import Any
 from connectors.scim import filters
 from connectors.scim.casting import member_id
 from connectors.scim.errors import ScimError
-from connectors.scim.patch import OPS, parse_path, value_keys
-from connectors.scim.schemas import GROUP_KIND, MAX_OPERATIONS
+from connectors.scim.patch import OPS, parse_path, value_identity, value_keys
+from connectors.scim.schemas import GROUP_KIND, MAX_OPERATIONS, MEMBERS
+
+# A member's value as apply_patch tells members apart: the id it names, in any case.
+_member_key = value_identity(MEMBERS)
 
 
 @dataclass(frozen=True)
 class AddMembers:
     items: list[Any]  # objects, each with a value
-    values: list[Any]  # each item's value, as value_keys reads it
+    values: list[Any]  # each item's value, as value_keys reads a member's
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class MemberSteps:
         for step in self.steps:
             if isinstance(step, RemoveMatching):
                 if isinstance(step.value, str):
-                    found.add(step.value.lower())  # rendered ids are lower case
+                    found.add(_member_key(step.value))
             else:
                 found.update(v for v in step.values if isinstance(v, str))
         return found
@@ -106,7 +109,7 @@ def _drop_matching(
             del added[value]
     if not isinstance(step.value, str):
         return
-    rendered = step.value.lower()
+    rendered = _member_key(step.value)
     if rendered in members and filters.matches(step.value_filter, {"value": rendered}):
         removed.add(rendered)
 
@@ -157,4 +160,4 @@ def _member_values(value: Any) -> list[Any] | None:
     """Each member's value, when the value is a non-empty list of objects with one each."""
     if not isinstance(value, list) or not value:
         return None
-    return value_keys(value)
+    return value_keys(value, _member_key)

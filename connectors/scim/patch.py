@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +27,12 @@ from connectors.scim.errors import (
     Mutability,
     NoTarget,
 )
+from connectors.scim.ids import id_key
 from connectors.scim.schemas import (
     COMMON,
     MAX_OPERATIONS,
+    MEMBER_VALUE,
+    MEMBERS,
     Attribute,
     ResourceKind,
     split_attribute_path,
@@ -212,7 +216,7 @@ class _Engine:
         elif path.sub is not None:
             self._sub_attribute(container, key, op, path.sub, value, multi)
         elif op == "remove":
-            self._remove(container, key, value, multi)
+            self._remove(container, key, value, multi, path.attribute)
         elif multi:
             self._multi(container, key, op, value, path.attribute)
         elif isinstance(value, dict) and isinstance(container.get(key), dict):
@@ -249,19 +253,24 @@ class _Engine:
         return container
 
     @staticmethod
-    def _remove(container: dict[str, Any], key: str, value: Any, multi: bool) -> None:
+    def _remove(
+        container: dict[str, Any], key: str, value: Any, multi: bool, attribute: Attribute | None
+    ) -> None:
         if multi and value is not None and isinstance(container.get(key), list):
             # Entra's "Remove members" with a value list removes those members, not all; an
             # empty list removes none (it removed every member, as a remove without value).
             doomed = value if isinstance(value, list) else [value]
-            kept, gone = value_keys(container[key]), value_keys(doomed)
+            identity = value_identity(attribute)
+            kept, gone = value_keys(container[key], identity), value_keys(doomed, identity)
             if kept is not None and gone is not None:  # _same is equality of the values
                 leaving = set(gone)
                 container[key] = [
                     e for e, v in zip(container[key], kept, strict=True) if v not in leaving
                 ]
             else:
-                container[key] = [e for e in container[key] if not any(_same(e, d) for d in doomed)]
+                container[key] = [
+                    e for e in container[key] if not any(_same(e, d, identity) for d in doomed)
+                ]
             if not container[key]:
                 container.pop(key)
             return
@@ -276,7 +285,8 @@ class _Engine:
             container[key] = list(values)
             return
         current = list(container.get(key) or [])
-        held, adding = value_keys(current), value_keys(values)
+        identity = value_identity(attribute)
+        held, adding = value_keys(current, identity), value_keys(values, identity)
         if held is not None and adding is not None:  # _same is equality of the values
             at = {item_value: position for position, item_value in reversed(list(enumerate(held)))}
             for item, item_value in zip(values, adding, strict=True):
@@ -287,7 +297,7 @@ class _Engine:
                     current.append(item)
         else:
             for item in values:
-                same = next((existing for existing in current if _same(existing, item)), None)
+                same = next((e for e in current if _same(e, item, identity)), None)
                 if same is None:
                     current.append(item)
                 else:
@@ -516,11 +526,26 @@ def _merge(current: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in merged.items() if not _unassigned(v)}
 
 
-def value_keys(items: list[Any]) -> list[Any] | None:
-    """Each item's `value` (its name in any case), when every item is an object with a
-    hashable, non-null one: _same of two such items is then equality of these, which a set
-    answers at once (a PATCH adding 1,000 members to 1,000 compared them pairwise, a
-    million _same calls). None otherwise: the caller compares pairwise."""
+def _as_sent(value: Any) -> Any:
+    return value
+
+
+def _member_key(value: Any) -> Any:
+    return id_key(value, case_exact=MEMBER_VALUE.case_exact)
+
+
+def value_identity(attribute: Attribute | None) -> Callable[[Any], Any]:
+    """What tells two values of a multi-valued attribute apart: a group's members by the id
+    they name (`members.value` is caseExact false, as a filter on it reads it), others by
+    their `value` as sent."""
+    return _member_key if attribute is MEMBERS else _as_sent
+
+
+def value_keys(items: list[Any], identity: Callable[[Any], Any] = _as_sent) -> list[Any] | None:
+    """Each item's `value` (its name in any case) as `identity` reads it, when every item is
+    an object with a hashable, non-null one: _same of two such items is then equality of
+    these, which a set answers at once (a PATCH adding 1,000 members to 1,000 compared them
+    pairwise, a million _same calls). None otherwise: the caller compares pairwise."""
     keys = []
     for item in items:
         if not isinstance(item, dict):
@@ -528,17 +553,17 @@ def value_keys(items: list[Any]) -> list[Any] | None:
         found = next((v for k, v in item.items() if k.lower() == "value"), None)
         if found is None or not isinstance(found, str | int):
             return None
-        keys.append(found)
+        keys.append(identity(found))
     return keys
 
 
-def _same(left: Any, right: Any) -> bool:
+def _same(left: Any, right: Any, identity: Callable[[Any], Any] = _as_sent) -> bool:
     """Two values of a multi-valued attribute are the same when their `value`s are equal."""
     if isinstance(left, dict) and isinstance(right, dict):
         lv = next((v for k, v in left.items() if k.lower() == "value"), None)
         rv = next((v for k, v in right.items() if k.lower() == "value"), None)
         if lv is not None or rv is not None:
-            return bool(lv == rv)
+            return bool(identity(lv) == identity(rv))
     if isinstance(left, dict) and not isinstance(right, dict):
-        return bool(left.get("value") == right)
+        return bool(identity(left.get("value")) == identity(right))
     return bool(left == right)

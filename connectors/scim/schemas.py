@@ -232,22 +232,26 @@ ENTERPRISE_SCHEMA = Schema(
     ),
 )
 
+# A group's member names a user by id, in any case: caseExact false (RFC 7643 section 8.7.1).
+MEMBER_VALUE = Attribute("value", mutability="immutable")
+MEMBERS = Attribute(
+    "members",
+    type="complex",
+    multi_valued=True,
+    sub_attributes=(
+        MEMBER_VALUE,
+        _ref("$ref", "User", mutability="immutable"),
+        Attribute("type", mutability="immutable", canonical_values=("User",)),
+    ),
+)
+
 GROUP_SCHEMA = Schema(
     GROUP,
     "Group",
     "Group",
     (
         Attribute("displayName", required=True, uniqueness="server"),
-        Attribute(
-            "members",
-            type="complex",
-            multi_valued=True,
-            sub_attributes=(
-                Attribute("value", mutability="immutable"),
-                _ref("$ref", "User", mutability="immutable"),
-                Attribute("type", mutability="immutable", canonical_values=("User",)),
-            ),
-        ),
+        MEMBERS,
     ),
 )
 

@@ -368,3 +368,60 @@ def test_conditions_and_projections_answer_alike_on_both_paths(scim: ScimClient)
                 query,
                 results,
             )
+
+
+# (members before, operations, members after): people by index, "A" is person 0's id in upper
+# case. members.value is caseExact false (RFC 7643 section 8.7.1): every form names a member
+# in any case, as `members[value eq "A"]` and a filter on members.value do.
+UPPER_CASE_MEMBERS: list[tuple[list[int], list[tuple[str, Any]], list[int]]] = [
+    ([0, 1], [("remove", ["A"])], [1]),
+    ([0, 1], [("remove filter", "A")], [1]),
+    ([0], [("add", ["A"]), ("remove", [0])], []),
+    ([], [("add", ["A"]), ("remove", [0])], []),
+    ([], [("add", ["A"]), ("remove filter", 0)], []),
+    ([0], [("remove", ["A"]), ("add", [0])], [0]),
+    ([0], [("add", ["A", 0])], [0]),
+    ([], [("add", ["A"])], [0]),
+    ([0], [("remove", [0]), ("add", ["A"])], [0]),
+]
+
+
+def test_a_member_named_in_upper_case_is_the_member_on_every_patch_form(
+    scim: ScimClient,
+) -> None:
+    """A remove of `members` with the value list [{"value": "<id in upper case>"}] did
+    nothing (the filter form removed the member), and an add in upper case of a member the
+    PATCH then removed in lower case kept it: members were told apart by their value as
+    sent, on both paths (the membership fast path and the whole-group PATCH)."""
+    made = [scim.post("/Users", okta_create_user(f"u{i}@example.com", f"u{i}")) for i in range(2)]
+    people = [m.json["id"] for m in made]
+
+    def named(who: Any) -> str:
+        return people[0].upper() if who == "A" else people[who]
+
+    wrong = []
+    for n, (before, steps, after) in enumerate(UPPER_CASE_MEMBERS):
+        for way in ("fast", "whole"):
+            body = {
+                **okta_create_group(f"{way}{n}"),
+                "members": [{"value": people[i]} for i in before],
+            }
+            group = scim.post("/Groups", body).json["id"]
+            ops: list[dict[str, Any]] = []
+            for op, who in steps:
+                if op == "remove filter":
+                    ops.append({"op": "remove", "path": f'members[value eq "{named(who)}"]'})
+                else:
+                    ops.append(
+                        {"op": op, "path": "members", "value": [{"value": named(w)} for w in who]}
+                    )
+            if way == "whole":
+                ops.append({"op": "replace", "path": "displayName", "value": f"{way}{n}"})
+            answer = scim.patch(f"/Groups/{group}", {"schemas": [PATCH_OP], "Operations": ops})
+            assert answer.status_code == 200, answer.json
+            members = sorted(
+                m["value"] for m in scim.get(f"/Groups/{group}").json.get("members", [])
+            )
+            if members != sorted(people[i] for i in after):
+                wrong.append((way, steps))
+    assert wrong == []
