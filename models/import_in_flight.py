@@ -22,7 +22,17 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import text
+from sqlalchemy import (
+    BindParameter,
+    Boolean,
+    ColumnElement,
+    bindparam,
+    case,
+    func,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -50,30 +60,37 @@ def mark_import(session: Session, organisation_id: uuid.UUID) -> None:
     )
 
 
-def import_in_flight(session: Session, organisation_id: uuid.UUID) -> bool:
-    """Whether an import of this organisation holds people not yet committed (PostgreSQL).
+def in_flight_clause(prefix: str = "") -> ColumnElement[bool]:
+    """Whether an import of the organisation holds people not yet committed, as SQL
+    (PostgreSQL) a create's own statement can carry; its values are `in_flight_values`.
     The probe takes the lock exclusively and gives it back at once: it fails only while an
     import holds it shared (or, for an instant, another probe: then the create waits only
     a moment for a lock, which nobody holds long)."""
+    kind: BindParameter[int] = bindparam(f"{prefix}import_kind")
+    organisation: BindParameter[int] = bindparam(f"{prefix}import_org")
+    taken = func.pg_try_advisory_lock(kind, organisation, type_=Boolean)
+    return case((taken, ~func.pg_advisory_unlock(kind, organisation, type_=Boolean)), else_=true())
+
+
+def in_flight_values(organisation_id: uuid.UUID, prefix: str = "") -> dict[str, int]:
+    keys = _keys(organisation_id)
+    return {f"{prefix}import_kind": keys["kind"], f"{prefix}import_org": keys["organisation"]}
+
+
+def import_in_flight(session: Session, organisation_id: uuid.UUID) -> bool:
+    """The probe in a statement of its own, for a create whose look-ups do not carry it."""
     if session.get_bind().dialect.name != "postgresql":
         return False
-    return bool(
-        session.scalar(
-            text(
-                "SELECT CASE WHEN pg_try_advisory_lock(:kind, :organisation)"
-                " THEN NOT pg_advisory_unlock(:kind, :organisation) ELSE true END"
-            ),
-            _keys(organisation_id),
-        )
-    )
+    return bool(session.scalar(select(in_flight_clause()), in_flight_values(organisation_id)))
 
 
 @contextmanager
-def not_waiting_on_an_import(session: Session, organisation_id: uuid.UUID) -> Iterator[None]:
+def not_waiting_on_an_import(session: Session, importing: bool) -> Iterator[None]:
     """Run a create (its writes flushed within the block); while an import of the
-    organisation is in flight, a row lock held longer than HELD_EMAIL_WAIT (the import's
+    organisation is in flight (`importing`: import_in_flight, or the create's look-ups
+    carrying in_flight_clause), a row lock held longer than HELD_EMAIL_WAIT (the import's
     person with this email) raises Busy instead, nothing of the block written."""
-    if not import_in_flight(session, organisation_id):
+    if not importing:
         yield
         return
     try:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
+    false,
     func,
     select,
 )
@@ -78,7 +79,7 @@ from models.enums import (
     UserStatus,
 )
 from models.errors import Conflict, DomainError, InvalidInput, NotFound
-from models.import_in_flight import not_waiting_on_an_import
+from models.import_in_flight import in_flight_clause, in_flight_values, not_waiting_on_an_import
 from models.queries import scim_records
 from models.row_writes import Guard, GuardRefused, insert_new
 from models.snapshots import user_snapshot
@@ -354,6 +355,8 @@ class CreateCheck:
     user_name_taken: bool
     email_known: bool
     assumed: bool = False
+    # A directory import of the organisation holds people not yet committed (PostgreSQL).
+    import_in_flight: bool = False
 
 
 # The policy each organisation's last create found (check_create), by its id: what the next
@@ -390,11 +393,13 @@ def check_create(
         "organisation_id": organisation_id,
         "user_name_key": fields.user_name.lower(),
         "email_key": email,
+        **in_flight_values(organisation_id),
     }
+    postgresql = session.get_bind().dialect.name == "postgresql"
     # On the session's connection: a Core statement needs none of the ORM's execution.
-    approval, attribute, taken, known = (
+    approval, attribute, taken, known, importing = (
         session.connection()
-        .execute(_create_check(), values, execution_options={PREPARED: True})
+        .execute(_create_check(postgresql), values, execution_options={PREPARED: True})
         .one()
     )
     organisation = OrganisationPolicy(organisation_id, approval, attribute)
@@ -407,11 +412,11 @@ def check_create(
         if len(_POLICIES) >= _REMEMBERED_POLICIES:
             _POLICIES.clear()
         _POLICIES[organisation_id] = organisation
-    return CreateCheck(organisation, bool(taken), bool(known))
+    return CreateCheck(organisation, bool(taken), bool(known), import_in_flight=bool(importing))
 
 
 @functools.cache
-def _create_check() -> Select[bool, str, bool, bool]:
+def _create_check(postgresql: bool) -> Select[bool, str, bool, bool, bool]:
     """check_create's statement, built once per process (its values bound at each execution)."""
     organisation_id: BindParameter[uuid.UUID] = bindparam("organisation_id")
     named = _user_name_taken(organisation_id, bindparam("user_name_key"))
@@ -423,6 +428,7 @@ def _create_check() -> Select[bool, str, bool, bool]:
         OrganisationSettings.scim_access_end_attribute,
         named,
         owned,
+        in_flight_clause() if postgresql else false(),
     ).where(OrganisationSettings.organisation_id == organisation_id)
 
 
@@ -434,6 +440,7 @@ def _create_guard(session: Session, checked: CreateCheck, fields: ScimUserFields
         "guard_attribute": checked.organisation.scim_access_end_attribute,
         "guard_user_name_key": fields.user_name.lower(),
         "guard_email_key": email_key(fields.primary_email()),
+        **in_flight_values(checked.organisation.id, prefix="guard_"),
     }
     return Guard(_create_guard_sql(session.get_bind().dialect), values)
 
@@ -451,7 +458,9 @@ def _create_guard_sql(dialect: Dialect) -> str:
     owned = exists().where(
         User.organisation_id == organisation_id, User.email_key == bindparam("guard_email_key")
     )
-    return str(and_(settings, ~named, ~owned).compile(dialect=dialect))
+    # An import in flight may hold the email uncommitted: then the create is checked first.
+    importing = in_flight_clause(prefix="guard_")
+    return str(and_(settings, ~named, ~owned, ~importing).compile(dialect=dialect))
 
 
 def create_pushed_user(
@@ -467,15 +476,17 @@ def create_pushed_user(
     pushed document; the attribute comes with the create's look-ups, so a bad date is refused
     (400) after a clash they found (409). On PostgreSQL the look-ups are first assumed and
     folded into the write (assume_create); when that does not hold, nothing is written and the
-    create is looked up and made as usual, which answers what it would have answered."""
+    create is looked up and made as usual, which answers what it would have answered. The
+    look-ups also say whether a directory import holds people uncommitted: then the create
+    does not wait for it (models.import_in_flight)."""
     check_identifiers(fields)
-    with not_waiting_on_an_import(session, organisation_id):
-        assumed = assume_create(session, organisation_id)
-        if assumed is not None:
-            created = _create_as_assumed(session, assumed, fields, access_end_by, actor)
-            if created is not None:
-                return created
-        checked = check_create(session, organisation_id, fields)
+    assumed = assume_create(session, organisation_id)
+    if assumed is not None:
+        created = _create_as_assumed(session, assumed, fields, access_end_by, actor)
+        if created is not None:
+            return created
+    checked = check_create(session, organisation_id, fields)
+    with not_waiting_on_an_import(session, checked.import_in_flight):
         return _create_checked(session, checked, fields, access_end_by, actor)
 
 

@@ -24,7 +24,7 @@ from models.entities import (
 from models.entities.user import email_key
 from models.enums import Role, UserStatus
 from models.errors import Conflict, InvalidInput, NotFound
-from models.import_in_flight import not_waiting_on_an_import
+from models.import_in_flight import import_in_flight, not_waiting_on_an_import
 from models.snapshots import user_snapshot
 from models.text import check_identifier, clean_text, has_control_characters
 
@@ -104,7 +104,7 @@ def create_user(
     # directory import in flight hold it (then Busy: models.import_in_flight).
     taken = f"a user with email {email} already exists"
     with (
-        not_waiting_on_an_import(session, organisation.id),
+        not_waiting_on_an_import(session, import_in_flight(session, organisation.id)),
         unique_rows.claimed(session, lambda: Conflict(taken, field="email")),
     ):
         user = add_user(
