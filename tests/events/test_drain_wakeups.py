@@ -159,14 +159,19 @@ def test_a_drain_killed_mid_run_leaves_no_flag_and_the_next_delivery_wakes_a_dra
         second.stop()
 
 
-def turn_holder(connection, org) -> int | None:
-    return connection.scalar(
-        text(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid::text::bigint * 4294967296 + objid::text::bigint = :key"
-        ),
-        {"key": turns.key_of(org.id) & 0xFFFFFFFFFFFFFFFF},  # the oids are unsigned
-    )
+def end_the_turns_connection(engine, org) -> None:
+    """The backend holding the organisation's drain turn terminated (a failover, an
+    idle-session timeout)."""
+    with engine.connect() as admin:
+        holder = admin.scalar(
+            text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid::text::bigint * 4294967296 + objid::text::bigint = :key"
+            ),
+            {"key": turns.key_of(org.id) & 0xFFFFFFFFFFFFFFFF},  # the oids are unsigned
+        )
+        assert holder is not None
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
 
 
 def drain_failed(worker: WorkerProcess) -> bool:
@@ -184,10 +189,7 @@ def test_a_drain_that_lost_its_turn_applies_nothing_beside_the_next_holder(
     try:
         deliver(sessions, org, "first", "user.deactivated")
         drain_blocked(worker, blocked)
-        with engine.connect() as admin:
-            holder = turn_holder(admin, org)
-            assert holder is not None
-            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
+        end_the_turns_connection(engine, org)
         with engine.connect() as next_holder:
             taken = next_holder.scalar(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": turns.key_of(org.id)}
@@ -209,16 +211,13 @@ def test_a_drain_that_lost_its_turn_applies_nothing_beside_the_next_holder(
 def test_a_drain_that_fails_lowers_its_flag_and_is_run_again(
     sessions, engine, own, org, blocked, tmp_path
 ):
-    """Its database connection dies while it holds the turn (a failover, an idle-session
-    kill): the run fails outside its batches, and used to leave its flag up for 30 s."""
+    """Its turn's connection dies mid-batch (a failover, an idle-session kill): the run
+    fails, and used to leave its flag up for 30 s."""
     worker = start_worker(own, log_dir=tmp_path, concurrency=1)
     try:
         deliver(sessions, org, "first", "user.deactivated")
         drain_blocked(worker, blocked)
-        with engine.connect() as admin:
-            holder = turn_holder(admin, org)
-            assert holder is not None
-            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
+        end_the_turns_connection(engine, org)
         blocked.rollback()  # type: ignore[attr-defined]
         wait_until(lambda: all_processed(sessions, org, "first"), what="the first batch")
         wait_until(lambda: drain_failed(worker), what="the drain failing with its turn")
