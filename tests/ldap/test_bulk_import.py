@@ -339,7 +339,7 @@ def test_a_first_import_waiting_on_the_directory_lets_a_leaver_be_cut_off(
     written (PostgreSQL: by the writers, in transactions left open until the read ends): a
     SCIM deactivation in the same organisation goes through meanwhile, and on SQLite (which
     streams nothing) the write lock is free. The writers' open transactions hold their new
-    rows (a create of the same email is answered 409 without waiting for them, see
+    rows (a create of the same email is answered 503 at once, without waiting for them, see
     tests/ldap/test_create_during_import.py) and key-share locks on the rows those point
     to: the organisation and the mapped teams, which only a FOR UPDATE (deleting them,
     a team decided whole by a SCIM group write) waits for; a person's lock does not. A guard:
