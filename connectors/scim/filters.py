@@ -28,6 +28,7 @@ from connectors.email_address import email_key
 from connectors.name_keys import name_key
 from connectors.scim.errors import InvalidFilter, InvalidValue, ScimError
 from connectors.scim.ids import named_id
+from connectors.scim.schemas import Attribute
 
 MAX_FILTER_LENGTH = 2000
 # Parentheses and brackets nest at most this deep: the tree is translated (and compiled to
@@ -551,17 +552,20 @@ def _datetime(value: Any) -> datetime:
 # --- one resource's multi-valued elements (PATCH value paths) ----------------------------
 
 
-def matches(node: Any, element: Any) -> bool:
-    """Whether one element of a multi-valued attribute satisfies a value filter."""
+def matches(node: Any, element: Any, attribute: Attribute | None = None) -> bool:
+    """Whether one element of a multi-valued attribute satisfies a value filter; strings
+    compare as the `attribute`'s sub-attributes' caseExact says (unknown ones in any case)."""
     if isinstance(node, ast.Filter):
         if node.namespace is not None:
             raise InvalidFilter("value paths cannot be nested")
-        result = matches(node.expr, element)
+        result = matches(node.expr, element, attribute)
         return not result if node.negated else result
     if isinstance(node, ast.LogExpr):
         if node.op.lower() == "and":
-            return matches(node.expr1, element) and matches(node.expr2, element)
-        return matches(node.expr1, element) or matches(node.expr2, element)
+            return matches(node.expr1, element, attribute) and matches(
+                node.expr2, element, attribute
+            )
+        return matches(node.expr1, element, attribute) or matches(node.expr2, element, attribute)
     if isinstance(node, ast.AttrExpr):
         path = node.attr_path
         if not isinstance(path.attr_name, str) or path.sub_attr is not None:
@@ -569,7 +573,9 @@ def matches(node: Any, element: Any) -> bool:
         if not isinstance(element, dict):
             return False
         actual = _get_ci(element, path.attr_name)
-        return _match_value(node.value.lower(), actual, comp_value(node.comp_value))
+        sub = attribute.sub(path.attr_name) if attribute is not None else None
+        exact = sub is not None and sub.case_exact
+        return _match_value(node.value.lower(), actual, comp_value(node.comp_value), exact)
     raise InvalidFilter("the filter is malformed")
 
 
@@ -606,10 +612,10 @@ def _get_ci(element: dict[str, Any], name: str) -> Any:
     return next((v for k, v in element.items() if k.lower() == wanted), None)
 
 
-def _match_value(op: str, actual: Any, wanted: Any) -> bool:
+def _match_value(op: str, actual: Any, wanted: Any, case_exact: bool) -> bool:
     if op == "pr":
         return actual not in (None, "", [], {})
-    if isinstance(actual, str) and isinstance(wanted, str):
+    if isinstance(actual, str) and isinstance(wanted, str) and not case_exact:
         actual, wanted = actual.lower(), wanted.lower()
     if op == "eq":
         return bool(actual == wanted)

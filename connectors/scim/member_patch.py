@@ -105,12 +105,12 @@ def _drop_matching(
     step: RemoveMatching, added: dict[Any, dict[str, Any]], members: set[str], removed: set[str]
 ) -> None:
     for value, item in list(added.items()):
-        if filters.matches(step.value_filter, item):
+        if filters.matches(step.value_filter, item, MEMBERS):
             del added[value]
     if not isinstance(step.value, str):
         return
     rendered = _member_key(step.value)
-    if rendered in members and filters.matches(step.value_filter, {"value": rendered}):
+    if rendered in members and filters.matches(step.value_filter, {"value": rendered}, MEMBERS):
         removed.add(rendered)
 
 

@@ -327,7 +327,7 @@ class _Engine:
     def _filtered(container: dict[str, Any], key: str, op: str, path: Path, value: Any) -> None:
         current = container.get(key)
         elements: list[Any] = current if isinstance(current, list) else [current] if current else []
-        chosen = [e for e in elements if filters.matches(path.value_filter, e)]
+        chosen = [e for e in elements if filters.matches(path.value_filter, e, path.attribute)]
         if op == "remove":
             if path.sub is None:
                 elements = [e for e in elements if not any(e is c for c in chosen)]

@@ -112,6 +112,13 @@ def _multi(name: str, kinds: tuple[str, ...] = (), value: Attribute | None = Non
     )
 
 
+# References to a resource by its id: caseExact false (RFC 7643 section 8.7.1), so they name
+# it in any case, though only in the form it is rendered in (connectors.scim.ids). Filters,
+# PATCH and writes read these definitions, so /Schemas says what the server does.
+GROUPS_VALUE = Attribute("value", mutability="readOnly")
+MANAGER_VALUE = Attribute("value")
+MEMBER_VALUE = Attribute("value", mutability="immutable")
+
 # RFC 7643 section 4.1, less what odock-sync cannot keep: emails.display and groups.type.
 USER_SCHEMA = Schema(
     USER,
@@ -192,7 +199,7 @@ USER_SCHEMA = Schema(
             multi_valued=True,
             mutability="readOnly",
             sub_attributes=(
-                Attribute("value", mutability="readOnly", case_exact=True),
+                GROUPS_VALUE,
                 _ref("$ref", "Group", mutability="readOnly"),
                 Attribute("display", mutability="readOnly"),
             ),
@@ -217,10 +224,7 @@ ENTERPRISE_SCHEMA = Schema(
             "manager",
             type="complex",
             description="Another user of this organisation, by its SCIM id",
-            sub_attributes=(
-                Attribute("value", case_exact=True),
-                _ref("$ref", "User"),
-            ),
+            sub_attributes=(MANAGER_VALUE, _ref("$ref", "User")),
         ),
         # Not in RFC 7643; Entra ID's leave date, mapped here, ends the person's access then.
         Attribute(
@@ -232,8 +236,6 @@ ENTERPRISE_SCHEMA = Schema(
     ),
 )
 
-# A group's member names a user by id, in any case: caseExact false (RFC 7643 section 8.7.1).
-MEMBER_VALUE = Attribute("value", mutability="immutable")
 MEMBERS = Attribute(
     "members",
     type="complex",

@@ -38,6 +38,7 @@ from connectors.scim.errors import InvalidValue, ScimError
 from connectors.scim.fields import ScimGroupFields, ScimUserFields
 from connectors.scim.ids import named_id
 from connectors.scim.member_patch import MemberSteps
+from connectors.scim.schemas import MANAGER_VALUE, MEMBER_VALUE
 from models import (
     audit,
     driver_writes,
@@ -719,8 +720,7 @@ def _check_manager(session: Session, organisation_id: uuid.UUID, manager_id: str
     """A manager is another SCIM user of the same organisation, named by its SCIM id."""
     if manager_id is None:
         return
-    # In any case: a reference, as members.value (RFC 7643 section 8.7.1 has it caseExact false).
-    key = _uuid(manager_id, "manager", invalid=InvalidInput, case_exact=False)
+    key = _uuid(manager_id, "manager", invalid=InvalidInput, case_exact=MANAGER_VALUE.case_exact)
     found = session.scalar(
         select(ScimUser.id).where(ScimUser.id == key, ScimUser.organisation_id == organisation_id)
     )
@@ -900,9 +900,8 @@ def _set_members(session: Session, team: Team, member_ids: Iterable[str], actor:
 
 
 def _member_uuid(value: str) -> uuid.UUID:
-    """A member names a user by id in any case: members.value is caseExact false (RFC 7643
-    section 8.7.1)."""
-    return _uuid(value, "member", invalid=InvalidInput, case_exact=False)
+    """A member names a user by id as members.value's definition says (in any case)."""
+    return _uuid(value, "member", invalid=InvalidInput, case_exact=MEMBER_VALUE.case_exact)
 
 
 def _check_users(session: Session, team: Team, scim_ids: set[uuid.UUID]) -> None:

@@ -48,6 +48,9 @@ from connectors.scim.schemas import (
     ENTERPRISE,
     ENTERPRISE_SCHEMA,
     GROUP,
+    GROUPS_VALUE,
+    MANAGER_VALUE,
+    MEMBER_VALUE,
     USER,
     USER_SCHEMA,
     Attribute,
@@ -111,6 +114,11 @@ def _kind(attribute: Attribute) -> Kind:
     if attribute.type == "boolean":
         return Kind.BOOLEAN
     return Kind.STRING if attribute.case_exact else Kind.TEXT
+
+
+def _id_kind(attribute: Attribute) -> Kind:
+    """An id compared as its definition says: only as rendered, or in any case too."""
+    return Kind.UUID if attribute.case_exact else Kind.UUID_ANY_CASE
 
 
 def _extra(attributes: tuple[Attribute, ...], *path: str) -> AttributeMap:
@@ -261,7 +269,7 @@ USER_ATTRIBUTES: AttributeMap = {
             ),
             "groups": MultiValued(
                 sub={
-                    "value": Column(Team.id, Kind.UUID),
+                    "value": Column(Team.id, _id_kind(GROUPS_VALUE)),
                     "display": Column(Team.name_key, Kind.KEY),
                 },
                 exists=_exists_where(
@@ -278,8 +286,8 @@ USER_ATTRIBUTES: AttributeMap = {
         {
             "employeenumber": Column(ScimUser.employee_number, Kind.TEXT),
             "department": Column(ScimUser.department, Kind.TEXT),
-            "manager.value": Column(ScimUser.manager_id, Kind.STRING),
-            "manager": Column(ScimUser.manager_id, Kind.STRING),
+            "manager.value": Column(ScimUser.manager_id, _kind(MANAGER_VALUE)),
+            "manager": Column(ScimUser.manager_id, _kind(MANAGER_VALUE)),
             **_extra(_EXTRA_ENTERPRISE, ENTERPRISE),
         },
     ),
@@ -293,7 +301,7 @@ GROUP_ATTRIBUTES: AttributeMap = {
         {
             "displayname": Column(Team.name_key, Kind.KEY),
             "members": MultiValued(
-                sub={"value": Column(ScimUser.id, Kind.UUID_ANY_CASE)},
+                sub={"value": Column(ScimUser.id, _id_kind(MEMBER_VALUE))},
                 exists=_exists_where(
                     TeamMembership.team_id == Team.id, ScimUser.user_id == TeamMembership.user_id
                 ),

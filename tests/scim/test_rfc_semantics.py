@@ -306,3 +306,95 @@ def test_a_get_with_a_stale_if_match_is_412(scim, people, resource):
     # If-Match is evaluated first: a stale one is 412 even when If-None-Match would be 304.
     both = scim.get(path, **{"If-Match": 'W/"stale"', "If-None-Match": current})
     assert both.status_code == 412
+
+
+def published_case_exact(scim, schema: str, path: str) -> bool:
+    """caseExact of `attribute.sub` in the schema /Schemas publishes."""
+    attributes = scim.get(f"/Schemas/{schema}").json["attributes"]
+    for name in path.split("."):
+        found = next(a for a in attributes if a["name"] == name)
+        attributes = found.get("subAttributes", [])
+    return found["caseExact"]
+
+
+# The sub-attributes naming a resource by its id: RFC 7643 section 8.7.1 publishes each
+# caseExact false.
+REFERENCES = [
+    (USER, "groups.value"),
+    (USER, "groups.$ref"),
+    (ENTERPRISE, "manager.value"),
+    (ENTERPRISE, "manager.$ref"),
+    (GROUP, "members.value"),
+    (GROUP, "members.$ref"),
+]
+
+
+@pytest.mark.parametrize(("schema", "path"), REFERENCES)
+def test_references_are_published_case_insensitive_as_rfc_7643_has_them(scim, schema, path):
+    """groups.value and manager.value were published caseExact true, while the server
+    took a manager (and a member) in any case."""
+    assert published_case_exact(scim, schema, path) is False
+
+
+def test_filters_and_writes_compare_ids_as_slash_schemas_says(scim):
+    """Each reference is filtered on, and written, with the id in upper case: it names the
+    resource exactly when /Schemas says caseExact false (groups.value and manager.value were
+    published true: a filter in upper case found nothing, while a manager was set in upper
+    case)."""
+    made = [
+        scim.post("/Users", {"schemas": [USER], "userName": f"r{i}@example.com"}) for i in (0, 1)
+    ]
+    boss, report = (m.json["id"] for m in made)
+    group = scim.post("/Groups", {"schemas": [GROUP], "displayName": "Refs"}).json["id"]
+    joined = scim.patch(
+        f"/Groups/{group}",
+        ops({"op": "add", "path": "members", "value": [{"value": report.upper()}]}),
+    )
+    manager = {"schemas": [USER, ENTERPRISE], "userName": "r1@example.com"}
+    managed = scim.put(f"/Users/{report}", {**manager, ENTERPRISE: {"manager": boss.upper()}})
+    member_caseless = not published_case_exact(scim, GROUP, "members.value")
+    manager_caseless = not published_case_exact(scim, ENTERPRISE, "manager.value")
+    assert (joined.status_code == 200) is member_caseless, joined.json
+    assert (managed.status_code == 200) is manager_caseless, managed.json
+    filters = [
+        ("/Users", USER, "groups.value", group),
+        ("/Users", ENTERPRISE, "manager.value", boss),
+        ("/Groups", GROUP, "members.value", report),
+    ]
+    for endpoint, schema, path, value in filters:
+        expression = f'{schema}:{path} eq "{value.upper()}"'
+        answer = scim.get(f"{endpoint}?" + urlencode({"filter": expression}))
+        assert answer.status_code == 200, answer.json
+        caseless = not published_case_exact(scim, schema, path)
+        assert (answer.json["totalResults"] == 1) is caseless, (path, answer.json)
+
+
+# (multi-valued attribute, a value it holds): caseExact true and false both.
+HELD = [
+    ("photos", "https://photos.example/Pat.jpg"),
+    ("emails", "Pat@example.com"),
+    ("roles", "Admin"),
+]
+
+
+@pytest.mark.parametrize(("attribute", "value"), HELD)
+def test_a_patch_value_filter_compares_as_slash_schemas_says(scim, attribute, value):
+    """A PATCH value path (`photos[value eq "…"]`) compared every string in any case, while
+    a filter on the same sub-attribute (`photos.value eq "…"`) and /Schemas made
+    photos.value case-exact: a remove in another case took the photo."""
+    body = {"schemas": [USER], "userName": "pat@example.com", attribute: [{"value": value}]}
+    if attribute != "emails":
+        body["emails"] = [{"value": "pat@example.com"}]
+    user = scim.post("/Users", body).json["id"]
+    caseless = not published_case_exact(scim, USER, f"{attribute}.value")
+    listed = scim.get(
+        "/Users?" + urlencode({"filter": f'{attribute}.value eq "{value.swapcase()}"'})
+    )
+    assert (listed.json["totalResults"] == 1) is caseless, listed.json
+    path = f'{attribute}[value eq "{value.swapcase()}"]'
+    if attribute == "emails":  # the user's only email cannot go: swap in another first
+        other = {"op": "add", "path": "emails", "value": [{"value": "other@example.com"}]}
+        assert scim.patch(f"/Users/{user}", ops(other)).status_code == 200
+    scim.patch(f"/Users/{user}", ops({"op": "remove", "path": path}))
+    kept = [v["value"] for v in scim.get(f"/Users/{user}").json.get(attribute, [])]
+    assert (value not in kept) is caseless, kept
