@@ -14,7 +14,7 @@ import ldap
 import ldap.modlist
 import pytest
 from ldif import LDIFRecordList
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from models.actions.directory_connectors import create_connector
@@ -322,3 +322,19 @@ def lease_renewed_past_its_first_term(
 def as_utc(moment: datetime) -> datetime:
     """SQLite gives back naive UTC datetimes, PostgreSQL aware ones."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def writers_holding_users(sessions: SessionFactory) -> int:
+    """Backends other than this one holding rows of `users` they inserted and have not
+    committed (PostgreSQL): a streamed import's writers, mid-read."""
+    with sessions() as s:
+        held = s.scalar(
+            text(
+                "SELECT count(DISTINCT l.pid) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                " WHERE c.relname = 'users' AND l.mode = 'RowExclusiveLock' AND l.granted"
+                " AND l.pid <> pg_backend_pid()"
+                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        )
+        s.rollback()
+    return int(held or 0)

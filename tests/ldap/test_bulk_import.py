@@ -33,7 +33,7 @@ from models.entities import (
 )
 from models.enums import Role, Source, SyncRunStatus, UserStatus
 from models.settings import Settings
-from tests.ldap.conftest import get_run, linked_users
+from tests.ldap.conftest import get_run, linked_users, writers_holding_users
 from tests.support import factories
 from worker.directory_create_stream import CreateStream
 
@@ -317,21 +317,6 @@ def test_values_that_copy_must_escape_arrive_intact(session, sessions, make_conn
         s.rollback()
 
 
-def _writers_have_written(sessions: Any) -> bool:
-    """Another backend holds rows of `users` it inserted and has not committed (PostgreSQL)."""
-    with sessions() as s:
-        held = s.scalar(
-            text(
-                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
-                " WHERE c.relname = 'users' AND l.mode = 'RowExclusiveLock' AND l.granted"
-                " AND l.pid <> pg_backend_pid()"
-                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            )
-        )
-        s.rollback()
-    return bool(held)
-
-
 def test_a_first_import_waiting_on_the_directory_lets_a_leaver_be_cut_off(
     make_connector, sessions, engine, settings, streamed, directory, client, monkeypatch
 ):
@@ -382,7 +367,7 @@ def test_a_first_import_waiting_on_the_directory_lets_a_leaver_be_cut_off(
             wait_until(lambda: not answering.is_set(), timeout=60, what="two pages read")
             if not settings.is_sqlite:
                 wait_until(
-                    lambda: _writers_have_written(sessions), timeout=60, what="creates written"
+                    lambda: writers_holding_users(sessions) > 0, timeout=60, what="creates written"
                 )
             if settings.is_sqlite:
                 write_without_waiting(engine, "organisations")  # nothing holds the write lock

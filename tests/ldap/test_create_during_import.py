@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from models.entities import DirectoryConnector, Organisation, ScimUser, User
 from models.enums import Role
-from tests.ldap.conftest import get_run, linked_users
+from tests.ldap.conftest import get_run, linked_users, writers_holding_users
 from tests.scim.payloads import okta_create_user
 from tests.support import factories
 from tests.support.parallel import in_thread
@@ -39,21 +39,6 @@ def streamed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Batches of one person, planned from the first page on: the writers start at once."""
     monkeypatch.setattr("worker.directory_create_stream.BATCH", 1)
     monkeypatch.setattr("models.directory.read.MAX_WAITING", 1)
-
-
-def _writers_holding_users(sessions: Any) -> int:
-    """Backends other than this one holding rows of `users` they inserted, not committed."""
-    with sessions() as s:
-        held = s.scalar(
-            text(
-                "SELECT count(DISTINCT l.pid) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
-                " WHERE c.relname = 'users' AND l.mode = 'RowExclusiveLock' AND l.granted"
-                " AND l.pid <> pg_backend_pid()"
-                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            )
-        )
-        s.rollback()
-    return int(held or 0)
 
 
 @contextmanager
@@ -82,7 +67,7 @@ def _held_after_two_pages(
     try:
         assert held.wait(120), "the import never read two pages"
         if not settings.is_sqlite:
-            wait_until(lambda: _writers_holding_users(sessions) == 2, what="alice, bob written")
+            wait_until(lambda: writers_holding_users(sessions) == 2, what="alice, bob written")
         yield out
         assert importing.is_alive()  # still held between its pages
     finally:
