@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from models import audit, unique_rows
+from models import audit, locked_rows, unique_rows
 from models.actions import key_revocation, key_rotations, reviews
 from models.actor import Actor
 from models.base import in_utc, unsaved_defaults, utcnow
@@ -681,15 +681,18 @@ def decide(
 
 
 def _take_campaign_turn(session: Session, finding: ReviewFinding) -> None:
-    """Wait for the campaign's other deciders (people, the deadline) to finish, then re-read the
-    finding as it is now: two answers to one finding must not both apply. (SQLite's writers
-    already take turns: each transaction begins IMMEDIATE.)"""
+    """Wait for the campaign's other deciders (people, an admin's restore, the deadline) and
+    for the gateway's acknowledgement of the key to finish, then re-read the finding as it is
+    now, locked: two answers to one finding must not both apply. The key is locked before the
+    finding, in the acknowledgement's order (reviews.record_invalidation), which takes no
+    campaign turn. (SQLite's writers already take turns: each transaction begins IMMEDIATE.)"""
     turn = select(RecertificationCampaign.id).where(
         RecertificationCampaign.review_id == finding.review_id
     )
     if session.get_bind().dialect.name == "postgresql":
         session.execute(turn.with_for_update())
-    session.refresh(finding)
+    key_revocation.lock_keys(session, VirtualApiKey.id == finding.subject_id)
+    locked_rows.locked_or_404(session, finding, "recertification finding not found")
 
 
 def _revoke(
@@ -793,6 +796,7 @@ def restore(
     session: Session, *, finding: ReviewFinding, actor: Actor, reason: str
 ) -> ReviewFinding:
     """An admin brings back a key the campaign revoked, through the key restore path."""
+    _take_campaign_turn(session, finding)
     if not finding.action_taken or finding.action != "revoked":
         raise InvalidTransition("only a key this campaign revoked can be restored")
     reason = clean_text(reason, field="reason", max_length=2000, required=False)
