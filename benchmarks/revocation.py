@@ -59,6 +59,8 @@ class Gateway(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(200)
+        self.send_header("Content-Type", "application/json")  # Odock's acknowledgement
+        self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"{}")
 

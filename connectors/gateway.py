@@ -31,7 +31,15 @@ class GatewayUnavailable(Exception):
 def invalidate_keys(
     *, base_url: str, secret: str, key_ids: list[str], timeout: float, policy: UrlPolicy
 ) -> None:
-    _post(base_url, "/v1/internal/cache/invalidate", secret, key_ids, timeout, policy)
+    """Done when the gateway acknowledges in JSON, an object (`{"invalidated": n}`); a page
+    labelled JSON that is not is no gateway's acknowledgement either."""
+    answer = _post(base_url, "/v1/internal/cache/invalidate", secret, key_ids, timeout, policy)
+    try:
+        acknowledgement = json.loads(answer)
+    except (ValueError, RecursionError):
+        acknowledgement = None
+    if not isinstance(acknowledgement, dict):
+        raise GatewayUnavailable("gateway answered an invalidation without a JSON object")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ JSON_TYPES = ("application/json", "application/problem+json")
 
 
 class Meaning(StrEnum):
-    DONE = "done"  # 2xx but 202: the body says the rest
+    DONE = "done"  # 2xx but 202, in JSON: the body says the rest
     GONE = "gone"  # 404, 410: Odock holds no such object
     CREDENTIALS = "credentials refused"  # 401, 403: Odock does not take odock-sync's token
     NOT_DONE = "not done"  # anything else: worth asking again later
@@ -28,28 +28,32 @@ class Status:
     code: int
     meaning: Meaning
     retry_after: float | None  # the seconds Odock asked to be left alone, when it said
+    foreign: str | None = None  # the media type of a 2xx, 404 or 410 that is not Odock's JSON
 
     def __str__(self) -> str:
         asked = "" if self.retry_after is None else f" (Retry-After {self.retry_after:.0f} s)"
-        return f"answered {self.code}{asked}"
+        page = "" if self.foreign is None else f", not Odock's JSON ({self.foreign})"
+        return f"answered {self.code}{page}{asked}"
 
 
 def status_of(response: requests.Response) -> Status:
     """The answer's status and what it means; its body is left unread. A 202 is not done: it
     says the request was accepted to be carried out later (RFC 9110 section 15.3.3), so the
     revocation it carries has not landed. A 3xx is not done either: no redirect is followed
-    (it could lead off the configured address). A 404 or 410 is gone only as Odock's own
-    answer, in JSON: a web server's or proxy's page (a wrong ODOCK_MANAGEMENT_URL, a route not
-    deployed yet) would otherwise end every command as "no such key", never sent again."""
+    (it could lead off the configured address). Done and gone are Odock's own answers, in
+    JSON: a web server's, proxy's or captive portal's page (a wrong ODOCK_MANAGEMENT_URL or
+    GATEWAY_URL, a route not deployed yet) would otherwise end every command as "no such key",
+    never sent again, or close a gateway invalidation whose key the gateway still caches."""
     code = response.status_code
-    if 200 <= code < 300 and code != 202:
-        return Status(code, Meaning.DONE, None)
-    if code in GONE and _is_json(response):
-        return Status(code, Meaning.GONE, None)
+    done = 200 <= code < 300 and code != 202
+    if done or code in GONE:
+        media_type = _media_type(response)
+        if media_type not in JSON_TYPES:
+            return Status(code, Meaning.NOT_DONE, None, foreign=media_type or "no Content-Type")
+        return Status(code, Meaning.DONE if done else Meaning.GONE, None)
     meaning = Meaning.CREDENTIALS if code in CREDENTIALS else Meaning.NOT_DONE
     return Status(code, meaning, retry_after_seconds(response))
 
 
-def _is_json(response: requests.Response) -> bool:
-    media_type = response.headers.get("Content-Type", "").partition(";")[0]
-    return media_type.strip().lower() in JSON_TYPES
+def _media_type(response: requests.Response) -> str:
+    return response.headers.get("Content-Type", "").partition(";")[0].strip().lower()

@@ -258,14 +258,25 @@ KEY_IDS = {
     "additionalProperties": False,
 }
 # The gateway's internal side, which odock-sync calls after the store acknowledged (Bearer
-# GATEWAY_SECRET); any answer but 2xx (202 aside) is a failed attempt, repeated with backoff.
+# GATEWAY_SECRET); any answer but a 2xx (202 aside) in JSON is a failed attempt, repeated with
+# backoff.
 GATEWAY = {
     "/v1/internal/cache/invalidate": {
         "post": _operation(
             "Served by the gateway: forget these keys in every node's cache, so the next request "
-            "with one re-reads the store; 2xx once done (the body is not read; a 202, accepted "
-            "for later, is not done)",
+            "with one re-reads the store; 2xx with a JSON object once done (a page in any other "
+            "format, a captive portal's or a web server's, is not the gateway's answer; a 202, "
+            "accepted for later, is not done)",
             body="KeyIds",
+            returns={
+                "type": "object",
+                "properties": {
+                    "invalidated": {
+                        "type": "integer",
+                        "description": "how many keys were forgotten (not read)",
+                    }
+                },
+            },
             errors=(401, 503),
         )
     },

@@ -161,3 +161,18 @@ def test_a_404_that_is_not_the_stores_own_answer_does_not_end_the_command(
 
     with pytest.raises(odock_connector.StoreUnavailable, match=f"answered {status}"):
         send_revoke(httpserver.url_for("/"))
+
+
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_a_page_answered_200_is_not_odocks_answer(httpserver, call):
+    """A captive portal or a web server at a wrong ODOCK_MANAGEMENT_URL or GATEWAY_URL answers
+    200 with its HTML page: the gateway's invalidation, whose body was not read, took it for
+    done. Done is Odock's own answer in JSON, for every call (the others failed only later, on
+    the body)."""
+    path, make_call = CALLS[call]
+    httpserver.expect_request(path).respond_with_response(
+        Response("<h1>Welcome</h1>", status=200, content_type="text/html")
+    )
+
+    with pytest.raises(FAILED, match=r"answered 200, not Odock's JSON \(text/html\)"):
+        make_call(httpserver.url_for("/"))

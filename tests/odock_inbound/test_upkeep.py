@@ -44,10 +44,12 @@ def test_a_failed_reconcile_is_tried_again_before_the_next_interval(
         if status == 500:
             return Response("down", status=500)
         item = {"id": str(key_id), **key_body(bridged.owner)}
-        return Response(json.dumps({"items": [item], "next_cursor": None}), status=200)
+        listed = {"items": [item], "next_cursor": None}
+        return Response(json.dumps(listed), content_type="application/json")
 
     def empty(request: Request) -> Response:
-        return Response(json.dumps({"items": [], "next_cursor": None}), status=200)
+        listed = {"items": [], "next_cursor": None}
+        return Response(json.dumps(listed), content_type="application/json")
 
     httpserver.expect_request("/mgmt/v1/sync/keys").respond_with_handler(keys)
     for kind in ("budgets", "quotas"):

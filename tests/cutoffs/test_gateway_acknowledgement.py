@@ -1,0 +1,81 @@
+"""What counts as the gateway's acknowledgement of an invalidation: Odock's own answer in JSON
+(connectors/odock_answers.py), as for the store's commands. Against a real loopback server."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from werkzeug import Response
+
+from models.actions import cutoffs
+from models.base import utcnow
+from models.entities import AuditEvent, KeyCutoff, KeyInvalidation
+from tests.cutoffs.test_cutoffs import REAPER, revoked_keys
+
+INVALIDATE = "/gateway/v1/internal/cache/invalidate"
+PORTAL = "<html><body><h1>Sign in to the guest network</h1></body></html>"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "said"),
+    [
+        (PORTAL, "text/html; charset=utf-8", "answered 200, not Odock's JSON (text/html)"),
+        ("", None, "answered 200, not Odock's JSON"),
+        (PORTAL, "application/json", "without a JSON object"),
+    ],
+    ids=["captive portal", "no content type", "html labelled json"],
+)
+def test_a_page_answered_200_is_no_invalidation(
+    session, sessions, httpserver, body, content_type, said
+):
+    """A captive portal, or GATEWAY_URL pointing at some web server, answered the invalidation
+    200 with its page: the cut-off was closed, the findings resolved and the key audited as
+    forgotten while every gateway node still cached it. It is now a failed attempt: the cut-off
+    stays open, due again with backoff, and alarms past CUTOFF_DEADLINE."""
+    from worker.tasks import gateway
+
+    _org, _admin, key_ids = revoked_keys(session)
+    session.commit()
+    answer = Response(body, status=200)
+    if content_type is None:
+        del answer.headers["Content-Type"]
+    else:
+        answer.headers["Content-Type"] = content_type
+    httpserver.expect_request(INVALIDATE, method="POST").respond_with_response(answer)
+
+    assert gateway.drive(key_ids=key_ids, reason="revoked") == []
+
+    assert [request.path for request, _ in httpserver.log] == [INVALIDATE]
+    with sessions() as fresh:
+        open_cutoffs = fresh.scalars(select(KeyCutoff).where(KeyCutoff.key_id.in_(key_ids))).all()
+        assert len(open_cutoffs) == len(key_ids)
+        for cutoff in open_cutoffs:
+            assert cutoff.acknowledged_at is None and cutoff.leased_until is None
+            assert cutoff.last_error is not None and said in cutoff.last_error
+            assert cutoff.next_attempt_at > utcnow() - timedelta(seconds=1)  # due again later
+        assert fresh.scalars(select(KeyInvalidation)).all() == []
+        forgotten = select(AuditEvent).where(AuditEvent.action == "api_key.gateway_invalidated")
+        assert fresh.scalars(forgotten).all() == []
+        later = utcnow() + timedelta(hours=1)
+        (incident,) = cutoffs.raise_alarms(
+            fresh, deadline=timedelta(seconds=60), actor=REAPER, now=later
+        )
+        assert incident.keys_overdue == len(key_ids)
+        fresh.rollback()
+
+
+def test_odocks_json_acknowledgement_is_an_invalidation(session, sessions, httpserver):
+    """The same call answered as the contract says closes the cut-offs."""
+    from worker.tasks import gateway
+
+    _org, _admin, key_ids = revoked_keys(session)
+    session.commit()
+    httpserver.expect_request(INVALIDATE, method="POST").respond_with_json({"invalidated": 2})
+
+    gateway.drive(key_ids=key_ids, reason="revoked")
+
+    with sessions() as fresh:
+        cutoffs_done = fresh.scalars(select(KeyCutoff).where(KeyCutoff.key_id.in_(key_ids)))
+        assert all(cutoff.acknowledged_at is not None for cutoff in cutoffs_done)
