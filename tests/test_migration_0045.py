@@ -1,6 +1,7 @@
 """Migration 0045_team_name_keys: team names saved decomposed (NFD) are composed and keyed by
 the one rule (connectors.name_keys); a team whose composed name another team of the
-organisation holds already is left as it was, with a warning, never merged."""
+organisation holds already is left as it was, with a warning, never merged (0047 then gives it
+a name of its own: tests/test_migration_0047.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from models.migrate import upgrade
 from tests.support.migration_db import downgrade, own_database
 
 BEFORE = "0044_invitation_retry_at"
+REVISION = "0045_team_name_keys"
 
 
 @pytest.fixture
@@ -63,7 +65,7 @@ def test_names_are_composed_where_no_other_team_holds_the_composed_one(
         )  # fmt: skip
 
     with caplog.at_level(logging.WARNING, logger="alembic.runtime.migration"):
-        upgrade(blank_engine, "head")
+        upgrade(blank_engine, REVISION)
 
     with blank_engine.connect() as connection:
         teams = {row.id: (row.name, row.name_key) for row in connection.execute(select(Team))}

@@ -674,8 +674,8 @@ def retired_teams(directory_teams: dict[str, str], mapped: list[str]) -> list[Te
 
     Decided from the connectors' mappings, never from what the directory returned: a group
     missing from a read (a hiccup, a partial result) retires nothing. Nor does a change of
-    the key rule: a team keyed by an older one (a decomposed name migration 0045 left beside
-    its composed twin) is compared by its name's key today.
+    the key rule: a team keyed by an older one is compared by its name's key today (migration
+    0047 gives the decomposed twins 0045 left a name and key of their own).
     """
     still_mapped = {name_key(name.strip()) for name in mapped}
     return [
