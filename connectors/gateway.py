@@ -31,9 +31,12 @@ class GatewayUnavailable(Exception):
 def invalidate_keys(
     *, base_url: str, secret: str, key_ids: list[str], timeout: float, policy: UrlPolicy
 ) -> None:
-    """Done when the gateway acknowledges in JSON, an object (`{"invalidated": n}`); a page
-    labelled JSON that is not is no gateway's acknowledgement either."""
+    """Done when the gateway acknowledges in JSON, an object (`{"invalidated": n}`), or with no
+    body at all (a 204, as the contract first had it: "2xx once done, the body not read"); a
+    page labelled JSON that is not an object is no gateway's acknowledgement."""
     answer = _post(base_url, "/v1/internal/cache/invalidate", secret, key_ids, timeout, policy)
+    if not answer:
+        return
     try:
         acknowledgement = json.loads(answer)
     except (ValueError, RecursionError):

@@ -46,6 +46,8 @@ def status_of(response: requests.Response) -> Status:
     never sent again, or close a gateway invalidation whose key the gateway still caches."""
     code = response.status_code
     done = 200 <= code < 300 and code != 202
+    if done and _says_nothing(response):
+        return Status(code, Meaning.DONE, None)
     if done or code in GONE:
         media_type = _media_type(response)
         if media_type not in JSON_TYPES:
@@ -53,6 +55,13 @@ def status_of(response: requests.Response) -> Status:
         return Status(code, Meaning.DONE if done else Meaning.GONE, None)
     meaning = Meaning.CREDENTIALS if code in CREDENTIALS else Meaning.NOT_DONE
     return Status(code, meaning, retry_after_seconds(response))
+
+
+def _says_nothing(response: requests.Response) -> bool:
+    """A 2xx without a body (204, or Content-Length 0) is no page of anyone's: a portal or web
+    server answers with one. The caller decides whether an empty answer is enough (a gateway
+    invalidation: yes, as the contract first had it; a store command needs its `applied_at`)."""
+    return response.status_code == 204 or response.headers.get("Content-Length") == "0"
 
 
 def _media_type(response: requests.Response) -> str:

@@ -264,9 +264,9 @@ GATEWAY = {
     "/v1/internal/cache/invalidate": {
         "post": _operation(
             "Served by the gateway: forget these keys in every node's cache, so the next request "
-            "with one re-reads the store; 2xx with a JSON object once done (a page in any other "
-            "format, a captive portal's or a web server's, is not the gateway's answer; a 202, "
-            "accepted for later, is not done)",
+            "with one re-reads the store; once done, 2xx with a JSON object or with no body "
+            "(204); a page in any other format, a captive portal's or a web server's, is not "
+            "the gateway's answer; a 202, accepted for later, is not done",
             body="KeyIds",
             returns={
                 "type": "object",

@@ -176,3 +176,15 @@ def test_a_page_answered_200_is_not_odocks_answer(httpserver, call):
 
     with pytest.raises(FAILED, match=r"answered 200, not Odock's JSON \(text/html\)"):
         make_call(httpserver.url_for("/"))
+
+
+@pytest.mark.parametrize("call", sorted(set(CALLS) - {"invalidation"}))
+def test_an_empty_2xx_is_done_only_where_nothing_more_is_needed(httpserver, call):
+    """An answer with no body is nobody's page, so the gateway's invalidation takes a 204 as
+    done (as the contract first had it), but a store command still needs its applied_at, a
+    key status its keys and a listing its page: for them it is a failed call."""
+    path, make_call = CALLS[call]
+    httpserver.expect_request(path).respond_with_response(Response(status=204))
+
+    with pytest.raises(FAILED):
+        make_call(httpserver.url_for("/"))
