@@ -37,7 +37,7 @@ from models.backoff import backoff
 from models.base import UTCDateTime, utcnow
 from models.entities import CutoffIncident, KeyCutoff, StoreCommand, User, VirtualApiKey
 from models.entities.cutoff import PROOF_COMMAND
-from models.enums import Role, UserStatus
+from models.enums import Role, StoreCommandType, UserStatus
 from models.notifications import notify
 
 EVENT_DEADLINE_MISSED = "cutoff.deadline_missed"
@@ -46,6 +46,9 @@ GATEWAY_ACTOR = Actor.system("gateway")
 MAX_KEYS_IN_PAYLOAD = 100
 CLAIM_BATCH = 500
 PROOF = PROOF_COMMAND
+# The store commands after which the gateway must forget the key (a rotation request changes
+# nothing the gateway caches until Odock rotates the key itself; a budget is no key).
+GATEWAY_COMMANDS = (StoreCommandType.REVOKE, StoreCommandType.RESTORE, StoreCommandType.REASSIGN)
 
 
 @dataclass(frozen=True)
@@ -291,10 +294,19 @@ def proofs_pending(session: Session, *, key_ids: list[uuid.UUID]) -> dict[uuid.U
 
 
 def _store_settled() -> ColumnElement[bool]:
-    """No store command, or one the store has answered for good (acknowledged, or 404)."""
+    """No store command, or one the store has answered for good (acknowledged, or 404) and,
+    for a store cut-off whose command the gateway must hear of, whose gateway invalidation
+    the store cut-off's own caller recorded (marking the command and opening its proof): a
+    gateway call made for another cut-off of the key (a re-invalidation) does not complete
+    it, or the revocation would end without the gateway ever asked about the key."""
     settled = exists().where(
         StoreCommand.id == KeyCutoff.command_id,
         or_(StoreCommand.acknowledged_at.is_not(None), StoreCommand.abandoned_at.is_not(None)),
+        or_(
+            KeyCutoff.via_store.is_(False),
+            StoreCommand.command_type.not_in(GATEWAY_COMMANDS),
+            StoreCommand.gateway_invalidated_at.is_not(None),
+        ),
     )
     return or_(KeyCutoff.command_id.is_(None), settled)
 

@@ -35,9 +35,7 @@ from models.enums import StoreCommandType
 from models.key_changes import STORE_KEY_UNKNOWN, store_facts
 
 STORE_ACTOR = Actor.system("odock-store")
-# The commands after which the gateway must forget the key (a rotation request changes nothing
-# the gateway caches until Odock rotates the key itself).
-GATEWAY_COMMANDS = (StoreCommandType.REVOKE, StoreCommandType.RESTORE, StoreCommandType.REASSIGN)
+GATEWAY_COMMANDS = cutoffs.GATEWAY_COMMANDS
 
 
 @dataclass(frozen=True)

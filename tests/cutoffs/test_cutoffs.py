@@ -218,6 +218,55 @@ def test_bridged_a_cutoff_is_done_only_once_the_store_then_the_gateway_answered(
         bridged.rollback()
 
 
+def test_a_reinvalidations_gateway_call_leaves_the_store_cutoff_to_its_caller_and_proof(
+    session, engine
+):
+    """The store acknowledged late (a second invalidation planned) and its caller's gateway
+    call failed; the re-invalidation's call, by the gateway-only caller, then succeeded first.
+    It closed the store's cut-off too: the command was never marked invalidated nor its proof
+    opened, so the gateway was never asked whether it still accepted the key."""
+    from models.actions import store_commands
+    from models.db import make_session_factory
+    from models.entities import StoreCommand
+
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    key = f.make_key(session, org, owner=person)
+    session.commit()
+    with make_session_factory(engine, odock_mode="bridged")() as bridged:
+        lifecycle.revoke(bridged, user=bridged.merge(person), actor=f.SETUP)
+        bridged.flush()
+        (command,) = bridged.scalars(select(StoreCommand)).all()
+        for _attempt in range(2):  # the first attempt failed: the acknowledgement is late
+            store_commands.record_attempt(bridged, command_id=command.id)
+        store_commands.record_acknowledgements(
+            bridged, acknowledged={command.id: utcnow()}, reinvalidate_after=0
+        )
+        bridged.flush()
+        store_cutoff, again = bridged.scalars(
+            select(KeyCutoff).order_by(KeyCutoff.via_store.desc())
+        ).all()
+        assert store_cutoff.via_store and again.command == "key.reinvalidate"
+
+        assert cutoffs.claim_due(bridged, lease=LEASE) == [key.id]  # the re-invalidation
+        reviews.record_invalidation(
+            bridged, key_ids=[key.id], reason="late store acknowledgement", called_at=utcnow()
+        )
+        bridged.flush()
+        bridged.refresh(store_cutoff)
+        bridged.refresh(again)
+        assert again.acknowledged_at is not None
+        assert store_cutoff.acknowledged_at is None  # its own caller finishes it
+        assert store_commands.keys_for_the_gateway(bridged, key_ids=[key.id]) == [key.id]
+
+        store_commands.record_gateway_invalidation(bridged, key_ids=[key.id], called_at=utcnow())
+        bridged.flush()
+        bridged.refresh(store_cutoff)
+        assert store_cutoff.acknowledged_at is not None
+        assert cutoffs.proofs_pending(bridged, key_ids=[key.id]) == {command.id: key.id}
+        bridged.rollback()
+
+
 def test_two_reapers_at_once_open_one_incident_and_alarm_once(session, sessions):
     """The first reaper has opened the incident and not committed yet when a second finds
     other keys of the organisation overdue: they join that incident, no second alarm."""
