@@ -497,6 +497,35 @@ def is_transient(error: exc.DBAPIError) -> bool:
     return True  # no SQLSTATE from PostgreSQL: the connection itself failed
 
 
+STATEMENT_LOGGED = 300  # characters of the failed statement a log line carries
+
+
+def database_error_facts(error: BaseException) -> dict[str, Any]:
+    """What a log line says of a database error, to tell its cause apart (a lock timeout from
+    a statement timeout, a dropped connection, an exhausted pool): SQLAlchemy's class, the
+    driver's, PostgreSQL's SQLSTATE with its message and context (which lock, which relation),
+    SQLite's message, and the statement's first characters. Never the statement's parameters
+    (they hold the request's data, a token's hash) nor the connection's URL."""
+    cause = getattr(error, "orig", None) or error
+    facts: dict[str, Any] = {
+        "error_class": type(error).__name__,
+        "driver_error": f"{type(cause).__module__}.{type(cause).__qualname__}",
+    }
+    if isinstance(error, exc.DBAPIError):
+        facts["connection_invalidated"] = error.connection_invalidated
+        if error.statement:
+            facts["statement"] = " ".join(error.statement.split())[:STATEMENT_LOGGED]
+    sqlstate = getattr(cause, "sqlstate", None)
+    diag = getattr(cause, "diag", None)
+    if sqlstate:
+        facts["sqlstate"] = sqlstate
+        facts["message"] = getattr(diag, "message_primary", None)
+        facts["context"] = getattr(diag, "context", None)
+    elif isinstance(cause, sqlite3.Error):
+        facts["message"] = str(cause)
+    return facts
+
+
 def is_unavailable(error: BaseException) -> bool:
     """The database refused or dropped the connection, or was too busy for this statement:
     the same work may succeed when tried again (a missing table or a bad statement will not)."""

@@ -13,7 +13,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from models import errors
-from models.db import is_unavailable
+from models.db import database_error_facts, is_unavailable
+from webhooks.context import app_state
 
 log = structlog.get_logger(__name__)
 
@@ -108,8 +109,10 @@ def database_problem(error: Exception) -> Response:
     if isinstance(error, DBAPIError) and not is_unavailable(error):
         return render_error(unexpected_problem)(error)
     route = request.url_rule.rule if request.url_rule else "unmatched"
-    cause = getattr(error, "orig", None) or error
-    log.warning("request.database_busy", route=route, error_type=type(cause).__name__)
+    facts = database_error_facts(error)
+    if isinstance(error, PoolTimeout):  # every connection of the pool was in use meanwhile
+        facts["pool"] = app_state().engine.pool.status()
+    log.warning("request.database_busy", route=route, **facts)
     busy = errors.Busy(
         "the database is busy; send the request again", retry_after=BUSY_RETRY_AFTER_SECONDS
     )

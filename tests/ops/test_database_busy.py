@@ -13,6 +13,7 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
+from structlog.testing import capture_logs
 from werkzeug.test import TestResponse
 
 from models.access import Viewer
@@ -205,3 +206,62 @@ def test_the_odock_push_api_is_503_with_retry_after_while_locked_as_its_document
         schema = documented["content"]["application/problem+json"]["schema"]
         assert violations(schema, response.get_json()) == [], response.get_json()
     assert client.put(f"/odock/v1/keys/{uuid4()}", json=key, headers=auth).status_code == 200
+
+
+def busy_logged(logs: list[dict]) -> dict:
+    (entry,) = [entry for entry in logs if entry["event"] == "request.database_busy"]
+    return entry
+
+
+def test_a_busy_embedded_database_is_logged_with_what_sqlite_said(apps, embedded):
+    own, tokens = embedded
+    client = apps.for_settings(own).test_client()
+    body = {"schemas": [SCIM_USER], "userName": "ada@example.com", "active": True}
+    writer = sqlite3.connect(own.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    try:
+        with capture_logs() as logs:
+            refused = client.post(
+                "/scim/v2/Users", json=body, headers={"Authorization": f"Bearer {tokens['scim']}"}
+            )
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert refused.status_code == 503
+    entry = busy_logged(logs)
+    assert entry["route"] == "/scim/v2/Users"
+    assert (entry["error_class"], entry["driver_error"]) == (
+        "OperationalError",
+        "sqlite3.OperationalError",
+    )
+    assert entry["message"] == "database is locked" and "sqlstate" not in entry
+    assert tokens["scim"] not in repr(logs) and "ada@example.com" not in repr(logs)
+
+
+def test_a_lock_timeout_on_postgresql_is_logged_with_its_sqlstate_and_lock(
+    apps, settings, session, engine, database_url
+):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's lock timeout (the embedded case is the test above)")
+    org = f.make_org(session)
+    secret = f.scim_token(session, org)
+    session.commit()
+    client = apps.for_settings(settings.model_copy(update={"web_database_lock_timeout": 0.2}))
+    body = {"schemas": [SCIM_USER], "userName": "ada@example.com", "active": True}
+    with engine.connect() as holder:
+        holder.execute(text("LOCK TABLE scim_users IN ACCESS EXCLUSIVE MODE"))
+        with capture_logs() as logs:
+            refused = client.test_client().post(
+                "/scim/v2/Users", json=body, headers={"Authorization": f"Bearer {secret}"}
+            )
+        holder.rollback()
+    assert refused.status_code == 503, refused.text
+    entry = busy_logged(logs)
+    assert (entry["error_class"], entry["driver_error"], entry["sqlstate"]) == (
+        "OperationalError",
+        "psycopg.errors.LockNotAvailable",
+        "55P03",
+    )
+    assert entry["message"] == "canceling statement due to lock timeout"
+    assert "scim_users" in entry["statement"]
+    assert secret not in repr(logs) and "ada@example.com" not in repr(logs)

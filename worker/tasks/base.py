@@ -18,7 +18,7 @@ import structlog
 from celery import current_task
 
 from models.backoff import backoff
-from models.db import is_unavailable
+from models.db import database_error_facts, is_unavailable
 from worker.celery_app import celery_app
 from worker.runtime import runtime
 
@@ -83,7 +83,12 @@ def _retries_left() -> bool:
 def _retry_later(error: Exception) -> BaseException:
     """Celery's Retry of the running task, already sent with its countdown."""
     retries = current_task.request.retries
-    log.warning("task.database_unavailable_retrying", task=current_task.name, retries=retries)
+    log.warning(
+        "task.database_unavailable_retrying",
+        task=current_task.name,
+        retries=retries,
+        **database_error_facts(error),
+    )
     retry: BaseException = current_task.retry(
         exc=error, countdown=database_retry_delay(retries), throw=False
     )
