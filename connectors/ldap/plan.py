@@ -176,6 +176,7 @@ ITEM_TYPES: dict[str, type[PlanItem]] = {
     "relinks": Relink,
     "updates": Update,
     "revokes": Revoke,
+    "holds": Revoke,
     "reactivates": Reactivate,
     "roles": RoleChange,
     "team_adds": TeamAdd,
@@ -197,6 +198,9 @@ class Plan:
     relinks: list[Relink] = field(default_factory=list)
     updates: list[Update] = field(default_factory=list)
     revokes: list[Revoke] = field(default_factory=list)
+    # people another source revoked whom the directory now says are inactive too: it stands
+    # beside that source (the lifecycle policy), nobody loses access, so no threshold counts it
+    holds: list[Revoke] = field(default_factory=list)
     reactivates: list[Reactivate] = field(default_factory=list)
     roles: list[RoleChange] = field(default_factory=list)
     team_adds: list[TeamAdd] = field(default_factory=list)
@@ -264,6 +268,7 @@ class Plan:
             "relink": len(self.relinks),
             "update": len(self.updates),
             "revoke": len(self.revokes),
+            "hold": len(self.holds),
             "reactivate": len(self.reactivates),
             "role": len(self.roles),
             "team_add": len(self.team_adds),

@@ -51,6 +51,9 @@ class Known:
     # REVOKED by the schedule when the end date this directory gave passed: that date (ISO
     # 8601 UTC); a later one still to come, or none, brings them back (the policy's rule).
     ended_at: str = ""
+    # REVOKED by another source, beside which this directory does not stand yet: an entry
+    # disabled, expired or gone makes it stand (a `holds` item), as the policy says.
+    joins: bool = False
     deleted: bool = False
     seen: bool = False  # read in this run (a flag here costs less than a set of 100,000 ids)
 
@@ -275,7 +278,7 @@ class Reconciler:
                 del self._claimed_emails[claim]
             if self.listener is not None:
                 self.listener.withdrawn(item)
-        for name in ("links", "relinks", "updates", "reactivates", "revokes"):
+        for name in ("links", "relinks", "updates", "reactivates", "revokes", "holds"):
             items = getattr(self.plan, name)
             kept = [item for item in items if item.external_id != ext]
             if len(kept) != len(items):
@@ -345,15 +348,13 @@ class Reconciler:
         ref = Reactivate(user_id=known.user_id, external_id=person.external_id, email=known.email)
         ended = self._ended(person)
         if ended:
+            item = Revoke(
+                user_id=ref.user_id, external_id=ref.external_id, email=ref.email, reason=ended
+            )
             if known.status != "REVOKED":
-                self.plan.revokes.append(
-                    Revoke(
-                        user_id=ref.user_id,
-                        external_id=ref.external_id,
-                        email=ref.email,
-                        reason=ended,
-                    )
-                )
+                self.plan.revokes.append(item)
+            elif known.joins:
+                self.plan.holds.append(item)
             else:
                 self.plan.unchanged += 1
             return
@@ -450,16 +451,19 @@ class Reconciler:
             )
             return
         for ext, known in self.known.items():
-            if not known.seen and known.status != "REVOKED" and not known.deleted:
-                self.plan.revokes.append(
-                    Revoke(
-                        user_id=known.user_id,
-                        external_id=ext,
-                        email=known.email,
-                        reason="no longer in the directory",
-                        removed=True,
-                    )
-                )
+            if known.seen or known.deleted:
+                continue
+            gone = Revoke(
+                user_id=known.user_id,
+                external_id=ext,
+                email=known.email,
+                reason="no longer in the directory",
+                removed=known.status != "REVOKED",  # the link of someone revoked stays as it is
+            )
+            if known.status != "REVOKED":
+                self.plan.revokes.append(gone)
+            elif known.joins:
+                self.plan.holds.append(gone)
         self._count_linked_people()
 
     def plan_groups(
@@ -619,6 +623,7 @@ _RECHECKED: dict[str, tuple[str, ...]] = {
     "relinks": ("external_id", "previous_external_id"),
     "updates": ("external_id",),
     "revokes": ("external_id",),
+    "holds": ("external_id",),
     "reactivates": ("external_id",),
     "roles": ("external_id", "role"),
     "team_adds": ("team", "external_id"),

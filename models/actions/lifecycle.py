@@ -278,10 +278,15 @@ def _may_reactivate_over(standing: list[Source], source: Source) -> bool:
     )
 
 
+def _joining(standing: list[Source], sources: Iterable[Source]) -> list[Source]:
+    """Of these sources asserting a revoked person inactive, those that would now stand."""
+    return sorted({s for s in sources if s not in NOT_STANDING and s not in standing})
+
+
 def _stand_beside(revocation: Revocation, sources: Iterable[Source]) -> list[Source]:
     """These sources also hold the person inactive now; returns those newly standing."""
     standing = standing_sources(revocation)
-    joining = sorted({s for s in sources if s not in NOT_STANDING and s not in standing})
+    joining = _joining(standing, sources)
     if joining:
         revocation.standing_sources = [s.value for s in [*standing, *joining]]
     return joining
@@ -459,6 +464,11 @@ class Reactivation:
     # The end date whose passing made the schedule revoke them, when the source set it: a
     # later one still to come, or none, from the source brings them back (see end_extended).
     ended_at: datetime | None
+    # The source does not hold them out yet: saying they are inactive (disabled, expired,
+    # gone) makes it stand beside the revoking source (set_active), so that source alone
+    # cannot bring them back over it. A planner that skipped this left the person to the
+    # revoking source: SCIM's active=true brought back someone the directory had disabled.
+    joins: bool = False
 
 
 def reactivations(
@@ -483,6 +493,7 @@ def _reactivation(revocation: Revocation | None, source: Source) -> Reactivation
     return Reactivation(
         allowed=_may_reactivate_over(standing, source),
         ended_at=ended[0] if ended is not None and ended[1] is source else None,
+        joins=revocation is not None and bool(_joining(standing, [source])),
     )
 
 

@@ -95,6 +95,8 @@ def apply_directory_plan(
         _guarded(applied, back, partial(_reactivate, session, owned, back, actor, applied))
     for revoke in plan.revokes:
         _guarded(applied, revoke, partial(_revoke, session, owned, revoke, actor, applied))
+    for hold in plan.holds:
+        _guarded(applied, hold, partial(_hold, session, owned, hold, actor))
     for role in plan.roles:
         _guarded(applied, role, partial(_set_role, session, owned, role, actor, applied))
     # Retired first: a retired team's memberships go with it, not one by one.
@@ -272,6 +274,7 @@ class _OwnedLinks:
                 plan.updates,
                 plan.reactivates,
                 plan.revokes,
+                plan.holds,
                 plan.roles,
             )
             for item in items
@@ -464,6 +467,14 @@ def _revoke(
         applied.revoked += 1
     if item.removed:
         mark_link_deleted(session, link=link, actor=actor)
+
+
+def _hold(session: Session, owned: _OwnedLinks, item: Revoke, actor: Actor) -> None:
+    """Another source revoked the person; the directory says they are inactive too: through
+    the policy, it now stands beside that source (audited `user.revocation_joined`)."""
+    link = owned.get(item.external_id)
+    if link is not None:
+        set_active(session, user=link.user, active=False, actor=actor, reason=item.reason)
 
 
 def _set_role(

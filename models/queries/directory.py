@@ -149,12 +149,14 @@ def fetch_plain(session: Session, query: Select[*tuple[Any, ...]]) -> Iterator[t
 
 
 def _mark_reactivatable(session: Session, known: dict[str, Known]) -> None:
-    """Which revoked people a sync may bring back is the lifecycle policy's decision."""
+    """Which revoked people a sync may bring back, and which it would stand beside the
+    revoking source on (it says they are inactive too), is the lifecycle policy's decision."""
     revoked = {
         uuid.UUID(k.user_id): k for k in known.values() if k.status == UserStatus.REVOKED.value
     }
     for user_id, may in lifecycle.reactivations(session, revoked, Source.LDAP):
         revoked[user_id].reactivatable = may.allowed
+        revoked[user_id].joins = may.joins
         if may.ended_at is not None:
             revoked[user_id].ended_at = may.ended_at.astimezone(UTC).strftime(ISO_FORMAT)
 

@@ -41,6 +41,7 @@ class PlanDiff:
     linked: list[Change] = field(default_factory=list)
     updated: list[Change] = field(default_factory=list)
     revoked: list[Change] = field(default_factory=list)
+    held_out: list[Change] = field(default_factory=list)  # revoked by another source already
     reactivated: list[Change] = field(default_factory=list)
     moved: list[Change] = field(default_factory=list)
     joined: list[Change] = field(default_factory=list)
@@ -64,6 +65,7 @@ class PlanDiff:
             ("created", "Created", self.created),
             ("linked", "Linked to an existing account", self.linked),
             ("reactivated", "Reactivated", self.reactivated),
+            ("held_out", "Held out beside another source's revocation", self.held_out),
             ("updated", "Updated", self.updated),
             ("joined", "Added to a team", self.joined),
             ("promoted", "Given another role", self.promoted),
@@ -87,6 +89,7 @@ def plan_diff(session: Session, run: DirectorySyncRun) -> PlanDiff:
         updated=[Change(who(i), _fields(i.get("fields", {}))) for i in plan.get("updates", [])],
         revoked=[Change(who(i), i.get("reason", "")) for i in plan.get("revokes", [])],
         reactivated=[Change(who(i)) for i in plan.get("reactivates", [])],
+        held_out=[Change(who(i), i.get("reason", "")) for i in plan.get("holds", [])],
         teams_retired=[str(i.get("team", i.get("name", ""))) for i in plan.get("team_retires", [])],
         errors=[
             UnusedEntry(str(i.get("dn") or ""), str(i.get("message", "")))

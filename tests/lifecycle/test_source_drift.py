@@ -1,0 +1,311 @@
+"""Two sources speak of one person in turn, each through its real entry point: SCIM over
+HTTP, an LDAP sync against slapd, the IdP event receiver and its drain, the admin API, the
+enrollment page. Whatever the order, the lifecycle policy decides (docs/lifecycle.md): a
+leaver comes back only by the source that holds them out, or an admin, and every refusal
+is audited."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from models.access import Viewer
+from models.actions import invitations
+from models.actions.directory_connectors import update_connector
+from models.actor import Actor
+from models.db import SessionFactory
+from models.entities import AuditEvent, DirectoryConnector, Organisation, User, VirtualApiKey
+from models.enums import Role, Source, UserStatus
+from tests.events.conftest import configure as configure_hooks
+from tests.events.conftest import generic, signed
+from tests.invitations.conftest import IDENTITY_HEADER
+from tests.ldap.conftest import Directory
+from tests.scim.conftest import ScimClient, ops
+from tests.support import factories as f
+
+LOCKED = b"000001010000Z"  # ppolicy's administrative lock: disabled in the directory
+REFUSED = "user.reactivation_refused"
+
+
+@dataclass
+class Scene:
+    """One organisation every source speaks to, and Alice: imported by an LDAP sync, linked
+    by SCIM and by the IdP's events, with a key of her own."""
+
+    sessions: SessionFactory
+    client: FlaskClient
+    scim: ScimClient
+    admin: dict[str, str]
+    directory: Directory
+    connector: DirectoryConnector
+    sync: Callable[..., Any]
+    events_url: str
+    signing_secret: str
+    user_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    key_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    scim_id: str = ""
+    invitation_token: str = ""
+    answers: list[Any] = field(default_factory=list)
+
+    @property
+    def email(self) -> str:
+        return f"alice@{self.directory.domain}"
+
+    def state(self) -> tuple[UserStatus, bool]:
+        with self.sessions() as s:
+            user = s.get_one(User, self.user_id)
+            key = s.get_one(VirtualApiKey, self.key_id)
+            found = user.status, key.revoked
+            s.rollback()
+        return found
+
+    def events(self) -> list[AuditEvent]:
+        with self.sessions() as s:
+            query = select(AuditEvent).where(AuditEvent.target_id == str(self.user_id))
+            found = list(s.scalars(query.order_by(AuditEvent.occurred_at)))
+            s.expunge_all()
+            s.rollback()
+        return found
+
+
+def scim_body(scene: Scene, active: bool) -> dict[str, Any]:
+    return {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": scene.email,
+        "emails": [{"value": scene.email, "primary": True}],
+        "name": {"givenName": "Alice", "familyName": "Liddell"},
+        "active": active,
+    }
+
+
+def scim_create(scene: Scene) -> None:
+    answer = scene.scim.post("/Users", scim_body(scene, True))
+    assert answer.status_code == 201, answer.text
+    scene.scim_id = answer.json["id"]
+    scene.answers.append(answer)
+
+
+def scim_patch(active: bool) -> Callable[[Scene], None]:
+    def step(scene: Scene) -> None:
+        body = ops({"op": "replace", "path": "active", "value": active})
+        answer = scene.scim.patch(f"/Users/{scene.scim_id}", body)
+        assert answer.status_code == 200, answer.text
+        scene.answers.append(answer)
+
+    return step
+
+
+def scim_put(active: bool) -> Callable[[Scene], None]:
+    def step(scene: Scene) -> None:
+        answer = scene.scim.put(f"/Users/{scene.scim_id}", scim_body(scene, active))
+        assert answer.status_code == 200, answer.text
+        scene.answers.append(answer)
+
+    return step
+
+
+def scim_delete(scene: Scene) -> None:
+    answer = scene.scim.delete(f"/Users/{scene.scim_id}")
+    assert answer.status_code == 204, answer.text
+
+
+def ldap(enabled: bool) -> Callable[[Scene], None]:
+    def step(scene: Scene) -> None:
+        dn = scene.directory.person_dn("alice")
+        if enabled:
+            scene.directory.replace(dn, "pwdAccountLockedTime")
+        else:
+            scene.directory.replace(dn, "pwdAccountLockedTime", LOCKED)
+        outcome = scene.sync(scene.connector)
+        assert outcome.status == "succeeded", outcome
+
+    return step
+
+
+def event(kind: str) -> Callable[[Scene], None]:
+    def step(scene: Scene) -> None:
+        from worker.tasks.idp_events import drain_deliveries
+
+        payload = generic(kind, user={"email": scene.email, "external_id": "evt-alice"})
+        body, headers = signed(scene.signing_secret, payload)
+        answer = scene.client.post(scene.events_url, data=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+        with scene.sessions() as s:
+            organisation_id = s.get_one(User, scene.user_id).organisation_id
+            s.rollback()
+        assert drain_deliveries(str(organisation_id)) == 1
+
+    return step
+
+
+def admin(verb: str) -> Callable[[Scene], None]:
+    def step(scene: Scene) -> None:
+        path = f"/api/v1/users/{scene.user_id}/{verb}"
+        body = {"reason": "drift sweep"} if verb == "revoke" else {}
+        answer = scene.client.post(path, json=body, headers=scene.admin)
+        assert answer.status_code == 200, answer.text
+        scene.answers.append(answer)
+
+    return step
+
+
+def accept_invitation(scene: Scene) -> None:
+    url, who = f"/enroll/{scene.invitation_token}", {IDENTITY_HEADER: scene.email}
+    page = scene.client.get(url, headers=who).text
+    found = re.search(r'name="form_key" value="([0-9a-f]+)"', page)
+    data = {"name": "Alice Again", "form_key": found.group(1) if found else ""}
+    scene.answers.append(scene.client.post(url, data=data, headers=who))
+
+
+@pytest.fixture
+def scene(session, sessions, apps, enroll_settings, directory, make_connector, sync) -> Scene:
+    connector = make_connector()
+    org = session.get_one(Organisation, connector.organisation_id)
+    boss = f.make_user(session, org, role=Role.ORG_ADMIN, email="boss@corp.test")
+    auth = {"Authorization": f"Bearer {f.admin_token(session, org, boss)}"}
+    hooked = configure_hooks(session, enroll_settings, org)
+    scim = f.scim_token(session, org)
+    session.commit()
+    client = apps.for_settings(enroll_settings).test_client()
+    scene = Scene(
+        sessions=sessions,
+        client=client,
+        scim=ScimClient(client, scim),
+        admin=auth,
+        directory=directory,
+        connector=connector,
+        sync=sync,
+        events_url=hooked.events_url,
+        signing_secret=hooked.signing_secret,
+    )
+    # Sent before the import: the link is in Alice's mailbox whatever the sources do later.
+    viewer = Viewer.for_user(boss)
+    scene.invitation_token = invitations.invite(
+        session,
+        viewer=viewer,
+        email=scene.email,
+        role=Role.USER,
+        actor=Actor(Source.ADMIN, viewer.name, viewer.user_id),
+        secret_key=enroll_settings.secret_key,
+    ).token
+    session.commit()
+    assert sync(connector).status == "succeeded"
+    alice = session.scalar(select(User).where(User.email_key == scene.email))
+    assert alice is not None and alice.status is UserStatus.ACTIVE
+    scene.user_id = alice.id
+    key = f.make_key(session, org, owner=alice)
+    scene.key_id = key.id
+    session.commit()
+    scim_create(scene)
+    event("user.updated")(scene)  # links the events source by email
+    return scene
+
+
+SCIM_OFF, SCIM_ON = scim_patch(False), scim_patch(True)
+LDAP_OFF, LDAP_ON = ldap(False), ldap(True)
+EVENT_OFF, EVENT_ON = event("user.deactivated"), event("user.reactivated")
+ADMIN_REVOKE, ADMIN_REACTIVATE = admin("revoke"), admin("reactivate")
+OUT, BACK = (UserStatus.REVOKED, True), (UserStatus.ACTIVE, False)
+
+
+@dataclass(frozen=True)
+class Sequence:
+    steps: tuple[Callable[[Scene], None], ...]
+    ends: tuple[UserStatus, bool]  # the person's status, and whether their key is revoked
+    refused_by: str | None = None  # the source whose attempt to bring them back is refused
+    answered: int | None = None  # the HTTP status the last step is answered with
+
+
+SEQUENCES = {
+    "scim off, ldap sees enabled": Sequence((SCIM_OFF, LDAP_ON), OUT),
+    "admin revokes, scim patch active": Sequence((ADMIN_REVOKE, SCIM_ON), OUT, "scim"),
+    "ldap disables, invitation accepted": Sequence(
+        (LDAP_OFF, accept_invitation), OUT, answered=409
+    ),
+    "event deactivates, scim put active": Sequence((EVENT_OFF, scim_put(True)), OUT, "scim"),
+    "scim off, event reactivates": Sequence((SCIM_OFF, EVENT_ON), OUT, "events"),
+    "ldap disables, scim patch active": Sequence((LDAP_OFF, SCIM_ON), OUT, "scim"),
+    "ldap disables, admin reactivates": Sequence((LDAP_OFF, ADMIN_REACTIVATE), BACK),
+    "admin revokes, ldap sees enabled": Sequence((ADMIN_REVOKE, LDAP_ON), OUT),
+    "event deactivates, ldap sees enabled": Sequence((EVENT_OFF, LDAP_ON), OUT),
+    "scim off, scim on": Sequence((SCIM_OFF, SCIM_ON), BACK),
+    "admin revokes, event reactivates": Sequence((ADMIN_REVOKE, EVENT_ON), OUT, "events"),
+    "scim deletes, scim creates again": Sequence((scim_delete, scim_create), BACK),
+    "ldap disables, scim deletes and creates again": Sequence(
+        (LDAP_OFF, scim_delete, scim_create), OUT, "scim"
+    ),
+    "admin revokes, scim deletes and creates again": Sequence(
+        (ADMIN_REVOKE, scim_delete, scim_create), OUT, "scim"
+    ),
+    "scim and ldap off, ldap on": Sequence((SCIM_OFF, LDAP_OFF, LDAP_ON), OUT, "ldap"),
+    "scim and ldap off, scim on": Sequence((SCIM_OFF, LDAP_OFF, SCIM_ON), OUT, "scim"),
+    "event and ldap off, event on": Sequence((EVENT_OFF, LDAP_OFF, EVENT_ON), OUT, "events"),
+    "scim and ldap off, both on": Sequence((SCIM_OFF, LDAP_OFF, LDAP_ON, SCIM_ON), BACK),
+    "event and scim off, event on": Sequence((EVENT_OFF, SCIM_OFF, EVENT_ON), OUT, "events"),
+    "ldap and event off, ldap on": Sequence((LDAP_OFF, EVENT_OFF, LDAP_ON), OUT, "ldap"),
+    "admin revokes, invitation accepted": Sequence(
+        (ADMIN_REVOKE, accept_invitation), OUT, answered=409
+    ),
+    "event off, event on": Sequence((EVENT_OFF, EVENT_ON), BACK),
+    "ldap off, ldap on": Sequence((LDAP_OFF, LDAP_ON), BACK),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENCES))
+def test_two_sources_in_turn(scene, name):
+    sequence = SEQUENCES[name]
+    for step in sequence.steps:
+        step(scene)
+    assert scene.state() == sequence.ends
+    if sequence.answered is not None:
+        assert scene.answers[-1].status_code == sequence.answered, scene.answers[-1].text
+    actions = [e.action for e in scene.events()]
+    if sequence.ends == BACK:
+        assert actions[-1] == "user.reactivated" or "user.reactivated" in actions
+    if sequence.refused_by is not None:
+        refusals = [e for e in scene.events() if e.action == REFUSED]
+        assert refusals and refusals[-1].source.value == sequence.refused_by
+    if sequence.ends == OUT:
+        shown = scene.scim.get(f"/Users/{scene.scim_id}")
+        assert shown.status_code in (200, 404)
+        if shown.status_code == 200:
+            assert shown.json["active"] is False
+
+
+def gate_every_revocation(scene: Scene, session, settings) -> None:
+    """The connector's safety threshold holds any directory run that revokes anyone."""
+    connector = session.get_one(DirectoryConnector, scene.connector.id)
+    safety = {"thresholds": {"revoke": {"count": 0, "percent": 100}}}
+    update_connector(
+        session,
+        connector=connector,
+        fields={"safety": safety},
+        bind_password=None,
+        settings=settings,
+        actor=f.SETUP,
+    )
+    session.commit()
+
+
+def test_the_directory_holding_out_whom_scim_revoked_is_no_revocation_to_gate(
+    scene, session, settings
+):
+    """SCIM deactivates Alice; the directory disables her: the run holds her out beside SCIM
+    (audited) without waiting for an admin, since nobody loses access by it."""
+    gate_every_revocation(scene, session, settings)
+    SCIM_OFF(scene)
+    scene.directory.replace(scene.directory.person_dn("alice"), "pwdAccountLockedTime", LOCKED)
+    outcome = scene.sync(scene.connector)
+    assert outcome.status == "succeeded", outcome
+    assert outcome.summary["hold"] == 1 and outcome.summary["revoke"] == 0
+    (joined,) = [e for e in scene.events() if e.action == "user.revocation_joined"]
+    assert joined.source.value == "ldap"
+    assert (joined.after or {})["standing_sources"] == ["scim", "ldap"]
+    assert scene.state() == OUT
