@@ -18,7 +18,7 @@ from models import audit, encryption, inbound_secrets, unique_rows
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import EventHookConfig, Organisation
-from models.errors import InvalidInput
+from models.errors import InvalidInput, NotFound
 from models.inbound_secrets import AddedSecret
 from models.secrets import new_secret
 
@@ -82,8 +82,13 @@ def _check_custom_header(custom_header: tuple[str, str], header_name: str) -> No
 
 
 def clear_okta_secret(session: Session, *, organisation: Organisation, actor: Actor) -> None:
-    config = get_config(session, organisation.id)
-    inbound_secrets.lock(session, config)
+    """Remove the Okta secret; NotFound when none is set (nothing to clear, nothing audited),
+    as a removal of any other absent thing."""
+    config = session.get(EventHookConfig, organisation.id)
+    if config is not None:
+        inbound_secrets.lock(session, config)  # read again: a clear may have committed since
+    if config is None or config.okta_secret_hash is None:
+        raise NotFound("no Okta secret is set")
     config.okta_secret_hash = config.okta_custom_header_name = None
     config.okta_custom_header_hash = None
     config.updated_at = utcnow()

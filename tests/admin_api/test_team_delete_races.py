@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from models.actions import teams as team_actions
 from models.actor import Actor
 from models.db import SessionFactory
-from models.entities import AuditEvent, Team
+from models.entities import AuditEvent, Team, User
 from models.enums import Source
 from tests.admin_api.conftest import World
 from tests.scim.conftest import live_server as _live_server
@@ -67,3 +67,36 @@ def test_a_member_added_or_removed_while_the_team_is_deleted_is_not_found(
         ).all()
         assert fresh.get(Team, world.beta) is None
     assert trail == ["team.member_added"]  # the outsider's, when the world was built
+
+
+def removing(team: uuid.UUID, user: uuid.UUID) -> Callable[[Session], None]:
+    def hold(own: Session) -> None:
+        found = own.get_one(Team, team)
+        member = own.get_one(User, user)
+        assert team_actions.remove_from_team(own, team=found, user=member, actor=ADMIN)
+        own.flush()
+
+    return hold
+
+
+def test_a_member_removed_while_another_removal_commits_is_not_found(
+    engine: Engine, sessions: SessionFactory, world: World, live_server: str, app: Flask
+) -> None:
+    """The DELETE finds the membership, then waits for its lock while another removal holds
+    it; once that commits there is nothing left to remove: 404, as a DELETE of a membership
+    that is gone answers when it comes later, and no second `team.member_removed`. It was a
+    204 (the locked read again found nothing, and the route did not ask)."""
+    (answer,) = while_held(
+        engine,
+        removing(world.beta, world.users["outsider"]),
+        [membership(live_server, world, "DELETE", "outsider")],
+    )
+    assert answer.status_code == 404, answer.text
+    assert answer.headers["Content-Type"] == "application/problem+json"
+    with sessions() as fresh:
+        removed = fresh.scalars(
+            select(AuditEvent.id)
+            .where(AuditEvent.target_id == str(world.beta))
+            .where(AuditEvent.action == "team.member_removed")
+        ).all()
+    assert len(removed) == 1

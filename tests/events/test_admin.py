@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from cli.main import main
 from models.actions import idp_events
-from models.entities import EventHookConfig, OutboxMessage, ReceivedDelivery
+from models.entities import AuditEvent, EventHookConfig, OutboxMessage, ReceivedDelivery
 from models.enums import Role
 from tests.events import okta_payloads as okta
 from tests.events.conftest import okta_headers, signed
@@ -157,3 +157,31 @@ def test_a_custom_header_named_as_the_authorization_header_is_refused(client, se
     assert refused.mimetype == "application/problem+json"
     shown = client.get("/api/v1/event-hooks", headers=headers).json
     assert shown["okta"]["configured"] is False
+
+
+def test_clearing_an_okta_secret_that_is_not_set_is_a_404_and_audits_nothing(client, session):
+    """A DELETE of what is absent is a 404 in the admin API (as DELETE /sign-in/oidc and a
+    signing secret's); DELETE /event-hooks/okta answered 204 with no secret set, and wrote an
+    `event_hooks.okta_secret_cleared` for a change that did not happen (before and after)."""
+    org = f.make_org(session)
+    headers = admin_headers(session, org)
+
+    def cleared_events() -> int:
+        found = session.scalars(
+            select(AuditEvent.id).where(
+                AuditEvent.organisation_id == org.id,
+                AuditEvent.action == "event_hooks.okta_secret_cleared",
+            )
+        ).all()
+        session.rollback()
+        return len(found)
+
+    never_set = client.delete("/api/v1/event-hooks/okta", headers=headers)
+    assert never_set.status_code == 404, never_set.get_data(as_text=True)
+    assert never_set.mimetype == "application/problem+json"
+    assert cleared_events() == 0
+    assert client.put("/api/v1/event-hooks/okta", json={}, headers=headers).status_code == 200
+    assert client.delete("/api/v1/event-hooks/okta", headers=headers).status_code == 204
+    again = client.delete("/api/v1/event-hooks/okta", headers=headers)
+    assert again.status_code == 404, again.get_data(as_text=True)
+    assert cleared_events() == 1

@@ -362,3 +362,27 @@ def test_a_group_named_before_the_name_rule_keeps_working_and_can_be_renamed(sci
     assert renamed.status_code in (200, 204), renamed.json
     assert scim.get(group).json["displayName"] == "Admins"
     assert scim.delete(group).status_code == 204
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        lambda cy: {"op": "remove", "path": f'members[value eq "{cy}"]'},
+        lambda cy: {"op": "Remove", "path": "members", "value": [{"value": cy}]},
+    ],
+    ids=["value path", "value list"],
+)
+def test_a_remove_of_someone_who_is_not_a_member_changes_nothing_and_audits_nothing(
+    scim, unchanged, session, operation
+):
+    """RFC 7644 section 3.5.2.2: a remove of a member the group does not have is no change;
+    the PATCH succeeds (an IdP sends it after a retry), and there is no `team.member_removed`
+    for a removal that did not happen."""
+    ann, cy = user(scim, "ann@example.com"), user(scim, "cy@example.com")
+    group = scim.post("/Groups", {**okta_create_group("Ops"), "members": [{"value": ann}]}).json
+    unchanged()
+    response = scim.patch(f"/Groups/{group['id']}", ops(operation(cy)))
+    assert response.status_code in (200, 204), response.json
+    unchanged()
+    removed = session.scalars(select(AuditEvent).where(AuditEvent.action == "team.member_removed"))
+    assert removed.all() == []

@@ -23,6 +23,8 @@ from webhooks.context import db_session
 
 bp = Blueprint("teams", __name__, url_prefix="/api/v1")
 
+NOT_A_MEMBER = "that user is not a member of this team"
+
 
 @bp.get("/teams")
 def index() -> dict[str, Any]:
@@ -99,8 +101,11 @@ def remove_member(team_id: uuid.UUID, user_id: uuid.UUID) -> tuple[str, int]:
     require_can_manage_team(session, viewer, team)
     user = get_user(session, viewer.organisation_id, user_id)
     if team_actions.get_membership(session, team, user) is None:
-        raise NotFound("that user is not a member of this team")
+        raise NotFound(NOT_A_MEMBER)
     require_can_change_membership(session, viewer, team, user, None)
-    team_actions.remove_from_team(session, team=team, user=user, actor=admin_actor(viewer))
+    # Read again under its lock: a removal that committed since the read above left nothing
+    # to remove, and a DELETE of what is gone is a 404 however late it finds out.
+    if not team_actions.remove_from_team(session, team=team, user=user, actor=admin_actor(viewer)):
+        raise NotFound(NOT_A_MEMBER)
     session.commit()
     return "", 204
