@@ -671,7 +671,23 @@ def recheck(held: Plan, current: Plan) -> tuple[Plan, dict[str, list[PlanItem]]]
             else:
                 still.append(match)
         setattr(kept, name, still)
+    _kept_as_holds(kept, current, dropped)
     return kept, dropped
+
+
+def _kept_as_holds(kept: Plan, current: Plan, dropped: dict[str, list[PlanItem]]) -> None:
+    """A held revocation of someone another source revoked meanwhile is the directory's
+    decision still: it stands beside that source (a hold), or that source alone could bring
+    back whom the directory disables until the next sync."""
+    holds = {item.external_id: item for item in current.holds}
+    not_revoked = [item for item in dropped.get("revokes", []) if isinstance(item, Revoke)]
+    taken = [item for item in not_revoked if item.external_id in holds]
+    kept.holds = [*kept.holds, *(holds[item.external_id] for item in taken)]
+    still_dropped: list[PlanItem] = [item for item in not_revoked if item.external_id not in holds]
+    if still_dropped:
+        dropped["revokes"] = still_dropped
+    else:
+        dropped.pop("revokes", None)
 
 
 def retired_teams(directory_teams: dict[str, str], mapped: list[str]) -> list[TeamRetire]:
@@ -679,8 +695,8 @@ def retired_teams(directory_teams: dict[str, str], mapped: list[str]) -> list[Te
 
     Decided from the connectors' mappings, never from what the directory returned: a group
     missing from a read (a hiccup, a partial result) retires nothing. Nor does a change of
-    the key rule: a team keyed by an older one is compared by its name's key today (migration
-    0047 gives the decomposed twins 0045 left a name and key of their own).
+    the key rule: a team keyed by an older one (a decomposed name migration 0045 left beside
+    its composed twin) is compared by its name's key today.
     """
     still_mapped = {name_key(name.strip()) for name in mapped}
     return [

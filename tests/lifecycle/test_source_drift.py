@@ -29,6 +29,7 @@ from tests.invitations.conftest import IDENTITY_HEADER
 from tests.ldap.conftest import Directory
 from tests.scim.conftest import ScimClient, ops
 from tests.support import factories as f
+from worker.directory_approval import apply_approval
 
 LOCKED = b"000001010000Z"  # ppolicy's administrative lock: disabled in the directory
 REFUSED = "user.reactivation_refused"
@@ -309,3 +310,54 @@ def test_the_directory_holding_out_whom_scim_revoked_is_no_revocation_to_gate(
     assert joined.source.value == "ldap"
     assert (joined.after or {})["standing_sources"] == ["scim", "ldap"]
     assert scene.state() == OUT
+
+
+def held_directory_run(scene: Scene, session, settings) -> str:
+    """The directory disables Alice and the gate holds the run for an admin (quarantined):
+    she keeps her access meanwhile."""
+    gate_every_revocation(scene, session, settings)
+    scene.directory.replace(scene.directory.person_dn("alice"), "pwdAccountLockedTime", LOCKED)
+    held = scene.sync(scene.connector)
+    assert held.status == "quarantined", held
+    assert scene.state() == BACK
+    return held.run_id
+
+
+def approve_run(scene: Scene, settings, run_id: str) -> None:
+    """The admin approves over the API; the worker's apply runs here (no worker for this
+    file: the queued task waits, the next file's worker starts on purged queues)."""
+    path = f"/api/v1/directory/runs/{run_id}/approve"
+    assert scene.client.post(path, headers=scene.admin).status_code == 202
+    applied = apply_approval(scene.sessions, settings, run_id=uuid.UUID(run_id), actor=f.SETUP)
+    assert applied.status == "approved", applied
+
+
+def test_a_held_directory_revocation_approved_after_scim_deactivated_still_holds(
+    scene, session, settings
+):
+    """LDAP's revocation of Alice waits for approval; SCIM deactivates her meanwhile; the
+    admin approves LDAP's run: the directory stands beside SCIM, so SCIM's active=true does
+    not bring back someone the directory still disables."""
+    run_id = held_directory_run(scene, session, settings)
+    SCIM_OFF(scene)
+    approve_run(scene, settings, run_id)
+    SCIM_ON(scene)
+    assert scene.state() == OUT
+    refusals = [e for e in scene.events() if e.action == REFUSED]
+    assert refusals[-1].source.value == "scim"
+    assert (refusals[-1].after or {})["still_revoked_by"] == ["ldap"]
+
+
+def test_a_held_directory_revocation_waits_while_scim_deactivates_and_reactivates(
+    scene, session, settings
+):
+    """SCIM deactivates and reactivates Alice while LDAP's revocation of her waits: she is
+    back (SCIM's own), and the approval then revokes her for the directory."""
+    run_id = held_directory_run(scene, session, settings)
+    SCIM_OFF(scene)
+    SCIM_ON(scene)
+    assert scene.state() == BACK
+    approve_run(scene, settings, run_id)
+    assert scene.state() == OUT
+    revoked = [e for e in scene.events() if e.action == "user.revoked"]
+    assert [e.source.value for e in revoked] == ["scim", "ldap"]
