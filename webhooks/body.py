@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-from flask import Request, request
+from flask import Request, current_app, g, request
 from pydantic import BaseModel, ConfigDict
 from werkzeug.exceptions import NotImplemented as NotImplementedStatus
-from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from models.errors import InvalidInput
 from models.numbers import INTEGER_TEXT
@@ -183,26 +184,62 @@ def integer_text(value: str, name: str) -> int:
     return int(value)
 
 
+def limit_body(limit: int) -> None:
+    """This request's body may be at most `limit` bytes; set before anything reads it. werkzeug
+    is told one byte more: it stops reading a body without a Content-Length (chunked) at
+    request.max_content_length silently, so at the limit itself a longer body, cut short, could
+    not be told from one of exactly the limit (a JSON body over MAX_BODY_BYTES was read cut: a
+    400 "not valid JSON" instead of a 413)."""
+    g.body_limit = limit
+    request.max_content_length = limit + 1
+
+
+def read_body(
+    limit: int | None = None, too_large: Callable[[int], Exception] | None = None
+) -> bytes:
+    """The request's body, at most `limit` bytes (this request's, limit_body, when not given),
+    or `too_large(limit)` (413): a Content-Length over the limit before anything is read, a
+    chunked body once one byte past the limit is, never the rest of it. The one reader of
+    bodies: the JSON, form and webhook readers all read through it."""
+    if limit is None:
+        limit = _request_limit()
+    else:
+        limit_body(limit)  # werkzeug stops there too, unless the body was read already
+    refuse = too_large or _body_too_large
+    if (request.content_length or 0) > limit:
+        raise refuse(limit)
+    raw = request.get_data(cache=True)
+    if len(raw) > limit:
+        raise refuse(limit)
+    return raw
+
+
+def _request_limit() -> int:
+    limit: int = g.get("body_limit") or current_app.config["MAX_CONTENT_LENGTH"]
+    return limit
+
+
+def _body_too_large(limit: int) -> Exception:
+    return RequestEntityTooLarge(f"the body must be at most {limit} bytes")
+
+
 def json_body() -> Any:
     """The parsed JSON body of the request, or a clear 400 (see decode_json)."""
-    raw = request.get_data(cache=True)
+    raw = read_body()
     if not raw:
         raise UnreadableBody("a JSON body is required")
     return decode_json(raw)
 
 
 def form_fields(limit: int | None = None) -> dict[str, str]:
-    """The request's form, or a clear refusal: urlencoded, at most `limit` bytes, UTF-8 (a
+    """The request's form, or a clear refusal: urlencoded, at most `limit` bytes (FormTooLarge,
+    read no further than read_body does; this request's limit when not given), UTF-8 (a
     byte that is not was read as U+FFFD and kept), each field once (a repeat was read as its
     first value, where a proxy or filter in front may take the last), no NUL or lone
     surrogate in a name or value (check_text, as in JSON and queries)."""
     if request.mimetype != FORM_TYPE:
         raise FormRejected(f"the form must be sent as {FORM_TYPE}")
-    if limit is not None and (request.content_length or 0) > limit:
-        raise FormTooLarge(limit)
-    raw = request.get_data(cache=True)
-    if limit is not None and len(raw) > limit:
-        raise FormTooLarge(limit)
+    raw = read_body(limit, FormTooLarge)
     try:
         fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
@@ -224,7 +261,7 @@ def parse_body(schema: type[ModelT]) -> ModelT:
 
 def parse_optional_body(schema: type[ModelT]) -> ModelT:
     """For actions whose fields are all optional: no body means the defaults."""
-    if not request.get_data(cache=True):
+    if not read_body():
         return schema()
     return parse_body(schema)
 

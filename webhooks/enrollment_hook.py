@@ -19,7 +19,7 @@ from models.actions.organisations import get_organisation_by_slug
 from models.base import utcnow
 from models.errors import Conflict, NotFound
 from models.secrets import hash_secret
-from webhooks.body import RequestBody, parse_body
+from webhooks.body import RequestBody, parse_body, read_body
 from webhooks.context import db_session, settings
 from webhooks.errors import Unauthorized
 
@@ -46,7 +46,7 @@ def accepted(org_slug: str) -> dict[str, Any]:
     try:
         webhook_id = signed_webhooks.verify(
             secrets,
-            body=request.get_data(cache=True),
+            body=read_body(),
             headers=dict(request.headers),
             tolerance_seconds=settings().enrollment_webhook_tolerance_seconds,
         )

@@ -19,7 +19,7 @@ from connectors import generic_events, okta_hooks, signed_webhooks
 from models.actions import idp_events
 from models.actions.deliveries import Incoming
 from models.actions.event_hooks import HookCredentials, cached_hook_credentials
-from webhooks.body import UnacceptableValue, UnreadableBody, decode_json
+from webhooks.body import UnacceptableValue, UnreadableBody, decode_json, read_body
 from webhooks.context import EXTENSION, app_state, settings
 from webhooks.errors import problem
 from webhooks.group_commit import GroupCommit
@@ -167,14 +167,11 @@ def _okta_credentials(slug: str) -> HookCredentials:
 
 def _raw_body() -> bytes:
     """The body, refused as too large before it is read whole."""
-    limit = settings().event_max_body_bytes
-    too_large = Refused(413, "too_large", f"the body must be at most {limit} bytes")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    body = request.stream.read(limit + 1)
-    if len(body) > limit:
-        raise too_large
-    return body
+    return read_body(settings().event_max_body_bytes, _too_large)
+
+
+def _too_large(limit: int) -> Refused:
+    return Refused(413, "too_large", f"the body must be at most {limit} bytes")
 
 
 def _json(body: bytes) -> Any:

@@ -17,7 +17,7 @@ from models.actor import Actor
 from models.enums import Source, TokenScope
 from models.errors import InvalidInput, NotFound
 from webhooks.auth import require_token
-from webhooks.body import json_body
+from webhooks.body import json_body, limit_body, read_body
 from webhooks.context import db_session, settings
 from webhooks.errors import Unauthorized
 from webhooks.odock_openapi import document
@@ -39,7 +39,7 @@ def openapi_document() -> dict[str, Any]:
 def limit_and_authenticate() -> None:
     if request.endpoint == "odock.openapi_document":
         return
-    request.max_content_length = _body_limit()
+    limit_body(_body_limit())
     g.odock = require_token(TokenScope.ODOCK)
 
 
@@ -112,7 +112,7 @@ def post_event() -> tuple[dict[str, Any], int]:
     secrets = odock_bridge.signing_secrets(session, organisation_id, settings().secret_key)
     if not secrets:
         raise NotFound("no signing secret is set; run `odock-sync odock secret add`")
-    body = request.get_data(cache=True)
+    body = read_body()
     try:
         delivery_id = signed_webhooks.verify(
             secrets,

@@ -25,6 +25,7 @@ def install(app: Flask, log_level: str) -> None:
         body.check_query(req)  # every protocol refuses the same hostile queries
         body.check_path(req)  # and paths
         body.check_content_encoding(req)  # and reads no body it cannot decode
+        body.limit_body(app.config["MAX_CONTENT_LENGTH"])  # nor more of one than it accepts
         health.start_timer(state)
 
     @app.after_request

@@ -28,7 +28,7 @@ from models.enums import Source, TokenScope
 from webhooks import scim_documents
 from webhooks import scim_provider as provider
 from webhooks.auth import require_token
-from webhooks.body import UnreadableBody, decode_json, integer_text
+from webhooks.body import UnreadableBody, decode_json, integer_text, read_body
 from webhooks.context import db_session, settings, use_autocommit_session
 from webhooks.errors import Unauthorized, register_protocol_renderer
 
@@ -231,7 +231,7 @@ def scim_body() -> Any:
     media = request.mimetype
     if media and media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType(f"Content-Type {media[:60]!r} is not JSON")
-    raw = request.get_data(cache=True)
+    raw = read_body()
     if not raw:
         raise InvalidSyntax("a JSON body is required")
     return decode_json(raw)

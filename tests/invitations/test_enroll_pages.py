@@ -13,8 +13,10 @@ from models.base import utcnow
 from models.entities import Invitation, User
 from models.enums import InvitationStatus, Role, UserStatus
 from tests.invitations.conftest import IDENTITY_HEADER
+from tests.support.streamed_body import ENDLESS, StreamedBody, chunked
 
 EMAIL = "new.person@example.com"
+FORM = "application/x-www-form-urlencoded"
 
 
 def as_user(email=EMAIL):
@@ -211,3 +213,50 @@ def test_a_query_parameter_given_twice_is_an_html_400(enroll_client, issued):
     response = enroll_client.get(f"/enroll/{issued.token}?x=1&x=2", headers=as_user())
     assert response.status_code == 400 and response.mimetype == "text/html"
     assert "Traceback" not in response.text
+
+
+def padded_form(key: str, size: int) -> bytes:
+    """A valid enrollment form of exactly `size` bytes (an unread field pads it)."""
+    start = f"name=Nina+New&form_key={key}&pad=".encode()
+    return start + b"p" * (size - len(start))
+
+
+@pytest.mark.parametrize("size", [20_000, ENDLESS], ids=["20 kB", "endless"])
+def test_a_chunked_form_over_the_limit_is_refused_once_a_byte_past_it_is_read(
+    session, enroll_client, issued, enroll_settings, size
+):
+    """A form with no Content-Length (chunked) was read whole before its size was compared
+    with ENROLLMENT_MAX_FORM_BYTES: up to MAX_BODY_BYTES (1 MiB) of an endless one, and the
+    whole of a larger one that ended. The reader stops one byte past the limit."""
+    url = f"/enroll/{issued.token}"
+    key = form_key(enroll_client.get(url, headers=as_user()).text)
+    limit = enroll_settings.enrollment_max_form_bytes
+    body = StreamedBody(padded_form(key, 200), size)
+    refused = enroll_client.post(url, **chunked(body, FORM, **as_user()))
+    assert refused.status_code == 413 and kind(refused) == "too_large", refused.text[:300]
+    assert body.taken <= limit + 1, body.taken
+    nothing_changed(session, issued)
+
+
+@pytest.mark.parametrize("framing", ["chunked", "Content-Length"])
+def test_a_form_of_exactly_the_limit_is_read_and_one_byte_more_is_refused(
+    session, enroll_client, issued, enroll_settings, framing
+):
+    url = f"/enroll/{issued.token}"
+    key = form_key(enroll_client.get(url, headers=as_user()).text)
+    limit = enroll_settings.enrollment_max_form_bytes
+
+    def post(size: int):
+        if framing == "chunked":
+            body = StreamedBody(padded_form(key, size), size)
+            return enroll_client.post(url, **chunked(body, FORM, **as_user()))
+        headers = {**as_user(), "Content-Type": FORM}
+        return enroll_client.post(url, data=padded_form(key, size), headers=headers)
+
+    over = post(limit + 1)
+    assert over.status_code == 413 and kind(over) == "too_large", over.text[:300]
+    nothing_changed(session, issued)
+    session.rollback()  # end the read: on SQLite every transaction holds the write lock
+    accepted = post(limit)
+    assert accepted.status_code == 200, accepted.text[:300]
+    assert session.scalar(select(func.count(User.id)).where(User.email_key == EMAIL)) == 1

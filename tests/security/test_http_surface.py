@@ -21,6 +21,7 @@ from tests.support import factories as f
 from tests.support.served import WebProcess as Web
 from tests.support.served import web_as_served
 from tests.support.state import database_state
+from tests.support.streamed_body import ENDLESS, StreamedBody, chunked
 
 SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 
@@ -147,6 +148,49 @@ def test_a_json_body_after_a_utf8_byte_order_mark_is_read(
     assert answer.status_code == 201, answer.get_data(as_text=True)[:300]
     listed = client.get(path, headers=headers).get_data(as_text=True)
     assert "Marked" in listed
+
+
+def padded_json(document: Any, size: int) -> bytes:
+    """`document` as JSON of exactly `size` bytes (trailing spaces)."""
+    text = json.dumps(document).encode()
+    return text + b" " * (size - len(text))
+
+
+JSON_TARGETS = [
+    ("admin", "/api/v1/teams", "application/json", {"name": "Streamed"}),
+    ("scim", "/scim/v2/Groups", "application/scim+json", {**GROUP, "displayName": "Streamed"}),
+]
+
+
+@pytest.mark.parametrize("protocol, path, content_type, document", JSON_TARGETS)
+def test_a_chunked_json_body_over_the_limit_is_a_413_once_a_byte_past_it_is_read(
+    client: FlaskClient,
+    session: Session,
+    sessions: Any,
+    settings: Settings,
+    protocol: str,
+    path: str,
+    content_type: str,
+    document: Any,
+) -> None:
+    """werkzeug stops reading a body without a Content-Length at MAX_BODY_BYTES, silently:
+    a longer one was read cut short, and refused as JSON that does not end (400) or, were
+    the cut to fall where the JSON ends, read as if it were whole. It is a 413, with no more
+    than one byte past the limit read; a body of exactly the limit is read whole."""
+    headers = credentials(session)[protocol]
+    limit = settings.max_body_bytes
+    before = database_state(sessions)
+    endless = StreamedBody(json.dumps(document).encode()[:-1] + b', "x": "', ENDLESS)
+    refused = client.post(path, **chunked(endless, content_type, **headers))
+    assert refused.status_code == 413, refused.get_data(as_text=True)[:300]
+    assert_format(path, refused)
+    assert endless.taken <= limit + 1, endless.taken
+    one_more = StreamedBody(padded_json(document, limit + 1), limit + 1)
+    assert client.post(path, **chunked(one_more, content_type, **headers)).status_code == 413
+    assert database_state(sessions) == before
+    whole = StreamedBody(padded_json(document, limit), limit)
+    answer = client.post(path, **chunked(whole, content_type, **headers))
+    assert answer.status_code == 201, answer.get_data(as_text=True)[:300]
 
 
 # ---------------------------------------------------------------------------------------------
