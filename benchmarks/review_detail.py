@@ -38,7 +38,7 @@ from models.db import make_engine, make_session_factory  # noqa: E402
 from models.entities import Organisation, RevocationReview, User  # noqa: E402
 from models.enums import Role, TokenScope, UserStatus  # noqa: E402
 from models.migrate import upgrade  # noqa: E402
-from models.queries.reviews import SEVERITY_ORDER, finding_view, review_detail  # noqa: E402
+from models.queries.reviews import SEVERITY_ORDER, finding_views, review_detail  # noqa: E402
 from models.settings import Settings  # noqa: E402
 
 RUNS = 2
@@ -142,7 +142,7 @@ def everything(session: Any, review_id: uuid.UUID) -> list[dict[str, Any]]:
             f.kind,
         ),
     )
-    return [finding_view(finding) for finding in findings]
+    return finding_views(session, findings)
 
 
 def report(label: str, run: Callable[[], int]) -> None:

@@ -159,7 +159,7 @@ def recert_decide(
             reason=reason,
             actor=CLI_ACTOR,
         )
-        data = queries.finding_detail(finding)
+        data = queries.finding_detail(session, finding)
     done(f"finding {data['id']}: {data['action']} ({data['state']})", data, as_json=as_json)
 
 
@@ -174,5 +174,5 @@ def recert_restore(org_slug: str, finding_id: str, reason: str, as_json: bool) -
         viewer = _viewer(session, org_slug)
         finding = queries.require_admin_finding(session, viewer, _uuid(finding_id, "finding id"))
         recertification.restore(session, finding=finding, actor=CLI_ACTOR, reason=reason)
-        data = queries.finding_detail(finding)
+        data = queries.finding_detail(session, finding)
     done(f"key {data['subject_id']} restored", data, as_json=as_json)

@@ -228,7 +228,7 @@ def _decide(org_slug: str, finding_id: str, note: str, as_json: bool, operation:
         viewer = _viewer(session, org_slug)
         finding = visible_finding(session, viewer, _uuid(finding_id, "finding id"))
         operation(session, finding=finding, actor=CLI_ACTOR, note=note)
-        data = finding_view(finding)
+        data = finding_view(session, finding)
     emit(data, as_json=as_json, text=f"finding {data['id']} is {data['state']}")
 
 
@@ -292,7 +292,7 @@ def reviews_reassign(
             to_team=find_team(session, org_id, to_team) if to_team else None,
             note=note,
         )
-        data = finding_view(finding)
+        data = finding_view(session, finding)
     emit(data, as_json=as_json, text=f"finding {data['id']} reassigned; it is {data['state']}")
 
 

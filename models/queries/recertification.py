@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, false, func, literal, or_, select, tuple_
@@ -13,7 +14,7 @@ from models.actions import recertification
 from models.entities import RecertificationCampaign, ReviewFinding, RevocationReview
 from models.enums import FindingState
 from models.errors import Forbidden, NotFound
-from models.queries.reviews import finding_view
+from models.queries.reviews import finding_views
 
 
 def campaign_summary(session: Session, campaign: RecertificationCampaign) -> dict[str, Any]:
@@ -97,13 +98,15 @@ def campaign_detail(
         "scope": campaign.scope,
         "report": campaign.report,
         "findings_visible": int(total or 0),
-        "items": [_finding(f) for f in findings],
+        "items": _findings(session, findings),
     }
 
 
-def _finding(finding: ReviewFinding) -> dict[str, Any]:
-    owner = str(finding.owner_user_id) if finding.owner_user_id else None
-    return {**finding_view(finding), "owner_user_id": owner}
+def _findings(session: Session, findings: Sequence[ReviewFinding]) -> list[dict[str, Any]]:
+    return [
+        {**view, "owner_user_id": str(f.owner_user_id) if f.owner_user_id else None}
+        for f, view in zip(findings, finding_views(session, findings), strict=True)
+    ]
 
 
 def _visible(session: Session, viewer: Viewer) -> ColumnElement[bool]:
@@ -135,8 +138,8 @@ def campaign_of(session: Session, finding: ReviewFinding) -> RecertificationCamp
     ).one()
 
 
-def finding_detail(finding: ReviewFinding) -> dict[str, Any]:
-    return _finding(finding)
+def finding_detail(session: Session, finding: ReviewFinding) -> dict[str, Any]:
+    return _findings(session, [finding])[0]
 
 
 def require_admin_finding(session: Session, viewer: Viewer, finding_id: uuid.UUID) -> ReviewFinding:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -43,6 +44,7 @@ from models.enums import (
     UserStatus,
 )
 from models.errors import Forbidden, InvalidInput, NotFound
+from models.queries import unseen
 
 PREVIEW_USAGE_DAYS = 30
 MAX_PAGE = 200
@@ -209,7 +211,7 @@ def review_detail(
         "context": review.context,
         "revocation": _revocation_view(session, review.revocation_id),
         "finding_counts": counts,
-        "findings": [finding_view(finding) for finding in page.findings],
+        "findings": finding_views(session, page.findings),
         "findings_next_cursor": page.next_cursor,
         "findings_previous_cursor": page.previous_cursor,
         "alerted": [
@@ -328,7 +330,27 @@ def review_summary(
     }
 
 
-def finding_view(finding: ReviewFinding) -> dict[str, Any]:
+def finding_view(session: Session, finding: ReviewFinding) -> dict[str, Any]:
+    return finding_views(session, [finding])[0]
+
+
+def finding_views(session: Session, findings: Sequence[ReviewFinding]) -> list[dict[str, Any]]:
+    """The findings as the admin API shows them, each with whether Odock's listings have
+    lately lacked its key, budget or quota (`subject_unseen_since`; one query per kind)."""
+    marks = unseen.of_subjects(session, ((f.subject_type, f.subject_id) for f in findings))
+    return [
+        {
+            **_finding_view(finding),
+            **unseen.unseen_view(
+                *marks.get((finding.subject_type, finding.subject_id), (None, 0)),
+                prefix="subject_",
+            ),
+        }
+        for finding in findings
+    ]
+
+
+def _finding_view(finding: ReviewFinding) -> dict[str, Any]:
     return {
         **finding_summary(finding),
         "review_id": str(finding.review_id),
@@ -406,11 +428,23 @@ def revocation_preview(session: Session, viewer: Viewer, user_id: uuid.UUID) -> 
         "org_keys": preview(key_scope.KIND_ORG_KEY),
         "teams": _preview_teams(session, user),
         "budgets": [
-            {"id": str(b.id), "name": b.name, "amount": str(b.amount), "currency": b.currency}
+            {
+                "id": str(b.id),
+                "name": b.name,
+                "amount": str(b.amount),
+                "currency": b.currency,
+                **unseen.of_object(b),
+            }
             for b in key_scope.budgets(session, scope)
         ],
         "quotas": [
-            {"id": str(q.id), "name": q.name, "metric": q.metric, "limit": q.limit}
+            {
+                "id": str(q.id),
+                "name": q.name,
+                "metric": q.metric,
+                "limit": q.limit,
+                **unseen.of_object(q),
+            }
             for q in key_scope.quotas(session, scope)
         ],
         "admin_tokens": [
@@ -436,6 +470,7 @@ def _preview_key(
         "team_id": str(key.owner_team_id) if key.owner_team_id else None,
         "action": action,
         "usage_last_30_days": usage.get(key.id, {"requests": 0, "cost": "0"}),
+        **unseen.of_object(key),
     }
 
 

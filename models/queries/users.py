@@ -15,6 +15,7 @@ from models.access import Viewer, require_can_view_user, visible_users
 from models.base import utcnow
 from models.entities import Budget, Quota, Team, TeamMembership, UsageRecord, User, VirtualApiKey
 from models.enums import OwnerType, Role, UserStatus
+from models.queries import unseen
 
 MAX_PAGE = 200
 RECENT_USAGE_LIMIT = 50
@@ -153,6 +154,7 @@ def _key(key: VirtualApiKey) -> dict[str, Any]:
         "revoked": key.revoked,
         "expires_at": key.expires_at.isoformat() if key.expires_at else None,
         "created_by_user_id": str(key.created_by_user_id) if key.created_by_user_id else None,
+        **unseen.of_object(key),
     }
 
 
@@ -164,6 +166,7 @@ def _budget(budget: Budget) -> dict[str, Any]:
         "currency": budget.currency,
         "window": budget.window,
         "frozen_at": budget.frozen_at.isoformat() if budget.frozen_at else None,
+        **unseen.of_object(budget),
     }
 
 
@@ -174,6 +177,7 @@ def _quota(quota: Quota) -> dict[str, Any]:
         "metric": quota.metric,
         "limit": quota.limit,
         "window": quota.window,
+        **unseen.of_object(quota),
     }
 
 

@@ -98,7 +98,7 @@ def decide(finding_id: uuid.UUID) -> dict[str, Any]:
         actor=admin_actor(viewer),
     )
     session.commit()
-    return queries.finding_detail(finding)
+    return queries.finding_detail(session, finding)
 
 
 @bp.post("/findings/<uuid:finding_id>/restore")
@@ -110,4 +110,4 @@ def restore(finding_id: uuid.UUID) -> dict[str, Any]:
     finding = queries.require_admin_finding(session, viewer, finding_id)
     recertification.restore(session, finding=finding, actor=admin_actor(viewer), reason=body.reason)
     session.commit()
-    return queries.finding_detail(finding)
+    return queries.finding_detail(session, finding)

@@ -35,6 +35,19 @@ USER_PROFILE = obj(
     updated_at=TIME,
 )
 TEAM_ROLE = {"type": "string", "enum": ["MANAGER", "MEMBER"]}
+# A key, budget or quota held from Odock that its complete listings have lately lacked (kept,
+# and in every revocation, until ODOCK_FORGET_AFTER_LISTINGS listings in a row lack it).
+UNSEEN = {
+    "unseen_since": {
+        "type": ["string", "null"],
+        "format": "date-time",
+        "description": "Odock's last listing did not include it since then; null: listed",
+    },
+    "unseen_listings": {
+        "type": "integer",
+        "description": "how many complete listings in a row have lacked it",
+    },
+}
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "UserProfile": USER_PROFILE,
@@ -63,6 +76,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         revoked={"type": "boolean"},
                         expires_at={"type": ["string", "null"], "format": "date-time"},
                         created_by_user_id=NULLABLE_UUID,
+                        **UNSEEN,
                     ),
                 },
                 usage=obj(
@@ -94,6 +108,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         currency=STRING,
                         window=STRING,
                         frozen_at={"type": ["string", "null"], "format": "date-time"},
+                        **UNSEEN,
                     ),
                 },
                 quotas={
@@ -104,6 +119,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         metric=STRING,
                         limit={"type": "integer"},
                         window=STRING,
+                        **UNSEEN,
                     ),
                 },
             ),

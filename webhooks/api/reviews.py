@@ -113,7 +113,8 @@ def acknowledge(review_id: uuid.UUID) -> dict[str, Any]:
 
 @bp.get("/findings/<uuid:finding_id>")
 def show_finding(finding_id: uuid.UUID) -> dict[str, Any]:
-    return finding_view(visible_finding(db_session(), current_viewer(), finding_id))
+    session = db_session()
+    return finding_view(session, visible_finding(session, current_viewer(), finding_id))
 
 
 @bp.post("/findings/<uuid:finding_id>/resolve")
@@ -133,7 +134,7 @@ def acknowledge_finding(finding_id: uuid.UUID) -> dict[str, Any]:
     finding = visible_finding(session, viewer, finding_id, to_change=True)
     review_actions.acknowledge_finding(session, finding=finding, actor=admin_actor(viewer))
     session.commit()
-    return finding_view(finding)
+    return finding_view(session, finding)
 
 
 @bp.post("/findings/<uuid:finding_id>/reassign")
@@ -154,7 +155,7 @@ def reassign(finding_id: uuid.UUID) -> dict[str, Any]:
         note=body.note,
     )
     session.commit()
-    return finding_view(finding)
+    return finding_view(session, finding)
 
 
 def _decide(finding_id: uuid.UUID, operation: Any) -> dict[str, Any]:
@@ -164,4 +165,4 @@ def _decide(finding_id: uuid.UUID, operation: Any) -> dict[str, Any]:
     finding = visible_finding(session, viewer, finding_id, to_change=True)
     operation(session, finding=finding, actor=admin_actor(viewer), note=note)
     session.commit()
-    return finding_view(finding)
+    return finding_view(session, finding)
