@@ -22,6 +22,7 @@ from models.entities import (
     OrganisationSettings,
     Quota,
     TeamMembership,
+    User,
     VirtualApiKey,
 )
 from models.enums import (
@@ -32,6 +33,7 @@ from models.enums import (
     Role,
     TeamRole,
     TokenScope,
+    UserStatus,
 )
 
 KIND_USER_KEY = "user_key"
@@ -139,6 +141,16 @@ def kept_revocation_scope() -> ColumnElement[bool]:
     its SET clause), built once per process: building it and the statement around it, and
     their cache key, cost a revocation a millisecond of CPU each time."""
     return revoked_at_revocation(bindparam("scope_organisation_id"), bindparam("scope_user_id"))
+
+
+def kept_off_for_a_leaver() -> ColumnElement[bool]:
+    """The keys a revocation of their holder disables, while that holder is REVOKED: only the
+    person's reactivation brings such a key back (with what their revocation disabled), never
+    a restore of the key alone. A key a recertification had revoked before the person left was
+    not the revocation's to disable, so its restore gave a leaver a working key."""
+    holder_id = holder()
+    leaver = exists().where(User.id == holder_id, User.status == UserStatus.REVOKED)
+    return and_(leaver, revoked_at_revocation(VirtualApiKey.organisation_id, holder_id))
 
 
 def admin_tokens_of(user_id: uuid.UUID) -> ColumnElement[bool]:

@@ -14,9 +14,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
+from models import key_scope, person_lock
 from models.actor import Actor
-from models.entities import VirtualApiKey
+from models.entities import User, VirtualApiKey
 from models.enums import KeyType, StoreCommandType
+from models.errors import InvalidTransition
 from models.key_changes import KeyChange, carry_out_key_change
 
 
@@ -87,7 +89,11 @@ def restore_key(
     audit_detail: dict[str, Any] | None = None,
 ) -> list[uuid.UUID]:
     """Re-enable one revoked key of this organisation (an admin's decision); [] when it was
-    not revoked."""
+    not revoked. Refused (InvalidTransition) while the key's holder is revoked and their
+    revocation would disable it (key_scope.kept_off_for_a_leaver): decided on the holder as
+    they are now, under their lock, so a revocation at the same moment comes before or after.
+    A caller that locks the key first locks its holder before (`lock_holder`)."""
+    _refuse_for_a_leaver(session, organisation_id, key_id)
     change = KeyChange(
         command=StoreCommandType.RESTORE,
         organisation_id=organisation_id,
@@ -97,6 +103,30 @@ def restore_key(
         audit_detail=audit_detail or {},
     )
     return sorted(carry_out_key_change(session, change))
+
+
+def lock_holder(session: Session, organisation_id: uuid.UUID, key_id: uuid.UUID) -> User | None:
+    """Lock the person a key counts against (key_scope.holder) and read them as they are now,
+    before any lock on the key: a revocation locks the person, then their keys."""
+    this_key = (VirtualApiKey.id == key_id) & (VirtualApiKey.organisation_id == organisation_id)
+    holder_id = session.scalar(select(key_scope.holder()).where(this_key))
+    holder = session.get(User, holder_id) if holder_id is not None else None
+    if holder is not None:
+        person_lock.read_locked(session, holder)
+    return holder
+
+
+def _refuse_for_a_leaver(session: Session, organisation_id: uuid.UUID, key_id: uuid.UUID) -> None:
+    holder = lock_holder(session, organisation_id, key_id)  # a no-op if the caller locked them
+    if holder is None:
+        return
+    this_key = (VirtualApiKey.id == key_id) & (VirtualApiKey.organisation_id == organisation_id)
+    if session.scalar(select(VirtualApiKey.id).where(this_key, key_scope.kept_off_for_a_leaver())):
+        raise InvalidTransition(
+            f"the key's holder {holder.email} is revoked: the key comes back with them, when "
+            "they are reactivated, not before",
+            current_status=holder.status.value,
+        )
 
 
 def reassign_key(

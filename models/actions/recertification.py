@@ -796,6 +796,9 @@ def restore(
     session: Session, *, finding: ReviewFinding, actor: Actor, reason: str
 ) -> ReviewFinding:
     """An admin brings back a key the campaign revoked, through the key restore path."""
+    # The key's holder first: the restore path decides on them (a leaver's key stays off),
+    # and a revocation locks them before their keys, which the campaign's turn locks.
+    key_revocation.lock_holder(session, finding.review.organisation_id, finding.subject_id)
     _take_campaign_turn(session, finding)
     if not finding.action_taken or finding.action != "revoked":
         raise InvalidTransition("only a key this campaign revoked can be restored")

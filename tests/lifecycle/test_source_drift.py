@@ -10,16 +10,19 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from models.access import Viewer
-from models.actions import invitations
+from models.actions import invitations, lifecycle
 from models.actions.directory_connectors import update_connector
 from models.actor import Actor
+from models.base import utcnow
 from models.db import SessionFactory
 from models.entities import AuditEvent, DirectoryConnector, Organisation, User, VirtualApiKey
 from models.enums import Role, Source, UserStatus
@@ -29,10 +32,12 @@ from tests.invitations.conftest import IDENTITY_HEADER
 from tests.ldap.conftest import Directory
 from tests.scim.conftest import ScimClient, ops
 from tests.support import factories as f
+from tests.support.parallel import while_held
 from worker.directory_approval import apply_approval
 
 LOCKED = b"000001010000Z"  # ppolicy's administrative lock: disabled in the directory
 REFUSED = "user.reactivation_refused"
+ADMIN = Actor(Source.ADMIN, "admin:ann@example.com")
 
 
 @dataclass
@@ -53,6 +58,7 @@ class Scene:
     key_id: uuid.UUID = field(default_factory=uuid.uuid4)
     scim_id: str = ""
     invitation_token: str = ""
+    finding_id: str = ""
     answers: list[Any] = field(default_factory=list)
 
     @property
@@ -165,6 +171,30 @@ def accept_invitation(scene: Scene) -> None:
     scene.answers.append(scene.client.post(url, data=data, headers=who))
 
 
+RECERTIFICATION = "/api/v1/recertification"
+
+
+def recertification_revokes_key(scene: Scene) -> None:
+    """A campaign opens (keys unused for 90 days are in its scope: Alice's new one is) and
+    the admin answers her key's finding: revoke."""
+    opened = scene.client.post(f"{RECERTIFICATION}/campaigns", headers=scene.admin)
+    assert opened.status_code == 201, opened.text
+    campaign = f"{RECERTIFICATION}/campaigns/{opened.json['id']}"
+    findings = scene.client.get(campaign, headers=scene.admin).json["items"]
+    (finding,) = [item for item in findings if item["subject_id"] == str(scene.key_id)]
+    scene.finding_id = finding["id"]
+    body = {"decision": "revoke", "reason": "not used"}
+    decided = scene.client.post(
+        f"{RECERTIFICATION}/findings/{finding['id']}/decide", json=body, headers=scene.admin
+    )
+    assert decided.status_code == 200, decided.text
+
+
+def recertification_restores_key(scene: Scene) -> None:
+    path = f"{RECERTIFICATION}/findings/{scene.finding_id}/restore"
+    scene.answers.append(scene.client.post(path, headers=scene.admin))
+
+
 @pytest.fixture
 def scene(session, sessions, apps, enroll_settings, directory, make_connector, sync) -> Scene:
     connector = make_connector()
@@ -202,6 +232,7 @@ def scene(session, sessions, apps, enroll_settings, directory, make_connector, s
     assert alice is not None and alice.status is UserStatus.ACTIVE
     scene.user_id = alice.id
     key = f.make_key(session, org, owner=alice)
+    key.created_at = utcnow() - timedelta(days=120)  # unused since: a recertification asks
     scene.key_id = key.id
     session.commit()
     scim_create(scene)
@@ -253,6 +284,20 @@ SEQUENCES = {
     "ldap and event off, ldap on": Sequence((LDAP_OFF, EVENT_OFF, LDAP_ON), OUT, "ldap"),
     "admin revokes, invitation accepted": Sequence(
         (ADMIN_REVOKE, accept_invitation), OUT, answered=409
+    ),
+    "recertification revokes the key, scim off and on": Sequence(
+        (recertification_revokes_key, SCIM_OFF, SCIM_ON), (UserStatus.ACTIVE, True)
+    ),
+    "recertification revokes the key, ldap off and on": Sequence(
+        (recertification_revokes_key, LDAP_OFF, LDAP_ON), (UserStatus.ACTIVE, True)
+    ),
+    "recertification revokes the key, scim off, the key restored": Sequence(
+        (recertification_revokes_key, SCIM_OFF, recertification_restores_key), OUT, answered=409
+    ),
+    "recertification revokes the key, scim off and on, the key restored": Sequence(
+        (recertification_revokes_key, SCIM_OFF, SCIM_ON, recertification_restores_key),
+        BACK,
+        answered=200,
     ),
     "event off, event on": Sequence((EVENT_OFF, EVENT_ON), BACK),
     "ldap off, ldap on": Sequence((LDAP_OFF, LDAP_ON), BACK),
@@ -361,3 +406,22 @@ def test_a_held_directory_revocation_waits_while_scim_deactivates_and_reactivate
     assert scene.state() == OUT
     revoked = [e for e in scene.events() if e.action == "user.revoked"]
     assert [e.source.value for e in revoked] == ["scim", "ldap"]
+
+
+def test_a_key_restored_while_its_holder_is_being_revoked_stays_revoked(scene, engine):
+    """An admin's revocation of Alice holds her while the admin restores the key a
+    recertification revoked: the restore waits for her and finds a leaver (409), as if it
+    came after; before, it restored the key beside the revocation."""
+    recertification_revokes_key(scene)
+
+    def revoked_by_admin(own: Session) -> None:
+        lifecycle.revoke(own, user=own.get_one(User, scene.user_id), actor=ADMIN, reason="left")
+        own.flush()
+
+    def restore() -> Any:
+        recertification_restores_key(scene)
+        return scene.answers[-1]
+
+    (answer,) = while_held(engine, revoked_by_admin, [restore])
+    assert answer.status_code == 409, answer.text
+    assert scene.state() == OUT
