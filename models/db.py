@@ -504,7 +504,8 @@ def database_error_facts(error: BaseException) -> dict[str, Any]:
     """What a log line says of a database error, to tell its cause apart (a lock timeout from
     a statement timeout, a dropped connection, an exhausted pool): SQLAlchemy's class, the
     driver's, PostgreSQL's SQLSTATE with its message and context (which lock, which relation),
-    SQLite's message, and the statement's first characters. Never the statement's parameters
+    else the driver's message (SQLite's, a connection refused or turned away), and the
+    statement's first characters. Never the statement's parameters
     (they hold the request's data, a token's hash) nor the connection's URL."""
     cause = getattr(error, "orig", None) or error
     facts: dict[str, Any] = {
@@ -521,8 +522,8 @@ def database_error_facts(error: BaseException) -> dict[str, Any]:
         facts["sqlstate"] = sqlstate
         facts["message"] = getattr(diag, "message_primary", None)
         facts["context"] = getattr(diag, "context", None)
-    elif isinstance(cause, sqlite3.Error):
-        facts["message"] = str(cause)
+    else:  # SQLite's, a connection that failed ("too many clients"), a pool with none free
+        facts["message"] = " ".join(str(cause).split())[:STATEMENT_LOGGED]
     return facts
 
 

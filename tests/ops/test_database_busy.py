@@ -12,6 +12,7 @@ from uuid import uuid4
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from structlog.testing import capture_logs
 from werkzeug.test import TestResponse
@@ -25,6 +26,7 @@ from models.migrate import upgrade
 from models.settings import Settings
 from tests.events.conftest import configure, generic, signed
 from tests.support import factories as f
+from tests.support.net import refused_port
 
 SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 IDENTITY_HEADER = "X-Odock-Verified-Email"
@@ -265,3 +267,25 @@ def test_a_lock_timeout_on_postgresql_is_logged_with_its_sqlstate_and_lock(
     assert entry["message"] == "canceling statement due to lock timeout"
     assert "scim_users" in entry["statement"]
     assert secret not in repr(logs) and "ada@example.com" not in repr(logs)
+
+
+def test_a_database_that_refuses_the_connection_is_logged_with_the_drivers_message(
+    apps, settings, database_url
+):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL server refusing (SQLite opens a file)")
+    with refused_port() as port:
+        url = make_url(database_url).set(port=port).render_as_string(hide_password=False)
+        client = apps.for_settings(settings.model_copy(update={"database_url": url}))
+        with capture_logs() as logs:
+            refused = client.test_client().get(
+                "/scim/v2/Users", headers={"Authorization": "Bearer odk_scim_nothing"}
+            )
+    assert refused.status_code == 503, refused.text
+    entry = busy_logged(logs)
+    assert (entry["error_class"], entry["driver_error"]) == (
+        "OperationalError",
+        "psycopg.OperationalError",
+    )
+    assert "connection" in entry["message"] and "sqlstate" not in entry
+    assert "odk_scim_nothing" not in repr(logs)
