@@ -10,10 +10,12 @@ thread, and is dropped when its request takes longer than WEB_REQUEST_READ_TIMEO
 a connection that sends nothing, after WEB_IDLE_TIMEOUT).
 
 It also answers the requests it refuses itself: a request line over `limit_request_line`
-(414), a head over the header limits (431), a declared body over MAX_BODY_BYTES (413), a
-request not read in time (408), and what gunicorn's parser refuses. Each refusal is rendered by
-the app's own error handlers for the request's path, so it is in the format of the protocol
-that path speaks (SCIM error JSON, an HTML page, problem JSON), as a refusal of the app is.
+(414), a head over the header limits (431), a body over its route's limit (413, by
+webhooks.body_limits: a Content-Length over it before `Expect: 100-continue` is answered, a
+chunked body once its chunks pass it), a request not read in time (408), and what gunicorn's
+parser refuses. Each refusal is rendered by the app's own error handlers for the request's
+path, so it is in the format of the protocol that path speaks (SCIM error JSON, an HTML page,
+problem JSON), as a refusal of the app is.
 
 TLS is not terminated here (a deployment's front does that); with `certfile` set the worker
 falls back to gunicorn's own reading.
@@ -38,10 +40,10 @@ from gunicorn import util as gunicorn_util
 from gunicorn.http.body import Body, ChunkedReader
 from gunicorn.workers.gthread import ThreadWorker
 
+from webhooks.body_limits import body_limit
+
 if TYPE_CHECKING:
     from flask import Flask
-
-    from models.settings import Settings
 
 MAX_HEAD_BYTES = 64 * 1024
 # What a Content-Length and a chunk size are made of (RFC 9112 sections 6.3 and 7.1).
@@ -236,7 +238,7 @@ class BufferingWorker(ThreadWorker):
 
         settings = Settings()
         self.reading: dict[Any, float] = {}
-        self.max_body = _max_body(settings)
+        self.settings = settings
         self.idle_timeout = settings.web_idle_timeout  # a new connection that sends nothing
         self.read_timeout = settings.web_request_read_timeout  # first byte to last of a request
         super().init_process()
@@ -319,7 +321,9 @@ class BufferingWorker(ThreadWorker):
             conn.read_started = time.monotonic()
             self.reading[conn] = conn.read_started + self.read_timeout
         end = request_end(
-            conn.pending, line_limit=self.cfg.limit_request_line or 8190, max_body=self.max_body
+            conn.pending,
+            line_limit=self.cfg.limit_request_line or 8190,
+            max_body=body_limit(self.settings, request_path(conn.pending)),
         )
         if isinstance(end, Incomplete):
             self._maybe_continue(conn)
@@ -330,7 +334,10 @@ class BufferingWorker(ThreadWorker):
         self._hand_over(conn)
 
     def _maybe_continue(self, conn: Any) -> None:
-        """Send 100 Continue once the head asks for it, so the client sends its body now."""
+        """Send 100 Continue once the head asks for it, so the client sends its body now. A
+        body over the route's limit was refused before (request_end). Credentials are not
+        checked here: that is the app's, after the body (a client without them sends at most
+        the route's limit, and the app's refusal does not change with the body)."""
         head_end = conn.pending.find(b"\r\n\r\n")
         if head_end < 0 or getattr(conn, "continued", False):
             return
@@ -386,10 +393,3 @@ class BufferingWorker(ThreadWorker):
                     self._refuse(conn, 408)
                 else:
                     self._drop(conn)
-
-
-def _max_body(settings: Settings) -> int:
-    """The largest body any route accepts (the app still applies each route's own limit)."""
-    from webhooks.odock import USAGE_MAX_BYTES
-
-    return max(settings.max_body_bytes, settings.event_max_body_bytes, USAGE_MAX_BYTES)

@@ -56,7 +56,7 @@ def accept(token: str) -> tuple[str, int] | str:
         return _invitation_page(invitation, identity=None), 401
     identity = who.email
     invitation_actions.check_acceptable(invitation, email=identity, now=utcnow())
-    form = form_fields(settings().enrollment_max_form_bytes)
+    form = form_fields()  # at most ENROLLMENT_MAX_FORM_BYTES (webhooks.body_limits)
     if not same_text(form.get("form_key", ""), form_key(invitation, identity)):
         raise FormRejected("this form is out of date; open the invitation link again")
     session = db_session()

@@ -167,7 +167,7 @@ def _okta_credentials(slug: str) -> HookCredentials:
 
 def _raw_body() -> bytes:
     """The body, refused as too large before it is read whole."""
-    return read_body(settings().event_max_body_bytes, _too_large)
+    return read_body(too_large=_too_large)  # the limit: webhooks.body_limits
 
 
 def _too_large(limit: int) -> Refused:

@@ -17,15 +17,13 @@ from models.actor import Actor
 from models.enums import Source, TokenScope
 from models.errors import InvalidInput, NotFound
 from webhooks.auth import require_token
-from webhooks.body import json_body, limit_body, read_body
+from webhooks.body import json_body, read_body
 from webhooks.context import db_session, settings
 from webhooks.errors import Unauthorized
 from webhooks.odock_openapi import document
 
 bp = Blueprint("odock", __name__, url_prefix="/odock/v1")
 
-OBJECT_MAX_BYTES = 64 * 1024
-USAGE_MAX_BYTES = 4 * 1024 * 1024  # 5,000 records of a few hundred bytes each
 KINDS = {"keys": odock_objects.KIND_KEY, "budgets": odock_objects.KIND_BUDGET}
 KINDS["quotas"] = odock_objects.KIND_QUOTA
 
@@ -36,19 +34,10 @@ def openapi_document() -> dict[str, Any]:
 
 
 @bp.before_request
-def limit_and_authenticate() -> None:
+def authenticate() -> None:
     if request.endpoint == "odock.openapi_document":
         return
-    limit_body(_body_limit())
     g.odock = require_token(TokenScope.ODOCK)
-
-
-def _body_limit() -> int:
-    if request.path.endswith("/usage"):
-        return USAGE_MAX_BYTES
-    if request.path.endswith("/events"):
-        return settings().event_max_body_bytes
-    return OBJECT_MAX_BYTES
 
 
 def _grant() -> TokenGrant:

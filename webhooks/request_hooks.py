@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, request
 
-from webhooks import body, health, request_id
+from webhooks import body, body_limits, health, request_id
+from webhooks.context import settings
 
 
 def install(app: Flask, log_level: str) -> None:
@@ -25,7 +26,8 @@ def install(app: Flask, log_level: str) -> None:
         body.check_query(req)  # every protocol refuses the same hostile queries
         body.check_path(req)  # and paths
         body.check_content_encoding(req)  # and reads no body it cannot decode
-        body.limit_body(app.config["MAX_CONTENT_LENGTH"])  # nor more of one than it accepts
+        # nor more of one than its route takes
+        body.limit_body(body_limits.body_limit(settings(), req.path))
         health.start_timer(state)
 
     @app.after_request

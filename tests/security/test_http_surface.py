@@ -378,3 +378,61 @@ def test_a_body_compressed_in_transfer_is_not_read_as_is_by_the_web_process(
     assert answer.status_code == 501, answer.text[:300]
     assert_format(path, answer, allowed=501)
     assert database_state(sessions) == before
+
+
+# Each route's body limit (webhooks.body_limits) and a route of each that takes it.
+ROUTE_LIMITS = [
+    ("/enroll/some-token", "enrollment_max_form_bytes"),
+    ("/api/v1/teams", "max_body_bytes"),
+    ("/scim/v2/Groups", "max_body_bytes"),
+    ("/hooks/okta/nobody", "event_max_body_bytes"),
+]
+
+
+@pytest.mark.parametrize("path, limit_name", ROUTE_LIMITS)
+def test_a_declared_body_over_the_routes_limit_is_refused_instead_of_100_continue(
+    web: Web, settings: Settings, path: str, limit_name: str
+) -> None:
+    """RFC 9110 section 10.1.1: a server MAY answer the final status instead of 100 Continue.
+    The worker answered 100 to any head declaring no more than the largest limit of any route
+    (4 MiB, Odock's usage batches), and read that body for the app to refuse it: a client
+    waiting for 100 before it sends (curl, .NET) sent all of it, authenticated or not. A
+    Content-Length over the route's own limit is refused at once, with no 100; within it,
+    100 Continue is still answered (then a 408 here: no body follows)."""
+    limit = getattr(settings, limit_name)
+    expect = ("Expect: 100-continue", "Content-Type: application/json")
+    over = exchange(web, head("POST", path, *expect, f"Content-Length: {limit + 1}"))
+    assert over.status_code == 413, (over.status_code, over.text[:300])
+    assert_format(path, over)
+    within = exchange(web, head("POST", path, *expect, f"Content-Length: {limit}"))
+    assert within.status_code == 100, (within.status_code, within.text[:300])
+
+
+@pytest.mark.parametrize("path, limit_name", ROUTE_LIMITS)
+def test_a_chunked_body_that_does_not_end_is_refused_once_it_passes_the_routes_limit(
+    web: Web, settings: Settings, path: str, limit_name: str
+) -> None:
+    """A chunked body was read up to the largest limit of any route (4 MiB) before the app
+    saw it, and one that did not end was waited for (408). It is refused once its chunks
+    pass the route's own limit: here a chunk that says it is one byte too many, of which a
+    few bytes come, and nothing more."""
+    limit = getattr(settings, limit_name)
+    body = b"%x\r\n%s" % (limit + 1, b"a" * 64)
+    answer = exchange(web, chunked_post(path, {}, "application/json", body))
+    assert answer.status_code == 413, (answer.status_code, answer.text[:300])
+    assert_format(path, answer)
+
+
+def test_an_enrollment_form_sent_in_small_chunks_without_end_is_refused_past_its_limit(
+    web: Web, settings: Settings
+) -> None:
+    """The enrollment form's limit (8 KiB) in 1 KiB chunks, then one more and no last chunk:
+    refused once the chunks pass it, as it arrives. It was waited for until the read
+    timeout (408), the worker's limit being the largest of any route."""
+    limit = settings.enrollment_max_form_bytes
+    chunk = b"400\r\n" + b"a" * 1024 + b"\r\n"
+    body = chunk * (limit // 1024 + 1)
+    form = "application/x-www-form-urlencoded"
+    answer = exchange(web, chunked_post("/enroll/some-token", {}, form, body))
+    assert answer.status_code == 413, (answer.status_code, answer.text[:300])
+    assert_format("/enroll/some-token", answer)
