@@ -997,7 +997,8 @@ def _findings_read_again(session: Session, review_id: uuid.UUID) -> Sequence[Rev
 
 def _answerable_by_hand(finding: ReviewFinding) -> None:
     """A campaign's findings are answered in the campaign (keep with a reason, rotate or
-    revoke), where one answer per finding and the deadline are decided."""
+    revoke), where one answer per finding and the deadline are decided: not resolved,
+    dismissed or reassigned as a review's."""
     if finding.review.cause is ReviewCause.RECERTIFICATION:
         raise InvalidTransition(
             "a recertification finding is answered in its campaign: keep (with a reason), "
@@ -1061,10 +1062,12 @@ def reassign_finding(
     to_team: Team | None = None,
     note: str = "",
 ) -> ReviewFinding:
-    """Give the key, budget, quota or team to someone else, and resolve the finding."""
+    """Give the key, budget, quota or team to someone else, and resolve the finding. Not a
+    campaign's finding: moving its key would answer it outside the campaign."""
     if (to_user is None) == (to_team is None):
         raise InvalidInput("name exactly one new owner: a user or a team")
     _read_locked(session, finding)
+    _answerable_by_hand(finding)
     organisation_id = finding.review.organisation_id
     new_owner = to_user or to_team
     assert new_owner is not None
