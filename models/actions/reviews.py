@@ -788,7 +788,63 @@ def record_invalidation(
     it, close their cut-offs, and resolve the findings that waited for it. The time-to-kill
     clocks of the revocations this completed."""
     at = at or utcnow()
+    called_at = called_at or at
     key_revocation.lock_keys(session, VirtualApiKey.id.in_(key_ids))
+    keys = session.scalars(
+        select(VirtualApiKey)
+        .where(VirtualApiKey.id.in_(key_ids))
+        .execution_options(populate_existing=True)
+    ).all()
+    completed = [key for key in keys if _completes_revocation(session, key, called_at)]
+    # A revoked key's last acknowledgement is one that counts for its revocation (a review
+    # opened later reads it: _mark_revoked).
+    counted = [key.id for key in keys if not key.revoked] + [key.id for key in completed]
+    _remember_invalidation(session, key_ids=counted, reason=reason, at=at)
+    clocks = cutoffs.acknowledge(session, key_ids=key_ids, called_at=called_at, at=at)
+    _audit_forgotten(session, key_ids=key_ids, reason=reason, at=at)
+    findings = list(
+        session.scalars(
+            select(ReviewFinding)
+            .join(RevocationReview, RevocationReview.id == ReviewFinding.review_id)
+            .join(VirtualApiKey, VirtualApiKey.id == ReviewFinding.subject_id)
+            .where(
+                ReviewFinding.subject_id.in_([key.id for key in completed]),
+                ReviewFinding.kind.in_(INVALIDATED_KINDS),
+                ReviewFinding.invalidation_status == INVALIDATION_PENDING,
+                # The finding waits for this revocation of the key, not one undone since.
+                RevocationReview.revocation_id.is_not_distinct_from(
+                    VirtualApiKey.revoked_by_revocation_id
+                ),
+            )
+        )
+    )
+    for finding in findings:
+        _acknowledged(finding, at)
+    session.flush()
+    for review in {finding.review for finding in findings}:
+        if review.status is ReviewStatus.OPEN and not has_open_findings(session, review):
+            _close(session, review, actor=cutoffs.GATEWAY_ACTOR, now=at, announce=True)
+    return clocks
+
+
+def _completes_revocation(session: Session, key: VirtualApiKey, called_at: datetime) -> bool:
+    """Whether a gateway call made at `called_at` completes the key's current revocation: it
+    came after the store settled the revocation's command (embedded, after the revoke
+    itself). A call before it (a re-invalidation planned for an older command of the key, while
+    the store has not applied the new revoke) leaves the gateway free to re-read the key
+    active from the store."""
+    if not key.revoked or key.revoked_at is None:
+        return False
+    command = latest_revoke_command(session, key) if is_bridged(session) else None
+    if command is None:  # embedded, or revoked before commands were kept (0029)
+        return _aware(key.revoked_at) <= called_at
+    settled_at = command.acknowledged_at or command.abandoned_at
+    return settled_at is not None and _aware(settled_at) <= called_at
+
+
+def _remember_invalidation(
+    session: Session, *, key_ids: list[uuid.UUID], reason: str, at: datetime
+) -> None:
     known = set(
         session.scalars(select(KeyInvalidation.key_id).where(KeyInvalidation.key_id.in_(key_ids)))
     )
@@ -803,24 +859,6 @@ def record_invalidation(
         for key_id in key_ids
         if key_id not in known
     )
-    clocks = cutoffs.acknowledge(session, key_ids=key_ids, called_at=called_at or at, at=at)
-    _audit_forgotten(session, key_ids=key_ids, reason=reason, at=at)
-    findings = list(
-        session.scalars(
-            select(ReviewFinding).where(
-                ReviewFinding.subject_id.in_(key_ids),
-                ReviewFinding.kind.in_(INVALIDATED_KINDS),
-                ReviewFinding.invalidation_status == INVALIDATION_PENDING,
-            )
-        )
-    )
-    for finding in findings:
-        _acknowledged(finding, at)
-    session.flush()
-    for review in {finding.review for finding in findings}:
-        if review.status is ReviewStatus.OPEN and not has_open_findings(session, review):
-            _close(session, review, actor=cutoffs.GATEWAY_ACTOR, now=at, announce=True)
-    return clocks
 
 
 def _audit_forgotten(

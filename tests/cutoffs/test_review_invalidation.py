@@ -1,0 +1,144 @@
+"""A gateway invalidation resolves a review's key finding only when it follows the store's
+acknowledgement of the command that review's revocation issued: a re-invalidation planned for
+an older revocation's command, or a newer revocation's calls, leave the other's findings alone."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from models.actions import lifecycle, reviews, store_commands
+from models.actor import Actor
+from models.base import utcnow
+from models.db import make_session_factory
+from models.entities import ReviewFinding, Revocation, RevocationReview, StoreCommand
+from models.enums import FindingState, ReviewStatus, StoreCommandType
+from tests.support import factories as f
+
+REVIEWER = Actor.system("reviews")
+DONE = reviews.INVALIDATION_ACKNOWLEDGED
+
+
+def _revoke_and_review(session, person) -> RevocationReview:
+    revocation: Revocation = lifecycle.revoke(session, user=person, actor=f.SETUP)
+    session.flush()
+    review = reviews.open_revocation_review(session, revocation_id=revocation.id, actor=REVIEWER)
+    assert review is not None
+    return review
+
+
+def _acknowledge_late(session, *commands: StoreCommand) -> None:
+    """The store failed once, then applied these commands: a re-invalidation is planned."""
+    for command in commands:
+        for _attempt in range(2):
+            store_commands.record_attempt(session, command_id=command.id)
+    store_commands.record_acknowledgements(
+        session, acknowledged={c.id: utcnow() for c in commands}, reinvalidate_after=0
+    )
+    session.flush()
+
+
+def _commands(session, key_id) -> list[StoreCommand]:
+    return list(
+        session.scalars(
+            select(StoreCommand)
+            .where(StoreCommand.subject_id == key_id)
+            .order_by(StoreCommand.issued_at, StoreCommand.id)
+        )
+    )
+
+
+def _key_finding(session, review: RevocationReview, key_id) -> ReviewFinding:
+    session.expire_all()
+    return session.scalars(
+        select(ReviewFinding).where(
+            ReviewFinding.review_id == review.id, ReviewFinding.subject_id == key_id
+        )
+    ).one()
+
+
+@pytest.mark.parametrize("review_opens", ["before", "after"])
+def test_an_older_commands_reinvalidation_leaves_the_new_reviews_key_finding_pending(
+    session, engine, review_opens
+):
+    """Revoked, the store late (a re-invalidation planned ODOCK_REINVALIDATE_AFTER on), then
+    reactivated and revoked again while the store fails: the re-invalidation's gateway call
+    (the gateway-only caller's) came before the store had the new revoke, so the new review's
+    key finding stays pending and the review open, whether the review opened before the call
+    or after it (reading the key's last gateway acknowledgement)."""
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    key = f.make_key(session, org, owner=person)
+    session.commit()
+    with make_session_factory(engine, odock_mode="bridged")() as bridged:
+        person = bridged.merge(person)
+        first = _revoke_and_review(bridged, person)
+        (revoke,) = _commands(bridged, key.id)
+        _acknowledge_late(bridged, revoke)
+        store_commands.record_gateway_invalidation(bridged, key_ids=[key.id], called_at=utcnow())
+        assert _key_finding(bridged, first, key.id).state is FindingState.RESOLVED
+
+        lifecycle.reactivate(bridged, user=person, actor=f.SETUP)
+        bridged.flush()
+        if review_opens == "before":
+            second = _revoke_and_review(bridged, person)
+        else:
+            lifecycle.revoke(bridged, user=person, actor=f.SETUP)
+            bridged.flush()
+        # the store fails: the restore and the new revoke are not acknowledged
+        reviews.record_invalidation(
+            bridged, key_ids=[key.id], reason="late store acknowledgement", called_at=utcnow()
+        )
+        bridged.flush()
+        if review_opens == "after":
+            revocation = lifecycle.latest_revocation(bridged, person.id)
+            second = reviews.open_revocation_review(
+                bridged, revocation_id=revocation.id, actor=REVIEWER
+            )
+
+        finding = _key_finding(bridged, second, key.id)
+        assert (finding.state, finding.invalidation_status) == (FindingState.OPEN, "pending")
+        assert finding.invalidated_at is None
+        assert bridged.get_one(RevocationReview, second.id).status is ReviewStatus.OPEN
+
+        # the store applies the restore and the new revoke; their own caller calls the gateway
+        _acknowledge_late(bridged, *_commands(bridged, key.id)[1:])
+        store_commands.record_gateway_invalidation(bridged, key_ids=[key.id], called_at=utcnow())
+        bridged.flush()
+        finding = _key_finding(bridged, second, key.id)
+        assert (finding.state, finding.invalidation_status) == (FindingState.RESOLVED, DONE)
+        assert bridged.get_one(RevocationReview, second.id).status is ReviewStatus.RESOLVED
+        bridged.rollback()
+
+
+def test_a_newer_revocations_invalidation_leaves_the_older_reviews_key_finding(session, engine):
+    """Revoked while the store fails, reactivated and revoked again before the review sweep
+    closed the first review as undone: the store then applies all three commands and the
+    gateway forgets the key. That completes the second revocation, not the first (undone):
+    its review's key finding keeps waiting for the sweep, the review is not resolved."""
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    key = f.make_key(session, org, owner=person)
+    session.commit()
+    with make_session_factory(engine, odock_mode="bridged")() as bridged:
+        person = bridged.merge(person)
+        first = _revoke_and_review(bridged, person)
+        lifecycle.reactivate(bridged, user=person, actor=f.SETUP)
+        bridged.flush()
+        second = _revoke_and_review(bridged, person)
+        commands = _commands(bridged, key.id)
+        assert [c.command_type for c in commands] == [
+            StoreCommandType.REVOKE,
+            StoreCommandType.RESTORE,
+            StoreCommandType.REVOKE,
+        ]
+        _acknowledge_late(bridged, *commands)
+        store_commands.record_gateway_invalidation(bridged, key_ids=[key.id], called_at=utcnow())
+        bridged.flush()
+
+        older = _key_finding(bridged, first, key.id)
+        assert (older.invalidation_status, older.invalidated_at) == ("pending", None)
+        assert bridged.get_one(RevocationReview, first.id).status is ReviewStatus.OPEN
+        newer = _key_finding(bridged, second, key.id)
+        assert (newer.state, newer.invalidation_status) == (FindingState.RESOLVED, DONE)
+        bridged.rollback()
