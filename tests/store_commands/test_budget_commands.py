@@ -13,7 +13,7 @@ from tests.store_commands.conftest import KeyHolder, deactivate, provision_key_h
 from tests.support.odock import OdockStandIn
 from tests.support.odock.store import budgets
 from tests.support.reaper import wait_reaping
-from tests.support.relay import wait_relaying
+from tests.support.relay import wait_as_beat
 from tests.support.wait import wait_until
 
 BUDGET = {"owner_type": "USER", "name": "monthly", "amount": "100", "window": "monthly"}
@@ -68,7 +68,7 @@ def test_a_revocation_freezes_the_budget_in_the_store_and_reactivation_thaws_it_
 
     deactivate(bridged_client, holder)
 
-    wait_relaying(lambda: odock.store.budget(budget_id)["frozen"], what="frozen")
+    wait_as_beat(lambda: odock.store.budget(budget_id)["frozen"], what="frozen")
     wait_until(lambda: cutoffs_done(bridged_sessions, budget_id), what="cut-off done")
     [freeze] = commands_for(bridged_sessions, budget_id)
     assert freeze.command_type == "budget.freeze" and freeze.acknowledged_at is not None

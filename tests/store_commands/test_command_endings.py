@@ -10,7 +10,7 @@ from tests.ops.test_time_to_kill import samples
 from tests.store_commands.conftest import deactivate, provision_key_holder
 from tests.store_commands.test_end_to_end import ACCEPTED, REJECTED, finding_of
 from tests.support.odock.store import delete_key
-from tests.support.relay import wait_relaying
+from tests.support.relay import wait_as_beat
 from tests.support.wait import wait_until
 
 
@@ -24,7 +24,7 @@ def test_a_command_the_store_answers_404_ends_audited_and_the_gateway_still_forg
 
     deactivate(bridged_client, holder)
 
-    wait_relaying(
+    wait_as_beat(
         lambda: odock.invalidations.times_for(str(holder.key_id)),
         what="the gateway told to forget the key",
     )
@@ -71,5 +71,5 @@ def test_a_bridged_revocation_is_counted_in_the_time_to_kill_once_the_gateway_fo
             select(OutboxMessage.kwargs).where(OutboxMessage.task == "odock.send_store_commands")
         ).all()
     assert sent["source"] == "scim" and sent["arrived_at"] is not None
-    wait_relaying(lambda: samples(bridged_client, "scim") > before, what="a time-to-kill sample")
+    wait_as_beat(lambda: samples(bridged_client, "scim") > before, what="a time-to-kill sample")
     assert odock.invalidations.times_for(str(holder.key_id))

@@ -15,7 +15,7 @@ from models.entities import (
 from models.enums import FindingState, Severity
 from tests.store_commands.conftest import deactivate, provision_key_holder, reactivate
 from tests.support.reaper import wait_reaping
-from tests.support.relay import wait_relaying
+from tests.support.relay import wait_as_beat
 from tests.support.wait import wait_until
 
 ACCEPTED, REJECTED = 200, 401
@@ -50,7 +50,7 @@ def test_revoking_a_person_via_scim_makes_the_gateway_reject_their_key(
 
     deactivate(bridged_client, holder)
 
-    wait_relaying(lambda: odock.call(holder.key_value) == REJECTED, what="rejection")
+    wait_as_beat(lambda: odock.call(holder.key_value) == REJECTED, what="rejection")
     assert odock.store.key(holder.key_id)["revoked"] is True
     command = command_of(bridged_sessions, holder.key_id)
     assert command.command_type == "key.revoke" and command.applied_at is not None
