@@ -32,7 +32,7 @@ from models.actions.reviews import (
     open_access_review,
     open_revocation_review,
     raise_urgent_finding,
-    record_on_key_findings,
+    record_on_command_findings,
     review_of,
 )
 from models.actor import Actor
@@ -151,9 +151,7 @@ def record_key_status(
     for command in still_accepted:
         _raise_still_accepted(session, command.subject_id, command.gateway_proof or {})
     for command in answered:
-        record_on_key_findings(
-            session, key_ids=[command.subject_id], gateway_proof=command.gateway_proof
-        )
+        record_on_command_findings(session, commands=[command], gateway_proof=command.gateway_proof)
         later = superseded.get(command.id)
         audit.record(
             session,

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ScalarSelect, func, or_, select, update
+from sqlalchemy import ScalarSelect, Select, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from models import audit, key_scope
@@ -32,6 +32,7 @@ from models.entities import (
     ReviewFinding,
     Revocation,
     RevocationReview,
+    StoreCommand,
     Team,
     TeamMembership,
     UsageRecord,
@@ -804,17 +805,8 @@ def record_invalidation(
     _audit_forgotten(session, key_ids=key_ids, reason=reason, at=at)
     findings = list(
         session.scalars(
-            select(ReviewFinding)
-            .join(RevocationReview, RevocationReview.id == ReviewFinding.review_id)
-            .join(VirtualApiKey, VirtualApiKey.id == ReviewFinding.subject_id)
-            .where(
-                ReviewFinding.subject_id.in_([key.id for key in completed]),
-                ReviewFinding.kind.in_(INVALIDATED_KINDS),
-                ReviewFinding.invalidation_status == INVALIDATION_PENDING,
-                # The finding waits for this revocation of the key, not one undone since.
-                RevocationReview.revocation_id.is_not_distinct_from(
-                    VirtualApiKey.revoked_by_revocation_id
-                ),
+            _findings_of_current_revocation([key.id for key in completed]).where(
+                ReviewFinding.invalidation_status == INVALIDATION_PENDING
             )
         )
     )
@@ -840,6 +832,50 @@ def _completes_revocation(session: Session, key: VirtualApiKey, called_at: datet
         return _aware(key.revoked_at) <= called_at
     settled_at = command.acknowledged_at or command.abandoned_at
     return settled_at is not None and _aware(settled_at) <= called_at
+
+
+def _findings_of_current_revocation(key_ids: list[uuid.UUID]) -> Select[ReviewFinding]:
+    """The key findings of the review whose revocation revoked these keys now (reviews without
+    a revocation: keys without one), not of a revocation undone since or of a newer one."""
+    return (
+        select(ReviewFinding)
+        .join(RevocationReview, RevocationReview.id == ReviewFinding.review_id)
+        .join(VirtualApiKey, VirtualApiKey.id == ReviewFinding.subject_id)
+        .where(
+            ReviewFinding.subject_id.in_(key_ids),
+            ReviewFinding.kind.in_(INVALIDATED_KINDS),
+            RevocationReview.revocation_id.is_not_distinct_from(
+                VirtualApiKey.revoked_by_revocation_id
+            ),
+        )
+    )
+
+
+def _findings_answered_by(session: Session, commands: list[StoreCommand]) -> list[ReviewFinding]:
+    """The findings a store command's answer (the store's, the gateway's proof) belongs to:
+    those of the review whose revocation issued it, i.e. the key's current revoke command.
+    An older command's late answer, or a restore's, is no finding's (it stays on the command,
+    audited). The keys are locked first, like record_invalidation, so a review being opened at
+    the same time either sees the answer (_carry_store_answers) or its findings are seen here."""
+    key_ids = sorted({command.subject_id for command in commands})
+    if not key_ids:
+        return []
+    key_revocation.lock_keys(session, VirtualApiKey.id.in_(key_ids))
+    keys = session.scalars(
+        select(VirtualApiKey)
+        .where(VirtualApiKey.id.in_(key_ids))
+        .execution_options(populate_existing=True)
+    ).all()
+    answered = {command.id for command in commands}
+    current = [key.id for key in keys if _current_command_id(session, key) in answered]
+    if not current:
+        return []
+    return list(session.scalars(_findings_of_current_revocation(current)))
+
+
+def _current_command_id(session: Session, key: VirtualApiKey) -> uuid.UUID | None:
+    command = latest_revoke_command(session, key) if key.revoked else None
+    return command.id if command is not None else None
 
 
 def _remember_invalidation(
@@ -890,34 +926,26 @@ def _acknowledged(finding: ReviewFinding, at: datetime) -> None:
         _set_state(finding, FindingState.RESOLVED, POLICY, at, note)
 
 
-def record_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **values: Any) -> None:
-    """Set these columns on the findings about these keys (the store's acknowledgement, the
-    gateway's proof); the keys are locked first, like record_invalidation, so a review being
-    opened at the same time either sees the values or its findings are seen here."""
-    if not key_ids:
-        return
-    key_revocation.lock_keys(session, VirtualApiKey.id.in_(key_ids))
-    session.execute(
-        update(ReviewFinding)
-        .where(ReviewFinding.subject_id.in_(key_ids), ReviewFinding.kind.in_(INVALIDATED_KINDS))
-        .values(**values, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-
-
-def note_on_key_findings(session: Session, *, key_ids: list[uuid.UUID], **facts: Any) -> None:
-    """Add these facts to the detail of the findings about these keys (what the store said)."""
-    if not key_ids:
-        return
-    key_revocation.lock_keys(session, VirtualApiKey.id.in_(key_ids))
+def record_on_command_findings(
+    session: Session, *, commands: list[StoreCommand], **values: Any
+) -> None:
+    """Set these columns (the store's acknowledgement, the gateway's proof) on the findings
+    these commands' answers belong to (_findings_answered_by)."""
     now = utcnow()
-    findings = session.scalars(
-        select(ReviewFinding).where(
-            ReviewFinding.subject_id.in_(key_ids), ReviewFinding.kind.in_(INVALIDATED_KINDS)
-        )
-    )
+    for finding in _findings_answered_by(session, commands):
+        for name, value in values.items():
+            setattr(finding, name, value)
+        finding.updated_at = now
+
+
+def note_on_command_findings(
+    session: Session, *, commands: list[StoreCommand], **facts: Any
+) -> None:
+    """Add these facts (what the store said) to the detail of the findings these commands'
+    answers belong to (_findings_answered_by)."""
+    now = utcnow()
     plain = {name: v.isoformat() if isinstance(v, datetime) else v for name, v in facts.items()}
-    for finding in findings:
+    for finding in _findings_answered_by(session, commands):
         finding.detail = {**finding.detail, **plain}
         finding.updated_at = now
 

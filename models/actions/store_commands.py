@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session
 from models import audit
 from models.actions import cutoffs
 from models.actions.reviews import (
-    note_on_key_findings,
+    note_on_command_findings,
     record_invalidation,
-    record_on_key_findings,
+    record_on_command_findings,
 )
 from models.actor import Actor
 from models.base import utcnow
@@ -134,7 +134,7 @@ def record_unknown_keys(session: Session, *, command_ids: list[uuid.UUID]) -> li
         command.last_error = STORE_KEY_UNKNOWN
         _audit_command(session, command, "api_key.command_abandoned", reason=STORE_KEY_UNKNOWN)
     for command in commands:
-        note_on_key_findings(session, key_ids=[command.subject_id], **store_facts(command))
+        note_on_command_findings(session, commands=[command], **store_facts(command))
     return [command.id for command in commands]
 
 
@@ -163,8 +163,8 @@ def record_acknowledgements(
             late.append(command)
         applied_at = command.applied_at.isoformat() if command.applied_at else None
         _audit_command(session, command, "api_key.command_acknowledged", applied_at=applied_at)
-    revoked = sorted({c.subject_id for c in commands if _revokes(c)})
-    record_on_key_findings(session, key_ids=revoked, store_acknowledged_at=now)
+    revokes = [c for c in commands if _revokes(c)]
+    record_on_command_findings(session, commands=revokes, store_acknowledged_at=now)
     again = now + timedelta(seconds=reinvalidate_after)
     for key_id, organisation_id in sorted(
         {(c.subject_id, c.organisation_id) for c in late if _invalidates(c)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from models.actions import lifecycle, reviews, store_commands
+from models.actions import key_proofs, lifecycle, reviews, store_commands
 from models.actor import Actor
 from models.base import utcnow
 from models.db import make_session_factory
@@ -141,4 +141,99 @@ def test_a_newer_revocations_invalidation_leaves_the_older_reviews_key_finding(s
         assert bridged.get_one(RevocationReview, first.id).status is ReviewStatus.OPEN
         newer = _key_finding(bridged, second, key.id)
         assert (newer.state, newer.invalidation_status) == (FindingState.RESOLVED, DONE)
+        bridged.rollback()
+
+
+def _acknowledge(session, *commands: StoreCommand) -> None:
+    store_commands.record_acknowledgements(
+        session, acknowledged={c.id: utcnow() for c in commands}, reinvalidate_after=0
+    )
+    session.flush()
+
+
+def _revoked_twice(bridged, person) -> tuple[RevocationReview, RevocationReview]:
+    """Revoked, reactivated and revoked again: a review for each revocation."""
+    first = _revoke_and_review(bridged, person)
+    lifecycle.reactivate(bridged, user=person, actor=f.SETUP)
+    bridged.flush()
+    return first, _revoke_and_review(bridged, person)
+
+
+@pytest.mark.parametrize("store_answer", ["applied", "no such key"])
+def test_an_older_commands_answers_stay_off_the_new_reviews_key_finding(
+    session, engine, store_answer
+):
+    """The store answers the first revocation's command late, after the person was reactivated
+    and revoked again, and the gateway answers for it: the new review's key finding shows no
+    store acknowledgement, no store answer and no proof until its own command has them."""
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    key = f.make_key(session, org, owner=person)
+    session.commit()
+    with make_session_factory(engine, odock_mode="bridged")() as bridged:
+        person = bridged.merge(person)
+        _first, second = _revoked_twice(bridged, person)
+        old_revoke, _restore, new_revoke = _commands(bridged, key.id)
+        if store_answer == "applied":
+            _acknowledge(bridged, old_revoke)
+        else:
+            store_commands.record_unknown_keys(bridged, command_ids=[old_revoke.id])
+        key_proofs.record_key_status(
+            bridged,
+            command_ids=[old_revoke.id],
+            answers={key.id: (False, utcnow())},
+            secret="proof-secret",
+        )
+        bridged.flush()
+
+        finding = _key_finding(bridged, second, key.id)
+        assert (finding.store_acknowledged_at, finding.gateway_proof) == (None, None)
+        assert "store" not in finding.detail
+
+        _acknowledge(bridged, _restore, new_revoke)
+        finding = _key_finding(bridged, second, key.id)
+        assert (
+            finding.store_acknowledged_at
+            == bridged.get_one(StoreCommand, new_revoke.id).acknowledged_at
+        )
+        bridged.rollback()
+
+
+def test_a_newer_commands_answers_leave_the_older_reviews_key_finding(session, engine):
+    """The first revocation's command acknowledged, then the person reactivated and revoked
+    again: the new command's acknowledgement and the gateway's proof of it are the new
+    review's, not written over the first review's finding."""
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    key = f.make_key(session, org, owner=person)
+    session.commit()
+    with make_session_factory(engine, odock_mode="bridged")() as bridged:
+        person = bridged.merge(person)
+        first = _revoke_and_review(bridged, person)
+        (old_revoke,) = _commands(bridged, key.id)
+        _acknowledge(bridged, old_revoke)
+        acknowledged_at = _key_finding(bridged, first, key.id).store_acknowledged_at
+        assert acknowledged_at is not None
+        lifecycle.reactivate(bridged, user=person, actor=f.SETUP)
+        bridged.flush()
+        second = _revoke_and_review(bridged, person)
+        _old, restore, new_revoke = _commands(bridged, key.id)
+        _acknowledge(bridged, restore, new_revoke)
+        key_proofs.record_key_status(
+            bridged,
+            command_ids=[new_revoke.id],
+            answers={key.id: (False, utcnow())},
+            secret="proof-secret",
+        )
+        bridged.flush()
+
+        older = _key_finding(bridged, first, key.id)
+        assert older.store_acknowledged_at == acknowledged_at
+        assert older.gateway_proof is None
+        newer = _key_finding(bridged, second, key.id)
+        new_acknowledged_at = bridged.get_one(StoreCommand, new_revoke.id).acknowledged_at
+        assert (newer.store_acknowledged_at, newer.gateway_proof is None) == (
+            new_acknowledged_at,
+            False,
+        )
         bridged.rollback()
