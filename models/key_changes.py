@@ -181,6 +181,26 @@ def latest_revoke_command(session: Session, key: VirtualApiKey) -> StoreCommand 
     )
 
 
+def latest_revoke_commands(
+    session: Session, key_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, StoreCommand]:
+    """latest_revoke_command of many keys in one read (a leaver's hundreds of keys answered
+    in one round), by key id; a key with none is left out."""
+    if not key_ids:
+        return {}
+    commands = session.scalars(
+        select(StoreCommand)
+        .join(VirtualApiKey, VirtualApiKey.id == StoreCommand.subject_id)
+        .where(
+            StoreCommand.subject_id.in_(key_ids),
+            StoreCommand.command_type == StoreCommandType.REVOKE,
+            StoreCommand.issued_at >= VirtualApiKey.revoked_at,
+        )
+        .order_by(StoreCommand.issued_at)
+    )
+    return {command.subject_id: command for command in commands}  # the newest comes last
+
+
 def store_facts(command: StoreCommand) -> dict[str, Any]:
     """What a finding about the command's key says of the store's answer, beyond the columns."""
     if command.abandoned_at is None:

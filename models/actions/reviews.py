@@ -53,6 +53,7 @@ from models.errors import InvalidInput, InvalidTransition, NotFound
 from models.key_changes import (
     is_bridged,
     latest_revoke_command,
+    latest_revoke_commands,
     store_acknowledged_at,
     store_facts,
 )
@@ -796,7 +797,12 @@ def record_invalidation(
         .where(VirtualApiKey.id.in_(key_ids))
         .execution_options(populate_existing=True)
     ).all()
-    completed = [key for key in keys if _completes_revocation(session, key, called_at)]
+    commands = (
+        latest_revoke_commands(session, [key.id for key in keys if key.revoked])
+        if is_bridged(session)
+        else {}
+    )
+    completed = [key for key in keys if _completes_revocation(key, commands.get(key.id), called_at)]
     # A revoked key's last acknowledgement is one that counts for its revocation (a review
     # opened later reads it: _mark_revoked).
     counted = [key.id for key in keys if not key.revoked] + [key.id for key in completed]
@@ -819,15 +825,16 @@ def record_invalidation(
     return clocks
 
 
-def _completes_revocation(session: Session, key: VirtualApiKey, called_at: datetime) -> bool:
+def _completes_revocation(
+    key: VirtualApiKey, command: StoreCommand | None, called_at: datetime
+) -> bool:
     """Whether a gateway call made at `called_at` completes the key's current revocation: it
     came after the store settled the revocation's command (embedded, after the revoke
     itself). A call before it (a re-invalidation planned for an older command of the key, while
     the store has not applied the new revoke) leaves the gateway free to re-read the key
-    active from the store."""
+    active from the store. `command`: the key's latest revoke command (bridged)."""
     if not key.revoked or key.revoked_at is None:
         return False
-    command = latest_revoke_command(session, key) if is_bridged(session) else None
     if command is None:  # embedded, or revoked before commands were kept (0029)
         return _aware(key.revoked_at) <= called_at
     settled_at = command.acknowledged_at or command.abandoned_at
@@ -867,15 +874,11 @@ def _findings_answered_by(session: Session, commands: list[StoreCommand]) -> lis
         .execution_options(populate_existing=True)
     ).all()
     answered = {command.id for command in commands}
-    current = [key.id for key in keys if _current_command_id(session, key) in answered]
+    latest = latest_revoke_commands(session, [key.id for key in keys if key.revoked])
+    current = [key_id for key_id, command in latest.items() if command.id in answered]
     if not current:
         return []
     return list(session.scalars(_findings_of_current_revocation(current)))
-
-
-def _current_command_id(session: Session, key: VirtualApiKey) -> uuid.UUID | None:
-    command = latest_revoke_command(session, key) if key.revoked else None
-    return command.id if command is not None else None
 
 
 def _remember_invalidation(

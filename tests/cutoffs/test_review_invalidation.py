@@ -14,6 +14,7 @@ from models.db import make_session_factory
 from models.entities import ReviewFinding, Revocation, RevocationReview, StoreCommand
 from models.enums import FindingState, ReviewStatus, StoreCommandType
 from tests.support import factories as f
+from tests.support.sql_events import statements_sent
 
 REVIEWER = Actor.system("reviews")
 DONE = reviews.INVALIDATION_ACKNOWLEDGED
@@ -237,3 +238,33 @@ def test_a_newer_commands_answers_leave_the_older_reviews_key_finding(session, e
             False,
         )
         bridged.rollback()
+
+
+def _statements_to_record_answers(session, engine, keys: int) -> int:
+    """A leaver with `keys` keys, bridged: the statements of recording the store's
+    acknowledgement of their revokes, then the gateway's invalidation of them."""
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    key_ids = [f.make_key(session, org, owner=person).id for _ in range(keys)]
+    session.commit()
+    with make_session_factory(engine, odock_mode="bridged")() as bridged:
+        _revoke_and_review(bridged, bridged.merge(person))
+        commands = [c for key_id in key_ids for c in _commands(bridged, key_id)]
+        bridged.flush()
+        with statements_sent(engine) as sent:
+            store_commands.record_acknowledgements(
+                bridged, acknowledged={c.id: utcnow() for c in commands}, reinvalidate_after=0
+            )
+            store_commands.record_gateway_invalidation(bridged, key_ids=key_ids, called_at=utcnow())
+            bridged.flush()
+        bridged.rollback()
+    return len(sent)
+
+
+def test_recording_a_leavers_answers_reads_their_commands_once_not_per_key(session, engine):
+    """Which command is each key's current revoke was read key by key (one SELECT for each of
+    a leaver's hundreds of keys, twice: the store's acknowledgement and the gateway's); it is
+    one read for all of them, so twelve keys take the statements two do."""
+    assert _statements_to_record_answers(session, engine, 12) == _statements_to_record_answers(
+        session, engine, 2
+    )
