@@ -4,6 +4,8 @@ an older revocation's command, or a newer revocation's calls, leave the other's 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -258,13 +260,17 @@ def _statements_to_record_answers(session, engine, keys: int) -> int:
             store_commands.record_gateway_invalidation(bridged, key_ids=key_ids, called_at=utcnow())
             bridged.flush()
         bridged.rollback()
-    return len(sent)
+    # Reads of the commands only: a statement the process makes once, or once a minute, may
+    # fall into either recording (one more on SQLite in a full run).
+    return sum(
+        1 for statement in sent if re.match(r"SELECT\b.*\bFROM store_commands\b", statement, re.S)
+    )
 
 
 def test_recording_a_leavers_answers_reads_their_commands_once_not_per_key(session, engine):
     """Which command is each key's current revoke was read key by key (one SELECT for each of
     a leaver's hundreds of keys, twice: the store's acknowledgement and the gateway's); it is
-    one read for all of them, so twelve keys take the statements two do."""
+    one read for all of them, so twelve keys take the reads of store_commands two do."""
     assert _statements_to_record_answers(session, engine, 12) == _statements_to_record_answers(
         session, engine, 2
     )

@@ -172,6 +172,17 @@ def end_the_turns_connection(engine, org) -> None:
         )
         assert holder is not None
         admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
+    # pg_terminate_backend only signals the backend: its locks go when it has exited, which on
+    # a loaded machine is not at once.
+    wait_until(lambda: not _backend_alive(engine, holder), what="the turn's backend gone")
+
+
+def _backend_alive(engine, pid: int) -> bool:
+    with engine.connect() as fresh:  # a new transaction: pg_stat_activity is a snapshot
+        alive = fresh.scalar(
+            text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+        )
+    return bool(alive)
 
 
 def drain_failed(worker: WorkerProcess) -> bool:
