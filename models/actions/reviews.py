@@ -791,12 +791,7 @@ def record_invalidation(
     clocks of the revocations this completed."""
     at = at or utcnow()
     called_at = called_at or at
-    key_revocation.lock_keys(session, VirtualApiKey.id.in_(key_ids))
-    keys = session.scalars(
-        select(VirtualApiKey)
-        .where(VirtualApiKey.id.in_(key_ids))
-        .execution_options(populate_existing=True)
-    ).all()
+    keys = _locked_keys(session, key_ids)
     commands = (
         latest_revoke_commands(session, [key.id for key in keys if key.revoked])
         if is_bridged(session)
@@ -867,18 +862,27 @@ def _findings_answered_by(session: Session, commands: list[StoreCommand]) -> lis
     key_ids = sorted({command.subject_id for command in commands})
     if not key_ids:
         return []
-    key_revocation.lock_keys(session, VirtualApiKey.id.in_(key_ids))
-    keys = session.scalars(
-        select(VirtualApiKey)
-        .where(VirtualApiKey.id.in_(key_ids))
-        .execution_options(populate_existing=True)
-    ).all()
+    keys = _locked_keys(session, key_ids)
     answered = {command.id for command in commands}
     latest = latest_revoke_commands(session, [key.id for key in keys if key.revoked])
     current = [key_id for key_id, command in latest.items() if command.id in answered]
     if not current:
         return []
     return list(session.scalars(_findings_of_current_revocation(current)))
+
+
+def _locked_keys(session: Session, key_ids: list[uuid.UUID]) -> list[VirtualApiKey]:
+    """The keys, locked in a revocation's lock order and read afresh under the lock: a review
+    being opened at the same time (_key_findings) either sees what the caller writes next, or
+    its findings are seen by the caller."""
+    key_revocation.lock_keys(session, VirtualApiKey.id.in_(key_ids))
+    return list(
+        session.scalars(
+            select(VirtualApiKey)
+            .where(VirtualApiKey.id.in_(key_ids))
+            .execution_options(populate_existing=True)
+        )
+    )
 
 
 def _remember_invalidation(
