@@ -1008,7 +1008,7 @@ def resolve_finding(
 ) -> ReviewFinding:
     """A person's answer by hand (API, console, CLI)."""
     _read_locked(session, finding)
-    _answerable_by_hand(finding)
+    _require_answerable_by_hand(finding)
     return close_finding(session, finding=finding, actor=actor, note=note)
 
 
@@ -1025,7 +1025,7 @@ def dismiss_finding(
     session: Session, *, finding: ReviewFinding, actor: Actor, note: str = ""
 ) -> ReviewFinding:
     _read_locked(session, finding)
-    _answerable_by_hand(finding)
+    _require_answerable_by_hand(finding)
     _decide(session, finding, FindingState.DISMISSED, actor, note, "review.finding_dismissed")
     return finding
 
@@ -1068,11 +1068,16 @@ def _findings_read_again(session: Session, review_id: uuid.UUID) -> Sequence[Rev
     ).all()
 
 
-def _answerable_by_hand(finding: ReviewFinding) -> None:
-    """A campaign's findings are answered in the campaign (keep with a reason, rotate or
-    revoke), where one answer per finding and the deadline are decided: not resolved,
-    dismissed or reassigned as a review's."""
-    if finding.review.cause is ReviewCause.RECERTIFICATION:
+def answerable_by_hand(finding: ReviewFinding) -> bool:
+    """Whether a person may resolve, dismiss or reassign the finding as a review's. A
+    campaign's findings are answered in the campaign (keep with a reason, rotate or revoke),
+    where one answer per finding and the deadline are decided. The console offers those
+    buttons, and the API shows `answerable_by_hand`, from this same rule."""
+    return finding.review.cause is not ReviewCause.RECERTIFICATION
+
+
+def _require_answerable_by_hand(finding: ReviewFinding) -> None:
+    if not answerable_by_hand(finding):
         raise InvalidTransition(
             "a recertification finding is answered in its campaign: keep (with a reason), "
             "rotate or revoke",
@@ -1140,7 +1145,7 @@ def reassign_finding(
     if (to_user is None) == (to_team is None):
         raise InvalidInput("name exactly one new owner: a user or a team")
     _read_locked(session, finding)
-    _answerable_by_hand(finding)
+    _require_answerable_by_hand(finding)
     organisation_id = finding.review.organisation_id
     new_owner = to_user or to_team
     assert new_owner is not None

@@ -17,6 +17,7 @@ from models.access import Viewer, managed_team_ids, require_can_view_user, visib
 from models.actions.notification_deliveries import deliveries_of
 from models.actions.reviews import (
     affected_team_ids,
+    answerable_by_hand,
     finding_summary,
     other_active_managers_of_team,
 )
@@ -358,6 +359,7 @@ def _finding_view(finding: ReviewFinding) -> dict[str, Any]:
         "resolved_by": finding.resolved_by,
         "resolved_at": finding.resolved_at.isoformat() if finding.resolved_at else None,
         "resolution": finding.resolution,
+        "answerable_by_hand": answerable_by_hand(finding),
         "invalidated_at": _moment(finding.invalidated_at),
         "store_acknowledged_at": _moment(finding.store_acknowledged_at),
         "gateway_invalidated_at": _moment(finding.invalidated_at),

@@ -129,6 +129,18 @@ def test_a_closed_finding_cannot_be_resolved_again(client, org, reviewed, sessio
         assert s.get_one(ReviewFinding, finding_id).state is FindingState.RESOLVED
 
 
+def test_a_revocation_reviews_open_findings_offer_resolve_and_reassign(client, org, reviewed):
+    """Guard for the campaign's rule (reviews.answerable_by_hand): a review's own findings
+    keep their buttons."""
+    sign_in(client, org.admin_token)
+    review = reviewed[org.member.email]
+    page = client.get(f"/console/reviews/{review.id}").get_data(as_text=True)
+    key_finding = next(x for x in review.findings if x.subject_type == "api_key")
+    assert f"/console/findings/{key_finding.id}/resolve" in page
+    assert f"/console/findings/{key_finding.id}/reassign" in page
+    assert "Answered in its" not in page
+
+
 def test_reassign_hands_the_key_to_a_colleague(client, org, reviewed, sessions):
     sign_in(client, org.admin_token)
     review = reviewed[org.member.email]

@@ -183,3 +183,24 @@ def test_the_console_and_the_cli_refuse_it_too(
     )
     assert cli.exit_code != 0 and REFUSED in cli.output
     assert_unchanged(sessions, finding_id, owner)
+
+
+def test_the_console_offers_no_resolve_or_reassign_on_a_campaign_finding(
+    client, session, keys, campaign, token
+) -> None:
+    """The console's buttons and the API's `answerable_by_hand` come from the rule that
+    refuses them (reviews.answerable_by_hand): no button that leads to a 409 page."""
+    finding_id, review_id = finding_id_of(session, campaign, keys.spend), campaign.review_id
+    session.rollback()  # SQLite: let the app read
+    shown = client.get(
+        f"/api/v1/findings/{finding_id}", headers={"Authorization": f"Bearer {token}"}
+    ).json
+    assert (shown["state"], shown["answerable_by_hand"]) == ("open", False)
+    sign_in(client, token)
+    page = client.get(f"/console/reviews/{review_id}").get_data(as_text=True)
+    assert f'id="finding-{finding_id}"' in page
+    assert 'class="acknowledge"' in page  # acknowledging stops reminders: still offered
+    for refused in ("resolve", "reassign", "dismiss"):
+        assert f'class="{refused}"' not in page
+        assert f"/findings/{finding_id}/{refused}" not in page
+    assert "Answered in its" in page
