@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook
 
+SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the format marker, not a secret)
 
 
@@ -63,10 +64,11 @@ def verify(
     tolerance_seconds: int = 300,
 ) -> str:
     """Check the delivery; return its webhook-id or raise SignatureRejected."""
+    reason = malformed(headers)
+    if reason:
+        raise SignatureRejected(reason)
     lowered = {name.lower(): value for name, value in headers.items()}
-    msg_id = lowered.get("webhook-id", "")
-    if not (msg_id and lowered.get("webhook-timestamp") and lowered.get("webhook-signature")):
-        raise SignatureRejected("missing webhook-id, webhook-timestamp or webhook-signature")
+    msg_id = lowered["webhook-id"]
     _check_timestamp(lowered["webhook-timestamp"], tolerance_seconds)
     try:
         text = body.decode()
@@ -78,13 +80,28 @@ def verify(
     raise SignatureRejected("no matching signature")
 
 
-def _check_timestamp(value: str, tolerance_seconds: int) -> None:
+def malformed(headers: Mapping[str, str]) -> str | None:
+    """Why the headers cannot verify whatever the body and the secrets (a header absent, a
+    timestamp that is no time, no v1 signature), or None: what the body is not needed for."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    if not all(lowered.get(name) for name in SIGNATURE_HEADERS):
+        return "missing webhook-id, webhook-timestamp or webhook-signature"
+    if not math.isfinite(_seconds(lowered["webhook-timestamp"])):
+        return "webhook-timestamp is not a number"
+    if not any(entry.startswith("v1,") for entry in lowered["webhook-signature"].split(" ")):
+        return "no matching signature"  # only v1 signatures are ever checked
+    return None
+
+
+def _seconds(value: str) -> float:
     try:
-        sent = float(value)
+        return float(value)
     except ValueError:
-        sent = math.nan
-    if not math.isfinite(sent):  # "nan" compares false with any tolerance; "inf" is no time
-        raise SignatureRejected("webhook-timestamp is not a number")
+        return math.nan  # "nan" compares false with any tolerance; "inf" is no time
+
+
+def _check_timestamp(value: str, tolerance_seconds: int) -> None:
+    sent = _seconds(value)
     if abs(datetime.now(UTC).timestamp() - sent) > tolerance_seconds:
         raise SignatureRejected("webhook-timestamp is outside the tolerance")
 

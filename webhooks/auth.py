@@ -15,6 +15,7 @@ from models.base import utcnow
 from models.enums import Source, TokenScope
 from webhooks.context import db_session, settings
 from webhooks.errors import Unauthorized
+from webhooks.route_credentials import BEARER_REQUIRED
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +56,7 @@ def refuse(scope: TokenScope) -> NoReturn:
     # Say why without the secret itself: its presence and the scheme used are enough.
     scheme = request.headers.get("Authorization", "").partition(" ")[0][:20]
     log.warning("auth.rejected", scope=scope.value, scheme=scheme or None)
-    raise Unauthorized("a valid bearer token is required")
+    raise Unauthorized(BEARER_REQUIRED)
 
 
 def current_viewer() -> Viewer:

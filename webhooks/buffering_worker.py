@@ -12,10 +12,12 @@ a connection that sends nothing, after WEB_IDLE_TIMEOUT).
 It also answers the requests it refuses itself: a request line over `limit_request_line`
 (414), a head over the header limits (431), a body over its route's limit (413, by
 webhooks.body_limits: a Content-Length over it before `Expect: 100-continue` is answered, a
-chunked body once its chunks pass it), a request not read in time (408), and what gunicorn's
-parser refuses. Each refusal is rendered by the app's own error handlers for the request's
-path, so it is in the format of the protocol that path speaks (SCIM error JSON, an HTML page,
-problem JSON), as a refusal of the app is.
+chunked body once its chunks pass it), a head asking for `100 Continue` without its route's
+credentials in a shape that can succeed (401, by webhooks.route_credentials: the body is never
+read), a request not read in time (408), and what gunicorn's parser refuses. Each refusal
+is rendered by the app's own error handlers for the request's path, so it is in the format of
+the protocol that path speaks (SCIM error JSON, an HTML page, problem JSON), as a refusal of
+the app is.
 
 TLS is not terminated here (a deployment's front does that); with `certfile` set the worker
 falls back to gunicorn's own reading.
@@ -43,7 +45,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from webhooks.body_limits import body_limit
 
 if TYPE_CHECKING:
-    from flask import Flask
+    from flask import Flask, Response
 
 MAX_HEAD_BYTES = 64 * 1024
 # What a Content-Length and a chunk size are made of (RFC 9112 sections 6.3 and 7.1).
@@ -181,7 +183,6 @@ def rendered_refusal(app: Flask, status: int, detail: str, path: str) -> bytes:
     """The refusal as the app answers one on `path` (its protocol's error renderer), as
     the bytes of a whole response that closes the connection."""
     from werkzeug.exceptions import HTTPException, default_exceptions
-    from werkzeug.http import HTTP_STATUS_CODES
 
     from webhooks.errors import http_problem, render_error
 
@@ -189,13 +190,49 @@ def rendered_refusal(app: Flask, status: int, detail: str, path: str) -> bytes:
     error = kind(description=detail[:200] or None)
     error.code = status
     with app.test_request_context("/", environ_overrides={"PATH_INFO": path}):
-        response = render_error(http_problem)(error)
+        return closing_response(render_error(http_problem)(error))
+
+
+def credentials_refusal(app: Flask, head: bytes, path: str) -> bytes | None:
+    """The route's own 401 for a head whose credentials are absent or malformed
+    (webhooks.route_credentials, as the app asks it), as the bytes of a whole response that
+    closes the connection; None when they may authenticate."""
+    from flask import request
+
+    from webhooks.route_credentials import MissingCredentials, refuse_absent_credentials
+
+    method = head.split(b" ", 1)[0].decode("latin-1")
+    fields = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, values in _headers(head).items()
+        if name not in BODY_FRAMING
+        for value in values
+    ]
+    context = app.test_request_context(
+        "/", method=method, headers=fields, environ_overrides={"PATH_INFO": path}
+    )
+    with context:
+        try:
+            refuse_absent_credentials(request)
+        except MissingCredentials as missing:
+            return closing_response(app.make_response(app.handle_user_exception(missing)))
+    return None
+
+
+# Not the app's to see in a head it is asked about: it reads no body here.
+BODY_FRAMING = (b"content-length", b"transfer-encoding", b"content-type")
+
+
+def closing_response(response: Response) -> bytes:
+    from werkzeug.http import HTTP_STATUS_CODES
+
     body = response.get_data()
     kept = [
         f"{name}: {value}\r\n"
         for name, value in response.headers.items()
         if name.lower() not in ("content-length", "connection")
     ]
+    status = response.status_code
     head = (
         f"HTTP/1.1 {status} {HTTP_STATUS_CODES.get(status, '')}\r\n{''.join(kept)}"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -334,20 +371,37 @@ class BufferingWorker(ThreadWorker):
         self._hand_over(conn)
 
     def _maybe_continue(self, conn: Any) -> None:
-        """Send 100 Continue once the head asks for it, so the client sends its body now. A
-        body over the route's limit was refused before (request_end). Credentials are not
-        checked here: that is the app's, after the body (a client without them sends at most
-        the route's limit, and the app's refusal does not change with the body)."""
+        """Send 100 Continue once the head asks for it, so the client sends its body now;
+        unless the answer is known already (RFC 9110 section 10.1.1): a body over the route's
+        limit was refused before (request_end), and credentials absent or malformed for the
+        route are refused here, with its own 401, and the body never read. Only their
+        presence and shape: the app verifies them, after the body."""
         head_end = conn.pending.find(b"\r\n\r\n")
         if head_end < 0 or getattr(conn, "continued", False):
             return
-        head = bytes(conn.pending[:head_end]).lower()
-        if b"\r\nexpect: 100-continue" in head or b"\r\nexpect:100-continue" in head:
+        head = bytes(conn.pending[:head_end])
+        lowered = head.lower()
+        if b"\r\nexpect: 100-continue" in lowered or b"\r\nexpect:100-continue" in lowered:
             conn.continued = True
+            refusal = self.credentials_refusal(head)
+            if refusal is not None:
+                self._answer_and_close(conn, refusal)
+                return
             try:
                 conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
             except OSError:
                 self._drop(conn)
+
+    def credentials_refusal(self, head: bytes) -> bytes | None:
+        """credentials_refusal, or None (continue, as before) when the app cannot say."""
+        app = getattr(self, "wsgi", None)
+        if app is None or not hasattr(app, "test_request_context"):
+            return None
+        try:
+            return credentials_refusal(app, head, request_path(head))
+        except Exception:  # the event loop must go on, whatever the app does
+            self.log.exception("checking a head's credentials failed; answering 100 Continue")
+            return None
 
     def _hand_over(self, conn: Any) -> None:
         self._forget(conn)
@@ -362,13 +416,16 @@ class BufferingWorker(ThreadWorker):
         self.enqueue_req(conn)
 
     def _refuse(self, conn: Any, status: int) -> None:
-        """Answer and close. What the client sent meanwhile is read first: closing a socket
-        with unread bytes sends a reset, which can make the client drop the answer."""
+        answer = self.refusal(status, REASONS[status][2], request_path(conn.pending))
+        self._answer_and_close(conn, answer)
+
+    def _answer_and_close(self, conn: Any, answer: bytes) -> None:
+        """What the client sent meanwhile is read first: closing a socket with unread bytes
+        sends a reset, which can make the client drop the answer."""
         with contextlib.suppress(OSError):
             for _ in range(16):
                 if not conn.sock.recv(RECV_SIZE):
                     break
-        answer = self.refusal(status, REASONS[status][2], request_path(conn.pending))
         with contextlib.suppress(OSError):
             conn.sock.send(answer)
             conn.sock.shutdown(socket.SHUT_WR)

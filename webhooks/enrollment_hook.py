@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 from pydantic import Field
 
 from connectors import signed_webhooks
@@ -21,7 +21,8 @@ from models.errors import Conflict, NotFound
 from models.secrets import hash_secret
 from webhooks.body import RequestBody, parse_body, read_body
 from webhooks.context import db_session, settings
-from webhooks.errors import Unauthorized
+from webhooks.errors import Unauthorized, domain_problem, render_error
+from webhooks.route_credentials import MissingCredentials
 
 bp = Blueprint("enrollment_hook", __name__, url_prefix="/hooks")
 
@@ -38,6 +39,12 @@ class Replayed(Conflict):
     code = "replayed"
 
 
+@bp.errorhandler(MissingCredentials)
+def _missing_signature(error: MissingCredentials) -> Response:
+    """Signature headers a head lacks (webhooks.route_credentials), refused as verify does."""
+    return render_error(domain_problem)(_rejected(error.reason))
+
+
 @bp.post("/enrollment/<org_slug>")
 def accepted(org_slug: str) -> dict[str, Any]:
     secrets = settings().enrollment_webhook_secret_list
@@ -51,7 +58,7 @@ def accepted(org_slug: str) -> dict[str, Any]:
             tolerance_seconds=settings().enrollment_webhook_tolerance_seconds,
         )
     except signed_webhooks.SignatureRejected as exc:
-        raise Unauthorized(f"signature rejected: {exc.reason}") from None
+        raise _rejected(exc.reason) from None
     session = db_session()
     organisation = get_organisation_by_slug(session, org_slug)
     body = parse_body(EnrollmentAccepted)
@@ -83,3 +90,7 @@ def accepted(org_slug: str) -> dict[str, Any]:
         "user_status": result.user.status.value,
         "created": result.created,
     }
+
+
+def _rejected(reason: str) -> Unauthorized:
+    return Unauthorized(f"signature rejected: {reason}")

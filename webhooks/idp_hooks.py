@@ -23,6 +23,7 @@ from webhooks.body import UnacceptableValue, UnreadableBody, decode_json, read_b
 from webhooks.context import EXTENSION, app_state, settings
 from webhooks.errors import problem
 from webhooks.group_commit import GroupCommit
+from webhooks.route_credentials import OKTA_HEADERS_REQUIRED, Credentials, MissingCredentials
 from worker import wakeups
 
 log = structlog.get_logger(__name__)
@@ -81,6 +82,15 @@ def _refused(error: Refused) -> Response:
     REJECTED.labels(channel, error.log_reason).inc()
     log.info("idp_hook.refused", channel=channel, reason=error.log_reason, path=request.path)
     return problem(error.status, error.reason, error.detail)
+
+
+@bp.errorhandler(MissingCredentials)
+def _missing_credentials(error: MissingCredentials) -> Response:
+    """The credentials a head lacks (webhooks.route_credentials), refused as the delivery's
+    own check refuses them."""
+    if error.kind is Credentials.OKTA_HOOK:
+        return _refused(Refused(401, "unauthorized", error.reason))
+    return _refused(Refused(401, _signature_reason(error.reason), error.reason))
 
 
 @bp.get("/okta/<slug>")
@@ -161,7 +171,7 @@ def _okta_credentials(slug: str) -> HookCredentials:
     if credentials.okta_secret_hash is None:
         raise Refused(404, *UNKNOWN_HOOK, log_reason="not_configured")
     if not credentials.okta_authorised(settings().secret_key, request.headers):
-        raise Refused(401, "unauthorized", "the authorization header is missing or wrong")
+        raise Refused(401, "unauthorized", OKTA_HEADERS_REQUIRED)
     return credentials
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, request
 
-from webhooks import body, body_limits, health, request_id
+from webhooks import body, body_limits, health, request_id, route_credentials
 from webhooks.context import settings
 
 
@@ -28,6 +28,8 @@ def install(app: Flask, log_level: str) -> None:
         body.check_content_encoding(req)  # and reads no body it cannot decode
         # nor more of one than its route takes
         body.limit_body(body_limits.body_limit(settings(), req.path))
+        if route_credentials.expects_continue(req):  # as the web worker does before its 100
+            route_credentials.refuse_absent_credentials(req)
         health.start_timer(state)
 
     @app.after_request

@@ -155,6 +155,16 @@ class HookCredentials:
     def signing_secrets(self, secret_key: str) -> list[str]:
         return [_decrypted(secret_key, s) for s in self.encrypted_signing_secrets]
 
+    def okta_headers(self) -> list[str]:
+        """The headers a delivery must carry: the secret's and the custom one, if set."""
+        names = [self.okta_header_name]
+        if self.okta_custom_header_name and self.okta_custom_header_hash:
+            names.append(self.okta_custom_header_name)
+        return names
+
+    def okta_headers_present(self, headers: Any) -> bool:
+        return all(headers.get(name, "").strip() for name in self.okta_headers())
+
     def okta_authorised(self, secret_key: str, headers: Any) -> bool:
         """Both configured headers carry the right values (compared in constant time)."""
         if self.okta_secret_hash is None:
@@ -198,6 +208,13 @@ def cached_hook_credentials(
         _CACHE.clear()
     _CACHE[slug] = (now, credentials)
     return credentials
+
+
+def remembered_hook_credentials(slug: str, *, ttl_seconds: float) -> HookCredentials | None:
+    """The credentials cached_hook_credentials read for `slug` within `ttl_seconds`, if it
+    did; never read from the database."""
+    hit = _CACHE.get(slug)
+    return hit[1] if hit is not None and time.monotonic() - hit[0] < ttl_seconds else None
 
 
 def forget_credentials(organisation: Organisation) -> None:

@@ -15,6 +15,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from connectors import signed_webhooks
+from models.actions import event_hooks
 from models.enums import Role
 from models.settings import Settings
 from tests.support import factories as f
@@ -202,7 +204,8 @@ def web(settings: Settings, engine: Any, tmp_path_factory: pytest.TempPathFactor
     """One web process for the file (1 worker x 2 threads); the tests read only its answers
     and the database. A request not read whole within 2 s is refused (408)."""
     workdir = tmp_path_factory.mktemp("web")
-    env = {"WEB_REQUEST_READ_TIMEOUT": "2"}
+    # A hook's credentials stay in the receiver's cache for the file's Okta test.
+    env = {"WEB_REQUEST_READ_TIMEOUT": "2", "EVENT_HOOK_CACHE_SECONDS": "60"}
     with web_as_served(settings, workdir, workers=1, threads=2, env=env) as served:
         yield served
 
@@ -400,12 +403,124 @@ def test_a_declared_body_over_the_routes_limit_is_refused_instead_of_100_continu
     Content-Length over the route's own limit is refused at once, with no 100; within it,
     100 Continue is still answered (then a 408 here: no body follows)."""
     limit = getattr(settings, limit_name)
-    expect = ("Expect: 100-continue", "Content-Type: application/json")
+    # Credentials of the right shape, so that 100 is asked of the body's size alone.
+    expect = ("Expect: 100-continue", "Content-Type: application/json", WELL_FORMED_BEARER)
     over = exchange(web, head("POST", path, *expect, f"Content-Length: {limit + 1}"))
     assert over.status_code == 413, (over.status_code, over.text[:300])
     assert_format(path, over)
     within = exchange(web, head("POST", path, *expect, f"Content-Length: {limit}"))
     assert within.status_code == 100, (within.status_code, within.text[:300])
+
+
+# Shaped as the route's credentials are (webhooks.route_credentials), not valid ones: the
+# web worker looks at their presence and shape only, the app verifies them after the body.
+WELL_FORMED_BEARER = "Authorization: Bearer odk_admin_WellFormedButUnknown"
+WELL_FORMED_SIGNATURE = (
+    "webhook-id: msg_1",
+    "webhook-timestamp: 1700000000",
+    "webhook-signature: v1,c2lnbmVkIGJ5IG5vYm9keQ==",
+)
+ODOCK_KEY = "/odock/v1/keys/6f1c1a52-0a7e-4d8e-9a52-4f1fbbd1c0de"
+# method, path, what the head carries instead of the route's credentials, them well-formed
+ABSENT_CREDENTIALS = [
+    ("POST", "/scim/v2/Groups", (), (WELL_FORMED_BEARER,)),
+    ("POST", "/scim/v2/Groups", ("Authorization: Basic dXNlcjpwYXNz",), (WELL_FORMED_BEARER,)),
+    ("POST", "/api/v1/teams", (), (WELL_FORMED_BEARER,)),
+    ("POST", "/api/v1/teams", ("Authorization: Bearer",), (WELL_FORMED_BEARER,)),
+    ("POST", "/api/v1/teams", ("Authorization: Bearer two words",), (WELL_FORMED_BEARER,)),
+    ("PUT", ODOCK_KEY, ("Authorization: odk_odock_NoScheme",), (WELL_FORMED_BEARER,)),
+    ("POST", "/hooks/events/some-org", (), WELL_FORMED_SIGNATURE),
+    (
+        "POST",
+        "/hooks/events/some-org",
+        ("webhook-id: msg_1", "webhook-timestamp: soon", "webhook-signature: v1,c2ln"),
+        WELL_FORMED_SIGNATURE,
+    ),
+    ("POST", "/hooks/enrollment/some-org", ("webhook-id: msg_1",), WELL_FORMED_SIGNATURE),
+]
+EXPECT_1000 = ("Expect: 100-continue", "Content-Type: application/json", "Content-Length: 1000")
+
+
+@pytest.mark.parametrize("method, path, absent, well_formed", ABSENT_CREDENTIALS)
+def test_absent_or_malformed_credentials_are_refused_instead_of_100_continue(
+    web: Web, method: str, path: str, absent: tuple[str, ...], well_formed: tuple[str, ...]
+) -> None:
+    """RFC 9110 section 10.1.1. The worker answered 100 Continue to any head within its
+    route's body limit, credentials or none: a client without them was asked for its body
+    (up to the limit) before the app's 401. A head whose credentials are absent or not
+    shaped as the route's are gets the route's own 401 at once, and the connection is closed
+    without the body being waited for (it never comes here: a 100 would be followed by the
+    2 s read timeout's 408). Well-formed credentials, valid or not, still get 100."""
+    refused = exchange(web, head(method, path, *EXPECT_1000, *absent))
+    assert refused.status_code == 401, (refused.status_code, refused.text[:300])
+    assert_format(path, refused)
+    if path.startswith(("/scim/v2/", "/api/v1/", "/odock/v1/")):
+        assert refused.headers["www-authenticate"].startswith("Bearer realm=")
+    if path.startswith("/hooks/events/"):
+        assert json.loads(refused.text)["title"] in ("missing_signature", "stale_timestamp")
+    if path.startswith("/hooks/enrollment/"):
+        assert json.loads(refused.text)["detail"].startswith("signature rejected: missing")
+    continued = exchange(web, head(method, path, *EXPECT_1000, *well_formed))
+    assert continued.status_code == 100, (continued.status_code, continued.text[:300])
+
+
+def test_an_okta_hook_without_its_header_is_refused_instead_of_100_continue(
+    web: Web, session: Session, settings: Settings
+) -> None:
+    """Which header an Okta hook sends is the organisation's: the worker knows it once the
+    receiver has read the hook's configuration (its cache, never the database from the
+    worker). Then a head without that header gets the receiver's 401 at once, and one with
+    it 100 Continue. It was 100 either way."""
+    org = f.make_org(session)
+    event_hooks.set_okta_secret(
+        session,
+        organisation=org,
+        secret_key=settings.secret_key,
+        actor=f.SETUP,
+        header_name="X-Okta-Secret",
+        secret="okta-secret-of-sixteen-or-more",
+    )
+    session.commit()
+    path = f"/hooks/okta/{org.slug}"
+    read = exchange(web, head("POST", path, "Content-Length: 0", "Connection: close"))
+    assert read.status_code == 401, (read.status_code, read.text[:300])  # the cache is filled
+    refused = exchange(web, head("POST", path, *EXPECT_1000, WELL_FORMED_BEARER))
+    assert refused.status_code == 401, (refused.status_code, refused.text[:300])
+    assert_format(path, refused)
+    assert json.loads(refused.text)["title"] == "unauthorized"
+    continued = exchange(web, head("POST", path, *EXPECT_1000, "X-Okta-Secret: a guess"))
+    assert continued.status_code == 100, (continued.status_code, continued.text[:300])
+
+
+@pytest.mark.parametrize("path", ["/enroll/some-token", "/reviews/acknowledge/some-token"])
+def test_a_public_route_answers_100_continue_without_credentials(web: Web, path: str) -> None:
+    """Routes that take no credentials (the invitee's form, a review link: their token is
+    in the path) are asked for their body as before. A guard: it passed before."""
+    form = ("Expect: 100-continue", "Content-Type: application/x-www-form-urlencoded")
+    continued = exchange(web, head("POST", path, *form, "Content-Length: 100"))
+    assert continued.status_code == 100, (continued.status_code, continued.text[:300])
+
+
+@pytest.mark.parametrize("receiver", ["events", "enrollment"])
+def test_a_receiver_asked_to_continue_without_signature_reads_no_body(
+    client_with: Callable[..., FlaskClient], session: Session, settings: Settings, receiver: str
+) -> None:
+    """The app asks the same question before it reads the body of a request that waits for
+    100 Continue (for a server that sends 100 on the app's first read; gunicorn's own
+    reading, the TLS fallback, sends it before the app runs). The signed receivers read
+    their body whole to verify it, and only then refused the missing signature."""
+    org = f.make_org(session)
+    event_hooks.add_signing_secret(
+        session, organisation=org, secret_key=settings.secret_key, actor=f.SETUP
+    )
+    session.commit()
+    client = client_with(enrollment_webhook_secrets=signed_webhooks.new_signing_secret())
+    path = f"/hooks/{receiver}/{org.slug}"
+    body = StreamedBody(b"{}", 4096)
+    refused = client.post(path, **chunked(body, "application/json", Expect="100-continue"))
+    assert refused.status_code == 401, refused.get_data(as_text=True)[:300]
+    assert_format(path, refused)
+    assert body.taken == 0, body.taken
 
 
 @pytest.mark.parametrize("path, limit_name", ROUTE_LIMITS)
