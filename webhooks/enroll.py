@@ -64,7 +64,7 @@ def accept(token: str) -> tuple[str, int] | str:
         accepted = invitation_actions.accept_signed_in(
             session, token=token, email=identity, name=form.get("name", ""), account=who.account
         )
-    except SignInRefused:  # bound to another account of the provider: only the audit is kept
+    except (SignInRefused, invitation_actions.AccountExists):  # only the refusal's audit is kept
         session.commit()
         raise
     except InvalidInput as exc:

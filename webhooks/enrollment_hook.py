@@ -17,6 +17,7 @@ from models.actions import invitations as invitation_actions
 from models.actions.deliveries import record_delivery
 from models.actions.organisations import get_organisation_by_slug
 from models.base import utcnow
+from models.entities import ReceivedDelivery
 from models.errors import Conflict, NotFound
 from models.secrets import hash_secret
 from webhooks.body import RequestBody, parse_body, read_body
@@ -73,16 +74,19 @@ def accepted(org_slug: str) -> dict[str, Any]:
     )
     if not recorded.is_new:
         raise Replayed(f"webhook {webhook_id} was already received", webhook_id=webhook_id)
-    result = invitation_actions.accept_invitation(
-        session,
-        token=body.token,
-        email=body.email,
-        name=body.name,
-        organisation_id=organisation.id,
-    )
-    recorded.delivery.status = "processed"
-    recorded.delivery.processed_at = utcnow()
-    recorded.delivery.outcome = f"accepted invitation {result.invitation.id}"
+    try:
+        result = invitation_actions.accept_invitation(
+            session,
+            token=body.token,
+            email=body.email,
+            name=body.name,
+            organisation_id=organisation.id,
+        )
+    except invitation_actions.AccountExists as refused:  # the refusal's audit is kept
+        _answered(recorded.delivery, "rejected", refused.message)
+        session.commit()
+        raise
+    _answered(recorded.delivery, "processed", f"accepted invitation {result.invitation.id}")
     session.commit()
     return {
         "invitation_id": str(result.invitation.id),
@@ -94,3 +98,9 @@ def accepted(org_slug: str) -> dict[str, Any]:
 
 def _rejected(reason: str) -> Unauthorized:
     return Unauthorized(f"signature rejected: {reason}")
+
+
+def _answered(delivery: ReceivedDelivery, status: str, outcome: str) -> None:
+    delivery.status = status
+    delivery.processed_at = utcnow()
+    delivery.outcome = outcome

@@ -80,6 +80,7 @@ PENDING = InvitationStatus.PENDING
 ACCEPTED = InvitationStatus.ACCEPTED
 EXPIRED = InvitationStatus.EXPIRED
 REVOKED = InvitationStatus.REVOKED
+ACCEPT_REFUSED = "user.invitation_accept_refused"
 
 
 class InvitationUnknown(NotFound):
@@ -98,6 +99,20 @@ class InvitationUsed(Conflict):
 
 class InvitationExpired(Conflict):
     code = "invitation_expired"
+
+
+class AccountExists(Conflict):
+    """The invited email is already an ACTIVE or REVOKED person of the organisation: the
+    accept is refused, audited (user.invitation_accept_refused) and nothing else kept, so the
+    caller commits the refusal's audit."""
+
+    def __init__(self, invitation: Invitation, user: User) -> None:
+        super().__init__(
+            f"{invitation.email} already has an account here ({user.status}); ask an administrator",
+            current_status=user.status.value,
+        )
+        self.user_id = user.id
+        self.status = user.status
 
 
 class WrongAccount(Forbidden):
@@ -616,21 +631,36 @@ def accept_invitation(
     """Complete an invitation once: the user is created (or a PENDING one linked) with its role
     and teams; PENDING again if the organisation requires approval. `account` is who signed
     in at the organisation's OpenID Connect provider: bound to the person as a console
-    sign-in binds it (SignInRefused if they are bound to another account there)."""
+    sign-in binds it (SignInRefused if they are bound to another account there). An email
+    that is already an ACTIVE or REVOKED person is refused (AccountExists): only the
+    refusal's audit event is left for the caller to commit."""
     now = now or utcnow()
     invitation = find_by_token(session, token, organisation_id)
     check_acceptable(invitation, email=email, now=now)
     name = validate_name(name)
+    try:
+        with session.begin_nested():
+            return _accept(session, invitation, token=token, name=name, now=now, account=account)
+    except AccountExists as refused:
+        _audit_refused(session, invitation, refused, email=email)
+        raise
+
+
+def _accept(
+    session: Session,
+    invitation: Invitation,
+    *,
+    token: str,
+    name: str,
+    now: datetime,
+    account: ProviderAccount | None,
+) -> Accepted:
     existing = find_user_by_email(session, invitation.organisation_id, invitation.email)
     if existing is not None and existing.status is not UserStatus.PENDING:
         # A concurrent accept of this very invitation may have just created that user.
         session.refresh(invitation)
         check_acceptable(invitation, email=None, now=now)
-        raise Conflict(
-            f"{invitation.email} already has an account here ({existing.status}); "
-            "ask an administrator",
-            current_status=existing.status.value,
-        )
+        raise AccountExists(invitation, existing)
     _claim(session, invitation, token, now)
     # The teams it joins, then the person (models.membership_locks): a SCIM group write
     # holding one of those teams and locking this person for a role its mapping grants would
@@ -643,11 +673,7 @@ def accept_invitation(
     if existing is not None and existing.status is not UserStatus.PENDING:
         # Read again under their lock: declined (or otherwise changed) since it was read
         # above, the accept refuses them as it would have had it come after.
-        raise Conflict(
-            f"{invitation.email} already has an account here ({existing.status}); "
-            "ask an administrator",
-            current_status=existing.status.value,
-        )
+        raise AccountExists(invitation, existing)
     actor = Actor(Source.INVITATION, f"invitee {invitation.email}")
     organisation = session.get_one(Organisation, invitation.organisation_id)
     if existing is None:
@@ -690,6 +716,27 @@ def accept_invitation(
     return Accepted(invitation=invitation, user=user, created=existing is None)
 
 
+def _audit_refused(
+    session: Session, invitation: Invitation, refused: AccountExists, *, email: str
+) -> None:
+    """The refused accept on the person it would have changed (their audit trail shows it),
+    written after the accept's own writes were rolled back."""
+    audit.record(
+        session,
+        actor=Actor(Source.INVITATION, f"invitee {email}"),
+        organisation_id=invitation.organisation_id,
+        action=ACCEPT_REFUSED,
+        target_type="user",
+        target_id=refused.user_id,
+        after={
+            "invitation_id": str(invitation.id),
+            "email": email,
+            "user_status": refused.status.value,
+            "reason": "account_exists",
+        },
+    )
+
+
 def accept_signed_in(
     session: Session,
     *,
@@ -704,8 +751,7 @@ def accept_signed_in(
     (enrollment.sign_in_refused), and SignInRefused raised for the caller to commit and show."""
     invitation_id = find_by_token(session, token).id
     try:
-        with session.begin_nested():
-            return accept_invitation(session, token=token, email=email, name=name, account=account)
+        return accept_invitation(session, token=token, email=email, name=name, account=account)
     except SignInRefused as refused:
         sign_in_audit.refused(
             session,

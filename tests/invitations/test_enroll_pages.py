@@ -9,10 +9,12 @@ import pytest
 from sqlalchemy import func, select
 
 from models.actions import invitations as inv
+from models.actions import lifecycle
 from models.base import utcnow
-from models.entities import Invitation, User
+from models.entities import AuditEvent, Invitation, User
 from models.enums import InvitationStatus, Role, UserStatus
 from tests.invitations.conftest import IDENTITY_HEADER
+from tests.support import factories as f
 from tests.support.streamed_body import ENDLESS, StreamedBody, chunked
 
 EMAIL = "new.person@example.com"
@@ -93,6 +95,42 @@ def test_wrong_account_changes_nothing(session, enroll_client, issued):
     )
     assert posted.status_code == 403 and kind(posted) == "wrong_account"
     nothing_changed(session, issued)
+
+
+def test_a_revoked_persons_accept_is_refused_and_the_refusal_audited(
+    session, enroll_client, issued, scene
+):
+    """The invited email became a REVOKED person (a leaver): the accept is a 409 that changes
+    nothing but leaves one audit event on that person, saying who tried, which invitation, and
+    why (models.actions.invitations.accept_invitation)."""
+    leaver = f.make_user(session, scene.org, email=EMAIL, name="Old Name")
+    leaver_id = leaver.id
+    lifecycle.revoke(session, user=leaver, actor=f.SETUP)
+    session.commit()
+    seen = set(session.scalars(select(AuditEvent.id)))
+    session.rollback()  # SQLite: let the app take the write lock
+    page = enroll_client.get(f"/enroll/{issued.token}", headers=as_user()).text
+    posted = enroll_client.post(
+        f"/enroll/{issued.token}",
+        data={"name": "New Name", "form_key": form_key(page)},
+        headers=as_user("New.Person@example.com"),
+    )
+    assert posted.status_code == 409 and kind(posted) == "conflict", posted.text
+    session.expire_all()
+    assert session.get(Invitation, issued.invitation.id).status is InvitationStatus.PENDING
+    person = session.get_one(User, leaver_id)
+    assert (person.status, person.name) == (UserStatus.REVOKED, "Old Name")
+    new = [e for e in session.scalars(select(AuditEvent)) if e.id not in seen]
+    assert [(e.action, e.target_type, e.target_id) for e in new] == [
+        ("user.invitation_accept_refused", "user", str(leaver_id))
+    ]
+    assert (new[0].source.value, new[0].actor) == ("invitation", "invitee New.Person@example.com")
+    assert new[0].after == {
+        "invitation_id": str(issued.invitation.id),
+        "email": "New.Person@example.com",
+        "user_status": "REVOKED",
+        "reason": "account_exists",
+    }
 
 
 def test_post_without_identity_or_with_a_forged_form_key(session, enroll_client, issued):

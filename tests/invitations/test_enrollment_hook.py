@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from connectors.signed_webhooks import new_signing_secret, sign
-from models.entities import Invitation, ReceivedDelivery, User
+from models.actions import lifecycle
+from models.entities import AuditEvent, Invitation, ReceivedDelivery, User
 from models.enums import InvitationStatus, UserStatus
 from tests.invitations.conftest import HOOK_SECRET, OLD_HOOK_SECRET
 from tests.support import factories as f
@@ -140,3 +141,31 @@ def test_used_link_via_webhook(session, scene, issued, enroll_client):
 def test_not_configured_is_404(scene, issued, client):
     payload = {"token": issued.token, "email": EMAIL, "name": "H"}
     assert post(client, scene.org.slug, payload).status_code == 404
+
+
+def test_a_revoked_persons_accept_is_refused_and_the_refusal_audited(
+    session, scene, issued, enroll_client
+):
+    """As on the enrollment page: a 409, nothing of the accept kept, one audit event on the
+    REVOKED person; the delivery is kept as rejected with the reason."""
+    leaver = f.make_user(session, scene.org, email=EMAIL)
+    leaver_id = leaver.id
+    lifecycle.revoke(session, user=leaver, actor=f.SETUP)
+    session.commit()
+    slug, invitation_id = scene.org.slug, issued.invitation.id
+    seen = set(session.scalars(select(AuditEvent.id)))
+    session.rollback()  # SQLite: let the app take the write lock
+    payload = {"token": issued.token, "email": EMAIL, "name": "Hook Person"}
+    response = post(enroll_client, slug, payload)
+    assert response.status_code == 409, response.json
+    assert "already has an account here (REVOKED)" in response.json["detail"]
+    session.expire_all()
+    assert session.get(Invitation, invitation_id).status is InvitationStatus.PENDING
+    assert session.get_one(User, leaver_id).status is UserStatus.REVOKED
+    new = [e for e in session.scalars(select(AuditEvent)) if e.id not in seen]
+    assert [(e.action, e.target_id, e.after["user_status"]) for e in new] == [
+        ("user.invitation_accept_refused", str(leaver_id), "REVOKED")
+    ]
+    assert new[0].after["invitation_id"] == str(invitation_id)
+    stored = session.scalar(select(ReceivedDelivery))
+    assert stored.status == "rejected" and "REVOKED" in stored.outcome

@@ -46,7 +46,6 @@ from models.entities import (
     User,
 )
 from models.enums import InvitationStatus, Role, Source, TeamRole, UserStatus
-from models.errors import Conflict
 from models.settings import Settings
 from tests.events import okta_payloads as okta
 from tests.support import factories as f
@@ -652,7 +651,8 @@ def test_an_invitee_accepting_while_an_admin_declines_them(session, settings, ra
     them PENDING before it waited for their lock; once the decline committed it went on with
     a REVOKED person (renamed, linked, joined to the invitation's teams, the invitation
     accepted). As serially, the accept now refuses a person no longer PENDING (Conflict) and
-    changes nothing."""
+    changes nothing: committed as the enrollment page and hook commit a refusal, only the
+    refusal's audit event is kept, not the invitation's claim."""
     world = make_world(session, settings)
     org_settings = session.get_one(Organisation, world.org.id).settings
     org_settings.approval_required = True
@@ -669,7 +669,7 @@ def test_an_invitee_accepting_while_an_admin_declines_them(session, settings, ra
         teams=[invitations.TeamInvite(world.group.id)],
     )
     session.commit()
-    refused: list[Conflict] = []
+    refused: list[invitations.AccountExists] = []
 
     def lock_person(own: Session) -> None:
         person_lock.lock_people(own, [pending.id])
@@ -681,9 +681,9 @@ def test_an_invitee_accepting_while_an_admin_declines_them(session, settings, ra
         try:
             invitations.accept_invitation(own, token=issued.token, email=email, name="Ivy")
             own.flush()
-        except Conflict as exc:
+        except invitations.AccountExists as exc:
             refused.append(exc)
-            own.rollback()
+            own.commit()
 
     race.run(lock_person, decline, accept)
 
@@ -695,3 +695,9 @@ def test_an_invitee_accepting_while_an_admin_declines_them(session, settings, ra
     assert members(session, world.group.id) == {}
     invitation = session.get_one(Invitation, issued.invitation.id)
     assert invitation.status is InvitationStatus.PENDING
+    refusals = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "user.invitation_accept_refused")
+    ).all()
+    assert [(e.target_id, e.after["user_status"]) for e in refusals] == [
+        (str(pending.id), "REVOKED")
+    ]
