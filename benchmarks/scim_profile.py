@@ -10,9 +10,10 @@ scim_vs_reference.py.
 
 The CPU is the process's (app and test client), beside its PostgreSQL backends': compare runs
 made in the same minutes.
-`--wsgi get eq value --requests 2000` measures the reads without the test client: the WSGI
-app's CPU, its PostgreSQL backend's, and the bare ceiling's app (benchmarks/bare_scim_app.py)
-called the same way, after an ANALYZE (as autovacuum would have run one).
+`--wsgi get eq exteq value --users 2000 --requests 2000` measures the reads without the test
+client: the WSGI app's CPU, its PostgreSQL backend's, the statements each read sends, and the
+bare ceiling's app (benchmarks/bare_scim_app.py) called the same way, after an ANALYZE (as
+autovacuum would have run one).
 """
 
 from __future__ import annotations
@@ -226,13 +227,34 @@ def measure_wsgi(
     db_cpu = cpu.used_between(backends, cpu.cpu_by_pid(cpu.database_pids(db))) if db else 0.0
     db_ms = db_cpu / requests * 1000
     load = os.getloadavg()[0]
+    sent = statements_per_request(lambda: run(min(requests, 100))) / min(requests, 100)
     print(
-        f"| {name} | {app_ms:.3f} | {db_ms:.3f} | {app_ms + db_ms:.3f} | {load:.1f} |", flush=True
+        f"| {name} | {app_ms:.3f} | {db_ms:.3f} | {app_ms + db_ms:.3f} | {sent:.2f} | {load:.1f} |",
+        flush=True,
     )
     if args.profile:
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats(args.sort).print_stats(args.profile)
         print(out.getvalue())
+
+
+def statements_per_request(requests: Callable[[], None]) -> int:
+    """How many statements `requests` send, counted at the driver (psycopg), apart from the
+    timed run: hot reads bypass SQLAlchemy's statement events (models.db.driver_read)."""
+    sent = 0
+    execute = psycopg.Cursor.execute
+
+    def count(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal sent
+        sent += 1
+        return execute(cursor, query, *args, **kwargs)
+
+    psycopg.Cursor.execute = count  # type: ignore[method-assign]
+    try:
+        requests()
+    finally:
+        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+    return sent
 
 
 def wsgi_reads(url: str, client: Any, headers: dict[str, str], ids: list[str], args: Any) -> None:
@@ -241,8 +263,8 @@ def wsgi_reads(url: str, client: Any, headers: dict[str, str], ids: list[str], a
         c.execute(text("ANALYZE"))  # as autovacuum would have: plans as in production
     environs, database = read_environs(headers, ids), make_url(url).database or ""
     bare = create_bare_scim_app()
-    print("| operation | app CPU ms/req | database CPU ms/req | together | load |")
-    print("|---|---:|---:|---:|---:|")
+    print("| operation | app CPU ms/req | database CPU ms/req | together | statements/req | load |")
+    print("|---|---:|---:|---:|---:|---:|")
     for _ in range(args.rounds):
         if not args.profile:
             measure_wsgi("bare ceiling (get)", bare, environs["get"], args.requests, "", args)
