@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     context.install(app, context.AppState(settings=settings, engine=engine, sessions=sessions))
     errors.register_problem_handlers(app)
     html_pages.install(app)  # the `shown` filter of every page
-    request_hooks.install(app, settings.log_level)  # request id, input guards, metrics
+    request_hooks.install(app, settings)  # request id, input guards, metrics
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     tracing.trace_requests(app, engine)

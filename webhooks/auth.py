@@ -21,7 +21,8 @@ log = structlog.get_logger(__name__)
 
 
 def bearer_secret() -> str:
-    header = request.headers.get("Authorization", "")
+    # The header as WSGI hands it over: request.headers.get spells the key anew on each call.
+    header = request.environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, secret = header.partition(" ")
     return secret.strip() if scheme.lower() == "bearer" else ""
 

@@ -161,12 +161,13 @@ def check_content_encoding(req: Request) -> None:
     it instead would add a decompression bomb to guard against for a client nobody has.
     So is one compressed as it is transferred (`Transfer-Encoding: gzip, chunked`): gunicorn
     takes the chunks off and hands the app the compressed bytes, which it read as JSON."""
-    coding = req.headers.get("Content-Encoding", "").strip().lower()
+    environ = req.environ  # as req.headers.get reads them, without its key spelling per call
+    coding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
     if coding not in ("", "identity"):
         raise UnsupportedEncoding(
             f"Content-Encoding {coding[:40]!r} is not supported; send the body uncompressed"
         )
-    transfer = req.headers.get("Transfer-Encoding", "")
+    transfer = environ.get("HTTP_TRANSFER_ENCODING", "")
     if any(part.strip().lower() != "chunked" for part in transfer.split(",") if transfer):
         raise UnsupportedTransferCoding(
             f"Transfer-Encoding {transfer[:40]!r} is not supported; send the body chunked "
@@ -190,8 +191,14 @@ def limit_body(limit: int) -> None:
     request.max_content_length silently, so at the limit itself a longer body, cut short, could
     not be told from one of exactly the limit (a JSON body over MAX_BODY_BYTES was read cut: a
     400 "not valid JSON" instead of a 413)."""
-    g.body_limit = limit
-    request.max_content_length = limit + 1
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    limit_request_body(g._get_current_object(), req, limit)
+
+
+def limit_request_body(state: Any, req: Request, limit: int) -> None:
+    """limit_body for the request `req` whose `g` is `state` (the app's hooks hold both)."""
+    state.body_limit = limit
+    req.max_content_length = limit + 1
 
 
 def read_body(

@@ -10,12 +10,13 @@ from flask import Request, Response
 from models import request_ids
 
 HEADER = "X-Request-Id"
+ENVIRON_KEY = "HTTP_X_REQUEST_ID"  # the header as WSGI hands it over
 
 
 def begin(state: Any, req: Request) -> None:
     """Bind the request's id (`state` is the request's `g`): run first, so every later hook,
     audit event and log line sees it (webhooks.request_hooks)."""
-    request_id = request_ids.acceptable(req.headers.get(HEADER))
+    request_id = request_ids.acceptable(req.environ.get(ENVIRON_KEY))
     request_id = request_id or request_ids.new_request_id()
     state.request_id = request_id
     state.request_id_token = request_ids.bind(request_id)
