@@ -140,7 +140,8 @@ USER_SCHEMA = Schema(
         ),
         Attribute("displayName"),
         Attribute("nickName"),
-        Attribute("profileUrl", type="reference", reference_types=("external",), case_exact=True),
+        # URLs, caseExact false as RFC 7643 section 8.7.1 publishes them (filters follow).
+        _ref("profileUrl", "external"),
         Attribute("title"),
         Attribute("userType"),
         Attribute("preferredLanguage"),
@@ -176,7 +177,7 @@ USER_SCHEMA = Schema(
         _multi(
             "photos",
             ("photo", "thumbnail"),
-            Attribute("value", type="reference", reference_types=("external",), case_exact=True),
+            _ref("value", "external"),
         ),
         Attribute(
             "addresses",

@@ -371,6 +371,7 @@ def test_filters_and_writes_compare_ids_as_slash_schemas_says(scim):
 
 # (multi-valued attribute, a value it holds): caseExact true and false both.
 HELD = [
+    ("x509Certificates", "MIIDQzCCAqygAwIBAgICEAAwDQYJKoZIhvcNAQEFBQAw"),
     ("photos", "https://photos.example/Pat.jpg"),
     ("emails", "Pat@example.com"),
     ("roles", "Admin"),
@@ -379,9 +380,9 @@ HELD = [
 
 @pytest.mark.parametrize(("attribute", "value"), HELD)
 def test_a_patch_value_filter_compares_as_slash_schemas_says(scim, attribute, value):
-    """A PATCH value path (`photos[value eq "…"]`) compared every string in any case, while
-    a filter on the same sub-attribute (`photos.value eq "…"`) and /Schemas made
-    photos.value case-exact: a remove in another case took the photo."""
+    """A PATCH value path (`x509Certificates[value eq "…"]`) compared every string in any
+    case, while a filter on the same sub-attribute and /Schemas made it case-exact: a remove
+    in another case took the value."""
     body = {"schemas": [USER], "userName": "pat@example.com", attribute: [{"value": value}]}
     if attribute != "emails":
         body["emails"] = [{"value": "pat@example.com"}]
@@ -398,3 +399,28 @@ def test_a_patch_value_filter_compares_as_slash_schemas_says(scim, attribute, va
     scim.patch(f"/Users/{user}", ops({"op": "remove", "path": path}))
     kept = [v["value"] for v in scim.get(f"/Users/{user}").json.get(attribute, [])]
     assert (value not in kept) is caseless, kept
+
+
+# A User's URLs: RFC 7643 section 8.7.1 publishes both `caseExact: false`.
+URLS = ["profileUrl", "photos.value"]
+
+
+@pytest.mark.parametrize("path", URLS)
+def test_urls_are_published_and_filtered_case_insensitive_as_rfc_7643_has_them(scim, path):
+    """profileUrl and photos.value were published caseExact true, and filtered case-exact,
+    against RFC 7643 section 8.7.1: a filter on the URL in another case found nobody."""
+    url = "https://Photos.Example/Pat.JPG"
+    body = {
+        "schemas": [USER],
+        "userName": "pat@example.com",
+        "emails": [{"value": "pat@example.com"}],
+        "profileUrl": url,
+        "photos": [{"value": url, "type": "photo"}],
+    }
+    assert scim.post("/Users", body).status_code == 201
+    for operator, value in (("eq", url.swapcase()), ("sw", "HTTPS://PHOTOS"), ("co", "pat.jpg")):
+        expression = f'{path} {operator} "{value}"'
+        listed = scim.get("/Users?" + urlencode({"filter": expression}))
+        assert listed.status_code == 200, listed.json
+        assert listed.json["totalResults"] == 1, (expression, listed.json)
+    assert published_case_exact(scim, USER, path) is False
