@@ -42,6 +42,10 @@ from tests.support.worker import ROOT, settings_env
 from worker.directory_sync import run_sync
 
 LEASE_SECONDS = 3.0
+# A lease and a bind timeout no test outlasts (the largest search timeout a connector takes).
+HELD_SECONDS = 3600.0
+# A bound on a CLI process starting and ending, for a shared machine under load: not a timing.
+PROCESS_BOUND = 600.0
 
 
 def _alerted(sessions, run_id: str) -> bool:
@@ -153,11 +157,13 @@ def _silent_server() -> Iterator[str]:
         yield f"ldap://127.0.0.1:{hung.getsockname()[1]}"
 
 
-def _cli_sync(settings, slug: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
+def _cli_sync(
+    settings, slug: str, log: Path, lease_seconds: float = LEASE_SECONDS, **env: str
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-c", "from cli.main import main; main()"]
     command += ["ldap", "sync", "--org", slug, "--connector", "corp"]
     child_env = settings_env(
-        settings, DIRECTORY_SYNC_LEASE_SECONDS=str(LEASE_SECONDS), LOG_LEVEL="ERROR", **env
+        settings, DIRECTORY_SYNC_LEASE_SECONDS=str(lease_seconds), LOG_LEVEL="ERROR", **env
     )
     return subprocess.Popen(
         command, cwd=ROOT, env=child_env, stdout=log.open("wb"), stderr=subprocess.STDOUT
@@ -245,41 +251,61 @@ def test_a_cli_sync_without_redis_does_not_overlap_one_with_redis(
     make_connector, sessions, settings, tmp_path
 ):
     """The lock is the database's, whichever variables each process happens to have."""
-    connector = make_connector(connect_timeout=300.0, search_timeout=300.0)
+    # The first sync hangs in its bind and holds its lease until the test kills it: neither
+    # its search timeout nor its lease can run out while the test lasts, however slowly a
+    # loaded machine starts the processes. (With the 3 s lease of the test above, a late
+    # heartbeat let it lapse: the second sync took the lease and hung in its own bind.)
+    connector = make_connector(connect_timeout=300.0, search_timeout=HELD_SECONDS)
     slug = _org_slug(sessions, connector)
     redis_server = RedisServer(tmp_path).start()
     with _silent_server() as url:
         _reconfigure(sessions, connector, server_urls=[url])
+        first_log = tmp_path / "with-redis.log"
         worker_like = _cli_sync(
             settings,
             slug,
-            tmp_path / "with-redis.log",
+            first_log,
+            lease_seconds=HELD_SECONDS,
             REDIS_URL=redis_server.url,
             CELERY_BROKER_URL=redis_server.url,
         )
         try:
-            wait_until(lambda: _running_run(sessions, connector), timeout=60, what="the first sync")
+            wait_until(
+                lambda: _running_run_of(worker_like, first_log, sessions, connector),
+                timeout=PROCESS_BOUND,
+                what="the first sync",
+            )
             second = _cli_sync(
                 settings,
                 slug,
                 tmp_path / "without-redis.log",
+                lease_seconds=HELD_SECONDS,
                 REDIS_URL="",
                 CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}",
             )
             try:
-                code = second.wait(timeout=120)
+                code = second.wait(timeout=PROCESS_BOUND)
             finally:
                 if second.poll() is None:
                     second.kill()
                     second.wait()
             output = (tmp_path / "without-redis.log").read_text()
             assert code == 5, output  # skipped, see the exit codes in docs/ldap.md
+            assert worker_like.poll() is None, first_log.read_text()  # still holding it
             statuses = sorted(r.status.value for r in connector_runs(sessions, connector))
             assert statuses == ["running", "skipped"], output
         finally:
             worker_like.kill()
             worker_like.wait()
             redis_server.kill()
+
+
+def _running_run_of(
+    child: subprocess.Popen[bytes], log: Path, sessions, connector
+) -> DirectorySyncRun | None:
+    """The connector's running run, once the child started it; a child that ended fails."""
+    assert child.poll() is None, log.read_text()
+    return _running_run(sessions, connector)
 
 
 def test_cli_exit_codes_tell_quarantined_from_failed(make_connector, sessions, settings, directory):
