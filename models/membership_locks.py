@@ -11,7 +11,8 @@ order, each kind in id order:
    start), the lock a membership's foreign key takes anyway: such writers do not wait for
    each other, only for a writer of the whole team, and it for them.
 2. People whose status or role the change decides on (models.person_lock, FOR NO KEY UPDATE):
-   a SCIM group's members whose mapped role changes, an LDAP run's people.
+   a SCIM group's members whose mapped role changes, an LDAP run's people, the person an
+   admin or manager adds to a team (refused when REVOKED: models.actions.teams).
 3. Membership rows (`lock_membership`), FOR UPDATE and read again, by a writer that changes
    or removes one it read: of two writers of one membership the later reads what the earlier
    wrote (a removal, a role), instead of updating a row deleted meanwhile.

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connectors.name_keys import composed, name_key
-from models import audit, key_scope, locked_rows, membership_locks, unique_rows
+from models import audit, key_scope, locked_rows, membership_locks, person_lock, unique_rows
 from models.actions import access_reviews, key_revocation
 from models.actor import Actor
 from models.base import utcnow
@@ -24,10 +24,22 @@ from models.entities import (
     User,
     VirtualApiKey,
 )
-from models.enums import ReviewCause, Source, TeamRole
-from models.errors import Conflict, NotFound
+from models.enums import ReviewCause, Source, TeamRole, UserStatus
+from models.errors import Conflict, InvalidTransition, NotFound
 from models.snapshots import membership_row_snapshot, membership_snapshot, team_snapshot
 from models.text import check_key_name, clean_text
+
+# Memberships these sources write record what an identity provider says (an Okta group, a
+# signed event's group): kept as it says, whatever the person's status, so that a revoked
+# member brought back finds their teams. (SCIM groups and LDAP syncs write theirs in bulk,
+# models.actions.scim and models.directory.memberships, and record them the same way.)
+RECORDED_FROM_PROVIDER = frozenset({Source.SCIM, Source.LDAP, Source.OKTA, Source.EVENTS})
+MEMBERSHIP_REFUSED = "user.team_membership_refused"
+
+
+class MemberRevoked(InvalidTransition):
+    """A person's decision (an admin or manager) to put a REVOKED person in a team, or change
+    their team role: it grants nothing, so it is a mistake; audited, nothing else changed."""
 
 
 def get_team(session: Session, organisation_id: uuid.UUID, team_id: uuid.UUID) -> Team:
@@ -129,9 +141,12 @@ def add_to_team(
     actor: Actor,
     source: Source | None = None,
 ) -> TeamMembership:
-    """Add a member, or change the team role of an existing one."""
+    """Add a member, or change the team role of an existing one. Refused (MemberRevoked)
+    for a REVOKED person unless an identity provider reports it (RECORDED_FROM_PROVIDER)."""
     if team.organisation_id != user.organisation_id:
         raise NotFound("user not found")
+    if (source or actor.source) not in RECORDED_FROM_PROVIDER:
+        _refuse_a_revoked_person(session, team, user, role, actor)
     # Locked and read again (models.membership_locks): a role changed on a membership that a
     # removal deleted meanwhile otherwise updated no row and failed.
     membership, created = membership_locks.lock_membership(session, team.id, user.id), False
@@ -156,6 +171,37 @@ def add_to_team(
             session, team=team, user=user, cause=ReviewCause.MANAGER_ROLE_LOST, actor=actor
         )
     return membership
+
+
+def _refuse_a_revoked_person(
+    session: Session, team: Team, user: User, role: TeamRole, actor: Actor
+) -> None:
+    """Decided on the person as they are under their lock, taken after the team's (models.
+    membership_locks): of a revocation and an add at once, the later sees the earlier."""
+    membership_locks.lock_teams(session, [team.id])
+    person_lock.read_locked(session, user)
+    if user.status is not UserStatus.REVOKED:
+        return
+    audit.record_change(
+        session,
+        actor=actor,
+        subject=user,
+        action=MEMBERSHIP_REFUSED,
+        target_type="user",
+        after={
+            "team_id": str(team.id),
+            "team_name": team.name,
+            "team_role": role.value,
+            "user_status": user.status.value,
+            "reason": "user_revoked",
+        },
+    )
+    raise MemberRevoked(
+        f"{user.email} is REVOKED: a team membership would grant them nothing; "
+        "reactivate them first",
+        user_id=str(user.id),
+        team_id=str(team.id),
+    )
 
 
 def _insert_membership(

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, update
 
 from models.base import utcnow
-from models.entities import AuditEvent, OutboxMessage, User, VirtualApiKey
+from models.entities import AuditEvent, OutboxMessage, TeamMembership, User, VirtualApiKey
 from models.enums import KeyType, UserStatus
 from tests.admin_api.conftest import World, assert_problem
 from tests.support import factories as f
@@ -276,6 +276,51 @@ def test_team_membership_changes_are_audited_and_visible(client, sessions, world
         query = select(AuditEvent.action).where(AuditEvent.target_id == str(world.beta))
         actions = list(fresh.scalars(query.order_by(AuditEvent.occurred_at, AuditEvent.id)))
     assert actions[-3:] == ["team.member_added", "team.member_role_changed", "team.member_removed"]
+
+
+def _memberships(sessions, user_id: uuid.UUID) -> list[tuple[uuid.UUID, str]]:
+    with sessions() as fresh:
+        rows = fresh.scalars(select(TeamMembership).where(TeamMembership.user_id == user_id))
+        return sorted((m.team_id, m.role.value) for m in rows)
+
+
+@pytest.mark.parametrize(
+    ("who", "team", "role"),
+    [
+        ("newcomer", "beta", "MEMBER"),  # a new membership
+        ("colleague", "alpha", "MANAGER"),  # a role change of the one they had
+    ],
+)
+def test_putting_a_revoked_person_in_a_team_is_409_and_audited(
+    client, sessions, world: World, who, team, role
+) -> None:
+    """An admin adding a leaver to a team (it would grant them nothing) is refused by
+    teams.add_to_team: problem JSON, no membership written or changed, one refusal event on
+    the person saying who, which team and why."""
+    person, team_id = world.users[who], getattr(world, team)
+    _set_status(sessions, person, UserStatus.REVOKED)
+    before, team_events = _memberships(sessions, person), _actions(sessions, team_id)
+    response = client.put(
+        f"/api/v1/teams/{team_id}/members/{person}",
+        json={"role": role},
+        headers=world.auth("admin"),
+    )
+    assert_problem(response, 409, detail="is REVOKED")
+    assert _memberships(sessions, person) == before
+    assert _actions(sessions, team_id) == team_events
+    with sessions() as fresh:
+        (event,) = fresh.scalars(
+            select(AuditEvent).where(AuditEvent.action == "user.team_membership_refused")
+        )
+    assert (event.target_type, event.target_id) == ("user", str(person))
+    assert event.actor_user_id == world.users["admin"]
+    assert event.after == {
+        "team_id": str(team_id),
+        "team_name": team.capitalize(),
+        "team_role": role,
+        "user_status": "REVOKED",
+        "reason": "user_revoked",
+    }
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from models.actions import idp_events
+from models.actions import idp_events, lifecycle
 from models.actions.identities import find_link, link_identity
 from models.entities import AuditEvent, OutboxMessage, ReceivedDelivery, Revocation
 from models.enums import Source, TeamRole, UserStatus
@@ -125,6 +125,27 @@ def test_okta_group_membership_add_and_remove(session):
     assert outcomes(removed) == ["applied"]
     session.refresh(team)
     assert team.memberships == []
+
+
+def test_a_revoked_persons_group_membership_is_recorded_and_there_on_reactivation(session):
+    """Guard for the rule that refuses an admin's add of a REVOKED person (teams.add_to_team):
+    the provider's group membership is its state, recorded whatever the person's status, and
+    the person an admin brings back finds it."""
+    org = f.make_org(session)
+    user = okta_user(session, org)
+    team = f.make_team(session, org, "Platform")
+    lifecycle.revoke(session, user=user, actor=f.SETUP)
+    group = okta.group_target("00g3vcxkvkIPY52jL4x7", "Platform")
+    added = process(
+        session, org, okta.delivery(okta_event("group.user_membership.add", extra_targets=[group]))
+    )
+    assert outcomes(added) == ["applied"]
+    assert [(m.user_id, m.source) for m in team.memberships] == [(user.id, Source.OKTA)]
+    assert lifecycle.reactivate(session, user=user, actor=f.SETUP) is lifecycle.Outcome.APPLIED
+    session.flush()
+    session.refresh(team)
+    assert user.status is UserStatus.ACTIVE
+    assert [m.user_id for m in team.memberships] == [user.id]
 
 
 def test_group_add_never_demotes_a_team_manager(session):

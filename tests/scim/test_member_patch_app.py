@@ -19,7 +19,7 @@ from models.actions.mass_change import set_thresholds
 from models.actions.scim import set_group_role
 from models.actions.teams import add_to_team
 from models.actor import Actor
-from models.entities import AuditEvent, Organisation, Team, User
+from models.entities import AuditEvent, Organisation, Team, TeamMembership, User
 from models.enums import Role, Source, TeamRole
 from tests.scim.conftest import ScimClient
 from tests.scim.payloads import okta_create_group, okta_create_user
@@ -168,9 +168,10 @@ def group_with(
     add_to_team(
         session, team=team, user=pool.admin_user, role=TeamRole.MEMBER, actor=factories.SETUP
     )
-    add_to_team(
-        session, team=team, user=pool.deleted_user, role=TeamRole.MANAGER, actor=factories.SETUP
-    )
+    # An admin's membership of the person the IdP deleted, as an admin's add made before the
+    # deletion left it (an admin's add of a REVOKED person is refused: models.actions.teams).
+    deleted = pool.deleted_user.id
+    session.add(TeamMembership(team_id=team.id, user_id=deleted, role=TeamRole.MANAGER))
     add_to_team(session, team=team, user=pool.ldap_user, role=TeamRole.MEMBER, actor=ldap)
     session.commit()
     return str(created.json["id"])

@@ -216,10 +216,12 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/teams/{team_id}/members/{user_id}": {
         "put": operation(
-            "Add a member or change their team role",
+            "Add a member or change their team role (409 for a REVOKED person, audited "
+            "user.team_membership_refused)",
             body=schemas.SetMembership,
             params=[TEAM_ID, USER_ID],
             returns="TeamMembers",
+            errors=(400, 401, 403, 404, 409),
         ),
         "delete": operation("Remove a member", params=[TEAM_ID, USER_ID], ok=204),
     },
