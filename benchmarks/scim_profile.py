@@ -60,15 +60,16 @@ def patch_body(path: str, value: Any) -> str:
     )
 
 
-def scim_app(url: str) -> tuple[Any, dict[str, str]]:
+def scim_app(url: str, *, queue: str = "", **overrides: Any) -> tuple[Any, dict[str, str]]:
     """The app on a migrated database with one organisation (its mass-change gate off, as
     in scim_vs_reference.py) and the SCIM token's headers."""
     settings = Settings(
         database_url=url,
         celery_broker_url=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
-        celery_queue=f"odock-profile-{uuid.uuid4().hex[:6]}",
+        celery_queue=queue or f"odock-profile-{uuid.uuid4().hex[:6]}",
         secret_key=secrets.token_urlsafe(32),
         log_level="WARNING",
+        **overrides,
     )
     engine = make_engine(settings)
     upgrade(engine)
