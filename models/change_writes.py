@@ -29,7 +29,7 @@ from sqlalchemy import (
     inspect,
     select,
 )
-from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
+from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.base import NO_VALUE, PASSIVE_NO_INITIALIZE
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.state import InstanceState
@@ -299,15 +299,12 @@ def _together(pieces: tuple[Piece, ...]) -> Select[Any]:
 
 def _settle(session: Session, new: list[Any], changed: Iterable[InstanceState[Any]]) -> None:
     """Leave the objects as a flush would: the new ones persistent, the changed ones with
-    nothing pending."""
-    for state in changed:
-        state._commit_all(state.dict, session.identity_map)
-    for entity in new:
-        if entity in session:  # expunging a parent expunges its cascaded children
-            session.expunge(entity)
-    for entity in new:
-        make_transient_to_detached(entity)
-    session.add_all(new)
+    nothing pending. This is the flush's own last step (its unit of work's
+    finalize_flush_changes), so a rollback afterwards expunges the new ones as it would after
+    a flush. Expunging each new object and adding it back made it persistent too, but walked
+    its relationships' cascades twice (52 against 22 µs for three new rows) and left it in the
+    session, as a row that is not there, after a rollback."""
+    session._register_persistent({*(inspect(entity) for entity in new), *changed})
 
 
 @functools.cache

@@ -157,3 +157,24 @@ def test_a_new_row_is_written_and_read_as_a_constructed_one(session: Session) ->
     assert stored.occurred_at is not None and stored.before is None
     team = new_row(Team, organisation_id=org.id, name="Platform", memberships=[])
     assert inspect(team).attrs.name.history.added == ["Platform"]  # through the constructor
+
+
+def test_a_rollback_forgets_the_new_rows_as_after_the_flush(session: Session) -> None:
+    """A new row written this way and rolled back leaves the session as a flushed one does
+    (transient again), not as a persistent object of a row that does not exist."""
+    org = factories.make_org(session)
+    user = factories.make_user(session, org, email="ed@example.com")
+    session.commit()
+    event = audit.record(
+        session,
+        actor=factories.SETUP,
+        organisation_id=org.id,
+        action="test.changed",
+        target_type="user",
+        target_id=user.id,
+    )
+    change_writes.flush_changes(session, KINDS)
+    assert inspect(event).persistent
+    session.rollback()
+    assert inspect(event).transient and event not in session
+    assert session.get(AuditEvent, event.id) is None
