@@ -39,7 +39,7 @@ from models.actions import (
 from models.actions.mass_change import GateRequest
 from models.actor import Actor
 from models.arrival import arrival
-from models.base import utcnow
+from models.base import new_id, utcnow
 from models.entities import (
     ApiToken,
     AuditEvent,
@@ -52,6 +52,7 @@ from models.entities import (
     OutboxMessage,
     Revocation,
     User,
+    VirtualApiKey,
 )
 from models.enums import ChangeStatus, LeaverInvitationPolicy, OwnerType, Source, UserStatus
 from models.errors import InvalidTransition
@@ -103,6 +104,9 @@ class Holdings:
     # Who has a revocation the mass-change gate holds; None: not read (a drain batch closes
     # held changes as it goes, so each revocation in it looks for its own).
     with_holds: frozenset[uuid.UUID] | None = None
+    # Who holds any key a revocation of them looks at (key_scope.held_by: whatever the policy
+    # and whether revoked or not); None: not read, the revocation's keys' UPDATE looks.
+    with_keys: frozenset[uuid.UUID] | None = None
 
     @classmethod
     def read(cls, session: Session, user_ids: Iterable[uuid.UUID]) -> Holdings:
@@ -133,15 +137,23 @@ class Holdings:
         return cls.of_found(user_id, row)
 
     @classmethod
-    def of_found(cls, user_id: uuid.UUID, found: Sequence[bool]) -> Holdings:
-        """One person's, from the values of `held_by`'s columns for them."""
+    def of_found(
+        cls, user_id: uuid.UUID, found: Sequence[bool], *, keys: bool | None = None
+    ) -> Holdings:
+        """One person's, from the values of `held_by`'s columns for them (and of
+        `keys_held_by`'s, when the caller read it)."""
         tokens, invitations, budgets, holds = (
             frozenset({user_id}) if held else frozenset() for held in found
         )
-        return cls(frozenset({user_id}), tokens, invitations, budgets, holds)
+        with_keys = None if keys is None else frozenset({user_id} if keys else ())
+        return cls(frozenset({user_id}), tokens, invitations, budgets, holds, with_keys)
 
     def may_hold(self, user_id: uuid.UUID, kind: frozenset[uuid.UUID] | None) -> bool:
         return user_id not in self.people or kind is None or user_id in kind
+
+    def may_hold_any(self, user_id: uuid.UUID) -> bool:
+        kinds = (self.with_keys, self.with_tokens, self.with_invitations, self.with_budgets)
+        return any(self.may_hold(user_id, kind) for kind in (*kinds, self.with_holds))
 
 
 @functools.cache
@@ -170,6 +182,13 @@ def held_by(
     )
 
 
+def keys_held_by(person: InstrumentedAttribute[uuid.UUID]) -> Exists:
+    """Whether the person holds any key a revocation of them looks at (key_scope.held_by:
+    whatever the policy, revoked or not): the column a caller reads beside `held_by`'s, so
+    that a revocation of someone who holds none skips its keys' UPDATE."""
+    return select(VirtualApiKey.id).where(key_scope.held_by(person)).exists()
+
+
 def read_holdings(session: Session, holdings: Holdings) -> None:
     """The caller read these people's holdings (`held_by`) with their rows, after locking
     them, in the session's current transaction: a revocation of one of them in it uses these
@@ -188,16 +207,16 @@ def revoking_many(session: Session, user_ids: Iterable[uuid.UUID]) -> Iterator[N
         session.info.pop(HOLDINGS, None)
 
 
-def _holdings(session: Session, user_id: uuid.UUID) -> Holdings:
-    """What the batch read up front, or the caller with its lock (read_holdings), else this
-    one person's (see Holdings)."""
+def _holdings_read(session: Session, user_id: uuid.UUID) -> Holdings | None:
+    """What the batch read up front, or the caller with its lock (read_holdings), if either
+    did for this person."""
     batch: Holdings | None = session.info.get(HOLDINGS)
     if batch is not None and user_id in batch.people:
         return batch
     transaction, locked = session.info.get(LOCKED_HOLDINGS, (None, None))
     if locked is not None and transaction is session.get_transaction() and user_id in locked.people:
         return locked
-    return Holdings.of_one(session, user_id)
+    return None
 
 
 def may_reactivate(revoked_by: Source | None, source: Source) -> bool:
@@ -594,7 +613,12 @@ def _revoke(
     if inspect(user).pending:
         # Written first: no relationship tells the flush that a revocation refers to it.
         session.flush()
+    now = utcnow()
     revocation = Revocation(
+        # Given here, not by the flush: a revocation with nothing else to end is written with
+        # the transaction's last rows, after its review's message names it.
+        id=new_id(),
+        revoked_at=now,
         organisation_id=user.organisation_id,
         user_id=user.id,
         source=actor.source,
@@ -605,14 +629,20 @@ def _revoke(
     )
     session.add(revocation)
     user.status = UserStatus.REVOKED
-    user.updated_at = utcnow()
-    # Written now, both (the keys' UPDATE below refers to the revocation), as plain rows.
-    change_writes.flush_changes(session, PLAIN_ROWS)
-    revoked = _revoke_owned_keys(session, user, revocation, actor)
-    # The keys' audit events and invalidation as plain rows, before the look below would
-    # autoflush them.
-    change_writes.flush_changes(session, PLAIN_ROWS)
-    holdings = _holdings(session, user.id)
+    user.updated_at = now
+    holdings = _holdings_read(session, user.id)
+    if holdings is not None and not holdings.may_hold_any(user.id):
+        # Nothing to end but the access itself: no statement of its own, the status and the
+        # revocation are written with the rest of the transaction's rows.
+        revoked: list[str] = []
+    else:
+        # Written now, both (the keys' UPDATE below refers to the revocation), as plain rows.
+        change_writes.flush_changes(session, PLAIN_ROWS)
+        revoked = _revoke_held_keys(session, user, revocation, actor, holdings)
+        # The keys' audit events and invalidation as plain rows, before the looks below
+        # would autoflush them.
+        change_writes.flush_changes(session, PLAIN_ROWS)
+        holdings = holdings or Holdings.of_one(session, user.id)
     tokens_revoked = (
         tokens.revoke_person_tokens(
             session, user_id=user.id, revocation_id=revocation.id, actor=actor
@@ -663,6 +693,19 @@ def _revoke(
     # re-drives the key invalidation above (eager too: its cut-off is its safety net).
     outbox.enqueue(session, TASK_OPEN_REVIEW, eager=True, revocation_id=str(revocation.id))
     return revocation
+
+
+def _revoke_held_keys(
+    session: Session,
+    user: User,
+    revocation: Revocation,
+    actor: Actor,
+    holdings: Holdings | None,
+) -> list[str]:
+    """The person's keys revoked, unless what was read with their lock says they hold none."""
+    if holdings is not None and not holdings.may_hold(user.id, holdings.with_keys):
+        return []
+    return _revoke_owned_keys(session, user, revocation, actor)
 
 
 def _revoke_owned_keys(

@@ -153,7 +153,8 @@ def lock_scim_user(
     read = _LockedRead.of(rows[0])
     scim_user = read.entities(session) or _locked_entities(session, values)
     person_lock.mark_read_locked(session, [scim_user.user_id])
-    lifecycle.read_holdings(session, lifecycle.Holdings.of_found(scim_user.user_id, read.held))
+    holdings = lifecycle.Holdings.of_found(scim_user.user_id, read.held, keys=read.keys)
+    lifecycle.read_holdings(session, holdings)
     mass_change.read_thresholds(session, scim_user.organisation_id, read.thresholds)
     return LockedUser(scim_user, read.access_end_attribute, read.groups)
 
@@ -208,6 +209,7 @@ class _LockedRead:
     access_end_attribute: str
     thresholds: mass_change.Thresholds
     held: tuple[bool, ...]
+    keys: bool
 
     @classmethod
     def of(cls, row: Sequence[Any]) -> _LockedRead:
@@ -216,7 +218,7 @@ class _LockedRead:
         person_end = split + len(PERSON_COLUMNS)
         person = dict(zip(PERSON_COLUMNS, row[split:person_end], strict=True))
         attribute, has_thresholds, *limits = row[person_end : person_end + 6]
-        emails, groups, *held = row[person_end + 6 :]
+        emails, groups, keys, *held = row[person_end + 6 :]
         email_rows = sorted(json.loads(emails) if emails else [], key=lambda e: e[0])
         return cls(
             scim_user=scim_user,
@@ -239,6 +241,7 @@ class _LockedRead:
             # No row: the organisation has the default thresholds.
             thresholds=mass_change.Thresholds(*limits if has_thresholds else ()),
             held=tuple(held),
+            keys=bool(keys),
         )
 
     def entities(self, session: Session) -> ScimUser | None:
@@ -281,6 +284,7 @@ def _locked_read(dialect: str) -> Select[Any]:
             MassChangeSettings.window_minutes,
             select(emails).where(ScimEmail.scim_user_id == ScimUser.id).scalar_subquery(),
             scim_records.group_rows(dialect),
+            lifecycle.keys_held_by(User.id),
             *lifecycle.held_by(User.id),
         )
         .join(User, User.id == ScimUser.user_id)

@@ -3,18 +3,31 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from models import driver_writes
 from models.actions import lifecycle
-from models.entities import AuditEvent, OutboxMessage, Revocation, ScimUser, User
-from models.enums import UserStatus
+from models.entities import (
+    AuditEvent,
+    Organisation,
+    OutboxMessage,
+    Revocation,
+    ScimUser,
+    User,
+    VirtualApiKey,
+)
+from models.enums import KeyType, UserStatus
 from tests.scim.conftest import ScimClient
+from tests.support import factories
 from webhooks import scim_documents
 from webhooks.context import app_state
 
@@ -47,10 +60,10 @@ def test_a_deactivation_runs_its_writes_through_the_driver_as_sqlalchemy_would(
     }
     answer = scim.patch(f"/Users/{made.json['id']}", body)
     assert answer.status_code == 200 and answer.json["active"] is False, answer.json
-    # Its lock, the user's read (rows, not entities: models.loaded_rows), the person's status
-    # with the revocation, the keys, the audit events, outbox message and SCIM row together
-    # (models.change_writes).
-    assert len(direct) == 5, direct
+    # Its lock, the user's read (rows, not entities: models.loaded_rows; it says the person
+    # holds no key, token, invitation or budget), then the person's status, the revocation,
+    # the audit events, outbox message and SCIM row together (models.change_writes).
+    assert len(direct) == 3, direct
     assert scim.get(f"/Users/{made.json['id']}").json == answer.json
     user_id = session.scalar(select(ScimUser.user_id).where(ScimUser.id == made.json["id"]))
     assert session.get_one(User, user_id).status is UserStatus.REVOKED
@@ -61,6 +74,74 @@ def test_a_deactivation_runs_its_writes_through_the_driver_as_sqlalchemy_would(
     assert {"user.revoked", "scim.user.updated"} <= set(actions)
     message = session.scalars(select(OutboxMessage)).one()
     assert message.task == lifecycle.TASK_OPEN_REVIEW and message.attempts == 1
+    revocation_id = session.scalar(select(Revocation.id))
+    assert message.kwargs == {"revocation_id": str(revocation_id)}
+
+
+def test_a_deactivation_revokes_the_keys_its_read_found(
+    scim: ScimClient, session: Session, org: Organisation, keys_updates: list[str]
+) -> None:
+    """A person who holds keys (the read with the lock says so, whatever the policy) has the
+    keys' UPDATE run as before: their own key revoked, the organisation key they made held
+    for review (the default policy). One who holds none has no keys' UPDATE sent."""
+    people = {}
+    for name in ("kay", "nokey"):
+        email = f"{name}@example.com"
+        made = scim.post("/Users", {"userName": email, "emails": [{"value": email}]})
+        assert made.status_code == 201, made.json
+        people[name] = made.json["id"]
+    kay = session.get_one(ScimUser, uuid.UUID(people["kay"])).user
+    own = factories.make_key(session, org, owner=kay)
+    held = factories.make_key(session, org, key_type=KeyType.ORGANISATION, created_by=kay)
+    session.commit()
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": False}],
+    }
+    for name, scim_id in people.items():
+        keys_updates.clear()
+        answer = scim.patch(f"/Users/{scim_id}", body)
+        assert answer.status_code == 200 and answer.json["active"] is False, answer.json
+        assert len(keys_updates) == (name == "kay"), (name, keys_updates)
+    session.expire_all()
+    revoked = session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action == "user.revoked", AuditEvent.target_id == str(kay.id)
+        )
+    ).one()
+    assert revoked.after is not None and revoked.after["keys_revoked"] == [str(own.id)]
+    assert session.get_one(VirtualApiKey, own.id).revoked
+    assert not session.get_one(VirtualApiKey, held.id).revoked
+
+
+@pytest.fixture
+def keys_updates(session: Session, monkeypatch: Any) -> Iterator[list[str]]:
+    """The keys' UPDATEs sent (at the driver on PostgreSQL, where the writes run past
+    SQLAlchemy's execution layer; through the engine's events on SQLite)."""
+    seen: list[str] = []
+
+    def note(statement: str) -> None:
+        if statement.lstrip().upper().startswith("UPDATE VIRTUAL_API_KEYS"):
+            seen.append(statement)
+
+    def on_statement(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        note(statement)
+
+    execute = psycopg.Cursor.execute
+
+    def counting(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        note(str(query))
+        return execute(cursor, query, *args, **kwargs)
+
+    if session.get_bind().dialect.name != "sqlite":
+        monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+        yield seen
+        return
+    event.listen(Engine, "before_cursor_execute", on_statement)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", on_statement)
 
 
 def test_a_write_renders_its_users_document_once_for_its_answer(

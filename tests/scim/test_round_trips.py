@@ -509,8 +509,9 @@ def test_driver_reads_keep_one_cursor_per_pooled_connection(app: Flask, monkeypa
 def test_a_deactivation_looks_for_what_the_person_holds_in_one_statement(
     scim: ScimClient, app: Flask
 ) -> None:
-    """Tokens, sent invitations, budgets and held changes: one EXISTS each, read with the
-    user the write locked; a person who holds none of them (most) costs no look-up of each."""
+    """Keys, tokens, sent invitations, budgets and held changes: one EXISTS each, read with
+    the user the write locked; a person who holds none of them (most) costs no look-up or
+    UPDATE of each."""
     scim_id = _create(scim, 10)
     with statements(app) as seen:
         answer = _deactivate(scim, scim_id)
@@ -518,7 +519,8 @@ def test_a_deactivation_looks_for_what_the_person_holds_in_one_statement(
     holdings = ("api_tokens", "invitations", "budgets")
     looks = [s for s in seen if any(f" {table}" in s for table in holdings)]
     assert len(looks) == 1, looks
-    assert "FROM scim_users" in looks[0] and looks[0].count("EXISTS") == 4, looks
+    assert "FROM scim_users" in looks[0] and looks[0].count("EXISTS") == 5, looks
+    assert [s for s in seen if "virtual_api_keys" in s] == looks, seen
 
 
 def test_a_create_asks_after_its_user_name_and_email_in_one_statement(
