@@ -227,7 +227,11 @@ def _decide(org_slug: str, finding_id: str, note: str, as_json: bool, operation:
     with unit_of_work() as session:
         viewer = _viewer(session, org_slug)
         finding = visible_finding(session, viewer, _uuid(finding_id, "finding id"))
-        operation(session, finding=finding, actor=CLI_ACTOR, note=note)
+        try:
+            operation(session, finding=finding, actor=CLI_ACTOR, note=note)
+        except review_actions.AnsweredInCampaign:
+            session.commit()  # the refusal's audit event, nothing else
+            raise
         data = finding_view(session, finding)
     emit(data, as_json=as_json, text=f"finding {data['id']} is {data['state']}")
 
@@ -284,14 +288,20 @@ def reviews_reassign(
         viewer = _viewer(session, org_slug)
         finding = visible_finding(session, viewer, _uuid(finding_id, "finding id"))
         org_id = viewer.organisation_id
-        review_actions.reassign_finding(
-            session,
-            finding=finding,
-            actor=CLI_ACTOR,
-            to_user=find_user(session, org_id, to_user) if to_user else None,
-            to_team=find_team(session, org_id, to_team) if to_team else None,
-            note=note,
-        )
+        new_user = find_user(session, org_id, to_user) if to_user else None
+        new_team = find_team(session, org_id, to_team) if to_team else None
+        try:
+            review_actions.reassign_finding(
+                session,
+                finding=finding,
+                actor=CLI_ACTOR,
+                to_user=new_user,
+                to_team=new_team,
+                note=note,
+            )
+        except review_actions.AnsweredInCampaign:
+            session.commit()  # the refusal's audit event, nothing else
+            raise
         data = finding_view(session, finding)
     emit(data, as_json=as_json, text=f"finding {data['id']} reassigned; it is {data['state']}")
 

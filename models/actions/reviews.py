@@ -1008,7 +1008,7 @@ def resolve_finding(
 ) -> ReviewFinding:
     """A person's answer by hand (API, console, CLI)."""
     _read_locked(session, finding)
-    _require_answerable_by_hand(finding)
+    _require_answerable_by_hand(session, finding, actor, {"operation": "resolve", "note": note})
     return close_finding(session, finding=finding, actor=actor, note=note)
 
 
@@ -1025,7 +1025,7 @@ def dismiss_finding(
     session: Session, *, finding: ReviewFinding, actor: Actor, note: str = ""
 ) -> ReviewFinding:
     _read_locked(session, finding)
-    _require_answerable_by_hand(finding)
+    _require_answerable_by_hand(session, finding, actor, {"operation": "dismiss", "note": note})
     _decide(session, finding, FindingState.DISMISSED, actor, note, "review.finding_dismissed")
     return finding
 
@@ -1076,13 +1076,36 @@ def answerable_by_hand(finding: ReviewFinding) -> bool:
     return finding.review.cause is not ReviewCause.RECERTIFICATION
 
 
-def _require_answerable_by_hand(finding: ReviewFinding) -> None:
-    if not answerable_by_hand(finding):
-        raise InvalidTransition(
-            "a recertification finding is answered in its campaign: keep (with a reason), "
-            "rotate or revoke",
-            state=finding.state.value,
-        )
+class AnsweredInCampaign(InvalidTransition):
+    """A resolve, dismiss or reassign of a campaign's finding: refused (409) and audited
+    `review.finding_answer_refused`; the caller commits that event as it answers."""
+
+
+def _require_answerable_by_hand(
+    session: Session, finding: ReviewFinding, actor: Actor, attempted: dict[str, Any]
+) -> None:
+    if answerable_by_hand(finding):
+        return
+    audit.record(
+        session,
+        actor=actor,
+        organisation_id=finding.review.organisation_id,
+        action="review.finding_answer_refused",
+        target_type="review_finding",
+        target_id=finding.id,
+        after={
+            "review_id": str(finding.review_id),
+            "finding": _finding_ref(finding),
+            "attempted": attempted,
+            "state": finding.state.value,
+            "reason": "answered_in_campaign",
+        },
+    )
+    raise AnsweredInCampaign(
+        "a recertification finding is answered in its campaign: keep (with a reason), "
+        "rotate or revoke",
+        state=finding.state.value,
+    )
 
 
 def acknowledge_finding(
@@ -1145,7 +1168,8 @@ def reassign_finding(
     if (to_user is None) == (to_team is None):
         raise InvalidInput("name exactly one new owner: a user or a team")
     _read_locked(session, finding)
-    _require_answerable_by_hand(finding)
+    attempted = {"operation": "reassign", "note": note, "to": _owner_ref(to_user, to_team)}
+    _require_answerable_by_hand(session, finding, actor, attempted)
     organisation_id = finding.review.organisation_id
     new_owner = to_user or to_team
     assert new_owner is not None
@@ -1171,6 +1195,13 @@ def reassign_finding(
         target = f"user {to_user.email}" if to_user else f"team {to_team.name}"  # type: ignore[union-attr]
         close_finding(session, finding=finding, actor=actor, note=note or f"reassigned to {target}")
     return finding
+
+
+def _owner_ref(to_user: User | None, to_team: Team | None) -> dict[str, str]:
+    if to_user is not None:
+        return {"type": "user", "id": str(to_user.id), "email": to_user.email}
+    assert to_team is not None
+    return {"type": "team", "id": str(to_team.id), "name": to_team.name}
 
 
 def _transfer(

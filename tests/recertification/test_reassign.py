@@ -204,3 +204,69 @@ def test_the_console_offers_no_resolve_or_reassign_on_a_campaign_finding(
         assert f'class="{refused}"' not in page
         assert f"/findings/{finding_id}/{refused}" not in page
     assert "Answered in its" in page
+
+
+def refusals(sessions: SessionFactory, finding_id: uuid.UUID) -> list[tuple[str, dict]]:
+    """The refusal events recorded on the finding: (actor, after)."""
+    with sessions() as fresh:
+        events = fresh.scalars(
+            select(AuditEvent)
+            .where(
+                AuditEvent.action == "review.finding_answer_refused",
+                AuditEvent.target_id == str(finding_id),
+            )
+            .order_by(AuditEvent.occurred_at)
+        ).all()
+        return [(event.actor, event.after or {}) for event in events]
+
+
+def test_every_refused_answer_by_hand_is_audited_in_api_console_and_cli(
+    client, settings, sessions, session, keys, campaign, token
+) -> None:
+    """Resolve, dismiss and reassign of a campaign's finding are refused (409) as before, and
+    each refusal leaves review.finding_answer_refused (who, the finding, what was attempted,
+    why) while the finding, its key and the review stay as they were."""
+    owner = owner_of(keys.spend)
+    finding_id = finding_id_of(session, campaign, keys.spend)
+    review_id, slug, admin_id = campaign.review_id, keys.org.slug, str(keys.admin.id)
+    admin_email = keys.admin.email
+    session.rollback()  # SQLite: let the app and the CLI take the write lock
+    bearer = {"Authorization": f"Bearer {token}"}
+    for operation in ("resolve", "dismiss"):
+        answer = client.post(
+            f"/api/v1/findings/{finding_id}/{operation}", json={"note": "done"}, headers=bearer
+        )
+        assert answer.status_code == 409, answer.json
+    answer = client.post(
+        f"/api/v1/findings/{finding_id}/reassign", json={"user_id": admin_id}, headers=bearer
+    )
+    assert answer.status_code == 409, answer.json
+    sign_in(client, token)
+    page = client.get(f"/console/reviews/{review_id}").get_data(as_text=True)
+    answer = client.post(
+        f"/console/findings/{finding_id}/resolve", data={"csrf": csrf_of(page), "note": ""}
+    )
+    assert answer.status_code == 409
+    cli = CliRunner(env=settings_env(settings)).invoke(
+        main, ["reviews", "dismiss", "--org", slug, str(finding_id), "--note", "gone"]
+    )
+    assert cli.exit_code != 0 and REFUSED in cli.output
+
+    events = refusals(sessions, finding_id)
+    assert [after["attempted"]["operation"] for _, after in events] == [
+        "resolve", "dismiss", "reassign", "resolve", "dismiss",
+    ]  # fmt: skip
+    actors = [actor for actor, _ in events]
+    assert actors[0] == actors[3] != "cli" and actors[4] == "cli"
+    first, reassigned = events[0][1], events[2][1]
+    assert first["finding"]["id"] == str(finding_id)
+    assert first["review_id"] == str(review_id)
+    assert (first["reason"], first["state"], first["attempted"]["note"]) == (
+        "answered_in_campaign", "open", "done",
+    )  # fmt: skip
+    assert reassigned["attempted"]["to"] == {
+        "type": "user", "id": admin_id, "email": admin_email,
+    }  # fmt: skip
+    assert_unchanged(sessions, finding_id, owner)
+    with sessions() as fresh:
+        assert fresh.get_one(ReviewFinding, finding_id).state is FindingState.OPEN

@@ -146,14 +146,18 @@ def reassign(finding_id: uuid.UUID) -> dict[str, Any]:
     to_user, to_team = reassignment_owner(
         session, viewer, user_id=body.user_id, team_id=body.team_id
     )
-    review_actions.reassign_finding(
-        session,
-        finding=finding,
-        actor=admin_actor(viewer),
-        to_user=to_user,
-        to_team=to_team,
-        note=body.note,
-    )
+    try:
+        review_actions.reassign_finding(
+            session,
+            finding=finding,
+            actor=admin_actor(viewer),
+            to_user=to_user,
+            to_team=to_team,
+            note=body.note,
+        )
+    except review_actions.AnsweredInCampaign:
+        session.commit()  # the refusal's audit event, nothing else
+        raise
     session.commit()
     return finding_view(session, finding)
 
@@ -163,6 +167,10 @@ def _decide(finding_id: uuid.UUID, operation: Any) -> dict[str, Any]:
     note = parse_body(DecideFinding).note if bool(request.get_data(cache=True)) else ""
     session = db_session()
     finding = visible_finding(session, viewer, finding_id, to_change=True)
-    operation(session, finding=finding, actor=admin_actor(viewer), note=note)
+    try:
+        operation(session, finding=finding, actor=admin_actor(viewer), note=note)
+    except review_actions.AnsweredInCampaign:
+        session.commit()  # the refusal's audit event, nothing else
+        raise
     session.commit()
     return finding_view(session, finding)

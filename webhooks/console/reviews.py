@@ -130,6 +130,10 @@ def _on_finding(
     current = signed_in()
     session = db_session()
     found = visible_finding(session, current.viewer, finding_id, to_change=True)
-    act(session, found, current.actor)
+    try:
+        act(session, found, current.actor)
+    except review_actions.AnsweredInCampaign:
+        session.commit()  # the refusal's audit event, nothing else
+        raise
     session.commit()
     return done("console.review", notice, review_id=found.review_id)
