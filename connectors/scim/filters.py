@@ -70,9 +70,11 @@ class Kind(StrEnum):
     DATETIME = "dateTime"
     UUID = "uuid"  # an id: caseExact, only as rendered (connectors.scim.ids)
     UUID_ANY_CASE = "uuid-any-case"  # an id in a reference published caseExact false
+    BINARY = "binary"  # base64 text, case-exact, with no order (RFC 7643 section 2.3.6)
 
 
-_STRINGS = (Kind.STRING, Kind.TEXT, Kind.KEY, Kind.EMAIL)
+_STRINGS = (Kind.STRING, Kind.TEXT, Kind.KEY, Kind.EMAIL, Kind.BINARY)
+_ORDERINGS = ("gt", "ge", "lt", "le")
 
 
 @dataclass(frozen=True)
@@ -457,6 +459,7 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
         return _ordered(expr, op, _datetime(value))
     if not isinstance(value, str):
         raise InvalidFilter(f"a string attribute cannot be compared with {value!r}")
+    _refuse_binary_order(column, op)
     if column.kind is Kind.TEXT:
         expr = func.lower(expr)
     value = _bound(column.kind, value)
@@ -471,6 +474,13 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
     if op in ("gt", "ge", "lt", "le"):
         expr = code_points(expr)
     return _ordered(expr, op, value)
+
+
+def _refuse_binary_order(column: Column, op: str) -> None:
+    # RFC 7644 section 3.4.2.2: gt, ge, lt and le on a binary attribute SHALL be a 400
+    # invalidFilter (matching nothing instead hides the client's mistake).
+    if column.kind is Kind.BINARY and op in _ORDERINGS:
+        raise InvalidFilter(f"the operator {op} does not apply to a binary attribute")
 
 
 def _bound(kind: Kind | None, value: str) -> str:
@@ -490,6 +500,7 @@ def _compare_slot(column: Column, op: str, slot: Slot) -> ColumnElement[bool]:
     """compare() of a string attribute with a string yet to be bound, in the same SQL."""
     if column.kind not in _STRINGS or op not in _ORDERED_OPERATORS:
         raise _NotShared(op)
+    _refuse_binary_order(column, op)
     expr = func.lower(column.expr) if column.kind is Kind.TEXT else column.expr
     slot.kind = column.kind
     value: Any = bindparam(slot.key, type_=String())

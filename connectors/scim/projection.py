@@ -1,9 +1,10 @@
 """`attributes` and `excludedAttributes` (RFC 7644 section 3.9) applied to a rendered resource.
 
 Names may be short (`name.familyName`, `employeeNumber`) or fully qualified with their
-schema URN (`urn:ietf:params:scim:schemas:core:2.0:User:name.familyName`), and an extension
-URN alone names the whole extension. The projection only selects: the resource, and so its
-version, is rendered whole before it (see provider).
+schema URN (`urn:ietf:params:scim:schemas:core:2.0:User:name.familyName`); an extension
+URN alone names the whole extension, and the core schema's URN alone every core attribute.
+The projection only selects: the resource, and so its version, is rendered whole before it
+(see provider).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _resolve(text: str, kind: ResourceKind) -> _Name | None:
     for candidate in (kind.schema, *kind.extensions):
         urn = candidate.id.lower()
         if lowered == urn:
-            return _Name(candidate.id, None, None) if candidate is not kind.schema else None
+            return _Name(candidate.id, None, None)
         if lowered.startswith(urn + ":"):
             schema, lowered = candidate, lowered[len(urn) + 1 :]
             break
@@ -87,7 +88,7 @@ def _included(document: dict[str, Any], names: list[_Name], kind: ResourceKind) 
         if container is None or target is None:
             continue
         if name.attribute is None:
-            target.update(container)
+            target.update(_schema_part(container, name.schema, kind))
         elif name.attribute in container:
             value = container[name.attribute]
             if name.sub is None:
@@ -95,6 +96,15 @@ def _included(document: dict[str, Any], names: list[_Name], kind: ResourceKind) 
             elif target.get(name.attribute) is not value:  # not already selected whole
                 target[name.attribute] = _merge_sub(target.get(name.attribute), value, name.sub)
     return result
+
+
+def _schema_part(container: dict[str, Any], schema: str, kind: ResourceKind) -> dict[str, Any]:
+    """What a schema URN alone names: the whole extension, or for the core schema every
+    attribute outside the extensions (the common ones with it, RFC 7643 section 3.1)."""
+    if schema != kind.schema.id:
+        return container
+    extensions = {extension.id for extension in kind.extensions}
+    return {k: v for k, v in container.items() if k not in extensions}
 
 
 def _merge_sub(current: Any, value: Any, sub: str) -> Any:

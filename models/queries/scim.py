@@ -113,6 +113,8 @@ def _common(id_column: Any, external_id: Any, created: Any, modified: Any) -> At
 def _kind(attribute: Attribute) -> Kind:
     if attribute.type == "boolean":
         return Kind.BOOLEAN
+    if attribute.type == "binary":
+        return Kind.BINARY
     return Kind.STRING if attribute.case_exact else Kind.TEXT
 
 

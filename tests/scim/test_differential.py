@@ -198,6 +198,9 @@ PROJECTIONS = [
     "phoneNumbers.type",
     "urn:ietf:params:scim:schemas:core:2.0:User:name.familyName",
     "urn:ietf:params:scim:schemas:core:2.0:User:userName",
+    # the core schema's URN alone: every core attribute (it selected none)
+    USER,
+    f"{USER},{ENTERPRISE}",
     ENTERPRISE,
     f"{ENTERPRISE}:employeeNumber",
     f"{ENTERPRISE}:department,userName",
@@ -309,6 +312,12 @@ FIXED_FILTERS = [
     'schemas co "enterprise"',
     'schemas co "ENTERPRISE"',
     "schemas pr",
+    # RFC 7644 section 3.4.2.2: gt, ge, lt and le on a binary attribute are invalidFilter
+    # (they matched nothing)
+    'x509Certificates gt "TUlJ"',
+    'x509Certificates.value le "TUlJ"',
+    'urn:ietf:params:scim:schemas:core:2.0:User:x509Certificates lt "TUlJ"',
+    'x509Certificates eq "TUlJ"',
 ]
 
 
