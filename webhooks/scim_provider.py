@@ -125,30 +125,56 @@ def get_user(session: Session, ctx: Context, scim_id: str) -> tuple[dict[str, An
 
 
 def search_all(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
-    """A search at the root (RFC 7644 section 3.4.3): users first, then groups."""
+    """A search at the root (RFC 7644 section 3.4.3): users first, then groups. A resource
+    type that cannot sort by `sortBy` has no value for it, so its resources come after the
+    others when ascending and before them when descending (RFC 7644 section 3.4.2.3)."""
     search = listing.search
-    users = _or_empty(lambda: queries.search_users(session, ctx.organisation_id, search))
-    rest = max(search.count - len(users.items), 0)
-    start = max(search.start - max(users.total, 0), 1)
-    groups = _or_empty(
-        lambda: queries.search_groups(
-            session, ctx.organisation_id, replace(search, start=start, count=rest)
-        )
-    )
-    if users.total < 0 and groups.total < 0:
+    parts = _root_parts(search)
+    pages: list[queries.Page] = []
+    start, count, before = search.start, search.count, 0
+    for run, sort_by in parts:
+        wanted = replace(search, start=max(start - before, 1), count=count, sort_by=sort_by)
+        page = _or_empty(lambda run=run, wanted=wanted: run(session, ctx.organisation_id, wanted))
+        pages.append(page)
+        count = max(count - len(page.items), 0)
+        before += max(page.total, 0)
+    if all(page.total < 0 for page in pages):
         raise InvalidFilter(f"the filter {search.filter!r} applies to no resource type")
-    documents = [
-        *[
-            project(d, listing.projection, _kind_of(users.items))
-            for d in _render_users(ctx, users.items)
-        ],
-        *[
-            project(d, listing.projection, GROUP_KIND)
-            for d in _render_groups(session, ctx, groups.items, listing.projection)
-        ],
-    ]
-    total = max(users.total, 0) + max(groups.total, 0)
-    return _list(documents, queries.Page(total, search.start, documents))
+    documents: list[dict[str, Any]] = []
+    for (run, _sort_by), page in zip(parts, pages, strict=True):
+        documents.extend(_root_documents(session, ctx, listing, run, page.items))
+    return _list(documents, queries.Page(before, search.start, documents))
+
+
+_RootSearch = Callable[[Session, uuid.UUID, queries.Search], queries.Page]
+
+
+def _root_parts(search: queries.Search) -> list[tuple[_RootSearch, str | None]]:
+    """Each resource type's search, in the order its resources are listed, and the sortBy
+    it runs with (None: it has no such attribute)."""
+    if search.sort_by is None:
+        return [(queries.search_users, None), (queries.search_groups, None)]
+    sorted_users = queries.users_sort_by(search.sort_by)
+    sorted_groups = queries.groups_sort_by(search.sort_by)
+    if not (sorted_users or sorted_groups):
+        raise InvalidValue(f"sortBy {search.sort_by!r} is not an attribute this server sorts by")
+    users = (queries.search_users, search.sort_by if sorted_users else None)
+    groups = (queries.search_groups, search.sort_by if sorted_groups else None)
+    if sorted_users and not sorted_groups and search.descending:
+        return [groups, users]
+    if sorted_groups and not sorted_users and not search.descending:
+        return [groups, users]
+    return [users, groups]
+
+
+def _root_documents(
+    session: Session, ctx: Context, listing: Listing, run: _RootSearch, items: Any
+) -> list[dict[str, Any]]:
+    if run is queries.search_users:
+        kind = _kind_of(items)
+        return [project(d, listing.projection, kind) for d in _render_users(ctx, items)]
+    groups = _render_groups(session, ctx, items, listing.projection)
+    return [project(d, listing.projection, GROUP_KIND) for d in groups]
 
 
 def _or_empty(run: Any) -> queries.Page:

@@ -441,6 +441,14 @@ def search_groups(session: Session, organisation_id: uuid.UUID, search: Search) 
     return _page(session, organisation_id, search, _GROUPS)
 
 
+def users_sort_by(sort_by: str) -> bool:
+    return sort_by.lower() in USER_SORT
+
+
+def groups_sort_by(sort_by: str) -> bool:
+    return sort_by.lower() in GROUP_SORT
+
+
 def sort_order(sortable: dict[str, Any], sort_by: str | None, descending: bool) -> list[Any]:
     """ORDER BY for sortBy (RFC 7644 section 3.4.2.3): resources without a value come last
     when ascending and first when descending; an attribute that cannot sort is invalidValue."""

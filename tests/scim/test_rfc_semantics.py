@@ -130,6 +130,38 @@ def test_unknown_sort_by_is_invalid_value(scim, people):
         assert response.json["scimType"] == "invalidValue"
 
 
+def root_search(scim, **body):
+    search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], **body}
+    response = scim.post("/.search", search)
+    assert response.status_code == 200, response.json
+    return [r.get("userName", r.get("displayName")) for r in response.json["Resources"]]
+
+
+def test_a_root_search_sorts_by_an_attribute_only_one_resource_type_has(scim, people):
+    """RFC 7644 section 3.4.2.3: resources with no value for sortBy come last when ascending
+    and first when descending. A root search sorted by userName (or members) was a 400,
+    because groups (users) cannot sort by it."""
+    assert scim.post("/Groups", {"schemas": [GROUP], "displayName": "Ops"}).status_code == 201
+    users = sorted(people, key=str.lower)
+    assert root_search(scim, sortBy="userName", attributes=["userName", "displayName"]) == [
+        *users,
+        "Ops",
+    ]
+    assert root_search(
+        scim, sortBy="userName", sortOrder="descending", attributes=["userName", "displayName"]
+    ) == ["Ops", *reversed(users)]
+    shown = ["userName", "displayName"]
+    page = root_search(scim, sortBy="userName", startIndex=4, count=2, attributes=shown)
+    assert page == [users[3], "Ops"]
+    assert root_search(scim, sortBy="userName", filter='userName sw "a"') == ["ann@example.com"]
+    refused = scim.post(
+        "/.search",
+        {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "sortBy": "shoe"},
+    )
+    assert refused.status_code == 400
+    assert refused.json["scimType"] == "invalidValue"
+
+
 def test_projections_by_full_urn_and_extension_urn(scim, people):
     emile = people["emile@example.com"]
     full = scim.get(f"/Users/{emile}?attributes={USER}:name.givenName").json
