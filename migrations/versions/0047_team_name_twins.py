@@ -8,9 +8,13 @@ members under a key it never plans for, and removed them from the composed twin 
 Now every team's key is its name's key again. The team that holds the composed key keeps it;
 each other twin, oldest first, is renamed "<composed name> (2)" (or the first free number),
 its members, keys, budgets and links untouched, audited `team.renamed` by `system:migration
-0047`. A twin a directory had made is no longer the directory's (external_source cleared, in
-the same event): no group maps to its new name, and an LDAP run would otherwise delete it as
+0047`. Every twin it renames that a directory or an IdP had made (any external_source, LDAP
+and SCIM alike) loses that link (external_source cleared, in the same event). For an LDAP twin
+that is meant: no group maps to its new name, and an LDAP run would otherwise delete it as
 retired; its directory memberships follow the directory to the composed team, as a run plans.
+For a SCIM twin it was a mistake (the IdP addresses its group by id, which the rename keeps):
+its pushes of that group answered 404 and its members stopped following the IdP, until
+migration 0049 restored the link of each SCIM twin this one renamed.
 
 Revision ID: 0047_team_name_twins
 Revises: 0046_odock_unseen
