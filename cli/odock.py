@@ -82,6 +82,8 @@ def import_file(org_slug: str, path: Path, as_json: bool) -> None:
         organisation_id = organisations.get_organisation_by_slug(session, org_slug).id
     with _engine() as engine, path.open("rb") as lines:
         run = odock_reconcile.import_lines(engine, organisation_id=organisation_id, lines=lines)
+    with unit_of_work() as session:
+        odock_reconcile.review_loaded_keys(session, run)
     _report(run, as_json)
 
 
@@ -97,6 +99,8 @@ def reconcile(org_slug: str, as_json: bool) -> None:
         organisation_id = organisations.get_organisation_by_slug(session, org_slug).id
     with _engine() as engine:
         run = odock_reconcile.reconcile_from_management_plane(engine, settings, organisation_id)
+    with unit_of_work() as session:
+        odock_reconcile.review_loaded_keys(session, run)
     _report(run, as_json)
     if run.status != "succeeded":
         raise SystemExit(1)

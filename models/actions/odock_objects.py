@@ -30,12 +30,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import audit, unique_rows
+from models import audit, person_lock, unique_rows
+from models.actions import review_sweep
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import Budget, OdockTombstone, Quota, Team, User, VirtualApiKey
 from models.entities.user import email_key
-from models.enums import KeyType, OwnerType, Source
+from models.enums import KeyType, OwnerType, Source, UserStatus
 from models.errors import Conflict, InvalidInput, UnknownReference
 from models.key_changes import keep_pending_decisions
 from models.numbers import PlainDecimal
@@ -271,8 +272,33 @@ def no_key_here(key_id: uuid.UUID) -> str:
 def upsert_key(
     session: Session, *, organisation_id: uuid.UUID, key_id: uuid.UUID, key: KeyIn, actor: Actor
 ) -> Applied:
+    """A key from Odock. One held by a person revoked here goes to their review at once
+    (review_sweep.review_keys_of_leavers): a key made for a leaver, or arriving while they
+    are revoked, is revoked or held by the key policy now, not at the next review sweep."""
     values = keep_pending_decisions(session, key_id, key_values(session, organisation_id, key))
-    return upsert(session, KIND_KEY, organisation_id, key_id, values, actor)
+    leaver = _revoked_holder(session, key, values)
+    applied = upsert(session, KIND_KEY, organisation_id, key_id, values, actor)
+    if leaver and applied.applied and not values["revoked"]:
+        review_sweep.review_keys_of_leavers(
+            session, organisation_id=organisation_id, actor=actor, key_ids=[key_id]
+        )
+    return applied
+
+
+def _revoked_holder(session: Session, key: KeyIn, values: dict[str, Any]) -> bool:
+    """Whether the key's holder (a USER key's owner, else its creator: key_scope.holder) is
+    REVOKED; if so they are locked before the key is written, as a revocation locks its person
+    before it reads their keys, so a reactivation at the same moment is not undone by the
+    review. Anyone else is not locked: a key push never waits on a person's change. A
+    revocation committing while this key is written reads it when its review opens, and the
+    review sweep is the backstop for the rest."""
+    holder = values["owner_user_id"] if key.type is KeyType.USER else values["created_by_user_id"]
+    if holder is None or session.scalar(select(User.status).where(User.id == holder)) != (
+        UserStatus.REVOKED
+    ):
+        return False
+    person_lock.lock_people(session, [holder])
+    return True
 
 
 def upsert_budget(

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from connectors.odock_listing import ListingFailed, list_pages, prefetched
 from models import audit
-from models.actions import odock_usage
+from models.actions import odock_usage, review_sweep
 from models.actions.odock_bulk import Loader, Unusable, key_row, owned_row
 from models.actions.odock_objects import (
     KIND_BUDGET,
@@ -308,6 +308,20 @@ def _id_of(item: Any) -> uuid.UUID | None:
         return uuid.UUID(str(item["id"])) if isinstance(item, dict) else None
     except (KeyError, ValueError):
         return None
+
+
+def review_loaded_keys(session: Session, run: OdockReconcileRun) -> list[str]:
+    """After an import or a reconcile that created or changed keys: those held by a person
+    revoked here go to their review now (review_sweep.review_keys_of_leavers), as a pushed key
+    does, not at the next review sweep. In a session of its own, after the load (the load's
+    connection is no bridged session). The reviews changed."""
+    keys = run.summary.get(KIND_KEY) or {}
+    if not (keys.get("created") or keys.get("updated")):
+        return []
+    actor = IMPORT_ACTOR if run.kind == "import" else RECONCILE_ACTOR
+    return review_sweep.review_keys_of_leavers(
+        session, organisation_id=run.organisation_id, actor=actor
+    )
 
 
 # --- runs -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ over a large, settled directory costs a handful of indexed queries and changes n
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,6 +82,35 @@ def sweep_reviews(
         if reviews.refresh_review(session, review=review, actor=actor, now=now).changed:
             result.updated.append(str(review.id))
     return result
+
+
+def review_keys_of_leavers(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    actor: Actor,
+    key_ids: Sequence[uuid.UUID] | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    """A key Odock brings in (a push, an event, a listing) for a person revoked here is put
+    to their review now, as their revocation would have (revoked or held by the key policy),
+    not at the next sweep. Of these keys (None: all the organisation's). The reviews changed.
+
+    The caller holds the keys' holders' locks (models.person_lock), taken before it wrote the
+    keys, as a revocation locks its person before it reads their keys: a revocation then
+    either saw the key, or is seen REVOKED here."""
+    now = now or utcnow()
+    changed = []
+    for revocation_id in sorted(_unreviewed_active_keys(session, organisation_id, key_ids)):
+        review = reviews.review_of(session, revocation_id) or reviews.open_revocation_review(
+            session, revocation_id=revocation_id, actor=actor, now=now
+        )
+        if (
+            review is not None
+            and reviews.refresh_review(session, review=review, actor=actor, now=now).changed
+        ):
+            changed.append(str(review.id))
+    return changed
 
 
 def revocations_missing_review(
@@ -181,7 +211,13 @@ def _finding_exists(revocation_id: Any, kinds: tuple[str, ...], subject_id: Any)
     )
 
 
-def _unreviewed_active_keys(session: Session, organisation_id: uuid.UUID | None) -> set[uuid.UUID]:
+def _unreviewed_active_keys(
+    session: Session,
+    organisation_id: uuid.UUID | None,
+    key_ids: Sequence[uuid.UUID] | None = None,
+) -> set[uuid.UUID]:
+    """Revocations in force whose person holds an active key no finding of theirs names (of
+    these keys only, when given)."""
     current = _current_revocations(organisation_id)
     query = (
         select(current.c.id)
@@ -192,6 +228,8 @@ def _unreviewed_active_keys(session: Session, organisation_id: uuid.UUID | None)
         )
         .distinct()
     )
+    if key_ids is not None:
+        query = query.where(VirtualApiKey.id.in_(key_ids))
     return set(session.scalars(query))
 
 

@@ -109,6 +109,18 @@ def bridged(session, settings, client) -> Bridged:
     return bridge(session, settings, client)
 
 
+@pytest.fixture
+def bridged_settings(settings, httpserver):
+    """Bridged, with a management plane on the test's loopback HTTP server (/mgmt)."""
+    return settings.model_copy(
+        update={
+            "odock_mode": "bridged",
+            "odock_management_url": httpserver.url_for("/mgmt"),
+            "odock_management_token": "mgmt-token",
+        }
+    )
+
+
 def key_body(owner: Ref | None = None, version: int = 1, **fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": "USER" if owner else "ORGANISATION",

@@ -44,17 +44,6 @@ def listing(httpserver, org_id, items_by_kind: dict[str, list[dict[str, Any]]], 
         httpserver.expect_request(f"/mgmt/v1/sync/{kind}").respond_with_handler(handler)
 
 
-@pytest.fixture
-def bridged_settings(settings, httpserver):
-    return settings.model_copy(
-        update={
-            "odock_mode": "bridged",
-            "odock_management_url": httpserver.url_for("/mgmt"),
-            "odock_management_token": "mgmt-token",
-        }
-    )
-
-
 def listed(key_id, body):
     return {"id": str(key_id), **body}
 

@@ -46,6 +46,9 @@ def reconcile_organisation(self: Any, organisation_id: str) -> dict[str, Any]:
     run = odock_reconcile.reconcile_from_management_plane(
         current.engine, current.settings, uuid.UUID(organisation_id)
     )
+    with current.sessions() as session:
+        odock_reconcile.review_loaded_keys(session, run)
+        session.commit()
     if odock_reconcile.credentials_refused(run):
         # The operator's to fix: an alarm, and the next interval's run, not a retry.
         log.error("odock.reconcile.credentials_refused", organisation_id=organisation_id)
