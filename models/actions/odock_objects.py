@@ -278,7 +278,7 @@ def upsert_key(
     values = keep_pending_decisions(session, key_id, key_values(session, organisation_id, key))
     leaver = _revoked_holder(session, key, values)
     applied = upsert(session, KIND_KEY, organisation_id, key_id, values, actor)
-    if leaver and applied.applied and not values["revoked"]:
+    if leaver and applied.applied:  # the review looks only at the key if it is active here
         review_sweep.review_keys_of_leavers(
             session, organisation_id=organisation_id, actor=actor, key_ids=[key_id]
         )
