@@ -7,25 +7,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import pytest
-
 from models.actions import lifecycle, odock_reconcile, reviews
 from models.entities import Organisation, User
 from models.enums import Role
 from tests.odock_inbound.conftest import key_body
 from tests.odock_inbound.test_reconcile import listed, listing
 from tests.support import factories as f
-
-
-@pytest.fixture
-def bridged_settings(settings, httpserver):
-    return settings.model_copy(
-        update={
-            "odock_mode": "bridged",
-            "odock_management_url": httpserver.url_for("/mgmt"),
-            "odock_management_token": "mgmt-token",
-        }
-    )
 
 
 def owned(kind: str, owner_email: str, name: str) -> dict[str, Any]:
