@@ -245,12 +245,14 @@ _HAS_ENTERPRISE = or_(
     ),
 )
 
+# The common attributes are part of every base resource schema (RFC 7643 section 3.1), so
+# the core URN names them too (`urn:…:core:2.0:Group:externalId`).
 USER_ATTRIBUTES: AttributeMap = {
-    **_common(ScimUser.id, ScimUser.external_id, ScimUser.created_at, USER_LAST_MODIFIED),
-    "schemas": _schemas((USER, None), (ENTERPRISE, _HAS_ENTERPRISE)),
     **_with_urn(
         USER,
         {
+            **_common(ScimUser.id, ScimUser.external_id, ScimUser.created_at, USER_LAST_MODIFIED),
+            "schemas": _schemas((USER, None), (ENTERPRISE, _HAS_ENTERPRISE)),
             "username": Column(ScimUser.user_name_key, Kind.KEY),
             "displayname": Column(ScimUser.display_name, Kind.TEXT),
             "name.givenname": Column(ScimUser.given_name, Kind.TEXT),
@@ -296,11 +298,11 @@ USER_ATTRIBUTES: AttributeMap = {
 }
 
 GROUP_ATTRIBUTES: AttributeMap = {
-    **_common(Team.id, Team.external_id, Team.created_at, Team.updated_at),
-    "schemas": _schemas((GROUP, None)),
     **_with_urn(
         GROUP,
         {
+            **_common(Team.id, Team.external_id, Team.created_at, Team.updated_at),
+            "schemas": _schemas((GROUP, None)),
             "displayname": Column(Team.name_key, Kind.KEY),
             "members": MultiValued(
                 sub={"value": Column(ScimUser.id, _id_kind(MEMBER_VALUE))},

@@ -164,6 +164,14 @@ def group_filters() -> list[str]:
         'displayName sw "é"',
         'schemas eq "urn:ietf:params:scim:schemas:core:2.0:Group"',
         'schemas eq "urn:ietf:params:scim:schemas:core:2.0:User"',
+        # the common attributes by the core URN (RFC 7643 section 3.1): they were invalidFilter
+        f'{GROUP}:externalId eq "grp-1"',
+        f"{GROUP}:externalId pr",
+        f'{GROUP}:id eq "{{group:1}}"',
+        f'{GROUP}:meta.created gt "2000-01-01T00:00:00Z"',
+        f'{GROUP}:meta.lastModified lt "2000-01-01T00:00:00Z"',
+        f'{GROUP}:schemas eq "{GROUP}"',
+        f'{GROUP}:members.value eq "{{user:3}}"',
     ]
 
 
@@ -200,7 +208,7 @@ def test_group_queries_agree_with_the_reference_server(pair):
 
     for expression in group_filters():
         check("/Groups?" + urlencode({"filter": expression, "attributes": "displayName"}), names)
-    for attribute in ("displayName", "externalId"):
+    for attribute in ("displayName", "externalId", f"{GROUP}:externalId"):
         for order in ("ascending", "descending"):
             shown = f"displayName,{attribute}"
             query = {"sortBy": attribute, "sortOrder": order, "attributes": shown}
@@ -229,6 +237,7 @@ def test_group_queries_agree_with_the_reference_server(pair):
 
 def _sort_value(resource: dict[str, Any], attribute: str) -> Any:
     """Groups without the attribute tie (sorted last), so only the values are compared."""
+    attribute = attribute.rsplit(":", 1)[-1]
     value = resource.get(attribute)
     return value.lower() if isinstance(value, str) and attribute == "displayName" else value
 
