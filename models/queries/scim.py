@@ -30,6 +30,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    literal_column,
     or_,
     select,
 )
@@ -305,7 +306,11 @@ GROUP_ATTRIBUTES: AttributeMap = {
             "schemas": _schemas((GROUP, None)),
             "displayname": Column(Team.name_key, Kind.KEY),
             "members": MultiValued(
-                sub={"value": Column(ScimUser.id, _id_kind(MEMBER_VALUE))},
+                # every member is a user: `members[type eq "User"]` matches as a PATCH path does
+                sub={
+                    "value": Column(ScimUser.id, _id_kind(MEMBER_VALUE)),
+                    "type": Column(literal_column("'User'", String), Kind.TEXT),
+                },
                 exists=_exists_where(
                     TeamMembership.team_id == Team.id, ScimUser.user_id == TeamMembership.user_id
                 ),

@@ -110,6 +110,11 @@ def _substitute(body: Any, replace: Callable[[str], str]) -> Any:
 
 @pytest.fixture
 def pair(scim) -> Pair:
+    return loaded_pair(scim, {})
+
+
+def loaded_pair(scim, member_extra: dict[str, Any]) -> Pair:
+    """Both servers loaded alike; `member_extra` is sent in every member beside its value."""
     pair = Pair(Ours(scim), Reference())
     for user in generated_users(USER_COUNT):
         answers = pair.send("POST", "/Users", user)
@@ -119,7 +124,7 @@ def pair(scim) -> Pair:
             pair.user_names[side][answer.body["id"]] = answer.body["userName"]
     for group in generated_groups(len(pair.users["ours"])):
         body = {"schemas": [GROUP], **group}
-        body["members"] = [{"value": f"{{user:{n}}}"} for n in group["members"]]
+        body["members"] = [{"value": f"{{user:{n}}}", **member_extra} for n in group["members"]]
         answers = pair.send("POST", "/Groups", body)
         for side, answer in answers.items():
             assert answer.status == 201, (side, answer.body)
@@ -172,6 +177,21 @@ def group_filters() -> list[str]:
         f'{GROUP}:meta.lastModified lt "2000-01-01T00:00:00Z"',
         f'{GROUP}:schemas eq "{GROUP}"',
         f'{GROUP}:members.value eq "{{user:3}}"',
+    ]
+
+
+def member_type_filters() -> list[str]:
+    """Every member is a user, whose `type` odock-sync answers `User`; scim2-server keeps only
+    the members' sent sub-attributes, so these are compared with what it finds once the
+    members carry `"type": "User"`."""
+    return [
+        'members[type eq "User"]',
+        'members[type eq "user"]',
+        'members[type eq "Group"]',
+        "members.type pr",
+        'members.type eq "User" and displayName sw "e"',
+        'not (members[type eq "User"])',
+        'members[value eq "{user:3}" and type eq "User"]',
     ]
 
 
@@ -233,6 +253,23 @@ def test_group_queries_agree_with_the_reference_server(pair):
     named = urlencode({"filter": f'members.value eq "{{user:{member}}}"'})
     for answer in pair.send("GET", f"/Groups?{named}").values():
         assert answer.body["totalResults"] >= 1  # the placeholder became the member's id
+
+
+def test_member_type_filters_agree_with_the_reference_server(scim):
+    """`members[type eq "User"]` was invalidFilter in a query while the same filter selected
+    every member as a PATCH path; scim2-server matches the members sent with that type."""
+    pair = loaded_pair(scim, {"type": "User"})
+    differences = []
+    for expression in member_type_filters():
+        path = "/Groups?" + urlencode({"filter": expression, "attributes": "displayName"})
+        answers = pair.send("GET", path)
+        found = {
+            side: (a.status, sorted(r["displayName"] for r in a.body.get("Resources", [])))
+            for side, a in answers.items()
+        }
+        if found["ours"] != found["theirs"]:
+            differences.append((expression, found["ours"], found["theirs"]))
+    assert differences == [], "\n".join(map(str, differences))
 
 
 def _sort_value(resource: dict[str, Any], attribute: str) -> Any:
