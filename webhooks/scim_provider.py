@@ -125,10 +125,13 @@ def get_user(session: Session, ctx: Context, scim_id: str) -> tuple[dict[str, An
 
 
 def search_all(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
-    """A search at the root (RFC 7644 section 3.4.3): users first, then groups. A resource
-    type that cannot sort by `sortBy` has no value for it, so its resources come after the
-    others when ascending and before them when descending (RFC 7644 section 3.4.2.3)."""
+    """A search at the root (RFC 7644 section 3.4.3): users first, then groups, unless sorted
+    by an attribute both have (then one order across both). A resource type that cannot sort
+    by `sortBy` has no value for it, so its resources come after the others when ascending
+    and before them when descending (RFC 7644 section 3.4.2.3)."""
     search = listing.search
+    if queries.sorted_by_every_type(search.sort_by):
+        return _search_merged(session, ctx, listing)
     parts = _root_parts(search)
     pages: list[queries.Page] = []
     start, count, before = search.start, search.count, 0
@@ -144,6 +147,19 @@ def search_all(session: Session, ctx: Context, listing: Listing) -> dict[str, An
     for (run, _sort_by), page in zip(parts, pages, strict=True):
         documents.extend(_root_documents(session, ctx, listing, run, page.items))
     return _list(documents, queries.Page(before, search.start, documents))
+
+
+def _search_merged(session: Session, ctx: Context, listing: Listing) -> dict[str, Any]:
+    """A root search sorted by an attribute both resource types have: one order across them."""
+    page = queries.search_merged(session, ctx.organisation_id, listing.search)
+    users = [item for name, item in page.items if name == "users"]
+    groups = [item for name, item in page.items if name == "groups"]
+    by_type = {
+        "users": iter(_root_documents(session, ctx, listing, queries.search_users, users)),
+        "groups": iter(_root_documents(session, ctx, listing, queries.search_groups, groups)),
+    }
+    documents = [next(by_type[name]) for name, _item in page.items]
+    return _list(documents, queries.Page(page.total, page.start, documents))
 
 
 _RootSearch = Callable[[Session, uuid.UUID, queries.Search], queries.Page]

@@ -33,17 +33,18 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import False_
+from sqlalchemy.sql.elements import BindParameter, False_
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.visitors import replacement_traverse
 
 from connectors.scim import filters
 from connectors.scim.casting import MemberRef
-from connectors.scim.errors import InvalidValue
+from connectors.scim.errors import InvalidFilter, InvalidValue
 from connectors.scim.filters import AttributeMap, Column, Kind, MultiValued
 from connectors.scim.schemas import (
     ENTERPRISE,
@@ -456,6 +457,96 @@ def groups_sort_by(sort_by: str) -> bool:
     return sort_by.lower() in GROUP_SORT
 
 
+def sorted_by_every_type(sort_by: str | None) -> bool:
+    return sort_by is not None and users_sort_by(sort_by) and groups_sort_by(sort_by)
+
+
+def search_merged(session: Session, organisation_id: uuid.UUID, search: Search) -> Page:
+    """A root search's page sorted by an attribute users and groups both have, in one order
+    across both (RFC 7644 section 3.4.2.3), ties in order of creation, then id; its items are
+    (resource type name, record) pairs. One statement orders the keys of both tables (no
+    more than a page's rows leave the database), a second reads the page's records."""
+    dialect = session.get_bind().dialect.name
+    if search.sort_by is None:
+        raise ValueError("a merged order needs a sortBy")
+    keyed, parameters = _keyed_searches(dialect, search.filter, search.sort_by.lower())
+    merged = union_all(*keyed).subquery()
+    ordering = [*_ordered_by(merged.c.sort_key, search.descending), merged.c.created, merged.c.id]
+    rows: list[Any] = []
+    if search.count > 0:
+        offset = min(search.start, _LAST_START) - 1
+        page = select(merged.c.resource, merged.c.id).order_by(*ordering)
+        page = page.offset(offset).limit(search.count)
+        rows = list(session.execute(page, {**parameters, _ORGANISATION: organisation_id}))
+    counted = select(func.count()).select_from(merged)
+    total = session.execute(counted, {**parameters, _ORGANISATION: organisation_id}).scalar()
+    return Page(total or 0, search.start, _records_in_order(session, organisation_id, rows))
+
+
+def _keyed_searches(
+    dialect: str, filter_text: str | None, sort_by: str
+) -> tuple[list[Select[Any]], dict[str, Any]]:
+    """Each resource type's matching rows as (resource, id, sort key, created), its filter's
+    parameters renamed apart; a type the filter names no attribute of is left out."""
+    keyed: list[Select[Any]] = []
+    parameters: dict[str, Any] = {}
+    refused: InvalidFilter | None = None
+    for resource in (_USERS, _GROUPS):
+        query = resource.base(dialect)
+        if filter_text is not None:
+            try:
+                translation = resource.filters.to_sql(filter_text)
+            except InvalidFilter as error:
+                refused = error
+                continue
+            condition, bound = _renamed_apart(resource.name, translation)
+            query = query.where(condition)
+            parameters.update(bound)
+        columns = (
+            literal_column(f"'{resource.name}'", String).label("resource"),
+            resource.tie[1].label("id"),
+            resource.sortable[sort_by].label("sort_key"),
+            resource.tie[0].label("created"),
+        )
+        keyed.append(query.with_only_columns(*columns, maintain_column_froms=True))
+    if not keyed and refused is not None:
+        raise refused
+    return keyed, parameters
+
+
+def _renamed_apart(
+    prefix: str, translation: filters.Translation
+) -> tuple[ColumnElement[bool], dict[str, Any]]:
+    """A shared translation's parameters are named by position alone: both types' would
+    clash in one statement (and a string binds by each type's own case rule)."""
+    names = translation.parameters
+
+    def rename(element: Any, **_kw: Any) -> Any:
+        if isinstance(element, BindParameter) and element.key in names:
+            return bindparam(f"{prefix}_{element.key}", type_=element.type)
+        return None
+
+    condition = replacement_traverse(translation.condition, {}, rename)
+    return condition, {f"{prefix}_{key}": value for key, value in names.items()}
+
+
+def _records_in_order(
+    session: Session, organisation_id: uuid.UUID, rows: Sequence[Any]
+) -> list[tuple[str, Any]]:
+    dialect = session.get_bind().dialect.name
+    user_ids = [row.id for row in rows if row.resource == _USERS.name]
+    group_ids = [row.id for row in rows if row.resource == _GROUPS.name]
+    found: dict[tuple[str, uuid.UUID], Any] = {}
+    if user_ids:
+        query = _user_base(dialect).where(ScimUser.id.in_(user_ids))
+        for record in user_records(session, query, {_ORGANISATION: organisation_id}):
+            found[(_USERS.name, uuid.UUID(record.id))] = record
+    if group_ids:
+        for team in session.scalars(select(Team).where(Team.id.in_(group_ids))):
+            found[(_GROUPS.name, team.id)] = team
+    return [(row.resource, found[(row.resource, row.id)]) for row in rows]
+
+
 def sort_order(sortable: dict[str, Any], sort_by: str | None, descending: bool) -> list[Any]:
     """ORDER BY for sortBy (RFC 7644 section 3.4.2.3): resources without a value come last
     when ascending and first when descending; an attribute that cannot sort is invalidValue."""
@@ -464,6 +555,10 @@ def sort_order(sortable: dict[str, Any], sort_by: str | None, descending: bool) 
     key = sortable.get(sort_by.lower())
     if key is None:
         raise InvalidValue(f"sortBy {sort_by!r} is not an attribute this server sorts by")
+    return _ordered_by(key, descending)
+
+
+def _ordered_by(key: Any, descending: bool) -> list[Any]:
     if isinstance(key.type, String) and not isinstance(key.type, Enum):
         key = filters.code_points(key)  # the database's collation would decide otherwise
     if descending:

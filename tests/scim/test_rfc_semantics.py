@@ -162,6 +162,36 @@ def test_a_root_search_sorts_by_an_attribute_only_one_resource_type_has(scim, pe
     assert refused.json["scimType"] == "invalidValue"
 
 
+def test_a_root_search_sorted_by_an_attribute_both_types_have_is_one_order(scim, people):
+    """RFC 7644 section 3.4.2.3 sorts the whole answer: users and groups by displayName in
+    one order (case-insensitive, no value last ascending and first descending), paged
+    through that order, totalResults both types'. It listed the users, then the groups."""
+    for name in ("Beta", "Ops", "apple"):
+        body = {"schemas": [GROUP], "displayName": name}
+        assert scim.post("/Groups", body).status_code == 201
+    shown = ["userName", "displayName"]
+    merged = ["ann@example.com", "apple", "Beta", "cid@example.com", "Ops", "emile@example.com"]
+    merged.append("bob@example.com")  # no displayName
+    assert root_search(scim, sortBy="displayName", attributes=shown) == merged
+    descending = root_search(scim, sortBy="displayName", sortOrder="descending", attributes=shown)
+    assert descending == [merged[-1], *reversed(merged[:-1])]
+    search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}
+    paged = {**search, "sortBy": "displayName", "startIndex": 3, "count": 3, "attributes": shown}
+    page = scim.post("/.search", paged).json
+    assert (page["totalResults"], page["startIndex"], page["itemsPerPage"]) == (7, 3, 3)
+    assert [r.get("userName", r.get("displayName")) for r in page["Resources"]] == merged[2:5]
+    last = scim.post("/.search", {**search, "sortBy": "displayName", "startIndex": 6}).json
+    assert last["totalResults"] == 7
+    assert [r.get("userName", r.get("displayName")) for r in last["Resources"]] == merged[5:]
+    by_filter = root_search(scim, sortBy="displayName", filter='displayName sw "b"')
+    assert by_filter == ["Beta", "cid@example.com"]
+    for sort_by in ("id", "externalId", "meta.created", "meta.lastModified"):
+        for order in ("ascending", "descending"):
+            listed = root_search(scim, sortBy=sort_by, sortOrder=order, attributes=shown)
+            assert sorted(listed) == sorted(merged)
+    assert root_search(scim, sortBy="displayName", filter='userName sw "a"') == ["ann@example.com"]
+
+
 def test_projections_by_full_urn_and_extension_urn(scim, people):
     emile = people["emile@example.com"]
     full = scim.get(f"/Users/{emile}?attributes={USER}:name.givenName").json
