@@ -13,6 +13,7 @@ from cli.context import CLI_ACTOR, cli_settings, unit_of_work
 from cli.options import JSON_OPTION, ORG_OPTION
 from cli.output import done, emit
 from connectors.outbound import UrlPolicy
+from models import audit
 from models.access import Viewer
 from models.actions import lifecycle, organisations
 from models.actions import notification_hooks as hooks_actions
@@ -227,11 +228,8 @@ def _decide(org_slug: str, finding_id: str, note: str, as_json: bool, operation:
     with unit_of_work() as session:
         viewer = _viewer(session, org_slug)
         finding = visible_finding(session, viewer, _uuid(finding_id, "finding id"))
-        try:
+        with audit.keeping_refusals(session):
             operation(session, finding=finding, actor=CLI_ACTOR, note=note)
-        except review_actions.AnsweredInCampaign:
-            session.commit()  # the refusal's audit event, nothing else
-            raise
         data = finding_view(session, finding)
     emit(data, as_json=as_json, text=f"finding {data['id']} is {data['state']}")
 
@@ -290,7 +288,7 @@ def reviews_reassign(
         org_id = viewer.organisation_id
         new_user = find_user(session, org_id, to_user) if to_user else None
         new_team = find_team(session, org_id, to_team) if to_team else None
-        try:
+        with audit.keeping_refusals(session):
             review_actions.reassign_finding(
                 session,
                 finding=finding,
@@ -299,9 +297,6 @@ def reviews_reassign(
                 to_team=new_team,
                 note=note,
             )
-        except review_actions.AnsweredInCampaign:
-            session.commit()  # the refusal's audit event, nothing else
-            raise
         data = finding_view(session, finding)
     emit(data, as_json=as_json, text=f"finding {data['id']} reassigned; it is {data['state']}")
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, insert
@@ -13,7 +14,19 @@ from models import request_ids, row_writes
 from models.actor import Actor
 from models.base import new_row
 from models.entities import AuditEvent, User
+from models.errors import AuditedRefusal
 from models.snapshots import user_snapshot
+
+
+@contextmanager
+def keeping_refusals(session: Session) -> Iterator[None]:
+    """Run a domain operation whose refusal is audited (AuditedRefusal): on refusal, commit
+    its audit event (the operation changed nothing else) and let the refusal through."""
+    try:
+        yield
+    except AuditedRefusal:
+        session.commit()
+        raise
 
 
 def record(

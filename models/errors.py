@@ -44,6 +44,13 @@ class InvalidTransition(Conflict):
     code = "invalid_transition"
 
 
+class AuditedRefusal(DomainError):
+    """A refusal whose audit event the operation wrote in the caller's transaction, having
+    changed nothing else: the caller commits that event as it answers (models.audit.
+    keeping_refusals), instead of rolling it back with the request. A marker: the refusal's
+    kind (and so its status and code) is the other base it is raised with."""
+
+
 class RateLimited(DomainError):
     code = "rate_limited"
 

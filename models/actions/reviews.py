@@ -49,7 +49,7 @@ from models.enums import (
     TeamRole,
     UserStatus,
 )
-from models.errors import InvalidInput, InvalidTransition, NotFound
+from models.errors import AuditedRefusal, InvalidInput, InvalidTransition, NotFound
 from models.key_changes import (
     is_bridged,
     latest_revoke_command,
@@ -1076,9 +1076,9 @@ def answerable_by_hand(finding: ReviewFinding) -> bool:
     return finding.review.cause is not ReviewCause.RECERTIFICATION
 
 
-class AnsweredInCampaign(InvalidTransition):
+class AnsweredInCampaign(AuditedRefusal, InvalidTransition):
     """A resolve, dismiss or reassign of a campaign's finding: refused (409) and audited
-    `review.finding_answer_refused`; the caller commits that event as it answers."""
+    `review.finding_answer_refused`; the caller keeps that event (audit.keeping_refusals)."""
 
 
 def _require_answerable_by_hand(

@@ -25,7 +25,7 @@ from models.entities import (
     VirtualApiKey,
 )
 from models.enums import ReviewCause, Source, TeamRole, UserStatus
-from models.errors import Conflict, InvalidTransition, NotFound
+from models.errors import AuditedRefusal, Conflict, InvalidTransition, NotFound
 from models.snapshots import membership_row_snapshot, membership_snapshot, team_snapshot
 from models.text import check_key_name, clean_text
 
@@ -37,7 +37,7 @@ RECORDED_FROM_PROVIDER = frozenset({Source.SCIM, Source.LDAP, Source.OKTA, Sourc
 MEMBERSHIP_REFUSED = "user.team_membership_refused"
 
 
-class MemberRevoked(InvalidTransition):
+class MemberRevoked(AuditedRefusal, InvalidTransition):
     """A person's decision (an admin or manager) to put a REVOKED person in a team, or change
     their team role: it grants nothing, so it is a mistake; audited, nothing else changed."""
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, request
 
+from models import audit
 from models.access import Viewer, managed_team_ids
 from models.actions import organisations
 from models.actions import reviews as review_actions
@@ -146,7 +147,7 @@ def reassign(finding_id: uuid.UUID) -> dict[str, Any]:
     to_user, to_team = reassignment_owner(
         session, viewer, user_id=body.user_id, team_id=body.team_id
     )
-    try:
+    with audit.keeping_refusals(session):
         review_actions.reassign_finding(
             session,
             finding=finding,
@@ -155,9 +156,6 @@ def reassign(finding_id: uuid.UUID) -> dict[str, Any]:
             to_team=to_team,
             note=body.note,
         )
-    except review_actions.AnsweredInCampaign:
-        session.commit()  # the refusal's audit event, nothing else
-        raise
     session.commit()
     return finding_view(session, finding)
 
@@ -167,10 +165,7 @@ def _decide(finding_id: uuid.UUID, operation: Any) -> dict[str, Any]:
     note = parse_body(DecideFinding).note if bool(request.get_data(cache=True)) else ""
     session = db_session()
     finding = visible_finding(session, viewer, finding_id, to_change=True)
-    try:
+    with audit.keeping_refusals(session):
         operation(session, finding=finding, actor=admin_actor(viewer), note=note)
-    except review_actions.AnsweredInCampaign:
-        session.commit()  # the refusal's audit event, nothing else
-        raise
     session.commit()
     return finding_view(session, finding)

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint
 
+from models import audit
 from models.access import (
     require_can_change_membership,
     require_can_manage_team,
@@ -86,13 +87,10 @@ def add_member(team_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, Any]:
     require_can_manage_team(session, viewer, team)
     user = get_user(session, viewer.organisation_id, user_id)
     require_can_change_membership(session, viewer, team, user, body.role)
-    try:
+    with audit.keeping_refusals(session):
         team_actions.add_to_team(
             session, team=team, user=user, role=body.role, actor=admin_actor(viewer)
         )
-    except team_actions.MemberRevoked:
-        session.commit()  # the refusal's audit event, nothing else
-        raise
     session.commit()
     return {"team": team_summary(team), "items": team_members(session, team)}
 

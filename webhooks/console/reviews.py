@@ -12,6 +12,7 @@ from collections.abc import Callable
 from flask import Response
 from sqlalchemy.orm import Session
 
+from models import audit
 from models.access import managed_team_ids
 from models.actions import reviews as review_actions
 from models.actor import Actor
@@ -130,10 +131,7 @@ def _on_finding(
     current = signed_in()
     session = db_session()
     found = visible_finding(session, current.viewer, finding_id, to_change=True)
-    try:
+    with audit.keeping_refusals(session):
         act(session, found, current.actor)
-    except review_actions.AnsweredInCampaign:
-        session.commit()  # the refusal's audit event, nothing else
-        raise
     session.commit()
     return done("console.review", notice, review_id=found.review_id)
