@@ -22,6 +22,15 @@ REVIEWER = Actor.system("reviews")
 DONE = reviews.INVALIDATION_ACKNOWLEDGED
 
 
+def _person_with_key(session):
+    """A person of a new organisation with one key of their own, committed."""
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    key = f.make_key(session, org, owner=person)
+    session.commit()
+    return person, key
+
+
 def _revoke_and_review(session, person) -> RevocationReview:
     revocation: Revocation = lifecycle.revoke(session, user=person, actor=f.SETUP)
     session.flush()
@@ -69,10 +78,7 @@ def test_an_older_commands_reinvalidation_leaves_the_new_reviews_key_finding_pen
     (the gateway-only caller's) came before the store had the new revoke, so the new review's
     key finding stays pending and the review open, whether the review opened before the call
     or after it (reading the key's last gateway acknowledgement)."""
-    org = f.make_org(session)
-    person = f.make_user(session, org)
-    key = f.make_key(session, org, owner=person)
-    session.commit()
+    person, key = _person_with_key(session)
     with make_session_factory(engine, odock_mode="bridged")() as bridged:
         person = bridged.merge(person)
         first = _revoke_and_review(bridged, person)
@@ -119,10 +125,7 @@ def test_a_newer_revocations_invalidation_leaves_the_older_reviews_key_finding(s
     closed the first review as undone: the store then applies all three commands and the
     gateway forgets the key. That completes the second revocation, not the first (undone):
     its review's key finding keeps waiting for the sweep, the review is not resolved."""
-    org = f.make_org(session)
-    person = f.make_user(session, org)
-    key = f.make_key(session, org, owner=person)
-    session.commit()
+    person, key = _person_with_key(session)
     with make_session_factory(engine, odock_mode="bridged")() as bridged:
         person = bridged.merge(person)
         first = _revoke_and_review(bridged, person)
@@ -169,10 +172,7 @@ def test_an_older_commands_answers_stay_off_the_new_reviews_key_finding(
     """The store answers the first revocation's command late, after the person was reactivated
     and revoked again, and the gateway answers for it: the new review's key finding shows no
     store acknowledgement, no store answer and no proof until its own command has them."""
-    org = f.make_org(session)
-    person = f.make_user(session, org)
-    key = f.make_key(session, org, owner=person)
-    session.commit()
+    person, key = _person_with_key(session)
     with make_session_factory(engine, odock_mode="bridged")() as bridged:
         person = bridged.merge(person)
         _first, second = _revoked_twice(bridged, person)
@@ -206,10 +206,7 @@ def test_a_newer_commands_answers_leave_the_older_reviews_key_finding(session, e
     """The first revocation's command acknowledged, then the person reactivated and revoked
     again: the new command's acknowledgement and the gateway's proof of it are the new
     review's, not written over the first review's finding."""
-    org = f.make_org(session)
-    person = f.make_user(session, org)
-    key = f.make_key(session, org, owner=person)
-    session.commit()
+    person, key = _person_with_key(session)
     with make_session_factory(engine, odock_mode="bridged")() as bridged:
         person = bridged.merge(person)
         first = _revoke_and_review(bridged, person)
