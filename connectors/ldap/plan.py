@@ -158,6 +158,16 @@ class GroupCount(PlanItem):
     desired: int
 
 
+@dataclass(slots=True, frozen=True, kw_only=True)
+class EmptyGroup(PlanItem):
+    """A mapping key whose groups a read found with no member values at all (or did not
+    find), and the team or role it maps to: what an ACL hiding `member` looks like."""
+
+    group: str
+    team: str = ""
+    role: str = ""
+
+
 def apply_error(item: PlanItem | None, message: str) -> dict[str, Any]:
     """An item refused at apply, as the run reports it (`apply_errors`): the entry's stable id
     and DN where the item has them (a team retirement names no one; a revocation, a role or
@@ -186,6 +196,7 @@ ITEM_TYPES: dict[str, type[PlanItem]] = {
     "errors": EntryError,
     "team_counts": GroupCount,
     "role_counts": GroupCount,
+    "empty_groups": EmptyGroup,
 }
 
 
@@ -223,6 +234,7 @@ class Plan:
     people_seen: int = 0
     team_counts: list[GroupCount] = field(default_factory=list)  # the mapped teams
     role_counts: list[GroupCount] = field(default_factory=list)  # the mapped roles
+    empty_groups: list[EmptyGroup] = field(default_factory=list)  # mapped, read with nobody
     watermark: str = ""
 
     @property

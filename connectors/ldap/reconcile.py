@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,6 +18,7 @@ from connectors.ldap.group_links import link_groups
 from connectors.ldap.mapping import EntryProblem, Group, Person, expand_groups, normalize_dn
 from connectors.ldap.plan import (
     Create,
+    EmptyGroup,
     Entry,
     EntryError,
     GroupCount,
@@ -526,6 +527,7 @@ class Reconciler:
             for ext in sorted(gone):
                 self.plan.team_removes.append(TeamRemove(team=name, external_id=ext))
         self._count_teams(group_teams, desired_teams, state)
+        self._note_empty_groups(links.groups, expanded, group_teams, group_roles)
         if group_roles:
             self._plan_roles(desired_role, known_for_roles, role_rank)
             self._count_roles(group_roles, desired_role, known_for_roles)
@@ -554,6 +556,20 @@ class Reconciler:
                     desired=len(desired.get(name_key(name), ())),
                 )
             )
+
+    def _note_empty_groups(
+        self,
+        found: dict[str, list[str]],
+        expanded: dict[str, Collection[str]],
+        group_teams: dict[str, str],
+        group_roles: dict[str, str],
+    ) -> None:
+        """The mapping keys whose groups came back without a single member value."""
+        for key in dict.fromkeys([*group_teams, *group_roles]):
+            if any(expanded[group] for group in found.get(key, ())):
+                continue
+            team, role = group_teams.get(key, "").strip(), group_roles.get(key, "")
+            self.plan.empty_groups.append(EmptyGroup(group=key, team=team, role=role))
 
     def _count_roles(
         self,

@@ -3,7 +3,8 @@
 Three kinds of change take access away: revoking a user, removing a team membership, and
 demoting a user's organisation role. Each kind has its own count and percentage threshold;
 a plan over any of them waits for an admin (quarantine), as does a plan in which a mapped
-group came back empty while people are in its team or hold its role, or a full people read
+group came back empty while people are in its team or hold its role (or while the plan takes
+people still in the directory out of that team or role), or a full people read
 found none of the connector's linked active people (`emptied`, from the counts the
 reconciler notes on the plan): those wait whatever the thresholds say.
 """
@@ -100,18 +101,57 @@ def emptied(plan: Plan) -> list[str]:
             else f"the people search returned none of the {linked} people linked to this "
             f"connector (it read {plan.read} entries)"
         )
+    empty_teams = {name_key(t.name) for t in plan.team_counts if t.current and not t.desired}
+    empty_roles = {
+        r.name for r in plan.role_counts if r.name != "USER" and r.current and not r.desired
+    }
     found.extend(
         f"the groups mapped to team {team.name} returned no members, "
         f"though {team.current} people are in it"
         for team in plan.team_counts
-        if team.current and not team.desired
+        if name_key(team.name) in empty_teams
     )
     found.extend(
         f"the groups mapped to role {role.name} returned no members, "
         f"though {role.current} users hold it"
         for role in plan.role_counts
-        if role.name != "USER" and role.current and not role.desired
+        if role.name in empty_roles
     )
+    found.extend(_emptied_groups(plan, empty_teams, empty_roles))
+    return found
+
+
+def _emptied_groups(plan: Plan, empty_teams: set[str], empty_roles: set[str]) -> list[str]:
+    """A mapped group that came back with no members while other groups still fill its team
+    or role (an ACL that hides one group's `member`): the people the plan takes out of that
+    team or role, who are still in the directory, may be that group's. Those the plan
+    revokes left; a team or role emptied whole is said above."""
+    leaving = {item.external_id for item in (*plan.revokes, *plan.holds)}
+    found = []
+    for group in plan.empty_groups:
+        team = name_key(group.team)
+        if group.team and team not in empty_teams:
+            removed = sum(
+                1
+                for item in plan.team_removes
+                if name_key(item.team) == team and item.external_id not in leaving
+            )
+            if removed:
+                found.append(
+                    f"the group {group.group} mapped to team {group.team} returned no members, "
+                    f"and the plan removes {removed} people still in the directory from it"
+                )
+        if group.role and group.role not in empty_roles:
+            demoted = sum(
+                1
+                for item in plan.roles
+                if item.demotion and item.previous == group.role and item.external_id not in leaving
+            )
+            if demoted:
+                found.append(
+                    f"the group {group.group} mapped to role {group.role} returned no members, "
+                    f"and the plan demotes {demoted} users still in the directory from it"
+                )
     return found
 
 

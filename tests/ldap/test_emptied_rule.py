@@ -5,7 +5,7 @@ against slapd, are in test_destructive_gates.py and test_renames.py."""
 
 from __future__ import annotations
 
-from connectors.ldap.plan import GroupCount, Plan
+from connectors.ldap.plan import EmptyGroup, GroupCount, Plan, Revoke, TeamRemove
 from models.directory.safety import emptied
 
 
@@ -44,3 +44,27 @@ def test_a_read_that_found_some_or_proves_nothing_empties_nothing():
     assert emptied(Plan(people_linked=0)) == []
     assert emptied(Plan(read=0)) == []  # no complete full read: nothing counted
     assert emptied(_plan(deprovision_blocked="the directory was not read completely")) == []
+
+
+def test_an_empty_group_beside_others_holds_only_removals_of_people_still_there():
+    """One of Engineering's groups came back empty: a removal of someone the plan revokes
+    (a leaver) holds nothing; one of someone still in the directory does; a team emptied
+    whole is said once, by the team."""
+    plan = Plan(
+        team_counts=[GroupCount(name="Engineering", current=3, desired=2)],
+        empty_groups=[EmptyGroup(group="contractors", team="Engineering")],
+        team_removes=[TeamRemove(team="Engineering", external_id="dave")],
+        revokes=[
+            Revoke(user_id="u-dave", external_id="dave", email="dave@corp.test", reason="gone")
+        ],
+    )
+    assert emptied(plan) == []
+    plan.team_removes.append(TeamRemove(team="engineering", external_id="erin"))
+    assert emptied(plan) == [
+        "the group contractors mapped to team Engineering returned no members, "
+        "and the plan removes 1 people still in the directory from it"
+    ]
+    plan.team_counts = [GroupCount(name="Engineering", current=3, desired=0)]
+    assert emptied(plan) == [
+        "the groups mapped to team Engineering returned no members, though 3 people are in it"
+    ]

@@ -27,6 +27,12 @@ ROOT_DN = f"cn=admin,{SUFFIX}"
 ROOT_PASSWORD = "admin-secret"
 LIMITED_DN = f"cn=limited,{SUFFIX}"
 LIMITED_SIZE = 3
+# A bind account the ACLs below restrict: what a test marks with one of these
+# businessCategory values is hidden from it, as an ACL change on a real directory would.
+READER_DN = f"cn=reader,{SUFFIX}"
+READER_PASSWORD = "reader-secret"
+HIDDEN_FROM_READER = b"odock-test-hidden"  # the whole entry
+MEMBERS_HIDDEN_FROM_READER = b"odock-test-members-hidden"  # a group's member values
 
 # Attributes of FreeIPA and Active Directory that the stock schemas lack, so the presets can
 # be exercised against slapd; the OIDs sit under an example private arc.
@@ -66,6 +72,13 @@ objectClass: simpleSecurityObject
 cn: limited
 sn: limited
 userPassword: limited-secret
+
+dn: {READER_DN}
+objectClass: person
+objectClass: simpleSecurityObject
+cn: reader
+sn: reader
+userPassword: {READER_PASSWORD}
 """
 
 
@@ -179,6 +192,10 @@ index modifyTimestamp eq
 index entryCSN eq
 index member eq
 limits dn.exact="{LIMITED_DN}" {limit}
+access to filter=(businessCategory={HIDDEN_FROM_READER.decode()})
+  by dn.exact="{READER_DN}" none by * read
+access to filter=(businessCategory={MEMBERS_HIDDEN_FROM_READER.decode()}) attrs=member,uniqueMember
+  by dn.exact="{READER_DN}" none by * read
 access to * by * read
 overlay ppolicy
 """

@@ -1,0 +1,157 @@
+"""Directory hiccups a real slapd produces between two syncs: an ACL change that hides part
+of what the bind account read before (entries, a group's `member` values, the base itself),
+a base that disappears, an identity that changes under a person. Nobody loses access for a
+hiccup: the run fails or waits for an admin, and the next good run converges, cutting off
+the real leaver. The ACLs are the shared slapd's (tests/support/slapd.py): what a test marks
+is hidden from READER_DN, the connector's bind account here."""
+
+from __future__ import annotations
+
+from models.enums import Role, UserStatus
+from tests.ldap.conftest import get_run, linked_users, team_members
+from tests.support.slapd import (
+    HIDDEN_FROM_READER,
+    MEMBERS_HIDDEN_FROM_READER,
+    READER_DN,
+    READER_PASSWORD,
+)
+
+
+def _group(directory, name: str, *uids: str) -> str:
+    dn = f"cn={name},{directory.groups}"
+    members = [directory.person_dn(uid).encode() for uid in uids]
+    directory.add(dn, {"objectClass": [b"groupOfNames"], "cn": [name.encode()], "member": members})
+    return dn
+
+
+def _read_by_the_reader(make_connector, **fields):
+    return make_connector(bind_dn=READER_DN, password=READER_PASSWORD, **fields)
+
+
+def test_one_of_a_teams_groups_whose_members_an_acl_hides_holds_the_run(
+    make_connector, sync, sessions, directory
+):
+    """Failed before: Engineering is filled by two groups; an ACL change hides the members of
+    contractors (dave) from the bind account. The team did not look emptied (engineering
+    still fills it), so dave was removed from it, under the thresholds: a whole group cut
+    out of its team by a hiccup. Now the run waits for an admin, and the next run after the
+    ACL is fixed changes nothing."""
+    contractors = _group(directory, "contractors", "dave")
+    connector = _read_by_the_reader(
+        make_connector, group_teams={"engineering": "Engineering", "contractors": "Engineering"}
+    )
+    assert sync(connector).status == "succeeded"
+    assert team_members(sessions) == {"alice", "bob", "carol", "dave"}
+    directory.replace(contractors, "businessCategory", MEMBERS_HIDDEN_FROM_READER)
+
+    outcome = sync(connector)
+    assert outcome.status == "quarantined", outcome
+    assert (
+        "the group contractors mapped to team Engineering returned no members, and the plan "
+        "removes 1 people still in the directory from it" in outcome.error
+    )
+    assert team_members(sessions) == {"alice", "bob", "carol", "dave"}
+
+    directory.replace(contractors, "businessCategory")
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    assert outcome.summary["team_remove"] == 0
+    assert team_members(sessions) == {"alice", "bob", "carol", "dave"}
+
+
+def test_one_of_a_roles_groups_whose_members_an_acl_hides_holds_the_run(
+    make_connector, sync, sessions, directory
+):
+    """Failed before: MANAGER comes from admins (alice) and leads (bob); the leads' members
+    hidden by an ACL demoted bob, though alice kept the role filled."""
+    leads = _group(directory, "leads", "bob")
+    connector = _read_by_the_reader(
+        make_connector,
+        group_roles={"admins": "MANAGER", "leads": "MANAGER"},
+        safety={"thresholds": {"demote": {"percent": 100}}},
+    )
+    assert sync(connector).status == "succeeded"
+    assert linked_users(sessions, connector)["bob"].role is Role.MANAGER
+    directory.replace(leads, "businessCategory", MEMBERS_HIDDEN_FROM_READER)
+
+    outcome = sync(connector)
+    assert outcome.status == "quarantined", outcome
+    assert "the group leads mapped to role MANAGER returned no members" in outcome.error
+    assert linked_users(sessions, connector)["bob"].role is Role.MANAGER
+
+
+def test_a_group_that_really_lost_a_leaver_still_applies(make_connector, sync, sessions, directory):
+    """Guard: a group emptied because its only member left revokes the leaver at once (the
+    rule above counts only people still in the directory)."""
+    _group(directory, "contractors", "dave")
+    connector = _read_by_the_reader(
+        make_connector, group_teams={"engineering": "Engineering", "contractors": "Engineering"}
+    )
+    assert sync(connector).status == "succeeded"
+    directory.delete(f"cn=contractors,{directory.groups}")
+    directory.delete(directory.person_dn("dave"))
+
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    assert linked_users(sessions, connector)["dave"].status is UserStatus.REVOKED
+    assert team_members(sessions) == {"alice", "bob", "carol"}
+
+
+def test_groups_whose_members_an_acl_hides_wait_for_an_admin(
+    make_connector, sync, sessions, directory
+):
+    """Guard: the members of every mapped group hidden (the ACL on `member` changed for the
+    whole group tree): the team and the role look emptied, the run waits, nobody moves."""
+    connector = _read_by_the_reader(
+        make_connector,
+        group_teams={"engineering": "Engineering"},
+        group_roles={"admins": "MANAGER"},
+    )
+    assert sync(connector).status == "succeeded"
+    for name in ("engineering", "platform", "admins"):
+        directory.replace(
+            f"cn={name},{directory.groups}", "businessCategory", MEMBERS_HIDDEN_FROM_READER
+        )
+
+    outcome = sync(connector)
+    assert outcome.status == "quarantined", outcome
+    assert "team Engineering returned no members, though 3 people are in it" in outcome.error
+    assert "role MANAGER returned no members, though 1 users hold it" in outcome.error
+    assert team_members(sessions) == {"alice", "bob", "carol"}
+    assert linked_users(sessions, connector)["alice"].role is Role.MANAGER
+
+
+def test_people_an_acl_hides_then_a_base_that_disappears_then_the_fix(
+    make_connector, sync, sessions, directory
+):
+    """Guard: bob leaves; then an ACL change hides every person from the bind account (the
+    run reads nobody: held), then the people OU itself (noSuchObject: the run fails as a
+    configuration error). Nobody is revoked meanwhile; once the ACL is fixed, the next run
+    cuts off bob, the real leaver, and only him."""
+    connector = _read_by_the_reader(make_connector)
+    assert sync(connector).status == "succeeded"
+    directory.delete(directory.person_dn("bob"))
+    for uid in ("alice", "carol", "dave"):
+        directory.replace(directory.person_dn(uid), "businessCategory", HIDDEN_FROM_READER)
+
+    held = sync(connector)
+    assert held.status == "quarantined", held
+    assert "the people search returned nobody" in held.error
+    directory.replace(directory.people, "businessCategory", HIDDEN_FROM_READER)
+    failed = sync(connector)
+    assert failed.status == "failed", failed
+    assert get_run(sessions, failed.run_id).error_code == "directory_config_error"
+    assert "No such object" in failed.error
+    assert all(u.status is UserStatus.ACTIVE for u in linked_users(sessions, connector).values())
+
+    for dn in (directory.people, *map(directory.person_dn, ("alice", "carol", "dave"))):
+        directory.replace(dn, "businessCategory")
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    statuses = {n: u.status for n, u in linked_users(sessions, connector).items()}
+    assert statuses == {
+        "alice": UserStatus.ACTIVE,
+        "bob": UserStatus.REVOKED,
+        "carol": UserStatus.ACTIVE,
+        "dave": UserStatus.ACTIVE,
+    }
