@@ -10,7 +10,14 @@ from typing import Any
 from flask import Blueprint, g, request
 
 from connectors import signed_webhooks
-from models.actions import idp_events, odock_bridge, odock_events, odock_objects, odock_usage
+from models.actions import (
+    idp_events,
+    odock_bridge,
+    odock_events,
+    odock_objects,
+    odock_usage,
+    review_sweep,
+)
 from models.actions.odock_objects import SCHEMAS
 from models.actions.tokens import TokenGrant
 from models.actor import Actor
@@ -54,15 +61,21 @@ def put_object(collection: str, object_id: uuid.UUID) -> dict[str, Any]:
     kind = KINDS[collection]
     data = SCHEMAS[kind].model_validate(_object_body())
     session = db_session()
+    organisation_id = _grant().organisation_id
     done = odock_objects.upsert_object(
         session,
-        organisation_id=_grant().organisation_id,
+        organisation_id=organisation_id,
         kind=kind,
         object_id=object_id,
         data=data,
         actor=_actor(),
     )
     session.commit()
+    if kind == odock_objects.KIND_KEY:
+        review_sweep.review_keys_of_leavers(
+            session, organisation_id=organisation_id, actor=_actor(), key_ids=[object_id]
+        )
+        session.commit()
     held = odock_objects.held_object(session, kind, object_id)
     shown = odock_objects.describe(held) if held is not None else {"id": str(object_id)}
     return {**shown, "applied": done.applied}

@@ -10,6 +10,7 @@ usage batch instead of an object: its records are stored once per record id, as 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from models.actions import odock_objects, odock_usage
 from models.actions.odock_objects import SCHEMAS, StrictInt
 from models.actor import Actor
+from models.entities import ReceivedDelivery
 from models.enums import Source
 from models.errors import InvalidInput
 
@@ -93,6 +95,19 @@ def apply_event(session: Session, organisation_id: uuid.UUID, payload: Any) -> d
         "version": version,
         "outcome": APPLIED if done.applied else STALE,
     }
+
+
+def keys_written(deliveries: Iterable[ReceivedDelivery]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """The keys these processed deliveries' events wrote, by organisation: for the review of
+    leavers' keys once they have committed (review_sweep.review_keys_of_leavers)."""
+    written: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for delivery in deliveries:
+        if delivery.channel != CHANNEL_ODOCK:
+            continue
+        for result in delivery.results or []:
+            if result.get("type") == "key.upserted" and result.get("outcome") == APPLIED:
+                written.setdefault(delivery.organisation_id, []).append(uuid.UUID(result["id"]))
+    return written
 
 
 def _apply_usage(

@@ -274,7 +274,9 @@ def upsert_key(
 ) -> Applied:
     """A key from Odock. One held by a person revoked here goes to their review at once
     (review_sweep.review_keys_of_leavers): a key made for a leaver, or arriving while they
-    are revoked, is revoked or held by the key policy now, not at the next review sweep."""
+    are revoked, is revoked or held by the key policy now, not at the next review sweep. The
+    caller asks again once this transaction has committed (a revocation committing meanwhile
+    did not see the key)."""
     values = keep_pending_decisions(session, key_id, key_values(session, organisation_id, key))
     leaver = _revoked_holder(session, key, values)
     applied = upsert(session, KIND_KEY, organisation_id, key_id, values, actor)
@@ -290,8 +292,8 @@ def _revoked_holder(session: Session, key: KeyIn, values: dict[str, Any]) -> boo
     REVOKED; if so they are locked before the key is written, as a revocation locks its person
     before it reads their keys, so a reactivation at the same moment is not undone by the
     review. Anyone else is not locked: a key push never waits on a person's change. A
-    revocation committing while this key is written reads it when its review opens, and the
-    review sweep is the backstop for the rest."""
+    revocation committing while this key is written is caught after the commit
+    (review_sweep.review_keys_of_leavers, called again by the caller)."""
     holder = values["owner_user_id"] if key.type is KeyType.USER else values["created_by_user_id"]
     if holder is None or session.scalar(select(User.status).where(User.id == holder)) != (
         UserStatus.REVOKED

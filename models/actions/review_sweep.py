@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, exists, or_, select, text
 from sqlalchemy.orm import Session, aliased
 
-from models import key_scope
+from models import key_scope, person_lock
 from models.actions import reviews
 from models.actor import Actor
 from models.base import utcnow
@@ -96,9 +96,17 @@ def review_keys_of_leavers(
     to their review now, as their revocation would have (revoked or held by the key policy),
     not at the next sweep. Of these keys (None: all the organisation's). The reviews changed.
 
-    The caller holds the keys' holders' locks (models.person_lock), taken before it wrote the
-    keys, as a revocation locks its person before it reads their keys: a revocation then
-    either saw the key, or is seen REVOKED here."""
+    Every source calls it in a transaction begun after the one that wrote the keys committed
+    (a push or an event also calls it before, for a holder it read REVOKED). A revocation
+    committing while the keys were written missed them (not yet committed); this transaction
+    then reads the person REVOKED, or, had the revocation not committed when this read, its
+    review opens after it did, and after the keys were: one of the two puts them to review.
+    The people are locked (models.person_lock) and read again first, as a revocation and a
+    reactivation lock them: a reactivation at the same moment comes wholly before or after."""
+    due = _unreviewed_active_keys(session, organisation_id, key_ids)
+    if not due:
+        return []
+    _lock_leavers(session, due)
     now = now or utcnow()
     changed = []
     for revocation_id in sorted(_unreviewed_active_keys(session, organisation_id, key_ids)):
@@ -111,6 +119,11 @@ def review_keys_of_leavers(
         ):
             changed.append(str(review.id))
     return changed
+
+
+def _lock_leavers(session: Session, revocation_ids: set[uuid.UUID]) -> None:
+    people = session.scalars(select(Revocation.user_id).where(Revocation.id.in_(revocation_ids)))
+    person_lock.lock_people(session, [p for p in people if not person_lock.holds(session, p)])
 
 
 def revocations_missing_review(
