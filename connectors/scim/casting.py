@@ -203,7 +203,8 @@ def _attribute_value(attribute: Attribute, value: Any, label: str) -> Any:
         return None
     items = value if isinstance(value, list) else [value]
     elements = [_single_value(attribute, item, label) for item in items]
-    elements = [e for e in elements if e not in (None, {})]
+    # OneLogin's template sends a phone the person has not as {"value": "", "type": "work"}.
+    elements = [e for e in elements if e not in (None, {}) and not attribute.lacks_its_value(e)]
     if sum(isinstance(e, dict) and e.get("primary") is True for e in elements) > 1:
         raise InvalidValue(f"only one of {label} can be primary")
     return elements

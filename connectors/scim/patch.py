@@ -355,7 +355,7 @@ class _Engine:
                 element.update(value)
             else:
                 raise InvalidValue(f"the value for {key}[...] must be an object")
-            if _without_its_value(path.attribute, element):
+            if path.attribute is not None and path.attribute.lacks_its_value(element):
                 # `emails[type eq "x"].type`: no email to make, so none to change (RFC 7644
                 # section 3.5.2.3); it answered 200 and dropped it, or kept a bare phone type.
                 raise NoTarget(f"no value of {key} matches the filter")
@@ -364,14 +364,6 @@ class _Engine:
             container[key] = elements
         else:
             container.pop(key, None)
-
-
-def _without_its_value(attribute: Attribute | None, element: dict[str, Any]) -> bool:
-    """Whether an element made from a value path lacks the `value` its attribute has."""
-    if attribute is None or attribute.sub("value") is None:
-        return False  # addresses: no sub-attribute is the value
-    found = next((v for k, v in element.items() if k.lower() == "value"), None)
-    return found in (None, "")
 
 
 def _check_compared(attribute: Attribute, value_filter: Any) -> None:

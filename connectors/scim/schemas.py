@@ -46,6 +46,14 @@ class Attribute:
     def sub(self, name: str) -> Attribute | None:
         return _by_name(self.sub_attributes, name)
 
+    def lacks_its_value(self, element: Any) -> bool:
+        """Whether an element of this attribute, which has a `value` (a phone number, a
+        role), is without it: no element at all. An address has no `value`, so never."""
+        if self.sub("value") is None or not isinstance(element, dict):
+            return False
+        found = next((v for k, v in element.items() if str(k).lower() == "value"), None)
+        return found is None or (isinstance(found, str) and not found.strip())
+
     def document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "name": self.name,

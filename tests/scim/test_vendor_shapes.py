@@ -1,0 +1,616 @@
+"""Single requests as the IdPs' own documents show them, each answered as the RFC and the
+vendor say: the status, the `scimType` of a refusal (which changes nothing), and the user or
+group read back afterwards. Where the reference server (scim2-server) takes a shape it gets
+the same request on the same data, and the two must agree on the status and `scimType`
+(docs/scim.md lists, with their RFC sections, the shapes where they differ on purpose).
+
+Sources, cited by each shape:
+- ENTRA_TUTORIAL: https://learn.microsoft.com/entra/identity/app-provisioning/use-scim-to-provision-users-and-groups
+  ("Request and response examples": create, query, update multi- and single-valued
+  properties, disable, groups with `excludedAttributes=members`, members with `"$ref": null`)
+- ENTRA_KNOWN_ISSUES: https://learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-config-problem-scim-compatibility
+  (the same PATCH before and after `aadOptscim062020`: capitalised ops, "False" strings,
+  `[{"value": …}]` single values, a value object without path, member removal)
+- ENTRA_APP_ROLES: https://learn.microsoft.com/entra/identity/app-provisioning/customize-application-attributes
+  ("Provisioning a role to a SCIM app": roles with `"primary": "True"`)
+- OKTA: https://developer.okta.com/docs/api/openapi/okta-scim/guides/scim-20 (lookups with
+  startIndex=1&count=100, create with password and `groups: []`, PUT of the whole user,
+  PATCH without path, Group Push by PATCH and by PUT, DELETE)
+- ONELOGIN: the "SCIM Provisioner with SAML (SCIM v2 Enterprise)" JSON template, a parameter
+  the user has no value for sent as "" (tests/scim/vendor_payloads.py cites it)
+- JUMPCLOUD: members added and removed by a value list (tests/scim/vendor_payloads.py)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from tests.scim.conftest import ScimClient
+from tests.scim.payloads import ENTERPRISE, GROUP, MICROSOFT_GROUP, PATCH_OP, USER
+from tests.scim.test_differential import Answer, Ours, Reference
+from tests.scim.vendor_payloads import onelogin_enterprise_user
+
+ENTRA_TUTORIAL = "Entra ID tutorial"
+ENTRA_KNOWN_ISSUES = "Entra ID known issues"
+ENTRA_APP_ROLES = "Entra ID app roles"
+OKTA = "Okta SCIM 2.0"
+ONELOGIN = "OneLogin v2 Enterprise template"
+JUMPCLOUD = "JumpCloud"
+
+Check = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One request of one vendor's, sent once the users ann and bob and the group Ops (ann
+    in it) exist; `{ann}`, `{bob}` and `{ops}` in the path or body are their ids."""
+
+    source: str
+    label: str
+    method: str
+    path: str
+    body: Any = None
+    status: int = 200
+    # Read back afterwards (the target of the request): what must hold of it.
+    check: Check | None = None
+    # Whether scim2-server, given the same request, answers the same status and scimType.
+    reference: bool = False
+    scim_type: str | None = None
+
+
+def _patch(*operations: dict[str, Any]) -> dict[str, Any]:
+    return {"schemas": [PATCH_OP], "Operations": list(operations)}
+
+
+def entra_user(local: str) -> dict[str, Any]:
+    """ENTRA_TUTORIAL's "Create User" body (roles and addresses sent empty), with phones."""
+    return {
+        "schemas": [USER, ENTERPRISE],
+        "externalId": local,
+        "userName": f"{local}@contoso.example",
+        "active": True,
+        "addresses": [],
+        "displayName": local.capitalize(),
+        "emails": [{"primary": True, "type": "work", "value": f"{local}@contoso.example"}],
+        "meta": {"resourceType": "User"},
+        "name": {"formatted": f"{local} Family", "familyName": "Family", "givenName": local},
+        "phoneNumbers": [
+            {"type": "work", "value": "+1 425 555 0100"},
+            {"type": "mobile", "value": "+1 425 555 0101"},
+        ],
+        "roles": [],
+    }
+
+
+def phones(doc: dict[str, Any]) -> list[tuple[str | None, str | None]]:
+    return [(p.get("type"), p.get("value")) for p in doc.get("phoneNumbers", [])]
+
+
+def _work_phone_only(doc: dict[str, Any]) -> None:
+    assert phones(doc) == [("work", "+1 425 555 0100")]
+
+
+def _all(*checks: Check) -> Check:
+    def check(doc: dict[str, Any]) -> None:
+        for each in checks:
+            each(doc)
+
+    return check
+
+
+def _equals(key: str, value: Any) -> Check:
+    def check(doc: dict[str, Any]) -> None:
+        assert doc.get(key) == value, (key, doc.get(key))
+
+    return check
+
+
+def _enterprise(key: str, value: Any) -> Check:
+    def check(doc: dict[str, Any]) -> None:
+        assert doc.get(ENTERPRISE, {}).get(key) == value, doc.get(ENTERPRISE)
+
+    return check
+
+
+def _manager(name: str) -> Check:
+    def check(doc: dict[str, Any]) -> None:
+        assert doc[ENTERPRISE]["manager"]["value"] == name
+
+    return check
+
+
+def _members(*names: str) -> Check:
+    """The group's members, by the ids the placeholders stand for (filled in by `_run`)."""
+
+    def check(doc: dict[str, Any]) -> None:
+        assert sorted(m["value"] for m in doc.get("members", [])) == sorted(names)
+
+    return check
+
+
+def _found(total: int) -> Check:
+    def check(doc: dict[str, Any]) -> None:
+        assert doc["totalResults"] == total
+        assert len(doc["Resources"]) == total
+
+    return check
+
+
+def _no_members_listed(doc: dict[str, Any]) -> None:
+    resources = doc.get("Resources", [doc])
+    assert resources and all("members" not in r for r in resources)
+
+
+def _no_empty_elements(doc: dict[str, Any]) -> None:
+    """OneLogin's template sent a phone, a photo and a role of empty strings: none kept."""
+    assert "phoneNumbers" not in doc and "photos" not in doc and "roles" not in doc, doc
+
+
+def _app_role(doc: dict[str, Any]) -> None:
+    assert doc["roles"] == [
+        {
+            "value": "Admin",
+            "display": "Admin",
+            "type": "WindowsAzureActiveDirectoryRole",
+            "primary": True,
+        }
+    ]
+
+
+def _no_password(doc: dict[str, Any]) -> None:
+    assert "password" not in doc
+    assert doc["active"] is True
+
+
+def _onelogin_user() -> dict[str, Any]:
+    body = onelogin_enterprise_user("cara.lind@contoso.example")
+    body["phoneNumbers"] = [{"value": "", "type": "work"}, {"value": "", "type": "mobile"}]
+    body["photos"] = [{"value": "", "type": "photo"}]
+    body["roles"] = [{"value": "", "primary": "False"}]
+    return body
+
+
+ANN = "/Users/{ann}"
+OPS = "/Groups/{ops}"
+SHAPES = [
+    # Microsoft Entra ID
+    Shape(
+        ENTRA_TUTORIAL,
+        "Get User by query",
+        "GET",
+        "/Users?filter=" + quote_plus('userName eq "ann@contoso.example"'),
+        check=_found(1),
+        reference=True,
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        "Get User by query - Zero results",
+        "GET",
+        "/Users?filter=" + quote('userName eq "non-existent user"'),
+        check=_found(0),
+        reference=True,
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        "Update User [Multi-valued properties]",
+        "PATCH",
+        ANN,
+        _patch(
+            {
+                "op": "Replace",
+                "path": 'emails[type eq "work"].value',
+                "value": "ann.new@contoso.example",
+            },
+            {"op": "Replace", "path": "name.familyName", "value": "updatedFamilyName"},
+        ),
+        check=_all(
+            _equals(
+                "emails", [{"value": "ann.new@contoso.example", "type": "work", "primary": True}]
+            ),
+            _equals(
+                "name",
+                {"formatted": "ann Family", "familyName": "updatedFamilyName", "givenName": "ann"},
+            ),
+        ),
+        reference=True,
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        "Update User [Single-valued properties]",
+        "PATCH",
+        ANN,
+        _patch({"op": "Replace", "path": "userName", "value": "ann.renamed@contoso.example"}),
+        check=_equals("userName", "ann.renamed@contoso.example"),
+        reference=True,
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        "Disable User",
+        "PATCH",
+        ANN,
+        _patch({"op": "Replace", "path": "active", "value": False}),
+        check=_equals("active", False),
+        reference=True,
+    ),
+    Shape(
+        ENTRA_KNOWN_ISSUES,
+        'disable without the flag ("False")',
+        "PATCH",
+        ANN,
+        _patch({"op": "Replace", "path": "active", "value": "False"}),
+        check=_equals("active", False),
+        reference=True,
+    ),
+    Shape(
+        ENTRA_KNOWN_ISSUES,
+        'single value without the flag ([{"value": "Babs"}])',
+        "PATCH",
+        ANN,
+        _patch({"op": "Add", "path": "nickName", "value": [{"value": "Babs"}]}),
+        check=_equals("nickName", "Babs"),
+    ),
+    Shape(
+        ENTRA_KNOWN_ISSUES,
+        "several attributes in one value without path (the flag)",
+        "PATCH",
+        ANN,
+        _patch(
+            {
+                "op": "replace",
+                "value": {
+                    "displayName": "Ann Flagged",
+                    "name.givenName": "Annie",
+                    'emails[type eq "work"].value': "ann.flag@contoso.example",
+                    f"{ENTERPRISE}:employeeNumber": "E-7",
+                },
+            }
+        ),
+        check=_all(
+            _equals("displayName", "Ann Flagged"),
+            _equals(
+                "emails", [{"value": "ann.flag@contoso.example", "type": "work", "primary": True}]
+            ),
+            _enterprise("employeeNumber", "E-7"),
+        ),
+    ),
+    Shape(
+        ENTRA_KNOWN_ISSUES,
+        "manager as a bare id",
+        "PATCH",
+        ANN,
+        _patch({"op": "Add", "path": f"{ENTERPRISE}:manager", "value": "{bob}"}),
+        check=_manager("{bob}"),
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        'addresses[type eq "work"].formatted, no work address yet',
+        "PATCH",
+        ANN,
+        _patch(
+            {"op": "Add", "path": 'addresses[type eq "work"].formatted', "value": "1 Way\nRedmond"}
+        ),
+        check=_equals("addresses", [{"formatted": "1 Way\nRedmond", "type": "work"}]),
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        "the mobile number cleared by Remove of its value",
+        "PATCH",
+        ANN,
+        _patch({"op": "Remove", "path": 'phoneNumbers[type eq "mobile"].value'}),
+        check=_work_phone_only,
+    ),
+    Shape(
+        ENTRA_KNOWN_ISSUES,
+        "the mobile number cleared by an empty string",
+        "PATCH",
+        ANN,
+        _patch({"op": "Replace", "path": 'phoneNumbers[type eq "mobile"].value', "value": ""}),
+        check=_work_phone_only,
+    ),
+    Shape(
+        ENTRA_APP_ROLES,
+        'an app role with "primary": "True"',
+        "PATCH",
+        ANN,
+        _patch(
+            {
+                "op": "Add",
+                "path": "roles",
+                "value": [
+                    {
+                        "primary": "True",
+                        "type": "WindowsAzureActiveDirectoryRole",
+                        "display": "Admin",
+                        "value": "Admin",
+                    }
+                ],
+            }
+        ),
+        check=_app_role,
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        "Create Group with Microsoft's schema URN",
+        "POST",
+        "/Groups",
+        {
+            "schemas": [GROUP, MICROSOFT_GROUP],
+            "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
+            "displayName": "displayName",
+            "meta": {"resourceType": "Group"},
+        },
+        status=201,
+        check=_equals("displayName", "displayName"),
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        "Get Group by displayName, excludedAttributes=members",
+        "GET",
+        "/Groups?excludedAttributes=members&filter=" + quote_plus('displayName eq "Ops"'),
+        check=_no_members_listed,
+        reference=True,
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        "Get Group, excludedAttributes=members",
+        "GET",
+        OPS + "?excludedAttributes=members",
+        check=_no_members_listed,
+        reference=True,
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        'Update Group [Add Members] ("$ref": null)',
+        "PATCH",
+        OPS,
+        _patch({"op": "Add", "path": "members", "value": [{"$ref": None, "value": "{bob}"}]}),
+        check=_members("{ann}", "{bob}"),
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        'Update Group [Remove Members] ("$ref": null)',
+        "PATCH",
+        OPS,
+        _patch({"op": "Remove", "path": "members", "value": [{"$ref": None, "value": "{ann}"}]}),
+        check=_members(),
+    ),
+    Shape(
+        ENTRA_KNOWN_ISSUES,
+        "a member removed by a value filter (the flag)",
+        "PATCH",
+        OPS,
+        _patch({"op": "remove", "path": 'members[value eq "{ann}"]'}),
+        check=_members(),
+        reference=True,
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        "Update Group [Non-member attributes]",
+        "PATCH",
+        OPS,
+        _patch({"op": "Replace", "path": "displayName", "value": "Ops renamed"}),
+        check=_equals("displayName", "Ops renamed"),
+        reference=True,
+    ),
+    # Okta
+    Shape(
+        OKTA,
+        "userName lookup with startIndex=1&count=100",
+        "GET",
+        "/Users?filter=" + quote('userName eq "bob@contoso.example"') + "&startIndex=1&count=100",
+        check=_found(1),
+        reference=True,
+    ),
+    Shape(
+        OKTA,
+        "create with password, locale and groups: []",
+        "POST",
+        "/Users",
+        {
+            "schemas": [USER],
+            "userName": "dana@contoso.example",
+            "name": {"givenName": "Dana", "familyName": "Lee"},
+            "emails": [{"primary": True, "value": "dana@contoso.example", "type": "work"}],
+            "displayName": "Dana Lee",
+            "locale": "en-US",
+            "externalId": "00u1dana",
+            "groups": [],
+            "password": "1mp0ssible!",
+            "active": True,
+        },
+        status=201,
+        check=_no_password,
+        reference=True,
+    ),
+    Shape(
+        OKTA,
+        "PUT of the whole user, password and read-only groups included",
+        "PUT",
+        ANN,
+        {
+            "schemas": [USER],
+            "id": "{ann}",
+            "userName": "ann@contoso.example",
+            "name": {"givenName": "Ann", "familyName": "Put"},
+            "emails": [{"primary": True, "value": "ann@contoso.example", "type": "work"}],
+            "active": True,
+            "groups": [{"value": "{ops}", "display": "Ops"}],
+            "password": "n3w-Passw0rd",
+            "meta": {"resourceType": "User"},
+        },
+        check=_all(
+            _equals("name", {"givenName": "Ann", "familyName": "Put"}),
+            _equals("phoneNumbers", None),
+            _no_password,
+        ),
+    ),
+    Shape(
+        OKTA,
+        "deactivate: replace without path",
+        "PATCH",
+        ANN,
+        _patch({"op": "replace", "value": {"active": False}}),
+        check=_equals("active", False),
+        reference=True,
+    ),
+    Shape(
+        OKTA,
+        "password sync: replace without path",
+        "PATCH",
+        ANN,
+        _patch({"op": "replace", "value": {"password": "s3cond-Passw0rd"}}),
+        check=_no_password,
+    ),
+    Shape(
+        OKTA,
+        "Group Push: members added with display",
+        "PATCH",
+        OPS,
+        _patch(
+            {
+                "op": "add",
+                "path": "members",
+                "value": [{"value": "{bob}", "display": "bob@contoso.example"}],
+            }
+        ),
+        check=_members("{ann}", "{bob}"),
+    ),
+    Shape(
+        OKTA,
+        "Group Push: rename carrying the group's id",
+        "PATCH",
+        OPS,
+        _patch({"op": "replace", "value": {"id": "{ops}", "displayName": "Operations"}}),
+        check=_equals("displayName", "Operations"),
+    ),
+    Shape(
+        OKTA,
+        "Group Push without PATCH: PUT of the whole group",
+        "PUT",
+        OPS,
+        {
+            "schemas": [GROUP],
+            "id": "{ops}",
+            "displayName": "Ops",
+            "members": [{"value": "{bob}", "display": "bob"}],
+        },
+        check=_members("{bob}"),
+    ),
+    Shape(OKTA, "Group Push: DELETE", "DELETE", OPS, status=204, reference=True),
+    # OneLogin and JumpCloud
+    Shape(
+        ONELOGIN,
+        "create from the template, phone, photo and role left empty",
+        "POST",
+        "/Users",
+        _onelogin_user(),
+        status=201,
+        check=_no_empty_elements,
+    ),
+    Shape(
+        JUMPCLOUD,
+        "members added by a value list",
+        "PATCH",
+        OPS,
+        _patch({"op": "add", "path": "members", "value": [{"value": "{bob}"}]}),
+        check=_members("{ann}", "{bob}"),
+        reference=True,
+    ),
+    Shape(
+        JUMPCLOUD,
+        "members removed by a value list",
+        "PATCH",
+        OPS,
+        _patch({"op": "remove", "path": "members", "value": [{"value": "{ann}"}]}),
+        check=_members(),
+    ),
+]
+
+
+def _fill(value: Any, ids: dict[str, str]) -> Any:
+    text = json.dumps(value)
+    for name, resource_id in ids.items():
+        text = text.replace("{" + name + "}", resource_id)
+    return json.loads(text)
+
+
+def _load(server: Ours | Reference) -> dict[str, str]:
+    """ann and bob as Entra ID creates them, and the group Ops with ann in it."""
+    ids = {}
+    for local in ("ann", "bob"):
+        created = server.request("POST", "/Users", entra_user(local))
+        assert created.status == 201, created.body
+        ids[local] = created.body["id"]
+    group = {"schemas": [GROUP], "displayName": "Ops", "members": [{"value": ids["ann"]}]}
+    created = server.request("POST", "/Groups", group)
+    assert created.status == 201, created.body
+    ids["ops"] = created.body["id"]
+    return ids
+
+
+def _send(server: Ours | Reference, shape: Shape, ids: dict[str, str]) -> Answer:
+    return server.request(shape.method, _fill(shape.path, ids), _fill(shape.body, ids))
+
+
+def _scim_type(answer: Answer) -> str | None:
+    return answer.body.get("scimType") if isinstance(answer.body, dict) else None
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s.source}: {s.label}")
+def test_each_shape_is_answered_as_its_vendor_documents(
+    shape: Shape, scim: ScimClient, unchanged: Callable[[], None]
+) -> None:
+    ours = Ours(scim)
+    ids = _load(ours)
+    if shape.status >= 400:
+        unchanged()
+    answer = _send(ours, shape, ids)
+    assert answer.status == shape.status, answer.body
+    if shape.status >= 400:
+        assert _scim_type(answer) == shape.scim_type
+        unchanged()
+        return
+    if shape.check is None:
+        return
+    if shape.method == "GET":
+        shape.check(answer.body)
+        return
+    target = answer.body["meta"]["location"] if shape.method == "POST" else _fill(shape.path, ids)
+    read = ours.request("GET", target.split("/scim/v2", 1)[-1])
+    assert read.status == 200, read.body
+    _fill_check(shape.check, ids)(read.body)
+
+
+def _fill_check(check: Check, ids: dict[str, str]) -> Check:
+    """The check, reading the document with the ids put back as their placeholders."""
+    names = {resource_id: "{" + name + "}" for name, resource_id in ids.items()}
+
+    def filled(doc: dict[str, Any]) -> None:
+        text = json.dumps(doc)
+        for resource_id, placeholder in names.items():
+            text = text.replace(resource_id, placeholder)
+        check(json.loads(text))
+
+    return filled
+
+
+@pytest.mark.parametrize(
+    "shape", [s for s in SHAPES if s.reference], ids=lambda s: f"{s.source}: {s.label}"
+)
+def test_the_reference_server_answers_alike(shape: Shape, scim: ScimClient) -> None:
+    ours, reference = Ours(scim), Reference()
+    answers = [_send(server, shape, _load(server)) for server in (ours, reference)]
+    ours_answer, reference_answer = answers
+    # RFC 7644 section 3.5.2: a PATCH answers 200 with the resource or 204 without it.
+    assert _success_as_200(ours_answer) == _success_as_200(reference_answer), answers
+    assert _scim_type(ours_answer) == _scim_type(reference_answer), answers
+
+
+def _success_as_200(answer: Answer) -> int:
+    return 200 if answer.status == 204 and answer.body is None else answer.status
