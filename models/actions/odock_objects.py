@@ -10,6 +10,7 @@ serve the push API, the change events, the import and the reconcile (see docs/od
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from pydantic import (
     StrictStr,
 )
 from pydantic import StrictInt as _StrictInt
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -45,6 +46,7 @@ from models.odock_references import keys_of_other_organisations
 KIND_KEY, KIND_BUDGET, KIND_QUOTA = "key", "budget", "quota"
 KINDS = (KIND_KEY, KIND_BUDGET, KIND_QUOTA)
 MAX_BIGINT = 2**63 - 1
+OBJECT_LOCK = 0x0D0C_0B1E  # the advisory-lock class of one Odock object's writes (two-key form)
 ODOCK_ACTOR = Actor(Source.ODOCK, "odock management plane")
 
 StrictInt = Annotated[_StrictInt, Field(ge=0, le=MAX_BIGINT)]
@@ -360,6 +362,7 @@ def upsert(
 ) -> Applied:
     """Create or update the object unless what is held (or its tombstone) is as new."""
     version = values["version"]
+    _lock_object(session, object_id)
     if buried_at(session, organisation_id, kind, object_id) >= version:
         return Applied(kind, object_id, applied=False)
     entity = ENTITIES[kind]
@@ -415,6 +418,7 @@ def delete_object(
     actor: Actor,
 ) -> Applied:
     """Delete the object and leave a tombstone; unknown objects get a tombstone too."""
+    _lock_object(session, object_id)
     if buried_at(session, organisation_id, kind, object_id) >= version:
         return Applied(kind, object_id, applied=False)
     held = _held(session, ENTITIES[kind], organisation_id, object_id)
@@ -434,6 +438,20 @@ def delete_object(
         session.delete(held)
         session.flush()
     return Applied(kind, object_id, applied=True, deleted=held is not None)
+
+
+def _lock_object(session: Session, object_id: uuid.UUID) -> None:
+    """Writes of one object wait for each other until commit, so that they compose as if one
+    came after the other. The rows cannot be locked instead: a push of an object this side
+    does not hold and a delete (which writes only a tombstone) find no row to lock, and a push
+    that read no tombstone before a newer delete committed would bring the object back."""
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite runs one writer at a time (BEGIN IMMEDIATE, models.db)
+    crc = zlib.crc32(object_id.bytes)
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:kind, :object)"),
+        {"kind": OBJECT_LOCK, "object": crc - (1 << 32) if crc >= 1 << 31 else crc},
+    )
 
 
 def held_object(session: Session, kind: str, object_id: uuid.UUID) -> Any:
