@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -527,7 +527,7 @@ class Reconciler:
             for ext in sorted(gone):
                 self.plan.team_removes.append(TeamRemove(team=name, external_id=ext))
         self._count_teams(group_teams, desired_teams, state)
-        self._note_empty_groups(links.groups, expanded, group_teams, group_roles)
+        self._note_empty_groups(groups, links.groups, group_teams, group_roles)
         if group_roles:
             self._plan_roles(desired_role, known_for_roles, role_rank)
             self._count_roles(group_roles, desired_role, known_for_roles)
@@ -559,17 +559,21 @@ class Reconciler:
 
     def _note_empty_groups(
         self,
+        groups: dict[str, Group],
         found: dict[str, list[str]],
-        expanded: dict[str, Collection[str]],
         group_teams: dict[str, str],
         group_roles: dict[str, str],
     ) -> None:
-        """The mapping keys whose groups came back without a single member value."""
+        """The groups that fill a mapped team or role, directly or nested, and came back
+        without a single member value; a mapping key that found no group at all is one."""
+        noted: set[tuple[str, str, str]] = set()
         for key in dict.fromkeys([*group_teams, *group_roles]):
-            if any(expanded[group] for group in found.get(key, ())):
-                continue
             team, role = group_teams.get(key, "").strip(), group_roles.get(key, "")
-            self.plan.empty_groups.append(EmptyGroup(group=key, team=team, role=role))
+            names = [key] if not found.get(key) else _empty_within(groups, found[key])
+            for name in names:
+                if (name, team, role) not in noted:
+                    noted.add((name, team, role))
+                    self.plan.empty_groups.append(EmptyGroup(group=name, team=team, role=role))
 
     def _count_roles(
         self,
@@ -630,6 +634,20 @@ class Reconciler:
                         demotion=role_rank(role) < role_rank(known.role),
                     )
                 )
+
+
+def _empty_within(groups: dict[str, Group], tops: list[str]) -> list[str]:
+    """The names of the groups among `tops` and the groups nested in them (each once,
+    cycles tolerated) that hold no member value."""
+    empty, seen, stack = [], set(tops), list(tops)
+    while stack:
+        group = groups[stack.pop()]
+        if not group.members:
+            empty.append(group.name)
+        inner = [member for member in group.members if member in groups and member not in seen]
+        seen.update(inner)
+        stack.extend(inner)
+    return sorted(empty)
 
 
 # What makes a held item the same change as one of the current plan, per list.

@@ -122,10 +122,10 @@ def emptied(plan: Plan) -> list[str]:
 
 
 def _emptied_groups(plan: Plan, empty_teams: set[str], empty_roles: set[str]) -> list[str]:
-    """A mapped group that came back with no members while other groups still fill its team
-    or role (an ACL that hides one group's `member`): the people the plan takes out of that
-    team or role, who are still in the directory, may be that group's. Those the plan
-    revokes left; a team or role emptied whole is said above."""
+    """A group filling a team or role (mapped, or nested in one that is) that came back with
+    no members while others still fill it (an ACL that hides one group's `member`): the
+    people the plan takes out of that team or role, who are still in the directory, may be
+    that group's. Those the plan revokes left; a team or role emptied whole is said above."""
     leaving = {item.external_id for item in (*plan.revokes, *plan.holds)}
     found = []
     for group in plan.empty_groups:
@@ -138,8 +138,9 @@ def _emptied_groups(plan: Plan, empty_teams: set[str], empty_roles: set[str]) ->
             )
             if removed:
                 found.append(
-                    f"the group {group.group} mapped to team {group.team} returned no members, "
-                    f"and the plan removes {removed} people still in the directory from it"
+                    f"the group {group.group}, which fills team {group.team}, returned no "
+                    f"members, and the plan removes {removed} people still in the directory "
+                    "from that team"
                 )
         if group.role and group.role not in empty_roles:
             demoted = sum(
@@ -149,8 +150,9 @@ def _emptied_groups(plan: Plan, empty_teams: set[str], empty_roles: set[str]) ->
             )
             if demoted:
                 found.append(
-                    f"the group {group.group} mapped to role {group.role} returned no members, "
-                    f"and the plan demotes {demoted} users still in the directory from it"
+                    f"the group {group.group}, which gives role {group.role}, returned no "
+                    f"members, and the plan demotes {demoted} users still in the directory "
+                    "from that role"
                 )
     return found
 

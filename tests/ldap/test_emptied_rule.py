@@ -61,8 +61,8 @@ def test_an_empty_group_beside_others_holds_only_removals_of_people_still_there(
     assert emptied(plan) == []
     plan.team_removes.append(TeamRemove(team="engineering", external_id="erin"))
     assert emptied(plan) == [
-        "the group contractors mapped to team Engineering returned no members, "
-        "and the plan removes 1 people still in the directory from it"
+        "the group contractors, which fills team Engineering, returned no members, "
+        "and the plan removes 1 people still in the directory from that team"
     ]
     plan.team_counts = [GroupCount(name="Engineering", current=3, desired=0)]
     assert emptied(plan) == [

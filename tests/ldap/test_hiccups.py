@@ -47,8 +47,8 @@ def test_one_of_a_teams_groups_whose_members_an_acl_hides_holds_the_run(
     outcome = sync(connector)
     assert outcome.status == "quarantined", outcome
     assert (
-        "the group contractors mapped to team Engineering returned no members, and the plan "
-        "removes 1 people still in the directory from it" in outcome.error
+        "the group contractors, which fills team Engineering, returned no members, and the "
+        "plan removes 1 people still in the directory from that team" in outcome.error
     )
     assert team_members(sessions) == {"alice", "bob", "carol", "dave"}
 
@@ -76,7 +76,7 @@ def test_one_of_a_roles_groups_whose_members_an_acl_hides_holds_the_run(
 
     outcome = sync(connector)
     assert outcome.status == "quarantined", outcome
-    assert "the group leads mapped to role MANAGER returned no members" in outcome.error
+    assert "the group leads, which gives role MANAGER, returned no members" in outcome.error
     assert linked_users(sessions, connector)["bob"].role is Role.MANAGER
 
 
@@ -155,3 +155,24 @@ def test_people_an_acl_hides_then_a_base_that_disappears_then_the_fix(
         "carol": UserStatus.ACTIVE,
         "dave": UserStatus.ACTIVE,
     }
+
+
+def test_a_nested_group_whose_members_an_acl_hides_holds_the_run(
+    make_connector, sync, sessions, directory
+):
+    """Failed before: platform (carol) is nested in engineering, the group mapped to
+    Engineering; an ACL hides platform's members. engineering still names alice and bob, so
+    carol was removed from the team, under the thresholds."""
+    connector = _read_by_the_reader(make_connector, group_teams={"engineering": "Engineering"})
+    assert sync(connector).status == "succeeded"
+    assert team_members(sessions) == {"alice", "bob", "carol"}
+    platform = f"cn=platform,{directory.groups}"
+    directory.replace(platform, "businessCategory", MEMBERS_HIDDEN_FROM_READER)
+
+    outcome = sync(connector)
+    assert outcome.status == "quarantined", outcome
+    assert (
+        "the group platform, which fills team Engineering, returned no members, and the "
+        "plan removes 1 people still in the directory from that team" in outcome.error
+    )
+    assert team_members(sessions) == {"alice", "bob", "carol"}
