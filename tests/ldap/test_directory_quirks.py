@@ -40,6 +40,9 @@ def _filetime(moment: datetime) -> bytes:
         (b"4294967810", UserStatus.REVOKED),  # 0x100000202: wider than 32 bits, bit 0x2 set
         (b"66048", UserStatus.ACTIVE),  # NORMAL | DONT_EXPIRE_PASSWORD
         (b"528", UserStatus.ACTIVE),  # NORMAL | LOCKOUT
+        (b"514", UserStatus.REVOKED),  # NORMAL | ACCOUNTDISABLE (guard)
+        (b"66050", UserStatus.REVOKED),  # NORMAL | DONT_EXPIRE_PASSWORD | ACCOUNTDISABLE (guard)
+        (b"512", UserStatus.ACTIVE),  # NORMAL (guard)
     ],
 )
 def test_user_account_control_values(make_connector, sync, sessions, directory, control, status):

@@ -8,7 +8,13 @@ is hidden from READER_DN, the connector's bind account here."""
 from __future__ import annotations
 
 from models.enums import Role, UserStatus
-from tests.ldap.conftest import get_run, linked_users, team_members
+from tests.ldap.conftest import (
+    AD_CONNECTOR,
+    as_ad_accounts,
+    get_run,
+    linked_users,
+    team_members,
+)
 from tests.support.slapd import (
     HIDDEN_FROM_READER,
     MEMBERS_HIDDEN_FROM_READER,
@@ -176,3 +182,52 @@ def test_a_nested_group_whose_members_an_acl_hides_holds_the_run(
         "plan removes 1 people still in the directory from that team" in outcome.error
     )
     assert team_members(sessions) == {"alice", "bob", "carol"}
+
+
+def test_an_active_directory_rename_with_a_new_mail_is_one_person(
+    make_connector, sync, sessions, directory
+):
+    """Guard: bob renamed on Active Directory (new RDN, sAMAccountName and mail at once) is
+    the same objectGUID: one update of the same user, no revocation and no create."""
+    as_ad_accounts(directory, ("alice", "bob", "carol", "dave"))
+    connector = make_connector(**AD_CONNECTOR)
+    assert sync(connector).status == "succeeded"
+    before = linked_users(sessions, connector)["bob"].id
+    dn = directory.person_dn("bob")
+    directory.replace(dn, "mail", f"robert@{directory.domain}".encode())
+    directory.replace(dn, "sAMAccountName", b"ROBERT")
+    directory.move(dn, "uid=robert")
+
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    summary = outcome.summary
+    assert (summary["update"], summary["revoke"], summary["create"]) == (1, 0, 0)
+    robert = linked_users(sessions, connector)["robert"]
+    assert robert.id == before and robert.status is UserStatus.ACTIVE
+    assert sorted(linked_users(sessions, connector)) == ["alice", "carol", "dave", "robert"]
+
+
+def test_a_group_base_that_disappears_fails_the_run_and_keeps_every_membership(
+    make_connector, sync, sessions, directory
+):
+    """Guard: the groups' OU renamed under the connector (noSuchObject on the group search):
+    the run fails as a configuration error before planning anything, so no team loses its
+    members and no role is dropped; renamed back, the next run changes nothing."""
+    connector = _read_by_the_reader(
+        make_connector,
+        group_teams={"engineering": "Engineering"},
+        group_roles={"admins": "MANAGER"},
+    )
+    assert sync(connector).status == "succeeded"
+    directory.move(directory.groups, "ou=teams")
+
+    failed = sync(connector)
+    assert failed.status == "failed", failed
+    assert get_run(sessions, failed.run_id).error_code == "directory_config_error"
+    assert team_members(sessions) == {"alice", "bob", "carol"}
+    assert linked_users(sessions, connector)["alice"].role is Role.MANAGER
+
+    directory.move(f"ou=teams,{directory.base}", "ou=groups")
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    assert (outcome.summary["team_remove"], outcome.summary["demote"]) == (0, 0)
