@@ -108,7 +108,7 @@ def _post(
                 stream=True,
             ) as response,
         ):
-            status = status_of(response)
+            status = status_of(response, deadline=deadline)
             if status.meaning is not Meaning.DONE:
                 raise GatewayUnavailable(f"gateway {status}", retry_after=status.retry_after)
             return read_bounded(response, max_bytes=MAX_ANSWER_BYTES, deadline=deadline)

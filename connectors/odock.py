@@ -62,7 +62,7 @@ def send_store_command(
                 stream=True,
             ) as response,
         ):
-            status = status_of(response)
+            status = status_of(response, deadline=deadline)
             if status.meaning is Meaning.GONE:
                 raise KeyUnknown(f"store {status}: no such key")
             if status.meaning is not Meaning.DONE:

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 import requests
 
-from connectors.outbound import retry_after_seconds
+from connectors.outbound import BodyTooLarge, read_bounded, retry_after_seconds
 
 GONE = (404, 410)
 CREDENTIALS = (401, 403)
@@ -36,32 +36,45 @@ class Status:
         return f"answered {self.code}{page}{asked}"
 
 
-def status_of(response: requests.Response) -> Status:
-    """The answer's status and what it means; its body is left unread. A 202 is not done: it
-    says the request was accepted to be carried out later (RFC 9110 section 15.3.3), so the
-    revocation it carries has not landed. A 3xx is not done either: no redirect is followed
-    (it could lead off the configured address). Done and gone are Odock's own answers, in
-    JSON: a web server's, proxy's or captive portal's page (a wrong ODOCK_MANAGEMENT_URL or
-    GATEWAY_URL, a route not deployed yet) would otherwise end every command as "no such key",
-    never sent again, or close a gateway invalidation whose key the gateway still caches."""
+def status_of(response: requests.Response, *, deadline: float) -> Status:
+    """The answer's status and what it means. A 202 is not done: it says the request was
+    accepted to be carried out later (RFC 9110 section 15.3.3), so the revocation it carries
+    has not landed. A 3xx is not done either: no redirect is followed (it could lead off the
+    configured address), nor its body read. Done and gone are Odock's own answers, in JSON, or
+    a 2xx without a body: a web server's, proxy's or captive portal's page (a wrong
+    ODOCK_MANAGEMENT_URL or GATEWAY_URL, a route not deployed yet) would otherwise end every
+    command as "no such key", never sent again, or close a gateway invalidation whose key the
+    gateway still caches. The body is left unread but for a 2xx not in JSON and of no length
+    given (chunked): its first read, by `deadline` (a time.monotonic()), tells whether it has
+    any (outbound.BodyTooSlow when it does not come)."""
     code = response.status_code
     done = 200 <= code < 300 and code != 202
-    if done and _says_nothing(response):
-        return Status(code, Meaning.DONE, None)
     if done or code in GONE:
         media_type = _media_type(response)
-        if media_type not in JSON_TYPES:
-            return Status(code, Meaning.NOT_DONE, None, foreign=media_type or "no Content-Type")
-        return Status(code, Meaning.DONE if done else Meaning.GONE, None)
+        if media_type in JSON_TYPES:
+            return Status(code, Meaning.DONE if done else Meaning.GONE, None)
+        if done and _says_nothing(response, deadline):
+            return Status(code, Meaning.DONE, None)
+        return Status(code, Meaning.NOT_DONE, None, foreign=media_type or "no Content-Type")
     meaning = Meaning.CREDENTIALS if code in CREDENTIALS else Meaning.NOT_DONE
     return Status(code, meaning, retry_after_seconds(response))
 
 
-def _says_nothing(response: requests.Response) -> bool:
-    """A 2xx without a body (204, or Content-Length 0) is no page of anyone's: a portal or web
-    server answers with one. The caller decides whether an empty answer is enough (a gateway
-    invalidation: yes, as the contract first had it; a store command needs its `applied_at`)."""
-    return response.status_code == 204 or response.headers.get("Content-Length") == "0"
+def _says_nothing(response: requests.Response, deadline: float) -> bool:
+    """A 2xx without a body (204, a Content-Length of 0, or a chunked body that ends at once,
+    as Go's net/http and many frameworks write an empty answer) is no page of anyone's: a
+    portal or web server answers with one. The caller decides whether an empty answer is
+    enough (a gateway invalidation: yes, as the contract first had it; a store command needs
+    its `applied_at`)."""
+    length = response.headers.get("Content-Length")
+    if response.status_code == 204 or length == "0":
+        return True
+    if length is not None:
+        return False
+    try:
+        return read_bounded(response, max_bytes=0, deadline=deadline) == b""
+    except BodyTooLarge:  # its first byte: a page
+        return False
 
 
 def _media_type(response: requests.Response) -> str:

@@ -98,7 +98,7 @@ def _page(
         with http.get(
             url, params=params, timeout=timeout, allow_redirects=False, stream=True
         ) as response:
-            status = status_of(response)
+            status = status_of(response, deadline=deadline)
             if status.meaning is not Meaning.DONE:
                 raise ListingFailed(
                     f"page {number} {status}",

@@ -265,8 +265,9 @@ GATEWAY = {
         "post": _operation(
             "Served by the gateway: forget these keys in every node's cache, so the next request "
             "with one re-reads the store; once done, 2xx with a JSON object or with no body "
-            "(204); a page in any other format, a captive portal's or a web server's, is not "
-            "the gateway's answer; a 202, accepted for later, is not done",
+            "(204, Content-Length 0, or an empty chunked body); a page in any other format, a "
+            "captive portal's or a web server's, is not the gateway's answer; a 202, accepted "
+            "for later, is not done",
             body="KeyIds",
             returns={
                 "type": "object",

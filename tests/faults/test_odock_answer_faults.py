@@ -17,6 +17,7 @@ from connectors import gateway
 from connectors import odock as odock_connector
 from connectors.odock_listing import ListingFailed, list_pages
 from connectors.outbound import UrlPolicy
+from tests.support.raw_answer import raw_answer
 from tests.support.trickled_body import TrickledBody
 
 LOOPBACK = UrlPolicy(allow_loopback=True)
@@ -188,3 +189,44 @@ def test_an_empty_2xx_is_done_only_where_nothing_more_is_needed(httpserver, call
 
     with pytest.raises(FAILED):
         make_call(httpserver.url_for("/"))
+
+
+def chunked_200(body: bytes, content_type: str | None = None) -> bytes:
+    """A 200 as an HTTP/1.1 server without the body's length writes it (Go's net/http once a
+    handler flushed, many frameworks): chunked, `body` in one chunk, then the last chunk."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+    if content_type is not None:
+        head += b"Content-Type: %s\r\n" % content_type.encode()
+    chunk = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
+    return head + b"\r\n" + chunk + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain"], ids=["no type", "text/plain"])
+def test_a_chunked_200_with_an_empty_body_is_an_invalidation(content_type):
+    """A gateway that answers 200 chunked with nothing in it has answered without a body, as
+    one sending Content-Length 0 does. Before, only a 204 or a Content-Length of 0 was taken
+    for no body: this answer was "answered 200, not Odock's JSON (no Content-Type)", a failed
+    attempt, so a working gateway's invalidations were sent again for ever and alarmed."""
+    with raw_answer(chunked_200(b"", content_type)) as url:
+        invalidate(url)
+
+
+@pytest.mark.parametrize("call", sorted(set(CALLS) - {"invalidation"}))
+def test_a_chunked_200_with_an_empty_body_is_no_more_than_an_empty_answer(call):
+    """For the calls that need a body it stays a failed call, as an empty 204 is: for the body
+    it lacks (before: as a page not in JSON, which it is not)."""
+    _path, make_call = CALLS[call]
+    with raw_answer(chunked_200(b"")) as url, pytest.raises(FAILED) as raised:
+        make_call(url)
+    assert "not Odock's JSON" not in str(raised.value)
+
+
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_a_chunked_page_answered_200_without_a_type_is_not_odocks_answer(call):
+    """Guard: reading a chunked body to tell whether it is empty does not make a page Odock's."""
+    _path, make_call = CALLS[call]
+    with (
+        raw_answer(chunked_200(b"<h1>Welcome</h1>")) as url,
+        pytest.raises(FAILED, match=r"answered 200, not Odock's JSON \(no Content-Type\)"),
+    ):
+        make_call(url)
