@@ -151,7 +151,10 @@ def _settings_change(thresholds: tuple[str, ...]) -> dict[str, Any]:
     "--threshold",
     "thresholds",
     multiple=True,
-    help="KIND.count=N or KIND.percent=N; KIND is revoke, team_remove or demote (repeat).",
+    help=(
+        "KIND.count=N or KIND.percent=N; KIND is revoke, team_remove, demote or reactivate "
+        "(repeat)."
+    ),
 )
 @click.option("--rehire", default=None, help="relink (default) or report.")
 @JSON_OPTION

@@ -161,6 +161,7 @@ def make_connector(session: Session, settings: Settings, directory: Directory) -
                     "revoke": {"count": threshold_count, "percent": threshold_percent},
                     "team_remove": {"percent": 100},
                     "demote": {"percent": 100},
+                    "reactivate": {"percent": 100},
                 }
             },
         )

@@ -17,6 +17,7 @@ from tests.ldap.conftest import (
 )
 from tests.support.slapd import (
     HIDDEN_FROM_READER,
+    LOCK_HIDDEN_FROM_READER,
     MEMBERS_HIDDEN_FROM_READER,
     READER_DN,
     READER_PASSWORD,
@@ -231,3 +232,39 @@ def test_a_group_base_that_disappears_fails_the_run_and_keeps_every_membership(
     outcome = sync(connector)
     assert outcome.status == "succeeded", outcome
     assert (outcome.summary["team_remove"], outcome.summary["demote"]) == (0, 0)
+
+
+def test_locks_an_acl_hides_bring_no_leaver_back(make_connector, sync, sessions, directory):
+    """Failed before: carol and dave are disabled (ppolicy's administrative lock) and revoked;
+    then an ACL change hides pwdAccountLockedTime from the bind account. A lock that cannot
+    be read looks like no lock, so both were reactivated, their keys restored: leavers back
+    in by a hiccup. Reactivations now have their threshold, as revocations do (default 50
+    or 10% of the linked users): the run waits for an admin, and once the ACL is fixed the
+    next run keeps them out."""
+    connector = _read_by_the_reader(
+        make_connector, safety={"thresholds": {"revoke": {"count": 50, "percent": 100}}}
+    )
+    assert sync(connector).status == "succeeded"
+    for uid in ("carol", "dave"):
+        directory.replace(directory.person_dn(uid), "pwdAccountLockedTime", b"000001010000Z")
+    assert sync(connector).summary["revoke"] == 2
+    for uid in ("carol", "dave"):
+        directory.replace(directory.person_dn(uid), "businessCategory", LOCK_HIDDEN_FROM_READER)
+
+    held = sync(connector)
+    assert held.status == "quarantined", held
+    assert held.error == "the plan reactivates 2 of 4 linked users, more than 10%"
+    out = {
+        n for n, u in linked_users(sessions, connector).items() if u.status is UserStatus.REVOKED
+    }
+    assert out == {"carol", "dave"}
+
+    for uid in ("carol", "dave"):
+        directory.replace(directory.person_dn(uid), "businessCategory")
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    assert outcome.summary["reactivate"] == 0
+    out = {
+        n for n, u in linked_users(sessions, connector).items() if u.status is UserStatus.REVOKED
+    }
+    assert out == {"carol", "dave"}

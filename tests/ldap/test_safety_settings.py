@@ -17,6 +17,7 @@ DEFAULTS = {
     "revoke": {"count": 50, "percent": 10},
     "team_remove": {"count": 100, "percent": 10},
     "demote": {"count": 10, "percent": 10},
+    "reactivate": {"count": 50, "percent": 10},
 }
 
 

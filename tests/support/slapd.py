@@ -33,6 +33,7 @@ READER_DN = f"cn=reader,{SUFFIX}"
 READER_PASSWORD = "reader-secret"
 HIDDEN_FROM_READER = b"odock-test-hidden"  # the whole entry
 MEMBERS_HIDDEN_FROM_READER = b"odock-test-members-hidden"  # a group's member values
+LOCK_HIDDEN_FROM_READER = b"odock-test-lock-hidden"  # a person's lock and expiry
 
 # Attributes of FreeIPA and Active Directory that the stock schemas lack, so the presets can
 # be exercised against slapd; the OIDs sit under an example private arc.
@@ -195,6 +196,9 @@ limits dn.exact="{LIMITED_DN}" {limit}
 access to filter=(businessCategory={HIDDEN_FROM_READER.decode()})
   by dn.exact="{READER_DN}" none by * read
 access to filter=(businessCategory={MEMBERS_HIDDEN_FROM_READER.decode()}) attrs=member,uniqueMember
+  by dn.exact="{READER_DN}" none by * read
+access to filter=(businessCategory={LOCK_HIDDEN_FROM_READER.decode()})
+  attrs=pwdAccountLockedTime,nsAccountLock,shadowExpire,pwdEndTime
   by dn.exact="{READER_DN}" none by * read
 access to * by * read
 overlay ppolicy
