@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.name_keys import composed
+from connectors.scim.booleans import boolean_of
 from connectors.scim.errors import InvalidSyntax, InvalidValue
 from connectors.scim.fields import ScimEmailValue, ScimGroupFields, ScimUserFields
 from connectors.scim.schemas import (
@@ -309,13 +310,12 @@ def _manager(value: Any) -> str | None:
 
 def _boolean(value: Any, name: str) -> bool | None:
     """Booleans, and the strings "True"/"False" Entra sends for them."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    if isinstance(value, str) and not value.strip():
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    raise InvalidValue(f"{name} must be true or false, not {value!r}")
+    boolean = boolean_of(value)
+    if boolean is None:
+        raise InvalidValue(f"{name} must be true or false, not {value!r}")
+    return boolean
 
 
 def _string(value: Any, name: str, limit: int = MAX_STRING) -> str | None:

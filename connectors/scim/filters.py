@@ -26,6 +26,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from connectors.email_address import email_key
 from connectors.name_keys import name_key
+from connectors.scim.booleans import boolean_of
 from connectors.scim.errors import InvalidFilter, InvalidValue, ScimError
 from connectors.scim.ids import named_id
 from connectors.scim.schemas import Attribute
@@ -529,7 +530,8 @@ def _ordered(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
 
 
 def _compare_boolean(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
-    if not isinstance(value, bool) or op not in ("eq", "ne"):
+    value = boolean_of(value)
+    if value is None or op not in ("eq", "ne"):
         raise InvalidFilter("a boolean attribute takes eq or ne with true or false")
     # IS TRUE / IS FALSE and their negations, never SQL's unknown. An unset boolean (an email
     # that never said `primary`) is absent, not false: `eq false` does not match it and `ne`
@@ -586,7 +588,11 @@ def matches(node: Any, element: Any, attribute: Attribute | None = None) -> bool
         actual = _get_ci(element, path.attr_name)
         sub = attribute.sub(path.attr_name) if attribute is not None else None
         exact = sub is not None and sub.case_exact
-        return _match_value(node.value.lower(), actual, comp_value(node.comp_value), exact)
+        wanted = comp_value(node.comp_value)
+        if sub is not None and sub.type == "boolean":
+            # Entra's app roles: `roles[primary eq "True"].value` names the primary role.
+            wanted, actual = _as_boolean(wanted), _as_boolean(actual)
+        return _match_value(node.value.lower(), actual, wanted, exact)
     raise InvalidFilter("the filter is malformed")
 
 
@@ -616,6 +622,11 @@ def equalities(node: Any) -> dict[str, Any] | None:
     ):
         return {node.attr_path.attr_name: comp_value(node.comp_value)}
     return None
+
+
+def _as_boolean(value: Any) -> Any:
+    boolean = boolean_of(value)
+    return value if boolean is None else boolean
 
 
 def _get_ci(element: dict[str, Any], name: str) -> Any:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.scim import filters
+from connectors.scim.booleans import boolean_of
 from connectors.scim.errors import (
     InvalidFilter,
     InvalidPath,
@@ -78,6 +79,7 @@ def apply_patch(
     engine = _Engine(kind, passthrough)
     for operation in operations:
         engine.apply(patched, operation)
+    engine.check_made()
     return patched
 
 
@@ -92,6 +94,16 @@ class _Engine:
         # "urn:…:name" or a core "name", lowered -> (its URN or None, its name)
         self.passthrough = {path.lower(): split_attribute_path(path) for path in passthrough}
         self.passthrough_urns = {urn.lower(): urn for urn, _ in self.passthrough.values() if urn}
+        self.made: list[tuple[Attribute, dict[str, Any]]] = []  # by value paths matching none
+
+    def check_made(self) -> None:
+        """A value made by a value path that matched nothing must have its `value` once every
+        operation is applied: `emails[type eq "x"].type` alone has no email to make (RFC 7644
+        section 3.5.2.3), while the validator of Entra ID sets `roles[primary eq "True"]`'s
+        `display` before its `value` in one request."""
+        for attribute, element in self.made:
+            if attribute.lacks_its_value(element):
+                raise NoTarget(f"no value of {attribute.name} matches the filter")
 
     def apply(self, doc: dict[str, Any], operation: Any) -> None:
         if not isinstance(operation, dict):
@@ -323,8 +335,9 @@ class _Engine:
         if not current:
             container.pop(key)
 
-    @staticmethod
-    def _filtered(container: dict[str, Any], key: str, op: str, path: Path, value: Any) -> None:
+    def _filtered(
+        self, container: dict[str, Any], key: str, op: str, path: Path, value: Any
+    ) -> None:
         current = container.get(key)
         elements: list[Any] = current if isinstance(current, list) else [current] if current else []
         chosen = [e for e in elements if filters.matches(path.value_filter, e, path.attribute)]
@@ -355,10 +368,8 @@ class _Engine:
                 element.update(value)
             else:
                 raise InvalidValue(f"the value for {key}[...] must be an object")
-            if path.attribute is not None and path.attribute.lacks_its_value(element):
-                # `emails[type eq "x"].type`: no email to make, so none to change (RFC 7644
-                # section 3.5.2.3); it answered 200 and dropped it, or kept a bare phone type.
-                raise NoTarget(f"no value of {key} matches the filter")
+            if path.attribute is not None:
+                self.made.append((path.attribute, element))
             elements.append(element)
         if elements:
             container[key] = elements
@@ -475,7 +486,7 @@ def _is_primary(element: Any) -> bool:
     if not isinstance(element, dict):
         return False
     flag = next((v for k, v in element.items() if str(k).lower() == "primary"), None)
-    return flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+    return boolean_of(flag) is True
 
 
 def _primaries(values: Any) -> list[int]:

@@ -12,7 +12,12 @@ Sources, cited by each shape:
   (the same PATCH before and after `aadOptscim062020`: capitalised ops, "False" strings,
   `[{"value": …}]` single values, a value object without path, member removal)
 - ENTRA_APP_ROLES: https://learn.microsoft.com/entra/identity/app-provisioning/customize-application-attributes
-  ("Provisioning a role to a SCIM app": roles with `"primary": "True"`)
+  ("Provisioning a role to a SCIM app": roles with `"primary": "True"`, and
+  SingleAppRoleAssignment's target `roles[primary eq "True"].value`)
+- ENTRA_VALIDATOR: Microsoft's SCIM validator (https://scimvalidator.microsoft.com), its
+  "Patch User - Add Attributes" request as captured by servers it was run against (e.g.
+  github.com/sourcegraph/sourcegraph-public-snapshot pull 49119): a role's `display`,
+  `value` and `type` by `roles[primary eq "True"]`, in that order, in one request
 - OKTA: https://developer.okta.com/docs/api/openapi/okta-scim/guides/scim-20 (lookups with
   startIndex=1&count=100, create with password and `groups: []`, PUT of the whole user,
   PATCH without path, Group Push by PATCH and by PUT, DELETE)
@@ -39,6 +44,7 @@ from tests.scim.vendor_payloads import onelogin_enterprise_user
 ENTRA_TUTORIAL = "Entra ID tutorial"
 ENTRA_KNOWN_ISSUES = "Entra ID known issues"
 ENTRA_APP_ROLES = "Entra ID app roles"
+ENTRA_VALIDATOR = "Entra ID SCIM validator"
 OKTA = "Okta SCIM 2.0"
 ONELOGIN = "OneLogin v2 Enterprise template"
 JUMPCLOUD = "JumpCloud"
@@ -62,6 +68,8 @@ class Shape:
     # Whether scim2-server, given the same request, answers the same status and scimType.
     reference: bool = False
     scim_type: str | None = None
+    # Sent first, each answered 2xx: the vendor's earlier request the shape follows.
+    before: tuple[tuple[str, str, Any], ...] = ()
 
 
 def _patch(*operations: dict[str, Any]) -> dict[str, Any]:
@@ -161,6 +169,15 @@ def _app_role(doc: dict[str, Any]) -> None:
             "primary": True,
         }
     ]
+
+
+def _app_role_assignment(op: str, role: str) -> dict[str, Any]:
+    """SingleAppRoleAssignment([appRoleAssignments]) mapped to its documented target."""
+    return {"op": op, "path": 'roles[primary eq "True"].value', "value": role}
+
+
+def _roles(*roles: dict[str, Any]) -> Check:
+    return _equals("roles", list(roles))
 
 
 def _no_password(doc: dict[str, Any]) -> None:
@@ -333,6 +350,62 @@ SHAPES = [
             }
         ),
         check=_app_role,
+    ),
+    Shape(
+        ENTRA_APP_ROLES,
+        'SingleAppRoleAssignment: the first role, roles[primary eq "True"].value',
+        "PATCH",
+        ANN,
+        _patch(_app_role_assignment("Add", "User")),
+        check=_roles({"value": "User", "primary": True}),
+    ),
+    Shape(
+        ENTRA_APP_ROLES,
+        "SingleAppRoleAssignment: the role changed",
+        "PATCH",
+        ANN,
+        _patch(_app_role_assignment("Replace", "Admin")),
+        check=_roles({"value": "Admin", "primary": True}),
+        before=(("PATCH", ANN, _patch(_app_role_assignment("Add", "User"))),),
+    ),
+    Shape(
+        ENTRA_VALIDATOR,
+        "Patch User - Add Attributes: a role's display before its value",
+        "PATCH",
+        ANN,
+        _patch(
+            *(
+                {"op": "add", "path": f'roles[primary eq "True"].{sub}', "value": value}
+                for sub, value in (
+                    ("display", "MSSEWRRJ"),
+                    ("value", "CYDBGQII"),
+                    ("type", "QRPQKXXK"),
+                )
+            )
+        ),
+        check=_roles(
+            {"display": "MSSEWRRJ", "value": "CYDBGQII", "type": "QRPQKXXK", "primary": True}
+        ),
+    ),
+    Shape(
+        ENTRA_VALIDATOR,
+        "Patch User - Replace Attributes: the primary role's display, value and type",
+        "PATCH",
+        ANN,
+        _patch(
+            *(
+                {"op": "replace", "path": f'roles[primary eq "True"].{sub}', "value": value}
+                for sub, value in (
+                    ("display", "WMIIFOEB"),
+                    ("value", "JVQBTZOT"),
+                    ("type", "BHOZLXUV"),
+                )
+            )
+        ),
+        check=_roles(
+            {"display": "WMIIFOEB", "value": "JVQBTZOT", "type": "BHOZLXUV", "primary": True}
+        ),
+        before=(("PATCH", ANN, _patch(_app_role_assignment("Add", "User"))),),
     ),
     Shape(
         ENTRA_TUTORIAL,
@@ -554,6 +627,15 @@ def _load(server: Ours | Reference) -> dict[str, str]:
     return ids
 
 
+def _prepare(server: Ours | Reference, shape: Shape) -> dict[str, str]:
+    """The users and group loaded, then the shape's earlier requests sent: their ids."""
+    ids = _load(server)
+    for method, path, body in shape.before:
+        earlier = server.request(method, _fill(path, ids), _fill(body, ids))
+        assert earlier.status in (200, 201, 204), earlier.body
+    return ids
+
+
 def _send(server: Ours | Reference, shape: Shape, ids: dict[str, str]) -> Answer:
     return server.request(shape.method, _fill(shape.path, ids), _fill(shape.body, ids))
 
@@ -567,7 +649,7 @@ def test_each_shape_is_answered_as_its_vendor_documents(
     shape: Shape, scim: ScimClient, unchanged: Callable[[], None]
 ) -> None:
     ours = Ours(scim)
-    ids = _load(ours)
+    ids = _prepare(ours, shape)
     if shape.status >= 400:
         unchanged()
     answer = _send(ours, shape, ids)
@@ -605,7 +687,7 @@ def _fill_check(check: Check, ids: dict[str, str]) -> Check:
 )
 def test_the_reference_server_answers_alike(shape: Shape, scim: ScimClient) -> None:
     ours, reference = Ours(scim), Reference()
-    answers = [_send(server, shape, _load(server)) for server in (ours, reference)]
+    answers = [_send(server, shape, _prepare(server, shape)) for server in (ours, reference)]
     ours_answer, reference_answer = answers
     # RFC 7644 section 3.5.2: a PATCH answers 200 with the resource or 204 without it.
     assert _success_as_200(ours_answer) == _success_as_200(reference_answer), answers
