@@ -56,6 +56,8 @@ class KeyChange:
     # The values of a kept scope's bound parameters (key_scope.kept_revocation_scope): a
     # revocation's UPDATE of it is kept too, and runs prepared.
     scope_params: Mapping[str, Any] | None = None
+    # The revocation whose decision this is: a revoke stamps its keys with it, and every
+    # store command of the change names it (StoreCommand.revocation_id).
     revocation_id: uuid.UUID | None = None
     owner_user_id: uuid.UUID | None = None
     owner_team_id: uuid.UUID | None = None
@@ -296,6 +298,8 @@ def _forget_loaded(session: Session, key_ids: list[uuid.UUID]) -> None:
 def _audit(session: Session, change: KeyChange, key_ids: list[uuid.UUID]) -> None:
     before, after = _audit_states(change)
     before = change.audit_before or before
+    if change.revocation_id is not None:
+        after["revocation_id"] = str(change.revocation_id)
     for key_id in key_ids:
         audit.record(
             session,
@@ -355,6 +359,7 @@ def _issue_commands(
         reason=change.reason,
         owners={"owner_user_id": change.owner_user_id, "owner_team_id": change.owner_team_id},
         clock=change.invalidation_detail,
+        revocation_id=change.revocation_id,
     )
 
 
@@ -365,10 +370,12 @@ def send_budget_change(
     budget_ids: list[uuid.UUID],
     command: StoreCommandType,
     reason: str,
+    revocation_id: uuid.UUID,
 ) -> None:
-    """Carry a freeze or thaw of these budgets (already made in odock-sync's view) to the
-    store. Bridged: a command per budget, on a cut-off like a key's (no gateway call after);
-    embedded: odock-sync's own budget rows are the store, nothing to send."""
+    """Carry a freeze or thaw of these budgets (already made in odock-sync's view by this
+    revocation or its undoing) to the store. Bridged: a command per budget, on a cut-off like
+    a key's (no gateway call after); embedded: odock-sync's own budget rows are the store,
+    nothing to send."""
     if not budget_ids or not is_bridged(session):
         return
     commands = _store_commands(
@@ -379,6 +386,7 @@ def send_budget_change(
         reason=reason,
         owners={},
         clock={},
+        revocation_id=revocation_id,
     )
     cutoffs.open_cutoffs(
         session,
@@ -432,6 +440,7 @@ def _store_commands(
     reason: str,
     owners: dict[str, uuid.UUID | None],
     clock: dict[str, Any],
+    revocation_id: uuid.UUID | None,
 ) -> dict[uuid.UUID, uuid.UUID]:
     issued = _issue_times(session, subject_ids, utcnow())
     commands = [
@@ -441,6 +450,7 @@ def _store_commands(
             command_type=command,
             reason=reason[:500],
             issued_at=issued[subject_id],
+            revocation_id=revocation_id,
             **owners,
         )
         for subject_id in subject_ids

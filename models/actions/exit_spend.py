@@ -61,6 +61,7 @@ def freeze_budgets(session: Session, *, revocation: Revocation, actor: Actor) ->
         budget_ids=frozen,
         command=StoreCommandType.BUDGET_FREEZE,
         reason="the owner's access was revoked",
+        revocation_id=revocation.id,
     )
     return frozen
 
@@ -83,6 +84,7 @@ def thaw_budgets(session: Session, *, revocation: Revocation, actor: Actor) -> l
         budget_ids=thawed,
         command=StoreCommandType.BUDGET_THAW,
         reason="the owner's revocation was undone",
+        revocation_id=revocation.id,
     )
     return thawed
 

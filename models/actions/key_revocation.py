@@ -74,6 +74,7 @@ def restore_keys(
         scope=VirtualApiKey.revoked_by_revocation_id == revocation_id,
         actor=actor,
         reason=reason,
+        revocation_id=revocation_id,
         audit_detail=audit_detail or {},
     )
     return sorted(carry_out_key_change(session, change))
@@ -138,8 +139,10 @@ def reassign_key(
     actor: Actor,
     reason: str,
     audit_detail: dict[str, Any] | None = None,
+    revocation_id: uuid.UUID | None = None,
 ) -> None:
-    """Give the key a new owner: a USER key when it names a person, else a TEAM key."""
+    """Give the key a new owner: a USER key when it names a person, else a TEAM key; decided
+    in the review of `revocation_id`, when it was."""
     before = {
         "key_type": key.key_type.value,
         "owner_user_id": str(key.owner_user_id) if key.owner_user_id else None,
@@ -154,6 +157,7 @@ def reassign_key(
         owner_user_id=owner_user_id,
         owner_team_id=owner_team_id,
         key_type=KeyType.USER if owner_user_id else KeyType.TEAM,
+        revocation_id=revocation_id,
         audit_detail=audit_detail or {},
         audit_before=before,
     )

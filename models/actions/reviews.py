@@ -1229,6 +1229,7 @@ def _transfer(
             actor=actor,
             reason="reassigned in review",
             audit_detail={"finding_id": str(finding.id)},
+            revocation_id=finding.review.revocation_id,
         )
         return before, {
             "key_type": key.key_type.value,

@@ -192,6 +192,7 @@ def _audit_command(session: Session, command: StoreCommand, action: str, **detai
         after={
             "command_id": str(command.id),
             "type": command.command_type.value,
+            "revocation_id": str(command.revocation_id) if command.revocation_id else None,
             "attempts": command.attempts,
             **detail,
         },

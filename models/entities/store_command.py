@@ -28,6 +28,12 @@ class StoreCommand(Base):
             postgresql_where=text("acknowledged_at IS NULL"),
             sqlite_where=text("acknowledged_at IS NULL"),
         ),
+        Index(
+            "ix_store_commands_revocation",
+            "revocation_id",
+            postgresql_where=text("revocation_id IS NOT NULL"),
+            sqlite_where=text("revocation_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -38,6 +44,11 @@ class StoreCommand(Base):
     subject_id: Mapped[uuid.UUID]
     command_type: Mapped[StoreCommandType] = enum_column(StoreCommandType)
     reason: Mapped[str] = mapped_column(String(500), default="")
+    # The revocation whose decision the command carries: its revoke (by the revocation or its
+    # review), a reassignment decided in its review, the restore or thaw of its undoing. None
+    # for a command no revocation made (an admin's own revoke or restore of a key, a rotation
+    # request, a team's deletion) and for one issued before migration 0050.
+    revocation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     owner_user_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     owner_team_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
