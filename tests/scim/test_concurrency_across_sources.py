@@ -16,7 +16,14 @@ from sqlalchemy.orm import Session
 from models.actions import lifecycle
 from models.actions import teams as team_actions
 from models.actor import Actor
-from models.entities import AuditEvent, Organisation, ScimUser, TeamMembership, User
+from models.entities import (
+    AuditEvent,
+    Organisation,
+    Revocation,
+    ScimUser,
+    TeamMembership,
+    User,
+)
 from models.enums import Role, Source, TeamRole, UserStatus
 from tests.scim.conftest import SCIM, ops
 from tests.scim.payloads import okta_create_group, okta_create_user
@@ -39,6 +46,10 @@ class Race:
     def admin_revoke(self, user: User) -> Callable[[], requests.Response]:
         url = f"{self.base}/api/v1/users/{user.id}/revoke"
         return lambda: requests.post(url, json={"reason": "pinned"}, headers=self.admin)
+
+    def admin_reactivate(self, user: User) -> Callable[[], requests.Response]:
+        url = f"{self.base}/api/v1/users/{user.id}/reactivate"
+        return lambda: requests.post(url, json={}, headers=self.admin, timeout=60)
 
     def idp_says(self, scim_id: str, active: bool) -> Callable[[], requests.Response]:
         url = f"{self.base}/scim/v2/Users/{scim_id}"
@@ -197,6 +208,49 @@ def test_an_admin_and_the_idp_adding_the_same_people_at_once_add_each_once(
         )
     )
     assert added == Counter({str(user.id): 1 for user in people.values()})
+    session.commit()
+
+
+def test_an_admin_reactivation_and_the_idps_deactivation_at_once_end_as_one_order_says(
+    race, live_server, scim_secret, session
+):
+    """People SCIM revoked: at the same moment an admin brings them back and the IdP says
+    inactive again. Serially, either the admin's reactivation comes first and the IdP revokes
+    them anew, or the IdP's repeat changes nothing and the admin brings them back: revoked
+    with one revocation more, or active. Either way the trail says which, once each."""
+    people = revoked_by_ldap(session, scim_people(live_server, scim_secret))
+    for scim_id in people:  # SCIM joins
+        assert race.idp_says(scim_id, active=False)().status_code == 200
+    for user in people.values():  # LDAP lets go: SCIM alone stands
+        assert lifecycle.reactivate(session, user=user, actor=LDAP) is lifecycle.Outcome.REFUSED
+    session.commit()
+
+    calls = [race.admin_reactivate(user) for user in people.values()]
+    calls += [race.idp_says(scim_id, active=False) for scim_id in people]
+    answered = in_parallel(calls)
+
+    assert Counter(r.status_code for r in answered) == Counter({200: len(calls)}), [
+        r.text for r in answered if r.status_code != 200
+    ]
+    session.expire_all()
+    for user in people.values():
+        person = session.get_one(User, user.id)
+        trail = session.scalars(
+            select(AuditEvent.action).where(
+                AuditEvent.target_id == str(user.id),
+                AuditEvent.action.in_(["user.revoked", "user.reactivated"]),
+            )
+        ).all()
+        revocations = session.scalars(select(Revocation).where(Revocation.user_id == user.id)).all()
+        if person.status is UserStatus.REVOKED:  # brought back, then revoked anew by SCIM
+            assert Counter(trail) == {"user.revoked": 2, "user.reactivated": 1}, trail
+            assert sorted(r.undone_at is None for r in revocations) == [False, True]
+            latest = lifecycle.latest_revocation(session, user.id)
+            assert latest is not None and latest.source is Source.SCIM
+        else:  # the IdP's repeat changed nothing, then the admin brought them back
+            assert person.status is UserStatus.ACTIVE
+            assert Counter(trail) == {"user.revoked": 1, "user.reactivated": 1}, trail
+            assert [r.undone_at is None for r in revocations] == [False]
     session.commit()
 
 
