@@ -39,7 +39,12 @@ import pytest
 from tests.scim.conftest import ScimClient
 from tests.scim.payloads import ENTERPRISE, GROUP, MICROSOFT_GROUP, PATCH_OP, USER
 from tests.scim.test_differential import Answer, Ours, Reference
-from tests.scim.vendor_payloads import onelogin_enterprise_user
+from tests.scim.vendor_payloads import (
+    ENTRA_VALIDATOR_CORE,
+    entra_validator_patch,
+    entra_validator_user,
+    onelogin_enterprise_user,
+)
 
 ENTRA_TUTORIAL = "Entra ID tutorial"
 ENTRA_KNOWN_ISSUES = "Entra ID known issues"
@@ -55,7 +60,8 @@ Check = Callable[[dict[str, Any]], None]
 @dataclass(frozen=True)
 class Shape:
     """One request of one vendor's, sent once the users ann and bob and the group Ops (ann
-    in it) exist; `{ann}`, `{bob}` and `{ops}` in the path or body are their ids."""
+    in it) exist; `{ann}`, `{bob}` and `{ops}` in the path or body are their ids, `{made}`
+    the id of what the last POST of `before` made."""
 
     source: str
     label: str
@@ -191,6 +197,37 @@ def _onelogin_user() -> dict[str, Any]:
     body["photos"] = [{"value": "", "type": "photo"}]
     body["roles"] = [{"value": "", "primary": "False"}]
     return body
+
+
+VALIDATOR_REPLACED = {
+    key: value if isinstance(value, bool) or key == "timezone" else value[::-1]
+    for key, value in ENTRA_VALIDATOR_CORE.items()
+}
+
+
+def _validator_patched(email: str, core: dict[str, Any]) -> Check:
+    """The user after entra_validator_patch: every value path's value, and the core's."""
+
+    def check(doc: dict[str, Any]) -> None:
+        assert doc["emails"] == [{"value": email, "type": "work", "primary": True}]
+        assert doc["phoneNumbers"] == [
+            {"value": "33-749-9990", "type": "work", "primary": True},
+            {"value": "33-749-9991", "type": "mobile"},
+            {"value": "33-749-9992", "type": "fax"},
+        ]
+        (address,) = doc["addresses"]
+        assert address["country"] == "Namibia" and address["postalCode"] == "wp2 3oc"
+        assert doc["roles"] == [
+            {"value": "JVQBTZOT", "display": "WMIIFOEB", "type": "BHOZLXUV", "primary": True}
+        ]
+        for path, value in core.items():
+            urn, _, name = path.rpartition(":")
+            container = doc[urn] if urn else doc
+            for part in name.split("."):
+                container = container[part]
+            assert container == value, path
+
+    return check
 
 
 ANN = "/Users/{ann}"
@@ -408,6 +445,46 @@ SHAPES = [
         before=(("PATCH", ANN, _patch(_app_role_assignment("Add", "User"))),),
     ),
     Shape(
+        ENTRA_VALIDATOR,
+        "Create a new user (every attribute Entra maps)",
+        "POST",
+        "/Users",
+        entra_validator_user("alfreda@contoso.example"),
+        status=201,
+        check=_all(
+            _roles(
+                {"value": "DVILABHT", "display": "LMYZCPJG", "type": "DNLVKNPA", "primary": True}
+            ),
+            _equals(
+                "phoneNumbers",
+                [
+                    {"value": "18-569-6230", "type": "work", "primary": True},
+                    {"value": "18-569-6230", "type": "mobile"},
+                    {"value": "18-569-6230", "type": "fax"},
+                ],
+            ),
+            _enterprise("department", "LGAWCIDHVMLI"),
+        ),
+    ),
+    Shape(
+        ENTRA_VALIDATOR,
+        "Patch User - Add Attributes (to a user of a userName alone)",
+        "PATCH",
+        "/Users/{made}",
+        entra_validator_patch("add", "roberta@contoso.example", ENTRA_VALIDATOR_CORE),
+        check=_validator_patched("roberta@contoso.example", ENTRA_VALIDATOR_CORE),
+        before=(("POST", "/Users", {"schemas": [USER], "userName": "rickey@contoso.example"}),),
+    ),
+    Shape(
+        ENTRA_VALIDATOR,
+        "Patch User - Replace Attributes",
+        "PATCH",
+        "/Users/{made}",
+        entra_validator_patch("replace", "elbert@contoso.example", VALIDATOR_REPLACED),
+        check=_validator_patched("elbert@contoso.example", VALIDATOR_REPLACED),
+        before=(("POST", "/Users", entra_validator_user("alfreda@contoso.example")),),
+    ),
+    Shape(
         ENTRA_TUTORIAL,
         "Create Group with Microsoft's schema URN",
         "POST",
@@ -428,6 +505,28 @@ SHAPES = [
         "/Groups?excludedAttributes=members&filter=" + quote_plus('displayName eq "Ops"'),
         check=_no_members_listed,
         reference=True,
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        "querying users by manager",
+        "GET",
+        "/Users?filter=" + quote(f'{ENTERPRISE}:manager eq "{{bob}}"', safe="{}"),
+        check=_found(1),
+        before=(
+            (
+                "PATCH",
+                ANN,
+                _patch({"op": "Add", "path": f"{ENTERPRISE}:manager", "value": "{bob}"}),
+            ),
+        ),
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        "querying groups by id and by member",
+        "GET",
+        "/Groups?excludedAttributes=members&filter="
+        + quote_plus('id eq "{ops}" and members eq "{ann}"', safe="{}"),
+        check=_all(_found(1), _no_members_listed),
     ),
     Shape(
         ENTRA_TUTORIAL,
@@ -633,6 +732,8 @@ def _prepare(server: Ours | Reference, shape: Shape) -> dict[str, str]:
     for method, path, body in shape.before:
         earlier = server.request(method, _fill(path, ids), _fill(body, ids))
         assert earlier.status in (200, 201, 204), earlier.body
+        if method == "POST":
+            ids["made"] = earlier.body["id"]
     return ids
 
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.scim.payloads import ENTERPRISE, GROUP, MICROSOFT_GROUP, USER, rfc7644_3_5_2_patch
+from tests.scim.payloads import (
+    ENTERPRISE,
+    GROUP,
+    MICROSOFT_GROUP,
+    PATCH_OP,
+    USER,
+    rfc7644_3_5_2_patch,
+)
 
 # Okta's conformance test.
 # https://developer.okta.com/standards/SCIM/SCIMFiles/Okta-SCIM-20-SPEC-Test.json (the OIN
@@ -253,4 +260,101 @@ def rippling_user(email: str, external_id: str, employee_number: str) -> dict[st
         "emails": [{"value": email, "primary": True}],
         "active": True,
         ENTERPRISE: {"employeeNumber": employee_number},
+    }
+
+
+# Microsoft's SCIM validator (https://scimvalidator.microsoft.com), as servers it was run
+# against captured its requests: a user of every attribute Entra ID maps, then "Patch User -
+# Add Attributes" (to a user created with its userName alone) and "Patch User - Replace
+# Attributes", each one request: value paths with `type eq` filters, a role by
+# `roles[primary eq "True"]` (display before value), then a value without path whose keys
+# are paths. Values are random strings (a profileUrl, a locale that are no URL, no tag).
+ENTRA_VALIDATOR_CORE = {
+    "active": True,
+    "displayName": "XHLNMLCHCDKY",
+    "title": "MPNHXUBNKMMT",
+    "preferredLanguage": "sr-Latn-RS",
+    "name.givenName": "Marianna",
+    "name.familyName": "Clarissa",
+    "name.formatted": "Augusta",
+    "name.middleName": "D'angelo",
+    "name.honorificPrefix": "Felix",
+    "name.honorificSuffix": "Verona",
+    f"{ENTERPRISE}:employeeNumber": "UVFGABTNSFTG",
+    f"{ENTERPRISE}:department": "LGAWCIDHVMLI",
+    f"{ENTERPRISE}:costCenter": "DOEHSQTDYUNN",
+    f"{ENTERPRISE}:organization": "SPQQVVHWJIRG",
+    f"{ENTERPRISE}:division": "AYOQREXHSPPI",
+    "userType": "CQYGEYKHFCTJ",
+    "nickName": "DKYYDYXIFWAM",
+    "locale": "EEQKCKVTLCGE",
+    "timezone": "Africa/Libreville",
+    "profileUrl": "PSEDIKWEYFMO",
+}
+
+
+def entra_validator_user(user_name: str) -> dict[str, Any]:
+    """The validator's "Create a new user" body (the core values above, as a document)."""
+    return {
+        "schemas": [USER, ENTERPRISE],
+        "userName": user_name,
+        "active": True,
+        "addresses": [
+            {
+                "type": "work",
+                "formatted": "SMECGTNERCYB",
+                "streetAddress": "48051 Wyman Crescent",
+                "locality": "KZGMXRWUERYN",
+                "region": "OPGOERCMMDMM",
+                "postalCode": "sf9 2bi",
+                "primary": True,
+                "country": "Czech Republic",
+            }
+        ],
+        "displayName": "XHLNMLCHCDKY",
+        "emails": [{"type": "work", "value": user_name, "primary": True}],
+        "locale": "EEQKCKVTLCGE",
+        "name": {"givenName": "Marianna", "familyName": "Clarissa", "formatted": "Augusta"},
+        "nickName": "DKYYDYXIFWAM",
+        "phoneNumbers": [
+            {"type": "work", "value": "18-569-6230", "primary": True},
+            {"type": "mobile", "value": "18-569-6230"},
+            {"type": "fax", "value": "18-569-6230"},
+        ],
+        "profileUrl": "PSEDIKWEYFMO",
+        "roles": [
+            {"primary": True, "display": "LMYZCPJG", "value": "DVILABHT", "type": "DNLVKNPA"}
+        ],
+        "title": "MPNHXUBNKMMT",
+        "userType": "CQYGEYKHFCTJ",
+        ENTERPRISE: {"employeeNumber": "UVFGABTNSFTG", "department": "LGAWCIDHVMLI"},
+    }
+
+
+def entra_validator_patch(op: str, email: str, core: dict[str, Any]) -> dict[str, Any]:
+    """ "Patch User - Add Attributes" (op "add") or "- Replace Attributes" ("replace")."""
+    paths = (
+        ('emails[type eq "work"].value', email),
+        ('emails[type eq "work"].primary', True),
+        ('addresses[type eq "work"].formatted', "VFPRNMVLQPFG"),
+        ('addresses[type eq "work"].streetAddress', "116 Towne Summit"),
+        ('addresses[type eq "work"].locality', "UQSMOIYPGKQI"),
+        ('addresses[type eq "work"].region', "RGSFCPWGLJRP"),
+        ('addresses[type eq "work"].postalCode', "wp2 3oc"),
+        ('addresses[type eq "work"].primary', True),
+        ('addresses[type eq "work"].country', "Namibia"),
+        ('phoneNumbers[type eq "work"].value', "33-749-9990"),
+        ('phoneNumbers[type eq "work"].primary', True),
+        ('phoneNumbers[type eq "mobile"].value', "33-749-9991"),
+        ('phoneNumbers[type eq "fax"].value', "33-749-9992"),
+        ('roles[primary eq "True"].display', "WMIIFOEB"),
+        ('roles[primary eq "True"].value', "JVQBTZOT"),
+        ('roles[primary eq "True"].type', "BHOZLXUV"),
+    )
+    return {
+        "Operations": [
+            *({"op": op, "path": path, "value": value} for path, value in paths),
+            {"op": op, "value": core},
+        ],
+        "schemas": [PATCH_OP],
     }
