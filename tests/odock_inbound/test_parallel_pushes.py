@@ -11,6 +11,7 @@ from typing import Any
 import requests
 from sqlalchemy import select
 
+from connectors import signed_webhooks
 from models.db import SessionFactory
 from models.entities import AuditEvent, OdockTombstone, VirtualApiKey
 from tests.odock_inbound.conftest import Bridged, key_body
@@ -27,12 +28,19 @@ class Plane:
     def __init__(self, base: str, bridged: Bridged) -> None:
         self.base = f"{base}/odock/v1/keys"
         self.headers = {**bridged.auth, "Content-Type": "application/json"}
+        self.secret = bridged.signing_secret
 
     def put(self, key_id: uuid.UUID, body: dict[str, Any]) -> Any:
         data = json.dumps(body)
         return lambda: requests.put(
             f"{self.base}/{key_id}", data=data, headers=self.headers, timeout=60
         )
+
+    def event(self, payload: dict[str, Any], msg_id: str) -> Any:
+        body = json.dumps(payload).encode()
+        headers = {**self.headers, **signed_webhooks.sign(self.secret, msg_id=msg_id, body=body)}
+        url = self.base.removesuffix("/keys") + "/events"
+        return lambda: requests.post(url, data=body, headers=headers, timeout=60)
 
     def delete(self, key_id: uuid.UUID, version: int) -> Any:
         url = f"{self.base}/{key_id}?version={version}"
@@ -111,3 +119,36 @@ def test_a_newer_push_at_once_with_an_older_delete_leaves_the_newer_key(
         assert {r.status_code for r in answers} <= {200, 204}, [r.text for r in answers]
         key_version, _ = held(sessions, key_id)
         assert key_version == 30, f"round {round_}"
+
+
+def test_pushes_and_change_events_of_one_key_at_once_end_at_the_newest(
+    bridged: Bridged, live_server: str, sessions: SessionFactory, monkeypatch: Any
+) -> None:
+    """Events (each sent twice, under one webhook-id) and pushes of versions 1-16 at once,
+    then the drains at once: each event is stored once, and the key ends at version 16."""
+    from worker.celery_app import celery_app
+    from worker.tasks.idp_events import drain_deliveries
+
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: None)  # drained below
+    plane = Plane(live_server, bridged)
+    key_id = uuid.uuid4()
+    calls = []
+    for version in range(1, 17):
+        body = key_body(name=f"v{version}", version=version)
+        if version % 2:
+            calls.append(plane.put(key_id, body))
+            continue
+        event = {"type": "key.upserted", "id": str(key_id), "data": body, "version": version}
+        calls += [plane.event(event, f"msg_{version}")] * 2
+    random.Random(5).shuffle(calls)
+
+    answers = in_parallel(calls)
+
+    assert {r.status_code for r in answers} <= {200, 202}, [r.text for r in answers]
+    assert sum(r.status_code == 202 for r in answers) == 8  # each event stored once
+    organisation = str(bridged.org.id)
+    in_parallel([lambda: drain_deliveries(organisation)] * 3)
+    drain_deliveries(organisation)
+    assert held(sessions, key_id) == (16, None)
+    with sessions() as fresh:
+        assert fresh.get_one(VirtualApiKey, key_id).name == "v16"
