@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from typing import Protocol
 
 from sqlalchemy import select
@@ -164,6 +165,31 @@ def add_user(
 def _check_organisation_role(role: Role) -> None:
     if role is Role.SUPER_ADMIN:
         raise InvalidInput("SUPER_ADMIN is a platform role, not an organisation role", field="role")
+
+
+def hand_on_emails(session: Session, *, moves: Sequence[tuple[User, str]], actor: Actor) -> None:
+    """New emails for several people as of one moment, so an address one of them gives up is
+    free for another (two addresses swapped, one handed on): edit_user, one at a time, would
+    find each address still held. Checked whole before anything is written: an address held
+    by someone outside the moves refuses them all. Each person is audited once, old to new."""
+    wanted = [(user, validate_email(email)) for user, email in moves]
+    movers = {user.id for user, _ in wanted}
+    if len({email_key(email) for _, email in wanted}) != len(wanted):
+        raise Conflict("two people cannot be given one email", field="email")
+    for user, email in wanted:
+        person_lock.read_locked(session, user)
+        clash = find_user_by_email(session, user.organisation_id, email)
+        if clash is not None and clash.id not in movers:
+            raise Conflict(_email_held(email, clash), field="email")
+    before = {user.id: user_snapshot(user) for user, _ in wanted}
+    for user, _ in wanted:  # a placeholder first: no two rows hold one address at a flush
+        user.set_email(f"{user.id.hex}@handing-on.invalid")
+    session.flush()
+    for user, email in wanted:
+        user.set_email(email)
+        user.updated_at = utcnow()
+        audit.record_user_change(session, user, actor, "user.updated", before=before[user.id])
+    session.flush()
 
 
 def edit_user(

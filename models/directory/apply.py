@@ -37,12 +37,13 @@ from models.actions import access_end, access_reviews
 from models.actions import teams as team_actions
 from models.actions.identities import link_identity, mark_link_deleted
 from models.actions.lifecycle import Outcome, set_active
-from models.actions.users import edit_user
+from models.actions.users import edit_user, hand_on_emails
 from models.actor import Actor
 from models.directory.bulk_rows import BATCH
 from models.directory.memberships import apply_membership_changes, plan_teams
 from models.directory.people_import import ImportParts, PeopleImport
 from models.entities import DirectoryConnector, IdentityLink, Organisation, User
+from models.entities.user import email_key
 from models.enums import Role, Source, UserStatus
 from models.errors import DomainError, InvalidTransition
 from models.queries import directory as queries
@@ -89,8 +90,14 @@ def apply_directory_plan(
         _guarded(applied, link, partial(_link, session, connector, link, actor, applied))
     for relink in plan.relinks:
         _guarded(applied, relink, partial(_relink, session, owned, relink, actor, applied))
+    handed_on = _hand_on_emails(session, owned, plan.updates, actor, applied)
     for update in plan.updates:
-        _guarded(applied, update, partial(_update, session, owned, update, actor, applied))
+        if handed_on.get(update.external_id) is False:
+            continue
+        step = partial(
+            _update, session, owned, update, actor, applied, update.external_id in handed_on
+        )
+        _guarded(applied, update, step)
     for back in plan.reactivates:
         _guarded(applied, back, partial(_reactivate, session, owned, back, actor, applied))
     for revoke in plan.revokes:
@@ -389,13 +396,48 @@ def _relink(
     applied.updated += 1
 
 
+def _hand_on_emails(
+    session: Session, owned: _OwnedLinks, updates: list[Update], actor: Actor, applied: Applied
+) -> dict[str, bool]:
+    """The email changes among which an address passes from one person to another, made at
+    once (models.actions.users.hand_on_emails); by stable id, whether they were made (when
+    refused, each is reported and its update skipped, as one refused alone would be)."""
+    changes: dict[str, tuple[Update, User, str]] = {}
+    for item in updates:
+        link, email = owned.get(item.external_id), item.new("email")
+        if link is not None and email is not None:
+            changes[item.external_id] = (item, link.user, email)
+    given_up = {email_key(user.email): ext for ext, (_, user, _) in changes.items()}
+    passed = {
+        ext for ext, (_, _, email) in changes.items() if given_up.get(email_key(email), ext) != ext
+    }
+    passed |= {
+        given_up[email_key(email)] for ext, (_, _, email) in changes.items() if ext in passed
+    }
+    if not passed:
+        return {}
+    moves = [(changes[ext][1], changes[ext][2]) for ext in sorted(passed)]
+    try:
+        hand_on_emails(session, moves=moves, actor=actor)
+    except DomainError as exc:
+        applied.errors.extend(apply_error(changes[ext][0], exc.message) for ext in sorted(passed))
+        return dict.fromkeys(passed, False)
+    return dict.fromkeys(passed, True)
+
+
 def _update(
-    session: Session, owned: _OwnedLinks, item: Update, actor: Actor, applied: Applied
+    session: Session,
+    owned: _OwnedLinks,
+    item: Update,
+    actor: Actor,
+    applied: Applied,
+    email_handed_on: bool = False,
 ) -> None:
     link = owned.get(item.external_id)
     if link is None:
         return
-    name, email, ends = item.new("name"), item.new("email"), item.new("access_ends_at")
+    name, ends = item.new("name"), item.new("access_ends_at")
+    email = None if email_handed_on else item.new("email")
     if name is not None or email is not None:
         edit_user(session, user=link.user, actor=actor, name=name, email=email)
     if item.new("dn") is not None and link.attributes.get("dn") != item.dn:

@@ -7,6 +7,9 @@ is hidden from READER_DN, the connector's bind account here."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
+from models.entities import AuditEvent
 from models.enums import Role, UserStatus
 from tests.ldap.conftest import (
     AD_CONNECTOR,
@@ -268,3 +271,55 @@ def test_locks_an_acl_hides_bring_no_leaver_back(make_connector, sync, sessions,
         n for n, u in linked_users(sessions, connector).items() if u.status is UserStatus.REVOKED
     }
     assert out == {"carol", "dave"}
+
+
+def test_two_people_whose_mails_are_swapped_keep_who_they_are(
+    make_connector, sync, sessions, directory
+):
+    """Failed before: an admin corrects two addresses given the wrong way round (alice's
+    entry gets bob@, bob's alice@). Each update was refused as "a user with email ...
+    already exists", the other person still holding it, at every sync: their alerts kept
+    going to each other's mailbox. Now both addresses move at once, each person audited once
+    with their old and new address, and the next run finds nothing to change."""
+    connector = make_connector()
+    assert sync(connector).status == "succeeded"
+    ids = {n: u.id for n, u in linked_users(sessions, connector).items()}
+    mail = {uid: f"{uid}@{directory.domain}" for uid in ("alice", "bob")}
+    directory.replace(directory.person_dn("alice"), "mail", mail["bob"].encode())
+    directory.replace(directory.person_dn("bob"), "mail", mail["alice"].encode())
+
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    run = get_run(sessions, outcome.run_id)
+    assert run.plan.get("apply_errors", []) == [] and run.updated_count == 2
+    users = linked_users(sessions, connector)
+    assert (users["bob"].id, users["alice"].id) == (ids["alice"], ids["bob"])
+    with sessions() as s:
+        events = s.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "user.updated",
+                AuditEvent.target_id.in_([str(ids["alice"]), str(ids["bob"])]),
+            )
+        ).all()
+        changes = {(e.before["email"], e.after["email"]) for e in events}
+        s.rollback()
+    assert changes == {(mail["alice"], mail["bob"]), (mail["bob"], mail["alice"])}
+    assert len(events) == 2
+    assert sync(connector).summary["update"] == 0
+
+
+def test_an_address_one_person_gives_up_another_takes_in_the_same_run(
+    make_connector, sync, sessions, directory
+):
+    """Failed before when bob's change came after alice's: bob becomes robert@ and alice
+    takes bob@ in one run; both apply whatever order the entries come in."""
+    connector = make_connector()
+    assert sync(connector).status == "succeeded"
+    directory.replace(directory.person_dn("bob"), "mail", f"robert@{directory.domain}".encode())
+    directory.replace(directory.person_dn("alice"), "mail", f"bob@{directory.domain}".encode())
+
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    assert get_run(sessions, outcome.run_id).plan.get("apply_errors", []) == []
+    names = {u.name: n for n, u in linked_users(sessions, connector).items()}
+    assert (names["Alice Liddell"], names["Bob Builder"]) == ("bob", "robert")
