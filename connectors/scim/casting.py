@@ -326,7 +326,7 @@ def _string(value: Any, name: str, limit: int = MAX_STRING) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidValue(f"{name} must be a string, not a JSON {_json_type(value)}")
-    text = value.strip()
+    text = as_stored(value)
     if not text:
         return None
     if len(text.lower()) > limit or len(text) > limit:  # keys are stored lowercased
@@ -334,6 +334,12 @@ def _string(value: Any, name: str, limit: int = MAX_STRING) -> str | None:
     if "\x00" in text:
         raise InvalidValue(f"{name} contains a NUL character")
     return text
+
+
+def as_stored(text: str) -> str:
+    """A SCIM string as it is kept: without the whitespace around it, so an IdP's group
+    "Sales Team " is "Sales Team" (and a filter for what the IdP sent compares alike)."""
+    return text.strip()
 
 
 def _key_string(value: Any, name: str, limit: int = MAX_STRING) -> str | None:

@@ -27,6 +27,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from connectors.email_address import email_key
 from connectors.name_keys import name_key
 from connectors.scim.booleans import boolean_of
+from connectors.scim.casting import as_stored
 from connectors.scim.errors import InvalidFilter, InvalidValue, ScimError
 from connectors.scim.ids import named_id
 from connectors.scim.schemas import Attribute
@@ -320,7 +321,7 @@ class ShapeCache:
         if shared is None:
             return Translation(to_sql(_parse(text, shape, strings), self.attributes), {}, None)
         condition, slots = shared
-        parameters = {slot.key: _bound(slot.kind, strings[slot.index]) for slot in slots}
+        parameters = {slot.key: _bound(slot.kind, as_stored(strings[slot.index])) for slot in slots}
         return Translation(condition, parameters, shape)
 
     def _translate_shape(
@@ -463,7 +464,7 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
     _refuse_binary_order(column, op)
     if column.kind is Kind.TEXT:
         expr = func.lower(expr)
-    value = _bound(column.kind, value)
+    value = _bound(column.kind, as_stored(value) if op in _ORDERED_OPERATORS else value)
     if op == "co":
         return expr.contains(value, autoescape=True)
     if op == "sw":
@@ -498,7 +499,8 @@ def _bound(kind: Kind | None, value: str) -> str:
 
 
 def _compare_slot(column: Column, op: str, slot: Slot) -> ColumnElement[bool]:
-    """compare() of a string attribute with a string yet to be bound, in the same SQL."""
+    """compare() of a string attribute with a string yet to be bound, in the same SQL (as
+    compare() has it, bound as stored: a whole value, not a pattern, see ShapeCache)."""
     if column.kind not in _STRINGS or op not in _ORDERED_OPERATORS:
         raise _NotShared(op)
     _refuse_binary_order(column, op)
@@ -637,6 +639,8 @@ def _get_ci(element: dict[str, Any], name: str) -> Any:
 def _match_value(op: str, actual: Any, wanted: Any, case_exact: bool) -> bool:
     if op == "pr":
         return actual not in (None, "", [], {})
+    if isinstance(wanted, str) and op in _ORDERED_OPERATORS:
+        wanted = as_stored(wanted)
     if isinstance(actual, str) and isinstance(wanted, str) and not case_exact:
         actual, wanted = actual.lower(), wanted.lower()
     if op == "eq":

@@ -508,6 +508,14 @@ SHAPES = [
     ),
     Shape(
         ENTRA_TUTORIAL,
+        "Get Group by displayName, the name created with a space after it",
+        "GET",
+        "/Groups?excludedAttributes=members&filter=" + quote_plus('displayName eq "Sales Team "'),
+        check=_all(_found(1), _no_members_listed),
+        before=(("POST", "/Groups", {"schemas": [GROUP], "displayName": "Sales Team "}),),
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
         "querying users by manager",
         "GET",
         "/Users?filter=" + quote(f'{ENTERPRISE}:manager eq "{{bob}}"', safe="{}"),
