@@ -160,8 +160,9 @@ class GroupCount(PlanItem):
 
 @dataclass(slots=True, frozen=True, kw_only=True)
 class EmptyGroup(PlanItem):
-    """A mapping key whose groups a read found with no member values at all (or did not
-    find), and the team or role it maps to: what an ACL hiding `member` looks like."""
+    """A group filling a team or role (a mapping key, or a group nested in its groups) that
+    held members at the last applied run and now holds no member value, or is not found,
+    and the team or role it fills: what an ACL hiding `member` looks like."""
 
     group: str
     team: str = ""
@@ -234,7 +235,10 @@ class Plan:
     people_seen: int = 0
     team_counts: list[GroupCount] = field(default_factory=list)  # the mapped teams
     role_counts: list[GroupCount] = field(default_factory=list)  # the mapped roles
-    empty_groups: list[EmptyGroup] = field(default_factory=list)  # mapped, read with nobody
+    empty_groups: list[EmptyGroup] = field(default_factory=list)  # filled before, now nobody
+    # the groups filling mapped teams and roles that held members in this read (stable id,
+    # else normalised DN): the next read tells a group emptied from one always empty
+    filled_groups: list[str] = field(default_factory=list)
     watermark: str = ""
 
     @property

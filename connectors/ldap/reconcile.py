@@ -75,6 +75,8 @@ class MembershipState:
 
     memberships: dict[str, dict[str, str]] = field(default_factory=dict)
     team_names: dict[str, str] = field(default_factory=dict)
+    # the groups that held members at the last applied run (its plan's filled_groups)
+    filled_before: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -527,7 +529,9 @@ class Reconciler:
             for ext in sorted(gone):
                 self.plan.team_removes.append(TeamRemove(team=name, external_id=ext))
         self._count_teams(group_teams, desired_teams, state)
-        self._note_empty_groups(groups, links.groups, group_teams, group_roles)
+        self._note_empty_groups(
+            groups, links.groups, group_ids, (group_teams, group_roles), state.filled_before
+        )
         if group_roles:
             self._plan_roles(desired_role, known_for_roles, role_rank)
             self._count_roles(group_roles, desired_role, known_for_roles)
@@ -561,19 +565,29 @@ class Reconciler:
         self,
         groups: dict[str, Group],
         found: dict[str, list[str]],
-        group_teams: dict[str, str],
-        group_roles: dict[str, str],
+        group_ids: dict[str, str],
+        mappings: tuple[dict[str, str], dict[str, str]],
+        filled_before: frozenset[str],
     ) -> None:
-        """The groups that fill a mapped team or role, directly or nested, and came back
-        without a single member value; a mapping key that found no group at all is one."""
+        """The groups filling a mapped team or role, directly or nested, that held members at
+        the last applied run and came back without a single member value (a mapping key
+        whose group is no longer found is one); those that hold members, for the next run."""
+        group_teams, group_roles = mappings
         noted: set[tuple[str, str, str]] = set()
+        filled: set[str] = set()
         for key in dict.fromkeys([*group_teams, *group_roles]):
             team, role = group_teams.get(key, "").strip(), group_roles.get(key, "")
-            names = [key] if not found.get(key) else _empty_within(groups, found[key])
-            for name in names:
+            if not found.get(key):
+                gone = [key] if group_ids.get(key, "") in filled_before else []
+            else:
+                within = _groups_within(groups, found[key])
+                filled.update(_ident(g) for g in within if g.members)
+                gone = [g.name for g in within if not g.members and _ident(g) in filled_before]
+            for name in gone:
                 if (name, team, role) not in noted:
                     noted.add((name, team, role))
                     self.plan.empty_groups.append(EmptyGroup(group=name, team=team, role=role))
+        self.plan.filled_groups = sorted(filled)
 
     def _count_roles(
         self,
@@ -636,18 +650,21 @@ class Reconciler:
                 )
 
 
-def _empty_within(groups: dict[str, Group], tops: list[str]) -> list[str]:
-    """The names of the groups among `tops` and the groups nested in them (each once,
-    cycles tolerated) that hold no member value."""
-    empty, seen, stack = [], set(tops), list(tops)
+def _groups_within(groups: dict[str, Group], tops: list[str]) -> list[Group]:
+    """The groups `tops` names and those nested in them, each once (cycles tolerated)."""
+    seen, stack, found = set(tops), list(tops), []
     while stack:
         group = groups[stack.pop()]
-        if not group.members:
-            empty.append(group.name)
+        found.append(group)
         inner = [member for member in group.members if member in groups and member not in seen]
         seen.update(inner)
         stack.extend(inner)
-    return sorted(empty)
+    return sorted(found, key=lambda group: group.key)
+
+
+def _ident(group: Group) -> str:
+    """How the next read knows a group again: its stable id, else its normalised DN."""
+    return group.external_id or group.key
 
 
 # What makes a held item the same change as one of the current plan, per list.
@@ -693,6 +710,7 @@ def recheck(held: Plan, current: Plan) -> tuple[Plan, dict[str, list[PlanItem]]]
         # the groups as the directory names them now, whatever the held plan saw
         group_renames=list(current.group_renames),
         group_ids=dict(current.group_ids),
+        filled_groups=list(current.filled_groups),
     )
     dropped: dict[str, list[PlanItem]] = {}
     for name, key in _RECHECKED.items():

@@ -203,13 +203,28 @@ def load_membership_state(session: Session, connector: DirectoryConnector) -> Me
             IdentityLink.connector_id == connector.id,
         )
     )
-    state = MembershipState()
+    state = MembershipState(filled_before=_filled_groups(session, connector))
     intern = sys.intern
     for name_key, name, external_id, source in fetch_plain(session, query):
         key = intern(name_key)
         state.memberships.setdefault(key, {})[intern(external_id)] = intern(source)
         state.team_names[key] = name
     return state
+
+
+def _filled_groups(session: Session, connector: DirectoryConnector) -> frozenset[str]:
+    """The groups that held members at the connector's last applied run (its plan's)."""
+    filled = session.scalar(
+        select(DirectorySyncRun.plan["filled_groups"])
+        .where(
+            DirectorySyncRun.connector_id == connector.id,
+            DirectorySyncRun.status.in_(APPLIED_RUN_STATUSES),
+            DirectorySyncRun.dry_run.is_(False),
+        )
+        .order_by(DirectorySyncRun.finished_at.desc())
+        .limit(1)
+    )
+    return frozenset(filled) if isinstance(filled, list) else frozenset()
 
 
 def directory_teams(session: Session, organisation_id: uuid.UUID) -> dict[str, str]:
@@ -305,7 +320,7 @@ def list_runs(
         session.scalars(
             select(DirectorySyncRun)
             .where(DirectorySyncRun.connector_id == connector.id)
-            .order_by(DirectorySyncRun.started_at.desc())
+            .order_by(DirectorySyncRun.finished_at.desc())
             .limit(limit)
         )
     )

@@ -323,3 +323,25 @@ def test_an_address_one_person_gives_up_another_takes_in_the_same_run(
     assert get_run(sessions, outcome.run_id).plan.get("apply_errors", []) == []
     names = {u.name: n for n, u in linked_users(sessions, connector).items()}
     assert (names["Alice Liddell"], names["Bob Builder"]) == ("bob", "robert")
+
+
+def test_a_group_that_was_always_empty_holds_no_routine_team_move(
+    make_connector, sync, sessions, directory
+):
+    """Failed with the rule above before it compared with the last applied run: interns,
+    nested in engineering, has never shown the bind account a member (an empty placeholder
+    group, common on Active Directory). bob leaving engineering for another department is
+    a routine removal, applied at once, not held because interns is empty."""
+    interns = _group(directory, "interns", "dave")
+    directory.replace(interns, "businessCategory", MEMBERS_HIDDEN_FROM_READER)
+    directory.add_values(f"cn=engineering,{directory.groups}", "member", interns.encode())
+    connector = _read_by_the_reader(make_connector, group_teams={"engineering": "Engineering"})
+    assert sync(connector).status == "succeeded"
+    assert team_members(sessions) == {"alice", "bob", "carol"}
+    directory.delete_values(
+        f"cn=engineering,{directory.groups}", "member", directory.person_dn("bob").encode()
+    )
+
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    assert team_members(sessions) == {"alice", "carol"}
