@@ -48,7 +48,10 @@ def slack_body(*, event: str, payload: dict[str, Any], ack_url: str | None) -> b
     ]
     if lines:
         text = "\n".join(f"• {line}" for line in lines)[:2900]
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+        # verbatim: Slack's automatic parsing would link a URL, a #channel or an @here that
+        # a name holds; the escaped mrkdwn is then read as written.
+        section = {"type": "mrkdwn", "text": text, "verbatim": True}
+        blocks.append({"type": "section", "text": section})
     if ack_url:
         blocks.append(
             {

@@ -111,7 +111,11 @@ def _is_hidden(match: re.Match[str]) -> bool:
 
 
 def _marker(match: re.Match[str]) -> str:
-    return f"<U+{ord(match.group()):04X}>" if _is_hidden(match) else match.group()
+    return _code_point(match) if _is_hidden(match) else match.group()
+
+
+def _code_point(match: re.Match[str]) -> str:
+    return f"<U+{ord(match.group()):04X}>"
 
 
 def visible(value: str) -> str:
@@ -119,10 +123,12 @@ def visible(value: str) -> str:
     a marker ("<U+202E>"), so "alice" with a zero-width space or a right-to-left override
     cannot pass for another name. Letters of every script, and joiners where they are part
     of the writing (_joiner_in_context: emoji sequences, after a virama, Persian's ZWNJ), are
-    kept as they are; a joiner anywhere else ("管理" ZWJ "者") is marked."""
+    kept as they are; a joiner anywhere else ("管理" ZWJ "者") is marked. Control characters
+    too ("<U+000A>"): a line break in a name Odock or a directory sent would start a line of
+    its own in an alert that lists one finding per line, or in a header."""
     if value.isascii():
-        return value
-    return _SHOWN.sub(_marker, value)
+        return value if value.isprintable() else _CONTROL.sub(_code_point, value)
+    return _SHOWN.sub(_marker, _CONTROL.sub(_code_point, value))
 
 
 def visible_strings(value: Any) -> Any:

@@ -134,6 +134,10 @@ def test_hidden_characters_are_exactly_unicode_cf_zl_zp_and_the_default_ignorabl
         ("\U0001f3f3\ufe0f\u200d\U0001f308", "\U0001f3f3\ufe0f\u200d\U0001f308"),
         ("\u845b\U000e0100", "\u845b\U000e0100"),
         ("\u2764\ufe0f\ufe0f", "\u2764\ufe0f<U+FE0F>"),
+        # Control characters, in ASCII text or not: a line break starts no line of its own.
+        ("ci\nbot\r", "ci<U+000A>bot<U+000D>"),
+        ("\tesc\x1b[31m\x7f", "<U+0009>esc<U+001B>[31m<U+007F>"),
+        ("Jos\u00e9\n\u0085x", "Jos\u00e9<U+000A><U+0085>x"),
     ],
 )
 def test_visible_marks_invisible_characters_and_keeps_names(name: str, shown: str) -> None:

@@ -145,6 +145,8 @@ def test_csv_cells_a_spreadsheet_would_run_as_formulas_start_with_an_apostrophe(
     session.commit()
     window = ("--since", "2026-09-30T00:00:00Z", "--until", "2026-10-02", "--org", "initech")
     (row,) = csv.DictReader(io.StringIO(run("audit", "export", *window, "--format", "csv").output))
-    assert row["target_id"] == "'" + formula
+    # A tab or carriage return is a control character, shown as its marker: no formula either.
+    shown = "'" + formula if start in "=+-@" else f"<U+{ord(start):04X}>{formula[1:]}"
+    assert row["target_id"] == shown
     assert row["after"].startswith("{")  # JSON cells start with a brace: never a formula
     assert row["actor"] == "okta"

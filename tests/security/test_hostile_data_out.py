@@ -1,0 +1,142 @@
+"""Names someone else chose, on their way out: a key named through Odock's push, a person named
+by their identity provider, rendered where they could be read as markup or structure (Slack
+mrkdwn, email headers and bodies, console pages). Each format's own rules hold: the value is
+shown, never interpreted."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from email.message import EmailMessage
+
+from pytest_httpserver import HTTPServer
+from sqlalchemy.orm import Session
+
+from models.actions import lifecycle, reviews
+from models.actions.notification_deliveries import plan_deliveries
+from models.entities import NotificationDelivery, NotificationHook, User
+from models.enums import HookKind
+from models.settings import Settings
+from tests.odock_inbound.conftest import Bridged, bridge, key_body
+from tests.reviews.conftest import dispatched
+from tests.support import factories as f
+from tests.support.smtp import Mailbox
+from worker.tasks.notifications import send_delivery
+
+# A key name as Odock's management plane pushes it (a user names their own keys): a line
+# break that would start a forged finding, Slack's mentions and a link, a URL and a channel.
+FORGED_LINE = "\u2022 [low] api_key nothing to see: keep (done)"
+HOSTILE_KEY_NAME = f"ci\n{FORGED_LINE}\r\n<!channel> @here <https://evil.example|review> #general"
+
+
+def _push_hostile_key(bridged: Bridged) -> None:
+    key_id = uuid.uuid4()
+    answer = bridged.put("keys", key_id, key_body(bridged.owner, name=HOSTILE_KEY_NAME))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+
+
+def _revoke_owner_and_send(
+    session: Session, settings: Settings, bridged: Bridged
+) -> list[NotificationDelivery]:
+    """Revoke the key's owner (a review opens) and send each delivery of the notifications
+    it queued through the worker's sending path."""
+    owner = session.get(User, bridged.owner.id)
+    assert owner is not None
+    revocation = lifecycle.revoke(session, user=owner, actor=f.SETUP)
+    session.flush()
+    reviews.open_revocation_review(session, revocation_id=revocation.id, actor=f.SETUP)
+    session.commit()
+    planned = [
+        delivery
+        for queued in dispatched(session)
+        for delivery in plan_deliveries(
+            session,
+            event_id=queued["event_id"],
+            organisation_id=uuid.UUID(queued["organisation_id"]),
+            event=queued["event"],
+            payload=queued["payload"],
+            recipient_user_ids=[uuid.UUID(u) for u in queued["recipient_user_ids"]],
+        )
+    ]
+    session.commit()
+    for delivery in planned:
+        hook = session.get(NotificationHook, delivery.hook_id) if delivery.hook_id else None
+        assert send_delivery(session, settings, delivery, hook).ok
+    session.commit()
+    return planned
+
+
+def _slack_sections(httpserver: HTTPServer) -> list[dict]:
+    bodies = [json.loads(request.get_data()) for request, _ in httpserver.log]
+    return [
+        block["text"]
+        for body in bodies
+        for block in body["blocks"]
+        if block["type"] == "section" and HOSTILE_KEY_NAME[:2] in block["text"]["text"]
+    ]
+
+
+def test_a_key_name_forges_no_slack_line_link_or_mention(
+    session, settings, client, httpserver: HTTPServer
+):
+    """Slack reads a section's mrkdwn: the name's &, < and > escaped (its <!channel> and
+    <url|text> are text), its line breaks shown, not started as a forged finding, and the
+    text verbatim, so Slack's automatic parsing links no URL, channel or @here in it
+    (Slack's text object: `verbatim`)."""
+    httpserver.expect_request("/slack").respond_with_data("ok")
+    bridged = bridge(session, settings, client)
+    f.make_hook(
+        session,
+        bridged.org.id,
+        httpserver.url_for("/slack"),
+        secret_key=settings.secret_key,
+        kind=HookKind.SLACK,
+        name="chat",
+    )
+    session.commit()
+    _push_hostile_key(bridged)
+
+    _revoke_owner_and_send(session, settings, bridged)
+
+    (section,) = _slack_sections(httpserver)
+    assert section["type"] == "mrkdwn" and section.get("verbatim") is True
+    text = section["text"]
+    assert "<" not in text.replace("&lt;", "") and ">" not in text.replace("&gt;", "")
+    assert "&lt;!channel&gt;" in text
+    assert not any(line.startswith(FORGED_LINE[:8]) for line in text.split("\n"))
+    assert "ci&lt;U+000A&gt;" in text
+
+
+def test_a_key_name_forges_no_line_in_an_owners_email(session, settings, client, mailbox: Mailbox):
+    """The plain-text alert lists one finding per line: a name's line breaks are shown as
+    markers, so no forged line ("- [low] ... keep (done)") appears in it."""
+    bridged = bridge(session, settings, client)
+    secops = f"secops-{bridged.org.slug}@example.com"
+    f.make_hook(
+        session,
+        bridged.org.id,
+        secops,
+        secret_key=settings.secret_key,
+        kind=HookKind.EMAIL,
+        name="secops",
+    )
+    session.commit()
+    _push_hostile_key(bridged)
+
+    _revoke_owner_and_send(session, settings, bridged)
+
+    mails = mailbox.to(secops)
+    assert mails
+    for mail in mails:
+        _assert_one_subject_and_no_forged_line(mail)
+
+
+def _assert_one_subject_and_no_forged_line(mail: EmailMessage) -> None:
+    assert len(mail.get_all("Subject") or []) == 1 and mail["Bcc"] is None
+    content = mail.get_content()
+    lines = content.split("\n")
+    assert not any(line.startswith(f"- {FORGED_LINE[:8]}") for line in lines), content
+    assert not any(re.match(r"^\u2022 \[low\]", line) for line in lines), content
+    if "ci" in content:
+        assert "ci<U+000A>" in content
