@@ -27,6 +27,7 @@ def install(app: Flask, settings: Settings) -> None:
         request_id.begin(state, req)
         body.check_query(req)  # every protocol refuses the same hostile queries
         body.check_path(req)  # and paths
+        body.check_headers(req)  # and header values
         body.check_content_encoding(req)  # and reads no body it cannot decode
         # nor more of one than its route takes
         body.limit_request_body(state, req, body_limits.body_limit(settings, req.path))

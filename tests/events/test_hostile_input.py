@@ -59,3 +59,20 @@ def test_a_nul_in_the_path_is_a_400_before_any_lookup(client, hooked, unchanged,
     assert response.mimetype == "application/problem+json"
     assert response.json["field"] == "path" and "NUL" in response.json["detail"]
     unchanged()
+
+
+def test_a_signed_delivery_whose_id_carries_a_nul_is_a_400_and_not_stored(
+    client, hooked, unchanged
+):
+    """RFC 9110 forbids NUL in a header's value; gunicorn refuses it, not every front does.
+    Signed by the sender, such a webhook-id reached the INSERT of the delivery: a 500 on
+    PostgreSQL, which refuses NUL in text. The shared guard refuses a NUL in any header as it
+    refuses one in the path and the query."""
+    event = generic("user.deactivated", user={"email": "ada@example.com"})
+    body, headers = signed(hooked.signing_secret, event, msg_id="msg_\x00one")
+    unchanged()
+    response = client.post(hooked.events_url, data=body, headers=headers)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert response.json["field"] == "webhook-id" and "NUL" in response.json["detail"]
+    unchanged()

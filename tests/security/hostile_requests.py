@@ -159,6 +159,8 @@ HEADERS: list[tuple[str, dict[str, str]]] = [
     ("host_label_too_long", {"Host": "x" * 64 + ".test"}),  # werkzeug's BadHost
     ("host_garbage", {"Host": "a b:99999"}),
     ("cookie_garbage", {"Cookie": "odock_console=" + "\xff" * 200 + "; a=" + "b" * 3000}),
+    # Signed (send signs with a probe's own webhook-id): the id reaches the delivery's INSERT.
+    ("nul_in_headers", {"webhook-id": "msg_\x00nul", "User-Agent": "agent\x00"}),
     (
         "webhook_headers_garbage",
         {"webhook-id": "\xff", "webhook-timestamp": "1e400", "webhook-signature": "v1,===="},
@@ -303,6 +305,7 @@ COMMON_HEADERS = {
     "content_encoding_gzip",
     "host_label_too_long",
     "host_garbage",
+    "nul_in_headers",
 }
 HEADERS_OF: dict[str, set[str]] = {
     "admin": AUTH_HEADERS | {"if_match_garbage"},
@@ -419,10 +422,10 @@ def oidc_probes() -> list[Probe]:
 # ---------------------------------------------------------------------------------------------
 
 
-def sign_standard(secret: str, body: bytes) -> dict[str, str]:
+def sign_standard(secret: str, body: bytes, msg_id: str | None = None) -> dict[str, str]:
     """Standard Webhooks headers over raw bytes (the library's helper signs text only)."""
     key = base64.b64decode(secret.removeprefix("whsec_"))
-    msg_id = f"msg_{uuid.uuid4().hex}"
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     stamp = str(int(time.time()))
     mac = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
     return {
@@ -516,12 +519,13 @@ def send(world: Any, sent: Sent) -> Any:
     if flow is not None and _cookies(flow):
         headers["Cookie"] = _cookies(flow)
     if body is not None:
+        msg_id = sent.headers.get("webhook-id")
         if protocol == "events":
-            headers.update(sign_standard(tenant.signing_secret, body))
+            headers.update(sign_standard(tenant.signing_secret, body, msg_id))
         if protocol == "odock_events":
-            headers.update(sign_standard(world.values["odock_secret"], body))
+            headers.update(sign_standard(world.values["odock_secret"], body, msg_id))
         if protocol == "enrollment_hook":
-            headers.update(sign_standard(HOOK_SECRET, body))
+            headers.update(sign_standard(HOOK_SECRET, body, msg_id))
     headers.update(sent.headers)
     if sent.content_type is not None:
         headers["Content-Type"] = sent.content_type
