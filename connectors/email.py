@@ -41,6 +41,10 @@ def build_message(config: SmtpConfig, email: Email) -> EmailMessage:
     message = EmailMessage()
     message["From"] = config.sender
     message["To"] = email.to
+    # An address someone else chose is one mailbox: "admin@corp.example,all-staff" has one @
+    # and passes for an address, but read as a To header (RFC 5322 address-list) it is two.
+    if len(message["To"].addresses) != 1:
+        raise EmailRejected(f"not one mailbox: {email.to!r}")
     message["Subject"] = email.subject
     message["Message-ID"] = email.message_id or make_msgid(domain="odock-sync")
     message.set_content(email.text)

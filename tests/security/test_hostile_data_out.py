@@ -11,12 +11,13 @@ import uuid
 from email.message import EmailMessage
 
 from pytest_httpserver import HTTPServer
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.actions import lifecycle, reviews
-from models.actions.notification_deliveries import plan_deliveries
-from models.entities import NotificationDelivery, NotificationHook, User
-from models.enums import HookKind
+from models.actions.notification_deliveries import AttemptResult, plan_deliveries
+from models.entities import NotificationDelivery, NotificationHook, Organisation, User
+from models.enums import HookKind, Role
 from models.settings import Settings
 from tests.odock_inbound.conftest import Bridged, bridge, key_body
 from tests.reviews.conftest import dispatched
@@ -38,7 +39,7 @@ def _push_hostile_key(bridged: Bridged) -> None:
 
 def _revoke_owner_and_send(
     session: Session, settings: Settings, bridged: Bridged
-) -> list[NotificationDelivery]:
+) -> list[tuple[NotificationDelivery, AttemptResult]]:
     """Revoke the key's owner (a review opens) and send each delivery of the notifications
     it queued through the worker's sending path."""
     owner = session.get(User, bridged.owner.id)
@@ -60,11 +61,14 @@ def _revoke_owner_and_send(
         )
     ]
     session.commit()
-    for delivery in planned:
-        hook = session.get(NotificationHook, delivery.hook_id) if delivery.hook_id else None
-        assert send_delivery(session, settings, delivery, hook).ok
+    sent = [(delivery, _send(session, settings, delivery)) for delivery in planned]
     session.commit()
-    return planned
+    return sent
+
+
+def _send(session: Session, settings: Settings, delivery: NotificationDelivery) -> AttemptResult:
+    hook = session.get(NotificationHook, delivery.hook_id) if delivery.hook_id else None
+    return send_delivery(session, settings, delivery, hook)
 
 
 def _slack_sections(httpserver: HTTPServer) -> list[dict]:
@@ -97,7 +101,7 @@ def test_a_key_name_forges_no_slack_line_link_or_mention(
     session.commit()
     _push_hostile_key(bridged)
 
-    _revoke_owner_and_send(session, settings, bridged)
+    assert all(result.ok for _, result in _revoke_owner_and_send(session, settings, bridged))
 
     (section,) = _slack_sections(httpserver)
     assert section["type"] == "mrkdwn" and section.get("verbatim") is True
@@ -124,7 +128,7 @@ def test_a_key_name_forges_no_line_in_an_owners_email(session, settings, client,
     session.commit()
     _push_hostile_key(bridged)
 
-    _revoke_owner_and_send(session, settings, bridged)
+    assert all(result.ok for _, result in _revoke_owner_and_send(session, settings, bridged))
 
     mails = mailbox.to(secops)
     assert mails
@@ -140,3 +144,39 @@ def _assert_one_subject_and_no_forged_line(mail: EmailMessage) -> None:
     assert not any(re.match(r"^\u2022 \[low\]", line) for line in lines), content
     if "ci" in content:
         assert "ci<U+000A>" in content
+
+
+def test_an_address_an_identity_provider_sent_adds_no_recipient(
+    session, settings, client, mailbox: Mailbox
+):
+    """An address is one mailbox: "admin@corp,all-staff" (one @, so well formed to the intake)
+    made the To header two addresses, and the review meant for one admin went to a mailbox
+    named all-staff as well. Such a delivery is refused for good, sent to nobody."""
+    bridged = bridge(session, settings, client)
+    org = session.get(Organisation, bridged.org.id)
+    scim = {"Authorization": f"Bearer {f.scim_token(session, org)}"}
+    session.commit()
+    address = f"admin-{bridged.org.slug}@corp.example,all-staff"
+    created = client.post(
+        "/scim/v2/Users",
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": address,
+            "emails": [{"value": address, "primary": True}],
+            "name": {"givenName": "Ann", "familyName": "Admin"},
+        },
+        headers=scim,
+    )
+    assert created.status_code == 201, created.get_data(as_text=True)
+    admin = session.scalars(select(User).where(User.email == address)).one()
+    admin.role = Role.ORG_ADMIN
+    session.commit()
+    _push_hostile_key(bridged)
+
+    sent = _revoke_owner_and_send(session, settings, bridged)
+
+    (to_admin,) = [(d, r) for d, r in sent if d.recipient_email == address]
+    assert not to_admin[1].ok and to_admin[1].permanent
+    assert mailbox.to("all-staff") == []
+    for mail in mailbox.messages:
+        assert len(mail["To"].addresses) == 1
