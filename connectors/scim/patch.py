@@ -442,16 +442,20 @@ def _key(container: dict[str, Any], name: str) -> str:
 
 def _unwrapped(path: Path, value: Any) -> Any:
     """Entra ID without aadOptscim062020 wraps a single-valued attribute's value as
-    [{"value": x}]: x (or, for a complex attribute such as manager, {"value": x})."""
+    [{"value": x}] or [{"$ref": null, "value": x}]: x (or, for a complex attribute such as
+    manager, {"value": x})."""
     if path.attribute is None or path.attribute.multi_valued or path.value_filter is not None:
         return value
     if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict)):
         return value
     (only,) = value
-    if [str(key).lower() for key in only] != ["value"]:
+    fields = {str(key).lower(): item for key, item in only.items()}
+    if "$ref" in fields and fields["$ref"] is None:
+        del fields["$ref"]
+    if list(fields) != ["value"]:
         return value
     complex_whole = path.attribute.sub_attributes and path.sub is None
-    return only if complex_whole else next(iter(only.values()))
+    return {"value": fields["value"]} if complex_whole else fields["value"]
 
 
 def _whole_multi(path: Path) -> bool:

@@ -10,7 +10,10 @@ Sources, cited by each shape:
   properties, disable, groups with `excludedAttributes=members`, members with `"$ref": null`)
 - ENTRA_KNOWN_ISSUES: https://learn.microsoft.com/entra/identity/app-provisioning/application-provisioning-config-problem-scim-compatibility
   (the same PATCH before and after `aadOptscim062020`: capitalised ops, "False" strings,
-  `[{"value": …}]` single values, a value object without path, member removal)
+  `[{"value": …}]` single values, a value object without path, member removal); without
+  the flag a single value also comes as `[{"$ref": null, "value": …}]`, as gateways built
+  for Entra record it (github.com/jelhub/scimgateway: `"path":"displayName","value":
+  [{"$ref":null,"value":"Peter Hansen"}]`)
 - ENTRA_APP_ROLES: https://learn.microsoft.com/entra/identity/app-provisioning/customize-application-attributes
   ("Provisioning a role to a SCIM app": roles with `"primary": "True"`, and
   SingleAppRoleAssignment's target `roles[primary eq "True"].value`)
@@ -308,6 +311,34 @@ SHAPES = [
         ANN,
         _patch({"op": "Add", "path": "nickName", "value": [{"value": "Babs"}]}),
         check=_equals("nickName", "Babs"),
+    ),
+    Shape(
+        ENTRA_KNOWN_ISSUES,
+        'single values without the flag ([{"$ref": null, "value": x}])',
+        "PATCH",
+        ANN,
+        _patch(
+            {"op": "Replace", "path": "displayName", "value": [{"$ref": None, "value": "Peter"}]},
+            {"op": "Replace", "path": "name.familyName", "value": [{"$ref": None, "value": "Han"}]},
+            {
+                "op": "Add",
+                "path": f"{ENTERPRISE}:manager",
+                "value": [{"$ref": None, "value": "{bob}"}],
+            },
+        ),
+        check=_all(
+            _equals("displayName", "Peter"),
+            _equals("name", {"formatted": "ann Family", "familyName": "Han", "givenName": "ann"}),
+            _manager("{bob}"),
+        ),
+    ),
+    Shape(
+        ENTRA_KNOWN_ISSUES,
+        'disable without the flag ([{"$ref": null, "value": "False"}])',
+        "PATCH",
+        ANN,
+        _patch({"op": "Replace", "path": "active", "value": [{"$ref": None, "value": "False"}]}),
+        check=_equals("active", False),
     ),
     Shape(
         ENTRA_KNOWN_ISSUES,
