@@ -405,9 +405,16 @@ class Reconciler:
     def _plan_rehires(self, *, proven_gone: bool) -> None:
         """A new entry with the email of a user whose entry is gone: the same person, back
         under a new stable id (deleted and re-created). Relinked, not locked out."""
+        moving = {item.external_id: item for item in self.plan.updates if item.new("email")}
         for person, old_ext, old in self._rehires:
             message = ""
-            if self.is_seen(old_ext):
+            if old_ext in moving:
+                # the address is free in the directory, not yet in the database
+                message = (
+                    f"{person.email} is the address the user of {moving[old_ext].dn} gives up "
+                    "in this run; this entry is imported at the next sync"
+                )
+            elif self.is_seen(old_ext):
                 message = f"email {person.email} is used by more than one directory entry"
             elif self.rehire != "relink":
                 message = (

@@ -345,3 +345,27 @@ def test_a_group_that_was_always_empty_holds_no_routine_team_move(
     outcome = sync(connector)
     assert outcome.status == "succeeded", outcome
     assert team_members(sessions) == {"alice", "carol"}
+
+
+def test_a_joiner_given_an_address_a_colleague_gives_up_is_told_so_and_joins_next(
+    make_connector, sync, sessions, directory
+):
+    """bob becomes robert@ and a new entry, bob2, gets bob@ in the same read. bob still
+    holds bob@ until this run changes him, so bob2 joins at the next sync. Failed before:
+    bob2 was reported as "email ... is used by more than one directory entry", which no
+    entry was, sending the admin after a duplicate that does not exist."""
+    connector = make_connector()
+    assert sync(connector).status == "succeeded"
+    directory.replace(directory.person_dn("bob"), "mail", f"robert@{directory.domain}".encode())
+    directory.add_person("bob2", name="Bob Two", mail=f"bob@{directory.domain}")
+
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    errors = get_run(sessions, outcome.run_id).plan["errors"]
+    assert [e["message"] for e in errors] == [
+        f"bob@{directory.domain} is the address the user of {directory.person_dn('bob')} "
+        "gives up in this run; this entry is imported at the next sync"
+    ]
+    assert sync(connector).summary["create"] == 1
+    names = {u.name: n for n, u in linked_users(sessions, connector).items()}
+    assert (names["Bob Builder"], names["Bob Two"]) == ("robert", "bob")
