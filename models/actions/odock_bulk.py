@@ -317,7 +317,6 @@ class Loader:
         self.rows: list[tuple[Any, ...]] = []
         self.seen_only: list[uuid.UUID] = []
         self.postgres = connection.dialect.name == "postgresql"
-        self.has_tombstones = False
         self.directory: Directory | None = None
         self.columns = list(self.stage.columns.keys())
         self.people = [self.columns.index(name) for name in PEOPLE[kind]]
@@ -331,11 +330,6 @@ class Loader:
         for table in tables:
             self.connection.execute(text(f"DROP TABLE IF EXISTS {table.name}"))
             table.create(self.connection)
-        tombstones = select(OdockTombstone.object_id).where(
-            OdockTombstone.organisation_id == self.organisation_id,
-            OdockTombstone.kind == self.kind,
-        )
-        self.has_tombstones = bool(self.connection.scalar(tombstones.exists().select()))
         self.directory = Directory(self.connection, self.organisation_id)
         self.connection.commit()
         return self
@@ -517,9 +511,9 @@ class Loader:
         self.counts.reject([f"{i}: held by another organisation" for i in foreign])
 
     def _drop_buried(self) -> None:
-        """Rows not newer than the tombstone of their id: a newer delete already won."""
-        if not self.has_tombstones:
-            return
+        """Rows not newer than the tombstone of their id: a newer delete already won. Asked
+        for each chunk: a delete may commit while the load runs (it was asked once, at the
+        start, and a key deleted meanwhile came back at an older version)."""
         stage = self.stage
         buried = exists().where(
             OdockTombstone.organisation_id == self.organisation_id,

@@ -99,6 +99,25 @@ def test_an_import_never_passes_a_tombstone_and_never_deletes(bridged, session, 
     assert set(session.scalars(select(VirtualApiKey.id))) == {kept}
 
 
+def test_a_delete_committed_while_an_import_runs_is_not_passed_by_an_older_line(
+    bridged, session, engine
+):
+    """An organisation with no tombstone when the import starts; the management plane deletes
+    a key (version 5) while the import reads its lines, then a line holds that key at version
+    4. The import looked for tombstones once, at its start, and brought the key back."""
+    buried, kept = uuid.uuid4(), uuid.uuid4()
+
+    def lines():
+        yield from lines_of({"kind": "key", "id": str(kept), **key_body(version=1)})
+        assert bridged.delete("keys", buried, 5).status_code == 204
+        yield from lines_of({"kind": "key", "id": str(buried), **key_body(version=4)})
+
+    run = odock_reconcile.import_lines(engine, organisation_id=bridged.org.id, lines=lines())
+
+    assert run.summary["key"]["created"] == 1 and run.summary["key"]["unchanged"] == 1
+    assert set(session.scalars(select(VirtualApiKey.id))) == {kept}
+
+
 def test_the_cli_imports_a_file(run, bridged, tmp_path, session):
     key_id = uuid.uuid4()
     path = tmp_path / "odock.jsonl"
