@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 from email.message import EmailMessage
+from html.parser import HTMLParser
 
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
@@ -18,8 +19,10 @@ from models.actions import lifecycle, reviews
 from models.actions.notification_deliveries import AttemptResult, plan_deliveries
 from models.entities import NotificationDelivery, NotificationHook, Organisation, User
 from models.enums import HookKind, Role
+from models.observability import configure_logging
 from models.settings import Settings
-from tests.odock_inbound.conftest import Bridged, bridge, key_body
+from tests.console.conftest import sign_in
+from tests.odock_inbound.conftest import Bridged, Ref, bridge, key_body
 from tests.reviews.conftest import dispatched
 from tests.support import factories as f
 from tests.support.smtp import Mailbox
@@ -180,3 +183,94 @@ def test_an_address_an_identity_provider_sent_adds_no_recipient(
     assert mailbox.to("all-staff") == []
     for mail in mailbox.messages:
         assert len(mail["To"].addresses) == 1
+
+
+# Markup in a name: closing an attribute, a script, an event handler, a javascript: URL.
+MARKUP = "\"'><script>alert(1)</script><img src=x onerror=alert(2)><a href=javascript:alert(3)>"
+
+
+def test_guard_markup_in_names_is_text_on_every_console_page(session, settings, client):
+    """Guard (passed before): a display name set through SCIM and a key name pushed by Odock,
+    each holding markup, are escaped text on the person, review, reviews and audit pages
+    (Jinja's autoescape, the audit's before/after JSON through tojson): no element, no
+    attribute, no URL of theirs."""
+    bridged = bridge(session, settings, client)
+    org = session.get(Organisation, bridged.org.id)
+    admin = f.make_user(session, org, role=Role.ORG_ADMIN)
+    admin_token = f.admin_token(session, org, admin)
+    scim = {"Authorization": f"Bearer {f.scim_token(session, org)}"}
+    session.commit()
+    created = client.post(
+        "/scim/v2/Users",
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": f"leaver-{bridged.org.slug}@example.com",
+            "displayName": MARKUP,
+            "name": {"givenName": MARKUP, "familyName": "x"},
+            "emails": [{"value": f"leaver-{bridged.org.slug}@example.com", "primary": True}],
+        },
+        headers=scim,
+    )
+    assert created.status_code == 201, created.get_data(as_text=True)
+    leaver = session.scalars(select(User).where(User.email.startswith("leaver-"))).one()
+    key = key_body(Ref(leaver.id), name=MARKUP)
+    session.commit()  # SQLite: a reading transaction holds the write lock
+    assert bridged.put("keys", uuid.uuid4(), key).status_code == 200
+    revocation = lifecycle.revoke(session, user=leaver, actor=f.SETUP)
+    session.flush()
+    review = reviews.open_revocation_review(session, revocation_id=revocation.id, actor=f.SETUP)
+    assert review is not None
+    session.commit()
+    sign_in(client, admin_token)
+
+    pages = [
+        f"/console/people/{leaver.id}",
+        f"/console/reviews/{review.id}",
+        "/console/reviews",
+        "/console/audit",
+        f"/console/audit?user_id={leaver.id}",
+    ]
+    for path in pages:
+        answer = client.get(path)
+        assert answer.status_code == 200, path
+        assert _injected(answer.get_data(as_text=True)) == [], path
+    person = client.get(f"/console/people/{leaver.id}").get_data(as_text=True)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in person
+
+
+class _Elements(HTMLParser):
+    """What a browser would build from a page that the markup in a name could have made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.injected: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img" or (tag == "script" and not dict(attrs).get("src")):
+            self.injected.append(tag)
+        for name, value in attrs:
+            if name.startswith("on") or (value or "").strip().lower().startswith("javascript:"):
+                self.injected.append(f"{tag} {name}={value}")
+
+
+def _injected(page: str) -> list[str]:
+    parser = _Elements()
+    parser.feed(page)
+    return parser.injected
+
+
+def test_guard_a_line_break_in_a_request_is_one_json_log_record(settings, client, capsys):
+    """Guard (passed before): what a caller chose (here a hook address with CR LF and a
+    forged record after it) is logged inside one JSON line (LOG_JSON, the default), escaped."""
+    forged = '{"event":"user.revoked","level":"critical"}'
+    configure_logging(settings.model_copy(update={"log_level": "INFO"}))
+    try:
+        capsys.readouterr()
+        client.post(f"/hooks/okta/nobody%0d%0a{forged}", data=b"{}")
+        logged = capsys.readouterr().err
+    finally:
+        configure_logging(settings)
+    records = [json.loads(line) for line in logged.splitlines()]
+    (refused,) = [r for r in records if r["event"] == "idp_hook.refused"]
+    assert refused["path"].endswith(f"\r\n{forged}")
+    assert not any(r.get("level") == "critical" for r in records)
