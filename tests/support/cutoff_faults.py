@@ -284,6 +284,7 @@ def worker_killed_before_the_review_opens(
         wait_until(
             lambda: served.log().count("Task reviews.open_for_revocation[") > received,
             what="the bulk worker to take the review task",
+            explain=lambda: served.log()[-6000:],
         )
         worker = served.child_pid("worker@")
         pool = descendants(worker)
