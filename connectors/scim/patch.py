@@ -441,10 +441,11 @@ def _key(container: dict[str, Any], name: str) -> str:
 
 
 def _unwrapped(path: Path, value: Any) -> Any:
-    """Entra ID without aadOptscim062020 wraps a single-valued attribute's value as
-    [{"value": x}] or [{"$ref": null, "value": x}]: x (or, for a complex attribute such as
-    manager, {"value": x})."""
-    if path.attribute is None or path.attribute.multi_valued or path.value_filter is not None:
+    """Entra ID without aadOptscim062020 wraps a single value (of an attribute, or of a
+    sub-attribute: `phoneNumbers[type eq "work"].value`) as [{"value": x}] or
+    [{"$ref": null, "value": x}]: x (or, for a complex attribute such as manager,
+    {"value": x})."""
+    if path.attribute is None or (path.attribute.multi_valued and path.sub is None):
         return value
     if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict)):
         return value

@@ -13,7 +13,8 @@ Sources, cited by each shape:
   `[{"value": …}]` single values, a value object without path, member removal); without
   the flag a single value also comes as `[{"$ref": null, "value": …}]`, as gateways built
   for Entra record it (github.com/jelhub/scimgateway: `"path":"displayName","value":
-  [{"$ref":null,"value":"Peter Hansen"}]`)
+  [{"$ref":null,"value":"Peter Hansen"}]`, and so for a sub-attribute of a value path,
+  `phoneNumbers[type eq "work"].value` or `addresses[type eq "work"].country`)
 - ENTRA_APP_ROLES: https://learn.microsoft.com/entra/identity/app-provisioning/customize-application-attributes
   ("Provisioning a role to a SCIM app": roles with `"primary": "True"`, and
   SingleAppRoleAssignment's target `roles[primary eq "True"].value`)
@@ -330,6 +331,29 @@ SHAPES = [
             _equals("displayName", "Peter"),
             _equals("name", {"formatted": "ann Family", "familyName": "Han", "givenName": "ann"}),
             _manager("{bob}"),
+        ),
+    ),
+    Shape(
+        ENTRA_KNOWN_ISSUES,
+        "a value path's sub-attribute without the flag, wrapped",
+        "PATCH",
+        ANN,
+        _patch(
+            {
+                "op": "Replace",
+                "path": 'phoneNumbers[type eq "work"].value',
+                "value": [{"$ref": None, "value": "+47 12345678"}],
+            },
+            {"op": "Add", "path": 'addresses[type eq "work"].country', "value": [{"value": "NO"}]},
+            {
+                "op": "Replace",
+                "path": 'phoneNumbers[type eq "mobile"].value',
+                "value": [{"value": ""}],
+            },
+        ),
+        check=_all(
+            _equals("phoneNumbers", [{"value": "+47 12345678", "type": "work"}]),
+            _equals("addresses", [{"country": "NO", "type": "work"}]),
         ),
     ),
     Shape(
