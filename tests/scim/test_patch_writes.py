@@ -49,7 +49,7 @@ def test_a_deactivation_runs_its_writes_through_the_driver_as_sqlalchemy_would(
     direct: list[str] = []
     run = driver_writes.run_prepared
 
-    def spying(connection: Any, sql: str, values: dict[str, Any]) -> Any:
+    def spying(connection: Any, sql: str, values: list[Any]) -> Any:
         direct.append(sql)
         return run(connection, sql, values)
 
@@ -64,6 +64,9 @@ def test_a_deactivation_runs_its_writes_through_the_driver_as_sqlalchemy_would(
     # holds no key, token, invitation or budget), then the person's status, the revocation,
     # the audit events, outbox message and SCIM row together (models.change_writes).
     assert len(direct) == 3, direct
+    # Each with PostgreSQL's own placeholders, numbered once per statement: psycopg converts
+    # none of them again on each call (the combined write has more than 50 parameters).
+    assert all("%(" not in sql and "$1" in sql for sql in direct), direct
     assert scim.get(f"/Users/{made.json['id']}").json == answer.json
     user_id = session.scalar(select(ScimUser.user_id).where(ScimUser.id == made.json["id"]))
     assert session.get_one(User, user_id).status is UserStatus.REVOKED

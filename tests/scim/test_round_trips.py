@@ -381,7 +381,7 @@ def _driver_reads(monkeypatch: Any) -> list[str]:
     seen: list[str] = []
     run = db._run_prepared_read
 
-    def counting(connection: Any, sql: str, values: dict[str, Any]) -> Any:
+    def counting(connection: Any, sql: str, values: list[Any]) -> Any:
         seen.append(sql)
         return run(connection, sql, values)
 
@@ -490,7 +490,7 @@ def test_driver_reads_keep_one_cursor_per_pooled_connection(app: Flask, monkeypa
         cursors: list[Any] = []
         run = db._run_prepared_read
 
-        def spying(cursor: Any, sql: str, values: dict[str, Any]) -> Any:
+        def spying(cursor: Any, sql: str, values: list[Any]) -> Any:
             cursors.append(cursor)
             return run(cursor, sql, values)
 
