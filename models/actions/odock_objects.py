@@ -279,6 +279,9 @@ def upsert_key(
     are revoked, is revoked or held by the key policy now, not at the next review sweep. The
     caller asks again once this transaction has committed (a revocation committing meanwhile
     did not see the key)."""
+    # The key before its holder: a drain batch locks its events' keys and leavers in event
+    # order, and a push that held the leaver while it waited for the key waited in a circle.
+    _lock_object(session, key_id)
     values = keep_pending_decisions(session, key_id, key_values(session, organisation_id, key))
     leaver = _revoked_holder(session, key, values)
     applied = upsert(session, KIND_KEY, organisation_id, key_id, values, actor)

@@ -12,11 +12,15 @@ import requests
 from sqlalchemy import select
 
 from connectors import signed_webhooks
-from models.db import SessionFactory
-from models.entities import AuditEvent, OdockTombstone, VirtualApiKey
+from models import person_lock
+from models.actions import lifecycle, odock_objects
+from models.db import SessionFactory, make_session_factory
+from models.entities import AuditEvent, OdockTombstone, User, VirtualApiKey
 from tests.odock_inbound.conftest import Bridged, key_body
 from tests.scim.conftest import live_server as _live_server
-from tests.support.parallel import in_parallel
+from tests.support import factories as f
+from tests.support.parallel import _waiting_for_locks, in_parallel, in_thread
+from tests.support.wait import wait_until
 
 live_server = _live_server
 ROUNDS = 4
@@ -152,3 +156,29 @@ def test_pushes_and_change_events_of_one_key_at_once_end_at_the_newest(
     assert held(sessions, key_id) == (16, None)
     with sessions() as fresh:
         assert fresh.get_one(VirtualApiKey, key_id).name == "v16"
+
+
+def test_a_push_for_a_leaver_waits_for_the_key_before_it_locks_the_leaver(
+    bridged: Bridged, live_server: str, sessions: SessionFactory, engine: Any
+) -> None:
+    """A drain batch holds a key's lock (an earlier event of it) and then locks a leaver (a
+    later event of another key of theirs), as it locks in event order. A push of the first key
+    for that leaver locked the leaver first and then waited for the key: the two waited for
+    each other, and PostgreSQL broke the circle by failing the push. The push now waits for
+    the key before it locks anyone. (SQLite runs one writer at a time: nothing waits in a
+    circle there, and the push goes through as well.)"""
+    with sessions() as setup:
+        owner = setup.get_one(User, bridged.owner.id)
+        lifecycle.revoke(setup, user=owner, actor=f.SETUP, reason="left")
+        setup.commit()
+    key_id = uuid.uuid4()
+    push = Plane(live_server, bridged).put(key_id, key_body(bridged.owner, version=2))
+    with make_session_factory(engine)() as drain:
+        odock_objects._lock_object(drain, key_id)
+        thread, out = in_thread(push)
+        wait_until(lambda: _waiting_for_locks(engine, 1), timeout=60, what="the push waiting")
+        person_lock.lock_people(drain, [bridged.owner.id])
+        drain.commit()
+    thread.join(60)
+    assert out["result"].status_code == 200, out["result"].text
+    assert held(sessions, key_id) == (2, None)
