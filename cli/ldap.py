@@ -152,8 +152,8 @@ def _settings_change(thresholds: tuple[str, ...]) -> dict[str, Any]:
     "thresholds",
     multiple=True,
     help=(
-        "KIND.count=N or KIND.percent=N; KIND is revoke, team_remove, demote or reactivate "
-        "(repeat)."
+        "KIND.count=N or KIND.percent=N; KIND is revoke, team_remove, demote, reactivate "
+        "or end_date_clear (repeat)."
     ),
 )
 @click.option("--rehire", default=None, help="relink (default) or report.")
@@ -183,7 +183,7 @@ def safety(
             )
         data = connector_view(connector)["safety"]
     lines = [
-        f"{kind:12} count {limit['count']:>8}  percent {limit['percent']:>3}"
+        f"{kind:14} count {limit['count']:>8}  percent {limit['percent']:>3}"
         for kind, limit in data["thresholds"].items()
     ]
     lines += [f"{name}: {value}" for name, value in data.items() if name != "thresholds"]

@@ -99,6 +99,13 @@ class Update(PlanItem):
         change = self.fields.get(name)
         return change[1] if change is not None else None
 
+    @property
+    def lifts_end_date(self) -> bool:
+        """The directory's end date for this person cleared or moved later: access that
+        lasts longer (ISO 8601 UTC strings of one shape compare as the moments do)."""
+        before, after = self.fields.get("access_ends_at") or ("", "")
+        return bool(before) and (not after or after > before)
+
 
 @dataclass(slots=True, frozen=True, kw_only=True)
 class RoleChange(PlanItem):
@@ -245,6 +252,10 @@ class Plan:
     def demotions(self) -> int:
         return sum(1 for item in self.roles if item.demotion)
 
+    @property
+    def end_date_clears(self) -> int:
+        return sum(1 for item in self.updates if item.lifts_end_date)
+
     def to_dict(self, *, keep: int | None = None) -> dict[str, Any]:
         """A JSON-ready copy; with `keep`, long lists are cut and their full length noted."""
         data: dict[str, Any] = {}
@@ -291,6 +302,7 @@ class Plan:
             "team_remove": len(self.team_removes),
             "team_retire": len(self.team_retires),
             "demote": self.demotions,
+            "end_date_clear": self.end_date_clears,
             "withheld": sum(self.withheld.values()),
             "unchanged": self.unchanged,
             "skipped": self.skipped,

@@ -1,14 +1,15 @@
 """What holds a directory sync's destructive changes: per-connector thresholds and policies.
 
 Three kinds of change take access away: revoking a user, removing a team membership, and
-demoting a user's organisation role; a fourth gives it back to people the directory cut
-off (reactivating them), which a lock or flag hidden from the bind account would do to
-every leaver at once. Each kind has its own count and percentage threshold; a plan over any
-of them waits for an admin (quarantine), as does a plan in which a mapped group came back
-empty while people are in its team or hold its role (or while the plan takes people still
-in the directory out of that team or role), or a full people read found none of the
-connector's linked active people (`emptied`, from the counts the reconciler notes on the
-plan): those wait whatever the thresholds say.
+demoting a user's organisation role; two give it back or let it last: reactivating people
+the directory cut off, and clearing or postponing the end dates it set, which a lock, flag
+or expiry hidden from the bind account would do to every leaver or contractor at once.
+Each kind has its own count and percentage threshold; a plan over any of them waits for an
+admin (quarantine), as does a plan in which a mapped group came back empty while people are
+in its team or hold its role (or while the plan takes people still in the directory out of
+that team or role), or a full people read found none of the connector's linked active
+people (`emptied`, from the counts the reconciler notes on the plan): those wait whatever
+the thresholds say.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from models.entities import DirectoryConnector, IdentityLink, TeamMembership, Us
 from models.enums import Role, Source
 from models.errors import InvalidInput
 
-KINDS = ("revoke", "team_remove", "demote", "reactivate")
+KINDS = ("revoke", "team_remove", "demote", "reactivate", "end_date_clear")
 
 
 class Threshold(BaseModel):
@@ -46,6 +47,9 @@ class Thresholds(BaseModel):
     # Giving access back to people the directory cut off: a lock or flag the bind account
     # can no longer read (an ACL change) reads as none, and would let every leaver back.
     reactivate: Threshold = Threshold(count=50, percent=10)
+    # End dates the directory set, cleared or moved later: an expiry hidden the same way
+    # reads as none, and would keep every contractor past their end.
+    end_date_clear: Threshold = Threshold(count=50, percent=10)
 
 
 class SafetyPolicy(BaseModel):
@@ -182,6 +186,12 @@ def held_reason(session: Session, *, connector: DirectoryConnector, plan: Plan) 
         ),
         "demote": (demotions, "demotes", "users", "users with a role above USER"),
         "reactivate": (len(plan.reactivates), "reactivates", "users", "linked users"),
+        "end_date_clear": (
+            plan.end_date_clears,
+            "clears or postpones the end dates of",
+            "users",
+            "linked users",
+        ),
     }
     for kind, (n, verb, noun, of_what) in changes.items():
         if not n:
@@ -196,12 +206,12 @@ def held_reason(session: Session, *, connector: DirectoryConnector, plan: Plan) 
 
 
 def _base_count(session: Session, connector: DirectoryConnector, kind: str) -> int:
-    """What a percentage is of: linked users (revoke, reactivate), their directory
-    memberships, or the linked users holding a role above USER."""
+    """What a percentage is of: linked users (revoke, reactivate, end_date_clear), their
+    directory memberships, or the linked users holding a role above USER."""
     linked = select(IdentityLink.user_id).where(
         IdentityLink.connector_id == connector.id, IdentityLink.deleted_at.is_(None)
     )
-    if kind in ("revoke", "reactivate"):
+    if kind in ("revoke", "reactivate", "end_date_clear"):
         query = select(func.count()).select_from(linked.subquery())
     elif kind == "team_remove":
         query = select(func.count()).where(

@@ -162,6 +162,7 @@ def make_connector(session: Session, settings: Settings, directory: Directory) -
                     "team_remove": {"percent": 100},
                     "demote": {"percent": 100},
                     "reactivate": {"percent": 100},
+                    "end_date_clear": {"percent": 100},
                 }
             },
         )

@@ -7,6 +7,8 @@ is hidden from READER_DN, the connector's bind account here."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from sqlalchemy import select
 
 from models.entities import AuditEvent
@@ -369,3 +371,67 @@ def test_a_joiner_given_an_address_a_colleague_gives_up_is_told_so_and_joins_nex
     assert sync(connector).summary["create"] == 1
     names = {u.name: n for n, u in linked_users(sessions, connector).items()}
     assert (names["Bob Builder"], names["Bob Two"]) == ("robert", "bob")
+
+
+def _ends(moment: datetime) -> bytes:
+    """pwdEndTime's generalized time."""
+    return moment.strftime("%Y%m%d%H%M%SZ").encode()
+
+
+def _end_dates(sessions, connector) -> dict[str, datetime | None]:
+    return {n: u.access_ends_at for n, u in linked_users(sessions, connector).items()}
+
+
+def test_end_dates_an_acl_hides_are_kept(make_connector, sync, sessions, directory):
+    """Failed before: alice, bob and carol are contractors whose access ends in a month
+    (pwdEndTime); an ACL change hides their expiry from the bind account. An expiry that
+    cannot be read looks like none, so the sync cleared all three end dates and they would
+    have kept access past their contracts. Clearing or postponing end dates now has its own
+    threshold (default 50 or 10% of the linked users): the run waits, the dates stay, and
+    once the ACL is fixed the next run changes nothing."""
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+    contractors = ("alice", "bob", "carol")
+    for uid in contractors:
+        directory.replace(directory.person_dn(uid), "pwdEndTime", _ends(ahead))
+    connector = _read_by_the_reader(make_connector, safety={})
+    assert sync(connector).status == "succeeded"
+    dated = _end_dates(sessions, connector)
+    assert [dated[uid] for uid in contractors] == [ahead] * 3
+    for uid in contractors:
+        directory.replace(directory.person_dn(uid), "businessCategory", LOCK_HIDDEN_FROM_READER)
+
+    held = sync(connector)
+    assert held.status == "quarantined", held
+    assert held.error == (
+        "the plan clears or postpones the end dates of 3 of 4 linked users, more than 10%"
+    )
+    assert held.summary["end_date_clear"] == 3
+    assert _end_dates(sessions, connector) == dated
+
+    for uid in contractors:
+        directory.replace(directory.person_dn(uid), "businessCategory")
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    assert outcome.summary["update"] == 0
+    assert _end_dates(sessions, connector) == dated
+
+
+def test_one_end_date_extended_or_removed_still_applies(make_connector, sync, sessions, directory):
+    """Guard (passed before): a renewed contract moves one person's end date later, another's
+    end date is removed; each is under the thresholds and applies at once."""
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+    for uid in ("alice", "bob"):
+        directory.replace(directory.person_dn(uid), "pwdEndTime", _ends(ahead))
+    connector = _read_by_the_reader(make_connector)
+    assert sync(connector).status == "succeeded"
+
+    renewed = ahead + timedelta(days=180)
+    directory.replace(directory.person_dn("alice"), "pwdEndTime", _ends(renewed))
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    assert _end_dates(sessions, connector)["alice"] == renewed
+
+    directory.replace(directory.person_dn("bob"), "pwdEndTime")
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    assert _end_dates(sessions, connector)["bob"] is None

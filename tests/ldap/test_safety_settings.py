@@ -18,6 +18,7 @@ DEFAULTS = {
     "team_remove": {"count": 100, "percent": 10},
     "demote": {"count": 10, "percent": 10},
     "reactivate": {"count": 50, "percent": 10},
+    "end_date_clear": {"count": 50, "percent": 10},
 }
 
 
@@ -78,6 +79,7 @@ def test_bad_thresholds_are_a_400_and_change_nothing(client, session, sessions, 
         {"thresholds": {"revoke": {"count": True}}},
         {"thresholds": {"revoke": {"count": 1.5}}},
         {"thresholds": {"nuke": {"count": 1}}},
+        {"thresholds": {"end_date_clear": {"percent": 101}}},
         {"thresholds": {"revoke": {"limit": 1}}},
         {"thresholds": []},
         {"something": 1},
@@ -113,10 +115,13 @@ def test_cli_shows_and_changes_thresholds(session, sessions, settings, make_conn
     assert json.loads(shown.stdout)["thresholds"] == DEFAULTS
     changed = run("--threshold", "demote.count=3", "--threshold", "revoke.percent=25")
     assert changed.exit_code == 0, changed.output
-    assert "demote       count        3" in changed.stdout
+    assert "demote         count        3" in changed.stdout
     stored = _stored(sessions, connector)["thresholds"]
     assert stored["demote"] == {"count": 3, "percent": 10}
     assert stored["revoke"] == {"count": 50, "percent": 25}
+    assert run("--threshold", "end_date_clear.count=7").exit_code == 0
+    stored = _stored(sessions, connector)["thresholds"]
+    assert stored["end_date_clear"] == {"count": 7, "percent": 10}
     assert run("--rehire", "report").exit_code == 0
     assert _stored(sessions, connector)["rehire"] == "report"
     assert run("--rehire", "sometimes").exit_code != 0
