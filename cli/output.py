@@ -9,13 +9,16 @@ import click
 
 # Defined in cli/options.py; still importable from here for the modules that ask here.
 from cli.options import JSON_OPTION as JSON_OPTION
+from models.text import visible_lines
 
 
 def emit(data: Any, *, as_json: bool, text: str | None = None) -> None:
+    """JSON (its escapes show every character), or text read in a terminal: the names in it
+    (a key Odock pushed with an escape sequence, a carriage return, an override) marked."""
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
     else:
-        click.echo(text if text is not None else plain(data))
+        click.echo(visible_lines(text if text is not None else plain(data)))
 
 
 def done(message: str, data: dict[str, Any], *, as_json: bool) -> None:

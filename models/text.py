@@ -131,6 +131,12 @@ def visible(value: str) -> str:
     return _SHOWN.sub(_marker, _CONTROL.sub(_code_point, value))
 
 
+def visible_lines(text: str) -> str:
+    """A text whose line breaks are its writer's (a command's output) with each line
+    visible(): a name in it neither breaks a line nor moves or drives the terminal."""
+    return "\n".join(visible(line) for line in text.split("\n"))
+
+
 def visible_strings(value: Any) -> Any:
     """A copy of a JSON-like value (a notification's payload) with every string visible()."""
     if isinstance(value, str):

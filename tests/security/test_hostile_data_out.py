@@ -21,6 +21,7 @@ from models.entities import NotificationDelivery, NotificationHook, Organisation
 from models.enums import HookKind, Role
 from models.observability import configure_logging
 from models.settings import Settings
+from tests.cli.conftest import cli_env, run  # noqa: F401 (fixtures)
 from tests.console.conftest import sign_in
 from tests.odock_inbound.conftest import Bridged, Ref, bridge, key_body
 from tests.reviews.conftest import dispatched
@@ -274,3 +275,36 @@ def test_guard_a_line_break_in_a_request_is_one_json_log_record(settings, client
     (refused,) = [r for r in records if r["event"] == "idp_hook.refused"]
     assert refused["path"].endswith(f"\r\n{forged}")
     assert not any(r.get("level") == "critical" for r in records)
+
+
+# A key name that would drive an admin's terminal: clear the screen, a hyperlink (OSC 8) over
+# innocent text, a carriage return that writes over the line, a right-to-left override.
+TERMINAL = "\x1b[2J\x1b]8;;https://evil.example\x07ci bot\x1b]8;;\x07\rkeep\u202eyek"
+
+
+def test_a_key_name_drives_no_terminal_through_the_command_line(
+    session,
+    settings,
+    client,
+    run,  # noqa: F811 (the CLI fixture)
+):
+    """`odock-sync reviews show` (text output) prints a key name Odock pushed: its escape,
+    bell and carriage return characters and its override are shown as markers, the lines
+    the command writes stay its own."""
+    bridged = bridge(session, settings, client)
+    answer = bridged.put("keys", uuid.uuid4(), key_body(bridged.owner, name=TERMINAL))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    owner = session.get(User, bridged.owner.id)
+    assert owner is not None
+    revocation = lifecycle.revoke(session, user=owner, actor=f.SETUP)
+    session.flush()
+    review = reviews.open_revocation_review(session, revocation_id=revocation.id, actor=f.SETUP)
+    assert review is not None
+    review_id = str(review.id)
+    session.commit()
+
+    output = run("reviews", "show", review_id, "--org", bridged.org.slug).output
+
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]", output), repr(output)
+    assert "<U+001B>]8;;https://evil.example<U+0007>ci bot" in output
+    assert "<U+000D>keep<U+202E>yek" in output
