@@ -29,7 +29,11 @@ from models.import_in_flight import import_in_flight, not_waiting_on_an_import
 from models.snapshots import user_snapshot
 from models.text import check_identifier, clean_text, has_control_characters
 
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# RFC 5322's specials but "@" and ".": outside a quoted string (which no identity provider
+# sends) they are the structure of a header, not part of an address. "admin@corp.example,
+# all-staff" has one @, and a To header reads it as two mailboxes.
+HEADER_SPECIALS = frozenset(',;:<>()[]\\"')
+EMAIL_PATTERN = re.compile(r'^[^@\s,;:<>()\[\]\\"]+@[^@\s,;:<>()\[\]\\"]+\.[^@\s,;:<>()\[\]\\"]+$')
 
 
 def validate_email(email: str) -> str:
@@ -50,7 +54,13 @@ def _well_formed(email: str) -> bool:
     directory import checks a hundred thousand): the only whitespace there is the space."""
     if email.isascii() and email.isprintable():
         local, _, domain = email.partition("@")
-        return bool(local) and " " not in email and "@" not in domain and "." in domain[1:-1]
+        return (
+            bool(local)
+            and " " not in email
+            and "@" not in domain
+            and "." in domain[1:-1]
+            and HEADER_SPECIALS.isdisjoint(email)
+        )
     return EMAIL_PATTERN.match(email) is not None and not has_control_characters(email)
 
 

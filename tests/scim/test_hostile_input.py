@@ -47,6 +47,21 @@ def test_nul_in_an_unknown_attribute_name_is_refused(scim, unchanged):
     unchanged()
 
 
+@pytest.mark.parametrize("where", ["userName", "emails"])
+def test_an_address_a_header_reads_as_two_mailboxes_is_invalid_value(scim, unchanged, where):
+    """ "admin@corp.example,all-staff" has one @; as a To header it is two addresses, and the
+    alerts meant for that person would reach the second as well."""
+    address = "admin@corp.example,all-staff"
+    body = okta_create_user("admin@corp.example")
+    if where == "userName":
+        body = {**body, "userName": address, "emails": []}
+    else:
+        body = {**body, "emails": [{"value": address, "type": "work", "primary": True}]}
+    unchanged()
+    assert_error(scim.post("/Users", body), 400, "invalidValue")
+    unchanged()
+
+
 def test_a_user_name_longer_than_its_column_in_lower_case_is_invalid_value(scim, unchanged):
     unchanged()
     response = scim.post("/Users", okta_create_user("İ" + "x" * 254))
