@@ -76,6 +76,28 @@ def test_an_inviter_or_organisation_named_with_invisible_characters_is_shown_mar
         assert "\u202e" not in part and "\u200b" not in part
 
 
+def test_guard_markup_in_the_inviter_or_organisation_name_is_text_in_the_email(
+    session, scene, mailbox
+):
+    """Guard (passed before): the HTML part escapes the names (a script, an attribute break,
+    a link), the text part and the subject carry them as text, one Subject header."""
+    from worker.tasks.invitations import deliver
+
+    scene.admin.name = 'Ada "><script>alert(1)</script>'
+    scene.org.name = "Acme <a href=javascript:alert(2)>Labs</a>"
+    issued = scene.invite(session, "mia@example.com")
+    session.commit()
+    deliver.run(str(issued.invitation.id), 1)
+    [message] = mailbox.to("mia@example.com")
+    html = _body(message, "html")
+    assert "<script>" not in html and "<a href=javascript" not in html
+    assert "Ada &#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'Ada "><script>alert(1)</script>' in _body(message, "plain")
+    assert len(message.get_all("Subject")) == 1
+    subject = "You are invited to join Acme <a href=javascript:alert(2)>Labs</a> on Odock"
+    assert str(message["Subject"]).strip() == subject
+
+
 def test_failed_delivery_is_retried_and_recorded(session, sessions, scene, worker, mailbox):
     mailbox.fail_next(1)
     issued = scene.invite(session, "retry@example.com")
