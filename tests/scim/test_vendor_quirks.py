@@ -277,3 +277,26 @@ def test_a_patch_adding_a_primary_email_moves_primary_to_it(scim, session):
     ]
     assert session.scalar(select(User.email)) == "new@example.com"  # the person's email
     session.rollback()
+
+
+def test_a_base_url_entered_with_a_trailing_slash(scim, session):
+    """Entra ID's Tenant URL and Okta's base URL are joined to "/Users" as typed: a trailing
+    slash there makes every request "/scim/v2//Users…", which was 404 (a redirect built from
+    the Host header is not an answer either)."""
+    created = scim.post("//Users", okta_create_user("slash@example.com"))
+    assert created.status_code == 201, created.json
+    user_id = created.json["id"]
+    assert created.json["meta"]["location"].endswith(f"/scim/v2/Users/{user_id}")
+    found = scim.get('//Users?filter=userName eq "slash@example.com"')
+    assert found.status_code == 200 and found.json["totalResults"] == 1
+    assert scim.get(f"//Users/{user_id}").status_code == 200
+    assert scim.patch(f"//Users/{user_id}", okta_deactivate()).status_code == 200
+    assert status_of(session, "slash@example.com") is UserStatus.REVOKED
+    assert scim.get("//ServiceProviderConfig").status_code == 200
+    assert scim.get("///Groups").status_code == 200
+
+
+def test_doubled_slashes_elsewhere_in_a_scim_path_are_still_not_found(scim):
+    """Only the base URL's join is read as one slash: an id is never split across segments."""
+    created = scim.post("/Users", okta_create_user("inner@example.com"))
+    assert scim.get(f"/Users//{created.json['id']}").status_code == 404
