@@ -100,8 +100,16 @@ def delete_object(collection: str, object_id: uuid.UUID) -> tuple[str, int]:
 def post_usage() -> dict[str, Any]:
     batch = odock_usage.parse_batch(json_body())
     session = db_session()
+    organisation_id = _grant().organisation_id
     ingested = odock_usage.ingest_usage(
-        session, organisation_id=_grant().organisation_id, records=batch.records, actor=_actor()
+        session, organisation_id=organisation_id, records=batch.records, actor=_actor()
+    )
+    session.commit()
+    review_sweep.review_usage_of_leavers(
+        session,
+        organisation_id=organisation_id,
+        actor=_actor(),
+        usage_ids=[record.id for record in batch.records],
     )
     session.commit()
     return {"accepted": ingested.accepted, "duplicates": ingested.duplicates}

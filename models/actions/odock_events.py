@@ -110,6 +110,21 @@ def keys_written(deliveries: Iterable[ReceivedDelivery]) -> dict[uuid.UUID, list
     return written
 
 
+def usage_written(deliveries: Iterable[ReceivedDelivery]) -> dict[uuid.UUID, list[str]]:
+    """The usage record ids these processed deliveries' events stored, by organisation: for
+    the review of leavers' usage once they have committed
+    (review_sweep.review_usage_of_leavers)."""
+    written: dict[uuid.UUID, list[str]] = {}
+    for delivery in deliveries:
+        if delivery.channel != CHANNEL_ODOCK:
+            continue
+        for result in delivery.results or []:
+            if result.get("type") == USAGE_RECORDED and result.get("outcome") == APPLIED:
+                records = _usage(parse_event(delivery.payload)).records
+                written.setdefault(delivery.organisation_id, []).extend(r.id for r in records)
+    return written
+
+
 def _apply_usage(
     session: Session, organisation_id: uuid.UUID, event: ChangeEvent
 ) -> dict[str, Any]:

@@ -214,6 +214,13 @@ class UsageSink:
                 self.problems.add(f"usage batch of {len(records)}", exc.message)
                 return
             _commit(session)
+            review_sweep.review_usage_of_leavers(
+                session,
+                organisation_id=self.organisation_id,
+                actor=self.actor,
+                usage_ids=[record.id for record in records],
+            )
+            _commit(session)
         self.counts["accepted"] += ingested.accepted
         self.counts["duplicates"] += ingested.duplicates
 

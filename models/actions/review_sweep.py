@@ -10,7 +10,7 @@ over a large, settled directory costs a handful of indexed queries and changes n
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,13 +103,49 @@ def review_keys_of_leavers(
     review opens after it did, and after the keys were: one of the two puts them to review.
     The people are locked (models.person_lock) and read again first, as a revocation and a
     reactivation lock them: a reactivation at the same moment comes wholly before or after."""
-    due = _unreviewed_active_keys(session, organisation_id, key_ids)
+    return _review_leavers(
+        session, lambda: _unreviewed_active_keys(session, organisation_id, key_ids), actor, now
+    )
+
+
+def review_usage_of_leavers(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    actor: Actor,
+    usage_ids: Sequence[str],
+    now: datetime | None = None,
+) -> list[str]:
+    """Usage Odock brings in (a push, an event, an import) after the revocation of a person
+    revoked here, by them or through a key they hold, goes on their review now (the urgent
+    finding), not at the next sweep. Of these records (their `id`s). The reviews changed.
+
+    Every source calls it in a transaction begun after the one that stored the records
+    committed, as for keys (review_keys_of_leavers): a revocation committing while they were
+    stored did not see them, so this transaction reads the person REVOKED, or the
+    revocation's review opens after the records committed, and sees them."""
+    if not usage_ids:
+        return []
+    return _review_leavers(
+        session, lambda: _unrecorded_usage(session, organisation_id, usage_ids), actor, now
+    )
+
+
+def _review_leavers(
+    session: Session,
+    due_revocations: Callable[[], set[uuid.UUID]],
+    actor: Actor,
+    now: datetime | None,
+) -> list[str]:
+    """Open or refresh the review of each revocation `due_revocations` finds, its person
+    locked and the question asked again under the lock. The reviews changed."""
+    due = due_revocations()
     if not due:
         return []
     _lock_leavers(session, due)
     now = now or utcnow()
     changed = []
-    for revocation_id in sorted(_unreviewed_active_keys(session, organisation_id, key_ids)):
+    for revocation_id in sorted(due_revocations()):
         review = reviews.review_of(session, revocation_id) or reviews.open_revocation_review(
             session, revocation_id=revocation_id, actor=actor, now=now
         )
@@ -246,7 +282,11 @@ def _unreviewed_active_keys(
     return set(session.scalars(query))
 
 
-def _unrecorded_usage(session: Session, organisation_id: uuid.UUID | None) -> set[uuid.UUID]:
+def _unrecorded_usage(
+    session: Session, organisation_id: uuid.UUID | None, usage_ids: Sequence[str] | None = None
+) -> set[uuid.UUID]:
+    """Revocations in force with usage after them no finding of theirs covers (of these
+    records only, by their `id`, when given)."""
     current = _current_revocations(organisation_id)
     finding = aliased(ReviewFinding)
     review = aliased(RevocationReview)
@@ -276,6 +316,8 @@ def _unrecorded_usage(session: Session, organisation_id: uuid.UUID | None) -> se
         and_(UsageRecord.api_key_id.is_not(None), ~recorded),
         and_(UsageRecord.api_key_id.is_(None), ~recorded_without_key),
     )
+    if usage_ids is not None:
+        unrecorded = and_(unrecorded, UsageRecord.external_id.in_(usage_ids))
     by_person = (
         select(current.c.id)
         .join(UsageRecord, UsageRecord.user_id == current.c.user_id)

@@ -87,6 +87,7 @@ def _apply_batch(organisation_id: uuid.UUID, held: turns.Turn) -> int:
         try:
             idp_events.process_received(session, deliveries)
             keys_written = odock_events.keys_written(deliveries)
+            usage_written = odock_events.usage_written(deliveries)
             session.commit()
         except IntegrityError as exc:  # a race with another writer
             raise TransientError(f"{type(exc).__name__} draining {organisation_id}") from exc
@@ -96,6 +97,14 @@ def _apply_batch(organisation_id: uuid.UUID, held: turns.Turn) -> int:
                 organisation_id=organisation,
                 actor=odock_events.EVENT_ACTOR,
                 key_ids=key_ids,
+            )
+            session.commit()
+        for organisation, usage_ids in usage_written.items():
+            review_sweep.review_usage_of_leavers(
+                session,
+                organisation_id=organisation,
+                actor=odock_events.EVENT_ACTOR,
+                usage_ids=usage_ids,
             )
             session.commit()
     return len(deliveries)
