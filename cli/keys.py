@@ -12,6 +12,7 @@ from cli.output import emit
 from models.actions import organisations
 from models.actions.key_rotations import request_key_rotation
 from models.key_changes import is_bridged
+from models.text import visible
 
 
 @click.group()
@@ -33,7 +34,7 @@ def rotate_request(org_slug: str, reason: str, key_id: uuid.UUID, as_json: bool)
         )
         data = {"key_id": str(key.id), "name": key.name, "sent_to_store": is_bridged(session)}
     sent = data["sent_to_store"]
-    text = f"rotation of {data['name']} ({key_id}) " + (
+    text = f"rotation of {visible(str(data['name']))} ({key_id}) " + (
         "sent to Odock's store" if sent else "recorded (embedded: no store to send it to)"
     )
     emit(data, as_json=as_json, text=text)

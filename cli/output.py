@@ -9,7 +9,7 @@ import click
 
 # Defined in cli/options.py; still importable from here for the modules that ask here.
 from cli.options import JSON_OPTION as JSON_OPTION
-from models.text import visible_lines
+from models.text import visible, visible_lines
 
 
 def emit(data: Any, *, as_json: bool, text: str | None = None) -> None:
@@ -78,4 +78,4 @@ def _cell(value: Any) -> str:
         return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
     if isinstance(value, list | tuple):
         return ", ".join(_cell(item) for item in value) or "-"
-    return str(value)
+    return visible(str(value))

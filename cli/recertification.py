@@ -14,6 +14,7 @@ from cli.reviews import _uuid, _viewer
 from models.actions import recertification
 from models.enums import FindingState, RecertDeadlinePolicy, RecertDecision
 from models.queries import recertification as queries
+from models.text import visible_strings
 
 
 @click.group("recert")
@@ -135,7 +136,10 @@ def recert_show(
         f"  in scope: {report.get('in_scope')}",
         f"  unused keys: {report.get('unused_keys', {}).get('total', 0)}, "
         f"inactive people: {report.get('inactive_people', {}).get('total', 0)}",
-    ] + [f"  {f['id']}  {f['state']:9} {f['subject_name']}: {f['action']}" for f in data["items"]]
+    ] + [
+        f"  {f['id']}  {f['state']:9} {f['subject_name']}: {f['action']}"
+        for f in visible_strings(data["items"])
+    ]
     emit(data, as_json=as_json, text="\n".join(lines))
 
 

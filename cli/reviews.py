@@ -37,6 +37,7 @@ from models.queries.reviews import (
     visible_review,
 )
 from models.queries.users import user_profile
+from models.text import visible_strings
 
 
 def _viewer(session: Session, org_slug: str) -> Viewer:
@@ -90,7 +91,7 @@ def users_revoke(org_slug: str, user_ref: str, reason: str, dry_run: bool, as_js
         else:
             revocation = lifecycle.revoke(session, user=person, actor=CLI_ACTOR, reason=reason)
             data = {**user_profile(person), "revocation_id": str(revocation.id)}
-    emit(data, as_json=as_json, text=_preview_text(data) if dry_run else None)
+    emit(data, as_json=as_json, text=_preview_text(visible_strings(data)) if dry_run else None)
 
 
 @click.command("reactivate")
@@ -165,7 +166,7 @@ def reviews_list(org_slug: str, status: str | None, cause: str | None, as_json: 
     text = "\n".join(
         f"{r['id']}  {r['status']:8} {r['cause']:17} {_subject(r)}  "
         f"open={r['findings'].get('open', 0)}"
-        for r in items
+        for r in visible_strings(items)
     )
     emit(items, as_json=as_json, text=text or "no reviews")
 
@@ -195,14 +196,15 @@ def reviews_show(
             after=_uuid(cursor, "cursor") if cursor else None,
             before=_uuid(before, "before") if before else None,
         )
+    shown = visible_strings(data)  # a name's line break starts no line of the listing
     text = "\n".join(
-        [f"review {data['id']} ({data['status']}, {data['cause']}) for {_subject(data)}"]
+        [f"review {shown['id']} ({shown['status']}, {shown['cause']}) for {_subject(shown)}"]
         + [
             f"  {f['id']}  {f['state']:9} {f['severity']:7} {f['kind']:24} "
             f"{f['subject_name']}: {f['action']}{' (done)' if f['action_taken'] else ''}"
-            for f in data["findings"]
+            for f in shown["findings"]
         ]
-        + _pages_text(data)
+        + _pages_text(shown)
     )
     emit(data, as_json=as_json, text=text)
 

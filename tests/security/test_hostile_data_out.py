@@ -267,7 +267,7 @@ def test_guard_a_line_break_in_a_request_is_one_json_log_record(settings, client
 
 # A key name that would drive an admin's terminal: clear the screen, a hyperlink (OSC 8) over
 # innocent text, a carriage return that writes over the line, a right-to-left override.
-TERMINAL = "\x1b[2J\x1b]8;;https://evil.example\x07ci bot\x1b]8;;\x07\rkeep\u202eyek"
+TERMINAL = "\x1b[2J\x1b]8;;https://evil.example\x07ci bot\x1b]8;;\x07\rkeep\u202eyek\n  forged"
 
 
 def test_a_key_name_drives_no_terminal_through_the_command_line(
@@ -295,4 +295,5 @@ def test_a_key_name_drives_no_terminal_through_the_command_line(
 
     assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]", output), repr(output)
     assert "<U+001B>]8;;https://evil.example<U+0007>ci bot" in output
-    assert "<U+000D>keep<U+202E>yek" in output
+    assert "<U+000D>keep<U+202E>yek<U+000A>  forged" in output
+    assert len(output.splitlines()) == 2  # the review, its one finding
