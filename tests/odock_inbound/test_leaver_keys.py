@@ -174,11 +174,6 @@ def _written_while_the_owner_is_revoked(
     assert "error" not in out, out
 
 
-def _holds_key(session: Session, key_id: uuid.UUID) -> bool:
-    """Whether the session wrote (or read) the key, without a statement."""
-    return any(isinstance(held, VirtualApiKey) and held.id == key_id for held in session)
-
-
 def test_a_key_pushed_while_its_owner_is_revoked_is_revoked_without_the_sweep(bridged, session):
     """Before, the key stayed active until the review sweep (an hour)."""
     key_id = uuid.uuid4()
