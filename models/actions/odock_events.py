@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
-from models.actions import odock_objects, odock_usage
+from models.actions import odock_objects, odock_usage, review_sweep
 from models.actions.odock_objects import SCHEMAS, StrictInt
 from models.actor import Actor
 from models.entities import ReceivedDelivery
@@ -97,32 +98,50 @@ def apply_event(session: Session, organisation_id: uuid.UUID, payload: Any) -> d
     }
 
 
-def keys_written(deliveries: Iterable[ReceivedDelivery]) -> dict[uuid.UUID, list[uuid.UUID]]:
-    """The keys these processed deliveries' events wrote, by organisation: for the review of
-    leavers' keys once they have committed (review_sweep.review_keys_of_leavers)."""
-    written: dict[uuid.UUID, list[uuid.UUID]] = {}
+@dataclass
+class Written:
+    """What an organisation's processed deliveries wrote that a revocation committing at the
+    same moment may not have seen: the keys upserted and the usage records stored."""
+
+    key_ids: list[uuid.UUID] = field(default_factory=list)
+    usage_ids: list[str] = field(default_factory=list)
+
+
+def written(deliveries: Iterable[ReceivedDelivery]) -> dict[uuid.UUID, Written]:
+    """What these processed deliveries' events wrote, by organisation (see review_written)."""
+    found: dict[uuid.UUID, Written] = {}
     for delivery in deliveries:
         if delivery.channel != CHANNEL_ODOCK:
             continue
         for result in delivery.results or []:
-            if result.get("type") == "key.upserted" and result.get("outcome") == APPLIED:
-                written.setdefault(delivery.organisation_id, []).append(uuid.UUID(result["id"]))
-    return written
-
-
-def usage_written(deliveries: Iterable[ReceivedDelivery]) -> dict[uuid.UUID, list[str]]:
-    """The usage record ids these processed deliveries' events stored, by organisation: for
-    the review of leavers' usage once they have committed
-    (review_sweep.review_usage_of_leavers)."""
-    written: dict[uuid.UUID, list[str]] = {}
-    for delivery in deliveries:
-        if delivery.channel != CHANNEL_ODOCK:
-            continue
-        for result in delivery.results or []:
-            if result.get("type") == USAGE_RECORDED and result.get("outcome") == APPLIED:
+            if result.get("outcome") != APPLIED:
+                continue
+            if result.get("type") == "key.upserted":
+                ours = found.setdefault(delivery.organisation_id, Written())
+                ours.key_ids.append(uuid.UUID(result["id"]))
+            elif result.get("type") == USAGE_RECORDED:
                 records = _usage(parse_event(delivery.payload)).records
-                written.setdefault(delivery.organisation_id, []).extend(r.id for r in records)
-    return written
+                ours = found.setdefault(delivery.organisation_id, Written())
+                ours.usage_ids.extend(r.id for r in records)
+    return found
+
+
+def review_written(session: Session, found: dict[uuid.UUID, Written]) -> None:
+    """Once the deliveries' writes have committed: the keys and usage of people revoked here
+    go to their reviews now (review_sweep), each organisation in a transaction of its own."""
+    for organisation_id, ours in found.items():
+        if ours.key_ids:
+            review_sweep.review_keys_of_leavers(
+                session, organisation_id=organisation_id, actor=EVENT_ACTOR, key_ids=ours.key_ids
+            )
+        if ours.usage_ids:
+            review_sweep.review_usage_of_leavers(
+                session,
+                organisation_id=organisation_id,
+                actor=EVENT_ACTOR,
+                usage_ids=ours.usage_ids,
+            )
+        session.commit()
 
 
 def _apply_usage(

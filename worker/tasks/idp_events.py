@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
-from models.actions import idp_events, odock_events, review_sweep
+from models.actions import idp_events, odock_events
 from models.base import utcnow
 from worker import turns, wakeups
 from worker.runtime import runtime
@@ -86,27 +86,11 @@ def _apply_batch(organisation_id: uuid.UUID, held: turns.Turn) -> int:
         deliveries = idp_events.claim_received(session, organisation_id)
         try:
             idp_events.process_received(session, deliveries)
-            keys_written = odock_events.keys_written(deliveries)
-            usage_written = odock_events.usage_written(deliveries)
+            written = odock_events.written(deliveries)
             session.commit()
         except IntegrityError as exc:  # a race with another writer
             raise TransientError(f"{type(exc).__name__} draining {organisation_id}") from exc
-        for organisation, key_ids in keys_written.items():
-            review_sweep.review_keys_of_leavers(
-                session,
-                organisation_id=organisation,
-                actor=odock_events.EVENT_ACTOR,
-                key_ids=key_ids,
-            )
-            session.commit()
-        for organisation, usage_ids in usage_written.items():
-            review_sweep.review_usage_of_leavers(
-                session,
-                organisation_id=organisation,
-                actor=odock_events.EVENT_ACTOR,
-                usage_ids=usage_ids,
-            )
-            session.commit()
+        odock_events.review_written(session, written)
     return len(deliveries)
 
 
