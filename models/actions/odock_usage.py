@@ -13,17 +13,16 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from models import audit, key_scope
-from models.actions import reviews
+from models import audit
+from models.actions import review_sweep, reviews
 from models.actions.odock_objects import STORABLE, StrictInt, Time
 from models.actor import Actor
 from models.base import new_id
 from models.db import conflict_insert
-from models.entities import Revocation, Team, UsageRecord, User, VirtualApiKey
-from models.enums import UserStatus
+from models.entities import Team, UsageRecord, User
 from models.errors import InvalidInput, UnknownReference
 from models.numbers import PlainDecimal
 from models.odock_references import held_elsewhere, keys_of_other_organisations
@@ -147,23 +146,14 @@ def flag_usage_after_revocation(
     session: Session, organisation_id: uuid.UUID, records: list[UsageIn], actor: Actor
 ) -> int:
     """Refresh (or open) the review of every revocation in force that these records show
-    usage after; returns how many were refreshed."""
+    usage after, not yet on a finding (review_sweep.unrecorded_usage decides); returns how
+    many were refreshed."""
     if not records:
         return 0
-    people = _people_behind(session, records)
-    latest = max(record.occurred_at for record in records)
-    revocations = session.scalars(
-        select(Revocation.id)
-        .join(User, User.id == Revocation.user_id)
-        .where(
-            Revocation.organisation_id == organisation_id,
-            Revocation.user_id.in_(people),
-            Revocation.undone_at.is_(None),
-            Revocation.revoked_at < latest,
-            User.status == UserStatus.REVOKED,
-        )
-    ).all()
-    for revocation_id in revocations:
+    revocations = review_sweep.unrecorded_usage(
+        session, organisation_id, [record.id for record in records]
+    )
+    for revocation_id in sorted(revocations):
         # Opening returns the review as it is when the worker opened it meanwhile, so refresh
         # in any case (a refresh in line with the world changes nothing).
         review = reviews.review_of(session, revocation_id) or reviews.open_revocation_review(
@@ -172,16 +162,3 @@ def flag_usage_after_revocation(
         if review is not None:
             reviews.refresh_review(session, review=review, actor=actor)
     return len(revocations)
-
-
-def _people_behind(session: Session, records: list[UsageIn]) -> set[uuid.UUID]:
-    """The people the records name, and those the key-scope policy counts the records' keys
-    against (a user key's owner, a team or organisation key's creator)."""
-    people = {r.user_id for r in records if r.user_id is not None}
-    keys = {r.api_key_id for r in records if r.api_key_id is not None}
-    if keys:
-        holders = session.scalars(
-            select(key_scope.holder()).where(VirtualApiKey.id.in_(keys)).distinct()
-        )
-        people |= {holder for holder in holders if holder is not None}
-    return people

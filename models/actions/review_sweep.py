@@ -72,7 +72,7 @@ def sweep_reviews(
             result.opened.append(str(review.id))
     drifting = (
         _unreviewed_active_keys(session, organisation_id)
-        | _unrecorded_usage(session, organisation_id)
+        | unrecorded_usage(session, organisation_id)
         | _teams_left_without_manager(session, organisation_id)
     )
     for revocation_id in sorted(drifting):
@@ -127,7 +127,7 @@ def review_usage_of_leavers(
     if not usage_ids:
         return []
     return _review_leavers(
-        session, lambda: _unrecorded_usage(session, organisation_id, usage_ids), actor, now
+        session, lambda: unrecorded_usage(session, organisation_id, usage_ids), actor, now
     )
 
 
@@ -282,11 +282,12 @@ def _unreviewed_active_keys(
     return set(session.scalars(query))
 
 
-def _unrecorded_usage(
+def unrecorded_usage(
     session: Session, organisation_id: uuid.UUID | None, usage_ids: Sequence[str] | None = None
 ) -> set[uuid.UUID]:
     """Revocations in force with usage after them no finding of theirs covers (of these
-    records only, by their `id`, when given)."""
+    records only, by their `id`, when given): the one rule of when usage goes on a review,
+    for the sweep and for every ingest (odock_usage.flag_usage_after_revocation)."""
     current = _current_revocations(organisation_id)
     finding = aliased(ReviewFinding)
     review = aliased(RevocationReview)

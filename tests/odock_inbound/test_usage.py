@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from models.actions import lifecycle
+from models.actions import lifecycle, odock_usage, reviews
 from models.entities import (
     AuditEvent,
     Organisation,
@@ -105,6 +105,35 @@ def test_usage_before_the_revocation_opens_nothing_urgent(bridged, session):
     )
     assert response.status_code == 200
     assert _usage_findings(session) == []
+
+
+def test_a_later_record_in_the_batch_does_not_put_a_leavers_earlier_usage_on_their_review(
+    bridged, session
+):
+    """Before, the batch's latest record stood for all of them: the leaver's review opened,
+    and counted as refreshed, for usage from before their revocation."""
+    revocation = lifecycle.revoke(
+        session, user=session.get_one(User, bridged.owner.id), actor=f.SETUP
+    )
+    session.commit()
+    batch = [
+        record(
+            user_id=str(bridged.owner.id), occurred_at=revocation.revoked_at - timedelta(days=1)
+        ),
+        record(
+            user_id=str(bridged.other.id), occurred_at=revocation.revoked_at + timedelta(seconds=5)
+        ),
+    ]
+
+    ingested = odock_usage.ingest_usage(
+        session,
+        organisation_id=bridged.org.id,
+        records=odock_usage.parse_batch({"records": batch}).records,
+        actor=f.SETUP,
+    )
+
+    assert (ingested.accepted, ingested.reviews_refreshed) == (2, 0)
+    assert reviews.review_of(session, revocation.id) is None
 
 
 def test_usage_on_an_org_key_the_revoked_person_created_is_flagged_at_once(bridged, session):
