@@ -20,6 +20,7 @@ from models.migrate import upgrade
 from tests.support.migration_db import downgrade, own_database
 
 BEFORE = "0032_i20_revocations"
+AFTER = "0033_store_commands"
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def test_key_commands_become_store_commands_with_their_rows_and_back(blank_engin
                 )
             )
 
-    upgrade(blank_engine, "head")
+    upgrade(blank_engine, AFTER)
 
     assert not inspect(blank_engine).has_table("key_commands")
     assert names(blank_engine, "store_commands") == {
@@ -82,6 +83,7 @@ def test_key_commands_become_store_commands_with_their_rows_and_back(blank_engin
         "primary_key": "pk_store_commands",
         "foreign_keys": ["fk_store_commands_organisation_id_organisations"],
     }
+    upgrade(blank_engine, "head")  # the model as it is now reads the rows 0033 renamed
     with Session(blank_engine) as session:
         rows = session.scalars(select(StoreCommand).order_by(StoreCommand.command_type)).all()
         assert [(c.id, c.subject_id, c.subject_type) for c in rows] == [
