@@ -277,6 +277,14 @@ def a_run_held_over_the_api(
 
 
 AD_NEVER = str(0x7FFFFFFFFFFFFFFF).encode()  # accountExpires: never
+
+
+def ad_filetime(moment: datetime) -> bytes:
+    """accountExpires' form: 100 ns ticks since 1601-01-01."""
+    delta = moment - datetime(1601, 1, 1, tzinfo=UTC)
+    return str((delta.days * 86400 + delta.seconds) * 10_000_000).encode()
+
+
 AD_CONNECTOR = {
     "preset": "active_directory",
     "attribute_mapping": {"change_attribute": "modifyTimestamp", "change_kind": "timestamp"},

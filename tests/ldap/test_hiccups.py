@@ -15,6 +15,7 @@ from models.entities import AuditEvent
 from models.enums import Role, UserStatus
 from tests.ldap.conftest import (
     AD_CONNECTOR,
+    ad_filetime,
     as_ad_accounts,
     get_run,
     linked_users,
@@ -435,3 +436,38 @@ def test_one_end_date_extended_or_removed_still_applies(make_connector, sync, se
     outcome = sync(connector)
     assert outcome.status == "succeeded", outcome
     assert _end_dates(sessions, connector)["bob"] is None
+
+
+def test_active_directory_end_dates_an_acl_hides_are_kept(
+    make_connector, sync, sessions, directory
+):
+    """Guard (passed before): as above on Active Directory. alice, bob and carol's
+    accountExpires falls in a month; an ACL change hides accountExpires from the bind
+    account, which reads as no end date. The end_date_clear threshold holds the run, the
+    dates stay, and once the ACL is fixed the next run changes nothing."""
+    everyone, contractors = ("alice", "bob", "carol", "dave"), ("alice", "bob", "carol")
+    as_ad_accounts(directory, everyone)
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+    for uid in contractors:
+        directory.replace(directory.person_dn(uid), "accountExpires", ad_filetime(ahead))
+    connector = _read_by_the_reader(make_connector, **AD_CONNECTOR, safety={})
+    assert sync(connector).status == "succeeded"
+    dated = _end_dates(sessions, connector)
+    assert [dated[uid] for uid in contractors] == [ahead] * 3
+    for uid in contractors:
+        directory.replace(directory.person_dn(uid), "businessCategory", LOCK_HIDDEN_FROM_READER)
+
+    held = sync(connector)
+    assert held.status == "quarantined", held
+    assert held.error == (
+        "the plan clears or postpones the end dates of 3 of 4 linked users, more than 10%"
+    )
+    assert held.summary["end_date_clear"] == 3
+    assert _end_dates(sessions, connector) == dated
+
+    for uid in contractors:
+        directory.replace(directory.person_dn(uid), "businessCategory")
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    assert outcome.summary["update"] == 0
+    assert _end_dates(sessions, connector) == dated

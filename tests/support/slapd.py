@@ -198,7 +198,7 @@ access to filter=(businessCategory={HIDDEN_FROM_READER.decode()})
 access to filter=(businessCategory={MEMBERS_HIDDEN_FROM_READER.decode()}) attrs=member,uniqueMember
   by dn.exact="{READER_DN}" none by * read
 access to filter=(businessCategory={LOCK_HIDDEN_FROM_READER.decode()})
-  attrs=pwdAccountLockedTime,nsAccountLock,shadowExpire,pwdEndTime
+  attrs=pwdAccountLockedTime,nsAccountLock,shadowExpire,pwdEndTime,accountExpires
   by dn.exact="{READER_DN}" none by * read
 access to * by * read
 overlay ppolicy
