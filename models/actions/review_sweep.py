@@ -221,7 +221,7 @@ def _lock_free(session: Session, revocation_id: uuid.UUID) -> bool:
 def _current_revocations(organisation_id: uuid.UUID | None) -> Any:
     """Revocations still in force: not undone, and the person still REVOKED."""
     query = (
-        select(Revocation.id, Revocation.user_id, Revocation.revoked_at)
+        select(Revocation.id, Revocation.organisation_id, Revocation.user_id, Revocation.revoked_at)
         .join(User, User.id == Revocation.user_id)
         .where(Revocation.undone_at.is_(None), User.status == UserStatus.REVOKED)
     )
@@ -313,9 +313,13 @@ def unrecorded_usage(
         )
         .exists()
     )
-    unrecorded = or_(
-        and_(UsageRecord.api_key_id.is_not(None), ~recorded),
-        and_(UsageRecord.api_key_id.is_(None), ~recorded_without_key),
+    unrecorded = and_(
+        # Record ids are unique only within an organisation.
+        UsageRecord.organisation_id == current.c.organisation_id,
+        or_(
+            and_(UsageRecord.api_key_id.is_not(None), ~recorded),
+            and_(UsageRecord.api_key_id.is_(None), ~recorded_without_key),
+        ),
     )
     if usage_ids is not None:
         unrecorded = and_(unrecorded, UsageRecord.external_id.in_(usage_ids))

@@ -12,6 +12,7 @@ from models.actions.review_sweep import (
     open_missing_review,
     revocations_missing_review,
     sweep_reviews,
+    unrecorded_usage,
 )
 from models.base import utcnow
 from models.db import is_transient
@@ -165,6 +166,22 @@ def test_usage_reported_later_raises_an_urgent_finding_and_new_usage_reopens_it(
         select(OutboxMessage.kwargs).where(OutboxMessage.task == "notifications.dispatch")
     ).all()
     assert [e["event"] for e in urgent_events].count("finding.urgent") == 2
+
+
+def test_usage_ids_are_asked_about_within_one_organisation(session):
+    """Record ids are unique only within an organisation: another organisation's record
+    with the same id, naming this organisation's leaver (ingest refuses that, a record made
+    here shows it), is not this organisation's usage after the revocation."""
+    world = build_leaver(session)
+    review = revoke_and_review(session, world.person)
+    other_org = f.make_org(session)
+    f.make_usage(session, world.org, world.manager_a).external_id = "u-1"
+    f.make_usage(session, other_org, world.person, world.key_a).external_id = "u-1"
+    f.make_usage(session, world.org, world.person, world.key_a).external_id = "u-2"
+    session.flush()
+
+    assert unrecorded_usage(session, world.org.id, ["u-1"]) == set()
+    assert unrecorded_usage(session, world.org.id, ["u-2"]) == {review.revocation_id}
 
 
 def test_a_reactivated_person_s_open_review_is_closed(session):
