@@ -17,12 +17,7 @@ from tests.access_end.conftest import (  # noqa: F401 (fixtures)
     clocked_settings,
     run_ahead,
 )
-from tests.ldap.conftest import AD_CONNECTOR, as_ad_accounts, linked_users
-
-
-def _filetime(moment: datetime) -> bytes:
-    delta = moment - datetime(1601, 1, 1, tzinfo=UTC)
-    return str((delta.days * 86400 + delta.seconds) * 10_000_000).encode()
+from tests.ldap.conftest import AD_CONNECTOR, ad_filetime, as_ad_accounts, linked_users
 
 
 def test_account_expiry_revokes_on_time_once_and_a_later_expiry_cancels(
@@ -36,14 +31,14 @@ def test_account_expiry_revokes_on_time_once_and_a_later_expiry_cancels(
     ends = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
     as_ad_accounts(directory, ("alice", "bob", "carol", "dave"))
     # alice's expiry comes in with the first import; bob's and carol's with a later sync.
-    directory.replace(directory.person_dn("alice"), "accountExpires", _filetime(ends))
+    directory.replace(directory.person_dn("alice"), "accountExpires", ad_filetime(ends))
     connector = make_connector(**AD_CONNECTOR)
     assert sync(connector).status == "succeeded"
-    directory.replace(directory.person_dn("bob"), "accountExpires", _filetime(ends))
-    directory.replace(directory.person_dn("carol"), "accountExpires", _filetime(ends))
+    directory.replace(directory.person_dn("bob"), "accountExpires", ad_filetime(ends))
+    directory.replace(directory.person_dn("carol"), "accountExpires", ad_filetime(ends))
     assert sync(connector).status == "succeeded"
     directory.replace(
-        directory.person_dn("carol"), "accountExpires", _filetime(ends + timedelta(days=1))
+        directory.person_dn("carol"), "accountExpires", ad_filetime(ends + timedelta(days=1))
     )
     assert sync(connector).status == "succeeded"
     users = linked_users(sessions, connector)
@@ -69,7 +64,7 @@ def test_a_renewed_account_expiry_brings_back_whom_the_schedule_revoked(
     audited. A sync that reads the passed date again does not."""
     ends = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
     as_ad_accounts(directory, ("alice",))
-    directory.replace(directory.person_dn("alice"), "accountExpires", _filetime(ends))
+    directory.replace(directory.person_dn("alice"), "accountExpires", ad_filetime(ends))
     connector = make_connector(**AD_CONNECTOR)
     assert sync(connector).status == "succeeded"
     user_id = linked_users(sessions, connector)["alice"].id
@@ -83,7 +78,7 @@ def test_a_renewed_account_expiry_brings_back_whom_the_schedule_revoked(
     assert linked_users(sessions, connector)["alice"].status is UserStatus.REVOKED
 
     renewed = ends + timedelta(days=90)
-    directory.replace(directory.person_dn("alice"), "accountExpires", _filetime(renewed))
+    directory.replace(directory.person_dn("alice"), "accountExpires", ad_filetime(renewed))
     assert sync(connector).status == "succeeded"
     alice = linked_users(sessions, connector)["alice"]
     assert alice.status is UserStatus.ACTIVE

@@ -19,17 +19,13 @@ from models.entities import Organisation, Team
 from models.enums import UserStatus
 from tests.ldap.conftest import (
     AD_CONNECTOR,
+    ad_filetime,
     as_ad_accounts,
     get_run,
     linked_users,
     team_members,
 )
 from tests.support import factories
-
-
-def _filetime(moment: datetime) -> bytes:
-    delta = moment - datetime(1601, 1, 1, tzinfo=UTC)
-    return str((delta.days * 86400 + delta.seconds) * 10_000_000).encode()
 
 
 @pytest.mark.parametrize(
@@ -144,8 +140,8 @@ def _alice_active_until(sync, sessions, connector) -> datetime | None:
     [
         (b"0", None),
         (b"9223372036854775807", None),
-        (_filetime(datetime(2999, 12, 31, tzinfo=UTC)), datetime(2999, 12, 31, tzinfo=UTC)),
-        (_filetime(datetime(9999, 12, 30, tzinfo=UTC)), datetime(9999, 12, 30, tzinfo=UTC)),
+        (ad_filetime(datetime(2999, 12, 31, tzinfo=UTC)), datetime(2999, 12, 31, tzinfo=UTC)),
+        (ad_filetime(datetime(9999, 12, 30, tzinfo=UTC)), datetime(9999, 12, 30, tzinfo=UTC)),
         (b"9223372036854775806", None),  # year 30828: past any date we can hold, so never
         (b"5300000000000000000", None),  # about year 18400
     ],

@@ -15,7 +15,14 @@ from sqlalchemy import select
 from connectors.ldap.mapping import mapping_for, parse_generalized_time
 from models.entities import AuditEvent, IdentityLink
 from models.enums import SyncKind, UserStatus
-from tests.ldap.conftest import AD_CONNECTOR, Directory, as_ad_accounts, get_run, linked_users
+from tests.ldap.conftest import (
+    AD_CONNECTOR,
+    Directory,
+    ad_filetime,
+    as_ad_accounts,
+    get_run,
+    linked_users,
+)
 
 PASSWORD = b"right-password"
 
@@ -163,19 +170,14 @@ def test_an_expiry_ahead_is_stored_on_import_and_a_passed_one_is_not_imported(
         s.rollback()
 
 
-def _filetime(moment: datetime) -> bytes:
-    delta = moment - datetime(1601, 1, 1, tzinfo=UTC)
-    return str((delta.days * 86400 + delta.seconds) * 10_000_000).encode()
-
-
 def test_active_directory_lockout_and_expiry(make_connector, sync, sessions, directory):
     as_ad_accounts(directory, ("alice", "bob", "carol", "dave"))
     connector = make_connector(**AD_CONNECTOR)
     sync(connector)
     assert len(linked_users(sessions, connector)) == 4
     now = datetime.now(UTC)
-    directory.replace(directory.person_dn("alice"), "lockoutTime", _filetime(now))
-    directory.replace(directory.person_dn("bob"), "accountExpires", _filetime(now - timedelta(1)))
+    directory.replace(directory.person_dn("alice"), "lockoutTime", ad_filetime(now))
+    directory.replace(directory.person_dn("bob"), "accountExpires", ad_filetime(now - timedelta(1)))
     directory.replace(directory.person_dn("carol"), "userAccountControl", b"530")  # 512|16|2
     directory.replace(directory.person_dn("dave"), "userAccountControl", b"528")  # 512|LOCKOUT
     outcome = sync(connector)
