@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 
 from models.settings import Settings
+from models.text import visible, visible_lines
 
 SECRET_KEYS = re.compile(r"(password|secret|token|authorization|signature|cookie)", re.IGNORECASE)
 # Each kind of secret this service issues, by its prefix: API tokens of every scope
@@ -36,10 +37,27 @@ def redact_secrets(
     return event
 
 
-def _renderer(settings: Settings) -> Any:
+# Texts the console renderer writes on lines of their own after the record: their line
+# breaks are the writer's (a traceback's), their other control characters are shown.
+MULTILINE_KEYS = ("exception", "stack")
+
+
+def show_control_characters(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Every string value visible() for the console renderer, which writes values raw: a
+    line break or an escape someone sent (a name, a request path) neither starts a record
+    of its own nor drives the terminal. JSON escapes them itself."""
+    for key, value in list(event.items()):
+        if isinstance(value, str):
+            event[key] = visible_lines(value) if key in MULTILINE_KEYS else visible(value)
+    return event
+
+
+def _rendering(settings: Settings) -> list[Any]:
     if settings.log_json:
-        return structlog.processors.JSONRenderer()
-    return structlog.dev.ConsoleRenderer()
+        return [structlog.processors.JSONRenderer()]
+    return [show_control_characters, structlog.dev.ConsoleRenderer()]
 
 
 def configure_stdlib_logging(settings: Settings, level: int | str | None = None) -> None:
@@ -54,7 +72,7 @@ def configure_stdlib_logging(settings: Settings, level: int | str | None = None)
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             redact_secrets,
-            _renderer(settings),
+            *_rendering(settings),
         ],
     )
     handler = logging.StreamHandler(sys.stderr)
@@ -71,7 +89,6 @@ def _stderr_logger(*_args: object) -> structlog.PrintLogger:
 
 
 def configure_logging(settings: Settings) -> None:
-    renderer = _renderer(settings)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -79,7 +96,7 @@ def configure_logging(settings: Settings) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact_secrets,
-            renderer,
+            *_rendering(settings),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelName(settings.log_level)

@@ -6,11 +6,13 @@ shown, never interpreted."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from email.message import EmailMessage
 from html.parser import HTMLParser
 
+import structlog
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,7 +21,7 @@ from models.actions import lifecycle, reviews
 from models.actions.notification_deliveries import AttemptResult, plan_deliveries
 from models.entities import NotificationDelivery, NotificationHook, Organisation, User
 from models.enums import HookKind, Role
-from models.observability import configure_logging
+from models.observability import configure_logging, configure_stdlib_logging
 from models.settings import Settings
 from tests.cli.conftest import cli_env, run  # noqa: F401 (fixtures)
 from tests.console.conftest import sign_in
@@ -263,6 +265,32 @@ def test_guard_a_line_break_in_a_request_is_one_json_log_record(settings, client
     (refused,) = [r for r in records if r["event"] == "idp_hook.refused"]
     assert refused["path"].endswith(f"\r\n{forged}")
     assert not any(r.get("level") == "critical" for r in records)
+
+
+def test_a_line_break_or_escape_in_a_value_stays_on_one_console_log_line(settings, capsys):
+    """With LOG_JSON false (development) the console renderer writes the message raw (a
+    standard `logging` record's, Celery's, has its arguments in it): a CR LF and a forged
+    record, a screen clear and a hyperlink (OSC 8) in a logged value are shown as markers,
+    each record on its one line."""
+    forged = "2026-12-07T00:00:00Z [critical ] user.revoked"
+    value = f"nobody\r\n{forged}\x1b[2J\x1b]8;;https://evil.example\x07ci bot\x1b]8;;\x07"
+    console = settings.model_copy(update={"log_json": False, "log_level": "INFO"})
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging(console)
+    configure_stdlib_logging(console)
+    try:
+        structlog.get_logger().warning(f"refused {value}", path=value)
+        logging.getLogger("celery.worker").warning("Received task: %s", value)
+        logged = capsys.readouterr().err
+    finally:
+        configure_logging(settings)
+        root.handlers[:], root.level = handlers, level
+    shown = f"nobody<U+000D><U+000A>{forged}<U+001B>[2J<U+001B>]8;;https://evil.example<U+0007>"
+    own_colours = re.sub(r"\x1b\[[0-9;]*m", "", logged)  # the renderer's, not the value's
+    assert len(logged.splitlines()) == 2, repr(logged)
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f]", own_colours), repr(logged)
+    assert own_colours.count(shown) == 3, repr(logged)
 
 
 # A key name that would drive an admin's terminal: clear the screen, a hyperlink (OSC 8) over
