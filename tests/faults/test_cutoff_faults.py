@@ -151,21 +151,6 @@ def test_the_broker_down_during_an_admin_revocation(session, sessions, served, s
     assert reviews_of(served, leaver)  # the outbox carried the review's task too
 
 
-def test_the_worker_killed_before_the_review_opens_leaves_it_to_the_reaper(
-    session, sessions, served
-):
-    if session.get_bind().dialect.name != "postgresql":
-        pytest.skip("holds the review task with LOCK TABLE")
-    leaver = faults.make_leaver(session)
-
-    outcome = faults.worker_killed_before_the_review_opens(served, sessions, leaver)
-
-    assert outcome.answered_status == 200
-    # The fast reaper opened it (REVIEW_GRACE, the worker's restart), not the outbox's
-    # re-send 900 s later nor the hourly sweep: which one did is on record.
-    assert outcome.opened_by == "cutoffs.reap"
-
-
 def reviews_of(served: Served, leaver: faults.Leaver) -> list[dict]:
     from tests.support.wait import wait_until
 
