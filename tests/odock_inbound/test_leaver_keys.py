@@ -4,21 +4,18 @@ policy (revoked, or held with a finding), not at the next review sweep (an hour 
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.actions import lifecycle, odock_events, odock_reconcile, reviews
+from models.actions import lifecycle, odock_events, odock_reconcile
 from models.entities import ReviewFinding, User, VirtualApiKey
 from models.enums import Severity
-from tests.odock_inbound.conftest import Bridged, key_body
+from tests.odock_inbound.conftest import key_body
+from tests.odock_inbound.leaver_races import written_while_the_owner_is_revoked
 from tests.odock_inbound.test_reconcile import listed, listing
 from tests.support import factories as f
-from tests.support.parallel import in_thread
-from tests.support.sql_events import listening
 
 
 def _revoke(session, user_id) -> None:
@@ -140,46 +137,15 @@ def _holds_key(session: Session, key_id: uuid.UUID) -> bool:
     return any(isinstance(held, VirtualApiKey) and held.id == key_id for held in session)
 
 
-def _written_while_the_owner_is_revoked(
-    bridged: Bridged, session: Session, key_id: uuid.UUID, write: Callable[[], object]
-) -> None:
-    """`write` (in a thread) reads the key's owner ACTIVE and writes the key; before it
-    commits, the owner's revocation commits and its review opens, neither seeing the key not
-    yet committed; then `write` commits and returns. On SQLite the revocation cannot begin
-    while the key is written (BEGIN IMMEDIATE): it comes after, and sees the key."""
-    held, go_on = threading.Event(), threading.Event()
-    writer: list[int] = []
-
-    def hold_open(writing: Session) -> None:
-        if threading.get_ident() not in writer or held.is_set() or not _holds_key(writing, key_id):
-            return
-        held.set()
-        if writing.get_bind().dialect.name == "postgresql":
-            assert go_on.wait(30)
-
-    def run() -> object:
-        writer.append(threading.get_ident())
-        return write()
-
-    with listening(Session, before_commit=hold_open):
-        thread, out = in_thread(run)
-        assert held.wait(30)
-        _revoke(session, bridged.owner.id)
-        revocation = lifecycle.latest_revocation(session, bridged.owner.id)
-        assert revocation is not None
-        reviews.open_revocation_review(session, revocation_id=revocation.id, actor=f.SETUP)
-        session.commit()
-        go_on.set()
-        thread.join(30)
-    assert "error" not in out, out
-
-
 def test_a_key_pushed_while_its_owner_is_revoked_is_revoked_without_the_sweep(bridged, session):
     """Before, the key stayed active until the review sweep (an hour)."""
     key_id = uuid.uuid4()
 
-    _written_while_the_owner_is_revoked(
-        bridged, session, key_id, lambda: bridged.put("keys", key_id, key_body(bridged.owner))
+    written_while_the_owner_is_revoked(
+        bridged,
+        session,
+        lambda writing: _holds_key(writing, key_id),
+        lambda: bridged.put("keys", key_id, key_body(bridged.owner)),
     )
 
     assert _key(session, key_id).revoked is True
@@ -196,8 +162,11 @@ def test_a_key_event_applied_while_its_owner_is_revoked_is_revoked_without_the_s
     event = {"type": "key.upserted", "id": str(key_id), "version": 1}
     assert bridged.event({**event, "data": key_body(bridged.owner)}).status_code == 202
 
-    _written_while_the_owner_is_revoked(
-        bridged, session, key_id, lambda: drain_deliveries.run(str(bridged.org.id))
+    written_while_the_owner_is_revoked(
+        bridged,
+        session,
+        lambda writing: _holds_key(writing, key_id),
+        lambda: drain_deliveries.run(str(bridged.org.id)),
     )
 
     assert _key(session, key_id).revoked is True
