@@ -284,7 +284,7 @@ def upsert_key(
     _lock_object(session, key_id)
     values = keep_pending_decisions(session, key_id, key_values(session, organisation_id, key))
     leaver = _revoked_holder(session, key, values)
-    applied = upsert(session, KIND_KEY, organisation_id, key_id, values, actor)
+    applied = upsert(session, KIND_KEY, organisation_id, key_id, values, actor, locked=True)
     if leaver and applied.applied:  # the review looks only at the key if it is active here
         review_sweep.review_keys_of_leavers(
             session, organisation_id=organisation_id, actor=actor, key_ids=[key_id]
@@ -362,10 +362,14 @@ def upsert(
     object_id: uuid.UUID,
     values: dict[str, Any],
     actor: Actor,
+    *,
+    locked: bool = False,
 ) -> Applied:
-    """Create or update the object unless what is held (or its tombstone) is as new."""
+    """Create or update the object unless what is held (or its tombstone) is as new; `locked`
+    when the caller holds the object's lock already (_lock_object)."""
     version = values["version"]
-    _lock_object(session, object_id)
+    if not locked:
+        _lock_object(session, object_id)
     if buried_at(session, organisation_id, kind, object_id) >= version:
         return Applied(kind, object_id, applied=False)
     entity = ENTITIES[kind]
@@ -382,7 +386,7 @@ def upsert(
             session.flush()
     except IntegrityError:
         # Created meanwhile by a concurrent push of the same object: compare with that one.
-        return upsert(session, kind, organisation_id, object_id, values, actor)
+        return upsert(session, kind, organisation_id, object_id, values, actor, locked=True)
     audit.record_change(
         session,
         actor=actor,
