@@ -235,7 +235,9 @@ class Person:
     name: str
     disabled: bool
     change: str
-    access_ends_at: str = ""  # ISO 8601 UTC ("2027-01-31T00:00:00Z"), "" when it never ends
+    # ISO 8601 UTC ("2027-01-31T00:00:00Z"), "" when it never ends, None when unknown: an
+    # expiry attribute every account carries was hidden from the reader
+    access_ends_at: str | None = ""
     # every value of a multi-valued email attribute, trimmed and lower-cased ("" for one value):
     # their order is no promise, so a user whose email is still among them keeps it
     emails: tuple[str, ...] = ()
@@ -427,6 +429,9 @@ class _Layout:
     # userAccountControl, so one missing was hidden from us and its state is unknown
     missing_flags: tuple[str, ...]
     expiry: tuple[tuple[ExpiryAttribute, str], ...]
+    # Active Directory writes accountExpires (filetime) on every account, 0 or 2^63-1 for
+    # never: an entry without it had it hidden from us, and its end date is unknown
+    unread_expiry: bool
 
 
 class PersonReader:
@@ -479,7 +484,11 @@ class PersonReader:
             name=name[:200],
             disabled=bool(layout.disabled) and _disabled(dn, raw, layout.disabled, external_id),
             change=_decoded(dn, raw, layout.change, mapping.change_attribute, external_id),
-            access_ends_at=_ends(dn, raw, layout.expiry, external_id) if layout.expiry else "",
+            access_ends_at=None
+            if layout.unread_expiry
+            else _ends(dn, raw, layout.expiry, external_id)
+            if layout.expiry
+            else "",
             emails=_all_emails(raw, layout.email_keys),
         )
 
@@ -506,6 +515,9 @@ class PersonReader:
                 if m.kind == "bitmask" and key(m.attribute) is None
             ),
             expiry=tuple((e, k) for e in mapping.expiry if (k := key(e.attribute)) is not None),
+            unread_expiry=any(
+                e.format == "filetime" and key(e.attribute) is None for e in mapping.expiry
+            ),
         )
         if len(self._layouts) >= self.MAX_LAYOUTS:
             self._layouts.clear()

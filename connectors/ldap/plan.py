@@ -43,7 +43,7 @@ class Entry(PlanItem):
     dn: str
     email: str
     name: str
-    access_ends_at: str = ""  # ISO 8601 UTC, from the entry's expiry
+    access_ends_at: str | None = ""  # ISO 8601 UTC, from the entry's expiry; None: unknown
     role: str = ""
 
 

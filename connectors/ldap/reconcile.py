@@ -11,7 +11,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from connectors.email_address import email_key
 from connectors.ldap.group_links import link_groups
@@ -308,8 +308,11 @@ class Reconciler:
 
     def _end_extended(self, person: Person, known: Known) -> bool:
         """The directory moved the end date that ended this person's access later (still to
-        come: `_ended` said not ended) or took it away: a renewed contract."""
+        come: `_ended` said not ended) or took it away: a renewed contract. An expiry hidden
+        from the reader renews nothing."""
         ends = person.access_ends_at
+        if ends is None:
+            return False
         return bool(known.ended_at) and (not ends or ends > known.ended_at)
 
     def _add_new(self, person: Person, key: str, dn_key: str) -> None:
@@ -328,7 +331,7 @@ class Reconciler:
                 dn=person.dn,
                 email=person.email,
                 name=person.name,
-                access_ends_at=person.access_ends_at,
+                access_ends_at=person.access_ends_at or "",
             )
             self.plan.creates.append(item)
             self._claimed_emails[key] = item
@@ -765,7 +768,15 @@ def retired_teams(directory_teams: dict[str, str], mapped: list[str]) -> list[Te
     ]
 
 
-def _entry_fields(person: Person) -> dict[str, str]:
+class _EntryFields(TypedDict):
+    external_id: str
+    dn: str
+    email: str
+    name: str
+    access_ends_at: str | None
+
+
+def _entry_fields(person: Person) -> _EntryFields:
     """What a create, link or relink says of the entry."""
     return {
         "external_id": person.external_id,
@@ -784,6 +795,6 @@ def _changed_fields(person: Person, known: Known) -> dict[str, list[str]]:
         fields["email"] = [known.email, person.email]
     if person.dn != known.dn and normalize_dn(person.dn) != normalize_dn(known.dn):
         fields["dn"] = [known.dn, person.dn]
-    if person.access_ends_at != known.access_ends_at:
+    if person.access_ends_at is not None and person.access_ends_at != known.access_ends_at:
         fields["access_ends_at"] = [known.access_ends_at, person.access_ends_at]
     return fields

@@ -347,7 +347,8 @@ def _link(
     )
     role = Role(item.role) if item.role else None
     edit_user(session, user=user, actor=actor, name=item.name, role=role)
-    _set_end_date(session, user, item.access_ends_at, actor)
+    if item.access_ends_at is not None:  # None: the entry's expiry was hidden from the reader
+        _set_end_date(session, user, item.access_ends_at, actor)
     applied.updated += 1
 
 
@@ -369,6 +370,8 @@ def _relink(
     link.attributes = attributes
     link.deleted_at = None
     owned.links[item.external_id] = link
+    # The previous entry's end date was the previous contract's: cleared even where the new
+    # entry's expiry was hidden from the reader (None).
     _set_end_date(session, link.user, item.access_ends_at, actor)
     audit.record(
         session,

@@ -161,7 +161,7 @@ class PeopleImport:
             email, name, key, role = row
             user_id = next(ids)
             if item.access_ends_at:
-                dated.append((user_id, name, email, key, role, self._moment(item)))
+                dated.append((user_id, name, email, key, role, self._moment(item.access_ends_at)))
             else:
                 users.append((user_id, name, email, key, role))
             # what json.dumps({"dn": dn}) gives, without its per-call setup
@@ -228,9 +228,9 @@ class PeopleImport:
         ]
         return prepared
 
-    def _moment(self, item: Create) -> str:
+    def _moment(self, ends: str) -> str:
         """The directory's end date as this database stores it (the text of a row)."""
-        moment = datetime.fromisoformat(item.access_ends_at)
+        moment = datetime.fromisoformat(ends)
         column = table_of(User).c.access_ends_at.type.dialect_impl(self.dialect)
         process = column.bind_processor(self.dialect)
         return str(process(moment)) if process is not None else moment.isoformat()

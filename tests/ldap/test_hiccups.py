@@ -424,19 +424,32 @@ def test_one_end_date_extended_or_removed_still_applies(make_connector, sync, se
 def test_active_directory_end_dates_an_acl_hides_are_kept(
     make_connector, sync, sessions, directory
 ):
-    """Guard (passed before): as above on Active Directory. alice, bob and carol's
-    accountExpires falls in a month; an ACL change hides accountExpires from the bind
-    account, which reads as no end date. The end_date_clear threshold holds the run, the
-    dates stay, and once the ACL is fixed the next run changes nothing."""
+    """Active Directory writes accountExpires on every account (0 or 2^63-1 for never), so
+    one the bind account cannot read is unknown, not "never ends". alice, bob and carol's
+    accountExpires falls in a month; an ACL change hides it from the reader for alice alone,
+    under every threshold (they are lifted here): her date stays, the run changes nothing.
+    Before, it read as no end date and kept her past her contract. Hidden for all three,
+    the run changes nothing either: the end_date_clear threshold is not what saves them."""
     everyone, contractors = ("alice", "bob", "carol", "dave"), ("alice", "bob", "carol")
     as_ad_accounts(directory, everyone)
     ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
     for uid in contractors:
         directory.replace(directory.person_dn(uid), "accountExpires", ad_filetime(ahead))
-    connector = _read_by_the_reader(make_connector, **AD_CONNECTOR, safety={})
+    lifted = {"count": 10_000_000, "percent": 100}
+    connector = _read_by_the_reader(
+        make_connector, **AD_CONNECTOR, safety={"thresholds": {"end_date_clear": lifted}}
+    )
     assert sync(connector).status == "succeeded"
-    assert [_end_dates(sessions, connector)[uid] for uid in contractors] == [ahead] * 3
-    _hiding_their_expiry_holds_the_run(sync, sessions, directory, connector, contractors)
+    dated = _end_dates(sessions, connector)
+    assert [dated[uid] for uid in contractors] == [ahead] * 3
+
+    for hidden in (("alice",), contractors):
+        for uid in hidden:
+            directory.replace(directory.person_dn(uid), "businessCategory", LOCK_HIDDEN_FROM_READER)
+        outcome = sync(connector)
+        assert outcome.status == "succeeded", outcome
+        assert outcome.summary["update"] == 0, outcome.summary
+        assert _end_dates(sessions, connector) == dated
 
 
 def _hiding_their_expiry_holds_the_run(sync, sessions, directory, connector, contractors):

@@ -11,6 +11,7 @@ from connectors.ldap.mapping import (
     escape_dn_value,
     escape_filter_value,
     expand_groups,
+    map_person,
     mapping_for,
 )
 from models.enums import UserStatus
@@ -94,3 +95,36 @@ def test_mapping_overrides_are_validated():
         mapping_for("novell")
     with pytest.raises(ValueError):
         mapping_for("openldap", {"stable_idd": "x"})
+
+
+def _ad_entry(**extra: list[bytes]) -> dict[str, list[bytes]]:
+    return {
+        "objectGUID": [uuid.uuid4().bytes_le],
+        "sAMAccountName": [b"ALICE"],
+        "mail": [b"alice@example.com"],
+        "userAccountControl": [b"512"],
+        "uSNChanged": [b"7"],
+        **extra,
+    }
+
+
+def test_an_active_directory_expiry_hidden_from_the_reader_is_unknown_not_never():
+    """AD writes accountExpires on every account (0 or 2^63-1 for never): without it the
+    end date is unknown (None, kept as it is), where a set one is a date and never is "".
+    Other directories' expiry attributes are optional: absent there means no end."""
+    ad = mapping_for("active_directory")
+    dn = "CN=Alice,DC=corp"
+    assert map_person(dn, _ad_entry(), ad).access_ends_at is None
+    never = _ad_entry(accountExpires=[str(0x7FFFFFFFFFFFFFFF).encode()])
+    assert map_person(dn, never, ad).access_ends_at == ""
+    dated = _ad_entry(accountExpires=[b"134000000000000000"])
+    assert map_person(dn, dated, ad).access_ends_at == "2025-08-18T14:13:20Z"
+
+    freeipa = mapping_for("freeipa")
+    entry = {
+        "ipaUniqueID": [b"1f0e"],
+        "uid": [b"alice"],
+        "mail": [b"alice@example.com"],
+        "modifyTimestamp": [b"20260101000000Z"],
+    }
+    assert map_person("uid=alice,dc=corp", entry, freeipa).access_ends_at == ""
