@@ -5,6 +5,11 @@ store in progress leads: it takes everything waiting and stores it in one call, 
 arriving meanwhile wait for the next one. Under light load a batch is one item and nothing
 waits; under heavy load one statement and one commit serve many requests. A request returns
 only after the batch holding its item committed, so an answer still means "stored".
+
+A batch whose store fails for a reason `split_on` blames on an item (a value the database
+refuses) is split in two and each half stored again, down to that item alone: only its
+request learns of the failure. Any other failure (the database unavailable) reaches every
+request of the batch at once, not once per item.
 """
 
 from __future__ import annotations
@@ -28,9 +33,14 @@ class _Waiting(Generic[Item, Outcome]):
 
 class GroupCommit(Generic[Item, Outcome]):
     def __init__(
-        self, store: Callable[[list[Item]], list[Outcome]], *, max_batch: int = 200
+        self,
+        store: Callable[[list[Item]], list[Outcome]],
+        *,
+        max_batch: int = 200,
+        split_on: Callable[[Exception], bool] = lambda _error: False,
     ) -> None:
         self._store = store
+        self._split_on = split_on
         self._max_batch = max_batch
         self._condition = threading.Condition()
         self._waiting: list[_Waiting[Item, Outcome]] = []
@@ -61,9 +71,7 @@ class GroupCommit(Generic[Item, Outcome]):
 
     def _run(self, batch: list[_Waiting[Item, Outcome]]) -> None:
         try:
-            outcomes = self._store([waiting.item for waiting in batch])
-            for waiting, outcome in zip(batch, outcomes, strict=True):
-                waiting.outcome = outcome
+            self._store_or_split(batch)
         except BaseException as error:  # every request of the batch learns it failed
             for waiting in batch:
                 waiting.error = error
@@ -73,3 +81,24 @@ class GroupCommit(Generic[Item, Outcome]):
                     waiting.done = True
                 self._storing = False
                 self._condition.notify_all()
+
+    def _store_or_split(self, batch: list[_Waiting[Item, Outcome]]) -> None:
+        try:
+            outcomes = self._store([waiting.item for waiting in batch])
+        except Exception as error:
+            if len(batch) == 1 or not self._split_on(error):
+                raise
+            half = len(batch) // 2
+            for part in (batch[:half], batch[half:]):
+                self._stored_apart(part)
+            return
+        for waiting, outcome in zip(batch, outcomes, strict=True):
+            waiting.outcome = outcome
+
+    def _stored_apart(self, part: list[_Waiting[Item, Outcome]]) -> None:
+        """Store part of a failed batch; its failure stays with its own requests."""
+        try:
+            self._store_or_split(part)
+        except Exception as error:
+            for waiting in part:
+                waiting.error = error

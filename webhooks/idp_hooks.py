@@ -14,6 +14,7 @@ import structlog
 from flask import Blueprint, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 from prometheus_client import Counter
+from sqlalchemy.exc import DataError, IntegrityError
 
 from connectors import generic_events, okta_hooks, signed_webhooks
 from models.actions import idp_events
@@ -43,7 +44,12 @@ def _install_group_commit(setup: BlueprintSetupState) -> None:
             wakeups.wake(idp_events.TASK_DRAIN, {"organisation_id": str(organisation_id)})
         return accepted.new
 
-    setup.app.extensions[STORE] = GroupCommit(store)
+    setup.app.extensions[STORE] = GroupCommit(store, split_on=_refused_by_the_database)
+
+
+def _refused_by_the_database(error: Exception) -> bool:
+    """A failure one delivery's values cause, not the database's state: its batch is split."""
+    return isinstance(error, IntegrityError | DataError)
 
 
 bp.record(_install_group_commit)
@@ -144,9 +150,18 @@ def _store(
     credentials: HookCredentials, channel: str, delivery_id: str, payload: Any, *, new_status: int
 ) -> tuple[dict[str, Any], int]:
     group_commit: GroupCommit[Incoming, bool] = current_app.extensions[STORE]
-    is_new = group_commit.submit(
-        Incoming(credentials.organisation_id, channel, delivery_id, payload)
-    )
+    try:
+        is_new = group_commit.submit(
+            Incoming(credentials.organisation_id, channel, delivery_id, payload)
+        )
+    except IntegrityError:
+        # The delivery's one foreign key: the organisation was deleted while this process
+        # still held its hook's credentials (EVENT_HOOK_CACHE_SECONDS).
+        raise Refused(404, *UNKNOWN_HOOK, log_reason="organisation_gone") from None
+    except DataError:
+        raise Refused(
+            400, "invalid_payload", "the database refused a value of this delivery"
+        ) from None
     if not is_new:
         DUPLICATES.labels(channel).inc()
         return {"status": "duplicate", "delivery_id": delivery_id}, 200

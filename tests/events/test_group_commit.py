@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.support.wait import wait_until
-from webhooks.group_commit import GroupCommit
+from webhooks.group_commit import GroupCommit, _Waiting
 
 
 def test_concurrent_submits_share_stores_and_each_gets_its_own_outcome():
@@ -51,6 +51,42 @@ def test_a_failed_store_fails_every_request_of_its_batch_and_the_next_store_runs
         group.submit("bad")
     assert group.submit("ok") == "OK"
     assert calls == [["bad"], ["ok"]]
+
+
+def test_a_batch_failed_by_one_item_is_split_until_that_item_fails_alone():
+    stores: list[list[str]] = []
+
+    def store(items: list[str]) -> list[str]:
+        stores.append(items)
+        if "bad" in items:
+            raise ValueError("refused")
+        if "down" in items:
+            raise ConnectionError("database down")
+        return [item.upper() for item in items]
+
+    group = GroupCommit(store, split_on=lambda error: isinstance(error, ValueError))
+    waiting = [_Waiting(item) for item in ["a", "b", "bad", "c", "d"]]
+    group._run(waiting)
+
+    assert [(w.outcome, type(w.error)) for w in waiting] == [
+        ("A", type(None)),
+        ("B", type(None)),
+        (None, ValueError),
+        ("C", type(None)),
+        ("D", type(None)),
+    ]
+    assert stores == [
+        ["a", "b", "bad", "c", "d"],
+        ["a", "b"],
+        ["bad", "c", "d"],
+        ["bad"],
+        ["c", "d"],
+    ]
+    stores.clear()
+    unavailable = [_Waiting(item) for item in ["a", "down", "b"]]
+    group._run(unavailable)
+    assert stores == [["a", "down", "b"]]  # not blamed on an item: no split, one failure for all
+    assert all(isinstance(w.error, ConnectionError) for w in unavailable)
 
 
 def wait_until_queued(group: GroupCommit, count: int) -> None:
