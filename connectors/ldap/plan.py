@@ -83,6 +83,12 @@ class Revoke(PlanItem):
     reason: str
     removed: bool = False  # gone from the directory: its identity link is marked deleted
 
+    @property
+    def read_as_ended(self) -> bool:
+        """The directory said so (an entry read disabled or expired, an end date it set that
+        has passed): not an absence, which a read that went wrong can also make."""
+        return not self.removed
+
 
 @dataclass(slots=True, frozen=True, kw_only=True)
 class Update(PlanItem):
@@ -195,6 +201,7 @@ ITEM_TYPES: dict[str, type[PlanItem]] = {
     "updates": Update,
     "revokes": Revoke,
     "holds": Revoke,
+    "revoked_while_held": Revoke,
     "reactivates": Reactivate,
     "roles": RoleChange,
     "team_adds": TeamAdd,
@@ -220,6 +227,9 @@ class Plan:
     # people another source revoked whom the directory now says are inactive too: it stands
     # beside that source (the lifecycle policy), nobody loses access, so no threshold counts it
     holds: list[Revoke] = field(default_factory=list)
+    # leavers revoked at once though the rest of the plan waits for an admin
+    # (models.directory.safety.leavers_who_cannot_wait)
+    revoked_while_held: list[Revoke] = field(default_factory=list)
     reactivates: list[Reactivate] = field(default_factory=list)
     roles: list[RoleChange] = field(default_factory=list)
     team_adds: list[TeamAdd] = field(default_factory=list)
@@ -296,6 +306,7 @@ class Plan:
             "update": len(self.updates),
             "revoke": len(self.revokes),
             "hold": len(self.holds),
+            "revoked_while_held": len(self.revoked_while_held),
             "reactivate": len(self.reactivates),
             "role": len(self.roles),
             "team_add": len(self.team_adds),

@@ -130,6 +130,18 @@ def apply_directory_plan(
     return applied
 
 
+def revoke_while_held(
+    session: Session, *, connector: DirectoryConnector, leavers: list[Revoke], actor: Actor
+) -> Applied:
+    """Revoke these leavers of a plan that otherwise waits for an admin
+    (models.directory.safety.leavers_who_cannot_wait), each as the whole plan would."""
+    applied = Applied()
+    owned = _OwnedLinks(session, connector, Plan(revokes=leavers), teams=[])
+    for revoke in leavers:
+        _guarded(applied, revoke, partial(_revoke, session, owned, revoke, actor, applied))
+    return applied
+
+
 RENAME_SOURCE_UNMAPPED = "the old name is no longer mapped"
 RENAME_TARGET_MAPPED = "the new name is mapped already; the old name stays mapped"
 

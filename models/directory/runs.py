@@ -18,8 +18,8 @@ from connectors.ldap.plan import Plan
 from models import audit, locked_rows
 from models.actor import Actor
 from models.base import utcnow
-from models.directory.apply import Applied
-from models.directory.safety import emptied
+from models.directory.apply import Applied, revoke_while_held
+from models.directory.safety import emptied, leavers_who_cannot_wait
 from models.entities import DirectoryConnector, DirectorySyncRun
 from models.enums import Source, SyncKind, SyncRunStatus
 from models.errors import Conflict, DomainError, NotFound
@@ -210,6 +210,15 @@ def quarantine_run(
     plan: Plan,
     reason: str,
 ) -> None:
+    """Hold the plan for an admin; its leavers who cannot wait are revoked now and move
+    from `revokes` to `revoked_while_held`."""
+    leavers = leavers_who_cannot_wait(session, connector=connector, plan=plan)
+    if leavers:
+        revoke_while_held(
+            session, connector=connector, leavers=leavers, actor=ldap_actor(connector)
+        )
+        plan.revokes = [item for item in plan.revokes if not item.read_as_ended]
+        plan.revoked_while_held = leavers
     record_plan(run, plan)
     run.error = reason
     _finish(run, SyncRunStatus.QUARANTINED)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from connectors.ldap.plan import Plan
+from connectors.ldap.plan import Plan, Revoke
 from connectors.name_keys import name_key
 from models.entities import DirectoryConnector, IdentityLink, TeamMembership, User
 from models.enums import Role, Source
@@ -171,7 +171,6 @@ def held_reason(session: Session, *, connector: DirectoryConnector, plan: Plan) 
     empty = emptied(plan)
     if empty:
         return "; ".join(empty) + " (treated like an empty directory)"
-    thresholds = policy_of(connector).thresholds
     demotions = plan.demotions
     # A retired team's memberships go with the team, on an admin's change of the mapping.
     retired = {name_key(item.team) for item in plan.team_retires}
@@ -194,14 +193,47 @@ def held_reason(session: Session, *, connector: DirectoryConnector, plan: Plan) 
         ),
     }
     for kind, (n, verb, noun, of_what) in changes.items():
-        if not n:
-            continue
-        limit: Threshold = getattr(thresholds, kind)
-        if n > limit.count:
-            return f"the plan {verb} {n} {noun}, more than the threshold of {limit.count}"
-        total = _base_count(session, connector, kind)
-        if total and n * 100 > limit.percent * total:
-            return f"the plan {verb} {n} of {total} {of_what}, more than {limit.percent}%"
+        reason = _over_threshold(session, connector, kind, n, f"the plan {verb}", noun, of_what)
+        if reason:
+            return reason
+    return ""
+
+
+def leavers_who_cannot_wait(
+    session: Session, *, connector: DirectoryConnector, plan: Plan
+) -> list[Revoke]:
+    """The revocations of a held plan that apply at once: people the directory read as
+    disabled or expired. What holds a plan is a sign its read went wrong (a group or the
+    people come back empty, a hidden lock undone, many memberships gone) or that many would
+    lose access; a leaver the directory positively marked is neither, and waiting for an
+    admin would leave their access on. Unless these revocations are many themselves: then
+    they wait with the rest (a wrong disabled marker in the mapping reads everyone so)."""
+    leavers = [item for item in plan.revokes if item.read_as_ended]
+    if not leavers:
+        return []
+    if _over_threshold(session, connector, "revoke", len(leavers), "", "", ""):
+        return []
+    return leavers
+
+
+def _over_threshold(
+    session: Session,
+    connector: DirectoryConnector,
+    kind: str,
+    n: int,
+    verb: str,
+    noun: str,
+    of_what: str,
+) -> str:
+    """Why `n` changes of `kind` are more than the connector's threshold lets run, or ""."""
+    if not n:
+        return ""
+    limit: Threshold = getattr(policy_of(connector).thresholds, kind)
+    if n > limit.count:
+        return f"{verb} {n} {noun}, more than the threshold of {limit.count}"
+    total = _base_count(session, connector, kind)
+    if total and n * 100 > limit.percent * total:
+        return f"{verb} {n} of {total} {of_what}, more than {limit.percent}%"
     return ""
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from models.entities import AuditEvent
-from models.enums import Role, UserStatus
+from models.enums import Role, Source, UserStatus
 from tests.ldap.conftest import (
     AD_CONNECTOR,
     ad_filetime,
@@ -70,6 +70,66 @@ def test_one_of_a_teams_groups_whose_members_an_acl_hides_holds_the_run(
     assert outcome.status == "succeeded", outcome
     assert outcome.summary["team_remove"] == 0
     assert team_members(sessions) == {"alice", "bob", "carol", "dave"}
+
+
+def test_a_leaver_locked_in_a_run_held_for_a_hiccup_is_cut_off_at_once(
+    make_connector, sync, sessions, directory
+):
+    """Failed before: an ACL hiding the contractors' members holds the run; in the same run
+    an administrator locked bob's account. bob kept his access until an admin decided the
+    held plan. Now bob is revoked at once (audited, listed in the stored plan as
+    revoked_while_held), dave's place in the team still waits, and the next run after the
+    ACL is fixed changes nothing more."""
+    contractors = _group(directory, "contractors", "dave")
+    connector = _read_by_the_reader(
+        make_connector, group_teams={"engineering": "Engineering", "contractors": "Engineering"}
+    )
+    assert sync(connector).status == "succeeded"
+    directory.replace(contractors, "businessCategory", MEMBERS_HIDDEN_FROM_READER)
+    directory.replace(directory.person_dn("bob"), "pwdAccountLockedTime", b"000001010000Z")
+
+    held = sync(connector)
+    assert held.status == "quarantined", held
+    assert (held.summary["revoked_while_held"], held.summary["revoke"]) == (1, 0)
+    bob = linked_users(sessions, connector)["bob"]
+    assert bob.status is UserStatus.REVOKED
+    assert "dave" in team_members(sessions)
+    stored = get_run(sessions, held.run_id).plan
+    assert [item["email"] for item in stored["revoked_while_held"]] == [bob.email]
+    with sessions() as s:
+        revoked = s.scalars(
+            select(AuditEvent.source).where(
+                AuditEvent.action == "user.revoked", AuditEvent.target_id == str(bob.id)
+            )
+        ).all()
+    assert revoked == [Source.LDAP]
+
+    directory.replace(contractors, "businessCategory")
+    outcome = sync(connector)
+    assert outcome.status == "succeeded", outcome
+    assert (outcome.summary["revoke"], outcome.summary["team_remove"]) == (0, 0)
+    assert "dave" in team_members(sessions)
+
+
+def test_many_leavers_in_a_held_run_wait_with_it(make_connector, sync, sessions, directory):
+    """Guard: leavers revoked while a run is held are few by the revoke threshold; more (a
+    wrong disabled marker reads everyone locked) wait with the rest of the plan."""
+    contractors = _group(directory, "contractors", "dave")
+    connector = _read_by_the_reader(
+        make_connector,
+        group_teams={"engineering": "Engineering", "contractors": "Engineering"},
+        safety={"thresholds": {"revoke": {"count": 1, "percent": 100}}},
+    )
+    assert sync(connector).status == "succeeded"
+    directory.replace(contractors, "businessCategory", MEMBERS_HIDDEN_FROM_READER)
+    for uid in ("bob", "carol"):
+        directory.replace(directory.person_dn(uid), "pwdAccountLockedTime", b"000001010000Z")
+
+    held = sync(connector)
+    assert held.status == "quarantined", held
+    assert (held.summary["revoked_while_held"], held.summary["revoke"]) == (0, 2)
+    people = linked_users(sessions, connector)
+    assert {people[uid].status for uid in ("bob", "carol")} == {UserStatus.ACTIVE}
 
 
 def test_one_of_a_roles_groups_whose_members_an_acl_hides_holds_the_run(
