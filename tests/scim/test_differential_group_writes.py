@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 from scim2_server import service
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from models.actions.scim import set_group_role
 from models.db import SessionFactory
-from models.entities import AuditEvent
+from models.entities import AuditEvent, Organisation
 from models.enums import Role, Source
 from tests.scim.conftest import SCIM_TABLES
 from tests.scim.payloads import GROUP, MICROSOFT_GROUP, PATCH_OP, USER
@@ -496,6 +497,14 @@ def refill_specs() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def servers(scim, session, org, monkeypatch) -> Servers:
+    return loaded_servers(scim, session, org, monkeypatch)
+
+
+def loaded_servers(
+    scim: Any, session: Session, org: Organisation, monkeypatch: pytest.MonkeyPatch
+) -> Servers:
+    """Both servers with the same users, groups and group roles (test_differential_patch_lists
+    .py too)."""
     # As in the user writes' differential: the reference's PatchOp model built once.
     monkeypatch.setattr(service, "parametrize", functools.cache(service.parametrize))
     for name, role in MAPPED.items():

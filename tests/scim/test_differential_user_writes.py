@@ -424,6 +424,11 @@ def generated_writes(count: int) -> list[tuple[Template, int]]:
 
 @pytest.fixture
 def servers(scim, monkeypatch) -> Servers:
+    return loaded_servers(scim, monkeypatch)
+
+
+def loaded_servers(scim: Any, monkeypatch: pytest.MonkeyPatch) -> Servers:
+    """Both servers with the same generated users (test_differential_patch_lists.py too)."""
     # The reference builds a pydantic PatchOp model for every PATCH it reads (50 ms each, two
     # thirds of this test's time); the same model, built once, answers alike.
     monkeypatch.setattr(service, "parametrize", functools.cache(service.parametrize))

@@ -79,13 +79,19 @@ def outcome(write: Write, status: int, body: Any, document: dict[str, Any] | Non
     return Outcome(status, scim_type, document)
 
 
+COMPOSED = " + "  # joins the labels of the operations of one PATCH made of several
+
+
 def explained(difference: Difference, known: Mapping[str, Listed]) -> Listed | None:
-    """The listed difference this one is (by its request's label and both answers), if any."""
-    listed = known.get(difference.write.label)
+    """The listed difference this one is (by its request's label, or one of the labels it
+    is composed of, and both answers), if any."""
     ours, theirs = difference.ours, difference.theirs
-    if listed is None or listed.ours != (ours.status, ours.scim_type):
-        return None
-    return listed if listed.theirs == (theirs.status, theirs.scim_type) else None
+    answers = ((ours.status, ours.scim_type), (theirs.status, theirs.scim_type))
+    for label in (difference.write.label, *difference.write.label.split(COMPOSED)):
+        listed = known.get(label)
+        if listed is not None and (listed.ours, listed.theirs) == answers:
+            return listed
+    return None
 
 
 def assert_only_listed(differences: list[Difference], known: Mapping[str, Listed]) -> None:
