@@ -125,8 +125,8 @@ class Reference:
         app = WSGIApplication(InMemoryStorage(), load_default_provider())
         self.client = Client(app)
 
-    def request(self, method: str, path: str, body: Any = None) -> Answer:
-        headers = {"Accept": SCIM, "Content-Type": SCIM}
+    def request(self, method: str, path: str, body: Any = None, **more: str) -> Answer:
+        headers = {"Accept": SCIM, "Content-Type": SCIM, **more}
         response = self.client.open("/v2" + path, method=method, json=body, headers=headers)
         data = response.get_json(silent=True)
         return Answer(response.status_code, data)

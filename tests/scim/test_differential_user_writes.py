@@ -330,6 +330,30 @@ POSTS: list[Template] = [
 ]
 
 
+STALE = 'W/"stale-version"'
+
+
+def _conditional(label: str, method: str, header: str, tag: str) -> Template:
+    """A request with If-Match or If-None-Match: `{etag}` is the user's current version."""
+
+    def make(n: int, base: dict[str, Any]) -> Write:
+        body: Any = None
+        if method == "PATCH":
+            body = patch(op("replace", "title", "Conditional {k}"))
+        elif method == "PUT":
+            body = dict(base) | {"title": "Put conditional {k}"}
+        return Write(label, method, f"/Users/{{user:{n}}}", body, headers=((header, tag),))
+
+    return make
+
+
+CONDITIONALS: list[Template] = [
+    _conditional(f"{method} {header} {name}", method, header, tag)
+    for method in ("PATCH", "PUT", "DELETE")
+    for header in ("If-Match", "If-None-Match")
+    for name, tag in (("current", "{etag}"), ("stale", STALE), ("*", "*"))
+]
+
 DELETES: list[Template] = [
     lambda n, base: Write("DELETE", "DELETE", f"/Users/{{user:{n}}}"),
     lambda n, base: Write("DELETE unknown id", "DELETE", "/Users/no-such-user"),
@@ -357,12 +381,23 @@ class Servers:
             text = re.sub(r"\{" + key + r":(\d+)\}", lambda m, f=make: f(int(m[1])), text)
         return text
 
+    def etag(self, side: str, n: int) -> str:
+        server = self.ours if side == "ours" else self.theirs
+        answer = server.request("GET", f"/Users/{self.slots[side][n]}")
+        return str(answer.body["meta"]["version"])
+
     def send(self, side: str, write: Write, n: int, k: int) -> Answer:
         path = self.text(side, write.path, n, k)
+        conditions = {
+            name: self.etag(side, n) if value == "{etag}" else value
+            for name, value in write.headers
+        }
         if write.raw is None:
             body = _substitute(write.body, lambda t: self.text(side, t, n, k))
-            server = self.ours if side == "ours" else self.theirs
-            return server.request(write.method, path, body)
+            if side == "ours":
+                response = self.scim.request(write.method, path, body, **conditions)
+                return Answer(response.status_code, response.get_json(silent=True))
+            return self.theirs.request(write.method, path, body, **conditions)
         content_type, text = write.raw
         headers = {"Accept": SCIM, "Content-Type": content_type}
         if side == "ours":
@@ -416,7 +451,7 @@ def generated_writes(count: int) -> list[tuple[Template, int]]:
     """Every template once, then random ones, each on a random user slot (slot 0 is never
     written: it is the one whose userName the clashes take)."""
     rng = random.Random(SEED)
-    templates = [*PATCHES, *PUTS, *POSTS, *DELETES]
+    templates = [*PATCHES, *PUTS, *POSTS, *DELETES, *CONDITIONALS]
     chosen = list(templates) + [rng.choice(templates) for _ in range(count - len(templates))]
     rng.shuffle(chosen)
     return [(t, rng.randrange(1, USER_COUNT)) for t in chosen]
