@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, inspect, or_, select
+from sqlalchemy import Select, delete, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from models import request_ids
@@ -38,6 +38,7 @@ def enqueue(
 ) -> OutboxMessage:
     """Schedule `task(**kwargs)` to run once this transaction commits (and never if it fails).
 
+    A message `available_at` later is left to the periodic relay, which sends it once due.
     `eager` is for hot paths: the row is written already marked as dispatched and is published
     right after commit without a second transaction; a failed publish hands it back to the
     relay at once, and one lost in between is re-sent by the relay's stale-dispatch sweep.
@@ -52,8 +53,17 @@ def enqueue(
     if eager:
         message.dispatched_at, message.attempts = now, 1
     session.add(message)
-    session.info.setdefault(EAGER_MESSAGES_KEY if eager else NEW_MESSAGES_KEY, []).append(message)
+    if message.available_at <= now:
+        session.info.setdefault(EAGER_MESSAGES_KEY if eager else NEW_MESSAGES_KEY, []).append(
+            message
+        )
     return message
+
+
+def cancel(session: Session, message: OutboxMessage) -> None:
+    """A message whose work was done another way, deleted in this transaction. Sent meanwhile
+    (it was due), its task finds nothing left to do."""
+    session.execute(delete(OutboxMessage).where(OutboxMessage.id == message.id))
 
 
 # Each extension rewrites the message's JSON at the next flush, so a transaction that revokes

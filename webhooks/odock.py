@@ -8,19 +8,21 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, g, request
+from sqlalchemy.orm import Session
 
 from connectors import signed_webhooks
 from models.actions import (
     idp_events,
+    leaver_checks,
     odock_bridge,
     odock_events,
     odock_objects,
     odock_usage,
-    review_sweep,
 )
 from models.actions.odock_objects import SCHEMAS
 from models.actions.tokens import TokenGrant
 from models.actor import Actor
+from models.entities import OutboxMessage
 from models.enums import Source, TokenScope
 from models.errors import InvalidInput, NotFound
 from webhooks.auth import require_token
@@ -70,12 +72,14 @@ def put_object(collection: str, object_id: uuid.UUID) -> dict[str, Any]:
         data=data,
         actor=_actor(),
     )
-    session.commit()
-    if kind == odock_objects.KIND_KEY:
-        review_sweep.review_keys_of_leavers(
+    backstop = (
+        leaver_checks.arm(
             session, organisation_id=organisation_id, actor=_actor(), key_ids=[object_id]
         )
-        session.commit()
+        if kind == odock_objects.KIND_KEY
+        else None
+    )
+    _commit_then_check(session, backstop)
     held = odock_objects.held_object(session, kind, object_id)
     shown = odock_objects.describe(held) if held is not None else {"id": str(object_id)}
     return {**shown, "applied": done.applied}
@@ -104,14 +108,11 @@ def post_usage() -> dict[str, Any]:
     ingested = odock_usage.ingest_usage(
         session, organisation_id=organisation_id, records=batch.records, actor=_actor()
     )
-    session.commit()
-    review_sweep.review_usage_of_leavers(
-        session,
-        organisation_id=organisation_id,
-        actor=_actor(),
-        usage_ids=[record.id for record in batch.records],
+    usage_ids = [record.id for record in batch.records]
+    backstop = leaver_checks.arm(
+        session, organisation_id=organisation_id, actor=_actor(), usage_ids=usage_ids
     )
-    session.commit()
+    _commit_then_check(session, backstop)
     return {"accepted": ingested.accepted, "duplicates": ingested.duplicates}
 
 
@@ -146,6 +147,15 @@ def post_event() -> tuple[dict[str, Any], int]:
     session.commit()
     status = "accepted" if recorded.is_new else "duplicate"
     return {"status": status, "delivery_id": delivery_id}, 202 if recorded.is_new else 200
+
+
+def _commit_then_check(session: Session, backstop: OutboxMessage | None) -> None:
+    """Commit the write, then check what it wrote for leavers (models.actions.leaver_checks):
+    a revocation committing meanwhile did not see it."""
+    session.commit()
+    if backstop is not None:
+        leaver_checks.check_now(session, backstop)
+        session.commit()
 
 
 def _object_body() -> dict[str, Any]:

@@ -41,7 +41,9 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.orm import Session
 
+from models.actions import leaver_checks
 from models.actions.odock_objects import (
     ENTITIES,
     KIND_BUDGET,
@@ -422,6 +424,8 @@ class Loader:
         self._drop_held()
         self._drop_buried()
         created, updated = self._upsert()
+        if self.kind == KIND_KEY and (created or updated):
+            self._arm_leaver_check()
         if created or updated:
             self._audit(
                 f"odock.{self.kind}s.loaded",
@@ -582,6 +586,18 @@ class Loader:
             .where(or_(target.c.id.is_(None), target.c.version < stage.c.version))
         ).all()
         return [row[0] for row in rows if row[1]], [row[0] for row in rows if not row[1]]
+
+    def _arm_leaver_check(self) -> None:
+        """The check of the organisation's keys for leavers, armed in the chunk's transaction
+        (models.actions.leaver_checks): the load's caller checks once it is done
+        (odock_reconcile.review_loaded_keys), and should it die first, this runs it. Never
+        disarmed: a worker runs it once per chunk of keys changed, one statement when nothing
+        is due."""
+        with Session(bind=self.connection) as session:
+            leaver_checks.arm(
+                session, organisation_id=self.organisation_id, actor=self.actor, key_ids=None
+            )
+            session.flush()
 
     def _audit(self, action: str, after: dict[str, Any]) -> None:
         self.connection.execute(

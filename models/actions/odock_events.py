@@ -17,10 +17,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
-from models.actions import odock_objects, odock_usage, review_sweep
+from models.actions import leaver_checks, odock_objects, odock_usage
 from models.actions.odock_objects import SCHEMAS, StrictInt
 from models.actor import Actor
-from models.entities import ReceivedDelivery
+from models.entities import OutboxMessage, ReceivedDelivery
 from models.enums import Source
 from models.errors import InvalidInput
 
@@ -126,21 +126,27 @@ def written(deliveries: Iterable[ReceivedDelivery]) -> dict[uuid.UUID, Written]:
     return found
 
 
-def review_written(session: Session, found: dict[uuid.UUID, Written]) -> None:
+def arm_review(session: Session, deliveries: Iterable[ReceivedDelivery]) -> list[OutboxMessage]:
+    """In the batch's transaction: the check of what these processed deliveries wrote, one
+    per organisation, armed as a backstop (models.actions.leaver_checks); review_written runs
+    them once the batch has committed."""
+    return [
+        leaver_checks.arm(
+            session,
+            organisation_id=organisation_id,
+            actor=EVENT_ACTOR,
+            key_ids=ours.key_ids,
+            usage_ids=ours.usage_ids,
+        )
+        for organisation_id, ours in written(deliveries).items()
+    ]
+
+
+def review_written(session: Session, armed: list[OutboxMessage]) -> None:
     """Once the deliveries' writes have committed: the keys and usage of people revoked here
     go to their reviews now (review_sweep), each organisation in a transaction of its own."""
-    for organisation_id, ours in found.items():
-        if ours.key_ids:
-            review_sweep.review_keys_of_leavers(
-                session, organisation_id=organisation_id, actor=EVENT_ACTOR, key_ids=ours.key_ids
-            )
-        if ours.usage_ids:
-            review_sweep.review_usage_of_leavers(
-                session,
-                organisation_id=organisation_id,
-                actor=EVENT_ACTOR,
-                usage_ids=ours.usage_ids,
-            )
+    for backstop in armed:
+        leaver_checks.check_now(session, backstop)
         session.commit()
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from connectors.odock_listing import ListingFailed, list_pages, prefetched
 from models import audit
-from models.actions import odock_usage, review_sweep
+from models.actions import leaver_checks, odock_usage, review_sweep
 from models.actions.odock_bulk import Loader, Unusable, key_row, owned_row
 from models.actions.odock_objects import (
     KIND_BUDGET,
@@ -213,13 +213,14 @@ class UsageSink:
             except DomainError as exc:
                 self.problems.add(f"usage batch of {len(records)}", exc.message)
                 return
-            _commit(session)
-            review_sweep.review_usage_of_leavers(
+            backstop = leaver_checks.arm(
                 session,
                 organisation_id=self.organisation_id,
                 actor=self.actor,
                 usage_ids=[record.id for record in records],
             )
+            _commit(session)
+            leaver_checks.check_now(session, backstop)
             _commit(session)
         self.counts["accepted"] += ingested.accepted
         self.counts["duplicates"] += ingested.duplicates

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.actions import lifecycle, odock_events, odock_reconcile
-from models.entities import ReviewFinding, User, VirtualApiKey
+from models.actions.leaver_checks import TASK_CHECK
+from models.entities import OutboxMessage, ReviewFinding, User, VirtualApiKey
 from models.enums import Severity
 from tests.odock_inbound.conftest import key_body
 from tests.odock_inbound.leaver_races import written_while_the_owner_is_revoked
@@ -103,6 +104,48 @@ def test_an_import_puts_a_revoked_owners_key_to_their_review(run, bridged, tmp_p
 
     assert _key(session, key_id).revoked is True
     assert _key(session, others).revoked is False
+
+
+def test_a_load_that_died_before_its_check_left_a_backstop_that_revokes_the_key(
+    bridged, session, engine
+):
+    """The import's process died after the load, before review_loaded_keys: the check armed
+    with the keys' chunk runs in a worker (here: its task's body). Before, the key stayed
+    active until the review sweep (an hour)."""
+    from worker.tasks.reviews import check_leavers
+
+    _revoke(session, bridged.owner.id)
+    key_id = uuid.uuid4()
+    line = {"kind": "key", "id": str(key_id), **key_body(bridged.owner)}
+
+    odock_reconcile.import_lines(
+        engine, organisation_id=bridged.org.id, lines=[json.dumps(line).encode()]
+    )
+
+    (backstop,) = _backstops(session)
+    assert backstop["deferred"]  # left to the relay, once due
+    check_leavers.run(**backstop["kwargs"])
+    assert _key(session, key_id).revoked is True
+
+
+def test_a_pushed_keys_own_check_disarms_its_backstop(bridged, session):
+    """Guard: the push checked after its commit, so nothing is left for a worker to check."""
+    bridged.put("keys", uuid.uuid4(), key_body(bridged.owner))
+
+    assert _backstops(session) == []
+
+
+def _backstops(session) -> list[dict]:
+    """The leaver checks armed and not disarmed, as plain values (read, then let go)."""
+    session.expire_all()
+    found = [
+        {"kwargs": message.kwargs, "deferred": message.available_at > message.created_at}
+        for message in session.scalars(
+            select(OutboxMessage).where(OutboxMessage.task == TASK_CHECK)
+        )
+    ]
+    session.rollback()
+    return found
 
 
 def test_a_load_that_brought_no_key_reviews_nothing(bridged, session, engine):

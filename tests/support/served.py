@@ -120,20 +120,21 @@ WEB_ALONE = """
 import sys
 from werkzeug.serving import make_server
 from webhooks.app import create_app
+{setup}
 make_server("127.0.0.1", 0, create_app(), threaded=True, fd=int(sys.argv[1])).serve_forever()
 """
 
 
 @contextmanager
-def web_alone(env: dict[str, str], log_dir: Path) -> Iterator[str]:
-    """The web app alone (no worker, no beat) in a process of its own with this environment,
-    on a loopback socket bound here and handed over; yields its URL once /healthz answers,
-    kills it after."""
+def web_alone(env: dict[str, str], log_dir: Path, *, setup: str = "") -> Iterator[str]:
+    """The web app alone (no worker, no beat) in a process of its own with this environment
+    (and `setup`, Python run before the app is made), on a loopback socket bound here and
+    handed over; yields its URL once /healthz answers, kills it after."""
     with bound_listener() as listener:
         port = listener.getsockname()[1]
         log = (log_dir / f"web-{port}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-c", WEB_ALONE, str(listener.fileno())],
+            [sys.executable, "-c", WEB_ALONE.format(setup=setup), str(listener.fileno())],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -86,11 +86,11 @@ def _apply_batch(organisation_id: uuid.UUID, held: turns.Turn) -> int:
         deliveries = idp_events.claim_received(session, organisation_id)
         try:
             idp_events.process_received(session, deliveries)
-            written = odock_events.written(deliveries)
+            armed = odock_events.arm_review(session, deliveries)
             session.commit()
         except IntegrityError as exc:  # a race with another writer
             raise TransientError(f"{type(exc).__name__} draining {organisation_id}") from exc
-        odock_events.review_written(session, written)
+        odock_events.review_written(session, armed)
     return len(deliveries)
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import structlog
 
-from models.actions import reviews
+from models.actions import leaver_checks, reviews
 from models.actions.review_sweep import sweep_reviews
 from models.actor import Actor
 from models.errors import NotFound
@@ -46,3 +47,21 @@ def escalate() -> int:
         count = reviews.escalate_due(session, actor=Actor.schedule("reviews.escalate"))
         session.commit()
     return count
+
+
+@task(leaver_checks.TASK_CHECK)
+def check_leavers(
+    organisation_id: str, actor: dict[str, Any], key_ids: list[str] | None, usage_ids: list[str]
+) -> list[str]:
+    """The backstop of a writer's check after a write from Odock (models.actions.leaver_checks):
+    sent if the writer died before its check, and after each chunk of keys a load wrote."""
+    with runtime().sessions() as session:
+        changed = leaver_checks.check(
+            session,
+            organisation_id=organisation_id,
+            actor=actor,
+            key_ids=key_ids,
+            usage_ids=usage_ids,
+        )
+        session.commit()
+    return changed

@@ -1,0 +1,55 @@
+"""A commit held in a web process of its own, for a test in another process to act around:
+the transaction that writes a given key waits before it commits until the test lets it, and
+the process is SIGKILLed right after that commit, as a process killed (OOM, a deploy) between
+a write's commit and what it meant to do next.
+
+The web process runs `install` (tests/support/served.py: web_alone's `setup`); the test waits
+for the marker file `held` in `directory` (the write is about to commit), acts, and writes
+`go` to let it commit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from models.entities import VirtualApiKey
+
+WAIT_FOR_GO = 60.0
+
+
+def install(key_id: str, directory: str) -> None:
+    markers, wanted = Path(directory), uuid.UUID(key_id)
+    state = {"held": False, "committing": False}
+    lock = threading.Lock()
+
+    def before_commit(session: Session) -> None:
+        # Perhaps a SAVEPOINT's release: the write is not committed yet either way.
+        if not any(isinstance(held, VirtualApiKey) and held.id == wanted for held in session):
+            return
+        with lock:
+            if state["held"]:
+                return
+            state["held"] = state["committing"] = True
+        (markers / "held").touch()
+        give_up = time.monotonic() + WAIT_FOR_GO
+        while not (markers / "go").exists() and time.monotonic() < give_up:
+            time.sleep(0.02)
+
+    def after_commit(session: Session) -> None:
+        if session.in_nested_transaction():  # a SAVEPOINT released; the commit comes later
+            return
+        with lock:
+            if not state["committing"]:
+                return
+            state["committing"] = False
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    event.listen(Session, "before_commit", before_commit)
+    event.listen(Session, "after_commit", after_commit)
