@@ -8,6 +8,7 @@ from celery.signals import setup_logging, worker_process_init
 
 from models.observability import configure_logging, configure_stdlib_logging
 from models.settings import SettingsError, load_settings
+from worker import pool_results
 from worker.celery_app import configure_celery
 from worker.runtime import init_runtime
 from worker.tracing import start_tracing, tracing_config
@@ -23,6 +24,7 @@ def boot() -> Celery:
         raise SystemExit(f"odock-sync: {exc}") from None
     configure_logging(settings)
     init_runtime(settings)
+    pool_results.register()
     return configure_celery(settings)
 
 
