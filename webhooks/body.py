@@ -136,6 +136,12 @@ def check_headers(req: Request) -> None:
     """No header's value carries a NUL (or a lone surrogate): RFC 9110 section 5.5 forbids
     it and gunicorn refuses it, but not every front does, and a header's value reaches the
     database as text (a signed webhook-id with a NUL was a 500 on PostgreSQL)."""
+    # Every text of the WSGI environ searched at once, the headers' values among them:
+    # walking req.headers spelled each header's name anew on every request, only to name
+    # the one refused (a SCIM client's eight headers: 27 against 8 us, measured alone).
+    texts = [value for value in req.environ.values() if value.__class__ is str]
+    if not HOSTILE_CHARACTER.search("\n".join(texts)):
+        return
     for name, value in req.headers.items():
         if HOSTILE_CHARACTER.search(value):
             raise UnacceptableValue(

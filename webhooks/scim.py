@@ -278,24 +278,25 @@ def body_listing() -> provider.Listing:
 
 
 def preconditions() -> provider.Preconditions:
-    headers = request.headers
-    return provider.Preconditions(headers.get("If-Match"), headers.get("If-None-Match"))
+    # The headers as WSGI hands them over: request.headers.get spells each key anew and
+    # raises and catches a KeyError for each one absent, as on most requests.
+    environ = request.environ
+    return provider.Preconditions(environ.get("HTTP_IF_MATCH"), environ.get("HTTP_IF_NONE_MATCH"))
 
 
 def resource(document: dict[str, Any], kind: ResourceKind) -> Response:
     """A single resource; 412 when the caller's If-Match is stale (RFC 9110 section 13.1.1:
     whatever the method, evaluated first), 304 when its If-None-Match is current."""
-    req = request._get_current_object()  # type: ignore[attr-defined]
-    if_match = req.headers.get("If-Match")
-    if if_match is not None:
+    asked = preconditions()
+    if asked.if_match is not None:
         version = document["meta"]["version"]
-        provider.check_tag(lambda: version, provider.Preconditions(if_match=if_match))
-    if provider.matches_version(document, req.headers.get("If-None-Match")):
+        provider.check_tag(lambda: version, provider.Preconditions(if_match=asked.if_match))
+    if provider.matches_version(document, asked.if_none_match):
         response = Response(status=304)
         response.headers["ETag"] = document["meta"]["version"]
         return response
     # Most reads carry no query string: nothing to parse, nothing to project.
-    projection = query_listing().projection if req.query_string else NO_PROJECTION
+    projection = query_listing().projection if request.query_string else NO_PROJECTION
     # The resource's version, whatever the projection leaves of meta.
     return scim_json(project(document, projection, kind), etag=document["meta"]["version"])
 
