@@ -16,6 +16,7 @@ from models.enums import Severity
 from tests.odock_inbound.conftest import key_body
 from tests.odock_inbound.leaver_races import written_while_the_owner_is_revoked
 from tests.odock_inbound.test_reconcile import listed, listing
+from tests.odock_inbound.test_usage import record
 from tests.support import factories as f
 
 
@@ -128,11 +129,20 @@ def test_a_load_that_died_before_its_check_left_a_backstop_that_revokes_the_key(
     assert _key(session, key_id).revoked is True
 
 
-def test_a_pushed_keys_own_check_disarms_its_backstop(bridged, session):
-    """Guard: the push checked after its commit, so nothing is left for a worker to check."""
-    bridged.put("keys", uuid.uuid4(), key_body(bridged.owner))
+def test_each_writers_own_check_disarms_its_backstop(bridged, session):
+    """Guard: a push (key, usage) and an event drain check after their commit, so nothing is
+    left for a worker to check."""
+    from worker.tasks.idp_events import drain_deliveries
+
+    key_id = uuid.uuid4()
+    bridged.put("keys", key_id, key_body(bridged.owner))
+    bridged.usage({"records": [record(api_key_id=str(key_id))]})
+    event = {"type": "key.upserted", "id": str(uuid.uuid4()), "version": 1}
+    assert bridged.event({**event, "data": key_body(bridged.owner)}).status_code == 202
+    drain_deliveries.run(str(bridged.org.id))
 
     assert _backstops(session) == []
+    assert _key(session, uuid.UUID(event["id"])).revoked is False  # the drain applied it
 
 
 def _backstops(session) -> list[dict]:
