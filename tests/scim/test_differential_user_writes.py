@@ -140,6 +140,10 @@ PATCHES: list[Template] = [
     _patch("replace emails.shoe", op("replace", "emails.shoe", "x")),
     _patch("replace enterprise unknown attribute", op("replace", f"{ENTERPRISE}:shoeSize", "42")),
     _patch("replace manager.shoe", op("replace", f"{ENTERPRISE}:manager.shoe", "x")),
+    _patch(
+        "replace manager.displayName",
+        op("replace", f"{ENTERPRISE}:manager.displayName", "Boss"),
+    ),
     _patch("replace core URN unknown attribute", op("replace", f"{CORE}:shoeSize", "42")),
     _patch(
         "replace unknown extension path",
@@ -529,6 +533,9 @@ KEPT_AS_SENT = Listed(
 NULL_ELEMENT = Listed(
     "a null element of a multi-valued attribute", (200, None), UNKNOWN_SUB_IGNORED.theirs
 )
+MANAGER_DISPLAY_PATH = Listed(
+    "a PATCH path to the manager's displayName", (400, "invalidPath"), (400, "mutability")
+)
 
 # Each generated request's label -> the listed difference it may show. An unlisted
 # difference fails the test, and so does a listed one no request showed.
@@ -567,6 +574,7 @@ KNOWN_DIFFERENCES: dict[str, Listed] = {
     "add a certificate, no base64": KEPT_AS_SENT,
     "PUT profileUrl, no URI": KEPT_AS_SENT,
     "add a null email": NULL_ELEMENT,
+    "replace manager.displayName": MANAGER_DISPLAY_PATH,
     "PUT a null email": NULL_ELEMENT,
 }
 
