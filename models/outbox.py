@@ -6,6 +6,9 @@ Two kinds, both sent only once the transaction commits:
 - a wake-up (`wake_after_commit`): no row of its own, for a task that drains work already
   stored durably in its own rows (received deliveries). Identical wake-ups are coalesced, and
   a periodic sweep wakes the task again for rows left waiting, so none is lost for good.
+
+A message completed more than OUTBOX_RETENTION_DAYS ago is purged (`purge_completed`); one never
+completed (due, in flight, or given up on after its attempts) is kept for an operator to see.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any
 from sqlalchemy import Select, delete, inspect, or_, select
 from sqlalchemy.orm import Session
 
-from models import request_ids
+from models import audit, request_ids
+from models.actor import Actor
 from models.base import utcnow
 from models.entities import OutboxMessage
 
@@ -26,6 +30,8 @@ WAKEUPS_KEY = "odock.outbox.wakeups"
 BATCHES_KEY = "odock.outbox.batches"
 
 WakeUp = tuple[str, tuple[tuple[str, str], ...]]
+
+PURGE_ACTOR = Actor.schedule("outbox purge")
 
 
 def enqueue(
@@ -187,3 +193,40 @@ def wake_after_commit(session: Session, task: str, **kwargs: str) -> None:
 
 def take_wakeups(session: Session) -> list[tuple[str, dict[str, str]]]:
     return [(task, dict(kwargs)) for task, kwargs in sorted(session.info.pop(WAKEUPS_KEY, set()))]
+
+
+def purge_completed(session: Session, *, completed_before: datetime, limit: int) -> int:
+    """Delete at most `limit` messages completed before `completed_before`; how many went.
+    The caller commits each batch, so no purge holds a long lock or a huge transaction."""
+    batch = (
+        select(OutboxMessage.id)
+        .where(OutboxMessage.completed_at < completed_before)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    purged = session.execute(
+        delete(OutboxMessage)
+        .where(OutboxMessage.id.in_(batch))
+        .execution_options(synchronize_session=False)
+    )
+    return int(purged.rowcount)  # type: ignore[attr-defined]
+
+
+def record_purge(
+    session: Session, *, purged: int, batches: int, completed_before: datetime
+) -> None:
+    """The one audit event of a purge run that deleted anything (the outbox is not an
+    organisation's: the event names none)."""
+    audit.record(
+        session,
+        actor=PURGE_ACTOR,
+        organisation_id=None,
+        action="outbox.purged",
+        target_type="outbox",
+        target_id="outbox",
+        after={
+            "purged": purged,
+            "batches": batches,
+            "completed_before": completed_before.isoformat(),
+        },
+    )

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     outbox_relay_interval: float = Field(default=5.0, gt=0)
     outbox_redispatch_after: float = Field(default=900.0, gt=0)
     outbox_max_attempts: int = Field(default=8, ge=1)
+    # How long a completed outbox message is kept before the hourly purge deletes it.
+    outbox_retention_days: float = Field(default=7.0, gt=0, le=3650)
     # The web hands what a transaction committed to a publishing thread instead of publishing
     # in the request: a broker that hangs costs the request nothing (the relay carries it).
     outbox_publish_in_background: bool = True

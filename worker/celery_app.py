@@ -14,6 +14,7 @@ from worker import redis_broker, sqlite_broker
 
 TASK_MODULES = [
     "worker.outbox_relay",
+    "worker.tasks.outbox",
     "worker.request_context",
     "worker.tasks.gateway",
     "worker.tasks.cutoffs",
@@ -200,6 +201,10 @@ def _always(settings: Settings) -> dict[str, dict[str, object]]:
             "schedule": timedelta(seconds=settings.access_end_tick_seconds),
             # Ticks queued while no worker ran are stale: the next one catches up on them all.
             "options": {"expires": max(settings.access_end_tick_seconds * 2, 5.0)},
+        },
+        "outbox-purge-completed": {
+            "task": "outbox.purge_completed",
+            "schedule": timedelta(hours=1),
         },
         "odock-tombstones-purge": {
             "task": "odock.purge_tombstones",

@@ -26,6 +26,13 @@ class OutboxMessage(Base):
             postgresql_where=text("completed_at IS NULL"),
             sqlite_where=text("completed_at IS NULL"),
         ),
+        # The purge's: completed messages by age, without reading the pending ones.
+        Index(
+            "ix_outbox_completed",
+            "completed_at",
+            postgresql_where=text("completed_at IS NOT NULL"),
+            sqlite_where=text("completed_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(
