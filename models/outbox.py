@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Select, delete, inspect, or_, select
 from sqlalchemy.orm import Session
 
-from models import audit, request_ids
+from models import request_ids, retention
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import OutboxMessage
@@ -196,37 +196,18 @@ def take_wakeups(session: Session) -> list[tuple[str, dict[str, str]]]:
 
 
 def purge_completed(session: Session, *, completed_before: datetime, limit: int) -> int:
-    """Delete at most `limit` messages completed before `completed_before`; how many went.
-    The caller commits each batch, so no purge holds a long lock or a huge transaction."""
-    batch = (
-        select(OutboxMessage.id)
-        .where(OutboxMessage.completed_at < completed_before)
-        .limit(limit)
-        .scalar_subquery()
+    """Delete at most `limit` messages completed before `completed_before`; how many went."""
+    return retention.delete_batch(
+        session, OutboxMessage.id, OutboxMessage.completed_at < completed_before, limit=limit
     )
-    purged = session.execute(
-        delete(OutboxMessage)
-        .where(OutboxMessage.id.in_(batch))
-        .execution_options(synchronize_session=False)
-    )
-    return int(purged.rowcount)  # type: ignore[attr-defined]
 
 
-def record_purge(
-    session: Session, *, purged: int, batches: int, completed_before: datetime
-) -> None:
-    """The one audit event of a purge run that deleted anything (the outbox is not an
-    organisation's: the event names none)."""
-    audit.record(
+def record_purge(session: Session, done: retention.Purge, *, completed_before: datetime) -> None:
+    retention.record_purge(
         session,
         actor=PURGE_ACTOR,
-        organisation_id=None,
         action="outbox.purged",
-        target_type="outbox",
-        target_id="outbox",
-        after={
-            "purged": purged,
-            "batches": batches,
-            "completed_before": completed_before.isoformat(),
-        },
+        table=OutboxMessage.__tablename__,
+        done=done,
+        before=completed_before,
     )

@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     # Backoff between attempts of one cut-off (gateway call, or store command when bridged).
     cutoff_retry_base: float = Field(default=1.0, gt=0)
     cutoff_retry_max: float = Field(default=15.0, gt=0)
+    # How long an acknowledged cut-off is kept before the hourly purge deletes it.
+    cutoff_retention_days: float = Field(default=7.0, gt=0, le=3650)
     odock_mode: Literal["embedded", "bridged"] = "embedded"
     odock_management_url: str = ""
     odock_management_token: str = ""

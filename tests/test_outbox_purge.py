@@ -10,9 +10,10 @@ from sqlalchemy import select
 
 from models.base import utcnow
 from models.entities import AuditEvent, OutboxMessage
+from models.retention import Purge
 from models.settings import SettingsError, load_settings
 from tests.support.sql_events import statements_sent
-from worker.tasks import outbox as outbox_tasks
+from worker.tasks import retention as tasks
 
 NOW = utcnow()
 RETENTION = timedelta(days=7)
@@ -61,15 +62,15 @@ def test_old_completed_messages_go_and_recent_or_unfinished_ones_stay(session, s
     )
     session.commit()
 
-    done = outbox_tasks.purge(sessions, completed_before=_completed_before())
+    done = tasks.purge_outbox_before(sessions, completed_before=_completed_before())
 
-    assert done == outbox_tasks.Purge(purged=2, batches=1)
+    assert done == Purge(purged=2, batches=1)
     assert _labels(session) == ["dead-letter", "due", "in-flight", "recent"]
     [audit] = _purge_audits(session)
     assert audit == {
         "purged": 2,
         "batches": 1,
-        "completed_before": _completed_before().isoformat(),
+        "before": _completed_before().isoformat(),
     }
 
 
@@ -79,9 +80,9 @@ def test_a_purge_of_many_messages_deletes_them_a_batch_per_transaction(session, 
     session.commit()
 
     with statements_sent(engine) as statements:
-        done = outbox_tasks.purge(sessions, completed_before=_completed_before(), batch=3)
+        done = tasks.purge_outbox_before(sessions, completed_before=_completed_before(), batch=3)
 
-    assert done == outbox_tasks.Purge(purged=10, batches=4)  # 3 + 3 + 3 + 1
+    assert done == Purge(purged=10, batches=4)  # 3 + 3 + 3 + 1
     assert len([s for s in statements if s.startswith("DELETE FROM outbox")]) == 4
     assert _labels(session) == ["recent"]
     assert [audit["purged"] for audit in _purge_audits(session)] == [10]
@@ -91,8 +92,8 @@ def test_a_purge_that_finds_nothing_changes_nothing_and_audits_nothing(session, 
     session.add(_message("recent", completed=timedelta(days=1)))
     session.commit()
 
-    assert outbox_tasks.purge(sessions, completed_before=_completed_before()) == (
-        outbox_tasks.Purge(purged=0, batches=1)
+    assert tasks.purge_outbox_before(sessions, completed_before=_completed_before()) == (
+        Purge(purged=0, batches=1)
     )
     assert _labels(session) == ["recent"]
     assert _purge_audits(session) == []
@@ -108,7 +109,7 @@ def test_the_task_keeps_completed_messages_for_the_retention_setting(session, se
     )
     session.commit()
 
-    assert outbox_tasks.purge_completed() == 1
+    assert tasks.purge_outbox() == 1
     assert _labels(session) == ["six-days"]
 
 

@@ -14,7 +14,7 @@ from worker import redis_broker, sqlite_broker
 
 TASK_MODULES = [
     "worker.outbox_relay",
-    "worker.tasks.outbox",
+    "worker.tasks.retention",
     "worker.request_context",
     "worker.tasks.gateway",
     "worker.tasks.cutoffs",
@@ -204,6 +204,10 @@ def _always(settings: Settings) -> dict[str, dict[str, object]]:
         },
         "outbox-purge-completed": {
             "task": "outbox.purge_completed",
+            "schedule": timedelta(hours=1),
+        },
+        "cutoffs-purge-acknowledged": {
+            "task": "cutoffs.purge_acknowledged",
             "schedule": timedelta(hours=1),
         },
         "odock-tombstones-purge": {

@@ -31,7 +31,7 @@ from sqlalchemy import ColumnElement, case, exists, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from models import audit
+from models import audit, retention
 from models.actor import Actor
 from models.backoff import backoff
 from models.base import UTCDateTime, utcnow
@@ -43,6 +43,7 @@ from models.notifications import notify
 EVENT_DEADLINE_MISSED = "cutoff.deadline_missed"
 EVENT_RECOVERED = "cutoff.recovered"
 GATEWAY_ACTOR = Actor.system("gateway")
+PURGE_ACTOR = Actor.schedule("cut-off purge")
 MAX_KEYS_IN_PAYLOAD = 100
 CLAIM_BATCH = 500
 PROOF = PROOF_COMMAND
@@ -458,4 +459,24 @@ def _admins(session: Session, organisation_id: uuid.UUID) -> list[uuid.UUID]:
             )
             .order_by(User.id)
         )
+    )
+
+
+def purge_acknowledged(session: Session, *, acknowledged_before: datetime, limit: int) -> int:
+    """Delete at most `limit` cut-offs acknowledged before `acknowledged_before`; how many
+    went. A done cut-off is never read again: each key's `api_key.gateway_invalidated` audit
+    event is the record, and one not yet acknowledged is never purged."""
+    return retention.delete_batch(
+        session, KeyCutoff.id, KeyCutoff.acknowledged_at < acknowledged_before, limit=limit
+    )
+
+
+def record_purge(session: Session, done: retention.Purge, *, acknowledged_before: datetime) -> None:
+    retention.record_purge(
+        session,
+        actor=PURGE_ACTOR,
+        action="cutoff.purged",
+        table=KeyCutoff.__tablename__,
+        done=done,
+        before=acknowledged_before,
     )

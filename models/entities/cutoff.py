@@ -31,6 +31,13 @@ class KeyCutoff(Base):
             sqlite_where=text("acknowledged_at IS NULL"),
         ),
         Index("ix_key_cutoffs_key", "key_id"),
+        # The purge's: acknowledged cut-offs by age, without reading the pending ones.
+        Index(
+            "ix_key_cutoffs_acknowledged",
+            "acknowledged_at",
+            postgresql_where=text("acknowledged_at IS NOT NULL"),
+            sqlite_where=text("acknowledged_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
