@@ -62,7 +62,7 @@ def run_scenario(name: str, context: dict[str, Any], args: argparse.Namespace) -
             session, hook_url=context["hook_url"], secret_key=context["secret_key"]
         )
     if name == "none":
-        outcome = faults.outcome(stand_in, sessions, leaver, faults.revoke(served, leaver))
+        outcome = faults.outcome(served, stand_in, sessions, leaver, faults.revoke(served, leaver))
     elif name == "redis-blip":
         outcome = faults.redis_blip_during_a_pending_retry(
             served, stand_in, broker, sessions, leaver

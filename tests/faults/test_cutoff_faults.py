@@ -67,9 +67,7 @@ def healthy(stand_in: OdockStandIn, broker: RedisServer) -> Iterator[None]:
 def assert_one_effective_invalidation_per_key_in_time_or_alarmed(
     outcome: faults.Outcome,
 ) -> None:
-    assert {k: len(times) for k, times in outcome.effective.items()} == dict.fromkeys(
-        outcome.effective, 1
-    )
+    faults.assert_each_key_invalidated_once(outcome)
     assert outcome.time_to_acknowledged <= faults.DEADLINE or outcome.alarms
 
 

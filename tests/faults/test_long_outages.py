@@ -118,8 +118,8 @@ def test_the_broker_paused_past_the_redispatch_interval_cuts_each_key_off_once(
     assert cut_off == {UserStatus.REVOKED}
     for leaver, answer in zip(leavers, answered, strict=True):
         faults.wait_effective(stand_in, leaver)
-        outcome = faults.outcome(stand_in, sessions, leaver, answer)
-        assert {k: len(t) for k, t in outcome.effective.items()} == dict.fromkeys(leaver.key_ids, 1)
+        outcome = faults.outcome(served, stand_in, sessions, leaver, answer)
+        faults.assert_each_key_invalidated_once(outcome)
         # Not one call more: the gateway was up, so each key was asked for once.
         assert {k: len(stand_in.invalidations.times_for(k)) for k in leaver.key_ids} == (
             dict.fromkeys(leaver.key_ids, 1)
@@ -161,7 +161,7 @@ def test_a_gateway_asking_to_wait_is_called_again_no_sooner(session, sessions, s
     # Each call after the gateway's answer waited what it asked (the reaper's tick more at
     # most); with only the backoff it came 0.5 s and 1 s later.
     assert all(gap >= ASKED - 0.1 for gap in gaps), gaps
-    outcome = faults.outcome(stand_in, sessions, leaver, answered)
+    outcome = faults.outcome(served, stand_in, sessions, leaver, answered)
     assert {k: len(t) for k, t in outcome.effective.items()} == {key: 1}
 
 
@@ -192,7 +192,7 @@ def test_a_gateway_asking_for_a_day_is_called_again_after_the_retry_cap_and_the_
     assert gauge(metrics, "odock_invalidation_oldest_pending_seconds") > 0
 
     faults.wait_effective(stand_in, leaver)
-    outcome = faults.outcome(stand_in, sessions, leaver, answered)
+    outcome = faults.outcome(served, stand_in, sessions, leaver, answered)
     assert {k: len(t) for k, t in outcome.effective.items()} == {key: 1}
     assert [status for _at, status in answers_for(stand_in, key)] == [429, 200]
 
