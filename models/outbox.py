@@ -202,12 +202,12 @@ def purge_completed(session: Session, *, completed_before: datetime, limit: int)
     )
 
 
-def record_purge(session: Session, done: retention.Purge, *, completed_before: datetime) -> None:
+def record_purge(session: Session, purged: int, *, completed_before: datetime) -> None:
     retention.record_purge(
         session,
         actor=PURGE_ACTOR,
         action="outbox.purged",
         table=OutboxMessage.__tablename__,
-        done=done,
+        purged=purged,
         before=completed_before,
     )

@@ -66,7 +66,7 @@ def test_old_acknowledged_cutoffs_go_and_recent_or_pending_ones_stay(session, se
     assert done == Purge(purged=2, batches=1)
     assert _labels(session) == ["alarmed", "leased", "pending", "recent"]
     assert _purge_audits(session) == [
-        (None, "key_cutoffs", {"purged": 2, "batches": 1, "before": BEFORE.isoformat()})
+        (None, "key_cutoffs", {"purged": 2, "before": BEFORE.isoformat()})
     ]
 
 
@@ -82,7 +82,12 @@ def test_a_purge_of_many_cutoffs_deletes_them_a_batch_per_transaction(session, s
     assert done == Purge(purged=7, batches=4)  # 2 + 2 + 2 + 1
     assert len([s for s in statements if s.startswith("DELETE FROM key_cutoffs")]) == 4
     assert _labels(session) == ["pending"]
-    assert [after["purged"] for _org, _table, after in _purge_audits(session)] == [7]
+    assert sorted(after["purged"] for _org, _table, after in _purge_audits(session)) == [
+        1,
+        2,
+        2,
+        2,
+    ]
 
 
 def test_the_task_keeps_acknowledged_cutoffs_for_the_retention_setting(session, settings):

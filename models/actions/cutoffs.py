@@ -471,12 +471,12 @@ def purge_acknowledged(session: Session, *, acknowledged_before: datetime, limit
     )
 
 
-def record_purge(session: Session, done: retention.Purge, *, acknowledged_before: datetime) -> None:
+def record_purge(session: Session, purged: int, *, acknowledged_before: datetime) -> None:
     retention.record_purge(
         session,
         actor=PURGE_ACTOR,
         action="cutoff.purged",
         table=KeyCutoff.__tablename__,
-        done=done,
+        purged=purged,
         before=acknowledged_before,
     )

@@ -1,19 +1,16 @@
 """Bookkeeping purged after its retention, hourly (beat): outbox messages completed more than
 OUTBOX_RETENTION_DAYS ago, key cut-offs acknowledged more than CUTOFF_RETENTION_DAYS ago.
-Each batch is a transaction of its own; the run's last one audits it (models/retention.py)."""
+Each batch is a transaction of its own, audited in it (models/retention.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
-
-from sqlalchemy.orm import Session
 
 from models import outbox
 from models.actions import cutoffs
 from models.base import utcnow
 from models.db import SessionFactory
-from models.retention import Purge
+from models.retention import Purge, in_batches
 from worker.runtime import runtime
 from worker.tasks.base import task
 
@@ -44,7 +41,7 @@ def purge_outbox_before(
         sessions,
         batch=batch,
         delete=lambda s, n: outbox.purge_completed(s, completed_before=completed_before, limit=n),
-        record=lambda s, done: outbox.record_purge(s, done, completed_before=completed_before),
+        record=lambda s, gone: outbox.record_purge(s, gone, completed_before=completed_before),
     )
 
 
@@ -57,29 +54,7 @@ def purge_cutoffs_before(
         delete=lambda s, n: cutoffs.purge_acknowledged(
             s, acknowledged_before=acknowledged_before, limit=n
         ),
-        record=lambda s, done: cutoffs.record_purge(
-            s, done, acknowledged_before=acknowledged_before
+        record=lambda s, gone: cutoffs.record_purge(
+            s, gone, acknowledged_before=acknowledged_before
         ),
     )
-
-
-def in_batches(
-    sessions: SessionFactory,
-    *,
-    batch: int,
-    delete: Callable[[Session, int], int],
-    record: Callable[[Session, Purge], None],
-) -> Purge:
-    """`delete` (at most `batch` rows) until a batch comes back short, each batch committed;
-    the last transaction `record`s the run if it deleted anything."""
-    purged = batches = 0
-    while True:
-        with sessions() as session:
-            gone = delete(session, batch)
-            purged, batches = purged + gone, batches + 1
-            done = gone < batch
-            if done and purged:
-                record(session, Purge(purged, batches))
-            session.commit()
-        if done:
-            return Purge(purged, batches)
