@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery import Celery
 from sqlalchemy.orm import Session
 
 from models.settings import Settings
@@ -34,7 +33,7 @@ from tests.support import factories as f
 from tests.support.held_receiver import HeldReceiver, held_receiver
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until
-from tests.support.worker import WorkerProcess, start_worker
+from tests.support.worker import WorkerProcess, broker_client, send_notification, start_worker
 
 pytestmark = pytest.mark.slow
 
@@ -86,38 +85,9 @@ def busy_cpus() -> Iterator[None]:
         burner.wait()
 
 
-def client(settings: Settings) -> Celery:
-    """A client of the test's broker, as the outbox publishes."""
-    app = Celery("restart-client")
-    # broker_url would lose to a CELERY_BROKER_URL in the environment (the suite's own broker)
-    app.conf.broker_write_url = settings.celery_broker_url
-    app.conf.broker_read_url = settings.celery_broker_url
-    return app
-
-
-def dispatch(settings: Settings, org_id: uuid.UUID, event: str) -> str:
-    """A notifications.dispatch on the default queue; its task id."""
-    task_id = str(uuid.uuid4())
-    app = client(settings)
-    app.send_task(
-        "notifications.dispatch",
-        kwargs={
-            "event_id": str(uuid.uuid4()),
-            "organisation_id": str(org_id),
-            "event": event,
-            "payload": {"note": event},
-            "recipient_user_ids": [],
-        },
-        queue=settings.celery_queue,
-        task_id=task_id,
-    )
-    app.close()
-    return task_id
-
-
 def active(settings: Settings, worker: WorkerProcess) -> list[dict[str, Any]]:
     """What the worker counts as running (`celery inspect active`)."""
-    app = client(settings)
+    app = broker_client(settings)
     # A connection of its own: one kombu pooled before the restart is closed by now.
     with app.connection_for_write() as connection:
         inspect = app.control.inspect([worker.node_name], timeout=5, connection=connection)
@@ -138,7 +108,7 @@ def hold_both_processes(
     for name, target in (("held", receiver.url), ("down", down_url)):
         f.make_hook(session, org.id, target, secret_key=settings.secret_key, name=name)
     session.commit()
-    dispatch(settings, org.id, "restart.before")
+    send_notification(settings, org.id, "restart.before")
 
 
 def restart(broker: RedisServer, worker: WorkerProcess, *, down_for: float) -> None:
@@ -177,7 +147,9 @@ def test_the_bulk_worker_takes_new_tasks_after_redis_restarts(
             restart(broker, bulk_worker, down_for=down_for)
         probe_org = f.make_org(session)
         session.commit()
-        probes = [dispatch(restart_settings, probe_org.id, f"probe.{n}") for n in range(PROBES)]
+        probes = [
+            send_notification(restart_settings, probe_org.id, f"probe.{n}") for n in range(PROBES)
+        ]
 
         wait_until(
             lambda: all(ran(bulk_worker, task_id) for task_id in probes),

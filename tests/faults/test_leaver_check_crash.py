@@ -14,10 +14,9 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from models.actions import lifecycle, reviews
-from models.entities import ReviewFinding, User, VirtualApiKey
+from models.entities import ReviewFinding, VirtualApiKey
 from tests.odock_inbound.conftest import bridge, key_body
-from tests.support import factories as f
+from tests.odock_inbound.leaver_races import revoke_with_review
 from tests.support.parallel import in_thread
 from tests.support.relay import wait_relaying
 from tests.support.served import web_alone
@@ -46,12 +45,7 @@ def test_a_key_pushed_as_its_owner_is_revoked_is_revoked_though_the_web_died_bef
             )
         )
         wait_until(lambda: (tmp_path / "held").exists(), what="the key's write to be held")
-        lifecycle.revoke(session, user=session.get_one(User, bridged.owner.id), actor=f.SETUP)
-        session.commit()
-        revocation = lifecycle.latest_revocation(session, bridged.owner.id)
-        assert revocation is not None
-        reviews.open_revocation_review(session, revocation_id=revocation.id, actor=f.SETUP)
-        session.commit()
+        revoke_with_review(session, bridged.owner.id)
         (tmp_path / "go").touch()
         pushed.join(60)
     assert isinstance(out.get("error"), requests.ConnectionError), out  # killed, no answer

@@ -4,6 +4,7 @@ usage record arriving as its person is revoked."""
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session
@@ -40,12 +41,17 @@ def written_while_the_owner_is_revoked(
     with listening(Session, before_commit=hold_open):
         thread, out = in_thread(write)
         assert held.wait(30)
-        lifecycle.revoke(session, user=session.get_one(User, bridged.owner.id), actor=f.SETUP)
-        session.commit()
-        revocation = lifecycle.latest_revocation(session, bridged.owner.id)
-        assert revocation is not None
-        reviews.open_revocation_review(session, revocation_id=revocation.id, actor=f.SETUP)
-        session.commit()
+        revoke_with_review(session, bridged.owner.id)
         go_on.set()
         thread.join(30)
     assert "error" not in out, out
+
+
+def revoke_with_review(session: Session, user_id: uuid.UUID) -> None:
+    """Revoke the person and open their review, each committed, as a revocation does."""
+    lifecycle.revoke(session, user=session.get_one(User, user_id), actor=f.SETUP)
+    session.commit()
+    revocation = lifecycle.latest_revocation(session, user_id)
+    assert revocation is not None
+    reviews.open_revocation_review(session, revocation_id=revocation.id, actor=f.SETUP)
+    session.commit()

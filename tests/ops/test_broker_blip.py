@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from celery import Celery
 from sqlalchemy import select
 
 from models.entities import NotificationDelivery
@@ -21,7 +20,7 @@ from models.settings import Settings
 from tests.support import factories as f
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until
-from tests.support.worker import WorkerProcess, start_worker
+from tests.support.worker import WorkerProcess, send_notification, start_worker
 from worker.celery_app import urgent_queue
 
 
@@ -42,25 +41,6 @@ def blip_worker(blip_settings: Settings, tmp_path: Path) -> Iterator[WorkerProce
     process = start_worker(blip_settings, log_dir=tmp_path)
     yield process
     process.stop()
-
-
-def dispatch(settings: Settings, org_id: uuid.UUID, event: str) -> None:
-    """Ask the worker for a notification, as the outbox would (a client of the private broker)."""
-    client = Celery("blip-client")
-    # broker_url would lose to a CELERY_BROKER_URL in the environment (the suite's own broker)
-    client.conf.broker_write_url = settings.celery_broker_url
-    client.send_task(
-        "notifications.dispatch",
-        kwargs={
-            "event_id": str(uuid.uuid4()),
-            "organisation_id": str(org_id),
-            "event": event,
-            "payload": {"note": event},
-            "recipient_user_ids": [],
-        },
-        queue=settings.celery_queue,
-    )
-    client.close()
 
 
 def deliveries(sessions, event: str) -> list[NotificationDelivery]:
@@ -84,7 +64,7 @@ def test_worker_survives_a_redis_blip_while_a_retry_is_pending(
     )
     session.commit()
 
-    dispatch(blip_settings, org.id, "blip.before")
+    send_notification(blip_settings, org.id, "blip.before")
     wait_until(
         lambda: "Retry in 30" in blip_worker.log(),
         timeout=120,
@@ -101,7 +81,7 @@ def test_worker_survives_a_redis_blip_while_a_retry_is_pending(
 
     assert blip_worker.process.poll() is None, blip_worker.log()
     assert "Unrecoverable error" not in blip_worker.log()
-    dispatch(blip_settings, org.id, "blip.after")
+    send_notification(blip_settings, org.id, "blip.after")
     wait_until(
         lambda: any(d.delivered_at for d in deliveries(sessions, "blip.after")),
         timeout=60,

@@ -8,10 +8,13 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from celery import Celery
 
 from cli.serve import CELERY_APP, celery_worker_command
 from models.settings import Settings
@@ -179,3 +182,33 @@ def _spawn_shifted(
         start_new_session=True,
     )
     return WorkerProcess(process, log_path), ready
+
+
+def broker_client(settings: Settings) -> Celery:
+    """A client of `settings`' broker (a test's own redis-server), as the outbox publishes."""
+    app = Celery("test-client")
+    # broker_url would lose to a CELERY_BROKER_URL in the environment (the suite's own broker)
+    app.conf.broker_write_url = settings.celery_broker_url
+    app.conf.broker_read_url = settings.celery_broker_url
+    return app
+
+
+def send_notification(settings: Settings, organisation_id: uuid.UUID, event: str) -> str:
+    """Ask a worker for a notification as the outbox would: notifications.dispatch on
+    `settings`' queue; its task id."""
+    task_id = str(uuid.uuid4())
+    app = broker_client(settings)
+    app.send_task(
+        "notifications.dispatch",
+        kwargs={
+            "event_id": str(uuid.uuid4()),
+            "organisation_id": str(organisation_id),
+            "event": event,
+            "payload": {"note": event},
+            "recipient_user_ids": [],
+        },
+        queue=settings.celery_queue,
+        task_id=task_id,
+    )
+    app.close()
+    return task_id
