@@ -72,12 +72,8 @@ def put_object(collection: str, object_id: uuid.UUID) -> dict[str, Any]:
         data=data,
         actor=_actor(),
     )
-    backstop = (
-        leaver_checks.arm(
-            session, organisation_id=organisation_id, actor=_actor(), key_ids=[object_id]
-        )
-        if kind == odock_objects.KIND_KEY
-        else None
+    backstop = leaver_checks.arm_for_object(
+        session, organisation_id=organisation_id, actor=_actor(), kind=kind, object_id=object_id
     )
     _commit_then_check(session, backstop)
     held = odock_objects.held_object(session, kind, object_id)

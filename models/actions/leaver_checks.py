@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from models import outbox
 from models.actions import review_sweep
+from models.actions.odock_objects import KIND_KEY
 from models.actor import Actor
 from models.base import utcnow
 from models.entities import OutboxMessage
@@ -52,6 +53,21 @@ def arm(
         key_ids=None if key_ids is None else [str(key_id) for key_id in key_ids],
         usage_ids=list(usage_ids),
     )
+
+
+def grants_access(kind: str) -> bool:
+    """Whether an Odock object of this kind, written for a leaver, leaves them access to
+    take away: a key does; a budget or quota holds none."""
+    return kind == KIND_KEY
+
+
+def arm_for_object(
+    session: Session, *, organisation_id: uuid.UUID, actor: Actor, kind: str, object_id: uuid.UUID
+) -> OutboxMessage | None:
+    """`arm` for one pushed object, when it is of a kind that grants access."""
+    if not grants_access(kind):
+        return None
+    return arm(session, organisation_id=organisation_id, actor=actor, key_ids=[object_id])
 
 
 def check_now(session: Session, backstop: OutboxMessage) -> list[str]:

@@ -116,7 +116,8 @@ def written(deliveries: Iterable[ReceivedDelivery]) -> dict[uuid.UUID, Written]:
         for result in delivery.results or []:
             if result.get("outcome") != APPLIED:
                 continue
-            if result.get("type") == "key.upserted":
+            kind, _, change = str(result.get("type")).partition(".")
+            if change == "upserted" and leaver_checks.grants_access(kind):
                 ours = found.setdefault(delivery.organisation_id, Written())
                 ours.key_ids.append(uuid.UUID(result["id"]))
             elif result.get("type") == USAGE_RECORDED:

@@ -145,6 +145,27 @@ def test_each_writers_own_check_disarms_its_backstop(bridged, session):
     assert _key(session, uuid.UUID(event["id"])).revoked is False  # the drain applied it
 
 
+def test_only_a_pushed_key_arms_a_leaver_check(bridged, session):
+    """A budget or quota grants no access to take away; a key does (leaver_checks.grants_access,
+    which the push route and the event drain both ask)."""
+    from models.actions import leaver_checks
+    from models.actions.odock_objects import KIND_BUDGET, KIND_KEY, KIND_QUOTA
+    from models.actor import Actor
+
+    def armed(kind: str) -> bool:
+        backstop = leaver_checks.arm_for_object(
+            session,
+            organisation_id=bridged.org.id,
+            actor=Actor.system("test"),
+            kind=kind,
+            object_id=uuid.uuid4(),
+        )
+        return backstop is not None
+
+    assert [armed(kind) for kind in (KIND_KEY, KIND_BUDGET, KIND_QUOTA)] == [True, False, False]
+    session.rollback()
+
+
 def _backstops(session) -> list[dict]:
     """The leaver checks armed and not disarmed, as plain values (read, then let go)."""
     session.expire_all()
