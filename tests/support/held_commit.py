@@ -3,9 +3,10 @@ the transaction that writes a given key waits before it commits until the test l
 the process is SIGKILLed right after that commit, as a process killed (OOM, a deploy) between
 a write's commit and what it meant to do next.
 
-The web process runs `install` (tests/support/served.py: web_alone's `setup`); the test waits
-for the marker file `held` in `directory` (the write is about to commit), acts, and writes
-`go` to let it commit."""
+The web process runs `install` (tests/support/served.py: web_alone's `setup`), or a Celery
+worker (tests/support/worker.py: spawn_worker's `setup`, with `whole_group`: the worker and its
+pool die together, as when its host kills it); the test waits for the marker file `held` in
+`directory` (the write is about to commit), acts, and writes `go` to let it commit."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from models.entities import VirtualApiKey
 WAIT_FOR_GO = 60.0
 
 
-def install(key_id: str, directory: str) -> None:
+def install(key_id: str, directory: str, *, whole_group: bool = False) -> None:
+    """`whole_group` kills the process group (a worker started in a session of its own)."""
     markers, wanted = Path(directory), uuid.UUID(key_id)
     state = {"held": False, "committing": False}
     lock = threading.Lock()
@@ -49,6 +51,8 @@ def install(key_id: str, directory: str) -> None:
             if not state["committing"]:
                 return
             state["committing"] = False
+        if whole_group:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
 
     event.listen(Session, "before_commit", before_commit)

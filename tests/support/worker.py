@@ -21,6 +21,14 @@ from models.settings import Settings
 from worker.celery_app import worker_queues
 
 ROOT = Path(__file__).resolve().parents[2]
+# `python -m celery …` with `setup` run first (spawn_worker's `setup`).
+WITH_SETUP = """\
+import sys
+{setup}
+from celery.__main__ import main
+sys.argv[0] = "celery"
+main()
+"""
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -97,13 +105,17 @@ def spawn_worker(
     concurrency: int = 2,
     extra_env: dict[str, str] | None = None,
     queues: list[str] | None = None,
+    setup: str = "",
 ) -> WorkerProcess:
     """`start_worker` without waiting for it to be ready (`wait_ready`), so that other
-    processes can start meanwhile."""
+    processes can start meanwhile. `setup`: Python the worker runs before Celery starts (its
+    pool's processes, forked from it, inherit what it installs)."""
     log_path = log_dir / f"worker-{time.monotonic_ns()}.log"
     queues = queues or worker_queues(settings.celery_queue)
     node_name = f"test-{time.monotonic_ns()}@{socket.gethostname()}"  # as -n ...@%h names it
     command = [*celery_worker_command(queues, concurrency, loglevel="INFO"), "-n", node_name]
+    if setup:
+        command[1:3] = ["-c", WITH_SETUP.format(setup=setup)]
     log_file = log_path.open("wb")
     process = subprocess.Popen(
         command,
