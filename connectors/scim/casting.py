@@ -253,7 +253,12 @@ def scim_to_group_fields(doc: Any) -> ScimGroupFields:
 def check_schemas(doc: dict[str, Any], base: str) -> None:
     """A body may leave `schemas` out, but one that lists schemas must list its own (RFC
     7643 section 3, RFC 7644 section 3.5.2): a Group's URN on a User is refused, not read
-    as a User (invalidSyntax, as scim2-server answers)."""
+    as a User, and so is a body nesting its own attributes under its schema's URN
+    (invalidSyntax, as scim2-server answers both)."""
+    if _find_ci(doc, base) is not None:
+        # Not read as the resource's own attributes, nor ignored as an unknown extension: a
+        # PUT of {"urn:…:core:2.0:User": {"active": false}} kept the person active.
+        raise InvalidSyntax(f"the attributes of {base} are written at the top level")
     listed = _find_ci(doc, "schemas")
     if listed in (None, []):
         return

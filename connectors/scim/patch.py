@@ -153,6 +153,8 @@ class _Engine:
         lowered = text.lower()
         urn: str | None = None
         schema = self.kind.schema
+        if lowered == self.kind.schema.id.lower():
+            return Path(None, None, None)  # the core schema's attributes, in one object
         for extension in self.kind.extensions:
             if lowered == extension.id.lower():
                 return Path(extension.id, None, None)
@@ -204,7 +206,7 @@ class _Engine:
         if path.ignored:
             return
         if path.attr is None:
-            self._extension(doc, op, path, value)
+            self._schema_object(doc, op, path, value)
             return
         if path.attribute is not None and path.attribute.mutability == "readOnly":
             if explicit:
@@ -240,17 +242,25 @@ class _Engine:
         if path.urn is not None and not doc.get(path.urn):
             doc.pop(path.urn, None)
 
-    def _extension(self, doc: dict[str, Any], op: str, path: Path, value: Any) -> None:
-        assert path.urn is not None
+    def _schema_object(self, doc: dict[str, Any], op: str, path: Path, value: Any) -> None:
+        """An object of one schema's attributes: an extension's, or the core schema's named
+        by its URN (`{"urn:…:core:2.0:User": {"active": false}}`), each key applied as a
+        path of that schema (RFC 7644 section 3.10; scim2-server applies both). Ignored, a
+        deactivation so written was answered 200 and left the person active."""
+        urn = path.urn or self.kind.schema.id
         if op == "remove":
+            if path.urn is None:
+                raise Mutability(
+                    f"{urn} holds required attributes: remove its attributes one by one"
+                )
             doc.pop(path.urn, None)
             return
         if not isinstance(value, dict):
-            raise InvalidValue(f"the value for {path.urn} must be an object")
+            raise InvalidValue(f"the value for {urn} must be an object")
         for key, item in value.items():
             if str(key).lower() in _ECHOED:
                 continue
-            self.at(doc, op, self.key_path(f"{path.urn}:{key}"), item, explicit=False)
+            self.at(doc, op, self.key_path(f"{urn}:{key}"), item, explicit=False)
 
     @staticmethod
     def _container(doc: dict[str, Any], path: Path, *, create: bool) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from tests.scim.payloads import (
     okta_create_group,
     okta_create_user,
     okta_rename_group,
+    rfc7644_3_5_2_patch,
 )
 from tests.scim.vendor_payloads import (
     OKTA_SPEC_GROUPS_CONTENT_TYPE,
@@ -403,3 +404,34 @@ def test_rippling_lifecycle(scim, session):
     assert person(session, email) == (UserStatus.REVOKED, ["Payroll"])
     assert scim.delete(f"/Users/{user['id']}").status_code == 204
     assert person(session, email)[0] is UserStatus.REVOKED
+
+
+def test_a_deactivation_under_the_core_urn_revokes(scim, session):
+    """RFC 7644 section 3.10 names core attributes under their schema's URN; a deactivation
+    written as {"urn:…:core:2.0:User": {"active": false}} revokes, as scim2-server applies
+    it, and a reactivation so written brings the person back (it was answered 200 and
+    changed nothing: the leaver stayed active)."""
+    email = "core.urn@example.com"
+    user = created(scim.post("/Users", okta_create_user(email)), "User")
+    group = created(scim.post("/Groups", okta_create_group("Core")), "Group")
+    scim.patch(f"/Groups/{group['id']}", members_by_value_list("add", user["id"]))
+    core = "urn:ietf:params:scim:schemas:core:2.0:User"
+    off = scim.patch(
+        f"/Users/{user['id']}",
+        rfc7644_3_5_2_patch({"op": "replace", "value": {core: {"active": False}}}),
+    )
+    assert off.status_code == 200, off.json
+    assert off.json["active"] is False
+    assert person(session, email) == (UserStatus.REVOKED, ["Core"])
+    on = scim.patch(
+        f"/Users/{user['id']}",
+        rfc7644_3_5_2_patch({"op": "replace", "value": {core: {"active": True}}}),
+    )
+    assert on.json["active"] is True
+    assert person(session, email) == (UserStatus.ACTIVE, ["Core"])
+    # A PUT so written is refused and changes nothing (it was answered 200, active kept).
+    nested = {"schemas": [core], "userName": email, core: {"active": False}}
+    refused = scim.put(f"/Users/{user['id']}", nested)
+    assert refused.status_code == 400
+    assert refused.json["scimType"] == "invalidSyntax"
+    assert person(session, email) == (UserStatus.ACTIVE, ["Core"])

@@ -28,6 +28,9 @@ Sources, cited by each shape:
 - ONELOGIN: the "SCIM Provisioner with SAML (SCIM v2 Enterprise)" JSON template, a parameter
   the user has no value for sent as "" (tests/scim/vendor_payloads.py cites it)
 - JUMPCLOUD: members added and removed by a value list (tests/scim/vendor_payloads.py)
+- RFC7644_3_10: attributes named under their own schema's URN (RFC 7644 section 3.10,
+  "urn:ietf:params:scim:schemas:core:2.0:User:userName"), here as one object keyed by the
+  core URN: a PATCH applies it, a POST or PUT body is refused, as scim2-server does both
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ ENTRA_VALIDATOR = "Entra ID SCIM validator"
 OKTA = "Okta SCIM 2.0"
 ONELOGIN = "OneLogin v2 Enterprise template"
 JUMPCLOUD = "JumpCloud"
+RFC7644_3_10 = "RFC 7644 section 3.10"
 
 Check = Callable[[dict[str, Any]], None]
 
@@ -188,6 +192,15 @@ def _app_role_assignment(op: str, role: str) -> dict[str, Any]:
 
 def _roles(*roles: dict[str, Any]) -> Check:
     return _equals("roles", list(roles))
+
+
+def _core(**values: Any) -> dict[str, Any]:
+    """The User's core attributes as one object under the core schema's URN."""
+    return {USER: values}
+
+
+def _revoked_titled(title: str) -> Check:
+    return _all(_equals("active", False), _equals("title", title))
 
 
 def _no_password(doc: dict[str, Any]) -> None:
@@ -631,6 +644,151 @@ SHAPES = [
         OPS,
         _patch({"op": "Replace", "path": "displayName", "value": "Ops renamed"}),
         check=_equals("displayName", "Ops renamed"),
+        reference=True,
+    ),
+    Shape(
+        ENTRA_KNOWN_ISSUES,
+        "Requests to replace multiple attributes, with the flag (the page's own body)",
+        "PATCH",
+        ANN,
+        _patch(
+            {
+                "op": "replace",
+                "path": 'emails[type eq "work"].value',
+                "value": "ann.mhvaes@contoso.example",
+            },
+            {
+                "op": "replace",
+                "value": {
+                    "displayName": "Bjfe",
+                    "name.givenName": "Kkom",
+                    "name.familyName": "Unua",
+                    f"{ENTERPRISE}:employeeNumber": "Aklq",
+                },
+            },
+        ),
+        check=_all(
+            _equals("displayName", "Bjfe"),
+            _equals(
+                "emails", [{"value": "ann.mhvaes@contoso.example", "type": "work", "primary": True}]
+            ),
+            _equals("name", {"formatted": "ann Family", "familyName": "Unua", "givenName": "Kkom"}),
+            _enterprise("employeeNumber", "Aklq"),
+        ),
+    ),
+    Shape(
+        ENTRA_KNOWN_ISSUES,
+        "Requests to replace multiple attributes, without the flag (one Replace each)",
+        "PATCH",
+        ANN,
+        _patch(
+            {"op": "Replace", "path": "displayName", "value": "Pvlo"},
+            {"op": "Replace", "path": "name.givenName", "value": "Gtfd"},
+            {"op": "Replace", "path": "externalId", "value": "Eqpj"},
+            {"op": "Replace", "path": f"{ENTERPRISE}:employeeNumber", "value": "Eqpj"},
+        ),
+        check=_all(
+            _equals("displayName", "Pvlo"),
+            _equals("externalId", "Eqpj"),
+            _enterprise("employeeNumber", "Eqpj"),
+        ),
+        reference=True,
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        'proxyAddresses and the office as mapped: emails[type eq "other"].Value, '
+        'addresses[type eq "other"].Formatted',
+        "PATCH",
+        ANN,
+        _patch(
+            {
+                "op": "Add",
+                "path": 'emails[type eq "other"].Value',
+                "value": "smtp:ann@alias.example",
+            },
+            {"op": "Add", "path": 'addresses[type eq "other"].Formatted', "value": "Building 4"},
+        ),
+        check=_all(
+            _equals(
+                "emails",
+                [
+                    {"value": "ann@contoso.example", "type": "work", "primary": True},
+                    {"value": "smtp:ann@alias.example", "type": "other"},
+                ],
+            ),
+            _equals("addresses", [{"formatted": "Building 4", "type": "other"}]),
+        ),
+    ),
+    Shape(
+        ENTRA_TUTORIAL,
+        "the example schema: the enterprise manager as a bare id",
+        "POST",
+        "/Users",
+        {
+            "schemas": [USER, ENTERPRISE],
+            "userName": "bjensen@contoso.example",
+            "externalId": "bjensen",
+            "name": {"familyName": "Jensen", "givenName": "Barbara"},
+            ENTERPRISE: {"manager": "{bob}"},
+        },
+        status=201,
+        check=_manager("{bob}"),
+    ),
+    # RFC 7644 section 3.10 (and scim2-server): the core attributes under the core URN
+    Shape(
+        RFC7644_3_10,
+        "a deactivation without path, as an object under the core URN",
+        "PATCH",
+        ANN,
+        _patch({"op": "replace", "value": _core(active=False, title="Leaver")}),
+        check=_revoked_titled("Leaver"),
+        reference=True,
+    ),
+    Shape(
+        RFC7644_3_10,
+        "a deactivation whose path is the core URN",
+        "PATCH",
+        ANN,
+        _patch({"op": "replace", "path": USER, "value": {"active": False, "title": "Leaver"}}),
+        check=_revoked_titled("Leaver"),
+        reference=True,
+    ),
+    Shape(
+        RFC7644_3_10,
+        "the core URN removed whole",
+        "PATCH",
+        ANN,
+        _patch({"op": "remove", "path": USER}),
+        status=400,
+        scim_type="mutability",
+    ),
+    Shape(
+        RFC7644_3_10,
+        "a PUT nesting its attributes under the core URN",
+        "PUT",
+        ANN,
+        {"schemas": [USER], "userName": "ann@contoso.example", **_core(active=False)},
+        status=400,
+        scim_type="invalidSyntax",
+        reference=True,
+    ),
+    Shape(
+        RFC7644_3_10,
+        "a POST nesting its attributes under the core URN",
+        "POST",
+        "/Users",
+        {"schemas": [USER], "userName": "cory@contoso.example", **_core(title="Nested")},
+        status=400,
+        scim_type="invalidSyntax",
+        reference=True,
+    ),
+    Shape(
+        RFC7644_3_10,
+        "a group renamed under the Group's URN",
+        "PATCH",
+        OPS,
+        _patch({"op": "replace", "value": {GROUP: {"displayName": "Operations"}}}),
+        check=_equals("displayName", "Operations"),
         reference=True,
     ),
     # Okta
