@@ -353,6 +353,9 @@ def change_status(
 ) -> Outcome:
     """Route a requested status to the operation that owns that transition."""
     person_lock.read_locked(session, user)
+    if status is UserStatus.REVOKED:
+        # Through set_active even when REVOKED already: an admin's word then pins the person.
+        return set_active(session, user=user, active=False, actor=actor, reason=reason)
     if status is user.status:
         return Outcome.UNCHANGED
     if status is UserStatus.ACTIVE:
@@ -360,8 +363,6 @@ def change_status(
             approve(session, user=user, actor=actor)
             return Outcome.APPLIED
         return reactivate(session, user=user, actor=actor)
-    if status is UserStatus.REVOKED:
-        return set_active(session, user=user, active=False, actor=actor, reason=reason)
     raise InvalidTransition(f"a {user.status} user cannot go back to PENDING")
 
 
@@ -519,7 +520,11 @@ def _reactivation(revocation: Revocation | None, source: Source) -> Reactivation
 def _join_revocation(session: Session, *, user: User, actor: Actor, reason: str) -> None:
     """A source asserts a revoked person inactive: unless it already stands (or never brings
     anyone back), it now stands beside the revoking source, audited, so that the revoking
-    source alone cannot bring the person back over it."""
+    source alone cannot bring the person back over it. An admin pins them, whichever door
+    the admin came through (`revoke`, or a status set to REVOKED)."""
+    if actor.source is Source.ADMIN:
+        _admin_pin(session, user=user, actor=actor, reason=reason)
+        return
     if actor.source in NOT_STANDING:
         return
     revocation = latest_revocation(session, user.id)

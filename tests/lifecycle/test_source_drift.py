@@ -163,6 +163,18 @@ def admin(verb: str) -> Callable[[Scene], None]:
     return step
 
 
+def admin_sets_status(status: str) -> Callable[[Scene], None]:
+    """The admin API's other door to a status: PATCH /users/{id} with `status`."""
+
+    def step(scene: Scene) -> None:
+        path = f"/api/v1/users/{scene.user_id}"
+        answer = scene.client.patch(path, json={"status": status}, headers=scene.admin)
+        assert answer.status_code == 200, answer.text
+        scene.answers.append(answer)
+
+    return step
+
+
 def accept_invitation(scene: Scene) -> None:
     url, who = f"/enroll/{scene.invitation_token}", {IDENTITY_HEADER: scene.email}
     page = scene.client.get(url, headers=who).text
@@ -300,6 +312,14 @@ SEQUENCES = {
         answered=200,
     ),
     "event off, event on": Sequence((EVENT_OFF, EVENT_ON), BACK),
+    "scim off, admin revokes, scim on": Sequence((SCIM_OFF, ADMIN_REVOKE, SCIM_ON), OUT, "scim"),
+    "scim off, admin sets revoked, scim on": Sequence(
+        (SCIM_OFF, admin_sets_status("REVOKED"), SCIM_ON), OUT, "scim"
+    ),
+    "event off, admin sets revoked, event on": Sequence(
+        (EVENT_OFF, admin_sets_status("REVOKED"), EVENT_ON), OUT, "events"
+    ),
+    "admin sets revoked, scim on": Sequence((admin_sets_status("REVOKED"), SCIM_ON), OUT, "scim"),
     "ldap off, ldap on": Sequence((LDAP_OFF, LDAP_ON), BACK),
 }
 
