@@ -10,10 +10,22 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, case, exists, false, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    case,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from models.entities import (
@@ -122,6 +134,39 @@ def revocation(settings: OrganisationSettings, user_id: uuid.UUID) -> Scope:
             or_(_owned_by(Quota, OwnerType.USER, user_id), _owned_by_keys(Quota, their_keys)),
         ),
     )
+
+
+def held_keys_of(people: Collection[uuid.UUID]) -> Select[uuid.UUID, KeyType, int]:
+    """`revocation`'s active keys for many people at once (a list of departures): for each
+    holder and key type, how many."""
+    holder_id = holder().label("holder_id")
+    return (
+        select(holder_id, VirtualApiKey.key_type, func.count())
+        .where(holder().in_(list(people)), VirtualApiKey.revoked.is_(False))
+        .group_by(holder_id, VirtualApiKey.key_type)
+    )
+
+
+def owned_of(
+    entity: type[Budget] | type[Quota], organisation_id: uuid.UUID, people: Collection[uuid.UUID]
+) -> list[Select[uuid.UUID, int]]:
+    """`revocation`'s budgets (or quotas) for many people of one organisation at once: for
+    each person, how many they own and how many their keys own (one statement each)."""
+    ids, in_organisation = list(people), entity.organisation_id == organisation_id
+    own = (
+        select(entity.owner_id, func.count())
+        .where(in_organisation, entity.owner_type == OwnerType.USER, entity.owner_id.in_(ids))
+        .group_by(entity.owner_id)
+    )
+    holder_id = holder().label("holder_id")
+    by_keys = (
+        select(holder_id, func.count())
+        .select_from(entity)
+        .join(VirtualApiKey, VirtualApiKey.id == entity.owner_id)
+        .where(in_organisation, entity.owner_type == OwnerType.APIKEY, holder().in_(ids))
+        .group_by(holder_id)
+    )
+    return [own, by_keys]
 
 
 def revoked_at_revocation(organisation_id: Any, user_id: Any) -> ColumnElement[bool]:

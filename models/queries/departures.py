@@ -11,12 +11,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from models import key_scope
 from models.access import Viewer, visible_users
 from models.actions.access_end import ENDING
-from models.entities import Budget, Quota, User, VirtualApiKey
-from models.enums import KeyType, OwnerType
+from models.entities import Budget, Quota, User
+from models.enums import KeyType
 
 PAGE = 500  # people per page
+CREATED = (KeyType.TEAM, KeyType.ORGANISATION)  # keys counted against who created them
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def upcoming_departures(
         .limit(max(1, min(limit, PAGE)))
     ).all()
     ids = [person.id for person in people]
-    own, created, owned = _own_keys(session, ids), _created_keys(session, ids), _owned(session, ids)
+    keys, owned = _held_keys(session, ids), _owned(session, viewer.organisation_id, ids)
     departures = [
         Departure(
             user_id=person.id,
@@ -82,8 +84,8 @@ def upcoming_departures(
             status=person.status.value,
             access_ends_at=person.access_ends_at,
             source=person.access_ends_source.value if person.access_ends_source else "",
-            own_keys=own.get(person.id, 0),
-            created_keys=created.get(person.id, 0),
+            own_keys=keys.get((person.id, KeyType.USER), 0),
+            created_keys=sum(keys.get((person.id, kind), 0) for kind in CREATED),
             budgets_and_quotas=owned.get(person.id, 0),
         )
         for person in people
@@ -102,44 +104,20 @@ def _leaving(viewer: Viewer, now: datetime, days: int) -> tuple[Any, ...]:
     )
 
 
-def _own_keys(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    return _counts(
-        session,
-        select(VirtualApiKey.owner_user_id, func.count())
-        .where(
-            VirtualApiKey.owner_user_id.in_(ids),
-            VirtualApiKey.key_type == KeyType.USER,
-            VirtualApiKey.revoked.is_(False),
-        )
-        .group_by(VirtualApiKey.owner_user_id),
-    )
+def _held_keys(session: Session, ids: list[uuid.UUID]) -> dict[tuple[uuid.UUID, KeyType], int]:
+    """Their active keys by type, as the revocation's scope holds them (models.key_scope)."""
+    if not ids:
+        return {}
+    rows = session.execute(key_scope.held_keys_of(ids))
+    return {(holder_id, KeyType(key_type)): count for holder_id, key_type, count in rows}
 
 
-def _created_keys(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    return _counts(
-        session,
-        select(VirtualApiKey.created_by_user_id, func.count())
-        .where(
-            VirtualApiKey.created_by_user_id.in_(ids),
-            VirtualApiKey.key_type.in_((KeyType.TEAM, KeyType.ORGANISATION)),
-            VirtualApiKey.revoked.is_(False),
-        )
-        .group_by(VirtualApiKey.created_by_user_id),
-    )
-
-
-def _owned(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    counts: dict[uuid.UUID, int] = {}
+def _owned(session: Session, organisation_id: uuid.UUID, ids: list[uuid.UUID]) -> dict[Any, int]:
+    """Their budgets and quotas, and those of their keys, as the revocation's scope holds
+    them (models.key_scope)."""
+    counts: dict[Any, int] = {}
     for table in (Budget, Quota):
-        query = (
-            select(table.owner_id, func.count())
-            .where(table.owner_type == OwnerType.USER, table.owner_id.in_(ids))
-            .group_by(table.owner_id)
-        )
-        for owner_id, count in _counts(session, query).items():
-            counts[owner_id] = counts.get(owner_id, 0) + count
+        for query in key_scope.owned_of(table, organisation_id, ids) if ids else []:
+            for owner_id, count in session.execute(query):
+                counts[owner_id] = counts.get(owner_id, 0) + count
     return counts
-
-
-def _counts(session: Session, query: Any) -> dict[uuid.UUID, int]:
-    return {owner: int(count) for owner, count in session.execute(query).all() if owner}

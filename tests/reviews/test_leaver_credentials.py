@@ -14,9 +14,10 @@ from sqlalchemy import select
 from cli.main import main
 from models import outbox
 from models.access import Viewer
-from models.actions import lifecycle, reviews, tokens
+from models.actions import access_end, lifecycle, reviews, tokens
 from models.actions.review_sweep import sweep_reviews
 from models.actor import Actor
+from models.base import utcnow
 from models.entities import (
     ApiToken,
     AuditEvent,
@@ -37,6 +38,7 @@ from models.enums import (
     TokenScope,
     UserStatus,
 )
+from models.queries.departures import upcoming_departures
 from models.queries.reviews import revocation_preview
 from tests.reviews.conftest import REVIEWER, build_leaver, findings_by_kind, revoke_and_review
 from tests.support import factories as f
@@ -364,3 +366,26 @@ def test_a_status_edit_that_would_reactivate_a_used_key_is_refused_and_changes_n
     person = session.get(User, world.person.id)
     assert person.status is UserStatus.REVOKED and person.name != "Renamed"
     assert session.get(VirtualApiKey, world.key_a.id).revoked is True
+
+
+def test_the_departures_list_counts_what_the_preview_lists(session):
+    """A leaver whose end date is near: the departures list counts their keys, budgets and
+    quotas as the blast-radius preview (key_scope) lists them, the ones their keys own
+    included; before, it counted only what named the person (2 of 6 here)."""
+    world = build_leaver(session)
+    org_key = _org_key(session, world)
+    _owned_by_key(session, world, world.key_a)
+    _owned_by_key(session, world, org_key)
+    _owned_by_key(session, world, world.other_key)  # a bystander's key: not the leaver's
+    now = utcnow()
+    access_end.set_access_end(
+        session, user=world.person, ends_at=now + timedelta(days=3), actor=f.SETUP
+    )
+    viewer = Viewer.operator(world.org.id)
+
+    (departure,) = upcoming_departures(session, viewer, now=now).departures
+    preview = revocation_preview(session, viewer, world.person.id)
+
+    assert departure.own_keys == len(preview["keys"]) == 2
+    assert departure.created_keys == len(preview["team_keys"] + preview["org_keys"]) == 2
+    assert departure.budgets_and_quotas == len(preview["budgets"] + preview["quotas"]) == 6
