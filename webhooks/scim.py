@@ -257,12 +257,31 @@ def query_integer(args: dict[str, str], name: str) -> int | None:
     return None if value in (None, "") else integer_text(value, name)
 
 
+# RFC 7644 section 3.4.3, in lower case (attribute names are case-insensitive).
+SEARCH_REQUEST_FIELDS = frozenset(
+    (
+        "schemas",
+        "filter",
+        "startindex",
+        "count",
+        "sortby",
+        "sortorder",
+        "attributes",
+        "excludedattributes",
+    )
+)
+
+
 def body_listing() -> provider.Listing:
     body = scim_body()
     if not isinstance(body, dict):
         raise InvalidSyntax("a SearchRequest must be a JSON object")
     check_schemas(body, SEARCH_REQUEST)
     fields = {str(k).lower(): v for k, v in body.items()}
+    unknown = sorted(set(fields) - SEARCH_REQUEST_FIELDS)
+    if unknown:
+        # A misspelt "filtr" ignored would answer every resource, read as matches.
+        raise InvalidSyntax(f"a SearchRequest has no attribute {unknown[0][:60]!r}")
     text = fields.get("filter")
     if text is not None and not isinstance(text, str):
         raise InvalidSyntax("filter must be a string")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from sqlalchemy import select
 
 from models.actions import lifecycle
@@ -262,6 +264,24 @@ def test_search_endpoint_takes_a_search_request(scim):
     }
     found = scim.post("/Users/.search", body).json
     assert [r["userName"] for r in found["Resources"]] == ["b@example.com"]
+
+
+@pytest.mark.parametrize("path", ["/Users/.search", "/Groups/.search", "/.search"])
+def test_a_search_request_with_an_attribute_it_does_not_have_is_refused(scim, path):
+    """RFC 7644 section 3.12: a body that does not conform to the SearchRequest schema is
+    invalidSyntax (as scim2-server answers); a misspelt filter was ignored, and the answer
+    listed every resource as if each matched."""
+    create(scim, "a@example.com")
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filtr": 'displayName eq "Nobody"',
+    }
+    refused = scim.post(path, body)
+    assert refused.status_code == 400, refused.json
+    assert refused.json["scimType"] == "invalidSyntax"
+    assert "filtr" in refused.json["detail"]
+    cased = {"schemas": body["schemas"], "FILTER": body["filtr"]}  # names in any case
+    assert scim.post(path, cased).json["totalResults"] == 0
 
 
 def test_etags_if_match_and_if_none_match(scim):
