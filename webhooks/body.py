@@ -2,10 +2,10 @@
 HTML forms.
 
 JSON is decoded by one guarded decoder (nesting depth, integer size, no NaN or Infinity, no
-NUL or lone surrogate in any string; a leading UTF-8 byte order mark ignored), forms by one
-reader (urlencoded UTF-8, each field once, no NUL or lone surrogate) and query parameters,
-paths and header values pass one check, so every protocol refuses the same hostile input
-before anything reads it; each renders the refusal its way.
+NUL or lone surrogate in any string, no name twice in one object; a leading UTF-8 byte order
+mark ignored), forms by one reader (urlencoded UTF-8, each field once, no NUL or lone
+surrogate) and query parameters, paths and header values pass one check, so every protocol
+refuses the same hostile input before anything reads it; each renders the refusal its way.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
 class UnreadableBody(InvalidInput):
-    """The body is not JSON we parse: malformed, not UTF-8, NaN or Infinity, too deep."""
+    """The body is not JSON we parse: malformed, not UTF-8, NaN or Infinity, too deep, a
+    name given twice in one object."""
 
 
 class UnacceptableValue(InvalidInput):
@@ -307,8 +308,32 @@ def _finite_float(literal: str) -> float:
     return number
 
 
+def _unique_names(members: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose names are each given once (RFC 8259 section 4: names SHOULD be unique;
+    I-JSON, RFC 7493, MUST). Python keeps the last of `{"role": "user", "role": "admin"}`
+    where a proxy or filter in front may read the first, so a repeat is refused, not read
+    one way (as a query parameter or form field given twice is)."""
+    document = dict(members)
+    if len(document) != len(members):
+        name = _repeated_name(members)
+        raise UnreadableBody(f"the body gives the name {name[:64]!r} twice in one object")
+    return document
+
+
+def _repeated_name(members: list[tuple[str, Any]]) -> str:
+    seen: set[str] = set()
+    for name, _ in members:
+        if name in seen:
+            return name
+        seen.add(name)
+    return ""
+
+
 _DECODER = json.JSONDecoder(
-    parse_constant=_refuse_constant, parse_int=_bounded_int, parse_float=_finite_float
+    parse_constant=_refuse_constant,
+    parse_int=_bounded_int,
+    parse_float=_finite_float,
+    object_pairs_hook=_unique_names,
 )
 
 

@@ -23,6 +23,8 @@ HOSTILE_VALUES: dict[str, tuple[str, str]] = {
     "nul": ('"a\\u0000b"', "value"),
     "lone_high_surrogate": ('"\\ud800"', "value"),
     "lone_low_surrogate": ('"x\\udfffy"', "value"),
+    # Python kept the last of the two, where a proxy or filter in front may read the first.
+    "name_given_twice": ('{"a": 1, "a": 2}', "syntax"),
 }
 
 
