@@ -26,8 +26,9 @@ from models.base import utcnow
 from models.db import SessionFactory
 from models.entities import AuditEvent, DirectoryConnector, Organisation, User, VirtualApiKey
 from models.enums import Role, Source, UserStatus
+from tests.events import okta_payloads
 from tests.events.conftest import configure as configure_hooks
-from tests.events.conftest import generic, signed
+from tests.events.conftest import generic, okta_headers, signed
 from tests.invitations.conftest import IDENTITY_HEADER
 from tests.ldap.conftest import Directory
 from tests.scim.conftest import ScimClient, ops
@@ -53,9 +54,13 @@ class Scene:
     connector: DirectoryConnector
     sync: Callable[..., Any]
     events_url: str
+    okta_url: str
     signing_secret: str
     user_id: uuid.UUID = field(default_factory=uuid.uuid4)
     key_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # Team keys of a team Alice is in: one the boss made (shared: never hers to lose), one
+    # she made (the team-key policy, HOLD by default: held for her review, not revoked).
+    team_key_ids: tuple[uuid.UUID, ...] = ()
     scim_id: str = ""
     invitation_token: str = ""
     finding_id: str = ""
@@ -70,6 +75,12 @@ class Scene:
             user = s.get_one(User, self.user_id)
             key = s.get_one(VirtualApiKey, self.key_id)
             found = user.status, key.revoked
+            s.rollback()
+        return found
+
+    def team_keys_revoked(self) -> list[bool]:
+        with self.sessions() as s:
+            found = [s.get_one(VirtualApiKey, key_id).revoked for key_id in self.team_key_ids]
             s.rollback()
         return found
 
@@ -132,6 +143,54 @@ def ldap(enabled: bool) -> Callable[[Scene], None]:
             scene.directory.replace(dn, "pwdAccountLockedTime", LOCKED)
         outcome = scene.sync(scene.connector)
         assert outcome.status == "succeeded", outcome
+
+    return step
+
+
+def ldap_rehire(scene: Scene) -> None:
+    """Alice's entry deleted and added again in one run (same DN and email, a new entryUUID)."""
+    scene.directory.delete(scene.directory.person_dn("alice"))
+    ldap_adds_back(scene)
+
+
+def ldap_adds_back(scene: Scene) -> None:
+    """Alice's entry added again (same DN and email, a new entryUUID): a full sync relinks
+    her, a re-hire, and asks the lifecycle to bring her back."""
+    scene.directory.add_person("alice", name="Alice Liddell")
+    outcome = scene.sync(scene.connector)
+    assert outcome.status == "succeeded", outcome
+    assert outcome.summary["relink"] == 1, outcome.summary
+
+
+def ldap_removes(scene: Scene) -> None:
+    """Alice's entry deleted: a complete full sync revokes her (no longer in the directory)."""
+    scene.directory.delete(scene.directory.person_dn("alice"))
+    outcome = scene.sync(scene.connector)
+    assert outcome.status == "succeeded", outcome
+
+
+def scim_put_without_active(scene: Scene) -> None:
+    """A PUT that leaves `active` out: it asserts nothing of her access."""
+    body = {k: v for k, v in scim_body(scene, True).items() if k != "active"}
+    answer = scene.scim.put(f"/Users/{scene.scim_id}", body)
+    assert answer.status_code == 200, answer.text
+    scene.answers.append(answer)
+
+
+def okta(kind: str) -> Callable[[Scene], None]:
+    """An Okta Event Hook delivery about Alice (found by her email, then by her Okta id)."""
+
+    def step(scene: Scene) -> None:
+        from worker.tasks.idp_events import drain_deliveries
+
+        target = okta_payloads.user_target("00u-alice", scene.email, "Alice Liddell")
+        payload = okta_payloads.delivery(okta_payloads.event(kind, [target]))
+        answer = scene.client.post(scene.okta_url, json=payload, headers=okta_headers())
+        assert answer.status_code == 200, answer.text
+        with scene.sessions() as s:
+            organisation_id = s.get_one(User, scene.user_id).organisation_id
+            s.rollback()
+        assert drain_deliveries(str(organisation_id)) == 1
 
     return step
 
@@ -226,6 +285,7 @@ def scene(session, sessions, apps, enroll_settings, directory, make_connector, s
         connector=connector,
         sync=sync,
         events_url=hooked.events_url,
+        okta_url=hooked.okta_url,
         signing_secret=hooked.signing_secret,
     )
     # Sent before the import: the link is in Alice's mailbox whatever the sources do later.
@@ -246,6 +306,11 @@ def scene(session, sessions, apps, enroll_settings, directory, make_connector, s
     key = f.make_key(session, org, owner=alice)
     key.created_at = utcnow() - timedelta(days=120)  # unused since: a recertification asks
     scene.key_id = key.id
+    team = f.make_team(session, org, "Platform")
+    f.add_member(session, team, alice)
+    shared = f.make_key(session, org, team=team, created_by=boss)
+    made = f.make_key(session, org, team=team, created_by=alice)
+    scene.team_key_ids = (shared.id, made.id)
     session.commit()
     scim_create(scene)
     event("user.updated")(scene)  # links the events source by email
@@ -321,6 +386,29 @@ SEQUENCES = {
     ),
     "admin sets revoked, scim on": Sequence((admin_sets_status("REVOKED"), SCIM_ON), OUT, "scim"),
     "ldap off, ldap on": Sequence((LDAP_OFF, LDAP_ON), BACK),
+    "ldap disables, scim put without active": Sequence((LDAP_OFF, scim_put_without_active), OUT),
+    "admin revokes, scim put without active": Sequence(
+        (ADMIN_REVOKE, scim_put_without_active), OUT
+    ),
+    "scim off, scim put without active": Sequence((SCIM_OFF, scim_put_without_active), OUT),
+    "ldap removes, ldap re-hires": Sequence((ldap_removes, ldap_adds_back), BACK),
+    "scim off, ldap re-hires": Sequence((SCIM_OFF, ldap_rehire), OUT, "ldap"),
+    "admin revokes, ldap re-hires": Sequence((ADMIN_REVOKE, ldap_rehire), OUT, "ldap"),
+    "scim off, ldap removes and re-hires": Sequence(
+        (SCIM_OFF, ldap_removes, ldap_adds_back), OUT, "ldap"
+    ),
+    "ldap removes, scim patch active": Sequence((ldap_removes, SCIM_ON), OUT, "scim"),
+    "okta suspends, okta unsuspends": Sequence(
+        (okta("user.lifecycle.suspend"), okta("user.lifecycle.unsuspend")), BACK
+    ),
+    "okta suspends, scim patch active": Sequence(
+        (okta("user.lifecycle.suspend"), SCIM_ON), OUT, "scim"
+    ),
+    "okta suspends, event reactivates": Sequence(
+        (okta("user.lifecycle.suspend"), EVENT_ON), OUT, "events"
+    ),
+    "okta suspends, ldap sees enabled": Sequence((okta("user.lifecycle.suspend"), LDAP_ON), OUT),
+    "scim off, okta activates": Sequence((SCIM_OFF, okta("user.lifecycle.activate")), OUT, "okta"),
 }
 
 
@@ -330,6 +418,9 @@ def test_two_sources_in_turn(scene, name):
     for step in sequence.steps:
         step(scene)
     assert scene.state() == sequence.ends
+    # Whoever revoked or brought her back, the team's keys go the same way: the shared one
+    # is not hers, the one she made is held for her review (team-key policy HOLD).
+    assert scene.team_keys_revoked() == [False, False]
     if sequence.answered is not None:
         assert scene.answers[-1].status_code == sequence.answered, scene.answers[-1].text
     actions = [e.action for e in scene.events()]
