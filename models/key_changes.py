@@ -125,7 +125,7 @@ def keys_with_pending_commands(session: Session, key_ids: list[uuid.UUID]) -> se
 DECIDED_COLUMNS = {
     StoreCommandType.REVOKE: ("revoked", "revoked_at"),
     StoreCommandType.RESTORE: ("revoked", "revoked_at"),
-    StoreCommandType.REASSIGN: ("owner_user_id", "owner_team_id"),
+    StoreCommandType.REASSIGN: ("owner_user_id", "owner_team_id", "key_type"),
     StoreCommandType.ROTATE_REQUEST: (),
     StoreCommandType.BUDGET_FREEZE: (),
     StoreCommandType.BUDGET_THAW: (),

@@ -114,6 +114,13 @@ def holder() -> ColumnElement[Any]:
     )
 
 
+def holder_of(
+    key_type: KeyType, owner_user_id: uuid.UUID | None, created_by_user_id: uuid.UUID | None
+) -> uuid.UUID | None:
+    """`holder` of a key from its values, before it is written (a key pushed by Odock)."""
+    return owner_user_id if key_type is KeyType.USER else created_by_user_id
+
+
 def revocation(settings: OrganisationSettings, user_id: uuid.UUID) -> Scope:
     """A leaver's keys per policy, and the budgets and quotas owned by them or by those keys,
     of the leaver's organisation only: an APIKEY owner is a bare key id, which another

@@ -31,7 +31,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import audit, person_lock, unique_rows
+from models import audit, key_scope, person_lock, unique_rows
 from models.actions import review_sweep
 from models.actor import Actor
 from models.base import utcnow
@@ -140,6 +140,8 @@ ENTITIES: dict[str, type[VirtualApiKey] | type[Budget] | type[Quota]] = {
     KIND_QUOTA: Quota,
 }
 TARGET_TYPES = {KIND_KEY: "api_key", KIND_BUDGET: "budget", KIND_QUOTA: "quota"}
+# What names a key's holder (key_scope.holder_of).
+HOLDER_COLUMNS = ("key_type", "owner_user_id", "created_by_user_id")
 
 
 @dataclass(frozen=True)
@@ -283,7 +285,7 @@ def upsert_key(
     # order, and a push that held the leaver while it waited for the key waited in a circle.
     _lock_object(session, key_id)
     values = keep_pending_decisions(session, key_id, key_values(session, organisation_id, key))
-    leaver = _revoked_holder(session, key, values)
+    leaver = _revoked_holder(session, organisation_id, key_id, values)
     applied = upsert(session, KIND_KEY, organisation_id, key_id, values, actor, locked=True)
     if leaver and applied.applied:  # the review looks only at the key if it is active here
         review_sweep.review_keys_of_leavers(
@@ -292,14 +294,22 @@ def upsert_key(
     return applied
 
 
-def _revoked_holder(session: Session, key: KeyIn, values: dict[str, Any]) -> bool:
-    """Whether the key's holder (a USER key's owner, else its creator: key_scope.holder) is
-    REVOKED; if so they are locked before the key is written, as a revocation locks its person
-    before it reads their keys, so a reactivation at the same moment is not undone by the
-    review. Anyone else is not locked: a key push never waits on a person's change. A
-    revocation committing while this key is written is caught after the commit
-    (review_sweep.review_keys_of_leavers, called again by the caller)."""
-    holder = values["owner_user_id"] if key.type is KeyType.USER else values["created_by_user_id"]
+def _revoked_holder(
+    session: Session, organisation_id: uuid.UUID, key_id: uuid.UUID, values: dict[str, Any]
+) -> bool:
+    """Whether the key's holder (key_scope.holder_of), as the key will be once written (a
+    column a pending command decides keeps its held value), is REVOKED; if so they are
+    locked before the key is written, as a revocation locks its person before it reads their
+    keys, so a reactivation at the same moment is not undone by the review. Anyone else is
+    not locked: a key push never waits on a person's change. A revocation committing while
+    this key is written is caught after the commit (review_sweep.review_keys_of_leavers,
+    called again by the caller)."""
+    held = _held(session, VirtualApiKey, organisation_id, key_id)
+    kept = {name: getattr(held, name) for name in HOLDER_COLUMNS} if held is not None else {}
+    key = {**kept, **values}
+    holder = key_scope.holder_of(
+        key["key_type"], key.get("owner_user_id"), key.get("created_by_user_id")
+    )
     if holder is None or session.scalar(select(User.status).where(User.id == holder)) != (
         UserStatus.REVOKED
     ):

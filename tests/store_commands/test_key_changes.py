@@ -297,3 +297,48 @@ def test_a_key_reassigned_in_review_is_a_reassign_command_when_bridged(bridged_s
         None,
         world.team_a.id,
     )
+
+
+def test_a_push_while_a_reassignment_is_on_its_way_keeps_it_and_checks_the_holder(
+    bridged_session,
+):
+    """Odock pushes the leaver's key as it still knows it (a USER key of theirs) while the
+    review's REASSIGN to a team is unacknowledged: the reassignment stands (owner and type),
+    and the leaver check reads the key as it will be. Before, the check read an owner the
+    pending decision had taken out of the push (KeyError: a 500 to Odock)."""
+    from models.actions import odock_objects, reviews
+    from models.actor import Actor
+    from models.enums import Source
+    from tests.reviews.conftest import REVIEWER
+
+    world = build_leaver(bridged_session)
+    world.org.settings.user_key_policy = KeyPolicy.HOLD
+    bridged_session.flush()
+    review = revoke_and_review(bridged_session, world.person)
+    finding = next(f for f in review.findings if f.subject_id == world.key_a.id)
+    reviews.reassign_finding(bridged_session, finding=finding, actor=REVIEWER, to_team=world.team_a)
+    bridged_session.flush()
+    key = bridged_session.get_one(VirtualApiKey, world.key_a.id)
+    stale = odock_objects.KeyIn(
+        version=key.version + 1,
+        type=KeyType.USER,
+        name=key.name,
+        owner_user_id=world.person.id,
+    )
+
+    applied = odock_objects.upsert_key(
+        bridged_session,
+        organisation_id=world.org.id,
+        key_id=key.id,
+        key=stale,
+        actor=Actor(Source.ODOCK, "odock"),
+    )
+
+    assert applied.applied
+    bridged_session.flush()
+    bridged_session.refresh(key)
+    assert (key.key_type, key.owner_user_id, key.owner_team_id) == (
+        KeyType.TEAM,
+        None,
+        world.team_a.id,
+    )
