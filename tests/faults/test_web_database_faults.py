@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +24,13 @@ import requests
 from sqlalchemy import Connection, Engine, create_engine, select, text
 
 from models.access import Viewer
-from models.actions import invitations
+from models.actions import invitations, odock_bridge, tokens
 from models.entities import Invitation, Organisation, User, VirtualApiKey
-from models.enums import Role, UserStatus
+from models.enums import Role, TokenScope, UserStatus
 from models.settings import Settings
-from tests.events.conftest import Hooked, configure, generic, signed
+from tests.events import okta_payloads as okta
+from tests.events.conftest import Hooked, configure, generic, okta_headers, signed
+from tests.odock_inbound.conftest import key_body
 from tests.scim.conftest import SCIM, ops
 from tests.scim.payloads import okta_create_user
 from tests.support import factories as f
@@ -80,6 +83,8 @@ class Scene:
     invitation_token: str
     scim: dict[str, str]
     admin: dict[str, str]
+    odock: dict[str, str]
+    odock_signing_secret: str
     timeout: float = 30.0
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -113,6 +118,23 @@ class Scene:
         body, headers = signed(self.hooked.signing_secret, payload)
         return self.call("POST", self.hooked.events_url, data=body, headers=headers)
 
+    def okta_event(self) -> requests.Response:
+        target = okta.user_target("00u1nobody0000000000", "nobody@example.com")
+        body = okta.delivery(okta.event("user.lifecycle.deactivate", [target]))
+        return self.call("POST", self.hooked.okta_url, json=body, headers=okta_headers())
+
+    def odock_key(self) -> requests.Response:
+        """Odock's management plane pushes a key of the person."""
+        body = key_body(self.person, name="pushed")
+        return self.call("PUT", f"/odock/v1/keys/{uuid.uuid4()}", json=body, headers=self.odock)
+
+    def odock_event(self) -> requests.Response:
+        """Odock's management plane sends a signed change event."""
+        payload = {"type": "key.upserted", "id": str(uuid.uuid4()), "version": 1}
+        payload["data"] = key_body(self.person, name="evented")
+        body, headers = signed(self.odock_signing_secret, payload)
+        return self.call("POST", "/odock/v1/events", data=body, headers={**self.odock, **headers})
+
     def enroll_page(self) -> requests.Response:
         headers = {IDENTITY_HEADER: INVITEE}
         return self.call("GET", f"/enroll/{self.invitation_token}", headers=headers)
@@ -137,6 +159,10 @@ def scene(web: str, session, settings: Settings, engine: Engine) -> Iterator[Sce
     scim = {"Authorization": f"Bearer {f.scim_token(session, org)}", "Content-Type": SCIM}
     admin_headers = {"Authorization": f"Bearer {f.admin_token(session, org, admin)}"}
     hooked = configure(session, settings, org)
+    odock = tokens.create_token(session, organisation=org, scope=TokenScope.ODOCK, actor=f.SETUP)
+    odock_signing = odock_bridge.add_signing_secret(
+        session, organisation=org, secret_key=settings.secret_key, actor=f.SETUP
+    )
     issued = invitations.invite(
         session,
         viewer=Viewer.for_user(admin),
@@ -174,6 +200,8 @@ def scene(web: str, session, settings: Settings, engine: Engine) -> Iterator[Sce
         invitation_token=issued.token,
         scim=scim,
         admin=admin_headers,
+        odock={"Authorization": f"Bearer {odock.secret}"},
+        odock_signing_secret=odock_signing.secret,
     )
     # The backends this process held were terminated too: the next test starts afresh.
     engine.dispose()
@@ -191,6 +219,7 @@ def person_state(engine: Engine, person: User) -> tuple[Any, ...]:
             connection.scalar(text(f"SELECT count(*) FROM {table}"))
             for table in (
                 "users",
+                "virtual_api_keys",
                 "team_memberships",
                 "audit_events",
                 "outbox",
@@ -332,6 +361,7 @@ LOCK_DELIVERIES = "LOCK TABLE received_deliveries IN SHARE MODE"
 LOCK_NEW_PEOPLE = "LOCK TABLE users IN SHARE MODE"  # inserts wait, reads do not
 LOCK_SCIM_USERS = "LOCK TABLE scim_users IN ACCESS EXCLUSIVE MODE"  # even reads wait
 LOCK_MEMBERSHIPS = "LOCK TABLE team_memberships IN EXCLUSIVE MODE"  # writes wait, reads do not
+LOCK_KEYS = "LOCK TABLE virtual_api_keys IN SHARE MODE"  # inserts wait, reads do not
 
 # Each request the scene sends, the lock that makes it wait, and how its 503 must look.
 EVERY_REQUEST_AND_ITS_LOCK = pytest.mark.parametrize(
@@ -343,6 +373,9 @@ EVERY_REQUEST_AND_ITS_LOCK = pytest.mark.parametrize(
         ("leave_group", LOCK_MEMBERSHIPS, assert_busy_scim),
         ("admin_revoke", LOCK_PERSON, assert_busy_problem),
         ("event", LOCK_DELIVERIES, assert_busy_problem),
+        ("okta_event", LOCK_DELIVERIES, assert_busy_problem),
+        ("odock_key", LOCK_KEYS, assert_busy_problem),
+        ("odock_event", LOCK_DELIVERIES, assert_busy_problem),
         ("enroll", LOCK_INVITATION, assert_busy_page),
     ],
 )

@@ -20,8 +20,17 @@ import pytest
 from sqlalchemy import func, select, text
 
 from models.actions import idp_events
-from models.entities import AuditEvent, ReceivedDelivery, User
-from models.enums import UserStatus
+from models.actions.identities import link_identity
+from models.entities import (
+    AuditEvent,
+    Organisation,
+    ReceivedDelivery,
+    Revocation,
+    User,
+    VirtualApiKey,
+)
+from models.enums import Source, UserStatus
+from tests.events import okta_payloads as okta
 from tests.events.conftest import generic
 from tests.support import factories as f
 from tests.support.wait import wait_until
@@ -79,21 +88,6 @@ def deliver(sessions, person, delivery_id: str) -> None:
         session.commit()
 
 
-def waiting_on_her(engine) -> int:
-    """Row locks waited for in this database right now (hers: this test's own data)."""
-    with engine.connect() as connection:
-        return int(
-            connection.scalar(
-                text(
-                    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
-                    " WHERE NOT l.granted AND d.datname = current_database()"
-                    " AND l.locktype IN ('tuple', 'transactionid')"
-                )
-            )
-            or 0
-        )
-
-
 def processed(sessions, person) -> bool:
     with sessions() as fresh:
         return set(
@@ -127,7 +121,7 @@ def test_a_drain_behind_an_admins_open_transaction_retries_and_applies_once_rele
         seen_waiting = [0]
 
         def retried_again(before: int) -> bool:
-            seen_waiting[0] = max(seen_waiting[0], waiting_on_her(engine))
+            seen_waiting[0] = max(seen_waiting[0], len(waiting_drains(engine)))
             return len(DRAIN_RETRIED.findall(worker.log())) > before
 
         for _ in range(3):
@@ -149,4 +143,107 @@ def test_a_drain_behind_an_admins_open_transaction_retries_and_applies_once_rele
             .where(AuditEvent.action == "user.revoked", AuditEvent.target_id == str(person.id))
         )
     assert revoked == 1
+    assert "raised unexpected" not in worker.log()
+
+
+OKTA_ID = "00u1lockwait00000000"
+
+
+@pytest.fixture
+def colleague(session, person):
+    """Her Okta identity, and a colleague the event is not about, with a key: the fault must
+    not touch the colleague."""
+    org = session.get_one(Organisation, person.organisation_id)
+    other = f.make_user(session, org, email="colleague@lockwait.test")
+    key = f.make_key(session, org, owner=other)
+    link_identity(session, user=person, source=Source.OKTA, external_id=OKTA_ID, actor=f.SETUP)
+    session.commit()
+    return other.id, key.id
+
+
+def waiting_drains(engine) -> list[int]:
+    """The backends of this database waiting on a lock (on her row: this test's own data)
+    while holding an organisation's turn (an advisory lock): the drain's batch. Not the
+    mass-change gate's short transaction beside it, which waits on her row too (for a
+    second) before the batch does."""
+    with engine.connect() as connection:
+        return list(
+            connection.scalars(
+                text(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    " AND pid IN (SELECT pid FROM pg_locks"
+                    " WHERE locktype = 'advisory' AND granted)"
+                )
+            )
+        )
+
+
+def terminate(engine, pids: list[int]) -> None:
+    """Terminate these backends, gone on return."""
+    with engine.connect() as connection:
+        for pid in pids:
+            connection.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+
+
+def test_an_okta_drain_whose_backend_is_terminated_mid_batch_applies_once_on_its_retry(
+    own, sessions, engine, person, colleague, admin_holds_her, tmp_path
+):
+    """The drain of an Okta deactivation loses its database connection in the middle of its
+    batch (its backend terminated while it waits on her row, the turn's connection with it):
+    nothing of the batch is kept, the drain is retried, and once her row is free the
+    deactivation is applied once, audited once, and nobody else is touched."""
+    worker = start_worker(
+        own,
+        log_dir=tmp_path,
+        concurrency=2,
+        extra_env={"WORKER_DATABASE_LOCK_TIMEOUT": "3600"},  # it waits until terminated
+    )
+    try:
+        target = okta.user_target(OKTA_ID, EMAIL)
+        with sessions() as session:
+            idp_events.accept_delivery(
+                session,
+                organisation_id=person.organisation_id,
+                channel="okta",
+                delivery_id="okta-1",
+                payload=okta.delivery(okta.event("user.lifecycle.deactivate", [target])),
+            )
+            session.commit()
+        (batch,) = wait_until(
+            lambda: waiting_drains(engine), timeout=60, what="the drain's batch on her row"
+        )
+        terminate(engine, [batch])
+        wait_until(
+            lambda: set(waiting_drains(engine)) - {batch},
+            timeout=60,
+            what="the drain retried, back on her row",
+        )
+        with sessions() as fresh:
+            assert fresh.get_one(User, person.id).status is UserStatus.ACTIVE  # nothing kept
+        admin_holds_her.rollback()  # type: ignore[attr-defined]
+        wait_until(lambda: processed(sessions, person), timeout=60, what="the drain")
+    finally:
+        worker.stop()
+
+    other_id, other_key = colleague
+    with sessions() as fresh:
+        assert fresh.get_one(User, person.id).status is UserStatus.REVOKED
+        audited = fresh.scalars(
+            select(AuditEvent.action).where(AuditEvent.target_id == str(person.id))
+        ).all()
+        assert audited.count("user.revoked") == 1
+        revocations = fresh.scalar(
+            select(func.count()).select_from(Revocation).where(Revocation.user_id == person.id)
+        )
+        assert revocations == 1
+        (delivery,) = fresh.scalars(
+            select(ReceivedDelivery).where(
+                ReceivedDelivery.organisation_id == person.organisation_id
+            )
+        )
+        assert delivery.applied_count == 1
+        assert fresh.get_one(User, other_id).status is UserStatus.ACTIVE
+        assert fresh.get_one(VirtualApiKey, other_key).revoked is False
+    assert DRAIN_RETRIED.search(worker.log())  # by Celery, later: nothing held meanwhile
     assert "raised unexpected" not in worker.log()
