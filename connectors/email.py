@@ -7,6 +7,9 @@ import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
+from typing import Any
+
+from connectors.outbound import socket_deadline
 
 
 class EmailUnavailable(Exception):
@@ -25,7 +28,11 @@ class SmtpConfig:
     username: str = ""
     password: str = ""
     starttls: bool = False
-    timeout: float = 10.0
+    timeout: float = 10.0  # each read and write
+    # The whole send, greeting to goodbye: smtplib bounds only each read, and a server that
+    # trickles its answers a byte within every timeout would hold the worker for as long as
+    # it liked.
+    deadline: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -55,14 +62,32 @@ def build_message(config: SmtpConfig, email: Email) -> EmailMessage:
 
 def send(config: SmtpConfig, email: Email) -> None:
     message = build_message(config, email)
-    try:
-        with smtplib.SMTP(config.host, config.port, timeout=config.timeout) as smtp:
-            if config.starttls:
-                smtp.starttls(context=ssl.create_default_context())
-            if config.username:
-                smtp.login(config.username, config.password)
-            smtp.send_message(message)
-    except smtplib.SMTPRecipientsRefused as exc:
-        raise EmailRejected(f"recipient refused: {email.to}") from exc
-    except (OSError, smtplib.SMTPException) as exc:
-        raise EmailUnavailable(f"SMTP server unavailable: {type(exc).__name__}") from exc
+    with socket_deadline(config.deadline) as watchdog:
+        try:
+            with _WatchedSMTP(watchdog, timeout=config.timeout) as smtp:
+                smtp.connect(config.host, config.port)
+                if config.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                    watchdog.watch(smtp.sock)  # the TLS socket that replaced the plain one
+                if config.username:
+                    smtp.login(config.username, config.password)
+                smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise EmailRejected(f"recipient refused: {email.to}") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            why = f"not done within {config.deadline:g} s" if watchdog.expired else ""
+            raise EmailUnavailable(f"SMTP server unavailable: {why or type(exc).__name__}") from exc
+
+
+class _WatchedSMTP(smtplib.SMTP):
+    """smtplib's client whose socket the send's deadline shuts down: watched as soon as it is
+    connected, before the server's greeting is read."""
+
+    def __init__(self, watchdog: Any, **kwargs: Any) -> None:
+        self._watchdog = watchdog
+        super().__init__(**kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> Any:
+        sock = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self._watchdog.watch(sock)
+        return sock

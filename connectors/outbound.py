@@ -28,8 +28,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from contextlib import suppress
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -408,6 +408,20 @@ class _Deadlines:
 
 
 _DEADLINES = _Deadlines()
+
+
+@contextmanager
+def socket_deadline(seconds: float) -> Iterator[_Watchdog]:
+    """A bound on a whole exchange over sockets the caller hands to it (`watch`), for a
+    protocol whose client library bounds only each read (smtplib): at the deadline each is
+    shut down, so a read blocked on one returns at once however the other end paces its bytes;
+    `expired` then says why."""
+    watchdog = _Watchdog(seconds)
+    watchdog.start()
+    try:
+        yield watchdog
+    finally:
+        watchdog.stop()
 
 
 def _shut(sock: socket.socket) -> None:
