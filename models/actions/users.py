@@ -156,8 +156,7 @@ def add_user(
     email = validate_email(email)
     _check_organisation_role(role)
     if status is None:
-        pending = organisation.approval_required
-        status = UserStatus.PENDING if pending else UserStatus.ACTIVE
+        status = status_on_arrival(approval_required=organisation.approval_required)
     user = new_row(
         User,
         id=new_id(),
@@ -170,6 +169,12 @@ def add_user(
     session.add(user)
     audit.record_user_change(session, user, actor, "user.created", before=None)
     return user
+
+
+def status_on_arrival(*, approval_required: bool) -> UserStatus:
+    """A new person's status, whichever source brings them (an admin, SCIM, an invitation, a
+    directory import): PENDING while the organisation approves newcomers, else ACTIVE."""
+    return UserStatus.PENDING if approval_required else UserStatus.ACTIVE
 
 
 def _check_organisation_role(role: Role) -> None:

@@ -48,7 +48,7 @@ from models.entities import (
     TeamMembership,
     User,
 )
-from models.enums import ReviewCause, Source, TeamRole, UserStatus
+from models.enums import ReviewCause, Source, TeamRole
 from models.errors import DomainError
 
 Change = TypeVar("Change", TeamAdd, TeamRemove)
@@ -388,10 +388,10 @@ class _Writer:
             [_snapshot(team.id, row.user_id, row.role) for row in removed],
         )
         self.changes.removed += len(removed)
+        # Every one of them: whether a revoked person's review already lists these keys is
+        # the review's rule (access_reviews.review_team_role_lost), not this import's.
         for user in self.session.scalars(
-            select(User).where(
-                User.id.in_([row.user_id for row in removed]), User.status != UserStatus.REVOKED
-            )
+            select(User).where(User.id.in_([row.user_id for row in removed]))
         ):
             access_reviews.review_team_role_lost(
                 self.session, team=team, user=user, cause=ReviewCause.LEFT_TEAM, actor=self.actor

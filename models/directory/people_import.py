@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from connectors.ldap.plan import Create, apply_error
 from connectors.ldap.reconcile import TeamIndex
-from models.actions.users import validate_email, validate_name
+from models.actions.users import status_on_arrival, validate_email, validate_name
 from models.actor import Actor
 from models.base import utcnow
 from models.db import unique_violation
@@ -37,7 +37,7 @@ from models.directory.bulk_rows import BATCH, Rows, dashed, fast_ids, table_of
 from models.directory.memberships import NewMembers
 from models.entities import AuditEvent, DirectoryConnector, IdentityLink, Organisation, User
 from models.entities.user import email_key
-from models.enums import Role, Source, UserStatus
+from models.enums import Role, Source
 from models.errors import DomainError, InvalidInput
 
 # A directory grants these through group mappings; SUPER_ADMIN is a platform role.
@@ -110,8 +110,7 @@ class PeopleImport:
         self.organisation = organisation
         self.connector = connector
         self.actor = actor
-        pending = organisation.settings.approval_required
-        self.status = UserStatus.PENDING if pending else UserStatus.ACTIVE
+        self.status = status_on_arrival(approval_required=organisation.settings.approval_required)
         self.existing = _Existing.load(session, organisation)
         self.created = 0
         self.events: list[uuid.UUID] = []  # the audit event of each batch
