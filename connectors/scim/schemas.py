@@ -81,17 +81,21 @@ class Schema:
     name: str
     description: str
     attributes: tuple[Attribute, ...] = field(default_factory=tuple)
+    # Common attributes (RFC 7643 section 3.1) this schema also lists, as the section lets
+    # it: read through COMMON, shown here for the clients that look for them in /Schemas.
+    listed_common: tuple[Attribute, ...] = ()
 
     def attribute(self, name: str) -> Attribute | None:
         return _by_name(self.attributes, name)
 
     def document(self, base_url: str) -> dict[str, Any]:
+        listed = (*self.listed_common, *self.attributes)
         return {
             "schemas": [SCHEMA],
             "id": self.id,
             "name": self.name,
             "description": self.description,
-            "attributes": [a.document() for a in self.attributes if a.published],
+            "attributes": [a.document() for a in listed if a.published],
             "meta": {"resourceType": "Schema", "location": f"{base_url}/Schemas/{self.id}"},
         }
 
@@ -126,6 +130,10 @@ def _multi(name: str, kinds: tuple[str, ...] = (), value: Attribute | None = Non
 GROUPS_VALUE = Attribute("value", mutability="readOnly")
 MANAGER_VALUE = Attribute("value")
 MEMBER_VALUE = Attribute("value", mutability="immutable")
+
+# Microsoft's Entra gallery validation looks for every mapped target in /Schemas, and Entra
+# ID maps externalId by default (mailNickname for users, objectId for groups).
+EXTERNAL_ID = Attribute("externalId", case_exact=True)
 
 # RFC 7643 section 4.1, less what odock-sync cannot keep: emails.display and groups.type.
 USER_SCHEMA = Schema(
@@ -217,6 +225,7 @@ USER_SCHEMA = Schema(
         _multi("roles"),
         _multi("x509Certificates", value=Attribute("value", type="binary", case_exact=True)),
     ),
+    listed_common=(EXTERNAL_ID,),
 )
 
 ENTERPRISE_SCHEMA = Schema(
@@ -264,12 +273,13 @@ GROUP_SCHEMA = Schema(
         Attribute("displayName", required=True, uniqueness="server"),
         MEMBERS,
     ),
+    listed_common=(EXTERNAL_ID,),
 )
 
-# Attributes every resource has (RFC 7643 section 3.1); not listed in the schemas.
+# Attributes every resource has (RFC 7643 section 3.1); the schemas list externalId alone.
 COMMON = (
     Attribute("id", mutability="readOnly", returned="always", case_exact=True),
-    Attribute("externalId", case_exact=True),
+    EXTERNAL_ID,
     Attribute(
         "meta",
         type="complex",

@@ -358,3 +358,120 @@ def entra_validator_patch(op: str, email: str, core: dict[str, Any]) -> dict[str
         ],
         "schemas": [PATCH_OP],
     }
+
+
+# Microsoft's gallery validation (the "SCIM Validation Logic App" an ISV runs before listing
+# in the Entra app gallery): github.com/AzureAD/SCIMReferenceCode,
+# Microsoft.SCIM.LogicAppValidationTemplate/StandardLogicApp/SCIM-Validation-Test-Overview.md
+# and SCIMTests_Workflow.json. Its direct SCIM tests: Schema_Discoverability_Test flattens
+# /Schemas (a complex multi-valued attribute into `name[type eq "canonical value"].sub`, or
+# `name[primary eq "True"].sub` when `type` has no canonical values; a complex one into
+# `name.sub`; an extension's into `urn:…:name`) and wants every mapped target among them;
+# SCIM_Null_Update_Test PATCHes each mapped optional target to "" then to null, one
+# operation each ("verbose"), or value paths alone and the rest as keys of one value without
+# path; SCIM_Update_Manager_Test sets (Add), changes (replace) and clears (replace with "")
+# the enterprise manager by a bare id; the pagination tests read startIndex=page*5+1&count=5.
+
+# The targets of Entra ID's default user mappings (use-scim-to-provision-users-and-groups,
+# "example of user attributes"; the app role's, customize-application-attributes).
+ENTRA_DEFAULT_TARGETS = (
+    "userName",
+    "active",
+    "displayName",
+    "title",
+    "externalId",
+    "preferredLanguage",
+    "name.givenName",
+    "name.familyName",
+    "name.formatted",
+    'emails[type eq "work"].value',
+    'emails[type eq "other"].value',
+    'phoneNumbers[type eq "work"].value',
+    'phoneNumbers[type eq "mobile"].value',
+    'phoneNumbers[type eq "fax"].value',
+    'addresses[type eq "work"].streetAddress',
+    'addresses[type eq "work"].locality',
+    'addresses[type eq "work"].region',
+    'addresses[type eq "work"].postalCode',
+    'addresses[type eq "work"].country',
+    'addresses[type eq "other"].formatted',
+    'roles[primary eq "True"].value',
+    f"{ENTERPRISE}:employeeNumber",
+    f"{ENTERPRISE}:department",
+    f"{ENTERPRISE}:manager",
+)
+
+ENTRA_DEFAULT_GROUP_TARGETS = ("displayName", "externalId", "members")
+
+# The optional targets SCIM_Null_Update_Test clears: not required, not a reference, not
+# userName, active, externalId or roles (value paths first, as its non-verbose body has them).
+ENTRA_NULLABLE_PATHS = (
+    'phoneNumbers[type eq "mobile"].value',
+    'phoneNumbers[type eq "fax"].value',
+    'addresses[type eq "work"].postalCode',
+    'addresses[type eq "work"].country',
+)
+ENTRA_NULLABLE_SCALARS = (
+    "displayName",
+    "title",
+    "preferredLanguage",
+    "name.givenName",
+    "name.familyName",
+    "name.formatted",
+    f"{ENTERPRISE}:employeeNumber",
+    f"{ENTERPRISE}:department",
+)
+
+
+def flattened_schema_names(schemas: list[dict[str, Any]]) -> set[str]:
+    """The attribute names Schema_Discoverability_Test makes of a /Schemas answer."""
+    names: set[str] = set()
+    for schema in schemas:
+        prefix = "" if schema["id"] in (USER, GROUP) else schema["id"] + ":"
+        for attribute in schema["attributes"]:
+            names |= {prefix + name for name in _flattened(attribute, bool(prefix))}
+    return names
+
+
+def _flattened(attribute: dict[str, Any], extension: bool) -> set[str]:
+    name, subs = attribute["name"], attribute.get("subAttributes", [])
+    if extension or name in ("manager", "members"):
+        return {name}
+    if attribute["type"] == "reference":
+        return set()
+    if attribute["type"] != "complex":
+        return {name}
+    if not attribute.get("multiValued"):
+        return {f"{name}.{s['name']}" for s in subs if s["type"] not in ("complex", "reference")}
+    kinds = next((s.get("canonicalValues", []) for s in subs if s["name"] == "type"), [])
+    if kinds:
+        filterable = [s["name"] for s in subs if s["name"] not in ("type", "primary")]
+        return {f'{name}[type eq "{kind}"].{sub}' for kind in kinds for sub in filterable}
+    return {f'{name}[primary eq "True"].{s["name"]}' for s in subs if s["name"] != "primary"}
+
+
+def entra_null_patch(value: Any, verbose: bool) -> dict[str, Any]:
+    """SCIM_Null_Update_Test's PATCH: every nullable target to `value` ("" or None)."""
+    if verbose:
+        targets = ENTRA_NULLABLE_PATHS + ENTRA_NULLABLE_SCALARS
+        return rfc7644_3_5_2_patch(*({"op": "replace", "path": t, "value": value} for t in targets))
+    return rfc7644_3_5_2_patch(
+        *({"op": "replace", "path": t, "value": value} for t in ENTRA_NULLABLE_PATHS),
+        {"op": "replace", "value": {t: value for t in ENTRA_NULLABLE_SCALARS}},
+    )
+
+
+def entra_null_read(doc: dict[str, Any], target: str) -> Any:
+    """The value SCIM_Null_Update_Test reads back for a target ("" when absent)."""
+    if "[type eq " in target:
+        name, _, rest = target.partition("[type eq ")
+        kind, sub = rest.split('"]', 1)[0].strip('"'), target.rsplit(".", 1)[-1]
+        element = next((e for e in doc.get(name, []) if e.get("type") == kind), {})
+        return element.get(sub, "")
+    if target.startswith("urn:"):
+        urn, _, name = target.rpartition(":")
+        return doc.get(urn, {}).get(name, "")
+    if "." in target:
+        outer, inner = target.split(".")
+        return doc.get(outer, {}).get(inner, "")
+    return doc.get(target, "")
