@@ -248,8 +248,21 @@ def _body_too_large(limit: int) -> Exception:
     return RequestEntityTooLarge(f"the body must be at most {limit} bytes")
 
 
+def check_json_type(req: Request) -> None:
+    """A body said to be anything but JSON (a form, `text/plain`, `application/xml`) is 415,
+    never read as JSON: application/json, any `+json` type (application/scim+json) or none.
+    The admin API, the Odock bridge and SCIM read their bodies so; the Okta and signed
+    generic event receivers (webhooks.idp_hooks) read a delivery whatever its type, rather
+    than lose a leaver's event to a sender's header."""
+    media = req.mimetype
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type {media[:60]!r} is not JSON")
+
+
 def json_body() -> Any:
-    """The parsed JSON body of the request, or a clear 400 (see decode_json)."""
+    """The parsed JSON body of the request, or a clear 415 (check_json_type) or 400 (see
+    decode_json)."""
+    check_json_type(request)
     raw = read_body()
     if not raw:
         raise UnreadableBody("a JSON body is required")

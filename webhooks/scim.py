@@ -14,7 +14,7 @@ from flask import Blueprint, Response, g, request
 from flask.blueprints import BlueprintSetupState
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
-from werkzeug.exceptions import HTTPException, UnsupportedMediaType
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from connectors.scim.casting import check_schemas
@@ -28,7 +28,7 @@ from models.enums import Source, TokenScope
 from webhooks import scim_documents
 from webhooks import scim_provider as provider
 from webhooks.auth import require_token
-from webhooks.body import UnreadableBody, decode_json, integer_text, read_body
+from webhooks.body import UnreadableBody, check_json_type, decode_json, integer_text, read_body
 from webhooks.context import db_session, settings, use_autocommit_session
 from webhooks.errors import Unauthorized, register_protocol_renderer
 
@@ -228,9 +228,7 @@ def scim_body() -> Any:
     """The JSON body through the shared guard (webhooks.body); unreadable is invalidSyntax.
     A body said to be anything but JSON (`application/xml`) is 415, never read as JSON
     (RFC 7644 section 3.8: application/scim+json; application/json is accepted too)."""
-    media = request.mimetype
-    if media and media != "application/json" and not media.endswith("+json"):
-        raise UnsupportedMediaType(f"Content-Type {media[:60]!r} is not JSON")
+    check_json_type(request)
     raw = read_body()
     if not raw:
         raise InvalidSyntax("a JSON body is required")

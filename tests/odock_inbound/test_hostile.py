@@ -51,6 +51,18 @@ def test_broken_keys_are_refused_with_problem_json_and_nothing_changes(bridged, 
     assert counts(session) == before
 
 
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain"])
+def test_a_key_said_to_be_another_type_than_json_is_415(bridged, session, content_type):
+    """Read as JSON whatever its Content-Type said (written, 200), where SCIM answered 415:
+    the rule is the shared guard's now (webhooks.body.check_json_type)."""
+    before = counts(session)
+    body = json.dumps(key_body(bridged.owner, version=1)).encode()
+    response = bridged.put("keys", KEY_ID, body, **{"Content-Type": content_type})
+    assert response.status_code == 415, response.get_json()
+    assert response.mimetype == "application/problem+json"
+    assert counts(session) == before
+
+
 @pytest.mark.parametrize(
     "budget",
     [

@@ -189,6 +189,32 @@ def test_a_json_body_naming_a_member_twice_is_refused_and_changes_nothing(
     assert database_state(sessions) == before
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "text/plain",
+        "application/xml",
+    ],
+)
+def test_a_json_body_said_to_be_another_type_is_415_on_the_admin_api(
+    client: FlaskClient, session: Session, sessions: Any, content_type: str
+) -> None:
+    """The admin API read any body as JSON whatever its Content-Type said: a team sent as a
+    form (the type a page's form posts across sites without asking) was created, 201. SCIM
+    answered 415 already (tests/scim/test_errors_and_isolation.py); the rule is now the
+    shared guard's (webhooks.body.check_json_type). The Odock bridge:
+    tests/odock_inbound/test_hostile.py."""
+    headers = credentials(session)["admin"]
+    before = database_state(sessions)
+    body = b'{"name": "Typed"}'
+    answer = client.post("/api/v1/teams", data=body, headers=headers, content_type=content_type)
+    assert answer.status_code == 415, answer.get_data(as_text=True)[:300]
+    assert_format("/api/v1/teams", answer)
+    assert database_state(sessions) == before
+
+
 def padded_json(document: Any, size: int) -> bytes:
     """`document` as JSON of exactly `size` bytes (trailing spaces)."""
     text = json.dumps(document).encode()

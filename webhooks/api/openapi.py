@@ -87,7 +87,8 @@ def operation(
                 "description": "problem",
                 "content": {"application/problem+json": {"schema": PROBLEM}},
             }
-            for code in errors
+            # A body said to be anything but JSON: 415 (webhooks.body.check_json_type).
+            for code in ((*errors, 415) if body is not None else errors)
         },
     }
     if body is not None:
