@@ -1,8 +1,10 @@
 """A TCP front on loopback for the test SMTP server, switched by the test: it passes each
 connection through to the real server (aiosmtpd, tests/support/smtp.py), or it plays a broken
-one: closing every connection at once (a server going away), or trickling its greeting a byte
+one: closing every connection at once (a server going away), trickling its greeting a byte
 at a time, each well within any read timeout, for as long as it is left trickling (a server
-that never finishes answering). It records whether a client hung up on a trickled greeting."""
+that never finishes answering), or holding the connection open without a word (a send in
+flight for as long as the test needs). It records whether a client hung up on a trickled
+greeting, and when one is held."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
-PASS, CLOSE, TRICKLE = "pass", "close", "trickle"
+PASS, CLOSE, TRICKLE, HOLD = "pass", "close", "trickle", "hold"
 TRICKLE_EVERY = 0.2  # seconds between bytes of a trickled greeting
 TRICKLE_AT_MOST = 60.0  # a test that failed while it trickled does not hang the run
 
@@ -24,6 +26,7 @@ class SmtpFront:
     mode: str = PASS
     trickled: threading.Event = field(default_factory=threading.Event)  # a greeting begun
     hung_up: threading.Event = field(default_factory=threading.Event)  # a client left one
+    held: threading.Event = field(default_factory=threading.Event)  # a connection is held
 
 
 @contextmanager
@@ -39,6 +42,12 @@ def smtp_front(server_port: int, mode: str = PASS) -> Iterator[SmtpFront]:
                 return
             if front.mode == TRICKLE:
                 _trickle(client, front, stopping)
+                return
+            if front.mode == HOLD:
+                front.held.set()
+                client.settimeout(TRICKLE_AT_MOST)
+                with suppress(OSError):
+                    client.recv(1)  # until the client goes (or the test gives up)
                 return
             with socket.create_connection(("127.0.0.1", server_port)) as server:
                 _pipe(client, server)
