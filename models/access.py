@@ -138,7 +138,7 @@ def require_can_change_membership(
 
 def require_manager_may_add(session: Session, viewer: Viewer, user: User) -> None:
     """A manager adds to a team only a person they can already see (a member of a team they
-    manage), who is ACTIVE and not an Organisation Admin: adding someone shows the manager
+    manage), who is not PENDING and not an Organisation Admin: adding someone shows the manager
     that person's keys, usage and budgets, so it must show nothing new. Everyone else joins
     through an admin (the API, an invitation, SCIM or LDAP group mappings)."""
     if viewer.is_admin:
@@ -147,7 +147,9 @@ def require_manager_may_add(session: Session, viewer: Viewer, user: User) -> Non
         require_can_view_user(session, viewer, user.id)  # someone unseen is not found
     if user.role in ADMIN_ROLES:
         raise Forbidden("only an Organisation Admin can add an Organisation Admin to a team")
-    if user.status is not UserStatus.ACTIVE:
+    # A REVOKED person is refused by the team operation itself, for a manager as for an admin
+    # (teams.add_to_team: 409, audited); a PENDING one is not the manager's to enrol.
+    if user.status is UserStatus.PENDING:
         raise Forbidden("a manager can add only ACTIVE people to a team")
 
 

@@ -323,6 +323,36 @@ def test_putting_a_revoked_person_in_a_team_is_409_and_audited(
     }
 
 
+def test_a_manager_putting_a_revoked_person_in_a_team_is_409_and_audited_as_an_admin(
+    client, sessions, world: World
+) -> None:
+    """The manager of Alpha and Beta adds Alpha's colleague, now revoked, to Beta: refused
+    by teams.add_to_team as an admin's add is (409, audited on the person), not by the
+    manager's permission check (403, nothing audited) as before."""
+    person = world.users["colleague"]
+    made_manager = client.put(
+        f"/api/v1/teams/{world.beta}/members/{world.users['manager']}",
+        json={"role": "MANAGER"},
+        headers=world.auth("admin"),
+    )
+    assert made_manager.status_code == 200, made_manager.get_data(as_text=True)
+    _set_status(sessions, person, UserStatus.REVOKED)
+    before, team_events = _memberships(sessions, person), _actions(sessions, world.beta)
+    response = client.put(
+        f"/api/v1/teams/{world.beta}/members/{person}",
+        json={"role": "MEMBER"},
+        headers=world.auth("manager"),
+    )
+    assert_problem(response, 409, detail="is REVOKED")
+    assert _memberships(sessions, person) == before
+    assert _actions(sessions, world.beta) == team_events
+    with sessions() as fresh:
+        (event,) = fresh.scalars(
+            select(AuditEvent).where(AuditEvent.action == "user.team_membership_refused")
+        )
+    assert (event.target_id, event.actor_user_id) == (str(person), world.users["manager"])
+
+
 @pytest.mark.parametrize(
     ("method", "suffix", "body"),
     [
