@@ -17,7 +17,10 @@ Sources, cited by each shape:
   `phoneNumbers[type eq "work"].value` or `addresses[type eq "work"].country`)
 - ENTRA_APP_ROLES: https://learn.microsoft.com/entra/identity/app-provisioning/customize-application-attributes
   ("Provisioning a role to a SCIM app": roles with `"primary": "True"`, and
-  SingleAppRoleAssignment's target `roles[primary eq "True"].value`)
+  SingleAppRoleAssignment's target `roles[primary eq "True"].value`; its example requests:
+  SingleAppRoleAssignment's POST and its PATCH whose role value is a JSON text,
+  AppRoleAssignmentsComplex's POST naming each role's `displayName`, and
+  AssertiveAppRoleAssignmentsComplex's replace of every role)
 - ENTRA_VALIDATOR: Microsoft's SCIM validator (https://scimvalidator.microsoft.com), its
   "Patch User - Add Attributes" request as captured by servers it was run against (e.g.
   github.com/sourcegraph/sourcegraph-public-snapshot pull 49119): a role's `display`,
@@ -61,6 +64,8 @@ OKTA = "Okta SCIM 2.0"
 ONELOGIN = "OneLogin v2 Enterprise template"
 JUMPCLOUD = "JumpCloud"
 RFC7644_3_10 = "RFC 7644 section 3.10"
+AZURE_ROLE = "WindowsAzureActiveDirectoryRole"
+ROLE_AS_TEXT = '{"id":"06b07648-ecfe-589f-9d2f-6325724a46ee","value":"25","displayName":"Role1234"}'
 
 Check = Callable[[dict[str, Any]], None]
 
@@ -472,6 +477,75 @@ SHAPES = [
         _patch(_app_role_assignment("Replace", "Admin")),
         check=_roles({"value": "Admin", "primary": True}),
         before=(("PATCH", ANN, _patch(_app_role_assignment("Add", "User"))),),
+    ),
+    Shape(
+        ENTRA_APP_ROLES,
+        "SingleAppRoleAssignment: the example POST",
+        "POST",
+        "/Users",
+        {
+            "schemas": [USER],
+            "externalId": "alias",
+            "userName": "alias@contoso.example",
+            "active": True,
+            "displayName": "First Name Last Name",
+            "meta": {"resourceType": "User"},
+            "roles": [{"primary": True, "type": AZURE_ROLE, "value": "Admin"}],
+        },
+        status=201,
+        check=_roles({"value": "Admin", "type": AZURE_ROLE, "primary": True}),
+    ),
+    Shape(
+        ENTRA_APP_ROLES,
+        "SingleAppRoleAssignment: the example PATCH, the role as a JSON text",
+        "PATCH",
+        ANN,
+        _patch({"op": "Add", "path": "roles", "value": [{"value": ROLE_AS_TEXT}]}),
+        check=_roles({"value": ROLE_AS_TEXT}),
+    ),
+    Shape(
+        ENTRA_APP_ROLES,
+        "AppRoleAssignmentsComplex: the example POST (each role's displayName)",
+        "POST",
+        "/Users",
+        {
+            "schemas": [USER],
+            "externalId": "alias",
+            "userName": "alias@contoso.example",
+            "active": True,
+            "roles": [
+                {"primary": False, "type": AZURE_ROLE, "displayName": name, "value": name}
+                for name in ("Admin", "User")
+            ],
+        },
+        status=201,
+        # displayName is no sub-attribute of roles (docs/scim.md): value and type are kept.
+        check=_roles(
+            *({"value": name, "type": AZURE_ROLE, "primary": False} for name in ("Admin", "User"))
+        ),
+    ),
+    Shape(
+        ENTRA_APP_ROLES,
+        "AssertiveAppRoleAssignmentsComplex: every role replaced",
+        "PATCH",
+        ANN,
+        _patch(
+            {
+                "op": "replace",
+                "path": "roles",
+                "value": [
+                    {"primary": False, "type": AZURE_ROLE, "display": name, "value": name}
+                    for name in ("User", "Test")
+                ],
+            }
+        ),
+        check=_roles(
+            *(
+                {"value": name, "display": name, "type": AZURE_ROLE, "primary": False}
+                for name in ("User", "Test")
+            )
+        ),
+        before=(("PATCH", ANN, _patch(_app_role_assignment("Add", "Admin"))),),
     ),
     Shape(
         ENTRA_VALIDATOR,
