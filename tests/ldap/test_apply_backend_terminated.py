@@ -1,0 +1,110 @@
+"""A directory sync on a real worker whose apply loses its database connection: the plan is
+read and checked, the apply waits on a leaver's row (this test's own connection holds it, as
+an admin's open transaction would), and its backend is terminated (pg_terminate_backend on
+this run's own database; the server keeps running). The apply is one transaction: nothing of
+it is kept, no run is left `running`, the worker lives on, and the change is applied whole,
+once, by the next run (the run was failed with its reason); nobody still in the directory is
+touched.
+
+PostgreSQL only (SQLite's outage is tests/ldap/test_sync_outage.py's)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, text
+
+from models.entities import User
+from models.enums import SyncRunStatus, UserStatus
+from tests.ldap.conftest import connector_runs, linked_users
+from tests.ldap.test_worker_killed_mid_sync import (  # noqa: F401 (the fixture)
+    LEASE_SECONDS,
+    lease_live,
+    own,
+    revocations_of,
+    statuses,
+)
+from tests.support.wait import wait_until
+from tests.support.worker import start_worker
+from worker.directory_sync import run_sync
+
+
+def waiting_backends(engine) -> list[int]:
+    with engine.connect() as connection:
+        return list(
+            connection.scalars(
+                text(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            )
+        )
+
+
+def terminate(engine, pids: list[int]) -> None:
+    with engine.connect() as connection:
+        for pid in pids:
+            connection.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+
+
+def test_a_sync_whose_apply_loses_its_connection_applies_nothing_then_the_change_once(
+    own,  # noqa: F811 (the fixture imported above)
+    make_connector,
+    sync,
+    sessions,
+    engine,
+    directory,
+    tmp_path,
+):
+    from worker.celery_app import celery_app
+
+    connector = make_connector(threshold_count=1)
+    assert sync(connector).status == "succeeded"
+    bob = linked_users(sessions, connector)["bob"]
+    directory.delete(directory.person_dn("bob"))
+
+    worker = start_worker(
+        own,
+        log_dir=tmp_path,
+        concurrency=1,
+        extra_env={"DIRECTORY_SYNC_LEASE_SECONDS": str(LEASE_SECONDS)},
+    )
+    holder = sessions()
+    try:
+        holder.execute(select(User).where(User.id == bob.id).with_for_update())
+        celery_app.send_task(
+            "directory.sync",
+            kwargs={"connector_id": str(connector.id), "kind": "full", "trigger": "test"},
+        )
+        waiting = wait_until(
+            lambda: waiting_backends(engine), timeout=60, what="its apply on bob's row"
+        )
+        terminate(engine, waiting)
+        holder.rollback()  # bob's row is free again
+        wait_until(
+            lambda: all(
+                run.status is not SyncRunStatus.RUNNING
+                for run in connector_runs(sessions, connector)
+            ),
+            timeout=60,
+            what="the worker's run to end",
+        )
+        assert worker.process.poll() is None  # the worker lives on
+    finally:
+        holder.close()
+        worker.stop()
+
+    _first, dropped = connector_runs(sessions, connector)
+    assert dropped.status is SyncRunStatus.FAILED  # with its reason, in one line
+    assert dropped.error.startswith("OperationalError") and "\n" not in dropped.error
+    assert set(statuses(sessions, connector).values()) == {UserStatus.ACTIVE}  # nothing kept
+    wait_until(lambda: not lease_live(sessions, connector), what="its lease let go")
+
+    outcome = run_sync(sessions, own, connector_id=connector.id, trigger="next")
+
+    assert outcome.status == "succeeded", outcome
+    assert statuses(sessions, connector) == {
+        "alice": UserStatus.ACTIVE,
+        "bob": UserStatus.REVOKED,
+        "carol": UserStatus.ACTIVE,
+        "dave": UserStatus.ACTIVE,
+    }
+    assert revocations_of(sessions, bob.id) == 1
