@@ -448,20 +448,15 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
             return and_(expr.is_not(None), expr != "")
         return expr.is_not(None)  # a boolean that was never sent is absent, not false
     if value is None:
-        if op == "eq":
-            return expr.is_(None)
-        if op == "ne":
-            return expr.is_not(None)
-        raise InvalidFilter(f"{op} cannot compare with null")
+        check_operand(column.kind, op, value)
+        return expr.is_(None) if op == "eq" else expr.is_not(None)
     if column.kind is Kind.BOOLEAN:
         return _compare_boolean(expr, op, value)
     if column.kind in (Kind.UUID, Kind.UUID_ANY_CASE):
         return _compare_uuid(expr, op, value, case_exact=column.kind is Kind.UUID)
     if column.kind is Kind.DATETIME:
         return _ordered(expr, op, _datetime(value))
-    if not isinstance(value, str):
-        raise InvalidFilter(f"a string attribute cannot be compared with {value!r}")
-    _refuse_binary_order(column, op)
+    check_operand(column.kind, op, value)
     if column.kind is Kind.TEXT:
         expr = func.lower(expr)
     value = _bound(column.kind, as_stored(value) if op in _ORDERED_OPERATORS else value)
@@ -478,10 +473,29 @@ def compare(column: Column, op: str, value: Any) -> ColumnElement[bool]:
     return _ordered(expr, op, value)
 
 
-def _refuse_binary_order(column: Column, op: str) -> None:
+def check_operand(kind: str, op: str, value: Any) -> None:
+    """What an attribute of this type (a Kind, or a schema type: "string", "reference",
+    "binary", "boolean") may be compared with, in a query filter and in a PATCH value path
+    alike (RFC 7644 sections 3.4.2.2 and 3.5.2); anything else is invalidFilter, rather than
+    a comparison that matches nothing (or, in a path, a value made of the filter's)."""
+    if op == "pr":
+        return
+    if value is None:
+        if op not in ("eq", "ne"):
+            raise InvalidFilter(f"{op} cannot compare with null")
+    elif kind == Kind.BOOLEAN:
+        if boolean_of(value) is None or op not in ("eq", "ne"):
+            raise InvalidFilter("a boolean attribute takes eq or ne with true or false")
+    elif kind in (*_STRINGS, "reference"):
+        if not isinstance(value, str):
+            raise InvalidFilter(f"a string attribute cannot be compared with {value!r}")
+        _refuse_binary_order(kind, op)
+
+
+def _refuse_binary_order(kind: str, op: str) -> None:
     # RFC 7644 section 3.4.2.2: gt, ge, lt and le on a binary attribute SHALL be a 400
     # invalidFilter (matching nothing instead hides the client's mistake).
-    if column.kind is Kind.BINARY and op in _ORDERINGS:
+    if kind == Kind.BINARY and op in _ORDERINGS:
         raise InvalidFilter(f"the operator {op} does not apply to a binary attribute")
 
 
@@ -503,7 +517,7 @@ def _compare_slot(column: Column, op: str, slot: Slot) -> ColumnElement[bool]:
     compare() has it, bound as stored: a whole value, not a pattern, see ShapeCache)."""
     if column.kind not in _STRINGS or op not in _ORDERED_OPERATORS:
         raise _NotShared(op)
-    _refuse_binary_order(column, op)
+    _refuse_binary_order(column.kind, op)
     expr = func.lower(column.expr) if column.kind is Kind.TEXT else column.expr
     slot.kind = column.kind
     value: Any = bindparam(slot.key, type_=String())
@@ -532,9 +546,8 @@ def _ordered(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
 
 
 def _compare_boolean(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
+    check_operand(Kind.BOOLEAN, op, value)
     value = boolean_of(value)
-    if value is None or op not in ("eq", "ne"):
-        raise InvalidFilter("a boolean attribute takes eq or ne with true or false")
     # IS TRUE / IS FALSE and their negations, never SQL's unknown. An unset boolean (an email
     # that never said `primary`) is absent, not false: `eq false` does not match it and `ne`
     # does, as for every other attribute (RFC 7644 section 3.4.2.2), and as a PATCH value
@@ -598,15 +611,15 @@ def matches(node: Any, element: Any, attribute: Attribute | None = None) -> bool
     raise InvalidFilter("the filter is malformed")
 
 
-def compared_names(node: Any) -> Iterator[str]:
-    """The names of the sub-attributes a value filter compares."""
+def comparisons(node: Any) -> Iterator[tuple[str, str, Any]]:
+    """The sub-attribute, operator and value of each comparison of a value filter."""
     if isinstance(node, ast.Filter):
-        yield from compared_names(node.expr)
+        yield from comparisons(node.expr)
     elif isinstance(node, ast.LogExpr):
-        yield from compared_names(node.expr1)
-        yield from compared_names(node.expr2)
+        yield from comparisons(node.expr1)
+        yield from comparisons(node.expr2)
     elif isinstance(node, ast.AttrExpr) and isinstance(node.attr_path.attr_name, str):
-        yield node.attr_path.attr_name
+        yield node.attr_path.attr_name, node.value.lower(), comp_value(node.comp_value)
 
 
 def equalities(node: Any) -> dict[str, Any] | None:

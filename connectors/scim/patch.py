@@ -388,12 +388,15 @@ class _Engine:
 
 
 def _check_compared(attribute: Attribute, value_filter: Any) -> None:
-    """RFC 7644 section 3.5.2: a value filter naming no sub-attribute of the attribute is
-    invalidFilter. `emails[shoe eq "x"].value` matched nothing, so an add or replace made
-    a new email of it."""
-    for name in filters.compared_names(value_filter):
-        if attribute.sub(name) is None:
+    """RFC 7644 section 3.5.2: a value filter naming no sub-attribute of the attribute, or
+    comparing one with a value of another type (`emails[type eq 5]`), is invalidFilter, as
+    in a query. `emails[shoe eq "x"].value` matched nothing, so an add or replace made a
+    new email of it."""
+    for name, op, value in filters.comparisons(value_filter):
+        sub = attribute.sub(name)
+        if sub is None:
             raise InvalidFilter(f"{attribute.name} has no sub-attribute {name}")
+        filters.check_operand(sub.type, op, value)
 
 
 def _check_required(path: Path, op: str) -> None:

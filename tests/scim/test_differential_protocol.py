@@ -412,6 +412,19 @@ BAD_PATHS = [
     for path in PATHS
     for name, value in (("replace", "x"), ("remove", None))
 ] + [
+    # A value filter comparing a sub-attribute with a value of another type: invalidFilter,
+    # as in a query (a remove answered 200, a replace read the number as a value to make).
+    *(
+        Case(f"PATCH {name} {path}", "PATCH", A, patch(op(name, path, value)))
+        for path in (
+            "emails[type eq 5]",
+            "emails[type eq true].value",
+            'emails[primary eq "x"]',
+            "emails[primary gt true]",
+            'x509Certificates[value gt "x"]',
+        )
+        for name, value in (("remove", None), ("replace", {"value": "t{n}@x.org"}))
+    ),
     Case("PATCH path 5", "PATCH", A, patch(op("replace", 5, "x"))),
     Case("PATCH op 5", "PATCH", A, patch(op(5, "title", "x"))),
     Case("PATCH an operation that is a string", "PATCH", A, patch("replace")),

@@ -116,6 +116,42 @@ def test_sort_by_every_sortable_attribute_in_rfc_order(
     assert found(scim, sortBy=sort_by, sortOrder="descending") == descending
 
 
+@pytest.mark.parametrize(
+    "value_filter",
+    [
+        "type eq 5",
+        "type eq true",
+        "type co 5",
+        'primary eq "x"',
+        "primary eq 1",
+        "primary gt true",
+        "value gt null",
+    ],
+)
+def test_a_patch_value_filter_refuses_what_a_query_filter_refuses(
+    scim, people, unchanged, value_filter
+):
+    """RFC 7644 section 3.5.2 reads a value path's filter as section 3.4.2.2 does: a string
+    sub-attribute compared with a number or boolean, a boolean with anything but true or
+    false (or Entra ID's "True"/"False"), is invalidFilter, in a PATCH path as in a query
+    (as scim2-server answers). The path matched nothing: a remove answered 200, a replace
+    read the filter's number as a value to make (invalidValue)."""
+    query = scim.get("/Users?" + urlencode({"filter": f"emails[{value_filter}]"}))
+    assert query.status_code == 400, query.json
+    assert query.json["scimType"] == "invalidFilter"
+    user = f"/Users/{people['ann@example.com']}"
+    unchanged()
+    for operation in (
+        {"op": "remove", "path": f"emails[{value_filter}]"},
+        {"op": "replace", "path": f"emails[{value_filter}].value", "value": "x@example.com"},
+        {"op": "add", "path": f"emails[{value_filter}]", "value": {"value": "x@example.com"}},
+    ):
+        refused = scim.patch(user, ops(operation))
+        assert refused.status_code == 400, (operation, refused.json)
+        assert refused.json["scimType"] == "invalidFilter", (operation, refused.json)
+    unchanged()
+
+
 @pytest.mark.parametrize("escape", ["\\u0000", "\\ud800", "\\udfff"])
 def test_escaped_nul_or_lone_surrogate_in_a_filter_is_invalid_value(scim, people, escape):
     response = scim.get("/Users?" + urlencode({"filter": f'title eq "a{escape}b"'}))
