@@ -1062,7 +1062,7 @@ def apply_group_roles(
     role (an admin's later change wins). Taking it back passes the mass-change gate unless
     `gated` is False (an admin approving the held drop).
     """
-    if scim_user.user.status is UserStatus.REVOKED and scim_user.granted_role is None:
+    if not user_actions.takes_mapped_role(scim_user.user) and scim_user.granted_role is None:
         return
     _apply_mapped_role(session, scim_user, _mapped_role(session, scim_user), actor, gated=gated)
 
@@ -1080,7 +1080,7 @@ def _apply_mapped_role(
     `drops`: a role drop is added to it (the person, the role before) for the caller to
     review with the others' (access_reviews.review_role_drops), instead of reviewed here."""
     user = scim_user.user
-    if user.status is UserStatus.REVOKED and scim_user.granted_role is None:
+    if not user_actions.takes_mapped_role(user) and scim_user.granted_role is None:
         return
     base = _base_role(scim_user)
     assert base is not None
@@ -1140,7 +1140,7 @@ def _role_settled(scim_user: ScimUser, mapped: Role | None) -> bool:
     """Whether apply_group_roles, the user's mapped role being `mapped`, would change nothing
     (no role to edit, no drop to gate, the grant as recorded), held role drops aside."""
     user = scim_user.user
-    if user.status is UserStatus.REVOKED and scim_user.granted_role is None:
+    if not user_actions.takes_mapped_role(user) and scim_user.granted_role is None:
         return True
     base = _base_role(scim_user)
     if base is None:

@@ -171,6 +171,13 @@ def add_user(
     return user
 
 
+def takes_mapped_role(user: User) -> bool:
+    """Whether a role an identity provider's group mapping gives (SCIM groups, directory
+    groups) is granted to this person now: not while they are REVOKED, where it would wait for
+    their reactivation, decided by nobody. Taking back a role a mapping gave is not granting."""
+    return user.status is not UserStatus.REVOKED
+
+
 def status_on_arrival(*, approval_required: bool) -> UserStatus:
     """A new person's status, whichever source brings them (an admin, SCIM, an invitation, a
     directory import): PENDING while the organisation approves newcomers, else ACTIVE."""

@@ -37,7 +37,7 @@ from models.actions import access_end, access_reviews
 from models.actions import teams as team_actions
 from models.actions.identities import link_identity, mark_link_deleted
 from models.actions.lifecycle import Outcome, set_active
-from models.actions.users import edit_user, hand_on_emails
+from models.actions.users import edit_user, hand_on_emails, takes_mapped_role
 from models.actor import Actor
 from models.directory.bulk_rows import BATCH
 from models.directory.memberships import apply_membership_changes, plan_teams
@@ -357,7 +357,7 @@ def _link(
         attributes={"dn": item.dn},
         connector_id=connector.id,
     )
-    role = Role(item.role) if item.role else None
+    role = Role(item.role) if item.role and takes_mapped_role(user) else None
     edit_user(session, user=user, actor=actor, name=item.name, role=role)
     if item.access_ends_at is not None:  # None: the entry's expiry was hidden from the reader
         _set_end_date(session, user, item.access_ends_at, actor)
@@ -396,11 +396,13 @@ def _relink(
         after={"external_id": item.external_id, "dn": item.dn, "reason": "re-hire"},
     )
     user = link.user
-    role = Role(item.role) if item.role and user.role is not Role.SUPER_ADMIN else None
-    edit_user(session, user=user, actor=actor, name=item.name, email=item.email, role=role)
+    edit_user(session, user=user, actor=actor, name=item.name, email=item.email)
     revoked = user.status is UserStatus.REVOKED
     if revoked and set_active(session, user=user, active=True, actor=actor) is Outcome.APPLIED:
         applied.reactivated += 1
+    # After the lifecycle's decision: a re-hire it keeps out gets no role from the groups.
+    if item.role and user.role is not Role.SUPER_ADMIN and takes_mapped_role(user):
+        edit_user(session, user=user, actor=actor, role=Role(item.role))
     access_reviews.review_identity_change(
         session,
         user=user,

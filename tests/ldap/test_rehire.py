@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from models.actions import lifecycle
 from models.entities import (
     AuditEvent,
     IdentityLink,
@@ -129,3 +130,23 @@ def test_the_report_policy_leaves_the_rehire_to_an_admin(make_connector, sync, s
     assert ["relinking re-hires is off" in e["message"] for e in errors] == [True]
     assert linked_users(sessions, connector)["alice"].status is UserStatus.REVOKED
     assert _link_of(sessions, alice.id).deleted_at is not None
+
+
+def test_a_revoked_person_linked_by_email_gets_no_role_from_the_groups(
+    make_connector, sync, session, sessions, directory
+):
+    """Alice was revoked by an admin before the directory knew her; the directory links her
+    entry by email (she is in the admins group, mapped to MANAGER): the link is made, but no
+    role is granted to a revoked person, as the directory's role changes and SCIM's group
+    roles skip revoked people. Before, the link made her a MANAGER while revoked."""
+    connector = make_connector(group_roles={"admins": "MANAGER"})
+    org = session.get_one(Organisation, connector.organisation_id)
+    alice = factories.make_user(session, org, email=f"alice@{directory.domain}")
+    lifecycle.revoke(session, user=alice, actor=factories.SETUP, reason="left")
+    session.commit()
+
+    outcome = sync(connector)
+
+    assert outcome.status == "succeeded", outcome.error
+    linked = linked_users(sessions, connector)["alice"]
+    assert (linked.id, linked.status, linked.role) == (alice.id, UserStatus.REVOKED, Role.USER)
