@@ -473,6 +473,10 @@ NO_VALUE = [
         ("add without value", A, op("add", "title")),
         ("add null", A, {"op": "add", "path": "title", "value": None}),
         ("add empty string", A, op("add", "title", "")),
+        ("replace active null", A, {"op": "replace", "path": "active", "value": None}),
+        ("add active null", A, {"op": "add", "path": "active", "value": None}),
+        ("replace active empty string", A, op("replace", "active", "")),
+        ("replace without path, active null", A, op("replace", value={"active": None})),
         ("add without path or value", A, op("add")),
         ("replace without path or value", A, op("replace")),
         ("add without path, a string", A, op("add", value="x")),
@@ -851,6 +855,8 @@ URN_CASE_PATCH = Listed(URN_CASE.row, OK, INVALID_SYNTAX)
 UNKNOWN_URN = Listed("schemas listing a URN that is not the resource's", CREATED, INVALID_SYNTAX)
 UNKNOWN_URN_PUT = Listed(UNKNOWN_URN.row, OK, INVALID_SYNTAX)
 NULL_SCHEMAS = Listed("schemas null", CREATED, INVALID_VALUE)
+ACTIVE_KEPT = Listed("active null or empty kept", OK, OK)
+ACTIVE_KEPT_REFUSED = Listed(ACTIVE_KEPT.row, OK, INVALID_VALUE)
 NULL_SCHEMAS_PUT = Listed(NULL_SCHEMAS.row, OK, INVALID_VALUE)
 
 # Each request's label -> the difference docs/scim.md lists for it.
@@ -914,6 +920,10 @@ KNOWN_DIFFERENCES: dict[str, Listed] = {
     "POST group an unknown URN": UNKNOWN_URN,
     "POST schemas null": NULL_SCHEMAS,
     "PUT schemas null": NULL_SCHEMAS_PUT,
+    "replace active null": ACTIVE_KEPT,
+    "replace without path, active null": ACTIVE_KEPT,
+    "add active null": ACTIVE_KEPT_REFUSED,
+    "replace active empty string": ACTIVE_KEPT_REFUSED,
 }
 
 
