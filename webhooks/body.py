@@ -304,6 +304,16 @@ def parse_optional_body(schema: type[ModelT]) -> ModelT:
     return parse_body(schema)
 
 
+class NoFields(RequestBody):
+    """An action that takes no fields: a body, if sent, must be `{}`."""
+
+
+def no_fields() -> None:
+    """An action that takes no fields refuses one it is sent (400 naming it), rather than
+    drop it without a word: `{"note": "seen"}` acknowledged a finding and lost the note."""
+    parse_optional_body(NoFields)
+
+
 def _refuse_constant(name: str) -> Any:
     raise UnreadableBody(f"the body is not valid JSON: {name} is not a JSON number")
 

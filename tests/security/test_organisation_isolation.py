@@ -133,7 +133,7 @@ ID_CASES: dict[tuple[str, str], list[Case]] = {
     ],
     ("/api/v1/findings/<uuid:finding_id>", "GET"): [admin("/api/v1/findings/{finding}")],
     ("/api/v1/findings/<uuid:finding_id>/acknowledge", "POST"): [
-        admin("/api/v1/findings/{finding}/acknowledge", {"note": "mine now"})
+        admin("/api/v1/findings/{finding}/acknowledge", {})
     ],
     ("/api/v1/findings/<uuid:finding_id>/dismiss", "POST"): [
         admin("/api/v1/findings/{finding}/dismiss", {"note": "mine now"})

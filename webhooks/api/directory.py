@@ -17,7 +17,7 @@ from models.queries.directory import connector_view, list_connectors, list_runs,
 from webhooks.api.described import takes_body
 from webhooks.api.params import int_param
 from webhooks.auth import admin_actor, current_admin, current_viewer
-from webhooks.body import RequestBody, json_body, parse_body
+from webhooks.body import RequestBody, json_body, no_fields, parse_body
 from webhooks.context import db_session, nothing_held_while_calling, settings
 
 bp = Blueprint("directory", __name__, url_prefix="/api/v1/directory")
@@ -171,6 +171,7 @@ def run(run_id: uuid.UUID) -> dict[str, Any]:
 def approve(run_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Recorded now; a worker re-checks the plan against the directory and applies it."""
     viewer = current_admin()
+    no_fields()
     session = db_session()
     found = sync_runs.get_run(session, viewer.organisation_id, run_id, for_update=True)
     approvals.request_approval(session, run=found, actor=admin_actor(viewer))
@@ -181,6 +182,7 @@ def approve(run_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
 @bp.post("/runs/<uuid:run_id>/discard")
 def discard(run_id: uuid.UUID) -> dict[str, Any]:
     viewer = current_admin()
+    no_fields()
     session = db_session()
     found = sync_runs.get_run(session, viewer.organisation_id, run_id)
     approvals.discard_run(session, run=found, actor=admin_actor(viewer))

@@ -20,7 +20,7 @@ from models.queries.deliveries import (
 from webhooks.api.described import answers, takes_body
 from webhooks.api.params import int_param, text_param, uuid_param
 from webhooks.auth import admin_actor, current_admin
-from webhooks.body import RequestBody, parse_body
+from webhooks.body import RequestBody, no_fields, parse_body
 from webhooks.context import db_session, settings
 
 bp = Blueprint("event_hooks", __name__, url_prefix="/api/v1")
@@ -132,6 +132,7 @@ def delivery(delivery_id: Any) -> dict[str, Any]:
 @bp.post("/event-deliveries/<uuid:delivery_id>/reprocess")
 def reprocess(delivery_id: Any) -> tuple[dict[str, Any], int]:
     viewer = current_admin()
+    no_fields()
     session = db_session()
     found = get_delivery(session, viewer.organisation_id, delivery_id)
     idp_events.reprocess_delivery(session, delivery=found, actor=admin_actor(viewer))

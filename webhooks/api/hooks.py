@@ -14,7 +14,7 @@ from models.outbound_targets import resolved_ahead
 from webhooks.api.params import int_param
 from webhooks.api.review_schemas import CreateHook, EditHook, RotateSecret
 from webhooks.auth import admin_actor, current_admin
-from webhooks.body import parse_body
+from webhooks.body import no_fields, parse_body
 from webhooks.context import db_session, nothing_held_while_calling, settings
 
 bp = Blueprint("notification_hooks", __name__, url_prefix="/api/v1")
@@ -135,6 +135,7 @@ def delivery(delivery_id: uuid.UUID) -> dict[str, Any]:
 @bp.post("/notification-deliveries/<uuid:delivery_id>/resend")
 def resend(delivery_id: uuid.UUID) -> tuple[dict[str, Any], int]:
     viewer = current_admin()
+    no_fields()
     session = db_session()
     found = notification_deliveries.get_notification_delivery(
         session, viewer.organisation_id, delivery_id

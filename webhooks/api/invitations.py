@@ -20,7 +20,7 @@ from webhooks.api.described import takes_body
 from webhooks.api.params import enum_param, int_param, text_param, uuid_param
 from webhooks.api.schemas import CreateInvitation, LeaverPolicy, RefreshInvitations
 from webhooks.auth import admin_actor, current_admin, current_viewer
-from webhooks.body import parse_body
+from webhooks.body import no_fields, parse_body
 from webhooks.context import db_session, settings
 
 bp = Blueprint("invitations", __name__, url_prefix="/api/v1")
@@ -65,6 +65,7 @@ def show(invitation_id: uuid.UUID) -> dict[str, Any]:
 @bp.post("/invitations/<uuid:invitation_id>/resend")
 def resend(invitation_id: uuid.UUID) -> dict[str, Any]:
     viewer = current_viewer()
+    no_fields()
     session = db_session()
     issued = invitation_actions.resend(
         session,
@@ -80,6 +81,7 @@ def resend(invitation_id: uuid.UUID) -> dict[str, Any]:
 @bp.post("/invitations/<uuid:invitation_id>/revoke")
 def revoke(invitation_id: uuid.UUID) -> dict[str, Any]:
     viewer = current_viewer()
+    no_fields()
     session = db_session()
     invitation = invitation_actions.revoke(
         session, viewer=viewer, invitation_id=invitation_id, actor=admin_actor(viewer)

@@ -16,7 +16,7 @@ from models.queries.mass_change import hold_views, list_holds, tripped_gates
 from webhooks.api.described import takes_body
 from webhooks.api.params import enum_param, int_param, uuid_param
 from webhooks.auth import admin_actor, current_admin
-from webhooks.body import RequestBody, parse_body
+from webhooks.body import RequestBody, no_fields, parse_body
 from webhooks.context import db_session
 
 bp = Blueprint("mass_change", __name__, url_prefix="/api/v1/mass-change")
@@ -105,6 +105,7 @@ def discard_batch(batch_id: uuid.UUID) -> dict[str, Any]:
 
 def _decide(find: Any, approve: bool) -> dict[str, Any]:
     viewer = current_admin()
+    no_fields()
     session = db_session()
     found: list[MassChange] = find(session, viewer.organisation_id)
     if approve:

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from webhooks.api import responses, schemas
+from webhooks.body import NoFields
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 
@@ -54,7 +55,7 @@ BODIES: list[type[BaseModel]] = [
     schemas.RevokeUser,
     schemas.DeclineUser,
     schemas.ReactivateUser,
-    schemas.NoFields,
+    NoFields,
     schemas.CreateTeam,
     schemas.RenameTeam,
     schemas.SetMembership,
@@ -159,7 +160,7 @@ PATHS: dict[str, dict[str, Any]] = {
             errors=(400, 401, 403, 404, 409),
         ),
     },
-    "/users/{user_id}/approve": {"post": lifecycle("Approve a PENDING user", schemas.NoFields)},
+    "/users/{user_id}/approve": {"post": lifecycle("Approve a PENDING user", NoFields)},
     "/users/{user_id}/decline": {"post": lifecycle("Decline a PENDING user", schemas.DeclineUser)},
     "/users/{user_id}/revoke": {
         "post": lifecycle(

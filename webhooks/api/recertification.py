@@ -18,7 +18,7 @@ from webhooks.api.recertification_schemas import (
     RestoreRecertifiedKey,
 )
 from webhooks.auth import admin_actor, current_viewer
-from webhooks.body import parse_body
+from webhooks.body import no_fields, parse_body
 from webhooks.context import db_session
 
 bp = Blueprint("recertification", __name__, url_prefix="/api/v1/recertification")
@@ -53,6 +53,7 @@ def configure() -> dict[str, Any]:
 def open_now() -> tuple[dict[str, Any], int]:
     viewer = current_viewer()
     require_admin(viewer)
+    no_fields()
     session = db_session()
     opened = recertification.open_campaign(
         session, organisation_id=viewer.organisation_id, actor=admin_actor(viewer)

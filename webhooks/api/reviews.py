@@ -28,7 +28,7 @@ from webhooks.api.described import takes_body
 from webhooks.api.params import enum_param, int_param, uuid_param
 from webhooks.api.review_schemas import DecideFinding, KeyPolicyChange, ReassignFinding
 from webhooks.auth import admin_actor, current_admin, current_viewer
-from webhooks.body import parse_body
+from webhooks.body import no_fields, parse_body
 from webhooks.context import db_session
 
 bp = Blueprint("reviews", __name__, url_prefix="/api/v1")
@@ -102,6 +102,7 @@ def show(review_id: uuid.UUID) -> dict[str, Any]:
 @bp.post("/reviews/<uuid:review_id>/acknowledge")
 def acknowledge(review_id: uuid.UUID) -> dict[str, Any]:
     viewer = current_viewer()
+    no_fields()
     session = db_session()
     review = visible_review(session, viewer, review_id)
     teams = None if viewer.is_admin else managed_team_ids(session, viewer)
@@ -131,6 +132,7 @@ def dismiss(finding_id: uuid.UUID) -> dict[str, Any]:
 @bp.post("/findings/<uuid:finding_id>/acknowledge")
 def acknowledge_finding(finding_id: uuid.UUID) -> dict[str, Any]:
     viewer = current_viewer()
+    no_fields()
     session = db_session()
     finding = visible_finding(session, viewer, finding_id, to_change=True)
     review_actions.acknowledge_finding(session, finding=finding, actor=admin_actor(viewer))

@@ -43,10 +43,6 @@ class DeclineUser(RequestBody):
     reason: str = Field(default="", max_length=500)
 
 
-class NoFields(RequestBody):
-    """Approve takes no fields; a body, if sent, must be `{}`."""
-
-
 class CreateTeam(RequestBody):
     name: str = Field(min_length=1, max_length=200)
 

@@ -18,13 +18,12 @@ from webhooks.api.schemas import (
     CreateUser,
     DeclineUser,
     EditUser,
-    NoFields,
     ReactivateUser,
     RevokeUser,
     SetAccessEnd,
 )
 from webhooks.auth import admin_actor, current_viewer
-from webhooks.body import RequestBody, parse_body, parse_optional_body
+from webhooks.body import NoFields, RequestBody, parse_body, parse_optional_body
 from webhooks.context import db_session
 
 bp = Blueprint("users", __name__, url_prefix="/api/v1")
