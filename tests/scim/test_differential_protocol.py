@@ -965,3 +965,72 @@ def test_the_protocol_agrees_with_the_reference_server(pair):
             before[target] = now["ours"]
     assert len(READS) + len(WRITES) >= 400
     assert_only_listed(differences, KNOWN_DIFFERENCES)
+
+
+# --- /Schemas, attribute by attribute -----------------------------------------------------
+
+CHARACTERISTICS = (
+    "type",
+    "multiValued",
+    "required",
+    "mutability",
+    "returned",
+    "uniqueness",
+    "caseExact",
+    "canonicalValues",
+    "referenceTypes",
+)
+
+
+def characteristics(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each attribute and sub-attribute of a schema (lower-case dotted name) -> what it
+    publishes of RFC 7643 section 7's characteristics."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def walk(attributes: list[dict[str, Any]], prefix: str) -> None:
+        for attribute in attributes:
+            name = prefix + attribute["name"]
+            found[name.lower()] = {k: attribute.get(k) for k in CHARACTERISTICS}
+            walk(attribute.get("subAttributes") or [], name + ".")
+
+    walk(schema["attributes"], "")
+    return found
+
+
+# Each attribute whose characteristics differ -> the docs/scim.md row that says why.
+SCHEMA_DIFFERENCES: dict[str, str] = {
+    f"{USER} externalid": "externalId listed in the core schemas",
+    f"{GROUP} externalid": "externalId listed in the core schemas",
+    f"{USER} active": "active is required here (PATCH remove active)",
+    f"{USER} emails": "emails required (a user without an email)",
+    f"{USER} emails.value": "emails required (a user without an email)",
+    f"{USER} emails.display": "/Schemas omits what is not kept",
+    f"{USER} groups.type": "/Schemas omits what is not kept",
+    f"{USER} groups.value": "references caseExact false",
+    f"{USER} groups.$ref": "references caseExact false",
+    f"{USER} profileurl": "URLs caseExact false",
+    f"{USER} photos.value": "URLs caseExact false",
+    f"{ENTERPRISE} manager.displayname": "/Schemas omits what is not kept",
+    f"{ENTERPRISE} manager.value": "references caseExact false",
+    f"{ENTERPRISE} manager.$ref": "references caseExact false",
+    f"{GROUP} displayname": "group names unique",
+    f"{GROUP} members.display": "members have no display",
+    f"{GROUP} members.value": "references caseExact false",
+    f"{GROUP} members.$ref": "references caseExact false; members are users (no nesting)",
+    f"{GROUP} members.type": "members are users (no nesting)",
+}
+
+
+def test_each_schema_attribute_publishes_what_the_reference_server_does(scim):
+    """`returned`, `mutability`, `required`… of every attribute /Schemas publishes, against
+    scim2-server's (RFC 7643 sections 4 and 8.7.1): each difference is one docs/scim.md
+    lists, and each listed one still shows."""
+    reference = Reference()
+    differing = set()
+    for urn in (USER, ENTERPRISE, GROUP):
+        ours = characteristics(scim.get(f"/Schemas/{urn}").json)
+        theirs = characteristics(reference.request("GET", f"/Schemas/{urn}").body)
+        for name in ours.keys() | theirs.keys():
+            if ours.get(name) != theirs.get(name):
+                differing.add(f"{urn} {name}")
+    assert differing == set(SCHEMA_DIFFERENCES), differing ^ set(SCHEMA_DIFFERENCES)
