@@ -15,25 +15,38 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from models.entities import VirtualApiKey
+from models.entities import User, VirtualApiKey
+from models.enums import UserStatus
+
+# What a held write holds, by name: whether an object of its session is it, given the id.
+HELD: dict[str, Callable[[object, uuid.UUID], bool]] = {
+    "key": lambda found, wanted: isinstance(found, VirtualApiKey) and found.id == wanted,
+    "revocation of": lambda found, wanted: (
+        isinstance(found, User) and found.id == wanted and found.status is UserStatus.REVOKED
+    ),
+}
 
 WAIT_FOR_GO = 60.0
 
 
-def install(key_id: str, directory: str, *, whole_group: bool = False) -> None:
-    """`whole_group` kills the process group (a worker started in a session of its own)."""
+def install(key_id: str, directory: str, *, whole_group: bool = False, held: str = "key") -> None:
+    """Holds the transaction writing the key `key_id` (`held`: "revocation of", the one
+    revoking the person of that id). `whole_group` kills the process group (a worker started
+    in a session of its own)."""
     markers, wanted = Path(directory), uuid.UUID(key_id)
+    holds = HELD[held]
     state = {"held": False, "committing": False}
     lock = threading.Lock()
 
     def before_commit(session: Session) -> None:
         # Perhaps a SAVEPOINT's release: the write is not committed yet either way.
-        if not any(isinstance(held, VirtualApiKey) and held.id == wanted for held in session):
+        if not any(holds(found, wanted) for found in session):
             return
         with lock:
             if state["held"]:
