@@ -99,19 +99,35 @@ def require_can_view_user(session: Session, viewer: Viewer, user_id: uuid.UUID) 
 
 
 def require_can_view_team(session: Session, viewer: Viewer, team: Team) -> None:
-    if team.organisation_id != viewer.organisation_id:
-        raise NotFound("team not found")
-    if viewer.is_admin:
-        return
-    member_of = session.get(TeamMembership, (team.id, viewer.user_id))
-    if member_of is None:
-        raise NotFound("team not found")
+    _own_membership_if_visible(session, viewer, team)
 
 
 def require_can_manage_team(session: Session, viewer: Viewer, team: Team) -> None:
-    require_can_view_team(session, viewer, team)
-    if team.id not in managed_team_ids(session, viewer):
+    """Decided on the team the caller read and the viewer's own membership of it, read once:
+    a second read (of the organisation's teams, or of the membership again) could find the
+    team deleted by a request that committed in between and refuse an admin or its manager
+    (a 403 no serial order gives); the deletion then comes first where the change takes its
+    locks, as a 404 (models.membership_locks)."""
+    own = _own_membership_if_visible(session, viewer, team)
+    if viewer.is_admin:
+        return
+    if not viewer.is_manager or own is None or own.role is not TeamRole.MANAGER:
         raise Forbidden("only an Organisation Admin or a manager of this team can change it")
+
+
+def _own_membership_if_visible(
+    session: Session, viewer: Viewer, team: Team
+) -> TeamMembership | None:
+    """The viewer's membership of the team (None for an admin, who sees all the organisation's
+    teams); NotFound when the viewer may not see the team."""
+    if team.organisation_id != viewer.organisation_id:
+        raise NotFound("team not found")
+    if viewer.is_admin:
+        return None
+    own = session.get(TeamMembership, (team.id, viewer.user_id))
+    if own is None:
+        raise NotFound("team not found")
+    return own
 
 
 def require_can_handle_team_role(viewer: Viewer, role: TeamRole) -> None:

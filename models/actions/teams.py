@@ -178,7 +178,8 @@ def _refuse_a_revoked_person(
 ) -> None:
     """Decided on the person as they are under their lock, taken after the team's (models.
     membership_locks): of a revocation and an add at once, the later sees the earlier."""
-    membership_locks.lock_teams(session, [team.id])
+    if not membership_locks.lock_teams(session, [team.id]):
+        raise NotFound("team not found")  # deleted meanwhile: no refusal of it to audit
     person_lock.read_locked(session, user)
     if user.status is not UserStatus.REVOKED:
         return

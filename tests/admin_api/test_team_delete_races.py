@@ -11,16 +11,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import requests
 from flask import Flask
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from models.actions import teams as team_actions
 from models.actor import Actor
 from models.db import SessionFactory
-from models.entities import AuditEvent, Team, User
-from models.enums import Source
+from models.entities import AuditEvent, Team, TeamMembership, User
+from models.enums import Source, UserStatus
 from tests.admin_api.conftest import World
 from tests.scim.conftest import live_server as _live_server
 from tests.support.parallel import while_held
@@ -100,3 +101,88 @@ def test_a_member_removed_while_another_removal_commits_is_not_found(
             .where(AuditEvent.action == "team.member_removed")
         ).all()
     assert len(removed) == 1
+
+
+def deleted_once_read(
+    sessions: SessionFactory, team: uuid.UUID, read: type[Any], key: Callable[[Any], bool]
+) -> Callable[[Any, Any], None]:
+    """A handler of the ORM's `load` of `read`: the first time a row `key` accepts is loaded,
+    the team's deletion runs in a transaction of its own and commits, before the reader goes on
+    (between the route's read and its next one, where a delete can commit on PostgreSQL)."""
+    done: list[bool] = []
+
+    def on_load(row: Any, _context: Any) -> None:
+        if done or not key(row):
+            return
+        done.append(True)
+        with sessions() as own:
+            deleting(team)(own)
+            own.commit()
+
+    return on_load
+
+
+@pytest.mark.parametrize(
+    ("who", "team_of", "method", "user", "body", "read"),
+    [
+        ("admin", "beta", "PUT", "newcomer", {"role": "MEMBER"}, Team),
+        ("admin", "beta", "PUT", "revoked", {"role": "MEMBER"}, Team),
+        ("admin", "beta", "DELETE", "outsider", None, Team),
+        ("manager", "alpha", "PUT", "colleague", {"role": "MEMBER"}, TeamMembership),
+        ("manager", "alpha", "DELETE", "colleague", None, TeamMembership),
+    ],
+)
+def test_a_team_deleted_between_the_reads_of_a_member_change_is_not_found_not_forbidden(
+    engine: Engine,
+    sessions: SessionFactory,
+    world: World,
+    live_server: str,
+    app: Flask,
+    who: str,
+    team_of: str,
+    method: str,
+    user: str,
+    body: Any,
+    read: type[Any],
+) -> None:
+    """The deletion commits once the request has read the team (an admin's) or its manager's
+    own membership of it (a manager's), before the request decides who may change the team:
+    a 404, as if the deletion came first. It was a 403: the check read the organisation's
+    teams (or the manager's teams) again and no longer found the one the request had read; and
+    the add of a REVOKED person was refused for the deleted team (a 409 and its audit event)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one transaction at a time: no deletion commits mid-request")
+    if user == "revoked":
+        user = "newcomer"
+        with sessions() as own:
+            own.get_one(User, world.users[user]).status = UserStatus.REVOKED
+            own.commit()
+    team = getattr(world, team_of)
+    viewer = world.users[who]
+    key = (
+        (lambda row: row.id == team)
+        if read is Team
+        else (lambda row: row.team_id == team and row.user_id == viewer)
+    )
+    handler = deleted_once_read(sessions, team, read, key)
+    url = f"{live_server}/api/v1/teams/{team}/members/{world.users[user]}"
+    event.listen(read, "load", handler)
+    try:
+        answer = requests.request(method, url, json=body, headers=world.auth(who), timeout=60)
+    finally:
+        event.remove(read, "load", handler)
+
+    assert answer.status_code == 404, answer.text
+    assert answer.headers["Content-Type"] == "application/problem+json"
+    with sessions() as fresh:
+        assert fresh.get(Team, team) is None
+        actions = fresh.scalars(
+            select(AuditEvent.action).where(AuditEvent.target_id == str(team))
+        ).all()
+    assert "team.deleted" in actions
+    assert not {"team.member_removed", "team.member_role_changed"} & set(actions), actions
+    with sessions() as fresh:
+        refused = fresh.scalars(
+            select(AuditEvent.id).where(AuditEvent.action == "user.team_membership_refused")
+        ).all()
+    assert refused == []
