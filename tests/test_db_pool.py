@@ -7,6 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from models import db
+from tests.support.cleanup import empty_tables
 from tests.support.wait import wait_until
 
 
@@ -117,4 +118,33 @@ def test_a_session_the_server_ended_for_idling_is_gone_and_worth_another_try(
         assert db.is_unavailable(lost.value)
     finally:
         engine.dispose()
+        watcher.dispose()
+
+
+def test_a_connection_returned_moments_ago_whose_backend_was_terminated_is_replaced(
+    settings, engine
+):
+    """A fault test terminates its database's backends (tests/support/db_outage.py, waiting
+    for each to exit) and the next test's cleanup (tests/conftest.py clean_db) takes a pooled
+    connection used a moment before: the server's goodbye is in its socket, so it is pinged
+    and replaced although it was idle for less than PING_AFTER_IDLE_SECONDS, and the cleanup
+    runs on a fresh one (a guard: held before)."""
+    if settings.is_sqlite:
+        pytest.skip("PostgreSQL's backends (the embedded database has none to terminate)")
+    pooled = db.make_engine(settings, pool_size=1, max_overflow=0)  # the run's tables: `engine`
+    watcher = db.make_engine(settings, pool_size=1, max_overflow=0)
+    try:
+        with pooled.connect() as connection:
+            pid = connection.scalar(text("SELECT pg_backend_pid()"))
+            terminated = connection.connection.driver_connection
+        with watcher.connect() as watching:
+            gone = watching.scalar(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+        assert gone is True
+
+        empty_tables(pooled)
+        with pooled.connect() as connection:
+            assert connection.connection.driver_connection is not terminated
+            assert connection.scalar(text("SELECT pg_backend_pid()")) != pid
+    finally:
+        pooled.dispose()
         watcher.dispose()
