@@ -40,8 +40,8 @@ def set_access_end(session: Session, *, user: User, ends_at: datetime | None, ac
     current = user.access_ends_at
     if ends_at == current:
         return False
-    if ends_at is None and not _may_clear(user.access_ends_source, actor.source):
-        return False  # a source that no longer sends a date leaves someone else's date alone
+    if not _may_change(user, ends_at, actor.source):
+        return False  # another source's date only ever comes earlier; an admin decides the rest
     if ends_at is not None and ends_at <= utcnow():
         # Passed: the next beat revokes them (and records it then, for a source's date).
         cause = last_admin.Cause.ACCESS_END_PASSED
@@ -163,8 +163,16 @@ def _due(ends_at: datetime | None, now: datetime) -> bool:
     return ends_at is not None and ends_at <= now
 
 
-def _may_clear(set_by: Source | None, source: Source) -> bool:
-    return source is Source.ADMIN or set_by is None or set_by is source
+def _may_change(user: User, ends_at: datetime | None, source: Source) -> bool:
+    """A source moves or clears the date it set, and any source sets one where there is none.
+    Over another source's date it may only bring the end earlier: two sources that disagree
+    then settle on the earlier date instead of taking turns, and no source extends someone's
+    access over the source that ended it. An admin may do anything."""
+    set_by = user.access_ends_source
+    if source is Source.ADMIN or set_by is None or set_by is source:
+        return True
+    current = user.access_ends_at
+    return ends_at is not None and current is not None and ends_at < current
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -193,6 +193,43 @@ def test_a_source_clears_only_its_own_date(session) -> None:
     assert person.access_ends_at is None and person.access_ends_source is None
 
 
+def test_a_source_brings_another_sources_date_only_earlier(session) -> None:
+    """Two sources that disagree settle on the earlier date instead of taking turns; none
+    extends access over the source that ended it. An admin may move any date."""
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    now = utcnow().replace(microsecond=0)
+    soon, later, sooner = (now + timedelta(days=days) for days in (10, 20, 5))
+    access_end.set_access_end(session, user=person, ends_at=soon, actor=LDAP)
+    assert not access_end.set_access_end(session, user=person, ends_at=later, actor=SCIM)
+    assert (person.access_ends_at, person.access_ends_source) == (soon, Source.LDAP)
+    assert access_end.set_access_end(session, user=person, ends_at=sooner, actor=SCIM)
+    assert (person.access_ends_at, person.access_ends_source) == (sooner, Source.SCIM)
+    assert not access_end.set_access_end(session, user=person, ends_at=soon, actor=LDAP)
+    assert person.access_ends_at == sooner
+    admin = Actor(Source.ADMIN, "admin")
+    assert access_end.set_access_end(session, user=person, ends_at=later, actor=admin)
+    assert (person.access_ends_at, person.access_ends_source) == (later, Source.ADMIN)
+
+
+def test_scim_cannot_postpone_a_date_the_directory_set(client, session, world) -> None:
+    scim = ScimClient(client, world[3])
+    created = _scim_create(scim, None)
+    scim_id = created.json["id"]
+    person = session.get_one(User, scim_user_id(session, scim_id))
+    contract_end = (utcnow() + timedelta(days=10)).replace(microsecond=0)
+    access_end.set_access_end(session, user=person, ends_at=contract_end, actor=LDAP)
+    session.commit()
+    path = f"{ENTERPRISE}:employeeLeaveDateTime"
+    postponed = scim.patch(
+        f"/Users/{scim_id}",
+        ops({"op": "replace", "path": path, "value": "2099-01-01T00:00:00Z"}),
+    )
+    assert postponed.status_code == 200, postponed.json
+    session.expire_all()
+    assert session.get_one(User, person.id).access_ends_at == contract_end
+
+
 def test_a_date_moved_after_the_schedule_revoked_does_not_claim_to_cancel_it(
     session, sessions, engine
 ) -> None:
