@@ -10,12 +10,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from connectors.signed_webhooks import SECRET_PREFIX, new_signing_secret
+from connectors.signed_webhooks import key_length, new_signing_secret
 from models import encryption, locked_rows
 from models.base import Base, utcnow
 from models.errors import InvalidInput, NotFound
 
 MAX_SIGNING_SECRETS = 5
+MIN_KEY_BYTES = 24
 
 Entries = list[dict[str, Any]]
 
@@ -39,8 +40,10 @@ def with_added(
 ) -> tuple[Entries, AddedSecret]:
     """The entries with one more secret (generated unless given), and that secret."""
     secret = secret or new_signing_secret()
-    if not secret.startswith(SECRET_PREFIX) or len(secret) < len(SECRET_PREFIX) + 24:
-        raise InvalidInput("a signing secret looks like whsec_<base64, 24+ bytes>", field="secret")
+    if key_length(secret) < MIN_KEY_BYTES:
+        raise InvalidInput(
+            f"a signing secret is [whsec_]<base64 of {MIN_KEY_BYTES}+ bytes>", field="secret"
+        )
     if len(entries) >= MAX_SIGNING_SECRETS:
         raise InvalidInput(f"at most {MAX_SIGNING_SECRETS} signing secrets; remove an old one")
     entry = {
