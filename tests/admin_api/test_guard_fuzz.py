@@ -3,9 +3,12 @@ get a 5xx, every refusal is problem JSON (RFC 9457), and a refused write changes
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from models.actions.teams import MEMBERSHIP_REFUSED
 from tests.admin_api.conftest import World
 from tests.support.fuzz import FUZZ, json_values, raw_bodies
 from tests.support.state import database_state
@@ -37,4 +40,13 @@ def test_no_admin_body_gets_a_server_error_and_a_refusal_changes_nothing(
     if response.status_code >= 400:
         assert response.mimetype == "application/problem+json", text
         assert response.json["status"] == response.status_code and response.json["detail"], text
-        assert database_state(sessions) == before, text
+        after = database_state(sessions)
+        assert _without_audited_refusals(after) == _without_audited_refusals(before), text
+
+
+def _without_audited_refusals(state: dict[str, Any]) -> dict[str, Any]:
+    """The state but for the events of refusals audited by design: adding a REVOKED person
+    to a team is refused and audited (models.actions.teams.MemberRevoked), which a drawn
+    revocation before it made happen (found with FUZZ_RANDOM=1)."""
+    events = [row for row in state["audit_events"] if MEMBERSHIP_REFUSED not in row]
+    return {**state, "audit_events": events}
