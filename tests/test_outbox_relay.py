@@ -2,7 +2,10 @@
 did not take. No worker runs beside these tests (one would publish what they relay): the worker's
 end of it is in test_outbox_to_worker.py."""
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from models.actions import lifecycle
 from models.entities import KeyCutoff, OutboxMessage
@@ -158,3 +161,46 @@ def test_the_publishing_thread_keeps_its_producer_until_a_publish_fails(sessions
 
     publish("broker.down", -3)  # handed back (no such row here) and the producer let go
     assert in_the_publishing_thread(lambda: outbox_relay._PRODUCERS.kept) is None
+
+
+def test_a_relay_whose_backend_is_terminated_as_it_claims_publishes_nothing_and_the_next_all_once(
+    session, sessions, engine, monkeypatch
+):
+    """The relay's claim loses its connection as it commits (its backend terminated; the
+    server runs on): the relay fails, nothing was claimed nor published, and the next relay
+    publishes each message once."""
+    from worker import outbox_relay
+    from worker.celery_app import celery_app
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("terminating a backend is PostgreSQL's")
+    org = f.make_org(session)
+    person = f.make_user(session, org)
+    f.make_key(session, org, owner=person)
+    session.commit()
+    monkeypatch.setattr(celery_app, "send_task", _broker_down)
+    with sessions() as tx:
+        lifecycle.revoke(tx, user=tx.merge(person), actor=f.SETUP)
+        tx.commit()
+    sent: list[str] = []
+    monkeypatch.setattr(celery_app, "send_task", lambda name, **kw: sent.append(name))
+
+    def terminated_as_it_commits(claiming: Session) -> None:
+        pid = claiming.connection().scalar(text("SELECT pg_backend_pid()"))
+        with engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+
+    with (
+        listening(Session, before_commit=terminated_as_it_commits),
+        pytest.raises(OperationalError),
+    ):
+        outbox_relay.relay_outbox()
+    assert sent == []
+
+    assert outbox_relay.relay_outbox() == 2
+    assert sorted(sent) == ["gateway.invalidate_keys", "reviews.open_for_revocation"]
+    assert outbox_relay.relay_outbox() == 0
+
+
+def _broker_down(*_args, **_kwargs):
+    raise ConnectionRefusedError("broker down")
