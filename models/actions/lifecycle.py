@@ -405,6 +405,15 @@ def revoke(session: Session, *, user: User, actor: Actor, reason: str = "") -> R
     return _revoke(session, user=user, actor=actor, reason=reason, action="user.revoked")
 
 
+def admin_may_revoke(session: Session, user: User) -> bool:
+    """Whether an admin's revoke does anything: it cuts off an ACTIVE person, and pins one
+    another source revoked (see `revoke`)."""
+    if user.status is UserStatus.ACTIVE:
+        return True
+    revocation = latest_revocation(session, user.id) if user.status is UserStatus.REVOKED else None
+    return revocation is not None and Source.ADMIN not in standing_sources(revocation)
+
+
 def reactivate(
     session: Session, *, user: User, actor: Actor, restore_used_keys: bool = False
 ) -> Outcome:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, aliased
 
 from models import key_scope
 from models.access import Viewer, managed_team_ids, require_can_view_user, visible_users
+from models.actions import lifecycle
 from models.actions.notification_deliveries import deliveries_of
 from models.actions.reviews import (
     affected_team_ids,
@@ -418,7 +419,7 @@ def revocation_preview(session: Session, viewer: Viewer, user_id: uuid.UUID) -> 
             "name": user.name,
             "status": user.status.value,
         },
-        "can_revoke": user.status is UserStatus.ACTIVE,
+        "can_revoke": lifecycle.admin_may_revoke(session, user),
         "policy": {
             "user_keys": policy.user_key_policy.value,
             "team_keys": policy.team_key_policy.value,

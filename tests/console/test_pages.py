@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import select
 
 from models.actions import lifecycle, reviews
+from models.actor import Actor
 from models.base import utcnow
 from models.entities import AuditEvent, ReviewFinding, Revocation, RevocationReview, User
-from models.enums import FindingState, UserStatus
+from models.enums import FindingState, Source, UserStatus
 from models.queries.revocation_stats import revocations_per_day, time_to_kill_per_day
 from tests.console.conftest import csrf_of, sign_in
 from tests.support import factories as f
@@ -70,6 +71,29 @@ def test_revoke_from_the_blast_radius_page_as_the_admin(client, org, session, se
         assert (event.actor, event.actor_user_id) == ("ada@acme.example", org.admin.id)
     shown = client.get(answer.headers["Location"]).get_data(as_text=True)
     assert "Revoked: their keys are being disabled" in shown and 'id="revoke"' not in shown
+
+
+def test_an_admin_keeps_out_someone_a_source_revoked(client, org, session, sessions):
+    """The console's door to the pin the API and the CLI have: a person SCIM revoked, whom
+    SCIM alone could bring back, is kept out by the admin."""
+    member = session.get_one(User, org.member.id)
+    lifecycle.set_active(session, user=member, active=False, actor=Actor(Source.SCIM, "scim"))
+    session.commit()
+    sign_in(client, org.admin_token)
+    page = client.get(f"/console/people/{org.member.id}").get_data(as_text=True)
+    assert 'id="revoke"' in page and "Keep mia@acme.example out" in page
+    answer = client.post(
+        f"/console/people/{org.member.id}/revoke",
+        data={"csrf": csrf_of(page), "reason": "left the company"},
+    )
+    assert answer.status_code == 303 and "done=kept_out" in answer.headers["Location"]
+    with sessions() as s:
+        revocation = lifecycle.latest_revocation(s, org.member.id)
+        assert lifecycle.standing_sources(revocation) == [Source.SCIM, Source.ADMIN]
+        joined = s.scalar(select(AuditEvent).where(AuditEvent.action == "user.revocation_joined"))
+        assert joined.actor_user_id == org.admin.id
+    shown = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "Kept out: only an admin" in shown and 'id="revoke"' not in shown
 
 
 def _decided(sessions) -> tuple[list[tuple[str, ...]], ...]:

@@ -8,6 +8,7 @@ from flask import Response
 
 from models.access import require_admin, require_can_view_user, require_not_self
 from models.actions import lifecycle
+from models.enums import UserStatus
 from models.queries.reviews import revocation_preview
 from webhooks.api.schemas import RevokeUser
 from webhooks.console.web import bp, done, form_body, page, signed_in
@@ -30,6 +31,7 @@ def revoke(user_id: uuid.UUID) -> Response:
     session = db_session()
     user = require_can_view_user(session, current.viewer, user_id)
     require_not_self(current.viewer, user, changes_access=True)
+    pinning = user.status is UserStatus.REVOKED
     lifecycle.revoke(session, user=user, actor=current.actor, reason=reason)
     session.commit()
-    return done("console.person", "revoked", user_id=user_id)
+    return done("console.person", "kept_out" if pinning else "revoked", user_id=user_id)
