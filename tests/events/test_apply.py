@@ -407,3 +407,27 @@ def test_reprocessing_applies_what_was_missing_and_nothing_twice(session):
     idp_events.process_delivery(session, delivery=delivery)
     assert outcomes(delivery) == ["unchanged"] and delivery.attempts == 3
     assert len(session.scalars(select(Revocation)).all()) == 1
+
+
+def test_okta_retrying_an_event_in_a_new_delivery_applies_it_once(session):
+    """Okta retries a delivery it got no answer to in time; the retry need not carry the same
+    eventId, but its events keep their uuid: each applies once."""
+    org = f.make_org(session)
+    user = okta_user(session, org)
+    deactivate = okta_event("user.lifecycle.deactivate")
+    first = process(session, org, {**okta.delivery(deactivate), "eventId": "delivery-1"})
+    retry = process(session, org, {**okta.delivery(deactivate), "eventId": "delivery-2"})
+    assert outcomes(first) == ["applied"] and outcomes(retry) == ["unchanged"]
+    assert user.status is UserStatus.REVOKED
+    assert len(session.scalars(select(Revocation)).all()) == 1
+
+
+def test_the_same_okta_event_twice_in_one_delivery_applies_once(session):
+    org = f.make_org(session)
+    user = okta_user(session, org)
+    team = f.make_team(session, org, "Research")
+    research = okta.group_target("g-research", "Research")
+    join = okta_event("group.user_membership.add", extra_targets=[research])
+    delivery = process(session, org, okta.delivery(join, join))
+    assert outcomes(delivery) == ["applied", "unchanged"]
+    assert [m.team_id for m in user_memberships(session, user)] == [team.id]

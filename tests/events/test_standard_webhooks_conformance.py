@@ -152,6 +152,15 @@ def test_we_sign_what_the_reference_verifies_for_every_secret_spelling():
                 assert _reference_accepts(verifier, body, headers), (secret, verifier)
 
 
+def test_what_we_sign_with_several_secrets_verifies_with_each_by_the_reference():
+    old, new = signed_webhooks.new_signing_secret(), signed_webhooks.new_signing_secret()
+    body = b'{"type": "review.opened"}'
+    headers = signed_webhooks.sign_all([old, new], msg_id="msg_rotating", body=body)
+    assert headers["webhook-signature"].count(" ") == 1
+    for secret in (old, new):
+        Webhook(secret).verify(body, headers)
+
+
 # The receiver: what the reference accepts is stored once, the rest refused as problem JSON
 
 
