@@ -207,6 +207,10 @@ def _check_inviter(
     unique = _distinct_teams(teams)
     if len(unique) > MAX_TEAMS:
         raise InvalidInput(f"at most {MAX_TEAMS} teams per invitation", field="teams")
+    # A manager's teams are read before the teams named: a team deleted between the two reads
+    # is then not found, as if the deletion came first, instead of "not managed" (a 403 no
+    # serial order gives).
+    managed = set() if viewer.is_admin else managed_team_ids(session, viewer)
     for team in unique:
         found = session.get(Team, team.team_id)
         if found is None or found.organisation_id != viewer.organisation_id:
@@ -217,7 +221,6 @@ def _check_inviter(
         raise Forbidden("a Manager can invite only people with the User role", field="role")
     if not unique:
         raise Forbidden("a Manager invites people into teams they manage; name one", field="teams")
-    managed = managed_team_ids(session, viewer)
     for team in unique:
         if team.team_id not in managed:
             raise Forbidden(f"you do not manage team {team.team_id}", field="teams")

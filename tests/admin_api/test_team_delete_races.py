@@ -186,3 +186,32 @@ def test_a_team_deleted_between_the_reads_of_a_member_change_is_not_found_not_fo
             select(AuditEvent.id).where(AuditEvent.action == "user.team_membership_refused")
         ).all()
     assert refused == []
+
+
+def test_a_managers_invitation_to_a_team_deleted_while_it_is_checked_comes_before_it(
+    engine: Engine, sessions: SessionFactory, world: World, live_server: str, app: Flask
+) -> None:
+    """The deletion commits once the invitation has read the team it names: the invitation saw
+    the team and the manager's teams before it, so it comes first, as serially (201; its
+    acceptance records a team gone by then as missing). It was a 403 ("you do not manage
+    team"), which no serial order gives: the manager's teams were read after the team."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one transaction at a time: no deletion commits mid-request")
+    team = world.alpha
+    handler = deleted_once_read(sessions, team, Team, lambda row: row.id == team)
+    body = {"email": "invited@acme.test", "teams": [{"team_id": str(team)}]}
+    event.listen(Team, "load", handler)
+    try:
+        answer = requests.post(
+            f"{live_server}/api/v1/invitations",
+            json=body,
+            headers=world.auth("manager"),
+            timeout=60,
+        )
+    finally:
+        event.remove(Team, "load", handler)
+
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["teams"] == [{"team_id": str(team), "role": "MEMBER"}]
+    with sessions() as fresh:
+        assert fresh.get(Team, team) is None
