@@ -252,3 +252,22 @@ def test_the_receiver_stores_what_the_reference_accepts_and_refuses_the_rest(
         assert not accepted, (headers, response.json)
     else:  # signed as the reference wants, but the body is no events body
         assert accepted and response.status_code == 400, (headers, response.json)
+
+
+def test_a_sender_retry_re_signed_later_under_the_same_id_is_a_duplicate(client, session, hooked):
+    """Standard Webhooks retries keep the webhook-id and sign again with a new timestamp."""
+    url = hooked.events_url
+    body = json.dumps({"id": "e1", "type": "user.deactivated"}).encode()
+    first = signed_webhooks.sign(hooked.signing_secret, msg_id="msg_retry", body=body)
+    later = datetime.now(UTC) + timedelta(seconds=90)
+    retry = signed_webhooks.sign(
+        hooked.signing_secret, msg_id="msg_retry", body=body, timestamp=later
+    )
+    assert client.post(url, data=body, headers=first).status_code == 202
+    with time_machine.travel(later, tick=False):
+        answer = client.post(url, data=body, headers=retry)
+    assert answer.status_code == 200 and answer.json == {
+        "status": "duplicate",
+        "delivery_id": "msg_retry",
+    }
+    assert _stored(session) == ["msg_retry"]
