@@ -39,6 +39,35 @@ def test_hostile_bodies_are_refused_and_store_nothing(scim, unchanged, case, whe
     unchanged()
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        '"USERNAME": "other@example.com"',
+        '"name": {"givenName": "Eve", "GIVENNAME": "Mallory"}',
+    ],
+)
+def test_an_attribute_given_twice_in_two_cases_is_refused(scim, unchanged, extra):
+    """RFC 7643 section 2.1: names are case-insensitive, so `userName` and `USERNAME` are
+    one attribute given twice. The user was created as other@example.com, the second."""
+    body = okta_create_user("eve@example.com")
+    text = json.dumps({k: v for k, v in body.items() if not extra.startswith(f'"{k}"')})
+    text = text[:-1] + ", " + extra + "}"
+    unchanged()
+    assert_error(send_raw(scim, "POST", "/Users", text), 400, "invalidSyntax")
+    unchanged()
+
+
+def test_patch_operations_given_twice_in_two_cases_are_refused(scim, ann, unchanged):
+    body = (
+        '{"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], '
+        '"Operations": [{"op": "replace", "value": {"active": false}}], '
+        '"operations": [{"op": "replace", "value": {"active": true}}]}'
+    )
+    unchanged()
+    assert_error(send_raw(scim, "PATCH", f"/Users/{ann['id']}", body), 400, "invalidSyntax")
+    unchanged()
+
+
 def test_nul_in_an_unknown_attribute_name_is_refused(scim, unchanged):
     body = json.dumps({**okta_create_user("eve@example.com"), PLACEHOLDER: "x"})
     body = body.replace(f'"{PLACEHOLDER}"', '"ni\\u0000ck"')
