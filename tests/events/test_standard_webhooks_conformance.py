@@ -107,7 +107,10 @@ def deliveries(draw: st.DrawFn, raw_key: bytes | None = None) -> tuple[str, byte
 def test_we_accept_exactly_what_the_reference_verifier_accepts(delivery):
     secret, body, headers = delivery
     with time_machine.travel(NOW, tick=False):
-        assert _we_accept(secret, body, headers) == _reference_accepts(secret, body, headers)
+        reference = _reference_accepts(secret, body, headers)
+        assert _we_accept(secret, body, headers) == reference
+    if signed_webhooks.malformed(headers):  # refused on the head, before the body is read
+        assert not reference
 
 
 @pytest.mark.parametrize("offset", [-TOLERANCE, TOLERANCE, -TOLERANCE - 1, TOLERANCE + 1])
