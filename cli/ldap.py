@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from cli.context import CLI_ACTOR, cli_settings, unit_of_work
+from cli.context import CLI_ACTOR, cli_settings, database_errors, unit_of_work
 from cli.options import JSON_OPTION, ORG_OPTION
 from cli.output import emit
 from models.actions import directory_connectors as connectors
@@ -235,15 +235,16 @@ def sync(
             bar.update(read - seen[0])
             seen[0] = read
 
-        outcome = run_sync(
-            runtime.sessions,
-            settings,
-            connector_id=connector.id,
-            kind=kind,
-            dry_run=dry_run,
-            trigger="cli",
-            progress=progress,
-        )
+        with database_errors():  # lost mid-run: the run is failed `database_unavailable`
+            outcome = run_sync(
+                runtime.sessions,
+                settings,
+                connector_id=connector.id,
+                kind=kind,
+                dry_run=dry_run,
+                trigger="cli",
+                progress=progress,
+            )
     with unit_of_work() as session:
         view = run_view(
             sync_runs.get_run(session, connector.organisation_id, uuid.UUID(outcome.run_id))

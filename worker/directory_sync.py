@@ -30,7 +30,7 @@ from connectors.ldap.plan import Plan
 from connectors.ldap.reconcile import CreateListener, MembershipState
 from models.arrival import arrived
 from models.base import utcnow
-from models.db import SessionFactory, transaction
+from models.db import SessionFactory, is_unavailable, transaction
 from models.directory import runs
 from models.directory.apply import apply_directory_plan, plan_team_retirements
 from models.directory.people_import import ImportParts, PeopleImport
@@ -81,7 +81,8 @@ def run_sync(
     lock: SyncLock | None = None,
     holder: Holder | None = None,
 ) -> SyncOutcome:
-    """One sync, start to end: whatever goes wrong, the run ends `failed`, with an alert."""
+    """One sync, start to end: whatever goes wrong, the run ends `failed`, with an alert. A
+    database unavailable for now raises after (`_crashed`), for the task to retry the sync."""
     started = time.time()
     lock = lock or SyncLock(sessions)
     ttl = settings.directory_sync_lease_seconds
@@ -189,13 +190,18 @@ def _crashed(
 ) -> SyncOutcome:
     """An unexpected error: the run is failed with a one-line reason and the admins alerted.
 
-    When even that cannot be written (the database is down), the error goes up as it is and
-    the run is reaped later, once its lease has expired.
+    A database unavailable for now (a connection dropped or refused: models.db.is_unavailable)
+    is failed as `database_unavailable`, without a traceback, and its error goes up after:
+    the task retries it soon, as every task waiting out the database (worker.tasks.base). When
+    even that cannot be written, the error goes up as it is and the run is reaped by the
+    retry, or later, once its lease has expired.
     """
-    code, message = runs.CRASHED, runs.one_line(exc)
-    if isinstance(exc, DirectoryError | DomainError):
-        code, message = exc.code, exc.message
-    log.error("directory_sync.crashed", run_id=str(run_id), error=message, exc_info=exc)
+    code, message = _failure(exc)
+    transient = code == runs.DATABASE_UNAVAILABLE
+    if transient:
+        log.warning("directory_sync.database_unavailable", run_id=str(run_id), error=message)
+    else:
+        log.error("directory_sync.crashed", run_id=str(run_id), error=message, exc_info=exc)
     try:
         with transaction(sessions) as session:
             run, connector = runs.locked_run(
@@ -213,9 +219,20 @@ def _crashed(
     except runs.ConnectorDeleted as deleted:
         return deleted_outcome(run_id, deleted)  # what failed was a write to what is gone
     except Exception:
-        log.error("directory_sync.not_recorded", run_id=str(run_id), exc_info=True)
+        log.error("directory_sync.not_recorded", run_id=str(run_id), exc_info=not transient)
         raise exc from None
+    if transient:
+        raise exc from None  # recorded: the task's retry runs the sync again
     return SyncOutcome(str(run_id), SyncRunStatus.FAILED.value, error=message)
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """The error code and one-line reason a failed run records."""
+    if isinstance(exc, DirectoryError | DomainError):
+        return exc.code, exc.message
+    if is_unavailable(exc):
+        return runs.DATABASE_UNAVAILABLE, runs.one_line(exc)
+    return runs.CRASHED, runs.one_line(exc)
 
 
 def deleted_outcome(run_id: uuid.UUID | None, exc: runs.ConnectorDeleted) -> SyncOutcome:

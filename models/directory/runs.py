@@ -28,6 +28,8 @@ from models.queries import directory as queries
 from models.sync_lock import live_leases
 
 CRASHED = "internal_error"
+# The database dropped the connection or refused it for now: the sync's task is retried soon.
+DATABASE_UNAVAILABLE = "database_unavailable"
 
 
 def ldap_actor(connector: DirectoryConnector) -> Actor:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from models.db import is_unavailable
 from models.directory.approvals import request_approval
-from models.directory.runs import INTERRUPTED, lease_name
+from models.directory.runs import DATABASE_UNAVAILABLE, INTERRUPTED, lease_name
 from models.entities import AuditEvent, DirectorySyncRun
 from models.enums import SyncRunStatus
 from models.sync_lock import Holder, live_leases
@@ -97,10 +97,11 @@ def test_a_sync_whose_backends_are_terminated_mid_read_ends_failed_or_by_its_ret
     make_connector, sessions, settings, engine
 ):
     """Every backend of the database is terminated while the sync reads, those it pools
-    included: the run succeeds on fresh connections when it held none at that moment, or is
-    failed with its one-line reason on a fresh connection, or, when that write meets a
-    terminated connection too, the error goes up (the task retries) and the retry reaps the
-    run and completes the sync."""
+    included: the run succeeds on fresh connections when it held none at that moment, or the
+    error goes up (the task retries) after the run is failed `database_unavailable` with its
+    one-line reason on a fresh connection, or, when that write meets a terminated connection
+    too, left for the retry, which reaps it (`sync_interrupted`); the retry completes the
+    sync."""
     connector = make_connector()
     terminated: list[int] = []
 
@@ -117,19 +118,17 @@ def test_a_sync_whose_backends_are_terminated_mid_read_ends_failed_or_by_its_ret
         retried = _sync(sessions, settings, connector, holder=RETRY)
         assert retried.status == SyncRunStatus.SUCCEEDED.value, retried.error
         dropped, _retry = connector_runs(sessions, connector)
-        assert dropped.status is SyncRunStatus.FAILED and dropped.error_code == INTERRUPTED
+        assert dropped.status is SyncRunStatus.FAILED
+        assert dropped.error_code in (DATABASE_UNAVAILABLE, INTERRUPTED)
+        if dropped.error_code == DATABASE_UNAVAILABLE:
+            assert dropped.error.startswith("OperationalError") and "\n" not in dropped.error
     else:
+        # No connection was in use when the backends were terminated: the pool saw each
+        # one's goodbye at checkout and connected afresh (models.db), the run met none.
         engine.dispose()
         (run,) = connector_runs(sessions, connector)
-        if outcome.status == SyncRunStatus.SUCCEEDED.value:
-            # No connection was in use when the backends were terminated: the pool saw each
-            # one's goodbye at checkout and connected afresh (models.db), the run met none.
-            assert run.status is SyncRunStatus.SUCCEEDED
-        else:
-            assert outcome.status == SyncRunStatus.FAILED.value  # its read's connections lost
-            assert run.status is SyncRunStatus.FAILED
-            assert run.error == outcome.error
-            assert run.error.startswith("OperationalError") and "\n" not in run.error
+        assert outcome.status == SyncRunStatus.SUCCEEDED.value, outcome.error
+        assert run.status is SyncRunStatus.SUCCEEDED
     assert terminated
     _ended_cleanly(sessions, settings, connector)
 
@@ -261,3 +260,48 @@ def _approved_leavers(make_connector, sessions, settings, directory) -> tuple[An
         )
         s.commit()
     return connector, held
+
+
+def test_a_cli_sync_whose_apply_loses_its_connection_says_so_in_one_line(
+    make_connector, sessions, settings, directory, monkeypatch
+):
+    """`ldap sync` runs the sync in its own process: its apply's backend terminated, the run
+    is failed `database_unavailable` and the command says the database was lost, in one line
+    (no traceback, nothing applied); the next `ldap sync` applies the change once."""
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from models.entities import Organisation
+    from tests.support.worker import settings_env
+    from worker import directory_sync
+
+    connector = make_connector(threshold_count=1)
+    assert _sync(sessions, settings, connector, holder=FIRST).status == "succeeded"
+    directory.delete(directory.person_dn("bob"))
+    with sessions() as s:
+        slug = s.get_one(Organisation, connector.organisation_id).slug
+        s.rollback()
+    apply = directory_sync.apply_directory_plan
+
+    def terminated_then_apply(session, **kwargs: Any) -> Any:
+        monkeypatch.setattr(directory_sync, "apply_directory_plan", apply)
+        pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with sessions() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+            other.rollback()
+        return apply(session, **kwargs)
+
+    monkeypatch.setattr(directory_sync, "apply_directory_plan", terminated_then_apply)
+    runner = CliRunner(env=settings_env(settings))
+
+    lost = runner.invoke(main, ["ldap", "sync", "--org", slug])
+
+    assert lost.exit_code == 1, lost.output
+    assert "cannot use the database" in lost.output and "Traceback" not in lost.output
+    _imported, dropped = connector_runs(sessions, connector)
+    assert dropped.status is SyncRunStatus.FAILED
+    assert dropped.error_code == DATABASE_UNAVAILABLE
+    assert _revoked(sessions, connector) == Counter()
+    again = runner.invoke(main, ["ldap", "sync", "--org", slug])
+    assert again.exit_code == 0, again.output
+    assert _revoked(sessions, connector) == Counter({"bob"})
