@@ -11,39 +11,18 @@ PostgreSQL only (SQLite's outage is tests/ldap/test_sync_outage.py's)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, text
-
 from models.directory.runs import DATABASE_UNAVAILABLE
-from models.entities import User
 from models.enums import SyncRunStatus, UserStatus
-from tests.ldap.conftest import connector_runs, linked_users
+from tests.ldap.conftest import connector_runs
 from tests.ldap.test_worker_killed_mid_sync import (  # noqa: F401 (the fixture)
-    LEASE_SECONDS,
     lease_live,
     own,
     revocations_of,
     statuses,
+    sync_held_on_bob,
 )
+from tests.support.db_outage import backends_waiting_on_a_lock, terminate_pids
 from tests.support.wait import wait_until
-from tests.support.worker import start_worker
-
-
-def waiting_backends(engine) -> list[int]:
-    with engine.connect() as connection:
-        return list(
-            connection.scalars(
-                text(
-                    "SELECT pid FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                )
-            )
-        )
-
-
-def terminate(engine, pids: list[int]) -> None:
-    with engine.connect() as connection:
-        for pid in pids:
-            connection.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
 
 
 def test_a_sync_whose_apply_loses_its_connection_is_failed_transient_and_retried_at_once(
@@ -55,49 +34,28 @@ def test_a_sync_whose_apply_loses_its_connection_is_failed_transient_and_retried
     directory,
     tmp_path,
 ):
-    from worker.celery_app import celery_app
-
-    connector = make_connector(threshold_count=1)
-    assert sync(connector).status == "succeeded"
-    bob = linked_users(sessions, connector)["bob"]
-    directory.delete(directory.person_dn("bob"))
-
-    worker = start_worker(
-        own,
-        log_dir=tmp_path,
-        concurrency=1,
-        extra_env={"DIRECTORY_SYNC_LEASE_SECONDS": str(LEASE_SECONDS)},
-    )
-    holder = sessions()
-    try:
-        holder.execute(select(User).where(User.id == bob.id).with_for_update())
-        sent = celery_app.send_task(
-            "directory.sync",
-            kwargs={"connector_id": str(connector.id), "kind": "full", "trigger": "test"},
-        )
+    with sync_held_on_bob(own, make_connector, sync, sessions, directory, tmp_path) as held:
+        connector, bob = held.connector, held.bob
         waiting = wait_until(
-            lambda: waiting_backends(engine), timeout=60, what="its apply on bob's row"
+            lambda: backends_waiting_on_a_lock(engine), timeout=60, what="its apply on bob's row"
         )
-        terminate(engine, waiting)
-        holder.rollback()  # bob's row is free again
+        terminate_pids(engine, waiting)
+        held.holder.rollback()  # bob's row is free again
         wait_until(
             lambda: statuses(sessions, connector)["bob"] is UserStatus.REVOKED,
             timeout=60,  # the retry comes within about a second; no schedule runs here
             what="the task's retry revoking bob",
         )
         wait_until(lambda: not lease_live(sessions, connector), what="its lease let go")
-        assert worker.process.poll() is None  # the worker lives on
-        log = worker.log()
-    finally:
-        holder.close()
-        worker.stop()
+        assert held.worker.process.poll() is None  # the worker lives on
+        log = held.worker.log()
 
     _first, dropped, retried = connector_runs(sessions, connector)
     assert dropped.status is SyncRunStatus.FAILED  # transient: said so, in one line
     assert dropped.error_code == DATABASE_UNAVAILABLE
     assert dropped.error.startswith("OperationalError") and "\n" not in dropped.error
     assert retried.status is SyncRunStatus.SUCCEEDED
-    assert f"[{sent.id}] retry:" in log  # the same task, retried
+    assert f"[{held.task.id}] retry:" in log  # the same task, retried
     assert "Traceback" not in log
     assert statuses(sessions, connector) == {
         "alice": UserStatus.ACTIVE,

@@ -16,9 +16,14 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from celery.result import AsyncResult
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.directory.runs import lease_name
@@ -26,8 +31,9 @@ from models.entities import AuditEvent, User
 from models.enums import SyncRunStatus, UserStatus
 from models.sync_lock import live_leases
 from tests.ldap.conftest import connector_runs, get_run, linked_users
+from tests.support.db_outage import backends_waiting_on_a_lock
 from tests.support.wait import wait_until
-from tests.support.worker import start_worker
+from tests.support.worker import WorkerProcess, start_worker
 from worker.directory_sync import run_sync
 
 LEASE_SECONDS = 3.0
@@ -51,18 +57,6 @@ def own(settings, engine):
     configure_celery(settings)
 
 
-def waiting_on_a_lock(engine) -> bool:
-    with engine.connect() as connection:
-        return bool(
-            connection.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                )
-            )
-        )
-
-
 def lease_live(sessions, connector) -> bool:
     with sessions() as s:
         return bool(live_leases(s, [lease_name(connector.id)], now=utcnow()))
@@ -84,18 +78,30 @@ def revocations_of(sessions, user_id) -> int:
         )
 
 
-@pytest.fixture
-def killed_mid_apply(own, make_connector, sync, sessions, engine, directory, tmp_path) -> Iterator:
-    """A connector synced once (four people), bob deleted from the directory, and a worker's
-    sync that revokes him killed while its apply waits on his row. Yields the connector and
-    the dead run."""
+@dataclass
+class HeldSync:
+    """A worker's directory sync whose apply will wait on bob's row, which `holder` locks."""
+
+    connector: Any
+    bob: User
+    worker: WorkerProcess
+    holder: Session
+    task: AsyncResult
+
+
+@contextmanager
+def sync_held_on_bob(  # type: ignore[no-untyped-def]
+    own, make_connector, sync, sessions, directory, tmp_path
+) -> Iterator[HeldSync]:
+    """A connector synced once (four people), bob deleted from the directory, and a real
+    worker's sync sent while this test's connection holds bob's row, as an admin's open
+    transaction would. The worker is killed and the row let go on leaving."""
     from worker.celery_app import celery_app
 
     connector = make_connector(threshold_count=1)
     assert sync(connector).status == "succeeded"
     bob = linked_users(sessions, connector)["bob"]
     directory.delete(directory.person_dn("bob"))
-
     worker = start_worker(
         own,
         log_dir=tmp_path,
@@ -105,15 +111,27 @@ def killed_mid_apply(own, make_connector, sync, sessions, engine, directory, tmp
     holder = sessions()
     try:
         holder.execute(select(User).where(User.id == bob.id).with_for_update())
-        celery_app.send_task(
+        task = celery_app.send_task(
             "directory.sync",
             kwargs={"connector_id": str(connector.id), "kind": "full", "trigger": "test"},
         )
+        yield HeldSync(connector, bob, worker, holder, task)
+    finally:
+        worker.kill()
+        holder.rollback()
+        holder.close()
+
+
+@pytest.fixture
+def killed_mid_apply(own, make_connector, sync, sessions, engine, directory, tmp_path) -> Iterator:
+    """The held sync killed (SIGKILL, with its pool) while its apply waits on bob's row.
+    Yields the connector, the dead run and bob."""
+    with sync_held_on_bob(own, make_connector, sync, sessions, directory, tmp_path) as held:
         dead = wait_until(
             lambda: next(
                 (
                     r
-                    for r in connector_runs(sessions, connector)
+                    for r in connector_runs(sessions, held.connector)
                     if r.trigger == "test" and r.status is SyncRunStatus.RUNNING
                 ),
                 None,
@@ -121,14 +139,12 @@ def killed_mid_apply(own, make_connector, sync, sessions, engine, directory, tmp
             timeout=60,
             what="the worker's run to start",
         )
-        wait_until(lambda: waiting_on_a_lock(engine), timeout=60, what="its apply on bob's row")
-        os.killpg(worker.process.pid, signal.SIGKILL)  # the worker and its pool, mid-apply
-        worker.process.wait(timeout=10)
-    finally:
-        worker.kill()
-        holder.rollback()
-        holder.close()
-    yield connector, dead, bob
+        wait_until(
+            lambda: backends_waiting_on_a_lock(engine), timeout=60, what="its apply on bob's row"
+        )
+        os.killpg(held.worker.process.pid, signal.SIGKILL)  # the worker and its pool, mid-apply
+        held.worker.process.wait(timeout=10)
+    yield held.connector, dead, held.bob
 
 
 def test_a_sync_killed_mid_apply_applied_nothing_and_the_next_run_applies_it_once(

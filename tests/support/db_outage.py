@@ -55,3 +55,25 @@ def terminate_backends(server: Connection, name: str | None) -> None:
         ),
         {"name": name},
     )
+
+
+def backends_waiting_on_a_lock(engine: Engine) -> list[int]:
+    """The pids of this engine's database's backends waiting for a lock (its own tests'
+    held statements), found apart from their termination: a filter that calls
+    pg_terminate_backend in the same query may run it on every backend of the server."""
+    with engine.connect() as connection:
+        return list(
+            connection.scalars(
+                text(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            )
+        )
+
+
+def terminate_pids(engine: Engine, pids: list[int]) -> None:
+    """These backends terminated, and gone on return (see terminate_backends)."""
+    with engine.connect() as connection:
+        for pid in pids:
+            connection.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
