@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.actions import event_hooks, idp_events, mass_change, recertification, tokens
+from models.actions.tokens import token_prefix
 from models.base import utcnow
 from models.entities import (
     ApiToken,
@@ -39,6 +40,7 @@ from models.enums import (
     TeamRole,
     TokenScope,
 )
+from models.secrets import hash_secret, new_secret
 from models.settings import Settings
 from tests.reviews.conftest import revoke_and_review
 from tests.scim.conftest import ScimClient
@@ -48,6 +50,7 @@ from tests.support import factories as f
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 OKTA_SECRET_A = "okta-secret-of-organisation-a-0123456789"
 OKTA_SECRET_B = "okta-secret-of-organisation-b-9876543210"
+CONSOLE_COOKIE = "odock_console"
 
 
 @dataclass
@@ -288,4 +291,41 @@ def _credentials(
         odock_token=odock_token,
         signing_secret=signing.secret,
         console=console,
+    )
+
+
+SCOPES = {"admin": TokenScope.ADMIN, "scim": TokenScope.SCIM, "odock": TokenScope.ODOCK}
+
+
+def rename_credentials(tenant: Tenant, renames: dict[Any, Any]) -> None:
+    """Add to `renames` (tests/support/copies.py) a new secret for each of the tenant's tokens
+    (its hash and clear prefix follow) and a new slug: a copy of its rows must not meet what a
+    process cached of an earlier copy (token grants by hash, hook credentials by slug)."""
+    for kind, scope in SCOPES.items():
+        old, new = getattr(tenant, f"{kind}_token"), new_secret(token_prefix(scope))
+        renames[old] = new  # no row holds a secret: this entry is for the copy's Tenant
+        renames[hash_secret(old)] = hash_secret(new)
+        shown = len(token_prefix(scope)) + 5  # the part `create_token` keeps in the clear
+        renames[old[:shown]] = new[:shown]
+    renames[tenant.slug] = f.fresh_slug()
+
+
+def copy_of(tenant: Tenant, renames: dict[Any, Any], app: Any) -> Tenant:
+    """The tenant of the copied rows. Its console is a new client with the built one's session
+    cookie: the console session (a token of its own) is copied with the rows under the same
+    secret, which no process caches (each request reads it from the database)."""
+    console = app.test_client()
+    cookie = tenant.console.get_cookie(CONSOLE_COOKIE, path="/console")
+    assert cookie is not None, "the built tenant is not signed in to the console"
+    console.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+    return replace(
+        tenant,
+        org_id=renames[tenant.org_id],
+        slug=renames[tenant.slug],
+        admin_token=renames[tenant.admin_token],
+        scim_token=renames[tenant.scim_token],
+        odock_token=renames[tenant.odock_token],
+        console=console,
+        ids={name: renames.get(value, value) for name, value in tenant.ids.items()},
+        emails=list(tenant.emails),
     )

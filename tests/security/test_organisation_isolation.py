@@ -37,8 +37,18 @@ from models.entities import ApiToken, Budget, Organisation, Revocation, User
 from models.enums import TokenScope
 from models.settings import Settings
 from tests.scim.payloads import okta_create_group, okta_create_user, okta_deactivate
-from tests.security.tenants import OKTA_SECRET_A, Tenant, build_attacker, build_target
+from tests.security.tenants import (
+    OKTA_SECRET_A,
+    Tenant,
+    build_attacker,
+    build_target,
+    copy_of,
+    rename_credentials,
+)
 from tests.support import factories as f
+from tests.support.apps import Apps
+from tests.support.cleanup import empty_tables
+from tests.support.copies import Rows, capture, copy_back, fresh_ids
 from tests.support.state import change_checker, database_state, only_the_run_was_recorded
 
 PLACEHOLDER = re.compile(r"\{([a-z_0-9]+)\}")
@@ -560,11 +570,40 @@ class Tenants:
         return template
 
 
+@pytest.fixture(scope="module")
+def built_tenants(
+    engine: Engine, sessions: SessionFactory, settings: Settings, apps: Apps
+) -> tuple[Tenant, Tenant, Rows]:
+    """A and B built once per file through the domain operations and their own credentials
+    (about 500 statements: a second or more a test), and their committed rows; the database
+    is left empty."""
+    empty_tables(engine)
+    app = apps.for_settings(settings)
+    with sessions() as session:
+        a = build_attacker(session, settings, app)
+        b = build_target(session, settings, app)
+    rows = capture(engine)
+    empty_tables(engine)
+    return a, b, rows
+
+
 @pytest.fixture
-def tenants(session: Session, settings: Settings, app: Flask, sessions: SessionFactory) -> Tenants:
-    a = build_attacker(session, settings, app)
-    b = build_target(session, settings, app)
-    return Tenants(a, b, app.test_client(), sessions)
+def tenants(
+    session: Session,
+    engine: Engine,
+    app: Flask,
+    sessions: SessionFactory,
+    built_tenants: tuple[Tenant, Tenant, Rows],
+) -> Tenants:
+    """A copy of A and B for this test, from empty tables: new ids, token secrets and slugs
+    (nothing a process cached of an earlier copy applies), its times moved to just before
+    the test."""
+    a, b, rows = built_tenants
+    renames = fresh_ids(rows)
+    rename_credentials(a, renames)
+    rename_credentials(b, renames)
+    copy_back(engine, rows, renames)
+    return Tenants(copy_of(a, renames, app), copy_of(b, renames, app), app.test_client(), sessions)
 
 
 def call(tenants: Tenants, case: Case, method: str, who: Tenant, *, control: bool = False) -> Any:
