@@ -8,7 +8,6 @@ clear refusal.
 from __future__ import annotations
 
 import base64
-import binascii
 import math
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,7 +36,7 @@ def key_length(secret: str) -> int:
     (whsec_ optional, padding optional); 0 when it gives none, so it could never verify."""
     try:
         return len(base64.b64decode(secret.removeprefix(SECRET_PREFIX) + "=="))
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a character outside ASCII
         return 0
 
 

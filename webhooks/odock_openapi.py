@@ -48,7 +48,12 @@ def _operation(
     ok: int = 200,
     returns: dict[str, Any] | None = None,
     errors: tuple[int, ...] = (400, 401, 413),
+    served_here: bool = True,
 ) -> dict[str, Any]:
+    """One operation. Those odock-sync serves (`served_here`) that take a body also answer
+    415 to a body said to be anything but JSON (webhooks.body.check_json_type); the
+    management plane's and the gateway's answers are theirs."""
+    refused_types = (415,) if body is not None and served_here else ()
     success: dict[str, Any] = {"description": "success"}
     if returns is not None:
         success["content"] = {"application/json": {"schema": returns}}
@@ -61,8 +66,7 @@ def _operation(
                 "description": "problem",
                 "content": {"application/problem+json": {"schema": PROBLEM}},
             }
-            # A body said to be anything but JSON: 415 (webhooks.body.check_json_type).
-            for code in ((*errors, 415) if body is not None else errors)
+            for code in (*errors, *refused_types)
         },
     }
     if body is not None:
@@ -240,6 +244,7 @@ MANAGEMENT_PLANE = {
                 "required": ["applied_at"],
             },
             errors=(401, 404, 410, 409, 422, 429, 500, 503),
+            served_here=False,
         )
         | {"description": COMMAND_ANSWERS}
     }
@@ -280,6 +285,7 @@ GATEWAY = {
                 },
             },
             errors=(401, 503),
+            served_here=False,
         )
     },
     "/v1/internal/keys/status": {
@@ -306,6 +312,7 @@ GATEWAY = {
                 "required": ["keys"],
             },
             errors=(401, 503),
+            served_here=False,
         )
     },
 }

@@ -206,6 +206,7 @@ def test_a_secret_in_any_spelling_the_reference_reads_is_taken(client, session, 
         "whsec_" + "!" * 40,  # no base64 at all: the reference reads an empty key
         "whsec_" + "A" * 45,  # a length no base64 has
         "whsec_" + "A" * 24,  # 18 bytes, fewer than the 24 asked for
+        "whsec_" + "é" * 40,  # not ASCII: base64 cannot read it (it was a 500)
     ],
 )
 def test_a_secret_that_could_never_verify_is_refused_when_given(session, settings, secret):

@@ -106,15 +106,16 @@ def test_refusals_in_order_and_nothing_changes(session, scene, issued, enroll_cl
     for payload, status, title in cases:
         response = post(enroll_client, slug, payload)
         assert (response.status_code, response.json["title"]) == (status, title), payload
+    not_utf8_body = b"\xff\xfe not json"
     not_utf8 = enroll_client.post(
         f"/hooks/enrollment/{slug}",
-        data=b"\xff\xfe not json",
+        data=not_utf8_body,
         headers={
-            **sign(HOOK_SECRET, msg_id="msg_b", body=b"x"),
+            **sign(HOOK_SECRET, msg_id="msg_b", body=not_utf8_body),
             "Content-Type": "application/json",
         },
-    )
-    assert not_utf8.status_code == 401 and "UTF-8" in not_utf8.json["detail"]
+    )  # signed as sent: the body's own fault, not the signature's
+    assert not_utf8.status_code == 400 and "UTF-8" in not_utf8.json["detail"], not_utf8.json
     bad_json = post(enroll_client, slug, None, body=b"{not json")
     assert bad_json.status_code == 400
     unchanged(session, issued)

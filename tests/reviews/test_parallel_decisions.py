@@ -23,7 +23,8 @@ def decide(
     base: str, token: str, finding: ReviewFinding, verb: str
 ) -> Callable[[], requests.Response]:
     url = f"{base}/api/v1/findings/{finding.id}/{verb}"
-    return lambda: requests.post(url, json={"note": verb}, headers=auth(token), timeout=60)
+    body = {} if verb == "acknowledge" else {"note": verb}  # an acknowledgement takes no note
+    return lambda: requests.post(url, json=body, headers=auth(token), timeout=60)
 
 
 def audited(sessions: SessionFactory, action: str, target: object) -> int:
