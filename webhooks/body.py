@@ -73,14 +73,16 @@ class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
 
 
-def decode_json(raw: bytes) -> Any:
-    """The JSON document in `raw`, or UnreadableBody / UnacceptableValue saying why not."""
+def decode_json(raw: bytes, *, names_in_any_case: bool = False) -> Any:
+    """The JSON document in `raw`, or UnreadableBody / UnacceptableValue saying why not.
+    `names_in_any_case`: names differing only in case are one name (SCIM)."""
     try:
         text = raw.removeprefix(UTF8_BOM).decode("utf-8")
     except UnicodeDecodeError:
         raise UnreadableBody("the body is not valid UTF-8") from None
     try:
-        document = _DECODER.decode(text)
+        decoder = _CASELESS_DECODER if names_in_any_case else _DECODER
+        document = decoder.decode(text)
     except RecursionError:
         raise _too_deep() from None
     except json.JSONDecodeError as exc:
@@ -338,26 +340,44 @@ def _unique_names(members: list[tuple[str, Any]]) -> dict[str, Any]:
     one way (as a query parameter or form field given twice is)."""
     document = dict(members)
     if len(document) != len(members):
-        name = _repeated_name(members)
+        name = _repeated_name(members, fold=False)
         raise UnreadableBody(f"the body gives the name {name[:64]!r} twice in one object")
     return document
 
 
-def _repeated_name(members: list[tuple[str, Any]]) -> str:
+def _unique_names_in_any_case(members: list[tuple[str, Any]]) -> dict[str, Any]:
+    """As `_unique_names`, for a protocol whose names are case-insensitive (SCIM, RFC 7643
+    section 2.1): `userName` and `USERNAME` are one name given twice."""
+    document = _unique_names(members)
+    if len({name.lower() for name in document}) != len(document):
+        name = _repeated_name(members, fold=True)
+        raise UnreadableBody(f"the body gives {name[:64]!r} twice (names are case-insensitive)")
+    return document
+
+
+def _repeated_name(members: list[tuple[str, Any]], *, fold: bool) -> str:
     seen: set[str] = set()
     for name, _ in members:
-        if name in seen:
+        key = name.lower() if fold else name
+        if key in seen:
             return name
-        seen.add(name)
+        seen.add(key)
     return ""
 
 
-_DECODER = json.JSONDecoder(
-    parse_constant=_refuse_constant,
-    parse_int=_bounded_int,
-    parse_float=_finite_float,
-    object_pairs_hook=_unique_names,
-)
+def _decoder(
+    object_pairs_hook: Callable[[list[tuple[str, Any]]], dict[str, Any]],
+) -> json.JSONDecoder:
+    return json.JSONDecoder(
+        parse_constant=_refuse_constant,
+        parse_int=_bounded_int,
+        parse_float=_finite_float,
+        object_pairs_hook=object_pairs_hook,
+    )
+
+
+_DECODER = _decoder(_unique_names)
+_CASELESS_DECODER = _decoder(_unique_names_in_any_case)
 
 
 def _check_depth(document: Any) -> None:
