@@ -270,18 +270,23 @@ def test_rotate_request_embedded_is_audited_and_an_unknown_key_is_a_clean_error(
     assert [r.target_id for r in rotations] == [str(key.id)]
 
 
-def test_a_key_reassigned_in_review_is_a_reassign_command_when_bridged(bridged_session):
+def _key_a_reassigned_to_team_a(session):  # type: ignore[no-untyped-def]
+    """The leaver's key_a, held by the policy, handed to team_a by its review's finding."""
     from models.actions import reviews
     from tests.reviews.conftest import REVIEWER
 
-    world = build_leaver(bridged_session)
+    world = build_leaver(session)
     world.org.settings.user_key_policy = KeyPolicy.HOLD
-    bridged_session.flush()
-    review = revoke_and_review(bridged_session, world.person)
+    session.flush()
+    review = revoke_and_review(session, world.person)
     finding = next(f for f in review.findings if f.subject_id == world.key_a.id)
+    reviews.reassign_finding(session, finding=finding, actor=REVIEWER, to_team=world.team_a)
+    session.flush()
+    return world
 
-    reviews.reassign_finding(bridged_session, finding=finding, actor=REVIEWER, to_team=world.team_a)
-    bridged_session.flush()
+
+def test_a_key_reassigned_in_review_is_a_reassign_command_when_bridged(bridged_session):
+    world = _key_a_reassigned_to_team_a(bridged_session)
 
     [command] = bridged_session.scalars(
         select(StoreCommand).where(StoreCommand.command_type == StoreCommandType.REASSIGN)
@@ -306,18 +311,11 @@ def test_a_push_while_a_reassignment_is_on_its_way_keeps_it_and_checks_the_holde
     review's REASSIGN to a team is unacknowledged: the reassignment stands (owner and type),
     and the leaver check reads the key as it will be. Before, the check read an owner the
     pending decision had taken out of the push (KeyError: a 500 to Odock)."""
-    from models.actions import odock_objects, reviews
+    from models.actions import odock_objects
     from models.actor import Actor
     from models.enums import Source
-    from tests.reviews.conftest import REVIEWER
 
-    world = build_leaver(bridged_session)
-    world.org.settings.user_key_policy = KeyPolicy.HOLD
-    bridged_session.flush()
-    review = revoke_and_review(bridged_session, world.person)
-    finding = next(f for f in review.findings if f.subject_id == world.key_a.id)
-    reviews.reassign_finding(bridged_session, finding=finding, actor=REVIEWER, to_team=world.team_a)
-    bridged_session.flush()
+    world = _key_a_reassigned_to_team_a(bridged_session)
     key = bridged_session.get_one(VirtualApiKey, world.key_a.id)
     stale = odock_objects.KeyIn(
         version=key.version + 1,
